@@ -1,0 +1,70 @@
+"""``ci-tools``: the command line every workflow step calls.
+
+Each command lives in its own module with an ``add_parser(subparsers)`` function;
+this module only wires them together and turns a ``FatalError`` into one redacted
+line on stderr (and an error annotation in Actions) with the error's exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from ci_tools import __version__, github, redact
+from ci_tools.commands import config_cmd
+from ci_tools.errors import FatalError
+
+COMMAND_MODULES = (config_cmd,)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ci-tools",
+        description="MindMate's release pipeline: deploy, probe, roll back, copy memory.",
+    )
+    parser.add_argument("--version", action="version", version=f"ci-tools {__version__}")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)"
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMAND_MODULES:
+        module.add_parser(subparsers)
+    return parser
+
+
+def _configure_logging(verbosity: int) -> None:
+    level = {0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
+    logging.basicConfig(
+        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    logging.getLogger().setLevel(level)
+    # httpx logs every request URL at INFO; keep it for -vv only (it is redacted anyway).
+    logging.getLogger("httpx").setLevel(logging.DEBUG if verbosity > 1 else logging.WARNING)
+    redact.install()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    redact.install()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose)
+    try:
+        return int(args.func(args) or 0)
+    except FatalError as exc:
+        line = redact.redact(exc.one_line())
+        print(f"ci-tools: {exc.kind}: {line}", file=sys.stderr, flush=True)
+        github.annotate("error", line, title=f"ci-tools {args.command}: {exc.kind}")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("ci-tools: interrupted", file=sys.stderr)
+        return 130
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

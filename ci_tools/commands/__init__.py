@@ -1,0 +1,1 @@
+"""One module per ``ci-tools`` command: argument parsing and output, logic elsewhere."""

@@ -1,0 +1,220 @@
+"""The pipeline's facts: environments and branch flow from ``[tool.ci_tools]``, secrets from env vars.
+
+Non-secret facts live in pyproject.toml so a reviewer can see in one diff which
+branch deploys where and which bot belongs to which service. Secrets never live in
+files: they come from environment variables (GitHub *environment* secrets in
+Actions, with the same names in both environments).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ci_tools.errors import ConfigError
+
+DEFAULT_TELEGRAM_API_URL = "https://api.telegram.org"
+DEFAULT_RENDER_API_URL = "https://api.render.com"
+DEFAULT_FLOW = {"develop": ("feature/*", "fix/*", "main"), "main": ("develop", "hotfix/*")}
+
+_ENV_FIELDS = ("branch", "render_service", "bot_username", "base_url", "key_prefix")
+_USERNAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{3,30}[Bb][Oo][Tt]$")
+
+
+@dataclass(frozen=True)
+class Environment:
+    """One deploy target: a Render service, its bot, its Redis key prefix."""
+
+    name: str
+    branch: str
+    render_service: str
+    bot_username: str
+    base_url: str
+    key_prefix: str
+    memory_patterns: tuple[str, ...]
+
+    @property
+    def health_url(self) -> str:
+        return f"{self.base_url}/healthz"
+
+    @property
+    def webhook_url(self) -> str:
+        return f"{self.base_url}/telegram"
+
+    def memory_keys(self, user_id: int, prefix: str | None = None) -> list[str]:
+        """The user's key patterns with the id filled in, under ``prefix`` (default: ours)."""
+        prefix = self.key_prefix if prefix is None else prefix
+        return [prefix + pattern.format(user_id=user_id) for pattern in self.memory_patterns]
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    environments: dict[str, Environment]
+    flow: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_FLOW))
+
+    def env(self, name: str) -> Environment:
+        """The environment called ``name``; an unknown one is an error that lists the known ones."""
+        try:
+            return self.environments[name]
+        except KeyError:
+            known = ", ".join(sorted(self.environments))
+            raise ConfigError(
+                f"unknown environment {name!r}",
+                hint=f"use one of: {known} (defined under [tool.ci_tools.environments] in {self.path.name})",
+            ) from None
+
+    def env_for_branch(self, branch: str) -> Environment | None:
+        return next((e for e in self.environments.values() if e.branch == branch), None)
+
+
+def find_pyproject(start: Path | None = None) -> Path:
+    """``CI_TOOLS_CONFIG`` if set, else the nearest pyproject.toml at or above ``start``."""
+    override = os.environ.get("CI_TOOLS_CONFIG")
+    if override:
+        path = Path(override)
+        if not path.is_file():
+            raise ConfigError(
+                f"CI_TOOLS_CONFIG points to {override}, which is not a file",
+                hint="unset it or point it at the project's pyproject.toml",
+            )
+        return path
+    here = (start or Path.cwd()).resolve()
+    for directory in (here, *here.parents):
+        candidate = directory / "pyproject.toml"
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(
+        f"no pyproject.toml found at or above {here}",
+        hint="run ci-tools from the repository, or set CI_TOOLS_CONFIG",
+    )
+
+
+def load_config(path: Path | None = None) -> Config:
+    path = path or find_pyproject()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}", hint="fix the file's TOML syntax") from None
+    section = data.get("tool", {}).get("ci_tools")
+    if not isinstance(section, dict):
+        raise ConfigError(
+            f"{path} has no [tool.ci_tools] section", hint="add the environments table (see README)"
+        )
+    environments = _parse_environments(section.get("environments"), path)
+    flow = _parse_flow(section.get("flow", DEFAULT_FLOW), path)
+    _check_consistency(environments, path)
+    return Config(path=path, environments=environments, flow=flow)
+
+
+def _parse_environments(raw: Any, path: Path) -> dict[str, Environment]:
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError(
+            f"{path.name}: [tool.ci_tools.environments] is missing or empty",
+            hint="define at least staging and production",
+        )
+    environments = {}
+    for name, table in raw.items():
+        where = f"{path.name}: [tool.ci_tools.environments.{name}]"
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where} must be a table")
+        missing = [
+            key for key in _ENV_FIELDS if not isinstance(table.get(key), str) or not table[key]
+        ]
+        if missing:
+            raise ConfigError(f"{where} lacks {', '.join(missing)}", hint="add them as strings")
+        unknown = set(table) - {*_ENV_FIELDS, "memory_patterns"}
+        if unknown:
+            raise ConfigError(f"{where} has unknown keys: {', '.join(sorted(unknown))}")
+        patterns = table.get("memory_patterns")
+        if (
+            not isinstance(patterns, list)
+            or not patterns
+            or not all(isinstance(p, str) and "{user_id}" in p for p in patterns)
+        ):
+            raise ConfigError(
+                f"{where}: memory_patterns must be a non-empty list of strings containing {{user_id}}",
+                hint='e.g. ["user:{user_id}:history", "memory:{user_id}"]',
+            )
+        if not table["key_prefix"].endswith(":"):
+            raise ConfigError(f"{where}: key_prefix must end with ':' (e.g. 'dev:')")
+        if not re.match(r"^https?://[^/\s]+$", table["base_url"].rstrip("/")):
+            raise ConfigError(
+                f"{where}: base_url must be a scheme and host, e.g. https://mindmate-prod.onrender.com"
+            )
+        if not _USERNAME.match(table["bot_username"]):
+            raise ConfigError(
+                f"{where}: bot_username {table['bot_username']!r} is not a Telegram bot username",
+                hint="5-32 letters, digits or underscores, ending in 'bot', without '@'",
+            )
+        environments[name] = Environment(
+            name=name,
+            branch=table["branch"],
+            render_service=table["render_service"],
+            bot_username=table["bot_username"],
+            base_url=table["base_url"].rstrip("/"),
+            key_prefix=table["key_prefix"],
+            memory_patterns=tuple(patterns),
+        )
+    return environments
+
+
+def _parse_flow(raw: Any, path: Path) -> dict[str, tuple[str, ...]]:
+    if not isinstance(raw, dict) or not all(
+        isinstance(heads, list | tuple) and all(isinstance(h, str) and h for h in heads)
+        for heads in raw.values()
+    ):
+        raise ConfigError(
+            f"{path.name}: [tool.ci_tools.flow] must map each base branch to a list of head patterns",
+            hint='e.g. develop = ["feature/*", "fix/*"]',
+        )
+    return {base: tuple(heads) for base, heads in raw.items()}
+
+
+def _check_consistency(environments: dict[str, Environment], path: Path) -> None:
+    for attr in ("branch", "render_service", "key_prefix", "bot_username", "base_url"):
+        seen: dict[str, str] = {}
+        for env in environments.values():
+            value = getattr(env, attr)
+            if value in seen:
+                raise ConfigError(
+                    f"{path.name}: environments {seen[value]!r} and {env.name!r} share {attr} {value!r}",
+                    hint="each environment needs its own, or one deploy would overwrite the other",
+                )
+            seen[value] = env.name
+    # A prefix that is a prefix of another lets one environment's keys match the other's.
+    prefixes = sorted(e.key_prefix for e in environments.values())
+    for a, b in itertools.pairwise(prefixes):
+        if b.startswith(a):
+            raise ConfigError(
+                f"{path.name}: key prefix {a!r} is a prefix of {b!r}; make them disjoint"
+            )
+
+
+def require_secret(name: str, *, purpose: str = "") -> str:
+    """The value of secret ``name``; a missing one is an error that names it (never prints it)."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        why = f" ({purpose})" if purpose else ""
+        raise ConfigError(
+            f"missing secret {name}{why}",
+            hint=f"set {name} as a GitHub environment secret, or export it for a local run",
+        )
+    return value
+
+
+def optional_secret(name: str) -> str | None:
+    return os.environ.get(name, "").strip() or None
+
+
+def telegram_api_url() -> str:
+    return (os.environ.get("TELEGRAM_API_URL") or DEFAULT_TELEGRAM_API_URL).rstrip("/")
+
+
+def render_api_url() -> str:
+    return (os.environ.get("RENDER_API_URL") or DEFAULT_RENDER_API_URL).rstrip("/")

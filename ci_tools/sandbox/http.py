@@ -1,0 +1,120 @@
+"""A tiny threaded HTTP server base for the stand-ins.
+
+The stand-ins are real servers on loopback so that the code under test goes
+through its real HTTP client, real sockets and real error handling. The standard
+library server is enough: it starts in milliseconds and has no dependencies.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+
+class Request:
+    """What a handler needs of a request: method, path, query, headers, parsed body."""
+
+    def __init__(self, handler: BaseHTTPRequestHandler, body: bytes) -> None:
+        parts = urlsplit(handler.path)
+        self.method = handler.command
+        self.path = parts.path
+        self.query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        self.headers = handler.headers
+        self.body = body
+
+    def params(self) -> dict[str, Any]:
+        """Query, form-encoded and JSON parameters merged, as the Bot API accepts all three."""
+        params: dict[str, Any] = dict(self.query)
+        ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if self.body and ctype == "application/json":
+            data = json.loads(self.body)
+            if isinstance(data, dict):
+                params.update(data)
+        elif self.body and ctype == "application/x-www-form-urlencoded":
+            params.update(parse_qsl(self.body.decode(), keep_blank_values=True))
+        return params
+
+    def json(self) -> Any:
+        return json.loads(self.body or b"null")
+
+
+Response = tuple[int, Any, dict[str, str]]
+
+
+class StandInServer:
+    """Runs ``self.handle(request) -> (status, json_body, headers)`` on a loopback port."""
+
+    name = "stand-in"
+
+    def __init__(self, *, latency: float = 0.0) -> None:
+        self.latency = latency
+        self.requests: list[tuple[str, str]] = []
+        self.lock = threading.RLock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def handle(self, request: Request) -> Response:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, f"{self.name} is not started"
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> StandInServer:
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                request = Request(self, body)
+                with owner.lock:
+                    owner.requests.append((request.method, request.path))
+                if owner.latency:
+                    time.sleep(owner.latency)
+                try:
+                    status, payload, headers = owner.handle(request)
+                except json.JSONDecodeError:
+                    status, payload, headers = 400, {"message": "invalid JSON body"}, {}
+                data = b"" if payload is None else json.dumps(payload).encode()
+                self.send_response(status)
+                if payload is not None:
+                    self.send_header("Content-Type", "application/json")
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
+
+            def log_message(self, format: str, *args: Any) -> None:
+                """Silent: request lines carry tokens, and tests read the output."""
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name=self.name, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> StandInServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

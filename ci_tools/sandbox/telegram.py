@@ -1,0 +1,233 @@
+"""A local Telegram Bot API: the documented shapes, on loopback.
+
+It answers ``/bot<token>/<method>`` like api.telegram.org: ``{"ok": true,
+"result": …}`` on success and ``{"ok": false, "error_code": …, "description": …}``
+otherwise (401 for an unknown token, 429 with ``parameters.retry_after`` when a
+rate limit is switched on). It records what each bot sent, and delivers a user's
+messages to a bot's webhook with the secret header, as Telegram does, recording
+``last_error_*`` when the webhook fails.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from ci_tools.sandbox.http import Request, Response, StandInServer
+
+_SECRET_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+_PATH = re.compile(r"^/bot(?P<token>[^/]+)/(?P<method>[A-Za-z]+)$")
+
+
+@dataclass
+class FakeBot:
+    token: str
+    id: int
+    username: str
+    first_name: str = "MindMate"
+    webhook_url: str = ""
+    webhook_secret: str | None = None
+    pending_update_count: int = 0
+    last_error_date: int | None = None
+    last_error_message: str | None = None
+    sent: list[dict[str, Any]] = field(default_factory=list)
+    blocked_by: set[int] = field(default_factory=set)
+    rate_limited_calls: int = 0
+    retry_after: int = 1
+
+    def user(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "is_bot": True,
+            "first_name": self.first_name,
+            "username": self.username,
+            "can_join_groups": True,
+            "can_read_all_group_messages": False,
+            "supports_inline_queries": False,
+        }
+
+    def webhook_info(self) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            "url": self.webhook_url,
+            "has_custom_certificate": False,
+            "pending_update_count": self.pending_update_count,
+            "max_connections": 40,
+        }
+        if self.last_error_date is not None:
+            info["last_error_date"] = self.last_error_date
+            info["last_error_message"] = self.last_error_message
+        return info
+
+
+def _error(code: int, description: str, **extra: Any) -> Response:
+    body: dict[str, Any] = {"ok": False, "error_code": code, "description": description}
+    body.update(extra)
+    return code, body, {}
+
+
+def _ok(result: Any) -> Response:
+    return 200, {"ok": True, "result": result}, {}
+
+
+class FakeTelegram(StandInServer):
+    """The Bot API stand-in; ``add_bot()`` registers a token, ``send_user_message()`` talks to it."""
+
+    name = "telegram-stand-in"
+
+    def __init__(self, *, latency: float = 0.0) -> None:
+        super().__init__(latency=latency)
+        self.bots: dict[str, FakeBot] = {}
+        self._ids = itertools.count(7_000_000_001)
+        self._update_ids = itertools.count(100_000)
+        self._message_ids = itertools.count(1)
+
+    # -- set-up -------------------------------------------------------------
+    def add_bot(self, username: str, token: str | None = None) -> FakeBot:
+        bot_id = next(self._ids)
+        token = (
+            token
+            or f"{bot_id}:AA{username.replace('_', '')[:10].ljust(10, 'x')}sandboxTokenXYZ12345"
+        )
+        bot = FakeBot(token=token, id=bot_id, username=username)
+        with self.lock:
+            self.bots[token] = bot
+        return bot
+
+    def rate_limit(self, bot: FakeBot, calls: int, retry_after: int = 1) -> None:
+        """The next ``calls`` requests of ``bot`` get 429 with ``retry_after``."""
+        with self.lock:
+            bot.rate_limited_calls, bot.retry_after = calls, retry_after
+
+    # -- the Bot API --------------------------------------------------------
+    def handle(self, request: Request) -> Response:
+        match = _PATH.match(request.path)
+        if not match:
+            return _error(404, "Not Found")
+        with self.lock:
+            bot = self.bots.get(match["token"])
+        if bot is None:
+            return _error(401, "Unauthorized")
+        with self.lock:
+            if bot.rate_limited_calls > 0:
+                bot.rate_limited_calls -= 1
+                return _error(
+                    429,
+                    f"Too Many Requests: retry after {bot.retry_after}",
+                    parameters={"retry_after": bot.retry_after},
+                )
+        method = getattr(self, f"_api_{match['method'].lower()}", None)
+        if method is None:
+            return _error(404, "Not Found")
+        return method(bot, request.params())
+
+    def _api_getme(self, bot: FakeBot, params: dict[str, Any]) -> Response:
+        return _ok(bot.user())
+
+    def _api_setwebhook(self, bot: FakeBot, params: dict[str, Any]) -> Response:
+        url = str(params.get("url", ""))
+        secret = params.get("secret_token")
+        if url and not url.startswith(("https://", "http://127.0.0.1", "http://localhost")):
+            # Telegram needs HTTPS; loopback HTTP is the stand-in's one allowance.
+            return _error(
+                400, "Bad Request: bad webhook: An HTTPS URL must be provided for webhook"
+            )
+        if secret is not None and not _SECRET_TOKEN.match(str(secret)):
+            return _error(400, "Bad Request: secret token contains unallowed characters")
+        with self.lock:
+            if url != bot.webhook_url:
+                bot.last_error_date = bot.last_error_message = None
+            bot.webhook_url, bot.webhook_secret = url, (str(secret) if secret else None)
+            if str(params.get("drop_pending_updates", "")).lower() == "true":
+                bot.pending_update_count = 0
+        return _ok(True)
+
+    def _api_deletewebhook(self, bot: FakeBot, params: dict[str, Any]) -> Response:
+        return self._api_setwebhook(
+            bot, {"url": "", **{k: v for k, v in params.items() if k != "url"}}
+        )
+
+    def _api_getwebhookinfo(self, bot: FakeBot, params: dict[str, Any]) -> Response:
+        with self.lock:
+            return _ok(bot.webhook_info())
+
+    def _api_sendmessage(self, bot: FakeBot, params: dict[str, Any]) -> Response:
+        try:
+            chat_id = int(params.get("chat_id", ""))
+        except ValueError:
+            return _error(400, "Bad Request: chat not found")
+        text = str(params.get("text", ""))
+        if not text.strip():
+            return _error(400, "Bad Request: message text is empty")
+        if len(text) > 4096:
+            return _error(400, "Bad Request: message is too long")
+        if chat_id in bot.blocked_by:
+            return _error(403, "Forbidden: bot was blocked by the user")
+        message = {
+            "message_id": next(self._message_ids),
+            "from": bot.user(),
+            "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "group"},
+            "date": int(time.time()),
+            "text": text,
+        }
+        with self.lock:
+            bot.sent.append({"chat_id": chat_id, "text": text})
+        return _ok(message)
+
+    # -- a user talking to a bot -------------------------------------------
+    def make_update(self, user_id: int, text: str, first_name: str = "Ada") -> dict[str, Any]:
+        message: dict[str, Any] = {
+            "message_id": next(self._message_ids),
+            "from": {"id": user_id, "is_bot": False, "first_name": first_name},
+            "chat": {"id": user_id, "type": "private", "first_name": first_name},
+            "date": int(time.time()),
+            "text": text,
+        }
+        if text.startswith("/"):
+            command = text.split()[0]
+            message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(command)}]
+        return {"update_id": next(self._update_ids), "message": message}
+
+    def send_user_message(
+        self, bot: FakeBot, user_id: int, text: str, *, timeout: float = 10.0
+    ) -> httpx.Response | None:
+        """Deliver one message to ``bot``'s webhook as Telegram would; None if unreachable.
+
+        Afterwards ``bot.sent`` holds what the bot answered (the bot replies within the
+        webhook request), and a failure is recorded as Telegram's ``last_error_*``.
+        """
+        if not bot.webhook_url:
+            raise RuntimeError(f"@{bot.username} has no webhook set")
+        update = self.make_update(user_id, text)
+        headers = {}
+        if bot.webhook_secret:
+            headers["X-Telegram-Bot-Api-Secret-Token"] = bot.webhook_secret
+        with self.lock:
+            bot.pending_update_count += 1
+        try:
+            response = httpx.post(bot.webhook_url, json=update, headers=headers, timeout=timeout)
+        except httpx.HTTPError as exc:
+            self._record_error(bot, f"Connection refused ({type(exc).__name__})")
+            return None
+        if response.is_success:
+            with self.lock:
+                bot.pending_update_count = max(0, bot.pending_update_count - 1)
+        else:
+            self._record_error(
+                bot,
+                f"Wrong response from the webhook: {response.status_code} {response.reason_phrase}",
+            )
+        return response
+
+    def _record_error(self, bot: FakeBot, message: str) -> None:
+        with self.lock:
+            bot.last_error_date = int(time.time())
+            bot.last_error_message = message
+
+    def replies_to(self, bot: FakeBot, user_id: int) -> list[str]:
+        with self.lock:
+            return [m["text"] for m in bot.sent if m["chat_id"] == user_id]

@@ -1,0 +1,87 @@
+"""The bot's settings, read once from environment variables (Render sets them)."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+DEFAULT_PREFIXES = {"staging": "dev:", "production": "prod:"}
+_USERNAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{3,31}$")
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message is one line naming the fix."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str
+    token: str
+    webhook_secret: str
+    redis_url: str
+    key_prefix: str
+    port: int
+    host: str
+    external_url: str | None
+    commit: str
+    moved_to: str | None
+    telegram_api_url: str
+    history_limit: int = 50
+
+    def __repr__(self) -> str:  # never show the token, secret or Redis password
+        return f"Settings(env={self.env!r}, key_prefix={self.key_prefix!r}, commit={self.commit!r})"
+
+    @property
+    def short_commit(self) -> str:
+        return self.commit[:7] if self.commit else "unknown"
+
+    @property
+    def webhook_url(self) -> str | None:
+        return f"{self.external_url.rstrip('/')}/telegram" if self.external_url else None
+
+
+def _required(environ: dict[str, str], name: str) -> str:
+    value = environ.get(name, "").strip()
+    if not value:
+        raise SettingsError(f"{name} is not set: set it on the Render service (Environment tab)")
+    return value
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    environ = dict(os.environ if environ is None else environ)
+    env = _required(environ, "ENV")
+    prefix = environ.get("KEY_PREFIX", "").strip() or DEFAULT_PREFIXES.get(env)
+    if not prefix:
+        raise SettingsError(
+            f"KEY_PREFIX is not set and ENV={env!r} has no default: set KEY_PREFIX (e.g. 'dev:')"
+        )
+    if not prefix.endswith(":"):
+        raise SettingsError(f"KEY_PREFIX={prefix!r} must end with ':' (e.g. 'prod:')")
+    try:
+        port = int(environ.get("PORT", "10000"))
+    except ValueError:
+        raise SettingsError(f"PORT={environ.get('PORT')!r} is not a number") from None
+    moved_to = environ.get("MOVED_TO", "").strip().lstrip("@") or None
+    if moved_to and not _USERNAME.match(moved_to):
+        raise SettingsError(f"MOVED_TO={moved_to!r} is not a Telegram username")
+    secret = _required(environ, "TELEGRAM_WEBHOOK_SECRET")
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", secret):
+        raise SettingsError(
+            "TELEGRAM_WEBHOOK_SECRET may hold only A-Z, a-z, 0-9, _ and - (Telegram's rule)"
+        )
+    return Settings(
+        env=env,
+        token=_required(environ, "TELEGRAM_BOT_TOKEN"),
+        webhook_secret=secret,
+        redis_url=_required(environ, "REDIS_URL"),
+        key_prefix=prefix,
+        port=port,
+        host=environ.get("HOST", "0.0.0.0"),  # noqa: S104 - Render routes to 0.0.0.0:$PORT
+        external_url=environ.get("RENDER_EXTERNAL_URL", "").strip() or None,
+        commit=environ.get("RENDER_GIT_COMMIT", "").strip(),
+        moved_to=moved_to,
+        telegram_api_url=(environ.get("TELEGRAM_API_URL") or "https://api.telegram.org").rstrip(
+            "/"
+        ),
+    )

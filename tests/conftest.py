@@ -1,0 +1,94 @@
+"""Shared fixtures: real redis-server processes and real loopback stand-ins, never mocks."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from ci_tools.redact import SECRET_ENV_VARS
+from ci_tools.sandbox.bot import ThreadedBot
+from ci_tools.sandbox.ports import free_port
+from ci_tools.sandbox.redis import RedisServer
+from ci_tools.sandbox.telegram import FakeBot, FakeTelegram
+
+ROOT = Path(__file__).resolve().parent.parent
+WEBHOOK_SECRET = "whsec-test-0123456789"
+
+# Variables a developer's shell or a GitHub runner may carry that would change behaviour.
+_AMBIENT = (
+    *SECRET_ENV_VARS,
+    "GITHUB_ACTIONS", "GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY", "TELEGRAM_API_URL",
+    "RENDER_API_URL", "RENDER_SERVICE_ID", "CI_TOOLS_CONFIG", "ENV", "KEY_PREFIX",
+    "MOVED_TO", "RENDER_EXTERNAL_URL", "RENDER_GIT_COMMIT", "PORT",
+)  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in _AMBIENT:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(ROOT)
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_pair() -> Iterator[tuple[RedisServer, RedisServer]]:
+    """A dev and a prod Redis, as two separate servers."""
+    with RedisServer() as dev, RedisServer() as prod:
+        yield dev, prod
+
+
+@pytest.fixture
+def telegram() -> Iterator[FakeTelegram]:
+    with FakeTelegram() as server:
+        yield server
+
+
+@pytest.fixture
+def bot_environ(telegram: FakeTelegram) -> Callable[..., tuple[dict[str, str], FakeBot]]:
+    """Build the environment Render would give the bot, for a new stand-in bot."""
+
+    def make(
+        redis_url: str, env: str = "staging", username: str = "mindmate_dev_bot", **extra: str
+    ):
+        bot = telegram.add_bot(username)
+        port = free_port()
+        environ = {
+            "ENV": env,
+            "TELEGRAM_BOT_TOKEN": bot.token,
+            "TELEGRAM_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "REDIS_URL": redis_url,
+            "PORT": str(port),
+            "RENDER_EXTERNAL_URL": f"http://127.0.0.1:{port}",
+            "RENDER_GIT_COMMIT": "0123456789abcdef0123456789abcdef01234567",
+            "TELEGRAM_API_URL": telegram.url,
+            **extra,
+        }
+        return environ, bot
+
+    return make
+
+
+@pytest.fixture
+def running_bot(redis_server: RedisServer, bot_environ) -> Iterator[tuple[ThreadedBot, FakeBot]]:
+    """The staging bot, served in-process on a loopback port, its Redis claimed for staging."""
+    from mindmate.store import claim_env_marker
+
+    environ, fake = bot_environ(redis_server.url)
+    claim_env_marker(redis_server.client(), "dev:", "staging")
+    with ThreadedBot(environ) as bot:
+        yield bot, fake
+
+
+@pytest.fixture
+def subprocess_env() -> dict[str, str]:
+    """os.environ without ambient secrets, for child processes."""
+    return {k: v for k, v in os.environ.items() if k not in _AMBIENT}

@@ -1,0 +1,180 @@
+"""The reference bot against real Redis and the Telegram stand-in."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from ci_tools.sandbox.bot import BotProcess, ThreadedBot
+from mindmate.settings import SettingsError, load_settings
+from mindmate.store import claim_env_marker
+from tests.conftest import WEBHOOK_SECRET
+
+USER = 4242
+
+
+def test_unsigned_webhook_post_is_refused(running_bot, telegram):
+    bot, fake = running_bot
+    update = telegram.make_update(USER, "/start")
+    assert httpx.post(f"{bot.url}/telegram", json=update).status_code == 403
+    wrong = {"X-Telegram-Bot-Api-Secret-Token": "not-the-secret"}
+    assert httpx.post(f"{bot.url}/telegram", json=update, headers=wrong).status_code == 403
+    assert fake.sent == []
+
+
+def test_signed_garbage_is_a_bad_request(running_bot):
+    bot, _ = running_bot
+    headers = {
+        "X-Telegram-Bot-Api-Secret-Token": WEBHOOK_SECRET,
+        "Content-Type": "application/json",
+    }
+    response = httpx.post(f"{bot.url}/telegram", content=b"{not json", headers=headers)
+    assert response.status_code == 400
+
+
+def test_start_sets_webhook_and_greets(running_bot, telegram, redis_server):
+    bot, fake = running_bot
+    assert fake.webhook_url == f"{bot.url}/telegram"
+    assert fake.webhook_secret == WEBHOOK_SECRET
+    response = telegram.send_user_message(fake, USER, "/start")
+    assert response is not None and response.status_code == 200
+    replies = telegram.replies_to(fake, USER)
+    assert len(replies) == 1 and replies[0].startswith("Hello, Ada! Nice to meet you.")
+    profile = redis_server.client(decode_responses=True).hgetall(f"dev:user:{USER}:profile")
+    assert profile["first_seen"] == profile["last_seen"] and profile["first_name"] == "Ada"
+    telegram.send_user_message(fake, USER, "/start")
+    assert "Good to see you again" in telegram.replies_to(fake, USER)[-1]
+
+
+def test_remember_recall_forget_round_trip_under_prefix(running_bot, telegram, redis_server):
+    _, fake = running_bot
+    telegram.send_user_message(fake, USER, "/remember I take my tea without sugar")
+    telegram.send_user_message(fake, USER, "/remember My sister is called Mia")
+    telegram.send_user_message(fake, USER, "/recall")
+    recall = telegram.replies_to(fake, USER)[-1]
+    assert "1. I take my tea without sugar" in recall and "2. My sister is called Mia" in recall
+    client = redis_server.client(decode_responses=True)
+    assert client.lrange(f"dev:memory:{USER}", 0, -1) == [
+        "I take my tea without sugar",
+        "My sister is called Mia",
+    ]
+    assert not [k for k in client.keys("*") if not k.startswith("dev:")]
+    telegram.send_user_message(fake, USER, "/forget 1")
+    assert client.lrange(f"dev:memory:{USER}", 0, -1) == ["My sister is called Mia"]
+    telegram.send_user_message(fake, USER, "/forget 9")
+    assert "Which one?" in telegram.replies_to(fake, USER)[-1]
+    telegram.send_user_message(fake, USER, "/forget all")
+    assert client.exists(f"dev:memory:{USER}") == 0
+
+
+def test_free_text_goes_to_capped_history(running_bot, telegram, redis_server):
+    bot, fake = running_bot
+    for i in range(bot.settings.history_limit + 5):
+        telegram.send_user_message(fake, USER, f"message {i}")
+    history = redis_server.client(decode_responses=True).lrange(f"dev:user:{USER}:history", 0, -1)
+    assert len(history) == bot.settings.history_limit
+    assert '"message 54"' in history[-1] and '"message 5"' in history[0]
+
+
+def test_version_names_env_and_short_commit(running_bot, telegram):
+    _, fake = running_bot
+    telegram.send_user_message(fake, USER, "/version")
+    assert telegram.replies_to(fake, USER)[-1] == "MindMate staging @ 0123456"
+
+
+def test_healthz_contract_then_503_when_redis_stops(running_bot, redis_server):
+    bot, fake = running_bot
+    response = httpx.get(f"{bot.url}/healthz")
+    assert response.status_code == 200
+    body = response.json()
+    assert body == {
+        "status": "ok",
+        "env": "staging",
+        "commit": "0123456789abcdef0123456789abcdef01234567",
+        "bot": {"id": fake.id, "username": "mindmate_dev_bot"},
+        "redis": {"ok": True, "env_marker": "staging"},
+        "key_prefix": "dev:",
+        "moved_to": None,
+    }
+    assert fake.token not in response.text and WEBHOOK_SECRET not in response.text
+    redis_server.stop()
+    response = httpx.get(f"{bot.url}/healthz", timeout=10)
+    assert response.status_code == 503
+    assert response.json()["redis"] == {"ok": False, "env_marker": None}
+
+
+def test_moved_to_answers_every_message_with_the_link(redis_server, bot_environ, telegram):
+    environ, fake = bot_environ(redis_server.url, MOVED_TO="@mindmate_companion_bot")
+    claim_env_marker(redis_server.client(), "dev:", "staging")
+    with ThreadedBot(environ):
+        for text in ["/start", "hello", "/recall"]:
+            telegram.send_user_message(fake, USER, text)
+    assert telegram.replies_to(fake, USER) == ["https://t.me/mindmate_companion_bot"] * 3
+    assert redis_server.client().exists(f"dev:memory:{USER}", f"dev:user:{USER}:profile") == 0
+
+
+def test_production_on_a_staging_redis_exits_with_one_line(
+    redis_server, bot_environ, subprocess_env, tmp_path
+):
+    claim_env_marker(redis_server.client(), "prod:", "staging")
+    environ, _ = bot_environ(redis_server.url, env="production", username="mindmate_companion_bot")
+    process = BotProcess({**subprocess_env, **environ}, log_path=tmp_path / "bot.log")
+    with pytest.raises(RuntimeError) as failure:
+        process.start()
+    line = process.last_line()
+    assert "ENV=production" in line and "prod:meta:env=staging" in line
+    assert "exited with 1" in str(failure.value)
+    log = (tmp_path / "bot.log").read_text()
+    assert "Traceback" not in log
+    assert environ["TELEGRAM_BOT_TOKEN"] not in log
+    assert "starting MindMate ENV=production commit=0123456 key_prefix=prod:" in log
+
+
+def test_process_start_claims_marker_and_serves(
+    redis_server, bot_environ, subprocess_env, tmp_path
+):
+    environ, fake = bot_environ(
+        redis_server.url, env="production", username="mindmate_companion_bot"
+    )
+    with BotProcess({**subprocess_env, **environ}, log_path=tmp_path / "bot.log") as process:
+        body = httpx.get(f"{process.url}/healthz").json()
+    assert body["env"] == "production" and body["redis"]["env_marker"] == "production"
+    assert redis_server.client().get("prod:meta:env") == b"production"
+    assert fake.token not in (tmp_path / "bot.log").read_text()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"ENV": ""}, "ENV is not set"),
+        ({"ENV": "qa"}, "KEY_PREFIX is not set"),
+        ({"KEY_PREFIX": "dev"}, "must end with ':'"),
+        ({"PORT": "eighty"}, "PORT='eighty' is not a number"),
+        ({"TELEGRAM_WEBHOOK_SECRET": "has space"}, "may hold only"),
+        ({"MOVED_TO": "no/such"}, "not a Telegram username"),
+        ({"REDIS_URL": ""}, "REDIS_URL is not set"),
+    ],
+)
+def test_settings_errors_name_the_fix(change, message):
+    environ = {
+        "ENV": "staging",
+        "TELEGRAM_BOT_TOKEN": "1:x",
+        "TELEGRAM_WEBHOOK_SECRET": "abc",
+        "REDIS_URL": "redis://127.0.0.1:1",
+        **change,
+    }
+    with pytest.raises(SettingsError, match=message):
+        load_settings(environ)
+
+
+def test_settings_repr_hides_secrets():
+    settings = load_settings(
+        {
+            "ENV": "production",
+            "TELEGRAM_BOT_TOKEN": "123456:secret-token",
+            "TELEGRAM_WEBHOOK_SECRET": "abc",
+            "REDIS_URL": "redis://:hunter2@h:6379",
+        }
+    )
+    assert settings.key_prefix == "prod:"
+    assert "secret-token" not in repr(settings) and "hunter2" not in repr(settings)

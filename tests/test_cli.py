@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ci_tools.__main__ import main
+from ci_tools.errors import ConfigError, FatalError, InputError, RemoteError, VerificationError
+
+
+def test_exit_codes_are_distinct_per_kind():
+    codes = [cls.exit_code for cls in (InputError, ConfigError, RemoteError, VerificationError)]
+    assert len(set(codes)) == 4 and 0 not in codes and FatalError.exit_code not in codes
+
+
+def test_config_show_json(capsys):
+    assert main(["config", "show", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["environments"]["staging"]["key_prefix"] == "dev:"
+    assert data["flow"]["develop"] == ["feature/*", "fix/*", "main"]
+
+
+def test_config_show_table(capsys):
+    assert main(["config", "show"]) == 0
+    out = capsys.readouterr().out
+    assert "mindmate-prod" in out and "PRs into main: from develop, hotfix/*" in out
+
+
+def test_fatal_error_is_one_line_with_exit_code_and_annotation(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    assert main(["config", "show"]) == 3
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and captured.err.startswith("ci-tools: configuration: ")
+    assert captured.out.startswith(
+        "::error title=ci-tools config%3A configuration::no pyproject.toml"
+    )
+
+
+def test_usage_error_exits_2(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["config", "frobnicate"])
+    assert exit_info.value.code == 2
+
+
+def test_python_dash_m_entry_point(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "ci_tools", "config", "show"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 3
+    assert result.stderr.strip().startswith("ci-tools: configuration: no pyproject.toml")
+    assert "Traceback" not in result.stderr
