@@ -20,7 +20,10 @@ from ci_tools.errors import ConfigError
 
 DEFAULT_TELEGRAM_API_URL = "https://api.telegram.org"
 DEFAULT_RENDER_API_URL = "https://api.render.com"
-DEFAULT_FLOW = {"develop": ("feature/*", "fix/*", "main"), "main": ("develop", "hotfix/*")}
+DEFAULT_FLOW = {
+    "develop": ("feature/*", "fix/*", "main", "dependabot/**"),
+    "main": ("develop", "hotfix/*"),
+}
 
 _ENV_FIELDS = ("branch", "render_service", "bot_username", "base_url", "key_prefix")
 _USERNAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{3,30}[Bb][Oo][Tt]$")

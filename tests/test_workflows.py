@@ -1,0 +1,181 @@
+"""Every workflow obeys the pipeline's rules; a renamed CLI flag breaks this test, not a release."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ci_tools.__main__ import build_parser
+from tests.conftest import ROOT
+
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+ACTIONS = sorted((ROOT / ".github" / "actions").glob("*/action.yml"))
+PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
+# Commands that change a deployed environment: they need a concurrency group and an environment.
+DEPLOYING = ("deploy", "rollback", "cutover", "memory copy", "memory restore", "memory undo")
+
+
+def load(path: Path) -> dict:
+    data = yaml.safe_load(path.read_text())
+    if True in data:  # YAML 1.1 reads the key `on` as the boolean true
+        data["on"] = data.pop(True)
+    return data
+
+
+def steps_of(document: dict) -> list[dict]:
+    if "runs" in document:
+        return document["runs"].get("steps", [])
+    return [step for job in document["jobs"].values() for step in job.get("steps", [])]
+
+
+def ci_tools_calls(script: str) -> list[list[str]]:
+    """Each `ci-tools …` invocation in a shell script, continuation lines joined."""
+    joined = re.sub(r"\\\n\s*", " ", script)
+    calls = []
+    for line in joined.splitlines():
+        for part in re.split(r"\s*(?:&&|\|\||;|\|)\s*", line.strip()):
+            words = shlex.split(part, comments=True) if part else []
+            if words[:1] == ["ci-tools"]:
+                calls.append(words[1:])
+    return calls
+
+
+ALL = [pytest.param(p, id=p.relative_to(ROOT).as_posix()) for p in WORKFLOWS + ACTIONS]
+
+
+def test_the_expected_workflows_exist():
+    names = {p.name for p in WORKFLOWS}
+    assert {"ci.yml", "branch-flow.yml", "back-merge.yml"} <= names
+
+
+@pytest.mark.parametrize("path", ALL)
+def test_actions_are_pinned_to_commit_shas_with_a_version_comment(path):
+    text = path.read_text()
+    document = load(path)
+    uses = [s["uses"] for s in steps_of(document) if "uses" in s]
+    uses += [j["uses"] for j in document.get("jobs", {}).values() if "uses" in j]
+    for ref in uses:
+        if ref.startswith("./"):
+            continue  # this repository's own actions and reusable workflows
+        assert PINNED.match(ref), f"{ref} is not pinned to a full commit SHA"
+        assert re.search(re.escape(ref) + r"\s+#\s*v\d", text), f"{ref} lacks a # vX.Y.Z comment"
+
+
+@pytest.mark.parametrize("path", ALL)
+def test_no_expressions_inside_run_scripts(path):
+    for step in steps_of(load(path)):
+        assert "${{" not in step.get("run", ""), f"{step.get('name')}: pass values through env:"
+
+
+@pytest.mark.parametrize("path", ALL)
+def test_every_ci_tools_call_parses(path):
+    parser = build_parser()
+    for step in steps_of(load(path)):
+        for argv in ci_tools_calls(step.get("run", "")):
+            try:
+                parser.parse_args(argv)
+            except SystemExit as exc:
+                pytest.fail(
+                    f"{path.name}: `ci-tools {' '.join(argv)}` is refused by the CLI ({exc})"
+                )
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, id=p.name) for p in WORKFLOWS])
+def test_permissions_are_empty_or_read_only_at_the_top(path):
+    permissions = load(path).get("permissions")
+    assert permissions is not None, "declare top-level permissions (empty, granted per job)"
+    if isinstance(permissions, dict):
+        assert set(permissions.values()) <= {"read", "none"}
+    else:
+        assert permissions in ("read-all", {})
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, id=p.name) for p in WORKFLOWS])
+def test_deploying_jobs_are_serialised_and_use_an_environment(path):
+    document = load(path)
+    for name, job in document["jobs"].items():
+        scripts = " ".join(step.get("run", "") for step in job.get("steps", []))
+        commands = [" ".join(argv[:2]) for argv in ci_tools_calls(scripts)]
+        if not any(c.startswith(d) for c in commands for d in DEPLOYING):
+            continue
+        concurrency = job.get("concurrency") or document.get("concurrency")
+        assert isinstance(concurrency, dict), f"{name}: deploy jobs need a concurrency group"
+        assert concurrency.get("cancel-in-progress") is False, f"{name}: never cancel a deploy"
+        assert job.get("environment"), f"{name}: deploy jobs run in a GitHub environment"
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, id=p.name) for p in WORKFLOWS])
+def test_production_jobs_use_the_production_environment(path):
+    document = load(path)
+    for name, job in document["jobs"].items():
+        text = yaml.safe_dump(job)
+        with_env = (job.get("with") or {}).get("environment")
+        if with_env == "production" or "production" in str(job.get("environment", "")):
+            environment = job.get("environment")
+            env_name = environment.get("name") if isinstance(environment, dict) else environment
+            if with_env == "production" and "uses" in job:
+                continue  # the called workflow's job declares the environment (checked there)
+            assert "production" in str(env_name), f"{name}: {text}"
+
+
+def test_checkout_never_persists_credentials():
+    for path in WORKFLOWS:
+        for step in steps_of(load(path)):
+            if step.get("uses", "").startswith("actions/checkout@"):
+                assert step.get("with", {}).get("persist-credentials") is False, path.name
+
+
+def test_branch_flow_runs_on_retargeting_and_its_job_is_the_required_check():
+    document = load(ROOT / ".github/workflows/branch-flow.yml")
+    trigger = document["on"]["pull_request"]
+    assert set(trigger["types"]) == {"opened", "reopened", "synchronize", "edited"}
+    assert set(trigger["branches"]) == {"main", "develop"}
+    assert document["permissions"] == {}
+    assert [job["name"] for job in document["jobs"].values()] == ["branch-flow"]
+
+
+def job_names_on_pull_requests() -> set[str]:
+    names = set()
+    for path in WORKFLOWS:
+        document = load(path)
+        if "pull_request" in (document["on"] or {}):
+            names |= {job.get("name", key) for key, job in document["jobs"].items()}
+    return names
+
+
+@pytest.mark.parametrize("branch", ["main", "develop"])
+def test_rulesets_require_prs_checks_and_forbid_force_push_and_deletion(branch):
+    ruleset = json.loads((ROOT / f".github/rulesets/{branch}.json").read_text())
+    assert ruleset["conditions"]["ref_name"]["include"] == [f"refs/heads/{branch}"]
+    assert ruleset["enforcement"] == "active"
+    rules = {rule["type"]: rule.get("parameters", {}) for rule in ruleset["rules"]}
+    assert {"deletion", "non_fast_forward", "pull_request", "required_status_checks"} <= set(rules)
+    contexts = {c["context"] for c in rules["required_status_checks"]["required_status_checks"]}
+    assert contexts == {"branch-flow", "lint", "test"}
+    assert contexts <= job_names_on_pull_requests(), "a required check no workflow produces"
+    if branch == "main":  # squash would cut develop's ancestry and force a back-merge every time
+        assert rules["pull_request"]["allowed_merge_methods"] == ["merge"]
+
+
+def test_dependabot_updates_both_ecosystems_grouped_with_cooldown():
+    config = yaml.safe_load((ROOT / ".github/dependabot.yml").read_text())
+    ecosystems = {u["package-ecosystem"]: u for u in config["updates"]}
+    assert set(ecosystems) == {"pip", "github-actions"}
+    for update in ecosystems.values():
+        assert update["groups"]
+        assert update["cooldown"]["default-days"] >= 1
+        assert update["target-branch"] == "develop"
+
+
+def test_the_parser_in_this_test_catches_a_renamed_flag():
+    """Guard against a test that cannot fail: a wrong flag must be refused."""
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(ci_tools_calls('ci-tools flow check --bse "$B" --head "$H"')[0])
+    assert ci_tools_calls("echo x && ci-tools flow name \\\n  feature/x # why") == [
+        ["flow", "name", "feature/x"]
+    ]
