@@ -53,9 +53,10 @@ def find_server_binary(kind: str = "auto") -> Path:
 class RedisServer:
     """One server process; a context manager that always stops it."""
 
-    def __init__(self, *, kind: str = "auto", password: str | None = None) -> None:
+    def __init__(self, *, kind: str = "auto", password: str | None = None, persist: bool = False) -> None:
         self.binary = find_server_binary(kind)
         self.password = password
+        self.persist = persist  # AOF with fsync always: a killed server comes back with its data
         self.port = 0
         self._process: subprocess.Popen[bytes] | None = None
         self._dir = tempfile.TemporaryDirectory(prefix="ci-tools-redis-")
@@ -82,6 +83,9 @@ class RedisServer:
         ]  # fmt: skip
         if self.password:
             args += ["--requirepass", self.password]
+        if self.persist:
+            args[args.index("--appendonly") + 1] = "yes"
+            args += ["--appendfsync", "always"]
         self._process = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )

@@ -1,0 +1,234 @@
+"""``ci-tools memory …``: copy, export, diff, restore, undo and seed a user's memory."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from ci_tools import github
+from ci_tools.config import load_config
+from ci_tools.errors import InputError
+from ci_tools.memory import ops
+from ci_tools.memory.copy import POLICIES, Outcome
+from ci_tools.memory.ids import parse_user_id
+from ci_tools.output import emit_json, say, table
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("memory", help="copy a user's memory between environments, safely")
+    sub = parser.add_subparsers(dest="memory_command", required=True, metavar="ACTION")
+
+    def common(p: argparse.ArgumentParser, *, source: bool, target: bool, user: bool = True) -> None:
+        if user:
+            p.add_argument("--user-id", required=True, help="the Telegram user id (an integer)")
+        if source:
+            p.add_argument("--from", dest="source", required=True, metavar="ENV", help="source environment")
+            p.add_argument("--source-prefix", help="default: the source environment's key prefix")
+        if target:
+            p.add_argument("--to", dest="target", required=True, metavar="ENV", help="target environment")
+            p.add_argument("--target-prefix", help="default: the target environment's key prefix")
+        p.add_argument("--out", type=Path, default=Path("memory-out"), help="where snapshots and backups go")
+        p.add_argument("--ignore-env-markers", action="store_true", help="skip the <prefix>meta:env checks")
+        p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+
+    def writes(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--apply", action="store_true", help="write (the default is a dry run)")
+        p.add_argument("--on-conflict", choices=POLICIES, default="fail", help="when a target key holds other data")
+
+    copy = sub.add_parser("copy", help="copy one user's keys (dry run unless --apply)")
+    common(copy, source=True, target=True)
+    writes(copy)
+    copy.add_argument("--pattern", action="append", dest="patterns", metavar="PATTERN",
+                      help="key pattern under the prefix, with {user_id} (repeatable; default: configured)")  # fmt: skip
+    copy.set_defaults(func=memory_copy)
+
+    export = sub.add_parser("export", help="write a snapshot of one user's keys")
+    common(export, source=True, target=False)
+    export.add_argument("--pattern", action="append", dest="patterns", metavar="PATTERN")
+    export.set_defaults(func=memory_export)
+
+    diff = sub.add_parser("diff", help="compare one user's keys in two environments (exit 1 if they differ)")
+    common(diff, source=True, target=True)
+    diff.add_argument("--pattern", action="append", dest="patterns", metavar="PATTERN")
+    diff.set_defaults(func=memory_diff)
+
+    restore = sub.add_parser("restore", help="write a snapshot into an environment (dry run unless --apply)")
+    restore.add_argument("snapshot", type=Path)
+    common(restore, source=False, target=True, user=False)
+    writes(restore)
+    restore.set_defaults(func=memory_restore)
+
+    undo = sub.add_parser("undo", help="put the target back as a backup recorded it")
+    undo.add_argument("backup", type=Path)
+    undo.add_argument("--out", type=Path, default=Path("memory-out"))
+    undo.add_argument("--allow-other-server", action="store_true", help="undo on a server other than the recorded one")
+    undo.add_argument("--json", action="store_true")
+    undo.set_defaults(func=memory_undo)
+
+    seed = sub.add_parser("seed", help="make a pasted profile the user's initial memory (dry run unless --apply)")
+    common(seed, source=False, target=True)
+    seed.add_argument("--profile-file", required=True, type=Path)
+    writes(seed)
+    seed.set_defaults(func=memory_seed)
+
+
+def _resume_command() -> str:
+    return "ci-tools " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "the same command"
+
+
+def _request(args: argparse.Namespace) -> ops.CopyRequest:
+    config = load_config()
+    user_id = parse_user_id(args.user_id)
+    source = config.env(args.source)
+    target = config.env(args.target) if getattr(args, "target", None) else source
+    patterns = tuple(args.patterns) if getattr(args, "patterns", None) else source.memory_patterns
+    if any("{user_id}" not in p for p in patterns):
+        raise InputError("every --pattern needs {user_id}", hint="e.g. --pattern 'user:{user_id}:*'")
+    return ops.CopyRequest(
+        user_id=user_id,
+        source_env=source,
+        target_env=target,
+        source_prefix=args.source_prefix or source.key_prefix,
+        target_prefix=getattr(args, "target_prefix", None) or target.key_prefix,
+        patterns=patterns,
+        apply=getattr(args, "apply", False),
+        policy=getattr(args, "on_conflict", "fail"),
+        out_dir=args.out,
+        ignore_markers=args.ignore_env_markers,
+        resume_command=_resume_command(),
+        progress=_progress_factory(args),
+    )
+
+
+def _progress_factory(args: argparse.Namespace) -> Callable[[str, int], Any] | None:
+    """A progress bar on a terminal for long copies; nothing in logs or with --json."""
+    if getattr(args, "json", False) or not sys.stderr.isatty():
+        return None
+
+    def start(phase: str, total: int) -> Callable[[int], None] | None:
+        if total < 1000:
+            return None
+        progress = Progress(
+            TextColumn(phase), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True
+        )
+        progress.start()
+        task = progress.add_task(phase, total=total)
+
+        def advance(n: int) -> None:
+            progress.advance(task, n)
+            if progress.finished:
+                progress.stop()
+
+        return advance
+
+    return start
+
+
+def _report(outcome: Outcome, args: argparse.Namespace, title: str) -> None:
+    counts = outcome.counts()
+    document = {
+        "applied": outcome.applied,
+        "plan": [item.as_dict() for item in outcome.plan],
+        "counts": counts,
+        "snapshot": str(outcome.snapshot) if outcome.snapshot else None,
+        "backup": str(outcome.backup) if outcome.backup else None,
+        "written": len(outcome.written),
+        "expired_during_copy": [k.decode(errors="replace") for k in outcome.expired],
+        "appeared_during_copy": [k.decode(errors="replace") for k in outcome.appeared],
+        "verified": outcome.verified,
+        "fallback_typed_writes": outcome.fallback,
+        "timings_s": {k: round(v, 4) for k, v in outcome.timings.items()},
+    }
+    summary_rows = [[i.action, i.target_key.decode(errors="replace"), i.type, str(i.size), _ttl(i.ttl_ms), i.reason]
+                    for i in outcome.plan]  # fmt: skip
+    mode = "applied" if outcome.applied else "dry run — nothing written"
+    totals = ", ".join(f"{n} {action}" for action, n in sorted(counts.items()))
+    github.add_summary(
+        f"### {title} ({mode})\n\n{totals}\n\n"
+        + github.markdown_table(["action", "target key", "type", "size", "TTL", "note"], summary_rows[:200])
+        + (f"\n\nsnapshot `{outcome.snapshot}`, backup `{outcome.backup}`" if outcome.applied else "")
+    )
+    if args.json:
+        emit_json(document)
+        return
+    shown = summary_rows if len(summary_rows) <= 50 else summary_rows[:50]
+    table(f"{title} ({mode})", ["action", "target key", "type", "size", "TTL", "note"], shown)
+    if len(summary_rows) > len(shown):
+        say(f"… and {len(summary_rows) - len(shown)} more keys (--json lists all)")
+    say(totals)
+    if outcome.applied:
+        say(f"snapshot: {outcome.snapshot}")
+        say(f"backup:   {outcome.backup}   (undo: ci-tools memory undo {outcome.backup})")
+        say(f"written {len(outcome.written)}, verified {outcome.verified}"
+            + (", typed writes (target refused DUMP payloads)" if outcome.fallback else ""))  # fmt: skip
+        if outcome.expired:
+            say(f"{len(outcome.expired)} key(s) expired during the copy and were not written")
+        if outcome.appeared:
+            say(f"{len(outcome.appeared)} key(s) appeared on the target meanwhile and were left alone")
+    else:
+        say("dry run: rerun with --apply to write")
+
+
+def _ttl(ms: int | None) -> str:
+    return "-" if ms is None else f"{ms / 1000:.0f}s"
+
+
+def memory_copy(args: argparse.Namespace) -> int:
+    request = _request(args)
+    outcome = ops.copy_user(request)
+    _report(outcome, args, f"memory copy of user {request.user_id}: {request.source_env.name} → {request.target_env.name}")
+    return 0
+
+
+def memory_export(args: argparse.Namespace) -> int:
+    request = _request(args)
+    path, count = ops.export_user(request)
+    if args.json:
+        emit_json({"snapshot": str(path), "records": count})
+    else:
+        say(f"exported {count} record(s) of user {request.user_id} to {path}")
+    return 0
+
+
+def memory_diff(args: argparse.Namespace) -> int:
+    request = _request(args)
+    outcome = ops.diff_user(request)
+    _report(outcome, args, f"memory diff of user {request.user_id}: {request.source_env.name} vs {request.target_env.name}")
+    return 0 if all(i.action == "identical" for i in outcome.plan) else 1
+
+
+def memory_restore(args: argparse.Namespace) -> int:
+    env = load_config().env(args.target)
+    outcome = ops.restore_snapshot(
+        args.snapshot, env, args.target_prefix or env.key_prefix, args.on_conflict, args.apply,
+        args.out, args.ignore_env_markers, _resume_command(),
+    )  # fmt: skip
+    _report(outcome, args, f"memory restore of {args.snapshot.name} into {env.name}")
+    return 0
+
+
+def memory_undo(args: argparse.Namespace) -> int:
+    path, count = ops.undo_backup(args.backup, args.out, allow_other_server=args.allow_other_server)
+    if args.json:
+        emit_json({"restored": count, "backup_of_previous_state": str(path)})
+    else:
+        say(f"✓ put back {count} key(s) from {args.backup.name}; the state before this undo is in {path}")
+    github.add_summary(f"### memory undo\n\nput back {count} key(s) from `{args.backup.name}`")
+    return 0
+
+
+def memory_seed(args: argparse.Namespace) -> int:
+    env = load_config().env(args.target)
+    user_id = parse_user_id(args.user_id)
+    outcome = ops.seed_user(
+        user_id, args.profile_file, env, args.target_prefix or env.key_prefix, args.on_conflict,
+        args.apply, args.out, args.ignore_env_markers, _resume_command(),
+    )  # fmt: skip
+    _report(outcome, args, f"memory seed of user {user_id} into {env.name}")
+    return 0

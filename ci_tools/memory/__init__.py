@@ -1,0 +1,8 @@
+"""Copying one user's memory between Redis instances, so that nothing can be lost.
+
+The pieces, in the order a copy uses them: ``ids`` (what a user id may be),
+``keys`` (which keys are the user's), ``records`` (reading keys of every type in
+pipelined batches), ``files`` (snapshots and backups on disk, optionally
+encrypted), ``writer`` (writing records atomically per key), ``copy`` (plan,
+back up, write, verify) and ``undo`` (put a backup back).
+"""

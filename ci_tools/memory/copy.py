@@ -1,0 +1,362 @@
+"""Plan, snapshot, back up, write, verify: the one path every memory write takes.
+
+``copy`` reads a user's keys from the source Redis; ``restore`` reads them from a
+snapshot file; ``seed`` builds them from a pasted profile. All three then go
+through ``MemoryJob``: pass 1 reads the records (writing the snapshot as it goes),
+compares each with the target and writes a backup of every target key that will
+be touched; only then does pass 2 write, from the snapshot file, so what lands is
+exactly what was snapshotted; pass 3 reads everything back and compares it with
+the snapshot. A dry run stops after pass 1 and writes nothing anywhere.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from ci_tools.errors import RemoteError, VerificationError
+from ci_tools.memory.compare import difference, length_of, part_difference, ttl_difference
+from ci_tools.memory.files import RecordFile, RecordWriter, fernet_from_env
+from ci_tools.memory.records import BATCH, Record, now_ms, read_records
+from ci_tools.memory.writer import Writer
+
+POLICIES = ("fail", "skip", "replace")
+WRITES = ("create", "replace")
+CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError)
+
+
+@dataclass
+class PlanItem:
+    source_key: bytes
+    target_key: bytes
+    type: str
+    size: int
+    ttl_ms: int | None
+    action: str  # create | identical | conflict | replace | skip | expired | vanished
+    reason: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "source_key": self.source_key.decode(errors="backslashreplace"),
+            "target_key": self.target_key.decode(errors="backslashreplace"),
+            "type": self.type,
+            "size": self.size,
+            "ttl_ms": self.ttl_ms,
+            "action": self.action,
+            "reason": self.reason,
+        }
+
+
+@dataclass
+class Outcome:
+    plan: list[PlanItem]
+    applied: bool
+    snapshot: Path | None = None
+    backup: Path | None = None
+    written: list[bytes] = field(default_factory=list)
+    expired: list[bytes] = field(default_factory=list)
+    appeared: list[bytes] = field(default_factory=list)
+    verified: int = 0
+    fallback: bool = False
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for item in self.plan:
+            counts[item.action] = counts.get(item.action, 0) + 1
+        return counts
+
+
+def group_parts(records: Iterable[Record]) -> dict[bytes, list[Record]]:
+    grouped: dict[bytes, list[Record]] = {}
+    for record in records:
+        grouped.setdefault(record.key, []).append(record)
+    return grouped
+
+
+def stamp() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+
+
+class MemoryJob:
+    """One write of records to one target, under one conflict policy."""
+
+    def __init__(
+        self,
+        target: redis.Redis,
+        rewrite: Callable[[bytes], bytes],
+        *,
+        policy: str = "fail",
+        apply: bool = False,
+        out_dir: Path = Path("memory-out"),
+        label: str = "memory",
+        undo_command: Callable[[Path], str] = lambda path: f"ci-tools memory undo {path}",
+        resume_command: str = "",
+        on_event: Callable[[str, int], None] | None = None,
+        progress: Callable[[str, int], Any] | None = None,
+    ) -> None:
+        if policy not in POLICIES:
+            raise ValueError(policy)
+        self.target = target
+        self.rewrite = rewrite
+        self.policy = policy
+        self.apply = apply
+        self.out_dir = out_dir
+        self.label = label
+        self.undo_command = undo_command
+        self.resume_command = resume_command
+        self.on_event = on_event or (lambda event, n: None)
+        self.progress = progress
+        self.fernet = fernet_from_env()
+        self.outcome = Outcome(plan=[], applied=apply)
+        self._backup: RecordWriter | None = None
+        self._big: dict[str, Any] | None = None
+
+    # -- the three passes ------------------------------------------------------
+    def run(
+        self,
+        records: Iterable[Record],
+        *,
+        snapshot_header: dict[str, Any] | None,
+        backup_header: dict[str, Any],
+        snapshot_file: Path | None = None,
+    ) -> Outcome:
+        """Pass 1 over ``records``; passes 2 and 3 over the snapshot (written now or given)."""
+        started = time.perf_counter()
+        snapshot: RecordWriter | None = None
+        if self.apply:
+            if snapshot_file is None:
+                assert snapshot_header is not None
+                path = self.out_dir / f"{self.label}-snapshot-{stamp()}.jsonl"
+                snapshot = RecordWriter(path, {"kind": "snapshot", **snapshot_header}, self.fernet)
+                self.outcome.snapshot = path
+            else:
+                self.outcome.snapshot = snapshot_file
+            backup_path = self.out_dir / f"{self.label}-backup-{stamp()}.jsonl"
+            self._backup = RecordWriter(backup_path, {"kind": "backup", **backup_header}, self.fernet)
+            self.outcome.backup = backup_path
+        try:
+            self._plan_pass(records, snapshot)
+        finally:
+            if snapshot:
+                snapshot.close()
+            if self._backup:
+                self._backup.close()
+        self.outcome.timings["read_plan_backup"] = time.perf_counter() - started
+        conflicts = [i for i in self.outcome.plan if i.action == "conflict"]
+        if not self.apply:
+            return self.outcome
+        if conflicts:
+            raise VerificationError(
+                f"{len(conflicts)} target key(s) already hold other data: "
+                + ", ".join(_show(i.target_key) for i in conflicts[:5])
+                + ("…" if len(conflicts) > 5 else "")
+                + "; nothing was written",
+                hint="compare with `ci-tools memory diff`, then rerun with --on-conflict skip "
+                "(keep them) or replace (overwrite, reversible from the backup)",
+            )
+        assert self.outcome.snapshot is not None
+        self.on_event("planned", len(self.outcome.plan))
+        started = time.perf_counter()
+        self._write_pass(RecordFile(self.outcome.snapshot, self.fernet).records())
+        self.outcome.timings["copy"] = time.perf_counter() - started
+        started = time.perf_counter()
+        self._verify_pass(RecordFile(self.outcome.snapshot, self.fernet).records())
+        self.outcome.timings["verify"] = time.perf_counter() - started
+        return self.outcome
+
+    # -- pass 1: plan and back up ---------------------------------------------------
+    def _plan_pass(self, records: Iterable[Record], snapshot: RecordWriter | None) -> None:
+        batch: list[Record] = []
+        for record in records:
+            if snapshot:
+                snapshot.write(record)
+            if record.final and record.part == 0:
+                batch.append(record)
+                if len(batch) >= BATCH:
+                    self._plan_small(batch)
+                    batch = []
+            else:
+                self._plan_part(record)
+        if batch:
+            self._plan_small(batch)
+
+    def _decide(self, source: Record, target_key: bytes, reason: str | None, exists: bool) -> str:
+        remaining = source.remaining_ms()
+        if not source.exists:
+            return "vanished"
+        if remaining is not None and remaining <= 0:
+            return "expired"
+        if not exists:
+            return "create"
+        if reason is None:
+            return "identical"
+        return {"fail": "conflict", "skip": "skip", "replace": "replace"}[self.policy]
+
+    def _plan_small(self, batch: list[Record]) -> None:
+        target_keys = [self.rewrite(r.key) for r in batch]
+        targets = group_parts(read_records(self.target, target_keys, with_dump=True))
+        for source, target_key in zip(batch, target_keys, strict=True):
+            parts = targets[target_key]
+            current = parts[0]
+            reason = "target is a big key" if len(parts) > 1 else difference(source, current)
+            action = self._decide(source, target_key, reason, current.exists)
+            self._note(source, target_key, action, reason if action not in ("identical", "create") else "")
+            if self._backup and action in WRITES:
+                for part in parts:
+                    self._backup.write(part)
+
+    def _plan_part(self, record: Record) -> None:
+        if record.part == 0:
+            target_key = self.rewrite(record.key)
+            raw_type = self.target.type(target_key)
+            target_type = raw_type.decode() if isinstance(raw_type, bytes) else str(raw_type)
+            exists = target_type != "none"
+            self._big = {"tk": target_key, "exists": exists, "same": target_type == record.type, "offset": 0}
+            if self._backup and (not exists or self.policy == "replace"):
+                for part in read_records(self.target, [target_key], with_dump=True):
+                    self._backup.write(part)
+        state = self._big
+        assert state is not None
+        if state["exists"] and state["same"] and part_difference(self.target, state["tk"], record, state["offset"]):
+            state["same"] = False
+        state["offset"] += len(record.value)
+        if not record.final:
+            return
+        reason: str | None = None if state["same"] else "value differs"
+        if state["exists"] and state["same"]:
+            if length_of(self.target, state["tk"], record.type) != state["offset"]:
+                reason = "length differs"
+            else:
+                target_ttl = self.target.pttl(state["tk"])
+                current = Record(state["tk"], record.type, None if target_ttl < 0 else target_ttl, now_ms())
+                reason = ttl_difference(record, current)
+        action = self._decide(record, state["tk"], reason, state["exists"])
+        self._note(record, state["tk"], action, reason or "", size=state["offset"])
+        self._big = None
+
+    def _note(self, source: Record, target_key: bytes, action: str, reason: str, size: int | None = None) -> None:
+        self.outcome.plan.append(
+            PlanItem(
+                source.key,
+                target_key,
+                source.type,
+                source.size() if size is None else size,
+                source.remaining_ms(),
+                action,
+                reason,
+            )
+        )
+
+    # -- pass 2: write ------------------------------------------------------------
+    def _write_pass(self, records: Iterator[Record]) -> None:
+        actions = {item.source_key: item.action for item in self.outcome.plan}
+        total = sum(1 for i in self.outcome.plan if i.action in WRITES)
+        writer = Writer(self.target, replace=self.policy == "replace")
+        tick = self.progress("copy", total) if self.progress and total else None
+        batch: list[tuple[bytes, Record]] = []
+        batches = 0
+        try:
+            for record in records:
+                if actions.get(record.key) not in WRITES:
+                    continue
+                target_key = self.rewrite(record.key)
+                if record.final and record.part == 0:
+                    batch.append((target_key, record))
+                    if len(batch) >= BATCH:
+                        writer.write_batch(batch)
+                        batches += 1
+                        if tick:
+                            tick(len(batch))
+                        batch = []
+                        self.on_event("batch", batches)
+                else:
+                    writer.write_part(target_key, record)
+                    if tick and record.final:
+                        tick(1)
+            if batch:
+                writer.write_batch(batch)
+                if tick:
+                    tick(len(batch))
+        except CONNECTION_ERRORS as exc:
+            self._absorb(writer)
+            assert self.outcome.backup is not None
+            raise RemoteError(
+                f"the target stopped answering ({type(exc).__name__}) after {len(writer.result.written)} "
+                f"of {total} keys were written; the source is untouched; snapshot {self.outcome.snapshot}, "
+                f"backup {self.outcome.backup}",
+                hint=f"once the target is back, resume with: {self.resume_command} — "
+                f"or undo with: {self.undo_command(self.outcome.backup)}",
+            ) from None
+        self._absorb(writer)
+
+    def _absorb(self, writer: Writer) -> None:
+        result = writer.result
+        self.outcome.written, self.outcome.expired = result.written, result.expired
+        self.outcome.appeared, self.outcome.fallback = result.appeared, result.fallback
+
+    # -- pass 3: verify -------------------------------------------------------------
+    def _verify_pass(self, records: Iterator[Record]) -> None:
+        check = {i.source_key for i in self.outcome.plan if i.action in (*WRITES, "identical")}
+        not_written = set(self.outcome.expired) | set(self.outcome.appeared)
+        mismatches: list[str] = []
+        batch: list[tuple[bytes, Record]] = []
+        offsets: dict[bytes, int] = {}
+
+        def flush() -> None:
+            targets = group_parts(read_records(self.target, [k for k, _ in batch]))
+            for key, expected in batch:
+                found = targets[key]
+                reason = "target is a big key" if len(found) > 1 else difference(expected, found[0])
+                if reason:
+                    mismatches.append(f"{_show(key)} ({reason})")
+            self.outcome.verified += len(batch)
+            batch.clear()
+
+        try:
+            for record in records:
+                target_key = self.rewrite(record.key)
+                if record.key not in check or target_key in not_written:
+                    continue
+                if record.final and record.part == 0:
+                    batch.append((target_key, record))
+                    if len(batch) >= BATCH:
+                        flush()
+                    continue
+                offset = offsets.get(target_key, 0)
+                reason = part_difference(self.target, target_key, record, offset)
+                offsets[target_key] = offset + len(record.value)
+                if record.final:
+                    if not reason and length_of(self.target, target_key, record.type) != offsets[target_key]:
+                        reason = "length differs"
+                    if not reason:
+                        ttl = self.target.pttl(target_key)
+                        reason = ttl_difference(record, Record(target_key, record.type, None if ttl < 0 else ttl, now_ms()))
+                    self.outcome.verified += 1
+                if reason:
+                    mismatches.append(f"{_show(target_key)} ({reason})")
+            if batch:
+                flush()
+        except CONNECTION_ERRORS as exc:
+            raise RemoteError(
+                f"the target stopped answering during verification ({type(exc).__name__})",
+                hint=f"rerun to verify: {self.resume_command}",
+            ) from None
+        if mismatches:
+            assert self.outcome.backup is not None
+            raise VerificationError(
+                f"{len(mismatches)} key(s) differ from the snapshot after writing: "
+                + ", ".join(mismatches[:5])
+                + ("…" if len(mismatches) > 5 else ""),
+                hint=f"undo with: {self.undo_command(self.outcome.backup)}",
+            )
+
+
+def _show(key: bytes) -> str:
+    return key.decode(errors="backslashreplace")

@@ -1,0 +1,132 @@
+"""Snapshots and backups on disk: portable JSON lines, encrypted when a key is given.
+
+Both hold a person's memory, so: the file is created with mode 0600; with
+``MEMORY_SNAPSHOT_KEY`` set (a Fernet key) every line is a Fernet token; a header
+says what the file is, and a footer with the record count proves it is complete,
+so a truncated backup is refused instead of half-applied.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from cryptography.fernet import Fernet, InvalidToken
+
+from ci_tools.errors import ConfigError, InputError
+from ci_tools.memory.records import Record, from_json, to_json
+
+FORMAT = "mindmate-memory"
+VERSION = 1
+KEY_ENV = "MEMORY_SNAPSHOT_KEY"
+
+
+def fernet_from_env() -> Fernet | None:
+    raw = os.environ.get(KEY_ENV, "").strip()
+    if not raw:
+        return None
+    try:
+        return Fernet(raw.encode())
+    except (ValueError, TypeError):
+        raise ConfigError(
+            f"{KEY_ENV} is not a Fernet key",
+            hint='make one with: python -c "from cryptography.fernet import Fernet; '
+            'print(Fernet.generate_key().decode())"',
+        ) from None
+
+
+class RecordWriter:
+    """Append records to a new file; ``close()`` writes the footer that marks it complete."""
+
+    def __init__(self, path: Path, header: dict[str, Any], fernet: Fernet | None) -> None:
+        self.path = path
+        self.fernet = fernet
+        self.count = 0
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self._file: IO[bytes] = os.fdopen(fd, "wb")
+        self._line({"format": FORMAT, "version": VERSION, "encrypted": fernet is not None, **header})
+
+    def _line(self, document: dict[str, Any]) -> None:
+        data = json.dumps(document, separators=(",", ":")).encode()
+        if self.fernet is not None:
+            data = self.fernet.encrypt(data)
+        self._file.write(data + b"\n")
+
+    def write(self, record: Record) -> None:
+        self._line(to_json(record))
+        self.count += 1
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._line({"end": True, "records": self.count})
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+
+    def __enter__(self) -> RecordWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class RecordFile:
+    """Read a snapshot or backup: the header first, then records, then the footer is checked."""
+
+    def __init__(self, path: Path, fernet: Fernet | None = None) -> None:
+        self.path = path
+        self.fernet = fernet if fernet is not None else fernet_from_env()
+        if not path.is_file():
+            raise InputError(f"{path} does not exist", hint="pass the path the copy printed")
+        with path.open("rb") as handle:
+            first = handle.readline()
+        self.header = self._decode(first, 1)
+        if self.header.get("format") != FORMAT:
+            raise InputError(f"{path} is not a memory snapshot or backup")
+
+    def _decode(self, raw: bytes, number: int) -> dict[str, Any]:
+        raw = raw.strip()
+        if not raw.startswith(b"{"):
+            if self.fernet is None:
+                raise ConfigError(
+                    f"{self.path.name} is encrypted", hint=f"set {KEY_ENV} to the key it was written with"
+                )
+            try:
+                raw = self.fernet.decrypt(raw)
+            except InvalidToken:
+                raise ConfigError(
+                    f"{self.path.name} cannot be decrypted with this {KEY_ENV}",
+                    hint="use the key it was written with",
+                ) from None
+        try:
+            document = json.loads(raw)
+        except json.JSONDecodeError:
+            raise InputError(f"{self.path.name} line {number} is not valid JSON") from None
+        if not isinstance(document, dict):
+            raise InputError(f"{self.path.name} line {number} is not a JSON object")
+        return document
+
+    def records(self) -> Iterator[Record]:
+        count, complete = 0, False
+        with self.path.open("rb") as handle:
+            handle.readline()
+            for number, raw in enumerate(handle, start=2):
+                document = self._decode(raw, number)
+                if document.get("end"):
+                    complete = document.get("records") == count
+                    break
+                try:
+                    record = from_json(document)
+                except (KeyError, ValueError, TypeError) as exc:
+                    raise InputError(f"{self.path.name} line {number} is malformed: {exc}") from None
+                count += 1
+                yield record
+        if not complete:
+            raise InputError(
+                f"{self.path.name} is incomplete (no footer after {count} records)",
+                hint="it was cut short; do not apply it",
+            )

@@ -1,0 +1,84 @@
+"""Which keys are one user's: exact keys read directly, patterns through an escaped SCAN."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import redis
+
+GLOB_CHARS = re.compile(rb"([*?\[\]\\])")
+
+
+def escape_glob(text: bytes) -> bytes:
+    """Escape ``* ? [ ] \\`` so SCAN MATCH treats them literally."""
+    return GLOB_CHARS.sub(rb"\\\1", text)
+
+
+def has_glob(pattern: str) -> bool:
+    return any(ch in pattern for ch in "*?[")
+
+
+@dataclass(frozen=True)
+class KeySpace:
+    """A user's keys under one prefix, and how a key maps to the other side's prefix."""
+
+    prefix: bytes
+    patterns: tuple[str, ...]
+    user_id: int
+
+    def exact_keys(self) -> list[bytes]:
+        return [
+            self.prefix + p.format(user_id=self.user_id).encode()
+            for p in self.patterns
+            if not has_glob(p)
+        ]
+
+    def scan_patterns(self) -> list[bytes]:
+        """Glob patterns with the prefix and the id escaped, the configured wildcards kept."""
+        uid = escape_glob(str(self.user_id).encode()).decode()
+        return [
+            escape_glob(self.prefix) + p.format(user_id=uid).encode()
+            for p in self.patterns
+            if has_glob(p)
+        ]
+
+    def owns(self, key: bytes) -> bool:
+        """Guard against a pattern like ``memory:{user_id}*`` that would match user 12 for user 1."""
+        if not key.startswith(self.prefix):
+            return False
+        rest = key[len(self.prefix) :]
+        for pattern in self.patterns:
+            before, _, after = pattern.partition("{user_id}")
+            regex = (
+                _glob_regex(before) + re.escape(str(self.user_id)) + r"(?![0-9])" + _glob_regex(after)
+            )
+            if re.fullmatch(regex.encode(), rest, re.S):
+                return True
+        return False
+
+    def rewrite(self, key: bytes, target_prefix: bytes) -> bytes:
+        return target_prefix + key[len(self.prefix) :]
+
+
+def _glob_regex(glob: str) -> str:
+    out = []
+    for ch in glob:
+        out.append(".*" if ch == "*" else "." if ch == "?" else re.escape(ch))
+    return "".join(out)
+
+
+def discover(client: redis.Redis, space: KeySpace, *, scan_count: int = 1000) -> list[bytes]:
+    """The user's existing keys, sorted; exact keys need no SCAN (one EXISTS round trip)."""
+    exact = space.exact_keys()
+    found: set[bytes] = set()
+    if exact:
+        pipe = client.pipeline(transaction=False)
+        for key in exact:
+            pipe.exists(key)
+        found |= {key for key, n in zip(exact, pipe.execute(), strict=True) if n}
+    for pattern in space.scan_patterns():
+        for key in client.scan_iter(match=pattern, count=scan_count):
+            if space.owns(key):
+                found.add(key)
+    return sorted(found)

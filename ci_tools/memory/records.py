@@ -1,0 +1,316 @@
+"""Read keys of every type in pipelined batches, and compare and encode what was read.
+
+A record is one key's type, remaining TTL and value, read atomically (MULTI/EXEC)
+so that the TTL, the DUMP payload and the typed value describe the same moment.
+Round trips grow with keys ÷ batch size: per batch one TYPE round, one length
+round and one MULTI/EXEC round. Keys bigger than ``big`` elements are read in
+chunks and yielded as several parts, so memory stays flat however big a key is.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from ci_tools.errors import RemoteError
+
+TYPES = ("string", "list", "hash", "set", "zset", "stream")
+BATCH = 500
+BIG = 10_000  # elements: a key with more is read and written in chunks of this many
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class Record:
+    """One key (or one part of a big key). ``type == "none"`` means the key does not exist."""
+
+    key: bytes
+    type: str
+    pttl: int | None = None  # remaining ms at ``read_at``; None = no TTL
+    read_at: int = 0  # local wall-clock ms when read
+    value: Any = None
+    dump: bytes | None = None
+    part: int = 0
+    final: bool = True
+
+    @property
+    def exists(self) -> bool:
+        return self.type != "none"
+
+    def remaining_ms(self, at: int | None = None) -> int | None:
+        """Remaining TTL now (None = no TTL); ≤ 0 means it has expired since it was read."""
+        if self.pttl is None:
+            return None
+        return self.read_at + self.pttl - (now_ms() if at is None else at)
+
+    def size(self) -> int:
+        if self.type == "string":
+            return len(self.value)
+        return len(self.value) if self.value is not None else 0
+
+
+# -- canonical values: what "equal" means per type ---------------------------
+
+
+def canonical(type_: str, raw: Any) -> Any:
+    if type_ == "hash":
+        return sorted(raw.items()) if isinstance(raw, dict) else sorted(raw)
+    if type_ == "set":
+        return sorted(raw)
+    if type_ == "zset":
+        return [(m, float(s)) for m, s in raw]
+    if type_ == "stream":
+        return [(i, sorted(f.items()) if isinstance(f, dict) else list(f)) for i, f in raw]
+    return raw  # string: bytes; list: list[bytes]
+
+
+# -- reading --------------------------------------------------------------
+
+
+def _len_command(pipe: Any, type_: str, key: bytes) -> None:
+    {
+        "string": pipe.strlen,
+        "list": pipe.llen,
+        "hash": pipe.hlen,
+        "set": pipe.scard,
+        "zset": pipe.zcard,
+        "stream": pipe.xlen,
+    }[type_](key)
+
+
+def _read_command(pipe: Any, type_: str, key: bytes) -> None:
+    if type_ == "string":
+        pipe.get(key)
+    elif type_ == "list":
+        pipe.lrange(key, 0, -1)
+    elif type_ == "hash":
+        pipe.hgetall(key)
+    elif type_ == "set":
+        pipe.smembers(key)
+    elif type_ == "zset":
+        pipe.zrange(key, 0, -1, withscores=True)
+    elif type_ == "stream":
+        pipe.xrange(key, "-", "+")
+
+
+def _ttl(pttl: int) -> int | None:
+    return None if pttl == -1 else pttl
+
+
+def _types(client: redis.Redis, keys: list[bytes]) -> list[str]:
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.type(key)
+    return [t.decode() if isinstance(t, bytes) else str(t) for t in pipe.execute()]
+
+
+def read_records(
+    client: redis.Redis,
+    keys: Iterable[bytes],
+    *,
+    with_dump: bool = False,
+    batch: int = BATCH,
+    big: int = BIG,
+) -> Iterator[Record]:
+    """Yield a record (or parts, for a big key) per key, in the order given; absent keys too."""
+    pending: list[bytes] = []
+    for key in keys:
+        pending.append(key)
+        if len(pending) >= batch:
+            yield from _read_batch(client, pending, with_dump, big)
+            pending = []
+    if pending:
+        yield from _read_batch(client, pending, with_dump, big)
+
+
+def _read_batch(
+    client: redis.Redis, keys: list[bytes], with_dump: bool, big: int, attempt: int = 0
+) -> Iterator[Record]:
+    types = _types(client, keys)
+    sized = [(k, t) for k, t in zip(keys, types, strict=True) if t in TYPES]
+    unknown = [(k, t) for k, t in zip(keys, types, strict=True) if t not in TYPES and t != "none"]
+    if unknown:
+        key, type_ = unknown[0]
+        raise RemoteError(
+            f"key {key!r} has type {type_!r}, which memory copy does not handle",
+            hint="only string, list, hash, set, sorted set and stream keys are copied",
+        )
+    pipe = client.pipeline(transaction=False)
+    for key, type_ in sized:
+        _len_command(pipe, type_, key)
+    lengths = dict(zip([k for k, _ in sized], pipe.execute(raise_on_error=False), strict=True))
+
+    small = [(k, t) for k, t in sized if t == "string" or not _is_big(lengths[k], big)]
+    pipe = client.pipeline(transaction=True)
+    for key, type_ in small:
+        pipe.pttl(key)
+        pipe.type(key)
+        if with_dump:
+            pipe.dump(key)
+        _read_command(pipe, type_, key)
+    replies = iter(pipe.execute(raise_on_error=False)) if small else iter(())
+    read_at = now_ms()
+    results: dict[bytes, Record] = {}
+    retry: list[bytes] = []
+    for key, type_ in small:
+        pttl, now_type = next(replies), next(replies)
+        dump = next(replies) if with_dump else None
+        value = next(replies)
+        now_type = now_type.decode() if isinstance(now_type, bytes) else now_type
+        if any(isinstance(r, Exception) for r in (pttl, now_type, dump, value)) or now_type != type_:
+            retry.append(key)  # changed type between rounds: read it again
+            continue
+        if pttl == -2:
+            results[key] = Record(key, "none", read_at=read_at)
+            continue
+        results[key] = Record(
+            key, type_, _ttl(pttl), read_at, canonical(type_, value), dump if with_dump else None
+        )
+    if retry and attempt < 3:
+        for record in _read_batch(client, retry, with_dump, big, attempt + 1):
+            results.setdefault(record.key, record) if record.final else None
+            if not record.final:
+                yield record  # a retried key turned big: pass its parts through
+    elif retry:
+        raise RemoteError(f"key {retry[0]!r} keeps changing type while being read; try again")
+    for key, type_ in zip(keys, types, strict=True):
+        if key in results:
+            yield results[key]
+        elif type_ == "none":
+            yield Record(key, "none", read_at=read_at)
+        elif key not in retry:
+            yield from _read_big(client, key, type_, big)
+
+
+def _is_big(length: Any, big: int) -> bool:
+    return isinstance(length, int) and length > big
+
+
+def _read_big(client: redis.Redis, key: bytes, type_: str, chunk: int) -> Iterator[Record]:
+    """A big key in parts of ``chunk`` elements; TTL from the first read.
+
+    Not atomic across parts: a key this big is not the bot's (its lists are capped),
+    and verification compares the target with exactly what was read.
+    """
+    pttl = client.pttl(key)
+    read_at = now_ms()
+    if pttl == -2:
+        yield Record(key, "none", read_at=read_at)
+        return
+    parts = _chunks(client, key, type_, chunk)
+    current = next(parts, [])
+    index = 0
+    for following in parts:
+        yield Record(key, type_, _ttl(pttl), read_at, current, part=index, final=False)
+        current, index = following, index + 1
+    yield Record(key, type_, _ttl(pttl), read_at, current, part=index, final=True)
+
+
+def _chunks(client: redis.Redis, key: bytes, type_: str, chunk: int) -> Iterator[list[Any]]:
+    if type_ == "list":
+        start = 0
+        while items := client.lrange(key, start, start + chunk - 1):
+            yield items
+            start += chunk
+    elif type_ == "zset":
+        start = 0
+        while items := client.zrange(key, start, start + chunk - 1, withscores=True):
+            yield canonical("zset", items)
+            start += chunk
+    elif type_ == "stream":
+        last = b"-"
+        while items := client.xrange(key, last, "+", count=chunk):
+            yield canonical("stream", items)
+            last = b"(" + items[-1][0]
+    elif type_ in ("hash", "set"):
+        cursor, scan = 0, client.hscan if type_ == "hash" else client.sscan
+        buffer: list[Any] = []
+        while True:
+            cursor, found = scan(key, cursor, count=chunk)
+            buffer.extend(found.items() if isinstance(found, dict) else found)
+            while len(buffer) >= chunk:
+                yield sorted(buffer[:chunk])
+                buffer = buffer[chunk:]
+            if cursor == 0:
+                break
+        if buffer:
+            yield sorted(buffer)
+
+
+# -- JSON encoding (snapshots and backups are portable JSON lines) ------------
+
+
+def _b(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _u(text: str) -> bytes:
+    return base64.b64decode(text)
+
+
+def _score(score: float) -> str:
+    return repr(float(score)) if math.isfinite(score) else ("inf" if score > 0 else "-inf")
+
+
+def encode_value(type_: str, value: Any) -> Any:
+    if type_ == "string":
+        return _b(value)
+    if type_ in ("list", "set"):
+        return [_b(v) for v in value]
+    if type_ == "hash":
+        return [[_b(f), _b(v)] for f, v in value]
+    if type_ == "zset":
+        return [[_b(m), _score(s)] for m, s in value]
+    if type_ == "stream":
+        return [[_b(i), [[_b(f), _b(v)] for f, v in fields]] for i, fields in value]
+    return None
+
+
+def decode_value(type_: str, data: Any) -> Any:
+    if type_ == "string":
+        return _u(data)
+    if type_ in ("list", "set"):
+        return [_u(v) for v in data]
+    if type_ == "hash":
+        return [(_u(f), _u(v)) for f, v in data]
+    if type_ == "zset":
+        return [(_u(m), float(s)) for m, s in data]
+    if type_ == "stream":
+        return [(_u(i), [(_u(f), _u(v)) for f, v in fields]) for i, fields in data]
+    return None
+
+
+def to_json(record: Record) -> dict[str, Any]:
+    line: dict[str, Any] = {"key": _b(record.key), "type": record.type}
+    if record.exists:
+        line |= {"pttl": record.pttl, "read_at": record.read_at, "value": encode_value(record.type, record.value)}
+        if record.dump is not None:
+            line["dump"] = _b(record.dump)
+        if record.part or not record.final:
+            line |= {"part": record.part, "final": record.final}
+    return line
+
+
+def from_json(line: dict[str, Any]) -> Record:
+    type_ = line["type"]
+    if type_ != "none" and type_ not in TYPES:
+        raise ValueError(f"unknown type {type_!r}")
+    return Record(
+        key=_u(line["key"]),
+        type=type_,
+        pttl=line.get("pttl"),
+        read_at=int(line.get("read_at", 0)),
+        value=decode_value(type_, line.get("value")),
+        dump=_u(line["dump"]) if line.get("dump") else None,
+        part=int(line.get("part", 0)),
+        final=bool(line.get("final", True)),
+    )
