@@ -34,7 +34,9 @@ def cli(*args: str) -> int:
 COPY = ("copy", "--user-id", str(USER), "--from", "staging", "--to", "production")
 
 
-@pytest.mark.parametrize("bad", ["*", "1*", "[1]", "1 2", "1\\", "", " 1", "01", "+1", "1.0", "abc", "0", "-", "9" * 20])
+@pytest.mark.parametrize(
+    "bad", ["*", "1*", "[1]", "1 2", "1\\", "", " 1", "01", "+1", "1.0", "abc", "0", "-", "9" * 20]
+)
 def test_each_bad_user_id_is_refused_before_any_redis_is_touched(bad, envs, capsys, tmp_path):
     before = state(envs[1].client())
     assert cli(*COPY[:1], "--user-id", bad, *COPY[3:], "--apply", "--out", str(tmp_path)) == 2
@@ -62,7 +64,9 @@ def test_copy_all_types_binary_safe_with_prefix_rewrite_and_ttl(envs, tmp_path):
     for kind in ("string", "list", "hash", "set", "zset", "stream"):
         src, dst = f"dev:all:{USER}:{kind}", f"prod:all:{USER}:{kind}"
         assert value(target, dst.encode()) == value(source, src.encode()), kind
-    assert abs(target.pttl(f"prod:all:{USER}:string") - source.pttl(f"dev:all:{USER}:string")) < 1000
+    assert (
+        abs(target.pttl(f"prod:all:{USER}:string") - source.pttl(f"dev:all:{USER}:string")) < 1000
+    )
     assert abs(target.pttl(f"prod:memory:{USER}") - source.pttl(f"dev:memory:{USER}")) < 1000
     assert target.pttl(f"prod:all:{USER}:list") == -1
     assert not target.exists(f"prod:memory:{OTHER}")
@@ -130,7 +134,10 @@ def test_conflict_replace_is_reversible_byte_for_byte(envs, tmp_path):
     assert outcome.counts() == {"replace": 2, "create": 1}
     assert prod.client().lrange(f"prod:memory:{USER}", 0, -1) == [b"likes tea", b"sister Mia"]
     backup = list(RecordFile(outcome.backup).records())
-    assert {r.key for r in backup} == {f"prod:{k}".encode() for k in (f"memory:{USER}", f"user:{USER}:history", f"user:{USER}:profile")}
+    assert {r.key for r in backup} == {
+        f"prod:{k}".encode()
+        for k in (f"memory:{USER}", f"user:{USER}:history", f"user:{USER}:profile")
+    }
     undo_backup(outcome.backup, tmp_path / "undo")
     assert state(prod.client()) == before
 
@@ -154,7 +161,12 @@ def test_snapshot_and_backup_exist_before_the_first_target_write(envs, tmp_path)
         if event == "planned":
             seen["state"] = state(prod.client())
             out = tmp_path / "out"
-            seen["files"] = {kind for p in out.iterdir() for kind in ("snapshot", "backup") if f"-{kind}-" in p.name}
+            seen["files"] = {
+                kind
+                for p in out.iterdir()
+                for kind in ("snapshot", "backup")
+                if f"-{kind}-" in p.name
+            }
             for path in out.iterdir():
                 list(RecordFile(path).records())  # complete: a footer, readable
 
@@ -197,7 +209,20 @@ def test_the_same_server_is_refused(redis_server, monkeypatch, tmp_path, capsys)
 
 
 def test_no_keys_for_the_user_is_a_clear_error(envs, capsys, tmp_path):
-    assert cli("copy", "--user-id", "999", "--from", "staging", "--to", "production", "--out", str(tmp_path)) == 2
+    assert (
+        cli(
+            "copy",
+            "--user-id",
+            "999",
+            "--from",
+            "staging",
+            "--to",
+            "production",
+            "--out",
+            str(tmp_path),
+        )
+        == 2
+    )
     assert "no memory for user 999 under 'dev:'" in capsys.readouterr().err
 
 
@@ -249,9 +274,14 @@ def test_cross_version_fallback_from_valkey_9_to_redis_7(monkeypatch, tmp_path):
         assert outcome.verified == 7
         target = old.client()
         assert target.zrange(f"prod:all:{USER}:zset", 0, -1, withscores=True) == [
-            (b"low", -1.5), (b"high", 1e300), (b"inf", float("inf"))
+            (b"low", -1.5),
+            (b"high", 1e300),
+            (b"inf", float("inf")),
         ]
-        assert target.xrange(f"prod:all:{USER}:stream")[1] == (b"2-0", {b"text": b"again", b"mood": b"ok"})
+        assert target.xrange(f"prod:all:{USER}:stream")[1] == (
+            b"2-0",
+            {b"text": b"again", b"mood": b"ok"},
+        )
         assert target.pttl(f"prod:memory:{USER}") > 590_000
 
 
@@ -273,7 +303,9 @@ def test_big_keys_are_copied_in_chunks_and_verified(envs, tmp_path):
     target = prod.client()
     for kind in ("list", "hash", "set", "zset", "stream"):
         assert target.dump(f"prod:big:{USER}:{kind}") is not None
-    assert target.lrange(f"prod:big:{USER}:list", 0, -1) == source.lrange(f"dev:big:{USER}:list", 0, -1)
+    assert target.lrange(f"prod:big:{USER}:list", 0, -1) == source.lrange(
+        f"dev:big:{USER}:list", 0, -1
+    )
     assert target.hgetall(f"prod:big:{USER}:hash") == source.hgetall(f"dev:big:{USER}:hash")
     assert target.smembers(f"prod:big:{USER}:set") == source.smembers(f"dev:big:{USER}:set")
     assert 3590_000 < target.pttl(f"prod:big:{USER}:list") <= 3600_000
@@ -294,7 +326,9 @@ def test_passwords_never_printed(redis_pair, monkeypatch, tmp_path, capsys):
         dev.client().set("prod:meta:env", "production")
         assert cli(*COPY, "--apply", "--out", str(tmp_path)) == 0
         assert cli(*COPY, "--apply", "--out", str(tmp_path), "--json") == 0
-        monkeypatch.setenv("SOURCE_REDIS_URL", secured.url.replace("Sup3rSecretDevPw", "WrongPassw0rd99"))
+        monkeypatch.setenv(
+            "SOURCE_REDIS_URL", secured.url.replace("Sup3rSecretDevPw", "WrongPassw0rd99")
+        )
         assert cli(*COPY, "--out", str(tmp_path)) == 3
         monkeypatch.setenv("SOURCE_REDIS_URL", "redis://:Sup3rSecretDevPw@127.0.0.1:1/0")
         assert cli(*COPY, "--out", str(tmp_path)) == 4

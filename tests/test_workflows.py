@@ -72,17 +72,58 @@ def test_no_expressions_inside_run_scripts(path):
         assert "${{" not in step.get("run", ""), f"{step.get('name')}: pass values through env:"
 
 
+def inputs_of(document: dict) -> dict[str, dict]:
+    triggers = document.get("on") or {}
+    found: dict[str, dict] = {}
+    for trigger in ("workflow_dispatch", "workflow_call"):
+        if isinstance(triggers, dict) and isinstance(triggers.get(trigger), dict):
+            found |= triggers[trigger].get("inputs") or {}
+    return found
+
+
+def variable_samples(document: dict, job: dict, step: dict) -> list[dict[str, str]]:
+    """Values a step's env variables can take: each option of a choice input, defaults otherwise."""
+    inputs = inputs_of(document)
+    env = {**(document.get("env") or {}), **(job.get("env") or {}), **(step.get("env") or {})}
+    base: dict[str, str] = {}
+    choices: dict[str, list[str]] = {}
+    for name, expression in env.items():
+        match = re.fullmatch(r"\$\{\{\s*inputs\.(\w+)\s*\}\}", str(expression))
+        spec = inputs.get(match[1]) if match else None
+        if spec:
+            options = [str(o) for o in spec.get("options") or []]
+            base[name] = str(spec.get("default") or (options[0] if options else "1"))
+            if len(options) > 1:
+                choices[name] = options
+        else:
+            base[name] = "sample-value"
+    samples = [base]
+    samples += [{**base, name: option} for name, options in choices.items() for option in options]
+    return samples
+
+
+def expand(word: str, values: dict[str, str]) -> str:
+    return re.sub(r"\$\{?(\w+)\}?", lambda m: values.get(m[1], m[0]), word)
+
+
+def all_steps(document: dict) -> list[tuple[dict, dict]]:
+    if "runs" in document:
+        return [({}, step) for step in document["runs"].get("steps", [])]
+    return [(job, step) for job in document["jobs"].values() for step in job.get("steps", [])]
+
+
 @pytest.mark.parametrize("path", ALL)
 def test_every_ci_tools_call_parses(path):
     parser = build_parser()
-    for step in steps_of(load(path)):
+    document = load(path)
+    for job, step in all_steps(document):
         for argv in ci_tools_calls(step.get("run", "")):
-            try:
-                parser.parse_args(argv)
-            except SystemExit as exc:
-                pytest.fail(
-                    f"{path.name}: `ci-tools {' '.join(argv)}` is refused by the CLI ({exc})"
-                )
+            for values in variable_samples(document, job, step):
+                concrete = [expand(word, values) for word in argv]
+                try:
+                    parser.parse_args(concrete)
+                except SystemExit as exc:
+                    pytest.fail(f"{path.name}: `ci-tools {' '.join(concrete)}` is refused ({exc})")
 
 
 @pytest.mark.parametrize("path", [pytest.param(p, id=p.name) for p in WORKFLOWS])

@@ -21,25 +21,43 @@ from ci_tools.output import emit_json, say, table
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("memory", help="copy a user's memory between environments, safely")
+    parser = subparsers.add_parser(
+        "memory", help="copy a user's memory between environments, safely"
+    )
     sub = parser.add_subparsers(dest="memory_command", required=True, metavar="ACTION")
 
-    def common(p: argparse.ArgumentParser, *, source: bool, target: bool, user: bool = True) -> None:
+    def common(
+        p: argparse.ArgumentParser, *, source: bool, target: bool, user: bool = True
+    ) -> None:
         if user:
             p.add_argument("--user-id", required=True, help="the Telegram user id (an integer)")
         if source:
-            p.add_argument("--from", dest="source", required=True, metavar="ENV", help="source environment")
+            p.add_argument(
+                "--from", dest="source", required=True, metavar="ENV", help="source environment"
+            )
             p.add_argument("--source-prefix", help="default: the source environment's key prefix")
         if target:
-            p.add_argument("--to", dest="target", required=True, metavar="ENV", help="target environment")
+            p.add_argument(
+                "--to", dest="target", required=True, metavar="ENV", help="target environment"
+            )
             p.add_argument("--target-prefix", help="default: the target environment's key prefix")
-        p.add_argument("--out", type=Path, default=Path("memory-out"), help="where snapshots and backups go")
-        p.add_argument("--ignore-env-markers", action="store_true", help="skip the <prefix>meta:env checks")
+        p.add_argument(
+            "--out", type=Path, default=Path("memory-out"), help="where snapshots and backups go"
+        )
+        p.add_argument(
+            "--ignore-env-markers", action="store_true", help="skip the <prefix>meta:env checks"
+        )
         p.add_argument("--json", action="store_true", help="one JSON document on stdout")
 
     def writes(p: argparse.ArgumentParser) -> None:
         p.add_argument("--apply", action="store_true", help="write (the default is a dry run)")
-        p.add_argument("--on-conflict", choices=POLICIES, default="fail", help="when a target key holds other data")
+        p.add_argument("--mode", choices=("dry-run", "apply"), help="the same, as a workflow input")
+        p.add_argument(
+            "--on-conflict",
+            choices=POLICIES,
+            default="fail",
+            help="when a target key holds other data",
+        )
 
     copy = sub.add_parser("copy", help="copy one user's keys (dry run unless --apply)")
     common(copy, source=True, target=True)
@@ -53,12 +71,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("--pattern", action="append", dest="patterns", metavar="PATTERN")
     export.set_defaults(func=memory_export)
 
-    diff = sub.add_parser("diff", help="compare one user's keys in two environments (exit 1 if they differ)")
+    diff = sub.add_parser(
+        "diff", help="compare one user's keys in two environments (exit 1 if they differ)"
+    )
     common(diff, source=True, target=True)
     diff.add_argument("--pattern", action="append", dest="patterns", metavar="PATTERN")
     diff.set_defaults(func=memory_diff)
 
-    restore = sub.add_parser("restore", help="write a snapshot into an environment (dry run unless --apply)")
+    restore = sub.add_parser(
+        "restore", help="write a snapshot into an environment (dry run unless --apply)"
+    )
     restore.add_argument("snapshot", type=Path)
     common(restore, source=False, target=True, user=False)
     writes(restore)
@@ -67,11 +89,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     undo = sub.add_parser("undo", help="put the target back as a backup recorded it")
     undo.add_argument("backup", type=Path)
     undo.add_argument("--out", type=Path, default=Path("memory-out"))
-    undo.add_argument("--allow-other-server", action="store_true", help="undo on a server other than the recorded one")
+    undo.add_argument(
+        "--allow-other-server",
+        action="store_true",
+        help="undo on a server other than the recorded one",
+    )
     undo.add_argument("--json", action="store_true")
     undo.set_defaults(func=memory_undo)
 
-    seed = sub.add_parser("seed", help="make a pasted profile the user's initial memory (dry run unless --apply)")
+    seed = sub.add_parser(
+        "seed", help="make a pasted profile the user's initial memory (dry run unless --apply)"
+    )
     common(seed, source=False, target=True)
     seed.add_argument("--profile-file", required=True, type=Path)
     writes(seed)
@@ -79,7 +107,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _resume_command() -> str:
-    return "ci-tools " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "the same command"
+    return (
+        "ci-tools " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        if sys.argv[1:]
+        else "the same command"
+    )
+
+
+def _applying(args: argparse.Namespace) -> bool:
+    if args.apply and args.mode == "dry-run":
+        raise InputError("--apply contradicts --mode dry-run", hint="pass one of them")
+    return bool(args.apply or args.mode == "apply")
 
 
 def _request(args: argparse.Namespace) -> ops.CopyRequest:
@@ -89,7 +127,9 @@ def _request(args: argparse.Namespace) -> ops.CopyRequest:
     target = config.env(args.target) if getattr(args, "target", None) else source
     patterns = tuple(args.patterns) if getattr(args, "patterns", None) else source.memory_patterns
     if any("{user_id}" not in p for p in patterns):
-        raise InputError("every --pattern needs {user_id}", hint="e.g. --pattern 'user:{user_id}:*'")
+        raise InputError(
+            "every --pattern needs {user_id}", hint="e.g. --pattern 'user:{user_id}:*'"
+        )
     return ops.CopyRequest(
         user_id=user_id,
         source_env=source,
@@ -97,7 +137,7 @@ def _request(args: argparse.Namespace) -> ops.CopyRequest:
         source_prefix=args.source_prefix or source.key_prefix,
         target_prefix=getattr(args, "target_prefix", None) or target.key_prefix,
         patterns=patterns,
-        apply=getattr(args, "apply", False),
+        apply=_applying(args) if hasattr(args, "apply") else False,
         policy=getattr(args, "on_conflict", "fail"),
         out_dir=args.out,
         ignore_markers=args.ignore_env_markers,
@@ -115,7 +155,11 @@ def _progress_factory(args: argparse.Namespace) -> Callable[[str, int], Any] | N
         if total < 1000:
             return None
         progress = Progress(
-            TextColumn(phase), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True
+            TextColumn(phase),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            transient=True,
         )
         progress.start()
         task = progress.add_task(phase, total=total)
@@ -151,8 +195,14 @@ def _report(outcome: Outcome, args: argparse.Namespace, title: str) -> None:
     totals = ", ".join(f"{n} {action}" for action, n in sorted(counts.items()))
     github.add_summary(
         f"### {title} ({mode})\n\n{totals}\n\n"
-        + github.markdown_table(["action", "target key", "type", "size", "TTL", "note"], summary_rows[:200])
-        + (f"\n\nsnapshot `{outcome.snapshot}`, backup `{outcome.backup}`" if outcome.applied else "")
+        + github.markdown_table(
+            ["action", "target key", "type", "size", "TTL", "note"], summary_rows[:200]
+        )
+        + (
+            f"\n\nsnapshot `{outcome.snapshot}`, backup `{outcome.backup}`"
+            if outcome.applied
+            else ""
+        )
     )
     if args.json:
         emit_json(document)
@@ -170,7 +220,9 @@ def _report(outcome: Outcome, args: argparse.Namespace, title: str) -> None:
         if outcome.expired:
             say(f"{len(outcome.expired)} key(s) expired during the copy and were not written")
         if outcome.appeared:
-            say(f"{len(outcome.appeared)} key(s) appeared on the target meanwhile and were left alone")
+            say(
+                f"{len(outcome.appeared)} key(s) appeared on the target meanwhile and were left alone"
+            )
     else:
         say("dry run: rerun with --apply to write")
 
@@ -182,7 +234,11 @@ def _ttl(ms: int | None) -> str:
 def memory_copy(args: argparse.Namespace) -> int:
     request = _request(args)
     outcome = ops.copy_user(request)
-    _report(outcome, args, f"memory copy of user {request.user_id}: {request.source_env.name} → {request.target_env.name}")
+    _report(
+        outcome,
+        args,
+        f"memory copy of user {request.user_id}: {request.source_env.name} → {request.target_env.name}",
+    )
     return 0
 
 
@@ -199,14 +255,18 @@ def memory_export(args: argparse.Namespace) -> int:
 def memory_diff(args: argparse.Namespace) -> int:
     request = _request(args)
     outcome = ops.diff_user(request)
-    _report(outcome, args, f"memory diff of user {request.user_id}: {request.source_env.name} vs {request.target_env.name}")
+    _report(
+        outcome,
+        args,
+        f"memory diff of user {request.user_id}: {request.source_env.name} vs {request.target_env.name}",
+    )
     return 0 if all(i.action == "identical" for i in outcome.plan) else 1
 
 
 def memory_restore(args: argparse.Namespace) -> int:
     env = load_config().env(args.target)
     outcome = ops.restore_snapshot(
-        args.snapshot, env, args.target_prefix or env.key_prefix, args.on_conflict, args.apply,
+        args.snapshot, env, args.target_prefix or env.key_prefix, args.on_conflict, _applying(args),
         args.out, args.ignore_env_markers, _resume_command(),
     )  # fmt: skip
     _report(outcome, args, f"memory restore of {args.snapshot.name} into {env.name}")
@@ -218,7 +278,9 @@ def memory_undo(args: argparse.Namespace) -> int:
     if args.json:
         emit_json({"restored": count, "backup_of_previous_state": str(path)})
     else:
-        say(f"✓ put back {count} key(s) from {args.backup.name}; the state before this undo is in {path}")
+        say(
+            f"✓ put back {count} key(s) from {args.backup.name}; the state before this undo is in {path}"
+        )
     github.add_summary(f"### memory undo\n\nput back {count} key(s) from `{args.backup.name}`")
     return 0
 
@@ -228,7 +290,7 @@ def memory_seed(args: argparse.Namespace) -> int:
     user_id = parse_user_id(args.user_id)
     outcome = ops.seed_user(
         user_id, args.profile_file, env, args.target_prefix or env.key_prefix, args.on_conflict,
-        args.apply, args.out, args.ignore_env_markers, _resume_command(),
+        _applying(args), args.out, args.ignore_env_markers, _resume_command(),
     )  # fmt: skip
     _report(outcome, args, f"memory seed of user {user_id} into {env.name}")
     return 0

@@ -23,7 +23,9 @@ import redis
 from ci_tools.errors import RemoteError, VerificationError
 from ci_tools.memory.compare import difference, length_of, part_difference, ttl_difference
 from ci_tools.memory.files import RecordFile, RecordWriter, fernet_from_env
+from ci_tools.memory.prefetch import prefetch
 from ci_tools.memory.records import BATCH, Record, now_ms, read_records
+from ci_tools.memory.scripts import SAME_PAYLOAD
 from ci_tools.memory.writer import Writer
 
 POLICIES = ("fail", "skip", "replace")
@@ -117,6 +119,9 @@ class MemoryJob:
         self.outcome = Outcome(plan=[], applied=apply)
         self._backup: RecordWriter | None = None
         self._big: dict[str, Any] | None = None
+        self._big_keys: set[bytes] = set()
+        self._mismatches: list[str] = []
+        self._same_payload = target.register_script(SAME_PAYLOAD)
 
     # -- the three passes ------------------------------------------------------
     def run(
@@ -139,10 +144,12 @@ class MemoryJob:
             else:
                 self.outcome.snapshot = snapshot_file
             backup_path = self.out_dir / f"{self.label}-backup-{stamp()}.jsonl"
-            self._backup = RecordWriter(backup_path, {"kind": "backup", **backup_header}, self.fernet)
+            self._backup = RecordWriter(
+                backup_path, {"kind": "backup", **backup_header}, self.fernet
+            )
             self.outcome.backup = backup_path
         try:
-            self._plan_pass(records, snapshot)
+            self._plan_pass(prefetch(records), snapshot)
         finally:
             if snapshot:
                 snapshot.close()
@@ -163,12 +170,19 @@ class MemoryJob:
             )
         assert self.outcome.snapshot is not None
         self.on_event("planned", len(self.outcome.plan))
-        started = time.perf_counter()
-        self._write_pass(RecordFile(self.outcome.snapshot, self.fernet).records())
-        self.outcome.timings["copy"] = time.perf_counter() - started
-        started = time.perf_counter()
-        self._verify_pass(RecordFile(self.outcome.snapshot, self.fernet).records())
-        self.outcome.timings["verify"] = time.perf_counter() - started
+        self._apply_pass(prefetch(RecordFile(self.outcome.snapshot, self.fernet).records()))
+        if self._big_keys:
+            started = time.perf_counter()
+            self._verify_big(RecordFile(self.outcome.snapshot, self.fernet).records())
+            self.outcome.timings["verify"] += time.perf_counter() - started
+        if self._mismatches:
+            assert self.outcome.backup is not None
+            raise VerificationError(
+                f"{len(self._mismatches)} key(s) differ from the snapshot after writing: "
+                + ", ".join(self._mismatches[:5])
+                + ("…" if len(self._mismatches) > 5 else ""),
+                hint=f"undo with: {self.undo_command(self.outcome.backup)}",
+            )
         return self.outcome
 
     # -- pass 1: plan and back up ---------------------------------------------------
@@ -207,7 +221,9 @@ class MemoryJob:
             current = parts[0]
             reason = "target is a big key" if len(parts) > 1 else difference(source, current)
             action = self._decide(source, target_key, reason, current.exists)
-            self._note(source, target_key, action, reason if action not in ("identical", "create") else "")
+            self._note(
+                source, target_key, action, reason if action not in ("identical", "create") else ""
+            )
             if self._backup and action in WRITES:
                 for part in parts:
                     self._backup.write(part)
@@ -218,13 +234,22 @@ class MemoryJob:
             raw_type = self.target.type(target_key)
             target_type = raw_type.decode() if isinstance(raw_type, bytes) else str(raw_type)
             exists = target_type != "none"
-            self._big = {"tk": target_key, "exists": exists, "same": target_type == record.type, "offset": 0}
+            self._big = {
+                "tk": target_key,
+                "exists": exists,
+                "same": target_type == record.type,
+                "offset": 0,
+            }
             if self._backup and (not exists or self.policy == "replace"):
                 for part in read_records(self.target, [target_key], with_dump=True):
                     self._backup.write(part)
         state = self._big
         assert state is not None
-        if state["exists"] and state["same"] and part_difference(self.target, state["tk"], record, state["offset"]):
+        if (
+            state["exists"]
+            and state["same"]
+            and part_difference(self.target, state["tk"], record, state["offset"])
+        ):
             state["same"] = False
         state["offset"] += len(record.value)
         if not record.final:
@@ -235,13 +260,17 @@ class MemoryJob:
                 reason = "length differs"
             else:
                 target_ttl = self.target.pttl(state["tk"])
-                current = Record(state["tk"], record.type, None if target_ttl < 0 else target_ttl, now_ms())
+                current = Record(
+                    state["tk"], record.type, None if target_ttl < 0 else target_ttl, now_ms()
+                )
                 reason = ttl_difference(record, current)
         action = self._decide(record, state["tk"], reason, state["exists"])
         self._note(record, state["tk"], action, reason or "", size=state["offset"])
         self._big = None
 
-    def _note(self, source: Record, target_key: bytes, action: str, reason: str, size: int | None = None) -> None:
+    def _note(
+        self, source: Record, target_key: bytes, action: str, reason: str, size: int | None = None
+    ) -> None:
         self.outcome.plan.append(
             PlanItem(
                 source.key,
@@ -254,36 +283,62 @@ class MemoryJob:
             )
         )
 
-    # -- pass 2: write ------------------------------------------------------------
-    def _write_pass(self, records: Iterator[Record]) -> None:
+    # -- pass 2: write, and verify each batch as soon as it is written -----------------
+    def _apply_pass(self, records: Iterator[Record]) -> None:
+        """Snapshot → target, batch by batch; each batch is then read back and compared.
+
+        One read of the snapshot serves both; big keys are compared in a pass of their
+        own once they are renamed into place.
+        """
         actions = {item.source_key: item.action for item in self.outcome.plan}
         total = sum(1 for i in self.outcome.plan if i.action in WRITES)
         writer = Writer(self.target, replace=self.policy == "replace")
         tick = self.progress("copy", total) if self.progress and total else None
-        batch: list[tuple[bytes, Record]] = []
+        to_write: list[tuple[bytes, Record]] = []
+        to_check: list[tuple[bytes, Record]] = []
+        timings = self.outcome.timings
+        timings["copy"] = timings["verify"] = 0.0
         batches = 0
+
+        def flush() -> None:
+            nonlocal batches
+            started = time.perf_counter()
+            if to_write:
+                writer.write_batch(to_write)
+                batches += 1
+                if tick:
+                    tick(len(to_write))
+            middle = time.perf_counter()
+            timings["copy"] += middle - started
+            skipped = set(writer.result.expired) | set(writer.result.appeared)
+            self._verify_batch([(k, r) for k, r in to_check if k not in skipped])
+            timings["verify"] += time.perf_counter() - middle
+            if to_write:
+                self.on_event("batch", batches)
+            to_write.clear()
+            to_check.clear()
+
         try:
             for record in records:
-                if actions.get(record.key) not in WRITES:
+                action = actions.get(record.key)
+                if action not in (*WRITES, "identical"):
                     continue
                 target_key = self.rewrite(record.key)
                 if record.final and record.part == 0:
-                    batch.append((target_key, record))
-                    if len(batch) >= BATCH:
-                        writer.write_batch(batch)
-                        batches += 1
-                        if tick:
-                            tick(len(batch))
-                        batch = []
-                        self.on_event("batch", batches)
-                else:
+                    if action in WRITES:
+                        to_write.append((target_key, record))
+                    to_check.append((target_key, record))
+                    if len(to_write) >= BATCH or len(to_check) >= BATCH:
+                        flush()
+                    continue
+                self._big_keys.add(record.key)
+                if action in WRITES:
+                    started = time.perf_counter()
                     writer.write_part(target_key, record)
+                    timings["copy"] += time.perf_counter() - started
                     if tick and record.final:
                         tick(1)
-            if batch:
-                writer.write_batch(batch)
-                if tick:
-                    tick(len(batch))
+            flush()
         except CONNECTION_ERRORS as exc:
             self._absorb(writer)
             assert self.outcome.backup is not None
@@ -301,61 +356,65 @@ class MemoryJob:
         self.outcome.written, self.outcome.expired = result.written, result.expired
         self.outcome.appeared, self.outcome.fallback = result.appeared, result.fallback
 
-    # -- pass 3: verify -------------------------------------------------------------
-    def _verify_pass(self, records: Iterator[Record]) -> None:
-        check = {i.source_key for i in self.outcome.plan if i.action in (*WRITES, "identical")}
+    def _verify_batch(self, batch: list[tuple[bytes, Record]]) -> None:
+        """The target compares payloads itself; only keys whose payload differs are read back."""
+        if not batch:
+            return
+        with_dump = [(k, r) for k, r in batch if r.dump is not None]
+        slow = [(k, r) for k, r in batch if r.dump is None]
+        if with_dump:
+            replies = self._same_payload(
+                keys=[k for k, _ in with_dump],
+                args=[r.dump for _, r in with_dump],
+                client=self.target,
+            )
+            read_at = now_ms()
+            for (key, expected), (same, pttl) in zip(with_dump, replies, strict=True):
+                if not same:
+                    slow.append((key, expected))  # another encoding or RDB version: compare values
+                    continue
+                current = Record(key, expected.type, None if pttl < 0 else pttl, read_at)
+                if reason := ttl_difference(expected, current):
+                    self._mismatches.append(f"{_show(key)} ({reason})")
+        if slow:
+            found = group_parts(read_records(self.target, [k for k, _ in slow]))
+        for key, expected in slow:
+            parts = found[key]
+            reason = "target is a big key" if len(parts) > 1 else difference(expected, parts[0])
+            if reason:
+                self._mismatches.append(f"{_show(key)} ({reason})")
+        self.outcome.verified += len(batch)
+
+    def _verify_big(self, records: Iterator[Record]) -> None:
+        """Compare each big key, part by part, with what is now on the target."""
         not_written = set(self.outcome.expired) | set(self.outcome.appeared)
-        mismatches: list[str] = []
-        batch: list[tuple[bytes, Record]] = []
         offsets: dict[bytes, int] = {}
-
-        def flush() -> None:
-            targets = group_parts(read_records(self.target, [k for k, _ in batch]))
-            for key, expected in batch:
-                found = targets[key]
-                reason = "target is a big key" if len(found) > 1 else difference(expected, found[0])
-                if reason:
-                    mismatches.append(f"{_show(key)} ({reason})")
-            self.outcome.verified += len(batch)
-            batch.clear()
-
+        failed: set[bytes] = set()
         try:
             for record in records:
                 target_key = self.rewrite(record.key)
-                if record.key not in check or target_key in not_written:
-                    continue
-                if record.final and record.part == 0:
-                    batch.append((target_key, record))
-                    if len(batch) >= BATCH:
-                        flush()
+                if record.key not in self._big_keys or target_key in not_written:
                     continue
                 offset = offsets.get(target_key, 0)
                 reason = part_difference(self.target, target_key, record, offset)
                 offsets[target_key] = offset + len(record.value)
-                if record.final:
-                    if not reason and length_of(self.target, target_key, record.type) != offsets[target_key]:
+                if record.final and not reason:
+                    if length_of(self.target, target_key, record.type) != offsets[target_key]:
                         reason = "length differs"
-                    if not reason:
+                    else:
                         ttl = self.target.pttl(target_key)
-                        reason = ttl_difference(record, Record(target_key, record.type, None if ttl < 0 else ttl, now_ms()))
+                        now = Record(target_key, record.type, None if ttl < 0 else ttl, now_ms())
+                        reason = ttl_difference(record, now)
+                if record.final:
                     self.outcome.verified += 1
-                if reason:
-                    mismatches.append(f"{_show(target_key)} ({reason})")
-            if batch:
-                flush()
+                if reason and target_key not in failed:
+                    failed.add(target_key)
+                    self._mismatches.append(f"{_show(target_key)} ({reason})")
         except CONNECTION_ERRORS as exc:
             raise RemoteError(
                 f"the target stopped answering during verification ({type(exc).__name__})",
                 hint=f"rerun to verify: {self.resume_command}",
             ) from None
-        if mismatches:
-            assert self.outcome.backup is not None
-            raise VerificationError(
-                f"{len(mismatches)} key(s) differ from the snapshot after writing: "
-                + ", ".join(mismatches[:5])
-                + ("…" if len(mismatches) > 5 else ""),
-                hint=f"undo with: {self.undo_command(self.outcome.backup)}",
-            )
 
 
 def _show(key: bytes) -> str:

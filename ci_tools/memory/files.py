@@ -8,12 +8,12 @@ so a truncated backup is refused instead of half-applied.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+import orjson
 from cryptography.fernet import Fernet, InvalidToken
 
 from ci_tools.errors import ConfigError, InputError
@@ -48,10 +48,12 @@ class RecordWriter:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         self._file: IO[bytes] = os.fdopen(fd, "wb")
-        self._line({"format": FORMAT, "version": VERSION, "encrypted": fernet is not None, **header})
+        self._line(
+            {"format": FORMAT, "version": VERSION, "encrypted": fernet is not None, **header}
+        )
 
     def _line(self, document: dict[str, Any]) -> None:
-        data = json.dumps(document, separators=(",", ":")).encode()
+        data = orjson.dumps(document)
         if self.fernet is not None:
             data = self.fernet.encrypt(data)
         self._file.write(data + b"\n")
@@ -93,7 +95,8 @@ class RecordFile:
         if not raw.startswith(b"{"):
             if self.fernet is None:
                 raise ConfigError(
-                    f"{self.path.name} is encrypted", hint=f"set {KEY_ENV} to the key it was written with"
+                    f"{self.path.name} is encrypted",
+                    hint=f"set {KEY_ENV} to the key it was written with",
                 )
             try:
                 raw = self.fernet.decrypt(raw)
@@ -103,8 +106,8 @@ class RecordFile:
                     hint="use the key it was written with",
                 ) from None
         try:
-            document = json.loads(raw)
-        except json.JSONDecodeError:
+            document = orjson.loads(raw)
+        except orjson.JSONDecodeError:
             raise InputError(f"{self.path.name} line {number} is not valid JSON") from None
         if not isinstance(document, dict):
             raise InputError(f"{self.path.name} line {number} is not a JSON object")
@@ -122,7 +125,9 @@ class RecordFile:
                 try:
                     record = from_json(document)
                 except (KeyError, ValueError, TypeError) as exc:
-                    raise InputError(f"{self.path.name} line {number} is malformed: {exc}") from None
+                    raise InputError(
+                        f"{self.path.name} line {number} is malformed: {exc}"
+                    ) from None
                 count += 1
                 yield record
         if not complete:

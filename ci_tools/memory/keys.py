@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 import redis
 
@@ -43,19 +44,26 @@ class KeySpace:
             if has_glob(p)
         ]
 
+    @cached_property
+    def _owned(self) -> list[re.Pattern[bytes]]:
+        regexes = []
+        for pattern in self.patterns:
+            before, _, after = pattern.partition("{user_id}")
+            regex = (
+                _glob_regex(before)
+                + re.escape(str(self.user_id))
+                + r"(?![0-9])"
+                + _glob_regex(after)
+            )
+            regexes.append(re.compile(regex.encode(), re.S))
+        return regexes
+
     def owns(self, key: bytes) -> bool:
         """Guard against a pattern like ``memory:{user_id}*`` that would match user 12 for user 1."""
         if not key.startswith(self.prefix):
             return False
         rest = key[len(self.prefix) :]
-        for pattern in self.patterns:
-            before, _, after = pattern.partition("{user_id}")
-            regex = (
-                _glob_regex(before) + re.escape(str(self.user_id)) + r"(?![0-9])" + _glob_regex(after)
-            )
-            if re.fullmatch(regex.encode(), rest, re.S):
-                return True
-        return False
+        return any(regex.fullmatch(rest) for regex in self._owned)
 
     def rewrite(self, key: bytes, target_prefix: bytes) -> bytes:
         return target_prefix + key[len(self.prefix) :]

@@ -29,11 +29,18 @@ def connect(url: str, role: str) -> redis.Redis:
         )
         client.ping()
     except ValueError:
-        raise ConfigError(f"the {role} Redis URL is malformed", hint="expected redis://[user:password@]host:port[/db]") from None
+        raise ConfigError(
+            f"the {role} Redis URL is malformed",
+            hint="expected redis://[user:password@]host:port[/db]",
+        ) from None
     except redis.AuthenticationError:
-        raise ConfigError(f"the {role} Redis refused the password", hint=f"check {role.upper()}_REDIS_URL") from None
+        raise ConfigError(
+            f"the {role} Redis refused the password", hint=f"check {role.upper()}_REDIS_URL"
+        ) from None
     except CONNECTION_ERRORS as exc:
-        raise RemoteError(f"cannot reach the {role} Redis at {label(url)} ({type(exc).__name__})") from None
+        raise RemoteError(
+            f"cannot reach the {role} Redis at {label(url)} ({type(exc).__name__})"
+        ) from None
     return client
 
 
@@ -100,8 +107,20 @@ def _sides(request: CopyRequest) -> tuple[redis.Redis, redis.Redis]:
     target = connect(require_secret("TARGET_REDIS_URL", purpose="the Redis to copy to"), "target")
     refuse_same_server(source, target, request.source_prefix == request.target_prefix)
     if not request.ignore_markers:
-        check_marker(source, request.source_prefix.encode(), request.source_env.name, "source", "--ignore-env-markers")
-        check_marker(target, request.target_prefix.encode(), request.target_env.name, "target", "--ignore-env-markers")
+        check_marker(
+            source,
+            request.source_prefix.encode(),
+            request.source_env.name,
+            "source",
+            "--ignore-env-markers",
+        )
+        check_marker(
+            target,
+            request.target_prefix.encode(),
+            request.target_env.name,
+            "target",
+            "--ignore-env-markers",
+        )
     return source, target
 
 
@@ -164,11 +183,21 @@ def _url_label(variable: str) -> str:
 
 
 def export_user(request: CopyRequest) -> tuple[Path, int]:
-    source = connect(require_secret("SOURCE_REDIS_URL", purpose="the Redis to export from"), "source")
+    source = connect(
+        require_secret("SOURCE_REDIS_URL", purpose="the Redis to export from"), "source"
+    )
     if not request.ignore_markers:
-        check_marker(source, request.source_prefix.encode(), request.source_env.name, "source", "--ignore-env-markers")
+        check_marker(
+            source,
+            request.source_prefix.encode(),
+            request.source_env.name,
+            "source",
+            "--ignore-env-markers",
+        )
     keys = _discover(source, request)
-    path = request.out_dir / f"user{request.user_id}-{request.source_env.name}-export-{stamp()}.jsonl"
+    path = (
+        request.out_dir / f"user{request.user_id}-{request.source_env.name}-export-{stamp()}.jsonl"
+    )
     header = {"kind": "snapshot", "user_id": request.user_id, "env": request.source_env.name,
               "prefix": request.source_prefix, "server": _url_label("SOURCE_REDIS_URL")}  # fmt: skip
     with RecordWriter(path, header, fernet_from_env()) as writer:
@@ -190,9 +219,13 @@ def restore_snapshot(
     file = RecordFile(snapshot)
     _validate(file)
     source_prefix = str(file.header.get("prefix", "")).encode()
-    target = connect(require_secret("TARGET_REDIS_URL", purpose="the Redis to restore into"), "target")
+    target = connect(
+        require_secret("TARGET_REDIS_URL", purpose="the Redis to restore into"), "target"
+    )
     if not ignore_markers:
-        check_marker(target, target_prefix.encode(), target_env.name, "target", "--ignore-env-markers")
+        check_marker(
+            target, target_prefix.encode(), target_env.name, "target", "--ignore-env-markers"
+        )
     prefix = target_prefix.encode()
     job = MemoryJob(
         target,
@@ -206,8 +239,12 @@ def restore_snapshot(
     return job.run(
         file.records(),
         snapshot_header=None,
-        backup_header={"user_id": file.header.get("user_id"), "env": target_env.name,
-                       "prefix": target_prefix, "server": _url_label("TARGET_REDIS_URL")},  # fmt: skip
+        backup_header={
+            "user_id": file.header.get("user_id"),
+            "env": target_env.name,
+            "prefix": target_prefix,
+            "server": _url_label("TARGET_REDIS_URL"),
+        },  # fmt: skip
         snapshot_file=snapshot,
     )
 
@@ -217,11 +254,16 @@ def _validate(file: RecordFile) -> int:
     return sum(1 for _ in file.records())
 
 
-def undo_backup(backup: Path, out_dir: Path, *, allow_other_server: bool = False) -> tuple[Path, int]:
+def undo_backup(
+    backup: Path, out_dir: Path, *, allow_other_server: bool = False
+) -> tuple[Path, int]:
     """Put every key of a backup back as it was (absent keys deleted), after backing up the present."""
     file = RecordFile(backup)
     if file.header.get("kind") != "backup":
-        raise InputError(f"{backup.name} is a {file.header.get('kind')}, not a backup", hint="undo takes the backup path a copy printed")
+        raise InputError(
+            f"{backup.name} is a {file.header.get('kind')}, not a backup",
+            hint="undo takes the backup path a copy printed",
+        )
     count = _validate(file)
     url = require_secret("TARGET_REDIS_URL", purpose="the Redis to undo on")
     if not allow_other_server and file.header.get("server") != label(url):
@@ -233,7 +275,9 @@ def undo_backup(backup: Path, out_dir: Path, *, allow_other_server: bool = False
     keys = [r.key for r in file.records() if r.part == 0]
     fernet = fernet_from_env()
     path = out_dir / f"undo-backup-{stamp()}.jsonl"
-    header = {k: v for k, v in file.header.items() if k not in ("format", "version", "encrypted", "kind")}
+    header = {
+        k: v for k, v in file.header.items() if k not in ("format", "version", "encrypted", "kind")
+    }
     with RecordWriter(path, {"kind": "backup", **header, "undoes": backup.name}, fernet) as writer:
         for record in read_records(target, keys, with_dump=True):
             writer.write(record)
@@ -307,7 +351,9 @@ def parse_profile(path: Path) -> tuple[dict[str, str], list[str]]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise InputError(f"{path} does not exist", hint="pass the file holding the pasted profile") from None
+        raise InputError(
+            f"{path} does not exist", hint="pass the file holding the pasted profile"
+        ) from None
     except UnicodeDecodeError:
         raise InputError(f"{path} is not UTF-8 text") from None
     fields: dict[str, str] = {}
@@ -315,7 +361,9 @@ def parse_profile(path: Path) -> tuple[dict[str, str], list[str]]:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise InputError(f"{path.name} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+            raise InputError(
+                f"{path.name} is not valid JSON: {exc.msg} at line {exc.lineno}"
+            ) from None
         facts = data.get("facts", [])
         if not isinstance(facts, list) or not all(isinstance(f, str) for f in facts):
             raise InputError(f'{path.name}: "facts" must be a list of strings')
@@ -324,23 +372,30 @@ def parse_profile(path: Path) -> tuple[dict[str, str], list[str]]:
         facts = [line.strip().lstrip("-*•").strip() for line in text.splitlines()]
     facts = [f for f in facts if f]
     if not facts and not fields:
-        raise InputError(f"{path.name} holds no facts", hint="one fact a line, or JSON with a facts list")
+        raise InputError(
+            f"{path.name} holds no facts", hint="one fact a line, or JSON with a facts list"
+        )
     if any(len(f) > 4000 for f in facts):
         raise InputError(f"{path.name} has a fact longer than 4000 characters; split it")
     return fields, facts
 
 
-def seed_records(prefix: str, user_id: int, fields: dict[str, str], facts: list[str]) -> list[Record]:
+def seed_records(
+    prefix: str, user_id: int, fields: dict[str, str], facts: list[str]
+) -> list[Record]:
     now = now_ms()
-    profile = sorted(
-        {"seeded_at": str(now // 1000), "source": "seed", **fields}.items()
-    )
+    # No timestamp: seeding the same profile twice is a no-op, like a second copy.
+    profile = sorted({"source": "seed", **fields}.items())
     records = [
         Record(f"{prefix}user:{user_id}:profile".encode(), "hash", None, now,
                [(k.encode(), v.encode()) for k, v in profile]),
     ]  # fmt: skip
     if facts:
-        records.append(Record(f"{prefix}memory:{user_id}".encode(), "list", None, now, [f.encode() for f in facts]))
+        records.append(
+            Record(
+                f"{prefix}memory:{user_id}".encode(), "list", None, now, [f.encode() for f in facts]
+            )
+        )
     return records
 
 
@@ -351,7 +406,9 @@ def seed_user(
     fields, facts = parse_profile(profile)
     target = connect(require_secret("TARGET_REDIS_URL", purpose="the Redis to seed"), "target")
     if not ignore_markers:
-        check_marker(target, target_prefix.encode(), target_env.name, "target", "--ignore-env-markers")
+        check_marker(
+            target, target_prefix.encode(), target_env.name, "target", "--ignore-env-markers"
+        )
     job = MemoryJob(
         target, lambda key: key, policy=policy, apply=apply, out_dir=out_dir,
         label=f"user{user_id}-seed-{target_env.name}", resume_command=resume_command,

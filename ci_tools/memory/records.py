@@ -13,12 +13,12 @@ import base64
 import math
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import redis
 
 from ci_tools.errors import RemoteError
+from ci_tools.memory.scripts import READ
 
 TYPES = ("string", "list", "hash", "set", "zset", "stream")
 BATCH = 500
@@ -29,18 +29,42 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-@dataclass
 class Record:
-    """One key (or one part of a big key). ``type == "none"`` means the key does not exist."""
+    """One key (or one part of a big key). ``type == "none"`` means the key does not exist.
 
-    key: bytes
-    type: str
-    pttl: int | None = None  # remaining ms at ``read_at``; None = no TTL
-    read_at: int = 0  # local wall-clock ms when read
-    value: Any = None
-    dump: bytes | None = None
-    part: int = 0
-    final: bool = True
+    ``value`` decodes lazily from a snapshot line: the RESTORE path only needs ``dump``.
+    """
+
+    __slots__ = ("_encoded", "_value", "dump", "final", "key", "part", "pttl", "read_at", "type")
+
+    def __init__(
+        self,
+        key: bytes,
+        type: str,
+        pttl: int | None = None,
+        read_at: int = 0,
+        value: Any = None,
+        dump: bytes | None = None,
+        part: int = 0,
+        final: bool = True,
+        encoded: Any = None,
+    ) -> None:
+        self.key, self.type, self.pttl, self.read_at = key, type, pttl, read_at
+        self._value, self._encoded = value, encoded
+        self.dump, self.part, self.final = dump, part, final
+
+    @property
+    def value(self) -> Any:
+        if self._value is None and self._encoded is not None:
+            self._value, self._encoded = decode_value(self.type, self._encoded), None
+        return self._value
+
+    @value.setter
+    def value(self, value: Any) -> None:
+        self._value, self._encoded = value, None
+
+    def __repr__(self) -> str:
+        return f"Record({self.key!r}, {self.type}, part={self.part}, final={self.final})"
 
     @property
     def exists(self) -> bool:
@@ -53,64 +77,38 @@ class Record:
         return self.read_at + self.pttl - (now_ms() if at is None else at)
 
     def size(self) -> int:
-        if self.type == "string":
-            return len(self.value)
         return len(self.value) if self.value is not None else 0
 
 
 # -- canonical values: what "equal" means per type ---------------------------
 
 
+def _pairs(raw: Any) -> list[tuple[Any, Any]]:
+    """Field/value pairs from a dict (redis-py) or a flat list (a Lua reply)."""
+    if isinstance(raw, dict):
+        return list(raw.items())
+    if raw and not isinstance(raw[0], tuple | list):
+        return list(zip(raw[0::2], raw[1::2], strict=True))
+    return [tuple(p) for p in raw]
+
+
 def canonical(type_: str, raw: Any) -> Any:
     if type_ == "hash":
-        return sorted(raw.items()) if isinstance(raw, dict) else sorted(raw)
+        return sorted(_pairs(raw))
     if type_ == "set":
         return sorted(raw)
     if type_ == "zset":
-        return [(m, float(s)) for m, s in raw]
+        return [(m, float(s)) for m, s in _pairs(raw)]
     if type_ == "stream":
-        return [(i, sorted(f.items()) if isinstance(f, dict) else list(f)) for i, f in raw]
+        return [(i, sorted(_pairs(f))) for i, f in raw]
     return raw  # string: bytes; list: list[bytes]
 
 
 # -- reading --------------------------------------------------------------
 
 
-def _len_command(pipe: Any, type_: str, key: bytes) -> None:
-    {
-        "string": pipe.strlen,
-        "list": pipe.llen,
-        "hash": pipe.hlen,
-        "set": pipe.scard,
-        "zset": pipe.zcard,
-        "stream": pipe.xlen,
-    }[type_](key)
-
-
-def _read_command(pipe: Any, type_: str, key: bytes) -> None:
-    if type_ == "string":
-        pipe.get(key)
-    elif type_ == "list":
-        pipe.lrange(key, 0, -1)
-    elif type_ == "hash":
-        pipe.hgetall(key)
-    elif type_ == "set":
-        pipe.smembers(key)
-    elif type_ == "zset":
-        pipe.zrange(key, 0, -1, withscores=True)
-    elif type_ == "stream":
-        pipe.xrange(key, "-", "+")
-
-
 def _ttl(pttl: int) -> int | None:
     return None if pttl == -1 else pttl
-
-
-def _types(client: redis.Redis, keys: list[bytes]) -> list[str]:
-    pipe = client.pipeline(transaction=False)
-    for key in keys:
-        pipe.type(key)
-    return [t.decode() if isinstance(t, bytes) else str(t) for t in pipe.execute()]
 
 
 def read_records(
@@ -122,73 +120,36 @@ def read_records(
     big: int = BIG,
 ) -> Iterator[Record]:
     """Yield a record (or parts, for a big key) per key, in the order given; absent keys too."""
+    script = client.register_script(READ)
     pending: list[bytes] = []
     for key in keys:
         pending.append(key)
         if len(pending) >= batch:
-            yield from _read_batch(client, pending, with_dump, big)
+            yield from _read_batch(client, script, pending, with_dump, big)
             pending = []
     if pending:
-        yield from _read_batch(client, pending, with_dump, big)
+        yield from _read_batch(client, script, pending, with_dump, big)
 
 
 def _read_batch(
-    client: redis.Redis, keys: list[bytes], with_dump: bool, big: int, attempt: int = 0
+    client: redis.Redis, script: Any, keys: list[bytes], with_dump: bool, big: int
 ) -> Iterator[Record]:
-    types = _types(client, keys)
-    sized = [(k, t) for k, t in zip(keys, types, strict=True) if t in TYPES]
-    unknown = [(k, t) for k, t in zip(keys, types, strict=True) if t not in TYPES and t != "none"]
-    if unknown:
-        key, type_ = unknown[0]
-        raise RemoteError(
-            f"key {key!r} has type {type_!r}, which memory copy does not handle",
-            hint="only string, list, hash, set, sorted set and stream keys are copied",
-        )
-    pipe = client.pipeline(transaction=False)
-    for key, type_ in sized:
-        _len_command(pipe, type_, key)
-    lengths = dict(zip([k for k, _ in sized], pipe.execute(raise_on_error=False), strict=True))
-
-    small = [(k, t) for k, t in sized if t == "string" or not _is_big(lengths[k], big)]
-    pipe = client.pipeline(transaction=True)
-    for key, type_ in small:
-        pipe.pttl(key)
-        pipe.type(key)
-        if with_dump:
-            pipe.dump(key)
-        _read_command(pipe, type_, key)
-    replies = iter(pipe.execute(raise_on_error=False)) if small else iter(())
+    replies = script(keys=keys, args=[big, "1" if with_dump else "0"], client=client)
     read_at = now_ms()
-    results: dict[bytes, Record] = {}
-    retry: list[bytes] = []
-    for key, type_ in small:
-        pttl, now_type = next(replies), next(replies)
-        dump = next(replies) if with_dump else None
-        value = next(replies)
-        now_type = now_type.decode() if isinstance(now_type, bytes) else now_type
-        if any(isinstance(r, Exception) for r in (pttl, now_type, dump, value)) or now_type != type_:
-            retry.append(key)  # changed type between rounds: read it again
-            continue
-        if pttl == -2:
-            results[key] = Record(key, "none", read_at=read_at)
-            continue
-        results[key] = Record(
-            key, type_, _ttl(pttl), read_at, canonical(type_, value), dump if with_dump else None
-        )
-    if retry and attempt < 3:
-        for record in _read_batch(client, retry, with_dump, big, attempt + 1):
-            results.setdefault(record.key, record) if record.final else None
-            if not record.final:
-                yield record  # a retried key turned big: pass its parts through
-    elif retry:
-        raise RemoteError(f"key {retry[0]!r} keeps changing type while being read; try again")
-    for key, type_ in zip(keys, types, strict=True):
-        if key in results:
-            yield results[key]
-        elif type_ == "none":
+    for key, reply in zip(keys, replies, strict=True):
+        type_ = reply[0].decode()
+        if type_ == "none":
             yield Record(key, "none", read_at=read_at)
-        elif key not in retry:
+        elif type_ not in TYPES:
+            raise RemoteError(
+                f"key {key!r} has type {type_!r}, which memory copy does not handle",
+                hint="only string, list, hash, set, sorted set and stream keys are copied",
+            )
+        elif len(reply) == 3:
             yield from _read_big(client, key, type_, big)
+        else:
+            value = canonical(type_, reply[3])
+            yield Record(key, type_, _ttl(reply[1]), read_at, value, reply[4] or None)
 
 
 def _is_big(length: Any, big: int) -> bool:
@@ -292,7 +253,11 @@ def decode_value(type_: str, data: Any) -> Any:
 def to_json(record: Record) -> dict[str, Any]:
     line: dict[str, Any] = {"key": _b(record.key), "type": record.type}
     if record.exists:
-        line |= {"pttl": record.pttl, "read_at": record.read_at, "value": encode_value(record.type, record.value)}
+        line |= {
+            "pttl": record.pttl,
+            "read_at": record.read_at,
+            "value": encode_value(record.type, record.value),
+        }
         if record.dump is not None:
             line["dump"] = _b(record.dump)
         if record.part or not record.final:
@@ -309,7 +274,7 @@ def from_json(line: dict[str, Any]) -> Record:
         type=type_,
         pttl=line.get("pttl"),
         read_at=int(line.get("read_at", 0)),
-        value=decode_value(type_, line.get("value")),
+        encoded=line.get("value"),
         dump=_u(line["dump"]) if line.get("dump") else None,
         part=int(line.get("part", 0)),
         final=bool(line.get("final", True)),

@@ -16,17 +16,11 @@ from typing import Any
 
 import redis
 
+from ci_tools.errors import RemoteError
 from ci_tools.memory.records import Record
+from ci_tools.memory.scripts import RESTORE
 
 ARGS_PER_COMMAND = 1000  # elements per RPUSH/HSET/SADD/ZADD call
-
-
-def _is_payload_error(reply: Any) -> bool:
-    return isinstance(reply, redis.ResponseError) and "payload version" in str(reply).lower()
-
-
-def _is_busy(reply: Any) -> bool:
-    return isinstance(reply, redis.ResponseError) and "BUSYKEY" in str(reply)
 
 
 def _chunks(items: list[Any], size: int = ARGS_PER_COMMAND) -> Iterable[list[Any]]:
@@ -72,6 +66,7 @@ class Writer:
         self.replace = replace
         self.restore_ok: bool | None = None
         self.result = WriteResult()
+        self._restore_script = client.register_script(RESTORE)
         self._big: dict[bytes, bytes] = {}  # final key -> temporary key being built
 
     # -- small keys ----------------------------------------------------------
@@ -83,54 +78,49 @@ class Writer:
                 self.result.expired.append(key)  # never resurrect a key as immortal
                 continue
             live.append((key, record, remaining or 0))
-        if not live:
-            return
-        use_restore = self.restore_ok is not False
+        typed = live
+        if self.restore_ok is not False:
+            restorable = [item for item in live if item[1].dump is not None]
+            typed = [item for item in live if item[1].dump is None]
+            typed += self._restore(restorable)
+        if typed:
+            self._typed(typed)
+
+    def _restore(self, items: list[tuple[bytes, Record, int]]) -> list[tuple[bytes, Record, int]]:
+        """RESTORE a batch in one atomic script call; return what must be written by type."""
+        if not items:
+            return []
+        args: list[Any] = ["1" if self.replace else "0"]
+        for _, record, ttl in items:
+            args += [ttl, record.dump]
+        replies = self._restore_script(keys=[k for k, _, _ in items], args=args, client=self.client)
+        refused = []
+        for item, reply in zip(items, replies, strict=True):
+            if reply == 1:
+                self.restore_ok = True
+                self.result.written.append(item[0])
+                continue
+            text = reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
+            if "payload version" in text.lower():
+                self.restore_ok, self.result.fallback = False, True
+                refused.append(item)
+            elif "BUSYKEY" in text:
+                self.result.appeared.append(item[0])
+            else:
+                raise RemoteError(f"RESTORE of {item[0]!r} failed on the target: {text[:200]}")
+        return refused
+
+    def _typed(self, items: list[tuple[bytes, Record, int]]) -> None:
+        """Type-by-type writes, one MULTI/EXEC for the batch."""
         pipe = self.client.pipeline(transaction=True)
-        for key, record, ttl in live:
-            self._queue(pipe, key, record, ttl, use_restore and record.dump is not None)
-        replies = pipe.execute(raise_on_error=False)
-        redo: list[tuple[bytes, Record]] = []
-        position = 0
-        for key, record, _ttl in live:
-            count = self._commands(record, use_restore and record.dump is not None)
-            mine = replies[position : position + count]
-            position += count
-            if any(_is_payload_error(r) for r in mine):
-                self.restore_ok = False
-                self.result.fallback = True
-                redo.append((key, record))
-            elif any(_is_busy(r) for r in mine):
-                self.result.appeared.append(key)
-            elif errors := [r for r in mine if isinstance(r, Exception)]:
-                raise errors[0]
-            else:
-                if use_restore and record.dump is not None:
-                    self.restore_ok = True
-                self.result.written.append(key)
-        if redo:
-            self.write_batch(redo)
-
-    def _queue(self, pipe: Any, key: bytes, record: Record, ttl: int, restore: bool) -> None:
-        if restore:
+        for key, record, ttl in items:
             if self.replace:
-                pipe.restore(key, ttl, record.dump, replace=True)
-            else:
-                pipe.restore(key, ttl, record.dump)
-            return
-        if self.replace:
-            pipe.delete(key)
-        typed_write(pipe, key, record)
-        if ttl:
-            pipe.pexpire(key, ttl)
-
-    def _commands(self, record: Record, restore: bool) -> int:
-        """How many replies ``_queue`` produces for this record (to split EXEC's replies)."""
-        if restore:
-            return 1
-        counter = _Counter()
-        typed_write(counter, b"", record)
-        return int(self.replace) + counter.n + int(bool(record.pttl is not None))
+                pipe.delete(key)
+            typed_write(pipe, key, record)
+            if ttl:
+                pipe.pexpire(key, ttl)
+        pipe.execute()
+        self.result.written.extend(key for key, _, _ in items)
 
     # -- big keys: built under a temporary name, renamed into place ------------
     def write_part(self, key: bytes, record: Record) -> None:
@@ -162,16 +152,3 @@ class Writer:
                 self.result.appeared.append(key)
             else:
                 self.result.written.append(key)
-
-
-class _Counter:
-    """Counts the commands ``typed_write`` would queue."""
-
-    def __init__(self) -> None:
-        self.n = 0
-
-    def __getattr__(self, name: str) -> Any:
-        def count(*args: Any, **kwargs: Any) -> None:
-            self.n += 1
-
-        return count

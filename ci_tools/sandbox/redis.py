@@ -53,7 +53,9 @@ def find_server_binary(kind: str = "auto") -> Path:
 class RedisServer:
     """One server process; a context manager that always stops it."""
 
-    def __init__(self, *, kind: str = "auto", password: str | None = None, persist: bool = False) -> None:
+    def __init__(
+        self, *, kind: str = "auto", password: str | None = None, persist: bool = False
+    ) -> None:
         self.binary = find_server_binary(kind)
         self.password = password
         self.persist = persist  # AOF with fsync always: a killed server comes back with its data

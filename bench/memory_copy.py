@@ -1,0 +1,200 @@
+"""Benchmark: how fast `ci-tools memory copy` moves one user's keys, against baselines.
+
+Two real redis-server processes on loopback; N keys of one user (mixed types, a
+third with TTLs) among M keys of other users. Prints keys/s for
+  (a)  a naive per-key DUMP / PTTL / RESTORE loop,
+  (b)  `memory copy --apply` end to end (discover, snapshot, plan, backup, copy, verify),
+  (b') its copy phase alone,
+  (c)  server-side MIGRATE … COPY REPLACE KEYS in batches of 1000 (all in C: the limit),
+and the ratios b/a, b'/c, b/c, then peak RSS of a fresh process copying N and 10·N
+keys. `--rtt-ms X` puts a delay proxy between the tool and both servers.
+
+    python bench/memory_copy.py [--keys N] [--others M] [--rtt-ms X]
+Targets: at 0 ms b'/c ≥ 0.4, b/c ≥ 0.2, b/a ≥ 10; at 20 ms b/a ≥ 100; RSS(10N)/RSS(N) ≤ 1.5.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.delay_proxy import DelayProxy  # noqa: E402
+from ci_tools.config import load_config  # noqa: E402
+from ci_tools.memory.ops import CopyRequest, copy_user  # noqa: E402
+from ci_tools.sandbox.redis import RedisServer  # noqa: E402
+
+USER = 5150
+PATTERN = "bench:{user_id}:*"
+
+
+def populate(client: redis.Redis, n: int, m: int) -> None:
+    client.set("dev:meta:env", "staging")
+    pipe = client.pipeline(transaction=False)
+    for i in range(n + m):
+        user = USER if i < n else 10_000 + i
+        key = f"dev:bench:{user}:k{i}"
+        kind = i % 6
+        if kind == 0:
+            pipe.set(key, f"value {i} " * 4)
+        elif kind == 1:
+            pipe.rpush(key, *[f"message {j}" for j in range(10)])
+        elif kind == 2:
+            pipe.hset(key, mapping={f"f{j}": f"v{j}" for j in range(5)})
+        elif kind == 3:
+            pipe.sadd(key, *[f"m{j}" for j in range(5)])
+        elif kind == 4:
+            pipe.zadd(key, {f"m{j}": j for j in range(5)})
+        else:
+            pipe.xadd(key, {"text": f"entry {i}"}, id="1-1")
+        if i % 3 == 0:
+            pipe.expire(key, 3600)
+        if i % 2000 == 1999:
+            pipe.execute()
+    pipe.execute()
+
+
+def user_keys(client: redis.Redis) -> list[bytes]:
+    return sorted(client.scan_iter(match=f"dev:bench:{USER}:*".encode(), count=5000))
+
+
+def reset_target(client: redis.Redis) -> None:
+    client.flushall()
+    client.set("prod:meta:env", "production")
+
+
+def naive(source: redis.Redis, target: redis.Redis, keys: list[bytes]) -> float:
+    started = time.perf_counter()
+    for key in keys:
+        payload = source.dump(key)
+        ttl = source.pttl(key)
+        target.restore(b"prod:" + key[4:], max(ttl, 0), payload, replace=True)
+    return time.perf_counter() - started
+
+
+def migrate(source: redis.Redis, target_port: int, keys: list[bytes]) -> float:
+    started = time.perf_counter()
+    for start in range(0, len(keys), 1000):
+        source.execute_command(
+            "MIGRATE",
+            "127.0.0.1",
+            target_port,
+            "",
+            0,
+            60000,
+            "COPY",
+            "REPLACE",
+            "KEYS",
+            *keys[start : start + 1000],
+        )
+    return time.perf_counter() - started
+
+
+def tool(out: Path, source_url: str, target_url: str) -> dict[str, float]:
+    os.environ["SOURCE_REDIS_URL"], os.environ["TARGET_REDIS_URL"] = source_url, target_url
+    config = load_config(ROOT / "pyproject.toml")
+    request = CopyRequest(
+        user_id=USER, source_env=config.env("staging"), target_env=config.env("production"),
+        source_prefix="dev:", target_prefix="prod:", patterns=(PATTERN,), apply=True,
+        policy="replace", out_dir=out,
+    )  # fmt: skip
+    started = time.perf_counter()
+    outcome = copy_user(request)
+    timings = dict(outcome.timings)
+    timings["total"] = time.perf_counter() - started
+    assert outcome.verified == len(outcome.plan), "the copy did not verify"
+    return timings
+
+
+def child(n: int) -> None:
+    """Copy N keys in this fresh process and print its peak RSS (KiB)."""
+    with RedisServer() as dev, RedisServer() as prod, tempfile.TemporaryDirectory() as out:
+        populate(dev.client(), n, 0)
+        reset_target(prod.client())
+        tool(Path(out), dev.url, prod.url)
+    print(json.dumps({"n": n, "max_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+
+
+def peak_rss(n: int) -> int:
+    result = subprocess.run(
+        [sys.executable, __file__, "--child", str(n)], capture_output=True, text=True, check=True
+    )
+    return int(json.loads(result.stdout.strip().splitlines()[-1])["max_rss_kib"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--keys", type=int, default=20_000, help="N: the user's keys")
+    parser.add_argument("--others", type=int, default=20_000, help="M: other users' keys")
+    parser.add_argument("--rtt-ms", type=float, default=0.0)
+    parser.add_argument(
+        "--naive-sample",
+        type=int,
+        default=0,
+        help="time the naive loop on this many keys (default: all, or 300 with RTT)",
+    )
+    parser.add_argument(
+        "--rss", type=int, default=5_000, help="N for the RSS check (then 10·N); 0 skips it"
+    )
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child)
+        return
+    with RedisServer() as dev, RedisServer() as prod, tempfile.TemporaryDirectory() as out:
+        populate(dev.client(), args.keys, args.others)
+        proxies = (
+            [DelayProxy(s.port, args.rtt_ms).start() for s in (dev, prod)] if args.rtt_ms else []
+        )
+        source_port, target_port = (p.port for p in proxies) if proxies else (dev.port, prod.port)
+        source = redis.Redis(port=source_port)
+        target = redis.Redis(port=target_port)
+        keys = user_keys(dev.client())
+        n = len(keys)
+        sample = args.naive_sample or (n if not args.rtt_ms else min(n, 300))
+
+        reset_target(prod.client())
+        a = sample / naive(source, target, keys[:sample])
+        reset_target(prod.client())
+        timings = tool(
+            Path(out), f"redis://127.0.0.1:{source_port}/0", f"redis://127.0.0.1:{target_port}/0"
+        )
+        b, b_copy = n / timings["total"], n / timings["copy"]
+        reset_target(prod.client())
+        c = n / migrate(source, prod.port, keys)
+        for proxy in proxies:
+            proxy.stop()
+
+    print(
+        f"memory copy benchmark: N={n} user keys among {args.keys + args.others} keys, RTT {args.rtt_ms:g} ms"
+    )
+    print(f"  (a)  naive DUMP/PTTL/RESTORE loop     {a:12,.0f} keys/s  (timed on {sample} keys)")
+    print(f"  (b)  memory copy --apply, end to end  {b:12,.0f} keys/s")
+    print(f"  (b') its copy phase alone             {b_copy:12,.0f} keys/s")
+    print(f"  (c)  MIGRATE COPY REPLACE KEYS ×1000  {c:12,.0f} keys/s")
+    print("  phases (s): " + ", ".join(f"{k} {v:.3f}" for k, v in timings.items()))
+    print(f"  b/a  = {b / a:8.1f}   (target ≥ {'100' if args.rtt_ms >= 20 else '10'})")
+    print(f"  b'/c = {b_copy / c:8.2f}   (target ≥ 0.4 at 0 ms)")
+    print(f"  b/c  = {b / c:8.2f}   (target ≥ 0.2 at 0 ms)")
+    if args.rss:
+        small, large = peak_rss(args.rss), peak_rss(args.rss * 10)
+        print(
+            f"  peak RSS: N={args.rss}: {small / 1024:.0f} MiB, N={args.rss * 10}: {large / 1024:.0f} MiB, ratio {large / small:.2f} (target ≤ 1.5)"
+        )
+
+
+if __name__ == "__main__":
+    main()

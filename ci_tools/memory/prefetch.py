@@ -1,0 +1,54 @@
+"""Run an iterator one step ahead in a thread, so a server round trip overlaps Python work.
+
+Most of a batch's time is spent waiting for Redis (socket reads release the GIL),
+so reading batch k+1 while batch k is encoded and compared nearly halves the wall
+time. The queue is bounded: memory stays flat however many keys there are.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+T = TypeVar("T")
+_DONE = object()
+
+
+def prefetch(items: Iterable[T], depth: int = 1024) -> Iterator[T]:
+    buffer: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    failure: list[BaseException] = []
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        buffer.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+        except BaseException as exc:  # handed to the consumer, raised there
+            failure.append(exc)
+        finally:
+            while not stop.is_set():
+                try:
+                    buffer.put(_DONE, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+
+    thread = threading.Thread(target=produce, name="prefetch", daemon=True)
+    thread.start()
+    try:
+        while (item := buffer.get()) is not _DONE:
+            yield item  # type: ignore[misc]
+        if failure:
+            raise failure[0]
+    finally:
+        stop.set()
+        thread.join(timeout=5)

@@ -1,0 +1,75 @@
+"""Server-side Lua for the per-key work, so Python pays per batch instead of per key.
+
+A batch of 500 keys is one EVALSHA instead of ~6 commands a key: the read is
+atomic (TTL, DUMP and value describe one moment), and so is the write (a batch of
+RESTOREs lands whole or not at all). The read script never writes.
+"""
+
+from __future__ import annotations
+
+# KEYS: the keys. ARGV[1]: elements above which a key is "big" (value left out, read
+# in chunks by the caller). ARGV[2]: "1" to include DUMP payloads.
+# Reply per key: {type} for a missing key, {type, pttl, len} for a big one,
+# {type, pttl, len, value, dump-or-false} otherwise.
+READ = """
+local big = tonumber(ARGV[1])
+local with_dump = ARGV[2] == '1'
+local lengths = {string='STRLEN', list='LLEN', hash='HLEN', set='SCARD', zset='ZCARD', stream='XLEN'}
+local out = {}
+for i, key in ipairs(KEYS) do
+  local t = redis.call('TYPE', key)['ok']
+  local length_command = lengths[t]
+  if t == 'none' or not length_command then
+    out[i] = {t}
+  else
+    local pttl = redis.call('PTTL', key)
+    local len = redis.call(length_command, key)
+    if t ~= 'string' and len > big then
+      out[i] = {t, pttl, len}
+    else
+      local value
+      if t == 'string' then value = redis.call('GET', key)
+      elseif t == 'list' then value = redis.call('LRANGE', key, 0, -1)
+      elseif t == 'hash' then value = redis.call('HGETALL', key)
+      elseif t == 'set' then value = redis.call('SMEMBERS', key)
+      elseif t == 'zset' then value = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+      else value = redis.call('XRANGE', key, '-', '+') end
+      local dump = false
+      if with_dump then dump = redis.call('DUMP', key) end
+      out[i] = {t, pttl, len, value, dump}
+    end
+  end
+end
+return out
+"""
+
+# KEYS: target keys. ARGV[1]: "1" to replace. Then per key: ttl-ms (0 = none), payload.
+# Reply per key: 1 when restored, else the error text (BUSYKEY, payload version …).
+RESTORE = """
+local replace = ARGV[1] == '1'
+local out = {}
+for i, key in ipairs(KEYS) do
+  local ttl, payload = ARGV[2 * i], ARGV[2 * i + 1]
+  local reply
+  if replace then
+    reply = redis.pcall('RESTORE', key, ttl, payload, 'REPLACE')
+  else
+    reply = redis.pcall('RESTORE', key, ttl, payload)
+  end
+  if type(reply) == 'table' and reply.err then out[i] = reply.err else out[i] = 1 end
+end
+return out
+"""
+
+# KEYS: target keys. ARGV: the DUMP payloads they should hold, in order.
+# Reply per key: {1 if the key's DUMP equals the payload else 0, pttl}.
+SAME_PAYLOAD = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local dump = redis.call('DUMP', key)
+  local same = 0
+  if dump and dump == ARGV[i] then same = 1 end
+  out[i] = {same, redis.call('PTTL', key)}
+end
+return out
+"""
