@@ -190,7 +190,7 @@ def test_a_key_that_expires_mid_copy_is_not_resurrected(envs, tmp_path):
 
 
 def test_markers_must_match_unless_overridden(envs, tmp_path, capsys):
-    dev, prod = envs
+    _, prod = envs
     prod.client().set("prod:meta:env", "staging")
     assert cli(*COPY, "--apply", "--out", str(tmp_path)) == 5
     assert "prod:meta:env says 'staging'" in capsys.readouterr().err

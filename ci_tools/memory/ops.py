@@ -244,7 +244,7 @@ def restore_snapshot(
             "env": target_env.name,
             "prefix": target_prefix,
             "server": _url_label("TARGET_REDIS_URL"),
-        },  # fmt: skip
+        },
         snapshot_file=snapshot,
     )
 
