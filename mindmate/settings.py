@@ -60,8 +60,9 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         raise SettingsError(f"KEY_PREFIX={prefix!r} must end with ':' (e.g. 'prod:')")
     try:
         port = int(environ.get("PORT", "10000"))
+        history_limit = int(environ.get("HISTORY_LIMIT", "50"))
     except ValueError:
-        raise SettingsError(f"PORT={environ.get('PORT')!r} is not a number") from None
+        raise SettingsError("PORT and HISTORY_LIMIT must be whole numbers") from None
     moved_to = environ.get("MOVED_TO", "").strip().lstrip("@") or None
     if moved_to and not _USERNAME.match(moved_to):
         raise SettingsError(f"MOVED_TO={moved_to!r} is not a Telegram username")
@@ -84,4 +85,5 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         telegram_api_url=(environ.get("TELEGRAM_API_URL") or "https://api.telegram.org").rstrip(
             "/"
         ),
+        history_limit=max(1, history_limit),
     )

@@ -67,13 +67,15 @@ def test_remember_recall_forget_round_trip_under_prefix(running_bot, telegram, r
     assert client.exists(f"dev:memory:{USER}") == 0
 
 
-def test_free_text_goes_to_capped_history(running_bot, telegram, redis_server):
-    bot, fake = running_bot
-    for i in range(bot.settings.history_limit + 5):
-        telegram.send_user_message(fake, USER, f"message {i}")
+def test_free_text_goes_to_capped_history(redis_server, bot_environ, telegram):
+    environ, fake = bot_environ(redis_server.url, HISTORY_LIMIT="8")
+    claim_env_marker(redis_server.client(), "dev:", "staging")
+    with ThreadedBot(environ):
+        for i in range(12):
+            telegram.send_user_message(fake, USER, f"message {i}")
     history = redis_server.client(decode_responses=True).lrange(f"dev:user:{USER}:history", 0, -1)
-    assert len(history) == bot.settings.history_limit
-    assert '"message 54"' in history[-1] and '"message 5"' in history[0]
+    assert len(history) == 8
+    assert '"message 11"' in history[-1] and '"message 4"' in history[0]
 
 
 def test_version_names_env_and_short_commit(running_bot, telegram):
@@ -149,7 +151,7 @@ def test_process_start_claims_marker_and_serves(
         ({"ENV": ""}, "ENV is not set"),
         ({"ENV": "qa"}, "KEY_PREFIX is not set"),
         ({"KEY_PREFIX": "dev"}, "must end with ':'"),
-        ({"PORT": "eighty"}, "PORT='eighty' is not a number"),
+        ({"PORT": "eighty"}, "must be whole numbers"),
         ({"TELEGRAM_WEBHOOK_SECRET": "has space"}, "may hold only"),
         ({"MOVED_TO": "no/such"}, "not a Telegram username"),
         ({"REDIS_URL": ""}, "REDIS_URL is not set"),

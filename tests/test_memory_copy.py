@@ -285,14 +285,15 @@ def test_cross_version_fallback_from_valkey_9_to_redis_7(monkeypatch, tmp_path):
         assert target.pttl(f"prod:memory:{USER}") > 590_000
 
 
-def test_big_keys_are_copied_in_chunks_and_verified(envs, tmp_path):
+def test_big_keys_are_copied_in_chunks_and_verified(envs, tmp_path, monkeypatch):
+    monkeypatch.setattr("ci_tools.memory.records.BIG", 100)  # keys over 100 elements go in chunks
     dev, prod = envs
     source = dev.client()
-    source.rpush(f"dev:big:{USER}:list", *[f"{i}".encode() for i in range(25_000)])
-    source.hset(f"dev:big:{USER}:hash", mapping={f"f{i}": i for i in range(25_000)})
-    source.sadd(f"dev:big:{USER}:set", *range(25_000))
-    source.zadd(f"dev:big:{USER}:zset", {f"m{i}": i for i in range(25_000)})
-    for i in range(1, 12_001):
+    source.rpush(f"dev:big:{USER}:list", *[f"{i}".encode() for i in range(250)])
+    source.hset(f"dev:big:{USER}:hash", mapping={f"f{i}": i for i in range(250)})
+    source.sadd(f"dev:big:{USER}:set", *range(250))
+    source.zadd(f"dev:big:{USER}:zset", {f"m{i}": i for i in range(250)})
+    for i in range(1, 121):
         source.xadd(f"dev:big:{USER}:stream", {"i": i}, id=f"{i}-0")
     source.expire(f"dev:big:{USER}:list", 3600)
     outcome = copy_user(request(tmp_path, patterns=("big:{user_id}:*",)))

@@ -33,7 +33,7 @@ WRITES = ("create", "replace")
 CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError)
 
 
-@dataclass
+@dataclass(slots=True)  # one per key: the only part of a copy that grows with N
 class PlanItem:
     source_key: bytes
     target_key: bytes

@@ -9,7 +9,7 @@ chunks and yielded as several parts, so memory stays flat however big a key is.
 
 from __future__ import annotations
 
-import base64
+import binascii
 import math
 import time
 from collections.abc import Iterable, Iterator
@@ -117,9 +117,10 @@ def read_records(
     *,
     with_dump: bool = False,
     batch: int = BATCH,
-    big: int = BIG,
+    big: int | None = None,
 ) -> Iterator[Record]:
     """Yield a record (or parts, for a big key) per key, in the order given; absent keys too."""
+    big = big or BIG
     script = client.register_script(READ)
     pending: list[bytes] = []
     for key in keys:
@@ -211,11 +212,11 @@ def _chunks(client: redis.Redis, key: bytes, type_: str, chunk: int) -> Iterator
 
 
 def _b(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
+    return binascii.b2a_base64(data, newline=False).decode("ascii")
 
 
 def _u(text: str) -> bytes:
-    return base64.b64decode(text)
+    return binascii.a2b_base64(text)
 
 
 def _score(score: float) -> str:
