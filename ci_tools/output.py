@@ -18,11 +18,13 @@ from ci_tools.redact import redact
 
 def console(stderr: bool = False) -> Console:
     # Created per call so that tests capturing sys.stdout see the output.
+    stream = sys.stderr if stderr else sys.stdout
     return Console(
-        file=sys.stderr if stderr else sys.stdout,
+        file=stream,
         highlight=False,
         soft_wrap=True,
         emoji=False,
+        width=None if stream.isatty() else 140,  # logs are wide; don't wrap tables at 80
     )
 
 

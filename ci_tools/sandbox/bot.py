@@ -44,6 +44,16 @@ class ThreadedBot:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 15.0) -> ThreadedBot:
+        """Claim the Redis for this environment (as ``python -m mindmate`` does), then serve."""
+        import redis
+
+        from mindmate.store import EnvMismatchError, claim_env_marker
+
+        try:
+            client = redis.Redis.from_url(self.settings.redis_url, socket_connect_timeout=5)
+            claim_env_marker(client, self.settings.key_prefix, self.settings.env)
+        except (EnvMismatchError, redis.RedisError) as exc:
+            raise RuntimeError(str(exc)) from None
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not self.server.started:

@@ -84,9 +84,12 @@ class StandInServer:
                     status, payload, headers = owner.handle(request)
                 except json.JSONDecodeError:
                     status, payload, headers = 400, {"message": "invalid JSON body"}, {}
-                data = b"" if payload is None else json.dumps(payload).encode()
+                if isinstance(payload, bytes):  # passed through as is (the router)
+                    data = payload
+                else:
+                    data = b"" if payload is None else json.dumps(payload).encode()
                 self.send_response(status)
-                if payload is not None:
+                if payload is not None and not isinstance(payload, bytes):
                     self.send_header("Content-Type", "application/json")
                 for key, value in headers.items():
                     self.send_header(key, value)
@@ -102,7 +105,7 @@ class StandInServer:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name=self.name, daemon=True
+            target=self._server.serve_forever, args=(0.05,), name=self.name, daemon=True
         )
         self._thread.start()
         return self

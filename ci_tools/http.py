@@ -1,0 +1,101 @@
+"""HTTP with the retries every remote call here needs, from one place.
+
+429 waits as long as the server asks (``Retry-After`` or ``Ratelimit-Reset``);
+5xx and network errors back off exponentially with jitter; nothing retries past
+the caller's deadline. tenacity does the retrying; this module only says when.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+import tenacity
+
+from ci_tools.errors import RemoteError
+from ci_tools.redact import redact
+
+TRANSIENT = (httpx.TransportError,)
+
+
+class RetryableStatus(Exception):
+    """A 429 or 5xx answer worth trying again."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        super().__init__(f"HTTP {response.status_code}")
+        self.response = response
+
+
+def server_wait(response: httpx.Response) -> float | None:
+    """Seconds the server asked us to wait, if it said."""
+    for header in ("Retry-After", "Ratelimit-Reset", "X-RateLimit-Reset"):
+        value = response.headers.get(header)
+        if not value:
+            continue
+        try:
+            seconds = float(value)
+        except ValueError:
+            try:
+                seconds = parsedate_to_datetime(value).timestamp() - time.time()
+            except (TypeError, ValueError):
+                continue
+        if seconds > 1e9:  # an epoch timestamp, not a delay
+            seconds -= time.time()
+        return max(0.0, seconds)
+    return None
+
+
+def _wait(backoff: tenacity.wait.wait_base) -> Callable[[tenacity.RetryCallState], float]:
+    def wait(state: tenacity.RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, RetryableStatus) and (asked := server_wait(exc.response)) is not None:
+            return asked
+        return backoff(state)
+
+    return wait
+
+
+def _stop_at(deadline: float) -> Callable[[tenacity.RetryCallState], bool]:
+    return lambda state: time.monotonic() >= deadline
+
+
+def request(
+    client: httpx.Client,
+    method: str,
+    url: str,
+    *,
+    deadline: float,
+    what: str,
+    initial: float = 0.5,
+    **kwargs: Any,
+) -> httpx.Response:
+    """One request, retried while transient and before ``deadline`` (a time.monotonic() value).
+
+    A non-transient error answer is returned as is for the caller to explain.
+    """
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception_type((*TRANSIENT, RetryableStatus)),
+        wait=_wait(tenacity.wait_exponential_jitter(multiplier=initial, max=10, jitter=initial)),
+        stop=_stop_at(deadline),
+        sleep=lambda seconds: time.sleep(min(seconds, max(0.0, deadline - time.monotonic()))),
+        reraise=True,
+    )
+    try:
+        for attempt in retrying:
+            with attempt:
+                response = client.request(method, url, **kwargs)
+                if response.status_code == 429 or response.status_code >= 500:
+                    raise RetryableStatus(response)
+    except RetryableStatus as exc:
+        raise RemoteError(
+            f"{what}: HTTP {exc.response.status_code} until the deadline", hint="try again later"
+        ) from None
+    except TRANSIENT as exc:
+        raise RemoteError(
+            f"{what}: {redact(type(exc).__name__)} until the deadline",
+            hint="check the URL and the network",
+        ) from None
+    return response

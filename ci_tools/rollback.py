@@ -1,0 +1,52 @@
+"""Roll an environment back to an earlier deploy through the Render API, and wait until live."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from ci_tools.config import Environment, require_secret
+from ci_tools.deploy import _follow_api
+from ci_tools.errors import InputError
+from ci_tools.render import Deploy, RenderAPI, dashboard_link
+
+
+def choose_target(api: RenderAPI, to: str | None) -> Deploy:
+    """``to`` as given, or the deploy that was live before the current one."""
+    if to:
+        target = api.deploy(to)
+        if target.status not in ("live", "deactivated"):
+            raise InputError(
+                f"deploy {to} never went live ({target.status}); it cannot be rolled back to",
+                hint=f"pick one that was live: {dashboard_link(api.service_id)}",
+            )
+        return target
+    deploys = list(api.deploys())
+    live = next((d for d in deploys if d.status == "live"), None)
+    for deploy in deploys:
+        if deploy.status == "deactivated" and (live is None or deploy.commit != live.commit):
+            return deploy
+    raise InputError(
+        "no earlier deploy went live; nothing to roll back to", hint=dashboard_link(api.service_id)
+    )
+
+
+def rollback(
+    env: Environment,
+    *,
+    to: str | None,
+    timeout: float,
+    poll: float = 2.0,
+    on_status: Callable[[str], None] = lambda status: None,
+) -> tuple[Deploy, Deploy]:
+    """Returns (the deploy rolled back to, the new deploy that put it live)."""
+    api_key = require_secret("RENDER_API_KEY", purpose="rollback needs the Render API")
+    service_id = require_secret("RENDER_SERVICE_ID", purpose="the service to roll back")
+    deadline = time.monotonic() + timeout
+    with RenderAPI(api_key, service_id, deadline=deadline) as api:
+        target = choose_target(api, to)
+        on_status(f"rolling {env.name} back to {target.id} ({str(target.commit)[:12]})")
+        started = api.rollback(target.id)
+        on_status(f"rollback deploy {started.id}: {started.status}")
+        final = _follow_api(api, str(target.commit), started.id, None, deadline, poll, on_status)
+        return target, final

@@ -1,0 +1,367 @@
+"""A local Render: deploy hooks and the REST API shapes the pipeline uses, on loopback.
+
+A "deploy" goes through Render's statuses over time and, at ``update_in_progress``,
+really starts the reference bot for that commit (against the service's env vars:
+a real Redis, the Telegram stand-in). A per-service router on a stable port plays
+the service's public URL and switches to the new instance once it is healthy, as
+Render's zero-downtime deploys do. Faults are switched on per commit or per call:
+failed build, slow deploy, health stuck on the old commit, an open webhook, 429s, 5xx.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from ci_tools.sandbox.bot import BotProcess, ThreadedBot
+from ci_tools.sandbox.http import Request, Response, StandInServer
+
+_DEPLOY_PATH = re.compile(r"^/deploy/(?P<service>srv-[a-z0-9]+)$")
+_API_PATH = re.compile(r"^/v1/services/(?P<service>srv-[a-z0-9]+)(?P<rest>/.*)?$")
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Router(StandInServer):
+    """The service's public URL: forwards every request to the live instance."""
+
+    name = "render-router"
+
+    def __init__(self, *, latency: float = 0.0) -> None:
+        super().__init__(latency=latency)
+        self.target: str | None = None
+        self.open_webhook = False  # fault: a broken build that accepts unsigned updates
+
+    def handle(self, request: Request) -> Response:
+        if (
+            self.open_webhook
+            and request.path == "/telegram"
+            and "X-Telegram-Bot-Api-Secret-Token" not in request.headers
+        ):
+            return 200, b"ok", {"Content-Type": "text/plain"}
+        if not self.target:
+            return 502, {"message": "no instance is live"}, {}
+        headers = {
+            k: v
+            for k, v in request.headers.items()
+            if k.lower() in ("content-type", "x-telegram-bot-api-secret-token")
+        }
+        try:
+            upstream = httpx.request(
+                request.method,
+                self.target + request.path,
+                content=request.body,
+                headers=headers,
+                timeout=20,
+            )
+        except httpx.HTTPError:
+            return 502, {"message": "instance unreachable"}, {}
+        return (
+            upstream.status_code,
+            upstream.content,
+            {"Content-Type": upstream.headers.get("content-type", "text/plain")},
+        )
+
+
+@dataclass
+class Faults:
+    build_failed: bool = False
+    slow: float = 0.0
+    health_stuck: bool = False
+    open_webhook: bool = False
+
+
+@dataclass
+class FakeService:
+    id: str
+    name: str
+    branch: str
+    hook_key: str
+    env: dict[str, str]
+    router: Router
+    auto_deploy: str = "no"
+    hook_body: bool = True
+    deploys: list[dict[str, Any]] = field(default_factory=list)  # newest first
+    instance: Any = None
+    faults: dict[str, Faults] = field(default_factory=dict)
+
+    def json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "type": "web_service",
+            "branch": self.branch,
+            "autoDeploy": self.auto_deploy,
+            "autoDeployTrigger": "off" if self.auto_deploy == "no" else "commit",
+            "serviceDetails": {"url": self.router.url, "runtime": "python"},
+        }
+
+
+class FakeRender(StandInServer):
+    """Render's API and deploy hooks. ``add_service()`` creates a service with its router."""
+
+    name = "render-stand-in"
+
+    def __init__(
+        self,
+        *,
+        api_key: str = "rnd_sandboxApiKey0123456789",
+        step: float = 0.15,
+        process: bool = False,
+        latency: float = 0.0,
+    ) -> None:
+        super().__init__(latency=latency)
+        self.api_key = api_key
+        self.step = step  # seconds between statuses
+        self.process = (
+            process  # run instances as child processes (as Render does) or threads (fast)
+        )
+        self.services: dict[str, FakeService] = {}
+        self._ids = itertools.count(1)
+        self._limited = 0
+        self._retry_after = 1
+        self._server_errors = 0
+        self._threads: list[threading.Thread] = []
+        self.log_dir: Any = None
+
+    # -- set-up --------------------------------------------------------------------
+    def add_service(
+        self, name: str, branch: str, env: dict[str, str], *, latency: float = 0.0
+    ) -> FakeService:
+        router = Router(latency=latency).start()
+        number = next(self._ids)
+        service = FakeService(
+            id=f"srv-sandbox{number:04d}{name.replace('-', '')[:8]}",
+            name=name,
+            branch=branch,
+            hook_key=f"hookkey{number}Sandbox0123456789",
+            env=dict(env),
+            router=router,
+        )
+        with self.lock:
+            self.services[service.id] = service
+        return service
+
+    def hook_url(self, service: FakeService) -> str:
+        return f"{self.url}/deploy/{service.id}?key={service.hook_key}"
+
+    def fault(self, service: FakeService, commit: str, **faults: Any) -> None:
+        service.faults[commit] = Faults(**faults)
+
+    def rate_limit(self, calls: int, retry_after: int = 1) -> None:
+        with self.lock:
+            self._limited, self._retry_after = calls, retry_after
+
+    def server_errors(self, calls: int) -> None:
+        with self.lock:
+            self._server_errors = calls
+
+    def stop(self) -> None:
+        for service in self.services.values():
+            for deploy in service.deploys:
+                deploy["_cancel"] = True
+        for thread in self._threads:
+            thread.join(timeout=30)
+        for service in self.services.values():
+            if service.instance:
+                service.instance.stop()
+            service.router.stop()
+        super().stop()
+
+    # -- HTTP ----------------------------------------------------------------------
+    def handle(self, request: Request) -> Response:
+        with self.lock:
+            if self._limited > 0:
+                self._limited -= 1
+                reset = str(self._retry_after)
+                return 429, {"message": "rate limit exceeded"}, {
+                    "Retry-After": reset, "Ratelimit-Limit": "30", "Ratelimit-Remaining": "0", "Ratelimit-Reset": reset,
+                }  # fmt: skip
+            if self._server_errors > 0:
+                self._server_errors -= 1
+                return 503, {"message": "service unavailable"}, {}
+        if match := _DEPLOY_PATH.match(request.path):
+            return self._hook(match["service"], request)
+        if match := _API_PATH.match(request.path):
+            if request.headers.get("Authorization") != f"Bearer {self.api_key}":
+                return 401, {"message": "Unauthorized"}, {}
+            service = self.services.get(match["service"])
+            if service is None:
+                return 404, {"message": "service not found"}, {}
+            return self._api(service, request.method, match["rest"] or "", request)
+        return 404, {"message": "not found"}, {}
+
+    def _hook(self, service_id: str, request: Request) -> Response:
+        service = self.services.get(service_id)
+        if (
+            request.method != "POST"
+            or service is None
+            or request.query.get("key") != service.hook_key
+        ):
+            return 404, {"message": "not found"}, {}
+        commit = request.query.get("ref") or f"{service.branch}-head"
+        deploy = self._start_deploy(service, commit, trigger="deploy_hook")
+        return (200, {"deploy": {"id": deploy["id"]}}, {}) if service.hook_body else (200, None, {})
+
+    def _api(self, service: FakeService, method: str, rest: str, request: Request) -> Response:
+        public = lambda d: {k: v for k, v in d.items() if not k.startswith("_")}  # noqa: E731
+        if method == "GET" and rest == "":
+            return 200, service.json(), {}
+        if method == "GET" and rest == "/deploys":
+            limit = max(1, min(100, int(request.query.get("limit", 20))))
+            with self.lock:
+                items = list(service.deploys)
+            cursor = request.query.get("cursor")
+            if cursor:
+                ids = [d["id"] for d in items]
+                items = items[ids.index(cursor) + 1 :] if cursor in ids else []
+            page = items[:limit]
+            return 200, [{"deploy": public(d), "cursor": d["id"]} for d in page], {}
+        if method == "GET" and (match := re.fullmatch(r"/deploys/(dep-[a-z0-9]+)", rest)):
+            found = next((d for d in service.deploys if d["id"] == match[1]), None)
+            return (200, public(found), {}) if found else (404, {"message": "deploy not found"}, {})
+        if method == "POST" and rest == "/rollback":
+            wanted = (request.json() or {}).get("deployId")
+            target = next((d for d in service.deploys if d["id"] == wanted), None)
+            if target is None:
+                return 404, {"message": "deploy not found"}, {}
+            if target["status"] not in ("live", "deactivated"):
+                return 400, {"message": "can only roll back to a deploy that was live"}, {}
+            deploy = self._start_deploy(
+                service, target["commit"]["id"], trigger="rollback", build=False
+            )
+            return 201, public(deploy), {}
+        if rest == "/env-vars" and method == "GET":
+            return (
+                200,
+                [
+                    {"envVar": {"key": k, "value": v}, "cursor": k}
+                    for k, v in sorted(service.env.items())
+                ],
+                {},
+            )
+        if rest == "/env-vars" and method == "PUT":  # replaces the whole list, as Render's does
+            service.env = {item["key"]: item["value"] for item in request.json()}
+            return (
+                200,
+                [{"envVar": {"key": k, "value": v}, "cursor": k} for k, v in service.env.items()],
+                {},
+            )
+        if match := re.fullmatch(r"/env-vars/([A-Za-z_][A-Za-z0-9_]*)", rest):
+            key = match[1]
+            if method == "GET":
+                return (
+                    (200, {"key": key, "value": service.env[key]}, {})
+                    if key in service.env
+                    else (404, {"message": "env var not found"}, {})
+                )
+            if method == "PUT":
+                service.env[key] = str((request.json() or {}).get("value", ""))
+                return 200, {"key": key, "value": service.env[key]}, {}
+        return 404, {"message": "not found"}, {}
+
+    # -- deploys -------------------------------------------------------------------
+    def _start_deploy(
+        self, service: FakeService, commit: str, *, trigger: str, build: bool = True
+    ) -> dict[str, Any]:
+        deploy = {
+            "id": f"dep-sandbox{next(self._ids):06d}",
+            "commit": {"id": commit, "message": f"commit {commit[:7]}", "createdAt": _now()},
+            "status": "created",
+            "trigger": trigger,
+            "createdAt": _now(),
+            "updatedAt": _now(),
+            "finishedAt": None,
+        }
+        with self.lock:
+            for other in service.deploys:  # a newer deploy cancels one in progress
+                if other["status"] in (
+                    "created",
+                    "queued",
+                    "build_in_progress",
+                    "update_in_progress",
+                ):
+                    other["_cancel"] = True
+            service.deploys.insert(0, deploy)
+        thread = threading.Thread(target=self._progress, args=(service, deploy, build), daemon=True)
+        self._threads.append(thread)
+        thread.start()
+        return deploy
+
+    def _set(self, deploy: dict[str, Any], status: str) -> None:
+        with self.lock:
+            deploy["status"], deploy["updatedAt"] = status, _now()
+            if status in ("live", "build_failed", "update_failed", "canceled"):
+                deploy["finishedAt"] = _now()
+
+    def _wait(self, deploy: dict[str, Any], seconds: float) -> bool:
+        """Sleep; False if the deploy was canceled meanwhile."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            if deploy.get("_cancel"):
+                self._set(deploy, "canceled")
+                return False
+            time.sleep(0.02)
+        return not deploy.get("_cancel") or (self._set(deploy, "canceled") or False)
+
+    def _progress(self, service: FakeService, deploy: dict[str, Any], build: bool) -> None:
+        commit = deploy["commit"]["id"]
+        faults = service.faults.get(commit, Faults())
+        if build:
+            if not self._wait(deploy, self.step):
+                return
+            self._set(deploy, "build_in_progress")
+            if not self._wait(deploy, self.step + faults.slow):
+                return
+            if faults.build_failed:
+                self._set(deploy, "build_failed")
+                return
+        self._set(deploy, "update_in_progress")
+        if faults.health_stuck:  # the new instance never passes its health check
+            while self._wait(deploy, 0.1):
+                pass
+            return
+        environ = {
+            **service.env,
+            "RENDER_GIT_COMMIT": commit,
+            "RENDER_EXTERNAL_URL": service.router.url,
+        }
+        try:
+            instance = self._launch(service, environ)
+        except RuntimeError as exc:
+            deploy["_error"] = str(exc)
+            self._set(deploy, "update_failed")
+            return
+        if deploy.get("_cancel"):
+            instance.stop()
+            self._set(deploy, "canceled")
+            return
+        with self.lock:
+            old, service.instance = service.instance, instance
+            service.router.target = instance.url
+            service.router.open_webhook = faults.open_webhook
+            for other in service.deploys:
+                if other is not deploy and other["status"] == "live":
+                    other["status"], other["updatedAt"] = "deactivated", _now()
+        if old:
+            old.stop()
+        self._set(deploy, "live")
+
+    def _launch(self, service: FakeService, environ: dict[str, str]) -> Any:
+        if self.process:
+            log = (
+                self.log_dir / f"{service.name}-{environ['RENDER_GIT_COMMIT'][:7]}.log"
+                if self.log_dir
+                else None
+            )
+            return BotProcess(environ, log_path=log).start()
+        return ThreadedBot(environ).start()

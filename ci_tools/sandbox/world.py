@@ -1,0 +1,129 @@
+"""The whole outside world on one machine: what tests and ``ci-tools rehearse`` deploy into.
+
+Two Redis servers (dev and prod), the Telegram and Render stand-ins, the two
+services with their routers, a ``pyproject.toml`` whose environments point at
+those routers, and a git repository with ``main`` and ``develop``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from ci_tools.sandbox.redis import RedisServer
+from ci_tools.sandbox.render import FakeRender, FakeService
+from ci_tools.sandbox.telegram import FakeBot, FakeTelegram
+
+PATTERNS = '["user:{user_id}:history", "user:{user_id}:profile", "memory:{user_id}"]'
+SECRETS = {"staging": "whsec-staging-0123456789", "production": "whsec-production-0123456789"}
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-c", "user.name=sandbox", "-c", "user.email=sandbox@example.invalid", *args],
+        cwd=cwd, check=True, capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+
+
+class World:
+    def __init__(
+        self, root: Path, *, process: bool = False, latency: float = 0.0, step: float = 0.1
+    ) -> None:
+        self.root = root
+        self.process = process
+        self.latency = latency
+        self.step = step
+        self.redis: dict[str, RedisServer] = {}
+        self.bots: dict[str, FakeBot] = {}
+        self.services: dict[str, FakeService] = {}
+
+    def start(self) -> World:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.redis = {"staging": RedisServer().start(), "production": RedisServer().start()}
+        self.telegram = FakeTelegram(latency=self.latency).start()
+        self.bots = {
+            "staging": self.telegram.add_bot("mindmate_dev_bot"),
+            "production": self.telegram.add_bot("mindmate_companion_bot"),
+        }
+        self.render = FakeRender(step=self.step, process=self.process).start()
+        self.render.log_dir = self.root
+        for env, name, branch, prefix in (
+            ("staging", "mindmate-dev", "develop", "dev:"),
+            ("production", "mindmate-prod", "main", "prod:"),
+        ):
+            self.services[env] = self.render.add_service(
+                name,
+                branch,
+                {
+                    "ENV": env,
+                    "KEY_PREFIX": prefix,
+                    "REDIS_URL": self.redis[env].url,
+                    "TELEGRAM_BOT_TOKEN": self.bots[env].token,
+                    "TELEGRAM_WEBHOOK_SECRET": SECRETS[env],
+                    "TELEGRAM_API_URL": self.telegram.url,
+                },
+                latency=self.latency,
+            )
+        self.config = self.root / "pyproject.toml"
+        self.config.write_text(self._config_text())
+        self.repo = self.root / "repo"
+        self.repo.mkdir(exist_ok=True)
+        git(self.repo, "init", "-q", "-b", "main")
+        git(self.repo, "commit", "-q", "--allow-empty", "-m", "initial")
+        git(self.repo, "branch", "develop")
+        return self
+
+    def _config_text(self) -> str:
+        text = [
+            '[tool.ci_tools.flow]\ndevelop = ["feature/*", "fix/*", "main"]\nmain = ["develop", "hotfix/*"]\n'
+        ]
+        for env, bot in (("staging", "mindmate_dev_bot"), ("production", "mindmate_companion_bot")):
+            service = self.services[env]
+            text.append(
+                f"[tool.ci_tools.environments.{env}]\n"
+                f'branch = "{service.branch}"\nrender_service = "{service.name}"\n'
+                f'bot_username = "{bot}"\nbase_url = "{service.router.url}"\n'
+                f'key_prefix = "{service.env["KEY_PREFIX"]}"\nmemory_patterns = {PATTERNS}\n'
+            )
+        return "\n".join(text)
+
+    def commit(self, branch: str, message: str) -> str:
+        """A new commit on ``branch`` (created from main if new); its full SHA."""
+        current = git(self.repo, "branch", "--list", branch)
+        git(self.repo, "checkout", "-q", branch) if current else git(
+            self.repo, "checkout", "-q", "-b", branch, "main"
+        )
+        git(self.repo, "commit", "-q", "--allow-empty", "-m", message)
+        return git(self.repo, "rev-parse", "HEAD")
+
+    def secrets(self, env: str) -> dict[str, str]:
+        """What a GitHub environment would hold for ``env``, plus the stand-ins' addresses."""
+        service = self.services[env]
+        return {
+            "CI_TOOLS_CONFIG": str(self.config),
+            "RENDER_API_URL": self.render.url,
+            "TELEGRAM_API_URL": self.telegram.url,
+            "RENDER_DEPLOY_HOOK_URL": self.render.hook_url(service),
+            "RENDER_API_KEY": self.render.api_key,
+            "RENDER_SERVICE_ID": service.id,
+            "TELEGRAM_BOT_TOKEN": self.bots[env].token,
+            "TELEGRAM_WEBHOOK_SECRET": SECRETS[env],
+            "REDIS_URL": self.redis[env].url,
+        }
+
+    def stop(self) -> None:
+        for part in ("render", "telegram"):
+            if hasattr(self, part):
+                getattr(self, part).stop()
+        for server in self.redis.values():
+            server.close()
+
+    def __enter__(self) -> World:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,255 @@
+"""Deploy → wait → probe → roll back, against the Render and Telegram stand-ins."""
+
+from __future__ import annotations
+
+import pytest
+
+from ci_tools.__main__ import main
+from ci_tools.errors import ConfigError
+from ci_tools.render import hook_with_ref
+from ci_tools.sandbox.world import SECRETS, World
+
+
+@pytest.fixture
+def world(tmp_path, monkeypatch):
+    with World(tmp_path / "world", step=0.05) as sandbox:
+        monkeypatch.chdir(sandbox.repo)
+        yield sandbox
+
+
+def use(world, monkeypatch, env, **drop):
+    for key, value in world.secrets(env).items():
+        monkeypatch.setenv(key, value)
+    for key in drop:
+        monkeypatch.delenv(key, raising=False)
+
+
+def cli(*args: str) -> int:
+    return main(list(args))
+
+
+FAST = ("--timeout", "20", "--poll", "0.05")
+
+
+def deploy(env, sha, *extra):
+    return cli("deploy", env, "--commit", sha, *FAST, *extra)
+
+
+def probe(env, sha, deadline="3"):
+    return cli("probe", env, "--commit", sha, "--deadline", deadline)
+
+
+def test_success_deploy_then_probe(world, monkeypatch, capsys, tmp_path):
+    use(world, monkeypatch, "production")
+    output = tmp_path / "out"
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_OUTPUT", str(output))
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "summary"))
+    first = world.commit("main", "release 1")
+    assert deploy("production", first) == 0
+    second = world.commit("main", "release 2")
+    assert deploy("production", second) == 0
+    assert probe("production", second) == 0
+    out = capsys.readouterr().out
+    assert "build_in_progress" in out
+    assert "is live on production" in out
+    assert "@mindmate_companion_bot" in out
+    outputs = output.read_text()
+    deploys = world.services["production"].deploys
+    assert f"\n{deploys[0]['id']}\n" in outputs  # deploy_id of release 2
+    assert f"\n{deploys[1]['id']}\n" in outputs  # previous_deploy_id: release 1's
+    assert deploys[1]["status"] == "deactivated"
+
+
+def test_hook_without_body_is_followed_by_commit(world, monkeypatch):
+    use(world, monkeypatch, "production")
+    world.services["production"].hook_body = False
+    sha = world.commit("main", "release")
+    assert deploy("production", sha) == 0
+
+
+def test_without_api_key_health_is_polled(world, monkeypatch, capsys):
+    use(world, monkeypatch, "staging", RENDER_API_KEY=True, RENDER_SERVICE_ID=True)
+    sha = world.commit("develop", "feature merged")
+    assert deploy("staging", sha) == 0
+    assert "/healthz" in capsys.readouterr().out
+
+
+def test_build_failed_names_status_and_dashboard(world, monkeypatch, capsys):
+    use(world, monkeypatch, "production")
+    sha = world.commit("main", "broken build")
+    world.render.fault(world.services["production"], sha, build_failed=True)
+    assert deploy("production", sha) == 5
+    err = capsys.readouterr().err
+    assert "ended build_failed" in err
+    assert "https://dashboard.render.com/web/srv-" in err
+
+
+def test_canceled_by_a_newer_commit(world, monkeypatch, capsys):
+    use(world, monkeypatch, "production")
+    older = world.commit("main", "older")
+    newer = world.commit("main", "newer")
+    service = world.services["production"]
+    world.render.fault(service, older, slow=1.0)
+    import threading
+
+    import httpx
+
+    def push_newer() -> None:
+        import time
+
+        time.sleep(0.3)
+        httpx.post(hook_with_ref(world.render.hook_url(service), newer))
+
+    thread = threading.Thread(target=push_newer)
+    thread.start()
+    assert deploy("production", older) == 5
+    thread.join()
+    err = capsys.readouterr().err
+    assert "was canceled: a newer commit" in err
+    assert newer[:12] in err
+
+
+def test_deadline_reports_last_status(world, monkeypatch, capsys):
+    use(world, monkeypatch, "production")
+    sha = world.commit("main", "never healthy")
+    world.render.fault(world.services["production"], sha, health_stuck=True)
+    assert cli("deploy", "production", "--commit", sha, "--timeout", "1.5", "--poll", "0.05") == 5
+    err = capsys.readouterr().err
+    assert "not live before the deadline; last status: update_in_progress" in err
+    assert "dashboard.render.com" in err
+
+
+def test_health_stuck_on_the_old_commit(world, monkeypatch, capsys):
+    use(world, monkeypatch, "production")
+    old = world.commit("main", "old")
+    assert deploy("production", old) == 0
+    new = world.commit("main", "new")
+    world.render.fault(world.services["production"], new, health_stuck=True)
+    monkeypatch.delenv("RENDER_API_KEY")
+    assert cli("deploy", "production", "--commit", new, "--timeout", "1.5", "--poll", "0.05") == 5
+    assert f"did not report {new[:12]}" in capsys.readouterr().err
+    assert probe("production", new, deadline="1") == 5
+    assert "still runs another commit" in capsys.readouterr().err
+
+
+def test_rate_limits_and_server_errors_are_retried(world, monkeypatch):
+    import time
+
+    use(world, monkeypatch, "production")
+    sha = world.commit("main", "release")
+    world.render.rate_limit(1, retry_after=1)
+    started = time.monotonic()
+    assert deploy("production", sha) == 0
+    assert time.monotonic() - started >= 1.0  # Retry-After was honoured, not hammered through
+    world.render.server_errors(2)
+    assert deploy("production", world.commit("main", "again")) == 0
+
+
+def test_the_wrong_token_on_the_service_is_named(world, monkeypatch, capsys):
+    use(world, monkeypatch, "production")
+    world.services["production"].env["TELEGRAM_BOT_TOKEN"] = world.bots["staging"].token
+    sha = world.commit("main", "release")
+    assert deploy("production", sha) == 0  # it starts: the token is valid, just the wrong bot's
+    assert probe("production", sha, deadline="1") == 5
+    err = capsys.readouterr().err
+    assert "the production service runs the staging bot's token" in err
+
+
+def test_an_unsigned_webhook_post_accepted_fails_the_probe(world, monkeypatch, capsys):
+    use(world, monkeypatch, "production")
+    sha = world.commit("main", "open webhook")
+    world.render.fault(world.services["production"], sha, open_webhook=True)
+    assert deploy("production", sha) == 0
+    assert probe("production", sha, deadline="1") == 5
+    assert "ignores the secret-token header" in capsys.readouterr().err
+
+
+def test_production_probe_failure_rolls_back_probes_and_exits_non_zero(world, monkeypatch, capsys):
+    use(world, monkeypatch, "production")
+    good = world.commit("main", "good")
+    assert cli("release", "production", "--commit", good, *FAST, "--deadline", "3") == 0
+    bad = world.commit("main", "bad")
+    world.render.fault(world.services["production"], bad, open_webhook=True)
+    assert cli("release", "production", "--commit", bad, *FAST, "--deadline", "1") == 5
+    captured = capsys.readouterr()
+    assert f"rolled back to {good[:12]}" in captured.err
+    assert "the rollback probe passed" in captured.err
+    live = [d for d in world.services["production"].deploys if d["status"] == "live"]
+    assert live[0]["commit"]["id"] == good
+    assert live[0]["trigger"] == "rollback"
+
+
+def test_staging_probe_failure_does_not_roll_back(world, monkeypatch, capsys):
+    use(world, monkeypatch, "staging")
+    sha = world.commit("develop", "bad")
+    world.render.fault(world.services["staging"], sha, open_webhook=True)
+    assert cli("release", "staging", "--commit", sha, *FAST, "--deadline", "1") == 5
+    assert "rolled back" not in capsys.readouterr().err
+
+
+def test_rollback_command_previous_then_probe(world, monkeypatch, capsys):
+    use(world, monkeypatch, "production")
+    first = world.commit("main", "first")
+    assert deploy("production", first) == 0
+    assert deploy("production", world.commit("main", "second")) == 0
+    assert cli("rollback", "production", "--previous", "--poll", "0.05", "--deadline", "3") == 0
+    assert f"is back on {first[:12]}" in capsys.readouterr().out
+    assert cli("rollback", "production", "--to", "nonsense") == 2
+    assert cli("rollback", "production", "--to", "dep-doesnotexist") == 3
+
+
+def test_branch_rules(world, monkeypatch, capsys):
+    use(world, monkeypatch, "production")
+    feature = world.commit("feature/shiny", "wip")
+    assert deploy("production", feature) == 2
+    assert "is not on main" in capsys.readouterr().err
+    assert deploy("production", feature, "--allow-other-branch") == 2
+    assert "only staging may run a commit from another branch" in capsys.readouterr().err
+    use(world, monkeypatch, "staging")
+    assert deploy("staging", feature) == 2
+    assert "--allow-other-branch" in capsys.readouterr().err
+    assert deploy("staging", feature, "--allow-other-branch") == 0
+    assert cli("deploy", "staging", "--commit", "not-a-sha") == 2
+    assert cli("deploy", "staging", "--commit", "a" * 40) == 3  # unknown to git
+
+
+def test_hook_url_must_look_like_a_render_hook(world, monkeypatch):
+    use(world, monkeypatch, "production")
+    with pytest.raises(ConfigError, match="does not look like a Render deploy hook"):
+        hook_with_ref("https://example.com/deploy/srv-abc?key=x", "abc1234")
+    with pytest.raises(ConfigError):
+        hook_with_ref(world.render.url + "/deploy/srv-abc", "abc1234")  # no key
+    url = hook_with_ref(world.render.hook_url(world.services["production"]), "abc1234")
+    assert url.count("?") == 1
+    assert url.endswith("&ref=abc1234")
+
+
+def test_no_secret_in_any_output(world, monkeypatch, capsys, caplog, tmp_path):
+    use(world, monkeypatch, "production")
+    summary = tmp_path / "summary"
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    monkeypatch.setenv("GITHUB_OUTPUT", str(tmp_path / "output"))
+    good = world.commit("main", "good")
+    bad = world.commit("main", "bad")
+    world.render.fault(world.services["production"], bad, open_webhook=True)
+    cli("-vv", "release", "production", "--commit", good, *FAST, "--deadline", "2")
+    cli("-vv", "release", "production", "--commit", bad, *FAST, "--deadline", "1")
+    cli("-vv", "probe", "production", "--commit", bad, "--deadline", "0.5", "--json")
+    cli(
+        "-vv", "rollback", "production", "--previous", "--poll", "0.05", "--deadline", "1", "--json"
+    )
+    monkeypatch.setenv("RENDER_API_KEY", "rnd_wrongKey0123456789")
+    cli("-vv", "deploy", "production", "--commit", good, *FAST)
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123456789:AAwrongTokenValue0123456789abcdefghi")
+    cli("-vv", "probe", "production", "--commit", good, "--deadline", "0.5")
+    out, err = capsys.readouterr()
+    everything = out + err + caplog.text + summary.read_text() + (tmp_path / "output").read_text()
+    secrets = world.secrets("production")
+    for value in (
+        secrets["RENDER_API_KEY"], world.services["production"].hook_key, secrets["TELEGRAM_BOT_TOKEN"],
+        SECRETS["production"], "rnd_wrongKey0123456789", "AAwrongTokenValue0123456789abcdefghi",
+    ):  # fmt: skip
+        assert value not in everything
+    assert "HTTP Request" in caplog.text  # -vv really logged the requests
