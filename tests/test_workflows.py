@@ -17,7 +17,15 @@ WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 ACTIONS = sorted((ROOT / ".github" / "actions").glob("*/action.yml"))
 PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
 # Commands that change a deployed environment: they need a concurrency group and an environment.
-DEPLOYING = ("deploy", "rollback", "cutover", "memory copy", "memory restore", "memory undo")
+DEPLOYING = (
+    "deploy",
+    "release",
+    "rollback",
+    "cutover",
+    "memory copy",
+    "memory restore",
+    "memory undo",
+)
 
 
 def load(path: Path) -> dict:
@@ -50,7 +58,10 @@ ALL = [pytest.param(p, id=p.relative_to(ROOT).as_posix()) for p in WORKFLOWS + A
 
 def test_the_expected_workflows_exist():
     names = {p.name for p in WORKFLOWS}
-    assert {"ci.yml", "branch-flow.yml", "back-merge.yml"} <= names
+    assert {
+        "ci.yml", "branch-flow.yml", "back-merge.yml", "migrate-memory.yml",
+        "deploy.yml", "staging.yml", "production.yml", "rollback.yml",
+    } <= names  # fmt: skip
 
 
 @pytest.mark.parametrize("path", ALL)
@@ -220,3 +231,29 @@ def test_the_parser_in_this_test_catches_a_renamed_flag():
     assert ci_tools_calls("echo x && ci-tools flow name \\\n  feature/x # why") == [
         ["flow", "name", "feature/x"]
     ]
+
+
+def test_pushes_deploy_through_the_reusable_workflow_in_their_environment():
+    deploy = load(ROOT / ".github/workflows/deploy.yml")
+    assert set(deploy["on"]) == {"workflow_call"}
+    (job,) = deploy["jobs"].values()
+    assert job["environment"]["name"] == "${{ inputs.environment }}"
+    assert "inputs.environment" in job["concurrency"]["group"]
+    assert job["concurrency"]["cancel-in-progress"] is False
+    for name, env, branch in (
+        ("production.yml", "production", "main"),
+        ("staging.yml", "staging", "develop"),
+    ):
+        document = load(ROOT / ".github/workflows" / name)
+        assert document["on"]["push"]["branches"] == [branch]
+        callers = [
+            j
+            for j in document["jobs"].values()
+            if j.get("uses") == "./.github/workflows/deploy.yml"
+        ]
+        assert len(callers) == 1
+        assert callers[0]["with"]["environment"] == env
+        assert "secrets" not in callers[0]  # environment secrets reach the called job directly
+    rollback = load(ROOT / ".github/workflows/rollback.yml")
+    (job,) = rollback["jobs"].values()
+    assert job["concurrency"]["group"] == deploy["jobs"]["release"]["concurrency"]["group"]

@@ -1,0 +1,69 @@
+"""Benchmark: a full probe runs its checks at once, so it costs its slowest check, not their sum.
+
+Every request to the Telegram stand-in and to the service (through its router) is
+delayed by --latency seconds (default 0.2). Prints the wall time of a full probe,
+the sum of its checks run one by one, and their ratio. Target: ratio ≤ 0.35.
+
+    python bench/probe.py [--latency 0.2] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from ci_tools.config import load_config  # noqa: E402
+from ci_tools.probe import Probe, run_probe  # noqa: E402
+from ci_tools.sandbox.world import World  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--latency", type=float, default=0.2)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    with (
+        tempfile.TemporaryDirectory() as root,
+        World(Path(root), latency=args.latency, step=0.05) as world,
+    ):
+        os.environ.update(world.secrets("production"))
+        os.chdir(world.repo)
+        sha = world.commit("main", "bench")
+        from ci_tools.deploy import deploy
+
+        config = load_config()
+        env = config.env("production")
+        deploy(env, sha, timeout=60, poll=0.1)
+        names = [name for name, _ in Probe(env, sha, config).tests()]
+        full, alone = [], []
+        for _ in range(args.repeat):
+            started = time.perf_counter()
+            checks = run_probe(Probe(env, sha, config, deadline=10))
+            full.append(time.perf_counter() - started)
+            assert all(c.ok for c in checks), [c.detail for c in checks if not c.ok]
+            total = 0.0
+            for name in names:
+                started = time.perf_counter()
+                run_probe(Probe(env, sha, config, deadline=10), only=[name])
+                total += time.perf_counter() - started
+            alone.append(total)
+    best_full, best_alone = min(full), min(alone)
+    print(
+        f"probe benchmark: {len(names)} checks, {args.latency * 1000:.0f} ms on every stand-in request"
+    )
+    print(f"  full probe (concurrent)      {best_full:6.3f} s")
+    print(f"  checks one by one (sum)      {best_alone:6.3f} s")
+    print(f"  ratio                        {best_full / best_alone:6.2f}   (target ≤ 0.35)")
+
+
+if __name__ == "__main__":
+    main()
