@@ -13,10 +13,10 @@ import sys
 from collections.abc import Sequence
 
 from ci_tools import __version__, github, redact
-from ci_tools.commands import config_cmd, flow_cmd, memory_cmd, release_cmd
+from ci_tools.commands import config_cmd, flow_cmd, memory_cmd, plan_cmd, release_cmd
 from ci_tools.errors import FatalError
 
-COMMAND_MODULES = (config_cmd, release_cmd, flow_cmd, memory_cmd)
+COMMAND_MODULES = (config_cmd, release_cmd, flow_cmd, memory_cmd, plan_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -47,6 +47,7 @@ class Probe:
     since: float | None = None  # epoch seconds: webhook errors before this are history
     deadline: float = 60.0
     interval: float = 1.0
+    token: str | None = None  # default: TELEGRAM_BOT_TOKEN
     checks: list[Check] = field(default_factory=list)
 
     def other_bot(self, username: str) -> Environment | None:

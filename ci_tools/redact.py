@@ -78,11 +78,25 @@ def _secret_parts(value: str) -> Iterable[str]:
             yield item
 
 
+# Any variable named like these is a secret too (STAGING_TELEGRAM_BOT_TOKEN, PRODUCTION_REDIS_URL, …).
+SECRET_SUFFIXES = (
+    "TELEGRAM_BOT_TOKEN",
+    "WEBHOOK_SECRET",
+    "RENDER_API_KEY",
+    "DEPLOY_HOOK_URL",
+    "REDIS_URL",
+    "SNAPSHOT_KEY",
+    "GITHUB_TOKEN",
+    "BACKMERGE_TOKEN",
+)
+
+
 def _literal_secrets() -> Iterable[str]:
-    for name in SECRET_ENV_VARS:
-        for part in _secret_parts(os.environ.get(name) or ""):
-            if len(part) >= 6:
-                yield part
+    for name, value in os.environ.items():
+        if name in SECRET_ENV_VARS or name.endswith(SECRET_SUFFIXES):
+            for part in _secret_parts(value or ""):
+                if len(part) >= 6:
+                    yield part
     yield from _extra_secrets
 
 

@@ -127,8 +127,12 @@ class RenderAPI:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, method: str, path: str, what: str, **kwargs: Any) -> Any:
+    def _call(
+        self, method: str, path: str, what: str, *, missing_ok: bool = False, **kwargs: Any
+    ) -> Any:
         response = request(self.client, method, path, deadline=self.deadline, what=what, **kwargs)
+        if response.status_code == 404 and missing_ok:
+            return None
         if response.status_code == 401:
             raise ConfigError(
                 "the Render API refused RENDER_API_KEY (401)",
@@ -194,7 +198,9 @@ class RenderAPI:
         return Deploy.from_api(data)
 
     def env_var(self, key: str) -> str | None:
-        data = self._call("GET", f"/services/{self.service_id}/env-vars/{key}", f"reading {key}")
+        data = self._call(
+            "GET", f"/services/{self.service_id}/env-vars/{key}", f"reading {key}", missing_ok=True
+        )
         return None if data is None else data.get("value")
 
     def set_env_var(self, key: str, value: str) -> None:

@@ -50,3 +50,17 @@ class BotAPI:
 
     async def webhook_info(self) -> dict[str, Any]:
         return dict(await self.call("getWebhookInfo"))
+
+
+def bot_info(token: str, *, timeout: float = 10) -> dict[str, Any]:
+    """getMe, synchronously, for the plan's commands (preflight, cutover, acceptance)."""
+    response = httpx.post(f"{telegram_api_url()}/bot{token}/getMe", timeout=timeout)
+    try:
+        body = response.json()
+    except ValueError:
+        raise TelegramError(response.status_code, "not a Bot API answer") from None
+    if not body.get("ok"):
+        raise TelegramError(
+            int(body.get("error_code", response.status_code)), str(body.get("description", ""))
+        )
+    return dict(body["result"])

@@ -1,0 +1,154 @@
+"""The plan's acceptance checklist, each item checked against the real systems."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import redis
+
+from ci_tools.checklist import Item
+from ci_tools.config import Config, optional_secret
+from ci_tools.errors import FatalError
+from ci_tools.memory.files import RecordFile
+from ci_tools.probe import Probe, run_probe
+from ci_tools.telegram import TelegramError, bot_info
+
+REPOSITORY_FILES = (
+    ".github/workflows/branch-flow.yml",
+    ".github/workflows/ci.yml",
+    ".github/workflows/deploy.yml",
+    ".github/workflows/staging.yml",
+    ".github/workflows/production.yml",
+    ".github/rulesets/main.json",
+    ".github/rulesets/develop.json",
+)
+
+
+def acceptance(
+    config: Config, user_id: int, snapshot: Path | None, since: float | None, deadline: float = 30,
+    repo_root: Path | None = None,
+) -> list[Item]:  # fmt: skip
+    env = config.env("production")
+    items: list[Item] = []
+    token = optional_secret("TELEGRAM_BOT_TOKEN")
+    me = None
+    name = f"the new bot @{env.bot_username} exists"
+    if not token:
+        items.append(
+            Item(name, None, "TELEGRAM_BOT_TOKEN not set", "export the production bot's token")
+        )
+    else:
+        try:
+            me = bot_info(token)
+            right = str(me.get("username", "")).lower() == env.bot_username.lower()
+            items.append(
+                Item(
+                    name,
+                    right,
+                    f"@{me.get('username')}",
+                    "" if right else "TELEGRAM_BOT_TOKEN is another bot's",
+                )
+            )
+        except TelegramError as exc:
+            items.append(Item(name, False, f"getMe: {exc.code}", "the token is wrong or revoked"))
+    try:
+        health = httpx.get(env.health_url, timeout=10).json()
+    except (httpx.HTTPError, ValueError) as exc:
+        health = {}
+        items.append(
+            Item(
+                "the production service runs it",
+                False,
+                type(exc).__name__,
+                f"{env.health_url} does not answer",
+            )
+        )
+    else:
+        runs = bool(me) and (health.get("bot") or {}).get("id") == me.get("id")
+        items.append(Item("the production service runs it", runs, f"/healthz: @{(health.get('bot') or {}).get('username')}",
+                          "" if runs else "run ci-tools cutover"))  # fmt: skip
+    commit = str(health.get("commit") or "")
+    if me and commit:
+        try:
+            checks = run_probe(Probe(env, commit, config, deadline=deadline))
+            failed = [c for c in checks if not c.ok]
+            items.append(Item("the probe passes", not failed, f"{len(checks) - len(failed)}/{len(checks)} checks",
+                              "; ".join(c.cause or c.detail for c in failed)))  # fmt: skip
+        except FatalError as exc:
+            items.append(Item("the probe passes", False, exc.message, exc.hint or ""))
+    else:
+        items.append(
+            Item("the probe passes", None, "needs the bot and /healthz", "fix the items above")
+        )
+    items += _memory_items(env.key_prefix, user_id, snapshot, since)
+    root = repo_root or config.path.parent
+    missing = [f for f in REPOSITORY_FILES if not (root / f).is_file()]
+    items.append(Item("the branch flow, its workflows and rulesets are in the repository", not missing,
+                      "all present" if not missing else "missing " + ", ".join(missing), "restore them from main" if missing else ""))  # fmt: skip
+    return items
+
+
+def _memory_items(
+    prefix: str, user_id: int, snapshot: Path | None, since: float | None
+) -> list[Item]:
+    url = optional_secret("REDIS_URL")
+    if not url:
+        unmet = Item(
+            "the user's memory is in prod",
+            None,
+            "REDIS_URL not set",
+            "export the production Redis URL",
+        )
+        return [
+            unmet,
+            Item("the user has talked to the new bot", None, "REDIS_URL not set", "export it"),
+        ]
+    client = redis.Redis.from_url(url, socket_connect_timeout=5)
+    items = []
+    if snapshot is None:
+        items.append(
+            Item(
+                "the user's memory is in prod",
+                None,
+                "no snapshot given",
+                "pass --snapshot (the copy printed its path)",
+            )
+        )
+    else:
+        file = RecordFile(snapshot)
+        source_prefix = str(file.header.get("prefix", "")).encode()
+        missing, lost = [], 0
+        first_read = None
+        for record in file.records():
+            first_read = record.read_at if first_read is None else min(first_read, record.read_at)
+            if not record.exists or record.part:
+                continue
+            key = prefix.encode() + record.key[len(source_prefix) :]
+            found = client.type(key).decode()
+            if found != record.type:
+                missing.append(key.decode(errors="replace"))
+            elif key.startswith(f"{prefix}memory:".encode()) and record.type == "list":
+                facts = set(client.lrange(key, 0, -1))
+                lost += sum(1 for fact in record.value if fact not in facts)
+        ok = not missing and not lost
+        detail = (
+            "every key present, every remembered fact kept"
+            if ok
+            else f"missing {missing[:3]}, {lost} fact(s) lost"
+        )
+        items.append(
+            Item(
+                "the user's memory is in prod",
+                ok,
+                detail,
+                "" if ok else "run ci-tools memory copy --apply",
+            )
+        )
+        since = since if since is not None else (first_read or 0) / 1000
+    last_seen = client.hget(f"{prefix}user:{user_id}:profile", "last_seen")
+    seen = int(last_seen) if last_seen else None
+    talked = seen is not None and since is not None and seen >= int(since)
+    items.append(Item("the user has talked to the new bot", talked,
+                      f"last seen {seen}" if seen else "never", "" if talked else "send them the announcement (ci-tools announce)"))  # fmt: skip
+    return items

@@ -1,0 +1,178 @@
+"""Phase 0: confirm which service, token and Redis belong together, before anything changes.
+
+It sees both environments at once, so it reads each one's secrets under a prefixed
+name: ``STAGING_TELEGRAM_BOT_TOKEN``, ``PRODUCTION_REDIS_URL``,
+``STAGING_RENDER_SERVICE_ID``… (``RENDER_API_KEY`` is the account's, shared).
+"""
+
+from __future__ import annotations
+
+import re
+
+import redis
+
+from ci_tools.checklist import Item
+from ci_tools.config import Config, Environment, optional_env_secret, optional_secret
+from ci_tools.errors import FatalError
+from ci_tools.memory.ops import identity, label
+from ci_tools.render import RenderAPI, monotonic_deadline
+from ci_tools.telegram import TelegramError, bot_info
+
+DEV_WORDS = re.compile(r"dev|test|staging", re.I)
+
+
+def _bot(env: Environment, items: list[Item]) -> dict | None:
+    name = f"{env.name}: token is @{env.bot_username}"
+    token = optional_env_secret(env, "TELEGRAM_BOT_TOKEN")
+    variable = f"{env.name.upper()}_TELEGRAM_BOT_TOKEN"
+    if not token:
+        items.append(
+            Item(name, None, f"{variable} not set", f"export {variable} (from @BotFather)")
+        )
+        return None
+    try:
+        me = bot_info(token)
+    except TelegramError as exc:
+        items.append(
+            Item(
+                name,
+                False,
+                f"getMe: {exc.code} {exc.description}",
+                f"{variable} is wrong or revoked: copy it again from @BotFather",
+            )
+        )
+        return None
+    if str(me.get("username", "")).lower() != env.bot_username.lower():
+        items.append(Item(name, False, f"the token is @{me.get('username')}'s",
+                          f"put @{env.bot_username}'s token in {variable}, or fix bot_username in pyproject.toml"))  # fmt: skip
+        return me
+    items.append(Item(name, True, f"@{me['username']} (id {me['id']})"))
+    return me
+
+
+def _redis(env: Environment, items: list[Item]) -> redis.Redis | None:
+    name = f"{env.name}: Redis belongs to {env.name}"
+    variable = f"{env.name.upper()}_REDIS_URL"
+    url = optional_env_secret(env, "REDIS_URL")
+    if not url:
+        items.append(
+            Item(
+                name,
+                None,
+                f"{variable} not set",
+                f"export {variable} (the Key Value's connection string)",
+            )
+        )
+        return None
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10)
+        marker = client.get(f"{env.key_prefix}meta:env")
+    except (redis.RedisError, OSError, ValueError) as exc:
+        items.append(
+            Item(
+                name,
+                False,
+                f"{label(url) if '://' in url else '?'}: {type(exc).__name__}",
+                f"check {variable} and the instance's allow list",
+            )
+        )
+        return None
+    found = marker.decode() if marker else None
+    if found not in (None, env.name):
+        items.append(
+            Item(
+                name,
+                False,
+                f"{env.key_prefix}meta:env is {found!r}",
+                f"{variable} points at the {found} Redis: use the {env.name} one",
+            )
+        )
+    else:
+        items.append(
+            Item(
+                name,
+                True,
+                f"{label(url)}, marker {found or 'not yet written (the bot writes it at first start)'}",
+            )
+        )
+    return client
+
+
+def _service(env: Environment, api_key: str | None, items: list[Item]) -> None:
+    name = f"{env.name}: Render service {env.render_service}"
+    variable = f"{env.name.upper()}_RENDER_SERVICE_ID"
+    service_id = optional_env_secret(env, "RENDER_SERVICE_ID")
+    if not api_key or not service_id:
+        items.append(
+            Item(
+                name,
+                None,
+                "RENDER_API_KEY or " + variable + " not set",
+                f"export RENDER_API_KEY and {variable} to check the service",
+            )
+        )
+        return
+    try:
+        with RenderAPI(api_key, service_id, deadline=monotonic_deadline(30)) as api:
+            service = api.service()
+    except FatalError as exc:
+        items.append(Item(name, False, exc.message, exc.hint or f"check {variable}"))
+        return
+    problems, fixes = [], []
+    if service.get("name") != env.render_service:
+        problems.append(f"it is {service.get('name')!r}")
+        fixes.append(f"{variable} belongs to another service")
+    if service.get("branch") != env.branch:
+        problems.append(f"deploys {service.get('branch')!r}")
+        fixes.append(f"set its branch to {env.branch} (Settings → Build & Deploy)")
+    if service.get("autoDeploy") not in ("no", False) and service.get("autoDeployTrigger") != "off":
+        problems.append("auto-deploy is on")
+        fixes.append("turn auto-deploy off: the pipeline is the only deployer")
+    if problems:
+        items.append(Item(name, False, ", ".join(problems), "; ".join(fixes)))
+    else:
+        items.append(Item(name, True, f"{service_id}, branch {env.branch}, auto-deploy off"))
+
+
+def preflight(config: Config) -> list[Item]:
+    items: list[Item] = []
+    staging, production = config.env("staging"), config.env("production")
+    bots = {env.name: _bot(env, items) for env in (staging, production)}
+    clients = {env.name: _redis(env, items) for env in (staging, production)}
+    api_key = optional_secret("RENDER_API_KEY")
+    for env in (staging, production):
+        _service(env, api_key, items)
+    if bots["staging"] and bots["production"]:
+        same = bots["staging"]["id"] == bots["production"]["id"]
+        items.append(Item("staging and production are different bots", not same,
+                          f"both are @{bots['staging']['username']}" if same else "two bots",
+                          "create a new production bot in @BotFather (usernames never change)" if same else ""))  # fmt: skip
+    else:
+        items.append(
+            Item(
+                "staging and production are different bots",
+                None,
+                "needs both tokens",
+                "set both tokens",
+            )
+        )
+    dev_like = DEV_WORDS.search(production.bot_username)
+    items.append(Item("production username looks like production", not dev_like, f"@{production.bot_username}",
+                      "choose a production username without dev, test or staging" if dev_like else ""))  # fmt: skip
+    if clients["staging"] is not None and clients["production"] is not None:
+        try:
+            same = identity(clients["staging"]) == identity(clients["production"])
+        except redis.RedisError:
+            same = False
+        items.append(Item("staging and production use different Redis", not same, "one server" if same else "two servers",
+                          "give production its own Key Value instance (render.yaml)" if same else ""))  # fmt: skip
+    else:
+        items.append(
+            Item(
+                "staging and production use different Redis",
+                None,
+                "needs both URLs",
+                "set both Redis URLs",
+            )
+        )
+    return items

@@ -1,0 +1,261 @@
+"""The whole migration plan, run end to end against local stand-ins, before anyone touches production.
+
+Two Redis servers, the Telegram and Render stand-ins, and the reference bot started
+by each "deploy"; a daily user who already has memory in the dev bot. Each phase
+calls the same code the real commands run. Nothing outside this machine is
+contacted: every secret-looking variable is cleared first, and the service URLs
+point at the stand-ins.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ci_tools import redact
+from ci_tools.acceptance import acceptance
+from ci_tools.announce import announce, default_text
+from ci_tools.config import load_config
+from ci_tools.cutover import cutover
+from ci_tools.deploy import deploy
+from ci_tools.errors import FatalError, VerificationError
+from ci_tools.memory.ops import CopyRequest, copy_user
+from ci_tools.output import say
+from ci_tools.preflight import preflight
+from ci_tools.probe import Probe, run_probe
+from ci_tools.sandbox.world import World
+
+DAILY_USER = 424242001
+FACTS = ("I take my tea without sugar", "My sister is called Mia", "I'm learning the cello")
+
+
+@dataclass
+class Phase:
+    name: str
+    ok: bool | None = None  # None: not reached
+    detail: str = ""
+    seconds: float = 0.0
+
+
+@contextlib.contextmanager
+def scoped_env(**values: str | None) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    try:
+        for key, value in values.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _scrub() -> dict[str, None]:
+    """Every variable that could point a phase at a real service."""
+    names = [
+        n for n in os.environ if n.endswith(redact.SECRET_SUFFIXES) or n in redact.SECRET_ENV_VARS
+    ]
+    names += [
+        "RENDER_SERVICE_ID",
+        "RENDER_API_URL",
+        "TELEGRAM_API_URL",
+        "CI_TOOLS_CONFIG",
+        "GITHUB_ACTIONS",
+    ]
+    names += [n for n in os.environ if n.endswith("_RENDER_SERVICE_ID")]
+    return dict.fromkeys(names)
+
+
+class Rehearsal:
+    def __init__(
+        self, root: Path, *, process: bool = True, log: Callable[[str], None] = say
+    ) -> None:
+        self.root = root
+        self.project = Path(__file__).resolve().parent.parent  # where .github/ lives
+        self.process = process
+        self.log = log
+        self.phases: list[Phase] = []
+        self.snapshot: Path | None = None
+
+    def run(self) -> list[Phase]:
+        steps: list[tuple[str, Callable[[World], str]]] = [
+            ("the daily user talks to the dev bot", self.dev_bot_in_use),
+            ("phase 1: a new production bot", self.new_bot),
+            ("phase 0: preflight", self.preflight),
+            ("phase 2: cutover (new token, deploy main, probe)", self.cutover),
+            ("phase 3: memory copy (dry run, apply, verify)", self.copy),
+            ("phase 4: announce the move", self.announce),
+            ("the user talks to the new bot; it remembers", self.user_moves),
+            ("a bad release is rolled back automatically", self.bad_release),
+            ("acceptance checklist", self.acceptance),
+        ]
+        self.phases = [Phase(name) for name, _ in steps]
+        with (
+            World(self.root, process=self.process, step=0.05) as world,
+            scoped_env(**_scrub()),
+            contextlib.chdir(world.repo),  # deploys check branches in the sandbox's repository
+        ):
+            for phase, (_, step) in zip(self.phases, steps, strict=True):
+                self.log(f"▶ {phase.name}")
+                started = time.monotonic()
+                try:
+                    phase.detail = step(world)
+                    phase.ok = True
+                except (FatalError, AssertionError, RuntimeError) as exc:
+                    phase.ok, phase.detail = False, str(exc)
+                phase.seconds = time.monotonic() - started
+                self.log(f"  {'✓' if phase.ok else '✗'} {phase.detail} ({phase.seconds:.1f}s)")
+                if not phase.ok:
+                    break
+        return self.phases
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _env(self, world: World, env: str, **extra: str) -> Any:
+        return scoped_env(**world.secrets(env), **extra)
+
+    def _talk(self, world: World, env: str, text: str) -> str:
+        bot = world.bots[env]
+        response = world.telegram.send_user_message(bot, DAILY_USER, text)
+        assert response is not None and response.status_code == 200, (
+            f"@{bot.username} did not answer {text!r}"
+        )
+        return world.telegram.replies_to(bot, DAILY_USER)[-1]
+
+    # -- the phases ---------------------------------------------------------------------------
+    def dev_bot_in_use(self, world: World) -> str:
+        world.services["production"].env.pop("TELEGRAM_BOT_TOKEN")  # the new bot does not exist yet
+        sha = world.commit("develop", "the dev bot as it runs today")
+        with self._env(world, "staging"):
+            deploy(load_config().env("staging"), sha, timeout=60, poll=0.1)
+        self._talk(world, "staging", "/start")
+        for fact in FACTS:
+            self._talk(world, "staging", f"/remember {fact}")
+        self._talk(world, "staging", "Had a long day, but the cello lesson went well")
+        return f"user {DAILY_USER} has {len(FACTS)} facts and a history in the dev Redis"
+
+    def new_bot(self, world: World) -> str:
+        bot = world.bots["production"]
+        return (
+            f"@{bot.username} created in @BotFather (usernames never change: this one has no 'dev')"
+        )
+
+    def preflight(self, world: World) -> str:
+        values = {}
+        for env in ("staging", "production"):
+            secrets = world.secrets(env)
+            values |= {
+                f"{env.upper()}_TELEGRAM_BOT_TOKEN": secrets["TELEGRAM_BOT_TOKEN"],
+                f"{env.upper()}_REDIS_URL": secrets["REDIS_URL"],
+                f"{env.upper()}_RENDER_SERVICE_ID": secrets["RENDER_SERVICE_ID"],
+            }
+        with self._env(world, "production", **values):
+            items = preflight(load_config())
+        unmet = [i for i in items if i.ok is not True]
+        if unmet:
+            raise VerificationError("; ".join(f"{i.name}: {i.fix}" for i in unmet))
+        return f"{len(items)} items ✓"
+
+    def cutover(self, world: World) -> str:
+        sha = world.commit("main", "release: production bot")
+        with self._env(world, "production", NEW_TELEGRAM_BOT_TOKEN=world.bots["production"].token):
+            username = cutover(load_config(), sha, timeout=60, deadline=20, poll=0.1)
+        return f"mindmate-prod runs @{username} at {sha[:7]}, probe ✓"
+
+    def copy(self, world: World) -> str:
+        config = load_config()
+        request = CopyRequest(
+            user_id=DAILY_USER, source_env=config.env("staging"), target_env=config.env("production"),
+            source_prefix="dev:", target_prefix="prod:", patterns=config.env("staging").memory_patterns,
+            apply=False, policy="fail", out_dir=self.root / "memory-out",
+        )  # fmt: skip
+        urls = {
+            "SOURCE_REDIS_URL": world.redis["staging"].url,
+            "TARGET_REDIS_URL": world.redis["production"].url,
+        }
+        with self._env(world, "production", **urls):
+            plan = copy_user(request)
+            assert plan.counts().get("create") == 3, f"unexpected dry-run plan {plan.counts()}"
+            request.apply = True
+            outcome = copy_user(request)
+            again = copy_user(request)
+        assert again.counts() == {"identical": 3}, f"second apply not a no-op: {again.counts()}"
+        self.snapshot = outcome.snapshot
+        return f"dry run: 3 to create; applied: {len(outcome.written)} written, {outcome.verified} verified; again: all identical"
+
+    def announce(self, world: World) -> str:
+        config = load_config()
+        with self._env(world, "staging"):
+            sent = announce(config, DAILY_USER)
+        assert world.telegram.replies_to(world.bots["staging"], DAILY_USER)[-1] == default_text(
+            config
+        )
+        return f"the old bot said: {sent}"
+
+    def user_moves(self, world: World) -> str:
+        reply = self._talk(world, "production", "/start")
+        assert "Good to see you again" in reply, (
+            f"the new bot did not recognise the user: {reply!r}"
+        )
+        recall = self._talk(world, "production", "/recall")
+        missing = [fact for fact in FACTS if fact not in recall]
+        assert not missing, f"the new bot forgot {missing}"
+        return f"/recall on @{world.bots['production'].username} lists all {len(FACTS)} facts"
+
+    def bad_release(self, world: World) -> str:
+        service = world.services["production"]
+        good = next(d for d in service.deploys if d["status"] == "live")
+        bad = world.commit("main", "release: a webhook that forgets its secret")
+        world.render.fault(service, bad, open_webhook=True)
+        config = load_config()
+        env = config.env("production")
+        with self._env(world, "production"):
+            result = deploy(env, bad, timeout=60, poll=0.1)
+            checks = run_probe(Probe(env, bad, config, deadline=2))
+            assert not all(c.ok for c in checks), "the probe did not catch the bad release"
+            from ci_tools.rollback import rollback
+
+            target, _ = rollback(env, to=result.previous_deploy_id, timeout=60, poll=0.1)
+            after = run_probe(Probe(env, str(target.commit), config, deadline=10))
+        assert target.commit == good["commit"]["id"], "rolled back to the wrong deploy"
+        assert all(c.ok for c in after), "the probe after rollback failed"
+        return f"probe caught {bad[:7]}; rolled back to {str(target.commit)[:7]}; probe ✓ (the workflow run fails, as it must)"
+
+    def acceptance(self, world: World) -> str:
+        with self._env(world, "production"), scoped_env(CI_TOOLS_CONFIG=str(world.config)):
+            items = acceptance(
+                load_config(), DAILY_USER, self.snapshot, None, deadline=10, repo_root=self.project
+            )
+        unmet = [i for i in items if i.ok is not True]
+        if unmet:
+            raise VerificationError("; ".join(f"{i.name}: {i.detail}" for i in unmet))
+        return f"{len(items)} items ✓"
+
+
+def rehearse(
+    *, process: bool = True, keep: Path | None = None, log: Callable[[str], None] = say
+) -> list[Phase]:
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        if keep:
+            return Rehearsal(keep, process=process, log=log).run()
+        with tempfile.TemporaryDirectory(prefix="ci-tools-rehearse-") as root:
+            return Rehearsal(Path(root), process=process, log=log).run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
