@@ -92,3 +92,16 @@ def running_bot(redis_server: RedisServer, bot_environ) -> Iterator[tuple[Thread
 def subprocess_env() -> dict[str, str]:
     """os.environ without ambient secrets, for child processes."""
     return {k: v for k, v in os.environ.items() if k not in _AMBIENT}
+
+
+@pytest.fixture
+def memory_envs(redis_pair, monkeypatch):
+    """A dev Redis holding a user's memory and an empty (marked) prod Redis, wired as source/target."""
+    from tests.memory_helpers import seed_user
+
+    dev, prod = redis_pair
+    seed_user(dev.client())
+    prod.client().set("prod:meta:env", "production")
+    monkeypatch.setenv("SOURCE_REDIS_URL", dev.url)
+    monkeypatch.setenv("TARGET_REDIS_URL", prod.url)
+    return dev, prod

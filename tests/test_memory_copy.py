@@ -18,13 +18,8 @@ from tests.memory_helpers import OTHER, USER, request, seed_all_types, seed_user
 
 
 @pytest.fixture
-def envs(redis_pair, monkeypatch):
-    dev, prod = redis_pair
-    seed_user(dev.client())
-    prod.client().set("prod:meta:env", "production")
-    monkeypatch.setenv("SOURCE_REDIS_URL", dev.url)
-    monkeypatch.setenv("TARGET_REDIS_URL", prod.url)
-    return dev, prod
+def envs(memory_envs):
+    return memory_envs
 
 
 def cli(*args: str) -> int:

@@ -11,17 +11,12 @@ from ci_tools.__main__ import main
 from ci_tools.errors import ConfigError, InputError
 from ci_tools.memory.files import RecordFile
 from ci_tools.memory.ops import copy_user
-from tests.memory_helpers import USER, request, seed_user, state
+from tests.memory_helpers import USER, request, state
 
 
 @pytest.fixture
-def envs(redis_pair, monkeypatch):
-    dev, prod = redis_pair
-    seed_user(dev.client())
-    prod.client().set("prod:meta:env", "production")
-    monkeypatch.setenv("SOURCE_REDIS_URL", dev.url)
-    monkeypatch.setenv("TARGET_REDIS_URL", prod.url)
-    return dev, prod
+def envs(memory_envs):
+    return memory_envs
 
 
 def cli(*args: str) -> int:

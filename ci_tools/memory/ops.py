@@ -85,6 +85,16 @@ def role_flag(role: str) -> str:
     return "from" if role == "source" else "to"
 
 
+def open_side(
+    role: str, env: Environment, prefix: str, *, ignore_markers: bool, purpose: str
+) -> redis.Redis:
+    """Connect to the source or target Redis (from SOURCE_/TARGET_REDIS_URL) and check its marker."""
+    client = connect(require_secret(f"{role.upper()}_REDIS_URL", purpose=purpose), role)
+    if not ignore_markers:
+        check_marker(client, prefix.encode(), env.name, role, "--ignore-env-markers")
+    return client
+
+
 @dataclass
 class CopyRequest:
     user_id: int
@@ -103,6 +113,7 @@ class CopyRequest:
 
 
 def _sides(request: CopyRequest) -> tuple[redis.Redis, redis.Redis]:
+    """Both servers; "the target is the source" is refused before any marker is read."""
     source = connect(require_secret("SOURCE_REDIS_URL", purpose="the Redis to copy from"), "source")
     target = connect(require_secret("TARGET_REDIS_URL", purpose="the Redis to copy to"), "target")
     refuse_same_server(source, target, request.source_prefix == request.target_prefix)
@@ -183,17 +194,8 @@ def _url_label(variable: str) -> str:
 
 
 def export_user(request: CopyRequest) -> tuple[Path, int]:
-    source = connect(
-        require_secret("SOURCE_REDIS_URL", purpose="the Redis to export from"), "source"
-    )
-    if not request.ignore_markers:
-        check_marker(
-            source,
-            request.source_prefix.encode(),
-            request.source_env.name,
-            "source",
-            "--ignore-env-markers",
-        )
+    source = open_side("source", request.source_env, request.source_prefix,
+                       ignore_markers=request.ignore_markers, purpose="the Redis to export from")  # fmt: skip
     keys = _discover(source, request)
     path = (
         request.out_dir / f"user{request.user_id}-{request.source_env.name}-export-{stamp()}.jsonl"
@@ -219,13 +221,8 @@ def restore_snapshot(
     file = RecordFile(snapshot)
     _validate(file)
     source_prefix = str(file.header.get("prefix", "")).encode()
-    target = connect(
-        require_secret("TARGET_REDIS_URL", purpose="the Redis to restore into"), "target"
-    )
-    if not ignore_markers:
-        check_marker(
-            target, target_prefix.encode(), target_env.name, "target", "--ignore-env-markers"
-        )
+    target = open_side("target", target_env, target_prefix, ignore_markers=ignore_markers,
+                       purpose="the Redis to restore into")  # fmt: skip
     prefix = target_prefix.encode()
     job = MemoryJob(
         target,
@@ -404,11 +401,8 @@ def seed_user(
     apply: bool, out_dir: Path, ignore_markers: bool, resume_command: str,
 ) -> Outcome:  # fmt: skip
     fields, facts = parse_profile(profile)
-    target = connect(require_secret("TARGET_REDIS_URL", purpose="the Redis to seed"), "target")
-    if not ignore_markers:
-        check_marker(
-            target, target_prefix.encode(), target_env.name, "target", "--ignore-env-markers"
-        )
+    target = open_side("target", target_env, target_prefix, ignore_markers=ignore_markers,
+                       purpose="the Redis to seed")  # fmt: skip
     job = MemoryJob(
         target, lambda key: key, policy=policy, apply=apply, out_dir=out_dir,
         label=f"user{user_id}-seed-{target_env.name}", resume_command=resume_command,
