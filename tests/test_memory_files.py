@@ -225,3 +225,26 @@ def test_unknown_environment_and_bad_pattern(envs, capsys):
         == 2
     )
     assert "needs {user_id}" in capsys.readouterr().err
+
+
+def test_progress_bar_on_a_terminal(envs, tmp_path, monkeypatch, capsys):
+    dev, prod = envs
+    pipe = dev.client().pipeline()
+    for i in range(1200):
+        pipe.set(f"dev:bulk:{USER}:{i}", i)
+    pipe.execute()
+    monkeypatch.setattr("sys.stderr.isatty", lambda: True)
+    args = (
+        "copy",
+        "--user-id",
+        str(USER),
+        "--from",
+        "staging",
+        "--to",
+        "production",
+        "--pattern",
+        "bulk:{user_id}:*",
+    )
+    assert cli(*args, "--apply", "--out", str(tmp_path)) == 0
+    assert "written 1200, verified 1200" in capsys.readouterr().out
+    assert prod.client().get(f"prod:bulk:{USER}:1199") == b"1199"

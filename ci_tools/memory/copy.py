@@ -11,6 +11,8 @@ the snapshot. A dry run stops after pass 1 and writes nothing anywhere.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -133,6 +135,16 @@ class MemoryJob:
         snapshot_file: Path | None = None,
     ) -> Outcome:
         """Pass 1 over ``records``; passes 2 and 3 over the snapshot (written now or given)."""
+        with _gc_paused():
+            return self._run(records, snapshot_header, backup_header, snapshot_file)
+
+    def _run(
+        self,
+        records: Iterable[Record],
+        snapshot_header: dict[str, Any] | None,
+        backup_header: dict[str, Any],
+        snapshot_file: Path | None,
+    ) -> Outcome:
         started = time.perf_counter()
         snapshot: RecordWriter | None = None
         if self.apply:
@@ -149,7 +161,7 @@ class MemoryJob:
             )
             self.outcome.backup = backup_path
         try:
-            self._plan_pass(prefetch(records), snapshot)
+            self._plan_pass(records, snapshot)
         finally:
             if snapshot:
                 snapshot.close()
@@ -186,20 +198,42 @@ class MemoryJob:
         return self.outcome
 
     # -- pass 1: plan and back up ---------------------------------------------------
-    def _plan_pass(self, records: Iterable[Record], snapshot: RecordWriter | None) -> None:
+    def _with_targets(
+        self, records: Iterable[Record]
+    ) -> Iterator[tuple[list[Record], dict[bytes, list[Record]]] | Record]:
+        """Source batches with their target keys already read (run ahead in the prefetch thread).
+
+        Big keys' parts pass through one by one; they are compared part by part.
+        """
         batch: list[Record] = []
+
+        def complete() -> tuple[list[Record], dict[bytes, list[Record]]]:
+            keys = [self.rewrite(r.key) for r in batch]
+            return list(batch), group_parts(read_records(self.target, keys, with_dump=True))
+
         for record in records:
-            if snapshot:
-                snapshot.write(record)
             if record.final and record.part == 0:
                 batch.append(record)
                 if len(batch) >= BATCH:
-                    self._plan_small(batch)
+                    yield complete()
                     batch = []
             else:
-                self._plan_part(record)
+                yield record
         if batch:
-            self._plan_small(batch)
+            yield complete()
+
+    def _plan_pass(self, records: Iterable[Record], snapshot: RecordWriter | None) -> None:
+        for item in prefetch(self._with_targets(records), depth=4):
+            if isinstance(item, Record):
+                if snapshot:
+                    snapshot.write(item)
+                self._plan_part(item)
+                continue
+            batch, targets = item
+            if snapshot:
+                for record in batch:
+                    snapshot.write(record)
+            self._plan_small(batch, targets)
 
     def _decide(self, source: Record, target_key: bytes, reason: str | None, exists: bool) -> str:
         remaining = source.remaining_ms()
@@ -213,10 +247,10 @@ class MemoryJob:
             return "identical"
         return {"fail": "conflict", "skip": "skip", "replace": "replace"}[self.policy]
 
-    def _plan_small(self, batch: list[Record]) -> None:
-        target_keys = [self.rewrite(r.key) for r in batch]
-        targets = group_parts(read_records(self.target, target_keys, with_dump=True))
-        for source, target_key in zip(batch, target_keys, strict=True):
+    def _plan_small(self, batch: list[Record], targets: dict[bytes, list[Record]]) -> None:
+        absent: list[bytes] = []
+        for source in batch:
+            target_key = self.rewrite(source.key)
             parts = targets[target_key]
             current = parts[0]
             reason = "target is a big key" if len(parts) > 1 else difference(source, current)
@@ -225,8 +259,13 @@ class MemoryJob:
                 source, target_key, action, reason if action not in ("identical", "create") else ""
             )
             if self._backup and action in WRITES:
+                if not current.exists:
+                    absent.append(target_key)
+                    continue
                 for part in parts:
                     self._backup.write(part)
+        if self._backup and absent:
+            self._backup.write_absent(absent)
 
     def _plan_part(self, record: Record) -> None:
         if record.part == 0:
@@ -415,6 +454,18 @@ class MemoryJob:
                 f"the target stopped answering during verification ({type(exc).__name__})",
                 hint=f"rerun to verify: {self.resume_command}",
             ) from None
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """The passes make many short-lived objects and no cycles; collecting them is wasted time."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _show(key: bytes) -> str:

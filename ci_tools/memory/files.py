@@ -17,7 +17,7 @@ import orjson
 from cryptography.fernet import Fernet, InvalidToken
 
 from ci_tools.errors import ConfigError, InputError
-from ci_tools.memory.records import Record, from_json, to_json
+from ci_tools.memory.records import Record, _b, _u, from_json, to_json
 
 FORMAT = "mindmate-memory"
 VERSION = 1
@@ -61,6 +61,11 @@ class RecordWriter:
     def write(self, record: Record) -> None:
         self._line(to_json(record))
         self.count += 1
+
+    def write_absent(self, keys: list[bytes]) -> None:
+        """Many keys that do not exist, in one line: undo deletes them."""
+        self._line({"absent": [_b(k) for k in keys]})
+        self.count += len(keys)
 
     def close(self) -> None:
         if not self._file.closed:
@@ -122,6 +127,11 @@ class RecordFile:
                 if document.get("end"):
                     complete = document.get("records") == count
                     break
+                if "absent" in document:
+                    for key in document["absent"]:
+                        count += 1
+                        yield Record(_u(key), "none")
+                    continue
                 try:
                     record = from_json(document)
                 except (KeyError, ValueError, TypeError) as exc:
