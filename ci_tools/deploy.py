@@ -110,13 +110,14 @@ def deploy(
     service_id = optional_secret("RENDER_SERVICE_ID") or service_id_from_hook(hook)
     api = RenderAPI(api_key, service_id, deadline=deadline) if api_key else None
     try:
+        known = {d.id for d in api.deploys(max_pages=1)} if api else set()
         previous = api.live() if api else None
         if previous and previous.commit == commit:
             on_status(f"{commit[:12]} is already live ({previous.id}); deploying again anyway")
         deploy_id = trigger(hook, commit, deadline=deadline)
         on_status(f"deploy hook accepted {commit[:12]}" + (f" as {deploy_id}" if deploy_id else ""))
         if api:
-            final = _follow_api(api, commit, deploy_id, previous, deadline, poll, on_status)
+            final = _follow_api(api, commit, deploy_id, known, deadline, poll, on_status)
             return DeployResult(final.id, previous.id if previous else None, final.status, commit,
                                 time.monotonic() - started, "api")  # fmt: skip
         _follow_health(env, commit, deadline, poll, on_status, service_id)
@@ -130,7 +131,7 @@ def _follow_api(
     api: RenderAPI,
     commit: str,
     deploy_id: str | None,
-    previous: Deploy | None,
+    known: set[str],
     deadline: float,
     poll: float,
     on_status: Callable[[str], None],
@@ -140,9 +141,11 @@ def _follow_api(
     while time.monotonic() < deadline:
         if deploy_id:
             current = api.deploy(deploy_id)
-        else:
-            found = api.find_by_commit(commit)
-            if found and (previous is None or found.id != previous.id):
+        else:  # the hook said no id: the newest deploy of our commit that did not exist before
+            found = next(
+                (d for d in api.deploys() if d.commit == commit and d.id not in known), None
+            )
+            if found:
                 current, deploy_id = found, found.id
         if current:
             if current.status != last:

@@ -181,13 +181,6 @@ class RenderAPI:
     def live(self) -> Deploy | None:
         return next((d for d in self.deploys() if d.status == "live"), None)
 
-    def find_by_commit(self, commit: str, *, after: str | None = None) -> Deploy | None:
-        """The newest deploy of ``commit`` (created at or after ``after``, an ISO time)."""
-        for deploy in self.deploys():
-            if deploy.commit == commit and (after is None or (deploy.created_at or "") >= after):
-                return deploy
-        return None
-
     def rollback(self, deploy_id: str) -> Deploy:
         data = self._call(
             "POST",

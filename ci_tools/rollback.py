@@ -48,5 +48,5 @@ def rollback(
         on_status(f"rolling {env.name} back to {target.id} ({str(target.commit)[:12]})")
         started = api.rollback(target.id)
         on_status(f"rollback deploy {started.id}: {started.status}")
-        final = _follow_api(api, str(target.commit), started.id, None, deadline, poll, on_status)
+        final = _follow_api(api, str(target.commit), started.id, set(), deadline, poll, on_status)
         return target, final

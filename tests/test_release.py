@@ -68,6 +68,25 @@ def test_hook_without_body_is_followed_by_commit(world, monkeypatch):
     assert deploy("production", sha) == 0
 
 
+def test_a_redeployed_commit_is_followed_by_its_new_deploy(world, monkeypatch, tmp_path):
+    """No deploy id from the hook, and list-deploys lags: an older deploy of the same commit must not count."""
+    use(world, monkeypatch, "production")
+    first = world.commit("main", "first")
+    assert deploy("production", first) == 0
+    assert deploy("production", world.commit("main", "second")) == 0  # first is now deactivated
+    service = world.services["production"]
+    service.hook_body = False
+    world.render.list_delay = 0.4
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_OUTPUT", str(tmp_path / "output"))
+    assert deploy("production", first) == 0
+    newest = service.deploys[0]
+    assert newest["commit"]["id"] == first
+    assert newest["status"] == "live"
+    assert "deploy_id<<" in (tmp_path / "output").read_text()
+    assert f"\n{newest['id']}\n" in (tmp_path / "output").read_text()
+
+
 def test_without_api_key_health_is_polled(world, monkeypatch, capsys):
     use(world, monkeypatch, "staging", RENDER_API_KEY=True, RENDER_SERVICE_ID=True)
     sha = world.commit("develop", "feature merged")

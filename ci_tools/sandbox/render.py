@@ -132,6 +132,9 @@ class FakeRender(StandInServer):
         self._server_errors = 0
         self._threads: list[threading.Thread] = []
         self.log_dir: Any = None
+        self.list_delay = (
+            0.0  # seconds before a new deploy shows in list-deploys (eventual consistency)
+        )
 
     # -- set-up --------------------------------------------------------------------
     def add_service(
@@ -219,7 +222,11 @@ class FakeRender(StandInServer):
         if method == "GET" and rest == "/deploys":
             limit = max(1, min(100, int(request.query.get("limit", 20))))
             with self.lock:
-                items = list(service.deploys)
+                items = [
+                    d
+                    for d in service.deploys
+                    if time.monotonic() - d["_created"] >= self.list_delay
+                ]
             cursor = request.query.get("cursor")
             if cursor:
                 ids = [d["id"] for d in items]
@@ -281,6 +288,7 @@ class FakeRender(StandInServer):
             "createdAt": _now(),
             "updatedAt": _now(),
             "finishedAt": None,
+            "_created": time.monotonic(),
         }
         with self.lock:
             for other in service.deploys:  # a newer deploy cancels one in progress
