@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,12 +10,7 @@ from ci_tools.__main__ import main
 from ci_tools.backmerge import backmerge, contains
 from ci_tools.errors import ConfigError, RemoteError
 from ci_tools.sandbox.http import Request, Response, StandInServer
-
-
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
-    ).stdout.strip()
+from ci_tools.sandbox.world import git
 
 
 @pytest.fixture
@@ -25,18 +19,7 @@ def repo(tmp_path, monkeypatch):
     origin, clone = tmp_path / "origin", tmp_path / "clone"
     origin.mkdir()
     git(origin, "init", "-q", "-b", "main")
-    git(
-        origin,
-        "-c",
-        "user.name=t",
-        "-c",
-        "user.email=t@t",
-        "commit",
-        "-q",
-        "--allow-empty",
-        "-m",
-        "one",
-    )
+    git(origin, "commit", "-q", "--allow-empty", "-m", "one")
     git(origin, "branch", "develop")
     git(tmp_path, "clone", "-q", str(origin), str(clone))
     monkeypatch.chdir(clone)
@@ -44,18 +27,7 @@ def repo(tmp_path, monkeypatch):
 
 
 def hotfix_on_main(origin: Path, clone: Path) -> None:
-    git(
-        origin,
-        "-c",
-        "user.name=t",
-        "-c",
-        "user.email=t@t",
-        "commit",
-        "-q",
-        "--allow-empty",
-        "-m",
-        "hotfix",
-    )
+    git(origin, "commit", "-q", "--allow-empty", "-m", "hotfix")
     git(clone, "fetch", "-q")
 
 

@@ -21,26 +21,25 @@ def prefetch(items: Iterable[T], depth: int = 1024) -> Iterator[T]:
     stop = threading.Event()
     failure: list[BaseException] = []
 
+    def put(item: object) -> bool:
+        """Wait for room, unless the consumer has gone; False when it has."""
+        while not stop.is_set():
+            try:
+                buffer.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def produce() -> None:
         try:
             for item in items:
-                while not stop.is_set():
-                    try:
-                        buffer.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not put(item):
                     return
         except BaseException as exc:  # handed to the consumer, raised there
             failure.append(exc)
         finally:
-            while not stop.is_set():
-                try:
-                    buffer.put(_DONE, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
+            put(_DONE)
 
     thread = threading.Thread(target=produce, name="prefetch", daemon=True)
     thread.start()
