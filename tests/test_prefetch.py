@@ -19,11 +19,10 @@ def test_a_producer_error_reaches_the_consumer():
         yield 1
         raise RuntimeError("source went away")
 
-    seen = []
+    iterator = prefetch(broken())
+    assert next(iterator) == 1
     with pytest.raises(RuntimeError, match="source went away"):
-        for item in prefetch(broken()):
-            seen.append(item)
-    assert seen == [1]
+        next(iterator)
 
 
 def test_an_abandoned_prefetch_stops_its_thread():
