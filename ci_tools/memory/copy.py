@@ -25,7 +25,7 @@ import redis
 from ci_tools.errors import RemoteError, VerificationError
 from ci_tools.memory.compare import difference, length_of, part_difference, ttl_difference
 from ci_tools.memory.files import RecordFile, RecordWriter, fernet_from_env
-from ci_tools.memory.prefetch import prefetch
+from ci_tools.memory.prefetch import prefetch, prefetch_flat
 from ci_tools.memory.records import BATCH, Record, now_ms, read_records
 from ci_tools.memory.scripts import SAME_PAYLOAD
 from ci_tools.memory.writer import Writer
@@ -182,7 +182,7 @@ class MemoryJob:
             )
         assert self.outcome.snapshot is not None
         self.on_event("planned", len(self.outcome.plan))
-        self._apply_pass(prefetch(RecordFile(self.outcome.snapshot, self.fernet).records()))
+        self._apply_pass(prefetch_flat(RecordFile(self.outcome.snapshot, self.fernet).records()))
         if self._big_keys:
             started = time.perf_counter()
             self._verify_big(RecordFile(self.outcome.snapshot, self.fernet).records())
@@ -350,7 +350,10 @@ class MemoryJob:
             middle = time.perf_counter()
             timings["copy"] += middle - started
             skipped = set(writer.result.expired) | set(writer.result.appeared)
-            self._verify_batch([(k, r) for k, r in to_check if k not in skipped])
+            self._verify_batch(
+                [(k, r) for k, r in to_check if k not in skipped], writer.result.read_back
+            )
+            writer.result.read_back.clear()
             timings["verify"] += time.perf_counter() - middle
             if to_write:
                 self.on_event("batch", batches)
@@ -395,12 +398,33 @@ class MemoryJob:
         self.outcome.written, self.outcome.expired = result.written, result.expired
         self.outcome.appeared, self.outcome.fallback = result.appeared, result.fallback
 
-    def _verify_batch(self, batch: list[tuple[bytes, Record]]) -> None:
-        """The target compares payloads itself; only keys whose payload differs are read back."""
+    def _verify_batch(
+        self,
+        batch: list[tuple[bytes, Record]],
+        read_back: dict[bytes, tuple[bool, int]] | None = None,
+    ) -> None:
+        """The target compares payloads itself; only keys whose payload differs are read back.
+
+        Keys just RESTOREd were read back by the same script (``read_back``).
+        """
         if not batch:
             return
+        self.outcome.verified += len(batch)
+        read_back = read_back or {}
+        slow: list[tuple[bytes, Record]] = []
+        at = now_ms()
+        for key, expected in batch:
+            if key in read_back:
+                same, pttl = read_back[key]
+                if not same:
+                    slow.append((key, expected))
+                elif reason := ttl_difference(
+                    expected, Record(key, expected.type, None if pttl < 0 else pttl, at)
+                ):
+                    self._mismatches.append(f"{_show(key)} ({reason})")
+        batch = [(k, r) for k, r in batch if k not in read_back]
         with_dump = [(k, r) for k, r in batch if r.dump is not None]
-        slow = [(k, r) for k, r in batch if r.dump is None]
+        slow += [(k, r) for k, r in batch if r.dump is None]
         if with_dump:
             replies = self._same_payload(
                 keys=[k for k, _ in with_dump],
@@ -422,7 +446,6 @@ class MemoryJob:
             reason = "target is a big key" if len(parts) > 1 else difference(expected, parts[0])
             if reason:
                 self._mismatches.append(f"{_show(key)} ({reason})")
-        self.outcome.verified += len(batch)
 
     def _verify_big(self, records: Iterator[Record]) -> None:
         """Compare each big key, part by part, with what is now on the target."""

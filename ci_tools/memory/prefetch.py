@@ -51,3 +51,20 @@ def prefetch(items: Iterable[T], depth: int = 1024) -> Iterator[T]:
     finally:
         stop.set()
         thread.join(timeout=5)
+
+
+def prefetch_flat(items: Iterable[T], chunk: int = 500) -> Iterator[T]:
+    """``prefetch`` in chunks: a queue hand-over costs microseconds, so pay it per chunk, not per item."""
+
+    def chunks() -> Iterator[list[T]]:
+        buffer: list[T] = []
+        for item in items:
+            buffer.append(item)
+            if len(buffer) >= chunk:
+                yield buffer
+                buffer = []
+        if buffer:
+            yield buffer
+
+    for block in prefetch(chunks(), depth=4):
+        yield from block

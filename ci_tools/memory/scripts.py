@@ -44,7 +44,9 @@ return out
 """
 
 # KEYS: target keys. ARGV[1]: "1" to replace. Then per key: ttl-ms (0 = none), payload.
-# Reply per key: 1 when restored, else the error text (BUSYKEY, payload version …).
+# Each restored key is read back at once: reply per key {1, same, pttl}, where same is 1
+# when its DUMP now equals the payload (0: another encoding, compare values instead);
+# or the error text (BUSYKEY, payload version …) when RESTORE refused.
 RESTORE = """
 local replace = ARGV[1] == '1'
 local out = {}
@@ -56,7 +58,13 @@ for i, key in ipairs(KEYS) do
   else
     reply = redis.pcall('RESTORE', key, ttl, payload)
   end
-  if type(reply) == 'table' and reply.err then out[i] = reply.err else out[i] = 1 end
+  if type(reply) == 'table' and reply.err then
+    out[i] = reply.err
+  else
+    local same = 0
+    if redis.call('DUMP', key) == payload then same = 1 end
+    out[i] = {1, same, redis.call('PTTL', key)}
+  end
 end
 return out
 """

@@ -56,6 +56,8 @@ class WriteResult:
     expired: list[bytes] = field(default_factory=list)  # ran out of time before being written
     appeared: list[bytes] = field(default_factory=list)  # created by someone else meanwhile
     fallback: bool = False  # the target refused DUMP payloads: typed writes were used
+    # Read back in the same script as the RESTORE: key -> (DUMP equals the payload, pttl).
+    read_back: dict[bytes, tuple[bool, int]] = field(default_factory=dict)
 
 
 class Writer:
@@ -96,9 +98,10 @@ class Writer:
         replies = self._restore_script(keys=[k for k, _, _ in items], args=args, client=self.client)
         refused = []
         for item, reply in zip(items, replies, strict=True):
-            if reply == 1:
+            if isinstance(reply, list):
                 self.restore_ok = True
                 self.result.written.append(item[0])
+                self.result.read_back[item[0]] = (reply[1] == 1, int(reply[2]))
                 continue
             text = reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
             if "payload version" in text.lower():

@@ -1,0 +1,68 @@
+"""Verification fails loudly: a key that differs from the snapshot is named, with the undo command."""
+
+from __future__ import annotations
+
+import pytest
+
+from ci_tools.errors import VerificationError
+from ci_tools.memory.copy import MemoryJob
+from ci_tools.memory.ops import copy_user
+from ci_tools.memory.records import Record, now_ms
+from tests.memory_helpers import USER, request
+
+
+def job(client) -> MemoryJob:
+    return MemoryJob(client, lambda key: key, apply=True)
+
+
+def test_a_wrong_value_a_missing_ttl_and_a_bad_read_back_are_each_named(redis_server):
+    client = redis_server.client()
+    client.rpush("k:value", "actual")
+    client.rpush("k:ttl", "same")
+    client.rpush("k:readback", "x")
+    now = now_ms()
+    expected = [
+        (b"k:value", Record(b"k:value", "list", None, now, [b"expected"])),
+        (b"k:ttl", Record(b"k:ttl", "list", 60_000, now, [b"same"])),
+        (b"k:readback", Record(b"k:readback", "list", None, now, [b"y"], dump=b"whatever")),
+    ]
+    verifier = job(client)
+    verifier._verify_batch(expected, {b"k:readback": (False, -1)})
+    assert verifier.outcome.verified == 3
+    assert sorted(verifier._mismatches) == [
+        "k:readback (value differs)",
+        "k:ttl (has no TTL, expected one)",
+        "k:value (value differs)",
+    ]
+
+
+def test_matching_keys_pass(redis_server):
+    client = redis_server.client()
+    client.rpush("k", "a")
+    client.pexpire("k", 60_000)
+    verifier = job(client)
+    record = Record(b"k", "list", 60_000, now_ms(), [b"a"], dump=client.dump("k"))
+    verifier._verify_batch([(b"k", record)])
+    assert verifier._mismatches == []
+
+
+def test_a_key_changed_after_writing_fails_the_copy_with_the_undo_command(
+    memory_envs, tmp_path, monkeypatch
+):
+    monkeypatch.setattr("ci_tools.memory.records.BIG", 5)
+    dev, prod = memory_envs
+    dev.client().rpush(
+        f"dev:aaa:{USER}:big", *[str(i) for i in range(20)]
+    )  # sorts first: written first
+
+    def corrupt(event, n):
+        if event == "batch":  # the small keys' batch, after the big key landed
+            prod.client().rpush(f"prod:aaa:{USER}:big", "tampered")
+
+    with pytest.raises(VerificationError) as failure:
+        copy_user(
+            request(tmp_path, patterns=("aaa:{user_id}:*", "memory:{user_id}"), on_event=corrupt)
+        )
+    message = str(failure.value)
+    assert f"prod:aaa:{USER}:big (length differs)" in message
+    assert "undo with: ci-tools memory undo" in message
