@@ -48,6 +48,9 @@ class RecordWriter:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         self._file: IO[bytes] = os.fdopen(fd, "wb")
+        self._pending: list[
+            bytes
+        ] = []  # lines written in blocks: one write() a line was measurable
         self._line(
             {"format": FORMAT, "version": VERSION, "encrypted": fernet is not None, **header}
         )
@@ -56,7 +59,14 @@ class RecordWriter:
         data = orjson.dumps(document)
         if self.fernet is not None:
             data = self.fernet.encrypt(data)
-        self._file.write(data + b"\n")
+        self._pending.append(data)
+        if len(self._pending) >= 256:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            self._file.write(b"\n".join(self._pending) + b"\n")
+            self._pending.clear()
 
     def write(self, record: Record) -> None:
         self._line(to_json(record))
@@ -70,6 +80,7 @@ class RecordWriter:
     def close(self) -> None:
         if not self._file.closed:
             self._line({"end": True, "records": self.count})
+            self._flush()
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
