@@ -211,11 +211,6 @@ def require_secret(name: str, *, purpose: str = "") -> str:
     return value
 
 
-def env_secret(env: Environment, name: str, *, purpose: str = "") -> str:
-    """A secret of one environment in commands that see both: ``<ENV>_<NAME>``, e.g. STAGING_REDIS_URL."""
-    return require_secret(f"{env.name.upper()}_{name}", purpose=purpose)
-
-
 def optional_env_secret(env: Environment, name: str) -> str | None:
     return optional_secret(f"{env.name.upper()}_{name}")
 

@@ -153,10 +153,6 @@ def _read_batch(
             yield Record(key, type_, _ttl(reply[1]), read_at, value, reply[4] or None)
 
 
-def _is_big(length: Any, big: int) -> bool:
-    return isinstance(length, int) and length > big
-
-
 def _read_big(client: redis.Redis, key: bytes, type_: str, chunk: int) -> Iterator[Record]:
     """A big key in parts of ``chunk`` elements; TTL from the first read.
 
