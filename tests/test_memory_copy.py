@@ -13,6 +13,7 @@ from ci_tools.errors import InputError, RemoteError, VerificationError
 from ci_tools.memory.files import RecordFile
 from ci_tools.memory.ids import parse_user_id
 from ci_tools.memory.ops import copy_user, undo_backup
+from ci_tools.memory.records import BATCH
 from ci_tools.sandbox.redis import RedisServer
 from tests.memory_helpers import OTHER, USER, request, seed_all_types, seed_user, state, value
 
@@ -228,7 +229,8 @@ def test_target_killed_mid_copy_then_resumed_and_verified(redis_pair, monkeypatc
         source = dev.client()
         source.set("dev:meta:env", "staging")
         pipe = source.pipeline()
-        for i in range(1600):
+        total = 3 * BATCH + 200
+        for i in range(total):
             pipe.hset(f"dev:bulk:{USER}:{i}", mapping={"n": i, "text": "x" * 20})
         pipe.execute()
         monkeypatch.setenv("SOURCE_REDIS_URL", dev.url)
@@ -242,14 +244,14 @@ def test_target_killed_mid_copy_then_resumed_and_verified(redis_pair, monkeypatc
         with pytest.raises(RemoteError) as error:
             copy_user(request(tmp_path, patterns=("bulk:{user_id}:*",), on_event=kill))
         message = str(error.value)
-        assert "after 500 of 1600 keys were written" in message
+        assert f"after {BATCH} of {total} keys were written" in message
         assert "resume with: ci-tools memory copy" in message
         assert "ci-tools memory undo" in message
         prod.start()
-        assert prod.client().dbsize() == 501  # the marker and the first batch, whole
+        assert prod.client().dbsize() == BATCH + 1  # the marker and the first batch, whole
         outcome = copy_user(request(tmp_path, patterns=("bulk:{user_id}:*",)))
-        assert outcome.counts() == {"identical": 500, "create": 1100}
-        assert outcome.verified == 1600
+        assert outcome.counts() == {"identical": BATCH, "create": total - BATCH}
+        assert outcome.verified == total
         assert state(source) == before_source
 
 

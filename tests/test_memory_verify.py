@@ -66,3 +66,28 @@ def test_a_key_changed_after_writing_fails_the_copy_with_the_undo_command(
     message = str(failure.value)
     assert f"prod:aaa:{USER}:big (length differs)" in message
     assert "undo with: ci-tools memory undo" in message
+
+
+def test_read_back_ttls_are_compared_within_the_tolerance(redis_server):
+    verifier = job(redis_server.client())
+    now = now_ms()
+    expected = [
+        (b"close", Record(b"close", "list", 60_000, now, [b"x"])),
+        (b"far", Record(b"far", "list", 60_000, now, [b"x"])),
+        (b"none", Record(b"none", "list", None, now, [b"x"])),
+        (b"gained", Record(b"gained", "list", None, now, [b"x"])),
+        (b"lost", Record(b"lost", "list", 60_000, now, [b"x"])),
+    ]
+    read_back = {
+        b"close": (True, 59_000),
+        b"far": (True, 30_000),
+        b"none": (True, -1),
+        b"gained": (True, 5_000),
+        b"lost": (True, -1),
+    }
+    verifier._verify_batch(expected, read_back)
+    assert sorted(verifier._mismatches) == [
+        "far (TTL differs by 30.0s)",
+        "gained (has a TTL, expected none)",
+        "lost (has no TTL, expected one)",
+    ]

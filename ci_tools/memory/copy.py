@@ -23,7 +23,13 @@ from typing import Any
 import redis
 
 from ci_tools.errors import RemoteError, VerificationError
-from ci_tools.memory.compare import difference, length_of, part_difference, ttl_difference
+from ci_tools.memory.compare import (
+    TTL_TOLERANCE_MS,
+    difference,
+    length_of,
+    part_difference,
+    ttl_difference,
+)
 from ci_tools.memory.files import RecordFile, RecordWriter, fernet_from_env
 from ci_tools.memory.prefetch import prefetch, prefetch_flat
 from ci_tools.memory.records import BATCH, Record, now_ms, read_records
@@ -200,16 +206,16 @@ class MemoryJob:
     # -- pass 1: plan and back up ---------------------------------------------------
     def _with_targets(
         self, records: Iterable[Record]
-    ) -> Iterator[tuple[list[Record], dict[bytes, list[Record]]] | Record]:
+    ) -> Iterator[tuple[list[Record], list[bytes], dict[bytes, list[Record]]] | Record]:
         """Source batches with their target keys already read (run ahead in the prefetch thread).
 
         Big keys' parts pass through one by one; they are compared part by part.
         """
         batch: list[Record] = []
 
-        def complete() -> tuple[list[Record], dict[bytes, list[Record]]]:
+        def complete() -> tuple[list[Record], list[bytes], dict[bytes, list[Record]]]:
             keys = [self.rewrite(r.key) for r in batch]
-            return list(batch), group_parts(read_records(self.target, keys, with_dump=True))
+            return list(batch), keys, group_parts(read_records(self.target, keys, with_dump=True))
 
         for record in records:
             if record.final and record.part == 0:
@@ -229,14 +235,15 @@ class MemoryJob:
                     snapshot.write(item)
                 self._plan_part(item)
                 continue
-            batch, targets = item
+            batch, target_keys, targets = item
             if snapshot:
                 for record in batch:
                     snapshot.write(record)
-            self._plan_small(batch, targets)
+            self._plan_small(batch, target_keys, targets)
 
-    def _decide(self, source: Record, target_key: bytes, reason: str | None, exists: bool) -> str:
-        remaining = source.remaining_ms()
+    def _decide(
+        self, source: Record, remaining: int | None, reason: str | None, exists: bool
+    ) -> str:
         if not source.exists:
             return "vanished"
         if remaining is not None and remaining <= 0:
@@ -247,16 +254,23 @@ class MemoryJob:
             return "identical"
         return {"fail": "conflict", "skip": "skip", "replace": "replace"}[self.policy]
 
-    def _plan_small(self, batch: list[Record], targets: dict[bytes, list[Record]]) -> None:
+    def _plan_small(
+        self, batch: list[Record], target_keys: list[bytes], targets: dict[bytes, list[Record]]
+    ) -> None:
         absent: list[bytes] = []
-        for source in batch:
-            target_key = self.rewrite(source.key)
+        at = now_ms()  # one clock read a batch: TTLs are compared to the second, not the µs
+        for source, target_key in zip(batch, target_keys, strict=True):
             parts = targets[target_key]
             current = parts[0]
             reason = "target is a big key" if len(parts) > 1 else difference(source, current)
-            action = self._decide(source, target_key, reason, current.exists)
+            remaining = source.remaining_ms(at)
+            action = self._decide(source, remaining, reason, current.exists)
             self._note(
-                source, target_key, action, reason if action not in ("identical", "create") else ""
+                source,
+                target_key,
+                action,
+                reason if action not in ("identical", "create") else "",
+                remaining=remaining,
             )
             if self._backup and action in WRITES:
                 if not current.exists:
@@ -303,12 +317,18 @@ class MemoryJob:
                     state["tk"], record.type, None if target_ttl < 0 else target_ttl, now_ms()
                 )
                 reason = ttl_difference(record, current)
-        action = self._decide(record, state["tk"], reason, state["exists"])
+        action = self._decide(record, record.remaining_ms(), reason, state["exists"])
         self._note(record, state["tk"], action, reason or "", size=state["offset"])
         self._big = None
 
     def _note(
-        self, source: Record, target_key: bytes, action: str, reason: str, size: int | None = None
+        self,
+        source: Record,
+        target_key: bytes,
+        action: str,
+        reason: str,
+        size: int | None = None,
+        remaining: int | None = None,
     ) -> None:
         self.outcome.plan.append(
             PlanItem(
@@ -316,7 +336,7 @@ class MemoryJob:
                 target_key,
                 source.type,
                 source.size() if size is None else size,
-                source.remaining_ms(),
+                source.remaining_ms() if remaining is None else remaining,
                 action,
                 reason,
             )
@@ -418,8 +438,10 @@ class MemoryJob:
                 same, pttl = read_back[key]
                 if not same:
                     slow.append((key, expected))
-                elif reason := ttl_difference(
-                    expected, Record(key, expected.type, None if pttl < 0 else pttl, at)
+                elif not _ttl_close(expected, pttl, at) and (
+                    reason := ttl_difference(
+                        expected, Record(key, expected.type, None if pttl < 0 else pttl, at)
+                    )
                 ):
                     self._mismatches.append(f"{_show(key)} ({reason})")
         batch = [(k, r) for k, r in batch if k not in read_back]
@@ -489,6 +511,15 @@ def _gc_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
+
+
+def _ttl_close(expected: Record, pttl: int, at: int) -> bool:
+    """The common case of ``ttl_difference`` without building a Record: no TTL on either side, or
+    both within the tolerance. False means "ask ttl_difference", which names the difference."""
+    want = expected.remaining_ms(at)
+    if want is None:
+        return pttl < 0
+    return pttl >= 0 and abs(want - pttl) <= TTL_TOLERANCE_MS
 
 
 def _show(key: bytes) -> str:

@@ -45,25 +45,24 @@ class KeySpace:
         ]
 
     @cached_property
-    def _owned(self) -> list[re.Pattern[bytes]]:
-        regexes = []
+    def ownership(self) -> re.Pattern[bytes]:
+        """One regex for prefix + any pattern: SCAN pages are filtered without a Python loop."""
+        alternatives = []
         for pattern in self.patterns:
             before, _, after = pattern.partition("{user_id}")
-            regex = (
+            alternatives.append(
                 _glob_regex(before)
                 + re.escape(str(self.user_id))
                 + r"(?![0-9])"
                 + _glob_regex(after)
             )
-            regexes.append(re.compile(regex.encode(), re.S))
-        return regexes
+        return re.compile(
+            re.escape(self.prefix) + b"(?:" + "|".join(alternatives).encode() + b")", re.S
+        )
 
     def owns(self, key: bytes) -> bool:
         """Guard against a pattern like ``memory:{user_id}*`` that would match user 12 for user 1."""
-        if not key.startswith(self.prefix):
-            return False
-        rest = key[len(self.prefix) :]
-        return any(regex.fullmatch(rest) for regex in self._owned)
+        return self.ownership.fullmatch(key) is not None
 
     def rewrite(self, key: bytes, target_prefix: bytes) -> bytes:
         return target_prefix + key[len(self.prefix) :]
@@ -85,8 +84,10 @@ def discover(client: redis.Redis, space: KeySpace, *, scan_count: int = 1000) ->
         for key in exact:
             pipe.exists(key)
         found |= {key for key, n in zip(exact, pipe.execute(), strict=True) if n}
+    owned = space.ownership.fullmatch
     for pattern in space.scan_patterns():
-        for key in client.scan_iter(match=pattern, count=scan_count):
-            if space.owns(key):
-                found.add(key)
+        cursor = None
+        while cursor != 0:
+            cursor, page = client.scan(cursor or 0, match=pattern, count=scan_count)
+            found.update(filter(owned, page))
     return sorted(found)

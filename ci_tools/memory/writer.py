@@ -17,7 +17,7 @@ from typing import Any
 import redis
 
 from ci_tools.errors import RemoteError
-from ci_tools.memory.records import Record
+from ci_tools.memory.records import Record, now_ms
 from ci_tools.memory.scripts import RESTORE
 
 ARGS_PER_COMMAND = 1000  # elements per RPUSH/HSET/SADD/ZADD call
@@ -74,8 +74,9 @@ class Writer:
     # -- small keys ----------------------------------------------------------
     def write_batch(self, items: list[tuple[bytes, Record]]) -> None:
         live: list[tuple[bytes, Record, int]] = []
+        at = now_ms()
         for key, record in items:
-            remaining = record.remaining_ms()
+            remaining = record.remaining_ms(at)
             if remaining is not None and remaining <= 0:
                 self.result.expired.append(key)  # never resurrect a key as immortal
                 continue
