@@ -101,6 +101,16 @@ def migrate(source: redis.Redis, target_port: int, keys: list[bytes]) -> float:
     return time.perf_counter() - started
 
 
+def server_cpu(client: redis.Redis) -> float:
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def tool(out: Path, source_url: str, target_url: str) -> dict[str, float]:
     os.environ["SOURCE_REDIS_URL"], os.environ["TARGET_REDIS_URL"] = source_url, target_url
     config = load_config(ROOT / "pyproject.toml")
@@ -169,9 +179,18 @@ def main() -> None:
         reset_target(prod.client())
         a = sample / naive(source, target, keys[:sample])
         reset_target(prod.client())
+        cpu_before = (own_cpu(), server_cpu(dev.client()), server_cpu(prod.client()))
         timings = tool(
             Path(out), f"redis://127.0.0.1:{source_port}/0", f"redis://127.0.0.1:{target_port}/0"
         )
+        cpu = [
+            after - before
+            for after, before in zip(
+                (own_cpu(), server_cpu(dev.client()), server_cpu(prod.client())),
+                cpu_before,
+                strict=True,
+            )
+        ]
         b, b_copy = n / timings["total"], n / timings["copy"]
         reset_target(prod.client())
         c = n / migrate(source, prod.port, keys)
@@ -189,6 +208,12 @@ def main() -> None:
     print(f"  b/a  = {b / a:8.1f}   (target ≥ {'100' if args.rtt_ms >= 20 else '10'})")
     print(f"  b'/c = {b_copy / c:8.2f}   (target ≥ 0.4 at 0 ms)")
     print(f"  b/c  = {b / c:8.2f}   (target ≥ 0.2 at 0 ms)")
+    cores = len(os.sched_getaffinity(0))
+    floor = sum(cpu) / cores  # b's wall time if every CPU-second ran in parallel
+    print(
+        f"  (b) CPU s: tool {cpu[0]:.3f}, source Redis {cpu[1]:.3f}, target Redis {cpu[2]:.3f}; "
+        f"over {cores} cores no run can beat {floor:.3f} s: b/c ≤ {n / floor / c:.2f} on this machine"
+    )
     if args.rss:
         small, large = peak_rss(args.rss), peak_rss(args.rss * 10)
         print(
