@@ -1,10 +1,10 @@
 """Read keys of every type in pipelined batches, and compare and encode what was read.
 
-A record is one key's type, remaining TTL and value, read atomically (MULTI/EXEC)
-so that the TTL, the DUMP payload and the typed value describe the same moment.
-Round trips grow with keys ÷ batch size: per batch one TYPE round, one length
-round and one MULTI/EXEC round. Keys bigger than ``big`` elements are read in
-chunks and yielded as several parts, so memory stays flat however big a key is.
+A record is one key's type, remaining TTL and value, read atomically (one Lua call
+a batch) so that the TTL, the DUMP payload and the typed value describe the same
+moment. Round trips grow with keys ÷ batch size: one call a batch. Keys bigger than
+``big`` elements are read in chunks and yielded as several parts, so memory stays
+flat however big a key is.
 """
 
 from __future__ import annotations
