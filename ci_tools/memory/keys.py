@@ -75,8 +75,13 @@ def _glob_regex(glob: str) -> str:
     return "".join(out)
 
 
-def discover(client: redis.Redis, space: KeySpace, *, scan_count: int = 1000) -> list[bytes]:
-    """The user's existing keys, sorted; exact keys need no SCAN (one EXISTS round trip)."""
+def discover(client: redis.Redis, space: KeySpace, *, scan_count: int = 10_000) -> list[bytes]:
+    """The user's existing keys, sorted; exact keys need no SCAN (one EXISTS round trip).
+
+    SCAN visits every key in the database, the other users' too, so round trips grow
+    with the database; 10,000 a call keeps them few over a slow link (a call costs
+    the server about a millisecond).
+    """
     exact = space.exact_keys()
     found: set[bytes] = set()
     if exact:
