@@ -11,15 +11,17 @@ def test_a_list_one_past_the_limit_is_read_in_parts_and_strings_never_are(redis_
     client.rpush("over", *"abcd")
     client.set("long", "x" * 10)
     client.hset("hash", mapping={"f": "1", "g": "2", "h": "3", "i": "4"})
-    records = list(read_records(client, [b"at", b"over", b"long", b"hash", b"gone"], big=3))
-    assert [(r.key, r.type, r.part, r.final, r.value) for r in records] == [
-        (b"at", "list", 0, True, [b"a", b"b", b"c"]),
-        (b"over", "list", 0, False, [b"a", b"b", b"c"]),
-        (b"over", "list", 1, True, [b"d"]),
-        (b"long", "string", 0, True, b"x" * 10),
-        (b"hash", "hash", 0, False, [(b"f", b"1"), (b"g", b"2"), (b"h", b"3")]),
-        (b"hash", "hash", 1, True, [(b"i", b"4")]),
-        (b"gone", "none", 0, True, None),
+    keys = [b"at", b"over", b"long", b"hash", b"gone"]
+    records = list(read_records(client, keys, big=3, with_dump=True))
+    # A small key is read whole, with its DUMP payload; a big one in parts, without.
+    assert [(r.key, r.type, r.part, r.final, r.value, r.dump is not None) for r in records] == [
+        (b"at", "list", 0, True, [b"a", b"b", b"c"], True),
+        (b"over", "list", 0, False, [b"a", b"b", b"c"], False),
+        (b"over", "list", 1, True, [b"d"], False),
+        (b"long", "string", 0, True, b"x" * 10, True),
+        (b"hash", "hash", 0, False, [(b"f", b"1"), (b"g", b"2"), (b"h", b"3")], False),
+        (b"hash", "hash", 1, True, [(b"i", b"4")], False),
+        (b"gone", "none", 0, True, None, False),
     ]
 
 

@@ -270,7 +270,7 @@ class MemoryJob:
                 target_key,
                 action,
                 reason if action not in ("identical", "create") else "",
-                remaining=remaining,
+                remaining,
             )
             if self._backup and action in WRITES:
                 if not current.exists:
@@ -317,8 +317,9 @@ class MemoryJob:
                     state["tk"], record.type, None if target_ttl < 0 else target_ttl, now_ms()
                 )
                 reason = ttl_difference(record, current)
-        action = self._decide(record, record.remaining_ms(), reason, state["exists"])
-        self._note(record, state["tk"], action, reason or "", size=state["offset"])
+        remaining = record.remaining_ms()
+        action = self._decide(record, remaining, reason, state["exists"])
+        self._note(record, state["tk"], action, reason or "", remaining, size=state["offset"])
         self._big = None
 
     def _note(
@@ -327,8 +328,8 @@ class MemoryJob:
         target_key: bytes,
         action: str,
         reason: str,
+        remaining: int | None,
         size: int | None = None,
-        remaining: int | None = None,
     ) -> None:
         self.outcome.plan.append(
             PlanItem(
@@ -336,7 +337,7 @@ class MemoryJob:
                 target_key,
                 source.type,
                 source.size() if size is None else size,
-                source.remaining_ms() if remaining is None else remaining,
+                remaining,
                 action,
                 reason,
             )

@@ -46,7 +46,11 @@ class KeySpace:
 
     @cached_property
     def ownership(self) -> re.Pattern[bytes]:
-        """One regex for prefix + any pattern: SCAN pages are filtered without a Python loop."""
+        """Which keys are this user's: prefix + any pattern, the id not followed by a digit.
+
+        SCAN MATCH alone would let ``memory:{user_id}*`` take user 12's keys for user 1;
+        one regex filters a whole SCAN page without a Python loop.
+        """
         alternatives = []
         for pattern in self.patterns:
             before, _, after = pattern.partition("{user_id}")
@@ -59,10 +63,6 @@ class KeySpace:
         return re.compile(
             re.escape(self.prefix) + b"(?:" + "|".join(alternatives).encode() + b")", re.S
         )
-
-    def owns(self, key: bytes) -> bool:
-        """Guard against a pattern like ``memory:{user_id}*`` that would match user 12 for user 1."""
-        return self.ownership.fullmatch(key) is not None
 
     def rewrite(self, key: bytes, target_prefix: bytes) -> bytes:
         return target_prefix + key[len(self.prefix) :]
