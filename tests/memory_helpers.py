@@ -11,6 +11,8 @@ from ci_tools.memory.ops import CopyRequest
 
 USER = 424242
 OTHER = 4242  # a prefix of USER's id: must never be copied along
+# USER from staging to production, as the memory commands take it
+ROUTE = ("--user-id", str(USER), "--from", "staging", "--to", "production")
 
 
 def seed_user(client: redis.Redis, prefix: str = "dev:", user: int = USER) -> None:

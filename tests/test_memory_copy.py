@@ -15,7 +15,16 @@ from ci_tools.memory.ids import parse_user_id
 from ci_tools.memory.ops import copy_user, undo_backup
 from ci_tools.memory.records import BATCH
 from ci_tools.sandbox.redis import RedisServer
-from tests.memory_helpers import OTHER, USER, request, seed_all_types, seed_user, state, value
+from tests.memory_helpers import (
+    OTHER,
+    ROUTE,
+    USER,
+    request,
+    seed_all_types,
+    seed_user,
+    state,
+    value,
+)
 
 
 @pytest.fixture
@@ -27,7 +36,7 @@ def cli(*args: str) -> int:
     return main(["memory", *args])
 
 
-COPY = ("copy", "--user-id", str(USER), "--from", "staging", "--to", "production")
+COPY = ("copy", *ROUTE)
 
 
 @pytest.mark.parametrize(
@@ -205,20 +214,8 @@ def test_the_same_server_is_refused(redis_server, monkeypatch, tmp_path, capsys)
 
 
 def test_no_keys_for_the_user_is_a_clear_error(envs, capsys, tmp_path):
-    assert (
-        cli(
-            "copy",
-            "--user-id",
-            "999",
-            "--from",
-            "staging",
-            "--to",
-            "production",
-            "--out",
-            str(tmp_path),
-        )
-        == 2
-    )
+    nobody = ("--user-id", "999", *ROUTE[2:])
+    assert cli("copy", *nobody, "--out", str(tmp_path)) == 2
     assert "no memory for user 999 under 'dev:'" in capsys.readouterr().err
 
 

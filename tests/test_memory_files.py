@@ -11,7 +11,7 @@ from ci_tools.__main__ import main
 from ci_tools.errors import ConfigError, InputError
 from ci_tools.memory.files import RecordFile
 from ci_tools.memory.ops import copy_user
-from tests.memory_helpers import USER, request, state
+from tests.memory_helpers import ROUTE, USER, request, state
 
 
 @pytest.fixture
@@ -60,17 +60,7 @@ def test_export_then_restore_into_production(envs, tmp_path, capsys):
 
 
 def test_diff_exit_codes(envs, tmp_path, capsys):
-    args = (
-        "diff",
-        "--user-id",
-        str(USER),
-        "--from",
-        "staging",
-        "--to",
-        "production",
-        "--out",
-        str(tmp_path),
-    )
+    args = ("diff", *ROUTE, "--out", str(tmp_path))
     assert cli(*args) == 1
     copy_user(request(tmp_path))
     assert cli(*args) == 0
@@ -210,20 +200,7 @@ def test_seed_refuses_bad_profiles(envs, tmp_path, capsys, content, message):
 def test_unknown_environment_and_bad_pattern(envs, capsys):
     assert cli("copy", "--user-id", "1", "--from", "dev", "--to", "production") == 3
     assert "use one of: production, staging" in capsys.readouterr().err
-    assert (
-        cli(
-            "copy",
-            "--user-id",
-            "1",
-            "--from",
-            "staging",
-            "--to",
-            "production",
-            "--pattern",
-            "user:*",
-        )
-        == 2
-    )
+    assert cli("copy", *ROUTE, "--pattern", "user:*") == 2
     assert "needs {user_id}" in capsys.readouterr().err
 
 
@@ -234,17 +211,7 @@ def test_progress_bar_on_a_terminal(envs, tmp_path, monkeypatch, capsys):
         pipe.set(f"dev:bulk:{USER}:{i}", i)
     pipe.execute()
     monkeypatch.setattr("sys.stderr.isatty", lambda: True)
-    args = (
-        "copy",
-        "--user-id",
-        str(USER),
-        "--from",
-        "staging",
-        "--to",
-        "production",
-        "--pattern",
-        "bulk:{user_id}:*",
-    )
+    args = ("copy", *ROUTE, "--pattern", "bulk:{user_id}:*")
     assert cli(*args, "--apply", "--out", str(tmp_path)) == 0
     assert "written 1200, verified 1200" in capsys.readouterr().out
     assert prod.client().get(f"prod:bulk:{USER}:1199") == b"1199"

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
+import httpx
 import pytest
 
 from ci_tools.__main__ import main
@@ -110,13 +114,8 @@ def test_canceled_by_a_newer_commit(world, monkeypatch, capsys):
     newer = world.commit("main", "newer")
     service = world.services["production"]
     world.render.fault(service, older, slow=1.0)
-    import threading
-
-    import httpx
 
     def push_newer() -> None:
-        import time
-
         time.sleep(0.3)
         httpx.post(hook_with_ref(world.render.hook_url(service), newer))
 
@@ -153,8 +152,6 @@ def test_health_stuck_on_the_old_commit(world, monkeypatch, capsys):
 
 
 def test_rate_limits_and_server_errors_are_retried(world, monkeypatch):
-    import time
-
     use(world, monkeypatch, "production")
     sha = world.commit("main", "release")
     world.render.rate_limit(1, retry_after=1)
