@@ -14,7 +14,8 @@ from collections.abc import Sequence
 
 from ci_tools import __version__, github, redact
 from ci_tools.commands import config_cmd, flow_cmd, memory_cmd, plan_cmd, release_cmd
-from ci_tools.errors import FatalError
+from ci_tools.errors import FatalError, from_unexpected
+from ci_tools.needs import NOTHING, resolve, running
 
 COMMAND_MODULES = (config_cmd, release_cmd, flow_cmd, memory_cmd, plan_cmd)
 
@@ -51,15 +52,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _configure_logging(args.verbose)
     try:
-        return int(args.func(args) or 0)
+        needs = getattr(args, "needs", NOTHING)
+        args.secrets = resolve(needs)
+        with running(needs):
+            return int(args.func(args) or 0)
     except FatalError as exc:
-        line = redact.redact(exc.one_line())
-        print(f"ci-tools: {exc.kind}: {line}", file=sys.stderr, flush=True)
-        github.annotate("error", line, title=f"ci-tools {args.command}: {exc.kind}")
-        return exc.exit_code
+        return _report(exc, args.command)
     except KeyboardInterrupt:
         print("ci-tools: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # the one error boundary: never a traceback unless asked (-vv)
+        if args.verbose > 1:
+            logging.getLogger("ci_tools").exception("unexpected error")
+        return _report(from_unexpected(exc), args.command)
+
+
+def _report(exc: FatalError, command: str) -> int:
+    line = redact.redact(exc.one_line())
+    print(f"ci-tools: {exc.kind}: {line}", file=sys.stderr, flush=True)
+    github.annotate("error", line, title=f"ci-tools {command}: {exc.kind}")
+    return exc.exit_code
 
 
 def run() -> None:

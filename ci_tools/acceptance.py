@@ -17,7 +17,6 @@ from ci_tools.telegram import TelegramError, bot_info
 REPOSITORY_FILES = (
     ".github/workflows/branch-flow.yml",
     ".github/workflows/ci.yml",
-    ".github/workflows/deploy.yml",
     ".github/workflows/staging.yml",
     ".github/workflows/production.yml",
     ".github/rulesets/main.json",
@@ -71,7 +70,7 @@ def acceptance(
     commit = str(health.get("commit") or "")
     if me and commit:
         try:
-            checks = run_probe(Probe(env, commit, config, deadline=deadline))
+            checks = run_probe(Probe(env, commit, config, token or "", deadline=deadline))
             failed = [c for c in checks if not c.ok]
             items.append(Item("the probe passes", not failed, f"{len(checks) - len(failed)}/{len(checks)} checks",
                               "; ".join(c.cause or c.detail for c in failed)))  # fmt: skip

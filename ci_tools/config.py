@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ci_tools.errors import ConfigError
+from ci_tools.needs import check_declared
 
 DEFAULT_TELEGRAM_API_URL = "https://api.telegram.org"
 DEFAULT_RENDER_API_URL = "https://api.render.com"
@@ -201,6 +202,7 @@ def _check_consistency(environments: dict[str, Environment], path: Path) -> None
 
 def require_secret(name: str, *, purpose: str = "") -> str:
     """The value of secret ``name``; a missing one is an error that names it (never prints it)."""
+    check_declared(name)
     value = os.environ.get(name, "").strip()
     if not value:
         why = f" ({purpose})" if purpose else ""
@@ -216,6 +218,7 @@ def optional_env_secret(env: Environment, name: str) -> str | None:
 
 
 def optional_secret(name: str) -> str | None:
+    check_declared(name)
     return os.environ.get(name, "").strip() or None
 
 

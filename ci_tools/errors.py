@@ -55,3 +55,37 @@ class VerificationError(FatalError):
 
     exit_code = 5
     kind = "verification"
+
+
+def from_unexpected(exc: BaseException) -> FatalError:
+    """Turn an exception no layer below translated into the one line ``main()`` prints.
+
+    Outside services failing in transport (connection refused, timeout, a Redis that went
+    away, Telegram's own error answer) are a ``RemoteError``: exit 4, naming the service
+    and the fix. Anything else is a defect in ci-tools: exit 1, and ``-vv`` shows the
+    traceback. Imports stay lazy: a module only raised it if it was already imported.
+    """
+    module = type(exc).__module__.split(".")[0]
+    name = type(exc).__name__
+    if module == "httpx":
+        request = getattr(exc, "_request", None)
+        where = f"{request.url.scheme}://{request.url.host}" if request is not None else "a service"
+        return RemoteError(
+            f"cannot reach {where} ({name})",
+            hint="check the service's URL and that it is up, then run the command again",
+        )
+    if module == "redis":
+        return RemoteError(
+            f"Redis did not answer ({name}: {exc})",
+            hint="check the Redis URL secret and that the server is up and reachable from here",
+        )
+    if name == "TelegramError":
+        return RemoteError(
+            f"Telegram answered {exc}", hint="check the bot token; on 429 wait and run again"
+        )
+    if isinstance(exc, ConnectionError | TimeoutError):
+        return RemoteError(f"a service did not answer ({name}: {exc})", hint="run again later")
+    return FatalError(
+        f"unexpected {name}: {exc}",
+        hint="this is a bug in ci-tools: run again with -vv for the traceback and report it",
+    )

@@ -27,6 +27,7 @@ from ci_tools.cutover import cutover
 from ci_tools.deploy import deploy
 from ci_tools.errors import FatalError, VerificationError
 from ci_tools.memory.ops import CopyRequest, copy_user
+from ci_tools.needs import undeclared_allowed
 from ci_tools.output import say
 from ci_tools.preflight import preflight
 from ci_tools.probe import Probe, run_probe
@@ -222,12 +223,14 @@ class Rehearsal:
         env = config.env("production")
         with self._env(world, "production"):
             result = deploy(env, bad, timeout=60, poll=0.1)
-            checks = run_probe(Probe(env, bad, config, deadline=2))
+            checks = run_probe(Probe(env, bad, config, world.bots["production"].token, deadline=2))
             assert not all(c.ok for c in checks), "the probe did not catch the bad release"
             from ci_tools.rollback import rollback
 
             target, _ = rollback(env, to=result.previous_deploy_id, timeout=60, poll=0.1)
-            after = run_probe(Probe(env, str(target.commit), config, deadline=10))
+            after = run_probe(
+                Probe(env, str(target.commit), config, world.bots["production"].token, deadline=10)
+            )
         assert target.commit == good["commit"]["id"], "rolled back to the wrong deploy"
         assert all(c.ok for c in after), "the probe after rollback failed"
         return f"probe caught {bad[:7]}; rolled back to {str(target.commit)[:7]}; probe ✓ (the workflow run fails, as it must)"
@@ -253,9 +256,14 @@ def rehearse(
 
     signal.signal(signal.SIGTERM, terminate)
     try:
-        if keep:
-            return Rehearsal(keep, process=process, log=log).run()
-        with tempfile.TemporaryDirectory(prefix="ci-tools-rehearse-") as root:
-            return Rehearsal(Path(root), process=process, log=log).run()
+        with undeclared_allowed():
+            return _rehearse_in(keep, process, log)
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _rehearse_in(keep: Path | None, process: bool, log: Callable[[str], None]) -> list[Phase]:
+    if keep:
+        return Rehearsal(keep, process=process, log=log).run()
+    with tempfile.TemporaryDirectory(prefix="ci-tools-rehearse-") as root:
+        return Rehearsal(Path(root), process=process, log=log).run()

@@ -338,4 +338,5 @@ def test_passwords_never_printed(redis_pair, monkeypatch, tmp_path, capsys):
 
 def test_missing_url_names_the_variable(monkeypatch, capsys, tmp_path):
     assert cli(*COPY, "--out", str(tmp_path)) == 3
-    assert "missing secret SOURCE_REDIS_URL" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "missing secrets SOURCE_REDIS_URL, TARGET_REDIS_URL" in err

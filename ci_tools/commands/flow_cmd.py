@@ -10,6 +10,7 @@ from ci_tools.backmerge import backmerge
 from ci_tools.config import load_config
 from ci_tools.errors import InputError, VerificationError
 from ci_tools.flow import check_name, check_pair
+from ci_tools.needs import Needs
 from ci_tools.output import say
 
 
@@ -29,7 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     back.add_argument("--repo", help="owner/name (default: $GITHUB_REPOSITORY)")
     back.add_argument("--source", default="origin/main")
     back.add_argument("--target", default="origin/develop")
-    back.set_defaults(func=flow_backmerge)
+    back.set_defaults(func=flow_backmerge, needs=Needs(optional=("GITHUB_TOKEN",)))
 
 
 def flow_check(args: argparse.Namespace) -> int:
@@ -58,7 +59,7 @@ def flow_name(args: argparse.Namespace) -> int:
 def flow_backmerge(args: argparse.Namespace) -> int:
     result = backmerge(
         args.repo or os.environ.get("GITHUB_REPOSITORY"),
-        os.environ.get("GITHUB_TOKEN"),
+        args.secrets.get("GITHUB_TOKEN"),
         source=args.source,
         target=args.target,
     )

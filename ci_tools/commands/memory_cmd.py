@@ -17,7 +17,13 @@ from ci_tools.errors import InputError
 from ci_tools.memory import ops
 from ci_tools.memory.copy import POLICIES, Outcome
 from ci_tools.memory.ids import parse_user_id
+from ci_tools.needs import Needs
 from ci_tools.output import emit_json, say, table
+
+SNAPSHOT_KEY = ("MEMORY_SNAPSHOT_KEY",)
+BOTH = Needs(required=("SOURCE_REDIS_URL", "TARGET_REDIS_URL"), optional=SNAPSHOT_KEY)
+SOURCE = Needs(required=("SOURCE_REDIS_URL",), optional=SNAPSHOT_KEY)
+TARGET = Needs(required=("TARGET_REDIS_URL",), optional=SNAPSHOT_KEY)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -64,19 +70,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     writes(copy)
     copy.add_argument("--pattern", action="append", dest="patterns", metavar="PATTERN",
                       help="key pattern under the prefix, with {user_id} (repeatable; default: configured)")  # fmt: skip
-    copy.set_defaults(func=memory_copy)
+    copy.set_defaults(func=memory_copy, needs=BOTH)
 
     export = sub.add_parser("export", help="write a snapshot of one user's keys")
     common(export, source=True, target=False)
     export.add_argument("--pattern", action="append", dest="patterns", metavar="PATTERN")
-    export.set_defaults(func=memory_export)
+    export.set_defaults(func=memory_export, needs=SOURCE)
 
     diff = sub.add_parser(
         "diff", help="compare one user's keys in two environments (exit 1 if they differ)"
     )
     common(diff, source=True, target=True)
     diff.add_argument("--pattern", action="append", dest="patterns", metavar="PATTERN")
-    diff.set_defaults(func=memory_diff)
+    diff.set_defaults(func=memory_diff, needs=BOTH)
 
     restore = sub.add_parser(
         "restore", help="write a snapshot into an environment (dry run unless --apply)"
@@ -84,7 +90,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     restore.add_argument("snapshot", type=Path)
     common(restore, source=False, target=True, user=False)
     writes(restore)
-    restore.set_defaults(func=memory_restore)
+    restore.set_defaults(func=memory_restore, needs=TARGET)
 
     undo = sub.add_parser("undo", help="put the target back as a backup recorded it")
     undo.add_argument("backup", type=Path)
@@ -95,7 +101,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="undo on a server other than the recorded one",
     )
     undo.add_argument("--json", action="store_true")
-    undo.set_defaults(func=memory_undo)
+    undo.set_defaults(func=memory_undo, needs=TARGET)
 
     seed = sub.add_parser(
         "seed", help="make a pasted profile the user's initial memory (dry run unless --apply)"
@@ -103,7 +109,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     common(seed, source=False, target=True)
     seed.add_argument("--profile-file", required=True, type=Path)
     writes(seed)
-    seed.set_defaults(func=memory_seed)
+    seed.set_defaults(func=memory_seed, needs=TARGET)
 
 
 def _resume_command() -> str:

@@ -14,9 +14,28 @@ from ci_tools.cutover import cutover
 from ci_tools.deploy import parse_commit
 from ci_tools.errors import VerificationError
 from ci_tools.memory.ids import parse_user_id
+from ci_tools.needs import Needs
 from ci_tools.output import say, table
 from ci_tools.preflight import preflight
 from ci_tools.rehearse import rehearse
+
+PER_ENV = ("TELEGRAM_BOT_TOKEN", "REDIS_URL", "RENDER_SERVICE_ID")
+PREFLIGHT_NEEDS = Needs(
+    optional=(
+        *(f"{env}_{name}" for env in ("STAGING", "PRODUCTION") for name in PER_ENV),
+        "RENDER_API_KEY",
+    )
+)
+CUTOVER_NEEDS = Needs(
+    required=(
+        "NEW_TELEGRAM_BOT_TOKEN",
+        "RENDER_API_KEY",
+        "RENDER_SERVICE_ID",
+        "RENDER_DEPLOY_HOOK_URL",
+    )
+)
+ANNOUNCE_NEEDS = Needs(required=("TELEGRAM_BOT_TOKEN",))
+ACCEPTANCE_NEEDS = Needs(optional=("TELEGRAM_BOT_TOKEN", "REDIS_URL"))
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -24,7 +43,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "preflight", help="phase 0: check which service, token and Redis belong together"
     )
     pre.add_argument("--json", action="store_true")
-    pre.set_defaults(func=preflight_command)
+    pre.set_defaults(func=preflight_command, needs=PREFLIGHT_NEEDS)
 
     cut = subparsers.add_parser(
         "cutover", help="phase 2: give production the new bot's token, deploy main, probe"
@@ -32,14 +51,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     cut.add_argument("--commit", required=True, help="the main commit to deploy")
     cut.add_argument("--timeout", type=float, default=900)
     cut.add_argument("--deadline", type=float, default=90, help="probe deadline")
-    cut.set_defaults(func=cutover_command)
+    cut.set_defaults(func=cutover_command, needs=CUTOVER_NEEDS)
 
     ann = subparsers.add_parser(
         "announce", help="phase 4: the old bot tells the user where the new bot is"
     )
     ann.add_argument("--chat-id", required=True, help="the user's Telegram id")
     ann.add_argument("--text", help="default: 'Official bot moved here: https://t.me/<new bot>'")
-    ann.set_defaults(func=announce_command)
+    ann.set_defaults(func=announce_command, needs=ANNOUNCE_NEEDS)
 
     acc = subparsers.add_parser(
         "acceptance", help="the plan's acceptance checklist, checked for real"
@@ -50,7 +69,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--since", type=float, help="epoch seconds of the cutover (default: the snapshot's time)"
     )
     acc.add_argument("--json", action="store_true")
-    acc.set_defaults(func=acceptance_command)
+    acc.set_defaults(func=acceptance_command, needs=ACCEPTANCE_NEEDS)
 
     reh = subparsers.add_parser(
         "rehearse", help="run the whole plan locally against stand-ins (under a minute)"

@@ -9,9 +9,19 @@ from ci_tools import github
 from ci_tools.config import load_config
 from ci_tools.deploy import deploy, parse_commit
 from ci_tools.errors import InputError, VerificationError
+from ci_tools.needs import Needs
 from ci_tools.output import emit_json, say, table
 from ci_tools.probe import Probe, run_probe, summary_rows
 from ci_tools.rollback import rollback
+
+# What each command reads (tests/test_workflows.py checks every workflow step provides them).
+RENDER_OPTIONAL = ("RENDER_API_KEY", "RENDER_SERVICE_ID")
+DEPLOY_NEEDS = Needs(required=("RENDER_DEPLOY_HOOK_URL",), optional=RENDER_OPTIONAL)
+PROBE_NEEDS = Needs(required=("TELEGRAM_BOT_TOKEN",))
+RELEASE_NEEDS = Needs(
+    required=("RENDER_DEPLOY_HOOK_URL", "TELEGRAM_BOT_TOKEN"), optional=RENDER_OPTIONAL
+)
+ROLLBACK_NEEDS = Needs(required=("RENDER_API_KEY", "RENDER_SERVICE_ID", "TELEGRAM_BOT_TOKEN"))
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -28,7 +38,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     d.add_argument("--poll", type=float, default=2.0, help=argparse.SUPPRESS)
     d.add_argument("--json", action="store_true")
-    d.set_defaults(func=deploy_command)
+    d.set_defaults(func=deploy_command, needs=DEPLOY_NEEDS)
 
     rel = subparsers.add_parser(
         "release",
@@ -40,7 +50,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     rel.add_argument("--deadline", type=float, default=90, help="probe deadline")
     rel.add_argument("--allow-other-branch", action="store_true", help="staging only")
     rel.add_argument("--poll", type=float, default=2.0, help=argparse.SUPPRESS)
-    rel.set_defaults(func=release_command)
+    rel.set_defaults(func=release_command, needs=RELEASE_NEEDS)
 
     p = subparsers.add_parser("probe", help="smoke-test the deployed bot (read-only)")
     p.add_argument("environment")
@@ -54,7 +64,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="epoch seconds the deploy started (older webhook errors are ignored)",
     )
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=probe_command)
+    p.set_defaults(func=probe_command, needs=PROBE_NEEDS)
 
     r = subparsers.add_parser("rollback", help="roll back to an earlier deploy, then probe")
     r.add_argument("environment")
@@ -67,7 +77,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--deadline", type=float, default=90, help="probe deadline")
     r.add_argument("--poll", type=float, default=2.0, help=argparse.SUPPRESS)
     r.add_argument("--json", action="store_true")
-    r.set_defaults(func=rollback_command)
+    r.set_defaults(func=rollback_command, needs=ROLLBACK_NEEDS)
 
 
 def deploy_command(args: argparse.Namespace) -> int:
@@ -100,11 +110,17 @@ def deploy_command(args: argparse.Namespace) -> int:
 
 
 def _probe(
-    env_name: str, commit: str, deadline: float, since: float | None, as_json: bool, title: str
+    env_name: str,
+    commit: str,
+    token: str,
+    deadline: float,
+    since: float | None,
+    as_json: bool,
+    title: str,
 ) -> None:
     config = load_config()
     env = config.env(env_name)
-    checks = run_probe(Probe(env, commit, config, since=since, deadline=deadline))
+    checks = run_probe(Probe(env, commit, config, token, since=since, deadline=deadline))
     rows = summary_rows(checks)
     github.add_summary(
         f"### {title}\n\n"
@@ -129,6 +145,7 @@ def probe_command(args: argparse.Namespace) -> int:
     _probe(
         args.environment,
         commit,
+        args.secrets["TELEGRAM_BOT_TOKEN"],
         args.deadline,
         args.since,
         args.json,
@@ -159,6 +176,7 @@ def rollback_command(args: argparse.Namespace) -> int:
     _probe(
         env.name,
         str(target.commit),
+        args.secrets["TELEGRAM_BOT_TOKEN"],
         args.deadline,
         time.time(),
         args.json,
@@ -184,6 +202,7 @@ def release_command(args: argparse.Namespace) -> int:
         _probe(
             env.name,
             commit,
+            args.secrets["TELEGRAM_BOT_TOKEN"],
             args.deadline,
             started_at,
             False,
@@ -207,6 +226,7 @@ def release_command(args: argparse.Namespace) -> int:
             _probe(
                 env.name,
                 str(target.commit),
+                args.secrets["TELEGRAM_BOT_TOKEN"],
                 args.deadline,
                 time.time(),
                 False,
