@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from ci_tools.__main__ import build_parser
+from ci_tools.needs import NOTHING
 from tests.conftest import ROOT
 
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
@@ -60,7 +61,7 @@ def test_the_expected_workflows_exist():
     names = {p.name for p in WORKFLOWS}
     assert {
         "ci.yml", "branch-flow.yml", "back-merge.yml", "migrate-memory.yml",
-        "deploy.yml", "staging.yml", "production.yml", "rollback.yml",
+        "staging.yml", "production.yml", "rollback.yml", "cutover.yml",
     } <= names  # fmt: skip
 
 
@@ -233,27 +234,68 @@ def test_the_parser_in_this_test_catches_a_renamed_flag():
     ]
 
 
-def test_pushes_deploy_through_the_reusable_workflow_in_their_environment():
-    deploy = load(ROOT / ".github/workflows/deploy.yml")
-    assert set(deploy["on"]) == {"workflow_call"}
-    (job,) = deploy["jobs"].values()
-    assert job["environment"]["name"] == "${{ inputs.environment }}"
-    assert "inputs.environment" in job["concurrency"]["group"]
-    assert job["concurrency"]["cancel-in-progress"] is False
+def test_pushes_release_from_a_job_that_names_its_environment():
+    """No reusable deploy workflow: its jobs would get no environment secrets (actions/runner#4453)."""
+    groups = set()
     for name, env, branch in (
         ("production.yml", "production", "main"),
         ("staging.yml", "staging", "develop"),
+        ("rollback.yml", "${{ inputs.environment }}", None),
     ):
         document = load(ROOT / ".github/workflows" / name)
-        assert document["on"]["push"]["branches"] == [branch]
-        callers = [
-            j
-            for j in document["jobs"].values()
-            if j.get("uses") == "./.github/workflows/deploy.yml"
-        ]
-        assert len(callers) == 1
-        assert callers[0]["with"]["environment"] == env
-        assert "secrets" not in callers[0]  # environment secrets reach the called job directly
-    rollback = load(ROOT / ".github/workflows/rollback.yml")
-    (job,) = rollback["jobs"].values()
-    assert job["concurrency"]["group"] == deploy["jobs"]["release"]["concurrency"]["group"]
+        if branch:
+            assert document["on"]["push"]["branches"] == [branch]
+        (job,) = document["jobs"].values()
+        assert "uses" not in job and job["environment"]["name"] == env
+        assert job["concurrency"]["cancel-in-progress"] is False
+        groups.add(job["concurrency"]["group"].replace(env, "ENV"))
+    assert groups == {"deploy-ENV"}, "release and rollback of one environment must queue together"
+    for path in WORKFLOWS:
+        assert "workflow_call" not in (load(path)["on"] or {}), (
+            f"{path.name} is a reusable workflow"
+        )
+
+
+def step_env_names(document: dict, job: dict, step: dict) -> set[str]:
+    return {*(document.get("env") or {}), *(job.get("env") or {}), *(step.get("env") or {})}
+
+
+def undeclared_in(document: dict) -> list[str]:
+    """Each step calling a ci-tools command that does not pass a secret the command declares."""
+    parser = build_parser()
+    problems = []
+    for job, step in all_steps(document):
+        provided = step_env_names(document, job, step)
+        for argv in ci_tools_calls(step.get("run", "")):
+            for values in variable_samples(document, job, step):
+                args = parser.parse_args([expand(word, values) for word in argv])
+                missing = set(getattr(args, "needs", NOTHING).names) - provided
+                if missing:
+                    command = " ".join(argv[:2])
+                    problems.append(
+                        f"{step.get('name')}: ci-tools {command} needs {sorted(missing)}"
+                    )
+    return problems
+
+
+@pytest.mark.parametrize("path", ALL)
+def test_every_step_passes_the_secrets_its_command_declares(path):
+    assert undeclared_in(load(path)) == []
+
+
+def test_a_step_that_omits_a_declared_secret_is_caught():
+    """The cutover bug: its probe needed a token the step never passed."""
+    document = load(ROOT / ".github/workflows/cutover.yml")
+    for _, step in all_steps(document):
+        (step.get("env") or {}).pop("NEW_TELEGRAM_BOT_TOKEN", None)
+    assert any("NEW_TELEGRAM_BOT_TOKEN" in problem for problem in undeclared_in(document))
+
+
+def test_a_command_reading_an_undeclared_secret_fails_in_the_tests(monkeypatch):
+    from ci_tools.config import require_secret
+    from ci_tools.needs import Needs, UndeclaredSecret, running
+
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123:abc")
+    with running(Needs(required=("RENDER_API_KEY",))), pytest.raises(UndeclaredSecret):
+        require_secret("TELEGRAM_BOT_TOKEN")
+    assert require_secret("TELEGRAM_BOT_TOKEN") == "123:abc"  # outside a command: not checked

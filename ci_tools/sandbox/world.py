@@ -3,10 +3,16 @@
 Two Redis servers (dev and prod), the Telegram and Render stand-ins, the two
 services with their routers, a ``pyproject.toml`` whose environments point at
 those routers, and a git repository with ``main`` and ``develop``.
+
+With ``source`` (a checkout of this project) the repository is a copy of that
+project whose committed ``pyproject.toml`` points at the routers: the workflow
+tests run the project's own workflow files in it, as GitHub would run them.
 """
 
 from __future__ import annotations
 
+import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -27,9 +33,16 @@ def git(cwd: Path, *args: str) -> str:
 
 class World:
     def __init__(
-        self, root: Path, *, process: bool = False, latency: float = 0.0, step: float = 0.1
+        self,
+        root: Path,
+        *,
+        process: bool = False,
+        latency: float = 0.0,
+        step: float = 0.1,
+        source: Path | None = None,
     ) -> None:
         self.root = root
+        self.source = source
         self.process = process
         self.latency = latency
         self.step = step
@@ -64,14 +77,39 @@ class World:
                 },
                 latency=self.latency,
             )
-        self.config = self.root / "pyproject.toml"
-        self.config.write_text(self._config_text())
         self.repo = self.root / "repo"
         self.repo.mkdir(exist_ok=True)
         git(self.repo, "init", "-q", "-b", "main")
+        if self.source:
+            self._copy_project(self.source)
+            self.config = self.repo / "pyproject.toml"
+            git(self.repo, "add", "-A")
+        else:
+            self.config = self.root / "pyproject.toml"
+            self.config.write_text(self._config_text())
         git(self.repo, "commit", "-q", "--allow-empty", "-m", "initial")
         git(self.repo, "branch", "develop")
         return self
+
+    def _copy_project(self, source: Path) -> None:
+        """The files git would commit from ``source``, with each base_url pointing at a router."""
+        listed = git(source, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+        for name in filter(None, listed.split("\0")):
+            origin = source / name
+            if origin.is_file():
+                (self.repo / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(origin, self.repo / name)
+        config = self.repo / "pyproject.toml"
+        text = config.read_text()
+        for env, service in self.services.items():
+            text, count = re.subn(
+                rf"(\[tool\.ci_tools\.environments\.{env}\][^\[]*?base_url = )\"[^\"]*\"",
+                rf'\g<1>"{service.router.url}"',
+                text,
+            )
+            if count != 1:
+                raise RuntimeError(f"{config}: no base_url for {env} to point at the stand-in")
+        config.write_text(text)
 
     def _config_text(self) -> str:
         text = [

@@ -1,0 +1,61 @@
+"""Fixtures for the workflow tests: a sandbox World whose repository is this project, and act."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from ci_tools.sandbox.world import World, git
+from tests.conftest import ROOT
+from tests.workflows.act import Act, Run
+
+REPOSITORY = "mindmate/mindmate-release"
+# Where the stand-ins are: the run's env file, not its secrets.
+_NOT_SECRETS = ("CI_TOOLS_CONFIG", "RENDER_API_URL", "TELEGRAM_API_URL")
+
+
+@pytest.fixture
+def world(tmp_path) -> Iterator[World]:
+    with World(tmp_path / "world", step=0.05, source=ROOT) as sandbox:
+        git(sandbox.repo, "remote", "add", "origin", f"https://github.com/{REPOSITORY}.git")
+        yield sandbox
+
+
+@pytest.fixture
+def act(world: World, tmp_path) -> Act:
+    return Act(world, tmp_path / "act")
+
+
+def environment_secrets(world: World, env: str, **extra: str) -> dict[str, str]:
+    """What the GitHub environment ``env`` holds, as a secret file for act."""
+    values = {k: v for k, v in world.secrets(env).items() if k not in _NOT_SECRETS}
+    return {**values, **extra}
+
+
+def push(branch: str, sha: str) -> dict:
+    return {
+        "ref": f"refs/heads/{branch}",
+        "after": sha,
+        "repository": {"full_name": REPOSITORY, "default_branch": "main"},
+    }
+
+
+def dispatch(ref: str, **inputs: str) -> dict:
+    return {
+        "ref": f"refs/heads/{ref}",
+        "inputs": inputs,
+        "repository": {"full_name": REPOSITORY, "default_branch": "main"},
+    }
+
+
+def health(world: World, env: str) -> dict:
+    return httpx.get(world.services[env].router.url + "/healthz", timeout=10).json()
+
+
+def assert_no_secret(run: Run, world: World) -> None:
+    """No secret value of either environment appears anywhere in act's log."""
+    for env in ("staging", "production"):
+        for name, value in environment_secrets(world, env).items():
+            assert value not in run.log, f"{name} of {env} appears in act's log"
