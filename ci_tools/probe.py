@@ -1,13 +1,18 @@
 """Smoke probes: is the deployed bot the right bot, at the right commit, wired to the right Redis?
 
 Every check runs at once and is retried until it passes or the deadline ends it,
-so a probe takes as long as its slowest check, not their sum. A failed check says
-what it saw and the likely cause in words a person can act on.
+so a probe takes as long as its slowest check, not their sum. A *definite* failure
+(the token is another bot; the service reports our commit but another environment,
+bot or key prefix; an unsigned update accepted by our commit) cannot pass by waiting:
+it ends the whole probe at once, so a bad production release is rolled back in
+seconds instead of after the deadline. A failed check says what it saw and the
+likely cause in words a person can act on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -29,14 +34,15 @@ class Check:
     cause: str = ""
     attempts: int = 0
     seconds: float = 0.0
+    definite: bool = False  # failed in a way no retry can fix
 
 
 class Failed(Exception):
     """A check's verdict this attempt: what was seen, and the likely cause."""
 
-    def __init__(self, detail: str, cause: str = "") -> None:
+    def __init__(self, detail: str, cause: str = "", *, definite: bool = False) -> None:
         super().__init__(detail)
-        self.detail, self.cause = detail, cause
+        self.detail, self.cause, self.definite = detail, cause, definite
 
 
 @dataclass
@@ -69,6 +75,7 @@ class Probe:
                 raise Failed(
                     "getMe: 401 Unauthorized",
                     "TELEGRAM_BOT_TOKEN is wrong or was revoked in @BotFather",
+                    definite=True,
                 ) from None
             raise Failed(f"getMe: {exc.code} {exc.description}") from None
         if not me.get("is_bot"):
@@ -81,7 +88,11 @@ class Probe:
                 if other
                 else "TELEGRAM_BOT_TOKEN belongs to another bot"
             )
-            raise Failed(f"the token is @{username}'s, expected @{self.env.bot_username}", cause)
+            raise Failed(
+                f"the token is @{username}'s, expected @{self.env.bot_username}",
+                cause,
+                definite=True,
+            )
         return f"@{username} (id {me.get('id')})"
 
     async def check_webhook(self, bot: BotAPI, http: httpx.AsyncClient) -> str:
@@ -117,7 +128,10 @@ class Probe:
                 f"/healthz: {type(exc).__name__}", "the service is down or still starting"
             ) from None
         problems, causes = [], []
+        ours = body.get("commit") == self.commit  # then what it reports is this release's truth
+        definite = False
         if body.get("env") != self.env.name:
+            definite = ours
             problems.append(f"env {body.get('env')!r}")
             causes.append(f"ENV on the service is {body.get('env')!r}, not {self.env.name!r}")
         if body.get("commit") != self.commit:
@@ -125,6 +139,7 @@ class Probe:
             causes.append("the service still runs another commit: the deploy is not live")
         username = str((body.get("bot") or {}).get("username") or "")
         if username.lower() != self.env.bot_username.lower():
+            definite = definite or ours
             problems.append(f"bot @{username}")
             other = self.other_bot(username)
             causes.append(
@@ -142,12 +157,13 @@ class Probe:
             problems.append(f"Redis marked {redis.get('env_marker')!r}")
             causes.append(f"REDIS_URL points at the {redis.get('env_marker')} Redis")
         if body.get("key_prefix") != self.env.key_prefix:
+            definite = definite or ours
             problems.append(f"key prefix {body.get('key_prefix')!r}")
             causes.append(f"KEY_PREFIX on the service is not {self.env.key_prefix!r}")
         if response.status_code != 200 and not problems:
             problems.append(f"HTTP {response.status_code}")
         if problems:
-            raise Failed("/healthz: " + ", ".join(problems), "; ".join(causes))
+            raise Failed("/healthz: " + ", ".join(problems), "; ".join(causes), definite=definite)
         return f"{self.env.name} @ {self.commit[:7]}, @{username}, Redis ok"
 
     async def check_unsigned(self, bot: BotAPI, http: httpx.AsyncClient) -> str:
@@ -161,8 +177,17 @@ class Probe:
             raise Failed(
                 f"an unsigned update got HTTP {response.status_code}, expected 403",
                 "the webhook ignores the secret-token header, so anyone can post updates to the bot",
+                definite=response.status_code < 500 and await self._serves_our_commit(http),
             )
         return "unsigned update refused (403)"
+
+    async def _serves_our_commit(self, http: httpx.AsyncClient) -> bool:
+        """Does the service answer with our commit now? (Then its answers are this release's.)"""
+        try:
+            body = (await http.get(self.env.health_url)).json()
+        except (httpx.HTTPError, ValueError):
+            return False
+        return isinstance(body, dict) and body.get("commit") == self.commit
 
     # -- running them ----------------------------------------------------------------
     async def _run(
@@ -172,24 +197,30 @@ class Probe:
         bot: BotAPI,
         http: httpx.AsyncClient,
         stop_at: float,
+        settled: asyncio.Event,
     ) -> None:
         started = time.monotonic()
         while True:
             check.attempts += 1
+            wait = self.interval
             try:
                 check.detail, check.ok, check.cause = await test(bot, http), True, ""
                 break
             except Failed as exc:
-                check.detail, check.cause = exc.detail, exc.cause
-            except TelegramError as exc:  # rate limited: wait as asked
+                check.detail, check.cause, check.definite = exc.detail, exc.cause, exc.definite
+                if exc.definite:
+                    settled.set()  # no retry can fix it: the whole probe ends now
+                    break
+            except TelegramError as exc:
                 check.detail = f"{exc.code} {exc.description}"
-                if exc.retry_after:
-                    await asyncio.sleep(
-                        min(float(exc.retry_after), max(0.0, stop_at - time.monotonic()))
-                    )
-            if time.monotonic() + self.interval >= stop_at:
+                if exc.retry_after:  # flood control: wait what Telegram asks, not our interval
+                    wait = max(wait, float(exc.retry_after))
+            if settled.is_set() or time.monotonic() + wait >= stop_at:
                 break
-            await asyncio.sleep(self.interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(settled.wait(), timeout=wait)
+            if settled.is_set():
+                break
         check.seconds = time.monotonic() - started
 
     def tests(self) -> list[tuple[str, Callable[..., Awaitable[str]]]]:
@@ -204,11 +235,12 @@ class Probe:
         stop_at = time.monotonic() + self.deadline
         selected = [(n, t) for n, t in self.tests() if only is None or n in only]
         self.checks = [Check(name) for name, _ in selected]
+        settled = asyncio.Event()
         async with httpx.AsyncClient(timeout=10) as http:
             bot = BotAPI(self.token, http)
             await asyncio.gather(
                 *(
-                    self._run(c, t, bot, http, stop_at)
+                    self._run(c, t, bot, http, stop_at, settled)
                     for c, (_, t) in zip(self.checks, selected, strict=True)
                 )
             )

@@ -218,7 +218,8 @@ def test_rulesets_require_prs_checks_and_forbid_force_push_and_deletion(branch):
 def test_dependabot_updates_both_ecosystems_grouped_with_cooldown():
     config = yaml.safe_load((ROOT / ".github/dependabot.yml").read_text())
     ecosystems = {u["package-ecosystem"]: u for u in config["updates"]}
-    assert set(ecosystems) == {"pip", "github-actions"}
+    assert set(ecosystems) == {"uv", "github-actions"}
+    assert "/.github/actions/*" in ecosystems["github-actions"]["directories"]
     for update in ecosystems.values():
         assert update["groups"]
         assert update["cooldown"]["default-days"] >= 1

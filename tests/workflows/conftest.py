@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -42,9 +44,9 @@ def push(branch: str, sha: str) -> dict:
     }
 
 
-def dispatch(ref: str, **inputs: str) -> dict:
+def dispatch(branch: str, **inputs: str) -> dict:
     return {
-        "ref": f"refs/heads/{ref}",
+        "ref": f"refs/heads/{branch}",
         "inputs": inputs,
         "repository": {"full_name": REPOSITORY, "default_branch": "main"},
     }
@@ -59,3 +61,24 @@ def assert_no_secret(run: Run, world: World) -> None:
     for env in ("staging", "production"):
         for name, value in environment_secrets(world, env).items():
             assert value not in run.log, f"{name} of {env} appears in act's log"
+
+
+def start_live(world: World, env: str, sha: str, timeout: float = 30) -> None:
+    """Put ``sha`` live on ``env`` through its deploy hook, outside any workflow (the set-up)."""
+    service = world.services[env]
+    httpx.post(f"{world.render.hook_url(service)}&ref={sha}", timeout=10)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            if health(world, env).get("commit") == sha:
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"{sha[:12]} did not go live on {env}")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A workflow run is several act jobs, each with its own install: allow it minutes."""
+    here = str(ROOT / "tests" / "workflows")
+    for item in items:
+        if str(item.path).startswith(here):
+            item.add_marker(pytest.mark.timeout(300))

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from tests.workflows.conftest import assert_no_secret, environment_secrets, health, push
+import pytest
+
+from tests.workflows.conftest import (
+    assert_no_secret,
+    dispatch,
+    environment_secrets,
+    health,
+    push,
+)
 
 
 def test_a_push_to_develop_puts_that_commit_on_staging_and_probes_it(world, act):
@@ -14,3 +22,73 @@ def test_a_push_to_develop_puts_that_commit_on_staging_and_probes_it(world, act)
     assert (seen["env"], seen["commit"]) == ("staging", sha)
     assert "probe checks failed" not in run.log and "unsigned update refused" in run.log
     assert_no_secret(run, world)
+
+
+def release_main(world, act, message: str):
+    sha = world.commit("main", message)
+    run = act.run("production.yml", "push", secrets=environment_secrets(world, "production"),
+                  payload=push("main", sha))  # fmt: skip
+    return sha, run
+
+
+def test_a_push_to_main_releases_and_rollback_yml_puts_the_previous_commit_back(world, act):
+    first, run = release_main(world, act, "release one")
+    assert run.ok, run.tail()
+    second, run = release_main(world, act, "release two")
+    assert run.ok, run.tail()
+    assert health(world, "production")["commit"] == second
+
+    run = act.run("rollback.yml", "workflow_dispatch",
+                  secrets=environment_secrets(world, "production"),
+                  payload=dispatch("main", environment="production", deploy_id=""))  # fmt: skip
+    assert run.ok, run.tail()
+    seen = health(world, "production")
+    assert (seen["env"], seen["commit"]) == ("production", first)
+    assert "Probe of production after rollback" in run.log
+    assert_no_secret(run, world)
+
+
+def test_a_bad_release_on_main_is_rolled_back_and_the_run_fails(world, act):
+    good, run = release_main(world, act, "a good release")
+    assert run.ok, run.tail()
+    bad = world.commit("main", "a webhook that forgets its secret")
+    world.render.fault(world.services["production"], bad, open_webhook=True)
+    run = act.run("production.yml", "push", secrets=environment_secrets(world, "production"),
+                  payload=push("main", bad))  # fmt: skip
+    assert not run.ok
+    assert (
+        f"{bad[:12]} failed its probe on production and was rolled back to {good[:12]}" in run.log
+    )
+    assert "the rollback probe passed" in run.log
+    assert health(world, "production")["commit"] == good
+    assert_no_secret(run, world)
+
+
+def test_staging_yml_dispatched_with_a_feature_branch_puts_it_on_staging(world, act):
+    feature = world.commit("feature/try-me", "a change to try on staging")
+    world.commit("develop", "develop moves on")  # the dispatch runs from develop
+    run = act.run("staging.yml", "workflow_dispatch", secrets=environment_secrets(world, "staging"),
+                  payload=dispatch("develop", ref="feature/try-me"))  # fmt: skip
+    assert run.ok, run.tail()
+    assert health(world, "staging")["commit"] == feature
+    assert_no_secret(run, world)
+
+
+def test_production_refuses_a_commit_that_is_not_on_main(world, act):
+    stray = world.commit("feature/not-released", "never merged")
+    run = act.run("production.yml", "push", secrets=environment_secrets(world, "production"),
+                  payload=push("main", stray))  # fmt: skip
+    assert not run.ok
+    assert f"commit {stray[:12]} is not on main" in run.log
+    assert not world.services["production"].deploys
+
+
+def test_an_action_without_an_offline_stand_in_is_named(tmp_path):
+    from tests.workflows.act import NoStandIn, local_repository_flags
+
+    (tmp_path / ".github/workflows").mkdir(parents=True)
+    (tmp_path / ".github/workflows/x.yml").write_text(
+        "jobs:\n  a:\n    steps:\n      - uses: docker/login-action@0123456789abcdef0123456789abcdef01234567\n"
+    )
+    with pytest.raises(NoStandIn, match="docker/login-action@0123456789ab"):
+        local_repository_flags(tmp_path)

@@ -1,0 +1,53 @@
+"""cutover.yml in act: production moves from the old bot's token to the configured new bot's."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.workflows.conftest import (
+    assert_no_secret,
+    dispatch,
+    environment_secrets,
+    health,
+    start_live,
+)
+
+
+@pytest.fixture
+def old_bot_on_production(world):
+    """Production runs main with the legacy bot's token, as before phase 2 of the plan."""
+    legacy = world.telegram.add_bot("mindmate_legacy_bot")
+    world.services["production"].env["TELEGRAM_BOT_TOKEN"] = legacy.token
+    start_live(world, "production", world.commit("main", "main before the cutover"))
+    assert health(world, "production")["bot"]["username"] == "mindmate_legacy_bot"
+    return legacy
+
+
+def test_cutover_puts_the_new_bot_on_production(world, act, old_bot_on_production):
+    new = world.bots["production"]
+    # The production environment's TELEGRAM_BOT_TOKEN is still the old bot's at this point.
+    secrets = environment_secrets(world, "production", TELEGRAM_BOT_TOKEN=old_bot_on_production.token,
+                                  NEW_TELEGRAM_BOT_TOKEN=new.token)  # fmt: skip
+    run = act.run("cutover.yml", "workflow_dispatch", secrets=secrets, payload=dispatch("main"))
+    assert run.ok, run.tail()
+    seen = health(world, "production")
+    assert seen["bot"]["username"] == new.username
+    assert world.services["production"].env["TELEGRAM_BOT_TOKEN"] == new.token
+    assert "production now runs @mindmate_companion_bot" in run.log
+    for value in (new.token, old_bot_on_production.token):
+        assert value not in run.log
+
+
+def test_cutover_with_another_bots_token_is_refused_before_anything_changes(
+    world, act, old_bot_on_production
+):
+    service = world.services["production"]
+    deploys_before, env_before = len(service.deploys), dict(service.env)
+    secrets = environment_secrets(world, "production", TELEGRAM_BOT_TOKEN=old_bot_on_production.token,
+                                  NEW_TELEGRAM_BOT_TOKEN=world.bots["staging"].token)  # fmt: skip
+    run = act.run("cutover.yml", "workflow_dispatch", secrets=secrets, payload=dispatch("main"))
+    assert not run.ok
+    assert "NEW_TELEGRAM_BOT_TOKEN is @mindmate_dev_bot's, but production expects" in run.log
+    assert (len(service.deploys), service.env) == (deploys_before, env_before)
+    assert health(world, "production")["bot"]["username"] == "mindmate_legacy_bot"
+    assert_no_secret(run, world)
