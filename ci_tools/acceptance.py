@@ -8,11 +8,12 @@ import httpx
 import redis
 
 from ci_tools.checklist import Item
+from ci_tools.clients.health import Health, NotTheContract, read_health
+from ci_tools.clients.telegram import TelegramError, bot_info
 from ci_tools.config import Config, optional_secret
 from ci_tools.errors import FatalError
 from ci_tools.memory.files import RecordFile
-from ci_tools.probe import Probe, run_probe
-from ci_tools.telegram import TelegramError, bot_info
+from ci_tools.probe import Probe, failures, run_probe, whose_token
 
 REPOSITORY_FILES = (
     ".github/workflows/branch-flow.yml",
@@ -40,38 +41,28 @@ def acceptance(
     else:
         try:
             me = bot_info(token)
-            right = str(me.get("username", "")).lower() == env.bot_username.lower()
-            items.append(
-                Item(
-                    name,
-                    right,
-                    f"@{me.get('username')}",
-                    "" if right else "TELEGRAM_BOT_TOKEN is another bot's",
-                )
-            )
+            cause = whose_token(config, env, me.username)
+            items.append(Item(name, cause is None, f"@{me.username}", cause or ""))
         except TelegramError as exc:
             items.append(Item(name, False, f"getMe: {exc.code}", "the token is wrong or revoked"))
+    health: Health | None = None
     try:
-        health = httpx.get(env.health_url, timeout=10).json()
-    except (httpx.HTTPError, ValueError) as exc:
-        health = {}
-        items.append(
-            Item(
-                "the production service runs it",
-                False,
-                type(exc).__name__,
-                f"{env.health_url} does not answer",
-            )
-        )
+        if env.health_url is None:
+            raise NotTheContract("health_path is empty")
+        with httpx.Client(timeout=10) as client:
+            health = read_health(client, env.health_url)
+    except (httpx.HTTPError, NotTheContract) as exc:
+        items.append(Item("the production service runs it", False, str(exc) or type(exc).__name__,
+                          f"{env.health_url} does not answer the health contract"))  # fmt: skip
     else:
-        runs = bool(me) and (health.get("bot") or {}).get("id") == me.get("id")
-        items.append(Item("the production service runs it", runs, f"/healthz: @{(health.get('bot') or {}).get('username')}",
+        runs = me is not None and health.bot_id == me.id
+        items.append(Item("the production service runs it", runs, f"{env.health_path}: @{health.bot_username}",
                           "" if runs else "run ci-tools cutover"))  # fmt: skip
-    commit = str(health.get("commit") or "")
-    if me and commit:
+    commit = health.commit if health else None
+    if me and token and commit:
         try:
-            checks = run_probe(Probe(env, commit, config, token or "", deadline=deadline))
-            failed = [c for c in checks if not c.ok]
+            checks = run_probe(Probe(env, commit, config, token, deadline=deadline))
+            failed = failures(checks)
             items.append(Item("the probe passes", not failed, f"{len(checks) - len(failed)}/{len(checks)} checks",
                               "; ".join(c.cause or c.detail for c in failed)))  # fmt: skip
         except FatalError as exc:

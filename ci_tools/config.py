@@ -26,7 +26,8 @@ DEFAULT_FLOW = {
     "main": ("develop", "hotfix/*"),
 }
 
-_ENV_FIELDS = ("branch", "render_service", "bot_username", "base_url", "key_prefix")
+_ENV_FIELDS = ("branch", "render_service", "bot_username", "base_url")
+_OPTIONAL_FIELDS = ("key_prefix", "memory_patterns", "health_path")
 _USERNAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{3,30}[Bb][Oo][Tt]$")
 
 
@@ -39,12 +40,13 @@ class Environment:
     render_service: str
     bot_username: str
     base_url: str
-    key_prefix: str
+    key_prefix: str  # "" for a legacy bot that never prefixed its keys
     memory_patterns: tuple[str, ...]
+    health_path: str = "/healthz"  # "" when the bot has no health endpoint (checks skip it)
 
     @property
-    def health_url(self) -> str:
-        return f"{self.base_url}/healthz"
+    def health_url(self) -> str | None:
+        return f"{self.base_url}{self.health_path}" if self.health_path else None
 
     @property
     def webhook_url(self) -> str:
@@ -132,7 +134,7 @@ def _parse_environments(raw: Any, path: Path) -> dict[str, Environment]:
         ]
         if missing:
             raise ConfigError(f"{where} lacks {', '.join(missing)}", hint="add them as strings")
-        unknown = set(table) - {*_ENV_FIELDS, "memory_patterns"}
+        unknown = set(table) - {*_ENV_FIELDS, *_OPTIONAL_FIELDS}
         if unknown:
             raise ConfigError(f"{where} has unknown keys: {', '.join(sorted(unknown))}")
         patterns = table.get("memory_patterns")
@@ -145,8 +147,17 @@ def _parse_environments(raw: Any, path: Path) -> dict[str, Environment]:
                 f"{where}: memory_patterns must be a non-empty list of strings containing {{user_id}}",
                 hint='e.g. ["user:{user_id}:history", "memory:{user_id}"]',
             )
-        if not table["key_prefix"].endswith(":"):
-            raise ConfigError(f"{where}: key_prefix must end with ':' (e.g. 'dev:')")
+        prefix = table.get("key_prefix")
+        if not isinstance(prefix, str) or (prefix and not prefix.endswith(":")):
+            raise ConfigError(
+                f"{where}: key_prefix must be a string ending with ':' (e.g. 'dev:'), "
+                'or "" for a bot whose keys carry no prefix'
+            )
+        health_path = table.get("health_path", "/healthz")
+        if not isinstance(health_path, str) or (health_path and not health_path.startswith("/")):
+            raise ConfigError(
+                f"{where}: health_path must start with '/' (e.g. '/healthz'), or be \"\" to skip the health check"
+            )
         if not re.match(r"^https?://[^/\s]+$", table["base_url"].rstrip("/")):
             raise ConfigError(
                 f"{where}: base_url must be a scheme and host, e.g. https://mindmate-prod.onrender.com"
@@ -162,8 +173,9 @@ def _parse_environments(raw: Any, path: Path) -> dict[str, Environment]:
             render_service=table["render_service"],
             bot_username=table["bot_username"],
             base_url=table["base_url"].rstrip("/"),
-            key_prefix=table["key_prefix"],
+            key_prefix=prefix,
             memory_patterns=tuple(patterns),
+            health_path=health_path,
         )
     return environments
 
@@ -192,7 +204,9 @@ def _check_consistency(environments: dict[str, Environment], path: Path) -> None
                 )
             seen[value] = env.name
     # A prefix that is a prefix of another lets one environment's keys match the other's.
-    prefixes = sorted(e.key_prefix for e in environments.values())
+    # An empty prefix (a legacy bot) is a prefix of all: it is allowed because the two
+    # environments never share a Redis (the bot's env marker and the memory copy refuse it).
+    prefixes = sorted(e.key_prefix for e in environments.values() if e.key_prefix)
     for a, b in itertools.pairwise(prefixes):
         if b.startswith(a):
             raise ConfigError(
@@ -224,6 +238,16 @@ def optional_secret(name: str) -> str | None:
 
 def telegram_api_url() -> str:
     return (os.environ.get("TELEGRAM_API_URL") or DEFAULT_TELEGRAM_API_URL).rstrip("/")
+
+
+def render_timeout() -> float:
+    """Seconds one Render request may take (``CI_TOOLS_RENDER_TIMEOUT``, default 30)."""
+    try:
+        return float(os.environ.get("CI_TOOLS_RENDER_TIMEOUT") or 30)
+    except ValueError:
+        raise ConfigError(
+            "CI_TOOLS_RENDER_TIMEOUT is not a number of seconds", hint="unset it or set e.g. 30"
+        ) from None
 
 
 def render_api_url() -> str:

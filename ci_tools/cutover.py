@@ -13,12 +13,13 @@ from collections.abc import Callable
 import httpx
 
 from ci_tools import redact
+from ci_tools.clients.health import NotTheContract, read_health
+from ci_tools.clients.render import RenderAPI, monotonic_deadline
+from ci_tools.clients.telegram import TelegramError, bot_info
 from ci_tools.config import Config, require_secret
 from ci_tools.deploy import deploy
 from ci_tools.errors import ConfigError, FatalError, VerificationError
 from ci_tools.probe import Probe, run_probe
-from ci_tools.render import RenderAPI, monotonic_deadline
-from ci_tools.telegram import TelegramError, bot_info
 
 TOKEN_VAR = "TELEGRAM_BOT_TOKEN"  # noqa: S105 - a variable name
 
@@ -40,9 +41,9 @@ def cutover(
             f"NEW_TELEGRAM_BOT_TOKEN does not answer getMe ({exc.code})",
             hint="copy it again from @BotFather",
         ) from None
-    if str(me.get("username", "")).lower() != env.bot_username.lower():
+    if not me.is_named(env.bot_username):
         raise ConfigError(
-            f"NEW_TELEGRAM_BOT_TOKEN is @{me.get('username')}'s, but production expects @{env.bot_username}",
+            f"NEW_TELEGRAM_BOT_TOKEN is @{me.username}'s, but production expects @{env.bot_username}",
             hint="use the new production bot's token, or fix bot_username in pyproject.toml",
         )
     with RenderAPI(api_key, service_id, deadline=monotonic_deadline(60)) as api:
@@ -51,7 +52,7 @@ def cutover(
         if old_token == new_token:
             on_status("the service already has the new token")
         api.set_env_var(TOKEN_VAR, new_token)
-    on_status(f"{TOKEN_VAR} on {env.render_service} set to @{me['username']}'s token")
+    on_status(f"{TOKEN_VAR} on {env.render_service} set to @{me.username}'s token")
     started = time.time()
     try:
         deploy(env, commit, timeout=timeout, poll=poll, on_status=on_status)
@@ -69,7 +70,7 @@ def cutover(
             f"cutover failed ({failure.message}); {reverted}",
             hint="nothing else changed; fix the cause and run cutover again",
         ) from None
-    return str(me["username"])
+    return me.username
 
 
 def _revert(env, commit, old_token, api_key, service_id, timeout, poll, on_status) -> str:
@@ -82,11 +83,12 @@ def _revert(env, commit, old_token, api_key, service_id, timeout, poll, on_statu
         on_status(f"{TOKEN_VAR} put back; redeploying")
         deploy(env, commit, timeout=timeout, poll=poll, on_status=on_status)
         old = bot_info(old_token)
-        body = httpx.get(env.health_url, timeout=10).json()
-    except (FatalError, TelegramError, httpx.HTTPError, ValueError) as exc:
+        with httpx.Client(timeout=10) as client:
+            health = read_health(client, env.health_url) if env.health_url else None
+    except (FatalError, httpx.HTTPError, NotTheContract) as exc:
         return f"putting the old token back failed too ({exc}): look at the service now"
-    if (body.get("bot") or {}).get("id") == old.get("id"):
-        return f"the old token was put back and the service answers as @{old.get('username')} again"
+    if health is not None and health.bot_id == old.id:
+        return f"the old token was put back and the service answers as @{old.username} again"
     return (
         "the old token was put back, but the service does not answer as the old bot yet: look at it"
     )

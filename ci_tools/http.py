@@ -3,6 +3,12 @@
 429 waits as long as the server asks (``Retry-After`` or ``Ratelimit-Reset``);
 5xx and network errors back off exponentially with jitter; nothing retries past
 the caller's deadline. tenacity does the retrying; this module only says when.
+
+A request that may create something (a deploy, a rollback, a message) is not
+idempotent: it is retried only where the server certainly did nothing — a 429, or
+a connection that never opened. A 5xx or a timeout after the request was sent is
+handed back to the caller, who must look for what the first attempt created before
+trying again.
 """
 
 from __future__ import annotations
@@ -19,6 +25,10 @@ from ci_tools.errors import RemoteError
 from ci_tools.redact import redact
 
 TRANSIENT = (httpx.TransportError,)
+
+
+class MaybeDone(RemoteError):
+    """A request that is not idempotent got no clear answer: it may have taken effect."""
 
 
 class RetryableStatus(Exception):
@@ -48,10 +58,15 @@ def server_wait(response: httpx.Response) -> float | None:
     return None
 
 
-def _wait(backoff: tenacity.wait.wait_base) -> Callable[[tenacity.RetryCallState], float]:
+Asked = Callable[[httpx.Response], float | None]
+
+
+def _wait(
+    backoff: tenacity.wait.wait_base, asked_wait: Asked
+) -> Callable[[tenacity.RetryCallState], float]:
     def wait(state: tenacity.RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, RetryableStatus) and (asked := server_wait(exc.response)) is not None:
+        if isinstance(exc, RetryableStatus) and (asked := asked_wait(exc.response)) is not None:
             return asked
         return backoff(state)
 
@@ -70,15 +85,22 @@ def request(
     deadline: float,
     what: str,
     initial: float = 0.5,
+    idempotent: bool = True,
+    asked_wait: Asked = server_wait,
     **kwargs: Any,
 ) -> httpx.Response:
     """One request, retried while transient and before ``deadline`` (a time.monotonic() value).
 
-    A non-transient error answer is returned as is for the caller to explain.
+    A non-transient error answer is returned as is for the caller to explain; so is a
+    5xx to a request that is not ``idempotent``. ``asked_wait`` reads how long the
+    server asked us to wait (headers by default; Telegram says it in the body).
     """
+    transient: tuple[type[Exception], ...] = TRANSIENT if idempotent else (httpx.ConnectError,)
     retrying = tenacity.Retrying(
-        retry=tenacity.retry_if_exception_type((*TRANSIENT, RetryableStatus)),
-        wait=_wait(tenacity.wait_exponential_jitter(multiplier=initial, max=10, jitter=initial)),
+        retry=tenacity.retry_if_exception_type((*transient, RetryableStatus)),
+        wait=_wait(
+            tenacity.wait_exponential_jitter(multiplier=initial, max=10, jitter=initial), asked_wait
+        ),
         stop=_stop_at(deadline),
         sleep=lambda seconds: time.sleep(min(seconds, max(0.0, deadline - time.monotonic()))),
         reraise=True,
@@ -87,15 +109,20 @@ def request(
         for attempt in retrying:
             with attempt:
                 response = client.request(method, url, **kwargs)
-                if response.status_code == 429 or response.status_code >= 500:
+                if response.status_code == 429 or (idempotent and response.status_code >= 500):
                     raise RetryableStatus(response)
+                if response.status_code >= 500:
+                    raise MaybeDone(f"{what}: HTTP {response.status_code}")
     except RetryableStatus as exc:
         raise RemoteError(
             f"{what}: HTTP {exc.response.status_code} until the deadline", hint="try again later"
         ) from None
     except TRANSIENT as exc:
+        if not isinstance(exc, transient):  # sent, then lost: it may have taken effect
+            raise MaybeDone(f"{what}: {type(exc).__name__} after the request was sent") from None
         raise RemoteError(
-            f"{what}: {redact(type(exc).__name__)} until the deadline",
+            f"{what}: {redact(type(exc).__name__)}"
+            + (" until the deadline" if isinstance(exc, transient) else ""),
             hint="check the URL and the network",
         ) from None
     return response

@@ -12,16 +12,16 @@ import re
 import redis
 
 from ci_tools.checklist import Item
+from ci_tools.clients.render import RenderAPI, monotonic_deadline
+from ci_tools.clients.telegram import BotInfo, TelegramError, bot_info
 from ci_tools.config import Config, Environment, optional_env_secret, optional_secret
 from ci_tools.errors import FatalError
 from ci_tools.memory.ops import identity, label
-from ci_tools.render import RenderAPI, monotonic_deadline
-from ci_tools.telegram import TelegramError, bot_info
 
 DEV_WORDS = re.compile(r"dev|test|staging", re.I)
 
 
-def _bot(env: Environment, items: list[Item]) -> dict | None:
+def _bot(env: Environment, items: list[Item]) -> BotInfo | None:
     name = f"{env.name}: token is @{env.bot_username}"
     token = optional_env_secret(env, "TELEGRAM_BOT_TOKEN")
     variable = f"{env.name.upper()}_TELEGRAM_BOT_TOKEN"
@@ -42,11 +42,11 @@ def _bot(env: Environment, items: list[Item]) -> dict | None:
             )
         )
         return None
-    if str(me.get("username", "")).lower() != env.bot_username.lower():
-        items.append(Item(name, False, f"the token is @{me.get('username')}'s",
+    if not me.is_named(env.bot_username):
+        items.append(Item(name, False, f"the token is @{me.username}'s",
                           f"put @{env.bot_username}'s token in {variable}, or fix bot_username in pyproject.toml"))  # fmt: skip
         return me
-    items.append(Item(name, True, f"@{me['username']} (id {me['id']})"))
+    items.append(Item(name, True, f"@{me.username} (id {me.id})"))
     return me
 
 
@@ -142,10 +142,11 @@ def preflight(config: Config) -> list[Item]:
     api_key = optional_secret("RENDER_API_KEY")
     for env in (staging, production):
         _service(env, api_key, items)
-    if bots["staging"] and bots["production"]:
-        same = bots["staging"]["id"] == bots["production"]["id"]
+    staging_bot, production_bot = bots["staging"], bots["production"]
+    if staging_bot and production_bot:
+        same = staging_bot.id == production_bot.id
         items.append(Item("staging and production are different bots", not same,
-                          f"both are @{bots['staging']['username']}" if same else "two bots",
+                          f"both are @{staging_bot.username}" if same else "two bots",
                           "create a new production bot in @BotFather (usernames never change)" if same else ""))  # fmt: skip
     else:
         items.append(

@@ -5,8 +5,12 @@ so a probe takes as long as its slowest check, not their sum. A *definite* failu
 (the token is another bot; the service reports our commit but another environment,
 bot or key prefix; an unsigned update accepted by our commit) cannot pass by waiting:
 it ends the whole probe at once, so a bad production release is rolled back in
-seconds instead of after the deadline. A failed check says what it saw and the
-likely cause in words a person can act on.
+seconds instead of after the deadline. Not-yet answers (the old commit still live,
+Redis not ok, 5xx, timeouts, Telegram's 429) are retried, waiting what Telegram asks.
+
+Each check is a fetch plus a pure verdict function (``judge_*``) that tests call
+without servers. A failed check says what it saw and the likely cause in words a
+person can act on.
 """
 
 from __future__ import annotations
@@ -20,8 +24,10 @@ from typing import Any
 
 import httpx
 
+from ci_tools.clients.health import SCHEMA, Health, NotTheContract, aread_health
+from ci_tools.clients.telegram import AsyncTelegram, BotInfo, TelegramError, WebhookInfo
 from ci_tools.config import Config, Environment
-from ci_tools.telegram import BotAPI, TelegramError
+from ci_tools.errors import RemoteError
 
 PENDING_LIMIT = 100
 
@@ -29,7 +35,7 @@ PENDING_LIMIT = 100
 @dataclass
 class Check:
     name: str
-    ok: bool = False
+    ok: bool | None = False  # None: not checked (said in detail)
     detail: str = "not run"
     cause: str = ""
     attempts: int = 0
@@ -45,6 +51,117 @@ class Failed(Exception):
         self.detail, self.cause, self.definite = detail, cause, definite
 
 
+# -- verdicts: pure functions of what was seen ---------------------------------------------
+def other_environment(config: Config, env: Environment, username: str) -> Environment | None:
+    """The environment, other than ``env``, whose bot is ``username``."""
+    return next(
+        (e for e in config.environments.values() if e is not env and e.bot_username.lower() == username.lower()),
+        None,
+    )  # fmt: skip
+
+
+def whose_token(config: Config, env: Environment, username: str) -> str | None:
+    """None when ``username`` is ``env``'s bot; otherwise the likely cause, in words."""
+    if username.lower() == env.bot_username.lower():
+        return None
+    other = other_environment(config, env, username)
+    if other:
+        return f"TELEGRAM_BOT_TOKEN of the {env.name} environment is the {other.name} bot's token"
+    return f"TELEGRAM_BOT_TOKEN belongs to @{username}, not @{env.bot_username}"
+
+
+def judge_token(me: BotInfo, env: Environment, config: Config) -> str:
+    if not me.is_bot:
+        raise Failed("getMe: not a bot account", definite=True)
+    cause = whose_token(config, env, me.username)
+    if cause:
+        raise Failed(
+            f"the token is @{me.username}'s, expected @{env.bot_username}", cause, definite=True
+        )
+    return f"@{me.username} (id {me.id})"
+
+
+def judge_webhook(info: WebhookInfo, env: Environment, since: float | None) -> str:
+    if info.url != env.webhook_url:
+        cause = (
+            "the bot has no webhook: the service never started with this token"
+            if not info.url
+            else "another service set this bot's webhook: is this token configured on two services?"
+        )
+        raise Failed(f"webhook is {info.url or 'unset'}, expected {env.webhook_url}", cause)
+    recent_error = info.last_error_date and (since is None or info.last_error_date >= since)
+    if recent_error and info.pending_update_count:
+        raise Failed(
+            f"{info.pending_update_count} updates pending; last error: {info.last_error_message}",
+            "Telegram is holding updates the bot refused (it answered them with an error): see its logs",
+        )
+    if recent_error:
+        raise Failed(
+            f"Telegram reports a webhook error: {info.last_error_message}",
+            "the new instance fails to answer Telegram (see its logs)",
+        )
+    if info.pending_update_count > PENDING_LIMIT:
+        raise Failed(
+            f"{info.pending_update_count} updates are waiting",
+            "Telegram is holding updates the bot has not taken: is it processing them?",
+        )
+    return f"{info.url}, {info.pending_update_count} pending"
+
+
+def judge_health(health: Health, env: Environment, commit: str, config: Config) -> str:
+    """What /healthz says, against what this release must be. Definite when it is our commit."""
+    ours = health.commit == commit  # then what it reports is this release's truth
+    problems: list[str] = []
+    causes: list[str] = []
+    definite = False
+    if health.env != env.name:
+        definite = ours
+        problems.append(f"env {health.env!r}")
+        causes.append(f"ENV on the service is {health.env!r}, not {env.name!r}")
+    if not ours:
+        problems.append(f"commit {str(health.commit)[:12]}")
+        causes.append("the service still runs another commit: the deploy is not live")
+    if not health.runs_bot(env.bot_username):
+        definite = definite or ours
+        problems.append(f"bot @{health.bot_username}")
+        other = other_environment(config, env, health.bot_username)
+        causes.append(
+            f"the {env.name} service runs the {other.name} bot's token"
+            if other
+            else "the service runs another bot's token"
+        )
+    if not health.redis_ok:
+        problems.append("Redis down")
+        causes.append(
+            "the service cannot reach its Redis (REDIS_URL, or the Key Value instance is down)"
+        )
+    elif health.env_marker != env.name:
+        problems.append(f"Redis marked {health.env_marker!r}")
+        causes.append(f"REDIS_URL points at the {health.env_marker} Redis")
+    if health.key_prefix != env.key_prefix:
+        definite = definite or ours
+        problems.append(f"key prefix {health.key_prefix!r}")
+        causes.append(f"KEY_PREFIX on the service is not {env.key_prefix!r}")
+    if health.http_status != 200 and not problems:
+        problems.append(f"HTTP {health.http_status}")
+    if problems:
+        raise Failed(
+            f"{env.health_path}: " + ", ".join(problems), "; ".join(causes), definite=definite
+        )
+    return f"{env.name} @ {commit[:7]}, @{health.bot_username}, Redis ok"
+
+
+def judge_unsigned(status: int, serves_ours: bool) -> str:
+    if status == 403:
+        return "unsigned update refused (403)"
+    raise Failed(
+        f"an unsigned update got HTTP {status}, expected 403",
+        "the webhook ignores the secret-token header, so anyone can post updates to the bot",
+        definite=status < 500 and serves_ours,
+    )
+
+
+# -- the probe ----------------------------------------------------------------------------
 @dataclass
 class Probe:
     env: Environment
@@ -56,18 +173,7 @@ class Probe:
     interval: float = 1.0
     checks: list[Check] = field(default_factory=list)
 
-    def other_bot(self, username: str) -> Environment | None:
-        return next(
-            (
-                e
-                for e in self.config.environments.values()
-                if e.bot_username.lower() == username.lower() and e is not self.env
-            ),
-            None,
-        )
-
-    # -- the checks ------------------------------------------------------------------
-    async def check_token(self, bot: BotAPI, http: httpx.AsyncClient) -> str:
+    async def check_token(self, bot: AsyncTelegram, http: httpx.AsyncClient) -> str:
         try:
             me = await bot.get_me()
         except TelegramError as exc:
@@ -77,124 +183,54 @@ class Probe:
                     "TELEGRAM_BOT_TOKEN is wrong or was revoked in @BotFather",
                     definite=True,
                 ) from None
-            raise Failed(f"getMe: {exc.code} {exc.description}") from None
-        if not me.get("is_bot"):
-            raise Failed("getMe: not a bot account")
-        username = str(me.get("username", ""))
-        if username.lower() != self.env.bot_username.lower():
-            other = self.other_bot(username)
-            cause = (
-                f"TELEGRAM_BOT_TOKEN of the {self.env.name} environment is the {other.name} bot's token"
-                if other
-                else "TELEGRAM_BOT_TOKEN belongs to another bot"
-            )
-            raise Failed(
-                f"the token is @{username}'s, expected @{self.env.bot_username}",
-                cause,
-                definite=True,
-            )
-        return f"@{username} (id {me.get('id')})"
+            raise
+        return judge_token(me, self.env, self.config)
 
-    async def check_webhook(self, bot: BotAPI, http: httpx.AsyncClient) -> str:
-        try:
-            info = await bot.webhook_info()
-        except TelegramError as exc:
-            raise Failed(f"getWebhookInfo: {exc.code} {exc.description}") from None
-        url = info.get("url") or ""
-        if url != self.env.webhook_url:
-            cause = (
-                "the bot has no webhook: the service never started with this token"
-                if not url
-                else "another service set this bot's webhook: is this token configured on two services?"
-            )
-            raise Failed(f"webhook is {url or 'unset'}, expected {self.env.webhook_url}", cause)
-        error_at = info.get("last_error_date")
-        if error_at and (self.since is None or error_at >= self.since):
-            raise Failed(
-                f"Telegram reports a webhook error: {info.get('last_error_message')}",
-                "the new instance fails to answer Telegram (see its logs)",
-            )
-        pending = int(info.get("pending_update_count") or 0)
-        if pending > PENDING_LIMIT:
-            raise Failed(f"{pending} updates are waiting", "the bot is not processing updates")
-        return f"{url}, {pending} pending"
+    async def check_webhook(self, bot: AsyncTelegram, http: httpx.AsyncClient) -> str:
+        return judge_webhook(await bot.webhook_info(), self.env, self.since)
 
-    async def check_health(self, bot: BotAPI, http: httpx.AsyncClient) -> str:
+    async def check_health(self, bot: AsyncTelegram, http: httpx.AsyncClient) -> str:
+        url = self.env.health_url
+        assert url is not None  # only scheduled when the environment has a health path
         try:
-            response = await http.get(self.env.health_url)
-            body = response.json()
-        except (httpx.HTTPError, ValueError) as exc:
+            health = await aread_health(http, url)
+        except httpx.HTTPError as exc:
             raise Failed(
-                f"/healthz: {type(exc).__name__}", "the service is down or still starting"
+                f"{self.env.health_path}: {type(exc).__name__}",
+                "the service is down or still starting",
             ) from None
-        problems, causes = [], []
-        ours = body.get("commit") == self.commit  # then what it reports is this release's truth
-        definite = False
-        if body.get("env") != self.env.name:
-            definite = ours
-            problems.append(f"env {body.get('env')!r}")
-            causes.append(f"ENV on the service is {body.get('env')!r}, not {self.env.name!r}")
-        if body.get("commit") != self.commit:
-            problems.append(f"commit {str(body.get('commit'))[:12]}")
-            causes.append("the service still runs another commit: the deploy is not live")
-        username = str((body.get("bot") or {}).get("username") or "")
-        if username.lower() != self.env.bot_username.lower():
-            definite = definite or ours
-            problems.append(f"bot @{username}")
-            other = self.other_bot(username)
-            causes.append(
-                f"the {self.env.name} service runs the {other.name} bot's token"
-                if other
-                else "the service runs another bot's token"
-            )
-        redis = body.get("redis") or {}
-        if not redis.get("ok"):
-            problems.append("Redis down")
-            causes.append(
-                "the service cannot reach its Redis (REDIS_URL, or the Key Value instance is down)"
-            )
-        elif redis.get("env_marker") != self.env.name:
-            problems.append(f"Redis marked {redis.get('env_marker')!r}")
-            causes.append(f"REDIS_URL points at the {redis.get('env_marker')} Redis")
-        if body.get("key_prefix") != self.env.key_prefix:
-            definite = definite or ours
-            problems.append(f"key prefix {body.get('key_prefix')!r}")
-            causes.append(f"KEY_PREFIX on the service is not {self.env.key_prefix!r}")
-        if response.status_code != 200 and not problems:
-            problems.append(f"HTTP {response.status_code}")
-        if problems:
-            raise Failed("/healthz: " + ", ".join(problems), "; ".join(causes), definite=definite)
-        return f"{self.env.name} @ {self.commit[:7]}, @{username}, Redis ok"
+        except NotTheContract as exc:
+            raise Failed(
+                f"{self.env.health_path}: {exc}",
+                f"the bot does not answer the health contract ({SCHEMA}): add it (README: "
+                "'Use it with your own bot'), or set health_path = \"\" to skip this check",
+            ) from None
+        return judge_health(health, self.env, self.commit, self.config)
 
-    async def check_unsigned(self, bot: BotAPI, http: httpx.AsyncClient) -> str:
+    async def check_unsigned(self, bot: AsyncTelegram, http: httpx.AsyncClient) -> str:
         try:
             response = await http.post(self.env.webhook_url, json={"update_id": 0})
         except httpx.HTTPError as exc:
             raise Failed(
                 f"POST {self.env.webhook_url}: {type(exc).__name__}", "the service is down"
             ) from None
-        if response.status_code != 403:
-            raise Failed(
-                f"an unsigned update got HTTP {response.status_code}, expected 403",
-                "the webhook ignores the secret-token header, so anyone can post updates to the bot",
-                definite=response.status_code < 500 and await self._serves_our_commit(http),
-            )
-        return "unsigned update refused (403)"
+        ours = response.status_code != 403 and await self._serves_our_commit(http)
+        return judge_unsigned(response.status_code, ours)
 
     async def _serves_our_commit(self, http: httpx.AsyncClient) -> bool:
         """Does the service answer with our commit now? (Then its answers are this release's.)"""
-        try:
-            body = (await http.get(self.env.health_url)).json()
-        except (httpx.HTTPError, ValueError):
+        if self.env.health_url is None:
             return False
-        return isinstance(body, dict) and body.get("commit") == self.commit
+        with contextlib.suppress(httpx.HTTPError, NotTheContract):
+            return (await aread_health(http, self.env.health_url)).commit == self.commit
+        return False
 
     # -- running them ----------------------------------------------------------------
     async def _run(
         self,
         check: Check,
         test: Callable[..., Awaitable[str]],
-        bot: BotAPI,
+        bot: AsyncTelegram,
         http: httpx.AsyncClient,
         stop_at: float,
         settled: asyncio.Event,
@@ -212,9 +248,12 @@ class Probe:
                     settled.set()  # no retry can fix it: the whole probe ends now
                     break
             except TelegramError as exc:
-                check.detail = f"{exc.code} {exc.description}"
+                check.detail, check.cause = f"{exc.code} {exc.description}", "Telegram refused"
                 if exc.retry_after:  # flood control: wait what Telegram asks, not our interval
                     wait = max(wait, float(exc.retry_after))
+                    check.cause = f"Telegram's flood control (retry after {exc.retry_after}s)"
+            except RemoteError as exc:
+                check.detail, check.cause = exc.message, "Telegram did not answer"
             if settled.is_set() or time.monotonic() + wait >= stop_at:
                 break
             with contextlib.suppress(TimeoutError):
@@ -224,12 +263,14 @@ class Probe:
         check.seconds = time.monotonic() - started
 
     def tests(self) -> list[tuple[str, Callable[..., Awaitable[str]]]]:
-        return [
+        tests: list[tuple[str, Callable[..., Awaitable[str]]]] = [
             ("token", self.check_token),
             ("webhook", self.check_webhook),
-            ("health", self.check_health),
-            ("unsigned webhook refused", self.check_unsigned),
         ]
+        if self.env.health_url is not None:
+            tests.append(("health", self.check_health))
+        tests.append(("unsigned webhook refused", self.check_unsigned))
+        return tests
 
     async def run(self, only: list[str] | None = None) -> list[Check]:
         stop_at = time.monotonic() + self.deadline
@@ -237,13 +278,15 @@ class Probe:
         self.checks = [Check(name) for name, _ in selected]
         settled = asyncio.Event()
         async with httpx.AsyncClient(timeout=10) as http:
-            bot = BotAPI(self.token, http)
+            bot = AsyncTelegram(self.token, http)
             await asyncio.gather(
                 *(
                     self._run(c, t, bot, http, stop_at, settled)
                     for c, (_, t) in zip(self.checks, selected, strict=True)
                 )
             )
+        if self.env.health_url is None and only is None:
+            self.checks.append(Check("health", None, "not checked: health_path is empty", ""))
         return self.checks
 
 
@@ -251,7 +294,10 @@ def run_probe(probe: Probe, only: list[str] | None = None) -> list[Check]:
     return asyncio.run(probe.run(only))
 
 
+def failures(checks: list[Check]) -> list[Check]:
+    return [c for c in checks if c.ok is False]
+
+
 def summary_rows(checks: list[Check]) -> list[list[Any]]:
-    return [
-        [("✓" if c.ok else "✗"), c.name, c.detail, c.cause, f"{c.seconds:.1f}s"] for c in checks
-    ]
+    mark = {True: "✓", False: "✗", None: "·"}
+    return [[mark[c.ok], c.name, c.detail, c.cause, f"{c.seconds:.1f}s"] for c in checks]

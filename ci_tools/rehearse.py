@@ -198,7 +198,7 @@ class Rehearsal:
     def announce(self, world: World) -> str:
         config = load_config()
         with self._env(world, "staging"):
-            sent = announce(config, DAILY_USER)
+            sent = announce(config, world.bots["staging"].token, DAILY_USER)
         assert world.telegram.replies_to(world.bots["staging"], DAILY_USER)[-1] == default_text(
             config
         )

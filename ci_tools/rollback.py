@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from ci_tools.clients.render import Deploy, RenderAPI, dashboard_link
 from ci_tools.config import Environment, require_secret
-from ci_tools.deploy import _follow_api
+from ci_tools.deploy import follow
 from ci_tools.errors import InputError
-from ci_tools.render import Deploy, RenderAPI, dashboard_link
 
 
 def choose_target(api: RenderAPI, to: str | None) -> Deploy:
@@ -45,8 +45,15 @@ def rollback(
     deadline = time.monotonic() + timeout
     with RenderAPI(api_key, service_id, deadline=deadline) as api:
         target = choose_target(api, to)
-        on_status(f"rolling {env.name} back to {target.id} ({str(target.commit)[:12]})")
-        started = api.rollback(target.id)
+        commit = str(target.commit)
+        on_status(f"rolling {env.name} back to {target.id} ({commit[:12]})")
+        known = {d.id for d in api.deploys(max_pages=1)}
+        started = api.create_once(
+            lambda: api.rollback(target.id),
+            lambda: api.created_since(known, commit, "rollback"),
+            on_status=on_status,
+        )
+        assert started is not None  # the rollback endpoint always answers with the deploy
         on_status(f"rollback deploy {started.id}: {started.status}")
-        final = _follow_api(api, str(target.commit), started.id, set(), deadline, poll, on_status)
+        final = follow(api, commit, started.id, known, deadline, poll, on_status)
         return target, final

@@ -59,7 +59,7 @@ def test_unknown_environment_lists_known_ones():
     [
         ({'key_prefix = "prod:"': 'key_prefix = "dev:"'}, "share key_prefix 'dev:'"),
         ({'branch = "main"': 'branch = "develop"'}, "share branch"),
-        ({'key_prefix = "prod:"': 'key_prefix = "prod"'}, "must end with ':'"),
+        ({'key_prefix = "prod:"': 'key_prefix = "prod"'}, "ending with ':'"),
         ({'key_prefix = "prod:"': 'key_prefix = "dev:x:"'}, "is a prefix of"),
         ({"production_mindmate_bot": "@prod"}, "not a Telegram bot username"),
         ({"https://production.example.com": "mindmate.example.com/x"}, "base_url"),

@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from ci_tools.__main__ import main
+from ci_tools.clients.render import check_hook_url
 from ci_tools.errors import ConfigError
-from ci_tools.render import hook_with_ref
 from ci_tools.sandbox.world import SECRETS, World
 
 
@@ -55,7 +55,7 @@ def test_success_deploy_then_probe(world, monkeypatch, capsys, tmp_path):
     assert deploy("production", second) == 0
     assert probe("production", second) == 0
     out = capsys.readouterr().out
-    assert "build_in_progress" in out
+    assert "Render accepted" in out and ": live" in out
     assert "is live on production" in out
     assert "@mindmate_companion_bot" in out
     outputs = output.read_text()
@@ -65,11 +65,67 @@ def test_success_deploy_then_probe(world, monkeypatch, capsys, tmp_path):
     assert deploys[1]["status"] == "deactivated"
 
 
-def test_hook_without_body_is_followed_by_commit(world, monkeypatch):
+def test_with_the_api_the_exact_commit_is_deployed_and_the_hook_is_not_called(world, monkeypatch):
     use(world, monkeypatch, "production")
-    world.services["production"].hook_body = False
+    sha = world.commit("main", "release")
+    world.commit("main", "a newer head that must not go live")
+    assert deploy("production", sha) == 0
+    assert [c["body"] for c in world.render.created] == [
+        {"commitId": sha, "clearCache": "do_not_clear"}
+    ]
+    assert not any(path.startswith("/deploy/") for _, path in world.render.requests)
+    assert world.services["production"].deploys[0]["commit"]["id"] == sha
+
+
+def test_a_short_sha_is_resolved_to_the_full_one(world, monkeypatch):
+    use(world, monkeypatch, "production")
+    sha = world.commit("main", "release")
+    assert deploy("production", sha[:10]) == 0
+    assert world.render.created[-1]["body"]["commitId"] == sha
+
+
+def test_hook_mode_fails_clearly_when_the_branch_moved_past_the_commit(world, monkeypatch, capsys):
+    use(world, monkeypatch, "production", RENDER_API_KEY=True, RENDER_SERVICE_ID=True)
+    sha = world.commit("main", "the release")
+    head = world.commit("main", "merged a moment later")
+    assert deploy("production", sha) == 5
+    err = capsys.readouterr().err
+    assert f"main moved past {sha[:12]}: the hook deployed its head {head[:12]}" in err
+    assert "RENDER_API_KEY" in err
+
+
+def test_a_feature_branch_on_staging_needs_the_api(world, monkeypatch, capsys):
+    use(world, monkeypatch, "staging", RENDER_API_KEY=True, RENDER_SERVICE_ID=True)
+    sha = world.commit("feature/x", "try me")
+    assert deploy("staging", sha, "--allow-other-branch") == 3
+    assert "a feature branch on staging needs RENDER_API_KEY" in capsys.readouterr().err
+    assert not world.render.created
+
+
+@pytest.mark.parametrize("fault", ["502", "hang"])
+def test_a_deploy_whose_answer_is_lost_is_created_exactly_once(world, monkeypatch, fault):
+    use(world, monkeypatch, "production")
+    world.render.after_create = [fault]
+    world.render.hang_seconds = 2.5
+    monkeypatch.setenv("CI_TOOLS_RENDER_TIMEOUT", "1")
     sha = world.commit("main", "release")
     assert deploy("production", sha) == 0
+    assert len(world.render.created) == 1
+    assert [d["commit"]["id"] for d in world.services["production"].deploys] == [sha]
+
+
+@pytest.mark.parametrize("fault", ["502", "hang"])
+def test_a_rollback_whose_answer_is_lost_is_created_exactly_once(world, monkeypatch, fault):
+    use(world, monkeypatch, "production")
+    monkeypatch.setenv("CI_TOOLS_RENDER_TIMEOUT", "1")
+    first = world.commit("main", "one")
+    assert deploy("production", first) == 0
+    assert deploy("production", world.commit("main", "two")) == 0
+    world.render.after_create = [fault]
+    world.render.hang_seconds = 2.5
+    assert cli("rollback", "production", "--previous", *FAST, "--deadline", "5") == 0
+    rollbacks = [d for d in world.services["production"].deploys if d["trigger"] == "rollback"]
+    assert len(rollbacks) == 1 and rollbacks[0]["commit"]["id"] == first
 
 
 def test_a_redeployed_commit_is_followed_by_its_new_deploy(world, monkeypatch, tmp_path):
@@ -79,7 +135,7 @@ def test_a_redeployed_commit_is_followed_by_its_new_deploy(world, monkeypatch, t
     assert deploy("production", first) == 0
     assert deploy("production", world.commit("main", "second")) == 0  # first is now deactivated
     service = world.services["production"]
-    service.hook_body = False
+    world.render.queue_creates = True  # 202 with no body: the deploy must be found by listing
     world.render.list_delay = 0.4
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     monkeypatch.setenv("GITHUB_OUTPUT", str(tmp_path / "output"))
@@ -117,7 +173,7 @@ def test_canceled_by_a_newer_commit(world, monkeypatch, capsys):
 
     def push_newer() -> None:
         time.sleep(0.3)
-        httpx.post(hook_with_ref(world.render.hook_url(service), newer))
+        httpx.post(world.render.hook_url(service))  # the hook deploys main's head: newer
 
     thread = threading.Thread(target=push_newer)
     thread.start()
@@ -233,12 +289,11 @@ def test_branch_rules(world, monkeypatch, capsys):
 def test_hook_url_must_look_like_a_render_hook(world, monkeypatch):
     use(world, monkeypatch, "production")
     with pytest.raises(ConfigError, match="does not look like a Render deploy hook"):
-        hook_with_ref("https://example.com/deploy/srv-abc?key=x", "abc1234")
+        check_hook_url("https://example.com/deploy/srv-abc?key=x")
     with pytest.raises(ConfigError):
-        hook_with_ref(world.render.url + "/deploy/srv-abc", "abc1234")  # no key
-    url = hook_with_ref(world.render.hook_url(world.services["production"]), "abc1234")
-    assert url.count("?") == 1
-    assert url.endswith("&ref=abc1234")
+        check_hook_url(world.render.url + "/deploy/srv-abc")  # no key
+    url = world.render.hook_url(world.services["production"])
+    assert check_hook_url(url) == url
 
 
 def test_no_secret_in_any_output(world, monkeypatch, capsys, caplog, tmp_path):

@@ -97,7 +97,9 @@ def cutover_command(args: argparse.Namespace) -> int:
 
 
 def announce_command(args: argparse.Namespace) -> int:
-    sent = announce(load_config(), parse_user_id(args.chat_id), args.text)
+    sent = announce(
+        load_config(), args.secrets["TELEGRAM_BOT_TOKEN"], parse_user_id(args.chat_id), args.text
+    )
     say(f"✓ sent: {sent}")
     return 0
 

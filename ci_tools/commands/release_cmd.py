@@ -16,11 +16,9 @@ from ci_tools.rollback import rollback
 
 # What each command reads (tests/test_workflows.py checks every workflow step provides them).
 RENDER_OPTIONAL = ("RENDER_API_KEY", "RENDER_SERVICE_ID")
-DEPLOY_NEEDS = Needs(required=("RENDER_DEPLOY_HOOK_URL",), optional=RENDER_OPTIONAL)
+DEPLOY_NEEDS = Needs(optional=("RENDER_DEPLOY_HOOK_URL", *RENDER_OPTIONAL))
 PROBE_NEEDS = Needs(required=("TELEGRAM_BOT_TOKEN",))
-RELEASE_NEEDS = Needs(
-    required=("RENDER_DEPLOY_HOOK_URL", "TELEGRAM_BOT_TOKEN"), optional=RENDER_OPTIONAL
-)
+RELEASE_NEEDS = Needs(required=("TELEGRAM_BOT_TOKEN",), optional=DEPLOY_NEEDS.optional)
 ROLLBACK_NEEDS = Needs(required=("RENDER_API_KEY", "RENDER_SERVICE_ID", "TELEGRAM_BOT_TOKEN"))
 
 

@@ -5,13 +5,22 @@ really starts the reference bot for that commit (against the service's env vars:
 a real Redis, the Telegram stand-in). A per-service router on a stable port plays
 the service's public URL and switches to the new instance once it is healthy, as
 Render's zero-downtime deploys do. Faults are switched on per commit or per call:
-failed build, slow deploy, health stuck on the old commit, an open webhook, 429s, 5xx.
+failed build, slow deploy, health stuck on the old commit, an open webhook, 429s, 5xx,
+and a create (deploy or rollback) that takes effect and then answers 502 or hangs.
+
+Contract (render-oss/sdk, ``public_api/api/deploys``): ``POST
+/v1/services/{id}/deploys`` with ``{"commitId": sha}`` answers 201 with the deploy
+or 202 with no body (queued); ``POST …/rollback`` with ``{"deployId"}`` answers 201
+with the new deploy; deploys list newest first with ``cursor``. A deploy hook takes
+no ref (Render documents only ``imgURL``, for images): it deploys the head of the
+service's branch, and promises no body.
 """
 
 from __future__ import annotations
 
 import itertools
 import re
+import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
@@ -89,7 +98,7 @@ class FakeService:
     env: dict[str, str]
     router: Router
     auto_deploy: str = "no"
-    hook_body: bool = True
+    hook_body: bool = False  # Render's hook promises no body; True answers {"deploy": {"id"}}
     deploys: list[dict[str, Any]] = field(default_factory=list)  # newest first
     instance: Any = None
     faults: dict[str, Faults] = field(default_factory=dict)
@@ -135,6 +144,12 @@ class FakeRender(StandInServer):
         self.list_delay = (
             0.0  # seconds before a new deploy shows in list-deploys (eventual consistency)
         )
+        self.repo: Any = None  # the git repository whose branch heads the hooks deploy
+        self.queue_creates = False  # POST /deploys answers 202 with no body
+        # fault: the next creates (deploy, rollback) take effect, then answer 502 or hang
+        self.after_create: list[str] = []
+        self.hang_seconds = 5.0
+        self.created: list[dict[str, Any]] = []  # every POST that created a deploy: path, body
 
     # -- set-up --------------------------------------------------------------------
     def add_service(
@@ -211,9 +226,28 @@ class FakeRender(StandInServer):
             or request.query.get("key") != service.hook_key
         ):
             return 404, {"message": "not found"}, {}
-        commit = request.query.get("ref") or f"{service.branch}-head"
+        commit = self.branch_head(service.branch)  # any ``ref`` is ignored, as Render does
         deploy = self._start_deploy(service, commit, trigger="deploy_hook")
+        self.created.append({"path": request.path, "body": None})
         return (200, {"deploy": {"id": deploy["id"]}}, {}) if service.hook_body else (200, None, {})
+
+    def branch_head(self, branch: str) -> str:
+        if self.repo is None:
+            return f"{branch}-head"
+        return subprocess.run(
+            ["git", "rev-parse", f"refs/heads/{branch}"], cwd=self.repo, capture_output=True,
+            text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+
+    def _answer_create(self, response: Response) -> Response:
+        """A create that took effect; the answer may be lost (a fault) as a proxy would lose it."""
+        with self.lock:
+            fault = self.after_create.pop(0) if self.after_create else None
+        if fault == "502":
+            return 502, {"message": "bad gateway"}, {}
+        if fault == "hang":
+            time.sleep(self.hang_seconds)
+        return response
 
     def _api(self, service: FakeService, method: str, rest: str, request: Request) -> Response:
         public = lambda d: {k: v for k, v in d.items() if not k.startswith("_")}  # noqa: E731
@@ -246,7 +280,20 @@ class FakeRender(StandInServer):
             deploy = self._start_deploy(
                 service, target["commit"]["id"], trigger="rollback", build=False
             )
-            return 201, public(deploy), {}
+            self.created.append({"path": request.path, "body": request.json()})
+            return self._answer_create((201, public(deploy), {}))
+        if method == "POST" and rest == "/deploys":
+            body = request.json() or {}
+            commit = body.get("commitId") or self.branch_head(service.branch)
+            if not isinstance(commit, str) or not re.fullmatch(
+                r"[0-9a-f]{7,40}|[\w-]+-head", commit
+            ):
+                return 400, {"message": "invalid commitId"}, {}
+            deploy = self._start_deploy(service, commit, trigger="api")
+            self.created.append({"path": request.path, "body": body})
+            if self.queue_creates:
+                return self._answer_create((202, None, {}))
+            return self._answer_create((201, public(deploy), {}))
         if rest == "/env-vars" and method == "GET":
             return (
                 200,

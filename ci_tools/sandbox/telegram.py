@@ -6,6 +6,13 @@ otherwise (401 for an unknown token, 429 with ``parameters.retry_after`` when a
 rate limit is switched on). It records what each bot sent, and delivers a user's
 messages to a bot's webhook with the secret header, as Telegram does, recording
 ``last_error_*`` when the webhook fails.
+
+Webhook semantics follow tdlib/telegram-bot-api (``Client::JsonWebhookInfo``,
+``Client::process_set_webhook_query``): ``max_connections`` appears only while a
+webhook is set (default 40), ``ip_address`` only with a URL; an empty
+``secret_token`` means "no secret"; a setWebhook that changes any setting clears
+``last_error_*``, one that changes nothing answers "Webhook is already set" and
+clears nothing.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ class FakeBot:
     first_name: str = "MindMate"
     webhook_url: str = ""
     webhook_secret: str | None = None
+    max_connections: int = 0
     pending_update_count: int = 0
     last_error_date: int | None = None
     last_error_message: str | None = None
@@ -56,11 +64,14 @@ class FakeBot:
             "url": self.webhook_url,
             "has_custom_certificate": False,
             "pending_update_count": self.pending_update_count,
-            "max_connections": 40,
         }
-        if self.last_error_date is not None:
+        if self.last_error_date:
             info["last_error_date"] = self.last_error_date
             info["last_error_message"] = self.last_error_message
+        if self.max_connections > 0:
+            info["max_connections"] = self.max_connections
+        if self.webhook_url:
+            info["ip_address"] = "127.0.0.1"  # the server resolves it; "<unknown>" until then
         return info
 
 
@@ -130,21 +141,30 @@ class FakeTelegram(StandInServer):
 
     def _api_setwebhook(self, bot: FakeBot, params: dict[str, Any]) -> Response:
         url = str(params.get("url", ""))
-        secret = params.get("secret_token")
+        secret = str(params.get("secret_token") or "") if url else ""
         if url and not url.startswith(("https://", "http://127.0.0.1", "http://localhost")):
             # Telegram needs HTTPS; loopback HTTP is the stand-in's one allowance.
             return _error(
                 400, "Bad Request: bad webhook: An HTTPS URL must be provided for webhook"
             )
-        if secret is not None and not _SECRET_TOKEN.match(str(secret)):
+        if len(secret) > 256:
+            return _error(400, "Bad Request: secret token is too long")
+        if secret and not _SECRET_TOKEN.match(secret):
             return _error(400, "Bad Request: secret token contains unallowed characters")
+        max_connections = int(params.get("max_connections") or 40) if url else 0
+        drop = str(params.get("drop_pending_updates", "")).lower() == "true"
         with self.lock:
-            if url != bot.webhook_url:
-                bot.last_error_date = bot.last_error_message = None
-            bot.webhook_url, bot.webhook_secret = url, (str(secret) if secret else None)
-            if str(params.get("drop_pending_updates", "")).lower() == "true":
+            unchanged = (url, secret or None, max_connections) == (
+                bot.webhook_url, bot.webhook_secret, bot.max_connections,
+            )  # fmt: skip
+            if unchanged and not drop:
+                return 200, {"ok": True, "result": True, "description": "Webhook is already set" if url else "Webhook is already deleted"}, {}  # fmt: skip
+            bot.webhook_url, bot.webhook_secret = url, secret or None
+            bot.max_connections = max_connections
+            bot.last_error_date = bot.last_error_message = None  # any change re-sets the webhook
+            if drop:
                 bot.pending_update_count = 0
-        return _ok(True)
+        return 200, {"ok": True, "result": True, "description": "Webhook was set" if url else "Webhook was deleted"}, {}  # fmt: skip
 
     def _api_deletewebhook(self, bot: FakeBot, params: dict[str, Any]) -> Response:
         return self._api_setwebhook(

@@ -89,6 +89,7 @@ class World:
             self.config.write_text(self._config_text())
         git(self.repo, "commit", "-q", "--allow-empty", "-m", "initial")
         git(self.repo, "branch", "develop")
+        self.render.repo = self.repo  # what the deploy hooks deploy: each branch's head
         return self
 
     def _copy_project(self, source: Path) -> None:

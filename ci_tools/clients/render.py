@@ -1,7 +1,8 @@
 """Render: deploy hooks and the parts of the REST API the pipeline needs.
 
-The deploy hook is the only thing needed to deploy; the API key (optional) makes
-waiting precise (the deploy's own status) and enables rollback. Every call goes
+With an API key, a deploy is ``POST /deploys`` with the exact ``commitId`` and is
+followed by its own status; without one, the deploy hook deploys the branch's head
+and ``/healthz`` must confirm the commit. Creates are never blindly retried. Every call goes
 through ``ci_tools.http`` (429 and 5xx retried) and every error is one line with
 the dashboard link, never the key.
 """
@@ -11,16 +12,16 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
-from ci_tools.config import render_api_url
+from ci_tools.config import render_api_url, render_timeout
 from ci_tools.errors import ConfigError, RemoteError
-from ci_tools.http import request
+from ci_tools.http import MaybeDone, request
 
 IN_PROGRESS = (
     "created",
@@ -47,6 +48,7 @@ class Deploy:
     commit: str | None
     created_at: str | None = None
     finished_at: str | None = None
+    trigger: str | None = None
 
     @classmethod
     def from_api(cls, data: dict[str, Any]) -> Deploy:
@@ -57,11 +59,12 @@ class Deploy:
             commit=commit.get("id"),
             created_at=data.get("createdAt"),
             finished_at=data.get("finishedAt"),
+            trigger=data.get("trigger"),
         )
 
 
-def hook_with_ref(hook_url: str, commit: str) -> str:
-    """The hook URL with ``ref=<commit>`` added to its existing query (``?key=…``)."""
+def check_hook_url(hook_url: str) -> str:
+    """The hook URL as given, if it looks like a Render deploy hook (``…/deploy/srv-…?key=…``)."""
     base = render_api_url()
     parts = urlsplit(hook_url)
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
@@ -75,19 +78,29 @@ def hook_with_ref(hook_url: str, commit: str) -> str:
             "RENDER_DEPLOY_HOOK_URL does not look like a Render deploy hook",
             hint=f"copy it from the service's Settings → Deploy Hook: {base}/deploy/srv-…?key=…",
         )
-    query["ref"] = commit
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), ""))
+    return hook_url
 
 
 def service_id_from_hook(hook_url: str) -> str:
     return urlsplit(hook_url).path.rsplit("/", 1)[-1]
 
 
-def trigger(hook_url: str, commit: str, *, deadline: float) -> str | None:
-    """Call the deploy hook for ``commit``; the new deploy's id when the hook says it."""
-    url = hook_with_ref(hook_url, commit)
-    with httpx.Client(timeout=30) as client:
-        response = request(client, "POST", url, deadline=deadline, what="the deploy hook")
+def trigger_hook(hook_url: str, *, deadline: float) -> str | None:
+    """POST the deploy hook once (it deploys the branch's head); the deploy id if it says one.
+
+    Not retried after a 5xx or a timeout: the hook may already have started a deploy,
+    and without the API there is no way to look. Render promises no body; an id in
+    ``{"deploy": {"id"}}`` is used when present.
+    """
+    with httpx.Client(timeout=render_timeout()) as client:
+        try:
+            response = request(client, "POST", check_hook_url(hook_url), deadline=deadline,
+                               what="the deploy hook", idempotent=False)  # fmt: skip
+        except MaybeDone as exc:
+            raise RemoteError(
+                f"{exc.message}; the hook may have started a deploy, so it was not called again",
+                hint="set RENDER_API_KEY so the pipeline can look, or check the dashboard and run again",
+            ) from None
     if response.status_code >= 400:
         raise RemoteError(
             f"the deploy hook refused: HTTP {response.status_code}",
@@ -104,7 +117,9 @@ def trigger(hook_url: str, commit: str, *, deadline: float) -> str | None:
 class RenderAPI:
     """A small client for /v1: services, deploys, rollback, env vars."""
 
-    def __init__(self, api_key: str, service_id: str, *, deadline: float) -> None:
+    def __init__(
+        self, api_key: str, service_id: str, *, deadline: float, timeout: float | None = None
+    ) -> None:
         if not SERVICE_ID.match(service_id):
             raise ConfigError(
                 f"RENDER_SERVICE_ID {service_id!r} is not a service id",
@@ -115,7 +130,7 @@ class RenderAPI:
         self.client = httpx.Client(
             base_url=f"{render_api_url()}/v1",
             headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json"},
-            timeout=30,
+            timeout=timeout or render_timeout(),
         )
 
     def close(self) -> None:
@@ -128,9 +143,24 @@ class RenderAPI:
         self.close()
 
     def _call(
-        self, method: str, path: str, what: str, *, missing_ok: bool = False, **kwargs: Any
+        self,
+        method: str,
+        path: str,
+        what: str,
+        *,
+        missing_ok: bool = False,
+        idempotent: bool = True,
+        **kwargs: Any,
     ) -> Any:
-        response = request(self.client, method, path, deadline=self.deadline, what=what, **kwargs)
+        response = request(
+            self.client,
+            method,
+            path,
+            deadline=self.deadline,
+            what=what,
+            idempotent=idempotent,
+            **kwargs,
+        )
         if response.status_code == 404 and missing_ok:
             return None
         if response.status_code == 401:
@@ -181,14 +211,63 @@ class RenderAPI:
     def live(self) -> Deploy | None:
         return next((d for d in self.deploys() if d.status == "live"), None)
 
+    def create_deploy(self, commit: str) -> Deploy | None:
+        """POST /deploys with the exact commit; the deploy (201), or None when queued (202)."""
+        data = self._call(
+            "POST", f"/services/{self.service_id}/deploys", f"deploying {commit[:12]}",
+            idempotent=False, json={"commitId": commit, "clearCache": "do_not_clear"},
+        )  # fmt: skip
+        return Deploy.from_api(data) if data else None
+
     def rollback(self, deploy_id: str) -> Deploy:
         data = self._call(
-            "POST",
-            f"/services/{self.service_id}/rollback",
-            "rolling back",
-            json={"deployId": deploy_id},
-        )
+            "POST", f"/services/{self.service_id}/rollback", "rolling back",
+            idempotent=False, json={"deployId": deploy_id},
+        )  # fmt: skip
         return Deploy.from_api(data)
+
+    def created_since(self, known: set[str], commit: str, trigger: str) -> Deploy | None:
+        """The newest deploy of ``commit`` by ``trigger`` that is not in ``known``."""
+        return next(
+            (d for d in self.deploys(max_pages=1) if d.id not in known and d.commit == commit and d.trigger == trigger),
+            None,
+        )  # fmt: skip
+
+    def create_once(
+        self,
+        create: Callable[[], Deploy | None],
+        find: Callable[[], Deploy | None],
+        *,
+        attempts: int = 3,
+        look_for: float = 5.0,
+        on_status: Callable[[str], None] = lambda line: None,
+    ) -> Deploy | None:
+        """``create()``; after an answer that may hide a success, look (``find``) before retrying.
+
+        Each lost answer (a 5xx, a timeout after sending) is followed by up to ``look_for``
+        seconds of listing deploys, as Render's list may lag; only when nothing appeared is
+        the POST sent again. So a retry never starts a second deploy.
+        """
+        for attempt in range(1, attempts + 1):
+            try:
+                return create()
+            except MaybeDone as lost:
+                on_status(f"{lost.message}: looking for what it created before trying again")
+                until = min(self.deadline, time.monotonic() + look_for)
+                while True:
+                    found = find()
+                    if found:
+                        on_status(f"it did: {found.id} ({found.status})")
+                        return found
+                    if time.monotonic() >= until:
+                        break
+                    time.sleep(0.5)
+                if attempt == attempts:
+                    raise RemoteError(
+                        f"{lost.message}, {attempts} times, and nothing was created",
+                        hint=f"Render may be having trouble; look at {dashboard_link(self.service_id)}",
+                    ) from None
+        return None
 
     def env_var(self, key: str) -> str | None:
         data = self._call(

@@ -1,0 +1,167 @@
+"""The Bot API, as the pipeline uses it: getMe, getWebhookInfo, and one sendMessage.
+
+It never starts a python-telegram-bot Application and has no setWebhook or
+deleteWebhook: a probe that re-pointed the webhook would break the live bot. The
+sync client retries through ``ci_tools.http`` (reads on 429, 5xx and network
+errors; sendMessage only where Telegram certainly did not send: 429, or a
+connection that never opened). The async client serves the probe, whose checks run
+concurrently and retry on their own schedule. Both parse replies in one place.
+
+Contract (tdlib/telegram-bot-api, ``Client::fail_query``/``answer_query``): every
+answer is ``{"ok": true, "result": …}`` or ``{"ok": false, "error_code": N,
+"description": "…", "parameters": {"retry_after": S}}``; flood control is 429 with
+``retry_after`` in ``parameters``, not in an HTTP header.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from ci_tools.config import telegram_api_url
+from ci_tools.errors import RemoteError
+from ci_tools.http import request
+
+
+class TelegramError(RemoteError):
+    """Telegram answered ``ok: false`` (or not as the Bot API does)."""
+
+    def __init__(self, code: int, description: str, retry_after: float | None = None) -> None:
+        super().__init__(
+            f"Telegram answered {code} {description}".strip(),
+            hint="check the bot token in @BotFather"
+            if code == 401
+            else "wait and run again"
+            if code == 429
+            else None,
+        )
+        self.code = code
+        self.description = description
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class BotInfo:
+    id: int
+    username: str
+    is_bot: bool
+
+    @classmethod
+    def from_api(cls, result: dict[str, Any]) -> BotInfo:
+        return cls(
+            int(result.get("id", 0)), str(result.get("username", "")), bool(result.get("is_bot"))
+        )
+
+    def is_named(self, username: str) -> bool:
+        return self.username.lower() == username.lower()
+
+
+@dataclass(frozen=True)
+class WebhookInfo:
+    url: str
+    pending_update_count: int
+    last_error_date: int | None
+    last_error_message: str | None
+
+    @classmethod
+    def from_api(cls, result: dict[str, Any]) -> WebhookInfo:
+        return cls(
+            url=str(result.get("url") or ""),
+            pending_update_count=int(result.get("pending_update_count") or 0),
+            last_error_date=result.get("last_error_date"),
+            last_error_message=result.get("last_error_message"),
+        )
+
+
+def result_of(response: httpx.Response) -> Any:
+    """The ``result`` of a Bot API answer, or the ``TelegramError`` it describes."""
+    try:
+        body = response.json()
+    except ValueError:
+        raise TelegramError(response.status_code, "not a Bot API answer") from None
+    if not isinstance(body, dict) or not body.get("ok"):
+        body = body if isinstance(body, dict) else {}
+        params = body.get("parameters") or {}
+        raise TelegramError(
+            int(body.get("error_code", response.status_code)),
+            str(body.get("description", "")),
+            params.get("retry_after"),
+        )
+    return body["result"]
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """Telegram's flood-control wait, from the body's ``parameters.retry_after``."""
+    try:
+        return float(response.json()["parameters"]["retry_after"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _unreachable(exc: httpx.TransportError) -> RemoteError:
+    return RemoteError(
+        f"Telegram's Bot API did not answer ({exc})",
+        hint="check TELEGRAM_API_URL and the network, then run again",
+    )
+
+
+class Telegram:
+    """A synchronous client for one bot token."""
+
+    def __init__(self, token: str, *, timeout: float = 10, budget: float = 60) -> None:
+        self._base = f"{telegram_api_url()}/bot{token}"
+        self._client = httpx.Client(timeout=timeout)
+        self._budget = budget
+
+    def __enter__(self) -> Telegram:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._client.close()
+
+    def _call(self, method: str, *, idempotent: bool = True, **params: Any) -> Any:
+        response = request(
+            self._client, "POST", f"{self._base}/{method}", json=params or None,
+            deadline=time.monotonic() + self._budget, what=f"Telegram {method}",
+            idempotent=idempotent, asked_wait=retry_after,
+        )  # fmt: skip
+        return result_of(response)
+
+    def get_me(self) -> BotInfo:
+        return BotInfo.from_api(self._call("getMe"))
+
+    def webhook_info(self) -> WebhookInfo:
+        return WebhookInfo.from_api(self._call("getWebhookInfo"))
+
+    def send_message(self, chat_id: int, text: str) -> dict[str, Any]:
+        return dict(self._call("sendMessage", idempotent=False, chat_id=chat_id, text=text))
+
+
+class AsyncTelegram:
+    """The probe's read-only client: one attempt per call, on the probe's shared client."""
+
+    def __init__(self, token: str, client: httpx.AsyncClient) -> None:
+        self._base = f"{telegram_api_url()}/bot{token}"
+        self._client = client
+
+    async def _call(self, method: str) -> Any:
+        try:
+            response = await self._client.post(f"{self._base}/{method}")
+        except httpx.TransportError as exc:
+            raise _unreachable(exc) from None
+        return result_of(response)
+
+    async def get_me(self) -> BotInfo:
+        return BotInfo.from_api(await self._call("getMe"))
+
+    async def webhook_info(self) -> WebhookInfo:
+        return WebhookInfo.from_api(await self._call("getWebhookInfo"))
+
+
+def bot_info(token: str) -> BotInfo:
+    """getMe, for the commands that only need to know whose token this is."""
+    with Telegram(token) as telegram:
+        return telegram.get_me()
