@@ -43,17 +43,18 @@ def main() -> None:
         config = load_config()
         env = config.env("production")
         deploy(env, sha, timeout=60, poll=0.1)
-        names = [name for name, _ in Probe(env, sha, config).tests()]
+        token = world.bots["production"].token
+        names = [name for name, _ in Probe(env, sha, config, token).tests()]
         full, alone = [], []
         for _ in range(args.repeat):
             started = time.perf_counter()
-            checks = run_probe(Probe(env, sha, config, deadline=10))
+            checks = run_probe(Probe(env, sha, config, token, deadline=10))
             full.append(time.perf_counter() - started)
             assert all(c.ok for c in checks), [c.detail for c in checks if not c.ok]
             total = 0.0
             for name in names:
                 started = time.perf_counter()
-                run_probe(Probe(env, sha, config, deadline=10), only=[name])
+                run_probe(Probe(env, sha, config, token, deadline=10), only=[name])
                 total += time.perf_counter() - started
             alone.append(total)
     best_full, best_alone = min(full), min(alone)

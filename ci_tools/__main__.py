@@ -13,11 +13,28 @@ import sys
 from collections.abc import Sequence
 
 from ci_tools import __version__, github, redact
-from ci_tools.commands import config_cmd, flow_cmd, memory_cmd, plan_cmd, release_cmd
+from ci_tools.commands import (
+    acceptance,
+    announce,
+    config,
+    cutover,
+    deploy,
+    flow,
+    memory,
+    preflight,
+    probe,
+    rehearse,
+    release,
+    rollback,
+)
 from ci_tools.errors import FatalError, from_unexpected
 from ci_tools.needs import NOTHING, resolve, running
 
-COMMAND_MODULES = (config_cmd, release_cmd, flow_cmd, memory_cmd, plan_cmd)
+# In the order of the plan: look, ship, check, undo, migrate, rehearse.
+COMMAND_MODULES = (
+    config, flow, deploy, release, probe, rollback, preflight, cutover, memory, announce,
+    acceptance, rehearse,
+)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,17 +2,21 @@
 
 Human output uses rich tables on a terminal and plain text elsewhere; ``--json``
 prints exactly one JSON document on stdout for machines. Diagnostics go to stderr.
+``report()`` is how every command reports a result: the step summary in Actions and
+a table or JSON document, in one call.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from ci_tools import github
 from ci_tools.redact import redact
 
 
@@ -44,3 +48,39 @@ def table(title: str, headers: list[str], rows: list[list[Any]]) -> None:
     for row in rows:
         grid.add_row(*(redact(str(cell)) for cell in row))
     console().print(grid)
+
+
+@dataclass
+class Report:
+    """What a command reports: one title, one table, optional notes, and its --json document."""
+
+    title: str
+    headers: list[str]
+    rows: list[list[Any]]
+    document: Any = None  # --json prints this (default: the rows keyed by the headers)
+    notes: list[str] = field(default_factory=list)  # lines after the table, on both channels
+    shown: int = 50  # rows printed on a terminal; --json and the summary list more
+
+
+def report(result: Report, *, as_json: bool = False) -> None:
+    """The one way a command reports: step summary (in Actions), then a table or JSON."""
+    notes = "".join(f"\n\n{note}" for note in result.notes)
+    github.add_summary(
+        f"### {result.title}\n\n"
+        + github.markdown_table(result.headers, [[str(c) for c in r] for r in result.rows[:200]])
+        + notes
+    )
+    if as_json:
+        document = result.document
+        if document is None:
+            document = {
+                "title": result.title,
+                "rows": [dict(zip(result.headers, r, strict=True)) for r in result.rows],
+            }
+        emit_json(document)
+        return
+    table(result.title, result.headers, result.rows[: result.shown])
+    if len(result.rows) > result.shown:
+        say(f"… and {len(result.rows) - result.shown} more (--json lists all)")
+    for note in result.notes:
+        say(note)

@@ -171,6 +171,9 @@ class Probe:
     since: float | None = None  # epoch seconds: webhook errors before this are history
     deadline: float = 60.0
     interval: float = 1.0
+    fail_fast: bool = (
+        True  # False: retry definite failures too (the old behaviour; a benchmark's baseline)
+    )
     checks: list[Check] = field(default_factory=list)
 
     async def check_token(self, bot: AsyncTelegram, http: httpx.AsyncClient) -> str:
@@ -244,7 +247,7 @@ class Probe:
                 break
             except Failed as exc:
                 check.detail, check.cause, check.definite = exc.detail, exc.cause, exc.definite
-                if exc.definite:
+                if exc.definite and self.fail_fast:
                     settled.set()  # no retry can fix it: the whole probe ends now
                     break
             except TelegramError as exc:

@@ -30,7 +30,7 @@ from ci_tools.memory.ops import CopyRequest, copy_user
 from ci_tools.needs import undeclared_allowed
 from ci_tools.output import say
 from ci_tools.preflight import preflight
-from ci_tools.probe import Probe, run_probe
+from ci_tools.release import ReleaseRequest, release
 from ci_tools.sandbox.world import World
 
 DAILY_USER = 424242001
@@ -61,6 +61,12 @@ def scoped_env(**values: str | None) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def require(condition: object, message: str = "a rehearsal check failed") -> None:
+    """A phase's check: a VerificationError that names it (an assert would vanish under -O)."""
+    if not condition:
+        raise VerificationError(message)
 
 
 def _scrub() -> dict[str, None]:
@@ -129,8 +135,9 @@ class Rehearsal:
     def _talk(self, world: World, env: str, text: str) -> str:
         bot = world.bots[env]
         response = world.telegram.send_user_message(bot, DAILY_USER, text)
-        assert response is not None and response.status_code == 200, (
-            f"@{bot.username} did not answer {text!r}"
+        require(
+            response is not None and response.status_code == 200,
+            f"@{bot.username} did not answer {text!r}",
         )
         return world.telegram.replies_to(bot, DAILY_USER)[-1]
 
@@ -187,11 +194,11 @@ class Rehearsal:
         }
         with self._env(world, "production", **urls):
             plan = copy_user(request)
-            assert plan.counts().get("create") == 3, f"unexpected dry-run plan {plan.counts()}"
+            require(plan.counts().get("create") == 3, f"unexpected dry-run plan {plan.counts()}")
             request.apply = True
             outcome = copy_user(request)
             again = copy_user(request)
-        assert again.counts() == {"identical": 3}, f"second apply not a no-op: {again.counts()}"
+        require(again.counts() == {"identical": 3}, f"second apply not a no-op: {again.counts()}")
         self.snapshot = outcome.snapshot
         return f"dry run: 3 to create; applied: {len(outcome.written)} written, {outcome.verified} verified; again: all identical"
 
@@ -199,41 +206,46 @@ class Rehearsal:
         config = load_config()
         with self._env(world, "staging"):
             sent = announce(config, world.bots["staging"].token, DAILY_USER)
-        assert world.telegram.replies_to(world.bots["staging"], DAILY_USER)[-1] == default_text(
-            config
+        require(
+            world.telegram.replies_to(world.bots["staging"], DAILY_USER)[-1]
+            == default_text(config),
+            "the user did not receive the announcement",
         )
         return f"the old bot said: {sent}"
 
     def user_moves(self, world: World) -> str:
         reply = self._talk(world, "production", "/start")
-        assert "Good to see you again" in reply, (
-            f"the new bot did not recognise the user: {reply!r}"
+        require(
+            "Good to see you again" in reply, f"the new bot did not recognise the user: {reply!r}"
         )
         recall = self._talk(world, "production", "/recall")
         missing = [fact for fact in FACTS if fact not in recall]
-        assert not missing, f"the new bot forgot {missing}"
+        require(not missing, f"the new bot forgot {missing}")
         return f"/recall on @{world.bots['production'].username} lists all {len(FACTS)} facts"
 
     def bad_release(self, world: World) -> str:
+        """The same rule the release workflow runs (ci_tools.release), against a bad build."""
         service = world.services["production"]
         good = next(d for d in service.deploys if d["status"] == "live")
         bad = world.commit("main", "release: a webhook that forgets its secret")
         world.render.fault(service, bad, open_webhook=True)
         config = load_config()
-        env = config.env("production")
+        request = ReleaseRequest(config.env("production"), bad, world.bots["production"].token,
+                                 timeout=60, deadline=10, poll=0.1)  # fmt: skip
         with self._env(world, "production"):
-            result = deploy(env, bad, timeout=60, poll=0.1)
-            checks = run_probe(Probe(env, bad, config, world.bots["production"].token, deadline=2))
-            assert not all(c.ok for c in checks), "the probe did not catch the bad release"
-            from ci_tools.rollback import rollback
-
-            target, _ = rollback(env, to=result.previous_deploy_id, timeout=60, poll=0.1)
-            after = run_probe(
-                Probe(env, str(target.commit), config, world.bots["production"].token, deadline=10)
-            )
-        assert target.commit == good["commit"]["id"], "rolled back to the wrong deploy"
-        assert all(c.ok for c in after), "the probe after rollback failed"
-        return f"probe caught {bad[:7]}; rolled back to {str(target.commit)[:7]}; probe ✓ (the workflow run fails, as it must)"
+            try:
+                release(request, config)
+            except VerificationError as failed:
+                outcome = failed.message
+            else:
+                raise VerificationError("the bad release passed its probe")
+        live = next(d for d in service.deploys if d["status"] == "live")
+        if (
+            live["commit"]["id"] != good["commit"]["id"]
+            or "the rollback probe passed" not in outcome
+        ):
+            raise VerificationError(f"not rolled back to {good['commit']['id'][:7]}: {outcome}")
+        return f"probe caught {bad[:7]}; rolled back to {good['commit']['id'][:7]}; probe ✓ (the workflow run fails, as it must)"
 
     def acceptance(self, world: World) -> str:
         with self._env(world, "production"), scoped_env(CI_TOOLS_CONFIG=str(world.config)):

@@ -324,3 +324,44 @@ def test_no_secret_in_any_output(world, monkeypatch, capsys, caplog, tmp_path):
     ):  # fmt: skip
         assert value not in everything
     assert "HTTP Request" in caplog.text  # -vv really logged the requests
+
+
+def test_a_definite_failure_is_rolled_back_within_seconds_not_at_the_deadline(world, monkeypatch):
+    use(world, monkeypatch, "production")
+    assert deploy("production", world.commit("main", "good")) == 0
+    bad = world.commit("main", "accepts unsigned updates")
+    world.render.fault(world.services["production"], bad, open_webhook=True)
+    assert cli("release", "production", "--commit", bad, *FAST, "--deadline", "90") == 5
+    deploys = world.services["production"].deploys
+    went_live = next(d for d in deploys if d["commit"]["id"] == bad)["_live_at"]
+    rollback = next(d for d in deploys if d["trigger"] == "rollback")
+    assert rollback["_created"] - went_live < 10
+
+
+def test_a_transient_failure_still_passes(world, monkeypatch):
+    """The public URL serves the old commit for 3 s after 'live': retried, then passes."""
+    use(world, monkeypatch, "production")
+    assert deploy("production", world.commit("main", "one")) == 0
+    sha = world.commit("main", "two")
+    world.render.fault(world.services["production"], sha, late_switch=3.0)
+    started = time.monotonic()
+    assert cli("release", "production", "--commit", sha, *FAST, "--deadline", "20") == 0
+    assert time.monotonic() - started >= 3
+    assert not [d for d in world.services["production"].deploys if d["trigger"] == "rollback"]
+
+
+def test_telegrams_flood_wait_is_waited_once_not_hammered(world, monkeypatch):
+    from ci_tools.config import load_config
+    from ci_tools.probe import Probe, run_probe
+
+    use(world, monkeypatch, "production")
+    sha = world.commit("main", "release")
+    assert deploy("production", sha) == 0
+    bot = world.bots["production"]
+    world.telegram.rate_limit(bot, calls=1, retry_after=3)
+    config = load_config()
+    started = time.monotonic()
+    checks = run_probe(Probe(config.env("production"), sha, config, bot.token, deadline=20))
+    assert all(c.ok for c in checks), checks
+    assert time.monotonic() - started >= 3
+    assert sorted(c.attempts for c in checks) == [1, 1, 1, 2]  # the 429'd check: one retry

@@ -87,6 +87,7 @@ class Faults:
     slow: float = 0.0
     health_stuck: bool = False
     open_webhook: bool = False
+    late_switch: float = 0.0  # the public URL keeps serving the old instance this long after live
 
 
 @dataclass
@@ -357,6 +358,8 @@ class FakeRender(StandInServer):
             deploy["status"], deploy["updatedAt"] = status, _now()
             if status in ("live", "build_failed", "update_failed", "canceled"):
                 deploy["finishedAt"] = _now()
+            if status == "live":
+                deploy["_live_at"] = time.monotonic()
 
     def _wait(self, deploy: dict[str, Any], seconds: float) -> bool:
         """Sleep; False if the deploy was canceled meanwhile."""
@@ -402,14 +405,22 @@ class FakeRender(StandInServer):
             return
         with self.lock:
             old, service.instance = service.instance, instance
-            service.router.target = instance.url
             service.router.open_webhook = faults.open_webhook
             for other in service.deploys:
                 if other is not deploy and other["status"] == "live":
                     other["status"], other["updatedAt"] = "deactivated", _now()
+        if faults.late_switch and old is not None:  # the public URL lags behind "live"
+            timer = threading.Timer(faults.late_switch, self._switch, args=(service, instance, old))
+            timer.daemon = True
+            timer.start()
+        else:
+            self._switch(service, instance, old)
+        self._set(deploy, "live")
+
+    def _switch(self, service: FakeService, instance: Any, old: Any) -> None:
+        service.router.target = instance.url
         if old:
             old.stop()
-        self._set(deploy, "live")
 
     def _launch(self, service: FakeService, environ: dict[str, str]) -> Any:
         if self.process:

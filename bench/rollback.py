@@ -1,0 +1,98 @@
+"""Benchmark: how long a bad production release stays live before its rollback starts.
+
+A release whose build accepts unsigned webhook updates (a definite failure: no
+retry can fix it) goes live; the probe fails and the release rolls back. Printed:
+the seconds from "live" to "rollback started", with definite failures ending the
+probe at once (now) against retrying them until the deadline (the old behaviour),
+and their ratio. Target: ≤ 10 s with the default 90 s deadline.
+
+Then a transient failure — the public URL serves the old commit for 20 s after
+"live" — must still pass; its time is printed too.
+
+    python bench/rollback.py [--deadline 90] [--lag 20] [--skip-baseline]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from ci_tools.config import load_config  # noqa: E402
+from ci_tools.deploy import deploy  # noqa: E402
+from ci_tools.errors import VerificationError  # noqa: E402
+from ci_tools.release import ReleaseRequest, release  # noqa: E402
+from ci_tools.sandbox.world import World  # noqa: E402
+
+
+def exposure(deadline: float, fail_fast: bool) -> float:
+    """Seconds a bad release is live before its rollback deploy is created."""
+    with tempfile.TemporaryDirectory() as root, World(Path(root), step=0.05) as world:
+        os.environ.update(world.secrets("production"))
+        os.chdir(world.repo)
+        config = load_config()
+        env = config.env("production")
+        deploy(env, world.commit("main", "good"), timeout=60, poll=0.1)
+        bad = world.commit("main", "accepts unsigned updates")
+        world.render.fault(world.services["production"], bad, open_webhook=True)
+        request = ReleaseRequest(env, bad, world.bots["production"].token, timeout=60,
+                                 deadline=deadline, poll=0.1, fail_fast=fail_fast)  # fmt: skip
+        with contextlib.suppress(VerificationError):  # it must fail: that is the point
+            release(request, config)
+        deploys = world.services["production"].deploys
+        live = next(d for d in deploys if d["commit"]["id"] == bad)["_live_at"]
+        rollback = next(d for d in deploys if d["trigger"] == "rollback")["_created"]
+        return float(rollback - live)
+
+
+def transient(lag: float, deadline: float) -> float:
+    with tempfile.TemporaryDirectory() as root, World(Path(root), step=0.05) as world:
+        os.environ.update(world.secrets("production"))
+        os.chdir(world.repo)
+        config = load_config()
+        env = config.env("production")
+        deploy(env, world.commit("main", "one"), timeout=60, poll=0.1)
+        sha = world.commit("main", "two")
+        world.render.fault(world.services["production"], sha, late_switch=lag)
+        started = time.monotonic()
+        release(ReleaseRequest(env, sha, world.bots["production"].token, timeout=60, deadline=deadline,
+                               poll=0.1), config)  # fmt: skip
+        return time.monotonic() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--deadline", type=float, default=90, help="the probe deadline (default 90)"
+    )
+    parser.add_argument(
+        "--lag", type=float, default=20, help="seconds the old commit stays on the URL"
+    )
+    parser.add_argument(
+        "--skip-baseline", action="store_true", help="do not wait out the old behaviour"
+    )
+    args = parser.parse_args()
+    now = exposure(args.deadline, fail_fast=True)
+    print(f"rollback benchmark: a definite probe failure, probe deadline {args.deadline:.0f} s")
+    print(f"  live → rollback started, fail fast (now)     {now:6.1f} s   (target ≤ 10 s)")
+    if not args.skip_baseline:
+        before = exposure(args.deadline, fail_fast=False)
+        print(f"  live → rollback started, retry to deadline   {before:6.1f} s")
+        print(f"  ratio now / before                           {now / before:6.3f}")
+    took = transient(args.lag, args.deadline)
+    print(
+        f"  transient: old commit on the URL for {args.lag:.0f} s → release passed in {took:.1f} s"
+    )
+
+
+if __name__ == "__main__":
+    main()

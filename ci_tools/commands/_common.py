@@ -1,0 +1,26 @@
+"""What several commands share: reporting a probe, and Needs every Render command reads."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ci_tools.needs import Needs
+from ci_tools.output import Report, report, say
+from ci_tools.probe import Check, summary_rows
+
+RENDER = ("RENDER_DEPLOY_HOOK_URL", "RENDER_API_KEY", "RENDER_SERVICE_ID")
+DEPLOY_NEEDS = Needs(optional=RENDER)
+TOKEN = ("TELEGRAM_BOT_TOKEN",)
+PROBE_HEADERS = ["", "check", "seen", "likely cause", "time"]
+
+
+def report_probe(
+    title: str, checks: list[Check], *, as_json: bool = False, commit: str = ""
+) -> None:
+    document = {"title": title, "commit": commit, "checks": [c.__dict__ for c in checks]}
+    report(Report(title, PROBE_HEADERS, summary_rows(checks), document), as_json=as_json)
+
+
+def printer(as_json: bool) -> Callable[[str], None]:
+    """Progress lines for humans; nothing with --json (stdout is one JSON document then)."""
+    return (lambda line: None) if as_json else (lambda line: say(f"  {line}"))

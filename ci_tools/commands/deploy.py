@@ -1,0 +1,48 @@
+"""``ci-tools deploy ENV --commit SHA``: deploy one commit and wait until it is live."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from ci_tools import github
+from ci_tools.commands._common import DEPLOY_NEEDS, printer
+from ci_tools.config import load_config
+from ci_tools.deploy import deploy, parse_commit
+from ci_tools.output import emit_json, say
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    d = subparsers.add_parser("deploy", help="deploy a commit and wait until it is live")
+    d.add_argument("environment", help="staging or production")
+    d.add_argument("--commit", required=True, help="the commit SHA (a short one is resolved)")
+    d.add_argument(
+        "--timeout", type=float, default=900, help="seconds to wait for live (default 900)"
+    )
+    d.add_argument("--allow-other-branch", action="store_true",
+                   help="staging only: a commit from a feature branch (needs RENDER_API_KEY)")  # fmt: skip
+    d.add_argument("--poll", type=float, default=2.0, help=argparse.SUPPRESS)
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=run, needs=DEPLOY_NEEDS)
+
+
+def run(args: argparse.Namespace) -> int:
+    env = load_config().env(args.environment)
+    commit = parse_commit(args.commit)
+    started_at = time.time()
+    if not args.json:
+        say(f"deploying {commit[:12]} to {env.name} ({env.render_service})")
+    result = deploy(env, commit, timeout=args.timeout, allow_other_branch=args.allow_other_branch,
+                    poll=args.poll, on_status=printer(args.json))  # fmt: skip
+    github.set_output("deploy_id", result.deploy_id or "")
+    github.set_output("previous_deploy_id", result.previous_deploy_id or "")
+    github.set_output("started_at", str(int(started_at)))
+    github.add_summary(
+        f"### Deploy to {env.name}\n\n✓ `{commit[:12]}` is live ({result.followed}, {result.waited_s:.0f}s)"
+        f"; deploy `{result.deploy_id or '?'}`, replaced `{result.previous_deploy_id or 'unknown'}`"
+    )
+    if args.json:
+        emit_json({**result.__dict__, "started_at": int(started_at)})
+    else:
+        say(f"✓ {commit[:12]} is live on {env.name} after {result.waited_s:.0f}s")
+    return 0

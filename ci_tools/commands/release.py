@@ -1,0 +1,48 @@
+"""``ci-tools release ENV --commit SHA``: what staging.yml and production.yml run.
+
+Deploy, probe, and in production roll back when the probe fails (the rule lives in
+``ci_tools.release``, shared with the rehearsal).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ci_tools import github
+from ci_tools.commands._common import RENDER, TOKEN, printer, report_probe
+from ci_tools.config import load_config
+from ci_tools.deploy import parse_commit
+from ci_tools.needs import Needs
+from ci_tools.output import say
+from ci_tools.release import ReleaseRequest, release
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    rel = subparsers.add_parser(
+        "release",
+        help="deploy, probe, and in production roll back when the probe fails (exit non-zero)",
+    )
+    rel.add_argument("environment")
+    rel.add_argument("--commit", required=True)
+    rel.add_argument("--timeout", type=float, default=900)
+    rel.add_argument("--deadline", type=float, default=90, help="probe deadline")
+    rel.add_argument("--allow-other-branch", action="store_true", help="staging only")
+    rel.add_argument("--poll", type=float, default=2.0, help=argparse.SUPPRESS)
+    rel.set_defaults(func=run, needs=Needs(required=TOKEN, optional=RENDER))
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config()
+    request = ReleaseRequest(
+        env=config.env(args.environment), commit=parse_commit(args.commit),
+        token=args.secrets["TELEGRAM_BOT_TOKEN"], timeout=args.timeout, deadline=args.deadline,
+        poll=args.poll, allow_other_branch=args.allow_other_branch,
+    )  # fmt: skip
+    say(f"releasing {request.commit[:12]} to {request.env.name}")
+    result = release(
+        request, config, on_status=printer(False), on_probe=report_probe,
+        on_rollback=lambda why: github.annotate("error", why, title=f"{request.env.name} probe failed: rolling back"),
+    )  # fmt: skip
+    github.set_output("deploy_id", result.deploy_id or "")
+    github.set_output("previous_deploy_id", result.previous_deploy_id or "")
+    return 0

@@ -1,0 +1,52 @@
+"""``ci-tools rollback ENV [--to dep-…|--previous]``: go back to an earlier deploy, then probe."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from ci_tools import github
+from ci_tools.commands._common import TOKEN, printer, report_probe
+from ci_tools.config import load_config
+from ci_tools.errors import InputError
+from ci_tools.needs import Needs
+from ci_tools.output import say
+from ci_tools.release import ReleaseRequest, probe_or_fail
+from ci_tools.rollback import rollback
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    r = subparsers.add_parser("rollback", help="roll back to an earlier deploy, then probe")
+    r.add_argument("environment")
+    target = r.add_mutually_exclusive_group()
+    target.add_argument("--to", dest="deploy_id", help="the deploy id to go back to (dep-…)")
+    target.add_argument("--previous", action="store_true",
+                        help="the deploy live before the current one (default)")  # fmt: skip
+    r.add_argument("--timeout", type=float, default=900)
+    r.add_argument("--deadline", type=float, default=90, help="probe deadline")
+    r.add_argument("--poll", type=float, default=2.0, help=argparse.SUPPRESS)
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(func=run, needs=Needs(required=("RENDER_API_KEY", "RENDER_SERVICE_ID", *TOKEN)))
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config()
+    env = config.env(args.environment)
+    if args.deploy_id is not None and not args.deploy_id.strip().startswith("dep-"):
+        raise InputError(
+            f"--to {args.deploy_id!r} is not a deploy id", hint="deploy ids look like dep-…"
+        )
+    target, final = rollback(env, to=(args.deploy_id or "").strip() or None, timeout=args.timeout,
+                             poll=args.poll, on_status=printer(args.json))  # fmt: skip
+    commit = str(target.commit)
+    github.add_summary(
+        f"### Rollback of {env.name}\n\nback to `{target.id}` (`{commit[:12]}`), now live as `{final.id}`"
+    )
+    if not args.json:
+        say(f"✓ {env.name} is back on {commit[:12]} ({final.id}); probing")
+    request = ReleaseRequest(
+        env, commit, args.secrets["TELEGRAM_BOT_TOKEN"], deadline=args.deadline
+    )
+    probe_or_fail(request, config, commit, time.time(), f"Probe of {env.name} after rollback",
+                  lambda title, checks: report_probe(title, checks, as_json=args.json, commit=commit))  # fmt: skip
+    return 0
