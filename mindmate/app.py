@@ -1,36 +1,56 @@
-"""The webhook server: ``POST /telegram`` and ``GET /healthz`` on one small ASGI app.
+"""The webhook server: ``POST /telegram``, ``GET /healthz`` and the probe's replies.
 
 Webhook, not polling: during a Render zero-downtime deploy two instances run at
 once, and two pollers fight with 409 Conflict. Updates are processed within the
-request, so Telegram's retry covers a crash mid-update.
+request, and the answer tells Telegram whether to deliver the update again:
+
+- **5xx when the update could not take effect because memory could not be read or
+  written** (Redis unreachable, a timeout, a refused write). Telegram redelivers an
+  update only after a failed webhook call; answering 200 here would lose the fact.
+- **200 for everything no retry can fix**: a body that is not an update (it would
+  fail the same way forever), a user who blocked the bot (Telegram's 403 on our
+  reply), and an update that already took effect (a redelivery: acknowledged, not
+  repeated — see ``MemoryStore``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import hmac
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from json import JSONDecodeError
+from typing import Any
 
+import redis
 import redis.asyncio as aioredis
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from telegram import Update
-from telegram.error import TelegramError
 from telegram.ext import Application, ContextTypes
 
+from mindmate.conversation import ProbeTurn, done_probing, probing
 from mindmate.handlers import register
 from mindmate.settings import Settings
 from mindmate.store import MemoryStore
 
 log = logging.getLogger("mindmate")
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name
+PROBE_HEADER = "X-MindMate-Probe-Nonce"
+NONCE = re.compile(r"^[a-z0-9-]{6,64}$")
+# What "memory could not be read or written" looks like from redis-py's asyncio client.
+STORAGE_ERRORS = (redis.RedisError, OSError, asyncio.TimeoutError)
+_failures: contextvars.ContextVar[list[BaseException] | None] = contextvars.ContextVar(
+    "failures", default=None
+)
 
 
-def build_application(settings: Settings) -> Application:
+def build_application(settings: Settings) -> Application:  # type: ignore[type-arg]
     application = (
         Application.builder()
         .token(settings.token)
@@ -41,7 +61,12 @@ def build_application(settings: Settings) -> Application:
     )
 
     async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-        log.error("handler failed: %s", context.error)
+        """PTB catches a handler's exception and lands here; the webhook decides the answer."""
+        failures = _failures.get()
+        if failures is not None and context.error is not None:
+            failures.append(context.error)
+        else:
+            log.error("handler failed: %s", context.error)
 
     application.add_error_handler(on_error)
     return application
@@ -75,25 +100,84 @@ def create_app(settings: Settings) -> Starlette:
             await application.shutdown()
             await redis_client.aclose()
 
-    async def telegram_webhook(request: Request) -> Response:
+    def signed(request: Request) -> bool:
         given = request.headers.get(SECRET_HEADER, "")
-        if not hmac.compare_digest(given.encode(), settings.webhook_secret.encode()):
+        return hmac.compare_digest(given.encode(), settings.webhook_secret.encode())
+
+    async def telegram_webhook(request: Request) -> Response:
+        if not signed(request):
             return PlainTextResponse("forbidden", status_code=403)
         try:
-            data = await request.json()
-        except (JSONDecodeError, UnicodeDecodeError):
-            return PlainTextResponse("bad update", status_code=400)
-        update = Update.de_json(data, application.bot)
+            update = Update.de_json(await request.json(), application.bot)
+            if update is None:
+                raise ValueError("empty update")
+        except (
+            JSONDecodeError,
+            UnicodeDecodeError,
+            ValueError,
+            TypeError,
+            KeyError,
+            AttributeError,
+        ) as exc:
+            # It will never parse: a 5xx would only make Telegram send it again and again.
+            log.warning("ignored a body that is not a Telegram update (%s)", type(exc).__name__)
+            return PlainTextResponse("ignored")
+        nonce = request.headers.get(PROBE_HEADER, "")
+        user = update.effective_user
+        turn = (
+            ProbeTurn(store, nonce)
+            if user and user.id == settings.probe_user_id and NONCE.match(nonce)
+            else None
+        )
+        try:
+            if turn is None and await store.took_effect(update.update_id):
+                log.info(
+                    "update %s already took effect: acknowledged, not repeated", update.update_id
+                )
+                return PlainTextResponse("ok")
+        except STORAGE_ERRORS as exc:
+            return _storage_failure(update.update_id, exc)
+        failures: list[BaseException] = []
+        failures_token, probe_token = _failures.set(failures), probing(turn)
         try:
             await application.process_update(update)
-        except TelegramError as exc:
-            log.error("update %s failed: %s", update.update_id, exc)
+        finally:
+            done_probing(probe_token)
+            _failures.reset(failures_token)
+        storage = next((f for f in failures if isinstance(f, STORAGE_ERRORS)), None)
+        if storage is not None:
+            return _storage_failure(update.update_id, storage)
+        for other in failures:  # e.g. Telegram's 403 "bot was blocked by the user": no retry helps
+            log.error("update %s: %s: %s (answered 200: a retry would fail the same way)",
+                      update.update_id, type(other).__name__, other)  # fmt: skip
+        if turn is not None and user is not None:
+            await store.expire_probe_user(user.id, turn.nonce)
         return PlainTextResponse("ok")
+
+    def _storage_failure(update_id: int, exc: BaseException) -> Response:
+        log.error("update %s did not take effect, memory unavailable (%s: %s); answered 503 so "
+                  "Telegram delivers it again", update_id, type(exc).__name__, exc)  # fmt: skip
+        return PlainTextResponse("memory unavailable, deliver again", status_code=503)
+
+    async def probe_replies(request: Request) -> Response:
+        """The replies the bot gave the probe user for this nonce; DELETE cleans the probe user up."""
+        if not signed(request):
+            return PlainTextResponse("forbidden", status_code=403)
+        nonce = str(request.path_params["nonce"])
+        if not NONCE.match(nonce):
+            return PlainTextResponse("bad nonce", status_code=400)
+        try:
+            if request.method == "DELETE":
+                deleted = await store.forget_probe_user(settings.probe_user_id, nonce)
+                return JSONResponse({"deleted": deleted})
+            return JSONResponse({"replies": await store.probe_replies(nonce)})
+        except STORAGE_ERRORS as exc:
+            return JSONResponse({"error": type(exc).__name__}, status_code=503)
 
     async def healthz(request: Request) -> Response:
         redis_ok, marker = await store.health()
         bot = application.bot
-        body = {
+        body: dict[str, Any] = {
             "status": "ok" if redis_ok else "degraded",
             "env": settings.env,
             "commit": settings.commit,
@@ -108,6 +192,7 @@ def create_app(settings: Settings) -> Starlette:
         routes=[
             Route("/telegram", telegram_webhook, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET", "HEAD"]),
+            Route("/probe/{nonce}", probe_replies, methods=["GET", "DELETE"]),
         ],
         lifespan=lifespan,
     )

@@ -1,16 +1,29 @@
-"""What the bot says. Every handler records the visit, so "last seen" proves the user is here."""
+"""What the bot says. Every handler records the visit, so "last seen" proves the user is here.
+
+Who gets which bot, in order: a bot that has moved (``MOVED_TO``) answers everyone
+with the new link; on a bot with a tester allowlist (``TESTER_IDS``, staging) anyone
+else gets only the production bot's link and nothing about them is stored; the
+pipeline's probe user gets the real handlers, with its replies kept for the probe
+instead of sent (``mindmate.conversation``).
+
+Each write passes the update's id, so the write and the "this update took effect"
+marker land together (``MemoryStore``).
+"""
 
 from __future__ import annotations
 
 from telegram import Update
 from telegram.ext import (
     Application,
+    ApplicationHandlerStop,
     CommandHandler,
     ContextTypes,
     MessageHandler,
+    TypeHandler,
     filters,
 )
 
+from mindmate.conversation import reply
 from mindmate.settings import Settings
 from mindmate.store import MemoryStore
 
@@ -21,82 +34,95 @@ HELP = (
     "/forget <n> or /forget all — let something go\n"
     "/version — which MindMate you are talking to"
 )
+Context = ContextTypes.DEFAULT_TYPE
 
 
-def register(application: Application, settings: Settings, store: MemoryStore) -> None:
+def register(application: Application, settings: Settings, store: MemoryStore) -> None:  # type: ignore[type-arg]
     """Attach the handlers; a bot that has moved answers everything with the new link."""
     if settings.moved_to:
         link = f"https://t.me/{settings.moved_to}"
 
-        async def signpost(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-            if update.effective_message:
-                await update.effective_message.reply_text(link)
+        async def signpost(update: Update, context: Context) -> None:
+            await reply(update, link)
 
         application.add_handler(MessageHandler(filters.ALL, signpost))
         return
 
-    async def seen(update: Update) -> bool:
+    if settings.tester_ids is not None:
+        allowed = settings.tester_ids | {settings.probe_user_id}
+        production = f"https://t.me/{settings.production_bot}"
+
+        async def elsewhere(update: Update, context: Context) -> None:
+            """Not a tester: one link, and nothing stored (group -1 runs before the bot)."""
+            user = update.effective_user
+            if user is None or user.id not in allowed:
+                await reply(update, production)
+                raise ApplicationHandlerStop
+
+        application.add_handler(TypeHandler(Update, elsewhere), group=-1)
+
+    def user_id(update: Update) -> int:
+        # Commands and text messages always have a sender; channel posts never match them.
+        assert update.effective_user is not None
+        return update.effective_user.id
+
+    async def seen(update: Update, *, final: bool = False) -> bool:
+        """Record the visit; ``final`` when it is the handler's only write (marks the update)."""
         user = update.effective_user
         if user is None:
             return False
-        return await store.touch(user.id, user.first_name, user.username)
-
-    async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        first = await seen(update)
-        name = update.effective_user.first_name if update.effective_user else "there"
-        greeting = f"Hello, {name}! " + ("Nice to meet you." if first else "Good to see you again.")
-        await update.effective_message.reply_text(f"{greeting}\n\n{HELP}")
-
-    async def remember(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        await seen(update)
-        fact = " ".join(context.args or []).strip()
-        if not fact:
-            await update.effective_message.reply_text(
-                "Tell me what to remember: /remember <something>"
-            )
-            return
-        count = await store.remember(update.effective_user.id, fact)
-        await update.effective_message.reply_text(f"I'll remember that. ({count} things so far)")
-
-    async def recall(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        await seen(update)
-        facts = await store.recall(update.effective_user.id)
-        if not facts:
-            await update.effective_message.reply_text(
-                "I don't remember anything yet. Try /remember."
-            )
-            return
-        lines = "\n".join(f"{i}. {fact}" for i, fact in enumerate(facts, 1))
-        await update.effective_message.reply_text(f"Here's what I remember:\n{lines}")
-
-    async def forget(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        await seen(update)
-        arg = " ".join(context.args or []).strip().lower()
-        user_id = update.effective_user.id
-        if arg == "all":
-            await store.forget(user_id, None)
-            await update.effective_message.reply_text("Done. I've let all of it go.")
-            return
-        try:
-            fact = await store.forget(user_id, int(arg))
-        except (ValueError, IndexError):
-            await update.effective_message.reply_text(
-                "Which one? /forget <number from /recall> or /forget all"
-            )
-            return
-        await update.effective_message.reply_text(f"Forgotten: {fact}")
-
-    async def version(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        await seen(update)
-        await update.effective_message.reply_text(
-            f"MindMate {settings.env} @ {settings.short_commit}"
+        return await store.touch(
+            user.id, user.first_name, user.username, update.update_id if final else None
         )
 
-    async def chat(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    async def start(update: Update, context: Context) -> None:
+        first = await seen(update, final=True)
+        name = update.effective_user.first_name if update.effective_user else "there"
+        greeting = f"Hello, {name}! " + ("Nice to meet you." if first else "Good to see you again.")
+        await reply(update, f"{greeting}\n\n{HELP}")
+
+    async def remember(update: Update, context: Context) -> None:
+        fact = " ".join(context.args or []).strip()
+        if not fact:
+            await seen(update, final=True)
+            await reply(update, "Tell me what to remember: /remember <something>")
+            return
         await seen(update)
-        text = update.effective_message.text or ""
-        await store.append_history(update.effective_user.id, text)
-        await update.effective_message.reply_text("I'm listening. (/recall shows what I remember)")
+        count = await store.remember(user_id(update), fact, update.update_id)
+        await reply(update, f"I'll remember that. ({count} things so far)")
+
+    async def recall(update: Update, context: Context) -> None:
+        await seen(update, final=True)
+        facts = await store.recall(user_id(update))
+        if not facts:
+            await reply(update, "I don't remember anything yet. Try /remember.")
+            return
+        lines = "\n".join(f"{i}. {fact}" for i, fact in enumerate(facts, 1))
+        await reply(update, f"Here's what I remember:\n{lines}")
+
+    async def forget(update: Update, context: Context) -> None:
+        await seen(update)
+        arg = " ".join(context.args or []).strip().lower()
+        if arg == "all":
+            await store.forget(user_id(update), None, update.update_id)
+            await reply(update, "Done. I've let all of it go.")
+            return
+        try:
+            fact = await store.forget(user_id(update), int(arg), update.update_id)
+        except (ValueError, IndexError):
+            await reply(update, "Which one? /forget <number from /recall> or /forget all")
+            return
+        await reply(update, f"Forgotten: {fact}")
+
+    async def version(update: Update, context: Context) -> None:
+        await seen(update, final=True)
+        await reply(update, f"MindMate {settings.env} @ {settings.short_commit}")
+
+    async def chat(update: Update, context: Context) -> None:
+        await seen(update)
+        text = update.effective_message.text if update.effective_message else ""
+        await store.append_history(user_id(update), text or "", update.update_id)
+        await reply(update, "I'm listening. (/recall shows what I remember)")
 
     application.add_handler(CommandHandler("start", start))
     application.add_handler(CommandHandler("help", start))

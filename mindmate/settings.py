@@ -7,6 +7,9 @@ import re
 from dataclasses import dataclass
 
 DEFAULT_PREFIXES = {"staging": "dev:", "production": "prod:"}
+# The pipeline's probe user: Telegram user ids fit in 52 bits and are handed out far
+# below this one, so no real person has it (ci-tools uses the same default).
+DEFAULT_PROBE_USER_ID = 2**52 - 1
 _USERNAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{3,31}$")
 
 
@@ -28,6 +31,9 @@ class Settings:
     moved_to: str | None
     telegram_api_url: str
     history_limit: int = 50
+    tester_ids: frozenset[int] | None = None  # set: only these users get the bot (staging)
+    production_bot: str | None = None  # where everyone else is sent
+    probe_user_id: int = DEFAULT_PROBE_USER_ID
 
     def __repr__(self) -> str:  # never show the token, secret or Redis password
         return f"Settings(env={self.env!r}, key_prefix={self.key_prefix!r}, commit={self.commit!r})"
@@ -66,6 +72,23 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     moved_to = environ.get("MOVED_TO", "").strip().lstrip("@") or None
     if moved_to and not _USERNAME.match(moved_to):
         raise SettingsError(f"MOVED_TO={moved_to!r} is not a Telegram username")
+    testers_raw = environ.get("TESTER_IDS", "").strip()
+    production_bot = environ.get("PRODUCTION_BOT", "").strip().lstrip("@") or None
+    try:
+        tester_ids = (
+            frozenset(int(t) for t in testers_raw.split(",") if t.strip()) if testers_raw else None
+        )
+        probe_user_id = int(environ.get("PROBE_USER_ID") or DEFAULT_PROBE_USER_ID)
+    except ValueError:
+        raise SettingsError(
+            "TESTER_IDS must be Telegram user ids separated by commas, and PROBE_USER_ID one id"
+        ) from None
+    if tester_ids is not None and not production_bot:
+        raise SettingsError(
+            "TESTER_IDS is set but PRODUCTION_BOT is not: set the production bot's username"
+        )
+    if production_bot and not _USERNAME.match(production_bot):
+        raise SettingsError(f"PRODUCTION_BOT={production_bot!r} is not a Telegram username")
     secret = _required(environ, "TELEGRAM_WEBHOOK_SECRET")
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", secret):
         raise SettingsError(
@@ -86,4 +109,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
             "/"
         ),
         history_limit=max(1, history_limit),
+        tester_ids=tester_ids,
+        production_bot=production_bot,
+        probe_user_id=probe_user_id,
     )

@@ -11,6 +11,7 @@ from mindmate.store import claim_env_marker
 from tests.conftest import WEBHOOK_SECRET
 
 USER = 4242
+SIGNED = {"X-Telegram-Bot-Api-Secret-Token": WEBHOOK_SECRET}
 
 
 def test_unsigned_webhook_post_is_refused(running_bot, telegram):
@@ -22,14 +23,17 @@ def test_unsigned_webhook_post_is_refused(running_bot, telegram):
     assert fake.sent == []
 
 
-def test_signed_garbage_is_a_bad_request(running_bot):
-    bot, _ = running_bot
+def test_signed_garbage_is_acknowledged_and_logged_not_redelivered_forever(running_bot, caplog):
+    bot, fake = running_bot
     headers = {
         "X-Telegram-Bot-Api-Secret-Token": WEBHOOK_SECRET,
         "Content-Type": "application/json",
     }
-    response = httpx.post(f"{bot.url}/telegram", content=b"{not json", headers=headers)
-    assert response.status_code == 400
+    for body in (b"{not json", b"[1, 2]", b'{"update_id": "x", "message": 5}'):
+        response = httpx.post(f"{bot.url}/telegram", content=body, headers=headers)
+        assert response.status_code == 200, body
+    assert caplog.text.count("ignored a body that is not a Telegram update") == 3
+    assert fake.sent == []
 
 
 def test_start_sets_webhook_and_greets(running_bot, telegram, redis_server):
@@ -180,3 +184,82 @@ def test_settings_repr_hides_secrets():
     )
     assert settings.key_prefix == "prod:"
     assert "secret-token" not in repr(settings) and "hunter2" not in repr(settings)
+
+
+TESTER = 1001
+
+
+@pytest.fixture
+def staging_with_testers(redis_server, bot_environ):
+    environ, fake = bot_environ(redis_server.url, TESTER_IDS=f"{TESTER}, 1002",
+                                PRODUCTION_BOT="mindmate_companion_bot")  # fmt: skip
+    claim_env_marker(redis_server.client(), "dev:", "staging")
+    with ThreadedBot(environ) as bot:
+        yield bot, fake
+
+
+def test_a_non_tester_on_staging_gets_only_the_link_and_leaves_no_key(
+    staging_with_testers, telegram, redis_server
+):
+    _, fake = staging_with_testers
+    client = redis_server.client()
+    before = client.dbsize()
+    for text in ("/start", "/remember my secret", "hello?"):
+        assert telegram.send_user_message(fake, USER, text).status_code == 200
+    assert telegram.replies_to(fake, USER) == ["https://t.me/mindmate_companion_bot"] * 3
+    assert client.dbsize() == before
+
+
+def test_a_tester_on_staging_gets_the_bot(staging_with_testers, telegram, redis_server):
+    _, fake = staging_with_testers
+    telegram.send_user_message(fake, TESTER, "/remember staging works")
+    assert telegram.replies_to(fake, TESTER) == ["I'll remember that. (1 things so far)"]
+    assert redis_server.client().lrange(f"dev:memory:{TESTER}", 0, -1) == [b"staging works"]
+
+
+def test_without_an_allowlist_everyone_gets_the_bot(running_bot, telegram):
+    _, fake = running_bot  # production leaves TESTER_IDS unset
+    telegram.send_user_message(fake, USER, "/remember anyone may")
+    assert telegram.replies_to(fake, USER) == ["I'll remember that. (1 things so far)"]
+
+
+def test_testers_need_a_production_bot_to_send_the_others_to():
+    with pytest.raises(SettingsError, match="PRODUCTION_BOT"):
+        load_settings(
+            {
+                "ENV": "staging",
+                "TELEGRAM_BOT_TOKEN": "1:x",
+                "TELEGRAM_WEBHOOK_SECRET": "s",
+                "REDIS_URL": "redis://x",
+                "TESTER_IDS": "1",
+            }
+        )
+
+
+def test_the_probe_user_talks_through_the_handlers_and_nothing_reaches_telegram(
+    staging_with_testers, telegram, redis_server
+):
+    from mindmate.settings import DEFAULT_PROBE_USER_ID as PROBE
+
+    bot, fake = staging_with_testers  # the allowlist lets the probe user through
+    nonce = "abc123def456"
+    headers = {**SIGNED, "X-MindMate-Probe-Nonce": nonce}
+    for text in ("/start", f"/remember probe-{nonce}", "/recall"):
+        update = telegram.make_update(PROBE, text)
+        assert httpx.post(f"{bot.url}/telegram", json=update, headers=headers).status_code == 200
+    assert fake.sent == []
+    client = redis_server.client(decode_responses=True)
+    assert 0 < client.ttl(f"dev:memory:{PROBE}") <= 300  # gone within minutes even if never cleaned
+    assert httpx.get(f"{bot.url}/probe/{nonce}").status_code == 403  # unsigned
+    replies = httpx.get(f"{bot.url}/probe/{nonce}", headers=SIGNED).json()["replies"]
+    assert len(replies) == 3 and f"probe-{nonce}" in replies[2]
+    assert httpx.delete(f"{bot.url}/probe/{nonce}", headers=SIGNED).json()["deleted"] >= 3
+    assert [k for k in client.keys("*") if str(PROBE) in k or "probe:" in k] == []
+
+
+def test_a_probe_nonce_from_a_real_user_is_ignored(running_bot, telegram):
+    bot, fake = running_bot
+    update = telegram.make_update(USER, "/start")
+    headers = {**SIGNED, "X-MindMate-Probe-Nonce": "abc123def456"}
+    assert httpx.post(f"{bot.url}/telegram", json=update, headers=headers).status_code == 200
+    assert len(telegram.replies_to(fake, USER)) == 1  # a real user's reply goes to Telegram
