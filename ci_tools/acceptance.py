@@ -9,8 +9,10 @@ import redis
 
 from ci_tools.checklist import Item
 from ci_tools.clients.health import Health, NotTheContract, read_health
+from ci_tools.clients.render import RenderAPI, monotonic_deadline
 from ci_tools.clients.telegram import TelegramError, bot_info
 from ci_tools.config import Config, optional_secret
+from ci_tools.cutover import CUTOVER_AT_VAR, PREVIOUS_BOT_VAR, window_end
 from ci_tools.errors import FatalError
 from ci_tools.memory.files import RecordFile
 from ci_tools.probe import Probe, failures, run_probe, whose_token
@@ -32,6 +34,7 @@ def acceptance(
     env = config.env("production")
     items: list[Item] = []
     token = optional_secret("TELEGRAM_BOT_TOKEN")
+    webhook_secret = optional_secret("TELEGRAM_WEBHOOK_SECRET")
     me = None
     name = f"the new bot @{env.bot_username} exists"
     if not token:
@@ -61,7 +64,10 @@ def acceptance(
     commit = health.commit if health else None
     if me and token and commit:
         try:
-            checks = run_probe(Probe(env, commit, config, token, deadline=deadline))
+            probe = Probe(
+                env, commit, config, token, deadline=deadline, webhook_secret=webhook_secret
+            )
+            checks = run_probe(probe)
             failed = failures(checks)
             items.append(Item("the probe passes", not failed, f"{len(checks) - len(failed)}/{len(checks)} checks",
                               "; ".join(c.cause or c.detail for c in failed)))  # fmt: skip
@@ -72,11 +78,40 @@ def acceptance(
             Item("the probe passes", None, "needs the bot and /healthz", "fix the items above")
         )
     items += _memory_items(env.key_prefix, user_id, snapshot, since)
+    items.append(_rollback_window(config))
     root = repo_root or config.path.parent
     missing = [f for f in REPOSITORY_FILES if not (root / f).is_file()]
     items.append(Item("the branch flow, its workflows and rulesets are in the repository", not missing,
                       "all present" if not missing else "missing " + ", ".join(missing), "restore them from main" if missing else ""))  # fmt: skip
     return items
+
+
+def _rollback_window(config: Config) -> Item:
+    """Is the old bot still kept, and until when can ``cutover --back`` bring it back?"""
+    name = "the old bot is kept for rollback"
+    api_key, service_id = optional_secret("RENDER_API_KEY"), optional_secret("RENDER_SERVICE_ID")
+    if not api_key or not service_id:
+        return Item(
+            name,
+            None,
+            "RENDER_API_KEY or RENDER_SERVICE_ID not set",
+            "export both to read the window",
+        )
+    try:
+        with RenderAPI(api_key, service_id, deadline=monotonic_deadline(30)) as api:
+            previous, at = api.env_var(PREVIOUS_BOT_VAR), api.env_var(CUTOVER_AT_VAR)
+    except FatalError as exc:
+        return Item(name, False, exc.message, exc.hint or "")
+    ends = window_end(config, at)
+    if not previous or ends is None:
+        return Item(
+            name, False, "no cutover recorded on the production service", "run ci-tools cutover"
+        )
+    return Item(
+        name,
+        True,
+        f"{previous.split()[0]} kept until {ends:%Y-%m-%d}; `ci-tools cutover --back` available",
+    )
 
 
 def _memory_items(

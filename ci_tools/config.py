@@ -27,7 +27,10 @@ DEFAULT_FLOW = {
 }
 
 _ENV_FIELDS = ("branch", "render_service", "bot_username", "base_url")
-_OPTIONAL_FIELDS = ("key_prefix", "memory_patterns", "health_path")
+_OPTIONAL_FIELDS = ("key_prefix", "memory_patterns", "health_path", "probe_user_id")
+# The reserved probe user: Telegram user ids fit in 52 bits and are handed out far below
+# this one, so no real person has it. The bot's PROBE_USER_ID defaults to the same value.
+DEFAULT_PROBE_USER_ID = 2**52 - 1
 _USERNAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{3,30}[Bb][Oo][Tt]$")
 
 
@@ -43,6 +46,7 @@ class Environment:
     key_prefix: str  # "" for a legacy bot that never prefixed its keys
     memory_patterns: tuple[str, ...]
     health_path: str = "/healthz"  # "" when the bot has no health endpoint (checks skip it)
+    probe_user_id: int = DEFAULT_PROBE_USER_ID
 
     @property
     def health_url(self) -> str | None:
@@ -63,6 +67,9 @@ class Config:
     path: Path
     environments: dict[str, Environment]
     flow: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_FLOW))
+    rollback_window_days: int = (
+        14  # how long the old bot is kept after the cutover (plan: 1 to 2 weeks)
+    )
 
     def env(self, name: str) -> Environment:
         """The environment called ``name``; an unknown one is an error that lists the known ones."""
@@ -115,7 +122,12 @@ def load_config(path: Path | None = None) -> Config:
     environments = _parse_environments(section.get("environments"), path)
     flow = _parse_flow(section.get("flow", DEFAULT_FLOW), path)
     _check_consistency(environments, path)
-    return Config(path=path, environments=environments, flow=flow)
+    window = section.get("rollback_window_days", 14)
+    if not isinstance(window, int) or isinstance(window, bool) or window < 1:
+        raise ConfigError(
+            f"{path.name}: [tool.ci_tools] rollback_window_days must be a whole number of days ≥ 1"
+        )
+    return Config(path=path, environments=environments, flow=flow, rollback_window_days=window)
 
 
 def _parse_environments(raw: Any, path: Path) -> dict[str, Environment]:
@@ -176,8 +188,18 @@ def _parse_environments(raw: Any, path: Path) -> dict[str, Environment]:
             key_prefix=prefix,
             memory_patterns=tuple(patterns),
             health_path=health_path,
+            probe_user_id=_probe_user_id(table.get("probe_user_id", DEFAULT_PROBE_USER_ID), where),
         )
     return environments
+
+
+def _probe_user_id(value: Any, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 2**53:
+        raise ConfigError(
+            f"{where}: probe_user_id must be a positive Telegram user id no real person has",
+            hint=f"leave it out for the default {DEFAULT_PROBE_USER_ID}",
+        )
+    return value
 
 
 def _parse_flow(raw: Any, path: Path) -> dict[str, tuple[str, ...]]:

@@ -1,87 +1,206 @@
-"""Phase 2: point the production service at the new bot's token, deploy main, probe; undo on failure.
+"""Phase 2 and its undo: the production service's bot token, swapped and probed.
 
-The token goes through Render's single-key endpoint: a PUT of the whole env-var
-list would replace every other variable. If the deploy or the probe fails, the old
-value goes back, the service is redeployed, and the command fails saying so.
+Forward: production gets the new bot's token (through Render's single-key endpoint:
+a PUT of the whole list would replace every other variable), ``main`` is deployed
+and probed as the new bot; on failure the old token goes back and is redeployed.
+What it replaced is recorded for the rollback window on the production service
+itself, beside the token it keeps (Render's environment is where that service's
+secrets already live): ``PREVIOUS_TELEGRAM_BOT_TOKEN`` (the old token, never
+printed), ``PREVIOUS_BOT`` (its ``@username`` and id) and ``CUTOVER_AT``.
+
+Back (``--back``): within ``rollback_window_days`` of ``CUTOVER_AT``, the previous
+token — refused before any change unless it still is the recorded previous bot —
+goes back the same way, ``main`` is deployed and probed as the *old* bot, and the
+two tokens swap places so the cutover can be redone.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import httpx
 
 from ci_tools import redact
 from ci_tools.clients.health import NotTheContract, read_health
 from ci_tools.clients.render import RenderAPI, monotonic_deadline
-from ci_tools.clients.telegram import TelegramError, bot_info
-from ci_tools.config import Config, require_secret
+from ci_tools.clients.telegram import BotInfo, TelegramError, bot_info
+from ci_tools.config import Config, Environment
 from ci_tools.deploy import deploy
-from ci_tools.errors import ConfigError, FatalError, VerificationError
-from ci_tools.probe import Probe, run_probe
+from ci_tools.errors import ConfigError, FatalError, InputError, VerificationError
+from ci_tools.release import ReleaseRequest, probe_or_fail
 
-TOKEN_VAR = "TELEGRAM_BOT_TOKEN"  # noqa: S105 - a variable name
+TOKEN_VAR = "TELEGRAM_BOT_TOKEN"  # noqa: S105 - variable names, not values
+PREVIOUS_TOKEN_VAR = "PREVIOUS_TELEGRAM_BOT_TOKEN"  # noqa: S105
+PREVIOUS_BOT_VAR = "PREVIOUS_BOT"
+CUTOVER_AT_VAR = "CUTOVER_AT"
+Status = Callable[[str], None]
 
 
-def cutover(
-    config: Config, commit: str, *, timeout: float, deadline: float, poll: float = 2.0,
-    on_status: Callable[[str], None] = lambda line: None,
-) -> str:  # fmt: skip
-    env = config.env("production")
-    new_token = require_secret("NEW_TELEGRAM_BOT_TOKEN", purpose="the new production bot's token")
-    api_key = require_secret(
-        "RENDER_API_KEY", purpose="cutover sets the service's token through the API"
-    )
-    service_id = require_secret("RENDER_SERVICE_ID", purpose="the production service")
+@dataclass(frozen=True)
+class CutoverRequest:
+    config: Config
+    commit: str
+    api_key: str
+    service_id: str
+    webhook_secret: str | None
+    timeout: float = 900
+    deadline: float = 90
+    poll: float = 2.0
+
+
+@dataclass(frozen=True)
+class CutoverResult:
+    now: BotInfo  # the bot production answers as
+    replaced: BotInfo | None  # the bot it answered as before
+    window_ends: datetime | None  # until when ``--back`` is available
+
+
+def whose(token: str, variable: str) -> BotInfo:
     try:
-        me = bot_info(new_token)
+        return bot_info(token)
     except TelegramError as exc:
         raise ConfigError(
-            f"NEW_TELEGRAM_BOT_TOKEN does not answer getMe ({exc.code})",
+            f"{variable} does not answer getMe ({exc.code} {exc.description})",
             hint="copy it again from @BotFather",
         ) from None
-    if not me.is_named(env.bot_username):
+
+
+def window_end(config: Config, cutover_at: str | None) -> datetime | None:
+    if not cutover_at:
+        return None
+    try:
+        at = datetime.fromisoformat(cutover_at)
+    except ValueError:
+        return None
+    return at + timedelta(days=config.rollback_window_days)
+
+
+def forward(
+    request: CutoverRequest, new_token: str, *, on_status: Status = lambda line: None
+) -> CutoverResult:
+    env = request.config.env("production")
+    new = whose(new_token, "NEW_TELEGRAM_BOT_TOKEN")
+    if not new.is_named(env.bot_username):
         raise ConfigError(
-            f"NEW_TELEGRAM_BOT_TOKEN is @{me.username}'s, but production expects @{env.bot_username}",
+            f"NEW_TELEGRAM_BOT_TOKEN is @{new.username}'s, but production expects @{env.bot_username}",
             hint="use the new production bot's token, or fix bot_username in pyproject.toml",
         )
-    with RenderAPI(api_key, service_id, deadline=monotonic_deadline(60)) as api:
+    with _api(request) as api:
         old_token = api.env_var(TOKEN_VAR)
-        redact.add_secret(old_token)
-        if old_token == new_token:
-            on_status("the service already has the new token")
-        api.set_env_var(TOKEN_VAR, new_token)
-    on_status(f"{TOKEN_VAR} on {env.render_service} set to @{me.username}'s token")
-    started = time.time()
-    try:
-        deploy(env, commit, timeout=timeout, poll=poll, on_status=on_status)
-        checks = run_probe(
-            Probe(env, commit, config, since=started, deadline=deadline, token=new_token)
+    redact.add_secret(old_token)
+    old = None
+    if old_token and old_token != new_token:
+        try:
+            old = bot_info(old_token)
+        except TelegramError:
+            on_status(f"the service's current {TOKEN_VAR} does not answer getMe; it is kept anyway")
+    _swap(request, env, new_token, new, old_token, on_status, "cutover")
+    at = datetime.now(UTC).replace(microsecond=0)
+    with _api(request) as api:
+        if old_token and old_token != new_token:
+            api.set_env_var(PREVIOUS_TOKEN_VAR, old_token)
+            api.set_env_var(PREVIOUS_BOT_VAR, f"@{old.username} {old.id}" if old else "unknown")
+            api.set_env_var(CUTOVER_AT_VAR, at.isoformat())
+    return CutoverResult(
+        new, old, window_end(request.config, at.isoformat()) if old_token else None
+    )
+
+
+def back(
+    request: CutoverRequest, previous_token: str | None, *, after_window: bool = False,
+    on_status: Status = lambda line: None,
+) -> CutoverResult:  # fmt: skip
+    env = request.config.env("production")
+    with _api(request) as api:
+        stored = api.env_var(PREVIOUS_TOKEN_VAR)
+        recorded = api.env_var(PREVIOUS_BOT_VAR) or ""
+        cutover_at = api.env_var(CUTOVER_AT_VAR)
+        current_token = api.env_var(TOKEN_VAR)
+    previous_token = previous_token or stored
+    if not previous_token:
+        raise ConfigError(
+            f"no previous token: {env.render_service} has no {PREVIOUS_TOKEN_VAR} (cutover records it)",
+            hint=f"set {PREVIOUS_TOKEN_VAR} to the old bot's token (as a secret, or on the service)",
         )
-        failed = [c for c in checks if not c.ok]
-        if failed:
-            raise VerificationError(
-                "probe failed: " + "; ".join(f"{c.name}: {c.cause or c.detail}" for c in failed)
+    redact.add_secret(previous_token)
+    ends = window_end(request.config, cutover_at)
+    if ends is not None and datetime.now(UTC) > ends and not after_window:
+        raise InputError(
+            f"the rollback window ended on {ends:%Y-%m-%d %H:%M} UTC ({request.config.rollback_window_days} days "
+            "after the cutover); the old bot may be gone or answered elsewhere since",
+            hint="pass --after-window if you are sure",
+        )
+    previous = whose(previous_token, PREVIOUS_TOKEN_VAR)
+    recorded_id = recorded.split()[-1] if recorded.split() else ""
+    if recorded_id.isdigit() and int(recorded_id) != previous.id:
+        raise ConfigError(
+            f"{PREVIOUS_TOKEN_VAR} is @{previous.username}'s, but the cutover replaced {recorded.split()[0]}",
+            hint="use the token of the bot production ran before the cutover",
+        )
+    if previous.is_named(env.bot_username):
+        raise ConfigError(
+            f"{PREVIOUS_TOKEN_VAR} is @{previous.username}'s, the production bot itself: nothing to go back to",
+            hint="pass the old bot's token",
+        )
+    current = bot_info(current_token) if current_token else None
+    old_env = dataclasses.replace(env, bot_username=previous.username)  # probe it as the old bot
+    _swap(request, old_env, previous_token, previous, current_token, on_status, "cutover --back")
+    with _api(request) as api:
+        if current_token:
+            api.set_env_var(PREVIOUS_TOKEN_VAR, current_token)  # so the cutover can be redone
+            api.set_env_var(
+                PREVIOUS_BOT_VAR, f"@{current.username} {current.id}" if current else "unknown"
             )
+    return CutoverResult(previous, current, ends)
+
+
+def _api(request: CutoverRequest) -> RenderAPI:
+    return RenderAPI(request.api_key, request.service_id, deadline=monotonic_deadline(60))
+
+
+def _swap(
+    request: CutoverRequest, env: Environment, token: str, bot: BotInfo, old_token: str | None,
+    on_status: Status, what: str,
+) -> None:  # fmt: skip
+    """Put ``token`` on the service, deploy, probe as ``bot``; on failure put ``old_token`` back."""
+    with _api(request) as api:
+        api.set_env_var(TOKEN_VAR, token)
+    on_status(f"{TOKEN_VAR} on {env.render_service} set to @{bot.username}'s token")
+    started = time.time()
+    probe = ReleaseRequest(env, request.commit, token, timeout=request.timeout, deadline=request.deadline,
+                           poll=request.poll, webhook_secret=request.webhook_secret)  # fmt: skip
+    try:
+        deploy(env, request.commit, timeout=request.timeout, poll=request.poll, on_status=on_status)
+        probe_or_fail(probe, _config_for(request.config, env), request.commit, started,
+                      f"Probe of production as @{bot.username}", lambda title, checks: None)  # fmt: skip
     except FatalError as failure:
-        reverted = _revert(env, commit, old_token, api_key, service_id, timeout, poll, on_status)
+        reverted = _revert(request, env, old_token, on_status)
         raise VerificationError(
-            f"cutover failed ({failure.message}); {reverted}",
-            hint="nothing else changed; fix the cause and run cutover again",
+            f"{what} failed ({failure.message}); {reverted}",
+            hint="nothing else changed; fix the cause and run again",
         ) from None
-    return me.username
 
 
-def _revert(env, commit, old_token, api_key, service_id, timeout, poll, on_status) -> str:
+def _config_for(config: Config, env: Environment) -> Config:
+    """The config with ``env`` in place of its namesake (the probe judges against it)."""
+    return dataclasses.replace(config, environments={**config.environments, env.name: env})
+
+
+def _revert(
+    request: CutoverRequest, env: Environment, old_token: str | None, on_status: Status
+) -> str:
     """Put the old token back and redeploy; say what state the service is in."""
     if old_token is None:
         return f"the service had no {TOKEN_VAR} before, so there was nothing to put back"
     try:
-        with RenderAPI(api_key, service_id, deadline=monotonic_deadline(60)) as api:
+        with _api(request) as api:
             api.set_env_var(TOKEN_VAR, old_token)
         on_status(f"{TOKEN_VAR} put back; redeploying")
-        deploy(env, commit, timeout=timeout, poll=poll, on_status=on_status)
+        deploy(env, request.commit, timeout=request.timeout, poll=request.poll, on_status=on_status)
         old = bot_info(old_token)
         with httpx.Client(timeout=10) as client:
             health = read_health(client, env.health_url) if env.health_url else None
@@ -89,6 +208,4 @@ def _revert(env, commit, old_token, api_key, service_id, timeout, poll, on_statu
         return f"putting the old token back failed too ({exc}): look at the service now"
     if health is not None and health.bot_id == old.id:
         return f"the old token was put back and the service answers as @{old.username} again"
-    return (
-        "the old token was put back, but the service does not answer as the old bot yet: look at it"
-    )
+    return f"the old token (@{old.username}) was put back and redeployed, but the service does not answer as it yet: look at it"

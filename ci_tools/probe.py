@@ -8,6 +8,12 @@ it ends the whole probe at once, so a bad production release is rolled back in
 seconds instead of after the deadline. Not-yet answers (the old commit still live,
 Redis not ok, 5xx, timeouts, Telegram's 429) are retried, waiting what Telegram asks.
 
+The conversation check talks to the release as a user would, through its real
+handlers and Redis: signed synthetic updates from the reserved probe user
+(``/start``, ``/remember probe-<nonce>``, ``/recall``), whose replies the bot keeps
+for the probe instead of sending them (``mindmate.conversation``); then the probe
+user's keys are deleted. No message reaches Telegram; no real user's data is read.
+
 Each check is a fetch plus a pure verdict function (``judge_*``) that tests call
 without servers. A failed check says what it saw and the likely cause in words a
 person can act on.
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -30,6 +37,9 @@ from ci_tools.config import Config, Environment
 from ci_tools.errors import RemoteError
 
 PENDING_LIMIT = 100
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name
+PROBE_HEADER = "X-MindMate-Probe-Nonce"
+CONVERSATION = ("/start", "/remember probe-{nonce}", "/recall")
 
 
 @dataclass
@@ -151,6 +161,34 @@ def judge_health(health: Health, env: Environment, commit: str, config: Config) 
     return f"{env.name} @ {commit[:7]}, @{health.bot_username}, Redis ok"
 
 
+def judge_conversation(replies: list[str], nonce: str) -> str:
+    if len(replies) < len(CONVERSATION):
+        raise Failed(
+            f"{len(replies)} of {len(CONVERSATION)} replies came back",
+            "a handler did not answer: see the bot's log for the failed update",
+        )
+    if f"probe-{nonce}" not in replies[-1]:
+        raise Failed(
+            "/recall did not list the fact /remember stored",
+            "the bot dropped the fact, or reads memory from another key or Redis",
+        )
+    return "/start, /remember, /recall answered; the fact came back"
+
+
+def synthetic_update(user_id: int, text: str, number: int) -> dict[str, Any]:
+    """A private-chat message as the Bot API delivers it (``Update``/``Message``)."""
+    message: dict[str, Any] = {
+        "message_id": number,
+        "from": {"id": user_id, "is_bot": False, "first_name": "Probe"},
+        "chat": {"id": user_id, "type": "private", "first_name": "Probe"},
+        "date": int(time.time()),
+        "text": text,
+    }
+    if text.startswith("/"):
+        message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
+    return {"update_id": number, "message": message}
+
+
 def judge_unsigned(status: int, serves_ours: bool) -> str:
     if status == 403:
         return "unsigned update refused (403)"
@@ -171,6 +209,8 @@ class Probe:
     since: float | None = None  # epoch seconds: webhook errors before this are history
     deadline: float = 60.0
     interval: float = 1.0
+    webhook_secret: str | None = None  # signs the conversation (TELEGRAM_WEBHOOK_SECRET)
+    conversation: bool = True
     fail_fast: bool = (
         True  # False: retry definite failures too (the old behaviour; a benchmark's baseline)
     )
@@ -219,6 +259,61 @@ class Probe:
             ) from None
         ours = response.status_code != 403 and await self._serves_our_commit(http)
         return judge_unsigned(response.status_code, ours)
+
+    async def check_conversation(self, bot: AsyncTelegram, http: httpx.AsyncClient) -> str:
+        if not self.webhook_secret:
+            raise Failed(
+                "not signed: TELEGRAM_WEBHOOK_SECRET is not set",
+                "the probe signs its conversation with the webhook secret: set it, or pass --no-conversation",
+                definite=True,
+            )
+        if self.env.health_url is not None and not await self._serves_our_commit(http):
+            raise Failed(
+                "the service does not run our commit yet",
+                "the deploy is not live at the public URL",
+            )
+        nonce = secrets.token_hex(6)
+        signed = {SECRET_HEADER: self.webhook_secret}
+        replies_url = f"{self.env.base_url}/probe/{nonce}"
+        try:
+            for number, text in enumerate(CONVERSATION, start=int(time.time()) % 2**30):
+                text = text.format(nonce=nonce)
+                update = synthetic_update(self.env.probe_user_id, text, number)
+                response = await http.post(
+                    self.env.webhook_url, json=update, headers={**signed, PROBE_HEADER: nonce}
+                )
+                if response.status_code == 503:
+                    raise Failed(
+                        f"{text.split()[0]} answered 503",
+                        "the bot could not write to its Redis: the fact was not kept",
+                    )
+                if response.status_code != 200:
+                    raise Failed(
+                        f"{text.split()[0]} answered HTTP {response.status_code}",
+                        "the bot's webhook refused the probe's update",
+                    )
+            response = await http.get(replies_url, headers=signed)
+            if response.status_code == 404:
+                raise Failed(
+                    "GET /probe/<nonce> answered 404",
+                    "the bot does not implement the probe user (README: 'Use it with your own bot'), "
+                    "or pass --no-conversation",
+                )
+            replies = [str(r) for r in response.json().get("replies", [])]
+        except httpx.HTTPError as exc:
+            raise Failed(
+                f"the conversation: {type(exc).__name__}", "the service is down or still starting"
+            ) from None
+        except ValueError:
+            raise Failed(
+                "GET /probe/<nonce> is not JSON", "the bot does not implement the probe user"
+            ) from None
+        finally:
+            with contextlib.suppress(httpx.HTTPError):
+                await http.delete(
+                    replies_url, headers=signed
+                )  # the probe user leaves nothing behind
+        return judge_conversation(replies, nonce)
 
     async def _serves_our_commit(self, http: httpx.AsyncClient) -> bool:
         """Does the service answer with our commit now? (Then its answers are this release's.)"""
@@ -273,6 +368,8 @@ class Probe:
         if self.env.health_url is not None:
             tests.append(("health", self.check_health))
         tests.append(("unsigned webhook refused", self.check_unsigned))
+        if self.conversation:
+            tests.append(("conversation", self.check_conversation))
         return tests
 
     async def run(self, only: list[str] | None = None) -> list[Check]:
@@ -288,8 +385,13 @@ class Probe:
                     for c, (_, t) in zip(self.checks, selected, strict=True)
                 )
             )
-        if self.env.health_url is None and only is None:
-            self.checks.append(Check("health", None, "not checked: health_path is empty", ""))
+        if only is None:
+            if self.env.health_url is None:
+                self.checks.append(Check("health", None, "not checked: health_path is empty", ""))
+            if not self.conversation:
+                self.checks.append(
+                    Check("conversation", None, "not checked: --no-conversation", "")
+                )
         return self.checks
 
 

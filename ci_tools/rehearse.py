@@ -23,7 +23,7 @@ from ci_tools import redact
 from ci_tools.acceptance import acceptance
 from ci_tools.announce import announce, default_text
 from ci_tools.config import load_config
-from ci_tools.cutover import cutover
+from ci_tools.cutover import CutoverRequest, back, forward
 from ci_tools.deploy import deploy
 from ci_tools.errors import FatalError, VerificationError
 from ci_tools.memory.ops import CopyRequest, copy_user
@@ -31,7 +31,7 @@ from ci_tools.needs import undeclared_allowed
 from ci_tools.output import say
 from ci_tools.preflight import preflight
 from ci_tools.release import ReleaseRequest, release
-from ci_tools.sandbox.world import World
+from ci_tools.sandbox.world import SECRETS, World
 
 DAILY_USER = 424242001
 FACTS = ("I take my tea without sugar", "My sister is called Mia", "I'm learning the cello")
@@ -101,7 +101,7 @@ class Rehearsal:
             ("the daily user talks to the dev bot", self.dev_bot_in_use),
             ("phase 1: a new production bot", self.new_bot),
             ("phase 0: preflight", self.preflight),
-            ("phase 2: cutover (new token, deploy main, probe)", self.cutover),
+            ("phase 2: cutover (new token, deploy main, probe), undone and redone", self.cutover),
             ("phase 3: memory copy (dry run, apply, verify)", self.copy),
             ("phase 4: announce the move", self.announce),
             ("the user talks to the new bot; it remembers", self.user_moves),
@@ -143,7 +143,9 @@ class Rehearsal:
 
     # -- the phases ---------------------------------------------------------------------------
     def dev_bot_in_use(self, world: World) -> str:
-        world.services["production"].env.pop("TELEGRAM_BOT_TOKEN")  # the new bot does not exist yet
+        # The new bot does not exist yet: the production service runs a placeholder bot.
+        self.placeholder = world.telegram.add_bot("mindmate_placeholder_bot")
+        world.services["production"].env["TELEGRAM_BOT_TOKEN"] = self.placeholder.token
         sha = world.commit("develop", "the dev bot as it runs today")
         with self._env(world, "staging"):
             deploy(load_config().env("staging"), sha, timeout=60, poll=0.1)
@@ -176,10 +178,31 @@ class Rehearsal:
         return f"{len(items)} items ✓"
 
     def cutover(self, world: World) -> str:
+        """Forward, back to the placeholder (as within the rollback window), forward again."""
         sha = world.commit("main", "release: production bot")
-        with self._env(world, "production", NEW_TELEGRAM_BOT_TOKEN=world.bots["production"].token):
-            username = cutover(load_config(), sha, timeout=60, deadline=20, poll=0.1)
-        return f"mindmate-prod runs @{username} at {sha[:7]}, probe ✓"
+        secrets = world.secrets("production")
+        request = CutoverRequest(
+            load_config(), sha, secrets["RENDER_API_KEY"], secrets["RENDER_SERVICE_ID"],
+            secrets["TELEGRAM_WEBHOOK_SECRET"], timeout=60, deadline=20, poll=0.1,
+        )  # fmt: skip
+        new = world.bots["production"]
+        with self._env(world, "production"):
+            done = forward(request, new.token)
+            undone = back(request, None)
+            require(
+                undone.now.username == self.placeholder.username,
+                f"back went to @{undone.now.username}",
+            )
+            redone = forward(request, new.token)
+        require(
+            done.now.username == redone.now.username == new.username,
+            "production is not the new bot",
+        )
+        ends = f"{redone.window_ends:%Y-%m-%d}" if redone.window_ends else "?"
+        return (
+            f"mindmate-prod runs @{new.username} at {sha[:7]}, probe ✓; undone (back to "
+            f"@{self.placeholder.username}, probe ✓) and redone; old bot kept until {ends}"
+        )
 
     def copy(self, world: World) -> str:
         config = load_config()
@@ -231,7 +254,7 @@ class Rehearsal:
         world.render.fault(service, bad, open_webhook=True)
         config = load_config()
         request = ReleaseRequest(config.env("production"), bad, world.bots["production"].token,
-                                 timeout=60, deadline=10, poll=0.1)  # fmt: skip
+                                 timeout=60, deadline=10, poll=0.1, webhook_secret=SECRETS["production"])  # fmt: skip
         with self._env(world, "production"):
             try:
                 release(request, config)
@@ -255,7 +278,8 @@ class Rehearsal:
         unmet = [i for i in items if i.ok is not True]
         if unmet:
             raise VerificationError("; ".join(f"{i.name}: {i.detail}" for i in unmet))
-        return f"{len(items)} items ✓"
+        window = next(i.detail for i in items if i.name == "the old bot is kept for rollback")
+        return f"{len(items)} items ✓ ({window})"
 
 
 def rehearse(

@@ -31,6 +31,8 @@ class ReleaseRequest:
     deadline: float = 90  # the probe's
     poll: float = 2.0
     allow_other_branch: bool = False
+    webhook_secret: str | None = None  # signs the probe's conversation
+    conversation: bool = True
     fail_fast: bool = True  # a definite probe failure ends the probe at once
 
 
@@ -44,6 +46,7 @@ def probe_or_fail(
 ) -> None:
     """Probe ``commit``; report the checks; a VerificationError naming each failed one."""
     probe = Probe(request.env, commit, config, request.token, since=since, deadline=request.deadline,
+                  webhook_secret=request.webhook_secret, conversation=request.conversation,
                   fail_fast=request.fail_fast)  # fmt: skip
     checks = run_probe(probe)
     report(title, checks)

@@ -286,3 +286,24 @@ def test_no_secret_in_the_plan_commands_output(world, monkeypatch, capsys, caplo
     for value in (world.bots["staging"].token, world.bots["production"].token, world.render.api_key, *SECRETS.values(),
                   world.services["production"].hook_key):  # fmt: skip
         assert value not in everything
+
+
+def test_cutover_back_is_refused_after_the_rollback_window_unless_told(world, monkeypatch, capsys):
+    placeholder = world.telegram.add_bot("mindmate_placeholder_bot")
+    service = world.services["production"]
+    service.env["TELEGRAM_BOT_TOKEN"] = placeholder.token
+    sha = world.commit("main", "release")
+    use(
+        monkeypatch,
+        {**world.secrets("production"), "NEW_TELEGRAM_BOT_TOKEN": world.bots["production"].token},
+    )
+    assert main(["cutover", "--commit", sha, "--poll", "0.05"]) == 0
+    assert "old bot kept until" in capsys.readouterr().out
+    service.env["CUTOVER_AT"] = "2026-01-01T00:00:00+00:00"  # long ago
+    before = len(service.deploys)
+    assert main(["cutover", "--commit", sha, "--back", "--poll", "0.05"]) == 2
+    err = capsys.readouterr().err
+    assert "the rollback window ended on 2026-01-15 00:00 UTC" in err and "--after-window" in err
+    assert len(service.deploys) == before
+    assert main(["cutover", "--commit", sha, "--back", "--after-window", "--poll", "0.05"]) == 0
+    assert service.env["TELEGRAM_BOT_TOKEN"] == placeholder.token

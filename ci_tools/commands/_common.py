@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable
 
 from ci_tools.needs import Needs
@@ -11,7 +12,16 @@ from ci_tools.probe import Check, summary_rows
 RENDER = ("RENDER_DEPLOY_HOOK_URL", "RENDER_API_KEY", "RENDER_SERVICE_ID")
 DEPLOY_NEEDS = Needs(optional=RENDER)
 TOKEN = ("TELEGRAM_BOT_TOKEN",)
+WEBHOOK_SECRET = ("TELEGRAM_WEBHOOK_SECRET",)  # signs the probe's conversation
 PROBE_HEADERS = ["", "check", "seen", "likely cause", "time"]
+
+
+def add_probe_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--deadline", type=float, default=90, help="seconds to keep retrying failing checks"
+    )
+    parser.add_argument("--no-conversation", dest="conversation", action="store_false",
+                        help="skip the conversation with the probe user (a bot without it)")  # fmt: skip
 
 
 def report_probe(

@@ -22,7 +22,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--since", type=float, help="epoch seconds of the cutover (default: the snapshot's time)"
     )
     acc.add_argument("--json", action="store_true")
-    acc.set_defaults(func=run, needs=Needs(optional=("TELEGRAM_BOT_TOKEN", "REDIS_URL")))
+    acc.set_defaults(
+        func=run,
+        needs=Needs(
+            optional=(
+                "TELEGRAM_BOT_TOKEN",
+                "TELEGRAM_WEBHOOK_SECRET",
+                "REDIS_URL",
+                "RENDER_API_KEY",
+                "RENDER_SERVICE_ID",
+            )
+        ),
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""``ci-tools cutover``: phase 2 — production gets the new bot's token, deploys main, probes."""
+"""``ci-tools cutover [--back]``: phase 2 — production gets the new bot's token — and its undo."""
 
 from __future__ import annotations
 
@@ -7,22 +7,35 @@ import argparse
 from ci_tools import github
 from ci_tools.commands._common import printer
 from ci_tools.config import load_config
-from ci_tools.cutover import cutover
+from ci_tools.cutover import PREVIOUS_TOKEN_VAR, CutoverRequest, CutoverResult, back, forward
 from ci_tools.deploy import parse_commit
+from ci_tools.errors import ConfigError
 from ci_tools.needs import Needs
 from ci_tools.output import say
 
 NEEDS = Needs(
-    required=("NEW_TELEGRAM_BOT_TOKEN", "RENDER_API_KEY", "RENDER_SERVICE_ID"),
-    optional=("RENDER_DEPLOY_HOOK_URL",),
+    required=("RENDER_API_KEY", "RENDER_SERVICE_ID"),
+    # forward needs the new token; back may take the previous one (default: the one cutover kept)
+    optional=(
+        "NEW_TELEGRAM_BOT_TOKEN",
+        PREVIOUS_TOKEN_VAR,
+        "TELEGRAM_WEBHOOK_SECRET",
+        "RENDER_DEPLOY_HOOK_URL",
+    ),
 )
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     cut = subparsers.add_parser(
-        "cutover", help="phase 2: give production the new bot's token, deploy main, probe"
+        "cutover",
+        help="phase 2: give production the new bot's token, deploy main, probe (--back undoes it)",
     )
     cut.add_argument("--commit", required=True, help="the main commit to deploy")
+    cut.add_argument("--back", action="store_true",
+                     help="put the previous bot's token back (within the rollback window)")  # fmt: skip
+    cut.add_argument(
+        "--after-window", action="store_true", help="--back even after the rollback window"
+    )
     cut.add_argument("--timeout", type=float, default=900)
     cut.add_argument("--deadline", type=float, default=90, help="probe deadline")
     cut.add_argument("--poll", type=float, default=2.0, help=argparse.SUPPRESS)
@@ -30,8 +43,38 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    username = cutover(load_config(), parse_commit(args.commit), timeout=args.timeout, deadline=args.deadline,
-                       poll=args.poll, on_status=printer(False))  # fmt: skip
-    say(f"✓ production now runs @{username}")
-    github.add_summary(f"### Cutover\n\n✓ production runs @{username}")
+    secrets = args.secrets
+    request = CutoverRequest(
+        config=load_config(), commit=parse_commit(args.commit), api_key=secrets["RENDER_API_KEY"],
+        service_id=secrets["RENDER_SERVICE_ID"], webhook_secret=secrets.get("TELEGRAM_WEBHOOK_SECRET"),
+        timeout=args.timeout, deadline=args.deadline, poll=args.poll,
+    )  # fmt: skip
+    if args.back:
+        result = back(request, secrets.get(PREVIOUS_TOKEN_VAR), after_window=args.after_window,
+                      on_status=printer(False))  # fmt: skip
+        return _report(result, "Cutover undone", "production answers as the previous bot again")
+    if "NEW_TELEGRAM_BOT_TOKEN" not in secrets:
+        raise ConfigError(
+            "missing secret NEW_TELEGRAM_BOT_TOKEN (the new production bot's token)",
+            hint="set it in the production environment, or pass --back to undo a cutover",
+        )
+    result = forward(request, secrets["NEW_TELEGRAM_BOT_TOKEN"], on_status=printer(False))
+    return _report(result, "Cutover", "production answers as the new bot")
+
+
+def _report(result: CutoverResult, title: str, what: str) -> int:
+    lines = [f"✓ {what}: @{result.now.username} (id {result.now.id})"]
+    github.set_output("bot", result.now.username)
+    if result.replaced:
+        github.set_output("previous_bot", result.replaced.username)
+        lines.append(f"it replaced @{result.replaced.username} (id {result.replaced.id}), whose token is kept "
+                     f"on the production service as {PREVIOUS_TOKEN_VAR}")  # fmt: skip
+    if result.window_ends:
+        github.set_output("window_ends", result.window_ends.isoformat())
+        lines.append(
+            f"old bot kept until {result.window_ends:%Y-%m-%d}; `ci-tools cutover --back` available"
+        )
+    for line in lines:
+        say(line)
+    github.add_summary(f"### {title}\n\n" + "\n\n".join(lines))
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from ci_tools.commands._common import TOKEN, report_probe
+from ci_tools.commands._common import TOKEN, WEBHOOK_SECRET, add_probe_options, report_probe
 from ci_tools.config import load_config
 from ci_tools.deploy import parse_commit
 from ci_tools.needs import Needs
@@ -13,29 +13,26 @@ from ci_tools.release import ReleaseRequest, probe_or_fail
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("probe", help="smoke-test the deployed bot (read-only)")
+    p = subparsers.add_parser(
+        "probe", help="smoke-test the deployed bot (read-only toward real users)"
+    )
     p.add_argument("environment")
     p.add_argument("--commit", required=True, help="the commit the service must run")
-    p.add_argument(
-        "--deadline", type=float, default=90, help="seconds to keep retrying failing checks"
-    )
+    add_probe_options(p)
     p.add_argument("--since", type=float,
-                   help="epoch seconds the deploy started (older webhook errors are ignored)")  # fmt: skip
+                   help="epoch seconds the deploy started (default: webhook errors of the last 10 minutes count)")  # fmt: skip
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=run, needs=Needs(required=TOKEN))
+    p.set_defaults(func=run, needs=Needs(required=TOKEN, optional=WEBHOOK_SECRET))
 
 
 def run(args: argparse.Namespace) -> int:
     config = load_config()
     commit = parse_commit(args.commit)
-    request = ReleaseRequest(config.env(args.environment), commit, args.secrets["TELEGRAM_BOT_TOKEN"],
-                             deadline=args.deadline)  # fmt: skip
-    since = args.since if args.since is not None else _ten_minutes_ago()
+    request = ReleaseRequest(
+        config.env(args.environment), commit, args.secrets["TELEGRAM_BOT_TOKEN"], deadline=args.deadline,
+        webhook_secret=args.secrets.get("TELEGRAM_WEBHOOK_SECRET"), conversation=args.conversation,
+    )  # fmt: skip
+    since = args.since if args.since is not None else time.time() - 600
     probe_or_fail(request, config, commit, since, f"Probe of {request.env.name} at {commit[:12]}",
                   lambda title, checks: report_probe(title, checks, as_json=args.json, commit=commit))  # fmt: skip
     return 0
-
-
-def _ten_minutes_ago() -> float:
-    """Without --since, webhook errors older than ten minutes are history, not this deploy's."""
-    return time.time() - 600

@@ -9,7 +9,14 @@ from __future__ import annotations
 import argparse
 
 from ci_tools import github
-from ci_tools.commands._common import RENDER, TOKEN, printer, report_probe
+from ci_tools.commands._common import (
+    RENDER,
+    TOKEN,
+    WEBHOOK_SECRET,
+    add_probe_options,
+    printer,
+    report_probe,
+)
 from ci_tools.config import load_config
 from ci_tools.deploy import parse_commit
 from ci_tools.needs import Needs
@@ -25,10 +32,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     rel.add_argument("environment")
     rel.add_argument("--commit", required=True)
     rel.add_argument("--timeout", type=float, default=900)
-    rel.add_argument("--deadline", type=float, default=90, help="probe deadline")
+    add_probe_options(rel)
     rel.add_argument("--allow-other-branch", action="store_true", help="staging only")
     rel.add_argument("--poll", type=float, default=2.0, help=argparse.SUPPRESS)
-    rel.set_defaults(func=run, needs=Needs(required=TOKEN, optional=RENDER))
+    rel.set_defaults(func=run, needs=Needs(required=TOKEN, optional=(*RENDER, *WEBHOOK_SECRET)))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
         env=config.env(args.environment), commit=parse_commit(args.commit),
         token=args.secrets["TELEGRAM_BOT_TOKEN"], timeout=args.timeout, deadline=args.deadline,
         poll=args.poll, allow_other_branch=args.allow_other_branch,
+        webhook_secret=args.secrets.get("TELEGRAM_WEBHOOK_SECRET"), conversation=args.conversation,
     )  # fmt: skip
     say(f"releasing {request.commit[:12]} to {request.env.name}")
     result = release(

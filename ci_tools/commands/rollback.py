@@ -6,7 +6,13 @@ import argparse
 import time
 
 from ci_tools import github
-from ci_tools.commands._common import TOKEN, printer, report_probe
+from ci_tools.commands._common import (
+    TOKEN,
+    WEBHOOK_SECRET,
+    add_probe_options,
+    printer,
+    report_probe,
+)
 from ci_tools.config import load_config
 from ci_tools.errors import InputError
 from ci_tools.needs import Needs
@@ -23,10 +29,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     target.add_argument("--previous", action="store_true",
                         help="the deploy live before the current one (default)")  # fmt: skip
     r.add_argument("--timeout", type=float, default=900)
-    r.add_argument("--deadline", type=float, default=90, help="probe deadline")
+    add_probe_options(r)
     r.add_argument("--poll", type=float, default=2.0, help=argparse.SUPPRESS)
     r.add_argument("--json", action="store_true")
-    r.set_defaults(func=run, needs=Needs(required=("RENDER_API_KEY", "RENDER_SERVICE_ID", *TOKEN)))
+    r.set_defaults(
+        func=run,
+        needs=Needs(
+            required=("RENDER_API_KEY", "RENDER_SERVICE_ID", *TOKEN), optional=WEBHOOK_SECRET
+        ),
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,8 +56,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.json:
         say(f"✓ {env.name} is back on {commit[:12]} ({final.id}); probing")
     request = ReleaseRequest(
-        env, commit, args.secrets["TELEGRAM_BOT_TOKEN"], deadline=args.deadline
-    )
+        env, commit, args.secrets["TELEGRAM_BOT_TOKEN"], deadline=args.deadline,
+        webhook_secret=args.secrets.get("TELEGRAM_WEBHOOK_SECRET"), conversation=args.conversation,
+    )  # fmt: skip
     probe_or_fail(request, config, commit, time.time(), f"Probe of {env.name} after rollback",
                   lambda title, checks: report_probe(title, checks, as_json=args.json, commit=commit))  # fmt: skip
     return 0

@@ -59,11 +59,16 @@ class Router(StandInServer):
             return 200, b"ok", {"Content-Type": "text/plain"}
         if not self.target:
             return 502, {"message": "no instance is live"}, {}
-        headers = {
-            k: v
-            for k, v in request.headers.items()
-            if k.lower() in ("content-type", "x-telegram-bot-api-secret-token")
+        # A proxy forwards the request's own headers, not the hop-by-hop ones (RFC 9110 §7.6.1).
+        hop_by_hop = {
+            "host",
+            "content-length",
+            "connection",
+            "keep-alive",
+            "transfer-encoding",
+            "upgrade",
         }
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in hop_by_hop}
         try:
             upstream = httpx.request(
                 request.method,

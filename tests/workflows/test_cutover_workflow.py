@@ -33,7 +33,8 @@ def test_cutover_puts_the_new_bot_on_production(world, act, old_bot_on_productio
     seen = health(world, "production")
     assert seen["bot"]["username"] == new.username
     assert world.services["production"].env["TELEGRAM_BOT_TOKEN"] == new.token
-    assert "production now runs @mindmate_companion_bot" in run.log
+    assert "production answers as the new bot: @mindmate_companion_bot" in run.log
+    assert "old bot kept until" in run.log
     for value in (new.token, old_bot_on_production.token):
         assert value not in run.log
 
@@ -50,4 +51,46 @@ def test_cutover_with_another_bots_token_is_refused_before_anything_changes(
     assert "NEW_TELEGRAM_BOT_TOKEN is @mindmate_dev_bot's, but production expects" in run.log
     assert (len(service.deploys), service.env) == (deploys_before, env_before)
     assert health(world, "production")["bot"]["username"] == "mindmate_legacy_bot"
+    assert_no_secret(run, world)
+
+
+def cutover(world, act, direction: str, **secrets: str):
+    values = environment_secrets(world, "production", **secrets)
+    return act.run("cutover.yml", "workflow_dispatch", secrets=values,
+                   payload=dispatch("main", direction=direction))  # fmt: skip
+
+
+def test_cutover_forward_then_back_puts_the_old_bot_back_and_probes_it(
+    world, act, old_bot_on_production
+):
+    new, old = world.bots["production"], old_bot_on_production
+    run = cutover(world, act, "forward", NEW_TELEGRAM_BOT_TOKEN=new.token)
+    assert run.ok, run.tail()
+    assert world.services["production"].env["PREVIOUS_TELEGRAM_BOT_TOKEN"] == old.token
+    run = cutover(world, act, "back")  # the previous token comes from where cutover kept it
+    assert run.ok, run.tail()
+    assert health(world, "production")["bot"]["username"] == old.username
+    assert "production answers as the previous bot again: @mindmate_legacy_bot" in run.log
+    assert world.services["production"].env["PREVIOUS_TELEGRAM_BOT_TOKEN"] == new.token  # redo-able
+    for value in (new.token, old.token):
+        assert value not in run.log
+    assert_no_secret(run, world)
+
+
+def test_back_with_a_token_of_another_bot_is_refused_before_any_change(
+    world, act, old_bot_on_production
+):
+    run = cutover(world, act, "forward", NEW_TELEGRAM_BOT_TOKEN=world.bots["production"].token)
+    assert run.ok, run.tail()
+    service = world.services["production"]
+    deploys_before, env_before = len(service.deploys), dict(service.env)
+    stranger = world.telegram.add_bot("somebody_elses_bot")
+    run = cutover(world, act, "back", PREVIOUS_TELEGRAM_BOT_TOKEN=stranger.token)
+    assert not run.ok
+    assert (
+        "PREVIOUS_TELEGRAM_BOT_TOKEN is @somebody_elses_bot's, but the cutover replaced @mindmate_legacy_bot"
+        in run.log
+    )
+    assert (len(service.deploys), service.env) == (deploys_before, env_before)
+    assert stranger.token not in run.log
     assert_no_secret(run, world)
