@@ -18,6 +18,11 @@ SECRET_VARS = ("TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET")
 SERVICE_TYPES = {"web", "pserv", "worker", "cron", "keyvalue", "redis"}
 
 
+# The bot alone, from the lock: no dev group, no `tools` extra (the pipeline's libraries).
+BUILD_COMMAND = "uv sync --locked --no-dev"
+START_COMMAND = ".venv/bin/python -m mindmate"
+
+
 def load_blueprint(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -55,7 +60,8 @@ def blueprint_problems(config: Config, blueprint: dict[str, Any]) -> list[str]:
             "branch": env.branch,
             "healthCheckPath": "/healthz",
             "autoDeployTrigger": "off",
-            "startCommand": "python -m mindmate",
+            "buildCommand": BUILD_COMMAND,
+            "startCommand": START_COMMAND,
         }
         for key, value in expected.items():
             if service.get(key) != value:
@@ -63,6 +69,15 @@ def blueprint_problems(config: Config, blueprint: dict[str, Any]) -> list[str]:
         if "autoDeploy" in service:
             problems.append(f"{where}: use autoDeployTrigger: 'off', not the legacy autoDeploy")
         variables = _env_vars(service)
+        if env.name == "staging":
+            for allowlist in ("TESTER_IDS", "PRODUCTION_BOT"):
+                var = variables.get(allowlist)
+                if var is None or var.get("sync") is not False:
+                    problems.append(
+                        f"{where}: {allowlist} must be declared with sync: false (the tester allowlist)"
+                    )
+        if variables.get("UV_VERSION", {}).get("value") is None:
+            problems.append(f"{where}: UV_VERSION must pin the uv that builds from uv.lock")
         if variables.get("ENV", {}).get("value") != env.name:
             problems.append(f"{where}: ENV must be {env.name!r}")
         if variables.get("KEY_PREFIX", {}).get("value") != env.key_prefix:

@@ -36,6 +36,11 @@ def done_probing(token: contextvars.Token[ProbeTurn | None]) -> None:
     _probe.reset(token)
 
 
+def effect_id(update: Update) -> int | None:
+    """The id to mark the update's effect with; none for the probe, which leaves nothing behind."""
+    return None if _probe.get() is not None else update.update_id
+
+
 async def reply(update: Update, text: str) -> None:
     turn = _probe.get()
     if turn is not None:

@@ -23,7 +23,7 @@ from telegram.ext import (
     filters,
 )
 
-from mindmate.conversation import reply
+from mindmate.conversation import effect_id, reply
 from mindmate.settings import Settings
 from mindmate.store import MemoryStore
 
@@ -72,7 +72,7 @@ def register(application: Application, settings: Settings, store: MemoryStore) -
         if user is None:
             return False
         return await store.touch(
-            user.id, user.first_name, user.username, update.update_id if final else None
+            user.id, user.first_name, user.username, effect_id(update) if final else None
         )
 
     async def start(update: Update, context: Context) -> None:
@@ -88,7 +88,7 @@ def register(application: Application, settings: Settings, store: MemoryStore) -
             await reply(update, "Tell me what to remember: /remember <something>")
             return
         await seen(update)
-        count = await store.remember(user_id(update), fact, update.update_id)
+        count = await store.remember(user_id(update), fact, effect_id(update))
         await reply(update, f"I'll remember that. ({count} things so far)")
 
     async def recall(update: Update, context: Context) -> None:
@@ -104,11 +104,11 @@ def register(application: Application, settings: Settings, store: MemoryStore) -
         await seen(update)
         arg = " ".join(context.args or []).strip().lower()
         if arg == "all":
-            await store.forget(user_id(update), None, update.update_id)
+            await store.forget(user_id(update), None, effect_id(update))
             await reply(update, "Done. I've let all of it go.")
             return
         try:
-            fact = await store.forget(user_id(update), int(arg), update.update_id)
+            fact = await store.forget(user_id(update), int(arg), effect_id(update))
         except (ValueError, IndexError):
             await reply(update, "Which one? /forget <number from /recall> or /forget all")
             return
@@ -121,7 +121,7 @@ def register(application: Application, settings: Settings, store: MemoryStore) -
     async def chat(update: Update, context: Context) -> None:
         await seen(update)
         text = update.effective_message.text if update.effective_message else ""
-        await store.append_history(user_id(update), text or "", update.update_id)
+        await store.append_history(user_id(update), text or "", effect_id(update))
         await reply(update, "I'm listening. (/recall shows what I remember)")
 
     application.add_handler(CommandHandler("start", start))

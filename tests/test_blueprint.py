@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import subprocess
 
 import pytest
 import yaml
@@ -91,3 +92,47 @@ def test_config_check_command(tmp_path, blueprint, capsys):
         load_blueprint(bad)
     with pytest.raises(ConfigError, match="not found"):
         load_blueprint(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        ({"buildCommand": "pip install ."}, "buildCommand is 'pip install .'"),
+        ({"buildCommand": "uv sync"}, "expected 'uv sync --locked --no-dev'"),
+        ({"startCommand": "python -m mindmate"}, "startCommand"),
+    ],
+)
+def test_the_build_installs_the_bot_from_the_lock(blueprint, changes, problem):
+    problems = blueprint_problems(load_config(), mutate(blueprint, "mindmate-prod", **changes))
+    assert any(problem in p for p in problems), problems
+
+
+def test_uv_is_pinned_and_staging_declares_its_tester_allowlist(blueprint):
+    data = copy.deepcopy(blueprint)
+    for name in ("mindmate-prod", "mindmate-dev"):
+        target = service(data, name)
+        target["envVars"] = [
+            v for v in target["envVars"] if v["key"] not in ("UV_VERSION", "TESTER_IDS")
+        ]
+    problems = blueprint_problems(load_config(), data)
+    assert any("mindmate-prod: UV_VERSION must pin" in p for p in problems)
+    assert any("mindmate-dev: TESTER_IDS must be declared with sync: false" in p for p in problems)
+
+
+def test_the_bots_locked_install_carries_none_of_the_pipelines_libraries():
+    """What Render's `uv sync --locked --no-dev` installs: the bot's dependencies only."""
+    exported = subprocess.run(
+        ["uv", "export", "--locked", "--no-dev", "--no-hashes", "--no-emit-project", "--offline"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    names = {line.split("==")[0].strip() for line in exported.splitlines() if "==" in line}
+    assert {"python-telegram-bot", "redis", "starlette", "uvicorn"} <= names
+    assert not names & {
+        "rich",
+        "cryptography",
+        "tenacity",
+        "orjson",
+        "pyyaml",
+        "jsonschema",
+        "pytest",
+    }

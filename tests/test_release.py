@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -367,3 +368,74 @@ def test_telegrams_flood_wait_is_waited_once_not_hammered(world, monkeypatch):
     assert all(c.ok for c in checks), checks
     assert time.monotonic() - started >= 3
     assert sorted(c.attempts for c in checks) == [1, 1, 1, 1, 2]  # the 429'd check: one retry
+
+
+def probe_json(sha, *extra):
+    return cli("probe", "production", "--commit", sha, "--deadline", "3", "--json", *extra)
+
+
+def test_the_conversation_probe_passes_on_a_healthy_release_and_leaves_nothing(
+    world, monkeypatch, capsys
+):
+    use(world, monkeypatch, "production")
+    sha = world.commit("main", "release")
+    assert deploy("production", sha) == 0
+    capsys.readouterr()
+    before = world.redis["production"].client().dbsize()
+    assert probe_json(sha) == 0
+    checks = {c["name"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
+    assert checks["conversation"]["ok"] and "the fact came back" in checks["conversation"]["detail"]
+    assert world.bots["production"].sent == []  # nothing reached Telegram
+    assert world.redis["production"].client().dbsize() == before  # the probe user's keys are gone
+
+
+def test_the_conversation_probe_fails_clearly_when_remember_does_not_persist(
+    world, monkeypatch, capsys
+):
+    use(world, monkeypatch, "production")
+    sha = world.commit("main", "release")
+    assert deploy("production", sha) == 0
+    world.redis["production"].client().config_set("min-replicas-to-write", 1)  # writes refused
+    capsys.readouterr()
+    assert probe_json(sha) == 5
+    checks = {c["name"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
+    assert checks["conversation"]["ok"] is False
+    assert "could not write to its Redis" in checks["conversation"]["cause"]
+    assert world.bots["production"].sent == []
+
+
+def test_a_bot_without_healthz_gets_one_failing_check_naming_it(world, monkeypatch, capsys):
+    use(world, monkeypatch, "production")
+    sha = world.commit("main", "release")
+    assert deploy("production", sha) == 0
+    world.config.write_text(
+        world.config.read_text().replace(
+            'key_prefix = "prod:"', 'key_prefix = "prod:"\nhealth_path = "/health"'
+        )
+    )
+    capsys.readouterr()
+    assert probe_json(sha, "--no-conversation") == 5
+    checks = {c["name"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
+    failed = [name for name, c in checks.items() if c["ok"] is False]
+    assert failed == ["health"]
+    assert (
+        "HTTP 404" in checks["health"]["detail"] and "health contract" in checks["health"]["cause"]
+    )
+    assert checks["token"]["ok"] and checks["webhook"]["ok"]
+
+
+def test_with_an_empty_health_path_the_telegram_checks_run_and_health_is_said_unchecked(
+    world, monkeypatch, capsys
+):
+    use(world, monkeypatch, "production")
+    sha = world.commit("main", "release")
+    assert deploy("production", sha) == 0
+    world.config.write_text(
+        world.config.read_text().replace(
+            'key_prefix = "prod:"', 'key_prefix = "prod:"\nhealth_path = ""'
+        )
+    )
+    capsys.readouterr()
+    assert cli("probe", "production", "--commit", sha, "--deadline", "3") == 0
+    out = capsys.readouterr().out
+    assert "not checked: health_path is empty" in out and "@mindmate_companion_bot" in out

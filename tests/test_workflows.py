@@ -300,3 +300,24 @@ def test_a_command_reading_an_undeclared_secret_fails_in_the_tests(monkeypatch):
     with running(Needs(required=("RENDER_API_KEY",))), pytest.raises(UndeclaredSecret):
         require_secret("TELEGRAM_BOT_TOKEN")
     assert require_secret("TELEGRAM_BOT_TOKEN") == "123:abc"  # outside a command: not checked
+
+
+def test_every_job_that_runs_ci_tools_installs_it_from_the_lock():
+    action = load(ROOT / ".github/actions/setup-ci-tools/action.yml")
+    scripts = " ".join(step.get("run", "") for step in action["runs"]["steps"])
+    assert "uv sync --locked" in scripts and "pip install" not in scripts
+    assert any(
+        step.get("uses", "").startswith("astral-sh/setup-uv@") for step in action["runs"]["steps"]
+    )
+    for path in WORKFLOWS:
+        for name, job in load(path)["jobs"].items():
+            steps = job.get("steps", [])
+            runs_tools = any(ci_tools_calls(s.get("run", "")) for s in steps) or any(
+                re.search(r"\b(ruff|pytest|actionlint|zizmor)\b", s.get("run", "")) for s in steps
+            )
+            if runs_tools:
+                uses = [s.get("uses") for s in steps]
+                assert "./.github/actions/setup-ci-tools" in uses, f"{path.name}: {name}"
+                assert not any("pip install" in s.get("run", "") for s in steps), (
+                    f"{path.name}: {name}"
+                )
