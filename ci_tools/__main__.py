@@ -20,6 +20,7 @@ from ci_tools.commands import (
     cutover,
     deploy,
     flow,
+    keyvalue,
     memory,
     preflight,
     probe,
@@ -32,7 +33,7 @@ from ci_tools.needs import NOTHING, resolve, running
 
 # In the order of the plan: look, ship, check, undo, migrate, rehearse.
 COMMAND_MODULES = (
-    config, flow, deploy, release, probe, rollback, preflight, cutover, memory, announce,
+    config, flow, deploy, release, probe, rollback, preflight, cutover, keyvalue, memory, announce,
     acceptance, rehearse,
 )  # fmt: skip
 

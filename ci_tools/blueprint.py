@@ -92,6 +92,10 @@ def blueprint_problems(config: Config, blueprint: dict[str, Any]) -> list[str]:
             problems.append(
                 f"{where}: REDIS_URL must come fromService type keyvalue, property connectionString"
             )
+        if redis_name != env.key_value:
+            problems.append(
+                f"{where}: REDIS_URL comes from {redis_name!r}, but key_value is {env.key_value!r}"
+            )
         kv = services.get(redis_name)
         if kv is None or kv.get("type") != "keyvalue":
             problems.append(

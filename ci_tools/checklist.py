@@ -14,17 +14,22 @@ class Item:
     ok: bool | None  # None: not checked (missing input), counts as unmet
     detail: str = ""
     fix: str = ""
+    warning: bool = False  # met, but worth a person's attention (the fix says what to do)
 
     @property
     def mark(self) -> str:
-        return {True: "✓", False: "✗", None: "?"}[self.ok]
+        return "!" if self.warning else {True: "✓", False: "✗", None: "?"}[self.ok]
 
 
 def report(title: str, items: list[Item], *, as_json: bool = False) -> None:
     """Report the checklist; exit non-zero naming every unmet item and its fix."""
-    rows = [[i.mark, i.name, i.detail, i.fix if i.ok is not True else ""] for i in items]
+    rows = [
+        [i.mark, i.name, i.detail, i.fix if i.ok is not True or i.warning else ""] for i in items
+    ]
     unmet = [i for i in items if i.ok is not True]
-    notes = [f"{i.mark} {i.name}: {i.fix}" for i in unmet if i.fix]
+    notes = [
+        f"{i.mark} {i.name}: {i.fix}" for i in items if i.fix and (i.ok is not True or i.warning)
+    ]
     document = {"title": title, "items": [i.__dict__ for i in items]}
     output.report(
         output.Report(title, ["", "item", "seen", "fix"], rows, document, notes), as_json=as_json

@@ -27,7 +27,7 @@ DEFAULT_FLOW = {
 }
 
 _ENV_FIELDS = ("branch", "render_service", "bot_username", "base_url")
-_OPTIONAL_FIELDS = ("key_prefix", "memory_patterns", "health_path", "probe_user_id")
+_OPTIONAL_FIELDS = ("key_prefix", "memory_patterns", "health_path", "probe_user_id", "key_value")
 # The reserved probe user: Telegram user ids fit in 52 bits and are handed out far below
 # this one, so no real person has it. The bot's PROBE_USER_ID defaults to the same value.
 DEFAULT_PROBE_USER_ID = 2**52 - 1
@@ -47,6 +47,7 @@ class Environment:
     memory_patterns: tuple[str, ...]
     health_path: str = "/healthz"  # "" when the bot has no health endpoint (checks skip it)
     probe_user_id: int = DEFAULT_PROBE_USER_ID
+    key_value: str = ""  # its Render Key Value instance (default: "<render_service>-redis")
 
     @property
     def health_url(self) -> str | None:
@@ -189,6 +190,7 @@ def _parse_environments(raw: Any, path: Path) -> dict[str, Environment]:
             memory_patterns=tuple(patterns),
             health_path=health_path,
             probe_user_id=_probe_user_id(table.get("probe_user_id", DEFAULT_PROBE_USER_ID), where),
+            key_value=str(table.get("key_value") or f"{table['render_service']}-redis"),
         )
     return environments
 

@@ -115,6 +115,7 @@ def _service(env: Environment, api_key: str | None, items: list[Item]) -> None:
     try:
         with RenderAPI(api_key, service_id, deadline=monotonic_deadline(30)) as api:
             service = api.service()
+            testers = api.env_var("TESTER_IDS") if env.name == "staging" else None
     except FatalError as exc:
         items.append(Item(name, False, exc.message, exc.hint or f"check {variable}"))
         return
@@ -132,6 +133,14 @@ def _service(env: Environment, api_key: str | None, items: list[Item]) -> None:
         items.append(Item(name, False, ", ".join(problems), "; ".join(fixes)))
     else:
         items.append(Item(name, True, f"{service_id}, branch {env.branch}, auto-deploy off"))
+    if env.name == "staging":
+        allowlisted = bool((testers or "").strip())
+        items.append(Item(
+            "staging: only testers get the staging bot", True,
+            "TESTER_IDS is set" if allowlisted else "no TESTER_IDS: anyone who writes to the old bot gets staging",
+            "" if allowlisted else "set TESTER_IDS (your Telegram id) and PRODUCTION_BOT on the staging service",
+            warning=not allowlisted,
+        ))  # fmt: skip
 
 
 def preflight(config: Config) -> list[Item]:

@@ -62,7 +62,9 @@ def test_good_ids():
 def test_copy_all_types_binary_safe_with_prefix_rewrite_and_ttl(envs, tmp_path):
     dev, prod = envs
     seed_all_types(dev.client())
-    outcome = copy_user(request(tmp_path, patterns=("all:{user_id}:*", "memory:{user_id}")))
+    outcome = copy_user(
+        request(tmp_path, patterns=("all:{user_id}:*", "memory:{user_id}"), uncovered="ignore")
+    )
     assert outcome.counts() == {"create": 7}
     assert outcome.verified == 7
     source, target = dev.client(), prod.client()
@@ -107,7 +109,7 @@ def test_second_apply_is_a_no_op(envs, tmp_path, capsys):
     assert second["written"] == 0
     assert second["verified"] == 3
     assert state(prod.client()) == after_first
-    assert set(second["timings_s"]) == {"discover", "read_plan_backup", "copy", "verify"}
+    assert set(second["timings_s"]) == {"discover", "audit", "read_plan_backup", "copy", "verify"}
 
 
 def test_conflict_fail_writes_nothing_and_names_the_key(envs, tmp_path):
@@ -152,7 +154,7 @@ def test_undo_of_a_create_removes_exactly_what_was_created(envs, tmp_path, capsy
     prod.client().set("prod:unrelated", "keep me")
     before = state(prod.client())
     outcome = copy_user(request(tmp_path))
-    assert cli("undo", str(outcome.backup), "--out", str(tmp_path / "u")) == 0
+    assert cli("undo", str(outcome.backup), "--out", str(tmp_path / "u"), "--apply") == 0
     assert "put back 3 key(s)" in capsys.readouterr().out
     assert state(prod.client()) == before
 
@@ -239,14 +241,16 @@ def test_target_killed_mid_copy_then_resumed_and_verified(redis_pair, monkeypatc
                 prod.kill()
 
         with pytest.raises(RemoteError) as error:
-            copy_user(request(tmp_path, patterns=("bulk:{user_id}:*",), on_event=kill))
+            copy_user(
+                request(tmp_path, patterns=("bulk:{user_id}:*",), uncovered="ignore", on_event=kill)
+            )
         message = str(error.value)
         assert f"after {BATCH} of {total} keys were written" in message
         assert "resume with: ci-tools memory copy" in message
         assert "ci-tools memory undo" in message
         prod.start()
         assert prod.client().dbsize() == BATCH + 1  # the marker and the first batch, whole
-        outcome = copy_user(request(tmp_path, patterns=("bulk:{user_id}:*",)))
+        outcome = copy_user(request(tmp_path, patterns=("bulk:{user_id}:*",), uncovered="ignore"))
         assert outcome.counts() == {"identical": BATCH, "create": total - BATCH}
         assert outcome.verified == total
         assert state(source) == before_source
@@ -263,7 +267,9 @@ def test_cross_version_fallback_from_valkey_9_to_redis_7(monkeypatch, tmp_path):
         monkeypatch.setenv("TARGET_REDIS_URL", old.url)
         with pytest.raises(redis.ResponseError, match="payload version"):
             old.client().restore("probe", 0, valkey.client().dump(f"dev:memory:{USER}"))
-        outcome = copy_user(request(tmp_path, patterns=("all:{user_id}:*", "memory:{user_id}")))
+        outcome = copy_user(
+            request(tmp_path, patterns=("all:{user_id}:*", "memory:{user_id}"), uncovered="ignore")
+        )
         assert outcome.fallback
         assert outcome.verified == 7
         target = old.client()
@@ -290,7 +296,7 @@ def test_big_keys_are_copied_in_chunks_and_verified(envs, tmp_path, monkeypatch)
     for i in range(1, 121):
         source.xadd(f"dev:big:{USER}:stream", {"i": i}, id=f"{i}-0")
     source.expire(f"dev:big:{USER}:list", 3600)
-    outcome = copy_user(request(tmp_path, patterns=("big:{user_id}:*",)))
+    outcome = copy_user(request(tmp_path, patterns=("big:{user_id}:*",), uncovered="ignore"))
     assert outcome.counts() == {"create": 5}
     assert outcome.verified == 5
     snapshot = list(RecordFile(outcome.snapshot).records())
@@ -305,11 +311,11 @@ def test_big_keys_are_copied_in_chunks_and_verified(envs, tmp_path, monkeypatch)
     assert target.smembers(f"prod:big:{USER}:set") == source.smembers(f"dev:big:{USER}:set")
     assert 3590_000 < target.pttl(f"prod:big:{USER}:list") <= 3600_000
     assert not [k for k in target.scan_iter() if b"ci-tools-partial" in k]
-    again = copy_user(request(tmp_path, patterns=("big:{user_id}:*",)))
+    again = copy_user(request(tmp_path, patterns=("big:{user_id}:*",), uncovered="ignore"))
     assert again.counts() == {"identical": 5}
     target.rpush(f"prod:big:{USER}:list", "extra")
     with pytest.raises(VerificationError, match="already hold other data"):
-        copy_user(request(tmp_path, patterns=("big:{user_id}:*",)))
+        copy_user(request(tmp_path, patterns=("big:{user_id}:*",), uncovered="ignore"))
 
 
 def test_passwords_never_printed(redis_pair, monkeypatch, tmp_path, capsys):

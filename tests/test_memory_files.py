@@ -211,7 +211,7 @@ def test_progress_bar_on_a_terminal(envs, tmp_path, monkeypatch, capsys):
         pipe.set(f"dev:bulk:{USER}:{i}", i)
     pipe.execute()
     monkeypatch.setattr("sys.stderr.isatty", lambda: True)
-    args = ("copy", *ROUTE, "--pattern", "bulk:{user_id}:*")
+    args = ("copy", *ROUTE, "--pattern", "bulk:{user_id}:*", "--ignore-uncovered")
     assert cli(*args, "--apply", "--out", str(tmp_path)) == 0
     assert "written 1200, verified 1200" in capsys.readouterr().out
     assert prod.client().get(f"prod:bulk:{USER}:1199") == b"1199"

@@ -40,8 +40,17 @@ def both(world):
 
 def test_preflight_all_good(world, monkeypatch, capsys):
     use(monkeypatch, both(world))
+    world.services["staging"].env["TESTER_IDS"] = "1001"
     assert main(["preflight"]) == 0
-    assert "✗" not in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "✗" not in out and "TESTER_IDS is set" in out
+
+
+def test_preflight_warns_when_staging_has_no_allowlist(world, monkeypatch, capsys):
+    use(monkeypatch, both(world))
+    assert main(["preflight"]) == 0  # a warning, not a failure
+    out = capsys.readouterr().out
+    assert "! staging: only testers get the staging bot: set TESTER_IDS" in out
 
 
 @pytest.mark.parametrize(

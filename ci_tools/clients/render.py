@@ -118,9 +118,9 @@ class RenderAPI:
     """A small client for /v1: services, deploys, rollback, env vars."""
 
     def __init__(
-        self, api_key: str, service_id: str, *, deadline: float, timeout: float | None = None
+        self, api_key: str, service_id: str = "", *, deadline: float, timeout: float | None = None
     ) -> None:
-        if not SERVICE_ID.match(service_id):
+        if service_id and not SERVICE_ID.match(service_id):
             raise ConfigError(
                 f"RENDER_SERVICE_ID {service_id!r} is not a service id",
                 hint="it looks like srv-…; find it in the service's URL in the dashboard",
@@ -268,6 +268,29 @@ class RenderAPI:
                         hint=f"Render may be having trouble; look at {dashboard_link(self.service_id)}",
                     ) from None
         return None
+
+    # -- Key Value instances (account-wide: no service id needed) ---------------------------
+    def find_key_value(self, name: str) -> dict[str, Any]:
+        page = self._call(
+            "GET", "/key-value", f"finding Key Value {name}", params={"name": name, "limit": 20}
+        )
+        found = [
+            item["keyValue"] for item in page or [] if item.get("keyValue", {}).get("name") == name
+        ]
+        if not found:
+            raise ConfigError(
+                f"no Key Value instance named {name!r} on this Render account",
+                hint="check key_value in [tool.ci_tools.environments] against render.yaml",
+            )
+        return dict(found[0])
+
+    def key_value(self, kv_id: str) -> dict[str, Any]:
+        return dict(self._call("GET", f"/key-value/{kv_id}", "reading the Key Value instance"))
+
+    def set_ip_allow_list(self, kv_id: str, blocks: list[dict[str, str]]) -> dict[str, Any]:
+        """PATCH the whole allow list (idempotent: the same PATCH twice leaves the same list)."""
+        return dict(self._call("PATCH", f"/key-value/{kv_id}", "changing the Key Value allow list",
+                               json={"ipAllowList": blocks}))  # fmt: skip
 
     def env_var(self, key: str) -> str | None:
         data = self._call(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from collections.abc import Callable
@@ -13,12 +14,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ci_tools import github
 from ci_tools.config import load_config
-from ci_tools.errors import InputError
+from ci_tools.errors import ConfigError, InputError
 from ci_tools.memory import ops
 from ci_tools.memory.copy import POLICIES, Outcome
 from ci_tools.memory.ids import parse_user_id
 from ci_tools.needs import Needs
-from ci_tools.output import emit_json, say, table
+from ci_tools.output import Report, emit_json, report, say
 
 SNAPSHOT_KEY = ("MEMORY_SNAPSHOT_KEY",)
 BOTH = Needs(required=("SOURCE_REDIS_URL", "TARGET_REDIS_URL"), optional=SNAPSHOT_KEY)
@@ -41,7 +42,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             p.add_argument(
                 "--from", dest="source", required=True, metavar="ENV", help="source environment"
             )
-            p.add_argument("--source-prefix", help="default: the source environment's key prefix")
+            p.add_argument("--source-prefix",
+                           help="default: the source environment's key prefix; '' for a bot whose keys carry none")  # fmt: skip
+            p.add_argument("--legacy-source", action="store_true",
+                           help="the source is a legacy bot's Redis that never wrote a meta:env marker")  # fmt: skip
         if target:
             p.add_argument(
                 "--to", dest="target", required=True, metavar="ENV", help="target environment"
@@ -70,6 +74,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     writes(copy)
     copy.add_argument("--pattern", action="append", dest="patterns", metavar="PATTERN",
                       help="key pattern under the prefix, with {user_id} (repeatable; default: configured)")  # fmt: skip
+    audit = copy.add_mutually_exclusive_group()
+    audit.add_argument("--include-uncovered", dest="uncovered", action="store_const", const="include",
+                       help="also copy the user's keys that no pattern covers (an --apply refuses while any exist)")  # fmt: skip
+    audit.add_argument("--ignore-uncovered", dest="uncovered", action="store_const", const="ignore",
+                       help="leave them where they are, and say so")  # fmt: skip
+    copy.set_defaults(uncovered="refuse")
     copy.set_defaults(func=memory_copy, needs=BOTH)
 
     export = sub.add_parser("export", help="write a snapshot of one user's keys")
@@ -100,6 +110,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="undo on a server other than the recorded one",
     )
+    undo.add_argument("--apply", action="store_true", help="write (the default is a dry run)")
+    undo.add_argument("--mode", choices=("dry-run", "apply"), help="the same, as a workflow input")
     undo.add_argument("--json", action="store_true")
     undo.set_defaults(func=memory_undo, needs=TARGET)
 
@@ -123,7 +135,25 @@ def _resume_command() -> str:
 def _applying(args: argparse.Namespace) -> bool:
     if args.apply and args.mode == "dry-run":
         raise InputError("--apply contradicts --mode dry-run", hint="pass one of them")
-    return bool(args.apply or args.mode == "apply")
+    applying = bool(args.apply or args.mode == "apply")
+    if applying and github.in_actions() and "MEMORY_SNAPSHOT_KEY" not in args.secrets:
+        # On a runner the files vanish with the job: only encrypted ones may be kept as artifacts.
+        raise ConfigError(
+            "in GitHub Actions a write needs MEMORY_SNAPSHOT_KEY, so the snapshot and backup are kept "
+            "(encrypted) as this run's artifact for undo",
+            hint='make a Fernet key: python -c "from cryptography.fernet import Fernet; '
+            'print(Fernet.generate_key().decode())" and store it as the MEMORY_SNAPSHOT_KEY secret '
+            "of the target environment",
+        )
+    return applying
+
+
+def undo_hint(backup: Path | None) -> str:
+    """How to undo: in Actions, the dispatch that finds this run's artifact; else the file."""
+    if github.in_actions():
+        run_id = os.environ.get("GITHUB_RUN_ID", "?")
+        return f"Actions → migrate-memory → Run workflow: mode undo (after undo-dry-run), run_id {run_id}"
+    return f"ci-tools memory undo {backup} --apply"
 
 
 def _request(args: argparse.Namespace) -> ops.CopyRequest:
@@ -140,13 +170,17 @@ def _request(args: argparse.Namespace) -> ops.CopyRequest:
         user_id=user_id,
         source_env=source,
         target_env=target,
-        source_prefix=args.source_prefix or source.key_prefix,
-        target_prefix=getattr(args, "target_prefix", None) or target.key_prefix,
+        source_prefix=source.key_prefix if args.source_prefix is None else args.source_prefix,
+        target_prefix=target.key_prefix
+        if getattr(args, "target_prefix", None) is None
+        else args.target_prefix,
         patterns=patterns,
         apply=_applying(args) if hasattr(args, "apply") else False,
         policy=getattr(args, "on_conflict", "fail"),
         out_dir=args.out,
         ignore_markers=args.ignore_env_markers,
+        legacy_source=getattr(args, "legacy_source", False),
+        uncovered=getattr(args, "uncovered", "refuse"),
         resume_command=_resume_command(),
         progress=_progress_factory(args),
     )
@@ -182,12 +216,16 @@ def _progress_factory(args: argparse.Namespace) -> Callable[[str, int], Any] | N
 
 def _report(outcome: Outcome, args: argparse.Namespace, title: str) -> None:
     counts = outcome.counts()
+    left = [k.decode(errors="replace") for k in outcome.uncovered]
     document = {
         "applied": outcome.applied,
         "plan": [item.as_dict() for item in outcome.plan],
         "counts": counts,
+        "uncovered": left,
+        "uncovered_policy": outcome.uncovered_policy,
         "snapshot": str(outcome.snapshot) if outcome.snapshot else None,
         "backup": str(outcome.backup) if outcome.backup else None,
+        "undo": undo_hint(outcome.backup) if outcome.applied else None,
         "written": len(outcome.written),
         "expired_during_copy": [k.decode(errors="replace") for k in outcome.expired],
         "appeared_during_copy": [k.decode(errors="replace") for k in outcome.appeared],
@@ -195,42 +233,41 @@ def _report(outcome: Outcome, args: argparse.Namespace, title: str) -> None:
         "fallback_typed_writes": outcome.fallback,
         "timings_s": {k: round(v, 4) for k, v in outcome.timings.items()},
     }
-    summary_rows = [[i.action, i.target_key.decode(errors="replace"), i.type, str(i.size), _ttl(i.ttl_ms), i.reason]
-                    for i in outcome.plan]  # fmt: skip
-    mode = "applied" if outcome.applied else "dry run — nothing written"
-    totals = ", ".join(f"{n} {action}" for action, n in sorted(counts.items()))
-    github.add_summary(
-        f"### {title} ({mode})\n\n{totals}\n\n"
-        + github.markdown_table(
-            ["action", "target key", "type", "size", "TTL", "note"], summary_rows[:200]
-        )
-        + (
-            f"\n\nsnapshot `{outcome.snapshot}`, backup `{outcome.backup}`"
-            if outcome.applied
-            else ""
-        )
+    rows = [[i.action, i.target_key.decode(errors="replace"), i.type, str(i.size), _ttl(i.ttl_ms), i.reason]
+            for i in outcome.plan]  # fmt: skip
+    why = (
+        "left behind (--ignore-uncovered)"
+        if outcome.uncovered_policy == "ignore"
+        else "matches no pattern"
     )
-    if args.json:
-        emit_json(document)
-        return
-    shown = summary_rows if len(summary_rows) <= 50 else summary_rows[:50]
-    table(f"{title} ({mode})", ["action", "target key", "type", "size", "TTL", "note"], shown)
-    if len(summary_rows) > len(shown):
-        say(f"… and {len(summary_rows) - len(shown)} more keys (--json lists all)")
-    say(totals)
+    rows += [["uncovered", key, "", "", "", why] for key in left]
+    mode = "applied" if outcome.applied else "dry run — nothing written"
+    notes = [
+        ", ".join(f"{n} {action}" for action, n in sorted(counts.items())) or "nothing to copy"
+    ]
+    if left and outcome.uncovered_policy == "refuse":
+        notes.append(f"{len(left)} key(s) of this user match no pattern: --apply refuses until you pass "
+                     "--include-uncovered (copy them too) or --ignore-uncovered (leave them)")  # fmt: skip
+    elif left:
+        notes.append(
+            f"{len(left)} key(s) of this user were left in the source, as asked (--ignore-uncovered)"
+        )
     if outcome.applied:
-        say(f"snapshot: {outcome.snapshot}")
-        say(f"backup:   {outcome.backup}   (undo: ci-tools memory undo {outcome.backup})")
-        say(f"written {len(outcome.written)}, verified {outcome.verified}"
-            + (", typed writes (target refused DUMP payloads)" if outcome.fallback else ""))  # fmt: skip
+        notes += [f"snapshot: {outcome.snapshot}", f"backup:   {outcome.backup}", f"undo:     {undo_hint(outcome.backup)}",
+                  f"written {len(outcome.written)}, verified {outcome.verified}"
+                  + (", typed writes (target refused DUMP payloads)" if outcome.fallback else "")]  # fmt: skip
         if outcome.expired:
-            say(f"{len(outcome.expired)} key(s) expired during the copy and were not written")
+            notes.append(
+                f"{len(outcome.expired)} key(s) expired during the copy and were not written"
+            )
         if outcome.appeared:
-            say(
+            notes.append(
                 f"{len(outcome.appeared)} key(s) appeared on the target meanwhile and were left alone"
             )
     else:
-        say("dry run: rerun with --apply to write")
+        notes.append("dry run: rerun with --apply to write")
+    headers = ["action", "target key", "type", "size", "TTL", "note"]
+    report(Report(f"{title} ({mode})", headers, rows, document, notes), as_json=args.json)
 
 
 def _ttl(ms: int | None) -> str:
@@ -280,14 +317,27 @@ def memory_restore(args: argparse.Namespace) -> int:
 
 
 def memory_undo(args: argparse.Namespace) -> int:
-    path, count = ops.undo_backup(args.backup, args.out, allow_other_server=args.allow_other_server)
-    if args.json:
-        emit_json({"restored": count, "backup_of_previous_state": str(path)})
-    else:
-        say(
-            f"✓ put back {count} key(s) from {args.backup.name}; the state before this undo is in {path}"
+    apply = _applying(args)
+    path, count = ops.undo_backup(
+        args.backup, args.out, allow_other_server=args.allow_other_server, apply=apply
+    )
+    if not apply:
+        message = (
+            f"dry run: {count} key(s) of {args.backup.name} would be put back; rerun with --apply"
         )
-    github.add_summary(f"### memory undo\n\nput back {count} key(s) from `{args.backup.name}`")
+    else:
+        message = f"✓ put back {count} key(s) from {args.backup.name}; the state before this undo is in {path}"
+    if args.json:
+        emit_json(
+            {
+                "applied": apply,
+                "records": count,
+                "backup_of_previous_state": str(path) if path else None,
+            }
+        )
+    else:
+        say(message)
+    github.add_summary(f"### memory undo\n\n{message}")
     return 0
 
 

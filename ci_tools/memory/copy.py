@@ -75,6 +75,8 @@ class Outcome:
     verified: int = 0
     fallback: bool = False
     timings: dict[str, float] = field(default_factory=dict)
+    uncovered: list[bytes] = field(default_factory=list)  # the user's keys no pattern covers, left
+    uncovered_policy: str = "refuse"
 
     def counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}

@@ -96,3 +96,28 @@ def discover(client: redis.Redis, space: KeySpace, *, scan_count: int = 10_000) 
             cursor, page = client.scan(cursor or 0, match=pattern, count=scan_count)
             found.update(filter(owned, page))
     return sorted(found)
+
+
+def uncovered(
+    client: redis.Redis,
+    prefix: bytes,
+    user_id: int,
+    covered: set[bytes],
+    *,
+    scan_count: int = 10_000,
+) -> list[bytes]:
+    """Keys under ``prefix`` that name the user but that no pattern covers: the coverage audit.
+
+    One SCAN pass, bounded COUNT, MATCH narrowed to keys containing the id; a key
+    counts when the id is a whole ``:``-separated segment of it (``conversation:42``,
+    ``x:user:42:mood``), never part of a longer number (``420``).
+    """
+    uid = str(user_id).encode()
+    segment = re.compile(rb"(?:^|:)" + re.escape(uid) + rb"(?::|$)")
+    match = escape_glob(prefix) + b"*" + uid + b"*"
+    found: set[bytes] = set()
+    cursor = None
+    while cursor != 0:
+        cursor, page = client.scan(cursor or 0, match=match, count=scan_count)
+        found.update(k for k in page if segment.search(k[len(prefix) :]))
+    return sorted(found - covered)

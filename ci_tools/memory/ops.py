@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import redis
 
@@ -16,9 +16,11 @@ from ci_tools.errors import ConfigError, InputError, RemoteError, VerificationEr
 from ci_tools.memory.compare import difference
 from ci_tools.memory.copy import CONNECTION_ERRORS, MemoryJob, Outcome, group_parts, stamp
 from ci_tools.memory.files import RecordFile, RecordWriter, fernet_from_env
-from ci_tools.memory.keys import KeySpace, discover
+from ci_tools.memory.keys import KeySpace, discover, uncovered
 from ci_tools.memory.records import BATCH, Record, now_ms, read_records
 from ci_tools.memory.writer import Writer
+
+Uncovered = Literal["refuse", "include", "ignore"]
 
 
 def connect(url: str, role: str) -> redis.Redis:
@@ -69,8 +71,24 @@ def marker(client: redis.Redis, prefix: bytes) -> str | None:
     return value.decode(errors="replace") if value is not None else None
 
 
-def check_marker(client: redis.Redis, prefix: bytes, env_name: str, role: str, flag: str) -> None:
+def check_marker(
+    client: redis.Redis, prefix: bytes, env_name: str, role: str, flag: str, *, legacy: bool = False
+) -> None:
+    """The side's ``<prefix>meta:env`` must name its environment.
+
+    A legacy source — a bot that never wrote a marker — is accepted only when told
+    (``--legacy-source``), and only when there is no marker at all: one that names
+    another environment is refused still.
+    """
     found = marker(client, prefix)
+    if found is None and role == "source" and not legacy:
+        raise VerificationError(
+            f"the source Redis has no {prefix.decode()}meta:env marker, so nothing says it is {env_name}'s",
+            hint="if it is a legacy bot's Redis that never wrote one, pass --legacy-source "
+            "(and --source-prefix '' if its keys carry no prefix); else check SOURCE_REDIS_URL",
+        )
+    if found is None and legacy:
+        return
     if found != env_name:
         where = f"{prefix.decode()}meta:env"
         what = "is not set" if found is None else f"says {found!r}"
@@ -86,12 +104,18 @@ def role_flag(role: str) -> str:
 
 
 def open_side(
-    role: str, env: Environment, prefix: str, *, ignore_markers: bool, purpose: str
+    role: str,
+    env: Environment,
+    prefix: str,
+    *,
+    ignore_markers: bool,
+    purpose: str,
+    legacy: bool = False,
 ) -> redis.Redis:
     """Connect to the source or target Redis (from SOURCE_/TARGET_REDIS_URL) and check its marker."""
     client = connect(require_secret(f"{role.upper()}_REDIS_URL", purpose=purpose), role)
     if not ignore_markers:
-        check_marker(client, prefix.encode(), env.name, role, "--ignore-env-markers")
+        check_marker(client, prefix.encode(), env.name, role, "--ignore-env-markers", legacy=legacy)
     return client
 
 
@@ -107,6 +131,8 @@ class CopyRequest:
     policy: str
     out_dir: Path
     ignore_markers: bool = False
+    legacy_source: bool = False  # the source bot never wrote a marker (accepted when told)
+    uncovered: Uncovered = "refuse"  # keys naming the user that no pattern covers
     resume_command: str = ""
     on_event: Callable[[str, int], None] | None = None
     progress: Callable[[str, int], Any] | None = None
@@ -124,6 +150,7 @@ def _sides(request: CopyRequest) -> tuple[redis.Redis, redis.Redis]:
             request.source_env.name,
             "source",
             "--ignore-env-markers",
+            legacy=request.legacy_source,
         )
         check_marker(
             target,
@@ -141,7 +168,7 @@ def _space(request: CopyRequest) -> KeySpace:
 
 def _discover(source: redis.Redis, request: CopyRequest) -> list[bytes]:
     keys = discover(source, _space(request))
-    if not keys:
+    if not keys and not uncovered(source, request.source_prefix.encode(), request.user_id, set()):
         raise InputError(
             f"no memory for user {request.user_id} under {request.source_prefix!r} in the source",
             hint="check --user-id (the number from the bot's /start log) and --source-prefix",
@@ -156,6 +183,20 @@ def copy_user(request: CopyRequest) -> Outcome:
     started = time.perf_counter()
     keys = _discover(source, request)
     discovered = time.perf_counter() - started
+    started = time.perf_counter()
+    audit = uncovered(source, space.prefix, request.user_id, set(keys))
+    audited = time.perf_counter() - started
+    if audit and request.apply and request.uncovered == "refuse":
+        names = ", ".join(k.decode(errors="replace") for k in audit[:5]) + (
+            " …" if len(audit) > 5 else ""
+        )
+        raise InputError(
+            f"{len(audit)} key(s) of user {request.user_id} match no memory pattern and would stay behind: {names}",
+            hint="pass --include-uncovered to copy them too, or --ignore-uncovered to leave them "
+            "(or add their pattern to memory_patterns)",
+        )
+    if request.uncovered == "include":
+        keys = sorted({*keys, *audit})
     label_ = f"user{request.user_id}-{request.source_env.name}-to-{request.target_env.name}"
     job = MemoryJob(
         target,
@@ -185,7 +226,9 @@ def copy_user(request: CopyRequest) -> Outcome:
             "server": _url_label("TARGET_REDIS_URL"),
         },
     )
-    outcome.timings = {"discover": discovered, **outcome.timings}
+    outcome.timings = {"discover": discovered, "audit": audited, **outcome.timings}
+    outcome.uncovered = [] if request.uncovered == "include" else audit
+    outcome.uncovered_policy = request.uncovered
     return outcome
 
 
@@ -195,7 +238,8 @@ def _url_label(variable: str) -> str:
 
 def export_user(request: CopyRequest) -> tuple[Path, int]:
     source = open_side("source", request.source_env, request.source_prefix,
-                       ignore_markers=request.ignore_markers, purpose="the Redis to export from")  # fmt: skip
+                       ignore_markers=request.ignore_markers, purpose="the Redis to export from",
+                       legacy=request.legacy_source)  # fmt: skip
     keys = _discover(source, request)
     path = (
         request.out_dir / f"user{request.user_id}-{request.source_env.name}-export-{stamp()}.jsonl"
@@ -252,9 +296,12 @@ def _validate(file: RecordFile) -> int:
 
 
 def undo_backup(
-    backup: Path, out_dir: Path, *, allow_other_server: bool = False
-) -> tuple[Path, int]:
-    """Put every key of a backup back as it was (absent keys deleted), after backing up the present."""
+    backup: Path, out_dir: Path, *, allow_other_server: bool = False, apply: bool = True
+) -> tuple[Path | None, int]:
+    """Put every key of a backup back as it was (absent keys deleted), after backing up the present.
+
+    Without ``apply``, a dry run: the file and the server are checked, nothing is written.
+    """
     file = RecordFile(backup)
     if file.header.get("kind") != "backup":
         raise InputError(
@@ -269,6 +316,8 @@ def undo_backup(
             hint="point TARGET_REDIS_URL at the server the copy wrote to, or pass --allow-other-server",
         )
     target = connect(url, "target")
+    if not apply:
+        return None, count
     keys = [r.key for r in file.records() if r.part == 0]
     fernet = fernet_from_env()
     path = out_dir / f"undo-backup-{stamp()}.jsonl"

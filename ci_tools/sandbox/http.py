@@ -25,6 +25,7 @@ class Request:
         self.query = dict(parse_qsl(parts.query, keep_blank_values=True))
         self.headers = handler.headers
         self.body = body
+        self.client_address = str(handler.client_address[0])
 
     def params(self) -> dict[str, Any]:
         """Query, form-encoded and JSON parameters merged, as the Bot API accepts all three."""

@@ -14,6 +14,13 @@ or 202 with no body (queued); ``POST …/rollback`` with ``{"deployId"}`` answer
 with the new deploy; deploys list newest first with ``cursor``. A deploy hook takes
 no ref (Render documents only ``imgURL``, for images): it deploys the head of the
 service's branch, and promises no body.
+
+Key Value (``public_api/api/key_value``): ``GET /v1/key-value?name=`` lists
+``[{"keyValue": {…}, "cursor"}]``; ``GET``/``PATCH /v1/key-value/{id}`` read and
+change ``ipAllowList`` (``[{"cidrBlock", "description"}]``); ``…/connection-info``
+gives the internal and external connection strings. The external one is a
+``Gate`` that admits only clients in the allow list. ``GET /whoami`` plays an IP
+echo service (what a runner asks to learn its public address).
 """
 
 from __future__ import annotations
@@ -30,10 +37,34 @@ from typing import Any
 import httpx
 
 from ci_tools.sandbox.bot import BotProcess, ThreadedBot
+from ci_tools.sandbox.gate import Gate
 from ci_tools.sandbox.http import Request, Response, StandInServer
 
 _DEPLOY_PATH = re.compile(r"^/deploy/(?P<service>srv-[a-z0-9]+)$")
 _API_PATH = re.compile(r"^/v1/services/(?P<service>srv-[a-z0-9]+)(?P<rest>/.*)?$")
+_KV_PATH = re.compile(r"^/v1/key-value(?:/(?P<kv>red-[a-z0-9]+)(?P<rest>/.*)?)?$")
+
+
+@dataclass
+class FakeKeyValue:
+    id: str
+    name: str
+    internal_url: str
+    gate: Gate
+    ip_allow_list: list[dict[str, str]] = field(
+        default_factory=list
+    )  # render.yaml: [] (internal only)
+
+    @property
+    def external_url(self) -> str:
+        return re.sub(r":\d+/", f":{self.gate.port}/", self.internal_url)
+
+    def json(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "name": self.name, "status": "available", "region": "frankfurt",
+            "plan": "starter", "version": "7.0", "ipAllowList": list(self.ip_allow_list),
+            "options": {"maxmemoryPolicy": "noeviction"}, "createdAt": _now(), "updatedAt": _now(),
+        }  # fmt: skip
 
 
 def _now() -> str:
@@ -156,6 +187,7 @@ class FakeRender(StandInServer):
         self.after_create: list[str] = []
         self.hang_seconds = 5.0
         self.created: list[dict[str, Any]] = []  # every POST that created a deploy: path, body
+        self.key_values: dict[str, FakeKeyValue] = {}
 
     # -- set-up --------------------------------------------------------------------
     def add_service(
@@ -174,6 +206,17 @@ class FakeRender(StandInServer):
         with self.lock:
             self.services[service.id] = service
         return service
+
+    def add_key_value(self, name: str, internal_url: str) -> FakeKeyValue:
+        """A Key Value instance whose external URL refuses whoever its allow list does not name."""
+        number = next(self._ids)
+        port = int(re.search(r":(\d+)/", internal_url)[1])  # type: ignore[index]
+        kv = FakeKeyValue(f"red-sandbox{number:04d}", name, internal_url, Gate(port, lambda: []))
+        kv.gate.allowed = lambda: [entry["cidrBlock"] for entry in kv.ip_allow_list]
+        kv.gate.start()
+        with self.lock:
+            self.key_values[kv.id] = kv
+        return kv
 
     def hook_url(self, service: FakeService) -> str:
         return f"{self.url}/deploy/{service.id}?key={service.hook_key}"
@@ -199,6 +242,8 @@ class FakeRender(StandInServer):
             if service.instance:
                 service.instance.stop()
             service.router.stop()
+        for kv in self.key_values.values():
+            kv.gate.stop()
         super().stop()
 
     # -- HTTP ----------------------------------------------------------------------
@@ -215,6 +260,8 @@ class FakeRender(StandInServer):
                 return 503, {"message": "service unavailable"}, {}
         if match := _DEPLOY_PATH.match(request.path):
             return self._hook(match["service"], request)
+        if request.path == "/whoami":
+            return 200, request.client_address, {"Content-Type": "text/plain"}
         if match := _API_PATH.match(request.path):
             if request.headers.get("Authorization") != f"Bearer {self.api_key}":
                 return 401, {"message": "Unauthorized"}, {}
@@ -222,6 +269,46 @@ class FakeRender(StandInServer):
             if service is None:
                 return 404, {"message": "service not found"}, {}
             return self._api(service, request.method, match["rest"] or "", request)
+        if match := _KV_PATH.match(request.path):
+            if request.headers.get("Authorization") != f"Bearer {self.api_key}":
+                return 401, {"message": "Unauthorized"}, {}
+            return self._key_value(match["kv"], match["rest"] or "", request)
+        return 404, {"message": "not found"}, {}
+
+    def _key_value(self, kv_id: str | None, rest: str, request: Request) -> Response:
+        if kv_id is None and request.method == "GET":
+            wanted = request.query.get("name")
+            found = [kv for kv in self.key_values.values() if wanted in (None, kv.name)]
+            return 200, [{"keyValue": kv.json(), "cursor": kv.id} for kv in found], {}
+        kv = self.key_values.get(kv_id or "")
+        if kv is None:
+            return 404, {"message": "key value not found"}, {}
+        if request.method == "GET" and rest == "":
+            return 200, kv.json(), {}
+        if request.method == "GET" and rest == "/connection-info":
+            return 200, {
+                "internalConnectionString": kv.internal_url,
+                "externalConnectionString": kv.external_url,
+                "cliCommand": f"redis-cli -u {kv.external_url}",
+            }, {}  # fmt: skip
+        if request.method == "PATCH" and rest == "":
+            body = request.json() or {}
+            blocks = body.get("ipAllowList")
+            if blocks is not None:
+                if not isinstance(blocks, list) or not all(
+                    isinstance(b, dict) and isinstance(b.get("cidrBlock"), str) for b in blocks
+                ):
+                    return (
+                        400,
+                        {"message": "ipAllowList must be a list of {cidrBlock, description}"},
+                        {},
+                    )
+                with self.lock:
+                    kv.ip_allow_list = [
+                        {"cidrBlock": b["cidrBlock"], "description": str(b.get("description", ""))}
+                        for b in blocks
+                    ]
+            return 200, kv.json(), {}
         return 404, {"message": "not found"}, {}
 
     def _hook(self, service_id: str, request: Request) -> Response:

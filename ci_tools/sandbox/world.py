@@ -60,6 +60,15 @@ class World:
         }
         self.render = FakeRender(step=self.step, process=self.process).start()
         self.render.log_dir = self.root
+        # Each Redis is a Key Value instance: the bots use the internal URL (inside Render),
+        # anything outside reaches it only through the allow-listed external URL.
+        self.key_values = {
+            env: self.render.add_key_value(name, self.redis[env].url)
+            for env, name in (
+                ("staging", "mindmate-dev-redis"),
+                ("production", "mindmate-prod-redis"),
+            )
+        }
         for env, name, branch, prefix in (
             ("staging", "mindmate-dev", "develop", "dev:"),
             ("production", "mindmate-prod", "main", "prod:"),
@@ -149,6 +158,10 @@ class World:
             "TELEGRAM_WEBHOOK_SECRET": SECRETS[env],
             "REDIS_URL": self.redis[env].url,
         }
+
+    def external_redis_url(self, env: str) -> str:
+        """The Key Value's external connection string: refused unless its allow list admits us."""
+        return self.key_values[env].external_url
 
     def stop(self) -> None:
         for part in ("render", "telegram"):

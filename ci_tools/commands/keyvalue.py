@@ -1,0 +1,61 @@
+"""``ci-tools keyvalue open|close``: admit this runner to Render's private Key Value, then not."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from ci_tools import github
+from ci_tools.commands._common import printer
+from ci_tools.config import load_config
+from ci_tools.keyvalue import close, open_for, runner_ip
+from ci_tools.needs import Needs
+from ci_tools.output import say
+
+NEEDS = Needs(required=("RENDER_API_KEY",))
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "keyvalue", help="admit this runner to the private Key Value instances, or stop"
+    )
+    sub = parser.add_subparsers(dest="keyvalue_command", required=True, metavar="ACTION")
+    opening = sub.add_parser(
+        "open", help="add this runner's address to the environments' allow lists"
+    )
+    opening.add_argument("--env", dest="envs", action="append", required=True, metavar="ENV",
+                         help="an environment whose Key Value to open (repeatable)")  # fmt: skip
+    opening.add_argument("--ip", help="the address to admit (default: asked of IP_ECHO_URL)")
+    opening.add_argument(
+        "--state", type=Path, required=True, help="where to record the lists as they were"
+    )
+    opening.set_defaults(func=run_open, needs=NEEDS)
+    closing = sub.add_parser("close", help="put the allow lists back as they were (safe to repeat)")
+    closing.add_argument("--state", type=Path, required=True)
+    closing.set_defaults(func=run_close, needs=NEEDS)
+
+
+def run_open(args: argparse.Namespace) -> int:
+    config = load_config()
+    ip = runner_ip(args.ip)
+    note = f"ci-tools run {os.environ.get('GITHUB_RUN_ID', 'local')} (removed when it ends)"
+    opened = open_for(
+        args.secrets["RENDER_API_KEY"], config, args.envs, ip, args.state, note, printer(False)
+    )
+    say(
+        f"✓ {', '.join(opened) or 'nothing'} opened to this runner; run `ci-tools keyvalue close` afterwards"
+    )
+    github.add_summary(
+        f"### Key Value access\n\nopened to this runner for the job: {', '.join(opened) or 'none'}"
+    )
+    return 0
+
+
+def run_close(args: argparse.Namespace) -> int:
+    restored = close(args.secrets["RENDER_API_KEY"], args.state, printer(False))
+    say(f"✓ allow lists put back: {', '.join(restored) or 'none needed'}")
+    github.add_summary(
+        f"### Key Value access\n\nallow lists put back: {', '.join(restored) or 'none needed'}"
+    )
+    return 0
