@@ -41,7 +41,9 @@ def test_project_config_loads():
     assert (prod.branch, prod.render_service, prod.key_prefix) == ("main", "mindmate-prod", "prod:")
     assert prod.health_url == "https://mindmate-prod.onrender.com/healthz"
     assert prod.webhook_url.endswith("/telegram")
-    assert prod.memory_keys(7) == ["prod:user:7:history", "prod:user:7:profile", "prod:memory:7"]
+    assert prod.memory_keys(7) == [
+        "prod:user:7:history", "prod:user:7:profile", "prod:memory:7", "prod:conversation:7",
+    ]  # fmt: skip
     assert config.flow["main"] == ("develop", "hotfix/*")
     assert config.env_for_branch("develop").name == "staging"
     assert config.env_for_branch("feature/x") is None

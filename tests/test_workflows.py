@@ -97,16 +97,28 @@ def variable_samples(document: dict, job: dict, step: dict) -> list[dict[str, st
     """Values a step's env variables can take: each option of a choice input, defaults otherwise."""
     inputs = inputs_of(document)
     env = {**(document.get("env") or {}), **(job.get("env") or {}), **(step.get("env") or {})}
+    # A step that runs only `if: inputs.x == 'a' || inputs.x == 'b'` only ever sees those values.
+    only: dict[str, set[str]] = {}
+    for input_name, value in re.findall(r"inputs\.(\w+)\s*==\s*'([^']*)'", str(step.get("if", ""))):
+        only.setdefault(input_name, set()).add(value)
     base: dict[str, str] = {}
     choices: dict[str, list[str]] = {}
     for name, expression in env.items():
         match = re.fullmatch(r"\$\{\{\s*inputs\.(\w+)\s*\}\}", str(expression))
         spec = inputs.get(match[1]) if match else None
         if spec:
-            options = [str(o) for o in spec.get("options") or []]
-            base[name] = str(spec.get("default") or (options[0] if options else "1"))
+            options = [
+                str(o) for o in spec.get("options") or [] if str(o) in only.get(match[1], {str(o)})
+            ]
+            default = str(spec.get("default") or "")
+            base[name] = default if default in options or not options else options[0]
+            base[name] = base[name] or "1"
             if len(options) > 1:
                 choices[name] = options
+        elif picked := re.search(r"&&\s*'([^']*)'\s*\|\|\s*'([^']*)'", str(expression)):
+            # `${{ cond && 'a' || 'b' }}`: the variable is one of the two quoted values
+            base[name] = picked[1]
+            choices[name] = [picked[1], picked[2]]
         else:
             base[name] = "sample-value"
     samples = [base]

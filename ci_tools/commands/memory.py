@@ -46,6 +46,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                            help="default: the source environment's key prefix; '' for a bot whose keys carry none")  # fmt: skip
             p.add_argument("--legacy-source", action="store_true",
                            help="the source is a legacy bot's Redis that never wrote a meta:env marker")  # fmt: skip
+            p.add_argument("--source-kind", choices=("configured", "legacy"), default="configured",
+                           help="as a workflow input: legacy = --legacy-source with no key prefix")  # fmt: skip
         if target:
             p.add_argument(
                 "--to", dest="target", required=True, metavar="ENV", help="target environment"
@@ -79,6 +81,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                        help="also copy the user's keys that no pattern covers (an --apply refuses while any exist)")  # fmt: skip
     audit.add_argument("--ignore-uncovered", dest="uncovered", action="store_const", const="ignore",
                        help="leave them where they are, and say so")  # fmt: skip
+    audit.add_argument("--uncovered", choices=("refuse", "include", "ignore"),
+                       help="the same, as a workflow input")  # fmt: skip
     copy.set_defaults(uncovered="refuse")
     copy.set_defaults(func=memory_copy, needs=BOTH)
 
@@ -170,7 +174,7 @@ def _request(args: argparse.Namespace) -> ops.CopyRequest:
         user_id=user_id,
         source_env=source,
         target_env=target,
-        source_prefix=source.key_prefix if args.source_prefix is None else args.source_prefix,
+        source_prefix=_source_prefix(args, source.key_prefix),
         target_prefix=target.key_prefix
         if getattr(args, "target_prefix", None) is None
         else args.target_prefix,
@@ -179,11 +183,19 @@ def _request(args: argparse.Namespace) -> ops.CopyRequest:
         policy=getattr(args, "on_conflict", "fail"),
         out_dir=args.out,
         ignore_markers=args.ignore_env_markers,
-        legacy_source=getattr(args, "legacy_source", False),
+        legacy_source=getattr(args, "legacy_source", False)
+        or getattr(args, "source_kind", "") == "legacy",
         uncovered=getattr(args, "uncovered", "refuse"),
         resume_command=_resume_command(),
         progress=_progress_factory(args),
     )
+
+
+def _source_prefix(args: argparse.Namespace, configured: str) -> str:
+    """--source-prefix as given ('' is a real value); a legacy source defaults to none."""
+    if args.source_prefix is not None:
+        return str(args.source_prefix)
+    return "" if getattr(args, "source_kind", "") == "legacy" else configured
 
 
 def _progress_factory(args: argparse.Namespace) -> Callable[[str, int], Any] | None:

@@ -261,7 +261,7 @@ class FakeRender(StandInServer):
         if match := _DEPLOY_PATH.match(request.path):
             return self._hook(match["service"], request)
         if request.path == "/whoami":
-            return 200, request.client_address, {"Content-Type": "text/plain"}
+            return 200, request.client_address.encode(), {"Content-Type": "text/plain"}
         if match := _API_PATH.match(request.path):
             if request.headers.get("Authorization") != f"Bearer {self.api_key}":
                 return 401, {"message": "Unauthorized"}, {}

@@ -61,6 +61,7 @@ def local_repository_flags(repo: Path) -> list[str]:
 class Run:
     exit_code: int
     log: str
+    run_id: int = 0
 
     @property
     def ok(self) -> bool:
@@ -94,6 +95,7 @@ class Act:
             "STANDIN_ARTIFACTS": str(self.artifacts),
             "RENDER_API_URL": self.world.render.url,
             "TELEGRAM_API_URL": self.world.telegram.url,
+            "IP_ECHO_URL": f"{self.world.render.url}/whoami",  # what a runner asks for its address
             "GITHUB_RUN_ID": str(run_id),
             **extra,
         }
@@ -141,8 +143,8 @@ class Act:
             )  # fmt: skip
         except subprocess.TimeoutExpired as exc:
             out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-            return Run(124, out + f"\n[act did not finish in {timeout}s]")
-        return Run(done.returncode, done.stdout + done.stderr)
+            return Run(124, out + f"\n[act did not finish in {timeout}s]", run_id)
+        return Run(done.returncode, done.stdout + done.stderr, run_id)
 
 
 def workflow_document(path: Path) -> dict:

@@ -1,8 +1,14 @@
-"""migrate-memory.yml in act: one user's memory from the dev Redis to the prod Redis."""
+"""migrate-memory.yml in act: one user's memory from the dev Key Value to the prod Key Value.
+
+Both instances are private (``ipAllowList: []``): their external URLs refuse this
+machine until the workflow admits itself through Render's API, and the allow lists
+are put back after every run, failed ones included.
+"""
 
 from __future__ import annotations
 
 import pytest
+import redis
 from cryptography.fernet import Fernet
 
 from tests.memory_helpers import USER, seed_user
@@ -18,38 +24,98 @@ def memory(world):
 
 
 def secrets(world, **extra):
-    return environment_secrets(
-        world, "production", SOURCE_REDIS_URL=world.redis["staging"].url, **extra
+    """The production environment's secrets: both Key Values by their external URLs."""
+    return environment_secrets(world, "production", SOURCE_REDIS_URL=world.external_redis_url("staging"),
+                               REDIS_URL=world.external_redis_url("production"), **extra)  # fmt: skip
+
+
+def run_memory(world, act, mode: str, **extra: str):
+    inputs = {"user_id": str(USER), "from": "staging", "to": "production", "mode": mode,
+              "on_conflict": "fail", "uncovered": "refuse", "legacy_source": "false", "run_id": ""}  # fmt: skip
+    inputs.update({k: v for k, v in extra.items() if k in inputs})
+    values = secrets(world, **{k: v for k, v in extra.items() if k not in inputs})
+    return act.run(
+        "migrate-memory.yml",
+        "workflow_dispatch",
+        secrets=values,
+        payload=dispatch("main", **inputs),
     )
 
 
-def copy_inputs(mode: str) -> dict:
-    return dispatch("main", user_id=str(USER), to="production", mode=mode, on_conflict="fail",
-                    **{"from": "staging"})  # fmt: skip
+def dumped(client: redis.Redis) -> dict[bytes, tuple[bytes | None, int]]:
+    return {key: (client.dump(key), client.pttl(key) > 0) for key in client.keys("*")}
 
 
-def test_a_dry_run_leaves_the_target_untouched(world, act, memory):
+def assert_closed_again(world):
+    for kv in world.key_values.values():
+        assert kv.ip_allow_list == [], f"{kv.name} was left open"
+
+
+def test_the_private_key_values_refuse_this_machine_until_the_run_admits_itself(world, memory):
+    with pytest.raises(redis.ConnectionError):
+        redis.Redis.from_url(world.external_redis_url("production"), socket_timeout=2).ping()
+
+
+def test_a_dry_run_leaves_the_target_untouched_and_the_allow_lists_as_they_were(world, act, memory):
     _, target = memory
-    before = sorted(target.keys("*"))
-    run = act.run("migrate-memory.yml", "workflow_dispatch", secrets=secrets(world),
-                  payload=copy_inputs("dry-run"))  # fmt: skip
+    before = dumped(target)
+    run = run_memory(world, act, "dry-run")
     assert run.ok, run.tail()
-    assert sorted(target.keys("*")) == before
-    assert "create" in run.log
+    assert dumped(target) == before
+    assert "create" in run.log and "admits 127.0.0.1/32 for this run" in run.log
+    assert_closed_again(world)
     assert_no_secret(run, world)
 
 
-def test_apply_copies_the_memory_and_keeps_only_an_encrypted_artifact(world, act, memory):
+def test_apply_without_a_snapshot_key_is_refused_and_writes_nothing(world, act, memory):
+    _, target = memory
+    before = dumped(target)
+    run = run_memory(world, act, "apply")
+    assert not run.ok
+    assert "a write needs MEMORY_SNAPSHOT_KEY" in run.log and "Fernet" in run.log
+    assert dumped(target) == before
+    assert_closed_again(world)
+
+
+def test_apply_then_undo_with_that_runs_id_restores_the_target_byte_for_byte(world, act, memory):
     source, target = memory
+    target.set("prod:memory:999", "another user's fact")  # must survive both runs untouched
+    before = dumped(target)
     key = Fernet.generate_key().decode()
-    run = act.run("migrate-memory.yml", "workflow_dispatch",
-                  secrets=secrets(world, MEMORY_SNAPSHOT_KEY=key), payload=copy_inputs("apply"))  # fmt: skip
-    assert run.ok, run.tail()
+    applied = run_memory(world, act, "apply", MEMORY_SNAPSHOT_KEY=key)
+    assert applied.ok, applied.tail()
     assert target.lrange(f"prod:memory:{USER}", 0, -1) == source.lrange(f"dev:memory:{USER}", 0, -1)
-    assert target.hgetall(f"prod:user:{USER}:profile") == source.hgetall(f"dev:user:{USER}:profile")
-    kept = [p for p in act.artifacts.rglob("*") if p.is_file()]
-    assert kept, "the encrypted snapshot and backup were not kept"
-    for path in kept:
-        assert b"likes tea" not in path.read_bytes(), f"{path.name} is not encrypted"
-    assert key not in run.log
-    assert_no_secret(run, world)
+    assert f"mode undo (after undo-dry-run), run_id {applied.run_id}" in applied.log
+    kept = [p for p in (act.artifacts / str(applied.run_id)).rglob("*") if p.is_file()]
+    assert kept and all(b"likes tea" not in p.read_bytes() for p in kept)  # encrypted
+
+    looked = run_memory(
+        world, act, "undo-dry-run", run_id=str(applied.run_id), MEMORY_SNAPSHOT_KEY=key
+    )
+    assert looked.ok, looked.tail()
+    assert "would be put back" in looked.log
+    assert target.exists(f"prod:memory:{USER}")  # a dry run writes nothing
+
+    undone = run_memory(world, act, "undo", run_id=str(applied.run_id), MEMORY_SNAPSHOT_KEY=key)
+    assert undone.ok, undone.tail()
+    assert dumped(target) == before
+    assert_closed_again(world)
+    for run in (applied, looked, undone):
+        assert key not in run.log
+        assert_no_secret(run, world)
+
+
+def test_the_legacy_unprefixed_unmarked_source_is_copied_to_prod(world, act, memory):
+    _, target = memory
+    legacy = world.redis["staging"].client()
+    legacy.flushall()
+    seed_user(legacy, prefix="")  # the dev bot of today: no prefix…
+    legacy.delete("meta:env")  # …and it never wrote a marker
+    key = Fernet.generate_key().decode()
+    refused = run_memory(world, act, "apply", MEMORY_SNAPSHOT_KEY=key)
+    assert not refused.ok and "pass --legacy-source" in refused.log
+    run = run_memory(world, act, "apply", legacy_source="true", MEMORY_SNAPSHOT_KEY=key)
+    assert run.ok, run.tail()
+    assert target.lrange(f"prod:memory:{USER}", 0, -1) == legacy.lrange(f"memory:{USER}", 0, -1)
+    assert target.hgetall(f"prod:user:{USER}:profile") == legacy.hgetall(f"user:{USER}:profile")
+    assert_closed_again(world)
