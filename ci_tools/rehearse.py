@@ -10,6 +10,7 @@ point at the stand-ins.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import tempfile
@@ -34,6 +35,7 @@ from ci_tools.release import ReleaseRequest, release
 from ci_tools.sandbox.world import SECRETS, World
 
 DAILY_USER = 424242001
+TESTER = 5550001  # the owner, testing on staging
 FACTS = ("I take my tea without sugar", "My sister is called Mia", "I'm learning the cello")
 
 
@@ -98,13 +100,17 @@ class Rehearsal:
 
     def run(self) -> list[Phase]:
         steps: list[tuple[str, Callable[[World], str]]] = [
-            ("the daily user talks to the dev bot", self.dev_bot_in_use),
+            (
+                "the daily user's memory in the legacy dev bot (no prefix, no marker)",
+                self.dev_bot_in_use,
+            ),
             ("phase 1: a new production bot", self.new_bot),
             ("phase 0: preflight", self.preflight),
             ("phase 2: cutover (new token, deploy main, probe), undone and redone", self.cutover),
             ("phase 3: memory copy (dry run, apply, verify)", self.copy),
             ("phase 4: announce the move", self.announce),
             ("the user talks to the new bot; it remembers", self.user_moves),
+            ("the old bot now serves testers only; the user is sent on", self.old_bot_for_testers),
             ("a bad release is rolled back automatically", self.bad_release),
             ("acceptance checklist", self.acceptance),
         ]
@@ -146,14 +152,23 @@ class Rehearsal:
         # The new bot does not exist yet: the production service runs a placeholder bot.
         self.placeholder = world.telegram.add_bot("mindmate_placeholder_bot")
         world.services["production"].env["TELEGRAM_BOT_TOKEN"] = self.placeholder.token
+        # What today's dev bot left in the dev Redis: unprefixed keys, and no meta:env marker.
+        legacy = world.redis["staging"].client()
+        now = int(time.time())
+        legacy.hset(
+            f"user:{DAILY_USER}:profile",
+            mapping={"first_seen": now - 86400 * 90, "last_seen": now, "first_name": "Ada"},
+        )
+        legacy.rpush(f"memory:{DAILY_USER}", *FACTS)
+        legacy.rpush(
+            f"user:{DAILY_USER}:history",
+            json.dumps({"ts": now, "text": "Had a long day, but the cello lesson went well"}),
+        )
         sha = world.commit("develop", "the dev bot as it runs today")
         with self._env(world, "staging"):
             deploy(load_config().env("staging"), sha, timeout=60, poll=0.1)
-        self._talk(world, "staging", "/start")
-        for fact in FACTS:
-            self._talk(world, "staging", f"/remember {fact}")
-        self._talk(world, "staging", "Had a long day, but the cello lesson went well")
-        return f"user {DAILY_USER} has {len(FACTS)} facts and a history in the dev Redis"
+        require(not legacy.exists("meta:env"), "the legacy Redis must start without a marker")
+        return f"user {DAILY_USER} has {len(FACTS)} facts and a history under unprefixed keys, no marker"
 
     def new_bot(self, world: World) -> str:
         bot = world.bots["production"]
@@ -208,8 +223,8 @@ class Rehearsal:
         config = load_config()
         request = CopyRequest(
             user_id=DAILY_USER, source_env=config.env("staging"), target_env=config.env("production"),
-            source_prefix="dev:", target_prefix="prod:", patterns=config.env("staging").memory_patterns,
-            apply=False, policy="fail", out_dir=self.root / "memory-out",
+            source_prefix="", target_prefix="prod:", patterns=config.env("staging").memory_patterns,
+            apply=False, policy="fail", out_dir=self.root / "memory-out", legacy_source=True,
         )  # fmt: skip
         urls = {
             "SOURCE_REDIS_URL": world.redis["staging"].url,
@@ -223,7 +238,8 @@ class Rehearsal:
             again = copy_user(request)
         require(again.counts() == {"identical": 3}, f"second apply not a no-op: {again.counts()}")
         self.snapshot = outcome.snapshot
-        return f"dry run: 3 to create; applied: {len(outcome.written)} written, {outcome.verified} verified; again: all identical"
+        return (f"legacy source (no prefix, no marker) → prod:; dry run: 3 to create; applied: {len(outcome.written)} "
+                f"written, {outcome.verified} verified; again: all identical")  # fmt: skip
 
     def announce(self, world: World) -> str:
         config = load_config()
@@ -245,6 +261,28 @@ class Rehearsal:
         missing = [fact for fact in FACTS if fact not in recall]
         require(not missing, f"the new bot forgot {missing}")
         return f"/recall on @{world.bots['production'].username} lists all {len(FACTS)} facts"
+
+    def old_bot_for_testers(self, world: World) -> str:
+        """Staging keeps the old bot for testers; the daily user writing to it is sent on."""
+        service = world.services["staging"]
+        service.env.update(TESTER_IDS=str(TESTER), PRODUCTION_BOT=world.bots["production"].username)
+        with self._env(world, "staging"):
+            deploy(
+                load_config().env("staging"),
+                world.commit("develop", "staging for testers"),
+                timeout=60,
+                poll=0.1,
+            )
+        dev = world.redis["staging"].client()
+        before = dev.dbsize()
+        reply = self._talk(world, "staging", "/remember something new")
+        link = f"https://t.me/{world.bots['production'].username}"
+        require(reply == link, f"the old bot answered {reply!r}, not the link")
+        require(
+            dev.dbsize() == before,
+            "the dev Redis grew: the daily user's words were stored on staging",
+        )
+        return f"the old bot answered the daily user with {link}; the dev Redis did not grow"
 
     def bad_release(self, world: World) -> str:
         """The same rule the release workflow runs (ci_tools.release), against a bad build."""
