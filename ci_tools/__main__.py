@@ -28,12 +28,13 @@ from ci_tools.commands import (
     release,
     rollback,
 )
+from ci_tools.commands import github as github_command
 from ci_tools.errors import FatalError, from_unexpected
 from ci_tools.needs import NOTHING, resolve, running
 
 # In the order of the plan: look, ship, check, undo, migrate, rehearse.
 COMMAND_MODULES = (
-    config, flow, deploy, release, probe, rollback, preflight, cutover, keyvalue, memory, announce,
+    config, flow, github_command, deploy, release, probe, rollback, preflight, cutover, keyvalue, memory, announce,
     acceptance, rehearse,
 )  # fmt: skip
 

@@ -14,6 +14,7 @@ from ci_tools.clients.telegram import TelegramError, bot_info
 from ci_tools.config import Config, optional_secret
 from ci_tools.cutover import CUTOVER_AT_VAR, PREVIOUS_BOT_VAR, window_end
 from ci_tools.errors import FatalError
+from ci_tools.github_settings import check_if_possible
 from ci_tools.memory.files import RecordFile
 from ci_tools.probe import Probe, failures, run_probe, whose_token
 
@@ -83,6 +84,8 @@ def acceptance(
     missing = [f for f in REPOSITORY_FILES if not (root / f).is_file()]
     items.append(Item("the branch flow, its workflows and rulesets are in the repository", not missing,
                       "all present" if not missing else "missing " + ", ".join(missing), "restore them from main" if missing else ""))  # fmt: skip
+    # Files in the repository are not the flow in force: GitHub's own settings are read back.
+    items += check_if_possible(config, root)
     return items
 
 

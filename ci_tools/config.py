@@ -27,7 +27,9 @@ DEFAULT_FLOW = {
 }
 
 _ENV_FIELDS = ("branch", "render_service", "bot_username", "base_url")
-_OPTIONAL_FIELDS = ("key_prefix", "memory_patterns", "health_path", "probe_user_id", "key_value")
+_OPTIONAL_FIELDS = (
+    "key_prefix", "memory_patterns", "health_path", "probe_user_id", "key_value", "reviewers", "deploy_branches",
+)  # fmt: skip
 # The reserved probe user: Telegram user ids fit in 52 bits and are handed out far below
 # this one, so no real person has it. The bot's PROBE_USER_ID defaults to the same value.
 DEFAULT_PROBE_USER_ID = 2**52 - 1
@@ -48,6 +50,8 @@ class Environment:
     health_path: str = "/healthz"  # "" when the bot has no health endpoint (checks skip it)
     probe_user_id: int = DEFAULT_PROBE_USER_ID
     key_value: str = ""  # its Render Key Value instance (default: "<render_service>-redis")
+    reviewers: tuple[str, ...] = ()  # GitHub users who approve a deploy (production)
+    deploy_branches: tuple[str, ...] = ()  # branch patterns its GitHub environment accepts
 
     @property
     def health_url(self) -> str | None:
@@ -68,6 +72,7 @@ class Config:
     path: Path
     environments: dict[str, Environment]
     flow: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_FLOW))
+    default_branch: str = "develop"  # GitHub's default branch: where dependabot's security PRs go
     rollback_window_days: int = (
         14  # how long the old bot is kept after the cutover (plan: 1 to 2 weeks)
     )
@@ -128,7 +133,14 @@ def load_config(path: Path | None = None) -> Config:
         raise ConfigError(
             f"{path.name}: [tool.ci_tools] rollback_window_days must be a whole number of days ≥ 1"
         )
-    return Config(path=path, environments=environments, flow=flow, rollback_window_days=window)
+    default_branch = section.get("default_branch", "develop")
+    if not isinstance(default_branch, str) or default_branch not in flow:
+        raise ConfigError(
+            f"{path.name}: [tool.ci_tools] default_branch {default_branch!r} is not a base branch of the flow",
+            hint="dependabot's security updates open PRs into it, so it must accept dependabot/**: use develop",
+        )
+    return Config(path=path, environments=environments, flow=flow, rollback_window_days=window,
+                  default_branch=default_branch)  # fmt: skip
 
 
 def _parse_environments(raw: Any, path: Path) -> dict[str, Environment]:
@@ -191,8 +203,18 @@ def _parse_environments(raw: Any, path: Path) -> dict[str, Environment]:
             health_path=health_path,
             probe_user_id=_probe_user_id(table.get("probe_user_id", DEFAULT_PROBE_USER_ID), where),
             key_value=str(table.get("key_value") or f"{table['render_service']}-redis"),
+            reviewers=_strings(table.get("reviewers", []), f"{where}: reviewers"),
+            deploy_branches=_strings(
+                table.get("deploy_branches", [table["branch"]]), f"{where}: deploy_branches"
+            ),
         )
     return environments
+
+
+def _strings(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{where} must be a list of strings", hint='e.g. ["mindmate-owner"]')
+    return tuple(value)
 
 
 def _probe_user_id(value: Any, where: str) -> int:

@@ -16,6 +16,7 @@ from ci_tools.clients.render import RenderAPI, monotonic_deadline
 from ci_tools.clients.telegram import BotInfo, TelegramError, bot_info
 from ci_tools.config import Config, Environment, optional_env_secret, optional_secret
 from ci_tools.errors import FatalError
+from ci_tools.github_settings import check_if_possible
 from ci_tools.memory.ops import identity, label
 
 DEV_WORDS = re.compile(r"dev|test|staging", re.I)
@@ -185,4 +186,5 @@ def preflight(config: Config) -> list[Item]:
                 "set both Redis URLs",
             )
         )
+    items += check_if_possible(config, config.path.parent)  # GitHub's side of the flow
     return items

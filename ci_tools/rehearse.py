@@ -23,16 +23,20 @@ from typing import Any
 from ci_tools import redact
 from ci_tools.acceptance import acceptance
 from ci_tools.announce import announce, default_text
+from ci_tools.clients.github import GitHubAPI
 from ci_tools.config import load_config
 from ci_tools.cutover import CutoverRequest, back, forward
 from ci_tools.deploy import deploy
 from ci_tools.errors import FatalError, VerificationError
+from ci_tools.github_settings import check, plan
 from ci_tools.memory.ops import CopyRequest, copy_user
 from ci_tools.needs import undeclared_allowed
 from ci_tools.output import say
 from ci_tools.preflight import preflight
 from ci_tools.release import ReleaseRequest, release
+from ci_tools.sandbox.github import FakeGitHub
 from ci_tools.sandbox.world import SECRETS, World
+from ci_tools.workflow_files import secrets_by_environment
 
 DAILY_USER = 424242001
 TESTER = 5550001  # the owner, testing on staging
@@ -106,6 +110,7 @@ class Rehearsal:
             ),
             ("phase 1: a new production bot", self.new_bot),
             ("phase 0: preflight", self.preflight),
+            ("GitHub set up and checked (environments, secrets, rulesets)", self.github),
             ("phase 2: cutover (new token, deploy main, probe), undone and redone", self.cutover),
             ("phase 3: memory copy (dry run, apply, verify)", self.copy),
             ("phase 4: announce the move", self.announce),
@@ -191,6 +196,29 @@ class Rehearsal:
         if unmet:
             raise VerificationError("; ".join(f"{i.name}: {i.fix}" for i in unmet))
         return f"{len(items)} items ✓"
+
+    def github(self, world: World) -> str:
+        """The repository's GitHub side, from nothing to as the repository says, on the stand-in."""
+        config = load_config(self.project / "pyproject.toml")
+        wanted = secrets_by_environment(self.project, list(config.environments))
+        values = {
+            f"{env.upper()}_{name}": world.secrets(env).get(name, f"sandbox-{env}-{name}")
+            for env, names in wanted.items() for name in names
+        }  # fmt: skip
+        with (
+            FakeGitHub() as server,
+            scoped_env(GITHUB_API_URL=server.url),
+            GitHubAPI(server.token, "mindmate/mindmate-release") as api,
+        ):
+            changes = plan(api, config, self.project, values)
+            for change in changes:
+                change.apply(api)
+            again = plan(api, config, self.project, values)
+            items = check(api, config, self.project)
+        require(not again, f"a second setup would still change: {[c.what for c in again]}")
+        unmet = [i for i in items if i.ok is not True]
+        require(not unmet, "; ".join(f"{i.name}: {i.detail}" for i in unmet))
+        return f"{len(changes)} changes applied (secrets by name only), then {len(items)} checks ✓; a second setup changes nothing"
 
     def cutover(self, world: World) -> str:
         """Forward, back to the placeholder (as within the rollback window), forward again."""

@@ -31,6 +31,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                 "REDIS_URL",
                 "RENDER_API_KEY",
                 "RENDER_SERVICE_ID",
+                "GITHUB_TOKEN",
+                "GH_TOKEN",
             )
         ),
     )

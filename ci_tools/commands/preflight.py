@@ -15,6 +15,8 @@ NEEDS = Needs(
     optional=(
         *(f"{env}_{name}" for env in ("STAGING", "PRODUCTION") for name in PER_ENV),
         "RENDER_API_KEY",
+        "GITHUB_TOKEN",  # with GITHUB_REPOSITORY: GitHub's settings are checked too
+        "GH_TOKEN",
     )
 )
 

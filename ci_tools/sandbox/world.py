@@ -113,9 +113,10 @@ class World:
         text = config.read_text()
         for env, service in self.services.items():
             text, count = re.subn(
-                rf"(\[tool\.ci_tools\.environments\.{env}\][^\[]*?base_url = )\"[^\"]*\"",
+                rf"(\[tool\.ci_tools\.environments\.{env}\](?:(?!\n\[).)*?\nbase_url = )\"[^\"]*\"",
                 rf'\g<1>"{service.router.url}"',
                 text,
+                flags=re.S,
             )
             if count != 1:
                 raise RuntimeError(f"{config}: no base_url for {env} to point at the stand-in")

@@ -1,0 +1,52 @@
+"""What the repository's workflow files say, read statically: the jobs, and the secrets each
+environment must hold for the jobs that run in it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+_SECRET = re.compile(r"secrets\.([A-Z][A-Z0-9_]*)")
+_BUILT_IN = {"GITHUB_TOKEN"}
+
+
+def load_workflows(root: Path) -> dict[str, dict[str, Any]]:
+    found = {}
+    for path in sorted((root / ".github" / "workflows").glob("*.yml")):
+        document = yaml.safe_load(path.read_text()) or {}
+        if True in document:  # YAML 1.1 reads the key `on` as true
+            document["on"] = document.pop(True)
+        found[path.name] = document
+    return found
+
+
+def job_names(root: Path) -> set[str]:
+    """The names checks report under (a job's ``name``, else its id)."""
+    return {
+        str(job.get("name", key))
+        for doc in load_workflows(root).values()
+        for key, job in doc["jobs"].items()
+    }
+
+
+def environment_names(job: dict[str, Any], known: list[str]) -> list[str]:
+    """The GitHub environments a job may run in (an expression: any of them)."""
+    environment = job.get("environment")
+    name = environment.get("name") if isinstance(environment, dict) else environment
+    if not name:
+        return []
+    return known if "${{" in str(name) else [str(name)]
+
+
+def secrets_by_environment(root: Path, environments: list[str]) -> dict[str, set[str]]:
+    """Every ``secrets.NAME`` a job uses, under each environment the job runs in."""
+    wanted: dict[str, set[str]] = {env: set() for env in environments}
+    for document in load_workflows(root).values():
+        for job in document["jobs"].values():
+            names = set(_SECRET.findall(yaml.safe_dump(job))) - _BUILT_IN
+            for env in environment_names(job, environments):
+                wanted.setdefault(env, set()).update(names)
+    return wanted
