@@ -153,7 +153,8 @@ def _memory_items(
             if not record.exists or record.part:
                 continue
             key = prefix.encode() + record.key[len(source_prefix) :]
-            found = client.type(key).decode()
+            kind = client.type(key)
+            found = kind.decode() if isinstance(kind, bytes) else str(kind)
             if found != record.type:
                 missing.append(key.decode(errors="replace"))
             elif key.startswith(f"{prefix}memory:".encode()) and record.type == "list":

@@ -38,7 +38,7 @@ def load_blueprint(path: Path) -> dict[str, Any]:
 
 
 def _env_vars(service: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {var.get("key"): var for var in service.get("envVars", []) if isinstance(var, dict)}
+    return {str(var.get("key")): var for var in service.get("envVars", []) if isinstance(var, dict)}
 
 
 def blueprint_problems(config: Config, blueprint: dict[str, Any]) -> list[str]:
@@ -49,10 +49,11 @@ def blueprint_problems(config: Config, blueprint: dict[str, Any]) -> list[str]:
         if service.get("type") not in SERVICE_TYPES:
             problems.append(f"service {name!r} has unknown type {service.get('type')!r}")
     for env in config.environments.values():
-        service = services.get(env.render_service)
-        if service is None:
+        found = services.get(env.render_service)
+        if found is None:
             problems.append(f"no service named {env.render_service!r} (environment {env.name})")
             continue
+        service = found
         where = f"service {env.render_service}"
         expected = {
             "type": "web",

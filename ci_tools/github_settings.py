@@ -17,6 +17,7 @@ import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +79,7 @@ def plan(
     repo = api.repository()
     if repo.get("default_branch") != config.default_branch:
         changes.append(Change(f"default branch {repo.get('default_branch')} → {config.default_branch}",
-                              lambda a: a.set_default_branch(config.default_branch)))  # fmt: skip
+                              partial(GitHubAPI.set_default_branch, branch=config.default_branch)))  # fmt: skip
     present = api.environments()
     wanted_secrets = secrets_by_environment(root, list(config.environments))
     for env in config.environments.values():
@@ -90,32 +91,32 @@ def plan(
             or not current.get("deployment_branch_policy")
         ):
             changes.append(Change(f"environment {env.name}: reviewers {list(env.reviewers) or 'none'}, custom deployment branches",
-                                  lambda a, n=env.name, r=reviewer_ids: a.put_environment(n, r)))  # fmt: skip
+                                  partial(GitHubAPI.put_environment, env=env.name, reviewer_ids=reviewer_ids)))  # fmt: skip
         policies = api.branch_policies(env.name) if current else []
         for pattern in env.deploy_branches:
             if pattern not in policies:
                 changes.append(Change(f"environment {env.name}: {pattern} may deploy",
-                                      lambda a, n=env.name, p=pattern: a.add_branch_policy(n, p)))  # fmt: skip
+                                      partial(GitHubAPI.add_branch_policy, env=env.name, pattern=pattern)))  # fmt: skip
         existing = api.secret_names(env.name) if current else set()
         for name in sorted(wanted_secrets.get(env.name, set())):
             value = values.get(f"{env.name.upper()}_{name}")
             if value and (name not in existing or update_secrets):
                 changes.append(Change(f"environment {env.name}: secret {name} ({'update' if name in existing else 'new'})",
-                                      lambda a, n=env.name, s=name, v=value: a.put_secret(n, s, v)))  # fmt: skip
+                                      partial(GitHubAPI.put_secret, env=env.name, name=name, value=value)))  # fmt: skip
     by_name = {name: r for name, r in api.rulesets().items()}
     for ruleset in rulesets(root):
         current = by_name.get(ruleset["name"])
         if current is None or _rules(current) != _rules(ruleset):
             existing_id = current.get("id") if current else None
             changes.append(Change(f"ruleset {ruleset['name']} ({'update' if current else 'import'})",
-                                  lambda a, r=ruleset, i=existing_id: a.save_ruleset(r, i)))  # fmt: skip
+                                  partial(GitHubAPI.save_ruleset, ruleset=ruleset, existing_id=existing_id)))  # fmt: skip
     permissions = api.workflow_permissions()
     may_open = "BACKMERGE_TOKEN" not in api.repo_secret_names()
     if permissions.get("default_workflow_permissions") != "read" or (
         may_open and not permissions.get("can_approve_pull_request_reviews")
     ):
         changes.append(Change("Actions: workflow token read-only" + (", may open the back-merge PR" if may_open else ""),
-                              lambda a, m=may_open: a.set_workflow_permissions("read", m)))  # fmt: skip
+                              partial(GitHubAPI.set_workflow_permissions, default="read", can_approve=may_open)))  # fmt: skip
     return changes
 
 

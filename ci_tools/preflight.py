@@ -78,7 +78,7 @@ def _redis(env: Environment, items: list[Item]) -> redis.Redis | None:
             )
         )
         return None
-    found = marker.decode() if marker else None
+    found = (marker.decode() if isinstance(marker, bytes) else str(marker)) if marker else None
     if found not in (None, env.name):
         items.append(
             Item(

@@ -182,7 +182,7 @@ class Rehearsal:
         )
 
     def preflight(self, world: World) -> str:
-        values = {}
+        values: dict[str, str] = {}
         for env in ("staging", "production"):
             secrets = world.secrets(env)
             values |= {

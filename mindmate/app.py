@@ -50,7 +50,7 @@ _failures: contextvars.ContextVar[list[BaseException] | None] = contextvars.Cont
 )
 
 
-def build_application(settings: Settings) -> Application:  # type: ignore[type-arg]
+def build_application(settings: Settings) -> Application:  # type: ignore[type-arg, unused-ignore]
     application = (
         Application.builder()
         .token(settings.token)

@@ -37,7 +37,7 @@ HELP = (
 Context = ContextTypes.DEFAULT_TYPE
 
 
-def register(application: Application, settings: Settings, store: MemoryStore) -> None:  # type: ignore[type-arg]
+def register(application: Application, settings: Settings, store: MemoryStore) -> None:  # type: ignore[type-arg, unused-ignore]
     """Attach the handlers; a bot that has moved answers everything with the new link."""
     if settings.moved_to:
         link = f"https://t.me/{settings.moved_to}"

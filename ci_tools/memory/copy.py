@@ -271,7 +271,7 @@ class MemoryJob:
                 source,
                 target_key,
                 action,
-                reason if action not in ("identical", "create") else "",
+                (reason or "") if action not in ("identical", "create") else "",
                 remaining,
             )
             if self._backup and action in WRITES:
@@ -453,7 +453,7 @@ class MemoryJob:
         if with_dump:
             replies = self._same_payload(
                 keys=[k for k, _ in with_dump],
-                args=[r.dump for _, r in with_dump],
+                args=[r.dump for _, r in with_dump if r.dump is not None],
                 client=self.target,
             )
             read_at = now_ms()

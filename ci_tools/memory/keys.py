@@ -94,7 +94,7 @@ def discover(client: redis.Redis, space: KeySpace, *, scan_count: int = 10_000) 
         cursor = None
         while cursor != 0:
             cursor, page = client.scan(cursor or 0, match=pattern, count=scan_count)
-            found.update(filter(owned, page))
+            found.update(key for key in page if isinstance(key, bytes) and owned(key))
     return sorted(found)
 
 
@@ -119,5 +119,5 @@ def uncovered(
     cursor = None
     while cursor != 0:
         cursor, page = client.scan(cursor or 0, match=match, count=scan_count)
-        found.update(k for k in page if segment.search(k[len(prefix) :]))
+        found.update(k for k in page if isinstance(k, bytes) and segment.search(k[len(prefix) :]))
     return sorted(found - covered)

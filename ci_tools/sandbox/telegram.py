@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,7 +132,9 @@ class FakeTelegram(StandInServer):
                     f"Too Many Requests: retry after {bot.retry_after}",
                     parameters={"retry_after": bot.retry_after},
                 )
-        method = getattr(self, f"_api_{match['method'].lower()}", None)
+        method: Callable[[FakeBot, dict[str, Any]], Response] | None = getattr(
+            self, f"_api_{match['method'].lower()}", None
+        )
         if method is None:
             return _error(404, "Not Found")
         return method(bot, request.params())
