@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ci_tools.needs import Needs
-from ci_tools.output import Report, report, say
-from ci_tools.probe import Check, summary_rows
+
+if TYPE_CHECKING:  # annotations only: the probe loads when a command runs
+    from ci_tools.probe import Check
 
 RENDER = ("RENDER_DEPLOY_HOOK_URL", "RENDER_API_KEY", "RENDER_SERVICE_ID")
 DEPLOY_NEEDS = Needs(optional=RENDER)
@@ -27,10 +29,15 @@ def add_probe_options(parser: argparse.ArgumentParser) -> None:
 def report_probe(
     title: str, checks: list[Check], *, as_json: bool = False, commit: str = ""
 ) -> None:
+    from ci_tools.output import Report, report
+    from ci_tools.probe import summary_rows
+
     document = {"title": title, "commit": commit, "checks": [c.__dict__ for c in checks]}
     report(Report(title, PROBE_HEADERS, summary_rows(checks), document), as_json=as_json)
 
 
 def printer(as_json: bool) -> Callable[[str], None]:
     """Progress lines for humans; nothing with --json (stdout is one JSON document then)."""
+    from ci_tools.output import say
+
     return (lambda line: None) if as_json else (lambda line: say(f"  {line}"))

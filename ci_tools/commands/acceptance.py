@@ -5,10 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ci_tools.acceptance import acceptance
-from ci_tools.checklist import report
 from ci_tools.config import load_config
-from ci_tools.memory.ids import parse_user_id
 from ci_tools.needs import Needs
 
 
@@ -39,6 +36,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ci_tools.acceptance import acceptance
+    from ci_tools.checklist import report
+    from ci_tools.memory.ids import parse_user_id
+
     items = acceptance(load_config(), parse_user_id(args.user_id), args.snapshot, args.since)
     report("Acceptance", items, as_json=args.json)
     return 0

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ci_tools.announce import announce
 from ci_tools.config import load_config
-from ci_tools.memory.ids import parse_user_id
 from ci_tools.needs import Needs
-from ci_tools.output import say
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -22,6 +19,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ci_tools.announce import announce
+    from ci_tools.memory.ids import parse_user_id
+    from ci_tools.output import say
+
     chat_id = parse_user_id(args.chat_id)
     sent = announce(load_config(), args.secrets["TELEGRAM_BOT_TOKEN"], chat_id, args.text)
     say(f"✓ sent: {sent}")

@@ -6,10 +6,8 @@ import argparse
 from dataclasses import asdict
 from pathlib import Path
 
-from ci_tools.blueprint import blueprint_problems, load_blueprint
 from ci_tools.config import load_config
 from ci_tools.errors import ConfigError
-from ci_tools.output import emit_json, say, table
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -26,6 +24,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def show_config(args: argparse.Namespace) -> int:
+    from ci_tools.output import emit_json, say, table
+
     config = load_config()
     if args.json:
         emit_json(
@@ -56,6 +56,9 @@ def show_config(args: argparse.Namespace) -> int:
 
 
 def check_config(args: argparse.Namespace) -> int:
+    from ci_tools.blueprint import blueprint_problems, load_blueprint
+    from ci_tools.output import say
+
     config = load_config()
     path = args.blueprint or config.path.with_name("render.yaml")
     problems = blueprint_problems(config, load_blueprint(path))

@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from ci_tools import github
 from ci_tools.commands._common import printer
 from ci_tools.config import load_config
-from ci_tools.cutover import PREVIOUS_TOKEN_VAR, CutoverRequest, CutoverResult, back, forward
-from ci_tools.deploy import parse_commit
 from ci_tools.errors import ConfigError
 from ci_tools.needs import Needs
-from ci_tools.output import say
+
+if TYPE_CHECKING:  # annotations only: the modules load when the command runs
+    from ci_tools.cutover import CutoverResult
 
 NEEDS = Needs(
     required=("RENDER_API_KEY", "RENDER_SERVICE_ID"),
     # forward needs the new token; back may take the previous one (default: the one cutover kept)
     optional=(
         "NEW_TELEGRAM_BOT_TOKEN",
-        PREVIOUS_TOKEN_VAR,
+        "PREVIOUS_TELEGRAM_BOT_TOKEN",
         "TELEGRAM_WEBHOOK_SECRET",
         "RENDER_DEPLOY_HOOK_URL",
     ),
@@ -43,6 +43,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ci_tools.cutover import PREVIOUS_TOKEN_VAR, CutoverRequest, back, forward
+    from ci_tools.deploy import parse_commit
+
     secrets = args.secrets
     request = CutoverRequest(
         config=load_config(), commit=parse_commit(args.commit), api_key=secrets["RENDER_API_KEY"],
@@ -63,6 +66,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _report(result: CutoverResult, title: str, what: str) -> int:
+    from ci_tools import github
+    from ci_tools.cutover import PREVIOUS_TOKEN_VAR
+    from ci_tools.output import say
+
     lines = [f"✓ {what}: @{result.now.username} (id {result.now.id})"]
     github.set_output("bot", result.now.username)
     if result.replaced:

@@ -5,11 +5,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from ci_tools import github
 from ci_tools.commands._common import DEPLOY_NEEDS, printer
 from ci_tools.config import load_config
-from ci_tools.deploy import deploy, parse_commit
-from ci_tools.output import emit_json, say
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -27,6 +24,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ci_tools import github
+    from ci_tools.deploy import deploy, parse_commit
+    from ci_tools.output import emit_json, say
+
     env = load_config().env(args.environment)
     commit = parse_commit(args.commit)
     started_at = time.time()

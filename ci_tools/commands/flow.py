@@ -5,13 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 
-from ci_tools import github
-from ci_tools.backmerge import backmerge
 from ci_tools.config import load_config
 from ci_tools.errors import InputError, VerificationError
-from ci_tools.flow import check_name, check_pair
 from ci_tools.needs import Needs
-from ci_tools.output import say
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -34,6 +30,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def flow_check(args: argparse.Namespace) -> int:
+    from ci_tools import github
+    from ci_tools.flow import check_pair
+    from ci_tools.output import say
+
     config = load_config()
     verdict = check_pair(
         config.flow, args.base.strip(), args.head.strip(), head_repo=args.head_repo, repo=args.repo
@@ -47,6 +47,9 @@ def flow_check(args: argparse.Namespace) -> int:
 
 
 def flow_name(args: argparse.Namespace) -> int:
+    from ci_tools.flow import check_name
+    from ci_tools.output import say
+
     if not args.branch.strip():
         raise InputError("the branch name is empty", hint="pass a name such as feature/short-name")
     verdict = check_name(args.branch.strip())
@@ -57,6 +60,10 @@ def flow_name(args: argparse.Namespace) -> int:
 
 
 def flow_backmerge(args: argparse.Namespace) -> int:
+    from ci_tools import github
+    from ci_tools.backmerge import backmerge
+    from ci_tools.output import say
+
     result = backmerge(
         args.repo or os.environ.get("GITHUB_REPOSITORY"),
         args.secrets.get("GITHUB_TOKEN"),

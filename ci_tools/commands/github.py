@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ci_tools.checklist import report as report_checklist
-from ci_tools.clients.github import GitHubAPI
 from ci_tools.config import load_config
 from ci_tools.errors import ConfigError
-from ci_tools.github_settings import check, plan, secret_values
 from ci_tools.needs import Needs
-from ci_tools.output import Report, report, say
+
+if TYPE_CHECKING:  # annotations only: the modules load when the command runs
+    from ci_tools.clients.github import GitHubAPI
 
 NEEDS = Needs(optional=("GITHUB_TOKEN", "GH_TOKEN"))
 
@@ -41,6 +41,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _api(args: argparse.Namespace) -> GitHubAPI:
+    from ci_tools.clients.github import GitHubAPI
+
     token = args.secrets.get("GITHUB_TOKEN") or args.secrets.get("GH_TOKEN")
     if not token:
         raise ConfigError(
@@ -56,6 +58,9 @@ def _api(args: argparse.Namespace) -> GitHubAPI:
 
 
 def run_setup(args: argparse.Namespace) -> int:
+    from ci_tools.github_settings import plan, secret_values
+    from ci_tools.output import Report, report
+
     config = load_config()
     root = config.path.parent
     with _api(args) as api:
@@ -82,6 +87,10 @@ def run_setup(args: argparse.Namespace) -> int:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    from ci_tools.checklist import report as report_checklist
+    from ci_tools.github_settings import check
+    from ci_tools.output import say
+
     config = load_config()
     with _api(args) as api:
         items = check(api, config, config.path.parent)

@@ -6,12 +6,9 @@ import argparse
 import os
 from pathlib import Path
 
-from ci_tools import github
 from ci_tools.commands._common import printer
 from ci_tools.config import load_config
-from ci_tools.keyvalue import close, open_for, runner_ip
 from ci_tools.needs import Needs
-from ci_tools.output import say
 
 NEEDS = Needs(required=("RENDER_API_KEY",))
 
@@ -37,6 +34,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_open(args: argparse.Namespace) -> int:
+    from ci_tools import github
+    from ci_tools.keyvalue import open_for, runner_ip
+    from ci_tools.output import say
+
     config = load_config()
     ip = runner_ip(args.ip)
     note = f"ci-tools run {os.environ.get('GITHUB_RUN_ID', 'local')} (removed when it ends)"
@@ -53,6 +54,10 @@ def run_open(args: argparse.Namespace) -> int:
 
 
 def run_close(args: argparse.Namespace) -> int:
+    from ci_tools import github
+    from ci_tools.keyvalue import close
+    from ci_tools.output import say
+
     restored = close(args.secrets["RENDER_API_KEY"], args.state, printer(False))
     say(f"✓ allow lists put back: {', '.join(restored) or 'none needed'}")
     github.add_summary(

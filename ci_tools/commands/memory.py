@@ -8,18 +8,15 @@ import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-from ci_tools import github
 from ci_tools.config import load_config
 from ci_tools.errors import ConfigError, InputError
-from ci_tools.memory import ops
-from ci_tools.memory.copy import POLICIES, Outcome
-from ci_tools.memory.ids import parse_user_id
 from ci_tools.needs import Needs
-from ci_tools.output import Report, emit_json, report, say
+
+if TYPE_CHECKING:  # annotations only: the modules load when the command runs
+    from ci_tools.memory import ops
+    from ci_tools.memory.copy import Outcome
 
 SNAPSHOT_KEY = ("MEMORY_SNAPSHOT_KEY",)
 BOTH = Needs(required=("SOURCE_REDIS_URL", "TARGET_REDIS_URL"), optional=SNAPSHOT_KEY)
@@ -66,7 +63,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--mode", choices=("dry-run", "apply"), help="the same, as a workflow input")
         p.add_argument(
             "--on-conflict",
-            choices=POLICIES,
+            choices=("fail", "skip", "replace"),  # ci_tools.memory.copy.POLICIES
             default="fail",
             help="when a target key holds other data",
         )
@@ -129,6 +126,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _resume_command() -> str:
+
     return (
         "ci-tools " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         if sys.argv[1:]
@@ -137,6 +135,8 @@ def _resume_command() -> str:
 
 
 def _applying(args: argparse.Namespace) -> bool:
+    from ci_tools import github
+
     if args.apply and args.mode == "dry-run":
         raise InputError("--apply contradicts --mode dry-run", hint="pass one of them")
     applying = bool(args.apply or args.mode == "apply")
@@ -154,6 +154,8 @@ def _applying(args: argparse.Namespace) -> bool:
 
 def undo_hint(backup: Path | None) -> str:
     """How to undo: in Actions, the dispatch that finds this run's artifact; else the file."""
+    from ci_tools import github
+
     if github.in_actions():
         run_id = os.environ.get("GITHUB_RUN_ID", "?")
         return f"Actions → migrate-memory → Run workflow: mode undo (after undo-dry-run), run_id {run_id}"
@@ -161,6 +163,9 @@ def undo_hint(backup: Path | None) -> str:
 
 
 def _request(args: argparse.Namespace) -> ops.CopyRequest:
+    from ci_tools.memory import ops
+    from ci_tools.memory.ids import parse_user_id
+
     config = load_config()
     user_id = parse_user_id(args.user_id)
     source = config.env(args.source)
@@ -193,6 +198,7 @@ def _request(args: argparse.Namespace) -> ops.CopyRequest:
 
 def _source_prefix(args: argparse.Namespace, configured: str) -> str:
     """--source-prefix as given ('' is a real value); a legacy source defaults to none."""
+
     if args.source_prefix is not None:
         return str(args.source_prefix)
     return "" if getattr(args, "source_kind", "") == "legacy" else configured
@@ -200,6 +206,14 @@ def _source_prefix(args: argparse.Namespace, configured: str) -> str:
 
 def _progress_factory(args: argparse.Namespace) -> Callable[[str, int], Any] | None:
     """A progress bar on a terminal for long copies; nothing in logs or with --json."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
     if getattr(args, "json", False) or not sys.stderr.isatty():
         return None
 
@@ -227,6 +241,8 @@ def _progress_factory(args: argparse.Namespace) -> Callable[[str, int], Any] | N
 
 
 def _report(outcome: Outcome, args: argparse.Namespace, title: str) -> None:
+    from ci_tools.output import Report, report
+
     counts = outcome.counts()
     left = [k.decode(errors="replace") for k in outcome.uncovered]
     document = {
@@ -283,10 +299,13 @@ def _report(outcome: Outcome, args: argparse.Namespace, title: str) -> None:
 
 
 def _ttl(ms: int | None) -> str:
+
     return "-" if ms is None else f"{ms / 1000:.0f}s"
 
 
 def memory_copy(args: argparse.Namespace) -> int:
+    from ci_tools.memory import ops
+
     request = _request(args)
     outcome = ops.copy_user(request)
     _report(
@@ -298,6 +317,9 @@ def memory_copy(args: argparse.Namespace) -> int:
 
 
 def memory_export(args: argparse.Namespace) -> int:
+    from ci_tools.memory import ops
+    from ci_tools.output import emit_json, say
+
     request = _request(args)
     path, count = ops.export_user(request)
     if args.json:
@@ -308,6 +330,8 @@ def memory_export(args: argparse.Namespace) -> int:
 
 
 def memory_diff(args: argparse.Namespace) -> int:
+    from ci_tools.memory import ops
+
     request = _request(args)
     outcome = ops.diff_user(request)
     _report(
@@ -319,6 +343,8 @@ def memory_diff(args: argparse.Namespace) -> int:
 
 
 def memory_restore(args: argparse.Namespace) -> int:
+    from ci_tools.memory import ops
+
     env = load_config().env(args.target)
     outcome = ops.restore_snapshot(
         args.snapshot, env, args.target_prefix or env.key_prefix, args.on_conflict, _applying(args),
@@ -329,6 +355,10 @@ def memory_restore(args: argparse.Namespace) -> int:
 
 
 def memory_undo(args: argparse.Namespace) -> int:
+    from ci_tools import github
+    from ci_tools.memory import ops
+    from ci_tools.output import emit_json, say
+
     apply = _applying(args)
     path, count = ops.undo_backup(
         args.backup, args.out, allow_other_server=args.allow_other_server, apply=apply
@@ -354,6 +384,9 @@ def memory_undo(args: argparse.Namespace) -> int:
 
 
 def memory_seed(args: argparse.Namespace) -> int:
+    from ci_tools.memory import ops
+    from ci_tools.memory.ids import parse_user_id
+
     env = load_config().env(args.target)
     user_id = parse_user_id(args.user_id)
     outcome = ops.seed_user(

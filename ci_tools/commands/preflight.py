@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ci_tools.checklist import report
 from ci_tools.config import load_config
 from ci_tools.needs import Needs
-from ci_tools.preflight import preflight
 
 PER_ENV = ("TELEGRAM_BOT_TOKEN", "REDIS_URL", "RENDER_SERVICE_ID")
 # It sees both environments at once, so it reads their secrets under prefixed names.
@@ -30,5 +28,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ci_tools.checklist import report
+    from ci_tools.preflight import preflight
+
     report("Preflight", preflight(load_config()), as_json=args.json)
     return 0

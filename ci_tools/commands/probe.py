@@ -7,9 +7,7 @@ import time
 
 from ci_tools.commands._common import TOKEN, WEBHOOK_SECRET, add_probe_options, report_probe
 from ci_tools.config import load_config
-from ci_tools.deploy import parse_commit
 from ci_tools.needs import Needs
-from ci_tools.release import ReleaseRequest, probe_or_fail
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -26,6 +24,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ci_tools.deploy import parse_commit
+    from ci_tools.release import ReleaseRequest, probe_or_fail
+
     config = load_config()
     commit = parse_commit(args.commit)
     request = ReleaseRequest(

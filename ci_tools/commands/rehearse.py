@@ -6,8 +6,6 @@ import argparse
 from pathlib import Path
 
 from ci_tools.errors import VerificationError
-from ci_tools.output import Report, report, say
-from ci_tools.rehearse import rehearse
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -24,6 +22,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ci_tools.output import Report, report, say
+    from ci_tools.rehearse import rehearse
+
     say(
         "rehearsing the migration plan against local stand-ins (nothing outside this machine is touched)"
     )

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 
-from ci_tools import github
 from ci_tools.commands._common import (
     RENDER,
     TOKEN,
@@ -18,10 +17,7 @@ from ci_tools.commands._common import (
     report_probe,
 )
 from ci_tools.config import load_config
-from ci_tools.deploy import parse_commit
 from ci_tools.needs import Needs
-from ci_tools.output import say
-from ci_tools.release import ReleaseRequest, release
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -39,6 +35,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ci_tools import github
+    from ci_tools.deploy import parse_commit
+    from ci_tools.output import say
+    from ci_tools.release import ReleaseRequest, release
+
     config = load_config()
     request = ReleaseRequest(
         env=config.env(args.environment), commit=parse_commit(args.commit),

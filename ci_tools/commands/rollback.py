@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import time
 
-from ci_tools import github
 from ci_tools.commands._common import (
     TOKEN,
     WEBHOOK_SECRET,
@@ -16,9 +15,6 @@ from ci_tools.commands._common import (
 from ci_tools.config import load_config
 from ci_tools.errors import InputError
 from ci_tools.needs import Needs
-from ci_tools.output import say
-from ci_tools.release import ReleaseRequest, probe_or_fail
-from ci_tools.rollback import rollback
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -41,6 +37,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ci_tools import github
+    from ci_tools.output import say
+    from ci_tools.release import ReleaseRequest, probe_or_fail
+    from ci_tools.rollback import rollback
+
     config = load_config()
     env = config.env(args.environment)
     if args.deploy_id is not None and not args.deploy_id.strip().startswith("dep-"):
