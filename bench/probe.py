@@ -3,6 +3,9 @@
 Every request to the Telegram stand-in and to the service (through its router) is
 delayed by --latency seconds (default 0.2). Prints the wall time of a full probe,
 the sum of its checks run one by one, and their ratio. Target: ratio ≤ 0.35.
+Then what the conversation check (three signed updates through the real handlers and
+Redis, the replies read back, the probe user deleted) adds to a healthy probe against
+the same probe without it. Target: at most one second.
 
     python bench/probe.py [--latency 0.2] [--repeat 3]
 """
@@ -44,17 +47,33 @@ def main() -> None:
         env = config.env("production")
         deploy(env, sha, timeout=60, poll=0.1)
         token = world.bots["production"].token
-        names = [name for name, _ in Probe(env, sha, config, token).tests()]
-        full, alone = [], []
+        secret = world.secrets("production")["TELEGRAM_WEBHOOK_SECRET"]
+
+        def probe(conversation: bool = True) -> Probe:
+            return Probe(
+                env,
+                sha,
+                config,
+                token,
+                deadline=10,
+                webhook_secret=secret,
+                conversation=conversation,
+            )
+
+        names = [name for name, _ in probe().tests()]
+        full, alone, quiet = [], [], []
         for _ in range(args.repeat):
             started = time.perf_counter()
-            checks = run_probe(Probe(env, sha, config, token, deadline=10))
+            checks = run_probe(probe())
             full.append(time.perf_counter() - started)
             assert all(c.ok for c in checks), [c.detail for c in checks if not c.ok]
+            started = time.perf_counter()
+            run_probe(probe(conversation=False))
+            quiet.append(time.perf_counter() - started)
             total = 0.0
             for name in names:
                 started = time.perf_counter()
-                run_probe(Probe(env, sha, config, token, deadline=10), only=[name])
+                run_probe(probe(), only=[name])
                 total += time.perf_counter() - started
             alone.append(total)
     best_full, best_alone = min(full), min(alone)
@@ -64,6 +83,8 @@ def main() -> None:
     print(f"  full probe (concurrent)      {best_full:6.3f} s")
     print(f"  checks one by one (sum)      {best_alone:6.3f} s")
     print(f"  ratio                        {best_full / best_alone:6.2f}   (target ≤ 0.35)")
+    print(f"  without the conversation     {min(quiet):6.3f} s")
+    print(f"  the conversation adds        {best_full - min(quiet):6.3f} s   (target ≤ 1 s)")
 
 
 if __name__ == "__main__":

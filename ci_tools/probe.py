@@ -267,14 +267,8 @@ class Probe:
                 "the probe signs its conversation with the webhook secret: set it, or pass --no-conversation",
                 definite=True,
             )
-        if self.env.health_url is not None and not await self._serves_our_commit(http):
-            raise Failed(
-                "the service does not run our commit yet",
-                "the deploy is not live at the public URL",
-            )
         nonce = secrets.token_hex(6)
         signed = {SECRET_HEADER: self.webhook_secret}
-        replies_url = f"{self.env.base_url}/probe/{nonce}"
         try:
             for number, text in enumerate(CONVERSATION, start=int(time.time()) % 2**30):
                 text = text.format(nonce=nonce)
@@ -292,28 +286,28 @@ class Probe:
                         f"{text.split()[0]} answered HTTP {response.status_code}",
                         "the bot's webhook refused the probe's update",
                     )
-            response = await http.get(replies_url, headers=signed)
+            # DELETE answers with the replies and removes the probe user's keys: one round trip.
+            response = await http.delete(f"{self.env.base_url}/probe/{nonce}", headers=signed)
             if response.status_code == 404:
                 raise Failed(
-                    "GET /probe/<nonce> answered 404",
-                    "the bot does not implement the probe user (README: 'Use it with your own bot'), "
-                    "or pass --no-conversation",
+                    "/probe/<nonce> answered 404",
+                    "the bot does not implement the probe user (README: 'Use it with your own bot'), or pass --no-conversation",
                 )
-            replies = [str(r) for r in response.json().get("replies", [])]
+            answer = response.json()
         except httpx.HTTPError as exc:
             raise Failed(
                 f"the conversation: {type(exc).__name__}", "the service is down or still starting"
             ) from None
         except ValueError:
             raise Failed(
-                "GET /probe/<nonce> is not JSON", "the bot does not implement the probe user"
+                "/probe/<nonce> is not JSON", "the bot does not implement the probe user"
             ) from None
-        finally:
-            with contextlib.suppress(httpx.HTTPError):
-                await http.delete(
-                    replies_url, headers=signed
-                )  # the probe user leaves nothing behind
-        return judge_conversation(replies, nonce)
+        if answer.get("commit") not in (None, self.commit):
+            raise Failed(
+                "the conversation reached another commit",
+                "the deploy is not live at the public URL yet",
+            )
+        return judge_conversation([str(r) for r in answer.get("replies", [])], nonce)
 
     async def _serves_our_commit(self, http: httpx.AsyncClient) -> bool:
         """Does the service answer with our commit now? (Then its answers are this release's.)"""

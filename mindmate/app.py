@@ -167,10 +167,13 @@ def create_app(settings: Settings) -> Starlette:
         if not NONCE.match(nonce):
             return PlainTextResponse("bad nonce", status_code=400)
         try:
-            if request.method == "DELETE":
-                deleted = await store.forget_probe_user(settings.probe_user_id, nonce)
-                return JSONResponse({"deleted": deleted})
-            return JSONResponse({"replies": await store.probe_replies(nonce)})
+            replies = await store.probe_replies(nonce)
+            body: dict[str, Any] = {"replies": replies, "commit": settings.commit}
+            if (
+                request.method == "DELETE"
+            ):  # the replies, and the probe user is gone: one round trip
+                body["deleted"] = await store.forget_probe_user(settings.probe_user_id, nonce)
+            return JSONResponse(body)
         except STORAGE_ERRORS as exc:
             return JSONResponse({"error": type(exc).__name__}, status_code=503)
 
