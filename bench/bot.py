@@ -1,0 +1,135 @@
+"""Benchmark: a burst of /remember updates to the real bot and a real Redis — nothing dropped.
+
+N signed updates from U users, C at a time, to the bot as Render runs it (``python -m
+mindmate`` under uvicorn, as a process) with a redis-server that keeps an append-only
+file. Prints updates/s and the facts stored against the updates sent (they must be
+equal). Then the same burst with Redis restarted in the middle of it: every update
+answered 5xx is delivered again, as Telegram does, until it is taken; afterwards every
+fact is stored exactly once.
+
+    python bench/bot.py [--updates 400] [--users 40] [--concurrency 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from ci_tools.sandbox.bot import BotProcess  # noqa: E402
+from ci_tools.sandbox.ports import free_port  # noqa: E402
+from ci_tools.sandbox.redis import RedisServer  # noqa: E402
+from ci_tools.sandbox.telegram import FakeTelegram  # noqa: E402
+from mindmate.store import claim_env_marker  # noqa: E402
+
+SECRET = "whsec-bench-0123456789"
+
+
+async def burst(
+    url: str, updates: list[dict[str, Any]], concurrency: int
+) -> tuple[float, Counter[int], int]:
+    """Deliver every update, redelivering each 5xx (or dropped connection) as Telegram would."""
+    limit = asyncio.Semaphore(concurrency)
+    statuses: Counter[int] = Counter()
+    redeliveries = 0
+
+    async def deliver(client: httpx.AsyncClient, update: dict[str, Any]) -> None:
+        nonlocal redeliveries
+        for attempt in range(200):
+            async with limit:
+                try:
+                    response = await client.post(
+                        url, json=update, headers={"X-Telegram-Bot-Api-Secret-Token": SECRET}
+                    )
+                    status = response.status_code
+                except httpx.HTTPError:
+                    status = 599
+            statuses[status] += 1
+            if status < 300:
+                return
+            redeliveries += 1
+            await asyncio.sleep(min(0.05 * (attempt + 1), 0.5))  # Telegram backs off, then retries
+        raise RuntimeError(f"update {update['update_id']} never got through")
+
+    started = time.perf_counter()
+    async with httpx.AsyncClient(timeout=15) as client:
+        await asyncio.gather(*(deliver(client, u) for u in updates))
+    return time.perf_counter() - started, statuses, redeliveries
+
+
+def run(args: argparse.Namespace, *, restart: bool) -> None:
+    with (
+        tempfile.TemporaryDirectory() as root,
+        RedisServer(persist=True) as redis_server,
+        FakeTelegram() as telegram,
+    ):
+        bot = telegram.add_bot("mindmate_bench_bot")
+        claim_env_marker(redis_server.client(), "dev:", "staging")
+        port = free_port()
+        environ = {
+            "ENV": "staging", "TELEGRAM_BOT_TOKEN": bot.token, "TELEGRAM_WEBHOOK_SECRET": SECRET,
+            "REDIS_URL": redis_server.url, "PORT": str(port), "TELEGRAM_API_URL": telegram.url,
+            "RENDER_EXTERNAL_URL": f"http://127.0.0.1:{port}", "RENDER_GIT_COMMIT": "bench",
+        }  # fmt: skip
+        with BotProcess(environ, log_path=Path(root) / "bot.log").start() as process:
+            updates = [
+                telegram.make_update(1000 + i % args.users, f"/remember fact {i}")
+                for i in range(args.updates)
+            ]
+            if restart:  # stop Redis a moment into the burst, bring it back shortly after
+
+                def blip() -> None:
+                    time.sleep(0.3)
+                    redis_server.stop()
+                    time.sleep(0.7)
+                    redis_server.start()
+
+                threading.Thread(target=blip, daemon=True).start()
+            seconds, statuses, redeliveries = asyncio.run(
+                burst(f"{process.url}/telegram", updates, args.concurrency)
+            )
+        client = redis_server.client(decode_responses=True)
+        stored = [
+            fact
+            for user in range(args.users)
+            for fact in client.lrange(f"dev:memory:{1000 + user}", 0, -1)
+        ]
+    sent = {f"fact {i}" for i in range(args.updates)}
+    twice = [fact for fact, n in Counter(stored).items() if n > 1]
+    title = "with Redis restarted mid-burst" if restart else "steady"
+    print(f"  {title:32} {args.updates / seconds:7.0f} updates/s   sent {len(sent)}, stored {len(stored)} "
+          f"({len(set(stored) & sent)} distinct), twice {len(twice)}; answers {dict(sorted(statuses.items()))}, "
+          f"redelivered {redeliveries}")  # fmt: skip
+    if set(stored) != sent or twice:
+        raise SystemExit(f"  ✗ lost {len(sent - set(stored))}, stored twice {len(twice)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--updates", type=int, default=400)
+    parser.add_argument("--users", type=int, default=40)
+    parser.add_argument("--concurrency", type=int, default=40)
+    args = parser.parse_args()
+    print(
+        f"bot burst benchmark: {args.updates} /remember updates from {args.users} users, {args.concurrency} at a time"
+    )
+    run(args, restart=False)
+    run(args, restart=True)
+    print("  ✓ every fact stored exactly once")
+
+
+if __name__ == "__main__":
+    main()
