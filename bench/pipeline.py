@@ -52,7 +52,18 @@ def run_job(repo: Path, setup: str, scratch: Path) -> float:
     (repo / ".github/workflows/overhead.yml").write_text(JOB.format(setup=setup))
     subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
     subprocess.run(
-        ["git", "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "bench"],
+        [
+            "git",
+            "-c",
+            "user.name=b",
+            "-c",
+            "user.email=b@b",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "bench",
+        ],
         cwd=repo,
         check=True,
     )
@@ -81,12 +92,11 @@ def run_job(repo: Path, setup: str, scratch: Path) -> float:
 
 
 def import_time() -> float:
-    best = min(
+    return min(
         float(subprocess.run([sys.executable, "-c", "import time, runpy; t=time.perf_counter(); import ci_tools.__main__; "
                               "print(time.perf_counter()-t)"], capture_output=True, text=True, check=True).stdout)
         for _ in range(5)
     )  # fmt: skip
-    return best
 
 
 def main() -> None:
