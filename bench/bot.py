@@ -82,7 +82,7 @@ def run(args: argparse.Namespace, *, restart: bool) -> None:
             "REDIS_URL": redis_server.url, "PORT": str(port), "TELEGRAM_API_URL": telegram.url,
             "RENDER_EXTERNAL_URL": f"http://127.0.0.1:{port}", "RENDER_GIT_COMMIT": "bench",
         }  # fmt: skip
-        with BotProcess(environ, log_path=Path(root) / "bot.log").start() as process:
+        with BotProcess(environ, log_path=Path(root) / "bot.log") as process:
             updates = [
                 telegram.make_update(1000 + i % args.users, f"/remember fact {i}")
                 for i in range(args.updates)

@@ -10,7 +10,9 @@ and the ratios b/a, b'/c, b/c, then peak RSS of a fresh process copying N and 10
 keys. `--rtt-ms X` puts a delay proxy between the tool and both servers.
 
     python bench/memory_copy.py [--keys N] [--others M] [--rtt-ms X]
-Targets: at 0 ms b'/c ≥ 0.4, b/c ≥ 0.2, b/a ≥ 10; at 20 ms b/a ≥ 100; RSS(10N)/RSS(N) ≤ 1.5.
+Targets: at 0 ms b'/c ≥ 0.4, b/a ≥ 10; at 20 ms b/a ≥ 100; RSS(10N)/RSS(N) ≤ 1.5; the coverage
+audit (one SCAN for the user's keys no pattern names) ≤ 10% of (b)'s time. b/c is printed
+with the ceiling the tool's own CPU allows on this machine's cores, but is no longer a target.
 """
 
 from __future__ import annotations
@@ -207,7 +209,10 @@ def main() -> None:
     print("  phases (s): " + ", ".join(f"{k} {v:.3f}" for k, v in timings.items()))
     print(f"  b/a  = {b / a:8.1f}   (target ≥ {'100' if args.rtt_ms >= 20 else '10'})")
     print(f"  b'/c = {b_copy / c:8.2f}   (target ≥ 0.4 at 0 ms)")
-    print(f"  b/c  = {b / c:8.2f}   (target ≥ 0.2 at 0 ms)")
+    print(f"  b/c  = {b / c:8.2f}   (retired target; see the CPU ceiling below)")
+    print(
+        f"  coverage audit = {timings['audit'] / timings['total']:6.1%} of end to end   (target ≤ 10%)"
+    )
     cores = len(os.sched_getaffinity(0))
     floor = sum(cpu) / cores  # b's wall time if every CPU-second ran in parallel
     print(

@@ -136,7 +136,7 @@ class BotProcess:
             process.stderr.close()
 
     def __enter__(self) -> BotProcess:
-        return self.start()
+        return self if self.process is not None else self.start()  # started already: not twice
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
