@@ -11,9 +11,9 @@ from ci_tools.checklist import Item
 from ci_tools.clients.health import Health, NotTheContract, read_health
 from ci_tools.clients.render import RenderAPI, monotonic_deadline
 from ci_tools.clients.telegram import TelegramError, bot_info
-from ci_tools.config import Config, optional_secret
+from ci_tools.config import Config, optional_secret, request_timeout
 from ci_tools.cutover import CUTOVER_AT_VAR, PREVIOUS_BOT_VAR, window_end
-from ci_tools.errors import FatalError
+from ci_tools.errors import FatalError, RemoteError
 from ci_tools.github_settings import check_if_possible
 from ci_tools.memory.files import RecordFile
 from ci_tools.probe import Probe, failures, run_probe, whose_token
@@ -49,11 +49,21 @@ def acceptance(
             items.append(Item(name, cause is None, f"@{me.username}", cause or ""))
         except TelegramError as exc:
             items.append(Item(name, False, f"getMe: {exc.code}", "the token is wrong or revoked"))
+        except RemoteError as exc:
+            items.append(
+                Item(
+                    name,
+                    False,
+                    exc.message,
+                    "Telegram did not answer: check TELEGRAM_API_URL and the network",
+                    remote=True,
+                )
+            )
     health: Health | None = None
     try:
         if env.health_url is None:
             raise NotTheContract("health_path is empty")
-        with httpx.Client(timeout=10) as client:
+        with httpx.Client(timeout=request_timeout(10)) as client:
             health = read_health(client, env.health_url)
     except (httpx.HTTPError, NotTheContract) as exc:
         items.append(Item("the production service runs it", False, str(exc) or type(exc).__name__,
@@ -104,7 +114,7 @@ def _rollback_window(config: Config) -> Item:
         with RenderAPI(api_key, service_id, deadline=monotonic_deadline(30)) as api:
             previous, at = api.env_var(PREVIOUS_BOT_VAR), api.env_var(CUTOVER_AT_VAR)
     except FatalError as exc:
-        return Item(name, False, exc.message, exc.hint or "")
+        return Item(name, False, exc.message, exc.hint or "", remote=isinstance(exc, RemoteError))
     ends = window_end(config, at)
     if not previous or ends is None:
         return Item(
@@ -132,7 +142,9 @@ def _memory_items(
             unmet,
             Item("the user has talked to the new bot", None, "REDIS_URL not set", "export it"),
         ]
-    client = redis.Redis.from_url(url, socket_connect_timeout=5)
+    client = redis.Redis.from_url(
+        url, socket_connect_timeout=request_timeout(5), socket_timeout=request_timeout(10)
+    )
     items = []
     if snapshot is None:
         items.append(

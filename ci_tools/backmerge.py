@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from ci_tools.config import request_timeout
 from ci_tools.errors import ConfigError, RemoteError
 
 DEFAULT_GITHUB_API = "https://api.github.com"
@@ -65,7 +66,7 @@ def open_pr(repo: str, token: str, source: str, target: str) -> str | None:
         "body": f"`{target}` does not contain `{source}` (a release or hotfix landed). "
         f"Merge this so the next release keeps it.",
     }
-    with httpx.Client(base_url=api, headers=headers, timeout=20) as client:
+    with httpx.Client(base_url=api, headers=headers, timeout=request_timeout(20)) as client:
         response = client.post(f"/repos/{repo}/pulls", json=body)
         if response.status_code == 201:
             return str(response.json()["html_url"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ci_tools import output
-from ci_tools.errors import VerificationError
+from ci_tools.errors import RemoteError, VerificationError
 
 
 @dataclass
@@ -15,6 +15,7 @@ class Item:
     detail: str = ""
     fix: str = ""
     warning: bool = False  # met, but worth a person's attention (the fix says what to do)
+    remote: bool = False  # unmet because a service did not answer: nothing was judged
 
     @property
     def mark(self) -> str:
@@ -34,6 +35,15 @@ def report(title: str, items: list[Item], *, as_json: bool = False) -> None:
     output.report(
         output.Report(title, ["", "item", "seen", "fix"], rows, document, notes), as_json=as_json
     )
+    unanswered = [i for i in unmet if i.remote]
+    if (
+        unanswered
+    ):  # a service that did not answer judged nothing: exit 4, not "verification failed"
+        raise RemoteError(
+            f"{len(unanswered)} of {len(items)} items could not be checked: "
+            + "; ".join(f"{i.name} ({i.detail})" for i in unanswered),
+            hint=unanswered[0].fix or "check the services' URLs and the network, then run again",
+        )
     if unmet:
         raise VerificationError(
             f"{len(unmet)} of {len(items)} items unmet: "

@@ -286,14 +286,20 @@ def telegram_api_url() -> str:
     return (os.environ.get("TELEGRAM_API_URL") or DEFAULT_TELEGRAM_API_URL).rstrip("/")
 
 
-def render_timeout() -> float:
-    """Seconds one Render request may take (``CI_TOOLS_RENDER_TIMEOUT``, default 30)."""
+def request_timeout(default: float) -> float:
+    """Seconds one request to an outside service may take: ``CI_TOOLS_TIMEOUT``, else ``default``."""
+    raw = os.environ.get("CI_TOOLS_TIMEOUT") or os.environ.get("CI_TOOLS_RENDER_TIMEOUT")
     try:
-        return float(os.environ.get("CI_TOOLS_RENDER_TIMEOUT") or 30)
+        return float(raw) if raw else default
     except ValueError:
         raise ConfigError(
-            "CI_TOOLS_RENDER_TIMEOUT is not a number of seconds", hint="unset it or set e.g. 30"
+            "CI_TOOLS_TIMEOUT is not a number of seconds", hint="unset it or set e.g. 10"
         ) from None
+
+
+def render_timeout() -> float:
+    """Seconds one Render request may take (``CI_TOOLS_TIMEOUT``, default 30)."""
+    return request_timeout(30)
 
 
 def render_api_url() -> str:

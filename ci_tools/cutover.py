@@ -28,7 +28,7 @@ from ci_tools import redact
 from ci_tools.clients.health import NotTheContract, read_health
 from ci_tools.clients.render import RenderAPI, monotonic_deadline
 from ci_tools.clients.telegram import BotInfo, TelegramError, bot_info
-from ci_tools.config import Config, Environment
+from ci_tools.config import Config, Environment, request_timeout
 from ci_tools.deploy import deploy
 from ci_tools.errors import ConfigError, FatalError, InputError, VerificationError
 from ci_tools.release import ReleaseRequest, probe_or_fail
@@ -202,7 +202,7 @@ def _revert(
         on_status(f"{TOKEN_VAR} put back; redeploying")
         deploy(env, request.commit, timeout=request.timeout, poll=request.poll, on_status=on_status)
         old = bot_info(old_token)
-        with httpx.Client(timeout=10) as client:
+        with httpx.Client(timeout=request_timeout(10)) as client:
             health = read_health(client, env.health_url) if env.health_url else None
     except (FatalError, httpx.HTTPError, NotTheContract) as exc:
         return f"putting the old token back failed too ({exc}): look at the service now"

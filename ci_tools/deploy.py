@@ -36,7 +36,7 @@ from ci_tools.clients.render import (
     service_id_from_hook,
     trigger_hook,
 )
-from ci_tools.config import Environment, optional_secret
+from ci_tools.config import Environment, optional_secret, request_timeout
 from ci_tools.errors import ConfigError, InputError, VerificationError
 
 SHA = re.compile(r"^[0-9a-f]{7,40}$")
@@ -262,7 +262,7 @@ def _deploy_by_hook(
         + (f" as {deploy_id}" if deploy_id else "")
     )
     last = "no answer yet"
-    with httpx.Client(timeout=10) as client:
+    with httpx.Client(timeout=request_timeout(10)) as client:
         while time.monotonic() < deadline:
             try:
                 health = read_health(client, env.health_url)

@@ -24,7 +24,7 @@ from typing import Any
 from ci_tools.checklist import Item
 from ci_tools.clients.github import ACTIONS_APP_ID, GitHubAPI
 from ci_tools.config import Config
-from ci_tools.errors import FatalError
+from ci_tools.errors import FatalError, RemoteError
 from ci_tools.workflow_files import job_names, secrets_by_environment
 
 # Needed only for the migration, or one of two ways: their absence is not a fault.
@@ -126,7 +126,8 @@ def check(api: GitHubAPI, config: Config, root: Path) -> list[Item]:
     try:
         repo = api.repository()
     except FatalError as exc:
-        return [Item("the token can read the repository", False, exc.message, exc.hint or "")]
+        return [Item("the token can read the repository", False, exc.message, exc.hint or "",
+                     remote=isinstance(exc, RemoteError))]  # fmt: skip
     admin = bool((repo.get("permissions") or {}).get("admin"))
     items.append(Item("the token has admin rights", admin, "admin" if admin else "no admin scope",
                       "" if admin else "use a token with Administration: read (and write, for setup)"))  # fmt: skip

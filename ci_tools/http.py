@@ -115,7 +115,8 @@ def request(
                     raise MaybeDone(f"{what}: HTTP {response.status_code}")
     except RetryableStatus as exc:
         raise RemoteError(
-            f"{what}: HTTP {exc.response.status_code} until the deadline", hint="try again later"
+            f"{what}: HTTP {exc.response.status_code} until the deadline",
+            hint=f"{_host(url, client)} is having trouble: try again later",
         ) from None
     except TRANSIENT as exc:
         if not isinstance(exc, transient):  # sent, then lost: it may have taken effect
@@ -123,6 +124,12 @@ def request(
         raise RemoteError(
             f"{what}: {redact(type(exc).__name__)}"
             + (" until the deadline" if isinstance(exc, transient) else ""),
-            hint="check the URL and the network",
+            hint=f"{_host(url, client)} did not answer: check its URL setting and the network, then run again",
         ) from None
     return response
+
+
+def _host(url: str, client: httpx.Client) -> str:
+    """Where the request went (scheme and host: never a path, a query or credentials)."""
+    full = client.base_url.join(url) if client.base_url else httpx.URL(url)
+    return f"{full.scheme}://{full.host}" + (f":{full.port}" if full.port else "")

@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 
 from ci_tools.clients.render import RenderAPI, monotonic_deadline
-from ci_tools.config import Config
+from ci_tools.config import Config, request_timeout
 from ci_tools.errors import InputError, RemoteError
 
 DEFAULT_IP_ECHO_URL = "https://api.ipify.org"
@@ -43,7 +43,7 @@ def runner_ip(given: str | None) -> str:
             ) from None
     url = os.environ.get("IP_ECHO_URL") or DEFAULT_IP_ECHO_URL
     try:
-        text = httpx.get(url, timeout=10).text.strip()
+        text = httpx.get(url, timeout=request_timeout(10)).text.strip()
         return str(ipaddress.ip_address(text))
     except (httpx.HTTPError, ValueError):
         raise RemoteError(

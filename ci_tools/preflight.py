@@ -14,8 +14,14 @@ import redis
 from ci_tools.checklist import Item
 from ci_tools.clients.render import RenderAPI, monotonic_deadline
 from ci_tools.clients.telegram import BotInfo, TelegramError, bot_info
-from ci_tools.config import Config, Environment, optional_env_secret, optional_secret
-from ci_tools.errors import FatalError
+from ci_tools.config import (
+    Config,
+    Environment,
+    optional_env_secret,
+    optional_secret,
+    request_timeout,
+)
+from ci_tools.errors import FatalError, RemoteError
 from ci_tools.github_settings import check_if_possible
 from ci_tools.memory.ops import identity, label
 
@@ -43,6 +49,17 @@ def _bot(env: Environment, items: list[Item]) -> BotInfo | None:
             )
         )
         return None
+    except RemoteError as exc:
+        items.append(
+            Item(
+                name,
+                False,
+                exc.message,
+                "Telegram did not answer: check TELEGRAM_API_URL and the network",
+                remote=True,
+            )
+        )
+        return None
     if not me.is_named(env.bot_username):
         items.append(Item(name, False, f"the token is @{me.username}'s",
                           f"put @{env.bot_username}'s token in {variable}, or fix bot_username in pyproject.toml"))  # fmt: skip
@@ -66,7 +83,9 @@ def _redis(env: Environment, items: list[Item]) -> redis.Redis | None:
         )
         return None
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10)
+        client = redis.Redis.from_url(
+            url, socket_connect_timeout=request_timeout(5), socket_timeout=request_timeout(10)
+        )
         marker = client.get(f"{env.key_prefix}meta:env")
     except (redis.RedisError, OSError, ValueError) as exc:
         items.append(
@@ -74,7 +93,8 @@ def _redis(env: Environment, items: list[Item]) -> redis.Redis | None:
                 name,
                 False,
                 f"{label(url) if '://' in url else '?'}: {type(exc).__name__}",
-                f"check {variable} and the instance's allow list",
+                f"Redis did not answer: check {variable} and the instance's allow list",
+                remote=isinstance(exc, redis.ConnectionError | redis.TimeoutError | OSError),
             )
         )
         return None
@@ -118,7 +138,15 @@ def _service(env: Environment, api_key: str | None, items: list[Item]) -> None:
             service = api.service()
             testers = api.env_var("TESTER_IDS") if env.name == "staging" else None
     except FatalError as exc:
-        items.append(Item(name, False, exc.message, exc.hint or f"check {variable}"))
+        items.append(
+            Item(
+                name,
+                False,
+                exc.message,
+                exc.hint or f"check {variable}",
+                remote=isinstance(exc, RemoteError),
+            )
+        )
         return
     problems, fixes = [], []
     if service.get("name") != env.render_service:

@@ -33,7 +33,7 @@ import httpx
 
 from ci_tools.clients.health import SCHEMA, Health, NotTheContract, aread_health
 from ci_tools.clients.telegram import AsyncTelegram, BotInfo, TelegramError, WebhookInfo
-from ci_tools.config import Config, Environment
+from ci_tools.config import Config, Environment, request_timeout
 from ci_tools.errors import RemoteError
 
 PENDING_LIMIT = 100
@@ -51,6 +51,7 @@ class Check:
     attempts: int = 0
     seconds: float = 0.0
     definite: bool = False  # failed in a way no retry can fix
+    remote: bool = False  # failed because Telegram did not answer: nothing was judged
 
 
 class Failed(Exception):
@@ -333,9 +334,11 @@ class Probe:
             wait = self.interval
             try:
                 check.detail, check.ok, check.cause = await test(bot, http), True, ""
+                check.remote = False
                 break
             except Failed as exc:
                 check.detail, check.cause, check.definite = exc.detail, exc.cause, exc.definite
+                check.remote = False
                 if exc.definite and self.fail_fast:
                     settled.set()  # no retry can fix it: the whole probe ends now
                     break
@@ -345,7 +348,11 @@ class Probe:
                     wait = max(wait, float(exc.retry_after))
                     check.cause = f"Telegram's flood control (retry after {exc.retry_after}s)"
             except RemoteError as exc:
-                check.detail, check.cause = exc.message, "Telegram did not answer"
+                check.detail, check.cause, check.remote = (
+                    exc.message,
+                    "Telegram did not answer",
+                    True,
+                )
             if settled.is_set() or time.monotonic() + wait >= stop_at:
                 break
             with contextlib.suppress(TimeoutError):
@@ -371,7 +378,7 @@ class Probe:
         selected = [(n, t) for n, t in self.tests() if only is None or n in only]
         self.checks = [Check(name) for name, _ in selected]
         settled = asyncio.Event()
-        async with httpx.AsyncClient(timeout=10) as http:
+        async with httpx.AsyncClient(timeout=request_timeout(10)) as http:
             bot = AsyncTelegram(self.token, http)
             await asyncio.gather(
                 *(

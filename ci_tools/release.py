@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from ci_tools.config import Config, Environment
 from ci_tools.deploy import DeployResult, deploy
-from ci_tools.errors import VerificationError
+from ci_tools.errors import RemoteError, VerificationError
 from ci_tools.probe import Check, Probe, failures, run_probe
 from ci_tools.rollback import rollback
 
@@ -51,6 +51,12 @@ def probe_or_fail(
     checks = run_probe(probe)
     report(title, checks)
     failed = failures(checks)
+    unanswered = [c for c in failed if c.remote]
+    if unanswered and not any(c.definite for c in failed):
+        raise RemoteError(
+            f"Telegram did not answer the probe of {request.env.name} ({unanswered[0].detail}), so nothing was judged",
+            hint="check TELEGRAM_API_URL and the network; the release is live but unprobed: run ci-tools probe again",
+        )
     if failed:
         raise VerificationError(
             f"{len(failed)} of {len(checks)} probe checks failed on {request.env.name}: "

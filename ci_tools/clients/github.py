@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from ci_tools.config import request_timeout
 from ci_tools.errors import ConfigError, RemoteError
 from ci_tools.http import request
 
@@ -37,13 +38,14 @@ def seal(public_key: str, value: str) -> str:
 
 
 class GitHubAPI:
-    def __init__(self, token: str, repo: str, *, budget: float = 60) -> None:
+    def __init__(self, token: str, repo: str) -> None:
         if repo.count("/") != 1 or not all(repo.split("/")):
             raise ConfigError(
                 f"--repo {repo!r} is not OWNER/NAME", hint="e.g. --repo mindmate/mindmate-release"
             )
         self.repo = repo
-        self.budget = budget
+        timeout = request_timeout(20)
+        self.budget = 3 * timeout
         self.client = httpx.Client(
             base_url=api_url(),
             headers={
@@ -51,7 +53,7 @@ class GitHubAPI:
                 "Accept": "application/vnd.github+json",
                 "X-GitHub-Api-Version": "2022-11-28",
             },
-            timeout=20,
+            timeout=timeout,
         )
 
     def __enter__(self) -> GitHubAPI:
@@ -63,7 +65,7 @@ class GitHubAPI:
     def call(
         self, method: str, path: str, what: str, *, missing_ok: bool = False, **kwargs: Any
     ) -> Any:
-        response = request(self.client, method, path, deadline=time.monotonic() + self.budget, what=what,
+        response = request(self.client, method, path, deadline=time.monotonic() + self.budget, what=f"GitHub API, {what}",
                            idempotent=method in ("GET", "PUT", "PATCH", "DELETE"), **kwargs)  # fmt: skip
         if response.status_code == 404 and missing_ok:
             return None
@@ -89,7 +91,11 @@ class GitHubAPI:
         url: str | None = f"{path}{'&' if '?' in path else '?'}per_page=100"
         while url:
             response = request(
-                self.client, "GET", url, deadline=time.monotonic() + self.budget, what=what
+                self.client,
+                "GET",
+                url,
+                deadline=time.monotonic() + self.budget,
+                what=f"GitHub API, {what}",
             )
             if response.status_code >= 400:
                 self.call("GET", url, what)  # raises the right error

@@ -95,7 +95,7 @@ def trigger_hook(hook_url: str, *, deadline: float) -> str | None:
     with httpx.Client(timeout=render_timeout()) as client:
         try:
             response = request(client, "POST", check_hook_url(hook_url), deadline=deadline,
-                               what="the deploy hook", idempotent=False)  # fmt: skip
+                               what="Render's deploy hook", idempotent=False)  # fmt: skip
         except MaybeDone as exc:
             raise RemoteError(
                 f"{exc.message}; the hook may have started a deploy, so it was not called again",
@@ -157,7 +157,7 @@ class RenderAPI:
             method,
             path,
             deadline=self.deadline,
-            what=what,
+            what=f"Render API, {what}",
             idempotent=idempotent,
             **kwargs,
         )

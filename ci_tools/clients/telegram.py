@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from ci_tools.config import telegram_api_url
+from ci_tools.config import request_timeout, telegram_api_url
 from ci_tools.errors import RemoteError
 from ci_tools.http import request
 
@@ -111,10 +111,11 @@ def _unreachable(exc: httpx.TransportError) -> RemoteError:
 class Telegram:
     """A synchronous client for one bot token."""
 
-    def __init__(self, token: str, *, timeout: float = 10, budget: float = 60) -> None:
+    def __init__(self, token: str) -> None:
         self._base = f"{telegram_api_url()}/bot{token}"
+        timeout = request_timeout(10)
         self._client = httpx.Client(timeout=timeout)
-        self._budget = budget
+        self._budget = 6 * timeout  # retries of 429, 5xx and network errors end here
 
     def __enter__(self) -> Telegram:
         return self

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import redis
 
-from ci_tools.config import Environment, require_secret
+from ci_tools.config import Environment, request_timeout, require_secret
 from ci_tools.errors import ConfigError, InputError, RemoteError, VerificationError
 from ci_tools.memory.compare import difference
 from ci_tools.memory.copy import CONNECTION_ERRORS, MemoryJob, Outcome, group_parts, stamp
@@ -27,7 +27,10 @@ def connect(url: str, role: str) -> redis.Redis:
     """A client that never decodes (binary values survive) and fails fast when unreachable."""
     try:
         client = redis.Redis.from_url(
-            url, decode_responses=False, socket_connect_timeout=10, socket_timeout=60
+            url,
+            decode_responses=False,
+            socket_connect_timeout=request_timeout(10),
+            socket_timeout=request_timeout(60),
         )
         client.ping()
     except ValueError:
