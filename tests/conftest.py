@@ -13,6 +13,7 @@ from ci_tools.sandbox.bot import ThreadedBot
 from ci_tools.sandbox.ports import free_port
 from ci_tools.sandbox.redis import RedisServer
 from ci_tools.sandbox.telegram import FakeBot, FakeTelegram
+from ci_tools.sandbox.world import World
 
 ROOT = Path(__file__).resolve().parent.parent
 WEBHOOK_SECRET = "whsec-test-0123456789"
@@ -31,6 +32,24 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in _AMBIENT:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(ROOT)
+
+
+@pytest.fixture
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    """The whole sandbox (Redis pair, Render, Telegram, the services), cwd in its repository."""
+    with World(tmp_path / "world", step=0.05) as sandbox:
+        monkeypatch.chdir(sandbox.repo)
+        yield sandbox
+
+
+def use(
+    monkeypatch: pytest.MonkeyPatch, values: dict[str, str], drop: tuple[str, ...] = ()
+) -> None:
+    """Export ``values`` (a GitHub environment's secrets, say) for this test; unset ``drop``."""
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    for key in drop:
+        monkeypatch.delenv(key, raising=False)
 
 
 @pytest.fixture
@@ -97,7 +116,7 @@ def subprocess_env() -> dict[str, str]:
 @pytest.fixture
 def memory_envs(redis_pair, monkeypatch):
     """A dev Redis holding a user's memory and an empty (marked) prod Redis, wired as source/target."""
-    from tests.memory_helpers import seed_user
+    from tests.memory.helpers import seed_user
 
     dev, prod = redis_pair
     seed_user(dev.client())

@@ -13,19 +13,8 @@ import pytest
 
 from ci_tools.__main__ import main
 from ci_tools.rehearse import DAILY_USER, Rehearsal, scoped_env
-from ci_tools.sandbox.world import SECRETS, World
-
-
-@pytest.fixture
-def world(tmp_path, monkeypatch):
-    with World(tmp_path / "world", step=0.05) as sandbox:
-        monkeypatch.chdir(sandbox.repo)
-        yield sandbox
-
-
-def use(monkeypatch, values):
-    for key, value in values.items():
-        monkeypatch.setenv(key, value)
+from ci_tools.sandbox.world import SECRETS
+from tests.conftest import use
 
 
 def both(world):

@@ -12,27 +12,15 @@ import pytest
 from ci_tools.__main__ import main
 from ci_tools.clients.render import check_hook_url
 from ci_tools.errors import ConfigError
-from ci_tools.sandbox.world import SECRETS, World
-
-
-@pytest.fixture
-def world(tmp_path, monkeypatch):
-    with World(tmp_path / "world", step=0.05) as sandbox:
-        monkeypatch.chdir(sandbox.repo)
-        yield sandbox
-
-
-def use(world, monkeypatch, env, **drop):
-    for key, value in world.secrets(env).items():
-        monkeypatch.setenv(key, value)
-    for key in drop:
-        monkeypatch.delenv(key, raising=False)
+from ci_tools.sandbox.world import SECRETS
+from tests.conftest import use
 
 
 def cli(*args: str) -> int:
     return main(list(args))
 
 
+HOOK_ONLY = ("RENDER_API_KEY", "RENDER_SERVICE_ID")  # deploys through the hook alone
 FAST = ("--timeout", "20", "--poll", "0.05")
 
 
@@ -45,7 +33,7 @@ def probe(env, sha, deadline="3"):
 
 
 def test_success_deploy_then_probe(world, monkeypatch, capsys, tmp_path):
-    use(world, monkeypatch, "production")
+    use(monkeypatch, world.secrets("production"))
     output = tmp_path / "out"
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     monkeypatch.setenv("GITHUB_OUTPUT", str(output))
@@ -67,7 +55,7 @@ def test_success_deploy_then_probe(world, monkeypatch, capsys, tmp_path):
 
 
 def test_with_the_api_the_exact_commit_is_deployed_and_the_hook_is_not_called(world, monkeypatch):
-    use(world, monkeypatch, "production")
+    use(monkeypatch, world.secrets("production"))
     sha = world.commit("main", "release")
     world.commit("main", "a newer head that must not go live")
     assert deploy("production", sha) == 0
@@ -79,14 +67,14 @@ def test_with_the_api_the_exact_commit_is_deployed_and_the_hook_is_not_called(wo
 
 
 def test_a_short_sha_is_resolved_to_the_full_one(world, monkeypatch):
-    use(world, monkeypatch, "production")
+    use(monkeypatch, world.secrets("production"))
     sha = world.commit("main", "release")
     assert deploy("production", sha[:10]) == 0
     assert world.render.created[-1]["body"]["commitId"] == sha
 
 
 def test_hook_mode_fails_clearly_when_the_branch_moved_past_the_commit(world, monkeypatch, capsys):
-    use(world, monkeypatch, "production", RENDER_API_KEY=True, RENDER_SERVICE_ID=True)
+    use(monkeypatch, world.secrets("production"), drop=HOOK_ONLY)
     sha = world.commit("main", "the release")
     head = world.commit("main", "merged a moment later")
     assert deploy("production", sha) == 5
@@ -96,7 +84,7 @@ def test_hook_mode_fails_clearly_when_the_branch_moved_past_the_commit(world, mo
 
 
 def test_a_feature_branch_on_staging_needs_the_api(world, monkeypatch, capsys):
-    use(world, monkeypatch, "staging", RENDER_API_KEY=True, RENDER_SERVICE_ID=True)
+    use(monkeypatch, world.secrets("staging"), drop=HOOK_ONLY)
     sha = world.commit("feature/x", "try me")
     assert deploy("staging", sha, "--allow-other-branch") == 3
     assert "a feature branch on staging needs RENDER_API_KEY" in capsys.readouterr().err
@@ -105,7 +93,7 @@ def test_a_feature_branch_on_staging_needs_the_api(world, monkeypatch, capsys):
 
 @pytest.mark.parametrize("fault", ["502", "hang"])
 def test_a_deploy_whose_answer_is_lost_is_created_exactly_once(world, monkeypatch, fault):
-    use(world, monkeypatch, "production")
+    use(monkeypatch, world.secrets("production"))
     world.render.after_create = [fault]
     world.render.hang_seconds = 2.5
     monkeypatch.setenv("CI_TOOLS_RENDER_TIMEOUT", "1")
@@ -117,7 +105,7 @@ def test_a_deploy_whose_answer_is_lost_is_created_exactly_once(world, monkeypatc
 
 @pytest.mark.parametrize("fault", ["502", "hang"])
 def test_a_rollback_whose_answer_is_lost_is_created_exactly_once(world, monkeypatch, fault):
-    use(world, monkeypatch, "production")
+    use(monkeypatch, world.secrets("production"))
     monkeypatch.setenv("CI_TOOLS_RENDER_TIMEOUT", "1")
     first = world.commit("main", "one")
     assert deploy("production", first) == 0
@@ -131,7 +119,7 @@ def test_a_rollback_whose_answer_is_lost_is_created_exactly_once(world, monkeypa
 
 def test_a_redeployed_commit_is_followed_by_its_new_deploy(world, monkeypatch, tmp_path):
     """No deploy id from the hook, and list-deploys lags: an older deploy of the same commit must not count."""
-    use(world, monkeypatch, "production")
+    use(monkeypatch, world.secrets("production"))
     first = world.commit("main", "first")
     assert deploy("production", first) == 0
     assert deploy("production", world.commit("main", "second")) == 0  # first is now deactivated
@@ -149,14 +137,14 @@ def test_a_redeployed_commit_is_followed_by_its_new_deploy(world, monkeypatch, t
 
 
 def test_without_api_key_health_is_polled(world, monkeypatch, capsys):
-    use(world, monkeypatch, "staging", RENDER_API_KEY=True, RENDER_SERVICE_ID=True)
+    use(monkeypatch, world.secrets("staging"), drop=HOOK_ONLY)
     sha = world.commit("develop", "feature merged")
     assert deploy("staging", sha) == 0
     assert "/healthz" in capsys.readouterr().out
 
 
 def test_build_failed_names_status_and_dashboard(world, monkeypatch, capsys):
-    use(world, monkeypatch, "production")
+    use(monkeypatch, world.secrets("production"))
     sha = world.commit("main", "broken build")
     world.render.fault(world.services["production"], sha, build_failed=True)
     assert deploy("production", sha) == 5
@@ -166,7 +154,7 @@ def test_build_failed_names_status_and_dashboard(world, monkeypatch, capsys):
 
 
 def test_canceled_by_a_newer_commit(world, monkeypatch, capsys):
-    use(world, monkeypatch, "production")
+    use(monkeypatch, world.secrets("production"))
     older = world.commit("main", "older")
     newer = world.commit("main", "newer")
     service = world.services["production"]
@@ -186,7 +174,7 @@ def test_canceled_by_a_newer_commit(world, monkeypatch, capsys):
 
 
 def test_deadline_reports_last_status(world, monkeypatch, capsys):
-    use(world, monkeypatch, "production")
+    use(monkeypatch, world.secrets("production"))
     sha = world.commit("main", "never healthy")
     world.render.fault(world.services["production"], sha, health_stuck=True)
     assert cli("deploy", "production", "--commit", sha, "--timeout", "1.5", "--poll", "0.05") == 5
@@ -196,7 +184,7 @@ def test_deadline_reports_last_status(world, monkeypatch, capsys):
 
 
 def test_health_stuck_on_the_old_commit(world, monkeypatch, capsys):
-    use(world, monkeypatch, "production")
+    use(monkeypatch, world.secrets("production"))
     old = world.commit("main", "old")
     assert deploy("production", old) == 0
     new = world.commit("main", "new")
@@ -209,7 +197,7 @@ def test_health_stuck_on_the_old_commit(world, monkeypatch, capsys):
 
 
 def test_rate_limits_and_server_errors_are_retried(world, monkeypatch):
-    use(world, monkeypatch, "production")
+    use(monkeypatch, world.secrets("production"))
     sha = world.commit("main", "release")
     world.render.rate_limit(1, retry_after=1)
     started = time.monotonic()
@@ -220,7 +208,7 @@ def test_rate_limits_and_server_errors_are_retried(world, monkeypatch):
 
 
 def test_the_wrong_token_on_the_service_is_named(world, monkeypatch, capsys):
-    use(world, monkeypatch, "production")
+    use(monkeypatch, world.secrets("production"))
     world.services["production"].env["TELEGRAM_BOT_TOKEN"] = world.bots["staging"].token
     sha = world.commit("main", "release")
     assert deploy("production", sha) == 0  # it starts: the token is valid, just the wrong bot's
@@ -230,7 +218,7 @@ def test_the_wrong_token_on_the_service_is_named(world, monkeypatch, capsys):
 
 
 def test_an_unsigned_webhook_post_accepted_fails_the_probe(world, monkeypatch, capsys):
-    use(world, monkeypatch, "production")
+    use(monkeypatch, world.secrets("production"))
     sha = world.commit("main", "open webhook")
     world.render.fault(world.services["production"], sha, open_webhook=True)
     assert deploy("production", sha) == 0
@@ -239,7 +227,7 @@ def test_an_unsigned_webhook_post_accepted_fails_the_probe(world, monkeypatch, c
 
 
 def test_production_probe_failure_rolls_back_probes_and_exits_non_zero(world, monkeypatch, capsys):
-    use(world, monkeypatch, "production")
+    use(monkeypatch, world.secrets("production"))
     good = world.commit("main", "good")
     assert cli("release", "production", "--commit", good, *FAST, "--deadline", "3") == 0
     bad = world.commit("main", "bad")
@@ -254,7 +242,7 @@ def test_production_probe_failure_rolls_back_probes_and_exits_non_zero(world, mo
 
 
 def test_staging_probe_failure_does_not_roll_back(world, monkeypatch, capsys):
-    use(world, monkeypatch, "staging")
+    use(monkeypatch, world.secrets("staging"))
     sha = world.commit("develop", "bad")
     world.render.fault(world.services["staging"], sha, open_webhook=True)
     assert cli("release", "staging", "--commit", sha, *FAST, "--deadline", "1") == 5
@@ -262,7 +250,7 @@ def test_staging_probe_failure_does_not_roll_back(world, monkeypatch, capsys):
 
 
 def test_rollback_command_previous_then_probe(world, monkeypatch, capsys):
-    use(world, monkeypatch, "production")
+    use(monkeypatch, world.secrets("production"))
     first = world.commit("main", "first")
     assert deploy("production", first) == 0
     assert deploy("production", world.commit("main", "second")) == 0
@@ -273,13 +261,13 @@ def test_rollback_command_previous_then_probe(world, monkeypatch, capsys):
 
 
 def test_branch_rules(world, monkeypatch, capsys):
-    use(world, monkeypatch, "production")
+    use(monkeypatch, world.secrets("production"))
     feature = world.commit("feature/shiny", "wip")
     assert deploy("production", feature) == 2
     assert "is not on main" in capsys.readouterr().err
     assert deploy("production", feature, "--allow-other-branch") == 2
     assert "only staging may run a commit from another branch" in capsys.readouterr().err
-    use(world, monkeypatch, "staging")
+    use(monkeypatch, world.secrets("staging"))
     assert deploy("staging", feature) == 2
     assert "--allow-other-branch" in capsys.readouterr().err
     assert deploy("staging", feature, "--allow-other-branch") == 0
@@ -288,7 +276,7 @@ def test_branch_rules(world, monkeypatch, capsys):
 
 
 def test_hook_url_must_look_like_a_render_hook(world, monkeypatch):
-    use(world, monkeypatch, "production")
+    use(monkeypatch, world.secrets("production"))
     with pytest.raises(ConfigError, match="does not look like a Render deploy hook"):
         check_hook_url("https://example.com/deploy/srv-abc?key=x")
     with pytest.raises(ConfigError):
@@ -298,7 +286,7 @@ def test_hook_url_must_look_like_a_render_hook(world, monkeypatch):
 
 
 def test_no_secret_in_any_output(world, monkeypatch, capsys, caplog, tmp_path):
-    use(world, monkeypatch, "production")
+    use(monkeypatch, world.secrets("production"))
     summary = tmp_path / "summary"
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
@@ -328,7 +316,7 @@ def test_no_secret_in_any_output(world, monkeypatch, capsys, caplog, tmp_path):
 
 
 def test_a_definite_failure_is_rolled_back_within_seconds_not_at_the_deadline(world, monkeypatch):
-    use(world, monkeypatch, "production")
+    use(monkeypatch, world.secrets("production"))
     assert deploy("production", world.commit("main", "good")) == 0
     bad = world.commit("main", "accepts unsigned updates")
     world.render.fault(world.services["production"], bad, open_webhook=True)
@@ -341,7 +329,7 @@ def test_a_definite_failure_is_rolled_back_within_seconds_not_at_the_deadline(wo
 
 def test_a_transient_failure_still_passes(world, monkeypatch):
     """The public URL serves the old commit for 3 s after 'live': retried, then passes."""
-    use(world, monkeypatch, "production")
+    use(monkeypatch, world.secrets("production"))
     assert deploy("production", world.commit("main", "one")) == 0
     sha = world.commit("main", "two")
     world.render.fault(world.services["production"], sha, late_switch=3.0)
@@ -355,7 +343,7 @@ def test_telegrams_flood_wait_is_waited_once_not_hammered(world, monkeypatch):
     from ci_tools.config import load_config
     from ci_tools.probe import Probe, run_probe
 
-    use(world, monkeypatch, "production")
+    use(monkeypatch, world.secrets("production"))
     sha = world.commit("main", "release")
     assert deploy("production", sha) == 0
     bot = world.bots["production"]
@@ -377,7 +365,7 @@ def probe_json(sha, *extra):
 def test_the_conversation_probe_passes_on_a_healthy_release_and_leaves_nothing(
     world, monkeypatch, capsys
 ):
-    use(world, monkeypatch, "production")
+    use(monkeypatch, world.secrets("production"))
     sha = world.commit("main", "release")
     assert deploy("production", sha) == 0
     capsys.readouterr()
@@ -392,7 +380,7 @@ def test_the_conversation_probe_passes_on_a_healthy_release_and_leaves_nothing(
 def test_the_conversation_probe_fails_clearly_when_remember_does_not_persist(
     world, monkeypatch, capsys
 ):
-    use(world, monkeypatch, "production")
+    use(monkeypatch, world.secrets("production"))
     sha = world.commit("main", "release")
     assert deploy("production", sha) == 0
     world.redis["production"].client().config_set("min-replicas-to-write", 1)  # writes refused
@@ -405,7 +393,7 @@ def test_the_conversation_probe_fails_clearly_when_remember_does_not_persist(
 
 
 def test_a_bot_without_healthz_gets_one_failing_check_naming_it(world, monkeypatch, capsys):
-    use(world, monkeypatch, "production")
+    use(monkeypatch, world.secrets("production"))
     sha = world.commit("main", "release")
     assert deploy("production", sha) == 0
     world.config.write_text(
@@ -427,7 +415,7 @@ def test_a_bot_without_healthz_gets_one_failing_check_naming_it(world, monkeypat
 def test_with_an_empty_health_path_the_telegram_checks_run_and_health_is_said_unchecked(
     world, monkeypatch, capsys
 ):
-    use(world, monkeypatch, "production")
+    use(monkeypatch, world.secrets("production"))
     sha = world.commit("main", "release")
     assert deploy("production", sha) == 0
     world.config.write_text(

@@ -11,7 +11,7 @@ import pytest
 import redis
 from cryptography.fernet import Fernet
 
-from tests.memory_helpers import USER, seed_user
+from tests.memory.helpers import USER, seed_user
 from tests.workflows.conftest import assert_no_secret, dispatch, environment_secrets
 
 

@@ -8,7 +8,7 @@ from ci_tools.errors import VerificationError
 from ci_tools.memory.copy import MemoryJob
 from ci_tools.memory.ops import copy_user
 from ci_tools.memory.records import Record, now_ms
-from tests.memory_helpers import USER, request
+from tests.memory.helpers import USER, request
 
 
 def job(client) -> MemoryJob:

@@ -15,7 +15,7 @@ from ci_tools.memory.ids import parse_user_id
 from ci_tools.memory.ops import copy_user, undo_backup
 from ci_tools.memory.records import BATCH
 from ci_tools.sandbox.redis import RedisServer
-from tests.memory_helpers import (
+from tests.memory.helpers import (
     OTHER,
     ROUTE,
     USER,

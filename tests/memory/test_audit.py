@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ci_tools.__main__ import main
-from tests.memory_helpers import OTHER, ROUTE, USER, seed_user
+from tests.memory.helpers import OTHER, ROUTE, USER, seed_user
 
 EXTRA = ["events:{id}", "x:user:{id}:mood", "x:user:{id}:tags"]
 

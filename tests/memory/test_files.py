@@ -11,7 +11,7 @@ from ci_tools.__main__ import main
 from ci_tools.errors import ConfigError, InputError
 from ci_tools.memory.files import RecordFile
 from ci_tools.memory.ops import copy_user
-from tests.memory_helpers import ROUTE, USER, request, state
+from tests.memory.helpers import ROUTE, USER, request, state
 
 
 @pytest.fixture
