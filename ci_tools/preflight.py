@@ -23,7 +23,7 @@ from ci_tools.config import (
 )
 from ci_tools.errors import FatalError, RemoteError
 from ci_tools.github_settings import check_if_possible
-from ci_tools.memory.ops import identity, label
+from ci_tools.memory.sides import identity, label
 
 DEV_WORDS = re.compile(r"dev|test|staging", re.I)
 

@@ -356,11 +356,11 @@ def memory_restore(args: argparse.Namespace) -> int:
 
 def memory_undo(args: argparse.Namespace) -> int:
     from ci_tools import github
-    from ci_tools.memory import ops
+    from ci_tools.memory import undo
     from ci_tools.output import emit_json, say
 
     apply = _applying(args)
-    path, count = ops.undo_backup(
+    path, count = undo.undo_backup(
         args.backup, args.out, allow_other_server=args.allow_other_server, apply=apply
     )
     if not apply:
@@ -384,12 +384,12 @@ def memory_undo(args: argparse.Namespace) -> int:
 
 
 def memory_seed(args: argparse.Namespace) -> int:
-    from ci_tools.memory import ops
+    from ci_tools.memory import seed
     from ci_tools.memory.ids import parse_user_id
 
     env = load_config().env(args.target)
     user_id = parse_user_id(args.user_id)
-    outcome = ops.seed_user(
+    outcome = seed.seed_user(
         user_id, args.profile_file, env, args.target_prefix or env.key_prefix, args.on_conflict,
         _applying(args), args.out, args.ignore_env_markers, _resume_command(),
     )  # fmt: skip

@@ -1,0 +1,115 @@
+"""The two Redis sides of a memory command: connecting, naming them safely, and their markers.
+
+A side is the source or the target. Its ``<prefix>meta:env`` marker says which
+environment it belongs to; a command refuses a side whose marker names another
+environment, and a source without one unless told it is a legacy bot's Redis.
+"""
+
+from __future__ import annotations
+
+import redis
+
+from ci_tools.config import Environment, request_timeout, require_secret
+from ci_tools.errors import ConfigError, InputError, RemoteError, VerificationError
+from ci_tools.memory.copy import CONNECTION_ERRORS
+
+
+def connect(url: str, role: str) -> redis.Redis:
+    """A client that never decodes (binary values survive) and fails fast when unreachable."""
+    try:
+        client = redis.Redis.from_url(
+            url,
+            decode_responses=False,
+            socket_connect_timeout=request_timeout(10),
+            socket_timeout=request_timeout(60),
+        )
+        client.ping()
+    except ValueError:
+        raise ConfigError(
+            f"the {role} Redis URL is malformed",
+            hint="expected redis://[user:password@]host:port[/db]",
+        ) from None
+    except redis.AuthenticationError:
+        raise ConfigError(
+            f"the {role} Redis refused the password", hint=f"check {role.upper()}_REDIS_URL"
+        ) from None
+    except CONNECTION_ERRORS as exc:
+        raise RemoteError(
+            f"cannot reach the {role} Redis at {label(url)} ({type(exc).__name__})"
+        ) from None
+    return client
+
+
+def label(url: str) -> str:
+    """host:port/db — what a person may see of a Redis URL."""
+    kwargs = redis.connection.parse_url(url)  # type: ignore[no-untyped-call]
+    return f"{kwargs.get('host', '?')}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
+
+
+def identity(client: redis.Redis) -> tuple[str, int]:
+    run_id = client.info("server").get("run_id", "")
+    db = int(client.connection_pool.connection_kwargs.get("db", 0) or 0)
+    return (run_id.decode() if isinstance(run_id, bytes) else str(run_id)), db
+
+
+def refuse_same_server(source: redis.Redis, target: redis.Redis, same_prefix: bool) -> None:
+    if identity(source) == identity(target) and same_prefix:
+        raise InputError(
+            "the target is the source (same server, same database, same key prefix)",
+            hint="set TARGET_REDIS_URL to the other environment's Redis",
+        )
+
+
+def marker(client: redis.Redis, prefix: bytes) -> str | None:
+    value = client.get(prefix + b"meta:env")
+    if value is None:
+        return None
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def check_marker(
+    client: redis.Redis, prefix: bytes, env_name: str, role: str, flag: str, *, legacy: bool = False
+) -> None:
+    """The side's ``<prefix>meta:env`` must name its environment.
+
+    A legacy source — a bot that never wrote a marker — is accepted only when told
+    (``--legacy-source``), and only when there is no marker at all: one that names
+    another environment is refused still.
+    """
+    found = marker(client, prefix)
+    if found is None and role == "source" and not legacy:
+        raise VerificationError(
+            f"the source Redis has no {prefix.decode()}meta:env marker, so nothing says it is {env_name}'s",
+            hint="if it is a legacy bot's Redis that never wrote one, pass --legacy-source "
+            "(and --source-prefix '' if its keys carry no prefix); else check SOURCE_REDIS_URL",
+        )
+    if found is None and legacy:
+        return
+    if found != env_name:
+        where = f"{prefix.decode()}meta:env"
+        what = "is not set" if found is None else f"says {found!r}"
+        raise VerificationError(
+            f"the {role} Redis marker {where} {what}, but --{role_flag(role)} is {env_name!r}",
+            hint=f"check {role.upper()}_REDIS_URL points at the {env_name} Redis "
+            f"(its bot writes the marker at start), or pass {flag} if you are sure",
+        )
+
+
+def role_flag(role: str) -> str:
+    return "from" if role == "source" else "to"
+
+
+def open_side(
+    role: str,
+    env: Environment,
+    prefix: str,
+    *,
+    ignore_markers: bool,
+    purpose: str,
+    legacy: bool = False,
+) -> redis.Redis:
+    """Connect to the source or target Redis (from SOURCE_/TARGET_REDIS_URL) and check its marker."""
+    client = connect(require_secret(f"{role.upper()}_REDIS_URL", purpose=purpose), role)
+    if not ignore_markers:
+        check_marker(client, prefix.encode(), env.name, role, "--ignore-env-markers", legacy=legacy)
+    return client
