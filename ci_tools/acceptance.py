@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import redis
 
-from ci_tools.checklist import Item
+from ci_tools.checklist import TELEGRAM_DOWN, Item, unanswered
 from ci_tools.clients.health import Health, NotTheContract, read_health
 from ci_tools.clients.render import RenderAPI, monotonic_deadline
 from ci_tools.clients.telegram import TelegramError, bot_info
@@ -50,15 +50,7 @@ def acceptance(
         except TelegramError as exc:
             items.append(Item(name, False, f"getMe: {exc.code}", "the token is wrong or revoked"))
         except RemoteError as exc:
-            items.append(
-                Item(
-                    name,
-                    False,
-                    exc.message,
-                    "Telegram did not answer: check TELEGRAM_API_URL and the network",
-                    remote=True,
-                )
-            )
+            items.append(unanswered(name, exc, TELEGRAM_DOWN))
     health: Health | None = None
     try:
         if env.health_url is None:

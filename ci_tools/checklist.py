@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ci_tools import output
-from ci_tools.errors import RemoteError, VerificationError
+from ci_tools.errors import FatalError, RemoteError, VerificationError
 
 
 @dataclass
@@ -20,6 +20,14 @@ class Item:
     @property
     def mark(self) -> str:
         return "!" if self.warning else {True: "✓", False: "✗", None: "?"}[self.ok]
+
+
+def unanswered(name: str, exc: FatalError, fix: str) -> Item:
+    """The item for a check whose service did not answer: unmet, and nothing was judged."""
+    return Item(name, False, exc.message, fix, remote=True)
+
+
+TELEGRAM_DOWN = "Telegram did not answer: check TELEGRAM_API_URL and the network"
 
 
 def report(title: str, items: list[Item], *, as_json: bool = False) -> None:

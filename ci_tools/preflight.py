@@ -11,7 +11,7 @@ import re
 
 import redis
 
-from ci_tools.checklist import Item
+from ci_tools.checklist import TELEGRAM_DOWN, Item, unanswered
 from ci_tools.clients.render import RenderAPI, monotonic_deadline
 from ci_tools.clients.telegram import BotInfo, TelegramError, bot_info
 from ci_tools.config import (
@@ -50,15 +50,7 @@ def _bot(env: Environment, items: list[Item]) -> BotInfo | None:
         )
         return None
     except RemoteError as exc:
-        items.append(
-            Item(
-                name,
-                False,
-                exc.message,
-                "Telegram did not answer: check TELEGRAM_API_URL and the network",
-                remote=True,
-            )
-        )
+        items.append(unanswered(name, exc, TELEGRAM_DOWN))
         return None
     if not me.is_named(env.bot_username):
         items.append(Item(name, False, f"the token is @{me.username}'s",

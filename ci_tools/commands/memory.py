@@ -299,7 +299,6 @@ def _report(outcome: Outcome, args: argparse.Namespace, title: str) -> None:
 
 
 def _ttl(ms: int | None) -> str:
-
     return "-" if ms is None else f"{ms / 1000:.0f}s"
 
 

@@ -96,6 +96,16 @@ def stamp() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
 
 
+@dataclass
+class BigKey:
+    """A key too big for one batch, planned part by part: where its parts stand so far."""
+
+    target_key: bytes
+    exists: bool  # the target already holds this key
+    same: bool  # of the same type, and equal in every part compared so far
+    offset: int = 0  # elements planned so far
+
+
 class MemoryJob:
     """One write of records to one target, under one conflict policy."""
 
@@ -128,7 +138,7 @@ class MemoryJob:
         self.fernet = fernet_from_env()
         self.outcome = Outcome(plan=[], applied=apply)
         self._backup: RecordWriter | None = None
-        self._big: dict[str, Any] | None = None
+        self._big: BigKey | None = None  # the big key whose parts are being planned
         self._big_keys: set[bytes] = set()
         self._mismatches: list[str] = []
         self._same_payload = target.register_script(SAME_PAYLOAD)
@@ -289,39 +299,34 @@ class MemoryJob:
             raw_type = self.target.type(target_key)
             target_type = raw_type.decode() if isinstance(raw_type, bytes) else str(raw_type)
             exists = target_type != "none"
-            self._big = {
-                "tk": target_key,
-                "exists": exists,
-                "same": target_type == record.type,
-                "offset": 0,
-            }
+            self._big = BigKey(target_key, exists, same=target_type == record.type)
             if self._backup and (not exists or self.policy == "replace"):
                 for part in read_records(self.target, [target_key], with_dump=True):
                     self._backup.write(part)
         state = self._big
         assert state is not None
         if (
-            state["exists"]
-            and state["same"]
-            and part_difference(self.target, state["tk"], record, state["offset"])
+            state.exists
+            and state.same
+            and part_difference(self.target, state.target_key, record, state.offset)
         ):
-            state["same"] = False
-        state["offset"] += len(record.value)
+            state.same = False
+        state.offset += len(record.value)
         if not record.final:
             return
-        reason: str | None = None if state["same"] else "value differs"
-        if state["exists"] and state["same"]:
-            if length_of(self.target, state["tk"], record.type) != state["offset"]:
+        reason: str | None = None if state.same else "value differs"
+        if state.exists and state.same:
+            if length_of(self.target, state.target_key, record.type) != state.offset:
                 reason = "length differs"
             else:
-                target_ttl = self.target.pttl(state["tk"])
+                target_ttl = self.target.pttl(state.target_key)
                 current = Record(
-                    state["tk"], record.type, None if target_ttl < 0 else target_ttl, now_ms()
+                    state.target_key, record.type, None if target_ttl < 0 else target_ttl, now_ms()
                 )
                 reason = ttl_difference(record, current)
         remaining = record.remaining_ms()
-        action = self._decide(record, remaining, reason, state["exists"])
-        self._note(record, state["tk"], action, reason or "", remaining, size=state["offset"])
+        action = self._decide(record, remaining, reason, state.exists)
+        self._note(record, state.target_key, action, reason or "", remaining, size=state.offset)
         self._big = None
 
     def _note(
