@@ -20,30 +20,37 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ci_tools.config import load_config  # noqa: E402
+from ci_tools.config import Config, load_config  # noqa: E402
 from ci_tools.deploy import deploy  # noqa: E402
 from ci_tools.errors import VerificationError  # noqa: E402
 from ci_tools.release import ReleaseRequest, release  # noqa: E402
 from ci_tools.sandbox.world import World  # noqa: E402
 
 
-def exposure(deadline: float, fail_fast: bool) -> float:
-    """Seconds a bad release is live before its rollback deploy is created."""
+@contextlib.contextmanager
+def production_with(fault: str, value: object) -> Iterator[tuple[World, Config, str, str]]:
+    """A sandbox whose production runs a good release, and a next commit with ``fault``."""
     with tempfile.TemporaryDirectory() as root, World(Path(root), step=0.05) as world:
         os.environ.update(world.secrets("production"))
         os.chdir(world.repo)
         config = load_config()
-        env = config.env("production")
-        deploy(env, world.commit("main", "good"), timeout=60, poll=0.1)
-        bad = world.commit("main", "accepts unsigned updates")
-        world.render.fault(world.services["production"], bad, open_webhook=True)
-        request = ReleaseRequest(env, bad, world.bots["production"].token, timeout=60,
-                                 deadline=deadline, poll=0.1, fail_fast=fail_fast)  # fmt: skip
+        deploy(config.env("production"), world.commit("main", "good"), timeout=60, poll=0.1)
+        sha = world.commit("main", f"the next release ({fault})")
+        world.render.fault(world.services["production"], sha, **{fault: value})
+        yield world, config, sha, world.bots["production"].token
+
+
+def exposure(deadline: float, fail_fast: bool) -> float:
+    """Seconds a bad release is live before its rollback deploy is created."""
+    with production_with("open_webhook", True) as (world, config, bad, token):
+        request = ReleaseRequest(config.env("production"), bad, token, timeout=60, deadline=deadline,
+                                 poll=0.1, fail_fast=fail_fast)  # fmt: skip
         with contextlib.suppress(VerificationError):  # it must fail: that is the point
             release(request, config)
         deploys = world.services["production"].deploys
@@ -53,16 +60,10 @@ def exposure(deadline: float, fail_fast: bool) -> float:
 
 
 def transient(lag: float, deadline: float) -> float:
-    with tempfile.TemporaryDirectory() as root, World(Path(root), step=0.05) as world:
-        os.environ.update(world.secrets("production"))
-        os.chdir(world.repo)
-        config = load_config()
-        env = config.env("production")
-        deploy(env, world.commit("main", "one"), timeout=60, poll=0.1)
-        sha = world.commit("main", "two")
-        world.render.fault(world.services["production"], sha, late_switch=lag)
+    """Seconds a release takes to pass when the URL serves the old commit ``lag`` s after live."""
+    with production_with("late_switch", lag) as (_, config, sha, token):
         started = time.monotonic()
-        release(ReleaseRequest(env, sha, world.bots["production"].token, timeout=60, deadline=deadline,
+        release(ReleaseRequest(config.env("production"), sha, token, timeout=60, deadline=deadline,
                                poll=0.1), config)  # fmt: skip
         return time.monotonic() - started
 

@@ -392,16 +392,21 @@ def test_the_conversation_probe_fails_clearly_when_remember_does_not_persist(
     assert world.bots["production"].sent == []
 
 
-def test_a_bot_without_healthz_gets_one_failing_check_naming_it(world, monkeypatch, capsys):
+def released_with_health_path(world, monkeypatch, capsys, path: str) -> str:
+    """Production live at a new commit, then configured with another ``health_path``."""
     use(monkeypatch, world.secrets("production"))
     sha = world.commit("main", "release")
     assert deploy("production", sha) == 0
-    world.config.write_text(
-        world.config.read_text().replace(
-            'key_prefix = "prod:"', 'key_prefix = "prod:"\nhealth_path = "/health"'
-        )
+    text = world.config.read_text().replace(
+        'key_prefix = "prod:"', f'key_prefix = "prod:"\nhealth_path = "{path}"'
     )
+    world.config.write_text(text)
     capsys.readouterr()
+    return sha
+
+
+def test_a_bot_without_healthz_gets_one_failing_check_naming_it(world, monkeypatch, capsys):
+    sha = released_with_health_path(world, monkeypatch, capsys, "/health")
     assert probe_json(sha, "--no-conversation") == 5
     checks = {c["name"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
     failed = [name for name, c in checks.items() if c["ok"] is False]
@@ -415,15 +420,7 @@ def test_a_bot_without_healthz_gets_one_failing_check_naming_it(world, monkeypat
 def test_with_an_empty_health_path_the_telegram_checks_run_and_health_is_said_unchecked(
     world, monkeypatch, capsys
 ):
-    use(monkeypatch, world.secrets("production"))
-    sha = world.commit("main", "release")
-    assert deploy("production", sha) == 0
-    world.config.write_text(
-        world.config.read_text().replace(
-            'key_prefix = "prod:"', 'key_prefix = "prod:"\nhealth_path = ""'
-        )
-    )
-    capsys.readouterr()
+    sha = released_with_health_path(world, monkeypatch, capsys, "")
     assert cli("probe", "production", "--commit", sha, "--deadline", "3") == 0
     out = capsys.readouterr().out
     assert "not checked: health_path is empty" in out and "@mindmate_companion_bot" in out
