@@ -46,11 +46,15 @@ def production_with(fault: str, value: object) -> Iterator[tuple[World, Config, 
         yield world, config, sha, world.bots["production"].token
 
 
+def secret(world: World) -> str:
+    return world.secrets("production")["TELEGRAM_WEBHOOK_SECRET"]
+
+
 def exposure(deadline: float, fail_fast: bool) -> float:
     """Seconds a bad release is live before its rollback deploy is created."""
     with production_with("open_webhook", True) as (world, config, bad, token):
         request = ReleaseRequest(config.env("production"), bad, token, timeout=60, deadline=deadline,
-                                 poll=0.1, fail_fast=fail_fast)  # fmt: skip
+                                 poll=0.1, fail_fast=fail_fast, webhook_secret=secret(world))  # fmt: skip
         with contextlib.suppress(VerificationError):  # it must fail: that is the point
             release(request, config)
         deploys = world.services["production"].deploys
@@ -61,10 +65,10 @@ def exposure(deadline: float, fail_fast: bool) -> float:
 
 def transient(lag: float, deadline: float) -> float:
     """Seconds a release takes to pass when the URL serves the old commit ``lag`` s after live."""
-    with production_with("late_switch", lag) as (_, config, sha, token):
+    with production_with("late_switch", lag) as (world, config, sha, token):
         started = time.monotonic()
         release(ReleaseRequest(config.env("production"), sha, token, timeout=60, deadline=deadline,
-                               poll=0.1), config)  # fmt: skip
+                               poll=0.1, webhook_secret=secret(world)), config)  # fmt: skip
         return time.monotonic() - started
 
 
