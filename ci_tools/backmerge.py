@@ -8,14 +8,12 @@ to run instead.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from dataclasses import dataclass
 
-import httpx
-
-from ci_tools.config import request_timeout
+from ci_tools.clients.github import GitHubAPI
 from ci_tools.errors import ConfigError, RemoteError
+from ci_tools.http import MaybeDone
 
 DEFAULT_GITHUB_API = "https://api.github.com"
 
@@ -52,13 +50,11 @@ def manual_steps(source: str, target: str) -> str:
 
 
 def open_pr(repo: str, token: str, source: str, target: str) -> str | None:
-    """Open the PR; return its URL, or None when the token may not open PRs."""
-    api = (os.environ.get("GITHUB_API_URL") or DEFAULT_GITHUB_API).rstrip("/")
-    headers = {
-        "Authorization": f"Bearer {token}",
-        "Accept": "application/vnd.github+json",
-        "X-GitHub-Api-Version": "2022-11-28",
-    }
+    """Open the PR; return its URL, or None when the token may not open PRs.
+
+    A create is not retried blindly (``ci_tools.http``): GitHub's 422 "already exists"
+    after a lost answer finds the PR the first attempt opened.
+    """
     body = {
         "title": f"Back-merge {source} into {target}",
         "head": source,
@@ -66,23 +62,38 @@ def open_pr(repo: str, token: str, source: str, target: str) -> str | None:
         "body": f"`{target}` does not contain `{source}` (a release or hotfix landed). "
         f"Merge this so the next release keeps it.",
     }
-    with httpx.Client(base_url=api, headers=headers, timeout=request_timeout(20)) as client:
-        response = client.post(f"/repos/{repo}/pulls", json=body)
+    with GitHubAPI(token, repo) as api:
+
+        def existing() -> str | None:
+            try:
+                found = api.send("GET", f"/repos/{repo}/pulls", "finding the open back-merge PR",
+                                 params={"head": f"{repo.split('/')[0]}:{source}", "base": target, "state": "open"})  # fmt: skip
+            except RemoteError:
+                return None
+            pulls = found.json() if found.is_success else []
+            return str(pulls[0]["html_url"]) if pulls else None
+
+        try:
+            response = api.send(
+                "POST", f"/repos/{repo}/pulls", "opening the back-merge PR", json=body
+            )
+        except MaybeDone as lost:  # the PR may exist now: look before saying anything
+            url = existing()
+            if url:
+                return url
+            raise RemoteError(
+                f"{lost.message}; no back-merge PR was opened", hint=manual_steps(source, target)
+            ) from None
         if response.status_code == 201:
             return str(response.json()["html_url"])
         if response.status_code == 422 and "already exists" in response.text:
-            existing = client.get(
-                f"/repos/{repo}/pulls",
-                params={"head": f"{repo.split('/')[0]}:{source}", "base": target, "state": "open"},
-            )
-            pulls = existing.json() if existing.is_success else []
-            return str(pulls[0]["html_url"]) if pulls else f"https://github.com/{repo}/pulls"
+            return existing() or f"https://github.com/{repo}/pulls"
         if response.status_code == 403:
             return None
-        raise RemoteError(
-            f"GitHub refused the back-merge PR: HTTP {response.status_code}",
-            hint=manual_steps(source, target),
-        )
+    raise RemoteError(
+        f"GitHub refused the back-merge PR: HTTP {response.status_code}",
+        hint=manual_steps(source, target),
+    )
 
 
 def backmerge(

@@ -62,6 +62,11 @@ class GitHubAPI:
     def __exit__(self, *exc: object) -> None:
         self.client.close()
 
+    def send(self, method: str, path: str, what: str, **kwargs: Any) -> httpx.Response:
+        """One request through the retry rules; the answer as it came (the caller reads it)."""
+        return request(self.client, method, path, deadline=time.monotonic() + self.budget,
+                       what=f"GitHub API, {what}", idempotent=method != "POST", **kwargs)  # fmt: skip
+
     def call(
         self, method: str, path: str, what: str, *, missing_ok: bool = False, **kwargs: Any
     ) -> Any:

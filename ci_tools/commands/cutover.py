@@ -68,20 +68,19 @@ def run(args: argparse.Namespace) -> int:
 def _report(result: CutoverResult, title: str, what: str) -> int:
     from ci_tools import github
     from ci_tools.cutover import PREVIOUS_TOKEN_VAR
-    from ci_tools.output import say
+    from ci_tools.output import Report, report
 
-    lines = [f"✓ {what}: @{result.now.username} (id {result.now.id})"]
+    rows = [["✓", "production answers as", f"@{result.now.username} (id {result.now.id})"]]
     github.set_output("bot", result.now.username)
     if result.replaced:
         github.set_output("previous_bot", result.replaced.username)
-        lines.append(f"it replaced @{result.replaced.username} (id {result.replaced.id}), whose token is kept "
-                     f"on the production service as {PREVIOUS_TOKEN_VAR}")  # fmt: skip
+        rows.append(["", "it replaced", f"@{result.replaced.username} (id {result.replaced.id}); "
+                     f"its token is kept on the production service as {PREVIOUS_TOKEN_VAR}"])  # fmt: skip
+    notes = [f"✓ {what}: @{result.now.username}"]
     if result.window_ends:
         github.set_output("window_ends", result.window_ends.isoformat())
-        lines.append(
+        notes.append(
             f"old bot kept until {result.window_ends:%Y-%m-%d}; `ci-tools cutover --back` available"
         )
-    for line in lines:
-        say(line)
-    github.add_summary(f"### {title}\n\n" + "\n\n".join(lines))
+    report(Report(title, ["", "", ""], rows, notes=notes))
     return 0

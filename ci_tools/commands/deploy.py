@@ -26,7 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ci_tools import github
     from ci_tools.deploy import deploy, parse_commit
-    from ci_tools.output import emit_json, say
+    from ci_tools.output import Report, report, say
 
     env = load_config().env(args.environment)
     commit = parse_commit(args.commit)
@@ -38,12 +38,10 @@ def run(args: argparse.Namespace) -> int:
     github.set_output("deploy_id", result.deploy_id or "")
     github.set_output("previous_deploy_id", result.previous_deploy_id or "")
     github.set_output("started_at", str(int(started_at)))
-    github.add_summary(
-        f"### Deploy to {env.name}\n\n✓ `{commit[:12]}` is live ({result.followed}, {result.waited_s:.0f}s)"
-        f"; deploy `{result.deploy_id or '?'}`, replaced `{result.previous_deploy_id or 'unknown'}`"
-    )
-    if args.json:
-        emit_json({**result.__dict__, "started_at": int(started_at)})
-    else:
-        say(f"✓ {commit[:12]} is live on {env.name} after {result.waited_s:.0f}s")
+    row = ["✓", commit[:12], result.deploy_id or "?", result.previous_deploy_id or "unknown",
+           result.followed, f"{result.waited_s:.0f}s"]  # fmt: skip
+    document = {**result.__dict__, "started_at": int(started_at)}
+    note = f"✓ {commit[:12]} is live on {env.name} after {result.waited_s:.0f}s"
+    headers = ["", "commit", "deploy", "replaced", "followed by", "waited"]
+    report(Report(f"Deploy to {env.name}", headers, [row], document, [note]), as_json=args.json)
     return 0

@@ -354,31 +354,35 @@ def memory_restore(args: argparse.Namespace) -> int:
 
 
 def memory_undo(args: argparse.Namespace) -> int:
-    from ci_tools import github
     from ci_tools.memory import undo
-    from ci_tools.output import emit_json, say
+    from ci_tools.output import Report, report
 
     apply = _applying(args)
     path, count = undo.undo_backup(
         args.backup, args.out, allow_other_server=args.allow_other_server, apply=apply
     )
-    if not apply:
-        message = (
-            f"dry run: {count} key(s) of {args.backup.name} would be put back; rerun with --apply"
-        )
+    if apply:
+        rows = [
+            [
+                "✓",
+                f"put back {count} key(s) from {args.backup.name}",
+                f"the state before this undo is in {path}",
+            ]
+        ]
     else:
-        message = f"✓ put back {count} key(s) from {args.backup.name}; the state before this undo is in {path}"
-    if args.json:
-        emit_json(
-            {
-                "applied": apply,
-                "records": count,
-                "backup_of_previous_state": str(path) if path else None,
-            }
-        )
-    else:
-        say(message)
-    github.add_summary(f"### memory undo\n\n{message}")
+        rows = [
+            [
+                "→",
+                f"dry run: {count} key(s) of {args.backup.name} would be put back",
+                "rerun with --apply",
+            ]
+        ]
+    document = {
+        "applied": apply,
+        "records": count,
+        "backup_of_previous_state": str(path) if path else None,
+    }
+    report(Report("memory undo", ["", "what", "note"], rows, document, shown=1), as_json=args.json)
     return 0
 
 
