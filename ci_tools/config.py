@@ -288,7 +288,7 @@ def telegram_api_url() -> str:
 
 def request_timeout(default: float) -> float:
     """Seconds one request to an outside service may take: ``CI_TOOLS_TIMEOUT``, else ``default``."""
-    raw = os.environ.get("CI_TOOLS_TIMEOUT") or os.environ.get("CI_TOOLS_RENDER_TIMEOUT")
+    raw = os.environ.get("CI_TOOLS_TIMEOUT")
     try:
         return float(raw) if raw else default
     except ValueError:

@@ -127,6 +127,7 @@ def back(
             hint=f"set {PREVIOUS_TOKEN_VAR} to the old bot's token (as a secret, or on the service)",
         )
     redact.add_secret(previous_token)
+    redact.add_secret(current_token)
     ends = window_end(request.config, cutover_at)
     if ends is not None and datetime.now(UTC) > ends and not after_window:
         raise InputError(

@@ -61,7 +61,7 @@ def from_unexpected(exc: BaseException) -> FatalError:
     """Turn an exception no layer below translated into the one line ``main()`` prints.
 
     Outside services failing in transport (connection refused, timeout, a Redis that went
-    away, Telegram's own error answer) are a ``RemoteError``: exit 4, naming the service
+    away) are a ``RemoteError``: exit 4, naming the service
     and the fix. Anything else is a defect in ci-tools: exit 1, and ``-vv`` shows the
     traceback. Imports stay lazy: a module only raised it if it was already imported.
     """
@@ -78,10 +78,6 @@ def from_unexpected(exc: BaseException) -> FatalError:
         return RemoteError(
             f"Redis did not answer ({name}: {exc})",
             hint="check the Redis URL secret and that the server is up and reachable from here",
-        )
-    if name == "TelegramError":
-        return RemoteError(
-            f"Telegram answered {exc}", hint="check the bot token; on 429 wait and run again"
         )
     if isinstance(exc, ConnectionError | TimeoutError):
         return RemoteError(f"a service did not answer ({name}: {exc})", hint="run again later")

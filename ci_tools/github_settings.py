@@ -103,7 +103,7 @@ def plan(
             if value and (name not in existing or update_secrets):
                 changes.append(Change(f"environment {env.name}: secret {name} ({'update' if name in existing else 'new'})",
                                       partial(GitHubAPI.put_secret, env=env.name, name=name, value=value)))  # fmt: skip
-    by_name = {name: r for name, r in api.rulesets().items()}
+    by_name = api.rulesets()
     for ruleset in rulesets(root):
         current = by_name.get(ruleset["name"])
         if current is None or _rules(current) != _rules(ruleset):

@@ -96,7 +96,7 @@ def test_a_deploy_whose_answer_is_lost_is_created_exactly_once(world, monkeypatc
     use(monkeypatch, world.secrets("production"))
     world.render.after_create = [fault]
     world.render.hang_seconds = 2.5
-    monkeypatch.setenv("CI_TOOLS_RENDER_TIMEOUT", "1")
+    monkeypatch.setenv("CI_TOOLS_TIMEOUT", "1")
     sha = world.commit("main", "release")
     assert deploy("production", sha) == 0
     assert len(world.render.created) == 1
@@ -106,7 +106,7 @@ def test_a_deploy_whose_answer_is_lost_is_created_exactly_once(world, monkeypatc
 @pytest.mark.parametrize("fault", ["502", "hang"])
 def test_a_rollback_whose_answer_is_lost_is_created_exactly_once(world, monkeypatch, fault):
     use(monkeypatch, world.secrets("production"))
-    monkeypatch.setenv("CI_TOOLS_RENDER_TIMEOUT", "1")
+    monkeypatch.setenv("CI_TOOLS_TIMEOUT", "1")
     first = world.commit("main", "one")
     assert deploy("production", first) == 0
     assert deploy("production", world.commit("main", "two")) == 0

@@ -56,3 +56,19 @@ def test_python_dash_m_entry_point(tmp_path):
     assert result.returncode == 3
     assert result.stderr.strip().startswith("ci-tools: configuration: no pyproject.toml")
     assert "Traceback" not in result.stderr
+
+
+def test_the_error_boundary_turns_what_no_layer_caught_into_one_line():
+    import httpx
+    import redis
+
+    from ci_tools.errors import FatalError, RemoteError, from_unexpected
+
+    request = httpx.Request("GET", "https://api.render.com/v1/services?key=secret")
+    refused = from_unexpected(httpx.ConnectError("refused", request=request))
+    assert isinstance(refused, RemoteError) and refused.exit_code == 4
+    assert "https://api.render.com" in refused.message and "key=" not in refused.message
+    assert isinstance(from_unexpected(redis.ConnectionError("Error 111")), RemoteError)
+    assert isinstance(from_unexpected(TimeoutError("slow")), RemoteError)
+    bug = from_unexpected(KeyError("x"))
+    assert type(bug) is FatalError and bug.exit_code == 1 and "-vv" in bug.one_line()
