@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from ci_tools.sandbox.tools import find_tool  # noqa: E402
 from tests.workflows.act import STANDINS  # noqa: E402
 
 JOB = """name: overhead
@@ -70,7 +70,7 @@ def run_job(repo: Path, setup: str, scratch: Path) -> float:
     bin_dir = scratch / "bin"
     bin_dir.mkdir(exist_ok=True)
     if not (bin_dir / "uv").exists():
-        (bin_dir / "uv").symlink_to(shutil.which("uv") or "uv")
+        (bin_dir / "uv").symlink_to(find_tool("uv"))
     env_file = scratch / "env"
     env_file.write_text(
         f"STANDIN_REMOTE={repo}\nSTANDIN_BIN={bin_dir}\nSTANDIN_PYTHON={sys._base_executable}\n"
@@ -79,7 +79,7 @@ def run_job(repo: Path, setup: str, scratch: Path) -> float:
              f"{'3d3c42e5aac5ba805825da76410c181273ba90b1' if name == 'actions/checkout' else '20cfd1bf945f4377ade1205e4dbc17946fc9a30d'}={path}")
              if name in ("actions/checkout", "astral-sh/setup-uv")]  # fmt: skip
     done = subprocess.run(
-        ["act", "workflow_dispatch", "-W", ".github/workflows/overhead.yml", "-P", "ubuntu-24.04=-self-hosted",
+        [find_tool("act"), "workflow_dispatch", "-W", ".github/workflows/overhead.yml", "-P", "ubuntu-24.04=-self-hosted",
          "--no-skip-checkout", "--action-offline-mode", "--action-cache-path", str(scratch / f"act-{time.time_ns()}"),
          "--env-file", str(env_file), *flags],
         cwd=repo, capture_output=True, text=True, check=False,

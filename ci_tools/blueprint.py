@@ -18,8 +18,9 @@ SECRET_VARS = ("TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET")
 SERVICE_TYPES = {"web", "pserv", "worker", "cron", "keyvalue", "redis"}
 
 
-# The bot alone, from the lock: no dev group, no `tools` extra (the pipeline's libraries).
-BUILD_COMMAND = "uv sync --locked --no-dev"
+# The bot alone, from the lock: none of the default groups (cli, sandbox, dev), no `tools`
+# extra (the pipeline's libraries).
+BUILD_COMMAND = "uv sync --locked --no-default-groups"
 START_COMMAND = ".venv/bin/python -m mindmate"
 
 

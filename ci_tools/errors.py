@@ -57,6 +57,9 @@ class VerificationError(FatalError):
     kind = "verification"
 
 
+OWN_PACKAGES = {"ci_tools", "mindmate"}
+
+
 def from_unexpected(exc: BaseException) -> FatalError:
     """Turn an exception no layer below translated into the one line ``main()`` prints.
 
@@ -78,6 +81,13 @@ def from_unexpected(exc: BaseException) -> FatalError:
         return RemoteError(
             f"Redis did not answer ({name}: {exc})",
             hint="check the Redis URL secret and that the server is up and reachable from here",
+        )
+    if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] not in OWN_PACKAGES:
+        # A library of the `tools` extra or the `sandbox` group is not installed: the install,
+        # not ci-tools, is what needs changing (`uv sync --no-default-groups` brings the bot alone).
+        return ConfigError(
+            f"the Python package {exc.name!r} is not installed here",
+            hint="install the pipeline's libraries with `uv sync --locked` (or `uv run ci-tools …`)",
         )
     if isinstance(exc, ConnectionError | TimeoutError):
         return RemoteError(f"a service did not answer ({name}: {exc})", hint="run again later")

@@ -9,9 +9,15 @@ import pytest
 import yaml
 
 from ci_tools.__main__ import main
-from ci_tools.blueprint import blueprint_problems, check_blueprint, load_blueprint
+from ci_tools.blueprint import (
+    BUILD_COMMAND,
+    blueprint_problems,
+    check_blueprint,
+    load_blueprint,
+)
 from ci_tools.config import load_config
 from ci_tools.errors import ConfigError
+from ci_tools.sandbox.tools import find_tool
 from tests.conftest import ROOT
 
 
@@ -98,7 +104,8 @@ def test_config_check_command(tmp_path, blueprint, capsys):
     ("changes", "problem"),
     [
         ({"buildCommand": "pip install ."}, "buildCommand is 'pip install .'"),
-        ({"buildCommand": "uv sync"}, "expected 'uv sync --locked --no-dev'"),
+        ({"buildCommand": "uv sync"}, f"expected '{BUILD_COMMAND}'"),
+        ({"buildCommand": "uv sync --locked --no-dev"}, f"expected '{BUILD_COMMAND}'"),
         ({"startCommand": "python -m mindmate"}, "startCommand"),
     ],
 )
@@ -120,9 +127,14 @@ def test_uv_is_pinned_and_staging_declares_its_tester_allowlist(blueprint):
 
 
 def test_the_bots_locked_install_carries_none_of_the_pipelines_libraries():
-    """What Render's `uv sync --locked --no-dev` installs: the bot's dependencies only."""
+    """What Render's build command installs, read from the lock: the bot's dependencies only.
+
+    The export takes the build command's own flags, so the two cannot drift apart.
+    """
+    flags = BUILD_COMMAND.split()[2:]  # after "uv sync"
+    assert "--no-default-groups" in flags
     exported = subprocess.run(
-        ["uv", "export", "--locked", "--no-dev", "--no-hashes", "--no-emit-project", "--offline"],
+        [find_tool("uv"), "export", *flags, "--no-hashes", "--no-emit-project", "--offline"],
         cwd=ROOT, capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     names = {line.split("==")[0].strip() for line in exported.splitlines() if "==" in line}
@@ -135,4 +147,5 @@ def test_the_bots_locked_install_carries_none_of_the_pipelines_libraries():
         "pyyaml",
         "jsonschema",
         "pytest",
+        "openapi-core",
     }

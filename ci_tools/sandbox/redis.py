@@ -50,6 +50,15 @@ def find_server_binary(kind: str = "auto") -> Path:
     )
 
 
+def server_available(kind: str) -> bool:
+    """Whether a server of ``kind`` can be started here (tests that need two kinds skip)."""
+    try:
+        find_server_binary(kind)
+    except ConfigError:
+        return False
+    return True
+
+
 class RedisServer:
     """One server process; a context manager that always stops it."""
 

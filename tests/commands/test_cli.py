@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -8,6 +9,7 @@ import pytest
 
 from ci_tools.__main__ import main
 from ci_tools.errors import ConfigError, FatalError, InputError, RemoteError, VerificationError
+from tests.conftest import ROOT
 
 
 def test_exit_codes_are_distinct_per_kind():
@@ -72,3 +74,21 @@ def test_the_error_boundary_turns_what_no_layer_caught_into_one_line():
     assert isinstance(from_unexpected(TimeoutError("slow")), RemoteError)
     bug = from_unexpected(KeyError("x"))
     assert type(bug) is FatalError and bug.exit_code == 1 and "-vv" in bug.one_line()
+
+
+def test_a_missing_library_is_an_install_to_fix_not_a_bug(tmp_path):
+    """The bot's install lacks the pipeline's libraries: one line naming the install, exit 3.
+
+    ``-S`` leaves site-packages out, so the first third-party import (``rich``, when the
+    command reports) fails as it does in an install without the ``tools`` extra.
+    """
+    result = subprocess.run(
+        [sys.executable, "-S", "-m", "ci_tools", "config", "show"],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 3, result.stderr
+    line = result.stderr.strip()
+    assert line.count("\n") == 0 and "Traceback" not in line
+    assert line.startswith("ci-tools: configuration: the Python package '")
+    assert "uv sync --locked" in line and "bug" not in line

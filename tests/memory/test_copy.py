@@ -15,7 +15,7 @@ from ci_tools.memory.ids import parse_user_id
 from ci_tools.memory.ops import copy_user
 from ci_tools.memory.records import BATCH
 from ci_tools.memory.undo import undo_backup
-from ci_tools.sandbox.redis import RedisServer
+from ci_tools.sandbox.redis import RedisServer, server_available
 from tests.memory.helpers import (
     OTHER,
     ROUTE,
@@ -258,6 +258,9 @@ def test_target_killed_mid_copy_then_resumed_and_verified(redis_pair, monkeypatc
 
 
 def test_cross_version_fallback_from_valkey_9_to_redis_7(monkeypatch, tmp_path):
+    for kind in ("valkey", "redis"):
+        if not server_available(kind):
+            pytest.skip(f"needs a Valkey and a Redis server; no {kind} server here")
     with RedisServer(kind="valkey") as valkey, RedisServer(kind="redis") as old:
         if old.version() >= "7.4":
             pytest.skip(f"redis-server {old.version()} may accept Valkey 9 payloads")

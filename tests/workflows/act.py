@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import yaml
 
+from ci_tools.sandbox.tools import find_tool
 from ci_tools.sandbox.world import World
 
 HERE = Path(__file__).resolve().parent
@@ -81,10 +81,7 @@ class Act:
         self.bin = scratch / "bin"
         self.bin.mkdir(parents=True, exist_ok=True)
         self.artifacts.mkdir(exist_ok=True)
-        uv = shutil.which("uv")
-        if uv is None:
-            raise RuntimeError("uv is not on PATH: install the dev group (uv sync)")
-        (self.bin / "uv").symlink_to(uv)
+        (self.bin / "uv").symlink_to(find_tool("uv"))
         self.runs = 0
 
     def env_file(self, run_id: int, extra: dict[str, str]) -> Path:
@@ -122,7 +119,7 @@ class Act:
         event_file = self.scratch / f"run-{run_id}.event.json"
         event_file.write_text(json.dumps(payload or {}))
         command = [
-            "act", event,
+            find_tool("act"), event,
             "-W", f".github/workflows/{workflow}",
             "-e", str(event_file),
             "-P", "ubuntu-24.04=-self-hosted",
