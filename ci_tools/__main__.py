@@ -17,6 +17,7 @@ from ci_tools.commands import (
     acceptance,
     announce,
     config,
+    contracts,
     cutover,
     deploy,
     flow,
@@ -35,7 +36,7 @@ from ci_tools.needs import NOTHING, resolve, running
 # In the order of the plan: look, ship, check, undo, migrate, rehearse.
 COMMAND_MODULES = (
     config, flow, github_command, deploy, release, probe, rollback, preflight, cutover, keyvalue, memory, announce,
-    acceptance, rehearse,
+    acceptance, rehearse, contracts,
 )  # fmt: skip
 
 

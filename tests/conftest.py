@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 
 from ci_tools.redact import SECRET_ENV_VARS
 from ci_tools.sandbox.bot import ThreadedBot
+from ci_tools.sandbox.contract import LEDGER, Violation, describe
 from ci_tools.sandbox.ports import free_port
 from ci_tools.sandbox.redis import RedisServer
 from ci_tools.sandbox.telegram import FakeBot, FakeTelegram
@@ -32,6 +34,41 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in _AMBIENT:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(ROOT)
+
+
+@pytest.fixture(autouse=True)
+def _contracts_hold() -> Iterator[None]:
+    """A request or answer that breaks the provider's description fails the test that caused it."""
+    mark = LEDGER.mark()
+    yield
+    broken = LEDGER.since(mark)
+    if broken:
+        pytest.fail(f"{len(broken)} contract violation(s):\n{describe(broken)}", pytrace=False)
+
+
+@pytest.fixture
+def provoked() -> Callable[[], list[Violation]]:
+    """For a test that breaks a contract on purpose: take what it provoked out of the LEDGER."""
+    mark = LEDGER.mark()
+    return lambda: LEDGER.take(mark)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # a pytest-xdist worker: hand the counts to the controller
+        workeroutput["contracts"] = json.dumps(LEDGER.snapshot())
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    data = getattr(node, "workeroutput", {}).get("contracts")
+    if data:
+        LEDGER.merge(json.loads(data))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    terminalreporter.write_line(LEDGER.line())
 
 
 @pytest.fixture

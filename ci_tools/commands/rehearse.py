@@ -24,10 +24,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ci_tools.output import Report, report, say
     from ci_tools.rehearse import rehearse
+    from ci_tools.sandbox.contract import LEDGER, describe
 
     say(
         "rehearsing the migration plan against local stand-ins (nothing outside this machine is touched)"
     )
+    mark_contracts = LEDGER.mark()
     phases = rehearse(process=not args.threads, keep=args.keep)
     mark = {True: "✓", False: "✗", None: "·"}
     rows = [[mark[p.ok], p.name, f"{p.seconds:.1f}s", p.detail] for p in phases]
@@ -35,5 +37,14 @@ def run(args: argparse.Namespace) -> int:
     failed = [p for p in phases if p.ok is not True]
     if failed:
         raise VerificationError(f"the rehearsal stopped at: {failed[0].name}: {failed[0].detail}")
+    # The stand-ins held every exchange to the providers' published descriptions.
+    broken = LEDGER.since(mark_contracts)
+    say(LEDGER.line())
+    if broken:
+        say(describe(broken), err=True)
+        raise VerificationError(
+            f"{len(broken)} exchange(s) with the stand-ins broke the providers' published descriptions",
+            hint="the lines above name each operation and JSON path: fix the client or the stand-in",
+        )
     say(f"✓ all {len(phases)} phases passed in {sum(p.seconds for p in phases):.0f}s")
     return 0

@@ -28,20 +28,37 @@ from typing import Any
 
 from nacl.public import PrivateKey, SealedBox
 
-from ci_tools.sandbox.http import Request, Response, StandInServer
+from ci_tools.sandbox import contract as contracts
+from ci_tools.sandbox import shapes
+from ci_tools.sandbox.http import Request, Response, StandInServer, fault
 
 _PULLS = re.compile(r"^/repos/(?P<owner>[\w.-]+)/(?P<repo>[\w.-]+)/pulls$")
 _REPO = re.compile(r"^/repos/(?P<owner>[\w.-]+)/(?P<repo>[\w.-]+)(?P<rest>/.*)?$")
 READ_ONLY_TOKEN = "ghs_sandboxReadOnly0123456789"  # noqa: S105 - the stand-in's token without admin
-NO_ADMIN: Response = (
-    403,
-    {"message": "Resource not accessible by integration", "status": "403"},
-    {},
-)
+DOCS = "https://docs.github.com/rest"
+REPO_ID = 812_345_678
+
+
+def error(status: int, message: str) -> Response:
+    """GitHub's ``basic-error``."""
+    return status, {"message": message, "documentation_url": DOCS, "status": str(status)}, {}
+
+
+def invalid(message: str, code: str = "custom", field: str | None = None) -> Response:
+    """GitHub's ``validation-error`` (422)."""
+    detail: dict[str, Any] = {"resource": "PullRequest", "code": code, "message": message}
+    if field:
+        detail["field"] = field
+    return 422, {"message": "Validation Failed", "errors": [detail], "documentation_url": DOCS}, {}
+
+
+NO_ADMIN = error(403, "Resource not accessible by integration")
+NOT_FOUND = error(404, "Not Found")
 
 
 class FakeGitHub(StandInServer):
     name = "github-stand-in"
+    contract = contracts.GITHUB
 
     def __init__(
         self,
@@ -81,18 +98,22 @@ class FakeGitHub(StandInServer):
             f"Bearer {self.token}",
             f"token {self.token}",
         ):
-            return 401, {"message": "Bad credentials", "status": "401"}, {}
-        if self.fail_with:
-            return self.fail_with, {"message": "Server Error"}, {}
+            return error(401, "Bad credentials")
+        if self.fail_with:  # an outage: GitHub documents 5xx on few operations
+            return fault(self.fail_with, {"message": "Server Error"}, "a GitHub outage")
         match = _PULLS.match(request.path)
         if not match:
             return self._settings(request, admin=admin)
         full_name = f"{match['owner']}/{match['repo']}"
         if request.method == "GET":
-            return 200, self._list(full_name, request.query), {}
+            return (
+                200,
+                [self._pull(p, simple=True) for p in self._list(full_name, request.query)],
+                {},
+            )
         if request.method == "POST":
             return self._create(full_name, match["owner"], request.json() or {})
-        return 404, {"message": "Not Found"}, {}
+        return NOT_FOUND
 
     def _list(self, full_name: str, query: dict[str, str]) -> list[dict[str, Any]]:
         state = query.get("state", "open")
@@ -108,29 +129,80 @@ class FakeGitHub(StandInServer):
 
     def _create(self, full_name: str, owner: str, body: dict[str, Any]) -> Response:
         if not self.may_open_prs:
-            return 403, {"message": "GitHub Actions is not permitted to create or approve pull requests.", "status": "403"}, {}  # fmt: skip
+            return error(403, "GitHub Actions is not permitted to create or approve pull requests.")
         head, base = str(body.get("head", "")), str(body.get("base", ""))
         if not head or not base or not body.get("title"):
-            return 422, {"message": "Validation Failed", "errors": [{"resource": "PullRequest", "code": "missing_field"}]}, {}  # fmt: skip
+            return invalid("head, base and title are required", "missing_field")
         label = head if ":" in head else f"{owner}:{head}"
         if any(
             p["state"] == "open" and p["head"]["label"] == label and p["base"]["ref"] == base
             for p in self.pulls
         ):
-            return 422, {"message": "Validation Failed", "errors": [{"resource": "PullRequest", "code": "custom", "message": f"A pull request already exists for {label}."}]}, {}  # fmt: skip
+            return invalid(f"A pull request already exists for {label}.")
         number = next(self._numbers)
         pull = {
             "number": number,
             "state": "open",
             "title": body["title"],
             "body": body.get("body"),
-            "html_url": f"https://github.com/{full_name}/pull/{number}",
             "head": {"ref": label.split(":", 1)[1], "label": label},
             "base": {"ref": base, "repo": {"full_name": full_name}},
         }
         with self.lock:
             self.pulls.append(pull)
-        return 201, pull, {}
+        return 201, self._pull(pull), {}
+
+    def _pull(self, pull: dict[str, Any], *, simple: bool = False) -> dict[str, Any]:
+        """The stored PR as GitHub answers it (``pull-request``, or ``-simple`` in lists)."""
+        full_name, number = pull["base"]["repo"]["full_name"], pull["number"]
+        owner = self._user(full_name.split("/")[0])
+        repo = self._repository(full_name)
+        url = f"{shapes.API}/repos/{full_name}/pulls/{number}"
+        links = {
+            k: {"href": f"{url}/{k}"}
+            for k in ("comments", "commits", "review_comments", "statuses")
+        }
+        links |= {"self": {"href": url}, "html": {"href": f"https://github.com/{full_name}/pull/{number}"},
+                  "issue": {"href": f"{url}/issue"}, "review_comment": {"href": f"{url}/comments{{/number}}"}}  # fmt: skip
+        given = {
+            "id": 2_000_000 + number,
+            "node_id": f"PR_kwDO{number:08d}",
+            "url": url,
+            "html_url": f"https://github.com/{full_name}/pull/{number}",
+            "number": number,
+            "state": pull["state"],
+            "locked": False,
+            "title": pull["title"],
+            "body": pull["body"],
+            "user": owner,
+            "labels": [],
+            "head": {"label": pull["head"]["label"], "ref": pull["head"]["ref"], "sha": "0" * 40, "user": owner, "repo": repo},
+            "base": {"label": f"{full_name.split('/')[0]}:{pull['base']['ref']}", "ref": pull["base"]["ref"], "sha": "0" * 40,
+                     "user": owner, "repo": repo},
+            "_links": links,
+            "author_association": "OWNER",
+            "draft": False,
+            "created_at": shapes.CREATED,
+            "updated_at": shapes.CREATED,
+        }  # fmt: skip
+        return shapes.complete("pull-request-simple" if simple else "pull-request", given)
+
+    def _user(self, login: str) -> dict[str, Any]:
+        return shapes.complete("simple-user", shapes.user(login, self.users.get(login, 1001)))
+
+    def _repository(self, full_name: str, *, admin: bool = True) -> dict[str, Any]:
+        owner = self._user(full_name.split("/")[0])
+        permissions = {
+            "admin": admin,
+            "maintain": admin,
+            "push": True,
+            "triage": True,
+            "pull": True,
+        }
+        found = shapes.repository(
+            full_name, REPO_ID, owner, default_branch=self.default_branch, permissions=permissions
+        )
+        return shapes.complete("full-repository", found)
 
     # -- repository settings -------------------------------------------------------------
     def sealed_key(self, env: str) -> PrivateKey:
@@ -151,22 +223,20 @@ class FakeGitHub(StandInServer):
     def _settings(self, request: Request, *, admin: bool) -> Response:
         if match := re.fullmatch(r"/users/([\w-]+)", request.path):
             found = self.users.get(match[1])
-            return (
-                (200, {"login": match[1], "id": found, "type": "User"}, {})
-                if found
-                else (404, {"message": "Not Found"}, {})
-            )
+            if not found:
+                return NOT_FOUND
+            public = {**shapes.user(match[1], found), "user_view_type": "public"}
+            return 200, shapes.complete("public-user", public), {}
         match = _REPO.match(request.path)
         if not match:
-            return 404, {"message": "Not Found", "status": "404"}, {}
+            return NOT_FOUND
         full, rest, method = (
             f"{match['owner']}/{match['repo']}",
             match["rest"] or "",
             request.method,
         )
         if rest == "" and method == "GET":
-            return 200, {"full_name": full, "default_branch": self.default_branch,
-                         "permissions": {"admin": admin, "push": True, "pull": True}}, {}  # fmt: skip
+            return 200, self._repository(full, admin=admin), {}
         if not admin:
             return NO_ADMIN
         if rest == "" and method == "PATCH":
@@ -174,9 +244,11 @@ class FakeGitHub(StandInServer):
                 (request.json() or {}).get("default_branch", self.default_branch)
             )
             self.writes += 1
-            return 200, {"full_name": full, "default_branch": self.default_branch}, {}
+            return 200, self._repository(full), {}
         if rest == "/environments" and method == "GET":
-            return self._page(request, list(self.environments.values()), "environments")
+            return self._page(
+                request, [self._env(n, full) for n in self.environments], "environments"
+            )
         if m := re.fullmatch(r"/environments/([\w-]+)", rest):
             return self._environment(m[1], request)
         if m := re.fullmatch(r"/environments/([\w-]+)/deployment-branch-policies", rest):
@@ -184,54 +256,71 @@ class FakeGitHub(StandInServer):
         if m := re.fullmatch(r"/environments/([\w-]+)/secrets(?:/([\w-]+))?", rest):
             return self._secret(m[1], m[2], request)
         if rest == "/actions/secrets" and method == "GET":
-            return self._page(request, [{"name": n} for n in sorted(self.repo_secrets)], "secrets")
+            return self._page(
+                request, [self._secret_item(n) for n in sorted(self.repo_secrets)], "secrets"
+            )
         if rest.startswith("/rulesets"):
-            return self._ruleset(rest, request)
+            return self._ruleset(full, rest, request)
         if rest == "/actions/permissions/workflow":
             if method == "PUT":
                 self.workflow_permissions.update(request.json() or {})
                 self.writes += 1
                 return 204, None, {}
             return 200, dict(self.workflow_permissions), {}
-        return 404, {"message": "Not Found", "status": "404"}, {}
+        return NOT_FOUND
+
+    def _env(self, name: str, full: str) -> dict[str, Any]:
+        """A stored environment as GitHub answers it: its rules get ids and users in full."""
+        stored = self.environments[name]
+        url = f"{shapes.API}/repos/{full}/environments/{name}"
+        return {
+            **stored,
+            "node_id": f"EN_kwDO{stored['id']:08d}",
+            "url": url,
+            "html_url": f"https://github.com/{full}/deployments/activity_log?environments_filter={name}",
+            "created_at": shapes.CREATED,
+            "updated_at": shapes.CREATED,
+        }
+
+    def _secret_item(self, name: str) -> dict[str, str]:
+        return {"name": name, "created_at": shapes.CREATED, "updated_at": shapes.CREATED}
 
     def _environment(self, name: str, request: Request) -> Response:
+        full = "/".join(request.path.split("/")[2:4])
         if request.method == "GET":
-            env = self.environments.get(name)
-            return (200, env, {}) if env else (404, {"message": "Not Found"}, {})
+            return (200, self._env(name, full), {}) if name in self.environments else NOT_FOUND
         if request.method != "PUT":
-            return 404, {"message": "Not Found"}, {}
+            return NOT_FOUND
         body = request.json() or {}
         reviewers = []
         for reviewer in body.get("reviewers") or []:
             login = next((u for u, i in self.users.items() if i == reviewer.get("id")), None)
             if reviewer.get("type") != "User" or login is None:
-                return (
-                    422,
-                    {"message": "Validation Failed", "errors": [{"message": "invalid reviewer"}]},
-                    {},
-                )
-            reviewers.append({"type": "User", "reviewer": {"login": login, "id": reviewer["id"]}})
+                return invalid("invalid reviewer", field="reviewers")
+            reviewers.append({"type": "User", "reviewer": self._user(login)})
         rules: list[dict[str, Any]] = []
         if reviewers:
-            rules.append(
-                {"id": next(self._ids), "type": "required_reviewers", "reviewers": reviewers}
-            )
+            rule_id = next(self._ids)
+            rules.append({"id": rule_id, "node_id": f"GA_kwDO{rule_id:08d}", "type": "required_reviewers",
+                          "prevent_self_review": False, "reviewers": reviewers})  # fmt: skip
         policy = body.get("deployment_branch_policy")
         if policy:
-            rules.append({"id": next(self._ids), "type": "branch_policy"})
+            rule_id = next(self._ids)
+            rules.append(
+                {"id": rule_id, "node_id": f"GA_kwDO{rule_id:08d}", "type": "branch_policy"}
+            )
         self.environments[name] = {"id": self.environments.get(name, {}).get("id") or next(self._ids), "name": name,
                                    "protection_rules": rules, "deployment_branch_policy": policy}  # fmt: skip
         self.branch_policies.setdefault(name, [])
         self.writes += 1
-        return 200, self.environments[name], {}
+        return 200, self._env(name, "/".join(request.path.split("/")[2:4])), {}
 
     def _branch_policy(self, env: str, request: Request) -> Response:
         if env not in self.environments:
-            return 404, {"message": "Not Found"}, {}
+            return NOT_FOUND
         if request.method == "GET":
             items = [
-                {"id": i, "name": n, "type": "branch"}
+                {"id": i, "node_id": f"MDE2OkdhdGVCcmFuY2hQb2xpY3k{i}", "name": n, "type": "branch"}
                 for i, n in enumerate(self.branch_policies[env], 1)
             ]
             return self._page(request, items, "branch_policies")
@@ -240,25 +329,33 @@ class FakeGitHub(StandInServer):
             return 303, None, {"Location": request.path}  # GitHub: the policy exists already
         self.branch_policies[env].append(name)
         self.writes += 1
-        return 200, {"id": len(self.branch_policies[env]), "name": name, "type": "branch"}, {}
+        number = len(self.branch_policies[env])
+        return (
+            200,
+            {
+                "id": number,
+                "node_id": f"MDE2OkdhdGVCcmFuY2hQb2xpY3k{number}",
+                "name": name,
+                "type": "branch",
+            },
+            {},
+        )
 
     def _secret(self, env: str, name: str | None, request: Request) -> Response:
         if env not in self.environments:
-            return 404, {"message": "Not Found"}, {}
+            return NOT_FOUND
         stored = self.secrets.setdefault(env, {})
         if name == "public-key" and request.method == "GET":
             key = self.sealed_key(env).public_key.encode()
             return 200, {"key_id": f"key-{env}", "key": base64.b64encode(key).decode()}, {}
         if name is None and request.method == "GET":
-            return self._page(request, [{"name": n} for n in sorted(stored)], "secrets")
+            return self._page(request, [self._secret_item(n) for n in sorted(stored)], "secrets")
         if name and request.method == "PUT":
             body = request.json() or {}
-            if body.get("key_id") != f"key-{env}":
-                return (
-                    422,
-                    {"message": "Validation Failed", "errors": [{"message": "bad key_id"}]},
-                    {},
-                )
+            if (
+                body.get("key_id") != f"key-{env}"
+            ):  # not documented for this operation; GitHub does answer 422
+                return invalid("bad key_id", field="key_id")
             value = SealedBox(self.sealed_key(env)).decrypt(
                 base64.b64decode(body["encrypted_value"])
             )
@@ -266,29 +363,47 @@ class FakeGitHub(StandInServer):
             stored[name] = value.decode()
             self.writes += 1
             return (201, {}, {}) if created else (204, None, {})
-        return 404, {"message": "Not Found"}, {}
+        return NOT_FOUND
 
-    def _ruleset(self, rest: str, request: Request) -> Response:
+    def _ruleset(self, full: str, rest: str, request: Request) -> Response:
         if rest == "/rulesets" and request.method == "GET":
             summaries = [
-                {k: v for k, v in r.items() if k != "rules"} for r in self.rulesets.values()
+                {
+                    k: v
+                    for k, v in self._answer_ruleset(r, full).items()
+                    if k not in ("rules", "conditions", "bypass_actors")
+                }
+                for r in self.rulesets.values()
             ]
             return self._page(request, summaries)
         if rest == "/rulesets" and request.method == "POST":
             body = request.json() or {}
             if any(r["name"] == body.get("name") for r in self.rulesets.values()):
-                return 422, {"message": "Validation Failed", "errors": ["Name must be unique"]}, {}
-            ruleset = {**body, "id": next(self._ids), "source_type": "Repository"}
+                return invalid("Name must be unique", "already_exists", "name")
+            ruleset = {**body, "id": next(self._ids)}
             self.rulesets[ruleset["id"]] = ruleset
             self.writes += 1
-            return 201, ruleset, {}
+            return 201, self._answer_ruleset(ruleset, full), {}
         if (m := re.fullmatch(r"/rulesets/(\d+)", rest)) and int(m[1]) in self.rulesets:
             if request.method == "PUT":
-                self.rulesets[int(m[1])] = {
-                    **(request.json() or {}),
-                    "id": int(m[1]),
-                    "source_type": "Repository",
-                }
+                self.rulesets[int(m[1])] = {**(request.json() or {}), "id": int(m[1])}
                 self.writes += 1
-            return 200, self.rulesets[int(m[1])], {}
-        return 404, {"message": "Not Found"}, {}
+            return 200, self._answer_ruleset(self.rulesets[int(m[1])], full), {}
+        return NOT_FOUND
+
+    def _answer_ruleset(self, ruleset: dict[str, Any], full: str) -> dict[str, Any]:
+        """``repository-ruleset``: what was stored, plus where it lives and who may bypass it."""
+        url = f"{shapes.API}/repos/{full}/rulesets/{ruleset['id']}"
+        return {
+            **ruleset,
+            "node_id": f"RRS_lACkVXNlcs{ruleset['id']:08d}",
+            "source_type": "Repository",
+            "source": full,
+            "current_user_can_bypass": "never",
+            "created_at": shapes.CREATED,
+            "updated_at": shapes.CREATED,
+            "_links": {
+                "self": {"href": url},
+                "html": {"href": f"https://github.com/{full}/rules/{ruleset['id']}"},
+            },
+        }

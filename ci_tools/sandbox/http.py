@@ -14,6 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 from urllib.parse import parse_qsl, urlsplit
 
+from ci_tools.sandbox.contract import FAULT, LEDGER, Answer, Contract
+
 
 class Request:
     """What a handler needs of a request: method, path, query, headers, parsed body."""
@@ -23,6 +25,7 @@ class Request:
         self.method = handler.command
         self.path = parts.path
         self.query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        self.raw_query = parts.query
         self.headers = handler.headers
         self.body = body
         self.client_address = str(handler.client_address[0])
@@ -46,10 +49,16 @@ class Request:
 Response = tuple[int, Any, dict[str, str]]
 
 
+def fault(status: int, payload: Any, why: str) -> Response:
+    """An answer no real service gives as its own (a proxy's 502): sent, but not validated."""
+    return status, payload, {FAULT: why}
+
+
 class StandInServer:
     """Runs ``self.handle(request) -> (status, json_body, headers)`` on a loopback port."""
 
     name = "stand-in"
+    contract: Contract | None = None  # the provider's published description, if it has one
 
     def __init__(self, *, latency: float = 0.0) -> None:
         self.latency = latency
@@ -67,7 +76,20 @@ class StandInServer:
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}"
 
+    def validate(self, request: Request, answer: Answer) -> None:
+        """Hold the exchange to the provider's description; what breaks it goes to the LEDGER."""
+        if self.contract is None or FAULT in answer.headers:
+            return
+        target = request.path + (f"?{request.raw_query}" if request.raw_query else "")
+        found = self.contract.check(
+            request.method, target, dict(request.headers.items()), request.body, answer
+        )
+        if found is not None:
+            LEDGER.record(self.contract.provider, found)
+
     def start(self) -> Self:
+        if self.contract is not None:
+            self.contract.load()  # here, not in a request thread: a missing library says so
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -89,9 +111,11 @@ class StandInServer:
                     data = payload
                 else:
                     data = b"" if payload is None else json.dumps(payload).encode()
-                self.send_response(status)
                 if payload is not None and not isinstance(payload, bytes):
-                    self.send_header("Content-Type", "application/json")
+                    headers = {"Content-Type": "application/json", **headers}
+                owner.validate(request, Answer(status, headers, data))
+                headers.pop(FAULT, None)
+                self.send_response(status)
                 for key, value in headers.items():
                     self.send_header(key, value)
                 self.send_header("Content-Length", str(len(data)))

@@ -36,13 +36,23 @@ from typing import Any
 
 import httpx
 
+from ci_tools.sandbox import contract as contracts
 from ci_tools.sandbox.bot import BotProcess, ThreadedBot
 from ci_tools.sandbox.gate import Gate
 from ci_tools.sandbox.http import Request, Response, StandInServer
+from ci_tools.sandbox.http import fault as fault_answer
 
 _DEPLOY_PATH = re.compile(r"^/deploy/(?P<service>srv-[a-z0-9]+)$")
 _API_PATH = re.compile(r"^/v1/services/(?P<service>srv-[a-z0-9]+)(?P<rest>/.*)?$")
 _KV_PATH = re.compile(r"^/v1/key-value(?:/(?P<kv>red-[a-z0-9]+)(?P<rest>/.*)?)?$")
+
+
+OWNER = {
+    "id": "tea-sandbox0001",
+    "name": "MindMate",
+    "email": "owner@example.invalid",
+    "type": "user",
+}
 
 
 @dataclass
@@ -54,17 +64,29 @@ class FakeKeyValue:
     ip_allow_list: list[dict[str, str]] = field(
         default_factory=list
     )  # render.yaml: [] (internal only)
+    created: str = field(default_factory=lambda: _now())
+    updated: str = field(default_factory=lambda: _now())
 
     @property
     def external_url(self) -> str:
         return re.sub(r":\d+/", f":{self.gate.port}/", self.internal_url)
 
     def json(self) -> dict[str, Any]:
+        """``keyValue`` of Render's description, every required field; the list adds dashboardUrl."""
         return {
-            "id": self.id, "name": self.name, "status": "available", "region": "frankfurt",
-            "plan": "starter", "version": "7.0", "ipAllowList": list(self.ip_allow_list),
-            "options": {"maxmemoryPolicy": "noeviction"}, "createdAt": _now(), "updatedAt": _now(),
-        }  # fmt: skip
+            "id": self.id,
+            "name": self.name,
+            "status": "available",
+            "region": "frankfurt",
+            "plan": "starter",
+            "version": "8.1.4",
+            "owner": dict(OWNER),
+            "options": {"maxmemoryPolicy": "noeviction"},
+            "ipAllowList": list(self.ip_allow_list),
+            "createdAt": self.created,
+            "updatedAt": self.updated,
+            "dashboardUrl": f"https://dashboard.render.com/r/{self.id}",
+        }
 
 
 def _now() -> str:
@@ -139,16 +161,44 @@ class FakeService:
     deploys: list[dict[str, Any]] = field(default_factory=list)  # newest first
     instance: Any = None
     faults: dict[str, Faults] = field(default_factory=dict)
+    created: str = field(default_factory=lambda: _now())
 
     def json(self) -> dict[str, Any]:
+        """``service`` of Render's description: a Python web service, every required field."""
         return {
             "id": self.id,
             "name": self.name,
+            "ownerId": OWNER["id"],
             "type": "web_service",
+            "repo": "https://github.com/mindmate/mindmate-release",
             "branch": self.branch,
+            "rootDir": "",
+            "slug": self.name,
             "autoDeploy": self.auto_deploy,
+            # Not in the vendored description (2026-01-06); Render's blueprint spec and newer
+            # API answers carry it, and preflight reads it.
             "autoDeployTrigger": "off" if self.auto_deploy == "no" else "commit",
-            "serviceDetails": {"url": self.router.url, "runtime": "python"},
+            "notifyOnFail": "default",
+            "suspended": "not_suspended",
+            "suspenders": [],
+            "createdAt": self.created,
+            "updatedAt": self.created,
+            "dashboardUrl": f"https://dashboard.render.com/web/{self.id}",
+            "serviceDetails": {
+                "env": "python",
+                "runtime": "python",
+                "envSpecificDetails": {
+                    "buildCommand": "uv sync --locked --no-default-groups",
+                    "startCommand": ".venv/bin/python -m mindmate",
+                },
+                "plan": "starter",
+                "region": "frankfurt",
+                "numInstances": 1,
+                "buildPlan": "starter",
+                "healthCheckPath": "/healthz",
+                "openPorts": [{"port": 10000, "protocol": "TCP"}],
+                "url": self.router.url,
+            },
         }
 
 
@@ -156,6 +206,7 @@ class FakeRender(StandInServer):
     """Render's API and deploy hooks. ``add_service()`` creates a service with its router."""
 
     name = "render-stand-in"
+    contract = contracts.RENDER
 
     def __init__(
         self,
@@ -336,8 +387,8 @@ class FakeRender(StandInServer):
         """A create that took effect; the answer may be lost (a fault) as a proxy would lose it."""
         with self.lock:
             fault = self.after_create.pop(0) if self.after_create else None
-        if fault == "502":
-            return 502, {"message": "bad gateway"}, {}
+        if fault == "502":  # a proxy's answer, not Render's: its description has no 502
+            return fault_answer(502, {"message": "bad gateway"}, "a proxy lost the answer")
         if fault == "hang":
             time.sleep(self.hang_seconds)
         return response
@@ -429,7 +480,7 @@ class FakeRender(StandInServer):
             "trigger": trigger,
             "createdAt": _now(),
             "updatedAt": _now(),
-            "finishedAt": None,
+            # No finishedAt until it finishes: Render's description has a non-nullable date-time.
             "_created": time.monotonic(),
         }
         with self.lock:
@@ -450,6 +501,8 @@ class FakeRender(StandInServer):
     def _set(self, deploy: dict[str, Any], status: str) -> None:
         with self.lock:
             deploy["status"], deploy["updatedAt"] = status, _now()
+            if status in ("build_in_progress", "update_in_progress"):
+                deploy.setdefault("startedAt", deploy["updatedAt"])
             if status in ("live", "build_failed", "update_failed", "canceled"):
                 deploy["finishedAt"] = _now()
             if status == "live":

@@ -26,6 +26,7 @@ from typing import Any
 
 import httpx
 
+from ci_tools.sandbox import contract as contracts
 from ci_tools.sandbox.http import Request, Response, StandInServer
 
 _SECRET_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
@@ -90,6 +91,7 @@ class FakeTelegram(StandInServer):
     """The Bot API stand-in; ``add_bot()`` registers a token, ``send_user_message()`` talks to it."""
 
     name = "telegram-stand-in"
+    contract = contracts.TELEGRAM
 
     def __init__(self, *, latency: float = 0.0) -> None:
         super().__init__(latency=latency)
@@ -226,6 +228,7 @@ class FakeTelegram(StandInServer):
         if not bot.webhook_url:
             raise RuntimeError(f"@{bot.username} has no webhook set")
         update = self.make_update(user_id, text)
+        contracts.check_update(update)  # what Telegram sends must be an Update, too
         headers = {}
         if bot.webhook_secret:
             headers["X-Telegram-Bot-Api-Secret-Token"] = bot.webhook_secret

@@ -22,10 +22,13 @@ def test_unknown_token_is_401_like_telegram(telegram):
     assert response.json() == {"ok": False, "error_code": 401, "description": "Unauthorized"}
 
 
-def test_unknown_method_and_path_are_404(telegram):
+def test_unknown_method_and_path_are_404(telegram, provoked):
     bot = telegram.add_bot("some_test_bot")
     assert call(telegram, bot.token, "frobnicate").status_code == 404
     assert httpx.get(f"{telegram.url}/nowhere").status_code == 404
+    assert [v.line() for v in provoked()] == [
+        "Telegram frobnicate request $: no such Bot API method"
+    ]
 
 
 def test_rate_limit_then_recovery(telegram):

@@ -1,0 +1,58 @@
+"""The operations this project calls, per provider: what the drift watch compares.
+
+Render and GitHub operations are ``"METHOD /path"`` exactly as their OpenAPI descriptions
+spell the path (Render's paths carry no ``/v1``: that is its server's base). Telegram's are
+Bot API method names. ``tests/contracts`` checks that the stand-ins serve nothing beyond
+these and that every one exists in the vendored description.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+RENDER: Final = (
+    "GET /services/{serviceId}",
+    "GET /services/{serviceId}/deploys",
+    "POST /services/{serviceId}/deploys",
+    "GET /services/{serviceId}/deploys/{deployId}",
+    "POST /services/{serviceId}/rollback",
+    "GET /services/{serviceId}/env-vars",
+    "PUT /services/{serviceId}/env-vars",
+    "GET /services/{serviceId}/env-vars/{envVarKey}",
+    "PUT /services/{serviceId}/env-vars/{envVarKey}",
+    "GET /key-value",
+    "GET /key-value/{keyValueId}",
+    "PATCH /key-value/{keyValueId}",
+    "GET /key-value/{keyValueId}/connection-info",
+)
+
+GITHUB: Final = (
+    "GET /repos/{owner}/{repo}",
+    "PATCH /repos/{owner}/{repo}",
+    "GET /repos/{owner}/{repo}/pulls",
+    "POST /repos/{owner}/{repo}/pulls",
+    "GET /repos/{owner}/{repo}/environments",
+    "GET /repos/{owner}/{repo}/environments/{environment_name}",
+    "PUT /repos/{owner}/{repo}/environments/{environment_name}",
+    "GET /repos/{owner}/{repo}/environments/{environment_name}/deployment-branch-policies",
+    "POST /repos/{owner}/{repo}/environments/{environment_name}/deployment-branch-policies",
+    "GET /repos/{owner}/{repo}/environments/{environment_name}/secrets",
+    "GET /repos/{owner}/{repo}/environments/{environment_name}/secrets/public-key",
+    "PUT /repos/{owner}/{repo}/environments/{environment_name}/secrets/{secret_name}",
+    "GET /repos/{owner}/{repo}/actions/secrets",
+    "GET /repos/{owner}/{repo}/rulesets",
+    "POST /repos/{owner}/{repo}/rulesets",
+    "GET /repos/{owner}/{repo}/rulesets/{ruleset_id}",
+    "PUT /repos/{owner}/{repo}/rulesets/{ruleset_id}",
+    "GET /repos/{owner}/{repo}/actions/permissions/workflow",
+    "PUT /repos/{owner}/{repo}/actions/permissions/workflow",
+    "GET /users/{username}",
+)
+
+# ci-tools calls the first three; the reference bot (python-telegram-bot) the rest.
+TELEGRAM: Final = ("getMe", "getWebhookInfo", "sendMessage", "setWebhook", "deleteWebhook")
+
+# What Telegram sends the bot's webhook (the stand-in's deliveries are checked as this type).
+TELEGRAM_TYPES: Final = ("Update",)
+
+USED: Final = {"render": RENDER, "github": GITHUB, "telegram": TELEGRAM}
