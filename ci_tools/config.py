@@ -68,6 +68,22 @@ class Environment:
 
 
 @dataclass(frozen=True)
+class MemoryBackup:
+    """The memory safety net: whose memory is snapshotted, how often, how long it is kept."""
+
+    environment: str = "production"
+    before_release_days: int | None = None  # memory-before-<sha>; None: the rollback window
+    nightly_days: int = 30  # memory-nightly-<date>
+    nightly_at: str = "03:17"  # UTC; backup.yml's cron says the same (tests/test_workflows.py)
+    max_mb: int = 100  # over this, only the protected users' keys are snapshotted
+    protected_users: tuple[int, ...] = ()
+
+    def cron(self) -> str:
+        hour, minute = self.nightly_at.split(":")
+        return f"{int(minute)} {int(hour)} * * *"
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     environments: dict[str, Environment]
@@ -76,6 +92,12 @@ class Config:
     rollback_window_days: int = (
         14  # how long the old bot is kept after the cutover (plan: 1 to 2 weeks)
     )
+    memory_backup: MemoryBackup = field(default_factory=MemoryBackup)
+
+    @property
+    def before_release_days(self) -> int:
+        """How long the snapshot taken before a release is kept (default: the rollback window)."""
+        return self.memory_backup.before_release_days or self.rollback_window_days
 
     def env(self, name: str) -> Environment:
         """The environment called ``name``; an unknown one is an error that lists the known ones."""
@@ -139,8 +161,56 @@ def load_config(path: Path | None = None) -> Config:
             f"{path.name}: [tool.ci_tools] default_branch {default_branch!r} is not a base branch of the flow",
             hint="dependabot's security updates open PRs into it, so it must accept dependabot/**: use develop",
         )
+    backup = _parse_memory_backup(section.get("memory_backup", {}), environments, path)
     return Config(path=path, environments=environments, flow=flow, rollback_window_days=window,
-                  default_branch=default_branch)  # fmt: skip
+                  default_branch=default_branch, memory_backup=backup)  # fmt: skip
+
+
+def _parse_memory_backup(
+    raw: Any, environments: dict[str, Environment], path: Path
+) -> MemoryBackup:
+    where = f"{path.name}: [tool.ci_tools.memory_backup]"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a table")
+    unknown = set(raw) - set(MemoryBackup.__dataclass_fields__)
+    if unknown:
+        raise ConfigError(f"{where} has unknown keys: {', '.join(sorted(unknown))}")
+    defaults = MemoryBackup()
+    env = raw.get("environment", defaults.environment)
+    if env not in environments:
+        raise ConfigError(
+            f"{where}: environment {env!r} is not an environment",
+            hint=f"use one of: {', '.join(environments)}",
+        )
+
+    def days(name: str, value: Any) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 90:
+            raise ConfigError(f"{where}: {name} must be a whole number of days from 1 to 90",
+                              hint="GitHub keeps artifacts at most 90 days")  # fmt: skip
+        return value
+
+    before = raw.get("before_release_days")
+    at = raw.get("nightly_at", defaults.nightly_at)
+    if not isinstance(at, str) or not re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]", at):
+        raise ConfigError(f'{where}: nightly_at must be HH:MM in UTC, e.g. "03:17"')
+    max_mb = raw.get("max_mb", defaults.max_mb)
+    if not isinstance(max_mb, int) or isinstance(max_mb, bool) or max_mb < 1:
+        raise ConfigError(f"{where}: max_mb must be a whole number of megabytes ≥ 1")
+    users = raw.get("protected_users", [])
+    if not isinstance(users, list) or not all(
+        isinstance(u, int) and not isinstance(u, bool) and u > 0 for u in users
+    ):
+        raise ConfigError(
+            f"{where}: protected_users must be a list of Telegram user ids", hint="e.g. [123456789]"
+        )
+    return MemoryBackup(
+        environment=env,
+        before_release_days=None if before is None else days("before_release_days", before),
+        nightly_days=days("nightly_days", raw.get("nightly_days", defaults.nightly_days)),
+        nightly_at=at,
+        max_mb=max_mb,
+        protected_users=tuple(users),
+    )
 
 
 def _parse_environments(raw: Any, path: Path) -> dict[str, Environment]:

@@ -19,6 +19,11 @@ def in_actions() -> bool:
     return os.environ.get("GITHUB_ACTIONS") == "true"
 
 
+def run_id() -> str | None:
+    """This workflow run's id (what a later dispatch names to find its artifacts)."""
+    return os.environ.get("GITHUB_RUN_ID") or None
+
+
 def escape_data(value: str) -> str:
     """Escape a workflow command's message, as @actions/core does."""
     return value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")

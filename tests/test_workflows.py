@@ -61,7 +61,8 @@ def test_the_expected_workflows_exist():
     names = {p.name for p in WORKFLOWS}
     assert {
         "ci.yml", "branch-flow.yml", "back-merge.yml", "migrate-memory.yml",
-        "staging.yml", "production.yml", "rollback.yml", "cutover.yml",
+        "staging.yml", "production.yml", "rollback.yml", "cutover.yml", "contract-drift.yml",
+        "backup.yml", "restore-memory.yml",
     } <= names  # fmt: skip
 
 
@@ -333,3 +334,14 @@ def test_every_job_that_runs_ci_tools_installs_it_from_the_lock():
                 assert not any("pip install" in s.get("run", "") for s in steps), (
                     f"{path.name}: {name}"
                 )
+
+
+def test_the_nightly_backup_runs_when_the_config_says():
+    from ci_tools.config import load_config
+
+    backup = load_config().memory_backup
+    on = load(ROOT / ".github/workflows/backup.yml")["on"]
+    assert [s["cron"] for s in on["schedule"]] == [backup.cron()], (
+        f"backup.yml's cron must be nightly_at = {backup.nightly_at!r} of [tool.ci_tools.memory_backup]"
+    )
+    assert "workflow_dispatch" in on

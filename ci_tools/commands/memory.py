@@ -96,12 +96,35 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     diff.set_defaults(func=memory_diff, needs=BOTH)
 
     restore = sub.add_parser(
-        "restore", help="write a snapshot into an environment (dry run unless --apply)"
+        "restore",
+        help="write a snapshot into an environment (dry run unless --apply); an environment "
+        "snapshot (memory snapshot) for everyone, or --user-id / --pattern",
     )
-    restore.add_argument("snapshot", type=Path)
+    restore.add_argument(
+        "snapshot", type=Path, help="the snapshot, or the folder a workflow downloaded it to"
+    )
     common(restore, source=False, target=True, user=False)
     writes(restore)
+    restore.add_argument("--user-id", default="",
+                         help="environment snapshots: restore this user's keys only ('' = every user)")  # fmt: skip
+    restore.add_argument("--pattern", action="append", dest="patterns", default=[], metavar="GLOB",
+                         help="environment snapshots: only keys matching this glob, without the prefix "
+                         "(e.g. 'memory:*'; repeatable; '' = all)")  # fmt: skip
     restore.set_defaults(func=memory_restore, needs=TARGET)
+
+    snapshot = sub.add_parser(
+        "snapshot", help="snapshot every key of an environment (its restore point), encrypted"
+    )
+    snapshot.add_argument(
+        "env", metavar="ENV", help="the environment whose Redis SOURCE_REDIS_URL is"
+    )
+    snapshot.add_argument("--out", type=Path, default=Path("memory-out"))
+    snapshot.add_argument("--commit", default="", help="the release this snapshot comes before")
+    snapshot.add_argument(
+        "--ignore-env-marker", action="store_true", help="skip the <prefix>meta:env check"
+    )
+    snapshot.add_argument("--json", action="store_true")
+    snapshot.set_defaults(func=memory_snapshot, needs=SOURCE)
 
     undo = sub.add_parser("undo", help="put the target back as a backup recorded it")
     undo.add_argument("backup", type=Path)
@@ -152,13 +175,14 @@ def _applying(args: argparse.Namespace) -> bool:
     return applying
 
 
-def undo_hint(backup: Path | None) -> str:
+def undo_hint(backup: Path | None, workflow: str = "migrate-memory") -> str:
     """How to undo: in Actions, the dispatch that finds this run's artifact; else the file."""
     from ci_tools import github
 
     if github.in_actions():
         run_id = os.environ.get("GITHUB_RUN_ID", "?")
-        return f"Actions → migrate-memory → Run workflow: mode undo (after undo-dry-run), run_id {run_id}"
+        first = "undo-dry-run" if workflow == "migrate-memory" else "dry-run"
+        return f"Actions → {workflow} → Run workflow: mode undo (after {first}), run_id {run_id}"
     return f"ci-tools memory undo {backup} --apply"
 
 
@@ -240,10 +264,21 @@ def _progress_factory(args: argparse.Namespace) -> Callable[[str, int], Any] | N
     return start
 
 
-def _report(outcome: Outcome, args: argparse.Namespace, title: str) -> None:
+RESTORE_WORDS = {"create": "recreate", "replace": "change", "identical": "leave alone"}
+
+
+def _report(
+    outcome: Outcome,
+    args: argparse.Namespace,
+    title: str,
+    *,
+    words: dict[str, str] | None = None,
+    workflow: str = "migrate-memory",
+) -> None:
     from ci_tools.output import Report, report
 
-    counts = outcome.counts()
+    words = words or {}
+    counts = {words.get(a, a): n for a, n in outcome.counts().items()}
     left = [k.decode(errors="replace") for k in outcome.uncovered]
     document = {
         "applied": outcome.applied,
@@ -253,7 +288,7 @@ def _report(outcome: Outcome, args: argparse.Namespace, title: str) -> None:
         "uncovered_policy": outcome.uncovered_policy,
         "snapshot": str(outcome.snapshot) if outcome.snapshot else None,
         "backup": str(outcome.backup) if outcome.backup else None,
-        "undo": undo_hint(outcome.backup) if outcome.applied else None,
+        "undo": undo_hint(outcome.backup, workflow) if outcome.applied else None,
         "written": len(outcome.written),
         "expired_during_copy": [k.decode(errors="replace") for k in outcome.expired],
         "appeared_during_copy": [k.decode(errors="replace") for k in outcome.appeared],
@@ -261,8 +296,8 @@ def _report(outcome: Outcome, args: argparse.Namespace, title: str) -> None:
         "fallback_typed_writes": outcome.fallback,
         "timings_s": {k: round(v, 4) for k, v in outcome.timings.items()},
     }
-    rows = [[i.action, i.target_key.decode(errors="replace"), i.type, str(i.size), _ttl(i.ttl_ms), i.reason]
-            for i in outcome.plan]  # fmt: skip
+    rows = [[words.get(i.action, i.action), i.target_key.decode(errors="replace"), i.type, str(i.size),
+             _ttl(i.ttl_ms), i.reason] for i in outcome.plan]  # fmt: skip
     why = (
         "left behind (--ignore-uncovered)"
         if outcome.uncovered_policy == "ignore"
@@ -281,7 +316,7 @@ def _report(outcome: Outcome, args: argparse.Namespace, title: str) -> None:
             f"{len(left)} key(s) of this user were left in the source, as asked (--ignore-uncovered)"
         )
     if outcome.applied:
-        notes += [f"snapshot: {outcome.snapshot}", f"backup:   {outcome.backup}", f"undo:     {undo_hint(outcome.backup)}",
+        notes += [f"snapshot: {outcome.snapshot}", f"backup:   {outcome.backup}", f"undo:     {undo_hint(outcome.backup, workflow)}",
                   f"written {len(outcome.written)}, verified {outcome.verified}"
                   + (", typed writes (target refused DUMP payloads)" if outcome.fallback else "")]  # fmt: skip
         if outcome.expired:
@@ -342,9 +377,32 @@ def memory_diff(args: argparse.Namespace) -> int:
 
 
 def memory_restore(args: argparse.Namespace) -> int:
-    from ci_tools.memory import ops
+    from ci_tools.memory import ops, points
+    from ci_tools.memory.files import RecordFile
+    from ci_tools.memory.ids import parse_user_id
 
     env = load_config().env(args.target)
+    args.user_id = args.user_id.strip()
+    args.patterns = [p for p in args.patterns if p.strip()]
+    args.snapshot = points.find_snapshot(args.snapshot)
+    if "scope" in RecordFile(args.snapshot).header:  # an environment's restore point
+        request = points.RestoreRequest(
+            args.snapshot, env, args.out, apply=_applying(args),
+            user_id=parse_user_id(args.user_id) if args.user_id else None, patterns=tuple(args.patterns),
+            ignore_marker=args.ignore_env_markers, resume_command=_resume_command(),
+        )  # fmt: skip
+        target = ops.target_side()
+        outcome = points.restore_point(request, target, ops.url_label("TARGET_REDIS_URL"))
+        who = f"user {request.user_id}" if request.user_id else "every user"
+        _report(outcome, args, f"memory restore of {env.name} ({who}) from {args.snapshot.name}",
+                words=RESTORE_WORDS, workflow="restore-memory")  # fmt: skip
+        return 0
+    if args.user_id or args.patterns:
+        raise InputError(
+            f"{args.snapshot.name} is one user's copy snapshot: --user-id and --pattern apply to "
+            "environment snapshots only",
+            hint="drop them to restore the whole file",
+        )
     outcome = ops.restore_snapshot(
         args.snapshot, env, args.target_prefix or env.key_prefix, args.on_conflict, _applying(args),
         args.out, args.ignore_env_markers, _resume_command(),
@@ -383,6 +441,43 @@ def memory_undo(args: argparse.Namespace) -> int:
         "backup_of_previous_state": str(path) if path else None,
     }
     report(Report("memory undo", ["", "what", "note"], rows, document, shown=1), as_json=args.json)
+    return 0
+
+
+def memory_snapshot(args: argparse.Namespace) -> int:
+    from ci_tools import github
+    from ci_tools.memory import ops, points
+    from ci_tools.output import emit_json, say
+
+    config = load_config()
+    env = config.env(args.env)
+    if github.in_actions() and "MEMORY_SNAPSHOT_KEY" not in args.secrets:
+        raise ConfigError(
+            "in GitHub Actions a memory snapshot needs MEMORY_SNAPSHOT_KEY: it holds every user's "
+            "memory and is kept as an artifact",
+            hint='make a Fernet key: python -c "from cryptography.fernet import Fernet; '
+            'print(Fernet.generate_key().decode())" and store it as the MEMORY_SNAPSHOT_KEY secret',
+        )
+    backup = config.memory_backup
+    taken = points.take_snapshot(
+        ops.source_side(), env, args.out, server=ops.url_label("SOURCE_REDIS_URL"), max_mb=backup.max_mb,
+        protected=backup.protected_users, commit=args.commit, ignore_marker=args.ignore_env_marker,
+    )  # fmt: skip
+    if taken.warning:
+        say(f"! {taken.warning}", err=True)
+        github.annotate("warning", taken.warning, title="memory snapshot")
+    github.set_output("path", str(taken.path))
+    github.set_output("keys", str(taken.keys))
+    github.set_output("before_release_days", str(config.before_release_days))
+    github.set_output("nightly_days", str(backup.nightly_days))
+    line = (f"memory snapshot of {env.name}: {taken.keys} key(s) ({taken.scope}, Redis at "
+            f"{taken.used_mb:.1f} MB) in {taken.path.name}, encrypted: {'MEMORY_SNAPSHOT_KEY' in args.secrets}")  # fmt: skip
+    github.add_summary(line)
+    if args.json:
+        emit_json({"path": str(taken.path), "keys": taken.keys, "scope": taken.scope, "used_mb": taken.used_mb,
+                   "warning": taken.warning or None})  # fmt: skip
+    else:
+        say(f"✓ {line}")
     return 0
 
 

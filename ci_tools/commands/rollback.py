@@ -54,6 +54,13 @@ def run(args: argparse.Namespace) -> int:
     github.add_summary(
         f"### Rollback of {env.name}\n\nback to `{target.id}` (`{commit[:12]}`), now live as `{final.id}`"
     )
+    if env.name == config.memory_backup.environment:
+        from ci_tools.memory.points import safety_net
+
+        note = safety_net(env.name, "", None)
+        github.add_summary(note)
+        if not args.json:
+            say(note)
     if not args.json:
         say(f"✓ {env.name} is back on {commit[:12]} ({final.id}); probing")
     request = ReleaseRequest(

@@ -134,6 +134,16 @@ def copy_user(request: CopyRequest) -> Outcome:
     return outcome
 
 
+def source_side() -> redis.Redis:
+    return connect(require_secret("SOURCE_REDIS_URL", purpose="the Redis to snapshot"), "source")
+
+
+def target_side() -> redis.Redis:
+    return connect(
+        require_secret("TARGET_REDIS_URL", purpose="the Redis to restore into"), "target"
+    )
+
+
 def url_label(variable: str) -> str:
     return label(require_secret(variable))
 

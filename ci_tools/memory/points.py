@@ -1,0 +1,246 @@
+"""Restore points: a whole environment's memory snapshotted, and put back all users or one.
+
+A bad release can be rolled back in a second, but the memory it damaged cannot: Render's
+Key Value persists to disk, and persistence faithfully keeps the damage. So production's
+memory is snapshotted before every release and every night (``memory snapshot``), encrypted,
+and kept as a workflow artifact. ``restore_point`` puts such a snapshot back, for everyone or
+for one user or key pattern, through the same ``MemoryJob`` as the copy: a dry run that shows
+each key's fate, else a backup of what it overwrites first (so a restore is itself undoable),
+TTLs kept, everything read back and compared. Keys written since the snapshot that it does
+not hold are left alone: the user may have said new things since.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import redis
+
+from ci_tools.config import Environment
+from ci_tools.errors import InputError, VerificationError
+from ci_tools.memory.copy import MemoryJob, Outcome, stamp
+from ci_tools.memory.files import RecordFile, RecordWriter, fernet_from_env
+from ci_tools.memory.keys import escape_glob
+from ci_tools.memory.records import Record, read_records
+from ci_tools.memory.sides import check_marker
+
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Taken:
+    """What a snapshot holds, for the run's summary."""
+
+    path: Path
+    keys: int
+    scope: str  # "environment", or "protected users" when memory was over the bound
+    used_mb: float
+    warning: str = ""
+
+
+def environment_keys(
+    client: redis.Redis, prefix: bytes, *, scan_count: int = 10_000
+) -> list[bytes]:
+    """Every key under ``prefix`` (all of the database for ``""``), sorted."""
+    found: set[bytes] = set()
+    cursor = None
+    while cursor != 0:
+        cursor, page = client.scan(cursor or 0, match=escape_glob(prefix) + b"*", count=scan_count)
+        found.update(k for k in page if isinstance(k, bytes))
+    return sorted(found)
+
+
+def user_segment(user_id: int) -> re.Pattern[bytes]:
+    """A key belongs to a user when the id is a whole ``:``-segment of it (never part of 420)."""
+    return re.compile(rb"(?:^|:)" + str(user_id).encode() + rb"(?::|$)")
+
+
+def take_snapshot(
+    client: redis.Redis,
+    env: Environment,
+    out: Path,
+    *,
+    server: str,
+    max_mb: int,
+    protected: tuple[int, ...],
+    commit: str = "",
+    ignore_marker: bool = False,
+) -> Taken:
+    """Snapshot every key under ``env``'s prefix; over ``max_mb``, only the protected users'."""
+    prefix = env.key_prefix.encode()
+    if not ignore_marker:
+        check_marker(client, prefix, env.name, "source", "--ignore-env-marker", legacy=False)
+    used = int(client.info("memory").get("used_memory", 0)) / MB
+    keys = environment_keys(client, prefix)
+    scope, warning = "environment", ""
+    if used > max_mb:
+        if not protected:
+            raise VerificationError(
+                f"{env.name}'s Redis uses {used:.0f} MB, over the snapshot bound of {max_mb} MB, "
+                "and no protected users are configured",
+                hint="list the users whose memory must always be kept in [tool.ci_tools.memory_backup] "
+                "protected_users, or raise max_mb",
+            )
+        owned = [user_segment(u) for u in protected]
+        keys = [k for k in keys if any(p.search(k[len(prefix) :]) for p in owned)]
+        scope = "protected users"
+        warning = (
+            f"{env.name}'s Redis uses {used:.0f} MB, over the bound of {max_mb} MB: only the "
+            f"{len(protected)} protected user(s)' {len(keys)} key(s) were snapshotted"
+        )
+    path = out / f"{env.name}-memory-{stamp()}.jsonl"
+    header = {
+        "kind": "snapshot",
+        "scope": scope,
+        "env": env.name,
+        "prefix": env.key_prefix,
+        "server": server,
+        "commit": commit,
+        "taken_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "users": list(protected) if scope != "environment" else None,
+    }
+    with RecordWriter(path, header, fernet_from_env()) as writer:
+        for record in read_records(client, keys, with_dump=True):
+            writer.write(record)
+    return Taken(path, len(keys), scope, used, warning)
+
+
+def find_snapshot(given: Path) -> Path:
+    """``given`` itself, or the one environment snapshot in the folder a workflow downloaded."""
+    if given.is_file():
+        return given
+    if not given.is_dir():
+        raise InputError(
+            f"{given} does not exist",
+            hint="pass the snapshot file or the folder it was downloaded to",
+        )
+    found = sorted(p for p in given.rglob("*-memory-*.jsonl"))
+    if not found:
+        raise InputError(
+            f"{given} holds no memory snapshot",
+            hint="that run kept none: pick the run of production.yml (memory-before-<sha>) or of "
+            "backup.yml (memory-nightly-<date>) whose id the rollback summary names",
+        )
+    if len(found) > 1:
+        raise InputError(f"{given} holds {len(found)} snapshots", hint="pass the one to restore")
+    return found[0]
+
+
+@dataclass
+class RestoreRequest:
+    snapshot: Path
+    env: Environment
+    out_dir: Path
+    apply: bool = False
+    user_id: int | None = None
+    patterns: tuple[str, ...] = ()  # globs on the key without its prefix, e.g. "memory:*"
+    ignore_marker: bool = False
+    resume_command: str = ""
+
+
+def _selected(request: RestoreRequest, file: RecordFile) -> Iterator[Record]:
+    prefix = str(file.header.get("prefix", "")).encode()
+    owned = user_segment(request.user_id) if request.user_id is not None else None
+    for record in file.records():
+        rest = record.key[len(prefix) :].decode(errors="replace")
+        if owned is not None and not owned.search(record.key[len(prefix) :]):
+            continue
+        if request.patterns and not any(fnmatch.fnmatchcase(rest, p) for p in request.patterns):
+            continue
+        yield record
+
+
+def check_restorable(request: RestoreRequest, file: RecordFile) -> None:
+    """Refused before anything is read from the target: the wrong kind, environment or user."""
+    header = file.header
+    if header.get("kind") != "snapshot" or "scope" not in header:
+        raise InputError(
+            f"{request.snapshot.name} is not an environment snapshot (it is a {header.get('kind', '?')})",
+            hint="restore from memory-before-<sha> or memory-nightly-<date>; undo a copy with `memory undo`",
+        )
+    if header.get("env") != request.env.name:
+        raise InputError(
+            f"{request.snapshot.name} is a snapshot of {header.get('env')!r}, not of {request.env.name!r}",
+            hint=f"restore it into {header.get('env')}, or pick a snapshot of {request.env.name}",
+        )
+    if str(header.get("prefix")) != request.env.key_prefix:
+        raise InputError(
+            f"{request.snapshot.name} holds keys under {header.get('prefix')!r}, but "
+            f"{request.env.name}'s prefix is {request.env.key_prefix!r}",
+            hint="the key prefix changed since: restore with the prefix it was taken under",
+        )
+    if request.user_id is None and not request.patterns:
+        return
+    if any(True for _ in _selected(request, file)):
+        return
+    if request.user_id is not None and not request.patterns:
+        raise InputError(
+            f"user {request.user_id} is absent from {request.snapshot.name}",
+            hint="check the user id (the number from the bot's /start log), or restore another point",
+        )
+    raise InputError(
+        f"no key of {request.snapshot.name} matches {', '.join(request.patterns)}"
+        + (f" for user {request.user_id}" if request.user_id is not None else ""),
+        hint="patterns are globs on the key without its prefix, e.g. 'memory:*'",
+    )
+
+
+def restore_point(request: RestoreRequest, target: redis.Redis, server: str) -> Outcome:
+    """Dry run: each selected key's fate. Apply: back up, write (replacing), read back, compare."""
+    file = RecordFile(request.snapshot)
+    check_restorable(request, file)
+    if not request.ignore_marker:
+        check_marker(
+            target,
+            request.env.key_prefix.encode(),
+            request.env.name,
+            "target",
+            "--ignore-env-marker",
+        )
+    job = MemoryJob(
+        target,
+        lambda key: key,
+        policy="replace",
+        apply=request.apply,
+        out_dir=request.out_dir,
+        label=f"restore-{request.env.name}",
+        resume_command=request.resume_command,
+    )
+    scope = {
+        "user_id": request.user_id,
+        "patterns": list(request.patterns),
+        "from": request.snapshot.name,
+    }
+    return job.run(
+        _selected(request, file),
+        snapshot_header={**file.header, "kind": "snapshot", "restore": scope},
+        backup_header={
+            "user_id": request.user_id,
+            "env": request.env.name,
+            "prefix": request.env.key_prefix,
+            "server": server,
+        },
+    )
+
+
+def safety_net(env_name: str, commit: str, run_id: str | None) -> str:
+    """What a rollback summary says about memory: where the snapshot from before the release
+    is, and the exact dispatch that restores it. It restores nothing by itself: the user may
+    have told the bot new things since, and only a person can weigh that."""
+    artifact = f"memory-before-{commit}" if commit else "memory-before-<sha>"
+    where = f"run {run_id}" if run_id else "the production run of that release"
+    dispatch = (
+        f"Actions → restore-memory → Run workflow with run_id {run_id or '<that run id>'}, "
+        "mode dry-run (then apply); user_id for one user"
+    )
+    return (
+        f"Memory: the code is rolled back, the memory it changed is not. The snapshot taken before "
+        f"{commit[:12] or 'the release'} went out is the artifact {artifact} of {where}, kept for the "
+        f"rollback window. Nothing was restored automatically (the user may have written since). "
+        f"To restore: {dispatch}."
+    )
