@@ -15,6 +15,7 @@ from ci_tools.config import Config, optional_secret, request_timeout
 from ci_tools.cutover import CUTOVER_AT_VAR, PREVIOUS_BOT_VAR, window_end
 from ci_tools.errors import FatalError, RemoteError
 from ci_tools.github_settings import check_if_possible
+from ci_tools.memory import net
 from ci_tools.memory.files import RecordFile
 from ci_tools.probe import Probe, failures, run_probe, whose_token
 
@@ -88,6 +89,7 @@ def acceptance(
                       "all present" if not missing else "missing " + ", ".join(missing), "restore them from main" if missing else ""))  # fmt: skip
     # Files in the repository are not the flow in force: GitHub's own settings are read back.
     items += check_if_possible(config, root)
+    items += [net.durability(config), net.last_snapshot(config)]  # the memory safety net
     return items
 
 

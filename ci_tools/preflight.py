@@ -23,6 +23,7 @@ from ci_tools.config import (
 )
 from ci_tools.errors import FatalError, RemoteError
 from ci_tools.github_settings import check_if_possible
+from ci_tools.memory import net
 from ci_tools.memory.sides import identity, label
 
 DEV_WORDS = re.compile(r"dev|test|staging", re.I)
@@ -207,4 +208,5 @@ def preflight(config: Config) -> list[Item]:
             )
         )
     items += check_if_possible(config, config.path.parent)  # GitHub's side of the flow
+    items += [net.durability(config), net.last_snapshot(config)]  # the memory safety net
     return items

@@ -117,6 +117,10 @@ class Rehearsal:
             ("the user talks to the new bot; it remembers", self.user_moves),
             ("the old bot now serves testers only; the user is sent on", self.old_bot_for_testers),
             ("a bad release is rolled back automatically", self.bad_release),
+            (
+                "a release that overwrote memory is rolled back; memory restored from memory-before-<sha>",
+                self.memory_restored,
+            ),
             ("acceptance checklist", self.acceptance),
         ]
         self.phases = [Phase(name) for name, _ in steps]
@@ -335,6 +339,52 @@ class Rehearsal:
         ):
             raise VerificationError(f"not rolled back to {good['commit']['id'][:7]}: {outcome}")
         return f"probe caught {bad[:7]}; rolled back to {good['commit']['id'][:7]}; probe ✓ (the workflow run fails, as it must)"
+
+    def memory_restored(self, world: World) -> str:
+        """Rolling back the code leaves the damage in Redis: the snapshot taken before the
+        release (as production.yml keeps it) puts the daily user's memory back, byte for byte."""
+        from cryptography.fernet import Fernet
+
+        from ci_tools.memory import points
+
+        config = load_config()
+        env = config.env("production")
+        client = world.redis["production"].client()
+        keys = sorted(k for k in client.scan_iter(match="prod:*") if str(DAILY_USER).encode() in k)
+        before = {k: client.dump(k) for k in keys}
+        bad = world.commit(
+            "main", "release: a migration that rewrites every memory (and a bad webhook)"
+        )
+        out = self.root / f"memory-before-{bad}"
+        with scoped_env(MEMORY_SNAPSHOT_KEY=Fernet.generate_key().decode()):
+            taken = points.take_snapshot(client, env, out, server="sandbox", max_mb=config.memory_backup.max_mb,
+                                         protected=(), commit=bad)  # fmt: skip
+            memory_key = f"prod:memory:{DAILY_USER}"
+            world.render.fault(world.services["production"], bad, open_webhook=True,
+                               overwrites={memory_key: "[]"})  # fmt: skip
+            request = ReleaseRequest(env, bad, world.bots["production"].token, timeout=60, deadline=10,
+                                     poll=0.1, webhook_secret=SECRETS["production"])  # fmt: skip
+            with self._env(world, "production"):
+                try:
+                    release(request, config)
+                except VerificationError as failed:
+                    if "rolled back" not in failed.message:
+                        raise
+                else:
+                    raise VerificationError("the release that overwrote memory passed its probe")
+            if client.dump(memory_key) == before[memory_key.encode()]:
+                raise VerificationError("the bad release did not damage the memory it was meant to")
+            restore = points.RestoreRequest(
+                taken.path, env, self.root / "restore", apply=True, user_id=DAILY_USER
+            )
+            outcome = points.restore_point(restore, client, "sandbox")
+        after = {k: client.dump(k) for k in keys}
+        if after != before:
+            raise VerificationError(
+                f"restored memory differs from the snapshot in {sorted(k for k in keys if after[k] != before[k])}"
+            )
+        return (f"{bad[:7]} rolled back with {memory_key} overwritten; {taken.keys} keys in {out.name[:21]}…; "
+                f"restored {len(outcome.written)} key(s) of user {DAILY_USER}, DUMP equal")  # fmt: skip
 
     def acceptance(self, world: World) -> str:
         with self._env(world, "production"), scoped_env(CI_TOOLS_CONFIG=str(world.config)):

@@ -136,6 +136,12 @@ class GitHubAPI:
         )
         return {s["name"] for s in found}
 
+    def artifacts(self) -> list[dict[str, Any]]:
+        """The repository's workflow artifacts, newest first (expired ones included, marked)."""
+        return list(
+            self.pages(f"/repos/{self.repo}/actions/artifacts", "listing artifacts", "artifacts")
+        )
+
     def rulesets(self) -> dict[str, dict[str, Any]]:
         summaries = self.pages(f"/repos/{self.repo}/rulesets", "listing rulesets")
         return {

@@ -40,6 +40,7 @@ GITHUB: Final = (
     "GET /repos/{owner}/{repo}/environments/{environment_name}/secrets/public-key",
     "PUT /repos/{owner}/{repo}/environments/{environment_name}/secrets/{secret_name}",
     "GET /repos/{owner}/{repo}/actions/secrets",
+    "GET /repos/{owner}/{repo}/actions/artifacts",
     "GET /repos/{owner}/{repo}/rulesets",
     "POST /repos/{owner}/{repo}/rulesets",
     "GET /repos/{owner}/{repo}/rulesets/{ruleset_id}",

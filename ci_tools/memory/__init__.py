@@ -6,5 +6,7 @@ pipelined batches), ``files`` (snapshots and backups on disk, optionally
 encrypted), ``writer`` (writing records atomically per key), ``copy`` (the job: plan,
 back up, write, verify), then the use cases: ``sides`` (the two servers and their
 markers), ``ops`` (copy, export, diff, restore), ``undo`` (put a backup back) and
-``seed`` (a pasted profile as initial memory).
+``seed`` (a pasted profile as initial memory). Beside them, the safety net for a whole
+environment: ``points`` (snapshot it, restore all users or one) and ``net`` (is there a
+recent snapshot, does the Key Value keep its data).
 """

@@ -27,7 +27,7 @@ from ci_tools.memory.copy import MemoryJob, Outcome, stamp
 from ci_tools.memory.files import RecordFile, RecordWriter, fernet_from_env
 from ci_tools.memory.keys import escape_glob
 from ci_tools.memory.records import Record, read_records
-from ci_tools.memory.sides import check_marker
+from ci_tools.memory.sides import check_marker, marker
 
 MB = 1024 * 1024
 
@@ -73,10 +73,17 @@ def take_snapshot(
 ) -> Taken:
     """Snapshot every key under ``env``'s prefix; over ``max_mb``, only the protected users'."""
     prefix = env.key_prefix.encode()
-    if not ignore_marker:
-        check_marker(client, prefix, env.name, "source", "--ignore-env-marker", legacy=False)
-    used = int(client.info("memory").get("used_memory", 0)) / MB
     keys = environment_keys(client, prefix)
+    found = marker(client, prefix)
+    if not ignore_marker and found != env.name and (keys or found is not None):
+        # An empty Redis (before the first release) has nothing to keep and no marker yet.
+        said = "has none" if found is None else f"says {found!r}"
+        raise VerificationError(
+            f"the Redis to snapshot is not {env.name}'s: its {env.key_prefix}meta:env marker {said}",
+            hint=f"check that REDIS_URL is {env.name}'s Key Value (its bot writes the marker at "
+            "start), or pass --ignore-env-marker if you are sure",
+        )
+    used = int(client.info("memory").get("used_memory", 0)) / MB
     scope, warning = "environment", ""
     if used > max_mb:
         if not protected:

@@ -84,6 +84,7 @@ class FakeGitHub(StandInServer):
             "can_approve_pull_request_reviews": False,
         }
         self.users = {"mindmate-owner": 5001}
+        self.artifacts: list[dict[str, Any]] = []  # add_artifact(): what runs kept, newest first
         self.writes = 0  # every change a call made: setup twice must not add any
         self._keys: dict[str, PrivateKey] = {}
 
@@ -204,6 +205,21 @@ class FakeGitHub(StandInServer):
         )
         return shapes.complete("full-repository", found)
 
+    def add_artifact(
+        self, name: str, created_at: str, *, run_id: int = 9001, expired: bool = False
+    ) -> None:
+        """An artifact a workflow run kept (the artifact store is GitHub's, not the runner's)."""
+        number = next(self._ids)
+        url = f"{shapes.API}/repos/mindmate/mindmate-release/actions/artifacts/{number}"
+        with self.lock:
+            self.artifacts.insert(0, {
+                "id": number, "node_id": f"MDg6QXJ0aWZhY3Q{number}", "name": name, "size_in_bytes": 2048,
+                "url": url, "archive_download_url": f"{url}/zip", "expired": expired,
+                "created_at": created_at, "updated_at": created_at, "expires_at": None, "digest": None,
+                "workflow_run": {"id": run_id, "repository_id": REPO_ID, "head_repository_id": REPO_ID,
+                                 "head_branch": "main", "head_sha": "0" * 40},
+            })  # fmt: skip
+
     # -- repository settings -------------------------------------------------------------
     def sealed_key(self, env: str) -> PrivateKey:
         return self._keys.setdefault(env, PrivateKey.generate())
@@ -237,6 +253,10 @@ class FakeGitHub(StandInServer):
         )
         if rest == "" and method == "GET":
             return 200, self._repository(full, admin=admin), {}
+        if rest == "/actions/artifacts" and method == "GET":
+            wanted = request.query.get("name")
+            listed = [a for a in self.artifacts if wanted in (None, a["name"])]
+            return self._page(request, listed, "artifacts")
         if not admin:
             return NO_ADMIN
         if rest == "" and method == "PATCH":

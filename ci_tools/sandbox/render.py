@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import redis
 
 from ci_tools.sandbox import contract as contracts
 from ci_tools.sandbox.bot import BotProcess, ThreadedBot
@@ -66,6 +67,8 @@ class FakeKeyValue:
     )  # render.yaml: [] (internal only)
     created: str = field(default_factory=lambda: _now())
     updated: str = field(default_factory=lambda: _now())
+    plan: str = "starter"  # render.yaml's
+    persistence: str = "journal_snapshot"  # a paid plan's default
 
     @property
     def external_url(self) -> str:
@@ -78,10 +81,13 @@ class FakeKeyValue:
             "name": self.name,
             "status": "available",
             "region": "frankfurt",
-            "plan": "starter",
+            "plan": self.plan,
             "version": "8.1.4",
             "owner": dict(OWNER),
-            "options": {"maxmemoryPolicy": "noeviction"},
+            # persistenceMode is newer than the vendored description (Render's changelog,
+            # 2026-06-11: "journal + snapshot", "snapshot only", "off" for paid instances; the
+            # newer public copy of the description has it under options). options admits it.
+            "options": {"maxmemoryPolicy": "noeviction", "persistenceMode": self.persistence},
             "ipAllowList": list(self.ip_allow_list),
             "createdAt": self.created,
             "updatedAt": self.updated,
@@ -146,6 +152,8 @@ class Faults:
     health_stuck: bool = False
     open_webhook: bool = False
     late_switch: float = 0.0  # the public URL keeps serving the old instance this long after live
+    # keys this build's code overwrites in the service's Redis when it starts (a bad migration)
+    overwrites: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -543,6 +551,11 @@ class FakeRender(StandInServer):
             "RENDER_GIT_COMMIT": commit,
             "RENDER_EXTERNAL_URL": service.router.url,
         }
+        if faults.overwrites:
+            with redis.Redis.from_url(service.env["REDIS_URL"]) as client:
+                for key, value in faults.overwrites.items():
+                    client.delete(key)
+                    client.set(key, value)
         try:
             instance = self._launch(service, environ)
         except RuntimeError as exc:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from cryptography.fernet import Fernet
 
 from ci_tools.sandbox.world import World, git
 from tests.conftest import ROOT
@@ -36,6 +37,19 @@ def environment_secrets(world: World, env: str, **extra: str) -> dict[str, str]:
     return {**values, **extra}
 
 
+SNAPSHOT_KEY = Fernet.generate_key().decode()  # production's MEMORY_SNAPSHOT_KEY in these runs
+
+
+def production_secrets(world: World, **extra: str) -> dict[str, str]:
+    """What production.yml reads: the environment's secrets, its Key Value by the external URL
+    (refused until the run admits itself) and the key its memory snapshots are encrypted with."""
+    values = {
+        "REDIS_URL": world.external_redis_url("production"),
+        "MEMORY_SNAPSHOT_KEY": SNAPSHOT_KEY,
+    }
+    return environment_secrets(world, "production", **{**values, **extra})
+
+
 def push(branch: str, sha: str) -> dict:
     return {
         "ref": f"refs/heads/{branch}",
@@ -61,6 +75,7 @@ def assert_no_secret(run: Run, world: World) -> None:
     for env in ("staging", "production"):
         for name, value in environment_secrets(world, env).items():
             assert value not in run.log, f"{name} of {env} appears in act's log"
+    assert SNAPSHOT_KEY not in run.log, "MEMORY_SNAPSHOT_KEY appears in act's log"
 
 
 def start_live(world: World, env: str, sha: str, timeout: float = 30) -> None:

@@ -9,6 +9,7 @@ from tests.workflows.conftest import (
     dispatch,
     environment_secrets,
     health,
+    production_secrets,
     push,
 )
 
@@ -26,7 +27,7 @@ def test_a_push_to_develop_puts_that_commit_on_staging_and_probes_it(world, act)
 
 def release_main(world, act, message: str):
     sha = world.commit("main", message)
-    run = act.run("production.yml", "push", secrets=environment_secrets(world, "production"),
+    run = act.run("production.yml", "push", secrets=production_secrets(world),
                   payload=push("main", sha))  # fmt: skip
     return sha, run
 
@@ -53,7 +54,7 @@ def test_a_bad_release_on_main_is_rolled_back_and_the_run_fails(world, act):
     assert run.ok, run.tail()
     bad = world.commit("main", "a webhook that forgets its secret")
     world.render.fault(world.services["production"], bad, open_webhook=True)
-    run = act.run("production.yml", "push", secrets=environment_secrets(world, "production"),
+    run = act.run("production.yml", "push", secrets=production_secrets(world),
                   payload=push("main", bad))  # fmt: skip
     assert not run.ok
     assert (
@@ -76,7 +77,7 @@ def test_staging_yml_dispatched_with_a_feature_branch_puts_it_on_staging(world, 
 
 def test_production_refuses_a_commit_that_is_not_on_main(world, act):
     stray = world.commit("feature/not-released", "never merged")
-    run = act.run("production.yml", "push", secrets=environment_secrets(world, "production"),
+    run = act.run("production.yml", "push", secrets=production_secrets(world),
                   payload=push("main", stray))  # fmt: skip
     assert not run.ok
     assert f"commit {stray[:12]} is not on main" in run.log

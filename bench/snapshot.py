@@ -1,0 +1,67 @@
+"""Benchmark: what the memory snapshot before a release costs, at 1k, 10k and 100k keys.
+
+A real redis-server holds production's memory (mixed types, a third with TTLs, under
+``prod:``); ``memory snapshot`` reads every key and writes the encrypted restore point, as
+production.yml does before it deploys. Printed beside the same keys copied by ``memory copy
+--apply`` into an empty second server (snapshot, backup, write, verify), the job whose
+machinery the snapshot reuses, as the ratio snapshot ÷ copy. Target: ≤ 2 s at 10k keys.
+
+    python bench/snapshot.py [--sizes 1000,10000,100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from cryptography.fernet import Fernet  # noqa: E402
+
+from bench.memory_copy import USER, populate  # noqa: E402
+from ci_tools.config import load_config  # noqa: E402
+from ci_tools.memory import points  # noqa: E402
+from ci_tools.memory.ops import CopyRequest, copy_user  # noqa: E402
+from ci_tools.sandbox.redis import RedisServer  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", default="1000,10000,100000")
+    args = parser.parse_args()
+    os.environ["MEMORY_SNAPSHOT_KEY"] = Fernet.generate_key().decode()
+    config = load_config(ROOT / "pyproject.toml")
+    print("snapshot benchmark: every key of production's memory, encrypted, against copying them")
+    print(f"  {'keys':>7}  {'snapshot':>9}  {'copy':>9}  {'ratio':>6}")
+    for size in (int(s) for s in args.sizes.split(",")):
+        with RedisServer() as dev, RedisServer() as prod, tempfile.TemporaryDirectory() as out:
+            populate(dev.client(), size, 0)  # one user's keys under dev:, the copy's source
+            prod.client().set("prod:meta:env", "production")
+            os.environ["SOURCE_REDIS_URL"], os.environ["TARGET_REDIS_URL"] = dev.url, prod.url
+            request = CopyRequest(
+                user_id=USER, source_env=config.env("staging"), target_env=config.env("production"),
+                source_prefix="dev:", target_prefix="prod:", patterns=("bench:{user_id}:*",), apply=True,
+                policy="fail", out_dir=Path(out) / "copy",
+            )  # fmt: skip
+            started = time.perf_counter()
+            copied = copy_user(request)
+            copy_s = time.perf_counter() - started
+            assert copied.verified == size, copied.verified
+            started = time.perf_counter()
+            taken = points.take_snapshot(prod.client(), config.env("production"), Path(out) / "before",
+                                         server="bench", max_mb=10_000, protected=())  # fmt: skip
+            snapshot_s = time.perf_counter() - started
+            assert taken.keys == size + 1, taken.keys  # and the marker
+        print(f"  {size:>7}  {snapshot_s:>8.2f}s  {copy_s:>8.2f}s  {snapshot_s / copy_s:>6.2f}"
+              + ("   (target ≤ 2 s)" if size == 10_000 else ""))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,196 @@
+"""The memory safety net in act: production.yml snapshots before it deploys, backup.yml every
+night, restore-memory.yml puts a snapshot back (dry run, apply, undo of the apply).
+
+Production's Key Value is private: each run admits itself for its own steps and the allow
+list is back to ``[]`` afterwards, failed runs included.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+import redis
+from cryptography.fernet import Fernet
+
+from ci_tools.memory.files import RecordFile
+from tests.memory.helpers import OTHER, USER, seed_user
+from tests.workflows.conftest import (
+    SNAPSHOT_KEY,
+    assert_no_secret,
+    dispatch,
+    health,
+    production_secrets,
+    push,
+)
+
+DAMAGE = [b"a release overwrote this"]
+
+
+@pytest.fixture
+def prod(world) -> redis.Redis:
+    """Production's Redis with the daily user's and another user's memory, marked."""
+    client = world.redis["production"].client()
+    seed_user(client, "prod:")
+    return client
+
+
+def dumped(client: redis.Redis) -> dict[bytes, tuple[bytes | None, bool]]:
+    return {key: (client.dump(key), client.pttl(key) > 0) for key in client.keys("*")}
+
+
+def assert_closed_again(world) -> None:
+    for kv in world.key_values.values():
+        assert kv.ip_allow_list == [], f"{kv.name} was left open"
+
+
+def kept_snapshot(act, run_id: int, artifact: str) -> RecordFile:
+    [path] = (act.artifacts / str(run_id) / artifact).glob("*.jsonl")
+    assert b"likes tea" not in path.read_bytes()  # encrypted
+    return RecordFile(path, Fernet(SNAPSHOT_KEY.encode()))
+
+
+def release(world, act, message: str, **secrets: str):
+    sha = world.commit("main", message)
+    run = act.run("production.yml", "push", secrets={**production_secrets(world), **secrets},
+                  payload=push("main", sha))  # fmt: skip
+    return sha, run
+
+
+def test_a_release_keeps_every_production_key_as_memory_before_its_sha(world, act, prod):
+    keys = set(prod.keys("prod:*"))
+    sha, run = release(world, act, "a release with memory present")
+    assert run.ok, run.tail()
+    assert health(world, "production")["commit"] == sha
+    file = kept_snapshot(act, run.run_id, f"memory-before-{sha}")
+    assert (file.header["env"], file.header["commit"], file.header["scope"]) == (
+        "production",
+        sha,
+        "environment",
+    )
+    assert {r.key for r in file.records()} == keys
+    assert f"memory snapshot of production: {len(keys)} key(s)" in run.log
+    assert_closed_again(world)
+    assert_no_secret(run, world)
+
+
+def test_when_the_snapshot_fails_the_release_does_not_deploy(world, act, prod):
+    _, run = release(world, act, "a release whose snapshot cannot be taken", MEMORY_SNAPSHOT_KEY="")
+    assert not run.ok
+    assert "a memory snapshot needs MEMORY_SNAPSHOT_KEY" in run.log
+    assert not world.services["production"].deploys  # nothing was deployed
+    assert_closed_again(world)
+
+
+def test_a_dispatch_may_skip_the_snapshot_and_the_run_says_so(world, act, prod):
+    sha = world.commit("main", "an urgent fix")
+    run = act.run("production.yml", "workflow_dispatch", secrets=production_secrets(world, MEMORY_SNAPSHOT_KEY=""),
+                  payload=dispatch("main", skip_memory_snapshot="true"))  # fmt: skip
+    assert run.ok, run.tail()
+    assert health(world, "production")["commit"] == sha
+    assert "memory snapshot skipped" in run.log
+    assert not (act.artifacts / str(run.run_id)).exists()
+
+
+def test_a_rolled_back_release_names_its_snapshot_and_the_dispatch_that_restores_it(
+    world, act, prod
+):
+    _, run = release(world, act, "a good release")
+    assert run.ok, run.tail()
+    bad = world.commit("main", "a webhook that forgets its secret")
+    world.render.fault(world.services["production"], bad, open_webhook=True)
+    run = act.run(
+        "production.yml", "push", secrets=production_secrets(world), payload=push("main", bad)
+    )
+    assert not run.ok
+    assert f"artifact memory-before-{bad} of run {run.run_id}" in run.log
+    assert f"restore-memory → Run workflow with run_id {run.run_id}, mode dry-run" in run.log
+    assert "Nothing was restored automatically" in run.log
+
+
+def test_backup_yml_keeps_memory_nightly_of_the_date(world, act, prod):
+    run = act.run(
+        "backup.yml",
+        "workflow_dispatch",
+        secrets=production_secrets(world),
+        payload=dispatch("main"),
+    )
+    assert run.ok, run.tail()
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    file = kept_snapshot(act, run.run_id, f"memory-nightly-{today}")
+    assert {r.key for r in file.records()} == set(prod.keys("prod:*"))
+    assert_closed_again(world)
+    assert_no_secret(run, world)
+
+
+def restore(world, act, mode: str, run_id: int, **inputs: str):
+    values = {
+        "run_id": str(run_id),
+        "environment": "production",
+        "user_id": "",
+        "pattern": "",
+        "mode": mode,
+    }
+    return act.run("restore-memory.yml", "workflow_dispatch", secrets=production_secrets(world),
+                   payload=dispatch("main", **{**values, **inputs}))  # fmt: skip
+
+
+def test_restore_dry_run_then_apply_one_user_then_undo(world, act, prod):
+    prod.set("prod:memory:999", "a third user's fact")
+    original = dumped(prod)
+    nightly = act.run(
+        "backup.yml",
+        "workflow_dispatch",
+        secrets=production_secrets(world),
+        payload=dispatch("main"),
+    )
+    assert nightly.ok, nightly.tail()
+
+    prod.delete(f"prod:memory:{USER}")
+    prod.rpush(f"prod:memory:{USER}", *DAMAGE)  # a release or a person damaged the daily user
+    prod.rpush(f"prod:memory:{OTHER}", "said after the snapshot")  # another user goes on talking
+    damaged = dumped(prod)
+
+    looked = restore(world, act, "dry-run", nightly.run_id, user_id=str(USER))
+    assert looked.ok, looked.tail()
+    assert dumped(prod) == damaged
+    assert (
+        f"change │ prod:memory:{USER}" in looked.log or f"change | prod:memory:{USER}" in looked.log
+    )
+    assert "leave alone" in looked.log
+
+    applied = restore(world, act, "apply", nightly.run_id, user_id=str(USER))
+    assert applied.ok, applied.tail()
+    after = dumped(prod)
+    user_keys = {k for k in original if str(USER).encode() in k}
+    assert {k: after[k] for k in user_keys} == {
+        k: original[k] for k in user_keys
+    }  # DUMP, byte for byte
+    assert {k: v for k, v in after.items() if k not in user_keys} == {
+        k: v for k, v in damaged.items() if k not in user_keys
+    }  # every other key as it was, the other user's new memory included
+    assert f"mode undo (after dry-run), run_id {applied.run_id}" in applied.log
+
+    undone = restore(world, act, "undo", applied.run_id)
+    assert undone.ok, undone.tail()
+    assert dumped(prod) == damaged
+    assert_closed_again(world)
+    for run in (looked, applied, undone):
+        assert_no_secret(run, world)
+
+
+def test_restore_refuses_a_run_without_a_snapshot_and_an_absent_user(world, act, prod):
+    nightly = act.run(
+        "backup.yml",
+        "workflow_dispatch",
+        secrets=production_secrets(world),
+        payload=dispatch("main"),
+    )
+    assert nightly.ok, nightly.tail()
+    before = dumped(prod)
+    nothing = restore(world, act, "apply", 424)
+    assert not nothing.ok and "holds no memory snapshot" in nothing.log
+    absent = restore(world, act, "apply", nightly.run_id, user_id="555")
+    assert not absent.ok and "user 555 is absent from" in absent.log
+    assert dumped(prod) == before
+    assert_closed_again(world)
