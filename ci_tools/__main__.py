@@ -21,6 +21,7 @@ from ci_tools.commands import (
     cutover,
     deploy,
     flow,
+    history,
     keyvalue,
     memory,
     preflight,
@@ -28,6 +29,7 @@ from ci_tools.commands import (
     rehearse,
     release,
     rollback,
+    status,
 )
 from ci_tools.commands import github as github_command
 from ci_tools.errors import FatalError, from_unexpected
@@ -36,7 +38,7 @@ from ci_tools.needs import NOTHING, resolve, running
 # In the order of the plan: look, ship, check, undo, migrate, rehearse.
 COMMAND_MODULES = (
     config, flow, github_command, deploy, release, probe, rollback, preflight, cutover, keyvalue, memory, announce,
-    acceptance, rehearse, contracts,
+    acceptance, rehearse, status, history, contracts,
 )  # fmt: skip
 
 

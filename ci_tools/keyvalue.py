@@ -20,6 +20,7 @@ import ipaddress
 import json
 import os
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -90,3 +91,35 @@ def close(api_key: str, state: Path, on_status: Status = lambda line: None) -> l
             on_status(f"{entry['name']}: allow list put back ({len(entry['ipAllowList'])} entries)")
     state.unlink()
     return restored
+
+
+def sweep(
+    api_key: str, config: Config, env_names: list[str], older_than: timedelta,
+    on_status: Status = lambda line: None,
+) -> list[str]:  # fmt: skip
+    """Remove the entries our runs added (their note says so, and when) longer ago than
+    ``older_than``: what a run killed before its close step left open. Others stay."""
+    from ci_tools.status import stale_entry
+
+    now = datetime.now(UTC)
+    removed = []
+    with RenderAPI(api_key, deadline=monotonic_deadline(60)) as api:
+        for name in env_names:
+            kv = api.find_key_value(config.env(name).key_value)
+            entries = list(kv.get("ipAllowList") or [])
+            keep = [
+                e
+                for e in entries
+                if not stale_entry(str(e.get("description", "")), now, older_than)
+            ]
+            if len(keep) == len(entries):
+                on_status(f"{kv['name']}: nothing stale")
+                continue
+            api.set_ip_allow_list(kv["id"], keep)
+            for entry in entries:
+                if entry not in keep:
+                    removed.append(f"{kv['name']} {entry.get('cidrBlock')}")
+                    on_status(
+                        f"{kv['name']}: removed {entry.get('cidrBlock')} ({entry.get('description')})"
+                    )
+    return removed

@@ -111,11 +111,13 @@ def _unreachable(exc: httpx.TransportError) -> RemoteError:
 class Telegram:
     """A synchronous client for one bot token."""
 
-    def __init__(self, token: str) -> None:
+    def __init__(self, token: str, *, budget: float | None = None) -> None:
         self._base = f"{telegram_api_url()}/bot{token}"
         timeout = request_timeout(10)
+        if budget is not None:  # a read-only look: a service that is down is said fast
+            timeout = min(timeout, budget)
         self._client = httpx.Client(timeout=timeout)
-        self._budget = 6 * timeout  # retries of 429, 5xx and network errors end here
+        self._budget = budget if budget is not None else 6 * timeout  # retries end here
 
     def __enter__(self) -> Telegram:
         return self

@@ -1,9 +1,11 @@
-"""``ci-tools keyvalue open|close``: admit this runner to Render's private Key Value, then not."""
+"""``ci-tools keyvalue open|close|sweep``: admit this runner to Render's private Key Value, then
+not; and close what a killed run left open."""
 
 from __future__ import annotations
 
 import argparse
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ci_tools.commands._common import printer
@@ -31,6 +33,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     closing = sub.add_parser("close", help="put the allow lists back as they were (safe to repeat)")
     closing.add_argument("--state", type=Path, required=True)
     closing.set_defaults(func=run_close, needs=NEEDS)
+    sweep = sub.add_parser(
+        "sweep", help="remove entries our runs added more than an hour ago (a killed run's)"
+    )
+    sweep.add_argument("--env", dest="envs", action="append", required=True, metavar="ENV")
+    sweep.add_argument("--older-than", type=float, default=60, metavar="MINUTES")
+    sweep.set_defaults(func=run_sweep, needs=NEEDS)
 
 
 def run_open(args: argparse.Namespace) -> int:
@@ -40,7 +48,8 @@ def run_open(args: argparse.Namespace) -> int:
 
     config = load_config()
     ip = runner_ip(args.ip)
-    note = f"ci-tools run {os.environ.get('GITHUB_RUN_ID', 'local')} (removed when it ends)"
+    at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # the watch closes it after an hour
+    note = f"ci-tools run {os.environ.get('GITHUB_RUN_ID', 'local')} at {at} (removed when it ends)"
     opened = open_for(
         args.secrets["RENDER_API_KEY"], config, args.envs, ip, args.state, note, printer(False)
     )
@@ -63,4 +72,19 @@ def run_close(args: argparse.Namespace) -> int:
     github.add_summary(
         f"### Key Value access\n\nallow lists put back: {', '.join(restored) or 'none needed'}"
     )
+    return 0
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from ci_tools import github
+    from ci_tools.keyvalue import sweep
+    from ci_tools.output import say
+
+    removed = sweep(args.secrets["RENDER_API_KEY"], load_config(), args.envs,
+                    timedelta(minutes=args.older_than), printer(False))  # fmt: skip
+    line = f"stale allow-list entries removed: {', '.join(removed) or 'none'}"
+    say(f"✓ {line}")
+    github.add_summary(f"### Key Value access\n\n{line}")
     return 0

@@ -24,7 +24,7 @@ SNAPSHOT_PREFIXES = ("memory-before-", "memory-nightly-")
 STALE = timedelta(days=2)
 
 
-def durability(config: Config) -> Item:
+def durability(config: Config, *, budget: float = 30) -> Item:
     env = config.env(config.memory_backup.environment)
     name = f"{env.name}'s Key Value keeps its data across a restart"
     api_key = optional_secret("RENDER_API_KEY")
@@ -33,7 +33,9 @@ def durability(config: Config) -> Item:
             name, None, "RENDER_API_KEY not set", "export it to read the plan and persistence"
         )
     try:
-        with RenderAPI(api_key, deadline=monotonic_deadline(30)) as api:
+        with RenderAPI(
+            api_key, deadline=monotonic_deadline(budget), timeout=min(budget, 30)
+        ) as api:
             kv = api.find_key_value(env.key_value)
     except FatalError as exc:
         return Item(name, False, exc.message, exc.hint or "", remote=isinstance(exc, RemoteError))
@@ -49,7 +51,9 @@ def durability(config: Config) -> Item:
     return Item(name, True, seen)
 
 
-def last_snapshot(config: Config, now: datetime | None = None) -> Item:
+def last_snapshot(
+    config: Config, now: datetime | None = None, *, budget: float | None = None
+) -> Item:
     env = config.memory_backup.environment
     name = f"a recent snapshot of {env}'s memory is kept"
     token = os.environ.get("GITHUB_TOKEN") or os.environ.get("GH_TOKEN")
@@ -58,7 +62,7 @@ def last_snapshot(config: Config, now: datetime | None = None) -> Item:
         return Item(name, True, "not checked: no GITHUB_TOKEN and GITHUB_REPOSITORY",
                     "export both to see the last snapshot's age", warning=True)  # fmt: skip
     try:
-        with GitHubAPI(token, repo) as api:
+        with GitHubAPI(token, repo, budget=budget) as api:
             kept = [
                 a
                 for a in api.artifacts()

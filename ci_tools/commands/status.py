@@ -1,0 +1,41 @@
+"""``ci-tools status [ENV…]``: what is live in each environment, and is it healthy."""
+
+from __future__ import annotations
+
+import argparse
+
+from ci_tools.config import load_config
+from ci_tools.needs import Needs
+
+PER_ENV = ("TELEGRAM_BOT_TOKEN", "RENDER_SERVICE_ID")
+ENVS = ("STAGING", "PRODUCTION")
+# One environment reads the plain names (a workflow job in its GitHub environment); several
+# read them prefixed, as preflight does.
+NEEDS = Needs(
+    optional=(
+        *PER_ENV,
+        *(f"{e}_{n}" for e in ENVS for n in PER_ENV),
+        "RENDER_API_KEY",
+        "GITHUB_TOKEN",
+        "GH_TOKEN",
+    )
+)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "status", help="what is live in each environment, and is it healthy"
+    )
+    parser.add_argument("envs", nargs="*", metavar="ENV", help="default: every environment")
+    parser.add_argument("--json", action="store_true")
+    parser.set_defaults(func=run, needs=NEEDS)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ci_tools.checklist import report
+    from ci_tools.status import status
+
+    config = load_config()
+    names = list(args.envs) or list(config.environments)
+    report(f"Status of {', '.join(names)}", status(config, list(args.envs)), as_json=args.json)
+    return 0
