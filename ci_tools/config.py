@@ -84,6 +84,17 @@ class MemoryBackup:
 
 
 @dataclass(frozen=True)
+class Watch:
+    """The scheduled watch of production between releases (watch.yml)."""
+
+    interval_minutes: int = 30  # watch.yml's cron says the same (tests/test_workflows.py)
+
+    def cron(self) -> str:
+        every = self.interval_minutes
+        return f"*/{every} * * * *" if every < 60 else f"0 */{every // 60} * * *"
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     environments: dict[str, Environment]
@@ -93,6 +104,7 @@ class Config:
         14  # how long the old bot is kept after the cutover (plan: 1 to 2 weeks)
     )
     memory_backup: MemoryBackup = field(default_factory=MemoryBackup)
+    watch: Watch = field(default_factory=Watch)
 
     @property
     def before_release_days(self) -> int:
@@ -163,7 +175,22 @@ def load_config(path: Path | None = None) -> Config:
         )
     backup = _parse_memory_backup(section.get("memory_backup", {}), environments, path)
     return Config(path=path, environments=environments, flow=flow, rollback_window_days=window,
-                  default_branch=default_branch, memory_backup=backup)  # fmt: skip
+                  default_branch=default_branch, memory_backup=backup, watch=_parse_watch(section.get("watch", {}), path))  # fmt: skip
+
+
+def _parse_watch(raw: Any, path: Path) -> Watch:
+    where = f"{path.name}: [tool.ci_tools.watch]"
+    if not isinstance(raw, dict) or set(raw) - {"interval_minutes"}:
+        raise ConfigError(f"{where} takes only interval_minutes")
+    every = raw.get("interval_minutes", Watch.interval_minutes)
+    if (
+        not isinstance(every, int)
+        or isinstance(every, bool)
+        or every not in (5, 10, 15, 20, 30, 60, 120, 180, 240, 360, 720)
+    ):
+        raise ConfigError(f"{where}: interval_minutes must divide an hour or a day evenly, from 5 to 720",
+                          hint="GitHub runs schedules at most every 5 minutes; e.g. 30")  # fmt: skip
+    return Watch(every)
 
 
 def _parse_memory_backup(

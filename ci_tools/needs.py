@@ -25,9 +25,17 @@ class Needs:
 
     required: tuple[str, ...] = ()
     optional: tuple[str, ...] = ()
+    # Read only where a person runs it (several environments' secrets at once, under prefixed
+    # names): a workflow step passes the plain ones and need not pass these.
+    local: tuple[str, ...] = ()
 
     @property
     def names(self) -> tuple[str, ...]:
+        return self.required + self.optional + self.local
+
+    @property
+    def in_workflows(self) -> tuple[str, ...]:
+        """What every workflow step calling the command must pass (tests/test_workflows.py)."""
         return self.required + self.optional
 
 

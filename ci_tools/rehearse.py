@@ -122,6 +122,7 @@ class Rehearsal:
                 self.memory_restored,
             ),
             ("acceptance checklist", self.acceptance),
+            ("status and history of production, as the owner sees them", self.status_and_history),
         ]
         self.phases = [Phase(name) for name, _ in steps]
         with (
@@ -385,6 +386,34 @@ class Rehearsal:
             )
         return (f"{bad[:7]} rolled back with {memory_key} overwritten; {taken.keys} keys in {out.name[:21]}…; "
                 f"restored {len(outcome.written)} key(s) of user {DAILY_USER}, DUMP equal")  # fmt: skip
+
+    def status_and_history(self, world: World) -> str:
+        """What ``ci-tools status production`` and ``history production`` show after it all."""
+        from ci_tools.clients.render import RenderAPI
+        from ci_tools.history import history
+        from ci_tools.output import table
+        from ci_tools.status import BUDGET, status
+
+        config = load_config()
+        with self._env(world, "production"), undeclared_allowed():
+            items, live = status(config, ["production"])
+            with RenderAPI(world.render.api_key, world.services["production"].id,
+                           deadline=time.monotonic() + BUDGET) as api:  # fmt: skip
+                releases = history(api, 10, world.repo)
+        table(
+            "ci-tools status production",
+            ["", "check", "seen"],
+            [[i.mark, i.name, i.detail] for i in items],
+        )
+        table("ci-tools history production", ["deploy", "commit", "trigger", "status", "started", "took"],
+              [r.row() for r in releases])  # fmt: skip
+        unhealthy = [i for i in items if i.ok is not True]
+        if unhealthy:
+            raise VerificationError(
+                "status: " + "; ".join(f"{i.name}: {i.detail}" for i in unhealthy)
+            )
+        rollbacks = sum(1 for r in releases if r.back_to)
+        return f"{len(items)} checks ✓, {live['production'][:7]} live; {len(releases)} deploys, {rollbacks} rollbacks linked"
 
     def acceptance(self, world: World) -> str:
         with self._env(world, "production"), scoped_env(CI_TOOLS_CONFIG=str(world.config)):

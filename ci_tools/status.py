@@ -72,6 +72,7 @@ class EnvStatus:
         self.service_id = secret(env, "RENDER_SERVICE_ID", single)
         self.api_key = optional_secret("RENDER_API_KEY")
         self.root = Path.cwd()  # the checkout: git knows the commits' subjects there
+        self.live_commit: str | None = None  # what the deploy check found live
 
     def name(self, what: str) -> str:
         return f"{self.env.name}: {what}"
@@ -138,6 +139,7 @@ class EnvStatus:
         if live is None:
             return Item(name, False, "no live deploy", "deploy: ci-tools release")
         commit = live.commit or "?"
+        self.live_commit = live.commit
         said = subject(commit, self.root)
         return Item(name, True, f"{live.id} {commit[:7]}{f' {said!r}' if said else ''} by {live.trigger}, "
                     f"{ago(live.finished_at or live.created_at, self.now)}")  # fmt: skip
@@ -241,13 +243,17 @@ class EnvStatus:
         return Item(name, True, f"{previous.split()[0]} kept until {ends:%Y-%m-%d} ({state})")
 
 
-def status(config: Config, names: list[str], now: datetime | None = None) -> list[Item]:
-    """Every check of every named environment, at once; in a stable order."""
+def status(
+    config: Config, names: list[str], now: datetime | None = None
+) -> tuple[list[Item], dict[str, str]]:
+    """Every check of every named environment, at once, in a stable order; and what is live."""
     moment = now or datetime.now(UTC)
     envs = [config.env(n) for n in names] or list(config.environments.values())
-    checks = [c for env in envs for c in EnvStatus(config, env, len(envs) == 1, moment).checks()]
+    looks = [EnvStatus(config, env, len(envs) == 1, moment) for env in envs]
+    checks = [c for look in looks for c in look.checks()]
     with ThreadPoolExecutor(max_workers=len(checks)) as pool:
-        return list(pool.map(lambda check: check(), checks))
+        items = list(pool.map(lambda check: check(), checks))
+    return items, {look.env.name: look.live_commit for look in looks if look.live_commit}
 
 
 def stale_entry(description: str, now: datetime, older_than: timedelta) -> bool:

@@ -62,7 +62,7 @@ def test_the_expected_workflows_exist():
     assert {
         "ci.yml", "branch-flow.yml", "back-merge.yml", "migrate-memory.yml",
         "staging.yml", "production.yml", "rollback.yml", "cutover.yml", "contract-drift.yml",
-        "backup.yml", "restore-memory.yml",
+        "backup.yml", "restore-memory.yml", "watch.yml",
     } <= names  # fmt: skip
 
 
@@ -283,7 +283,7 @@ def undeclared_in(document: dict) -> list[str]:
         for argv in ci_tools_calls(step.get("run", "")):
             for values in variable_samples(document, job, step):
                 args = parser.parse_args([expand(word, values) for word in argv])
-                missing = set(getattr(args, "needs", NOTHING).names) - provided
+                missing = set(getattr(args, "needs", NOTHING).in_workflows) - provided
                 if missing:
                     command = " ".join(argv[:2])
                     problems.append(
@@ -345,3 +345,10 @@ def test_the_nightly_backup_runs_when_the_config_says():
         f"backup.yml's cron must be nightly_at = {backup.nightly_at!r} of [tool.ci_tools.memory_backup]"
     )
     assert "workflow_dispatch" in on
+
+
+def test_the_watch_runs_as_often_as_the_config_says():
+    from ci_tools.config import load_config
+
+    on = load(ROOT / ".github/workflows/watch.yml")["on"]
+    assert [s["cron"] for s in on["schedule"]] == [load_config().watch.cron()]

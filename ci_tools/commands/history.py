@@ -9,12 +9,8 @@ from ci_tools.config import load_config
 from ci_tools.needs import Needs
 
 NEEDS = Needs(
-    optional=(
-        "RENDER_API_KEY",
-        "RENDER_SERVICE_ID",
-        "STAGING_RENDER_SERVICE_ID",
-        "PRODUCTION_RENDER_SERVICE_ID",
-    )
+    optional=("RENDER_API_KEY", "RENDER_SERVICE_ID"),
+    local=("STAGING_RENDER_SERVICE_ID", "PRODUCTION_RENDER_SERVICE_ID"),
 )
 
 

@@ -12,13 +12,8 @@ ENVS = ("STAGING", "PRODUCTION")
 # One environment reads the plain names (a workflow job in its GitHub environment); several
 # read them prefixed, as preflight does.
 NEEDS = Needs(
-    optional=(
-        *PER_ENV,
-        *(f"{e}_{n}" for e in ENVS for n in PER_ENV),
-        "RENDER_API_KEY",
-        "GITHUB_TOKEN",
-        "GH_TOKEN",
-    )
+    optional=(*PER_ENV, "RENDER_API_KEY", "GITHUB_TOKEN"),  # the token reads the snapshots' ages
+    local=(*(f"{e}_{n}" for e in ENVS for n in PER_ENV), "GH_TOKEN"),
 )
 
 
@@ -32,10 +27,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ci_tools import github
     from ci_tools.checklist import report
     from ci_tools.status import status
 
     config = load_config()
     names = list(args.envs) or list(config.environments)
-    report(f"Status of {', '.join(names)}", status(config, list(args.envs)), as_json=args.json)
+    items, live = status(config, list(args.envs))
+    for env, commit in live.items():  # what the watch probes next
+        github.set_output(f"{env}_commit" if len(names) > 1 else "commit", commit)
+    report(f"Status of {', '.join(names)}", items, as_json=args.json)
     return 0
