@@ -31,14 +31,14 @@ TELEGRAM_DOWN = "Telegram did not answer: check TELEGRAM_API_URL and the network
 
 
 def report(title: str, items: list[Item], *, as_json: bool = False) -> None:
-    """Report the checklist; exit non-zero naming every unmet item and its fix."""
+    """Report the checklist as one table (each unmet item with its fix), then fail in one short
+    line that counts what is unmet and names the services that did not answer."""
     rows = [
         [i.mark, i.name, i.detail, i.fix if i.ok is not True or i.warning else ""] for i in items
     ]
     unmet = [i for i in items if i.ok is not True]
-    notes = [
-        f"{i.mark} {i.name}: {i.fix}" for i in items if i.fix and (i.ok is not True or i.warning)
-    ]
+    # Warnings pass (they are not in the final line), so they are said once more below the table.
+    notes = [f"! {i.name}: {i.fix}" for i in items if i.warning and i.fix and i.ok is True]
     document = {"title": title, "items": [i.__dict__ for i in items]}
     output.report(
         output.Report(title, ["", "item", "seen", "fix"], rows, document, notes), as_json=as_json
@@ -49,11 +49,25 @@ def report(title: str, items: list[Item], *, as_json: bool = False) -> None:
     ):  # a service that did not answer judged nothing: exit 4, not "verification failed"
         raise RemoteError(
             f"{len(unanswered)} of {len(items)} items could not be checked: "
-            + "; ".join(f"{i.name} ({i.detail})" for i in unanswered),
+            + short(", ".join(services(unanswered)) + " did not answer"),
             hint=unanswered[0].fix or "check the services' URLs and the network, then run again",
         )
     if unmet:
-        raise VerificationError(
-            f"{len(unmet)} of {len(items)} items unmet: "
-            + "; ".join(f"{i.name} ({i.fix or i.detail})" for i in unmet)
-        )
+        said = "; ".join(f"{i.name}: {i.fix or i.detail}" for i in unmet)
+        raise VerificationError(f"{len(unmet)} of {len(items)} items unmet: {short(said)}")
+
+
+SERVICES = ("Telegram", "Render", "GitHub", "Redis", "healthz")
+
+
+def services(items: list[Item]) -> list[str]:
+    """The outside services these items waited for, named once each (the table has the rest)."""
+    named = [s for s in SERVICES if any(s in i.detail for i in items)]
+    return [("the bot's /healthz" if s == "healthz" else s) for s in named] or [
+        i.name for i in items
+    ]
+
+
+def short(text: str, limit: int = 200) -> str:
+    """One final line stays readable: the table above already lists every item."""
+    return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + " …"

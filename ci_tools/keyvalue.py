@@ -103,7 +103,9 @@ def sweep(
 
     now = datetime.now(UTC)
     removed = []
-    with RenderAPI(api_key, deadline=monotonic_deadline(60)) as api:
+    with RenderAPI(
+        api_key, deadline=monotonic_deadline(12), timeout=6
+    ) as api:  # a look first: fail fast
         for name in env_names:
             kv = api.find_key_value(config.env(name).key_value)
             entries = list(kv.get("ipAllowList") or [])

@@ -82,8 +82,8 @@ class EnvStatus:
         if self.env.name == self.config.memory_backup.environment:
             found += [
                 self.rollback_window,
-                lambda: net.durability(self.config),
-                lambda: net.last_snapshot(self.config),
+                lambda: net.durability(self.config, budget=BUDGET),
+                lambda: net.last_snapshot(self.config, budget=BUDGET),
             ]
         return found
 

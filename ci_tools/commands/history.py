@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     if not api_key or not service_id:
         raise ConfigError("history reads Render's deploy list: it needs RENDER_API_KEY and RENDER_SERVICE_ID",
                           hint=f"export both (or {env.name.upper()}_RENDER_SERVICE_ID)")  # fmt: skip
-    with RenderAPI(api_key, service_id, deadline=time.monotonic() + BUDGET * 2) as api:
+    with RenderAPI(api_key, service_id, deadline=time.monotonic() + BUDGET, timeout=BUDGET) as api:
         releases = history(api, args.limit, Path.cwd())
     rows = [r.row() for r in releases]
     document = {"environment": env.name, "releases": [r.__dict__ for r in releases]}

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from ci_tools.__main__ import main
+from ci_tools.memory.files import RecordWriter
 from ci_tools.sandbox.ports import free_port
 from ci_tools.sandbox.world import git
 from tests.conftest import ROOT
@@ -114,6 +115,11 @@ COMMANDS = {
     ],
     "github check": ["github", "check", "--repo", "mindmate/mindmate-release"],
     "github setup": ["github", "setup", "--repo", "mindmate/mindmate-release"],
+    "status": ["status", "production"],
+    "history": ["history", "production"],
+    "memory snapshot": ["memory", "snapshot", "production", "--out", "{tmp}/snap"],
+    "memory restore": ["memory", "restore", "{tmp}/snap", "--to", "production"],
+    "keyvalue sweep": ["keyvalue", "sweep", "--env", "production"],
 }
 SERVICE_WORDS = (
     "Render",
@@ -132,6 +138,9 @@ SERVICE_WORDS = (
 def test_an_unreachable_service_is_one_line_and_exit_4(name, nowhere, capsys):
     sha, tmp = nowhere
     (tmp / "p.txt").write_text("Name: Ada\nLikes tea\n")
+    header = {"kind": "snapshot", "scope": "environment", "env": "production", "prefix": "prod:"}
+    with RecordWriter(tmp / "snap" / "production-memory-1.jsonl", header, None) as writer:
+        writer.write_absent([b"prod:memory:42"])
     argv = [a.format(sha=sha, tmp=tmp) for a in COMMANDS[name]]
     assert main(argv) == 4, capsys.readouterr()
     out, err = capsys.readouterr()
