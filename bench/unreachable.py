@@ -1,0 +1,161 @@
+"""Benchmark: how long each command takes to its verdict when its services are down.
+
+Every outside service (Telegram, Render, GitHub, the bots' URLs, Redis) points at a port that
+refuses connections, then at one that accepts and never answers. Default settings: no
+CI_TOOLS_TIMEOUT, each command's own default deadlines. Commands run eight at a time as
+child processes (they wait on sockets, not on the CPU), each capped at --cap seconds.
+Targets (issue 23): ≤ 15 s refused, ≤ 30 s never answering.
+
+    python bench/unreachable.py [--cap 120]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from ci_tools.memory.files import RecordWriter  # noqa: E402
+from ci_tools.sandbox.ports import free_port  # noqa: E402
+from ci_tools.sandbox.world import git  # noqa: E402
+from tests.commands.test_unreachable import API_KEY, COMMANDS, PASSWORD, TOKEN  # noqa: E402
+
+SHORTENED = {"--timeout", "--deadline"}  # the test's short settings: dropped, defaults apply
+
+
+def swallowing_server() -> tuple[str, threading.Event]:
+    server = socket.create_server(("127.0.0.1", 0))
+    stop, held = threading.Event(), []
+
+    def swallow() -> None:
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    threading.Thread(target=swallow, daemon=True).start()
+    return f"127.0.0.1:{server.getsockname()[1]}", stop
+
+
+def environment(dead: str, tmp: Path) -> dict[str, str]:
+    base = f"http://{dead}"
+    config = (ROOT / "pyproject.toml").read_text()
+    config = config.replace("https://mindmate-dev.onrender.com", base).replace(
+        "https://mindmate-prod.onrender.com", base
+    )
+    (tmp / "pyproject.toml").write_text(config)
+    (tmp / "p.txt").write_text("Name: Ada\n")
+    header = {"kind": "snapshot", "scope": "environment", "env": "production", "prefix": "prod:"}
+    with RecordWriter(tmp / "snap" / "production-memory-1.jsonl", header, None) as writer:
+        writer.write_absent([b"prod:memory:42"])
+    repo = tmp / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "commit", "-q", "--allow-empty", "-m", "x")
+    git(repo, "branch", "develop")
+    git(repo, "commit", "-q", "--allow-empty", "-m", "hotfix")
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "CI_TOOLS_"))}
+    return {**environ,
+        "CI_TOOLS_CONFIG": str(tmp / "pyproject.toml"), "RENDER_API_URL": base, "TELEGRAM_API_URL": base,
+        "GITHUB_API_URL": base, "IP_ECHO_URL": base, "TELEGRAM_BOT_TOKEN": TOKEN, "NEW_TELEGRAM_BOT_TOKEN": TOKEN,
+        "TELEGRAM_WEBHOOK_SECRET": "whsec-x", "RENDER_API_KEY": API_KEY, "RENDER_SERVICE_ID": "srv-unreachable01",
+        "SOURCE_REDIS_URL": f"redis://:{PASSWORD}@{dead}/0", "TARGET_REDIS_URL": f"redis://:{PASSWORD}@{dead}/0",
+        "REDIS_URL": f"redis://:{PASSWORD}@{dead}/0", "GITHUB_TOKEN": "ghs_unreachable", "GITHUB_REPOSITORY": "m/r",
+        "SHA": git(repo, "rev-parse", "HEAD"), "REPO": str(repo),
+    }  # fmt: skip
+
+
+def argv(name: str, sha: str, tmp: Path) -> list[str]:
+    words, out, skip = COMMANDS[name], [], False
+    for word in words:
+        if skip:
+            skip = False
+            continue
+        if word in SHORTENED:
+            skip = True
+            continue
+        out.append(word.format(sha=sha, tmp=tmp))
+    return out
+
+
+def timed(
+    name: str, environ: dict[str, str], tmp: Path, cap: float
+) -> tuple[str, float | None, int | None]:
+    command = [sys.executable, "-m", "ci_tools", *argv(name, environ["SHA"], tmp)]
+    started = time.monotonic()
+    try:
+        done = subprocess.run(
+            command,
+            cwd=environ["REPO"],
+            env=environ,
+            capture_output=True,
+            text=True,
+            timeout=cap,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return name, None, None
+    return name, time.monotonic() - started, done.returncode
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--cap", type=float, default=120)
+    args = parser.parse_args()
+    swallowing, stop = swallowing_server()
+    modes = {"refused": (f"127.0.0.1:{free_port()}", 15), "never answers": (swallowing, 30)}
+    results: dict[str, dict[str, tuple[float | None, int | None]]] = {}
+    with (
+        tempfile.TemporaryDirectory() as root,
+        ThreadPoolExecutor(max_workers=2 * len(COMMANDS)) as pool,
+    ):
+        jobs = []
+        for mode, (dead, _) in modes.items():
+            tmp = Path(root) / re.sub(r"\W", "-", mode)
+            tmp.mkdir()
+            environ = environment(dead, tmp)
+            jobs += [
+                (mode, pool.submit(timed, name, environ, tmp, args.cap))
+                for name in sorted(COMMANDS)
+            ]
+        for mode, job in jobs:
+            name, seconds, code = job.result()
+            results.setdefault(name, {})[mode] = (seconds, code)
+    stop.set()
+    print(f"unreachable benchmark: default settings, each command capped at {args.cap:.0f} s")
+    print(f"  {'command':<18} {'refused':>12} {'never answers':>15}")
+    over = 0
+    for name, by_mode in sorted(results.items()):
+        cells = []
+        for mode, (_, limit) in modes.items():
+            seconds, code = by_mode[mode]
+            if seconds is None:
+                cells.append(f">{args.cap:.0f} s")
+                over += 1
+                continue
+            flag = "" if seconds <= limit else " ✗"
+            over += bool(flag)
+            cells.append(f"{seconds:5.1f} s e{code}{flag}")
+        print(f"  {name:<18} {cells[0]:>12} {cells[1]:>15}")
+    print(
+        f"  {over} of {2 * len(results)} runs over their limit (15 s refused, 30 s never answering)"
+    )
+
+
+if __name__ == "__main__":
+    main()
