@@ -2,7 +2,7 @@
 
 Every outside service (Telegram, Render, GitHub, the bots' URLs, Redis) points at a port that
 refuses connections, then at one that accepts and never answers. Default settings: no
-CI_TOOLS_TIMEOUT, each command's own default deadlines. Commands run eight at a time as
+CI_TOOLS_TIMEOUT, each command's own default deadlines. Commands run --workers at a time as
 child processes (they wait on sockets, not on the CPU), each capped at --cap seconds.
 Targets (issue 23): ≤ 15 s refused, ≤ 30 s never answering.
 
@@ -54,7 +54,8 @@ def environment(dead: str, tmp: Path) -> dict[str, str]:
     base = f"http://{dead}"
     config = (ROOT / "pyproject.toml").read_text()
     config = config.replace("https://mindmate-dev.onrender.com", base).replace(
-        "https://mindmate-prod.onrender.com", base
+        "https://mindmate-prod.onrender.com",
+        base.replace("127.0.0.1", "localhost"),  # two URLs, one port
     )
     (tmp / "pyproject.toml").write_text(config)
     (tmp / "p.txt").write_text("Name: Ada\n")
@@ -116,13 +117,16 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--cap", type=float, default=120)
+    parser.add_argument(
+        "--workers", type=int, default=2, help="commands at a time (more skews the times)"
+    )
     args = parser.parse_args()
     swallowing, stop = swallowing_server()
     modes = {"refused": (f"127.0.0.1:{free_port()}", 15), "never answers": (swallowing, 30)}
     results: dict[str, dict[str, tuple[float | None, int | None]]] = {}
     with (
         tempfile.TemporaryDirectory() as root,
-        ThreadPoolExecutor(max_workers=2 * len(COMMANDS)) as pool,
+        ThreadPoolExecutor(max_workers=args.workers) as pool,
     ):
         jobs = []
         for mode, (dead, _) in modes.items():

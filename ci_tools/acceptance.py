@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -19,6 +20,8 @@ from ci_tools.memory import net
 from ci_tools.memory.files import RecordFile
 from ci_tools.probe import Probe, failures, run_probe, whose_token
 
+BUDGET = 6.0  # seconds a read-only check may retry before it says the service did not answer
+
 REPOSITORY_FILES = (
     ".github/workflows/branch-flow.yml",
     ".github/workflows/ci.yml",
@@ -33,8 +36,18 @@ def acceptance(
     config: Config, user_id: int, snapshot: Path | None, since: float | None, deadline: float = 30,
     repo_root: Path | None = None,
 ) -> list[Item]:  # fmt: skip
-    env = config.env("production")
+    env = config.role("cutover_target")
     items: list[Item] = []
+    root = repo_root or config.path.parent
+    # What does not depend on the bot runs meanwhile, each on a short budget.
+    pool = ThreadPoolExecutor(max_workers=5)
+    later = [
+        pool.submit(_memory_items, env.key_prefix, user_id, snapshot, since),
+        pool.submit(lambda: [_rollback_window(config)]),
+        pool.submit(check_if_possible, config, root, budget=BUDGET),  # GitHub's settings in force
+        pool.submit(lambda: [net.durability(config, budget=BUDGET)]),  # the memory safety net
+        pool.submit(lambda: [net.last_snapshot(config, budget=BUDGET)]),
+    ]
     token = optional_secret("TELEGRAM_BOT_TOKEN")
     webhook_secret = optional_secret("TELEGRAM_WEBHOOK_SECRET")
     me = None
@@ -45,7 +58,7 @@ def acceptance(
         )
     else:
         try:
-            me = bot_info(token)
+            me = bot_info(token, budget=BUDGET)
             cause = whose_token(config, env, me.username)
             items.append(Item(name, cause is None, f"@{me.username}", cause or ""))
         except TelegramError as exc:
@@ -56,7 +69,7 @@ def acceptance(
     try:
         if env.health_url is None:
             raise NotTheContract("health_path is empty")
-        with httpx.Client(timeout=request_timeout(10)) as client:
+        with httpx.Client(timeout=min(request_timeout(10), BUDGET)) as client:
             health = read_health(client, env.health_url)
     except (httpx.HTTPError, NotTheContract) as exc:
         items.append(Item("the production service runs it", False, str(exc) or type(exc).__name__,
@@ -81,16 +94,14 @@ def acceptance(
         items.append(
             Item("the probe passes", None, "needs the bot and /healthz", "fix the items above")
         )
-    items += _memory_items(env.key_prefix, user_id, snapshot, since)
-    items.append(_rollback_window(config))
-    root = repo_root or config.path.parent
+    memory_items, window, github_items, durability, last = (job.result() for job in later)
+    pool.shutdown()
+    items += memory_items + window
     missing = [f for f in REPOSITORY_FILES if not (root / f).is_file()]
     items.append(Item("the branch flow, its workflows and rulesets are in the repository", not missing,
                       "all present" if not missing else "missing " + ", ".join(missing), "restore them from main" if missing else ""))  # fmt: skip
     # Files in the repository are not the flow in force: GitHub's own settings are read back.
-    items += check_if_possible(config, root)
-    items += [net.durability(config), net.last_snapshot(config)]  # the memory safety net
-    return items
+    return items + github_items + durability + last
 
 
 def _rollback_window(config: Config) -> Item:
@@ -105,7 +116,9 @@ def _rollback_window(config: Config) -> Item:
             "export both to read the window",
         )
     try:
-        with RenderAPI(api_key, service_id, deadline=monotonic_deadline(30)) as api:
+        with RenderAPI(
+            api_key, service_id, deadline=monotonic_deadline(BUDGET), timeout=BUDGET
+        ) as api:
             previous, at = api.env_var(PREVIOUS_BOT_VAR), api.env_var(CUTOVER_AT_VAR)
     except FatalError as exc:
         return Item(name, False, exc.message, exc.hint or "", remote=isinstance(exc, RemoteError))
@@ -137,8 +150,17 @@ def _memory_items(
             Item("the user has talked to the new bot", None, "REDIS_URL not set", "export it"),
         ]
     client = redis.Redis.from_url(
-        url, socket_connect_timeout=request_timeout(5), socket_timeout=request_timeout(10)
+        url,
+        socket_connect_timeout=min(request_timeout(5), BUDGET),
+        socket_timeout=min(request_timeout(10), BUDGET),
     )
+    try:
+        client.ping()
+    except (redis.RedisError, OSError) as exc:
+        said = f"Redis did not answer ({type(exc).__name__})"
+        fix = "check REDIS_URL and the Key Value's allow list"
+        return [Item("the user's memory is in prod", False, said, fix, remote=True),
+                Item("the user has talked to the new bot", False, said, fix, remote=True)]  # fmt: skip
     items = []
     if snapshot is None:
         items.append(

@@ -71,7 +71,7 @@ def blueprint_problems(config: Config, blueprint: dict[str, Any]) -> list[str]:
         if "autoDeploy" in service:
             problems.append(f"{where}: use autoDeployTrigger: 'off', not the legacy autoDeploy")
         variables = _env_vars(service)
-        if env.name == "staging":
+        if env.testers_only:
             for allowlist in ("TESTER_IDS", "PRODUCTION_BOT"):
                 var = variables.get(allowlist)
                 if var is None or var.get("sync") is not False:

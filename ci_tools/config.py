@@ -27,8 +27,17 @@ DEFAULT_FLOW = {
 }
 
 _ENV_FIELDS = ("branch", "render_service", "bot_username", "base_url")
+# What an environment is for, by role rather than by name: renaming "production" must not
+# silently turn off its rollback. The defaults keep today's behaviour for the two names.
+ROLES = {
+    "rollback_on_failed_probe": "production",  # a release whose probe fails is rolled back
+    "cutover_target": "production",  # the real users' bot: cutover, acceptance, the safety net
+    "accepts_feature_branches": "staging",  # a feature/* branch may be released to it
+    "testers_only": "staging",  # its bot serves TESTER_IDS only (preflight, render.yaml)
+}
 _OPTIONAL_FIELDS = (
     "key_prefix", "memory_patterns", "health_path", "probe_user_id", "key_value", "reviewers", "deploy_branches",
+    *ROLES,
 )  # fmt: skip
 # The reserved probe user: Telegram user ids fit in 52 bits and are handed out far below
 # this one, so no real person has it. The bot's PROBE_USER_ID defaults to the same value.
@@ -52,6 +61,10 @@ class Environment:
     key_value: str = ""  # its Render Key Value instance (default: "<render_service>-redis")
     reviewers: tuple[str, ...] = ()  # GitHub users who approve a deploy (production)
     deploy_branches: tuple[str, ...] = ()  # branch patterns its GitHub environment accepts
+    rollback_on_failed_probe: bool = False
+    cutover_target: bool = False
+    accepts_feature_branches: bool = False
+    testers_only: bool = False
 
     @property
     def health_url(self) -> str | None:
@@ -71,7 +84,7 @@ class Environment:
 class MemoryBackup:
     """The memory safety net: whose memory is snapshotted, how often, how long it is kept."""
 
-    environment: str = "production"
+    environment: str = ""  # "" = the environment with cutover_target (production)
     before_release_days: int | None = None  # memory-before-<sha>; None: the rollback window
     nightly_days: int = 30  # memory-nightly-<date>
     nightly_at: str = "03:17"  # UTC; backup.yml's cron says the same (tests/test_workflows.py)
@@ -121,6 +134,16 @@ class Config:
                 f"unknown environment {name!r}",
                 hint=f"use one of: {known} (defined under [tool.ci_tools.environments] in {self.path.name})",
             ) from None
+
+    def role(self, flag: str) -> Environment:
+        """The environment whose ``flag`` (a key of ROLES) is set; one must be."""
+        found = [e for e in self.environments.values() if getattr(e, flag)]
+        if len(found) != 1:
+            raise ConfigError(
+                f"{self.path.name}: {len(found)} environments have {flag} = true; exactly one must",
+                hint=f"set {flag} = true under the one [tool.ci_tools.environments.<name>] it is",
+            )
+        return found[0]
 
     def env_for_branch(self, branch: str) -> Environment | None:
         return next((e for e in self.environments.values() if e.branch == branch), None)
@@ -203,7 +226,8 @@ def _parse_memory_backup(
     if unknown:
         raise ConfigError(f"{where} has unknown keys: {', '.join(sorted(unknown))}")
     defaults = MemoryBackup()
-    env = raw.get("environment", defaults.environment)
+    targets = [e.name for e in environments.values() if e.cutover_target]
+    env = raw.get("environment") or (targets[0] if targets else "")
     if env not in environments:
         raise ConfigError(
             f"{where}: environment {env!r} is not an environment",
@@ -304,8 +328,18 @@ def _parse_environments(raw: Any, path: Path) -> dict[str, Environment]:
             deploy_branches=_strings(
                 table.get("deploy_branches", [table["branch"]]), f"{where}: deploy_branches"
             ),
+            **{
+                flag: _flag(table.get(flag, name == default), f"{where}: {flag}")
+                for flag, default in ROLES.items()
+            },
         )
     return environments
+
+
+def _flag(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where} must be true or false")
+    return value
 
 
 def _strings(value: Any, where: str) -> tuple[str, ...]:

@@ -82,7 +82,7 @@ def window_end(config: Config, cutover_at: str | None) -> datetime | None:
 def forward(
     request: CutoverRequest, new_token: str, *, on_status: Status = lambda line: None
 ) -> CutoverResult:
-    env = request.config.env("production")
+    env = request.config.role("cutover_target")
     new = whose(new_token, "NEW_TELEGRAM_BOT_TOKEN")
     if not new.is_named(env.bot_username):
         raise ConfigError(
@@ -114,7 +114,7 @@ def back(
     request: CutoverRequest, previous_token: str | None, *, after_window: bool = False,
     on_status: Status = lambda line: None,
 ) -> CutoverResult:  # fmt: skip
-    env = request.config.env("production")
+    env = request.config.role("cutover_target")
     with _api(request) as api:
         stored = api.env_var(PREVIOUS_TOKEN_VAR)
         recorded = api.env_var(PREVIOUS_BOT_VAR) or ""

@@ -99,11 +99,12 @@ def check_branch(env: Environment, commit: str, *, allow_other_branch: bool) -> 
     """True if ``commit`` is on the environment's branch; raise unless another is allowed."""
     if commit_on_branch(commit, env.branch):
         return True
-    if allow_other_branch and env.name == "staging":
+    if allow_other_branch and env.accepts_feature_branches:
         return False
     if allow_other_branch:
         raise InputError(
-            f"only staging may run a commit from another branch; {env.name} deploys {env.branch} only",
+            f"only an environment with accepts_feature_branches may run a commit from another branch; "
+            f"{env.name} deploys {env.branch} only",
             hint=f"merge into {env.branch} first",
         )
     raise InputError(
@@ -111,7 +112,7 @@ def check_branch(env: Environment, commit: str, *, allow_other_branch: bool) -> 
         hint=f"merge it into {env.branch} first"
         + (
             " (or pass --allow-other-branch to try a feature branch on staging)"
-            if env.name == "staging"
+            if env.accepts_feature_branches
             else ""
         ),
     )

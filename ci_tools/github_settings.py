@@ -198,7 +198,7 @@ def check(api: GitHubAPI, config: Config, root: Path) -> list[Item]:
     return items
 
 
-def check_if_possible(config: Config, root: Path) -> list[Item]:
+def check_if_possible(config: Config, root: Path, *, budget: float | None = None) -> list[Item]:
     """``check()`` when a token and a repository are at hand; otherwise say it was not checked."""
     token = os.environ.get("GITHUB_TOKEN") or os.environ.get("GH_TOKEN")
     repo = os.environ.get("GITHUB_REPOSITORY")
@@ -206,7 +206,7 @@ def check_if_possible(config: Config, root: Path) -> list[Item]:
         return [Item("GitHub's environments, secrets and rulesets", True,
                      "not checked: no GITHUB_TOKEN and GITHUB_REPOSITORY", "export both, or run ci-tools github check",
                      warning=True)]  # fmt: skip
-    with GitHubAPI(token, repo) as api:
+    with GitHubAPI(token, repo, budget=budget) as api:
         return check(api, config, root)
 
 

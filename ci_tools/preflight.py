@@ -8,6 +8,9 @@ name: ``STAGING_TELEGRAM_BOT_TOKEN``, ``PRODUCTION_REDIS_URL``,
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import redis
 
@@ -26,6 +29,7 @@ from ci_tools.github_settings import check_if_possible
 from ci_tools.memory import net
 from ci_tools.memory.sides import identity, label
 
+BUDGET = 6.0  # seconds a check may retry before it says the service did not answer
 DEV_WORDS = re.compile(r"dev|test|staging", re.I)
 
 
@@ -39,7 +43,7 @@ def _bot(env: Environment, items: list[Item]) -> BotInfo | None:
         )
         return None
     try:
-        me = bot_info(token)
+        me = bot_info(token, budget=BUDGET)
     except TelegramError as exc:
         items.append(
             Item(
@@ -77,7 +81,9 @@ def _redis(env: Environment, items: list[Item]) -> redis.Redis | None:
         return None
     try:
         client = redis.Redis.from_url(
-            url, socket_connect_timeout=request_timeout(5), socket_timeout=request_timeout(10)
+            url,
+            socket_connect_timeout=min(request_timeout(5), BUDGET),
+            socket_timeout=min(request_timeout(10), BUDGET),
         )
         marker = client.get(f"{env.key_prefix}meta:env")
     except (redis.RedisError, OSError, ValueError) as exc:
@@ -127,9 +133,11 @@ def _service(env: Environment, api_key: str | None, items: list[Item]) -> None:
         )
         return
     try:
-        with RenderAPI(api_key, service_id, deadline=monotonic_deadline(30)) as api:
+        with RenderAPI(
+            api_key, service_id, deadline=monotonic_deadline(BUDGET), timeout=BUDGET
+        ) as api:
             service = api.service()
-            testers = api.env_var("TESTER_IDS") if env.name == "staging" else None
+            testers = api.env_var("TESTER_IDS") if env.testers_only else None
     except FatalError as exc:
         items.append(
             Item(
@@ -155,7 +163,7 @@ def _service(env: Environment, api_key: str | None, items: list[Item]) -> None:
         items.append(Item(name, False, ", ".join(problems), "; ".join(fixes)))
     else:
         items.append(Item(name, True, f"{service_id}, branch {env.branch}, auto-deploy off"))
-    if env.name == "staging":
+    if env.testers_only:
         allowlisted = bool((testers or "").strip())
         items.append(Item(
             "staging: only testers get the staging bot", True,
@@ -166,22 +174,56 @@ def _service(env: Environment, api_key: str | None, items: list[Item]) -> None:
 
 
 def preflight(config: Config) -> list[Item]:
-    items: list[Item] = []
-    staging, production = config.env("staging"), config.env("production")
-    bots = {env.name: _bot(env, items) for env in (staging, production)}
-    clients = {env.name: _redis(env, items) for env in (staging, production)}
+    """Every check at once, each on a short budget (a service that is down is said in seconds);
+    the items in a fixed order: bots, Redis, services, then what compares them."""
+    staging, production = config.role("testers_only"), config.role("cutover_target")
     api_key = optional_secret("RENDER_API_KEY")
-    for env in (staging, production):
-        _service(env, api_key, items)
-    staging_bot, production_bot = bots["staging"], bots["production"]
+    envs = (staging, production)
+    checks: dict[str, Callable[[Environment, list[Item]], Any]] = {
+        "bot": _bot, "redis": _redis, "service": lambda env, out: _service(env, api_key, out),
+    }  # fmt: skip
+
+    def run(
+        check: Callable[[Environment, list[Item]], Any], env: Environment
+    ) -> tuple[Any, list[Item]]:
+        found: list[Item] = []
+        return check(env, found), found
+
+    with ThreadPoolExecutor(max_workers=len(checks) * len(envs) + 2) as pool:
+        jobs = {
+            (key, env.name): pool.submit(run, check, env)
+            for key, check in checks.items()
+            for env in envs
+        }
+        github_job = pool.submit(check_if_possible, config, config.path.parent, budget=BUDGET)
+        durability_job = pool.submit(net.durability, config, budget=BUDGET)
+        snapshot_job = pool.submit(net.last_snapshot, config, budget=BUDGET)
+        done = {key: job.result() for key, job in jobs.items()}
+        github_items, net_items = (
+            github_job.result(),
+            [durability_job.result(), snapshot_job.result()],
+        )
+    items = [i for key in checks for env in envs for i in done[(key, env.name)][1]]
+    bots = {env.name: done[("bot", env.name)][0] for env in envs}
+    clients = {env.name: done[("redis", env.name)][0] for env in envs}
+    staging_bot, production_bot = bots[staging.name], bots[production.name]
     if staging_bot and production_bot:
         same = staging_bot.id == production_bot.id
         items.append(Item("staging and production are different bots", not same,
                           f"both are @{staging_bot.username}" if same else "two bots",
                           "create a new production bot in @BotFather (usernames never change)" if same else ""))  # fmt: skip
     else:
+        unanswered_bots = [i for i in items if i.remote and "token is @" in i.name]
         items.append(
             Item(
+                "staging and production are different bots",
+                None,
+                TELEGRAM_DOWN,
+                "run again when it answers",
+                remote=True,
+            )
+            if unanswered_bots
+            else Item(
                 "staging and production are different bots",
                 None,
                 "needs both tokens",
@@ -191,9 +233,10 @@ def preflight(config: Config) -> list[Item]:
     dev_like = DEV_WORDS.search(production.bot_username)
     items.append(Item("production username looks like production", not dev_like, f"@{production.bot_username}",
                       "choose a production username without dev, test or staging" if dev_like else ""))  # fmt: skip
-    if clients["staging"] is not None and clients["production"] is not None:
+    staging_redis, production_redis = clients[staging.name], clients[production.name]
+    if staging_redis is not None and production_redis is not None:
         try:
-            same = identity(clients["staging"]) == identity(clients["production"])
+            same = identity(staging_redis) == identity(production_redis)
         except redis.RedisError:
             same = False
         items.append(Item("staging and production use different Redis", not same, "one server" if same else "two servers",
@@ -207,6 +250,6 @@ def preflight(config: Config) -> list[Item]:
                 "set both Redis URLs",
             )
         )
-    items += check_if_possible(config, config.path.parent)  # GitHub's side of the flow
-    items += [net.durability(config), net.last_snapshot(config)]  # the memory safety net
+    items += github_items  # GitHub's side of the flow
+    items += net_items  # the memory safety net
     return items

@@ -83,7 +83,7 @@ def release(
             request, config, commit, started_at, f"Probe of {env.name} at {commit[:12]}", on_probe
         )
     except VerificationError as failure:
-        if env.name != "production":
+        if not env.rollback_on_failed_probe:
             raise
         if not result.previous_deploy_id:
             raise VerificationError(

@@ -266,7 +266,7 @@ def test_branch_rules(world, monkeypatch, capsys):
     assert deploy("production", feature) == 2
     assert "is not on main" in capsys.readouterr().err
     assert deploy("production", feature, "--allow-other-branch") == 2
-    assert "only staging may run a commit from another branch" in capsys.readouterr().err
+    assert "may run a commit from another branch" in capsys.readouterr().err
     use(monkeypatch, world.secrets("staging"))
     assert deploy("staging", feature) == 2
     assert "--allow-other-branch" in capsys.readouterr().err
@@ -424,3 +424,28 @@ def test_with_an_empty_health_path_the_telegram_checks_run_and_health_is_said_un
     assert cli("probe", "production", "--commit", sha, "--deadline", "3") == 0
     out = capsys.readouterr().out
     assert "not checked: health_path is empty" in out and "@mindmate_companion_bot" in out
+
+
+def test_a_renamed_production_still_rolls_back_because_the_role_says_so(world, monkeypatch, capsys):
+    """Roles, not names: the environment called "prod" that declares the role is rolled back."""
+    text = world.config.read_text().replace(
+        "[tool.ci_tools.environments.production]",
+        "[tool.ci_tools.environments.prod]\nrollback_on_failed_probe = true\ncutover_target = true",
+    )
+    world.config.write_text(text)
+    world.services["production"].env["ENV"] = "prod"  # the bot reports the environment's name
+    use(monkeypatch, world.secrets("production"))
+    good = world.commit("main", "good")
+    assert cli("release", "prod", "--commit", good, *FAST, "--deadline", "3") == 0
+    bad = world.commit("main", "bad")
+    world.render.fault(world.services["production"], bad, open_webhook=True)
+    assert cli("release", "prod", "--commit", bad, *FAST, "--deadline", "1") == 5
+    assert f"failed its probe on prod and was rolled back to {good[:12]}" in capsys.readouterr().err
+    live = [d for d in world.services["production"].deploys if d["status"] == "live"]
+    assert live[0]["commit"]["id"] == good and live[0]["trigger"] == "rollback"
+    # …and without the role, a name alone does nothing: "prod" is not rolled back.
+    world.config.write_text(text.replace("rollback_on_failed_probe = true\n", ""))
+    worse = world.commit("main", "worse")
+    world.render.fault(world.services["production"], worse, open_webhook=True)
+    assert cli("release", "prod", "--commit", worse, *FAST, "--deadline", "1") == 5
+    assert "rolled back" not in capsys.readouterr().err

@@ -164,7 +164,7 @@ class AsyncTelegram:
         return WebhookInfo.from_api(await self._call("getWebhookInfo"))
 
 
-def bot_info(token: str) -> BotInfo:
+def bot_info(token: str, *, budget: float | None = None) -> BotInfo:
     """getMe, for the commands that only need to know whose token this is."""
-    with Telegram(token) as telegram:
+    with Telegram(token, budget=budget) as telegram:
         return telegram.get_me()
