@@ -27,11 +27,11 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ci_tools.sandbox.bot import BotProcess  # noqa: E402
-from ci_tools.sandbox.ports import free_port  # noqa: E402
-from ci_tools.sandbox.redis import RedisServer  # noqa: E402
-from ci_tools.sandbox.telegram import FakeTelegram  # noqa: E402
 from mindmate.store import claim_env_marker  # noqa: E402
+from sandbox.bot import BotProcess  # noqa: E402
+from sandbox.ports import free_port  # noqa: E402
+from sandbox.redis import RedisServer  # noqa: E402
+from sandbox.telegram import FakeTelegram  # noqa: E402
 
 SECRET = "whsec-bench-0123456789"
 

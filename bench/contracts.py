@@ -23,14 +23,14 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
-from ci_tools.sandbox.github import FakeGitHub  # noqa: E402
-from ci_tools.sandbox.render import FakeRender  # noqa: E402
-from ci_tools.sandbox.telegram import FakeTelegram  # noqa: E402
+from sandbox.github import FakeGitHub  # noqa: E402
+from sandbox.render import FakeRender  # noqa: E402
+from sandbox.telegram import FakeTelegram  # noqa: E402
 
 LOAD = """
 import time
 started = time.perf_counter()
-from ci_tools.sandbox import contract
+from sandbox import contract
 for c in (contract.RENDER, contract.GITHUB, contract.TELEGRAM):
     c.load()
 print(time.perf_counter() - started)

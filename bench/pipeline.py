@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ci_tools.sandbox.tools import find_tool  # noqa: E402
+from sandbox.tools import find_tool  # noqa: E402
 from tests.workflows.act import STANDINS  # noqa: E402
 
 JOB = """name: overhead

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from ci_tools.config import load_config  # noqa: E402
 from ci_tools.probe import Probe, run_probe  # noqa: E402
-from ci_tools.sandbox.world import World  # noqa: E402
+from sandbox.world import World  # noqa: E402
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ from ci_tools.config import Config, load_config  # noqa: E402
 from ci_tools.deploy import deploy  # noqa: E402
 from ci_tools.errors import VerificationError  # noqa: E402
 from ci_tools.release import ReleaseRequest, release  # noqa: E402
-from ci_tools.sandbox.world import World  # noqa: E402
+from sandbox.world import World  # noqa: E402
 
 
 @contextlib.contextmanager

@@ -27,7 +27,7 @@ from bench.memory_copy import USER, populate  # noqa: E402
 from ci_tools.config import load_config  # noqa: E402
 from ci_tools.memory import points  # noqa: E402
 from ci_tools.memory.ops import CopyRequest, copy_user  # noqa: E402
-from ci_tools.sandbox.redis import RedisServer  # noqa: E402
+from sandbox.redis import RedisServer  # noqa: E402
 
 
 def main() -> None:

@@ -12,13 +12,12 @@ Targets (issue 23): ≤ 15 s refused, ≤ 30 s never answering.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,27 +26,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ci_tools.memory.files import RecordWriter  # noqa: E402
-from ci_tools.sandbox.ports import free_port  # noqa: E402
-from ci_tools.sandbox.world import git  # noqa: E402
+from sandbox.ports import free_port, silent_server  # noqa: E402
+from sandbox.world import git  # noqa: E402
 from tests.commands.test_unreachable import API_KEY, COMMANDS, PASSWORD, TOKEN  # noqa: E402
 
 SHORTENED = {"--timeout", "--deadline"}  # the test's short settings: dropped, defaults apply
-
-
-def swallowing_server() -> tuple[str, threading.Event]:
-    server = socket.create_server(("127.0.0.1", 0))
-    stop, held = threading.Event(), []
-
-    def swallow() -> None:
-        server.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                held.append(server.accept()[0])
-            except OSError:
-                continue
-
-    threading.Thread(target=swallow, daemon=True).start()
-    return f"127.0.0.1:{server.getsockname()[1]}", stop
 
 
 def environment(dead: str, tmp: Path) -> dict[str, str]:
@@ -121,7 +104,8 @@ def main() -> None:
         "--workers", type=int, default=2, help="commands at a time (more skews the times)"
     )
     args = parser.parse_args()
-    swallowing, stop = swallowing_server()
+    hung = contextlib.ExitStack()
+    swallowing = hung.enter_context(silent_server())
     modes = {"refused": (f"127.0.0.1:{free_port()}", 15), "never answers": (swallowing, 30)}
     results: dict[str, dict[str, tuple[float | None, int | None]]] = {}
     with (
@@ -140,7 +124,7 @@ def main() -> None:
         for mode, job in jobs:
             name, seconds, code = job.result()
             results.setdefault(name, {})[mode] = (seconds, code)
-    stop.set()
+    hung.close()
     print(f"unreachable benchmark: default settings, each command capped at {args.cap:.0f} s")
     print(f"  {'command':<18} {'refused':>12} {'never answers':>15}")
     over = 0

@@ -82,6 +82,11 @@ def from_unexpected(exc: BaseException) -> FatalError:
             f"Redis did not answer ({name}: {exc})",
             hint="check the Redis URL secret and that the server is up and reachable from here",
         )
+    if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] == "sandbox":
+        return ConfigError(
+            "the stand-ins (sandbox/) are not installed: they ship with a checkout of the repository, not the wheel",
+            hint="run it from a clone: git clone …, then uv run ci-tools rehearse",
+        )
     if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] not in OWN_PACKAGES:
         # A library of the `tools` extra or the `sandbox` group is not installed: the install,
         # not ci-tools, is what needs changing (`uv sync --no-default-groups` brings the bot alone).

@@ -24,7 +24,7 @@ from ci_tools import redact
 from ci_tools.acceptance import acceptance
 from ci_tools.announce import announce, default_text
 from ci_tools.clients.github import GitHubAPI
-from ci_tools.config import load_config
+from ci_tools.config import find_pyproject, load_config
 from ci_tools.cutover import CutoverRequest, back, forward
 from ci_tools.deploy import deploy
 from ci_tools.errors import FatalError, VerificationError
@@ -34,9 +34,9 @@ from ci_tools.needs import undeclared_allowed
 from ci_tools.output import say
 from ci_tools.preflight import preflight
 from ci_tools.release import ReleaseRequest, release
-from ci_tools.sandbox.github import FakeGitHub
-from ci_tools.sandbox.world import SECRETS, World
 from ci_tools.workflow_files import secrets_by_environment
+from sandbox.github import FakeGitHub
+from sandbox.world import SECRETS, World
 
 DAILY_USER = 424242001
 TESTER = 5550001  # the owner, testing on staging
@@ -96,7 +96,9 @@ class Rehearsal:
         self, root: Path, *, process: bool = True, log: Callable[[str], None] = say
     ) -> None:
         self.root = root
-        self.project = Path(__file__).resolve().parent.parent  # where .github/ lives
+        self.project = (
+            find_pyproject().parent
+        )  # the checkout the rehearsal runs from: .github/ lives there
         self.process = process
         self.log = log
         self.phases: list[Phase] = []

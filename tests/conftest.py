@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from ci_tools.redact import SECRET_ENV_VARS
-from ci_tools.sandbox.bot import ThreadedBot
-from ci_tools.sandbox.contract import LEDGER, Violation, describe
-from ci_tools.sandbox.ports import free_port
-from ci_tools.sandbox.redis import RedisServer
-from ci_tools.sandbox.telegram import FakeBot, FakeTelegram
-from ci_tools.sandbox.world import World
+from sandbox.bot import ThreadedBot
+from sandbox.contract import LEDGER, Violation, describe
+from sandbox.ports import free_port
+from sandbox.redis import RedisServer
+from sandbox.telegram import FakeBot, FakeTelegram
+from sandbox.world import World
 
 ROOT = Path(__file__).resolve().parent.parent
 WEBHOOK_SECRET = "whsec-test-0123456789"

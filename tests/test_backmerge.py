@@ -9,8 +9,8 @@ import pytest
 from ci_tools.__main__ import main
 from ci_tools.backmerge import backmerge, contains
 from ci_tools.errors import ConfigError, RemoteError
-from ci_tools.sandbox.github import FakeGitHub
-from ci_tools.sandbox.world import git
+from sandbox.github import FakeGitHub
+from sandbox.world import git
 
 
 @pytest.fixture

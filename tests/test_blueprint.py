@@ -17,7 +17,7 @@ from ci_tools.blueprint import (
 )
 from ci_tools.config import load_config
 from ci_tools.errors import ConfigError
-from ci_tools.sandbox.tools import find_tool
+from sandbox.tools import find_tool
 from tests.conftest import ROOT
 
 

@@ -9,8 +9,8 @@ import pytest
 
 from ci_tools.__main__ import main
 from ci_tools.config import load_config
-from ci_tools.sandbox.github import READ_ONLY_TOKEN, FakeGitHub
 from ci_tools.workflow_files import secrets_by_environment
+from sandbox.github import READ_ONLY_TOKEN, FakeGitHub
 from tests.conftest import ROOT
 
 REPO = "mindmate/mindmate-release"

@@ -14,7 +14,7 @@ import pytest
 
 from ci_tools.__main__ import main
 from ci_tools.rehearse import DAILY_USER, Rehearsal, scoped_env
-from ci_tools.sandbox.world import SECRETS
+from sandbox.world import SECRETS
 from tests.conftest import use
 
 

@@ -12,7 +12,7 @@ import pytest
 from ci_tools.__main__ import main
 from ci_tools.clients.render import check_hook_url
 from ci_tools.errors import ConfigError
-from ci_tools.sandbox.world import SECRETS
+from sandbox.world import SECRETS
 from tests.conftest import use
 
 

@@ -24,7 +24,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ci_tools.output import Report, report, say
     from ci_tools.rehearse import rehearse
-    from ci_tools.sandbox.contract import LEDGER, describe
+    from sandbox.contract import LEDGER, describe
 
     say(
         "rehearsing the migration plan against local stand-ins (nothing outside this machine is touched)"

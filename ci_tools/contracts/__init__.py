@@ -1,7 +1,7 @@
 """The providers' published API descriptions: which operations we use, and what changed.
 
 ``specs/`` holds the vendored copies (provenance in ``specs/README.md``); the stand-ins
-validate every request and answer against them (``ci_tools.sandbox.contract``), and
+validate every request and answer against them (``sandbox.contract``), and
 ``ci-tools contracts diff`` compares a vendored copy with what a provider publishes now.
 """
 

@@ -6,16 +6,14 @@ accepts the connection and never answers (a timeout, kept short by CI_TOOLS_TIME
 
 from __future__ import annotations
 
-import socket
-import threading
 from collections.abc import Iterator
 
 import pytest
 
 from ci_tools.__main__ import main
 from ci_tools.memory.files import RecordWriter
-from ci_tools.sandbox.ports import free_port
-from ci_tools.sandbox.world import git
+from sandbox.ports import free_port, silent_server
+from sandbox.world import git
 from tests.conftest import ROOT
 
 TOKEN = "123456789:AAunreachableTokenValue0123456789abc"
@@ -29,26 +27,8 @@ def dead(request) -> Iterator[str]:
     if request.param == "refused":
         yield f"127.0.0.1:{free_port()}"
         return
-    server = socket.create_server(("127.0.0.1", 0))
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def swallow() -> None:
-        server.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                held.append(server.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=swallow, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{server.getsockname()[1]}"
-    stop.set()
-    thread.join()
-    for conn in held:
-        conn.close()
-    server.close()
+    with silent_server() as address:
+        yield address
 
 
 @pytest.fixture

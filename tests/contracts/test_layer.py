@@ -9,9 +9,9 @@ import httpx
 import pytest
 
 from ci_tools.clients.render import RenderAPI
-from ci_tools.sandbox.contract import LEDGER, TELEGRAM, Answer, value_errors
-from ci_tools.sandbox.render import FakeRender
-from ci_tools.sandbox.telegram import FakeTelegram
+from sandbox.contract import LEDGER, TELEGRAM, Answer, value_errors
+from sandbox.render import FakeRender
+from sandbox.telegram import FakeTelegram
 
 
 @pytest.fixture

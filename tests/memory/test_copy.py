@@ -15,7 +15,7 @@ from ci_tools.memory.ids import parse_user_id
 from ci_tools.memory.ops import copy_user
 from ci_tools.memory.records import BATCH
 from ci_tools.memory.undo import undo_backup
-from ci_tools.sandbox.redis import RedisServer, server_available
+from sandbox.redis import RedisServer, server_available
 from tests.memory.helpers import (
     OTHER,
     ROUTE,

@@ -8,8 +8,8 @@ import pytest
 
 from ci_tools.config import load_config
 from ci_tools.memory import net
-from ci_tools.sandbox.github import FakeGitHub
-from ci_tools.sandbox.render import FakeRender
+from sandbox.github import FakeGitHub
+from sandbox.render import FakeRender
 from tests.conftest import use
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)

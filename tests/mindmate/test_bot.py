@@ -5,9 +5,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from ci_tools.sandbox.bot import BotProcess, ThreadedBot
 from mindmate.settings import SettingsError, load_settings
 from mindmate.store import claim_env_marker
+from sandbox.bot import BotProcess, ThreadedBot
 from tests.conftest import WEBHOOK_SECRET
 
 USER = 4242

@@ -11,9 +11,9 @@ import logging
 import httpx
 import pytest
 
-from ci_tools.sandbox.bot import ThreadedBot
-from ci_tools.sandbox.redis import RedisServer
 from mindmate.store import claim_env_marker
+from sandbox.bot import ThreadedBot
+from sandbox.redis import RedisServer
 from tests.conftest import WEBHOOK_SECRET
 
 USER = 5150

@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from ci_tools.errors import ConfigError
-from ci_tools.sandbox.redis import RedisServer, find_server_binary
+from sandbox.redis import RedisServer, find_server_binary
 
 
 def call(telegram, token, method, **params):
@@ -99,6 +99,6 @@ def test_valkey_kind_and_missing_binary(monkeypatch):
     with RedisServer(kind="valkey") as server:
         assert server.version().startswith("9.")
     monkeypatch.setenv("REDIS_SERVER_BIN", "no-such-redis-server")
-    monkeypatch.setattr("ci_tools.sandbox.redis.valkey_binary", lambda: None)
+    monkeypatch.setattr("sandbox.redis.valkey_binary", lambda: None)
     with pytest.raises(ConfigError, match="install redis-server"):
         find_server_binary()

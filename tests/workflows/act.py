@@ -21,8 +21,8 @@ from pathlib import Path
 
 import yaml
 
-from ci_tools.sandbox.tools import find_tool
-from ci_tools.sandbox.world import World
+from sandbox.tools import find_tool
+from sandbox.world import World
 
 HERE = Path(__file__).resolve().parent
 STANDINS = {

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from cryptography.fernet import Fernet
 
-from ci_tools.sandbox.world import World, git
+from sandbox.world import World, git
 from tests.conftest import ROOT
 from tests.workflows.act import Act, Run
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from ci_tools.contracts import SPECS
-from ci_tools.sandbox.http import Request, Response, StandInServer
+from sandbox.http import Request, Response, StandInServer
 
 
 class Published(StandInServer):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ci_tools.sandbox.github import FakeGitHub
+from sandbox.github import FakeGitHub
 from tests.workflows.conftest import REPOSITORY, push
 
 

@@ -108,13 +108,17 @@ def test_a_rolled_back_release_names_its_snapshot_and_the_dispatch_that_restores
     assert "Nothing was restored automatically" in run.log
 
 
-def test_backup_yml_keeps_memory_nightly_of_the_date(world, act, prod):
-    run = act.run(
+def nightly_backup(world, act):
+    return act.run(
         "backup.yml",
         "workflow_dispatch",
         secrets=production_secrets(world),
         payload=dispatch("main"),
     )
+
+
+def test_backup_yml_keeps_memory_nightly_of_the_date(world, act, prod):
+    run = nightly_backup(world, act)
     assert run.ok, run.tail()
     today = datetime.now(UTC).strftime("%Y-%m-%d")
     file = kept_snapshot(act, run.run_id, f"memory-nightly-{today}")
@@ -138,12 +142,7 @@ def restore(world, act, mode: str, run_id: int, **inputs: str):
 def test_restore_dry_run_then_apply_one_user_then_undo(world, act, prod):
     prod.set("prod:memory:999", "a third user's fact")
     original = dumped(prod)
-    nightly = act.run(
-        "backup.yml",
-        "workflow_dispatch",
-        secrets=production_secrets(world),
-        payload=dispatch("main"),
-    )
+    nightly = nightly_backup(world, act)
     assert nightly.ok, nightly.tail()
 
     prod.delete(f"prod:memory:{USER}")
@@ -180,12 +179,7 @@ def test_restore_dry_run_then_apply_one_user_then_undo(world, act, prod):
 
 
 def test_restore_refuses_a_run_without_a_snapshot_and_an_absent_user(world, act, prod):
-    nightly = act.run(
-        "backup.yml",
-        "workflow_dispatch",
-        secrets=production_secrets(world),
-        payload=dispatch("main"),
-    )
+    nightly = nightly_backup(world, act)
     assert nightly.ok, nightly.tail()
     before = dumped(prod)
     nothing = restore(world, act, "apply", 424)

@@ -14,7 +14,7 @@ import socket
 import threading
 from collections.abc import Callable
 
-from ci_tools.sandbox.ports import free_port
+from sandbox.ports import free_port
 
 
 class Gate:

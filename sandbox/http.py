@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 from urllib.parse import parse_qsl, urlsplit
 
-from ci_tools.sandbox.contract import FAULT, LEDGER, Answer, Contract
+from sandbox.contract import FAULT, LEDGER, Answer, Contract
 
 
 class Request:

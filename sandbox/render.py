@@ -37,11 +37,11 @@ from typing import Any
 import httpx
 import redis
 
-from ci_tools.sandbox import contract as contracts
-from ci_tools.sandbox.bot import BotProcess, ThreadedBot
-from ci_tools.sandbox.gate import Gate
-from ci_tools.sandbox.http import Request, Response, StandInServer
-from ci_tools.sandbox.http import fault as fault_answer
+from sandbox import contract as contracts
+from sandbox.bot import BotProcess, ThreadedBot
+from sandbox.gate import Gate
+from sandbox.http import Request, Response, StandInServer
+from sandbox.http import fault as fault_answer
 
 _DEPLOY_PATH = re.compile(r"^/deploy/(?P<service>srv-[a-z0-9]+)$")
 _API_PATH = re.compile(r"^/v1/services/(?P<service>srv-[a-z0-9]+)(?P<rest>/.*)?$")

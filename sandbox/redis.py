@@ -18,7 +18,7 @@ from pathlib import Path
 import redis
 
 from ci_tools.errors import ConfigError
-from ci_tools.sandbox.ports import free_port
+from sandbox.ports import free_port
 
 
 def valkey_binary() -> Path | None:

@@ -16,9 +16,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from ci_tools.sandbox.redis import RedisServer
-from ci_tools.sandbox.render import FakeRender, FakeService
-from ci_tools.sandbox.telegram import FakeBot, FakeTelegram
+from sandbox.redis import RedisServer
+from sandbox.render import FakeRender, FakeService
+from sandbox.telegram import FakeBot, FakeTelegram
 
 PATTERNS = '["user:{user_id}:history", "user:{user_id}:profile", "memory:{user_id}"]'
 SECRETS = {"staging": "whsec-staging-0123456789", "production": "whsec-production-0123456789"}

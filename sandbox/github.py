@@ -28,9 +28,9 @@ from typing import Any
 
 from nacl.public import PrivateKey, SealedBox
 
-from ci_tools.sandbox import contract as contracts
-from ci_tools.sandbox import shapes
-from ci_tools.sandbox.http import Request, Response, StandInServer, fault
+from sandbox import contract as contracts
+from sandbox import shapes
+from sandbox.http import Request, Response, StandInServer, fault
 
 _PULLS = re.compile(r"^/repos/(?P<owner>[\w.-]+)/(?P<repo>[\w.-]+)/pulls$")
 _REPO = re.compile(r"^/repos/(?P<owner>[\w.-]+)/(?P<repo>[\w.-]+)(?P<rest>/.*)?$")

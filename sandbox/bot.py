@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import uvicorn
 
-from ci_tools.sandbox.ports import free_port
+from sandbox.ports import free_port
 
 
 class ThreadedBot:

@@ -26,8 +26,8 @@ from typing import Any
 
 import httpx
 
-from ci_tools.sandbox import contract as contracts
-from ci_tools.sandbox.http import Request, Response, StandInServer
+from sandbox import contract as contracts
+from sandbox.http import Request, Response, StandInServer
 
 _SECRET_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 _PATH = re.compile(r"^/bot(?P<token>[^/]+)/(?P<method>[A-Za-z]+)$")
