@@ -371,6 +371,9 @@ class FakeRender(StandInServer):
         return 404, {"message": "not found"}, {}
 
     def _hook(self, service_id: str, request: Request) -> Response:
+        """A deploy hook. Render's OpenAPI description has no such path (hooks are described only
+        in its docs, https://render.com/docs/deploy-hooks): the contract layer leaves it out,
+        as it does /whoami, the IP echo a runner asks."""
         service = self.services.get(service_id)
         if (
             request.method != "POST"
