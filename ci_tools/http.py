@@ -25,6 +25,23 @@ from ci_tools.errors import RemoteError
 from ci_tools.redact import redact
 
 TRANSIENT = (httpx.TransportError,)
+# A service that has not answered once in this run gets this long (to connect, and to retry a
+# refused connection) before it is said to be down: a deploy keeps its long deadline only once
+# Render has answered, so a command whose services are down says so in seconds.
+FIRST_CONTACT = 8.0
+
+
+class Contact:
+    """Whether a client's service has answered yet: the first call's budget, then the caller's."""
+
+    def __init__(self) -> None:
+        self.answered = False
+
+    def deadline(self, deadline: float) -> float:
+        return deadline if self.answered else min(deadline, time.monotonic() + FIRST_CONTACT)
+
+    def options(self) -> dict[str, Any]:
+        return {} if self.answered else {"timeout": FIRST_CONTACT}
 
 
 class MaybeDone(RemoteError):

@@ -19,7 +19,7 @@ import httpx
 
 from ci_tools.config import request_timeout
 from ci_tools.errors import ConfigError, RemoteError
-from ci_tools.http import request
+from ci_tools.http import Contact, request
 
 DEFAULT_API_URL = "https://api.github.com"
 ACTIONS_APP_ID = 15368  # the GitHub Actions app: required checks pinned to it
@@ -44,6 +44,7 @@ class GitHubAPI:
                 f"--repo {repo!r} is not OWNER/NAME", hint="e.g. --repo mindmate/mindmate-release"
             )
         self.repo = repo
+        self.contact = Contact()
         timeout = request_timeout(20)
         if budget is not None:  # a read-only look: a GitHub that is down is said fast
             timeout = min(timeout, budget)
@@ -66,14 +67,18 @@ class GitHubAPI:
 
     def send(self, method: str, path: str, what: str, **kwargs: Any) -> httpx.Response:
         """One request through the retry rules; the answer as it came (the caller reads it)."""
-        return request(self.client, method, path, deadline=time.monotonic() + self.budget,
-                       what=f"GitHub API, {what}", idempotent=method != "POST", **kwargs)  # fmt: skip
+        response = request(self.client, method, path, deadline=self.contact.deadline(time.monotonic() + self.budget),
+                           what=f"GitHub API, {what}", idempotent=method != "POST", **{**self.contact.options(), **kwargs})  # fmt: skip
+        self.contact.answered = True
+        return response
 
     def call(
         self, method: str, path: str, what: str, *, missing_ok: bool = False, **kwargs: Any
     ) -> Any:
-        response = request(self.client, method, path, deadline=time.monotonic() + self.budget, what=f"GitHub API, {what}",
-                           idempotent=method in ("GET", "PUT", "PATCH", "DELETE"), **kwargs)  # fmt: skip
+        response = request(self.client, method, path, deadline=self.contact.deadline(time.monotonic() + self.budget),
+                           what=f"GitHub API, {what}", idempotent=method in ("GET", "PUT", "PATCH", "DELETE"),
+                           **{**self.contact.options(), **kwargs})  # fmt: skip
+        self.contact.answered = True
         if response.status_code == 404 and missing_ok:
             return None
         if response.status_code == 401:
@@ -101,9 +106,11 @@ class GitHubAPI:
                 self.client,
                 "GET",
                 url,
-                deadline=time.monotonic() + self.budget,
+                deadline=self.contact.deadline(time.monotonic() + self.budget),
                 what=f"GitHub API, {what}",
+                **self.contact.options(),
             )
+            self.contact.answered = True
             if response.status_code >= 400:
                 self.call("GET", url, what)  # raises the right error
             body = response.json()

@@ -21,7 +21,7 @@ import httpx
 
 from ci_tools.config import render_api_url, render_timeout
 from ci_tools.errors import ConfigError, RemoteError
-from ci_tools.http import MaybeDone, request
+from ci_tools.http import Contact, MaybeDone, request
 
 IN_PROGRESS = (
     "created",
@@ -127,6 +127,7 @@ class RenderAPI:
             )
         self.service_id = service_id
         self.deadline = deadline
+        self.contact = Contact()
         self.client = httpx.Client(
             base_url=f"{render_api_url()}/v1",
             headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json"},
@@ -156,11 +157,12 @@ class RenderAPI:
             self.client,
             method,
             path,
-            deadline=self.deadline,
+            deadline=self.contact.deadline(self.deadline),
             what=f"Render API, {what}",
             idempotent=idempotent,
-            **kwargs,
+            **{**self.contact.options(), **kwargs},
         )
+        self.contact.answered = True
         if response.status_code == 404 and missing_ok:
             return None
         if response.status_code == 401:

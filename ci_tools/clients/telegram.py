@@ -23,7 +23,7 @@ import httpx
 
 from ci_tools.config import request_timeout, telegram_api_url
 from ci_tools.errors import RemoteError
-from ci_tools.http import request
+from ci_tools.http import Contact, request
 
 
 class TelegramError(RemoteError):
@@ -118,6 +118,7 @@ class Telegram:
             timeout = min(timeout, budget)
         self._client = httpx.Client(timeout=timeout)
         self._budget = budget if budget is not None else 6 * timeout  # retries end here
+        self._contact = Contact()  # until Telegram answers once, a down Telegram is said fast
 
     def __enter__(self) -> Telegram:
         return self
@@ -128,9 +129,10 @@ class Telegram:
     def _call(self, method: str, *, idempotent: bool = True, **params: Any) -> Any:
         response = request(
             self._client, "POST", f"{self._base}/{method}", json=params or None,
-            deadline=time.monotonic() + self._budget, what=f"Telegram {method}",
-            idempotent=idempotent, asked_wait=retry_after,
+            deadline=self._contact.deadline(time.monotonic() + self._budget), what=f"Telegram {method}",
+            idempotent=idempotent, asked_wait=retry_after, **self._contact.options(),
         )  # fmt: skip
+        self._contact.answered = True
         return result_of(response)
 
     def get_me(self) -> BotInfo:

@@ -11,19 +11,24 @@ import redis
 
 from ci_tools.config import Environment, request_timeout, require_secret
 from ci_tools.errors import ConfigError, InputError, RemoteError, VerificationError
+from ci_tools.http import FIRST_CONTACT
 from ci_tools.memory.copy import CONNECTION_ERRORS
 
 
 def connect(url: str, role: str) -> redis.Redis:
     """A client that never decodes (binary values survive) and fails fast when unreachable."""
     try:
+        # First contact on a short timeout, so a Redis that accepts and never answers is said
+        # to be down in seconds; the work after it may take the long one.
         client = redis.Redis.from_url(
             url,
             decode_responses=False,
-            socket_connect_timeout=request_timeout(10),
-            socket_timeout=request_timeout(60),
+            socket_connect_timeout=min(request_timeout(10), FIRST_CONTACT),
+            socket_timeout=min(request_timeout(60), FIRST_CONTACT),
         )
         client.ping()
+        client.connection_pool.disconnect()
+        client.connection_pool.connection_kwargs["socket_timeout"] = request_timeout(60)
     except ValueError:
         raise ConfigError(
             f"the {role} Redis URL is malformed",
