@@ -35,6 +35,7 @@ from ci_tools.clients.health import SCHEMA, Health, NotTheContract, aread_health
 from ci_tools.clients.telegram import AsyncTelegram, BotInfo, TelegramError, WebhookInfo
 from ci_tools.config import Config, Environment, request_timeout
 from ci_tools.errors import RemoteError
+from ci_tools.http import FIRST_CONTACT
 
 PENDING_LIMIT = 100
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name
@@ -335,6 +336,7 @@ class Probe:
             try:
                 check.detail, check.ok, check.cause = await test(bot, http), True, ""
                 check.remote = False
+                self._answered = True
                 break
             except Failed as exc:
                 check.detail, check.cause, check.definite = exc.detail, exc.cause, exc.definite
@@ -343,6 +345,7 @@ class Probe:
                     settled.set()  # no retry can fix it: the whole probe ends now
                     break
             except TelegramError as exc:
+                self._answered = True  # a refusal is an answer: Telegram is up
                 check.detail, check.cause = f"{exc.code} {exc.description}", "Telegram refused"
                 if exc.retry_after:  # flood control: wait what Telegram asks, not our interval
                     wait = max(wait, float(exc.retry_after))
@@ -353,6 +356,9 @@ class Probe:
                     "Telegram did not answer",
                     True,
                 )
+                if not self._answered and time.monotonic() - started >= FIRST_CONTACT:
+                    settled.set()  # never answered since the probe began: down, not "not yet"
+                    break
             if settled.is_set() or time.monotonic() + wait >= stop_at:
                 break
             with contextlib.suppress(TimeoutError):
@@ -375,6 +381,7 @@ class Probe:
 
     async def run(self, only: list[str] | None = None) -> list[Check]:
         stop_at = time.monotonic() + self.deadline
+        self._answered = False  # has Telegram answered anything yet in this probe?
         selected = [(n, t) for n, t in self.tests() if only is None or n in only]
         self.checks = [Check(name) for name, _ in selected]
         settled = asyncio.Event()
