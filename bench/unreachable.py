@@ -25,41 +25,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ci_tools.memory.files import RecordWriter  # noqa: E402
 from sandbox.ports import free_port, silent_server  # noqa: E402
 from sandbox.world import git  # noqa: E402
-from tests.commands.test_unreachable import API_KEY, COMMANDS, PASSWORD, TOKEN  # noqa: E402
+from tests.commands.test_unreachable import COMMANDS, unreachable_world  # noqa: E402
 
 SHORTENED = {"--timeout", "--deadline"}  # the test's short settings: dropped, defaults apply
 
 
 def environment(dead: str, tmp: Path) -> dict[str, str]:
-    base = f"http://{dead}"
-    config = (ROOT / "pyproject.toml").read_text()
-    config = config.replace("https://mindmate-dev.onrender.com", base).replace(
-        "https://mindmate-prod.onrender.com",
-        base.replace("127.0.0.1", "localhost"),  # two URLs, one port
-    )
-    (tmp / "pyproject.toml").write_text(config)
-    (tmp / "p.txt").write_text("Name: Ada\n")
-    header = {"kind": "snapshot", "scope": "environment", "env": "production", "prefix": "prod:"}
-    with RecordWriter(tmp / "snap" / "production-memory-1.jsonl", header, None) as writer:
-        writer.write_absent([b"prod:memory:42"])
-    repo = tmp / "repo"
-    repo.mkdir()
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "commit", "-q", "--allow-empty", "-m", "x")
-    git(repo, "branch", "develop")
-    git(repo, "commit", "-q", "--allow-empty", "-m", "hotfix")
+    """The test's unreachable world, with this process's environment less its CI settings."""
+    variables, repo = unreachable_world(dead, tmp)
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "CI_TOOLS_"))}
-    return {**environ,
-        "CI_TOOLS_CONFIG": str(tmp / "pyproject.toml"), "RENDER_API_URL": base, "TELEGRAM_API_URL": base,
-        "GITHUB_API_URL": base, "IP_ECHO_URL": base, "TELEGRAM_BOT_TOKEN": TOKEN, "NEW_TELEGRAM_BOT_TOKEN": TOKEN,
-        "TELEGRAM_WEBHOOK_SECRET": "whsec-x", "RENDER_API_KEY": API_KEY, "RENDER_SERVICE_ID": "srv-unreachable01",
-        "SOURCE_REDIS_URL": f"redis://:{PASSWORD}@{dead}/0", "TARGET_REDIS_URL": f"redis://:{PASSWORD}@{dead}/0",
-        "REDIS_URL": f"redis://:{PASSWORD}@{dead}/0", "GITHUB_TOKEN": "ghs_unreachable", "GITHUB_REPOSITORY": "m/r",
-        "SHA": git(repo, "rev-parse", "HEAD"), "REPO": str(repo),
-    }  # fmt: skip
+    return {**environ, **variables, "SHA": git(repo, "rev-parse", "HEAD"), "REPO": str(repo)}
 
 
 def argv(name: str, sha: str, tmp: Path) -> list[str]:

@@ -7,6 +7,7 @@ accepts the connection and never answers (a timeout, kept short by CI_TOOLS_TIME
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -31,17 +32,28 @@ def dead(request) -> Iterator[str]:
         yield address
 
 
-@pytest.fixture
-def nowhere(dead, tmp_path, monkeypatch):
-    """Every service URL points at the dead one; a config whose bots live there too."""
+def unreachable_world(dead: str, tmp: Path) -> tuple[dict[str, str], Path]:
+    """Every service URL at the dead one, a config whose bots live there too, the files some
+    commands read, and a repository: the variables to export, and the folder to run in."""
     base = f"http://{dead}"
     config = (ROOT / "pyproject.toml").read_text()
     config = config.replace("https://mindmate-dev.onrender.com", base).replace(
-        "https://mindmate-prod.onrender.com", base.replace("127.0.0.1", "localhost")
+        "https://mindmate-prod.onrender.com",
+        base.replace("127.0.0.1", "localhost"),  # two URLs, one port
     )
-    (tmp_path / "pyproject.toml").write_text(config)
-    for name, value in {
-        "CI_TOOLS_CONFIG": str(tmp_path / "pyproject.toml"), "CI_TOOLS_TIMEOUT": "1",
+    (tmp / "pyproject.toml").write_text(config)
+    (tmp / "p.txt").write_text("Name: Ada\nLikes tea\n")
+    header = {"kind": "snapshot", "scope": "environment", "env": "production", "prefix": "prod:"}
+    with RecordWriter(tmp / "snap" / "production-memory-1.jsonl", header, None) as writer:
+        writer.write_absent([b"prod:memory:42"])
+    repo = tmp / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "commit", "-q", "--allow-empty", "-m", "x")
+    git(repo, "branch", "develop")
+    git(repo, "commit", "-q", "--allow-empty", "-m", "a hotfix on main: develop lacks it")
+    variables = {
+        "CI_TOOLS_CONFIG": str(tmp / "pyproject.toml"),
         "RENDER_API_URL": base, "TELEGRAM_API_URL": base, "GITHUB_API_URL": base, "IP_ECHO_URL": base,
         "TELEGRAM_BOT_TOKEN": TOKEN, "NEW_TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_WEBHOOK_SECRET": "whsec-x",
         "RENDER_API_KEY": API_KEY, "RENDER_SERVICE_ID": "srv-unreachable01",
@@ -49,14 +61,16 @@ def nowhere(dead, tmp_path, monkeypatch):
         "SOURCE_REDIS_URL": f"redis://:{PASSWORD}@{dead}/0", "TARGET_REDIS_URL": f"redis://:{PASSWORD}@{dead}/0",
         "REDIS_URL": f"redis://:{PASSWORD}@{dead}/0", "GITHUB_TOKEN": "ghs_unreachableToken0123456789",
         "GITHUB_REPOSITORY": "mindmate/mindmate-release",
-    }.items():  # fmt: skip
+    }  # fmt: skip
+    return variables, repo
+
+
+@pytest.fixture
+def nowhere(dead, tmp_path, monkeypatch):
+    """Every service unreachable; requests time out after a second (CI_TOOLS_TIMEOUT)."""
+    variables, repo = unreachable_world(dead, tmp_path)
+    for name, value in {**variables, "CI_TOOLS_TIMEOUT": "1"}.items():
         monkeypatch.setenv(name, value)
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "commit", "-q", "--allow-empty", "-m", "x")
-    git(repo, "branch", "develop")
-    git(repo, "commit", "-q", "--allow-empty", "-m", "a hotfix on main: develop lacks it")
     monkeypatch.chdir(repo)
     return git(repo, "rev-parse", "HEAD"), tmp_path
 
@@ -117,10 +131,6 @@ SERVICE_WORDS = (
 @pytest.mark.parametrize("name", sorted(COMMANDS))
 def test_an_unreachable_service_is_one_line_and_exit_4(name, nowhere, capsys):
     sha, tmp = nowhere
-    (tmp / "p.txt").write_text("Name: Ada\nLikes tea\n")
-    header = {"kind": "snapshot", "scope": "environment", "env": "production", "prefix": "prod:"}
-    with RecordWriter(tmp / "snap" / "production-memory-1.jsonl", header, None) as writer:
-        writer.write_absent([b"prod:memory:42"])
     argv = [a.format(sha=sha, tmp=tmp) for a in COMMANDS[name]]
     assert main(argv) == 4, capsys.readouterr()
     out, err = capsys.readouterr()
