@@ -13,7 +13,7 @@ from ci_tools.clients.health import Health, NotTheContract, read_health
 from ci_tools.clients.render import RenderAPI, monotonic_deadline
 from ci_tools.clients.telegram import TelegramError, bot_info
 from ci_tools.config import Config, optional_secret, request_timeout
-from ci_tools.cutover import CUTOVER_AT_VAR, PREVIOUS_BOT_VAR, window_end
+from ci_tools.cutover import CUTOVER_AT_VAR, FINISHED_VAR, PREVIOUS_BOT_VAR, window_end
 from ci_tools.errors import FatalError, RemoteError
 from ci_tools.github_settings import check_if_possible
 from ci_tools.memory import net
@@ -120,9 +120,15 @@ def _rollback_window(config: Config) -> Item:
             api_key, service_id, deadline=monotonic_deadline(BUDGET), timeout=BUDGET
         ) as api:
             previous, at = api.env_var(PREVIOUS_BOT_VAR), api.env_var(CUTOVER_AT_VAR)
+            finished = api.env_var(FINISHED_VAR)
     except FatalError as exc:
         return Item(name, False, exc.message, exc.hint or "", remote=isinstance(exc, RemoteError))
     ends = window_end(config, at)
+    if finished and not previous:
+        on, _, old = finished.partition(" ")
+        return Item(
+            name, True, f"rollback window closed on {on} ({old} forgotten by cutover --finish)"
+        )
     if not previous or ends is None:
         return Item(
             name, False, "no cutover recorded on the production service", "run ci-tools cutover"

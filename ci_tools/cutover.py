@@ -1,4 +1,5 @@
-"""Phase 2 and its undo: the production service's bot token, swapped and probed.
+"""Phase 2 and its undo: an environment's bot token (production's, or staging's new bot), swapped
+and probed.
 
 Forward: production gets the new bot's token (through Render's single-key endpoint:
 a PUT of the whole list would replace every other variable), ``main`` is deployed
@@ -37,6 +38,7 @@ TOKEN_VAR = "TELEGRAM_BOT_TOKEN"  # noqa: S105 - variable names, not values
 PREVIOUS_TOKEN_VAR = "PREVIOUS_TELEGRAM_BOT_TOKEN"  # noqa: S105
 PREVIOUS_BOT_VAR = "PREVIOUS_BOT"
 CUTOVER_AT_VAR = "CUTOVER_AT"
+FINISHED_VAR = "CUTOVER_FINISHED"  # "<when> <@old bot>": the window was closed (cutover --finish)
 Status = Callable[[str], None]
 
 
@@ -47,6 +49,7 @@ class CutoverRequest:
     api_key: str
     service_id: str
     webhook_secret: str | None
+    env_name: str = ""  # "" = the environment with cutover_target (production)
     timeout: float = 900
     deadline: float = 90
     poll: float = 2.0
@@ -54,7 +57,7 @@ class CutoverRequest:
 
 @dataclass(frozen=True)
 class CutoverResult:
-    now: BotInfo  # the bot production answers as
+    now: BotInfo  # the bot the environment answers as
     replaced: BotInfo | None  # the bot it answered as before
     window_ends: datetime | None  # until when ``--back`` is available
 
@@ -82,12 +85,12 @@ def window_end(config: Config, cutover_at: str | None) -> datetime | None:
 def forward(
     request: CutoverRequest, new_token: str, *, on_status: Status = lambda line: None
 ) -> CutoverResult:
-    env = request.config.role("cutover_target")
+    env = target(request)
     new = whose(new_token, "NEW_TELEGRAM_BOT_TOKEN")
     if not new.is_named(env.bot_username):
         raise ConfigError(
-            f"NEW_TELEGRAM_BOT_TOKEN is @{new.username}'s, but production expects @{env.bot_username}",
-            hint="use the new production bot's token, or fix bot_username in pyproject.toml",
+            f"NEW_TELEGRAM_BOT_TOKEN is @{new.username}'s, but {env.name} expects @{env.bot_username}",
+            hint=f"use the new {env.name} bot's token, or fix bot_username in pyproject.toml",
         )
     with _api(request) as api:
         old_token = api.env_var(TOKEN_VAR)
@@ -114,7 +117,7 @@ def back(
     request: CutoverRequest, previous_token: str | None, *, after_window: bool = False,
     on_status: Status = lambda line: None,
 ) -> CutoverResult:  # fmt: skip
-    env = request.config.role("cutover_target")
+    env = target(request)
     with _api(request) as api:
         stored = api.env_var(PREVIOUS_TOKEN_VAR)
         recorded = api.env_var(PREVIOUS_BOT_VAR) or ""
@@ -140,11 +143,11 @@ def back(
     if recorded_id.isdigit() and int(recorded_id) != previous.id:
         raise ConfigError(
             f"{PREVIOUS_TOKEN_VAR} is @{previous.username}'s, but the cutover replaced {recorded.split()[0]}",
-            hint="use the token of the bot production ran before the cutover",
+            hint=f"use the token of the bot {env.name} ran before the cutover",
         )
     if previous.is_named(env.bot_username):
         raise ConfigError(
-            f"{PREVIOUS_TOKEN_VAR} is @{previous.username}'s, the production bot itself: nothing to go back to",
+            f"{PREVIOUS_TOKEN_VAR} is @{previous.username}'s, the {env.name} bot itself: nothing to go back to",
             hint="pass the old bot's token",
         )
     current = bot_info(current_token) if current_token else None
@@ -157,6 +160,37 @@ def back(
                 PREVIOUS_BOT_VAR, f"@{current.username} {current.id}" if current else "unknown"
             )
     return CutoverResult(previous, current, ends)
+
+
+def target(request: CutoverRequest) -> Environment:
+    """The environment whose bot changes: the one named, else the cutover target (production)."""
+    if request.env_name:
+        return request.config.env(request.env_name)
+    return request.config.role("cutover_target")
+
+
+def finish(request: CutoverRequest, *, now: bool = False) -> tuple[str, datetime | None]:
+    """After the rollback window (or ``now``): forget the previous bot on the service, so its
+    token no longer sits beside the live one. The old bot itself is left alone: it may be
+    the staging bot by now. Returns the bot forgotten and when the window ended."""
+    env = target(request)
+    with _api(request) as api:
+        previous = api.env_var(PREVIOUS_BOT_VAR)
+        ends = window_end(request.config, api.env_var(CUTOVER_AT_VAR))
+        if not previous and not api.env_var(PREVIOUS_TOKEN_VAR):
+            raise InputError(f"{env.render_service} keeps no previous bot: nothing to finish",
+                             hint="the window was finished already, or no cutover ran")  # fmt: skip
+        if ends is not None and datetime.now(UTC) < ends and not now:
+            raise InputError(
+                f"the rollback window of {env.name} is open until {ends:%Y-%m-%d %H:%M} UTC: "
+                f"{(previous or 'the old bot').split()[0]} can still come back with cutover --back",
+                hint="wait until then, or pass --now --yes to close it early",
+            )
+        for name in (PREVIOUS_TOKEN_VAR, PREVIOUS_BOT_VAR, CUTOVER_AT_VAR):
+            api.delete_env_var(name)
+        forgotten = (previous or "unknown").split()[0]
+        api.set_env_var(FINISHED_VAR, f"{datetime.now(UTC):%Y-%m-%d} {forgotten}")
+    return forgotten, ends
 
 
 def _api(request: CutoverRequest) -> RenderAPI:
@@ -177,7 +211,7 @@ def _swap(
     try:
         deploy(env, request.commit, timeout=request.timeout, poll=request.poll, on_status=on_status)
         probe_or_fail(probe, _config_for(request.config, env), request.commit, started,
-                      f"Probe of production as @{bot.username}", lambda title, checks: None)  # fmt: skip
+                      f"Probe of {env.name} as @{bot.username}", lambda title, checks: None)  # fmt: skip
     except FatalError as failure:
         reverted = _revert(request, env, old_token, on_status)
         raise VerificationError(

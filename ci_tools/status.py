@@ -25,7 +25,7 @@ from ci_tools.clients.health import read_health
 from ci_tools.clients.render import RenderAPI
 from ci_tools.clients.telegram import Telegram, TelegramError
 from ci_tools.config import Config, Environment, optional_secret
-from ci_tools.cutover import CUTOVER_AT_VAR, PREVIOUS_BOT_VAR, window_end
+from ci_tools.cutover import CUTOVER_AT_VAR, FINISHED_VAR, PREVIOUS_BOT_VAR, window_end
 from ci_tools.errors import FatalError, RemoteError
 from ci_tools.memory import net
 
@@ -232,13 +232,16 @@ class EnvStatus:
         try:
             with self._render() as api:
                 previous, at = api.env_var(PREVIOUS_BOT_VAR), api.env_var(CUTOVER_AT_VAR)
+                finished = api.env_var(FINISHED_VAR)
         except FatalError as exc:
             return Item(
                 name, False, exc.message, exc.hint or "", remote=isinstance(exc, RemoteError)
             )
         ends = window_end(self.config, at)
+        if finished and not previous:
+            return Item(name, True, f"rollback window closed on {finished}")
         if not previous or ends is None:
-            return Item(name, True, "no old bot kept (closed, or no cutover yet)")
+            return Item(name, True, "no old bot kept (no cutover yet)")
         state = "open" if ends > self.now else "over: finish the plan"
         return Item(name, True, f"{previous.split()[0]} kept until {ends:%Y-%m-%d} ({state})")
 

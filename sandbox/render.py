@@ -478,6 +478,10 @@ class FakeRender(StandInServer):
             if method == "PUT":
                 service.env[key] = str((request.json() or {}).get("value", ""))
                 return 200, {"key": key, "value": service.env[key]}, {}
+            if method == "DELETE":  # Render: 204 No Content, 404 when there is no such variable
+                if service.env.pop(key, None) is None:
+                    return 404, {"message": "env var not found"}, {}
+                return 204, None, {}
         return 404, {"message": "not found"}, {}
 
     # -- deploys -------------------------------------------------------------------

@@ -141,3 +141,20 @@ def test_services_refusing_connections_are_said_in_seconds(world, released, caps
     assert code == 4
     line = captured.err.strip()
     assert line.count("\n") == 0 and "could not be checked" in line
+
+
+def test_a_finished_window_reads_as_closed_in_status_and_acceptance(world, released, capsys):
+    from ci_tools.acceptance import _rollback_window
+    from ci_tools.config import load_config
+
+    world.services["production"].env["CUTOVER_FINISHED"] = "2026-12-20 @mindmate_legacy_bot"
+    code, document = status(capsys, "production")
+    assert code == 0
+    assert (
+        items(document)["the rollback window"]["detail"]
+        == "rollback window closed on 2026-12-20 @mindmate_legacy_bot"
+    )
+    item = _rollback_window(load_config())
+    assert item.ok is True and item.detail.startswith(
+        "rollback window closed on 2026-12-20 (@mindmate_legacy_bot"
+    )

@@ -294,6 +294,15 @@ class RenderAPI:
         return dict(self._call("PATCH", f"/key-value/{kv_id}", "changing the Key Value allow list",
                                json={"ipAllowList": blocks}))  # fmt: skip
 
+    def delete_env_var(self, key: str) -> None:
+        """DELETE one variable; one that is already gone is fine (the same call twice is safe)."""
+        self._call(
+            "DELETE",
+            f"/services/{self.service_id}/env-vars/{key}",
+            f"removing {key}",
+            missing_ok=True,
+        )
+
     def env_var(self, key: str) -> str | None:
         data = self._call(
             "GET", f"/services/{self.service_id}/env-vars/{key}", f"reading {key}", missing_ok=True

@@ -1,4 +1,5 @@
-"""``ci-tools cutover [--back]``: phase 2 — production gets the new bot's token — and its undo."""
+"""``ci-tools cutover [--back | --finish] [--env ENV]``: phase 2 — production (or staging) gets
+the new bot's token — its undo within the rollback window, and closing the window after it."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from ci_tools.errors import ConfigError
 from ci_tools.needs import Needs
 
 if TYPE_CHECKING:  # annotations only: the modules load when the command runs
-    from ci_tools.cutover import CutoverResult
+    from ci_tools.cutover import CutoverRequest, CutoverResult
 
 NEEDS = Needs(
     required=("RENDER_API_KEY", "RENDER_SERVICE_ID"),
@@ -30,7 +31,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "cutover",
         help="phase 2: give production the new bot's token, deploy main, probe (--back undoes it)",
     )
-    cut.add_argument("--commit", required=True, help="the main commit to deploy")
+    cut.add_argument("--env", dest="env_name", default="", metavar="ENV",
+                     help="whose bot (default: the cutover target, production; staging for its new bot)")  # fmt: skip
+    cut.add_argument(
+        "--commit", help="the commit of the environment's branch to deploy (not for --finish)"
+    )
+    cut.add_argument("--finish", action="store_true",
+                     help="after the rollback window: forget the previous bot on the service")  # fmt: skip
+    cut.add_argument(
+        "--now", action="store_true", help="--finish before the window ends (with --yes)"
+    )
+    cut.add_argument("--yes", action="store_true", help="confirm --now")
     cut.add_argument("--back", action="store_true",
                      help="put the previous bot's token back (within the rollback window)")  # fmt: skip
     cut.add_argument(
@@ -45,38 +56,69 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ci_tools.cutover import PREVIOUS_TOKEN_VAR, CutoverRequest, back, forward
     from ci_tools.deploy import parse_commit
+    from ci_tools.errors import InputError
 
     secrets = args.secrets
+    if args.now and not args.yes:
+        raise InputError("--now closes the rollback window early: the old bot can no longer come back",
+                         hint="add --yes if that is what you want")  # fmt: skip
+    if not args.finish and not args.commit:
+        raise InputError(
+            "--commit is needed to deploy", hint="pass the commit of the environment's branch"
+        )
     request = CutoverRequest(
-        config=load_config(), commit=parse_commit(args.commit), api_key=secrets["RENDER_API_KEY"],
+        config=load_config(), commit=parse_commit(args.commit) if args.commit else "", api_key=secrets["RENDER_API_KEY"],
         service_id=secrets["RENDER_SERVICE_ID"], webhook_secret=secrets.get("TELEGRAM_WEBHOOK_SECRET"),
-        timeout=args.timeout, deadline=args.deadline, poll=args.poll,
+        env_name=args.env_name, timeout=args.timeout, deadline=args.deadline, poll=args.poll,
     )  # fmt: skip
+    if args.finish:
+        return _finished(request, now=args.now)
     if args.back:
         result = back(request, secrets.get(PREVIOUS_TOKEN_VAR), after_window=args.after_window,
                       on_status=printer(False))  # fmt: skip
-        return _report(result, "Cutover undone", "production answers as the previous bot again")
+        return _report(result, "Cutover undone", "answers as the previous bot again", request)
     if "NEW_TELEGRAM_BOT_TOKEN" not in secrets:
         raise ConfigError(
-            "missing secret NEW_TELEGRAM_BOT_TOKEN (the new production bot's token)",
-            hint="set it in the production environment, or pass --back to undo a cutover",
+            "missing secret NEW_TELEGRAM_BOT_TOKEN (the new bot's token)",
+            hint="set it in the environment's secrets, or pass --back to undo a cutover",
         )
     result = forward(request, secrets["NEW_TELEGRAM_BOT_TOKEN"], on_status=printer(False))
-    return _report(result, "Cutover", "production answers as the new bot")
+    return _report(result, "Cutover", "answers as the new bot", request)
 
 
-def _report(result: CutoverResult, title: str, what: str) -> int:
-    from ci_tools import github
-    from ci_tools.cutover import PREVIOUS_TOKEN_VAR
+def _finished(request: CutoverRequest, *, now: bool) -> int:
+    from ci_tools.cutover import finish, target
     from ci_tools.output import Report, report
 
-    rows = [["✓", "production answers as", f"@{result.now.username} (id {result.now.id})"]]
+    env = target(request)
+    forgotten, ends = finish(request, now=now)
+    when = f"the window ended {ends:%Y-%m-%d}" if ends else "no window was recorded"
+    rows = [
+        [
+            "✓",
+            f"{env.name} forgot the previous bot",
+            f"{forgotten} ({when}{', closed early' if now else ''})",
+        ]
+    ]
+    report(Report(f"Rollback window of {env.name} closed", ["", "", ""], rows,
+                  notes=[f"✓ rollback window closed: {forgotten} can no longer come back with cutover --back; "
+                         "the bot itself was left alone"]))  # fmt: skip
+    return 0
+
+
+def _report(result: CutoverResult, title: str, what: str, request: CutoverRequest) -> int:
+    from ci_tools import github
+    from ci_tools.cutover import PREVIOUS_TOKEN_VAR, target
+    from ci_tools.output import Report, report
+
+    env = target(request)
+    rows = [["✓", f"{env.name} answers as", f"@{result.now.username} (id {result.now.id})"]]
     github.set_output("bot", result.now.username)
     if result.replaced:
         github.set_output("previous_bot", result.replaced.username)
         rows.append(["", "it replaced", f"@{result.replaced.username} (id {result.replaced.id}); "
-                     f"its token is kept on the production service as {PREVIOUS_TOKEN_VAR}"])  # fmt: skip
-    notes = [f"✓ {what}: @{result.now.username}"]
+                     f"its token is kept on the {env.name} service as {PREVIOUS_TOKEN_VAR}"])  # fmt: skip
+    notes = [f"✓ {env.name} {what}: @{result.now.username}"]
     if result.window_ends:
         github.set_output("window_ends", result.window_ends.isoformat())
         notes.append(

@@ -20,6 +20,7 @@ RENDER: Final = (
     "PUT /services/{serviceId}/env-vars",
     "GET /services/{serviceId}/env-vars/{envVarKey}",
     "PUT /services/{serviceId}/env-vars/{envVarKey}",
+    "DELETE /services/{serviceId}/env-vars/{envVarKey}",
     "GET /key-value",
     "GET /key-value/{keyValueId}",
     "PATCH /key-value/{keyValueId}",

@@ -94,3 +94,45 @@ def test_back_with_a_token_of_another_bot_is_refused_before_any_change(
     assert (len(service.deploys), service.env) == (deploys_before, env_before)
     assert stranger.token not in run.log
     assert_no_secret(run, world)
+
+
+def test_the_window_is_finished_only_when_over_or_when_told(world, act, old_bot_on_production):
+    run = cutover(world, act, "forward", NEW_TELEGRAM_BOT_TOKEN=world.bots["production"].token)
+    assert run.ok, run.tail()
+    service = world.services["production"]
+    refused = cutover(world, act, "finish")
+    assert not refused.ok and "the rollback window of production is open until" in refused.log
+    assert service.env["PREVIOUS_TELEGRAM_BOT_TOKEN"] == old_bot_on_production.token
+    values = environment_secrets(world, "production")
+    closed = act.run("cutover.yml", "workflow_dispatch", secrets=values,
+                     payload=dispatch("main", direction="finish", finish_now="true"))  # fmt: skip
+    assert closed.ok, closed.tail()
+    assert "rollback window closed: @mindmate_legacy_bot can no longer come back" in closed.log
+    assert not {"PREVIOUS_TELEGRAM_BOT_TOKEN", "PREVIOUS_BOT", "CUTOVER_AT"} & set(service.env)
+    assert health(world, "production")["bot"]["username"] == "mindmate_companion_bot"  # untouched
+    assert service.env["CUTOVER_FINISHED"].endswith(
+        " @mindmate_legacy_bot"
+    )  # acceptance: window closed
+    assert old_bot_on_production.token not in closed.log
+    assert_no_secret(closed, world)
+
+
+def test_staging_gets_a_new_bot_with_the_same_guarantees(world, act):
+    legacy = world.telegram.add_bot("mindmate_old_staging_bot")
+    world.services["staging"].env["TELEGRAM_BOT_TOKEN"] = legacy.token
+    start_live(world, "staging", world.commit("develop", "develop before the new staging bot"))
+    new = world.bots["staging"]  # @mindmate_dev_bot, the username the config expects
+    values = environment_secrets(
+        world, "staging", TELEGRAM_BOT_TOKEN=legacy.token, NEW_TELEGRAM_BOT_TOKEN=new.token
+    )
+    run = act.run("cutover.yml", "workflow_dispatch", secrets=values,
+                  payload=dispatch("main", direction="forward", environment="staging"))  # fmt: skip
+    assert run.ok, run.tail()
+    assert health(world, "staging")["bot"]["username"] == new.username
+    assert "staging answers as the new bot: @mindmate_dev_bot" in run.log
+    assert (
+        world.services["staging"].env["PREVIOUS_TELEGRAM_BOT_TOKEN"] == legacy.token
+    )  # for --back
+    assert world.services["production"].env["TELEGRAM_BOT_TOKEN"] == world.bots["production"].token
+    for value in (new.token, legacy.token):
+        assert value not in run.log
