@@ -53,10 +53,16 @@ def test_a_healthy_production_after_a_release(world, released, capsys):
     )
 
 
-def test_the_human_table_ends_in_one_short_line(world, released, capsys):
-    assert main(["status", "production"]) == 0
-    out = capsys.readouterr().out
-    assert "a deploy is live" in out and "Status of production" in out
+def test_the_human_output_is_one_table_then_one_short_line(world, released, capsys):
+    world.redis["production"].stop()
+    assert main(["status", "production"]) == 5
+    out, err = capsys.readouterr()
+    assert "Status of production" in out and "a deploy is live" in out
+    assert out.count("│ ✗ │") == 1  # the unmet item, once: in the table, not again below it
+    assert not [line for line in out.splitlines() if line.startswith("✗ ")]
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and len(lines[0]) <= 260, lines  # "ci-tools: verification: " + ≤ 200
+    assert "/healthz: this environment, Redis ok" in lines[0]
 
 
 def test_a_revoked_token_fails_naming_it(world, released, capsys):
@@ -121,7 +127,7 @@ def test_history_links_a_rollback_to_the_deploy_it_went_back_to(world, released,
     assert f"rollback → {good_deploy}" in capsys.readouterr().out
 
 
-def test_history_pages_through_rendres_cursor(world, released, capsys):
+def test_history_asks_render_for_one_page_of_the_limit(world, released, capsys):
     for n in range(3):
         assert release(world, world.commit("main", f"release {n}")) == 0
     capsys.readouterr()
