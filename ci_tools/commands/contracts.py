@@ -22,7 +22,7 @@ PROVIDERS = ("render", "github", "telegram")
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "contracts", help="compare or cut the providers' API descriptions"
+        "contracts", help="fetch, compare or cut the providers' API descriptions"
     )
     sub = parser.add_subparsers(dest="contracts_command", required=True, metavar="ACTION")
     diff = sub.add_parser("diff", help="what changed between two copies, in the operations we use")

@@ -29,7 +29,8 @@ NEEDS = Needs(
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     cut = subparsers.add_parser(
         "cutover",
-        help="phase 2: give production the new bot's token, deploy main, probe (--back undoes it)",
+        help="phase 2: a new bot's token on production (or --env staging), deployed and probed; "
+        "--back undoes it, --finish closes the rollback window",
     )
     cut.add_argument("--env", dest="env_name", default="", metavar="ENV",
                      help="whose bot (default: the cutover target, production; staging for its new bot)")  # fmt: skip
