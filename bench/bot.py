@@ -36,9 +36,7 @@ from sandbox.telegram import FakeTelegram  # noqa: E402
 SECRET = "whsec-bench-0123456789"
 
 
-async def burst(
-    url: str, updates: list[dict[str, Any]], concurrency: int
-) -> tuple[float, Counter[int], int]:
+async def burst(url: str, updates: list[dict[str, Any]], concurrency: int) -> tuple[float, Counter[int], int]:
     """Deliver every update, redelivering each 5xx (or dropped connection) as Telegram would."""
     limit = asyncio.Semaphore(concurrency)
     statuses: Counter[int] = Counter()
@@ -49,9 +47,7 @@ async def burst(
         for attempt in range(200):
             async with limit:
                 try:
-                    response = await client.post(
-                        url, json=update, headers={"X-Telegram-Bot-Api-Secret-Token": SECRET}
-                    )
+                    response = await client.post(url, json=update, headers={"X-Telegram-Bot-Api-Secret-Token": SECRET})
                     status = response.status_code
                 except httpx.HTTPError:
                     status = 599
@@ -78,15 +74,17 @@ def run(args: argparse.Namespace, *, restart: bool) -> None:
         claim_env_marker(redis_server.client(), "dev:", "staging")
         port = free_port()
         environ = {
-            "ENV": "staging", "TELEGRAM_BOT_TOKEN": bot.token, "TELEGRAM_WEBHOOK_SECRET": SECRET,
-            "REDIS_URL": redis_server.url, "PORT": str(port), "TELEGRAM_API_URL": telegram.url,
-            "RENDER_EXTERNAL_URL": f"http://127.0.0.1:{port}", "RENDER_GIT_COMMIT": "bench",
-        }  # fmt: skip
+            "ENV": "staging",
+            "TELEGRAM_BOT_TOKEN": bot.token,
+            "TELEGRAM_WEBHOOK_SECRET": SECRET,
+            "REDIS_URL": redis_server.url,
+            "PORT": str(port),
+            "TELEGRAM_API_URL": telegram.url,
+            "RENDER_EXTERNAL_URL": f"http://127.0.0.1:{port}",
+            "RENDER_GIT_COMMIT": "bench",
+        }
         with BotProcess(environ, log_path=Path(root) / "bot.log") as process:
-            updates = [
-                telegram.make_update(1000 + i % args.users, f"/remember fact {i}")
-                for i in range(args.updates)
-            ]
+            updates = [telegram.make_update(1000 + i % args.users, f"/remember fact {i}") for i in range(args.updates)]
             if restart:  # stop Redis a moment into the burst, bring it back shortly after
 
                 def blip() -> None:
@@ -96,29 +94,23 @@ def run(args: argparse.Namespace, *, restart: bool) -> None:
                     redis_server.start()
 
                 threading.Thread(target=blip, daemon=True).start()
-            seconds, statuses, redeliveries = asyncio.run(
-                burst(f"{process.url}/telegram", updates, args.concurrency)
-            )
+            seconds, statuses, redeliveries = asyncio.run(burst(f"{process.url}/telegram", updates, args.concurrency))
         client = redis_server.client(decode_responses=True)
-        stored = [
-            fact
-            for user in range(args.users)
-            for fact in client.lrange(f"dev:memory:{1000 + user}", 0, -1)
-        ]
+        stored = [fact for user in range(args.users) for fact in client.lrange(f"dev:memory:{1000 + user}", 0, -1)]
     sent = {f"fact {i}" for i in range(args.updates)}
     twice = [fact for fact, n in Counter(stored).items() if n > 1]
     title = "with Redis restarted mid-burst" if restart else "steady"
-    print(f"  {title:32} {args.updates / seconds:7.0f} updates/s   sent {len(sent)}, stored {len(stored)} "
-          f"({len(set(stored) & sent)} distinct), twice {len(twice)}; answers {dict(sorted(statuses.items()))}, "
-          f"redelivered {redeliveries}")  # fmt: skip
+    print(
+        f"  {title:32} {args.updates / seconds:7.0f} updates/s   sent {len(sent)}, stored {len(stored)} "
+        f"({len(set(stored) & sent)} distinct), twice {len(twice)}; answers {dict(sorted(statuses.items()))}, "
+        f"redelivered {redeliveries}"
+    )
     if set(stored) != sent or twice:
         raise SystemExit(f"  ✗ lost {len(sent - set(stored))}, stored twice {len(twice)}")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--updates", type=int, default=400)
     parser.add_argument("--users", type=int, default=40)
     parser.add_argument("--concurrency", type=int, default=40)

@@ -38,9 +38,7 @@ print(time.perf_counter() - started)
 
 
 def load_seconds() -> float:
-    done = subprocess.run(
-        [sys.executable, "-c", LOAD], cwd=ROOT, capture_output=True, text=True, check=True
-    )
+    done = subprocess.run([sys.executable, "-c", LOAD], cwd=ROOT, capture_output=True, text=True, check=True)
     return float(done.stdout)
 
 
@@ -54,9 +52,7 @@ def timed(urls: list[tuple[str, dict[str, str]]], calls: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=200)
     args = parser.parse_args()
     loads = [load_seconds() for _ in range(3)]

@@ -117,10 +117,16 @@ def tool(out: Path, source_url: str, target_url: str) -> dict[str, float]:
     os.environ["SOURCE_REDIS_URL"], os.environ["TARGET_REDIS_URL"] = source_url, target_url
     config = load_config(ROOT / "pyproject.toml")
     request = CopyRequest(
-        user_id=USER, source_env=config.env("staging"), target_env=config.env("production"),
-        source_prefix="dev:", target_prefix="prod:", patterns=(PATTERN,), apply=True,
-        policy="replace", out_dir=out,
-    )  # fmt: skip
+        user_id=USER,
+        source_env=config.env("staging"),
+        target_env=config.env("production"),
+        source_prefix="dev:",
+        target_prefix="prod:",
+        patterns=(PATTERN,),
+        apply=True,
+        policy="replace",
+        out_dir=out,
+    )
     started = time.perf_counter()
     outcome = copy_user(request)
     timings = dict(outcome.timings)
@@ -139,16 +145,12 @@ def child(n: int) -> None:
 
 
 def peak_rss(n: int) -> int:
-    result = subprocess.run(
-        [sys.executable, __file__, "--child", str(n)], capture_output=True, text=True, check=True
-    )
+    result = subprocess.run([sys.executable, __file__, "--child", str(n)], capture_output=True, text=True, check=True)
     return int(json.loads(result.stdout.strip().splitlines()[-1])["max_rss_kib"])
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--keys", type=int, default=20_000, help="N: the user's keys")
     parser.add_argument("--others", type=int, default=20_000, help="M: other users' keys")
     parser.add_argument("--rtt-ms", type=float, default=0.0)
@@ -158,9 +160,7 @@ def main() -> None:
         default=0,
         help="time the naive loop on this many keys (default: all, or 300 with RTT)",
     )
-    parser.add_argument(
-        "--rss", type=int, default=5_000, help="N for the RSS check (then 10·N); 0 skips it"
-    )
+    parser.add_argument("--rss", type=int, default=5_000, help="N for the RSS check (then 10·N); 0 skips it")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -168,9 +168,7 @@ def main() -> None:
         return
     with RedisServer() as dev, RedisServer() as prod, tempfile.TemporaryDirectory() as out:
         populate(dev.client(), args.keys, args.others)
-        proxies = (
-            [DelayProxy(s.port, args.rtt_ms).start() for s in (dev, prod)] if args.rtt_ms else []
-        )
+        proxies = [DelayProxy(s.port, args.rtt_ms).start() for s in (dev, prod)] if args.rtt_ms else []
         source_port, target_port = (p.port for p in proxies) if proxies else (dev.port, prod.port)
         source = redis.Redis(port=source_port)
         target = redis.Redis(port=target_port)
@@ -182,9 +180,7 @@ def main() -> None:
         a = sample / naive(source, target, keys[:sample])
         reset_target(prod.client())
         cpu_before = (own_cpu(), server_cpu(dev.client()), server_cpu(prod.client()))
-        timings = tool(
-            Path(out), f"redis://127.0.0.1:{source_port}/0", f"redis://127.0.0.1:{target_port}/0"
-        )
+        timings = tool(Path(out), f"redis://127.0.0.1:{source_port}/0", f"redis://127.0.0.1:{target_port}/0")
         cpu = [
             after - before
             for after, before in zip(
@@ -199,9 +195,7 @@ def main() -> None:
         for proxy in proxies:
             proxy.stop()
 
-    print(
-        f"memory copy benchmark: N={n} user keys among {args.keys + args.others} keys, RTT {args.rtt_ms:g} ms"
-    )
+    print(f"memory copy benchmark: N={n} user keys among {args.keys + args.others} keys, RTT {args.rtt_ms:g} ms")
     print(f"  (a)  naive DUMP/PTTL/RESTORE loop     {a:12,.0f} keys/s  (timed on {sample} keys)")
     print(f"  (b)  memory copy --apply, end to end  {b:12,.0f} keys/s")
     print(f"  (b') its copy phase alone             {b_copy:12,.0f} keys/s")
@@ -210,9 +204,7 @@ def main() -> None:
     print(f"  b/a  = {b / a:8.1f}   (target ≥ {'100' if args.rtt_ms >= 20 else '10'})")
     print(f"  b'/c = {b_copy / c:8.2f}   (target ≥ 0.4 at 0 ms)")
     print(f"  b/c  = {b / c:8.2f}   (retired target; see the CPU ceiling below)")
-    print(
-        f"  coverage audit = {timings['audit'] / timings['total']:6.1%} of end to end   (target ≤ 10%)"
-    )
+    print(f"  coverage audit = {timings['audit'] / timings['total']:6.1%} of end to end   (target ≤ 10%)")
     cores = len(os.sched_getaffinity(0))
     floor = sum(cpu) / cores  # b's wall time if every CPU-second ran in parallel
     print(
@@ -222,7 +214,8 @@ def main() -> None:
     if args.rss:
         small, large = peak_rss(args.rss), peak_rss(args.rss * 10)
         print(
-            f"  peak RSS: N={args.rss}: {small / 1024:.0f} MiB, N={args.rss * 10}: {large / 1024:.0f} MiB, ratio {large / small:.2f} (target ≤ 1.5)"
+            f"  peak RSS: N={args.rss}: {small / 1024:.0f} MiB, N={args.rss * 10}: {large / 1024:.0f} MiB, "
+            f"ratio {large / small:.2f} (target ≤ 1.5)"
         )
 
 

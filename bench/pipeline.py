@@ -40,6 +40,9 @@ jobs:
       - name: start ci-tools
         run: ci-tools --help > /dev/null
 """
+# The pins the workflows use (tests/workflows/act.py maps them to the offline stand-ins).
+CHECKOUT_SHA = "3d3c42e5aac5ba805825da76410c181273ba90b1"
+SETUP_UV_SHA = "20cfd1bf945f4377ade1205e4dbc17946fc9a30d"
 UV = "      - uses: ./.github/actions/setup-ci-tools"
 PIP = """      - name: pip install (the old path)
         run: |
@@ -72,37 +75,67 @@ def run_job(repo: Path, setup: str, scratch: Path) -> float:
     if not (bin_dir / "uv").exists():
         (bin_dir / "uv").symlink_to(find_tool("uv"))
     env_file = scratch / "env"
-    env_file.write_text(
-        f"STANDIN_REMOTE={repo}\nSTANDIN_BIN={bin_dir}\nSTANDIN_PYTHON={sys._base_executable}\n"
-    )
-    flags = [f for name, path in STANDINS.items() for f in ("--local-repository", f"{name}@"
-             f"{'3d3c42e5aac5ba805825da76410c181273ba90b1' if name == 'actions/checkout' else '20cfd1bf945f4377ade1205e4dbc17946fc9a30d'}={path}")
-             if name in ("actions/checkout", "astral-sh/setup-uv")]  # fmt: skip
+    env_file.write_text(f"STANDIN_REMOTE={repo}\nSTANDIN_BIN={bin_dir}\nSTANDIN_PYTHON={sys._base_executable}\n")
+    flags = [
+        f
+        for name, path in STANDINS.items()
+        for f in (
+            "--local-repository",
+            f"{name}@{CHECKOUT_SHA if name == 'actions/checkout' else SETUP_UV_SHA}={path}",
+        )
+        if name in ("actions/checkout", "astral-sh/setup-uv")
+    ]
     done = subprocess.run(
-        [find_tool("act"), "workflow_dispatch", "-W", ".github/workflows/overhead.yml", "-P", "ubuntu-24.04=-self-hosted",
-         "--no-skip-checkout", "--action-offline-mode", "--action-cache-path", str(scratch / f"act-{time.time_ns()}"),
-         "--env-file", str(env_file), *flags],
-        cwd=repo, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        [
+            find_tool("act"),
+            "workflow_dispatch",
+            "-W",
+            ".github/workflows/overhead.yml",
+            "-P",
+            "ubuntu-24.04=-self-hosted",
+            "--no-skip-checkout",
+            "--action-offline-mode",
+            "--action-cache-path",
+            str(scratch / f"act-{time.time_ns()}"),
+            "--env-file",
+            str(env_file),
+            *flags,
+        ],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if done.returncode != 0:
         raise SystemExit(f"the job failed:\n{done.stdout[-3000:]}{done.stderr[-2000:]}")
     timed = re.findall(r"Success - Main (.+?) \[([0-9.]+)(m?s)\]", done.stdout)
-    return sum(float(t) / (1000 if unit == "ms" else 1) for name, t, unit in timed
-               if "checkout" not in name and not name.startswith(("set -euo", "./.github")))  # fmt: skip
+    return sum(
+        float(t) / (1000 if unit == "ms" else 1)
+        for name, t, unit in timed
+        if "checkout" not in name and not name.startswith(("set -euo", "./.github"))
+    )
 
 
 def import_time() -> float:
     return min(
-        float(subprocess.run([sys.executable, "-c", "import time, runpy; t=time.perf_counter(); import ci_tools.__main__; "
-                              "print(time.perf_counter()-t)"], capture_output=True, text=True, check=True).stdout)
+        float(
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    "import time, runpy; t=time.perf_counter(); import ci_tools.__main__; print(time.perf_counter()-t)",
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
         for _ in range(5)
-    )  # fmt: skip
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as root:

@@ -28,9 +28,7 @@ from sandbox.world import World  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
@@ -77,9 +75,7 @@ def main() -> None:
                 total += time.perf_counter() - started
             alone.append(total)
     best_full, best_alone = min(full), min(alone)
-    print(
-        f"probe benchmark: {len(names)} checks, {args.latency * 1000:.0f} ms on every stand-in request"
-    )
+    print(f"probe benchmark: {len(names)} checks, {args.latency * 1000:.0f} ms on every stand-in request")
     print(f"  full probe (concurrent)      {best_full:6.3f} s")
     print(f"  checks one by one (sum)      {best_alone:6.3f} s")
     print(f"  ratio                        {best_full / best_alone:6.2f}   (target ≤ 0.35)")

@@ -38,9 +38,7 @@ def main() -> None:
             f"  {name[:70]:<70} {runs['processes'][1][index].seconds:>8.1f}s {runs['threads'][1][index].seconds:>7.1f}s"
         )
     for label, (total, _) in runs.items():
-        print(
-            f"  total with bots as {label:<9} {total:6.1f} s   ratio to {TARGET:.0f} s: {total / TARGET:.2f}"
-        )
+        print(f"  total with bots as {label:<9} {total:6.1f} s   ratio to {TARGET:.0f} s: {total / TARGET:.2f}")
 
 
 if __name__ == "__main__":

@@ -53,8 +53,16 @@ def secret(world: World) -> str:
 def exposure(deadline: float, fail_fast: bool) -> float:
     """Seconds a bad release is live before its rollback deploy is created."""
     with production_with("open_webhook", True) as (world, config, bad, token):
-        request = ReleaseRequest(config.env("production"), bad, token, timeout=60, deadline=deadline,
-                                 poll=0.1, fail_fast=fail_fast, webhook_secret=secret(world))  # fmt: skip
+        request = ReleaseRequest(
+            config.env("production"),
+            bad,
+            token,
+            timeout=60,
+            deadline=deadline,
+            poll=0.1,
+            fail_fast=fail_fast,
+            webhook_secret=secret(world),
+        )
         with contextlib.suppress(VerificationError):  # it must fail: that is the point
             release(request, config)
         deploys = world.services["production"].deploys
@@ -67,24 +75,26 @@ def transient(lag: float, deadline: float) -> float:
     """Seconds a release takes to pass when the URL serves the old commit ``lag`` s after live."""
     with production_with("late_switch", lag) as (world, config, sha, token):
         started = time.monotonic()
-        release(ReleaseRequest(config.env("production"), sha, token, timeout=60, deadline=deadline,
-                               poll=0.1, webhook_secret=secret(world)), config)  # fmt: skip
+        release(
+            ReleaseRequest(
+                config.env("production"),
+                sha,
+                token,
+                timeout=60,
+                deadline=deadline,
+                poll=0.1,
+                webhook_secret=secret(world),
+            ),
+            config,
+        )
         return time.monotonic() - started
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--deadline", type=float, default=90, help="the probe deadline (default 90)"
-    )
-    parser.add_argument(
-        "--lag", type=float, default=20, help="seconds the old commit stays on the URL"
-    )
-    parser.add_argument(
-        "--skip-baseline", action="store_true", help="do not wait out the old behaviour"
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--deadline", type=float, default=90, help="the probe deadline (default 90)")
+    parser.add_argument("--lag", type=float, default=20, help="seconds the old commit stays on the URL")
+    parser.add_argument("--skip-baseline", action="store_true", help="do not wait out the old behaviour")
     args = parser.parse_args()
     now = exposure(args.deadline, fail_fast=True)
     print(f"rollback benchmark: a definite probe failure, probe deadline {args.deadline:.0f} s")
@@ -94,9 +104,7 @@ def main() -> None:
         print(f"  live → rollback started, retry to deadline   {before:6.1f} s")
         print(f"  ratio now / before                           {now / before:6.3f}")
     took = transient(args.lag, args.deadline)
-    print(
-        f"  transient: old commit on the URL for {args.lag:.0f} s → release passed in {took:.1f} s"
-    )
+    print(f"  transient: old commit on the URL for {args.lag:.0f} s → release passed in {took:.1f} s")
 
 
 if __name__ == "__main__":

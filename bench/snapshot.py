@@ -31,9 +31,7 @@ from sandbox.redis import RedisServer  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1000,10000,100000")
     args = parser.parse_args()
     os.environ["MEMORY_SNAPSHOT_KEY"] = Fernet.generate_key().decode()
@@ -46,21 +44,35 @@ def main() -> None:
             prod.client().set("prod:meta:env", "production")
             os.environ["SOURCE_REDIS_URL"], os.environ["TARGET_REDIS_URL"] = dev.url, prod.url
             request = CopyRequest(
-                user_id=USER, source_env=config.env("staging"), target_env=config.env("production"),
-                source_prefix="dev:", target_prefix="prod:", patterns=("bench:{user_id}:*",), apply=True,
-                policy="fail", out_dir=Path(out) / "copy",
-            )  # fmt: skip
+                user_id=USER,
+                source_env=config.env("staging"),
+                target_env=config.env("production"),
+                source_prefix="dev:",
+                target_prefix="prod:",
+                patterns=("bench:{user_id}:*",),
+                apply=True,
+                policy="fail",
+                out_dir=Path(out) / "copy",
+            )
             started = time.perf_counter()
             copied = copy_user(request)
             copy_s = time.perf_counter() - started
             assert copied.verified == size, copied.verified
             started = time.perf_counter()
-            taken = points.take_snapshot(prod.client(), config.env("production"), Path(out) / "before",
-                                         server="bench", max_mb=10_000, protected=())  # fmt: skip
+            taken = points.take_snapshot(
+                prod.client(),
+                config.env("production"),
+                Path(out) / "before",
+                server="bench",
+                max_mb=10_000,
+                protected=(),
+            )
             snapshot_s = time.perf_counter() - started
             assert taken.keys == size + 1, taken.keys  # and the marker
-        print(f"  {size:>7}  {snapshot_s:>8.2f}s  {copy_s:>8.2f}s  {snapshot_s / copy_s:>6.2f}"
-              + ("   (target ≤ 2 s)" if size == 10_000 else ""))  # fmt: skip
+        print(
+            f"  {size:>7}  {snapshot_s:>8.2f}s  {copy_s:>8.2f}s  {snapshot_s / copy_s:>6.2f}"
+            + ("   (target ≤ 2 s)" if size == 10_000 else "")
+        )
 
 
 if __name__ == "__main__":

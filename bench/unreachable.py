@@ -52,9 +52,7 @@ def argv(name: str, sha: str, tmp: Path) -> list[str]:
     return out
 
 
-def timed(
-    name: str, environ: dict[str, str], tmp: Path, cap: float
-) -> tuple[str, float | None, int | None]:
+def timed(name: str, environ: dict[str, str], tmp: Path, cap: float) -> tuple[str, float | None, int | None]:
     command = [sys.executable, "-m", "ci_tools", *argv(name, environ["SHA"], tmp)]
     started = time.monotonic()
     try:
@@ -73,13 +71,9 @@ def timed(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cap", type=float, default=120)
-    parser.add_argument(
-        "--workers", type=int, default=2, help="commands at a time (more skews the times)"
-    )
+    parser.add_argument("--workers", type=int, default=2, help="commands at a time (more skews the times)")
     args = parser.parse_args()
     hung = contextlib.ExitStack()
     swallowing = hung.enter_context(silent_server())
@@ -94,10 +88,7 @@ def main() -> None:
             tmp = Path(root) / re.sub(r"\W", "-", mode)
             tmp.mkdir()
             environ = environment(dead, tmp)
-            jobs += [
-                (mode, pool.submit(timed, name, environ, tmp, args.cap))
-                for name in sorted(COMMANDS)
-            ]
+            jobs += [(mode, pool.submit(timed, name, environ, tmp, args.cap)) for name in sorted(COMMANDS)]
         for mode, job in jobs:
             name, seconds, code = job.result()
             results.setdefault(name, {})[mode] = (seconds, code)
@@ -117,9 +108,7 @@ def main() -> None:
             over += bool(flag)
             cells.append(f"{seconds:5.1f} s e{code}{flag}")
         print(f"  {name:<18} {cells[0]:>12} {cells[1]:>15}")
-    print(
-        f"  {over} of {2 * len(results)} runs over their limit (15 s refused, 30 s never answering)"
-    )
+    print(f"  {over} of {2 * len(results)} runs over their limit (15 s refused, 30 s never answering)")
 
 
 if __name__ == "__main__":

@@ -37,9 +37,24 @@ from ci_tools.needs import NOTHING, resolve, running
 
 # In the order of the plan: look, ship, check, undo, migrate, rehearse.
 COMMAND_MODULES = (
-    config, flow, github_command, deploy, release, probe, rollback, preflight, cutover, keyvalue, memory, announce,
-    acceptance, rehearse, status, history, contracts,
-)  # fmt: skip
+    config,
+    flow,
+    github_command,
+    deploy,
+    release,
+    probe,
+    rollback,
+    preflight,
+    cutover,
+    keyvalue,
+    memory,
+    announce,
+    acceptance,
+    rehearse,
+    status,
+    history,
+    contracts,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,9 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="MindMate's release pipeline: deploy, probe, roll back, copy memory.",
     )
     parser.add_argument("--version", action="version", version=f"ci-tools {__version__}")
-    parser.add_argument(
-        "-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)"
-    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMAND_MODULES:
         module.add_parser(subparsers)
@@ -59,9 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _configure_logging(verbosity: int) -> None:
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
-    logging.basicConfig(
-        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger().setLevel(level)
     # httpx logs every request URL at INFO; keep it for -vv only (it is redacted anyway).
     logging.getLogger("httpx").setLevel(logging.DEBUG if verbosity > 1 else logging.WARNING)

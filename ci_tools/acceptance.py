@@ -33,9 +33,13 @@ REPOSITORY_FILES = (
 
 
 def acceptance(
-    config: Config, user_id: int, snapshot: Path | None, since: float | None, deadline: float = 30,
+    config: Config,
+    user_id: int,
+    snapshot: Path | None,
+    since: float | None,
+    deadline: float = 30,
     repo_root: Path | None = None,
-) -> list[Item]:  # fmt: skip
+) -> list[Item]:
     env = config.role("cutover_target")
     items: list[Item] = []
     root = repo_root or config.path.parent
@@ -53,9 +57,7 @@ def acceptance(
     me = None
     name = f"the new bot @{env.bot_username} exists"
     if not token:
-        items.append(
-            Item(name, None, "TELEGRAM_BOT_TOKEN not set", "export the production bot's token")
-        )
+        items.append(Item(name, None, "TELEGRAM_BOT_TOKEN not set", "export the production bot's token"))
     else:
         try:
             me = bot_info(token, budget=BUDGET)
@@ -72,34 +74,54 @@ def acceptance(
         with httpx.Client(timeout=min(request_timeout(10), BUDGET)) as client:
             health = read_health(client, env.health_url)
     except (httpx.HTTPError, NotTheContract) as exc:
-        items.append(Item("the production service runs it", False, str(exc) or type(exc).__name__,
-                          f"{env.health_url} does not answer the health contract"))  # fmt: skip
+        items.append(
+            Item(
+                "the production service runs it",
+                False,
+                str(exc) or type(exc).__name__,
+                f"{env.health_url} does not answer the health contract",
+            )
+        )
     else:
         runs = me is not None and health.bot_id == me.id
-        items.append(Item("the production service runs it", runs, f"{env.health_path}: @{health.bot_username}",
-                          "" if runs else "run ci-tools cutover"))  # fmt: skip
+        items.append(
+            Item(
+                "the production service runs it",
+                runs,
+                f"{env.health_path}: @{health.bot_username}",
+                "" if runs else "run ci-tools cutover",
+            )
+        )
     commit = health.commit if health else None
     if me and token and commit:
         try:
-            probe = Probe(
-                env, commit, config, token, deadline=deadline, webhook_secret=webhook_secret
-            )
+            probe = Probe(env, commit, config, token, deadline=deadline, webhook_secret=webhook_secret)
             checks = run_probe(probe)
             failed = failures(checks)
-            items.append(Item("the probe passes", not failed, f"{len(checks) - len(failed)}/{len(checks)} checks",
-                              "; ".join(c.cause or c.detail for c in failed)))  # fmt: skip
+            items.append(
+                Item(
+                    "the probe passes",
+                    not failed,
+                    f"{len(checks) - len(failed)}/{len(checks)} checks",
+                    "; ".join(c.cause or c.detail for c in failed),
+                )
+            )
         except FatalError as exc:
             items.append(Item("the probe passes", False, exc.message, exc.hint or ""))
     else:
-        items.append(
-            Item("the probe passes", None, "needs the bot and /healthz", "fix the items above")
-        )
+        items.append(Item("the probe passes", None, "needs the bot and /healthz", "fix the items above"))
     memory_items, window, github_items, durability, last = (job.result() for job in later)
     pool.shutdown()
     items += memory_items + window
     missing = [f for f in REPOSITORY_FILES if not (root / f).is_file()]
-    items.append(Item("the branch flow, its workflows and rulesets are in the repository", not missing,
-                      "all present" if not missing else "missing " + ", ".join(missing), "restore them from main" if missing else ""))  # fmt: skip
+    items.append(
+        Item(
+            "the branch flow, its workflows and rulesets are in the repository",
+            not missing,
+            "all present" if not missing else "missing " + ", ".join(missing),
+            "restore them from main" if missing else "",
+        )
+    )
     # Files in the repository are not the flow in force: GitHub's own settings are read back.
     return items + github_items + durability + last
 
@@ -116,9 +138,7 @@ def _rollback_window(config: Config) -> Item:
             "export both to read the window",
         )
     try:
-        with RenderAPI(
-            api_key, service_id, deadline=monotonic_deadline(BUDGET), timeout=BUDGET
-        ) as api:
+        with RenderAPI(api_key, service_id, deadline=monotonic_deadline(BUDGET), timeout=BUDGET) as api:
             previous, at = api.env_var(PREVIOUS_BOT_VAR), api.env_var(CUTOVER_AT_VAR)
             finished = api.env_var(FINISHED_VAR)
     except FatalError as exc:
@@ -126,13 +146,9 @@ def _rollback_window(config: Config) -> Item:
     ends = window_end(config, at)
     if finished and not previous:
         on, _, old = finished.partition(" ")
-        return Item(
-            name, True, f"rollback window closed on {on} ({old} forgotten by cutover --finish)"
-        )
+        return Item(name, True, f"rollback window closed on {on} ({old} forgotten by cutover --finish)")
     if not previous or ends is None:
-        return Item(
-            name, False, "no cutover recorded on the production service", "run ci-tools cutover"
-        )
+        return Item(name, False, "no cutover recorded on the production service", "run ci-tools cutover")
     return Item(
         name,
         True,
@@ -140,9 +156,7 @@ def _rollback_window(config: Config) -> Item:
     )
 
 
-def _memory_items(
-    prefix: str, user_id: int, snapshot: Path | None, since: float | None
-) -> list[Item]:
+def _memory_items(prefix: str, user_id: int, snapshot: Path | None, since: float | None) -> list[Item]:
     url = optional_secret("REDIS_URL")
     if not url:
         unmet = Item(
@@ -165,8 +179,10 @@ def _memory_items(
     except (redis.RedisError, OSError) as exc:
         said = f"Redis did not answer ({type(exc).__name__})"
         fix = "check REDIS_URL and the Key Value's allow list"
-        return [Item("the user's memory is in prod", False, said, fix, remote=True),
-                Item("the user has talked to the new bot", False, said, fix, remote=True)]  # fmt: skip
+        return [
+            Item("the user's memory is in prod", False, said, fix, remote=True),
+            Item("the user has talked to the new bot", False, said, fix, remote=True),
+        ]
     items = []
     if snapshot is None:
         items.append(
@@ -196,9 +212,7 @@ def _memory_items(
                 lost += sum(1 for fact in record.value if fact not in facts)
         ok = not missing and not lost
         detail = (
-            "every key present, every remembered fact kept"
-            if ok
-            else f"missing {missing[:3]}, {lost} fact(s) lost"
+            "every key present, every remembered fact kept" if ok else f"missing {missing[:3]}, {lost} fact(s) lost"
         )
         items.append(
             Item(
@@ -212,6 +226,12 @@ def _memory_items(
     last_seen = client.hget(f"{prefix}user:{user_id}:profile", "last_seen")
     seen = int(last_seen) if last_seen else None
     talked = seen is not None and since is not None and seen >= int(since)
-    items.append(Item("the user has talked to the new bot", talked,
-                      f"last seen {seen}" if seen else "never", "" if talked else "send them the announcement (ci-tools announce)"))  # fmt: skip
+    items.append(
+        Item(
+            "the user has talked to the new bot",
+            talked,
+            f"last seen {seen}" if seen else "never",
+            "" if talked else "send them the announcement (ci-tools announce)",
+        )
+    )
     return items

@@ -66,17 +66,19 @@ def open_pr(repo: str, token: str, source: str, target: str) -> str | None:
 
         def existing() -> str | None:
             try:
-                found = api.send("GET", f"/repos/{repo}/pulls", "finding the open back-merge PR",
-                                 params={"head": f"{repo.split('/')[0]}:{source}", "base": target, "state": "open"})  # fmt: skip
+                found = api.send(
+                    "GET",
+                    f"/repos/{repo}/pulls",
+                    "finding the open back-merge PR",
+                    params={"head": f"{repo.split('/')[0]}:{source}", "base": target, "state": "open"},
+                )
             except RemoteError:
                 return None
             pulls = found.json() if found.is_success else []
             return str(pulls[0]["html_url"]) if pulls else None
 
         try:
-            response = api.send(
-                "POST", f"/repos/{repo}/pulls", "opening the back-merge PR", json=body
-            )
+            response = api.send("POST", f"/repos/{repo}/pulls", "opening the back-merge PR", json=body)
         except MaybeDone as lost:  # the PR may exist now: look before saying anything
             url = existing()
             if url:

@@ -28,9 +28,7 @@ def load_blueprint(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(
-            f"{path} not found", hint="render.yaml belongs at the repository root"
-        ) from None
+        raise ConfigError(f"{path} not found", hint="render.yaml belongs at the repository root") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path.name} is not valid YAML: {exc}".splitlines()[0]) from None
     if not isinstance(data, dict) or not isinstance(data.get("services"), list):
@@ -75,9 +73,7 @@ def blueprint_problems(config: Config, blueprint: dict[str, Any]) -> list[str]:
             for allowlist in ("TESTER_IDS", "PRODUCTION_BOT"):
                 var = variables.get(allowlist)
                 if var is None or var.get("sync") is not False:
-                    problems.append(
-                        f"{where}: {allowlist} must be declared with sync: false (the tester allowlist)"
-                    )
+                    problems.append(f"{where}: {allowlist} must be declared with sync: false (the tester allowlist)")
         if variables.get("UV_VERSION", {}).get("value") is None:
             problems.append(f"{where}: UV_VERSION must pin the uv that builds from uv.lock")
         if variables.get("ENV", {}).get("value") != env.name:
@@ -91,27 +87,19 @@ def blueprint_problems(config: Config, blueprint: dict[str, Any]) -> list[str]:
         source = variables.get("REDIS_URL", {}).get("fromService") or {}
         redis_name = source.get("name")
         if source.get("type") != "keyvalue" or source.get("property") != "connectionString":
-            problems.append(
-                f"{where}: REDIS_URL must come fromService type keyvalue, property connectionString"
-            )
+            problems.append(f"{where}: REDIS_URL must come fromService type keyvalue, property connectionString")
         if redis_name != env.key_value:
-            problems.append(
-                f"{where}: REDIS_URL comes from {redis_name!r}, but key_value is {env.key_value!r}"
-            )
+            problems.append(f"{where}: REDIS_URL comes from {redis_name!r}, but key_value is {env.key_value!r}")
         kv = services.get(redis_name)
         if kv is None or kv.get("type") != "keyvalue":
-            problems.append(
-                f"{where}: REDIS_URL names {redis_name!r}, which is not a keyvalue service"
-            )
+            problems.append(f"{where}: REDIS_URL names {redis_name!r}, which is not a keyvalue service")
             continue
         if kv.get("maxmemoryPolicy") != "noeviction":
             problems.append(f"keyvalue {redis_name}: maxmemoryPolicy must be noeviction")
         if kv.get("ipAllowList") != []:
             problems.append(f"keyvalue {redis_name}: ipAllowList must be [] (no outside access)")
     redis_names = [
-        (_env_vars(services[e.render_service]).get("REDIS_URL", {}).get("fromService") or {}).get(
-            "name"
-        )
+        (_env_vars(services[e.render_service]).get("REDIS_URL", {}).get("fromService") or {}).get("name")
         for e in config.environments.values()
         if e.render_service in services
     ]

@@ -33,20 +33,14 @@ TELEGRAM_DOWN = "Telegram did not answer: check TELEGRAM_API_URL and the network
 def report(title: str, items: list[Item], *, as_json: bool = False) -> None:
     """Report the checklist as one table (each unmet item with its fix), then fail in one short
     line that counts what is unmet and names the services that did not answer."""
-    rows = [
-        [i.mark, i.name, i.detail, i.fix if i.ok is not True or i.warning else ""] for i in items
-    ]
+    rows = [[i.mark, i.name, i.detail, i.fix if i.ok is not True or i.warning else ""] for i in items]
     unmet = [i for i in items if i.ok is not True]
     # Warnings pass (they are not in the final line), so they are said once more below the table.
     notes = [f"! {i.name}: {i.fix}" for i in items if i.warning and i.fix and i.ok is True]
     document = {"title": title, "items": [i.__dict__ for i in items]}
-    output.report(
-        output.Report(title, ["", "item", "seen", "fix"], rows, document, notes), as_json=as_json
-    )
+    output.report(output.Report(title, ["", "item", "seen", "fix"], rows, document, notes), as_json=as_json)
     unanswered = [i for i in unmet if i.remote]
-    if (
-        unanswered
-    ):  # a service that did not answer judged nothing: exit 4, not "verification failed"
+    if unanswered:  # a service that did not answer judged nothing: exit 4, not "verification failed"
         raise RemoteError(
             f"{len(unanswered)} of {len(items)} items could not be checked: "
             + short(", ".join(services(unanswered)) + " did not answer"),
@@ -63,9 +57,7 @@ SERVICES = ("Telegram", "Render", "GitHub", "Redis", "healthz")
 def services(items: list[Item]) -> list[str]:
     """The outside services these items waited for, named once each (the table has the rest)."""
     named = [s for s in SERVICES if any(s in i.detail for i in items)]
-    return [("the bot's /healthz" if s == "healthz" else s) for s in named] or [
-        i.name for i in items
-    ]
+    return [("the bot's /healthz" if s == "healthz" else s) for s in named] or [i.name for i in items]
 
 
 def short(text: str, limit: int = 200) -> str:

@@ -36,9 +36,15 @@ ROLES = {
     "testers_only": "staging",  # its bot serves TESTER_IDS only (preflight, render.yaml)
 }
 _OPTIONAL_FIELDS = (
-    "key_prefix", "memory_patterns", "health_path", "probe_user_id", "key_value", "reviewers", "deploy_branches",
+    "key_prefix",
+    "memory_patterns",
+    "health_path",
+    "probe_user_id",
+    "key_value",
+    "reviewers",
+    "deploy_branches",
     *ROLES,
-)  # fmt: skip
+)
 # The reserved probe user: Telegram user ids fit in 52 bits and are handed out far below
 # this one, so no real person has it. The bot's PROBE_USER_ID defaults to the same value.
 DEFAULT_PROBE_USER_ID = 2**52 - 1
@@ -113,9 +119,7 @@ class Config:
     environments: dict[str, Environment]
     flow: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_FLOW))
     default_branch: str = "develop"  # GitHub's default branch: where dependabot's security PRs go
-    rollback_window_days: int = (
-        14  # how long the old bot is kept after the cutover (plan: 1 to 2 weeks)
-    )
+    rollback_window_days: int = 14  # how long the old bot is kept after the cutover (plan: 1 to 2 weeks)
     memory_backup: MemoryBackup = field(default_factory=MemoryBackup)
     watch: Watch = field(default_factory=Watch)
 
@@ -179,17 +183,13 @@ def load_config(path: Path | None = None) -> Config:
         raise ConfigError(f"cannot read {path}: {exc}", hint="fix the file's TOML syntax") from None
     section = data.get("tool", {}).get("ci_tools")
     if not isinstance(section, dict):
-        raise ConfigError(
-            f"{path} has no [tool.ci_tools] section", hint="add the environments table (see README)"
-        )
+        raise ConfigError(f"{path} has no [tool.ci_tools] section", hint="add the environments table (see README)")
     environments = _parse_environments(section.get("environments"), path)
     flow = _parse_flow(section.get("flow", DEFAULT_FLOW), path)
     _check_consistency(environments, path)
     window = section.get("rollback_window_days", 14)
     if not isinstance(window, int) or isinstance(window, bool) or window < 1:
-        raise ConfigError(
-            f"{path.name}: [tool.ci_tools] rollback_window_days must be a whole number of days ≥ 1"
-        )
+        raise ConfigError(f"{path.name}: [tool.ci_tools] rollback_window_days must be a whole number of days ≥ 1")
     default_branch = section.get("default_branch", "develop")
     if not isinstance(default_branch, str) or default_branch not in flow:
         raise ConfigError(
@@ -197,8 +197,15 @@ def load_config(path: Path | None = None) -> Config:
             hint="dependabot's security updates open PRs into it, so it must accept dependabot/**: use develop",
         )
     backup = _parse_memory_backup(section.get("memory_backup", {}), environments, path)
-    return Config(path=path, environments=environments, flow=flow, rollback_window_days=window,
-                  default_branch=default_branch, memory_backup=backup, watch=_parse_watch(section.get("watch", {}), path))  # fmt: skip
+    return Config(
+        path=path,
+        environments=environments,
+        flow=flow,
+        rollback_window_days=window,
+        default_branch=default_branch,
+        memory_backup=backup,
+        watch=_parse_watch(section.get("watch", {}), path),
+    )
 
 
 def _parse_watch(raw: Any, path: Path) -> Watch:
@@ -211,14 +218,14 @@ def _parse_watch(raw: Any, path: Path) -> Watch:
         or isinstance(every, bool)
         or every not in (5, 10, 15, 20, 30, 60, 120, 180, 240, 360, 720)
     ):
-        raise ConfigError(f"{where}: interval_minutes must divide an hour or a day evenly, from 5 to 720",
-                          hint="GitHub runs schedules at most every 5 minutes; e.g. 30")  # fmt: skip
+        raise ConfigError(
+            f"{where}: interval_minutes must divide an hour or a day evenly, from 5 to 720",
+            hint="GitHub runs schedules at most every 5 minutes; e.g. 30",
+        )
     return Watch(every)
 
 
-def _parse_memory_backup(
-    raw: Any, environments: dict[str, Environment], path: Path
-) -> MemoryBackup:
+def _parse_memory_backup(raw: Any, environments: dict[str, Environment], path: Path) -> MemoryBackup:
     where = f"{path.name}: [tool.ci_tools.memory_backup]"
     if not isinstance(raw, dict):
         raise ConfigError(f"{where} must be a table")
@@ -236,8 +243,10 @@ def _parse_memory_backup(
 
     def days(name: str, value: Any) -> int:
         if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 90:
-            raise ConfigError(f"{where}: {name} must be a whole number of days from 1 to 90",
-                              hint="GitHub keeps artifacts at most 90 days")  # fmt: skip
+            raise ConfigError(
+                f"{where}: {name} must be a whole number of days from 1 to 90",
+                hint="GitHub keeps artifacts at most 90 days",
+            )
         return value
 
     before = raw.get("before_release_days")
@@ -248,12 +257,8 @@ def _parse_memory_backup(
     if not isinstance(max_mb, int) or isinstance(max_mb, bool) or max_mb < 1:
         raise ConfigError(f"{where}: max_mb must be a whole number of megabytes ≥ 1")
     users = raw.get("protected_users", [])
-    if not isinstance(users, list) or not all(
-        isinstance(u, int) and not isinstance(u, bool) and u > 0 for u in users
-    ):
-        raise ConfigError(
-            f"{where}: protected_users must be a list of Telegram user ids", hint="e.g. [123456789]"
-        )
+    if not isinstance(users, list) or not all(isinstance(u, int) and not isinstance(u, bool) and u > 0 for u in users):
+        raise ConfigError(f"{where}: protected_users must be a list of Telegram user ids", hint="e.g. [123456789]")
     return MemoryBackup(
         environment=env,
         before_release_days=None if before is None else days("before_release_days", before),
@@ -275,9 +280,7 @@ def _parse_environments(raw: Any, path: Path) -> dict[str, Environment]:
         where = f"{path.name}: [tool.ci_tools.environments.{name}]"
         if not isinstance(table, dict):
             raise ConfigError(f"{where} must be a table")
-        missing = [
-            key for key in _ENV_FIELDS if not isinstance(table.get(key), str) or not table[key]
-        ]
+        missing = [key for key in _ENV_FIELDS if not isinstance(table.get(key), str) or not table[key]]
         if missing:
             raise ConfigError(f"{where} lacks {', '.join(missing)}", hint="add them as strings")
         unknown = set(table) - {*_ENV_FIELDS, *_OPTIONAL_FIELDS}
@@ -305,9 +308,7 @@ def _parse_environments(raw: Any, path: Path) -> dict[str, Environment]:
                 f"{where}: health_path must start with '/' (e.g. '/healthz'), or be \"\" to skip the health check"
             )
         if not re.match(r"^https?://[^/\s]+$", table["base_url"].rstrip("/")):
-            raise ConfigError(
-                f"{where}: base_url must be a scheme and host, e.g. https://mindmate-prod.onrender.com"
-            )
+            raise ConfigError(f"{where}: base_url must be a scheme and host, e.g. https://mindmate-prod.onrender.com")
         if not _USERNAME.match(table["bot_username"]):
             raise ConfigError(
                 f"{where}: bot_username {table['bot_username']!r} is not a Telegram bot username",
@@ -325,13 +326,8 @@ def _parse_environments(raw: Any, path: Path) -> dict[str, Environment]:
             probe_user_id=_probe_user_id(table.get("probe_user_id", DEFAULT_PROBE_USER_ID), where),
             key_value=str(table.get("key_value") or f"{table['render_service']}-redis"),
             reviewers=_strings(table.get("reviewers", []), f"{where}: reviewers"),
-            deploy_branches=_strings(
-                table.get("deploy_branches", [table["branch"]]), f"{where}: deploy_branches"
-            ),
-            **{
-                flag: _flag(table.get(flag, name == default), f"{where}: {flag}")
-                for flag, default in ROLES.items()
-            },
+            deploy_branches=_strings(table.get("deploy_branches", [table["branch"]]), f"{where}: deploy_branches"),
+            **{flag: _flag(table.get(flag, name == default), f"{where}: {flag}") for flag, default in ROLES.items()},
         )
     return environments
 
@@ -359,8 +355,7 @@ def _probe_user_id(value: Any, where: str) -> int:
 
 def _parse_flow(raw: Any, path: Path) -> dict[str, tuple[str, ...]]:
     if not isinstance(raw, dict) or not all(
-        isinstance(heads, list | tuple) and all(isinstance(h, str) and h for h in heads)
-        for heads in raw.values()
+        isinstance(heads, list | tuple) and all(isinstance(h, str) and h for h in heads) for heads in raw.values()
     ):
         raise ConfigError(
             f"{path.name}: [tool.ci_tools.flow] must map each base branch to a list of head patterns",
@@ -386,9 +381,7 @@ def _check_consistency(environments: dict[str, Environment], path: Path) -> None
     prefixes = sorted(e.key_prefix for e in environments.values() if e.key_prefix)
     for a, b in itertools.pairwise(prefixes):
         if b.startswith(a):
-            raise ConfigError(
-                f"{path.name}: key prefix {a!r} is a prefix of {b!r}; make them disjoint"
-            )
+            raise ConfigError(f"{path.name}: key prefix {a!r} is a prefix of {b!r}; make them disjoint")
 
 
 def require_secret(name: str, *, purpose: str = "") -> str:
@@ -423,9 +416,7 @@ def request_timeout(default: float) -> float:
     try:
         return float(raw) if raw else default
     except ValueError:
-        raise ConfigError(
-            "CI_TOOLS_TIMEOUT is not a number of seconds", hint="unset it or set e.g. 10"
-        ) from None
+        raise ConfigError("CI_TOOLS_TIMEOUT is not a number of seconds", hint="unset it or set e.g. 10") from None
 
 
 def render_timeout() -> float:

@@ -82,9 +82,7 @@ def window_end(config: Config, cutover_at: str | None) -> datetime | None:
     return at + timedelta(days=config.rollback_window_days)
 
 
-def forward(
-    request: CutoverRequest, new_token: str, *, on_status: Status = lambda line: None
-) -> CutoverResult:
+def forward(request: CutoverRequest, new_token: str, *, on_status: Status = lambda line: None) -> CutoverResult:
     env = target(request)
     new = whose(new_token, "NEW_TELEGRAM_BOT_TOKEN")
     if not new.is_named(env.bot_username):
@@ -108,15 +106,16 @@ def forward(
             api.set_env_var(PREVIOUS_TOKEN_VAR, old_token)
             api.set_env_var(PREVIOUS_BOT_VAR, f"@{old.username} {old.id}" if old else "unknown")
             api.set_env_var(CUTOVER_AT_VAR, at.isoformat())
-    return CutoverResult(
-        new, old, window_end(request.config, at.isoformat()) if old_token else None
-    )
+    return CutoverResult(new, old, window_end(request.config, at.isoformat()) if old_token else None)
 
 
 def back(
-    request: CutoverRequest, previous_token: str | None, *, after_window: bool = False,
+    request: CutoverRequest,
+    previous_token: str | None,
+    *,
+    after_window: bool = False,
     on_status: Status = lambda line: None,
-) -> CutoverResult:  # fmt: skip
+) -> CutoverResult:
     env = target(request)
     with _api(request) as api:
         stored = api.env_var(PREVIOUS_TOKEN_VAR)
@@ -156,9 +155,7 @@ def back(
     with _api(request) as api:
         if current_token:
             api.set_env_var(PREVIOUS_TOKEN_VAR, current_token)  # so the cutover can be redone
-            api.set_env_var(
-                PREVIOUS_BOT_VAR, f"@{current.username} {current.id}" if current else "unknown"
-            )
+            api.set_env_var(PREVIOUS_BOT_VAR, f"@{current.username} {current.id}" if current else "unknown")
     return CutoverResult(previous, current, ends)
 
 
@@ -178,8 +175,10 @@ def finish(request: CutoverRequest, *, now: bool = False) -> tuple[str, datetime
         previous = api.env_var(PREVIOUS_BOT_VAR)
         ends = window_end(request.config, api.env_var(CUTOVER_AT_VAR))
         if not previous and not api.env_var(PREVIOUS_TOKEN_VAR):
-            raise InputError(f"{env.render_service} keeps no previous bot: nothing to finish",
-                             hint="the window was finished already, or no cutover ran")  # fmt: skip
+            raise InputError(
+                f"{env.render_service} keeps no previous bot: nothing to finish",
+                hint="the window was finished already, or no cutover ran",
+            )
         if ends is not None and datetime.now(UTC) < ends and not now:
             raise InputError(
                 f"the rollback window of {env.name} is open until {ends:%Y-%m-%d %H:%M} UTC: "
@@ -198,20 +197,38 @@ def _api(request: CutoverRequest) -> RenderAPI:
 
 
 def _swap(
-    request: CutoverRequest, env: Environment, token: str, bot: BotInfo, old_token: str | None,
-    on_status: Status, what: str,
-) -> None:  # fmt: skip
+    request: CutoverRequest,
+    env: Environment,
+    token: str,
+    bot: BotInfo,
+    old_token: str | None,
+    on_status: Status,
+    what: str,
+) -> None:
     """Put ``token`` on the service, deploy, probe as ``bot``; on failure put ``old_token`` back."""
     with _api(request) as api:
         api.set_env_var(TOKEN_VAR, token)
     on_status(f"{TOKEN_VAR} on {env.render_service} set to @{bot.username}'s token")
     started = time.time()
-    probe = ReleaseRequest(env, request.commit, token, timeout=request.timeout, deadline=request.deadline,
-                           poll=request.poll, webhook_secret=request.webhook_secret)  # fmt: skip
+    probe = ReleaseRequest(
+        env,
+        request.commit,
+        token,
+        timeout=request.timeout,
+        deadline=request.deadline,
+        poll=request.poll,
+        webhook_secret=request.webhook_secret,
+    )
     try:
         deploy(env, request.commit, timeout=request.timeout, poll=request.poll, on_status=on_status)
-        probe_or_fail(probe, _config_for(request.config, env), request.commit, started,
-                      f"Probe of {env.name} as @{bot.username}", lambda title, checks: None)  # fmt: skip
+        probe_or_fail(
+            probe,
+            _config_for(request.config, env),
+            request.commit,
+            started,
+            f"Probe of {env.name} as @{bot.username}",
+            lambda title, checks: None,
+        )
     except FatalError as failure:
         reverted = _revert(request, env, old_token, on_status)
         raise VerificationError(
@@ -225,9 +242,7 @@ def _config_for(config: Config, env: Environment) -> Config:
     return dataclasses.replace(config, environments={**config.environments, env.name: env})
 
 
-def _revert(
-    request: CutoverRequest, env: Environment, old_token: str | None, on_status: Status
-) -> str:
+def _revert(request: CutoverRequest, env: Environment, old_token: str | None, on_status: Status) -> str:
     """Put the old token back and redeploy; say what state the service is in."""
     if old_token is None:
         return f"the service had no {TOKEN_VAR} before, so there was nothing to put back"
@@ -243,4 +258,7 @@ def _revert(
         return f"putting the old token back failed too ({exc}): look at the service now"
     if health is not None and health.bot_id == old.id:
         return f"the old token was put back and the service answers as @{old.username} again"
-    return f"the old token (@{old.username}) was put back and redeployed, but the service does not answer as it yet: look at it"
+    return (
+        f"the old token (@{old.username}) was put back and redeployed, "
+        "but the service does not answer as it yet: look at it"
+    )

@@ -63,8 +63,13 @@ def parse_commit(raw: str, *, cwd: str | None = None) -> str:
         )
     if len(commit) == 40:
         return commit
-    found = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}"],
-                           cwd=cwd, capture_output=True, text=True, check=False)  # fmt: skip
+    found = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if found.returncode != 0:
         raise InputError(
             f"--commit {raw!r} is short and this checkout cannot resolve it",
@@ -74,8 +79,7 @@ def parse_commit(raw: str, *, cwd: str | None = None) -> str:
 
 
 def _git_ok(*args: str, cwd: str | None = None) -> int:
-    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
-                          check=False).returncode  # fmt: skip
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False).returncode
 
 
 def commit_on_branch(commit: str, branch: str, *, cwd: str | None = None) -> bool:
@@ -90,9 +94,7 @@ def commit_on_branch(commit: str, branch: str, *, cwd: str | None = None) -> boo
             f"git does not know commit {commit[:12]}",
             hint="check out with fetch-depth: 0 so the branch history is present",
         )
-    raise ConfigError(
-        f"branch {branch} is not present in this checkout", hint="fetch it (fetch-depth: 0)"
-    )
+    raise ConfigError(f"branch {branch} is not present in this checkout", hint="fetch it (fetch-depth: 0)")
 
 
 def check_branch(env: Environment, commit: str, *, allow_other_branch: bool) -> bool:
@@ -111,9 +113,7 @@ def check_branch(env: Environment, commit: str, *, allow_other_branch: bool) -> 
         f"commit {commit[:12]} is not on {env.branch}, the branch {env.name} deploys",
         hint=f"merge it into {env.branch} first"
         + (
-            " (or pass --allow-other-branch to try a feature branch on staging)"
-            if env.accepts_feature_branches
-            else ""
+            " (or pass --allow-other-branch to try a feature branch on staging)" if env.accepts_feature_branches else ""
         ),
     )
 
@@ -133,14 +133,13 @@ def deploy(
     deadline = started + timeout
     api_key = optional_secret("RENDER_API_KEY")
     hook = optional_secret("RENDER_DEPLOY_HOOK_URL")
-    service_id = optional_secret("RENDER_SERVICE_ID") or (
-        service_id_from_hook(hook) if hook else None
-    )
+    service_id = optional_secret("RENDER_SERVICE_ID") or (service_id_from_hook(hook) if hook else None)
     if api_key and service_id:
         with RenderAPI(api_key, service_id, deadline=deadline) as api:
             final, previous = _deploy_by_api(api, commit, deadline, poll, on_status)
-        return DeployResult(final.id, previous.id if previous else None, final.status, commit,
-                            time.monotonic() - started, "api")  # fmt: skip
+        return DeployResult(
+            final.id, previous.id if previous else None, final.status, commit, time.monotonic() - started, "api"
+        )
     if not hook:
         raise ConfigError(
             "neither RENDER_API_KEY with RENDER_SERVICE_ID nor RENDER_DEPLOY_HOOK_URL is set",
@@ -188,9 +187,7 @@ def follow(
         if deploy_id:
             current = api.deploy(deploy_id)
         else:  # queued with no body: the newest deploy of our commit that did not exist before
-            found = next(
-                (d for d in api.deploys() if d.commit == commit and d.id not in known), None
-            )
+            found = next((d for d in api.deploys() if d.commit == commit and d.id not in known), None)
             if found:
                 current, deploy_id = found, found.id
         if current:
@@ -221,21 +218,16 @@ def _failure(api: RenderAPI, deploy: Deploy, commit: str) -> VerificationError:
     link = dashboard_link(api.service_id, deploy.id)
     if deploy.status == "canceled":
         newer = next(
-            (
-                d
-                for d in api.deploys()
-                if d.commit != commit and (d.created_at or "") > (deploy.created_at or "")
-            ),
+            (d for d in api.deploys() if d.commit != commit and (d.created_at or "") > (deploy.created_at or "")),
             None,
         )
         if newer:
             return VerificationError(
-                f"deploy {deploy.id} of {commit[:12]} was canceled: a newer commit {str(newer.commit)[:12]} superseded it ({newer.id}, {newer.status})",
+                f"deploy {deploy.id} of {commit[:12]} was canceled: a newer commit "
+                f"{str(newer.commit)[:12]} superseded it ({newer.id}, {newer.status})",
                 hint=f"that newer deploy carries on; {link}",
             )
-    return VerificationError(
-        f"deploy {deploy.id} of {commit[:12]} ended {deploy.status}", hint=f"see the logs: {link}"
-    )
+    return VerificationError(f"deploy {deploy.id} of {commit[:12]} ended {deploy.status}", hint=f"see the logs: {link}")
 
 
 def _moved_past(commit: str, seen: str) -> bool:
@@ -258,10 +250,7 @@ def _deploy_by_hook(
             hint="set RENDER_API_KEY and RENDER_SERVICE_ID, or give the bot a health endpoint",
         )
     deploy_id = trigger_hook(hook, deadline=deadline)
-    on_status(
-        f"deploy hook accepted (it deploys {env.branch}'s head)"
-        + (f" as {deploy_id}" if deploy_id else "")
-    )
+    on_status(f"deploy hook accepted (it deploys {env.branch}'s head)" + (f" as {deploy_id}" if deploy_id else ""))
     last = "no answer yet"
     with httpx.Client(timeout=request_timeout(10)) as client:
         while time.monotonic() < deadline:

@@ -31,9 +31,7 @@ class Verdict:
 
 def _pattern(pattern: str) -> re.Pattern[str]:
     """``feature/*`` → one non-empty path segment after ``feature/``; ``**`` → any depth."""
-    deep = [
-        "[^/]+".join(re.escape(part) for part in chunk.split("*")) for chunk in pattern.split("**")
-    ]
+    deep = ["[^/]+".join(re.escape(part) for part in chunk.split("*")) for chunk in pattern.split("**")]
     return re.compile("^" + ".+".join(deep) + "$")
 
 
@@ -60,13 +58,9 @@ def check_pair(
 ) -> Verdict:
     """May a PR from ``head`` merge into ``base``? Always says why, and what to do instead."""
     if not base or not head:
-        raise InputError(
-            "both --base and --head are needed", hint="pass the PR's base and head branches"
-        )
+        raise InputError("both --base and --head are needed", hint="pass the PR's base and head branches")
     if _BAD_REF.search(head):
-        return Verdict(
-            False, f"{head!r} is not a valid branch name; rename it, e.g. feature/short-name"
-        )
+        return Verdict(False, f"{head!r} is not a valid branch name; rename it, e.g. feature/short-name")
     if base not in flow:
         return Verdict(True, f"{base!r} is not governed by the branch flow; nothing to check")
     if head_repo and repo and head_repo.lower() != repo.lower():
@@ -81,8 +75,7 @@ def check_pair(
     if targets:
         return Verdict(
             False,
-            f"{head} may not merge into {base}; retarget this PR to {' or '.join(targets)} "
-            f"(flow: {_describe(flow)})",
+            f"{head} may not merge into {base}; retarget this PR to {' or '.join(targets)} (flow: {_describe(flow)})",
         )
     lowered = [b for b in bases_for(flow, head.lower()) if head.lower() != head]
     hint = f" (branch names are lower-case: did you mean {head.lower()}?)" if lowered else ""
@@ -101,9 +94,7 @@ def check_name(branch: str) -> Verdict:
     rule = NAME_RULES.get(kind)
     if rule and rule.match(branch):
         return Verdict(True, f"{branch} is a valid {kind} branch name")
-    suggestion = (
-        re.sub(r"[^a-z0-9]+", "-", branch.split("/", 1)[-1].lower()).strip("-") or "short-name"
-    )
+    suggestion = re.sub(r"[^a-z0-9]+", "-", branch.split("/", 1)[-1].lower()).strip("-") or "short-name"
     prefix = kind if rule else "feature"
     return Verdict(
         False,

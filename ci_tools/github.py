@@ -35,11 +35,7 @@ def escape_property(value: str) -> str:
 
 
 def _command(name: str, message: str, properties: dict[str, str | int | None], out: TextIO) -> None:
-    props = ",".join(
-        f"{key}={escape_property(str(value))}"
-        for key, value in properties.items()
-        if value is not None
-    )
+    props = ",".join(f"{key}={escape_property(str(value))}" for key, value in properties.items() if value is not None)
     out.write(f"::{name}{' ' + props if props else ''}::{escape_data(message)}\n")
     out.flush()
 

@@ -29,8 +29,11 @@ from ci_tools.workflow_files import job_names, secrets_by_environment
 
 # Needed only for the migration, or one of two ways: their absence is not a fault.
 OPTIONAL_SECRETS = {
-    "NEW_TELEGRAM_BOT_TOKEN", "PREVIOUS_TELEGRAM_BOT_TOKEN", "SOURCE_REDIS_URL", "RENDER_DEPLOY_HOOK_URL",
-}  # fmt: skip
+    "NEW_TELEGRAM_BOT_TOKEN",
+    "PREVIOUS_TELEGRAM_BOT_TOKEN",
+    "SOURCE_REDIS_URL",
+    "RENDER_DEPLOY_HOOK_URL",
+}
 
 
 @dataclass(frozen=True)
@@ -40,9 +43,7 @@ class Change:
 
 
 def rulesets(root: Path) -> list[dict[str, Any]]:
-    return [
-        json.loads(p.read_text()) for p in sorted((root / ".github" / "rulesets").glob("*.json"))
-    ]
+    return [json.loads(p.read_text()) for p in sorted((root / ".github" / "rulesets").glob("*.json"))]
 
 
 def required_checks(ruleset: dict[str, Any]) -> list[dict[str, Any]]:
@@ -52,9 +53,7 @@ def required_checks(ruleset: dict[str, Any]) -> list[dict[str, Any]]:
     return []
 
 
-def secret_values(
-    config: Config, dotenv: Path | None, environ: Mapping[str, str] | None = None
-) -> dict[str, str]:
+def secret_values(config: Config, dotenv: Path | None, environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """``STAGING_<NAME>`` / ``PRODUCTION_<NAME>`` values from the environment or a dotenv file."""
     values = dict(os.environ if environ is None else environ)
     if dotenv is not None:
@@ -78,8 +77,12 @@ def plan(
     changes: list[Change] = []
     repo = api.repository()
     if repo.get("default_branch") != config.default_branch:
-        changes.append(Change(f"default branch {repo.get('default_branch')} → {config.default_branch}",
-                              partial(GitHubAPI.set_default_branch, branch=config.default_branch)))  # fmt: skip
+        changes.append(
+            Change(
+                f"default branch {repo.get('default_branch')} → {config.default_branch}",
+                partial(GitHubAPI.set_default_branch, branch=config.default_branch),
+            )
+        )
     present = api.environments()
     wanted_secrets = secrets_by_environment(root, list(config.environments))
     for env in config.environments.values():
@@ -90,33 +93,53 @@ def plan(
             or _reviewer_ids(current) != sorted(reviewer_ids)
             or not current.get("deployment_branch_policy")
         ):
-            changes.append(Change(f"environment {env.name}: reviewers {list(env.reviewers) or 'none'}, custom deployment branches",
-                                  partial(GitHubAPI.put_environment, env=env.name, reviewer_ids=reviewer_ids)))  # fmt: skip
+            changes.append(
+                Change(
+                    f"environment {env.name}: reviewers {list(env.reviewers) or 'none'}, custom deployment branches",
+                    partial(GitHubAPI.put_environment, env=env.name, reviewer_ids=reviewer_ids),
+                )
+            )
         policies = api.branch_policies(env.name) if current else []
         for pattern in env.deploy_branches:
             if pattern not in policies:
-                changes.append(Change(f"environment {env.name}: {pattern} may deploy",
-                                      partial(GitHubAPI.add_branch_policy, env=env.name, pattern=pattern)))  # fmt: skip
+                changes.append(
+                    Change(
+                        f"environment {env.name}: {pattern} may deploy",
+                        partial(GitHubAPI.add_branch_policy, env=env.name, pattern=pattern),
+                    )
+                )
         existing = api.secret_names(env.name) if current else set()
         for name in sorted(wanted_secrets.get(env.name, set())):
             value = values.get(f"{env.name.upper()}_{name}")
             if value and (name not in existing or update_secrets):
-                changes.append(Change(f"environment {env.name}: secret {name} ({'update' if name in existing else 'new'})",
-                                      partial(GitHubAPI.put_secret, env=env.name, name=name, value=value)))  # fmt: skip
+                changes.append(
+                    Change(
+                        f"environment {env.name}: secret {name} ({'update' if name in existing else 'new'})",
+                        partial(GitHubAPI.put_secret, env=env.name, name=name, value=value),
+                    )
+                )
     by_name = api.rulesets()
     for ruleset in rulesets(root):
         current = by_name.get(ruleset["name"])
         if current is None or _rules(current) != _rules(ruleset):
             existing_id = current.get("id") if current else None
-            changes.append(Change(f"ruleset {ruleset['name']} ({'update' if current else 'import'})",
-                                  partial(GitHubAPI.save_ruleset, ruleset=ruleset, existing_id=existing_id)))  # fmt: skip
+            changes.append(
+                Change(
+                    f"ruleset {ruleset['name']} ({'update' if current else 'import'})",
+                    partial(GitHubAPI.save_ruleset, ruleset=ruleset, existing_id=existing_id),
+                )
+            )
     permissions = api.workflow_permissions()
     may_open = "BACKMERGE_TOKEN" not in api.repo_secret_names()
     if permissions.get("default_workflow_permissions") != "read" or (
         may_open and not permissions.get("can_approve_pull_request_reviews")
     ):
-        changes.append(Change("Actions: workflow token read-only" + (", may open the back-merge PR" if may_open else ""),
-                              partial(GitHubAPI.set_workflow_permissions, default="read", can_approve=may_open)))  # fmt: skip
+        changes.append(
+            Change(
+                "Actions: workflow token read-only" + (", may open the back-merge PR" if may_open else ""),
+                partial(GitHubAPI.set_workflow_permissions, default="read", can_approve=may_open),
+            )
+        )
     return changes
 
 
@@ -126,31 +149,63 @@ def check(api: GitHubAPI, config: Config, root: Path) -> list[Item]:
     try:
         repo = api.repository()
     except FatalError as exc:
-        return [Item("the token can read the repository", False, exc.message, exc.hint or "",
-                     remote=isinstance(exc, RemoteError))]  # fmt: skip
+        return [
+            Item(
+                "the token can read the repository",
+                False,
+                exc.message,
+                exc.hint or "",
+                remote=isinstance(exc, RemoteError),
+            )
+        ]
     admin = bool((repo.get("permissions") or {}).get("admin"))
-    items.append(Item("the token has admin rights", admin, "admin" if admin else "no admin scope",
-                      "" if admin else "use a token with Administration: read (and write, for setup)"))  # fmt: skip
+    items.append(
+        Item(
+            "the token has admin rights",
+            admin,
+            "admin" if admin else "no admin scope",
+            "" if admin else "use a token with Administration: read (and write, for setup)",
+        )
+    )
     branch = repo.get("default_branch")
-    items.append(Item(f"the default branch is {config.default_branch}", branch == config.default_branch, str(branch),
-                      f"ci-tools github setup --apply (dependabot's security PRs go to the default branch, and the flow takes them only into {config.default_branch})"))  # fmt: skip
+    items.append(
+        Item(
+            f"the default branch is {config.default_branch}",
+            branch == config.default_branch,
+            str(branch),
+            "ci-tools github setup --apply (dependabot's security PRs go to the default branch, "
+            f"and the flow takes them only into {config.default_branch})",
+        )
+    )
     jobs = job_names(root)
     for ruleset in rulesets(root):
         missing = [c["context"] for c in required_checks(ruleset) if c["context"] not in jobs]
-        items.append(Item(f"ruleset {ruleset['name']}: every required check is a job", not missing,
-                          "all are" if not missing else f"no job named {missing}",
-                          "rename the check in .github/rulesets or the job back: a missing check blocks every merge"))  # fmt: skip
-        unpinned = [
-            c["context"]
-            for c in required_checks(ruleset)
-            if c.get("integration_id") != ACTIONS_APP_ID
-        ]
-        items.append(Item(f"ruleset {ruleset['name']}: checks come from GitHub Actions", not unpinned,
-                          "pinned" if not unpinned else f"not pinned: {unpinned}",
-                          f"set integration_id {ACTIONS_APP_ID} on each required check"))  # fmt: skip
+        items.append(
+            Item(
+                f"ruleset {ruleset['name']}: every required check is a job",
+                not missing,
+                "all are" if not missing else f"no job named {missing}",
+                "rename the check in .github/rulesets or the job back: a missing check blocks every merge",
+            )
+        )
+        unpinned = [c["context"] for c in required_checks(ruleset) if c.get("integration_id") != ACTIONS_APP_ID]
+        items.append(
+            Item(
+                f"ruleset {ruleset['name']}: checks come from GitHub Actions",
+                not unpinned,
+                "pinned" if not unpinned else f"not pinned: {unpinned}",
+                f"set integration_id {ACTIONS_APP_ID} on each required check",
+            )
+        )
     if not admin:
-        items.append(Item("environments, secrets, rulesets", None, "not readable without admin rights",
-                          "use a token with admin rights"))  # fmt: skip
+        items.append(
+            Item(
+                "environments, secrets, rulesets",
+                None,
+                "not readable without admin rights",
+                "use a token with admin rights",
+            )
+        )
         return items
     environments = api.environments()
     wanted = secrets_by_environment(root, list(config.environments))
@@ -168,33 +223,66 @@ def check(api: GitHubAPI, config: Config, root: Path) -> list[Item]:
             continue
         reviewers = _reviewer_logins(current)
         missing_reviewers = [r for r in env.reviewers if r not in reviewers]
-        items.append(Item(f"environment {env.name}: reviewers", not missing_reviewers, ", ".join(reviewers) or "none",
-                          f"add {missing_reviewers} as required reviewers (ci-tools github setup --apply)"))  # fmt: skip
+        items.append(
+            Item(
+                f"environment {env.name}: reviewers",
+                not missing_reviewers,
+                ", ".join(reviewers) or "none",
+                f"add {missing_reviewers} as required reviewers (ci-tools github setup --apply)",
+            )
+        )
         policies = api.branch_policies(env.name)
         right = sorted(env.deploy_branches) == policies
-        items.append(Item(f"environment {env.name}: deploys only {list(env.deploy_branches)}", right, str(policies),
-                          "ci-tools github setup --apply"))  # fmt: skip
+        items.append(
+            Item(
+                f"environment {env.name}: deploys only {list(env.deploy_branches)}",
+                right,
+                str(policies),
+                "ci-tools github setup --apply",
+            )
+        )
         present = api.secret_names(env.name)
         lacking = sorted(wanted.get(env.name, set()) - present - OPTIONAL_SECRETS)
-        items.append(Item(f"environment {env.name}: every secret its workflows use", not lacking,
-                          "all present" if not lacking else f"missing {lacking}",
-                          f"set {', '.join(f'{env.name.upper()}_{n}' for n in lacking)} and run ci-tools github setup --apply"))  # fmt: skip
+        items.append(
+            Item(
+                f"environment {env.name}: every secret its workflows use",
+                not lacking,
+                "all present" if not lacking else f"missing {lacking}",
+                f"set {', '.join(f'{env.name.upper()}_{n}' for n in lacking)} and run ci-tools github setup --apply",
+            )
+        )
     present_rulesets = api.rulesets()
     for ruleset in rulesets(root):
         current = present_rulesets.get(ruleset["name"])
         same = current is not None and _rules(current) == _rules(ruleset)
-        items.append(Item(f"ruleset {ruleset['name']} is imported as in the repository", same,
-                          "imported" if same else ("not imported" if current is None else "differs"),
-                          "ci-tools github setup --apply"))  # fmt: skip
+        items.append(
+            Item(
+                f"ruleset {ruleset['name']} is imported as in the repository",
+                same,
+                "imported" if same else ("not imported" if current is None else "differs"),
+                "ci-tools github setup --apply",
+            )
+        )
     permissions = api.workflow_permissions()
     read_only = permissions.get("default_workflow_permissions") == "read"
-    items.append(Item("the workflow token is read-only by default", read_only, str(permissions.get("default_workflow_permissions")),
-                      "Settings → Actions → Workflow permissions: read (ci-tools github setup --apply)"))  # fmt: skip
+    items.append(
+        Item(
+            "the workflow token is read-only by default",
+            read_only,
+            str(permissions.get("default_workflow_permissions")),
+            "Settings → Actions → Workflow permissions: read (ci-tools github setup --apply)",
+        )
+    )
     token = "BACKMERGE_TOKEN" in api.repo_secret_names()
     may_open = token or bool(permissions.get("can_approve_pull_request_reviews"))
-    items.append(Item("the back-merge can open its PR", may_open,
-                      "BACKMERGE_TOKEN" if token else "Actions may open PRs" if may_open else "it may not",
-                      "allow Actions to create pull requests, or add a BACKMERGE_TOKEN secret"))  # fmt: skip
+    items.append(
+        Item(
+            "the back-merge can open its PR",
+            may_open,
+            "BACKMERGE_TOKEN" if token else "Actions may open PRs" if may_open else "it may not",
+            "allow Actions to create pull requests, or add a BACKMERGE_TOKEN secret",
+        )
+    )
     return items
 
 
@@ -203,9 +291,15 @@ def check_if_possible(config: Config, root: Path, *, budget: float | None = None
     token = os.environ.get("GITHUB_TOKEN") or os.environ.get("GH_TOKEN")
     repo = os.environ.get("GITHUB_REPOSITORY")
     if not token or not repo:
-        return [Item("GitHub's environments, secrets and rulesets", True,
-                     "not checked: no GITHUB_TOKEN and GITHUB_REPOSITORY", "export both, or run ci-tools github check",
-                     warning=True)]  # fmt: skip
+        return [
+            Item(
+                "GitHub's environments, secrets and rulesets",
+                True,
+                "not checked: no GITHUB_TOKEN and GITHUB_REPOSITORY",
+                "export both, or run ci-tools github check",
+                warning=True,
+            )
+        ]
     with GitHubAPI(token, repo, budget=budget) as api:
         return check(api, config, root)
 

@@ -32,8 +32,7 @@ class Release:
     def row(self) -> list[str]:
         trigger = f"rollback → {self.back_to}" if self.back_to else self.trigger
         took = "-" if self.seconds is None else f"{self.seconds:.0f}s"
-        return [self.deploy, f"{self.commit[:7]} {self.subject}".strip(), trigger, self.status,
-                self.started, took]  # fmt: skip
+        return [self.deploy, f"{self.commit[:7]} {self.subject}".strip(), trigger, self.status, self.started, took]
 
 
 def _time(stamp: str | None) -> datetime | None:
@@ -54,12 +53,25 @@ def history(api: RenderAPI, limit: int, root: Path) -> list[Release]:
             subjects[commit] = subject(commit, root) if deploy.commit else ""
         back_to = None
         if deploy.trigger == "rollback":
-            back_to = next((d.id for d in deploys[index + 1 :] if d.commit == deploy.commit
-                            and d.status in ("live", "deactivated")), "an older deploy")  # fmt: skip
+            back_to = next(
+                (
+                    d.id
+                    for d in deploys[index + 1 :]
+                    if d.commit == deploy.commit and d.status in ("live", "deactivated")
+                ),
+                "an older deploy",
+            )
         started, finished = _time(deploy.created_at), _time(deploy.finished_at)
-        releases.append(Release(
-            deploy.id, commit, subjects[commit], TRIGGERS.get(str(deploy.trigger), "other"), deploy.status,
-            started.strftime("%Y-%m-%d %H:%M") if started else "?",
-            (finished - started).total_seconds() if started and finished else None, back_to,
-        ))  # fmt: skip
+        releases.append(
+            Release(
+                deploy.id,
+                commit,
+                subjects[commit],
+                TRIGGERS.get(str(deploy.trigger), "other"),
+                deploy.status,
+                started.strftime("%Y-%m-%d %H:%M") if started else "?",
+                (finished - started).total_seconds() if started and finished else None,
+                back_to,
+            )
+        )
     return releases

@@ -78,9 +78,7 @@ def server_wait(response: httpx.Response) -> float | None:
 Asked = Callable[[httpx.Response], float | None]
 
 
-def _wait(
-    backoff: tenacity.wait.wait_base, asked_wait: Asked
-) -> Callable[[tenacity.RetryCallState], float]:
+def _wait(backoff: tenacity.wait.wait_base, asked_wait: Asked) -> Callable[[tenacity.RetryCallState], float]:
     def wait(state: tenacity.RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, RetryableStatus) and (asked := asked_wait(exc.response)) is not None:
@@ -115,9 +113,7 @@ def request(
     transient: tuple[type[Exception], ...] = TRANSIENT if idempotent else (httpx.ConnectError,)
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception_type((*transient, RetryableStatus)),
-        wait=_wait(
-            tenacity.wait_exponential_jitter(multiplier=initial, max=10, jitter=initial), asked_wait
-        ),
+        wait=_wait(tenacity.wait_exponential_jitter(multiplier=initial, max=10, jitter=initial), asked_wait),
         stop=_stop_at(deadline),
         sleep=lambda seconds: time.sleep(min(seconds, max(0.0, deadline - time.monotonic()))),
         reraise=True,
@@ -139,8 +135,7 @@ def request(
         if not isinstance(exc, transient):  # sent, then lost: it may have taken effect
             raise MaybeDone(f"{what}: {type(exc).__name__} after the request was sent") from None
         raise RemoteError(
-            f"{what}: {redact(type(exc).__name__)}"
-            + (" until the deadline" if isinstance(exc, transient) else ""),
+            f"{what}: {redact(type(exc).__name__)}" + (" until the deadline" if isinstance(exc, transient) else ""),
             hint=f"{_host(url, client)} did not answer: check its URL setting and the network, then run again",
         ) from None
     return response

@@ -39,9 +39,7 @@ def runner_ip(given: str | None) -> str:
         try:
             return str(ipaddress.ip_address(given))
         except ValueError:
-            raise InputError(
-                f"--ip {given!r} is not an IP address", hint="e.g. --ip 203.0.113.7"
-            ) from None
+            raise InputError(f"--ip {given!r} is not an IP address", hint="e.g. --ip 203.0.113.7") from None
     url = os.environ.get("IP_ECHO_URL") or DEFAULT_IP_ECHO_URL
     try:
         text = httpx.get(url, timeout=request_timeout(10)).text.strip()
@@ -54,9 +52,14 @@ def runner_ip(given: str | None) -> str:
 
 
 def open_for(
-    api_key: str, config: Config, env_names: list[str], ip: str, state: Path, note: str,
+    api_key: str,
+    config: Config,
+    env_names: list[str],
+    ip: str,
+    state: Path,
+    note: str,
     on_status: Status = lambda line: None,
-) -> list[str]:  # fmt: skip
+) -> list[str]:
     """Add ``ip``/32 to each environment's Key Value allow list; record what was there first."""
     block = f"{ip}/32" if ":" not in ip else f"{ip}/128"
     saved: dict[str, dict[str, object]] = json.loads(state.read_text()) if state.is_file() else {}
@@ -94,26 +97,23 @@ def close(api_key: str, state: Path, on_status: Status = lambda line: None) -> l
 
 
 def sweep(
-    api_key: str, config: Config, env_names: list[str], older_than: timedelta,
+    api_key: str,
+    config: Config,
+    env_names: list[str],
+    older_than: timedelta,
     on_status: Status = lambda line: None,
-) -> list[str]:  # fmt: skip
+) -> list[str]:
     """Remove the entries our runs added (their note says so, and when) longer ago than
     ``older_than``: what a run killed before its close step left open. Others stay."""
     from ci_tools.status import stale_entry
 
     now = datetime.now(UTC)
     removed = []
-    with RenderAPI(
-        api_key, deadline=monotonic_deadline(12), timeout=6
-    ) as api:  # a look first: fail fast
+    with RenderAPI(api_key, deadline=monotonic_deadline(12), timeout=6) as api:  # a look first: fail fast
         for name in env_names:
             kv = api.find_key_value(config.env(name).key_value)
             entries = list(kv.get("ipAllowList") or [])
-            keep = [
-                e
-                for e in entries
-                if not stale_entry(str(e.get("description", "")), now, older_than)
-            ]
+            keep = [e for e in entries if not stale_entry(str(e.get("description", "")), now, older_than)]
             if len(keep) == len(entries):
                 on_status(f"{kv['name']}: nothing stale")
                 continue
@@ -121,7 +121,5 @@ def sweep(
             for entry in entries:
                 if entry not in keep:
                     removed.append(f"{kv['name']} {entry.get('cidrBlock')}")
-                    on_status(
-                        f"{kv['name']}: removed {entry.get('cidrBlock')} ({entry.get('description')})"
-                    )
+                    on_status(f"{kv['name']}: removed {entry.get('cidrBlock')} ({entry.get('description')})")
     return removed

@@ -53,8 +53,7 @@ def check_declared(name: str) -> None:
     declared = _running.get()
     if declared is not None and name not in declared.names:
         raise UndeclaredSecret(
-            f"ci-tools reads {name} but the running command does not declare it: "
-            "add it to the command's Needs"
+            f"ci-tools reads {name} but the running command does not declare it: add it to the command's Needs"
         )
 
 

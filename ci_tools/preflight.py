@@ -38,9 +38,7 @@ def _bot(env: Environment, items: list[Item]) -> BotInfo | None:
     token = optional_env_secret(env, "TELEGRAM_BOT_TOKEN")
     variable = f"{env.name.upper()}_TELEGRAM_BOT_TOKEN"
     if not token:
-        items.append(
-            Item(name, None, f"{variable} not set", f"export {variable} (from @BotFather)")
-        )
+        items.append(Item(name, None, f"{variable} not set", f"export {variable} (from @BotFather)"))
         return None
     try:
         me = bot_info(token, budget=BUDGET)
@@ -58,8 +56,14 @@ def _bot(env: Environment, items: list[Item]) -> BotInfo | None:
         items.append(unanswered(name, exc, TELEGRAM_DOWN))
         return None
     if not me.is_named(env.bot_username):
-        items.append(Item(name, False, f"the token is @{me.username}'s",
-                          f"put @{env.bot_username}'s token in {variable}, or fix bot_username in pyproject.toml"))  # fmt: skip
+        items.append(
+            Item(
+                name,
+                False,
+                f"the token is @{me.username}'s",
+                f"put @{env.bot_username}'s token in {variable}, or fix bot_username in pyproject.toml",
+            )
+        )
         return me
     items.append(Item(name, True, f"@{me.username} (id {me.id})"))
     return me
@@ -133,9 +137,7 @@ def _service(env: Environment, api_key: str | None, items: list[Item]) -> None:
         )
         return
     try:
-        with RenderAPI(
-            api_key, service_id, deadline=monotonic_deadline(BUDGET), timeout=BUDGET
-        ) as api:
+        with RenderAPI(api_key, service_id, deadline=monotonic_deadline(BUDGET), timeout=BUDGET) as api:
             service = api.service()
             testers = api.env_var("TESTER_IDS") if env.testers_only else None
     except FatalError as exc:
@@ -165,12 +167,15 @@ def _service(env: Environment, api_key: str | None, items: list[Item]) -> None:
         items.append(Item(name, True, f"{service_id}, branch {env.branch}, auto-deploy off"))
     if env.testers_only:
         allowlisted = bool((testers or "").strip())
-        items.append(Item(
-            "staging: only testers get the staging bot", True,
-            "TESTER_IDS is set" if allowlisted else "no TESTER_IDS: anyone who writes to the old bot gets staging",
-            "" if allowlisted else "set TESTER_IDS (your Telegram id) and PRODUCTION_BOT on the staging service",
-            warning=not allowlisted,
-        ))  # fmt: skip
+        items.append(
+            Item(
+                "staging: only testers get the staging bot",
+                True,
+                "TESTER_IDS is set" if allowlisted else "no TESTER_IDS: anyone who writes to the old bot gets staging",
+                "" if allowlisted else "set TESTER_IDS (your Telegram id) and PRODUCTION_BOT on the staging service",
+                warning=not allowlisted,
+            )
+        )
 
 
 def preflight(config: Config) -> list[Item]:
@@ -180,21 +185,17 @@ def preflight(config: Config) -> list[Item]:
     api_key = optional_secret("RENDER_API_KEY")
     envs = (staging, production)
     checks: dict[str, Callable[[Environment, list[Item]], Any]] = {
-        "bot": _bot, "redis": _redis, "service": lambda env, out: _service(env, api_key, out),
-    }  # fmt: skip
+        "bot": _bot,
+        "redis": _redis,
+        "service": lambda env, out: _service(env, api_key, out),
+    }
 
-    def run(
-        check: Callable[[Environment, list[Item]], Any], env: Environment
-    ) -> tuple[Any, list[Item]]:
+    def run(check: Callable[[Environment, list[Item]], Any], env: Environment) -> tuple[Any, list[Item]]:
         found: list[Item] = []
         return check(env, found), found
 
     with ThreadPoolExecutor(max_workers=len(checks) * len(envs) + 2) as pool:
-        jobs = {
-            (key, env.name): pool.submit(run, check, env)
-            for key, check in checks.items()
-            for env in envs
-        }
+        jobs = {(key, env.name): pool.submit(run, check, env) for key, check in checks.items() for env in envs}
         github_job = pool.submit(check_if_possible, config, config.path.parent, budget=BUDGET)
         durability_job = pool.submit(net.durability, config, budget=BUDGET)
         snapshot_job = pool.submit(net.last_snapshot, config, budget=BUDGET)
@@ -209,9 +210,14 @@ def preflight(config: Config) -> list[Item]:
     staging_bot, production_bot = bots[staging.name], bots[production.name]
     if staging_bot and production_bot:
         same = staging_bot.id == production_bot.id
-        items.append(Item("staging and production are different bots", not same,
-                          f"both are @{staging_bot.username}" if same else "two bots",
-                          "create a new production bot in @BotFather (usernames never change)" if same else ""))  # fmt: skip
+        items.append(
+            Item(
+                "staging and production are different bots",
+                not same,
+                f"both are @{staging_bot.username}" if same else "two bots",
+                "create a new production bot in @BotFather (usernames never change)" if same else "",
+            )
+        )
     else:
         unanswered_bots = [i for i in items if i.remote and "token is @" in i.name]
         items.append(
@@ -231,16 +237,28 @@ def preflight(config: Config) -> list[Item]:
             )
         )
     dev_like = DEV_WORDS.search(production.bot_username)
-    items.append(Item("production username looks like production", not dev_like, f"@{production.bot_username}",
-                      "choose a production username without dev, test or staging" if dev_like else ""))  # fmt: skip
+    items.append(
+        Item(
+            "production username looks like production",
+            not dev_like,
+            f"@{production.bot_username}",
+            "choose a production username without dev, test or staging" if dev_like else "",
+        )
+    )
     staging_redis, production_redis = clients[staging.name], clients[production.name]
     if staging_redis is not None and production_redis is not None:
         try:
             same = identity(staging_redis) == identity(production_redis)
         except redis.RedisError:
             same = False
-        items.append(Item("staging and production use different Redis", not same, "one server" if same else "two servers",
-                          "give production its own Key Value instance (render.yaml)" if same else ""))  # fmt: skip
+        items.append(
+            Item(
+                "staging and production use different Redis",
+                not same,
+                "one server" if same else "two servers",
+                "give production its own Key Value instance (render.yaml)" if same else "",
+            )
+        )
     else:
         items.append(
             Item(

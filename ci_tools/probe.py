@@ -69,7 +69,7 @@ def other_environment(config: Config, env: Environment, username: str) -> Enviro
     return next(
         (e for e in config.environments.values() if e is not env and e.bot_username.lower() == username.lower()),
         None,
-    )  # fmt: skip
+    )
 
 
 def whose_token(config: Config, env: Environment, username: str) -> str | None:
@@ -87,9 +87,7 @@ def judge_token(me: BotInfo, env: Environment, config: Config) -> str:
         raise Failed("getMe: not a bot account", definite=True)
     cause = whose_token(config, env, me.username)
     if cause:
-        raise Failed(
-            f"the token is @{me.username}'s, expected @{env.bot_username}", cause, definite=True
-        )
+        raise Failed(f"the token is @{me.username}'s, expected @{env.bot_username}", cause, definite=True)
     return f"@{me.username} (id {me.id})"
 
 
@@ -144,9 +142,7 @@ def judge_health(health: Health, env: Environment, commit: str, config: Config) 
         )
     if not health.redis_ok:
         problems.append("Redis down")
-        causes.append(
-            "the service cannot reach its Redis (REDIS_URL, or the Key Value instance is down)"
-        )
+        causes.append("the service cannot reach its Redis (REDIS_URL, or the Key Value instance is down)")
     elif health.env_marker != env.name:
         problems.append(f"Redis marked {health.env_marker!r}")
         causes.append(f"REDIS_URL points at the {health.env_marker} Redis")
@@ -157,9 +153,7 @@ def judge_health(health: Health, env: Environment, commit: str, config: Config) 
     if health.http_status != 200 and not problems:
         problems.append(f"HTTP {health.http_status}")
     if problems:
-        raise Failed(
-            f"{env.health_path}: " + ", ".join(problems), "; ".join(causes), definite=definite
-        )
+        raise Failed(f"{env.health_path}: " + ", ".join(problems), "; ".join(causes), definite=definite)
     return f"{env.name} @ {commit[:7]}, @{health.bot_username}, Redis ok"
 
 
@@ -213,9 +207,7 @@ class Probe:
     interval: float = 1.0
     webhook_secret: str | None = None  # signs the conversation (TELEGRAM_WEBHOOK_SECRET)
     conversation: bool = True
-    fail_fast: bool = (
-        True  # False: retry definite failures too (the old behaviour; a benchmark's baseline)
-    )
+    fail_fast: bool = True  # False: retry definite failures too (the old behaviour; a benchmark's baseline)
     checks: list[Check] = field(default_factory=list)
 
     async def check_token(self, bot: AsyncTelegram, http: httpx.AsyncClient) -> str:
@@ -256,9 +248,7 @@ class Probe:
         try:
             response = await http.post(self.env.webhook_url, json={"update_id": 0})
         except httpx.HTTPError as exc:
-            raise Failed(
-                f"POST {self.env.webhook_url}: {type(exc).__name__}", "the service is down"
-            ) from None
+            raise Failed(f"POST {self.env.webhook_url}: {type(exc).__name__}", "the service is down") from None
         ours = response.status_code != 403 and await self._serves_our_commit(http)
         return judge_unsigned(response.status_code, ours)
 
@@ -275,9 +265,7 @@ class Probe:
             for number, text in enumerate(CONVERSATION, start=int(time.time()) % 2**30):
                 text = text.format(nonce=nonce)
                 update = synthetic_update(self.env.probe_user_id, text, number)
-                response = await http.post(
-                    self.env.webhook_url, json=update, headers={**signed, PROBE_HEADER: nonce}
-                )
+                response = await http.post(self.env.webhook_url, json=update, headers={**signed, PROBE_HEADER: nonce})
                 if response.status_code == 503:
                     raise Failed(
                         f"{text.split()[0]} answered 503",
@@ -293,17 +281,14 @@ class Probe:
             if response.status_code == 404:
                 raise Failed(
                     "/probe/<nonce> answered 404",
-                    "the bot does not implement the probe user (README: 'Use it with your own bot'), or pass --no-conversation",
+                    "the bot does not implement the probe user (README: 'Use it with your own bot'), "
+                    "or pass --no-conversation",
                 )
             answer = response.json()
         except httpx.HTTPError as exc:
-            raise Failed(
-                f"the conversation: {type(exc).__name__}", "the service is down or still starting"
-            ) from None
+            raise Failed(f"the conversation: {type(exc).__name__}", "the service is down or still starting") from None
         except ValueError:
-            raise Failed(
-                "/probe/<nonce> is not JSON", "the bot does not implement the probe user"
-            ) from None
+            raise Failed("/probe/<nonce> is not JSON", "the bot does not implement the probe user") from None
         if answer.get("commit") not in (None, self.commit):
             raise Failed(
                 "the conversation reached another commit",
@@ -388,18 +373,13 @@ class Probe:
         async with httpx.AsyncClient(timeout=request_timeout(10)) as http:
             bot = AsyncTelegram(self.token, http)
             await asyncio.gather(
-                *(
-                    self._run(c, t, bot, http, stop_at, settled)
-                    for c, (_, t) in zip(self.checks, selected, strict=True)
-                )
+                *(self._run(c, t, bot, http, stop_at, settled) for c, (_, t) in zip(self.checks, selected, strict=True))
             )
         if only is None:
             if self.env.health_url is None:
                 self.checks.append(Check("health", None, "not checked: health_path is empty", ""))
             if not self.conversation:
-                self.checks.append(
-                    Check("conversation", None, "not checked: --no-conversation", "")
-                )
+                self.checks.append(Check("conversation", None, "not checked: --no-conversation", ""))
         return self.checks
 
 

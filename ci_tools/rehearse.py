@@ -77,9 +77,7 @@ def require(condition: object, message: str = "a rehearsal check failed") -> Non
 
 def _scrub() -> dict[str, None]:
     """Every variable that could point a phase at a real service."""
-    names = [
-        n for n in os.environ if n.endswith(redact.SECRET_SUFFIXES) or n in redact.SECRET_ENV_VARS
-    ]
+    names = [n for n in os.environ if n.endswith(redact.SECRET_SUFFIXES) or n in redact.SECRET_ENV_VARS]
     names += [
         "RENDER_SERVICE_ID",
         "RENDER_API_URL",
@@ -92,13 +90,9 @@ def _scrub() -> dict[str, None]:
 
 
 class Rehearsal:
-    def __init__(
-        self, root: Path, *, process: bool = True, log: Callable[[str], None] = say
-    ) -> None:
+    def __init__(self, root: Path, *, process: bool = True, log: Callable[[str], None] = say) -> None:
         self.root = root
-        self.project = (
-            find_pyproject().parent
-        )  # the checkout the rehearsal runs from: .github/ lives there
+        self.project = find_pyproject().parent  # the checkout the rehearsal runs from: .github/ lives there
         self.process = process
         self.log = log
         self.phases: list[Phase] = []
@@ -184,9 +178,7 @@ class Rehearsal:
 
     def new_bot(self, world: World) -> str:
         bot = world.bots["production"]
-        return (
-            f"@{bot.username} created in @BotFather (usernames never change: this one has no 'dev')"
-        )
+        return f"@{bot.username} created in @BotFather (usernames never change: this one has no 'dev')"
 
     def preflight(self, world: World) -> str:
         values: dict[str, str] = {}
@@ -210,8 +202,9 @@ class Rehearsal:
         wanted = secrets_by_environment(self.project, list(config.environments))
         values = {
             f"{env.upper()}_{name}": world.secrets(env).get(name, f"sandbox-{env}-{name}")
-            for env, names in wanted.items() for name in names
-        }  # fmt: skip
+            for env, names in wanted.items()
+            for name in names
+        }
         with (
             FakeGitHub() as server,
             scoped_env(GITHUB_API_URL=server.url),
@@ -225,16 +218,25 @@ class Rehearsal:
         require(not again, f"a second setup would still change: {[c.what for c in again]}")
         unmet = [i for i in items if i.ok is not True]
         require(not unmet, "; ".join(f"{i.name}: {i.detail}" for i in unmet))
-        return f"{len(changes)} changes applied (secrets by name only), then {len(items)} checks ✓; a second setup changes nothing"
+        return (
+            f"{len(changes)} changes applied (secrets by name only), then {len(items)} checks ✓; "
+            "a second setup changes nothing"
+        )
 
     def cutover(self, world: World) -> str:
         """Forward, back to the placeholder (as within the rollback window), forward again."""
         sha = world.commit("main", "release: production bot")
         secrets = world.secrets("production")
         request = CutoverRequest(
-            load_config(), sha, secrets["RENDER_API_KEY"], secrets["RENDER_SERVICE_ID"],
-            secrets["TELEGRAM_WEBHOOK_SECRET"], timeout=60, deadline=20, poll=0.1,
-        )  # fmt: skip
+            load_config(),
+            sha,
+            secrets["RENDER_API_KEY"],
+            secrets["RENDER_SERVICE_ID"],
+            secrets["TELEGRAM_WEBHOOK_SECRET"],
+            timeout=60,
+            deadline=20,
+            poll=0.1,
+        )
         new = world.bots["production"]
         with self._env(world, "production"):
             done = forward(request, new.token)
@@ -257,10 +259,17 @@ class Rehearsal:
     def copy(self, world: World) -> str:
         config = load_config()
         request = CopyRequest(
-            user_id=DAILY_USER, source_env=config.env("staging"), target_env=config.env("production"),
-            source_prefix="", target_prefix="prod:", patterns=config.env("staging").memory_patterns,
-            apply=False, policy="fail", out_dir=self.root / "memory-out", legacy_source=True,
-        )  # fmt: skip
+            user_id=DAILY_USER,
+            source_env=config.env("staging"),
+            target_env=config.env("production"),
+            source_prefix="",
+            target_prefix="prod:",
+            patterns=config.env("staging").memory_patterns,
+            apply=False,
+            policy="fail",
+            out_dir=self.root / "memory-out",
+            legacy_source=True,
+        )
         urls = {
             "SOURCE_REDIS_URL": world.redis["staging"].url,
             "TARGET_REDIS_URL": world.redis["production"].url,
@@ -273,25 +282,24 @@ class Rehearsal:
             again = copy_user(request)
         require(again.counts() == {"identical": 3}, f"second apply not a no-op: {again.counts()}")
         self.snapshot = outcome.snapshot
-        return (f"legacy source (no prefix, no marker) → prod:; dry run: 3 to create; applied: {len(outcome.written)} "
-                f"written, {outcome.verified} verified; again: all identical")  # fmt: skip
+        return (
+            f"legacy source (no prefix, no marker) → prod:; dry run: 3 to create; applied: {len(outcome.written)} "
+            f"written, {outcome.verified} verified; again: all identical"
+        )
 
     def announce(self, world: World) -> str:
         config = load_config()
         with self._env(world, "staging"):
             sent = announce(config, world.bots["staging"].token, DAILY_USER)
         require(
-            world.telegram.replies_to(world.bots["staging"], DAILY_USER)[-1]
-            == default_text(config),
+            world.telegram.replies_to(world.bots["staging"], DAILY_USER)[-1] == default_text(config),
             "the user did not receive the announcement",
         )
         return f"the old bot said: {sent}"
 
     def user_moves(self, world: World) -> str:
         reply = self._talk(world, "production", "/start")
-        require(
-            "Good to see you again" in reply, f"the new bot did not recognise the user: {reply!r}"
-        )
+        require("Good to see you again" in reply, f"the new bot did not recognise the user: {reply!r}")
         recall = self._talk(world, "production", "/recall")
         missing = [fact for fact in FACTS if fact not in recall]
         require(not missing, f"the new bot forgot {missing}")
@@ -326,8 +334,15 @@ class Rehearsal:
         bad = world.commit("main", "release: a webhook that forgets its secret")
         world.render.fault(service, bad, open_webhook=True)
         config = load_config()
-        request = ReleaseRequest(config.env("production"), bad, world.bots["production"].token,
-                                 timeout=60, deadline=10, poll=0.1, webhook_secret=SECRETS["production"])  # fmt: skip
+        request = ReleaseRequest(
+            config.env("production"),
+            bad,
+            world.bots["production"].token,
+            timeout=60,
+            deadline=10,
+            poll=0.1,
+            webhook_secret=SECRETS["production"],
+        )
         with self._env(world, "production"):
             try:
                 release(request, config)
@@ -336,12 +351,10 @@ class Rehearsal:
             else:
                 raise VerificationError("the bad release passed its probe")
         live = next(d for d in service.deploys if d["status"] == "live")
-        if (
-            live["commit"]["id"] != good["commit"]["id"]
-            or "the rollback probe passed" not in outcome
-        ):
+        if live["commit"]["id"] != good["commit"]["id"] or "the rollback probe passed" not in outcome:
             raise VerificationError(f"not rolled back to {good['commit']['id'][:7]}: {outcome}")
-        return f"probe caught {bad[:7]}; rolled back to {good['commit']['id'][:7]}; probe ✓ (the workflow run fails, as it must)"
+        back_to = good["commit"]["id"][:7]
+        return f"probe caught {bad[:7]}; rolled back to {back_to}; probe ✓ (the workflow run fails, as it must)"
 
     def memory_restored(self, world: World) -> str:
         """Rolling back the code leaves the damage in Redis: the snapshot taken before the
@@ -355,18 +368,23 @@ class Rehearsal:
         client = world.redis["production"].client()
         keys = sorted(k for k in client.scan_iter(match="prod:*") if str(DAILY_USER).encode() in k)
         before = {k: client.dump(k) for k in keys}
-        bad = world.commit(
-            "main", "release: a migration that rewrites every memory (and a bad webhook)"
-        )
+        bad = world.commit("main", "release: a migration that rewrites every memory (and a bad webhook)")
         out = self.root / f"memory-before-{bad}"
         with scoped_env(MEMORY_SNAPSHOT_KEY=Fernet.generate_key().decode()):
-            taken = points.take_snapshot(client, env, out, server="sandbox", max_mb=config.memory_backup.max_mb,
-                                         protected=(), commit=bad)  # fmt: skip
+            taken = points.take_snapshot(
+                client, env, out, server="sandbox", max_mb=config.memory_backup.max_mb, protected=(), commit=bad
+            )
             memory_key = f"prod:memory:{DAILY_USER}"
-            world.render.fault(world.services["production"], bad, open_webhook=True,
-                               overwrites={memory_key: "[]"})  # fmt: skip
-            request = ReleaseRequest(env, bad, world.bots["production"].token, timeout=60, deadline=10,
-                                     poll=0.1, webhook_secret=SECRETS["production"])  # fmt: skip
+            world.render.fault(world.services["production"], bad, open_webhook=True, overwrites={memory_key: "[]"})
+            request = ReleaseRequest(
+                env,
+                bad,
+                world.bots["production"].token,
+                timeout=60,
+                deadline=10,
+                poll=0.1,
+                webhook_secret=SECRETS["production"],
+            )
             with self._env(world, "production"):
                 try:
                     release(request, config)
@@ -377,17 +395,17 @@ class Rehearsal:
                     raise VerificationError("the release that overwrote memory passed its probe")
             if client.dump(memory_key) == before[memory_key.encode()]:
                 raise VerificationError("the bad release did not damage the memory it was meant to")
-            restore = points.RestoreRequest(
-                taken.path, env, self.root / "restore", apply=True, user_id=DAILY_USER
-            )
+            restore = points.RestoreRequest(taken.path, env, self.root / "restore", apply=True, user_id=DAILY_USER)
             outcome = points.restore_point(restore, client, "sandbox")
         after = {k: client.dump(k) for k in keys}
         if after != before:
             raise VerificationError(
                 f"restored memory differs from the snapshot in {sorted(k for k in keys if after[k] != before[k])}"
             )
-        return (f"{bad[:7]} rolled back with {memory_key} overwritten; {taken.keys} keys in {out.name[:21]}…; "
-                f"restored {len(outcome.written)} key(s) of user {DAILY_USER}, DUMP equal")  # fmt: skip
+        return (
+            f"{bad[:7]} rolled back with {memory_key} overwritten; {taken.keys} keys in {out.name[:21]}…; "
+            f"restored {len(outcome.written)} key(s) of user {DAILY_USER}, DUMP equal"
+        )
 
     def status_and_history(self, world: World) -> str:
         """What ``ci-tools status production`` and ``history production`` show after it all."""
@@ -399,29 +417,32 @@ class Rehearsal:
         config = load_config()
         with self._env(world, "production"), undeclared_allowed():
             items, live = status(config, ["production"])
-            with RenderAPI(world.render.api_key, world.services["production"].id,
-                           deadline=time.monotonic() + BUDGET) as api:  # fmt: skip
+            with RenderAPI(
+                world.render.api_key, world.services["production"].id, deadline=time.monotonic() + BUDGET
+            ) as api:
                 releases = history(api, 10, world.repo)
         table(
             "ci-tools status production",
             ["", "check", "seen"],
             [[i.mark, i.name, i.detail] for i in items],
         )
-        table("ci-tools history production", ["deploy", "commit", "trigger", "status", "started", "took"],
-              [r.row() for r in releases])  # fmt: skip
+        table(
+            "ci-tools history production",
+            ["deploy", "commit", "trigger", "status", "started", "took"],
+            [r.row() for r in releases],
+        )
         unhealthy = [i for i in items if i.ok is not True]
         if unhealthy:
-            raise VerificationError(
-                "status: " + "; ".join(f"{i.name}: {i.detail}" for i in unhealthy)
-            )
+            raise VerificationError("status: " + "; ".join(f"{i.name}: {i.detail}" for i in unhealthy))
         rollbacks = sum(1 for r in releases if r.back_to)
-        return f"{len(items)} checks ✓, {live['production'][:7]} live; {len(releases)} deploys, {rollbacks} rollbacks linked"
+        return (
+            f"{len(items)} checks ✓, {live['production'][:7]} live; "
+            f"{len(releases)} deploys, {rollbacks} rollbacks linked"
+        )
 
     def acceptance(self, world: World) -> str:
         with self._env(world, "production"), scoped_env(CI_TOOLS_CONFIG=str(world.config)):
-            items = acceptance(
-                load_config(), DAILY_USER, self.snapshot, None, deadline=10, repo_root=self.project
-            )
+            items = acceptance(load_config(), DAILY_USER, self.snapshot, None, deadline=10, repo_root=self.project)
         unmet = [i for i in items if i.ok is not True]
         if unmet:
             raise VerificationError("; ".join(f"{i.name}: {i.detail}" for i in unmet))
@@ -429,9 +450,7 @@ class Rehearsal:
         return f"{len(items)} items ✓ ({window})"
 
 
-def rehearse(
-    *, process: bool = True, keep: Path | None = None, log: Callable[[str], None] = say
-) -> list[Phase]:
+def rehearse(*, process: bool = True, keep: Path | None = None, log: Callable[[str], None] = say) -> list[Phase]:
     previous = signal.getsignal(signal.SIGTERM)
 
     def terminate(signum: int, frame: Any) -> None:

@@ -45,9 +45,17 @@ def probe_or_fail(
     report: ProbeReport,
 ) -> None:
     """Probe ``commit``; report the checks; a VerificationError naming each failed one."""
-    probe = Probe(request.env, commit, config, request.token, since=since, deadline=request.deadline,
-                  webhook_secret=request.webhook_secret, conversation=request.conversation,
-                  fail_fast=request.fail_fast)  # fmt: skip
+    probe = Probe(
+        request.env,
+        commit,
+        config,
+        request.token,
+        since=since,
+        deadline=request.deadline,
+        webhook_secret=request.webhook_secret,
+        conversation=request.conversation,
+        fail_fast=request.fail_fast,
+    )
     checks = run_probe(probe)
     report(title, checks)
     failed = failures(checks)
@@ -74,14 +82,18 @@ def release(
 ) -> DeployResult:
     env, commit = request.env, request.commit
     started_at = time.time()
-    result = deploy(env, commit, timeout=request.timeout, allow_other_branch=request.allow_other_branch,
-                    poll=request.poll, on_status=on_status)  # fmt: skip
+    result = deploy(
+        env,
+        commit,
+        timeout=request.timeout,
+        allow_other_branch=request.allow_other_branch,
+        poll=request.poll,
+        on_status=on_status,
+    )
     on_status(f"✓ live after {result.waited_s:.0f}s; probing")
     commit = result.commit  # the full SHA
     try:
-        probe_or_fail(
-            request, config, commit, started_at, f"Probe of {env.name} at {commit[:12]}", on_probe
-        )
+        probe_or_fail(request, config, commit, started_at, f"Probe of {env.name} at {commit[:12]}", on_probe)
     except VerificationError as failure:
         if not env.rollback_on_failed_probe:
             raise
@@ -92,11 +104,13 @@ def release(
             ) from None
         on_rollback(failure.message)
         on_status(f"✗ the probe failed; rolling back to {result.previous_deploy_id}")
-        target, final = rollback(env, to=result.previous_deploy_id, timeout=request.timeout,
-                                 poll=request.poll, on_status=on_status)  # fmt: skip
+        target, final = rollback(
+            env, to=result.previous_deploy_id, timeout=request.timeout, poll=request.poll, on_status=on_status
+        )
         try:
-            probe_or_fail(request, config, str(target.commit), time.time(),
-                          f"Probe of {env.name} after rollback", on_probe)  # fmt: skip
+            probe_or_fail(
+                request, config, str(target.commit), time.time(), f"Probe of {env.name} after rollback", on_probe
+            )
             after = "the rollback probe passed"
         except VerificationError as second:
             after = f"the probe after rollback failed too: {second.message}"

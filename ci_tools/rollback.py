@@ -26,9 +26,7 @@ def choose_target(api: RenderAPI, to: str | None) -> Deploy:
     for deploy in deploys:
         if deploy.status == "deactivated" and (live is None or deploy.commit != live.commit):
             return deploy
-    raise InputError(
-        "no earlier deploy went live; nothing to roll back to", hint=dashboard_link(api.service_id)
-    )
+    raise InputError("no earlier deploy went live; nothing to roll back to", hint=dashboard_link(api.service_id))
 
 
 def rollback(

@@ -36,23 +36,25 @@ OURS = re.compile(r"^ci-tools run \S+ at (?P<at>\S+) ")  # the allow-list note k
 
 def secret(env: Environment, name: str, single: bool) -> str | None:
     """``<ENV>_<NAME>`` (several environments at once), else ``<NAME>`` for a single one."""
-    return optional_secret(f"{env.name.upper()}_{name}") or (
-        optional_secret(name) if single else None
-    )
+    return optional_secret(f"{env.name.upper()}_{name}") or (optional_secret(name) if single else None)
 
 
 def subject(commit: str, root: Path) -> str:
     """The commit's subject when this checkout knows it ("" otherwise)."""
-    done = subprocess.run(["git", "log", "-1", "--format=%s", commit], cwd=root, capture_output=True,
-                          text=True, check=False)  # fmt: skip
+    done = subprocess.run(
+        ["git", "log", "-1", "--format=%s", commit], cwd=root, capture_output=True, text=True, check=False
+    )
     return done.stdout.strip() if done.returncode == 0 else ""
 
 
 def ago(stamp: str | int | None, now: datetime) -> str:
     if stamp is None:
         return "?"
-    when = (datetime.fromtimestamp(stamp, UTC) if isinstance(stamp, int)
-            else datetime.fromisoformat(str(stamp).replace("Z", "+00:00")))  # fmt: skip
+    when = (
+        datetime.fromtimestamp(stamp, UTC)
+        if isinstance(stamp, int)
+        else datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+    )
     minutes = int((now - when).total_seconds() // 60)
     return (
         f"{minutes} min ago"
@@ -89,8 +91,7 @@ class EnvStatus:
 
     def _render(self) -> RenderAPI:
         assert self.api_key
-        return RenderAPI(self.api_key, self.service_id or "", deadline=time.monotonic() + BUDGET,
-                         timeout=BUDGET)  # fmt: skip
+        return RenderAPI(self.api_key, self.service_id or "", deadline=time.monotonic() + BUDGET, timeout=BUDGET)
 
     def bot(self) -> Item:
         name = self.name(f"the bot is @{self.env.bot_username}")
@@ -106,8 +107,13 @@ class EnvStatus:
                 me = telegram.get_me()
         except TelegramError as exc:
             if exc.code == 401:
-                return Item(name, False, "Telegram: 401 Unauthorized", "the token was revoked or is wrong: "
-                            "take the bot's token from @BotFather and update the secret and the service")  # fmt: skip
+                return Item(
+                    name,
+                    False,
+                    "Telegram: 401 Unauthorized",
+                    "the token was revoked or is wrong: "
+                    "take the bot's token from @BotFather and update the secret and the service",
+                )
             return Item(name, False, f"getMe: {exc.code} {exc.description}", "look at @BotFather")
         except RemoteError as exc:
             return unanswered(name, exc, TELEGRAM_DOWN)
@@ -133,16 +139,18 @@ class EnvStatus:
             with self._render() as api:
                 live = api.live()
         except FatalError as exc:
-            return Item(
-                name, False, exc.message, exc.hint or "", remote=isinstance(exc, RemoteError)
-            )
+            return Item(name, False, exc.message, exc.hint or "", remote=isinstance(exc, RemoteError))
         if live is None:
             return Item(name, False, "no live deploy", "deploy: ci-tools release")
         commit = live.commit or "?"
         self.live_commit = live.commit
         said = subject(commit, self.root)
-        return Item(name, True, f"{live.id} {commit[:7]}{f' {said!r}' if said else ''} by {live.trigger}, "
-                    f"{ago(live.finished_at or live.created_at, self.now)}")  # fmt: skip
+        return Item(
+            name,
+            True,
+            f"{live.id} {commit[:7]}{f' {said!r}' if said else ''} by {live.trigger}, "
+            f"{ago(live.finished_at or live.created_at, self.now)}",
+        )
 
     def health(self) -> Item:
         name = self.name("/healthz: this environment, Redis ok")
@@ -160,11 +168,12 @@ class EnvStatus:
             )
         except ValueError as exc:
             return Item(name, False, str(exc), "the bot does not answer the health contract")
-        seen = f"env {health.env}, commit {(health.commit or '?')[:7]}, prefix {health.key_prefix!r}, Redis {'ok' if health.redis_ok else 'DOWN'}"
+        redis_state = "ok" if health.redis_ok else "DOWN"
+        seen = (
+            f"env {health.env}, commit {(health.commit or '?')[:7]}, prefix {health.key_prefix!r}, Redis {redis_state}"
+        )
         if not health.redis_ok:
-            return Item(
-                name, False, seen, "the bot cannot reach its Redis: look at the Key Value instance"
-            )
+            return Item(name, False, seen, "the bot cannot reach its Redis: look at the Key Value instance")
         if health.env != self.env.name or health.key_prefix != self.env.key_prefix:
             return Item(
                 name,
@@ -182,9 +191,7 @@ class EnvStatus:
             with Telegram(self.token, budget=BUDGET) as telegram:
                 info = telegram.webhook_info()
         except TelegramError as exc:
-            return Item(
-                name, False, f"getWebhookInfo: {exc.code} {exc.description}", "check the token"
-            )
+            return Item(name, False, f"getWebhookInfo: {exc.code} {exc.description}", "check the token")
         except RemoteError as exc:
             return unanswered(name, exc, TELEGRAM_DOWN)
         if info.url != self.env.webhook_url:
@@ -199,9 +206,7 @@ class EnvStatus:
             seen += f"; last error {ago(info.last_error_date, self.now)}: {info.last_error_message}"
             when = datetime.fromtimestamp(info.last_error_date, UTC)
             if self.now - when < RECENT_ERROR:
-                return Item(
-                    name, False, seen, "Telegram cannot deliver updates: look at the service's logs"
-                )
+                return Item(name, False, seen, "Telegram cannot deliver updates: look at the service's logs")
         return Item(name, True, seen)
 
     def allow_list(self) -> Item:
@@ -212,18 +217,18 @@ class EnvStatus:
             with self._render() as api:
                 kv = api.find_key_value(self.env.key_value)
         except FatalError as exc:
-            return Item(
-                name, False, exc.message, exc.hint or "", remote=isinstance(exc, RemoteError)
-            )
+            return Item(name, False, exc.message, exc.hint or "", remote=isinstance(exc, RemoteError))
         entries = list(kv.get("ipAllowList") or [])
         if not entries:
             return Item(name, True, f"{self.env.key_value}: allow list empty")
-        shown = ", ".join(
-            f"{e.get('cidrBlock')} ({e.get('description') or 'no note'})" for e in entries
+        shown = ", ".join(f"{e.get('cidrBlock')} ({e.get('description') or 'no note'})" for e in entries)
+        return Item(
+            name,
+            True,
+            f"{self.env.key_value} admits {shown}",
+            "an entry a cancelled run left is closed by the watch after an hour (ci-tools keyvalue sweep)",
+            warning=True,
         )
-        return Item(name, True, f"{self.env.key_value} admits {shown}",
-                    "an entry a cancelled run left is closed by the watch after an hour "
-                    "(ci-tools keyvalue sweep)", warning=True)  # fmt: skip
 
     def rollback_window(self) -> Item:
         name = self.name("the rollback window")
@@ -234,9 +239,7 @@ class EnvStatus:
                 previous, at = api.env_var(PREVIOUS_BOT_VAR), api.env_var(CUTOVER_AT_VAR)
                 finished = api.env_var(FINISHED_VAR)
         except FatalError as exc:
-            return Item(
-                name, False, exc.message, exc.hint or "", remote=isinstance(exc, RemoteError)
-            )
+            return Item(name, False, exc.message, exc.hint or "", remote=isinstance(exc, RemoteError))
         ends = window_end(self.config, at)
         if finished and not previous:
             return Item(name, True, f"rollback window closed on {finished}")
@@ -246,9 +249,7 @@ class EnvStatus:
         return Item(name, True, f"{previous.split()[0]} kept until {ends:%Y-%m-%d} ({state})")
 
 
-def status(
-    config: Config, names: list[str], now: datetime | None = None
-) -> tuple[list[Item], dict[str, str]]:
+def status(config: Config, names: list[str], now: datetime | None = None) -> tuple[list[Item], dict[str, str]]:
     """Every check of every named environment, at once, in a stable order; and what is live."""
     moment = now or datetime.now(UTC)
     envs = [config.env(n) for n in names] or list(config.environments.values())

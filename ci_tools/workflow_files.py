@@ -25,11 +25,7 @@ def load_workflows(root: Path) -> dict[str, dict[str, Any]]:
 
 def job_names(root: Path) -> set[str]:
     """The names checks report under (a job's ``name``, else its id)."""
-    return {
-        str(job.get("name", key))
-        for doc in load_workflows(root).values()
-        for key, job in doc["jobs"].items()
-    }
+    return {str(job.get("name", key)) for doc in load_workflows(root).values() for key, job in doc["jobs"].items()}
 
 
 def environment_names(job: dict[str, Any], known: list[str]) -> list[str]:

@@ -22,9 +22,7 @@ log = logging.getLogger("mindmate")
 
 def prepare() -> Settings:
     """Read settings, claim the Redis for this environment; exit with one line on failure."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     redact.install()
     try:
         settings = load_settings()
@@ -38,9 +36,7 @@ def prepare() -> Settings:
         f" moved_to=@{settings.moved_to}" if settings.moved_to else "",
     )
     try:
-        client = redis.Redis.from_url(
-            settings.redis_url, socket_connect_timeout=5, socket_timeout=5
-        )
+        client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=5)
         claim_env_marker(client, settings.key_prefix, settings.env)
     except EnvMismatchError as exc:
         sys.exit(f"mindmate: {exc}")

@@ -45,9 +45,7 @@ PROBE_HEADER = "X-MindMate-Probe-Nonce"
 NONCE = re.compile(r"^[a-z0-9-]{6,64}$")
 # What "memory could not be read or written" looks like from redis-py's asyncio client.
 STORAGE_ERRORS = (redis.RedisError, OSError, asyncio.TimeoutError)
-_failures: contextvars.ContextVar[list[BaseException] | None] = contextvars.ContextVar(
-    "failures", default=None
-)
+_failures: contextvars.ContextVar[list[BaseException] | None] = contextvars.ContextVar("failures", default=None)
 
 
 def build_application(settings: Settings) -> Application:  # type: ignore[type-arg, unused-ignore]
@@ -124,16 +122,10 @@ def create_app(settings: Settings) -> Starlette:
             return PlainTextResponse("ignored")
         nonce = request.headers.get(PROBE_HEADER, "")
         user = update.effective_user
-        turn = (
-            ProbeTurn(store, nonce)
-            if user and user.id == settings.probe_user_id and NONCE.match(nonce)
-            else None
-        )
+        turn = ProbeTurn(store, nonce) if user and user.id == settings.probe_user_id and NONCE.match(nonce) else None
         try:
             if turn is None and await store.took_effect(update.update_id):
-                log.info(
-                    "update %s already took effect: acknowledged, not repeated", update.update_id
-                )
+                log.info("update %s already took effect: acknowledged, not repeated", update.update_id)
                 return PlainTextResponse("ok")
         except STORAGE_ERRORS as exc:
             return _storage_failure(update.update_id, exc)
@@ -148,15 +140,23 @@ def create_app(settings: Settings) -> Starlette:
         if storage is not None:
             return _storage_failure(update.update_id, storage)
         for other in failures:  # e.g. Telegram's 403 "bot was blocked by the user": no retry helps
-            log.error("update %s: %s: %s (answered 200: a retry would fail the same way)",
-                      update.update_id, type(other).__name__, other)  # fmt: skip
+            log.error(
+                "update %s: %s: %s (answered 200: a retry would fail the same way)",
+                update.update_id,
+                type(other).__name__,
+                other,
+            )
         if turn is not None and user is not None:
             await store.expire_probe_user(user.id, turn.nonce)
         return PlainTextResponse("ok")
 
     def _storage_failure(update_id: int, exc: BaseException) -> Response:
-        log.error("update %s did not take effect, memory unavailable (%s: %s); answered 503 so "
-                  "Telegram delivers it again", update_id, type(exc).__name__, exc)  # fmt: skip
+        log.error(
+            "update %s did not take effect, memory unavailable (%s: %s); answered 503 so Telegram delivers it again",
+            update_id,
+            type(exc).__name__,
+            exc,
+        )
         return PlainTextResponse("memory unavailable, deliver again", status_code=503)
 
     async def probe_replies(request: Request) -> Response:
@@ -169,9 +169,7 @@ def create_app(settings: Settings) -> Starlette:
         try:
             replies = await store.probe_replies(nonce)
             body: dict[str, Any] = {"replies": replies, "commit": settings.commit}
-            if (
-                request.method == "DELETE"
-            ):  # the replies, and the probe user is gone: one round trip
+            if request.method == "DELETE":  # the replies, and the probe user is gone: one round trip
                 body["deleted"] = await store.forget_probe_user(settings.probe_user_id, nonce)
             return JSONResponse(body)
         except STORAGE_ERRORS as exc:

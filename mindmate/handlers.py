@@ -71,9 +71,7 @@ def register(application: Application, settings: Settings, store: MemoryStore) -
         user = update.effective_user
         if user is None:
             return False
-        return await store.touch(
-            user.id, user.first_name, user.username, effect_id(update) if final else None
-        )
+        return await store.touch(user.id, user.first_name, user.username, effect_id(update) if final else None)
 
     async def start(update: Update, context: Context) -> None:
         first = await seen(update, final=True)

@@ -59,9 +59,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     env = _required(environ, "ENV")
     prefix = environ.get("KEY_PREFIX", "").strip() or DEFAULT_PREFIXES.get(env)
     if not prefix:
-        raise SettingsError(
-            f"KEY_PREFIX is not set and ENV={env!r} has no default: set KEY_PREFIX (e.g. 'dev:')"
-        )
+        raise SettingsError(f"KEY_PREFIX is not set and ENV={env!r} has no default: set KEY_PREFIX (e.g. 'dev:')")
     if not prefix.endswith(":"):
         raise SettingsError(f"KEY_PREFIX={prefix!r} must end with ':' (e.g. 'prod:')")
     try:
@@ -75,25 +73,19 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     testers_raw = environ.get("TESTER_IDS", "").strip()
     production_bot = environ.get("PRODUCTION_BOT", "").strip().lstrip("@") or None
     try:
-        tester_ids = (
-            frozenset(int(t) for t in testers_raw.split(",") if t.strip()) if testers_raw else None
-        )
+        tester_ids = frozenset(int(t) for t in testers_raw.split(",") if t.strip()) if testers_raw else None
         probe_user_id = int(environ.get("PROBE_USER_ID") or DEFAULT_PROBE_USER_ID)
     except ValueError:
         raise SettingsError(
             "TESTER_IDS must be Telegram user ids separated by commas, and PROBE_USER_ID one id"
         ) from None
     if tester_ids is not None and not production_bot:
-        raise SettingsError(
-            "TESTER_IDS is set but PRODUCTION_BOT is not: set the production bot's username"
-        )
+        raise SettingsError("TESTER_IDS is set but PRODUCTION_BOT is not: set the production bot's username")
     if production_bot and not _USERNAME.match(production_bot):
         raise SettingsError(f"PRODUCTION_BOT={production_bot!r} is not a Telegram username")
     secret = _required(environ, "TELEGRAM_WEBHOOK_SECRET")
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", secret):
-        raise SettingsError(
-            "TELEGRAM_WEBHOOK_SECRET may hold only A-Z, a-z, 0-9, _ and - (Telegram's rule)"
-        )
+        raise SettingsError("TELEGRAM_WEBHOOK_SECRET may hold only A-Z, a-z, 0-9, _ and - (Telegram's rule)")
     return Settings(
         env=env,
         token=_required(environ, "TELEGRAM_BOT_TOKEN"),
@@ -105,9 +97,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         external_url=environ.get("RENDER_EXTERNAL_URL", "").strip() or None,
         commit=environ.get("RENDER_GIT_COMMIT", "").strip(),
         moved_to=moved_to,
-        telegram_api_url=(environ.get("TELEGRAM_API_URL") or "https://api.telegram.org").rstrip(
-            "/"
-        ),
+        telegram_api_url=(environ.get("TELEGRAM_API_URL") or "https://api.telegram.org").rstrip("/"),
         history_limit=max(1, history_limit),
         tester_ids=tester_ids,
         production_bot=production_bot,

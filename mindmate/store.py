@@ -132,9 +132,7 @@ class MemoryStore:
     async def recall(self, user_id: int) -> list[str]:
         return [str(f) for f in await self.client.lrange(memory_key(self.prefix, user_id), 0, -1)]
 
-    async def forget(
-        self, user_id: int, index: int | None, update_id: int | None = None
-    ) -> str | None:
+    async def forget(self, user_id: int, index: int | None, update_id: int | None = None) -> str | None:
         """Forget fact number ``index`` (1-based), or every fact when None."""
         key = memory_key(self.prefix, user_id)
         if index is None:
@@ -166,9 +164,11 @@ class MemoryStore:
 
     def probe_user_keys(self, user_id: int, nonce: str) -> list[str]:
         return [
-            memory_key(self.prefix, user_id), history_key(self.prefix, user_id),
-            profile_key(self.prefix, user_id), probe_key(self.prefix, nonce),
-        ]  # fmt: skip
+            memory_key(self.prefix, user_id),
+            history_key(self.prefix, user_id),
+            profile_key(self.prefix, user_id),
+            probe_key(self.prefix, nonce),
+        ]
 
     async def expire_probe_user(self, user_id: int, nonce: str) -> None:
         """The probe user's keys live minutes at most, even if the probe never cleans up."""

@@ -93,9 +93,7 @@ class Ledger:
         with self._lock:
             parts = ", ".join(f"{NAMES[p]} {self.calls[p]}" for p in NAMES)
             broken = len(self.violations) + self._merged
-            provoked = (
-                f" (and {self._taken} provoked on purpose by mutation tests)" if self._taken else ""
-            )
+            provoked = f" (and {self._taken} provoked on purpose by mutation tests)" if self._taken else ""
         return f"contracts: {sum(self.calls.values())} calls validated ({parts}), {broken} violations{provoked}"
 
 
@@ -142,9 +140,7 @@ def _github_overrides(spec: dict[str, Any]) -> None:
         for method, operation in item.items():
             if method in ("get", "put", "post", "patch", "delete"):
                 for code in ("401", "403", "404"):
-                    operation["responses"].setdefault(
-                        code, {"description": "error", "content": error}
-                    )
+                    operation["responses"].setdefault(code, {"description": "error", "content": error})
 
 
 OVERRIDES = {"render-public-api-1.json": _render_overrides, "github-api.json": _github_overrides}
@@ -167,9 +163,7 @@ def _templates(file: str) -> list[tuple[re.Pattern[str], str, frozenset[str]]]:
     found = []
     for path, item in spec["paths"].items():
         pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(path))
-        found.append(
-            (re.compile(f"^{pattern}$"), path, frozenset(m for m in item if m != "parameters"))
-        )
+        found.append((re.compile(f"^{pattern}$"), path, frozenset(m for m in item if m != "parameters")))
     return sorted(found, key=lambda t: t[1].count("{"))
 
 
@@ -216,9 +210,7 @@ class OpenAPIContract:
         path = parts.path[len(self.prefix) :]
         operation = self.operation(method, path)
         if operation is None:
-            return [
-                Violation(self.provider, f"{method} {path}", "request", "$", "no such operation")
-            ]
+            return [Violation(self.provider, f"{method} {path}", "request", "$", "no such operation")]
         found: list[Violation] = []
         request = MockRequest(
             self.server,
@@ -231,10 +223,7 @@ class OpenAPIContract:
         )
         api = _openapi(self.file)
         for error in api.iter_request_errors(request):
-            found += [
-                Violation(self.provider, operation, "request", p, m)
-                for p, m in _schema_errors(error)
-            ]
+            found += [Violation(self.provider, operation, "request", p, m) for p, m in _schema_errors(error)]
         response = MockResponse(
             answer.body,
             answer.status,
@@ -242,10 +231,7 @@ class OpenAPIContract:
             content_type=_content_type(answer.headers),
         )
         for error in api.iter_response_errors(request, response):
-            found += [
-                Violation(self.provider, operation, "answer", p, m)
-                for p, m in _schema_errors(error)
-            ]
+            found += [Violation(self.provider, operation, "answer", p, m) for p, m in _schema_errors(error)]
         return found
 
 
@@ -298,11 +284,7 @@ def _kind_errors(kind: str, value: Any, path: str) -> list[tuple[str, str]]:
     if kind.startswith(_ARRAY):
         if not isinstance(value, list):
             return [(path, f"expected {kind}, got {type(value).__name__}")]
-        return [
-            e
-            for i, item in enumerate(value)
-            for e in value_errors([kind[len(_ARRAY) :]], item, f"{path}[{i}]")
-        ]
+        return [e for i, item in enumerate(value) for e in value_errors([kind[len(_ARRAY) :]], item, f"{path}[{i}]")]
     if kind in _PRIMITIVES:
         return [] if _PRIMITIVES[kind](value) else [(path, f"expected {kind}, got {value!r}")]
     spec = _bot_api()["types"].get(kind)
@@ -341,21 +323,12 @@ class BotApiContract:
         api = _bot_api()
         name = api["by_lower"].get(match["method"].lower())
         if name is None:
-            return [
-                Violation("telegram", match["method"], "request", "$", "no such Bot API method")
-            ]
-        found = [
-            Violation("telegram", name, "request", p, m)
-            for p, m in self._params(name, target, headers, body)
-        ]
-        found += [
-            Violation("telegram", name, "answer", p, m) for p, m in self._answer(name, answer)
-        ]
+            return [Violation("telegram", match["method"], "request", "$", "no such Bot API method")]
+        found = [Violation("telegram", name, "request", p, m) for p, m in self._params(name, target, headers, body)]
+        found += [Violation("telegram", name, "answer", p, m) for p, m in self._answer(name, answer)]
         return found
 
-    def _params(
-        self, name: str, target: str, headers: dict[str, str], body: bytes
-    ) -> list[tuple[str, str]]:
+    def _params(self, name: str, target: str, headers: dict[str, str], body: bytes) -> list[tuple[str, str]]:
         from urllib.parse import parse_qsl, urlsplit
 
         params: dict[str, Any] = dict(parse_qsl(urlsplit(target).query))
@@ -368,11 +341,7 @@ class BotApiContract:
             return [("$", f"content type {kind!r}: the Bot API takes a query, form or JSON")]
         fields = {f["name"]: f for f in _bot_api()["methods"][name].get("fields", [])}
         errors = [(k, f"{name} has no parameter {k!r}") for k in params if k not in fields]
-        errors += [
-            (k, f"required by {name}, missing")
-            for k, f in fields.items()
-            if f["required"] and k not in params
-        ]
+        errors += [(k, f"required by {name}, missing") for k, f in fields.items() if f["required"] and k not in params]
         return errors
 
     def _answer(self, name: str, answer: Answer) -> list[tuple[str, str]]:
@@ -384,17 +353,13 @@ class BotApiContract:
             return [("$.ok", "the envelope needs a boolean ok")]
         if data["ok"]:
             errors = [
-                (f"$.{k}", "not in the success envelope")
-                for k in data
-                if k not in ("ok", "result", "description")
+                (f"$.{k}", "not in the success envelope") for k in data if k not in ("ok", "result", "description")
             ]
             if answer.status != 200:
                 errors.append(("$", f"ok with HTTP {answer.status}"))
             if "result" not in data:
                 return [*errors, ("$.result", "missing")]
-            return errors + value_errors(
-                _bot_api()["methods"][name]["returns"], data["result"], "$.result"
-            )
+            return errors + value_errors(_bot_api()["methods"][name]["returns"], data["result"], "$.result")
         allowed = ("ok", "error_code", "description", "parameters")
         errors = [(f"$.{k}", "not in the error envelope") for k in data if k not in allowed]
         errors += value_errors(["Integer"], data.get("error_code"), "$.error_code")
@@ -411,10 +376,7 @@ TELEGRAM = BotApiContract()
 
 def check_update(update: dict[str, Any]) -> None:
     """What Telegram sends a webhook must be an ``Update``: recorded like an answer."""
-    found = [
-        Violation("telegram", "webhook Update", "answer", p, m)
-        for p, m in value_errors(["Update"], update, "$")
-    ]
+    found = [Violation("telegram", "webhook Update", "answer", p, m) for p, m in value_errors(["Update"], update, "$")]
     LEDGER.record("telegram", found)
 
 

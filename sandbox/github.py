@@ -135,10 +135,7 @@ class FakeGitHub(StandInServer):
         if not head or not base or not body.get("title"):
             return invalid("head, base and title are required", "missing_field")
         label = head if ":" in head else f"{owner}:{head}"
-        if any(
-            p["state"] == "open" and p["head"]["label"] == label and p["base"]["ref"] == base
-            for p in self.pulls
-        ):
+        if any(p["state"] == "open" and p["head"]["label"] == label and p["base"]["ref"] == base for p in self.pulls):
             return invalid(f"A pull request already exists for {label}.")
         number = next(self._numbers)
         pull = {
@@ -159,12 +156,13 @@ class FakeGitHub(StandInServer):
         owner = self._user(full_name.split("/")[0])
         repo = self._repository(full_name)
         url = f"{shapes.API}/repos/{full_name}/pulls/{number}"
-        links = {
-            k: {"href": f"{url}/{k}"}
-            for k in ("comments", "commits", "review_comments", "statuses")
+        links = {k: {"href": f"{url}/{k}"} for k in ("comments", "commits", "review_comments", "statuses")}
+        links |= {
+            "self": {"href": url},
+            "html": {"href": f"https://github.com/{full_name}/pull/{number}"},
+            "issue": {"href": f"{url}/issue"},
+            "review_comment": {"href": f"{url}/comments{{/number}}"},
         }
-        links |= {"self": {"href": url}, "html": {"href": f"https://github.com/{full_name}/pull/{number}"},
-                  "issue": {"href": f"{url}/issue"}, "review_comment": {"href": f"{url}/comments{{/number}}"}}  # fmt: skip
         given = {
             "id": 2_000_000 + number,
             "node_id": f"PR_kwDO{number:08d}",
@@ -177,15 +175,26 @@ class FakeGitHub(StandInServer):
             "body": pull["body"],
             "user": owner,
             "labels": [],
-            "head": {"label": pull["head"]["label"], "ref": pull["head"]["ref"], "sha": "0" * 40, "user": owner, "repo": repo},
-            "base": {"label": f"{full_name.split('/')[0]}:{pull['base']['ref']}", "ref": pull["base"]["ref"], "sha": "0" * 40,
-                     "user": owner, "repo": repo},
+            "head": {
+                "label": pull["head"]["label"],
+                "ref": pull["head"]["ref"],
+                "sha": "0" * 40,
+                "user": owner,
+                "repo": repo,
+            },
+            "base": {
+                "label": f"{full_name.split('/')[0]}:{pull['base']['ref']}",
+                "ref": pull["base"]["ref"],
+                "sha": "0" * 40,
+                "user": owner,
+                "repo": repo,
+            },
             "_links": links,
             "author_association": "OWNER",
             "draft": False,
             "created_at": shapes.CREATED,
             "updated_at": shapes.CREATED,
-        }  # fmt: skip
+        }
         return shapes.complete("pull-request-simple" if simple else "pull-request", given)
 
     def _user(self, login: str) -> dict[str, Any]:
@@ -205,20 +214,34 @@ class FakeGitHub(StandInServer):
         )
         return shapes.complete("full-repository", found)
 
-    def add_artifact(
-        self, name: str, created_at: str, *, run_id: int = 9001, expired: bool = False
-    ) -> None:
+    def add_artifact(self, name: str, created_at: str, *, run_id: int = 9001, expired: bool = False) -> None:
         """An artifact a workflow run kept (the artifact store is GitHub's, not the runner's)."""
         number = next(self._ids)
         url = f"{shapes.API}/repos/mindmate/mindmate-release/actions/artifacts/{number}"
         with self.lock:
-            self.artifacts.insert(0, {
-                "id": number, "node_id": f"MDg6QXJ0aWZhY3Q{number}", "name": name, "size_in_bytes": 2048,
-                "url": url, "archive_download_url": f"{url}/zip", "expired": expired,
-                "created_at": created_at, "updated_at": created_at, "expires_at": None, "digest": None,
-                "workflow_run": {"id": run_id, "repository_id": REPO_ID, "head_repository_id": REPO_ID,
-                                 "head_branch": "main", "head_sha": "0" * 40},
-            })  # fmt: skip
+            self.artifacts.insert(
+                0,
+                {
+                    "id": number,
+                    "node_id": f"MDg6QXJ0aWZhY3Q{number}",
+                    "name": name,
+                    "size_in_bytes": 2048,
+                    "url": url,
+                    "archive_download_url": f"{url}/zip",
+                    "expired": expired,
+                    "created_at": created_at,
+                    "updated_at": created_at,
+                    "expires_at": None,
+                    "digest": None,
+                    "workflow_run": {
+                        "id": run_id,
+                        "repository_id": REPO_ID,
+                        "head_repository_id": REPO_ID,
+                        "head_branch": "main",
+                        "head_sha": "0" * 40,
+                    },
+                },
+            )
 
     # -- repository settings -------------------------------------------------------------
     def sealed_key(self, env: str) -> PrivateKey:
@@ -230,9 +253,7 @@ class FakeGitHub(StandInServer):
         chunk = items[(page - 1) * per_page : page * per_page]
         headers = {}
         if page * per_page < len(items):
-            headers["Link"] = (
-                f'<{self.url}{request.path}?per_page={per_page}&page={page + 1}>; rel="next"'
-            )
+            headers["Link"] = f'<{self.url}{request.path}?per_page={per_page}&page={page + 1}>; rel="next"'
         body: Any = {"total_count": len(items), key: chunk} if key else chunk
         return 200, body, headers
 
@@ -260,15 +281,11 @@ class FakeGitHub(StandInServer):
         if not admin:
             return NO_ADMIN
         if rest == "" and method == "PATCH":
-            self.default_branch = str(
-                (request.json() or {}).get("default_branch", self.default_branch)
-            )
+            self.default_branch = str((request.json() or {}).get("default_branch", self.default_branch))
             self.writes += 1
             return 200, self._repository(full), {}
         if rest == "/environments" and method == "GET":
-            return self._page(
-                request, [self._env(n, full) for n in self.environments], "environments"
-            )
+            return self._page(request, [self._env(n, full) for n in self.environments], "environments")
         if m := re.fullmatch(r"/environments/([\w-]+)", rest):
             return self._environment(m[1], request)
         if m := re.fullmatch(r"/environments/([\w-]+)/deployment-branch-policies", rest):
@@ -276,9 +293,7 @@ class FakeGitHub(StandInServer):
         if m := re.fullmatch(r"/environments/([\w-]+)/secrets(?:/([\w-]+))?", rest):
             return self._secret(m[1], m[2], request)
         if rest == "/actions/secrets" and method == "GET":
-            return self._page(
-                request, [self._secret_item(n) for n in sorted(self.repo_secrets)], "secrets"
-            )
+            return self._page(request, [self._secret_item(n) for n in sorted(self.repo_secrets)], "secrets")
         if rest.startswith("/rulesets"):
             return self._ruleset(full, rest, request)
         if rest == "/actions/permissions/workflow":
@@ -321,16 +336,25 @@ class FakeGitHub(StandInServer):
         rules: list[dict[str, Any]] = []
         if reviewers:
             rule_id = next(self._ids)
-            rules.append({"id": rule_id, "node_id": f"GA_kwDO{rule_id:08d}", "type": "required_reviewers",
-                          "prevent_self_review": False, "reviewers": reviewers})  # fmt: skip
+            rules.append(
+                {
+                    "id": rule_id,
+                    "node_id": f"GA_kwDO{rule_id:08d}",
+                    "type": "required_reviewers",
+                    "prevent_self_review": False,
+                    "reviewers": reviewers,
+                }
+            )
         policy = body.get("deployment_branch_policy")
         if policy:
             rule_id = next(self._ids)
-            rules.append(
-                {"id": rule_id, "node_id": f"GA_kwDO{rule_id:08d}", "type": "branch_policy"}
-            )
-        self.environments[name] = {"id": self.environments.get(name, {}).get("id") or next(self._ids), "name": name,
-                                   "protection_rules": rules, "deployment_branch_policy": policy}  # fmt: skip
+            rules.append({"id": rule_id, "node_id": f"GA_kwDO{rule_id:08d}", "type": "branch_policy"})
+        self.environments[name] = {
+            "id": self.environments.get(name, {}).get("id") or next(self._ids),
+            "name": name,
+            "protection_rules": rules,
+            "deployment_branch_policy": policy,
+        }
         self.branch_policies.setdefault(name, [])
         self.writes += 1
         return 200, self._env(name, "/".join(request.path.split("/")[2:4])), {}
@@ -372,13 +396,9 @@ class FakeGitHub(StandInServer):
             return self._page(request, [self._secret_item(n) for n in sorted(stored)], "secrets")
         if name and request.method == "PUT":
             body = request.json() or {}
-            if (
-                body.get("key_id") != f"key-{env}"
-            ):  # not documented for this operation; GitHub does answer 422
+            if body.get("key_id") != f"key-{env}":  # not documented for this operation; GitHub does answer 422
                 return invalid("bad key_id", field="key_id")
-            value = SealedBox(self.sealed_key(env)).decrypt(
-                base64.b64decode(body["encrypted_value"])
-            )
+            value = SealedBox(self.sealed_key(env)).decrypt(base64.b64decode(body["encrypted_value"]))
             created = name not in stored
             stored[name] = value.decode()
             self.writes += 1

@@ -81,9 +81,7 @@ class StandInServer:
         if self.contract is None or FAULT in answer.headers:
             return
         target = request.path + (f"?{request.raw_query}" if request.raw_query else "")
-        found = self.contract.check(
-            request.method, target, dict(request.headers.items()), request.body, answer
-        )
+        found = self.contract.check(request.method, target, dict(request.headers.items()), request.body, answer)
         if found is not None:
             LEDGER.record(self.contract.provider, found)
 
@@ -129,9 +127,7 @@ class StandInServer:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), name=self.name, daemon=True
-        )
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name=self.name, daemon=True)
         self._thread.start()
         return self
 

@@ -62,9 +62,7 @@ def server_available(kind: str) -> bool:
 class RedisServer:
     """One server process; a context manager that always stops it."""
 
-    def __init__(
-        self, *, kind: str = "auto", password: str | None = None, persist: bool = False
-    ) -> None:
+    def __init__(self, *, kind: str = "auto", password: str | None = None, persist: bool = False) -> None:
         self.binary = find_server_binary(kind)
         self.password = password
         self.persist = persist  # AOF with fsync always: a killed server comes back with its data
@@ -88,10 +86,22 @@ class RedisServer:
     def start(self, *, port: int | None = None, timeout: float = 10.0) -> RedisServer:
         self.port = port or self.port or free_port()
         args = [
-            str(self.binary), "--port", str(self.port), "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "no", "--dir", self._dir.name,
-            "--daemonize", "no", "--loglevel", "warning",
-        ]  # fmt: skip
+            str(self.binary),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            self._dir.name,
+            "--daemonize",
+            "no",
+            "--loglevel",
+            "warning",
+        ]
         if self.password:
             args += ["--requirepass", self.password]
         if self.persist:
@@ -111,9 +121,7 @@ class RedisServer:
             except redis.RedisError:
                 time.sleep(0.02)
         self.stop()
-        raise ConfigError(
-            f"{self.binary.name} did not answer on port {self.port} within {timeout}s"
-        )
+        raise ConfigError(f"{self.binary.name} did not answer on port {self.port} within {timeout}s")
 
     def stop(self) -> None:
         """Stop the process (the port is kept, so ``start()`` brings it back on the same URL)."""

@@ -62,9 +62,7 @@ class FakeKeyValue:
     name: str
     internal_url: str
     gate: Gate
-    ip_allow_list: list[dict[str, str]] = field(
-        default_factory=list
-    )  # render.yaml: [] (internal only)
+    ip_allow_list: list[dict[str, str]] = field(default_factory=list)  # render.yaml: [] (internal only)
     created: str = field(default_factory=lambda: _now())
     updated: str = field(default_factory=lambda: _now())
     plan: str = "starter"  # render.yaml's
@@ -227,9 +225,7 @@ class FakeRender(StandInServer):
         super().__init__(latency=latency)
         self.api_key = api_key
         self.step = step  # seconds between statuses
-        self.process = (
-            process  # run instances as child processes (as Render does) or threads (fast)
-        )
+        self.process = process  # run instances as child processes (as Render does) or threads (fast)
         self.services: dict[str, FakeService] = {}
         self._ids = itertools.count(1)
         self._limited = 0
@@ -237,9 +233,7 @@ class FakeRender(StandInServer):
         self._server_errors = 0
         self._threads: list[threading.Thread] = []
         self.log_dir: Any = None
-        self.list_delay = (
-            0.0  # seconds before a new deploy shows in list-deploys (eventual consistency)
-        )
+        self.list_delay = 0.0  # seconds before a new deploy shows in list-deploys (eventual consistency)
         self.repo: Any = None  # the git repository whose branch heads the hooks deploy
         self.queue_creates = False  # POST /deploys answers 202 with no body
         # fault: the next creates (deploy, rollback) take effect, then answer 502 or hang
@@ -249,9 +243,7 @@ class FakeRender(StandInServer):
         self.key_values: dict[str, FakeKeyValue] = {}
 
     # -- set-up --------------------------------------------------------------------
-    def add_service(
-        self, name: str, branch: str, env: dict[str, str], *, latency: float = 0.0
-    ) -> FakeService:
+    def add_service(self, name: str, branch: str, env: dict[str, str], *, latency: float = 0.0) -> FakeService:
         router = Router(latency=latency).start()
         number = next(self._ids)
         service = FakeService(
@@ -311,9 +303,16 @@ class FakeRender(StandInServer):
             if self._limited > 0:
                 self._limited -= 1
                 reset = str(self._retry_after)
-                return 429, {"message": "rate limit exceeded"}, {
-                    "Retry-After": reset, "Ratelimit-Limit": "30", "Ratelimit-Remaining": "0", "Ratelimit-Reset": reset,
-                }  # fmt: skip
+                return (
+                    429,
+                    {"message": "rate limit exceeded"},
+                    {
+                        "Retry-After": reset,
+                        "Ratelimit-Limit": "30",
+                        "Ratelimit-Remaining": "0",
+                        "Ratelimit-Reset": reset,
+                    },
+                )
             if self._server_errors > 0:
                 self._server_errors -= 1
                 return 503, {"message": "service unavailable"}, {}
@@ -345,11 +344,15 @@ class FakeRender(StandInServer):
         if request.method == "GET" and rest == "":
             return 200, kv.json(), {}
         if request.method == "GET" and rest == "/connection-info":
-            return 200, {
-                "internalConnectionString": kv.internal_url,
-                "externalConnectionString": kv.external_url,
-                "cliCommand": f"redis-cli -u {kv.external_url}",
-            }, {}  # fmt: skip
+            return (
+                200,
+                {
+                    "internalConnectionString": kv.internal_url,
+                    "externalConnectionString": kv.external_url,
+                    "cliCommand": f"redis-cli -u {kv.external_url}",
+                },
+                {},
+            )
         if request.method == "PATCH" and rest == "":
             body = request.json() or {}
             blocks = body.get("ipAllowList")
@@ -364,8 +367,7 @@ class FakeRender(StandInServer):
                     )
                 with self.lock:
                     kv.ip_allow_list = [
-                        {"cidrBlock": b["cidrBlock"], "description": str(b.get("description", ""))}
-                        for b in blocks
+                        {"cidrBlock": b["cidrBlock"], "description": str(b.get("description", ""))} for b in blocks
                     ]
             return 200, kv.json(), {}
         return 404, {"message": "not found"}, {}
@@ -375,11 +377,7 @@ class FakeRender(StandInServer):
         in its docs, https://render.com/docs/deploy-hooks): the contract layer leaves it out,
         as it does /whoami, the IP echo a runner asks."""
         service = self.services.get(service_id)
-        if (
-            request.method != "POST"
-            or service is None
-            or request.query.get("key") != service.hook_key
-        ):
+        if request.method != "POST" or service is None or request.query.get("key") != service.hook_key:
             return 404, {"message": "not found"}, {}
         commit = self.branch_head(service.branch)  # any ``ref`` is ignored, as Render does
         deploy = self._start_deploy(service, commit, trigger="deploy_hook")
@@ -390,9 +388,12 @@ class FakeRender(StandInServer):
         if self.repo is None:
             return f"{branch}-head"
         return subprocess.run(
-            ["git", "rev-parse", f"refs/heads/{branch}"], cwd=self.repo, capture_output=True,
-            text=True, check=True,
-        ).stdout.strip()  # fmt: skip
+            ["git", "rev-parse", f"refs/heads/{branch}"],
+            cwd=self.repo,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
 
     def _answer_create(self, response: Response) -> Response:
         """A create that took effect; the answer may be lost (a fault) as a proxy would lose it."""
@@ -413,11 +414,7 @@ class FakeRender(StandInServer):
         if method == "GET" and rest == "/deploys":
             limit = max(1, min(100, int(request.query.get("limit", 20))))
             with self.lock:
-                items = [
-                    d
-                    for d in service.deploys
-                    if time.monotonic() - d["_created"] >= self.list_delay
-                ]
+                items = [d for d in service.deploys if time.monotonic() - d["_created"] >= self.list_delay]
             cursor = request.query.get("cursor")
             if cursor:
                 ids = [d["id"] for d in items]
@@ -434,17 +431,13 @@ class FakeRender(StandInServer):
                 return 404, {"message": "deploy not found"}, {}
             if target["status"] not in ("live", "deactivated"):
                 return 400, {"message": "can only roll back to a deploy that was live"}, {}
-            deploy = self._start_deploy(
-                service, target["commit"]["id"], trigger="rollback", build=False
-            )
+            deploy = self._start_deploy(service, target["commit"]["id"], trigger="rollback", build=False)
             self.created.append({"path": request.path, "body": request.json()})
             return self._answer_create((201, public(deploy), {}))
         if method == "POST" and rest == "/deploys":
             body = request.json() or {}
             commit = body.get("commitId") or self.branch_head(service.branch)
-            if not isinstance(commit, str) or not re.fullmatch(
-                r"[0-9a-f]{7,40}|[\w-]+-head", commit
-            ):
+            if not isinstance(commit, str) or not re.fullmatch(r"[0-9a-f]{7,40}|[\w-]+-head", commit):
                 return 400, {"message": "invalid commitId"}, {}
             deploy = self._start_deploy(service, commit, trigger="api")
             self.created.append({"path": request.path, "body": body})
@@ -454,10 +447,7 @@ class FakeRender(StandInServer):
         if rest == "/env-vars" and method == "GET":
             return (
                 200,
-                [
-                    {"envVar": {"key": k, "value": v}, "cursor": k}
-                    for k, v in sorted(service.env.items())
-                ],
+                [{"envVar": {"key": k, "value": v}, "cursor": k} for k, v in sorted(service.env.items())],
                 {},
             )
         if rest == "/env-vars" and method == "PUT":  # replaces the whole list, as Render's does
@@ -485,9 +475,7 @@ class FakeRender(StandInServer):
         return 404, {"message": "not found"}, {}
 
     # -- deploys -------------------------------------------------------------------
-    def _start_deploy(
-        self, service: FakeService, commit: str, *, trigger: str, build: bool = True
-    ) -> dict[str, Any]:
+    def _start_deploy(self, service: FakeService, commit: str, *, trigger: str, build: bool = True) -> dict[str, Any]:
         deploy = {
             "id": f"dep-sandbox{next(self._ids):06d}",
             "commit": {"id": commit, "message": f"commit {commit[:7]}", "createdAt": _now()},
@@ -594,10 +582,6 @@ class FakeRender(StandInServer):
 
     def _launch(self, service: FakeService, environ: dict[str, str]) -> Any:
         if self.process:
-            log = (
-                self.log_dir / f"{service.name}-{environ['RENDER_GIT_COMMIT'][:7]}.log"
-                if self.log_dir
-                else None
-            )
+            log = self.log_dir / f"{service.name}-{environ['RENDER_GIT_COMMIT'][:7]}.log" if self.log_dir else None
             return BotProcess(environ, log_path=log).start()
         return ThreadedBot(environ).start()

@@ -80,13 +80,7 @@ def _value(key: str, node: dict[str, Any], base: str) -> Any:
         return False
     if kind == "array":
         return []
-    if (
-        kind == "object"
-        or "properties" in node
-        or "allOf" in node
-        or "anyOf" in node
-        or "oneOf" in node
-    ):
+    if kind == "object" or "properties" in node or "allOf" in node or "anyOf" in node or "oneOf" in node:
         return _fill(node, {}, base)
     return None
 
@@ -106,9 +100,7 @@ def user(login: str, user_id: int) -> dict[str, Any]:
     }
 
 
-def repository(
-    full_name: str, repo_id: int, owner: dict[str, Any], **fields: Any
-) -> dict[str, Any]:
+def repository(full_name: str, repo_id: int, owner: dict[str, Any], **fields: Any) -> dict[str, Any]:
     name = full_name.split("/")[1]
     return {
         "id": repo_id,

@@ -103,10 +103,7 @@ class FakeTelegram(StandInServer):
     # -- set-up -------------------------------------------------------------
     def add_bot(self, username: str, token: str | None = None) -> FakeBot:
         bot_id = next(self._ids)
-        token = (
-            token
-            or f"{bot_id}:AA{username.replace('_', '')[:10].ljust(10, 'x')}sandboxTokenXYZ12345"
-        )
+        token = token or f"{bot_id}:AA{username.replace('_', '')[:10].ljust(10, 'x')}sandboxTokenXYZ12345"
         bot = FakeBot(token=token, id=bot_id, username=username)
         with self.lock:
             self.bots[token] = bot
@@ -149,9 +146,7 @@ class FakeTelegram(StandInServer):
         secret = str(params.get("secret_token") or "") if url else ""
         if url and not url.startswith(("https://", "http://127.0.0.1", "http://localhost")):
             # Telegram needs HTTPS; loopback HTTP is the stand-in's one allowance.
-            return _error(
-                400, "Bad Request: bad webhook: An HTTPS URL must be provided for webhook"
-            )
+            return _error(400, "Bad Request: bad webhook: An HTTPS URL must be provided for webhook")
         if len(secret) > 256:
             return _error(400, "Bad Request: secret token is too long")
         if secret and not _SECRET_TOKEN.match(secret):
@@ -160,21 +155,29 @@ class FakeTelegram(StandInServer):
         drop = str(params.get("drop_pending_updates", "")).lower() == "true"
         with self.lock:
             unchanged = (url, secret or None, max_connections) == (
-                bot.webhook_url, bot.webhook_secret, bot.max_connections,
-            )  # fmt: skip
+                bot.webhook_url,
+                bot.webhook_secret,
+                bot.max_connections,
+            )
             if unchanged and not drop:
-                return 200, {"ok": True, "result": True, "description": "Webhook is already set" if url else "Webhook is already deleted"}, {}  # fmt: skip
+                return (
+                    200,
+                    {
+                        "ok": True,
+                        "result": True,
+                        "description": "Webhook is already set" if url else "Webhook is already deleted",
+                    },
+                    {},
+                )
             bot.webhook_url, bot.webhook_secret = url, secret or None
             bot.max_connections = max_connections
             bot.last_error_date = bot.last_error_message = None  # any change re-sets the webhook
             if drop:
                 bot.pending_update_count = 0
-        return 200, {"ok": True, "result": True, "description": "Webhook was set" if url else "Webhook was deleted"}, {}  # fmt: skip
+        return 200, {"ok": True, "result": True, "description": "Webhook was set" if url else "Webhook was deleted"}, {}
 
     def _api_deletewebhook(self, bot: FakeBot, params: dict[str, Any]) -> Response:
-        return self._api_setwebhook(
-            bot, {"url": "", **{k: v for k, v in params.items() if k != "url"}}
-        )
+        return self._api_setwebhook(bot, {"url": "", **{k: v for k, v in params.items() if k != "url"}})
 
     def _api_getwebhookinfo(self, bot: FakeBot, params: dict[str, Any]) -> Response:
         with self.lock:

@@ -27,8 +27,11 @@ SECRETS = {"staging": "whsec-staging-0123456789", "production": "whsec-productio
 def git(cwd: Path, *args: str) -> str:
     return subprocess.run(
         ["git", "-c", "user.name=sandbox", "-c", "user.email=sandbox@example.invalid", *args],
-        cwd=cwd, check=True, capture_output=True, text=True,
-    ).stdout.strip()  # fmt: skip
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
 
 
 class World:
@@ -123,9 +126,7 @@ class World:
         config.write_text(text)
 
     def _config_text(self) -> str:
-        text = [
-            '[tool.ci_tools.flow]\ndevelop = ["feature/*", "fix/*", "main"]\nmain = ["develop", "hotfix/*"]\n'
-        ]
+        text = ['[tool.ci_tools.flow]\ndevelop = ["feature/*", "fix/*", "main"]\nmain = ["develop", "hotfix/*"]\n']
         for env, bot in (("staging", "mindmate_dev_bot"), ("production", "mindmate_companion_bot")):
             service = self.services[env]
             text.append(
@@ -139,9 +140,7 @@ class World:
     def commit(self, branch: str, message: str) -> str:
         """A new commit on ``branch`` (created from main if new); its full SHA."""
         current = git(self.repo, "branch", "--list", branch)
-        git(self.repo, "checkout", "-q", branch) if current else git(
-            self.repo, "checkout", "-q", "-b", branch, "main"
-        )
+        git(self.repo, "checkout", "-q", branch) if current else git(self.repo, "checkout", "-q", "-b", branch, "main")
         git(self.repo, "commit", "-q", "--allow-empty", "-m", message)
         return git(self.repo, "rev-parse", "HEAD")
 

@@ -23,10 +23,20 @@ WEBHOOK_SECRET = "whsec-test-0123456789"
 # Variables a developer's shell or a GitHub runner may carry that would change behaviour.
 _AMBIENT = (
     *SECRET_ENV_VARS,
-    "GITHUB_ACTIONS", "GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY", "TELEGRAM_API_URL",
-    "RENDER_API_URL", "RENDER_SERVICE_ID", "CI_TOOLS_CONFIG", "ENV", "KEY_PREFIX",
-    "MOVED_TO", "RENDER_EXTERNAL_URL", "RENDER_GIT_COMMIT", "PORT",
-)  # fmt: skip
+    "GITHUB_ACTIONS",
+    "GITHUB_OUTPUT",
+    "GITHUB_STEP_SUMMARY",
+    "TELEGRAM_API_URL",
+    "RENDER_API_URL",
+    "RENDER_SERVICE_ID",
+    "CI_TOOLS_CONFIG",
+    "ENV",
+    "KEY_PREFIX",
+    "MOVED_TO",
+    "RENDER_EXTERNAL_URL",
+    "RENDER_GIT_COMMIT",
+    "PORT",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -79,9 +89,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
         yield sandbox
 
 
-def use(
-    monkeypatch: pytest.MonkeyPatch, values: dict[str, str], drop: tuple[str, ...] = ()
-) -> None:
+def use(monkeypatch: pytest.MonkeyPatch, values: dict[str, str], drop: tuple[str, ...] = ()) -> None:
     """Export ``values`` (a GitHub environment's secrets, say) for this test; unset ``drop``."""
     for key, value in values.items():
         monkeypatch.setenv(key, value)
@@ -112,9 +120,7 @@ def telegram() -> Iterator[FakeTelegram]:
 def bot_environ(telegram: FakeTelegram) -> Callable[..., tuple[dict[str, str], FakeBot]]:
     """Build the environment Render would give the bot, for a new stand-in bot."""
 
-    def make(
-        redis_url: str, env: str = "staging", username: str = "mindmate_dev_bot", **extra: str
-    ):
+    def make(redis_url: str, env: str = "staging", username: str = "mindmate_dev_bot", **extra: str):
         bot = telegram.add_bot(username)
         port = free_port()
         environ = {

@@ -35,13 +35,8 @@ def actions(tmp_path, monkeypatch):
 
 def test_annotation_in_actions(actions):
     out = io.StringIO()
-    github.annotate(
-        "error", f"bad token {TOKEN}\nline 2", title="deploy: a,b", file="x.yml", line=3, out=out
-    )
-    assert (
-        out.getvalue()
-        == "::error title=deploy%3A a%2Cb,file=x.yml,line=3::bad token ***%0Aline 2\n"
-    )
+    github.annotate("error", f"bad token {TOKEN}\nline 2", title="deploy: a,b", file="x.yml", line=3, out=out)
+    assert out.getvalue() == "::error title=deploy%3A a%2Cb,file=x.yml,line=3::bad token ***%0Aline 2\n"
     with pytest.raises(ValueError, match="unknown annotation level"):
         github.annotate("fatal", "x")
 
@@ -58,9 +53,7 @@ def test_outputs_survive_newlines_and_are_redacted(actions):
 
 
 def test_summary_and_mask(actions):
-    github.add_summary(
-        github.markdown_table(["check", "result"], [["token", f"ok {TOKEN}"], ["a|b", "x"]])
-    )
+    github.add_summary(github.markdown_table(["check", "result"], [["token", f"ok {TOKEN}"], ["a|b", "x"]]))
     summary = (actions / "summary").read_text()
     assert TOKEN not in summary and "| a\\|b | x |" in summary
     out = io.StringIO()

@@ -75,15 +75,11 @@ def test_without_a_token_it_says_what_to_run(repo):
 
 def test_api_failure_is_a_remote_error_with_the_manual_steps(repo, monkeypatch):
     hotfix_on_main(*repo)
-    monkeypatch.setenv(
-        "CI_TOOLS_TIMEOUT", "1"
-    )  # GitHub answers 500 to everything: retries end soon
+    monkeypatch.setenv("CI_TOOLS_TIMEOUT", "1")  # GitHub answers 500 to everything: retries end soon
     with FakeGitHub(TOKEN) as api:
         api.fail_with = 500
         monkeypatch.setenv("GITHUB_API_URL", api.url)
-        with pytest.raises(
-            RemoteError, match=r"HTTP 500; no back-merge PR was opened.*git fetch origin"
-        ):
+        with pytest.raises(RemoteError, match=r"HTTP 500; no back-merge PR was opened.*git fetch origin"):
             backmerge("o/r", TOKEN)
 
 

@@ -118,9 +118,7 @@ def test_uv_is_pinned_and_staging_declares_its_tester_allowlist(blueprint):
     data = copy.deepcopy(blueprint)
     for name in ("mindmate-prod", "mindmate-dev"):
         target = service(data, name)
-        target["envVars"] = [
-            v for v in target["envVars"] if v["key"] not in ("UV_VERSION", "TESTER_IDS")
-        ]
+        target["envVars"] = [v for v in target["envVars"] if v["key"] not in ("UV_VERSION", "TESTER_IDS")]
     problems = blueprint_problems(load_config(), data)
     assert any("mindmate-prod: UV_VERSION must pin" in p for p in problems)
     assert any("mindmate-dev: TESTER_IDS must be declared with sync: false" in p for p in problems)
@@ -135,8 +133,11 @@ def test_the_bots_locked_install_carries_none_of_the_pipelines_libraries():
     assert "--no-default-groups" in flags
     exported = subprocess.run(
         [find_tool("uv"), "export", *flags, "--no-hashes", "--no-emit-project", "--offline"],
-        cwd=ROOT, capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     names = {line.split("==")[0].strip() for line in exported.splitlines() if "==" in line}
     assert {"python-telegram-bot", "redis", "starlette", "uvicorn"} <= names
     assert not names & {

@@ -42,8 +42,11 @@ def test_project_config_loads():
     assert prod.health_url == "https://mindmate-prod.onrender.com/healthz"
     assert prod.webhook_url.endswith("/telegram")
     assert prod.memory_keys(7) == [
-        "prod:user:7:history", "prod:user:7:profile", "prod:memory:7", "prod:conversation:7",
-    ]  # fmt: skip
+        "prod:user:7:history",
+        "prod:user:7:profile",
+        "prod:memory:7",
+        "prod:conversation:7",
+    ]
     assert config.flow["main"] == ("develop", "hotfix/*")
     assert config.env_for_branch("develop").name == "staging"
     assert config.env_for_branch("feature/x") is None

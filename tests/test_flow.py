@@ -58,9 +58,7 @@ def test_fork_heads_never_go_straight_in(base):
     assert not verdict.allowed
     assert "fork stranger/mindmate" in verdict.message
     # the same branch name from this repository is fine when the base is right
-    assert check_pair(
-        FLOW, "develop", "feature/from-fork", head_repo=REPO, repo=REPO.upper()
-    ).allowed
+    assert check_pair(FLOW, "develop", "feature/from-fork", head_repo=REPO, repo=REPO.upper()).allowed
 
 
 def test_retargeted_pr_is_rechecked_against_its_new_base():

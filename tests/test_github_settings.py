@@ -29,9 +29,7 @@ def values(monkeypatch):
     """A value for every secret each environment's workflows use, as STAGING_/PRODUCTION_ names."""
     wanted = secrets_by_environment(ROOT, ["staging", "production"])
     given = {
-        f"{env.upper()}_{name}": f"value-of-{env}-{name}-0123456789"
-        for env, names in wanted.items()
-        for name in names
+        f"{env.upper()}_{name}": f"value-of-{env}-{name}-0123456789" for env, names in wanted.items() for name in names
     }
     for name, value in given.items():
         monkeypatch.setenv(name, value)
@@ -50,10 +48,7 @@ def test_setup_on_an_empty_repository_then_check_all_pass(github, values, capsys
     out, err = capsys.readouterr()
     assert "✗" not in out and "GitHub is set up as the repository says" in out
     assert github.default_branch == "develop"
-    assert (
-        github.secrets["production"]["TELEGRAM_BOT_TOKEN"]
-        == values["PRODUCTION_TELEGRAM_BOT_TOKEN"]
-    )  # intact
+    assert github.secrets["production"]["TELEGRAM_BOT_TOKEN"] == values["PRODUCTION_TELEGRAM_BOT_TOKEN"]  # intact
     assert github.branch_policies == {"staging": ["develop", "feature/*"], "production": ["main"]}
     for value in values.values():
         assert value not in out + err
@@ -89,14 +84,10 @@ def test_check_names_each_missing_piece(github, values, capsys, breakage, item):
     capsys.readouterr()
     assert run("check") == 5
     captured = capsys.readouterr()
-    assert "1 of " in captured.err and f"items unmet: {item}" in captured.err, (
-        captured.err
-    )  # only that one
+    assert "1 of " in captured.err and f"items unmet: {item}" in captured.err, captured.err  # only that one
 
 
-def test_a_required_check_that_names_no_job_is_caught(
-    github, values, tmp_path, monkeypatch, capsys
-):
+def test_a_required_check_that_names_no_job_is_caught(github, values, tmp_path, monkeypatch, capsys):
     shutil.copytree(ROOT / ".github", tmp_path / ".github")
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     path = tmp_path / ".github/rulesets/main.json"

@@ -84,12 +84,8 @@ def test_each_preflight_failure_names_its_fix(world, monkeypatch, capsys, breaka
     elif breakage == "same-bot":
         values["PRODUCTION_TELEGRAM_BOT_TOKEN"] = values["STAGING_TELEGRAM_BOT_TOKEN"]
     elif breakage == "dev-username":
-        world.config.write_text(
-            world.config.read_text().replace("mindmate_companion_bot", "mindmate_devcopy_bot")
-        )
-        world.telegram.add_bot(
-            "mindmate_devcopy_bot", token="555000111:AAdevcopyTokenValue0123456789abcdef"
-        )
+        world.config.write_text(world.config.read_text().replace("mindmate_companion_bot", "mindmate_devcopy_bot"))
+        world.telegram.add_bot("mindmate_devcopy_bot", token="555000111:AAdevcopyTokenValue0123456789abcdef")
         values["PRODUCTION_TELEGRAM_BOT_TOKEN"] = "555000111:AAdevcopyTokenValue0123456789abcdef"
     elif breakage == "marker":
         world.redis["production"].client().set("prod:meta:env", "staging")
@@ -116,9 +112,12 @@ def run_until(world, phase_name):
     """Run the rehearsal's phases (in threads) on this world until ``phase_name`` is done."""
     rehearsal = Rehearsal(world.root, process=False, log=lambda line: None)
     steps = [
-        ("dev", rehearsal.dev_bot_in_use), ("cutover", rehearsal.cutover), ("copy", rehearsal.copy),
-        ("announce", rehearsal.announce), ("moves", rehearsal.user_moves),
-    ]  # fmt: skip
+        ("dev", rehearsal.dev_bot_in_use),
+        ("cutover", rehearsal.cutover),
+        ("copy", rehearsal.copy),
+        ("announce", rehearsal.announce),
+        ("moves", rehearsal.user_moves),
+    ]
     for name, step in steps:
         with scoped_env(GITHUB_ACTIONS=None):
             step(world)
@@ -151,10 +150,7 @@ def test_cutover_refuses_a_new_token_of_another_bot(world, monkeypatch, capsys):
         {**world.secrets("production"), "NEW_TELEGRAM_BOT_TOKEN": world.bots["staging"].token},
     )
     assert main(["cutover", "--commit", world.commit("main", "x")]) == 3
-    assert (
-        "is @mindmate_dev_bot's, but production expects @mindmate_companion_bot"
-        in capsys.readouterr().err
-    )
+    assert "is @mindmate_dev_bot's, but production expects @mindmate_companion_bot" in capsys.readouterr().err
     assert world.services["production"].env["TELEGRAM_BOT_TOKEN"] == world.bots["production"].token
 
 
@@ -197,16 +193,12 @@ def test_acceptance_names_the_unmet_item_then_passes(world, monkeypatch, capsys)
         "--since",
         str(time.time() + 5),
     ]
-    monkeypatch.setattr(
-        "ci_tools.acceptance.REPOSITORY_FILES", ()
-    )  # the sandbox's config has no .github/
+    monkeypatch.setattr("ci_tools.acceptance.REPOSITORY_FILES", ())  # the sandbox's config has no .github/
     assert main(args) == 5
     err = capsys.readouterr().err
     assert "the user has talked to the new bot" in err
     assert "ci-tools announce" in err
-    world.redis["production"].client().lrem(
-        f"prod:memory:{DAILY_USER}", 1, "My sister is called Mia"
-    )
+    world.redis["production"].client().lrem(f"prod:memory:{DAILY_USER}", 1, "My sister is called Mia")
     assert main(args[:-2]) == 5
     assert "1 fact(s) lost" in capsys.readouterr().out
     world.redis["production"].client().rpush(f"prod:memory:{DAILY_USER}", "My sister is called Mia")
@@ -245,14 +237,15 @@ def _descendants(pid: int) -> set[int]:
 
 
 def test_ctrl_c_leaves_nothing_running(tmp_path):
-    process = subprocess.Popen([sys.executable, "-m", "ci_tools", "rehearse", "--keep", str(tmp_path)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ci_tools", "rehearse", "--keep", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     seen: set[int] = set()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not any(
-        b"mindmate" in Path(f"/proc/{p}/cmdline").read_bytes()
-        for p in seen
-        if Path(f"/proc/{p}").exists()
+        b"mindmate" in Path(f"/proc/{p}/cmdline").read_bytes() for p in seen if Path(f"/proc/{p}").exists()
     ):
         seen |= _descendants(process.pid)
         time.sleep(0.05)
@@ -263,8 +256,7 @@ def test_ctrl_c_leaves_nothing_running(tmp_path):
     alive = [
         p
         for p in seen
-        if Path(f"/proc/{p}").exists()
-        and b"zombie" not in Path(f"/proc/{p}/status").read_bytes().lower()
+        if Path(f"/proc/{p}").exists() and b"zombie" not in Path(f"/proc/{p}/status").read_bytes().lower()
     ]
     assert not alive, "left running: " + ", ".join(
         Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace") for p in alive
@@ -283,8 +275,13 @@ def test_no_secret_in_the_plan_commands_output(world, monkeypatch, capsys, caplo
     out, err = capsys.readouterr()
     everything = out + err + caplog.text
     assert "HTTP Request" in caplog.text
-    for value in (world.bots["staging"].token, world.bots["production"].token, world.render.api_key, *SECRETS.values(),
-                  world.services["production"].hook_key):  # fmt: skip
+    for value in (
+        world.bots["staging"].token,
+        world.bots["production"].token,
+        world.render.api_key,
+        *SECRETS.values(),
+        world.services["production"].hook_key,
+    ):
         assert value not in everything
 
 

@@ -25,8 +25,17 @@ def config():
 
 
 def health(**changes):
-    fields = dict(http_status=200, env="production", commit=SHA, bot_id=1, bot_username="mindmate_companion_bot",
-                  redis_ok=True, env_marker="production", key_prefix="prod:", moved_to=None)  # fmt: skip
+    fields = dict(
+        http_status=200,
+        env="production",
+        commit=SHA,
+        bot_id=1,
+        bot_username="mindmate_companion_bot",
+        redis_ok=True,
+        env_marker="production",
+        key_prefix="prod:",
+        moved_to=None,
+    )
     return Health(**{**fields, **changes})
 
 
@@ -53,9 +62,7 @@ def test_a_healthy_release_passes(config):
         ({"env_marker": "staging"}, False, "REDIS_URL points at the staging Redis"),
     ],
 )
-def test_health_verdicts_are_definite_only_when_our_commit_says_so(
-    config, changes, definite, cause
-):
+def test_health_verdicts_are_definite_only_when_our_commit_says_so(config, changes, definite, cause):
     with pytest.raises(Failed) as failed:
         judge_health(health(**changes), config.env("production"), SHA, config)
     assert failed.value.definite is definite and cause in failed.value.cause
@@ -99,10 +106,8 @@ def test_conversation_verdicts():
 
 
 def test_the_health_contract_names_what_is_missing():
-    assert (
-        contract_problem({"status": "ok"})
-        == "the answer: 'env' is a required property (see health.schema.json)"
-    )
+    assert contract_problem({"status": "ok"}) == "the answer: 'env' is a required property (see health.schema.json)"
     with pytest.raises(NotTheContract, match="redis"):
-        Health.from_json(200, {"status": "ok", "env": "x", "commit": None, "bot": {"id": 1, "username": "b"},
-                               "key_prefix": ""})  # fmt: skip
+        Health.from_json(
+            200, {"status": "ok", "env": "x", "commit": None, "bot": {"id": 1, "username": "b"}, "key_prefix": ""}
+        )

@@ -62,13 +62,9 @@ def test_no_secret_reaches_logs_through_httpx(telegram, caplog, capfd, monkeypat
                     headers={"Authorization": f"Bearer {API_KEY}"},
                 )
             try:
-                redis.Redis.from_url(
-                    f"redis://default:{REDIS_PASSWORD}@127.0.0.1:1", socket_connect_timeout=0.2
-                ).ping()
+                redis.Redis.from_url(f"redis://default:{REDIS_PASSWORD}@127.0.0.1:1", socket_connect_timeout=0.2).ping()
             except redis.ConnectionError:
-                logging.getLogger("redis").exception(
-                    "cannot reach redis://default:%s@127.0.0.1:1", REDIS_PASSWORD
-                )
+                logging.getLogger("redis").exception("cannot reach redis://default:%s@127.0.0.1:1", REDIS_PASSWORD)
     finally:
         logging.getLogger().removeHandler(handler)
     captured = caplog.text + "".join(r.getMessage() for r in caplog.records)

@@ -59,9 +59,7 @@ def test_with_the_api_the_exact_commit_is_deployed_and_the_hook_is_not_called(wo
     sha = world.commit("main", "release")
     world.commit("main", "a newer head that must not go live")
     assert deploy("production", sha) == 0
-    assert [c["body"] for c in world.render.created] == [
-        {"commitId": sha, "clearCache": "do_not_clear"}
-    ]
+    assert [c["body"] for c in world.render.created] == [{"commitId": sha, "clearCache": "do_not_clear"}]
     assert not any(path.startswith("/deploy/") for _, path in world.render.requests)
     assert world.services["production"].deploys[0]["commit"]["id"] == sha
 
@@ -297,9 +295,7 @@ def test_no_secret_in_any_output(world, monkeypatch, capsys, caplog, tmp_path):
     cli("-vv", "release", "production", "--commit", good, *FAST, "--deadline", "2")
     cli("-vv", "release", "production", "--commit", bad, *FAST, "--deadline", "1")
     cli("-vv", "probe", "production", "--commit", bad, "--deadline", "0.5", "--json")
-    cli(
-        "-vv", "rollback", "production", "--previous", "--poll", "0.05", "--deadline", "1", "--json"
-    )
+    cli("-vv", "rollback", "production", "--previous", "--poll", "0.05", "--deadline", "1", "--json")
     monkeypatch.setenv("RENDER_API_KEY", "rnd_wrongKey0123456789")
     cli("-vv", "deploy", "production", "--commit", good, *FAST)
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123456789:AAwrongTokenValue0123456789abcdefghi")
@@ -308,9 +304,13 @@ def test_no_secret_in_any_output(world, monkeypatch, capsys, caplog, tmp_path):
     everything = out + err + caplog.text + summary.read_text() + (tmp_path / "output").read_text()
     secrets = world.secrets("production")
     for value in (
-        secrets["RENDER_API_KEY"], world.services["production"].hook_key, secrets["TELEGRAM_BOT_TOKEN"],
-        SECRETS["production"], "rnd_wrongKey0123456789", "AAwrongTokenValue0123456789abcdefghi",
-    ):  # fmt: skip
+        secrets["RENDER_API_KEY"],
+        world.services["production"].hook_key,
+        secrets["TELEGRAM_BOT_TOKEN"],
+        SECRETS["production"],
+        "rnd_wrongKey0123456789",
+        "AAwrongTokenValue0123456789abcdefghi",
+    ):
         assert value not in everything
     assert "HTTP Request" in caplog.text  # -vv really logged the requests
 
@@ -350,8 +350,7 @@ def test_telegrams_flood_wait_is_waited_once_not_hammered(world, monkeypatch):
     world.telegram.rate_limit(bot, calls=1, retry_after=3)
     config = load_config()
     started = time.monotonic()
-    probe = Probe(config.env("production"), sha, config, bot.token, deadline=20,
-                  webhook_secret=SECRETS["production"])  # fmt: skip
+    probe = Probe(config.env("production"), sha, config, bot.token, deadline=20, webhook_secret=SECRETS["production"])
     checks = run_probe(probe)
     assert all(c.ok for c in checks), checks
     assert time.monotonic() - started >= 3
@@ -362,9 +361,7 @@ def probe_json(sha, *extra):
     return cli("probe", "production", "--commit", sha, "--deadline", "3", "--json", *extra)
 
 
-def test_the_conversation_probe_passes_on_a_healthy_release_and_leaves_nothing(
-    world, monkeypatch, capsys
-):
+def test_the_conversation_probe_passes_on_a_healthy_release_and_leaves_nothing(world, monkeypatch, capsys):
     use(monkeypatch, world.secrets("production"))
     sha = world.commit("main", "release")
     assert deploy("production", sha) == 0
@@ -377,9 +374,7 @@ def test_the_conversation_probe_passes_on_a_healthy_release_and_leaves_nothing(
     assert world.redis["production"].client().dbsize() == before  # the probe user's keys are gone
 
 
-def test_the_conversation_probe_fails_clearly_when_remember_does_not_persist(
-    world, monkeypatch, capsys
-):
+def test_the_conversation_probe_fails_clearly_when_remember_does_not_persist(world, monkeypatch, capsys):
     use(monkeypatch, world.secrets("production"))
     sha = world.commit("main", "release")
     assert deploy("production", sha) == 0
@@ -397,9 +392,7 @@ def released_with_health_path(world, monkeypatch, capsys, path: str) -> str:
     use(monkeypatch, world.secrets("production"))
     sha = world.commit("main", "release")
     assert deploy("production", sha) == 0
-    text = world.config.read_text().replace(
-        'key_prefix = "prod:"', f'key_prefix = "prod:"\nhealth_path = "{path}"'
-    )
+    text = world.config.read_text().replace('key_prefix = "prod:"', f'key_prefix = "prod:"\nhealth_path = "{path}"')
     world.config.write_text(text)
     capsys.readouterr()
     return sha
@@ -411,15 +404,11 @@ def test_a_bot_without_healthz_gets_one_failing_check_naming_it(world, monkeypat
     checks = {c["name"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
     failed = [name for name, c in checks.items() if c["ok"] is False]
     assert failed == ["health"]
-    assert (
-        "HTTP 404" in checks["health"]["detail"] and "health contract" in checks["health"]["cause"]
-    )
+    assert "HTTP 404" in checks["health"]["detail"] and "health contract" in checks["health"]["cause"]
     assert checks["token"]["ok"] and checks["webhook"]["ok"]
 
 
-def test_with_an_empty_health_path_the_telegram_checks_run_and_health_is_said_unchecked(
-    world, monkeypatch, capsys
-):
+def test_with_an_empty_health_path_the_telegram_checks_run_and_health_is_said_unchecked(world, monkeypatch, capsys):
     sha = released_with_health_path(world, monkeypatch, capsys, "")
     assert cli("probe", "production", "--commit", sha, "--deadline", "3") == 0
     out = capsys.readouterr().out

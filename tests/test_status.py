@@ -89,17 +89,12 @@ def test_a_webhook_with_a_recent_error_fails(world, released, capsys):
     )
     code, document = status(capsys, "production")
     assert code == 5
-    assert (
-        "last error 1 min ago: Wrong response"
-        in items(document)["the webhook is ours and delivering"]["detail"]
-    )
+    assert "last error 1 min ago: Wrong response" in items(document)["the webhook is ours and delivering"]["detail"]
 
 
 def test_the_allow_list_shows_who_is_admitted(world, released, capsys):
     kv = world.key_values["production"]
-    kv.ip_allow_list = [
-        {"cidrBlock": "203.0.113.7/32", "description": "ci-tools run 77 at 2026-12-01T00:00:00Z"}
-    ]
+    kv.ip_allow_list = [{"cidrBlock": "203.0.113.7/32", "description": "ci-tools run 77 at 2026-12-01T00:00:00Z"}]
     code, document = status(capsys, "production")
     assert code == 0
     item = items(document)["the Key Value is private"]
@@ -116,10 +111,7 @@ def test_history_links_a_rollback_to_the_deploy_it_went_back_to(world, released,
     rows = json.loads(capsys.readouterr().out)["releases"]
     assert [r["trigger"] for r in rows] == ["rollback", "api", "api"]
     assert rows[0]["back_to"] == good_deploy and rows[0]["commit"] == released
-    assert (
-        rows[1]["commit"] == bad
-        and rows[1]["subject"] == "release: a webhook that forgets its secret"
-    )
+    assert rows[1]["commit"] == bad and rows[1]["subject"] == "release: a webhook that forgets its secret"
     assert all(r["seconds"] is not None for r in rows)
     assert main(["history", "production", "--limit", "1", "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)["releases"]) == 1
@@ -157,10 +149,7 @@ def test_a_finished_window_reads_as_closed_in_status_and_acceptance(world, relea
     code, document = status(capsys, "production")
     assert code == 0
     assert (
-        items(document)["the rollback window"]["detail"]
-        == "rollback window closed on 2026-12-20 @mindmate_legacy_bot"
+        items(document)["the rollback window"]["detail"] == "rollback window closed on 2026-12-20 @mindmate_legacy_bot"
     )
     item = _rollback_window(load_config())
-    assert item.ok is True and item.detail.startswith(
-        "rollback window closed on 2026-12-20 (@mindmate_legacy_bot"
-    )
+    assert item.ok is True and item.detail.startswith("rollback window closed on 2026-12-20 (@mindmate_legacy_bot")

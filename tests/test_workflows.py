@@ -60,10 +60,19 @@ ALL = [pytest.param(p, id=p.relative_to(ROOT).as_posix()) for p in WORKFLOWS + A
 def test_the_expected_workflows_exist():
     names = {p.name for p in WORKFLOWS}
     assert {
-        "ci.yml", "branch-flow.yml", "back-merge.yml", "migrate-memory.yml",
-        "staging.yml", "production.yml", "rollback.yml", "cutover.yml", "contract-drift.yml",
-        "backup.yml", "restore-memory.yml", "watch.yml",
-    } <= names  # fmt: skip
+        "ci.yml",
+        "branch-flow.yml",
+        "back-merge.yml",
+        "migrate-memory.yml",
+        "staging.yml",
+        "production.yml",
+        "rollback.yml",
+        "cutover.yml",
+        "contract-drift.yml",
+        "backup.yml",
+        "restore-memory.yml",
+        "watch.yml",
+    } <= names
 
 
 @pytest.mark.parametrize("path", ALL)
@@ -108,9 +117,7 @@ def variable_samples(document: dict, job: dict, step: dict) -> list[dict[str, st
         match = re.fullmatch(r"\$\{\{\s*inputs\.(\w+)\s*\}\}", str(expression))
         spec = inputs.get(match[1]) if match else None
         if spec:
-            options = [
-                str(o) for o in spec.get("options") or [] if str(o) in only.get(match[1], {str(o)})
-            ]
+            options = [str(o) for o in spec.get("options") or [] if str(o) in only.get(match[1], {str(o)})]
             default = str(spec.get("default") or "")
             base[name] = default if default in options or not options else options[0]
             base[name] = base[name] or "1"
@@ -243,9 +250,7 @@ def test_the_parser_in_this_test_catches_a_renamed_flag():
     """Guard against a test that cannot fail: a wrong flag must be refused."""
     with pytest.raises(SystemExit):
         build_parser().parse_args(ci_tools_calls('ci-tools flow check --bse "$B" --head "$H"')[0])
-    assert ci_tools_calls("echo x && ci-tools flow name \\\n  feature/x # why") == [
-        ["flow", "name", "feature/x"]
-    ]
+    assert ci_tools_calls("echo x && ci-tools flow name \\\n  feature/x # why") == [["flow", "name", "feature/x"]]
 
 
 def test_pushes_release_from_a_job_that_names_its_environment():
@@ -265,9 +270,7 @@ def test_pushes_release_from_a_job_that_names_its_environment():
         groups.add(job["concurrency"]["group"].replace(env, "ENV"))
     assert groups == {"deploy-ENV"}, "release and rollback of one environment must queue together"
     for path in WORKFLOWS:
-        assert "workflow_call" not in (load(path)["on"] or {}), (
-            f"{path.name} is a reusable workflow"
-        )
+        assert "workflow_call" not in (load(path)["on"] or {}), f"{path.name} is a reusable workflow"
 
 
 def step_env_names(document: dict, job: dict, step: dict) -> set[str]:
@@ -286,9 +289,7 @@ def undeclared_in(document: dict) -> list[str]:
                 missing = set(getattr(args, "needs", NOTHING).in_workflows) - provided
                 if missing:
                     command = " ".join(argv[:2])
-                    problems.append(
-                        f"{step.get('name')}: ci-tools {command} needs {sorted(missing)}"
-                    )
+                    problems.append(f"{step.get('name')}: ci-tools {command} needs {sorted(missing)}")
     return problems
 
 
@@ -319,9 +320,7 @@ def test_every_job_that_runs_ci_tools_installs_it_from_the_lock():
     action = load(ROOT / ".github/actions/setup-ci-tools/action.yml")
     scripts = " ".join(step.get("run", "") for step in action["runs"]["steps"])
     assert "uv sync --locked" in scripts and "pip install" not in scripts
-    assert any(
-        step.get("uses", "").startswith("astral-sh/setup-uv@") for step in action["runs"]["steps"]
-    )
+    assert any(step.get("uses", "").startswith("astral-sh/setup-uv@") for step in action["runs"]["steps"])
     for path in WORKFLOWS:
         for name, job in load(path)["jobs"].items():
             steps = job.get("steps", [])
@@ -331,9 +330,7 @@ def test_every_job_that_runs_ci_tools_installs_it_from_the_lock():
             if runs_tools:
                 uses = [s.get("uses") for s in steps]
                 assert "./.github/actions/setup-ci-tools" in uses, f"{path.name}: {name}"
-                assert not any("pip install" in s.get("run", "") for s in steps), (
-                    f"{path.name}: {name}"
-                )
+                assert not any("pip install" in s.get("run", "") for s in steps), f"{path.name}: {name}"
 
 
 def test_the_nightly_backup_runs_when_the_config_says():

@@ -40,9 +40,7 @@ def seal(public_key: str, value: str) -> str:
 class GitHubAPI:
     def __init__(self, token: str, repo: str, *, budget: float | None = None) -> None:
         if repo.count("/") != 1 or not all(repo.split("/")):
-            raise ConfigError(
-                f"--repo {repo!r} is not OWNER/NAME", hint="e.g. --repo mindmate/mindmate-release"
-            )
+            raise ConfigError(f"--repo {repo!r} is not OWNER/NAME", hint="e.g. --repo mindmate/mindmate-release")
         self.repo = repo
         self.contact = Contact()
         timeout = request_timeout(20)
@@ -67,17 +65,28 @@ class GitHubAPI:
 
     def send(self, method: str, path: str, what: str, **kwargs: Any) -> httpx.Response:
         """One request through the retry rules; the answer as it came (the caller reads it)."""
-        response = request(self.client, method, path, deadline=self.contact.deadline(time.monotonic() + self.budget),
-                           what=f"GitHub API, {what}", idempotent=method != "POST", **{**self.contact.options(), **kwargs})  # fmt: skip
+        response = request(
+            self.client,
+            method,
+            path,
+            deadline=self.contact.deadline(time.monotonic() + self.budget),
+            what=f"GitHub API, {what}",
+            idempotent=method != "POST",
+            **{**self.contact.options(), **kwargs},
+        )
         self.contact.answered = True
         return response
 
-    def call(
-        self, method: str, path: str, what: str, *, missing_ok: bool = False, **kwargs: Any
-    ) -> Any:
-        response = request(self.client, method, path, deadline=self.contact.deadline(time.monotonic() + self.budget),
-                           what=f"GitHub API, {what}", idempotent=method in ("GET", "PUT", "PATCH", "DELETE"),
-                           **{**self.contact.options(), **kwargs})  # fmt: skip
+    def call(self, method: str, path: str, what: str, *, missing_ok: bool = False, **kwargs: Any) -> Any:
+        response = request(
+            self.client,
+            method,
+            path,
+            deadline=self.contact.deadline(time.monotonic() + self.budget),
+            what=f"GitHub API, {what}",
+            idempotent=method in ("GET", "PUT", "PATCH", "DELETE"),
+            **{**self.contact.options(), **kwargs},
+        )
         self.contact.answered = True
         if response.status_code == 404 and missing_ok:
             return None
@@ -123,42 +132,33 @@ class GitHubAPI:
         return dict(self.call("GET", f"/repos/{self.repo}", "reading the repository"))
 
     def environments(self) -> dict[str, dict[str, Any]]:
-        found = self.pages(
-            f"/repos/{self.repo}/environments", "listing environments", "environments"
-        )
+        found = self.pages(f"/repos/{self.repo}/environments", "listing environments", "environments")
         return {e["name"]: e for e in found}
 
     def branch_policies(self, env: str) -> list[str]:
-        found = self.pages(f"/repos/{self.repo}/environments/{env}/deployment-branch-policies",
-                           f"reading {env}'s deployment branches", "branch_policies")  # fmt: skip
+        found = self.pages(
+            f"/repos/{self.repo}/environments/{env}/deployment-branch-policies",
+            f"reading {env}'s deployment branches",
+            "branch_policies",
+        )
         return sorted(p["name"] for p in found)
 
     def secret_names(self, env: str) -> set[str]:
-        found = self.pages(
-            f"/repos/{self.repo}/environments/{env}/secrets", f"listing {env}'s secrets", "secrets"
-        )
+        found = self.pages(f"/repos/{self.repo}/environments/{env}/secrets", f"listing {env}'s secrets", "secrets")
         return {s["name"] for s in found}
 
     def repo_secret_names(self) -> set[str]:
-        found = self.pages(
-            f"/repos/{self.repo}/actions/secrets", "listing repository secrets", "secrets"
-        )
+        found = self.pages(f"/repos/{self.repo}/actions/secrets", "listing repository secrets", "secrets")
         return {s["name"] for s in found}
 
     def artifacts(self) -> list[dict[str, Any]]:
         """The repository's workflow artifacts, newest first (expired ones included, marked)."""
-        return list(
-            self.pages(f"/repos/{self.repo}/actions/artifacts", "listing artifacts", "artifacts")
-        )
+        return list(self.pages(f"/repos/{self.repo}/actions/artifacts", "listing artifacts", "artifacts"))
 
     def rulesets(self) -> dict[str, dict[str, Any]]:
         summaries = self.pages(f"/repos/{self.repo}/rulesets", "listing rulesets")
         return {
-            s["name"]: dict(
-                self.call(
-                    "GET", f"/repos/{self.repo}/rulesets/{s['id']}", f"reading ruleset {s['name']}"
-                )
-            )
+            s["name"]: dict(self.call("GET", f"/repos/{self.repo}/rulesets/{s['id']}", f"reading ruleset {s['name']}"))
             for s in summaries
         }
 
@@ -197,8 +197,12 @@ class GitHubAPI:
         )
 
     def add_branch_policy(self, env: str, pattern: str) -> None:
-        self.call("POST", f"/repos/{self.repo}/environments/{env}/deployment-branch-policies",
-                  f"allowing {pattern} to deploy to {env}", json={"name": pattern, "type": "branch"})  # fmt: skip
+        self.call(
+            "POST",
+            f"/repos/{self.repo}/environments/{env}/deployment-branch-policies",
+            f"allowing {pattern} to deploy to {env}",
+            json={"name": pattern, "type": "branch"},
+        )
 
     def put_secret(self, env: str, name: str, value: str) -> None:
         key = self.call(
@@ -223,12 +227,17 @@ class GitHubAPI:
                 json=ruleset,
             )
         else:
-            self.call("PUT", f"/repos/{self.repo}/rulesets/{existing_id}", f"updating ruleset {ruleset['name']}",
-                      json=ruleset)  # fmt: skip
+            self.call(
+                "PUT", f"/repos/{self.repo}/rulesets/{existing_id}", f"updating ruleset {ruleset['name']}", json=ruleset
+            )
 
     def set_workflow_permissions(self, default: str, can_approve: bool) -> None:
-        self.call("PUT", f"/repos/{self.repo}/actions/permissions/workflow", "changing Actions settings",
-                  json={"default_workflow_permissions": default, "can_approve_pull_request_reviews": can_approve})  # fmt: skip
+        self.call(
+            "PUT",
+            f"/repos/{self.repo}/actions/permissions/workflow",
+            "changing Actions settings",
+            json={"default_workflow_permissions": default, "can_approve_pull_request_reviews": can_approve},
+        )
 
     def set_default_branch(self, branch: str) -> None:
         self.call(

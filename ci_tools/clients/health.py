@@ -41,10 +41,16 @@ class Health:
             raise NotTheContract(problem)
         bot, redis = body["bot"], body["redis"]
         return cls(
-            http_status=http_status, env=body["env"], commit=body["commit"], bot_id=bot["id"],
-            bot_username=str(bot["username"] or ""), redis_ok=redis["ok"],
-            env_marker=redis["env_marker"], key_prefix=body["key_prefix"], moved_to=body.get("moved_to"),
-        )  # fmt: skip
+            http_status=http_status,
+            env=body["env"],
+            commit=body["commit"],
+            bot_id=bot["id"],
+            bot_username=str(bot["username"] or ""),
+            redis_ok=redis["ok"],
+            env_marker=redis["env_marker"],
+            key_prefix=body["key_prefix"],
+            moved_to=body.get("moved_to"),
+        )
 
     def runs_bot(self, username: str) -> bool:
         return self.bot_username.lower() == username.lower()
@@ -59,9 +65,7 @@ def contract_problem(body: Any) -> str | None:
     """None if ``body`` follows the health contract; else the first thing it lacks, in words."""
     import jsonschema  # imported when a bot is judged, not on every ci-tools start
 
-    error = jsonschema.exceptions.best_match(
-        jsonschema.Draft202012Validator(schema()).iter_errors(body)
-    )
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema()).iter_errors(body))
     if error is None:
         return None
     where = "/".join(str(p) for p in error.absolute_path) or "the answer"

@@ -94,8 +94,14 @@ def trigger_hook(hook_url: str, *, deadline: float) -> str | None:
     """
     with httpx.Client(timeout=render_timeout()) as client:
         try:
-            response = request(client, "POST", check_hook_url(hook_url), deadline=deadline,
-                               what="Render's deploy hook", idempotent=False)  # fmt: skip
+            response = request(
+                client,
+                "POST",
+                check_hook_url(hook_url),
+                deadline=deadline,
+                what="Render's deploy hook",
+                idempotent=False,
+            )
         except MaybeDone as exc:
             raise RemoteError(
                 f"{exc.message}; the hook may have started a deploy, so it was not called again",
@@ -117,9 +123,7 @@ def trigger_hook(hook_url: str, *, deadline: float) -> str | None:
 class RenderAPI:
     """A small client for /v1: services, deploys, rollback, env vars."""
 
-    def __init__(
-        self, api_key: str, service_id: str = "", *, deadline: float, timeout: float | None = None
-    ) -> None:
+    def __init__(self, api_key: str, service_id: str = "", *, deadline: float, timeout: float | None = None) -> None:
         if service_id and not SERVICE_ID.match(service_id):
             raise ConfigError(
                 f"RENDER_SERVICE_ID {service_id!r} is not a service id",
@@ -192,9 +196,7 @@ class RenderAPI:
             params: dict[str, Any] = {"limit": page_size}
             if cursor:
                 params["cursor"] = cursor
-            page = self._call(
-                "GET", f"/services/{self.service_id}/deploys", "listing deploys", params=params
-            )
+            page = self._call("GET", f"/services/{self.service_id}/deploys", "listing deploys", params=params)
             if not page:
                 return
             for item in page:
@@ -205,9 +207,7 @@ class RenderAPI:
 
     def deploy(self, deploy_id: str) -> Deploy:
         return Deploy.from_api(
-            self._call(
-                "GET", f"/services/{self.service_id}/deploys/{deploy_id}", "reading the deploy"
-            )
+            self._call("GET", f"/services/{self.service_id}/deploys/{deploy_id}", "reading the deploy")
         )
 
     def live(self) -> Deploy | None:
@@ -216,16 +216,22 @@ class RenderAPI:
     def create_deploy(self, commit: str) -> Deploy | None:
         """POST /deploys with the exact commit; the deploy (201), or None when queued (202)."""
         data = self._call(
-            "POST", f"/services/{self.service_id}/deploys", f"deploying {commit[:12]}",
-            idempotent=False, json={"commitId": commit, "clearCache": "do_not_clear"},
-        )  # fmt: skip
+            "POST",
+            f"/services/{self.service_id}/deploys",
+            f"deploying {commit[:12]}",
+            idempotent=False,
+            json={"commitId": commit, "clearCache": "do_not_clear"},
+        )
         return Deploy.from_api(data) if data else None
 
     def rollback(self, deploy_id: str) -> Deploy:
         data = self._call(
-            "POST", f"/services/{self.service_id}/rollback", "rolling back",
-            idempotent=False, json={"deployId": deploy_id},
-        )  # fmt: skip
+            "POST",
+            f"/services/{self.service_id}/rollback",
+            "rolling back",
+            idempotent=False,
+            json={"deployId": deploy_id},
+        )
         return Deploy.from_api(data)
 
     def created_since(self, known: set[str], commit: str, trigger: str) -> Deploy | None:
@@ -233,7 +239,7 @@ class RenderAPI:
         return next(
             (d for d in self.deploys(max_pages=1) if d.id not in known and d.commit == commit and d.trigger == trigger),
             None,
-        )  # fmt: skip
+        )
 
     def create_once(
         self,
@@ -273,12 +279,8 @@ class RenderAPI:
 
     # -- Key Value instances (account-wide: no service id needed) ---------------------------
     def find_key_value(self, name: str) -> dict[str, Any]:
-        page = self._call(
-            "GET", "/key-value", f"finding Key Value {name}", params={"name": name, "limit": 20}
-        )
-        found = [
-            item["keyValue"] for item in page or [] if item.get("keyValue", {}).get("name") == name
-        ]
+        page = self._call("GET", "/key-value", f"finding Key Value {name}", params={"name": name, "limit": 20})
+        found = [item["keyValue"] for item in page or [] if item.get("keyValue", {}).get("name") == name]
         if not found:
             raise ConfigError(
                 f"no Key Value instance named {name!r} on this Render account",
@@ -291,8 +293,11 @@ class RenderAPI:
 
     def set_ip_allow_list(self, kv_id: str, blocks: list[dict[str, str]]) -> dict[str, Any]:
         """PATCH the whole allow list (idempotent: the same PATCH twice leaves the same list)."""
-        return dict(self._call("PATCH", f"/key-value/{kv_id}", "changing the Key Value allow list",
-                               json={"ipAllowList": blocks}))  # fmt: skip
+        return dict(
+            self._call(
+                "PATCH", f"/key-value/{kv_id}", "changing the Key Value allow list", json={"ipAllowList": blocks}
+            )
+        )
 
     def delete_env_var(self, key: str) -> None:
         """DELETE one variable; one that is already gone is fine (the same call twice is safe)."""
@@ -304,9 +309,7 @@ class RenderAPI:
         )
 
     def env_var(self, key: str) -> str | None:
-        data = self._call(
-            "GET", f"/services/{self.service_id}/env-vars/{key}", f"reading {key}", missing_ok=True
-        )
+        data = self._call("GET", f"/services/{self.service_id}/env-vars/{key}", f"reading {key}", missing_ok=True)
         return None if data is None else data.get("value")
 
     def set_env_var(self, key: str, value: str) -> None:

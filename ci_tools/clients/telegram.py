@@ -32,11 +32,7 @@ class TelegramError(RemoteError):
     def __init__(self, code: int, description: str, retry_after: float | None = None) -> None:
         super().__init__(
             f"Telegram answered {code} {description}".strip(),
-            hint="check the bot token in @BotFather"
-            if code == 401
-            else "wait and run again"
-            if code == 429
-            else None,
+            hint="check the bot token in @BotFather" if code == 401 else "wait and run again" if code == 429 else None,
         )
         self.code = code
         self.description = description
@@ -51,9 +47,7 @@ class BotInfo:
 
     @classmethod
     def from_api(cls, result: dict[str, Any]) -> BotInfo:
-        return cls(
-            int(result.get("id", 0)), str(result.get("username", "")), bool(result.get("is_bot"))
-        )
+        return cls(int(result.get("id", 0)), str(result.get("username", "")), bool(result.get("is_bot")))
 
     def is_named(self, username: str) -> bool:
         return self.username.lower() == username.lower()
@@ -128,10 +122,16 @@ class Telegram:
 
     def _call(self, method: str, *, idempotent: bool = True, **params: Any) -> Any:
         response = request(
-            self._client, "POST", f"{self._base}/{method}", json=params or None,
-            deadline=self._contact.deadline(time.monotonic() + self._budget), what=f"Telegram {method}",
-            idempotent=idempotent, asked_wait=retry_after, **self._contact.options(),
-        )  # fmt: skip
+            self._client,
+            "POST",
+            f"{self._base}/{method}",
+            json=params or None,
+            deadline=self._contact.deadline(time.monotonic() + self._budget),
+            what=f"Telegram {method}",
+            idempotent=idempotent,
+            asked_wait=retry_after,
+            **self._contact.options(),
+        )
         self._contact.answered = True
         return result_of(response)
 

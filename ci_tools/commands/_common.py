@@ -19,16 +19,16 @@ PROBE_HEADERS = ["", "check", "seen", "likely cause", "time"]
 
 
 def add_probe_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--deadline", type=float, default=90, help="seconds to keep retrying failing checks")
     parser.add_argument(
-        "--deadline", type=float, default=90, help="seconds to keep retrying failing checks"
+        "--no-conversation",
+        dest="conversation",
+        action="store_false",
+        help="skip the conversation with the probe user (a bot without it)",
     )
-    parser.add_argument("--no-conversation", dest="conversation", action="store_false",
-                        help="skip the conversation with the probe user (a bot without it)")  # fmt: skip
 
 
-def report_probe(
-    title: str, checks: list[Check], *, as_json: bool = False, commit: str = ""
-) -> None:
+def report_probe(title: str, checks: list[Check], *, as_json: bool = False, commit: str = "") -> None:
     from ci_tools.output import Report, report
     from ci_tools.probe import summary_rows
 

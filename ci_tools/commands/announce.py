@@ -9,9 +9,7 @@ from ci_tools.needs import Needs
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    ann = subparsers.add_parser(
-        "announce", help="phase 4: the old bot tells the user where the new bot is"
-    )
+    ann = subparsers.add_parser("announce", help="phase 4: the old bot tells the user where the new bot is")
     ann.add_argument("--chat-id", required=True, help="the user's Telegram id")
     ann.add_argument("--text", help="default: 'Official bot moved here: https://t.me/<new bot>'")
     # TELEGRAM_BOT_TOKEN here is the OLD bot's: it is the one the user still talks to.

@@ -17,9 +17,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     show.add_argument("--json", action="store_true", help="machine-readable output")
     show.set_defaults(func=show_config)
     check = sub.add_parser("check", help="check that render.yaml agrees with [tool.ci_tools]")
-    check.add_argument(
-        "--blueprint", type=Path, help="path to render.yaml (default: beside pyproject.toml)"
-    )
+    check.add_argument("--blueprint", type=Path, help="path to render.yaml (default: beside pyproject.toml)")
     check.set_defaults(func=check_config)
 
 
@@ -47,9 +45,7 @@ def show_config(args: argparse.Namespace) -> int:
         [e.name, e.branch, e.render_service, "@" + e.bot_username, e.key_prefix, e.base_url]
         for e in config.environments.values()
     ]
-    table(
-        f"Environments ({config.path})", ["env", "branch", "service", "bot", "prefix", "url"], rows
-    )
+    table(f"Environments ({config.path})", ["env", "branch", "service", "bot", "prefix", "url"], rows)
     for base, heads in config.flow.items():
         say(f"PRs into {base}: from {', '.join(heads)}")
     return 0

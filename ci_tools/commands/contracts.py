@@ -21,9 +21,7 @@ PROVIDERS = ("render", "github", "telegram")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "contracts", help="fetch, compare or cut the providers' API descriptions"
-    )
+    parser = subparsers.add_parser("contracts", help="fetch, compare or cut the providers' API descriptions")
     sub = parser.add_subparsers(dest="contracts_command", required=True, metavar="ACTION")
     diff = sub.add_parser("diff", help="what changed between two copies, in the operations we use")
     diff.add_argument("provider", choices=PROVIDERS)
@@ -56,9 +54,7 @@ def diff_descriptions(args: argparse.Namespace) -> int:
         return 0
     rows = [[c.operation, c.field, c.before, c.after] for c in found]
     title = f"{args.provider}: {len(found)} change(s) in the operations we use"
-    report(
-        Report(title, ["operation", "field", "before", "after"], rows, shown=200), as_json=args.json
-    )
+    report(Report(title, ["operation", "field", "before", "after"], rows, shown=200), as_json=args.json)
     if found:
         operations = sorted({c.operation for c in found})
         raise VerificationError(

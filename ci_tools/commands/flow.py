@@ -35,9 +35,7 @@ def flow_check(args: argparse.Namespace) -> int:
     from ci_tools.output import say
 
     config = load_config()
-    verdict = check_pair(
-        config.flow, args.base.strip(), args.head.strip(), head_repo=args.head_repo, repo=args.repo
-    )
+    verdict = check_pair(config.flow, args.base.strip(), args.head.strip(), head_repo=args.head_repo, repo=args.repo)
     if not verdict.allowed:
         github.add_summary(f"### Branch flow: refused\n\n{verdict.message}")
         raise VerificationError(verdict.message)

@@ -18,19 +18,16 @@ NEEDS = Needs(optional=("GITHUB_TOKEN", "GH_TOKEN"))
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "github", help="set up and check GitHub's environments, secrets and rulesets"
-    )
+    parser = subparsers.add_parser("github", help="set up and check GitHub's environments, secrets and rulesets")
     sub = parser.add_subparsers(dest="github_command", required=True, metavar="ACTION")
-    setup = sub.add_parser(
-        "setup", help="create or fix everything (a dry run that lists the changes unless --apply)"
-    )
+    setup = sub.add_parser("setup", help="create or fix everything (a dry run that lists the changes unless --apply)")
     setup.add_argument("--repo", help="OWNER/NAME (default: $GITHUB_REPOSITORY)")
-    setup.add_argument("--secrets-file", type=Path,
-                       help="dotenv file with STAGING_<NAME>=… / PRODUCTION_<NAME>=… (default: the environment)")  # fmt: skip
     setup.add_argument(
-        "--update-secrets", action="store_true", help="also rewrite secrets that exist"
+        "--secrets-file",
+        type=Path,
+        help="dotenv file with STAGING_<NAME>=… / PRODUCTION_<NAME>=… (default: the environment)",
     )
+    setup.add_argument("--update-secrets", action="store_true", help="also rewrite secrets that exist")
     setup.add_argument("--apply", action="store_true")
     setup.add_argument("--json", action="store_true")
     setup.set_defaults(func=run_setup, needs=NEEDS)
@@ -51,9 +48,7 @@ def _api(args: argparse.Namespace) -> GitHubAPI:
         )
     repo = args.repo or os.environ.get("GITHUB_REPOSITORY")
     if not repo:
-        raise ConfigError(
-            "which repository? pass --repo OWNER/NAME", hint="or set GITHUB_REPOSITORY"
-        )
+        raise ConfigError("which repository? pass --repo OWNER/NAME", hint="or set GITHUB_REPOSITORY")
     return GitHubAPI(token, repo)
 
 
@@ -76,13 +71,17 @@ def run_setup(args: argparse.Namespace) -> int:
                 change.apply(api)
     state = "applied" if args.apply else "dry run: rerun with --apply"
     rows = [["✓" if args.apply else "→", c.what] for c in changes]
-    notes = [
-        f"{len(changes)} change(s), {state}"
-        if changes
-        else "nothing to change: GitHub is as the repository says"
-    ]
-    report(Report(f"GitHub setup of {api.repo}", ["", "change"], rows, {"applied": args.apply, "changes": [c.what for c in changes]}, notes),
-           as_json=args.json)  # fmt: skip
+    notes = [f"{len(changes)} change(s), {state}" if changes else "nothing to change: GitHub is as the repository says"]
+    report(
+        Report(
+            f"GitHub setup of {api.repo}",
+            ["", "change"],
+            rows,
+            {"applied": args.apply, "changes": [c.what for c in changes]},
+            notes,
+        ),
+        as_json=args.json,
+    )
     return 0
 
 

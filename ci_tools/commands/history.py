@@ -15,9 +15,7 @@ NEEDS = Needs(
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "history", help="an environment's releases and rollbacks, from Render"
-    )
+    parser = subparsers.add_parser("history", help="an environment's releases and rollbacks, from Render")
     parser.add_argument("environment")
     parser.add_argument("--limit", type=int, default=20, help="how many deploys (default 20)")
     parser.add_argument("--json", action="store_true")
@@ -40,8 +38,10 @@ def run(args: argparse.Namespace) -> int:
     api_key = args.secrets.get("RENDER_API_KEY")
     service_id = secret(env, "RENDER_SERVICE_ID", single=True)
     if not api_key or not service_id:
-        raise ConfigError("history reads Render's deploy list: it needs RENDER_API_KEY and RENDER_SERVICE_ID",
-                          hint=f"export both (or {env.name.upper()}_RENDER_SERVICE_ID)")  # fmt: skip
+        raise ConfigError(
+            "history reads Render's deploy list: it needs RENDER_API_KEY and RENDER_SERVICE_ID",
+            hint=f"export both (or {env.name.upper()}_RENDER_SERVICE_ID)",
+        )
     with RenderAPI(api_key, service_id, deadline=time.monotonic() + BUDGET, timeout=BUDGET) as api:
         releases = history(api, args.limit, Path.cwd())
     rows = [r.row() for r in releases]

@@ -25,37 +25,34 @@ TARGET = Needs(required=("TARGET_REDIS_URL",), optional=SNAPSHOT_KEY)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "memory", help="copy a user's memory between environments, safely"
-    )
+    parser = subparsers.add_parser("memory", help="copy a user's memory between environments, safely")
     sub = parser.add_subparsers(dest="memory_command", required=True, metavar="ACTION")
 
-    def common(
-        p: argparse.ArgumentParser, *, source: bool, target: bool, user: bool = True
-    ) -> None:
+    def common(p: argparse.ArgumentParser, *, source: bool, target: bool, user: bool = True) -> None:
         if user:
             p.add_argument("--user-id", required=True, help="the Telegram user id (an integer)")
         if source:
+            p.add_argument("--from", dest="source", required=True, metavar="ENV", help="source environment")
             p.add_argument(
-                "--from", dest="source", required=True, metavar="ENV", help="source environment"
+                "--source-prefix",
+                help="default: the source environment's key prefix; '' for a bot whose keys carry none",
             )
-            p.add_argument("--source-prefix",
-                           help="default: the source environment's key prefix; '' for a bot whose keys carry none")  # fmt: skip
-            p.add_argument("--legacy-source", action="store_true",
-                           help="the source is a legacy bot's Redis that never wrote a meta:env marker")  # fmt: skip
-            p.add_argument("--source-kind", choices=("configured", "legacy"), default="configured",
-                           help="as a workflow input: legacy = --legacy-source with no key prefix")  # fmt: skip
+            p.add_argument(
+                "--legacy-source",
+                action="store_true",
+                help="the source is a legacy bot's Redis that never wrote a meta:env marker",
+            )
+            p.add_argument(
+                "--source-kind",
+                choices=("configured", "legacy"),
+                default="configured",
+                help="as a workflow input: legacy = --legacy-source with no key prefix",
+            )
         if target:
-            p.add_argument(
-                "--to", dest="target", required=True, metavar="ENV", help="target environment"
-            )
+            p.add_argument("--to", dest="target", required=True, metavar="ENV", help="target environment")
             p.add_argument("--target-prefix", help="default: the target environment's key prefix")
-        p.add_argument(
-            "--out", type=Path, default=Path("memory-out"), help="where snapshots and backups go"
-        )
-        p.add_argument(
-            "--ignore-env-markers", action="store_true", help="skip the <prefix>meta:env checks"
-        )
+        p.add_argument("--out", type=Path, default=Path("memory-out"), help="where snapshots and backups go")
+        p.add_argument("--ignore-env-markers", action="store_true", help="skip the <prefix>meta:env checks")
         p.add_argument("--json", action="store_true", help="one JSON document on stdout")
 
     def writes(p: argparse.ArgumentParser) -> None:
@@ -71,15 +68,29 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     copy = sub.add_parser("copy", help="copy one user's keys (dry run unless --apply)")
     common(copy, source=True, target=True)
     writes(copy)
-    copy.add_argument("--pattern", action="append", dest="patterns", metavar="PATTERN",
-                      help="key pattern under the prefix, with {user_id} (repeatable; default: configured)")  # fmt: skip
+    copy.add_argument(
+        "--pattern",
+        action="append",
+        dest="patterns",
+        metavar="PATTERN",
+        help="key pattern under the prefix, with {user_id} (repeatable; default: configured)",
+    )
     audit = copy.add_mutually_exclusive_group()
-    audit.add_argument("--include-uncovered", dest="uncovered", action="store_const", const="include",
-                       help="also copy the user's keys that no pattern covers (an --apply refuses while any exist)")  # fmt: skip
-    audit.add_argument("--ignore-uncovered", dest="uncovered", action="store_const", const="ignore",
-                       help="leave them where they are, and say so")  # fmt: skip
-    audit.add_argument("--uncovered", choices=("refuse", "include", "ignore"),
-                       help="the same, as a workflow input")  # fmt: skip
+    audit.add_argument(
+        "--include-uncovered",
+        dest="uncovered",
+        action="store_const",
+        const="include",
+        help="also copy the user's keys that no pattern covers (an --apply refuses while any exist)",
+    )
+    audit.add_argument(
+        "--ignore-uncovered",
+        dest="uncovered",
+        action="store_const",
+        const="ignore",
+        help="leave them where they are, and say so",
+    )
+    audit.add_argument("--uncovered", choices=("refuse", "include", "ignore"), help="the same, as a workflow input")
     copy.set_defaults(uncovered="refuse")
     copy.set_defaults(func=memory_copy, needs=BOTH)
 
@@ -88,9 +99,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("--pattern", action="append", dest="patterns", metavar="PATTERN")
     export.set_defaults(func=memory_export, needs=SOURCE)
 
-    diff = sub.add_parser(
-        "diff", help="compare one user's keys in two environments (exit 1 if they differ)"
-    )
+    diff = sub.add_parser("diff", help="compare one user's keys in two environments (exit 1 if they differ)")
     common(diff, source=True, target=True)
     diff.add_argument("--pattern", action="append", dest="patterns", metavar="PATTERN")
     diff.set_defaults(func=memory_diff, needs=BOTH)
@@ -100,29 +109,28 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="write a snapshot into an environment (dry run unless --apply); an environment "
         "snapshot (memory snapshot) for everyone, or --user-id / --pattern",
     )
-    restore.add_argument(
-        "snapshot", type=Path, help="the snapshot, or the folder a workflow downloaded it to"
-    )
+    restore.add_argument("snapshot", type=Path, help="the snapshot, or the folder a workflow downloaded it to")
     common(restore, source=False, target=True, user=False)
     writes(restore)
-    restore.add_argument("--user-id", default="",
-                         help="environment snapshots: restore this user's keys only ('' = every user)")  # fmt: skip
-    restore.add_argument("--pattern", action="append", dest="patterns", default=[], metavar="GLOB",
-                         help="environment snapshots: only keys matching this glob, without the prefix "
-                         "(e.g. 'memory:*'; repeatable; '' = all)")  # fmt: skip
+    restore.add_argument(
+        "--user-id", default="", help="environment snapshots: restore this user's keys only ('' = every user)"
+    )
+    restore.add_argument(
+        "--pattern",
+        action="append",
+        dest="patterns",
+        default=[],
+        metavar="GLOB",
+        help="environment snapshots: only keys matching this glob, without the prefix "
+        "(e.g. 'memory:*'; repeatable; '' = all)",
+    )
     restore.set_defaults(func=memory_restore, needs=TARGET)
 
-    snapshot = sub.add_parser(
-        "snapshot", help="snapshot every key of an environment (its restore point), encrypted"
-    )
-    snapshot.add_argument(
-        "env", metavar="ENV", help="the environment whose Redis SOURCE_REDIS_URL is"
-    )
+    snapshot = sub.add_parser("snapshot", help="snapshot every key of an environment (its restore point), encrypted")
+    snapshot.add_argument("env", metavar="ENV", help="the environment whose Redis SOURCE_REDIS_URL is")
     snapshot.add_argument("--out", type=Path, default=Path("memory-out"))
     snapshot.add_argument("--commit", default="", help="the release this snapshot comes before")
-    snapshot.add_argument(
-        "--ignore-env-marker", action="store_true", help="skip the <prefix>meta:env check"
-    )
+    snapshot.add_argument("--ignore-env-marker", action="store_true", help="skip the <prefix>meta:env check")
     snapshot.add_argument("--json", action="store_true")
     snapshot.set_defaults(func=memory_snapshot, needs=SOURCE)
 
@@ -139,9 +147,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     undo.add_argument("--json", action="store_true")
     undo.set_defaults(func=memory_undo, needs=TARGET)
 
-    seed = sub.add_parser(
-        "seed", help="make a pasted profile the user's initial memory (dry run unless --apply)"
-    )
+    seed = sub.add_parser("seed", help="make a pasted profile the user's initial memory (dry run unless --apply)")
     common(seed, source=False, target=True)
     seed.add_argument("--profile-file", required=True, type=Path)
     writes(seed)
@@ -150,11 +156,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _resume_command() -> str:
 
-    return (
-        "ci-tools " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-        if sys.argv[1:]
-        else "the same command"
-    )
+    return "ci-tools " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "the same command"
 
 
 def _applying(args: argparse.Namespace) -> bool:
@@ -196,24 +198,19 @@ def _request(args: argparse.Namespace) -> ops.CopyRequest:
     target = config.env(args.target) if getattr(args, "target", None) else source
     patterns = tuple(args.patterns) if getattr(args, "patterns", None) else source.memory_patterns
     if any("{user_id}" not in p for p in patterns):
-        raise InputError(
-            "every --pattern needs {user_id}", hint="e.g. --pattern 'user:{user_id}:*'"
-        )
+        raise InputError("every --pattern needs {user_id}", hint="e.g. --pattern 'user:{user_id}:*'")
     return ops.CopyRequest(
         user_id=user_id,
         source_env=source,
         target_env=target,
         source_prefix=_source_prefix(args, source.key_prefix),
-        target_prefix=target.key_prefix
-        if getattr(args, "target_prefix", None) is None
-        else args.target_prefix,
+        target_prefix=target.key_prefix if getattr(args, "target_prefix", None) is None else args.target_prefix,
         patterns=patterns,
         apply=_applying(args) if hasattr(args, "apply") else False,
         policy=getattr(args, "on_conflict", "fail"),
         out_dir=args.out,
         ignore_markers=args.ignore_env_markers,
-        legacy_source=getattr(args, "legacy_source", False)
-        or getattr(args, "source_kind", "") == "legacy",
+        legacy_source=getattr(args, "legacy_source", False) or getattr(args, "source_kind", "") == "legacy",
         uncovered=getattr(args, "uncovered", "refuse"),
         resume_command=_resume_command(),
         progress=_progress_factory(args),
@@ -296,37 +293,40 @@ def _report(
         "fallback_typed_writes": outcome.fallback,
         "timings_s": {k: round(v, 4) for k, v in outcome.timings.items()},
     }
-    rows = [[words.get(i.action, i.action), i.target_key.decode(errors="replace"), i.type, str(i.size),
-             _ttl(i.ttl_ms), i.reason] for i in outcome.plan]  # fmt: skip
-    why = (
-        "left behind (--ignore-uncovered)"
-        if outcome.uncovered_policy == "ignore"
-        else "matches no pattern"
-    )
+    rows = [
+        [
+            words.get(i.action, i.action),
+            i.target_key.decode(errors="replace"),
+            i.type,
+            str(i.size),
+            _ttl(i.ttl_ms),
+            i.reason,
+        ]
+        for i in outcome.plan
+    ]
+    why = "left behind (--ignore-uncovered)" if outcome.uncovered_policy == "ignore" else "matches no pattern"
     rows += [["uncovered", key, "", "", "", why] for key in left]
     mode = "applied" if outcome.applied else "dry run — nothing written"
-    notes = [
-        ", ".join(f"{n} {action}" for action, n in sorted(counts.items())) or "nothing to copy"
-    ]
+    notes = [", ".join(f"{n} {action}" for action, n in sorted(counts.items())) or "nothing to copy"]
     if left and outcome.uncovered_policy == "refuse":
-        notes.append(f"{len(left)} key(s) of this user match no pattern: --apply refuses until you pass "
-                     "--include-uncovered (copy them too) or --ignore-uncovered (leave them)")  # fmt: skip
-    elif left:
         notes.append(
-            f"{len(left)} key(s) of this user were left in the source, as asked (--ignore-uncovered)"
+            f"{len(left)} key(s) of this user match no pattern: --apply refuses until you pass "
+            "--include-uncovered (copy them too) or --ignore-uncovered (leave them)"
         )
+    elif left:
+        notes.append(f"{len(left)} key(s) of this user were left in the source, as asked (--ignore-uncovered)")
     if outcome.applied:
-        notes += [f"snapshot: {outcome.snapshot}", f"backup:   {outcome.backup}", f"undo:     {undo_hint(outcome.backup, workflow)}",
-                  f"written {len(outcome.written)}, verified {outcome.verified}"
-                  + (", typed writes (target refused DUMP payloads)" if outcome.fallback else "")]  # fmt: skip
+        notes += [
+            f"snapshot: {outcome.snapshot}",
+            f"backup:   {outcome.backup}",
+            f"undo:     {undo_hint(outcome.backup, workflow)}",
+            f"written {len(outcome.written)}, verified {outcome.verified}"
+            + (", typed writes (target refused DUMP payloads)" if outcome.fallback else ""),
+        ]
         if outcome.expired:
-            notes.append(
-                f"{len(outcome.expired)} key(s) expired during the copy and were not written"
-            )
+            notes.append(f"{len(outcome.expired)} key(s) expired during the copy and were not written")
         if outcome.appeared:
-            notes.append(
-                f"{len(outcome.appeared)} key(s) appeared on the target meanwhile and were left alone"
-            )
+            notes.append(f"{len(outcome.appeared)} key(s) appeared on the target meanwhile and were left alone")
     else:
         notes.append("dry run: rerun with --apply to write")
     headers = ["action", "target key", "type", "size", "TTL", "note"]
@@ -387,15 +387,25 @@ def memory_restore(args: argparse.Namespace) -> int:
     args.snapshot = points.find_snapshot(args.snapshot)
     if "scope" in RecordFile(args.snapshot).header:  # an environment's restore point
         request = points.RestoreRequest(
-            args.snapshot, env, args.out, apply=_applying(args),
-            user_id=parse_user_id(args.user_id) if args.user_id else None, patterns=tuple(args.patterns),
-            ignore_marker=args.ignore_env_markers, resume_command=_resume_command(),
-        )  # fmt: skip
+            args.snapshot,
+            env,
+            args.out,
+            apply=_applying(args),
+            user_id=parse_user_id(args.user_id) if args.user_id else None,
+            patterns=tuple(args.patterns),
+            ignore_marker=args.ignore_env_markers,
+            resume_command=_resume_command(),
+        )
         target = ops.target_side()
         outcome = points.restore_point(request, target, ops.url_label("TARGET_REDIS_URL"))
         who = f"user {request.user_id}" if request.user_id else "every user"
-        _report(outcome, args, f"memory restore of {env.name} ({who}) from {args.snapshot.name}",
-                words=RESTORE_WORDS, workflow="restore-memory")  # fmt: skip
+        _report(
+            outcome,
+            args,
+            f"memory restore of {env.name} ({who}) from {args.snapshot.name}",
+            words=RESTORE_WORDS,
+            workflow="restore-memory",
+        )
         return 0
     if args.user_id or args.patterns:
         raise InputError(
@@ -404,9 +414,15 @@ def memory_restore(args: argparse.Namespace) -> int:
             hint="drop them to restore the whole file",
         )
     outcome = ops.restore_snapshot(
-        args.snapshot, env, args.target_prefix or env.key_prefix, args.on_conflict, _applying(args),
-        args.out, args.ignore_env_markers, _resume_command(),
-    )  # fmt: skip
+        args.snapshot,
+        env,
+        args.target_prefix or env.key_prefix,
+        args.on_conflict,
+        _applying(args),
+        args.out,
+        args.ignore_env_markers,
+        _resume_command(),
+    )
     _report(outcome, args, f"memory restore of {args.snapshot.name} into {env.name}")
     return 0
 
@@ -416,9 +432,7 @@ def memory_undo(args: argparse.Namespace) -> int:
     from ci_tools.output import Report, report
 
     apply = _applying(args)
-    path, count = undo.undo_backup(
-        args.backup, args.out, allow_other_server=args.allow_other_server, apply=apply
-    )
+    path, count = undo.undo_backup(args.backup, args.out, allow_other_server=args.allow_other_server, apply=apply)
     if apply:
         rows = [
             [
@@ -460,9 +474,15 @@ def memory_snapshot(args: argparse.Namespace) -> int:
         )
     backup = config.memory_backup
     taken = points.take_snapshot(
-        ops.source_side(), env, args.out, server=ops.url_label("SOURCE_REDIS_URL"), max_mb=backup.max_mb,
-        protected=backup.protected_users, commit=args.commit, ignore_marker=args.ignore_env_marker,
-    )  # fmt: skip
+        ops.source_side(),
+        env,
+        args.out,
+        server=ops.url_label("SOURCE_REDIS_URL"),
+        max_mb=backup.max_mb,
+        protected=backup.protected_users,
+        commit=args.commit,
+        ignore_marker=args.ignore_env_marker,
+    )
     if taken.warning:
         say(f"! {taken.warning}", err=True)
         github.annotate("warning", taken.warning, title="memory snapshot")
@@ -470,12 +490,21 @@ def memory_snapshot(args: argparse.Namespace) -> int:
     github.set_output("keys", str(taken.keys))
     github.set_output("before_release_days", str(config.before_release_days))
     github.set_output("nightly_days", str(backup.nightly_days))
-    line = (f"memory snapshot of {env.name}: {taken.keys} key(s) ({taken.scope}, Redis at "
-            f"{taken.used_mb:.1f} MB) in {taken.path.name}, encrypted: {'MEMORY_SNAPSHOT_KEY' in args.secrets}")  # fmt: skip
+    line = (
+        f"memory snapshot of {env.name}: {taken.keys} key(s) ({taken.scope}, Redis at "
+        f"{taken.used_mb:.1f} MB) in {taken.path.name}, encrypted: {'MEMORY_SNAPSHOT_KEY' in args.secrets}"
+    )
     github.add_summary(line)
     if args.json:
-        emit_json({"path": str(taken.path), "keys": taken.keys, "scope": taken.scope, "used_mb": taken.used_mb,
-                   "warning": taken.warning or None})  # fmt: skip
+        emit_json(
+            {
+                "path": str(taken.path),
+                "keys": taken.keys,
+                "scope": taken.scope,
+                "used_mb": taken.used_mb,
+                "warning": taken.warning or None,
+            }
+        )
     else:
         say(f"✓ {line}")
     return 0
@@ -488,8 +517,15 @@ def memory_seed(args: argparse.Namespace) -> int:
     env = load_config().env(args.target)
     user_id = parse_user_id(args.user_id)
     outcome = seed.seed_user(
-        user_id, args.profile_file, env, args.target_prefix or env.key_prefix, args.on_conflict,
-        _applying(args), args.out, args.ignore_env_markers, _resume_command(),
-    )  # fmt: skip
+        user_id,
+        args.profile_file,
+        env,
+        args.target_prefix or env.key_prefix,
+        args.on_conflict,
+        _applying(args),
+        args.out,
+        args.ignore_env_markers,
+        _resume_command(),
+    )
     _report(outcome, args, f"memory seed of user {user_id} into {env.name}")
     return 0

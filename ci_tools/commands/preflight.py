@@ -20,9 +20,7 @@ NEEDS = Needs(
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    pre = subparsers.add_parser(
-        "preflight", help="phase 0: check which service, token and Redis belong together"
-    )
+    pre = subparsers.add_parser("preflight", help="phase 0: check which service, token and Redis belong together")
     pre.add_argument("--json", action="store_true")
     pre.set_defaults(func=run, needs=NEEDS)
 

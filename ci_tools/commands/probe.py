@@ -11,14 +11,15 @@ from ci_tools.needs import Needs
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "probe", help="smoke-test the deployed bot (read-only toward real users)"
-    )
+    p = subparsers.add_parser("probe", help="smoke-test the deployed bot (read-only toward real users)")
     p.add_argument("environment")
     p.add_argument("--commit", required=True, help="the commit the service must run")
     add_probe_options(p)
-    p.add_argument("--since", type=float,
-                   help="epoch seconds the deploy started (default: webhook errors of the last 10 minutes count)")  # fmt: skip
+    p.add_argument(
+        "--since",
+        type=float,
+        help="epoch seconds the deploy started (default: webhook errors of the last 10 minutes count)",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run, needs=Needs(required=TOKEN, optional=WEBHOOK_SECRET))
 
@@ -30,10 +31,20 @@ def run(args: argparse.Namespace) -> int:
     config = load_config()
     commit = parse_commit(args.commit)
     request = ReleaseRequest(
-        config.env(args.environment), commit, args.secrets["TELEGRAM_BOT_TOKEN"], deadline=args.deadline,
-        webhook_secret=args.secrets.get("TELEGRAM_WEBHOOK_SECRET"), conversation=args.conversation,
-    )  # fmt: skip
+        config.env(args.environment),
+        commit,
+        args.secrets["TELEGRAM_BOT_TOKEN"],
+        deadline=args.deadline,
+        webhook_secret=args.secrets.get("TELEGRAM_WEBHOOK_SECRET"),
+        conversation=args.conversation,
+    )
     since = args.since if args.since is not None else time.time() - 600
-    probe_or_fail(request, config, commit, since, f"Probe of {request.env.name} at {commit[:12]}",
-                  lambda title, checks: report_probe(title, checks, as_json=args.json, commit=commit))  # fmt: skip
+    probe_or_fail(
+        request,
+        config,
+        commit,
+        since,
+        f"Probe of {request.env.name} at {commit[:12]}",
+        lambda title, checks: report_probe(title, checks, as_json=args.json, commit=commit),
+    )
     return 0

@@ -9,15 +9,9 @@ from ci_tools.errors import VerificationError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    reh = subparsers.add_parser(
-        "rehearse", help="run the whole plan locally against stand-ins (under a minute)"
-    )
-    reh.add_argument(
-        "--keep", type=Path, help="keep the sandbox's files (logs, snapshots) in this folder"
-    )
-    reh.add_argument(
-        "--threads", action="store_true", help="run bots in threads instead of processes (faster)"
-    )
+    reh = subparsers.add_parser("rehearse", help="run the whole plan locally against stand-ins (under a minute)")
+    reh.add_argument("--keep", type=Path, help="keep the sandbox's files (logs, snapshots) in this folder")
+    reh.add_argument("--threads", action="store_true", help="run bots in threads instead of processes (faster)")
     reh.set_defaults(func=run)
 
 
@@ -26,9 +20,7 @@ def run(args: argparse.Namespace) -> int:
     from ci_tools.rehearse import rehearse
     from sandbox.contract import LEDGER, describe
 
-    say(
-        "rehearsing the migration plan against local stand-ins (nothing outside this machine is touched)"
-    )
+    say("rehearsing the migration plan against local stand-ins (nothing outside this machine is touched)")
     mark_contracts = LEDGER.mark()
     phases = rehearse(process=not args.threads, keep=args.keep)
     mark = {True: "✓", False: "✗", None: "·"}

@@ -30,9 +30,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     rel.add_argument("--timeout", type=float, default=900)
     add_probe_options(rel)
     rel.add_argument("--allow-other-branch", action="store_true", help="staging only")
-    rel.add_argument("--memory-snapshot", default="", metavar="OUTCOME",
-                     help="the snapshot step's outcome: 'success' when this run kept memory-before-<sha>, "
-                     "which a rollback then names with its run")  # fmt: skip
+    rel.add_argument(
+        "--memory-snapshot",
+        default="",
+        metavar="OUTCOME",
+        help="the snapshot step's outcome: 'success' when this run kept memory-before-<sha>, "
+        "which a rollback then names with its run",
+    )
     rel.add_argument("--poll", type=float, default=2.0, help=argparse.SUPPRESS)
     rel.set_defaults(func=run, needs=Needs(required=TOKEN, optional=(*RENDER, *WEBHOOK_SECRET)))
 
@@ -45,11 +49,16 @@ def run(args: argparse.Namespace) -> int:
 
     config = load_config()
     request = ReleaseRequest(
-        env=config.env(args.environment), commit=parse_commit(args.commit),
-        token=args.secrets["TELEGRAM_BOT_TOKEN"], timeout=args.timeout, deadline=args.deadline,
-        poll=args.poll, allow_other_branch=args.allow_other_branch,
-        webhook_secret=args.secrets.get("TELEGRAM_WEBHOOK_SECRET"), conversation=args.conversation,
-    )  # fmt: skip
+        env=config.env(args.environment),
+        commit=parse_commit(args.commit),
+        token=args.secrets["TELEGRAM_BOT_TOKEN"],
+        timeout=args.timeout,
+        deadline=args.deadline,
+        poll=args.poll,
+        allow_other_branch=args.allow_other_branch,
+        webhook_secret=args.secrets.get("TELEGRAM_WEBHOOK_SECRET"),
+        conversation=args.conversation,
+    )
     say(f"releasing {request.commit[:12]} to {request.env.name}")
 
     def rolling_back(why: str) -> None:
@@ -57,15 +66,11 @@ def run(args: argparse.Namespace) -> int:
         if request.env.name == config.memory_backup.environment:
             from ci_tools.memory.points import safety_net
 
-            note = safety_net(
-                request.env.name, request.commit, github.run_id() if args.memory_snapshot else None
-            )
+            note = safety_net(request.env.name, request.commit, github.run_id() if args.memory_snapshot else None)
             say(note)
             github.add_summary(note)
 
-    result = release(
-        request, config, on_status=printer(False), on_probe=report_probe, on_rollback=rolling_back
-    )
+    result = release(request, config, on_status=printer(False), on_probe=report_probe, on_rollback=rolling_back)
     github.set_output("deploy_id", result.deploy_id or "")
     github.set_output("previous_deploy_id", result.previous_deploy_id or "")
     return 0

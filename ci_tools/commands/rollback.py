@@ -22,17 +22,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("environment")
     target = r.add_mutually_exclusive_group()
     target.add_argument("--to", dest="deploy_id", help="the deploy id to go back to (dep-…)")
-    target.add_argument("--previous", action="store_true",
-                        help="the deploy live before the current one (default)")  # fmt: skip
+    target.add_argument("--previous", action="store_true", help="the deploy live before the current one (default)")
     r.add_argument("--timeout", type=float, default=900)
     add_probe_options(r)
     r.add_argument("--poll", type=float, default=2.0, help=argparse.SUPPRESS)
     r.add_argument("--json", action="store_true")
     r.set_defaults(
         func=run,
-        needs=Needs(
-            required=("RENDER_API_KEY", "RENDER_SERVICE_ID", *TOKEN), optional=WEBHOOK_SECRET
-        ),
+        needs=Needs(required=("RENDER_API_KEY", "RENDER_SERVICE_ID", *TOKEN), optional=WEBHOOK_SECRET),
     )
 
 
@@ -45,11 +42,14 @@ def run(args: argparse.Namespace) -> int:
     config = load_config()
     env = config.env(args.environment)
     if args.deploy_id is not None and not args.deploy_id.strip().startswith("dep-"):
-        raise InputError(
-            f"--to {args.deploy_id!r} is not a deploy id", hint="deploy ids look like dep-…"
-        )
-    target, final = rollback(env, to=(args.deploy_id or "").strip() or None, timeout=args.timeout,
-                             poll=args.poll, on_status=printer(args.json))  # fmt: skip
+        raise InputError(f"--to {args.deploy_id!r} is not a deploy id", hint="deploy ids look like dep-…")
+    target, final = rollback(
+        env,
+        to=(args.deploy_id or "").strip() or None,
+        timeout=args.timeout,
+        poll=args.poll,
+        on_status=printer(args.json),
+    )
     commit = str(target.commit)
     github.add_summary(
         f"### Rollback of {env.name}\n\nback to `{target.id}` (`{commit[:12]}`), now live as `{final.id}`"
@@ -64,9 +64,19 @@ def run(args: argparse.Namespace) -> int:
     if not args.json:
         say(f"✓ {env.name} is back on {commit[:12]} ({final.id}); probing")
     request = ReleaseRequest(
-        env, commit, args.secrets["TELEGRAM_BOT_TOKEN"], deadline=args.deadline,
-        webhook_secret=args.secrets.get("TELEGRAM_WEBHOOK_SECRET"), conversation=args.conversation,
-    )  # fmt: skip
-    probe_or_fail(request, config, commit, time.time(), f"Probe of {env.name} after rollback",
-                  lambda title, checks: report_probe(title, checks, as_json=args.json, commit=commit))  # fmt: skip
+        env,
+        commit,
+        args.secrets["TELEGRAM_BOT_TOKEN"],
+        deadline=args.deadline,
+        webhook_secret=args.secrets.get("TELEGRAM_WEBHOOK_SECRET"),
+        conversation=args.conversation,
+    )
+    probe_or_fail(
+        request,
+        config,
+        commit,
+        time.time(),
+        f"Probe of {env.name} after rollback",
+        lambda title, checks: report_probe(title, checks, as_json=args.json, commit=commit),
+    )
     return 0

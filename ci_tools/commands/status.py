@@ -18,9 +18,7 @@ NEEDS = Needs(
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "status", help="what is live in each environment, and is it healthy"
-    )
+    parser = subparsers.add_parser("status", help="what is live in each environment, and is it healthy")
     parser.add_argument("envs", nargs="*", metavar="ENV", help="default: every environment")
     parser.add_argument("--json", action="store_true")
     parser.set_defaults(func=run, needs=NEEDS)

@@ -16,9 +16,7 @@ from typing import Any
 from ci_tools.contracts import openapi
 from ci_tools.contracts.used import TELEGRAM_TYPES, USED
 
-PROSE = frozenset(
-    {"description", "summary", "example", "examples", "externalDocs", "href", "x-github"}
-)
+PROSE = frozenset({"description", "summary", "example", "examples", "externalDocs", "href", "x-github"})
 ABSENT = "(absent)"
 
 
@@ -64,9 +62,7 @@ def _compare(operation: str, old: dict[str, str], new: dict[str, str]) -> list[C
     ]
 
 
-def openapi_changes(
-    old: dict[str, Any], new: dict[str, Any], operations: tuple[str, ...]
-) -> list[Change]:
+def openapi_changes(old: dict[str, Any], new: dict[str, Any], operations: tuple[str, ...]) -> list[Change]:
     changes: list[Change] = []
     for name in operations:
         before, after = openapi.operation(old, name), openapi.operation(new, name)
@@ -106,20 +102,14 @@ def _telegram_types(spec: dict[str, Any], names: list[str]) -> set[str]:
 def _telegram_flat(entry: dict[str, Any] | None) -> dict[str, str]:
     if entry is None:
         return {}
-    fields = {
-        f["name"]: {k: v for k, v in f.items() if k != "name"} for f in entry.get("fields", [])
-    }
+    fields = {f["name"]: {k: v for k, v in f.items() if k != "name"} for f in entry.get("fields", [])}
     rest = {k: v for k, v in entry.items() if k not in ("fields", "name")}
     return flatten({**rest, "fields": fields})
 
 
-def telegram_changes(
-    old: dict[str, Any], new: dict[str, Any], methods: tuple[str, ...]
-) -> list[Change]:
+def telegram_changes(old: dict[str, Any], new: dict[str, Any], methods: tuple[str, ...]) -> list[Change]:
     changes: list[Change] = []
-    reached = _telegram_types(old, list(TELEGRAM_TYPES)) | _telegram_types(
-        new, list(TELEGRAM_TYPES)
-    )
+    reached = _telegram_types(old, list(TELEGRAM_TYPES)) | _telegram_types(new, list(TELEGRAM_TYPES))
     for name in methods:
         before, after = old.get("methods", {}).get(name), new.get("methods", {}).get(name)
         changes += _compare(name, _telegram_flat(before), _telegram_flat(after))

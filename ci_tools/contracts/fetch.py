@@ -34,25 +34,29 @@ def _get(client: httpx.Client, url: str, what: str) -> httpx.Response:
     try:
         response = client.get(url)
     except httpx.HTTPError as exc:
-        raise RemoteError(f"cannot fetch {what} from {url} ({type(exc).__name__})",
-                          hint="check the URL and the network, then run again") from None  # fmt: skip
+        raise RemoteError(
+            f"cannot fetch {what} from {url} ({type(exc).__name__})",
+            hint="check the URL and the network, then run again",
+        ) from None
     if not response.is_success:
-        raise RemoteError(f"{what}: {url} answered HTTP {response.status_code}",
-                          hint="the provider may have moved it: find the new address and set it") from None  # fmt: skip
+        raise RemoteError(
+            f"{what}: {url} answered HTTP {response.status_code}",
+            hint="the provider may have moved it: find the new address and set it",
+        ) from None
     return response
 
 
 def github_description(client: httpx.Client, registry: str) -> tuple[bytes, str]:
     """``api.github.com.json`` from the newest ``@octokit/openapi``, and that version."""
-    meta = _get(
-        client, f"{registry.rstrip('/')}/@octokit/openapi/latest", "@octokit/openapi"
-    ).json()
+    meta = _get(client, f"{registry.rstrip('/')}/@octokit/openapi/latest", "@octokit/openapi").json()
     tarball = _get(client, meta["dist"]["tarball"], "the @octokit/openapi tarball").content
     with tarfile.open(fileobj=io.BytesIO(tarball), mode="r:gz") as archive:
         member = archive.extractfile(OCTOKIT_MEMBER)
         if member is None:
-            raise RemoteError(f"@octokit/openapi {meta.get('version')} has no {OCTOKIT_MEMBER}",
-                              hint="the package changed its layout: update ci_tools/contracts/fetch.py")  # fmt: skip
+            raise RemoteError(
+                f"@octokit/openapi {meta.get('version')} has no {OCTOKIT_MEMBER}",
+                hint="the package changed its layout: update ci_tools/contracts/fetch.py",
+            )
         return member.read(), str(meta.get("version", "?"))
 
 
@@ -63,9 +67,7 @@ def fetch_all(out: Path, sources: Sources, *, timeout: float = 60) -> dict[str, 
         (out / "render.json").write_bytes(_get(client, sources.render, "Render's OpenAPI").content)
         github, version = github_description(client, sources.npm_registry)
         (out / "github.json").write_bytes(github)
-        (out / "telegram.json").write_bytes(
-            _get(client, sources.telegram, "the Bot API's api.json").content
-        )
+        (out / "telegram.json").write_bytes(_get(client, sources.telegram, "the Bot API's api.json").content)
     return {
         "render": sources.render,
         "github": f"@octokit/openapi {version}",

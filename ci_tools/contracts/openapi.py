@@ -24,9 +24,7 @@ def load(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise InputError(f"no file {path}", hint="name an API description that exists") from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise InputError(
-            f"{path} is not JSON ({exc})", hint="give the description as JSON"
-        ) from None
+        raise InputError(f"{path} is not JSON ({exc})", hint="give the description as JSON") from None
     if not isinstance(data, dict):
         raise InputError(f"{path} is not an API description", hint="give a JSON object")
     return data

@@ -11,9 +11,7 @@ from ci_tools.memory.records import Record, canonical, now_ms
 TTL_TOLERANCE_MS = 2000
 
 
-def difference(
-    expected: Record, actual: Record, *, tolerance_ms: int = TTL_TOLERANCE_MS
-) -> str | None:
+def difference(expected: Record, actual: Record, *, tolerance_ms: int = TTL_TOLERANCE_MS) -> str | None:
     """None when ``actual`` holds what ``expected`` says; otherwise what differs."""
     if not actual.exists:
         return "missing"
@@ -26,9 +24,7 @@ def difference(
     return ttl_difference(expected, actual, tolerance_ms)
 
 
-def ttl_difference(
-    expected: Record, actual: Record, tolerance_ms: int = TTL_TOLERANCE_MS
-) -> str | None:
+def ttl_difference(expected: Record, actual: Record, tolerance_ms: int = TTL_TOLERANCE_MS) -> str | None:
     at = now_ms()
     want, got = expected.remaining_ms(at), actual.remaining_ms(at)
     if want is None and got is None:

@@ -174,9 +174,7 @@ class MemoryJob:
             else:
                 self.outcome.snapshot = snapshot_file
             backup_path = self.out_dir / f"{self.label}-backup-{stamp()}.jsonl"
-            self._backup = RecordWriter(
-                backup_path, {"kind": "backup", **backup_header}, self.fernet
-            )
+            self._backup = RecordWriter(backup_path, {"kind": "backup", **backup_header}, self.fernet)
             self.outcome.backup = backup_path
         try:
             self._plan_pass(records, snapshot)
@@ -253,9 +251,7 @@ class MemoryJob:
                     snapshot.write(record)
             self._plan_small(batch, target_keys, targets)
 
-    def _decide(
-        self, source: Record, remaining: int | None, reason: str | None, exists: bool
-    ) -> str:
+    def _decide(self, source: Record, remaining: int | None, reason: str | None, exists: bool) -> str:
         if not source.exists:
             return "vanished"
         if remaining is not None and remaining <= 0:
@@ -266,9 +262,7 @@ class MemoryJob:
             return "identical"
         return {"fail": "conflict", "skip": "skip", "replace": "replace"}[self.policy]
 
-    def _plan_small(
-        self, batch: list[Record], target_keys: list[bytes], targets: dict[bytes, list[Record]]
-    ) -> None:
+    def _plan_small(self, batch: list[Record], target_keys: list[bytes], targets: dict[bytes, list[Record]]) -> None:
         absent: list[bytes] = []
         at = now_ms()  # one clock read a batch: TTLs are compared to the second, not the µs
         for source, target_key in zip(batch, target_keys, strict=True):
@@ -305,11 +299,7 @@ class MemoryJob:
                     self._backup.write(part)
         state = self._big
         assert state is not None
-        if (
-            state.exists
-            and state.same
-            and part_difference(self.target, state.target_key, record, state.offset)
-        ):
+        if state.exists and state.same and part_difference(self.target, state.target_key, record, state.offset):
             state.same = False
         state.offset += len(record.value)
         if not record.final:
@@ -320,9 +310,7 @@ class MemoryJob:
                 reason = "length differs"
             else:
                 target_ttl = self.target.pttl(state.target_key)
-                current = Record(
-                    state.target_key, record.type, None if target_ttl < 0 else target_ttl, now_ms()
-                )
+                current = Record(state.target_key, record.type, None if target_ttl < 0 else target_ttl, now_ms())
                 reason = ttl_difference(record, current)
         remaining = record.remaining_ms()
         action = self._decide(record, remaining, reason, state.exists)
@@ -378,9 +366,7 @@ class MemoryJob:
             middle = time.perf_counter()
             timings["copy"] += middle - started
             skipped = set(writer.result.expired) | set(writer.result.appeared)
-            self._verify_batch(
-                [(k, r) for k, r in to_check if k not in skipped], writer.result.read_back
-            )
+            self._verify_batch([(k, r) for k, r in to_check if k not in skipped], writer.result.read_back)
             writer.result.read_back.clear()
             timings["verify"] += time.perf_counter() - middle
             if to_write:
@@ -447,9 +433,7 @@ class MemoryJob:
                 if not same:
                     slow.append((key, expected))
                 elif not _ttl_close(expected, pttl, at) and (
-                    reason := ttl_difference(
-                        expected, Record(key, expected.type, None if pttl < 0 else pttl, at)
-                    )
+                    reason := ttl_difference(expected, Record(key, expected.type, None if pttl < 0 else pttl, at))
                 ):
                     self._mismatches.append(f"{_show(key)} ({reason})")
         batch = [(k, r) for k, r in batch if k not in read_back]

@@ -48,12 +48,8 @@ class RecordWriter:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         self._file: IO[bytes] = os.fdopen(fd, "wb")
-        self._pending: list[
-            bytes
-        ] = []  # lines written in blocks: one write() a line was measurable
-        self._line(
-            {"format": FORMAT, "version": VERSION, "encrypted": fernet is not None, **header}
-        )
+        self._pending: list[bytes] = []  # lines written in blocks: one write() a line was measurable
+        self._line({"format": FORMAT, "version": VERSION, "encrypted": fernet is not None, **header})
 
     def _line(self, document: dict[str, Any]) -> None:
         data = orjson.dumps(document)
@@ -146,9 +142,7 @@ class RecordFile:
                 try:
                     record = from_json(document)
                 except (KeyError, ValueError, TypeError) as exc:
-                    raise InputError(
-                        f"{self.path.name} line {number} is malformed: {exc}"
-                    ) from None
+                    raise InputError(f"{self.path.name} line {number} is malformed: {exc}") from None
                 count += 1
                 yield record
         if not complete:

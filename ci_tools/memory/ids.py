@@ -17,7 +17,6 @@ def parse_user_id(raw: object) -> int:
         shown = text if len(text) <= 40 else text[:40] + "…"
         raise InputError(
             f"--user-id {shown!r} is not a Telegram user id",
-            hint="give the number only, e.g. 123456789 (negative for groups); "
-            "no spaces, wildcards or lists",
+            hint="give the number only, e.g. 123456789 (negative for groups); no spaces, wildcards or lists",
         )
     return int(text)

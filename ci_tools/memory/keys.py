@@ -29,20 +29,12 @@ class KeySpace:
     user_id: int
 
     def exact_keys(self) -> list[bytes]:
-        return [
-            self.prefix + p.format(user_id=self.user_id).encode()
-            for p in self.patterns
-            if not has_glob(p)
-        ]
+        return [self.prefix + p.format(user_id=self.user_id).encode() for p in self.patterns if not has_glob(p)]
 
     def scan_patterns(self) -> list[bytes]:
         """Glob patterns with the prefix and the id escaped, the configured wildcards kept."""
         uid = escape_glob(str(self.user_id).encode()).decode()
-        return [
-            escape_glob(self.prefix) + p.format(user_id=uid).encode()
-            for p in self.patterns
-            if has_glob(p)
-        ]
+        return [escape_glob(self.prefix) + p.format(user_id=uid).encode() for p in self.patterns if has_glob(p)]
 
     @cached_property
     def ownership(self) -> re.Pattern[bytes]:
@@ -54,15 +46,8 @@ class KeySpace:
         alternatives = []
         for pattern in self.patterns:
             before, _, after = pattern.partition("{user_id}")
-            alternatives.append(
-                _glob_regex(before)
-                + re.escape(str(self.user_id))
-                + r"(?![0-9])"
-                + _glob_regex(after)
-            )
-        return re.compile(
-            re.escape(self.prefix) + b"(?:" + "|".join(alternatives).encode() + b")", re.S
-        )
+            alternatives.append(_glob_regex(before) + re.escape(str(self.user_id)) + r"(?![0-9])" + _glob_regex(after))
+        return re.compile(re.escape(self.prefix) + b"(?:" + "|".join(alternatives).encode() + b")", re.S)
 
     def rewrite(self, key: bytes, target_prefix: bytes) -> bytes:
         return target_prefix + key[len(self.prefix) :]

@@ -29,13 +29,9 @@ def durability(config: Config, *, budget: float = 30) -> Item:
     name = f"{env.name}'s Key Value keeps its data across a restart"
     api_key = optional_secret("RENDER_API_KEY")
     if not api_key:
-        return Item(
-            name, None, "RENDER_API_KEY not set", "export it to read the plan and persistence"
-        )
+        return Item(name, None, "RENDER_API_KEY not set", "export it to read the plan and persistence")
     try:
-        with RenderAPI(
-            api_key, deadline=monotonic_deadline(budget), timeout=min(budget, 30)
-        ) as api:
+        with RenderAPI(api_key, deadline=monotonic_deadline(budget), timeout=min(budget, 30)) as api:
             kv = api.find_key_value(env.key_value)
     except FatalError as exc:
         return Item(name, False, exc.message, exc.hint or "", remote=isinstance(exc, RemoteError))
@@ -43,46 +39,61 @@ def durability(config: Config, *, budget: float = 30) -> Item:
     mode = (kv.get("options") or {}).get("persistenceMode")
     seen = f"{env.key_value}: plan {plan}, persistence {mode or 'not reported'}"
     if plan == "free":
-        return Item(name, False, seen, f"the free plan keeps nothing across a restart: move {env.key_value} "
-                    "to starter or above (render.yaml asks for starter)")  # fmt: skip
+        return Item(
+            name,
+            False,
+            seen,
+            f"the free plan keeps nothing across a restart: move {env.key_value} "
+            "to starter or above (render.yaml asks for starter)",
+        )
     if mode == "off":
-        return Item(name, False, seen, "persistence Off keeps nothing across a restart: set it to Journal + "
-                    "Snapshot in the dashboard (switching from Off restarts it empty: snapshot first)")  # fmt: skip
+        return Item(
+            name,
+            False,
+            seen,
+            "persistence Off keeps nothing across a restart: set it to Journal + "
+            "Snapshot in the dashboard (switching from Off restarts it empty: snapshot first)",
+        )
     return Item(name, True, seen)
 
 
-def last_snapshot(
-    config: Config, now: datetime | None = None, *, budget: float | None = None
-) -> Item:
+def last_snapshot(config: Config, now: datetime | None = None, *, budget: float | None = None) -> Item:
     env = config.memory_backup.environment
     name = f"a recent snapshot of {env}'s memory is kept"
     token = os.environ.get("GITHUB_TOKEN") or os.environ.get("GH_TOKEN")
     repo = os.environ.get("GITHUB_REPOSITORY")
     if not token or not repo:
-        return Item(name, True, "not checked: no GITHUB_TOKEN and GITHUB_REPOSITORY",
-                    "export both to see the last snapshot's age", warning=True)  # fmt: skip
+        return Item(
+            name,
+            True,
+            "not checked: no GITHUB_TOKEN and GITHUB_REPOSITORY",
+            "export both to see the last snapshot's age",
+            warning=True,
+        )
     try:
         with GitHubAPI(token, repo, budget=budget) as api:
-            kept = [
-                a
-                for a in api.artifacts()
-                if a["name"].startswith(SNAPSHOT_PREFIXES) and not a["expired"]
-            ]
+            kept = [a for a in api.artifacts() if a["name"].startswith(SNAPSHOT_PREFIXES) and not a["expired"]]
     except FatalError as exc:
         return Item(name, False, exc.message, exc.hint or "", remote=isinstance(exc, RemoteError))
     if not kept:
-        return Item(name, False, "no memory-before-<sha> or memory-nightly-<date> artifact",
-                    "run backup.yml now (Actions → backup → Run workflow); releases take one too")  # fmt: skip
+        return Item(
+            name,
+            False,
+            "no memory-before-<sha> or memory-nightly-<date> artifact",
+            "run backup.yml now (Actions → backup → Run workflow); releases take one too",
+        )
     newest = max(kept, key=lambda a: str(a["created_at"]))
     taken = datetime.fromisoformat(str(newest["created_at"]).replace("Z", "+00:00"))
     age = (now or datetime.now(UTC)) - taken
     hours = age.total_seconds() / 3600
-    seen = (
-        f"{newest['name']}, {hours:.0f} h old"
-        if hours < 48
-        else f"{newest['name']}, {age.days} days old"
-    )
+    seen = f"{newest['name']}, {hours:.0f} h old" if hours < 48 else f"{newest['name']}, {age.days} days old"
     if age > STALE:
-        return Item(name, True, seen, "the nightly backup has not run: check backup.yml (GitHub pauses "
-                    "schedules after 60 days without repository activity)", warning=True)  # fmt: skip
+        return Item(
+            name,
+            True,
+            seen,
+            "the nightly backup has not run: check backup.yml (GitHub pauses "
+            "schedules after 60 days without repository activity)",
+            warning=True,
+        )
     return Item(name, True, seen)

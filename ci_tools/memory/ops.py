@@ -89,9 +89,7 @@ def copy_user(request: CopyRequest) -> Outcome:
     audit = uncovered(source, space.prefix, request.user_id, set(keys))
     audited = time.perf_counter() - started
     if audit and request.apply and request.uncovered == "refuse":
-        names = ", ".join(k.decode(errors="replace") for k in audit[:5]) + (
-            " …" if len(audit) > 5 else ""
-        )
+        names = ", ".join(k.decode(errors="replace") for k in audit[:5]) + (" …" if len(audit) > 5 else "")
         raise InputError(
             f"{len(audit)} key(s) of user {request.user_id} match no memory pattern and would stay behind: {names}",
             hint="pass --include-uncovered to copy them too, or --ignore-uncovered to leave them "
@@ -139,9 +137,7 @@ def source_side() -> redis.Redis:
 
 
 def target_side() -> redis.Redis:
-    return connect(
-        require_secret("TARGET_REDIS_URL", purpose="the Redis to restore into"), "target"
-    )
+    return connect(require_secret("TARGET_REDIS_URL", purpose="the Redis to restore into"), "target")
 
 
 def url_label(variable: str) -> str:
@@ -149,15 +145,23 @@ def url_label(variable: str) -> str:
 
 
 def export_user(request: CopyRequest) -> tuple[Path, int]:
-    source = open_side("source", request.source_env, request.source_prefix,
-                       ignore_markers=request.ignore_markers, purpose="the Redis to export from",
-                       legacy=request.legacy_source)  # fmt: skip
-    keys = _discover(source, request)
-    path = (
-        request.out_dir / f"user{request.user_id}-{request.source_env.name}-export-{stamp()}.jsonl"
+    source = open_side(
+        "source",
+        request.source_env,
+        request.source_prefix,
+        ignore_markers=request.ignore_markers,
+        purpose="the Redis to export from",
+        legacy=request.legacy_source,
     )
-    header = {"kind": "snapshot", "user_id": request.user_id, "env": request.source_env.name,
-              "prefix": request.source_prefix, "server": url_label("SOURCE_REDIS_URL")}  # fmt: skip
+    keys = _discover(source, request)
+    path = request.out_dir / f"user{request.user_id}-{request.source_env.name}-export-{stamp()}.jsonl"
+    header = {
+        "kind": "snapshot",
+        "user_id": request.user_id,
+        "env": request.source_env.name,
+        "prefix": request.source_prefix,
+        "server": url_label("SOURCE_REDIS_URL"),
+    }
     with RecordWriter(path, header, fernet_from_env()) as writer:
         for record in read_records(source, keys, with_dump=True):
             writer.write(record)
@@ -171,14 +175,21 @@ def diff_user(request: CopyRequest) -> Outcome:
 
 
 def restore_snapshot(
-    snapshot: Path, target_env: Environment, target_prefix: str, policy: str, apply: bool,
-    out_dir: Path, ignore_markers: bool, resume_command: str,
-) -> Outcome:  # fmt: skip
+    snapshot: Path,
+    target_env: Environment,
+    target_prefix: str,
+    policy: str,
+    apply: bool,
+    out_dir: Path,
+    ignore_markers: bool,
+    resume_command: str,
+) -> Outcome:
     file = RecordFile(snapshot)
     validate_file(file)
     source_prefix = str(file.header.get("prefix", "")).encode()
-    target = open_side("target", target_env, target_prefix, ignore_markers=ignore_markers,
-                       purpose="the Redis to restore into")  # fmt: skip
+    target = open_side(
+        "target", target_env, target_prefix, ignore_markers=ignore_markers, purpose="the Redis to restore into"
+    )
     prefix = target_prefix.encode()
     job = MemoryJob(
         target,

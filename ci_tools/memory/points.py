@@ -43,9 +43,7 @@ class Taken:
     warning: str = ""
 
 
-def environment_keys(
-    client: redis.Redis, prefix: bytes, *, scan_count: int = 10_000
-) -> list[bytes]:
+def environment_keys(client: redis.Redis, prefix: bytes, *, scan_count: int = 10_000) -> list[bytes]:
     """Every key under ``prefix`` (all of the database for ``""``), sorted."""
     found: set[bytes] = set()
     cursor = None

@@ -133,9 +133,7 @@ def read_records(
         yield from _read_batch(client, script, pending, with_dump, big)
 
 
-def _read_batch(
-    client: redis.Redis, script: Any, keys: list[bytes], with_dump: bool, big: int
-) -> Iterator[Record]:
+def _read_batch(client: redis.Redis, script: Any, keys: list[bytes], with_dump: bool, big: int) -> Iterator[Record]:
     replies = script(keys=keys, args=[big, "1" if with_dump else "0"], client=client)
     read_at = now_ms()
     for key, reply in zip(keys, replies, strict=True):

@@ -18,9 +18,7 @@ def parse_profile(path: Path) -> tuple[dict[str, str], list[str]]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise InputError(
-            f"{path} does not exist", hint="pass the file holding the pasted profile"
-        ) from None
+        raise InputError(f"{path} does not exist", hint="pass the file holding the pasted profile") from None
     except UnicodeDecodeError:
         raise InputError(f"{path} is not UTF-8 text") from None
     fields: dict[str, str] = {}
@@ -28,9 +26,7 @@ def parse_profile(path: Path) -> tuple[dict[str, str], list[str]]:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise InputError(
-                f"{path.name} is not valid JSON: {exc.msg} at line {exc.lineno}"
-            ) from None
+            raise InputError(f"{path.name} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
         facts = data.get("facts", [])
         if not isinstance(facts, list) or not all(isinstance(f, str) for f in facts):
             raise InputError(f'{path.name}: "facts" must be a list of strings')
@@ -39,46 +35,58 @@ def parse_profile(path: Path) -> tuple[dict[str, str], list[str]]:
         facts = [line.strip().lstrip("-*•").strip() for line in text.splitlines()]
     facts = [f for f in facts if f]
     if not facts and not fields:
-        raise InputError(
-            f"{path.name} holds no facts", hint="one fact a line, or JSON with a facts list"
-        )
+        raise InputError(f"{path.name} holds no facts", hint="one fact a line, or JSON with a facts list")
     if any(len(f) > 4000 for f in facts):
         raise InputError(f"{path.name} has a fact longer than 4000 characters; split it")
     return fields, facts
 
 
-def seed_records(
-    prefix: str, user_id: int, fields: dict[str, str], facts: list[str]
-) -> list[Record]:
+def seed_records(prefix: str, user_id: int, fields: dict[str, str], facts: list[str]) -> list[Record]:
     now = now_ms()
     # No timestamp: seeding the same profile twice is a no-op, like a second copy.
     profile = sorted({"source": "seed", **fields}.items())
     records = [
-        Record(f"{prefix}user:{user_id}:profile".encode(), "hash", None, now,
-               [(k.encode(), v.encode()) for k, v in profile]),
-    ]  # fmt: skip
+        Record(
+            f"{prefix}user:{user_id}:profile".encode(),
+            "hash",
+            None,
+            now,
+            [(k.encode(), v.encode()) for k, v in profile],
+        ),
+    ]
     if facts:
-        records.append(
-            Record(
-                f"{prefix}memory:{user_id}".encode(), "list", None, now, [f.encode() for f in facts]
-            )
-        )
+        records.append(Record(f"{prefix}memory:{user_id}".encode(), "list", None, now, [f.encode() for f in facts]))
     return records
 
 
 def seed_user(
-    user_id: int, profile: Path, target_env: Environment, target_prefix: str, policy: str,
-    apply: bool, out_dir: Path, ignore_markers: bool, resume_command: str,
-) -> Outcome:  # fmt: skip
+    user_id: int,
+    profile: Path,
+    target_env: Environment,
+    target_prefix: str,
+    policy: str,
+    apply: bool,
+    out_dir: Path,
+    ignore_markers: bool,
+    resume_command: str,
+) -> Outcome:
     fields, facts = parse_profile(profile)
-    target = open_side("target", target_env, target_prefix, ignore_markers=ignore_markers,
-                       purpose="the Redis to seed")  # fmt: skip
+    target = open_side("target", target_env, target_prefix, ignore_markers=ignore_markers, purpose="the Redis to seed")
     job = MemoryJob(
-        target, lambda key: key, policy=policy, apply=apply, out_dir=out_dir,
-        label=f"user{user_id}-seed-{target_env.name}", resume_command=resume_command,
-    )  # fmt: skip
-    header = {"user_id": user_id, "env": target_env.name, "prefix": target_prefix,
-              "server": url_label("TARGET_REDIS_URL")}  # fmt: skip
+        target,
+        lambda key: key,
+        policy=policy,
+        apply=apply,
+        out_dir=out_dir,
+        label=f"user{user_id}-seed-{target_env.name}",
+        resume_command=resume_command,
+    )
+    header = {
+        "user_id": user_id,
+        "env": target_env.name,
+        "prefix": target_prefix,
+        "server": url_label("TARGET_REDIS_URL"),
+    }
     return job.run(
         seed_records(target_prefix, user_id, fields, facts),
         snapshot_header={**header, "seeded_from": profile.name},

@@ -35,13 +35,9 @@ def connect(url: str, role: str) -> redis.Redis:
             hint="expected redis://[user:password@]host:port[/db]",
         ) from None
     except redis.AuthenticationError:
-        raise ConfigError(
-            f"the {role} Redis refused the password", hint=f"check {role.upper()}_REDIS_URL"
-        ) from None
+        raise ConfigError(f"the {role} Redis refused the password", hint=f"check {role.upper()}_REDIS_URL") from None
     except CONNECTION_ERRORS as exc:
-        raise RemoteError(
-            f"cannot reach the {role} Redis at {label(url)} ({type(exc).__name__})"
-        ) from None
+        raise RemoteError(f"cannot reach the {role} Redis at {label(url)} ({type(exc).__name__})") from None
     return client
 
 

@@ -44,9 +44,7 @@ def undo_backup(
     keys = [r.key for r in file.records() if r.part == 0]
     fernet = fernet_from_env()
     path = out_dir / f"undo-backup-{stamp()}.jsonl"
-    header = {
-        k: v for k, v in file.header.items() if k not in ("format", "version", "encrypted", "kind")
-    }
+    header = {k: v for k, v in file.header.items() if k not in ("format", "version", "encrypted", "kind")}
     with RecordWriter(path, {"kind": "backup", **header, "undoes": backup.name}, fernet) as writer:
         for record in read_records(target, keys, with_dump=True):
             writer.write(record)

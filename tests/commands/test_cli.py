@@ -36,9 +36,7 @@ def test_fatal_error_is_one_line_with_exit_code_and_annotation(tmp_path, monkeyp
     assert main(["config", "show"]) == 3
     captured = capsys.readouterr()
     assert captured.err.count("\n") == 1 and captured.err.startswith("ci-tools: configuration: ")
-    assert captured.out.startswith(
-        "::error title=ci-tools config%3A configuration::no pyproject.toml"
-    )
+    assert captured.out.startswith("::error title=ci-tools config%3A configuration::no pyproject.toml")
 
 
 def test_usage_error_exits_2(capsys):
@@ -84,9 +82,12 @@ def test_a_missing_library_is_an_install_to_fix_not_a_bug(tmp_path):
     """
     result = subprocess.run(
         [sys.executable, "-S", "-m", "ci_tools", "config", "show"],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 3, result.stderr
     line = result.stderr.strip()
     assert line.count("\n") == 0 and "Traceback" not in line

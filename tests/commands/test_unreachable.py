@@ -54,14 +54,22 @@ def unreachable_world(dead: str, tmp: Path) -> tuple[dict[str, str], Path]:
     git(repo, "commit", "-q", "--allow-empty", "-m", "a hotfix on main: develop lacks it")
     variables = {
         "CI_TOOLS_CONFIG": str(tmp / "pyproject.toml"),
-        "RENDER_API_URL": base, "TELEGRAM_API_URL": base, "GITHUB_API_URL": base, "IP_ECHO_URL": base,
-        "TELEGRAM_BOT_TOKEN": TOKEN, "NEW_TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_WEBHOOK_SECRET": "whsec-x",
-        "RENDER_API_KEY": API_KEY, "RENDER_SERVICE_ID": "srv-unreachable01",
+        "RENDER_API_URL": base,
+        "TELEGRAM_API_URL": base,
+        "GITHUB_API_URL": base,
+        "IP_ECHO_URL": base,
+        "TELEGRAM_BOT_TOKEN": TOKEN,
+        "NEW_TELEGRAM_BOT_TOKEN": TOKEN,
+        "TELEGRAM_WEBHOOK_SECRET": "whsec-x",
+        "RENDER_API_KEY": API_KEY,
+        "RENDER_SERVICE_ID": "srv-unreachable01",
         "RENDER_DEPLOY_HOOK_URL": f"{base}/deploy/srv-unreachable01?key=hookkey0123456789",
-        "SOURCE_REDIS_URL": f"redis://:{PASSWORD}@{dead}/0", "TARGET_REDIS_URL": f"redis://:{PASSWORD}@{dead}/0",
-        "REDIS_URL": f"redis://:{PASSWORD}@{dead}/0", "GITHUB_TOKEN": "ghs_unreachableToken0123456789",
+        "SOURCE_REDIS_URL": f"redis://:{PASSWORD}@{dead}/0",
+        "TARGET_REDIS_URL": f"redis://:{PASSWORD}@{dead}/0",
+        "REDIS_URL": f"redis://:{PASSWORD}@{dead}/0",
+        "GITHUB_TOKEN": "ghs_unreachableToken0123456789",
         "GITHUB_REPOSITORY": "mindmate/mindmate-release",
-    }  # fmt: skip
+    }
     return variables, repo
 
 

@@ -57,8 +57,7 @@ def test_a_removed_operation_and_a_renamed_enum_value(render):
     lines = {c.line() for c in diff.changes("render", render, new)}
     assert "POST /services/{serviceId}/rollback: (operation): present → (absent)" in lines
     assert any(
-        line.startswith("GET /services/{serviceId}/deploys/{deployId}: ") and "deactivated" in line
-        for line in lines
+        line.startswith("GET /services/{serviceId}/deploys/{deployId}: ") and "deactivated" in line for line in lines
     )
 
 
@@ -66,9 +65,7 @@ def test_telegram_methods_and_the_types_they_reach(telegram):
     new = copy.deepcopy(telegram)
     text = next(f for f in new["methods"]["sendMessage"]["fields"] if f["name"] == "text")
     text["required"] = False
-    new["types"]["WebhookInfo"]["fields"].append(
-        {"name": "paused", "types": ["Boolean"], "required": True}
-    )
+    new["types"]["WebhookInfo"]["fields"].append({"name": "paused", "types": ["Boolean"], "required": True})
     new["types"]["InputChecklist"]["fields"] = []  # a type neither our methods nor Update reach
     lines = {c.line() for c in diff.changes("telegram", telegram, new)}
     assert lines == {
@@ -107,16 +104,30 @@ def test_cut_keeps_the_operations_and_what_they_reach(tmp_path):
         "openapi": "3.0.3",
         "info": {"title": "t", "version": "1"},
         "paths": {
-            "/users/{username}": {"get": {"responses": {"200": {"content": {"application/json": {
-                "schema": {"$ref": "#/components/schemas/user"}, "examples": {"x": {}}}}}}}},
+            "/users/{username}": {
+                "get": {
+                    "responses": {
+                        "200": {
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/user"},
+                                    "examples": {"x": {}},
+                                }
+                            }
+                        }
+                    }
+                }
+            },
             "/gists": {"get": {"responses": {"200": {"description": "unused"}}}},
         },
-        "components": {"schemas": {
-            "user": {"type": "object", "properties": {"plan": {"$ref": "#/components/schemas/plan"}}},
-            "plan": {"type": "object", "example": {"name": "pro"}},
-            "gist": {"type": "object"},
-        }},
-    }  # fmt: skip
+        "components": {
+            "schemas": {
+                "user": {"type": "object", "properties": {"plan": {"$ref": "#/components/schemas/plan"}}},
+                "plan": {"type": "object", "example": {"name": "pro"}},
+                "gist": {"type": "object"},
+            }
+        },
+    }
     cut = openapi.subset(full, ("GET /users/{username}",))
     assert list(cut["paths"]) == ["/users/{username}"]
     assert set(cut["components"]["schemas"]) == {"user", "plan"}

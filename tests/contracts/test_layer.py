@@ -95,9 +95,7 @@ def test_bot_api_parameters_unknown_and_missing(telegram: FakeTelegram, provoked
 def test_bot_api_results_are_held_to_their_types():
     user = {"id": 1, "is_bot": True, "first_name": "MindMate"}
     assert value_errors(["User"], user, "$") == []
-    assert value_errors(["User"], {**user, "nickname": "x"}, "$") == [
-        ("$.nickname", "User has no field 'nickname'")
-    ]
+    assert value_errors(["User"], {**user, "nickname": "x"}, "$") == [("$.nickname", "User has no field 'nickname'")]
     assert value_errors(["User"], {"id": "1", "is_bot": True}, "$") == [
         ("$.id", "expected Integer, got '1'"),
         ("$.first_name", "required by User, missing"),

@@ -22,9 +22,7 @@ def test_each_file_matches_the_sha256_its_provenance_names(name):
     assert hashlib.sha256((SPECS / name).read_bytes()).hexdigest() == recorded
 
 
-@pytest.mark.parametrize(
-    ("name", "operations"), [("render-public-api-1.json", RENDER), ("github-api.json", GITHUB)]
-)
+@pytest.mark.parametrize(("name", "operations"), [("render-public-api-1.json", RENDER), ("github-api.json", GITHUB)])
 def test_every_operation_we_use_is_described(name, operations):
     spec = openapi.load(SPECS / name)
     assert [op for op in operations if openapi.operation(spec, op) is None] == []

@@ -19,9 +19,7 @@ def seed_user(client: redis.Redis, prefix: str = "dev:", user: int = USER) -> No
     """One key of every type, binary values, a TTL, and another user's keys beside them."""
     client.set(f"{prefix}meta:env", "staging" if prefix == "dev:" else "production")
     client.rpush(f"{prefix}user:{user}:history", b'{"ts":1,"text":"hi"}', b"\xff\x00\x01 binary")
-    client.hset(
-        f"{prefix}user:{user}:profile", mapping={"first_seen": "1", "last_seen": "2", "name": "Ada"}
-    )
+    client.hset(f"{prefix}user:{user}:profile", mapping={"first_seen": "1", "last_seen": "2", "name": "Ada"})
     client.rpush(f"{prefix}memory:{user}", "likes tea", "sister Mia")
     client.pexpire(f"{prefix}memory:{user}", 600_000)
     client.rpush(f"{prefix}memory:{OTHER}", "someone else")
@@ -54,10 +52,7 @@ def value(client: redis.Redis, key: bytes) -> object:
 
 def state(client: redis.Redis) -> dict[bytes, tuple[object, bool]]:
     """Every key's type, bytes and whether it has a TTL: equal states are equal byte for byte."""
-    return {
-        key: (value(client, key), client.pttl(key) > 0)
-        for key in sorted(client.scan_iter(count=1000))
-    }
+    return {key: (value(client, key), client.pttl(key) > 0) for key in sorted(client.scan_iter(count=1000))}
 
 
 def request(tmp_path: Path, **changes: object) -> CopyRequest:

@@ -14,9 +14,7 @@ def cli(*args: str) -> int:
     return main(["memory", *args])
 
 
-def test_the_legacy_unprefixed_unmarked_source_is_copied_to_prod_and_verified(
-    memory_envs, tmp_path, capsys
-):
+def test_the_legacy_unprefixed_unmarked_source_is_copied_to_prod_and_verified(memory_envs, tmp_path, capsys):
     dev, prod = memory_envs
     legacy = dev.client()
     legacy.flushall()
@@ -41,15 +39,11 @@ def test_the_legacy_unprefixed_unmarked_source_is_copied_to_prod_and_verified(
     assert "written 3, verified 3" in out
     target = prod.client()
     assert target.lrange(f"prod:memory:{USER}", 0, -1) == legacy.lrange(f"memory:{USER}", 0, -1)
-    assert target.lrange(f"prod:user:{USER}:history", 0, -1) == legacy.lrange(
-        f"user:{USER}:history", 0, -1
-    )
+    assert target.lrange(f"prod:user:{USER}:history", 0, -1) == legacy.lrange(f"user:{USER}:history", 0, -1)
     assert not target.exists(f"prod:memory:{OTHER}")
 
 
-def test_a_marker_naming_another_environment_is_refused_even_for_a_legacy_source(
-    memory_envs, tmp_path, capsys
-):
+def test_a_marker_naming_another_environment_is_refused_even_for_a_legacy_source(memory_envs, tmp_path, capsys):
     dev, _ = memory_envs
     dev.client().set("dev:meta:env", "production")
     assert cli("copy", *ROUTE, "--legacy-source", "--apply", "--out", str(tmp_path)) == 5
@@ -97,12 +91,8 @@ def test_uncovered_keys_ignored_stay_and_the_result_says_so(scattered, tmp_path,
     assert not prod.client().exists(f"prod:events:{USER}")
 
 
-def test_with_everything_covered_the_configured_patterns_copy_without_a_flag(
-    memory_envs, tmp_path, capsys
-):
+def test_with_everything_covered_the_configured_patterns_copy_without_a_flag(memory_envs, tmp_path, capsys):
     dev, prod = memory_envs
-    dev.client().set(
-        f"dev:conversation:{USER}", "covered: conversation:{user_id} is a configured pattern"
-    )
+    dev.client().set(f"dev:conversation:{USER}", "covered: conversation:{user_id} is a configured pattern")
     assert cli("copy", *ROUTE, "--apply", "--out", str(tmp_path)) == 0
     assert prod.client().exists(f"prod:conversation:{USER}")

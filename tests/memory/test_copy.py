@@ -63,18 +63,14 @@ def test_good_ids():
 def test_copy_all_types_binary_safe_with_prefix_rewrite_and_ttl(envs, tmp_path):
     dev, prod = envs
     seed_all_types(dev.client())
-    outcome = copy_user(
-        request(tmp_path, patterns=("all:{user_id}:*", "memory:{user_id}"), uncovered="ignore")
-    )
+    outcome = copy_user(request(tmp_path, patterns=("all:{user_id}:*", "memory:{user_id}"), uncovered="ignore"))
     assert outcome.counts() == {"create": 7}
     assert outcome.verified == 7
     source, target = dev.client(), prod.client()
     for kind in ("string", "list", "hash", "set", "zset", "stream"):
         src, dst = f"dev:all:{USER}:{kind}", f"prod:all:{USER}:{kind}"
         assert value(target, dst.encode()) == value(source, src.encode()), kind
-    assert (
-        abs(target.pttl(f"prod:all:{USER}:string") - source.pttl(f"dev:all:{USER}:string")) < 1000
-    )
+    assert abs(target.pttl(f"prod:all:{USER}:string") - source.pttl(f"dev:all:{USER}:string")) < 1000
     assert abs(target.pttl(f"prod:memory:{USER}") - source.pttl(f"dev:memory:{USER}")) < 1000
     assert target.pttl(f"prod:all:{USER}:list") == -1
     assert not target.exists(f"prod:memory:{OTHER}")
@@ -143,8 +139,7 @@ def test_conflict_replace_is_reversible_byte_for_byte(envs, tmp_path):
     assert prod.client().lrange(f"prod:memory:{USER}", 0, -1) == [b"likes tea", b"sister Mia"]
     backup = list(RecordFile(outcome.backup).records())
     assert {r.key for r in backup} == {
-        f"prod:{k}".encode()
-        for k in (f"memory:{USER}", f"user:{USER}:history", f"user:{USER}:profile")
+        f"prod:{k}".encode() for k in (f"memory:{USER}", f"user:{USER}:history", f"user:{USER}:profile")
     }
     undo_backup(outcome.backup, tmp_path / "undo")
     assert state(prod.client()) == before
@@ -169,12 +164,7 @@ def test_snapshot_and_backup_exist_before_the_first_target_write(envs, tmp_path)
         if event == "planned":
             seen["state"] = state(prod.client())
             out = tmp_path / "out"
-            seen["files"] = {
-                kind
-                for p in out.iterdir()
-                for kind in ("snapshot", "backup")
-                if f"-{kind}-" in p.name
-            }
+            seen["files"] = {kind for p in out.iterdir() for kind in ("snapshot", "backup") if f"-{kind}-" in p.name}
             for path in out.iterdir():
                 list(RecordFile(path).records())  # complete: a footer, readable
 
@@ -242,9 +232,7 @@ def test_target_killed_mid_copy_then_resumed_and_verified(redis_pair, monkeypatc
                 prod.kill()
 
         with pytest.raises(RemoteError) as error:
-            copy_user(
-                request(tmp_path, patterns=("bulk:{user_id}:*",), uncovered="ignore", on_event=kill)
-            )
+            copy_user(request(tmp_path, patterns=("bulk:{user_id}:*",), uncovered="ignore", on_event=kill))
         message = str(error.value)
         assert f"after {BATCH} of {total} keys were written" in message
         assert "resume with: ci-tools memory copy" in message
@@ -271,9 +259,7 @@ def test_cross_version_fallback_from_valkey_9_to_redis_7(monkeypatch, tmp_path):
         monkeypatch.setenv("TARGET_REDIS_URL", old.url)
         with pytest.raises(redis.ResponseError, match="payload version"):
             old.client().restore("probe", 0, valkey.client().dump(f"dev:memory:{USER}"))
-        outcome = copy_user(
-            request(tmp_path, patterns=("all:{user_id}:*", "memory:{user_id}"), uncovered="ignore")
-        )
+        outcome = copy_user(request(tmp_path, patterns=("all:{user_id}:*", "memory:{user_id}"), uncovered="ignore"))
         assert outcome.fallback
         assert outcome.verified == 7
         target = old.client()
@@ -308,9 +294,7 @@ def test_big_keys_are_copied_in_chunks_and_verified(envs, tmp_path, monkeypatch)
     target = prod.client()
     for kind in ("list", "hash", "set", "zset", "stream"):
         assert target.dump(f"prod:big:{USER}:{kind}") is not None
-    assert target.lrange(f"prod:big:{USER}:list", 0, -1) == source.lrange(
-        f"dev:big:{USER}:list", 0, -1
-    )
+    assert target.lrange(f"prod:big:{USER}:list", 0, -1) == source.lrange(f"dev:big:{USER}:list", 0, -1)
     assert target.hgetall(f"prod:big:{USER}:hash") == source.hgetall(f"dev:big:{USER}:hash")
     assert target.smembers(f"prod:big:{USER}:set") == source.smembers(f"dev:big:{USER}:set")
     assert 3590_000 < target.pttl(f"prod:big:{USER}:list") <= 3600_000
@@ -331,9 +315,7 @@ def test_passwords_never_printed(redis_pair, monkeypatch, tmp_path, capsys):
         dev.client().set("prod:meta:env", "production")
         assert cli(*COPY, "--apply", "--out", str(tmp_path)) == 0
         assert cli(*COPY, "--apply", "--out", str(tmp_path), "--json") == 0
-        monkeypatch.setenv(
-            "SOURCE_REDIS_URL", secured.url.replace("Sup3rSecretDevPw", "WrongPassw0rd99")
-        )
+        monkeypatch.setenv("SOURCE_REDIS_URL", secured.url.replace("Sup3rSecretDevPw", "WrongPassw0rd99"))
         assert cli(*COPY, "--out", str(tmp_path)) == 3
         monkeypatch.setenv("SOURCE_REDIS_URL", "redis://:Sup3rSecretDevPw@127.0.0.1:1/0")
         assert cli(*COPY, "--out", str(tmp_path)) == 4

@@ -30,10 +30,7 @@ def only_file(directory):
 
 def test_export_then_restore_into_production(envs, tmp_path, capsys):
     _, prod = envs
-    assert (
-        cli("export", "--user-id", str(USER), "--from", "staging", "--out", str(tmp_path / "e"))
-        == 0
-    )
+    assert cli("export", "--user-id", str(USER), "--from", "staging", "--out", str(tmp_path / "e")) == 0
     snapshot = only_file(tmp_path / "e")
     assert oct(snapshot.stat().st_mode & 0o777) == "0o600"
     assert "exported 3 record(s)" in capsys.readouterr().out
@@ -104,9 +101,7 @@ def test_a_truncated_backup_is_refused_before_anything_is_written(envs, tmp_path
     assert state(prod.client()) == before
 
 
-def test_undo_refuses_snapshots_other_servers_and_garbage(
-    envs, tmp_path, monkeypatch, capsys, redis_server
-):
+def test_undo_refuses_snapshots_other_servers_and_garbage(envs, tmp_path, monkeypatch, capsys, redis_server):
     outcome = copy_user(request(tmp_path))
     assert cli("undo", str(outcome.snapshot)) == 2
     assert "not a backup" in capsys.readouterr().err

@@ -25,8 +25,14 @@ def render(monkeypatch):
 @pytest.fixture
 def github(monkeypatch):
     with FakeGitHub() as server:
-        use(monkeypatch, {"GITHUB_API_URL": server.url, "GITHUB_TOKEN": server.token,
-                          "GITHUB_REPOSITORY": "mindmate/mindmate-release"})  # fmt: skip
+        use(
+            monkeypatch,
+            {
+                "GITHUB_API_URL": server.url,
+                "GITHUB_TOKEN": server.token,
+                "GITHUB_REPOSITORY": "mindmate/mindmate-release",
+            },
+        )
         yield server
 
 

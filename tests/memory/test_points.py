@@ -28,9 +28,7 @@ def prod(redis_pair, monkeypatch, tmp_path):
 
 
 def snapshot(tmp_path, capsys) -> str:
-    assert (
-        main(["memory", "snapshot", "production", "--out", str(tmp_path / "before"), "--json"]) == 0
-    )
+    assert main(["memory", "snapshot", "production", "--out", str(tmp_path / "before"), "--json"]) == 0
     return json.loads(capsys.readouterr().out)["path"]
 
 
@@ -77,16 +75,12 @@ def test_dry_run_lists_each_keys_fate_and_changes_nothing(prod, tmp_path, capsys
     result = json.loads(capsys.readouterr().out)
     assert state(prod) == before
     fate = {i["target_key"]: i["action"] for i in result["plan"]}
-    assert (
-        fate[f"prod:memory:{USER}"] == "replace" and fate[f"prod:user:{USER}:profile"] == "create"
-    )
+    assert fate[f"prod:memory:{USER}"] == "replace" and fate[f"prod:user:{USER}:profile"] == "create"
     assert fate[f"prod:memory:{OTHER}"] == "identical"
     assert result["counts"]["change"] == 1 and result["counts"]["recreate"] == 1
 
 
-def test_one_user_is_restored_byte_for_byte_and_every_other_key_is_untouched(
-    prod, tmp_path, capsys, monkeypatch
-):
+def test_one_user_is_restored_byte_for_byte_and_every_other_key_is_untouched(prod, tmp_path, capsys, monkeypatch):
     original = state(prod)
     path = snapshot(tmp_path, capsys)
     damage(prod)
@@ -100,9 +94,7 @@ def test_one_user_is_restored_byte_for_byte_and_every_other_key_is_untouched(
         k: v for k, v in original.items() if str(USER).encode() in k
     }
     assert {k: v for k, v in after.items() if str(USER).encode() not in k} == others
-    assert (
-        prod.dump(f"prod:memory:{USER}") is not None and prod.pttl(f"prod:memory:{USER}") > 0
-    )  # TTL kept
+    assert prod.dump(f"prod:memory:{USER}") is not None and prod.pttl(f"prod:memory:{USER}") > 0  # TTL kept
 
 
 def test_the_restore_is_itself_undoable(prod, tmp_path, capsys, monkeypatch):
@@ -125,9 +117,7 @@ def test_the_restore_is_itself_undoable(prod, tmp_path, capsys, monkeypatch):
         (("--user-id", "abc"), "user id"),
     ],
 )
-def test_bad_input_is_one_line_and_nothing_is_written(
-    prod, tmp_path, capsys, monkeypatch, args, problem
-):
+def test_bad_input_is_one_line_and_nothing_is_written(prod, tmp_path, capsys, monkeypatch, args, problem):
     path = snapshot(tmp_path, capsys)
     damage(prod)
     before = state(prod)
@@ -137,9 +127,7 @@ def test_bad_input_is_one_line_and_nothing_is_written(
     assert state(prod) == before and not (tmp_path / "memory-restore").exists()
 
 
-def test_the_wrong_key_and_another_environments_snapshot_are_refused(
-    prod, tmp_path, capsys, monkeypatch
-):
+def test_the_wrong_key_and_another_environments_snapshot_are_refused(prod, tmp_path, capsys, monkeypatch):
     path = snapshot(tmp_path, capsys)
     before = state(prod)
     monkeypatch.setenv("MEMORY_SNAPSHOT_KEY", Fernet.generate_key().decode())
@@ -149,12 +137,7 @@ def test_the_wrong_key_and_another_environments_snapshot_are_refused(
     plain = tmp_path / "plain"
     assert main(["memory", "snapshot", "production", "--out", str(plain)]) == 0
     capsys.readouterr()
-    assert (
-        main(
-            ["memory", "restore", str(plain), "--to", "staging", "--ignore-env-markers", "--apply"]
-        )
-        == 2
-    )
+    assert main(["memory", "restore", str(plain), "--to", "staging", "--ignore-env-markers", "--apply"]) == 2
     assert "is a snapshot of 'production', not of 'staging'" in capsys.readouterr().err
     assert state(prod) == before
 

@@ -46,14 +46,10 @@ def test_matching_keys_pass(redis_server):
     assert verifier._mismatches == []
 
 
-def test_a_key_changed_after_writing_fails_the_copy_with_the_undo_command(
-    memory_envs, tmp_path, monkeypatch
-):
+def test_a_key_changed_after_writing_fails_the_copy_with_the_undo_command(memory_envs, tmp_path, monkeypatch):
     monkeypatch.setattr("ci_tools.memory.records.BIG", 5)
     dev, prod = memory_envs
-    dev.client().rpush(
-        f"dev:aaa:{USER}:big", *[str(i) for i in range(20)]
-    )  # sorts first: written first
+    dev.client().rpush(f"dev:aaa:{USER}:big", *[str(i) for i in range(20)])  # sorts first: written first
 
     def corrupt(event, n):
         if event == "batch":  # the small keys' batch, after the big key landed

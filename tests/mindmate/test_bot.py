@@ -119,9 +119,7 @@ def test_moved_to_answers_every_message_with_the_link(redis_server, bot_environ,
     assert redis_server.client().exists(f"dev:memory:{USER}", f"dev:user:{USER}:profile") == 0
 
 
-def test_production_on_a_staging_redis_exits_with_one_line(
-    redis_server, bot_environ, subprocess_env, tmp_path
-):
+def test_production_on_a_staging_redis_exits_with_one_line(redis_server, bot_environ, subprocess_env, tmp_path):
     claim_env_marker(redis_server.client(), "prod:", "staging")
     environ, _ = bot_environ(redis_server.url, env="production", username="mindmate_companion_bot")
     process = BotProcess({**subprocess_env, **environ}, log_path=tmp_path / "bot.log")
@@ -136,12 +134,8 @@ def test_production_on_a_staging_redis_exits_with_one_line(
     assert "starting MindMate ENV=production commit=0123456 key_prefix=prod:" in log
 
 
-def test_process_start_claims_marker_and_serves(
-    redis_server, bot_environ, subprocess_env, tmp_path
-):
-    environ, fake = bot_environ(
-        redis_server.url, env="production", username="mindmate_companion_bot"
-    )
+def test_process_start_claims_marker_and_serves(redis_server, bot_environ, subprocess_env, tmp_path):
+    environ, fake = bot_environ(redis_server.url, env="production", username="mindmate_companion_bot")
     with BotProcess({**subprocess_env, **environ}, log_path=tmp_path / "bot.log") as process:
         body = httpx.get(f"{process.url}/healthz").json()
     assert body["env"] == "production" and body["redis"]["env_marker"] == "production"
@@ -191,16 +185,13 @@ TESTER = 1001
 
 @pytest.fixture
 def staging_with_testers(redis_server, bot_environ):
-    environ, fake = bot_environ(redis_server.url, TESTER_IDS=f"{TESTER}, 1002",
-                                PRODUCTION_BOT="mindmate_companion_bot")  # fmt: skip
+    environ, fake = bot_environ(redis_server.url, TESTER_IDS=f"{TESTER}, 1002", PRODUCTION_BOT="mindmate_companion_bot")
     claim_env_marker(redis_server.client(), "dev:", "staging")
     with ThreadedBot(environ) as bot:
         yield bot, fake
 
 
-def test_a_non_tester_on_staging_gets_only_the_link_and_leaves_no_key(
-    staging_with_testers, telegram, redis_server
-):
+def test_a_non_tester_on_staging_gets_only_the_link_and_leaves_no_key(staging_with_testers, telegram, redis_server):
     _, fake = staging_with_testers
     client = redis_server.client()
     before = client.dbsize()

@@ -33,9 +33,7 @@ def deliver(bot, update):
     return httpx.post(f"{bot.url}/telegram", json=update, headers=SIGNED, timeout=15)
 
 
-def test_redis_down_answers_5xx_then_the_redelivery_is_stored_once_and_answered(
-    durable_bot, telegram, caplog
-):
+def test_redis_down_answers_5xx_then_the_redelivery_is_stored_once_and_answered(durable_bot, telegram, caplog):
     bot, fake, server = durable_bot
     update = telegram.make_update(USER, "/remember my sister is Mia")
     server.stop()
@@ -80,6 +78,4 @@ def test_a_user_who_blocked_the_bot_is_acknowledged(durable_bot, telegram, caplo
     fake.blocked_by.add(USER)
     assert deliver(bot, telegram.make_update(USER, "/remember still here")).status_code == 200
     assert "a retry would fail the same way" in caplog.text
-    assert server.client(decode_responses=True).lrange(f"dev:memory:{USER}", 0, -1) == [
-        "still here"
-    ]
+    assert server.client(decode_responses=True).lrange(f"dev:memory:{USER}", 0, -1) == ["still here"]

@@ -26,9 +26,7 @@ def test_unknown_method_and_path_are_404(telegram, provoked):
     bot = telegram.add_bot("some_test_bot")
     assert call(telegram, bot.token, "frobnicate").status_code == 404
     assert httpx.get(f"{telegram.url}/nowhere").status_code == 404
-    assert [v.line() for v in provoked()] == [
-        "Telegram frobnicate request $: no such Bot API method"
-    ]
+    assert [v.line() for v in provoked()] == ["Telegram frobnicate request $: no such Bot API method"]
 
 
 def test_rate_limit_then_recovery(telegram):
@@ -67,16 +65,12 @@ def test_failed_delivery_is_recorded_as_last_error(telegram):
 def test_send_message_errors(telegram):
     bot = telegram.add_bot("some_test_bot")
     bot.blocked_by.add(5)
-    blocked = httpx.post(
-        f"{telegram.url}/bot{bot.token}/sendMessage", json={"chat_id": 5, "text": "hi"}
-    )
+    blocked = httpx.post(f"{telegram.url}/bot{bot.token}/sendMessage", json={"chat_id": 5, "text": "hi"})
     assert blocked.status_code == 403 and "blocked by the user" in blocked.json()["description"]
     empty = call(telegram, bot.token, "sendMessage", chat_id="6", text=" ")
     assert "message text is empty" in empty.json()["description"]
     assert "chat not found" in call(telegram, bot.token, "sendMessage", chat_id="x", text="a").text
-    sent = httpx.get(
-        f"{telegram.url}/bot{bot.token}/sendMessage", params={"chat_id": 6, "text": "a"}
-    )
+    sent = httpx.get(f"{telegram.url}/bot{bot.token}/sendMessage", params={"chat_id": 6, "text": "a"})
     assert sent.json()["result"]["chat"] == {"id": 6, "type": "private"}
 
 

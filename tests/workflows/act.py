@@ -50,8 +50,7 @@ def local_repository_flags(repo: Path) -> list[str]:
         standin = STANDINS.get(name)
         if standin is None:
             raise NoStandIn(
-                f"{name}@{ref} has no offline stand-in: add one under tests/workflows/actions/ "
-                "and list it in STANDINS"
+                f"{name}@{ref} has no offline stand-in: add one under tests/workflows/actions/ and list it in STANDINS"
             )
         flags += ["--local-repository", f"{name}@{ref}={standin}"]
     return flags
@@ -119,25 +118,38 @@ class Act:
         event_file = self.scratch / f"run-{run_id}.event.json"
         event_file.write_text(json.dumps(payload or {}))
         command = [
-            find_tool("act"), event,
-            "-W", f".github/workflows/{workflow}",
-            "-e", str(event_file),
-            "-P", "ubuntu-24.04=-self-hosted",
+            find_tool("act"),
+            event,
+            "-W",
+            f".github/workflows/{workflow}",
+            "-e",
+            str(event_file),
+            "-P",
+            "ubuntu-24.04=-self-hosted",
             "--no-skip-checkout",
             "--action-offline-mode",
-            "--action-cache-path", str(self.scratch / f"act-{run_id}"),
-            "--secret-file", str(secret_file),
-            "--env-file", str(self.env_file(run_id, env or {})),
-            "--defaultbranch", "main",
+            "--action-cache-path",
+            str(self.scratch / f"act-{run_id}"),
+            "--secret-file",
+            str(secret_file),
+            "--env-file",
+            str(self.env_file(run_id, env or {})),
+            "--defaultbranch",
+            "main",
             *local_repository_flags(self.world.repo),
-        ]  # fmt: skip
+        ]
         environ = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "RUNNER_"))}
         environ.pop("VIRTUAL_ENV", None)
         try:
             done = subprocess.run(
-                command, cwd=self.world.repo, env=environ, capture_output=True, text=True,
-                timeout=timeout, check=False,
-            )  # fmt: skip
+                command,
+                cwd=self.world.repo,
+                env=environ,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
         except subprocess.TimeoutExpired as exc:
             out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
             return Run(124, out + f"\n[act did not finish in {timeout}s]", run_id)

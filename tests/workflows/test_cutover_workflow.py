@@ -26,8 +26,9 @@ def old_bot_on_production(world):
 def test_cutover_puts_the_new_bot_on_production(world, act, old_bot_on_production):
     new = world.bots["production"]
     # The production environment's TELEGRAM_BOT_TOKEN is still the old bot's at this point.
-    secrets = environment_secrets(world, "production", TELEGRAM_BOT_TOKEN=old_bot_on_production.token,
-                                  NEW_TELEGRAM_BOT_TOKEN=new.token)  # fmt: skip
+    secrets = environment_secrets(
+        world, "production", TELEGRAM_BOT_TOKEN=old_bot_on_production.token, NEW_TELEGRAM_BOT_TOKEN=new.token
+    )
     run = act.run("cutover.yml", "workflow_dispatch", secrets=secrets, payload=dispatch("main"))
     assert run.ok, run.tail()
     seen = health(world, "production")
@@ -39,13 +40,15 @@ def test_cutover_puts_the_new_bot_on_production(world, act, old_bot_on_productio
         assert value not in run.log
 
 
-def test_cutover_with_another_bots_token_is_refused_before_anything_changes(
-    world, act, old_bot_on_production
-):
+def test_cutover_with_another_bots_token_is_refused_before_anything_changes(world, act, old_bot_on_production):
     service = world.services["production"]
     deploys_before, env_before = len(service.deploys), dict(service.env)
-    secrets = environment_secrets(world, "production", TELEGRAM_BOT_TOKEN=old_bot_on_production.token,
-                                  NEW_TELEGRAM_BOT_TOKEN=world.bots["staging"].token)  # fmt: skip
+    secrets = environment_secrets(
+        world,
+        "production",
+        TELEGRAM_BOT_TOKEN=old_bot_on_production.token,
+        NEW_TELEGRAM_BOT_TOKEN=world.bots["staging"].token,
+    )
     run = act.run("cutover.yml", "workflow_dispatch", secrets=secrets, payload=dispatch("main"))
     assert not run.ok
     assert "NEW_TELEGRAM_BOT_TOKEN is @mindmate_dev_bot's, but production expects" in run.log
@@ -56,13 +59,10 @@ def test_cutover_with_another_bots_token_is_refused_before_anything_changes(
 
 def cutover(world, act, direction: str, **secrets: str):
     values = environment_secrets(world, "production", **secrets)
-    return act.run("cutover.yml", "workflow_dispatch", secrets=values,
-                   payload=dispatch("main", direction=direction))  # fmt: skip
+    return act.run("cutover.yml", "workflow_dispatch", secrets=values, payload=dispatch("main", direction=direction))
 
 
-def test_cutover_forward_then_back_puts_the_old_bot_back_and_probes_it(
-    world, act, old_bot_on_production
-):
+def test_cutover_forward_then_back_puts_the_old_bot_back_and_probes_it(world, act, old_bot_on_production):
     new, old = world.bots["production"], old_bot_on_production
     run = cutover(world, act, "forward", NEW_TELEGRAM_BOT_TOKEN=new.token)
     assert run.ok, run.tail()
@@ -77,9 +77,7 @@ def test_cutover_forward_then_back_puts_the_old_bot_back_and_probes_it(
     assert_no_secret(run, world)
 
 
-def test_back_with_a_token_of_another_bot_is_refused_before_any_change(
-    world, act, old_bot_on_production
-):
+def test_back_with_a_token_of_another_bot_is_refused_before_any_change(world, act, old_bot_on_production):
     run = cutover(world, act, "forward", NEW_TELEGRAM_BOT_TOKEN=world.bots["production"].token)
     assert run.ok, run.tail()
     service = world.services["production"]
@@ -88,8 +86,7 @@ def test_back_with_a_token_of_another_bot_is_refused_before_any_change(
     run = cutover(world, act, "back", PREVIOUS_TELEGRAM_BOT_TOKEN=stranger.token)
     assert not run.ok
     assert (
-        "PREVIOUS_TELEGRAM_BOT_TOKEN is @somebody_elses_bot's, but the cutover replaced @mindmate_legacy_bot"
-        in run.log
+        "PREVIOUS_TELEGRAM_BOT_TOKEN is @somebody_elses_bot's, but the cutover replaced @mindmate_legacy_bot" in run.log
     )
     assert (len(service.deploys), service.env) == (deploys_before, env_before)
     assert stranger.token not in run.log
@@ -104,15 +101,17 @@ def test_the_window_is_finished_only_when_over_or_when_told(world, act, old_bot_
     assert not refused.ok and "the rollback window of production is open until" in refused.log
     assert service.env["PREVIOUS_TELEGRAM_BOT_TOKEN"] == old_bot_on_production.token
     values = environment_secrets(world, "production")
-    closed = act.run("cutover.yml", "workflow_dispatch", secrets=values,
-                     payload=dispatch("main", direction="finish", finish_now="true"))  # fmt: skip
+    closed = act.run(
+        "cutover.yml",
+        "workflow_dispatch",
+        secrets=values,
+        payload=dispatch("main", direction="finish", finish_now="true"),
+    )
     assert closed.ok, closed.tail()
     assert "rollback window closed: @mindmate_legacy_bot can no longer come back" in closed.log
     assert not {"PREVIOUS_TELEGRAM_BOT_TOKEN", "PREVIOUS_BOT", "CUTOVER_AT"} & set(service.env)
     assert health(world, "production")["bot"]["username"] == "mindmate_companion_bot"  # untouched
-    assert service.env["CUTOVER_FINISHED"].endswith(
-        " @mindmate_legacy_bot"
-    )  # acceptance: window closed
+    assert service.env["CUTOVER_FINISHED"].endswith(" @mindmate_legacy_bot")  # acceptance: window closed
     assert old_bot_on_production.token not in closed.log
     assert_no_secret(closed, world)
 
@@ -122,17 +121,17 @@ def test_staging_gets_a_new_bot_with_the_same_guarantees(world, act):
     world.services["staging"].env["TELEGRAM_BOT_TOKEN"] = legacy.token
     start_live(world, "staging", world.commit("develop", "develop before the new staging bot"))
     new = world.bots["staging"]  # @mindmate_dev_bot, the username the config expects
-    values = environment_secrets(
-        world, "staging", TELEGRAM_BOT_TOKEN=legacy.token, NEW_TELEGRAM_BOT_TOKEN=new.token
+    values = environment_secrets(world, "staging", TELEGRAM_BOT_TOKEN=legacy.token, NEW_TELEGRAM_BOT_TOKEN=new.token)
+    run = act.run(
+        "cutover.yml",
+        "workflow_dispatch",
+        secrets=values,
+        payload=dispatch("main", direction="forward", environment="staging"),
     )
-    run = act.run("cutover.yml", "workflow_dispatch", secrets=values,
-                  payload=dispatch("main", direction="forward", environment="staging"))  # fmt: skip
     assert run.ok, run.tail()
     assert health(world, "staging")["bot"]["username"] == new.username
     assert "staging answers as the new bot: @mindmate_dev_bot" in run.log
-    assert (
-        world.services["staging"].env["PREVIOUS_TELEGRAM_BOT_TOKEN"] == legacy.token
-    )  # for --back
+    assert world.services["staging"].env["PREVIOUS_TELEGRAM_BOT_TOKEN"] == legacy.token  # for --back
     assert world.services["production"].env["TELEGRAM_BOT_TOKEN"] == world.bots["production"].token
     for value in (new.token, legacy.token):
         assert value not in run.log

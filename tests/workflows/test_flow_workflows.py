@@ -8,9 +8,7 @@ from sandbox.github import FakeGitHub
 from tests.workflows.conftest import REPOSITORY, push
 
 
-def pull_request(
-    head: str, base: str, *, action: str = "opened", head_repo: str = REPOSITORY
-) -> dict:
+def pull_request(head: str, base: str, *, action: str = "opened", head_repo: str = REPOSITORY) -> dict:
     event = {
         "action": action,
         "number": 5,
@@ -45,12 +43,14 @@ def pull_request(
         "release",
     ],
 )
-def test_branch_flow_judges_the_pull_request(
-    world, act, head, base, head_repo, action, allowed, says
-):
+def test_branch_flow_judges_the_pull_request(world, act, head, base, head_repo, action, allowed, says):
     world.commit(head, "work on the head branch")
-    run = act.run("branch-flow.yml", "pull_request", secrets={},
-                  payload=pull_request(head, base, action=action, head_repo=head_repo))  # fmt: skip
+    run = act.run(
+        "branch-flow.yml",
+        "pull_request",
+        secrets={},
+        payload=pull_request(head, base, action=action, head_repo=head_repo),
+    )
     assert run.ok is allowed, run.tail()
     assert says in run.log, run.tail()
 
@@ -59,8 +59,13 @@ def test_back_merge_opens_one_pull_request_when_develop_lacks_main(world, act):
     sha = world.commit("main", "a hotfix straight to main")
     with FakeGitHub() as github:
         for _ in range(2):  # a second run finds the open PR instead of opening another
-            run = act.run("back-merge.yml", "push", secrets={"GITHUB_TOKEN": github.token},
-                          payload=push("main", sha), env={"GITHUB_API_URL": github.url})  # fmt: skip
+            run = act.run(
+                "back-merge.yml",
+                "push",
+                secrets={"GITHUB_TOKEN": github.token},
+                payload=push("main", sha),
+                env={"GITHUB_API_URL": github.url},
+            )
             assert run.ok, run.tail()
             assert "https://github.com/mindmate/mindmate-release/pull/1" in run.log
     (pull,) = github.pulls

@@ -52,8 +52,7 @@ def kept_snapshot(act, run_id: int, artifact: str) -> RecordFile:
 
 def release(world, act, message: str, **secrets: str):
     sha = world.commit("main", message)
-    run = act.run("production.yml", "push", secrets={**production_secrets(world), **secrets},
-                  payload=push("main", sha))  # fmt: skip
+    run = act.run("production.yml", "push", secrets={**production_secrets(world), **secrets}, payload=push("main", sha))
     return sha, run
 
 
@@ -84,24 +83,24 @@ def test_when_the_snapshot_fails_the_release_does_not_deploy(world, act, prod):
 
 def test_a_dispatch_may_skip_the_snapshot_and_the_run_says_so(world, act, prod):
     sha = world.commit("main", "an urgent fix")
-    run = act.run("production.yml", "workflow_dispatch", secrets=production_secrets(world, MEMORY_SNAPSHOT_KEY=""),
-                  payload=dispatch("main", skip_memory_snapshot="true"))  # fmt: skip
+    run = act.run(
+        "production.yml",
+        "workflow_dispatch",
+        secrets=production_secrets(world, MEMORY_SNAPSHOT_KEY=""),
+        payload=dispatch("main", skip_memory_snapshot="true"),
+    )
     assert run.ok, run.tail()
     assert health(world, "production")["commit"] == sha
     assert "memory snapshot skipped" in run.log
     assert not (act.artifacts / str(run.run_id)).exists()
 
 
-def test_a_rolled_back_release_names_its_snapshot_and_the_dispatch_that_restores_it(
-    world, act, prod
-):
+def test_a_rolled_back_release_names_its_snapshot_and_the_dispatch_that_restores_it(world, act, prod):
     _, run = release(world, act, "a good release")
     assert run.ok, run.tail()
     bad = world.commit("main", "a webhook that forgets its secret")
     world.render.fault(world.services["production"], bad, open_webhook=True)
-    run = act.run(
-        "production.yml", "push", secrets=production_secrets(world), payload=push("main", bad)
-    )
+    run = act.run("production.yml", "push", secrets=production_secrets(world), payload=push("main", bad))
     assert not run.ok
     assert f"artifact memory-before-{bad} of run {run.run_id}" in run.log
     assert f"restore-memory → Run workflow with run_id {run.run_id}, mode dry-run" in run.log
@@ -135,8 +134,12 @@ def restore(world, act, mode: str, run_id: int, **inputs: str):
         "pattern": "",
         "mode": mode,
     }
-    return act.run("restore-memory.yml", "workflow_dispatch", secrets=production_secrets(world),
-                   payload=dispatch("main", **{**values, **inputs}))  # fmt: skip
+    return act.run(
+        "restore-memory.yml",
+        "workflow_dispatch",
+        secrets=production_secrets(world),
+        payload=dispatch("main", **{**values, **inputs}),
+    )
 
 
 def test_restore_dry_run_then_apply_one_user_then_undo(world, act, prod):
@@ -153,18 +156,14 @@ def test_restore_dry_run_then_apply_one_user_then_undo(world, act, prod):
     looked = restore(world, act, "dry-run", nightly.run_id, user_id=str(USER))
     assert looked.ok, looked.tail()
     assert dumped(prod) == damaged
-    assert (
-        f"change │ prod:memory:{USER}" in looked.log or f"change | prod:memory:{USER}" in looked.log
-    )
+    assert f"change │ prod:memory:{USER}" in looked.log or f"change | prod:memory:{USER}" in looked.log
     assert "leave alone" in looked.log
 
     applied = restore(world, act, "apply", nightly.run_id, user_id=str(USER))
     assert applied.ok, applied.tail()
     after = dumped(prod)
     user_keys = {k for k in original if str(USER).encode() in k}
-    assert {k: after[k] for k in user_keys} == {
-        k: original[k] for k in user_keys
-    }  # DUMP, byte for byte
+    assert {k: after[k] for k in user_keys} == {k: original[k] for k in user_keys}  # DUMP, byte for byte
     assert {k: v for k, v in after.items() if k not in user_keys} == {
         k: v for k, v in damaged.items() if k not in user_keys
     }  # every other key as it was, the other user's new memory included

@@ -25,13 +25,26 @@ def memory(world):
 
 def secrets(world, **extra):
     """The production environment's secrets: both Key Values by their external URLs."""
-    return environment_secrets(world, "production", SOURCE_REDIS_URL=world.external_redis_url("staging"),
-                               REDIS_URL=world.external_redis_url("production"), **extra)  # fmt: skip
+    return environment_secrets(
+        world,
+        "production",
+        SOURCE_REDIS_URL=world.external_redis_url("staging"),
+        REDIS_URL=world.external_redis_url("production"),
+        **extra,
+    )
 
 
 def run_memory(world, act, mode: str, **extra: str):
-    inputs = {"user_id": str(USER), "from": "staging", "to": "production", "mode": mode,
-              "on_conflict": "fail", "uncovered": "refuse", "legacy_source": "false", "run_id": ""}  # fmt: skip
+    inputs = {
+        "user_id": str(USER),
+        "from": "staging",
+        "to": "production",
+        "mode": mode,
+        "on_conflict": "fail",
+        "uncovered": "refuse",
+        "legacy_source": "false",
+        "run_id": "",
+    }
     inputs.update({k: v for k, v in extra.items() if k in inputs})
     values = secrets(world, **{k: v for k, v in extra.items() if k not in inputs})
     return act.run(
@@ -89,9 +102,7 @@ def test_apply_then_undo_with_that_runs_id_restores_the_target_byte_for_byte(wor
     kept = [p for p in (act.artifacts / str(applied.run_id)).rglob("*") if p.is_file()]
     assert kept and all(b"likes tea" not in p.read_bytes() for p in kept)  # encrypted
 
-    looked = run_memory(
-        world, act, "undo-dry-run", run_id=str(applied.run_id), MEMORY_SNAPSHOT_KEY=key
-    )
+    looked = run_memory(world, act, "undo-dry-run", run_id=str(applied.run_id), MEMORY_SNAPSHOT_KEY=key)
     assert looked.ok, looked.tail()
     assert "would be put back" in looked.log
     assert target.exists(f"prod:memory:{USER}")  # a dry run writes nothing

@@ -16,8 +16,7 @@ from tests.workflows.conftest import (
 
 def test_a_push_to_develop_puts_that_commit_on_staging_and_probes_it(world, act):
     sha = world.commit("develop", "a change for staging")
-    run = act.run("staging.yml", "push", secrets=environment_secrets(world, "staging"),
-                  payload=push("develop", sha))  # fmt: skip
+    run = act.run("staging.yml", "push", secrets=environment_secrets(world, "staging"), payload=push("develop", sha))
     assert run.ok, run.tail()
     seen = health(world, "staging")
     assert (seen["env"], seen["commit"]) == ("staging", sha)
@@ -27,8 +26,7 @@ def test_a_push_to_develop_puts_that_commit_on_staging_and_probes_it(world, act)
 
 def release_main(world, act, message: str):
     sha = world.commit("main", message)
-    run = act.run("production.yml", "push", secrets=production_secrets(world),
-                  payload=push("main", sha))  # fmt: skip
+    run = act.run("production.yml", "push", secrets=production_secrets(world), payload=push("main", sha))
     return sha, run
 
 
@@ -39,9 +37,12 @@ def test_a_push_to_main_releases_and_rollback_yml_puts_the_previous_commit_back(
     assert run.ok, run.tail()
     assert health(world, "production")["commit"] == second
 
-    run = act.run("rollback.yml", "workflow_dispatch",
-                  secrets=environment_secrets(world, "production"),
-                  payload=dispatch("main", environment="production", deploy_id=""))  # fmt: skip
+    run = act.run(
+        "rollback.yml",
+        "workflow_dispatch",
+        secrets=environment_secrets(world, "production"),
+        payload=dispatch("main", environment="production", deploy_id=""),
+    )
     assert run.ok, run.tail()
     seen = health(world, "production")
     assert (seen["env"], seen["commit"]) == ("production", first)
@@ -54,12 +55,9 @@ def test_a_bad_release_on_main_is_rolled_back_and_the_run_fails(world, act):
     assert run.ok, run.tail()
     bad = world.commit("main", "a webhook that forgets its secret")
     world.render.fault(world.services["production"], bad, open_webhook=True)
-    run = act.run("production.yml", "push", secrets=production_secrets(world),
-                  payload=push("main", bad))  # fmt: skip
+    run = act.run("production.yml", "push", secrets=production_secrets(world), payload=push("main", bad))
     assert not run.ok
-    assert (
-        f"{bad[:12]} failed its probe on production and was rolled back to {good[:12]}" in run.log
-    )
+    assert f"{bad[:12]} failed its probe on production and was rolled back to {good[:12]}" in run.log
     assert "the rollback probe passed" in run.log
     assert health(world, "production")["commit"] == good
     assert_no_secret(run, world)
@@ -68,8 +66,12 @@ def test_a_bad_release_on_main_is_rolled_back_and_the_run_fails(world, act):
 def test_staging_yml_dispatched_with_a_feature_branch_puts_it_on_staging(world, act):
     feature = world.commit("feature/try-me", "a change to try on staging")
     world.commit("develop", "develop moves on")  # the dispatch runs from develop
-    run = act.run("staging.yml", "workflow_dispatch", secrets=environment_secrets(world, "staging"),
-                  payload=dispatch("develop", ref="feature/try-me"))  # fmt: skip
+    run = act.run(
+        "staging.yml",
+        "workflow_dispatch",
+        secrets=environment_secrets(world, "staging"),
+        payload=dispatch("develop", ref="feature/try-me"),
+    )
     assert run.ok, run.tail()
     assert health(world, "staging")["commit"] == feature
     assert_no_secret(run, world)
@@ -77,8 +79,7 @@ def test_staging_yml_dispatched_with_a_feature_branch_puts_it_on_staging(world, 
 
 def test_production_refuses_a_commit_that_is_not_on_main(world, act):
     stray = world.commit("feature/not-released", "never merged")
-    run = act.run("production.yml", "push", secrets=production_secrets(world),
-                  payload=push("main", stray))  # fmt: skip
+    run = act.run("production.yml", "push", secrets=production_secrets(world), payload=push("main", stray))
     assert not run.ok
     assert f"commit {stray[:12]} is not on main" in run.log
     assert not world.services["production"].deploys

@@ -18,8 +18,9 @@ def live(world):
 
 
 def watch(world, act):
-    return act.run("watch.yml", "workflow_dispatch", secrets=production_secrets(world),
-                   payload=dispatch("main", staging="false"))  # fmt: skip
+    return act.run(
+        "watch.yml", "workflow_dispatch", secrets=production_secrets(world), payload=dispatch("main", staging="false")
+    )
 
 
 def test_a_healthy_production_passes_and_the_summary_holds_the_status(world, act, live):
@@ -68,6 +69,4 @@ def test_an_allow_list_entry_a_killed_run_left_is_closed(world, act, live):
     ]
     run = watch(world, act)
     assert "removed 203.0.113.7/32" in run.log
-    assert kv.ip_allow_list == [
-        {"cidrBlock": "198.51.100.1/32", "description": "the owner's laptop"}
-    ]
+    assert kv.ip_allow_list == [{"cidrBlock": "198.51.100.1/32", "description": "the owner's laptop"}]
