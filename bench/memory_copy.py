@@ -33,8 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.delay_proxy import DelayProxy  # noqa: E402
-from ci_tools.config import load_config  # noqa: E402
 from ci_tools.memory.ops import CopyRequest, copy_user  # noqa: E402
+from ci_tools.settings import load_config  # noqa: E402
 from sandbox.redis import RedisServer  # noqa: E402
 
 USER = 5150

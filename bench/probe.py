@@ -22,8 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ci_tools.config import load_config  # noqa: E402
-from ci_tools.probe import Probe, run_probe  # noqa: E402
+from ci_tools.pipeline.probing import Probe, run_probe  # noqa: E402
+from ci_tools.settings import load_config  # noqa: E402
 from sandbox.world import World  # noqa: E402
 
 
@@ -39,7 +39,7 @@ def main() -> None:
         os.environ.update(world.secrets("production"))
         os.chdir(world.repo)
         sha = world.commit("main", "bench")
-        from ci_tools.deploy import deploy
+        from ci_tools.pipeline.deployment import deploy
 
         config = load_config()
         env = config.env("production")

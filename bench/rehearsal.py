@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ci_tools.needs import undeclared_allowed  # noqa: E402
-from ci_tools.rehearse import rehearse  # noqa: E402
+from ci_tools.pipeline.rehearsal import rehearse  # noqa: E402
 
 TARGET = 15.0
 

@@ -26,10 +26,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ci_tools.config import Config, load_config  # noqa: E402
-from ci_tools.deploy import deploy  # noqa: E402
 from ci_tools.errors import VerificationError  # noqa: E402
-from ci_tools.release import ReleaseRequest, release  # noqa: E402
+from ci_tools.pipeline.deployment import deploy  # noqa: E402
+from ci_tools.pipeline.releasing import ReleaseRequest, release  # noqa: E402
+from ci_tools.settings import Config, load_config  # noqa: E402
 from sandbox.world import World  # noqa: E402
 
 

@@ -24,9 +24,9 @@ sys.path.insert(0, str(ROOT))
 from cryptography.fernet import Fernet  # noqa: E402
 
 from bench.memory_copy import USER, populate  # noqa: E402
-from ci_tools.config import load_config  # noqa: E402
 from ci_tools.memory import points  # noqa: E402
 from ci_tools.memory.ops import CopyRequest, copy_user  # noqa: E402
+from ci_tools.settings import load_config  # noqa: E402
 from sandbox.redis import RedisServer  # noqa: E402
 
 

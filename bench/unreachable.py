@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from sandbox.ports import free_port, silent_server  # noqa: E402
 from sandbox.world import git  # noqa: E402
-from tests.commands.test_unreachable import COMMANDS, unreachable_world  # noqa: E402
+from tests.cli.test_unreachable import COMMANDS, unreachable_world  # noqa: E402
 
 SHORTENED = {"--timeout", "--deadline"}  # the test's short settings: dropped, defaults apply
 

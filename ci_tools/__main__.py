@@ -12,8 +12,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from ci_tools import __version__, github, redact
-from ci_tools.commands import (
+from ci_tools import __version__, redact
+from ci_tools.cli import (
     acceptance,
     announce,
     config,
@@ -21,6 +21,7 @@ from ci_tools.commands import (
     cutover,
     deploy,
     flow,
+    github,
     history,
     keyvalue,
     memory,
@@ -31,15 +32,15 @@ from ci_tools.commands import (
     rollback,
     status,
 )
-from ci_tools.commands import github as github_command
 from ci_tools.errors import FatalError, from_unexpected
 from ci_tools.needs import NOTHING, resolve, running
+from ci_tools.repo import actions
 
 # In the order of the plan: look, ship, check, undo, migrate, rehearse.
 COMMAND_MODULES = (
     config,
     flow,
-    github_command,
+    github,
     deploy,
     release,
     probe,
@@ -103,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _report(exc: FatalError, command: str) -> int:
     line = redact.redact(exc.one_line())
     print(f"ci-tools: {exc.kind}: {line}", file=sys.stderr, flush=True)
-    github.annotate("error", line, title=f"ci-tools {command}: {exc.kind}")
+    actions.annotate("error", line, title=f"ci-tools {command}: {exc.kind}")
     return exc.exit_code
 
 

@@ -4,7 +4,7 @@ A command that reads a secret its workflow never provides fails only where it ru
 part-way through its work (the cutover once changed Render and only then looked for
 a token). So each command declares its secrets with ``set_defaults(needs=Needs(…))``;
 ``main()`` resolves them before the command does anything, failing with every missing
-name at once, and ``tests/test_workflows.py`` checks that each workflow step calling
+name at once, and ``tests/repo/test_workflow_files.py`` checks that each workflow step calling
 the command provides every declared name through ``env:``.
 """
 
@@ -35,7 +35,7 @@ class Needs:
 
     @property
     def in_workflows(self) -> tuple[str, ...]:
-        """What every workflow step calling the command must pass (tests/test_workflows.py)."""
+        """What every workflow step calling the command must pass (tests/repo/test_workflow_files.py)."""
         return self.required + self.optional
 
 

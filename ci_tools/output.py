@@ -16,8 +16,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from ci_tools import github
 from ci_tools.redact import redact
+from ci_tools.repo import actions
 
 
 def console(stderr: bool = False) -> Console:
@@ -65,9 +65,9 @@ class Report:
 def report(result: Report, *, as_json: bool = False) -> None:
     """The one way a command reports: step summary (in Actions), then a table or JSON."""
     notes = "".join(f"\n\n{note}" for note in result.notes)
-    github.add_summary(
+    actions.add_summary(
         f"### {result.title}\n\n"
-        + github.markdown_table(result.headers, [[str(c) for c in r] for r in result.rows[:200]])
+        + actions.markdown_table(result.headers, [[str(c) for c in r] for r in result.rows[:200]])
         + notes
     )
     if as_json:

@@ -16,9 +16,7 @@ from sandbox.ports import free_port
 from sandbox.redis import RedisServer
 from sandbox.telegram import FakeBot, FakeTelegram
 from sandbox.world import World
-
-ROOT = Path(__file__).resolve().parent.parent
-WEBHOOK_SECRET = "whsec-test-0123456789"
+from tests.support import ROOT, WEBHOOK_SECRET
 
 # Variables a developer's shell or a GitHub runner may carry that would change behaviour.
 _AMBIENT = (
@@ -87,14 +85,6 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     with World(tmp_path / "world", step=0.05) as sandbox:
         monkeypatch.chdir(sandbox.repo)
         yield sandbox
-
-
-def use(monkeypatch: pytest.MonkeyPatch, values: dict[str, str], drop: tuple[str, ...] = ()) -> None:
-    """Export ``values`` (a GitHub environment's secrets, say) for this test; unset ``drop``."""
-    for key, value in values.items():
-        monkeypatch.setenv(key, value)
-    for key in drop:
-        monkeypatch.delenv(key, raising=False)
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import sys
 import zipfile
 
 from sandbox.tools import find_tool
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 
 def test_the_built_wheel_holds_no_stand_ins(tmp_path):
@@ -26,7 +26,7 @@ def test_the_built_wheel_holds_no_stand_ins(tmp_path):
 def test_a_pipeline_module_that_imports_a_stand_in_fails_the_lint():
     mutant = "from sandbox.world import World\n\n__all__ = ['World']\n"
     done = subprocess.run(
-        [find_tool("ruff"), "check", "--stdin-filename", "ci_tools/deploy.py", "-"],
+        [find_tool("ruff"), "check", "--stdin-filename", "ci_tools/pipeline/deployment.py", "-"],
         cwd=ROOT,
         input=mutant,
         capture_output=True,
@@ -62,3 +62,22 @@ def test_without_the_stand_ins_the_rehearsal_says_where_they_are(tmp_path):
 
     assert done.returncode == 3, done.stderr
     assert done.stderr.strip().startswith("ci-tools: configuration: the stand-ins (sandbox/) are not installed")
+
+
+LAYERS = {"cli", "pipeline", "repo", "clients", "memory", "contracts"}
+PLUMBING = {"__init__", "__main__", "errors", "output", "redact", "http", "settings", "needs", "context"}
+
+
+def test_the_package_is_grouped_by_layer_and_no_two_modules_share_a_name():
+    package = ROOT / "ci_tools"
+    folders = {p.name for p in package.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    assert folders == LAYERS
+    top = {p.stem for p in package.glob("*.py")}
+    assert top <= PLUMBING, f"a phase or repository module at the top level: {sorted(top - PLUMBING)}"
+    seen: dict[str, str] = {}
+    for path in sorted(package.rglob("*.py")):
+        if path.stem in ("__init__", "__main__", "_common"):
+            continue
+        where = str(path.relative_to(package))
+        assert path.stem not in seen, f"{where} and {seen[path.stem]} share a name"
+        seen[path.stem] = where

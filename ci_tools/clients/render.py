@@ -19,9 +19,9 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
-from ci_tools.config import render_api_url, render_timeout
 from ci_tools.errors import ConfigError, RemoteError
 from ci_tools.http import Contact, MaybeDone, request
+from ci_tools.settings import render_api_url, render_timeout
 
 IN_PROGRESS = (
     "created",

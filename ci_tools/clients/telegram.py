@@ -21,9 +21,9 @@ from typing import Any
 
 import httpx
 
-from ci_tools.config import request_timeout, telegram_api_url
 from ci_tools.errors import RemoteError
 from ci_tools.http import Contact, request
+from ci_tools.settings import request_timeout, telegram_api_url
 
 
 class TelegramError(RemoteError):

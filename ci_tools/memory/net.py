@@ -14,11 +14,11 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime, timedelta
 
-from ci_tools.checklist import Item
-from ci_tools.clients.github import GitHubAPI
+from ci_tools.clients.github_rest import GitHubAPI
 from ci_tools.clients.render import RenderAPI, monotonic_deadline
-from ci_tools.config import Config, optional_secret
 from ci_tools.errors import FatalError, RemoteError
+from ci_tools.pipeline.checklist import Item
+from ci_tools.settings import Config, optional_secret
 
 SNAPSHOT_PREFIXES = ("memory-before-", "memory-nightly-")
 STALE = timedelta(days=2)

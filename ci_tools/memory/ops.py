@@ -10,13 +10,13 @@ from typing import Any, Literal
 
 import redis
 
-from ci_tools.config import Environment, require_secret
 from ci_tools.errors import InputError
 from ci_tools.memory.copy import MemoryJob, Outcome, stamp
 from ci_tools.memory.files import RecordFile, RecordWriter, fernet_from_env
 from ci_tools.memory.keys import KeySpace, discover, uncovered
 from ci_tools.memory.records import read_records
 from ci_tools.memory.sides import check_marker, connect, label, open_side, refuse_same_server
+from ci_tools.settings import Environment, require_secret
 
 Uncovered = Literal["refuse", "include", "ignore"]
 

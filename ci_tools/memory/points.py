@@ -21,13 +21,13 @@ from pathlib import Path
 
 import redis
 
-from ci_tools.config import Environment
 from ci_tools.errors import InputError, VerificationError
 from ci_tools.memory.copy import MemoryJob, Outcome, stamp
 from ci_tools.memory.files import RecordFile, RecordWriter, fernet_from_env
 from ci_tools.memory.keys import escape_glob
 from ci_tools.memory.records import Record, read_records
 from ci_tools.memory.sides import check_marker, marker
+from ci_tools.settings import Environment
 
 MB = 1024 * 1024
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ci_tools.config import Environment
 from ci_tools.errors import InputError
 from ci_tools.memory.copy import MemoryJob, Outcome
 from ci_tools.memory.ops import url_label
 from ci_tools.memory.records import Record, now_ms
 from ci_tools.memory.sides import open_side
+from ci_tools.settings import Environment
 
 
 def parse_profile(path: Path) -> tuple[dict[str, str], list[str]]:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import redis
 
-from ci_tools.config import Environment, request_timeout, require_secret
 from ci_tools.errors import ConfigError, InputError, RemoteError, VerificationError
 from ci_tools.http import FIRST_CONTACT
 from ci_tools.memory.copy import CONNECTION_ERRORS
+from ci_tools.settings import Environment, request_timeout, require_secret
 
 
 def connect(url: str, role: str) -> redis.Redis:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import redis
 
-from ci_tools.config import require_secret
 from ci_tools.errors import InputError, RemoteError, VerificationError
 from ci_tools.memory.compare import difference
 from ci_tools.memory.copy import CONNECTION_ERRORS, group_parts, stamp
@@ -16,6 +15,7 @@ from ci_tools.memory.ops import validate_file
 from ci_tools.memory.records import BATCH, Record, read_records
 from ci_tools.memory.sides import connect, label
 from ci_tools.memory.writer import Writer
+from ci_tools.settings import require_secret
 
 
 def undo_backup(

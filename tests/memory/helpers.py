@@ -6,8 +6,8 @@ from pathlib import Path
 
 import redis
 
-from ci_tools.config import load_config
 from ci_tools.memory.ops import CopyRequest
+from ci_tools.settings import load_config
 
 USER = 424242
 OTHER = 4242  # a prefix of USER's id: must never be copied along

@@ -6,11 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ci_tools.config import load_config
 from ci_tools.memory import net
+from ci_tools.settings import load_config
 from sandbox.github import FakeGitHub
 from sandbox.render import FakeRender
-from tests.conftest import use
+from tests.support import use
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 

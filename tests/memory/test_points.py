@@ -149,8 +149,8 @@ def test_a_folder_without_a_snapshot_is_refused(prod, tmp_path, capsys):
 
 
 def test_over_the_bound_only_the_protected_users_are_kept(prod, tmp_path, capsys, monkeypatch):
-    from ci_tools.config import Environment, load_config
     from ci_tools.memory import points
+    from ci_tools.settings import Environment, load_config
 
     env: Environment = load_config().env("production")
     with pytest.raises(Exception, match="no protected users are configured"):

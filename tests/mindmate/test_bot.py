@@ -8,7 +8,7 @@ import pytest
 from mindmate.settings import SettingsError, load_settings
 from mindmate.store import claim_env_marker
 from sandbox.bot import BotProcess, ThreadedBot
-from tests.conftest import WEBHOOK_SECRET
+from tests.support import WEBHOOK_SECRET
 
 USER = 4242
 SIGNED = {"X-Telegram-Bot-Api-Secret-Token": WEBHOOK_SECRET}

@@ -14,7 +14,7 @@ import pytest
 from mindmate.store import claim_env_marker
 from sandbox.bot import ThreadedBot
 from sandbox.redis import RedisServer
-from tests.conftest import WEBHOOK_SECRET
+from tests.support import WEBHOOK_SECRET
 
 USER = 5150
 SIGNED = {"X-Telegram-Bot-Api-Secret-Token": WEBHOOK_SECRET}

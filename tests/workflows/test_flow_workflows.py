@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sandbox.github import FakeGitHub
-from tests.workflows.conftest import REPOSITORY, push
+from tests.workflows.scenarios import REPOSITORY, push
 
 
 def pull_request(head: str, base: str, *, action: str = "opened", head_repo: str = REPOSITORY) -> dict:

@@ -15,7 +15,7 @@ from cryptography.fernet import Fernet
 
 from ci_tools.memory.files import RecordFile
 from tests.memory.helpers import OTHER, USER, seed_user
-from tests.workflows.conftest import (
+from tests.workflows.scenarios import (
     SNAPSHOT_KEY,
     assert_no_secret,
     dispatch,

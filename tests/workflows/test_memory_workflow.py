@@ -12,7 +12,7 @@ import redis
 from cryptography.fernet import Fernet
 
 from tests.memory.helpers import USER, seed_user
-from tests.workflows.conftest import assert_no_secret, dispatch, environment_secrets
+from tests.workflows.scenarios import assert_no_secret, dispatch, environment_secrets
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.workflows.conftest import (
+from tests.workflows.scenarios import (
     assert_no_secret,
     dispatch,
     environment_secrets,

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.workflows.conftest import assert_no_secret, dispatch, production_secrets, start_live
+from tests.workflows.scenarios import assert_no_secret, dispatch, production_secrets, start_live
 
 
 @pytest.fixture

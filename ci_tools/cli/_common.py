@@ -1,0 +1,43 @@
+"""What several commands share: reporting a probe, and Needs every Render command reads."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ci_tools.needs import Needs
+
+if TYPE_CHECKING:  # annotations only: the probe loads when a command runs
+    from ci_tools.pipeline.probing import Check
+
+RENDER = ("RENDER_DEPLOY_HOOK_URL", "RENDER_API_KEY", "RENDER_SERVICE_ID")
+DEPLOY_NEEDS = Needs(optional=RENDER)
+TOKEN = ("TELEGRAM_BOT_TOKEN",)
+WEBHOOK_SECRET = ("TELEGRAM_WEBHOOK_SECRET",)  # signs the probe's conversation
+PROBE_HEADERS = ["", "check", "seen", "likely cause", "time"]
+
+
+def add_probe_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--deadline", type=float, default=90, help="seconds to keep retrying failing checks")
+    parser.add_argument(
+        "--no-conversation",
+        dest="conversation",
+        action="store_false",
+        help="skip the conversation with the probe user (a bot without it)",
+    )
+
+
+def report_probe(title: str, checks: list[Check], *, as_json: bool = False, commit: str = "") -> None:
+    from ci_tools.output import Report, report
+    from ci_tools.pipeline.probing import summary_rows
+
+    document = {"title": title, "commit": commit, "checks": [c.__dict__ for c in checks]}
+    report(Report(title, PROBE_HEADERS, summary_rows(checks), document), as_json=as_json)
+
+
+def printer(as_json: bool) -> Callable[[str], None]:
+    """Progress lines for humans; nothing with --json (stdout is one JSON document then)."""
+    from ci_tools.output import say
+
+    return (lambda line: None) if as_json else (lambda line: say(f"  {line}"))

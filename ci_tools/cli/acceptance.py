@@ -1,0 +1,41 @@
+"""``ci-tools acceptance --user-id ID``: the plan's acceptance checklist, checked for real."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ci_tools.needs import Needs
+from ci_tools.settings import load_config
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    acc = subparsers.add_parser("acceptance", help="the plan's acceptance checklist, checked for real")
+    acc.add_argument("--user-id", required=True)
+    acc.add_argument("--snapshot", type=Path, help="the snapshot the memory copy wrote")
+    acc.add_argument("--since", type=float, help="epoch seconds of the cutover (default: the snapshot's time)")
+    acc.add_argument("--json", action="store_true")
+    acc.set_defaults(
+        func=run,
+        needs=Needs(
+            optional=(
+                "TELEGRAM_BOT_TOKEN",
+                "TELEGRAM_WEBHOOK_SECRET",
+                "REDIS_URL",
+                "RENDER_API_KEY",
+                "RENDER_SERVICE_ID",
+                "GITHUB_TOKEN",
+                "GH_TOKEN",
+            )
+        ),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from ci_tools.memory.ids import parse_user_id
+    from ci_tools.pipeline.acceptance_checks import acceptance
+    from ci_tools.pipeline.checklist import report
+
+    items = acceptance(load_config(), parse_user_id(args.user_id), args.snapshot, args.since)
+    report("Acceptance", items, as_json=args.json)
+    return 0

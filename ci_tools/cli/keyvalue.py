@@ -1,0 +1,81 @@
+"""``ci-tools keyvalue open|close|sweep``: admit this runner to Render's private Key Value, then
+not; and close what a killed run left open."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ci_tools.cli._common import printer
+from ci_tools.needs import Needs
+from ci_tools.settings import load_config
+
+NEEDS = Needs(required=("RENDER_API_KEY",))
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("keyvalue", help="admit this runner to the private Key Value instances, or stop")
+    sub = parser.add_subparsers(dest="keyvalue_command", required=True, metavar="ACTION")
+    opening = sub.add_parser("open", help="add this runner's address to the environments' allow lists")
+    opening.add_argument(
+        "--env",
+        dest="envs",
+        action="append",
+        required=True,
+        metavar="ENV",
+        help="an environment whose Key Value to open (repeatable)",
+    )
+    opening.add_argument("--ip", help="the address to admit (default: asked of IP_ECHO_URL)")
+    opening.add_argument("--state", type=Path, required=True, help="where to record the lists as they were")
+    opening.set_defaults(func=run_open, needs=NEEDS)
+    closing = sub.add_parser("close", help="put the allow lists back as they were (safe to repeat)")
+    closing.add_argument("--state", type=Path, required=True)
+    closing.set_defaults(func=run_close, needs=NEEDS)
+    sweep = sub.add_parser("sweep", help="remove entries our runs added more than an hour ago (a killed run's)")
+    sweep.add_argument("--env", dest="envs", action="append", required=True, metavar="ENV")
+    sweep.add_argument("--older-than", type=float, default=60, metavar="MINUTES")
+    sweep.set_defaults(func=run_sweep, needs=NEEDS)
+
+
+def run_open(args: argparse.Namespace) -> int:
+    from ci_tools.output import say
+    from ci_tools.pipeline.key_value_access import open_for, runner_ip
+    from ci_tools.repo import actions
+
+    config = load_config()
+    ip = runner_ip(args.ip)
+    at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # the watch closes it after an hour
+    note = f"ci-tools run {os.environ.get('GITHUB_RUN_ID', 'local')} at {at} (removed when it ends)"
+    opened = open_for(args.secrets["RENDER_API_KEY"], config, args.envs, ip, args.state, note, printer(False))
+    say(f"✓ {', '.join(opened) or 'nothing'} opened to this runner; run `ci-tools keyvalue close` afterwards")
+    actions.add_summary(f"### Key Value access\n\nopened to this runner for the job: {', '.join(opened) or 'none'}")
+    return 0
+
+
+def run_close(args: argparse.Namespace) -> int:
+    from ci_tools.output import say
+    from ci_tools.pipeline.key_value_access import close
+    from ci_tools.repo import actions
+
+    restored = close(args.secrets["RENDER_API_KEY"], args.state, printer(False))
+    say(f"✓ allow lists put back: {', '.join(restored) or 'none needed'}")
+    actions.add_summary(f"### Key Value access\n\nallow lists put back: {', '.join(restored) or 'none needed'}")
+    return 0
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from ci_tools.output import say
+    from ci_tools.pipeline.key_value_access import sweep
+    from ci_tools.repo import actions
+
+    removed = sweep(
+        args.secrets["RENDER_API_KEY"], load_config(), args.envs, timedelta(minutes=args.older_than), printer(False)
+    )
+    line = f"stale allow-list entries removed: {', '.join(removed) or 'none'}"
+    say(f"✓ {line}")
+    actions.add_summary(f"### Key Value access\n\n{line}")
+    return 0

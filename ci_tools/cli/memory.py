@@ -1,0 +1,531 @@
+"""``ci-tools memory …``: copy, export, diff, restore, undo and seed a user's memory."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ci_tools.errors import ConfigError, InputError
+from ci_tools.needs import Needs
+from ci_tools.settings import load_config
+
+if TYPE_CHECKING:  # annotations only: the modules load when the command runs
+    from ci_tools.memory import ops
+    from ci_tools.memory.copy import Outcome
+
+SNAPSHOT_KEY = ("MEMORY_SNAPSHOT_KEY",)
+BOTH = Needs(required=("SOURCE_REDIS_URL", "TARGET_REDIS_URL"), optional=SNAPSHOT_KEY)
+SOURCE = Needs(required=("SOURCE_REDIS_URL",), optional=SNAPSHOT_KEY)
+TARGET = Needs(required=("TARGET_REDIS_URL",), optional=SNAPSHOT_KEY)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("memory", help="copy a user's memory between environments, safely")
+    sub = parser.add_subparsers(dest="memory_command", required=True, metavar="ACTION")
+
+    def common(p: argparse.ArgumentParser, *, source: bool, target: bool, user: bool = True) -> None:
+        if user:
+            p.add_argument("--user-id", required=True, help="the Telegram user id (an integer)")
+        if source:
+            p.add_argument("--from", dest="source", required=True, metavar="ENV", help="source environment")
+            p.add_argument(
+                "--source-prefix",
+                help="default: the source environment's key prefix; '' for a bot whose keys carry none",
+            )
+            p.add_argument(
+                "--legacy-source",
+                action="store_true",
+                help="the source is a legacy bot's Redis that never wrote a meta:env marker",
+            )
+            p.add_argument(
+                "--source-kind",
+                choices=("configured", "legacy"),
+                default="configured",
+                help="as a workflow input: legacy = --legacy-source with no key prefix",
+            )
+        if target:
+            p.add_argument("--to", dest="target", required=True, metavar="ENV", help="target environment")
+            p.add_argument("--target-prefix", help="default: the target environment's key prefix")
+        p.add_argument("--out", type=Path, default=Path("memory-out"), help="where snapshots and backups go")
+        p.add_argument("--ignore-env-markers", action="store_true", help="skip the <prefix>meta:env checks")
+        p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+
+    def writes(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--apply", action="store_true", help="write (the default is a dry run)")
+        p.add_argument("--mode", choices=("dry-run", "apply"), help="the same, as a workflow input")
+        p.add_argument(
+            "--on-conflict",
+            choices=("fail", "skip", "replace"),  # ci_tools.memory.copy.POLICIES
+            default="fail",
+            help="when a target key holds other data",
+        )
+
+    copy = sub.add_parser("copy", help="copy one user's keys (dry run unless --apply)")
+    common(copy, source=True, target=True)
+    writes(copy)
+    copy.add_argument(
+        "--pattern",
+        action="append",
+        dest="patterns",
+        metavar="PATTERN",
+        help="key pattern under the prefix, with {user_id} (repeatable; default: configured)",
+    )
+    audit = copy.add_mutually_exclusive_group()
+    audit.add_argument(
+        "--include-uncovered",
+        dest="uncovered",
+        action="store_const",
+        const="include",
+        help="also copy the user's keys that no pattern covers (an --apply refuses while any exist)",
+    )
+    audit.add_argument(
+        "--ignore-uncovered",
+        dest="uncovered",
+        action="store_const",
+        const="ignore",
+        help="leave them where they are, and say so",
+    )
+    audit.add_argument("--uncovered", choices=("refuse", "include", "ignore"), help="the same, as a workflow input")
+    copy.set_defaults(uncovered="refuse")
+    copy.set_defaults(func=memory_copy, needs=BOTH)
+
+    export = sub.add_parser("export", help="write a snapshot of one user's keys")
+    common(export, source=True, target=False)
+    export.add_argument("--pattern", action="append", dest="patterns", metavar="PATTERN")
+    export.set_defaults(func=memory_export, needs=SOURCE)
+
+    diff = sub.add_parser("diff", help="compare one user's keys in two environments (exit 1 if they differ)")
+    common(diff, source=True, target=True)
+    diff.add_argument("--pattern", action="append", dest="patterns", metavar="PATTERN")
+    diff.set_defaults(func=memory_diff, needs=BOTH)
+
+    restore = sub.add_parser(
+        "restore",
+        help="write a snapshot into an environment (dry run unless --apply); an environment "
+        "snapshot (memory snapshot) for everyone, or --user-id / --pattern",
+    )
+    restore.add_argument("snapshot", type=Path, help="the snapshot, or the folder a workflow downloaded it to")
+    common(restore, source=False, target=True, user=False)
+    writes(restore)
+    restore.add_argument(
+        "--user-id", default="", help="environment snapshots: restore this user's keys only ('' = every user)"
+    )
+    restore.add_argument(
+        "--pattern",
+        action="append",
+        dest="patterns",
+        default=[],
+        metavar="GLOB",
+        help="environment snapshots: only keys matching this glob, without the prefix "
+        "(e.g. 'memory:*'; repeatable; '' = all)",
+    )
+    restore.set_defaults(func=memory_restore, needs=TARGET)
+
+    snapshot = sub.add_parser("snapshot", help="snapshot every key of an environment (its restore point), encrypted")
+    snapshot.add_argument("env", metavar="ENV", help="the environment whose Redis SOURCE_REDIS_URL is")
+    snapshot.add_argument("--out", type=Path, default=Path("memory-out"))
+    snapshot.add_argument("--commit", default="", help="the release this snapshot comes before")
+    snapshot.add_argument("--ignore-env-marker", action="store_true", help="skip the <prefix>meta:env check")
+    snapshot.add_argument("--json", action="store_true")
+    snapshot.set_defaults(func=memory_snapshot, needs=SOURCE)
+
+    undo = sub.add_parser("undo", help="put the target back as a backup recorded it")
+    undo.add_argument("backup", type=Path)
+    undo.add_argument("--out", type=Path, default=Path("memory-out"))
+    undo.add_argument(
+        "--allow-other-server",
+        action="store_true",
+        help="undo on a server other than the recorded one",
+    )
+    undo.add_argument("--apply", action="store_true", help="write (the default is a dry run)")
+    undo.add_argument("--mode", choices=("dry-run", "apply"), help="the same, as a workflow input")
+    undo.add_argument("--json", action="store_true")
+    undo.set_defaults(func=memory_undo, needs=TARGET)
+
+    seed = sub.add_parser("seed", help="make a pasted profile the user's initial memory (dry run unless --apply)")
+    common(seed, source=False, target=True)
+    seed.add_argument("--profile-file", required=True, type=Path)
+    writes(seed)
+    seed.set_defaults(func=memory_seed, needs=TARGET)
+
+
+def _resume_command() -> str:
+
+    return "ci-tools " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "the same command"
+
+
+def _applying(args: argparse.Namespace) -> bool:
+    from ci_tools.repo import actions
+
+    if args.apply and args.mode == "dry-run":
+        raise InputError("--apply contradicts --mode dry-run", hint="pass one of them")
+    applying = bool(args.apply or args.mode == "apply")
+    if applying and actions.in_actions() and "MEMORY_SNAPSHOT_KEY" not in args.secrets:
+        # On a runner the files vanish with the job: only encrypted ones may be kept as artifacts.
+        raise ConfigError(
+            "in GitHub Actions a write needs MEMORY_SNAPSHOT_KEY, so the snapshot and backup are kept "
+            "(encrypted) as this run's artifact for undo",
+            hint='make a Fernet key: python -c "from cryptography.fernet import Fernet; '
+            'print(Fernet.generate_key().decode())" and store it as the MEMORY_SNAPSHOT_KEY secret '
+            "of the target environment",
+        )
+    return applying
+
+
+def undo_hint(backup: Path | None, workflow: str = "migrate-memory") -> str:
+    """How to undo: in Actions, the dispatch that finds this run's artifact; else the file."""
+    from ci_tools.repo import actions
+
+    if actions.in_actions():
+        run_id = os.environ.get("GITHUB_RUN_ID", "?")
+        first = "undo-dry-run" if workflow == "migrate-memory" else "dry-run"
+        return f"Actions → {workflow} → Run workflow: mode undo (after {first}), run_id {run_id}"
+    return f"ci-tools memory undo {backup} --apply"
+
+
+def _request(args: argparse.Namespace) -> ops.CopyRequest:
+    from ci_tools.memory import ops
+    from ci_tools.memory.ids import parse_user_id
+
+    config = load_config()
+    user_id = parse_user_id(args.user_id)
+    source = config.env(args.source)
+    target = config.env(args.target) if getattr(args, "target", None) else source
+    patterns = tuple(args.patterns) if getattr(args, "patterns", None) else source.memory_patterns
+    if any("{user_id}" not in p for p in patterns):
+        raise InputError("every --pattern needs {user_id}", hint="e.g. --pattern 'user:{user_id}:*'")
+    return ops.CopyRequest(
+        user_id=user_id,
+        source_env=source,
+        target_env=target,
+        source_prefix=_source_prefix(args, source.key_prefix),
+        target_prefix=target.key_prefix if getattr(args, "target_prefix", None) is None else args.target_prefix,
+        patterns=patterns,
+        apply=_applying(args) if hasattr(args, "apply") else False,
+        policy=getattr(args, "on_conflict", "fail"),
+        out_dir=args.out,
+        ignore_markers=args.ignore_env_markers,
+        legacy_source=getattr(args, "legacy_source", False) or getattr(args, "source_kind", "") == "legacy",
+        uncovered=getattr(args, "uncovered", "refuse"),
+        resume_command=_resume_command(),
+        progress=_progress_factory(args),
+    )
+
+
+def _source_prefix(args: argparse.Namespace, configured: str) -> str:
+    """--source-prefix as given ('' is a real value); a legacy source defaults to none."""
+
+    if args.source_prefix is not None:
+        return str(args.source_prefix)
+    return "" if getattr(args, "source_kind", "") == "legacy" else configured
+
+
+def _progress_factory(args: argparse.Namespace) -> Callable[[str, int], Any] | None:
+    """A progress bar on a terminal for long copies; nothing in logs or with --json."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    if getattr(args, "json", False) or not sys.stderr.isatty():
+        return None
+
+    def start(phase: str, total: int) -> Callable[[int], None] | None:
+        if total < 1000:
+            return None
+        progress = Progress(
+            TextColumn(phase),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            transient=True,
+        )
+        progress.start()
+        task = progress.add_task(phase, total=total)
+
+        def advance(n: int) -> None:
+            progress.advance(task, n)
+            if progress.finished:
+                progress.stop()
+
+        return advance
+
+    return start
+
+
+RESTORE_WORDS = {"create": "recreate", "replace": "change", "identical": "leave alone"}
+
+
+def _report(
+    outcome: Outcome,
+    args: argparse.Namespace,
+    title: str,
+    *,
+    words: dict[str, str] | None = None,
+    workflow: str = "migrate-memory",
+) -> None:
+    from ci_tools.output import Report, report
+
+    words = words or {}
+    counts = {words.get(a, a): n for a, n in outcome.counts().items()}
+    left = [k.decode(errors="replace") for k in outcome.uncovered]
+    document = {
+        "applied": outcome.applied,
+        "plan": [item.as_dict() for item in outcome.plan],
+        "counts": counts,
+        "uncovered": left,
+        "uncovered_policy": outcome.uncovered_policy,
+        "snapshot": str(outcome.snapshot) if outcome.snapshot else None,
+        "backup": str(outcome.backup) if outcome.backup else None,
+        "undo": undo_hint(outcome.backup, workflow) if outcome.applied else None,
+        "written": len(outcome.written),
+        "expired_during_copy": [k.decode(errors="replace") for k in outcome.expired],
+        "appeared_during_copy": [k.decode(errors="replace") for k in outcome.appeared],
+        "verified": outcome.verified,
+        "fallback_typed_writes": outcome.fallback,
+        "timings_s": {k: round(v, 4) for k, v in outcome.timings.items()},
+    }
+    rows = [
+        [
+            words.get(i.action, i.action),
+            i.target_key.decode(errors="replace"),
+            i.type,
+            str(i.size),
+            _ttl(i.ttl_ms),
+            i.reason,
+        ]
+        for i in outcome.plan
+    ]
+    why = "left behind (--ignore-uncovered)" if outcome.uncovered_policy == "ignore" else "matches no pattern"
+    rows += [["uncovered", key, "", "", "", why] for key in left]
+    mode = "applied" if outcome.applied else "dry run — nothing written"
+    notes = [", ".join(f"{n} {action}" for action, n in sorted(counts.items())) or "nothing to copy"]
+    if left and outcome.uncovered_policy == "refuse":
+        notes.append(
+            f"{len(left)} key(s) of this user match no pattern: --apply refuses until you pass "
+            "--include-uncovered (copy them too) or --ignore-uncovered (leave them)"
+        )
+    elif left:
+        notes.append(f"{len(left)} key(s) of this user were left in the source, as asked (--ignore-uncovered)")
+    if outcome.applied:
+        notes += [
+            f"snapshot: {outcome.snapshot}",
+            f"backup:   {outcome.backup}",
+            f"undo:     {undo_hint(outcome.backup, workflow)}",
+            f"written {len(outcome.written)}, verified {outcome.verified}"
+            + (", typed writes (target refused DUMP payloads)" if outcome.fallback else ""),
+        ]
+        if outcome.expired:
+            notes.append(f"{len(outcome.expired)} key(s) expired during the copy and were not written")
+        if outcome.appeared:
+            notes.append(f"{len(outcome.appeared)} key(s) appeared on the target meanwhile and were left alone")
+    else:
+        notes.append("dry run: rerun with --apply to write")
+    headers = ["action", "target key", "type", "size", "TTL", "note"]
+    report(Report(f"{title} ({mode})", headers, rows, document, notes), as_json=args.json)
+
+
+def _ttl(ms: int | None) -> str:
+    return "-" if ms is None else f"{ms / 1000:.0f}s"
+
+
+def memory_copy(args: argparse.Namespace) -> int:
+    from ci_tools.memory import ops
+
+    request = _request(args)
+    outcome = ops.copy_user(request)
+    _report(
+        outcome,
+        args,
+        f"memory copy of user {request.user_id}: {request.source_env.name} → {request.target_env.name}",
+    )
+    return 0
+
+
+def memory_export(args: argparse.Namespace) -> int:
+    from ci_tools.memory import ops
+    from ci_tools.output import emit_json, say
+
+    request = _request(args)
+    path, count = ops.export_user(request)
+    if args.json:
+        emit_json({"snapshot": str(path), "records": count})
+    else:
+        say(f"exported {count} record(s) of user {request.user_id} to {path}")
+    return 0
+
+
+def memory_diff(args: argparse.Namespace) -> int:
+    from ci_tools.memory import ops
+
+    request = _request(args)
+    outcome = ops.diff_user(request)
+    _report(
+        outcome,
+        args,
+        f"memory diff of user {request.user_id}: {request.source_env.name} vs {request.target_env.name}",
+    )
+    return 0 if all(i.action == "identical" for i in outcome.plan) else 1
+
+
+def memory_restore(args: argparse.Namespace) -> int:
+    from ci_tools.memory import ops, points
+    from ci_tools.memory.files import RecordFile
+    from ci_tools.memory.ids import parse_user_id
+
+    env = load_config().env(args.target)
+    args.user_id = args.user_id.strip()
+    args.patterns = [p for p in args.patterns if p.strip()]
+    args.snapshot = points.find_snapshot(args.snapshot)
+    if "scope" in RecordFile(args.snapshot).header:  # an environment's restore point
+        request = points.RestoreRequest(
+            args.snapshot,
+            env,
+            args.out,
+            apply=_applying(args),
+            user_id=parse_user_id(args.user_id) if args.user_id else None,
+            patterns=tuple(args.patterns),
+            ignore_marker=args.ignore_env_markers,
+            resume_command=_resume_command(),
+        )
+        target = ops.target_side()
+        outcome = points.restore_point(request, target, ops.url_label("TARGET_REDIS_URL"))
+        who = f"user {request.user_id}" if request.user_id else "every user"
+        _report(
+            outcome,
+            args,
+            f"memory restore of {env.name} ({who}) from {args.snapshot.name}",
+            words=RESTORE_WORDS,
+            workflow="restore-memory",
+        )
+        return 0
+    if args.user_id or args.patterns:
+        raise InputError(
+            f"{args.snapshot.name} is one user's copy snapshot: --user-id and --pattern apply to "
+            "environment snapshots only",
+            hint="drop them to restore the whole file",
+        )
+    outcome = ops.restore_snapshot(
+        args.snapshot,
+        env,
+        args.target_prefix or env.key_prefix,
+        args.on_conflict,
+        _applying(args),
+        args.out,
+        args.ignore_env_markers,
+        _resume_command(),
+    )
+    _report(outcome, args, f"memory restore of {args.snapshot.name} into {env.name}")
+    return 0
+
+
+def memory_undo(args: argparse.Namespace) -> int:
+    from ci_tools.memory import undo
+    from ci_tools.output import Report, report
+
+    apply = _applying(args)
+    path, count = undo.undo_backup(args.backup, args.out, allow_other_server=args.allow_other_server, apply=apply)
+    if apply:
+        rows = [
+            [
+                "✓",
+                f"put back {count} key(s) from {args.backup.name}",
+                f"the state before this undo is in {path}",
+            ]
+        ]
+    else:
+        rows = [
+            [
+                "→",
+                f"dry run: {count} key(s) of {args.backup.name} would be put back",
+                "rerun with --apply",
+            ]
+        ]
+    document = {
+        "applied": apply,
+        "records": count,
+        "backup_of_previous_state": str(path) if path else None,
+    }
+    report(Report("memory undo", ["", "what", "note"], rows, document, shown=1), as_json=args.json)
+    return 0
+
+
+def memory_snapshot(args: argparse.Namespace) -> int:
+    from ci_tools.memory import ops, points
+    from ci_tools.output import emit_json, say
+    from ci_tools.repo import actions
+
+    config = load_config()
+    env = config.env(args.env)
+    if actions.in_actions() and "MEMORY_SNAPSHOT_KEY" not in args.secrets:
+        raise ConfigError(
+            "in GitHub Actions a memory snapshot needs MEMORY_SNAPSHOT_KEY: it holds every user's "
+            "memory and is kept as an artifact",
+            hint='make a Fernet key: python -c "from cryptography.fernet import Fernet; '
+            'print(Fernet.generate_key().decode())" and store it as the MEMORY_SNAPSHOT_KEY secret',
+        )
+    backup = config.memory_backup
+    taken = points.take_snapshot(
+        ops.source_side(),
+        env,
+        args.out,
+        server=ops.url_label("SOURCE_REDIS_URL"),
+        max_mb=backup.max_mb,
+        protected=backup.protected_users,
+        commit=args.commit,
+        ignore_marker=args.ignore_env_marker,
+    )
+    if taken.warning:
+        say(f"! {taken.warning}", err=True)
+        actions.annotate("warning", taken.warning, title="memory snapshot")
+    actions.set_output("path", str(taken.path))
+    actions.set_output("keys", str(taken.keys))
+    actions.set_output("before_release_days", str(config.before_release_days))
+    actions.set_output("nightly_days", str(backup.nightly_days))
+    line = (
+        f"memory snapshot of {env.name}: {taken.keys} key(s) ({taken.scope}, Redis at "
+        f"{taken.used_mb:.1f} MB) in {taken.path.name}, encrypted: {'MEMORY_SNAPSHOT_KEY' in args.secrets}"
+    )
+    actions.add_summary(line)
+    if args.json:
+        emit_json(
+            {
+                "path": str(taken.path),
+                "keys": taken.keys,
+                "scope": taken.scope,
+                "used_mb": taken.used_mb,
+                "warning": taken.warning or None,
+            }
+        )
+    else:
+        say(f"✓ {line}")
+    return 0
+
+
+def memory_seed(args: argparse.Namespace) -> int:
+    from ci_tools.memory import seed
+    from ci_tools.memory.ids import parse_user_id
+
+    env = load_config().env(args.target)
+    user_id = parse_user_id(args.user_id)
+    outcome = seed.seed_user(
+        user_id,
+        args.profile_file,
+        env,
+        args.target_prefix or env.key_prefix,
+        args.on_conflict,
+        _applying(args),
+        args.out,
+        args.ignore_env_markers,
+        _resume_command(),
+    )
+    _report(outcome, args, f"memory seed of user {user_id} into {env.name}")
+    return 0

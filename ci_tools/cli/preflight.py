@@ -1,0 +1,33 @@
+"""``ci-tools preflight``: phase 0 — which service, token and Redis belong together."""
+
+from __future__ import annotations
+
+import argparse
+
+from ci_tools.needs import Needs
+from ci_tools.settings import load_config
+
+PER_ENV = ("TELEGRAM_BOT_TOKEN", "REDIS_URL", "RENDER_SERVICE_ID")
+# It sees both environments at once, so it reads their secrets under prefixed names.
+NEEDS = Needs(
+    optional=(
+        *(f"{env}_{name}" for env in ("STAGING", "PRODUCTION") for name in PER_ENV),
+        "RENDER_API_KEY",
+        "GITHUB_TOKEN",  # with GITHUB_REPOSITORY: GitHub's settings are checked too
+        "GH_TOKEN",
+    )
+)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    pre = subparsers.add_parser("preflight", help="phase 0: check which service, token and Redis belong together")
+    pre.add_argument("--json", action="store_true")
+    pre.set_defaults(func=run, needs=NEEDS)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ci_tools.pipeline.checklist import report
+    from ci_tools.pipeline.preflight_checks import preflight
+
+    report("Preflight", preflight(load_config()), as_json=args.json)
+    return 0

@@ -1,0 +1,76 @@
+"""``ci-tools release ENV --commit SHA``: what staging.yml and production.yml run.
+
+Deploy, probe, and in production roll back when the probe fails (the rule lives in
+``ci_tools.pipeline.releasing``, shared with the rehearsal).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ci_tools.cli._common import (
+    RENDER,
+    TOKEN,
+    WEBHOOK_SECRET,
+    add_probe_options,
+    printer,
+    report_probe,
+)
+from ci_tools.needs import Needs
+from ci_tools.settings import load_config
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    rel = subparsers.add_parser(
+        "release",
+        help="deploy, probe, and in production roll back when the probe fails (exit non-zero)",
+    )
+    rel.add_argument("environment")
+    rel.add_argument("--commit", required=True)
+    rel.add_argument("--timeout", type=float, default=900)
+    add_probe_options(rel)
+    rel.add_argument("--allow-other-branch", action="store_true", help="staging only")
+    rel.add_argument(
+        "--memory-snapshot",
+        default="",
+        metavar="OUTCOME",
+        help="the snapshot step's outcome: 'success' when this run kept memory-before-<sha>, "
+        "which a rollback then names with its run",
+    )
+    rel.add_argument("--poll", type=float, default=2.0, help=argparse.SUPPRESS)
+    rel.set_defaults(func=run, needs=Needs(required=TOKEN, optional=(*RENDER, *WEBHOOK_SECRET)))
+
+
+def run(args: argparse.Namespace) -> int:
+    from ci_tools.output import say
+    from ci_tools.pipeline.deployment import parse_commit
+    from ci_tools.pipeline.releasing import ReleaseRequest, release
+    from ci_tools.repo import actions
+
+    config = load_config()
+    request = ReleaseRequest(
+        env=config.env(args.environment),
+        commit=parse_commit(args.commit),
+        token=args.secrets["TELEGRAM_BOT_TOKEN"],
+        timeout=args.timeout,
+        deadline=args.deadline,
+        poll=args.poll,
+        allow_other_branch=args.allow_other_branch,
+        webhook_secret=args.secrets.get("TELEGRAM_WEBHOOK_SECRET"),
+        conversation=args.conversation,
+    )
+    say(f"releasing {request.commit[:12]} to {request.env.name}")
+
+    def rolling_back(why: str) -> None:
+        actions.annotate("error", why, title=f"{request.env.name} probe failed: rolling back")
+        if request.env.name == config.memory_backup.environment:
+            from ci_tools.memory.points import safety_net
+
+            note = safety_net(request.env.name, request.commit, actions.run_id() if args.memory_snapshot else None)
+            say(note)
+            actions.add_summary(note)
+
+    result = release(request, config, on_status=printer(False), on_probe=report_probe, on_rollback=rolling_back)
+    actions.set_output("deploy_id", result.deploy_id or "")
+    actions.set_output("previous_deploy_id", result.previous_deploy_id or "")
+    return 0

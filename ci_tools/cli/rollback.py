@@ -1,0 +1,82 @@
+"""``ci-tools rollback ENV [--to dep-…|--previous]``: go back to an earlier deploy, then probe."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from ci_tools.cli._common import (
+    TOKEN,
+    WEBHOOK_SECRET,
+    add_probe_options,
+    printer,
+    report_probe,
+)
+from ci_tools.errors import InputError
+from ci_tools.needs import Needs
+from ci_tools.settings import load_config
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    r = subparsers.add_parser("rollback", help="roll back to an earlier deploy, then probe")
+    r.add_argument("environment")
+    target = r.add_mutually_exclusive_group()
+    target.add_argument("--to", dest="deploy_id", help="the deploy id to go back to (dep-…)")
+    target.add_argument("--previous", action="store_true", help="the deploy live before the current one (default)")
+    r.add_argument("--timeout", type=float, default=900)
+    add_probe_options(r)
+    r.add_argument("--poll", type=float, default=2.0, help=argparse.SUPPRESS)
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(
+        func=run,
+        needs=Needs(required=("RENDER_API_KEY", "RENDER_SERVICE_ID", *TOKEN), optional=WEBHOOK_SECRET),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from ci_tools.output import say
+    from ci_tools.pipeline.releasing import ReleaseRequest, probe_or_fail
+    from ci_tools.pipeline.rolling_back import rollback
+    from ci_tools.repo import actions
+
+    config = load_config()
+    env = config.env(args.environment)
+    if args.deploy_id is not None and not args.deploy_id.strip().startswith("dep-"):
+        raise InputError(f"--to {args.deploy_id!r} is not a deploy id", hint="deploy ids look like dep-…")
+    target, final = rollback(
+        env,
+        to=(args.deploy_id or "").strip() or None,
+        timeout=args.timeout,
+        poll=args.poll,
+        on_status=printer(args.json),
+    )
+    commit = str(target.commit)
+    actions.add_summary(
+        f"### Rollback of {env.name}\n\nback to `{target.id}` (`{commit[:12]}`), now live as `{final.id}`"
+    )
+    if env.name == config.memory_backup.environment:
+        from ci_tools.memory.points import safety_net
+
+        note = safety_net(env.name, "", None)
+        actions.add_summary(note)
+        if not args.json:
+            say(note)
+    if not args.json:
+        say(f"✓ {env.name} is back on {commit[:12]} ({final.id}); probing")
+    request = ReleaseRequest(
+        env,
+        commit,
+        args.secrets["TELEGRAM_BOT_TOKEN"],
+        deadline=args.deadline,
+        webhook_secret=args.secrets.get("TELEGRAM_WEBHOOK_SECRET"),
+        conversation=args.conversation,
+    )
+    probe_or_fail(
+        request,
+        config,
+        commit,
+        time.time(),
+        f"Probe of {env.name} after rollback",
+        lambda title, checks: report_probe(title, checks, as_json=args.json, commit=commit),
+    )
+    return 0

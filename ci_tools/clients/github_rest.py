@@ -1,0 +1,255 @@
+"""GitHub's REST API, the parts the pipeline's own settings live in.
+
+Environments (``PUT /repos/{o}/{r}/environments/{name}``) and their deployment branch
+policies, environment secrets (sealed with the environment's public key, as GitHub
+requires: libsodium's sealed box), rulesets, the Actions workflow-token settings, the
+repository's default branch, and pull requests for the back-merge. Every call goes
+through ``ci_tools.http`` (429 and 5xx retried, creates never blindly); lists follow
+the ``Link: rel="next"`` header; errors become one line with the fix.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import time
+from typing import Any
+
+import httpx
+
+from ci_tools.errors import ConfigError, RemoteError
+from ci_tools.http import Contact, request
+from ci_tools.settings import request_timeout
+
+DEFAULT_API_URL = "https://api.github.com"
+ACTIONS_APP_ID = 15368  # the GitHub Actions app: required checks pinned to it
+
+
+def api_url() -> str:
+    return (os.environ.get("GITHUB_API_URL") or DEFAULT_API_URL).rstrip("/")
+
+
+def seal(public_key: str, value: str) -> str:
+    """``value`` encrypted to the environment's public key, base64 — what GitHub stores."""
+    from nacl.public import PublicKey, SealedBox  # only the GitHub commands need libsodium
+
+    box = SealedBox(PublicKey(base64.b64decode(public_key)))
+    return base64.b64encode(box.encrypt(value.encode())).decode()
+
+
+class GitHubAPI:
+    def __init__(self, token: str, repo: str, *, budget: float | None = None) -> None:
+        if repo.count("/") != 1 or not all(repo.split("/")):
+            raise ConfigError(f"--repo {repo!r} is not OWNER/NAME", hint="e.g. --repo mindmate/mindmate-release")
+        self.repo = repo
+        self.contact = Contact()
+        timeout = request_timeout(20)
+        if budget is not None:  # a read-only look: a GitHub that is down is said fast
+            timeout = min(timeout, budget)
+        self.budget = budget if budget is not None else 3 * timeout
+        self.client = httpx.Client(
+            base_url=api_url(),
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Accept": "application/vnd.github+json",
+                "X-GitHub-Api-Version": "2022-11-28",
+            },
+            timeout=timeout,
+        )
+
+    def __enter__(self) -> GitHubAPI:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.client.close()
+
+    def send(self, method: str, path: str, what: str, **kwargs: Any) -> httpx.Response:
+        """One request through the retry rules; the answer as it came (the caller reads it)."""
+        response = request(
+            self.client,
+            method,
+            path,
+            deadline=self.contact.deadline(time.monotonic() + self.budget),
+            what=f"GitHub API, {what}",
+            idempotent=method != "POST",
+            **{**self.contact.options(), **kwargs},
+        )
+        self.contact.answered = True
+        return response
+
+    def call(self, method: str, path: str, what: str, *, missing_ok: bool = False, **kwargs: Any) -> Any:
+        response = request(
+            self.client,
+            method,
+            path,
+            deadline=self.contact.deadline(time.monotonic() + self.budget),
+            what=f"GitHub API, {what}",
+            idempotent=method in ("GET", "PUT", "PATCH", "DELETE"),
+            **{**self.contact.options(), **kwargs},
+        )
+        self.contact.answered = True
+        if response.status_code == 404 and missing_ok:
+            return None
+        if response.status_code == 401:
+            raise ConfigError(
+                "GitHub refused the token (401 Bad credentials)",
+                hint="set GITHUB_TOKEN or GH_TOKEN",
+            )
+        if response.status_code in (403, 404):
+            message = _message(response)
+            raise ConfigError(
+                f"{what}: GitHub answered {response.status_code} ({message})",
+                hint=f"the token needs admin rights on {self.repo} (a fine-grained token with "
+                "Administration, Environments and Secrets: read and write)",
+            )
+        if response.status_code >= 400:
+            raise RemoteError(f"{what}: HTTP {response.status_code} {_message(response)}")
+        return response.json() if response.content else None
+
+    def pages(self, path: str, what: str, key: str | None = None) -> list[Any]:
+        """Every item of a list endpoint, following ``Link: rel="next"``."""
+        items: list[Any] = []
+        url: str | None = f"{path}{'&' if '?' in path else '?'}per_page=100"
+        while url:
+            response = request(
+                self.client,
+                "GET",
+                url,
+                deadline=self.contact.deadline(time.monotonic() + self.budget),
+                what=f"GitHub API, {what}",
+                **self.contact.options(),
+            )
+            self.contact.answered = True
+            if response.status_code >= 400:
+                self.call("GET", url, what)  # raises the right error
+            body = response.json()
+            items += body[key] if key else body
+            url = response.links.get("next", {}).get("url")
+        return items
+
+    # -- the facts -------------------------------------------------------------------------
+    def repository(self) -> dict[str, Any]:
+        return dict(self.call("GET", f"/repos/{self.repo}", "reading the repository"))
+
+    def environments(self) -> dict[str, dict[str, Any]]:
+        found = self.pages(f"/repos/{self.repo}/environments", "listing environments", "environments")
+        return {e["name"]: e for e in found}
+
+    def branch_policies(self, env: str) -> list[str]:
+        found = self.pages(
+            f"/repos/{self.repo}/environments/{env}/deployment-branch-policies",
+            f"reading {env}'s deployment branches",
+            "branch_policies",
+        )
+        return sorted(p["name"] for p in found)
+
+    def secret_names(self, env: str) -> set[str]:
+        found = self.pages(f"/repos/{self.repo}/environments/{env}/secrets", f"listing {env}'s secrets", "secrets")
+        return {s["name"] for s in found}
+
+    def repo_secret_names(self) -> set[str]:
+        found = self.pages(f"/repos/{self.repo}/actions/secrets", "listing repository secrets", "secrets")
+        return {s["name"] for s in found}
+
+    def artifacts(self) -> list[dict[str, Any]]:
+        """The repository's workflow artifacts, newest first (expired ones included, marked)."""
+        return list(self.pages(f"/repos/{self.repo}/actions/artifacts", "listing artifacts", "artifacts"))
+
+    def rulesets(self) -> dict[str, dict[str, Any]]:
+        summaries = self.pages(f"/repos/{self.repo}/rulesets", "listing rulesets")
+        return {
+            s["name"]: dict(self.call("GET", f"/repos/{self.repo}/rulesets/{s['id']}", f"reading ruleset {s['name']}"))
+            for s in summaries
+        }
+
+    def workflow_permissions(self) -> dict[str, Any]:
+        return dict(
+            self.call(
+                "GET",
+                f"/repos/{self.repo}/actions/permissions/workflow",
+                "reading Actions settings",
+            )
+        )
+
+    def user_id(self, login: str) -> int:
+        user = self.call("GET", f"/users/{login}", f"finding user {login}", missing_ok=True)
+        if user is None:
+            raise ConfigError(
+                f"no GitHub user {login!r}",
+                hint="fix reviewers in [tool.ci_tools.environments.production]",
+            )
+        return int(user["id"])
+
+    # -- the changes -------------------------------------------------------------------------
+    def put_environment(self, env: str, reviewer_ids: list[int]) -> None:
+        body = {
+            "reviewers": [{"type": "User", "id": i} for i in reviewer_ids],
+            "deployment_branch_policy": {
+                "protected_branches": False,
+                "custom_branch_policies": True,
+            },
+        }
+        self.call(
+            "PUT",
+            f"/repos/{self.repo}/environments/{env}",
+            f"setting up environment {env}",
+            json=body,
+        )
+
+    def add_branch_policy(self, env: str, pattern: str) -> None:
+        self.call(
+            "POST",
+            f"/repos/{self.repo}/environments/{env}/deployment-branch-policies",
+            f"allowing {pattern} to deploy to {env}",
+            json={"name": pattern, "type": "branch"},
+        )
+
+    def put_secret(self, env: str, name: str, value: str) -> None:
+        key = self.call(
+            "GET",
+            f"/repos/{self.repo}/environments/{env}/secrets/public-key",
+            f"{env}'s public key",
+        )
+        body = {"encrypted_value": seal(key["key"], value), "key_id": key["key_id"]}
+        self.call(
+            "PUT",
+            f"/repos/{self.repo}/environments/{env}/secrets/{name}",
+            f"setting {env}'s {name}",
+            json=body,
+        )
+
+    def save_ruleset(self, ruleset: dict[str, Any], existing_id: int | None) -> None:
+        if existing_id is None:
+            self.call(
+                "POST",
+                f"/repos/{self.repo}/rulesets",
+                f"creating ruleset {ruleset['name']}",
+                json=ruleset,
+            )
+        else:
+            self.call(
+                "PUT", f"/repos/{self.repo}/rulesets/{existing_id}", f"updating ruleset {ruleset['name']}", json=ruleset
+            )
+
+    def set_workflow_permissions(self, default: str, can_approve: bool) -> None:
+        self.call(
+            "PUT",
+            f"/repos/{self.repo}/actions/permissions/workflow",
+            "changing Actions settings",
+            json={"default_workflow_permissions": default, "can_approve_pull_request_reviews": can_approve},
+        )
+
+    def set_default_branch(self, branch: str) -> None:
+        self.call(
+            "PATCH",
+            f"/repos/{self.repo}",
+            "changing the default branch",
+            json={"default_branch": branch},
+        )
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("message", ""))
+    except ValueError:
+        return response.reason_phrase

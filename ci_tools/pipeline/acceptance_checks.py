@@ -1,0 +1,237 @@
+"""The plan's acceptance checklist, each item checked against the real systems."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import redis
+
+from ci_tools.clients.health import Health, NotTheContract, read_health
+from ci_tools.clients.render import RenderAPI, monotonic_deadline
+from ci_tools.clients.telegram import TelegramError, bot_info
+from ci_tools.errors import FatalError, RemoteError
+from ci_tools.memory import net
+from ci_tools.memory.files import RecordFile
+from ci_tools.pipeline.checklist import TELEGRAM_DOWN, Item, unanswered
+from ci_tools.pipeline.cutting_over import CUTOVER_AT_VAR, FINISHED_VAR, PREVIOUS_BOT_VAR, window_end
+from ci_tools.pipeline.probing import Probe, failures, run_probe, whose_token
+from ci_tools.repo.github_settings import check_if_possible
+from ci_tools.settings import Config, optional_secret, request_timeout
+
+BUDGET = 6.0  # seconds a read-only check may retry before it says the service did not answer
+
+REPOSITORY_FILES = (
+    ".github/workflows/branch-flow.yml",
+    ".github/workflows/ci.yml",
+    ".github/workflows/staging.yml",
+    ".github/workflows/production.yml",
+    ".github/rulesets/main.json",
+    ".github/rulesets/develop.json",
+)
+
+
+def acceptance(
+    config: Config,
+    user_id: int,
+    snapshot: Path | None,
+    since: float | None,
+    deadline: float = 30,
+    repo_root: Path | None = None,
+) -> list[Item]:
+    env = config.role("cutover_target")
+    items: list[Item] = []
+    root = repo_root or config.path.parent
+    # What does not depend on the bot runs meanwhile, each on a short budget.
+    pool = ThreadPoolExecutor(max_workers=5)
+    later = [
+        pool.submit(_memory_items, env.key_prefix, user_id, snapshot, since),
+        pool.submit(lambda: [_rollback_window(config)]),
+        pool.submit(check_if_possible, config, root, budget=BUDGET),  # GitHub's settings in force
+        pool.submit(lambda: [net.durability(config, budget=BUDGET)]),  # the memory safety net
+        pool.submit(lambda: [net.last_snapshot(config, budget=BUDGET)]),
+    ]
+    token = optional_secret("TELEGRAM_BOT_TOKEN")
+    webhook_secret = optional_secret("TELEGRAM_WEBHOOK_SECRET")
+    me = None
+    name = f"the new bot @{env.bot_username} exists"
+    if not token:
+        items.append(Item(name, None, "TELEGRAM_BOT_TOKEN not set", "export the production bot's token"))
+    else:
+        try:
+            me = bot_info(token, budget=BUDGET)
+            cause = whose_token(config, env, me.username)
+            items.append(Item(name, cause is None, f"@{me.username}", cause or ""))
+        except TelegramError as exc:
+            items.append(Item(name, False, f"getMe: {exc.code}", "the token is wrong or revoked"))
+        except RemoteError as exc:
+            items.append(unanswered(name, exc, TELEGRAM_DOWN))
+    health: Health | None = None
+    try:
+        if env.health_url is None:
+            raise NotTheContract("health_path is empty")
+        with httpx.Client(timeout=min(request_timeout(10), BUDGET)) as client:
+            health = read_health(client, env.health_url)
+    except (httpx.HTTPError, NotTheContract) as exc:
+        items.append(
+            Item(
+                "the production service runs it",
+                False,
+                str(exc) or type(exc).__name__,
+                f"{env.health_url} does not answer the health contract",
+            )
+        )
+    else:
+        runs = me is not None and health.bot_id == me.id
+        items.append(
+            Item(
+                "the production service runs it",
+                runs,
+                f"{env.health_path}: @{health.bot_username}",
+                "" if runs else "run ci-tools cutover",
+            )
+        )
+    commit = health.commit if health else None
+    if me and token and commit:
+        try:
+            probe = Probe(env, commit, config, token, deadline=deadline, webhook_secret=webhook_secret)
+            checks = run_probe(probe)
+            failed = failures(checks)
+            items.append(
+                Item(
+                    "the probe passes",
+                    not failed,
+                    f"{len(checks) - len(failed)}/{len(checks)} checks",
+                    "; ".join(c.cause or c.detail for c in failed),
+                )
+            )
+        except FatalError as exc:
+            items.append(Item("the probe passes", False, exc.message, exc.hint or ""))
+    else:
+        items.append(Item("the probe passes", None, "needs the bot and /healthz", "fix the items above"))
+    memory_items, window, github_items, durability, last = (job.result() for job in later)
+    pool.shutdown()
+    items += memory_items + window
+    missing = [f for f in REPOSITORY_FILES if not (root / f).is_file()]
+    items.append(
+        Item(
+            "the branch flow, its workflows and rulesets are in the repository",
+            not missing,
+            "all present" if not missing else "missing " + ", ".join(missing),
+            "restore them from main" if missing else "",
+        )
+    )
+    # Files in the repository are not the flow in force: GitHub's own settings are read back.
+    return items + github_items + durability + last
+
+
+def _rollback_window(config: Config) -> Item:
+    """Is the old bot still kept, and until when can ``cutover --back`` bring it back?"""
+    name = "the old bot is kept for rollback"
+    api_key, service_id = optional_secret("RENDER_API_KEY"), optional_secret("RENDER_SERVICE_ID")
+    if not api_key or not service_id:
+        return Item(
+            name,
+            None,
+            "RENDER_API_KEY or RENDER_SERVICE_ID not set",
+            "export both to read the window",
+        )
+    try:
+        with RenderAPI(api_key, service_id, deadline=monotonic_deadline(BUDGET), timeout=BUDGET) as api:
+            previous, at = api.env_var(PREVIOUS_BOT_VAR), api.env_var(CUTOVER_AT_VAR)
+            finished = api.env_var(FINISHED_VAR)
+    except FatalError as exc:
+        return Item(name, False, exc.message, exc.hint or "", remote=isinstance(exc, RemoteError))
+    ends = window_end(config, at)
+    if finished and not previous:
+        on, _, old = finished.partition(" ")
+        return Item(name, True, f"rollback window closed on {on} ({old} forgotten by cutover --finish)")
+    if not previous or ends is None:
+        return Item(name, False, "no cutover recorded on the production service", "run ci-tools cutover")
+    return Item(
+        name,
+        True,
+        f"{previous.split()[0]} kept until {ends:%Y-%m-%d}; `ci-tools cutover --back` available",
+    )
+
+
+def _memory_items(prefix: str, user_id: int, snapshot: Path | None, since: float | None) -> list[Item]:
+    url = optional_secret("REDIS_URL")
+    if not url:
+        unmet = Item(
+            "the user's memory is in prod",
+            None,
+            "REDIS_URL not set",
+            "export the production Redis URL",
+        )
+        return [
+            unmet,
+            Item("the user has talked to the new bot", None, "REDIS_URL not set", "export it"),
+        ]
+    client = redis.Redis.from_url(
+        url,
+        socket_connect_timeout=min(request_timeout(5), BUDGET),
+        socket_timeout=min(request_timeout(10), BUDGET),
+    )
+    try:
+        client.ping()
+    except (redis.RedisError, OSError) as exc:
+        said = f"Redis did not answer ({type(exc).__name__})"
+        fix = "check REDIS_URL and the Key Value's allow list"
+        return [
+            Item("the user's memory is in prod", False, said, fix, remote=True),
+            Item("the user has talked to the new bot", False, said, fix, remote=True),
+        ]
+    items = []
+    if snapshot is None:
+        items.append(
+            Item(
+                "the user's memory is in prod",
+                None,
+                "no snapshot given",
+                "pass --snapshot (the copy printed its path)",
+            )
+        )
+    else:
+        file = RecordFile(snapshot)
+        source_prefix = str(file.header.get("prefix", "")).encode()
+        missing, lost = [], 0
+        first_read = None
+        for record in file.records():
+            first_read = record.read_at if first_read is None else min(first_read, record.read_at)
+            if not record.exists or record.part:
+                continue
+            key = prefix.encode() + record.key[len(source_prefix) :]
+            kind = client.type(key)
+            found = kind.decode() if isinstance(kind, bytes) else str(kind)
+            if found != record.type:
+                missing.append(key.decode(errors="replace"))
+            elif key.startswith(f"{prefix}memory:".encode()) and record.type == "list":
+                facts = set(client.lrange(key, 0, -1))
+                lost += sum(1 for fact in record.value if fact not in facts)
+        ok = not missing and not lost
+        detail = (
+            "every key present, every remembered fact kept" if ok else f"missing {missing[:3]}, {lost} fact(s) lost"
+        )
+        items.append(
+            Item(
+                "the user's memory is in prod",
+                ok,
+                detail,
+                "" if ok else "run ci-tools memory copy --apply",
+            )
+        )
+        since = since if since is not None else (first_read or 0) / 1000
+    last_seen = client.hget(f"{prefix}user:{user_id}:profile", "last_seen")
+    seen = int(last_seen) if last_seen else None
+    talked = seen is not None and since is not None and seen >= int(since)
+    items.append(
+        Item(
+            "the user has talked to the new bot",
+            talked,
+            f"last seen {seen}" if seen else "never",
+            "" if talked else "send them the announcement (ci-tools announce)",
+        )
+    )
+    return items

@@ -1,0 +1,272 @@
+"""``ci-tools status``: what is live in each environment, and is it healthy — one screen.
+
+The answer used to be spread over Render's dashboard (the deploy), Telegram's
+``getWebhookInfo`` (pending updates, the last error), ``/healthz`` (commit, Redis, prefix) and
+the Key Value allow list. Every check here is read-only and they all run at once, each with
+a short budget (a refused connection is retried for a few seconds, not for a deploy's
+deadline), so a service that is down is said in seconds. What it finds is a checklist:
+exit 0 healthy, 5 something is wrong, 4 a service did not answer.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+
+from ci_tools.clients.health import read_health
+from ci_tools.clients.render import RenderAPI
+from ci_tools.clients.telegram import Telegram, TelegramError
+from ci_tools.errors import FatalError, RemoteError
+from ci_tools.memory import net
+from ci_tools.pipeline.checklist import TELEGRAM_DOWN, Item, unanswered
+from ci_tools.pipeline.cutting_over import CUTOVER_AT_VAR, FINISHED_VAR, PREVIOUS_BOT_VAR, window_end
+from ci_tools.settings import Config, Environment, optional_secret
+
+BUDGET = 6.0  # seconds a read-only check may spend retrying before it says "did not answer"
+RECENT_ERROR = timedelta(hours=1)  # a webhook error this recent means updates are failing now
+OURS = re.compile(r"^ci-tools run \S+ at (?P<at>\S+) ")  # the allow-list note keyvalue open writes
+
+
+def secret(env: Environment, name: str, single: bool) -> str | None:
+    """``<ENV>_<NAME>`` (several environments at once), else ``<NAME>`` for a single one."""
+    return optional_secret(f"{env.name.upper()}_{name}") or (optional_secret(name) if single else None)
+
+
+def subject(commit: str, root: Path) -> str:
+    """The commit's subject when this checkout knows it ("" otherwise)."""
+    done = subprocess.run(
+        ["git", "log", "-1", "--format=%s", commit], cwd=root, capture_output=True, text=True, check=False
+    )
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def ago(stamp: str | int | None, now: datetime) -> str:
+    if stamp is None:
+        return "?"
+    when = (
+        datetime.fromtimestamp(stamp, UTC)
+        if isinstance(stamp, int)
+        else datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+    )
+    minutes = int((now - when).total_seconds() // 60)
+    return (
+        f"{minutes} min ago"
+        if minutes < 120
+        else f"{minutes // 60} h ago"
+        if minutes < 2880
+        else f"{minutes // 1440} days ago"
+    )
+
+
+class EnvStatus:
+    """The checks of one environment; each returns one checklist Item."""
+
+    def __init__(self, config: Config, env: Environment, single: bool, now: datetime) -> None:
+        self.config, self.env, self.now = config, env, now
+        self.token = secret(env, "TELEGRAM_BOT_TOKEN", single)
+        self.service_id = secret(env, "RENDER_SERVICE_ID", single)
+        self.api_key = optional_secret("RENDER_API_KEY")
+        self.root = Path.cwd()  # the checkout: git knows the commits' subjects there
+        self.live_commit: str | None = None  # what the deploy check found live
+
+    def name(self, what: str) -> str:
+        return f"{self.env.name}: {what}"
+
+    def checks(self) -> list[Callable[[], Item]]:
+        found = [self.bot, self.deploy, self.health, self.webhook, self.allow_list]
+        if self.env.name == self.config.memory_backup.environment:
+            found += [
+                self.rollback_window,
+                lambda: net.durability(self.config, budget=BUDGET),
+                lambda: net.last_snapshot(self.config, budget=BUDGET),
+            ]
+        return found
+
+    def _render(self) -> RenderAPI:
+        assert self.api_key
+        return RenderAPI(self.api_key, self.service_id or "", deadline=time.monotonic() + BUDGET, timeout=BUDGET)
+
+    def bot(self) -> Item:
+        name = self.name(f"the bot is @{self.env.bot_username}")
+        if not self.token:
+            return Item(
+                name,
+                None,
+                "no TELEGRAM_BOT_TOKEN",
+                "export it (prefixed with the environment for several)",
+            )
+        try:
+            with Telegram(self.token, budget=BUDGET) as telegram:
+                me = telegram.get_me()
+        except TelegramError as exc:
+            if exc.code == 401:
+                return Item(
+                    name,
+                    False,
+                    "Telegram: 401 Unauthorized",
+                    "the token was revoked or is wrong: "
+                    "take the bot's token from @BotFather and update the secret and the service",
+                )
+            return Item(name, False, f"getMe: {exc.code} {exc.description}", "look at @BotFather")
+        except RemoteError as exc:
+            return unanswered(name, exc, TELEGRAM_DOWN)
+        if not me.is_named(self.env.bot_username):
+            return Item(
+                name,
+                False,
+                f"the token is @{me.username}'s",
+                "put the right bot's token in the secret",
+            )
+        return Item(name, True, f"@{me.username} (id {me.id})")
+
+    def deploy(self) -> Item:
+        name = self.name("a deploy is live")
+        if not self.api_key or not self.service_id:
+            return Item(
+                name,
+                None,
+                "no RENDER_API_KEY or RENDER_SERVICE_ID",
+                "export both to read the deploys",
+            )
+        try:
+            with self._render() as api:
+                live = api.live()
+        except FatalError as exc:
+            return Item(name, False, exc.message, exc.hint or "", remote=isinstance(exc, RemoteError))
+        if live is None:
+            return Item(name, False, "no live deploy", "deploy: ci-tools release")
+        commit = live.commit or "?"
+        self.live_commit = live.commit
+        said = subject(commit, self.root)
+        return Item(
+            name,
+            True,
+            f"{live.id} {commit[:7]}{f' {said!r}' if said else ''} by {live.trigger}, "
+            f"{ago(live.finished_at or live.created_at, self.now)}",
+        )
+
+    def health(self) -> Item:
+        name = self.name("/healthz: this environment, Redis ok")
+        url = self.env.health_url
+        if not url:
+            return Item(name, True, "no health path configured", warning=True)
+        try:
+            with httpx.Client(timeout=BUDGET) as client:
+                health = read_health(client, url)
+        except httpx.HTTPError as exc:
+            return unanswered(
+                name,
+                RemoteError(f"{url}: {type(exc).__name__}"),
+                "the service is down or unreachable",
+            )
+        except ValueError as exc:
+            return Item(name, False, str(exc), "the bot does not answer the health contract")
+        redis_state = "ok" if health.redis_ok else "DOWN"
+        seen = (
+            f"env {health.env}, commit {(health.commit or '?')[:7]}, prefix {health.key_prefix!r}, Redis {redis_state}"
+        )
+        if not health.redis_ok:
+            return Item(name, False, seen, "the bot cannot reach its Redis: look at the Key Value instance")
+        if health.env != self.env.name or health.key_prefix != self.env.key_prefix:
+            return Item(
+                name,
+                False,
+                seen,
+                "the service runs another environment's settings: check ENV and KEY_PREFIX",
+            )
+        return Item(name, True, seen)
+
+    def webhook(self) -> Item:
+        name = self.name("the webhook is ours and delivering")
+        if not self.token:
+            return Item(name, None, "no TELEGRAM_BOT_TOKEN", "export it")
+        try:
+            with Telegram(self.token, budget=BUDGET) as telegram:
+                info = telegram.webhook_info()
+        except TelegramError as exc:
+            return Item(name, False, f"getWebhookInfo: {exc.code} {exc.description}", "check the token")
+        except RemoteError as exc:
+            return unanswered(name, exc, TELEGRAM_DOWN)
+        if info.url != self.env.webhook_url:
+            return Item(
+                name,
+                False,
+                f"set to {info.url or 'nothing'}",
+                f"the webhook must be {self.env.webhook_url}: redeploy",
+            )
+        seen = f"{info.pending_update_count} pending"
+        if info.last_error_date:
+            seen += f"; last error {ago(info.last_error_date, self.now)}: {info.last_error_message}"
+            when = datetime.fromtimestamp(info.last_error_date, UTC)
+            if self.now - when < RECENT_ERROR:
+                return Item(name, False, seen, "Telegram cannot deliver updates: look at the service's logs")
+        return Item(name, True, seen)
+
+    def allow_list(self) -> Item:
+        name = self.name("the Key Value is private")
+        if not self.api_key:
+            return Item(name, None, "no RENDER_API_KEY", "export it to read the allow list")
+        try:
+            with self._render() as api:
+                kv = api.find_key_value(self.env.key_value)
+        except FatalError as exc:
+            return Item(name, False, exc.message, exc.hint or "", remote=isinstance(exc, RemoteError))
+        entries = list(kv.get("ipAllowList") or [])
+        if not entries:
+            return Item(name, True, f"{self.env.key_value}: allow list empty")
+        shown = ", ".join(f"{e.get('cidrBlock')} ({e.get('description') or 'no note'})" for e in entries)
+        return Item(
+            name,
+            True,
+            f"{self.env.key_value} admits {shown}",
+            "an entry a cancelled run left is closed by the watch after an hour (ci-tools keyvalue sweep)",
+            warning=True,
+        )
+
+    def rollback_window(self) -> Item:
+        name = self.name("the rollback window")
+        if not self.api_key or not self.service_id:
+            return Item(name, None, "no RENDER_API_KEY or RENDER_SERVICE_ID", "export both")
+        try:
+            with self._render() as api:
+                previous, at = api.env_var(PREVIOUS_BOT_VAR), api.env_var(CUTOVER_AT_VAR)
+                finished = api.env_var(FINISHED_VAR)
+        except FatalError as exc:
+            return Item(name, False, exc.message, exc.hint or "", remote=isinstance(exc, RemoteError))
+        ends = window_end(self.config, at)
+        if finished and not previous:
+            return Item(name, True, f"rollback window closed on {finished}")
+        if not previous or ends is None:
+            return Item(name, True, "no old bot kept (no cutover yet)")
+        state = "open" if ends > self.now else "over: finish the plan"
+        return Item(name, True, f"{previous.split()[0]} kept until {ends:%Y-%m-%d} ({state})")
+
+
+def status(config: Config, names: list[str], now: datetime | None = None) -> tuple[list[Item], dict[str, str]]:
+    """Every check of every named environment, at once, in a stable order; and what is live."""
+    moment = now or datetime.now(UTC)
+    envs = [config.env(n) for n in names] or list(config.environments.values())
+    looks = [EnvStatus(config, env, len(envs) == 1, moment) for env in envs]
+    checks = [c for look in looks for c in look.checks()]
+    with ThreadPoolExecutor(max_workers=len(checks)) as pool:
+        items = list(pool.map(lambda check: check(), checks))
+    return items, {look.env.name: look.live_commit for look in looks if look.live_commit}
+
+
+def stale_entry(description: str, now: datetime, older_than: timedelta) -> bool:
+    """Is this allow-list entry one of ours (keyvalue open's note) and older than ``older_than``?"""
+    match = OURS.match(description or "")
+    if not match:
+        return False
+    try:
+        at = datetime.fromisoformat(match["at"].replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return now - at > older_than

@@ -1,0 +1,396 @@
+"""Smoke probes: is the deployed bot the right bot, at the right commit, wired to the right Redis?
+
+Every check runs at once and is retried until it passes or the deadline ends it,
+so a probe takes as long as its slowest check, not their sum. A *definite* failure
+(the token is another bot; the service reports our commit but another environment,
+bot or key prefix; an unsigned update accepted by our commit) cannot pass by waiting:
+it ends the whole probe at once, so a bad production release is rolled back in
+seconds instead of after the deadline. Not-yet answers (the old commit still live,
+Redis not ok, 5xx, timeouts, Telegram's 429) are retried, waiting what Telegram asks.
+
+The conversation check talks to the release as a user would, through its real
+handlers and Redis: signed synthetic updates from the reserved probe user
+(``/start``, ``/remember probe-<nonce>``, ``/recall``), whose replies the bot keeps
+for the probe instead of sending them (``mindmate.conversation``); then the probe
+user's keys are deleted. No message reaches Telegram; no real user's data is read.
+
+Each check is a fetch plus a pure verdict function (``judge_*``) that tests call
+without servers. A failed check says what it saw and the likely cause in words a
+person can act on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from ci_tools.clients.health import SCHEMA, Health, NotTheContract, aread_health
+from ci_tools.clients.telegram import AsyncTelegram, BotInfo, TelegramError, WebhookInfo
+from ci_tools.errors import RemoteError
+from ci_tools.http import FIRST_CONTACT
+from ci_tools.settings import Config, Environment, request_timeout
+
+PENDING_LIMIT = 100
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name
+PROBE_HEADER = "X-MindMate-Probe-Nonce"
+CONVERSATION = ("/start", "/remember probe-{nonce}", "/recall")
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool | None = False  # None: not checked (said in detail)
+    detail: str = "not run"
+    cause: str = ""
+    attempts: int = 0
+    seconds: float = 0.0
+    definite: bool = False  # failed in a way no retry can fix
+    remote: bool = False  # failed because Telegram did not answer: nothing was judged
+
+
+class Failed(Exception):
+    """A check's verdict this attempt: what was seen, and the likely cause."""
+
+    def __init__(self, detail: str, cause: str = "", *, definite: bool = False) -> None:
+        super().__init__(detail)
+        self.detail, self.cause, self.definite = detail, cause, definite
+
+
+# -- verdicts: pure functions of what was seen ---------------------------------------------
+def other_environment(config: Config, env: Environment, username: str) -> Environment | None:
+    """The environment, other than ``env``, whose bot is ``username``."""
+    return next(
+        (e for e in config.environments.values() if e is not env and e.bot_username.lower() == username.lower()),
+        None,
+    )
+
+
+def whose_token(config: Config, env: Environment, username: str) -> str | None:
+    """None when ``username`` is ``env``'s bot; otherwise the likely cause, in words."""
+    if username.lower() == env.bot_username.lower():
+        return None
+    other = other_environment(config, env, username)
+    if other:
+        return f"TELEGRAM_BOT_TOKEN of the {env.name} environment is the {other.name} bot's token"
+    return f"TELEGRAM_BOT_TOKEN belongs to @{username}, not @{env.bot_username}"
+
+
+def judge_token(me: BotInfo, env: Environment, config: Config) -> str:
+    if not me.is_bot:
+        raise Failed("getMe: not a bot account", definite=True)
+    cause = whose_token(config, env, me.username)
+    if cause:
+        raise Failed(f"the token is @{me.username}'s, expected @{env.bot_username}", cause, definite=True)
+    return f"@{me.username} (id {me.id})"
+
+
+def judge_webhook(info: WebhookInfo, env: Environment, since: float | None) -> str:
+    if info.url != env.webhook_url:
+        cause = (
+            "the bot has no webhook: the service never started with this token"
+            if not info.url
+            else "another service set this bot's webhook: is this token configured on two services?"
+        )
+        raise Failed(f"webhook is {info.url or 'unset'}, expected {env.webhook_url}", cause)
+    recent_error = info.last_error_date and (since is None or info.last_error_date >= since)
+    if recent_error and info.pending_update_count:
+        raise Failed(
+            f"{info.pending_update_count} updates pending; last error: {info.last_error_message}",
+            "Telegram is holding updates the bot refused (it answered them with an error): see its logs",
+        )
+    if recent_error:
+        raise Failed(
+            f"Telegram reports a webhook error: {info.last_error_message}",
+            "the new instance fails to answer Telegram (see its logs)",
+        )
+    if info.pending_update_count > PENDING_LIMIT:
+        raise Failed(
+            f"{info.pending_update_count} updates are waiting",
+            "Telegram is holding updates the bot has not taken: is it processing them?",
+        )
+    return f"{info.url}, {info.pending_update_count} pending"
+
+
+def judge_health(health: Health, env: Environment, commit: str, config: Config) -> str:
+    """What /healthz says, against what this release must be. Definite when it is our commit."""
+    ours = health.commit == commit  # then what it reports is this release's truth
+    problems: list[str] = []
+    causes: list[str] = []
+    definite = False
+    if health.env != env.name:
+        definite = ours
+        problems.append(f"env {health.env!r}")
+        causes.append(f"ENV on the service is {health.env!r}, not {env.name!r}")
+    if not ours:
+        problems.append(f"commit {str(health.commit)[:12]}")
+        causes.append("the service still runs another commit: the deploy is not live")
+    if not health.runs_bot(env.bot_username):
+        definite = definite or ours
+        problems.append(f"bot @{health.bot_username}")
+        other = other_environment(config, env, health.bot_username)
+        causes.append(
+            f"the {env.name} service runs the {other.name} bot's token"
+            if other
+            else "the service runs another bot's token"
+        )
+    if not health.redis_ok:
+        problems.append("Redis down")
+        causes.append("the service cannot reach its Redis (REDIS_URL, or the Key Value instance is down)")
+    elif health.env_marker != env.name:
+        problems.append(f"Redis marked {health.env_marker!r}")
+        causes.append(f"REDIS_URL points at the {health.env_marker} Redis")
+    if health.key_prefix != env.key_prefix:
+        definite = definite or ours
+        problems.append(f"key prefix {health.key_prefix!r}")
+        causes.append(f"KEY_PREFIX on the service is not {env.key_prefix!r}")
+    if health.http_status != 200 and not problems:
+        problems.append(f"HTTP {health.http_status}")
+    if problems:
+        raise Failed(f"{env.health_path}: " + ", ".join(problems), "; ".join(causes), definite=definite)
+    return f"{env.name} @ {commit[:7]}, @{health.bot_username}, Redis ok"
+
+
+def judge_conversation(replies: list[str], nonce: str) -> str:
+    if len(replies) < len(CONVERSATION):
+        raise Failed(
+            f"{len(replies)} of {len(CONVERSATION)} replies came back",
+            "a handler did not answer: see the bot's log for the failed update",
+        )
+    if f"probe-{nonce}" not in replies[-1]:
+        raise Failed(
+            "/recall did not list the fact /remember stored",
+            "the bot dropped the fact, or reads memory from another key or Redis",
+        )
+    return "/start, /remember, /recall answered; the fact came back"
+
+
+def synthetic_update(user_id: int, text: str, number: int) -> dict[str, Any]:
+    """A private-chat message as the Bot API delivers it (``Update``/``Message``)."""
+    message: dict[str, Any] = {
+        "message_id": number,
+        "from": {"id": user_id, "is_bot": False, "first_name": "Probe"},
+        "chat": {"id": user_id, "type": "private", "first_name": "Probe"},
+        "date": int(time.time()),
+        "text": text,
+    }
+    if text.startswith("/"):
+        message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
+    return {"update_id": number, "message": message}
+
+
+def judge_unsigned(status: int, serves_ours: bool) -> str:
+    if status == 403:
+        return "unsigned update refused (403)"
+    raise Failed(
+        f"an unsigned update got HTTP {status}, expected 403",
+        "the webhook ignores the secret-token header, so anyone can post updates to the bot",
+        definite=status < 500 and serves_ours,
+    )
+
+
+# -- the probe ----------------------------------------------------------------------------
+@dataclass
+class Probe:
+    env: Environment
+    commit: str
+    config: Config
+    token: str  # the bot token the probe asks Telegram about (resolved by the caller)
+    since: float | None = None  # epoch seconds: webhook errors before this are history
+    deadline: float = 60.0
+    interval: float = 1.0
+    webhook_secret: str | None = None  # signs the conversation (TELEGRAM_WEBHOOK_SECRET)
+    conversation: bool = True
+    fail_fast: bool = True  # False: retry definite failures too (the old behaviour; a benchmark's baseline)
+    checks: list[Check] = field(default_factory=list)
+
+    async def check_token(self, bot: AsyncTelegram, http: httpx.AsyncClient) -> str:
+        try:
+            me = await bot.get_me()
+        except TelegramError as exc:
+            if exc.code == 401:
+                raise Failed(
+                    "getMe: 401 Unauthorized",
+                    "TELEGRAM_BOT_TOKEN is wrong or was revoked in @BotFather",
+                    definite=True,
+                ) from None
+            raise
+        return judge_token(me, self.env, self.config)
+
+    async def check_webhook(self, bot: AsyncTelegram, http: httpx.AsyncClient) -> str:
+        return judge_webhook(await bot.webhook_info(), self.env, self.since)
+
+    async def check_health(self, bot: AsyncTelegram, http: httpx.AsyncClient) -> str:
+        url = self.env.health_url
+        assert url is not None  # only scheduled when the environment has a health path
+        try:
+            health = await aread_health(http, url)
+        except httpx.HTTPError as exc:
+            raise Failed(
+                f"{self.env.health_path}: {type(exc).__name__}",
+                "the service is down or still starting",
+            ) from None
+        except NotTheContract as exc:
+            raise Failed(
+                f"{self.env.health_path}: {exc}",
+                f"the bot does not answer the health contract ({SCHEMA}): add it (README: "
+                "'Use it with your own bot'), or set health_path = \"\" to skip this check",
+            ) from None
+        return judge_health(health, self.env, self.commit, self.config)
+
+    async def check_unsigned(self, bot: AsyncTelegram, http: httpx.AsyncClient) -> str:
+        try:
+            response = await http.post(self.env.webhook_url, json={"update_id": 0})
+        except httpx.HTTPError as exc:
+            raise Failed(f"POST {self.env.webhook_url}: {type(exc).__name__}", "the service is down") from None
+        ours = response.status_code != 403 and await self._serves_our_commit(http)
+        return judge_unsigned(response.status_code, ours)
+
+    async def check_conversation(self, bot: AsyncTelegram, http: httpx.AsyncClient) -> str:
+        if not self.webhook_secret:
+            raise Failed(
+                "not signed: TELEGRAM_WEBHOOK_SECRET is not set",
+                "the probe signs its conversation with the webhook secret: set it, or pass --no-conversation",
+                definite=True,
+            )
+        nonce = secrets.token_hex(6)
+        signed = {SECRET_HEADER: self.webhook_secret}
+        try:
+            for number, text in enumerate(CONVERSATION, start=int(time.time()) % 2**30):
+                text = text.format(nonce=nonce)
+                update = synthetic_update(self.env.probe_user_id, text, number)
+                response = await http.post(self.env.webhook_url, json=update, headers={**signed, PROBE_HEADER: nonce})
+                if response.status_code == 503:
+                    raise Failed(
+                        f"{text.split()[0]} answered 503",
+                        "the bot could not write to its Redis: the fact was not kept",
+                    )
+                if response.status_code != 200:
+                    raise Failed(
+                        f"{text.split()[0]} answered HTTP {response.status_code}",
+                        "the bot's webhook refused the probe's update",
+                    )
+            # DELETE answers with the replies and removes the probe user's keys: one round trip.
+            response = await http.delete(f"{self.env.base_url}/probe/{nonce}", headers=signed)
+            if response.status_code == 404:
+                raise Failed(
+                    "/probe/<nonce> answered 404",
+                    "the bot does not implement the probe user (README: 'Use it with your own bot'), "
+                    "or pass --no-conversation",
+                )
+            answer = response.json()
+        except httpx.HTTPError as exc:
+            raise Failed(f"the conversation: {type(exc).__name__}", "the service is down or still starting") from None
+        except ValueError:
+            raise Failed("/probe/<nonce> is not JSON", "the bot does not implement the probe user") from None
+        if answer.get("commit") not in (None, self.commit):
+            raise Failed(
+                "the conversation reached another commit",
+                "the deploy is not live at the public URL yet",
+            )
+        return judge_conversation([str(r) for r in answer.get("replies", [])], nonce)
+
+    async def _serves_our_commit(self, http: httpx.AsyncClient) -> bool:
+        """Does the service answer with our commit now? (Then its answers are this release's.)"""
+        if self.env.health_url is None:
+            return False
+        with contextlib.suppress(httpx.HTTPError, NotTheContract):
+            return (await aread_health(http, self.env.health_url)).commit == self.commit
+        return False
+
+    # -- running them ----------------------------------------------------------------
+    async def _run(
+        self,
+        check: Check,
+        test: Callable[..., Awaitable[str]],
+        bot: AsyncTelegram,
+        http: httpx.AsyncClient,
+        stop_at: float,
+        settled: asyncio.Event,
+    ) -> None:
+        started = time.monotonic()
+        while True:
+            check.attempts += 1
+            wait = self.interval
+            try:
+                check.detail, check.ok, check.cause = await test(bot, http), True, ""
+                check.remote = False
+                self._answered = True
+                break
+            except Failed as exc:
+                check.detail, check.cause, check.definite = exc.detail, exc.cause, exc.definite
+                check.remote = False
+                if exc.definite and self.fail_fast:
+                    settled.set()  # no retry can fix it: the whole probe ends now
+                    break
+            except TelegramError as exc:
+                self._answered = True  # a refusal is an answer: Telegram is up
+                check.detail, check.cause = f"{exc.code} {exc.description}", "Telegram refused"
+                if exc.retry_after:  # flood control: wait what Telegram asks, not our interval
+                    wait = max(wait, float(exc.retry_after))
+                    check.cause = f"Telegram's flood control (retry after {exc.retry_after}s)"
+            except RemoteError as exc:
+                check.detail, check.cause, check.remote = (
+                    exc.message,
+                    "Telegram did not answer",
+                    True,
+                )
+                if not self._answered and time.monotonic() - started >= FIRST_CONTACT:
+                    settled.set()  # never answered since the probe began: down, not "not yet"
+                    break
+            if settled.is_set() or time.monotonic() + wait >= stop_at:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(settled.wait(), timeout=wait)
+            if settled.is_set():
+                break
+        check.seconds = time.monotonic() - started
+
+    def tests(self) -> list[tuple[str, Callable[..., Awaitable[str]]]]:
+        tests: list[tuple[str, Callable[..., Awaitable[str]]]] = [
+            ("token", self.check_token),
+            ("webhook", self.check_webhook),
+        ]
+        if self.env.health_url is not None:
+            tests.append(("health", self.check_health))
+        tests.append(("unsigned webhook refused", self.check_unsigned))
+        if self.conversation:
+            tests.append(("conversation", self.check_conversation))
+        return tests
+
+    async def run(self, only: list[str] | None = None) -> list[Check]:
+        stop_at = time.monotonic() + self.deadline
+        self._answered = False  # has Telegram answered anything yet in this probe?
+        selected = [(n, t) for n, t in self.tests() if only is None or n in only]
+        self.checks = [Check(name) for name, _ in selected]
+        settled = asyncio.Event()
+        async with httpx.AsyncClient(timeout=request_timeout(10)) as http:
+            bot = AsyncTelegram(self.token, http)
+            await asyncio.gather(
+                *(self._run(c, t, bot, http, stop_at, settled) for c, (_, t) in zip(self.checks, selected, strict=True))
+            )
+        if only is None:
+            if self.env.health_url is None:
+                self.checks.append(Check("health", None, "not checked: health_path is empty", ""))
+            if not self.conversation:
+                self.checks.append(Check("conversation", None, "not checked: --no-conversation", ""))
+        return self.checks
+
+
+def run_probe(probe: Probe, only: list[str] | None = None) -> list[Check]:
+    return asyncio.run(probe.run(only))
+
+
+def failures(checks: list[Check]) -> list[Check]:
+    return [c for c in checks if c.ok is False]
+
+
+def summary_rows(checks: list[Check]) -> list[list[Any]]:
+    mark = {True: "✓", False: "✗", None: "·"}
+    return [[mark[c.ok], c.name, c.detail, c.cause, f"{c.seconds:.1f}s"] for c in checks]

@@ -1,0 +1,471 @@
+"""The whole migration plan, run end to end against local stand-ins, before anyone touches production.
+
+Two Redis servers, the Telegram and Render stand-ins, and the reference bot started
+by each "deploy"; a daily user who already has memory in the dev bot. Each phase
+calls the same code the real commands run. Nothing outside this machine is
+contacted: every secret-looking variable is cleared first, and the service URLs
+point at the stand-ins.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ci_tools import redact
+from ci_tools.clients.github_rest import GitHubAPI
+from ci_tools.errors import FatalError, VerificationError
+from ci_tools.memory.ops import CopyRequest, copy_user
+from ci_tools.needs import undeclared_allowed
+from ci_tools.output import say
+from ci_tools.pipeline.acceptance_checks import acceptance
+from ci_tools.pipeline.announcing import announce, default_text
+from ci_tools.pipeline.cutting_over import CutoverRequest, back, forward
+from ci_tools.pipeline.deployment import deploy
+from ci_tools.pipeline.preflight_checks import preflight
+from ci_tools.pipeline.releasing import ReleaseRequest, release
+from ci_tools.repo.github_settings import check, plan
+from ci_tools.repo.workflow_files import secrets_by_environment
+from ci_tools.settings import find_pyproject, load_config
+from sandbox.github import FakeGitHub
+from sandbox.world import SECRETS, World
+
+DAILY_USER = 424242001
+TESTER = 5550001  # the owner, testing on staging
+FACTS = ("I take my tea without sugar", "My sister is called Mia", "I'm learning the cello")
+
+
+@dataclass
+class Phase:
+    name: str
+    ok: bool | None = None  # None: not reached
+    detail: str = ""
+    seconds: float = 0.0
+
+
+@contextlib.contextmanager
+def scoped_env(**values: str | None) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    try:
+        for key, value in values.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def require(condition: object, message: str = "a rehearsal check failed") -> None:
+    """A phase's check: a VerificationError that names it (an assert would vanish under -O)."""
+    if not condition:
+        raise VerificationError(message)
+
+
+def _scrub() -> dict[str, None]:
+    """Every variable that could point a phase at a real service."""
+    names = [n for n in os.environ if n.endswith(redact.SECRET_SUFFIXES) or n in redact.SECRET_ENV_VARS]
+    names += [
+        "RENDER_SERVICE_ID",
+        "RENDER_API_URL",
+        "TELEGRAM_API_URL",
+        "CI_TOOLS_CONFIG",
+        "GITHUB_ACTIONS",
+    ]
+    names += [n for n in os.environ if n.endswith("_RENDER_SERVICE_ID")]
+    return dict.fromkeys(names)
+
+
+class Rehearsal:
+    def __init__(self, root: Path, *, process: bool = True, log: Callable[[str], None] = say) -> None:
+        self.root = root
+        self.project = find_pyproject().parent  # the checkout the rehearsal runs from: .github/ lives there
+        self.process = process
+        self.log = log
+        self.phases: list[Phase] = []
+        self.snapshot: Path | None = None
+
+    def run(self) -> list[Phase]:
+        steps: list[tuple[str, Callable[[World], str]]] = [
+            (
+                "the daily user's memory in the legacy dev bot (no prefix, no marker)",
+                self.dev_bot_in_use,
+            ),
+            ("phase 1: a new production bot", self.new_bot),
+            ("phase 0: preflight", self.preflight),
+            ("GitHub set up and checked (environments, secrets, rulesets)", self.github),
+            ("phase 2: cutover (new token, deploy main, probe), undone and redone", self.cutover),
+            ("phase 3: memory copy (dry run, apply, verify)", self.copy),
+            ("phase 4: announce the move", self.announce),
+            ("the user talks to the new bot; it remembers", self.user_moves),
+            ("the old bot now serves testers only; the user is sent on", self.old_bot_for_testers),
+            ("a bad release is rolled back automatically", self.bad_release),
+            (
+                "a release that overwrote memory is rolled back; memory restored from memory-before-<sha>",
+                self.memory_restored,
+            ),
+            ("acceptance checklist", self.acceptance),
+            ("status and history of production, as the owner sees them", self.status_and_history),
+        ]
+        self.phases = [Phase(name) for name, _ in steps]
+        with (
+            World(self.root, process=self.process, step=0.05) as world,
+            scoped_env(**_scrub()),
+            contextlib.chdir(world.repo),  # deploys check branches in the sandbox's repository
+        ):
+            for phase, (_, step) in zip(self.phases, steps, strict=True):
+                self.log(f"▶ {phase.name}")
+                started = time.monotonic()
+                try:
+                    phase.detail = step(world)
+                    phase.ok = True
+                except (FatalError, AssertionError, RuntimeError) as exc:
+                    phase.ok, phase.detail = False, str(exc)
+                phase.seconds = time.monotonic() - started
+                self.log(f"  {'✓' if phase.ok else '✗'} {phase.detail} ({phase.seconds:.1f}s)")
+                if not phase.ok:
+                    break
+        return self.phases
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _env(self, world: World, env: str, **extra: str) -> Any:
+        return scoped_env(**world.secrets(env), **extra)
+
+    def _talk(self, world: World, env: str, text: str) -> str:
+        bot = world.bots[env]
+        response = world.telegram.send_user_message(bot, DAILY_USER, text)
+        require(
+            response is not None and response.status_code == 200,
+            f"@{bot.username} did not answer {text!r}",
+        )
+        return world.telegram.replies_to(bot, DAILY_USER)[-1]
+
+    # -- the phases ---------------------------------------------------------------------------
+    def dev_bot_in_use(self, world: World) -> str:
+        # The new bot does not exist yet: the production service runs a placeholder bot.
+        self.placeholder = world.telegram.add_bot("mindmate_placeholder_bot")
+        world.services["production"].env["TELEGRAM_BOT_TOKEN"] = self.placeholder.token
+        # What today's dev bot left in the dev Redis: unprefixed keys, and no meta:env marker.
+        legacy = world.redis["staging"].client()
+        now = int(time.time())
+        legacy.hset(
+            f"user:{DAILY_USER}:profile",
+            mapping={"first_seen": now - 86400 * 90, "last_seen": now, "first_name": "Ada"},
+        )
+        legacy.rpush(f"memory:{DAILY_USER}", *FACTS)
+        legacy.rpush(
+            f"user:{DAILY_USER}:history",
+            json.dumps({"ts": now, "text": "Had a long day, but the cello lesson went well"}),
+        )
+        sha = world.commit("develop", "the dev bot as it runs today")
+        with self._env(world, "staging"):
+            deploy(load_config().env("staging"), sha, timeout=60, poll=0.1)
+        require(not legacy.exists("meta:env"), "the legacy Redis must start without a marker")
+        return f"user {DAILY_USER} has {len(FACTS)} facts and a history under unprefixed keys, no marker"
+
+    def new_bot(self, world: World) -> str:
+        bot = world.bots["production"]
+        return f"@{bot.username} created in @BotFather (usernames never change: this one has no 'dev')"
+
+    def preflight(self, world: World) -> str:
+        values: dict[str, str] = {}
+        for env in ("staging", "production"):
+            secrets = world.secrets(env)
+            values |= {
+                f"{env.upper()}_TELEGRAM_BOT_TOKEN": secrets["TELEGRAM_BOT_TOKEN"],
+                f"{env.upper()}_REDIS_URL": secrets["REDIS_URL"],
+                f"{env.upper()}_RENDER_SERVICE_ID": secrets["RENDER_SERVICE_ID"],
+            }
+        with self._env(world, "production", **values):
+            items = preflight(load_config())
+        unmet = [i for i in items if i.ok is not True]
+        if unmet:
+            raise VerificationError("; ".join(f"{i.name}: {i.fix}" for i in unmet))
+        return f"{len(items)} items ✓"
+
+    def github(self, world: World) -> str:
+        """The repository's GitHub side, from nothing to as the repository says, on the stand-in."""
+        config = load_config(self.project / "pyproject.toml")
+        wanted = secrets_by_environment(self.project, list(config.environments))
+        values = {
+            f"{env.upper()}_{name}": world.secrets(env).get(name, f"sandbox-{env}-{name}")
+            for env, names in wanted.items()
+            for name in names
+        }
+        with (
+            FakeGitHub() as server,
+            scoped_env(GITHUB_API_URL=server.url),
+            GitHubAPI(server.token, "mindmate/mindmate-release") as api,
+        ):
+            changes = plan(api, config, self.project, values)
+            for change in changes:
+                change.apply(api)
+            again = plan(api, config, self.project, values)
+            items = check(api, config, self.project)
+        require(not again, f"a second setup would still change: {[c.what for c in again]}")
+        unmet = [i for i in items if i.ok is not True]
+        require(not unmet, "; ".join(f"{i.name}: {i.detail}" for i in unmet))
+        return (
+            f"{len(changes)} changes applied (secrets by name only), then {len(items)} checks ✓; "
+            "a second setup changes nothing"
+        )
+
+    def cutover(self, world: World) -> str:
+        """Forward, back to the placeholder (as within the rollback window), forward again."""
+        sha = world.commit("main", "release: production bot")
+        secrets = world.secrets("production")
+        request = CutoverRequest(
+            load_config(),
+            sha,
+            secrets["RENDER_API_KEY"],
+            secrets["RENDER_SERVICE_ID"],
+            secrets["TELEGRAM_WEBHOOK_SECRET"],
+            timeout=60,
+            deadline=20,
+            poll=0.1,
+        )
+        new = world.bots["production"]
+        with self._env(world, "production"):
+            done = forward(request, new.token)
+            undone = back(request, None)
+            require(
+                undone.now.username == self.placeholder.username,
+                f"back went to @{undone.now.username}",
+            )
+            redone = forward(request, new.token)
+        require(
+            done.now.username == redone.now.username == new.username,
+            "production is not the new bot",
+        )
+        ends = f"{redone.window_ends:%Y-%m-%d}" if redone.window_ends else "?"
+        return (
+            f"mindmate-prod runs @{new.username} at {sha[:7]}, probe ✓; undone (back to "
+            f"@{self.placeholder.username}, probe ✓) and redone; old bot kept until {ends}"
+        )
+
+    def copy(self, world: World) -> str:
+        config = load_config()
+        request = CopyRequest(
+            user_id=DAILY_USER,
+            source_env=config.env("staging"),
+            target_env=config.env("production"),
+            source_prefix="",
+            target_prefix="prod:",
+            patterns=config.env("staging").memory_patterns,
+            apply=False,
+            policy="fail",
+            out_dir=self.root / "memory-out",
+            legacy_source=True,
+        )
+        urls = {
+            "SOURCE_REDIS_URL": world.redis["staging"].url,
+            "TARGET_REDIS_URL": world.redis["production"].url,
+        }
+        with self._env(world, "production", **urls):
+            plan = copy_user(request)
+            require(plan.counts().get("create") == 3, f"unexpected dry-run plan {plan.counts()}")
+            request.apply = True
+            outcome = copy_user(request)
+            again = copy_user(request)
+        require(again.counts() == {"identical": 3}, f"second apply not a no-op: {again.counts()}")
+        self.snapshot = outcome.snapshot
+        return (
+            f"legacy source (no prefix, no marker) → prod:; dry run: 3 to create; applied: {len(outcome.written)} "
+            f"written, {outcome.verified} verified; again: all identical"
+        )
+
+    def announce(self, world: World) -> str:
+        config = load_config()
+        with self._env(world, "staging"):
+            sent = announce(config, world.bots["staging"].token, DAILY_USER)
+        require(
+            world.telegram.replies_to(world.bots["staging"], DAILY_USER)[-1] == default_text(config),
+            "the user did not receive the announcement",
+        )
+        return f"the old bot said: {sent}"
+
+    def user_moves(self, world: World) -> str:
+        reply = self._talk(world, "production", "/start")
+        require("Good to see you again" in reply, f"the new bot did not recognise the user: {reply!r}")
+        recall = self._talk(world, "production", "/recall")
+        missing = [fact for fact in FACTS if fact not in recall]
+        require(not missing, f"the new bot forgot {missing}")
+        return f"/recall on @{world.bots['production'].username} lists all {len(FACTS)} facts"
+
+    def old_bot_for_testers(self, world: World) -> str:
+        """Staging keeps the old bot for testers; the daily user writing to it is sent on."""
+        service = world.services["staging"]
+        service.env.update(TESTER_IDS=str(TESTER), PRODUCTION_BOT=world.bots["production"].username)
+        with self._env(world, "staging"):
+            deploy(
+                load_config().env("staging"),
+                world.commit("develop", "staging for testers"),
+                timeout=60,
+                poll=0.1,
+            )
+        dev = world.redis["staging"].client()
+        before = dev.dbsize()
+        reply = self._talk(world, "staging", "/remember something new")
+        link = f"https://t.me/{world.bots['production'].username}"
+        require(reply == link, f"the old bot answered {reply!r}, not the link")
+        require(
+            dev.dbsize() == before,
+            "the dev Redis grew: the daily user's words were stored on staging",
+        )
+        return f"the old bot answered the daily user with {link}; the dev Redis did not grow"
+
+    def bad_release(self, world: World) -> str:
+        """The same rule the release workflow runs (ci_tools.pipeline.releasing), against a bad build."""
+        service = world.services["production"]
+        good = next(d for d in service.deploys if d["status"] == "live")
+        bad = world.commit("main", "release: a webhook that forgets its secret")
+        world.render.fault(service, bad, open_webhook=True)
+        config = load_config()
+        request = ReleaseRequest(
+            config.env("production"),
+            bad,
+            world.bots["production"].token,
+            timeout=60,
+            deadline=10,
+            poll=0.1,
+            webhook_secret=SECRETS["production"],
+        )
+        with self._env(world, "production"):
+            try:
+                release(request, config)
+            except VerificationError as failed:
+                outcome = failed.message
+            else:
+                raise VerificationError("the bad release passed its probe")
+        live = next(d for d in service.deploys if d["status"] == "live")
+        if live["commit"]["id"] != good["commit"]["id"] or "the rollback probe passed" not in outcome:
+            raise VerificationError(f"not rolled back to {good['commit']['id'][:7]}: {outcome}")
+        back_to = good["commit"]["id"][:7]
+        return f"probe caught {bad[:7]}; rolled back to {back_to}; probe ✓ (the workflow run fails, as it must)"
+
+    def memory_restored(self, world: World) -> str:
+        """Rolling back the code leaves the damage in Redis: the snapshot taken before the
+        release (as production.yml keeps it) puts the daily user's memory back, byte for byte."""
+        from cryptography.fernet import Fernet
+
+        from ci_tools.memory import points
+
+        config = load_config()
+        env = config.env("production")
+        client = world.redis["production"].client()
+        keys = sorted(k for k in client.scan_iter(match="prod:*") if str(DAILY_USER).encode() in k)
+        before = {k: client.dump(k) for k in keys}
+        bad = world.commit("main", "release: a migration that rewrites every memory (and a bad webhook)")
+        out = self.root / f"memory-before-{bad}"
+        with scoped_env(MEMORY_SNAPSHOT_KEY=Fernet.generate_key().decode()):
+            taken = points.take_snapshot(
+                client, env, out, server="sandbox", max_mb=config.memory_backup.max_mb, protected=(), commit=bad
+            )
+            memory_key = f"prod:memory:{DAILY_USER}"
+            world.render.fault(world.services["production"], bad, open_webhook=True, overwrites={memory_key: "[]"})
+            request = ReleaseRequest(
+                env,
+                bad,
+                world.bots["production"].token,
+                timeout=60,
+                deadline=10,
+                poll=0.1,
+                webhook_secret=SECRETS["production"],
+            )
+            with self._env(world, "production"):
+                try:
+                    release(request, config)
+                except VerificationError as failed:
+                    if "rolled back" not in failed.message:
+                        raise
+                else:
+                    raise VerificationError("the release that overwrote memory passed its probe")
+            if client.dump(memory_key) == before[memory_key.encode()]:
+                raise VerificationError("the bad release did not damage the memory it was meant to")
+            restore = points.RestoreRequest(taken.path, env, self.root / "restore", apply=True, user_id=DAILY_USER)
+            outcome = points.restore_point(restore, client, "sandbox")
+        after = {k: client.dump(k) for k in keys}
+        if after != before:
+            raise VerificationError(
+                f"restored memory differs from the snapshot in {sorted(k for k in keys if after[k] != before[k])}"
+            )
+        return (
+            f"{bad[:7]} rolled back with {memory_key} overwritten; {taken.keys} keys in {out.name[:21]}…; "
+            f"restored {len(outcome.written)} key(s) of user {DAILY_USER}, DUMP equal"
+        )
+
+    def status_and_history(self, world: World) -> str:
+        """What ``ci-tools status production`` and ``history production`` show after it all."""
+        from ci_tools.clients.render import RenderAPI
+        from ci_tools.output import table
+        from ci_tools.pipeline.live_status import BUDGET, status
+        from ci_tools.pipeline.release_history import history
+
+        config = load_config()
+        with self._env(world, "production"), undeclared_allowed():
+            items, live = status(config, ["production"])
+            with RenderAPI(
+                world.render.api_key, world.services["production"].id, deadline=time.monotonic() + BUDGET
+            ) as api:
+                releases = history(api, 10, world.repo)
+        table(
+            "ci-tools status production",
+            ["", "check", "seen"],
+            [[i.mark, i.name, i.detail] for i in items],
+        )
+        table(
+            "ci-tools history production",
+            ["deploy", "commit", "trigger", "status", "started", "took"],
+            [r.row() for r in releases],
+        )
+        unhealthy = [i for i in items if i.ok is not True]
+        if unhealthy:
+            raise VerificationError("status: " + "; ".join(f"{i.name}: {i.detail}" for i in unhealthy))
+        rollbacks = sum(1 for r in releases if r.back_to)
+        return (
+            f"{len(items)} checks ✓, {live['production'][:7]} live; "
+            f"{len(releases)} deploys, {rollbacks} rollbacks linked"
+        )
+
+    def acceptance(self, world: World) -> str:
+        with self._env(world, "production"), scoped_env(CI_TOOLS_CONFIG=str(world.config)):
+            items = acceptance(load_config(), DAILY_USER, self.snapshot, None, deadline=10, repo_root=self.project)
+        unmet = [i for i in items if i.ok is not True]
+        if unmet:
+            raise VerificationError("; ".join(f"{i.name}: {i.detail}" for i in unmet))
+        window = next(i.detail for i in items if i.name == "the old bot is kept for rollback")
+        return f"{len(items)} items ✓ ({window})"
+
+
+def rehearse(*, process: bool = True, keep: Path | None = None, log: Callable[[str], None] = say) -> list[Phase]:
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        with undeclared_allowed():
+            return _rehearse_in(keep, process, log)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _rehearse_in(keep: Path | None, process: bool, log: Callable[[str], None]) -> list[Phase]:
+    if keep:
+        return Rehearsal(keep, process=process, log=log).run()
+    with tempfile.TemporaryDirectory(prefix="ci-tools-rehearse-") as root:
+        return Rehearsal(Path(root), process=process, log=log).run()

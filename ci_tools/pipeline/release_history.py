@@ -1,0 +1,77 @@
+"""``ci-tools history``: the releases and rollbacks of an environment, from Render's deploy list.
+
+A rollback deploy carries the commit it went back to; it is linked to the newest earlier
+deploy of that commit that went live, so "rollback → dep-…" reads as what happened.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from ci_tools.clients.render import Deploy, RenderAPI
+from ci_tools.pipeline.live_status import subject
+
+TRIGGERS = {"api": "api", "deploy_hook": "deploy hook", "rollback": "rollback"}
+
+
+@dataclass(frozen=True)
+class Release:
+    deploy: str
+    commit: str
+    subject: str
+    trigger: str
+    status: str
+    started: str
+    seconds: float | None
+    back_to: str | None  # a rollback: the deploy it went back to
+
+    def row(self) -> list[str]:
+        trigger = f"rollback → {self.back_to}" if self.back_to else self.trigger
+        took = "-" if self.seconds is None else f"{self.seconds:.0f}s"
+        return [self.deploy, f"{self.commit[:7]} {self.subject}".strip(), trigger, self.status, self.started, took]
+
+
+def _time(stamp: str | None) -> datetime | None:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")) if stamp else None
+
+
+def history(api: RenderAPI, limit: int, root: Path) -> list[Release]:
+    """The newest ``limit`` deploys, following Render's cursors page by page."""
+    page = max(1, min(100, limit))
+    deploys: list[Deploy] = list(
+        itertools.islice(api.deploys(page_size=page, max_pages=math.ceil(limit / page)), limit)
+    )
+    subjects: dict[str, str] = {}
+    releases = []
+    for index, deploy in enumerate(deploys):
+        commit = deploy.commit or "?"
+        if commit not in subjects:
+            subjects[commit] = subject(commit, root) if deploy.commit else ""
+        back_to = None
+        if deploy.trigger == "rollback":
+            back_to = next(
+                (
+                    d.id
+                    for d in deploys[index + 1 :]
+                    if d.commit == deploy.commit and d.status in ("live", "deactivated")
+                ),
+                "an older deploy",
+            )
+        started, finished = _time(deploy.created_at), _time(deploy.finished_at)
+        releases.append(
+            Release(
+                deploy.id,
+                commit,
+                subjects[commit],
+                TRIGGERS.get(str(deploy.trigger), "other"),
+                deploy.status,
+                started.strftime("%Y-%m-%d %H:%M") if started else "?",
+                (finished - started).total_seconds() if started and finished else None,
+                back_to,
+            )
+        )
+    return releases

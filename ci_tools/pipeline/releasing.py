@@ -1,0 +1,122 @@
+"""A release: deploy, probe, and in production roll back when the probe fails.
+
+This is the rule every caller shares — ``ci-tools release`` (what staging.yml and
+production.yml run), the rehearsal and the rollback benchmark — so it lives here
+once: a production release whose probe fails goes back to the deploy that was live
+before, is probed again, and still fails so that a person looks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ci_tools.errors import RemoteError, VerificationError
+from ci_tools.pipeline.deployment import DeployResult, deploy
+from ci_tools.pipeline.probing import Check, Probe, failures, run_probe
+from ci_tools.pipeline.rolling_back import rollback
+from ci_tools.settings import Config, Environment
+
+Status = Callable[[str], None]
+ProbeReport = Callable[[str, list[Check]], None]
+
+
+@dataclass(frozen=True)
+class ReleaseRequest:
+    env: Environment
+    commit: str
+    token: str  # the environment's bot token, for the probe
+    timeout: float = 900
+    deadline: float = 90  # the probe's
+    poll: float = 2.0
+    allow_other_branch: bool = False
+    webhook_secret: str | None = None  # signs the probe's conversation
+    conversation: bool = True
+    fail_fast: bool = True  # a definite probe failure ends the probe at once
+
+
+def probe_or_fail(
+    request: ReleaseRequest,
+    config: Config,
+    commit: str,
+    since: float,
+    title: str,
+    report: ProbeReport,
+) -> None:
+    """Probe ``commit``; report the checks; a VerificationError naming each failed one."""
+    probe = Probe(
+        request.env,
+        commit,
+        config,
+        request.token,
+        since=since,
+        deadline=request.deadline,
+        webhook_secret=request.webhook_secret,
+        conversation=request.conversation,
+        fail_fast=request.fail_fast,
+    )
+    checks = run_probe(probe)
+    report(title, checks)
+    failed = failures(checks)
+    unanswered = [c for c in failed if c.remote]
+    if unanswered and not any(c.definite for c in failed):
+        raise RemoteError(
+            f"Telegram did not answer the probe of {request.env.name} ({unanswered[0].detail}), so nothing was judged",
+            hint="check TELEGRAM_API_URL and the network; the release is live but unprobed: run ci-tools probe again",
+        )
+    if failed:
+        raise VerificationError(
+            f"{len(failed)} of {len(checks)} probe checks failed on {request.env.name}: "
+            + "; ".join(f"{c.name}: {c.cause or c.detail}" for c in failed)
+        )
+
+
+def release(
+    request: ReleaseRequest,
+    config: Config,
+    *,
+    on_status: Status = lambda line: None,
+    on_probe: ProbeReport = lambda title, checks: None,
+    on_rollback: Callable[[str], None] = lambda message: None,
+) -> DeployResult:
+    env, commit = request.env, request.commit
+    started_at = time.time()
+    result = deploy(
+        env,
+        commit,
+        timeout=request.timeout,
+        allow_other_branch=request.allow_other_branch,
+        poll=request.poll,
+        on_status=on_status,
+    )
+    on_status(f"✓ live after {result.waited_s:.0f}s; probing")
+    commit = result.commit  # the full SHA
+    try:
+        probe_or_fail(request, config, commit, started_at, f"Probe of {env.name} at {commit[:12]}", on_probe)
+    except VerificationError as failure:
+        if not env.rollback_on_failed_probe:
+            raise
+        if not result.previous_deploy_id:
+            raise VerificationError(
+                f"{failure.message}; no earlier deploy was recorded, so nothing was rolled back",
+                hint="roll back by hand from the dashboard, or set RENDER_API_KEY so deploys are recorded",
+            ) from None
+        on_rollback(failure.message)
+        on_status(f"✗ the probe failed; rolling back to {result.previous_deploy_id}")
+        target, final = rollback(
+            env, to=result.previous_deploy_id, timeout=request.timeout, poll=request.poll, on_status=on_status
+        )
+        try:
+            probe_or_fail(
+                request, config, str(target.commit), time.time(), f"Probe of {env.name} after rollback", on_probe
+            )
+            after = "the rollback probe passed"
+        except VerificationError as second:
+            after = f"the probe after rollback failed too: {second.message}"
+        raise VerificationError(
+            f"{commit[:12]} failed its probe on {env.name} and was rolled back to "
+            f"{str(target.commit)[:12]} ({final.id}); {after}",
+            hint="fix forward on develop; a person must look at this release",
+        ) from None
+    return result

@@ -1,0 +1,120 @@
+"""render.yaml must describe the same services, branches and prefixes as ``[tool.ci_tools]``.
+
+Two files describe one system; if they drift, a deploy hook of one service ends
+up deploying the other environment's branch. This check keeps them in step.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ci_tools.errors import ConfigError
+from ci_tools.settings import Config
+
+SECRET_VARS = ("TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET")
+SERVICE_TYPES = {"web", "pserv", "worker", "cron", "keyvalue", "redis"}
+
+
+# The bot alone, from the lock: none of the default groups (cli, sandbox, dev), no `tools`
+# extra (the pipeline's libraries).
+BUILD_COMMAND = "uv sync --locked --no-default-groups"
+START_COMMAND = ".venv/bin/python -m mindmate"
+
+
+def load_blueprint(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path} not found", hint="render.yaml belongs at the repository root") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path.name} is not valid YAML: {exc}".splitlines()[0]) from None
+    if not isinstance(data, dict) or not isinstance(data.get("services"), list):
+        raise ConfigError(f"{path.name} has no services list")
+    return data
+
+
+def _env_vars(service: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {str(var.get("key")): var for var in service.get("envVars", []) if isinstance(var, dict)}
+
+
+def blueprint_problems(config: Config, blueprint: dict[str, Any]) -> list[str]:
+    """Every way render.yaml disagrees with the config or the pipeline's rules; empty when fine."""
+    problems: list[str] = []
+    services = {s.get("name"): s for s in blueprint["services"] if isinstance(s, dict)}
+    for name, service in services.items():
+        if service.get("type") not in SERVICE_TYPES:
+            problems.append(f"service {name!r} has unknown type {service.get('type')!r}")
+    for env in config.environments.values():
+        found = services.get(env.render_service)
+        if found is None:
+            problems.append(f"no service named {env.render_service!r} (environment {env.name})")
+            continue
+        service = found
+        where = f"service {env.render_service}"
+        expected = {
+            "type": "web",
+            "runtime": "python",
+            "branch": env.branch,
+            "healthCheckPath": "/healthz",
+            "autoDeployTrigger": "off",
+            "buildCommand": BUILD_COMMAND,
+            "startCommand": START_COMMAND,
+        }
+        for key, value in expected.items():
+            if service.get(key) != value:
+                problems.append(f"{where}: {key} is {service.get(key)!r}, expected {value!r}")
+        if "autoDeploy" in service:
+            problems.append(f"{where}: use autoDeployTrigger: 'off', not the legacy autoDeploy")
+        variables = _env_vars(service)
+        if env.testers_only:
+            for allowlist in ("TESTER_IDS", "PRODUCTION_BOT"):
+                var = variables.get(allowlist)
+                if var is None or var.get("sync") is not False:
+                    problems.append(f"{where}: {allowlist} must be declared with sync: false (the tester allowlist)")
+        if variables.get("UV_VERSION", {}).get("value") is None:
+            problems.append(f"{where}: UV_VERSION must pin the uv that builds from uv.lock")
+        if variables.get("ENV", {}).get("value") != env.name:
+            problems.append(f"{where}: ENV must be {env.name!r}")
+        if variables.get("KEY_PREFIX", {}).get("value") != env.key_prefix:
+            problems.append(f"{where}: KEY_PREFIX must be {env.key_prefix!r}")
+        for secret in SECRET_VARS:
+            var = variables.get(secret)
+            if var is None or var.get("sync") is not False or "value" in var:
+                problems.append(f"{where}: {secret} must be declared with sync: false and no value")
+        source = variables.get("REDIS_URL", {}).get("fromService") or {}
+        redis_name = source.get("name")
+        if source.get("type") != "keyvalue" or source.get("property") != "connectionString":
+            problems.append(f"{where}: REDIS_URL must come fromService type keyvalue, property connectionString")
+        if redis_name != env.key_value:
+            problems.append(f"{where}: REDIS_URL comes from {redis_name!r}, but key_value is {env.key_value!r}")
+        kv = services.get(redis_name)
+        if kv is None or kv.get("type") != "keyvalue":
+            problems.append(f"{where}: REDIS_URL names {redis_name!r}, which is not a keyvalue service")
+            continue
+        if kv.get("maxmemoryPolicy") != "noeviction":
+            problems.append(f"keyvalue {redis_name}: maxmemoryPolicy must be noeviction")
+        if kv.get("ipAllowList") != []:
+            problems.append(f"keyvalue {redis_name}: ipAllowList must be [] (no outside access)")
+    redis_names = [
+        (_env_vars(services[e.render_service]).get("REDIS_URL", {}).get("fromService") or {}).get("name")
+        for e in config.environments.values()
+        if e.render_service in services
+    ]
+    if len(set(redis_names)) != len(redis_names):
+        problems.append("two environments share one Key Value instance; each needs its own")
+    return problems
+
+
+def check_blueprint(config: Config, path: Path | None = None) -> Path:
+    path = path or config.path.with_name("render.yaml")
+    problems = blueprint_problems(config, load_blueprint(path))
+    if problems:
+        more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ConfigError(
+            f"{path.name} disagrees with {config.path.name}: {problems[0]}{more}",
+            hint="run `ci-tools config check` for the full list",
+        )
+    return path

@@ -1,0 +1,327 @@
+"""The GitHub side of the pipeline as code: what it must be, how to get there, and whether it is.
+
+Everything the branch flow and the deploys rest on but that lives in GitHub, not in
+this repository: the ``staging`` and ``production`` environments (deployment
+branches, production's reviewers), each environment's secrets (every name the
+workflows running in it use), the rulesets in ``.github/rulesets/`` with their
+required checks pinned to the GitHub Actions app, a read-only workflow token, Actions
+allowed to open the back-merge PR (unless a ``BACKMERGE_TOKEN`` does), and the default
+branch that dependabot's security updates target (``develop``: the flow refuses them
+into ``main``). ``plan()`` lists the changes — secrets by name only — and ``check()``
+reads it all back and judges it, ✓ or ✗ with the fix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from ci_tools.clients.github_rest import ACTIONS_APP_ID, GitHubAPI
+from ci_tools.errors import FatalError, RemoteError
+from ci_tools.pipeline.checklist import Item
+from ci_tools.repo.workflow_files import job_names, secrets_by_environment
+from ci_tools.settings import Config
+
+# Needed only for the migration, or one of two ways: their absence is not a fault.
+OPTIONAL_SECRETS = {
+    "NEW_TELEGRAM_BOT_TOKEN",
+    "PREVIOUS_TELEGRAM_BOT_TOKEN",
+    "SOURCE_REDIS_URL",
+    "RENDER_DEPLOY_HOOK_URL",
+}
+
+
+@dataclass(frozen=True)
+class Change:
+    what: str  # said to people: never a secret's value
+    apply: Callable[[GitHubAPI], None]
+
+
+def rulesets(root: Path) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted((root / ".github" / "rulesets").glob("*.json"))]
+
+
+def required_checks(ruleset: dict[str, Any]) -> list[dict[str, Any]]:
+    for rule in ruleset.get("rules", []):
+        if rule.get("type") == "required_status_checks":
+            return list(rule.get("parameters", {}).get("required_status_checks", []))
+    return []
+
+
+def secret_values(config: Config, dotenv: Path | None, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``STAGING_<NAME>`` / ``PRODUCTION_<NAME>`` values from the environment or a dotenv file."""
+    values = dict(os.environ if environ is None else environ)
+    if dotenv is not None:
+        for line in dotenv.read_text().splitlines():
+            name, sep, value = line.strip().partition("=")
+            if sep and not name.startswith("#"):
+                values[name.strip().removeprefix("export ").strip()] = value.strip().strip("'\"")
+    prefixes = tuple(f"{env.upper()}_" for env in config.environments)
+    return {k: v for k, v in values.items() if k.startswith(prefixes) and v}
+
+
+def plan(
+    api: GitHubAPI,
+    config: Config,
+    root: Path,
+    values: Mapping[str, str],
+    *,
+    update_secrets: bool = False,
+) -> list[Change]:
+    """What setup would change, from what GitHub holds now; empty when all is in place."""
+    changes: list[Change] = []
+    repo = api.repository()
+    if repo.get("default_branch") != config.default_branch:
+        changes.append(
+            Change(
+                f"default branch {repo.get('default_branch')} → {config.default_branch}",
+                partial(GitHubAPI.set_default_branch, branch=config.default_branch),
+            )
+        )
+    present = api.environments()
+    wanted_secrets = secrets_by_environment(root, list(config.environments))
+    for env in config.environments.values():
+        reviewer_ids = [api.user_id(login) for login in env.reviewers]
+        current = present.get(env.name)
+        if (
+            current is None
+            or _reviewer_ids(current) != sorted(reviewer_ids)
+            or not current.get("deployment_branch_policy")
+        ):
+            changes.append(
+                Change(
+                    f"environment {env.name}: reviewers {list(env.reviewers) or 'none'}, custom deployment branches",
+                    partial(GitHubAPI.put_environment, env=env.name, reviewer_ids=reviewer_ids),
+                )
+            )
+        policies = api.branch_policies(env.name) if current else []
+        for pattern in env.deploy_branches:
+            if pattern not in policies:
+                changes.append(
+                    Change(
+                        f"environment {env.name}: {pattern} may deploy",
+                        partial(GitHubAPI.add_branch_policy, env=env.name, pattern=pattern),
+                    )
+                )
+        existing = api.secret_names(env.name) if current else set()
+        for name in sorted(wanted_secrets.get(env.name, set())):
+            value = values.get(f"{env.name.upper()}_{name}")
+            if value and (name not in existing or update_secrets):
+                changes.append(
+                    Change(
+                        f"environment {env.name}: secret {name} ({'update' if name in existing else 'new'})",
+                        partial(GitHubAPI.put_secret, env=env.name, name=name, value=value),
+                    )
+                )
+    by_name = api.rulesets()
+    for ruleset in rulesets(root):
+        current = by_name.get(ruleset["name"])
+        if current is None or _rules(current) != _rules(ruleset):
+            existing_id = current.get("id") if current else None
+            changes.append(
+                Change(
+                    f"ruleset {ruleset['name']} ({'update' if current else 'import'})",
+                    partial(GitHubAPI.save_ruleset, ruleset=ruleset, existing_id=existing_id),
+                )
+            )
+    permissions = api.workflow_permissions()
+    may_open = "BACKMERGE_TOKEN" not in api.repo_secret_names()
+    if permissions.get("default_workflow_permissions") != "read" or (
+        may_open and not permissions.get("can_approve_pull_request_reviews")
+    ):
+        changes.append(
+            Change(
+                "Actions: workflow token read-only" + (", may open the back-merge PR" if may_open else ""),
+                partial(GitHubAPI.set_workflow_permissions, default="read", can_approve=may_open),
+            )
+        )
+    return changes
+
+
+def check(api: GitHubAPI, config: Config, root: Path) -> list[Item]:
+    """Every fact read back and judged; each ✗ with the fix."""
+    items: list[Item] = []
+    try:
+        repo = api.repository()
+    except FatalError as exc:
+        return [
+            Item(
+                "the token can read the repository",
+                False,
+                exc.message,
+                exc.hint or "",
+                remote=isinstance(exc, RemoteError),
+            )
+        ]
+    admin = bool((repo.get("permissions") or {}).get("admin"))
+    items.append(
+        Item(
+            "the token has admin rights",
+            admin,
+            "admin" if admin else "no admin scope",
+            "" if admin else "use a token with Administration: read (and write, for setup)",
+        )
+    )
+    branch = repo.get("default_branch")
+    items.append(
+        Item(
+            f"the default branch is {config.default_branch}",
+            branch == config.default_branch,
+            str(branch),
+            "ci-tools github setup --apply (dependabot's security PRs go to the default branch, "
+            f"and the flow takes them only into {config.default_branch})",
+        )
+    )
+    jobs = job_names(root)
+    for ruleset in rulesets(root):
+        missing = [c["context"] for c in required_checks(ruleset) if c["context"] not in jobs]
+        items.append(
+            Item(
+                f"ruleset {ruleset['name']}: every required check is a job",
+                not missing,
+                "all are" if not missing else f"no job named {missing}",
+                "rename the check in .github/rulesets or the job back: a missing check blocks every merge",
+            )
+        )
+        unpinned = [c["context"] for c in required_checks(ruleset) if c.get("integration_id") != ACTIONS_APP_ID]
+        items.append(
+            Item(
+                f"ruleset {ruleset['name']}: checks come from GitHub Actions",
+                not unpinned,
+                "pinned" if not unpinned else f"not pinned: {unpinned}",
+                f"set integration_id {ACTIONS_APP_ID} on each required check",
+            )
+        )
+    if not admin:
+        items.append(
+            Item(
+                "environments, secrets, rulesets",
+                None,
+                "not readable without admin rights",
+                "use a token with admin rights",
+            )
+        )
+        return items
+    environments = api.environments()
+    wanted = secrets_by_environment(root, list(config.environments))
+    for env in config.environments.values():
+        current = environments.get(env.name)
+        if current is None:
+            items.append(
+                Item(
+                    f"environment {env.name} exists",
+                    False,
+                    "missing",
+                    "ci-tools github setup --apply",
+                )
+            )
+            continue
+        reviewers = _reviewer_logins(current)
+        missing_reviewers = [r for r in env.reviewers if r not in reviewers]
+        items.append(
+            Item(
+                f"environment {env.name}: reviewers",
+                not missing_reviewers,
+                ", ".join(reviewers) or "none",
+                f"add {missing_reviewers} as required reviewers (ci-tools github setup --apply)",
+            )
+        )
+        policies = api.branch_policies(env.name)
+        right = sorted(env.deploy_branches) == policies
+        items.append(
+            Item(
+                f"environment {env.name}: deploys only {list(env.deploy_branches)}",
+                right,
+                str(policies),
+                "ci-tools github setup --apply",
+            )
+        )
+        present = api.secret_names(env.name)
+        lacking = sorted(wanted.get(env.name, set()) - present - OPTIONAL_SECRETS)
+        items.append(
+            Item(
+                f"environment {env.name}: every secret its workflows use",
+                not lacking,
+                "all present" if not lacking else f"missing {lacking}",
+                f"set {', '.join(f'{env.name.upper()}_{n}' for n in lacking)} and run ci-tools github setup --apply",
+            )
+        )
+    present_rulesets = api.rulesets()
+    for ruleset in rulesets(root):
+        current = present_rulesets.get(ruleset["name"])
+        same = current is not None and _rules(current) == _rules(ruleset)
+        items.append(
+            Item(
+                f"ruleset {ruleset['name']} is imported as in the repository",
+                same,
+                "imported" if same else ("not imported" if current is None else "differs"),
+                "ci-tools github setup --apply",
+            )
+        )
+    permissions = api.workflow_permissions()
+    read_only = permissions.get("default_workflow_permissions") == "read"
+    items.append(
+        Item(
+            "the workflow token is read-only by default",
+            read_only,
+            str(permissions.get("default_workflow_permissions")),
+            "Settings → Actions → Workflow permissions: read (ci-tools github setup --apply)",
+        )
+    )
+    token = "BACKMERGE_TOKEN" in api.repo_secret_names()
+    may_open = token or bool(permissions.get("can_approve_pull_request_reviews"))
+    items.append(
+        Item(
+            "the back-merge can open its PR",
+            may_open,
+            "BACKMERGE_TOKEN" if token else "Actions may open PRs" if may_open else "it may not",
+            "allow Actions to create pull requests, or add a BACKMERGE_TOKEN secret",
+        )
+    )
+    return items
+
+
+def check_if_possible(config: Config, root: Path, *, budget: float | None = None) -> list[Item]:
+    """``check()`` when a token and a repository are at hand; otherwise say it was not checked."""
+    token = os.environ.get("GITHUB_TOKEN") or os.environ.get("GH_TOKEN")
+    repo = os.environ.get("GITHUB_REPOSITORY")
+    if not token or not repo:
+        return [
+            Item(
+                "GitHub's environments, secrets and rulesets",
+                True,
+                "not checked: no GITHUB_TOKEN and GITHUB_REPOSITORY",
+                "export both, or run ci-tools github check",
+                warning=True,
+            )
+        ]
+    with GitHubAPI(token, repo, budget=budget) as api:
+        return check(api, config, root)
+
+
+def _reviewer_logins(environment: dict[str, Any]) -> list[str]:
+    return sorted(
+        r["reviewer"]["login"]
+        for rule in environment.get("protection_rules", [])
+        if rule.get("type") == "required_reviewers"
+        for r in rule.get("reviewers", [])
+    )
+
+
+def _reviewer_ids(environment: dict[str, Any]) -> list[int]:
+    return sorted(
+        int(r["reviewer"]["id"])
+        for rule in environment.get("protection_rules", [])
+        if rule.get("type") == "required_reviewers"
+        for r in rule.get("reviewers", [])
+    )
+
+
+def _rules(ruleset: dict[str, Any]) -> str:
+    keep = ("target", "enforcement", "conditions", "rules", "bypass_actors")
+    return json.dumps({k: ruleset.get(k) for k in keep}, sort_keys=True)

@@ -1,0 +1,428 @@
+"""The pipeline's facts: environments and branch flow from ``[tool.ci_tools]``, secrets from env vars.
+
+Non-secret facts live in pyproject.toml so a reviewer can see in one diff which
+branch deploys where and which bot belongs to which service. Secrets never live in
+files: they come from environment variables (GitHub *environment* secrets in
+Actions, with the same names in both environments).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ci_tools.errors import ConfigError
+from ci_tools.needs import check_declared
+
+DEFAULT_TELEGRAM_API_URL = "https://api.telegram.org"
+DEFAULT_RENDER_API_URL = "https://api.render.com"
+DEFAULT_FLOW = {
+    "develop": ("feature/*", "fix/*", "main", "dependabot/**"),
+    "main": ("develop", "hotfix/*"),
+}
+
+_ENV_FIELDS = ("branch", "render_service", "bot_username", "base_url")
+# What an environment is for, by role rather than by name: renaming "production" must not
+# silently turn off its rollback. The defaults keep today's behaviour for the two names.
+ROLES = {
+    "rollback_on_failed_probe": "production",  # a release whose probe fails is rolled back
+    "cutover_target": "production",  # the real users' bot: cutover, acceptance, the safety net
+    "accepts_feature_branches": "staging",  # a feature/* branch may be released to it
+    "testers_only": "staging",  # its bot serves TESTER_IDS only (preflight, render.yaml)
+}
+_OPTIONAL_FIELDS = (
+    "key_prefix",
+    "memory_patterns",
+    "health_path",
+    "probe_user_id",
+    "key_value",
+    "reviewers",
+    "deploy_branches",
+    *ROLES,
+)
+# The reserved probe user: Telegram user ids fit in 52 bits and are handed out far below
+# this one, so no real person has it. The bot's PROBE_USER_ID defaults to the same value.
+DEFAULT_PROBE_USER_ID = 2**52 - 1
+_USERNAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{3,30}[Bb][Oo][Tt]$")
+
+
+@dataclass(frozen=True)
+class Environment:
+    """One deploy target: a Render service, its bot, its Redis key prefix."""
+
+    name: str
+    branch: str
+    render_service: str
+    bot_username: str
+    base_url: str
+    key_prefix: str  # "" for a legacy bot that never prefixed its keys
+    memory_patterns: tuple[str, ...]
+    health_path: str = "/healthz"  # "" when the bot has no health endpoint (checks skip it)
+    probe_user_id: int = DEFAULT_PROBE_USER_ID
+    key_value: str = ""  # its Render Key Value instance (default: "<render_service>-redis")
+    reviewers: tuple[str, ...] = ()  # GitHub users who approve a deploy (production)
+    deploy_branches: tuple[str, ...] = ()  # branch patterns its GitHub environment accepts
+    rollback_on_failed_probe: bool = False
+    cutover_target: bool = False
+    accepts_feature_branches: bool = False
+    testers_only: bool = False
+
+    @property
+    def health_url(self) -> str | None:
+        return f"{self.base_url}{self.health_path}" if self.health_path else None
+
+    @property
+    def webhook_url(self) -> str:
+        return f"{self.base_url}/telegram"
+
+    def memory_keys(self, user_id: int, prefix: str | None = None) -> list[str]:
+        """The user's key patterns with the id filled in, under ``prefix`` (default: ours)."""
+        prefix = self.key_prefix if prefix is None else prefix
+        return [prefix + pattern.format(user_id=user_id) for pattern in self.memory_patterns]
+
+
+@dataclass(frozen=True)
+class MemoryBackup:
+    """The memory safety net: whose memory is snapshotted, how often, how long it is kept."""
+
+    environment: str = ""  # "" = the environment with cutover_target (production)
+    before_release_days: int | None = None  # memory-before-<sha>; None: the rollback window
+    nightly_days: int = 30  # memory-nightly-<date>
+    nightly_at: str = "03:17"  # UTC; backup.yml's cron says the same (tests/repo/test_workflow_files.py)
+    max_mb: int = 100  # over this, only the protected users' keys are snapshotted
+    protected_users: tuple[int, ...] = ()
+
+    def cron(self) -> str:
+        hour, minute = self.nightly_at.split(":")
+        return f"{int(minute)} {int(hour)} * * *"
+
+
+@dataclass(frozen=True)
+class Watch:
+    """The scheduled watch of production between releases (watch.yml)."""
+
+    interval_minutes: int = 30  # watch.yml's cron says the same (tests/repo/test_workflow_files.py)
+
+    def cron(self) -> str:
+        every = self.interval_minutes
+        return f"*/{every} * * * *" if every < 60 else f"0 */{every // 60} * * *"
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    environments: dict[str, Environment]
+    flow: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_FLOW))
+    default_branch: str = "develop"  # GitHub's default branch: where dependabot's security PRs go
+    rollback_window_days: int = 14  # how long the old bot is kept after the cutover (plan: 1 to 2 weeks)
+    memory_backup: MemoryBackup = field(default_factory=MemoryBackup)
+    watch: Watch = field(default_factory=Watch)
+
+    @property
+    def before_release_days(self) -> int:
+        """How long the snapshot taken before a release is kept (default: the rollback window)."""
+        return self.memory_backup.before_release_days or self.rollback_window_days
+
+    def env(self, name: str) -> Environment:
+        """The environment called ``name``; an unknown one is an error that lists the known ones."""
+        try:
+            return self.environments[name]
+        except KeyError:
+            known = ", ".join(sorted(self.environments))
+            raise ConfigError(
+                f"unknown environment {name!r}",
+                hint=f"use one of: {known} (defined under [tool.ci_tools.environments] in {self.path.name})",
+            ) from None
+
+    def role(self, flag: str) -> Environment:
+        """The environment whose ``flag`` (a key of ROLES) is set; one must be."""
+        found = [e for e in self.environments.values() if getattr(e, flag)]
+        if len(found) != 1:
+            raise ConfigError(
+                f"{self.path.name}: {len(found)} environments have {flag} = true; exactly one must",
+                hint=f"set {flag} = true under the one [tool.ci_tools.environments.<name>] it is",
+            )
+        return found[0]
+
+    def env_for_branch(self, branch: str) -> Environment | None:
+        return next((e for e in self.environments.values() if e.branch == branch), None)
+
+
+def find_pyproject(start: Path | None = None) -> Path:
+    """``CI_TOOLS_CONFIG`` if set, else the nearest pyproject.toml at or above ``start``."""
+    override = os.environ.get("CI_TOOLS_CONFIG")
+    if override:
+        path = Path(override)
+        if not path.is_file():
+            raise ConfigError(
+                f"CI_TOOLS_CONFIG points to {override}, which is not a file",
+                hint="unset it or point it at the project's pyproject.toml",
+            )
+        return path
+    here = (start or Path.cwd()).resolve()
+    for directory in (here, *here.parents):
+        candidate = directory / "pyproject.toml"
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(
+        f"no pyproject.toml found at or above {here}",
+        hint="run ci-tools from the repository, or set CI_TOOLS_CONFIG",
+    )
+
+
+def load_config(path: Path | None = None) -> Config:
+    path = path or find_pyproject()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}", hint="fix the file's TOML syntax") from None
+    section = data.get("tool", {}).get("ci_tools")
+    if not isinstance(section, dict):
+        raise ConfigError(f"{path} has no [tool.ci_tools] section", hint="add the environments table (see README)")
+    environments = _parse_environments(section.get("environments"), path)
+    flow = _parse_flow(section.get("flow", DEFAULT_FLOW), path)
+    _check_consistency(environments, path)
+    window = section.get("rollback_window_days", 14)
+    if not isinstance(window, int) or isinstance(window, bool) or window < 1:
+        raise ConfigError(f"{path.name}: [tool.ci_tools] rollback_window_days must be a whole number of days ≥ 1")
+    default_branch = section.get("default_branch", "develop")
+    if not isinstance(default_branch, str) or default_branch not in flow:
+        raise ConfigError(
+            f"{path.name}: [tool.ci_tools] default_branch {default_branch!r} is not a base branch of the flow",
+            hint="dependabot's security updates open PRs into it, so it must accept dependabot/**: use develop",
+        )
+    backup = _parse_memory_backup(section.get("memory_backup", {}), environments, path)
+    return Config(
+        path=path,
+        environments=environments,
+        flow=flow,
+        rollback_window_days=window,
+        default_branch=default_branch,
+        memory_backup=backup,
+        watch=_parse_watch(section.get("watch", {}), path),
+    )
+
+
+def _parse_watch(raw: Any, path: Path) -> Watch:
+    where = f"{path.name}: [tool.ci_tools.watch]"
+    if not isinstance(raw, dict) or set(raw) - {"interval_minutes"}:
+        raise ConfigError(f"{where} takes only interval_minutes")
+    every = raw.get("interval_minutes", Watch.interval_minutes)
+    if (
+        not isinstance(every, int)
+        or isinstance(every, bool)
+        or every not in (5, 10, 15, 20, 30, 60, 120, 180, 240, 360, 720)
+    ):
+        raise ConfigError(
+            f"{where}: interval_minutes must divide an hour or a day evenly, from 5 to 720",
+            hint="GitHub runs schedules at most every 5 minutes; e.g. 30",
+        )
+    return Watch(every)
+
+
+def _parse_memory_backup(raw: Any, environments: dict[str, Environment], path: Path) -> MemoryBackup:
+    where = f"{path.name}: [tool.ci_tools.memory_backup]"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a table")
+    unknown = set(raw) - set(MemoryBackup.__dataclass_fields__)
+    if unknown:
+        raise ConfigError(f"{where} has unknown keys: {', '.join(sorted(unknown))}")
+    defaults = MemoryBackup()
+    targets = [e.name for e in environments.values() if e.cutover_target]
+    env = raw.get("environment") or (targets[0] if targets else "")
+    if env not in environments:
+        raise ConfigError(
+            f"{where}: environment {env!r} is not an environment",
+            hint=f"use one of: {', '.join(environments)}",
+        )
+
+    def days(name: str, value: Any) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 90:
+            raise ConfigError(
+                f"{where}: {name} must be a whole number of days from 1 to 90",
+                hint="GitHub keeps artifacts at most 90 days",
+            )
+        return value
+
+    before = raw.get("before_release_days")
+    at = raw.get("nightly_at", defaults.nightly_at)
+    if not isinstance(at, str) or not re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]", at):
+        raise ConfigError(f'{where}: nightly_at must be HH:MM in UTC, e.g. "03:17"')
+    max_mb = raw.get("max_mb", defaults.max_mb)
+    if not isinstance(max_mb, int) or isinstance(max_mb, bool) or max_mb < 1:
+        raise ConfigError(f"{where}: max_mb must be a whole number of megabytes ≥ 1")
+    users = raw.get("protected_users", [])
+    if not isinstance(users, list) or not all(isinstance(u, int) and not isinstance(u, bool) and u > 0 for u in users):
+        raise ConfigError(f"{where}: protected_users must be a list of Telegram user ids", hint="e.g. [123456789]")
+    return MemoryBackup(
+        environment=env,
+        before_release_days=None if before is None else days("before_release_days", before),
+        nightly_days=days("nightly_days", raw.get("nightly_days", defaults.nightly_days)),
+        nightly_at=at,
+        max_mb=max_mb,
+        protected_users=tuple(users),
+    )
+
+
+def _parse_environments(raw: Any, path: Path) -> dict[str, Environment]:
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError(
+            f"{path.name}: [tool.ci_tools.environments] is missing or empty",
+            hint="define at least staging and production",
+        )
+    environments = {}
+    for name, table in raw.items():
+        where = f"{path.name}: [tool.ci_tools.environments.{name}]"
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where} must be a table")
+        missing = [key for key in _ENV_FIELDS if not isinstance(table.get(key), str) or not table[key]]
+        if missing:
+            raise ConfigError(f"{where} lacks {', '.join(missing)}", hint="add them as strings")
+        unknown = set(table) - {*_ENV_FIELDS, *_OPTIONAL_FIELDS}
+        if unknown:
+            raise ConfigError(f"{where} has unknown keys: {', '.join(sorted(unknown))}")
+        patterns = table.get("memory_patterns")
+        if (
+            not isinstance(patterns, list)
+            or not patterns
+            or not all(isinstance(p, str) and "{user_id}" in p for p in patterns)
+        ):
+            raise ConfigError(
+                f"{where}: memory_patterns must be a non-empty list of strings containing {{user_id}}",
+                hint='e.g. ["user:{user_id}:history", "memory:{user_id}"]',
+            )
+        prefix = table.get("key_prefix")
+        if not isinstance(prefix, str) or (prefix and not prefix.endswith(":")):
+            raise ConfigError(
+                f"{where}: key_prefix must be a string ending with ':' (e.g. 'dev:'), "
+                'or "" for a bot whose keys carry no prefix'
+            )
+        health_path = table.get("health_path", "/healthz")
+        if not isinstance(health_path, str) or (health_path and not health_path.startswith("/")):
+            raise ConfigError(
+                f"{where}: health_path must start with '/' (e.g. '/healthz'), or be \"\" to skip the health check"
+            )
+        if not re.match(r"^https?://[^/\s]+$", table["base_url"].rstrip("/")):
+            raise ConfigError(f"{where}: base_url must be a scheme and host, e.g. https://mindmate-prod.onrender.com")
+        if not _USERNAME.match(table["bot_username"]):
+            raise ConfigError(
+                f"{where}: bot_username {table['bot_username']!r} is not a Telegram bot username",
+                hint="5-32 letters, digits or underscores, ending in 'bot', without '@'",
+            )
+        environments[name] = Environment(
+            name=name,
+            branch=table["branch"],
+            render_service=table["render_service"],
+            bot_username=table["bot_username"],
+            base_url=table["base_url"].rstrip("/"),
+            key_prefix=prefix,
+            memory_patterns=tuple(patterns),
+            health_path=health_path,
+            probe_user_id=_probe_user_id(table.get("probe_user_id", DEFAULT_PROBE_USER_ID), where),
+            key_value=str(table.get("key_value") or f"{table['render_service']}-redis"),
+            reviewers=_strings(table.get("reviewers", []), f"{where}: reviewers"),
+            deploy_branches=_strings(table.get("deploy_branches", [table["branch"]]), f"{where}: deploy_branches"),
+            **{flag: _flag(table.get(flag, name == default), f"{where}: {flag}") for flag, default in ROLES.items()},
+        )
+    return environments
+
+
+def _flag(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where} must be true or false")
+    return value
+
+
+def _strings(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{where} must be a list of strings", hint='e.g. ["mindmate-owner"]')
+    return tuple(value)
+
+
+def _probe_user_id(value: Any, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 2**53:
+        raise ConfigError(
+            f"{where}: probe_user_id must be a positive Telegram user id no real person has",
+            hint=f"leave it out for the default {DEFAULT_PROBE_USER_ID}",
+        )
+    return value
+
+
+def _parse_flow(raw: Any, path: Path) -> dict[str, tuple[str, ...]]:
+    if not isinstance(raw, dict) or not all(
+        isinstance(heads, list | tuple) and all(isinstance(h, str) and h for h in heads) for heads in raw.values()
+    ):
+        raise ConfigError(
+            f"{path.name}: [tool.ci_tools.flow] must map each base branch to a list of head patterns",
+            hint='e.g. develop = ["feature/*", "fix/*"]',
+        )
+    return {base: tuple(heads) for base, heads in raw.items()}
+
+
+def _check_consistency(environments: dict[str, Environment], path: Path) -> None:
+    for attr in ("branch", "render_service", "key_prefix", "bot_username", "base_url"):
+        seen: dict[str, str] = {}
+        for env in environments.values():
+            value = getattr(env, attr)
+            if value in seen:
+                raise ConfigError(
+                    f"{path.name}: environments {seen[value]!r} and {env.name!r} share {attr} {value!r}",
+                    hint="each environment needs its own, or one deploy would overwrite the other",
+                )
+            seen[value] = env.name
+    # A prefix that is a prefix of another lets one environment's keys match the other's.
+    # An empty prefix (a legacy bot) is a prefix of all: it is allowed because the two
+    # environments never share a Redis (the bot's env marker and the memory copy refuse it).
+    prefixes = sorted(e.key_prefix for e in environments.values() if e.key_prefix)
+    for a, b in itertools.pairwise(prefixes):
+        if b.startswith(a):
+            raise ConfigError(f"{path.name}: key prefix {a!r} is a prefix of {b!r}; make them disjoint")
+
+
+def require_secret(name: str, *, purpose: str = "") -> str:
+    """The value of secret ``name``; a missing one is an error that names it (never prints it)."""
+    check_declared(name)
+    value = os.environ.get(name, "").strip()
+    if not value:
+        why = f" ({purpose})" if purpose else ""
+        raise ConfigError(
+            f"missing secret {name}{why}",
+            hint=f"set {name} as a GitHub environment secret, or export it for a local run",
+        )
+    return value
+
+
+def optional_env_secret(env: Environment, name: str) -> str | None:
+    return optional_secret(f"{env.name.upper()}_{name}")
+
+
+def optional_secret(name: str) -> str | None:
+    check_declared(name)
+    return os.environ.get(name, "").strip() or None
+
+
+def telegram_api_url() -> str:
+    return (os.environ.get("TELEGRAM_API_URL") or DEFAULT_TELEGRAM_API_URL).rstrip("/")
+
+
+def request_timeout(default: float) -> float:
+    """Seconds one request to an outside service may take: ``CI_TOOLS_TIMEOUT``, else ``default``."""
+    raw = os.environ.get("CI_TOOLS_TIMEOUT")
+    try:
+        return float(raw) if raw else default
+    except ValueError:
+        raise ConfigError("CI_TOOLS_TIMEOUT is not a number of seconds", hint="unset it or set e.g. 10") from None
+
+
+def render_timeout() -> float:
+    """Seconds one Render request may take (``CI_TOOLS_TIMEOUT``, default 30)."""
+    return request_timeout(30)
+
+
+def render_api_url() -> str:
+    return (os.environ.get("RENDER_API_URL") or DEFAULT_RENDER_API_URL).rstrip("/")

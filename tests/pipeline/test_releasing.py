@@ -1,0 +1,440 @@
+"""Deploy → wait → probe → roll back, against the Render and Telegram stand-ins."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import httpx
+import pytest
+
+from ci_tools.__main__ import main
+from ci_tools.clients.render import check_hook_url
+from ci_tools.errors import ConfigError
+from sandbox.world import SECRETS
+from tests.support import use
+
+
+def cli(*args: str) -> int:
+    return main(list(args))
+
+
+HOOK_ONLY = ("RENDER_API_KEY", "RENDER_SERVICE_ID")  # deploys through the hook alone
+FAST = ("--timeout", "20", "--poll", "0.05")
+
+
+def deploy(env, sha, *extra):
+    return cli("deploy", env, "--commit", sha, *FAST, *extra)
+
+
+def probe(env, sha, deadline="3"):
+    return cli("probe", env, "--commit", sha, "--deadline", deadline)
+
+
+def test_success_deploy_then_probe(world, monkeypatch, capsys, tmp_path):
+    use(monkeypatch, world.secrets("production"))
+    output = tmp_path / "out"
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_OUTPUT", str(output))
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "summary"))
+    first = world.commit("main", "release 1")
+    assert deploy("production", first) == 0
+    second = world.commit("main", "release 2")
+    assert deploy("production", second) == 0
+    assert probe("production", second) == 0
+    out = capsys.readouterr().out
+    assert "Render accepted" in out and ": live" in out
+    assert "is live on production" in out
+    assert "@mindmate_companion_bot" in out
+    outputs = output.read_text()
+    deploys = world.services["production"].deploys
+    assert f"\n{deploys[0]['id']}\n" in outputs  # deploy_id of release 2
+    assert f"\n{deploys[1]['id']}\n" in outputs  # previous_deploy_id: release 1's
+    assert deploys[1]["status"] == "deactivated"
+
+
+def test_with_the_api_the_exact_commit_is_deployed_and_the_hook_is_not_called(world, monkeypatch):
+    use(monkeypatch, world.secrets("production"))
+    sha = world.commit("main", "release")
+    world.commit("main", "a newer head that must not go live")
+    assert deploy("production", sha) == 0
+    assert [c["body"] for c in world.render.created] == [{"commitId": sha, "clearCache": "do_not_clear"}]
+    assert not any(path.startswith("/deploy/") for _, path in world.render.requests)
+    assert world.services["production"].deploys[0]["commit"]["id"] == sha
+
+
+def test_a_short_sha_is_resolved_to_the_full_one(world, monkeypatch):
+    use(monkeypatch, world.secrets("production"))
+    sha = world.commit("main", "release")
+    assert deploy("production", sha[:10]) == 0
+    assert world.render.created[-1]["body"]["commitId"] == sha
+
+
+def test_hook_mode_fails_clearly_when_the_branch_moved_past_the_commit(world, monkeypatch, capsys):
+    use(monkeypatch, world.secrets("production"), drop=HOOK_ONLY)
+    sha = world.commit("main", "the release")
+    head = world.commit("main", "merged a moment later")
+    assert deploy("production", sha) == 5
+    err = capsys.readouterr().err
+    assert f"main moved past {sha[:12]}: the hook deployed its head {head[:12]}" in err
+    assert "RENDER_API_KEY" in err
+
+
+def test_a_feature_branch_on_staging_needs_the_api(world, monkeypatch, capsys):
+    use(monkeypatch, world.secrets("staging"), drop=HOOK_ONLY)
+    sha = world.commit("feature/x", "try me")
+    assert deploy("staging", sha, "--allow-other-branch") == 3
+    assert "a feature branch on staging needs RENDER_API_KEY" in capsys.readouterr().err
+    assert not world.render.created
+
+
+@pytest.mark.parametrize("fault", ["502", "hang"])
+def test_a_deploy_whose_answer_is_lost_is_created_exactly_once(world, monkeypatch, fault):
+    use(monkeypatch, world.secrets("production"))
+    world.render.after_create = [fault]
+    world.render.hang_seconds = 2.5
+    monkeypatch.setenv("CI_TOOLS_TIMEOUT", "1")
+    sha = world.commit("main", "release")
+    assert deploy("production", sha) == 0
+    assert len(world.render.created) == 1
+    assert [d["commit"]["id"] for d in world.services["production"].deploys] == [sha]
+
+
+@pytest.mark.parametrize("fault", ["502", "hang"])
+def test_a_rollback_whose_answer_is_lost_is_created_exactly_once(world, monkeypatch, fault):
+    use(monkeypatch, world.secrets("production"))
+    monkeypatch.setenv("CI_TOOLS_TIMEOUT", "1")
+    first = world.commit("main", "one")
+    assert deploy("production", first) == 0
+    assert deploy("production", world.commit("main", "two")) == 0
+    world.render.after_create = [fault]
+    world.render.hang_seconds = 2.5
+    assert cli("rollback", "production", "--previous", *FAST, "--deadline", "5") == 0
+    rollbacks = [d for d in world.services["production"].deploys if d["trigger"] == "rollback"]
+    assert len(rollbacks) == 1 and rollbacks[0]["commit"]["id"] == first
+
+
+def test_a_redeployed_commit_is_followed_by_its_new_deploy(world, monkeypatch, tmp_path):
+    """No deploy id from the hook, and list-deploys lags: an older deploy of the same commit must not count."""
+    use(monkeypatch, world.secrets("production"))
+    first = world.commit("main", "first")
+    assert deploy("production", first) == 0
+    assert deploy("production", world.commit("main", "second")) == 0  # first is now deactivated
+    service = world.services["production"]
+    world.render.queue_creates = True  # 202 with no body: the deploy must be found by listing
+    world.render.list_delay = 0.4
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_OUTPUT", str(tmp_path / "output"))
+    assert deploy("production", first) == 0
+    newest = service.deploys[0]
+    assert newest["commit"]["id"] == first
+    assert newest["status"] == "live"
+    assert "deploy_id<<" in (tmp_path / "output").read_text()
+    assert f"\n{newest['id']}\n" in (tmp_path / "output").read_text()
+
+
+def test_without_api_key_health_is_polled(world, monkeypatch, capsys):
+    use(monkeypatch, world.secrets("staging"), drop=HOOK_ONLY)
+    sha = world.commit("develop", "feature merged")
+    assert deploy("staging", sha) == 0
+    assert "/healthz" in capsys.readouterr().out
+
+
+def test_build_failed_names_status_and_dashboard(world, monkeypatch, capsys):
+    use(monkeypatch, world.secrets("production"))
+    sha = world.commit("main", "broken build")
+    world.render.fault(world.services["production"], sha, build_failed=True)
+    assert deploy("production", sha) == 5
+    err = capsys.readouterr().err
+    assert "ended build_failed" in err
+    assert "https://dashboard.render.com/web/srv-" in err
+
+
+def test_canceled_by_a_newer_commit(world, monkeypatch, capsys):
+    use(monkeypatch, world.secrets("production"))
+    older = world.commit("main", "older")
+    newer = world.commit("main", "newer")
+    service = world.services["production"]
+    world.render.fault(service, older, slow=1.0)
+
+    def push_newer() -> None:
+        time.sleep(0.3)
+        httpx.post(world.render.hook_url(service))  # the hook deploys main's head: newer
+
+    thread = threading.Thread(target=push_newer)
+    thread.start()
+    assert deploy("production", older) == 5
+    thread.join()
+    err = capsys.readouterr().err
+    assert "was canceled: a newer commit" in err
+    assert newer[:12] in err
+
+
+def test_deadline_reports_last_status(world, monkeypatch, capsys):
+    use(monkeypatch, world.secrets("production"))
+    sha = world.commit("main", "never healthy")
+    world.render.fault(world.services["production"], sha, health_stuck=True)
+    assert cli("deploy", "production", "--commit", sha, "--timeout", "1.5", "--poll", "0.05") == 5
+    err = capsys.readouterr().err
+    assert "not live before the deadline; last status: update_in_progress" in err
+    assert "dashboard.render.com" in err
+
+
+def test_health_stuck_on_the_old_commit(world, monkeypatch, capsys):
+    use(monkeypatch, world.secrets("production"))
+    old = world.commit("main", "old")
+    assert deploy("production", old) == 0
+    new = world.commit("main", "new")
+    world.render.fault(world.services["production"], new, health_stuck=True)
+    monkeypatch.delenv("RENDER_API_KEY")
+    assert cli("deploy", "production", "--commit", new, "--timeout", "1.5", "--poll", "0.05") == 5
+    assert f"did not report {new[:12]}" in capsys.readouterr().err
+    assert probe("production", new, deadline="1") == 5
+    assert "still runs another commit" in capsys.readouterr().err
+
+
+def test_rate_limits_and_server_errors_are_retried(world, monkeypatch):
+    use(monkeypatch, world.secrets("production"))
+    sha = world.commit("main", "release")
+    world.render.rate_limit(1, retry_after=1)
+    started = time.monotonic()
+    assert deploy("production", sha) == 0
+    assert time.monotonic() - started >= 1.0  # Retry-After was honoured, not hammered through
+    world.render.server_errors(2)
+    assert deploy("production", world.commit("main", "again")) == 0
+
+
+def test_the_wrong_token_on_the_service_is_named(world, monkeypatch, capsys):
+    use(monkeypatch, world.secrets("production"))
+    world.services["production"].env["TELEGRAM_BOT_TOKEN"] = world.bots["staging"].token
+    sha = world.commit("main", "release")
+    assert deploy("production", sha) == 0  # it starts: the token is valid, just the wrong bot's
+    assert probe("production", sha, deadline="1") == 5
+    err = capsys.readouterr().err
+    assert "the production service runs the staging bot's token" in err
+
+
+def test_an_unsigned_webhook_post_accepted_fails_the_probe(world, monkeypatch, capsys):
+    use(monkeypatch, world.secrets("production"))
+    sha = world.commit("main", "open webhook")
+    world.render.fault(world.services["production"], sha, open_webhook=True)
+    assert deploy("production", sha) == 0
+    assert probe("production", sha, deadline="1") == 5
+    assert "ignores the secret-token header" in capsys.readouterr().err
+
+
+def test_production_probe_failure_rolls_back_probes_and_exits_non_zero(world, monkeypatch, capsys):
+    use(monkeypatch, world.secrets("production"))
+    good = world.commit("main", "good")
+    assert cli("release", "production", "--commit", good, *FAST, "--deadline", "3") == 0
+    bad = world.commit("main", "bad")
+    world.render.fault(world.services["production"], bad, open_webhook=True)
+    assert cli("release", "production", "--commit", bad, *FAST, "--deadline", "1") == 5
+    captured = capsys.readouterr()
+    assert f"rolled back to {good[:12]}" in captured.err
+    assert "the rollback probe passed" in captured.err
+    live = [d for d in world.services["production"].deploys if d["status"] == "live"]
+    assert live[0]["commit"]["id"] == good
+    assert live[0]["trigger"] == "rollback"
+
+
+def test_staging_probe_failure_does_not_roll_back(world, monkeypatch, capsys):
+    use(monkeypatch, world.secrets("staging"))
+    sha = world.commit("develop", "bad")
+    world.render.fault(world.services["staging"], sha, open_webhook=True)
+    assert cli("release", "staging", "--commit", sha, *FAST, "--deadline", "1") == 5
+    assert "rolled back" not in capsys.readouterr().err
+
+
+def test_rollback_command_previous_then_probe(world, monkeypatch, capsys):
+    use(monkeypatch, world.secrets("production"))
+    first = world.commit("main", "first")
+    assert deploy("production", first) == 0
+    assert deploy("production", world.commit("main", "second")) == 0
+    assert cli("rollback", "production", "--previous", "--poll", "0.05", "--deadline", "3") == 0
+    assert f"is back on {first[:12]}" in capsys.readouterr().out
+    assert cli("rollback", "production", "--to", "nonsense") == 2
+    assert cli("rollback", "production", "--to", "dep-doesnotexist") == 3
+
+
+def test_branch_rules(world, monkeypatch, capsys):
+    use(monkeypatch, world.secrets("production"))
+    feature = world.commit("feature/shiny", "wip")
+    assert deploy("production", feature) == 2
+    assert "is not on main" in capsys.readouterr().err
+    assert deploy("production", feature, "--allow-other-branch") == 2
+    assert "may run a commit from another branch" in capsys.readouterr().err
+    use(monkeypatch, world.secrets("staging"))
+    assert deploy("staging", feature) == 2
+    assert "--allow-other-branch" in capsys.readouterr().err
+    assert deploy("staging", feature, "--allow-other-branch") == 0
+    assert cli("deploy", "staging", "--commit", "not-a-sha") == 2
+    assert cli("deploy", "staging", "--commit", "a" * 40) == 3  # unknown to git
+
+
+def test_hook_url_must_look_like_a_render_hook(world, monkeypatch):
+    use(monkeypatch, world.secrets("production"))
+    with pytest.raises(ConfigError, match="does not look like a Render deploy hook"):
+        check_hook_url("https://example.com/deploy/srv-abc?key=x")
+    with pytest.raises(ConfigError):
+        check_hook_url(world.render.url + "/deploy/srv-abc")  # no key
+    url = world.render.hook_url(world.services["production"])
+    assert check_hook_url(url) == url
+
+
+def test_no_secret_in_any_output(world, monkeypatch, capsys, caplog, tmp_path):
+    use(monkeypatch, world.secrets("production"))
+    summary = tmp_path / "summary"
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    monkeypatch.setenv("GITHUB_OUTPUT", str(tmp_path / "output"))
+    good = world.commit("main", "good")
+    bad = world.commit("main", "bad")
+    world.render.fault(world.services["production"], bad, open_webhook=True)
+    cli("-vv", "release", "production", "--commit", good, *FAST, "--deadline", "2")
+    cli("-vv", "release", "production", "--commit", bad, *FAST, "--deadline", "1")
+    cli("-vv", "probe", "production", "--commit", bad, "--deadline", "0.5", "--json")
+    cli("-vv", "rollback", "production", "--previous", "--poll", "0.05", "--deadline", "1", "--json")
+    monkeypatch.setenv("RENDER_API_KEY", "rnd_wrongKey0123456789")
+    cli("-vv", "deploy", "production", "--commit", good, *FAST)
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123456789:AAwrongTokenValue0123456789abcdefghi")
+    cli("-vv", "probe", "production", "--commit", good, "--deadline", "0.5")
+    out, err = capsys.readouterr()
+    everything = out + err + caplog.text + summary.read_text() + (tmp_path / "output").read_text()
+    secrets = world.secrets("production")
+    for value in (
+        secrets["RENDER_API_KEY"],
+        world.services["production"].hook_key,
+        secrets["TELEGRAM_BOT_TOKEN"],
+        SECRETS["production"],
+        "rnd_wrongKey0123456789",
+        "AAwrongTokenValue0123456789abcdefghi",
+    ):
+        assert value not in everything
+    assert "HTTP Request" in caplog.text  # -vv really logged the requests
+
+
+def test_a_definite_failure_is_rolled_back_within_seconds_not_at_the_deadline(world, monkeypatch):
+    use(monkeypatch, world.secrets("production"))
+    assert deploy("production", world.commit("main", "good")) == 0
+    bad = world.commit("main", "accepts unsigned updates")
+    world.render.fault(world.services["production"], bad, open_webhook=True)
+    assert cli("release", "production", "--commit", bad, *FAST, "--deadline", "90") == 5
+    deploys = world.services["production"].deploys
+    went_live = next(d for d in deploys if d["commit"]["id"] == bad)["_live_at"]
+    rollback = next(d for d in deploys if d["trigger"] == "rollback")
+    assert rollback["_created"] - went_live < 10
+
+
+def test_a_transient_failure_still_passes(world, monkeypatch):
+    """The public URL serves the old commit for 3 s after 'live': retried, then passes."""
+    use(monkeypatch, world.secrets("production"))
+    assert deploy("production", world.commit("main", "one")) == 0
+    sha = world.commit("main", "two")
+    world.render.fault(world.services["production"], sha, late_switch=3.0)
+    started = time.monotonic()
+    assert cli("release", "production", "--commit", sha, *FAST, "--deadline", "20") == 0
+    assert time.monotonic() - started >= 3
+    assert not [d for d in world.services["production"].deploys if d["trigger"] == "rollback"]
+
+
+def test_telegrams_flood_wait_is_waited_once_not_hammered(world, monkeypatch):
+    from ci_tools.pipeline.probing import Probe, run_probe
+    from ci_tools.settings import load_config
+
+    use(monkeypatch, world.secrets("production"))
+    sha = world.commit("main", "release")
+    assert deploy("production", sha) == 0
+    bot = world.bots["production"]
+    world.telegram.rate_limit(bot, calls=1, retry_after=3)
+    config = load_config()
+    started = time.monotonic()
+    probe = Probe(config.env("production"), sha, config, bot.token, deadline=20, webhook_secret=SECRETS["production"])
+    checks = run_probe(probe)
+    assert all(c.ok for c in checks), checks
+    assert time.monotonic() - started >= 3
+    assert sorted(c.attempts for c in checks) == [1, 1, 1, 1, 2]  # the 429'd check: one retry
+
+
+def probe_json(sha, *extra):
+    return cli("probe", "production", "--commit", sha, "--deadline", "3", "--json", *extra)
+
+
+def test_the_conversation_probe_passes_on_a_healthy_release_and_leaves_nothing(world, monkeypatch, capsys):
+    use(monkeypatch, world.secrets("production"))
+    sha = world.commit("main", "release")
+    assert deploy("production", sha) == 0
+    capsys.readouterr()
+    before = world.redis["production"].client().dbsize()
+    assert probe_json(sha) == 0
+    checks = {c["name"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
+    assert checks["conversation"]["ok"] and "the fact came back" in checks["conversation"]["detail"]
+    assert world.bots["production"].sent == []  # nothing reached Telegram
+    assert world.redis["production"].client().dbsize() == before  # the probe user's keys are gone
+
+
+def test_the_conversation_probe_fails_clearly_when_remember_does_not_persist(world, monkeypatch, capsys):
+    use(monkeypatch, world.secrets("production"))
+    sha = world.commit("main", "release")
+    assert deploy("production", sha) == 0
+    world.redis["production"].client().config_set("min-replicas-to-write", 1)  # writes refused
+    capsys.readouterr()
+    assert probe_json(sha) == 5
+    checks = {c["name"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
+    assert checks["conversation"]["ok"] is False
+    assert "could not write to its Redis" in checks["conversation"]["cause"]
+    assert world.bots["production"].sent == []
+
+
+def released_with_health_path(world, monkeypatch, capsys, path: str) -> str:
+    """Production live at a new commit, then configured with another ``health_path``."""
+    use(monkeypatch, world.secrets("production"))
+    sha = world.commit("main", "release")
+    assert deploy("production", sha) == 0
+    text = world.config.read_text().replace('key_prefix = "prod:"', f'key_prefix = "prod:"\nhealth_path = "{path}"')
+    world.config.write_text(text)
+    capsys.readouterr()
+    return sha
+
+
+def test_a_bot_without_healthz_gets_one_failing_check_naming_it(world, monkeypatch, capsys):
+    sha = released_with_health_path(world, monkeypatch, capsys, "/health")
+    assert probe_json(sha, "--no-conversation") == 5
+    checks = {c["name"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
+    failed = [name for name, c in checks.items() if c["ok"] is False]
+    assert failed == ["health"]
+    assert "HTTP 404" in checks["health"]["detail"] and "health contract" in checks["health"]["cause"]
+    assert checks["token"]["ok"] and checks["webhook"]["ok"]
+
+
+def test_with_an_empty_health_path_the_telegram_checks_run_and_health_is_said_unchecked(world, monkeypatch, capsys):
+    sha = released_with_health_path(world, monkeypatch, capsys, "")
+    assert cli("probe", "production", "--commit", sha, "--deadline", "3") == 0
+    out = capsys.readouterr().out
+    assert "not checked: health_path is empty" in out and "@mindmate_companion_bot" in out
+
+
+def test_a_renamed_production_still_rolls_back_because_the_role_says_so(world, monkeypatch, capsys):
+    """Roles, not names: the environment called "prod" that declares the role is rolled back."""
+    text = world.config.read_text().replace(
+        "[tool.ci_tools.environments.production]",
+        "[tool.ci_tools.environments.prod]\nrollback_on_failed_probe = true\ncutover_target = true",
+    )
+    world.config.write_text(text)
+    world.services["production"].env["ENV"] = "prod"  # the bot reports the environment's name
+    use(monkeypatch, world.secrets("production"))
+    good = world.commit("main", "good")
+    assert cli("release", "prod", "--commit", good, *FAST, "--deadline", "3") == 0
+    bad = world.commit("main", "bad")
+    world.render.fault(world.services["production"], bad, open_webhook=True)
+    assert cli("release", "prod", "--commit", bad, *FAST, "--deadline", "1") == 5
+    assert f"failed its probe on prod and was rolled back to {good[:12]}" in capsys.readouterr().err
+    live = [d for d in world.services["production"].deploys if d["status"] == "live"]
+    assert live[0]["commit"]["id"] == good and live[0]["trigger"] == "rollback"
+    # …and without the role, a name alone does nothing: "prod" is not rolled back.
+    world.config.write_text(text.replace("rollback_on_failed_probe = true\n", ""))
+    worse = world.commit("main", "worse")
+    world.render.fault(world.services["production"], worse, open_webhook=True)
+    assert cli("release", "prod", "--commit", worse, *FAST, "--deadline", "1") == 5
+    assert "rolled back" not in capsys.readouterr().err

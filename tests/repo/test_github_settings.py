@@ -1,0 +1,119 @@
+"""ci-tools github setup|check against the GitHub REST stand-in."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from ci_tools.__main__ import main
+from ci_tools.repo.workflow_files import secrets_by_environment
+from ci_tools.settings import load_config
+from sandbox.github import READ_ONLY_TOKEN, FakeGitHub
+from tests.support import ROOT
+
+REPO = "mindmate/mindmate-release"
+
+
+@pytest.fixture
+def github(monkeypatch):
+    with FakeGitHub() as server:
+        monkeypatch.setenv("GITHUB_API_URL", server.url)
+        monkeypatch.setenv("GITHUB_TOKEN", server.token)
+        yield server
+
+
+@pytest.fixture
+def values(monkeypatch):
+    """A value for every secret each environment's workflows use, as STAGING_/PRODUCTION_ names."""
+    wanted = secrets_by_environment(ROOT, ["staging", "production"])
+    given = {
+        f"{env.upper()}_{name}": f"value-of-{env}-{name}-0123456789" for env, names in wanted.items() for name in names
+    }
+    for name, value in given.items():
+        monkeypatch.setenv(name, value)
+    return given
+
+
+def run(*args: str) -> int:
+    return main(["github", *args, "--repo", REPO])
+
+
+def test_setup_on_an_empty_repository_then_check_all_pass(github, values, capsys):
+    assert run("setup") == 0
+    assert "dry run" in capsys.readouterr().out and github.writes == 0  # nothing changed yet
+    assert run("setup", "--apply") == 0
+    assert run("check") == 0
+    out, err = capsys.readouterr()
+    assert "✗" not in out and "GitHub is set up as the repository says" in out
+    assert github.default_branch == "develop"
+    assert github.secrets["production"]["TELEGRAM_BOT_TOKEN"] == values["PRODUCTION_TELEGRAM_BOT_TOKEN"]  # intact
+    assert github.branch_policies == {"staging": ["develop", "feature/*"], "production": ["main"]}
+    for value in values.values():
+        assert value not in out + err
+
+
+def test_setup_twice_changes_nothing_the_second_time(github, values, capsys):
+    assert run("setup", "--apply") == 0
+    writes = github.writes
+    assert run("setup", "--apply") == 0
+    assert github.writes == writes
+    assert "nothing to change" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("breakage", "item"),
+    [
+        ("no-reviewer", "environment production: reviewers"),
+        ("missing-secret", "environment staging: every secret its workflows use"),
+        ("ruleset-not-imported", "ruleset main is imported as in the repository"),
+        ("default-branch", "the default branch is develop"),
+    ],
+)
+def test_check_names_each_missing_piece(github, values, capsys, breakage, item):
+    assert run("setup", "--apply") == 0
+    if breakage == "no-reviewer":
+        github.environments["production"]["protection_rules"] = []
+    elif breakage == "missing-secret":
+        del github.secrets["staging"]["RENDER_API_KEY"]
+    elif breakage == "ruleset-not-imported":
+        github.rulesets = {i: r for i, r in github.rulesets.items() if r["name"] != "main"}
+    elif breakage == "default-branch":
+        github.default_branch = "main"
+    capsys.readouterr()
+    assert run("check") == 5
+    captured = capsys.readouterr()
+    assert "1 of " in captured.err and f"items unmet: {item}" in captured.err, captured.err  # only that one
+
+
+def test_a_required_check_that_names_no_job_is_caught(github, values, tmp_path, monkeypatch, capsys):
+    shutil.copytree(ROOT / ".github", tmp_path / ".github")
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    path = tmp_path / ".github/rulesets/main.json"
+    ruleset = json.loads(path.read_text())
+    for rule in ruleset["rules"]:
+        if rule["type"] == "required_status_checks":
+            rule["parameters"]["required_status_checks"][0]["context"] = "branch-flow-renamed"
+    path.write_text(json.dumps(ruleset))
+    monkeypatch.setenv("CI_TOOLS_CONFIG", str(tmp_path / "pyproject.toml"))
+    assert load_config().path.parent == tmp_path
+    assert run("setup", "--apply") == 0
+    assert run("check") == 5
+    assert "no job named ['branch-flow-renamed']" in capsys.readouterr().out
+
+
+def test_a_token_without_admin_rights_is_named(github, monkeypatch, capsys):
+    monkeypatch.setenv("GITHUB_TOKEN", READ_ONLY_TOKEN)
+    assert run("check") == 5
+    assert "no admin scope" in capsys.readouterr().out
+    assert run("setup", "--apply") == 3
+    err = capsys.readouterr().err
+    assert "403" in err and "admin rights" in err and READ_ONLY_TOKEN not in err
+
+
+def test_a_wrong_token_is_one_line(github, monkeypatch, capsys):
+    monkeypatch.setenv("GITHUB_TOKEN", "ghs_wrongWrongWrong0123456789")
+    assert run("check") == 5
+    out = capsys.readouterr().out
+    assert "the token can read the repository" in out and "Bad credentials" in out

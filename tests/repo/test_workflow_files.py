@@ -1,0 +1,351 @@
+"""Every workflow obeys the pipeline's rules; a renamed CLI flag breaks this test, not a release."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ci_tools.__main__ import build_parser
+from ci_tools.needs import NOTHING
+from tests.support import ROOT
+
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+ACTIONS = sorted((ROOT / ".github" / "actions").glob("*/action.yml"))
+PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
+# Commands that change a deployed environment: they need a concurrency group and an environment.
+DEPLOYING = (
+    "deploy",
+    "release",
+    "rollback",
+    "cutover",
+    "memory copy",
+    "memory restore",
+    "memory undo",
+)
+
+
+def load(path: Path) -> dict:
+    data = yaml.safe_load(path.read_text())
+    if True in data:  # YAML 1.1 reads the key `on` as the boolean true
+        data["on"] = data.pop(True)
+    return data
+
+
+def steps_of(document: dict) -> list[dict]:
+    if "runs" in document:
+        return document["runs"].get("steps", [])
+    return [step for job in document["jobs"].values() for step in job.get("steps", [])]
+
+
+def ci_tools_calls(script: str) -> list[list[str]]:
+    """Each `ci-tools …` invocation in a shell script, continuation lines joined."""
+    joined = re.sub(r"\\\n\s*", " ", script)
+    calls = []
+    for line in joined.splitlines():
+        for part in re.split(r"\s*(?:&&|\|\||;|\|)\s*", line.strip()):
+            words = shlex.split(part, comments=True) if part else []
+            if words[:1] == ["ci-tools"]:
+                calls.append(words[1:])
+    return calls
+
+
+ALL = [pytest.param(p, id=p.relative_to(ROOT).as_posix()) for p in WORKFLOWS + ACTIONS]
+
+
+def test_the_expected_workflows_exist():
+    names = {p.name for p in WORKFLOWS}
+    assert {
+        "ci.yml",
+        "branch-flow.yml",
+        "back-merge.yml",
+        "migrate-memory.yml",
+        "staging.yml",
+        "production.yml",
+        "rollback.yml",
+        "cutover.yml",
+        "contract-drift.yml",
+        "backup.yml",
+        "restore-memory.yml",
+        "watch.yml",
+    } <= names
+
+
+@pytest.mark.parametrize("path", ALL)
+def test_actions_are_pinned_to_commit_shas_with_a_version_comment(path):
+    text = path.read_text()
+    document = load(path)
+    uses = [s["uses"] for s in steps_of(document) if "uses" in s]
+    uses += [j["uses"] for j in document.get("jobs", {}).values() if "uses" in j]
+    for ref in uses:
+        if ref.startswith("./"):
+            continue  # this repository's own actions and reusable workflows
+        assert PINNED.match(ref), f"{ref} is not pinned to a full commit SHA"
+        assert re.search(re.escape(ref) + r"\s+#\s*v\d", text), f"{ref} lacks a # vX.Y.Z comment"
+
+
+@pytest.mark.parametrize("path", ALL)
+def test_no_expressions_inside_run_scripts(path):
+    for step in steps_of(load(path)):
+        assert "${{" not in step.get("run", ""), f"{step.get('name')}: pass values through env:"
+
+
+def inputs_of(document: dict) -> dict[str, dict]:
+    triggers = document.get("on") or {}
+    found: dict[str, dict] = {}
+    for trigger in ("workflow_dispatch", "workflow_call"):
+        if isinstance(triggers, dict) and isinstance(triggers.get(trigger), dict):
+            found |= triggers[trigger].get("inputs") or {}
+    return found
+
+
+def variable_samples(document: dict, job: dict, step: dict) -> list[dict[str, str]]:
+    """Values a step's env variables can take: each option of a choice input, defaults otherwise."""
+    inputs = inputs_of(document)
+    env = {**(document.get("env") or {}), **(job.get("env") or {}), **(step.get("env") or {})}
+    # A step that runs only `if: inputs.x == 'a' || inputs.x == 'b'` only ever sees those values.
+    only: dict[str, set[str]] = {}
+    for input_name, value in re.findall(r"inputs\.(\w+)\s*==\s*'([^']*)'", str(step.get("if", ""))):
+        only.setdefault(input_name, set()).add(value)
+    base: dict[str, str] = {}
+    choices: dict[str, list[str]] = {}
+    for name, expression in env.items():
+        match = re.fullmatch(r"\$\{\{\s*inputs\.(\w+)\s*\}\}", str(expression))
+        spec = inputs.get(match[1]) if match else None
+        if spec:
+            options = [str(o) for o in spec.get("options") or [] if str(o) in only.get(match[1], {str(o)})]
+            default = str(spec.get("default") or "")
+            base[name] = default if default in options or not options else options[0]
+            base[name] = base[name] or "1"
+            if len(options) > 1:
+                choices[name] = options
+        elif picked := re.search(r"&&\s*'([^']*)'\s*\|\|\s*'([^']*)'", str(expression)):
+            # `${{ cond && 'a' || 'b' }}`: the variable is one of the two quoted values
+            base[name] = picked[1]
+            choices[name] = [picked[1], picked[2]]
+        else:
+            base[name] = "sample-value"
+    samples = [base]
+    samples += [{**base, name: option} for name, options in choices.items() for option in options]
+    return samples
+
+
+def expand(word: str, values: dict[str, str]) -> str:
+    return re.sub(r"\$\{?(\w+)\}?", lambda m: values.get(m[1], m[0]), word)
+
+
+def all_steps(document: dict) -> list[tuple[dict, dict]]:
+    if "runs" in document:
+        return [({}, step) for step in document["runs"].get("steps", [])]
+    return [(job, step) for job in document["jobs"].values() for step in job.get("steps", [])]
+
+
+@pytest.mark.parametrize("path", ALL)
+def test_every_ci_tools_call_parses(path):
+    parser = build_parser()
+    document = load(path)
+    for job, step in all_steps(document):
+        for argv in ci_tools_calls(step.get("run", "")):
+            for values in variable_samples(document, job, step):
+                concrete = [expand(word, values) for word in argv]
+                try:
+                    parser.parse_args(concrete)
+                except SystemExit as exc:
+                    pytest.fail(f"{path.name}: `ci-tools {' '.join(concrete)}` is refused ({exc})")
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, id=p.name) for p in WORKFLOWS])
+def test_permissions_are_empty_or_read_only_at_the_top(path):
+    permissions = load(path).get("permissions")
+    assert permissions is not None, "declare top-level permissions (empty, granted per job)"
+    if isinstance(permissions, dict):
+        assert set(permissions.values()) <= {"read", "none"}
+    else:
+        assert permissions in ("read-all", {})
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, id=p.name) for p in WORKFLOWS])
+def test_deploying_jobs_are_serialised_and_use_an_environment(path):
+    document = load(path)
+    for name, job in document["jobs"].items():
+        scripts = " ".join(step.get("run", "") for step in job.get("steps", []))
+        commands = [" ".join(argv[:2]) for argv in ci_tools_calls(scripts)]
+        if not any(c.startswith(d) for c in commands for d in DEPLOYING):
+            continue
+        concurrency = job.get("concurrency") or document.get("concurrency")
+        assert isinstance(concurrency, dict), f"{name}: deploy jobs need a concurrency group"
+        assert concurrency.get("cancel-in-progress") is False, f"{name}: never cancel a deploy"
+        assert job.get("environment"), f"{name}: deploy jobs run in a GitHub environment"
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, id=p.name) for p in WORKFLOWS])
+def test_production_jobs_use_the_production_environment(path):
+    document = load(path)
+    for name, job in document["jobs"].items():
+        text = yaml.safe_dump(job)
+        with_env = (job.get("with") or {}).get("environment")
+        if with_env == "production" or "production" in str(job.get("environment", "")):
+            environment = job.get("environment")
+            env_name = environment.get("name") if isinstance(environment, dict) else environment
+            if with_env == "production" and "uses" in job:
+                continue  # the called workflow's job declares the environment (checked there)
+            assert "production" in str(env_name), f"{name}: {text}"
+
+
+def test_checkout_never_persists_credentials():
+    for path in WORKFLOWS:
+        for step in steps_of(load(path)):
+            if step.get("uses", "").startswith("actions/checkout@"):
+                assert step.get("with", {}).get("persist-credentials") is False, path.name
+
+
+def test_branch_flow_runs_on_retargeting_and_its_job_is_the_required_check():
+    document = load(ROOT / ".github/workflows/branch-flow.yml")
+    trigger = document["on"]["pull_request"]
+    assert set(trigger["types"]) == {"opened", "reopened", "synchronize", "edited"}
+    assert set(trigger["branches"]) == {"main", "develop"}
+    assert document["permissions"] == {}
+    assert [job["name"] for job in document["jobs"].values()] == ["branch-flow"]
+
+
+def job_names_on_pull_requests() -> set[str]:
+    names = set()
+    for path in WORKFLOWS:
+        document = load(path)
+        if "pull_request" in (document["on"] or {}):
+            names |= {job.get("name", key) for key, job in document["jobs"].items()}
+    return names
+
+
+@pytest.mark.parametrize("branch", ["main", "develop"])
+def test_rulesets_require_prs_checks_and_forbid_force_push_and_deletion(branch):
+    ruleset = json.loads((ROOT / f".github/rulesets/{branch}.json").read_text())
+    assert ruleset["conditions"]["ref_name"]["include"] == [f"refs/heads/{branch}"]
+    assert ruleset["enforcement"] == "active"
+    rules = {rule["type"]: rule.get("parameters", {}) for rule in ruleset["rules"]}
+    assert {"deletion", "non_fast_forward", "pull_request", "required_status_checks"} <= set(rules)
+    contexts = {c["context"] for c in rules["required_status_checks"]["required_status_checks"]}
+    assert contexts == {"branch-flow", "lint", "test"}
+    assert contexts <= job_names_on_pull_requests(), "a required check no workflow produces"
+    if branch == "main":  # squash would cut develop's ancestry and force a back-merge every time
+        assert rules["pull_request"]["allowed_merge_methods"] == ["merge"]
+
+
+def test_dependabot_updates_both_ecosystems_grouped_with_cooldown():
+    config = yaml.safe_load((ROOT / ".github/dependabot.yml").read_text())
+    ecosystems = {u["package-ecosystem"]: u for u in config["updates"]}
+    assert set(ecosystems) == {"uv", "github-actions"}
+    assert "/.github/actions/*" in ecosystems["github-actions"]["directories"]
+    for update in ecosystems.values():
+        assert update["groups"]
+        assert update["cooldown"]["default-days"] >= 1
+        assert update["target-branch"] == "develop"
+
+
+def test_the_parser_in_this_test_catches_a_renamed_flag():
+    """Guard against a test that cannot fail: a wrong flag must be refused."""
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(ci_tools_calls('ci-tools flow check --bse "$B" --head "$H"')[0])
+    assert ci_tools_calls("echo x && ci-tools flow name \\\n  feature/x # why") == [["flow", "name", "feature/x"]]
+
+
+def test_pushes_release_from_a_job_that_names_its_environment():
+    """No reusable deploy workflow: its jobs would get no environment secrets (actions/runner#4453)."""
+    groups = set()
+    for name, env, branch in (
+        ("production.yml", "production", "main"),
+        ("staging.yml", "staging", "develop"),
+        ("rollback.yml", "${{ inputs.environment }}", None),
+    ):
+        document = load(ROOT / ".github/workflows" / name)
+        if branch:
+            assert document["on"]["push"]["branches"] == [branch]
+        (job,) = document["jobs"].values()
+        assert "uses" not in job and job["environment"]["name"] == env
+        assert job["concurrency"]["cancel-in-progress"] is False
+        groups.add(job["concurrency"]["group"].replace(env, "ENV"))
+    assert groups == {"deploy-ENV"}, "release and rollback of one environment must queue together"
+    for path in WORKFLOWS:
+        assert "workflow_call" not in (load(path)["on"] or {}), f"{path.name} is a reusable workflow"
+
+
+def step_env_names(document: dict, job: dict, step: dict) -> set[str]:
+    return {*(document.get("env") or {}), *(job.get("env") or {}), *(step.get("env") or {})}
+
+
+def undeclared_in(document: dict) -> list[str]:
+    """Each step calling a ci-tools command that does not pass a secret the command declares."""
+    parser = build_parser()
+    problems = []
+    for job, step in all_steps(document):
+        provided = step_env_names(document, job, step)
+        for argv in ci_tools_calls(step.get("run", "")):
+            for values in variable_samples(document, job, step):
+                args = parser.parse_args([expand(word, values) for word in argv])
+                missing = set(getattr(args, "needs", NOTHING).in_workflows) - provided
+                if missing:
+                    command = " ".join(argv[:2])
+                    problems.append(f"{step.get('name')}: ci-tools {command} needs {sorted(missing)}")
+    return problems
+
+
+@pytest.mark.parametrize("path", ALL)
+def test_every_step_passes_the_secrets_its_command_declares(path):
+    assert undeclared_in(load(path)) == []
+
+
+def test_a_step_that_omits_a_declared_secret_is_caught():
+    """The cutover bug: its probe needed a token the step never passed."""
+    document = load(ROOT / ".github/workflows/cutover.yml")
+    for _, step in all_steps(document):
+        (step.get("env") or {}).pop("NEW_TELEGRAM_BOT_TOKEN", None)
+    assert any("NEW_TELEGRAM_BOT_TOKEN" in problem for problem in undeclared_in(document))
+
+
+def test_a_command_reading_an_undeclared_secret_fails_in_the_tests(monkeypatch):
+    from ci_tools.needs import Needs, UndeclaredSecret, running
+    from ci_tools.settings import require_secret
+
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123:abc")
+    with running(Needs(required=("RENDER_API_KEY",))), pytest.raises(UndeclaredSecret):
+        require_secret("TELEGRAM_BOT_TOKEN")
+    assert require_secret("TELEGRAM_BOT_TOKEN") == "123:abc"  # outside a command: not checked
+
+
+def test_every_job_that_runs_ci_tools_installs_it_from_the_lock():
+    action = load(ROOT / ".github/actions/setup-ci-tools/action.yml")
+    scripts = " ".join(step.get("run", "") for step in action["runs"]["steps"])
+    assert "uv sync --locked" in scripts and "pip install" not in scripts
+    assert any(step.get("uses", "").startswith("astral-sh/setup-uv@") for step in action["runs"]["steps"])
+    for path in WORKFLOWS:
+        for name, job in load(path)["jobs"].items():
+            steps = job.get("steps", [])
+            runs_tools = any(ci_tools_calls(s.get("run", "")) for s in steps) or any(
+                re.search(r"\b(ruff|pytest|actionlint|zizmor)\b", s.get("run", "")) for s in steps
+            )
+            if runs_tools:
+                uses = [s.get("uses") for s in steps]
+                assert "./.github/actions/setup-ci-tools" in uses, f"{path.name}: {name}"
+                assert not any("pip install" in s.get("run", "") for s in steps), f"{path.name}: {name}"
+
+
+def test_the_nightly_backup_runs_when_the_config_says():
+    from ci_tools.settings import load_config
+
+    backup = load_config().memory_backup
+    on = load(ROOT / ".github/workflows/backup.yml")["on"]
+    assert [s["cron"] for s in on["schedule"]] == [backup.cron()], (
+        f"backup.yml's cron must be nightly_at = {backup.nightly_at!r} of [tool.ci_tools.memory_backup]"
+    )
+    assert "workflow_dispatch" in on
+
+
+def test_the_watch_runs_as_often_as_the_config_says():
+    from ci_tools.settings import load_config
+
+    on = load(ROOT / ".github/workflows/watch.yml")["on"]
+    assert [s["cron"] for s in on["schedule"]] == [load_config().watch.cron()]

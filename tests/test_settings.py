@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ci_tools.errors import ConfigError
+from ci_tools.settings import load_config, require_secret
+from tests.support import ROOT
+
+GOOD_ENV = """
+[tool.ci_tools.environments.{name}]
+branch = "{branch}"
+render_service = "svc-{name}"
+bot_username = "{name}_mindmate_bot"
+base_url = "https://{name}.example.com"
+key_prefix = "{prefix}"
+memory_patterns = ["user:{{user_id}}:history"]
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "pyproject.toml"
+    path.write_text(text)
+    return path
+
+
+def two_envs(**overrides: str) -> str:
+    staging = {"name": "staging", "branch": "develop", "prefix": "dev:"}
+    production = {"name": "production", "branch": "main", "prefix": "prod:"}
+    text = GOOD_ENV.format(**staging) + GOOD_ENV.format(**production)
+    for old, new in overrides.items():
+        text = text.replace(old, new)
+    return text
+
+
+def test_project_config_loads():
+    config = load_config()
+    assert config.path == ROOT / "pyproject.toml"
+    prod = config.env("production")
+    assert (prod.branch, prod.render_service, prod.key_prefix) == ("main", "mindmate-prod", "prod:")
+    assert prod.health_url == "https://mindmate-prod.onrender.com/healthz"
+    assert prod.webhook_url.endswith("/telegram")
+    assert prod.memory_keys(7) == [
+        "prod:user:7:history",
+        "prod:user:7:profile",
+        "prod:memory:7",
+        "prod:conversation:7",
+    ]
+    assert config.flow["main"] == ("develop", "hotfix/*")
+    assert config.env_for_branch("develop").name == "staging"
+    assert config.env_for_branch("feature/x") is None
+
+
+def test_unknown_environment_lists_known_ones():
+    with pytest.raises(ConfigError) as error:
+        load_config().env("prod")
+    assert "unknown environment 'prod'" in error.value.one_line()
+    assert "production, staging" in error.value.one_line()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({'key_prefix = "prod:"': 'key_prefix = "dev:"'}, "share key_prefix 'dev:'"),
+        ({'branch = "main"': 'branch = "develop"'}, "share branch"),
+        ({'key_prefix = "prod:"': 'key_prefix = "prod"'}, "ending with ':'"),
+        ({'key_prefix = "prod:"': 'key_prefix = "dev:x:"'}, "is a prefix of"),
+        ({"production_mindmate_bot": "@prod"}, "not a Telegram bot username"),
+        ({"https://production.example.com": "mindmate.example.com/x"}, "base_url"),
+        ({'["user:{user_id}:history"]': '["user:*"]'}, "containing {user_id}"),
+        ({'branch = "main"\n': ""}, "lacks branch"),
+        ({'branch = "main"': 'branch = "main"\ncolour = "blue"'}, "unknown keys: colour"),
+    ],
+)
+def test_invalid_config_is_one_clear_error(tmp_path, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, two_envs(**overrides)))
+
+
+def test_missing_section_and_bad_toml(tmp_path):
+    with pytest.raises(ConfigError, match=r"no \[tool.ci_tools\] section"):
+        load_config(write(tmp_path, "[project]\nname='x'\n"))
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(write(tmp_path, "[tool.ci_tools\n"))
+    with pytest.raises(ConfigError, match="must map each base branch"):
+        load_config(write(tmp_path, two_envs() + "[tool.ci_tools.flow]\nmain = 'develop'\n"))
+
+
+def test_config_override_and_search(tmp_path, monkeypatch):
+    path = write(tmp_path, two_envs())
+    monkeypatch.setenv("CI_TOOLS_CONFIG", str(path))
+    assert load_config().path == path
+    monkeypatch.setenv("CI_TOOLS_CONFIG", str(tmp_path / "missing.toml"))
+    with pytest.raises(ConfigError, match="not a file"):
+        load_config()
+    monkeypatch.delenv("CI_TOOLS_CONFIG")
+    nested = tmp_path / "a" / "b"
+    nested.mkdir(parents=True)
+    monkeypatch.chdir(nested)
+    assert load_config().path == path
+
+
+def test_missing_secret_names_it_and_never_prints_a_value(monkeypatch):
+    with pytest.raises(ConfigError) as error:
+        require_secret("RENDER_API_KEY", purpose="rollback")
+    assert "missing secret RENDER_API_KEY (rollback)" in error.value.one_line()
+    monkeypatch.setenv("RENDER_API_KEY", "rnd_abcdefgh12345678")
+    assert require_secret("RENDER_API_KEY") == "rnd_abcdefgh12345678"

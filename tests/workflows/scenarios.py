@@ -1,0 +1,77 @@
+"""What a workflow scenario is made of: the events act is given, the secrets of each GitHub
+environment, and the checks every scenario shares (nothing secret in act's log)."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+import httpx
+from cryptography.fernet import Fernet
+
+from sandbox.world import World
+from tests.workflows.act import Run
+
+REPOSITORY = "mindmate/mindmate-release"
+# Where the stand-ins are: the run's env file, not its secrets.
+_NOT_SECRETS = ("CI_TOOLS_CONFIG", "RENDER_API_URL", "TELEGRAM_API_URL")
+
+
+def environment_secrets(world: World, env: str, **extra: str) -> dict[str, str]:
+    """What the GitHub environment ``env`` holds, as a secret file for act."""
+    values = {k: v for k, v in world.secrets(env).items() if k not in _NOT_SECRETS}
+    return {**values, **extra}
+
+
+SNAPSHOT_KEY = Fernet.generate_key().decode()  # production's MEMORY_SNAPSHOT_KEY in these runs
+
+
+def production_secrets(world: World, **extra: str) -> dict[str, str]:
+    """What production.yml reads: the environment's secrets, its Key Value by the external URL
+    (refused until the run admits itself) and the key its memory snapshots are encrypted with."""
+    values = {
+        "REDIS_URL": world.external_redis_url("production"),
+        "MEMORY_SNAPSHOT_KEY": SNAPSHOT_KEY,
+    }
+    return environment_secrets(world, "production", **{**values, **extra})
+
+
+def push(branch: str, sha: str) -> dict:
+    return {
+        "ref": f"refs/heads/{branch}",
+        "after": sha,
+        "repository": {"full_name": REPOSITORY, "default_branch": "main"},
+    }
+
+
+def dispatch(branch: str, **inputs: str) -> dict:
+    return {
+        "ref": f"refs/heads/{branch}",
+        "inputs": inputs,
+        "repository": {"full_name": REPOSITORY, "default_branch": "main"},
+    }
+
+
+def health(world: World, env: str) -> dict:
+    return httpx.get(world.services[env].router.url + "/healthz", timeout=10).json()
+
+
+def assert_no_secret(run: Run, world: World) -> None:
+    """No secret value of either environment appears anywhere in act's log."""
+    for env in ("staging", "production"):
+        for name, value in environment_secrets(world, env).items():
+            assert value not in run.log, f"{name} of {env} appears in act's log"
+    assert SNAPSHOT_KEY not in run.log, "MEMORY_SNAPSHOT_KEY appears in act's log"
+
+
+def start_live(world: World, env: str, sha: str, timeout: float = 30) -> None:
+    """Put ``sha`` live on ``env`` through its deploy hook, outside any workflow (the set-up)."""
+    service = world.services[env]
+    httpx.post(f"{world.render.hook_url(service)}&ref={sha}", timeout=10)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            if health(world, env).get("commit") == sha:
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"{sha[:12]} did not go live on {env}")
