@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.delay_proxy import DelayProxy  # noqa: E402
+from ci_tools.context import build  # noqa: E402
 from ci_tools.memory.ops import CopyRequest, copy_user  # noqa: E402
 from ci_tools.settings import load_config  # noqa: E402
 from sandbox.redis import RedisServer  # noqa: E402
@@ -114,7 +115,7 @@ def own_cpu() -> float:
 
 
 def tool(out: Path, source_url: str, target_url: str) -> dict[str, float]:
-    os.environ["SOURCE_REDIS_URL"], os.environ["TARGET_REDIS_URL"] = source_url, target_url
+    ctx = build({"SOURCE_REDIS_URL": source_url, "TARGET_REDIS_URL": target_url})
     config = load_config(ROOT / "pyproject.toml")
     request = CopyRequest(
         user_id=USER,
@@ -128,7 +129,7 @@ def tool(out: Path, source_url: str, target_url: str) -> dict[str, float]:
         out_dir=out,
     )
     started = time.perf_counter()
-    outcome = copy_user(request)
+    outcome = copy_user(ctx, request)
     timings = dict(outcome.timings)
     timings["total"] = time.perf_counter() - started
     assert outcome.verified == len(outcome.plan), "the copy did not verify"

@@ -22,8 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from ci_tools.context import build  # noqa: E402
 from ci_tools.pipeline.probing import Probe, run_probe  # noqa: E402
-from ci_tools.settings import load_config  # noqa: E402
 from sandbox.world import World  # noqa: E402
 
 
@@ -36,22 +36,21 @@ def main() -> None:
         tempfile.TemporaryDirectory() as root,
         World(Path(root), latency=args.latency, step=0.05) as world,
     ):
-        os.environ.update(world.secrets("production"))
+        ctx = build(world.secrets("production"))
         os.chdir(world.repo)
         sha = world.commit("main", "bench")
         from ci_tools.pipeline.deployment import deploy
 
-        config = load_config()
-        env = config.env("production")
-        deploy(env, sha, timeout=60, poll=0.1)
+        env = ctx.config.env("production")
+        deploy(ctx, env, sha, timeout=60, poll=0.1)
         token = world.bots["production"].token
         secret = world.secrets("production")["TELEGRAM_WEBHOOK_SECRET"]
 
         def probe(conversation: bool = True) -> Probe:
             return Probe(
+                ctx,
                 env,
                 sha,
-                config,
                 token,
                 deadline=10,
                 webhook_secret=secret,

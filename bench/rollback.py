@@ -26,24 +26,23 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from ci_tools.context import Context, build  # noqa: E402
 from ci_tools.errors import VerificationError  # noqa: E402
 from ci_tools.pipeline.deployment import deploy  # noqa: E402
 from ci_tools.pipeline.releasing import ReleaseRequest, release  # noqa: E402
-from ci_tools.settings import Config, load_config  # noqa: E402
 from sandbox.world import World  # noqa: E402
 
 
 @contextlib.contextmanager
-def production_with(fault: str, value: object) -> Iterator[tuple[World, Config, str, str]]:
+def production_with(fault: str, value: object) -> Iterator[tuple[World, Context, str, str]]:
     """A sandbox whose production runs a good release, and a next commit with ``fault``."""
     with tempfile.TemporaryDirectory() as root, World(Path(root), step=0.05) as world:
-        os.environ.update(world.secrets("production"))
+        ctx = build(world.secrets("production"))
         os.chdir(world.repo)
-        config = load_config()
-        deploy(config.env("production"), world.commit("main", "good"), timeout=60, poll=0.1)
+        deploy(ctx, ctx.config.env("production"), world.commit("main", "good"), timeout=60, poll=0.1)
         sha = world.commit("main", f"the next release ({fault})")
         world.render.fault(world.services["production"], sha, **{fault: value})
-        yield world, config, sha, world.bots["production"].token
+        yield world, ctx, sha, world.bots["production"].token
 
 
 def secret(world: World) -> str:
@@ -52,9 +51,9 @@ def secret(world: World) -> str:
 
 def exposure(deadline: float, fail_fast: bool) -> float:
     """Seconds a bad release is live before its rollback deploy is created."""
-    with production_with("open_webhook", True) as (world, config, bad, token):
+    with production_with("open_webhook", True) as (world, ctx, bad, token):
         request = ReleaseRequest(
-            config.env("production"),
+            ctx.config.env("production"),
             bad,
             token,
             timeout=60,
@@ -64,7 +63,7 @@ def exposure(deadline: float, fail_fast: bool) -> float:
             webhook_secret=secret(world),
         )
         with contextlib.suppress(VerificationError):  # it must fail: that is the point
-            release(request, config)
+            release(ctx, request)
         deploys = world.services["production"].deploys
         live = next(d for d in deploys if d["commit"]["id"] == bad)["_live_at"]
         rollback = next(d for d in deploys if d["trigger"] == "rollback")["_created"]
@@ -73,11 +72,12 @@ def exposure(deadline: float, fail_fast: bool) -> float:
 
 def transient(lag: float, deadline: float) -> float:
     """Seconds a release takes to pass when the URL serves the old commit ``lag`` s after live."""
-    with production_with("late_switch", lag) as (world, config, sha, token):
+    with production_with("late_switch", lag) as (world, ctx, sha, token):
         started = time.monotonic()
         release(
+            ctx,
             ReleaseRequest(
-                config.env("production"),
+                ctx.config.env("production"),
                 sha,
                 token,
                 timeout=60,
@@ -85,7 +85,6 @@ def transient(lag: float, deadline: float) -> float:
                 poll=0.1,
                 webhook_secret=secret(world),
             ),
-            config,
         )
         return time.monotonic() - started
 

@@ -12,7 +12,6 @@ machinery the snapshot reuses, as the ratio snapshot ÷ copy. Target: ≤ 2 s at
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -24,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 from cryptography.fernet import Fernet  # noqa: E402
 
 from bench.memory_copy import USER, populate  # noqa: E402
+from ci_tools.context import build  # noqa: E402
 from ci_tools.memory import points  # noqa: E402
 from ci_tools.memory.ops import CopyRequest, copy_user  # noqa: E402
 from ci_tools.settings import load_config  # noqa: E402
@@ -34,7 +34,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1000,10000,100000")
     args = parser.parse_args()
-    os.environ["MEMORY_SNAPSHOT_KEY"] = Fernet.generate_key().decode()
+    key = Fernet.generate_key().decode()  # production's MEMORY_SNAPSHOT_KEY: both are encrypted
     config = load_config(ROOT / "pyproject.toml")
     print("snapshot benchmark: every key of production's memory, encrypted, against copying them")
     print(f"  {'keys':>7}  {'snapshot':>9}  {'copy':>9}  {'ratio':>6}")
@@ -42,7 +42,7 @@ def main() -> None:
         with RedisServer() as dev, RedisServer() as prod, tempfile.TemporaryDirectory() as out:
             populate(dev.client(), size, 0)  # one user's keys under dev:, the copy's source
             prod.client().set("prod:meta:env", "production")
-            os.environ["SOURCE_REDIS_URL"], os.environ["TARGET_REDIS_URL"] = dev.url, prod.url
+            ctx = build({"SOURCE_REDIS_URL": dev.url, "TARGET_REDIS_URL": prod.url, "MEMORY_SNAPSHOT_KEY": key})
             request = CopyRequest(
                 user_id=USER,
                 source_env=config.env("staging"),
@@ -55,7 +55,7 @@ def main() -> None:
                 out_dir=Path(out) / "copy",
             )
             started = time.perf_counter()
-            copied = copy_user(request)
+            copied = copy_user(ctx, request)
             copy_s = time.perf_counter() - started
             assert copied.verified == size, copied.verified
             started = time.perf_counter()
@@ -66,6 +66,7 @@ def main() -> None:
                 server="bench",
                 max_mb=10_000,
                 protected=(),
+                fernet=ctx.snapshot_fernet(),
             )
             snapshot_s = time.perf_counter() - started
             assert taken.keys == size + 1, taken.keys  # and the marker

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -32,9 +33,10 @@ from ci_tools.cli import (
     rollback,
     status,
 )
+from ci_tools.context import build
 from ci_tools.errors import FatalError, from_unexpected
-from ci_tools.needs import NOTHING, resolve, running
-from ci_tools.repo import actions
+from ci_tools.needs import NOTHING
+from ci_tools.repo.actions import Runner
 
 # In the order of the plan: look, ship, check, undo, migrate, rehearse.
 COMMAND_MODULES = (
@@ -77,34 +79,33 @@ def _configure_logging(verbosity: int) -> None:
     logging.getLogger().setLevel(level)
     # httpx logs every request URL at INFO; keep it for -vv only (it is redacted anyway).
     logging.getLogger("httpx").setLevel(logging.DEBUG if verbosity > 1 else logging.WARNING)
-    redact.install()
+    redact.install(os.environ)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    redact.install()
+    redact.install(os.environ)
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args.verbose)
+    runner = Runner.from_environ(os.environ)  # so that even a Context that fails to build annotates
     try:
-        needs = getattr(args, "needs", NOTHING)
-        args.secrets = resolve(needs)
-        with running(needs):
-            return int(args.func(args) or 0)
+        ctx = build(os.environ, getattr(args, "needs", NOTHING))
+        return int(args.func(ctx, args) or 0)
     except FatalError as exc:
-        return _report(exc, args.command)
+        return _report(runner, exc, args.command)
     except KeyboardInterrupt:
         print("ci-tools: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # the one error boundary: never a traceback unless asked (-vv)
         if args.verbose > 1:
             logging.getLogger("ci_tools").exception("unexpected error")
-        return _report(from_unexpected(exc), args.command)
+        return _report(runner, from_unexpected(exc), args.command)
 
 
-def _report(exc: FatalError, command: str) -> int:
+def _report(runner: Runner, exc: FatalError, command: str) -> int:
     line = redact.redact(exc.one_line())
     print(f"ci-tools: {exc.kind}: {line}", file=sys.stderr, flush=True)
-    actions.annotate("error", line, title=f"ci-tools {command}: {exc.kind}")
+    runner.annotate("error", line, title=f"ci-tools {command}: {exc.kind}")
     return exc.exit_code
 
 

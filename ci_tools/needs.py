@@ -3,17 +3,15 @@
 A command that reads a secret its workflow never provides fails only where it runs,
 part-way through its work (the cutover once changed Render and only then looked for
 a token). So each command declares its secrets with ``set_defaults(needs=Needs(…))``;
-``main()`` resolves them before the command does anything, failing with every missing
-name at once, and ``tests/repo/test_workflow_files.py`` checks that each workflow step calling
+``main()`` resolves them into the command's ``Context`` before it does anything, failing
+with every missing name at once, and ``tests/repo/test_workflow_files.py`` checks that each workflow step calling
 the command provides every declared name through ``env:``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-import os
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from ci_tools.errors import ConfigError
@@ -28,6 +26,9 @@ class Needs:
     # Read only where a person runs it (several environments' secrets at once, under prefixed
     # names): a workflow step passes the plain ones and need not pass these.
     local: tuple[str, ...] = ()
+    # Every ``<ENV>_<NAME>`` variable (``github setup`` reads each environment's secrets by the
+    # names its workflows use, which only the workflow files know).
+    prefixed: bool = False
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -40,46 +41,44 @@ class Needs:
 
 
 NOTHING = Needs()
-# The running command's declaration: a read of any other secret is a bug in ci-tools, caught
-# by every test that runs a command through main(). None outside a command (library use).
-_running: contextvars.ContextVar[Needs | None] = contextvars.ContextVar("needs", default=None)
+PREFIXED = re.compile(r"^[A-Z][A-Z0-9]*_[A-Z0-9_]+$")
 
 
 class UndeclaredSecret(RuntimeError):
     """A command read a secret it does not declare: its workflow steps may not provide it."""
 
 
-def check_declared(name: str) -> None:
-    declared = _running.get()
-    if declared is not None and name not in declared.names:
-        raise UndeclaredSecret(
-            f"ci-tools reads {name} but the running command does not declare it: add it to the command's Needs"
-        )
-
-
-@contextlib.contextmanager
-def running(needs: Needs | None) -> Iterator[None]:
-    """While a command runs, its reads are checked against ``needs`` (None: not checked)."""
-    token = _running.set(needs)
-    try:
-        yield
-    finally:
-        _running.reset(token)
-
-
-def undeclared_allowed() -> contextlib.AbstractContextManager[None]:
-    """For the rehearsal, which plays every command against the sandbox with its own secrets."""
-    return running(None)
-
-
 class Secrets(Mapping[str, str]):
-    """The resolved values of one command's declared secrets (read-only; unset ones absent)."""
+    """The resolved values of one command's declared secrets (read-only; unset ones absent).
 
-    def __init__(self, values: Mapping[str, str]) -> None:
-        self._values = dict(values)
+    Asking for a name outside ``declared`` raises ``UndeclaredSecret``: every test that runs
+    a command through ``main()`` catches a read its workflow steps would not provide.
+    ``declared=None`` (a Context built for the rehearsal or a test) allows every name.
+    """
+
+    def __init__(
+        self, values: Mapping[str, str], *, declared: Iterable[str] | None = None, prefixed: bool = False
+    ) -> None:
+        self._values = {name: value.strip() for name, value in values.items() if value and value.strip()}
+        self._declared = None if declared is None else frozenset(declared)
+        self._prefixed = prefixed
+
+    def _check(self, name: str) -> None:
+        if self._prefixed and PREFIXED.match(name):
+            return
+        if self._declared is not None and name not in self._declared:
+            raise UndeclaredSecret(
+                f"ci-tools reads {name} but the running command does not declare it: add it to the command's Needs"
+            )
 
     def __getitem__(self, name: str) -> str:
+        self._check(name)
         return self._values[name]
+
+    def __contains__(self, name: object) -> bool:
+        if isinstance(name, str):
+            self._check(name)
+        return name in self._values
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._values)
@@ -91,10 +90,11 @@ class Secrets(Mapping[str, str]):
         return f"Secrets({sorted(self._values)})"
 
 
-def resolve(needs: Needs, environ: Mapping[str, str] | None = None) -> Secrets:
+def resolve(needs: Needs, environ: Mapping[str, str]) -> Secrets:
     """Read every declared secret now; a missing required one names itself before any work."""
-    environ = os.environ if environ is None else environ
     values = {name: environ.get(name, "").strip() for name in needs.names}
+    if needs.prefixed:
+        values |= {name: value for name, value in environ.items() if PREFIXED.match(name)}
     missing = [name for name in needs.required if not values[name]]
     if missing:
         names = ", ".join(missing)
@@ -103,4 +103,4 @@ def resolve(needs: Needs, environ: Mapping[str, str] | None = None) -> Secrets:
             hint=f"set {names} as GitHub environment secret{'s' if len(missing) > 1 else ''} "
             "and pass each through the step's env:, or export it for a local run",
         )
-    return Secrets({name: value for name, value in values.items() if value})
+    return Secrets(values, declared=needs.names, prefixed=needs.prefixed)

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ci_tools.redact import redact
-from ci_tools.repo import actions
+from ci_tools.repo.actions import Runner, markdown_table
 
 
 def console(stderr: bool = False) -> Console:
@@ -62,12 +62,12 @@ class Report:
     shown: int = 50  # rows printed on a terminal; --json and the summary list more
 
 
-def report(result: Report, *, as_json: bool = False) -> None:
+def report(runner: Runner, result: Report, *, as_json: bool = False) -> None:
     """The one way a command reports: step summary (in Actions), then a table or JSON."""
     notes = "".join(f"\n\n{note}" for note in result.notes)
-    actions.add_summary(
+    runner.add_summary(
         f"### {result.title}\n\n"
-        + actions.markdown_table(result.headers, [[str(c) for c in r] for r in result.rows[:200]])
+        + markdown_table(result.headers, [[str(c) for c in r] for r in result.rows[:200]])
         + notes
     )
     if as_json:

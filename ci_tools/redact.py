@@ -9,9 +9,8 @@ every log record, and ``redact()`` is applied to everything ci-tools prints.
 from __future__ import annotations
 
 import logging
-import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from urllib.parse import parse_qsl, urlsplit
 
 REDACTED = "***"
@@ -53,6 +52,10 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 _extra_secrets: set[str] = set()
+# The environments whose secret-named variables are redacted wherever their values appear:
+# the process's own (handed over by the entry point's install()), read live, so a value set
+# later is covered too.
+_watched: list[Mapping[str, str]] = []
 
 
 def add_secret(value: str | None) -> None:
@@ -91,12 +94,25 @@ SECRET_SUFFIXES = (
 )
 
 
-def _literal_secrets() -> Iterable[str]:
-    for name, value in os.environ.items():
-        if name in SECRET_ENV_VARS or name.endswith(SECRET_SUFFIXES):
+def is_secret_name(name: str) -> bool:
+    return name in SECRET_ENV_VARS or name.endswith(SECRET_SUFFIXES)
+
+
+def add_secrets_from(environ: Mapping[str, str]) -> None:
+    """Register the secret-named values of ``environ`` (a Context built from a dict, say)."""
+    for name, value in environ.items():
+        if is_secret_name(name):
             for part in _secret_parts(value or ""):
-                if len(part) >= 6:
-                    yield part
+                add_secret(part)
+
+
+def _literal_secrets() -> Iterable[str]:
+    for environ in _watched:
+        for name, value in list(environ.items()):
+            if is_secret_name(name):
+                for part in _secret_parts(value or ""):
+                    if len(part) >= 6:
+                        yield part
     yield from _extra_secrets
 
 
@@ -142,14 +158,17 @@ _installed = False
 LOUD_LOGGERS = ("", "httpx", "httpcore", "telegram", "uvicorn", "redis")
 
 
-def install() -> None:
-    """Redact every record of every logger, on every handler, from now on.
+def install(environ: Mapping[str, str]) -> None:
+    """Redact every record of every logger, on every handler, from now on, and every value of
+    a secret-named variable of ``environ`` (the entry point passes the process's environment).
 
     Logger filters do not see records that propagate from child loggers
     (``httpcore.http11``), so the filter alone is not enough: the record factory
     redacts at creation, which covers handlers added later (pytest's caplog too).
     """
     global _installed
+    if not any(watched is environ for watched in _watched):
+        _watched.append(environ)
     for name in LOUD_LOGGERS:
         logger = logging.getLogger(name)
         if _FILTER not in logger.filters:

@@ -1,4 +1,4 @@
-"""The pipeline's facts: environments and branch flow from ``[tool.ci_tools]``, secrets from env vars.
+"""The pipeline's facts: environments and branch flow from ``[tool.ci_tools]`` (secrets: ``context``).
 
 Non-secret facts live in pyproject.toml so a reviewer can see in one diff which
 branch deploys where and which bot belongs to which service. Secrets never live in
@@ -9,7 +9,6 @@ Actions, with the same names in both environments).
 from __future__ import annotations
 
 import itertools
-import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -17,10 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ci_tools.errors import ConfigError
-from ci_tools.needs import check_declared
 
-DEFAULT_TELEGRAM_API_URL = "https://api.telegram.org"
-DEFAULT_RENDER_API_URL = "https://api.render.com"
 DEFAULT_FLOW = {
     "develop": ("feature/*", "fix/*", "main", "dependabot/**"),
     "main": ("develop", "hotfix/*"),
@@ -153,9 +149,8 @@ class Config:
         return next((e for e in self.environments.values() if e.branch == branch), None)
 
 
-def find_pyproject(start: Path | None = None) -> Path:
-    """``CI_TOOLS_CONFIG`` if set, else the nearest pyproject.toml at or above ``start``."""
-    override = os.environ.get("CI_TOOLS_CONFIG")
+def find_pyproject(start: Path | None = None, *, override: Path | None = None) -> Path:
+    """``override`` (``CI_TOOLS_CONFIG``) if given, else the nearest pyproject.toml at or above ``start``."""
     if override:
         path = Path(override)
         if not path.is_file():
@@ -382,47 +377,3 @@ def _check_consistency(environments: dict[str, Environment], path: Path) -> None
     for a, b in itertools.pairwise(prefixes):
         if b.startswith(a):
             raise ConfigError(f"{path.name}: key prefix {a!r} is a prefix of {b!r}; make them disjoint")
-
-
-def require_secret(name: str, *, purpose: str = "") -> str:
-    """The value of secret ``name``; a missing one is an error that names it (never prints it)."""
-    check_declared(name)
-    value = os.environ.get(name, "").strip()
-    if not value:
-        why = f" ({purpose})" if purpose else ""
-        raise ConfigError(
-            f"missing secret {name}{why}",
-            hint=f"set {name} as a GitHub environment secret, or export it for a local run",
-        )
-    return value
-
-
-def optional_env_secret(env: Environment, name: str) -> str | None:
-    return optional_secret(f"{env.name.upper()}_{name}")
-
-
-def optional_secret(name: str) -> str | None:
-    check_declared(name)
-    return os.environ.get(name, "").strip() or None
-
-
-def telegram_api_url() -> str:
-    return (os.environ.get("TELEGRAM_API_URL") or DEFAULT_TELEGRAM_API_URL).rstrip("/")
-
-
-def request_timeout(default: float) -> float:
-    """Seconds one request to an outside service may take: ``CI_TOOLS_TIMEOUT``, else ``default``."""
-    raw = os.environ.get("CI_TOOLS_TIMEOUT")
-    try:
-        return float(raw) if raw else default
-    except ValueError:
-        raise ConfigError("CI_TOOLS_TIMEOUT is not a number of seconds", hint="unset it or set e.g. 10") from None
-
-
-def render_timeout() -> float:
-    """Seconds one Render request may take (``CI_TOOLS_TIMEOUT``, default 30)."""
-    return request_timeout(30)
-
-
-def render_api_url() -> str:
-    return (os.environ.get("RENDER_API_URL") or DEFAULT_RENDER_API_URL).rstrip("/")

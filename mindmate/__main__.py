@@ -7,6 +7,7 @@ one clear line (and Render keeps the previous instance), not a stack trace.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import redis
@@ -23,7 +24,7 @@ log = logging.getLogger("mindmate")
 def prepare() -> Settings:
     """Read settings, claim the Redis for this environment; exit with one line on failure."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    redact.install()
+    redact.install(os.environ)
     try:
         settings = load_settings()
     except SettingsError as exc:

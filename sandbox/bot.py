@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import uvicorn
 
+from ci_tools.redact import is_secret_name
 from sandbox.ports import free_port
 
 
@@ -73,12 +74,35 @@ class ThreadedBot:
         self.stop()
 
 
+# What the bot reads (mindmate/settings.py): on Render only the service's own environment sets these.
+BOT_SETTINGS = (
+    "ENV",
+    "KEY_PREFIX",
+    "PORT",
+    "HOST",
+    "HISTORY_LIMIT",
+    "MOVED_TO",
+    "TESTER_IDS",
+    "PRODUCTION_BOT",
+    "PROBE_USER_ID",
+    "RENDER_EXTERNAL_URL",
+    "RENDER_GIT_COMMIT",
+    "TELEGRAM_API_URL",
+)
+
+
+def inherited() -> dict[str, str]:
+    """This process's environment less its secrets and the bot's settings: a stand-in bot
+    gets those from its service only, never from the shell that started the tests."""
+    return {k: v for k, v in os.environ.items() if not is_secret_name(k) and k not in BOT_SETTINGS}
+
+
 class BotProcess:
     """``python -m mindmate`` as a child process, as Render would run it."""
 
     def __init__(self, environ: Mapping[str, str], *, log_path: Path | None = None) -> None:
         self.port = int(environ.get("PORT") or free_port())
-        self.environ = {**os.environ, **environ, "PORT": str(self.port), "HOST": "127.0.0.1"}
+        self.environ = {**inherited(), **environ, "PORT": str(self.port), "HOST": "127.0.0.1"}
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
 

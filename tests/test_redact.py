@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import httpx
 import pytest
@@ -37,13 +38,14 @@ def test_patterns(text, secret):
 def test_literal_secrets_from_environment(monkeypatch):
     monkeypatch.setenv("TELEGRAM_WEBHOOK_SECRET", "plain-webhook-secret")
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6390/0")
+    redact.install(os.environ)  # what every entry point does: the process's environment is watched
     text = redact.redact("secret plain-webhook-secret on redis://127.0.0.1:6390/0")
     assert "plain-webhook-secret" not in text
     assert "redis://127.0.0.1:6390/0" in text  # no password: not a secret, kept for diagnosis
 
 
 def test_no_secret_reaches_logs_through_httpx(telegram, caplog, capfd, monkeypatch):
-    redact.install()
+    redact.install(os.environ)
     bot = telegram.add_bot("mindmate_dev_bot", token=TOKEN)
     handler = logging.StreamHandler()  # a plain handler added later, like a user's
     logging.getLogger().addHandler(handler)

@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from ci_tools.context import build
 from ci_tools.errors import ConfigError
-from ci_tools.settings import load_config, require_secret
+from ci_tools.settings import load_config
 from tests.support import ROOT
 
 GOOD_ENV = """
@@ -89,21 +90,10 @@ def test_missing_section_and_bad_toml(tmp_path):
 
 def test_config_override_and_search(tmp_path, monkeypatch):
     path = write(tmp_path, two_envs())
-    monkeypatch.setenv("CI_TOOLS_CONFIG", str(path))
-    assert load_config().path == path
-    monkeypatch.setenv("CI_TOOLS_CONFIG", str(tmp_path / "missing.toml"))
+    assert build({"CI_TOOLS_CONFIG": str(path)}).config.path == path
     with pytest.raises(ConfigError, match="not a file"):
-        load_config()
-    monkeypatch.delenv("CI_TOOLS_CONFIG")
+        _ = build({"CI_TOOLS_CONFIG": str(tmp_path / "missing.toml")}).config
     nested = tmp_path / "a" / "b"
     nested.mkdir(parents=True)
     monkeypatch.chdir(nested)
     assert load_config().path == path
-
-
-def test_missing_secret_names_it_and_never_prints_a_value(monkeypatch):
-    with pytest.raises(ConfigError) as error:
-        require_secret("RENDER_API_KEY", purpose="rollback")
-    assert "missing secret RENDER_API_KEY (rollback)" in error.value.one_line()
-    monkeypatch.setenv("RENDER_API_KEY", "rnd_abcdefgh12345678")
-    assert require_secret("RENDER_API_KEY") == "rnd_abcdefgh12345678"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ci_tools.context import Context
 from ci_tools.needs import Needs
-from ci_tools.settings import load_config
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -26,16 +26,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                 "RENDER_SERVICE_ID",
                 "GITHUB_TOKEN",
                 "GH_TOKEN",
+                "MEMORY_SNAPSHOT_KEY",  # opens an encrypted --snapshot
             )
         ),
     )
 
 
-def run(args: argparse.Namespace) -> int:
+def run(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.memory.ids import parse_user_id
     from ci_tools.pipeline.acceptance_checks import acceptance
     from ci_tools.pipeline.checklist import report
 
-    items = acceptance(load_config(), parse_user_id(args.user_id), args.snapshot, args.since)
-    report("Acceptance", items, as_json=args.json)
+    items = acceptance(ctx, parse_user_id(args.user_id), args.snapshot, args.since)
+    report(ctx.runner, "Acceptance", items, as_json=args.json)
     return 0

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ci_tools.context import Context
 from ci_tools.needs import Needs
-from ci_tools.settings import load_config
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -16,12 +16,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     ann.set_defaults(func=run, needs=Needs(required=("TELEGRAM_BOT_TOKEN",)))
 
 
-def run(args: argparse.Namespace) -> int:
+def run(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.memory.ids import parse_user_id
     from ci_tools.output import say
     from ci_tools.pipeline.announcing import announce
 
     chat_id = parse_user_id(args.chat_id)
-    sent = announce(load_config(), args.secrets["TELEGRAM_BOT_TOKEN"], chat_id, args.text)
+    sent = announce(ctx, ctx.secrets["TELEGRAM_BOT_TOKEN"], chat_id, args.text)
     say(f"✓ sent: {sent}")
     return 0

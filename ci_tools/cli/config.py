@@ -6,8 +6,8 @@ import argparse
 from dataclasses import asdict
 from pathlib import Path
 
+from ci_tools.context import Context
 from ci_tools.errors import ConfigError
-from ci_tools.settings import load_config
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -21,10 +21,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     check.set_defaults(func=check_config)
 
 
-def show_config(args: argparse.Namespace) -> int:
+def show_config(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.output import emit_json, say, table
 
-    config = load_config()
+    config = ctx.config
     if args.json:
         emit_json(
             {
@@ -51,11 +51,11 @@ def show_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_config(args: argparse.Namespace) -> int:
+def check_config(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.output import say
     from ci_tools.repo.blueprint import blueprint_problems, load_blueprint
 
-    config = load_config()
+    config = ctx.config
     path = args.blueprint or config.path.with_name("render.yaml")
     problems = blueprint_problems(config, load_blueprint(path))
     for problem in problems:

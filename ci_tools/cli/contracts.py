@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
+from ci_tools.context import Context
 from ci_tools.errors import VerificationError
 
 PROVIDERS = ("render", "github", "telegram")
@@ -31,10 +31,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     diff.set_defaults(func=diff_descriptions)
     fetch = sub.add_parser("fetch", help="download what Render, GitHub and Telegram publish now")
     fetch.add_argument("out", type=Path, help="folder for render.json, github.json, telegram.json")
-    # Defaults are the providers' own addresses; the variables point them elsewhere (act tests).
-    fetch.add_argument("--render-url", default=os.environ.get("RENDER_SPEC_URL") or None)
-    fetch.add_argument("--npm-registry", default=os.environ.get("NPM_REGISTRY_URL") or None)
-    fetch.add_argument("--telegram-url", default=os.environ.get("TELEGRAM_SPEC_URL") or None)
+    # Defaults: RENDER_SPEC_URL, NPM_REGISTRY_URL, TELEGRAM_SPEC_URL (the act tests point them at a
+    # local "published" copy), else the providers' own addresses.
+    fetch.add_argument("--render-url")
+    fetch.add_argument("--npm-registry")
+    fetch.add_argument("--telegram-url")
     fetch.set_defaults(func=fetch_descriptions)
     cut = sub.add_parser("cut", help="cut GitHub's full description to the operations we use")
     cut.add_argument("provider", choices=("github",))
@@ -43,7 +44,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     cut.set_defaults(func=cut_description)
 
 
-def diff_descriptions(args: argparse.Namespace) -> int:
+def diff_descriptions(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.contracts import diff, openapi
     from ci_tools.contracts.used import USED
     from ci_tools.output import Report, report, say
@@ -54,7 +55,7 @@ def diff_descriptions(args: argparse.Namespace) -> int:
         return 0
     rows = [[c.operation, c.field, c.before, c.after] for c in found]
     title = f"{args.provider}: {len(found)} change(s) in the operations we use"
-    report(Report(title, ["operation", "field", "before", "after"], rows, shown=200), as_json=args.json)
+    report(ctx.runner, Report(title, ["operation", "field", "before", "after"], rows, shown=200), as_json=args.json)
     if found:
         operations = sorted({c.operation for c in found})
         raise VerificationError(
@@ -64,14 +65,15 @@ def diff_descriptions(args: argparse.Namespace) -> int:
     return 0
 
 
-def fetch_descriptions(args: argparse.Namespace) -> int:
+def fetch_descriptions(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.contracts.fetch import Sources, fetch_all
     from ci_tools.output import say
 
+    specs = ctx.services.specs
     given = {
-        "render": args.render_url,
-        "npm_registry": args.npm_registry,
-        "telegram": args.telegram_url,
+        "render": args.render_url or specs.get("render"),
+        "npm_registry": args.npm_registry or specs.get("npm_registry"),
+        "telegram": args.telegram_url or specs.get("telegram"),
     }
     sources = Sources(**{k: v for k, v in given.items() if v})
     for provider, origin in fetch_all(args.out, sources).items():
@@ -79,7 +81,7 @@ def fetch_descriptions(args: argparse.Namespace) -> int:
     return 0
 
 
-def cut_description(args: argparse.Namespace) -> int:
+def cut_description(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.contracts import openapi
     from ci_tools.contracts.used import GITHUB
     from ci_tools.output import say

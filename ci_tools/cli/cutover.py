@@ -7,9 +7,9 @@ import argparse
 from typing import TYPE_CHECKING
 
 from ci_tools.cli._common import printer
+from ci_tools.context import Context
 from ci_tools.errors import ConfigError
 from ci_tools.needs import Needs
-from ci_tools.settings import load_config
 
 if TYPE_CHECKING:  # annotations only: the modules load when the command runs
     from ci_tools.pipeline.cutting_over import CutoverRequest, CutoverResult
@@ -55,12 +55,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     cut.set_defaults(func=run, needs=NEEDS)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.errors import InputError
     from ci_tools.pipeline.cutting_over import PREVIOUS_TOKEN_VAR, CutoverRequest, back, forward
     from ci_tools.pipeline.deployment import parse_commit
 
-    secrets = args.secrets
+    secrets = ctx.secrets
     if args.now and not args.yes:
         raise InputError(
             "--now closes the rollback window early: the old bot can no longer come back",
@@ -69,7 +69,6 @@ def run(args: argparse.Namespace) -> int:
     if not args.finish and not args.commit:
         raise InputError("--commit is needed to deploy", hint="pass the commit of the environment's branch")
     request = CutoverRequest(
-        config=load_config(),
         commit=parse_commit(args.commit) if args.commit else "",
         api_key=secrets["RENDER_API_KEY"],
         service_id=secrets["RENDER_SERVICE_ID"],
@@ -80,27 +79,27 @@ def run(args: argparse.Namespace) -> int:
         poll=args.poll,
     )
     if args.finish:
-        return _finished(request, now=args.now)
+        return _finished(ctx, request, now=args.now)
     if args.back:
         result = back(
-            request, secrets.get(PREVIOUS_TOKEN_VAR), after_window=args.after_window, on_status=printer(False)
+            ctx, request, secrets.get(PREVIOUS_TOKEN_VAR), after_window=args.after_window, on_status=printer(False)
         )
-        return _report(result, "Cutover undone", "answers as the previous bot again", request)
+        return _report(ctx, result, "Cutover undone", "answers as the previous bot again", request)
     if "NEW_TELEGRAM_BOT_TOKEN" not in secrets:
         raise ConfigError(
             "missing secret NEW_TELEGRAM_BOT_TOKEN (the new bot's token)",
             hint="set it in the environment's secrets, or pass --back to undo a cutover",
         )
-    result = forward(request, secrets["NEW_TELEGRAM_BOT_TOKEN"], on_status=printer(False))
-    return _report(result, "Cutover", "answers as the new bot", request)
+    result = forward(ctx, request, secrets["NEW_TELEGRAM_BOT_TOKEN"], on_status=printer(False))
+    return _report(ctx, result, "Cutover", "answers as the new bot", request)
 
 
-def _finished(request: CutoverRequest, *, now: bool) -> int:
+def _finished(ctx: Context, request: CutoverRequest, *, now: bool) -> int:
     from ci_tools.output import Report, report
     from ci_tools.pipeline.cutting_over import finish, target
 
-    env = target(request)
-    forgotten, ends = finish(request, now=now)
+    env = target(ctx, request)
+    forgotten, ends = finish(ctx, request, now=now)
     when = f"the window ended {ends:%Y-%m-%d}" if ends else "no window was recorded"
     rows = [
         [
@@ -110,6 +109,7 @@ def _finished(request: CutoverRequest, *, now: bool) -> int:
         ]
     ]
     report(
+        ctx.runner,
         Report(
             f"Rollback window of {env.name} closed",
             ["", "", ""],
@@ -118,21 +118,20 @@ def _finished(request: CutoverRequest, *, now: bool) -> int:
                 f"✓ rollback window closed: {forgotten} can no longer come back with cutover --back; "
                 "the bot itself was left alone"
             ],
-        )
+        ),
     )
     return 0
 
 
-def _report(result: CutoverResult, title: str, what: str, request: CutoverRequest) -> int:
+def _report(ctx: Context, result: CutoverResult, title: str, what: str, request: CutoverRequest) -> int:
     from ci_tools.output import Report, report
     from ci_tools.pipeline.cutting_over import PREVIOUS_TOKEN_VAR, target
-    from ci_tools.repo import actions
 
-    env = target(request)
+    env = target(ctx, request)
     rows = [["✓", f"{env.name} answers as", f"@{result.now.username} (id {result.now.id})"]]
-    actions.set_output("bot", result.now.username)
+    ctx.runner.set_output("bot", result.now.username)
     if result.replaced:
-        actions.set_output("previous_bot", result.replaced.username)
+        ctx.runner.set_output("previous_bot", result.replaced.username)
         rows.append(
             [
                 "",
@@ -143,7 +142,7 @@ def _report(result: CutoverResult, title: str, what: str, request: CutoverReques
         )
     notes = [f"✓ {env.name} {what}: @{result.now.username}"]
     if result.window_ends:
-        actions.set_output("window_ends", result.window_ends.isoformat())
+        ctx.runner.set_output("window_ends", result.window_ends.isoformat())
         notes.append(f"old bot kept until {result.window_ends:%Y-%m-%d}; `ci-tools cutover --back` available")
-    report(Report(title, ["", "", ""], rows, notes=notes))
+    report(ctx.runner, Report(title, ["", "", ""], rows, notes=notes))
     return 0

@@ -6,7 +6,7 @@ import argparse
 import time
 
 from ci_tools.cli._common import DEPLOY_NEEDS, printer
-from ci_tools.settings import load_config
+from ci_tools.context import Context
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -24,17 +24,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     d.set_defaults(func=run, needs=DEPLOY_NEEDS)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.output import Report, report, say
     from ci_tools.pipeline.deployment import deploy, parse_commit
-    from ci_tools.repo import actions
 
-    env = load_config().env(args.environment)
+    env = ctx.config.env(args.environment)
     commit = parse_commit(args.commit)
     started_at = time.time()
     if not args.json:
         say(f"deploying {commit[:12]} to {env.name} ({env.render_service})")
     result = deploy(
+        ctx,
         env,
         commit,
         timeout=args.timeout,
@@ -42,9 +42,9 @@ def run(args: argparse.Namespace) -> int:
         poll=args.poll,
         on_status=printer(args.json),
     )
-    actions.set_output("deploy_id", result.deploy_id or "")
-    actions.set_output("previous_deploy_id", result.previous_deploy_id or "")
-    actions.set_output("started_at", str(int(started_at)))
+    ctx.runner.set_output("deploy_id", result.deploy_id or "")
+    ctx.runner.set_output("previous_deploy_id", result.previous_deploy_id or "")
+    ctx.runner.set_output("started_at", str(int(started_at)))
     row = [
         "✓",
         commit[:12],
@@ -56,5 +56,5 @@ def run(args: argparse.Namespace) -> int:
     document = {**result.__dict__, "started_at": int(started_at)}
     note = f"✓ {commit[:12]} is live on {env.name} after {result.waited_s:.0f}s"
     headers = ["", "commit", "deploy", "replaced", "followed by", "waited"]
-    report(Report(f"Deploy to {env.name}", headers, [row], document, [note]), as_json=args.json)
+    report(ctx.runner, Report(f"Deploy to {env.name}", headers, [row], document, [note]), as_json=args.json)
     return 0

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 
+from ci_tools.context import Context
 from ci_tools.errors import InputError, VerificationError
 from ci_tools.needs import Needs
-from ci_tools.settings import load_config
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -29,22 +28,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     back.set_defaults(func=flow_backmerge, needs=Needs(optional=("GITHUB_TOKEN",)))
 
 
-def flow_check(args: argparse.Namespace) -> int:
+def flow_check(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.output import say
-    from ci_tools.repo import actions
     from ci_tools.repo.branch_flow import check_pair
 
-    config = load_config()
+    config = ctx.config
     verdict = check_pair(config.flow, args.base.strip(), args.head.strip(), head_repo=args.head_repo, repo=args.repo)
     if not verdict.allowed:
-        actions.add_summary(f"### Branch flow: refused\n\n{verdict.message}")
+        ctx.runner.add_summary(f"### Branch flow: refused\n\n{verdict.message}")
         raise VerificationError(verdict.message)
     say(f"✓ {verdict.message}")
-    actions.add_summary(f"### Branch flow\n\n✓ {verdict.message}")
+    ctx.runner.add_summary(f"### Branch flow\n\n✓ {verdict.message}")
     return 0
 
 
-def flow_name(args: argparse.Namespace) -> int:
+def flow_name(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.output import say
     from ci_tools.repo.branch_flow import check_name
 
@@ -57,19 +55,19 @@ def flow_name(args: argparse.Namespace) -> int:
     return 0
 
 
-def flow_backmerge(args: argparse.Namespace) -> int:
+def flow_backmerge(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.output import say
-    from ci_tools.repo import actions
     from ci_tools.repo.back_merge import backmerge
 
     result = backmerge(
-        args.repo or os.environ.get("GITHUB_REPOSITORY"),
-        args.secrets.get("GITHUB_TOKEN"),
+        ctx,
+        args.repo or ctx.runner.repository,
+        ctx.optional("GITHUB_TOKEN"),
         source=args.source,
         target=args.target,
     )
     say(("✓ " if not result.needed else "→ ") + result.message)
-    actions.add_summary(f"### Back-merge\n\n{result.message}")
+    ctx.runner.add_summary(f"### Back-merge\n\n{result.message}")
     if result.needed and result.pr_url is None:
-        actions.annotate("warning", result.message, title="develop lacks main")
+        ctx.runner.annotate("warning", result.message, title="develop lacks main")
     return 0

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ci_tools.context import Context
 from ci_tools.errors import ConfigError
 from ci_tools.needs import Needs
-from ci_tools.settings import load_config
 
 if TYPE_CHECKING:  # annotations only: the modules load when the command runs
     from ci_tools.clients.github_rest import GitHubAPI
 
 NEEDS = Needs(optional=("GITHUB_TOKEN", "GH_TOKEN"))
+# setup also reads STAGING_<NAME> / PRODUCTION_<NAME> for every secret the workflows use
+SETUP_NEEDS = Needs(optional=NEEDS.optional, prefixed=True)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -30,40 +31,38 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     setup.add_argument("--update-secrets", action="store_true", help="also rewrite secrets that exist")
     setup.add_argument("--apply", action="store_true")
     setup.add_argument("--json", action="store_true")
-    setup.set_defaults(func=run_setup, needs=NEEDS)
+    setup.set_defaults(func=run_setup, needs=SETUP_NEEDS)
     checking = sub.add_parser("check", help="read it all back and judge it, ✓/✗ with the fix")
     checking.add_argument("--repo", help="OWNER/NAME (default: $GITHUB_REPOSITORY)")
     checking.add_argument("--json", action="store_true")
     checking.set_defaults(func=run_check, needs=NEEDS)
 
 
-def _api(args: argparse.Namespace) -> GitHubAPI:
-    from ci_tools.clients.github_rest import GitHubAPI
-
-    token = args.secrets.get("GITHUB_TOKEN") or args.secrets.get("GH_TOKEN")
+def _api(ctx: Context, args: argparse.Namespace) -> GitHubAPI:
+    token = ctx.github_token()
     if not token:
         raise ConfigError(
             "missing secret GITHUB_TOKEN (or GH_TOKEN)",
             hint="export a token with admin rights on the repository",
         )
-    repo = args.repo or os.environ.get("GITHUB_REPOSITORY")
+    repo = args.repo or ctx.runner.repository
     if not repo:
         raise ConfigError("which repository? pass --repo OWNER/NAME", hint="or set GITHUB_REPOSITORY")
-    return GitHubAPI(token, repo)
+    return ctx.github(token, repo)
 
 
-def run_setup(args: argparse.Namespace) -> int:
+def run_setup(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.output import Report, report
     from ci_tools.repo.github_settings import plan, secret_values
 
-    config = load_config()
+    config = ctx.config
     root = config.path.parent
-    with _api(args) as api:
+    with _api(ctx, args) as api:
         changes = plan(
             api,
             config,
             root,
-            secret_values(config, args.secrets_file),
+            secret_values(config, args.secrets_file, ctx.secrets),
             update_secrets=args.update_secrets,
         )
         if args.apply:
@@ -73,6 +72,7 @@ def run_setup(args: argparse.Namespace) -> int:
     rows = [["✓" if args.apply else "→", c.what] for c in changes]
     notes = [f"{len(changes)} change(s), {state}" if changes else "nothing to change: GitHub is as the repository says"]
     report(
+        ctx.runner,
         Report(
             f"GitHub setup of {api.repo}",
             ["", "change"],
@@ -85,14 +85,14 @@ def run_setup(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_check(args: argparse.Namespace) -> int:
+def run_check(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.output import say
     from ci_tools.pipeline.checklist import report as report_checklist
     from ci_tools.repo.github_settings import check
 
-    config = load_config()
-    with _api(args) as api:
+    config = ctx.config
+    with _api(ctx, args) as api:
         items = check(api, config, config.path.parent)
-    report_checklist(f"GitHub check of {api.repo}", items, as_json=args.json)
+    report_checklist(ctx.runner, f"GitHub check of {api.repo}", items, as_json=args.json)
     say("✓ GitHub is set up as the repository says")
     return 0

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ci_tools.context import Context
 from ci_tools.needs import Needs
-from ci_tools.settings import load_config
 
 NEEDS = Needs(
     optional=("RENDER_API_KEY", "RENDER_SERVICE_ID"),
@@ -22,32 +22,32 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run, needs=NEEDS)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(ctx: Context, args: argparse.Namespace) -> int:
     import time
 
-    from ci_tools.clients.render import RenderAPI
     from ci_tools.errors import ConfigError, InputError
     from ci_tools.output import Report, report
     from ci_tools.pipeline.live_status import BUDGET, secret
     from ci_tools.pipeline.release_history import history
 
-    config = load_config()
+    config = ctx.config
     env = config.env(args.environment)
     if args.limit < 1:
         raise InputError(f"--limit {args.limit} is not a positive number", hint="e.g. --limit 20")
-    api_key = args.secrets.get("RENDER_API_KEY")
-    service_id = secret(env, "RENDER_SERVICE_ID", single=True)
+    api_key = ctx.optional("RENDER_API_KEY")
+    service_id = secret(ctx, env, "RENDER_SERVICE_ID", single=True)
     if not api_key or not service_id:
         raise ConfigError(
             "history reads Render's deploy list: it needs RENDER_API_KEY and RENDER_SERVICE_ID",
             hint=f"export both (or {env.name.upper()}_RENDER_SERVICE_ID)",
         )
-    with RenderAPI(api_key, service_id, deadline=time.monotonic() + BUDGET, timeout=BUDGET) as api:
+    with ctx.render(api_key, service_id, deadline=time.monotonic() + BUDGET, timeout=BUDGET) as api:
         releases = history(api, args.limit, Path.cwd())
     rows = [r.row() for r in releases]
     document = {"environment": env.name, "releases": [r.__dict__ for r in releases]}
     headers = ["deploy", "commit", "trigger", "status", "started", "took"]
     report(
+        ctx.runner,
         Report(f"History of {env.name} (newest first)", headers, rows, document, shown=args.limit),
         as_json=args.json,
     )

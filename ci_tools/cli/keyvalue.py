@@ -4,13 +4,12 @@ not; and close what a killed run left open."""
 from __future__ import annotations
 
 import argparse
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 
 from ci_tools.cli._common import printer
+from ci_tools.context import Context
 from ci_tools.needs import Needs
-from ci_tools.settings import load_config
 
 NEEDS = Needs(required=("RENDER_API_KEY",))
 
@@ -39,43 +38,37 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     sweep.set_defaults(func=run_sweep, needs=NEEDS)
 
 
-def run_open(args: argparse.Namespace) -> int:
+def run_open(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.output import say
     from ci_tools.pipeline.key_value_access import open_for, runner_ip
-    from ci_tools.repo import actions
 
-    config = load_config()
-    ip = runner_ip(args.ip)
+    ip = runner_ip(ctx, args.ip)
     at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # the watch closes it after an hour
-    note = f"ci-tools run {os.environ.get('GITHUB_RUN_ID', 'local')} at {at} (removed when it ends)"
-    opened = open_for(args.secrets["RENDER_API_KEY"], config, args.envs, ip, args.state, note, printer(False))
+    note = f"ci-tools run {ctx.runner.run_id or 'local'} at {at} (removed when it ends)"
+    opened = open_for(ctx, ctx.secrets["RENDER_API_KEY"], args.envs, ip, args.state, note, printer(False))
     say(f"✓ {', '.join(opened) or 'nothing'} opened to this runner; run `ci-tools keyvalue close` afterwards")
-    actions.add_summary(f"### Key Value access\n\nopened to this runner for the job: {', '.join(opened) or 'none'}")
+    ctx.runner.add_summary(f"### Key Value access\n\nopened to this runner for the job: {', '.join(opened) or 'none'}")
     return 0
 
 
-def run_close(args: argparse.Namespace) -> int:
+def run_close(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.output import say
     from ci_tools.pipeline.key_value_access import close
-    from ci_tools.repo import actions
 
-    restored = close(args.secrets["RENDER_API_KEY"], args.state, printer(False))
+    restored = close(ctx, ctx.secrets["RENDER_API_KEY"], args.state, printer(False))
     say(f"✓ allow lists put back: {', '.join(restored) or 'none needed'}")
-    actions.add_summary(f"### Key Value access\n\nallow lists put back: {', '.join(restored) or 'none needed'}")
+    ctx.runner.add_summary(f"### Key Value access\n\nallow lists put back: {', '.join(restored) or 'none needed'}")
     return 0
 
 
-def run_sweep(args: argparse.Namespace) -> int:
+def run_sweep(ctx: Context, args: argparse.Namespace) -> int:
     from datetime import timedelta
 
     from ci_tools.output import say
     from ci_tools.pipeline.key_value_access import sweep
-    from ci_tools.repo import actions
 
-    removed = sweep(
-        args.secrets["RENDER_API_KEY"], load_config(), args.envs, timedelta(minutes=args.older_than), printer(False)
-    )
+    removed = sweep(ctx, ctx.secrets["RENDER_API_KEY"], args.envs, timedelta(minutes=args.older_than), printer(False))
     line = f"stale allow-list entries removed: {', '.join(removed) or 'none'}"
     say(f"✓ {line}")
-    actions.add_summary(f"### Key Value access\n\n{line}")
+    ctx.runner.add_summary(f"### Key Value access\n\n{line}")
     return 0

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ci_tools.context import Context
 from ci_tools.errors import ConfigError, InputError
 from ci_tools.needs import Needs
-from ci_tools.settings import load_config
 
 if TYPE_CHECKING:  # annotations only: the modules load when the command runs
     from ci_tools.memory import ops
@@ -155,17 +154,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _resume_command() -> str:
-
     return "ci-tools " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "the same command"
 
 
-def _applying(args: argparse.Namespace) -> bool:
-    from ci_tools.repo import actions
-
+def _applying(ctx: Context, args: argparse.Namespace) -> bool:
     if args.apply and args.mode == "dry-run":
         raise InputError("--apply contradicts --mode dry-run", hint="pass one of them")
     applying = bool(args.apply or args.mode == "apply")
-    if applying and actions.in_actions() and "MEMORY_SNAPSHOT_KEY" not in args.secrets:
+    if applying and ctx.runner.active and "MEMORY_SNAPSHOT_KEY" not in ctx.secrets:
         # On a runner the files vanish with the job: only encrypted ones may be kept as artifacts.
         raise ConfigError(
             "in GitHub Actions a write needs MEMORY_SNAPSHOT_KEY, so the snapshot and backup are kept "
@@ -177,22 +173,20 @@ def _applying(args: argparse.Namespace) -> bool:
     return applying
 
 
-def undo_hint(backup: Path | None, workflow: str = "migrate-memory") -> str:
+def undo_hint(ctx: Context, backup: Path | None, workflow: str = "migrate-memory") -> str:
     """How to undo: in Actions, the dispatch that finds this run's artifact; else the file."""
-    from ci_tools.repo import actions
-
-    if actions.in_actions():
-        run_id = os.environ.get("GITHUB_RUN_ID", "?")
+    if ctx.runner.active:
+        run_id = ctx.runner.run_id or "?"
         first = "undo-dry-run" if workflow == "migrate-memory" else "dry-run"
         return f"Actions → {workflow} → Run workflow: mode undo (after {first}), run_id {run_id}"
     return f"ci-tools memory undo {backup} --apply"
 
 
-def _request(args: argparse.Namespace) -> ops.CopyRequest:
+def _request(ctx: Context, args: argparse.Namespace) -> ops.CopyRequest:
     from ci_tools.memory import ops
     from ci_tools.memory.ids import parse_user_id
 
-    config = load_config()
+    config = ctx.config
     user_id = parse_user_id(args.user_id)
     source = config.env(args.source)
     target = config.env(args.target) if getattr(args, "target", None) else source
@@ -206,7 +200,7 @@ def _request(args: argparse.Namespace) -> ops.CopyRequest:
         source_prefix=_source_prefix(args, source.key_prefix),
         target_prefix=target.key_prefix if getattr(args, "target_prefix", None) is None else args.target_prefix,
         patterns=patterns,
-        apply=_applying(args) if hasattr(args, "apply") else False,
+        apply=_applying(ctx, args) if hasattr(args, "apply") else False,
         policy=getattr(args, "on_conflict", "fail"),
         out_dir=args.out,
         ignore_markers=args.ignore_env_markers,
@@ -219,7 +213,6 @@ def _request(args: argparse.Namespace) -> ops.CopyRequest:
 
 def _source_prefix(args: argparse.Namespace, configured: str) -> str:
     """--source-prefix as given ('' is a real value); a legacy source defaults to none."""
-
     if args.source_prefix is not None:
         return str(args.source_prefix)
     return "" if getattr(args, "source_kind", "") == "legacy" else configured
@@ -265,6 +258,7 @@ RESTORE_WORDS = {"create": "recreate", "replace": "change", "identical": "leave 
 
 
 def _report(
+    ctx: Context,
     outcome: Outcome,
     args: argparse.Namespace,
     title: str,
@@ -285,7 +279,7 @@ def _report(
         "uncovered_policy": outcome.uncovered_policy,
         "snapshot": str(outcome.snapshot) if outcome.snapshot else None,
         "backup": str(outcome.backup) if outcome.backup else None,
-        "undo": undo_hint(outcome.backup, workflow) if outcome.applied else None,
+        "undo": undo_hint(ctx, outcome.backup, workflow) if outcome.applied else None,
         "written": len(outcome.written),
         "expired_during_copy": [k.decode(errors="replace") for k in outcome.expired],
         "appeared_during_copy": [k.decode(errors="replace") for k in outcome.appeared],
@@ -319,7 +313,7 @@ def _report(
         notes += [
             f"snapshot: {outcome.snapshot}",
             f"backup:   {outcome.backup}",
-            f"undo:     {undo_hint(outcome.backup, workflow)}",
+            f"undo:     {undo_hint(ctx, outcome.backup, workflow)}",
             f"written {len(outcome.written)}, verified {outcome.verified}"
             + (", typed writes (target refused DUMP payloads)" if outcome.fallback else ""),
         ]
@@ -330,19 +324,20 @@ def _report(
     else:
         notes.append("dry run: rerun with --apply to write")
     headers = ["action", "target key", "type", "size", "TTL", "note"]
-    report(Report(f"{title} ({mode})", headers, rows, document, notes), as_json=args.json)
+    report(ctx.runner, Report(f"{title} ({mode})", headers, rows, document, notes), as_json=args.json)
 
 
 def _ttl(ms: int | None) -> str:
     return "-" if ms is None else f"{ms / 1000:.0f}s"
 
 
-def memory_copy(args: argparse.Namespace) -> int:
+def memory_copy(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.memory import ops
 
-    request = _request(args)
-    outcome = ops.copy_user(request)
+    request = _request(ctx, args)
+    outcome = ops.copy_user(ctx, request)
     _report(
+        ctx,
         outcome,
         args,
         f"memory copy of user {request.user_id}: {request.source_env.name} → {request.target_env.name}",
@@ -350,12 +345,12 @@ def memory_copy(args: argparse.Namespace) -> int:
     return 0
 
 
-def memory_export(args: argparse.Namespace) -> int:
+def memory_export(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.memory import ops
     from ci_tools.output import emit_json, say
 
-    request = _request(args)
-    path, count = ops.export_user(request)
+    request = _request(ctx, args)
+    path, count = ops.export_user(ctx, request)
     if args.json:
         emit_json({"snapshot": str(path), "records": count})
     else:
@@ -363,12 +358,13 @@ def memory_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def memory_diff(args: argparse.Namespace) -> int:
+def memory_diff(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.memory import ops
 
-    request = _request(args)
-    outcome = ops.diff_user(request)
+    request = _request(ctx, args)
+    outcome = ops.diff_user(ctx, request)
     _report(
+        ctx,
         outcome,
         args,
         f"memory diff of user {request.user_id}: {request.source_env.name} vs {request.target_env.name}",
@@ -376,30 +372,31 @@ def memory_diff(args: argparse.Namespace) -> int:
     return 0 if all(i.action == "identical" for i in outcome.plan) else 1
 
 
-def memory_restore(args: argparse.Namespace) -> int:
+def memory_restore(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.memory import ops, points
     from ci_tools.memory.files import RecordFile
     from ci_tools.memory.ids import parse_user_id
 
-    env = load_config().env(args.target)
+    env = ctx.config.env(args.target)
     args.user_id = args.user_id.strip()
     args.patterns = [p for p in args.patterns if p.strip()]
     args.snapshot = points.find_snapshot(args.snapshot)
-    if "scope" in RecordFile(args.snapshot).header:  # an environment's restore point
+    if "scope" in RecordFile(args.snapshot, ctx.snapshot_fernet()).header:  # an environment's restore point
         request = points.RestoreRequest(
             args.snapshot,
             env,
             args.out,
-            apply=_applying(args),
+            apply=_applying(ctx, args),
             user_id=parse_user_id(args.user_id) if args.user_id else None,
             patterns=tuple(args.patterns),
             ignore_marker=args.ignore_env_markers,
             resume_command=_resume_command(),
         )
-        target = ops.target_side()
-        outcome = points.restore_point(request, target, ops.url_label("TARGET_REDIS_URL"))
+        target = ops.target_side(ctx)
+        outcome = points.restore_point(request, target, ops.url_label(ctx, "TARGET_REDIS_URL"), ctx.snapshot_fernet())
         who = f"user {request.user_id}" if request.user_id else "every user"
         _report(
+            ctx,
             outcome,
             args,
             f"memory restore of {env.name} ({who}) from {args.snapshot.name}",
@@ -414,25 +411,26 @@ def memory_restore(args: argparse.Namespace) -> int:
             hint="drop them to restore the whole file",
         )
     outcome = ops.restore_snapshot(
+        ctx,
         args.snapshot,
         env,
         args.target_prefix or env.key_prefix,
         args.on_conflict,
-        _applying(args),
+        _applying(ctx, args),
         args.out,
         args.ignore_env_markers,
         _resume_command(),
     )
-    _report(outcome, args, f"memory restore of {args.snapshot.name} into {env.name}")
+    _report(ctx, outcome, args, f"memory restore of {args.snapshot.name} into {env.name}")
     return 0
 
 
-def memory_undo(args: argparse.Namespace) -> int:
+def memory_undo(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.memory import undo
     from ci_tools.output import Report, report
 
-    apply = _applying(args)
-    path, count = undo.undo_backup(args.backup, args.out, allow_other_server=args.allow_other_server, apply=apply)
+    apply = _applying(ctx, args)
+    path, count = undo.undo_backup(ctx, args.backup, args.out, allow_other_server=args.allow_other_server, apply=apply)
     if apply:
         rows = [
             [
@@ -454,18 +452,17 @@ def memory_undo(args: argparse.Namespace) -> int:
         "records": count,
         "backup_of_previous_state": str(path) if path else None,
     }
-    report(Report("memory undo", ["", "what", "note"], rows, document, shown=1), as_json=args.json)
+    report(ctx.runner, Report("memory undo", ["", "what", "note"], rows, document, shown=1), as_json=args.json)
     return 0
 
 
-def memory_snapshot(args: argparse.Namespace) -> int:
+def memory_snapshot(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.memory import ops, points
     from ci_tools.output import emit_json, say
-    from ci_tools.repo import actions
 
-    config = load_config()
+    config = ctx.config
     env = config.env(args.env)
-    if actions.in_actions() and "MEMORY_SNAPSHOT_KEY" not in args.secrets:
+    if ctx.runner.active and "MEMORY_SNAPSHOT_KEY" not in ctx.secrets:
         raise ConfigError(
             "in GitHub Actions a memory snapshot needs MEMORY_SNAPSHOT_KEY: it holds every user's "
             "memory and is kept as an artifact",
@@ -474,27 +471,28 @@ def memory_snapshot(args: argparse.Namespace) -> int:
         )
     backup = config.memory_backup
     taken = points.take_snapshot(
-        ops.source_side(),
+        ops.source_side(ctx),
         env,
         args.out,
-        server=ops.url_label("SOURCE_REDIS_URL"),
+        server=ops.url_label(ctx, "SOURCE_REDIS_URL"),
         max_mb=backup.max_mb,
         protected=backup.protected_users,
         commit=args.commit,
         ignore_marker=args.ignore_env_marker,
+        fernet=ctx.snapshot_fernet(),
     )
     if taken.warning:
         say(f"! {taken.warning}", err=True)
-        actions.annotate("warning", taken.warning, title="memory snapshot")
-    actions.set_output("path", str(taken.path))
-    actions.set_output("keys", str(taken.keys))
-    actions.set_output("before_release_days", str(config.before_release_days))
-    actions.set_output("nightly_days", str(backup.nightly_days))
+        ctx.runner.annotate("warning", taken.warning, title="memory snapshot")
+    ctx.runner.set_output("path", str(taken.path))
+    ctx.runner.set_output("keys", str(taken.keys))
+    ctx.runner.set_output("before_release_days", str(config.before_release_days))
+    ctx.runner.set_output("nightly_days", str(backup.nightly_days))
     line = (
         f"memory snapshot of {env.name}: {taken.keys} key(s) ({taken.scope}, Redis at "
-        f"{taken.used_mb:.1f} MB) in {taken.path.name}, encrypted: {'MEMORY_SNAPSHOT_KEY' in args.secrets}"
+        f"{taken.used_mb:.1f} MB) in {taken.path.name}, encrypted: {'MEMORY_SNAPSHOT_KEY' in ctx.secrets}"
     )
-    actions.add_summary(line)
+    ctx.runner.add_summary(line)
     if args.json:
         emit_json(
             {
@@ -510,22 +508,23 @@ def memory_snapshot(args: argparse.Namespace) -> int:
     return 0
 
 
-def memory_seed(args: argparse.Namespace) -> int:
+def memory_seed(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.memory import seed
     from ci_tools.memory.ids import parse_user_id
 
-    env = load_config().env(args.target)
+    env = ctx.config.env(args.target)
     user_id = parse_user_id(args.user_id)
     outcome = seed.seed_user(
+        ctx,
         user_id,
         args.profile_file,
         env,
         args.target_prefix or env.key_prefix,
         args.on_conflict,
-        _applying(args),
+        _applying(ctx, args),
         args.out,
         args.ignore_env_markers,
         _resume_command(),
     )
-    _report(outcome, args, f"memory seed of user {user_id} into {env.name}")
+    _report(ctx, outcome, args, f"memory seed of user {user_id} into {env.name}")
     return 0

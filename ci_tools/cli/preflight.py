@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ci_tools.context import Context
 from ci_tools.needs import Needs
-from ci_tools.settings import load_config
 
 PER_ENV = ("TELEGRAM_BOT_TOKEN", "REDIS_URL", "RENDER_SERVICE_ID")
 # It sees both environments at once, so it reads their secrets under prefixed names.
@@ -25,9 +25,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     pre.set_defaults(func=run, needs=NEEDS)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.pipeline.checklist import report
     from ci_tools.pipeline.preflight_checks import preflight
 
-    report("Preflight", preflight(load_config()), as_json=args.json)
+    report(ctx.runner, "Preflight", preflight(ctx), as_json=args.json)
     return 0

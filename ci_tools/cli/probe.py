@@ -6,8 +6,8 @@ import argparse
 import time
 
 from ci_tools.cli._common import TOKEN, WEBHOOK_SECRET, add_probe_options, report_probe
+from ci_tools.context import Context
 from ci_tools.needs import Needs
-from ci_tools.settings import load_config
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -24,27 +24,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run, needs=Needs(required=TOKEN, optional=WEBHOOK_SECRET))
 
 
-def run(args: argparse.Namespace) -> int:
+def run(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.pipeline.deployment import parse_commit
     from ci_tools.pipeline.releasing import ReleaseRequest, probe_or_fail
 
-    config = load_config()
+    config = ctx.config
     commit = parse_commit(args.commit)
     request = ReleaseRequest(
         config.env(args.environment),
         commit,
-        args.secrets["TELEGRAM_BOT_TOKEN"],
+        ctx.secrets["TELEGRAM_BOT_TOKEN"],
         deadline=args.deadline,
-        webhook_secret=args.secrets.get("TELEGRAM_WEBHOOK_SECRET"),
+        webhook_secret=ctx.secrets.get("TELEGRAM_WEBHOOK_SECRET"),
         conversation=args.conversation,
     )
     since = args.since if args.since is not None else time.time() - 600
     probe_or_fail(
+        ctx,
         request,
-        config,
         commit,
         since,
         f"Probe of {request.env.name} at {commit[:12]}",
-        lambda title, checks: report_probe(title, checks, as_json=args.json, commit=commit),
+        lambda title, checks: report_probe(ctx.runner, title, checks, as_json=args.json, commit=commit),
     )
     return 0

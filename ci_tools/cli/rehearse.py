@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ci_tools.context import Context
 from ci_tools.errors import VerificationError
 
 
@@ -15,17 +16,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     reh.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.output import Report, report, say
     from ci_tools.pipeline.rehearsal import rehearse
     from sandbox.contract import LEDGER, describe
 
     say("rehearsing the migration plan against local stand-ins (nothing outside this machine is touched)")
     mark_contracts = LEDGER.mark()
-    phases = rehearse(process=not args.threads, keep=args.keep)
+    phases = rehearse(ctx.config.path.parent, process=not args.threads, keep=args.keep)
     mark = {True: "✓", False: "✗", None: "·"}
     rows = [[mark[p.ok], p.name, f"{p.seconds:.1f}s", p.detail] for p in phases]
-    report(Report("Rehearsal", ["", "phase", "time", "what happened"], rows, shown=len(rows)))
+    report(ctx.runner, Report("Rehearsal", ["", "phase", "time", "what happened"], rows, shown=len(rows)))
     failed = [p for p in phases if p.ok is not True]
     if failed:
         raise VerificationError(f"the rehearsal stopped at: {failed[0].name}: {failed[0].detail}")

@@ -16,8 +16,8 @@ from ci_tools.cli._common import (
     printer,
     report_probe,
 )
+from ci_tools.context import Context
 from ci_tools.needs import Needs
-from ci_tools.settings import load_config
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -41,36 +41,41 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     rel.set_defaults(func=run, needs=Needs(required=TOKEN, optional=(*RENDER, *WEBHOOK_SECRET)))
 
 
-def run(args: argparse.Namespace) -> int:
+def run(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.output import say
     from ci_tools.pipeline.deployment import parse_commit
     from ci_tools.pipeline.releasing import ReleaseRequest, release
-    from ci_tools.repo import actions
 
-    config = load_config()
+    config = ctx.config
     request = ReleaseRequest(
         env=config.env(args.environment),
         commit=parse_commit(args.commit),
-        token=args.secrets["TELEGRAM_BOT_TOKEN"],
+        token=ctx.secrets["TELEGRAM_BOT_TOKEN"],
         timeout=args.timeout,
         deadline=args.deadline,
         poll=args.poll,
         allow_other_branch=args.allow_other_branch,
-        webhook_secret=args.secrets.get("TELEGRAM_WEBHOOK_SECRET"),
+        webhook_secret=ctx.secrets.get("TELEGRAM_WEBHOOK_SECRET"),
         conversation=args.conversation,
     )
     say(f"releasing {request.commit[:12]} to {request.env.name}")
 
     def rolling_back(why: str) -> None:
-        actions.annotate("error", why, title=f"{request.env.name} probe failed: rolling back")
+        ctx.runner.annotate("error", why, title=f"{request.env.name} probe failed: rolling back")
         if request.env.name == config.memory_backup.environment:
             from ci_tools.memory.points import safety_net
 
-            note = safety_net(request.env.name, request.commit, actions.run_id() if args.memory_snapshot else None)
+            note = safety_net(request.env.name, request.commit, ctx.runner.run_id if args.memory_snapshot else None)
             say(note)
-            actions.add_summary(note)
+            ctx.runner.add_summary(note)
 
-    result = release(request, config, on_status=printer(False), on_probe=report_probe, on_rollback=rolling_back)
-    actions.set_output("deploy_id", result.deploy_id or "")
-    actions.set_output("previous_deploy_id", result.previous_deploy_id or "")
+    result = release(
+        ctx,
+        request,
+        on_status=printer(False),
+        on_probe=lambda title, checks: report_probe(ctx.runner, title, checks),
+        on_rollback=rolling_back,
+    )
+    ctx.runner.set_output("deploy_id", result.deploy_id or "")
+    ctx.runner.set_output("previous_deploy_id", result.previous_deploy_id or "")
     return 0

@@ -12,9 +12,9 @@ from ci_tools.cli._common import (
     printer,
     report_probe,
 )
+from ci_tools.context import Context
 from ci_tools.errors import InputError
 from ci_tools.needs import Needs
-from ci_tools.settings import load_config
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -33,17 +33,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
 
 
-def run(args: argparse.Namespace) -> int:
+def run(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.output import say
     from ci_tools.pipeline.releasing import ReleaseRequest, probe_or_fail
     from ci_tools.pipeline.rolling_back import rollback
-    from ci_tools.repo import actions
 
-    config = load_config()
+    config = ctx.config
     env = config.env(args.environment)
     if args.deploy_id is not None and not args.deploy_id.strip().startswith("dep-"):
         raise InputError(f"--to {args.deploy_id!r} is not a deploy id", hint="deploy ids look like dep-…")
     target, final = rollback(
+        ctx,
         env,
         to=(args.deploy_id or "").strip() or None,
         timeout=args.timeout,
@@ -51,14 +51,14 @@ def run(args: argparse.Namespace) -> int:
         on_status=printer(args.json),
     )
     commit = str(target.commit)
-    actions.add_summary(
+    ctx.runner.add_summary(
         f"### Rollback of {env.name}\n\nback to `{target.id}` (`{commit[:12]}`), now live as `{final.id}`"
     )
     if env.name == config.memory_backup.environment:
         from ci_tools.memory.points import safety_net
 
         note = safety_net(env.name, "", None)
-        actions.add_summary(note)
+        ctx.runner.add_summary(note)
         if not args.json:
             say(note)
     if not args.json:
@@ -66,17 +66,17 @@ def run(args: argparse.Namespace) -> int:
     request = ReleaseRequest(
         env,
         commit,
-        args.secrets["TELEGRAM_BOT_TOKEN"],
+        ctx.secrets["TELEGRAM_BOT_TOKEN"],
         deadline=args.deadline,
-        webhook_secret=args.secrets.get("TELEGRAM_WEBHOOK_SECRET"),
+        webhook_secret=ctx.secrets.get("TELEGRAM_WEBHOOK_SECRET"),
         conversation=args.conversation,
     )
     probe_or_fail(
+        ctx,
         request,
-        config,
         commit,
         time.time(),
         f"Probe of {env.name} after rollback",
-        lambda title, checks: report_probe(title, checks, as_json=args.json, commit=commit),
+        lambda title, checks: report_probe(ctx.runner, title, checks, as_json=args.json, commit=commit),
     )
     return 0

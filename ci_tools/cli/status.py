@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ci_tools.context import Context
 from ci_tools.needs import Needs
-from ci_tools.settings import load_config
 
 PER_ENV = ("TELEGRAM_BOT_TOKEN", "RENDER_SERVICE_ID")
 ENVS = ("STAGING", "PRODUCTION")
@@ -24,15 +24,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run, needs=NEEDS)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.pipeline.checklist import report
     from ci_tools.pipeline.live_status import status
-    from ci_tools.repo import actions
 
-    config = load_config()
+    config = ctx.config
     names = list(args.envs) or list(config.environments)
-    items, live = status(config, list(args.envs))
+    items, live = status(ctx, list(args.envs))
     for env, commit in live.items():  # what the watch probes next
-        actions.set_output(f"{env}_commit" if len(names) > 1 else "commit", commit)
-    report(f"Status of {', '.join(names)}", items, as_json=args.json)
+        ctx.runner.set_output(f"{env}_commit" if len(names) > 1 else "commit", commit)
+    report(ctx.runner, f"Status of {', '.join(names)}", items, as_json=args.json)
     return 0

@@ -11,7 +11,6 @@ the ``Link: rel="next"`` header; errors become one line with the fix.
 from __future__ import annotations
 
 import base64
-import os
 import time
 from typing import Any
 
@@ -19,14 +18,8 @@ import httpx
 
 from ci_tools.errors import ConfigError, RemoteError
 from ci_tools.http import Contact, request
-from ci_tools.settings import request_timeout
 
-DEFAULT_API_URL = "https://api.github.com"
 ACTIONS_APP_ID = 15368  # the GitHub Actions app: required checks pinned to it
-
-
-def api_url() -> str:
-    return (os.environ.get("GITHUB_API_URL") or DEFAULT_API_URL).rstrip("/")
 
 
 def seal(public_key: str, value: str) -> str:
@@ -38,17 +31,18 @@ def seal(public_key: str, value: str) -> str:
 
 
 class GitHubAPI:
-    def __init__(self, token: str, repo: str, *, budget: float | None = None) -> None:
+    def __init__(
+        self, token: str, repo: str, *, base_url: str, timeout: float = 20, budget: float | None = None
+    ) -> None:
         if repo.count("/") != 1 or not all(repo.split("/")):
             raise ConfigError(f"--repo {repo!r} is not OWNER/NAME", hint="e.g. --repo mindmate/mindmate-release")
         self.repo = repo
         self.contact = Contact()
-        timeout = request_timeout(20)
         if budget is not None:  # a read-only look: a GitHub that is down is said fast
             timeout = min(timeout, budget)
         self.budget = budget if budget is not None else 3 * timeout
         self.client = httpx.Client(
-            base_url=api_url(),
+            base_url=base_url.rstrip("/"),
             headers={
                 "Authorization": f"Bearer {token}",
                 "Accept": "application/vnd.github+json",

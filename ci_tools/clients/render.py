@@ -21,7 +21,6 @@ import httpx
 
 from ci_tools.errors import ConfigError, RemoteError
 from ci_tools.http import Contact, MaybeDone, request
-from ci_tools.settings import render_api_url, render_timeout
 
 IN_PROGRESS = (
     "created",
@@ -63,9 +62,8 @@ class Deploy:
         )
 
 
-def check_hook_url(hook_url: str) -> str:
-    """The hook URL as given, if it looks like a Render deploy hook (``…/deploy/srv-…?key=…``)."""
-    base = render_api_url()
+def check_hook_url(hook_url: str, base: str) -> str:
+    """The hook URL as given, if it looks like a Render deploy hook (``…/deploy/srv-…?key=…``) on ``base``."""
     parts = urlsplit(hook_url)
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
     expected = urlsplit(base)
@@ -85,19 +83,19 @@ def service_id_from_hook(hook_url: str) -> str:
     return urlsplit(hook_url).path.rsplit("/", 1)[-1]
 
 
-def trigger_hook(hook_url: str, *, deadline: float) -> str | None:
+def trigger_hook(hook_url: str, *, base: str, timeout: float, deadline: float) -> str | None:
     """POST the deploy hook once (it deploys the branch's head); the deploy id if it says one.
 
     Not retried after a 5xx or a timeout: the hook may already have started a deploy,
     and without the API there is no way to look. Render promises no body; an id in
     ``{"deploy": {"id"}}`` is used when present.
     """
-    with httpx.Client(timeout=render_timeout()) as client:
+    with httpx.Client(timeout=timeout) as client:
         try:
             response = request(
                 client,
                 "POST",
-                check_hook_url(hook_url),
+                check_hook_url(hook_url, base),
                 deadline=deadline,
                 what="Render's deploy hook",
                 idempotent=False,
@@ -123,7 +121,9 @@ def trigger_hook(hook_url: str, *, deadline: float) -> str | None:
 class RenderAPI:
     """A small client for /v1: services, deploys, rollback, env vars."""
 
-    def __init__(self, api_key: str, service_id: str = "", *, deadline: float, timeout: float | None = None) -> None:
+    def __init__(
+        self, api_key: str, service_id: str = "", *, deadline: float, base_url: str, timeout: float = 30
+    ) -> None:
         if service_id and not SERVICE_ID.match(service_id):
             raise ConfigError(
                 f"RENDER_SERVICE_ID {service_id!r} is not a service id",
@@ -133,9 +133,9 @@ class RenderAPI:
         self.deadline = deadline
         self.contact = Contact()
         self.client = httpx.Client(
-            base_url=f"{render_api_url()}/v1",
+            base_url=f"{base_url.rstrip('/')}/v1",
             headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json"},
-            timeout=timeout or render_timeout(),
+            timeout=timeout,
         )
 
     def close(self) -> None:

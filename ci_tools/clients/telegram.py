@@ -23,7 +23,6 @@ import httpx
 
 from ci_tools.errors import RemoteError
 from ci_tools.http import Contact, request
-from ci_tools.settings import request_timeout, telegram_api_url
 
 
 class TelegramError(RemoteError):
@@ -105,9 +104,8 @@ def _unreachable(exc: httpx.TransportError) -> RemoteError:
 class Telegram:
     """A synchronous client for one bot token."""
 
-    def __init__(self, token: str, *, budget: float | None = None) -> None:
-        self._base = f"{telegram_api_url()}/bot{token}"
-        timeout = request_timeout(10)
+    def __init__(self, token: str, *, base_url: str, timeout: float = 10, budget: float | None = None) -> None:
+        self._base = f"{base_url.rstrip('/')}/bot{token}"
         if budget is not None:  # a read-only look: a service that is down is said fast
             timeout = min(timeout, budget)
         self._client = httpx.Client(timeout=timeout)
@@ -148,8 +146,8 @@ class Telegram:
 class AsyncTelegram:
     """The probe's read-only client: one attempt per call, on the probe's shared client."""
 
-    def __init__(self, token: str, client: httpx.AsyncClient) -> None:
-        self._base = f"{telegram_api_url()}/bot{token}"
+    def __init__(self, token: str, client: httpx.AsyncClient, *, base_url: str) -> None:
+        self._base = f"{base_url.rstrip('/')}/bot{token}"
         self._client = client
 
     async def _call(self, method: str) -> Any:
@@ -164,9 +162,3 @@ class AsyncTelegram:
 
     async def webhook_info(self) -> WebhookInfo:
         return WebhookInfo.from_api(await self._call("getWebhookInfo"))
-
-
-def bot_info(token: str, *, budget: float | None = None) -> BotInfo:
-    """getMe, for the commands that only need to know whose token this is."""
-    with Telegram(token, budget=budget) as telegram:
-        return telegram.get_me()

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from cryptography.fernet import Fernet
 
 from ci_tools.errors import RemoteError, VerificationError
 from ci_tools.memory.compare import (
@@ -30,7 +31,7 @@ from ci_tools.memory.compare import (
     part_difference,
     ttl_difference,
 )
-from ci_tools.memory.files import RecordFile, RecordWriter, fernet_from_env
+from ci_tools.memory.files import RecordFile, RecordWriter
 from ci_tools.memory.prefetch import prefetch, prefetch_flat
 from ci_tools.memory.records import BATCH, Record, now_ms, read_records
 from ci_tools.memory.scripts import SAME_PAYLOAD
@@ -122,6 +123,7 @@ class MemoryJob:
         resume_command: str = "",
         on_event: Callable[[str, int], None] | None = None,
         progress: Callable[[str, int], Any] | None = None,
+        fernet: Fernet | None = None,  # MEMORY_SNAPSHOT_KEY's: the snapshot and backup encrypted
     ) -> None:
         if policy not in POLICIES:
             raise ValueError(policy)
@@ -135,7 +137,7 @@ class MemoryJob:
         self.resume_command = resume_command
         self.on_event = on_event or (lambda event, n: None)
         self.progress = progress
-        self.fernet = fernet_from_env()
+        self.fernet = fernet
         self.outcome = Outcome(plan=[], applied=apply)
         self._backup: RecordWriter | None = None
         self._big: BigKey | None = None  # the big key whose parts are being planned

@@ -24,8 +24,9 @@ VERSION = 1
 KEY_ENV = "MEMORY_SNAPSHOT_KEY"
 
 
-def fernet_from_env() -> Fernet | None:
-    raw = os.environ.get(KEY_ENV, "").strip()
+def fernet_for(key: str | None) -> Fernet | None:
+    """The Fernet of ``MEMORY_SNAPSHOT_KEY``'s value; None (files in the clear) without one."""
+    raw = (key or "").strip()
     if not raw:
         return None
     try:
@@ -91,9 +92,9 @@ class RecordWriter:
 class RecordFile:
     """Read a snapshot or backup: the header first, then records, then the footer is checked."""
 
-    def __init__(self, path: Path, fernet: Fernet | None = None) -> None:
+    def __init__(self, path: Path, fernet: Fernet | None) -> None:
         self.path = path
-        self.fernet = fernet if fernet is not None else fernet_from_env()
+        self.fernet = fernet
         if not path.is_file():
             raise InputError(f"{path} does not exist", hint="pass the path the copy printed")
         with path.open("rb") as handle:

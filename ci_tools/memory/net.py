@@ -11,27 +11,26 @@
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta
 
-from ci_tools.clients.github_rest import GitHubAPI
-from ci_tools.clients.render import RenderAPI, monotonic_deadline
+from ci_tools.clients.render import monotonic_deadline
+from ci_tools.context import Context
 from ci_tools.errors import FatalError, RemoteError
 from ci_tools.pipeline.checklist import Item
-from ci_tools.settings import Config, optional_secret
 
 SNAPSHOT_PREFIXES = ("memory-before-", "memory-nightly-")
 STALE = timedelta(days=2)
 
 
-def durability(config: Config, *, budget: float = 30) -> Item:
+def durability(ctx: Context, *, budget: float = 30) -> Item:
+    config = ctx.config
     env = config.env(config.memory_backup.environment)
     name = f"{env.name}'s Key Value keeps its data across a restart"
-    api_key = optional_secret("RENDER_API_KEY")
+    api_key = ctx.optional("RENDER_API_KEY")
     if not api_key:
         return Item(name, None, "RENDER_API_KEY not set", "export it to read the plan and persistence")
     try:
-        with RenderAPI(api_key, deadline=monotonic_deadline(budget), timeout=min(budget, 30)) as api:
+        with ctx.render(api_key, deadline=monotonic_deadline(budget), timeout=min(budget, 30)) as api:
             kv = api.find_key_value(env.key_value)
     except FatalError as exc:
         return Item(name, False, exc.message, exc.hint or "", remote=isinstance(exc, RemoteError))
@@ -57,11 +56,10 @@ def durability(config: Config, *, budget: float = 30) -> Item:
     return Item(name, True, seen)
 
 
-def last_snapshot(config: Config, now: datetime | None = None, *, budget: float | None = None) -> Item:
-    env = config.memory_backup.environment
+def last_snapshot(ctx: Context, now: datetime | None = None, *, budget: float | None = None) -> Item:
+    env = ctx.config.memory_backup.environment
     name = f"a recent snapshot of {env}'s memory is kept"
-    token = os.environ.get("GITHUB_TOKEN") or os.environ.get("GH_TOKEN")
-    repo = os.environ.get("GITHUB_REPOSITORY")
+    token, repo = ctx.github_token(), ctx.runner.repository
     if not token or not repo:
         return Item(
             name,
@@ -71,7 +69,7 @@ def last_snapshot(config: Config, now: datetime | None = None, *, budget: float 
             warning=True,
         )
     try:
-        with GitHubAPI(token, repo, budget=budget) as api:
+        with ctx.github(token, repo, budget=budget) as api:
             kept = [a for a in api.artifacts() if a["name"].startswith(SNAPSHOT_PREFIXES) and not a["expired"]]
     except FatalError as exc:
         return Item(name, False, exc.message, exc.hint or "", remote=isinstance(exc, RemoteError))

@@ -10,13 +10,14 @@ from typing import Any, Literal
 
 import redis
 
+from ci_tools.context import Context
 from ci_tools.errors import InputError
 from ci_tools.memory.copy import MemoryJob, Outcome, stamp
-from ci_tools.memory.files import RecordFile, RecordWriter, fernet_from_env
+from ci_tools.memory.files import RecordFile, RecordWriter
 from ci_tools.memory.keys import KeySpace, discover, uncovered
 from ci_tools.memory.records import read_records
 from ci_tools.memory.sides import check_marker, connect, label, open_side, refuse_same_server
-from ci_tools.settings import Environment, require_secret
+from ci_tools.settings import Environment
 
 Uncovered = Literal["refuse", "include", "ignore"]
 
@@ -40,10 +41,10 @@ class CopyRequest:
     progress: Callable[[str, int], Any] | None = None
 
 
-def _sides(request: CopyRequest) -> tuple[redis.Redis, redis.Redis]:
+def _sides(ctx: Context, request: CopyRequest) -> tuple[redis.Redis, redis.Redis]:
     """Both servers; "the target is the source" is refused before any marker is read."""
-    source = connect(require_secret("SOURCE_REDIS_URL", purpose="the Redis to copy from"), "source")
-    target = connect(require_secret("TARGET_REDIS_URL", purpose="the Redis to copy to"), "target")
+    source = connect(ctx.secret("SOURCE_REDIS_URL", purpose="the Redis to copy from"), "source", timeout=ctx.timeout)
+    target = connect(ctx.secret("TARGET_REDIS_URL", purpose="the Redis to copy to"), "target", timeout=ctx.timeout)
     refuse_same_server(source, target, request.source_prefix == request.target_prefix)
     if not request.ignore_markers:
         check_marker(
@@ -78,8 +79,8 @@ def _discover(source: redis.Redis, request: CopyRequest) -> list[bytes]:
     return keys
 
 
-def copy_user(request: CopyRequest) -> Outcome:
-    source, target = _sides(request)
+def copy_user(ctx: Context, request: CopyRequest) -> Outcome:
+    source, target = _sides(ctx, request)
     space = _space(request)
     target_prefix = request.target_prefix.encode()
     started = time.perf_counter()
@@ -109,6 +110,7 @@ def copy_user(request: CopyRequest) -> Outcome:
         resume_command=request.resume_command,
         on_event=request.on_event,
         progress=request.progress,
+        fernet=ctx.snapshot_fernet(),
     )
     records = read_records(source, keys, with_dump=True)
     outcome = job.run(
@@ -117,13 +119,13 @@ def copy_user(request: CopyRequest) -> Outcome:
             "user_id": request.user_id,
             "env": request.source_env.name,
             "prefix": request.source_prefix,
-            "server": url_label("SOURCE_REDIS_URL"),
+            "server": url_label(ctx, "SOURCE_REDIS_URL"),
         },
         backup_header={
             "user_id": request.user_id,
             "env": request.target_env.name,
             "prefix": request.target_prefix,
-            "server": url_label("TARGET_REDIS_URL"),
+            "server": url_label(ctx, "TARGET_REDIS_URL"),
         },
     )
     outcome.timings = {"discover": discovered, "audit": audited, **outcome.timings}
@@ -132,20 +134,21 @@ def copy_user(request: CopyRequest) -> Outcome:
     return outcome
 
 
-def source_side() -> redis.Redis:
-    return connect(require_secret("SOURCE_REDIS_URL", purpose="the Redis to snapshot"), "source")
+def source_side(ctx: Context) -> redis.Redis:
+    return connect(ctx.secret("SOURCE_REDIS_URL", purpose="the Redis to snapshot"), "source", timeout=ctx.timeout)
 
 
-def target_side() -> redis.Redis:
-    return connect(require_secret("TARGET_REDIS_URL", purpose="the Redis to restore into"), "target")
+def target_side(ctx: Context) -> redis.Redis:
+    return connect(ctx.secret("TARGET_REDIS_URL", purpose="the Redis to restore into"), "target", timeout=ctx.timeout)
 
 
-def url_label(variable: str) -> str:
-    return label(require_secret(variable))
+def url_label(ctx: Context, variable: str) -> str:
+    return label(ctx.secret(variable))
 
 
-def export_user(request: CopyRequest) -> tuple[Path, int]:
+def export_user(ctx: Context, request: CopyRequest) -> tuple[Path, int]:
     source = open_side(
+        ctx,
         "source",
         request.source_env,
         request.source_prefix,
@@ -160,21 +163,22 @@ def export_user(request: CopyRequest) -> tuple[Path, int]:
         "user_id": request.user_id,
         "env": request.source_env.name,
         "prefix": request.source_prefix,
-        "server": url_label("SOURCE_REDIS_URL"),
+        "server": url_label(ctx, "SOURCE_REDIS_URL"),
     }
-    with RecordWriter(path, header, fernet_from_env()) as writer:
+    with RecordWriter(path, header, ctx.snapshot_fernet()) as writer:
         for record in read_records(source, keys, with_dump=True):
             writer.write(record)
     return path, writer.count
 
 
-def diff_user(request: CopyRequest) -> Outcome:
+def diff_user(ctx: Context, request: CopyRequest) -> Outcome:
     """The plan of a dry run, under the 'fail' policy: what differs between the two sides."""
     request.apply, request.policy = False, "fail"
-    return copy_user(request)
+    return copy_user(ctx, request)
 
 
 def restore_snapshot(
+    ctx: Context,
     snapshot: Path,
     target_env: Environment,
     target_prefix: str,
@@ -184,11 +188,11 @@ def restore_snapshot(
     ignore_markers: bool,
     resume_command: str,
 ) -> Outcome:
-    file = RecordFile(snapshot)
+    file = RecordFile(snapshot, ctx.snapshot_fernet())
     validate_file(file)
     source_prefix = str(file.header.get("prefix", "")).encode()
     target = open_side(
-        "target", target_env, target_prefix, ignore_markers=ignore_markers, purpose="the Redis to restore into"
+        ctx, "target", target_env, target_prefix, ignore_markers=ignore_markers, purpose="the Redis to restore into"
     )
     prefix = target_prefix.encode()
     job = MemoryJob(
@@ -199,6 +203,7 @@ def restore_snapshot(
         out_dir=out_dir,
         label=f"restore-{target_env.name}",
         resume_command=resume_command,
+        fernet=ctx.snapshot_fernet(),
     )
     return job.run(
         file.records(),
@@ -207,7 +212,7 @@ def restore_snapshot(
             "user_id": file.header.get("user_id"),
             "env": target_env.name,
             "prefix": target_prefix,
-            "server": url_label("TARGET_REDIS_URL"),
+            "server": url_label(ctx, "TARGET_REDIS_URL"),
         },
         snapshot_file=snapshot,
     )

@@ -20,10 +20,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import redis
+from cryptography.fernet import Fernet
 
 from ci_tools.errors import InputError, VerificationError
 from ci_tools.memory.copy import MemoryJob, Outcome, stamp
-from ci_tools.memory.files import RecordFile, RecordWriter, fernet_from_env
+from ci_tools.memory.files import RecordFile, RecordWriter
 from ci_tools.memory.keys import escape_glob
 from ci_tools.memory.records import Record, read_records
 from ci_tools.memory.sides import check_marker, marker
@@ -68,6 +69,7 @@ def take_snapshot(
     protected: tuple[int, ...],
     commit: str = "",
     ignore_marker: bool = False,
+    fernet: Fernet | None = None,  # MEMORY_SNAPSHOT_KEY's: required in Actions (the command checks)
 ) -> Taken:
     """Snapshot every key under ``env``'s prefix; over ``max_mb``, only the protected users'."""
     prefix = env.key_prefix.encode()
@@ -109,7 +111,7 @@ def take_snapshot(
         "taken_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "users": list(protected) if scope != "environment" else None,
     }
-    with RecordWriter(path, header, fernet_from_env()) as writer:
+    with RecordWriter(path, header, fernet) as writer:
         for record in read_records(client, keys, with_dump=True):
             writer.write(record)
     return Taken(path, len(keys), scope, used, warning)
@@ -195,9 +197,11 @@ def check_restorable(request: RestoreRequest, file: RecordFile) -> None:
     )
 
 
-def restore_point(request: RestoreRequest, target: redis.Redis, server: str) -> Outcome:
-    """Dry run: each selected key's fate. Apply: back up, write (replacing), read back, compare."""
-    file = RecordFile(request.snapshot)
+def restore_point(request: RestoreRequest, target: redis.Redis, server: str, fernet: Fernet | None) -> Outcome:
+    """Dry run: each selected key's fate. Apply: back up, write (replacing), read back, compare.
+
+    ``fernet`` opens the snapshot and encrypts the backup this restore writes first."""
+    file = RecordFile(request.snapshot, fernet)
     check_restorable(request, file)
     if not request.ignore_marker:
         check_marker(
@@ -215,6 +219,7 @@ def restore_point(request: RestoreRequest, target: redis.Redis, server: str) -> 
         out_dir=request.out_dir,
         label=f"restore-{request.env.name}",
         resume_command=request.resume_command,
+        fernet=fernet,
     )
     scope = {
         "user_id": request.user_id,

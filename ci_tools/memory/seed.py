@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ci_tools.context import Context
 from ci_tools.errors import InputError
 from ci_tools.memory.copy import MemoryJob, Outcome
 from ci_tools.memory.ops import url_label
@@ -60,6 +61,7 @@ def seed_records(prefix: str, user_id: int, fields: dict[str, str], facts: list[
 
 
 def seed_user(
+    ctx: Context,
     user_id: int,
     profile: Path,
     target_env: Environment,
@@ -71,7 +73,9 @@ def seed_user(
     resume_command: str,
 ) -> Outcome:
     fields, facts = parse_profile(profile)
-    target = open_side("target", target_env, target_prefix, ignore_markers=ignore_markers, purpose="the Redis to seed")
+    target = open_side(
+        ctx, "target", target_env, target_prefix, ignore_markers=ignore_markers, purpose="the Redis to seed"
+    )
     job = MemoryJob(
         target,
         lambda key: key,
@@ -80,12 +84,13 @@ def seed_user(
         out_dir=out_dir,
         label=f"user{user_id}-seed-{target_env.name}",
         resume_command=resume_command,
+        fernet=ctx.snapshot_fernet(),
     )
     header = {
         "user_id": user_id,
         "env": target_env.name,
         "prefix": target_prefix,
-        "server": url_label("TARGET_REDIS_URL"),
+        "server": url_label(ctx, "TARGET_REDIS_URL"),
     }
     return job.run(
         seed_records(target_prefix, user_id, fields, facts),

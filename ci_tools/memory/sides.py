@@ -9,26 +9,29 @@ from __future__ import annotations
 
 import redis
 
+from ci_tools.context import Context
 from ci_tools.errors import ConfigError, InputError, RemoteError, VerificationError
 from ci_tools.http import FIRST_CONTACT
 from ci_tools.memory.copy import CONNECTION_ERRORS
-from ci_tools.settings import Environment, request_timeout, require_secret
+from ci_tools.settings import Environment
 
 
-def connect(url: str, role: str) -> redis.Redis:
-    """A client that never decodes (binary values survive) and fails fast when unreachable."""
+def connect(url: str, role: str, *, timeout: float | None = None) -> redis.Redis:
+    """A client that never decodes (binary values survive) and fails fast when unreachable.
+
+    ``timeout`` (``CI_TOOLS_TIMEOUT``) replaces the defaults: 10 s to connect, 60 s a command."""
     try:
         # First contact on a short timeout, so a Redis that accepts and never answers is said
         # to be down in seconds; the work after it may take the long one.
         client = redis.Redis.from_url(
             url,
             decode_responses=False,
-            socket_connect_timeout=min(request_timeout(10), FIRST_CONTACT),
-            socket_timeout=min(request_timeout(60), FIRST_CONTACT),
+            socket_connect_timeout=min(timeout or 10, FIRST_CONTACT),
+            socket_timeout=min(timeout or 60, FIRST_CONTACT),
         )
         client.ping()
         client.connection_pool.disconnect()
-        client.connection_pool.connection_kwargs["socket_timeout"] = request_timeout(60)
+        client.connection_pool.connection_kwargs["socket_timeout"] = timeout or 60
     except ValueError:
         raise ConfigError(
             f"the {role} Redis URL is malformed",
@@ -101,6 +104,7 @@ def role_flag(role: str) -> str:
 
 
 def open_side(
+    ctx: Context,
     role: str,
     env: Environment,
     prefix: str,
@@ -110,7 +114,7 @@ def open_side(
     legacy: bool = False,
 ) -> redis.Redis:
     """Connect to the source or target Redis (from SOURCE_/TARGET_REDIS_URL) and check its marker."""
-    client = connect(require_secret(f"{role.upper()}_REDIS_URL", purpose=purpose), role)
+    client = connect(ctx.secret(f"{role.upper()}_REDIS_URL", purpose=purpose), role, timeout=ctx.timeout)
     if not ignore_markers:
         check_marker(client, prefix.encode(), env.name, role, "--ignore-env-markers", legacy=legacy)
     return client

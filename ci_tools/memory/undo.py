@@ -7,42 +7,42 @@ from pathlib import Path
 
 import redis
 
+from ci_tools.context import Context
 from ci_tools.errors import InputError, RemoteError, VerificationError
 from ci_tools.memory.compare import difference
 from ci_tools.memory.copy import CONNECTION_ERRORS, group_parts, stamp
-from ci_tools.memory.files import RecordFile, RecordWriter, fernet_from_env
+from ci_tools.memory.files import RecordFile, RecordWriter
 from ci_tools.memory.ops import validate_file
 from ci_tools.memory.records import BATCH, Record, read_records
 from ci_tools.memory.sides import connect, label
 from ci_tools.memory.writer import Writer
-from ci_tools.settings import require_secret
 
 
 def undo_backup(
-    backup: Path, out_dir: Path, *, allow_other_server: bool = False, apply: bool = True
+    ctx: Context, backup: Path, out_dir: Path, *, allow_other_server: bool = False, apply: bool = True
 ) -> tuple[Path | None, int]:
     """Put every key of a backup back as it was (absent keys deleted), after backing up the present.
 
     Without ``apply``, a dry run: the file and the server are checked, nothing is written.
     """
-    file = RecordFile(backup)
+    fernet = ctx.snapshot_fernet()
+    file = RecordFile(backup, fernet)
     if file.header.get("kind") != "backup":
         raise InputError(
             f"{backup.name} is a {file.header.get('kind')}, not a backup",
             hint="undo takes the backup path a copy printed",
         )
     count = validate_file(file)
-    url = require_secret("TARGET_REDIS_URL", purpose="the Redis to undo on")
+    url = ctx.secret("TARGET_REDIS_URL", purpose="the Redis to undo on")
     if not allow_other_server and file.header.get("server") != label(url):
         raise InputError(
             f"this backup was taken on {file.header.get('server')}, but TARGET_REDIS_URL is {label(url)}",
             hint="point TARGET_REDIS_URL at the server the copy wrote to, or pass --allow-other-server",
         )
-    target = connect(url, "target")
+    target = connect(url, "target", timeout=ctx.timeout)
     if not apply:
         return None, count
     keys = [r.key for r in file.records() if r.part == 0]
-    fernet = fernet_from_env()
     path = out_dir / f"undo-backup-{stamp()}.jsonl"
     header = {k: v for k, v in file.header.items() if k not in ("format", "version", "encrypted", "kind")}
     with RecordWriter(path, {"kind": "backup", **header, "undoes": backup.name}, fernet) as writer:

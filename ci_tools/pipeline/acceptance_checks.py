@@ -9,8 +9,9 @@ import httpx
 import redis
 
 from ci_tools.clients.health import Health, NotTheContract, read_health
-from ci_tools.clients.render import RenderAPI, monotonic_deadline
-from ci_tools.clients.telegram import TelegramError, bot_info
+from ci_tools.clients.render import monotonic_deadline
+from ci_tools.clients.telegram import TelegramError
+from ci_tools.context import Context
 from ci_tools.errors import FatalError, RemoteError
 from ci_tools.memory import net
 from ci_tools.memory.files import RecordFile
@@ -18,7 +19,6 @@ from ci_tools.pipeline.checklist import TELEGRAM_DOWN, Item, unanswered
 from ci_tools.pipeline.cutting_over import CUTOVER_AT_VAR, FINISHED_VAR, PREVIOUS_BOT_VAR, window_end
 from ci_tools.pipeline.probing import Probe, failures, run_probe, whose_token
 from ci_tools.repo.github_settings import check_if_possible
-from ci_tools.settings import Config, optional_secret, request_timeout
 
 BUDGET = 6.0  # seconds a read-only check may retry before it says the service did not answer
 
@@ -33,34 +33,35 @@ REPOSITORY_FILES = (
 
 
 def acceptance(
-    config: Config,
+    ctx: Context,
     user_id: int,
     snapshot: Path | None,
     since: float | None,
     deadline: float = 30,
     repo_root: Path | None = None,
 ) -> list[Item]:
+    config = ctx.config
     env = config.role("cutover_target")
     items: list[Item] = []
     root = repo_root or config.path.parent
     # What does not depend on the bot runs meanwhile, each on a short budget.
     pool = ThreadPoolExecutor(max_workers=5)
     later = [
-        pool.submit(_memory_items, env.key_prefix, user_id, snapshot, since),
-        pool.submit(lambda: [_rollback_window(config)]),
-        pool.submit(check_if_possible, config, root, budget=BUDGET),  # GitHub's settings in force
-        pool.submit(lambda: [net.durability(config, budget=BUDGET)]),  # the memory safety net
-        pool.submit(lambda: [net.last_snapshot(config, budget=BUDGET)]),
+        pool.submit(_memory_items, ctx, env.key_prefix, user_id, snapshot, since),
+        pool.submit(lambda: [_rollback_window(ctx)]),
+        pool.submit(check_if_possible, ctx, root, budget=BUDGET),  # GitHub's settings in force
+        pool.submit(lambda: [net.durability(ctx, budget=BUDGET)]),  # the memory safety net
+        pool.submit(lambda: [net.last_snapshot(ctx, budget=BUDGET)]),
     ]
-    token = optional_secret("TELEGRAM_BOT_TOKEN")
-    webhook_secret = optional_secret("TELEGRAM_WEBHOOK_SECRET")
+    token = ctx.optional("TELEGRAM_BOT_TOKEN")
+    webhook_secret = ctx.optional("TELEGRAM_WEBHOOK_SECRET")
     me = None
     name = f"the new bot @{env.bot_username} exists"
     if not token:
         items.append(Item(name, None, "TELEGRAM_BOT_TOKEN not set", "export the production bot's token"))
     else:
         try:
-            me = bot_info(token, budget=BUDGET)
+            me = ctx.bot_info(token, budget=BUDGET)
             cause = whose_token(config, env, me.username)
             items.append(Item(name, cause is None, f"@{me.username}", cause or ""))
         except TelegramError as exc:
@@ -71,7 +72,7 @@ def acceptance(
     try:
         if env.health_url is None:
             raise NotTheContract("health_path is empty")
-        with httpx.Client(timeout=min(request_timeout(10), BUDGET)) as client:
+        with httpx.Client(timeout=min(ctx.request_timeout(10), BUDGET)) as client:
             health = read_health(client, env.health_url)
     except (httpx.HTTPError, NotTheContract) as exc:
         items.append(
@@ -95,7 +96,7 @@ def acceptance(
     commit = health.commit if health else None
     if me and token and commit:
         try:
-            probe = Probe(env, commit, config, token, deadline=deadline, webhook_secret=webhook_secret)
+            probe = Probe(ctx, env, commit, token, deadline=deadline, webhook_secret=webhook_secret)
             checks = run_probe(probe)
             failed = failures(checks)
             items.append(
@@ -126,10 +127,10 @@ def acceptance(
     return items + github_items + durability + last
 
 
-def _rollback_window(config: Config) -> Item:
+def _rollback_window(ctx: Context) -> Item:
     """Is the old bot still kept, and until when can ``cutover --back`` bring it back?"""
     name = "the old bot is kept for rollback"
-    api_key, service_id = optional_secret("RENDER_API_KEY"), optional_secret("RENDER_SERVICE_ID")
+    api_key, service_id = ctx.optional("RENDER_API_KEY"), ctx.optional("RENDER_SERVICE_ID")
     if not api_key or not service_id:
         return Item(
             name,
@@ -138,12 +139,12 @@ def _rollback_window(config: Config) -> Item:
             "export both to read the window",
         )
     try:
-        with RenderAPI(api_key, service_id, deadline=monotonic_deadline(BUDGET), timeout=BUDGET) as api:
+        with ctx.render(api_key, service_id, deadline=monotonic_deadline(BUDGET), timeout=BUDGET) as api:
             previous, at = api.env_var(PREVIOUS_BOT_VAR), api.env_var(CUTOVER_AT_VAR)
             finished = api.env_var(FINISHED_VAR)
     except FatalError as exc:
         return Item(name, False, exc.message, exc.hint or "", remote=isinstance(exc, RemoteError))
-    ends = window_end(config, at)
+    ends = window_end(ctx.config, at)
     if finished and not previous:
         on, _, old = finished.partition(" ")
         return Item(name, True, f"rollback window closed on {on} ({old} forgotten by cutover --finish)")
@@ -156,8 +157,8 @@ def _rollback_window(config: Config) -> Item:
     )
 
 
-def _memory_items(prefix: str, user_id: int, snapshot: Path | None, since: float | None) -> list[Item]:
-    url = optional_secret("REDIS_URL")
+def _memory_items(ctx: Context, prefix: str, user_id: int, snapshot: Path | None, since: float | None) -> list[Item]:
+    url = ctx.optional("REDIS_URL")
     if not url:
         unmet = Item(
             "the user's memory is in prod",
@@ -171,8 +172,8 @@ def _memory_items(prefix: str, user_id: int, snapshot: Path | None, since: float
         ]
     client = redis.Redis.from_url(
         url,
-        socket_connect_timeout=min(request_timeout(5), BUDGET),
-        socket_timeout=min(request_timeout(10), BUDGET),
+        socket_connect_timeout=min(ctx.request_timeout(5), BUDGET),
+        socket_timeout=min(ctx.request_timeout(10), BUDGET),
     )
     try:
         client.ping()
@@ -194,7 +195,7 @@ def _memory_items(prefix: str, user_id: int, snapshot: Path | None, since: float
             )
         )
     else:
-        file = RecordFile(snapshot)
+        file = RecordFile(snapshot, ctx.snapshot_fernet())
         source_prefix = str(file.header.get("prefix", "")).encode()
         missing, lost = [], 0
         first_read = None

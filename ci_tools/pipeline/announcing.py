@@ -2,27 +2,29 @@
 
 from __future__ import annotations
 
-from ci_tools.clients.telegram import Telegram, TelegramError
+from ci_tools.clients.telegram import TelegramError
+from ci_tools.context import Context
 from ci_tools.errors import InputError, RemoteError
 from ci_tools.settings import Config
 
 
 def default_text(config: Config) -> str:
-    return f"Official bot moved here: https://t.me/{config.env('production').bot_username}"
+    return f"Official bot moved here: https://t.me/{config.role('cutover_target').bot_username}"
 
 
-def announce(config: Config, token: str, chat_id: int, text: str | None = None) -> str:
+def announce(ctx: Context, token: str, chat_id: int, text: str | None = None) -> str:
     """Send the message with the old bot's ``token``; return what was sent.
 
     sendMessage is not idempotent: the client retries it only on Telegram's 429
     (waiting its retry_after) or a connection that never opened, never after a 5xx.
     """
+    config = ctx.config
     message = (text or default_text(config)).strip()
     if not message:
         raise InputError("the announcement text is empty", hint="leave --text out for the default")
-    link = f"https://t.me/{config.env('production').bot_username}"
+    link = f"https://t.me/{config.role('cutover_target').bot_username}"
     try:
-        with Telegram(token) as telegram:
+        with ctx.telegram(token) as telegram:
             telegram.send_message(chat_id, message)
     except TelegramError as exc:
         if exc.code == 403:

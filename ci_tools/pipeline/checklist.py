@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from ci_tools import output
 from ci_tools.errors import FatalError, RemoteError, VerificationError
+from ci_tools.repo.actions import Runner
 
 
 @dataclass
@@ -30,7 +31,7 @@ def unanswered(name: str, exc: FatalError, fix: str) -> Item:
 TELEGRAM_DOWN = "Telegram did not answer: check TELEGRAM_API_URL and the network"
 
 
-def report(title: str, items: list[Item], *, as_json: bool = False) -> None:
+def report(runner: Runner, title: str, items: list[Item], *, as_json: bool = False) -> None:
     """Report the checklist as one table (each unmet item with its fix), then fail in one short
     line that counts what is unmet and names the services that did not answer."""
     rows = [[i.mark, i.name, i.detail, i.fix if i.ok is not True or i.warning else ""] for i in items]
@@ -38,7 +39,7 @@ def report(title: str, items: list[Item], *, as_json: bool = False) -> None:
     # Warnings pass (they are not in the final line), so they are said once more below the table.
     notes = [f"! {i.name}: {i.fix}" for i in items if i.warning and i.fix and i.ok is True]
     document = {"title": title, "items": [i.__dict__ for i in items]}
-    output.report(output.Report(title, ["", "item", "seen", "fix"], rows, document, notes), as_json=as_json)
+    output.report(runner, output.Report(title, ["", "item", "seen", "fix"], rows, document, notes), as_json=as_json)
     unanswered = [i for i in unmet if i.remote]
     if unanswered:  # a service that did not answer judged nothing: exit 4, not "verification failed"
         raise RemoteError(

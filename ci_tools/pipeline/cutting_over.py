@@ -28,11 +28,12 @@ import httpx
 from ci_tools import redact
 from ci_tools.clients.health import NotTheContract, read_health
 from ci_tools.clients.render import RenderAPI, monotonic_deadline
-from ci_tools.clients.telegram import BotInfo, TelegramError, bot_info
+from ci_tools.clients.telegram import BotInfo, TelegramError
+from ci_tools.context import Context
 from ci_tools.errors import ConfigError, FatalError, InputError, VerificationError
 from ci_tools.pipeline.deployment import deploy
 from ci_tools.pipeline.releasing import ReleaseRequest, probe_or_fail
-from ci_tools.settings import Config, Environment, request_timeout
+from ci_tools.settings import Config, Environment
 
 TOKEN_VAR = "TELEGRAM_BOT_TOKEN"  # noqa: S105 - variable names, not values
 PREVIOUS_TOKEN_VAR = "PREVIOUS_TELEGRAM_BOT_TOKEN"  # noqa: S105
@@ -44,7 +45,6 @@ Status = Callable[[str], None]
 
 @dataclass(frozen=True)
 class CutoverRequest:
-    config: Config
     commit: str
     api_key: str
     service_id: str
@@ -62,9 +62,9 @@ class CutoverResult:
     window_ends: datetime | None  # until when ``--back`` is available
 
 
-def whose(token: str, variable: str) -> BotInfo:
+def whose(ctx: Context, token: str, variable: str) -> BotInfo:
     try:
-        return bot_info(token)
+        return ctx.bot_info(token)
     except TelegramError as exc:
         raise ConfigError(
             f"{variable} does not answer getMe ({exc.code} {exc.description})",
@@ -82,42 +82,45 @@ def window_end(config: Config, cutover_at: str | None) -> datetime | None:
     return at + timedelta(days=config.rollback_window_days)
 
 
-def forward(request: CutoverRequest, new_token: str, *, on_status: Status = lambda line: None) -> CutoverResult:
-    env = target(request)
-    new = whose(new_token, "NEW_TELEGRAM_BOT_TOKEN")
+def forward(
+    ctx: Context, request: CutoverRequest, new_token: str, *, on_status: Status = lambda line: None
+) -> CutoverResult:
+    env = target(ctx, request)
+    new = whose(ctx, new_token, "NEW_TELEGRAM_BOT_TOKEN")
     if not new.is_named(env.bot_username):
         raise ConfigError(
             f"NEW_TELEGRAM_BOT_TOKEN is @{new.username}'s, but {env.name} expects @{env.bot_username}",
             hint=f"use the new {env.name} bot's token, or fix bot_username in pyproject.toml",
         )
-    with _api(request) as api:
+    with _api(ctx, request) as api:
         old_token = api.env_var(TOKEN_VAR)
     redact.add_secret(old_token)
     old = None
     if old_token and old_token != new_token:
         try:
-            old = bot_info(old_token)
+            old = ctx.bot_info(old_token)
         except TelegramError:
             on_status(f"the service's current {TOKEN_VAR} does not answer getMe; it is kept anyway")
-    _swap(request, env, new_token, new, old_token, on_status, "cutover")
+    _swap(ctx, request, env, new_token, new, old_token, on_status, "cutover")
     at = datetime.now(UTC).replace(microsecond=0)
-    with _api(request) as api:
+    with _api(ctx, request) as api:
         if old_token and old_token != new_token:
             api.set_env_var(PREVIOUS_TOKEN_VAR, old_token)
             api.set_env_var(PREVIOUS_BOT_VAR, f"@{old.username} {old.id}" if old else "unknown")
             api.set_env_var(CUTOVER_AT_VAR, at.isoformat())
-    return CutoverResult(new, old, window_end(request.config, at.isoformat()) if old_token else None)
+    return CutoverResult(new, old, window_end(ctx.config, at.isoformat()) if old_token else None)
 
 
 def back(
+    ctx: Context,
     request: CutoverRequest,
     previous_token: str | None,
     *,
     after_window: bool = False,
     on_status: Status = lambda line: None,
 ) -> CutoverResult:
-    env = target(request)
-    with _api(request) as api:
+    env = target(ctx, request)
+    with _api(ctx, request) as api:
         stored = api.env_var(PREVIOUS_TOKEN_VAR)
         recorded = api.env_var(PREVIOUS_BOT_VAR) or ""
         cutover_at = api.env_var(CUTOVER_AT_VAR)
@@ -130,14 +133,14 @@ def back(
         )
     redact.add_secret(previous_token)
     redact.add_secret(current_token)
-    ends = window_end(request.config, cutover_at)
+    ends = window_end(ctx.config, cutover_at)
     if ends is not None and datetime.now(UTC) > ends and not after_window:
         raise InputError(
-            f"the rollback window ended on {ends:%Y-%m-%d %H:%M} UTC ({request.config.rollback_window_days} days "
+            f"the rollback window ended on {ends:%Y-%m-%d %H:%M} UTC ({ctx.config.rollback_window_days} days "
             "after the cutover); the old bot may be gone or answered elsewhere since",
             hint="pass --after-window if you are sure",
         )
-    previous = whose(previous_token, PREVIOUS_TOKEN_VAR)
+    previous = whose(ctx, previous_token, PREVIOUS_TOKEN_VAR)
     recorded_id = recorded.split()[-1] if recorded.split() else ""
     if recorded_id.isdigit() and int(recorded_id) != previous.id:
         raise ConfigError(
@@ -149,31 +152,31 @@ def back(
             f"{PREVIOUS_TOKEN_VAR} is @{previous.username}'s, the {env.name} bot itself: nothing to go back to",
             hint="pass the old bot's token",
         )
-    current = bot_info(current_token) if current_token else None
+    current = ctx.bot_info(current_token) if current_token else None
     old_env = dataclasses.replace(env, bot_username=previous.username)  # probe it as the old bot
-    _swap(request, old_env, previous_token, previous, current_token, on_status, "cutover --back")
-    with _api(request) as api:
+    _swap(ctx, request, old_env, previous_token, previous, current_token, on_status, "cutover --back")
+    with _api(ctx, request) as api:
         if current_token:
             api.set_env_var(PREVIOUS_TOKEN_VAR, current_token)  # so the cutover can be redone
             api.set_env_var(PREVIOUS_BOT_VAR, f"@{current.username} {current.id}" if current else "unknown")
     return CutoverResult(previous, current, ends)
 
 
-def target(request: CutoverRequest) -> Environment:
+def target(ctx: Context, request: CutoverRequest) -> Environment:
     """The environment whose bot changes: the one named, else the cutover target (production)."""
     if request.env_name:
-        return request.config.env(request.env_name)
-    return request.config.role("cutover_target")
+        return ctx.config.env(request.env_name)
+    return ctx.config.role("cutover_target")
 
 
-def finish(request: CutoverRequest, *, now: bool = False) -> tuple[str, datetime | None]:
+def finish(ctx: Context, request: CutoverRequest, *, now: bool = False) -> tuple[str, datetime | None]:
     """After the rollback window (or ``now``): forget the previous bot on the service, so its
     token no longer sits beside the live one. The old bot itself is left alone: it may be
     the staging bot by now. Returns the bot forgotten and when the window ended."""
-    env = target(request)
-    with _api(request) as api:
+    env = target(ctx, request)
+    with _api(ctx, request) as api:
         previous = api.env_var(PREVIOUS_BOT_VAR)
-        ends = window_end(request.config, api.env_var(CUTOVER_AT_VAR))
+        ends = window_end(ctx.config, api.env_var(CUTOVER_AT_VAR))
         if not previous and not api.env_var(PREVIOUS_TOKEN_VAR):
             raise InputError(
                 f"{env.render_service} keeps no previous bot: nothing to finish",
@@ -192,11 +195,12 @@ def finish(request: CutoverRequest, *, now: bool = False) -> tuple[str, datetime
     return forgotten, ends
 
 
-def _api(request: CutoverRequest) -> RenderAPI:
-    return RenderAPI(request.api_key, request.service_id, deadline=monotonic_deadline(60))
+def _api(ctx: Context, request: CutoverRequest) -> RenderAPI:
+    return ctx.render(request.api_key, request.service_id, deadline=monotonic_deadline(60))
 
 
 def _swap(
+    ctx: Context,
     request: CutoverRequest,
     env: Environment,
     token: str,
@@ -206,7 +210,7 @@ def _swap(
     what: str,
 ) -> None:
     """Put ``token`` on the service, deploy, probe as ``bot``; on failure put ``old_token`` back."""
-    with _api(request) as api:
+    with _api(ctx, request) as api:
         api.set_env_var(TOKEN_VAR, token)
     on_status(f"{TOKEN_VAR} on {env.render_service} set to @{bot.username}'s token")
     started = time.time()
@@ -220,17 +224,17 @@ def _swap(
         webhook_secret=request.webhook_secret,
     )
     try:
-        deploy(env, request.commit, timeout=request.timeout, poll=request.poll, on_status=on_status)
+        deploy(ctx, env, request.commit, timeout=request.timeout, poll=request.poll, on_status=on_status)
         probe_or_fail(
+            ctx.with_config(_config_for(ctx.config, env)),
             probe,
-            _config_for(request.config, env),
             request.commit,
             started,
             f"Probe of {env.name} as @{bot.username}",
             lambda title, checks: None,
         )
     except FatalError as failure:
-        reverted = _revert(request, env, old_token, on_status)
+        reverted = _revert(ctx, request, env, old_token, on_status)
         raise VerificationError(
             f"{what} failed ({failure.message}); {reverted}",
             hint="nothing else changed; fix the cause and run again",
@@ -242,17 +246,17 @@ def _config_for(config: Config, env: Environment) -> Config:
     return dataclasses.replace(config, environments={**config.environments, env.name: env})
 
 
-def _revert(request: CutoverRequest, env: Environment, old_token: str | None, on_status: Status) -> str:
+def _revert(ctx: Context, request: CutoverRequest, env: Environment, old_token: str | None, on_status: Status) -> str:
     """Put the old token back and redeploy; say what state the service is in."""
     if old_token is None:
         return f"the service had no {TOKEN_VAR} before, so there was nothing to put back"
     try:
-        with _api(request) as api:
+        with _api(ctx, request) as api:
             api.set_env_var(TOKEN_VAR, old_token)
         on_status(f"{TOKEN_VAR} put back; redeploying")
-        deploy(env, request.commit, timeout=request.timeout, poll=request.poll, on_status=on_status)
-        old = bot_info(old_token)
-        with httpx.Client(timeout=request_timeout(10)) as client:
+        deploy(ctx, env, request.commit, timeout=request.timeout, poll=request.poll, on_status=on_status)
+        old = ctx.bot_info(old_token)
+        with httpx.Client(timeout=ctx.request_timeout(10)) as client:
             health = read_health(client, env.health_url) if env.health_url else None
     except (FatalError, httpx.HTTPError, NotTheContract) as exc:
         return f"putting the old token back failed too ({exc}): look at the service now"

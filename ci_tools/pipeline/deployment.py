@@ -36,8 +36,9 @@ from ci_tools.clients.render import (
     service_id_from_hook,
     trigger_hook,
 )
+from ci_tools.context import Context
 from ci_tools.errors import ConfigError, InputError, VerificationError
-from ci_tools.settings import Environment, optional_secret, request_timeout
+from ci_tools.settings import Environment
 
 SHA = re.compile(r"^[0-9a-f]{7,40}$")
 Status = Callable[[str], None]
@@ -119,6 +120,7 @@ def check_branch(env: Environment, commit: str, *, allow_other_branch: bool) -> 
 
 
 def deploy(
+    ctx: Context,
     env: Environment,
     commit: str,
     *,
@@ -131,11 +133,11 @@ def deploy(
     on_branch = check_branch(env, commit, allow_other_branch=allow_other_branch)
     started = time.monotonic()
     deadline = started + timeout
-    api_key = optional_secret("RENDER_API_KEY")
-    hook = optional_secret("RENDER_DEPLOY_HOOK_URL")
-    service_id = optional_secret("RENDER_SERVICE_ID") or (service_id_from_hook(hook) if hook else None)
+    api_key = ctx.optional("RENDER_API_KEY")
+    hook = ctx.optional("RENDER_DEPLOY_HOOK_URL")
+    service_id = ctx.optional("RENDER_SERVICE_ID") or (service_id_from_hook(hook) if hook else None)
     if api_key and service_id:
-        with RenderAPI(api_key, service_id, deadline=deadline) as api:
+        with ctx.render(api_key, service_id, deadline=deadline) as api:
             final, previous = _deploy_by_api(api, commit, deadline, poll, on_status)
         return DeployResult(
             final.id, previous.id if previous else None, final.status, commit, time.monotonic() - started, "api"
@@ -150,7 +152,7 @@ def deploy(
             f"{commit[:12]} is not on {env.branch}, and the deploy hook can only deploy {env.branch}'s head",
             hint="a feature branch on staging needs RENDER_API_KEY and RENDER_SERVICE_ID",
         )
-    deploy_id = _deploy_by_hook(env, hook, commit, deadline, poll, on_status, service_id)
+    deploy_id = _deploy_by_hook(ctx, env, hook, commit, deadline, poll, on_status, service_id)
     return DeployResult(deploy_id, None, "live", commit, time.monotonic() - started, "healthz")
 
 
@@ -236,6 +238,7 @@ def _moved_past(commit: str, seen: str) -> bool:
 
 
 def _deploy_by_hook(
+    ctx: Context,
     env: Environment,
     hook: str,
     commit: str,
@@ -249,10 +252,10 @@ def _deploy_by_hook(
             f"{env.name} has no health_path, so a deploy through the hook cannot be confirmed",
             hint="set RENDER_API_KEY and RENDER_SERVICE_ID, or give the bot a health endpoint",
         )
-    deploy_id = trigger_hook(hook, deadline=deadline)
+    deploy_id = trigger_hook(hook, base=ctx.services.render, timeout=ctx.request_timeout(30), deadline=deadline)
     on_status(f"deploy hook accepted (it deploys {env.branch}'s head)" + (f" as {deploy_id}" if deploy_id else ""))
     last = "no answer yet"
-    with httpx.Client(timeout=request_timeout(10)) as client:
+    with httpx.Client(timeout=ctx.request_timeout(10)) as client:
         while time.monotonic() < deadline:
             try:
                 health = read_health(client, env.health_url)

@@ -18,31 +18,29 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 
-from ci_tools.clients.render import RenderAPI, monotonic_deadline
+from ci_tools.clients.render import monotonic_deadline
+from ci_tools.context import Context
 from ci_tools.errors import InputError, RemoteError
-from ci_tools.settings import Config, request_timeout
 
-DEFAULT_IP_ECHO_URL = "https://api.ipify.org"
 Status = Callable[[str], None]
 
 
-def runner_ip(given: str | None) -> str:
+def runner_ip(ctx: Context, given: str | None) -> str:
     """The address to admit: ``given``, or what an IP echo service sees (``IP_ECHO_URL``)."""
     if given:
         try:
             return str(ipaddress.ip_address(given))
         except ValueError:
             raise InputError(f"--ip {given!r} is not an IP address", hint="e.g. --ip 203.0.113.7") from None
-    url = os.environ.get("IP_ECHO_URL") or DEFAULT_IP_ECHO_URL
+    url = ctx.services.ip_echo
     try:
-        text = httpx.get(url, timeout=request_timeout(10)).text.strip()
+        text = httpx.get(url, timeout=ctx.request_timeout(10)).text.strip()
         return str(ipaddress.ip_address(text))
     except (httpx.HTTPError, ValueError):
         raise RemoteError(
@@ -52,8 +50,8 @@ def runner_ip(given: str | None) -> str:
 
 
 def open_for(
+    ctx: Context,
     api_key: str,
-    config: Config,
     env_names: list[str],
     ip: str,
     state: Path,
@@ -64,9 +62,9 @@ def open_for(
     block = f"{ip}/32" if ":" not in ip else f"{ip}/128"
     saved: dict[str, dict[str, object]] = json.loads(state.read_text()) if state.is_file() else {}
     opened = []
-    with RenderAPI(api_key, deadline=monotonic_deadline(60)) as api:
+    with ctx.render(api_key, deadline=monotonic_deadline(60)) as api:
         for name in env_names:
-            kv = api.find_key_value(config.env(name).key_value)
+            kv = api.find_key_value(ctx.config.env(name).key_value)
             before = list(kv.get("ipAllowList") or [])
             saved.setdefault(kv["id"], {"name": kv["name"], "ipAllowList": before})
             state.parent.mkdir(parents=True, exist_ok=True)
@@ -80,14 +78,14 @@ def open_for(
     return opened
 
 
-def close(api_key: str, state: Path, on_status: Status = lambda line: None) -> list[str]:
+def close(ctx: Context, api_key: str, state: Path, on_status: Status = lambda line: None) -> list[str]:
     """Put back each allow list exactly as ``open_for`` found it; nothing to do without a state."""
     if not state.is_file():
         on_status("no allow list was changed by this run")
         return []
     saved = json.loads(state.read_text())
     restored = []
-    with RenderAPI(api_key, deadline=monotonic_deadline(60)) as api:
+    with ctx.render(api_key, deadline=monotonic_deadline(60)) as api:
         for kv_id, entry in saved.items():
             api.set_ip_allow_list(kv_id, list(entry["ipAllowList"]))
             restored.append(str(entry["name"]))
@@ -97,8 +95,8 @@ def close(api_key: str, state: Path, on_status: Status = lambda line: None) -> l
 
 
 def sweep(
+    ctx: Context,
     api_key: str,
-    config: Config,
     env_names: list[str],
     older_than: timedelta,
     on_status: Status = lambda line: None,
@@ -109,9 +107,9 @@ def sweep(
 
     now = datetime.now(UTC)
     removed = []
-    with RenderAPI(api_key, deadline=monotonic_deadline(12), timeout=6) as api:  # a look first: fail fast
+    with ctx.render(api_key, deadline=monotonic_deadline(12), timeout=6) as api:  # a look first: fail fast
         for name in env_names:
-            kv = api.find_key_value(config.env(name).key_value)
+            kv = api.find_key_value(ctx.config.env(name).key_value)
             entries = list(kv.get("ipAllowList") or [])
             keep = [e for e in entries if not stale_entry(str(e.get("description", "")), now, older_than)]
             if len(keep) == len(entries):

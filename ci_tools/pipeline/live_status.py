@@ -22,21 +22,22 @@ import httpx
 
 from ci_tools.clients.health import read_health
 from ci_tools.clients.render import RenderAPI
-from ci_tools.clients.telegram import Telegram, TelegramError
+from ci_tools.clients.telegram import TelegramError
+from ci_tools.context import Context
 from ci_tools.errors import FatalError, RemoteError
 from ci_tools.memory import net
 from ci_tools.pipeline.checklist import TELEGRAM_DOWN, Item, unanswered
 from ci_tools.pipeline.cutting_over import CUTOVER_AT_VAR, FINISHED_VAR, PREVIOUS_BOT_VAR, window_end
-from ci_tools.settings import Config, Environment, optional_secret
+from ci_tools.settings import Environment
 
 BUDGET = 6.0  # seconds a read-only check may spend retrying before it says "did not answer"
 RECENT_ERROR = timedelta(hours=1)  # a webhook error this recent means updates are failing now
 OURS = re.compile(r"^ci-tools run \S+ at (?P<at>\S+) ")  # the allow-list note keyvalue open writes
 
 
-def secret(env: Environment, name: str, single: bool) -> str | None:
+def secret(ctx: Context, env: Environment, name: str, single: bool) -> str | None:
     """``<ENV>_<NAME>`` (several environments at once), else ``<NAME>`` for a single one."""
-    return optional_secret(f"{env.name.upper()}_{name}") or (optional_secret(name) if single else None)
+    return ctx.env_secret(env, name) or (ctx.optional(name) if single else None)
 
 
 def subject(commit: str, root: Path) -> str:
@@ -68,11 +69,11 @@ def ago(stamp: str | int | None, now: datetime) -> str:
 class EnvStatus:
     """The checks of one environment; each returns one checklist Item."""
 
-    def __init__(self, config: Config, env: Environment, single: bool, now: datetime) -> None:
-        self.config, self.env, self.now = config, env, now
-        self.token = secret(env, "TELEGRAM_BOT_TOKEN", single)
-        self.service_id = secret(env, "RENDER_SERVICE_ID", single)
-        self.api_key = optional_secret("RENDER_API_KEY")
+    def __init__(self, ctx: Context, env: Environment, single: bool, now: datetime) -> None:
+        self.ctx, self.config, self.env, self.now = ctx, ctx.config, env, now
+        self.token = secret(ctx, env, "TELEGRAM_BOT_TOKEN", single)
+        self.service_id = secret(ctx, env, "RENDER_SERVICE_ID", single)
+        self.api_key = ctx.optional("RENDER_API_KEY")
         self.root = Path.cwd()  # the checkout: git knows the commits' subjects there
         self.live_commit: str | None = None  # what the deploy check found live
 
@@ -84,14 +85,14 @@ class EnvStatus:
         if self.env.name == self.config.memory_backup.environment:
             found += [
                 self.rollback_window,
-                lambda: net.durability(self.config, budget=BUDGET),
-                lambda: net.last_snapshot(self.config, budget=BUDGET),
+                lambda: net.durability(self.ctx, budget=BUDGET),
+                lambda: net.last_snapshot(self.ctx, budget=BUDGET),
             ]
         return found
 
     def _render(self) -> RenderAPI:
         assert self.api_key
-        return RenderAPI(self.api_key, self.service_id or "", deadline=time.monotonic() + BUDGET, timeout=BUDGET)
+        return self.ctx.render(self.api_key, self.service_id or "", deadline=time.monotonic() + BUDGET, timeout=BUDGET)
 
     def bot(self) -> Item:
         name = self.name(f"the bot is @{self.env.bot_username}")
@@ -103,7 +104,7 @@ class EnvStatus:
                 "export it (prefixed with the environment for several)",
             )
         try:
-            with Telegram(self.token, budget=BUDGET) as telegram:
+            with self.ctx.telegram(self.token, budget=BUDGET) as telegram:
                 me = telegram.get_me()
         except TelegramError as exc:
             if exc.code == 401:
@@ -188,7 +189,7 @@ class EnvStatus:
         if not self.token:
             return Item(name, None, "no TELEGRAM_BOT_TOKEN", "export it")
         try:
-            with Telegram(self.token, budget=BUDGET) as telegram:
+            with self.ctx.telegram(self.token, budget=BUDGET) as telegram:
                 info = telegram.webhook_info()
         except TelegramError as exc:
             return Item(name, False, f"getWebhookInfo: {exc.code} {exc.description}", "check the token")
@@ -249,11 +250,12 @@ class EnvStatus:
         return Item(name, True, f"{previous.split()[0]} kept until {ends:%Y-%m-%d} ({state})")
 
 
-def status(config: Config, names: list[str], now: datetime | None = None) -> tuple[list[Item], dict[str, str]]:
+def status(ctx: Context, names: list[str], now: datetime | None = None) -> tuple[list[Item], dict[str, str]]:
     """Every check of every named environment, at once, in a stable order; and what is live."""
     moment = now or datetime.now(UTC)
+    config = ctx.config
     envs = [config.env(n) for n in names] or list(config.environments.values())
-    looks = [EnvStatus(config, env, len(envs) == 1, moment) for env in envs]
+    looks = [EnvStatus(ctx, env, len(envs) == 1, moment) for env in envs]
     checks = [c for look in looks for c in look.checks()]
     with ThreadPoolExecutor(max_workers=len(checks)) as pool:
         items = list(pool.map(lambda check: check(), checks))

@@ -14,34 +14,29 @@ from typing import Any
 
 import redis
 
-from ci_tools.clients.render import RenderAPI, monotonic_deadline
-from ci_tools.clients.telegram import BotInfo, TelegramError, bot_info
+from ci_tools.clients.render import monotonic_deadline
+from ci_tools.clients.telegram import BotInfo, TelegramError
+from ci_tools.context import Context
 from ci_tools.errors import FatalError, RemoteError
 from ci_tools.memory import net
 from ci_tools.memory.sides import identity, label
 from ci_tools.pipeline.checklist import TELEGRAM_DOWN, Item, unanswered
 from ci_tools.repo.github_settings import check_if_possible
-from ci_tools.settings import (
-    Config,
-    Environment,
-    optional_env_secret,
-    optional_secret,
-    request_timeout,
-)
+from ci_tools.settings import Environment
 
 BUDGET = 6.0  # seconds a check may retry before it says the service did not answer
 DEV_WORDS = re.compile(r"dev|test|staging", re.I)
 
 
-def _bot(env: Environment, items: list[Item]) -> BotInfo | None:
+def _bot(ctx: Context, env: Environment, items: list[Item]) -> BotInfo | None:
     name = f"{env.name}: token is @{env.bot_username}"
-    token = optional_env_secret(env, "TELEGRAM_BOT_TOKEN")
+    token = ctx.env_secret(env, "TELEGRAM_BOT_TOKEN")
     variable = f"{env.name.upper()}_TELEGRAM_BOT_TOKEN"
     if not token:
         items.append(Item(name, None, f"{variable} not set", f"export {variable} (from @BotFather)"))
         return None
     try:
-        me = bot_info(token, budget=BUDGET)
+        me = ctx.bot_info(token, budget=BUDGET)
     except TelegramError as exc:
         items.append(
             Item(
@@ -69,10 +64,10 @@ def _bot(env: Environment, items: list[Item]) -> BotInfo | None:
     return me
 
 
-def _redis(env: Environment, items: list[Item]) -> redis.Redis | None:
+def _redis(ctx: Context, env: Environment, items: list[Item]) -> redis.Redis | None:
     name = f"{env.name}: Redis belongs to {env.name}"
     variable = f"{env.name.upper()}_REDIS_URL"
-    url = optional_env_secret(env, "REDIS_URL")
+    url = ctx.env_secret(env, "REDIS_URL")
     if not url:
         items.append(
             Item(
@@ -86,8 +81,8 @@ def _redis(env: Environment, items: list[Item]) -> redis.Redis | None:
     try:
         client = redis.Redis.from_url(
             url,
-            socket_connect_timeout=min(request_timeout(5), BUDGET),
-            socket_timeout=min(request_timeout(10), BUDGET),
+            socket_connect_timeout=min(ctx.request_timeout(5), BUDGET),
+            socket_timeout=min(ctx.request_timeout(10), BUDGET),
         )
         marker = client.get(f"{env.key_prefix}meta:env")
     except (redis.RedisError, OSError, ValueError) as exc:
@@ -122,10 +117,11 @@ def _redis(env: Environment, items: list[Item]) -> redis.Redis | None:
     return client
 
 
-def _service(env: Environment, api_key: str | None, items: list[Item]) -> None:
+def _service(ctx: Context, env: Environment, items: list[Item]) -> None:
     name = f"{env.name}: Render service {env.render_service}"
     variable = f"{env.name.upper()}_RENDER_SERVICE_ID"
-    service_id = optional_env_secret(env, "RENDER_SERVICE_ID")
+    api_key = ctx.optional("RENDER_API_KEY")
+    service_id = ctx.env_secret(env, "RENDER_SERVICE_ID")
     if not api_key or not service_id:
         items.append(
             Item(
@@ -137,7 +133,7 @@ def _service(env: Environment, api_key: str | None, items: list[Item]) -> None:
         )
         return
     try:
-        with RenderAPI(api_key, service_id, deadline=monotonic_deadline(BUDGET), timeout=BUDGET) as api:
+        with ctx.render(api_key, service_id, deadline=monotonic_deadline(BUDGET), timeout=BUDGET) as api:
             service = api.service()
             testers = api.env_var("TESTER_IDS") if env.testers_only else None
     except FatalError as exc:
@@ -178,27 +174,27 @@ def _service(env: Environment, api_key: str | None, items: list[Item]) -> None:
         )
 
 
-def preflight(config: Config) -> list[Item]:
+def preflight(ctx: Context) -> list[Item]:
     """Every check at once, each on a short budget (a service that is down is said in seconds);
     the items in a fixed order: bots, Redis, services, then what compares them."""
+    config = ctx.config
     staging, production = config.role("testers_only"), config.role("cutover_target")
-    api_key = optional_secret("RENDER_API_KEY")
     envs = (staging, production)
-    checks: dict[str, Callable[[Environment, list[Item]], Any]] = {
+    checks: dict[str, Callable[[Context, Environment, list[Item]], Any]] = {
         "bot": _bot,
         "redis": _redis,
-        "service": lambda env, out: _service(env, api_key, out),
+        "service": _service,
     }
 
-    def run(check: Callable[[Environment, list[Item]], Any], env: Environment) -> tuple[Any, list[Item]]:
+    def run(check: Callable[[Context, Environment, list[Item]], Any], env: Environment) -> tuple[Any, list[Item]]:
         found: list[Item] = []
-        return check(env, found), found
+        return check(ctx, env, found), found
 
     with ThreadPoolExecutor(max_workers=len(checks) * len(envs) + 2) as pool:
         jobs = {(key, env.name): pool.submit(run, check, env) for key, check in checks.items() for env in envs}
-        github_job = pool.submit(check_if_possible, config, config.path.parent, budget=BUDGET)
-        durability_job = pool.submit(net.durability, config, budget=BUDGET)
-        snapshot_job = pool.submit(net.last_snapshot, config, budget=BUDGET)
+        github_job = pool.submit(check_if_possible, ctx, config.path.parent, budget=BUDGET)
+        durability_job = pool.submit(net.durability, ctx, budget=BUDGET)
+        snapshot_job = pool.submit(net.last_snapshot, ctx, budget=BUDGET)
         done = {key: job.result() for key, job in jobs.items()}
         github_items, net_items = (
             github_job.result(),

@@ -33,9 +33,10 @@ import httpx
 
 from ci_tools.clients.health import SCHEMA, Health, NotTheContract, aread_health
 from ci_tools.clients.telegram import AsyncTelegram, BotInfo, TelegramError, WebhookInfo
+from ci_tools.context import Context
 from ci_tools.errors import RemoteError
 from ci_tools.http import FIRST_CONTACT
-from ci_tools.settings import Config, Environment, request_timeout
+from ci_tools.settings import Config, Environment
 
 PENDING_LIMIT = 100
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name
@@ -198,9 +199,9 @@ def judge_unsigned(status: int, serves_ours: bool) -> str:
 # -- the probe ----------------------------------------------------------------------------
 @dataclass
 class Probe:
+    ctx: Context
     env: Environment
     commit: str
-    config: Config
     token: str  # the bot token the probe asks Telegram about (resolved by the caller)
     since: float | None = None  # epoch seconds: webhook errors before this are history
     deadline: float = 60.0
@@ -209,6 +210,10 @@ class Probe:
     conversation: bool = True
     fail_fast: bool = True  # False: retry definite failures too (the old behaviour; a benchmark's baseline)
     checks: list[Check] = field(default_factory=list)
+
+    @property
+    def config(self) -> Config:
+        return self.ctx.config
 
     async def check_token(self, bot: AsyncTelegram, http: httpx.AsyncClient) -> str:
         try:
@@ -370,8 +375,8 @@ class Probe:
         selected = [(n, t) for n, t in self.tests() if only is None or n in only]
         self.checks = [Check(name) for name, _ in selected]
         settled = asyncio.Event()
-        async with httpx.AsyncClient(timeout=request_timeout(10)) as http:
-            bot = AsyncTelegram(self.token, http)
+        async with httpx.AsyncClient(timeout=self.ctx.request_timeout(10)) as http:
+            bot = AsyncTelegram(self.token, http, base_url=self.ctx.services.telegram)
             await asyncio.gather(
                 *(self._run(c, t, bot, http, stop_at, settled) for c, (_, t) in zip(self.checks, selected, strict=True))
             )

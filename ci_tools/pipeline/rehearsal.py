@@ -3,28 +3,25 @@
 Two Redis servers, the Telegram and Render stand-ins, and the reference bot started
 by each "deploy"; a daily user who already has memory in the dev bot. Each phase
 calls the same code the real commands run. Nothing outside this machine is
-contacted: every secret-looking variable is cleared first, and the service URLs
-point at the stand-ins.
+contacted: each phase runs with a Context built from the sandbox's own secrets and the
+stand-ins' addresses, never from this process's environment.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ci_tools import redact
-from ci_tools.clients.github_rest import GitHubAPI
+from ci_tools.context import Context, build
 from ci_tools.errors import FatalError, VerificationError
 from ci_tools.memory.ops import CopyRequest, copy_user
-from ci_tools.needs import undeclared_allowed
 from ci_tools.output import say
 from ci_tools.pipeline.acceptance_checks import acceptance
 from ci_tools.pipeline.announcing import announce, default_text
@@ -34,7 +31,7 @@ from ci_tools.pipeline.preflight_checks import preflight
 from ci_tools.pipeline.releasing import ReleaseRequest, release
 from ci_tools.repo.github_settings import check, plan
 from ci_tools.repo.workflow_files import secrets_by_environment
-from ci_tools.settings import find_pyproject, load_config
+from ci_tools.settings import load_config
 from sandbox.github import FakeGitHub
 from sandbox.world import SECRETS, World
 
@@ -51,48 +48,16 @@ class Phase:
     seconds: float = 0.0
 
 
-@contextlib.contextmanager
-def scoped_env(**values: str | None) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    try:
-        for key, value in values.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 def require(condition: object, message: str = "a rehearsal check failed") -> None:
     """A phase's check: a VerificationError that names it (an assert would vanish under -O)."""
     if not condition:
         raise VerificationError(message)
 
 
-def _scrub() -> dict[str, None]:
-    """Every variable that could point a phase at a real service."""
-    names = [n for n in os.environ if n.endswith(redact.SECRET_SUFFIXES) or n in redact.SECRET_ENV_VARS]
-    names += [
-        "RENDER_SERVICE_ID",
-        "RENDER_API_URL",
-        "TELEGRAM_API_URL",
-        "CI_TOOLS_CONFIG",
-        "GITHUB_ACTIONS",
-    ]
-    names += [n for n in os.environ if n.endswith("_RENDER_SERVICE_ID")]
-    return dict.fromkeys(names)
-
-
 class Rehearsal:
-    def __init__(self, root: Path, *, process: bool = True, log: Callable[[str], None] = say) -> None:
+    def __init__(self, root: Path, project: Path, *, process: bool = True, log: Callable[[str], None] = say) -> None:
         self.root = root
-        self.project = find_pyproject().parent  # the checkout the rehearsal runs from: .github/ lives there
+        self.project = project  # the checkout the rehearsal runs from: .github/ lives there
         self.process = process
         self.log = log
         self.phases: list[Phase] = []
@@ -123,7 +88,6 @@ class Rehearsal:
         self.phases = [Phase(name) for name, _ in steps]
         with (
             World(self.root, process=self.process, step=0.05) as world,
-            scoped_env(**_scrub()),
             contextlib.chdir(world.repo),  # deploys check branches in the sandbox's repository
         ):
             for phase, (_, step) in zip(self.phases, steps, strict=True):
@@ -141,8 +105,9 @@ class Rehearsal:
         return self.phases
 
     # -- helpers ------------------------------------------------------------------------------
-    def _env(self, world: World, env: str, **extra: str) -> Any:
-        return scoped_env(**world.secrets(env), **extra)
+    def _ctx(self, world: World, env: str, **extra: str) -> Context:
+        """What a command run in ``env``'s GitHub environment would have, against the stand-ins."""
+        return build({**world.secrets(env), **extra})
 
     def _talk(self, world: World, env: str, text: str) -> str:
         bot = world.bots[env]
@@ -171,8 +136,8 @@ class Rehearsal:
             json.dumps({"ts": now, "text": "Had a long day, but the cello lesson went well"}),
         )
         sha = world.commit("develop", "the dev bot as it runs today")
-        with self._env(world, "staging"):
-            deploy(load_config().env("staging"), sha, timeout=60, poll=0.1)
+        ctx = self._ctx(world, "staging")
+        deploy(ctx, ctx.config.env("staging"), sha, timeout=60, poll=0.1)
         require(not legacy.exists("meta:env"), "the legacy Redis must start without a marker")
         return f"user {DAILY_USER} has {len(FACTS)} facts and a history under unprefixed keys, no marker"
 
@@ -189,8 +154,7 @@ class Rehearsal:
                 f"{env.upper()}_REDIS_URL": secrets["REDIS_URL"],
                 f"{env.upper()}_RENDER_SERVICE_ID": secrets["RENDER_SERVICE_ID"],
             }
-        with self._env(world, "production", **values):
-            items = preflight(load_config())
+        items = preflight(self._ctx(world, "production", **values))
         unmet = [i for i in items if i.ok is not True]
         if unmet:
             raise VerificationError("; ".join(f"{i.name}: {i.fix}" for i in unmet))
@@ -207,8 +171,7 @@ class Rehearsal:
         }
         with (
             FakeGitHub() as server,
-            scoped_env(GITHUB_API_URL=server.url),
-            GitHubAPI(server.token, "mindmate/mindmate-release") as api,
+            build({"GITHUB_API_URL": server.url}).github(server.token, "mindmate/mindmate-release") as api,
         ):
             changes = plan(api, config, self.project, values)
             for change in changes:
@@ -228,7 +191,6 @@ class Rehearsal:
         sha = world.commit("main", "release: production bot")
         secrets = world.secrets("production")
         request = CutoverRequest(
-            load_config(),
             sha,
             secrets["RENDER_API_KEY"],
             secrets["RENDER_SERVICE_ID"],
@@ -238,14 +200,14 @@ class Rehearsal:
             poll=0.1,
         )
         new = world.bots["production"]
-        with self._env(world, "production"):
-            done = forward(request, new.token)
-            undone = back(request, None)
-            require(
-                undone.now.username == self.placeholder.username,
-                f"back went to @{undone.now.username}",
-            )
-            redone = forward(request, new.token)
+        ctx = self._ctx(world, "production")
+        done = forward(ctx, request, new.token)
+        undone = back(ctx, request, None)
+        require(
+            undone.now.username == self.placeholder.username,
+            f"back went to @{undone.now.username}",
+        )
+        redone = forward(ctx, request, new.token)
         require(
             done.now.username == redone.now.username == new.username,
             "production is not the new bot",
@@ -257,7 +219,12 @@ class Rehearsal:
         )
 
     def copy(self, world: World) -> str:
-        config = load_config()
+        urls = {
+            "SOURCE_REDIS_URL": world.redis["staging"].url,
+            "TARGET_REDIS_URL": world.redis["production"].url,
+        }
+        ctx = self._ctx(world, "production", **urls)
+        config = ctx.config
         request = CopyRequest(
             user_id=DAILY_USER,
             source_env=config.env("staging"),
@@ -270,16 +237,11 @@ class Rehearsal:
             out_dir=self.root / "memory-out",
             legacy_source=True,
         )
-        urls = {
-            "SOURCE_REDIS_URL": world.redis["staging"].url,
-            "TARGET_REDIS_URL": world.redis["production"].url,
-        }
-        with self._env(world, "production", **urls):
-            plan = copy_user(request)
-            require(plan.counts().get("create") == 3, f"unexpected dry-run plan {plan.counts()}")
-            request.apply = True
-            outcome = copy_user(request)
-            again = copy_user(request)
+        plan = copy_user(ctx, request)
+        require(plan.counts().get("create") == 3, f"unexpected dry-run plan {plan.counts()}")
+        request.apply = True
+        outcome = copy_user(ctx, request)
+        again = copy_user(ctx, request)
         require(again.counts() == {"identical": 3}, f"second apply not a no-op: {again.counts()}")
         self.snapshot = outcome.snapshot
         return (
@@ -288,9 +250,9 @@ class Rehearsal:
         )
 
     def announce(self, world: World) -> str:
-        config = load_config()
-        with self._env(world, "staging"):
-            sent = announce(config, world.bots["staging"].token, DAILY_USER)
+        ctx = self._ctx(world, "staging")
+        config = ctx.config
+        sent = announce(ctx, world.bots["staging"].token, DAILY_USER)
         require(
             world.telegram.replies_to(world.bots["staging"], DAILY_USER)[-1] == default_text(config),
             "the user did not receive the announcement",
@@ -309,13 +271,8 @@ class Rehearsal:
         """Staging keeps the old bot for testers; the daily user writing to it is sent on."""
         service = world.services["staging"]
         service.env.update(TESTER_IDS=str(TESTER), PRODUCTION_BOT=world.bots["production"].username)
-        with self._env(world, "staging"):
-            deploy(
-                load_config().env("staging"),
-                world.commit("develop", "staging for testers"),
-                timeout=60,
-                poll=0.1,
-            )
+        ctx = self._ctx(world, "staging")
+        deploy(ctx, ctx.config.env("staging"), world.commit("develop", "staging for testers"), timeout=60, poll=0.1)
         dev = world.redis["staging"].client()
         before = dev.dbsize()
         reply = self._talk(world, "staging", "/remember something new")
@@ -333,7 +290,8 @@ class Rehearsal:
         good = next(d for d in service.deploys if d["status"] == "live")
         bad = world.commit("main", "release: a webhook that forgets its secret")
         world.render.fault(service, bad, open_webhook=True)
-        config = load_config()
+        ctx = self._ctx(world, "production")
+        config = ctx.config
         request = ReleaseRequest(
             config.env("production"),
             bad,
@@ -343,13 +301,12 @@ class Rehearsal:
             poll=0.1,
             webhook_secret=SECRETS["production"],
         )
-        with self._env(world, "production"):
-            try:
-                release(request, config)
-            except VerificationError as failed:
-                outcome = failed.message
-            else:
-                raise VerificationError("the bad release passed its probe")
+        try:
+            release(ctx, request)
+        except VerificationError as failed:
+            outcome = failed.message
+        else:
+            raise VerificationError("the bad release passed its probe")
         live = next(d for d in service.deploys if d["status"] == "live")
         if live["commit"]["id"] != good["commit"]["id"] or "the rollback probe passed" not in outcome:
             raise VerificationError(f"not rolled back to {good['commit']['id'][:7]}: {outcome}")
@@ -363,40 +320,47 @@ class Rehearsal:
 
         from ci_tools.memory import points
 
-        config = load_config()
+        ctx = self._ctx(world, "production")
+        config = ctx.config
         env = config.env("production")
         client = world.redis["production"].client()
         keys = sorted(k for k in client.scan_iter(match="prod:*") if str(DAILY_USER).encode() in k)
         before = {k: client.dump(k) for k in keys}
         bad = world.commit("main", "release: a migration that rewrites every memory (and a bad webhook)")
         out = self.root / f"memory-before-{bad}"
-        with scoped_env(MEMORY_SNAPSHOT_KEY=Fernet.generate_key().decode()):
-            taken = points.take_snapshot(
-                client, env, out, server="sandbox", max_mb=config.memory_backup.max_mb, protected=(), commit=bad
-            )
-            memory_key = f"prod:memory:{DAILY_USER}"
-            world.render.fault(world.services["production"], bad, open_webhook=True, overwrites={memory_key: "[]"})
-            request = ReleaseRequest(
-                env,
-                bad,
-                world.bots["production"].token,
-                timeout=60,
-                deadline=10,
-                poll=0.1,
-                webhook_secret=SECRETS["production"],
-            )
-            with self._env(world, "production"):
-                try:
-                    release(request, config)
-                except VerificationError as failed:
-                    if "rolled back" not in failed.message:
-                        raise
-                else:
-                    raise VerificationError("the release that overwrote memory passed its probe")
-            if client.dump(memory_key) == before[memory_key.encode()]:
-                raise VerificationError("the bad release did not damage the memory it was meant to")
-            restore = points.RestoreRequest(taken.path, env, self.root / "restore", apply=True, user_id=DAILY_USER)
-            outcome = points.restore_point(restore, client, "sandbox")
+        fernet = Fernet(Fernet.generate_key())  # production's MEMORY_SNAPSHOT_KEY
+        taken = points.take_snapshot(
+            client,
+            env,
+            out,
+            server="sandbox",
+            max_mb=config.memory_backup.max_mb,
+            protected=(),
+            commit=bad,
+            fernet=fernet,
+        )
+        memory_key = f"prod:memory:{DAILY_USER}"
+        world.render.fault(world.services["production"], bad, open_webhook=True, overwrites={memory_key: "[]"})
+        request = ReleaseRequest(
+            env,
+            bad,
+            world.bots["production"].token,
+            timeout=60,
+            deadline=10,
+            poll=0.1,
+            webhook_secret=SECRETS["production"],
+        )
+        try:
+            release(ctx, request)
+        except VerificationError as failed:
+            if "rolled back" not in failed.message:
+                raise
+        else:
+            raise VerificationError("the release that overwrote memory passed its probe")
+        if client.dump(memory_key) == before[memory_key.encode()]:
+            raise VerificationError("the bad release did not damage the memory it was meant to")
+        restore = points.RestoreRequest(taken.path, env, self.root / "restore", apply=True, user_id=DAILY_USER)
+        outcome = points.restore_point(restore, client, "sandbox", fernet)
         after = {k: client.dump(k) for k in keys}
         if after != before:
             raise VerificationError(
@@ -409,18 +373,16 @@ class Rehearsal:
 
     def status_and_history(self, world: World) -> str:
         """What ``ci-tools status production`` and ``history production`` show after it all."""
-        from ci_tools.clients.render import RenderAPI
         from ci_tools.output import table
         from ci_tools.pipeline.live_status import BUDGET, status
         from ci_tools.pipeline.release_history import history
 
-        config = load_config()
-        with self._env(world, "production"), undeclared_allowed():
-            items, live = status(config, ["production"])
-            with RenderAPI(
-                world.render.api_key, world.services["production"].id, deadline=time.monotonic() + BUDGET
-            ) as api:
-                releases = history(api, 10, world.repo)
+        ctx = self._ctx(world, "production")
+        items, live = status(ctx, ["production"])
+        with ctx.render(
+            world.render.api_key, world.services["production"].id, deadline=time.monotonic() + BUDGET
+        ) as api:
+            releases = history(api, 10, world.repo)
         table(
             "ci-tools status production",
             ["", "check", "seen"],
@@ -441,8 +403,8 @@ class Rehearsal:
         )
 
     def acceptance(self, world: World) -> str:
-        with self._env(world, "production"), scoped_env(CI_TOOLS_CONFIG=str(world.config)):
-            items = acceptance(load_config(), DAILY_USER, self.snapshot, None, deadline=10, repo_root=self.project)
+        ctx = self._ctx(world, "production", CI_TOOLS_CONFIG=str(world.config))
+        items = acceptance(ctx, DAILY_USER, self.snapshot, None, deadline=10, repo_root=self.project)
         unmet = [i for i in items if i.ok is not True]
         if unmet:
             raise VerificationError("; ".join(f"{i.name}: {i.detail}" for i in unmet))
@@ -450,7 +412,10 @@ class Rehearsal:
         return f"{len(items)} items ✓ ({window})"
 
 
-def rehearse(*, process: bool = True, keep: Path | None = None, log: Callable[[str], None] = say) -> list[Phase]:
+def rehearse(
+    project: Path, *, process: bool = True, keep: Path | None = None, log: Callable[[str], None] = say
+) -> list[Phase]:
+    """The plan against the stand-ins; ``project`` is the checkout it runs from (its .github/)."""
     previous = signal.getsignal(signal.SIGTERM)
 
     def terminate(signum: int, frame: Any) -> None:
@@ -458,14 +423,13 @@ def rehearse(*, process: bool = True, keep: Path | None = None, log: Callable[[s
 
     signal.signal(signal.SIGTERM, terminate)
     try:
-        with undeclared_allowed():
-            return _rehearse_in(keep, process, log)
+        return _rehearse_in(project, keep, process, log)
     finally:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _rehearse_in(keep: Path | None, process: bool, log: Callable[[str], None]) -> list[Phase]:
+def _rehearse_in(project: Path, keep: Path | None, process: bool, log: Callable[[str], None]) -> list[Phase]:
     if keep:
-        return Rehearsal(keep, process=process, log=log).run()
+        return Rehearsal(keep, project, process=process, log=log).run()
     with tempfile.TemporaryDirectory(prefix="ci-tools-rehearse-") as root:
-        return Rehearsal(Path(root), process=process, log=log).run()
+        return Rehearsal(Path(root), project, process=process, log=log).run()

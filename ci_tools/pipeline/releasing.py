@@ -12,11 +12,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ci_tools.context import Context
 from ci_tools.errors import RemoteError, VerificationError
 from ci_tools.pipeline.deployment import DeployResult, deploy
 from ci_tools.pipeline.probing import Check, Probe, failures, run_probe
 from ci_tools.pipeline.rolling_back import rollback
-from ci_tools.settings import Config, Environment
+from ci_tools.settings import Environment
 
 Status = Callable[[str], None]
 ProbeReport = Callable[[str, list[Check]], None]
@@ -37,8 +38,8 @@ class ReleaseRequest:
 
 
 def probe_or_fail(
+    ctx: Context,
     request: ReleaseRequest,
-    config: Config,
     commit: str,
     since: float,
     title: str,
@@ -46,9 +47,9 @@ def probe_or_fail(
 ) -> None:
     """Probe ``commit``; report the checks; a VerificationError naming each failed one."""
     probe = Probe(
+        ctx,
         request.env,
         commit,
-        config,
         request.token,
         since=since,
         deadline=request.deadline,
@@ -73,8 +74,8 @@ def probe_or_fail(
 
 
 def release(
+    ctx: Context,
     request: ReleaseRequest,
-    config: Config,
     *,
     on_status: Status = lambda line: None,
     on_probe: ProbeReport = lambda title, checks: None,
@@ -83,6 +84,7 @@ def release(
     env, commit = request.env, request.commit
     started_at = time.time()
     result = deploy(
+        ctx,
         env,
         commit,
         timeout=request.timeout,
@@ -93,7 +95,7 @@ def release(
     on_status(f"✓ live after {result.waited_s:.0f}s; probing")
     commit = result.commit  # the full SHA
     try:
-        probe_or_fail(request, config, commit, started_at, f"Probe of {env.name} at {commit[:12]}", on_probe)
+        probe_or_fail(ctx, request, commit, started_at, f"Probe of {env.name} at {commit[:12]}", on_probe)
     except VerificationError as failure:
         if not env.rollback_on_failed_probe:
             raise
@@ -105,11 +107,11 @@ def release(
         on_rollback(failure.message)
         on_status(f"✗ the probe failed; rolling back to {result.previous_deploy_id}")
         target, final = rollback(
-            env, to=result.previous_deploy_id, timeout=request.timeout, poll=request.poll, on_status=on_status
+            ctx, env, to=result.previous_deploy_id, timeout=request.timeout, poll=request.poll, on_status=on_status
         )
         try:
             probe_or_fail(
-                request, config, str(target.commit), time.time(), f"Probe of {env.name} after rollback", on_probe
+                ctx, request, str(target.commit), time.time(), f"Probe of {env.name} after rollback", on_probe
             )
             after = "the rollback probe passed"
         except VerificationError as second:

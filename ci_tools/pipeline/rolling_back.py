@@ -6,9 +6,10 @@ import time
 from collections.abc import Callable
 
 from ci_tools.clients.render import Deploy, RenderAPI, dashboard_link
+from ci_tools.context import Context
 from ci_tools.errors import InputError
 from ci_tools.pipeline.deployment import follow
-from ci_tools.settings import Environment, require_secret
+from ci_tools.settings import Environment
 
 
 def choose_target(api: RenderAPI, to: str | None) -> Deploy:
@@ -30,6 +31,7 @@ def choose_target(api: RenderAPI, to: str | None) -> Deploy:
 
 
 def rollback(
+    ctx: Context,
     env: Environment,
     *,
     to: str | None,
@@ -38,10 +40,10 @@ def rollback(
     on_status: Callable[[str], None] = lambda status: None,
 ) -> tuple[Deploy, Deploy]:
     """Returns (the deploy rolled back to, the new deploy that put it live)."""
-    api_key = require_secret("RENDER_API_KEY", purpose="rollback needs the Render API")
-    service_id = require_secret("RENDER_SERVICE_ID", purpose="the service to roll back")
+    api_key = ctx.secret("RENDER_API_KEY", purpose="rollback needs the Render API")
+    service_id = ctx.secret("RENDER_SERVICE_ID", purpose="the service to roll back")
     deadline = time.monotonic() + timeout
-    with RenderAPI(api_key, service_id, deadline=deadline) as api:
+    with ctx.render(api_key, service_id, deadline=deadline) as api:
         target = choose_target(api, to)
         commit = str(target.commit)
         on_status(f"rolling {env.name} back to {target.id} ({commit[:12]})")

@@ -11,11 +11,9 @@ from __future__ import annotations
 import subprocess
 from dataclasses import dataclass
 
-from ci_tools.clients.github_rest import GitHubAPI
+from ci_tools.context import Context
 from ci_tools.errors import ConfigError, RemoteError
 from ci_tools.http import MaybeDone
-
-DEFAULT_GITHUB_API = "https://api.github.com"
 
 
 @dataclass(frozen=True)
@@ -49,7 +47,7 @@ def manual_steps(source: str, target: str) -> str:
     )
 
 
-def open_pr(repo: str, token: str, source: str, target: str) -> str | None:
+def open_pr(ctx: Context, repo: str, token: str, source: str, target: str) -> str | None:
     """Open the PR; return its URL, or None when the token may not open PRs.
 
     A create is not retried blindly (``ci_tools.http``): GitHub's 422 "already exists"
@@ -62,7 +60,7 @@ def open_pr(repo: str, token: str, source: str, target: str) -> str | None:
         "body": f"`{target}` does not contain `{source}` (a release or hotfix landed). "
         f"Merge this so the next release keeps it.",
     }
-    with GitHubAPI(token, repo) as api:
+    with ctx.github(token, repo) as api:
 
         def existing() -> str | None:
             try:
@@ -99,6 +97,7 @@ def open_pr(repo: str, token: str, source: str, target: str) -> str | None:
 
 
 def backmerge(
+    ctx: Context,
     repo: str | None,
     token: str | None,
     *,
@@ -114,7 +113,7 @@ def backmerge(
             None,
             f"{target} lacks commits of {source}; {manual_steps(short_source, short_target)}",
         )
-    url = open_pr(repo, token, short_source, short_target)
+    url = open_pr(ctx, repo, token, short_source, short_target)
     if url is None:
         return BackmergeResult(
             True,

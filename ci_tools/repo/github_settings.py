@@ -14,7 +14,6 @@ reads it all back and judges it, ✓ or ✗ with the fix.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ci_tools.clients.github_rest import ACTIONS_APP_ID, GitHubAPI
+from ci_tools.context import Context
 from ci_tools.errors import FatalError, RemoteError
 from ci_tools.pipeline.checklist import Item
 from ci_tools.repo.workflow_files import job_names, secrets_by_environment
@@ -53,9 +53,9 @@ def required_checks(ruleset: dict[str, Any]) -> list[dict[str, Any]]:
     return []
 
 
-def secret_values(config: Config, dotenv: Path | None, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """``STAGING_<NAME>`` / ``PRODUCTION_<NAME>`` values from the environment or a dotenv file."""
-    values = dict(os.environ if environ is None else environ)
+def secret_values(config: Config, dotenv: Path | None, environ: Mapping[str, str]) -> dict[str, str]:
+    """``STAGING_<NAME>`` / ``PRODUCTION_<NAME>`` values from ``environ`` or a dotenv file."""
+    values = dict(environ)
     if dotenv is not None:
         for line in dotenv.read_text().splitlines():
             name, sep, value = line.strip().partition("=")
@@ -286,10 +286,9 @@ def check(api: GitHubAPI, config: Config, root: Path) -> list[Item]:
     return items
 
 
-def check_if_possible(config: Config, root: Path, *, budget: float | None = None) -> list[Item]:
+def check_if_possible(ctx: Context, root: Path, *, budget: float | None = None) -> list[Item]:
     """``check()`` when a token and a repository are at hand; otherwise say it was not checked."""
-    token = os.environ.get("GITHUB_TOKEN") or os.environ.get("GH_TOKEN")
-    repo = os.environ.get("GITHUB_REPOSITORY")
+    token, repo = ctx.github_token(), ctx.runner.repository
     if not token or not repo:
         return [
             Item(
@@ -300,8 +299,8 @@ def check_if_possible(config: Config, root: Path, *, budget: float | None = None
                 warning=True,
             )
         ]
-    with GitHubAPI(token, repo, budget=budget) as api:
-        return check(api, config, root)
+    with ctx.github(token, repo, budget=budget) as api:
+        return check(api, ctx.config, root)
 
 
 def _reviewer_logins(environment: dict[str, Any]) -> list[str]:

@@ -15,9 +15,8 @@ from sandbox.telegram import FakeTelegram
 
 
 @pytest.fixture
-def render(monkeypatch) -> FakeRender:
+def render() -> FakeRender:
     with FakeRender(step=0.01) as server:
-        monkeypatch.setenv("RENDER_API_URL", server.url)
         yield server
 
 
@@ -32,7 +31,7 @@ def quiet_service(render: FakeRender):
 def test_a_stand_in_deploy_with_finished_at_null_is_a_violation(render, provoked):
     """Mutation: the stand-in's old answer (finishedAt: null, a non-nullable date-time)."""
     service = quiet_service(render)
-    with RenderAPI(render.api_key, service.id, deadline=time.monotonic() + 10) as api:
+    with RenderAPI(render.api_key, service.id, deadline=time.monotonic() + 10, base_url=render.url) as api:
         created = api.create_deploy("a" * 40)
         assert created is not None
         assert provoked() == []  # the stand-in as it is: no finishedAt until it finishes

@@ -26,6 +26,7 @@ from tests.memory.helpers import (
     state,
     value,
 )
+from tests.support import context
 
 
 @pytest.fixture
@@ -63,7 +64,9 @@ def test_good_ids():
 def test_copy_all_types_binary_safe_with_prefix_rewrite_and_ttl(envs, tmp_path):
     dev, prod = envs
     seed_all_types(dev.client())
-    outcome = copy_user(request(tmp_path, patterns=("all:{user_id}:*", "memory:{user_id}"), uncovered="ignore"))
+    outcome = copy_user(
+        context(), request(tmp_path, patterns=("all:{user_id}:*", "memory:{user_id}"), uncovered="ignore")
+    )
     assert outcome.counts() == {"create": 7}
     assert outcome.verified == 7
     source, target = dev.client(), prod.client()
@@ -79,8 +82,8 @@ def test_copy_all_types_binary_safe_with_prefix_rewrite_and_ttl(envs, tmp_path):
 def test_source_is_never_written(envs, tmp_path):
     dev, _ = envs
     before = state(dev.client())
-    copy_user(request(tmp_path, policy="replace"))
-    copy_user(request(tmp_path, policy="replace"))
+    copy_user(context(), request(tmp_path, policy="replace"))
+    copy_user(context(), request(tmp_path, policy="replace"))
     assert state(dev.client()) == before
 
 
@@ -114,7 +117,7 @@ def test_conflict_fail_writes_nothing_and_names_the_key(envs, tmp_path):
     prod.client().rpush(f"prod:memory:{USER}", "a different fact")
     before = state(prod.client())
     with pytest.raises(VerificationError) as error:
-        copy_user(request(tmp_path))
+        copy_user(context(), request(tmp_path))
     assert f"prod:memory:{USER}" in str(error.value)
     assert "--on-conflict skip" in str(error.value)
     assert state(prod.client()) == before
@@ -123,7 +126,7 @@ def test_conflict_fail_writes_nothing_and_names_the_key(envs, tmp_path):
 def test_conflict_skip_leaves_it_alone_and_copies_the_rest(envs, tmp_path):
     _, prod = envs
     prod.client().rpush(f"prod:memory:{USER}", "a different fact")
-    outcome = copy_user(request(tmp_path, policy="skip"))
+    outcome = copy_user(context(), request(tmp_path, policy="skip"))
     assert outcome.counts() == {"create": 2, "skip": 1}
     assert prod.client().lrange(f"prod:memory:{USER}", 0, -1) == [b"a different fact"]
     assert prod.client().exists(f"prod:user:{USER}:history")
@@ -134,14 +137,14 @@ def test_conflict_replace_is_reversible_byte_for_byte(envs, tmp_path):
     prod.client().rpush(f"prod:memory:{USER}", "a different fact")
     prod.client().set(f"prod:user:{USER}:history", "wrong type even")
     before = state(prod.client())
-    outcome = copy_user(request(tmp_path, policy="replace"))
+    outcome = copy_user(context(), request(tmp_path, policy="replace"))
     assert outcome.counts() == {"replace": 2, "create": 1}
     assert prod.client().lrange(f"prod:memory:{USER}", 0, -1) == [b"likes tea", b"sister Mia"]
-    backup = list(RecordFile(outcome.backup).records())
+    backup = list(RecordFile(outcome.backup, context().snapshot_fernet()).records())
     assert {r.key for r in backup} == {
         f"prod:{k}".encode() for k in (f"memory:{USER}", f"user:{USER}:history", f"user:{USER}:profile")
     }
-    undo_backup(outcome.backup, tmp_path / "undo")
+    undo_backup(context(), outcome.backup, tmp_path / "undo")
     assert state(prod.client()) == before
 
 
@@ -149,7 +152,7 @@ def test_undo_of_a_create_removes_exactly_what_was_created(envs, tmp_path, capsy
     _, prod = envs
     prod.client().set("prod:unrelated", "keep me")
     before = state(prod.client())
-    outcome = copy_user(request(tmp_path))
+    outcome = copy_user(context(), request(tmp_path))
     assert cli("undo", str(outcome.backup), "--out", str(tmp_path / "u"), "--apply") == 0
     assert "put back 3 key(s)" in capsys.readouterr().out
     assert state(prod.client()) == before
@@ -166,9 +169,9 @@ def test_snapshot_and_backup_exist_before_the_first_target_write(envs, tmp_path)
             out = tmp_path / "out"
             seen["files"] = {kind for p in out.iterdir() for kind in ("snapshot", "backup") if f"-{kind}-" in p.name}
             for path in out.iterdir():
-                list(RecordFile(path).records())  # complete: a footer, readable
+                list(RecordFile(path, context().snapshot_fernet()).records())  # complete: a footer, readable
 
-    copy_user(request(tmp_path, on_event=on_event))
+    copy_user(context(), request(tmp_path, on_event=on_event))
     assert seen["state"] == before
     assert seen["files"] == {"snapshot", "backup"}
 
@@ -181,7 +184,7 @@ def test_a_key_that_expires_mid_copy_is_not_resurrected(envs, tmp_path):
         if event == "planned":
             time.sleep(0.5)
 
-    outcome = copy_user(request(tmp_path, on_event=slow))
+    outcome = copy_user(context(), request(tmp_path, on_event=slow))
     assert outcome.expired == [f"prod:memory:{USER}".encode()]
     assert not prod.client().exists(f"prod:memory:{USER}")
     assert prod.client().exists(f"prod:user:{USER}:history")
@@ -232,14 +235,14 @@ def test_target_killed_mid_copy_then_resumed_and_verified(redis_pair, monkeypatc
                 prod.kill()
 
         with pytest.raises(RemoteError) as error:
-            copy_user(request(tmp_path, patterns=("bulk:{user_id}:*",), uncovered="ignore", on_event=kill))
+            copy_user(context(), request(tmp_path, patterns=("bulk:{user_id}:*",), uncovered="ignore", on_event=kill))
         message = str(error.value)
         assert f"after {BATCH} of {total} keys were written" in message
         assert "resume with: ci-tools memory copy" in message
         assert "ci-tools memory undo" in message
         prod.start()
         assert prod.client().dbsize() == BATCH + 1  # the marker and the first batch, whole
-        outcome = copy_user(request(tmp_path, patterns=("bulk:{user_id}:*",), uncovered="ignore"))
+        outcome = copy_user(context(), request(tmp_path, patterns=("bulk:{user_id}:*",), uncovered="ignore"))
         assert outcome.counts() == {"identical": BATCH, "create": total - BATCH}
         assert outcome.verified == total
         assert state(source) == before_source
@@ -259,7 +262,9 @@ def test_cross_version_fallback_from_valkey_9_to_redis_7(monkeypatch, tmp_path):
         monkeypatch.setenv("TARGET_REDIS_URL", old.url)
         with pytest.raises(redis.ResponseError, match="payload version"):
             old.client().restore("probe", 0, valkey.client().dump(f"dev:memory:{USER}"))
-        outcome = copy_user(request(tmp_path, patterns=("all:{user_id}:*", "memory:{user_id}"), uncovered="ignore"))
+        outcome = copy_user(
+            context(), request(tmp_path, patterns=("all:{user_id}:*", "memory:{user_id}"), uncovered="ignore")
+        )
         assert outcome.fallback
         assert outcome.verified == 7
         target = old.client()
@@ -286,10 +291,10 @@ def test_big_keys_are_copied_in_chunks_and_verified(envs, tmp_path, monkeypatch)
     for i in range(1, 121):
         source.xadd(f"dev:big:{USER}:stream", {"i": i}, id=f"{i}-0")
     source.expire(f"dev:big:{USER}:list", 3600)
-    outcome = copy_user(request(tmp_path, patterns=("big:{user_id}:*",), uncovered="ignore"))
+    outcome = copy_user(context(), request(tmp_path, patterns=("big:{user_id}:*",), uncovered="ignore"))
     assert outcome.counts() == {"create": 5}
     assert outcome.verified == 5
-    snapshot = list(RecordFile(outcome.snapshot).records())
+    snapshot = list(RecordFile(outcome.snapshot, context().snapshot_fernet()).records())
     assert max(r.part for r in snapshot) >= 2  # really chunked
     target = prod.client()
     for kind in ("list", "hash", "set", "zset", "stream"):
@@ -299,11 +304,11 @@ def test_big_keys_are_copied_in_chunks_and_verified(envs, tmp_path, monkeypatch)
     assert target.smembers(f"prod:big:{USER}:set") == source.smembers(f"dev:big:{USER}:set")
     assert 3590_000 < target.pttl(f"prod:big:{USER}:list") <= 3600_000
     assert not [k for k in target.scan_iter() if b"ci-tools-partial" in k]
-    again = copy_user(request(tmp_path, patterns=("big:{user_id}:*",), uncovered="ignore"))
+    again = copy_user(context(), request(tmp_path, patterns=("big:{user_id}:*",), uncovered="ignore"))
     assert again.counts() == {"identical": 5}
     target.rpush(f"prod:big:{USER}:list", "extra")
     with pytest.raises(VerificationError, match="already hold other data"):
-        copy_user(request(tmp_path, patterns=("big:{user_id}:*",), uncovered="ignore"))
+        copy_user(context(), request(tmp_path, patterns=("big:{user_id}:*",), uncovered="ignore"))
 
 
 def test_passwords_never_printed(redis_pair, monkeypatch, tmp_path, capsys):

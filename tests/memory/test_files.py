@@ -12,6 +12,7 @@ from ci_tools.errors import ConfigError, InputError
 from ci_tools.memory.files import RecordFile
 from ci_tools.memory.ops import copy_user
 from tests.memory.helpers import ROUTE, USER, request, state
+from tests.support import context
 
 
 @pytest.fixture
@@ -59,7 +60,7 @@ def test_export_then_restore_into_production(envs, tmp_path, capsys):
 def test_diff_exit_codes(envs, tmp_path, capsys):
     args = ("diff", *ROUTE, "--out", str(tmp_path))
     assert cli(*args) == 1
-    copy_user(request(tmp_path))
+    copy_user(context(), request(tmp_path))
     assert cli(*args) == 0
     envs[1].client().rpush(f"prod:memory:{USER}", "new fact said to the new bot")
     capsys.readouterr()
@@ -72,26 +73,26 @@ def test_diff_exit_codes(envs, tmp_path, capsys):
 def test_encrypted_snapshots_hold_no_plaintext_and_need_the_key(envs, tmp_path, monkeypatch):
     key = Fernet.generate_key().decode()
     monkeypatch.setenv("MEMORY_SNAPSHOT_KEY", key)
-    outcome = copy_user(request(tmp_path))
+    outcome = copy_user(context(), request(tmp_path))
     raw = outcome.snapshot.read_bytes()
     assert b"likes tea" not in raw
     assert b"format" not in raw
-    assert RecordFile(outcome.snapshot).header["encrypted"] is True
-    assert len(list(RecordFile(outcome.snapshot).records())) == 3
+    assert RecordFile(outcome.snapshot, context().snapshot_fernet()).header["encrypted"] is True
+    assert len(list(RecordFile(outcome.snapshot, context().snapshot_fernet()).records())) == 3
     monkeypatch.setenv("MEMORY_SNAPSHOT_KEY", Fernet.generate_key().decode())
     with pytest.raises(ConfigError, match="cannot be decrypted"):
-        RecordFile(outcome.snapshot)
+        RecordFile(outcome.snapshot, context().snapshot_fernet())
     monkeypatch.delenv("MEMORY_SNAPSHOT_KEY")
     with pytest.raises(ConfigError, match="is encrypted"):
-        RecordFile(outcome.snapshot)
+        RecordFile(outcome.snapshot, context().snapshot_fernet())
     monkeypatch.setenv("MEMORY_SNAPSHOT_KEY", "not-a-key")
     with pytest.raises(ConfigError, match="not a Fernet key"):
-        copy_user(request(tmp_path))
+        copy_user(context(), request(tmp_path))
 
 
 def test_a_truncated_backup_is_refused_before_anything_is_written(envs, tmp_path, capsys):
     _, prod = envs
-    outcome = copy_user(request(tmp_path))
+    outcome = copy_user(context(), request(tmp_path))
     lines = outcome.backup.read_bytes().splitlines(keepends=True)
     cut = tmp_path / "cut.jsonl"
     cut.write_bytes(b"".join(lines[:-1]))
@@ -102,7 +103,7 @@ def test_a_truncated_backup_is_refused_before_anything_is_written(envs, tmp_path
 
 
 def test_undo_refuses_snapshots_other_servers_and_garbage(envs, tmp_path, monkeypatch, capsys, redis_server):
-    outcome = copy_user(request(tmp_path))
+    outcome = copy_user(context(), request(tmp_path))
     assert cli("undo", str(outcome.snapshot)) == 2
     assert "not a backup" in capsys.readouterr().err
     monkeypatch.setenv("TARGET_REDIS_URL", redis_server.url)
@@ -111,12 +112,12 @@ def test_undo_refuses_snapshots_other_servers_and_garbage(envs, tmp_path, monkey
     garbage = tmp_path / "g.jsonl"
     garbage.write_text("hello\n")
     with pytest.raises(ConfigError, match="is encrypted"):
-        RecordFile(garbage)
+        RecordFile(garbage, context().snapshot_fernet())
     garbage.write_text('{"format": "other"}\n')
     with pytest.raises(InputError, match="not a memory snapshot"):
-        RecordFile(garbage)
+        RecordFile(garbage, context().snapshot_fernet())
     with pytest.raises(InputError, match="does not exist"):
-        RecordFile(tmp_path / "none.jsonl")
+        RecordFile(tmp_path / "none.jsonl", context().snapshot_fernet())
 
 
 PROFILE_TEXT = """\

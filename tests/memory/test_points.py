@@ -11,6 +11,7 @@ from cryptography.fernet import Fernet
 from ci_tools.__main__ import main
 from ci_tools.memory.files import RecordFile
 from tests.memory.helpers import OTHER, USER, seed_all_types, seed_user, state
+from tests.support import context
 
 DAMAGE = [b"the release overwrote this"]
 
@@ -57,7 +58,7 @@ def test_a_snapshot_holds_every_key_of_the_environment_encrypted(prod, tmp_path,
     path = snapshot(tmp_path, capsys)
     with open(path, "rb") as handle:
         assert not handle.readline().startswith(b"{")  # encrypted from the first line
-    file = RecordFile(tmp_path / "before" / path.split("/")[-1])
+    file = RecordFile(tmp_path / "before" / path.split("/")[-1], context().snapshot_fernet())
     assert (file.header["kind"], file.header["env"], file.header["scope"]) == (
         "snapshot",
         "production",
@@ -157,5 +158,5 @@ def test_over_the_bound_only_the_protected_users_are_kept(prod, tmp_path, capsys
         points.take_snapshot(prod, env, tmp_path, server="s", max_mb=0, protected=())
     taken = points.take_snapshot(prod, env, tmp_path, server="s", max_mb=0, protected=(OTHER,))
     assert taken.scope == "protected users" and "over the bound" in taken.warning
-    keys = {r.key for r in RecordFile(taken.path).records()}
+    keys = {r.key for r in RecordFile(taken.path, context().snapshot_fernet()).records()}
     assert keys == {f"prod:memory:{OTHER}".encode(), f"prod:user:{OTHER}:profile".encode()}

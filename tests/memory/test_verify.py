@@ -9,6 +9,7 @@ from ci_tools.memory.copy import MemoryJob
 from ci_tools.memory.ops import copy_user
 from ci_tools.memory.records import Record, now_ms
 from tests.memory.helpers import USER, request
+from tests.support import context
 
 
 def job(client) -> MemoryJob:
@@ -57,12 +58,13 @@ def test_a_key_changed_after_writing_fails_the_copy_with_the_undo_command(memory
 
     with pytest.raises(VerificationError) as failure:
         copy_user(
+            context(),
             request(
                 tmp_path,
                 patterns=("aaa:{user_id}:*", "memory:{user_id}"),
                 uncovered="ignore",
                 on_event=corrupt,
-            )
+            ),
         )
     message = str(failure.value)
     assert f"prod:aaa:{USER}:big (length differs)" in message

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from ci_tools.__main__ import main
-from tests.support import use
+from tests.support import context, use
 
 FAST = ("--timeout", "20", "--poll", "0.05")
 
@@ -143,7 +143,6 @@ def test_services_refusing_connections_are_said_in_seconds(world, released, caps
 
 def test_a_finished_window_reads_as_closed_in_status_and_acceptance(world, released, capsys):
     from ci_tools.pipeline.acceptance_checks import _rollback_window
-    from ci_tools.settings import load_config
 
     world.services["production"].env["CUTOVER_FINISHED"] = "2026-12-20 @mindmate_legacy_bot"
     code, document = status(capsys, "production")
@@ -151,5 +150,5 @@ def test_a_finished_window_reads_as_closed_in_status_and_acceptance(world, relea
     assert (
         items(document)["the rollback window"]["detail"] == "rollback window closed on 2026-12-20 @mindmate_legacy_bot"
     )
-    item = _rollback_window(load_config())
+    item = _rollback_window(context())
     assert item.ok is True and item.detail.startswith("rollback window closed on 2026-12-20 (@mindmate_legacy_bot")

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from ci_tools.__main__ import main
-from ci_tools.pipeline.rehearsal import DAILY_USER, Rehearsal, scoped_env
+from ci_tools.pipeline.rehearsal import DAILY_USER, Rehearsal
 from sandbox.world import SECRETS
-from tests.support import use
+from tests.support import ROOT, use
 
 
 def both(world):
@@ -110,7 +110,7 @@ def test_each_preflight_failure_names_its_fix(world, monkeypatch, capsys, breaka
 
 def run_until(world, phase_name):
     """Run the rehearsal's phases (in threads) on this world until ``phase_name`` is done."""
-    rehearsal = Rehearsal(world.root, process=False, log=lambda line: None)
+    rehearsal = Rehearsal(world.root, ROOT, process=False, log=lambda line: None)
     steps = [
         ("dev", rehearsal.dev_bot_in_use),
         ("cutover", rehearsal.cutover),
@@ -119,8 +119,7 @@ def run_until(world, phase_name):
         ("moves", rehearsal.user_moves),
     ]
     for name, step in steps:
-        with scoped_env(GITHUB_ACTIONS=None):
-            step(world)
+        step(world)
         if name == phase_name:
             return rehearsal
     raise AssertionError(phase_name)

@@ -13,7 +13,7 @@ from ci_tools.__main__ import main
 from ci_tools.clients.render import check_hook_url
 from ci_tools.errors import ConfigError
 from sandbox.world import SECRETS
-from tests.support import use
+from tests.support import context, use
 
 
 def cli(*args: str) -> int:
@@ -273,14 +273,14 @@ def test_branch_rules(world, monkeypatch, capsys):
     assert cli("deploy", "staging", "--commit", "a" * 40) == 3  # unknown to git
 
 
-def test_hook_url_must_look_like_a_render_hook(world, monkeypatch):
-    use(monkeypatch, world.secrets("production"))
+def test_hook_url_must_look_like_a_render_hook(world):
+    base = world.render.url
     with pytest.raises(ConfigError, match="does not look like a Render deploy hook"):
-        check_hook_url("https://example.com/deploy/srv-abc?key=x")
+        check_hook_url("https://example.com/deploy/srv-abc?key=x", base)
     with pytest.raises(ConfigError):
-        check_hook_url(world.render.url + "/deploy/srv-abc")  # no key
+        check_hook_url(world.render.url + "/deploy/srv-abc", base)  # no key
     url = world.render.hook_url(world.services["production"])
-    assert check_hook_url(url) == url
+    assert check_hook_url(url, base) == url
 
 
 def test_no_secret_in_any_output(world, monkeypatch, capsys, caplog, tmp_path):
@@ -341,16 +341,15 @@ def test_a_transient_failure_still_passes(world, monkeypatch):
 
 def test_telegrams_flood_wait_is_waited_once_not_hammered(world, monkeypatch):
     from ci_tools.pipeline.probing import Probe, run_probe
-    from ci_tools.settings import load_config
 
     use(monkeypatch, world.secrets("production"))
     sha = world.commit("main", "release")
     assert deploy("production", sha) == 0
     bot = world.bots["production"]
     world.telegram.rate_limit(bot, calls=1, retry_after=3)
-    config = load_config()
+    ctx = context()
     started = time.monotonic()
-    probe = Probe(config.env("production"), sha, config, bot.token, deadline=20, webhook_secret=SECRETS["production"])
+    probe = Probe(ctx, ctx.config.env("production"), sha, bot.token, deadline=20, webhook_secret=SECRETS["production"])
     checks = run_probe(probe)
     assert all(c.ok for c in checks), checks
     assert time.monotonic() - started >= 3

@@ -11,6 +11,7 @@ from ci_tools.errors import ConfigError, RemoteError
 from ci_tools.repo.back_merge import backmerge, contains
 from sandbox.github import FakeGitHub
 from sandbox.world import git
+from tests.support import context
 
 
 @pytest.fixture
@@ -36,15 +37,15 @@ TOKEN = "ghs_testtoken123"
 
 def test_nothing_to_do_when_develop_contains_main(repo):
     assert contains("origin/develop", "origin/main")
-    assert not backmerge("o/r", TOKEN).needed
+    assert not backmerge(context(), "o/r", TOKEN).needed
 
 
 def test_opens_the_pr_once(repo, monkeypatch):
     hotfix_on_main(*repo)
     with FakeGitHub(TOKEN) as api:
         monkeypatch.setenv("GITHUB_API_URL", api.url)
-        first = backmerge("o/r", TOKEN)
-        second = backmerge("o/r", TOKEN)
+        first = backmerge(context(), "o/r", TOKEN)
+        second = backmerge(context(), "o/r", TOKEN)
     assert first.pr_url == "https://github.com/o/r/pull/1"
     (pull,) = api.pulls
     assert (pull["head"]["ref"], pull["base"]["ref"]) == ("main", "develop")
@@ -68,7 +69,7 @@ def test_explains_what_to_run_when_the_token_may_not_open_prs(repo, monkeypatch,
 
 def test_without_a_token_it_says_what_to_run(repo):
     hotfix_on_main(*repo)
-    result = backmerge(None, None)
+    result = backmerge(context(), None, None)
     assert result.needed
     assert "git switch -c backmerge/main-into-develop origin/develop" in result.message
 
@@ -80,7 +81,7 @@ def test_api_failure_is_a_remote_error_with_the_manual_steps(repo, monkeypatch):
         api.fail_with = 500
         monkeypatch.setenv("GITHUB_API_URL", api.url)
         with pytest.raises(RemoteError, match=r"HTTP 500; no back-merge PR was opened.*git fetch origin"):
-            backmerge("o/r", TOKEN)
+            backmerge(context(), "o/r", TOKEN)
 
 
 def test_missing_branches_are_a_config_error(repo):

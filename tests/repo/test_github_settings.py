@@ -9,9 +9,8 @@ import pytest
 
 from ci_tools.__main__ import main
 from ci_tools.repo.workflow_files import secrets_by_environment
-from ci_tools.settings import load_config
 from sandbox.github import READ_ONLY_TOKEN, FakeGitHub
-from tests.support import ROOT
+from tests.support import ROOT, context
 
 REPO = "mindmate/mindmate-release"
 
@@ -97,7 +96,7 @@ def test_a_required_check_that_names_no_job_is_caught(github, values, tmp_path, 
             rule["parameters"]["required_status_checks"][0]["context"] = "branch-flow-renamed"
     path.write_text(json.dumps(ruleset))
     monkeypatch.setenv("CI_TOOLS_CONFIG", str(tmp_path / "pyproject.toml"))
-    assert load_config().path.parent == tmp_path
+    assert context().config.path.parent == tmp_path
     assert run("setup", "--apply") == 0
     assert run("check") == 5
     assert "no job named ['branch-flow-renamed']" in capsys.readouterr().out

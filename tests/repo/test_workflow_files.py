@@ -306,14 +306,14 @@ def test_a_step_that_omits_a_declared_secret_is_caught():
     assert any("NEW_TELEGRAM_BOT_TOKEN" in problem for problem in undeclared_in(document))
 
 
-def test_a_command_reading_an_undeclared_secret_fails_in_the_tests(monkeypatch):
-    from ci_tools.needs import Needs, UndeclaredSecret, running
-    from ci_tools.settings import require_secret
+def test_a_command_reading_an_undeclared_secret_fails_in_the_tests():
+    from ci_tools.context import build
+    from ci_tools.needs import Needs, UndeclaredSecret
 
-    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123:abc")
-    with running(Needs(required=("RENDER_API_KEY",))), pytest.raises(UndeclaredSecret):
-        require_secret("TELEGRAM_BOT_TOKEN")
-    assert require_secret("TELEGRAM_BOT_TOKEN") == "123:abc"  # outside a command: not checked
+    environ = {"TELEGRAM_BOT_TOKEN": "123:abc", "RENDER_API_KEY": "rnd_x"}
+    with pytest.raises(UndeclaredSecret):
+        build(environ, Needs(required=("RENDER_API_KEY",))).secret("TELEGRAM_BOT_TOKEN")
+    assert build(environ).secret("TELEGRAM_BOT_TOKEN") == "123:abc"  # no declaration: the rehearsal's
 
 
 def test_every_job_that_runs_ci_tools_installs_it_from_the_lock():
