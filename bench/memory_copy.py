@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.delay_proxy import DelayProxy  # noqa: E402
 from ci_tools.context import build  # noqa: E402
+from ci_tools.memory.choices import Conflict  # noqa: E402
 from ci_tools.memory.ops import CopyRequest, copy_user  # noqa: E402
 from ci_tools.settings import load_config  # noqa: E402
 from sandbox.redis import RedisServer  # noqa: E402
@@ -125,7 +126,7 @@ def tool(out: Path, source_url: str, target_url: str) -> dict[str, float]:
         target_prefix="prod:",
         patterns=(PATTERN,),
         apply=True,
-        policy="replace",
+        policy=Conflict.REPLACE,
         out_dir=out,
     )
     started = time.perf_counter()

@@ -25,6 +25,7 @@ from cryptography.fernet import Fernet  # noqa: E402
 from bench.memory_copy import USER, populate  # noqa: E402
 from ci_tools.context import build  # noqa: E402
 from ci_tools.memory import points  # noqa: E402
+from ci_tools.memory.choices import Conflict  # noqa: E402
 from ci_tools.memory.ops import CopyRequest, copy_user  # noqa: E402
 from ci_tools.settings import load_config  # noqa: E402
 from sandbox.redis import RedisServer  # noqa: E402
@@ -51,7 +52,7 @@ def main() -> None:
                 target_prefix="prod:",
                 patterns=("bench:{user_id}:*",),
                 apply=True,
-                policy="fail",
+                policy=Conflict.FAIL,
                 out_dir=Path(out) / "copy",
             )
             started = time.perf_counter()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import zipfile
@@ -81,3 +82,54 @@ def test_the_package_is_grouped_by_layer_and_no_two_modules_share_a_name():
         where = str(path.relative_to(package))
         assert path.stem not in seen, f"{where} and {seen[path.stem]} share a name"
         seen[path.stem] = where
+
+
+def _sources(folder: str) -> dict[str, str]:
+    return {str(p.relative_to(ROOT)): p.read_text() for p in sorted((ROOT / folder).rglob("*.py"))}
+
+
+ENVIRONMENT_READS = re.compile(r"\bos\.environ\b|\bgetenv\(|\brequire_secret\b|\boptional_secret\b")
+
+
+def test_nothing_below_main_reads_the_environment():
+    """main() builds the Context (ci_tools/context.py); everything else takes it as a parameter."""
+    readers = [
+        f"{path}:{number}"
+        for path, text in _sources("ci_tools").items()
+        if path not in ("ci_tools/__main__.py", "ci_tools/context.py")
+        for number, line in enumerate(text.splitlines(), 1)
+        if ENVIRONMENT_READS.search(line.split("#")[0])
+    ]
+    assert readers == []
+
+
+def test_the_environment_check_can_fail():
+    assert ENVIRONMENT_READS.search('token = os.environ.get("TELEGRAM_BOT_TOKEN")')
+    assert ENVIRONMENT_READS.search('os.getenv("X")') and not ENVIRONMENT_READS.search("ctx.optional('X')")
+
+
+NAME_COMPARISON = re.compile(r"""[=!]=\s*["'](production|staging)["']|["'](production|staging)["']\s*[=!]=""")
+
+
+def test_no_phase_compares_an_environment_with_its_name():
+    """Roles live in config (rollback_on_failed_probe, cutover_target…): renaming production must
+    not silently turn off its rollback (tests/pipeline/test_releasing.py renames it)."""
+    found = [
+        f"{path}:{number}: {line.strip()}"
+        for path, text in _sources("ci_tools").items()
+        for number, line in enumerate(text.splitlines(), 1)
+        if NAME_COMPARISON.search(line)
+    ]
+    assert found == []
+    assert NAME_COMPARISON.search('if env.name == "production":')
+
+
+def test_the_formatter_is_in_charge():
+    skips = [
+        path
+        for folder in ("ci_tools", "mindmate")
+        for path, text in _sources(folder).items()
+        for line in text.splitlines()
+        if "fmt: skip" in line or "fmt: off" in line
+    ]
+    assert len(skips) <= 5, skips

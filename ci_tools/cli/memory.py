@@ -11,11 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 from ci_tools.context import Context
 from ci_tools.errors import ConfigError, InputError
+from ci_tools.memory.choices import Action, Conflict, Uncovered
 from ci_tools.needs import Needs
 
 if TYPE_CHECKING:  # annotations only: the modules load when the command runs
     from ci_tools.memory import ops
-    from ci_tools.memory.copy import Outcome
+    from ci_tools.memory.model import Outcome
+    from ci_tools.settings import Environment
 
 SNAPSHOT_KEY = ("MEMORY_SNAPSHOT_KEY",)
 BOTH = Needs(required=("SOURCE_REDIS_URL", "TARGET_REDIS_URL"), optional=SNAPSHOT_KEY)
@@ -59,8 +61,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--mode", choices=("dry-run", "apply"), help="the same, as a workflow input")
         p.add_argument(
             "--on-conflict",
-            choices=("fail", "skip", "replace"),  # ci_tools.memory.copy.POLICIES
-            default="fail",
+            type=Conflict,
+            choices=list(Conflict),
+            default=Conflict.FAIL,
             help="when a target key holds other data",
         )
 
@@ -79,18 +82,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--include-uncovered",
         dest="uncovered",
         action="store_const",
-        const="include",
+        const=Uncovered.INCLUDE,
         help="also copy the user's keys that no pattern covers (an --apply refuses while any exist)",
     )
     audit.add_argument(
         "--ignore-uncovered",
         dest="uncovered",
         action="store_const",
-        const="ignore",
+        const=Uncovered.IGNORE,
         help="leave them where they are, and say so",
     )
-    audit.add_argument("--uncovered", choices=("refuse", "include", "ignore"), help="the same, as a workflow input")
-    copy.set_defaults(uncovered="refuse")
+    audit.add_argument("--uncovered", type=Uncovered, choices=list(Uncovered), help="the same, as a workflow input")
+    copy.set_defaults(uncovered=Uncovered.REFUSE)
     copy.set_defaults(func=memory_copy, needs=BOTH)
 
     export = sub.add_parser("export", help="write a snapshot of one user's keys")
@@ -201,13 +204,28 @@ def _request(ctx: Context, args: argparse.Namespace) -> ops.CopyRequest:
         target_prefix=target.key_prefix if getattr(args, "target_prefix", None) is None else args.target_prefix,
         patterns=patterns,
         apply=_applying(ctx, args) if hasattr(args, "apply") else False,
-        policy=getattr(args, "on_conflict", "fail"),
+        policy=getattr(args, "on_conflict", Conflict.FAIL),
         out_dir=args.out,
         ignore_markers=args.ignore_env_markers,
         legacy_source=getattr(args, "legacy_source", False) or getattr(args, "source_kind", "") == "legacy",
-        uncovered=getattr(args, "uncovered", "refuse"),
+        uncovered=getattr(args, "uncovered", Uncovered.REFUSE),
         resume_command=_resume_command(),
         progress=_progress_factory(args),
+    )
+
+
+def _writing(ctx: Context, args: argparse.Namespace, env: Environment) -> ops.Writing:
+    """Where and how restore and seed write: the target environment, as the flags say."""
+    from ci_tools.memory import ops
+
+    return ops.Writing(
+        target_env=env,
+        target_prefix=args.target_prefix or env.key_prefix,
+        policy=args.on_conflict,
+        apply=_applying(ctx, args),
+        out_dir=args.out,
+        ignore_markers=args.ignore_env_markers,
+        resume_command=_resume_command(),
     )
 
 
@@ -254,7 +272,7 @@ def _progress_factory(args: argparse.Namespace) -> Callable[[str, int], Any] | N
     return start
 
 
-RESTORE_WORDS = {"create": "recreate", "replace": "change", "identical": "leave alone"}
+RESTORE_WORDS: dict[str, str] = {Action.CREATE: "recreate", Action.REPLACE: "change", Action.IDENTICAL: "leave alone"}
 
 
 def _report(
@@ -298,11 +316,11 @@ def _report(
         ]
         for i in outcome.plan
     ]
-    why = "left behind (--ignore-uncovered)" if outcome.uncovered_policy == "ignore" else "matches no pattern"
+    why = "left behind (--ignore-uncovered)" if outcome.uncovered_policy is Uncovered.IGNORE else "matches no pattern"
     rows += [["uncovered", key, "", "", "", why] for key in left]
     mode = "applied" if outcome.applied else "dry run — nothing written"
     notes = [", ".join(f"{n} {action}" for action, n in sorted(counts.items())) or "nothing to copy"]
-    if left and outcome.uncovered_policy == "refuse":
+    if left and outcome.uncovered_policy is Uncovered.REFUSE:
         notes.append(
             f"{len(left)} key(s) of this user match no pattern: --apply refuses until you pass "
             "--include-uncovered (copy them too) or --ignore-uncovered (leave them)"
@@ -369,7 +387,7 @@ def memory_diff(ctx: Context, args: argparse.Namespace) -> int:
         args,
         f"memory diff of user {request.user_id}: {request.source_env.name} vs {request.target_env.name}",
     )
-    return 0 if all(i.action == "identical" for i in outcome.plan) else 1
+    return 0 if all(i.action is Action.IDENTICAL for i in outcome.plan) else 1
 
 
 def memory_restore(ctx: Context, args: argparse.Namespace) -> int:
@@ -410,17 +428,7 @@ def memory_restore(ctx: Context, args: argparse.Namespace) -> int:
             "environment snapshots only",
             hint="drop them to restore the whole file",
         )
-    outcome = ops.restore_snapshot(
-        ctx,
-        args.snapshot,
-        env,
-        args.target_prefix or env.key_prefix,
-        args.on_conflict,
-        _applying(ctx, args),
-        args.out,
-        args.ignore_env_markers,
-        _resume_command(),
-    )
+    outcome = ops.restore_snapshot(ctx, args.snapshot, _writing(ctx, args, env))
     _report(ctx, outcome, args, f"memory restore of {args.snapshot.name} into {env.name}")
     return 0
 
@@ -514,17 +522,6 @@ def memory_seed(ctx: Context, args: argparse.Namespace) -> int:
 
     env = ctx.config.env(args.target)
     user_id = parse_user_id(args.user_id)
-    outcome = seed.seed_user(
-        ctx,
-        user_id,
-        args.profile_file,
-        env,
-        args.target_prefix or env.key_prefix,
-        args.on_conflict,
-        _applying(ctx, args),
-        args.out,
-        args.ignore_env_markers,
-        _resume_command(),
-    )
+    outcome = seed.seed_user(ctx, user_id, args.profile_file, _writing(ctx, args, env))
     _report(ctx, outcome, args, f"memory seed of user {user_id} into {env.name}")
     return 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -20,6 +21,55 @@ from ci_tools.errors import ConfigError, RemoteError
 from ci_tools.http import Contact, request
 
 ACTIONS_APP_ID = 15368  # the GitHub Actions app: required checks pinned to it
+
+
+@dataclass(frozen=True)
+class Repository:
+    """``GET /repos/{owner}/{repo}``: the parts the settings are judged on."""
+
+    default_branch: str
+    admin: bool  # the token's own permission on it
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> Repository:
+        return cls(str(data.get("default_branch")), bool((data.get("permissions") or {}).get("admin")))
+
+
+@dataclass(frozen=True)
+class Reviewer:
+    id: int
+    login: str
+
+
+@dataclass(frozen=True)
+class GitHubEnvironment:
+    """One deployment environment: its required reviewers and whether it limits its branches."""
+
+    name: str
+    reviewers: tuple[Reviewer, ...]
+    custom_branches: bool  # a deployment_branch_policy is set
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> GitHubEnvironment:
+        reviewers = tuple(
+            Reviewer(int(r["reviewer"]["id"]), str(r["reviewer"]["login"]))
+            for rule in data.get("protection_rules") or []
+            if rule.get("type") == "required_reviewers"
+            for r in rule.get("reviewers") or []
+        )
+        return cls(str(data["name"]), reviewers, bool(data.get("deployment_branch_policy")))
+
+
+@dataclass(frozen=True)
+class WorkflowPermissions:
+    """``GET …/actions/permissions/workflow``: the workflow token's default, and PR creation."""
+
+    default: str  # "read" or "write"
+    can_approve_pull_requests: bool
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> WorkflowPermissions:
+        return cls(str(data.get("default_workflow_permissions")), bool(data.get("can_approve_pull_request_reviews")))
 
 
 def seal(public_key: str, value: str) -> str:
@@ -122,12 +172,12 @@ class GitHubAPI:
         return items
 
     # -- the facts -------------------------------------------------------------------------
-    def repository(self) -> dict[str, Any]:
-        return dict(self.call("GET", f"/repos/{self.repo}", "reading the repository"))
+    def repository(self) -> Repository:
+        return Repository.from_api(self.call("GET", f"/repos/{self.repo}", "reading the repository"))
 
-    def environments(self) -> dict[str, dict[str, Any]]:
+    def environments(self) -> dict[str, GitHubEnvironment]:
         found = self.pages(f"/repos/{self.repo}/environments", "listing environments", "environments")
-        return {e["name"]: e for e in found}
+        return {e["name"]: GitHubEnvironment.from_api(e) for e in found}
 
     def branch_policies(self, env: str) -> list[str]:
         found = self.pages(
@@ -156,13 +206,9 @@ class GitHubAPI:
             for s in summaries
         }
 
-    def workflow_permissions(self) -> dict[str, Any]:
-        return dict(
-            self.call(
-                "GET",
-                f"/repos/{self.repo}/actions/permissions/workflow",
-                "reading Actions settings",
-            )
+    def workflow_permissions(self) -> WorkflowPermissions:
+        return WorkflowPermissions.from_api(
+            self.call("GET", f"/repos/{self.repo}/actions/permissions/workflow", "reading Actions settings")
         )
 
     def user_id(self, login: str) -> int:

@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import redis
 
 from ci_tools.context import Context
 from ci_tools.errors import InputError
-from ci_tools.memory.copy import MemoryJob, Outcome, stamp
+from ci_tools.memory.choices import Conflict, Uncovered
 from ci_tools.memory.files import RecordFile, RecordWriter
+from ci_tools.memory.job import JobOptions, MemoryJob
 from ci_tools.memory.keys import KeySpace, discover, uncovered
+from ci_tools.memory.model import Outcome, stamp
 from ci_tools.memory.records import read_records
 from ci_tools.memory.sides import check_marker, connect, label, open_side, refuse_same_server
 from ci_tools.settings import Environment
-
-Uncovered = Literal["refuse", "include", "ignore"]
 
 
 @dataclass
@@ -31,11 +32,11 @@ class CopyRequest:
     target_prefix: str
     patterns: tuple[str, ...]
     apply: bool
-    policy: str
+    policy: Conflict
     out_dir: Path
     ignore_markers: bool = False
     legacy_source: bool = False  # the source bot never wrote a marker (accepted when told)
-    uncovered: Uncovered = "refuse"  # keys naming the user that no pattern covers
+    uncovered: Uncovered = Uncovered.REFUSE  # keys naming the user that no pattern covers
     resume_command: str = ""
     on_event: Callable[[str, int], None] | None = None
     progress: Callable[[str, int], Any] | None = None
@@ -89,29 +90,28 @@ def copy_user(ctx: Context, request: CopyRequest) -> Outcome:
     started = time.perf_counter()
     audit = uncovered(source, space.prefix, request.user_id, set(keys))
     audited = time.perf_counter() - started
-    if audit and request.apply and request.uncovered == "refuse":
+    if audit and request.apply and request.uncovered is Uncovered.REFUSE:
         names = ", ".join(k.decode(errors="replace") for k in audit[:5]) + (" …" if len(audit) > 5 else "")
         raise InputError(
             f"{len(audit)} key(s) of user {request.user_id} match no memory pattern and would stay behind: {names}",
             hint="pass --include-uncovered to copy them too, or --ignore-uncovered to leave them "
             "(or add their pattern to memory_patterns)",
         )
-    if request.uncovered == "include":
+    if request.uncovered is Uncovered.INCLUDE:
         keys = sorted({*keys, *audit})
     label_ = f"user{request.user_id}-{request.source_env.name}-to-{request.target_env.name}"
-    job = MemoryJob(
-        target,
-        lambda key: space.rewrite(key, target_prefix),
+    options = JobOptions(
         policy=request.policy,
         apply=request.apply,
         out_dir=request.out_dir,
         label=label_,
-        undo_command=lambda path: f"ci-tools memory undo {path}",
         resume_command=request.resume_command,
-        on_event=request.on_event,
         progress=request.progress,
         fernet=ctx.snapshot_fernet(),
     )
+    if request.on_event:
+        options = dataclasses.replace(options, on_event=request.on_event)
+    job = MemoryJob(target, lambda key: space.rewrite(key, target_prefix), options)
     records = read_records(source, keys, with_dump=True)
     outcome = job.run(
         records,
@@ -129,7 +129,7 @@ def copy_user(ctx: Context, request: CopyRequest) -> Outcome:
         },
     )
     outcome.timings = {"discover": discovered, "audit": audited, **outcome.timings}
-    outcome.uncovered = [] if request.uncovered == "include" else audit
+    outcome.uncovered = [] if request.uncovered is Uncovered.INCLUDE else audit
     outcome.uncovered_policy = request.uncovered
     return outcome
 
@@ -173,45 +173,57 @@ def export_user(ctx: Context, request: CopyRequest) -> tuple[Path, int]:
 
 def diff_user(ctx: Context, request: CopyRequest) -> Outcome:
     """The plan of a dry run, under the 'fail' policy: what differs between the two sides."""
-    request.apply, request.policy = False, "fail"
+    request.apply, request.policy = False, Conflict.FAIL
     return copy_user(ctx, request)
 
 
-def restore_snapshot(
-    ctx: Context,
-    snapshot: Path,
-    target_env: Environment,
-    target_prefix: str,
-    policy: str,
-    apply: bool,
-    out_dir: Path,
-    ignore_markers: bool,
-    resume_command: str,
-) -> Outcome:
+@dataclass(frozen=True)
+class Writing:
+    """A write into one environment's Redis: where, under which policy, and whether for real."""
+
+    target_env: Environment
+    target_prefix: str
+    policy: Conflict
+    apply: bool
+    out_dir: Path
+    ignore_markers: bool = False
+    resume_command: str = ""
+
+    def options(self, ctx: Context, label: str) -> JobOptions:
+        return JobOptions(
+            policy=self.policy,
+            apply=self.apply,
+            out_dir=self.out_dir,
+            label=label,
+            resume_command=self.resume_command,
+            fernet=ctx.snapshot_fernet(),
+        )
+
+    def open_target(self, ctx: Context, purpose: str) -> redis.Redis:
+        return open_side(
+            ctx, "target", self.target_env, self.target_prefix, ignore_markers=self.ignore_markers, purpose=purpose
+        )
+
+
+def restore_snapshot(ctx: Context, snapshot: Path, writing: Writing) -> Outcome:
+    """One user's copy snapshot (``memory copy`` wrote it) back into ``writing``'s target."""
     file = RecordFile(snapshot, ctx.snapshot_fernet())
     validate_file(file)
     source_prefix = str(file.header.get("prefix", "")).encode()
-    target = open_side(
-        ctx, "target", target_env, target_prefix, ignore_markers=ignore_markers, purpose="the Redis to restore into"
-    )
-    prefix = target_prefix.encode()
+    target = writing.open_target(ctx, "the Redis to restore into")
+    prefix = writing.target_prefix.encode()
     job = MemoryJob(
         target,
         lambda key: prefix + key[len(source_prefix) :] if key.startswith(source_prefix) else key,
-        policy=policy,
-        apply=apply,
-        out_dir=out_dir,
-        label=f"restore-{target_env.name}",
-        resume_command=resume_command,
-        fernet=ctx.snapshot_fernet(),
+        writing.options(ctx, f"restore-{writing.target_env.name}"),
     )
     return job.run(
         file.records(),
         snapshot_header=None,
         backup_header={
             "user_id": file.header.get("user_id"),
-            "env": target_env.name,
-            "prefix": target_prefix,
+            "env": writing.target_env.name,
+            "prefix": writing.target_prefix,
             "server": url_label(ctx, "TARGET_REDIS_URL"),
         },
         snapshot_file=snapshot,

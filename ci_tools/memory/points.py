@@ -23,9 +23,11 @@ import redis
 from cryptography.fernet import Fernet
 
 from ci_tools.errors import InputError, VerificationError
-from ci_tools.memory.copy import MemoryJob, Outcome, stamp
+from ci_tools.memory.choices import Conflict
 from ci_tools.memory.files import RecordFile, RecordWriter
+from ci_tools.memory.job import JobOptions, MemoryJob
 from ci_tools.memory.keys import escape_glob
+from ci_tools.memory.model import Outcome, stamp
 from ci_tools.memory.records import Record, read_records
 from ci_tools.memory.sides import check_marker, marker
 from ci_tools.settings import Environment
@@ -211,16 +213,15 @@ def restore_point(request: RestoreRequest, target: redis.Redis, server: str, fer
             "target",
             "--ignore-env-marker",
         )
-    job = MemoryJob(
-        target,
-        lambda key: key,
-        policy="replace",
+    options = JobOptions(
+        policy=Conflict.REPLACE,
         apply=request.apply,
         out_dir=request.out_dir,
         label=f"restore-{request.env.name}",
         resume_command=request.resume_command,
         fernet=fernet,
     )
+    job = MemoryJob(target, lambda key: key, options)
     scope = {
         "user_id": request.user_id,
         "patterns": list(request.patterns),

@@ -7,11 +7,10 @@ from pathlib import Path
 
 from ci_tools.context import Context
 from ci_tools.errors import InputError
-from ci_tools.memory.copy import MemoryJob, Outcome
-from ci_tools.memory.ops import url_label
+from ci_tools.memory.job import MemoryJob
+from ci_tools.memory.model import Outcome
+from ci_tools.memory.ops import Writing, url_label
 from ci_tools.memory.records import Record, now_ms
-from ci_tools.memory.sides import open_side
-from ci_tools.settings import Environment
 
 
 def parse_profile(path: Path) -> tuple[dict[str, str], list[str]]:
@@ -60,35 +59,15 @@ def seed_records(prefix: str, user_id: int, fields: dict[str, str], facts: list[
     return records
 
 
-def seed_user(
-    ctx: Context,
-    user_id: int,
-    profile: Path,
-    target_env: Environment,
-    target_prefix: str,
-    policy: str,
-    apply: bool,
-    out_dir: Path,
-    ignore_markers: bool,
-    resume_command: str,
-) -> Outcome:
+def seed_user(ctx: Context, user_id: int, profile: Path, writing: Writing) -> Outcome:
+    """The pasted profile as ``user_id``'s first memory, written as ``writing`` says."""
     fields, facts = parse_profile(profile)
-    target = open_side(
-        ctx, "target", target_env, target_prefix, ignore_markers=ignore_markers, purpose="the Redis to seed"
-    )
-    job = MemoryJob(
-        target,
-        lambda key: key,
-        policy=policy,
-        apply=apply,
-        out_dir=out_dir,
-        label=f"user{user_id}-seed-{target_env.name}",
-        resume_command=resume_command,
-        fernet=ctx.snapshot_fernet(),
-    )
+    target = writing.open_target(ctx, "the Redis to seed")
+    job = MemoryJob(target, lambda key: key, writing.options(ctx, f"user{user_id}-seed-{writing.target_env.name}"))
+    target_prefix = writing.target_prefix
     header = {
         "user_id": user_id,
-        "env": target_env.name,
+        "env": writing.target_env.name,
         "prefix": target_prefix,
         "server": url_label(ctx, "TARGET_REDIS_URL"),
     }

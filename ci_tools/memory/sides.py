@@ -12,7 +12,7 @@ import redis
 from ci_tools.context import Context
 from ci_tools.errors import ConfigError, InputError, RemoteError, VerificationError
 from ci_tools.http import FIRST_CONTACT
-from ci_tools.memory.copy import CONNECTION_ERRORS
+from ci_tools.memory.model import CONNECTION_ERRORS
 from ci_tools.settings import Environment
 
 

@@ -10,8 +10,8 @@ import redis
 from ci_tools.context import Context
 from ci_tools.errors import InputError, RemoteError, VerificationError
 from ci_tools.memory.compare import difference
-from ci_tools.memory.copy import CONNECTION_ERRORS, group_parts, stamp
 from ci_tools.memory.files import RecordFile, RecordWriter
+from ci_tools.memory.model import CONNECTION_ERRORS, group_parts, stamp
 from ci_tools.memory.ops import validate_file
 from ci_tools.memory.records import BATCH, Record, read_records
 from ci_tools.memory.sides import connect, label

@@ -23,6 +23,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 
 import httpx
 
@@ -44,6 +45,13 @@ SHA = re.compile(r"^[0-9a-f]{7,40}$")
 Status = Callable[[str], None]
 
 
+class Followed(StrEnum):
+    """How a deploy was seen to go live."""
+
+    API = "api"  # Render's API: the deploy carrying our commit, by its own status
+    HEALTHZ = "healthz"  # the deploy hook, then the bot's /healthz reporting our commit
+
+
 @dataclass
 class DeployResult:
     deploy_id: str | None
@@ -51,7 +59,7 @@ class DeployResult:
     status: str
     commit: str
     waited_s: float
-    followed: str  # "api" or "healthz"
+    followed: Followed
 
 
 def parse_commit(raw: str, *, cwd: str | None = None) -> str:
@@ -140,7 +148,7 @@ def deploy(
         with ctx.render(api_key, service_id, deadline=deadline) as api:
             final, previous = _deploy_by_api(api, commit, deadline, poll, on_status)
         return DeployResult(
-            final.id, previous.id if previous else None, final.status, commit, time.monotonic() - started, "api"
+            final.id, previous.id if previous else None, final.status, commit, time.monotonic() - started, Followed.API
         )
     if not hook:
         raise ConfigError(
@@ -153,7 +161,7 @@ def deploy(
             hint="a feature branch on staging needs RENDER_API_KEY and RENDER_SERVICE_ID",
         )
     deploy_id = _deploy_by_hook(ctx, env, hook, commit, deadline, poll, on_status, service_id)
-    return DeployResult(deploy_id, None, "live", commit, time.monotonic() - started, "healthz")
+    return DeployResult(deploy_id, None, "live", commit, time.monotonic() - started, Followed.HEALTHZ)
 
 
 def _deploy_by_api(

@@ -21,6 +21,7 @@ from typing import Any
 
 from ci_tools.context import Context, build
 from ci_tools.errors import FatalError, VerificationError
+from ci_tools.memory.choices import Conflict
 from ci_tools.memory.ops import CopyRequest, copy_user
 from ci_tools.output import say
 from ci_tools.pipeline.acceptance_checks import acceptance
@@ -233,7 +234,7 @@ class Rehearsal:
             target_prefix="prod:",
             patterns=config.env("staging").memory_patterns,
             apply=False,
-            policy="fail",
+            policy=Conflict.FAIL,
             out_dir=self.root / "memory-out",
             legacy_source=True,
         )

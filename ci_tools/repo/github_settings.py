@@ -76,10 +76,10 @@ def plan(
     """What setup would change, from what GitHub holds now; empty when all is in place."""
     changes: list[Change] = []
     repo = api.repository()
-    if repo.get("default_branch") != config.default_branch:
+    if repo.default_branch != config.default_branch:
         changes.append(
             Change(
-                f"default branch {repo.get('default_branch')} → {config.default_branch}",
+                f"default branch {repo.default_branch} → {config.default_branch}",
                 partial(GitHubAPI.set_default_branch, branch=config.default_branch),
             )
         )
@@ -90,8 +90,8 @@ def plan(
         current = present.get(env.name)
         if (
             current is None
-            or _reviewer_ids(current) != sorted(reviewer_ids)
-            or not current.get("deployment_branch_policy")
+            or sorted(r.id for r in current.reviewers) != sorted(reviewer_ids)
+            or not current.custom_branches
         ):
             changes.append(
                 Change(
@@ -120,20 +120,18 @@ def plan(
                 )
     by_name = api.rulesets()
     for ruleset in rulesets(root):
-        current = by_name.get(ruleset["name"])
-        if current is None or _rules(current) != _rules(ruleset):
-            existing_id = current.get("id") if current else None
+        found = by_name.get(ruleset["name"])
+        if found is None or _rules(found) != _rules(ruleset):
+            existing_id = found.get("id") if found else None
             changes.append(
                 Change(
-                    f"ruleset {ruleset['name']} ({'update' if current else 'import'})",
+                    f"ruleset {ruleset['name']} ({'update' if found else 'import'})",
                     partial(GitHubAPI.save_ruleset, ruleset=ruleset, existing_id=existing_id),
                 )
             )
     permissions = api.workflow_permissions()
     may_open = "BACKMERGE_TOKEN" not in api.repo_secret_names()
-    if permissions.get("default_workflow_permissions") != "read" or (
-        may_open and not permissions.get("can_approve_pull_request_reviews")
-    ):
+    if permissions.default != "read" or (may_open and not permissions.can_approve_pull_requests):
         changes.append(
             Change(
                 "Actions: workflow token read-only" + (", may open the back-merge PR" if may_open else ""),
@@ -158,7 +156,7 @@ def check(api: GitHubAPI, config: Config, root: Path) -> list[Item]:
                 remote=isinstance(exc, RemoteError),
             )
         ]
-    admin = bool((repo.get("permissions") or {}).get("admin"))
+    admin = repo.admin
     items.append(
         Item(
             "the token has admin rights",
@@ -167,7 +165,7 @@ def check(api: GitHubAPI, config: Config, root: Path) -> list[Item]:
             "" if admin else "use a token with Administration: read (and write, for setup)",
         )
     )
-    branch = repo.get("default_branch")
+    branch = repo.default_branch
     items.append(
         Item(
             f"the default branch is {config.default_branch}",
@@ -221,7 +219,7 @@ def check(api: GitHubAPI, config: Config, root: Path) -> list[Item]:
                 )
             )
             continue
-        reviewers = _reviewer_logins(current)
+        reviewers = sorted(r.login for r in current.reviewers)
         missing_reviewers = [r for r in env.reviewers if r not in reviewers]
         items.append(
             Item(
@@ -253,28 +251,28 @@ def check(api: GitHubAPI, config: Config, root: Path) -> list[Item]:
         )
     present_rulesets = api.rulesets()
     for ruleset in rulesets(root):
-        current = present_rulesets.get(ruleset["name"])
-        same = current is not None and _rules(current) == _rules(ruleset)
+        found = present_rulesets.get(ruleset["name"])
+        same = found is not None and _rules(found) == _rules(ruleset)
         items.append(
             Item(
                 f"ruleset {ruleset['name']} is imported as in the repository",
                 same,
-                "imported" if same else ("not imported" if current is None else "differs"),
+                "imported" if same else ("not imported" if found is None else "differs"),
                 "ci-tools github setup --apply",
             )
         )
     permissions = api.workflow_permissions()
-    read_only = permissions.get("default_workflow_permissions") == "read"
+    read_only = permissions.default == "read"
     items.append(
         Item(
             "the workflow token is read-only by default",
             read_only,
-            str(permissions.get("default_workflow_permissions")),
+            permissions.default,
             "Settings → Actions → Workflow permissions: read (ci-tools github setup --apply)",
         )
     )
     token = "BACKMERGE_TOKEN" in api.repo_secret_names()
-    may_open = token or bool(permissions.get("can_approve_pull_request_reviews"))
+    may_open = token or permissions.can_approve_pull_requests
     items.append(
         Item(
             "the back-merge can open its PR",
@@ -301,24 +299,6 @@ def check_if_possible(ctx: Context, root: Path, *, budget: float | None = None) 
         ]
     with ctx.github(token, repo, budget=budget) as api:
         return check(api, ctx.config, root)
-
-
-def _reviewer_logins(environment: dict[str, Any]) -> list[str]:
-    return sorted(
-        r["reviewer"]["login"]
-        for rule in environment.get("protection_rules", [])
-        if rule.get("type") == "required_reviewers"
-        for r in rule.get("reviewers", [])
-    )
-
-
-def _reviewer_ids(environment: dict[str, Any]) -> list[int]:
-    return sorted(
-        int(r["reviewer"]["id"])
-        for rule in environment.get("protection_rules", [])
-        if rule.get("type") == "required_reviewers"
-        for r in rule.get("reviewers", [])
-    )
 
 
 def _rules(ruleset: dict[str, Any]) -> str:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import redis
 
+from ci_tools.memory.choices import Conflict, Uncovered
 from ci_tools.memory.ops import CopyRequest
 from ci_tools.settings import load_config
 
@@ -70,4 +71,6 @@ def request(tmp_path: Path, **changes: object) -> CopyRequest:
         "resume_command": "ci-tools memory copy --user-id 424242 --from staging --to production --apply",
     }
     fields.update(changes)
+    fields["policy"] = Conflict(fields["policy"])  # the words a person types
+    fields["uncovered"] = Uncovered(fields.get("uncovered", "refuse"))
     return CopyRequest(**fields)  # type: ignore[arg-type]

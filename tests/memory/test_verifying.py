@@ -5,15 +5,15 @@ from __future__ import annotations
 import pytest
 
 from ci_tools.errors import VerificationError
-from ci_tools.memory.copy import MemoryJob
 from ci_tools.memory.ops import copy_user
 from ci_tools.memory.records import Record, now_ms
+from ci_tools.memory.verifying import Verifier
 from tests.memory.helpers import USER, request
 from tests.support import context
 
 
-def job(client) -> MemoryJob:
-    return MemoryJob(client, lambda key: key, apply=True)
+def verifier_of(client) -> Verifier:
+    return Verifier(client, lambda key: key, resume_command="")
 
 
 def test_a_wrong_value_a_missing_ttl_and_a_bad_read_back_are_each_named(redis_server):
@@ -27,10 +27,10 @@ def test_a_wrong_value_a_missing_ttl_and_a_bad_read_back_are_each_named(redis_se
         (b"k:ttl", Record(b"k:ttl", "list", 60_000, now, [b"same"])),
         (b"k:readback", Record(b"k:readback", "list", None, now, [b"y"], dump=b"whatever")),
     ]
-    verifier = job(client)
-    verifier._verify_batch(expected, {b"k:readback": (False, -1)})
-    assert verifier.outcome.verified == 3
-    assert sorted(verifier._mismatches) == [
+    verifier = verifier_of(client)
+    verifier.batch(expected, {b"k:readback": (False, -1)})
+    assert verifier.verified == 3
+    assert sorted(verifier.mismatches) == [
         "k:readback (value differs)",
         "k:ttl (has no TTL, expected one)",
         "k:value (value differs)",
@@ -41,10 +41,10 @@ def test_matching_keys_pass(redis_server):
     client = redis_server.client()
     client.rpush("k", "a")
     client.pexpire("k", 60_000)
-    verifier = job(client)
+    verifier = verifier_of(client)
     record = Record(b"k", "list", 60_000, now_ms(), [b"a"], dump=client.dump("k"))
-    verifier._verify_batch([(b"k", record)])
-    assert verifier._mismatches == []
+    verifier.batch([(b"k", record)])
+    assert verifier.mismatches == []
 
 
 def test_a_key_changed_after_writing_fails_the_copy_with_the_undo_command(memory_envs, tmp_path, monkeypatch):
@@ -72,7 +72,7 @@ def test_a_key_changed_after_writing_fails_the_copy_with_the_undo_command(memory
 
 
 def test_read_back_ttls_are_compared_within_the_tolerance(redis_server):
-    verifier = job(redis_server.client())
+    verifier = verifier_of(redis_server.client())
     now = now_ms()
     expected = [
         (b"close", Record(b"close", "list", 60_000, now, [b"x"])),
@@ -88,8 +88,8 @@ def test_read_back_ttls_are_compared_within_the_tolerance(redis_server):
         b"gained": (True, 5_000),
         b"lost": (True, -1),
     }
-    verifier._verify_batch(expected, read_back)
-    assert sorted(verifier._mismatches) == [
+    verifier.batch(expected, read_back)
+    assert sorted(verifier.mismatches) == [
         "far (TTL differs by 30.0s)",
         "gained (has a TTL, expected none)",
         "lost (has no TTL, expected one)",

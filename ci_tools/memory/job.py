@@ -1,0 +1,170 @@
+"""Plan, snapshot, back up, write, verify: the one path every memory write takes.
+
+``copy`` reads a user's keys from the source Redis; ``restore`` reads them from a snapshot
+file; ``seed`` builds them from a pasted profile. All three then go through ``MemoryJob``:
+pass 1 (``planning``) reads the records, writing the snapshot as it goes, compares each with
+the target and writes a backup of every target key that will be touched; only then does
+pass 2 (``applying``) write, from the snapshot file, so what lands is exactly what was
+snapshotted; pass 3 (``verifying``) compares what is on the target with the snapshot. A dry
+run stops after pass 1 and writes nothing anywhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+from cryptography.fernet import Fernet
+
+from ci_tools.errors import RemoteError, VerificationError
+from ci_tools.memory.applying import Applier, TargetStopped
+from ci_tools.memory.choices import Action, Conflict
+from ci_tools.memory.files import RecordFile, RecordWriter
+from ci_tools.memory.model import Outcome, show, stamp
+from ci_tools.memory.planning import Planner
+from ci_tools.memory.prefetch import prefetch_flat
+from ci_tools.memory.records import Record
+from ci_tools.memory.verifying import Verifier
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """How one write runs: its policy, whether it writes, where its files go, what it says."""
+
+    policy: Conflict = Conflict.FAIL
+    apply: bool = False
+    out_dir: Path = Path("memory-out")
+    label: str = "memory"  # names the snapshot and backup files
+    undo_command: Callable[[Path], str] = field(default=lambda path: f"ci-tools memory undo {path}")
+    resume_command: str = ""
+    on_event: Callable[[str, int], None] = field(default=lambda event, n: None)  # "planned", "batch"
+    progress: Callable[[str, int], Any] | None = None  # a progress bar's factory, on a terminal
+    fernet: Fernet | None = None  # MEMORY_SNAPSHOT_KEY's: the snapshot and backup encrypted
+
+
+class MemoryJob:
+    """One write of records to one target, under one conflict policy."""
+
+    def __init__(self, target: redis.Redis, rewrite: Callable[[bytes], bytes], options: JobOptions) -> None:
+        self.target, self.rewrite, self.options = target, rewrite, options
+        self.outcome = Outcome(plan=[], applied=options.apply)
+
+    def run(
+        self,
+        records: Iterable[Record],
+        *,
+        snapshot_header: dict[str, Any] | None,
+        backup_header: dict[str, Any],
+        snapshot_file: Path | None = None,
+    ) -> Outcome:
+        """Pass 1 over ``records``; passes 2 and 3 over the snapshot (written now, or given)."""
+        with _gc_paused():
+            self._plan(records, snapshot_header, backup_header, snapshot_file)
+            if self.options.apply:
+                self._refuse_conflicts()
+                self._apply()
+            return self.outcome
+
+    def _plan(
+        self,
+        records: Iterable[Record],
+        snapshot_header: dict[str, Any] | None,
+        backup_header: dict[str, Any],
+        snapshot_file: Path | None,
+    ) -> None:
+        options, outcome = self.options, self.outcome
+        started = time.perf_counter()
+        snapshot: RecordWriter | None = None
+        backup: RecordWriter | None = None
+        if options.apply:
+            if snapshot_file is None:
+                assert snapshot_header is not None
+                outcome.snapshot = options.out_dir / f"{options.label}-snapshot-{stamp()}.jsonl"
+                snapshot = RecordWriter(outcome.snapshot, {"kind": "snapshot", **snapshot_header}, options.fernet)
+            else:
+                outcome.snapshot = snapshot_file
+            outcome.backup = options.out_dir / f"{options.label}-backup-{stamp()}.jsonl"
+            backup = RecordWriter(outcome.backup, {"kind": "backup", **backup_header}, options.fernet)
+        try:
+            outcome.plan = Planner(self.target, self.rewrite, options.policy, backup).run(records, snapshot)
+        finally:
+            for file in (snapshot, backup):
+                if file:
+                    file.close()
+        outcome.timings["read_plan_backup"] = time.perf_counter() - started
+
+    def _refuse_conflicts(self) -> None:
+        conflicts = [i for i in self.outcome.plan if i.action is Action.CONFLICT]
+        if conflicts:
+            raise VerificationError(
+                f"{len(conflicts)} target key(s) already hold other data: "
+                + ", ".join(show(i.target_key) for i in conflicts[:5])
+                + ("…" if len(conflicts) > 5 else "")
+                + "; nothing was written",
+                hint="compare with `ci-tools memory diff`, then rerun with --on-conflict skip "
+                "(keep them) or replace (overwrite, reversible from the backup)",
+            )
+
+    def _apply(self) -> None:
+        options, outcome = self.options, self.outcome
+        assert outcome.snapshot is not None and outcome.backup is not None
+        options.on_event("planned", len(outcome.plan))
+        verifier = Verifier(self.target, self.rewrite, options.resume_command)
+        applier = Applier(
+            self.target,
+            self.rewrite,
+            options.policy,
+            verifier,
+            outcome.timings,
+            on_event=options.on_event,
+            progress=options.progress,
+        )
+        try:
+            applier.run(prefetch_flat(RecordFile(outcome.snapshot, options.fernet).records()), outcome.plan)
+        except TargetStopped as stopped:
+            self._absorb(applier)
+            raise RemoteError(
+                f"the target stopped answering ({type(stopped.cause).__name__}) after {stopped.written} "
+                f"of {stopped.total} keys were written; the source is untouched; snapshot {outcome.snapshot}, "
+                f"backup {outcome.backup}",
+                hint=f"once the target is back, resume with: {options.resume_command} — "
+                f"or undo with: {options.undo_command(outcome.backup)}",
+            ) from None
+        self._absorb(applier)
+        if applier.big:
+            started = time.perf_counter()
+            not_written = set(outcome.expired) | set(outcome.appeared)
+            verifier.big_keys(RecordFile(outcome.snapshot, options.fernet).records(), applier.big, not_written)
+            outcome.timings["verify"] += time.perf_counter() - started
+        outcome.verified = verifier.verified
+        if verifier.mismatches:
+            raise VerificationError(
+                f"{len(verifier.mismatches)} key(s) differ from the snapshot after writing: "
+                + ", ".join(verifier.mismatches[:5])
+                + ("…" if len(verifier.mismatches) > 5 else ""),
+                hint=f"undo with: {options.undo_command(outcome.backup)}",
+            )
+
+    def _absorb(self, applier: Applier) -> None:
+        result, outcome = applier.result, self.outcome
+        outcome.written, outcome.expired = result.written, result.expired
+        outcome.appeared, outcome.fallback = result.appeared, result.fallback
+        outcome.verified = applier.verifier.verified
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """The passes make many short-lived objects and no cycles; collecting them is wasted time."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

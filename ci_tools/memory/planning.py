@@ -1,0 +1,155 @@
+"""Pass 1 of a memory write: compare every record with the target, decide its action, and back
+up every target key the write will touch — before anything is written.
+
+Small keys go in batches whose target keys are read ahead (in the prefetch thread); a big
+key's parts arrive one by one and are compared part by part, so no key is ever held whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+import redis
+
+from ci_tools.memory.choices import WRITES, Action, Conflict
+from ci_tools.memory.compare import difference, length_of, part_difference, ttl_difference
+from ci_tools.memory.files import RecordWriter
+from ci_tools.memory.model import PlanItem, group_parts
+from ci_tools.memory.prefetch import prefetch
+from ci_tools.memory.records import BATCH, Record, now_ms, read_records
+
+ON_CONFLICT = {Conflict.FAIL: Action.CONFLICT, Conflict.SKIP: Action.SKIP, Conflict.REPLACE: Action.REPLACE}
+Batch = tuple[list[Record], list[bytes], dict[bytes, list[Record]]]
+
+
+@dataclass
+class BigKey:
+    """A key too big for one batch, planned part by part: where its parts stand so far."""
+
+    target_key: bytes
+    exists: bool  # the target already holds this key
+    same: bool  # of the same type, and equal in every part compared so far
+    offset: int = 0  # elements planned so far
+
+
+class Planner:
+    """Decides each key's action under one conflict policy; writes the backup as it goes."""
+
+    def __init__(
+        self,
+        target: redis.Redis,
+        rewrite: Callable[[bytes], bytes],
+        policy: Conflict,
+        backup: RecordWriter | None,
+    ) -> None:
+        self.target, self.rewrite, self.policy, self.backup = target, rewrite, policy, backup
+        self.plan: list[PlanItem] = []
+        self._big: BigKey | None = None  # the big key whose parts are being planned
+
+    def run(self, records: Iterable[Record], snapshot: RecordWriter | None) -> list[PlanItem]:
+        """Plan every record (and copy it into ``snapshot`` when one is being written)."""
+        for item in prefetch(self._with_targets(records), depth=4):
+            if isinstance(item, Record):
+                if snapshot:
+                    snapshot.write(item)
+                self._plan_part(item)
+                continue
+            batch, target_keys, targets = item
+            if snapshot:
+                for record in batch:
+                    snapshot.write(record)
+            self._plan_small(batch, target_keys, targets)
+        return self.plan
+
+    def _with_targets(self, records: Iterable[Record]) -> Iterator[Batch | Record]:
+        """Source batches with their target keys already read; big keys' parts one by one."""
+        batch: list[Record] = []
+
+        def complete() -> Batch:
+            keys = [self.rewrite(r.key) for r in batch]
+            return list(batch), keys, group_parts(read_records(self.target, keys, with_dump=True))
+
+        for record in records:
+            if record.final and record.part == 0:
+                batch.append(record)
+                if len(batch) >= BATCH:
+                    yield complete()
+                    batch = []
+            else:
+                yield record
+        if batch:
+            yield complete()
+
+    def _decide(self, source: Record, remaining: int | None, reason: str | None, exists: bool) -> Action:
+        if not source.exists:
+            return Action.VANISHED
+        if remaining is not None and remaining <= 0:
+            return Action.EXPIRED
+        if not exists:
+            return Action.CREATE
+        if reason is None:
+            return Action.IDENTICAL
+        return ON_CONFLICT[self.policy]
+
+    def _plan_small(self, batch: list[Record], target_keys: list[bytes], targets: dict[bytes, list[Record]]) -> None:
+        absent: list[bytes] = []
+        at = now_ms()  # one clock read a batch: TTLs are compared to the second, not the µs
+        for source, target_key in zip(batch, target_keys, strict=True):
+            parts = targets[target_key]
+            current = parts[0]
+            reason = "target is a big key" if len(parts) > 1 else difference(source, current)
+            remaining = source.remaining_ms(at)
+            action = self._decide(source, remaining, reason, current.exists)
+            said = (reason or "") if action not in (Action.IDENTICAL, Action.CREATE) else ""
+            self._note(source, target_key, action, said, remaining)
+            if self.backup and action in WRITES:
+                if not current.exists:
+                    absent.append(target_key)
+                    continue
+                for part in parts:
+                    self.backup.write(part)
+        if self.backup and absent:
+            self.backup.write_absent(absent)
+
+    def _plan_part(self, record: Record) -> None:
+        if record.part == 0:
+            target_key = self.rewrite(record.key)
+            raw_type = self.target.type(target_key)
+            target_type = raw_type.decode() if isinstance(raw_type, bytes) else str(raw_type)
+            exists = target_type != "none"
+            self._big = BigKey(target_key, exists, same=target_type == record.type)
+            if self.backup and (not exists or self.policy is Conflict.REPLACE):
+                for part in read_records(self.target, [target_key], with_dump=True):
+                    self.backup.write(part)
+        state = self._big
+        assert state is not None
+        if state.exists and state.same and part_difference(self.target, state.target_key, record, state.offset):
+            state.same = False
+        state.offset += len(record.value)
+        if not record.final:
+            return
+        reason: str | None = None if state.same else "value differs"
+        if state.exists and state.same:
+            if length_of(self.target, state.target_key, record.type) != state.offset:
+                reason = "length differs"
+            else:
+                target_ttl = self.target.pttl(state.target_key)
+                current = Record(state.target_key, record.type, None if target_ttl < 0 else target_ttl, now_ms())
+                reason = ttl_difference(record, current)
+        remaining = record.remaining_ms()
+        action = self._decide(record, remaining, reason, state.exists)
+        self._note(record, state.target_key, action, reason or "", remaining, size=state.offset)
+        self._big = None
+
+    def _note(
+        self,
+        source: Record,
+        target_key: bytes,
+        action: Action,
+        reason: str,
+        remaining: int | None,
+        size: int | None = None,
+    ) -> None:
+        size = source.size() if size is None else size
+        self.plan.append(PlanItem(source.key, target_key, source.type, size, remaining, action, reason))
