@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 from bench.delay_proxy import DelayProxy  # noqa: E402
 from ci_tools.context import build  # noqa: E402
 from ci_tools.memory.choices import Conflict  # noqa: E402
-from ci_tools.memory.ops import CopyRequest, copy_user  # noqa: E402
+from ci_tools.memory.ops import between, copy_user  # noqa: E402
 from ci_tools.settings import load_config  # noqa: E402
 from sandbox.redis import RedisServer  # noqa: E402
 
@@ -118,16 +118,8 @@ def own_cpu() -> float:
 def tool(out: Path, source_url: str, target_url: str) -> dict[str, float]:
     ctx = build({"SOURCE_REDIS_URL": source_url, "TARGET_REDIS_URL": target_url})
     config = load_config(ROOT / "pyproject.toml")
-    request = CopyRequest(
-        user_id=USER,
-        source_env=config.env("staging"),
-        target_env=config.env("production"),
-        source_prefix="dev:",
-        target_prefix="prod:",
-        patterns=(PATTERN,),
-        apply=True,
-        policy=Conflict.REPLACE,
-        out_dir=out,
+    request = between(
+        config, USER, "staging", "production", out, patterns=(PATTERN,), apply=True, policy=Conflict.REPLACE
     )
     started = time.perf_counter()
     outcome = copy_user(ctx, request)

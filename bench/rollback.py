@@ -49,21 +49,26 @@ def secret(world: World) -> str:
     return world.secrets("production")["TELEGRAM_WEBHOOK_SECRET"]
 
 
+def production_release(
+    world: World, ctx: Context, sha: str, token: str, deadline: float, *, fail_fast: bool = True
+) -> ReleaseRequest:
+    return ReleaseRequest(
+        ctx.config.env("production"),
+        sha,
+        token,
+        timeout=60,
+        deadline=deadline,
+        poll=0.1,
+        fail_fast=fail_fast,
+        webhook_secret=secret(world),
+    )
+
+
 def exposure(deadline: float, fail_fast: bool) -> float:
     """Seconds a bad release is live before its rollback deploy is created."""
     with production_with("open_webhook", True) as (world, ctx, bad, token):
-        request = ReleaseRequest(
-            ctx.config.env("production"),
-            bad,
-            token,
-            timeout=60,
-            deadline=deadline,
-            poll=0.1,
-            fail_fast=fail_fast,
-            webhook_secret=secret(world),
-        )
         with contextlib.suppress(VerificationError):  # it must fail: that is the point
-            release(ctx, request)
+            release(ctx, production_release(world, ctx, bad, token, deadline, fail_fast=fail_fast))
         deploys = world.services["production"].deploys
         live = next(d for d in deploys if d["commit"]["id"] == bad)["_live_at"]
         rollback = next(d for d in deploys if d["trigger"] == "rollback")["_created"]
@@ -74,18 +79,7 @@ def transient(lag: float, deadline: float) -> float:
     """Seconds a release takes to pass when the URL serves the old commit ``lag`` s after live."""
     with production_with("late_switch", lag) as (world, ctx, sha, token):
         started = time.monotonic()
-        release(
-            ctx,
-            ReleaseRequest(
-                ctx.config.env("production"),
-                sha,
-                token,
-                timeout=60,
-                deadline=deadline,
-                poll=0.1,
-                webhook_secret=secret(world),
-            ),
-        )
+        release(ctx, production_release(world, ctx, sha, token, deadline))
         return time.monotonic() - started
 
 

@@ -25,8 +25,7 @@ from cryptography.fernet import Fernet  # noqa: E402
 from bench.memory_copy import USER, populate  # noqa: E402
 from ci_tools.context import build  # noqa: E402
 from ci_tools.memory import points  # noqa: E402
-from ci_tools.memory.choices import Conflict  # noqa: E402
-from ci_tools.memory.ops import CopyRequest, copy_user  # noqa: E402
+from ci_tools.memory.ops import between, copy_user  # noqa: E402
 from ci_tools.settings import load_config  # noqa: E402
 from sandbox.redis import RedisServer  # noqa: E402
 
@@ -44,16 +43,8 @@ def main() -> None:
             populate(dev.client(), size, 0)  # one user's keys under dev:, the copy's source
             prod.client().set("prod:meta:env", "production")
             ctx = build({"SOURCE_REDIS_URL": dev.url, "TARGET_REDIS_URL": prod.url, "MEMORY_SNAPSHOT_KEY": key})
-            request = CopyRequest(
-                user_id=USER,
-                source_env=config.env("staging"),
-                target_env=config.env("production"),
-                source_prefix="dev:",
-                target_prefix="prod:",
-                patterns=("bench:{user_id}:*",),
-                apply=True,
-                policy=Conflict.FAIL,
-                out_dir=Path(out) / "copy",
+            request = between(
+                config, USER, "staging", "production", Path(out) / "copy", patterns=("bench:{user_id}:*",), apply=True
             )
             started = time.perf_counter()
             copied = copy_user(ctx, request)

@@ -24,25 +24,17 @@ def test_the_built_wheel_holds_no_stand_ins(tmp_path):
     assert not [n for n in names if n.startswith("sandbox/") or "/sandbox/" in n]
 
 
+def lint_as(path: str, source: str) -> subprocess.CompletedProcess[str]:
+    """ruff on ``source`` as if it were the file at ``path`` (its per-file rules apply)."""
+    command = [find_tool("ruff"), "check", "--stdin-filename", path, "-"]
+    return subprocess.run(command, cwd=ROOT, input=source, capture_output=True, text=True, check=False)
+
+
 def test_a_pipeline_module_that_imports_a_stand_in_fails_the_lint():
     mutant = "from sandbox.world import World\n\n__all__ = ['World']\n"
-    done = subprocess.run(
-        [find_tool("ruff"), "check", "--stdin-filename", "ci_tools/pipeline/deployment.py", "-"],
-        cwd=ROOT,
-        input=mutant,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = lint_as("ci_tools/pipeline/deployment.py", mutant)
     assert done.returncode == 1 and "TID251" in done.stdout and "`sandbox` is banned" in done.stdout
-    fine = subprocess.run(
-        [find_tool("ruff"), "check", "--stdin-filename", "tests/test_x.py", "-"],
-        cwd=ROOT,
-        input=mutant,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    fine = lint_as("tests/test_x.py", mutant)
     assert fine.returncode == 0, fine.stdout  # tests may
 
 

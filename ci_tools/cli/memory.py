@@ -352,14 +352,7 @@ def _ttl(ms: int | None) -> str:
 def memory_copy(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.memory import ops
 
-    request = _request(ctx, args)
-    outcome = ops.copy_user(ctx, request)
-    _report(
-        ctx,
-        outcome,
-        args,
-        f"memory copy of user {request.user_id}: {request.source_env.name} → {request.target_env.name}",
-    )
+    _copy_or_diff(ctx, args, ops.copy_user, "copy", "→")
     return 0
 
 
@@ -379,15 +372,18 @@ def memory_export(ctx: Context, args: argparse.Namespace) -> int:
 def memory_diff(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.memory import ops
 
-    request = _request(ctx, args)
-    outcome = ops.diff_user(ctx, request)
-    _report(
-        ctx,
-        outcome,
-        args,
-        f"memory diff of user {request.user_id}: {request.source_env.name} vs {request.target_env.name}",
-    )
+    outcome = _copy_or_diff(ctx, args, ops.diff_user, "diff", "vs")
     return 0 if all(i.action is Action.IDENTICAL for i in outcome.plan) else 1
+
+
+def _copy_or_diff(
+    ctx: Context, args: argparse.Namespace, run: Callable[[Context, ops.CopyRequest], Outcome], verb: str, joint: str
+) -> Outcome:
+    request = _request(ctx, args)
+    outcome = run(ctx, request)
+    route = f"{request.source_env.name} {joint} {request.target_env.name}"
+    _report(ctx, outcome, args, f"memory {verb} of user {request.user_id}: {route}")
+    return outcome
 
 
 def memory_restore(ctx: Context, args: argparse.Namespace) -> int:

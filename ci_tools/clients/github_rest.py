@@ -108,7 +108,8 @@ class GitHubAPI:
         self.client.close()
 
     def send(self, method: str, path: str, what: str, **kwargs: Any) -> httpx.Response:
-        """One request through the retry rules; the answer as it came (the caller reads it)."""
+        """One request through the retry rules; the answer as it came (the caller reads it).
+        A POST may have created something, so it is never blindly sent twice."""
         response = request(
             self.client,
             method,
@@ -122,16 +123,7 @@ class GitHubAPI:
         return response
 
     def call(self, method: str, path: str, what: str, *, missing_ok: bool = False, **kwargs: Any) -> Any:
-        response = request(
-            self.client,
-            method,
-            path,
-            deadline=self.contact.deadline(time.monotonic() + self.budget),
-            what=f"GitHub API, {what}",
-            idempotent=method in ("GET", "PUT", "PATCH", "DELETE"),
-            **{**self.contact.options(), **kwargs},
-        )
-        self.contact.answered = True
+        response = self.send(method, path, what, **kwargs)
         if response.status_code == 404 and missing_ok:
             return None
         if response.status_code == 401:

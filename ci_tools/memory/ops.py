@@ -20,7 +20,7 @@ from ci_tools.memory.keys import KeySpace, discover, uncovered
 from ci_tools.memory.model import Outcome, stamp
 from ci_tools.memory.records import read_records
 from ci_tools.memory.sides import check_marker, connect, label, open_side, refuse_same_server
-from ci_tools.settings import Environment
+from ci_tools.settings import Config, Environment
 
 
 @dataclass
@@ -40,6 +40,24 @@ class CopyRequest:
     resume_command: str = ""
     on_event: Callable[[str, int], None] | None = None
     progress: Callable[[str, int], Any] | None = None
+
+
+def between(config: Config, user_id: int, source: str, target: str, out_dir: Path, **changes: Any) -> CopyRequest:
+    """``user_id``'s memory from environment ``source`` to ``target``, a dry run under the fail
+    policy with each side's configured prefix and the source's patterns; ``changes`` override."""
+    source_env, target_env = config.env(source), config.env(target)
+    fields: dict[str, Any] = {
+        "user_id": user_id,
+        "source_env": source_env,
+        "target_env": target_env,
+        "source_prefix": source_env.key_prefix,
+        "target_prefix": target_env.key_prefix,
+        "patterns": source_env.memory_patterns,
+        "apply": False,
+        "policy": Conflict.FAIL,
+        "out_dir": out_dir,
+    }
+    return CopyRequest(**{**fields, **changes})
 
 
 def _sides(ctx: Context, request: CopyRequest) -> tuple[redis.Redis, redis.Redis]:

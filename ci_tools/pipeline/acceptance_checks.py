@@ -16,7 +16,7 @@ from ci_tools.errors import FatalError, RemoteError
 from ci_tools.memory import net
 from ci_tools.memory.files import RecordFile
 from ci_tools.pipeline.checklist import TELEGRAM_DOWN, Item, unanswered
-from ci_tools.pipeline.cutting_over import CUTOVER_AT_VAR, FINISHED_VAR, PREVIOUS_BOT_VAR, window_end
+from ci_tools.pipeline.cutting_over import read_window
 from ci_tools.pipeline.probing import Probe, failures, run_probe, whose_token
 from ci_tools.repo.github_settings import check_if_possible
 
@@ -140,11 +140,10 @@ def _rollback_window(ctx: Context) -> Item:
         )
     try:
         with ctx.render(api_key, service_id, deadline=monotonic_deadline(BUDGET), timeout=BUDGET) as api:
-            previous, at = api.env_var(PREVIOUS_BOT_VAR), api.env_var(CUTOVER_AT_VAR)
-            finished = api.env_var(FINISHED_VAR)
+            window = read_window(api, ctx.config)
     except FatalError as exc:
         return Item(name, False, exc.message, exc.hint or "", remote=isinstance(exc, RemoteError))
-    ends = window_end(ctx.config, at)
+    previous, ends, finished = window.previous, window.ends, window.finished
     if finished and not previous:
         on, _, old = finished.partition(" ")
         return Item(name, True, f"rollback window closed on {on} ({old} forgotten by cutover --finish)")

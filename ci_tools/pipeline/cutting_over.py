@@ -82,6 +82,20 @@ def window_end(config: Config, cutover_at: str | None) -> datetime | None:
     return at + timedelta(days=config.rollback_window_days)
 
 
+@dataclass(frozen=True)
+class Window:
+    """What a service keeps of its last cutover: the old bot and until when, or that it closed."""
+
+    previous: str | None  # PREVIOUS_BOT: "@username id"
+    ends: datetime | None  # CUTOVER_AT + rollback_window_days
+    finished: str | None  # CUTOVER_FINISHED: "<date> <@old bot>", once cutover --finish ran
+
+
+def read_window(api: RenderAPI, config: Config) -> Window:
+    previous, at = api.env_var(PREVIOUS_BOT_VAR), api.env_var(CUTOVER_AT_VAR)
+    return Window(previous, window_end(config, at), api.env_var(FINISHED_VAR))
+
+
 def forward(
     ctx: Context, request: CutoverRequest, new_token: str, *, on_status: Status = lambda line: None
 ) -> CutoverResult:

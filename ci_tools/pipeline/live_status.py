@@ -27,7 +27,7 @@ from ci_tools.context import Context
 from ci_tools.errors import FatalError, RemoteError
 from ci_tools.memory import net
 from ci_tools.pipeline.checklist import TELEGRAM_DOWN, Item, unanswered
-from ci_tools.pipeline.cutting_over import CUTOVER_AT_VAR, FINISHED_VAR, PREVIOUS_BOT_VAR, window_end
+from ci_tools.pipeline.cutting_over import read_window
 from ci_tools.settings import Environment
 
 BUDGET = 6.0  # seconds a read-only check may spend retrying before it says "did not answer"
@@ -237,11 +237,10 @@ class EnvStatus:
             return Item(name, None, "no RENDER_API_KEY or RENDER_SERVICE_ID", "export both")
         try:
             with self._render() as api:
-                previous, at = api.env_var(PREVIOUS_BOT_VAR), api.env_var(CUTOVER_AT_VAR)
-                finished = api.env_var(FINISHED_VAR)
+                window = read_window(api, self.config)
         except FatalError as exc:
             return Item(name, False, exc.message, exc.hint or "", remote=isinstance(exc, RemoteError))
-        ends = window_end(self.config, at)
+        previous, ends, finished = window.previous, window.ends, window.finished
         if finished and not previous:
             return Item(name, True, f"rollback window closed on {finished}")
         if not previous or ends is None:

@@ -21,8 +21,7 @@ from typing import Any
 
 from ci_tools.context import Context, build
 from ci_tools.errors import FatalError, VerificationError
-from ci_tools.memory.choices import Conflict
-from ci_tools.memory.ops import CopyRequest, copy_user
+from ci_tools.memory.ops import between, copy_user
 from ci_tools.output import say
 from ci_tools.pipeline.acceptance_checks import acceptance
 from ci_tools.pipeline.announcing import announce, default_text
@@ -226,17 +225,9 @@ class Rehearsal:
         }
         ctx = self._ctx(world, "production", **urls)
         config = ctx.config
-        request = CopyRequest(
-            user_id=DAILY_USER,
-            source_env=config.env("staging"),
-            target_env=config.env("production"),
-            source_prefix="",
-            target_prefix="prod:",
-            patterns=config.env("staging").memory_patterns,
-            apply=False,
-            policy=Conflict.FAIL,
-            out_dir=self.root / "memory-out",
-            legacy_source=True,
+        # The legacy dev bot's keys carry no prefix and no marker.
+        request = between(
+            config, DAILY_USER, "staging", "production", self.root / "memory-out", source_prefix="", legacy_source=True
         )
         plan = copy_user(ctx, request)
         require(plan.counts().get("create") == 3, f"unexpected dry-run plan {plan.counts()}")
@@ -292,18 +283,8 @@ class Rehearsal:
         bad = world.commit("main", "release: a webhook that forgets its secret")
         world.render.fault(service, bad, open_webhook=True)
         ctx = self._ctx(world, "production")
-        config = ctx.config
-        request = ReleaseRequest(
-            config.env("production"),
-            bad,
-            world.bots["production"].token,
-            timeout=60,
-            deadline=10,
-            poll=0.1,
-            webhook_secret=SECRETS["production"],
-        )
         try:
-            release(ctx, request)
+            release(ctx, _production_release(world, ctx, bad))
         except VerificationError as failed:
             outcome = failed.message
         else:
@@ -342,17 +323,8 @@ class Rehearsal:
         )
         memory_key = f"prod:memory:{DAILY_USER}"
         world.render.fault(world.services["production"], bad, open_webhook=True, overwrites={memory_key: "[]"})
-        request = ReleaseRequest(
-            env,
-            bad,
-            world.bots["production"].token,
-            timeout=60,
-            deadline=10,
-            poll=0.1,
-            webhook_secret=SECRETS["production"],
-        )
         try:
-            release(ctx, request)
+            release(ctx, _production_release(world, ctx, bad))
         except VerificationError as failed:
             if "rolled back" not in failed.message:
                 raise
@@ -411,6 +383,19 @@ class Rehearsal:
             raise VerificationError("; ".join(f"{i.name}: {i.detail}" for i in unmet))
         window = next(i.detail for i in items if i.name == "the old bot is kept for rollback")
         return f"{len(items)} items ✓ ({window})"
+
+
+def _production_release(world: World, ctx: Context, commit: str) -> ReleaseRequest:
+    """A release of ``commit`` to production as production.yml runs it, on the sandbox's clock."""
+    return ReleaseRequest(
+        ctx.config.env("production"),
+        commit,
+        world.bots["production"].token,
+        timeout=60,
+        deadline=10,
+        poll=0.1,
+        webhook_secret=SECRETS["production"],
+    )
 
 
 def rehearse(

@@ -57,9 +57,11 @@ def test_cutover_with_another_bots_token_is_refused_before_anything_changes(worl
     assert_no_secret(run, world)
 
 
-def cutover(world, act, direction: str, **secrets: str):
-    values = environment_secrets(world, "production", **secrets)
-    return act.run("cutover.yml", "workflow_dispatch", secrets=values, payload=dispatch("main", direction=direction))
+def cutover(world, act, direction: str, env: str = "production", inputs: dict | None = None, **secrets: str):
+    """cutover.yml dispatched from main with ``direction`` (and ``inputs``), in ``env``'s GitHub environment."""
+    values = environment_secrets(world, env, **secrets)
+    payload = dispatch("main", direction=direction, **(inputs or {}))
+    return act.run("cutover.yml", "workflow_dispatch", secrets=values, payload=payload)
 
 
 def test_cutover_forward_then_back_puts_the_old_bot_back_and_probes_it(world, act, old_bot_on_production):
@@ -100,13 +102,7 @@ def test_the_window_is_finished_only_when_over_or_when_told(world, act, old_bot_
     refused = cutover(world, act, "finish")
     assert not refused.ok and "the rollback window of production is open until" in refused.log
     assert service.env["PREVIOUS_TELEGRAM_BOT_TOKEN"] == old_bot_on_production.token
-    values = environment_secrets(world, "production")
-    closed = act.run(
-        "cutover.yml",
-        "workflow_dispatch",
-        secrets=values,
-        payload=dispatch("main", direction="finish", finish_now="true"),
-    )
+    closed = cutover(world, act, "finish", inputs={"finish_now": "true"})
     assert closed.ok, closed.tail()
     assert "rollback window closed: @mindmate_legacy_bot can no longer come back" in closed.log
     assert not {"PREVIOUS_TELEGRAM_BOT_TOKEN", "PREVIOUS_BOT", "CUTOVER_AT"} & set(service.env)
@@ -121,12 +117,14 @@ def test_staging_gets_a_new_bot_with_the_same_guarantees(world, act):
     world.services["staging"].env["TELEGRAM_BOT_TOKEN"] = legacy.token
     start_live(world, "staging", world.commit("develop", "develop before the new staging bot"))
     new = world.bots["staging"]  # @mindmate_dev_bot, the username the config expects
-    values = environment_secrets(world, "staging", TELEGRAM_BOT_TOKEN=legacy.token, NEW_TELEGRAM_BOT_TOKEN=new.token)
-    run = act.run(
-        "cutover.yml",
-        "workflow_dispatch",
-        secrets=values,
-        payload=dispatch("main", direction="forward", environment="staging"),
+    run = cutover(
+        world,
+        act,
+        "forward",
+        "staging",
+        {"environment": "staging"},
+        TELEGRAM_BOT_TOKEN=legacy.token,
+        NEW_TELEGRAM_BOT_TOKEN=new.token,
     )
     assert run.ok, run.tail()
     assert health(world, "staging")["bot"]["username"] == new.username
