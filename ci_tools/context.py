@@ -1,4 +1,5 @@
-"""What a command knows about its surroundings, read once: the one place ``os.environ`` is read.
+"""What a command knows about its surroundings, read once: ``main()`` hands ``os.environ`` to
+``build()`` here, and nothing below them reads the environment again.
 
 ``main()`` builds a frozen ``Context`` from the environment and the running command's
 declared secrets, before the command does anything; every phase and client below it takes
