@@ -42,7 +42,12 @@ def prepare() -> Settings:
     except EnvMismatchError as exc:
         sys.exit(f"mindmate: {exc}")
     except (redis.RedisError, OSError) as exc:
-        sys.exit(f"mindmate: cannot reach Redis ({redact.redact(str(exc))}): check REDIS_URL")
+        # Serve anyway: /healthz answers 503 until Redis answers, so Render keeps routing to
+        # the old instance, and updates get a 503 so Telegram delivers them again later.
+        log.warning(
+            "Redis does not answer (%s): /healthz says 503 until it does; check REDIS_URL",
+            redact.redact(str(exc)),
+        )
     return settings
 
 

@@ -37,7 +37,7 @@ from telegram.ext import Application, ContextTypes
 from mindmate.conversation import ProbeTurn, done_probing, probing
 from mindmate.handlers import register
 from mindmate.settings import Settings
-from mindmate.store import MemoryStore
+from mindmate.store import EnvMismatchError, MemoryStore
 
 log = logging.getLogger("mindmate")
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name
@@ -74,7 +74,7 @@ def create_app(settings: Settings) -> Starlette:
     redis_client = aioredis.from_url(
         settings.redis_url, decode_responses=True, socket_timeout=2, socket_connect_timeout=2
     )
-    store = MemoryStore(redis_client, settings.key_prefix, settings.history_limit)
+    store = MemoryStore(redis_client, settings.key_prefix, settings.history_limit, env=settings.env)
     application = build_application(settings)
     register(application, settings, store)
 
@@ -124,10 +124,11 @@ def create_app(settings: Settings) -> Starlette:
         user = update.effective_user
         turn = ProbeTurn(store, nonce) if user and user.id == settings.probe_user_id and NONCE.match(nonce) else None
         try:
+            await store.claim()  # nothing is written to a Redis this environment has not claimed
             if turn is None and await store.took_effect(update.update_id):
                 log.info("update %s already took effect: acknowledged, not repeated", update.update_id)
                 return PlainTextResponse("ok")
-        except STORAGE_ERRORS as exc:
+        except (*STORAGE_ERRORS, EnvMismatchError) as exc:
             return _storage_failure(update.update_id, exc)
         failures: list[BaseException] = []
         failures_token, probe_token = _failures.set(failures), probing(turn)

@@ -81,10 +81,32 @@ class MemoryStore:
     an update either took effect (and is marked) or did not (and may be redelivered).
     """
 
-    def __init__(self, client: aioredis.Redis, prefix: str, history_limit: int = 50) -> None:
+    def __init__(self, client: aioredis.Redis, prefix: str, history_limit: int = 50, env: str = "") -> None:
         self.client = client
         self.prefix = prefix
         self.history_limit = history_limit
+        self.env = env
+        self.claimed = not env  # without an env to claim for, there is nothing to wait for
+
+    async def claim(self) -> None:
+        """Claim this Redis for ``env`` once it answers (``claim_env_marker``, asynchronously).
+
+        A bot that started while its Redis did not answer serves 503 until this succeeds,
+        so Render never routes to it and Telegram delivers its updates again later.
+        Raises EnvMismatchError for a Redis another environment claimed; Redis errors pass.
+        """
+        if self.claimed:
+            return
+        key = marker_key(self.prefix)
+        await self.client.set(key, self.env, nx=True)
+        raw = await self.client.get(key)
+        found = raw.decode() if isinstance(raw, bytes) else str(raw)
+        if found != self.env:
+            raise EnvMismatchError(
+                f"this bot is ENV={self.env} but its Redis is marked {key}={found}; "
+                f"point REDIS_URL at the {self.env} Redis"
+            )
+        self.claimed = True
 
     def _mark(self, pipe: aioredis.client.Pipeline, update_id: int | None) -> None:
         if update_id is not None:
@@ -182,8 +204,9 @@ class MemoryStore:
 
     async def health(self) -> tuple[bool, str | None]:
         try:
+            await self.claim()
             await self.client.ping()
             marker = await self.client.get(marker_key(self.prefix))
-        except (redis.RedisError, OSError):
+        except (redis.RedisError, OSError, EnvMismatchError):
             return False, None
         return True, None if marker is None else str(marker)

@@ -53,8 +53,10 @@ class ThreadedBot:
         try:
             client = redis.Redis.from_url(self.settings.redis_url, socket_connect_timeout=5)
             claim_env_marker(client, self.settings.key_prefix, self.settings.env)
-        except (EnvMismatchError, redis.RedisError) as exc:
+        except EnvMismatchError as exc:
             raise RuntimeError(str(exc)) from None
+        except redis.RedisError:
+            pass  # as python -m mindmate: serve, /healthz answers 503 until Redis answers
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not self.server.started:

@@ -128,6 +128,26 @@ def _render_overrides(spec: dict[str, Any]) -> None:
     one. It is read as ``anyOf``, the only reading any real answer passes."""
     details = spec["components"]["schemas"]["service"]["properties"]["serviceDetails"]
     details["anyOf"] = details.pop("oneOf")
+    # The same holds for a service event's ``details``: seven of its variants are a bare
+    # ``{"type": "object"}`` (Server Available, Server Hardware Failure, …), so every event
+    # matches several and none can match exactly one. Read as ``anyOf`` for the same reason.
+    # Other schemas $ref into its variants by index, so those pointers follow the rename.
+    event = spec["components"]["schemas"]["serviceEventWithCursor"]["properties"]["event"]
+    event["properties"]["details"]["anyOf"] = event["properties"]["details"].pop("oneOf")
+    _repoint(spec, "/event/properties/details/oneOf/", "/event/properties/details/anyOf/")
+
+
+def _repoint(node: Any, old: str, new: str) -> None:
+    """Every ``$ref`` under ``node`` that contains ``old``, rewritten to ``new``."""
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and old in ref:
+            node["$ref"] = ref.replace(old, new)
+        for value in node.values():
+            _repoint(value, old, new)
+    elif isinstance(node, list):
+        for value in node:
+            _repoint(value, old, new)
 
 
 def _github_overrides(spec: dict[str, Any]) -> None:

@@ -3,10 +3,18 @@
 A "deploy" goes through Render's statuses over time and, at ``update_in_progress``,
 really starts the reference bot for that commit (against the service's env vars:
 a real Redis, the Telegram stand-in). A per-service router on a stable port plays
-the service's public URL and switches to the new instance once it is healthy, as
-Render's zero-downtime deploys do. Faults are switched on per commit or per call:
-failed build, slow deploy, health stuck on the old commit, an open webhook, 429s, 5xx,
-and a create (deploy or rollback) that takes effect and then answers 502 or hangs.
+the service's public URL. Faults are switched on per commit or per call: failed
+build, slow deploy, an open webhook, 429s, 5xx, and a create (deploy or rollback)
+that takes effect and then answers 502 or hangs.
+
+Zero-downtime deploys as Render documents them (render.com/docs/deploys#zero-downtime-deploys,
+render.com/docs/health-checks): the new instance boots beside the old one, and the public
+URL switches to it only once its health check path answers 2xx or 3xx within 5 s. An
+instance that exits at start is restarted; one that never gets healthy keeps the deploy at
+``update_in_progress`` until Render gives up (15 minutes: ``health_timeout`` here, scaled
+down by the tests), while the old instance serves throughout and each failure is reported
+as a ``server_failed`` event (``GET /v1/services/{id}/events``). ``POST
+…/deploys/{id}/cancel`` cancels a deploy in progress; the old instance keeps serving.
 
 Contract (render-oss/sdk, ``public_api/api/deploys``): ``POST
 /v1/services/{id}/deploys`` with ``{"commitId": sha}`` answers 201 with the deploy
@@ -97,6 +105,14 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _parse(stamp: str) -> datetime:
+    parsed = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+IN_PROGRESS = ("created", "queued", "build_in_progress", "update_in_progress", "pre_deploy_in_progress")
+
+
 class Router(StandInServer):
     """The service's public URL: forwards every request to the live instance."""
 
@@ -147,7 +163,6 @@ class Router(StandInServer):
 class Faults:
     build_failed: bool = False
     slow: float = 0.0
-    health_stuck: bool = False
     open_webhook: bool = False
     late_switch: float = 0.0  # the public URL keeps serving the old instance this long after live
     # keys this build's code overwrites in the service's Redis when it starts (a bad migration)
@@ -168,6 +183,7 @@ class FakeService:
     instance: Any = None
     faults: dict[str, Faults] = field(default_factory=dict)
     created: str = field(default_factory=lambda: _now())
+    events: list[dict[str, Any]] = field(default_factory=list)  # newest first, as Render lists them
 
     def json(self) -> dict[str, Any]:
         """``service`` of Render's description: a Python web service, every required field."""
@@ -221,10 +237,15 @@ class FakeRender(StandInServer):
         step: float = 0.15,
         process: bool = False,
         latency: float = 0.0,
+        health_timeout: float = 900.0,
     ) -> None:
         super().__init__(latency=latency)
         self.api_key = api_key
         self.step = step  # seconds between statuses
+        # Render fails a deploy whose instance has not passed its health check for 15 minutes
+        # (render.com/docs/health-checks); tests scale it down.
+        self.health_timeout = health_timeout
+        self.health_interval = 0.1  # between health checks of a booting instance (Render: a few s)
         self.process = process  # run instances as child processes (as Render does) or threads (fast)
         self.services: dict[str, FakeService] = {}
         self._ids = itertools.count(1)
@@ -421,6 +442,15 @@ class FakeRender(StandInServer):
                 items = items[ids.index(cursor) + 1 :] if cursor in ids else []
             page = items[:limit]
             return 200, [{"deploy": public(d), "cursor": d["id"]} for d in page], {}
+        if method == "POST" and (match := re.fullmatch(r"/deploys/(dep-[a-z0-9]+)/cancel", rest)):
+            found = self.cancel(service, match[1])
+            if found is None:
+                return 404, {"message": "deploy not found"}, {}
+            if found["status"] != "canceled":
+                return 400, {"message": f"deploy is {found['status']}, not in progress"}, {}
+            return 200, public(found), {}
+        if method == "GET" and rest == "/events":
+            return 200, self._events(service, request), {}
         if method == "GET" and (match := re.fullmatch(r"/deploys/(dep-[a-z0-9]+)", rest)):
             found = next((d for d in service.deploys if d["id"] == match[1]), None)
             return (200, public(found), {}) if found else (404, {"message": "deploy not found"}, {})
@@ -431,7 +461,9 @@ class FakeRender(StandInServer):
                 return 404, {"message": "deploy not found"}, {}
             if target["status"] not in ("live", "deactivated"):
                 return 400, {"message": "can only roll back to a deploy that was live"}, {}
-            deploy = self._start_deploy(service, target["commit"]["id"], trigger="rollback", build=False)
+            deploy = self._start_deploy(
+                service, target["commit"]["id"], trigger="rollback", build=False, target=target["id"]
+            )
             self.created.append({"path": request.path, "body": request.json()})
             return self._answer_create((201, public(deploy), {}))
         if method == "POST" and rest == "/deploys":
@@ -475,7 +507,9 @@ class FakeRender(StandInServer):
         return 404, {"message": "not found"}, {}
 
     # -- deploys -------------------------------------------------------------------
-    def _start_deploy(self, service: FakeService, commit: str, *, trigger: str, build: bool = True) -> dict[str, Any]:
+    def _start_deploy(
+        self, service: FakeService, commit: str, *, trigger: str, build: bool = True, target: str | None = None
+    ) -> dict[str, Any]:
         deploy = {
             "id": f"dep-sandbox{next(self._ids):06d}",
             "commit": {"id": commit, "message": f"commit {commit[:7]}", "createdAt": _now()},
@@ -487,22 +521,50 @@ class FakeRender(StandInServer):
             "_created": time.monotonic(),
         }
         with self.lock:
-            for other in service.deploys:  # a newer deploy cancels one in progress
-                if other["status"] in (
-                    "created",
-                    "queued",
-                    "build_in_progress",
-                    "update_in_progress",
-                ):
+            # Render's default overlapping-deploy policy: a newer deploy overrides (cancels)
+            # the one in progress (render.com/changelog, 2025-05-28: "Override … (default)").
+            for other in service.deploys:
+                if other["status"] in IN_PROGRESS:
                     other["_cancel"] = True
             service.deploys.insert(0, deploy)
+        cause: dict[str, Any] = {
+            "firstBuild": len(service.deploys) == 1,
+            "envUpdated": False,
+            "manual": trigger == "manual",
+            "deployedByRender": False,
+            "clearCache": False,
+            "rollback": target is not None,
+        }
+        if target is not None:  # the only record of which deploy a rollback returned to
+            cause["rollbackTargetDeployId"] = target
+        else:
+            cause["newCommit"] = commit
+        self._event(service, "deploy_started", {"deployId": deploy["id"], "trigger": cause})
         thread = threading.Thread(target=self._progress, args=(service, deploy, build), daemon=True)
         self._threads.append(thread)
         thread.start()
         return deploy
 
+    def _events(self, service: FakeService, request: Request) -> list[dict[str, Any]]:
+        """``list-events``: newest first, ``startTime`` defaulting to an hour ago (Render's docs)."""
+        since = request.query.get("startTime") or datetime.fromtimestamp(time.time() - 3600, UTC).isoformat()
+        kinds = set(request.query.get("type", "").split(",")) - {""}
+        limit = max(1, min(100, int(request.query.get("limit", 20))))
+        with self.lock:
+            found = [e for e in service.events if _parse(e["timestamp"]) >= _parse(since)]
+        found = [e for e in found if not kinds or e["type"] in kinds]
+        cursor = request.query.get("cursor")
+        if cursor:
+            ids = [e["id"] for e in found]
+            found = found[ids.index(cursor) + 1 :] if cursor in ids else []
+        return [
+            {"event": {k: v for k, v in e.items() if not k.startswith("_")}, "cursor": e["id"]} for e in found[:limit]
+        ]
+
     def _set(self, deploy: dict[str, Any], status: str) -> None:
         with self.lock:
+            if deploy["status"] == "canceled":
+                return
             deploy["status"], deploy["updatedAt"] = status, _now()
             if status in ("build_in_progress", "update_in_progress"):
                 deploy.setdefault("startedAt", deploy["updatedAt"])
@@ -514,10 +576,7 @@ class FakeRender(StandInServer):
     def _wait(self, deploy: dict[str, Any], seconds: float) -> bool:
         """Sleep; False if the deploy was canceled meanwhile."""
         end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            if deploy.get("_cancel"):
-                self._set(deploy, "canceled")
-                return False
+        while not deploy.get("_cancel") and time.monotonic() < end:
             time.sleep(0.02)
         if deploy.get("_cancel"):
             self._set(deploy, "canceled")
@@ -535,12 +594,9 @@ class FakeRender(StandInServer):
                 return
             if faults.build_failed:
                 self._set(deploy, "build_failed")
+                self._ended(service, deploy, "failed")
                 return
         self._set(deploy, "update_in_progress")
-        if faults.health_stuck:  # the new instance never passes its health check
-            while self._wait(deploy, 0.1):
-                pass
-            return
         environ = {
             **service.env,
             "RENDER_GIT_COMMIT": commit,
@@ -551,15 +607,8 @@ class FakeRender(StandInServer):
                 for key, value in faults.overwrites.items():
                     client.delete(key)
                     client.set(key, value)
-        try:
-            instance = self._launch(service, environ)
-        except RuntimeError as exc:
-            deploy["_error"] = str(exc)
-            self._set(deploy, "update_failed")
-            return
-        if deploy.get("_cancel"):
-            instance.stop()
-            self._set(deploy, "canceled")
+        instance = self._boot_until_healthy(service, deploy, environ)
+        if instance is None:
             return
         with self.lock:
             old, service.instance = service.instance, instance
@@ -574,6 +623,104 @@ class FakeRender(StandInServer):
         else:
             self._switch(service, instance, old)
         self._set(deploy, "live")
+        self._ended(service, deploy, "succeeded")
+
+    def _boot_until_healthy(self, service: FakeService, deploy: dict[str, Any], environ: dict[str, str]) -> Any:
+        """Start the new instance beside the old one and health-check it, as Render does.
+
+        render.com/docs/health-checks: during a deploy Render sends the health check path
+        requests until one answers 2xx or 3xx within 5 seconds, and only then routes traffic
+        to the new instance; a deploy that has not passed within 15 minutes fails, and the
+        old instance keeps serving. An instance that exits is restarted. Each failure is a
+        ``server_failed`` event. Returns the healthy instance, or None (canceled or failed).
+        """
+        given_up = time.monotonic() + self.health_timeout
+        instance: Any = None
+        reported = ""
+        while True:
+            if instance is None:
+                try:
+                    instance = self._launch(service, environ)
+                except Exception as exc:  # it exited at start: reported, then restarted
+                    deploy["_error"] = str(exc)
+                    if reported != "exit":
+                        self._event(service, "server_failed", {"reason": {"evicted": False, "nonZeroExit": 1}})
+                        reported = "exit"
+            if instance is not None:
+                answer = self._health(service, instance)
+                if answer is None and not deploy.get("_cancel"):
+                    return instance
+                if answer is not None and reported != answer:
+                    details = {
+                        "instanceID": self._instance_id(service),
+                        "reason": {"evicted": False, "unhealthy": answer},
+                    }
+                    self._event(service, "server_failed", details)
+                    reported = answer
+            if time.monotonic() >= given_up:
+                if instance is not None:
+                    instance.stop()
+                self._set(deploy, "update_failed")
+                self._ended(service, deploy, "failed")
+                return None
+            if not self._wait(deploy, self.health_interval):
+                if instance is not None:
+                    instance.stop()
+                self._ended(service, deploy, "canceled")
+                return None
+
+    def _health(self, service: FakeService, instance: Any) -> str | None:
+        """None if the health check passes (2xx or 3xx within 5 s), else what it saw."""
+        path = service.json()["serviceDetails"]["healthCheckPath"]
+        try:
+            answer = httpx.get(instance.url + path, timeout=5)
+        except httpx.HTTPError as exc:
+            return f"GET {path}: {type(exc).__name__}"
+        if 200 <= answer.status_code < 400:
+            return None
+        return f"GET {path} answered {answer.status_code}"
+
+    @staticmethod
+    def _instance_id(service: FakeService) -> str:
+        """Render's instance ids are the service id and a 5-character suffix."""
+        return f"srv-{(service.id[4:] + '0' * 20)[:20]}-{service.name.replace('-', '')[:5]:0<5}"
+
+    def _event(self, service: FakeService, kind: str, details: dict[str, Any]) -> None:
+        """One service event, as ``GET /v1/services/{id}/events`` lists it (newest first)."""
+        with self.lock:
+            number = next(self._ids)
+            service.events.insert(
+                0,
+                {
+                    "id": f"evt-sandbox{number:013d}",
+                    "timestamp": _now(),
+                    "serviceId": service.id,
+                    "type": kind,
+                    "details": details,
+                    "_at": time.monotonic(),
+                },
+            )
+
+    def _ended(self, service: FakeService, deploy: dict[str, Any], status: str) -> None:
+        reason: dict[str, Any] = {}
+        if status == "failed":
+            reason = {"failure": {"evicted": False, "unhealthy": str(deploy.get("_error", "failed"))}}
+        self._event(
+            service,
+            "deploy_ended",
+            {"deployId": deploy["id"], "deployStatus": status, "reason": reason, "status": 0},
+        )
+
+    def cancel(self, service: FakeService, deploy_id: str) -> dict[str, Any] | None:
+        """Cancel a deploy in progress: its status becomes ``canceled`` within a step."""
+        deploy = next((d for d in service.deploys if d["id"] == deploy_id), None)
+        if deploy is None or deploy["status"] not in IN_PROGRESS:
+            return deploy
+        deploy["_cancel"] = True
+        end = time.monotonic() + 10
+        while deploy["status"] != "canceled" and time.monotonic() < end:
+            time.sleep(0.02)
+        return deploy
 
     def _switch(self, service: FakeService, instance: Any, old: Any) -> None:
         service.router.target = instance.url

@@ -22,7 +22,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("environment")
     target = r.add_mutually_exclusive_group()
     target.add_argument("--to", dest="deploy_id", help="the deploy id to go back to (dep-…)")
-    target.add_argument("--previous", action="store_true", help="the deploy live before the current one (default)")
+    target.add_argument(
+        "--previous",
+        action="store_true",
+        help="the newest earlier deploy that went live, was not rejected (rolled back from) "
+        "and carries another commit (default)",
+    )
     r.add_argument("--timeout", type=float, default=900)
     add_probe_options(r)
     r.add_argument("--poll", type=float, default=2.0, help=argparse.SUPPRESS)
@@ -42,15 +47,28 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     env = config.env(args.environment)
     if args.deploy_id is not None and not args.deploy_id.strip().startswith("dep-"):
         raise InputError(f"--to {args.deploy_id!r} is not a deploy id", hint="deploy ids look like dep-…")
-    target, final = rollback(
+
+    def warn(line: str) -> None:
+        ctx.runner.annotate("warning", line, title="rolling back to a rejected deploy")
+        say(f"⚠ {line}")
+
+    back = rollback(
         ctx,
         env,
         to=(args.deploy_id or "").strip() or None,
         timeout=args.timeout,
         poll=args.poll,
         on_status=printer(args.json),
+        on_warning=warn,
     )
+    target, final = back.target, back.final
     commit = str(target.commit)
+    if not back.changed:
+        line = f"{env.name} already runs {commit[:12]} ({final.id}): nothing was rolled back"
+        ctx.runner.add_summary(f"### Rollback of {env.name}\n\n{line}")
+        if not args.json:
+            say(f"✓ {line}")
+        return 0
     ctx.runner.add_summary(
         f"### Rollback of {env.name}\n\nback to `{target.id}` (`{commit[:12]}`), now live as `{final.id}`"
     )

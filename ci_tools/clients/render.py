@@ -62,6 +62,42 @@ class Deploy:
         )
 
 
+@dataclass(frozen=True)
+class Event:
+    """One of Render's service events (``list-events``): what happened, with its details."""
+
+    id: str
+    type: str
+    timestamp: str
+    details: dict[str, Any]
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> Event:
+        details = data.get("details")
+        return cls(str(data.get("id")), str(data.get("type")), str(data.get("timestamp")), dict(details or {}))
+
+    @property
+    def rollback_target(self) -> str | None:
+        """For ``deploy_started`` of a rollback: the deploy it returned to."""
+        trigger = self.details.get("trigger") or {}
+        return trigger.get("rollbackTargetDeployId") if trigger.get("rollback") else None
+
+    def failure(self) -> str:
+        """What a ``server_failed`` event says went wrong, in a few words."""
+        reason = self.details.get("reason") or {}
+        if reason.get("unhealthy"):
+            return f"the new instance fails its health check: {reason['unhealthy']}"
+        if reason.get("nonZeroExit") is not None:
+            return f"the new instance exits with status {reason['nonZeroExit']}"
+        if reason.get("oomKilled"):
+            return f"the new instance ran out of memory ({reason['oomKilled'].get('memoryLimit', '?')})"
+        if reason.get("earlyExit"):
+            return "the new instance exits early"
+        if reason.get("timedOutSeconds"):
+            return f"the new instance timed out after {reason['timedOutSeconds']}s"
+        return "the new instance failed"
+
+
 def check_hook_url(hook_url: str, base: str) -> str:
     """The hook URL as given, if it looks like a Render deploy hook (``…/deploy/srv-…?key=…``) on ``base``."""
     parts = urlsplit(hook_url)
@@ -212,6 +248,29 @@ class RenderAPI:
 
     def live(self) -> Deploy | None:
         return next((d for d in self.deploys() if d.status == "live"), None)
+
+    def in_progress(self) -> Deploy | None:
+        """The deploy Render is working on now, if any (newest first)."""
+        return next((d for d in self.deploys(max_pages=1) if d.status in IN_PROGRESS), None)
+
+    def events(self, *, since: str, kinds: tuple[str, ...] = (), limit: int = 100) -> list[Event]:
+        """The service's events since ``since`` (ISO 8601), newest first: one page is plenty
+        for one deploy's life (Render keeps no event older than its retention anyway)."""
+        params: dict[str, Any] = {"startTime": since, "limit": limit}
+        if kinds:
+            params["type"] = ",".join(kinds)
+        page = self._call("GET", f"/services/{self.service_id}/events", "reading the service's events", params=params)
+        return [Event.from_api(item["event"]) for item in page or []]
+
+    def cancel(self, deploy_id: str) -> Deploy:
+        """Cancel a deploy in progress (Render keeps the old instance serving)."""
+        data = self._call(
+            "POST",
+            f"/services/{self.service_id}/deploys/{deploy_id}/cancel",
+            f"cancelling {deploy_id}",
+            idempotent=False,
+        )
+        return Deploy.from_api(data)
 
     def create_deploy(self, commit: str) -> Deploy | None:
         """POST /deploys with the exact commit; the deploy (201), or None when queued (202)."""

@@ -15,6 +15,8 @@ RENDER: Final = (
     "GET /services/{serviceId}/deploys",
     "POST /services/{serviceId}/deploys",
     "GET /services/{serviceId}/deploys/{deployId}",
+    "POST /services/{serviceId}/deploys/{deployId}/cancel",
+    "GET /services/{serviceId}/events",
     "POST /services/{serviceId}/rollback",
     "GET /services/{serviceId}/env-vars",
     "PUT /services/{serviceId}/env-vars",

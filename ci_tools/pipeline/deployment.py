@@ -23,6 +23,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 
 import httpx
@@ -38,7 +39,8 @@ from ci_tools.clients.render import (
     trigger_hook,
 )
 from ci_tools.context import Context
-from ci_tools.errors import ConfigError, InputError, VerificationError
+from ci_tools.errors import ConfigError, InputError, RemoteError, VerificationError
+from ci_tools.pipeline import release_order
 from ci_tools.settings import Environment
 
 SHA = re.compile(r"^[0-9a-f]{7,40}$")
@@ -146,7 +148,7 @@ def deploy(
     service_id = ctx.optional("RENDER_SERVICE_ID") or (service_id_from_hook(hook) if hook else None)
     if api_key and service_id:
         with ctx.render(api_key, service_id, deadline=deadline) as api:
-            final, previous = _deploy_by_api(api, commit, deadline, poll, on_status)
+            final, previous = _deploy_by_api(api, env, commit, deadline, poll, on_status)
         return DeployResult(
             final.id, previous.id if previous else None, final.status, commit, time.monotonic() - started, Followed.API
         )
@@ -160,15 +162,20 @@ def deploy(
             f"{commit[:12]} is not on {env.branch}, and the deploy hook can only deploy {env.branch}'s head",
             hint="a feature branch on staging needs RENDER_API_KEY and RENDER_SERVICE_ID",
         )
+    if env.rollback_on_failed_probe and env.health_url:
+        release_order.check_order(env, commit, _live_commit(ctx, env.health_url))
     deploy_id = _deploy_by_hook(ctx, env, hook, commit, deadline, poll, on_status, service_id)
     return DeployResult(deploy_id, None, "live", commit, time.monotonic() - started, Followed.HEALTHZ)
 
 
 def _deploy_by_api(
-    api: RenderAPI, commit: str, deadline: float, poll: float, on_status: Status
+    api: RenderAPI, env: Environment, commit: str, deadline: float, poll: float, on_status: Status
 ) -> tuple[Deploy, Deploy | None]:
-    known = {d.id for d in api.deploys(max_pages=1)}
+    if env.rollback_on_failed_probe:  # releases go in order: judged against what is live now
+        release_order.settle(api, deadline, on_status, poll)
     previous = api.live()
+    release_order.check_order(env, commit, previous.commit if previous else None)
+    known = {d.id for d in api.deploys(max_pages=1)}
     if previous and previous.commit == commit:
         on_status(f"{commit[:12]} is already live ({previous.id}); deploying again anyway")
     created = api.create_once(
@@ -190,9 +197,16 @@ def follow(
     poll: float,
     on_status: Status,
 ) -> Deploy:
-    """Follow a deploy of ``commit`` until it is live; without an id, the first new one of it."""
+    """Follow a deploy of ``commit`` until it is live; without an id, the first new one of it.
+
+    While Render updates the service, its events are read too: a ``server_failed`` (the new
+    instance exits, or fails its health check) is named as soon as Render reports it,
+    rather than after a silent deadline. At the deadline a deploy still in progress is
+    cancelled, so it cannot go live later unprobed; Render keeps the old instance serving.
+    """
     last = "not seen yet"
     current: Deploy | None = None
+    cause: str | None = None
     while time.monotonic() < deadline:
         if deploy_id:
             current = api.deploy(deploy_id)
@@ -214,17 +228,48 @@ def follow(
             if current.status == "deactivated" and current.finished_at:
                 return current  # it went live, then a newer deploy replaced it
             if current.status in FAILED or current.status == "deactivated":
-                raise _failure(api, current, commit)
+                raise _failure(api, current, commit, cause)
             if current.status not in IN_PROGRESS:
                 on_status(f"{current.id}: unexpected status {current.status!r}, still waiting")
+            if current.status == "update_in_progress" and (seen := _server_failure(api, current)) and seen != cause:
+                cause = seen
+                on_status(f"✗ {cause}; Render keeps the previous instance serving")
         time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
+    if current is not None and current.status in IN_PROGRESS:
+        return _cancel_at_deadline(api, current, commit, cause, on_status)
     raise VerificationError(
         f"deploy of {commit[:12]} not live before the deadline; last status: {last}",
         hint=dashboard_link(api.service_id, deploy_id),
     )
 
 
-def _failure(api: RenderAPI, deploy: Deploy, commit: str) -> VerificationError:
+def _server_failure(api: RenderAPI, deploy: Deploy) -> str | None:
+    """What the newest ``server_failed`` since this deploy began says, with Render's name for it."""
+    since = deploy.created_at or datetime.now(UTC).isoformat()
+    failed = api.events(since=since, kinds=("server_failed",), limit=20)
+    return f"{failed[0].failure()} (server_failed)" if failed else None
+
+
+def _cancel_at_deadline(api: RenderAPI, deploy: Deploy, commit: str, cause: str | None, on_status: Status) -> Deploy:
+    """Cancel a deploy that did not get live in time; the old instance is still serving."""
+    api.deadline = time.monotonic() + 30  # the cancel's own budget, past the follow's deadline
+    why = cause or f"still {deploy.status}"
+    try:
+        cancelled = api.cancel(deploy.id)
+    except RemoteError:
+        now = api.deploy(deploy.id)
+        if now.status == "live":  # it went live as we gave up: live it is, and the probe judges it
+            return now
+        raise
+    on_status(f"cancelled {deploy.id} ({cancelled.status}) at the deadline")
+    raise VerificationError(
+        f"deploy {deploy.id} of {commit[:12]} did not get healthy before the deadline ({why}); "
+        "it was cancelled, and the previous deploy still serves",
+        hint=f"see its logs: {dashboard_link(api.service_id, deploy.id)}",
+    )
+
+
+def _failure(api: RenderAPI, deploy: Deploy, commit: str, cause: str | None = None) -> VerificationError:
     link = dashboard_link(api.service_id, deploy.id)
     if deploy.status == "canceled":
         newer = next(
@@ -237,7 +282,19 @@ def _failure(api: RenderAPI, deploy: Deploy, commit: str) -> VerificationError:
                 f"{str(newer.commit)[:12]} superseded it ({newer.id}, {newer.status})",
                 hint=f"that newer deploy carries on; {link}",
             )
-    return VerificationError(f"deploy {deploy.id} of {commit[:12]} ended {deploy.status}", hint=f"see the logs: {link}")
+    why = f" ({cause})" if cause else ""
+    return VerificationError(
+        f"deploy {deploy.id} of {commit[:12]} ended {deploy.status}{why}", hint=f"see the logs: {link}"
+    )
+
+
+def _live_commit(ctx: Context, health_url: str) -> str | None:
+    """Without the API, what ``/healthz`` says is live (None if it does not answer or say)."""
+    with httpx.Client(timeout=ctx.request_timeout(10)) as client:
+        try:
+            return read_health(client, health_url).commit
+        except (httpx.HTTPError, NotTheContract):
+            return None
 
 
 def _moved_past(commit: str, seen: str) -> bool:

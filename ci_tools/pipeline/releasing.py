@@ -106,9 +106,10 @@ def release(
             ) from None
         on_rollback(failure.message)
         on_status(f"✗ the probe failed; rolling back to {result.previous_deploy_id}")
-        target, final = rollback(
+        back = rollback(
             ctx, env, to=result.previous_deploy_id, timeout=request.timeout, poll=request.poll, on_status=on_status
         )
+        target, final = back.target, back.final
         try:
             probe_or_fail(
                 ctx, request, str(target.commit), time.time(), f"Probe of {env.name} after rollback", on_probe

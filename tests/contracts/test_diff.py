@@ -38,6 +38,7 @@ def test_a_changed_field_in_a_schema_we_use_is_named_with_before_and_after(rende
         "GET /services/{serviceId}/deploys",
         "POST /services/{serviceId}/deploys",
         "GET /services/{serviceId}/deploys/{deployId}",
+        "POST /services/{serviceId}/deploys/{deployId}/cancel",
         "POST /services/{serviceId}/rollback",
     }
 

@@ -117,16 +117,16 @@ def test_a_rollback_whose_answer_is_lost_is_created_exactly_once(world, monkeypa
 
 def test_a_redeployed_commit_is_followed_by_its_new_deploy(world, monkeypatch, tmp_path):
     """No deploy id from the hook, and list-deploys lags: an older deploy of the same commit must not count."""
-    use(monkeypatch, world.secrets("production"))
-    first = world.commit("main", "first")
-    assert deploy("production", first) == 0
-    assert deploy("production", world.commit("main", "second")) == 0  # first is now deactivated
-    service = world.services["production"]
+    use(monkeypatch, world.secrets("staging"))  # staging may go back to an older commit
+    first = world.commit("develop", "first")
+    assert deploy("staging", first) == 0
+    assert deploy("staging", world.commit("develop", "second")) == 0  # first is now deactivated
+    service = world.services["staging"]
     world.render.queue_creates = True  # 202 with no body: the deploy must be found by listing
     world.render.list_delay = 0.4
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     monkeypatch.setenv("GITHUB_OUTPUT", str(tmp_path / "output"))
-    assert deploy("production", first) == 0
+    assert deploy("staging", first) == 0
     newest = service.deploys[0]
     assert newest["commit"]["id"] == first
     assert newest["status"] == "live"
@@ -159,7 +159,9 @@ def test_canceled_by_a_newer_commit(world, monkeypatch, capsys):
     world.render.fault(service, older, slow=1.0)
 
     def push_newer() -> None:
-        time.sleep(0.3)
+        while not service.deploys:  # once the older one is on its way
+            time.sleep(0.02)
+        time.sleep(0.1)
         httpx.post(world.render.hook_url(service))  # the hook deploys main's head: newer
 
     thread = threading.Thread(target=push_newer)
@@ -171,27 +173,85 @@ def test_canceled_by_a_newer_commit(world, monkeypatch, capsys):
     assert newer[:12] in err
 
 
-def test_deadline_reports_last_status(world, monkeypatch, capsys):
+NO_REDIS = "redis://127.0.0.1:1/0"  # nothing listens there: the bot serves, /healthz answers 503
+
+
+def live_commit(world, env):
+    return httpx.get(world.services[env].router.url + "/healthz", timeout=5).json()["commit"]
+
+
+def test_a_deploy_that_never_gets_healthy_is_named_then_cancelled_and_the_old_one_serves(world, monkeypatch, capsys):
     use(monkeypatch, world.secrets("production"))
-    sha = world.commit("main", "never healthy")
-    world.render.fault(world.services["production"], sha, health_stuck=True)
-    assert cli("deploy", "production", "--commit", sha, "--timeout", "1.5", "--poll", "0.05") == 5
+    old = world.commit("main", "old")
+    assert deploy("production", old) == 0
+    service = world.services["production"]
+    service.env["REDIS_URL"] = NO_REDIS
+    new = world.commit("main", "a release with an unreachable Redis")
+    assert cli("deploy", "production", "--commit", new, "--timeout", "4", "--poll", "0.05") == 5
+    captured = capsys.readouterr()
+    assert "the new instance fails its health check: GET /healthz answered 503 (server_failed)" in captured.out
+    assert f"did not get healthy before the deadline (the new instance fails its health check" in captured.err
+    assert "it was cancelled, and the previous deploy still serves" in captured.err
+    assert service.deploys[0]["status"] == "canceled"
+    assert live_commit(world, "production") == old  # Render never switched
+    assert any(r for r in world.render.requests if r[1].endswith("/cancel"))
+
+
+def test_a_rollback_that_never_gets_healthy_is_cancelled_too(world, monkeypatch, capsys):
+    use(monkeypatch, world.secrets("production"))
+    first = world.commit("main", "first")
+    assert deploy("production", first) == 0
+    second = world.commit("main", "second")
+    assert deploy("production", second) == 0
+    world.services["production"].env["REDIS_URL"] = NO_REDIS
+    assert cli("rollback", "production", "--previous", "--timeout", "4", "--poll", "0.05") == 5
     err = capsys.readouterr().err
-    assert "not live before the deadline; last status: update_in_progress" in err
-    assert "dashboard.render.com" in err
+    assert "GET /healthz answered 503 (server_failed)" in err and "it was cancelled" in err
+    assert live_commit(world, "production") == second
 
 
-def test_health_stuck_on_the_old_commit(world, monkeypatch, capsys):
+def test_without_the_api_a_never_healthy_deploy_leaves_the_old_commit_live(world, monkeypatch, capsys):
     use(monkeypatch, world.secrets("production"))
     old = world.commit("main", "old")
     assert deploy("production", old) == 0
     new = world.commit("main", "new")
-    world.render.fault(world.services["production"], new, health_stuck=True)
+    world.services["production"].env["REDIS_URL"] = NO_REDIS
     monkeypatch.delenv("RENDER_API_KEY")
     assert cli("deploy", "production", "--commit", new, "--timeout", "1.5", "--poll", "0.05") == 5
     assert f"did not report {new[:12]}" in capsys.readouterr().err
     assert probe("production", new, deadline="1") == 5
     assert "still runs another commit" in capsys.readouterr().err
+
+
+def test_production_refuses_an_older_commit_before_anything_is_created(world, monkeypatch, capsys):
+    use(monkeypatch, world.secrets("production"))
+    older = world.commit("main", "older")
+    assert deploy("production", older) == 0
+    newer = world.commit("main", "newer")
+    assert deploy("production", newer) == 0
+    created = len(world.render.created)
+    assert deploy("production", older) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{older[:12]} does not descend from {newer[:12]}" in err[0]
+    assert "ci-tools rollback production" in err[0]
+    assert len(world.render.created) == created  # nothing was created on Render
+    assert live_commit(world, "production") == newer
+
+
+def test_staging_keeps_its_freedom_to_go_back(world, monkeypatch):
+    use(monkeypatch, world.secrets("staging"))
+    older = world.commit("develop", "older")
+    assert deploy("staging", older) == 0
+    assert deploy("staging", world.commit("develop", "newer")) == 0
+    assert deploy("staging", older) == 0
+
+
+def test_a_commit_nobody_knows_is_one_line(world, monkeypatch, capsys):
+    use(monkeypatch, world.secrets("production"))
+    assert deploy("production", "0123456789abcdef0123456789abcdef01234567") == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "git does not know commit 0123456789ab" in err[0]
+    assert not world.render.created
 
 
 def test_rate_limits_and_server_errors_are_retried(world, monkeypatch):
@@ -255,7 +315,7 @@ def test_rollback_command_previous_then_probe(world, monkeypatch, capsys):
     assert cli("rollback", "production", "--previous", "--poll", "0.05", "--deadline", "3") == 0
     assert f"is back on {first[:12]}" in capsys.readouterr().out
     assert cli("rollback", "production", "--to", "nonsense") == 2
-    assert cli("rollback", "production", "--to", "dep-doesnotexist") == 3
+    assert cli("rollback", "production", "--to", "dep-doesnotexist") == 2  # one line, bad input
 
 
 def test_branch_rules(world, monkeypatch, capsys):
@@ -437,3 +497,54 @@ def test_a_renamed_production_still_rolls_back_because_the_role_says_so(world, m
     world.render.fault(world.services["production"], worse, open_webhook=True)
     assert cli("release", "prod", "--commit", worse, *FAST, "--deadline", "1") == 5
     assert "rolled back" not in capsys.readouterr().err
+
+
+def test_rollback_previous_never_brings_back_the_release_its_probe_rejected(world, monkeypatch, capsys):
+    use(monkeypatch, world.secrets("production"))
+    good = world.commit("main", "good")
+    assert cli("release", "production", "--commit", good, *FAST, "--deadline", "3") == 0
+    bad = world.commit("main", "bad")
+    world.render.fault(world.services["production"], bad, open_webhook=True)
+    assert cli("release", "production", "--commit", bad, *FAST, "--deadline", "1") == 5
+    rejected = next(d for d in world.services["production"].deploys if d["commit"]["id"] == bad)
+    capsys.readouterr()
+    created = len(world.render.created)
+    assert cli("rollback", "production", "--previous", *FAST, "--deadline", "3") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no deploy to roll back to" in err[0]
+    assert f"{rejected['id']} ({bad[:12]}) was rolled back from by" in err[0]
+    assert len(world.render.created) == created and live_commit(world, "production") == good
+    # named on purpose, the rejected release may come back, with a warning
+    assert cli("rollback", "production", "--to", rejected["id"], *FAST, "--deadline", "1") == 5  # its probe fails
+    captured = capsys.readouterr()
+    assert f"⚠ {rejected['id']} ({bad[:12]}) was rolled back from by" in captured.out
+
+
+def test_a_rollback_whose_target_is_live_already_does_nothing(world, monkeypatch, capsys):
+    use(monkeypatch, world.secrets("production"))
+    first = world.commit("main", "first")
+    assert deploy("production", first) == 0
+    target = world.services["production"].deploys[0]["id"]
+    assert deploy("production", world.commit("main", "second")) == 0
+    assert cli("rollback", "production", "--to", target, *FAST, "--deadline", "3") == 0
+    created = len(world.render.created)
+    capsys.readouterr()
+    assert cli("rollback", "production", "--to", target, *FAST, "--deadline", "3") == 0  # a second dispatch
+    assert "nothing was rolled back" in capsys.readouterr().out
+    assert len(world.render.created) == created
+
+
+def test_a_release_waits_for_a_deploy_still_in_progress_then_judges_against_it(world, monkeypatch, capsys):
+    use(monkeypatch, world.secrets("production"))
+    first = world.commit("main", "first")
+    assert deploy("production", first) == 0
+    second = world.commit("main", "second")
+    world.render.fault(world.services["production"], second, slow=1.5)
+    other = threading.Thread(target=deploy, args=("production", second))  # another job's release
+    other.start()
+    time.sleep(0.3)
+    assert deploy("production", first) == 2  # once second is live, first is older: refused
+    other.join()
+    out = capsys.readouterr().out
+    assert "waiting for it first" in out
+    assert live_commit(world, "production") == second

@@ -1,0 +1,148 @@
+"""Releases go in order: what production may be moved to, read from Render's deploy history.
+
+Nothing else survives between runs, so every rule here is derived from the deploy list
+alone (newest first, as Render returns it):
+
+- **Rejected deploys.** A rollback deploy went away from the deploy that was live just
+  before it: that deploy was rejected (a release whose probe failed is rolled back by the
+  pipeline, so it is rejected the same way). A deploy whose commit a newer deploy had
+  rejected is rejected too: going back to it would bring that code back.
+- **``--previous``** is the newest deploy older than the live one that was live at some
+  point, was not rejected, and carries another commit.
+- **Monotonic production.** An environment that rolls back on a failed probe deploys only
+  the live commit or a descendant of it; going back is ``ci-tools rollback``'s job.
+- **One change at a time.** A job that changes what production runs first waits for a
+  deploy Render is still working on (another job's), then judges against what is live.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from ci_tools.clients.render import Deploy, RenderAPI, dashboard_link
+from ci_tools.errors import ConfigError, InputError, VerificationError
+from ci_tools.settings import Environment
+
+WENT_LIVE = ("live", "deactivated")
+
+
+@dataclass(frozen=True)
+class Skipped:
+    deploy: Deploy
+    why: str
+
+    def line(self) -> str:
+        return f"{self.deploy.id} ({str(self.deploy.commit)[:12]}) {self.why}"
+
+
+def rejected(deploys: Sequence[Deploy]) -> dict[str, str]:
+    """Deploy id → why it was rejected, for every deploy a rollback went away from."""
+    found: dict[str, str] = {}
+    for index, deploy in enumerate(deploys):
+        if deploy.trigger != "rollback" or deploy.status not in WENT_LIVE:
+            continue
+        replaced = next((d for d in deploys[index + 1 :] if d.status in WENT_LIVE), None)
+        if replaced is not None and replaced.id not in found:
+            found[replaced.id] = f"was rolled back from by {deploy.id}"
+    commits = {d.commit: (d.id, why) for d in reversed(deploys) if (why := found.get(d.id))}
+    for index, deploy in enumerate(deploys):
+        if deploy.id in found or deploy.commit not in commits:
+            continue
+        by, _ = commits[deploy.commit]
+        if any(d.id == by for d in deploys[:index]):  # the rejection is newer than this deploy
+            found[deploy.id] = f"carries {str(deploy.commit)[:12]}, rejected later in {by}"
+    return found
+
+
+def previous_target(deploys: Sequence[Deploy]) -> tuple[Deploy | None, list[Skipped]]:
+    """The deploy ``rollback --previous`` goes back to, and every candidate skipped on the way."""
+    live_index = next((i for i, d in enumerate(deploys) if d.status == "live"), None)
+    if live_index is None:
+        return None, []
+    live = deploys[live_index]
+    refused = rejected(deploys)
+    skipped: list[Skipped] = []
+    for deploy in deploys[live_index + 1 :]:
+        if deploy.status not in WENT_LIVE:
+            continue  # never live (failed, cancelled): not a candidate at all
+        if deploy.id in refused:
+            skipped.append(Skipped(deploy, refused[deploy.id]))
+        elif deploy.commit == live.commit:
+            skipped.append(Skipped(deploy, "carries the live commit"))
+        else:
+            return deploy, skipped
+    return None, skipped
+
+
+def choose(api: RenderAPI, to: str | None, on_warning: Callable[[str], None]) -> Deploy:
+    """The deploy to roll back to: ``to`` as given (warned about if rejected), or the previous."""
+    deploys = list(api.deploys())
+    if to:
+        named = next((d for d in deploys if d.id == to), None) or _named(api, to)
+        if named.status not in WENT_LIVE:
+            raise InputError(
+                f"deploy {to} never went live ({named.status}); it cannot be rolled back to",
+                hint=f"pick one that was live: {dashboard_link(api.service_id)}",
+            )
+        if why := rejected(deploys).get(named.id):
+            on_warning(f"{named.id} ({str(named.commit)[:12]}) {why}: rolling back to it because --to names it")
+        return named
+    target, skipped = previous_target(deploys)
+    if target is None:
+        listed = "; ".join(s.line() for s in skipped[:5]) or "no earlier deploy went live"
+        raise InputError(
+            f"no deploy to roll back to: {listed}",
+            hint="name one with --to dep-… (a rejected one only on purpose), or fix forward on develop",
+        )
+    return target
+
+
+def _named(api: RenderAPI, deploy_id: str) -> Deploy:
+    """A deploy older than the listed pages, or one this service never had (exit 2)."""
+    try:
+        return api.deploy(deploy_id)
+    except ConfigError:
+        raise InputError(
+            f"--to {deploy_id}: this service has no such deploy",
+            hint=f"pick a deploy id from {dashboard_link(api.service_id)}",
+        ) from None
+
+
+def settle(api: RenderAPI, deadline: float, on_status: Callable[[str], None], poll: float = 2.0) -> None:
+    """Wait while Render is still working on a deploy of this service (another job's)."""
+    said = ""
+    while (busy := api.in_progress()) is not None:
+        if time.monotonic() >= deadline:
+            raise VerificationError(
+                f"{busy.id} ({str(busy.commit)[:12]}) was still {busy.status} at the deadline, so nothing was changed",
+                hint=f"let it finish or cancel it: {dashboard_link(api.service_id, busy.id)}; then run again",
+            )
+        if busy.id != said:
+            on_status(f"{busy.id} ({str(busy.commit)[:12]}) is still {busy.status}: waiting for it first")
+            said = busy.id
+        time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
+
+
+def check_order(env: Environment, commit: str, live: str | None, *, cwd: str | None = None) -> None:
+    """Refuse (exit 2) a commit that neither is the live one nor descends from it."""
+    if not env.rollback_on_failed_probe or not live or live == commit:
+        return
+    code = subprocess.run(
+        ["git", "merge-base", "--is-ancestor", live, commit], cwd=cwd, capture_output=True, check=False
+    ).returncode
+    if code == 0:
+        return
+    if code != 1:
+        raise ConfigError(
+            f"git does not know {live[:12]}, the commit live on {env.name}, so the release order cannot be checked",
+            hint="check out with fetch-depth: 0 so the branch history is present",
+        )
+    raise InputError(
+        f"{commit[:12]} does not descend from {live[:12]}, the commit live on {env.name}: "
+        "it would replace newer code with older, so nothing was deployed",
+        hint=f"to go back on purpose, run ci-tools rollback {env.name} (or dispatch rollback.yml); "
+        "to release, merge forward",
+    )
