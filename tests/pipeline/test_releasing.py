@@ -190,7 +190,7 @@ def test_a_deploy_that_never_gets_healthy_is_named_then_cancelled_and_the_old_on
     assert cli("deploy", "production", "--commit", new, "--timeout", "4", "--poll", "0.05") == 5
     captured = capsys.readouterr()
     assert "the new instance fails its health check: GET /healthz answered 503 (server_failed)" in captured.out
-    assert f"did not get healthy before the deadline (the new instance fails its health check" in captured.err
+    assert "did not get healthy before the deadline (the new instance fails its health check" in captured.err
     assert "it was cancelled, and the previous deploy still serves" in captured.err
     assert service.deploys[0]["status"] == "canceled"
     assert live_commit(world, "production") == old  # Render never switched
