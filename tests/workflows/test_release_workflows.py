@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from sandbox.world import git
+
 from tests.workflows.scenarios import (
     assert_no_secret,
     dispatch,
@@ -94,3 +96,40 @@ def test_an_action_without_an_offline_stand_in_is_named(tmp_path):
     )
     with pytest.raises(NoStandIn, match="docker/login-action@0123456789ab"):
         local_repository_flags(tmp_path)
+
+
+def test_rollback_yml_with_its_defaults_never_brings_back_the_release_just_rejected(world, act):
+    good, run = release_main(world, act, "a good release")
+    assert run.ok, run.tail()
+    bad = world.commit("main", "a webhook that forgets its secret")
+    world.render.fault(world.services["production"], bad, open_webhook=True)
+    run = act.run("production.yml", "push", secrets=production_secrets(world), payload=push("main", bad))
+    assert not run.ok and health(world, "production")["commit"] == good
+    rejected = next(d["id"] for d in world.services["production"].deploys if d["commit"]["id"] == bad)
+    created = len(world.render.created)
+
+    run = act.run(
+        "rollback.yml",
+        "workflow_dispatch",
+        secrets=environment_secrets(world, "production"),
+        payload=dispatch("main", environment="production", deploy_id=""),
+    )
+    assert not run.ok
+    assert f"no deploy to roll back to: {rejected} ({bad[:12]}) was rolled back from by" in run.log
+    assert len(world.render.created) == created
+    assert health(world, "production")["commit"] == good
+    assert_no_secret(run, world)
+
+
+def test_a_re_run_of_an_old_production_run_is_refused_before_any_deploy(world, act):
+    old, run = release_main(world, act, "release one")
+    assert run.ok, run.tail()
+    new, run = release_main(world, act, "release two")
+    assert run.ok, run.tail()
+    created = len(world.render.created)
+    git(world.repo, "checkout", "-q", "--detach", old)  # a re-run runs on its own, older commit
+    run = act.run("production.yml", "push", secrets=production_secrets(world), payload=push("main", old))
+    assert not run.ok
+    assert f"{old[:12]} does not descend from {new[:12]}, the commit live on production" in run.log
+    assert len(world.render.created) == created
+    assert health(world, "production")["commit"] == new
