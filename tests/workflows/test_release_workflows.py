@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from sandbox.world import git
-
 from tests.workflows.scenarios import (
     assert_no_secret,
     dispatch,
