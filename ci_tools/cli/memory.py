@@ -300,7 +300,7 @@ def _report(
         "undo": undo_hint(ctx, outcome.backup, workflow) if outcome.applied else None,
         "written": len(outcome.written),
         "expired_during_copy": [k.decode(errors="replace") for k in outcome.expired],
-        "appeared_during_copy": [k.decode(errors="replace") for k in outcome.appeared],
+        "left_alone_changed": [k.decode(errors="replace") for k in outcome.changed],
         "verified": outcome.verified,
         "fallback_typed_writes": outcome.fallback,
         "timings_s": {k: round(v, 4) for k, v in outcome.timings.items()},
@@ -337,8 +337,13 @@ def _report(
         ]
         if outcome.expired:
             notes.append(f"{len(outcome.expired)} key(s) expired during the copy and were not written")
-        if outcome.appeared:
-            notes.append(f"{len(outcome.appeared)} key(s) appeared on the target meanwhile and were left alone")
+        for key in outcome.changed[:20]:
+            notes.append(
+                f"{key.decode(errors='replace')} changed during the write: left as the user's newer memory; "
+                "run again to write it"
+            )
+        if len(outcome.changed) > 20:
+            notes.append(f"… and {len(outcome.changed) - 20} more key(s) left alone for the same reason")
     else:
         notes.append("dry run: rerun with --apply to write")
     headers = ["action", "target key", "type", "size", "TTL", "note"]
@@ -434,14 +439,24 @@ def memory_undo(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.output import Report, report
 
     apply = _applying(ctx, args)
-    path, count = undo.undo_backup(ctx, args.backup, args.out, allow_other_server=args.allow_other_server, apply=apply)
+    path, count, left = undo.undo_backup(
+        ctx, args.backup, args.out, allow_other_server=args.allow_other_server, apply=apply
+    )
     if apply:
         rows = [
             [
                 "✓",
-                f"put back {count} key(s) from {args.backup.name}",
+                f"put back {count - len(left)} key(s) from {args.backup.name}",
                 f"the state before this undo is in {path}",
             ]
+        ]
+        rows += [
+            [
+                "⚠",
+                f"{key.decode(errors='replace')} changed since the write: left as the user's newer memory",
+                "both states are kept: the backup undone and the one this undo wrote",
+            ]
+            for key in left
         ]
     else:
         rows = [
@@ -455,8 +470,11 @@ def memory_undo(ctx: Context, args: argparse.Namespace) -> int:
         "applied": apply,
         "records": count,
         "backup_of_previous_state": str(path) if path else None,
+        "left_alone_changed": [key.decode(errors="replace") for key in left],
     }
-    report(ctx.runner, Report("memory undo", ["", "what", "note"], rows, document, shown=1), as_json=args.json)
+    report(
+        ctx.runner, Report("memory undo", ["", "what", "note"], rows, document, shown=1 + len(left)), as_json=args.json
+    )
     return 0
 
 

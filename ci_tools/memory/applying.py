@@ -42,9 +42,10 @@ class Applier:
     ) -> None:
         self.rewrite, self.verifier, self.timings = rewrite, verifier, timings
         self.on_event, self.progress = on_event, progress
-        self.writer = Writer(target, replace=policy is Conflict.REPLACE)
+        self.writer = Writer(target)
         self.big: set[bytes] = set()  # source keys written (or left) part by part
-        self._to_write: list[tuple[bytes, Record]] = []
+        self._to_write: list[tuple[bytes, Record, str]] = []
+        self._guards: dict[bytes, str] = {}
         self._to_check: list[tuple[bytes, Record]] = []
         self._batches = 0
         self._tick: Callable[[int], None] | None = None
@@ -56,6 +57,7 @@ class Applier:
     def run(self, records: Iterator[Record], plan: list[PlanItem]) -> None:
         """Write what the plan says; ``TargetStopped`` if the target stops answering."""
         actions = {item.source_key: item.action for item in plan}
+        self._guards = {item.source_key: item.guard for item in plan}
         total = sum(1 for i in plan if i.action in WRITES)
         self._tick = self.progress("copy", total) if self.progress and total else None
         self.timings["copy"] = self.timings["verify"] = 0.0
@@ -72,7 +74,7 @@ class Applier:
         target_key = self.rewrite(record.key)
         if record.final and record.part == 0:
             if write:
-                self._to_write.append((target_key, record))
+                self._to_write.append((target_key, record, self._guards[record.key]))
             self._to_check.append((target_key, record))
             if len(self._to_write) >= BATCH or len(self._to_check) >= BATCH:
                 self._flush()
@@ -80,7 +82,7 @@ class Applier:
         self.big.add(record.key)
         if write:
             started = time.perf_counter()
-            self.writer.write_part(target_key, record)
+            self.writer.write_part(target_key, record, self._guards[record.key])
             self.timings["copy"] += time.perf_counter() - started
             if self._tick and record.final:
                 self._tick(1)
@@ -95,7 +97,7 @@ class Applier:
         middle = time.perf_counter()
         self.timings["copy"] += middle - started
         result = self.writer.result
-        skipped = set(result.expired) | set(result.appeared)
+        skipped = set(result.expired) | set(result.changed)
         self.verifier.batch([(k, r) for k, r in self._to_check if k not in skipped], result.read_back)
         result.read_back.clear()
         self.timings["verify"] += time.perf_counter() - middle

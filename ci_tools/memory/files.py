@@ -4,6 +4,12 @@ Both hold a person's memory, so: the file is created with mode 0600; with
 ``MEMORY_SNAPSHOT_KEY`` set (a Fernet key) every line is a Fernet token; a header
 says what the file is, and a footer with the record count proves it is complete,
 so a truncated backup is refused instead of half-applied.
+
+Files that cannot lie: the footer is written only by ``finish()`` after the last record;
+leaving a ``with`` block on an exception closes the file without one, so a snapshot cut
+off by a dying source never looks complete. A reader given a key refuses a file with any
+line in the clear, or whose header says it is not encrypted: whoever can put a file in
+front of a restore must not be able to write the user's memory with it.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from typing import IO, Any
 import orjson
 from cryptography.fernet import Fernet, InvalidToken
 
-from ci_tools.errors import ConfigError, InputError
+from ci_tools.errors import ConfigError, InputError, VerificationError
 from ci_tools.memory.records import Record, _b, _u, from_json, to_json
 
 FORMAT = "mindmate-memory"
@@ -74,19 +80,36 @@ class RecordWriter:
         self._line({"absent": [_b(k) for k in keys]})
         self.count += len(keys)
 
-    def close(self) -> None:
+    def write_after(self, digests: list[tuple[bytes, str]]) -> None:
+        """What the write puts in each key (``records.value_digest``): not records, not counted."""
+        for start in range(0, len(digests), 1000):
+            self._line({"after": [[_b(k), d] for k, d in digests[start : start + 1000]]})
+
+    def finish(self) -> None:
+        """The footer, after the last record: only now does the file say it is complete."""
         if not self._file.closed:
             self._line({"end": True, "records": self.count})
-            self._flush()
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
+            self._close()
+
+    def abandon(self) -> None:
+        """Close without a footer: what was written is kept, and readers refuse it as incomplete."""
+        if not self._file.closed:
+            self._close()
+
+    def _close(self) -> None:
+        self._flush()
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
 
     def __enter__(self) -> RecordWriter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        if kind is None:
+            self.finish()
+        else:
+            self.abandon()
 
 
 class RecordFile:
@@ -102,9 +125,35 @@ class RecordFile:
         self.header = self._decode(first, 1)
         if self.header.get("format") != FORMAT:
             raise InputError(f"{path} is not a memory snapshot or backup")
+        if fernet is not None and self.header.get("encrypted") is not True:
+            raise VerificationError(
+                f"{path.name} says it is not encrypted, though {KEY_ENV} is set: nothing is read from it",
+                hint="restore only from the encrypted snapshots and backups the workflows keep",
+            )
+
+    def check(self) -> int:
+        """Read the whole file once: every line decodes and the footer is there (else exit 5)."""
+        return sum(1 for _ in self.records())
+
+    def after(self) -> dict[bytes, str]:
+        """The digests a backup recorded of what its write put in each key."""
+        found: dict[bytes, str] = {}
+        with self.path.open("rb") as handle:
+            handle.readline()
+            for number, raw in enumerate(handle, start=2):
+                document = self._decode(raw, number)
+                for key, digest in document.get("after", ()):
+                    found[_u(key)] = str(digest)
+        return found
 
     def _decode(self, raw: bytes, number: int) -> dict[str, Any]:
         raw = raw.strip()
+        if raw.startswith(b"{") and self.fernet is not None:
+            raise VerificationError(
+                f"{self.path.name} line {number} is not encrypted, though {KEY_ENV} is set: "
+                "the file was not written by this pipeline, so nothing is read from it",
+                hint="restore only from the encrypted snapshots and backups the workflows keep",
+            )
         if not raw.startswith(b"{"):
             if self.fernet is None:
                 raise ConfigError(
@@ -135,6 +184,8 @@ class RecordFile:
                 if document.get("end"):
                     complete = document.get("records") == count
                     break
+                if "after" in document:
+                    continue
                 if "absent" in document:
                     for key in document["absent"]:
                         count += 1
@@ -147,7 +198,8 @@ class RecordFile:
                 count += 1
                 yield record
         if not complete:
-            raise InputError(
-                f"{self.path.name} is incomplete (no footer after {count} records)",
-                hint="it was cut short; do not apply it",
+            raise VerificationError(
+                f"{self.path.name} is incomplete: no footer after {count} records, so it was cut short "
+                "and nothing was written from it",
+                hint="use another snapshot or backup (an earlier run's), or take the snapshot again",
             )

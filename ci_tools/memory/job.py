@@ -91,12 +91,15 @@ class MemoryJob:
                 outcome.snapshot = snapshot_file
             outcome.backup = options.out_dir / f"{options.label}-backup-{stamp()}.jsonl"
             backup = RecordWriter(outcome.backup, {"kind": "backup", **backup_header}, options.fernet)
+        files = [file for file in (snapshot, backup) if file]
         try:
             outcome.plan = Planner(self.target, self.rewrite, options.policy, backup).run(records, snapshot)
-        finally:
-            for file in (snapshot, backup):
-                if file:
-                    file.close()
+        except BaseException:
+            for file in files:
+                file.abandon()  # no footer: a snapshot or backup cut short never looks complete
+            raise
+        for file in files:
+            file.finish()
         outcome.timings["read_plan_backup"] = time.perf_counter() - started
 
     def _refuse_conflicts(self) -> None:
@@ -139,7 +142,7 @@ class MemoryJob:
         self._absorb(applier)
         if applier.big:
             started = time.perf_counter()
-            not_written = set(outcome.expired) | set(outcome.appeared)
+            not_written = set(outcome.expired) | set(outcome.changed)
             verifier.big_keys(RecordFile(outcome.snapshot, options.fernet).records(), applier.big, not_written)
             outcome.timings["verify"] += time.perf_counter() - started
         outcome.verified = verifier.verified
@@ -154,7 +157,7 @@ class MemoryJob:
     def _absorb(self, applier: Applier) -> None:
         result, outcome = applier.result, self.outcome
         outcome.written, outcome.expired = result.written, result.expired
-        outcome.appeared, outcome.fallback = result.appeared, result.fallback
+        outcome.changed, outcome.fallback = result.changed, result.fallback
         outcome.verified = applier.verifier.verified
 
 

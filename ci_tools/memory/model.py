@@ -25,6 +25,7 @@ class PlanItem:
     ttl_ms: int | None
     action: Action
     reason: str = ""
+    guard: str = ""  # the target key's fingerprint when backed up ('' = absent): writes check it
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -46,7 +47,7 @@ class Outcome:
     backup: Path | None = None
     written: list[bytes] = field(default_factory=list)
     expired: list[bytes] = field(default_factory=list)
-    appeared: list[bytes] = field(default_factory=list)
+    changed: list[bytes] = field(default_factory=list)  # changed since the backup: left alone
     verified: int = 0
     fallback: bool = False
     timings: dict[str, float] = field(default_factory=dict)

@@ -1,6 +1,13 @@
 """Pass 1 of a memory write: compare every record with the target, decide its action, and back
 up every target key the write will touch — before anything is written.
 
+Each backed-up key gets its guard (``writer.fingerprint``), read in the same atomic call as
+its backup, so a write can check that the key still holds exactly what was backed up. A big
+target key is read in parts, so its guard is taken before and after: if the two differ, the
+key changed while it was being backed up, and the write leaves it alone. The backup ends with
+the digest of what the write puts in each key (``after``), so an undo can tell a key the copy
+wrote from one the user changed since.
+
 Small keys go in batches whose target keys are read ahead (in the prefetch thread); a big
 key's parts arrive one by one and are compared part by part, so no key is ever held whole.
 """
@@ -17,7 +24,8 @@ from ci_tools.memory.compare import difference, length_of, part_difference, ttl_
 from ci_tools.memory.files import RecordWriter
 from ci_tools.memory.model import PlanItem, group_parts
 from ci_tools.memory.prefetch import prefetch
-from ci_tools.memory.records import BATCH, Record, now_ms, read_records
+from ci_tools.memory.records import BATCH, Record, now_ms, read_records, value_digest
+from ci_tools.memory.writer import ABSENT, fingerprint, guarded_read
 
 ON_CONFLICT = {Conflict.FAIL: Action.CONFLICT, Conflict.SKIP: Action.SKIP, Conflict.REPLACE: Action.REPLACE}
 Batch = tuple[list[Record], list[bytes], dict[bytes, list[Record]]]
@@ -30,6 +38,7 @@ class BigKey:
     target_key: bytes
     exists: bool  # the target already holds this key
     same: bool  # of the same type, and equal in every part compared so far
+    guard: str  # the target key's fingerprint when backed up
     offset: int = 0  # elements planned so far
 
 
@@ -46,6 +55,7 @@ class Planner:
         self.target, self.rewrite, self.policy, self.backup = target, rewrite, policy, backup
         self.plan: list[PlanItem] = []
         self._big: BigKey | None = None  # the big key whose parts are being planned
+        self._after: list[tuple[bytes, str]] = []  # target key, digest of what the write puts there
 
     def run(self, records: Iterable[Record], snapshot: RecordWriter | None) -> list[PlanItem]:
         """Plan every record (and copy it into ``snapshot`` when one is being written)."""
@@ -60,6 +70,8 @@ class Planner:
                 for record in batch:
                     snapshot.write(record)
             self._plan_small(batch, target_keys, targets)
+        if self.backup and self._after:
+            self.backup.write_after(self._after)
         return self.plan
 
     def _with_targets(self, records: Iterable[Record]) -> Iterator[Batch | Record]:
@@ -97,13 +109,18 @@ class Planner:
         at = now_ms()  # one clock read a batch: TTLs are compared to the second, not the µs
         for source, target_key in zip(batch, target_keys, strict=True):
             parts = targets[target_key]
+            if len(parts) > 1:  # a big target key: read again with a guard around it
+                parts, guard = guarded_read(self.target, target_key)
+            else:
+                guard = fingerprint(parts[0].dump) if parts[0].exists else ABSENT
             current = parts[0]
             reason = "target is a big key" if len(parts) > 1 else difference(source, current)
             remaining = source.remaining_ms(at)
             action = self._decide(source, remaining, reason, current.exists)
             said = (reason or "") if action not in (Action.IDENTICAL, Action.CREATE) else ""
-            self._note(source, target_key, action, said, remaining)
+            self._note(source, target_key, action, said, remaining, guard=guard)
             if self.backup and action in WRITES:
+                self._after.append((target_key, value_digest(source)))
                 if not current.exists:
                     absent.append(target_key)
                     continue
@@ -115,12 +132,11 @@ class Planner:
     def _plan_part(self, record: Record) -> None:
         if record.part == 0:
             target_key = self.rewrite(record.key)
-            raw_type = self.target.type(target_key)
-            target_type = raw_type.decode() if isinstance(raw_type, bytes) else str(raw_type)
-            exists = target_type != "none"
-            self._big = BigKey(target_key, exists, same=target_type == record.type)
+            parts, guard = guarded_read(self.target, target_key)
+            exists = parts[0].exists
+            self._big = BigKey(target_key, exists, same=parts[0].type == record.type, guard=guard)
             if self.backup and (not exists or self.policy is Conflict.REPLACE):
-                for part in read_records(self.target, [target_key], with_dump=True):
+                for part in parts:
                     self.backup.write(part)
         state = self._big
         assert state is not None
@@ -139,7 +155,7 @@ class Planner:
                 reason = ttl_difference(record, current)
         remaining = record.remaining_ms()
         action = self._decide(record, remaining, reason, state.exists)
-        self._note(record, state.target_key, action, reason or "", remaining, size=state.offset)
+        self._note(record, state.target_key, action, reason or "", remaining, size=state.offset, guard=state.guard)
         self._big = None
 
     def _note(
@@ -150,6 +166,7 @@ class Planner:
         reason: str,
         remaining: int | None,
         size: int | None = None,
+        guard: str = ABSENT,
     ) -> None:
         size = source.size() if size is None else size
-        self.plan.append(PlanItem(source.key, target_key, source.type, size, remaining, action, reason))
+        self.plan.append(PlanItem(source.key, target_key, source.type, size, remaining, action, reason, guard))

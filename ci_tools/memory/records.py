@@ -10,12 +10,14 @@ flat however big a key is.
 from __future__ import annotations
 
 import binascii
+import hashlib
 import itertools
 import math
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any, cast
 
+import orjson
 import redis
 
 from ci_tools.errors import RemoteError
@@ -251,6 +253,14 @@ def decode_value(type_: str, data: Any) -> Any:
     if type_ == "stream":
         return [(_u(i), [(_u(f), _u(v)) for f, v in fields]) for i, fields in data]
     return None
+
+
+def value_digest(record: Record) -> str:
+    """What a key holds, as a digest of its canonical value (not its encoding, not its TTL):
+    the same on any server version, so an undo can tell whether a key still holds what a copy
+    wrote there."""
+    encoded = orjson.dumps([record.type, encode_value(record.type, record.value)])
+    return hashlib.sha1(encoded, usedforsecurity=False).hexdigest()
 
 
 def to_json(record: Record) -> dict[str, Any]:

@@ -12,18 +12,20 @@ from ci_tools.errors import InputError, RemoteError, VerificationError
 from ci_tools.memory.compare import difference
 from ci_tools.memory.files import RecordFile, RecordWriter
 from ci_tools.memory.model import CONNECTION_ERRORS, group_parts, stamp
-from ci_tools.memory.ops import validate_file
-from ci_tools.memory.records import BATCH, Record, read_records
+from ci_tools.memory.records import BATCH, Record, read_records, value_digest
 from ci_tools.memory.sides import connect, label
-from ci_tools.memory.writer import Writer
+from ci_tools.memory.writer import Writer, guarded_records
 
 
 def undo_backup(
     ctx: Context, backup: Path, out_dir: Path, *, allow_other_server: bool = False, apply: bool = True
-) -> tuple[Path | None, int]:
+) -> tuple[Path | None, int, list[bytes]]:
     """Put every key of a backup back as it was (absent keys deleted), after backing up the present.
 
-    Without ``apply``, a dry run: the file and the server are checked, nothing is written.
+    Only a key that still holds what the write put there is put back, and only if it is still
+    so at the moment of writing (the guard): a key the user changed since is left alone and
+    returned, so an undo never deletes or overwrites what was said after the write. Without
+    ``apply``, a dry run: the file and the server are checked, nothing is written.
     """
     fernet = ctx.snapshot_fernet()
     file = RecordFile(backup, fernet)
@@ -32,7 +34,7 @@ def undo_backup(
             f"{backup.name} is a {file.header.get('kind')}, not a backup",
             hint="undo takes the backup path a copy printed",
         )
-    count = validate_file(file)
+    count = file.check()
     url = ctx.secret("TARGET_REDIS_URL", purpose="the Redis to undo on")
     if not allow_other_server and file.header.get("server") != label(url):
         raise InputError(
@@ -41,16 +43,19 @@ def undo_backup(
         )
     target = connect(url, "target", timeout=ctx.timeout)
     if not apply:
-        return None, count
+        return None, count, []
     keys = [r.key for r in file.records() if r.part == 0]
     path = out_dir / f"undo-backup-{stamp()}.jsonl"
     header = {k: v for k, v in file.header.items() if k not in ("format", "version", "encrypted", "kind")}
-    with RecordWriter(path, {"kind": "backup", **header, "undoes": backup.name}, fernet) as writer:
-        for record in read_records(target, keys, with_dump=True):
-            writer.write(record)
     try:
-        _put_back(target, file.records())
-        mismatches = _verify_exact(target, file.records())
+        present = guarded_records(target, keys)
+        with RecordWriter(path, {"kind": "backup", **header, "undoes": backup.name}, fernet) as writer:
+            for parts, _ in present.values():
+                for part in parts:
+                    writer.write(part)
+        writer_ = Writer(target)
+        left = _put_back(writer_, file.records(), present, file.after())
+        mismatches = _verify_exact(target, file.records(), set(left) | set(writer_.result.changed))
     except CONNECTION_ERRORS as exc:
         raise RemoteError(
             f"the target stopped answering during undo ({type(exc).__name__})",
@@ -61,40 +66,64 @@ def undo_backup(
             f"{len(mismatches)} key(s) differ from the backup after undo: {', '.join(mismatches[:5])}",
             hint=f"the state before this undo is in {path}",
         )
-    return path, count
+    return path, count, [*left, *writer_.result.changed]
 
 
-def _put_back(target: redis.Redis, records: Iterator[Record]) -> None:
-    writer = Writer(target, replace=True)
-    batch: list[tuple[bytes, Record]] = []
-    deletes: list[bytes] = []
+def _put_back(
+    writer: Writer,
+    records: Iterator[Record],
+    present: dict[bytes, tuple[list[Record], str]],
+    after: dict[bytes, str],
+) -> list[bytes]:
+    """Write the backup's records over keys that still hold what the write left; the rest stay."""
+    batch: list[tuple[bytes, Record, str]] = []
+    deletes: list[tuple[bytes, str]] = []
+    left: list[bytes] = []
     for record in records:
+        parts, guard = present[record.key]
+        if record.part == 0 and _changed_since_write(record, parts, after.get(record.key)):
+            left.append(record.key)
+        if record.key in left:
+            continue
         if not record.exists:
-            deletes.append(record.key)
+            if parts[0].exists:
+                deletes.append((record.key, guard))
         elif record.final and record.part == 0:
-            batch.append((record.key, record))
+            batch.append((record.key, record, guard))
             if len(batch) >= BATCH:
                 writer.write_batch(batch)
                 batch = []
         else:
-            writer.write_part(record.key, record)  # built aside, renamed over the key at the end
+            writer.write_part(record.key, record, guard)  # built aside, renamed over the key at the end
         if len(deletes) >= BATCH:
-            target.delete(*deletes)
+            writer.delete(deletes)
             deletes = []
-    if batch:
-        writer.write_batch(batch)
-    if deletes:
-        target.delete(*deletes)
+    writer.write_batch(batch)
+    writer.delete(deletes)
     # A backed-up key whose TTL ran out since would be gone by now anyway.
-    if writer.result.expired:
-        target.delete(*writer.result.expired)
+    writer.delete([(key, present[key][1]) for key in writer.result.expired])
+    return left
 
 
-def _verify_exact(target: redis.Redis, records: Iterator[Record]) -> list[str]:
+def _changed_since_write(backed_up: Record, parts: list[Record], wrote: str | None) -> bool:
+    """Does the key hold something other than what the write put there (the user's since)?"""
+    if wrote is None:  # a backup without digests (or a big key): the guard alone decides
+        return False
+    current = parts[0]
+    if len(parts) == 1 and not current.exists and not backed_up.exists:
+        return False  # absent before and now: nothing to undo
+    if len(parts) != 1 or not current.exists:
+        return True  # it was written small; now it is big or gone: someone else did that
+    if value_digest(current) == wrote:
+        return False
+    return difference(backed_up, current) is not None  # already as backed up: nothing changes
+
+
+def _verify_exact(target: redis.Redis, records: Iterator[Record], left: set[bytes]) -> list[str]:
     mismatches = []
     expected_small: list[Record] = []
     for record in records:
-        if record.final and record.part == 0:
+        if record.final and record.part == 0 and record.key not in left:
             expected_small.append(record)
     for start in range(0, len(expected_small), BATCH):
         chunk = expected_small[start : start + BATCH]

@@ -1,15 +1,26 @@
-"""Write records to the target so that every key is either untouched or complete.
+"""The one way anything is written to a target: compare-and-set against the backup.
 
-Small keys go in pipelined MULTI/EXEC batches (a dropped connection applies a
-batch whole or not at all); a big key is built under a temporary name and
-RENAMEd into place, so a crash mid-copy never leaves a half-written key that a
-re-run would mistake for the user's data. RESTORE is the fast path; when the
-target refuses the payload's RDB version (a newer server's DUMP), keys are
-written type by type instead.
+Every key a write touches was backed up first, and its guard recorded: the SHA-1 of its
+DUMP payload then, or '' when it was absent (``fingerprint``). Each write is one
+server-side script that checks, atomically, that the key still holds exactly that, and
+only then writes. A key that changed since its backup (the bot appended to the history
+meanwhile) is left alone and reported as ``changed``: it holds what the user said after
+the backup, and no file has that.
+
+Three shapes of write share the guard:
+
+- **RESTORE** of a DUMP payload with its TTL (the fast path), one script a batch;
+- **built aside, then renamed**: a value the target cannot RESTORE (another server's DUMP
+  version) is written type by type, and a big key part by part, under a temporary name;
+  the script renames it over the target key only if the target is unchanged, else drops
+  it. A crash mid-build never leaves a half-written key that a re-run would mistake for
+  the user's data;
+- **delete** of a key that was absent (an undo), guarded the same way.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,10 +28,51 @@ from typing import Any
 import redis
 
 from ci_tools.errors import RemoteError
-from ci_tools.memory.records import Record, now_ms
-from ci_tools.memory.scripts import RESTORE
+from ci_tools.memory.records import Record, now_ms, read_records
+from ci_tools.memory.scripts import DELETE, FINGERPRINT, RENAME, RESTORE
 
 ARGS_PER_COMMAND = 1000  # elements per RPUSH/HSET/SADD/ZADD call
+ABSENT = ""  # the guard of a key that did not exist
+NEVER = "changed while it was backed up"  # a guard no key matches: the write leaves it alone
+PARTIAL = b"\x00ci-tools-partial"
+
+
+def fingerprint(dump: bytes | None) -> str:
+    """The guard of a key whose DUMP payload is ``dump`` (None: absent); Lua's sha1hex."""
+    return ABSENT if dump is None else hashlib.sha1(dump, usedforsecurity=False).hexdigest()
+
+
+def fingerprints(client: redis.Redis, keys: list[bytes]) -> list[str]:
+    """The guards of ``keys`` now, computed on the server (for big keys)."""
+    if not keys:
+        return []
+    replies = client.register_script(FINGERPRINT)(keys=keys, client=client)
+    return [r.decode() if isinstance(r, bytes) else str(r) for r in replies]
+
+
+def guarded_read(client: redis.Redis, key: bytes) -> tuple[list[Record], str]:
+    """A key's parts and its guard. A big key is read in several calls, so its guard is taken
+    before and after: NEVER when it changed meanwhile (the backup may not hold what is there)."""
+    before = fingerprints(client, [key])[0]
+    parts = list(read_records(client, [key], with_dump=True))
+    if len(parts) == 1:
+        return parts, fingerprint(parts[0].dump) if parts[0].exists else ABSENT
+    after = fingerprints(client, [key])[0]
+    return parts, before if before == after else NEVER
+
+
+def guarded_records(client: redis.Redis, keys: list[bytes]) -> dict[bytes, tuple[list[Record], str]]:
+    """Each key's parts and guard: small keys in atomic batches (guard from the same read)."""
+    found: dict[bytes, tuple[list[Record], str]] = {}
+    big: list[bytes] = []
+    for record in read_records(client, keys, with_dump=True):
+        if record.final and record.part == 0:
+            found[record.key] = ([record], fingerprint(record.dump) if record.exists else ABSENT)
+        elif record.part == 0:
+            big.append(record.key)
+    for key in big:
+        found[key] = guarded_read(client, key)
+    return found
 
 
 def _chunks(items: list[Any], size: int = ARGS_PER_COMMAND) -> Iterable[list[Any]]:
@@ -54,49 +106,53 @@ def typed_write(pipe: Any, key: bytes, record: Record) -> None:
 class WriteResult:
     written: list[bytes] = field(default_factory=list)
     expired: list[bytes] = field(default_factory=list)  # ran out of time before being written
-    appeared: list[bytes] = field(default_factory=list)  # created by someone else meanwhile
+    changed: list[bytes] = field(default_factory=list)  # not as backed up any more: left alone
     fallback: bool = False  # the target refused DUMP payloads: typed writes were used
     # Read back in the same script as the RESTORE: key -> (DUMP equals the payload, pttl).
     read_back: dict[bytes, tuple[bool, int]] = field(default_factory=dict)
 
 
-class Writer:
-    """Writes records to one target; remembers whether RESTORE works there."""
+Item = tuple[bytes, Record, str]  # target key, what to put there, its guard
 
-    def __init__(self, client: redis.Redis, *, replace: bool) -> None:
+
+class Writer:
+    """Writes records to one target, each only over what its backup recorded."""
+
+    def __init__(self, client: redis.Redis) -> None:
         self.client = client
-        self.replace = replace
         self.restore_ok: bool | None = None
         self.result = WriteResult()
-        self._restore_script = client.register_script(RESTORE)
+        self._restore = client.register_script(RESTORE)
+        self._rename = client.register_script(RENAME)
+        self._delete = client.register_script(DELETE)
         self._big: dict[bytes, bytes] = {}  # final key -> temporary key being built
 
     # -- small keys ----------------------------------------------------------
-    def write_batch(self, items: list[tuple[bytes, Record]]) -> None:
-        live: list[tuple[bytes, Record, int]] = []
+    def write_batch(self, items: list[Item]) -> None:
+        live: list[tuple[bytes, Record, str, int]] = []
         at = now_ms()
-        for key, record in items:
+        for key, record, guard in items:
             remaining = record.remaining_ms(at)
             if remaining is not None and remaining <= 0:
                 self.result.expired.append(key)  # never resurrect a key as immortal
                 continue
-            live.append((key, record, remaining or 0))
+            live.append((key, record, guard, remaining or 0))
         typed = live
         if self.restore_ok is not False:
             restorable = [item for item in live if item[1].dump is not None]
             typed = [item for item in live if item[1].dump is None]
-            typed += self._restore(restorable)
+            typed += self._restored(restorable)
         if typed:
             self._typed(typed)
 
-    def _restore(self, items: list[tuple[bytes, Record, int]]) -> list[tuple[bytes, Record, int]]:
-        """RESTORE a batch in one atomic script call; return what must be written by type."""
+    def _restored(self, items: list[tuple[bytes, Record, str, int]]) -> list[tuple[bytes, Record, str, int]]:
+        """RESTORE a batch in one guarded script call; return what must be written by type."""
         if not items:
             return []
-        args: list[Any] = ["1" if self.replace else "0"]
-        for _, record, ttl in items:
-            args += [ttl, record.dump]
-        replies = self._restore_script(keys=[k for k, _, _ in items], args=args, client=self.client)
+        args: list[Any] = []
+        for _, record, guard, ttl in items:
+            args += [guard, ttl, record.dump]
+        replies = self._restore(keys=[k for k, _, _, _ in items], args=args, client=self.client)
         refused = []
         for item, reply in zip(items, replies, strict=True):
             if isinstance(reply, list):
@@ -105,54 +161,59 @@ class Writer:
                 self.result.read_back[item[0]] = (reply[1] == 1, int(reply[2]))
                 continue
             text = reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
-            if "payload version" in text.lower():
+            if text == "changed":
+                self.result.changed.append(item[0])
+            elif "payload version" in text.lower():
                 self.restore_ok, self.result.fallback = False, True
                 refused.append(item)
-            elif "BUSYKEY" in text:
-                self.result.appeared.append(item[0])
             else:
                 raise RemoteError(f"RESTORE of {item[0]!r} failed on the target: {text[:200]}")
         return refused
 
-    def _typed(self, items: list[tuple[bytes, Record, int]]) -> None:
-        """Type-by-type writes, one MULTI/EXEC for the batch."""
+    def _typed(self, items: list[tuple[bytes, Record, str, int]]) -> None:
+        """Each value built type by type under a temporary name, then renamed if unchanged."""
         pipe = self.client.pipeline(transaction=True)
-        for key, record, ttl in items:
-            if self.replace:
-                pipe.delete(key)
-            typed_write(pipe, key, record)
+        for key, record, _, ttl in items:
+            temp = key + PARTIAL
+            pipe.delete(temp)
+            typed_write(pipe, temp, record)
             if ttl:
-                pipe.pexpire(key, ttl)
+                pipe.pexpire(temp, ttl)
         pipe.execute()
-        self.result.written.extend(key for key, _, _ in items)
+        self._rename_over([(key, guard) for key, _, guard, _ in items])
+
+    def _rename_over(self, targets: list[tuple[bytes, str]]) -> None:
+        keys = [k for key, _ in targets for k in (key + PARTIAL, key)]
+        replies = self._rename(keys=keys, args=[guard for _, guard in targets], client=self.client)
+        for (key, _), renamed in zip(targets, replies, strict=True):
+            (self.result.written if renamed == 1 else self.result.changed).append(key)
 
     # -- big keys: built under a temporary name, renamed into place ------------
-    def write_part(self, key: bytes, record: Record) -> None:
+    def write_part(self, key: bytes, record: Record, guard: str) -> None:
         temp = self._big.get(key)
         if temp is None:
-            temp = key + b"\x00ci-tools-partial"
+            temp = key + PARTIAL
             self._big[key] = temp
             self.client.delete(temp)  # a leftover from an interrupted run
         pipe = self.client.pipeline(transaction=True)
         typed_write(pipe, temp, record)
         pipe.execute()
-        if record.final:
-            del self._big[key]
-            remaining = record.remaining_ms()
-            if remaining is not None and remaining <= 0:
-                self.client.delete(temp)
-                self.result.expired.append(key)
-                return
-            pipe = self.client.pipeline(transaction=True)
-            if remaining is not None:
-                pipe.pexpire(temp, remaining)
-            if self.replace:
-                pipe.rename(temp, key)
-            else:
-                pipe.renamenx(temp, key)
-            replies = pipe.execute()
-            if replies[-1] in (False, 0):
-                self.client.delete(temp)
-                self.result.appeared.append(key)
-            else:
-                self.result.written.append(key)
+        if not record.final:
+            return
+        del self._big[key]
+        remaining = record.remaining_ms()
+        if remaining is not None and remaining <= 0:
+            self.client.delete(temp)
+            self.result.expired.append(key)
+            return
+        if remaining is not None:
+            self.client.pexpire(temp, remaining)
+        self._rename_over([(key, guard)])
+
+    # -- an undo of a key that was absent ---------------------------------------
+    def delete(self, targets: list[tuple[bytes, str]]) -> None:
+        if not targets:
+            return
+        replies = self._delete(keys=[k for k, _ in targets], args=[g for _, g in targets], client=self.client)
+        for (key, _), deleted in zip(targets, replies, strict=True):
+            (self.result.written if deleted == 1 else self.result.changed).append(key)

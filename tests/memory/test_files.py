@@ -97,7 +97,7 @@ def test_a_truncated_backup_is_refused_before_anything_is_written(envs, tmp_path
     cut = tmp_path / "cut.jsonl"
     cut.write_bytes(b"".join(lines[:-1]))
     before = state(prod.client())
-    assert cli("undo", str(cut), "--out", str(tmp_path / "u")) == 2
+    assert cli("undo", str(cut), "--out", str(tmp_path / "u")) == 5
     assert "is incomplete" in capsys.readouterr().err
     assert state(prod.client()) == before
 

@@ -158,5 +158,5 @@ def test_over_the_bound_only_the_protected_users_are_kept(prod, tmp_path, capsys
         points.take_snapshot(prod, env, tmp_path, server="s", max_mb=0, protected=())
     taken = points.take_snapshot(prod, env, tmp_path, server="s", max_mb=0, protected=(OTHER,))
     assert taken.scope == "protected users" and "over the bound" in taken.warning
-    keys = {r.key for r in RecordFile(taken.path, context().snapshot_fernet()).records()}
+    keys = {r.key for r in RecordFile(taken.path, None).records()}
     assert keys == {f"prod:memory:{OTHER}".encode(), f"prod:user:{OTHER}:profile".encode()}
