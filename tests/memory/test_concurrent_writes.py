@@ -110,7 +110,7 @@ def test_a_restore_leaves_what_the_user_said_meanwhile(prod, tmp_path, capsys, m
 
 
 def test_a_replacing_copy_leaves_what_the_user_said_meanwhile(memory_envs, tmp_path, monkeypatch):
-    dev, prod = memory_envs
+    _, prod = memory_envs
     prod.client().rpush(HISTORY, "already on production")
     with bot_writing(prod.url, monkeypatch) as bot:
         outcome = copy_user(context(), request(tmp_path, policy="replace"))
@@ -120,7 +120,7 @@ def test_a_replacing_copy_leaves_what_the_user_said_meanwhile(memory_envs, tmp_p
 
 
 def test_an_undo_never_deletes_a_key_the_user_wrote_to_since_the_copy(memory_envs, tmp_path, monkeypatch, capsys):
-    dev, prod = memory_envs
+    _, prod = memory_envs
     outcome = copy_user(context(), request(tmp_path))  # creates prod's history (it was absent)
     assert prod.client().exists(HISTORY)
     bot = Bot(prod.url)
