@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import string
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -282,15 +283,17 @@ def _parse_environments(raw: Any, path: Path) -> dict[str, Environment]:
         if unknown:
             raise ConfigError(f"{where} has unknown keys: {', '.join(sorted(unknown))}")
         patterns = table.get("memory_patterns")
-        if (
-            not isinstance(patterns, list)
-            or not patterns
-            or not all(isinstance(p, str) and "{user_id}" in p for p in patterns)
-        ):
+        if not isinstance(patterns, list) or not patterns or not all(isinstance(p, str) for p in patterns):
             raise ConfigError(
                 f"{where}: memory_patterns must be a non-empty list of strings containing {{user_id}}",
                 hint='e.g. ["user:{user_id}:history", "memory:{user_id}"]',
             )
+        for pattern in patterns:
+            if problem := pattern_problem(pattern):
+                raise ConfigError(
+                    f"{where}: memory pattern {pattern!r} {problem}",
+                    hint='use {user_id} exactly once and no other {…}, e.g. "memory:{user_id}"',
+                )
         prefix = table.get("key_prefix")
         if not isinstance(prefix, str) or (prefix and not prefix.endswith(":")):
             raise ConfigError(
@@ -325,6 +328,26 @@ def _parse_environments(raw: Any, path: Path) -> dict[str, Environment]:
             **{flag: _flag(table.get(flag, name == default), f"{where}: {flag}") for flag, default in ROLES.items()},
         )
     return environments
+
+
+def pattern_problem(pattern: str) -> str | None:
+    """Why ``pattern`` is no memory key pattern, or None: ``{user_id}`` exactly once, nothing else in braces.
+
+    Checked where patterns are read, so a pattern such as ``memory:{user_id}:{kind}`` is one
+    line at start-up, never a KeyError in the middle of an export.
+    """
+    try:
+        fields = [(name, spec, conv) for _, name, spec, conv in string.Formatter().parse(pattern) if name is not None]
+    except ValueError as exc:
+        return f"has unbalanced braces ({exc})"
+    other = sorted({f"{{{name}}}" for name, _, _ in fields if name != "user_id"})
+    if other:
+        return f"has a placeholder other than {{user_id}}: {', '.join(other)}"
+    if len(fields) != 1:
+        return "must contain {user_id} exactly once" + (f" (found {len(fields)})" if fields else "")
+    if fields[0][1] or fields[0][2]:
+        return "must use {user_id} plainly, without a format spec or conversion"
+    return None
 
 
 def _flag(value: Any, where: str) -> bool:

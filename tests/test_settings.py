@@ -69,7 +69,7 @@ def test_unknown_environment_lists_known_ones():
         ({'key_prefix = "prod:"': 'key_prefix = "dev:x:"'}, "is a prefix of"),
         ({"production_mindmate_bot": "@prod"}, "not a Telegram bot username"),
         ({"https://production.example.com": "mindmate.example.com/x"}, "base_url"),
-        ({'["user:{user_id}:history"]': '["user:*"]'}, "containing {user_id}"),
+        ({'["user:{user_id}:history"]': '["user:*"]'}, "must contain {user_id} exactly once"),
         ({'branch = "main"\n': ""}, "lacks branch"),
         ({'branch = "main"': 'branch = "main"\ncolour = "blue"'}, "unknown keys: colour"),
     ],
@@ -97,3 +97,28 @@ def test_config_override_and_search(tmp_path, monkeypatch):
     nested.mkdir(parents=True)
     monkeypatch.chdir(nested)
     assert load_config().path == path
+
+
+@pytest.mark.parametrize(
+    ("pattern", "problem"),
+    [
+        ("memory:{user_id}:{kind}", "has a placeholder other than {user_id}: {kind}"),
+        ("memory:{user_id}:{user_id}", "must contain {user_id} exactly once (found 2)"),
+        ("memory:{user}", "has a placeholder other than {user_id}: {user}"),
+        ("memory:{user_id", "has unbalanced braces"),
+        ("memory:{user_id!r}", "must use {user_id} plainly, without a format spec or conversion"),
+    ],
+)
+def test_a_malformed_memory_pattern_is_one_line_from_config_check_and_every_memory_command(
+    tmp_path, monkeypatch, capsys, pattern, problem
+):
+    from ci_tools.__main__ import main
+
+    text = two_envs(**{'"user:{user_id}:history"': '"' + pattern.replace("{", "{{").replace("}", "}}") + '"'})
+    path = write(tmp_path, text.replace("{{", "{").replace("}}", "}"))
+    monkeypatch.setenv("CI_TOOLS_CONFIG", str(path))
+    monkeypatch.setenv("SOURCE_REDIS_URL", "redis://127.0.0.1:1/0")
+    for argv in (["config", "check"], ["memory", "export", "--user-id", "7", "--from", "staging"]):
+        assert main(argv) == 3
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"memory pattern {pattern!r} {problem}" in err[0], err

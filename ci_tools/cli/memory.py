@@ -188,14 +188,16 @@ def undo_hint(ctx: Context, backup: Path | None, workflow: str = "migrate-memory
 def _request(ctx: Context, args: argparse.Namespace) -> ops.CopyRequest:
     from ci_tools.memory import ops
     from ci_tools.memory.ids import parse_user_id
+    from ci_tools.settings import pattern_problem
 
     config = ctx.config
     user_id = parse_user_id(args.user_id)
     source = config.env(args.source)
     target = config.env(args.target) if getattr(args, "target", None) else source
     patterns = tuple(args.patterns) if getattr(args, "patterns", None) else source.memory_patterns
-    if any("{user_id}" not in p for p in patterns):
-        raise InputError("every --pattern needs {user_id}", hint="e.g. --pattern 'user:{user_id}:*'")
+    for pattern in patterns:
+        if problem := pattern_problem(pattern):
+            raise InputError(f"--pattern {pattern!r} {problem}", hint="e.g. --pattern 'user:{user_id}:*'")
     return ops.CopyRequest(
         user_id=user_id,
         source_env=source,

@@ -226,7 +226,7 @@ class Writing:
 def restore_snapshot(ctx: Context, snapshot: Path, writing: Writing) -> Outcome:
     """One user's copy snapshot (``memory copy`` wrote it) back into ``writing``'s target."""
     file = RecordFile(snapshot, ctx.snapshot_fernet())
-    validate_file(file)
+    file.check()  # a cut-off or corrupt file is refused before anything is written
     source_prefix = str(file.header.get("prefix", "")).encode()
     target = writing.open_target(ctx, "the Redis to restore into")
     prefix = writing.target_prefix.encode()
@@ -246,8 +246,3 @@ def restore_snapshot(ctx: Context, snapshot: Path, writing: Writing) -> Outcome:
         },
         snapshot_file=snapshot,
     )
-
-
-def validate_file(file: RecordFile) -> int:
-    """Read the whole file once: a truncated or corrupt file is refused before anything is written."""
-    return sum(1 for _ in file.records())

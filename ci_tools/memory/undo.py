@@ -13,7 +13,7 @@ from ci_tools.memory.compare import difference
 from ci_tools.memory.files import RecordFile, RecordWriter
 from ci_tools.memory.model import CONNECTION_ERRORS, group_parts, stamp
 from ci_tools.memory.records import BATCH, Record, read_records, value_digest
-from ci_tools.memory.sides import connect, label
+from ci_tools.memory.sides import connect, label, marker
 from ci_tools.memory.writer import Writer, guarded_records
 
 
@@ -42,6 +42,13 @@ def undo_backup(
             hint="point TARGET_REDIS_URL at the server the copy wrote to, or pass --allow-other-server",
         )
     target = connect(url, "target", timeout=ctx.timeout)
+    env, prefix = file.header.get("env"), str(file.header.get("prefix", ""))
+    claimed = marker(target, prefix.encode())
+    if env and claimed is not None and claimed != env:
+        raise InputError(
+            f"{backup.name} is a backup of {env} ({prefix or 'no prefix'}), but that Redis is marked {claimed}",
+            hint=f"point TARGET_REDIS_URL at {env}'s Redis",
+        )
     if not apply:
         return None, count, []
     keys = [r.key for r in file.records() if r.part == 0]

@@ -11,6 +11,7 @@ from ci_tools.__main__ import main
 from ci_tools.errors import ConfigError, InputError
 from ci_tools.memory.files import RecordFile
 from ci_tools.memory.ops import copy_user
+from sandbox.redis import RedisServer
 from tests.memory.helpers import ROUTE, USER, request, state
 from tests.support import context
 
@@ -211,3 +212,72 @@ def test_progress_bar_on_a_terminal(envs, tmp_path, monkeypatch, capsys):
     assert cli(*args, "--apply", "--out", str(tmp_path)) == 0
     assert "written 1200, verified 1200" in capsys.readouterr().out
     assert prod.client().get(f"prod:bulk:{USER}:1199") == b"1199"
+
+
+def test_a_plaintext_backup_is_refused_once_a_key_is_set(envs, tmp_path, capsys, monkeypatch):
+    _, prod = envs
+    monkeypatch.delenv("MEMORY_SNAPSHOT_KEY", raising=False)
+    outcome = copy_user(context(), request(tmp_path))  # written in the clear: no key then
+    before = state(prod.client())
+    monkeypatch.setenv("MEMORY_SNAPSHOT_KEY", Fernet.generate_key().decode())
+    assert cli("undo", str(outcome.backup), "--out", str(tmp_path / "u"), "--apply") == 5
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "line 1 is not encrypted, though MEMORY_SNAPSHOT_KEY is set" in err
+    assert cli("restore", str(outcome.snapshot), "--to", "production", "--out", str(tmp_path / "r"), "--apply") == 5
+    assert state(prod.client()) == before and not (tmp_path / "u").exists()
+
+
+def test_one_line_in_the_clear_inside_an_encrypted_file_refuses_the_whole_file(envs, tmp_path, capsys, monkeypatch):
+    _, prod = envs
+    monkeypatch.setenv("MEMORY_SNAPSHOT_KEY", Fernet.generate_key().decode())
+    outcome = copy_user(context(), request(tmp_path))
+    lines = outcome.snapshot.read_bytes().splitlines(keepends=True)
+    forged = b'{"key": "cHJvZDptZW1vcnk6NDI0MjQy", "type": "string", "pttl": null, "read_at": 0, "value": "eA=="}\n'
+    planted = tmp_path / "planted.jsonl"
+    planted.write_bytes(b"".join([*lines[:2], forged, *lines[2:]]))
+    before = state(prod.client())
+    assert cli("restore", str(planted), "--to", "production", "--out", str(tmp_path / "r"), "--apply") == 5
+    assert "line 3 is not encrypted" in capsys.readouterr().err
+    assert state(prod.client()) == before
+
+
+def test_a_snapshot_cut_off_by_a_dying_source_has_no_footer_and_restores_nothing(
+    redis_pair, tmp_path, capsys, monkeypatch
+):
+    from ci_tools.memory import points
+
+    _, prod = redis_pair
+    client = prod.client()
+    client.set("prod:meta:env", "production")
+    for i in range(3000):
+        client.rpush(f"prod:memory:{i}", f"fact {i}")
+    monkeypatch.setenv("SOURCE_REDIS_URL", prod.url)
+    real = points.read_records
+
+    def dies_after_the_first_batch(*args, **kwargs):  # type: ignore[no-untyped-def]
+        for number, record in enumerate(real(*args, **kwargs)):
+            if number == 1000:
+                prod.close()  # the Redis process is gone mid-snapshot
+            yield record
+
+    monkeypatch.setattr(points, "read_records", dies_after_the_first_batch)
+    assert cli("snapshot", "production", "--out", str(tmp_path / "s")) == 4
+    (cut,) = (tmp_path / "s").glob("*.jsonl")
+    with RedisServer() as fresh:  # wherever it would be restored, nothing is written from it
+        fresh.client().set("prod:meta:env", "production")
+        monkeypatch.setenv("TARGET_REDIS_URL", fresh.url)
+        capsys.readouterr()
+        assert cli("restore", str(cut), "--to", "production", "--out", str(tmp_path / "r"), "--apply") == 5
+        assert "is incomplete: no footer after 2000 records" in capsys.readouterr().err  # of 3001
+        assert fresh.client().dbsize() == 1
+
+
+def test_an_undo_refuses_a_backup_of_another_environment(envs, tmp_path, capsys, monkeypatch, redis_server):
+    outcome = copy_user(context(), request(tmp_path))  # a backup of production's keys
+    staging = redis_server.client()
+    staging.set("prod:meta:env", "staging")  # a Redis another environment claimed under that prefix
+    staging.set("prod:memory:424242", "keep me")
+    monkeypatch.setenv("TARGET_REDIS_URL", redis_server.url)
+    assert cli("undo", str(outcome.backup), "--out", str(tmp_path / "u"), "--apply", "--allow-other-server") == 2
+    assert "is a backup of production (prod:), but that Redis is marked staging" in capsys.readouterr().err
+    assert staging.get("prod:memory:424242") == b"keep me"
