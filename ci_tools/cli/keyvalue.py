@@ -29,7 +29,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     opening.add_argument("--ip", help="the address to admit (default: asked of IP_ECHO_URL)")
     opening.add_argument("--state", type=Path, required=True, help="where to record the lists as they were")
     opening.set_defaults(func=run_open, needs=NEEDS)
-    closing = sub.add_parser("close", help="put the allow lists back as they were (safe to repeat)")
+    closing = sub.add_parser("close", help="remove this run's own entries, leave every other (safe to repeat)")
     closing.add_argument("--state", type=Path, required=True)
     closing.set_defaults(func=run_close, needs=NEEDS)
     sweep = sub.add_parser("sweep", help="remove entries our runs added more than an hour ago (a killed run's)")
@@ -56,8 +56,10 @@ def run_close(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.pipeline.key_value_access import close
 
     restored = close(ctx, ctx.secrets["RENDER_API_KEY"], args.state, printer(False))
-    say(f"✓ allow lists put back: {', '.join(restored) or 'none needed'}")
-    ctx.runner.add_summary(f"### Key Value access\n\nallow lists put back: {', '.join(restored) or 'none needed'}")
+    say(f"✓ this run's allow-list entries removed: {', '.join(restored) or 'none needed'}")
+    ctx.runner.add_summary(
+        f"### Key Value access\n\nthis run's entries removed: {', '.join(restored) or 'none needed'}"
+    )
     return 0
 
 
