@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ci_tools.context import Context
 from ci_tools.errors import ConfigError, InputError
-from ci_tools.memory.choices import Action, Conflict, Uncovered
+from ci_tools.memory.choices import Action, Conflict, Stage, Uncovered
 from ci_tools.needs import Needs
 
 if TYPE_CHECKING:  # annotations only: the modules load when the command runs
@@ -59,6 +59,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     def writes(p: argparse.ArgumentParser) -> None:
         p.add_argument("--apply", action="store_true", help="write (the default is a dry run)")
         p.add_argument("--mode", choices=("dry-run", "apply"), help="the same, as a workflow input")
+        p.add_argument(
+            "--stage",
+            type=Stage,
+            choices=list(Stage),
+            default=Stage.ALL,
+            help="with --apply: plan = read, plan and write the snapshot and backup only (nothing "
+            "written); write = write from the plan a --stage plan run left in --out; all = both",
+        )
         p.add_argument(
             "--on-conflict",
             type=Conflict,
@@ -213,6 +221,7 @@ def _request(ctx: Context, args: argparse.Namespace) -> ops.CopyRequest:
         uncovered=getattr(args, "uncovered", Uncovered.REFUSE),
         resume_command=_resume_command(),
         progress=_progress_factory(args),
+        stage=getattr(args, "stage", Stage.ALL),
     )
 
 
@@ -228,6 +237,7 @@ def _writing(ctx: Context, args: argparse.Namespace, env: Environment) -> ops.Wr
         out_dir=args.out,
         ignore_markers=args.ignore_env_markers,
         resume_command=_resume_command(),
+        stage=args.stage,
     )
 
 
@@ -293,6 +303,7 @@ def _report(
     left = [k.decode(errors="replace") for k in outcome.uncovered]
     document = {
         "applied": outcome.applied,
+        "stage": str(outcome.stage),
         "plan": [item.as_dict() for item in outcome.plan],
         "counts": counts,
         "uncovered": left,
@@ -320,7 +331,14 @@ def _report(
     ]
     why = "left behind (--ignore-uncovered)" if outcome.uncovered_policy is Uncovered.IGNORE else "matches no pattern"
     rows += [["uncovered", key, "", "", "", why] for key in left]
-    mode = "applied" if outcome.applied else "dry run — nothing written"
+    planned = outcome.stage is Stage.PLAN
+    mode = (
+        "applied"
+        if outcome.applied
+        else "planned and backed up — nothing written yet"
+        if planned
+        else "dry run — nothing written"
+    )
     notes = [", ".join(f"{n} {action}" for action, n in sorted(counts.items())) or "nothing to copy"]
     if left and outcome.uncovered_policy is Uncovered.REFUSE:
         notes.append(
@@ -346,6 +364,13 @@ def _report(
             )
         if len(outcome.changed) > 20:
             notes.append(f"… and {len(outcome.changed) - 20} more key(s) left alone for the same reason")
+    elif planned:
+        notes += [
+            f"snapshot: {outcome.snapshot}",
+            f"backup:   {outcome.backup} (with the plan and every key's guard)",
+            f"undo:     {undo_hint(ctx, outcome.backup, workflow)} — it exists before anything is written",
+            "write with the same command and --stage write, once the backup is kept off this machine",
+        ]
     else:
         notes.append("dry run: rerun with --apply to write")
     headers = ["action", "target key", "type", "size", "TTL", "note"]
@@ -412,6 +437,7 @@ def memory_restore(ctx: Context, args: argparse.Namespace) -> int:
             patterns=tuple(args.patterns),
             ignore_marker=args.ignore_env_markers,
             resume_command=_resume_command(),
+            stage=args.stage,
         )
         target = ops.target_side(ctx)
         outcome = points.restore_point(request, target, ops.url_label(ctx, "TARGET_REDIS_URL"), ctx.snapshot_fernet())

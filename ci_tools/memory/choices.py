@@ -34,6 +34,20 @@ class Conflict(StrEnum):
     REPLACE = "replace"
 
 
+class Stage(StrEnum):
+    """``--stage``: a write in one step, or in two, so the backup leaves the runner before it.
+
+    ``plan`` reads, plans and writes the snapshot and the backup (with every key's guard and
+    the plan itself) and writes nothing to the target; a workflow uploads them; ``write`` then
+    writes from exactly that plan and those guards. A runner lost in the write still leaves
+    the undo in the run's artifact.
+    """
+
+    ALL = "all"
+    PLAN = "plan"
+    WRITE = "write"
+
+
 class Uncovered(StrEnum):
     """Keys that name the user but match no memory pattern: an apply refuses them unless told."""
 

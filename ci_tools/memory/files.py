@@ -23,6 +23,8 @@ import orjson
 from cryptography.fernet import Fernet, InvalidToken
 
 from ci_tools.errors import ConfigError, InputError, VerificationError
+from ci_tools.memory.choices import Action
+from ci_tools.memory.model import PlanItem
 from ci_tools.memory.records import Record, _b, _u, from_json, to_json
 
 FORMAT = "mindmate-memory"
@@ -85,6 +87,15 @@ class RecordWriter:
         for start in range(0, len(digests), 1000):
             self._line({"after": [[_b(k), d] for k, d in digests[start : start + 1000]]})
 
+    def write_plan(self, plan: list[PlanItem]) -> None:
+        """The plan a later ``--stage write`` follows: each key's action and guard. Not records."""
+        for start in range(0, len(plan), 1000):
+            rows = [
+                [_b(i.source_key), _b(i.target_key), i.type, i.size, i.ttl_ms, str(i.action), i.reason, i.guard]
+                for i in plan[start : start + 1000]
+            ]
+            self._line({"plan": rows})
+
     def finish(self) -> None:
         """The footer, after the last record: only now does the file say it is complete."""
         if not self._file.closed:
@@ -135,6 +146,17 @@ class RecordFile:
         """Read the whole file once: every line decodes and the footer is there (else exit 5)."""
         return sum(1 for _ in self.records())
 
+    def plan(self) -> list[PlanItem]:
+        """The plan a backup written by ``--stage plan`` carries."""
+        found: list[PlanItem] = []
+        with self.path.open("rb") as handle:
+            handle.readline()
+            for number, raw in enumerate(handle, start=2):
+                for row in self._decode(raw, number).get("plan", ()):
+                    source, target, type_, size, ttl, action, reason, guard = row
+                    found.append(PlanItem(_u(source), _u(target), type_, size, ttl, Action(action), reason, guard))
+        return found
+
     def after(self) -> dict[bytes, str]:
         """The digests a backup recorded of what its write put in each key."""
         found: dict[bytes, str] = {}
@@ -184,7 +206,7 @@ class RecordFile:
                 if document.get("end"):
                     complete = document.get("records") == count
                     break
-                if "after" in document:
+                if "after" in document or "plan" in document:
                     continue
                 if "absent" in document:
                     for key in document["absent"]:

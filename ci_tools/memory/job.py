@@ -22,9 +22,9 @@ from typing import Any
 import redis
 from cryptography.fernet import Fernet
 
-from ci_tools.errors import RemoteError, VerificationError
+from ci_tools.errors import InputError, RemoteError, VerificationError
 from ci_tools.memory.applying import Applier, TargetStopped
-from ci_tools.memory.choices import Action, Conflict
+from ci_tools.memory.choices import Action, Conflict, Stage
 from ci_tools.memory.files import RecordFile, RecordWriter
 from ci_tools.memory.model import Outcome, show, stamp
 from ci_tools.memory.planning import Planner
@@ -46,6 +46,7 @@ class JobOptions:
     on_event: Callable[[str, int], None] = field(default=lambda event, n: None)  # "planned", "batch"
     progress: Callable[[str, int], Any] | None = None  # a progress bar's factory, on a terminal
     fernet: Fernet | None = None  # MEMORY_SNAPSHOT_KEY's: the snapshot and backup encrypted
+    stage: Stage = Stage.ALL  # plan (files only), write (from a plan's files), or both
 
 
 class MemoryJob:
@@ -53,7 +54,8 @@ class MemoryJob:
 
     def __init__(self, target: redis.Redis, rewrite: Callable[[bytes], bytes], options: JobOptions) -> None:
         self.target, self.rewrite, self.options = target, rewrite, options
-        self.outcome = Outcome(plan=[], applied=options.apply)
+        self.outcome = Outcome(plan=[], applied=options.apply and options.stage is not Stage.PLAN)
+        self.outcome.stage = options.stage if options.apply else Stage.ALL
 
     def run(
         self,
@@ -65,11 +67,25 @@ class MemoryJob:
     ) -> Outcome:
         """Pass 1 over ``records``; passes 2 and 3 over the snapshot (written now, or given)."""
         with _gc_paused():
-            self._plan(records, snapshot_header, backup_header, snapshot_file)
+            if self.options.apply and self.options.stage is Stage.WRITE:
+                self._prepared(snapshot_file)
+            else:
+                self._plan(records, snapshot_header, backup_header, snapshot_file)
             if self.options.apply:
                 self._refuse_conflicts()
-                self._apply()
+                if self.options.stage is not Stage.PLAN:
+                    self._apply()
             return self.outcome
+
+    def _prepared(self, snapshot_file: Path | None) -> None:
+        """The snapshot, backup and plan a ``--stage plan`` run left in ``out_dir``."""
+        options, outcome = self.options, self.outcome
+        outcome.backup = _only(options.out_dir, f"{options.label}-backup-*.jsonl")
+        outcome.snapshot = snapshot_file or _only(options.out_dir, f"{options.label}-snapshot-*.jsonl")
+        backup = RecordFile(outcome.backup, options.fernet)
+        backup.check()
+        RecordFile(outcome.snapshot, options.fernet).check()
+        outcome.plan = backup.plan()
 
     def _plan(
         self,
@@ -94,6 +110,8 @@ class MemoryJob:
         files = [file for file in (snapshot, backup) if file]
         try:
             outcome.plan = Planner(self.target, self.rewrite, options.policy, backup).run(records, snapshot)
+            if backup:
+                backup.write_plan(outcome.plan)
         except BaseException:
             for file in files:
                 file.abandon()  # no footer: a snapshot or backup cut short never looks complete
@@ -159,6 +177,16 @@ class MemoryJob:
         outcome.written, outcome.expired = result.written, result.expired
         outcome.changed, outcome.fallback = result.changed, result.fallback
         outcome.verified = applier.verifier.verified
+
+
+def _only(folder: Path, pattern: str) -> Path:
+    found = sorted(folder.glob(pattern))
+    if len(found) != 1:
+        raise InputError(
+            f"--stage write needs exactly one {pattern} in {folder}, found {len(found)}",
+            hint="run the same command with --stage plan first, into the same --out",
+        )
+    return found[0]
 
 
 @contextlib.contextmanager

@@ -10,7 +10,7 @@ from typing import Any
 
 import redis
 
-from ci_tools.memory.choices import Action, Uncovered
+from ci_tools.memory.choices import Action, Stage, Uncovered
 from ci_tools.memory.records import Record
 
 CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError)
@@ -53,6 +53,7 @@ class Outcome:
     timings: dict[str, float] = field(default_factory=dict)
     uncovered: list[bytes] = field(default_factory=list)  # the user's keys no pattern covers, left
     uncovered_policy: Uncovered = Uncovered.REFUSE
+    stage: Stage = Stage.ALL
 
     def counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}

@@ -13,7 +13,7 @@ import redis
 
 from ci_tools.context import Context
 from ci_tools.errors import InputError
-from ci_tools.memory.choices import Conflict, Uncovered
+from ci_tools.memory.choices import Conflict, Stage, Uncovered
 from ci_tools.memory.files import RecordFile, RecordWriter
 from ci_tools.memory.job import JobOptions, MemoryJob
 from ci_tools.memory.keys import KeySpace, discover, uncovered
@@ -40,6 +40,7 @@ class CopyRequest:
     resume_command: str = ""
     on_event: Callable[[str, int], None] | None = None
     progress: Callable[[str, int], Any] | None = None
+    stage: Stage = Stage.ALL
 
 
 def between(config: Config, user_id: int, source: str, target: str, out_dir: Path, **changes: Any) -> CopyRequest:
@@ -126,6 +127,7 @@ def copy_user(ctx: Context, request: CopyRequest) -> Outcome:
         resume_command=request.resume_command,
         progress=request.progress,
         fernet=ctx.snapshot_fernet(),
+        stage=request.stage,
     )
     if request.on_event:
         options = dataclasses.replace(options, on_event=request.on_event)
@@ -206,6 +208,7 @@ class Writing:
     out_dir: Path
     ignore_markers: bool = False
     resume_command: str = ""
+    stage: Stage = Stage.ALL
 
     def options(self, ctx: Context, label: str) -> JobOptions:
         return JobOptions(
@@ -215,6 +218,7 @@ class Writing:
             label=label,
             resume_command=self.resume_command,
             fernet=ctx.snapshot_fernet(),
+            stage=self.stage,
         )
 
     def open_target(self, ctx: Context, purpose: str) -> redis.Redis:

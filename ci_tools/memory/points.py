@@ -23,7 +23,7 @@ import redis
 from cryptography.fernet import Fernet
 
 from ci_tools.errors import InputError, VerificationError
-from ci_tools.memory.choices import Conflict
+from ci_tools.memory.choices import Conflict, Stage
 from ci_tools.memory.files import RecordFile, RecordWriter
 from ci_tools.memory.job import JobOptions, MemoryJob
 from ci_tools.memory.keys import escape_glob
@@ -150,6 +150,7 @@ class RestoreRequest:
     patterns: tuple[str, ...] = ()  # globs on the key without its prefix, e.g. "memory:*"
     ignore_marker: bool = False
     resume_command: str = ""
+    stage: Stage = Stage.ALL
 
 
 def _selected(request: RestoreRequest, file: RecordFile) -> Iterator[Record]:
@@ -220,6 +221,7 @@ def restore_point(request: RestoreRequest, target: redis.Redis, server: str, fer
         label=f"restore-{request.env.name}",
         resume_command=request.resume_command,
         fernet=fernet,
+        stage=request.stage,
     )
     job = MemoryJob(target, lambda key: key, options)
     scope = {

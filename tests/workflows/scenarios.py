@@ -64,6 +64,14 @@ def assert_no_secret(run: Run, world: World) -> None:
     assert SNAPSHOT_KEY not in run.log, "MEMORY_SNAPSHOT_KEY appears in act's log"
 
 
+def assert_backup_kept_before_the_write(log: str) -> None:
+    """The upload of the backup finished before the step that writes began."""
+    kept = log.index("✅  Success - Main Keep the encrypted")
+    writing = log.index("⭐ Run Main Write from that plan")
+    assert kept < writing, "the backup was not kept before the write"
+    assert "it exists before anything is written" in log[:writing]
+
+
 def start_live(world: World, env: str, sha: str, timeout: float = 30) -> None:
     """Put ``sha`` live on ``env`` through its deploy hook, outside any workflow (the set-up)."""
     service = world.services[env]

@@ -17,6 +17,7 @@ from ci_tools.memory.files import RecordFile
 from tests.memory.helpers import OTHER, USER, seed_user
 from tests.workflows.scenarios import (
     SNAPSHOT_KEY,
+    assert_backup_kept_before_the_write,
     assert_no_secret,
     dispatch,
     health,
@@ -168,6 +169,7 @@ def test_restore_dry_run_then_apply_one_user_then_undo(world, act, prod):
         k: v for k, v in damaged.items() if k not in user_keys
     }  # every other key as it was, the other user's new memory included
     assert f"mode undo (after dry-run), run_id {applied.run_id}" in applied.log
+    assert_backup_kept_before_the_write(applied.log)
 
     undone = restore(world, act, "undo", applied.run_id)
     assert undone.ok, undone.tail()

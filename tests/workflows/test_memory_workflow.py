@@ -12,7 +12,12 @@ import redis
 from cryptography.fernet import Fernet
 
 from tests.memory.helpers import USER, seed_user
-from tests.workflows.scenarios import assert_no_secret, dispatch, environment_secrets
+from tests.workflows.scenarios import (
+    assert_backup_kept_before_the_write,
+    assert_no_secret,
+    dispatch,
+    environment_secrets,
+)
 
 
 @pytest.fixture
@@ -101,6 +106,8 @@ def test_apply_then_undo_with_that_runs_id_restores_the_target_byte_for_byte(wor
     assert f"mode undo (after undo-dry-run), run_id {applied.run_id}" in applied.log
     kept = [p for p in (act.artifacts / str(applied.run_id)).rglob("*") if p.is_file()]
     assert kept and all(b"likes tea" not in p.read_bytes() for p in kept)  # encrypted
+    assert any("-backup-" in p.name for p in kept)
+    assert_backup_kept_before_the_write(applied.log)
 
     looked = run_memory(world, act, "undo-dry-run", run_id=str(applied.run_id), MEMORY_SNAPSHOT_KEY=key)
     assert looked.ok, looked.tail()
