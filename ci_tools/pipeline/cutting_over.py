@@ -4,7 +4,8 @@ and probed.
 Forward: production gets the new bot's token (through Render's single-key endpoint:
 a PUT of the whole list would replace every other variable), ``main`` is deployed
 and probed as the new bot; on failure the old token goes back and is redeployed.
-What it replaced is recorded for the rollback window on the production service
+What it replaced is recorded — before anything changes, so a run cancelled mid-swap
+still leaves the way back — for the rollback window on the production service
 itself, beside the token it keeps (Render's environment is where that service's
 secrets already live): ``PREVIOUS_TELEGRAM_BOT_TOKEN`` (the old token, never
 printed), ``PREVIOUS_BOT`` (its ``@username`` and id) and ``CUTOVER_AT``.
@@ -17,9 +18,10 @@ two tokens swap places so the cutover can be redone.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -115,13 +117,16 @@ def forward(
             old = ctx.bot_info(old_token)
         except TelegramError:
             on_status(f"the service's current {TOKEN_VAR} does not answer getMe; it is kept anyway")
-    _swap(ctx, request, env, new_token, new, old_token, on_status, "cutover")
     at = datetime.now(UTC).replace(microsecond=0)
-    with _api(ctx, request) as api:
-        if old_token and old_token != new_token:
-            api.set_env_var(PREVIOUS_TOKEN_VAR, old_token)
-            api.set_env_var(PREVIOUS_BOT_VAR, f"@{old.username} {old.id}" if old else "unknown")
-            api.set_env_var(CUTOVER_AT_VAR, at.isoformat())
+    record: dict[str, str] = {}
+    if old_token and old_token != new_token:  # the way back is on the service before anything changes
+        record = {
+            PREVIOUS_TOKEN_VAR: old_token,
+            PREVIOUS_BOT_VAR: f"@{old.username} {old.id}" if old else "unknown",
+            CUTOVER_AT_VAR: at.isoformat(),
+        }
+    with _recorded(ctx, request, record):
+        _swap(ctx, request, env, new_token, new, old_token, on_status, "cutover")
     return CutoverResult(new, old, window_end(ctx.config, at.isoformat()) if old_token else None)
 
 
@@ -168,12 +173,36 @@ def back(
         )
     current = ctx.bot_info(current_token) if current_token else None
     old_env = dataclasses.replace(env, bot_username=previous.username)  # probe it as the old bot
-    _swap(ctx, request, old_env, previous_token, previous, current_token, on_status, "cutover --back")
-    with _api(ctx, request) as api:
-        if current_token:
-            api.set_env_var(PREVIOUS_TOKEN_VAR, current_token)  # so the cutover can be redone
-            api.set_env_var(PREVIOUS_BOT_VAR, f"@{current.username} {current.id}" if current else "unknown")
+    record = {}
+    if current_token:  # so the cutover can be redone; recorded before anything changes
+        record = {
+            PREVIOUS_TOKEN_VAR: current_token,
+            PREVIOUS_BOT_VAR: f"@{current.username} {current.id}" if current else "unknown",
+        }
+    with _recorded(ctx, request, record):
+        _swap(ctx, request, old_env, previous_token, previous, current_token, on_status, "cutover --back")
     return CutoverResult(previous, current, ends)
+
+
+@contextlib.contextmanager
+def _recorded(ctx: Context, request: CutoverRequest, values: dict[str, str]) -> Iterator[None]:
+    """Record ``values`` on the service before the swap; if the swap fails (and was reverted),
+    put back what was recorded there before. A run cancelled mid-swap leaves them recorded:
+    the old token is then still on the service for ``cutover --back``."""
+    with _api(ctx, request) as api:
+        before = {name: api.env_var(name) for name in values}
+        for name, value in values.items():
+            api.set_env_var(name, value)
+    try:
+        yield
+    except FatalError:
+        with _api(ctx, request) as api:
+            for name, was in before.items():
+                if was is None:
+                    api.delete_env_var(name)
+                else:
+                    api.set_env_var(name, was)
+        raise
 
 
 def target(ctx: Context, request: CutoverRequest) -> Environment:

@@ -139,8 +139,31 @@ def test_cutover_puts_the_old_token_back_after_a_failed_probe(world, monkeypatch
     assert "cutover failed" in err
     assert "the old token was put back and the service answers as @mindmate_dev_bot again" in err
     assert world.services["production"].env["TELEGRAM_BOT_TOKEN"] == old
+    assert "PREVIOUS_TELEGRAM_BOT_TOKEN" not in world.services["production"].env  # the record went with the revert
     for secret in (old, world.bots["production"].token):
         assert secret not in out + err
+
+
+def test_cutover_records_the_way_back_before_it_changes_anything(world, monkeypatch, capsys):
+    """A run cancelled between the token swap and the deploy still leaves the old token on the service."""
+    from ci_tools.pipeline import cutting_over
+
+    old = world.bots["staging"].token
+    service = world.services["production"]
+    service.env["TELEGRAM_BOT_TOKEN"] = old
+    seen: dict[str, str | None] = {}
+
+    def cancelled(ctx, request, env, token, *args):  # type: ignore[no-untyped-def]
+        seen.update({k: service.env.get(k) for k in ("PREVIOUS_TELEGRAM_BOT_TOKEN", "PREVIOUS_BOT", "CUTOVER_AT")})
+        service.env["TELEGRAM_BOT_TOKEN"] = token  # the swap happened; then the runner is gone
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cutting_over, "_swap", cancelled)
+    use(monkeypatch, {**world.secrets("production"), "NEW_TELEGRAM_BOT_TOKEN": world.bots["production"].token})
+    assert main(["cutover", "--commit", world.commit("main", "x")]) != 0
+    assert seen["PREVIOUS_TELEGRAM_BOT_TOKEN"] == old  # recorded before the swap began
+    assert seen["PREVIOUS_BOT"] == f"@mindmate_dev_bot {world.bots['staging'].id}" and seen["CUTOVER_AT"]
+    assert service.env["PREVIOUS_TELEGRAM_BOT_TOKEN"] == old  # and still there for cutover --back
 
 
 def test_cutover_refuses_a_new_token_of_another_bot(world, monkeypatch, capsys):
