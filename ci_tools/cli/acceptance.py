@@ -33,7 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
-    from ci_tools.memory.ids import parse_user_id
+    from ci_tools.memory.keys import parse_user_id
     from ci_tools.pipeline.acceptance_checks import acceptance
     from ci_tools.pipeline.checklist import report
 

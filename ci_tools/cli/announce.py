@@ -17,7 +17,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
-    from ci_tools.memory.ids import parse_user_id
+    from ci_tools.memory.keys import parse_user_id
     from ci_tools.output import say
     from ci_tools.pipeline.announcing import announce
 

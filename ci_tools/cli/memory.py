@@ -195,7 +195,7 @@ def undo_hint(ctx: Context, backup: Path | None, workflow: str = "migrate-memory
 
 def _request(ctx: Context, args: argparse.Namespace) -> ops.CopyRequest:
     from ci_tools.memory import ops
-    from ci_tools.memory.ids import parse_user_id
+    from ci_tools.memory.keys import parse_user_id
     from ci_tools.settings import pattern_problem
 
     config = ctx.config
@@ -421,7 +421,7 @@ def _copy_or_diff(
 def memory_restore(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.memory import ops, points
     from ci_tools.memory.files import RecordFile
-    from ci_tools.memory.ids import parse_user_id
+    from ci_tools.memory.keys import parse_user_id
 
     env = ctx.config.env(args.target)
     args.user_id = args.user_id.strip()
@@ -559,11 +559,11 @@ def memory_snapshot(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def memory_seed(ctx: Context, args: argparse.Namespace) -> int:
-    from ci_tools.memory import seed
-    from ci_tools.memory.ids import parse_user_id
+    from ci_tools.memory import ops
+    from ci_tools.memory.keys import parse_user_id
 
     env = ctx.config.env(args.target)
     user_id = parse_user_id(args.user_id)
-    outcome = seed.seed_user(ctx, user_id, args.profile_file, _writing(ctx, args, env))
+    outcome = ops.seed_user(ctx, user_id, args.profile_file, _writing(ctx, args, env))
     _report(ctx, outcome, args, f"memory seed of user {user_id} into {env.name}")
     return 0

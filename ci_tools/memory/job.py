@@ -23,14 +23,12 @@ import redis
 from cryptography.fernet import Fernet
 
 from ci_tools.errors import InputError, RemoteError, VerificationError
-from ci_tools.memory.applying import Applier, TargetStopped
+from ci_tools.memory.applying import Applier, TargetStopped, Verifier
 from ci_tools.memory.choices import Action, Conflict, Stage
 from ci_tools.memory.files import RecordFile, RecordWriter
 from ci_tools.memory.model import Outcome, show, stamp
 from ci_tools.memory.planning import Planner
-from ci_tools.memory.prefetch import prefetch_flat
-from ci_tools.memory.records import Record
-from ci_tools.memory.verifying import Verifier
+from ci_tools.memory.records import Record, prefetch_flat
 
 
 @dataclass(frozen=True)

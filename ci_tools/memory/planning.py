@@ -20,11 +20,20 @@ from dataclasses import dataclass
 import redis
 
 from ci_tools.memory.choices import WRITES, Action, Conflict
-from ci_tools.memory.compare import difference, length_of, part_difference, ttl_difference
 from ci_tools.memory.files import RecordWriter
 from ci_tools.memory.model import PlanItem, group_parts
-from ci_tools.memory.prefetch import prefetch
-from ci_tools.memory.records import BATCH, Record, now_ms, read_records, value_digest
+from ci_tools.memory.records import (
+    BATCH,
+    Record,
+    difference,
+    length_of,
+    now_ms,
+    part_difference,
+    prefetch,
+    read_records,
+    ttl_difference,
+    value_digest,
+)
 from ci_tools.memory.writer import ABSENT, fingerprint, guarded_read
 
 ON_CONFLICT = {Conflict.FAIL: Action.CONFLICT, Conflict.SKIP: Action.SKIP, Conflict.REPLACE: Action.REPLACE}

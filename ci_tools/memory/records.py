@@ -13,19 +13,63 @@ import binascii
 import hashlib
 import itertools
 import math
+import queue
+import threading
 import time
 from collections.abc import Iterable, Iterator
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import orjson
 import redis
 
 from ci_tools.errors import RemoteError
-from ci_tools.memory.scripts import READ
 
 TYPES = ("string", "list", "hash", "set", "zset", "stream")
 BATCH = 1000  # keys a round trip; also the most a Lua call holds the server (~5 ms)
 BIG = 10_000  # elements: a key with more is read and written in chunks of this many
+
+
+# Server-side Lua for the per-key read, so Python pays per batch instead of per key: the
+# read is atomic (TTL, DUMP and value describe one moment) and never writes.
+# KEYS: the keys. ARGV[1]: elements above which a key is "big" (value left out, read
+# in chunks by the caller). ARGV[2]: "1" to include DUMP payloads.
+# Reply per key: {type} for a missing key, {type, pttl} for a big one,
+# {type, pttl, value, dump-or-false} otherwise.
+READ = """
+local big = tonumber(ARGV[1])
+local with_dump = ARGV[2] == '1'
+local lengths = {hash='HLEN', set='SCARD', zset='ZCARD', stream='XLEN'}
+local out = {}
+for i, key in ipairs(KEYS) do
+  local t = redis.call('TYPE', key)['ok']
+  if t == 'none' or not (lengths[t] or t == 'string' or t == 'list') then
+    out[i] = {t}
+  else
+    local pttl = redis.call('PTTL', key)
+    local value
+    -- strings are never chunked; a list is read up to one past the limit, which says
+    -- whether it is big without a separate LLEN (one call a key saved: most keys are lists)
+    if t == 'string' then value = redis.call('GET', key)
+    elseif t == 'list' then
+      value = redis.call('LRANGE', key, 0, big)
+      if #value > big then value = nil end
+    elseif redis.call(lengths[t], key) <= big then
+      if t == 'hash' then value = redis.call('HGETALL', key)
+      elseif t == 'set' then value = redis.call('SMEMBERS', key)
+      elseif t == 'zset' then value = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+      else value = redis.call('XRANGE', key, '-', '+') end
+    end
+    if value == nil then
+      out[i] = {t, pttl}
+    else
+      local dump = false
+      if with_dump then dump = redis.call('DUMP', key) end
+      out[i] = {t, pttl, value, dump}
+    end
+  end
+end
+return out
+"""
 
 
 def now_ms() -> int:
@@ -291,4 +335,130 @@ def from_json(line: dict[str, Any]) -> Record:
         dump=_u(line["dump"]) if line.get("dump") else None,
         part=int(line.get("part", 0)),
         final=bool(line.get("final", True)),
+    )
+
+
+# -- Run an iterator one step ahead in a thread, so a server round trip overlaps Python work.
+
+T = TypeVar("T")
+_DONE = object()
+
+
+def prefetch(items: Iterable[T], depth: int = 1024) -> Iterator[T]:
+    buffer: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    failure: list[BaseException] = []
+
+    def put(item: object) -> bool:
+        """Wait for room, unless the consumer has gone; False when it has."""
+        while not stop.is_set():
+            try:
+                buffer.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+        except BaseException as exc:  # handed to the consumer, raised there
+            failure.append(exc)
+        finally:
+            put(_DONE)
+
+    thread = threading.Thread(target=produce, name="prefetch", daemon=True)
+    thread.start()
+    try:
+        while (item := buffer.get()) is not _DONE:
+            yield item  # type: ignore[misc]
+        if failure:
+            raise failure[0]
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def prefetch_flat(items: Iterable[T], chunk: int = 500) -> Iterator[T]:
+    """``prefetch`` in chunks: a queue hand-over costs microseconds, so pay it per chunk, not per item."""
+
+    def chunks() -> Iterator[list[T]]:
+        buffer: list[T] = []
+        for item in items:
+            buffer.append(item)
+            if len(buffer) >= chunk:
+                yield buffer
+                buffer = []
+        if buffer:
+            yield buffer
+
+    for block in prefetch(chunks(), depth=4):
+        yield from block
+
+
+# -- What "the same" means for a key: type, value, and TTL within a tolerance.
+
+TTL_TOLERANCE_MS = 2000
+
+
+def difference(expected: Record, actual: Record, *, tolerance_ms: int = TTL_TOLERANCE_MS) -> str | None:
+    """None when ``actual`` holds what ``expected`` says; otherwise what differs."""
+    if not actual.exists:
+        return "missing"
+    if expected.type != actual.type:
+        return f"type {actual.type}, expected {expected.type}"
+    # Equal DUMP payloads are equal values (same bytes, same checksum): no need to decode.
+    same_payload = expected.dump is not None and expected.dump == actual.dump
+    if not same_payload and expected.value != actual.value:
+        return "value differs"
+    return ttl_difference(expected, actual, tolerance_ms)
+
+
+def ttl_difference(expected: Record, actual: Record, tolerance_ms: int = TTL_TOLERANCE_MS) -> str | None:
+    at = now_ms()
+    want, got = expected.remaining_ms(at), actual.remaining_ms(at)
+    if want is None and got is None:
+        return None
+    if want is None:
+        return "has a TTL, expected none"
+    if got is None:
+        return "has no TTL, expected one"
+    if abs(want - got) > tolerance_ms:
+        return f"TTL differs by {abs(want - got) / 1000:.1f}s"
+    return None
+
+
+def part_difference(client: redis.Redis, key: bytes, part: Record, offset: int) -> str | None:
+    """Compare one chunk of a big key with the same chunk of ``key`` on ``client``."""
+    size = len(part.value)
+    if part.type == "list":
+        got: Any = client.lrange(key, offset, offset + size - 1)
+    elif part.type == "zset":
+        got = canonical("zset", client.zrange(key, offset, offset + size - 1, withscores=True))
+    elif part.type == "stream":
+        first, last = part.value[0][0], part.value[-1][0]
+        got = canonical("stream", client.xrange(key, first, last))
+    elif part.type == "hash":
+        fields = [f for f, _ in part.value]
+        got = sorted(zip(fields, client.hmget(key, fields), strict=True))
+    elif part.type == "set":
+        flags = client.smismember(key, part.value)
+        got = sorted(m for m, present in zip(part.value, flags, strict=True) if present)
+    else:
+        return f"type {part.type} is never chunked"
+    return None if got == part.value else f"value differs in part {part.part}"
+
+
+def length_of(client: redis.Redis, key: bytes, type_: str) -> int:
+    return int(
+        {
+            "list": client.llen,
+            "hash": client.hlen,
+            "set": client.scard,
+            "zset": client.zcard,
+            "stream": client.xlen,
+            "string": client.strlen,
+        }[type_](key)
     )

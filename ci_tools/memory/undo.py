@@ -9,10 +9,9 @@ import redis
 
 from ci_tools.context import Context
 from ci_tools.errors import InputError, RemoteError, VerificationError
-from ci_tools.memory.compare import difference
 from ci_tools.memory.files import RecordFile, RecordWriter
 from ci_tools.memory.model import CONNECTION_ERRORS, group_parts, stamp
-from ci_tools.memory.records import BATCH, Record, read_records, value_digest
+from ci_tools.memory.records import BATCH, Record, difference, read_records, value_digest
 from ci_tools.memory.sides import connect, label, marker
 from ci_tools.memory.writer import Writer, guarded_records
 

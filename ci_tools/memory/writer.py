@@ -29,7 +29,94 @@ import redis
 
 from ci_tools.errors import RemoteError
 from ci_tools.memory.records import Record, now_ms, read_records
-from ci_tools.memory.scripts import DELETE, FINGERPRINT, RENAME, RESTORE
+
+# The guard every write to a target passes: the key still holds what its backup recorded.
+# A guard is the SHA-1 of the key's DUMP payload when backed up, or '' when it was absent
+# (ci_tools.memory.writer.fingerprint computes the same in Python). A key that changed since
+# is left alone: it holds what the user said meanwhile, which no backup has.
+UNCHANGED = """
+local function unchanged(key, guard)
+  local dump = redis.call('DUMP', key)
+  if guard == '' then return dump == false end
+  return dump ~= false and redis.sha1hex(dump) == guard
+end
+"""
+
+# KEYS: target keys. ARGV per key: guard, ttl-ms (0 = none), payload.
+# Reply per key: 'changed' when the guard failed (nothing written); the error text when
+# RESTORE refused (payload version …); else {1, same, pttl}, where same is 1 when the key's
+# DUMP now equals the payload (0: another encoding, compare values instead).
+RESTORE = (
+    UNCHANGED
+    + """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local guard, ttl, payload = ARGV[3 * i - 2], ARGV[3 * i - 1], ARGV[3 * i]
+  if not unchanged(key, guard) then
+    out[i] = 'changed'
+  else
+    local reply = redis.pcall('RESTORE', key, ttl, payload, 'REPLACE')
+    if type(reply) == 'table' and reply.err then
+      out[i] = reply.err
+    else
+      local same = 0
+      if redis.call('DUMP', key) == payload then same = 1 end
+      out[i] = {1, same, redis.call('PTTL', key)}
+    end
+  end
+end
+return out
+"""
+)
+
+# KEYS: pairs of (temporary key, target key). ARGV: each target's guard.
+# A value built under a temporary name (type by type, or part by part) takes the target's
+# place only if the target is unchanged; else the temporary key is dropped. Reply per pair: 1 | 0.
+RENAME = (
+    UNCHANGED
+    + """
+local out = {}
+for i = 1, #ARGV do
+  local temp, key = KEYS[2 * i - 1], KEYS[2 * i]
+  if unchanged(key, ARGV[i]) then
+    redis.call('RENAME', temp, key)
+    out[i] = 1
+  else
+    redis.call('DEL', temp)
+    out[i] = 0
+  end
+end
+return out
+"""
+)
+
+# KEYS: keys to delete (an undo of a key that was absent). ARGV: their guards. Reply: 1 | 0.
+DELETE = (
+    UNCHANGED
+    + """
+local out = {}
+for i, key in ipairs(KEYS) do
+  if unchanged(key, ARGV[i]) then
+    redis.call('DEL', key)
+    out[i] = 1
+  else
+    out[i] = 0
+  end
+end
+return out
+"""
+)
+
+# KEYS: keys. Reply per key: its guard now (see UNCHANGED). For big keys, whose DUMP stays
+# on the server: only the digest crosses the wire.
+FINGERPRINT = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local dump = redis.call('DUMP', key)
+  if dump == false then out[i] = '' else out[i] = redis.sha1hex(dump) end
+end
+return out
+"""
 
 ARGS_PER_COMMAND = 1000  # elements per RPUSH/HSET/SADD/ZADD call
 ABSENT = ""  # the guard of a key that did not exist

@@ -13,8 +13,8 @@ from ci_tools.clients.render import monotonic_deadline
 from ci_tools.clients.telegram import TelegramError
 from ci_tools.context import Context
 from ci_tools.errors import FatalError, RemoteError
-from ci_tools.memory import net
 from ci_tools.memory.files import RecordFile
+from ci_tools.pipeline import safety_net as net
 from ci_tools.pipeline.checklist import TELEGRAM_DOWN, Item, unanswered
 from ci_tools.pipeline.cutting_over import read_window
 from ci_tools.pipeline.probing import Probe, failures, run_probe, whose_token

@@ -198,7 +198,7 @@ def test_unknown_environment_and_bad_pattern(envs, capsys):
     assert cli("copy", "--user-id", "1", "--from", "dev", "--to", "production") == 3
     assert "use one of: production, staging" in capsys.readouterr().err
     assert cli("copy", *ROUTE, "--pattern", "user:*") == 2
-    assert "needs {user_id}" in capsys.readouterr().err
+    assert "must contain {user_id} exactly once" in capsys.readouterr().err
 
 
 def test_progress_bar_on_a_terminal(envs, tmp_path, monkeypatch, capsys):

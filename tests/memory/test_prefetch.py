@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from ci_tools.memory.prefetch import prefetch
+from ci_tools.memory.records import prefetch
 
 
 def test_items_arrive_in_order():

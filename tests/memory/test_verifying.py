@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from ci_tools.errors import VerificationError
+from ci_tools.memory.applying import Verifier
 from ci_tools.memory.ops import copy_user
 from ci_tools.memory.records import Record, now_ms
-from ci_tools.memory.verifying import Verifier
 from tests.memory.helpers import USER, request
 from tests.support import context
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ci_tools.memory import net
+from ci_tools.pipeline import safety_net as net
 from sandbox.github import FakeGitHub
 from sandbox.render import FakeRender
 from tests.support import context, use
