@@ -127,6 +127,8 @@ def variable_samples(document: dict, job: dict, step: dict) -> list[dict[str, st
             # `${{ cond && 'a' || 'b' }}`: the variable is one of the two quoted values
             base[name] = picked[1]
             choices[name] = [picked[1], picked[2]]
+        elif "${{" not in str(expression):
+            base[name] = str(expression)  # a literal: the step always sees exactly that
         else:
             base[name] = "sample-value"
     samples = [base]
