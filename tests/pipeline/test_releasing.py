@@ -542,7 +542,10 @@ def test_a_release_waits_for_a_deploy_still_in_progress_then_judges_against_it(w
     world.render.fault(world.services["production"], second, slow=1.5)
     other = threading.Thread(target=deploy, args=("production", second))  # another job's release
     other.start()
-    time.sleep(0.3)
+    deadline = time.monotonic() + 20
+    while not any(d["commit"]["id"] == second for d in world.services["production"].deploys):
+        assert time.monotonic() < deadline, "the other release never reached Render"
+        time.sleep(0.02)  # once Render is working on it
     assert deploy("production", first) == 2  # once second is live, first is older: refused
     other.join()
     out = capsys.readouterr().out
