@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ci_tools.pipeline.rehearsal import rehearse  # noqa: E402
+from sandbox.rehearsal import rehearse  # noqa: E402
 
 TARGET = 15.0
 

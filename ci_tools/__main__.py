@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from ci_tools import __version__, redact
+from ci_tools.actions import Runner
 from ci_tools.cli import (
     acceptance,
     announce,
@@ -36,7 +37,6 @@ from ci_tools.cli import (
 from ci_tools.context import build
 from ci_tools.errors import FatalError, from_unexpected
 from ci_tools.needs import NOTHING
-from ci_tools.repo.actions import Runner
 
 # In the order of the plan: look, ship, check, undo, migrate, rehearse.
 COMMAND_MODULES = (

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ci_tools import redact
+from ci_tools.actions import Runner
 from ci_tools.errors import ConfigError
 from ci_tools.needs import Needs, Secrets, resolve
-from ci_tools.repo.actions import Runner
 from ci_tools.settings import Config, Environment, find_pyproject, load_config
 
 if TYPE_CHECKING:  # the clients load httpx: only the commands that talk to a service pay for it
@@ -39,6 +39,23 @@ DEFAULT_RENDER_API_URL = "https://api.render.com"
 DEFAULT_GITHUB_API_URL = "https://api.github.com"
 DEFAULT_IP_ECHO_URL = "https://api.ipify.org"  # what keyvalue open asks for the runner's address
 SPEC_VARIABLES = {"render": "RENDER_SPEC_URL", "npm_registry": "NPM_REGISTRY_URL", "telegram": "TELEGRAM_SPEC_URL"}
+
+
+def fernet_for(key: str | None) -> Fernet | None:
+    """The Fernet of ``MEMORY_SNAPSHOT_KEY``'s value; None (files in the clear) without one."""
+    raw = (key or "").strip()
+    if not raw:
+        return None
+    from cryptography.fernet import Fernet  # only a command that reads or writes memory pays for it
+
+    try:
+        return Fernet(raw.encode())
+    except (ValueError, TypeError):
+        raise ConfigError(
+            "MEMORY_SNAPSHOT_KEY is not a Fernet key",
+            hint='make one with: python -c "from cryptography.fernet import Fernet; '
+            'print(Fernet.generate_key().decode())"',
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -104,8 +121,6 @@ class Context:
 
     def snapshot_fernet(self) -> Fernet | None:
         """``MEMORY_SNAPSHOT_KEY``'s Fernet: snapshots and backups are encrypted with it."""
-        from ci_tools.memory.files import fernet_for
-
         return fernet_for(self.optional("MEMORY_SNAPSHOT_KEY"))
 
     def github_token(self) -> str | None:

@@ -16,8 +16,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from ci_tools.actions import Runner, markdown_table
 from ci_tools.redact import redact
-from ci_tools.repo.actions import Runner, markdown_table
 
 
 def console(stderr: bool = False) -> Console:

@@ -58,7 +58,19 @@ def test_without_the_stand_ins_the_rehearsal_says_where_they_are(tmp_path):
 
 
 LAYERS = {"cli", "pipeline", "repo", "clients", "memory", "contracts"}
-PLUMBING = {"__init__", "__main__", "errors", "output", "redact", "http", "settings", "needs", "context"}
+PLUMBING = {
+    "__init__",
+    "__main__",
+    "errors",
+    "output",
+    "redact",
+    "http",
+    "settings",
+    "needs",
+    "context",
+    "actions",
+    "checklist",
+}
 
 
 def test_the_package_is_grouped_by_layer_and_no_two_modules_share_a_name():

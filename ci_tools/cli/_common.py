@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 from ci_tools.needs import Needs
 
 if TYPE_CHECKING:  # annotations only: the probe loads when a command runs
+    from ci_tools.actions import Runner
     from ci_tools.pipeline.probing import Check
-    from ci_tools.repo.actions import Runner
 
 RENDER = ("RENDER_DEPLOY_HOOK_URL", "RENDER_API_KEY", "RENDER_SERVICE_ID")
 DEPLOY_NEEDS = Needs(optional=RENDER)

@@ -86,8 +86,8 @@ def run_setup(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def run_check(ctx: Context, args: argparse.Namespace) -> int:
+    from ci_tools.checklist import report as report_checklist
     from ci_tools.output import say
-    from ci_tools.pipeline.checklist import report as report_checklist
     from ci_tools.repo.github_settings import check
 
     config = ctx.config

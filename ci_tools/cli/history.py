@@ -25,9 +25,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(ctx: Context, args: argparse.Namespace) -> int:
     import time
 
+    from ci_tools.checklist import BUDGET
     from ci_tools.errors import ConfigError, InputError
     from ci_tools.output import Report, report
-    from ci_tools.pipeline.live_status import BUDGET, secret
+    from ci_tools.pipeline.live_status import secret
     from ci_tools.pipeline.release_history import history
 
     config = ctx.config

@@ -18,8 +18,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.output import Report, report, say
-    from ci_tools.pipeline.rehearsal import rehearse
     from sandbox.contract import LEDGER, describe
+    from sandbox.rehearsal import rehearse
 
     say("rehearsing the migration plan against local stand-ins (nothing outside this machine is touched)")
     mark_contracts = LEDGER.mark()

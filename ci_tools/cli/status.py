@@ -25,7 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
-    from ci_tools.pipeline.checklist import report
+    from ci_tools.checklist import report
     from ci_tools.pipeline.live_status import status
 
     config = ctx.config

@@ -32,21 +32,6 @@ VERSION = 1
 KEY_ENV = "MEMORY_SNAPSHOT_KEY"
 
 
-def fernet_for(key: str | None) -> Fernet | None:
-    """The Fernet of ``MEMORY_SNAPSHOT_KEY``'s value; None (files in the clear) without one."""
-    raw = (key or "").strip()
-    if not raw:
-        return None
-    try:
-        return Fernet(raw.encode())
-    except (ValueError, TypeError):
-        raise ConfigError(
-            f"{KEY_ENV} is not a Fernet key",
-            hint='make one with: python -c "from cryptography.fernet import Fernet; '
-            'print(Fernet.generate_key().decode())"',
-        ) from None
-
-
 class RecordWriter:
     """Append records to a new file; ``close()`` writes the footer that marks it complete."""
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import redis
 
+from ci_tools.checklist import BUDGET, TELEGRAM_DOWN, Item, unanswered
 from ci_tools.clients.health import Health, NotTheContract, read_health
 from ci_tools.clients.render import monotonic_deadline
 from ci_tools.clients.telegram import TelegramError
@@ -15,12 +16,9 @@ from ci_tools.context import Context
 from ci_tools.errors import FatalError, RemoteError
 from ci_tools.memory.files import RecordFile
 from ci_tools.pipeline import safety_net as net
-from ci_tools.pipeline.checklist import TELEGRAM_DOWN, Item, unanswered
 from ci_tools.pipeline.cutting_over import read_window
 from ci_tools.pipeline.probing import Probe, failures, run_probe, whose_token
 from ci_tools.repo.github_settings import check_if_possible
-
-BUDGET = 6.0  # seconds a read-only check may retry before it says the service did not answer
 
 REPOSITORY_FILES = (
     ".github/workflows/branch-flow.yml",

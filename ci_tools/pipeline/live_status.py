@@ -20,17 +20,16 @@ from pathlib import Path
 
 import httpx
 
+from ci_tools.checklist import BUDGET, TELEGRAM_DOWN, Item, unanswered
 from ci_tools.clients.health import read_health
 from ci_tools.clients.render import RenderAPI
 from ci_tools.clients.telegram import TelegramError
 from ci_tools.context import Context
 from ci_tools.errors import FatalError, RemoteError
 from ci_tools.pipeline import safety_net as net
-from ci_tools.pipeline.checklist import TELEGRAM_DOWN, Item, unanswered
 from ci_tools.pipeline.cutting_over import read_window
 from ci_tools.settings import Environment
 
-BUDGET = 6.0  # seconds a read-only check may spend retrying before it says "did not answer"
 RECENT_ERROR = timedelta(hours=1)  # a webhook error this recent means updates are failing now
 OURS = re.compile(r"^ci-tools run \S+ at (?P<at>\S+) ")  # the allow-list note keyvalue open writes
 

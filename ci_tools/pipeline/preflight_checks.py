@@ -14,17 +14,16 @@ from typing import Any
 
 import redis
 
+from ci_tools.checklist import BUDGET, TELEGRAM_DOWN, Item, unanswered
 from ci_tools.clients.render import monotonic_deadline
 from ci_tools.clients.telegram import BotInfo, TelegramError
 from ci_tools.context import Context
 from ci_tools.errors import FatalError, RemoteError
 from ci_tools.memory.sides import identity, label
 from ci_tools.pipeline import safety_net as net
-from ci_tools.pipeline.checklist import TELEGRAM_DOWN, Item, unanswered
 from ci_tools.repo.github_settings import check_if_possible
 from ci_tools.settings import Environment
 
-BUDGET = 6.0  # seconds a check may retry before it says the service did not answer
 DEV_WORDS = re.compile(r"dev|test|staging", re.I)
 
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from ci_tools.checklist import Item
 from ci_tools.clients.render import monotonic_deadline
 from ci_tools.context import Context
 from ci_tools.errors import FatalError, RemoteError
-from ci_tools.pipeline.checklist import Item
 
 SNAPSHOT_PREFIXES = ("memory-before-", "memory-nightly-")
 STALE = timedelta(days=2)

@@ -20,10 +20,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from ci_tools.checklist import Item
 from ci_tools.clients.github_rest import ACTIONS_APP_ID, GitHubAPI
 from ci_tools.context import Context
 from ci_tools.errors import FatalError, RemoteError
-from ci_tools.pipeline.checklist import Item
 from ci_tools.repo.workflow_files import job_names, secrets_by_environment
 from ci_tools.settings import Config
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from ci_tools.__main__ import main
-from ci_tools.pipeline.rehearsal import DAILY_USER, Rehearsal
+from sandbox.rehearsal import DAILY_USER, Rehearsal
 from sandbox.world import SECRETS
 from tests.support import ROOT, use
 

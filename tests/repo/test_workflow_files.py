@@ -184,18 +184,43 @@ def test_deploying_jobs_are_serialised_and_use_an_environment(path):
         assert job.get("environment"), f"{name}: deploy jobs run in a GitHub environment"
 
 
+def production_jobs_in_the_wrong_environment(document: dict) -> list[str]:
+    """Jobs that act on production (a ci-tools call names it, or they read secrets in a workflow
+    that production's branch triggers) but whose environment cannot be production."""
+    triggers = document.get("on") or {}
+    pushes = triggers.get("push") if isinstance(triggers, dict) else None
+    on_main = isinstance(pushes, dict) and "main" in (pushes.get("branches") or [])
+    wrong = []
+    for name, job in document["jobs"].items():
+        calls = [argv for step in job.get("steps", []) for argv in ci_tools_calls(step.get("run", ""))]
+        names_production = any("production" in argv for argv in calls)
+        reads_secrets = bool(_SECRET_USE.search(yaml.safe_dump(job)))
+        if not (names_production or (on_main and reads_secrets)):
+            continue
+        environment = job.get("environment")
+        env_name = str(environment.get("name") if isinstance(environment, dict) else environment or "")
+        if "production" not in env_name and "${{" not in env_name:
+            wrong.append(f"{name} (environment {env_name or 'none'})")
+    return wrong
+
+
+# Any secret but the built-in token and BACKMERGE_TOKEN, a repository secret that opens a PR
+# and changes nothing that production runs.
+_SECRET_USE = re.compile(r"secrets\.(?!GITHUB_TOKEN\b|BACKMERGE_TOKEN\b)[A-Z]")
+
+
 @pytest.mark.parametrize("path", [pytest.param(p, id=p.name) for p in WORKFLOWS])
 def test_production_jobs_use_the_production_environment(path):
-    document = load(path)
-    for name, job in document["jobs"].items():
-        text = yaml.safe_dump(job)
-        with_env = (job.get("with") or {}).get("environment")
-        if with_env == "production" or "production" in str(job.get("environment", "")):
-            environment = job.get("environment")
-            env_name = environment.get("name") if isinstance(environment, dict) else environment
-            if with_env == "production" and "uses" in job:
-                continue  # the called workflow's job declares the environment (checked there)
-            assert "production" in str(env_name), f"{name}: {text}"
+    assert production_jobs_in_the_wrong_environment(load(path)) == []
+
+
+def test_the_production_environment_check_fails_on_the_mutation_it_names():
+    document = load(ROOT / ".github/workflows/production.yml")
+    document["jobs"]["release"]["environment"] = {"name": "staging"}  # a release that reads staging's secrets
+    assert production_jobs_in_the_wrong_environment(document) == ["release (environment staging)"]
+    backup = load(ROOT / ".github/workflows/backup.yml")
+    del backup["jobs"]["snapshot"]["environment"]
+    assert production_jobs_in_the_wrong_environment(backup) == ["snapshot (environment none)"]
 
 
 def test_checkout_never_persists_credentials():

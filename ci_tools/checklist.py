@@ -5,8 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ci_tools import output
+from ci_tools.actions import Runner
 from ci_tools.errors import FatalError, RemoteError, VerificationError
-from ci_tools.repo.actions import Runner
+
+# Seconds a read-only check may retry before it says the service did not answer: one figure for
+# preflight, acceptance and status, so each command reaches its verdict in seconds when a service is down.
+BUDGET = 6.0
 
 
 @dataclass

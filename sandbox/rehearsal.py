@@ -346,8 +346,9 @@ class Rehearsal:
 
     def status_and_history(self, world: World) -> str:
         """What ``ci-tools status production`` and ``history production`` show after it all."""
+        from ci_tools.checklist import BUDGET
         from ci_tools.output import table
-        from ci_tools.pipeline.live_status import BUDGET, status
+        from ci_tools.pipeline.live_status import status
         from ci_tools.pipeline.release_history import history
 
         ctx = self._ctx(world, "production")

@@ -5,8 +5,8 @@ import re
 
 import pytest
 
-from ci_tools.repo import actions
-from ci_tools.repo.actions import Runner
+from ci_tools import actions
+from ci_tools.actions import Runner
 
 TOKEN = "7712345678:AAHk2-secretTokenValue_abcdefghijklmn"
 
