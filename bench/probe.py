@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ci_tools.context import build  # noqa: E402
-from ci_tools.pipeline.probing import Probe, run_probe  # noqa: E402
+from ci_tools.pipeline.probe import Probe, run_probe  # noqa: E402
 from sandbox.world import World  # noqa: E402
 
 
@@ -39,7 +39,7 @@ def main() -> None:
         ctx = build(world.secrets("production"))
         os.chdir(world.repo)
         sha = world.commit("main", "bench")
-        from ci_tools.pipeline.deployment import deploy
+        from ci_tools.pipeline.deploy import deploy
 
         env = ctx.config.env("production")
         deploy(ctx, env, sha, timeout=60, poll=0.1)

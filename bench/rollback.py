@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT))
 
 from ci_tools.context import Context, build  # noqa: E402
 from ci_tools.errors import VerificationError  # noqa: E402
-from ci_tools.pipeline.deployment import deploy  # noqa: E402
-from ci_tools.pipeline.releasing import ReleaseRequest, release  # noqa: E402
+from ci_tools.pipeline.deploy import deploy  # noqa: E402
+from ci_tools.pipeline.release import ReleaseRequest, release  # noqa: E402
 from sandbox.world import World  # noqa: E402
 
 

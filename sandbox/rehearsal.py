@@ -23,13 +23,13 @@ from ci_tools.context import Context, build
 from ci_tools.errors import FatalError, VerificationError
 from ci_tools.memory.ops import between, copy_user
 from ci_tools.output import say
-from ci_tools.pipeline.acceptance_checks import acceptance
-from ci_tools.pipeline.announcing import announce, default_text
-from ci_tools.pipeline.cutting_over import CutoverRequest, back, forward
-from ci_tools.pipeline.deployment import deploy
-from ci_tools.pipeline.preflight_checks import preflight
-from ci_tools.pipeline.releasing import ReleaseRequest, release
-from ci_tools.repo.github_settings import check, plan
+from ci_tools.pipeline.acceptance import acceptance
+from ci_tools.pipeline.announce import announce, default_text
+from ci_tools.pipeline.cutover import CutoverRequest, back, forward
+from ci_tools.pipeline.deploy import deploy
+from ci_tools.pipeline.preflight import preflight
+from ci_tools.pipeline.release import ReleaseRequest, release
+from ci_tools.repo.github import check, plan
 from ci_tools.repo.workflow_files import secrets_by_environment
 from ci_tools.settings import load_config
 from sandbox.github import FakeGitHub
@@ -277,7 +277,7 @@ class Rehearsal:
         return f"the old bot answered the daily user with {link}; the dev Redis did not grow"
 
     def bad_release(self, world: World) -> str:
-        """The same rule the release workflow runs (ci_tools.pipeline.releasing), against a bad build."""
+        """The same rule the release workflow runs (ci_tools.pipeline.release), against a bad build."""
         service = world.services["production"]
         good = next(d for d in service.deploys if d["status"] == "live")
         bad = world.commit("main", "release: a webhook that forgets its secret")
@@ -348,8 +348,8 @@ class Rehearsal:
         """What ``ci-tools status production`` and ``history production`` show after it all."""
         from ci_tools.checklist import BUDGET
         from ci_tools.output import table
-        from ci_tools.pipeline.live_status import status
-        from ci_tools.pipeline.release_history import history
+        from ci_tools.pipeline.history import history
+        from ci_tools.pipeline.status import status
 
         ctx = self._ctx(world, "production")
         items, live = status(ctx, ["production"])

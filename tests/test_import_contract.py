@@ -45,11 +45,11 @@ def test_the_project_keeps_its_import_contracts(tmp_path):
 @pytest.mark.parametrize(
     ("module", "line", "broken"),
     [
-        ("ci_tools/memory/ops.py", "from ci_tools.pipeline import deployment", "ci_tools is layered"),
-        ("ci_tools/memory/ops.py", "from ci_tools.repo import branch_flow", "ci_tools is layered"),  # siblings
+        ("ci_tools/memory/ops.py", "from ci_tools.pipeline import deploy as deployment", "ci_tools is layered"),
+        ("ci_tools/memory/ops.py", "from ci_tools.repo import flow as branch_flow", "ci_tools is layered"),  # siblings
         ("ci_tools/context.py", "from ci_tools.memory import files", "ci_tools is layered"),
         ("mindmate/app.py", "from ci_tools import redact", "the bot stands alone"),
-        ("ci_tools/pipeline/probing.py", "import mindmate.app", "the release tool talks to the bot over HTTP"),
+        ("ci_tools/pipeline/probe.py", "import mindmate.app", "the release tool talks to the bot over HTTP"),
     ],
 )
 def test_a_mutated_import_breaks_the_contract_it_crosses(tmp_path, module, line, broken):

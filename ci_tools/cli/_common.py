@@ -10,7 +10,7 @@ from ci_tools.needs import Needs
 
 if TYPE_CHECKING:  # annotations only: the probe loads when a command runs
     from ci_tools.actions import Runner
-    from ci_tools.pipeline.probing import Check
+    from ci_tools.pipeline.probe import Check
 
 RENDER = ("RENDER_DEPLOY_HOOK_URL", "RENDER_API_KEY", "RENDER_SERVICE_ID")
 DEPLOY_NEEDS = Needs(optional=RENDER)
@@ -31,7 +31,7 @@ def add_probe_options(parser: argparse.ArgumentParser) -> None:
 
 def report_probe(runner: Runner, title: str, checks: list[Check], *, as_json: bool = False, commit: str = "") -> None:
     from ci_tools.output import Report, report
-    from ci_tools.pipeline.probing import summary_rows
+    from ci_tools.pipeline.probe import summary_rows
 
     document = {"title": title, "commit": commit, "checks": [c.__dict__ for c in checks]}
     report(runner, Report(title, PROBE_HEADERS, summary_rows(checks), document), as_json=as_json)

@@ -35,7 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.checklist import report
     from ci_tools.memory.keys import parse_user_id
-    from ci_tools.pipeline.acceptance_checks import acceptance
+    from ci_tools.pipeline.acceptance import acceptance
 
     items = acceptance(ctx, parse_user_id(args.user_id), args.snapshot, args.since)
     report(ctx.runner, "Acceptance", items, as_json=args.json)

@@ -19,7 +19,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.memory.keys import parse_user_id
     from ci_tools.output import say
-    from ci_tools.pipeline.announcing import announce
+    from ci_tools.pipeline.announce import announce
 
     chat_id = parse_user_id(args.chat_id)
     sent = announce(ctx, ctx.secrets["TELEGRAM_BOT_TOKEN"], chat_id, args.text)

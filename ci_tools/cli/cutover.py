@@ -12,7 +12,7 @@ from ci_tools.errors import ConfigError
 from ci_tools.needs import Needs
 
 if TYPE_CHECKING:  # annotations only: the modules load when the command runs
-    from ci_tools.pipeline.cutting_over import CutoverRequest, CutoverResult
+    from ci_tools.pipeline.cutover import CutoverRequest, CutoverResult
 
 NEEDS = Needs(
     required=("RENDER_API_KEY", "RENDER_SERVICE_ID"),
@@ -57,8 +57,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.errors import InputError
-    from ci_tools.pipeline.cutting_over import PREVIOUS_TOKEN_VAR, CutoverRequest, back, forward
-    from ci_tools.pipeline.deployment import parse_commit
+    from ci_tools.pipeline.cutover import PREVIOUS_TOKEN_VAR, CutoverRequest, back, forward
+    from ci_tools.pipeline.deploy import parse_commit
 
     secrets = ctx.secrets
     if args.now and not args.yes:
@@ -96,7 +96,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
 
 def _finished(ctx: Context, request: CutoverRequest, *, now: bool) -> int:
     from ci_tools.output import Report, report
-    from ci_tools.pipeline.cutting_over import finish, target
+    from ci_tools.pipeline.cutover import finish, target
 
     env = target(ctx, request)
     forgotten, ends = finish(ctx, request, now=now)
@@ -125,7 +125,7 @@ def _finished(ctx: Context, request: CutoverRequest, *, now: bool) -> int:
 
 def _report(ctx: Context, result: CutoverResult, title: str, what: str, request: CutoverRequest) -> int:
     from ci_tools.output import Report, report
-    from ci_tools.pipeline.cutting_over import PREVIOUS_TOKEN_VAR, target
+    from ci_tools.pipeline.cutover import PREVIOUS_TOKEN_VAR, target
 
     env = target(ctx, request)
     rows = [["✓", f"{env.name} answers as", f"@{result.now.username} (id {result.now.id})"]]

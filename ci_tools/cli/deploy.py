@@ -26,7 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.output import Report, report, say
-    from ci_tools.pipeline.deployment import deploy, parse_commit
+    from ci_tools.pipeline.deploy import deploy, parse_commit
 
     env = ctx.config.env(args.environment)
     commit = parse_commit(args.commit)

@@ -30,7 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def flow_check(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.output import say
-    from ci_tools.repo.branch_flow import check_pair
+    from ci_tools.repo.flow import check_pair
 
     config = ctx.config
     verdict = check_pair(config.flow, args.base.strip(), args.head.strip(), head_repo=args.head_repo, repo=args.repo)
@@ -44,7 +44,7 @@ def flow_check(ctx: Context, args: argparse.Namespace) -> int:
 
 def flow_name(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.output import say
-    from ci_tools.repo.branch_flow import check_name
+    from ci_tools.repo.flow import check_name
 
     if not args.branch.strip():
         raise InputError("the branch name is empty", hint="pass a name such as feature/short-name")

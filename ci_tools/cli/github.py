@@ -53,7 +53,7 @@ def _api(ctx: Context, args: argparse.Namespace) -> GitHubAPI:
 
 def run_setup(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.output import Report, report
-    from ci_tools.repo.github_settings import plan, secret_values
+    from ci_tools.repo.github import plan, secret_values
 
     config = ctx.config
     root = config.path.parent
@@ -88,7 +88,7 @@ def run_setup(ctx: Context, args: argparse.Namespace) -> int:
 def run_check(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.checklist import report as report_checklist
     from ci_tools.output import say
-    from ci_tools.repo.github_settings import check
+    from ci_tools.repo.github import check
 
     config = ctx.config
     with _api(ctx, args) as api:

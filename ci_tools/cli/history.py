@@ -28,8 +28,8 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.checklist import BUDGET
     from ci_tools.errors import ConfigError, InputError
     from ci_tools.output import Report, report
-    from ci_tools.pipeline.live_status import secret
-    from ci_tools.pipeline.release_history import history
+    from ci_tools.pipeline.history import history
+    from ci_tools.pipeline.status import secret
 
     config = ctx.config
     env = config.env(args.environment)

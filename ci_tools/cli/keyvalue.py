@@ -40,7 +40,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run_open(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.output import say
-    from ci_tools.pipeline.key_value_access import open_for, runner_ip
+    from ci_tools.pipeline.keyvalue import open_for, runner_ip
 
     ip = runner_ip(ctx, args.ip)
     at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # the watch closes it after an hour
@@ -53,7 +53,7 @@ def run_open(ctx: Context, args: argparse.Namespace) -> int:
 
 def run_close(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.output import say
-    from ci_tools.pipeline.key_value_access import close
+    from ci_tools.pipeline.keyvalue import close
 
     restored = close(ctx, ctx.secrets["RENDER_API_KEY"], args.state, printer(False))
     say(f"✓ this run's allow-list entries removed: {', '.join(restored) or 'none needed'}")
@@ -67,7 +67,7 @@ def run_sweep(ctx: Context, args: argparse.Namespace) -> int:
     from datetime import timedelta
 
     from ci_tools.output import say
-    from ci_tools.pipeline.key_value_access import sweep
+    from ci_tools.pipeline.keyvalue import sweep
 
     removed = sweep(ctx, ctx.secrets["RENDER_API_KEY"], args.envs, timedelta(minutes=args.older_than), printer(False))
     line = f"stale allow-list entries removed: {', '.join(removed) or 'none'}"

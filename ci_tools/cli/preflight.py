@@ -27,7 +27,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.checklist import report
-    from ci_tools.pipeline.preflight_checks import preflight
+    from ci_tools.pipeline.preflight import preflight
 
     report(ctx.runner, "Preflight", preflight(ctx), as_json=args.json)
     return 0

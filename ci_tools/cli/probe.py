@@ -25,8 +25,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
-    from ci_tools.pipeline.deployment import parse_commit
-    from ci_tools.pipeline.releasing import ReleaseRequest, probe_or_fail
+    from ci_tools.pipeline.deploy import parse_commit
+    from ci_tools.pipeline.release import ReleaseRequest, probe_or_fail
 
     config = ctx.config
     commit = parse_commit(args.commit)

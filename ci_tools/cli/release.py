@@ -1,7 +1,7 @@
 """``ci-tools release ENV --commit SHA``: what staging.yml and production.yml run.
 
 Deploy, probe, and in production roll back when the probe fails (the rule lives in
-``ci_tools.pipeline.releasing``, shared with the rehearsal).
+``ci_tools.pipeline.release``, shared with the rehearsal).
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.output import say
-    from ci_tools.pipeline.deployment import parse_commit
-    from ci_tools.pipeline.releasing import ReleaseRequest, release
+    from ci_tools.pipeline.deploy import parse_commit
+    from ci_tools.pipeline.release import ReleaseRequest, release
 
     config = ctx.config
     request = ReleaseRequest(

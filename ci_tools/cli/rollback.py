@@ -40,8 +40,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.output import say
-    from ci_tools.pipeline.releasing import ReleaseRequest, probe_or_fail
-    from ci_tools.pipeline.rolling_back import rollback
+    from ci_tools.pipeline.release import ReleaseRequest, probe_or_fail
+    from ci_tools.pipeline.rollback import rollback
 
     config = ctx.config
     env = config.env(args.environment)

@@ -26,7 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.checklist import report
-    from ci_tools.pipeline.live_status import status
+    from ci_tools.pipeline.status import status
 
     config = ctx.config
     names = list(args.envs) or list(config.environments)

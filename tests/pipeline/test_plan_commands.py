@@ -146,7 +146,7 @@ def test_cutover_puts_the_old_token_back_after_a_failed_probe(world, monkeypatch
 
 def test_cutover_records_the_way_back_before_it_changes_anything(world, monkeypatch, capsys):
     """A run cancelled between the token swap and the deploy still leaves the old token on the service."""
-    from ci_tools.pipeline import cutting_over
+    from ci_tools.pipeline import cutover as cutting_over
 
     old = world.bots["staging"].token
     service = world.services["production"]
@@ -215,9 +215,7 @@ def test_acceptance_names_the_unmet_item_then_passes(world, monkeypatch, capsys)
         "--since",
         str(time.time() + 5),
     ]
-    monkeypatch.setattr(
-        "ci_tools.pipeline.acceptance_checks.REPOSITORY_FILES", ()
-    )  # the sandbox's config has no .github/
+    monkeypatch.setattr("ci_tools.pipeline.acceptance.REPOSITORY_FILES", ())  # the sandbox's config has no .github/
     assert main(args) == 5
     err = capsys.readouterr().err
     assert "the user has talked to the new bot" in err

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ci_tools.__main__ import main
-from ci_tools.repo.branch_flow import check_name, check_pair
+from ci_tools.repo.flow import check_name, check_pair
 from ci_tools.settings import DEFAULT_FLOW, load_config
 
 FLOW = load_config().flow

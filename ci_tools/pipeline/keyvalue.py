@@ -147,7 +147,7 @@ def sweep(
 ) -> list[str]:
     """Remove the entries our runs added (their note says so, and when) longer ago than
     ``older_than``: what a run killed before its close step left open. Others stay."""
-    from ci_tools.pipeline.live_status import stale_entry
+    from ci_tools.pipeline.status import stale_entry
 
     now = datetime.now(UTC)
     removed = []

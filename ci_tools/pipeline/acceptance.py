@@ -16,9 +16,9 @@ from ci_tools.context import Context
 from ci_tools.errors import FatalError, RemoteError
 from ci_tools.memory.files import RecordFile
 from ci_tools.pipeline import safety_net as net
-from ci_tools.pipeline.cutting_over import read_window
-from ci_tools.pipeline.probing import Probe, failures, run_probe, whose_token
-from ci_tools.repo.github_settings import check_if_possible
+from ci_tools.pipeline.cutover import read_window
+from ci_tools.pipeline.probe import Probe, failures, run_probe, whose_token
+from ci_tools.repo.github import check_if_possible
 
 REPOSITORY_FILES = (
     ".github/workflows/branch-flow.yml",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from ci_tools.clients.render import Deploy
 from ci_tools.context import Context
 from ci_tools.pipeline import release_order
-from ci_tools.pipeline.deployment import follow
+from ci_tools.pipeline.deploy import follow
 from ci_tools.settings import Environment
 
 

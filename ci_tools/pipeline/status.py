@@ -27,7 +27,7 @@ from ci_tools.clients.telegram import TelegramError
 from ci_tools.context import Context
 from ci_tools.errors import FatalError, RemoteError
 from ci_tools.pipeline import safety_net as net
-from ci_tools.pipeline.cutting_over import read_window
+from ci_tools.pipeline.cutover import read_window
 from ci_tools.settings import Environment
 
 RECENT_ERROR = timedelta(hours=1)  # a webhook error this recent means updates are failing now

@@ -10,7 +10,7 @@ import pytest
 
 from ci_tools.__main__ import main
 from ci_tools.context import build
-from ci_tools.pipeline.key_value_access import close, open_for, sweep
+from ci_tools.pipeline.keyvalue import close, open_for, sweep
 
 OWNER = {"cidrBlock": "198.51.100.1/32", "description": "the owner's laptop"}
 
@@ -18,7 +18,7 @@ OWNER = {"cidrBlock": "198.51.100.1/32", "description": "the owner's laptop"}
 @pytest.fixture(autouse=True)
 def settle_fast(monkeypatch):
     """The stand-in answers in milliseconds; Render's read-then-PATCH takes longer."""
-    monkeypatch.setattr("ci_tools.pipeline.key_value_access.SETTLE", 0.3)
+    monkeypatch.setattr("ci_tools.pipeline.keyvalue.SETTLE", 0.3)
 
 
 def keyvalue(world, run_id: int, *args: str) -> int:

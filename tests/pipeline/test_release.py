@@ -400,7 +400,7 @@ def test_a_transient_failure_still_passes(world, monkeypatch):
 
 
 def test_telegrams_flood_wait_is_waited_once_not_hammered(world, monkeypatch):
-    from ci_tools.pipeline.probing import Probe, run_probe
+    from ci_tools.pipeline.probe import Probe, run_probe
 
     use(monkeypatch, world.secrets("production"))
     sha = world.commit("main", "release")

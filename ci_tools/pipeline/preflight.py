@@ -21,7 +21,7 @@ from ci_tools.context import Context
 from ci_tools.errors import FatalError, RemoteError
 from ci_tools.memory.sides import identity, label
 from ci_tools.pipeline import safety_net as net
-from ci_tools.repo.github_settings import check_if_possible
+from ci_tools.repo.github import check_if_possible
 from ci_tools.settings import Environment
 
 DEV_WORDS = re.compile(r"dev|test|staging", re.I)

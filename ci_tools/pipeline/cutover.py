@@ -33,8 +33,8 @@ from ci_tools.clients.render import RenderAPI, monotonic_deadline
 from ci_tools.clients.telegram import BotInfo, TelegramError
 from ci_tools.context import Context
 from ci_tools.errors import ConfigError, FatalError, InputError, VerificationError
-from ci_tools.pipeline.deployment import deploy
-from ci_tools.pipeline.releasing import ReleaseRequest, probe_or_fail
+from ci_tools.pipeline.deploy import deploy
+from ci_tools.pipeline.release import ReleaseRequest, probe_or_fail
 from ci_tools.settings import Config, Environment
 
 TOKEN_VAR = "TELEGRAM_BOT_TOKEN"  # noqa: S105 - variable names, not values

@@ -142,7 +142,7 @@ def test_services_refusing_connections_are_said_in_seconds(world, released, caps
 
 
 def test_a_finished_window_reads_as_closed_in_status_and_acceptance(world, released, capsys):
-    from ci_tools.pipeline.acceptance_checks import _rollback_window
+    from ci_tools.pipeline.acceptance import _rollback_window
 
     world.services["production"].env["CUTOVER_FINISHED"] = "2026-12-20 @mindmate_legacy_bot"
     code, document = status(capsys, "production")

@@ -6,7 +6,7 @@ import pytest
 
 from ci_tools.clients.health import Health, NotTheContract, contract_problem
 from ci_tools.clients.telegram import BotInfo, WebhookInfo
-from ci_tools.pipeline.probing import (
+from ci_tools.pipeline.probe import (
     Failed,
     judge_conversation,
     judge_health,

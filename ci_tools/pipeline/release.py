@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 from ci_tools.context import Context
 from ci_tools.errors import RemoteError, VerificationError
-from ci_tools.pipeline.deployment import DeployResult, deploy
-from ci_tools.pipeline.probing import Check, Probe, failures, run_probe
-from ci_tools.pipeline.rolling_back import rollback
+from ci_tools.pipeline.deploy import DeployResult, deploy
+from ci_tools.pipeline.probe import Check, Probe, failures, run_probe
+from ci_tools.pipeline.rollback import rollback
 from ci_tools.settings import Environment
 
 Status = Callable[[str], None]

@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ci_tools.clients.render import Deploy, RenderAPI
-from ci_tools.pipeline.live_status import subject
+from ci_tools.pipeline.status import subject
 
 TRIGGERS = {"api": "api", "deploy_hook": "deploy hook", "rollback": "rollback"}
 
