@@ -1,4 +1,10 @@
-"""A checklist of ✓ / ✗ items, each ✗ with its fix: how preflight and acceptance report."""
+"""The one checked-item row, and the checklist of them: how every verdict is drawn.
+
+``Item`` is the row of preflight, acceptance and status; the probe's ``Check`` and the
+rehearsal's ``Phase`` are Items with what they add (a cause and attempts, a duration), so every
+verdict in every table wears the same glyphs: ✓ met, ✗ unmet, ⚠ met but worth a look, · not
+checked.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,10 @@ from ci_tools.errors import FatalError, RemoteError, VerificationError
 BUDGET = 6.0
 
 
+GLYPHS = {True: "✓", False: "✗", None: "·"}
+WARNING = "⚠"
+
+
 @dataclass
 class Item:
     name: str
@@ -24,7 +34,7 @@ class Item:
 
     @property
     def mark(self) -> str:
-        return "!" if self.warning else {True: "✓", False: "✗", None: "?"}[self.ok]
+        return WARNING if self.warning and self.ok is not False else GLYPHS[self.ok]
 
 
 def unanswered(name: str, exc: FatalError, fix: str) -> Item:
@@ -41,7 +51,7 @@ def report(runner: Runner, title: str, items: list[Item], *, as_json: bool = Fal
     rows = [[i.mark, i.name, i.detail, i.fix if i.ok is not True or i.warning else ""] for i in items]
     unmet = [i for i in items if i.ok is not True]
     # Warnings pass (they are not in the final line), so they are said once more below the table.
-    notes = [f"! {i.name}: {i.fix}" for i in items if i.warning and i.fix and i.ok is True]
+    notes = [f"{WARNING} {i.name}: {i.fix}" for i in items if i.warning and i.fix and i.ok is True]
     document = {"title": title, "items": [i.__dict__ for i in items]}
     output.report(runner, output.Report(title, ["", "item", "seen", "fix"], rows, document, notes), as_json=as_json)
     unanswered = [i for i in unmet if i.remote]

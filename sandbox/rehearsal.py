@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ci_tools.checklist import Item
 from ci_tools.context import Context, build
 from ci_tools.errors import FatalError, VerificationError
 from ci_tools.memory.ops import between, copy_user
@@ -41,10 +42,10 @@ FACTS = ("I take my tea without sugar", "My sister is called Mia", "I'm learning
 
 
 @dataclass
-class Phase:
-    name: str
+class Phase(Item):
+    """A rehearsal phase: the one row type, with its duration."""
+
     ok: bool | None = None  # None: not reached
-    detail: str = ""
     seconds: float = 0.0
 
 

@@ -24,8 +24,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     say("rehearsing the migration plan against local stand-ins (nothing outside this machine is touched)")
     mark_contracts = LEDGER.mark()
     phases = rehearse(ctx.config.path.parent, process=not args.threads, keep=args.keep)
-    mark = {True: "✓", False: "✗", None: "·"}
-    rows = [[mark[p.ok], p.name, f"{p.seconds:.1f}s", p.detail] for p in phases]
+    rows = [[p.mark, p.name, f"{p.seconds:.1f}s", p.detail] for p in phases]
     report(ctx.runner, Report("Rehearsal", ["", "phase", "time", "what happened"], rows, shown=len(rows)))
     failed = [p for p in phases if p.ok is not True]
     if failed:

@@ -31,6 +31,7 @@ from typing import Any
 
 import httpx
 
+from ci_tools.checklist import Item
 from ci_tools.clients.health import SCHEMA, Health, NotTheContract, aread_health
 from ci_tools.clients.telegram import AsyncTelegram, BotInfo, TelegramError, WebhookInfo
 from ci_tools.context import Context
@@ -45,15 +46,15 @@ CONVERSATION = ("/start", "/remember probe-{nonce}", "/recall")
 
 
 @dataclass
-class Check:
-    name: str
+class Check(Item):
+    """A probe check: the one row type, with its likely cause, attempts and time."""
+
     ok: bool | None = False  # None: not checked (said in detail)
     detail: str = "not run"
     cause: str = ""
     attempts: int = 0
     seconds: float = 0.0
     definite: bool = False  # failed in a way no retry can fix
-    remote: bool = False  # failed because Telegram did not answer: nothing was judged
 
 
 class Failed(Exception):
@@ -397,5 +398,4 @@ def failures(checks: list[Check]) -> list[Check]:
 
 
 def summary_rows(checks: list[Check]) -> list[list[Any]]:
-    mark = {True: "✓", False: "✗", None: "·"}
-    return [[mark[c.ok], c.name, c.detail, c.cause, f"{c.seconds:.1f}s"] for c in checks]
+    return [[c.mark, c.name, c.detail, c.cause, f"{c.seconds:.1f}s"] for c in checks]

@@ -40,7 +40,7 @@ def test_preflight_warns_when_staging_has_no_allowlist(world, monkeypatch, capsy
     use(monkeypatch, both(world))
     assert main(["preflight"]) == 0  # a warning, not a failure
     out = capsys.readouterr().out
-    assert "! staging: only testers get the staging bot: set TESTER_IDS" in out
+    assert "⚠ staging: only testers get the staging bot: set TESTER_IDS" in out
 
 
 @pytest.mark.parametrize(
