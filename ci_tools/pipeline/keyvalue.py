@@ -37,6 +37,7 @@ import httpx
 from ci_tools.clients.render import RenderAPI, monotonic_deadline
 from ci_tools.context import Context
 from ci_tools.errors import InputError, RemoteError
+from ci_tools.pipeline.status import stale_entry
 
 Status = Callable[[str], None]
 
@@ -147,8 +148,6 @@ def sweep(
 ) -> list[str]:
     """Remove the entries our runs added (their note says so, and when) longer ago than
     ``older_than``: what a run killed before its close step left open. Others stay."""
-    from ci_tools.pipeline.status import stale_entry
-
     now = datetime.now(UTC)
     removed = []
     with ctx.render(api_key, deadline=monotonic_deadline(12), timeout=6) as api:  # a look first: fail fast
