@@ -50,6 +50,7 @@ def test_the_project_keeps_its_import_contracts(tmp_path):
         ("ci_tools/context.py", "from ci_tools.memory import files", "ci_tools is layered"),
         ("mindmate/app.py", "from ci_tools import redact", "the bot stands alone"),
         ("ci_tools/pipeline/probe.py", "import mindmate.app", "the release tool talks to the bot over HTTP"),
+        ("ci_tools/pipeline/status.py", "import httpx", "the phases reach every service through clients/"),
     ],
 )
 def test_a_mutated_import_breaks_the_contract_it_crosses(tmp_path, module, line, broken):

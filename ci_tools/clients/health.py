@@ -1,8 +1,10 @@
-"""A bot's ``GET /healthz``, read and judged against its written contract in one place.
+"""The bot's own HTTP surface: ``GET /healthz`` judged against its written contract, and the
+webhook and probe endpoints the probe talks to. The phases reach the bot only through here.
 
 The contract is ``health.schema.json`` beside this file: a bot that answers
 something else gets one clear line naming the missing piece, not a KeyError deep
-in a probe. Owners copying the pipeline to their own bot read the same file.
+in a probe. Owners copying the pipeline to their own bot read the same file. A bot that
+does not answer at all is ``Unreachable`` (its transport error named), never an httpx error.
 """
 
 from __future__ import annotations
@@ -20,6 +22,14 @@ SCHEMA = "health.schema.json"
 
 class NotTheContract(ValueError):
     """The answer is not the health contract; the message names what is missing."""
+
+
+class Unreachable(Exception):
+    """The bot's service did not answer (refused, timed out, reset): ``kind`` names how."""
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__(type(exc).__name__)
+        self.kind = type(exc).__name__
 
 
 @dataclass(frozen=True)
@@ -81,10 +91,52 @@ def parse(response: httpx.Response) -> Health:
     return Health.from_json(response.status_code, body)
 
 
-def read_health(client: httpx.Client, url: str) -> Health:
-    """GET ``url`` once; httpx errors are left to the caller's retry loop."""
-    return parse(client.get(url))
+def health_of(url: str, timeout: float) -> Health:
+    """GET ``url`` once; Unreachable or NotTheContract are left to the caller's retry loop."""
+    try:
+        with httpx.Client(timeout=timeout) as client:
+            return parse(client.get(url))
+    except httpx.HTTPError as exc:
+        raise Unreachable(exc) from None
 
 
-async def aread_health(client: httpx.AsyncClient, url: str) -> Health:
-    return parse(await client.get(url))
+class BotSurface:
+    """One async connection pool to a bot's service: health, webhook posts, the probe's replies."""
+
+    def __init__(self, *, timeout: float) -> None:
+        self._client = httpx.AsyncClient(timeout=timeout)
+
+    @property
+    def pool(self) -> httpx.AsyncClient:
+        """The connections, for the Bot API client the probe runs beside (one pool for both)."""
+        return self._client
+
+    async def __aenter__(self) -> BotSurface:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._client.aclose()
+
+    async def health(self, url: str) -> Health:
+        try:
+            return parse(await self._client.get(url))
+        except httpx.HTTPError as exc:
+            raise Unreachable(exc) from None
+
+    async def post(self, url: str, update: dict[str, Any], headers: dict[str, str] | None = None) -> int:
+        """POST an update to the webhook; its HTTP status."""
+        try:
+            return (await self._client.post(url, json=update, headers=headers)).status_code
+        except httpx.HTTPError as exc:
+            raise Unreachable(exc) from None
+
+    async def take(self, url: str, headers: dict[str, str]) -> tuple[int, Any]:
+        """DELETE ``url`` (the probe's replies, taken and cleaned up): its status and JSON (None if not JSON)."""
+        try:
+            response = await self._client.delete(url, headers=headers)
+        except httpx.HTTPError as exc:
+            raise Unreachable(exc) from None
+        try:
+            return response.status_code, response.json()
+        except ValueError:
+            return response.status_code, None

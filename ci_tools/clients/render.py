@@ -10,6 +10,7 @@ the dashboard link, never the key.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -379,6 +380,19 @@ class RenderAPI:
             f"setting {key}",
             json={"value": value},
         )
+
+
+def public_address(echo_url: str, timeout: float) -> str:
+    """This machine's address as the outside sees it (what a Key Value allow list must admit),
+    asked of an IP echo service; RemoteError in one line when it does not say."""
+    try:
+        text = httpx.get(echo_url, timeout=timeout).text.strip()
+        return str(ipaddress.ip_address(text))
+    except (httpx.HTTPError, ValueError):
+        raise RemoteError(
+            f"could not learn this runner's public address from {echo_url}",
+            hint="pass --ip, or set IP_ECHO_URL to a service that answers with the caller's address",
+        ) from None
 
 
 def monotonic_deadline(seconds: float) -> float:

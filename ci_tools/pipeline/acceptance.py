@@ -5,11 +5,10 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import httpx
 import redis
 
 from ci_tools.checklist import BUDGET, TELEGRAM_DOWN, Item, unanswered
-from ci_tools.clients.health import Health, NotTheContract, read_health
+from ci_tools.clients.health import Health, NotTheContract, Unreachable, health_of
 from ci_tools.clients.render import monotonic_deadline
 from ci_tools.clients.telegram import TelegramError
 from ci_tools.context import Context
@@ -70,9 +69,8 @@ def acceptance(
     try:
         if env.health_url is None:
             raise NotTheContract("health_path is empty")
-        with httpx.Client(timeout=min(ctx.request_timeout(10), BUDGET)) as client:
-            health = read_health(client, env.health_url)
-    except (httpx.HTTPError, NotTheContract) as exc:
+        health = health_of(env.health_url, min(ctx.request_timeout(10), BUDGET))
+    except (Unreachable, NotTheContract) as exc:
         items.append(
             Item(
                 "the production service runs it",

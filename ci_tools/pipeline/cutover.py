@@ -25,10 +25,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import httpx
-
 from ci_tools import redact
-from ci_tools.clients.health import NotTheContract, read_health
+from ci_tools.clients.health import NotTheContract, Unreachable, health_of
 from ci_tools.clients.render import RenderAPI, monotonic_deadline
 from ci_tools.clients.telegram import BotInfo, TelegramError
 from ci_tools.context import Context
@@ -299,9 +297,8 @@ def _revert(ctx: Context, request: CutoverRequest, env: Environment, old_token: 
         on_status(f"{TOKEN_VAR} put back; redeploying")
         deploy(ctx, env, request.commit, timeout=request.timeout, poll=request.poll, on_status=on_status)
         old = ctx.bot_info(old_token)
-        with httpx.Client(timeout=ctx.request_timeout(10)) as client:
-            health = read_health(client, env.health_url) if env.health_url else None
-    except (FatalError, httpx.HTTPError, NotTheContract) as exc:
+        health = health_of(env.health_url, ctx.request_timeout(10)) if env.health_url else None
+    except (FatalError, Unreachable, NotTheContract) as exc:
         return f"putting the old token back failed too ({exc}): look at the service now"
     if health is not None and health.bot_id == old.id:
         return f"the old token was put back and the service answers as @{old.username} again"

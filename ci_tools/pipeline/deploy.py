@@ -26,9 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
-import httpx
-
-from ci_tools.clients.health import NotTheContract, read_health
+from ci_tools.clients.health import NotTheContract, Unreachable, health_of
 from ci_tools.clients.render import (
     FAILED,
     IN_PROGRESS,
@@ -290,11 +288,10 @@ def _failure(api: RenderAPI, deploy: Deploy, commit: str, cause: str | None = No
 
 def _live_commit(ctx: Context, health_url: str) -> str | None:
     """Without the API, what ``/healthz`` says is live (None if it does not answer or say)."""
-    with httpx.Client(timeout=ctx.request_timeout(10)) as client:
-        try:
-            return read_health(client, health_url).commit
-        except (httpx.HTTPError, NotTheContract):
-            return None
+    try:
+        return health_of(health_url, ctx.request_timeout(10)).commit
+    except (Unreachable, NotTheContract):
+        return None
 
 
 def _moved_past(commit: str, seen: str) -> bool:
@@ -320,27 +317,28 @@ def _deploy_by_hook(
     deploy_id = trigger_hook(hook, base=ctx.services.render, timeout=ctx.request_timeout(30), deadline=deadline)
     on_status(f"deploy hook accepted (it deploys {env.branch}'s head)" + (f" as {deploy_id}" if deploy_id else ""))
     last = "no answer yet"
-    with httpx.Client(timeout=ctx.request_timeout(10)) as client:
-        while time.monotonic() < deadline:
-            try:
-                health = read_health(client, env.health_url)
-                seen = f"HTTP {health.http_status}, commit {str(health.commit)[:12]}"
-                if health.commit == commit and health.http_status == 200:
-                    on_status(f"{env.health_url} reports {commit[:12]}")
-                    return deploy_id
-                if health.commit and _moved_past(commit, health.commit):
-                    raise VerificationError(
-                        f"{env.branch} moved past {commit[:12]}: the hook deployed its head "
-                        f"{health.commit[:12]}, which is now live instead",
-                        hint="the hook deploys the branch's head; set RENDER_API_KEY and "
-                        "RENDER_SERVICE_ID to deploy an exact commit, or release the newer one",
-                    )
-            except (httpx.HTTPError, NotTheContract) as exc:
-                seen = type(exc).__name__
-            if seen != last:
-                on_status(f"{env.health_path}: {seen}")
-                last = seen
-            time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
+    while time.monotonic() < deadline:
+        try:
+            health = health_of(env.health_url, ctx.request_timeout(10))
+            seen = f"HTTP {health.http_status}, commit {str(health.commit)[:12]}"
+            if health.commit == commit and health.http_status == 200:
+                on_status(f"{env.health_url} reports {commit[:12]}")
+                return deploy_id
+            if health.commit and _moved_past(commit, health.commit):
+                raise VerificationError(
+                    f"{env.branch} moved past {commit[:12]}: the hook deployed its head "
+                    f"{health.commit[:12]}, which is now live instead",
+                    hint="the hook deploys the branch's head; set RENDER_API_KEY and "
+                    "RENDER_SERVICE_ID to deploy an exact commit, or release the newer one",
+                )
+        except Unreachable as exc:
+            seen = exc.kind
+        except NotTheContract:
+            seen = "NotTheContract"
+        if seen != last:
+            on_status(f"{env.health_path}: {seen}")
+            last = seen
+        time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
     raise VerificationError(
         f"{env.health_url} did not report {commit[:12]} before the deadline; last: {last}",
         hint=f"set RENDER_API_KEY for the deploy's own status; {dashboard_link(service_id)}",

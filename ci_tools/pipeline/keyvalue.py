@@ -32,9 +32,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
-
-from ci_tools.clients.render import RenderAPI, monotonic_deadline
+from ci_tools.clients.render import RenderAPI, monotonic_deadline, public_address
 from ci_tools.context import Context
 from ci_tools.errors import InputError, RemoteError
 from ci_tools.pipeline.status import stale_entry
@@ -49,15 +47,7 @@ def runner_ip(ctx: Context, given: str | None) -> str:
             return str(ipaddress.ip_address(given))
         except ValueError:
             raise InputError(f"--ip {given!r} is not an IP address", hint="e.g. --ip 203.0.113.7") from None
-    url = ctx.services.ip_echo
-    try:
-        text = httpx.get(url, timeout=ctx.request_timeout(10)).text.strip()
-        return str(ipaddress.ip_address(text))
-    except (httpx.HTTPError, ValueError):
-        raise RemoteError(
-            f"could not learn this runner's public address from {url}",
-            hint="pass --ip, or set IP_ECHO_URL to a service that answers with the caller's address",
-        ) from None
+    return public_address(ctx.services.ip_echo, ctx.request_timeout(10))
 
 
 def open_for(

@@ -29,10 +29,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
 from ci_tools.checklist import Item
-from ci_tools.clients.health import SCHEMA, Health, NotTheContract, aread_health
+from ci_tools.clients.health import SCHEMA, BotSurface, Health, NotTheContract, Unreachable
 from ci_tools.clients.telegram import AsyncTelegram, BotInfo, TelegramError, WebhookInfo
 from ci_tools.context import Context
 from ci_tools.errors import RemoteError
@@ -216,7 +214,7 @@ class Probe:
     def config(self) -> Config:
         return self.ctx.config
 
-    async def check_token(self, bot: AsyncTelegram, http: httpx.AsyncClient) -> str:
+    async def check_token(self, bot: AsyncTelegram, http: BotSurface) -> str:
         try:
             me = await bot.get_me()
         except TelegramError as exc:
@@ -229,17 +227,17 @@ class Probe:
             raise
         return judge_token(me, self.env, self.config)
 
-    async def check_webhook(self, bot: AsyncTelegram, http: httpx.AsyncClient) -> str:
+    async def check_webhook(self, bot: AsyncTelegram, http: BotSurface) -> str:
         return judge_webhook(await bot.webhook_info(), self.env, self.since)
 
-    async def check_health(self, bot: AsyncTelegram, http: httpx.AsyncClient) -> str:
+    async def check_health(self, bot: AsyncTelegram, http: BotSurface) -> str:
         url = self.env.health_url
         assert url is not None  # only scheduled when the environment has a health path
         try:
-            health = await aread_health(http, url)
-        except httpx.HTTPError as exc:
+            health = await http.health(url)
+        except Unreachable as exc:
             raise Failed(
-                f"{self.env.health_path}: {type(exc).__name__}",
+                f"{self.env.health_path}: {exc.kind}",
                 "the service is down or still starting",
             ) from None
         except NotTheContract as exc:
@@ -250,15 +248,15 @@ class Probe:
             ) from None
         return judge_health(health, self.env, self.commit, self.config)
 
-    async def check_unsigned(self, bot: AsyncTelegram, http: httpx.AsyncClient) -> str:
+    async def check_unsigned(self, bot: AsyncTelegram, http: BotSurface) -> str:
         try:
-            response = await http.post(self.env.webhook_url, json={"update_id": 0})
-        except httpx.HTTPError as exc:
-            raise Failed(f"POST {self.env.webhook_url}: {type(exc).__name__}", "the service is down") from None
-        ours = response.status_code != 403 and await self._serves_our_commit(http)
-        return judge_unsigned(response.status_code, ours)
+            status = await http.post(self.env.webhook_url, {"update_id": 0})
+        except Unreachable as exc:
+            raise Failed(f"POST {self.env.webhook_url}: {exc.kind}", "the service is down") from None
+        ours = status != 403 and await self._serves_our_commit(http)
+        return judge_unsigned(status, ours)
 
-    async def check_conversation(self, bot: AsyncTelegram, http: httpx.AsyncClient) -> str:
+    async def check_conversation(self, bot: AsyncTelegram, http: BotSurface) -> str:
         if not self.webhook_secret:
             raise Failed(
                 "not signed: TELEGRAM_WEBHOOK_SECRET is not set",
@@ -271,30 +269,29 @@ class Probe:
             for number, text in enumerate(CONVERSATION, start=int(time.time()) % 2**30):
                 text = text.format(nonce=nonce)
                 update = synthetic_update(self.env.probe_user_id, text, number)
-                response = await http.post(self.env.webhook_url, json=update, headers={**signed, PROBE_HEADER: nonce})
-                if response.status_code == 503:
+                status = await http.post(self.env.webhook_url, update, {**signed, PROBE_HEADER: nonce})
+                if status == 503:
                     raise Failed(
                         f"{text.split()[0]} answered 503",
                         "the bot could not write to its Redis: the fact was not kept",
                     )
-                if response.status_code != 200:
+                if status != 200:
                     raise Failed(
-                        f"{text.split()[0]} answered HTTP {response.status_code}",
+                        f"{text.split()[0]} answered HTTP {status}",
                         "the bot's webhook refused the probe's update",
                     )
             # DELETE answers with the replies and removes the probe user's keys: one round trip.
-            response = await http.delete(f"{self.env.base_url}/probe/{nonce}", headers=signed)
-            if response.status_code == 404:
+            status, answer = await http.take(f"{self.env.base_url}/probe/{nonce}", signed)
+            if status == 404:
                 raise Failed(
                     "/probe/<nonce> answered 404",
                     "the bot does not implement the probe user (README: 'Use it with your own bot'), "
                     "or pass --no-conversation",
                 )
-            answer = response.json()
-        except httpx.HTTPError as exc:
-            raise Failed(f"the conversation: {type(exc).__name__}", "the service is down or still starting") from None
-        except ValueError:
-            raise Failed("/probe/<nonce> is not JSON", "the bot does not implement the probe user") from None
+        except Unreachable as exc:
+            raise Failed(f"the conversation: {exc.kind}", "the service is down or still starting") from None
+        if not isinstance(answer, dict):
+            raise Failed("/probe/<nonce> is not JSON", "the bot does not implement the probe user")
         if answer.get("commit") not in (None, self.commit):
             raise Failed(
                 "the conversation reached another commit",
@@ -302,12 +299,12 @@ class Probe:
             )
         return judge_conversation([str(r) for r in answer.get("replies", [])], nonce)
 
-    async def _serves_our_commit(self, http: httpx.AsyncClient) -> bool:
+    async def _serves_our_commit(self, http: BotSurface) -> bool:
         """Does the service answer with our commit now? (Then its answers are this release's.)"""
         if self.env.health_url is None:
             return False
-        with contextlib.suppress(httpx.HTTPError, NotTheContract):
-            return (await aread_health(http, self.env.health_url)).commit == self.commit
+        with contextlib.suppress(Unreachable, NotTheContract):
+            return (await http.health(self.env.health_url)).commit == self.commit
         return False
 
     # -- running them ----------------------------------------------------------------
@@ -316,7 +313,7 @@ class Probe:
         check: Check,
         test: Callable[..., Awaitable[str]],
         bot: AsyncTelegram,
-        http: httpx.AsyncClient,
+        http: BotSurface,
         stop_at: float,
         settled: asyncio.Event,
     ) -> None:
@@ -376,8 +373,8 @@ class Probe:
         selected = [(n, t) for n, t in self.tests() if only is None or n in only]
         self.checks = [Check(name) for name, _ in selected]
         settled = asyncio.Event()
-        async with httpx.AsyncClient(timeout=self.ctx.request_timeout(10)) as http:
-            bot = AsyncTelegram(self.token, http, base_url=self.ctx.services.telegram)
+        async with BotSurface(timeout=self.ctx.request_timeout(10)) as http:
+            bot = AsyncTelegram(self.token, http.pool, base_url=self.ctx.services.telegram)
             await asyncio.gather(
                 *(self._run(c, t, bot, http, stop_at, settled) for c, (_, t) in zip(self.checks, selected, strict=True))
             )

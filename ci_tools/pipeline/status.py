@@ -18,10 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
-
 from ci_tools.checklist import BUDGET, TELEGRAM_DOWN, Item, unanswered
-from ci_tools.clients.health import read_health
+from ci_tools.clients.health import Unreachable, health_of
 from ci_tools.clients.render import RenderAPI
 from ci_tools.clients.telegram import TelegramError
 from ci_tools.context import Context
@@ -158,12 +156,11 @@ class EnvStatus:
         if not url:
             return Item(name, True, "no health path configured", warning=True)
         try:
-            with httpx.Client(timeout=BUDGET) as client:
-                health = read_health(client, url)
-        except httpx.HTTPError as exc:
+            health = health_of(url, BUDGET)
+        except Unreachable as exc:
             return unanswered(
                 name,
-                RemoteError(f"{url}: {type(exc).__name__}"),
+                RemoteError(f"{url}: {exc.kind}"),
                 "the service is down or unreachable",
             )
         except ValueError as exc:
