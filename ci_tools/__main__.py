@@ -25,6 +25,7 @@ from ci_tools.cli import (
     flow,
     github,
     history,
+    init,
     keyvalue,
     memory,
     preflight,
@@ -38,8 +39,9 @@ from ci_tools.context import build
 from ci_tools.errors import FatalError, from_unexpected
 from ci_tools.needs import NOTHING
 
-# In the order of the plan: look, ship, check, undo, migrate, rehearse.
+# In the order of the plan: set up, look, ship, check, undo, migrate, rehearse.
 COMMAND_MODULES = (
+    init,
     config,
     flow,
     github,

@@ -48,6 +48,9 @@ DEFAULT_PROBE_USER_ID = 2**52 - 1
 _USERNAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{3,30}[Bb][Oo][Tt]$")
 
 
+NO_PREFIX = "none"  # the bot's KEY_PREFIX for unprefixed keys (mindmate/settings.py says the same)
+
+
 @dataclass(frozen=True)
 class Environment:
     """One deploy target: a Render service, its bot, its Redis key prefix."""
@@ -68,6 +71,12 @@ class Environment:
     cutover_target: bool = False
     accepts_feature_branches: bool = False
     testers_only: bool = False
+
+    @property
+    def key_prefix_variable(self) -> str:
+        """KEY_PREFIX as the bot reads it on Render: ``none`` spells the legacy empty prefix
+        (an empty variable would mean "the environment's default")."""
+        return self.key_prefix or NO_PREFIX
 
     @property
     def health_url(self) -> str | None:

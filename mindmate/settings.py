@@ -7,6 +7,9 @@ import re
 from dataclasses import dataclass
 
 DEFAULT_PREFIXES = {"staging": "dev:", "production": "prod:"}
+# KEY_PREFIX=none: the keys carry no prefix, as a legacy bot wrote them. The daily user's bot
+# keeps it until their memory has moved, so that no deploy hides what it already knows.
+NO_PREFIX = "none"
 # The pipeline's probe user: Telegram user ids fit in 52 bits and are handed out far
 # below this one, so no real person has it (ci-tools uses the same default).
 DEFAULT_PROBE_USER_ID = 2**52 - 1
@@ -60,8 +63,10 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     prefix = environ.get("KEY_PREFIX", "").strip() or DEFAULT_PREFIXES.get(env)
     if not prefix:
         raise SettingsError(f"KEY_PREFIX is not set and ENV={env!r} has no default: set KEY_PREFIX (e.g. 'dev:')")
-    if not prefix.endswith(":"):
-        raise SettingsError(f"KEY_PREFIX={prefix!r} must end with ':' (e.g. 'prod:')")
+    if prefix == NO_PREFIX:
+        prefix = ""
+    elif not prefix.endswith(":"):
+        raise SettingsError(f"KEY_PREFIX={prefix!r} must end with ':' (e.g. 'prod:'), or be 'none' for unprefixed keys")
     try:
         port = int(environ.get("PORT", "10000"))
         history_limit = int(environ.get("HISTORY_LIMIT", "50"))

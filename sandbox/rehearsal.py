@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import signal
 import tempfile
 import time
@@ -38,6 +39,7 @@ from sandbox.world import SECRETS, World
 
 DAILY_USER = 424242001
 TESTER = 5550001  # the owner, testing on staging
+OLD_PRODUCTION_BOT = "mywellnesscompanion_bot"  # what mindmate-prod runs before the cutover
 FACTS = ("I take my tea without sugar", "My sister is called Mia", "I'm learning the cello")
 
 
@@ -56,28 +58,44 @@ def require(condition: object, message: str = "a rehearsal check failed") -> Non
 
 
 class Rehearsal:
-    def __init__(self, root: Path, project: Path, *, process: bool = True, log: Callable[[str], None] = say) -> None:
+    def __init__(
+        self,
+        root: Path,
+        project: Path,
+        *,
+        process: bool = True,
+        log: Callable[[str], None] = say,
+        legacy_staging: bool = True,
+    ) -> None:
         self.root = root
+        # False only to show the check biting: staging with its own prefix from the start hides
+        # the daily user's unprefixed memory (what render.yaml's "dev:" once did).
+        self.legacy_staging = legacy_staging
         self.project = project  # the checkout the rehearsal runs from: .github/ lives there
         self.process = process
         self.log = log
         self.phases: list[Phase] = []
         self.snapshot: Path | None = None
+        self.recalls = 0  # how often the daily user asked their bot /recall before the move
 
     def run(self) -> list[Phase]:
+        # In the README runbook's order. Until the daily user has moved (``user_moves``), the bot
+        # they use is staging's, and before every phase they ask it /recall: it must still know them.
         steps: list[tuple[str, Callable[[World], str]]] = [
             (
-                "the daily user's memory in the legacy dev bot (no prefix, no marker)",
+                "the seed: the daily user on the dev bot (unprefixed keys, no marker); "
+                f"mindmate-prod runs the old production bot @{OLD_PRODUCTION_BOT}",
                 self.dev_bot_in_use,
             ),
-            ("phase 1: a new production bot", self.new_bot),
-            ("phase 0: preflight", self.preflight),
+            ("phase 0: preflight before the new bot (what exists)", self.preflight_before_new_bot),
+            ("phase 1: a new production bot in @BotFather", self.new_bot),
+            ("phase 0 again: preflight, everything", self.preflight),
             ("GitHub set up and checked (environments, secrets, rulesets)", self.github),
             ("phase 2: cutover (new token, deploy main, probe), undone and redone", self.cutover),
             ("phase 3: memory copy (dry run, apply, verify)", self.copy),
             ("phase 4: announce the move", self.announce),
             ("the user talks to the new bot; it remembers", self.user_moves),
-            ("the old bot now serves testers only; the user is sent on", self.old_bot_for_testers),
+            ("phase 5: staging gets its own prefix (dev:) and serves testers only", self.old_bot_for_testers),
             ("a bad release is rolled back automatically", self.bad_release),
             (
                 "a release that overwrote memory is rolled back; memory restored from memory-before-<sha>",
@@ -86,15 +104,18 @@ class Rehearsal:
             ("acceptance checklist", self.acceptance),
             ("status and history of production, as the owner sees them", self.status_and_history),
         ]
+        moved = next(i for i, (_, step) in enumerate(steps) if step == self.user_moves)
         self.phases = [Phase(name) for name, _ in steps]
         with (
-            World(self.root, process=self.process, step=0.05) as world,
+            World(self.root, process=self.process, step=0.05, legacy_staging=self.legacy_staging) as world,
             contextlib.chdir(world.repo),  # deploys check branches in the sandbox's repository
         ):
-            for phase, (_, step) in zip(self.phases, steps, strict=True):
+            for index, (phase, (_, step)) in enumerate(zip(self.phases, steps, strict=True)):
                 self.log(f"▶ {phase.name}")
                 started = time.monotonic()
                 try:
+                    if 0 < index <= moved:
+                        self.daily_user_still_known(world)
                     phase.detail = step(world)
                     phase.ok = True
                 except (FatalError, AssertionError, RuntimeError) as exc:
@@ -119,13 +140,22 @@ class Rehearsal:
         )
         return world.telegram.replies_to(bot, DAILY_USER)[-1]
 
+    def daily_user_still_known(self, world: World) -> None:
+        """The daily user, on the bot they use every day, asks /recall: all their facts come back."""
+        recall = self._talk(world, "staging", "/recall")
+        missing = [fact for fact in FACTS if fact not in recall]
+        require(not missing, f"the daily user's bot @{world.bots['staging'].username} forgot {missing}: {recall!r}")
+        self.recalls += 1
+
     # -- the phases ---------------------------------------------------------------------------
     def dev_bot_in_use(self, world: World) -> str:
-        # The new bot does not exist yet: the production service runs a placeholder bot.
-        self.placeholder = world.telegram.add_bot("mindmate_placeholder_bot")
+        # The new bot does not exist yet: mindmate-prod runs the old production bot, kept as
+        # rollback or archive after the cutover (cutover --back puts it back).
+        self.placeholder = world.telegram.add_bot(OLD_PRODUCTION_BOT)
         world.services["production"].env["TELEGRAM_BOT_TOKEN"] = self.placeholder.token
         # What today's dev bot left in the dev Redis: unprefixed keys, and no meta:env marker.
         legacy = world.redis["staging"].client()
+        require(not legacy.exists("meta:env"), "the legacy Redis must start without a marker")
         now = int(time.time())
         legacy.hset(
             f"user:{DAILY_USER}:profile",
@@ -139,14 +169,28 @@ class Rehearsal:
         sha = world.commit("develop", "the dev bot as it runs today")
         ctx = self._ctx(world, "staging")
         deploy(ctx, ctx.config.env("staging"), sha, timeout=60, poll=0.1)
-        require(not legacy.exists("meta:env"), "the legacy Redis must start without a marker")
-        return f"user {DAILY_USER} has {len(FACTS)} facts and a history under unprefixed keys, no marker"
+        # The first deploy through the pipeline keeps the keys where they are (KEY_PREFIX=none)
+        # and only claims the Redis for staging.
+        self.daily_user_still_known(world)
+        require(legacy.get("meta:env") == b"staging", "the first staging deploy did not claim the dev Redis")
+        return (
+            f"user {DAILY_USER} has {len(FACTS)} facts under unprefixed keys; the first staging deploy "
+            "keeps them there (KEY_PREFIX=none) and /recall still lists them"
+        )
+
+    def preflight_before_new_bot(self, world: World) -> str:
+        items = preflight(self._ctx(world, "production", **self._preflight_values(world)), before_new_bot=True)
+        unmet = [i for i in items if i.ok is not True]
+        if unmet:
+            raise VerificationError("; ".join(f"{i.name}: {i.fix}" for i in unmet))
+        later = [i.name for i in items if i.detail == "not checked before the new bot exists"]
+        return f"{len(items) - len(later)} items ✓ (⚠ where worth a look); after @BotFather: {', '.join(later)}"
 
     def new_bot(self, world: World) -> str:
         bot = world.bots["production"]
         return f"@{bot.username} created in @BotFather (usernames never change: this one has no 'dev')"
 
-    def preflight(self, world: World) -> str:
+    def _preflight_values(self, world: World) -> dict[str, str]:
         values: dict[str, str] = {}
         for env in ("staging", "production"):
             secrets = world.secrets(env)
@@ -155,7 +199,10 @@ class Rehearsal:
                 f"{env.upper()}_REDIS_URL": secrets["REDIS_URL"],
                 f"{env.upper()}_RENDER_SERVICE_ID": secrets["RENDER_SERVICE_ID"],
             }
-        items = preflight(self._ctx(world, "production", **values))
+        return values
+
+    def preflight(self, world: World) -> str:
+        items = preflight(self._ctx(world, "production", **self._preflight_values(world)))
         unmet = [i for i in items if i.ok is not True]
         if unmet:
             raise VerificationError("; ".join(f"{i.name}: {i.fix}" for i in unmet))
@@ -258,12 +305,24 @@ class Rehearsal:
         recall = self._talk(world, "production", "/recall")
         missing = [fact for fact in FACTS if fact not in recall]
         require(not missing, f"the new bot forgot {missing}")
-        return f"/recall on @{world.bots['production'].username} lists all {len(FACTS)} facts"
+        return (
+            f"/recall on @{world.bots['production'].username} lists all {len(FACTS)} facts; until now the "
+            f"daily user's bot @{world.bots['staging'].username} knew them at each of {self.recalls} /recall checks"
+        )
 
     def old_bot_for_testers(self, world: World) -> str:
         """Staging keeps the old bot for testers; the daily user writing to it is sent on."""
         service = world.services["staging"]
-        service.env.update(TESTER_IDS=str(TESTER), PRODUCTION_BOT=world.bots["production"].username)
+        # The daily user's memory has moved: staging gets its own prefix now, in the service
+        # and in the config (what `ci-tools init --staging-prefix dev:` writes).
+        service.env.update(KEY_PREFIX="dev:", TESTER_IDS=str(TESTER), PRODUCTION_BOT=world.bots["production"].username)
+        world.config.write_text(
+            re.sub(
+                r'(\[tool\.ci_tools\.environments\.staging\][^\[]*?key_prefix = )""',
+                r'\1"dev:"',
+                world.config.read_text(),
+            )
+        )
         ctx = self._ctx(world, "staging")
         deploy(ctx, ctx.config.env("staging"), world.commit("develop", "staging for testers"), timeout=60, poll=0.1)
         dev = world.redis["staging"].client()

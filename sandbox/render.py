@@ -341,6 +341,12 @@ class FakeRender(StandInServer):
             return self._hook(match["service"], request)
         if request.path == "/whoami":
             return 200, request.client_address.encode(), {"Content-Type": "text/plain"}
+        if request.path == "/v1/services" and request.method == "GET":
+            if request.headers.get("Authorization") != f"Bearer {self.api_key}":
+                return 401, {"message": "Unauthorized"}, {}
+            wanted = request.query.get("name")
+            found = [s for s in self.services.values() if wanted in (None, s.name)]
+            return 200, [{"service": s.json(), "cursor": s.id} for s in found], {}
         if match := _API_PATH.match(request.path):
             if request.headers.get("Authorization") != f"Bearer {self.api_key}":
                 return 401, {"message": "Unauthorized"}, {}

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from ci_tools.settings import NO_PREFIX, load_config
 from sandbox.redis import RedisServer
 from sandbox.render import FakeRender, FakeService
 from sandbox.telegram import FakeBot, FakeTelegram
@@ -43,8 +44,11 @@ class World:
         latency: float = 0.0,
         step: float = 0.1,
         source: Path | None = None,
+        legacy_staging: bool = False,
     ) -> None:
         self.root = root
+        # Staging as the seed starts it: the daily user's bot, with unprefixed keys (KEY_PREFIX=none).
+        self.legacy_staging = legacy_staging
         self.source = source
         self.process = process
         self.latency = latency
@@ -72,9 +76,10 @@ class World:
                 ("production", "mindmate-prod-redis"),
             )
         }
+        prefixes = self._prefixes()
         for env, name, branch, prefix in (
-            ("staging", "mindmate-dev", "develop", "dev:"),
-            ("production", "mindmate-prod", "main", "prod:"),
+            ("staging", "mindmate-dev", "develop", prefixes["staging"]),
+            ("production", "mindmate-prod", "main", prefixes["production"]),
         ):
             self.services[env] = self.render.add_service(
                 name,
@@ -103,6 +108,13 @@ class World:
         git(self.repo, "branch", "develop")
         self.render.repo = self.repo  # what the deploy hooks deploy: each branch's head
         return self
+
+    def _prefixes(self) -> dict[str, str]:
+        """Each service's KEY_PREFIX: as the copied project's config says, else the sandbox's own."""
+        if self.source:
+            config = load_config(self.source / "pyproject.toml")
+            return {name: env.key_prefix_variable for name, env in config.environments.items()}
+        return {"staging": NO_PREFIX if self.legacy_staging else "dev:", "production": "prod:"}
 
     def _copy_project(self, source: Path) -> None:
         """The files git would commit from ``source``, with each base_url pointing at a router."""
@@ -133,7 +145,7 @@ class World:
                 f"[tool.ci_tools.environments.{env}]\n"
                 f'branch = "{service.branch}"\nrender_service = "{service.name}"\n'
                 f'bot_username = "{bot}"\nbase_url = "{service.router.url}"\n'
-                f'key_prefix = "{service.env["KEY_PREFIX"]}"\nmemory_patterns = {PATTERNS}\n'
+                f'key_prefix = "{service.env["KEY_PREFIX"].replace(NO_PREFIX, "")}"\nmemory_patterns = {PATTERNS}\n'
             )
         return "\n".join(text)
 

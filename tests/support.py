@@ -27,3 +27,16 @@ def context(**values: str) -> Context:
     """A Context as ``main()`` would build it from this test's environment (what ``use`` and
     monkeypatch set), plus ``values``: for tests that call a phase or a client directly."""
     return build({**os.environ, **values})
+
+
+def after_the_move(directory: Path) -> Path:
+    """The project's config as it reads after the daily user has moved (runbook step 9): staging
+    has its own prefix, ``dev:``. The shipped files keep the legacy "" (render.yaml: "none")."""
+    directory.mkdir(parents=True, exist_ok=True)
+    text = (ROOT / "pyproject.toml").read_text()
+    moved = text.replace('key_prefix = ""', 'key_prefix = "dev:"', 1)
+    assert moved != text, "pyproject.toml: staging's legacy key_prefix not found"
+    (directory / "pyproject.toml").write_text(moved)
+    blueprint = (ROOT / "render.yaml").read_text()
+    (directory / "render.yaml").write_text(blueprint.replace('value: "none"', 'value: "dev:"', 1))
+    return directory / "pyproject.toml"

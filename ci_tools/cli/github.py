@@ -26,7 +26,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     setup.add_argument(
         "--secrets-file",
         type=Path,
-        help="dotenv file with STAGING_<NAME>=… / PRODUCTION_<NAME>=… (default: the environment)",
+        help="dotenv file with STAGING_<NAME>=… / PRODUCTION_<NAME>=… (default: the .env `ci-tools init` wrote, "
+        "and the environment)",
     )
     setup.add_argument("--update-secrets", action="store_true", help="also rewrite secrets that exist")
     setup.add_argument("--apply", action="store_true")
@@ -38,6 +39,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     checking.set_defaults(func=run_check, needs=NEEDS)
 
 
+def _kept(ctx: Context) -> dict[str, str]:
+    """What `ci-tools init` kept in .env beside pyproject.toml (nothing when there is none)."""
+    from ci_tools.repo.owner_files import read_dotenv
+
+    return read_dotenv(ctx.config.path.parent / ".env")
+
+
+def _secrets_file(ctx: Context, args: argparse.Namespace) -> Path | None:
+    if args.secrets_file is not None:
+        return Path(args.secrets_file)
+    default = ctx.config.path.parent / ".env"
+    return default if default.is_file() else None
+
+
 def _api(ctx: Context, args: argparse.Namespace) -> GitHubAPI:
     token = ctx.github_token()
     if not token:
@@ -45,7 +60,7 @@ def _api(ctx: Context, args: argparse.Namespace) -> GitHubAPI:
             "missing secret GITHUB_TOKEN (or GH_TOKEN)",
             hint="export a token with admin rights on the repository",
         )
-    repo = args.repo or ctx.runner.repository
+    repo = args.repo or ctx.runner.repository or _kept(ctx).get("GITHUB_REPOSITORY", "")
     if not repo:
         raise ConfigError("which repository? pass --repo OWNER/NAME", hint="or set GITHUB_REPOSITORY")
     return ctx.github(token, repo)
@@ -62,7 +77,7 @@ def run_setup(ctx: Context, args: argparse.Namespace) -> int:
             api,
             config,
             root,
-            secret_values(config, args.secrets_file, ctx.secrets),
+            secret_values(config, _secrets_file(ctx, args), ctx.secrets),
             update_secrets=args.update_secrets,
         )
         if args.apply:

@@ -21,6 +21,11 @@ NEEDS = Needs(
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     pre = subparsers.add_parser("preflight", help="phase 0: check which service, token and Redis belong together")
+    pre.add_argument(
+        "--before-new-bot",
+        action="store_true",
+        help="phase 0 before @BotFather: check what exists (the daily user's bot, services, Redis), not the new bot",
+    )
     pre.add_argument("--json", action="store_true")
     pre.set_defaults(func=run, needs=NEEDS)
 
@@ -29,5 +34,5 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.checklist import report
     from ci_tools.pipeline.preflight import preflight
 
-    report(ctx.runner, "Preflight", preflight(ctx), as_json=args.json)
+    report(ctx.runner, "Preflight", preflight(ctx, before_new_bot=args.before_new_bot), as_json=args.json)
     return 0

@@ -337,7 +337,26 @@ class RenderAPI:
                     ) from None
         return None
 
-    # -- Key Value instances (account-wide: no service id needed) ---------------------------
+    # -- account-wide lookups by name (no service id needed): what `ci-tools init` discovers --
+    def find_service(self, name: str) -> dict[str, Any]:
+        page = self._call("GET", "/services", f"finding service {name}", params={"name": name, "limit": 20})
+        found = [item["service"] for item in page or [] if item.get("service", {}).get("name") == name]
+        if not found:
+            raise ConfigError(
+                f"no service named {name!r} on this Render account",
+                hint="pass the service's name as the dashboard shows it (--staging-service / --production-service)",
+            )
+        return dict(found[0])
+
+    def connection_info(self, kv_id: str) -> dict[str, Any]:
+        """The Key Value's connection strings (its external one reaches it from outside Render)."""
+        return dict(self._call("GET", f"/key-value/{kv_id}/connection-info", "reading the Key Value's address"))
+
+    def env_var_of(self, service_id: str, key: str) -> str | None:
+        """One variable of another service (init reads both services with one key)."""
+        data = self._call("GET", f"/services/{service_id}/env-vars/{key}", f"reading {key}", missing_ok=True)
+        return None if data is None else data.get("value")
+
     def find_key_value(self, name: str) -> dict[str, Any]:
         page = self._call("GET", "/key-value", f"finding Key Value {name}", params={"name": name, "limit": 20})
         found = [item["keyValue"] for item in page or [] if item.get("keyValue", {}).get("name") == name]

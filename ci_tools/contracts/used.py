@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Final
 
 RENDER: Final = (
+    "GET /services",
     "GET /services/{serviceId}",
     "GET /services/{serviceId}/deploys",
     "POST /services/{serviceId}/deploys",

@@ -78,8 +78,8 @@ def blueprint_problems(config: Config, blueprint: dict[str, Any]) -> list[str]:
             problems.append(f"{where}: UV_VERSION must pin the uv that builds from uv.lock")
         if variables.get("ENV", {}).get("value") != env.name:
             problems.append(f"{where}: ENV must be {env.name!r}")
-        if variables.get("KEY_PREFIX", {}).get("value") != env.key_prefix:
-            problems.append(f"{where}: KEY_PREFIX must be {env.key_prefix!r}")
+        if variables.get("KEY_PREFIX", {}).get("value") != env.key_prefix_variable:
+            problems.append(f"{where}: KEY_PREFIX must be {env.key_prefix_variable!r}")
         for secret in SECRET_VARS:
             var = variables.get(secret)
             if var is None or var.get("sync") is not False or "value" in var:

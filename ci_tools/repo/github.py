@@ -23,7 +23,8 @@ from typing import Any
 from ci_tools.checklist import Item
 from ci_tools.clients.github_rest import ACTIONS_APP_ID, GitHubAPI
 from ci_tools.context import Context
-from ci_tools.errors import FatalError, RemoteError
+from ci_tools.errors import ConfigError, FatalError, RemoteError
+from ci_tools.repo.owner_files import read_dotenv
 from ci_tools.repo.workflow_files import job_names, secrets_by_environment
 from ci_tools.settings import Config
 
@@ -57,10 +58,11 @@ def secret_values(config: Config, dotenv: Path | None, environ: Mapping[str, str
     """``STAGING_<NAME>`` / ``PRODUCTION_<NAME>`` values from ``environ`` or a dotenv file."""
     values = dict(environ)
     if dotenv is not None:
-        for line in dotenv.read_text().splitlines():
-            name, sep, value = line.strip().partition("=")
-            if sep and not name.startswith("#"):
-                values[name.strip().removeprefix("export ").strip()] = value.strip().strip("'\"")
+        if not dotenv.is_file():
+            raise ConfigError(
+                f"{dotenv} not found", hint="run `ci-tools init`, which writes it, or pass --secrets-file"
+            )
+        values |= read_dotenv(dotenv)
     prefixes = tuple(f"{env.upper()}_" for env in config.environments)
     return {k: v for k, v in values.items() if k.startswith(prefixes) and v}
 

@@ -20,7 +20,7 @@ def test_exit_codes_are_distinct_per_kind():
 def test_config_show_json(capsys):
     assert main(["config", "show", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["environments"]["staging"]["key_prefix"] == "dev:"
+    assert data["environments"]["staging"]["key_prefix"] == ""  # legacy until the move
     assert data["flow"]["develop"][:3] == ["feature/*", "fix/*", "main"]
 
 

@@ -71,6 +71,20 @@ def test_remember_recall_forget_round_trip_under_prefix(running_bot, telegram, r
     assert client.exists(f"dev:memory:{USER}") == 0
 
 
+def test_key_prefix_none_keeps_a_legacy_bots_unprefixed_memory(redis_server, bot_environ, telegram):
+    """The daily user's bot until they move: KEY_PREFIX=none reads and writes the legacy keys."""
+    client = redis_server.client(decode_responses=True)
+    client.rpush(f"memory:{USER}", "I take my tea without sugar")  # what the legacy bot wrote
+    environ, fake = bot_environ(redis_server.url, KEY_PREFIX="none")
+    with ThreadedBot(environ):
+        telegram.send_user_message(fake, USER, "/remember My sister is called Mia")
+        telegram.send_user_message(fake, USER, "/recall")
+    recall = telegram.replies_to(fake, USER)[-1]
+    assert "1. I take my tea without sugar" in recall and "2. My sister is called Mia" in recall
+    assert client.get("meta:env") == "staging"
+    assert not [k for k in client.keys("*") if k.startswith(("dev:", "none"))]
+
+
 def test_free_text_goes_to_capped_history(redis_server, bot_environ, telegram):
     environ, fake = bot_environ(redis_server.url, HISTORY_LIMIT="8")
     claim_env_marker(redis_server.client(), "dev:", "staging")

@@ -150,3 +150,16 @@ def test_the_bots_locked_install_carries_none_of_the_pipelines_libraries():
         "pytest",
         "openapi-core",
     }
+
+
+def test_staging_keeps_the_legacy_unprefixed_keys_until_the_daily_user_has_moved(blueprint):
+    """The daily user talks to mindmate-dev, their memory under unprefixed keys: a "dev:" there
+    before the move would hide it from the bot they use every day."""
+    assert load_config().env("staging").key_prefix == ""
+    data = copy.deepcopy(blueprint)
+    for var in service(data, "mindmate-dev")["envVars"]:
+        if var["key"] == "KEY_PREFIX":
+            assert var["value"] == "none"
+            var["value"] = "dev:"
+    problems = blueprint_problems(load_config(), data)
+    assert "service mindmate-dev: KEY_PREFIX must be 'none'" in problems

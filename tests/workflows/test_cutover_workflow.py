@@ -40,6 +40,17 @@ def test_cutover_puts_the_new_bot_on_production(world, act, old_bot_on_productio
         assert value not in run.log
 
 
+def test_the_new_bots_token_is_the_environments_own_so_it_is_typed_once(world, act, old_bot_on_production):
+    """No NEW_TELEGRAM_BOT_TOKEN: the production environment's TELEGRAM_BOT_TOKEN (ci-tools init's) is it."""
+    new = world.bots["production"]
+    secrets = environment_secrets(world, "production", TELEGRAM_BOT_TOKEN=new.token)
+    secrets.pop("NEW_TELEGRAM_BOT_TOKEN", None)
+    run = act.run("cutover.yml", "workflow_dispatch", secrets=secrets, payload=dispatch("main"))
+    assert run.ok, run.tail()
+    assert health(world, "production")["bot"]["username"] == new.username
+    assert_no_secret(run, world)
+
+
 def test_cutover_with_another_bots_token_is_refused_before_anything_changes(world, act, old_bot_on_production):
     service = world.services["production"]
     deploys_before, env_before = len(service.deploys), dict(service.env)

@@ -22,8 +22,10 @@ from tests.workflows.scenarios import (
 
 @pytest.fixture
 def memory(world):
-    """The daily user's memory in the dev Redis; an empty, marked prod Redis."""
-    seed_user(world.redis["staging"].client())
+    """The daily user's memory in the dev Redis, under the legacy unprefixed keys the shipped
+    config names (staging's prefix comes after the move); an empty, marked prod Redis."""
+    seed_user(world.redis["staging"].client(), prefix="")
+    world.redis["staging"].client().set("meta:env", "staging")  # what the first staging deploy claims
     world.redis["production"].client().set("prod:meta:env", "production")
     return world.redis["staging"].client(), world.redis["production"].client()
 
@@ -102,7 +104,7 @@ def test_apply_then_undo_with_that_runs_id_restores_the_target_byte_for_byte(wor
     key = Fernet.generate_key().decode()
     applied = run_memory(world, act, "apply", MEMORY_SNAPSHOT_KEY=key)
     assert applied.ok, applied.tail()
-    assert target.lrange(f"prod:memory:{USER}", 0, -1) == source.lrange(f"dev:memory:{USER}", 0, -1)
+    assert target.lrange(f"prod:memory:{USER}", 0, -1) == source.lrange(f"memory:{USER}", 0, -1)
     assert f"mode undo (after undo-dry-run), run_id {applied.run_id}" in applied.log
     kept = [p for p in (act.artifacts / str(applied.run_id)).rglob("*") if p.is_file()]
     assert kept and all(b"likes tea" not in p.read_bytes() for p in kept)  # encrypted

@@ -1,0 +1,116 @@
+"""``ci-tools init``: the owner's setup from a handful of values; safe to run again.
+
+Asks (in prompts that never echo, or from the environment) for the Render API key, the
+new production bot's token and the daily user's Telegram id; discovers the rest; writes
+``[tool.ci_tools]``, ``render.yaml`` and a ``.env`` (mode 0600) that ``github setup`` reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+
+from ci_tools.context import Context
+from ci_tools.needs import Needs
+
+NEEDS = Needs(
+    optional=(
+        "RENDER_API_KEY",  # Account Settings → API Keys
+        "PRODUCTION_TELEGRAM_BOT_TOKEN",  # the new bot's, from @BotFather
+        "STAGING_TELEGRAM_BOT_TOKEN",  # default: the one the staging service runs with
+        "DAILY_USER_ID",  # the daily user's Telegram id (not a secret, but asked with the rest)
+    )
+)
+ASKED = {
+    "RENDER_API_KEY": ("Render API key (Account Settings → API Keys)", True),
+    "PRODUCTION_TELEGRAM_BOT_TOKEN": ("the new production bot's token (@BotFather → /mybots → API Token)", True),
+    "DAILY_USER_ID": ("the daily user's Telegram id (they send /start to @userinfobot to see it)", False),
+}
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "init",
+        help="set up this repository for your bot: asks 3 values, discovers the rest, writes the config and .env",
+    )
+    parser.add_argument("--staging-service", help="the Render service the daily user's bot runs on (default: config)")
+    parser.add_argument("--production-service", help="the Render service of the production bot (default: config)")
+    parser.add_argument(
+        "--staging-prefix",
+        help="after the move only: staging's own key prefix, e.g. 'dev:' (until then the legacy unprefixed keys)",
+    )
+    parser.add_argument(
+        "--tester-ids", default="", help="after the move: Telegram ids that still get the staging bot (yours)"
+    )
+    parser.add_argument("--repo", default="", help="OWNER/NAME on GitHub, kept in .env for github setup")
+    parser.set_defaults(func=run, needs=NEEDS)
+
+
+def _value(ctx: Context, name: str) -> str:
+    given = ctx.optional(name)
+    if given:
+        return given
+    prompt, secret = ASKED[name]
+    if not sys.stdin.isatty():
+        from ci_tools.errors import ConfigError
+
+        raise ConfigError(f"{name} is not set", hint=f"export {name} ({prompt}), or run ci-tools init in a terminal")
+    answer = getpass.getpass(f"{prompt}: ") if secret else input(f"{prompt}: ")
+    return answer.strip()
+
+
+def run(ctx: Context, args: argparse.Namespace) -> int:
+    from ci_tools.memory.keys import parse_user_id
+    from ci_tools.output import Report, report, say
+    from ci_tools.pipeline.init import InitRequest, init
+
+    services = {
+        env.name: name
+        for env, name in (
+            (ctx.config.role("testers_only"), args.staging_service),
+            (ctx.config.role("cutover_target"), args.production_service),
+        )
+        if name
+    }
+    request = InitRequest(
+        api_key=_value(ctx, "RENDER_API_KEY"),
+        production_token=_value(ctx, "PRODUCTION_TELEGRAM_BOT_TOKEN"),
+        daily_user_id=parse_user_id(_value(ctx, "DAILY_USER_ID")),
+        staging_token=ctx.optional("STAGING_TELEGRAM_BOT_TOKEN") or "",
+        services=services,
+        staging_prefix=args.staging_prefix,
+        tester_ids=args.tester_ids,
+        repository=args.repo,
+    )
+    result = init(ctx, request)
+    rows = [
+        [f.name, f.render_service, f"@{f.bot_username}", f.base_url, f.key_prefix or "(none: legacy keys)", f.key_value]
+        for f in result.facts.values()
+    ]
+    notes = [
+        f"written: {', '.join(result.written)}" if result.written else "nothing to change: the files already say this",
+        f"generated once and kept in .env: {', '.join(result.generated)}" if result.generated else "",
+        f"set on Render: {', '.join(result.set_on_render)}" if result.set_on_render else "",
+        f"mindmate-prod runs @{result.old_production_bot} until the cutover" if result.old_production_bot else "",
+        f".env holds {len(result.stored)} values (names only here; never printed)",
+        "next: commit pyproject.toml and render.yaml, then `ci-tools github setup --apply`",
+    ]
+    document = {
+        "environments": {f.name: f.__dict__ for f in result.facts.values()},
+        "written": result.written,
+        "generated": result.generated,
+        "stored": result.stored,
+    }
+    report(
+        ctx.runner,
+        Report(
+            "ci-tools init",
+            ["env", "service", "bot", "address", "key prefix", "Key Value"],
+            rows,
+            document,
+            [n for n in notes if n],
+        ),
+    )
+    say("✓ config check: pyproject.toml and render.yaml agree")
+    return 0

@@ -1,0 +1,34 @@
+"""The rehearsal is the runbook against the stand-ins: the daily user's bot must know them
+before every phase until they move, and the check must bite when it does not."""
+
+from __future__ import annotations
+
+from sandbox.rehearsal import Rehearsal
+from tests.support import ROOT
+
+
+def test_the_runbook_in_order_never_hides_the_daily_users_memory(tmp_path):
+    rehearsal = Rehearsal(tmp_path, ROOT, process=False, log=lambda line: None)
+    phases = rehearsal.run()
+    failed = [(p.name, p.detail) for p in phases if not p.ok]
+    assert not failed, failed
+    names = [p.name for p in phases]
+    # Phase 0 asks what exists before @BotFather, everything after it; the prefix comes after the move.
+    assert (
+        names.index("phase 0: preflight before the new bot (what exists)")
+        < names.index("phase 1: a new production bot in @BotFather")
+        < names.index("phase 0 again: preflight, everything")
+    )
+    assert names.index("the user talks to the new bot; it remembers") < names.index(
+        "phase 5: staging gets its own prefix (dev:) and serves testers only"
+    )
+    moved = names.index("the user talks to the new bot; it remembers")
+    assert rehearsal.recalls == moved + 1  # the seed's own check, then one before each phase up to the move
+
+
+def test_a_staging_prefix_before_the_move_is_caught_at_the_first_deploy(tmp_path):
+    """What render.yaml's KEY_PREFIX "dev:" did to the daily user: the bot they use forgot them."""
+    phases = Rehearsal(tmp_path, ROOT, process=False, log=lambda line: None, legacy_staging=False).run()
+    assert phases[0].ok is False
+    assert "forgot" in phases[0].detail and "@mindmate_dev_bot" in phases[0].detail
+    assert all(p.ok is None for p in phases[1:])  # nothing after it ran
