@@ -37,7 +37,7 @@ from ci_tools.cli import (
 )
 from ci_tools.context import build
 from ci_tools.errors import FatalError, from_unexpected
-from ci_tools.needs import NOTHING
+from ci_tools.needs import NOTHING, describe
 
 # In the order of the plan: set up, look, ship, check, undo, migrate, rehearse.
 COMMAND_MODULES = (
@@ -72,7 +72,20 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMAND_MODULES:
         module.add_parser(subparsers)
+    _say_what_each_reads(parser)
     return parser
+
+
+def _say_what_each_reads(parser: argparse.ArgumentParser) -> None:
+    """Each command's --help ends with the variables its Needs declare (so none is guessed at)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command in action.choices.values():
+                needs = command.get_default("needs")
+                if needs is not None and (text := describe(needs)):
+                    command.epilog = text
+                    command.formatter_class = argparse.RawDescriptionHelpFormatter
+                _say_what_each_reads(command)
 
 
 def _configure_logging(verbosity: int) -> None:

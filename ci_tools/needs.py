@@ -104,3 +104,46 @@ def resolve(needs: Needs, environ: Mapping[str, str]) -> Secrets:
             "and pass each through the step's env:, or export it for a local run",
         )
     return Secrets(values, declared=needs.names, prefixed=needs.prefixed)
+
+
+# Where each value comes from, for ``--help`` (an <ENV>_ prefix is looked past).
+ORIGINS = {
+    "RENDER_API_KEY": "Render → Account Settings → API Keys",
+    "RENDER_SERVICE_ID": "srv-… in the service's dashboard URL; ci-tools init finds it",
+    "RENDER_DEPLOY_HOOK_URL": "the service's Settings → Deploy Hook (only without RENDER_API_KEY)",
+    "TELEGRAM_BOT_TOKEN": "@BotFather → /mybots → API Token",
+    "NEW_TELEGRAM_BOT_TOKEN": "the new bot's token (default in cutover.yml: the environment's TELEGRAM_BOT_TOKEN)",
+    "PREVIOUS_TELEGRAM_BOT_TOKEN": "kept on the Render service by the cutover itself",
+    "TELEGRAM_WEBHOOK_SECRET": "the service's own; ci-tools init reads or makes it",
+    "REDIS_URL": "the Key Value's external connection string; ci-tools init finds it",
+    "SOURCE_REDIS_URL": "the source Key Value's external connection string",
+    "TARGET_REDIS_URL": "the target Key Value's external connection string",
+    "MEMORY_SNAPSHOT_KEY": "a Fernet key; ci-tools init makes one",
+    "GITHUB_TOKEN": "a GitHub token with admin rights on the repository (or GH_TOKEN)",
+    "GH_TOKEN": "the same as GITHUB_TOKEN (what gh uses)",
+    "DAILY_USER_ID": "the daily user's Telegram id",
+}
+
+
+def _origin(name: str) -> str:
+    if name in ORIGINS:
+        return ORIGINS[name]
+    head, _, rest = name.partition("_")
+    return ORIGINS.get(rest, "") and f"{head.lower()}'s: {ORIGINS[rest]}"
+
+
+def describe(needs: Needs) -> str:
+    """The variables a command reads, for its ``--help``: which must be set, where each comes from."""
+    lines = []
+    for kind, names in (("required", needs.required), ("optional", needs.optional), ("local runs", needs.local)):
+        for name in names:
+            origin = _origin(name)
+            lines.append(f"  {name:<32} {kind}{f' — {origin}' if origin else ''}")
+    if needs.prefixed:
+        lines.append("  <ENV>_<NAME>                     every environment's secrets by the names its workflows use")
+    if not lines:
+        return ""
+    return (
+        "environment variables it reads (in GitHub Actions: the environment's secrets, through the step's env:;\n"
+        "on your machine: exported, or the .env that `ci-tools init` writes, for github setup):\n" + "\n".join(lines)
+    )
