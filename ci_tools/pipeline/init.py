@@ -151,6 +151,10 @@ def discover(ctx: Context, request: InitRequest, kept: Mapping[str, str]) -> tup
             values[f"{upper}_MEMORY_SNAPSHOT_KEY"] = snapshot_key
             if others:  # the memory copy's source is the other environment's Key Value
                 values[f"{upper}_SOURCE_REDIS_URL"] = external[others[0]]
+            if env.cutover_target:  # preflight.yml sees staging's bot and service from production's environment
+                staging = config.role("testers_only").name.upper()
+                for name in ("TELEGRAM_BOT_TOKEN", "RENDER_SERVICE_ID"):
+                    values[f"{upper}_{staging}_{name}"] = values[f"{staging}_{name}"]
         if request.repository or kept.get("GITHUB_REPOSITORY"):
             values["GITHUB_REPOSITORY"] = request.repository or kept["GITHUB_REPOSITORY"]
         if request.tester_ids:

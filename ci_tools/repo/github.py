@@ -34,6 +34,7 @@ OPTIONAL_SECRETS = {
     "PREVIOUS_TELEGRAM_BOT_TOKEN",
     "SOURCE_REDIS_URL",
     "RENDER_DEPLOY_HOOK_URL",
+    "GITHUB_ADMIN_TOKEN",  # preflight.yml and acceptance.yml also check GitHub's settings with it
 }
 
 

@@ -95,6 +95,7 @@ def test_init_discovers_writes_and_checks_then_github_setup_needs_nothing_else(w
     assert kept["PRODUCTION_REDIS_URL"] == world.external_redis_url("production")
     assert kept["PRODUCTION_SOURCE_REDIS_URL"] == world.external_redis_url("staging")
     assert kept["PRODUCTION_MEMORY_SNAPSHOT_KEY"] == kept["STAGING_MEMORY_SNAPSHOT_KEY"]
+    assert kept["PRODUCTION_STAGING_TELEGRAM_BOT_TOKEN"] == world.bots["staging"].token  # for preflight.yml
     assert ".env" in (clone / ".gitignore").read_text().split()
     assert "mywellnesscompanion_bot until the cutover" in out.out
     for value in [*secrets_of(world, old), kept["PRODUCTION_MEMORY_SNAPSHOT_KEY"]]:
