@@ -131,6 +131,7 @@ def discover(ctx: Context, request: InitRequest, kept: Mapping[str, str]) -> tup
                 region=str(details.get("region") or kv.get("region") or "frankfurt"),
                 service_plan=str(details.get("plan") or "starter"),
                 key_value_plan=str(kv.get("plan") or "starter"),
+                reviewers=_reviewers(request, env),
             )
             values |= {
                 f"{upper}_TELEGRAM_BOT_TOKEN": token,
@@ -160,6 +161,13 @@ def discover(ctx: Context, request: InitRequest, kept: Mapping[str, str]) -> tup
         if request.tester_ids:
             set_on_render += _testers(api, config, facts, request, values)
     return InitResult(facts, old_production_bot, [], generated, sorted(values), set_on_render), values
+
+
+def _reviewers(request: InitRequest, env: Environment) -> tuple[str, ...]:
+    """Production's approver: the repository's owner, in place of the shipped placeholder."""
+    if not env.reviewers or not request.repository or "/" not in request.repository:
+        return ()
+    return (request.repository.split("/")[0],)
 
 
 def _set_on(api: RenderAPI, service_id: str, key: str, value: str) -> None:

@@ -24,6 +24,9 @@ from ci_tools.errors import ConfigError
 from ci_tools.settings import NO_PREFIX
 
 
+PLACEHOLDER_REVIEWERS = ("mindmate-owner",)  # what the repository ships: nobody's login
+
+
 @dataclass(frozen=True)
 class EnvironmentFacts:
     """What init found for one environment: the names and addresses the config and Blueprint hold."""
@@ -37,6 +40,7 @@ class EnvironmentFacts:
     region: str
     service_plan: str
     key_value_plan: str
+    reviewers: tuple[str, ...] = ()  # replaces the shipped placeholder only (who approves production)
 
 
 def _write_if_changed(path: Path, text: str, *, mode: int | None = None) -> bool:
@@ -75,6 +79,9 @@ def edit_config(path: Path, facts: Mapping[str, EnvironmentFacts], protected_use
         for key, value in wanted.items():
             if table.get(key) != value:
                 table[key] = value
+        if found.reviewers and list(table.get("reviewers", [])) in ([], list(PLACEHOLDER_REVIEWERS)):
+            if list(table.get("reviewers", [])) != list(found.reviewers):
+                table["reviewers"] = list(found.reviewers)
     if protected_user is not None:
         backup: Any = section.setdefault("memory_backup", tomlkit.table())
         users = backup.setdefault("protected_users", tomlkit.array())

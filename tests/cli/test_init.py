@@ -108,7 +108,9 @@ def test_init_discovers_writes_and_checks_then_github_setup_needs_nothing_else(w
     assert "nothing to change" in capsys.readouterr().out
     assert {p.name: p.read_bytes() for p in (clone / "pyproject.toml", clone / "render.yaml", dotenv)} == before
 
+    assert production["reviewers"] == ["ada"]  # the placeholder gave way to the repository's owner
     with FakeGitHub() as github:
+        github.users["ada"] = 5002
         use(monkeypatch, {"GITHUB_API_URL": github.url, "GITHUB_TOKEN": github.token})
         assert main(["github", "setup", "--apply"]) == 0  # the repository and the secrets from .env
         out = capsys.readouterr()
@@ -170,3 +172,11 @@ def test_a_readable_env_file_is_made_private(world, owner):
     assert init(names) == 0
     assert stat.S_IMODE((clone / ".env").stat().st_mode) == 0o600
     assert read_dotenv(clone / ".env")["GITHUB_TOKEN"] == "kept-by-the-owner"  # the owner's own lines stay
+
+
+def test_env_example_lists_exactly_what_init_writes(world, owner):
+    clone, names, _ = owner
+    assert init(names) == 0
+    written = set(read_dotenv(clone / ".env"))
+    example = set(read_dotenv(ROOT / ".env.example"))
+    assert written == example, (sorted(written - example), sorted(example - written))
