@@ -23,7 +23,6 @@ from ruamel.yaml import YAML
 from ci_tools.errors import ConfigError
 from ci_tools.settings import NO_PREFIX
 
-
 PLACEHOLDER_REVIEWERS = ("mindmate-owner",)  # what the repository ships: nobody's login
 
 
@@ -79,9 +78,9 @@ def edit_config(path: Path, facts: Mapping[str, EnvironmentFacts], protected_use
         for key, value in wanted.items():
             if table.get(key) != value:
                 table[key] = value
-        if found.reviewers and list(table.get("reviewers", [])) in ([], list(PLACEHOLDER_REVIEWERS)):
-            if list(table.get("reviewers", [])) != list(found.reviewers):
-                table["reviewers"] = list(found.reviewers)
+        current = list(table.get("reviewers", []))
+        if found.reviewers and current in ([], list(PLACEHOLDER_REVIEWERS)) and current != list(found.reviewers):
+            table["reviewers"] = list(found.reviewers)
     if protected_user is not None:
         backup: Any = section.setdefault("memory_backup", tomlkit.table())
         users = backup.setdefault("protected_users", tomlkit.array())
