@@ -14,7 +14,7 @@ import pytest
 
 from ci_tools.__main__ import main
 from sandbox.rehearsal import DAILY_USER, Rehearsal
-from sandbox.world import SECRETS
+from sandbox.world import SECRETS, World
 from tests.support import ROOT, use
 
 
@@ -106,6 +106,14 @@ def test_each_preflight_failure_names_its_fix(world, monkeypatch, capsys, breaka
     assert item in err  # the final line names it; the table (here the JSON) gives its fix
     [found] = [i for i in json.loads(out)["items"] if i["name"] == item]
     assert found["ok"] is not True and fix in found["fix"]
+
+
+@pytest.fixture
+def seed_world(tmp_path, monkeypatch):
+    """The world as the seed starts it: the daily user's bot on the legacy unprefixed keys."""
+    with World(tmp_path / "world", step=0.05, legacy_staging=True) as sandbox:
+        monkeypatch.chdir(sandbox.repo)
+        yield sandbox
 
 
 def run_until(world, phase_name):
@@ -203,7 +211,8 @@ def test_announce_to_a_user_who_blocked_the_bot(world, monkeypatch, capsys):
     assert main(["announce", "--chat-id", "1*"]) == 2
 
 
-def test_acceptance_names_the_unmet_item_then_passes(world, monkeypatch, capsys):
+def test_acceptance_names_the_unmet_item_then_passes(seed_world, monkeypatch, capsys):
+    world = seed_world
     rehearsal = run_until(world, "copy")
     use(monkeypatch, world.secrets("production"))
     args = [
@@ -235,7 +244,7 @@ def test_rehearse_on_a_machine_without_redis_server(tmp_path, monkeypatch, capsy
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", token)
     assert main(["rehearse", "--threads", "--keep", str(tmp_path / "r")]) == 0
     out = capsys.readouterr().out
-    assert "✓ all 13 phases passed" in out
+    assert "✓ all 14 phases passed" in out
     assert "rolled back to" in out
     assert "✗" not in out
     assert os.environ["TELEGRAM_BOT_TOKEN"] == token  # scrubbed during the run, restored after
