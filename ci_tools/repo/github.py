@@ -24,6 +24,7 @@ from ci_tools.checklist import Item
 from ci_tools.clients.github_rest import ACTIONS_APP_ID, GitHubAPI
 from ci_tools.context import Context
 from ci_tools.errors import ConfigError, FatalError, RemoteError
+from ci_tools.repo.environment_gate import github_environments
 from ci_tools.repo.owner_files import read_dotenv
 from ci_tools.repo.workflow_files import job_names, secrets_by_environment
 from ci_tools.settings import Config
@@ -87,8 +88,9 @@ def plan(
             )
         )
     present = api.environments()
-    wanted_secrets = secrets_by_environment(root, list(config.environments))
-    for env in config.environments.values():
+    environments = github_environments(config)
+    wanted_secrets = secrets_by_environment(root, list(environments))
+    for env in environments.values():
         reviewer_ids = [api.user_id(login) for login in env.reviewers]
         current = present.get(env.name)
         if (
@@ -113,7 +115,7 @@ def plan(
                 )
         existing = api.secret_names(env.name) if current else set()
         for name in sorted(wanted_secrets.get(env.name, set())):
-            value = values.get(f"{env.name.upper()}_{name}")
+            value = values.get(f"{env.values_from.upper()}_{name}")
             if value and (name not in existing or update_secrets):
                 changes.append(
                     Change(
@@ -209,8 +211,9 @@ def check(api: GitHubAPI, config: Config, root: Path) -> list[Item]:
         )
         return items
     environments = api.environments()
-    wanted = secrets_by_environment(root, list(config.environments))
-    for env in config.environments.values():
+    expected = github_environments(config)
+    wanted = secrets_by_environment(root, list(expected))
+    for env in expected.values():
         current = environments.get(env.name)
         if current is None:
             items.append(
@@ -249,7 +252,7 @@ def check(api: GitHubAPI, config: Config, root: Path) -> list[Item]:
                 f"environment {env.name}: every secret its workflows use",
                 not lacking,
                 "all present" if not lacking else f"missing {lacking}",
-                f"set {', '.join(f'{env.name.upper()}_{n}' for n in lacking)} and run ci-tools github setup --apply",
+                f"set {', '.join(f'{env.values_from.upper()}_{n}' for n in lacking)} and run ci-tools github setup --apply",
             )
         )
     present_rulesets = api.rulesets()

@@ -48,7 +48,16 @@ def test_setup_on_an_empty_repository_then_check_all_pass(github, values, capsys
     assert "✗" not in out and "GitHub is set up as the repository says" in out
     assert github.default_branch == "develop"
     assert github.secrets["production"]["TELEGRAM_BOT_TOKEN"] == values["PRODUCTION_TELEGRAM_BOT_TOKEN"]  # intact
-    assert github.branch_policies == {"staging": ["develop", "feature/*"], "production": ["main"]}
+    assert github.branch_policies == {
+        "staging": ["develop", "feature/*"],
+        "production": ["main"],
+        "production-scheduled": ["develop", "main"],  # the schedules run on the default branch
+    }
+    rules = github.environments["production-scheduled"]["protection_rules"]
+    assert [r["type"] for r in rules] == ["branch_policy"]  # no required reviewers: nobody to wait for
+    scheduled = github.secrets["production-scheduled"]
+    assert scheduled["TELEGRAM_BOT_TOKEN"] == values["PRODUCTION_TELEGRAM_BOT_TOKEN"]  # production's values
+    assert "STAGING_TELEGRAM_BOT_TOKEN" not in scheduled  # only what the scheduled jobs read
     for value in values.values():
         assert value not in out + err
 

@@ -80,10 +80,16 @@ def test_the_runbook_from_preflight_to_acceptance_in_actions(world, act, seed):
         "announce.yml",
         "workflow_dispatch",
         secrets=environment_secrets(world, "staging"),
-        payload=dispatch("main", user_id=str(USER), text=""),
+        payload=dispatch("develop", user_id=str(USER), text=""),  # staging's environment admits develop
     )
     assert run.ok, run.tail()
     told = world.telegram.replies_to(world.bots["staging"], USER)[-1]
+    assert act.run(
+        "announce.yml",
+        "workflow_dispatch",
+        secrets=environment_secrets(world, "staging"),
+        payload=dispatch("main", user_id=str(USER), text=""),
+    ).log.startswith("[GitHub's environment gate]")  # from main, GitHub would refuse it
     assert told == f"Official bot moved here: https://t.me/{world.bots['production'].username}"
 
     world.telegram.send_user_message(world.bots["production"], USER, "/recall")  # the user moves
