@@ -252,7 +252,8 @@ def check(api: GitHubAPI, config: Config, root: Path) -> list[Item]:
                 f"environment {env.name}: every secret its workflows use",
                 not lacking,
                 "all present" if not lacking else f"missing {lacking}",
-                f"set {', '.join(f'{env.values_from.upper()}_{n}' for n in lacking)} and run ci-tools github setup --apply",
+                f"set {', '.join(f'{env.values_from.upper()}_{n}' for n in lacking)} "
+                "and run ci-tools github setup --apply",
             )
         )
     present_rulesets = api.rulesets()
