@@ -22,6 +22,7 @@ by ``head`` (``owner:branch``), ``base`` and ``state``.
 from __future__ import annotations
 
 import base64
+import copy
 import itertools
 import re
 from typing import Any
@@ -432,10 +433,14 @@ class FakeGitHub(StandInServer):
         return NOT_FOUND
 
     def _answer_ruleset(self, ruleset: dict[str, Any], full: str) -> dict[str, Any]:
-        """``repository-ruleset``: what was stored, plus where it lives and who may bypass it."""
+        """``repository-ruleset``: what was stored with GitHub's defaults filled in, plus where it
+        lives and who may bypass it. GitHub answers a ruleset with the parameters a request left
+        out at their defaults (REST "Get a repository ruleset": a pull_request rule reads back with
+        ``required_reviewers: []`` and every merge method allowed, a status-check rule with
+        ``do_not_enforce_on_create: false``), so a comparison of exact JSON never matches."""
         url = f"{shapes.API}/repos/{full}/rulesets/{ruleset['id']}"
         return {
-            **ruleset,
+            **_with_defaults(ruleset),
             "node_id": f"RRS_lACkVXNlcs{ruleset['id']:08d}",
             "source_type": "Repository",
             "source": full,
@@ -447,3 +452,21 @@ class FakeGitHub(StandInServer):
                 "html": {"href": f"https://github.com/{full}/rules/{ruleset['id']}"},
             },
         }
+
+
+RULE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "pull_request": {"required_reviewers": [], "allowed_merge_methods": ["merge", "squash", "rebase"]},
+    "required_status_checks": {"do_not_enforce_on_create": False},
+}
+
+
+def _with_defaults(ruleset: dict[str, Any]) -> dict[str, Any]:
+    answered = copy.deepcopy(ruleset)
+    for rule in answered.get("rules") or []:
+        defaults = RULE_DEFAULTS.get(rule.get("type", ""))
+        if defaults:
+            rule["parameters"] = {**copy.deepcopy(defaults), **(rule.get("parameters") or {})}
+    ref_name = (answered.get("conditions") or {}).get("ref_name")
+    if isinstance(ref_name, dict):
+        ref_name.setdefault("exclude", [])
+    return answered

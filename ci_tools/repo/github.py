@@ -126,7 +126,7 @@ def plan(
     by_name = api.rulesets()
     for ruleset in rulesets(root):
         found = by_name.get(ruleset["name"])
-        if found is None or _rules(found) != _rules(ruleset):
+        if found is None or not ruleset_holds(ruleset, found):
             existing_id = found.get("id") if found else None
             changes.append(
                 Change(
@@ -259,7 +259,7 @@ def check(api: GitHubAPI, config: Config, root: Path) -> list[Item]:
     present_rulesets = api.rulesets()
     for ruleset in rulesets(root):
         found = present_rulesets.get(ruleset["name"])
-        same = found is not None and _rules(found) == _rules(ruleset)
+        same = found is not None and ruleset_holds(ruleset, found)
         items.append(
             Item(
                 f"ruleset {ruleset['name']} is imported as in the repository",
@@ -308,6 +308,32 @@ def check_if_possible(ctx: Context, root: Path, *, budget: float | None = None) 
         return check(api, ctx.config, root)
 
 
-def _rules(ruleset: dict[str, Any]) -> str:
-    keep = ("target", "enforcement", "conditions", "rules", "bypass_actors")
-    return json.dumps({k: ruleset.get(k) for k in keep}, sort_keys=True)
+RULESET_FIELDS = ("target", "enforcement", "conditions", "rules", "bypass_actors")
+
+
+def ruleset_holds(wanted: dict[str, Any], found: dict[str, Any]) -> bool:
+    """Does GitHub's ruleset hold everything the file sets? What GitHub adds on read-back (server
+    fields such as ``source`` or ``_links``, default parameters such as a pull request rule's
+    ``required_reviewers: []``) is ignored; a rule, check or bypass actor that the file does not
+    name, or a value it sets differently, is a difference."""
+    return all(_holds(wanted.get(key), found.get(key)) for key in RULESET_FIELDS if key in wanted)
+
+
+def _key(item: Any) -> Any:
+    """What identifies an entry of a list of objects: a rule by type, a check by context."""
+    if isinstance(item, dict):
+        return item.get("type", item.get("context", item.get("actor_id", json.dumps(item, sort_keys=True))))
+    return item
+
+
+def _holds(wanted: Any, found: Any) -> bool:
+    if isinstance(wanted, dict):
+        return isinstance(found, dict) and all(_holds(v, found.get(k)) for k, v in wanted.items())
+    if isinstance(wanted, list):
+        if not isinstance(found, list) or len(found) != len(wanted):
+            return False
+        if all(not isinstance(item, dict) for item in wanted):
+            return sorted(map(str, wanted)) == sorted(map(str, found))
+        by_key = {_key(item): item for item in found}
+        return all(_key(item) in by_key and _holds(item, by_key[_key(item)]) for item in wanted)
+    return bool(wanted == found)

@@ -125,3 +125,48 @@ def test_a_wrong_token_is_one_line(github, monkeypatch, capsys):
     assert run("check") == 5
     out = capsys.readouterr().out
     assert "the token can read the repository" in out and "Bad credentials" in out
+
+
+def test_rulesets_read_back_with_githubs_defaults_still_hold(github, values, capsys):
+    """GitHub adds server fields and default parameters; only what the file sets is compared."""
+    assert run("setup", "--apply") == 0
+    answered = github._answer_ruleset(next(iter(github.rulesets.values())), "o/r")
+    assert answered["source"] and answered["_links"]
+    rules = {r["type"]: r for r in answered["rules"]}
+    assert rules["pull_request"]["parameters"]["required_reviewers"] == []
+    writes = github.writes
+    assert run("setup", "--apply") == 0 and github.writes == writes  # no ruleset rewritten
+    assert run("check") == 0
+    assert "differs" not in capsys.readouterr().out
+
+
+def test_a_ruleset_changed_by_hand_differs_again(github, values, capsys):
+    assert run("setup", "--apply") == 0
+    stored = next(r for r in github.rulesets.values() if r["name"] == "main")
+    for rule in stored["rules"]:
+        if rule["type"] == "pull_request":
+            rule["parameters"]["dismiss_stale_reviews_on_push"] = False
+    stored["rules"].append({"type": "required_linear_history"})  # a rule the file does not name
+    capsys.readouterr()
+    assert run("check") != 0
+    assert "differs" in capsys.readouterr().out
+    assert run("setup", "--apply") == 0
+    assert run("check") == 0
+
+
+def test_the_subset_rule_itself():
+    from ci_tools.repo.github import ruleset_holds
+
+    wanted = {
+        "rules": [{"type": "deletion"}, {"type": "pull_request", "parameters": {"a": 1}}],
+        "enforcement": "active",
+    }
+    found = {
+        "rules": [{"type": "pull_request", "parameters": {"a": 1, "added": []}}, {"type": "deletion"}],
+        "enforcement": "active",
+        "source": "o/r",
+    }
+    assert ruleset_holds(wanted, found)
+    assert not ruleset_holds(wanted, {**found, "enforcement": "evaluate"})
+    assert not ruleset_holds(wanted, {**found, "rules": found["rules"][:1]})
+    assert not ruleset_holds({"conditions": {"include": ["a"]}}, {"conditions": {"include": ["a", "b"]}})
