@@ -75,6 +75,8 @@ class FakeGitHub(StandInServer):
         self._numbers = itertools.count(1)
         self._ids = itertools.count(100)
         self.default_branch = "main"
+        # Branch heads. A repository made from a clone of main alone has no develop yet: a test pops it.
+        self.branches: dict[str, str] = {"main": "a" * 40, "develop": "a" * 40}
         self.environments: dict[str, dict[str, Any]] = {}
         self.branch_policies: dict[str, list[str]] = {}
         self.secrets: dict[str, dict[str, str]] = {}  # environment → name → the value that arrived
@@ -282,9 +284,26 @@ class FakeGitHub(StandInServer):
         if not admin:
             return NO_ADMIN
         if rest == "" and method == "PATCH":
-            self.default_branch = str((request.json() or {}).get("default_branch", self.default_branch))
+            wanted = str((request.json() or {}).get("default_branch", self.default_branch))
+            if wanted not in self.branches:  # GitHub: 422 for a default branch that does not exist
+                return invalid(
+                    f"The branch {wanted} was not found. Please push that ref first or create it via the Git Data API.",
+                    "invalid",
+                    "default_branch",
+                )
+            self.default_branch = wanted
             self.writes += 1
             return 200, self._repository(full), {}
+        if (m := re.fullmatch(r"/git/ref/heads/([\w./-]+)", rest)) and method == "GET":
+            return (200, self._ref(full, m[1]), {}) if m[1] in self.branches else NOT_FOUND
+        if rest == "/git/refs" and method == "POST":
+            body = request.json() or {}
+            branch = str(body.get("ref", "")).removeprefix("refs/heads/")
+            if branch in self.branches:
+                return invalid("Reference already exists", "already_exists", "ref")
+            self.branches[branch] = str(body.get("sha", ""))
+            self.writes += 1
+            return 201, self._ref(full, branch), {}
         if rest == "/environments" and method == "GET":
             return self._page(request, [self._env(n, full) for n in self.environments], "environments")
         if m := re.fullmatch(r"/environments/([\w-]+)", rest):
@@ -431,6 +450,16 @@ class FakeGitHub(StandInServer):
                 self.writes += 1
             return 200, self._answer_ruleset(self.rulesets[int(m[1])], full), {}
         return NOT_FOUND
+
+    def _ref(self, full: str, branch: str) -> dict[str, Any]:
+        """``git-ref``: a branch head."""
+        sha = self.branches[branch]
+        return {
+            "ref": f"refs/heads/{branch}",
+            "node_id": f"REF_kwDO{abs(hash(branch)) % 10**8:08d}",
+            "url": f"{shapes.API}/repos/{full}/git/refs/heads/{branch}",
+            "object": {"type": "commit", "sha": sha, "url": f"{shapes.API}/repos/{full}/git/commits/{sha}"},
+        }
 
     def _answer_ruleset(self, ruleset: dict[str, Any], full: str) -> dict[str, Any]:
         """``repository-ruleset``: what was stored with GitHub's defaults filled in, plus where it

@@ -271,6 +271,22 @@ class GitHubAPI:
             json={"default_workflow_permissions": default, "can_approve_pull_request_reviews": can_approve},
         )
 
+    def branch_sha(self, branch: str) -> str | None:
+        """The branch's head commit, or None when the branch does not exist."""
+        ref = self.call("GET", f"/repos/{self.repo}/git/ref/heads/{branch}", f"reading {branch}", missing_ok=True)
+        return None if ref is None else str(ref["object"]["sha"])
+
+    def create_branch(self, branch: str, from_branch: str) -> None:
+        sha = self.branch_sha(from_branch)
+        if sha is None:
+            raise ConfigError(f"{from_branch} does not exist on GitHub", hint=f"push {from_branch} first")
+        self.call(
+            "POST",
+            f"/repos/{self.repo}/git/refs",
+            f"creating {branch} from {from_branch}",
+            json={"ref": f"refs/heads/{branch}", "sha": sha},
+        )
+
     def set_default_branch(self, branch: str) -> None:
         self.call(
             "PATCH",

@@ -80,6 +80,14 @@ def plan(
     """What setup would change, from what GitHub holds now; empty when all is in place."""
     changes: list[Change] = []
     repo = api.repository()
+    if repo.default_branch != config.default_branch and api.branch_sha(config.default_branch) is None:
+        source = config.role("cutover_target").branch
+        changes.append(  # GitHub refuses a default branch that does not exist (422)
+            Change(
+                f"branch {config.default_branch} created from {source}",
+                partial(GitHubAPI.create_branch, branch=config.default_branch, from_branch=source),
+            )
+        )
     if repo.default_branch != config.default_branch:
         changes.append(
             Change(
@@ -288,6 +296,20 @@ def check(api: GitHubAPI, config: Config, root: Path) -> list[Item]:
             "allow Actions to create pull requests, or add a BACKMERGE_TOKEN secret",
         )
     )
+    if may_open and not token:
+        # GitHub: "events triggered by the GITHUB_TOKEN ... will not create a new workflow run"
+        # (docs "Triggering a workflow from a workflow"), so the PR's required checks never
+        # report, and the ruleset on develop keeps it unmergeable until someone pushes to it.
+        items.append(
+            Item(
+                "the back-merge PR runs its checks",
+                True,
+                "opened with GITHUB_TOKEN: GitHub starts no workflow for it, so its required checks never report",
+                "add a BACKMERGE_TOKEN repository secret (a fine-grained token: Contents and Pull requests, "
+                "read and write)",
+                warning=True,
+            )
+        )
     return items
 
 

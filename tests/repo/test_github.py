@@ -170,3 +170,25 @@ def test_the_subset_rule_itself():
     assert not ruleset_holds(wanted, {**found, "enforcement": "evaluate"})
     assert not ruleset_holds(wanted, {**found, "rules": found["rules"][:1]})
     assert not ruleset_holds({"conditions": {"include": ["a"]}}, {"conditions": {"include": ["a", "b"]}})
+
+
+def test_setup_creates_develop_from_main_before_making_it_the_default(github, values, capsys):
+    """A repository pushed with main alone: GitHub refuses a default branch that does not exist."""
+    github.branches.pop("develop")
+    assert run("setup") == 0
+    out = capsys.readouterr().out
+    assert out.index("branch develop created from main") < out.index("default branch main → develop")
+    assert run("setup", "--apply") == 0
+    assert github.branches["develop"] == github.branches["main"] and github.default_branch == "develop"
+
+
+def test_check_says_a_back_merge_pr_from_github_token_runs_no_checks(github, values, capsys):
+    assert run("setup", "--apply") == 0
+    capsys.readouterr()
+    assert run("check", "--json") == 0  # a warning, not a failure
+    items = {i["name"]: i for i in json.loads(capsys.readouterr().out)["items"]}
+    item = items["the back-merge PR runs its checks"]
+    assert item["warning"] and "BACKMERGE_TOKEN" in item["fix"]
+    github.repo_secrets.add("BACKMERGE_TOKEN")
+    assert run("check", "--json") == 0
+    assert "the back-merge PR runs its checks" not in capsys.readouterr().out
