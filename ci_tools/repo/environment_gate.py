@@ -30,7 +30,7 @@ SCHEDULED = "-scheduled"
 
 
 @dataclass(frozen=True)
-class GitHubEnvironment:
+class ConfiguredEnvironment:
     """An environment as ``github setup`` creates it."""
 
     name: str
@@ -42,15 +42,15 @@ class GitHubEnvironment:
         return any(matches(pattern, branch) for pattern in self.deploy_branches)
 
 
-def github_environments(config: Config) -> dict[str, GitHubEnvironment]:
+def github_environments(config: Config) -> dict[str, ConfiguredEnvironment]:
     found = {
-        env.name: GitHubEnvironment(env.name, env.deploy_branches, env.reviewers, env.name)
+        env.name: ConfiguredEnvironment(env.name, env.deploy_branches, env.reviewers, env.name)
         for env in config.environments.values()
     }
     target = config.role("cutover_target")
     branches = tuple(dict.fromkeys((config.default_branch, target.branch)))
     name = scheduled_environment(config)
-    found[name] = GitHubEnvironment(name, branches, (), target.name)
+    found[name] = ConfiguredEnvironment(name, branches, (), target.name)
     return found
 
 
@@ -105,7 +105,7 @@ def gate_problems(root: Path, config: Config) -> list[str]:
     return problems
 
 
-def _judge(where: str, event: str, ref: str | None, env: GitHubEnvironment) -> list[str]:
+def _judge(where: str, event: str, ref: str | None, env: ConfiguredEnvironment) -> list[str]:
     if ref is None:  # a dispatch: some ref must be admitted (the README says which to pick)
         if not env.deploy_branches:
             return [f"{where}: a dispatch can never pass environment {env.name} (it admits no branch)"]

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from ci_tools.checklist import Item
-from ci_tools.clients.github_rest import ACTIONS_APP_ID, GitHubAPI
+from ci_tools.clients.github_rest import ACTIONS_APP_ID, Capabilities, GitHubAPI
 from ci_tools.context import Context
 from ci_tools.errors import ConfigError, FatalError, RemoteError
-from ci_tools.repo.environment_gate import github_environments
+from ci_tools.repo.environment_gate import ConfiguredEnvironment, github_environments
 from ci_tools.repo.owner_files import read_dotenv
 from ci_tools.repo.workflow_files import job_names, secrets_by_environment
 from ci_tools.settings import Config
@@ -54,6 +54,81 @@ def required_checks(ruleset: dict[str, Any]) -> list[dict[str, Any]]:
         if rule.get("type") == "required_status_checks":
             return list(rule.get("parameters", {}).get("required_status_checks", []))
     return []
+
+
+MODE_VARIABLE = "CI_TOOLS_GITHUB_MODE"  # the workflows read it: where secrets are, who guards main
+
+
+def _environment_changes(
+    api: GitHubAPI,
+    environments: Mapping[str, ConfiguredEnvironment],
+    wanted_secrets: Mapping[str, set[str]],
+    values: Mapping[str, str],
+    update_secrets: bool,
+) -> list[Change]:
+    """Each environment with its reviewers, deployment branches and secrets."""
+    changes: list[Change] = []
+    present = api.environments()
+    for env in environments.values():
+        reviewer_ids = [api.user_id(login) for login in env.reviewers]
+        current = present.get(env.name)
+        if (
+            current is None
+            or sorted(r.id for r in current.reviewers) != sorted(reviewer_ids)
+            or not current.custom_branches
+        ):
+            changes.append(
+                Change(
+                    f"environment {env.name}: reviewers {list(env.reviewers) or 'none'}, custom deployment branches",
+                    partial(GitHubAPI.put_environment, env=env.name, reviewer_ids=reviewer_ids),
+                )
+            )
+        policies = api.branch_policies(env.name) if current else []
+        for pattern in env.deploy_branches:
+            if pattern not in policies:
+                changes.append(
+                    Change(
+                        f"environment {env.name}: {pattern} may deploy",
+                        partial(GitHubAPI.add_branch_policy, env=env.name, pattern=pattern),
+                    )
+                )
+        existing = api.secret_names(env.name) if current else set()
+        for name in sorted(wanted_secrets.get(env.name, set())):
+            value = values.get(f"{env.values_from.upper()}_{name}")
+            if value and (name not in existing or update_secrets):
+                changes.append(
+                    Change(
+                        f"environment {env.name}: secret {name} ({'update' if name in existing else 'new'})",
+                        partial(GitHubAPI.put_secret, env=env.name, name=name, value=value),
+                    )
+                )
+    return changes
+
+
+def _repository_secret_changes(
+    api: GitHubAPI,
+    environments: Mapping[str, ConfiguredEnvironment],
+    wanted_secrets: Mapping[str, set[str]],
+    values: Mapping[str, str],
+    update_secrets: bool,
+) -> list[Change]:
+    """No environments on this plan: each environment's secrets as repository secrets
+    ``<ENV>_<NAME>``, which every workflow step reads after ``secrets.<NAME>``."""
+    changes: list[Change] = []
+    existing = api.repo_secret_names()
+    names = sorted(
+        {f"{env.values_from.upper()}_{n}" for env in environments.values() for n in wanted_secrets.get(env.name, set())}
+    )
+    for name in names:
+        value = values.get(name)
+        if value and (name not in existing or update_secrets):
+            changes.append(
+                Change(
+                    f"repository secret {name} ({'update' if name in existing else 'new'})",
+                    partial(GitHubAPI.put_repo_secret, name=name, value=value),
+                )
+            )
+    return changes
 
 
 def secret_values(config: Config, dotenv: Path | None, environ: Mapping[str, str]) -> dict[str, str]:
@@ -95,44 +170,22 @@ def plan(
                 partial(GitHubAPI.set_default_branch, branch=config.default_branch),
             )
         )
-    present = api.environments()
+    caps = api.capabilities()
     environments = github_environments(config)
     wanted_secrets = secrets_by_environment(root, list(environments))
-    for env in environments.values():
-        reviewer_ids = [api.user_id(login) for login in env.reviewers]
-        current = present.get(env.name)
-        if (
-            current is None
-            or sorted(r.id for r in current.reviewers) != sorted(reviewer_ids)
-            or not current.custom_branches
-        ):
-            changes.append(
-                Change(
-                    f"environment {env.name}: reviewers {list(env.reviewers) or 'none'}, custom deployment branches",
-                    partial(GitHubAPI.put_environment, env=env.name, reviewer_ids=reviewer_ids),
-                )
+    if caps.environments:
+        changes += _environment_changes(api, environments, wanted_secrets, values, update_secrets)
+    else:
+        changes += _repository_secret_changes(api, environments, wanted_secrets, values, update_secrets)
+    if api.variable(MODE_VARIABLE) != caps.mode:
+        changes.append(
+            Change(
+                f"repository variable {MODE_VARIABLE} = {caps.mode}",
+                partial(GitHubAPI.set_variable, name=MODE_VARIABLE, value=caps.mode),
             )
-        policies = api.branch_policies(env.name) if current else []
-        for pattern in env.deploy_branches:
-            if pattern not in policies:
-                changes.append(
-                    Change(
-                        f"environment {env.name}: {pattern} may deploy",
-                        partial(GitHubAPI.add_branch_policy, env=env.name, pattern=pattern),
-                    )
-                )
-        existing = api.secret_names(env.name) if current else set()
-        for name in sorted(wanted_secrets.get(env.name, set())):
-            value = values.get(f"{env.values_from.upper()}_{name}")
-            if value and (name not in existing or update_secrets):
-                changes.append(
-                    Change(
-                        f"environment {env.name}: secret {name} ({'update' if name in existing else 'new'})",
-                        partial(GitHubAPI.put_secret, env=env.name, name=name, value=value),
-                    )
-                )
-    by_name = api.rulesets()
-    for ruleset in rulesets(root):
+        )
+    by_name = api.rulesets() if caps.rulesets else {}
+    for ruleset in rulesets(root) if caps.rulesets else []:
         found = by_name.get(ruleset["name"])
         if found is None or not ruleset_holds(ruleset, found):
             existing_id = found.get("id") if found else None
@@ -218,54 +271,41 @@ def check(api: GitHubAPI, config: Config, root: Path) -> list[Item]:
             )
         )
         return items
-    environments = api.environments()
+    caps = api.capabilities()
     expected = github_environments(config)
     wanted = secrets_by_environment(root, list(expected))
-    for env in expected.values():
-        current = environments.get(env.name)
-        if current is None:
-            items.append(
-                Item(
-                    f"environment {env.name} exists",
-                    False,
-                    "missing",
-                    "ci-tools github setup --apply",
-                )
-            )
-            continue
-        reviewers = sorted(r.login for r in current.reviewers)
-        missing_reviewers = [r for r in env.reviewers if r not in reviewers]
-        items.append(
-            Item(
-                f"environment {env.name}: reviewers",
-                not missing_reviewers,
-                ", ".join(reviewers) or "none",
-                f"add {missing_reviewers} as required reviewers (ci-tools github setup --apply)",
-            )
+    items += _plan_items(repo.private, caps)
+    if caps.environments:
+        items += _environment_items(api, expected, wanted)
+    else:
+        present = api.repo_secret_names()
+        lacking = sorted(
+            {
+                f"{e.values_from.upper()}_{n}"
+                for e in expected.values()
+                for n in wanted.get(e.name, set()) - OPTIONAL_SECRETS
+            }
+            - present
         )
-        policies = api.branch_policies(env.name)
-        right = sorted(env.deploy_branches) == policies
         items.append(
             Item(
-                f"environment {env.name}: deploys only {list(env.deploy_branches)}",
-                right,
-                str(policies),
-                "ci-tools github setup --apply",
-            )
-        )
-        present = api.secret_names(env.name)
-        lacking = sorted(wanted.get(env.name, set()) - present - OPTIONAL_SECRETS)
-        items.append(
-            Item(
-                f"environment {env.name}: every secret its workflows use",
+                "every environment's secrets are repository secrets <ENV>_<NAME>",
                 not lacking,
                 "all present" if not lacking else f"missing {lacking}",
-                f"set {', '.join(f'{env.values_from.upper()}_{n}' for n in lacking)} "
-                "and run ci-tools github setup --apply",
+                f"set {', '.join(lacking)} and run ci-tools github setup --apply",
             )
         )
-    present_rulesets = api.rulesets()
-    for ruleset in rulesets(root):
+    mode = api.variable(MODE_VARIABLE)
+    items.append(
+        Item(
+            f"repository variable {MODE_VARIABLE} says {caps.mode!r}",
+            mode == caps.mode,
+            str(mode),
+            "ci-tools github setup --apply (the workflows read it)",
+        )
+    )
+    present_rulesets = api.rulesets() if caps.rulesets else {}
+    for ruleset in rulesets(root) if caps.rulesets else []:
         found = present_rulesets.get(ruleset["name"])
         same = found is not None and ruleset_holds(ruleset, found)
         items.append(
@@ -311,6 +351,83 @@ def check(api: GitHubAPI, config: Config, root: Path) -> list[Item]:
             )
         )
     return items
+
+
+def _environment_items(
+    api: GitHubAPI, expected: Mapping[str, ConfiguredEnvironment], wanted: Mapping[str, set[str]]
+) -> list[Item]:
+    items: list[Item] = []
+    environments = api.environments()
+    for env in expected.values():
+        current = environments.get(env.name)
+        if current is None:
+            items.append(
+                Item(
+                    f"environment {env.name} exists",
+                    False,
+                    "missing",
+                    "ci-tools github setup --apply",
+                )
+            )
+            continue
+        reviewers = sorted(r.login for r in current.reviewers)
+        missing_reviewers = [r for r in env.reviewers if r not in reviewers]
+        items.append(
+            Item(
+                f"environment {env.name}: reviewers",
+                not missing_reviewers,
+                ", ".join(reviewers) or "none",
+                f"add {missing_reviewers} as required reviewers (ci-tools github setup --apply)",
+            )
+        )
+        policies = api.branch_policies(env.name)
+        right = sorted(env.deploy_branches) == policies
+        items.append(
+            Item(
+                f"environment {env.name}: deploys only {list(env.deploy_branches)}",
+                right,
+                str(policies),
+                "ci-tools github setup --apply",
+            )
+        )
+        present = api.secret_names(env.name)
+        lacking = sorted(wanted.get(env.name, set()) - present - OPTIONAL_SECRETS)
+        items.append(
+            Item(
+                f"environment {env.name}: every secret its workflows use",
+                not lacking,
+                "all present" if not lacking else f"missing {lacking}",
+                f"set {', '.join(f'{env.values_from.upper()}_{n}' for n in lacking)} "
+                "and run ci-tools github setup --apply",
+            )
+        )
+    return items
+
+
+def _plan_items(private: bool, caps: Capabilities) -> list[Item]:
+    """What the plan lacks, said as ⚠ (it is the owner's plan, not a fault), with what guards instead."""
+    if caps.environments and caps.rulesets:
+        return []
+    lacks = [word for word, has in (("environments", caps.environments), ("rulesets", caps.rulesets)) if not has]
+    where = "private repository on GitHub Free" if private and not caps.environments else "this repository's plan"
+    detail = (
+        f"{where}: no {', no '.join(lacks)}"
+        + (
+            ", no required reviewers — every branch's workflows can read production's secrets"
+            if not caps.environments
+            else ""
+        )
+        + ("; the flow is enforced when production deploys" if not caps.rulesets else "")
+    )
+    return [
+        Item(
+            "what GitHub's plan protects",
+            True,
+            detail,
+            "make the repository public, or upgrade to GitHub Pro (environments) / Enterprise (required reviewers)",
+            warning=True,
+        )
+    ]
 
 
 def check_if_possible(ctx: Context, root: Path, *, budget: float | None = None) -> list[Item]:

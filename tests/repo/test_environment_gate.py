@@ -40,3 +40,23 @@ def test_the_scheduled_environment_admits_the_default_branch_and_main_and_waits_
     assert refused(config, "production", "schedule", "develop") is not None
     assert refused(config, "production-scheduled", "schedule", "develop") is None
     assert refused(config, "staging", "push", "feature/x") is None
+
+
+def test_every_secret_an_environment_job_reads_falls_back_to_its_repository_secret():
+    """Where the plan has no environments, secrets.<NAME> is empty and <ENV>_<NAME> holds it."""
+    import re
+
+    from ci_tools.repo.workflow_files import load_workflows
+
+    primary = re.compile(r"(?<![\w.])(?<!\|\| )(?<!&& )secrets\.([A-Z][A-Z0-9_]*)")
+    missing = []
+    for workflow, document in load_workflows(ROOT).items():
+        for job_id, job in document["jobs"].items():
+            if not job.get("environment"):
+                continue
+            for step in job.get("steps", []):
+                for key, value in {**(job.get("env") or {}), **(step.get("env") or {})}.items():
+                    for name in primary.findall(str(value)):
+                        if name != "GITHUB_TOKEN" and f"_{name}" not in str(value).split(f"secrets.{name}", 1)[1]:
+                            missing.append(f"{workflow} {job_id} {key}: secrets.{name}")
+    assert not missing, missing

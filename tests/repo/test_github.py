@@ -192,3 +192,48 @@ def test_check_says_a_back_merge_pr_from_github_token_runs_no_checks(github, val
     github.repo_secrets.add("BACKMERGE_TOKEN")
     assert run("check", "--json") == 0
     assert "the back-merge PR runs its checks" not in capsys.readouterr().out
+
+
+@pytest.fixture
+def private_free(monkeypatch):
+    """A private repository on GitHub Free: no environments (404), no rulesets (403)."""
+    with FakeGitHub(private=True, plan="free") as server:
+        monkeypatch.setenv("GITHUB_API_URL", server.url)
+        monkeypatch.setenv("GITHUB_TOKEN", server.token)
+        yield server
+
+
+def test_on_private_free_setup_stores_repository_secrets_and_check_names_the_plans_limits(private_free, values, capsys):
+    assert run("setup", "--apply") == 0
+    out = capsys.readouterr().out
+    assert "the token needs admin rights" not in out
+    stored = private_free.repo_secret_values
+    assert stored["PRODUCTION_TELEGRAM_BOT_TOKEN"] == values["PRODUCTION_TELEGRAM_BOT_TOKEN"]  # decrypts to it
+    assert stored["STAGING_RENDER_API_KEY"] == values["STAGING_RENDER_API_KEY"]
+    assert not private_free.environments and not private_free.rulesets
+    assert private_free.variables["CI_TOOLS_GITHUB_MODE"] == "repository-secrets no-rulesets"
+    assert run("check", "--json") == 0
+    items = {i["name"]: i for i in json.loads(capsys.readouterr().out)["items"]}
+    plan = items["what GitHub's plan protects"]
+    assert plan["warning"] and "private repository on GitHub Free: no environments, no rulesets" in plan["detail"]
+    assert "every branch's workflows can read production's secrets" in plan["detail"]
+    assert "the flow is enforced when production deploys" in plan["detail"]
+    writes = private_free.writes
+    assert run("setup", "--apply") == 0 and private_free.writes == writes  # nothing left to change
+    for value in values.values():
+        assert value not in out
+
+
+def test_on_pro_a_private_repository_keeps_environments_and_rulesets(monkeypatch, values, capsys):
+    with FakeGitHub(private=True, plan="pro") as server:
+        monkeypatch.setenv("GITHUB_API_URL", server.url)
+        monkeypatch.setenv("GITHUB_TOKEN", server.token)
+        assert run("setup", "--apply") == 0
+        assert set(server.environments) == {"staging", "production", "production-scheduled"}
+        assert server.rulesets and server.variables["CI_TOOLS_GITHUB_MODE"] == "environments"
+
+
+def test_a_plan_limit_is_named_for_what_it_is(private_free, capsys):
+    ctx = context(GITHUB_API_URL=private_free.url)
+    with ctx.github(private_free.token, REPO) as api, pytest.raises(Exception, match="GitHub's plan does not allow it"):
+        api.rulesets()

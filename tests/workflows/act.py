@@ -102,6 +102,14 @@ class Act:
                 return f"{workflow} job {job_id}: {reason}"
         return None
 
+    def var_flags(self, run_id: int, variables: dict[str, str]) -> list[str]:
+        """Repository variables, what a workflow reads as ``vars.NAME`` (CI_TOOLS_GITHUB_MODE)."""
+        if not variables:
+            return []
+        path = self.scratch / f"run-{run_id}.vars"
+        path.write_text("".join(f"{k}={v}\n" for k, v in variables.items()))
+        return ["--var-file", str(path)]
+
     def env_file(self, run_id: int, extra: dict[str, str]) -> Path:
         values = {
             "STANDIN_REMOTE": str(self.world.repo),
@@ -126,6 +134,7 @@ class Act:
         secrets: dict[str, str],
         payload: dict | None = None,
         env: dict[str, str] | None = None,
+        variables: dict[str, str] | None = None,
         timeout: float = 300,
     ) -> Run:
         """Run ``.github/workflows/<workflow>`` for ``event`` on the repository's current HEAD.
@@ -159,6 +168,7 @@ class Act:
             str(secret_file),
             "--env-file",
             str(self.env_file(run_id, env or {})),
+            *self.var_flags(run_id, variables or {}),
             "--defaultbranch",
             "main",
             *local_repository_flags(self.world.repo),
