@@ -40,6 +40,7 @@ def production(world, **extra):
         "SOURCE_REDIS_URL": world.external_redis_url("staging"),
         "STAGING_TELEGRAM_BOT_TOKEN": world.bots["staging"].token,
         "STAGING_RENDER_SERVICE_ID": world.services["staging"].id,
+        "STAGING_RENDER_API_KEY": world.secrets("staging")["RENDER_API_KEY"],  # scoped to staging
     }
     return environment_secrets(world, "production", **{**values, **extra})
 
