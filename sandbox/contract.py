@@ -156,6 +156,11 @@ def _github_overrides(spec: dict[str, Any]) -> None:
     as universal. Where an operation we use omits one, it is read as the ``basic-error`` that
     GitHub sends."""
     error = {"application/json": {"schema": {"$ref": "#/components/schemas/basic-error"}}}
+    # OpenAPI 3.0 cannot say that {ref} spans segments (GitHub: "formatted as heads/<branch
+    # name>"), so openapi-core finds a branch's ref under this alias of the same operation.
+    ref = "/repos/{owner}/{repo}/git/ref/{ref}"
+    if ref in spec["paths"]:
+        spec["paths"]["/repos/{owner}/{repo}/git/ref/heads/{ref}"] = spec["paths"][ref]
     for item in spec["paths"].values():
         for method, operation in item.items():
             if method in ("get", "put", "post", "patch", "delete"):
@@ -182,7 +187,10 @@ def _templates(file: str) -> list[tuple[re.Pattern[str], str, frozenset[str]]]:
     spec = json.loads((SPECS / file).read_text(encoding="utf-8"))
     found = []
     for path, item in spec["paths"].items():
-        pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(path))
+        # A Git ref spans segments ("heads/develop": GitHub's "Get a reference" says the ref is
+        # formatted as heads/<branch name>), so a path's final {ref} takes the rest of the path.
+        escaped = re.sub(r"\\\{ref\\\}$", "(?:.+)", re.escape(path))
+        pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", escaped)
         found.append((re.compile(f"^{pattern}$"), path, frozenset(m for m in item if m != "parameters")))
     return sorted(found, key=lambda t: t[1].count("{"))
 

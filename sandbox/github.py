@@ -22,6 +22,7 @@ by ``head`` (``owner:branch``), ``base`` and ``state``.
 from __future__ import annotations
 
 import base64
+import copy
 import itertools
 import re
 from typing import Any
@@ -65,15 +66,27 @@ class FakeGitHub(StandInServer):
         token: str = "ghs_sandboxToken0123456789",  # noqa: S107 - the stand-in's own token
         *,
         may_open_prs: bool = True,
+        private: bool = False,
+        plan: str = "free",
     ) -> None:
         super().__init__()
         self.token = token
         self.may_open_prs = may_open_prs
+        # What the owner's plan allows (docs.github.com, "GitHub's plans"; "Managing environments
+        # for deployment"): in a private repository, environments, their secrets and deployment
+        # branches need Pro, Team or Enterprise; required reviewers need Enterprise; rulesets
+        # need a paid plan. A public repository has them all, on every plan.
+        self.private = private
+        self.plan = plan
+        self.repo_secret_values: dict[str, str] = {}  # repository secrets, as they arrived
+        self.variables: dict[str, str] = {}
         self.fail_with: int | None = None  # fault: every call answers this status
         self.pulls: list[dict[str, Any]] = []
         self._numbers = itertools.count(1)
         self._ids = itertools.count(100)
         self.default_branch = "main"
+        # Branch heads. A repository made from a clone of main alone has no develop yet: a test pops it.
+        self.branches: dict[str, str] = {"main": "a" * 40, "develop": "a" * 40}
         self.environments: dict[str, dict[str, Any]] = {}
         self.branch_policies: dict[str, list[str]] = {}
         self.secrets: dict[str, dict[str, str]] = {}  # environment → name → the value that arrived
@@ -150,6 +163,23 @@ class FakeGitHub(StandInServer):
             self.pulls.append(pull)
         return 201, self._pull(pull), {}
 
+    def merged(self, head: str, base: str, sha: str, full_name: str = "mindmate/mindmate-release") -> None:
+        """A PR from ``head`` into ``base`` that GitHub merged as commit ``sha``."""
+        number = next(self._numbers)
+        owner = full_name.split("/")[0]
+        self.pulls.append(
+            {
+                "number": number,
+                "state": "closed",
+                "title": f"{head} into {base}",
+                "body": None,
+                "head": {"ref": head, "label": f"{owner}:{head}"},
+                "base": {"ref": base, "repo": {"full_name": full_name}},
+                "merged_at": shapes.CREATED,
+                "merge_commit_sha": sha,
+            }
+        )
+
     def _pull(self, pull: dict[str, Any], *, simple: bool = False) -> dict[str, Any]:
         """The stored PR as GitHub answers it (``pull-request``, or ``-simple`` in lists)."""
         full_name, number = pull["base"]["repo"]["full_name"], pull["number"]
@@ -194,11 +224,21 @@ class FakeGitHub(StandInServer):
             "draft": False,
             "created_at": shapes.CREATED,
             "updated_at": shapes.CREATED,
+            "merged_at": pull.get("merged_at"),
+            "merge_commit_sha": pull.get("merge_commit_sha"),
         }
         return shapes.complete("pull-request-simple" if simple else "pull-request", given)
 
     def _user(self, login: str) -> dict[str, Any]:
         return shapes.complete("simple-user", shapes.user(login, self.users.get(login, 1001)))
+
+    @property
+    def environments_available(self) -> bool:
+        return not self.private or self.plan in ("pro", "team", "enterprise")
+
+    @property
+    def rulesets_available(self) -> bool:
+        return not self.private or self.plan != "free"
 
     def _repository(self, full_name: str, *, admin: bool = True) -> dict[str, Any]:
         owner = self._user(full_name.split("/")[0])
@@ -212,6 +252,7 @@ class FakeGitHub(StandInServer):
         found = shapes.repository(
             full_name, REPO_ID, owner, default_branch=self.default_branch, permissions=permissions
         )
+        found |= {"private": self.private, "visibility": "private" if self.private else "public"}
         return shapes.complete("full-repository", found)
 
     def add_artifact(self, name: str, created_at: str, *, run_id: int = 9001, expired: bool = False) -> None:
@@ -281,9 +322,48 @@ class FakeGitHub(StandInServer):
         if not admin:
             return NO_ADMIN
         if rest == "" and method == "PATCH":
-            self.default_branch = str((request.json() or {}).get("default_branch", self.default_branch))
+            wanted = str((request.json() or {}).get("default_branch", self.default_branch))
+            if wanted not in self.branches:  # GitHub: 422 for a default branch that does not exist
+                return invalid(
+                    f"The branch {wanted} was not found. Please push that ref first or create it via the Git Data API.",
+                    "invalid",
+                    "default_branch",
+                )
+            self.default_branch = wanted
             self.writes += 1
             return 200, self._repository(full), {}
+        if (m := re.fullmatch(r"/git/ref/heads/([\w./-]+)", rest)) and method == "GET":
+            return (200, self._ref(full, m[1]), {}) if m[1] in self.branches else NOT_FOUND
+        if rest == "/git/refs" and method == "POST":
+            body = request.json() or {}
+            branch = str(body.get("ref", "")).removeprefix("refs/heads/")
+            if branch in self.branches:
+                return invalid("Reference already exists", "already_exists", "ref")
+            self.branches[branch] = str(body.get("sha", ""))
+            self.writes += 1
+            return 201, self._ref(full, branch), {}
+        if rest.startswith("/environments") and not self.environments_available:
+            return NOT_FOUND  # a private repository on GitHub Free has no environments
+        if rest.startswith("/rulesets") and not self.rulesets_available:
+            return error(403, "Upgrade to GitHub Pro or make this repository public to enable this feature.")
+        if rest == "/actions/secrets/public-key" and method == "GET":
+            key = self.sealed_key("").public_key.encode()
+            return 200, {"key_id": "key-repository", "key": base64.b64encode(key).decode()}, {}
+        if (m := re.fullmatch(r"/actions/secrets/([\w-]+)", rest)) and method == "PUT":
+            body = request.json() or {}
+            if body.get("key_id") != "key-repository":
+                return invalid("bad key_id", field="key_id")
+            value = SealedBox(self.sealed_key("")).decrypt(base64.b64decode(body["encrypted_value"]))
+            created = m[1] not in self.repo_secrets
+            self.repo_secrets.add(m[1])
+            self.repo_secret_values[m[1]] = value.decode()
+            self.writes += 1
+            return (201, {}, {}) if created else (204, None, {})
+        if m := re.fullmatch(r"/actions/variables(?:/([\w-]+))?", rest):
+            return self._variable(m[1], request)
+        if (m := re.fullmatch(r"/commits/([0-9a-f]{7,40})/pulls", rest)) and method == "GET":
+            merged = [p for p in self.pulls if p.get("merge_commit_sha") == m[1]]
+            return 200, [self._pull(p, simple=True) for p in merged], {}
         if rest == "/environments" and method == "GET":
             return self._page(request, [self._env(n, full) for n in self.environments], "environments")
         if m := re.fullmatch(r"/environments/([\w-]+)", rest):
@@ -316,6 +396,26 @@ class FakeGitHub(StandInServer):
             "created_at": shapes.CREATED,
             "updated_at": shapes.CREATED,
         }
+
+    def _variable(self, name: str | None, request: Request) -> Response:
+        """Repository variables (``actions-variable``), what the workflows read as ``vars.NAME``."""
+        if name and request.method == "GET":
+            if name not in self.variables:
+                return NOT_FOUND
+            found = {"name": name, "value": self.variables[name], "created_at": shapes.CREATED}
+            return 200, {**found, "updated_at": shapes.CREATED}, {}
+        body = request.json() or {}
+        if name is None and request.method == "POST":
+            if body.get("name") in self.variables:
+                return invalid("Already exists", "already_exists", "name")
+            self.variables[str(body.get("name"))] = str(body.get("value"))
+            self.writes += 1
+            return 201, {}, {}
+        if name and request.method == "PATCH" and name in self.variables:
+            self.variables[name] = str(body.get("value", self.variables[name]))
+            self.writes += 1
+            return 204, None, {}
+        return NOT_FOUND
 
     def _secret_item(self, name: str) -> dict[str, str]:
         return {"name": name, "created_at": shapes.CREATED, "updated_at": shapes.CREATED}
@@ -431,11 +531,25 @@ class FakeGitHub(StandInServer):
             return 200, self._answer_ruleset(self.rulesets[int(m[1])], full), {}
         return NOT_FOUND
 
+    def _ref(self, full: str, branch: str) -> dict[str, Any]:
+        """``git-ref``: a branch head."""
+        sha = self.branches[branch]
+        return {
+            "ref": f"refs/heads/{branch}",
+            "node_id": f"REF_kwDO{abs(hash(branch)) % 10**8:08d}",
+            "url": f"{shapes.API}/repos/{full}/git/refs/heads/{branch}",
+            "object": {"type": "commit", "sha": sha, "url": f"{shapes.API}/repos/{full}/git/commits/{sha}"},
+        }
+
     def _answer_ruleset(self, ruleset: dict[str, Any], full: str) -> dict[str, Any]:
-        """``repository-ruleset``: what was stored, plus where it lives and who may bypass it."""
+        """``repository-ruleset``: what was stored with GitHub's defaults filled in, plus where it
+        lives and who may bypass it. GitHub answers a ruleset with the parameters a request left
+        out at their defaults (REST "Get a repository ruleset": a pull_request rule reads back with
+        ``required_reviewers: []`` and every merge method allowed, a status-check rule with
+        ``do_not_enforce_on_create: false``), so a comparison of exact JSON never matches."""
         url = f"{shapes.API}/repos/{full}/rulesets/{ruleset['id']}"
         return {
-            **ruleset,
+            **_with_defaults(ruleset),
             "node_id": f"RRS_lACkVXNlcs{ruleset['id']:08d}",
             "source_type": "Repository",
             "source": full,
@@ -447,3 +561,21 @@ class FakeGitHub(StandInServer):
                 "html": {"href": f"https://github.com/{full}/rules/{ruleset['id']}"},
             },
         }
+
+
+RULE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "pull_request": {"required_reviewers": [], "allowed_merge_methods": ["merge", "squash", "rebase"]},
+    "required_status_checks": {"do_not_enforce_on_create": False},
+}
+
+
+def _with_defaults(ruleset: dict[str, Any]) -> dict[str, Any]:
+    answered = copy.deepcopy(ruleset)
+    for rule in answered.get("rules") or []:
+        defaults = RULE_DEFAULTS.get(rule.get("type", ""))
+        if defaults:
+            rule["parameters"] = {**copy.deepcopy(defaults), **(rule.get("parameters") or {})}
+    ref_name = (answered.get("conditions") or {}).get("ref_name")
+    if isinstance(ref_name, dict):
+        ref_name.setdefault("exclude", [])
+    return answered

@@ -198,6 +198,7 @@ class Rehearsal:
                 f"{env.upper()}_TELEGRAM_BOT_TOKEN": secrets["TELEGRAM_BOT_TOKEN"],
                 f"{env.upper()}_REDIS_URL": secrets["REDIS_URL"],
                 f"{env.upper()}_RENDER_SERVICE_ID": secrets["RENDER_SERVICE_ID"],
+                f"{env.upper()}_RENDER_API_KEY": secrets["RENDER_API_KEY"],  # each its own, scoped
             }
         return values
 
@@ -215,6 +216,7 @@ class Rehearsal:
         values = {
             f"{env.upper()}_{name}": world.secrets(env).get(name, f"sandbox-{env}-{name}")
             for env, names in wanted.items()
+            if env in config.environments  # production-scheduled takes production's values
             for name in names
         }
         with (

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import secrets
 import subprocess
 import threading
 import time
@@ -241,6 +242,7 @@ class FakeRender(StandInServer):
     ) -> None:
         super().__init__(latency=latency)
         self.api_key = api_key
+        self.scoped_keys: dict[str, dict[str, str]] = {}
         self.step = step  # seconds between statuses
         # Render fails a deploy whose instance has not passed its health check for 15 minutes
         # (render.com/docs/health-checks); tests scale it down.
@@ -341,29 +343,52 @@ class FakeRender(StandInServer):
             return self._hook(match["service"], request)
         if request.path == "/whoami":
             return 200, request.client_address.encode(), {"Content-Type": "text/plain"}
+        scope = self._scope(request)
+        if request.path.startswith("/v1/") and scope is None:
+            return 401, {"message": "Unauthorized"}, {}
         if request.path == "/v1/services" and request.method == "GET":
-            if request.headers.get("Authorization") != f"Bearer {self.api_key}":
-                return 401, {"message": "Unauthorized"}, {}
             wanted = request.query.get("name")
-            found = [s for s in self.services.values() if wanted in (None, s.name)]
+            found = [s for s in self.services.values() if wanted in (None, s.name) and _sees(scope, s.id)]
             return 200, [{"service": s.json(), "cursor": s.id} for s in found], {}
         if match := _API_PATH.match(request.path):
-            if request.headers.get("Authorization") != f"Bearer {self.api_key}":
-                return 401, {"message": "Unauthorized"}, {}
             service = self.services.get(match["service"])
-            if service is None:
+            if service is None or not _sees(scope, service.id):
                 return 404, {"message": "service not found"}, {}
+            if request.method != "GET" and not _writes(scope, service.id):
+                return 403, {"message": "this API key may only read this service"}, {}
             return self._api(service, request.method, match["rest"] or "", request)
         if match := _KV_PATH.match(request.path):
-            if request.headers.get("Authorization") != f"Bearer {self.api_key}":
-                return 401, {"message": "Unauthorized"}, {}
-            return self._key_value(match["kv"], match["rest"] or "", request)
+            kv_id = match["kv"]
+            if kv_id and not _sees(scope, kv_id):
+                return 404, {"message": "key value not found"}, {}
+            if kv_id and request.method != "GET" and not _writes(scope, kv_id):
+                return 403, {"message": "this API key may only read this Key Value"}, {}
+            return self._key_value(kv_id, match["rest"] or "", request, scope)
         return 404, {"message": "not found"}, {}
 
-    def _key_value(self, kv_id: str | None, rest: str, request: Request) -> Response:
+    def _scope(self, request: Request) -> dict[str, str] | None:
+        """The key's scope: {} for a classic, account-wide key; resource id → "read"/"write" for a
+        scoped one; None for no key we issued."""
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if given == self.api_key:
+            return {}
+        return self.scoped_keys.get(given)
+
+    def scoped_key(self, resources: dict[str, str]) -> str:
+        """A scoped API key (render.com/docs/api-keys: since 2026-11-18 a new key is scoped to one
+        workspace with fine-grained permissions) that reaches only ``resources`` (id → "read" or
+        "write"). What Render answers outside the scope is not documented: the stand-in hides a
+        resource the key cannot see (404) and refuses a write it may only read (403)."""
+        key = f"rnd_scoped{len(self.scoped_keys):02d}{secrets.token_hex(8)}"
+        self.scoped_keys[key] = dict(resources)
+        return key
+
+    def _key_value(
+        self, kv_id: str | None, rest: str, request: Request, scope: dict[str, str] | None = None
+    ) -> Response:
         if kv_id is None and request.method == "GET":
             wanted = request.query.get("name")
-            found = [kv for kv in self.key_values.values() if wanted in (None, kv.name)]
+            found = [kv for kv in self.key_values.values() if wanted in (None, kv.name) and _sees(scope, kv.id)]
             return 200, [{"keyValue": kv.json(), "cursor": kv.id} for kv in found], {}
         kv = self.key_values.get(kv_id or "")
         if kv is None:
@@ -738,3 +763,11 @@ class FakeRender(StandInServer):
             log = self.log_dir / f"{service.name}-{environ['RENDER_GIT_COMMIT'][:7]}.log" if self.log_dir else None
             return BotProcess(environ, log_path=log).start()
         return ThreadedBot(environ).start()
+
+
+def _sees(scope: dict[str, str] | None, resource: str) -> bool:
+    return scope is not None and (not scope or resource in scope)
+
+
+def _writes(scope: dict[str, str] | None, resource: str) -> bool:
+    return scope is not None and (not scope or scope.get(resource) == "write")

@@ -94,6 +94,17 @@ class World:
                 },
                 latency=self.latency,
             )
+        # Each environment's own scoped Render key (render.com/docs/api-keys): staging's reaches only
+        # staging's service and Key Value, so feature-branch code there cannot change production;
+        # production's also admits its runs to staging's Key Value (a copy's source, the watch's sweep).
+        staging, production = self.services["staging"], self.services["production"]
+        kv = self.key_values
+        self.render_keys = {
+            "staging": self.render.scoped_key({staging.id: "write", kv["staging"].id: "write"}),
+            "production": self.render.scoped_key(
+                {production.id: "write", kv["production"].id: "write", kv["staging"].id: "write"}
+            ),
+        }
         self.repo = self.root / "repo"
         self.repo.mkdir(exist_ok=True)
         git(self.repo, "init", "-q", "-b", "main")
@@ -164,7 +175,7 @@ class World:
             "RENDER_API_URL": self.render.url,
             "TELEGRAM_API_URL": self.telegram.url,
             "RENDER_DEPLOY_HOOK_URL": self.render.hook_url(service),
-            "RENDER_API_KEY": self.render.api_key,
+            "RENDER_API_KEY": self.render_keys[env],
             "RENDER_SERVICE_ID": service.id,
             "TELEGRAM_BOT_TOKEN": self.bots[env].token,
             "TELEGRAM_WEBHOOK_SECRET": SECRETS[env],

@@ -26,6 +26,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     back.add_argument("--source", default="origin/main")
     back.add_argument("--target", default="origin/develop")
     back.set_defaults(func=flow_backmerge, needs=Needs(optional=("GITHUB_TOKEN",)))
+    arrived = sub.add_parser(
+        "arrived",
+        help="did COMMIT reach BASE through the flow (a merged PR from an admitted head)? "
+        "production.yml asks where GitHub's plan has no rulesets",
+    )
+    arrived.add_argument("--commit", required=True)
+    arrived.add_argument("--base", default="main")
+    arrived.add_argument("--repo", help="owner/name (default: $GITHUB_REPOSITORY)")
+    arrived.set_defaults(func=flow_arrived, needs=Needs(optional=("GITHUB_TOKEN",)))
 
 
 def flow_check(ctx: Context, args: argparse.Namespace) -> int:
@@ -70,4 +79,31 @@ def flow_backmerge(ctx: Context, args: argparse.Namespace) -> int:
     ctx.runner.add_summary(f"### Back-merge\n\n{result.message}")
     if result.needed and result.pr_url is None:
         ctx.runner.annotate("warning", result.message, title="develop lacks main")
+    return 0
+
+
+def flow_arrived(ctx: Context, args: argparse.Namespace) -> int:
+    from ci_tools.errors import ConfigError, FatalError
+    from ci_tools.output import say
+    from ci_tools.repo.flow import arrived_problem
+
+    token, repo = ctx.optional("GITHUB_TOKEN"), args.repo or ctx.runner.repository
+    if not token or not repo:
+        raise ConfigError(
+            "GitHub cannot tell which PR brought this commit: no GITHUB_TOKEN or repository",
+            hint="pass GITHUB_TOKEN: ${{ github.token }} with permissions pull-requests: read",
+        )
+    try:
+        with ctx.github(token, repo) as api:
+            pulls = api.pulls_of_commit(args.commit)
+    except FatalError as exc:
+        raise VerificationError(
+            f"GitHub could not tell which PR brought {args.commit[:7]}, so it does not deploy: {exc.message}",
+            hint="give the job permissions pull-requests: read, or rerun when GitHub answers",
+        ) from None
+    problem = arrived_problem(ctx.config.flow, args.base, args.commit, pulls)
+    if problem:
+        ctx.runner.add_summary(f"### Branch flow at deploy time: refused\n\n{problem}")
+        raise VerificationError(problem, hint="release through a PR from develop (or hotfix/*) into main")
+    say(f"✓ {args.commit[:7]} arrived on {args.base} through a merged PR the flow admits")
     return 0

@@ -109,5 +109,6 @@ def run_check(ctx: Context, args: argparse.Namespace) -> int:
     with _api(ctx, args) as api:
         items = check(api, config, config.path.parent)
     report_checklist(ctx.runner, f"GitHub check of {api.repo}", items, as_json=args.json)
-    say("✓ GitHub is set up as the repository says")
+    if not args.json:  # with --json, stdout is one JSON document
+        say("✓ GitHub is set up as the repository says")
     return 0

@@ -19,6 +19,7 @@ NEEDS = Needs(
         "RENDER_API_KEY",  # Account Settings → API Keys
         "PRODUCTION_TELEGRAM_BOT_TOKEN",  # the new bot's, from @BotFather
         "STAGING_TELEGRAM_BOT_TOKEN",  # default: the one the staging service runs with
+        "STAGING_RENDER_API_KEY",  # a key scoped to staging's resources (default: RENDER_API_KEY)
         "DAILY_USER_ID",  # the daily user's Telegram id (not a secret, but asked with the rest)
     )
 )
@@ -60,6 +61,15 @@ def _value(ctx: Context, name: str) -> str:
     return answer.strip()
 
 
+def _optional_value(ctx: Context, name: str) -> str:
+    """Asked in a terminal, Enter for none; without one, only from the environment."""
+    given = ctx.optional(name)
+    if given or not sys.stdin.isatty():
+        return given or ""
+    prompt = "a Render API key scoped to staging's service and Key Value (Enter: the same key; preflight says why not)"
+    return getpass.getpass(f"{prompt}: ").strip()
+
+
 def run(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.memory.keys import parse_user_id
     from ci_tools.output import Report, report, say
@@ -78,6 +88,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         production_token=_value(ctx, "PRODUCTION_TELEGRAM_BOT_TOKEN"),
         daily_user_id=parse_user_id(_value(ctx, "DAILY_USER_ID")),
         staging_token=ctx.optional("STAGING_TELEGRAM_BOT_TOKEN") or "",
+        staging_api_key=_optional_value(ctx, "STAGING_RENDER_API_KEY"),
         services=services,
         staging_prefix=args.staging_prefix,
         tester_ids=args.tester_ids,

@@ -7,7 +7,7 @@ import argparse
 from ci_tools.context import Context
 from ci_tools.needs import Needs
 
-PER_ENV = ("TELEGRAM_BOT_TOKEN", "REDIS_URL", "RENDER_SERVICE_ID")
+PER_ENV = ("TELEGRAM_BOT_TOKEN", "REDIS_URL", "RENDER_SERVICE_ID", "RENDER_API_KEY")
 # It sees both environments at once, so it reads their secrets under prefixed names.
 NEEDS = Needs(
     optional=(

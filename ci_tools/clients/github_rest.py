@@ -29,10 +29,30 @@ class Repository:
 
     default_branch: str
     admin: bool  # the token's own permission on it
+    private: bool = False
 
     @classmethod
     def from_api(cls, data: dict[str, Any]) -> Repository:
-        return cls(str(data.get("default_branch")), bool((data.get("permissions") or {}).get("admin")))
+        admin = bool((data.get("permissions") or {}).get("admin"))
+        return cls(str(data.get("default_branch")), admin, bool(data.get("private")))
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What the repository's plan lets setup use (a private repository on GitHub Free: neither)."""
+
+    environments: bool
+    rulesets: bool
+
+    @property
+    def mode(self) -> str:
+        """``CI_TOOLS_GITHUB_MODE``: what the workflows read to know where secrets are and who guards main."""
+        words = ["environments" if self.environments else "repository-secrets"]
+        return " ".join([*words, *([] if self.rulesets else ["no-rulesets"])])
+
+
+# GitHub's 403 for a feature the plan lacks, e.g. rulesets in a private repository on Free.
+PLAN_LIMIT = "Upgrade to GitHub Pro or make this repository public"
 
 
 @dataclass(frozen=True)
@@ -131,6 +151,11 @@ class GitHubAPI:
                 "GitHub refused the token (401 Bad credentials)",
                 hint="set GITHUB_TOKEN or GH_TOKEN",
             )
+        if response.status_code == 403 and PLAN_LIMIT in _message(response):
+            raise ConfigError(
+                f"{what}: GitHub's plan does not allow it in this private repository ({_message(response)})",
+                hint="make the repository public or upgrade it; `ci-tools github setup` uses what the plan has",
+            )
         if response.status_code in (403, 404):
             message = _message(response)
             raise ConfigError(
@@ -166,6 +191,36 @@ class GitHubAPI:
     # -- the facts -------------------------------------------------------------------------
     def repository(self) -> Repository:
         return Repository.from_api(self.call("GET", f"/repos/{self.repo}", "reading the repository"))
+
+    def capabilities(self) -> Capabilities:
+        """Probe the plan: environments answer 404 and rulesets 403 where it lacks them."""
+        environments = self.send("GET", f"/repos/{self.repo}/environments", "probing environments")
+        rulesets = self.send("GET", f"/repos/{self.repo}/rulesets", "probing rulesets")
+        return Capabilities(
+            environments=environments.status_code != 404,
+            rulesets=not (rulesets.status_code == 403 and PLAN_LIMIT in _message(rulesets)),
+        )
+
+    def put_repo_secret(self, name: str, value: str) -> None:
+        """A repository secret: where the plan has no environments, ``<ENV>_<NAME>``."""
+        key = self.call("GET", f"/repos/{self.repo}/actions/secrets/public-key", "the repository's public key")
+        body = {"encrypted_value": seal(key["key"], value), "key_id": key["key_id"]}
+        self.call("PUT", f"/repos/{self.repo}/actions/secrets/{name}", f"setting repository secret {name}", json=body)
+
+    def variable(self, name: str) -> str | None:
+        found = self.call("GET", f"/repos/{self.repo}/actions/variables/{name}", f"reading {name}", missing_ok=True)
+        return None if found is None else str(found.get("value"))
+
+    def set_variable(self, name: str, value: str) -> None:
+        if self.variable(name) is None:
+            body = {"name": name, "value": value}
+            self.call("POST", f"/repos/{self.repo}/actions/variables", f"creating {name}", json=body)
+        else:
+            self.call("PATCH", f"/repos/{self.repo}/actions/variables/{name}", f"setting {name}", json={"value": value})
+
+    def pulls_of_commit(self, sha: str) -> list[dict[str, Any]]:
+        """The pull requests a commit belongs to (a merge commit: the PR it merged)."""
+        return list(self.call("GET", f"/repos/{self.repo}/commits/{sha}/pulls", f"reading the PRs of {sha[:7]}"))
 
     def environments(self) -> dict[str, GitHubEnvironment]:
         found = self.pages(f"/repos/{self.repo}/environments", "listing environments", "environments")
@@ -269,6 +324,22 @@ class GitHubAPI:
             f"/repos/{self.repo}/actions/permissions/workflow",
             "changing Actions settings",
             json={"default_workflow_permissions": default, "can_approve_pull_request_reviews": can_approve},
+        )
+
+    def branch_sha(self, branch: str) -> str | None:
+        """The branch's head commit, or None when the branch does not exist."""
+        ref = self.call("GET", f"/repos/{self.repo}/git/ref/heads/{branch}", f"reading {branch}", missing_ok=True)
+        return None if ref is None else str(ref["object"]["sha"])
+
+    def create_branch(self, branch: str, from_branch: str) -> None:
+        sha = self.branch_sha(from_branch)
+        if sha is None:
+            raise ConfigError(f"{from_branch} does not exist on GitHub", hint=f"push {from_branch} first")
+        self.call(
+            "POST",
+            f"/repos/{self.repo}/git/refs",
+            f"creating {branch} from {from_branch}",
+            json={"ref": f"refs/heads/{branch}", "sha": sha},
         )
 
     def set_default_branch(self, branch: str) -> None:

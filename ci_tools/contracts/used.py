@@ -52,6 +52,14 @@ GITHUB: Final = (
     "GET /repos/{owner}/{repo}/actions/permissions/workflow",
     "PUT /repos/{owner}/{repo}/actions/permissions/workflow",
     "GET /users/{username}",
+    "GET /repos/{owner}/{repo}/git/ref/{ref}",
+    "POST /repos/{owner}/{repo}/git/refs",
+    "GET /repos/{owner}/{repo}/actions/secrets/public-key",
+    "PUT /repos/{owner}/{repo}/actions/secrets/{secret_name}",
+    "GET /repos/{owner}/{repo}/actions/variables/{name}",
+    "POST /repos/{owner}/{repo}/actions/variables",
+    "PATCH /repos/{owner}/{repo}/actions/variables/{name}",
+    "GET /repos/{owner}/{repo}/commits/{commit_sha}/pulls",
 )
 
 # ci-tools calls the first three; the reference bot (python-telegram-bot) the rest.

@@ -42,6 +42,7 @@ class InitRequest:
     staging_prefix: str | None = None  # None: as the config says (legacy "" until the move)
     tester_ids: str = ""  # after the move: who still gets the staging bot
     repository: str = ""  # OWNER/NAME, for github setup
+    staging_api_key: str = ""  # a key scoped to staging's resources (default: api_key; preflight flags that)
 
 
 @dataclass
@@ -136,7 +137,9 @@ def discover(ctx: Context, request: InitRequest, kept: Mapping[str, str]) -> tup
             values |= {
                 f"{upper}_TELEGRAM_BOT_TOKEN": token,
                 f"{upper}_TELEGRAM_WEBHOOK_SECRET": secret,
-                f"{upper}_RENDER_API_KEY": request.api_key,
+                f"{upper}_RENDER_API_KEY": (request.staging_api_key or request.api_key)
+                if env.testers_only
+                else request.api_key,
                 f"{upper}_RENDER_SERVICE_ID": str(service["id"]),
                 f"{upper}_REDIS_URL": external[env.name],
             }
@@ -154,7 +157,7 @@ def discover(ctx: Context, request: InitRequest, kept: Mapping[str, str]) -> tup
                 values[f"{upper}_SOURCE_REDIS_URL"] = external[others[0]]
             if env.cutover_target:  # preflight.yml sees staging's bot and service from production's environment
                 staging = config.role("testers_only").name.upper()
-                for name in ("TELEGRAM_BOT_TOKEN", "RENDER_SERVICE_ID"):
+                for name in ("TELEGRAM_BOT_TOKEN", "RENDER_SERVICE_ID", "RENDER_API_KEY"):
                     values[f"{upper}_{staging}_{name}"] = values[f"{staging}_{name}"]
         if request.repository or kept.get("GITHUB_REPOSITORY"):
             values["GITHUB_REPOSITORY"] = request.repository or kept["GITHUB_REPOSITORY"]

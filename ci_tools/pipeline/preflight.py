@@ -2,7 +2,8 @@
 
 It sees both environments at once, so it reads each one's secrets under a prefixed
 name: ``STAGING_TELEGRAM_BOT_TOKEN``, ``PRODUCTION_REDIS_URL``,
-``STAGING_RENDER_SERVICE_ID``… (``RENDER_API_KEY`` is the account's, shared).
+``STAGING_RENDER_SERVICE_ID``… (``RENDER_API_KEY`` is the account's; ``<ENV>_RENDER_API_KEY``, where
+set, is that environment's own, and staging's must not reach production).
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ def _redis(ctx: Context, env: Environment, items: list[Item]) -> redis.Redis | N
 def _service(ctx: Context, env: Environment, items: list[Item]) -> None:
     name = f"{env.name}: Render service {env.render_service}"
     variable = f"{env.name.upper()}_RENDER_SERVICE_ID"
-    api_key = ctx.optional("RENDER_API_KEY")
+    api_key = ctx.env_secret(env, "RENDER_API_KEY") or ctx.optional("RENDER_API_KEY")
     service_id = ctx.env_secret(env, "RENDER_SERVICE_ID")
     if not api_key or not service_id:
         items.append(
@@ -184,6 +185,33 @@ def _not_yet(ctx: Context, env: Environment, items: list[Item]) -> None:
             warning=True,  # passes: phase 0 asks only what exists; the run after BotFather asks this
         )
     )
+
+
+def _staging_key_reach(ctx: Context, staging: Environment, production: Environment) -> Item:
+    """Staging's workflows run code from feature branches: the Render key they hold must not be
+    able to change production. A key scoped to staging's resources cannot see production's
+    service (render.com/docs/api-keys); a classic key, or one key for both, can."""
+    name = f"staging's Render key cannot change {production.render_service}"
+    fix = (
+        f"create a Render API key scoped to {staging.render_service} and {staging.key_value} "
+        "(Account Settings → API Keys) and give it to staging as STAGING_RENDER_API_KEY"
+    )
+    staging_key = ctx.env_secret(staging, "RENDER_API_KEY")
+    production_key = ctx.env_secret(production, "RENDER_API_KEY") or ctx.optional("RENDER_API_KEY")
+    service_id = ctx.env_secret(production, "RENDER_SERVICE_ID")
+    if not staging_key or staging_key == production_key:
+        detail = "one Render key for both environments" if staging_key else "STAGING_RENDER_API_KEY not set"
+        return Item(name, False, f"{detail}: feature branches on staging hold the power to change production", fix)
+    if not service_id:
+        return Item(name, None, "PRODUCTION_RENDER_SERVICE_ID not set", "export it to check the key's reach")
+    try:
+        with ctx.render(staging_key, service_id, deadline=monotonic_deadline(BUDGET), timeout=BUDGET) as api:
+            api.service()
+    except FatalError as exc:
+        if isinstance(exc, RemoteError):
+            return Item(name, False, exc.message, "run again when Render answers", remote=True)
+        return Item(name, True, f"{production.render_service} is invisible to it")
+    return Item(name, False, f"it reads {production.render_service}: it may change it too", fix)
 
 
 def preflight(ctx: Context, *, before_new_bot: bool = False) -> list[Item]:
@@ -290,6 +318,7 @@ def preflight(ctx: Context, *, before_new_bot: bool = False) -> list[Item]:
                 "set both Redis URLs",
             )
         )
+    items.append(_staging_key_reach(ctx, staging, production))
     items += github_items  # GitHub's side of the flow
     items += net_items  # the memory safety net
     return items

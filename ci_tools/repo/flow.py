@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from ci_tools.errors import InputError
 
@@ -99,4 +100,24 @@ def check_name(branch: str) -> Verdict:
     return Verdict(
         False,
         f"{branch!r} is not a valid branch name; use {prefix}/<kebab-case>, e.g. {prefix}/{suggestion}",
+    )
+
+
+def arrived_problem(flow: dict[str, tuple[str, ...]], base: str, sha: str, pulls: list[dict[str, Any]]) -> str | None:
+    """Where GitHub offers no ruleset (a private repository on Free), the flow's guard at deploy
+    time: ``sha`` on ``base`` must be the merge of a PR from a head the flow admits into it.
+    None when it is; else what is wrong, said in one line."""
+    heads = flow.get(base, ())
+    for pull in pulls:
+        head = str((pull.get("head") or {}).get("ref", ""))
+        if (
+            pull.get("merged_at")
+            and pull.get("merge_commit_sha") == sha
+            and (pull.get("base") or {}).get("ref") == base
+            and any(matches(pattern, head) for pattern in heads)
+        ):
+            return None
+    came = [f"#{p.get('number')} from {(p.get('head') or {}).get('ref')}" for p in pulls]
+    return f"{sha[:7]} reached {base} without a merged PR from {', '.join(heads)}" + (
+        f" (its PRs: {', '.join(came)})" if came else " (no PR brought it)"
     )

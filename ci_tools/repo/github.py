@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from ci_tools.checklist import Item
-from ci_tools.clients.github_rest import ACTIONS_APP_ID, GitHubAPI
+from ci_tools.clients.github_rest import ACTIONS_APP_ID, Capabilities, GitHubAPI
 from ci_tools.context import Context
 from ci_tools.errors import ConfigError, FatalError, RemoteError
+from ci_tools.repo.environment_gate import ConfiguredEnvironment, github_environments
 from ci_tools.repo.owner_files import read_dotenv
 from ci_tools.repo.workflow_files import job_names, secrets_by_environment
 from ci_tools.settings import Config
@@ -55,40 +56,20 @@ def required_checks(ruleset: dict[str, Any]) -> list[dict[str, Any]]:
     return []
 
 
-def secret_values(config: Config, dotenv: Path | None, environ: Mapping[str, str]) -> dict[str, str]:
-    """``STAGING_<NAME>`` / ``PRODUCTION_<NAME>`` values from ``environ`` or a dotenv file."""
-    values = dict(environ)
-    if dotenv is not None:
-        if not dotenv.is_file():
-            raise ConfigError(
-                f"{dotenv} not found", hint="run `ci-tools init`, which writes it, or pass --secrets-file"
-            )
-        values |= read_dotenv(dotenv)
-    prefixes = tuple(f"{env.upper()}_" for env in config.environments)
-    return {k: v for k, v in values.items() if k.startswith(prefixes) and v}
+MODE_VARIABLE = "CI_TOOLS_GITHUB_MODE"  # the workflows read it: where secrets are, who guards main
 
 
-def plan(
+def _environment_changes(
     api: GitHubAPI,
-    config: Config,
-    root: Path,
+    environments: Mapping[str, ConfiguredEnvironment],
+    wanted_secrets: Mapping[str, set[str]],
     values: Mapping[str, str],
-    *,
-    update_secrets: bool = False,
+    update_secrets: bool,
 ) -> list[Change]:
-    """What setup would change, from what GitHub holds now; empty when all is in place."""
+    """Each environment with its reviewers, deployment branches and secrets."""
     changes: list[Change] = []
-    repo = api.repository()
-    if repo.default_branch != config.default_branch:
-        changes.append(
-            Change(
-                f"default branch {repo.default_branch} → {config.default_branch}",
-                partial(GitHubAPI.set_default_branch, branch=config.default_branch),
-            )
-        )
     present = api.environments()
-    wanted_secrets = secrets_by_environment(root, list(config.environments))
-    for env in config.environments.values():
+    for env in environments.values():
         reviewer_ids = [api.user_id(login) for login in env.reviewers]
         current = present.get(env.name)
         if (
@@ -113,7 +94,7 @@ def plan(
                 )
         existing = api.secret_names(env.name) if current else set()
         for name in sorted(wanted_secrets.get(env.name, set())):
-            value = values.get(f"{env.name.upper()}_{name}")
+            value = values.get(f"{env.values_from.upper()}_{name}")
             if value and (name not in existing or update_secrets):
                 changes.append(
                     Change(
@@ -121,10 +102,92 @@ def plan(
                         partial(GitHubAPI.put_secret, env=env.name, name=name, value=value),
                     )
                 )
-    by_name = api.rulesets()
-    for ruleset in rulesets(root):
+    return changes
+
+
+def _repository_secret_changes(
+    api: GitHubAPI,
+    environments: Mapping[str, ConfiguredEnvironment],
+    wanted_secrets: Mapping[str, set[str]],
+    values: Mapping[str, str],
+    update_secrets: bool,
+) -> list[Change]:
+    """No environments on this plan: each environment's secrets as repository secrets
+    ``<ENV>_<NAME>``, which every workflow step reads after ``secrets.<NAME>``."""
+    changes: list[Change] = []
+    existing = api.repo_secret_names()
+    names = sorted(
+        {f"{env.values_from.upper()}_{n}" for env in environments.values() for n in wanted_secrets.get(env.name, set())}
+    )
+    for name in names:
+        value = values.get(name)
+        if value and (name not in existing or update_secrets):
+            changes.append(
+                Change(
+                    f"repository secret {name} ({'update' if name in existing else 'new'})",
+                    partial(GitHubAPI.put_repo_secret, name=name, value=value),
+                )
+            )
+    return changes
+
+
+def secret_values(config: Config, dotenv: Path | None, environ: Mapping[str, str]) -> dict[str, str]:
+    """``STAGING_<NAME>`` / ``PRODUCTION_<NAME>`` values from ``environ`` or a dotenv file."""
+    values = dict(environ)
+    if dotenv is not None:
+        if not dotenv.is_file():
+            raise ConfigError(
+                f"{dotenv} not found", hint="run `ci-tools init`, which writes it, or pass --secrets-file"
+            )
+        values |= read_dotenv(dotenv)
+    prefixes = tuple(f"{env.upper()}_" for env in config.environments)
+    return {k: v for k, v in values.items() if k.startswith(prefixes) and v}
+
+
+def plan(
+    api: GitHubAPI,
+    config: Config,
+    root: Path,
+    values: Mapping[str, str],
+    *,
+    update_secrets: bool = False,
+) -> list[Change]:
+    """What setup would change, from what GitHub holds now; empty when all is in place."""
+    changes: list[Change] = []
+    repo = api.repository()
+    if repo.default_branch != config.default_branch and api.branch_sha(config.default_branch) is None:
+        source = config.role("cutover_target").branch
+        changes.append(  # GitHub refuses a default branch that does not exist (422)
+            Change(
+                f"branch {config.default_branch} created from {source}",
+                partial(GitHubAPI.create_branch, branch=config.default_branch, from_branch=source),
+            )
+        )
+    if repo.default_branch != config.default_branch:
+        changes.append(
+            Change(
+                f"default branch {repo.default_branch} → {config.default_branch}",
+                partial(GitHubAPI.set_default_branch, branch=config.default_branch),
+            )
+        )
+    caps = api.capabilities()
+    environments = github_environments(config)
+    wanted_secrets = secrets_by_environment(root, list(environments))
+    if caps.environments:
+        changes += _environment_changes(api, environments, wanted_secrets, values, update_secrets)
+    else:
+        changes += _repository_secret_changes(api, environments, wanted_secrets, values, update_secrets)
+    if api.variable(MODE_VARIABLE) != caps.mode:
+        changes.append(
+            Change(
+                f"repository variable {MODE_VARIABLE} = {caps.mode}",
+                partial(GitHubAPI.set_variable, name=MODE_VARIABLE, value=caps.mode),
+            )
+        )
+    by_name = api.rulesets() if caps.rulesets else {}
+    for ruleset in rulesets(root) if caps.rulesets else []:
         found = by_name.get(ruleset["name"])
-        if found is None or _rules(found) != _rules(ruleset):
+        if found is None or not ruleset_holds(ruleset, found):
             existing_id = found.get("id") if found else None
             changes.append(
                 Change(
@@ -208,9 +271,94 @@ def check(api: GitHubAPI, config: Config, root: Path) -> list[Item]:
             )
         )
         return items
+    caps = api.capabilities()
+    expected = github_environments(config)
+    wanted = secrets_by_environment(root, list(expected))
+    items += _plan_items(repo.private, caps)
+    if caps.environments:
+        items += _environment_items(api, expected, wanted)
+    else:
+        present = api.repo_secret_names()
+        lacking = sorted(
+            {
+                f"{e.values_from.upper()}_{n}"
+                for e in expected.values()
+                for n in wanted.get(e.name, set()) - OPTIONAL_SECRETS
+            }
+            - present
+        )
+        items.append(
+            Item(
+                "every environment's secrets are repository secrets <ENV>_<NAME>",
+                not lacking,
+                "all present" if not lacking else f"missing {lacking}",
+                f"set {', '.join(lacking)} and run ci-tools github setup --apply",
+            )
+        )
+    mode = api.variable(MODE_VARIABLE)
+    items.append(
+        Item(
+            f"repository variable {MODE_VARIABLE} says {caps.mode!r}",
+            mode == caps.mode,
+            str(mode),
+            "ci-tools github setup --apply (the workflows read it)",
+        )
+    )
+    present_rulesets = api.rulesets() if caps.rulesets else {}
+    for ruleset in rulesets(root) if caps.rulesets else []:
+        found = present_rulesets.get(ruleset["name"])
+        same = found is not None and ruleset_holds(ruleset, found)
+        items.append(
+            Item(
+                f"ruleset {ruleset['name']} is imported as in the repository",
+                same,
+                "imported" if same else ("not imported" if found is None else "differs"),
+                "ci-tools github setup --apply",
+            )
+        )
+    permissions = api.workflow_permissions()
+    read_only = permissions.default == "read"
+    items.append(
+        Item(
+            "the workflow token is read-only by default",
+            read_only,
+            permissions.default,
+            "Settings → Actions → Workflow permissions: read (ci-tools github setup --apply)",
+        )
+    )
+    token = "BACKMERGE_TOKEN" in api.repo_secret_names()
+    may_open = token or permissions.can_approve_pull_requests
+    items.append(
+        Item(
+            "the back-merge can open its PR",
+            may_open,
+            "BACKMERGE_TOKEN" if token else "Actions may open PRs" if may_open else "it may not",
+            "allow Actions to create pull requests, or add a BACKMERGE_TOKEN secret",
+        )
+    )
+    if may_open and not token:
+        # GitHub: "events triggered by the GITHUB_TOKEN ... will not create a new workflow run"
+        # (docs "Triggering a workflow from a workflow"), so the PR's required checks never
+        # report, and the ruleset on develop keeps it unmergeable until someone pushes to it.
+        items.append(
+            Item(
+                "the back-merge PR runs its checks",
+                True,
+                "opened with GITHUB_TOKEN: GitHub starts no workflow for it, so its required checks never report",
+                "add a BACKMERGE_TOKEN repository secret (a fine-grained token: Contents and Pull requests, "
+                "read and write)",
+                warning=True,
+            )
+        )
+    return items
+
+
+def _environment_items(
+    api: GitHubAPI, expected: Mapping[str, ConfiguredEnvironment], wanted: Mapping[str, set[str]]
+) -> list[Item]:
+    items: list[Item] = []
     environments = api.environments()
-    wanted = secrets_by_environment(root, list(config.environments))
-    for env in config.environments.values():
+    for env in expected.values():
         current = environments.get(env.name)
         if current is None:
             items.append(
@@ -249,42 +397,37 @@ def check(api: GitHubAPI, config: Config, root: Path) -> list[Item]:
                 f"environment {env.name}: every secret its workflows use",
                 not lacking,
                 "all present" if not lacking else f"missing {lacking}",
-                f"set {', '.join(f'{env.name.upper()}_{n}' for n in lacking)} and run ci-tools github setup --apply",
+                f"set {', '.join(f'{env.values_from.upper()}_{n}' for n in lacking)} "
+                "and run ci-tools github setup --apply",
             )
         )
-    present_rulesets = api.rulesets()
-    for ruleset in rulesets(root):
-        found = present_rulesets.get(ruleset["name"])
-        same = found is not None and _rules(found) == _rules(ruleset)
-        items.append(
-            Item(
-                f"ruleset {ruleset['name']} is imported as in the repository",
-                same,
-                "imported" if same else ("not imported" if found is None else "differs"),
-                "ci-tools github setup --apply",
-            )
-        )
-    permissions = api.workflow_permissions()
-    read_only = permissions.default == "read"
-    items.append(
-        Item(
-            "the workflow token is read-only by default",
-            read_only,
-            permissions.default,
-            "Settings → Actions → Workflow permissions: read (ci-tools github setup --apply)",
-        )
-    )
-    token = "BACKMERGE_TOKEN" in api.repo_secret_names()
-    may_open = token or permissions.can_approve_pull_requests
-    items.append(
-        Item(
-            "the back-merge can open its PR",
-            may_open,
-            "BACKMERGE_TOKEN" if token else "Actions may open PRs" if may_open else "it may not",
-            "allow Actions to create pull requests, or add a BACKMERGE_TOKEN secret",
-        )
-    )
     return items
+
+
+def _plan_items(private: bool, caps: Capabilities) -> list[Item]:
+    """What the plan lacks, said as ⚠ (it is the owner's plan, not a fault), with what guards instead."""
+    if caps.environments and caps.rulesets:
+        return []
+    lacks = [word for word, has in (("environments", caps.environments), ("rulesets", caps.rulesets)) if not has]
+    where = "private repository on GitHub Free" if private and not caps.environments else "this repository's plan"
+    detail = (
+        f"{where}: no {', no '.join(lacks)}"
+        + (
+            ", no required reviewers — every branch's workflows can read production's secrets"
+            if not caps.environments
+            else ""
+        )
+        + ("; the flow is enforced when production deploys" if not caps.rulesets else "")
+    )
+    return [
+        Item(
+            "what GitHub's plan protects",
+            True,
+            detail,
+            "make the repository public, or upgrade to GitHub Pro (environments) / Enterprise (required reviewers)",
+            warning=True,
+        )
+    ]
 
 
 def check_if_possible(ctx: Context, root: Path, *, budget: float | None = None) -> list[Item]:
@@ -304,6 +447,32 @@ def check_if_possible(ctx: Context, root: Path, *, budget: float | None = None) 
         return check(api, ctx.config, root)
 
 
-def _rules(ruleset: dict[str, Any]) -> str:
-    keep = ("target", "enforcement", "conditions", "rules", "bypass_actors")
-    return json.dumps({k: ruleset.get(k) for k in keep}, sort_keys=True)
+RULESET_FIELDS = ("target", "enforcement", "conditions", "rules", "bypass_actors")
+
+
+def ruleset_holds(wanted: dict[str, Any], found: dict[str, Any]) -> bool:
+    """Does GitHub's ruleset hold everything the file sets? What GitHub adds on read-back (server
+    fields such as ``source`` or ``_links``, default parameters such as a pull request rule's
+    ``required_reviewers: []``) is ignored; a rule, check or bypass actor that the file does not
+    name, or a value it sets differently, is a difference."""
+    return all(_holds(wanted.get(key), found.get(key)) for key in RULESET_FIELDS if key in wanted)
+
+
+def _key(item: Any) -> Any:
+    """What identifies an entry of a list of objects: a rule by type, a check by context."""
+    if isinstance(item, dict):
+        return item.get("type", item.get("context", item.get("actor_id", json.dumps(item, sort_keys=True))))
+    return item
+
+
+def _holds(wanted: Any, found: Any) -> bool:
+    if isinstance(wanted, dict):
+        return isinstance(found, dict) and all(_holds(v, found.get(k)) for k, v in wanted.items())
+    if isinstance(wanted, list):
+        if not isinstance(found, list) or len(found) != len(wanted):
+            return False
+        if all(not isinstance(item, dict) for item in wanted):
+            return sorted(map(str, wanted)) == sorted(map(str, found))
+        by_key = {_key(item): item for item in found}
+        return all(_key(item) in by_key and _holds(item, by_key[_key(item)]) for item in wanted)
+    return bool(wanted == found)

@@ -10,6 +10,9 @@ from typing import Any
 import yaml
 
 _SECRET = re.compile(r"secrets\.([A-Z][A-Z0-9_]*)")
+# ``secrets.NAME || secrets.PRODUCTION_NAME``: the second is the repository-secret fallback of a
+# plan without environments (CI_TOOLS_GITHUB_MODE), not a secret the environment holds.
+_FALLBACK = re.compile(r"(?:\|\||&&)\s*secrets\.([A-Z][A-Z0-9_]*)")
 _BUILT_IN = {"GITHUB_TOKEN"}
 
 
@@ -42,7 +45,8 @@ def secrets_by_environment(root: Path, environments: list[str]) -> dict[str, set
     wanted: dict[str, set[str]] = {env: set() for env in environments}
     for document in load_workflows(root).values():
         for job in document["jobs"].values():
-            names = set(_SECRET.findall(yaml.safe_dump(job))) - _BUILT_IN
+            text = yaml.safe_dump(job, width=10**6)
+            names = set(_SECRET.findall(_FALLBACK.sub("", text))) - _BUILT_IN
             for env in environment_names(job, environments):
                 wanted.setdefault(env, set()).update(names)
     return wanted

@@ -25,7 +25,31 @@ def both(world):
         values[f"{env.upper()}_TELEGRAM_BOT_TOKEN"] = secrets["TELEGRAM_BOT_TOKEN"]
         values[f"{env.upper()}_REDIS_URL"] = secrets["REDIS_URL"]
         values[f"{env.upper()}_RENDER_SERVICE_ID"] = secrets["RENDER_SERVICE_ID"]
+        values[f"{env.upper()}_RENDER_API_KEY"] = secrets["RENDER_API_KEY"]  # scoped to its environment
     return values
+
+
+def test_one_render_key_for_both_environments_is_named_with_the_fix(world, monkeypatch, capsys):
+    """Staging runs feature-branch code: with production's power in its key, review guards nothing."""
+    values = both(world)
+    values["STAGING_RENDER_API_KEY"] = values["PRODUCTION_RENDER_API_KEY"] = world.render.api_key  # account-wide
+    use(monkeypatch, values)
+    assert main(["preflight", "--json"]) == 5
+    items = {i["name"]: i for i in json.loads(capsys.readouterr().out)["items"]}
+    item = items["staging's Render key cannot change mindmate-prod"]
+    assert item["ok"] is False and "one Render key for both environments" in item["detail"]
+    assert "create a Render API key scoped to mindmate-dev" in item["fix"]
+
+
+def test_a_staging_key_that_can_read_production_is_refused(world, monkeypatch, capsys):
+    values = both(world)
+    values["STAGING_RENDER_API_KEY"] = world.render.scoped_key(
+        {world.services["staging"].id: "write", world.services["production"].id: "read"}
+    )
+    use(monkeypatch, values)
+    assert main(["preflight", "--json"]) == 5
+    items = {i["name"]: i for i in json.loads(capsys.readouterr().out)["items"]}
+    assert "it reads mindmate-prod" in items["staging's Render key cannot change mindmate-prod"]["detail"]
 
 
 def test_preflight_all_good(world, monkeypatch, capsys):
@@ -34,6 +58,7 @@ def test_preflight_all_good(world, monkeypatch, capsys):
     assert main(["preflight"]) == 0
     out = capsys.readouterr().out
     assert "✗" not in out and "TESTER_IDS is set" in out
+    assert "mindmate-prod is invisible to it" in out  # staging's scoped key
 
 
 def test_preflight_warns_when_staging_has_no_allowlist(world, monkeypatch, capsys):

@@ -48,7 +48,16 @@ def test_setup_on_an_empty_repository_then_check_all_pass(github, values, capsys
     assert "✗" not in out and "GitHub is set up as the repository says" in out
     assert github.default_branch == "develop"
     assert github.secrets["production"]["TELEGRAM_BOT_TOKEN"] == values["PRODUCTION_TELEGRAM_BOT_TOKEN"]  # intact
-    assert github.branch_policies == {"staging": ["develop", "feature/*"], "production": ["main"]}
+    assert github.branch_policies == {
+        "staging": ["develop", "feature/*"],
+        "production": ["main"],
+        "production-scheduled": ["develop", "main"],  # the schedules run on the default branch
+    }
+    rules = github.environments["production-scheduled"]["protection_rules"]
+    assert [r["type"] for r in rules] == ["branch_policy"]  # no required reviewers: nobody to wait for
+    scheduled = github.secrets["production-scheduled"]
+    assert scheduled["TELEGRAM_BOT_TOKEN"] == values["PRODUCTION_TELEGRAM_BOT_TOKEN"]  # production's values
+    assert "STAGING_TELEGRAM_BOT_TOKEN" not in scheduled  # only what the scheduled jobs read
     for value in values.values():
         assert value not in out + err
 
@@ -116,3 +125,115 @@ def test_a_wrong_token_is_one_line(github, monkeypatch, capsys):
     assert run("check") == 5
     out = capsys.readouterr().out
     assert "the token can read the repository" in out and "Bad credentials" in out
+
+
+def test_rulesets_read_back_with_githubs_defaults_still_hold(github, values, capsys):
+    """GitHub adds server fields and default parameters; only what the file sets is compared."""
+    assert run("setup", "--apply") == 0
+    answered = github._answer_ruleset(next(iter(github.rulesets.values())), "o/r")
+    assert answered["source"] and answered["_links"]
+    rules = {r["type"]: r for r in answered["rules"]}
+    assert rules["pull_request"]["parameters"]["required_reviewers"] == []
+    writes = github.writes
+    assert run("setup", "--apply") == 0 and github.writes == writes  # no ruleset rewritten
+    assert run("check") == 0
+    assert "differs" not in capsys.readouterr().out
+
+
+def test_a_ruleset_changed_by_hand_differs_again(github, values, capsys):
+    assert run("setup", "--apply") == 0
+    stored = next(r for r in github.rulesets.values() if r["name"] == "main")
+    for rule in stored["rules"]:
+        if rule["type"] == "pull_request":
+            rule["parameters"]["dismiss_stale_reviews_on_push"] = False
+    stored["rules"].append({"type": "required_linear_history"})  # a rule the file does not name
+    capsys.readouterr()
+    assert run("check") != 0
+    assert "differs" in capsys.readouterr().out
+    assert run("setup", "--apply") == 0
+    assert run("check") == 0
+
+
+def test_the_subset_rule_itself():
+    from ci_tools.repo.github import ruleset_holds
+
+    wanted = {
+        "rules": [{"type": "deletion"}, {"type": "pull_request", "parameters": {"a": 1}}],
+        "enforcement": "active",
+    }
+    found = {
+        "rules": [{"type": "pull_request", "parameters": {"a": 1, "added": []}}, {"type": "deletion"}],
+        "enforcement": "active",
+        "source": "o/r",
+    }
+    assert ruleset_holds(wanted, found)
+    assert not ruleset_holds(wanted, {**found, "enforcement": "evaluate"})
+    assert not ruleset_holds(wanted, {**found, "rules": found["rules"][:1]})
+    assert not ruleset_holds({"conditions": {"include": ["a"]}}, {"conditions": {"include": ["a", "b"]}})
+
+
+def test_setup_creates_develop_from_main_before_making_it_the_default(github, values, capsys):
+    """A repository pushed with main alone: GitHub refuses a default branch that does not exist."""
+    github.branches.pop("develop")
+    assert run("setup") == 0
+    out = capsys.readouterr().out
+    assert out.index("branch develop created from main") < out.index("default branch main → develop")
+    assert run("setup", "--apply") == 0
+    assert github.branches["develop"] == github.branches["main"] and github.default_branch == "develop"
+
+
+def test_check_says_a_back_merge_pr_from_github_token_runs_no_checks(github, values, capsys):
+    assert run("setup", "--apply") == 0
+    capsys.readouterr()
+    assert run("check", "--json") == 0  # a warning, not a failure
+    items = {i["name"]: i for i in json.loads(capsys.readouterr().out)["items"]}
+    item = items["the back-merge PR runs its checks"]
+    assert item["warning"] and "BACKMERGE_TOKEN" in item["fix"]
+    github.repo_secrets.add("BACKMERGE_TOKEN")
+    assert run("check", "--json") == 0
+    assert "the back-merge PR runs its checks" not in capsys.readouterr().out
+
+
+@pytest.fixture
+def private_free(monkeypatch):
+    """A private repository on GitHub Free: no environments (404), no rulesets (403)."""
+    with FakeGitHub(private=True, plan="free") as server:
+        monkeypatch.setenv("GITHUB_API_URL", server.url)
+        monkeypatch.setenv("GITHUB_TOKEN", server.token)
+        yield server
+
+
+def test_on_private_free_setup_stores_repository_secrets_and_check_names_the_plans_limits(private_free, values, capsys):
+    assert run("setup", "--apply") == 0
+    out = capsys.readouterr().out
+    assert "the token needs admin rights" not in out
+    stored = private_free.repo_secret_values
+    assert stored["PRODUCTION_TELEGRAM_BOT_TOKEN"] == values["PRODUCTION_TELEGRAM_BOT_TOKEN"]  # decrypts to it
+    assert stored["STAGING_RENDER_API_KEY"] == values["STAGING_RENDER_API_KEY"]
+    assert not private_free.environments and not private_free.rulesets
+    assert private_free.variables["CI_TOOLS_GITHUB_MODE"] == "repository-secrets no-rulesets"
+    assert run("check", "--json") == 0
+    items = {i["name"]: i for i in json.loads(capsys.readouterr().out)["items"]}
+    plan = items["what GitHub's plan protects"]
+    assert plan["warning"] and "private repository on GitHub Free: no environments, no rulesets" in plan["detail"]
+    assert "every branch's workflows can read production's secrets" in plan["detail"]
+    assert "the flow is enforced when production deploys" in plan["detail"]
+    writes = private_free.writes
+    assert run("setup", "--apply") == 0 and private_free.writes == writes  # nothing left to change
+    for value in values.values():
+        assert value not in out
+
+
+def test_on_pro_a_private_repository_keeps_environments_and_rulesets(monkeypatch, values, capsys):
+    with FakeGitHub(private=True, plan="pro") as server:
+        monkeypatch.setenv("GITHUB_API_URL", server.url)
+        monkeypatch.setenv("GITHUB_TOKEN", server.token)
+        assert run("setup", "--apply") == 0
+        assert set(server.environments) == {"staging", "production", "production-scheduled"}
+        assert server.rulesets and server.variables["CI_TOOLS_GITHUB_MODE"] == "environments"
+
+
+def test_a_plan_limit_is_named_for_what_it_is(private_free, capsys):
+    ctx = context(GITHUB_API_URL=private_free.url)
+    with ctx.github(private_free.token, REPO) as api, pytest.raises(Exception, match="GitHub's plan does not allow it"):
+        api.rulesets()

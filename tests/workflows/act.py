@@ -21,6 +21,8 @@ from pathlib import Path
 
 import yaml
 
+from ci_tools.repo.environment_gate import refused
+from ci_tools.settings import load_config
 from sandbox.tools import find_tool
 from sandbox.world import World
 
@@ -83,6 +85,31 @@ class Act:
         (self.bin / "uv").symlink_to(find_tool("uv"))
         self.runs = 0
 
+    def gate(self, workflow: str, event: str, payload: dict) -> str | None:
+        """What GitHub's environment gate would say of this run's jobs (None: all may run)."""
+        config = load_config(self.world.config)
+        document = workflow_document(self.world.repo / ".github" / "workflows" / workflow)
+        ref = config.default_branch if event == "schedule" else str(payload.get("ref", "")).removeprefix("refs/heads/")
+        inputs = payload.get("inputs") or {}
+        for job_id, job in document.get("jobs", {}).items():
+            environment = job.get("environment")
+            name = str(environment.get("name") if isinstance(environment, dict) else environment or "")
+            for key, value in inputs.items():
+                name = name.replace(f"${{{{ inputs.{key} }}}}", str(value))
+            if not name or "${{" in name or not ref or not _job_runs(job, inputs):
+                continue
+            if reason := refused(config, name, event, ref):
+                return f"{workflow} job {job_id}: {reason}"
+        return None
+
+    def var_flags(self, run_id: int, variables: dict[str, str]) -> list[str]:
+        """Repository variables, what a workflow reads as ``vars.NAME`` (CI_TOOLS_GITHUB_MODE)."""
+        if not variables:
+            return []
+        path = self.scratch / f"run-{run_id}.vars"
+        path.write_text("".join(f"{k}={v}\n" for k, v in variables.items()))
+        return ["--var-file", str(path)]
+
     def env_file(self, run_id: int, extra: dict[str, str]) -> Path:
         values = {
             "STANDIN_REMOTE": str(self.world.repo),
@@ -107,11 +134,18 @@ class Act:
         secrets: dict[str, str],
         payload: dict | None = None,
         env: dict[str, str] | None = None,
+        variables: dict[str, str] | None = None,
         timeout: float = 300,
     ) -> Run:
-        """Run ``.github/workflows/<workflow>`` for ``event`` on the repository's current HEAD."""
+        """Run ``.github/workflows/<workflow>`` for ``event`` on the repository's current HEAD.
+
+        A job whose environment would refuse it on GitHub is refused here too, before act runs
+        anything (act itself ignores environments): see ``environment_gate``.
+        """
         self.runs += 1
         run_id = 1000 + self.runs
+        if reason := self.gate(workflow, event, payload or {}):
+            return Run(1, f"[GitHub's environment gate] {reason}", run_id)
         secret_file = self.scratch / f"run-{run_id}.secrets"
         secret_file.write_text("".join(f"{k}={v}\n" for k, v in secrets.items() if v))
         secret_file.chmod(0o600)
@@ -134,6 +168,7 @@ class Act:
             str(secret_file),
             "--env-file",
             str(self.env_file(run_id, env or {})),
+            *self.var_flags(run_id, variables or {}),
             "--defaultbranch",
             "main",
             *local_repository_flags(self.world.repo),
@@ -154,6 +189,14 @@ class Act:
             out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
             return Run(124, out + f"\n[act did not finish in {timeout}s]", run_id)
         return Run(done.returncode, done.stdout + done.stderr, run_id)
+
+
+def _job_runs(job: dict, inputs: dict) -> bool:
+    """False only for a job whose ``if:`` is an input that is false (watch.yml's staging job)."""
+    condition = str(job.get("if", "")).strip()
+    if condition.startswith("inputs.") and condition[len("inputs.") :] in inputs:
+        return str(inputs[condition[len("inputs.") :]]).lower() == "true"
+    return True
 
 
 def workflow_document(path: Path) -> dict:

@@ -71,7 +71,8 @@ def test_cutover_with_another_bots_token_is_refused_before_anything_changes(worl
 def cutover(world, act, direction: str, env: str = "production", inputs: dict | None = None, **secrets: str):
     """cutover.yml dispatched from main with ``direction`` (and ``inputs``), in ``env``'s GitHub environment."""
     values = environment_secrets(world, env, **secrets)
-    payload = dispatch("main", direction=direction, **(inputs or {}))
+    # Dispatched from the branch the environment admits (GitHub's gate: staging takes develop).
+    payload = dispatch("main" if env == "production" else "develop", direction=direction, **(inputs or {}))
     return act.run("cutover.yml", "workflow_dispatch", secrets=values, payload=payload)
 
 

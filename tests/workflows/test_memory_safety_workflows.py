@@ -109,11 +109,13 @@ def test_a_rolled_back_release_names_its_snapshot_and_the_dispatch_that_restores
 
 
 def nightly_backup(world, act):
+    """backup.yml as its schedule runs it: on the default branch, in production-scheduled
+    (the harness refuses what GitHub's environment gate would: environment_gate)."""
     return act.run(
         "backup.yml",
-        "workflow_dispatch",
+        "schedule",
         secrets=production_secrets(world),
-        payload=dispatch("main"),
+        payload={"schedule": "17 3 * * *", "ref": "refs/heads/develop"},
     )
 
 
@@ -189,3 +191,12 @@ def test_restore_refuses_a_run_without_a_snapshot_and_an_absent_user(world, act,
     assert not absent.ok and "user 555 is absent from" in absent.log
     assert dumped(prod) == before
     assert_closed_again(world)
+
+
+def test_a_nightly_backup_in_production_would_never_run_on_github(world, act, prod):
+    """The harness holds GitHub's gate: production admits only main and waits for a reviewer."""
+    backup = world.repo / ".github" / "workflows" / "backup.yml"
+    backup.write_text(backup.read_text().replace("name: production-scheduled", "name: production"))
+    run = nightly_backup(world, act)
+    assert not run.ok
+    assert 'Branch "develop" is not allowed to deploy to production' in run.log

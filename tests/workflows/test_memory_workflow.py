@@ -139,3 +139,26 @@ def test_the_legacy_unprefixed_unmarked_source_is_copied_to_prod(world, act, mem
     assert target.lrange(f"prod:memory:{USER}", 0, -1) == legacy.lrange(f"memory:{USER}", 0, -1)
     assert target.hgetall(f"prod:user:{USER}:profile") == legacy.hgetall(f"user:{USER}:profile")
     assert_closed_again(world)
+
+
+def test_production_memory_is_never_copied_into_staging(world, act, memory):
+    """Staging's job would hold production's Redis, and staging runs feature-branch code."""
+    inputs = {
+        "user_id": str(USER),
+        "from": "production",
+        "to": "staging",
+        "mode": "dry-run",
+        "on_conflict": "fail",
+        "uncovered": "refuse",
+        "legacy_source": "false",
+        "run_id": "",
+    }
+    run = act.run(
+        "migrate-memory.yml",
+        "workflow_dispatch",
+        secrets=environment_secrets(world, "staging"),
+        payload=dispatch("develop", **inputs),
+    )
+    assert not run.ok
+    assert "a user's production memory is not copied there" in run.log
+    assert_closed_again(world)

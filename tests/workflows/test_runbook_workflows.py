@@ -40,6 +40,7 @@ def production(world, **extra):
         "SOURCE_REDIS_URL": world.external_redis_url("staging"),
         "STAGING_TELEGRAM_BOT_TOKEN": world.bots["staging"].token,
         "STAGING_RENDER_SERVICE_ID": world.services["staging"].id,
+        "STAGING_RENDER_API_KEY": world.secrets("staging")["RENDER_API_KEY"],  # scoped to staging
     }
     return environment_secrets(world, "production", **{**values, **extra})
 
@@ -80,10 +81,16 @@ def test_the_runbook_from_preflight_to_acceptance_in_actions(world, act, seed):
         "announce.yml",
         "workflow_dispatch",
         secrets=environment_secrets(world, "staging"),
-        payload=dispatch("main", user_id=str(USER), text=""),
+        payload=dispatch("develop", user_id=str(USER), text=""),  # staging's environment admits develop
     )
     assert run.ok, run.tail()
     told = world.telegram.replies_to(world.bots["staging"], USER)[-1]
+    assert act.run(
+        "announce.yml",
+        "workflow_dispatch",
+        secrets=environment_secrets(world, "staging"),
+        payload=dispatch("main", user_id=str(USER), text=""),
+    ).log.startswith("[GitHub's environment gate]")  # from main, GitHub would refuse it
     assert told == f"Official bot moved here: https://t.me/{world.bots['production'].username}"
 
     world.telegram.send_user_message(world.bots["production"], USER, "/recall")  # the user moves

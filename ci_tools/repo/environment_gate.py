@@ -1,0 +1,133 @@
+"""GitHub's environment gate, held statically: which ref each job runs on, and whether its
+environment admits it.
+
+GitHub runs a job that names an environment only when the environment's deployment branches
+admit the job's ref, and holds it for a required reviewer first (docs.github.com, "Managing
+environments for deployment": deployment branches and tags, required reviewers). A schedule
+runs on the default branch ("Events that trigger workflows": schedule), a push on the
+pushed branch, a dispatch on the ref the person picks. act ignores all of it, so
+``tests/repo/test_environment_gate.py`` and the act harness (``tests/workflows/act.py``) ask
+this module instead: a schedule that names an environment only ``main`` may use would never
+run on GitHub, and the tests now say so.
+
+The GitHub environments are the config's, plus one for the schedules of the cutover target
+(``<production>-scheduled``): it admits the default branch and ``main``, has no reviewer (a
+schedule has nobody to wait for), and holds only the secrets the scheduled jobs read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ci_tools.repo.flow import matches
+from ci_tools.repo.workflow_files import load_workflows
+from ci_tools.settings import Config
+
+SCHEDULED = "-scheduled"
+
+
+@dataclass(frozen=True)
+class ConfiguredEnvironment:
+    """An environment as ``github setup`` creates it."""
+
+    name: str
+    deploy_branches: tuple[str, ...]
+    reviewers: tuple[str, ...]
+    values_from: str  # whose <ENV>_<NAME> values its secrets take (.env, github setup)
+
+    def admits(self, branch: str) -> bool:
+        return any(matches(pattern, branch) for pattern in self.deploy_branches)
+
+
+def github_environments(config: Config) -> dict[str, ConfiguredEnvironment]:
+    found = {
+        env.name: ConfiguredEnvironment(env.name, env.deploy_branches, env.reviewers, env.name)
+        for env in config.environments.values()
+    }
+    target = config.role("cutover_target")
+    branches = tuple(dict.fromkeys((config.default_branch, target.branch)))
+    name = scheduled_environment(config)
+    found[name] = ConfiguredEnvironment(name, branches, (), target.name)
+    return found
+
+
+def scheduled_environment(config: Config) -> str:
+    return config.role("cutover_target").name + SCHEDULED
+
+
+def _environments_of(job: dict[str, Any], document: dict[str, Any], known: list[str]) -> list[str]:
+    """The environment names a job may use: a literal, or each choice of the input it names."""
+    environment = job.get("environment")
+    name = str(environment.get("name") if isinstance(environment, dict) else environment or "")
+    if not name:
+        return []
+    if "${{" not in name:
+        return [name]
+    inputs = ((document.get("on") or {}).get("workflow_dispatch") or {}).get("inputs") or {}
+    for key, spec in inputs.items():
+        if f"inputs.{key}" in name and isinstance(spec, dict) and spec.get("options"):
+            return [str(option) for option in spec["options"]]
+    return known
+
+
+def _triggers(document: dict[str, Any], config: Config) -> Iterator[tuple[str, str | None]]:
+    """(event, ref) pairs a workflow runs on; ref None where a person picks it (a dispatch)."""
+    on = document.get("on") or {}
+    if isinstance(on, str | list):
+        on = {event: {} for event in ([on] if isinstance(on, str) else on)}
+    for event, spec in on.items():
+        if event == "schedule":
+            yield event, config.default_branch
+        elif event == "push":
+            for branch in (spec or {}).get("branches", []):
+                yield event, str(branch)
+        elif event == "workflow_dispatch":
+            yield event, None
+
+
+def gate_problems(root: Path, config: Config) -> list[str]:
+    """Every job GitHub's gate would refuse or hold, named with its workflow, trigger and fix."""
+    environments = github_environments(config)
+    problems = []
+    for workflow, document in load_workflows(root).items():
+        for job_id, job in (document.get("jobs") or {}).items():
+            for env_name in _environments_of(job, document, list(config.environments)):
+                env = environments.get(env_name)
+                where = f"{workflow} job {job_id}"
+                if env is None:
+                    problems.append(f"{where}: environment {env_name!r} is none that github setup creates")
+                    continue
+                for event, ref in _triggers(document, config):
+                    problems += _judge(where, event, ref, env)
+    return problems
+
+
+def _judge(where: str, event: str, ref: str | None, env: ConfiguredEnvironment) -> list[str]:
+    if ref is None:  # a dispatch: some ref must be admitted (the README says which to pick)
+        if not env.deploy_branches:
+            return [f"{where}: a dispatch can never pass environment {env.name} (it admits no branch)"]
+        return []
+    problems = []
+    if not env.admits(ref):
+        problems.append(
+            f"{where}: a {event} runs on {ref}, which environment {env.name} does not admit "
+            f"(it deploys only {list(env.deploy_branches)})"
+        )
+    if event == "schedule" and env.reviewers:
+        problems.append(f"{where}: a schedule would wait for a reviewer of environment {env.name} that never comes")
+    return problems
+
+
+def refused(config: Config, env_name: str, event: str, ref: str) -> str | None:
+    """GitHub's answer to one job (for the act harness): None when it would run."""
+    env = github_environments(config).get(env_name)
+    if env is None:
+        return f"environment {env_name!r} does not exist"
+    if not env.admits(ref):
+        return f'Branch "{ref}" is not allowed to deploy to {env_name} due to environment protection rules.'
+    if event == "schedule" and env.reviewers:
+        return f"{env_name} waits for a required reviewer, and a schedule has none"
+    return None
