@@ -20,8 +20,10 @@ import contextvars
 import hmac
 import logging
 import re
+import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from json import JSONDecodeError
 from typing import Any
 
@@ -32,7 +34,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from telegram import Update
+from telegram.error import RetryAfter
 from telegram.ext import Application, ContextTypes
+from telegram.warnings import PTBDeprecationWarning
 
 from mindmate.conversation import ProbeTurn, done_probing, probing
 from mindmate.handlers import register
@@ -70,6 +74,26 @@ def build_application(settings: Settings) -> Application:  # type: ignore[type-a
     return application
 
 
+async def _set_webhook(application: Application, settings: Settings, attempts: int = 5) -> None:  # type: ignore[type-arg, unused-ignore]
+    """setWebhook, waiting out a 429: the Bot API re-sets a webhook at most once a second, and a
+    deploy's new instance starts while the old one may have just set it."""
+    for attempt in range(1, attempts + 1):
+        try:
+            await application.bot.set_webhook(
+                url=settings.webhook_url, secret_token=settings.webhook_secret, allowed_updates=Update.ALL_TYPES
+            )
+            return
+        except RetryAfter as exc:
+            with warnings.catch_warnings():  # PTB 22.2+ warns that the type becomes timedelta: both are read
+                warnings.simplefilter("ignore", PTBDeprecationWarning)
+                wait = exc.retry_after
+            seconds = wait.total_seconds() if isinstance(wait, timedelta) else float(wait)
+            if attempt == attempts:
+                raise
+            log.warning("setWebhook: Telegram asks to retry after %.0f s (attempt %d)", seconds, attempt)
+            await asyncio.sleep(seconds)
+
+
 def create_app(settings: Settings) -> Starlette:
     redis_client = aioredis.from_url(
         settings.redis_url, decode_responses=True, socket_timeout=2, socket_connect_timeout=2
@@ -82,11 +106,7 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await application.initialize()  # getMe: a wrong token stops the start here
         if settings.webhook_url:
-            await application.bot.set_webhook(
-                url=settings.webhook_url,
-                secret_token=settings.webhook_secret,
-                allowed_updates=Update.ALL_TYPES,
-            )
+            await _set_webhook(application, settings)
             log.info("webhook set to %s", settings.webhook_url)
         else:
             log.warning("RENDER_EXTERNAL_URL is not set: webhook left as it is")

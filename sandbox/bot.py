@@ -102,10 +102,13 @@ def inherited() -> dict[str, str]:
 class BotProcess:
     """``python -m mindmate`` as a child process, as Render would run it."""
 
-    def __init__(self, environ: Mapping[str, str], *, log_path: Path | None = None) -> None:
+    def __init__(self, environ: Mapping[str, str], *, log_path: Path | None = None, source: Path | None = None) -> None:
         self.port = int(environ.get("PORT") or free_port())
         self.environ = {**inherited(), **environ, "PORT": str(self.port), "HOST": "127.0.0.1"}
         self.log_path = log_path
+        # A build of a commit: ``python -m mindmate`` run there imports that tree's bot (the
+        # working directory comes first on sys.path), its dependencies from this environment.
+        self.source = source
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -119,6 +122,7 @@ class BotProcess:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "mindmate"],
                 env=self.environ,
+                cwd=self.source,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT if self.log_path else subprocess.PIPE,

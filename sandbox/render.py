@@ -36,11 +36,14 @@ from __future__ import annotations
 import itertools
 import re
 import secrets
+import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -243,6 +246,8 @@ class FakeRender(StandInServer):
         super().__init__(latency=latency)
         self.api_key = api_key
         self.scoped_keys: dict[str, dict[str, str]] = {}
+        self.builds_kept = 5  # previous builds a rollback can reuse: a Hobby workspace's
+        self.build_root: Path | None = None  # where build() unpacks each deployed commit
         self.step = step  # seconds between statuses
         # Render fails a deploy whose instance has not passed its health check for 15 minutes
         # (render.com/docs/health-checks); tests scale it down.
@@ -318,6 +323,8 @@ class FakeRender(StandInServer):
             service.router.stop()
         for kv in self.key_values.values():
             kv.gate.stop()
+        if self.build_root is not None:
+            shutil.rmtree(self.build_root, ignore_errors=True)
         super().stop()
 
     # -- HTTP ----------------------------------------------------------------------
@@ -492,6 +499,13 @@ class FakeRender(StandInServer):
                 return 404, {"message": "deploy not found"}, {}
             if target["status"] not in ("live", "deactivated"):
                 return 400, {"message": "can only roll back to a deploy that was live"}, {}
+            # Render rolls back by reusing the target's build, and keeps only a workspace plan's
+            # most recent builds (render.com/docs/rollbacks; "How to rollback a broken deployment
+            # quickly": Free web services 2 previous deploys, Hobby 5, Pro 15, Scale and Enterprise
+            # 30). The refusal's wording is not documented: this is the stand-in's.
+            kept = [d["id"] for d in service.deploys if d["status"] in ("live", "deactivated")][: self.builds_kept + 1]
+            if target["id"] not in kept:
+                return 400, {"message": f"the build of {target['id']} is no longer available"}, {}
             deploy = self._start_deploy(
                 service, target["commit"]["id"], trigger="rollback", build=False, target=target["id"]
             )
@@ -760,9 +774,40 @@ class FakeRender(StandInServer):
 
     def _launch(self, service: FakeService, environ: dict[str, str]) -> Any:
         if self.process:
-            log = self.log_dir / f"{service.name}-{environ['RENDER_GIT_COMMIT'][:7]}.log" if self.log_dir else None
-            return BotProcess(environ, log_path=log).start()
-        return ThreadedBot(environ).start()
+            commit = environ["RENDER_GIT_COMMIT"]
+            log = self.log_dir / f"{service.name}-{commit[:7]}.log" if self.log_dir else None
+            return BotProcess(environ, log_path=log, source=self.build(commit)).start()
+        return ThreadedBot(environ).start()  # threads run the installed bot: fast, where code is not the question
+
+    def build(self, commit: str) -> Path | None:
+        """What Render builds: the deployed commit's own tree (``git archive``), so a commit that
+        breaks the bot breaks the deployed bot. None when the repository's commit holds no bot
+        (the plain sandbox's empty commits): the installed bot runs then."""
+        if self.repo is None:
+            return None
+        listed = subprocess.run(
+            ["git", "ls-tree", "--name-only", commit, "mindmate/__main__.py"],
+            cwd=self.repo,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if listed.returncode != 0 or not listed.stdout.strip():
+            return None
+        with self.lock:
+            if self.build_root is None:
+                self.build_root = Path(tempfile.mkdtemp(prefix="render-builds-"))
+        target = self.build_root / commit
+        if not target.exists():
+            staging = self.build_root / f".{commit}.{threading.get_ident()}"
+            staging.mkdir()
+            archive = subprocess.run(["git", "archive", commit], cwd=self.repo, capture_output=True, check=True)
+            subprocess.run(["tar", "-x", "-C", str(staging)], input=archive.stdout, check=True)
+            try:
+                staging.rename(target)
+            except OSError:  # another deploy built it first
+                shutil.rmtree(staging, ignore_errors=True)
+        return target
 
 
 def _sees(scope: dict[str, str] | None, resource: str) -> bool:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ class FakeBot:
     blocked_by: set[int] = field(default_factory=set)
     rate_limited_calls: int = 0
     retry_after: int = 1
+    webhook_set_at: float = 0.0  # monotonic time of the last setWebhook (a second within 1 s: 429)
 
     def user(self) -> dict[str, Any]:
         return {
@@ -87,11 +89,31 @@ def _ok(result: Any) -> Response:
     return 200, {"ok": True, "result": result}, {}
 
 
+@dataclass
+class _Held:
+    """An update Telegram keeps until its webhook takes it."""
+
+    bot: FakeBot
+    update: dict[str, Any]
+    since: float
+    next_try: float = 0.0
+    delay: float = 0.1
+
+
 class FakeTelegram(StandInServer):
     """The Bot API stand-in; ``add_bot()`` registers a token, ``send_user_message()`` talks to it."""
 
     name = "telegram-stand-in"
     contract = contracts.TELEGRAM
+
+    # Telegram redelivers an update its webhook did not take (any non-2xx, or no answer), with a
+    # growing delay, until the update is 24 hours old, and keeps each chat's updates in order: a
+    # failing update holds back that chat's later ones (tdlib/telegram-bot-api, WebhookActor:
+    # per-queue delivery with exponential backoff, updates expire after 86400 s). Scaled down here,
+    # the ratios kept: first retry after RETRY_FIRST, doubling to RETRY_MAX, expiry after EXPIRE.
+    RETRY_FIRST = 0.1
+    RETRY_MAX = 1.6
+    EXPIRE = 60.0
 
     def __init__(self, *, latency: float = 0.0) -> None:
         super().__init__(latency=latency)
@@ -99,6 +121,10 @@ class FakeTelegram(StandInServer):
         self._ids = itertools.count(7_000_000_001)
         self._update_ids = itertools.count(100_000)
         self._message_ids = itertools.count(1)
+        self._held: dict[tuple[int, int], list[_Held]] = {}  # (bot id, chat id) → updates not yet taken
+        self._redeliver = threading.Event()
+        self._worker: threading.Thread | None = None
+        self.redeliveries = 0
 
     # -- set-up -------------------------------------------------------------
     def add_bot(self, username: str, token: str | None = None) -> FakeBot:
@@ -154,6 +180,13 @@ class FakeTelegram(StandInServer):
         max_connections = int(params.get("max_connections") or 40) if url else 0
         drop = str(params.get("drop_pending_updates", "")).lower() == "true"
         with self.lock:
+            # The Bot API answers a setWebhook that follows another within a second with 429
+            # "retry after 1" (tdlib/telegram-bot-api, Client: the webhook is re-set at most once a
+            # second): two instances starting together (a deploy's overlap) meet it.
+            now = time.monotonic()
+            if now - bot.webhook_set_at < 1.0:
+                return _error(429, "Too Many Requests: retry after 1", parameters={"retry_after": 1})
+            bot.webhook_set_at = now
             unchanged = (url, secret or None, max_connections) == (
                 bot.webhook_url,
                 bot.webhook_secret,
@@ -232,11 +265,26 @@ class FakeTelegram(StandInServer):
             raise RuntimeError(f"@{bot.username} has no webhook set")
         update = self.make_update(user_id, text)
         contracts.check_update(update)  # what Telegram sends must be an Update, too
+        queue = (bot.id, user_id)
+        with self.lock:
+            bot.pending_update_count += 1
+            if self._held.get(queue):  # an earlier update of this chat is not taken yet: wait behind it
+                self._held[queue].append(_Held(bot, update, time.monotonic()))
+                return None
+        response = self._post(bot, update, timeout)
+        if response is None or not response.is_success:
+            with self.lock:
+                self._held.setdefault(queue, []).append(
+                    _Held(bot, update, time.monotonic(), next_try=time.monotonic() + self.RETRY_FIRST)
+                )
+            self._ensure_worker()
+        return response
+
+    def _post(self, bot: FakeBot, update: dict[str, Any], timeout: float = 10.0) -> httpx.Response | None:
+        """One delivery attempt; a success takes the update off pending, a failure is last_error."""
         headers = {}
         if bot.webhook_secret:
             headers["X-Telegram-Bot-Api-Secret-Token"] = bot.webhook_secret
-        with self.lock:
-            bot.pending_update_count += 1
         try:
             response = httpx.post(bot.webhook_url, json=update, headers=headers, timeout=timeout)
         except httpx.HTTPError as exc:
@@ -251,6 +299,57 @@ class FakeTelegram(StandInServer):
                 f"Wrong response from the webhook: {response.status_code} {response.reason_phrase}",
             )
         return response
+
+    def _ensure_worker(self) -> None:
+        with self.lock:
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(target=self._redeliver_loop, name="telegram-redelivery", daemon=True)
+                self._worker.start()
+
+    def _redeliver_loop(self) -> None:
+        """Each chat's oldest held update, retried when due; on success the next follows at once."""
+        while not self._redeliver.wait(0.02):
+            with self.lock:
+                due = [
+                    (q, items[0]) for q, items in self._held.items() if items and items[0].next_try <= time.monotonic()
+                ]
+                if not any(self._held.values()):
+                    self._worker = None
+                    return
+            for queue, held in due:
+                if time.monotonic() - held.since > self.EXPIRE:  # too old: Telegram drops it
+                    with self.lock:
+                        self._held[queue].pop(0)
+                        held.bot.pending_update_count = max(0, held.bot.pending_update_count - 1)
+                    continue
+                self.redeliveries += 1
+                response = self._post(held.bot, held.update)
+                with self.lock:
+                    if response is not None and response.is_success:
+                        self._held[queue].pop(0)
+                        if self._held[queue]:
+                            self._held[queue][0].next_try = time.monotonic()
+                    else:
+                        held.delay = min(self.RETRY_MAX, held.delay * 2)
+                        held.next_try = time.monotonic() + held.delay
+
+    def held(self) -> int:
+        """Updates Telegram still holds for redelivery (all bots, all chats)."""
+        with self.lock:
+            return sum(len(items) for items in self._held.values())
+
+    def wait_delivered(self, timeout: float = 30.0) -> bool:
+        """Until every held update was taken (or expired); False if some remain after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.held():
+                return True
+            time.sleep(0.05)
+        return not self.held()
+
+    def stop(self) -> None:
+        self._redeliver.set()
+        super().stop()
 
     def _record_error(self, bot: FakeBot, message: str) -> None:
         with self.lock:

@@ -285,13 +285,25 @@ class RenderAPI:
         return Deploy.from_api(data) if data else None
 
     def rollback(self, deploy_id: str) -> Deploy:
-        data = self._call(
-            "POST",
-            f"/services/{self.service_id}/rollback",
-            "rolling back",
-            idempotent=False,
-            json={"deployId": deploy_id},
-        )
+        try:
+            data = self._call(
+                "POST",
+                f"/services/{self.service_id}/rollback",
+                "rolling back",
+                idempotent=False,
+                json={"deployId": deploy_id},
+            )
+        except RemoteError as exc:
+            if "HTTP 400" in exc.message and "no longer" in exc.message:
+                # A rollback reuses the target's build; Render keeps only the workspace plan's most
+                # recent ones (Free 2 previous deploys, Hobby 5, Pro 15, Scale/Enterprise 30).
+                raise RemoteError(
+                    f"Render no longer keeps the build of {deploy_id}, so it cannot roll back to it "
+                    "(a workspace keeps only its plan's most recent builds: Hobby 5, Pro 15, Scale 30); "
+                    "nothing changed",
+                    hint="roll back to a newer deploy (`ci-tools history` lists them), or revert the bad commit",
+                ) from None
+            raise
         return Deploy.from_api(data)
 
     def created_since(self, known: set[str], commit: str, trigger: str) -> Deploy | None:

@@ -268,3 +268,19 @@ def test_a_probe_nonce_from_a_real_user_is_ignored(running_bot, telegram):
     headers = {**SIGNED, "X-MindMate-Probe-Nonce": "abc123def456"}
     assert httpx.post(f"{bot.url}/telegram", json=update, headers=headers).status_code == 200
     assert len(telegram.replies_to(fake, USER)) == 1  # a real user's reply goes to Telegram
+
+
+def test_a_second_instance_waits_out_telegrams_429_on_set_webhook(redis_server, bot_environ, telegram):
+    """A deploy's new instance sets the webhook within a second of the old one: 429, retry after 1."""
+    import time
+
+    from sandbox.ports import free_port
+
+    environ, fake = bot_environ(redis_server.url)
+    with ThreadedBot(environ):
+        port = free_port()
+        second = {**environ, "PORT": str(port), "RENDER_EXTERNAL_URL": f"http://127.0.0.1:{port}"}
+        started = time.monotonic()
+        with ThreadedBot(second):
+            assert fake.webhook_url == f"http://127.0.0.1:{port}/telegram"
+            assert time.monotonic() - started >= 0.5  # it waited for Telegram's second

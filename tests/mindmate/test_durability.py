@@ -79,3 +79,23 @@ def test_a_user_who_blocked_the_bot_is_acknowledged(durable_bot, telegram, caplo
     assert deliver(bot, telegram.make_update(USER, "/remember still here")).status_code == 200
     assert "a retry would fail the same way" in caplog.text
     assert server.client(decode_responses=True).lrange(f"dev:memory:{USER}", 0, -1) == ["still here"]
+
+
+def test_redis_down_for_3_s_while_10_messages_arrive_all_are_stored_once_in_order(durable_bot, telegram):
+    """Through the stand-in's own redelivery (tdlib's WebhookActor: backoff, per-chat order), not a resend."""
+    import json
+    import time
+
+    _, fake, server = durable_bot
+    server.stop()
+    stopped = time.monotonic()
+    for i in range(10):
+        telegram.send_user_message(fake, USER, f"message {i}")
+        time.sleep(0.25)
+    time.sleep(max(0.0, 3.0 - (time.monotonic() - stopped)))
+    server.start()
+    assert telegram.wait_delivered(30), f"{telegram.held()} update(s) never taken"
+    stored = server.client(decode_responses=True).lrange(f"dev:user:{USER}:history", 0, -1)
+    texts = [json.loads(entry)["text"] for entry in stored]
+    assert texts == [f"message {i}" for i in range(10)]  # each once, in the order sent
+    assert telegram.redeliveries >= 1 and fake.pending_update_count == 0

@@ -318,6 +318,26 @@ def test_rollback_command_previous_then_probe(world, monkeypatch, capsys):
     assert cli("rollback", "production", "--to", "dep-doesnotexist") == 2  # one line, bad input
 
 
+def test_a_rollback_to_a_build_render_no_longer_keeps_is_one_line_and_changes_nothing(world, monkeypatch, capsys):
+    """Render reuses the target's build, and keeps only the plan's most recent ones (Hobby: 5)."""
+    use(monkeypatch, world.secrets("production"))
+    service = world.services["production"]
+    world.render.builds_kept = 2
+    first = world.commit("main", "the oldest release")
+    assert deploy("production", first) == 0
+    oldest = next(d for d in service.deploys if d["commit"]["id"] == first)
+    for n in range(3):
+        assert deploy("production", world.commit("main", f"release {n}")) == 0
+    before, live = len(service.deploys), next(d["id"] for d in service.deploys if d["status"] == "live")
+    capsys.readouterr()
+    assert cli("rollback", "production", "--to", oldest["id"], *FAST, "--deadline", "3") == 4
+    err = capsys.readouterr().err
+    assert f"Render no longer keeps the build of {oldest['id']}" in err and "nothing changed" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert len(service.deploys) == before
+    assert next(d["id"] for d in service.deploys if d["status"] == "live") == live
+
+
 def test_branch_rules(world, monkeypatch, capsys):
     use(monkeypatch, world.secrets("production"))
     feature = world.commit("feature/shiny", "wip")

@@ -47,6 +47,10 @@ def test_webhook_rules(telegram):
     assert call(telegram, bot.token, "setWebhook", url="https://x.example/hook").json()["result"]
     info = httpx.get(f"{telegram.url}/bot{bot.token}/getWebhookInfo").json()["result"]
     assert info["url"] == "https://x.example/hook" and "last_error_date" not in info
+    again = call(telegram, bot.token, "deleteWebhook")  # within a second of the set: Telegram's 429
+    assert again.status_code == 429 and again.json()["parameters"]["retry_after"] == 1
+    assert bot.webhook_url == "https://x.example/hook"
+    bot.webhook_set_at -= 1.0  # a second later
     assert call(telegram, bot.token, "deleteWebhook").json()["result"] is True
     assert bot.webhook_url == ""
     with pytest.raises(RuntimeError, match="no webhook"):

@@ -13,8 +13,11 @@ from tests.workflows.scenarios import REPOSITORY
 
 
 @pytest.fixture
-def world(tmp_path) -> Iterator[World]:
-    with World(tmp_path / "world", step=0.05, source=ROOT) as sandbox:
+def world(tmp_path, request: pytest.FixtureRequest) -> Iterator[World]:
+    """With ``@pytest.mark.built`` each deploy builds its commit and runs it as a process, as
+    Render does: a commit that breaks the bot breaks the deployed bot (slower: a process per deploy)."""
+    built = request.node.get_closest_marker("built") is not None
+    with World(tmp_path / "world", step=0.05, source=ROOT, process=built) as sandbox:
         git(sandbox.repo, "remote", "add", "origin", f"https://github.com/{REPOSITORY}.git")
         yield sandbox
 

@@ -132,3 +132,25 @@ def test_a_re_run_of_an_old_production_run_is_refused_before_any_deploy(world, a
     assert f"{old[:12]} does not descend from {new[:12]}, the commit live on production" in run.log
     assert len(world.render.created) == created
     assert health(world, "production")["commit"] == new
+
+
+@pytest.mark.built
+def test_a_commit_that_breaks_the_bot_is_rolled_back_and_the_previous_commit_serves(world, act):
+    """No fault switch: the release is bad code (a webhook that takes unsigned updates), built and
+    run by the Render stand-in as Render would run it."""
+    good, run = release_main(world, act, "a good release")
+    assert run.ok, run.tail()
+    app = world.repo / "mindmate" / "app.py"
+    text = app.read_text()
+    broken = text.replace(
+        "        return hmac.compare_digest(given.encode(), settings.webhook_secret.encode())",
+        "        return True  # a refactor that forgot the secret",
+    )
+    assert broken != text
+    app.write_text(broken)
+    git(world.repo, "add", "mindmate/app.py")
+    bad, run = release_main(world, act, "release: a webhook that forgets its secret")
+    assert not run.ok
+    assert "rolled back" in run.log
+    assert health(world, "production")["commit"] == good
+    assert (world.render.build_root / bad / "mindmate" / "app.py").read_text() == broken  # what ran
