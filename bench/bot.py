@@ -24,6 +24,8 @@ from typing import Any
 
 import httpx
 
+from mindmate.settings import bot_secret
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -36,7 +38,9 @@ from sandbox.telegram import FakeTelegram  # noqa: E402
 SECRET = "whsec-bench-0123456789"
 
 
-async def burst(url: str, updates: list[dict[str, Any]], concurrency: int) -> tuple[float, Counter[int], int]:
+async def burst(
+    url: str, updates: list[dict[str, Any]], concurrency: int, secret: str
+) -> tuple[float, Counter[int], int]:
     """Deliver every update, redelivering each 5xx (or dropped connection) as Telegram would."""
     limit = asyncio.Semaphore(concurrency)
     statuses: Counter[int] = Counter()
@@ -47,7 +51,7 @@ async def burst(url: str, updates: list[dict[str, Any]], concurrency: int) -> tu
         for attempt in range(200):
             async with limit:
                 try:
-                    response = await client.post(url, json=update, headers={"X-Telegram-Bot-Api-Secret-Token": SECRET})
+                    response = await client.post(url, json=update, headers={"X-Telegram-Bot-Api-Secret-Token": secret})
                     status = response.status_code
                 except httpx.HTTPError:
                     status = 599
@@ -94,7 +98,9 @@ def run(args: argparse.Namespace, *, restart: bool) -> None:
                     redis_server.start()
 
                 threading.Thread(target=blip, daemon=True).start()
-            seconds, statuses, redeliveries = asyncio.run(burst(f"{process.url}/telegram", updates, args.concurrency))
+            seconds, statuses, redeliveries = asyncio.run(
+                burst(f"{process.url}/telegram", updates, args.concurrency, bot_secret(SECRET, bot.token))
+            )
         client = redis_server.client(decode_responses=True)
         stored = [fact for user in range(args.users) for fact in client.lrange(f"dev:memory:{1000 + user}", 0, -1)]
     sent = {f"fact {i}" for i in range(args.updates)}

@@ -80,7 +80,7 @@ async def _set_webhook(application: Application, settings: Settings, attempts: i
     for attempt in range(1, attempts + 1):
         try:
             await application.bot.set_webhook(
-                url=settings.webhook_url, secret_token=settings.webhook_secret, allowed_updates=Update.ALL_TYPES
+                url=settings.webhook_url, secret_token=settings.bot_webhook_secret, allowed_updates=Update.ALL_TYPES
             )
             return
         except RetryAfter as exc:
@@ -120,7 +120,7 @@ def create_app(settings: Settings) -> Starlette:
 
     def signed(request: Request) -> bool:
         given = request.headers.get(SECRET_HEADER, "")
-        return hmac.compare_digest(given.encode(), settings.webhook_secret.encode())
+        return hmac.compare_digest(given.encode(), settings.bot_webhook_secret.encode())
 
     async def telegram_webhook(request: Request) -> Response:
         if not signed(request):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import os
 import re
 from dataclasses import dataclass
@@ -40,6 +43,11 @@ class Settings:
 
     def __repr__(self) -> str:  # never show the token, secret or Redis password
         return f"Settings(env={self.env!r}, key_prefix={self.key_prefix!r}, commit={self.commit!r})"
+
+    @property
+    def bot_webhook_secret(self) -> str:
+        """The secret this instance sets on its webhook and checks on every update: see bot_secret."""
+        return bot_secret(self.webhook_secret, self.token)
 
     @property
     def short_commit(self) -> str:
@@ -108,3 +116,17 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         production_bot=production_bot,
         probe_user_id=probe_user_id,
     )
+
+
+def bot_secret(secret: str, token: str) -> str:
+    """TELEGRAM_WEBHOOK_SECRET bound to one bot: HMAC-SHA256 of the bot's id (the token's part
+    before ':'), base64url, 43 characters of Telegram's allowed set.
+
+    During a cutover the new bot's instance sets its webhook while the public URL still routes to
+    the old instance. With one secret per environment the old instance would take the new bot's
+    updates and answer them as the old bot; bound to the bot, it refuses them (403), and Telegram
+    delivers them again until the new instance serves (ci_tools.clients.telegram derives the same).
+    """
+    bot_id = token.split(":", 1)[0]
+    digest = hmac.new(secret.encode(), f"telegram-bot:{bot_id}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()

@@ -44,7 +44,7 @@ class ThreadedBot:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 15.0) -> ThreadedBot:
+    def start(self, timeout: float = 30.0) -> ThreadedBot:
         """Claim the Redis for this environment (as ``python -m mindmate`` does), then serve."""
         import redis
 

@@ -188,6 +188,11 @@ class FakeService:
     faults: dict[str, Faults] = field(default_factory=dict)
     created: str = field(default_factory=lambda: _now())
     events: list[dict[str, Any]] = field(default_factory=list)  # newest first, as Render lists them
+    # The overlap: after the new instance passes its health check, the public URL keeps routing
+    # to the old one this long. Render routes only after the health check passes
+    # (render.com/docs/deploys, zero-downtime deploys) and gives no figure for the rest; a test
+    # holds the overlap open with it to send into it.
+    switch_after: float = 0.0
 
     def json(self) -> dict[str, Any]:
         """``service`` of Render's description: a Python web service, every required field."""
@@ -655,6 +660,8 @@ class FakeRender(StandInServer):
         instance = self._boot_until_healthy(service, deploy, environ)
         if instance is None:
             return
+        if service.switch_after and service.instance is not None:
+            time.sleep(service.switch_after)
         with self.lock:
             old, service.instance = service.instance, instance
             service.router.open_webhook = faults.open_webhook

@@ -40,3 +40,10 @@ def after_the_move(directory: Path) -> Path:
     blueprint = (ROOT / "render.yaml").read_text()
     (directory / "render.yaml").write_text(blueprint.replace('value: "none"', 'value: "dev:"', 1))
     return directory / "pyproject.toml"
+
+
+def signed(token: str, secret: str = WEBHOOK_SECRET) -> dict[str, str]:
+    """The header Telegram sends a bot's webhook: the environment's secret bound to that bot."""
+    from mindmate.settings import bot_secret
+
+    return {"X-Telegram-Bot-Api-Secret-Token": bot_secret(secret, token)}

@@ -266,11 +266,15 @@ def _swap(
     )
     try:
         deploy(ctx, env, request.commit, timeout=request.timeout, poll=request.poll, on_status=on_status)
+        # Webhook errors before the switch are the overlap's: the old instance refuses the new
+        # bot's updates on purpose (its secret is bound to the old bot) and Telegram delivers them
+        # again to the new one. Only errors after the new instance serves count against it.
+        live_at = max(started, time.time())
         probe_or_fail(
             ctx.with_config(_config_for(ctx.config, env)),
             probe,
             request.commit,
-            started,
+            live_at,
             f"Probe of {env.name} as @{bot.username}",
             lambda title, checks: None,
         )

@@ -31,7 +31,7 @@ from typing import Any
 
 from ci_tools.checklist import Item
 from ci_tools.clients.health import SCHEMA, BotSurface, Health, NotTheContract, Unreachable
-from ci_tools.clients.telegram import AsyncTelegram, BotInfo, TelegramError, WebhookInfo
+from ci_tools.clients.telegram import AsyncTelegram, BotInfo, TelegramError, WebhookInfo, webhook_secret_for
 from ci_tools.context import Context
 from ci_tools.errors import RemoteError
 from ci_tools.http import FIRST_CONTACT
@@ -264,7 +264,7 @@ class Probe:
                 definite=True,
             )
         nonce = secrets.token_hex(6)
-        signed = {SECRET_HEADER: self.webhook_secret}
+        signed = {SECRET_HEADER: webhook_secret_for(self.webhook_secret, self.token)}  # this bot's own
         try:
             for number, text in enumerate(CONVERSATION, start=int(time.time()) % 2**30):
                 text = text.format(nonce=nonce)

@@ -5,13 +5,12 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from mindmate.settings import SettingsError, load_settings
+from mindmate.settings import SettingsError, bot_secret, load_settings
 from mindmate.store import claim_env_marker
 from sandbox.bot import BotProcess, ThreadedBot
-from tests.support import WEBHOOK_SECRET
+from tests.support import WEBHOOK_SECRET, signed
 
 USER = 4242
-SIGNED = {"X-Telegram-Bot-Api-Secret-Token": WEBHOOK_SECRET}
 
 
 def test_unsigned_webhook_post_is_refused(running_bot, telegram):
@@ -25,10 +24,7 @@ def test_unsigned_webhook_post_is_refused(running_bot, telegram):
 
 def test_signed_garbage_is_acknowledged_and_logged_not_redelivered_forever(running_bot, caplog):
     bot, fake = running_bot
-    headers = {
-        "X-Telegram-Bot-Api-Secret-Token": WEBHOOK_SECRET,
-        "Content-Type": "application/json",
-    }
+    headers = {**signed(fake.token), "Content-Type": "application/json"}
     for body in (b"{not json", b"[1, 2]", b'{"update_id": "x", "message": 5}'):
         response = httpx.post(f"{bot.url}/telegram", content=body, headers=headers)
         assert response.status_code == 200, body
@@ -39,7 +35,8 @@ def test_signed_garbage_is_acknowledged_and_logged_not_redelivered_forever(runni
 def test_start_sets_webhook_and_greets(running_bot, telegram, redis_server):
     bot, fake = running_bot
     assert fake.webhook_url == f"{bot.url}/telegram"
-    assert fake.webhook_secret == WEBHOOK_SECRET
+    assert fake.webhook_secret == bot_secret(WEBHOOK_SECRET, fake.token)  # bound to this bot
+    assert fake.webhook_secret != WEBHOOK_SECRET
     response = telegram.send_user_message(fake, USER, "/start")
     assert response is not None and response.status_code == 200
     replies = telegram.replies_to(fake, USER)
@@ -248,7 +245,7 @@ def test_the_probe_user_talks_through_the_handlers_and_nothing_reaches_telegram(
 
     bot, fake = staging_with_testers  # the allowlist lets the probe user through
     nonce = "abc123def456"
-    headers = {**SIGNED, "X-MindMate-Probe-Nonce": nonce}
+    headers = {**signed(fake.token), "X-MindMate-Probe-Nonce": nonce}
     for text in ("/start", f"/remember probe-{nonce}", "/recall"):
         update = telegram.make_update(PROBE, text)
         assert httpx.post(f"{bot.url}/telegram", json=update, headers=headers).status_code == 200
@@ -256,16 +253,16 @@ def test_the_probe_user_talks_through_the_handlers_and_nothing_reaches_telegram(
     client = redis_server.client(decode_responses=True)
     assert 0 < client.ttl(f"dev:memory:{PROBE}") <= 300  # gone within minutes even if never cleaned
     assert httpx.get(f"{bot.url}/probe/{nonce}").status_code == 403  # unsigned
-    replies = httpx.get(f"{bot.url}/probe/{nonce}", headers=SIGNED).json()["replies"]
+    replies = httpx.get(f"{bot.url}/probe/{nonce}", headers=signed(fake.token)).json()["replies"]
     assert len(replies) == 3 and f"probe-{nonce}" in replies[2]
-    assert httpx.delete(f"{bot.url}/probe/{nonce}", headers=SIGNED).json()["deleted"] >= 3
+    assert httpx.delete(f"{bot.url}/probe/{nonce}", headers=signed(fake.token)).json()["deleted"] >= 3
     assert [k for k in client.keys("*") if str(PROBE) in k or "probe:" in k] == []
 
 
 def test_a_probe_nonce_from_a_real_user_is_ignored(running_bot, telegram):
     bot, fake = running_bot
     update = telegram.make_update(USER, "/start")
-    headers = {**SIGNED, "X-MindMate-Probe-Nonce": "abc123def456"}
+    headers = {**signed(fake.token), "X-MindMate-Probe-Nonce": "abc123def456"}
     assert httpx.post(f"{bot.url}/telegram", json=update, headers=headers).status_code == 200
     assert len(telegram.replies_to(fake, USER)) == 1  # a real user's reply goes to Telegram
 
@@ -284,3 +281,15 @@ def test_a_second_instance_waits_out_telegrams_429_on_set_webhook(redis_server, 
         with ThreadedBot(second):
             assert fake.webhook_url == f"http://127.0.0.1:{port}/telegram"
             assert time.monotonic() - started >= 0.5  # it waited for Telegram's second
+
+
+def test_the_bot_and_the_pipeline_bind_the_webhook_secret_to_a_bot_alike():
+    """The probe signs with what the bot checks; two bots of one environment never share it."""
+    import re
+
+    from ci_tools.clients.telegram import webhook_secret_for
+
+    for token in ("123:abc", "7000000001:AAmindmatesandboxTokenXYZ12345"):
+        assert bot_secret(WEBHOOK_SECRET, token) == webhook_secret_for(WEBHOOK_SECRET, token)
+    assert bot_secret(WEBHOOK_SECRET, "1:a") != bot_secret(WEBHOOK_SECRET, "2:a")
+    assert re.fullmatch(r"[A-Za-z0-9_-]{1,256}", bot_secret(WEBHOOK_SECRET, "1:a"))  # Telegram's rule

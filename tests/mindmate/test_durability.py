@@ -14,10 +14,9 @@ import pytest
 from mindmate.store import claim_env_marker
 from sandbox.bot import ThreadedBot
 from sandbox.redis import RedisServer
-from tests.support import WEBHOOK_SECRET
+from tests.support import signed
 
 USER = 5150
-SIGNED = {"X-Telegram-Bot-Api-Secret-Token": WEBHOOK_SECRET}
 
 
 @pytest.fixture
@@ -30,7 +29,7 @@ def durable_bot(bot_environ):
 
 
 def deliver(bot, update):
-    return httpx.post(f"{bot.url}/telegram", json=update, headers=SIGNED, timeout=15)
+    return httpx.post(f"{bot.url}/telegram", json=update, headers=signed(bot.settings.token), timeout=15)
 
 
 def test_redis_down_answers_5xx_then_the_redelivery_is_stored_once_and_answered(durable_bot, telegram, caplog):
