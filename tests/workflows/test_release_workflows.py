@@ -143,7 +143,7 @@ def test_a_commit_that_breaks_the_bot_is_rolled_back_and_the_previous_commit_ser
     app = world.repo / "mindmate" / "app.py"
     text = app.read_text()
     broken = text.replace(
-        "        return hmac.compare_digest(given.encode(), settings.webhook_secret.encode())",
+        "        return hmac.compare_digest(given.encode(), settings.bot_webhook_secret.encode())",
         "        return True  # a refactor that forgot the secret",
     )
     assert broken != text
