@@ -48,6 +48,9 @@ class FakeBot:
     last_error_message: str | None = None
     sent: list[dict[str, Any]] = field(default_factory=list)
     blocked_by: set[int] = field(default_factory=set)
+    # Private chats whose user has written to the bot: Telegram lets a bot message a user only
+    # after the user started it ("Forbidden: bot can't initiate conversation with a user").
+    started: set[int] = field(default_factory=set)
     rate_limited_calls: int = 0
     retry_after: int = 1
     webhook_set_at: float = 0.0  # monotonic time of the last setWebhook (a second within 1 s: 429)
@@ -135,6 +138,11 @@ class FakeTelegram(StandInServer):
             self.bots[token] = bot
         return bot
 
+    def start_chat(self, bot: FakeBot, user_id: int) -> None:
+        """``user_id`` pressed Start in ``bot`` long ago (a seeded world's history): the bot may write to them."""
+        with self.lock:
+            bot.started.add(user_id)
+
     def rate_limit(self, bot: FakeBot, calls: int, retry_after: int = 1) -> None:
         """The next ``calls`` requests of ``bot`` get 429 with ``retry_after``."""
         with self.lock:
@@ -212,6 +220,20 @@ class FakeTelegram(StandInServer):
     def _api_deletewebhook(self, bot: FakeBot, params: dict[str, Any]) -> Response:
         return self._api_setwebhook(bot, {"url": "", **{k: v for k, v in params.items() if k != "url"}})
 
+    def _api_getupdates(self, bot: FakeBot, params: dict[str, Any]) -> Response:
+        """Polling and a webhook exclude each other: while a webhook is set, getUpdates is 409
+        (tdlib/telegram-bot-api, Client::process_get_updates_query: "Conflict: can't use getUpdates
+        method while webhook is active; use deleteWebhook to delete the webhook first"). Without a
+        webhook the stand-in keeps no queue for polling: it answers an empty list."""
+        with self.lock:
+            if bot.webhook_url:
+                return _error(
+                    409,
+                    "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete "
+                    "the webhook first",
+                )
+        return _ok([])
+
     def _api_getwebhookinfo(self, bot: FakeBot, params: dict[str, Any]) -> Response:
         with self.lock:
             return _ok(bot.webhook_info())
@@ -228,6 +250,10 @@ class FakeTelegram(StandInServer):
             return _error(400, "Bad Request: message is too long")
         if chat_id in bot.blocked_by:
             return _error(403, "Forbidden: bot was blocked by the user")
+        with self.lock:
+            strangers = chat_id > 0 and chat_id not in bot.started
+        if strangers:  # a private chat the user never opened (the Bot API's 403 for it)
+            return _error(403, "Forbidden: bot can't initiate conversation with a user")
         message = {
             "message_id": next(self._message_ids),
             "from": bot.user(),
@@ -267,6 +293,7 @@ class FakeTelegram(StandInServer):
         contracts.check_update(update)  # what Telegram sends must be an Update, too
         queue = (bot.id, user_id)
         with self.lock:
+            bot.started.add(user_id)
             bot.pending_update_count += 1
             if self._held.get(queue):  # an earlier update of this chat is not taken yet: wait behind it
                 self._held[queue].append(_Held(bot, update, time.monotonic()))

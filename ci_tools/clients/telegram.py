@@ -1,7 +1,10 @@
-"""The Bot API, as the pipeline uses it: getMe, getWebhookInfo, and one sendMessage.
+"""The Bot API, as the pipeline uses it: getMe, getWebhookInfo, one sendMessage, and one guarded
+deleteWebhook.
 
-It never starts a python-telegram-bot Application and has no setWebhook or
-deleteWebhook: a probe that re-pointed the webhook would break the live bot. The
+It never starts a python-telegram-bot Application and has no setWebhook: a probe that
+re-pointed the webhook would break the live bot. ``release_webhook`` deletes a webhook only
+while it still names the URL it was asked about (``cutover --back`` takes the new bot off
+production's URL). The
 sync client retries through ``ci_tools.http`` (reads on 429, 5xx and network
 errors; sendMessage only where Telegram certainly did not send: 429, or a
 connection that never opened). The async client serves the probe, whose checks run
@@ -144,6 +147,17 @@ class Telegram:
 
     def send_message(self, chat_id: int, text: str) -> dict[str, Any]:
         return dict(self._call("sendMessage", idempotent=False, chat_id=chat_id, text=text))
+
+    def release_webhook(self, url: str) -> bool:
+        """Delete this bot's webhook if it points at ``url`` (or below it); True if it did.
+
+        Pending updates are kept (no ``drop_pending_updates``): Telegram holds them for 24 hours,
+        and a later setWebhook delivers them (core.telegram.org/bots/api#deletewebhook).
+        """
+        if not self.webhook_info().url.startswith(url.rstrip("/") + "/"):
+            return False
+        self._call("deleteWebhook")
+        return True
 
 
 class AsyncTelegram:

@@ -13,7 +13,11 @@ printed), ``PREVIOUS_BOT`` (its ``@username`` and id) and ``CUTOVER_AT``.
 Back (``--back``): within ``rollback_window_days`` of ``CUTOVER_AT``, the previous
 token — refused before any change unless it still is the recorded previous bot —
 goes back the same way, ``main`` is deployed and probed as the *old* bot, and the
-two tokens swap places so the cutover can be redone.
+two tokens swap places so the cutover can be redone. Then the new bot's webhook, which still
+names production's URL, is deleted: the instance there now refuses the new bot's updates
+(its secret is bound to the old bot), and Telegram would retry each for a day while its users
+got no answer. Without a webhook Telegram keeps them pending until the cutover is redone and
+the new instance sets its webhook again.
 """
 
 from __future__ import annotations
@@ -179,7 +183,22 @@ def back(
         }
     with _recorded(ctx, request, record):
         _swap(ctx, request, old_env, previous_token, previous, current_token, on_status, "cutover --back")
+    if current_token and current is not None:
+        on_status(_unhook(ctx, current_token, current, env))
     return CutoverResult(previous, current, ends)
+
+
+def _unhook(ctx: Context, token: str, bot: BotInfo, env: Environment) -> str:
+    """Take ``bot``'s webhook off ``env``'s URL; what happened, in one line (never fatal: the
+    swap back is done, and a webhook left there only delays the new bot's users)."""
+    try:
+        with ctx.telegram(token) as telegram:
+            released = telegram.release_webhook(env.base_url)
+    except FatalError as exc:
+        return f"⚠ @{bot.username}'s webhook could not be deleted ({exc.message}): delete it by hand"
+    if released:
+        return f"@{bot.username}'s webhook deleted from {env.name}'s URL: Telegram keeps its updates until the cutover"
+    return f"@{bot.username}'s webhook does not point at {env.name}: left as it is"
 
 
 @contextlib.contextmanager

@@ -74,8 +74,27 @@ def test_send_message_errors(telegram):
     empty = call(telegram, bot.token, "sendMessage", chat_id="6", text=" ")
     assert "message text is empty" in empty.json()["description"]
     assert "chat not found" in call(telegram, bot.token, "sendMessage", chat_id="x", text="a").text
+    stranger = call(telegram, bot.token, "sendMessage", chat_id="6", text="a")  # 6 never started the bot
+    assert stranger.status_code == 403 and "can't initiate conversation" in stranger.json()["description"]
+    assert not bot.sent
+    telegram.start_chat(bot, 6)
     sent = httpx.get(f"{telegram.url}/bot{bot.token}/sendMessage", params={"chat_id": 6, "text": "a"})
     assert sent.json()["result"]["chat"] == {"id": 6, "type": "private"}
+
+
+def test_get_updates_is_409_while_a_webhook_is_set(telegram):
+    bot = telegram.add_bot("some_test_bot")
+    assert call(telegram, bot.token, "getUpdates").json() == {"ok": True, "result": []}
+    call(telegram, bot.token, "setWebhook", url="https://x.example/hook")
+    conflict = call(telegram, bot.token, "getUpdates")
+    assert conflict.status_code == 409 and "webhook is active" in conflict.json()["description"]
+
+
+def test_a_user_who_writes_first_can_be_answered(telegram):
+    bot = telegram.add_bot("some_test_bot")
+    bot.webhook_url = "http://127.0.0.1:9/telegram"
+    telegram.send_user_message(bot, 42, "hi", timeout=1)
+    assert call(telegram, bot.token, "sendMessage", chat_id="42", text="hello").json()["ok"]
 
 
 def test_redis_server_restarts_on_the_same_url():

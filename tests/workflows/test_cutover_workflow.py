@@ -86,6 +86,10 @@ def test_cutover_forward_then_back_puts_the_old_bot_back_and_probes_it(world, ac
     assert health(world, "production")["bot"]["username"] == old.username
     assert "production answers as the previous bot again: @mindmate_legacy_bot" in run.log
     assert world.services["production"].env["PREVIOUS_TELEGRAM_BOT_TOKEN"] == new.token  # redo-able
+    # The new bot no longer points at production, whose instance refuses its updates now: Telegram
+    # keeps them pending instead of retrying them against the old bot for a day.
+    assert new.webhook_url == "" and old.webhook_url.startswith(world.services["production"].router.url)
+    assert "@mindmate_companion_bot's webhook deleted from production's URL" in run.log
     for value in (new.token, old.token):
         assert value not in run.log
     assert_no_secret(run, world)
