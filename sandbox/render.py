@@ -48,6 +48,7 @@ from typing import Any
 
 import httpx
 import redis
+import yaml
 
 from sandbox import contract as contracts
 from sandbox.bot import BotProcess, ThreadedBot
@@ -57,6 +58,7 @@ from sandbox.http import fault as fault_answer
 
 _DEPLOY_PATH = re.compile(r"^/deploy/(?P<service>srv-[a-z0-9]+)$")
 _API_PATH = re.compile(r"^/v1/services/(?P<service>srv-[a-z0-9]+)(?P<rest>/.*)?$")
+_BLUEPRINT_PATH = re.compile(r"^/v1/blueprints(?:/(?P<blueprint>exs-[0-9a-z]{20})/syncs)?$")
 _KV_PATH = re.compile(r"^/v1/key-value(?:/(?P<kv>red-[a-z0-9]+)(?P<rest>/.*)?)?$")
 
 
@@ -112,6 +114,41 @@ def _now() -> str:
 def _parse(stamp: str) -> datetime:
     parsed = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@dataclass
+class FakeBlueprint:
+    """A ``render.yaml`` linked as a Blueprint (render.com/docs/infrastructure-as-code).
+
+    With auto-sync on, every push to its branch that changes ``render.yaml`` is synced: Render
+    re-applies the file's settings to the resources it names (a Key Value's ``ipAllowList: []``
+    included, which closes it to every outside client) and redeploys the services it names
+    ("Blueprint sync" deploys, trigger ``blueprint_sync`` in Render's description); by the default
+    overlapping-deploy policy such a deploy cancels one in progress.
+    """
+
+    id: str
+    name: str
+    branch: str
+    auto_sync: bool
+    synced: str | None  # the commit whose render.yaml was last applied
+    seen: str | None = None  # the branch head the watcher last looked at
+    syncs: list[dict[str, Any]] = field(default_factory=list)  # newest first
+    status: str = "in_sync"
+    last_sync: str | None = None
+
+    def json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": self.id,
+            "name": self.name,
+            "status": self.status,
+            "autoSync": self.auto_sync,
+            "repo": "https://github.com/mindmate/mindmate-release",
+            "branch": self.branch,
+        }
+        if self.last_sync:
+            body["lastSync"] = self.last_sync
+        return body
 
 
 IN_PROGRESS = ("created", "queued", "build_in_progress", "update_in_progress", "pre_deploy_in_progress")
@@ -274,6 +311,9 @@ class FakeRender(StandInServer):
         self.hang_seconds = 5.0
         self.created: list[dict[str, Any]] = []  # every POST that created a deploy: path, body
         self.key_values: dict[str, FakeKeyValue] = {}
+        self.blueprints: dict[str, FakeBlueprint] = {}
+        self.sync_seconds = 0.5  # how long a Blueprint sync runs before it applies anything
+        self._stopping = threading.Event()
 
     # -- set-up --------------------------------------------------------------------
     def add_service(self, name: str, branch: str, env: dict[str, str], *, latency: float = 0.0) -> FakeService:
@@ -302,6 +342,66 @@ class FakeRender(StandInServer):
             self.key_values[kv.id] = kv
         return kv
 
+    def link_blueprint(self, branch: str = "main", *, auto_sync: bool = True) -> FakeBlueprint:
+        """Link the repository's render.yaml as a Blueprint on ``branch``, synced as of its head now."""
+        head = self.branch_head(branch)
+        number = next(self._ids)
+        blueprint = FakeBlueprint(f"exs-sandbox{number:013d}", "mindmate", branch, auto_sync, head, head)
+        with self.lock:
+            self.blueprints[blueprint.id] = blueprint
+        thread = threading.Thread(target=self._watch, args=(blueprint,), name="blueprint-sync", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+        return blueprint
+
+    def _watch(self, blueprint: FakeBlueprint) -> None:
+        """GitHub tells Render of each push; a push that changes render.yaml is synced (auto-sync)."""
+        while not self._stopping.wait(0.05):
+            if not blueprint.auto_sync:
+                continue
+            head = self.branch_head(blueprint.branch)
+            if head == blueprint.seen:
+                continue
+            blueprint.seen = head
+            changed = subprocess.run(
+                ["git", "diff", "--quiet", blueprint.synced or head, head, "--", "render.yaml"],
+                cwd=self.repo,
+                check=False,
+            ).returncode
+            if changed == 1:
+                self._sync(blueprint, head)
+
+    def _sync(self, blueprint: FakeBlueprint, commit: str) -> None:
+        sync: dict[str, Any] = {
+            "id": f"exe-sandbox{next(self._ids):013d}",
+            "commit": {"id": commit},
+            "state": "running",
+            "startedAt": _now(),
+        }
+        with self.lock:
+            blueprint.syncs.insert(0, sync)
+            blueprint.status = "syncing"
+        time.sleep(self.sync_seconds)
+        text = subprocess.run(
+            ["git", "show", f"{commit}:render.yaml"], cwd=self.repo, capture_output=True, text=True, check=False
+        ).stdout
+        declared = [r for r in (yaml.safe_load(text) or {}).get("services", []) if isinstance(r, dict)]
+        for resource in declared:
+            kv = next((k for k in self.key_values.values() if k.name == resource.get("name")), None)
+            if kv is not None and "ipAllowList" in resource:  # the file's list replaces the live one
+                with self.lock:
+                    kv.ip_allow_list = [
+                        {"cidrBlock": str(b["cidrBlock"]), "description": str(b.get("description", ""))}
+                        for b in resource["ipAllowList"] or []
+                    ]
+                    kv.updated = _now()
+            service = next((v for v in self.services.values() if v.name == resource.get("name")), None)
+            if service is not None:
+                self._start_deploy(service, self.branch_head(service.branch), trigger="blueprint_sync")
+        with self.lock:
+            sync["state"], sync["completedAt"] = "success", _now()
+            blueprint.status, blueprint.last_sync, blueprint.synced = "in_sync", sync["completedAt"], commit
+
     def hook_url(self, service: FakeService) -> str:
         return f"{self.url}/deploy/{service.id}?key={service.hook_key}"
 
@@ -317,6 +417,7 @@ class FakeRender(StandInServer):
             self._server_errors = calls
 
     def stop(self) -> None:
+        self._stopping.set()
         for service in self.services.values():
             for deploy in service.deploys:
                 deploy["_cancel"] = True
@@ -362,6 +463,8 @@ class FakeRender(StandInServer):
             wanted = request.query.get("name")
             found = [s for s in self.services.values() if wanted in (None, s.name) and _sees(scope, s.id)]
             return 200, [{"service": s.json(), "cursor": s.id} for s in found], {}
+        if (match := _BLUEPRINT_PATH.match(request.path)) and request.method == "GET":
+            return self._blueprints(match["blueprint"])
         if match := _API_PATH.match(request.path):
             service = self.services.get(match["service"])
             if service is None or not _sees(scope, service.id):
@@ -377,6 +480,16 @@ class FakeRender(StandInServer):
                 return 403, {"message": "this API key may only read this Key Value"}, {}
             return self._key_value(kv_id, match["rest"] or "", request, scope)
         return 404, {"message": "not found"}, {}
+
+    def _blueprints(self, blueprint_id: str | None) -> Response:
+        """``list-blueprints`` and ``list-blueprint-syncs`` (newest first)."""
+        with self.lock:
+            if blueprint_id is None:
+                return 200, [{"blueprint": b.json(), "cursor": b.id} for b in self.blueprints.values()], {}
+            found = self.blueprints.get(blueprint_id)
+            if found is None:
+                return 404, {"message": "blueprint not found"}, {}
+            return 200, [{"sync": dict(sync), "cursor": sync["id"]} for sync in found.syncs], {}
 
     def _scope(self, request: Request) -> dict[str, str] | None:
         """The key's scope: {} for a classic, account-wide key; resource id → "read"/"write" for a

@@ -74,7 +74,16 @@ PLUMBING = {
 
 
 # Modules that several commands share carry the name of what they hold, not of a command.
-SHARED = {"release_order", "safety_net", "back_merge", "blueprint", "workflow_files", "owner_files", "environment_gate"}
+SHARED = {
+    "blueprint_sync",
+    "release_order",
+    "safety_net",
+    "back_merge",
+    "blueprint",
+    "workflow_files",
+    "owner_files",
+    "environment_gate",
+}
 
 
 def test_the_package_is_grouped_by_layer():

@@ -28,6 +28,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     opening.add_argument("--ip", help="the address to admit (default: asked of IP_ECHO_URL)")
     opening.add_argument("--state", type=Path, required=True, help="where to record the lists as they were")
+    opening.add_argument(
+        "--commit",
+        help="the commit this job serves: if it changes render.yaml and a Blueprint auto-syncs it, "
+        "wait for Render's sync first (it re-applies ipAllowList: [] and would shut this runner out)",
+    )
     opening.set_defaults(func=run_open, needs=NEEDS)
     closing = sub.add_parser("close", help="remove this run's own entries, leave every other (safe to repeat)")
     closing.add_argument("--state", type=Path, required=True)
@@ -45,7 +50,9 @@ def run_open(ctx: Context, args: argparse.Namespace) -> int:
     ip = runner_ip(ctx, args.ip)
     at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # the watch closes it after an hour
     note = f"ci-tools run {ctx.runner.run_id or 'local'} at {at} (removed when it ends)"
-    opened = open_for(ctx, ctx.secrets["RENDER_API_KEY"], args.envs, ip, args.state, note, printer(False))
+    opened = open_for(
+        ctx, ctx.secrets["RENDER_API_KEY"], args.envs, ip, args.state, note, printer(False), commit=args.commit
+    )
     say(f"✓ {', '.join(opened) or 'nothing'} opened to this runner; run `ci-tools keyvalue close` afterwards")
     ctx.runner.add_summary(f"### Key Value access\n\nopened to this runner for the job: {', '.join(opened) or 'none'}")
     return 0

@@ -64,6 +64,39 @@ class Deploy:
 
 
 @dataclass(frozen=True)
+class Blueprint:
+    """A render.yaml linked as a Blueprint: with ``auto_sync``, Render applies every push to
+    ``branch`` that changes the file, redeploying the services it names."""
+
+    id: str
+    name: str
+    branch: str
+    auto_sync: bool
+    status: str
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> Blueprint:
+        return cls(
+            str(data.get("id")),
+            str(data.get("name")),
+            str(data.get("branch")),
+            bool(data.get("autoSync")),
+            str(data.get("status")),
+        )
+
+
+@dataclass(frozen=True)
+class BlueprintSync:
+    id: str
+    commit: str
+    state: str  # created, pending, running, error, success
+
+    @property
+    def done(self) -> bool:
+        return self.state in ("error", "success")
+
+
+@dataclass(frozen=True)
 class Event:
     """One of Render's service events (``list-events``): what happened, with its details."""
 
@@ -241,6 +274,19 @@ class RenderAPI:
             cursor = page[-1].get("cursor")
             if not cursor or len(page) < page_size:
                 return
+
+    def blueprints(self) -> list[Blueprint]:
+        """The Blueprints this key sees (one page: an owner has one or two)."""
+        page = self._call("GET", "/blueprints", "listing Blueprints", params={"limit": 100}) or []
+        return [Blueprint.from_api(item["blueprint"]) for item in page]
+
+    def blueprint_syncs(self, blueprint_id: str) -> list[BlueprintSync]:
+        """A Blueprint's syncs, newest first (one page: the newest are the ones that matter)."""
+        page = self._call("GET", f"/blueprints/{blueprint_id}/syncs", "listing Blueprint syncs", params={"limit": 20})
+        return [
+            BlueprintSync(str(s["sync"]["id"]), str(s["sync"]["commit"]["id"]), str(s["sync"]["state"]))
+            for s in page or []
+        ]
 
     def deploy(self, deploy_id: str) -> Deploy:
         return Deploy.from_api(

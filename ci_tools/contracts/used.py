@@ -28,6 +28,8 @@ RENDER: Final = (
     "GET /key-value/{keyValueId}",
     "PATCH /key-value/{keyValueId}",
     "GET /key-value/{keyValueId}/connection-info",
+    "GET /blueprints",
+    "GET /blueprints/{blueprintId}/syncs",
 )
 
 GITHUB: Final = (
@@ -62,8 +64,10 @@ GITHUB: Final = (
     "GET /repos/{owner}/{repo}/commits/{commit_sha}/pulls",
 )
 
-# ci-tools calls the first three; the reference bot (python-telegram-bot) the rest.
-TELEGRAM: Final = ("getMe", "getWebhookInfo", "sendMessage", "setWebhook", "deleteWebhook")
+# ci-tools calls getMe, getWebhookInfo, sendMessage and deleteWebhook (cutover --back); the
+# reference bot (python-telegram-bot) setWebhook. getUpdates nobody calls: the stand-in answers it
+# with the 409 a webhook causes, which is what anyone who tries polling meets.
+TELEGRAM: Final = ("getMe", "getWebhookInfo", "sendMessage", "setWebhook", "deleteWebhook", "getUpdates")
 
 # What Telegram sends the bot's webhook (the stand-in's deliveries are checked as this type).
 TELEGRAM_TYPES: Final = ("Update",)

@@ -38,7 +38,7 @@ from ci_tools.clients.render import (
 )
 from ci_tools.context import Context
 from ci_tools.errors import ConfigError, InputError, RemoteError, VerificationError
-from ci_tools.pipeline import release_order
+from ci_tools.pipeline import blueprint_sync, release_order
 from ci_tools.settings import Environment
 
 SHA = re.compile(r"^[0-9a-f]{7,40}$")
@@ -169,9 +169,20 @@ def deploy(
 def _deploy_by_api(
     api: RenderAPI, env: Environment, commit: str, deadline: float, poll: float, on_status: Status
 ) -> tuple[Deploy, Deploy | None]:
+    live = api.live()
+    # Render's own deploy of this commit (a Blueprint sync) comes first; racing it, one would cancel the other.
+    blueprint_sync.wait_for_sync(api, env.branch, commit, live.commit if live else None, deadline, poll, on_status)
     if env.rollback_on_failed_probe:  # releases go in order: judged against what is live now
         release_order.settle(api, deadline, on_status, poll)
     previous = api.live()
+    if previous and previous.commit == commit and previous.trigger == "blueprint_sync":
+        # The sync put this commit live unprobed: what a failed probe goes back to is what was live before it.
+        before, _ = release_order.previous_target(list(api.deploys()))
+        on_status(
+            f"Render's Blueprint sync put {commit[:12]} live unprobed ({previous.id}); "
+            f"if its probe fails it goes back to {before.id if before else 'nothing'}"
+        )
+        previous = before
     release_order.check_order(env, commit, previous.commit if previous else None)
     known = {d.id for d in api.deploys(max_pages=1)}
     if previous and previous.commit == commit:

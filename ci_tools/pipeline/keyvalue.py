@@ -35,6 +35,7 @@ from pathlib import Path
 from ci_tools.clients.render import RenderAPI, monotonic_deadline, public_address
 from ci_tools.context import Context
 from ci_tools.errors import InputError, RemoteError
+from ci_tools.pipeline import blueprint_sync
 from ci_tools.pipeline.status import stale_entry
 
 Status = Callable[[str], None]
@@ -58,13 +59,24 @@ def open_for(
     state: Path,
     note: str,
     on_status: Status = lambda line: None,
+    *,
+    commit: str | None = None,
+    sync_wait: float = 600,
 ) -> list[str]:
-    """Add this run's entry (``ip``/32, described by ``note``) to each environment's allow list."""
+    """Add this run's entry (``ip``/32, described by ``note``) to each environment's allow list.
+
+    First, a Blueprint sync that is running, or that ``commit`` (changing render.yaml) is about to
+    start, is waited for: it re-applies ``ipAllowList: []`` and would shut this run out mid-job."""
     block = f"{ip}/32" if ":" not in ip else f"{ip}/128"
     ours = {"cidrBlock": block, "description": note}
     saved: dict[str, dict[str, object]] = json.loads(state.read_text()) if state.is_file() else {}
     opened = []
     with ctx.render(api_key, deadline=monotonic_deadline(60)) as api:
+        for branch in sorted({ctx.config.env(name).branch for name in env_names}):
+            until = time.monotonic() + sync_wait
+            api.deadline = until + 30  # each call's own budget outlasts the wait
+            blueprint_sync.wait_for_sync(api, branch, commit, None, until, 2.0, on_status)
+            api.deadline = monotonic_deadline(60)
         for name in env_names:
             kv = api.find_key_value(ctx.config.env(name).key_value)
             saved[kv["id"]] = {"name": kv["name"], "added": [ours]}

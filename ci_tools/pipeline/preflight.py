@@ -21,6 +21,7 @@ from ci_tools.clients.telegram import BotInfo, TelegramError
 from ci_tools.context import Context
 from ci_tools.errors import FatalError, RemoteError
 from ci_tools.memory.sides import identity, label
+from ci_tools.pipeline import blueprint_sync
 from ci_tools.pipeline import safety_net as net
 from ci_tools.repo.github import check_if_possible
 from ci_tools.settings import Environment
@@ -136,6 +137,7 @@ def _service(ctx: Context, env: Environment, items: list[Item]) -> None:
         with ctx.render(api_key, service_id, deadline=monotonic_deadline(BUDGET), timeout=BUDGET) as api:
             service = api.service()
             testers = api.env_var("TESTER_IDS") if env.testers_only else None
+            syncing, sync_line = blueprint_sync.describe(api, env.branch)
     except FatalError as exc:
         items.append(
             Item(
@@ -161,6 +163,7 @@ def _service(ctx: Context, env: Environment, items: list[Item]) -> None:
         items.append(Item(name, False, ", ".join(problems), "; ".join(fixes)))
     else:
         items.append(Item(name, True, f"{service_id}, branch {env.branch}, auto-deploy off"))
+    items.append(Item(f"{env.name}: Blueprint auto-sync", syncing is not None, sync_line, "", warning=bool(syncing)))
     if env.testers_only:
         allowlisted = bool((testers or "").strip())
         items.append(

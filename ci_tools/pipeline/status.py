@@ -24,6 +24,7 @@ from ci_tools.clients.render import RenderAPI
 from ci_tools.clients.telegram import TelegramError
 from ci_tools.context import Context
 from ci_tools.errors import FatalError, RemoteError
+from ci_tools.pipeline import blueprint_sync
 from ci_tools.pipeline import safety_net as net
 from ci_tools.pipeline.cutover import read_window
 from ci_tools.settings import Environment
@@ -78,7 +79,7 @@ class EnvStatus:
         return f"{self.env.name}: {what}"
 
     def checks(self) -> list[Callable[[], Item]]:
-        found = [self.bot, self.deploy, self.health, self.webhook, self.allow_list]
+        found = [self.bot, self.deploy, self.health, self.webhook, self.allow_list, self.blueprint]
         if self.env.name == self.config.memory_backup.environment:
             found += [
                 self.rollback_window,
@@ -226,6 +227,14 @@ class EnvStatus:
             "an entry a cancelled run left is closed by the watch after an hour (ci-tools keyvalue sweep)",
             warning=True,
         )
+
+    def blueprint(self) -> Item:
+        name = self.name("Blueprint auto-sync")
+        if not self.api_key:
+            return Item(name, None, "no RENDER_API_KEY", "export it to read the Blueprints")
+        with self._render() as api:
+            syncing, line = blueprint_sync.describe(api, self.env.branch)
+        return Item(name, syncing is not None, line, "", warning=bool(syncing), remote=syncing is None)
 
     def rollback_window(self) -> Item:
         name = self.name("the rollback window")
