@@ -163,6 +163,7 @@ class Router(StandInServer):
         super().__init__(latency=latency)
         self.target: str | None = None
         self.open_webhook = False  # fault: a broken build that accepts unsigned updates
+        self.unrouted = False  # the live instance is out of routing (failed health checks)
 
     def handle(self, request: Request) -> Response:
         if (
@@ -173,6 +174,8 @@ class Router(StandInServer):
             return 200, b"ok", {"Content-Type": "text/plain"}
         if not self.target:
             return 502, {"message": "no instance is live"}, {}
+        if self.unrouted:  # the only instance failed its health checks: Render stops routing to it
+            return 503, {"message": "no healthy instance"}, {}
         # A proxy forwards the request's own headers, not the hop-by-hop ones (RFC 9110 §7.6.1).
         hop_by_hop = {
             "host",
@@ -230,6 +233,9 @@ class FakeService:
     # (render.com/docs/deploys, zero-downtime deploys) and gives no figure for the rest; a test
     # holds the overlap open with it to send into it.
     switch_after: float = 0.0
+    draining: list[Any] = field(default_factory=list)  # old instances between the switch and their SIGTERM
+    watched: bool = False  # a health monitor runs for the live instance
+    environ: dict[str, str] = field(default_factory=dict)  # what the live instance was started with
 
     def json(self) -> dict[str, Any]:
         """``service`` of Render's description: a Python web service, every required field."""
@@ -295,6 +301,14 @@ class FakeRender(StandInServer):
         # (render.com/docs/health-checks); tests scale it down.
         self.health_timeout = health_timeout
         self.health_interval = 0.1  # between health checks of a booting instance (Render: a few s)
+        # After the switch the old instance gets SIGTERM and up to maxShutdownDelaySeconds (default 30,
+        # render.com/docs/deploys#graceful-shutdown) to finish: requests in flight complete, new ones
+        # already go to the new instance. Scaled down here.
+        self.drain_seconds = 0.3
+        # A running instance that fails its health checks for 15 s in a row is taken out of routing,
+        # and restarted after 60 s (render.com/docs/health-checks). Real seconds unless a test scales them.
+        self.unroute_after = 15.0
+        self.restart_after = 60.0
         self.process = process  # run instances as child processes (as Render does) or threads (fast)
         self.services: dict[str, FakeService] = {}
         self._ids = itertools.count(1)
@@ -424,6 +438,8 @@ class FakeRender(StandInServer):
         for thread in self._threads:
             thread.join(timeout=30)
         for service in self.services.values():
+            for old in list(service.draining):
+                old.stop()
             if service.instance:
                 service.instance.stop()
             service.router.stop()
@@ -776,7 +792,7 @@ class FakeRender(StandInServer):
         if service.switch_after and service.instance is not None:
             time.sleep(service.switch_after)
         with self.lock:
-            old, service.instance = service.instance, instance
+            old, service.instance, service.environ = service.instance, instance, environ
             service.router.open_webhook = faults.open_webhook
             for other in service.deploys:
                 if other is not deploy and other["status"] == "live":
@@ -888,9 +904,59 @@ class FakeRender(StandInServer):
         return deploy
 
     def _switch(self, service: FakeService, instance: Any, old: Any) -> None:
-        service.router.target = instance.url
+        """Route to the new instance; the old one drains, then stops (SIGTERM)."""
+        service.router.target, service.router.unrouted = instance.url, False
         if old:
+            service.draining.append(old)
+            timer = threading.Timer(self.drain_seconds, self._drained, args=(service, old))
+            timer.daemon = True
+            timer.start()
+        if not service.watched:
+            service.watched = True
+            thread = threading.Thread(target=self._monitor, args=(service,), name="render-health", daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    @staticmethod
+    def _drained(service: FakeService, old: Any) -> None:
+        if old in service.draining:
+            service.draining.remove(old)
             old.stop()
+
+    def _monitor(self, service: FakeService) -> None:
+        """Health-check the live instance, as Render does for a running service: out of routing after
+        ``unroute_after`` of failures (back in once it passes), restarted after ``restart_after``."""
+        failing_since: float | None = None
+        seen: Any = None
+        while not self._stopping.wait(self.health_interval):
+            instance = service.instance
+            if instance is None:
+                continue
+            if instance is not seen:  # a deploy switched: its health history starts afresh
+                seen, failing_since = instance, None
+            answer = self._health(service, instance)
+            now = time.monotonic()
+            if answer is None:
+                failing_since, service.router.unrouted = None, False
+                continue
+            if failing_since is None:
+                failing_since = now
+                continue
+            if now - failing_since >= self.unroute_after and not service.router.unrouted:
+                service.router.unrouted = True
+                details = {"instanceID": self._instance_id(service), "reason": {"evicted": False, "unhealthy": answer}}
+                self._event(service, "server_failed", details)
+            if now - failing_since >= self.restart_after and service.instance is instance:
+                instance.stop()
+                try:
+                    restarted = self._launch(service, service.environ)
+                except RuntimeError:  # it exits at start again: the next checks fail, and it is retried
+                    failing_since = now
+                    continue
+                with self.lock:
+                    service.instance = restarted
+                    service.router.target = restarted.url
+                failing_since = None
 
     def _launch(self, service: FakeService, environ: dict[str, str]) -> Any:
         if self.process:

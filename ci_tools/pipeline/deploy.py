@@ -237,7 +237,8 @@ def follow(
             if current.status == "deactivated" and current.finished_at:
                 return current  # it went live, then a newer deploy replaced it
             if current.status in FAILED or current.status == "deactivated":
-                raise _failure(api, current, commit, cause)
+                # Render may fail the deploy between two polls: its events still say why.
+                raise _failure(api, current, commit, cause or _server_failure(api, current))
             if current.status not in IN_PROGRESS:
                 on_status(f"{current.id}: unexpected status {current.status!r}, still waiting")
             if current.status == "update_in_progress" and (seen := _server_failure(api, current)) and seen != cause:

@@ -19,6 +19,7 @@ from tests.workflows.scenarios import (
     SNAPSHOT_KEY,
     assert_backup_kept_before_the_write,
     assert_no_secret,
+    commit_breaking,
     dispatch,
     health,
     production_secrets,
@@ -96,11 +97,11 @@ def test_a_dispatch_may_skip_the_snapshot_and_the_run_says_so(world, act, prod):
     assert not (act.artifacts / str(run.run_id)).exists()
 
 
+@pytest.mark.built
 def test_a_rolled_back_release_names_its_snapshot_and_the_dispatch_that_restores_it(world, act, prod):
     _, run = release(world, act, "a good release")
     assert run.ok, run.tail()
-    bad = world.commit("main", "a webhook that forgets its secret")
-    world.render.fault(world.services["production"], bad, open_webhook=True)
+    bad = commit_breaking(world, "open webhook", "a webhook that forgets its secret")
     run = act.run("production.yml", "push", secrets=production_secrets(world), payload=push("main", bad))
     assert not run.ok
     assert f"artifact memory-before-{bad} of run {run.run_id}" in run.log
