@@ -32,6 +32,7 @@ from ci_tools.cli import (
     probe,
     rehearse,
     release,
+    replay,
     rollback,
     status,
 )
@@ -56,6 +57,7 @@ COMMAND_MODULES = (
     announce,
     acceptance,
     rehearse,
+    replay,
     status,
     history,
     contracts,

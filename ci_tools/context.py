@@ -84,6 +84,27 @@ class Services:
         )
 
 
+# What a child process the pipeline starts (the replay's bots, their ``uv sync``) inherits of this
+# one's environment: where programs and caches are, the locale, the proxies. Never a secret.
+CHILD_VARIABLES = (
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "TMPDIR",
+    "XDG_CACHE_HOME",
+    "UV_CACHE_DIR",
+    "UV_INDEX_URL",
+    "UV_DEFAULT_INDEX",
+    "PIP_INDEX_URL",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "SSL_CERT_FILE",
+    "REDIS_SERVER_BIN",
+)
+
+
 @dataclass(frozen=True)
 class Context:
     """The resolved settings, secrets, service URLs and timeouts one command runs with."""
@@ -94,6 +115,7 @@ class Context:
     timeout: float | None = None  # CI_TOOLS_TIMEOUT: every request's, else each caller's default
     config_file: Path | None = None  # CI_TOOLS_CONFIG, else the nearest pyproject.toml
     preset: Config | None = field(default=None, repr=False)  # a Config given whole (with_config)
+    child: Mapping[str, str] = field(default_factory=dict)  # CHILD_VARIABLES, for the processes it starts
 
     @functools.cached_property
     def config(self) -> Config:
@@ -191,4 +213,5 @@ def build(environ: Mapping[str, str], needs: Needs | None = None) -> Context:
         runner=Runner.from_environ(environ),
         timeout=_timeout(environ.get("CI_TOOLS_TIMEOUT")),
         config_file=Path(config_file) if config_file else None,
+        child={name: environ[name] for name in CHILD_VARIABLES if environ.get(name)},
     )

@@ -120,6 +120,18 @@ class Watch:
 
 
 @dataclass(frozen=True)
+class Replay:
+    """The replay stage before a production release: the protected users' conversation, replayed
+    on a private copy of their memory by the live commit and the candidate (production.yml)."""
+
+    enabled: bool = True
+    turns: tuple[str, ...] = ("/start", "/recall")  # what each protected user says, in order
+    ignore: tuple[str, ...] = ()  # regular expressions masked on both sides (timestamps, ids)
+    module: str = "mindmate"  # the bot starts as ``python -m <module>`` from its commit's checkout
+    start_timeout: float = 30.0  # seconds a bot may take to answer /healthz
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     environments: dict[str, Environment]
@@ -128,6 +140,7 @@ class Config:
     rollback_window_days: int = 14  # how long the old bot is kept after the cutover (plan: 1 to 2 weeks)
     memory_backup: MemoryBackup = field(default_factory=MemoryBackup)
     watch: Watch = field(default_factory=Watch)
+    replay: Replay = field(default_factory=Replay)
 
     @property
     def before_release_days(self) -> int:
@@ -210,7 +223,37 @@ def load_config(path: Path | None = None) -> Config:
         default_branch=default_branch,
         memory_backup=backup,
         watch=_parse_watch(section.get("watch", {}), path),
+        replay=_parse_replay(section.get("replay", {}), path),
     )
+
+
+def _parse_replay(raw: Any, path: Path) -> Replay:
+    where = f"{path.name}: [tool.ci_tools.replay]"
+    known = {"enabled", "turns", "ignore", "module", "start_timeout"}
+    if not isinstance(raw, dict) or set(raw) - known:
+        raise ConfigError(f"{where} takes only {', '.join(sorted(known))}")
+    defaults = Replay()
+    enabled = raw.get("enabled", defaults.enabled)
+    turns = raw.get("turns", list(defaults.turns))
+    ignore = raw.get("ignore", [])
+    module = raw.get("module", defaults.module)
+    timeout = raw.get("start_timeout", defaults.start_timeout)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"{where}: enabled must be true or false")
+    if not isinstance(turns, list) or not all(isinstance(t, str) and t.strip() for t in turns):
+        raise ConfigError(f"{where}: turns must be a list of messages", hint='e.g. ["/start", "/recall"]')
+    if not isinstance(ignore, list) or not all(isinstance(p, str) for p in ignore):
+        raise ConfigError(f"{where}: ignore must be a list of regular expressions", hint=r'e.g. ["\\d{2}:\\d{2}"]')
+    for pattern in ignore:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ConfigError(f"{where}: ignore pattern {pattern!r} is not a regular expression ({exc})") from None
+    if not isinstance(module, str) or not re.fullmatch(r"[A-Za-z_][\w.]*", module):
+        raise ConfigError(f"{where}: module must be a Python module name", hint='e.g. "mindmate"')
+    if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0:
+        raise ConfigError(f"{where}: start_timeout must be a number of seconds")
+    return Replay(enabled, tuple(t.strip() for t in turns), tuple(ignore), module, float(timeout))
 
 
 def _parse_watch(raw: Any, path: Path) -> Watch:

@@ -266,7 +266,13 @@ class FakeTelegram(StandInServer):
         return _ok(message)
 
     # -- a user talking to a bot -------------------------------------------
-    def make_update(self, user_id: int, text: str, first_name: str = "Ada") -> dict[str, Any]:
+    def make_update(
+        self, user_id: int, text: str, first_name: str = "Ada", *, to: FakeBot | None = None
+    ) -> dict[str, Any]:
+        """The Update ``user_id`` sends; ``to`` the bot it writes to (the chat is then started,
+        so the bot may answer: a test that posts the update to the bot itself passes it)."""
+        if to is not None:
+            self.start_chat(to, user_id)
         message: dict[str, Any] = {
             "message_id": next(self._message_ids),
             "from": {"id": user_id, "is_bot": False, "first_name": first_name},

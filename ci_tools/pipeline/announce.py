@@ -27,6 +27,11 @@ def announce(ctx: Context, token: str, chat_id: int, text: str | None = None) ->
         with ctx.telegram(token) as telegram:
             telegram.send_message(chat_id, message)
     except TelegramError as exc:
+        if exc.code == 403 and "initiate" in exc.description:  # the Bot API's words for a chat never opened
+            raise InputError(
+                f"the user {chat_id} never started the old bot, so it cannot write to them first",
+                hint=f"check --chat-id (the daily user's Telegram id), or tell them another way: {link}",
+            ) from None
         if exc.code == 403:
             raise RemoteError(
                 f"the user {chat_id} has blocked the old bot, so it cannot tell them ({exc.description})",

@@ -15,7 +15,7 @@ USER = 4242
 
 def test_unsigned_webhook_post_is_refused(running_bot, telegram):
     bot, fake = running_bot
-    update = telegram.make_update(USER, "/start")
+    update = telegram.make_update(USER, "/start", to=fake)
     assert httpx.post(f"{bot.url}/telegram", json=update).status_code == 403
     wrong = {"X-Telegram-Bot-Api-Secret-Token": "not-the-secret"}
     assert httpx.post(f"{bot.url}/telegram", json=update, headers=wrong).status_code == 403
@@ -247,7 +247,7 @@ def test_the_probe_user_talks_through_the_handlers_and_nothing_reaches_telegram(
     nonce = "abc123def456"
     headers = {**signed(fake.token), "X-MindMate-Probe-Nonce": nonce}
     for text in ("/start", f"/remember probe-{nonce}", "/recall"):
-        update = telegram.make_update(PROBE, text)
+        update = telegram.make_update(PROBE, text, to=fake)
         assert httpx.post(f"{bot.url}/telegram", json=update, headers=headers).status_code == 200
     assert fake.sent == []
     client = redis_server.client(decode_responses=True)
@@ -261,7 +261,7 @@ def test_the_probe_user_talks_through_the_handlers_and_nothing_reaches_telegram(
 
 def test_a_probe_nonce_from_a_real_user_is_ignored(running_bot, telegram):
     bot, fake = running_bot
-    update = telegram.make_update(USER, "/start")
+    update = telegram.make_update(USER, "/start", to=fake)
     headers = {**signed(fake.token), "X-MindMate-Probe-Nonce": "abc123def456"}
     assert httpx.post(f"{bot.url}/telegram", json=update, headers=headers).status_code == 200
     assert len(telegram.replies_to(fake, USER)) == 1  # a real user's reply goes to Telegram

