@@ -20,34 +20,6 @@ FACTS = ["my sister is called Mira", "I walk by the river at seven"]
 KEY = Fernet.generate_key().decode()
 
 
-def commit_change(world: World, path: str, old: str, new: str, message: str) -> str:
-    git(world.repo, "checkout", "-q", "main")
-    target = world.repo / path
-    text = target.read_text()
-    assert old in text, f"{path} no longer reads {old!r}"
-    target.write_text(text.replace(old, new))
-    git(world.repo, "commit", "-qam", message)
-    return git(world.repo, "rev-parse", "HEAD")
-
-
-# A release that moves remembered facts to another key: its own /remember and /recall agree, so
-# the probe passes; the daily user's facts, under the old key, are forgotten.
-FORGETS = ("mindmate/store.py", 'return f"{prefix}memory:{user_id}"', 'return f"{prefix}facts:{user_id}"')
-# A release that rewrites the facts into a JSON string when it reads them: it answers as before,
-# but the live commit, reading a list, cannot read what it left.
-RESHAPES = (
-    "mindmate/store.py",
-    "        return [str(f) for f in await self.client.lrange(memory_key(self.prefix, user_id), 0, -1)]",
-    "        key = memory_key(self.prefix, user_id)\n"
-    '        if await self.client.type(key) == "list":  # a new shape, migrated on read\n'
-    "            facts = await self.client.lrange(key, 0, -1)\n"
-    "            await self.client.delete(key)\n"
-    "            await self.client.set(key, json.dumps(facts))\n"
-    "        raw = await self.client.get(key)\n"
-    "        return [str(f) for f in json.loads(raw)] if raw else []",
-)
-
-
 @pytest.fixture
 def replaying(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[World, Path]]:
     """A sandbox whose repository is this project with the daily user protected, their memory in
@@ -107,7 +79,7 @@ def test_a_harmless_commit_answers_as_the_live_one(replaying, capsys):
 def test_a_commit_that_forgets_the_daily_user_is_stopped(replaying, capsys):
     world, snapshot = replaying
     live = git(world.repo, "rev-parse", "HEAD")
-    candidate = commit_change(world, *FORGETS, "store facts under facts:")
+    candidate = commit_breaking(world, "forgets the daily user", "store facts under facts:")
     assert replay(snapshot, candidate, live) == 5
     captured = capsys.readouterr()
     assert f"user {DAILY}, turn 2 (/recall): the candidate answers differently" in captured.err
@@ -118,7 +90,7 @@ def test_a_commit_that_forgets_the_daily_user_is_stopped(replaying, capsys):
 def test_a_commit_whose_memory_the_live_one_cannot_read_is_stopped(replaying, capsys):
     world, snapshot = replaying
     live = git(world.repo, "rev-parse", "HEAD")
-    candidate = commit_change(world, *RESHAPES, "facts as one JSON value")
+    candidate = commit_breaking(world, "reshapes memory", "facts as one JSON value")
     assert replay(snapshot, candidate, live) == 5
     captured = capsys.readouterr()
     assert "this release writes memory the previous one cannot read — a rollback would not be safe" in captured.err

@@ -100,6 +100,26 @@ BREAKS = {
         "    settings = prepare()\n",
         "    settings = prepare(strict=True)  # type: ignore[call-arg]\n",
     ),
+    # remembered facts moved to another key: its own /remember and /recall agree, so the probe
+    # passes, and the daily user's facts under the old key are forgotten
+    "forgets the daily user": (
+        "mindmate/store.py",
+        'return f"{prefix}memory:{user_id}"',
+        'return f"{prefix}facts:{user_id}"',
+    ),
+    # the facts rewritten as one JSON value when read: it answers as before, but the live commit,
+    # which reads a list, cannot read what it left (a rollback would not be safe)
+    "reshapes memory": (
+        "mindmate/store.py",
+        "        return [str(f) for f in await self.client.lrange(memory_key(self.prefix, user_id), 0, -1)]",
+        "        key = memory_key(self.prefix, user_id)\n"
+        '        if await self.client.type(key) == "list":  # a new shape, migrated on read\n'
+        "            facts = await self.client.lrange(key, 0, -1)\n"
+        "            await self.client.delete(key)\n"
+        "            await self.client.set(key, json.dumps(facts))\n"
+        "        raw = await self.client.get(key)\n"
+        "        return [str(f) for f in json.loads(raw)] if raw else []",
+    ),
 }
 
 
