@@ -96,6 +96,7 @@ class Rehearsal:
             ("phase 4: announce the move", self.announce),
             ("the user talks to the new bot; it remembers", self.user_moves),
             ("phase 5: staging gets its own prefix (dev:) and serves testers only", self.old_bot_for_testers),
+            ("the replay gate stops a release that forgets the daily user, before Render", self.replay_gate),
             ("a bad release is rolled back automatically", self.bad_release),
             (
                 "a release that overwrote memory is rolled back; memory restored from memory-before-<sha>",
@@ -337,6 +338,53 @@ class Rehearsal:
             "the dev Redis grew: the daily user's words were stored on staging",
         )
         return f"the old bot answered the daily user with {link}; the dev Redis did not grow"
+
+    def replay_gate(self, world: World) -> str:
+        """production.yml's replay stage, as it runs before a deploy: the daily user's conversation on
+        a private copy of production's snapshot, by the live commit and by a candidate that moved
+        their facts to another key. It must stop before anything reaches the Render stand-in."""
+        import shutil
+
+        from cryptography.fernet import Fernet
+
+        from ci_tools.memory import points
+        from ci_tools.pipeline.replay import ReplayRequest, replay
+        from sandbox.breaks import commit_breaking
+        from sandbox.world import git
+
+        service = world.services["production"]
+        live = next(d for d in service.deploys if d["status"] == "live")["commit"]["id"]
+        # The sandbox's repository gets the bot's code (its commits so far ran the installed bot).
+        shutil.copytree(
+            self.project / "mindmate", world.repo / "mindmate", ignore=shutil.ignore_patterns("__pycache__")
+        )
+        git(world.repo, "checkout", "-q", "main")
+        git(world.repo, "add", "mindmate")
+        git(world.repo, "commit", "-q", "-m", "the bot's code in the repository")
+        candidate = commit_breaking(world, "forgets the daily user", "refactor: remembered facts under facts:")
+        key = Fernet.generate_key().decode()  # production's MEMORY_SNAPSHOT_KEY
+        ctx = self._ctx(world, "production", MEMORY_SNAPSHOT_KEY=key)
+        env = ctx.config.env("production")
+        fernet = Fernet(key)
+        taken = points.take_snapshot(
+            world.redis["production"].client(),
+            env,
+            self.root / f"memory-before-{candidate}",
+            server="sandbox",
+            max_mb=100,
+            protected=(DAILY_USER,),
+            commit=candidate,
+            fernet=fernet,
+        )
+        deploys = len(service.deploys)
+        outcome = replay(ctx, ReplayRequest(env, taken.path, candidate, live, (DAILY_USER,)))
+        git(world.repo, "revert", "--no-edit", candidate)  # fixed forward, so later releases are sound
+        require(outcome.stops, f"the replay let {candidate[:7]} through")
+        require("answers differently" in outcome.stops[0], f"stopped for another reason: {outcome.stops[0]}")
+        require(len(service.deploys) == deploys, "a deploy of the candidate reached Render")
+        leaked = [fact for fact in FACTS if fact in " ".join(outcome.stops)]
+        require(not leaked, "the replay's finding quotes the daily user's memory")
+        return f"{candidate[:7]} stopped: {outcome.stops[0][:90]}…; nothing deployed, {live[:7]} still live"
 
     def bad_release(self, world: World) -> str:
         """The same rule the release workflow runs (ci_tools.pipeline.release), against a bad build."""

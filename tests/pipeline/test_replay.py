@@ -11,9 +11,9 @@ import pytest
 from cryptography.fernet import Fernet
 
 from ci_tools.__main__ import main
+from sandbox.breaks import commit_breaking
 from sandbox.world import World, git
 from tests.support import ROOT, use
-from tests.workflows.scenarios import commit_breaking
 
 DAILY = 5550001
 FACTS = ["my sister is called Mira", "I walk by the river at seven"]

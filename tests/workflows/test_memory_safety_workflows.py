@@ -14,12 +14,12 @@ import redis
 from cryptography.fernet import Fernet
 
 from ci_tools.memory.files import RecordFile
+from sandbox.breaks import commit_breaking
 from tests.memory.helpers import OTHER, USER, seed_user
 from tests.workflows.scenarios import (
     SNAPSHOT_KEY,
     assert_backup_kept_before_the_write,
     assert_no_secret,
-    commit_breaking,
     dispatch,
     health,
     production_secrets,

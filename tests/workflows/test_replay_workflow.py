@@ -7,10 +7,10 @@ import re
 
 import pytest
 
+from sandbox.breaks import commit_breaking
 from sandbox.world import git
 from tests.workflows.scenarios import (
     assert_no_secret,
-    commit_breaking,
     dispatch,
     health,
     production_secrets,

@@ -1,0 +1,59 @@
+"""Bad releases as real code, as a refactor would write them.
+
+The Render stand-in builds each deployed commit and runs it, and the replay stage starts each
+commit from its own checkout: so a bad release in a test or the rehearsal is a commit whose bot
+really is broken, not a fault switched on in a stand-in.
+"""
+
+from __future__ import annotations
+
+from sandbox.world import World, git
+
+BREAKS = {
+    # a webhook that forgot its secret: the probe's unsigned POST is answered 200
+    "open webhook": (
+        "mindmate/app.py",
+        "        return hmac.compare_digest(given.encode(), settings.bot_webhook_secret.encode())",
+        "        return True  # a refactor that forgot the secret",
+    ),
+    # a start that crashes: the instance exits before it serves (Render restarts it, and never switches)
+    "crash at start": (
+        "mindmate/__main__.py",
+        "    settings = prepare()\n",
+        "    settings = prepare(strict=True)  # type: ignore[call-arg]\n",
+    ),
+    # remembered facts moved to another key: its own /remember and /recall agree, so the probe
+    # passes, and the daily user's facts under the old key are forgotten
+    "forgets the daily user": (
+        "mindmate/store.py",
+        'return f"{prefix}memory:{user_id}"',
+        'return f"{prefix}facts:{user_id}"',
+    ),
+    # the facts rewritten as one JSON value when read: it answers as before, but the live commit,
+    # which reads a list, cannot read what it left (a rollback would not be safe)
+    "reshapes memory": (
+        "mindmate/store.py",
+        "        return [str(f) for f in await self.client.lrange(memory_key(self.prefix, user_id), 0, -1)]",
+        "        key = memory_key(self.prefix, user_id)\n"
+        '        if await self.client.type(key) == "list":  # a new shape, migrated on read\n'
+        "            facts = await self.client.lrange(key, 0, -1)\n"
+        "            await self.client.delete(key)\n"
+        "            await self.client.set(key, json.dumps(facts))\n"
+        "        raw = await self.client.get(key)\n"
+        "        return [str(f) for f in json.loads(raw)] if raw else []",
+    ),
+}
+
+
+def commit_breaking(world: World, how: str, message: str) -> str:
+    """A commit on main whose bot is broken as ``how`` says (a key of BREAKS); its full SHA."""
+    path, old, new = BREAKS[how]
+    git(world.repo, "checkout", "-q", "main")
+    target = world.repo / path
+    text = target.read_text()
+    if old not in text:
+        raise RuntimeError(f"{path} no longer reads as {how!r} expects: update sandbox/breaks.py")
+    target.write_text(text.replace(old, new))
+    git(world.repo, "add", path)
+    git(world.repo, "commit", "-q", "-m", message)
+    return git(world.repo, "rev-parse", "HEAD")
