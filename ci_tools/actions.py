@@ -43,6 +43,14 @@ class Runner:
     summary: Path | None = None  # GITHUB_STEP_SUMMARY
     run_id: str | None = None  # GITHUB_RUN_ID: what a later dispatch names to find its artifacts
     repository: str | None = None  # GITHUB_REPOSITORY, OWNER/NAME
+    server: str = "https://github.com"  # GITHUB_SERVER_URL
+
+    @property
+    def run_url(self) -> str | None:
+        """The link to this run, for a message that leaves GitHub (the owner's Telegram)."""
+        if not (self.run_id and self.repository):
+            return None
+        return f"{self.server}/{self.repository}/actions/runs/{self.run_id}"
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Runner:
@@ -56,6 +64,7 @@ class Runner:
             summary=path("GITHUB_STEP_SUMMARY"),
             run_id=environ.get("GITHUB_RUN_ID") or None,
             repository=environ.get("GITHUB_REPOSITORY") or None,
+            server=(environ.get("GITHUB_SERVER_URL") or "https://github.com").rstrip("/"),
         )
 
     def annotate(

@@ -119,6 +119,7 @@ ORIGINS = {
     "SOURCE_REDIS_URL": "the source Key Value's external connection string",
     "TARGET_REDIS_URL": "the target Key Value's external connection string",
     "MEMORY_SNAPSHOT_KEY": "a Fernet key; ci-tools init makes one",
+    "OWNER_CHAT_ID": "your own Telegram user id (the owner): ci-tools init asks for it; @userinfobot tells it",
     "GITHUB_TOKEN": "a GitHub token with admin rights on the repository (or GH_TOKEN)",
     "GH_TOKEN": "the same as GITHUB_TOKEN (what gh uses)",
     "DAILY_USER_ID": "the daily user's Telegram id",

@@ -40,6 +40,8 @@ _OPTIONAL_FIELDS = (
     "key_value",
     "reviewers",
     "deploy_branches",
+    "bake_minutes",
+    "bake_interval_seconds",
     *ROLES,
 )
 # The reserved probe user: Telegram user ids fit in 52 bits and are handed out far below
@@ -71,6 +73,10 @@ class Environment:
     cutover_target: bool = False
     accepts_feature_branches: bool = False
     testers_only: bool = False
+    # After a release's probe passes, the new commit is watched this long (its own failure counts,
+    # Telegram's delivery, the conversation probe) and rolled back on a failure of its own.
+    bake_minutes: float = 0.0  # default: 10 where a failed probe rolls back (production), else 0
+    bake_interval_seconds: float = 30.0
 
     @property
     def key_prefix_variable(self) -> str:
@@ -377,9 +383,28 @@ def _parse_environments(raw: Any, path: Path) -> dict[str, Environment]:
             key_value=str(table.get("key_value") or f"{table['render_service']}-redis"),
             reviewers=_strings(table.get("reviewers", []), f"{where}: reviewers"),
             deploy_branches=_strings(table.get("deploy_branches", [table["branch"]]), f"{where}: deploy_branches"),
-            **{flag: _flag(table.get(flag, name == default), f"{where}: {flag}") for flag, default in ROLES.items()},
+            **(
+                roles := {
+                    flag: _flag(table.get(flag, name == default), f"{where}: {flag}") for flag, default in ROLES.items()
+                }
+            ),
+            bake_minutes=_number(
+                table.get("bake_minutes", 10 if roles["rollback_on_failed_probe"] else 0),
+                f"{where}: bake_minutes",
+                0,
+                120,
+            ),
+            bake_interval_seconds=_number(
+                table.get("bake_interval_seconds", 30), f"{where}: bake_interval_seconds", 0.1, 600
+            ),
         )
     return environments
+
+
+def _number(value: Any, where: str, low: float, high: float) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not low <= value <= high:
+        raise ConfigError(f"{where} must be a number from {low:g} to {high:g}")
+    return float(value)
 
 
 def pattern_problem(pattern: str) -> str | None:

@@ -34,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from telegram import Update
-from telegram.error import RetryAfter
+from telegram.error import RetryAfter, TelegramError
 from telegram.ext import Application, ContextTypes
 from telegram.warnings import PTBDeprecationWarning
 
@@ -94,6 +94,34 @@ async def _set_webhook(application: Application, settings: Settings, attempts: i
             await asyncio.sleep(seconds)
 
 
+class UpdateCounts:
+    """Since this instance started: updates handled, and those a handler failed on.
+
+    A handler's exception is answered 200 (a retry would fail the same way), so Telegram's
+    ``last_error`` never shows it; ``/healthz`` does, for the bake window after a release.
+    Telegram's own refusals of a reply (a user who blocked the bot) are not the code's failures
+    and are not counted. Nothing of a message's content is kept: the exception's type and the
+    update's kind only."""
+
+    KINDS = ("message", "edited_message", "callback_query", "inline_query", "channel_post", "my_chat_member")
+
+    def __init__(self) -> None:
+        self.handled = 0
+        self.failed = 0
+        self.last_failure: dict[str, str] | None = None
+
+    def count(self, update: Update, failures: list[BaseException]) -> None:
+        self.handled += 1
+        own = [f for f in failures if not isinstance(f, TelegramError)]
+        if own:
+            self.failed += 1
+            kind = next((k for k in self.KINDS if getattr(update, k, None) is not None), "update")
+            self.last_failure = {"error": type(own[-1]).__name__, "kind": kind}
+
+    def json(self) -> dict[str, Any]:
+        return {"handled": self.handled, "failed": self.failed, "last_failure": self.last_failure}
+
+
 def create_app(settings: Settings) -> Starlette:
     redis_client = aioredis.from_url(
         settings.redis_url, decode_responses=True, socket_timeout=2, socket_connect_timeout=2
@@ -101,6 +129,7 @@ def create_app(settings: Settings) -> Starlette:
     store = MemoryStore(redis_client, settings.key_prefix, settings.history_limit, env=settings.env)
     application = build_application(settings)
     register(application, settings, store)
+    counts = UpdateCounts()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -160,6 +189,8 @@ def create_app(settings: Settings) -> Starlette:
         storage = next((f for f in failures if isinstance(f, STORAGE_ERRORS)), None)
         if storage is not None:
             return _storage_failure(update.update_id, storage)
+        if turn is None:  # the probe user's turns are the pipeline's, not traffic
+            counts.count(update, failures)
         for other in failures:  # e.g. Telegram's 403 "bot was blocked by the user": no retry helps
             log.error(
                 "update %s: %s: %s (answered 200: a retry would fail the same way)",
@@ -207,6 +238,7 @@ def create_app(settings: Settings) -> Starlette:
             "redis": {"ok": redis_ok, "env_marker": marker},
             "key_prefix": settings.key_prefix,
             "moved_to": settings.moved_to,
+            "updates": counts.json(),
         }
         return JSONResponse(body, status_code=200 if redis_ok else 503)
 

@@ -22,6 +22,7 @@ from sandbox.render import FakeRender, FakeService
 from sandbox.telegram import FakeBot, FakeTelegram
 
 PATTERNS = '["user:{user_id}:history", "user:{user_id}:profile", "memory:{user_id}"]'
+BAKE = "\nbake_minutes = 0.03\nbake_interval_seconds = 0.4\n"  # 1.8 s, a look every 0.4 s
 SECRETS = {"staging": "whsec-staging-0123456789", "production": "whsec-production-0123456789"}
 
 
@@ -146,6 +147,10 @@ class World:
             )
             if count != 1:
                 raise RuntimeError(f"{config}: no base_url for {env} to point at the stand-in")
+        # The bake window, scaled down as the stand-ins' clocks are: minutes to seconds.
+        text, count = re.subn(r"\nbake_minutes = [0-9.]+\nbake_interval_seconds = [0-9.]+\n", BAKE, text)
+        if count != 1:
+            raise RuntimeError(f"{config}: no bake_minutes and bake_interval_seconds for production to scale down")
         config.write_text(text)
 
     def _config_text(self) -> str:
@@ -157,6 +162,7 @@ class World:
                 f'branch = "{service.branch}"\nrender_service = "{service.name}"\n'
                 f'bot_username = "{bot}"\nbase_url = "{service.router.url}"\n'
                 f'key_prefix = "{service.env["KEY_PREFIX"].replace(NO_PREFIX, "")}"\nmemory_patterns = {PATTERNS}\n'
+                "bake_minutes = 0\n"  # the pipeline tests release at once; a bake test sets its own window
             )
         return "\n".join(text)
 

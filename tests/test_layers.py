@@ -75,6 +75,7 @@ PLUMBING = {
 
 # Modules that several commands share carry the name of what they hold, not of a command.
 SHARED = {
+    "bake",
     "blueprint_sync",
     "release_order",
     "safety_net",

@@ -10,7 +10,9 @@ from ci_tools.needs import Needs
 
 if TYPE_CHECKING:  # annotations only: the probe loads when a command runs
     from ci_tools.actions import Runner
+    from ci_tools.context import Context
     from ci_tools.pipeline.probe import Check
+    from ci_tools.settings import Environment
 
 RENDER = ("RENDER_DEPLOY_HOOK_URL", "RENDER_API_KEY", "RENDER_SERVICE_ID")
 DEPLOY_NEEDS = Needs(optional=RENDER)
@@ -42,3 +44,18 @@ def printer(as_json: bool) -> Callable[[str], None]:
     from ci_tools.output import say
 
     return (lambda line: None) if as_json else (lambda line: say(f"  {line}"))
+
+
+def tell_owner(ctx: Context, env: Environment, text: str) -> None:
+    """The owner hears it in Telegram; a failure to tell is a warning, never the run's failure."""
+    from ci_tools.output import say
+    from ci_tools.pipeline.notify import notify
+
+    if not ctx.optional("OWNER_CHAT_ID"):
+        return  # not set up: nothing to say on every run
+    warning = notify(ctx, env, text)
+    if warning:
+        say(f"⚠ {warning}")
+        ctx.runner.annotate("warning", warning, title="owner not told")
+    else:
+        say(f"  the owner was told in Telegram by @{env.bot_username}")

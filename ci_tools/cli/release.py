@@ -15,6 +15,7 @@ from ci_tools.cli._common import (
     add_probe_options,
     printer,
     report_probe,
+    tell_owner,
 )
 from ci_tools.context import Context
 from ci_tools.needs import Needs
@@ -37,11 +38,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="the snapshot step's outcome: 'success' when this run kept memory-before-<sha>, "
         "which a rollback then names with its run",
     )
+    rel.add_argument(
+        "--no-bake",
+        dest="bake",
+        action="store_false",
+        help="skip the bake window after the probe (bake_minutes): the run warns that nobody watched",
+    )
     rel.add_argument("--poll", type=float, default=2.0, help=argparse.SUPPRESS)
-    rel.set_defaults(func=run, needs=Needs(required=TOKEN, optional=(*RENDER, *WEBHOOK_SECRET)))
+    rel.set_defaults(func=run, needs=Needs(required=TOKEN, optional=(*RENDER, *WEBHOOK_SECRET, "OWNER_CHAT_ID")))
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
+    from ci_tools.errors import FatalError
     from ci_tools.output import say
     from ci_tools.pipeline.deploy import parse_commit
     from ci_tools.pipeline.release import ReleaseRequest, release
@@ -57,11 +65,21 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         allow_other_branch=args.allow_other_branch,
         webhook_secret=ctx.secrets.get("TELEGRAM_WEBHOOK_SECRET"),
         conversation=args.conversation,
+        bake=args.bake,
     )
     say(f"releasing {request.commit[:12]} to {request.env.name}")
+    if not args.bake and request.env.bake_minutes > 0:
+        minutes = request.env.bake_minutes
+        line = f"--no-bake: nobody watches {request.commit[:12]} after its probe (bake_minutes is {minutes:g})"
+        say(f"⚠ {line}")
+        ctx.runner.annotate("warning", line, title="bake skipped")
+        ctx.runner.add_summary(f"**Bake skipped**: {line}")
+
+    rolled: list[str] = []
 
     def rolling_back(why: str) -> None:
-        ctx.runner.annotate("error", why, title=f"{request.env.name} probe failed: rolling back")
+        rolled.append(why)
+        ctx.runner.annotate("error", why, title=f"{request.env.name} release failed: rolling back")
         if request.env.name == config.memory_backup.environment:
             from ci_tools.memory.points import safety_net
 
@@ -69,13 +87,22 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
             say(note)
             ctx.runner.add_summary(note)
 
-    result = release(
-        ctx,
-        request,
-        on_status=printer(False),
-        on_probe=lambda title, checks: report_probe(ctx.runner, title, checks),
-        on_rollback=rolling_back,
-    )
+    ctx.runner.set_output("bot_url", f"https://t.me/{request.env.bot_username}")  # the environment's url
+    try:
+        result = release(
+            ctx,
+            request,
+            on_status=printer(False),
+            on_probe=lambda title, checks: report_probe(ctx.runner, title, checks),
+            on_rollback=rolling_back,
+        )
+    except FatalError as failed:
+        if rolled:
+            tell_owner(ctx, request.env, f"↩ {failed.message}")
+        raise
+    if result.baked is not None:
+        tell_owner(ctx, request.env, f"✓ {request.commit[:12]} is live and baked: {result.baked.detail}")
+        ctx.runner.add_summary(f"**Bake**: {result.baked.detail}")
     ctx.runner.set_output("deploy_id", result.deploy_id or "")
     ctx.runner.set_output("previous_deploy_id", result.previous_deploy_id or "")
     return 0

@@ -11,6 +11,7 @@ from ci_tools.cli._common import (
     add_probe_options,
     printer,
     report_probe,
+    tell_owner,
 )
 from ci_tools.context import Context
 from ci_tools.errors import InputError
@@ -34,7 +35,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--json", action="store_true")
     r.set_defaults(
         func=run,
-        needs=Needs(required=("RENDER_API_KEY", "RENDER_SERVICE_ID", *TOKEN), optional=WEBHOOK_SECRET),
+        needs=Needs(
+            required=("RENDER_API_KEY", "RENDER_SERVICE_ID", *TOKEN), optional=(*WEBHOOK_SECRET, "OWNER_CHAT_ID")
+        ),
     )
 
 
@@ -81,6 +84,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
             say(note)
     if not args.json:
         say(f"✓ {env.name} is back on {commit[:12]} ({final.id}); probing")
+    tell_owner(ctx, env, f"↩ rolled back to {commit[:12]} ({final.id}) by a dispatched rollback")
     request = ReleaseRequest(
         env,
         commit,

@@ -33,6 +33,19 @@ class Unreachable(Exception):
 
 
 @dataclass(frozen=True)
+class Updates:
+    """What the instance counted since it started (the contract's ``updates``)."""
+
+    handled: int
+    failed: int
+    last_error: str | None = None  # the last failure's exception type
+    last_kind: str | None = None  # … and the kind of update it failed on
+
+    def last(self) -> str:
+        return f"{self.last_error} on a {self.last_kind}" if self.last_error else "no failure yet"
+
+
+@dataclass(frozen=True)
 class Health:
     http_status: int
     env: str
@@ -43,6 +56,7 @@ class Health:
     env_marker: str | None
     key_prefix: str
     moved_to: str | None
+    updates: Updates | None = None  # None: a bot that does not count them
 
     @classmethod
     def from_json(cls, http_status: int, body: Any) -> Health:
@@ -50,6 +64,11 @@ class Health:
         if problem:
             raise NotTheContract(problem)
         bot, redis = body["bot"], body["redis"]
+        counted = body.get("updates")
+        last = (counted or {}).get("last_failure") or {}
+        updates = (
+            Updates(counted["handled"], counted["failed"], last.get("error"), last.get("kind")) if counted else None
+        )
         return cls(
             http_status=http_status,
             env=body["env"],
@@ -60,6 +79,7 @@ class Health:
             env_marker=redis["env_marker"],
             key_prefix=body["key_prefix"],
             moved_to=body.get("moved_to"),
+            updates=updates,
         )
 
     def runs_bot(self, username: str) -> bool:

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from ci_tools.clients.health import NotTheContract, Unreachable, health_of
 from ci_tools.clients.render import (
@@ -39,6 +40,9 @@ from ci_tools.clients.render import (
 from ci_tools.context import Context
 from ci_tools.errors import ConfigError, InputError, RemoteError, VerificationError
 from ci_tools.pipeline import blueprint_sync, release_order
+
+if TYPE_CHECKING:
+    from ci_tools.pipeline.bake import BakeResult
 from ci_tools.settings import Environment
 
 SHA = re.compile(r"^[0-9a-f]{7,40}$")
@@ -60,6 +64,7 @@ class DeployResult:
     commit: str
     waited_s: float
     followed: Followed
+    baked: BakeResult | None = None  # the bake window's verdict, once it ran
 
 
 def parse_commit(raw: str, *, cwd: str | None = None) -> str:

@@ -11,9 +11,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NoReturn
 
 from ci_tools.context import Context
-from ci_tools.errors import RemoteError, VerificationError
+from ci_tools.errors import FatalError, RemoteError, VerificationError
+from ci_tools.pipeline.bake import bake
 from ci_tools.pipeline.deploy import DeployResult, deploy
 from ci_tools.pipeline.probe import Check, Probe, failures, run_probe
 from ci_tools.pipeline.rollback import rollback
@@ -35,6 +37,7 @@ class ReleaseRequest:
     webhook_secret: str | None = None  # signs the probe's conversation
     conversation: bool = True
     fail_fast: bool = True  # a definite probe failure ends the probe at once
+    bake: bool = True  # False: --no-bake (the run warns)
 
 
 def probe_or_fail(
@@ -99,27 +102,73 @@ def release(
     except VerificationError as failure:
         if not env.rollback_on_failed_probe:
             raise
-        if not result.previous_deploy_id:
-            raise VerificationError(
-                f"{failure.message}; no earlier deploy was recorded, so nothing was rolled back",
-                hint="roll back by hand from the dashboard, or set RENDER_API_KEY so deploys are recorded",
-            ) from None
-        on_rollback(failure.message)
-        on_status(f"✗ the probe failed; rolling back to {result.previous_deploy_id}")
-        back = rollback(
-            ctx, env, to=result.previous_deploy_id, timeout=request.timeout, poll=request.poll, on_status=on_status
+        _roll_back(ctx, request, result, failure.message, "its probe", on_status, on_probe, on_rollback)
+    if request.bake and env.bake_minutes > 0:
+        baked = bake(
+            ctx,
+            env,
+            commit,
+            request.token,
+            started_at,
+            webhook_secret=request.webhook_secret,
+            newer=lambda: _newer_release(ctx, result),
+            on_status=on_status,
         )
-        target, final = back.target, back.final
-        try:
-            probe_or_fail(
-                ctx, request, str(target.commit), time.time(), f"Probe of {env.name} after rollback", on_probe
-            )
-            after = "the rollback probe passed"
-        except VerificationError as second:
-            after = f"the probe after rollback failed too: {second.message}"
-        raise VerificationError(
-            f"{commit[:12]} failed its probe on {env.name} and was rolled back to "
-            f"{str(target.commit)[:12]} ({final.id}); {after}",
-            hint="fix forward on develop; a person must look at this release",
-        ) from None
+        result.baked = baked
+        if not baked.passed:
+            if not env.rollback_on_failed_probe:
+                raise VerificationError(f"{commit[:12]} failed its bake on {env.name}: {baked.detail}")
+            _roll_back(ctx, request, result, baked.detail, "its bake", on_status, on_probe, on_rollback)
+        on_status(f"✓ baked: {baked.detail}")
     return result
+
+
+def _roll_back(
+    ctx: Context,
+    request: ReleaseRequest,
+    result: DeployResult,
+    why: str,
+    what: str,
+    on_status: Status,
+    on_probe: ProbeReport,
+    on_rollback: Callable[[str], None],
+) -> NoReturn:
+    """The rule a failed probe and a failed bake share: back to the deploy live before, probed
+    again, and the run fails so that a person looks."""
+    env, commit = request.env, result.commit
+    if not result.previous_deploy_id:
+        raise VerificationError(
+            f"{why}; no earlier deploy was recorded, so nothing was rolled back",
+            hint="roll back by hand from the dashboard, or set RENDER_API_KEY so deploys are recorded",
+        )
+    on_rollback(why)
+    on_status(f"✗ {what} failed; rolling back to {result.previous_deploy_id}")
+    back = rollback(
+        ctx, env, to=result.previous_deploy_id, timeout=request.timeout, poll=request.poll, on_status=on_status
+    )
+    target, final = back.target, back.final
+    try:
+        probe_or_fail(ctx, request, str(target.commit), time.time(), f"Probe of {env.name} after rollback", on_probe)
+        after = "the rollback probe passed"
+    except VerificationError as second:
+        after = f"the probe after rollback failed too: {second.message}"
+    raise VerificationError(
+        f"{commit[:12]} failed {what} on {env.name} and was rolled back to "
+        f"{str(target.commit)[:12]} ({final.id}); {after}" + (f" [{why}]" if what == "its bake" else ""),
+        hint="fix forward on develop; a person must look at this release",
+    )
+
+
+def _newer_release(ctx: Context, result: DeployResult) -> str | None:
+    """A deploy newer than ours that Render is working on or has made live: its window now."""
+    api_key, service_id = ctx.optional("RENDER_API_KEY"), ctx.optional("RENDER_SERVICE_ID")
+    if not api_key or not service_id or not result.deploy_id:
+        return None
+    try:
+        with ctx.render(api_key, service_id, deadline=time.monotonic() + 30) as api:
+            newest = next(iter(api.deploys(max_pages=1)), None)
+    except FatalError:
+        return None
+    if newest is None or newest.id == result.deploy_id or newest.trigger == "rollback":
+        return None
+    return f"a newer release started ({newest.id}, {str(newest.commit)[:12]}, {newest.status})"

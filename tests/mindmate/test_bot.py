@@ -112,12 +112,31 @@ def test_healthz_contract_then_503_when_redis_stops(running_bot, redis_server):
         "redis": {"ok": True, "env_marker": "staging"},
         "key_prefix": "dev:",
         "moved_to": None,
+        "updates": {"handled": 0, "failed": 0, "last_failure": None},
     }
     assert fake.token not in response.text and WEBHOOK_SECRET not in response.text
     redis_server.stop()
     response = httpx.get(f"{bot.url}/healthz", timeout=10)
     assert response.status_code == 503
     assert response.json()["redis"] == {"ok": False, "env_marker": None}
+
+
+def test_healthz_counts_the_updates_a_handler_failed_on_but_not_telegrams_refusals(running_bot, telegram, monkeypatch):
+    """A handler's exception is answered 200 (no retry helps), so only /healthz can show it."""
+    bot, fake = running_bot
+    telegram.send_user_message(fake, USER, "/start")
+    fake.blocked_by.add(USER)  # Telegram refuses the reply: not the code's failure
+    telegram.send_user_message(fake, USER, "/recall")
+    fake.blocked_by.clear()
+    monkeypatch.setattr("mindmate.store.MemoryStore.append_history", _boom)
+    assert telegram.send_user_message(fake, USER, "my secret diary entry").status_code == 200
+    body = httpx.get(f"{bot.url}/healthz").json()
+    assert body["updates"] == {"handled": 3, "failed": 1, "last_failure": {"error": "KeyError", "kind": "message"}}
+    assert "diary" not in httpx.get(f"{bot.url}/healthz").text
+
+
+async def _boom(*args: object, **kwargs: object) -> None:
+    raise KeyError("a refactor's bug")
 
 
 def test_moved_to_answers_every_message_with_the_link(redis_server, bot_environ, telegram):

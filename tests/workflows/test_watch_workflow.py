@@ -17,9 +17,15 @@ def live(world):
     return sha
 
 
-def watch(world, act):
+OWNER = 7770001  # the owner's Telegram id (OWNER_CHAT_ID)
+
+
+def watch(world, act, **secrets: str):
     return act.run(
-        "watch.yml", "workflow_dispatch", secrets=production_secrets(world), payload=dispatch("main", staging="false")
+        "watch.yml",
+        "workflow_dispatch",
+        secrets=production_secrets(world, **secrets),
+        payload=dispatch("main", staging="false"),
     )
 
 
@@ -42,11 +48,16 @@ def test_a_webhook_that_keeps_failing_fails_the_run(world, act, live):
     assert "Telegram cannot deliver updates" in run.log
 
 
-def test_redis_down_fails_the_run(world, act, live):
+def test_redis_down_fails_the_run_and_the_owner_is_told_in_telegram(world, act, live):
+    bot = world.bots["production"]
+    world.telegram.start_chat(bot, OWNER)  # the owner pressed Start in their production bot once
     world.redis["production"].stop()
-    run = watch(world, act)
+    run = watch(world, act, OWNER_CHAT_ID=str(OWNER))
     assert not run.ok
     assert "Redis DOWN" in run.log
+    [told] = world.telegram.replies_to(bot, OWNER)
+    assert "the watch found production unhealthy" in told and "/actions/runs/" in told
+    assert [m["chat_id"] for m in bot.sent] == [OWNER]  # nobody else, ever
 
 
 def test_a_revoked_token_fails_the_run(world, act, live):

@@ -1,0 +1,49 @@
+"""Tell the owner in Telegram what happened to their bot: the environment's own bot writes one
+short message to ``OWNER_CHAT_ID`` — and to no other chat, ever.
+
+An owner who is not watching the dashboard hears of a release only through GitHub's failed-run
+e-mail; this puts releases, rollbacks, failed watches and memory restores in their pocket, each
+with the commit and the link to the run. Telling is best effort: a failure to tell (the owner
+never started that bot: Telegram's 403) is a warning, never the reason a release fails.
+"""
+
+from __future__ import annotations
+
+from ci_tools.clients.telegram import TelegramError
+from ci_tools.context import Context
+from ci_tools.errors import RemoteError
+from ci_tools.settings import Environment
+
+LIMIT = 4096  # sendMessage's text limit
+
+
+def owner_message(ctx: Context, env: Environment, text: str) -> str:
+    """The message: what happened, then where to read more (the run), nothing else."""
+    link = ctx.runner.run_url
+    return f"MindMate {env.name}: {text}" + (f"\n{link}" if link else "")
+
+
+def notify(ctx: Context, env: Environment, text: str) -> str | None:
+    """Send ``text`` to the owner with ``env``'s bot; None when sent, else the warning to show."""
+    owner, token = ctx.optional("OWNER_CHAT_ID"), ctx.optional("TELEGRAM_BOT_TOKEN")
+    if not owner:
+        return "OWNER_CHAT_ID is not set, so the owner was not told (ci-tools init asks for it)"
+    if not token:
+        return "TELEGRAM_BOT_TOKEN is not set, so the owner was not told"
+    try:
+        chat = int(owner.strip())
+    except ValueError:
+        return "OWNER_CHAT_ID is not a Telegram user id (digits), so the owner was not told"
+    try:
+        with ctx.telegram(token, budget=ctx.request_timeout(15)) as telegram:
+            telegram.send_message(chat, owner_message(ctx, env, text)[:LIMIT])
+    except TelegramError as exc:
+        if exc.code == 403:
+            return (
+                f"the owner was not told: Telegram refused (403 {exc.description}); "
+                f"open @{env.bot_username} once and press Start so it may write to you"
+            )
+        return f"the owner was not told: Telegram answered {exc.code} {exc.description}"
+    except RemoteError as exc:
+        return f"the owner was not told: {exc.message}"
+    return None

@@ -1,0 +1,93 @@
+"""production.yml's bake window in act: after the probe, the new release is watched with the
+bot's own signals and rolled back on a failure the daily user meets; the owner hears of it in
+Telegram from the production bot, and only the owner."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+import time
+
+import httpx
+import pytest
+
+from sandbox.breaks import commit_breaking
+from sandbox.world import git
+from tests.workflows.scenarios import assert_no_secret, health, production_secrets, push
+
+OWNER = 7770001
+DAILY = 6660002
+
+
+@pytest.fixture
+def baking(world):
+    """Production bakes 12 s, a look every 0.5 s (10 min and 30 s as shipped); the owner has
+    pressed Start in the production bot once."""
+    config = world.repo / "pyproject.toml"
+    text, count = re.subn(
+        r"bake_minutes = [0-9.]+\nbake_interval_seconds = [0-9.]+",
+        "bake_minutes = 0.2\nbake_interval_seconds = 0.5",
+        config.read_text(),
+    )
+    assert count == 1
+    config.write_text(text)
+    git(world.repo, "checkout", "-q", "main")
+    git(world.repo, "commit", "-qam", "a bake window the test can wait for")
+    world.telegram.start_chat(world.bots["production"], OWNER)
+
+
+def release(world, act, sha: str, **secrets: str):
+    values = production_secrets(world, **{"OWNER_CHAT_ID": str(OWNER), **secrets})
+    return act.run("production.yml", "push", secrets=values, payload=push("main", sha))
+
+
+def told(world) -> list[str]:
+    return world.telegram.replies_to(world.bots["production"], OWNER)
+
+
+@pytest.mark.built
+def test_a_release_that_breaks_plain_messages_is_rolled_back_in_its_bake_and_the_owner_is_told(world, act, baking):
+    good = world.commit("main", "a good release")
+    run = release(world, act, good)
+    assert run.ok, run.tail()
+    assert "no user traffic during the bake: 0 updates" in run.log  # a quiet window passes, with a note
+    assert any("is live and baked" in m and good[:12] in m for m in told(world))
+
+    bad = commit_breaking(world, "plain text fails", "refactor: read the message's text")
+    sent = threading.Event()
+
+    def daily_user_writes() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError, ValueError):  # the router may be between instances
+                if health(world, "production").get("commit") == bad:
+                    break
+            time.sleep(0.1)
+        world.telegram.send_user_message(world.bots["production"], DAILY, "just a plain hello")
+        sent.set()
+
+    user = threading.Thread(target=daily_user_writes, daemon=True)
+    user.start()
+    run = release(world, act, bad)
+    user.join(5)
+    assert sent.is_set(), "the release never went live, so the daily user could not write to it"
+    assert not run.ok
+    assert f"{bad[:12]} failed its bake on production and was rolled back to {good[:12]}" in run.log
+    assert "update(s) failed in a handler" in run.log and "AttributeError on a message" in run.log
+    assert health(world, "production")["commit"] == good
+    [rolled] = [m for m in told(world) if "rolled back" in m]
+    assert bad[:12] in rolled and "/actions/runs/" in rolled
+    assert {m["chat_id"] for m in world.bots["production"].sent} <= {OWNER, DAILY}  # the owner, and the user's reply
+    assert "just a plain hello" not in run.log
+    assert_no_secret(run, world)
+
+
+def test_an_owner_who_never_started_the_bot_is_a_warning_and_the_release_is_green(world, act, baking):
+    stranger = 7770999  # never pressed Start: Telegram refuses the bot's first word (403)
+    sha = world.commit("main", "a release nobody is told of")
+    run = release(world, act, sha, OWNER_CHAT_ID=str(stranger))
+    assert run.ok, run.tail()
+    assert "the owner was not told: Telegram refused (403" in run.log
+    assert health(world, "production")["commit"] == sha
+    assert world.telegram.replies_to(world.bots["production"], stranger) == []
