@@ -45,6 +45,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--tester-ids", default="", help="after the move: Telegram ids that still get the staging bot (yours)"
     )
     parser.add_argument("--repo", default="", help="OWNER/NAME on GitHub, kept in .env for github setup")
+    parser.add_argument(
+        "--owner-chat-id",
+        default="",
+        help="your own Telegram id: each environment's bot tells you of releases, rollbacks, failed watches "
+        "and restores (OWNER_CHAT_ID; press Start in both bots once)",
+    )
     parser.set_defaults(func=run, needs=NEEDS)
 
 
@@ -93,6 +99,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         staging_prefix=args.staging_prefix,
         tester_ids=args.tester_ids,
         repository=args.repo,
+        owner_chat_id=args.owner_chat_id.strip(),
     )
     result = init(ctx, request)
     rows = [

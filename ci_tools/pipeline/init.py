@@ -21,7 +21,7 @@ from typing import Any
 from ci_tools.clients.render import RenderAPI, monotonic_deadline
 from ci_tools.clients.telegram import TelegramError
 from ci_tools.context import Context
-from ci_tools.errors import ConfigError
+from ci_tools.errors import ConfigError, InputError
 from ci_tools.repo import owner_files
 from ci_tools.repo.blueprint import check_blueprint
 from ci_tools.repo.owner_files import EnvironmentFacts
@@ -42,6 +42,7 @@ class InitRequest:
     staging_prefix: str | None = None  # None: as the config says (legacy "" until the move)
     tester_ids: str = ""  # after the move: who still gets the staging bot
     repository: str = ""  # OWNER/NAME, for github setup
+    owner_chat_id: str = ""  # the owner's Telegram id: OWNER_CHAT_ID in each environment
     staging_api_key: str = ""  # a key scoped to staging's resources (default: api_key; preflight flags that)
 
 
@@ -159,6 +160,12 @@ def discover(ctx: Context, request: InitRequest, kept: Mapping[str, str]) -> tup
                 staging = config.role("testers_only").name.upper()
                 for name in ("TELEGRAM_BOT_TOKEN", "RENDER_SERVICE_ID", "RENDER_API_KEY"):
                     values[f"{upper}_{staging}_{name}"] = values[f"{staging}_{name}"]
+        owner = request.owner_chat_id or next((kept[k] for k in sorted(kept) if k.endswith("_OWNER_CHAT_ID")), "")
+        if owner:
+            if not owner.isdigit():
+                raise InputError(f"--owner-chat-id {owner!r} is not a Telegram user id", hint="digits, e.g. 123456789")
+            for env in config.environments.values():
+                values[f"{env.name.upper()}_OWNER_CHAT_ID"] = owner
         if request.repository or kept.get("GITHUB_REPOSITORY"):
             values["GITHUB_REPOSITORY"] = request.repository or kept["GITHUB_REPOSITORY"]
         if request.tester_ids:

@@ -36,6 +36,7 @@ OPTIONAL_SECRETS = {
     "SOURCE_REDIS_URL",
     "RENDER_DEPLOY_HOOK_URL",
     "GITHUB_ADMIN_TOKEN",  # preflight.yml and acceptance.yml also check GitHub's settings with it
+    "OWNER_CHAT_ID",  # without it nobody is told in Telegram; the runs still say everything
 }
 
 

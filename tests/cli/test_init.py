@@ -176,7 +176,7 @@ def test_a_readable_env_file_is_made_private(world, owner):
 
 def test_env_example_lists_exactly_what_init_writes(world, owner):
     clone, names, _ = owner
-    assert init(names) == 0
+    assert init(names, "--owner-chat-id", "123456789") == 0
     written = set(read_dotenv(clone / ".env"))
     example = set(read_dotenv(ROOT / ".env.example"))
     assert written == example, (sorted(written - example), sorted(example - written))
