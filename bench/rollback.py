@@ -6,10 +6,13 @@ the seconds from "live" to "rollback started", with definite failures ending the
 probe at once (now) against retrying them until the deadline (the old behaviour),
 and their ratio. Target: ≤ 10 s with the default 90 s deadline.
 
+In the bake window after the probe, a plain message whose handler fails: the seconds from that
+update to the rollback deploy, against the bake interval (target ≤ interval + 2 s).
+
 Then a transient failure — the public URL serves the old commit for 20 s after
 "live" — must still pass; its time is printed too.
 
-    python bench/rollback.py [--deadline 90] [--lag 20] [--skip-baseline]
+    python bench/rollback.py [--deadline 90] [--lag 20] [--skip-baseline] [--bake-interval 30]
 """
 
 from __future__ import annotations
@@ -83,11 +86,57 @@ def transient(lag: float, deadline: float) -> float:
         return time.monotonic() - started
 
 
+def bake_reaction(interval: float) -> float:
+    """Seconds from a failing update inside the bake window to the rollback deploy's creation.
+
+    The threaded bot runs this process's code, so the release's plain-message handler is made to
+    fail here (the act scenario does it with a really broken commit)."""
+    import dataclasses
+
+    from mindmate.store import MemoryStore
+
+    async def boom(*args: object, **kwargs: object) -> None:
+        raise KeyError("a refactor's bug")
+
+    with production_with("slow", 0.0) as (world, ctx, sha, token):
+        env = dataclasses.replace(ctx.config.env("production"), bake_minutes=2, bake_interval_seconds=interval)
+        ctx = ctx.with_config(
+            dataclasses.replace(ctx.config, environments={**ctx.config.environments, "production": env})
+        )
+        request = dataclasses.replace(production_release(world, ctx, sha, token, 10), env=env)
+        failed_at: list[float] = []
+
+        def user_writes_once_live() -> None:
+            while not any(
+                d["commit"]["id"] == sha and d["status"] == "live" for d in world.services["production"].deploys
+            ):
+                time.sleep(0.05)
+            time.sleep(interval / 2)  # well inside the window, between two looks
+            original = MemoryStore.append_history
+            MemoryStore.append_history = boom  # type: ignore[method-assign]
+            try:
+                failed_at.append(time.monotonic())
+                world.telegram.send_user_message(world.bots["production"], 4242, "a plain message")
+            finally:
+                MemoryStore.append_history = original  # type: ignore[method-assign]
+
+        import threading
+
+        user = threading.Thread(target=user_writes_once_live, daemon=True)
+        user.start()
+        with contextlib.suppress(VerificationError):  # it must fail its bake: that is the point
+            release(ctx, request)
+        user.join(10)
+        rollback = next(d for d in world.services["production"].deploys if d["trigger"] == "rollback")["_created"]
+        return float(rollback - failed_at[0])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--deadline", type=float, default=90, help="the probe deadline (default 90)")
     parser.add_argument("--lag", type=float, default=20, help="seconds the old commit stays on the URL")
     parser.add_argument("--skip-baseline", action="store_true", help="do not wait out the old behaviour")
+    parser.add_argument("--bake-interval", type=float, default=30, help="bake_interval_seconds (default 30)")
     args = parser.parse_args()
     now = exposure(args.deadline, fail_fast=True)
     print(f"rollback benchmark: a definite probe failure, probe deadline {args.deadline:.0f} s")
@@ -98,6 +147,12 @@ def main() -> None:
         print(f"  ratio now / before                           {now / before:6.3f}")
     took = transient(args.lag, args.deadline)
     print(f"  transient: old commit on the URL for {args.lag:.0f} s → release passed in {took:.1f} s")
+    reaction = bake_reaction(args.bake_interval)
+    print(
+        f"  bake: a failing update → rollback started     {reaction:6.1f} s   "
+        f"(target ≤ interval + 2 s = {args.bake_interval + 2:.0f} s; "
+        f"ratio to the interval {reaction / args.bake_interval:.2f})"
+    )
 
 
 if __name__ == "__main__":

@@ -10,15 +10,20 @@ stand-ins' addresses, never from this process's environment.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import re
+import shutil
 import signal
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from ci_tools.checklist import Item
 from ci_tools.context import Context, build
@@ -34,8 +39,9 @@ from ci_tools.pipeline.release import ReleaseRequest, release
 from ci_tools.repo.github import check, plan
 from ci_tools.repo.workflow_files import secrets_by_environment
 from ci_tools.settings import load_config
+from sandbox.breaks import commit_breaking
 from sandbox.github import FakeGitHub
-from sandbox.world import SECRETS, World
+from sandbox.world import SECRETS, World, git
 
 DAILY_USER = 424242001
 TESTER = 5550001  # the owner, testing on staging
@@ -97,6 +103,7 @@ class Rehearsal:
             ("the user talks to the new bot; it remembers", self.user_moves),
             ("phase 5: staging gets its own prefix (dev:) and serves testers only", self.old_bot_for_testers),
             ("the replay gate stops a release that forgets the daily user, before Render", self.replay_gate),
+            ("a release that breaks plain messages is rolled back in its bake window", self.bake_window),
             ("a bad release is rolled back automatically", self.bad_release),
             (
                 "a release that overwrote memory is rolled back; memory restored from memory-before-<sha>",
@@ -343,14 +350,10 @@ class Rehearsal:
         """production.yml's replay stage, as it runs before a deploy: the daily user's conversation on
         a private copy of production's snapshot, by the live commit and by a candidate that moved
         their facts to another key. It must stop before anything reaches the Render stand-in."""
-        import shutil
-
         from cryptography.fernet import Fernet
 
         from ci_tools.memory import points
         from ci_tools.pipeline.replay import ReplayRequest, replay
-        from sandbox.breaks import commit_breaking
-        from sandbox.world import git
 
         service = world.services["production"]
         live = next(d for d in service.deploys if d["status"] == "live")["commit"]["id"]
@@ -385,6 +388,46 @@ class Rehearsal:
         leaked = [fact for fact in FACTS if fact in " ".join(outcome.stops)]
         require(not leaked, "the replay's finding quotes the daily user's memory")
         return f"{candidate[:7]} stopped: {outcome.stops[0][:90]}…; nothing deployed, {live[:7]} still live"
+
+    def bake_window(self, world: World) -> str:
+        """production.yml's bake, scaled down (10 min → 6 s): a release whose probe passes but whose
+        plain-message handler fails is rolled back once the daily user writes a plain message."""
+        if not self.process:
+            return "not run with --threads: threads run the installed bot, not the commit's code"
+        service = world.services["production"]
+        good = next(d for d in service.deploys if d["status"] == "live")["commit"]["id"]
+        bad = commit_breaking(world, "plain text fails", "refactor: read the message's text")
+        ctx = self._ctx(world, "production")
+        env = dataclasses.replace(ctx.config.env("production"), bake_minutes=0.1, bake_interval_seconds=0.5)
+        ctx = ctx.with_config(
+            dataclasses.replace(ctx.config, environments={**ctx.config.environments, "production": env})
+        )
+
+        def daily_user_writes() -> None:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                with contextlib.suppress(httpx.HTTPError, ValueError):
+                    if httpx.get(f"{service.router.url}/healthz", timeout=5).json().get("commit") == bad:
+                        break
+                time.sleep(0.1)
+            world.telegram.send_user_message(world.bots["production"], DAILY_USER, "a long day, but a good one")
+
+        user = threading.Thread(target=daily_user_writes, daemon=True)
+        user.start()
+        try:
+            release(ctx, dataclasses.replace(_production_release(world, ctx, bad), env=env))
+        except VerificationError as failed:
+            outcome = failed.message
+        else:
+            raise VerificationError("the release that breaks plain messages passed its bake")
+        finally:
+            user.join(10)
+        git(world.repo, "revert", "--no-edit", bad)  # fixed forward
+        live = next(d for d in service.deploys if d["status"] == "live")["commit"]["id"]
+        require("failed its bake" in outcome, f"not stopped by its bake: {outcome}")
+        require(live == good, f"production serves {live[:7]}, not {good[:7]}")
+        why = outcome.split("[")[-1].rstrip("]")
+        return f"{bad[:7]} passed its probe and failed its bake ({why}); back on {good[:7]}"
 
     def bad_release(self, world: World) -> str:
         """The same rule the release workflow runs (ci_tools.pipeline.release), against a bad build."""
