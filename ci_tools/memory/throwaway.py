@@ -77,12 +77,19 @@ def private_redis(environ: Mapping[str, str], timeout: float = 10.0) -> Iterator
                     time.sleep(0.02)
             yield url
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            terminate(process)
+
+
+def terminate(process: subprocess.Popen[bytes], grace: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL after ``grace`` seconds: a child of ours never outlives its step."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def load(url: str, snapshot: Path, fernet: Fernet | None) -> int:

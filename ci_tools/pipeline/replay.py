@@ -188,13 +188,8 @@ class ReplayBot:
 
     def stop(self) -> None:
         process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        if process is not None:
+            throwaway.terminate(process, grace=10)
 
 
 def bot_environ(

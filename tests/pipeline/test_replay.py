@@ -119,7 +119,9 @@ def test_the_first_release_runs_the_candidate_alone(replaying, capsys):
 def test_empty_turns_is_a_config_error_with_the_fix(replaying, capsys):
     world, snapshot = replaying
     config = world.repo / "pyproject.toml"
-    config.write_text(config.read_text() + "\n[tool.ci_tools.replay]\nturns = []\n")
+    text = config.read_text()
+    assert 'turns = ["/start", "/recall"]' in text
+    config.write_text(text.replace('turns = ["/start", "/recall"]', "turns = []"))
     head = git(world.repo, "rev-parse", "HEAD")
     assert replay(snapshot, head, head) == 3
     err = capsys.readouterr().err

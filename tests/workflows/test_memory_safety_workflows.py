@@ -130,7 +130,11 @@ def test_backup_yml_keeps_memory_nightly_of_the_date(world, act, prod):
     assert_no_secret(run, world)
 
 
+OWNER = 7770001  # the owner's Telegram id (OWNER_CHAT_ID), who pressed Start in the production bot
+
+
 def restore(world, act, mode: str, run_id: int, **inputs: str):
+    world.telegram.start_chat(world.bots["production"], OWNER)
     values = {
         "run_id": str(run_id),
         "environment": "production",
@@ -141,7 +145,7 @@ def restore(world, act, mode: str, run_id: int, **inputs: str):
     return act.run(
         "restore-memory.yml",
         "workflow_dispatch",
-        secrets=production_secrets(world),
+        secrets=production_secrets(world, OWNER_CHAT_ID=str(OWNER)),
         payload=dispatch("main", **{**values, **inputs}),
     )
 
@@ -173,6 +177,8 @@ def test_restore_dry_run_then_apply_one_user_then_undo(world, act, prod):
     }  # every other key as it was, the other user's new memory included
     assert f"mode undo (after dry-run), run_id {applied.run_id}" in applied.log
     assert_backup_kept_before_the_write(applied.log)
+    [told] = world.telegram.replies_to(world.bots["production"], OWNER)  # the apply, not the dry run
+    assert f"memory restored from run {nightly.run_id} (user {USER})" in told
 
     undone = restore(world, act, "undo", applied.run_id)
     assert undone.ok, undone.tail()
