@@ -4,6 +4,7 @@ live commit and the candidate, each built from its own commit of a real reposito
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -126,3 +127,37 @@ def test_empty_turns_is_a_config_error_with_the_fix(replaying, capsys):
     assert replay(snapshot, head, head) == 3
     err = capsys.readouterr().err
     assert "turns is empty" in err and 'turns = ["/start", "/recall"]' in err
+
+
+def test_a_commit_with_a_lock_of_its_own_runs_with_its_own_dependencies(tmp_path, monkeypatch):
+    """Its uv.lock differs from this checkout's: uv sync --locked builds the tree's own venv."""
+    import os
+    import shutil
+    import subprocess
+
+    from ci_tools.pipeline.replay import interpreter
+
+    tree = tmp_path / "candidate"
+    tree.mkdir()
+    for name in ("pyproject.toml", "uv.lock", "README.md"):
+        shutil.copy2(ROOT / name, tree / name)
+    shutil.copytree(ROOT / "mindmate", tree / "mindmate")
+    shutil.copytree(ROOT / "ci_tools", tree / "ci_tools")
+    with (tree / "uv.lock").open("a") as lock:
+        lock.write("# this commit's own lock\n")  # other bytes, the same resolution
+    monkeypatch.chdir(ROOT)
+    said: list[str] = []
+    environ = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "UV_CACHE_DIR", "XDG_CACHE_HOME")}
+    python = interpreter(tree, environ, said.append)
+    assert python == str(tree / ".venv" / "bin" / "python")
+    assert said and "candidate's own dependencies" in said[0]
+    ran = subprocess.run(
+        [python, "-c", "import telegram, redis, mindmate; print(mindmate.__file__)"],
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert ran.stdout.strip().startswith(str(tree))
+    monkeypatch.chdir(tree)  # the same lock as the checkout's: this environment serves
+    assert interpreter(tree, environ, said.append) == sys.executable
