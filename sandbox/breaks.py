@@ -49,6 +49,15 @@ BREAKS = {
         '        text = update.effective_message.text if update.effective_message else ""',
         '        text = update.effective_message.txt if update.effective_message else ""  # type: ignore[attr-defined]',
     ),
+    # a migration at start that rewrites every user's remembered facts (a bad data migration)
+    "rewrites memory at start": (
+        "mindmate/__main__.py",
+        "        claim_env_marker(client, settings.key_prefix, settings.env)\n",
+        "        claim_env_marker(client, settings.key_prefix, settings.env)\n"
+        '        for key in client.scan_iter(match=f"{settings.key_prefix}memory:*"):  # "migrate" to a new shape\n'
+        "            client.delete(key)\n"
+        '            client.rpush(key, "[]")\n',
+    ),
 }
 
 

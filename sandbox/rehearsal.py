@@ -83,6 +83,7 @@ class Rehearsal:
         self.phases: list[Phase] = []
         self.snapshot: Path | None = None
         self.recalls = 0  # how often the daily user asked their bot /recall before the move
+        self._before_bad = ""  # main before the bad release a phase made (_bad, _fix)
 
     def run(self) -> list[Phase]:
         # In the README runbook's order. Until the daily user has moved (``user_moves``), the bot
@@ -389,6 +390,27 @@ class Rehearsal:
         require(not leaked, "the replay's finding quotes the daily user's memory")
         return f"{candidate[:7]} stopped: {outcome.stops[0][:90]}…; nothing deployed, {live[:7]} still live"
 
+    def _bad(self, world: World, message: str, *breaks: str) -> str:
+        """A bad release on main: real code broken as ``breaks`` say (sandbox/breaks.py), built and run
+        by the Render stand-in; with --threads (the installed bot runs) the stand-in's fault switches
+        play it instead, the only place they still do. ``_fix`` reverts it afterwards."""
+        self._before_bad = git(world.repo, "rev-parse", "main")
+        if not self.process:
+            bad = world.commit("main", message)
+            overwrites = {f"prod:memory:{DAILY_USER}": "[]"} if "rewrites memory at start" in breaks else {}
+            world.render.fault(world.services["production"], bad, open_webhook=True, overwrites=overwrites)
+            return bad
+        bad = ""
+        for how in breaks:
+            bad = commit_breaking(world, how, message)
+        return bad
+
+    def _fix(self, world: World) -> None:
+        """Fixed forward on main, as the owner would: later releases build sound code again."""
+        if self.process:
+            git(world.repo, "checkout", "-q", "main")
+            git(world.repo, "revert", "--no-edit", f"{self._before_bad}..main")
+
     def bake_window(self, world: World) -> str:
         """production.yml's bake, scaled down (10 min → 6 s): a release whose probe passes but whose
         plain-message handler fails is rolled back once the daily user writes a plain message."""
@@ -433,8 +455,7 @@ class Rehearsal:
         """The same rule the release workflow runs (ci_tools.pipeline.release), against a bad build."""
         service = world.services["production"]
         good = next(d for d in service.deploys if d["status"] == "live")
-        bad = world.commit("main", "release: a webhook that forgets its secret")
-        world.render.fault(service, bad, open_webhook=True)
+        bad = self._bad(world, "release: a webhook that forgets its secret", "open webhook")
         ctx = self._ctx(world, "production")
         try:
             release(ctx, _production_release(world, ctx, bad))
@@ -442,6 +463,8 @@ class Rehearsal:
             outcome = failed.message
         else:
             raise VerificationError("the bad release passed its probe")
+        finally:
+            self._fix(world)
         live = next(d for d in service.deploys if d["status"] == "live")
         if live["commit"]["id"] != good["commit"]["id"] or "the rollback probe passed" not in outcome:
             raise VerificationError(f"not rolled back to {good['commit']['id'][:7]}: {outcome}")
@@ -461,7 +484,12 @@ class Rehearsal:
         client = world.redis["production"].client()
         keys = sorted(k for k in client.scan_iter(match="prod:*") if str(DAILY_USER).encode() in k)
         before = {k: client.dump(k) for k in keys}
-        bad = world.commit("main", "release: a migration that rewrites every memory (and a bad webhook)")
+        bad = self._bad(
+            world,
+            "release: a migration that rewrites every memory (and a bad webhook)",
+            "open webhook",
+            "rewrites memory at start",
+        )
         out = self.root / f"memory-before-{bad}"
         fernet = Fernet(Fernet.generate_key())  # production's MEMORY_SNAPSHOT_KEY
         taken = points.take_snapshot(
@@ -475,7 +503,6 @@ class Rehearsal:
             fernet=fernet,
         )
         memory_key = f"prod:memory:{DAILY_USER}"
-        world.render.fault(world.services["production"], bad, open_webhook=True, overwrites={memory_key: "[]"})
         try:
             release(ctx, _production_release(world, ctx, bad))
         except VerificationError as failed:
@@ -483,6 +510,8 @@ class Rehearsal:
                 raise
         else:
             raise VerificationError("the release that overwrote memory passed its probe")
+        finally:
+            self._fix(world)
         if client.dump(memory_key) == before[memory_key.encode()]:
             raise VerificationError("the bad release did not damage the memory it was meant to")
         restore = points.RestoreRequest(taken.path, env, self.root / "restore", apply=True, user_id=DAILY_USER)

@@ -205,6 +205,11 @@ class Router(StandInServer):
 
 @dataclass
 class Faults:
+    """What the platform does wrong on purpose (a failed build, a slow one, a lagging URL), and, in
+    thread mode only, a bad release's symptoms (``open_webhook``, ``overwrites``): threads run the
+    installed bot, so there a switch plays the bad code that process mode builds from the commit
+    (sandbox/breaks.py)."""
+
     build_failed: bool = False
     slow: float = 0.0
     open_webhook: bool = False
@@ -962,8 +967,19 @@ class FakeRender(StandInServer):
         if self.process:
             commit = environ["RENDER_GIT_COMMIT"]
             log = self.log_dir / f"{service.name}-{commit[:7]}.log" if self.log_dir else None
-            return BotProcess(environ, log_path=log, source=self.build(commit)).start()
+            # A commit that holds no bot runs the installed one, from a folder of its own: never from
+            # whatever directory this process stands in (a repository's working tree is another commit).
+            source = self.build(commit) or self._neutral()
+            return BotProcess(environ, log_path=log, source=source).start()
         return ThreadedBot(environ).start()  # threads run the installed bot: fast, where code is not the question
+
+    def _neutral(self) -> Path:
+        with self.lock:
+            if self.build_root is None:
+                self.build_root = Path(tempfile.mkdtemp(prefix="render-builds-"))
+        folder = self.build_root / "installed-bot"
+        folder.mkdir(exist_ok=True)
+        return folder
 
     def build(self, commit: str) -> Path | None:
         """What Render builds: the deployed commit's own tree (``git archive``), so a commit that
