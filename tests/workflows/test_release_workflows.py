@@ -174,3 +174,26 @@ def test_a_re_run_of_an_old_production_run_is_refused_before_any_deploy(world, a
     assert f"{old[:12]} does not descend from {new[:12]}, the commit live on production" in run.log
     assert len(world.render.created) == created
     assert health(world, "production")["commit"] == new
+
+
+def test_a_release_that_changes_render_yaml_waits_for_renders_blueprint_sync(world, act):
+    """render.yaml linked as a Blueprint with auto-sync: Render redeploys and re-applies
+    ipAllowList: [] itself. The run waits for that sync before it opens the Key Value for its
+    snapshot and before it deploys, so neither is undone under it."""
+    _, run = release_main(world, act, "a release before the Blueprint")
+    assert run.ok, run.tail()
+    world.render.sync_seconds = 2.0  # long enough that the run meets it running
+    world.render.link_blueprint("main")
+    blueprint = (world.repo / "render.yaml").read_text()
+    (world.repo / "render.yaml").write_text(blueprint.replace("plan: starter", "plan: standard", 1))
+    git(world.repo, "commit", "-qam", "render.yaml: a bigger plan for staging")
+    sha = git(world.repo, "rev-parse", "HEAD")
+    run = act.run("production.yml", "push", secrets=production_secrets(world), payload=push("main", sha))
+    assert run.ok, run.tail()
+    assert "Blueprint mindmate auto-syncs main: waiting for" in run.log
+    assert f"Render's Blueprint sync put {sha[:12]} live unprobed" in run.log
+    deploys = world.services["production"].deploys
+    assert not [d for d in deploys if d["status"] == "canceled"]  # neither deploy cancelled the other
+    assert health(world, "production")["commit"] == sha
+    assert world.key_values["production"].ip_allow_list == []  # closed by the run and by the sync alike
+    assert_no_secret(run, world)
