@@ -41,6 +41,7 @@ def unreachable_world(dead: str, tmp: Path) -> tuple[dict[str, str], Path]:
         "https://mindmate-prod.onrender.com",
         base.replace("127.0.0.1", "localhost"),  # two URLs, one port
     )
+    config = config.replace("protected_users = []", "protected_users = [42]")  # the replay has someone
     (tmp / "pyproject.toml").write_text(config)
     (tmp / "p.txt").write_text("Name: Ada\nLikes tea\n")
     header = {"kind": "snapshot", "scope": "environment", "env": "production", "prefix": "prod:"}
@@ -69,6 +70,7 @@ def unreachable_world(dead: str, tmp: Path) -> tuple[dict[str, str], Path]:
         "REDIS_URL": f"redis://:{PASSWORD}@{dead}/0",
         "GITHUB_TOKEN": "ghs_unreachableToken0123456789",
         "GITHUB_REPOSITORY": "mindmate/mindmate-release",
+        "OWNER_CHAT_ID": "7770001",
     }
     return variables, repo
 
@@ -122,6 +124,8 @@ COMMANDS = {
     "memory snapshot": ["memory", "snapshot", "production", "--out", "{tmp}/snap"],
     "memory restore": ["memory", "restore", "{tmp}/snap", "--to", "production"],
     "keyvalue sweep": ["keyvalue", "sweep", "--env", "production"],
+    "replay": ["replay", "production", "--snapshot", "{tmp}/snap", "--candidate", "{sha}"],
+    "notify": ["notify", "--env", "production", "--strict", "a release went out"],
 }
 SERVICE_WORDS = (
     "Render",
