@@ -187,7 +187,22 @@ def test_a_deploy_that_never_gets_healthy_is_named_then_cancelled_and_the_old_on
     service = world.services["production"]
     service.env["REDIS_URL"] = NO_REDIS
     new = world.commit("main", "a release with an unreachable Redis")
-    assert cli("deploy", "production", "--commit", new, "--timeout", "4", "--poll", "0.05") == 5
+    seen: list[str] = []
+    done = threading.Event()
+
+    def watch() -> None:  # the public URL, every 0.1 s, while the deploy runs
+        while not done.is_set():
+            seen.append(live_commit(world, "production"))
+            time.sleep(0.1)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        assert cli("deploy", "production", "--commit", new, "--timeout", "4", "--poll", "0.05") == 5
+    finally:
+        done.set()
+        watcher.join(5)
+    assert len(seen) > 10 and set(seen) == {old}  # the old instance served throughout
     captured = capsys.readouterr()
     assert "the new instance fails its health check: GET /healthz answered 503 (server_failed)" in captured.out
     assert "did not get healthy before the deadline (the new instance fails its health check" in captured.err

@@ -161,3 +161,27 @@ def test_a_commit_with_a_lock_of_its_own_runs_with_its_own_dependencies(tmp_path
     assert ran.stdout.strip().startswith(str(tree))
     monkeypatch.chdir(tree)  # the same lock as the checkout's: this environment serves
     assert interpreter(tree, environ, said.append) == sys.executable
+
+
+def test_the_judge_compares_only_where_the_live_commit_agrees_with_itself():
+    """Diffy's rule: a turn the live commit answers differently on two fresh copies is noise, not
+    compared; an ``ignore`` pattern masks what changes (a time) on every side."""
+    from ci_tools.pipeline.replay import Answer, judge
+    from ci_tools.settings import Replay
+
+    replay = Replay(turns=("/start", "/recall"), ignore=(r"\d\d:\d\d",))
+    ok = Answer(200, ("Good to see you again at 09:14",))
+    first = {(1, 0): ok, (1, 1): Answer(200, ("fact A",))}
+    second = {(1, 0): Answer(200, ("Good to see you again at 09:15",)), (1, 1): Answer(200, ("fact B",))}
+    candidate = {(1, 0): Answer(200, ("Good to see you again at 10:02",)), (1, 1): Answer(200, ("anything",))}
+    outcome = judge(replay, [1], first, second, candidate, dict(first))
+    assert not outcome.stops  # the time is masked; turn 2 is noise, so its difference is no finding
+    [item] = outcome.items
+    assert item.warning and "turn(s) 2: the live commit answers differently each time" in item.detail
+
+    broken = {**candidate, (1, 0): Answer(500)}
+    outcome = judge(replay, [1], first, second, broken, dict(first))
+    assert outcome.stops == ["user 1, turn 1 (/start): the candidate failed it (HTTP 500)"]
+    after = {**first, (1, 0): Answer(None)}
+    outcome = judge(replay, [1], first, second, candidate, after)
+    assert "a rollback would not be safe (the live commit failed it: no answer)" in outcome.stops[0]
