@@ -314,6 +314,7 @@ class FakeRender(StandInServer):
         # and restarted after 60 s (render.com/docs/health-checks). Real seconds unless a test scales them.
         self.unroute_after = 15.0
         self.restart_after = 60.0
+        self.running_interval = 0.5  # between health checks of a running instance (Render: every few s)
         self.process = process  # run instances as child processes (as Render does) or threads (fast)
         self.services: dict[str, FakeService] = {}
         self._ids = itertools.count(1)
@@ -933,7 +934,7 @@ class FakeRender(StandInServer):
         ``unroute_after`` of failures (back in once it passes), restarted after ``restart_after``."""
         failing_since: float | None = None
         seen: Any = None
-        while not self._stopping.wait(self.health_interval):
+        while not self._stopping.wait(self.running_interval):
             instance = service.instance
             if instance is None:
                 continue

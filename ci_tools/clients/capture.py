@@ -52,8 +52,13 @@ class CaptureServer:
             return self._replies.pop(chat_id, [])
 
     def _answer(self, token: str, method: str, params: dict[str, Any]) -> Any:
-        bot_id = int(token.split(":", 1)[0]) if token.split(":", 1)[0].isdigit() else 1
-        me = {"id": bot_id, "is_bot": True, "first_name": "MindMate", "username": self.username}
+        head = token.split(":", 1)[0]
+        me = {
+            "id": int(head) if head.isdigit() else 1,
+            "is_bot": True,
+            "first_name": "MindMate",
+            "username": self.username,
+        }
         if method == "getme":
             return me
         if method == "sendmessage":

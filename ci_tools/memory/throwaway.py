@@ -45,7 +45,8 @@ def server_binary(environ: Mapping[str, str]) -> Path:
     )
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A port nothing listens on now, on loopback (the private server's, a replayed bot's)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
@@ -56,7 +57,7 @@ def private_redis(environ: Mapping[str, str], timeout: float = 10.0) -> Iterator
     """A fresh server on loopback, nothing on disk; yields its URL and always stops it."""
     binary = server_binary(environ)
     with tempfile.TemporaryDirectory(prefix="ci-tools-replay-") as folder:
-        port = _free_port()
+        port = free_port()
         process = subprocess.Popen(
             [str(binary), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
             cwd=folder,

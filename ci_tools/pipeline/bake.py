@@ -44,7 +44,7 @@ class BakeResult:
 
 
 @dataclass
-class Watch:
+class BakeWatch:
     """One release's window: what it has seen so far."""
 
     ctx: Context
@@ -150,7 +150,7 @@ def bake(
 ) -> BakeResult:
     """Watch ``commit`` for ``env.bake_minutes``; the verdict, with what failed and when."""
     minutes, interval = env.bake_minutes, env.bake_interval_seconds
-    watch = Watch(ctx, env, commit, token, since, webhook_secret)
+    watch = BakeWatch(ctx, env, commit, token, since, webhook_secret)
     started = time.monotonic()
     end = started + minutes * 60
     on_status(f"baking {commit[:12]} for {minutes:g} min, a look every {interval:g} s")

@@ -134,20 +134,12 @@ def interpreter(tree: Path, environ: Mapping[str, str], on_status: Status) -> st
     return str(tree / ".venv" / "bin" / "python")
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 class ReplayBot:
     """One bot under replay: a process of its own commit, on the private copy, talking to the capture."""
 
     def __init__(self, role: str, commit: str, tree: Path, python: str, environ: dict[str, str], module: str) -> None:
         self.role, self.commit = role, commit
-        self.port = _free_port()
+        self.port = throwaway.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tree.parent / f"{role}.log"  # in the stage's temporary folder: never printed whole
         self._command = [python, "-m", module]
