@@ -8,10 +8,14 @@ line on stderr (and an error annotation in Actions) with the error's exit code.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from types import FrameType
 
 from ci_tools import __version__, redact
 from ci_tools.actions import Runner
@@ -101,7 +105,37 @@ def _configure_logging(verbosity: int) -> None:
     redact.install(os.environ)
 
 
+@contextlib.contextmanager
+def interrupted_by_signals() -> Iterator[None]:
+    """SIGTERM (and SIGINT) become one KeyboardInterrupt, so every ``with`` block unwinds.
+
+    GitHub's cancel sends SIGINT, then SIGTERM 7.5 s later: Python's default for SIGTERM is to
+    die where it stands, leaving a private Redis with the user's memory, bots and temporary
+    folders behind. The first signal interrupts; later ones are ignored until the cleanup has
+    run (what a step started dies with it anyway: see ``throwaway.die_with_parent``)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    before = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    with interrupted_by_signals():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     redact.install(os.environ)
     parser = build_parser()
     args = parser.parse_args(argv)

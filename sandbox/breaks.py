@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from sandbox.world import World, git
 
-BREAKS = {
+Edit = tuple[str, str, str]  # (path, the text as it reads, the text the break writes)
+
+BREAKS: dict[str, Edit | tuple[Edit, ...]] = {
     # a webhook that forgot its secret: the probe's unsigned POST is answered 200
     "open webhook": (
         "mindmate/app.py",
@@ -58,18 +60,59 @@ BREAKS = {
         "            client.delete(key)\n"
         '            client.rpush(key, "[]")\n',
     ),
+    # the usual shape of a data migration: at start, every user's facts move to a new key, which
+    # the new code reads. Its own answers are as before; the live commit, rolled back onto the
+    # moved memory, finds no facts where it looks (only the replay's rollback direction sees it)
+    "moves facts at start": (
+        (
+            "mindmate/store.py",
+            'return f"{prefix}memory:{user_id}"',
+            'return f"{prefix}facts:{user_id}"',
+        ),
+        (
+            "mindmate/__main__.py",
+            "        claim_env_marker(client, settings.key_prefix, settings.env)\n",
+            "        claim_env_marker(client, settings.key_prefix, settings.env)\n"
+            '        for key in client.scan_iter(match=f"{settings.key_prefix}memory:*"):  # migrate: a new key\n'
+            '            client.rename(key, key.replace(b"memory:", b"facts:", 1))\n',
+        ),
+    ),
+    # a clean-up at start that deletes every user's facts
+    "deletes memory at start": (
+        "mindmate/__main__.py",
+        "        claim_env_marker(client, settings.key_prefix, settings.env)\n",
+        "        claim_env_marker(client, settings.key_prefix, settings.env)\n"
+        '        for key in client.scan_iter(match=f"{settings.key_prefix}memory:*"):  # "stale" facts\n'
+        "            client.delete(key)\n",
+    ),
+    # a start that never serves (a migration stuck on a lock): the replay is cancelled meanwhile
+    "hangs at start": (
+        "mindmate/__main__.py",
+        "    settings = prepare()\n",
+        '    settings = prepare()\n    __import__("time").sleep(3600)\n',
+    ),
+    # a start that reads a stored fact as a number and dies quoting it (a migration's bad guess)
+    "crash quoting a fact": (
+        "mindmate/__main__.py",
+        "        claim_env_marker(client, settings.key_prefix, settings.env)\n",
+        "        claim_env_marker(client, settings.key_prefix, settings.env)\n"
+        '        for key in client.scan_iter(match=f"{settings.key_prefix}memory:*"):  # facts as scores\n'
+        "            [float(fact) for fact in client.lrange(key, 0, -1)]\n",
+    ),
 }
 
 
 def commit_breaking(world: World, how: str, message: str) -> str:
     """A commit on main whose bot is broken as ``how`` says (a key of BREAKS); its full SHA."""
-    path, old, new = BREAKS[how]
+    found = BREAKS[how]
+    edits: tuple[Edit, ...] = (found,) if isinstance(found[0], str) else found
     git(world.repo, "checkout", "-q", "main")
-    target = world.repo / path
-    text = target.read_text()
-    if old not in text:
-        raise RuntimeError(f"{path} no longer reads as {how!r} expects: update sandbox/breaks.py")
-    target.write_text(text.replace(old, new))
-    git(world.repo, "add", path)
+    for path, old, new in edits:
+        target = world.repo / path
+        text = target.read_text()
+        if old not in text:
+            raise RuntimeError(f"{path} no longer reads as {how!r} expects: update sandbox/breaks.py")
+        target.write_text(text.replace(old, new))
+        git(world.repo, "add", path)
     git(world.repo, "commit", "-q", "-m", message)
     return git(world.repo, "rev-parse", "HEAD")

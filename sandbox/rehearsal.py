@@ -41,9 +41,8 @@ from ci_tools.repo.workflow_files import secrets_by_environment
 from ci_tools.settings import load_config
 from sandbox.breaks import commit_breaking
 from sandbox.github import FakeGitHub
-from sandbox.world import SECRETS, World, git
+from sandbox.world import DAILY_USER, SECRETS, World, git
 
-DAILY_USER = 424242001
 TESTER = 5550001  # the owner, testing on staging
 OLD_PRODUCTION_BOT = "mywellnesscompanion_bot"  # what mindmate-prod runs before the cutover
 FACTS = ("I take my tea without sugar", "My sister is called Mia", "I'm learning the cello")

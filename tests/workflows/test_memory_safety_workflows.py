@@ -83,17 +83,26 @@ def test_when_the_snapshot_fails_the_release_does_not_deploy(world, act, prod):
     assert_closed_again(world)
 
 
-def test_a_dispatch_may_skip_the_snapshot_and_the_run_says_so(world, act, prod):
+def test_a_dispatch_may_skip_the_snapshot_and_the_replay_and_the_run_says_so(world, act, prod):
+    """Without a snapshot the replay would check nothing: skipping the snapshot alone stops the
+    release before any deploy; skipping both releases, and the run says each."""
     sha = world.commit("main", "an urgent fix")
+    secrets = production_secrets(world, MEMORY_SNAPSHOT_KEY="")
+    run = act.run(
+        "production.yml", "workflow_dispatch", secrets=secrets, payload=dispatch("main", skip_memory_snapshot="true")
+    )
+    assert not run.ok
+    assert "no snapshot to replay on" in run.log and "so the replay would check nothing" in run.log
+    assert not world.services["production"].deploys
     run = act.run(
         "production.yml",
         "workflow_dispatch",
-        secrets=production_secrets(world, MEMORY_SNAPSHOT_KEY=""),
-        payload=dispatch("main", skip_memory_snapshot="true"),
+        secrets=secrets,
+        payload=dispatch("main", skip_memory_snapshot="true", skip_replay="true"),
     )
     assert run.ok, run.tail()
     assert health(world, "production")["commit"] == sha
-    assert "memory snapshot skipped" in run.log
+    assert "memory snapshot skipped" in run.log and "replay skipped" in run.log
     assert not (act.artifacts / str(run.run_id)).exists()
 
 

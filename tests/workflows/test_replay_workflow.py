@@ -24,9 +24,8 @@ FACTS = ["my daughter is called Noor", "I am learning the cello"]
 @pytest.fixture
 def daily(world, act) -> str:
     """Production serves a commit that protects the daily user, whose memory it holds."""
-    config = world.repo / "pyproject.toml"
     git(world.repo, "checkout", "-q", "main")
-    config.write_text(config.read_text().replace("protected_users = []", f"protected_users = [{DAILY}]"))
+    world.protect(DAILY)
     git(world.repo, "commit", "-qam", "protect the daily user")
     live = git(world.repo, "rev-parse", "HEAD")
     client = world.redis["production"].client()
@@ -86,6 +85,22 @@ def test_a_release_that_cannot_start_is_stopped_and_named(world, act, daily):
     assert not run.ok
     assert f"the candidate {bad[:12]} cannot start: it exited with status 1 at start" in run.log
     assert health(world, "production")["commit"] == daily
+
+
+@pytest.mark.parametrize("how", ["moves facts at start", "deletes memory at start"])
+def test_a_migration_at_start_is_stopped_before_any_deploy(world, act, daily, how):
+    """The candidate starts on a copy of its own: what its start writes is judged (moved facts only
+    in the rollback direction, since it reads them where it moved them)."""
+    deploys = len(world.services["production"].deploys)
+    bad = commit_breaking(world, how, f"migrate: {how}")
+    run = release(world, act, bad)
+    assert not run.ok
+    assert f"the replay stopped the release of {bad[:12]}: user {DAILY}, turn 2 (/recall)" in run.log
+    assert len(world.services["production"].deploys) == deploys
+    assert health(world, "production")["commit"] == daily
+    assert "no secret is readable from the bots' ancestry" in run.log
+    assert_private(run.log)
+    assert_no_secret(run, world)
 
 
 def test_skip_replay_releases_with_a_warning(world, act, daily):

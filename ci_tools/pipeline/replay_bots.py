@@ -1,0 +1,254 @@
+"""The bots under replay: each commit's own checkout, started as a process of its own.
+
+A bot under replay is code nobody has released yet, running on the runner beside the daily
+user's memory. So it gets nothing it does not need: an environment of non-secret variables
+(the bot contract's, pointing at a private Redis and a capture server in place of Telegram),
+a throwaway token and webhook secret. ``secrets_in_reach`` checks what it could still read —
+its own environment and every ancestor's ``/proc/<pid>/environ`` — before any bot starts.
+When a bot cannot start, it is named by its exit status and the exception's *type*, with the
+message masked (``ValueError: xxxxx xxx …``): a start-up error may quote a stored fact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from ci_tools import redact
+from ci_tools.clients.capture import CaptureServer
+from ci_tools.clients.health import BotSurface, NotTheContract, Unreachable
+from ci_tools.errors import ConfigError
+from ci_tools.memory import throwaway
+from ci_tools.pipeline.replay_judge import Answer, Conversation, letters_masked
+from ci_tools.settings import Environment
+
+Status = Callable[[str], None]
+NAME = "Friend"  # the first name every replayed turn carries: the same on every side
+# A Python traceback's last line: ``package.module.SomeError: message`` (or the type alone).
+EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Warning|Failure|Fault))(?::\s?(.*))?$")
+
+
+class CannotStart(Exception):
+    """A bot under replay did not come up; the message is safe to print (no memory in it)."""
+
+    def __init__(self, message: str, *, exited: bool = False) -> None:
+        super().__init__(message)
+        self.exited = exited  # it ended by itself (else: it never got healthy in time)
+
+
+def checkout(commit: str, into: Path) -> Path:
+    """The commit's own tree, as Render would build it (``git archive`` of this repository)."""
+    target = into / commit[:12]
+    target.mkdir()
+    archive = subprocess.run(["git", "archive", commit], capture_output=True, check=False)
+    if archive.returncode != 0:
+        raise ConfigError(
+            f"git cannot read commit {commit[:12]} here",
+            hint="check out with fetch-depth: 0 so both the live commit and the candidate are present",
+        )
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+    return target
+
+
+def interpreter(tree: Path, environ: Mapping[str, str], on_status: Status) -> str:
+    """The Python that runs the bot of ``tree``, with the dependencies of its own ``uv.lock``.
+
+    When its lock is this checkout's (the environment this command runs in was installed from
+    it), that environment serves: ``python -m`` run in the tree imports the tree's own code
+    first. Otherwise ``uv sync --locked --no-default-groups`` builds the tree's own, as Render's
+    build does."""
+    here, there = Path("uv.lock"), tree / "uv.lock"
+    if not there.is_file() or (here.is_file() and here.read_bytes() == there.read_bytes()):
+        return sys.executable
+    uv = shutil.which("uv", path=environ.get("PATH"))
+    if uv is None:
+        raise ConfigError(
+            f"{tree.name} has a uv.lock of its own and uv is not on PATH to install it", hint="install uv"
+        )
+    on_status(f"installing {tree.name}'s own dependencies (its uv.lock differs from this checkout's)")
+    built = subprocess.run(
+        [uv, "sync", "--locked", "--no-default-groups", "--quiet"],
+        cwd=tree,
+        env={**environ, "UV_PROJECT_ENVIRONMENT": str(tree / ".venv")},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if built.returncode != 0:
+        last = (built.stderr.strip().splitlines() or ["uv sync failed"])[-1]
+        raise CannotStart(f"its dependencies do not install from its uv.lock ({redact.redact(last)})")
+    return str(tree / ".venv" / "bin" / "python")
+
+
+def why_it_stopped(log: str) -> str:
+    """What a bot's log says about its end, without its words: the exception's type, the
+    message's shape with every letter and digit masked; else the last line's length alone."""
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    if not lines:
+        return "it printed nothing"
+    for line in reversed(lines[-40:]):
+        found = EXCEPTION_LINE.match(line)
+        if found:
+            kind, message = found.group(1), found.group(2)
+            return f"{kind}" + (f": {letters_masked(message)[:120]}" if message else "")
+    return f"its last line ({len(lines[-1])} chars, not shown: it may quote memory): {letters_masked(lines[-1])[:80]}"
+
+
+class ReplayBot:
+    """One bot process of one commit, on one private copy, talking to one capture server."""
+
+    def __init__(
+        self, role: str, commit: str, tree: Path, python: str, environ: Mapping[str, str], module: str, log: Path
+    ) -> None:
+        self.role, self.commit = role, commit
+        self.port = throwaway.free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log  # in the stage's temporary folder: never printed, only its end's shape
+        self._command = [python, "-m", module]
+        self._tree = tree
+        self._environ = {**environ, "PORT": str(self.port), "RENDER_GIT_COMMIT": commit}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                self._command,
+                cwd=self._tree,
+                env=self._environ,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                preexec_fn=throwaway.die_with_parent,  # only prctl(2), before exec: safe with threads
+            )
+
+    async def ready(self, surface: BotSurface, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        seen = "no answer"
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            code = self.process.poll()
+            if code is not None:
+                raise CannotStart(f"it exited with status {code} at start ({self.end()})", exited=True)
+            try:
+                health = await surface.health(f"{self.url}/healthz")
+                if health.http_status == 200:
+                    return
+                seen = f"/healthz answered {health.http_status}"
+            except Unreachable:
+                pass
+            except NotTheContract:
+                seen = "/healthz does not follow the health contract"
+            await asyncio.sleep(0.05)
+        raise CannotStart(f"it did not get healthy within {timeout:.0f} s ({seen})")
+
+    def end(self) -> str:
+        return why_it_stopped(self.log.read_text(errors="replace")) if self.log.exists() else "it printed nothing"
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is not None:
+            throwaway.terminate(process, grace=5)
+
+
+def bot_environ(
+    child: Mapping[str, str], env: Environment, redis_url: str, capture_url: str, token: str, secret: str
+) -> dict[str, str]:
+    """What the bot reads (README, "use it with your own bot"), nothing of this process's secrets."""
+    return {
+        **child,
+        "ENV": env.name,
+        "KEY_PREFIX": env.key_prefix_variable,
+        "REDIS_URL": redis_url,
+        "TELEGRAM_BOT_TOKEN": token,
+        "TELEGRAM_WEBHOOK_SECRET": secret,
+        "TELEGRAM_API_URL": capture_url,
+        "HOST": "127.0.0.1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+
+
+def update(update_id: int, user_id: int, text: str) -> dict[str, Any]:
+    """The Update Telegram would deliver for ``text`` from ``user_id`` in their private chat."""
+    message: dict[str, Any] = {
+        "message_id": update_id,
+        "from": {"id": user_id, "is_bot": False, "first_name": NAME},
+        "chat": {"id": user_id, "type": "private", "first_name": NAME},
+        "date": int(time.time()),
+        "text": text,
+    }
+    if text.startswith("/"):
+        message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
+    return {"update_id": update_id, "message": message}
+
+
+class Replayer:
+    """Sends the turns as each user through one bot and keeps what it answered."""
+
+    def __init__(self, surface: BotSurface, headers: dict[str, str], turns: tuple[str, ...]) -> None:
+        self.surface, self.headers, self.turns = surface, headers, turns
+        self._ids = iter(range(900_000_000, 2_000_000_000))
+
+    async def run(self, bot: ReplayBot, capture: CaptureServer, users: list[int]) -> Conversation:
+        found: Conversation = {}
+        for user in users:
+            capture.take(user)
+            for index, text in enumerate(self.turns):
+                try:
+                    status: int | None = await self.surface.post(
+                        f"{bot.url}/telegram", update(next(self._ids), user, text), self.headers
+                    )
+                except Unreachable:
+                    status = None
+                found[user, index] = Answer(status, tuple(capture.take(user)))
+        return found
+
+
+# -- what a bot could read ----------------------------------------------------------------------
+# The names whose values give power over an environment (redact's list, GitHub's tokens), bare
+# or as a person's local <ENV>_<NAME>: none may be readable to code under replay.
+POWER = (*redact.SECRET_ENV_VARS, "GITHUB_TOKEN", "GH_TOKEN", "ACTIONS_RUNTIME_TOKEN", "ACTIONS_ID_TOKEN_REQUEST_TOKEN")
+
+
+def _ancestors(pid: int, proc: Path) -> Iterator[int]:
+    """``pid`` and each parent up to (not including) PID 1, read from ``/proc/<pid>/stat``."""
+    seen: set[int] = set()
+    while pid > 1 and pid not in seen:
+        seen.add(pid)
+        yield pid
+        try:
+            stat = (proc / str(pid) / "stat").read_text()
+        except OSError:
+            return
+        pid = int(stat.rsplit(")", 1)[1].split()[1])  # the field after the state: the parent's pid
+
+
+def powerful(name: str) -> bool:
+    return any(name == power or name.endswith(f"_{power}") for power in POWER)
+
+
+def secrets_in_reach(pid: int, proc: Path = Path("/proc")) -> list[str]:
+    """Where a process started by ``pid`` could read a secret: ``NAME in pid N (command)`` each.
+
+    ``/proc/<pid>/environ`` is the environment a process was *started* with, readable by any
+    process of the same user: a secret a step passed to ``ci-tools`` stays there whatever the
+    process later changes in its own mapping. Values are never read into the answer, only names."""
+    found: list[str] = []
+    for ancestor in _ancestors(pid, proc):
+        try:
+            raw = (proc / str(ancestor) / "environ").read_bytes()
+            command = (proc / str(ancestor) / "comm").read_text().strip()
+        except OSError:
+            continue  # not ours to read: nor is it the bot's
+        for entry in raw.split(b"\0"):
+            name, _, value = entry.partition(b"=")
+            text = name.decode(errors="replace")
+            if value and powerful(text):
+                found.append(f"{text} in pid {ancestor} ({command})")
+    return found
