@@ -3,9 +3,10 @@
 A sandbox whose repository is this project: production runs a release, its Redis holds the
 daily user's memory among N keys of other users (mixed types, as bench/memory_copy.py makes
 them), and the snapshot production.yml takes before a release is on disk, encrypted. Then, in
-one process: the stage as production.yml runs it (the snapshot loaded into a private Redis, the
-live commit and a harmless candidate each started from its own checkout, the daily user's turns
-replayed live twice, candidate, live again), and the release alone (deploy, wait until live, probe)
+one process: the stage as production.yml runs it (the snapshot loaded into three private Redis
+copies, the live commit and a harmless candidate each started from its own checkout on a copy of
+its own: live twice and the candidate side by side, then the live commit again on each copy),
+and the release alone (deploy, wait until live, probe)
 as the baseline. Printed: both times and the ratio (release + replay) ÷ release.
 Target: ≤ 20 s added at 10k keys on this project's 2-core machine.
 
