@@ -62,6 +62,7 @@ GITHUB: Final = (
     "POST /repos/{owner}/{repo}/actions/variables",
     "PATCH /repos/{owner}/{repo}/actions/variables/{name}",
     "GET /repos/{owner}/{repo}/commits/{commit_sha}/pulls",
+    "POST /repos/{owner}/{repo}/actions/workflows/{workflow_id}/dispatches",  # scheduler.yml
 )
 
 # ci-tools calls getMe, getWebhookInfo, sendMessage and deleteWebhook (cutover --back); the
