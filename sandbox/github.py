@@ -107,6 +107,7 @@ class FakeGitHub(StandInServer):
         self.writes = 0  # every change a call made: setup twice must not add any
         self.dispatches: list[dict[str, Any]] = []  # workflow_dispatch runs started: workflow, ref, inputs
         self.workflows: set[str] | None = None  # the workflow files on every branch (None: any name)
+        self._policy_ids: dict[tuple[str, str], int] = {}
         self._keys: dict[str, PrivateKey] = {}
 
     def handle(self, request: Request) -> Response:
@@ -380,6 +381,8 @@ class FakeGitHub(StandInServer):
             return self._environment(m[1], request)
         if m := re.fullmatch(r"/environments/([\w-]+)/deployment-branch-policies", rest):
             return self._branch_policy(m[1], request)
+        if (m := re.fullmatch(r"/environments/([\w-]+)/deployment-branch-policies/(\d+)", rest)) and method == "DELETE":
+            return self._delete_branch_policy(m[1], int(m[2]))
         if m := re.fullmatch(r"/environments/([\w-]+)/secrets(?:/([\w-]+))?", rest):
             return self._secret(m[1], m[2], request)
         if rest == "/actions/secrets" and method == "GET":
@@ -491,7 +494,8 @@ class FakeGitHub(StandInServer):
         if request.method == "GET":
             items = [
                 {"id": i, "node_id": f"MDE2OkdhdGVCcmFuY2hQb2xpY3k{i}", "name": n, "type": "branch"}
-                for i, n in enumerate(self.branch_policies[env], 1)
+                for n in self.branch_policies[env]
+                for i in [self._policy_id(env, n)]
             ]
             return self._page(request, items, "branch_policies")
         name = str((request.json() or {}).get("name", ""))
@@ -499,7 +503,7 @@ class FakeGitHub(StandInServer):
             return 303, None, {"Location": request.path}  # GitHub: the policy exists already
         self.branch_policies[env].append(name)
         self.writes += 1
-        number = len(self.branch_policies[env])
+        number = self._policy_id(env, name)
         return (
             200,
             {
@@ -510,6 +514,20 @@ class FakeGitHub(StandInServer):
             },
             {},
         )
+
+    def _policy_id(self, env: str, name: str) -> int:
+        """A policy's id, stable for its life (GitHub's ids are never reused)."""
+        return self._policy_ids.setdefault((env, name), next(self._ids))
+
+    def _delete_branch_policy(self, env: str, policy_id: int) -> Response:
+        """REST "Delete a deployment branch policy": 204 No Content."""
+        found = [n for n in self.branch_policies.get(env, []) if self._policy_ids.get((env, n)) == policy_id]
+        if env not in self.environments or not found:
+            return NOT_FOUND
+        self.branch_policies[env].remove(found[0])
+        del self._policy_ids[(env, found[0])]
+        self.writes += 1
+        return 204, None, {}
 
     def _secret(self, env: str, name: str | None, request: Request) -> Response:
         if env not in self.environments:

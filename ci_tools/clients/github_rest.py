@@ -246,12 +246,24 @@ class GitHubAPI:
         return {e["name"]: GitHubEnvironment.from_api(e) for e in found}
 
     def branch_policies(self, env: str) -> list[str]:
+        return sorted(self.branch_policy_ids(env))
+
+    def branch_policy_ids(self, env: str) -> dict[str, int]:
+        """Each deployment branch pattern of ``env`` with its policy id (what a delete names)."""
         found = self.pages(
             f"/repos/{self.repo}/environments/{env}/deployment-branch-policies",
             f"reading {env}'s deployment branches",
             "branch_policies",
         )
-        return sorted(p["name"] for p in found)
+        return {str(p["name"]): int(p["id"]) for p in found}
+
+    def delete_branch_policy(self, env: str, policy_id: int) -> None:
+        """A pattern the environment must no longer admit (an older setup's ``develop``)."""
+        self.call(
+            "DELETE",
+            f"/repos/{self.repo}/environments/{env}/deployment-branch-policies/{policy_id}",
+            f"removing deployment branch policy {policy_id} of {env}",
+        )
 
     def secret_names(self, env: str) -> set[str]:
         found = self.pages(f"/repos/{self.repo}/environments/{env}/secrets", f"listing {env}'s secrets", "secrets")

@@ -42,6 +42,7 @@ GITHUB: Final = (
     "PUT /repos/{owner}/{repo}/environments/{environment_name}",
     "GET /repos/{owner}/{repo}/environments/{environment_name}/deployment-branch-policies",
     "POST /repos/{owner}/{repo}/environments/{environment_name}/deployment-branch-policies",
+    "DELETE /repos/{owner}/{repo}/environments/{environment_name}/deployment-branch-policies/{branch_policy_id}",
     "GET /repos/{owner}/{repo}/environments/{environment_name}/secrets",
     "GET /repos/{owner}/{repo}/environments/{environment_name}/secrets/public-key",
     "PUT /repos/{owner}/{repo}/environments/{environment_name}/secrets/{secret_name}",

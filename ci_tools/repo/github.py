@@ -90,13 +90,21 @@ def _environment_changes(
                     partial(GitHubAPI.put_environment, env=env.name, reviewer_ids=reviewer_ids),
                 )
             )
-        policies = api.branch_policies(env.name) if current else []
+        policies = api.branch_policy_ids(env.name) if current else {}
         for pattern in env.deploy_branches:
             if pattern not in policies:
                 changes.append(
                     Change(
                         f"environment {env.name}: {pattern} may deploy",
                         partial(GitHubAPI.add_branch_policy, env=env.name, pattern=pattern),
+                    )
+                )
+        for pattern, policy_id in sorted(policies.items()):
+            if pattern not in env.deploy_branches:  # e.g. develop, which production-scheduled once admitted
+                changes.append(
+                    Change(
+                        f"environment {env.name}: {pattern} may no longer deploy",
+                        partial(GitHubAPI.delete_branch_policy, env=env.name, policy_id=policy_id),
                     )
                 )
         existing = api.secret_names(env.name) if current else set()

@@ -279,3 +279,16 @@ def test_dispatch_of_a_cron_nobody_scheduled_or_without_actions_write_is_one_lin
     err = capsys.readouterr().err
     assert "GitHub answered 403" in err and "actions: write" in err and READ_ONLY_TOKEN not in err
     assert err.count("\n") == 1 and not github.dispatches
+
+
+def test_setup_takes_develop_back_from_an_older_production_scheduled(github, values, capsys):
+    """What setup made before: production-scheduled admitted develop, where schedules run."""
+    assert run("setup", "--apply") == 0
+    github.branch_policies["production-scheduled"].insert(0, "develop")
+    capsys.readouterr()
+    assert run("check") == 5
+    assert "environment production-scheduled: deploys only ['main']" in capsys.readouterr().err
+    assert run("setup", "--apply") == 0
+    assert "environment production-scheduled: develop may no longer deploy" in capsys.readouterr().out
+    assert github.branch_policies["production-scheduled"] == ["main"]
+    assert run("check") == 0
