@@ -292,3 +292,14 @@ def test_setup_takes_develop_back_from_an_older_production_scheduled(github, val
     assert "environment production-scheduled: develop may no longer deploy" in capsys.readouterr().out
     assert github.branch_policies["production-scheduled"] == ["main"]
     assert run("check") == 0
+
+
+def test_a_secrets_file_value_that_is_not_ascii_is_named_before_anything_changes(github, tmp_path, capsys):
+    """A .env line pasted with a curly quote: sealed and stored, it would break every later request."""
+    value = "rnd_pasted\u201d0123456789"
+    dotenv = tmp_path / "secrets.env"
+    dotenv.write_text(f"STAGING_RENDER_API_KEY='{value}'\n")
+    assert run("setup", "--apply", "--secrets-file", str(dotenv)) == 3
+    err = capsys.readouterr().err
+    assert "STAGING_RENDER_API_KEY holds a character that is not ASCII" in err and value not in err
+    assert github.writes == 0

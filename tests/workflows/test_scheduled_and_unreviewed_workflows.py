@@ -59,6 +59,7 @@ def test_staging_with_its_deploy_hook_alone_releases_develop(world, act):
     run = act.run("staging.yml", "push", secrets=hook_only(world), payload=push("develop", sha))
     assert run.ok, run.tail()
     assert health(world, "staging")["commit"] == sha  # the hook deployed develop's head; /healthz says it
+    assert "staging deploys by its hook alone" in run.log  # what it cannot do, said once
 
 
 def test_staging_with_its_deploy_hook_alone_says_a_feature_branch_needs_a_scoped_key(world, act):
