@@ -213,7 +213,16 @@ def _staging_render(
         key = ""  # what an older init gave staging: withdrawn
     found: dict[str, str] = {}
     if key:
-        _refuse_a_key_that_reaches(ctx, key, values[f"{production.name.upper()}_RENDER_SERVICE_ID"], production_service)
+        if not _reads(ctx, key, values[f"{upper}_RENDER_SERVICE_ID"]):
+            raise ConfigError(
+                f"STAGING_RENDER_API_KEY cannot read {staging_service}",
+                hint="copy the key again, or give it staging's service and Key Value (render.com/docs/api-keys)",
+            )
+        if _reads(ctx, key, values[f"{production.name.upper()}_RENDER_SERVICE_ID"]):
+            raise ConfigError(
+                f"STAGING_RENDER_API_KEY reads {production_service}, so staging's feature branches could change it",
+                hint="scope the key to staging's service and Key Value only (render.com/docs/api-keys)",
+            )
         found[f"{upper}_RENDER_API_KEY"] = key
     if hook:
         if service_id_from_hook(hook) != values[f"{upper}_RENDER_SERVICE_ID"]:
@@ -238,19 +247,17 @@ def _staging_render(
     return StagingRender(found, said)
 
 
-def _refuse_a_key_that_reaches(ctx: Context, key: str, service_id: str, production: str) -> None:
-    """A key that can read production's service may change it too: not staging's to hold."""
+def _reads(ctx: Context, key: str, service_id: str) -> bool:
+    """Can ``key`` read this service? Render hides what a scoped key may not see (404); a key that
+    can read a service may change it too. A Render that does not answer stops init (RemoteError)."""
     try:
         with ctx.render(key, service_id, deadline=monotonic_deadline(BUDGET)) as api:
             api.service()
     except RemoteError:
         raise
     except FatalError:
-        return  # production is invisible to it: scoped as it should be
-    raise ConfigError(
-        f"STAGING_RENDER_API_KEY reads {production}, so staging's feature branches could change it",
-        hint="scope the key to staging's service and Key Value only (render.com/docs/api-keys)",
-    )
+        return False
+    return True
 
 
 def _snapshot_keys(config: Config, kept: Mapping[str, str], values: dict[str, str]) -> list[str]:

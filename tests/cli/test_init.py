@@ -276,6 +276,9 @@ def test_a_key_scoped_to_staging_is_kept_and_one_that_reaches_production_is_refu
     err = capsys.readouterr().err
     assert "STAGING_RENDER_API_KEY reads ada-companion" in err and reaching not in err
     assert not (clone / ".env").exists()
+    monkeypatch.setenv("STAGING_RENDER_API_KEY", world.render.scoped_key({"srv-elsewhere": "write"}))  # not staging
+    assert init(names) == 3
+    assert "STAGING_RENDER_API_KEY cannot read ada-companion-dev" in capsys.readouterr().err
     scoped = world.render.scoped_key({staging.id: "write", world.key_values["staging"].id: "write"})
     monkeypatch.setenv("STAGING_RENDER_API_KEY", scoped)
     monkeypatch.setenv("STAGING_RENDER_DEPLOY_HOOK_URL", world.render.hook_url(production))
