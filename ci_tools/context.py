@@ -185,6 +185,30 @@ class Context:
         return GitHubAPI(token, repo, base_url=self.services.github, timeout=self.request_timeout(20), budget=budget)
 
 
+# Secrets that travel in an HTTP header or a URL (httpx encodes headers as ASCII; Telegram's token is
+# part of every method's path): a name ending so, with or without an <ENV>_ prefix.
+HEADER_OR_URL = (
+    "RENDER_API_KEY",
+    "RENDER_DEPLOY_HOOK_URL",
+    "TELEGRAM_BOT_TOKEN",
+    "TELEGRAM_WEBHOOK_SECRET",
+    "GITHUB_TOKEN",
+    "GH_TOKEN",
+    "GITHUB_ADMIN_TOKEN",
+    "BACKMERGE_TOKEN",
+)
+
+
+def check_ascii(name: str, value: str) -> None:
+    """A header or URL secret that is not ASCII (a pasted curly quote, a non-breaking space) cannot
+    be sent at all: said as a configuration error naming the variable, never the value."""
+    if name.endswith(HEADER_OR_URL) and not value.isascii():
+        raise ConfigError(
+            f"{name} holds a character that is not ASCII, so it cannot go into an HTTP header or URL",
+            hint=f"copy {name} again from where it was made (no quotes, spaces or other characters around it)",
+        )
+
+
 def _timeout(raw: str | None) -> float | None:
     if not raw or not raw.strip():
         return None
@@ -205,6 +229,8 @@ def build(environ: Mapping[str, str], needs: Needs | None = None) -> Context:
     ``environ`` may be asked for.
     """
     secrets = resolve(needs, environ) if needs is not None else Secrets(environ, declared=None)
+    for name in secrets:
+        check_ascii(name, secrets[name])
     redact.add_secrets_from(environ)  # a dict's secrets are redacted like the process's own
     config_file = environ.get("CI_TOOLS_CONFIG", "").strip()
     return Context(

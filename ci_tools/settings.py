@@ -105,7 +105,7 @@ class MemoryBackup:
     environment: str = ""  # "" = the environment with cutover_target (production)
     before_release_days: int | None = None  # memory-before-<sha>; None: the rollback window
     nightly_days: int = 30  # memory-nightly-<date>
-    nightly_at: str = "03:17"  # UTC; backup.yml's cron says the same (tests/repo/test_workflow_files.py)
+    nightly_at: str = "03:17"  # UTC; scheduler.yml's cron says the same (tests/repo/test_workflow_files.py)
     max_mb: int = 100  # over this, only the protected users' keys are snapshotted
     protected_users: tuple[int, ...] = ()
 
@@ -118,7 +118,7 @@ class MemoryBackup:
 class Watch:
     """The scheduled watch of production between releases (watch.yml)."""
 
-    interval_minutes: int = 30  # watch.yml's cron says the same (tests/repo/test_workflow_files.py)
+    interval_minutes: int = 30  # scheduler.yml's cron says the same (tests/repo/test_workflow_files.py)
 
     def cron(self) -> str:
         every = self.interval_minutes

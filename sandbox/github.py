@@ -11,6 +11,12 @@ twice is 422), ``/actions/permissions/workflow``, the repository (``default_bran
 header. A second, read-only token gets 403 "Resource not accessible by integration"
 on everything that needs admin rights.
 
+Workflow dispatch (REST "Create a workflow dispatch event", ``POST
+/repos/{o}/{r}/actions/workflows/{workflow_id}/dispatches``): 204 No Content, the run recorded
+in ``dispatches`` with the ref it runs on (GitHub runs the workflow file at that ref); 422
+"No ref found for: <ref>" for a branch that does not exist; 404 for a workflow the repository
+does not have (when ``workflows`` names them); 403 for the read-only token (no ``actions: write``).
+
 Pulls: ``POST
 /repos/{owner}/{repo}/pulls`` answers 201 with the pull request, 422 "Validation
 Failed" when an open PR for the same head and base exists, 403 when the workflow
@@ -99,6 +105,9 @@ class FakeGitHub(StandInServer):
         self.users = {"mindmate-owner": 5001}
         self.artifacts: list[dict[str, Any]] = []  # add_artifact(): what runs kept, newest first
         self.writes = 0  # every change a call made: setup twice must not add any
+        self.dispatches: list[dict[str, Any]] = []  # workflow_dispatch runs started: workflow, ref, inputs
+        self.workflows: set[str] | None = None  # the workflow files on every branch (None: any name)
+        self._policy_ids: dict[tuple[str, str], int] = {}
         self._keys: dict[str, PrivateKey] = {}
 
     def handle(self, request: Request) -> Response:
@@ -315,6 +324,8 @@ class FakeGitHub(StandInServer):
         )
         if rest == "" and method == "GET":
             return 200, self._repository(full, admin=admin), {}
+        if m := re.fullmatch(r"/actions/workflows/([\w.-]+)/dispatches", rest):
+            return self._dispatch(m[1], request, admin=admin)
         if rest == "/actions/artifacts" and method == "GET":
             wanted = request.query.get("name")
             listed = [a for a in self.artifacts if wanted in (None, a["name"])]
@@ -370,6 +381,8 @@ class FakeGitHub(StandInServer):
             return self._environment(m[1], request)
         if m := re.fullmatch(r"/environments/([\w-]+)/deployment-branch-policies", rest):
             return self._branch_policy(m[1], request)
+        if (m := re.fullmatch(r"/environments/([\w-]+)/deployment-branch-policies/(\d+)", rest)) and method == "DELETE":
+            return self._delete_branch_policy(m[1], int(m[2]))
         if m := re.fullmatch(r"/environments/([\w-]+)/secrets(?:/([\w-]+))?", rest):
             return self._secret(m[1], m[2], request)
         if rest == "/actions/secrets" and method == "GET":
@@ -383,6 +396,22 @@ class FakeGitHub(StandInServer):
                 return 204, None, {}
             return 200, dict(self.workflow_permissions), {}
         return NOT_FOUND
+
+    def _dispatch(self, workflow: str, request: Request, *, admin: bool) -> Response:
+        """A workflow_dispatch event: the run it starts uses the workflow file on ``ref``."""
+        if request.method != "POST":
+            return NOT_FOUND
+        if not admin:
+            return NO_ADMIN  # a token without actions: write
+        if self.workflows is not None and workflow not in self.workflows:
+            return NOT_FOUND
+        body = request.json() or {}
+        ref = str(body.get("ref", "")).removeprefix("refs/heads/")
+        if ref not in self.branches:
+            return 422, {"message": f"No ref found for: {ref}", "documentation_url": DOCS, "status": "422"}, {}
+        with self.lock:
+            self.dispatches.append({"workflow": workflow, "ref": ref, "inputs": dict(body.get("inputs") or {})})
+        return 204, None, {}
 
     def _env(self, name: str, full: str) -> dict[str, Any]:
         """A stored environment as GitHub answers it: its rules get ids and users in full."""
@@ -465,7 +494,8 @@ class FakeGitHub(StandInServer):
         if request.method == "GET":
             items = [
                 {"id": i, "node_id": f"MDE2OkdhdGVCcmFuY2hQb2xpY3k{i}", "name": n, "type": "branch"}
-                for i, n in enumerate(self.branch_policies[env], 1)
+                for n in self.branch_policies[env]
+                for i in [self._policy_id(env, n)]
             ]
             return self._page(request, items, "branch_policies")
         name = str((request.json() or {}).get("name", ""))
@@ -473,7 +503,7 @@ class FakeGitHub(StandInServer):
             return 303, None, {"Location": request.path}  # GitHub: the policy exists already
         self.branch_policies[env].append(name)
         self.writes += 1
-        number = len(self.branch_policies[env])
+        number = self._policy_id(env, name)
         return (
             200,
             {
@@ -484,6 +514,20 @@ class FakeGitHub(StandInServer):
             },
             {},
         )
+
+    def _policy_id(self, env: str, name: str) -> int:
+        """A policy's id, stable for its life (GitHub's ids are never reused)."""
+        return self._policy_ids.setdefault((env, name), next(self._ids))
+
+    def _delete_branch_policy(self, env: str, policy_id: int) -> Response:
+        """REST "Delete a deployment branch policy": 204 No Content."""
+        found = [n for n in self.branch_policies.get(env, []) if self._policy_ids.get((env, n)) == policy_id]
+        if env not in self.environments or not found:
+            return NOT_FOUND
+        self.branch_policies[env].remove(found[0])
+        del self._policy_ids[(env, found[0])]
+        self.writes += 1
+        return 204, None, {}
 
     def _secret(self, env: str, name: str | None, request: Request) -> Response:
         if env not in self.environments:

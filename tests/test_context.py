@@ -64,3 +64,13 @@ def test_with_config_judges_against_the_config_given():
     renamed = ctx.config.__class__(**{**ctx.config.__dict__, "rollback_window_days": 3})
     assert ctx.with_config(renamed).config.rollback_window_days == 3
     assert ctx.config.rollback_window_days != 3
+
+
+@pytest.mark.parametrize("name", ["RENDER_API_KEY", "TELEGRAM_BOT_TOKEN", "STAGING_RENDER_API_KEY"])
+def test_a_secret_that_must_travel_in_a_header_or_url_and_is_not_ascii_is_a_config_error(name):
+    value = "rnd_abc\u00a0defgh12345678\u201d"  # a non-breaking space and a curly quote, as pasted
+    with pytest.raises(ConfigError) as error:
+        build({name: value}, Needs(optional=(name,), prefixed=True))
+    line = error.value.one_line()
+    assert f"{name} holds a character that is not ASCII" in line and value not in line and "\n" not in line
+    assert build({"MEMORY_SNAPSHOT_KEY": value}).optional("MEMORY_SNAPSHOT_KEY")  # not a header: left alone

@@ -7,6 +7,7 @@ import argparse
 from ci_tools.context import Context
 from ci_tools.errors import InputError, VerificationError
 from ci_tools.needs import Needs
+from ci_tools.repo.flow import arrival_checked
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -29,11 +30,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     arrived = sub.add_parser(
         "arrived",
         help="did COMMIT reach BASE through the flow (a merged PR from an admitted head)? "
-        "production.yml asks where GitHub's plan has no rulesets",
+        "production.yml asks before every release; it checks where GitHub's plan has no rulesets",
     )
     arrived.add_argument("--commit", required=True)
     arrived.add_argument("--base", default="main")
     arrived.add_argument("--repo", help="owner/name (default: $GITHUB_REPOSITORY)")
+    arrived.add_argument(
+        "--mode",
+        default="",
+        help="the repository variable CI_TOOLS_GITHUB_MODE (github setup records it); unset or unknown: refused",
+    )
     arrived.set_defaults(func=flow_arrived, needs=Needs(optional=("GITHUB_TOKEN",)))
 
 
@@ -87,6 +93,9 @@ def flow_arrived(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.output import say
     from ci_tools.repo.flow import arrived_problem
 
+    if not arrival_checked(args.mode):
+        say(f"✓ rulesets guard {args.base} on this plan ({args.mode}): GitHub held the flow before this push")
+        return 0
     token, repo = ctx.optional("GITHUB_TOKEN"), args.repo or ctx.runner.repository
     if not token or not repo:
         raise ConfigError(

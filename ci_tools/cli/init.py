@@ -3,6 +3,8 @@
 Asks (in prompts that never echo, or from the environment) for the Render API key, the
 new production bot's token and the daily user's Telegram id; discovers the rest; writes
 ``[tool.ci_tools]``, ``render.yaml`` and a ``.env`` (mode 0600) that ``github setup`` reads.
+Staging's Render power is asked apart (a key scoped to staging, or its deploy hook): the
+account-wide key is production's alone, because staging runs unreviewed branches.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from ci_tools.needs import Needs
 
 NEEDS = Needs(
     optional=(
-        "RENDER_API_KEY",  # Account Settings → API Keys
+        "RENDER_API_KEY",  # Account Settings → API Keys: production's alone
         "PRODUCTION_TELEGRAM_BOT_TOKEN",  # the new bot's, from @BotFather
         "STAGING_TELEGRAM_BOT_TOKEN",  # default: the one the staging service runs with
-        "STAGING_RENDER_API_KEY",  # a key scoped to staging's resources (default: RENDER_API_KEY)
+        "STAGING_RENDER_API_KEY",  # a key scoped to staging's resources (default: none)
+        "STAGING_RENDER_DEPLOY_HOOK_URL",  # staging's deploy hook (Render's API does not tell it)
         "DAILY_USER_ID",  # the daily user's Telegram id (not a secret, but asked with the rest)
     )
 )
@@ -28,12 +31,26 @@ ASKED = {
     "PRODUCTION_TELEGRAM_BOT_TOKEN": ("the new production bot's token (@BotFather → /mybots → API Token)", True),
     "DAILY_USER_ID": ("the daily user's Telegram id (they send /start to @userinfobot to see it)", False),
 }
+OPTIONAL_ASKED = {
+    "STAGING_RENDER_API_KEY": "a Render API key scoped to staging's service and Key Value only "
+    "(Enter: none, staging deploys by its hook)",
+    "STAGING_RENDER_DEPLOY_HOOK_URL": "staging's deploy hook URL (its service → Settings → Deploy Hook; Enter: none)",
+}
+STAGING_RENDER = (
+    "staging never gets RENDER_API_KEY (the account-wide key is production's alone): it gets "
+    "STAGING_RENDER_API_KEY, a key scoped to staging's resources, or else STAGING_RENDER_DEPLOY_HOOK_URL "
+    "alone (deploys develop's head, no rollback by API)"
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "init",
         help="set up this repository for your bot: asks 3 values, discovers the rest, writes the config and .env",
+        description="Asks RENDER_API_KEY, PRODUCTION_TELEGRAM_BOT_TOKEN and DAILY_USER_ID, discovers the rest "
+        "and writes pyproject.toml, render.yaml and .env. Each environment gets its own MEMORY_SNAPSHOT_KEY; "
+        + STAGING_RENDER
+        + ".",
     )
     parser.add_argument("--staging-service", help="the Render service the daily user's bot runs on (default: config)")
     parser.add_argument("--production-service", help="the Render service of the production bot (default: config)")
@@ -72,8 +89,7 @@ def _optional_value(ctx: Context, name: str) -> str:
     given = ctx.optional(name)
     if given or not sys.stdin.isatty():
         return given or ""
-    prompt = "a Render API key scoped to staging's service and Key Value (Enter: the same key; preflight says why not)"
-    return getpass.getpass(f"{prompt}: ").strip()
+    return getpass.getpass(f"{OPTIONAL_ASKED[name]}: ").strip()
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
@@ -95,6 +111,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         daily_user_id=parse_user_id(_value(ctx, "DAILY_USER_ID")),
         staging_token=ctx.optional("STAGING_TELEGRAM_BOT_TOKEN") or "",
         staging_api_key=_optional_value(ctx, "STAGING_RENDER_API_KEY"),
+        staging_deploy_hook=_optional_value(ctx, "STAGING_RENDER_DEPLOY_HOOK_URL"),
         services=services,
         staging_prefix=args.staging_prefix,
         tester_ids=args.tester_ids,
@@ -111,6 +128,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         f"generated once and kept in .env: {', '.join(result.generated)}" if result.generated else "",
         f"set on Render: {', '.join(result.set_on_render)}" if result.set_on_render else "",
         f"mindmate-prod runs @{result.old_production_bot} until the cutover" if result.old_production_bot else "",
+        result.staging_render,
         f".env holds {len(result.stored)} values (names only here; never printed)",
         "next: commit pyproject.toml and render.yaml, then `ci-tools github setup --apply`",
     ]

@@ -218,6 +218,25 @@ class GitHubAPI:
         else:
             self.call("PATCH", f"/repos/{self.repo}/actions/variables/{name}", f"setting {name}", json={"value": value})
 
+    def dispatch_workflow(self, workflow: str, ref: str) -> None:
+        """Start ``workflow`` on ``ref`` (REST "Create a workflow dispatch event": 204 No Content).
+        The run uses the workflow file and code at ``ref``; a dispatch made with ``GITHUB_TOKEN``
+        starts a run (docs "Triggering a workflow from a workflow"). Sent once: it may have started one."""
+        what = f"dispatching {workflow} on {ref}"
+        path = f"/repos/{self.repo}/actions/workflows/{workflow}/dispatches"
+        response = self.send("POST", path, what, json={"ref": ref})
+        if response.status_code in (403, 404, 422):
+            raise ConfigError(
+                f"{what}: GitHub answered {response.status_code} ({_message(response)})",
+                hint=f"the job needs permissions actions: write, and {workflow} on {ref} a workflow_dispatch trigger",
+            )
+        if response.status_code == 401:
+            raise ConfigError(
+                "GitHub refused the token (401 Bad credentials)", hint="pass GITHUB_TOKEN: ${{ github.token }}"
+            )
+        if response.status_code >= 400:
+            raise RemoteError(f"{what}: HTTP {response.status_code} {_message(response)}")
+
     def pulls_of_commit(self, sha: str) -> list[dict[str, Any]]:
         """The pull requests a commit belongs to (a merge commit: the PR it merged)."""
         return list(self.call("GET", f"/repos/{self.repo}/commits/{sha}/pulls", f"reading the PRs of {sha[:7]}"))
@@ -227,12 +246,24 @@ class GitHubAPI:
         return {e["name"]: GitHubEnvironment.from_api(e) for e in found}
 
     def branch_policies(self, env: str) -> list[str]:
+        return sorted(self.branch_policy_ids(env))
+
+    def branch_policy_ids(self, env: str) -> dict[str, int]:
+        """Each deployment branch pattern of ``env`` with its policy id (what a delete names)."""
         found = self.pages(
             f"/repos/{self.repo}/environments/{env}/deployment-branch-policies",
             f"reading {env}'s deployment branches",
             "branch_policies",
         )
-        return sorted(p["name"] for p in found)
+        return {str(p["name"]): int(p["id"]) for p in found}
+
+    def delete_branch_policy(self, env: str, policy_id: int) -> None:
+        """A pattern the environment must no longer admit (an older setup's ``develop``)."""
+        self.call(
+            "DELETE",
+            f"/repos/{self.repo}/environments/{env}/deployment-branch-policies/{policy_id}",
+            f"removing deployment branch policy {policy_id} of {env}",
+        )
 
     def secret_names(self, env: str) -> set[str]:
         found = self.pages(f"/repos/{self.repo}/environments/{env}/secrets", f"listing {env}'s secrets", "secrets")

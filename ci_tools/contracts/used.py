@@ -42,6 +42,7 @@ GITHUB: Final = (
     "PUT /repos/{owner}/{repo}/environments/{environment_name}",
     "GET /repos/{owner}/{repo}/environments/{environment_name}/deployment-branch-policies",
     "POST /repos/{owner}/{repo}/environments/{environment_name}/deployment-branch-policies",
+    "DELETE /repos/{owner}/{repo}/environments/{environment_name}/deployment-branch-policies/{branch_policy_id}",
     "GET /repos/{owner}/{repo}/environments/{environment_name}/secrets",
     "GET /repos/{owner}/{repo}/environments/{environment_name}/secrets/public-key",
     "PUT /repos/{owner}/{repo}/environments/{environment_name}/secrets/{secret_name}",
@@ -62,6 +63,7 @@ GITHUB: Final = (
     "POST /repos/{owner}/{repo}/actions/variables",
     "PATCH /repos/{owner}/{repo}/actions/variables/{name}",
     "GET /repos/{owner}/{repo}/commits/{commit_sha}/pulls",
+    "POST /repos/{owner}/{repo}/actions/workflows/{workflow_id}/dispatches",  # scheduler.yml
 )
 
 # ci-tools calls getMe, getWebhookInfo, sendMessage and deleteWebhook (cutover --back); the

@@ -4,9 +4,16 @@ The owner gives the Render API key, the new production bot's token and the daily
 Telegram id. Everything else is found: each service and Key Value by name through
 Render's API (ids, addresses, plans, the external connection strings), the bots'
 usernames by ``getMe``, the staging bot's token and each webhook secret from the
-services that already run with them. What exists nowhere yet (the memory snapshot
-key, a missing webhook secret) is generated once and kept in ``.env``; a second run
-reuses it, so it changes nothing.
+services that already run with them. What exists nowhere yet (each environment's memory
+snapshot key, a missing webhook secret) is generated once and kept in ``.env``; a second
+run reuses it, so it changes nothing.
+
+Staging's GitHub environment admits ``develop`` and ``feature/*`` with no reviewer, so
+nothing init gives staging may equal a production secret or reach production: staging
+gets its own snapshot key (it can neither open production's snapshots nor forge one that
+production's restore accepts), no production Redis URL, and for Render either a key the
+owner scoped to staging's resources or staging's deploy hook alone, never the
+account-wide key.
 """
 
 from __future__ import annotations
@@ -18,14 +25,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ci_tools.clients.render import RenderAPI, monotonic_deadline
+from cryptography.fernet import Fernet
+
+from ci_tools.clients.render import RenderAPI, monotonic_deadline, service_id_from_hook
 from ci_tools.clients.telegram import TelegramError
 from ci_tools.context import Context
-from ci_tools.errors import ConfigError, InputError
+from ci_tools.errors import ConfigError, FatalError, InputError, RemoteError
 from ci_tools.repo import owner_files
 from ci_tools.repo.blueprint import check_blueprint
 from ci_tools.repo.owner_files import EnvironmentFacts
-from ci_tools.settings import Environment, load_config
+from ci_tools.settings import Config, Environment, load_config
 
 WEBHOOK_SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}$")  # Telegram's rule for secret_token
 BUDGET = 60.0  # discovery: a dozen small reads
@@ -43,7 +52,8 @@ class InitRequest:
     tester_ids: str = ""  # after the move: who still gets the staging bot
     repository: str = ""  # OWNER/NAME, for github setup
     owner_chat_id: str = ""  # the owner's Telegram id: OWNER_CHAT_ID in each environment
-    staging_api_key: str = ""  # a key scoped to staging's resources (default: api_key; preflight flags that)
+    staging_api_key: str = ""  # a key scoped to staging's resources; none: staging gets no API key
+    staging_deploy_hook: str = ""  # staging's deploy hook URL (Render's API does not tell it)
 
 
 @dataclass
@@ -54,6 +64,7 @@ class InitResult:
     generated: list[str]  # secrets made by this run
     stored: list[str]  # the names in .env (never the values)
     set_on_render: list[str] = field(default_factory=list)
+    staging_render: str = ""  # what staging may do on Render, said in one line
 
 
 def _username(ctx: Context, token: str, what: str) -> str:
@@ -138,28 +149,23 @@ def discover(ctx: Context, request: InitRequest, kept: Mapping[str, str]) -> tup
             values |= {
                 f"{upper}_TELEGRAM_BOT_TOKEN": token,
                 f"{upper}_TELEGRAM_WEBHOOK_SECRET": secret,
-                f"{upper}_RENDER_API_KEY": (request.staging_api_key or request.api_key)
-                if env.testers_only
-                else request.api_key,
                 f"{upper}_RENDER_SERVICE_ID": str(service["id"]),
                 f"{upper}_REDIS_URL": external[env.name],
             }
-        snapshot_key = next((kept[k] for k in sorted(kept) if k.endswith("_MEMORY_SNAPSHOT_KEY")), "")
-        if not snapshot_key:
-            from cryptography.fernet import Fernet
-
-            snapshot_key = Fernet.generate_key().decode()
-            generated.append("MEMORY_SNAPSHOT_KEY")
-        for env in config.environments.values():
-            upper = env.name.upper()
-            others = [e for e in config.environments if e != env.name]
-            values[f"{upper}_MEMORY_SNAPSHOT_KEY"] = snapshot_key
-            if others:  # the memory copy's source is the other environment's Key Value
-                values[f"{upper}_SOURCE_REDIS_URL"] = external[others[0]]
-            if env.cutover_target:  # preflight.yml sees staging's bot and service from production's environment
-                staging = config.role("testers_only").name.upper()
-                for name in ("TELEGRAM_BOT_TOKEN", "RENDER_SERVICE_ID", "RENDER_API_KEY"):
-                    values[f"{upper}_{staging}_{name}"] = values[f"{staging}_{name}"]
+            if env.cutover_target:
+                values[f"{upper}_RENDER_API_KEY"] = request.api_key
+        staging, production = config.role("testers_only"), config.role("cutover_target")
+        staging_render = _staging_render(ctx, request, kept, values, staging, production)
+        values |= staging_render.values
+        generated += _snapshot_keys(config, kept, values)
+        # The memory copy's source, in production's job only: staging never holds production's Redis
+        # (migrate-memory.yml refuses production → staging; a copy that reads production runs there).
+        values[f"{production.name.upper()}_SOURCE_REDIS_URL"] = external[staging.name]
+        # preflight.yml sees staging's bot, service and key (where it has one) from production's environment.
+        for name in ("TELEGRAM_BOT_TOKEN", "RENDER_SERVICE_ID", "RENDER_API_KEY"):
+            if f"{staging.name.upper()}_{name}" in values:
+                copied = f"{production.name.upper()}_{staging.name.upper()}_{name}"
+                values[copied] = values[f"{staging.name.upper()}_{name}"]
         owner = request.owner_chat_id or next((kept[k] for k in sorted(kept) if k.endswith("_OWNER_CHAT_ID")), "")
         if owner:
             if not owner.isdigit():
@@ -170,7 +176,120 @@ def discover(ctx: Context, request: InitRequest, kept: Mapping[str, str]) -> tup
             values["GITHUB_REPOSITORY"] = request.repository or kept["GITHUB_REPOSITORY"]
         if request.tester_ids:
             set_on_render += _testers(api, config, facts, request, values)
-    return InitResult(facts, old_production_bot, [], generated, sorted(values), set_on_render), values
+    result = InitResult(facts, old_production_bot, [], generated, sorted(values), set_on_render)
+    result.staging_render = staging_render.said
+    return result, values
+
+
+@dataclass(frozen=True)
+class StagingRender:
+    values: dict[str, str]
+    said: str
+
+
+def _staging_render(
+    ctx: Context,
+    request: InitRequest,
+    kept: Mapping[str, str],
+    values: Mapping[str, str],
+    staging: Environment,
+    production: Environment,
+) -> StagingRender:
+    """Staging's Render power: a key the owner scoped to staging's resources (Render's scoped API
+    keys, render.com/docs/api-keys: one workspace, fine-grained permissions), else its deploy hook
+    alone. Never the account-wide key: staging's jobs run unreviewed feature-branch code."""
+    upper = staging.name.upper()
+    staging_service = request.services.get(staging.name) or staging.render_service
+    production_service = request.services.get(production.name) or production.render_service
+    key = request.staging_api_key or kept.get(f"{upper}_RENDER_API_KEY", "")
+    hook = request.staging_deploy_hook or kept.get(f"{upper}_RENDER_DEPLOY_HOOK_URL", "")
+    if key == request.api_key:
+        if request.staging_api_key:
+            raise ConfigError(
+                "STAGING_RENDER_API_KEY is the account-wide key given as RENDER_API_KEY",
+                hint=f"create a key scoped to {staging_service} (Account Settings → API Keys), "
+                "or leave it unset: staging then deploys by its hook alone",
+            )
+        key = ""  # what an older init gave staging: withdrawn
+    found: dict[str, str] = {}
+    if key:
+        if not _reads(ctx, key, values[f"{upper}_RENDER_SERVICE_ID"]):
+            raise ConfigError(
+                f"STAGING_RENDER_API_KEY cannot read {staging_service}",
+                hint="copy the key again, or give it staging's service and Key Value (render.com/docs/api-keys)",
+            )
+        if _reads(ctx, key, values[f"{production.name.upper()}_RENDER_SERVICE_ID"]):
+            raise ConfigError(
+                f"STAGING_RENDER_API_KEY reads {production_service}, so staging's feature branches could change it",
+                hint="scope the key to staging's service and Key Value only (render.com/docs/api-keys)",
+            )
+        found[f"{upper}_RENDER_API_KEY"] = key
+    if hook:
+        if service_id_from_hook(hook) != values[f"{upper}_RENDER_SERVICE_ID"]:
+            raise ConfigError(
+                f"STAGING_RENDER_DEPLOY_HOOK_URL is not {staging_service}'s deploy hook",
+                hint=f"copy it from {staging_service} → Settings → Deploy Hook",
+            )
+        found[f"{upper}_RENDER_DEPLOY_HOOK_URL"] = hook
+    if key:
+        said = "staging's Render power: its own scoped key (deploys any commit, rolls back by API)"
+    elif hook:
+        said = (
+            f"staging's Render power: its deploy hook alone (deploys {staging.branch}'s head and waits for "
+            "/healthz to report it; no feature branch, no rollback by API)"
+        )
+    else:
+        said = (
+            "staging has no Render power yet: set STAGING_RENDER_DEPLOY_HOOK_URL "
+            f"({staging_service} → Settings → Deploy Hook) or a STAGING_RENDER_API_KEY scoped to it, "
+            "then run init again"
+        )
+    return StagingRender(found, said)
+
+
+def _reads(ctx: Context, key: str, service_id: str) -> bool:
+    """Can ``key`` read this service? Render hides what a scoped key may not see (404); a key that
+    can read a service may change it too. A Render that does not answer stops init (RemoteError)."""
+    try:
+        with ctx.render(key, service_id, deadline=monotonic_deadline(BUDGET)) as api:
+            api.service()
+    except RemoteError:
+        raise
+    except FatalError:
+        return False
+    return True
+
+
+def _snapshot_keys(config: Config, kept: Mapping[str, str], values: dict[str, str]) -> list[str]:
+    """Each environment its own ``MEMORY_SNAPSHOT_KEY``, kept once made. A key that another
+    environment holds too (what an older init wrote) is replaced; the cutover target keeps its own,
+    so production's existing snapshots stay readable."""
+    generated = []
+    taken: set[str] = set()
+    for env in sorted(config.environments.values(), key=lambda env: not env.cutover_target):
+        name = f"{env.name.upper()}_MEMORY_SNAPSHOT_KEY"
+        key = kept.get(name, "")
+        if not key or key in taken:
+            key = Fernet.generate_key().decode()
+            generated.append(name)
+        taken.add(key)
+        values[name] = key
+    return generated
+
+
+# What an older init wrote that an environment admitting unreviewed code may no longer hold.
+WITHDRAWN = ("STAGING_SOURCE_REDIS_URL",)
+
+
+def _withdrawn(kept: Mapping[str, str], values: Mapping[str, str], request: InitRequest) -> dict[str, str]:
+    """.env without the production power an older init gave staging: its source Redis URL (which
+    was production's), the account-wide key as staging's and as the copy preflight reads."""
+    return {
+        name: value
+        for name, value in kept.items()
+        if name not in WITHDRAWN
+        and not (name.endswith("STAGING_RENDER_API_KEY") and value == request.api_key and name not in values)
+    }
 
 
 def _reviewers(request: InitRequest, env: Environment) -> tuple[str, ...]:
@@ -224,7 +343,7 @@ def init(ctx: Context, request: InitRequest) -> InitResult:
         result.written.append(config.path.name)
     if owner_files.edit_blueprint(blueprint, result.facts, previous):
         result.written.append(blueprint.name)
-    if owner_files.write_dotenv(dotenv, {**kept, **values}):
+    if owner_files.write_dotenv(dotenv, {**_withdrawn(kept, values, request), **values}):
         result.written.append(".env")
     if owner_files.ensure_ignored(root):
         result.written.append(".gitignore")

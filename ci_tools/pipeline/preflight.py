@@ -202,8 +202,10 @@ def _staging_key_reach(ctx: Context, staging: Environment, production: Environme
     staging_key = ctx.env_secret(staging, "RENDER_API_KEY")
     production_key = ctx.env_secret(production, "RENDER_API_KEY") or ctx.optional("RENDER_API_KEY")
     service_id = ctx.env_secret(production, "RENDER_SERVICE_ID")
-    if not staging_key or staging_key == production_key:
-        detail = "one Render key for both environments" if staging_key else "STAGING_RENDER_API_KEY not set"
+    if not staging_key:  # what init gives staging without a scoped key: its deploy hook alone
+        return Item(name, True, "staging holds no Render API key (its deploy hook alone)")
+    if staging_key == production_key:
+        detail = "one Render key for both environments"
         return Item(name, False, f"{detail}: feature branches on staging hold the power to change production", fix)
     if not service_id:
         return Item(name, None, "PRODUCTION_RENDER_SERVICE_ID not set", "export it to check the key's reach")

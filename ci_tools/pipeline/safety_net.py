@@ -78,7 +78,7 @@ def last_snapshot(ctx: Context, now: datetime | None = None, *, budget: float | 
             name,
             False,
             "no memory-before-<sha> or memory-nightly-<date> artifact",
-            "run backup.yml now (Actions → backup → Run workflow); releases take one too",
+            "run backup.yml now (Actions → backup → Run workflow from main); releases take one too",
         )
     newest = max(kept, key=lambda a: str(a["created_at"]))
     taken = datetime.fromisoformat(str(newest["created_at"]).replace("Z", "+00:00"))
@@ -90,8 +90,8 @@ def last_snapshot(ctx: Context, now: datetime | None = None, *, budget: float | 
             name,
             True,
             seen,
-            "the nightly backup has not run: check backup.yml (GitHub pauses "
-            "schedules after 60 days without repository activity)",
+            "the nightly backup has not run: check scheduler.yml, which dispatches it on main (GitHub "
+            "pauses schedules after 60 days without repository activity)",
             warning=True,
         )
     return Item(name, True, seen)

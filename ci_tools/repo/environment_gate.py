@@ -10,9 +10,15 @@ pushed branch, a dispatch on the ref the person picks. act ignores all of it, so
 this module instead: a schedule that names an environment only ``main`` may use would never
 run on GitHub, and the tests now say so.
 
-The GitHub environments are the config's, plus one for the schedules of the cutover target
-(``<production>-scheduled``): it admits the default branch and ``main``, has no reviewer (a
-schedule has nobody to wait for), and holds only the secrets the scheduled jobs read.
+The GitHub environments are the config's, plus one for the scheduled work of the cutover target
+(``<production>-scheduled``): it admits the cutover target's branch (``main``) alone, has no
+reviewer (nobody is there to approve a nightly run), and holds only the secrets the scheduled
+jobs read. A schedule itself runs on the default branch (``develop``, unreviewed code), so no
+scheduled job holds production's secrets: ``scheduler.yml`` runs on the schedule with nothing but
+``GITHUB_TOKEN`` (``actions: write``) and dispatches ``main``'s ``backup.yml`` and ``watch.yml``,
+which run the workflow file and code of the ref they are dispatched on (docs.github.com, "Events
+that trigger workflows": workflow_dispatch; "Triggering a workflow from a workflow": a
+workflow_dispatch made with ``GITHUB_TOKEN`` does start a run).
 """
 
 from __future__ import annotations
@@ -48,9 +54,8 @@ def github_environments(config: Config) -> dict[str, ConfiguredEnvironment]:
         for env in config.environments.values()
     }
     target = config.role("cutover_target")
-    branches = tuple(dict.fromkeys((config.default_branch, target.branch)))
     name = scheduled_environment(config)
-    found[name] = ConfiguredEnvironment(name, branches, (), target.name)
+    found[name] = ConfiguredEnvironment(name, (target.branch,), (), target.name)
     return found
 
 
@@ -91,7 +96,7 @@ def _triggers(document: dict[str, Any], config: Config) -> Iterator[tuple[str, s
 def gate_problems(root: Path, config: Config) -> list[str]:
     """Every job GitHub's gate would refuse or hold, named with its workflow, trigger and fix."""
     environments = github_environments(config)
-    problems = []
+    problems = unreviewed_production(config)
     for workflow, document in load_workflows(root).items():
         for job_id, job in (document.get("jobs") or {}).items():
             for env_name in _environments_of(job, document, list(config.environments)):
@@ -103,6 +108,21 @@ def gate_problems(root: Path, config: Config) -> list[str]:
                 for event, ref in _triggers(document, config):
                     problems += _judge(where, event, ref, env)
     return problems
+
+
+def unreviewed_production(config: Config) -> list[str]:
+    """Every environment holding the cutover target's secrets that admits a branch no reviewer
+    saw: the default branch (where schedules run) or a branch that merges into it."""
+    target = config.role("cutover_target")
+    heads = (head.replace("*", "x") for head in config.flow.get(config.default_branch, ()))
+    unreviewed = [branch for branch in (config.default_branch, *heads) if branch != target.branch]
+    return [
+        f"environment {env.name} holds {target.name}'s secrets and admits {branch}, which no reviewer saw"
+        for env in github_environments(config).values()
+        if env.values_from == target.name
+        for branch in unreviewed
+        if env.admits(branch)
+    ]
 
 
 def _judge(where: str, event: str, ref: str | None, env: ConfiguredEnvironment) -> list[str]:

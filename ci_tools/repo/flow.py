@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ci_tools.errors import InputError
+from ci_tools.errors import ConfigError, InputError
 
 # git check-ref-format's rules, in short: what no branch name may contain.
 _BAD_REF = re.compile(r"(^/|/$|//|\.\.|@\{|[\x00-\x20~^:?*\[\\\x7f]|\.lock(/|$)|(^|/)\.|\.$)")
@@ -121,3 +121,22 @@ def arrived_problem(flow: dict[str, tuple[str, ...]], base: str, sha: str, pulls
     return f"{sha[:7]} reached {base} without a merged PR from {', '.join(heads)}" + (
         f" (its PRs: {', '.join(came)})" if came else " (no PR brought it)"
     )
+
+
+MODE_WORDS = ("environments", "repository-secrets", "no-rulesets")  # what github setup records
+
+
+def arrival_checked(mode: str) -> bool:
+    """Must ``flow arrived`` hold the flow for this plan? ``mode`` is the repository variable
+    ``CI_TOOLS_GITHUB_MODE`` that ``github setup`` records. Unset or unknown, nobody knows whether a
+    ruleset guards ``main``, so it fails closed: a deploy waits for setup rather than risk one."""
+    words = mode.split()
+    unknown = [word for word in words if word not in MODE_WORDS]
+    if not words or unknown:
+        what = "is not set" if not words else f"says {' '.join(unknown)!r}, which ci-tools does not know"
+        raise ConfigError(
+            f"the repository variable CI_TOOLS_GITHUB_MODE {what}, so nothing tells whether a ruleset guards "
+            "main: not deploying",
+            hint="run ci-tools github setup --apply (it records the plan's mode), then re-run this workflow",
+        )
+    return "no-rulesets" in words

@@ -9,6 +9,12 @@ allowed to open the back-merge PR (unless a ``BACKMERGE_TOKEN`` does), and the d
 branch that dependabot's security updates target (``develop``: the flow refuses them
 into ``main``). ``plan()`` lists the changes — secrets by name only — and ``check()``
 reads it all back and judges it, ✓ or ✗ with the fix.
+
+Where the plan has no environments (a private repository on GitHub Free), every secret is a
+repository secret, and every workflow run of every pushed branch reads every repository secret:
+nothing there can keep a feature branch from production's. So production's secrets (those of
+every environment whose values are the cutover target's) are withheld from the repository
+unless the owner accepts that in so many words (``--production-secrets-in-repository``).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from typing import Any
 
 from ci_tools.checklist import Item
 from ci_tools.clients.github_rest import ACTIONS_APP_ID, Capabilities, GitHubAPI
-from ci_tools.context import Context
+from ci_tools.context import Context, check_ascii
 from ci_tools.errors import ConfigError, FatalError, RemoteError
 from ci_tools.repo.environment_gate import ConfiguredEnvironment, github_environments
 from ci_tools.repo.owner_files import read_dotenv
@@ -84,13 +90,21 @@ def _environment_changes(
                     partial(GitHubAPI.put_environment, env=env.name, reviewer_ids=reviewer_ids),
                 )
             )
-        policies = api.branch_policies(env.name) if current else []
+        policies = api.branch_policy_ids(env.name) if current else {}
         for pattern in env.deploy_branches:
             if pattern not in policies:
                 changes.append(
                     Change(
                         f"environment {env.name}: {pattern} may deploy",
                         partial(GitHubAPI.add_branch_policy, env=env.name, pattern=pattern),
+                    )
+                )
+        for pattern, policy_id in sorted(policies.items()):
+            if pattern not in env.deploy_branches:  # e.g. develop, which production-scheduled once admitted
+                changes.append(
+                    Change(
+                        f"environment {env.name}: {pattern} may no longer deploy",
+                        partial(GitHubAPI.delete_branch_policy, env=env.name, policy_id=policy_id),
                     )
                 )
         existing = api.secret_names(env.name) if current else set()
@@ -106,10 +120,29 @@ def _environment_changes(
     return changes
 
 
-def _repository_secret_changes(
-    api: GitHubAPI,
+def repository_secret_names(
+    config: Config,
     environments: Mapping[str, ConfiguredEnvironment],
     wanted_secrets: Mapping[str, set[str]],
+    *,
+    production: bool,
+) -> list[str]:
+    """The ``<ENV>_<NAME>`` repository secrets of a plan without environments; the cutover
+    target's only with ``production`` (every pushed branch's workflows would read them)."""
+    target = config.role("cutover_target").name
+    return sorted(
+        {
+            f"{env.values_from.upper()}_{n}"
+            for env in environments.values()
+            if production or env.values_from != target
+            for n in wanted_secrets.get(env.name, set())
+        }
+    )
+
+
+def _repository_secret_changes(
+    api: GitHubAPI,
+    names: list[str],
     values: Mapping[str, str],
     update_secrets: bool,
 ) -> list[Change]:
@@ -117,9 +150,6 @@ def _repository_secret_changes(
     ``<ENV>_<NAME>``, which every workflow step reads after ``secrets.<NAME>``."""
     changes: list[Change] = []
     existing = api.repo_secret_names()
-    names = sorted(
-        {f"{env.values_from.upper()}_{n}" for env in environments.values() for n in wanted_secrets.get(env.name, set())}
-    )
     for name in names:
         value = values.get(name)
         if value and (name not in existing or update_secrets):
@@ -142,7 +172,10 @@ def secret_values(config: Config, dotenv: Path | None, environ: Mapping[str, str
             )
         values |= read_dotenv(dotenv)
     prefixes = tuple(f"{env.upper()}_" for env in config.environments)
-    return {k: v for k, v in values.items() if k.startswith(prefixes) and v}
+    found = {k: v for k, v in values.items() if k.startswith(prefixes) and v}
+    for name, value in found.items():
+        check_ascii(name, value)  # a .env value is not read through the Context
+    return found
 
 
 def plan(
@@ -152,8 +185,12 @@ def plan(
     values: Mapping[str, str],
     *,
     update_secrets: bool = False,
+    production_in_repository: bool = False,
 ) -> list[Change]:
-    """What setup would change, from what GitHub holds now; empty when all is in place."""
+    """What setup would change, from what GitHub holds now; empty when all is in place.
+
+    ``production_in_repository``: on a plan without environments, store production's secrets as
+    repository secrets too (the owner accepts that any pushed branch's workflow can read them)."""
     changes: list[Change] = []
     repo = api.repository()
     if repo.default_branch != config.default_branch and api.branch_sha(config.default_branch) is None:
@@ -177,7 +214,8 @@ def plan(
     if caps.environments:
         changes += _environment_changes(api, environments, wanted_secrets, values, update_secrets)
     else:
-        changes += _repository_secret_changes(api, environments, wanted_secrets, values, update_secrets)
+        names = repository_secret_names(config, environments, wanted_secrets, production=production_in_repository)
+        changes += _repository_secret_changes(api, names, values, update_secrets)
     if api.variable(MODE_VARIABLE) != caps.mode:
         changes.append(
             Change(
@@ -279,23 +317,7 @@ def check(api: GitHubAPI, config: Config, root: Path) -> list[Item]:
     if caps.environments:
         items += _environment_items(api, expected, wanted)
     else:
-        present = api.repo_secret_names()
-        lacking = sorted(
-            {
-                f"{e.values_from.upper()}_{n}"
-                for e in expected.values()
-                for n in wanted.get(e.name, set()) - OPTIONAL_SECRETS
-            }
-            - present
-        )
-        items.append(
-            Item(
-                "every environment's secrets are repository secrets <ENV>_<NAME>",
-                not lacking,
-                "all present" if not lacking else f"missing {lacking}",
-                f"set {', '.join(lacking)} and run ci-tools github setup --apply",
-            )
-        )
+        items += _repository_secret_items(api, config, expected, wanted)
     mode = api.variable(MODE_VARIABLE)
     items.append(
         Item(
@@ -405,6 +427,40 @@ def _environment_items(
     return items
 
 
+def _repository_secret_items(
+    api: GitHubAPI, config: Config, expected: Mapping[str, ConfiguredEnvironment], wanted: Mapping[str, set[str]]
+) -> list[Item]:
+    """Staging's repository secrets must all be there; production's are the owner's choice (withheld
+    by default: every pushed branch would read them), said as a warning either way."""
+    present = api.repo_secret_names()
+    required = {n: set(ns) - OPTIONAL_SECRETS for n, ns in wanted.items()}
+    staging = set(repository_secret_names(config, expected, required, production=False))
+    production = set(repository_secret_names(config, expected, required, production=True)) - staging
+    lacking = sorted(staging - present)
+    items = [
+        Item(
+            "staging's secrets are repository secrets <ENV>_<NAME>",
+            not lacking,
+            "all present" if not lacking else f"missing {lacking}",
+            f"set {', '.join(lacking)} and run ci-tools github setup --apply",
+        )
+    ]
+    held = sorted(production & present)
+    items.append(
+        Item(
+            "production's secrets and every pushed branch",
+            True,
+            f"{len(held)} production secrets are repository secrets: any pushed branch's workflow can read them"
+            if held
+            else "withheld from the repository: production.yml, backup.yml and watch.yml cannot run in Actions",
+            "make the repository public or upgrade (environments), or keep them out and release from your machine "
+            "(ci-tools release production)",
+            warning=True,
+        )
+    )
+    return items
+
+
 def _plan_items(private: bool, caps: Capabilities) -> list[Item]:
     """What the plan lacks, said as ⚠ (it is the owner's plan, not a fault), with what guards instead."""
     if caps.environments and caps.rulesets:
@@ -414,7 +470,8 @@ def _plan_items(private: bool, caps: Capabilities) -> list[Item]:
     detail = (
         f"{where}: no {', no '.join(lacks)}"
         + (
-            ", no required reviewers — every branch's workflows can read production's secrets"
+            ", no required reviewers — every pushed branch's workflows read every repository secret, "
+            "so production's are withheld unless setup is told --production-secrets-in-repository"
             if not caps.environments
             else ""
         )

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from ci_tools.__main__ import main
+from ci_tools.repo.flow import matches
 from ci_tools.repo.owner_files import read_dotenv
 from sandbox.github import FakeGitHub
 from tests.support import ROOT, use
@@ -94,11 +95,14 @@ def test_init_discovers_writes_and_checks_then_github_setup_needs_nothing_else(w
     assert kept["STAGING_RENDER_SERVICE_ID"] == world.services["staging"].id
     assert kept["PRODUCTION_REDIS_URL"] == world.external_redis_url("production")
     assert kept["PRODUCTION_SOURCE_REDIS_URL"] == world.external_redis_url("staging")
-    assert kept["PRODUCTION_MEMORY_SNAPSHOT_KEY"] == kept["STAGING_MEMORY_SNAPSHOT_KEY"]
+    assert kept["PRODUCTION_MEMORY_SNAPSHOT_KEY"] != kept["STAGING_MEMORY_SNAPSHOT_KEY"]  # each its own
+    assert "STAGING_SOURCE_REDIS_URL" not in kept  # staging never holds production's Redis
+    assert "STAGING_RENDER_API_KEY" not in kept and "PRODUCTION_STAGING_RENDER_API_KEY" not in kept
+    assert "staging has no Render power yet: set STAGING_RENDER_DEPLOY_HOOK_URL" in " ".join(out.out.split())
     assert kept["PRODUCTION_STAGING_TELEGRAM_BOT_TOKEN"] == world.bots["staging"].token  # for preflight.yml
     assert ".env" in (clone / ".gitignore").read_text().split()
     assert "mywellnesscompanion_bot until the cutover" in out.out
-    for value in [*secrets_of(world, old), kept["PRODUCTION_MEMORY_SNAPSHOT_KEY"]]:
+    for value in [*secrets_of(world, old), kept["PRODUCTION_MEMORY_SNAPSHOT_KEY"], kept["STAGING_MEMORY_SNAPSHOT_KEY"]]:
         assert value not in out.out + out.err
 
     assert main(["config", "check"]) == 0
@@ -174,9 +178,126 @@ def test_a_readable_env_file_is_made_private(world, owner):
     assert read_dotenv(clone / ".env")["GITHUB_TOKEN"] == "kept-by-the-owner"  # the owner's own lines stay
 
 
-def test_env_example_lists_exactly_what_init_writes(world, owner):
+def test_env_example_lists_exactly_what_init_writes(world, owner, monkeypatch):
     clone, names, _ = owner
+    monkeypatch.setenv("STAGING_RENDER_DEPLOY_HOOK_URL", world.render.hook_url(world.services["staging"]))
     assert init(names, "--owner-chat-id", "123456789") == 0
     written = set(read_dotenv(clone / ".env"))
     example = set(read_dotenv(ROOT / ".env.example"))
     assert written == example, (sorted(written - example), sorted(example - written))
+
+
+# -- no production power in code no reviewer saw ------------------------------------------------
+UNREVIEWED = ("develop", "feature/new-thing")  # staging's branches: no reviewer saw their code
+
+
+def production_values(kept: dict[str, str]) -> dict[str, str]:
+    """Every production credential .env holds (OWNER_CHAT_ID, an id, grants nothing; a service id
+    neither; PRODUCTION_SOURCE_REDIS_URL and PRODUCTION_STAGING_* are staging's values)."""
+    names = ("RENDER_API_KEY", "TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET", "REDIS_URL", "MEMORY_SNAPSHOT_KEY")
+    return {f"PRODUCTION_{name}": kept[f"PRODUCTION_{name}"] for name in names}
+
+
+def admits_unreviewed(github: FakeGitHub, env: str) -> bool:
+    """GitHub's gate: an environment without a deployment branch policy admits every branch."""
+    if not (github.environments[env].get("deployment_branch_policy") or {}).get("custom_branch_policies"):
+        return True
+    return any(matches(pattern, branch) for pattern in github.branch_policies[env] for branch in UNREVIEWED)
+
+
+@pytest.mark.parametrize(
+    ("private", "plan"),
+    [(False, "free"), (True, "pro"), (True, "free")],
+    ids=["public", "private-pro", "private-free"],
+)
+def test_no_environment_that_admits_unreviewed_code_holds_a_production_secret(
+    world, owner, monkeypatch, capsys, private, plan
+):
+    """init, then github setup --apply with nothing else typed, on each plan the project models: every
+    value GitHub stored where develop or feature/* can read it (an environment admitting them, or a
+    repository secret, which every branch reads) is compared with production's."""
+    clone, names, _ = owner
+    monkeypatch.setenv("STAGING_RENDER_DEPLOY_HOOK_URL", world.render.hook_url(world.services["staging"]))
+    assert init(names, "--owner-chat-id", "123456789") == 0
+    kept = read_dotenv(clone / ".env")
+    production = production_values(kept)
+    with FakeGitHub(private=private, plan=plan) as github:
+        github.users["ada"] = 5002
+        use(monkeypatch, {"GITHUB_API_URL": github.url, "GITHUB_TOKEN": github.token})
+        assert main(["github", "setup", "--apply"]) == 0
+        readable = {f"repository secret {n}": v for n, v in github.repo_secret_values.items()}
+        for env, stored in github.secrets.items():
+            if admits_unreviewed(github, env):
+                readable |= {f"environment {env}: {n}": v for n, v in stored.items()}
+        leaked = [where for where, value in readable.items() if value in production.values()]
+        assert not leaked, leaked
+        assert readable, "nothing readable by staging's branches was stored: the test compared nothing"
+        if github.environments_available:  # production's own environments hold them, and admit main alone
+            assert github.secrets["production"]["MEMORY_SNAPSHOT_KEY"] == production["PRODUCTION_MEMORY_SNAPSHOT_KEY"]
+            assert github.secrets["production-scheduled"]["REDIS_URL"] == production["PRODUCTION_REDIS_URL"]
+            assert not admits_unreviewed(github, "production") and not admits_unreviewed(github, "production-scheduled")
+            staging = github.secrets["staging"]
+            assert staging["RENDER_DEPLOY_HOOK_URL"] == world.render.hook_url(world.services["staging"])
+            assert "RENDER_API_KEY" not in staging and "SOURCE_REDIS_URL" not in staging
+
+
+def test_an_older_env_is_repaired_staging_loses_what_was_productions(world, owner, monkeypatch):
+    """What init wrote before: one snapshot key for both, production's Redis as staging's copy
+    source, the account-wide key as staging's."""
+    clone, names, _ = owner
+    assert init(names) == 0
+    kept = read_dotenv(clone / ".env")
+    shared = kept["PRODUCTION_MEMORY_SNAPSHOT_KEY"]
+    old = {
+        **kept,
+        "STAGING_MEMORY_SNAPSHOT_KEY": shared,
+        "STAGING_SOURCE_REDIS_URL": kept["PRODUCTION_REDIS_URL"],
+        "STAGING_RENDER_API_KEY": world.render.api_key,
+        "PRODUCTION_STAGING_RENDER_API_KEY": world.render.api_key,
+    }
+    (clone / ".env").write_text("".join(f"{k}='{v}'\n" for k, v in old.items()))
+    assert init(names) == 0
+    repaired = read_dotenv(clone / ".env")
+    assert repaired["PRODUCTION_MEMORY_SNAPSHOT_KEY"] == shared  # production's snapshots stay readable
+    assert repaired["STAGING_MEMORY_SNAPSHOT_KEY"] not in ("", shared)
+    for name in ("STAGING_SOURCE_REDIS_URL", "STAGING_RENDER_API_KEY", "PRODUCTION_STAGING_RENDER_API_KEY"):
+        assert name not in repaired, name
+
+
+def test_a_key_scoped_to_staging_is_kept_and_one_that_reaches_production_is_refused(world, owner, monkeypatch, capsys):
+    clone, names, _ = owner
+    staging, production = world.services["staging"], world.services["production"]
+    monkeypatch.setenv("STAGING_RENDER_API_KEY", world.render.api_key)  # the account-wide key again
+    assert init(names) == 3
+    assert "STAGING_RENDER_API_KEY is the account-wide key" in capsys.readouterr().err
+    reaching = world.render.scoped_key({staging.id: "write", production.id: "read"})
+    monkeypatch.setenv("STAGING_RENDER_API_KEY", reaching)
+    assert init(names) == 3
+    err = capsys.readouterr().err
+    assert "STAGING_RENDER_API_KEY reads ada-companion" in err and reaching not in err
+    assert not (clone / ".env").exists()
+    monkeypatch.setenv("STAGING_RENDER_API_KEY", world.render.scoped_key({"srv-elsewhere": "write"}))  # not staging
+    assert init(names) == 3
+    assert "STAGING_RENDER_API_KEY cannot read ada-companion-dev" in capsys.readouterr().err
+    scoped = world.render.scoped_key({staging.id: "write", world.key_values["staging"].id: "write"})
+    monkeypatch.setenv("STAGING_RENDER_API_KEY", scoped)
+    monkeypatch.setenv("STAGING_RENDER_DEPLOY_HOOK_URL", world.render.hook_url(production))
+    assert init(names) == 3
+    assert "STAGING_RENDER_DEPLOY_HOOK_URL is not ada-companion-dev's deploy hook" in capsys.readouterr().err
+    monkeypatch.delenv("STAGING_RENDER_DEPLOY_HOOK_URL")
+    assert init(names) == 0
+    assert "staging's Render power: its own scoped key" in " ".join(capsys.readouterr().out.split())
+    kept = read_dotenv(clone / ".env")
+    assert kept["STAGING_RENDER_API_KEY"] == kept["PRODUCTION_STAGING_RENDER_API_KEY"] == scoped
+
+
+@pytest.mark.parametrize("name", ["RENDER_API_KEY", "PRODUCTION_TELEGRAM_BOT_TOKEN"])
+def test_a_secret_that_is_not_ascii_is_a_configuration_error_naming_it(world, owner, monkeypatch, capsys, name):
+    """What a paste from a chat or a document brings along: a curly quote, a non-breaking space."""
+    _, names, _ = owner
+    value = f"\u201c{world.render.api_key}\u00a0"
+    monkeypatch.setenv(name, value)
+    assert init(names) == 3
+    err = capsys.readouterr().err
+    assert err.startswith(f"ci-tools: configuration: {name} holds a character that is not ASCII")
+    assert err.count("\n") == 1 and "Traceback" not in err and world.render.api_key not in err

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import shutil
 
-from ci_tools.repo.environment_gate import gate_problems, github_environments, refused
+from ci_tools.repo.environment_gate import gate_problems, github_environments, refused, unreviewed_production
+from ci_tools.repo.scheduler import dispatch_ref
 from ci_tools.settings import load_config
 from tests.support import ROOT
 
@@ -14,14 +15,42 @@ def test_every_job_passes_the_gate_of_the_environment_it_names():
     assert gate_problems(ROOT, load_config()) == []
 
 
-def test_a_schedule_that_names_production_is_refused(tmp_path):
-    """What backup.yml and watch.yml did: production admits only main, the schedule runs on develop."""
+def test_a_scheduled_production_job_cannot_run_on_develop(tmp_path):
+    """What backup.yml and watch.yml did: a schedule (it runs on develop, the default branch) in an
+    environment holding production's secrets. production-scheduled now admits main alone."""
     shutil.copytree(ROOT / ".github", tmp_path / ".github")
+    for name, cron in (("backup.yml", "17 3 * * *"), ("watch.yml", "*/30 * * * *")):
+        path = tmp_path / ".github" / "workflows" / name
+        path.write_text(path.read_text().replace("on:\n", f'on:\n  schedule:\n    - cron: "{cron}"\n', 1))
+    problems = gate_problems(tmp_path, load_config())
+    for where in ("backup.yml job snapshot", "watch.yml job production"):
+        expected = f"{where}: a schedule runs on develop, which environment production-scheduled does not admit"
+        assert any(p.startswith(expected) for p in problems), problems
     backup = tmp_path / ".github" / "workflows" / "backup.yml"
     backup.write_text(backup.read_text().replace("name: production-scheduled", "name: production"))
     problems = gate_problems(tmp_path, load_config())
-    assert any("backup.yml job snapshot: a schedule runs on develop" in p for p in problems), problems
     assert any("would wait for a reviewer of environment production" in p for p in problems), problems
+
+
+def test_a_scheduled_job_dispatched_on_develop_is_refused_and_on_main_admitted():
+    """The scheduler dispatches main's backup.yml and watch.yml; a dispatch on develop (or a
+    feature branch) would run unreviewed code with production's secrets, and GitHub refuses it."""
+    config = load_config()
+    assert refused(config, "production-scheduled", "workflow_dispatch", "main") is None
+    for ref in ("develop", "feature/x"):
+        assert refused(config, "production-scheduled", "workflow_dispatch", ref) == (
+            f'Branch "{ref}" is not allowed to deploy to production-scheduled due to environment protection rules.'
+        )
+    assert dispatch_ref(config) == "main"
+
+
+def test_no_environment_holding_production_secrets_admits_an_unreviewed_branch():
+    config = load_config()
+    assert unreviewed_production(config) == []
+    production = {n: e for n, e in github_environments(config).items() if e.values_from == "production"}
+    assert set(production) == {"production", "production-scheduled"}
+    for env in production.values():
+        assert not any(env.admits(b) for b in ("develop", "feature/x", "fix/y")), env
 
 
 def test_a_push_of_a_branch_its_environment_does_not_admit_is_refused(tmp_path):
@@ -32,13 +61,13 @@ def test_a_push_of_a_branch_its_environment_does_not_admit_is_refused(tmp_path):
     assert any("a push runs on release/next" in p for p in problems), problems
 
 
-def test_the_scheduled_environment_admits_the_default_branch_and_main_and_waits_for_nobody():
+def test_the_scheduled_environment_admits_main_alone_and_waits_for_nobody():
     config = load_config()
     scheduled = github_environments(config)["production-scheduled"]
-    assert scheduled.admits("develop") and scheduled.admits("main") and not scheduled.admits("feature/x")
+    assert scheduled.deploy_branches == ("main",) and not scheduled.admits("develop")
     assert scheduled.reviewers == () and scheduled.values_from == "production"
     assert refused(config, "production", "schedule", "develop") is not None
-    assert refused(config, "production-scheduled", "schedule", "develop") is None
+    assert refused(config, "production-scheduled", "schedule", "develop") is not None
     assert refused(config, "staging", "push", "feature/x") is None
 
 

@@ -7,6 +7,7 @@ import pytest
 from ci_tools.__main__ import main
 from ci_tools.repo.flow import check_name, check_pair
 from ci_tools.settings import DEFAULT_FLOW, load_config
+from sandbox.github import FakeGitHub
 
 FLOW = load_config().flow
 REPO = "owner/mindmate"
@@ -115,3 +116,27 @@ def test_cli_exit_codes_and_summary(capsys, tmp_path, monkeypatch):
     assert main(["flow", "name", "feature/ok-name"]) == 0
     assert main(["flow", "name", "Feature/X"]) == 5
     assert main(["flow", "name", " "]) == 2
+
+
+@pytest.mark.parametrize("mode", ["", "   ", "environmnets"])
+def test_flow_arrived_fails_closed_when_the_mode_is_unset_or_unknown(mode, monkeypatch, capsys):
+    """production.yml passes vars.CI_TOOLS_GITHUB_MODE: unset (github setup never ran) or unknown,
+    nobody knows whether a ruleset guards main, so nothing deploys."""
+    monkeypatch.delenv("GITHUB_TOKEN", raising=False)
+    assert main(["flow", "arrived", "--commit", "a" * 40, "--base", "main", "--mode", mode]) == 3
+    err = capsys.readouterr().err
+    assert "CI_TOOLS_GITHUB_MODE" in err and "ci-tools github setup --apply" in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_flow_arrived_checks_the_pr_only_where_no_ruleset_guards_main(monkeypatch, capsys):
+    sha = "b" * 40
+    with FakeGitHub(private=True, plan="free") as github:
+        monkeypatch.setenv("GITHUB_API_URL", github.url)
+        monkeypatch.setenv("GITHUB_TOKEN", github.token)
+        arrived = ["flow", "arrived", "--commit", sha, "--repo", "mindmate/mindmate-release"]
+        assert main([*arrived, "--mode", "environments"]) == 0  # rulesets held it: nothing asked
+        assert "rulesets guard main" in capsys.readouterr().out
+        assert main([*arrived, "--mode", "repository-secrets no-rulesets"]) == 5
+        github.merged("develop", "main", sha)
+        assert main([*arrived, "--mode", "repository-secrets no-rulesets"]) == 0

@@ -51,7 +51,7 @@ def test_setup_on_an_empty_repository_then_check_all_pass(github, values, capsys
     assert github.branch_policies == {
         "staging": ["develop", "feature/*"],
         "production": ["main"],
-        "production-scheduled": ["develop", "main"],  # the schedules run on the default branch
+        "production-scheduled": ["main"],  # main's backup and watch, dispatched by scheduler.yml
     }
     rules = github.environments["production-scheduled"]["protection_rules"]
     assert [r["type"] for r in rules] == ["branch_policy"]  # no required reviewers: nobody to wait for
@@ -203,25 +203,45 @@ def private_free(monkeypatch):
         yield server
 
 
-def test_on_private_free_setup_stores_repository_secrets_and_check_names_the_plans_limits(private_free, values, capsys):
+def test_on_private_free_setup_withholds_productions_secrets_and_check_names_the_plans_limits(
+    private_free, values, capsys
+):
+    """No environments: every pushed branch's workflow reads every repository secret, so production's
+    stay out of the repository unless the owner says otherwise."""
     assert run("setup", "--apply") == 0
     out = capsys.readouterr().out
     assert "the token needs admin rights" not in out
+    assert "production's secrets are withheld" in out and "--production-secrets-in-repository" in out
     stored = private_free.repo_secret_values
-    assert stored["PRODUCTION_TELEGRAM_BOT_TOKEN"] == values["PRODUCTION_TELEGRAM_BOT_TOKEN"]  # decrypts to it
-    assert stored["STAGING_RENDER_API_KEY"] == values["STAGING_RENDER_API_KEY"]
+    assert stored["STAGING_RENDER_API_KEY"] == values["STAGING_RENDER_API_KEY"]  # decrypts to it
+    assert not [name for name in stored if name.startswith("PRODUCTION_")], sorted(stored)
     assert not private_free.environments and not private_free.rulesets
     assert private_free.variables["CI_TOOLS_GITHUB_MODE"] == "repository-secrets no-rulesets"
     assert run("check", "--json") == 0
     items = {i["name"]: i for i in json.loads(capsys.readouterr().out)["items"]}
     plan = items["what GitHub's plan protects"]
     assert plan["warning"] and "private repository on GitHub Free: no environments, no rulesets" in plan["detail"]
-    assert "every branch's workflows can read production's secrets" in plan["detail"]
+    assert "every pushed branch's workflows read every repository secret" in plan["detail"]
     assert "the flow is enforced when production deploys" in plan["detail"]
+    assert items["staging's secrets are repository secrets <ENV>_<NAME>"]["ok"]
+    held = items["production's secrets and every pushed branch"]
+    assert held["warning"] and "withheld from the repository" in held["detail"]
     writes = private_free.writes
     assert run("setup", "--apply") == 0 and private_free.writes == writes  # nothing left to change
     for value in values.values():
         assert value not in out
+
+
+def test_on_private_free_the_owner_may_accept_productions_secrets_in_the_repository(private_free, values, capsys):
+    assert run("setup", "--apply", "--production-secrets-in-repository") == 0
+    stored = private_free.repo_secret_values
+    assert stored["PRODUCTION_TELEGRAM_BOT_TOKEN"] == values["PRODUCTION_TELEGRAM_BOT_TOKEN"]
+    capsys.readouterr()
+    assert run("check", "--json") == 0
+    items = {i["name"]: i for i in json.loads(capsys.readouterr().out)["items"]}
+    assert (
+        "any pushed branch's workflow can read them" in items["production's secrets and every pushed branch"]["detail"]
+    )
 
 
 def test_on_pro_a_private_repository_keeps_environments_and_rulesets(monkeypatch, values, capsys):
@@ -237,3 +257,49 @@ def test_a_plan_limit_is_named_for_what_it_is(private_free, capsys):
     ctx = context(GITHUB_API_URL=private_free.url)
     with ctx.github(private_free.token, REPO) as api, pytest.raises(Exception, match="GitHub's plan does not allow it"):
         api.rulesets()
+
+
+def test_dispatch_starts_mains_workflow_for_the_cron_that_fired(github, monkeypatch, capsys):
+    """scheduler.yml's step: the nightly cron starts backup.yml on main (204, validated against
+    GitHub's description of "Create a workflow dispatch event")."""
+    monkeypatch.delenv("GH_TOKEN", raising=False)
+    assert run("dispatch", "--schedule", "17 3 * * *") == 0
+    assert github.dispatches == [{"workflow": "backup.yml", "ref": "main", "inputs": {}}]
+    assert "dispatched backup.yml on main" in capsys.readouterr().out
+    assert run("dispatch", "--schedule", "*/30 * * * *") == 0
+    assert github.dispatches[-1] == {"workflow": "watch.yml", "ref": "main", "inputs": {}}
+
+
+def test_dispatch_of_a_cron_nobody_scheduled_or_without_actions_write_is_one_line(github, monkeypatch, capsys):
+    assert run("dispatch", "--schedule", "0 0 * * *") == 2
+    err = capsys.readouterr().err
+    assert "the schedule '0 0 * * *' starts none of the scheduled workflows" in err and "Traceback" not in err
+    monkeypatch.setenv("GITHUB_TOKEN", READ_ONLY_TOKEN)
+    assert run("dispatch", "--workflow", "backup.yml") == 3
+    err = capsys.readouterr().err
+    assert "GitHub answered 403" in err and "actions: write" in err and READ_ONLY_TOKEN not in err
+    assert err.count("\n") == 1 and not github.dispatches
+
+
+def test_setup_takes_develop_back_from_an_older_production_scheduled(github, values, capsys):
+    """What setup made before: production-scheduled admitted develop, where schedules run."""
+    assert run("setup", "--apply") == 0
+    github.branch_policies["production-scheduled"].insert(0, "develop")
+    capsys.readouterr()
+    assert run("check") == 5
+    assert "environment production-scheduled: deploys only ['main']" in capsys.readouterr().err
+    assert run("setup", "--apply") == 0
+    assert "environment production-scheduled: develop may no longer deploy" in capsys.readouterr().out
+    assert github.branch_policies["production-scheduled"] == ["main"]
+    assert run("check") == 0
+
+
+def test_a_secrets_file_value_that_is_not_ascii_is_named_before_anything_changes(github, tmp_path, capsys):
+    """A .env line pasted with a curly quote: sealed and stored, it would break every later request."""
+    value = "rnd_pasted\u201d0123456789"
+    dotenv = tmp_path / "secrets.env"
+    dotenv.write_text(f"STAGING_RENDER_API_KEY='{value}'\n")
+    assert run("setup", "--apply", "--secrets-file", str(dotenv)) == 3
+    err = capsys.readouterr().err
+    assert "STAGING_RENDER_API_KEY holds a character that is not ASCII" in err and value not in err
+    assert github.writes == 0

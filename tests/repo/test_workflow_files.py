@@ -361,19 +361,30 @@ def test_every_job_that_runs_ci_tools_installs_it_from_the_lock():
                 assert not any("pip install" in s.get("run", "") for s in steps), f"{path.name}: {name}"
 
 
-def test_the_nightly_backup_runs_when_the_config_says():
+def test_the_scheduler_starts_backup_and_watch_when_the_config_says():
+    """scheduler.yml's crons are nightly_at and the watch's interval; backup.yml and watch.yml have
+    no schedule of their own (a schedule runs develop's code), only the dispatch it sends."""
+    from ci_tools.repo.scheduler import due
     from ci_tools.settings import load_config
 
-    backup = load_config().memory_backup
-    on = load(ROOT / ".github/workflows/backup.yml")["on"]
-    assert [s["cron"] for s in on["schedule"]] == [backup.cron()], (
-        f"backup.yml's cron must be nightly_at = {backup.nightly_at!r} of [tool.ci_tools.memory_backup]"
+    config = load_config()
+    on = load(ROOT / ".github/workflows/scheduler.yml")["on"]
+    crons = [s["cron"] for s in on["schedule"]]
+    assert crons == [config.memory_backup.cron(), config.watch.cron()], (
+        f"scheduler.yml's crons must be nightly_at = {config.memory_backup.nightly_at!r} "
+        f"and the watch's every {config.watch.interval_minutes} minutes"
     )
-    assert "workflow_dispatch" in on
+    assert [due(config, cron) for cron in crons] == [["backup.yml"], ["watch.yml"]]
+    for name in ("backup.yml", "watch.yml"):
+        assert list(load(ROOT / ".github/workflows" / name)["on"]) == ["workflow_dispatch"], name
 
 
-def test_the_watch_runs_as_often_as_the_config_says():
-    from ci_tools.settings import load_config
-
-    on = load(ROOT / ".github/workflows/watch.yml")["on"]
-    assert [s["cron"] for s in on["schedule"]] == [load_config().watch.cron()]
+def test_the_scheduler_holds_no_secret_and_no_environment():
+    """It runs develop's code: its only power is GITHUB_TOKEN, allowed to dispatch workflows."""
+    document = load(ROOT / ".github/workflows/scheduler.yml")
+    text = (ROOT / ".github/workflows/scheduler.yml").read_text()
+    assert "secrets." not in text and "vars." not in text
+    [job] = document["jobs"].values()
+    assert "environment" not in job
+    assert job["permissions"] == {"contents": "read", "actions": "write"}
+    assert document["permissions"] == {}

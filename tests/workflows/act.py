@@ -36,6 +36,11 @@ STANDINS = {
 _USES = re.compile(r"^\s*-?\s*uses:\s*([\w.-]+/[\w.-]+)(?:/[\w./-]+)?@([\w.-]+)", re.MULTILINE)
 
 
+# What `ci-tools github setup` records on a public repository (every plan there has environments and
+# rulesets): the default for every run; a test passes ``variables`` to model another plan or none.
+SET_UP = {"CI_TOOLS_GITHUB_MODE": "environments"}
+
+
 class NoStandIn(AssertionError):
     """A workflow uses an action the workflow tests cannot run offline."""
 
@@ -168,7 +173,7 @@ class Act:
             str(secret_file),
             "--env-file",
             str(self.env_file(run_id, env or {})),
-            *self.var_flags(run_id, variables or {}),
+            *self.var_flags(run_id, SET_UP if variables is None else variables),
             "--defaultbranch",
             "main",
             *local_repository_flags(self.world.repo),

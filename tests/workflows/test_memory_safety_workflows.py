@@ -118,15 +118,10 @@ def test_a_rolled_back_release_names_its_snapshot_and_the_dispatch_that_restores
     assert "Nothing was restored automatically" in run.log
 
 
-def nightly_backup(world, act):
-    """backup.yml as its schedule runs it: on the default branch, in production-scheduled
+def nightly_backup(world, act, ref: str = "main"):
+    """backup.yml as scheduler.yml starts it: dispatched on main, in production-scheduled
     (the harness refuses what GitHub's environment gate would: environment_gate)."""
-    return act.run(
-        "backup.yml",
-        "schedule",
-        secrets=production_secrets(world),
-        payload={"schedule": "17 3 * * *", "ref": "refs/heads/develop"},
-    )
+    return act.run("backup.yml", "workflow_dispatch", secrets=production_secrets(world), payload=dispatch(ref))
 
 
 def test_backup_yml_keeps_memory_nightly_of_the_date(world, act, prod):
@@ -209,10 +204,8 @@ def test_restore_refuses_a_run_without_a_snapshot_and_an_absent_user(world, act,
     assert_closed_again(world)
 
 
-def test_a_nightly_backup_in_production_would_never_run_on_github(world, act, prod):
-    """The harness holds GitHub's gate: production admits only main and waits for a reviewer."""
-    backup = world.repo / ".github" / "workflows" / "backup.yml"
-    backup.write_text(backup.read_text().replace("name: production-scheduled", "name: production"))
-    run = nightly_backup(world, act)
+def test_a_nightly_backup_on_develop_would_never_run_on_github(world, act, prod):
+    """The harness holds GitHub's gate: production-scheduled, like production, admits main alone."""
+    run = nightly_backup(world, act, "develop")
     assert not run.ok
-    assert 'Branch "develop" is not allowed to deploy to production' in run.log
+    assert 'Branch "develop" is not allowed to deploy to production-scheduled' in run.log
