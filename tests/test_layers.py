@@ -86,6 +86,7 @@ SHARED = {
     "environment_gate",
     "replay_bots",  # the replay's bot processes and what they could read
     "replay_judge",  # the replay's comparison rule
+    "scheduler",  # which of main's workflows a schedule starts (github dispatch --schedule)
 }
 
 
