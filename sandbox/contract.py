@@ -161,6 +161,23 @@ def _github_overrides(spec: dict[str, Any]) -> None:
     ref = "/repos/{owner}/{repo}/git/ref/{ref}"
     if ref in spec["paths"]:
         spec["paths"]["/repos/{owner}/{repo}/git/ref/heads/{ref}"] = spec["paths"][ref]
+    # A duplicate branch policy's 303 points at the policy that exists ("Create a deployment
+    # branch policy"), and a client that follows it (gh, Go's and browsers' HTTP clients) asks
+    # "Get a deployment branch policy", which the pipeline never calls, so the vendored subset
+    # lacks it. Its documented answer is the ``deployment-branch-policy`` the create returns.
+    policies = "/repos/{owner}/{repo}/environments/{environment_name}/deployment-branch-policies"
+    if policies in spec["paths"] and f"{policies}/{{branch_policy_id}}" not in spec["paths"]:
+        create = spec["paths"][policies]["post"]
+        spec["paths"][f"{policies}/{{branch_policy_id}}"] = {
+            "get": {
+                "operationId": "repos/get-deployment-branch-policy",
+                "parameters": [
+                    *create["parameters"],
+                    {"name": "branch_policy_id", "in": "path", "required": True, "schema": {"type": "integer"}},
+                ],
+                "responses": {"200": create["responses"]["200"]},
+            }
+        }
     for item in spec["paths"].values():
         for method, operation in item.items():
             if method in ("get", "put", "post", "patch", "delete"):
@@ -185,6 +202,7 @@ def _openapi(file: str) -> Any:
 def _templates(file: str) -> list[tuple[re.Pattern[str], str, frozenset[str]]]:
     """Each path of the description as a regex, literal paths first (``/x/count`` before ``/x/{id}``)."""
     spec = json.loads((SPECS / file).read_text(encoding="utf-8"))
+    OVERRIDES[file](spec)  # the paths an override adds are operations too
     found = []
     for path, item in spec["paths"].items():
         # A Git ref spans segments ("heads/develop": GitHub's "Get a reference" says the ref is
