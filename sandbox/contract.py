@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ci_tools.contracts import SPECS
+from sandbox.forms import MULTIPART, multipart_fields
 
 FAULT = "X-Sandbox-Fault"  # header a stand-in sets on an answer that is a deliberate fault
 NAMES = {"render": "Render", "github": "GitHub", "telegram": "Telegram"}
@@ -383,8 +384,13 @@ class BotApiContract:
             params.update(json.loads(body))
         elif body and kind == "application/x-www-form-urlencoded":
             params.update(parse_qsl(body.decode()))
+        elif body and kind == MULTIPART:
+            whole = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
+            params.update(multipart_fields(body, whole))
         elif body:
-            return [("$", f"content type {kind!r}: the Bot API takes a query, form or JSON")]
+            return [
+                ("$", f"content type {kind!r}: the Bot API takes a query, a form (urlencoded or multipart) or JSON")
+            ]
         fields = {f["name"]: f for f in _bot_api()["methods"][name].get("fields", [])}
         errors = [(k, f"{name} has no parameter {k!r}") for k in params if k not in fields]
         errors += [(k, f"required by {name}, missing") for k, f in fields.items() if f["required"] and k not in params]

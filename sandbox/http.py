@@ -18,6 +18,7 @@ from typing import Any, Self
 from urllib.parse import parse_qsl, urlsplit
 
 from sandbox.contract import FAULT, LEDGER, Answer, Contract
+from sandbox.forms import MULTIPART, multipart_fields
 
 # RFC 9112 §7.1.1: a chunk-size line is hex digits, optional extensions; cap what we read of it.
 _LINE_LIMIT = 65_536
@@ -100,15 +101,19 @@ class Request:
         self.client_address = str(handler.client_address[0])
 
     def params(self) -> dict[str, Any]:
-        """Query, form-encoded and JSON parameters merged, as the Bot API accepts all three."""
+        """Query, form-encoded, multipart and JSON parameters merged, as the Bot API accepts all
+        four (core.telegram.org/bots/api, "Making requests")."""
         params: dict[str, Any] = dict(self.query)
-        ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        header = self.headers.get("Content-Type") or ""
+        ctype = header.split(";")[0].strip().lower()
         if self.body and ctype == "application/json":
             data = json.loads(self.body)
             if isinstance(data, dict):
                 params.update(data)
         elif self.body and ctype == "application/x-www-form-urlencoded":
             params.update(parse_qsl(self.body.decode(), keep_blank_values=True))
+        elif self.body and ctype == MULTIPART:
+            params.update(multipart_fields(self.body, header))
         return params
 
     def json(self) -> Any:

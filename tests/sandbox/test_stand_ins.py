@@ -74,8 +74,11 @@ def test_send_message_errors(telegram):
     empty = call(telegram, bot.token, "sendMessage", chat_id="6", text=" ")
     assert "message text is empty" in empty.json()["description"]
     assert "chat not found" in call(telegram, bot.token, "sendMessage", chat_id="x", text="a").text
-    stranger = call(telegram, bot.token, "sendMessage", chat_id="6", text="a")  # 6 never started the bot
-    assert stranger.status_code == 403 and "can't initiate conversation" in stranger.json()["description"]
+    stranger = call(telegram, bot.token, "sendMessage", chat_id="6", text="a")  # the bot never saw 6
+    assert stranger.status_code == 400 and stranger.json()["description"] == "Bad Request: chat not found"
+    telegram.meet(bot, 6)  # 6 is in a group with the bot, and never started it
+    unstarted = call(telegram, bot.token, "sendMessage", chat_id="6", text="a")
+    assert unstarted.status_code == 403 and "can't initiate conversation" in unstarted.json()["description"]
     assert not bot.sent
     telegram.start_chat(bot, 6)
     sent = httpx.get(f"{telegram.url}/bot{bot.token}/sendMessage", params={"chat_id": 6, "text": "a"})
