@@ -48,7 +48,7 @@ def notify(ctx: Context, env: Environment, text: str) -> str | None:
             # The Bot API's answer for a user the bot has never seen: a wrong id, or an owner
             # who never opened this bot (403 is for one it knows who never started it).
             return (
-                f"the owner was not told: @{env.bot_username} has never seen chat {chat} "
+                f"the owner was not told: @{env.bot_username} has never seen the chat in OWNER_CHAT_ID "
                 f"(400 {exc.description}); check that OWNER_CHAT_ID is your numeric Telegram id, "
                 f"then open @{env.bot_username} once and press Start so it may write to you"
             )
