@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ci_tools.contracts import SPECS
-from sandbox.forms import MULTIPART, multipart_fields
+from sandbox.forms import MULTIPART, attachment_names, multipart_fields
 
 FAULT = "X-Sandbox-Fault"  # header a stand-in sets on an answer that is a deliberate fault
 NAMES = {"render": "Render", "github": "GitHub", "telegram": "Telegram"}
@@ -386,7 +386,8 @@ class BotApiContract:
             params.update(parse_qsl(body.decode()))
         elif body and kind == MULTIPART:
             whole = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
-            params.update(multipart_fields(body, whole))
+            fields = multipart_fields(body, whole)
+            params.update({k: v for k, v in fields.items() if k not in attachment_names(fields)})
         elif body:
             return [
                 ("$", f"content type {kind!r}: the Bot API takes a query, a form (urlencoded or multipart) or JSON")

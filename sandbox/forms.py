@@ -37,3 +37,21 @@ def multipart_fields(body: bytes, content_type: str) -> dict[str, Any]:
         else:
             fields[name] = data.decode(part.get_content_charset() or "utf-8")
     return fields
+
+
+ATTACH = "attach://"
+
+
+def attached(fields: dict[str, Any], name: str) -> bytes | None:
+    """The file a parameter names: its own file part, or the part ``attach://<part>`` points at
+    (tdlib/telegram-bot-api, Client::get_webhook_certificate and get_input_file: clients such as
+    aiogram upload every file under a random part name and pass ``attach://`` that name)."""
+    value = fields.get(name)
+    if isinstance(value, str) and value.startswith(ATTACH):
+        value = fields.get(value[len(ATTACH) :])
+    return value if isinstance(value, bytes) else None
+
+
+def attachment_names(fields: dict[str, Any]) -> set[str]:
+    """The parts that some ``attach://`` value points at: files, not parameters of their own."""
+    return {v[len(ATTACH) :] for v in fields.values() if isinstance(v, str) and v.startswith(ATTACH)}

@@ -35,6 +35,7 @@ from typing import Any
 import httpx
 
 from sandbox import contract as contracts
+from sandbox.forms import attached
 from sandbox.http import Request, Response, StandInServer
 
 _SECRET_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
@@ -128,6 +129,7 @@ class FakeBot:
     # TdOnCheckChatCallback: a chat TDLib cannot find fails as "chat not found").
     known: set[int] = field(default_factory=set)
     allowed_updates: int = DEFAULT_UPDATES
+    has_certificate: bool = False  # setWebhook uploaded a self-signed certificate (multipart)
     rate_limited_calls: int = 0
     retry_after: int = 1
     webhook_set_at: float = 0.0  # monotonic time of the last setWebhook (a second within 1 s: 429)
@@ -146,7 +148,7 @@ class FakeBot:
     def webhook_info(self) -> dict[str, Any]:
         info: dict[str, Any] = {
             "url": self.webhook_url,
-            "has_custom_certificate": False,
+            "has_custom_certificate": self.has_certificate,
             "pending_update_count": self.pending_update_count,
         }
         if self.last_error_date:
@@ -272,6 +274,8 @@ class FakeTelegram(StandInServer):
         max_connections = int(params.get("max_connections") or 40) if url else 0
         drop = str(params.get("drop_pending_updates", "")).lower() == "true"
         wanted_updates = allowed_update_mask(params.get("allowed_updates"))
+        # A certificate is an InputFile: it arrives only as a multipart file part.
+        certificate = bool(url) and attached(params, "certificate") is not None
         with self.lock:
             # The Bot API answers a setWebhook that follows another within a second with 429
             # "retry after 1" (tdlib/telegram-bot-api, Client: the webhook is re-set at most once a
@@ -280,11 +284,13 @@ class FakeTelegram(StandInServer):
             if now - bot.webhook_set_at < 1.0:
                 return _error(429, "Too Many Requests: retry after 1", parameters={"retry_after": 1})
             bot.webhook_set_at = now
+            # Client::process_set_webhook_query: a webhook with a certificate, old or new, is
+            # always set anew.
             unchanged = (url, secret or None, max_connections) == (
                 bot.webhook_url,
                 bot.webhook_secret,
                 bot.max_connections,
-            )
+            ) and not (certificate or bot.has_certificate)
             if wanted_updates:  # applied whether or not anything else changes (update_allowed_update_types)
                 bot.allowed_updates = wanted_updates
             if unchanged and not drop:
@@ -300,7 +306,7 @@ class FakeTelegram(StandInServer):
                     {},
                 )
             bot.webhook_url, bot.webhook_secret = url, secret or None
-            bot.max_connections = max_connections
+            bot.max_connections, bot.has_certificate = max_connections, certificate
             bot.last_error_date = bot.last_error_message = None  # any change re-sets the webhook
             if drop:
                 bot.pending_update_count = 0
