@@ -120,7 +120,9 @@ class FakeGitHub(StandInServer):
             f"Bearer {self.token}",
             f"token {self.token}",
         )
-        if request.headers.get("Authorization") in (f"Bearer {READ_ONLY_TOKEN}",):
+        # GitHub takes a token under either scheme, "Bearer" or "token" (docs.github.com/rest,
+        # "Authenticating to the REST API"); githubkit and gh send "token".
+        if request.headers.get("Authorization") in (f"Bearer {READ_ONLY_TOKEN}", f"token {READ_ONLY_TOKEN}"):
             return self._settings(request, admin=False)
         if request.headers.get("Authorization") not in (
             f"Bearer {self.token}",
