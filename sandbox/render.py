@@ -163,6 +163,10 @@ class FakeBlueprint:
             "autoSync": self.auto_sync,
             "repo": "https://github.com/mindmate/mindmate-release",
             "branch": self.branch,
+            # Not in the vendored description (2026-01-06); Render's newer one requires it (the
+            # Blueprint file's path, render.yaml by default), and its own client (render.public_api)
+            # refuses a Blueprint without it.
+            "path": "render.yaml",
         }
         if self.last_sync:
             body["lastSync"] = self.last_sync
