@@ -279,11 +279,15 @@ class FakeTelegram(StandInServer):
         with self.lock:
             # The Bot API answers a setWebhook that follows another within a second with 429
             # "retry after 1" (tdlib/telegram-bot-api, Client: the webhook is re-set at most once a
-            # second): two instances starting together (a deploy's overlap) meet it.
+            # second): two instances starting together (a deploy's overlap) meet it. Only a call
+            # with a URL counts and is counted (process_set_webhook_query checks and sets
+            # next_allowed_set_webhook_time_ only when the new URL is not empty): deleteWebhook,
+            # or setWebhook without a URL, is never refused for it.
             now = time.monotonic()
-            if now - bot.webhook_set_at < 1.0:
+            if url and now - bot.webhook_set_at < 1.0:
                 return _error(429, "Too Many Requests: retry after 1", parameters={"retry_after": 1})
-            bot.webhook_set_at = now
+            if url:
+                bot.webhook_set_at = now
             # Client::process_set_webhook_query: a webhook with a certificate, old or new, is
             # always set anew.
             unchanged = (url, secret or None, max_connections) == (
