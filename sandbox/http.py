@@ -176,6 +176,10 @@ class StandInServer:
                     self.close_connection = True
                     self._send(exc.status, json.dumps({"message": exc.message}).encode(), {"Connection": "close"})
                     return
+                if "Transfer-Encoding" in self.headers and "Content-Length" in self.headers:
+                    # RFC 9112 §6.1: chunked wins, and the connection closes after the answer (a
+                    # request smuggling guard: the two framings may disagree on where it ends).
+                    self.close_connection = True
                 request = Request(self, body)
                 with owner.lock:
                     owner.requests.append((request.method, request.path))

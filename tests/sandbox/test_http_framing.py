@@ -102,3 +102,22 @@ def test_a_body_that_cannot_be_framed_is_400_and_the_connection_closed(telegram)
             received += chunk
     assert received.startswith(b"HTTP/1.1 400 ")
     assert b"invalid chunk size" in received
+
+
+def test_chunked_wins_over_content_length_and_the_connection_closes(telegram):
+    """RFC 9112 §6.1: with both, Transfer-Encoding frames the body and the server closes the
+    connection after answering, as the two framings may disagree on where the request ends."""
+    bot = telegram.add_bot("some_test_bot")
+    body = b'{"url": "https://x.example/hook"}'
+    framed = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+    request = (
+        f"POST /bot{bot.token}/setWebhook HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        f"Transfer-Encoding: chunked\r\nContent-Length: {len(framed)}\r\n\r\n"
+    ).encode() + framed
+    host, port = telegram.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as raw:
+        raw.sendall(request)
+        received = b""
+        while chunk := raw.recv(65536):  # ends only because the server closes
+            received += chunk
+    assert received.startswith(b"HTTP/1.1 200 ") and b"Webhook was set" in received
