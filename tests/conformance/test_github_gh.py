@@ -94,6 +94,7 @@ def test_environment_put_from_stdin_is_chunked_and_kept(gh, server):
     stored = server.environments["production"]
     assert [r["type"] for r in stored["protection_rules"]] == ["required_reviewers", "branch_policy"]
     assert gh(f"{REPO}/environments/production")["name"] == "production"
+    assert "production" in [e["name"] for e in gh(f"{REPO}/environments")["environments"]]
 
 
 def test_branch_policies_paged_and_a_duplicate_followed(gh, server):
