@@ -97,7 +97,7 @@ def test_environment_put_from_stdin_is_chunked_and_kept(gh, server):
     assert "production" in [e["name"] for e in gh(f"{REPO}/environments")["environments"]]
 
 
-def test_branch_policies_paged_and_a_duplicate_followed(gh, server):
+def test_branch_policies_paged_and_a_duplicate_followed(gh):
     gh(
         "-X",
         "PUT",

@@ -57,7 +57,7 @@ def test_repository_read_and_default_branch(gh, server):
     assert changed.default_branch == "main"
 
 
-def test_environments_reviewers_and_branch_policies(gh, server):
+def test_environments_reviewers_and_branch_policies(gh):
     user = gh.rest.users.get_by_username("mindmate-owner").parsed_data
     env = gh.rest.repos.create_or_update_environment(
         OWNER,
