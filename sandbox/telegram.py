@@ -41,8 +41,9 @@ from sandbox.http import Request, Response, StandInServer
 _SECRET_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 _PATH = re.compile(r"^/bot(?P<token>[^/]+)/(?P<method>[A-Za-z]+)$")
 # What a bot token looks like (tdlib/telegram-bot-api, ClientManager::send: no leading 0, a ':'
-# after the bot's numeric id, at most 80 characters). api.telegram.org routes only such paths to
-# the Bot API: any other answers 404 "Not Found", a well-formed token no bot has 401.
+# after the bot's numeric id, at most 80 characters). api.telegram.org answers any other path 404
+# "Not Found" and a well-formed token no bot has 401 "Unauthorized" (python-telegram-bot's
+# request/_baserequest.py records both; a self-hosted server answers the first 401 instead).
 _WELL_FORMED_TOKEN = re.compile(r"^[1-9][0-9]{0,18}:[^/]+$")
 
 # The update types, in tdlib/telegram-bot-api's order (Client::UpdateType, get_update_type_name):
