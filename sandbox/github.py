@@ -111,11 +111,27 @@ class FakeGitHub(StandInServer):
         self._keys: dict[str, PrivateKey] = {}
 
     def handle(self, request: Request) -> Response:
+        """The answer, every API URL in it pointing at the host the client asked.
+
+        GitHub's answers are hypermedia: ``url`` and ``*_url`` fields and the ``Link`` and
+        ``Location`` headers are there so that clients need not build URLs themselves
+        (docs.github.com/rest, "Getting started with the REST API", Hypermedia), and clients
+        follow them (PyGithub reads every object from its ``url``). GitHub Enterprise Server
+        answers them under its own host (``https://HOSTNAME/api/v3``), so they name the API
+        that was asked, never a fixed one: here, the stand-in as the request's Host names it.
+        """
+        status, payload, headers = self._answer(request)
+        base = f"http://{request.headers['Host']}" if request.headers.get("Host") else self.url
+        return status, _pointed_at(payload, base), {k: _pointed_at(v, base) for k, v in headers.items()}
+
+    def _answer(self, request: Request) -> Response:
         admin = request.headers.get("Authorization") in (
             f"Bearer {self.token}",
             f"token {self.token}",
         )
-        if request.headers.get("Authorization") in (f"Bearer {READ_ONLY_TOKEN}",):
+        # GitHub takes a token under either scheme, "Bearer" or "token" (docs.github.com/rest,
+        # "Authenticating to the REST API"); githubkit and gh send "token".
+        if request.headers.get("Authorization") in (f"Bearer {READ_ONLY_TOKEN}", f"token {READ_ONLY_TOKEN}"):
             return self._settings(request, admin=False)
         if request.headers.get("Authorization") not in (
             f"Bearer {self.token}",
@@ -303,7 +319,7 @@ class FakeGitHub(StandInServer):
         chunk = items[(page - 1) * per_page : page * per_page]
         headers = {}
         if page * per_page < len(items):
-            headers["Link"] = f'<{self.url}{request.path}?per_page={per_page}&page={page + 1}>; rel="next"'
+            headers["Link"] = f'<{shapes.API}{request.path}?per_page={per_page}&page={page + 1}>; rel="next"'
         body: Any = {"total_count": len(items), key: chunk} if key else chunk
         return 200, body, headers
 
@@ -379,10 +395,10 @@ class FakeGitHub(StandInServer):
             return self._page(request, [self._env(n, full) for n in self.environments], "environments")
         if m := re.fullmatch(r"/environments/([\w-]+)", rest):
             return self._environment(m[1], request)
-        if m := re.fullmatch(r"/environments/([\w-]+)/deployment-branch-policies", rest):
-            return self._branch_policy(m[1], request)
         if (m := re.fullmatch(r"/environments/([\w-]+)/deployment-branch-policies/(\d+)", rest)) and method == "DELETE":
             return self._delete_branch_policy(m[1], int(m[2]))
+        if m := re.fullmatch(r"/environments/([\w-]+)/deployment-branch-policies(?:/(\d+))?", rest):
+            return self._branch_policy(m[1], request, int(m[2]) if m[2] else None)
         if m := re.fullmatch(r"/environments/([\w-]+)/secrets(?:/([\w-]+))?", rest):
             return self._secret(m[1], m[2], request)
         if rest == "/actions/secrets" and method == "GET":
@@ -488,19 +504,28 @@ class FakeGitHub(StandInServer):
         self.writes += 1
         return 200, self._env(name, "/".join(request.path.split("/")[2:4])), {}
 
-    def _branch_policy(self, env: str, request: Request) -> Response:
+    def _branch_policy(self, env: str, request: Request, policy_id: int | None = None) -> Response:
         if env not in self.environments:
             return NOT_FOUND
+        items = [
+            {"id": i, "node_id": f"MDE2OkdhdGVCcmFuY2hQb2xpY3k{i}", "name": n, "type": "branch"}
+            for n in self.branch_policies[env]
+            for i in [self._policy_id(env, n)]
+        ]
+        if policy_id is not None:  # "Get a deployment branch policy", where a duplicate's 303 points
+            found = next((item for item in items if item["id"] == policy_id), None)
+            return (200, found, {}) if found and request.method == "GET" else NOT_FOUND
         if request.method == "GET":
-            items = [
-                {"id": i, "node_id": f"MDE2OkdhdGVCcmFuY2hQb2xpY3k{i}", "name": n, "type": "branch"}
-                for n in self.branch_policies[env]
-                for i in [self._policy_id(env, n)]
-            ]
             return self._page(request, items, "branch_policies")
+        # GitHub's description of "Create a deployment branch policy": 404 when the environment's
+        # deployment_branch_policy.custom_branch_policies is false (or it has no policy at all), 303
+        # "if the same branch name pattern already exists", pointing at that policy.
+        if not (self.environments[env].get("deployment_branch_policy") or {}).get("custom_branch_policies"):
+            return NOT_FOUND
         name = str((request.json() or {}).get("name", ""))
-        if name in self.branch_policies[env]:
-            return 303, None, {"Location": request.path}  # GitHub: the policy exists already
+        existing = next((item for item in items if item["name"] == name), None)
+        if existing is not None:
+            return 303, None, {"Location": f"{shapes.API}{request.path}/{existing['id']}"}
         self.branch_policies[env].append(name)
         self.writes += 1
         number = self._policy_id(env, name)
@@ -623,3 +648,19 @@ def _with_defaults(ruleset: dict[str, Any]) -> dict[str, Any]:
     if isinstance(ref_name, dict):
         ref_name.setdefault("exclude", [])
     return answered
+
+
+def _pointed_at(value: Any, base: str) -> Any:
+    """``value`` with every URL under GitHub's API host moved under ``base`` (lists, objects,
+    strings; anything else as is)."""
+    if isinstance(value, str):
+        return (
+            base + value[len(shapes.API) :]
+            if value.startswith(shapes.API)
+            else value.replace(f"<{shapes.API}", f"<{base}")
+        )
+    if isinstance(value, dict):
+        return {key: _pointed_at(item, base) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_pointed_at(item, base) for item in value]
+    return value

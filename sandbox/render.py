@@ -81,14 +81,17 @@ class FakeKeyValue:
     updated: str = field(default_factory=lambda: _now())
     plan: str = "starter"  # render.yaml's
     persistence: str = "journal_snapshot"  # a paid plan's default
+    maxmemory_policy: str = "noeviction"  # render.yaml's; PATCH /key-value/{id} may change it
 
     @property
     def external_url(self) -> str:
         return re.sub(r":\d+/", f":{self.gate.port}/", self.internal_url)
 
-    def json(self) -> dict[str, Any]:
-        """``keyValue`` of Render's description, every required field; the list adds dashboardUrl."""
-        return {
+    def json(self, *, listed: bool = True) -> dict[str, Any]:
+        """``keyValue`` of Render's description (the list's items), every required field; with
+        ``listed=False`` the ``keyValueDetail`` that GET and PATCH of one instance answer, which
+        has no ``dashboardUrl``."""
+        found = {
             "id": self.id,
             "name": self.name,
             "status": "available",
@@ -99,12 +102,27 @@ class FakeKeyValue:
             # persistenceMode is newer than the vendored description (Render's changelog,
             # 2026-06-11: "journal + snapshot", "snapshot only", "off" for paid instances; the
             # newer public copy of the description has it under options). options admits it.
-            "options": {"maxmemoryPolicy": "noeviction", "persistenceMode": self.persistence},
+            "options": {"maxmemoryPolicy": self.maxmemory_policy, "persistenceMode": self.persistence},
             "ipAllowList": list(self.ip_allow_list),
             "createdAt": self.created,
             "updatedAt": self.updated,
-            "dashboardUrl": f"https://dashboard.render.com/r/{self.id}",
         }
+        if listed:
+            found["dashboardUrl"] = f"https://dashboard.render.com/r/{self.id}"
+        return found
+
+
+# Render's description, ``maxmemoryPolicy``: what a Key Value may be set to evict by.
+MAXMEMORY_POLICIES = (
+    "noeviction",
+    "allkeys_lfu",
+    "allkeys_lru",
+    "allkeys_random",
+    "volatile_lfu",
+    "volatile_lru",
+    "volatile_random",
+    "volatile_ttl",
+)
 
 
 def _now() -> str:
@@ -145,6 +163,10 @@ class FakeBlueprint:
             "autoSync": self.auto_sync,
             "repo": "https://github.com/mindmate/mindmate-release",
             "branch": self.branch,
+            # Not in the vendored description (2026-01-06); Render's newer one requires it (the
+            # Blueprint file's path, render.yaml by default), and its own client (render.public_api)
+            # refuses a Blueprint without it.
+            "path": "render.yaml",
         }
         if self.last_sync:
             body["lastSync"] = self.last_sync
@@ -405,7 +427,18 @@ class FakeRender(StandInServer):
         text = subprocess.run(
             ["git", "show", f"{commit}:render.yaml"], cwd=self.repo, capture_output=True, text=True, check=False
         ).stdout
-        declared = [r for r in (yaml.safe_load(text) or {}).get("services", []) if isinstance(r, dict)]
+        try:
+            parsed = yaml.safe_load(text) or {}
+        except yaml.YAMLError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            # A render.yaml Render cannot read ends the sync in ``error`` (the sync states of its
+            # description: created, pending, running, error, success) and applies nothing.
+            with self.lock:
+                sync["state"], sync["completedAt"] = "error", _now()
+                blueprint.status = "error"
+            return
+        declared = [r for r in parsed.get("services", []) if isinstance(r, dict)]
         for resource in declared:
             kv = next((k for k in self.key_values.values() if k.name == resource.get("name")), None)
             if kv is not None and "ipAllowList" in resource:  # the file's list replaces the live one
@@ -541,7 +574,7 @@ class FakeRender(StandInServer):
         if kv is None:
             return 404, {"message": "key value not found"}, {}
         if request.method == "GET" and rest == "":
-            return 200, kv.json(), {}
+            return 200, kv.json(listed=False), {}
         if request.method == "GET" and rest == "/connection-info":
             return (
                 200,
@@ -568,7 +601,15 @@ class FakeRender(StandInServer):
                     kv.ip_allow_list = [
                         {"cidrBlock": b["cidrBlock"], "description": str(b.get("description", ""))} for b in blocks
                     ]
-            return 200, kv.json(), {}
+            policy = body.get("maxmemoryPolicy")
+            if policy is not None:  # keyValuePATCHInput: the policy, one of the maxmemoryPolicy enum
+                if policy not in MAXMEMORY_POLICIES:
+                    return 400, {"message": f"maxmemoryPolicy must be one of {', '.join(MAXMEMORY_POLICIES)}"}, {}
+                with self.lock:
+                    kv.maxmemory_policy = str(policy)
+            with self.lock:
+                kv.updated = _now()
+            return 200, kv.json(listed=False), {}
         return 404, {"message": "not found"}, {}
 
     def _hook(self, service_id: str, request: Request) -> Response:
@@ -656,7 +697,7 @@ class FakeRender(StandInServer):
             commit = body.get("commitId") or self.branch_head(service.branch)
             if not isinstance(commit, str) or not re.fullmatch(r"[0-9a-f]{7,40}|[\w-]+-head", commit):
                 return 400, {"message": "invalid commitId"}, {}
-            deploy = self._start_deploy(service, commit, trigger="api")
+            deploy = self._start_deploy(service, commit, trigger="api", queued=self.queue_creates)
             self.created.append({"path": request.path, "body": body})
             if self.queue_creates:
                 return self._answer_create((202, None, {}))
@@ -693,12 +734,23 @@ class FakeRender(StandInServer):
 
     # -- deploys -------------------------------------------------------------------
     def _start_deploy(
-        self, service: FakeService, commit: str, *, trigger: str, build: bool = True, target: str | None = None
+        self,
+        service: FakeService,
+        commit: str,
+        *,
+        trigger: str,
+        build: bool = True,
+        target: str | None = None,
+        queued: bool = False,
     ) -> dict[str, Any]:
+        """A new deploy. ``queued``: Render answered the create 202 "Queued" (its description of
+        create-deploy), as under the "Wait" overlapping-deploy policy (render.com/changelog,
+        2025-05-28): the deploy lists as ``queued`` and starts once the one in progress ends,
+        instead of cancelling it."""
         deploy = {
             "id": f"dep-sandbox{next(self._ids):06d}",
             "commit": {"id": commit, "message": f"commit {commit[:7]}", "createdAt": _now()},
-            "status": "created",
+            "status": "queued" if queued else "created",
             "trigger": trigger,
             "createdAt": _now(),
             "updatedAt": _now(),
@@ -709,7 +761,7 @@ class FakeRender(StandInServer):
             # Render's default overlapping-deploy policy: a newer deploy overrides (cancels)
             # the one in progress (render.com/changelog, 2025-05-28: "Override … (default)").
             for other in service.deploys:
-                if other["status"] in IN_PROGRESS:
+                if other["status"] in IN_PROGRESS and not queued:
                     other["_cancel"] = True
             service.deploys.insert(0, deploy)
         cause: dict[str, Any] = {
@@ -746,6 +798,12 @@ class FakeRender(StandInServer):
             {"event": {k: v for k, v in e.items() if not k.startswith("_")}, "cursor": e["id"]} for e in found[:limit]
         ]
 
+    def _busy(self, service: FakeService, deploy: dict[str, Any]) -> bool:
+        """Another deploy of ``service`` that started before ``deploy`` is still in progress."""
+        with self.lock:
+            older = service.deploys[service.deploys.index(deploy) + 1 :]
+            return any(d["status"] in IN_PROGRESS for d in older)
+
     def _set(self, deploy: dict[str, Any], status: str) -> None:
         with self.lock:
             if deploy["status"] == "canceled":
@@ -771,6 +829,9 @@ class FakeRender(StandInServer):
     def _progress(self, service: FakeService, deploy: dict[str, Any], build: bool) -> None:
         commit = deploy["commit"]["id"]
         faults = service.faults.get(commit, Faults())
+        while deploy["status"] == "queued" and self._busy(service, deploy):  # waits its turn
+            if not self._wait(deploy, self.step):
+                return
         if build:
             if not self._wait(deploy, self.step):
                 return

@@ -12,12 +12,19 @@ Webhook semantics follow tdlib/telegram-bot-api (``Client::JsonWebhookInfo``,
 webhook is set (default 40), ``ip_address`` only with a URL; an empty
 ``secret_token`` means "no secret"; a setWebhook that changes any setting clears
 ``last_error_*``, one that changes nothing answers "Webhook is already set" and
-clears nothing.
+clears nothing (a change of ``allowed_updates`` alone is applied, and still answered "already
+set"); ``allowed_updates`` shows in getWebhookInfo only while it differs from the default.
+
+Tokens and chats as api.telegram.org answers them: a path whose token is malformed is 404
+"Not Found", a well-formed token no bot has is 401 "Unauthorized"; a message to a user the bot
+has never seen is 400 "Bad Request: chat not found", to one it knows who never started it 403
+"Forbidden: bot can't initiate conversation with a user".
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import threading
 import time
@@ -28,10 +35,77 @@ from typing import Any
 import httpx
 
 from sandbox import contract as contracts
+from sandbox.forms import attached
 from sandbox.http import Request, Response, StandInServer
 
 _SECRET_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 _PATH = re.compile(r"^/bot(?P<token>[^/]+)/(?P<method>[A-Za-z]+)$")
+# What a bot token looks like (tdlib/telegram-bot-api, ClientManager::send: no leading 0, a ':'
+# after the bot's numeric id, at most 80 characters). api.telegram.org answers any other path 404
+# "Not Found" and a well-formed token no bot has 401 "Unauthorized" (python-telegram-bot's
+# request/_baserequest.py records both; a self-hosted server answers the first 401 instead).
+_WELL_FORMED_TOKEN = re.compile(r"^[1-9][0-9]{0,18}:[^/]+$")
+
+# The update types, in tdlib/telegram-bot-api's order (Client::UpdateType, get_update_type_name):
+# a bit each in the mask setWebhook and getUpdates set with ``allowed_updates``.
+UPDATE_TYPES = (
+    "message",
+    "edited_message",
+    "channel_post",
+    "edited_channel_post",
+    "inline_query",
+    "chosen_inline_result",
+    "callback_query",
+    "custom_event",
+    "custom_query",
+    "shipping_query",
+    "pre_checkout_query",
+    "poll",
+    "poll_answer",
+    "my_chat_member",
+    "chat_member",
+    "chat_join_request",
+    "chat_boost",
+    "removed_chat_boost",
+    "message_reaction",
+    "message_reaction_count",
+    "business_connection",
+    "business_message",
+    "edited_business_message",
+    "deleted_business_messages",
+    "purchased_paid_media",
+    "managed_bot",
+    "guest_message",
+)
+_BIT = {name: 1 << i for i, name in enumerate(UPDATE_TYPES)}
+# Client.h, DEFAULT_ALLOWED_UPDATE_TYPES: every type but chat_member, message_reaction and
+# message_reaction_count, which a bot must ask for by name.
+DEFAULT_UPDATES = (1 << len(UPDATE_TYPES)) - 1 - _BIT["chat_member"] - _BIT["message_reaction"]
+DEFAULT_UPDATES -= _BIT["message_reaction_count"]
+
+
+def allowed_update_mask(value: Any) -> int:
+    """``allowed_updates`` as Client::get_allowed_update_types reads it: 0 (keep what is set)
+    for nothing, bad JSON or anything but an array of strings; unknown names are skipped, and
+    an array naming no known type (``[]`` included) means the default."""
+    if value is None or value == "":
+        return 0
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return 0
+    if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
+        return 0
+    mask = 0
+    for name in value:
+        mask |= _BIT.get(name.lower(), 0)
+    return mask or DEFAULT_UPDATES
+
+
+def update_names(mask: int) -> list[str]:
+    """The mask as getWebhookInfo lists it (Client::JsonUpdateTypes: custom_* never shown)."""
+    return [n for n in UPDATE_TYPES if mask & _BIT[n] and n not in ("custom_event", "custom_query")]
 
 
 @dataclass
@@ -51,6 +125,12 @@ class FakeBot:
     # Private chats whose user has written to the bot: Telegram lets a bot message a user only
     # after the user started it ("Forbidden: bot can't initiate conversation with a user").
     started: set[int] = field(default_factory=set)
+    # Users the bot has seen without a private chat (a group they share): a message to one is 403;
+    # to a user it has never seen, 400 "chat not found" (tdlib/telegram-bot-api, Client's
+    # TdOnCheckChatCallback: a chat TDLib cannot find fails as "chat not found").
+    known: set[int] = field(default_factory=set)
+    allowed_updates: int = DEFAULT_UPDATES
+    has_certificate: bool = False  # setWebhook uploaded a self-signed certificate (multipart)
     rate_limited_calls: int = 0
     retry_after: int = 1
     webhook_set_at: float = 0.0  # monotonic time of the last setWebhook (a second within 1 s: 429)
@@ -69,7 +149,7 @@ class FakeBot:
     def webhook_info(self) -> dict[str, Any]:
         info: dict[str, Any] = {
             "url": self.webhook_url,
-            "has_custom_certificate": False,
+            "has_custom_certificate": self.has_certificate,
             "pending_update_count": self.pending_update_count,
         }
         if self.last_error_date:
@@ -79,6 +159,8 @@ class FakeBot:
             info["max_connections"] = self.max_connections
         if self.webhook_url:
             info["ip_address"] = "127.0.0.1"  # the server resolves it; "<unknown>" until then
+        if self.allowed_updates != DEFAULT_UPDATES:  # JsonWebhookInfo: only when not the default
+            info["allowed_updates"] = update_names(self.allowed_updates)
         return info
 
 
@@ -138,6 +220,11 @@ class FakeTelegram(StandInServer):
             self.bots[token] = bot
         return bot
 
+    def meet(self, bot: FakeBot, user_id: int) -> None:
+        """``bot`` has seen ``user_id`` (a group they share) without the user ever starting it."""
+        with self.lock:
+            bot.known.add(user_id)
+
     def start_chat(self, bot: FakeBot, user_id: int) -> None:
         """``user_id`` pressed Start in ``bot`` long ago (a seeded world's history): the bot may write to them."""
         with self.lock:
@@ -151,7 +238,7 @@ class FakeTelegram(StandInServer):
     # -- the Bot API --------------------------------------------------------
     def handle(self, request: Request) -> Response:
         match = _PATH.match(request.path)
-        if not match:
+        if not match or not _WELL_FORMED_TOKEN.match(match["token"]) or len(match["token"]) > 80:
             return _error(404, "Not Found")
         with self.lock:
             bot = self.bots.get(match["token"])
@@ -187,20 +274,33 @@ class FakeTelegram(StandInServer):
             return _error(400, "Bad Request: secret token contains unallowed characters")
         max_connections = int(params.get("max_connections") or 40) if url else 0
         drop = str(params.get("drop_pending_updates", "")).lower() == "true"
+        wanted_updates = allowed_update_mask(params.get("allowed_updates"))
+        # A certificate is an InputFile: it arrives only as a multipart file part.
+        certificate = bool(url) and attached(params, "certificate") is not None
         with self.lock:
             # The Bot API answers a setWebhook that follows another within a second with 429
             # "retry after 1" (tdlib/telegram-bot-api, Client: the webhook is re-set at most once a
-            # second): two instances starting together (a deploy's overlap) meet it.
+            # second): two instances starting together (a deploy's overlap) meet it. Only a call
+            # with a URL counts and is counted (process_set_webhook_query checks and sets
+            # next_allowed_set_webhook_time_ only when the new URL is not empty): deleteWebhook,
+            # or setWebhook without a URL, is never refused for it.
             now = time.monotonic()
-            if now - bot.webhook_set_at < 1.0:
+            if url and now - bot.webhook_set_at < 1.0:
                 return _error(429, "Too Many Requests: retry after 1", parameters={"retry_after": 1})
-            bot.webhook_set_at = now
+            if url:
+                bot.webhook_set_at = now
+            # Client::process_set_webhook_query: a webhook with a certificate, old or new, is
+            # always set anew.
             unchanged = (url, secret or None, max_connections) == (
                 bot.webhook_url,
                 bot.webhook_secret,
                 bot.max_connections,
-            )
+            ) and not (certificate or bot.has_certificate)
+            if wanted_updates:  # applied whether or not anything else changes (update_allowed_update_types)
+                bot.allowed_updates = wanted_updates
             if unchanged and not drop:
+                # Client::process_set_webhook_query: an unchanged webhook is answered "already set"
+                # even when its allowed_updates just changed (and were saved).
                 return (
                     200,
                     {
@@ -211,7 +311,7 @@ class FakeTelegram(StandInServer):
                     {},
                 )
             bot.webhook_url, bot.webhook_secret = url, secret or None
-            bot.max_connections = max_connections
+            bot.max_connections, bot.has_certificate = max_connections, certificate
             bot.last_error_date = bot.last_error_message = None  # any change re-sets the webhook
             if drop:
                 bot.pending_update_count = 0
@@ -232,6 +332,9 @@ class FakeTelegram(StandInServer):
                     "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete "
                     "the webhook first",
                 )
+            wanted_updates = allowed_update_mask(params.get("allowed_updates"))
+            if wanted_updates:  # getUpdates sets them as setWebhook does (process_get_updates_query)
+                bot.allowed_updates = wanted_updates
         return _ok([])
 
     def _api_getwebhookinfo(self, bot: FakeBot, params: dict[str, Any]) -> Response:
@@ -251,8 +354,10 @@ class FakeTelegram(StandInServer):
         if chat_id in bot.blocked_by:
             return _error(403, "Forbidden: bot was blocked by the user")
         with self.lock:
-            strangers = chat_id > 0 and chat_id not in bot.started
-        if strangers:  # a private chat the user never opened (the Bot API's 403 for it)
+            started, known = chat_id in bot.started, chat_id in bot.known
+        if chat_id > 0 and not started and not known:  # a user the bot has never seen
+            return _error(400, "Bad Request: chat not found")
+        if chat_id > 0 and not started:  # a private chat the user never opened (the Bot API's 403 for it)
             return _error(403, "Forbidden: bot can't initiate conversation with a user")
         message = {
             "message_id": next(self._message_ids),
@@ -300,6 +405,8 @@ class FakeTelegram(StandInServer):
         queue = (bot.id, user_id)
         with self.lock:
             bot.started.add(user_id)
+            if not bot.allowed_updates & _BIT["message"]:  # Client::add_update_impl skips it
+                return None
             bot.pending_update_count += 1
             if self._held.get(queue):  # an earlier update of this chat is not taken yet: wait behind it
                 self._held[queue].append(_Held(bot, update, time.monotonic()))

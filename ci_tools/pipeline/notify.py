@@ -4,7 +4,8 @@ short message to ``OWNER_CHAT_ID`` — and to no other chat, ever.
 An owner who is not watching the dashboard hears of a release only through GitHub's failed-run
 e-mail; this puts releases, rollbacks, failed watches and memory restores in their pocket, each
 with the commit and the link to the run. Telling is best effort: a failure to tell (the owner
-never started that bot: Telegram's 403) is a warning, never the reason a release fails.
+never started that bot: Telegram's 403, or 400 "chat not found" when the bot never saw
+them) is a warning, never the reason a release fails.
 """
 
 from __future__ import annotations
@@ -42,6 +43,14 @@ def notify(ctx: Context, env: Environment, text: str) -> str | None:
             return (
                 f"the owner was not told: Telegram refused (403 {exc.description}); "
                 f"open @{env.bot_username} once and press Start so it may write to you"
+            )
+        if exc.code == 400 and "chat not found" in exc.description:
+            # The Bot API's answer for a user the bot has never seen: a wrong id, or an owner
+            # who never opened this bot (403 is for one it knows who never started it).
+            return (
+                f"the owner was not told: @{env.bot_username} has never seen the chat in OWNER_CHAT_ID "
+                f"(400 {exc.description}); check that OWNER_CHAT_ID is your numeric Telegram id, "
+                f"then open @{env.bot_username} once and press Start so it may write to you"
             )
         return f"the owner was not told: Telegram answered {exc.code} {exc.description}"
     except RemoteError as exc:

@@ -112,3 +112,22 @@ def test_notify_to_an_owner_who_never_started_the_bot(world, monkeypatch, capsys
     captured = capsys.readouterr()
     assert "press Start" in captured.out + captured.err
     assert not world.bots["production"].sent
+
+
+@pytest.mark.parametrize(
+    ("seen", "said"),
+    [
+        (False, "has never seen the chat in OWNER_CHAT_ID (400 Bad Request: chat not found); check that"),
+        (True, "Telegram refused (403 Forbidden: bot can't initiate conversation with a user)"),
+    ],
+)
+def test_notify_names_why_the_owner_was_not_told(world, monkeypatch, capsys, seen, said):
+    """A bot that never saw the owner gets 400 "chat not found" (a wrong id, or a bot never
+    opened), one that knows them but was never started 403: both end in "press Start"."""
+    use(monkeypatch, {**world.secrets("production"), "OWNER_CHAT_ID": str(OWNER)})
+    if seen:
+        world.telegram.meet(world.bots["production"], OWNER)
+    assert main(["notify", "--env", "production", "hello"]) == 0
+    out = capsys.readouterr()
+    assert said in out.out + out.err
+    assert "press Start" in out.out + out.err

@@ -211,6 +211,7 @@ def test_cutover_refuses_a_new_token_of_another_bot(world, monkeypatch, capsys):
 
 def test_announce_to_a_user_who_never_started_the_old_bot_is_one_line(world, monkeypatch, capsys):
     use(monkeypatch, world.secrets("staging"))
+    world.telegram.meet(world.bots["staging"], 5150)  # a user the bot knows (a shared group), never started
     assert main(["announce", "--chat-id", "5150"]) == 2  # the Bot API's 403: a bot cannot write first
     err = capsys.readouterr().err
     assert "the user 5150 never started the old bot" in err and not world.bots["staging"].sent

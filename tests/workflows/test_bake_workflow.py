@@ -84,10 +84,11 @@ def test_a_release_that_breaks_plain_messages_is_rolled_back_in_its_bake_and_the
 
 
 def test_an_owner_who_never_started_the_bot_is_a_warning_and_the_release_is_green(world, act, baking):
-    stranger = 7770999  # never pressed Start: Telegram refuses the bot's first word (403)
+    stranger = 7770999  # never opened the bot: Telegram refuses the bot's first word (400 chat not found)
     sha = world.commit("main", "a release nobody is told of")
     run = release(world, act, sha, OWNER_CHAT_ID=str(stranger))
     assert run.ok, run.tail()
-    assert "the owner was not told: Telegram refused (403" in run.log
+    assert "the owner was not told: @mindmate_companion_bot has never seen the chat in OWNER_CHAT_ID" in run.log
+    assert "press Start" in run.log
     assert health(world, "production")["commit"] == sha
     assert world.telegram.replies_to(world.bots["production"], stranger) == []
