@@ -41,6 +41,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -241,6 +242,9 @@ class FakeService:
     draining: list[Any] = field(default_factory=list)  # old instances between the switch and their SIGTERM
     watched: bool = False  # a health monitor runs for the live instance
     environ: dict[str, str] = field(default_factory=dict)  # what the live instance was started with
+    # A test's hook, called with the deploy and its new status as a deploy enters each one, in the
+    # deploy's own thread before it goes on: at "update_in_progress" the old instance still serves.
+    on_status: Callable[[dict[str, Any], str], None] | None = None
 
     def json(self) -> dict[str, Any]:
         """``service`` of Render's description: a Python web service, every required field."""
@@ -746,7 +750,7 @@ class FakeRender(StandInServer):
             {"event": {k: v for k, v in e.items() if not k.startswith("_")}, "cursor": e["id"]} for e in found[:limit]
         ]
 
-    def _set(self, deploy: dict[str, Any], status: str) -> None:
+    def _set(self, deploy: dict[str, Any], status: str, service: FakeService | None = None) -> None:
         with self.lock:
             if deploy["status"] == "canceled":
                 return
@@ -757,6 +761,8 @@ class FakeRender(StandInServer):
                 deploy["finishedAt"] = _now()
             if status == "live":
                 deploy["_live_at"] = time.monotonic()
+        if service is not None and service.on_status is not None:
+            service.on_status(deploy, status)
 
     def _wait(self, deploy: dict[str, Any], seconds: float) -> bool:
         """Sleep; False if the deploy was canceled meanwhile."""
@@ -774,14 +780,14 @@ class FakeRender(StandInServer):
         if build:
             if not self._wait(deploy, self.step):
                 return
-            self._set(deploy, "build_in_progress")
+            self._set(deploy, "build_in_progress", service)
             if not self._wait(deploy, self.step + faults.slow):
                 return
             if faults.build_failed:
                 self._set(deploy, "build_failed")
                 self._ended(service, deploy, "failed")
                 return
-        self._set(deploy, "update_in_progress")
+        self._set(deploy, "update_in_progress", service)
         environ = {
             **service.env,
             "RENDER_GIT_COMMIT": commit,
@@ -809,7 +815,7 @@ class FakeRender(StandInServer):
             timer.start()
         else:
             self._switch(service, instance, old)
-        self._set(deploy, "live")
+        self._set(deploy, "live", service)
         self._ended(service, deploy, "succeeded")
 
     def _boot_until_healthy(self, service: FakeService, deploy: dict[str, Any], environ: dict[str, str]) -> Any:
