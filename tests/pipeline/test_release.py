@@ -13,7 +13,7 @@ from ci_tools.__main__ import main
 from ci_tools.clients.render import check_hook_url
 from ci_tools.errors import ConfigError
 from sandbox.world import SECRETS
-from tests.support import context, use
+from tests.support import context, conversations, use, wait_until
 
 
 def cli(*args: str) -> int:
@@ -610,18 +610,6 @@ def while_the_old_instance_serves(world, commit: str, message: str) -> threading
     return recorded
 
 
-def probed_then_looked_at(world, looks: int = 1, deadline: float = 60) -> float:
-    """Wait until the probe's conversation and ``looks`` of the bake's were taken (each ends with
-    DELETE /probe/<nonce> at the public URL); the epoch time it was seen."""
-    router = world.services["production"].router
-    before = sum(1 for method, path in router.requests if method == "DELETE" and path.startswith("/probe/"))
-    stop = time.monotonic() + deadline
-    while sum(1 for m, p in router.requests if m == "DELETE" and p.startswith("/probe/")) < before + 1 + looks:
-        assert time.monotonic() < stop, "the bake never looked"
-        time.sleep(0.02)
-    return time.time()
-
-
 def test_a_delivery_error_while_the_old_instance_serves_neither_fails_the_probe_nor_the_bake(
     world, monkeypatch, capsys
 ):
@@ -648,8 +636,11 @@ def test_a_delivery_error_after_the_new_commit_serves_still_rolls_it_back_in_its
     new = world.commit("main", "refuses its updates later")
     while_the_old_instance_serves(world, new, "Connection refused")
 
-    def after_it_serves() -> None:
-        seen = probed_then_looked_at(world)
+    router, taken = world.services["production"].router, conversations(world.services["production"].router)
+
+    def after_it_serves() -> None:  # once the probe's conversation and the bake's first look were taken
+        wait_until(lambda: conversations(router) >= taken + 2, "the bake's first look")
+        seen = time.time()
         while time.time() < int(seen) + 1:  # Telegram's date is whole seconds: one past what was seen
             time.sleep(0.01)
         world.telegram.delivery_failed(world.bots["production"], "Wrong response from the webhook: 500")
