@@ -30,9 +30,15 @@ NODATA, Argo Rollouts' "inconclusive" analysis): it neither passes nor fails the
 - **Telegram**: ``getWebhookInfo`` unreachable, 5xx or 429: nothing to judge that look by.
 
 A delivery error, growing pending updates or a failed conversation are confirmed against
-``/healthz`` before they count: seen while Redis is down, they are inconclusive too. After such a
-stretch ``since`` moves to the moment the signals answered again, so errors from inside the
-stretch are not counted later. A handler failure counted on ``/healthz`` is the new commit's
+``/healthz`` before they count: seen while Redis is down, they are inconclusive too. A Redis blip
+shorter than the interval leaves no trace on ``/healthz`` but one in Telegram: a delivery error
+"503" (the bot's "deliver again"), answered while Redis was down. Such an error is excused once,
+and the excuse holds until Telegram has delivered everything it held (pending back to 0): a fresh
+503 before that, while ``/healthz`` says Redis answers, is the new commit's (a storage failure of
+its own making keeps refusing what Telegram delivers again). After an inconclusive stretch
+``since`` moves to the moment the signals answered again, so errors from inside the stretch are
+not counted later. At the base level (no ``/healthz``) nothing tells Redis's part, and every
+delivery error after ``since`` counts, as before. A handler failure counted on ``/healthz`` is the new commit's
 whatever Redis does: the health contract keeps storage failures (answered 503) out of it.
 
 The window does not pass silently: the result names what was inconclusive, for how many looks
@@ -43,6 +49,7 @@ cause. A newer release ends the window early: it is that release's window now.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,9 +65,14 @@ Status = Callable[[str], None]
 UNANSWERED_LOOKS = 3  # /healthz not answering this many looks in a row is a failure, not a blip
 GROWING_LOOKS = 3  # pending updates rising over this many looks: Telegram holds what the bot refuses
 EDGE_SILENT = ("ConnectError", "ConnectTimeout")  # nothing answered the public URL: Render's edge
+# Telegram's last_error_message for an HTTP answer: "Wrong response from the webhook: 503 Service
+# Unavailable" (tdlib/telegram-bot-api, WebhookActor). 503 is the health contract's "my memory is
+# unavailable, deliver again" (mindmate/app.py; a handler's own failure is answered 200 and counted).
+ASKED_AGAIN = re.compile(r"\b503\b")
 
 # Why a look could not judge the new commit: one phrase per cause, counted per window.
 REDIS = "Redis unreachable (/healthz: redis not ok)"
+REDIS_BETWEEN = "Redis unreachable between two looks (the bot answered Telegram 503: deliver again)"
 RENDER = "Render's edge did not answer the public URL"
 TELEGRAM = "Telegram's getWebhookInfo did not answer"
 
@@ -70,7 +82,7 @@ class Look:
     """One look's verdict: a failure of the new commit, or why it could not judge, or neither."""
 
     failed: str | None = None
-    paused: str | None = None  # one of REDIS, RENDER, TELEGRAM
+    paused: str | None = None  # one of REDIS, REDIS_BETWEEN, RENDER, TELEGRAM
     seen: str = ""  # what was seen, for the run's log
 
 
@@ -104,14 +116,17 @@ class BakeWatch:
     last: Updates | None = None
     uncounted_said: bool = False
     redis_down: bool = False  # the last /healthz answer said redis not ok
-    pausing: bool = False  # the last look was inconclusive
+    pausing: bool = False  # the last look was inconclusive (not counting an excused 503)
+    excused: bool = False  # a 503 delivery error was excused as a Redis blip; Telegram still holds updates
+    healthy_at: float = 0.0  # epoch seconds /healthz last said Redis answers
 
     def look(self, on_status: Status) -> Look:
         """One look. Raises ``Newer`` when another commit serves."""
         verdict = self._health(on_status) or self._webhook(on_status) or self._conversation(on_status) or CLEAN
         if verdict.paused:
             self.pending = ()  # growth is measured across looks that judge, from a fresh baseline
-        self.pausing = verdict.paused is not None
+        # An excused 503 moves since by itself: a resume would excuse the errors until the next look too.
+        self.pausing = verdict.paused not in (None, REDIS_BETWEEN)
         return verdict
 
     def _resume(self) -> None:
@@ -142,6 +157,7 @@ class BakeWatch:
         self.redis_down = not health.redis_ok
         if self.redis_down:
             return Look(paused=REDIS, seen=f"{self.env.health_path} answered {health.http_status}")
+        self.healthy_at = time.time()
         self._resume()
         return None
 
@@ -167,13 +183,27 @@ class BakeWatch:
         except (TelegramError, RemoteError) as exc:
             return Look(paused=TELEGRAM, seen=exc.message)
         self._resume()
+        if info.pending_update_count == 0:
+            self.excused = False  # Telegram delivered everything it held: a blip is over
         if info.last_error_date and info.last_error_date >= self.since:
-            return self._confirmed(f"Telegram's delivery to it failed after the deploy: {info.last_error_message}")
+            failure = f"Telegram's delivery to it failed after the deploy: {info.last_error_message}"
+            if self._blip(info.last_error_date, info.last_error_message):
+                return Look(paused=REDIS_BETWEEN, seen=failure)
+            return self._confirmed(failure)
         self.pending = (*self.pending, info.pending_update_count)[-GROWING_LOOKS:]
         rising = all(a < b for a, b in zip(self.pending, self.pending[1:], strict=False))
         if len(self.pending) == GROWING_LOOKS and rising:
             return self._confirmed(f"Telegram is holding more and more updates ({' → '.join(map(str, self.pending))})")
         return None
+
+    def _blip(self, date: int, message: str | None) -> bool:
+        """Excuse a 503 (the bot's "deliver again") once while Telegram holds updates; errors from
+        the next whole second after it, and after /healthz said Redis answers, count."""
+        if self.env.health_url is None or self.excused or not ASKED_AGAIN.search(message or ""):
+            return False
+        self.excused = True
+        self.since = max(self.since, self.healthy_at, date + 1.0)
+        return True
 
     def _conversation(self, on_status: Status) -> Look | None:
         probe = Probe(

@@ -81,9 +81,7 @@ def test_a_window_that_redis_is_down_for_throughout_is_inconclusive_and_the_rele
     held): Redis's doing, not the commit's, so no look judges it; the release stays, saying so."""
     ctx, env = baking(world, 0.03)
     sha = live(world, ctx, env, "fine, but its Redis is not")
-    since = time.time()
-    while time.time() < int(since) + 1:  # Telegram dates its errors in whole seconds: one past since
-        time.sleep(0.01)
+    since = past_a_whole_second()
     world.redis["production"].stop()
     world.telegram.send_user_message(world.bots["production"], USER, "hello?")
     lines: list[str] = []
@@ -97,6 +95,44 @@ def test_a_window_that_redis_is_down_for_throughout_is_inconclusive_and_the_rele
     assert result.inconclusive and result.inconclusive.startswith(f"no look could judge {sha[:12]}")
     assert "Redis unreachable (/healthz: redis not ok)" in result.inconclusive
     assert sum("⚠ inconclusive" in line for line in lines) == 1  # said once, not at every look
+
+
+def past_a_whole_second() -> float:
+    """Now, once the clock has passed the next whole second: Telegram dates its errors in whole
+    seconds, so an error recorded from here on is dated at or after the moment returned."""
+    since = time.time()
+    while time.time() < int(since) + 1:
+        time.sleep(0.01)
+    return since
+
+
+def test_a_redis_blip_between_two_looks_is_inconclusive(world):
+    """Redis is down and back before any look: /healthz never shows it, Telegram's 503 does."""
+    ctx, env = baking(world, 0.03)
+    sha = live(world, ctx, env, "fine, its Redis blips")
+    since = past_a_whole_second()
+    world.redis["production"].stop()
+    world.telegram.send_user_message(world.bots["production"], USER, "hello?")
+    world.redis["production"].start()
+    assert "503" in str(world.bots["production"].last_error_message)
+    result = bake(ctx, env, sha, world.bots["production"].token, since, webhook_secret=SECRETS["production"])
+    assert result.passed, result.detail
+    assert result.inconclusive and "Redis unreachable between two looks" in result.inconclusive
+    assert world.telegram.wait_delivered(10) and world.bots["production"].pending_update_count == 0
+
+
+def test_a_bot_that_keeps_answering_telegram_503_while_redis_answers_is_rolled_back(world):
+    """Its Redis answers /healthz but refuses every write: the 503s do not stop, and Telegram keeps
+    holding the update. One is excused as a blip; the next is the release's (as a storage bug of
+    its own would be)."""
+    ctx, env = baking(world, 0.1)
+    sha = live(world, ctx, env, "refuses what Telegram delivers")
+    since = past_a_whole_second()
+    world.redis["production"].client().config_set("min-replicas-to-write", 1)  # every write refused
+    world.telegram.send_user_message(world.bots["production"], USER, "hello?")
+    result = bake(ctx, env, sha, world.bots["production"].token, since, webhook_secret=SECRETS["production"])
+    assert not result.passed
+    assert "Telegram's delivery to it failed after the deploy: Wrong response from the webhook: 503" in result.detail
 
 
 def test_render_s_edge_not_answering_is_inconclusive_not_a_failure(world):
@@ -172,7 +208,7 @@ def test_a_redis_outage_in_the_window_is_inconclusive_not_a_rollback_and_the_own
     if not restart:
         world.redis["production"].start()
     out = capsys.readouterr().out
-    assert "⚠ inconclusive: Redis unreachable (/healthz: redis not ok)" in out
+    assert "⚠ inconclusive: Redis unreachable" in out
     assert "⚠ baked, partly inconclusive" in out and "nothing was rolled back" in out
     assert not [d for d in world.services["production"].deploys if d["trigger"] == "rollback"]
     [told] = world.telegram.replies_to(world.bots["production"], OWNER)  # one message, and only one
