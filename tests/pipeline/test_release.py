@@ -653,3 +653,37 @@ def test_a_delivery_error_after_the_new_commit_serves_still_rolls_it_back_in_its
     assert f"{new[:12]} failed its bake on production and was rolled back to {good[:12]}" in err
     assert "Telegram's delivery to it failed after the deploy: Wrong response from the webhook: 500" in err
     assert live_commit(world, "production") == good
+
+
+def test_an_error_after_live_while_the_url_still_routes_to_the_old_instance_is_not_counted(world, monkeypatch):
+    """Render says live, but the public URL serves the old instance 3 s longer: an error recorded
+    after the run saw live, while the old instance still answers, is not the new commit's. since
+    is the moment /healthz reports the new commit, not the moment the run saw live: the bake, which
+    looks after the error is recorded, does not count it."""
+    use(monkeypatch, world.secrets("production"))
+    baking(world, minutes=0.05)
+    good = world.commit("main", "good")
+    assert deploy("production", good) == 0
+    new = world.commit("main", "goes live, the URL lags")
+    world.render.fault(world.services["production"], new, late_switch=3.0)
+    recorded = threading.Event()
+
+    def once_the_run_saw_live(deploy: dict) -> None:
+        seen = len(world.render.requests)
+        path = f"/v1/services/{world.services['production'].id}/deploys/{deploy['id']}"
+        wait_until(lambda: ("GET", path) in world.render.requests[seen:], "the run's look at the live deploy")
+        moment = time.time()
+        while time.time() < int(moment) + 1:  # Telegram's dates are whole seconds: past the run's "live"
+            time.sleep(0.01)
+        if live_commit(world, "production") == good:  # the old instance still answers the URL
+            world.telegram.delivery_failed(world.bots["production"], "Wrong response from the webhook: 500")
+            recorded.set()
+
+    def at_live(deploy: dict, status: str) -> None:
+        if deploy["commit"]["id"] == new and status == "live":
+            threading.Thread(target=once_the_run_saw_live, args=(deploy,), daemon=True).start()
+
+    world.services["production"].on_status = at_live
+    assert cli("release", "production", "--commit", new, *FAST, "--deadline", "10") == 0
+    assert recorded.is_set(), "the error was not recorded while the old instance served after live"
+    assert live_commit(world, "production") == new
