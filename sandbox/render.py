@@ -41,6 +41,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -263,6 +264,9 @@ class FakeService:
     draining: list[Any] = field(default_factory=list)  # old instances between the switch and their SIGTERM
     watched: bool = False  # a health monitor runs for the live instance
     environ: dict[str, str] = field(default_factory=dict)  # what the live instance was started with
+    # A test's hook, called with the deploy and its new status as a deploy enters each one, in the
+    # deploy's own thread before it goes on: at "update_in_progress" the old instance still serves.
+    on_status: Callable[[dict[str, Any], str], None] | None = None
 
     def json(self) -> dict[str, Any]:
         """``service`` of Render's description: a Python web service, every required field."""
@@ -804,7 +808,7 @@ class FakeRender(StandInServer):
             older = service.deploys[service.deploys.index(deploy) + 1 :]
             return any(d["status"] in IN_PROGRESS for d in older)
 
-    def _set(self, deploy: dict[str, Any], status: str) -> None:
+    def _set(self, deploy: dict[str, Any], status: str, service: FakeService | None = None) -> None:
         with self.lock:
             if deploy["status"] == "canceled":
                 return
@@ -815,6 +819,8 @@ class FakeRender(StandInServer):
                 deploy["finishedAt"] = _now()
             if status == "live":
                 deploy["_live_at"] = time.monotonic()
+        if service is not None and service.on_status is not None:
+            service.on_status(deploy, status)
 
     def _wait(self, deploy: dict[str, Any], seconds: float) -> bool:
         """Sleep; False if the deploy was canceled meanwhile."""
@@ -835,14 +841,14 @@ class FakeRender(StandInServer):
         if build:
             if not self._wait(deploy, self.step):
                 return
-            self._set(deploy, "build_in_progress")
+            self._set(deploy, "build_in_progress", service)
             if not self._wait(deploy, self.step + faults.slow):
                 return
             if faults.build_failed:
                 self._set(deploy, "build_failed")
                 self._ended(service, deploy, "failed")
                 return
-        self._set(deploy, "update_in_progress")
+        self._set(deploy, "update_in_progress", service)
         environ = {
             **service.env,
             "RENDER_GIT_COMMIT": commit,
@@ -870,7 +876,7 @@ class FakeRender(StandInServer):
             timer.start()
         else:
             self._switch(service, instance, old)
-        self._set(deploy, "live")
+        self._set(deploy, "live", service)
         self._ended(service, deploy, "succeeded")
 
     def _boot_until_healthy(self, service: FakeService, deploy: dict[str, Any], environ: dict[str, str]) -> Any:

@@ -493,8 +493,17 @@ class FakeTelegram(StandInServer):
 
     def _record_error(self, bot: FakeBot, message: str) -> None:
         with self.lock:
-            bot.last_error_date = int(time.time())
+            bot.last_error_date = int(time.time())  # whole seconds, truncated, as the Bot API's Unix time
             bot.last_error_message = message
+
+    def delivery_failed(self, bot: FakeBot, message: str = "Connection refused") -> None:
+        """Record that a delivery to ``bot``'s webhook failed just now, whichever instance answered:
+        a test's hook to stage one at a given moment (say, while Render's old instance still
+        serves). The Bot API keeps only the latest failure, ``getWebhookInfo``'s
+        ``last_error_date`` ("Unix time for the most recent error that happened when trying to
+        deliver an update via webhook", core.telegram.org/bots/api#webhookinfo) and
+        ``last_error_message``."""
+        self._record_error(bot, message)
 
     def replies_to(self, bot: FakeBot, user_id: int) -> list[str]:
         with self.lock:

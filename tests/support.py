@@ -5,7 +5,10 @@ no test imports a conftest."""
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,3 +50,17 @@ def signed(token: str, secret: str = WEBHOOK_SECRET) -> dict[str, str]:
     from mindmate.settings import bot_secret
 
     return {"X-Telegram-Bot-Api-Secret-Token": bot_secret(secret, token)}
+
+
+def conversations(router: Any) -> int:
+    """The probe conversations a service's public URL has served (the release's probe and each of
+    the bake's looks): each ends with ``DELETE /probe/<nonce>``, the replies taken."""
+    return sum(1 for method, path in list(router.requests) if method == "DELETE" and path.startswith("/probe/"))
+
+
+def wait_until(condition: Callable[[], bool], what: str, deadline: float = 90.0) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` after a generous ``deadline``."""
+    stop = time.monotonic() + deadline
+    while not condition():
+        assert time.monotonic() < stop, f"{what} did not happen within {deadline:g} s"
+        time.sleep(0.02)

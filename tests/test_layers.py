@@ -79,6 +79,7 @@ SHARED = {
     "blueprint_sync",
     "release_order",
     "safety_net",
+    "serving",
     "back_merge",
     "blueprint",
     "workflow_files",

@@ -100,9 +100,14 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         if rolled:
             tell_owner(ctx, request.env, f"↩ {failed.message}")
         raise
-    if result.baked is not None:
-        tell_owner(ctx, request.env, f"✓ {request.commit[:12]} is live and baked: {result.baked.detail}")
-        ctx.runner.add_summary(f"**Bake**: {result.baked.detail}")
+    baked = result.baked
+    if baked is not None and baked.inconclusive:  # the release stays; the owner hears why it was not judged
+        ctx.runner.annotate("warning", baked.inconclusive, title=f"{request.env.name} bake inconclusive")
+        tell_owner(ctx, request.env, f"⚠ {request.commit[:12]} is live; its bake was inconclusive: {baked.detail}")
+        ctx.runner.add_summary(f"**Bake (inconclusive)**: {baked.detail}")
+    elif baked is not None:
+        tell_owner(ctx, request.env, f"✓ {request.commit[:12]} is live and baked: {baked.detail}")
+        ctx.runner.add_summary(f"**Bake**: {baked.detail}")
     ctx.runner.set_output("deploy_id", result.deploy_id or "")
     ctx.runner.set_output("previous_deploy_id", result.previous_deploy_id or "")
     return 0

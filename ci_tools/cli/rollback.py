@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import time
 
 from ci_tools.cli._common import (
     TOKEN,
@@ -43,7 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.output import say
-    from ci_tools.pipeline.release import ReleaseRequest, probe_or_fail
+    from ci_tools.pipeline.release import ReleaseRequest, probe_serving
     from ci_tools.pipeline.rollback import rollback
 
     config = ctx.config
@@ -93,12 +92,13 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         webhook_secret=ctx.secrets.get("TELEGRAM_WEBHOOK_SECRET"),
         conversation=args.conversation,
     )
-    probe_or_fail(
+    probe_serving(  # judged from the moment the commit gone back to serves again (pipeline/serving.py)
         ctx,
         request,
         commit,
-        time.time(),
+        final.finished_at,
         f"Probe of {env.name} after rollback",
         lambda title, checks: report_probe(ctx.runner, title, checks, as_json=args.json, commit=commit),
+        printer(args.json),
     )
     return 0

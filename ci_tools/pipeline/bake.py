@@ -5,23 +5,54 @@ that breaks something else the user does — a plain message, a photo, an edited
 passes it, and the bot answers 200 for a handler's exception (a retry would fail the same
 way), so neither Telegram's ``last_error`` nor ``/healthz``'s status shows anything. For
 ``bake_minutes`` (production: 10) the pipeline therefore watches the new commit's own signals
-every ``bake_interval_seconds``:
+every ``bake_interval_seconds``, counted from ``since``, the moment the new commit serves
+(``ci_tools.pipeline.serving``: not the moment the deploy began, while the old instance served):
 
 - ``/healthz``'s ``updates``: the updates a handler of *this instance* failed on (it started
   with this commit, so every count is the new commit's);
-- Telegram's ``getWebhookInfo``: a delivery error after the deploy, pending updates growing;
+- Telegram's ``getWebhookInfo``: a delivery error dated at or after ``since``, pending updates
+  rising over three looks;
 - the read-only conversation probe.
 
 A failure of the new commit rolls it back exactly as a failed probe does (the caller's rule).
-No traffic is inconclusive, not a failure (Kayenta's NODATA): the release passes with a note.
-A newer release ends the window early: it is that release's window now.
+
+A look that cannot judge the new commit is *inconclusive* and pauses the judgement (Kayenta's
+NODATA, Argo Rollouts' "inconclusive" analysis): it neither passes nor fails the commit.
+
+- **Redis**: ``/healthz`` says ``redis.ok`` false. The bot then answers Telegram 503 on purpose
+  (so Telegram delivers the update again), Telegram records that as a delivery error and holds
+  the updates, and the probe's conversation cannot keep its fact: a rollback would not bring
+  Redis back. Render stops routing to an instance that fails its health check this way, so
+  ``/healthz`` not answering after it said Redis was down is the same stretch.
+- **Render**: its edge does not answer the public URL at all (connection refused or timed out).
+  A 5xx or no answer *from the instance* still counts towards ``UNANSWERED_LOOKS`` (a crashed
+  new commit looks just like it), unless Redis was down.
+- **Telegram**: ``getWebhookInfo`` unreachable, 5xx or 429: nothing to judge that look by.
+
+A delivery error, growing pending updates or a failed conversation are confirmed against
+``/healthz`` before they count: seen while Redis is down, they are inconclusive too. A Redis blip
+shorter than the interval leaves no trace on ``/healthz`` but one in Telegram: a delivery error
+"503" (the bot's "deliver again"), answered while Redis was down. Such an error is excused once,
+and the excuse holds until Telegram has delivered everything it held (pending back to 0): a fresh
+503 before that, while ``/healthz`` says Redis answers, is the new commit's (a storage failure of
+its own making keeps refusing what Telegram delivers again). After an inconclusive stretch
+``since`` moves to the moment the signals answered again, so errors from inside the stretch are
+not counted later. At the base level (no ``/healthz``) nothing tells Redis's part, and every
+delivery error after ``since`` counts, as before. A handler failure counted on ``/healthz`` is the new commit's
+whatever Redis does: the health contract keeps storage failures (answered 503) out of it.
+
+The window does not pass silently: the result names what was inconclusive, for how many looks
+(the caller tells the owner once). A window with no conclusive look at all, like one with no
+traffic, leaves the release live and says so: a rollback cannot fix what the commit did not
+cause. A newer release ends the window early: it is that release's window now.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ci_tools.clients.health import Health, NotTheContract, Unreachable, Updates, health_of
 from ci_tools.clients.telegram import TelegramError
@@ -33,6 +64,29 @@ from ci_tools.settings import Environment
 Status = Callable[[str], None]
 UNANSWERED_LOOKS = 3  # /healthz not answering this many looks in a row is a failure, not a blip
 GROWING_LOOKS = 3  # pending updates rising over this many looks: Telegram holds what the bot refuses
+EDGE_SILENT = ("ConnectError", "ConnectTimeout")  # nothing answered the public URL: Render's edge
+# Telegram's last_error_message for an HTTP answer: "Wrong response from the webhook: 503 Service
+# Unavailable" (tdlib/telegram-bot-api, WebhookActor). 503 is the health contract's "my memory is
+# unavailable, deliver again" (mindmate/app.py; a handler's own failure is answered 200 and counted).
+ASKED_AGAIN = re.compile(r"\b503\b")
+
+# Why a look could not judge the new commit: one phrase per cause, counted per window.
+REDIS = "Redis unreachable (/healthz: redis not ok)"
+REDIS_BETWEEN = "Redis unreachable between two looks (the bot answered Telegram 503: deliver again)"
+RENDER = "Render's edge did not answer the public URL"
+TELEGRAM = "Telegram's getWebhookInfo did not answer"
+
+
+@dataclass(frozen=True)
+class Look:
+    """One look's verdict: a failure of the new commit, or why it could not judge, or neither."""
+
+    failed: str | None = None
+    paused: str | None = None  # one of REDIS, REDIS_BETWEEN, RENDER, TELEGRAM
+    seen: str = ""  # what was seen, for the run's log
+
+
+CLEAN = Look()
 
 
 @dataclass(frozen=True)
@@ -41,6 +95,7 @@ class BakeResult:
     detail: str  # what failed and when; or what was seen
     handled: int = 0  # user updates the new instance handled during the window
     ended_early: bool = False
+    inconclusive: str | None = None  # the looks that could not judge the commit, and why
 
 
 @dataclass
@@ -51,36 +106,60 @@ class BakeWatch:
     env: Environment
     commit: str
     token: str
-    since: float  # epoch seconds the deploy went live: delivery errors before it are history
+    # Epoch seconds the new commit serves (pipeline/serving.py): delivery errors before it are
+    # history. Moved forward when the signals answer again after an inconclusive stretch.
+    since: float
     webhook_secret: str | None
     unanswered: int = 0
     pending: tuple[int, ...] = ()
     first: Updates | None = None
     last: Updates | None = None
     uncounted_said: bool = False
+    redis_down: bool = False  # the last /healthz answer said redis not ok
+    pausing: bool = False  # the last look was inconclusive (not counting an excused 503)
+    excused: bool = False  # a 503 delivery error was excused as a Redis blip; Telegram still holds updates
+    healthy_at: float = 0.0  # epoch seconds /healthz last said Redis answers
 
-    def look(self, on_status: Status) -> str | None:
-        """One look; what failed (None: nothing did). Raises ``Newer`` when another commit serves."""
-        for check in (self._health, self._webhook, self._conversation):
-            failed = check(on_status)
-            if failed:
-                return failed
-        return None
+    def look(self, on_status: Status) -> Look:
+        """One look. Raises ``Newer`` when another commit serves."""
+        verdict = self._health(on_status) or self._webhook(on_status) or self._conversation(on_status) or CLEAN
+        if verdict.paused:
+            self.pending = ()  # growth is measured across looks that judge, from a fresh baseline
+        # An excused 503 moves since by itself: a resume would excuse the errors until the next look too.
+        self.pausing = verdict.paused not in (None, REDIS_BETWEEN)
+        return verdict
 
-    def _health(self, on_status: Status) -> str | None:
+    def _resume(self) -> None:
+        """A signal answered after an inconclusive stretch: what it recorded inside it is not counted."""
+        if self.pausing:
+            self.since = max(self.since, time.time())
+
+    def _health(self, on_status: Status) -> Look | None:
         if self.env.health_url is None:
             return None
         try:
             health = health_of(self.env.health_url, self.ctx.request_timeout(10))
         except (Unreachable, NotTheContract) as exc:
+            if isinstance(exc, Unreachable) and exc.kind in EDGE_SILENT:
+                return Look(paused=RENDER, seen=exc.kind)
+            if self.redis_down:  # Render stops routing to an instance that fails its health check for its Redis
+                return Look(paused=REDIS, seen=f"{self.env.health_path}: {exc}, after it said Redis was down")
             self.unanswered += 1
             if self.unanswered >= UNANSWERED_LOOKS:
-                return f"{self.env.health_path} did not answer {self.unanswered} looks in a row ({exc})"
+                return Look(f"{self.env.health_path} did not answer {self.unanswered} looks in a row ({exc})")
             return None
         self.unanswered = 0
         if health.commit and health.commit != self.commit:
             raise Newer(f"{health.commit[:12]} serves now")
-        return self._counts(health, on_status)
+        failed = self._counts(health, on_status)
+        if failed:
+            return Look(failed)
+        self.redis_down = not health.redis_ok
+        if self.redis_down:
+            return Look(paused=REDIS, seen=f"{self.env.health_path} answered {health.http_status}")
+        self.healthy_at = time.time()
+        self._resume()
+        return None
 
     def _counts(self, health: Health, on_status: Status) -> str | None:
         if health.updates is None:
@@ -97,22 +176,36 @@ class BakeWatch:
             )
         return None
 
-    def _webhook(self, on_status: Status) -> str | None:
+    def _webhook(self, on_status: Status) -> Look | None:
         try:
             with self.ctx.telegram(self.token, budget=self.ctx.request_timeout(10)) as telegram:
                 info = telegram.webhook_info()
         except (TelegramError, RemoteError) as exc:
-            on_status(f"getWebhookInfo did not answer this look ({exc.message})")
-            return None
+            return Look(paused=TELEGRAM, seen=exc.message)
+        self._resume()
+        if info.pending_update_count == 0:
+            self.excused = False  # Telegram delivered everything it held: a blip is over
         if info.last_error_date and info.last_error_date >= self.since:
-            return f"Telegram's delivery to it failed after the deploy: {info.last_error_message}"
+            failure = f"Telegram's delivery to it failed after the deploy: {info.last_error_message}"
+            if self._blip(info.last_error_date, info.last_error_message):
+                return Look(paused=REDIS_BETWEEN, seen=failure)
+            return self._confirmed(failure)
         self.pending = (*self.pending, info.pending_update_count)[-GROWING_LOOKS:]
         rising = all(a < b for a, b in zip(self.pending, self.pending[1:], strict=False))
         if len(self.pending) == GROWING_LOOKS and rising:
-            return f"Telegram is holding more and more updates ({' → '.join(map(str, self.pending))})"
+            return self._confirmed(f"Telegram is holding more and more updates ({' → '.join(map(str, self.pending))})")
         return None
 
-    def _conversation(self, on_status: Status) -> str | None:
+    def _blip(self, date: int, message: str | None) -> bool:
+        """Excuse a 503 (the bot's "deliver again") once while Telegram holds updates; errors from
+        the next whole second after it, and after /healthz said Redis answers, count."""
+        if self.env.health_url is None or self.excused or not ASKED_AGAIN.search(message or ""):
+            return False
+        self.excused = True
+        self.since = max(self.since, self.healthy_at, date + 1.0)
+        return True
+
+    def _conversation(self, on_status: Status) -> Look | None:
         probe = Probe(
             self.ctx,
             self.env,
@@ -124,8 +217,21 @@ class BakeWatch:
         )
         failed = [c for c in failures(run_probe(probe, only=["conversation"])) if c.definite]
         if failed:
-            return f"the conversation probe failed: {failed[0].cause or failed[0].detail}"
+            return self._confirmed(f"the conversation probe failed: {failed[0].cause or failed[0].detail}")
         return None
+
+    def _confirmed(self, failure: str) -> Look:
+        """A failure Telegram or the probe saw is the new commit's only while its Redis answers."""
+        if self.env.health_url is None:  # the base level cannot tell: it counts, as it always did
+            return Look(failure)
+        try:
+            down = not health_of(self.env.health_url, self.ctx.request_timeout(10)).redis_ok
+        except (Unreachable, NotTheContract):
+            down = self.redis_down
+        if down:
+            self.redis_down = True
+            return Look(paused=REDIS, seen=failure)
+        return Look(failure)
 
     def handled(self) -> int:
         if self.last is None:
@@ -135,6 +241,32 @@ class BakeWatch:
 
 class Newer(Exception):
     """Another release serves now: the window is its own."""
+
+
+@dataclass
+class Pauses:
+    """The looks that could not judge the commit, by cause."""
+
+    looks: int = 0
+    by_cause: dict[str, int] = field(default_factory=dict)
+
+    def count(self, verdict: Look, commit: str, on_status: Status) -> None:
+        self.looks += 1
+        if verdict.paused is None:
+            return
+        if verdict.paused not in self.by_cause:
+            on_status(f"⚠ inconclusive: {verdict.paused} ({verdict.seen}); the bake does not judge {commit[:12]} by it")
+        self.by_cause[verdict.paused] = self.by_cause.get(verdict.paused, 0) + 1
+
+    def summary(self, commit: str) -> str | None:
+        """None when every look judged; else one line: how many looks could not, and why."""
+        if not self.by_cause:
+            return None
+        paused = sum(self.by_cause.values())
+        why = "; ".join(f"{cause}: {n} look(s)" for cause, n in self.by_cause.items())
+        if paused == self.looks:
+            return f"no look could judge {commit[:12]} ({why}): the bake was inconclusive; nothing was rolled back"
+        return f"{paused} of {self.looks} looks could not judge {commit[:12]} ({why}); nothing was rolled back for it"
 
 
 def bake(
@@ -148,9 +280,10 @@ def bake(
     newer: Callable[[], str | None] = lambda: None,
     on_status: Status = lambda line: None,
 ) -> BakeResult:
-    """Watch ``commit`` for ``env.bake_minutes``; the verdict, with what failed and when."""
+    """Watch ``commit`` for ``env.bake_minutes`` from ``since`` (epoch seconds it serves); the verdict."""
     minutes, interval = env.bake_minutes, env.bake_interval_seconds
     watch = BakeWatch(ctx, env, commit, token, since, webhook_secret)
+    pauses = Pauses()
     started = time.monotonic()
     end = started + minutes * 60
     on_status(f"baking {commit[:12]} for {minutes:g} min, a look every {interval:g} s")
@@ -159,16 +292,22 @@ def bake(
         elapsed = time.monotonic() - started
         started_by = newer()
         if started_by:
-            return BakeResult(True, f"ended after {elapsed:.0f} s: {started_by}", watch.handled(), ended_early=True)
+            return _early(f"ended after {elapsed:.0f} s: {started_by}", watch, pauses, commit)
         try:
-            failed = watch.look(on_status)
+            verdict = watch.look(on_status)
         except Newer as other:
-            return BakeResult(True, f"ended after {elapsed:.0f} s: {other}", watch.handled(), ended_early=True)
-        if failed:
-            return BakeResult(False, f"{failed}, {elapsed:.0f} s into the bake", watch.handled())
+            return _early(f"ended after {elapsed:.0f} s: {other}", watch, pauses, commit)
+        if verdict.failed:
+            return BakeResult(False, f"{verdict.failed}, {elapsed:.0f} s into the bake", watch.handled())
+        pauses.count(verdict, commit, on_status)
     handled = watch.handled()
     if handled == 0:
         note = f"no user traffic during the bake: 0 updates in {minutes:g} min (inconclusive, not a failure)"
     else:
         note = f"{handled} user update(s) handled in {minutes:g} min, none failed"
-    return BakeResult(True, note, handled)
+    inconclusive = pauses.summary(commit)
+    return BakeResult(True, f"{note}; {inconclusive}" if inconclusive else note, handled, inconclusive=inconclusive)
+
+
+def _early(detail: str, watch: BakeWatch, pauses: Pauses, commit: str) -> BakeResult:
+    return BakeResult(True, detail, watch.handled(), ended_early=True, inconclusive=pauses.summary(commit))

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -36,7 +35,7 @@ from ci_tools.clients.telegram import BotInfo, TelegramError
 from ci_tools.context import Context
 from ci_tools.errors import ConfigError, FatalError, InputError, VerificationError
 from ci_tools.pipeline.deploy import deploy
-from ci_tools.pipeline.release import ReleaseRequest, probe_or_fail
+from ci_tools.pipeline.release import ReleaseRequest, probe_serving
 from ci_tools.settings import Config, Environment
 
 TOKEN_VAR = "TELEGRAM_BOT_TOKEN"  # noqa: S105 - variable names, not values
@@ -273,7 +272,6 @@ def _swap(
     with _api(ctx, request) as api:
         api.set_env_var(TOKEN_VAR, token)
     on_status(f"{TOKEN_VAR} on {env.render_service} set to @{bot.username}'s token")
-    started = time.time()
     probe = ReleaseRequest(
         env,
         request.commit,
@@ -284,18 +282,19 @@ def _swap(
         webhook_secret=request.webhook_secret,
     )
     try:
-        deploy(ctx, env, request.commit, timeout=request.timeout, poll=request.poll, on_status=on_status)
+        deployed = deploy(ctx, env, request.commit, timeout=request.timeout, poll=request.poll, on_status=on_status)
         # Webhook errors before the switch are the overlap's: the old instance refuses the new
         # bot's updates on purpose (its secret is bound to the old bot) and Telegram delivers them
-        # again to the new one. Only errors after the new instance serves count against it.
-        live_at = max(started, time.time())
-        probe_or_fail(
+        # again to the new one. Only errors after the new instance serves — /healthz reports the
+        # new bot, not merely the commit, which the old instance runs too — count against it.
+        probe_serving(
             ctx.with_config(_config_for(ctx.config, env)),
             probe,
             request.commit,
-            live_at,
+            deployed.finished_at,
             f"Probe of {env.name} as @{bot.username}",
             lambda title, checks: None,
+            on_status,
         )
     except FatalError as failure:
         reverted = _revert(ctx, request, env, old_token, on_status)

@@ -65,6 +65,7 @@ class DeployResult:
     waited_s: float
     followed: Followed
     baked: BakeResult | None = None  # the bake window's verdict, once it ran
+    finished_at: str | None = None  # Render's finishedAt: when the deploy went live (API mode)
 
 
 def parse_commit(raw: str, *, cwd: str | None = None) -> str:
@@ -153,7 +154,13 @@ def deploy(
         with ctx.render(api_key, service_id, deadline=deadline) as api:
             final, previous = _deploy_by_api(api, env, commit, deadline, poll, on_status)
         return DeployResult(
-            final.id, previous.id if previous else None, final.status, commit, time.monotonic() - started, Followed.API
+            final.id,
+            previous.id if previous else None,
+            final.status,
+            commit,
+            time.monotonic() - started,
+            Followed.API,
+            finished_at=final.finished_at,
         )
     if not hook:
         raise ConfigError(

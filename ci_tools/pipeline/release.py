@@ -1,13 +1,19 @@
-"""A release: deploy, probe, and in production roll back when the probe fails.
+"""A release: deploy, probe, bake, and in production roll back when the probe or the bake fails.
 
 This is the rule every caller shares — ``ci-tools release`` (what staging.yml and
 production.yml run), the rehearsal and the rollback benchmark — so it lives here
 once: a production release whose probe fails goes back to the deploy that was live
 before, is probed again, and still fails so that a person looks.
+
+The probe and the bake judge the new commit by what happened once it served
+(``ci_tools.pipeline.serving``): Telegram's delivery errors from Render's overlap, while
+the old instance still answered, are not the new commit's. The rollback's own probe
+judges the commit gone back to from the moment it serves again, by the same rule.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +25,7 @@ from ci_tools.pipeline.bake import bake
 from ci_tools.pipeline.deploy import DeployResult, deploy
 from ci_tools.pipeline.probe import Check, Probe, failures, run_probe
 from ci_tools.pipeline.rollback import rollback
+from ci_tools.pipeline.serving import epoch, serving_since
 from ci_tools.settings import Environment
 
 Status = Callable[[str], None]
@@ -76,6 +83,25 @@ def probe_or_fail(
         )
 
 
+def probe_serving(
+    ctx: Context,
+    request: ReleaseRequest,
+    commit: str,
+    finished_at: str | None,
+    title: str,
+    report: ProbeReport,
+    on_status: Status = lambda line: None,
+) -> float:
+    """Probe ``commit`` once it serves (within the probe's deadline); the ``since`` it was
+    judged from, which the bake goes on from. ``finished_at``: Render's, when it went live."""
+    started = time.monotonic()
+    live_at = max(t for t in (epoch(finished_at), time.time()) if t is not None)
+    since = serving_since(ctx, request.env, commit, live_at=live_at, within=request.deadline, on_status=on_status)
+    left = max(1.0, request.deadline - (time.monotonic() - started))  # one deadline for both
+    probe_or_fail(ctx, dataclasses.replace(request, deadline=left), commit, since, title, report)
+    return since
+
+
 def release(
     ctx: Context,
     request: ReleaseRequest,
@@ -85,7 +111,6 @@ def release(
     on_rollback: Callable[[str], None] = lambda message: None,
 ) -> DeployResult:
     env, commit = request.env, request.commit
-    started_at = time.time()
     result = deploy(
         ctx,
         env,
@@ -98,7 +123,9 @@ def release(
     on_status(f"✓ live after {result.waited_s:.0f}s; probing")
     commit = result.commit  # the full SHA
     try:
-        probe_or_fail(ctx, request, commit, started_at, f"Probe of {env.name} at {commit[:12]}", on_probe)
+        since = probe_serving(
+            ctx, request, commit, result.finished_at, f"Probe of {env.name} at {commit[:12]}", on_probe, on_status
+        )
     except VerificationError as failure:
         if not env.rollback_on_failed_probe:
             raise
@@ -109,7 +136,7 @@ def release(
             env,
             commit,
             request.token,
-            started_at,
+            since,
             webhook_secret=request.webhook_secret,
             newer=lambda: _newer_release(ctx, result),
             on_status=on_status,
@@ -119,7 +146,7 @@ def release(
             if not env.rollback_on_failed_probe:
                 raise VerificationError(f"{commit[:12]} failed its bake on {env.name}: {baked.detail}")
             _roll_back(ctx, request, result, baked.detail, "its bake", on_status, on_probe, on_rollback)
-        on_status(f"✓ baked: {baked.detail}")
+        on_status(f"⚠ baked, partly inconclusive: {baked.detail}" if baked.inconclusive else f"✓ baked: {baked.detail}")
     return result
 
 
@@ -148,7 +175,15 @@ def _roll_back(
     )
     target, final = back.target, back.final
     try:
-        probe_or_fail(ctx, request, str(target.commit), time.time(), f"Probe of {env.name} after rollback", on_probe)
+        probe_serving(
+            ctx,
+            request,
+            str(target.commit),
+            final.finished_at,
+            f"Probe of {env.name} after rollback",
+            on_probe,
+            on_status,
+        )
         after = "the rollback probe passed"
     except VerificationError as second:
         after = f"the probe after rollback failed too: {second.message}"

@@ -14,7 +14,7 @@ from ci_tools.context import build
 from ci_tools.pipeline.bake import bake
 from ci_tools.pipeline.deploy import deploy
 from sandbox.world import SECRETS
-from tests.support import use
+from tests.support import conversations, use, wait_until
 
 OWNER = 7770001
 USER = 6660003
@@ -76,6 +76,85 @@ def test_a_delivery_error_after_the_deploy_fails_the_bake(world):
     assert not result.passed and "Telegram's delivery to it failed after the deploy" in result.detail
 
 
+def test_a_window_that_redis_is_down_for_throughout_is_inconclusive_and_the_release_stays(world):
+    """The user's message meets the bot's deliberate 503 (Telegram: a delivery error, an update
+    held): Redis's doing, not the commit's, so no look judges it; the release stays, saying so."""
+    ctx, env = baking(world, 0.03)
+    sha = live(world, ctx, env, "fine, but its Redis is not")
+    since = past_a_whole_second()
+    world.redis["production"].stop()
+    world.telegram.send_user_message(world.bots["production"], USER, "hello?")
+    lines: list[str] = []
+    try:
+        token, secret = world.bots["production"].token, SECRETS["production"]
+        result = bake(ctx, env, sha, token, since, webhook_secret=secret, on_status=lines.append)
+    finally:
+        world.redis["production"].start()
+    assert world.bots["production"].last_error_date >= int(since)  # Telegram did record the bot's 503
+    assert result.passed and not result.ended_early
+    assert result.inconclusive and result.inconclusive.startswith(f"no look could judge {sha[:12]}")
+    assert "Redis unreachable (/healthz: redis not ok)" in result.inconclusive
+    assert sum("⚠ inconclusive" in line for line in lines) == 1  # said once, not at every look
+
+
+def past_a_whole_second() -> float:
+    """Now, once the clock has passed the next whole second: Telegram dates its errors in whole
+    seconds, so an error recorded from here on is dated at or after the moment returned."""
+    since = time.time()
+    while time.time() < int(since) + 1:
+        time.sleep(0.01)
+    return since
+
+
+def test_a_redis_blip_between_two_looks_is_inconclusive(world):
+    """Redis is down and back before any look: /healthz never shows it, Telegram's 503 does."""
+    ctx, env = baking(world, 0.03)
+    sha = live(world, ctx, env, "fine, its Redis blips")
+    since = past_a_whole_second()
+    world.redis["production"].stop()
+    world.telegram.send_user_message(world.bots["production"], USER, "hello?")
+    world.redis["production"].start()
+    assert "503" in str(world.bots["production"].last_error_message)
+    result = bake(ctx, env, sha, world.bots["production"].token, since, webhook_secret=SECRETS["production"])
+    assert result.passed, result.detail
+    assert result.inconclusive and "Redis unreachable between two looks" in result.inconclusive
+    assert world.telegram.wait_delivered(10) and world.bots["production"].pending_update_count == 0
+
+
+def test_a_bot_that_keeps_answering_telegram_503_while_redis_answers_is_rolled_back(world):
+    """Its Redis answers /healthz but refuses every write: the 503s do not stop, and Telegram keeps
+    holding the update. One is excused as a blip; the next is the release's (as a storage bug of
+    its own would be)."""
+    ctx, env = baking(world, 0.1)
+    sha = live(world, ctx, env, "refuses what Telegram delivers")
+    since = past_a_whole_second()
+    world.redis["production"].client().config_set("min-replicas-to-write", 1)  # every write refused
+    world.telegram.send_user_message(world.bots["production"], USER, "hello?")
+    result = bake(ctx, env, sha, world.bots["production"].token, since, webhook_secret=SECRETS["production"])
+    assert not result.passed
+    assert "Telegram's delivery to it failed after the deploy: Wrong response from the webhook: 503" in result.detail
+
+
+def test_render_s_edge_not_answering_is_inconclusive_not_a_failure(world):
+    """Nothing answers the public URL (connection refused): Render's side, not the commit's. The old
+    rule failed the bake after three such looks (each waiting out the conversation's 5 s)."""
+    ctx, env = baking(world, 0.3)
+    sha = live(world, ctx, env, "fine")
+    world.services["production"].router.stop()
+    result = bake(ctx, env, sha, world.bots["production"].token, time.time(), webhook_secret=SECRETS["production"])
+    assert result.passed, result.detail
+    assert result.inconclusive and "Render's edge did not answer the public URL" in result.inconclusive
+
+
+def test_telegram_not_answering_getwebhookinfo_is_inconclusive(world):
+    ctx, env = baking(world, 0.02)
+    sha = live(world, ctx, env, "fine")
+    world.telegram.rate_limit(world.bots["production"], calls=1000, retry_after=1)  # 429 to every call
+    result = bake(ctx, env, sha, world.bots["production"].token, time.time(), webhook_secret=SECRETS["production"])
+    assert result.passed, result.detail
+    assert result.inconclusive and "Telegram's getWebhookInfo did not answer" in result.inconclusive
+
+
 def test_a_newer_release_ends_the_window_early(world):
     ctx, env = baking(world, 1.0)
     sha = live(world, ctx, env, "first")
@@ -85,6 +164,55 @@ def test_a_newer_release_ends_the_window_early(world):
     result = bake(ctx, env, sha, world.bots["production"].token, time.time(), webhook_secret=SECRETS["production"])
     assert result.passed and result.ended_early and time.monotonic() - started < 20
     assert "serves now" in result.detail or "a newer release started" in result.detail
+
+
+def redis_outage_in_the_window(world, restart: bool) -> threading.Thread:
+    """Once the bake has looked once, production's real redis-server stops; the daily user writes
+    (the bot answers 503 so Telegram delivers it again: a delivery error, an update held); once
+    the bake has looked at it, Redis comes back on the same port (``restart``) or stays down."""
+    router, redis_server = world.services["production"].router, world.redis["production"]
+    taken = conversations(router)
+
+    def outage() -> None:
+        wait_until(lambda: conversations(router) >= taken + 2, "the bake's first look")
+        redis_server.stop()
+        world.telegram.send_user_message(world.bots["production"], USER, "hello while Redis is down")
+        assert world.bots["production"].last_error_date  # Telegram recorded the bot's 503
+        looked = sum(1 for m, p in list(router.requests) if (m, p) == ("GET", "/healthz"))
+        wait_until(
+            lambda: sum(1 for m, p in list(router.requests) if (m, p) == ("GET", "/healthz")) >= looked + 2,
+            "a look during the outage",
+        )
+        if restart:
+            redis_server.start()
+
+    thread = threading.Thread(target=outage, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("restart", [True, False], ids=["back-before-the-window-ends", "down-to-the-end"])
+def test_a_redis_outage_in_the_window_is_inconclusive_not_a_rollback_and_the_owner_is_told_once(
+    world, monkeypatch, capsys, restart
+):
+    use(monkeypatch, {**world.secrets("production"), "OWNER_CHAT_ID": str(OWNER)})
+    world.telegram.start_chat(world.bots["production"], OWNER)
+    window = "bake_minutes = 0.15\nbake_interval_seconds = 0.3\n"  # 9 s, a look every 0.3 s
+    world.config.write_text(world.config.read_text().replace("bake_minutes = 0\n", window))
+    good = world.commit("main", "good")
+    assert main(["deploy", "production", "--commit", good, "--timeout", "30", "--poll", "0.05"]) == 0
+    outage = redis_outage_in_the_window(world, restart)
+    sha = world.commit("main", "a release whose Redis blips")
+    assert main(["release", "production", "--commit", sha, *FAST]) == 0, capsys.readouterr().err
+    outage.join(10)
+    if not restart:
+        world.redis["production"].start()
+    out = capsys.readouterr().out
+    assert "⚠ inconclusive: Redis unreachable" in out
+    assert "⚠ baked, partly inconclusive" in out and "nothing was rolled back" in out
+    assert not [d for d in world.services["production"].deploys if d["trigger"] == "rollback"]
+    [told] = world.telegram.replies_to(world.bots["production"], OWNER)  # one message, and only one
+    assert f"{sha[:12]} is live; its bake was inconclusive" in told and "Redis unreachable" in told
 
 
 def test_release_with_no_bake_warns(world, monkeypatch, capsys, tmp_path):

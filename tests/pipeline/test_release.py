@@ -13,7 +13,7 @@ from ci_tools.__main__ import main
 from ci_tools.clients.render import check_hook_url
 from ci_tools.errors import ConfigError
 from sandbox.world import SECRETS
-from tests.support import context, use
+from tests.support import context, conversations, use, wait_until
 
 
 def cli(*args: str) -> int:
@@ -586,3 +586,104 @@ def test_a_release_waits_for_a_deploy_still_in_progress_then_judges_against_it(w
     out = capsys.readouterr().out
     assert "waiting for it first" in out
     assert live_commit(world, "production") == second
+
+
+# -- from when the new commit answers for Telegram's errors (pipeline/serving.py) ------------------
+def baking(world, minutes: float = 0.1, interval: float = 0.3) -> None:
+    """Releases bake ``minutes``, a look every ``interval`` seconds (the sandbox's config bakes 0)."""
+    window = f"bake_minutes = {minutes}\nbake_interval_seconds = {interval}\n"
+    world.config.write_text(world.config.read_text().replace("bake_minutes = 0\n", window))
+
+
+def while_the_old_instance_serves(world, commit: str, message: str) -> threading.Event:
+    """Telegram records a failed delivery as ``commit``'s deploy enters update_in_progress: the new
+    instance is not started yet, the old one serves (Render's zero-downtime overlap)."""
+    recorded = threading.Event()
+
+    def hook(deploy: dict, status: str) -> None:
+        if deploy["commit"]["id"] == commit and status == "update_in_progress":
+            assert live_commit(world, "production") != commit  # the old instance answers
+            world.telegram.delivery_failed(world.bots["production"], message)
+            recorded.set()
+
+    world.services["production"].on_status = hook
+    return recorded
+
+
+def test_a_delivery_error_while_the_old_instance_serves_neither_fails_the_probe_nor_the_bake(
+    world, monkeypatch, capsys
+):
+    use(monkeypatch, world.secrets("production"))
+    baking(world)
+    good = world.commit("main", "good")
+    assert deploy("production", good) == 0
+    new = world.commit("main", "new, and fine")
+    recorded = while_the_old_instance_serves(world, new, "Wrong response from the webhook: 502 Bad Gateway")
+    assert cli("release", "production", "--commit", new, *FAST, "--deadline", "5") == 0, capsys.readouterr().err
+    assert recorded.is_set()
+    assert world.bots["production"].last_error_date  # Telegram still reports it: it is history
+    assert "✓ baked" in capsys.readouterr().out
+    assert not [d for d in world.services["production"].deploys if d["trigger"] == "rollback"]
+    assert live_commit(world, "production") == new
+
+
+def test_a_delivery_error_after_the_new_commit_serves_still_rolls_it_back_in_its_bake(world, monkeypatch, capsys):
+    """The overlap's error is history; one recorded once the new commit served and the bake looked is its own."""
+    use(monkeypatch, world.secrets("production"))
+    baking(world, minutes=0.2)
+    good = world.commit("main", "good")
+    assert deploy("production", good) == 0
+    new = world.commit("main", "refuses its updates later")
+    while_the_old_instance_serves(world, new, "Connection refused")
+
+    router, taken = world.services["production"].router, conversations(world.services["production"].router)
+
+    def after_it_serves() -> None:  # once the probe's conversation and the bake's first look were taken
+        wait_until(lambda: conversations(router) >= taken + 2, "the bake's first look")
+        seen = time.time()
+        while time.time() < int(seen) + 1:  # Telegram's date is whole seconds: one past what was seen
+            time.sleep(0.01)
+        world.telegram.delivery_failed(world.bots["production"], "Wrong response from the webhook: 500")
+
+    later = threading.Thread(target=after_it_serves, daemon=True)
+    later.start()
+    assert cli("release", "production", "--commit", new, *FAST, "--deadline", "5") == 5
+    later.join(5)
+    err = capsys.readouterr().err
+    assert f"{new[:12]} failed its bake on production and was rolled back to {good[:12]}" in err
+    assert "Telegram's delivery to it failed after the deploy: Wrong response from the webhook: 500" in err
+    assert live_commit(world, "production") == good
+
+
+def test_an_error_after_live_while_the_url_still_routes_to_the_old_instance_is_not_counted(world, monkeypatch):
+    """Render says live, but the public URL serves the old instance 3 s longer: an error recorded
+    after the run saw live, while the old instance still answers, is not the new commit's. since
+    is the moment /healthz reports the new commit, not the moment the run saw live: the bake, which
+    looks after the error is recorded, does not count it."""
+    use(monkeypatch, world.secrets("production"))
+    baking(world, minutes=0.05)
+    good = world.commit("main", "good")
+    assert deploy("production", good) == 0
+    new = world.commit("main", "goes live, the URL lags")
+    world.render.fault(world.services["production"], new, late_switch=3.0)
+    recorded = threading.Event()
+
+    def once_the_run_saw_live(deploy: dict) -> None:
+        seen = len(world.render.requests)
+        path = f"/v1/services/{world.services['production'].id}/deploys/{deploy['id']}"
+        wait_until(lambda: ("GET", path) in world.render.requests[seen:], "the run's look at the live deploy")
+        moment = time.time()
+        while time.time() < int(moment) + 1:  # Telegram's dates are whole seconds: past the run's "live"
+            time.sleep(0.01)
+        if live_commit(world, "production") == good:  # the old instance still answers the URL
+            world.telegram.delivery_failed(world.bots["production"], "Wrong response from the webhook: 500")
+            recorded.set()
+
+    def at_live(deploy: dict, status: str) -> None:
+        if deploy["commit"]["id"] == new and status == "live":
+            threading.Thread(target=once_the_run_saw_live, args=(deploy,), daemon=True).start()
+
+    world.services["production"].on_status = at_live
+    assert cli("release", "production", "--commit", new, *FAST, "--deadline", "10") == 0
+    assert recorded.is_set(), "the error was not recorded while the old instance served after live"
+    assert live_commit(world, "production") == new

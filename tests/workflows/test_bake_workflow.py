@@ -14,7 +14,8 @@ import pytest
 
 from sandbox.breaks import commit_breaking
 from sandbox.world import git
-from tests.workflows.scenarios import assert_no_secret, health, production_secrets, push
+from tests.support import conversations, wait_until
+from tests.workflows.scenarios import assert_no_secret, health, production_secrets, push, start_live
 
 OWNER = 7770001
 DAILY = 6660002
@@ -92,3 +93,65 @@ def test_an_owner_who_never_started_the_bot_is_a_warning_and_the_release_is_gree
     assert "press Start" in run.log
     assert health(world, "production")["commit"] == sha
     assert world.telegram.replies_to(world.bots["production"], stranger) == []
+
+
+# -- what counts against the new commit, and from when (ci_tools/pipeline/serving.py, bake.py) ------
+def rolled_back(world) -> list[dict]:
+    return [d for d in world.services["production"].deploys if d["trigger"] == "rollback"]
+
+
+def test_a_delivery_error_while_the_old_instance_serves_does_not_roll_the_new_release_back(world, act, baking):
+    """Telegram records a failed delivery as the new deploy enters update_in_progress: the old
+    instance still serves (Render's zero-downtime overlap), so it is not the new commit's."""
+    old = world.commit("main", "the release before")
+    start_live(world, "production", old)
+    new = world.commit("main", "a good release")
+    recorded = threading.Event()
+
+    def while_the_old_instance_serves(deploy: dict, status: str) -> None:
+        ours = deploy["commit"]["id"] == new and status == "update_in_progress"
+        if ours and health(world, "production")["commit"] == old:  # the old instance answers
+            world.telegram.delivery_failed(world.bots["production"], "Wrong response from the webhook: 502")
+            recorded.set()
+
+    world.services["production"].on_status = while_the_old_instance_serves
+    run = release(world, act, new)
+    assert recorded.is_set(), "the error was not recorded while the old instance served"
+    assert run.ok, run.tail()
+    assert "Wrong response from the webhook: 502" not in run.log  # history: neither probe nor bake judged by it
+    assert health(world, "production")["commit"] == new and not rolled_back(world)
+    assert any("is live and baked" in m and new[:12] in m for m in told(world))
+    assert_no_secret(run, world)
+
+
+def test_a_redis_outage_inside_the_bake_window_does_not_roll_back_and_the_owner_is_told(world, act, baking):
+    """Once the bake has looked, production's redis-server stops and the daily user writes (the bot
+    answers 503 so Telegram delivers it again); back after a look. Not the commit's doing."""
+    old = world.commit("main", "the release before")
+    start_live(world, "production", old)
+    new = world.commit("main", "a good release, and then Redis blips")
+    router, redis_server = world.services["production"].router, world.redis["production"]
+    taken = conversations(router)
+
+    def redis_blips() -> None:
+        wait_until(lambda: conversations(router) >= taken + 2, "the bake's first look", deadline=240)
+        redis_server.stop()
+        world.telegram.send_user_message(world.bots["production"], DAILY, "are you there?")
+        looked = sum(1 for request in list(router.requests) if request == ("GET", "/healthz"))
+        wait_until(lambda: sum(1 for r in list(router.requests) if r == ("GET", "/healthz")) > looked, "a look")
+        redis_server.start()
+
+    blip = threading.Thread(target=redis_blips, daemon=True)
+    blip.start()
+    run = release(world, act, new)
+    blip.join(30)
+    assert not blip.is_alive() and redis_server.running
+    assert run.ok, run.tail()
+    assert "⚠ inconclusive: Redis unreachable" in run.log
+    assert "bake inconclusive" in run.log  # the warning annotation's title
+    assert health(world, "production")["commit"] == new and not rolled_back(world)
+    [message] = told(world)  # one message, and only one
+    assert f"{new[:12]} is live; its bake was inconclusive" in message and "Redis unreachable" in message
+    assert "nothing was rolled back" in message
+    assert "are you there?" not in run.log
+    assert_no_secret(run, world)
