@@ -28,7 +28,6 @@ import contextlib
 import json
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import tempfile
@@ -48,6 +47,7 @@ from ci_tools.context import Context
 from ci_tools.errors import ConfigError, FatalError, InputError, VerificationError
 from ci_tools.memory import throwaway
 from ci_tools.memory.files import RecordFile, RecordWriter
+from ci_tools.memory.keys import KeySpace
 from ci_tools.memory.points import find_snapshot
 from ci_tools.memory.records import Record
 from ci_tools.pipeline.replay_bots import (
@@ -57,7 +57,9 @@ from ci_tools.pipeline.replay_bots import (
     bot_environ,
     checkout,
     interpreter,
+    own_module,
     secrets_in_reach,
+    stop_all,
 )
 from ci_tools.pipeline.replay_judge import ROLLBACK_UNSAFE, Conversation, Outcome, Runs, judge
 from ci_tools.settings import Environment
@@ -130,8 +132,12 @@ def prepare(ctx: Context, request: ReplayRequest, out: Path) -> Prepared:
             hint="take the snapshot first (production.yml does), or dispatch production with skip_replay",
         ) from None
     fernet = ctx.snapshot_fernet()
-    wanted = {key.encode(): user for user in request.users for key in request.env.memory_keys(user)}
+    owners = [(user, _space(request.env, user).ownership) for user in request.users]
     present: set[int] = set()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(
+            f"{out} is not an empty folder", hint="prepare into a folder of its own, e.g. $RUNNER_TEMP/replay"
+        )
     out.mkdir(parents=True, exist_ok=True)
     out.chmod(0o700)
     memory = out / MEMORY_FILE
@@ -139,8 +145,7 @@ def prepare(ctx: Context, request: ReplayRequest, out: Path) -> Prepared:
         for record in RecordFile(snapshot, fernet).records():  # a key that cannot decrypt it: exit 3
             if record.exists:
                 writer.write(record)
-                if record.key in wanted:
-                    present.add(wanted[record.key])
+                present.update(user for user, owns in owners if owns.fullmatch(record.key))
     prepared = Prepared(
         out,
         request.env.name,
@@ -151,6 +156,11 @@ def prepare(ctx: Context, request: ReplayRequest, out: Path) -> Prepared:
     )
     _write_request(prepared)
     return prepared
+
+
+def _space(env: Environment, user: int) -> KeySpace:
+    """The user's keys as the memory tools find them (exact keys and glob patterns alike)."""
+    return KeySpace(env.key_prefix.encode(), env.memory_patterns, user)
 
 
 def prepare_off(out: Path, env: Environment, why: str) -> Prepared:
@@ -312,20 +322,19 @@ class _Stage:
             except asyncio.CancelledError:  # SIGINT or SIGTERM while the bots ran
                 raise KeyboardInterrupt from None
             finally:
-                for bot in self.started:
-                    bot.stop()
+                stop_all(self.started)  # at once: a cancel must be over in seconds
         shape = "live ×2, candidate, each then live again" if self.prepared.live else "candidate alone (first release)"
         self.on_status(f"replayed {len(self.config.turns)} turn(s) for {len(self.prepared.users)} user(s): {shape}")
         return self._judge(lanes)
 
-    def _trees(self, folder: Path) -> dict[str, tuple[Path, str]]:
+    def _trees(self, folder: Path) -> dict[str, tuple[Path, str, str]]:
         trees = {}
         for role, commit in (("candidate", self.prepared.candidate), ("live", self.prepared.live)):
             if commit is None or commit in trees:
                 continue
             tree = checkout(commit, folder)
             try:
-                trees[commit] = (tree, interpreter(tree, self.ctx.child, self.on_status))
+                trees[commit] = (tree, interpreter(tree, self.ctx.child, self.on_status), own_module(tree, self.config))
             except CannotStart as exc:
                 raise _cannot_start(role, commit, str(exc)) from None
         return trees
@@ -359,7 +368,7 @@ class _Stage:
         self,
         lanes: list[_Lane],
         copies: dict[str, tuple[str, CaptureServer]],
-        trees: dict[str, tuple[Path, str]],
+        trees: dict[str, tuple[Path, str, str]],
         folder: Path,
     ) -> None:
         headers = {SECRET_HEADER: webhook_secret_for(self.secret, self.token)}
@@ -372,7 +381,7 @@ class _Stage:
         self,
         lane: _Lane,
         copy: tuple[str, CaptureServer],
-        trees: dict[str, tuple[Path, str]],
+        trees: dict[str, tuple[Path, str, str]],
         folder: Path,
         surface: BotSurface,
         replayer: Replayer,
@@ -380,28 +389,33 @@ class _Stage:
         redis_url, capture = copy
         environ = bot_environ(self.ctx.child, self.env, redis_url, capture.url, self.token, self.secret)
         for step, (role, commit) in enumerate(lane.runs):
-            tree, python = trees[commit]
+            tree, python, module = trees[commit]
             log = folder / f"{lane.name}-{step}-{role}.log"
             try:
-                bot = await self._started(role, commit, tree, python, environ, log, surface)
+                bot = await self._started(role, commit, (tree, python, module), environ, log, surface)
             except CannotStart as exc:
                 if lane.name == "candidate" and role == "live":  # on what the candidate left
                     lane.cannot_start = str(exc)
                     return
                 raise _cannot_start(role, commit, str(exc)) from None
-            try:
-                lane.results.append(await replayer.run(bot, capture, list(self.prepared.users)))
-            finally:
-                bot.stop()
+            lane.results.append(await replayer.run(bot, capture, list(self.prepared.users)))
+            bot.stop()  # on a failure or a cancel, run() stops every bot at once
 
     async def _started(
-        self, role: str, commit: str, tree: Path, python: str, environ: dict[str, str], log: Path, surface: BotSurface
+        self,
+        role: str,
+        commit: str,
+        built: tuple[Path, str, str],
+        environ: dict[str, str],
+        log: Path,
+        surface: BotSurface,
     ) -> ReplayBot:
         """A bot of ``commit`` answering /healthz. One that exits at start is started once more on
         another port: the free port it was given can be taken before it binds (a busy runner);
         a real crash crashes twice."""
         for attempt in (1, 2):
-            bot = ReplayBot(role, commit, tree, python, environ, self.config.module, log)
+            tree, python, module = built
+            bot = ReplayBot(role, commit, tree, python, environ, module, log)
             self.started.append(bot)
             bot.start()
             try:
@@ -485,5 +499,9 @@ def live_commit(ctx: Context) -> str | None:
 
 
 def remove(folder: Path) -> None:
-    """The prepared folder, gone (the run step's cleanup; the memory file is gone already)."""
-    shutil.rmtree(folder, ignore_errors=True)
+    """What ``prepare`` wrote, gone (the run's cleanup; the memory file is gone already), and the
+    folder if nothing else is in it: never anything else a person kept beside it."""
+    for name in (REQUEST_FILE, MEMORY_FILE):
+        (folder / name).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        folder.rmdir()

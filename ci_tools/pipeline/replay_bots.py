@@ -12,11 +12,15 @@ message masked (``ValueError: xxxxx xxx …``): a start-up error may quote a sto
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -27,7 +31,7 @@ from ci_tools.clients.health import BotSurface, NotTheContract, Unreachable
 from ci_tools.errors import ConfigError
 from ci_tools.memory import throwaway
 from ci_tools.pipeline.replay_judge import Answer, Conversation, letters_masked
-from ci_tools.settings import Environment
+from ci_tools.settings import Environment, Replay
 
 Status = Callable[[str], None]
 NAME = "Friend"  # the first name every replayed turn carries: the same on every side
@@ -87,6 +91,24 @@ def interpreter(tree: Path, environ: Mapping[str, str], on_status: Status) -> st
     return str(tree / ".venv" / "bin" / "python")
 
 
+def own_module(tree: Path, replay: Replay) -> str:
+    """The module the commit of ``tree`` starts as: its own ``[tool.ci_tools.replay] module``.
+
+    The live commit and the candidate may name different modules (a rename); each runs as its
+    own tree says, never as the candidate's config says (``python -m`` would then find the
+    candidate's package installed in this environment and run it as "live")."""
+    try:
+        document = tomllib.loads((tree / "pyproject.toml").read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return replay.module
+    module = document.get("tool", {}).get("ci_tools", {}).get("replay", {}).get("module")
+    return module if isinstance(module, str) and _dotted(module) else replay.module
+
+
+def _dotted(module: str) -> bool:
+    return all(part.isidentifier() for part in module.split("."))
+
+
 def why_it_stopped(log: str) -> str:
     """What a bot's log says about its end, without its words: the exception's type, the
     message's shape with every letter and digit masked; else the last line's length alone."""
@@ -125,6 +147,7 @@ class ReplayBot:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
+                start_new_session=True,  # its own session: whatever it starts is stopped with it
                 preexec_fn=throwaway.die_with_parent,  # only prctl(2), before exec: safe with threads
             )
 
@@ -152,9 +175,44 @@ class ReplayBot:
         return why_it_stopped(self.log.read_text(errors="replace")) if self.log.exists() else "it printed nothing"
 
     def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is not None:
-            throwaway.terminate(process, grace=5)
+        stop_all([self])
+
+
+def _sessions_members(sessions: set[int], proc: Path = Path("/proc")) -> list[int]:
+    """Every process in one of ``sessions`` (a bot's children and theirs, reparented or not)."""
+    found = []
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) in sessions:  # after state, ppid, pgrp: the session id
+            found.append(int(stat.parent.name))
+    return found
+
+
+def stop_all(bots: list[ReplayBot], grace: float = 2.0) -> None:
+    """SIGTERM to every bot's session at once, one shared ``grace``, then SIGKILL to what is left:
+    a cancel must be over before the runner's SIGKILL (7.5 s after its SIGINT), and a process a
+    bot started must not outlive the stage to meet the steps after it."""
+    processes = [bot.process for bot in bots if bot.process is not None]
+    for bot in bots:
+        bot.process = None
+    sessions = {process.pid for process in processes}
+    for sid in sessions:
+        with contextlib.suppress(OSError):
+            os.killpg(sid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for process in processes:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
+    for pid in _sessions_members(sessions):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
 
 
 def bot_environ(

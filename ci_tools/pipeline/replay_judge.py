@@ -75,8 +75,9 @@ def masked(replies: tuple[str, ...], ignore: tuple[re.Pattern[str], ...]) -> tup
 
 
 def letters_masked(line: str) -> str:
-    """``line`` with every letter and digit an ``x``: its shape, none of its words."""
-    return re.sub(r"[^\W_]", "x", line)
+    """``line`` with every character but spaces an ``x``: its shape, none of its words (nor the
+    emoji and punctuation a fact may carry)."""
+    return re.sub(r"\S", "x", line)
 
 
 def shape(expected: tuple[str, ...], got: tuple[str, ...]) -> str:
