@@ -127,7 +127,7 @@ def _verdict(ctx: Context, args: argparse.Namespace, candidate: str, live: str |
         if compared:
             say(f"✓ {candidate[:12]} answers the protected users as " + (live[:12] if live else "expected"))
         else:
-            say(f"⚠ no protected user has memory here, so {candidate[:12]} was replayed for nobody")
+            say(f"⚠ nothing of the protected users' turns was compared for {candidate[:12]} (see the table)")
     return 0
 
 

@@ -132,3 +132,26 @@ def load_records(url: str, records: Iterable[Record]) -> int:
     pipe.execute()
     client.close()
     return count
+
+
+def key_state(url: str, batch: int = 1000) -> dict[bytes, tuple[str, bool]]:
+    """Every key of the server at ``url`` with its type and whether it persists (no TTL): what the
+    replay compares between copies, never a value."""
+    client = redis.Redis.from_url(url)
+    found: dict[bytes, tuple[str, bool]] = {}
+    try:
+        keys = list(client.scan_iter(count=batch))
+        for start in range(0, len(keys), batch):
+            chunk = keys[start : start + batch]
+            pipe = client.pipeline(transaction=False)
+            for key in chunk:
+                pipe.type(key)
+                pipe.pttl(key)
+            answers = pipe.execute()
+            for index, key in enumerate(chunk):
+                kind, ttl = answers[2 * index], answers[2 * index + 1]
+                if ttl != -2:  # gone meanwhile
+                    found[key] = (kind.decode() if isinstance(kind, bytes) else str(kind), ttl == -1)
+    finally:
+        client.close()
+    return found

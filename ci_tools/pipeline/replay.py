@@ -61,7 +61,15 @@ from ci_tools.pipeline.replay_bots import (
     secrets_in_reach,
     stop_all,
 )
-from ci_tools.pipeline.replay_judge import ROLLBACK_UNSAFE, Conversation, Outcome, Runs, judge
+from ci_tools.pipeline.replay_judge import (
+    ROLLBACK_UNSAFE,
+    Conversation,
+    KeyState,
+    Outcome,
+    Runs,
+    compare_memory,
+    judge,
+)
 from ci_tools.settings import Environment
 
 Status = Callable[[str], None]
@@ -279,6 +287,7 @@ class _Lane:
     runs: tuple[tuple[str, str], ...]  # (role, commit), in order
     results: list[Conversation] = field(default_factory=list)
     cannot_start: str | None = None  # the live commit, restarted on what the candidate left
+    keys: KeyState = field(default_factory=dict)  # what the copy holds after the first run
 
 
 class _Stage:
@@ -298,9 +307,9 @@ class _Stage:
         if live is None:
             return [_Lane("candidate", (("candidate", candidate),))]
         return [
-            _Lane("primary", (("live", live), ("live", live))),
-            _Lane("secondary", (("live", live), ("live", live))),
-            _Lane("candidate", (("candidate", candidate), ("live", live))),
+            _Lane("primary", (("live", live), ("live", live), ("live", live))),
+            _Lane("secondary", (("live", live), ("live", live), ("live", live))),
+            _Lane("candidate", (("candidate", candidate), ("candidate", candidate), ("live", live))),
         ]
 
     def run(self, records: list[Record]) -> Outcome:
@@ -323,7 +332,11 @@ class _Stage:
                 raise KeyboardInterrupt from None
             finally:
                 stop_all(self.started)  # at once: a cancel must be over in seconds
-        shape = "live ×2, candidate, each then live again" if self.prepared.live else "candidate alone (first release)"
+        shape = (
+            "live ×2 and candidate, each twice, then live on each copy"
+            if self.prepared.live
+            else "candidate alone (first release)"
+        )
         self.on_status(f"replayed {len(self.config.turns)} turn(s) for {len(self.prepared.users)} user(s): {shape}")
         return self._judge(lanes)
 
@@ -400,6 +413,8 @@ class _Stage:
                 raise _cannot_start(role, commit, str(exc)) from None
             lane.results.append(await replayer.run(bot, capture, list(self.prepared.users)))
             bot.stop()  # on a failure or a cancel, run() stops every bot at once
+            if step == 0:
+                lane.keys = await asyncio.to_thread(throwaway.key_state, redis_url)
 
     async def _started(
         self,
@@ -434,15 +449,29 @@ class _Stage:
         if self.prepared.live is None:
             return judge(self.config, users, Runs(candidate=candidate.results[0]))
         primary, secondary = by_name["primary"].results, by_name["secondary"].results
+        ran = candidate.results
+
+        def visit(results: list[Conversation], index: int) -> Conversation | None:
+            return results[index] if len(results) > index else None
+
         runs = Runs(
-            candidate=candidate.results[0],
+            candidate=ran[0],
             primary=primary[0],
             secondary=secondary[0],
-            after_candidate=candidate.results[1] if len(candidate.results) > 1 else None,
-            after_primary=primary[1],
-            after_secondary=secondary[1],
+            after_candidate=visit(ran, 2),
+            after_primary=visit(primary, 2),
+            after_secondary=visit(secondary, 2),
+            candidate_again=visit(ran, 1),
+            primary_again=visit(primary, 1),
+            secondary_again=visit(secondary, 1),
         )
         outcome = judge(self.config, users, runs)
+        lost = compare_memory(
+            by_name["primary"].keys, by_name["secondary"].keys, candidate.keys, self.env.memory_patterns
+        )
+        if lost is not None:
+            outcome.items.append(Item("memory", False, lost, "fix forward on develop; nothing was deployed"))
+            outcome.stops.append(lost)
         if candidate.cannot_start is not None:
             line = f"{ROLLBACK_UNSAFE} (the live commit cannot start on what it left: {candidate.cannot_start})"
             outcome.items.append(Item("rollback", False, line, "fix forward on develop; nothing was deployed"))

@@ -56,6 +56,55 @@ class Runs:
     after_candidate: Conversation | None = None  # the live commit, restarted on the candidate's copy
     after_primary: Conversation | None = None  # the live commit, restarted on its own first copy
     after_secondary: Conversation | None = None
+    # the second visit on each copy, the bot restarted on what its first left (a migration that
+    # cannot run twice crashes here): the candidate's compared with the live commit's
+    candidate_again: Conversation | None = None
+    primary_again: Conversation | None = None
+    secondary_again: Conversation | None = None
+
+
+KeyState = dict[bytes, tuple[str, bool]]  # key → (type, persistent): what a copy holds after a run
+
+
+def compare_memory(
+    primary: KeyState, secondary: KeyState, candidate: KeyState, patterns: tuple[str, ...]
+) -> str | None:
+    """What the candidate's start and turns did to keys the live commit keeps, in counts by pattern.
+
+    The turns show only what they answer; a migration may delete other users' facts, put an
+    expiry on everyone's, or wipe a history no turn reads. A key both live runs keep (persistent,
+    of one type) that the candidate's copy lacks, holds with an expiry, or holds as another type
+    is a finding. Keys the live runs disagree on are noise; keys only the candidate writes are its
+    own business."""
+    lost: dict[str, int] = {}
+    for key, kept in primary.items():
+        if secondary.get(key) != kept or not kept[1]:
+            continue
+        now = candidate.get(key)
+        if now is None:
+            what = "deleted"
+        elif now[0] != kept[0]:
+            what = "changed in type"
+        elif not now[1]:
+            what = "given an expiry"
+        else:
+            continue
+        label = f"{what} ({_family(key, patterns)})"
+        lost[label] = lost.get(label, 0) + 1
+    if not lost:
+        return None
+    listed = ", ".join(f"{count} {label}" for label, count in sorted(lost.items()))
+    return f"the candidate's start or turns leave keys the live commit keeps: {listed}"
+
+
+def _family(key: bytes, patterns: tuple[str, ...]) -> str:
+    """Which configured memory pattern ``key`` belongs to (names, never values), else "other keys"."""
+    text = key.decode(errors="replace")
+    for pattern in patterns:
+        before, _, after = pattern.partition("{user_id}")
+        if re.search(re.escape(before) + r"\d+" + re.escape(after) + "$", text):
+            return pattern
+    return "other keys"
 
 
 @dataclass
@@ -94,7 +143,7 @@ def shape(expected: tuple[str, ...], got: tuple[str, ...]) -> str:
     ]
     changed = sorted({i + 1 for i, (a, b) in enumerate(zip(before, after, strict=False)) if a != b})
     changed_text = ", ".join(map(str, changed[:8])) or "none of the common ones"
-    masked_diff = " | ".join(letters_masked(line)[:60] for line in diff[:4])
+    masked_diff = " | ".join(line[:1] + letters_masked(line[1:])[:60] for line in diff[:4])
     return f"{counts}; lines changed: {changed_text}; masked diff: {masked_diff}"
 
 
@@ -102,33 +151,68 @@ def _status(answer: Answer) -> str:
     return "no answer" if answer.status is None else f"HTTP {answer.status}"
 
 
+def _lines(replies: tuple[str, ...]) -> list[list[str]]:
+    return [reply.splitlines() for reply in replies]
+
+
+def _without(replies: tuple[str, ...], noisy: set[tuple[int, int]]) -> list[list[str]]:
+    """The replies' lines, each line the two live runs disagree on replaced alike."""
+    return [
+        ["…" if (m, n) in noisy else line for n, line in enumerate(lines)] for m, lines in enumerate(_lines(replies))
+    ]
+
+
 class _Turns:
-    """The verdict on one user's turns, built turn by turn."""
+    """The verdict on one user's turns, built turn by turn.
+
+    Noise is found line by line: where the two live runs answer with the same messages and
+    lines but some lines differ (a time stamp), only those lines are left out of the comparison;
+    the rest of the turn — the facts — is still compared. Where even the shape differs, the turn
+    is noise and is not compared (a warning names it)."""
 
     def __init__(self, ignore: tuple[re.Pattern[str], ...]) -> None:
         self.ignore = ignore
         self.problems: list[str] = []
         self.noisy: set[int] = set()
+        self.compared = 0  # turns compared at all: a user whose every turn is noise was not checked
 
-    def same(self, a: Answer, b: Answer) -> bool:
-        return a.ok and b.ok and masked(a.replies, self.ignore) == masked(b.replies, self.ignore)
+    def _noise(self, a: Answer, b: Answer) -> set[tuple[int, int]] | None:
+        """The (message, line) positions the two live runs disagree on; None: not comparable."""
+        if not (a.ok and b.ok):
+            return None
+        one, two = _lines(masked(a.replies, self.ignore)), _lines(masked(b.replies, self.ignore))
+        if [len(m) for m in one] != [len(m) for m in two]:
+            return None
+        return {(m, n) for m, lines in enumerate(one) for n, line in enumerate(lines) if line != two[m][n]}
+
+    def _differs(self, a: Answer, c: Answer, noisy: set[tuple[int, int]]) -> bool:
+        return _without(masked(c.replies, self.ignore), noisy) != _without(masked(a.replies, self.ignore), noisy)
 
     def forward(self, turn: str, index: int, a: Answer, b: Answer, c: Answer) -> None:
-        if not self.same(a, b):
+        noisy = self._noise(a, b)
+        if noisy is None:
             self.noisy.add(index + 1)
             return
-        if a.replies and not c.replies:
+        self.compared += 1
+        if noisy:
+            self.noisy.add(index + 1)
+        if not c.ok:
+            self.problems.append(f"{turn}: the candidate failed it ({_status(c)})")
+        elif a.replies and not c.replies:
             self.problems.append(f"{turn}: the candidate answered nothing where the live commit answered")
-        elif masked(c.replies, self.ignore) != masked(a.replies, self.ignore):
+        elif self._differs(a, c, noisy):
             self.problems.append(f"{turn}: the candidate answers differently ({shape(a.replies, c.replies)})")
 
     def rollback(self, turn: str, index: int, a: Answer, b: Answer, d: Answer) -> None:
-        if not self.same(a, b):
+        noisy = self._noise(a, b)
+        if noisy is None:
             self.noisy.add(index + 1)
             return
+        if noisy:
+            self.noisy.add(index + 1)
         if not d.ok:
             self.problems.append(f"{turn}: {ROLLBACK_UNSAFE} (the live commit failed it: {_status(d)})")
-        elif masked(d.replies, self.ignore) != masked(a.replies, self.ignore):
+        elif self._differs(a, d, noisy):
             self.problems.append(f"{turn}: {ROLLBACK_UNSAFE} ({shape(a.replies, d.replies)})")
 
 
@@ -149,6 +233,14 @@ def judge(replay: Replay, users: list[int], runs: Runs) -> Outcome:
                     turns.problems.append(f"{turn}: the candidate answered nothing")
                 continue
             turns.forward(turn, index, runs.primary[user, index], runs.secondary[user, index], c)
+            if runs.candidate_again is not None and runs.primary_again is not None and runs.secondary_again is not None:
+                turns.forward(
+                    f"{turn}, second visit",
+                    index,
+                    runs.primary_again[user, index],
+                    runs.secondary_again[user, index],
+                    runs.candidate_again[user, index],
+                )
             if runs.after_candidate is not None and runs.after_primary is not None and runs.after_secondary is not None:
                 turns.rollback(
                     turn,

@@ -208,7 +208,7 @@ def test_a_start_failure_is_named_by_its_type_and_shape_never_its_words():
         "ValueError: could not convert string to float: b'my sister is called Mira'\n"
     )
     said = why_it_stopped(log)
-    assert said.startswith("ValueError: xxxxx xxx xxxxxxx xxxxxx xx xxxxx: x'xx xxxxxx xx xxxxxx xxxx'")
+    assert said == "ValueError: xxxxx xxx xxxxxxx xxxxxx xx xxxxxx xxxx xxxxxx xx xxxxxx xxxxx"
     assert "Mira" not in said and "sister" not in said
     plain = why_it_stopped("mindmate: my sister is called Mira\n")
     assert "Mira" not in plain and "34 chars" in plain

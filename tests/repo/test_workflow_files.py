@@ -49,6 +49,8 @@ def ci_tools_calls(script: str) -> list[list[str]]:
     for line in joined.splitlines():
         for part in re.split(r"\s*(?:&&|\|\||;|\|)\s*", line.strip()):
             words = shlex.split(part, comments=True) if part else []
+            if words[:1] == ["exec"]:  # the step's shell replaced by the command (a cancel reaches it)
+                words = words[1:]
             if words[:1] == ["ci-tools"]:
                 calls.append(words[1:])
     return calls
