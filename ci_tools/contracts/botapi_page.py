@@ -168,11 +168,11 @@ def _fields(kind: str, table: Element, url: str) -> list[dict[str, Any]]:
     return fields
 
 
-def _content(html: str, url: str) -> Element:
+def _content(html: str, where: str) -> Element:
     content = _tree(html).find("div", id="dev_page_content")
     if content is None:
         raise RemoteError(
-            f"{url} is not the Bot API reference (no div#dev_page_content)",
+            f"{where} is not the Bot API reference (no div#dev_page_content)",
             hint="check the address; if Telegram changed its page, update ci_tools/contracts/botapi_page.py",
         )
     return content
@@ -200,16 +200,21 @@ def _link_subtypes(types: dict[str, dict[str, Any]]) -> None:
                 types[subtype].setdefault("subtype_of", []).append(name)
 
 
-def parse(html: str, url: str = PAGE_URL) -> dict[str, Any]:
-    """The page as ``{version, release_date, changelog, methods, types}``, like the generator's ``api.json``."""
-    content = _content(html, url)
+def parse(html: str, url: str = PAGE_URL, *, read_from: str | None = None) -> dict[str, Any]:
+    """The page as ``{version, release_date, changelog, methods, types}``, like the generator's ``api.json``.
+
+    ``url`` is the page's own address, which the links in the result are made from;
+    ``read_from`` is where this copy was read (a saved copy), for the error messages.
+    """
+    where = read_from or url
+    content = _content(html, where)
     top = list(content.elements())
     release = next((e for e in top if e.tag == "h4"), None)
     version = next((e for e in top if e.tag == "p"), None)
     anchor = release.find("a") if release else None
     if release is None or version is None or anchor is None:
         raise RemoteError(
-            f"{url} names no Bot API version (no release heading before the reference)",
+            f"{where} names no Bot API version (no release heading before the reference)",
             hint="Telegram changed its page: update ci_tools/contracts/botapi_page.py",
         )
     spec: dict[str, Any] = {
@@ -251,7 +256,7 @@ def parse(html: str, url: str = PAGE_URL) -> dict[str, Any]:
     _link_subtypes(spec["types"])
     if not spec["methods"] or not spec["types"]:
         raise RemoteError(
-            f"{url} lists no Bot API methods or types",
+            f"{where} lists no Bot API methods or types",
             hint="Telegram changed its page: update ci_tools/contracts/botapi_page.py",
         )
     return spec

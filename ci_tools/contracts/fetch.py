@@ -68,7 +68,8 @@ def telegram_description(client: httpx.Client, url: str) -> tuple[bytes, str]:
     """Telegram's Bot API page read into ``api.json``, and the version it names."""
     response = _get(client, url, "the Bot API page")
     # Links in the result point at Telegram's page even when a local copy is read (tests, re-vendoring).
-    spec = botapi_page.parse(response.content.decode("utf-8", errors="replace"), botapi_page.PAGE_URL)
+    html = response.content.decode("utf-8", errors="replace")
+    spec = botapi_page.parse(html, botapi_page.PAGE_URL, read_from=url)
     return botapi_page.dumps(spec), f"{spec['version']}, {spec['release_date']}"
 
 

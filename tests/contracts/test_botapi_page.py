@@ -130,5 +130,6 @@ def test_a_page_that_is_not_the_reference_is_one_clear_error(page_server):
     with httpx.Client() as client, pytest.raises(RemoteError) as raised:
         fetch.telegram_description(client, f"{page_server.url}/bots/api")
     line = raised.value.one_line()
-    assert "is not the Bot API reference" in line and "\n" not in line
+    assert line.startswith(f"{page_server.url}/bots/api is not the Bot API reference")  # the address read
+    assert "\n" not in line
     assert "botapi_page.py" in line
