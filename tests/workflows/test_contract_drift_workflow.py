@@ -92,3 +92,18 @@ def test_a_changed_field_in_an_operation_we_use_fails_the_run_naming_it(act, pub
     assert "properties.finishedAt.nullable" in run.log
     assert "github's published description changed in" in run.log
     assert "✓ telegram: no change in the" in run.log  # the other providers are still compared
+
+
+def test_a_new_field_on_telegrams_page_fails_the_run_naming_it(act, published):
+    """The page as Telegram would publish a new optional sendMessage parameter."""
+    page = published.files["/bots/api"].decode("utf-8")
+    section = page.index('name="sendmessage"')
+    body = page.index("<tbody>", section) + len("<tbody>")
+    row = "\n<tr>\n<td>silent_until</td>\n<td>Integer</td>\n<td>Optional</td>\n<td>Unix time.</td>\n</tr>"
+    published.files["/bots/api"] = (page[:body] + row + page[body:]).encode("utf-8")
+
+    run = act.run("contract-drift.yml", "workflow_dispatch", secrets={}, env=sources(published))
+    assert not run.ok
+    assert "telegram's published description changed in sendMessage" in run.log
+    assert "fields.silent_until.types" in run.log
+    assert "✓ render: no change in the" in run.log
