@@ -3,7 +3,8 @@
 ``diff PROVIDER OLD NEW`` compares two copies of a provider's description in the operations
 this project uses (``ci_tools.contracts.used``) and exits 5 listing each change, so a
 scheduled run turns red when Render, GitHub or Telegram change what we rely on.
-``fetch DIR`` downloads what each provider publishes now, for ``diff`` to compare.
+``fetch DIR`` downloads what each provider publishes now, for ``diff`` to compare (Telegram
+publishes its Bot API only as a page: it is read into the vendored ``api.json`` shape).
 ``cut github FULL OUT`` cuts GitHub's 13 MB description down to those operations, which is
 how ``ci_tools/contracts/specs/github-api.json`` is made.
 """
@@ -35,7 +36,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     # local "published" copy), else the providers' own addresses.
     fetch.add_argument("--render-url")
     fetch.add_argument("--npm-registry")
-    fetch.add_argument("--telegram-url")
+    fetch.add_argument("--telegram-url", help="the Bot API page (default https://core.telegram.org/bots/api)")
     fetch.set_defaults(func=fetch_descriptions)
     cut = sub.add_parser("cut", help="cut GitHub's full description to the operations we use")
     cut.add_argument("provider", choices=("github",))

@@ -1,9 +1,12 @@
 """Fetch what the providers publish now, for ``contract-drift.yml`` to compare.
 
-Render publishes its OpenAPI file at a fixed URL; GitHub's ships in the newest
-``@octokit/openapi`` npm package (its registry metadata names the tarball); the Bot API's
-``api.json`` lives in its generator's repository. Each source can be pointed elsewhere,
-which is how the workflow is tested in act against local copies.
+Render publishes its OpenAPI file at a fixed URL (the one its API docs link,
+https://api-docs.render.com/openapi/render-public-api-1.json); GitHub's ships in the newest
+``@octokit/openapi`` npm package (its registry metadata names the tarball). Telegram publishes
+no machine-readable description: the Bot API is its page https://core.telegram.org/bots/api,
+read into the vendored ``api.json`` shape by ``botapi_page`` (a generator's repository that
+scraped it stopped following it at Bot API 10.1). Each source can be pointed elsewhere, which
+is how the workflow is tested in act against local copies.
 """
 
 from __future__ import annotations
@@ -15,11 +18,12 @@ from pathlib import Path
 
 import httpx
 
+from ci_tools.contracts import botapi_page
 from ci_tools.errors import RemoteError
 
 RENDER_URL = "https://api-docs.render.com/openapi/render-public-api-1.json"
 NPM_REGISTRY = "https://registry.npmjs.org"
-TELEGRAM_URL = "https://raw.githubusercontent.com/PaulSonOfLars/telegram-bot-api-spec/main/api.json"
+TELEGRAM_URL = botapi_page.PAGE_URL
 OCTOKIT_MEMBER = "package/generated/api.github.com.json"
 
 
@@ -60,6 +64,15 @@ def github_description(client: httpx.Client, registry: str) -> tuple[bytes, str]
         return member.read(), str(meta.get("version", "?"))
 
 
+def telegram_description(client: httpx.Client, url: str) -> tuple[bytes, str]:
+    """Telegram's Bot API page read into ``api.json``, and the version it names."""
+    response = _get(client, url, "the Bot API page")
+    # Links in the result point at Telegram's page even when a local copy is read (tests, re-vendoring).
+    html = response.content.decode("utf-8", errors="replace")
+    spec = botapi_page.parse(html, botapi_page.PAGE_URL, read_from=url)
+    return botapi_page.dumps(spec), f"{spec['version']}, {spec['release_date']}"
+
+
 def fetch_all(out: Path, sources: Sources, *, timeout: float = 60) -> dict[str, str]:
     """Write ``render.json``, ``github.json`` and ``telegram.json`` into ``out``; where each came from."""
     out.mkdir(parents=True, exist_ok=True)
@@ -67,9 +80,10 @@ def fetch_all(out: Path, sources: Sources, *, timeout: float = 60) -> dict[str, 
         (out / "render.json").write_bytes(_get(client, sources.render, "Render's OpenAPI").content)
         github, version = github_description(client, sources.npm_registry)
         (out / "github.json").write_bytes(github)
-        (out / "telegram.json").write_bytes(_get(client, sources.telegram, "the Bot API's api.json").content)
+        telegram, named = telegram_description(client, sources.telegram)
+        (out / "telegram.json").write_bytes(telegram)
     return {
         "render": sources.render,
         "github": f"@octokit/openapi {version}",
-        "telegram": sources.telegram,
+        "telegram": f"{sources.telegram} ({named})",
     }
