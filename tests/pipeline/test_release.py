@@ -370,6 +370,25 @@ def test_a_rollback_past_render_build_retention_redeploys_that_commit_and_probes
     assert now["commit"]["id"] == service.deploys[3]["commit"]["id"] != rejected["commit"]["id"]
 
 
+def test_a_rebuild_past_retention_that_fails_to_build_is_one_line_and_the_live_deploy_serves_on(
+    world, monkeypatch, capsys
+):
+    """The old commit no longer builds (a dependency gone, say): the rebuild fails like a deploy,
+    in one line naming it, and Render keeps the live deploy serving."""
+    use(monkeypatch, world.secrets("production"))
+    service = world.services["production"]
+    service.plan = "free"
+    first, oldest = releases_past_retention(world, service, 3)
+    live = service.deploys[0]
+    world.render.fault(service, first, build_failed=True)  # deploys of `first` from now on
+    capsys.readouterr()
+    assert cli("rollback", "production", "--to", oldest["id"], *FAST, "--deadline", "5") == 5
+    err = capsys.readouterr().err
+    assert f"of {first[:12]} ended build_failed" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert next(d for d in service.deploys if d["status"] == "live")["id"] == live["id"]
+
+
 def test_render_keeps_builds_by_plan(world, monkeypatch):
     """Hobby keeps 5 previous builds, a free web service 2: the same history is a rollback on one
     and a rebuild on the other."""
