@@ -63,6 +63,14 @@ _BLUEPRINT_PATH = re.compile(r"^/v1/blueprints(?:/(?P<blueprint>exs-[0-9a-z]{20}
 _KV_PATH = re.compile(r"^/v1/key-value(?:/(?P<kv>red-[a-z0-9]+)(?P<rest>/.*)?)?$")
 
 
+# Builds Render keeps for rollbacks, past the live one, by the workspace's plan; a free web
+# service keeps two whatever the workspace (render.com/docs/rollbacks, "Build retention": "You
+# can only roll back to a particular deploy if its build artifact is still available"; the figures
+# from render.com/articles/how-to-rollback-a-broken-deployment-quickly, "Check how far back you
+# can go": Free web services 2, Hobby 5, Pro 15, Scale 30, Enterprise 30).
+BUILDS_KEPT = {"hobby": 5, "pro": 15, "scale": 30, "enterprise": 30}
+FREE_BUILDS_KEPT = 2
+
 OWNER = {
     "id": "tea-sandbox0001",
     "name": "MindMate",
@@ -267,6 +275,12 @@ class FakeService:
     # A test's hook, called with the deploy and its new status as a deploy enters each one, in the
     # deploy's own thread before it goes on: at "update_in_progress" the old instance still serves.
     on_status: Callable[[dict[str, Any], str], None] | None = None
+    plan: str = "starter"  # the instance type (serviceDetails.plan); "free" keeps fewer builds
+    workspace_plan: str = "hobby"  # the workspace's plan: how many builds a rollback can reuse
+
+    def builds_kept(self) -> int:
+        """How many previous builds Render keeps for this service's rollbacks (``BUILDS_KEPT``)."""
+        return FREE_BUILDS_KEPT if self.plan == "free" else BUILDS_KEPT[self.workspace_plan]
 
     def json(self) -> dict[str, Any]:
         """``service`` of Render's description: a Python web service, every required field."""
@@ -296,7 +310,7 @@ class FakeService:
                     "buildCommand": "uv sync --locked --no-default-groups",
                     "startCommand": ".venv/bin/python -m mindmate",
                 },
-                "plan": "starter",
+                "plan": self.plan,
                 "region": "frankfurt",
                 "numInstances": 1,
                 "buildPlan": "starter",
@@ -325,7 +339,6 @@ class FakeRender(StandInServer):
         super().__init__(latency=latency)
         self.api_key = api_key
         self.scoped_keys: dict[str, dict[str, str]] = {}
-        self.builds_kept = 5  # previous builds a rollback can reuse: a Hobby workspace's
         self.build_root: Path | None = None  # where build() unpacks each deployed commit
         self.step = step  # seconds between statuses
         # Render fails a deploy whose instance has not passed its health check for 15 minutes
@@ -684,12 +697,11 @@ class FakeRender(StandInServer):
                 return 404, {"message": "deploy not found"}, {}
             if target["status"] not in ("live", "deactivated"):
                 return 400, {"message": "can only roll back to a deploy that was live"}, {}
-            # Render rolls back by reusing the target's build, and keeps only a workspace plan's
-            # most recent builds (render.com/docs/rollbacks; "How to rollback a broken deployment
-            # quickly": Free web services 2 previous deploys, Hobby 5, Pro 15, Scale and Enterprise
-            # 30). The refusal's wording is not documented: this is the stand-in's.
-            kept = [d["id"] for d in service.deploys if d["status"] in ("live", "deactivated")][: self.builds_kept + 1]
-            if target["id"] not in kept:
+            # Render rolls back by reusing the target's build, and keeps only the plan's most recent
+            # ones (BUILDS_KEPT). The refusal is one of the description's documented 400s for
+            # rollback-deploy; its wording is not documented: this is the stand-in's.
+            went_live = [d["id"] for d in service.deploys if d["status"] in ("live", "deactivated")]
+            if target["id"] not in went_live[: service.builds_kept() + 1]:
                 return 400, {"message": f"the build of {target['id']} is no longer available"}, {}
             deploy = self._start_deploy(
                 service, target["commit"]["id"], trigger="rollback", build=False, target=target["id"]

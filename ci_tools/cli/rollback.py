@@ -71,8 +71,9 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         if not args.json:
             say(f"✓ {line}")
         return 0
+    rebuilt = f"; {back.how()}" if back.rebuilt else ""
     ctx.runner.add_summary(
-        f"### Rollback of {env.name}\n\nback to `{target.id}` (`{commit[:12]}`), now live as `{final.id}`"
+        f"### Rollback of {env.name}\n\nback to `{target.id}` (`{commit[:12]}`), now live as `{final.id}`{rebuilt}"
     )
     if env.name == config.memory_backup.environment:
         from ci_tools.memory.points import safety_net
@@ -82,8 +83,8 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         if not args.json:
             say(note)
     if not args.json:
-        say(f"✓ {env.name} is back on {commit[:12]} ({final.id}); probing")
-    tell_owner(ctx, env, f"↩ rolled back to {commit[:12]} ({final.id}) by a dispatched rollback")
+        say(f"✓ {env.name} is back on {commit[:12]} ({final.id}){rebuilt}; probing")
+    tell_owner(ctx, env, f"↩ {back.how()} by a dispatched rollback")
     request = ReleaseRequest(
         env,
         commit,

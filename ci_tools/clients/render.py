@@ -34,6 +34,21 @@ FAILED = ("build_failed", "update_failed", "pre_deploy_failed", "canceled")
 SERVICE_ID = re.compile(r"^srv-[a-z0-9]+$")
 
 
+class BuildNotKept(RemoteError):
+    """Render refused a rollback because the target's build is gone: it keeps only the plan's most
+    recent builds (render.com/docs/rollbacks, "Build retention"). Nothing changed; the way back is
+    to build that commit again (``POST /deploys`` with ``commitId``)."""
+
+    def __init__(self, deploy_id: str) -> None:
+        super().__init__(
+            f"Render no longer keeps the build of {deploy_id}, so it cannot roll back to it "
+            "(a workspace keeps only its plan's most recent builds: Hobby 5, Pro 15, Scale 30); "
+            "nothing changed",
+            hint="deploy that commit again (`ci-tools rollback` does), or roll back to a newer deploy",
+        )
+        self.deploy_id = deploy_id
+
+
 def dashboard_link(service_id: str | None, deploy_id: str | None = None) -> str:
     if not service_id:
         return "https://dashboard.render.com"
@@ -343,12 +358,7 @@ class RenderAPI:
             if "HTTP 400" in exc.message and "no longer" in exc.message:
                 # A rollback reuses the target's build; Render keeps only the workspace plan's most
                 # recent ones (Free 2 previous deploys, Hobby 5, Pro 15, Scale/Enterprise 30).
-                raise RemoteError(
-                    f"Render no longer keeps the build of {deploy_id}, so it cannot roll back to it "
-                    "(a workspace keeps only its plan's most recent builds: Hobby 5, Pro 15, Scale 30); "
-                    "nothing changed",
-                    hint="roll back to a newer deploy (`ci-tools history` lists them), or revert the bad commit",
-                ) from None
+                raise BuildNotKept(deploy_id) from None
             raise
         return Deploy.from_api(data)
 

@@ -187,9 +187,10 @@ def _roll_back(
         after = "the rollback probe passed"
     except VerificationError as second:
         after = f"the probe after rollback failed too: {second.message}"
+    rebuilt = f" ({back.how()})" if back.rebuilt else ""
     raise VerificationError(
         f"{commit[:12]} failed {what} on {env.name} and was rolled back to "
-        f"{str(target.commit)[:12]} ({final.id}); {after}" + (f" [{why}]" if what == "its bake" else ""),
+        f"{str(target.commit)[:12]} ({final.id}){rebuilt}; {after}" + (f" [{why}]" if what == "its bake" else ""),
         hint="fix forward on develop; a person must look at this release",
     )
 

@@ -7,10 +7,16 @@ alone (newest first, as Render returns it):
   before it: that deploy was rejected (a release whose probe failed is rolled back by the
   pipeline, so it is rejected the same way). A deploy whose commit a newer deploy had
   rejected is rejected too: going back to it would bring that code back.
+- **Rebuilds are rollbacks too.** When Render no longer keeps the target's build, a rollback
+  deploys its commit again (trigger ``api``: Render records nothing else). Such a deploy goes
+  back in release order — its commit first went live *before* the commit it replaced — which
+  a forward release never does, so it rejects what it replaced just as a rollback does.
 - **``--previous``** is the newest deploy older than the live one that was live at some
   point, was not rejected, and carries another commit.
 - **Monotonic production.** An environment that rolls back on a failed probe deploys only
-  the live commit or a descendant of it; going back is ``ci-tools rollback``'s job.
+  the live commit or a descendant of it; going back is ``ci-tools rollback``'s job. Its rebuild
+  of an older commit is therefore not a release and is not judged by ``check_order``: its
+  target is chosen by the rules above (``choose``), and that is the whole check.
 - **One change at a time.** A job that changes what production runs first waits for a
   deploy Render is still working on (another job's), then judges against what is live.
 """
@@ -27,6 +33,9 @@ from ci_tools.errors import ConfigError, InputError, VerificationError
 from ci_tools.settings import Environment
 
 WENT_LIVE = ("live", "deactivated")
+# The fewest previous builds any Render plan keeps for rollbacks (a free web service: 2;
+# render.com/articles/how-to-rollback-a-broken-deployment-quickly, "Check how far back you can go").
+SMALLEST_RETENTION = 2
 
 
 @dataclass(frozen=True)
@@ -41,12 +50,15 @@ class Skipped:
 def rejected(deploys: Sequence[Deploy]) -> dict[str, str]:
     """Deploy id → why it was rejected, for every deploy a rollback went away from."""
     found: dict[str, str] = {}
+    went_back = rebuilds(deploys)
     for index, deploy in enumerate(deploys):
-        if deploy.trigger != "rollback" or deploy.status not in WENT_LIVE:
+        if (deploy.trigger != "rollback" and deploy.id not in went_back) or deploy.status not in WENT_LIVE:
             continue
         replaced = next((d for d in deploys[index + 1 :] if d.status in WENT_LIVE), None)
         if replaced is not None and replaced.id not in found:
-            found[replaced.id] = f"was rolled back from by {deploy.id}"
+            found[replaced.id] = f"was rolled back from by {deploy.id}" + (
+                f" (a rebuild of {str(deploy.commit)[:12]})" if deploy.id in went_back else ""
+            )
     commits = {d.commit: (d.id, why) for d in reversed(deploys) if (why := found.get(d.id))}
     for index, deploy in enumerate(deploys):
         if deploy.id in found or deploy.commit not in commits:
@@ -54,6 +66,30 @@ def rejected(deploys: Sequence[Deploy]) -> dict[str, str]:
         by, _ = commits[deploy.commit]
         if any(d.id == by for d in deploys[:index]):  # the rejection is newer than this deploy
             found[deploy.id] = f"carries {str(deploy.commit)[:12]}, rejected later in {by}"
+    return found
+
+
+def rebuilds(deploys: Sequence[Deploy]) -> set[str]:
+    """Ids of the deploys that were a rollback's rebuild (trigger ``api``, as Render records it).
+
+    Two marks, both needed: the deploy goes back in release order (its commit first went live,
+    by a deploy that built it, before the commit it replaced did), and the last deploy of its
+    commit lies past the smallest build retention (``SMALLEST_RETENTION``): nearer, Render
+    would have rolled back, and the pipeline rebuilds only when Render refused.
+    """
+    live = [d for d in deploys if d.status in WENT_LIVE]
+    # newest first, so the oldest index wins; a Render rollback reuses an older build: no first
+    first_built = {d.commit: index for index, d in enumerate(live) if d.trigger != "rollback"}
+    found: set[str] = set()
+    for index, deploy in enumerate(live[:-1]):
+        replaced = live[index + 1]
+        if deploy.trigger == "rollback" or deploy.commit == replaced.commit:
+            continue
+        last = next((i for i in range(index + 1, len(live)) if live[i].commit == deploy.commit), None)
+        if last is None or last - index <= SMALLEST_RETENTION + 1:
+            continue
+        if first_built[deploy.commit] > first_built.get(replaced.commit, len(live)):
+            found.add(deploy.id)
     return found
 
 

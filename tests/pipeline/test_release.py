@@ -333,24 +333,74 @@ def test_rollback_command_previous_then_probe(world, monkeypatch, capsys):
     assert cli("rollback", "production", "--to", "dep-doesnotexist") == 2  # one line, bad input
 
 
-def test_a_rollback_to_a_build_render_no_longer_keeps_is_one_line_and_changes_nothing(world, monkeypatch, capsys):
-    """Render reuses the target's build, and keeps only the plan's most recent ones (Hobby: 5)."""
-    use(monkeypatch, world.secrets("production"))
-    service = world.services["production"]
-    world.render.builds_kept = 2
+def releases_past_retention(world, service, count: int) -> tuple[str, dict]:
+    """A first release, then ``count`` more: on a free service (Render keeps 2 previous builds)
+    three are enough to push the first one's build out."""
     first = world.commit("main", "the oldest release")
     assert deploy("production", first) == 0
     oldest = next(d for d in service.deploys if d["commit"]["id"] == first)
-    for n in range(3):
+    for n in range(count):
         assert deploy("production", world.commit("main", f"release {n}")) == 0
-    before, live = len(service.deploys), next(d["id"] for d in service.deploys if d["status"] == "live")
+    return first, oldest
+
+
+def test_a_rollback_past_render_build_retention_redeploys_that_commit_and_probes_it(world, monkeypatch, capsys):
+    """Render reuses the target's build and keeps only the plan's most recent ones (a free web
+    service: 2); past that it refuses, and the rollback deploys the old commit again instead. The
+    commit is older than the live one: as a rollback, "only the live commit or a descendant" does
+    not hold it back."""
+    use(monkeypatch, world.secrets("production"))
+    service = world.services["production"]
+    service.plan = "free"
+    first, oldest = releases_past_retention(world, service, 3)
+    rejected = service.deploys[0]
     capsys.readouterr()
-    assert cli("rollback", "production", "--to", oldest["id"], *FAST, "--deadline", "3") == 4
+    assert cli("rollback", "production", "--to", oldest["id"], *FAST, "--deadline", "5") == 0
+    out = capsys.readouterr().out
+    live = next(d for d in service.deploys if d["status"] == "live")
+    assert live["commit"]["id"] == first and live["trigger"] == "api" and live["id"] != oldest["id"]
+    assert world.render.created[-1]["body"]["commitId"] == first
+    assert f"Render no longer keeps the build of {oldest['id']}" in out
+    assert f"build no longer kept: redeployed {first[:12]} ({live['id']})" in out
+    assert "Probe of production after rollback" in out  # exit 0: it passed, /healthz reporting `first`
+    # The rebuild went back, so what it replaced is rejected: --previous never brings it back.
+    capsys.readouterr()
+    assert cli("rollback", "production", "--previous", *FAST, "--deadline", "5") == 0
+    now = next(d for d in service.deploys if d["status"] == "live")
+    assert now["commit"]["id"] == service.deploys[3]["commit"]["id"] != rejected["commit"]["id"]
+
+
+def test_a_rebuild_past_retention_that_fails_to_build_is_one_line_and_the_live_deploy_serves_on(
+    world, monkeypatch, capsys
+):
+    """The old commit no longer builds (a dependency gone, say): the rebuild fails like a deploy,
+    in one line naming it, and Render keeps the live deploy serving."""
+    use(monkeypatch, world.secrets("production"))
+    service = world.services["production"]
+    service.plan = "free"
+    first, oldest = releases_past_retention(world, service, 3)
+    live = service.deploys[0]
+    world.render.fault(service, first, build_failed=True)  # deploys of `first` from now on
+    capsys.readouterr()
+    assert cli("rollback", "production", "--to", oldest["id"], *FAST, "--deadline", "5") == 5
     err = capsys.readouterr().err
-    assert f"Render no longer keeps the build of {oldest['id']}" in err and "nothing changed" in err
+    assert f"of {first[:12]} ended build_failed" in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
-    assert len(service.deploys) == before
-    assert next(d["id"] for d in service.deploys if d["status"] == "live") == live
+    assert next(d for d in service.deploys if d["status"] == "live")["id"] == live["id"]
+
+
+def test_render_keeps_builds_by_plan(world, monkeypatch):
+    """Hobby keeps 5 previous builds, a free web service 2: the same history is a rollback on one
+    and a rebuild on the other."""
+    use(monkeypatch, world.secrets("production"))
+    service = world.services["production"]
+    _, oldest = releases_past_retention(world, service, 3)
+    assert cli("rollback", "production", "--to", oldest["id"], *FAST, "--deadline", "5") == 0
+    assert service.deploys[0]["trigger"] == "rollback"
+    service.plan = "free"
+    assert deploy("production", world.commit("main", "a release after it")) == 0
+    assert cli("rollback", "production", "--to", oldest["id"], *FAST, "--deadline", "5") == 0
+    assert service.deploys[0]["trigger"] == "api"
 
 
 def test_branch_rules(world, monkeypatch, capsys):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ci_tools.clients.render import Deploy
-from ci_tools.pipeline.release_order import previous_target, rejected
+from ci_tools.pipeline.release_order import previous_target, rebuilds, rejected
 
 
 def history(*rows: str) -> list[Deploy]:
@@ -58,3 +58,37 @@ def test_a_commit_rejected_once_and_released_fine_later_is_a_target_again():
     assert rejected(deploys) == {"dep-c1": "was rolled back from by dep-r"}
     target, _ = previous_target(deploys)
     assert target is not None and target.id == "dep-c2"
+
+
+def test_a_rebuild_past_build_retention_rejects_what_it_replaced_as_a_rollback_does():
+    """Render no longer kept a's build (3 previous ones back, past a free service's 2), so the
+    rollback deployed a again (trigger api): it goes back in release order, so f is rejected."""
+    deploys = history(
+        "dep-a2 a live", "dep-f f deactivated", "dep-e e deactivated", "dep-d d deactivated", "dep-a1 a deactivated"
+    )
+    assert rebuilds(deploys) == {"dep-a2"}
+    assert rejected(deploys) == {"dep-f": "was rolled back from by dep-a2 (a rebuild of a)"}
+    target, _ = previous_target(deploys)
+    assert target is not None and target.id == "dep-e"
+
+
+def test_only_a_deploy_past_every_plan_build_retention_is_read_as_a_rebuild():
+    """Two previous builds back, Render rolls back on any plan: a deploy of that commit is no rebuild."""
+    assert rebuilds(history("dep-a2 a live", "dep-f f deactivated", "dep-e e deactivated", "dep-a1 a deactivated")) == (
+        set()
+    )
+
+
+def test_a_forward_release_of_a_commit_once_rolled_back_is_no_rebuild():
+    """b was rolled back from (by Render, to a), then released again: b first went live after a."""
+    deploys = history(
+        "dep-b2 b live",
+        "dep-r a deactivated rollback",
+        "dep-e e deactivated",
+        "dep-d d deactivated",
+        "dep-b1 b deactivated",
+        "dep-a a deactivated",
+    )
+    assert rebuilds(deploys) == set()
+    assert rejected(deploys)["dep-e"] == "was rolled back from by dep-r"
+    assert "dep-b2" not in rejected(deploys)

@@ -16,6 +16,7 @@ from tests.workflows.scenarios import (
     health,
     production_secrets,
     push,
+    start_live,
 )
 
 
@@ -51,6 +52,33 @@ def test_a_push_to_main_releases_and_rollback_yml_puts_the_previous_commit_back(
     assert run.ok, run.tail()
     seen = health(world, "production")
     assert (seen["env"], seen["commit"]) == ("production", first)
+    assert "Probe of production after rollback" in run.log
+    assert_no_secret(run, world)
+
+
+def test_rollback_yml_to_a_deploy_past_render_build_retention_redeploys_it_and_probes(world, act):
+    """A free web service keeps its 2 previous builds (render.com/docs/rollbacks); three releases
+    later Render refuses a rollback to the first, and the run deploys that commit again instead."""
+    service = world.services["production"]
+    service.plan = "free"
+    first = world.commit("main", "the oldest release")
+    start_live(world, "production", first)
+    oldest = next(d["id"] for d in service.deploys if d["commit"]["id"] == first)
+    for n in range(3):
+        start_live(world, "production", world.commit("main", f"release {n}"))
+
+    run = act.run(
+        "rollback.yml",
+        "workflow_dispatch",
+        secrets=environment_secrets(world, "production"),
+        payload=dispatch("main", environment="production", deploy_id=oldest),
+    )
+    assert run.ok, run.tail()
+    seen = health(world, "production")
+    assert (seen["env"], seen["commit"]) == ("production", first)
+    live = next(d for d in service.deploys if d["status"] == "live")
+    assert live["trigger"] == "api" and live["commit"]["id"] == first
+    assert f"build no longer kept: redeployed {first[:12]} ({live['id']})" in run.log
     assert "Probe of production after rollback" in run.log
     assert_no_secret(run, world)
 
