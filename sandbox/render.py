@@ -372,6 +372,10 @@ class FakeRender(StandInServer):
         self.key_values: dict[str, FakeKeyValue] = {}
         self.blueprints: dict[str, FakeBlueprint] = {}
         self.sync_seconds = 0.5  # how long a Blueprint sync runs before it applies anything
+        # A test that needs a client to meet a sync running holds it until the client has looked:
+        # the sync then runs until a list-blueprint-syncs request saw it "running" (bounded).
+        self.sync_until_looked_at = False
+        self._sync_seen = threading.Event()
         self._stopping = threading.Event()
 
     # -- set-up --------------------------------------------------------------------
@@ -438,9 +442,12 @@ class FakeRender(StandInServer):
             "startedAt": _now(),
         }
         with self.lock:
+            self._sync_seen.clear()
             blueprint.syncs.insert(0, sync)
             blueprint.status = "syncing"
         time.sleep(self.sync_seconds)
+        if self.sync_until_looked_at:
+            self._sync_seen.wait(timeout=300)
         text = subprocess.run(
             ["git", "show", f"{commit}:render.yaml"], cwd=self.repo, capture_output=True, text=True, check=False
         ).stdout
@@ -561,6 +568,8 @@ class FakeRender(StandInServer):
             found = self.blueprints.get(blueprint_id)
             if found is None:
                 return 404, {"message": "blueprint not found"}, {}
+            if any(sync["state"] == "running" for sync in found.syncs):
+                self._sync_seen.set()  # a client has met it running
             return 200, [{"sync": dict(sync), "cursor": sync["id"]} for sync in found.syncs], {}
 
     def _scope(self, request: Request) -> dict[str, str] | None:

@@ -210,7 +210,7 @@ def test_a_release_that_changes_render_yaml_waits_for_renders_blueprint_sync(wor
     snapshot and before it deploys, so neither is undone under it."""
     _, run = release_main(world, act, "a release before the Blueprint")
     assert run.ok, run.tail()
-    world.render.sync_seconds = 2.0  # long enough that the run meets it running
+    world.render.sync_until_looked_at = True  # the sync runs until the run has met it running
     world.render.link_blueprint("main")
     blueprint = (world.repo / "render.yaml").read_text()
     (world.repo / "render.yaml").write_text(blueprint.replace("plan: starter", "plan: standard", 1))
