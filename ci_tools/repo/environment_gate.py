@@ -110,17 +110,29 @@ def gate_problems(root: Path, config: Config) -> list[str]:
     return problems
 
 
+def unreviewed_branches(config: Config) -> list[str]:
+    """Branches no reviewer saw: the default branch (where schedules run) and an example of each
+    branch that merges into it (``feature/*`` as ``feature/x``), the cutover target's aside."""
+    target = config.role("cutover_target")
+    heads = (head.replace("*", "x") for head in config.flow.get(config.default_branch, ()))
+    return [branch for branch in (config.default_branch, *heads) if branch != target.branch]
+
+
+def admits_unreviewed(config: Config, env: ConfiguredEnvironment) -> bool:
+    """Does this environment run code no reviewer saw (staging: develop, feature/*)? What it
+    holds, every such branch's workflow can read."""
+    return any(env.admits(branch) for branch in unreviewed_branches(config))
+
+
 def unreviewed_production(config: Config) -> list[str]:
     """Every environment holding the cutover target's secrets that admits a branch no reviewer
     saw: the default branch (where schedules run) or a branch that merges into it."""
     target = config.role("cutover_target")
-    heads = (head.replace("*", "x") for head in config.flow.get(config.default_branch, ()))
-    unreviewed = [branch for branch in (config.default_branch, *heads) if branch != target.branch]
     return [
         f"environment {env.name} holds {target.name}'s secrets and admits {branch}, which no reviewer saw"
         for env in github_environments(config).values()
         if env.values_from == target.name
-        for branch in unreviewed
+        for branch in unreviewed_branches(config)
         if env.admits(branch)
     ]
 

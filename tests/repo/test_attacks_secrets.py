@@ -141,8 +141,8 @@ def test_a_tag_policy_named_main_passes_for_the_branch_policy_main(monkeypatch, 
         _setup(monkeypatch, github, _values())
         answer = github._branch_policy
 
-        def as_tags(env, request):
-            status, body, headers = answer(env, request)
+        def as_tags(env, request, policy_id=None):
+            status, body, headers = answer(env, request, policy_id)
             if env == "production-scheduled" and request.method == "GET" and isinstance(body, dict):
                 body = {**body, "branch_policies": [{**p, "type": "tag"} for p in body["branch_policies"]]}
             return status, body, headers
