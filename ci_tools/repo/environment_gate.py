@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ci_tools.repo.flow import matches
-from ci_tools.repo.workflow_files import load_workflows
+from ci_tools.repo.workflow_files import job_environments, load_workflows
 from ci_tools.settings import Config
 
 SCHEDULED = "-scheduled"
@@ -63,21 +63,6 @@ def scheduled_environment(config: Config) -> str:
     return config.role("cutover_target").name + SCHEDULED
 
 
-def _environments_of(job: dict[str, Any], document: dict[str, Any], known: list[str]) -> list[str]:
-    """The environment names a job may use: a literal, or each choice of the input it names."""
-    environment = job.get("environment")
-    name = str(environment.get("name") if isinstance(environment, dict) else environment or "")
-    if not name:
-        return []
-    if "${{" not in name:
-        return [name]
-    inputs = ((document.get("on") or {}).get("workflow_dispatch") or {}).get("inputs") or {}
-    for key, spec in inputs.items():
-        if f"inputs.{key}" in name and isinstance(spec, dict) and spec.get("options"):
-            return [str(option) for option in spec["options"]]
-    return known
-
-
 def _triggers(document: dict[str, Any], config: Config) -> Iterator[tuple[str, str | None]]:
     """(event, ref) pairs a workflow runs on; ref None where a person picks it (a dispatch)."""
     on = document.get("on") or {}
@@ -99,7 +84,7 @@ def gate_problems(root: Path, config: Config) -> list[str]:
     problems = unreviewed_production(config)
     for workflow, document in load_workflows(root).items():
         for job_id, job in (document.get("jobs") or {}).items():
-            for env_name in _environments_of(job, document, list(config.environments)):
+            for env_name in job_environments(job, document, list(config.environments)):
                 env = environments.get(env_name)
                 where = f"{workflow} job {job_id}"
                 if env is None:
