@@ -357,7 +357,16 @@ def init(ctx: Context, request: InitRequest) -> InitResult:
     root = config.path.parent
     dotenv = dotenv_path(config.path)
     kept = owner_files.read_dotenv(dotenv)
+    _refuse_shared(
+        {env.name: request.services.get(env.name) or env.render_service for env in config.environments.values()},
+        "Render service",
+    )
     result, values = discover(ctx, request, kept)
+    _refuse_shared({name: facts.render_service for name, facts in result.facts.items()}, "Render service")
+    _refuse_shared({name: facts.key_value for name, facts in result.facts.items()}, "Key Value")
+    for name in ("RENDER_SERVICE_ID", "REDIS_URL", "TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET"):
+        found = {env: values.get(f"{env.upper()}_{name}", "") for env in config.environments}
+        _refuse_shared(found, name, say_value=False, hint=f"give each environment its own {name}, then run init again")
     previous = {name: (env.render_service, env.key_value) for name, env in config.environments.items()}
     blueprint = root / "render.yaml"
     if owner_files.edit_config(config.path, result.facts, request.daily_user_id):
@@ -370,6 +379,29 @@ def init(ctx: Context, request: InitRequest) -> InitResult:
         result.written.append(".gitignore")
     check_blueprint(load_config(config.path), blueprint)  # what `ci-tools config check` says, at once
     return result
+
+
+def _refuse_shared(
+    found: Mapping[str, str],
+    what: str,
+    *,
+    say_value: bool = True,
+    hint: str = "name each environment's own service (--staging-service / --production-service)",
+) -> None:
+    """Each environment its own service, Key Value, Redis and bot: one shared (a typo naming
+    production's service as staging's) would give staging, which runs unreviewed code, production's
+    power. Checked before any file is written; a secret is named, never shown."""
+    seen: dict[str, str] = {}
+    for env, value in found.items():
+        if not value:
+            continue
+        if value in seen:
+            shown = f" ({value})" if say_value else ""
+            raise ConfigError(
+                f"{seen[value]} and {env} share one {what}{shown}: nothing was written",
+                hint=hint,
+            )
+        seen[value] = env
 
 
 def dotenv_path(config_path: Path) -> Path:
