@@ -8,6 +8,7 @@ import json
 import re
 import shutil
 
+import pytest
 import yaml
 
 from ci_tools.__main__ import main
@@ -33,6 +34,10 @@ def _pull_request_rule(branch: str) -> dict | None:
     return None
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="left open by the lead: merging into main is the review for scheduled work (README, github setup)",
+)
 def test_an_environment_with_productions_secrets_and_no_reviewer_admits_only_reviewed_code():
     """production-scheduled holds everything production holds (the account-wide Render key,
     production's Redis URL, its snapshot key, the bot's token) and has no reviewer; it admits main.
@@ -59,6 +64,9 @@ def test_an_environment_with_productions_secrets_and_no_reviewer_admits_only_rev
     assert unguarded == []
 
 
+@pytest.mark.xfail(
+    strict=True, reason="left open by the lead: zizmor catches pull_request_target; the gate model does not judge it"
+)
 def test_the_gate_judges_a_pull_request_target_job(tmp_path):
     """GitHub runs a pull_request_target job with GITHUB_REF = the PR's *base* branch
     (docs "Events that trigger workflows"; deployment branch rules match GITHUB_REF), so a PR from
@@ -165,6 +173,10 @@ class _RunbookThenLook(Rehearsal):
         return said
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="left open by the lead: the runbook step that removes the legacy memory from staging is not written yet",
+)
 def test_after_the_runbook_the_daily_users_memory_stays_where_feature_branches_read_it(tmp_path):
     """The migration copies the daily user's memory from the legacy dev bot's Redis (staging's) to
     production. Every runbook step after that (announce, init --staging-prefix dev:, acceptance,
