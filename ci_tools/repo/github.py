@@ -211,31 +211,53 @@ def _repository_secret_changes(
     config: Config,
     names: list[str],
     values: Mapping[str, str],
+    *,
     update_secrets: bool,
+    complete: bool,
 ) -> list[Change]:
     """No environments on this plan: each environment's secrets as repository secrets
     ``<ENV>_<NAME>``, which every workflow step reads after ``secrets.<NAME>``. Every other
     ``<ENV>_<NAME>`` repository secret is deleted: production's, withheld now (an older setup
-    stored them by default), and all of them once the plan has environments (an upgrade)."""
+    stored them by default), and all of them once the plan has environments (an upgrade). Staging's
+    (every branch reads them) are held as its environment's would be: with ``complete`` values,
+    what they no longer name is deleted and all are rewritten when they differ from the digest."""
     changes: list[Change] = []
     existing = api.repo_secret_names()
+    rewrite: set[str] = set()
+    remembered: list[Change] = []  # the digests, set once the secrets they describe are
+    keep = {name for name in names if values.get(name)} if complete else set(names)
+    unreviewed = {env.values_from for env in github_environments(config).values() if admits_unreviewed(config, env)}
+    for env in sorted(unreviewed) if complete and names else []:
+        prefix = f"{env.upper()}_"
+        given = {n.removeprefix(prefix): values[n] for n in names if n.startswith(prefix) and values.get(n)}
+        variable = digest_variable(env)
+        if update_secrets or not holds(api.variable(variable), given):
+            rewrite |= {prefix + n for n in given}
+            remembered.append(
+                Change(
+                    f"repository variable {variable}: a salted digest of what {env} holds",
+                    partial(GitHubAPI.set_variable, name=variable, value=digest(given)),
+                )
+            )
     for name in names:
         value = values.get(name)
-        if value and (name not in existing or update_secrets):
+        if value and (name not in existing or update_secrets or name in rewrite):
             changes.append(
                 Change(
                     f"repository secret {name} ({'update' if name in existing else 'new'})",
                     partial(GitHubAPI.put_repo_secret, name=name, value=value),
                 )
             )
-    for name in sorted(_environment_repository_secrets(config, existing) - set(names)):
-        changes.append(
-            Change(
-                f"repository secret {name} deleted (every pushed branch's workflow reads it)",
-                partial(GitHubAPI.delete_repo_secret, name=name),
+    unreviewed_prefixes = tuple(f"{env.upper()}_" for env in unreviewed)
+    for name in sorted(_environment_repository_secrets(config, existing)):
+        if name not in names or (name.startswith(unreviewed_prefixes) and name not in keep):
+            changes.append(
+                Change(
+                    f"repository secret {name} deleted (every pushed branch's workflow reads it)",
+                    partial(GitHubAPI.delete_repo_secret, name=name),
+                )
             )
-        )
-    return changes
+    return changes + remembered
 
 
 def _environment_repository_secrets(config: Config, present: set[str]) -> set[str]:
@@ -314,7 +336,9 @@ def plan(
                     partial(GitHubAPI.set_variable, name=PRODUCTION_CHOICE_VARIABLE, value=choice),
                 )
             )
-    changes += _repository_secret_changes(api, config, names, values, update_secrets)
+    changes += _repository_secret_changes(
+        api, config, names, values, update_secrets=update_secrets, complete=complete and not caps.environments
+    )
     if api.variable(MODE_VARIABLE) != caps.mode:
         changes.append(
             Change(

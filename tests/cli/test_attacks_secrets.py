@@ -258,3 +258,35 @@ def test_init_with_productions_service_named_as_stagings_gives_staging_productio
     )
     err = capsys.readouterr().err
     assert shared == [] and code == 3, (code, shared, err)
+
+
+def test_on_private_free_setup_takes_productions_power_back_from_stagings_repository_secrets(
+    world,
+    owner,  # noqa: F811
+    monkeypatch,
+):
+    """The older-init case on private Free, where staging's secrets are repository secrets
+    STAGING_<NAME> (every pushed branch reads them): production's snapshot key, Redis and account-wide
+    key there from the older init go, after init and setup --apply, as they do from staging's environment."""
+    clone, names, _ = owner
+    assert init(names) == 0
+    kept = read_dotenv(clone / ".env")
+    production = production_values(kept)
+    with FakeGitHub(private=True, plan="free") as github:
+        use(monkeypatch, {"GITHUB_API_URL": github.url, "GITHUB_TOKEN": github.token})
+        assert main(["github", "setup", "--apply"]) == 0
+        older = {
+            "STAGING_MEMORY_SNAPSHOT_KEY": kept["PRODUCTION_MEMORY_SNAPSHOT_KEY"],
+            "STAGING_SOURCE_REDIS_URL": kept["PRODUCTION_REDIS_URL"],
+            "STAGING_RENDER_API_KEY": world.render.api_key,
+        }
+        github.repo_secrets |= set(older)
+        github.repo_secret_values |= older
+        github.variables.pop("CI_TOOLS_SECRETS_STAGING", None)  # the older setup kept no digest
+        assert main(["github", "setup", "--apply"]) == 0
+        readable = sorted(n for n, v in github.repo_secret_values.items() if v in production.values())
+        assert readable == []
+        assert "STAGING_SOURCE_REDIS_URL" not in github.repo_secrets
+        assert github.repo_secret_values["STAGING_MEMORY_SNAPSHOT_KEY"] == kept["STAGING_MEMORY_SNAPSHOT_KEY"]
+        writes = github.writes
+        assert main(["github", "setup", "--apply"]) == 0 and github.writes == writes  # then nothing to change
