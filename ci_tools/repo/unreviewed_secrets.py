@@ -21,10 +21,13 @@ from ci_tools.settings import Config
 
 # Never in an environment that admits unreviewed code, whatever its value.
 NEVER_UNREVIEWED = frozenset({"SOURCE_REDIS_URL"})
-# A production name whose value is not production's power: ids that grant nothing, and the
-# migration's source (staging's Redis, read by production's jobs). ``<ENV>_<NAME>`` names in
-# production (STAGING_RENDER_API_KEY, …) are staging's values too.
-NOT_PRODUCTIONS_POWER = frozenset({"OWNER_CHAT_ID", "RENDER_SERVICE_ID", "SOURCE_REDIS_URL"})
+# A production name whose value is not production's power: ids that grant nothing, the
+# migration's source (staging's Redis, read by production's jobs), and the bot production ran
+# before the cutover (kept for cutover --back; it may be staging's bot by then, README runbook).
+# ``<ENV>_<NAME>`` names in production (STAGING_RENDER_API_KEY, …) are staging's values too.
+NOT_PRODUCTIONS_POWER = frozenset(
+    {"OWNER_CHAT_ID", "RENDER_SERVICE_ID", "SOURCE_REDIS_URL", "PREVIOUS_TELEGRAM_BOT_TOKEN"}
+)
 
 
 def production_values(config: Config, values: Mapping[str, str]) -> dict[str, str]:
