@@ -154,6 +154,7 @@ def _unreviewed_secret_changes(
     prefix = f"{env.values_from.upper()}_"
     allowed = wanted_secrets.get(env.name, set()) - NEVER_UNREVIEWED
     given = {n: values[prefix + n] for n in sorted(allowed) if values.get(prefix + n)}
+    complete = complete and bool(given)  # values with none of this environment's say nothing of it
     variable = digest_variable(env.name)
     rewrite = update_secrets or (complete and not holds(api.variable(variable), given))
     changes = [
@@ -231,7 +232,9 @@ def _repository_secret_changes(
         prefix = f"{env.upper()}_"
         given = {n.removeprefix(prefix): values[n] for n in names if n.startswith(prefix) and values.get(n)}
         variable = digest_variable(env)
-        if update_secrets or not holds(api.variable(variable), given):
+        if not given:  # values with none of this environment's say nothing of it
+            keep |= {n for n in names if n.startswith(prefix)}
+        elif update_secrets or not holds(api.variable(variable), given):
             rewrite |= {prefix + n for n in given}
             remembered.append(
                 Change(

@@ -309,3 +309,17 @@ def test_a_secrets_file_value_that_is_not_ascii_is_named_before_anything_changes
     err = capsys.readouterr().err
     assert "STAGING_RENDER_API_KEY holds a character that is not ASCII" in err and value not in err
     assert github.writes == 0
+
+
+def test_a_secrets_file_without_stagings_values_deletes_nothing_of_stagings(github, values, monkeypatch, tmp_path):
+    """setup deletes from staging what .env no longer names; a file that names none of staging's
+    (production's values alone) says nothing about staging, so nothing there goes."""
+    assert run("setup", "--apply") == 0
+    held = dict(github.secrets["staging"])
+    only_production = tmp_path / "production.env"
+    only_production.write_text("".join(f"{k}='{v}'\n" for k, v in values.items() if k.startswith("PRODUCTION_")))
+    for name in values:
+        if name.startswith("STAGING_"):
+            monkeypatch.delenv(name)
+    assert run("setup", "--apply", "--secrets-file", str(only_production)) == 0
+    assert github.secrets["staging"] == held
