@@ -186,8 +186,11 @@ class Context:
 
 
 # Secrets that travel in an HTTP header or a URL (httpx encodes headers as ASCII; Telegram's token is
-# part of every method's path): a name ending so, with or without an <ENV>_ prefix.
+# part of every method's path), or are a Redis URL (redis-py sends the password in AUTH as ASCII and
+# the host to the resolver, so a pasted curly quote or non-breaking space reads as an outage a retry
+# never fixes): a name ending so, with or without an <ENV>_ prefix.
 HEADER_OR_URL = (
+    "REDIS_URL",  # REDIS_URL, SOURCE_REDIS_URL, TARGET_REDIS_URL and their <ENV>_ forms
     "RENDER_API_KEY",
     "RENDER_DEPLOY_HOOK_URL",
     "TELEGRAM_BOT_TOKEN",
@@ -204,7 +207,7 @@ def check_ascii(name: str, value: str) -> None:
     be sent at all: said as a configuration error naming the variable, never the value."""
     if name.endswith(HEADER_OR_URL) and not value.isascii():
         raise ConfigError(
-            f"{name} holds a character that is not ASCII, so it cannot go into an HTTP header or URL",
+            f"{name} holds a character that is not ASCII, so it cannot go into an HTTP header, URL or Redis AUTH",
             hint=f"copy {name} again from where it was made (no quotes, spaces or other characters around it)",
         )
 

@@ -4,7 +4,8 @@ Shapes and errors follow GitHub's REST documentation. Settings: environments
 (``PUT /repos/{o}/{r}/environments/{name}`` with reviewers and a custom deployment
 branch policy; ``…/deployment-branch-policies``), environment secrets (``…/secrets``,
 ``…/secrets/public-key``; values arrive sealed to the environment's Curve25519 key and
-the stand-in opens them, so tests see what arrived), repository secrets names,
+the stand-in opens them, so tests see what arrived; ``DELETE …/secrets/{name}``), repository
+secrets (sealed too; deleted by name),
 rulesets (``/rulesets`` list without rules, ``/rulesets/{id}`` with them; a name taken
 twice is 422), ``/actions/permissions/workflow``, the repository (``default_branch``,
 ``permissions.admin``) and users. Lists honour ``per_page``/``page`` with a ``Link``
@@ -386,6 +387,14 @@ class FakeGitHub(StandInServer):
             self.repo_secret_values[m[1]] = value.decode()
             self.writes += 1
             return (201, {}, {}) if created else (204, None, {})
+        if (m := re.fullmatch(r"/actions/secrets/([\w-]+)", rest)) and method == "DELETE":
+            # REST "Delete a repository secret": 204 No Content; a name it does not hold, 404
+            if m[1] not in self.repo_secrets:
+                return NOT_FOUND
+            self.repo_secrets.discard(m[1])
+            self.repo_secret_values.pop(m[1], None)
+            self.writes += 1
+            return 204, None, {}
         if m := re.fullmatch(r"/actions/variables(?:/([\w-]+))?", rest):
             return self._variable(m[1], request)
         if (m := re.fullmatch(r"/commits/([0-9a-f]{7,40})/pulls", rest)) and method == "GET":
@@ -572,6 +581,13 @@ class FakeGitHub(StandInServer):
             stored[name] = value.decode()
             self.writes += 1
             return (201, {}, {}) if created else (204, None, {})
+        if name and name != "public-key" and request.method == "DELETE":
+            # REST "Delete an environment secret": 204 No Content; a name it does not hold, 404
+            if name not in stored:
+                return NOT_FOUND
+            del stored[name]
+            self.writes += 1
+            return 204, None, {}
         return NOT_FOUND
 
     def _ruleset(self, full: str, rest: str, request: Request) -> Response:

@@ -88,6 +88,7 @@ SHARED = {
     "replay_bots",  # the replay's bot processes and what they could read
     "replay_judge",  # the replay's comparison rule
     "scheduler",  # which of main's workflows a schedule starts (github dispatch --schedule)
+    "unreviewed_secrets",  # what staging may hold (github setup and check)
 }
 
 

@@ -100,14 +100,16 @@ def run_setup(ctx: Context, args: argparse.Namespace) -> int:
 
     config = ctx.config
     root = config.path.parent
+    secrets_file = _secrets_file(ctx, args)
     with _api(ctx, args) as api:
         changes = plan(
             api,
             config,
             root,
-            secret_values(config, _secrets_file(ctx, args), ctx.secrets),
+            secret_values(config, secrets_file, ctx.secrets),
             update_secrets=args.update_secrets,
             production_in_repository=args.production_secrets_in_repository,
+            complete=secrets_file is not None,  # init's .env: all staging may hold
         )
         withheld = not args.production_secrets_in_repository and not api.capabilities().environments
         if args.apply:

@@ -67,7 +67,10 @@ class GitHubEnvironment:
 
     name: str
     reviewers: tuple[Reviewer, ...]
-    custom_branches: bool  # a deployment_branch_policy is set
+    # Admits only the branches its policies name: custom_branch_policies exactly true. "Protected
+    # branches only" (protected_branches true) admits every protected branch, or every branch where
+    # none is protected (docs "Managing environments for deployment": deployment branches and tags).
+    custom_branches: bool
 
     @classmethod
     def from_api(cls, data: dict[str, Any]) -> GitHubEnvironment:
@@ -77,7 +80,8 @@ class GitHubEnvironment:
             if rule.get("type") == "required_reviewers"
             for r in rule.get("reviewers") or []
         )
-        return cls(str(data["name"]), reviewers, bool(data.get("deployment_branch_policy")))
+        policy = data.get("deployment_branch_policy") or {}
+        return cls(str(data["name"]), reviewers, policy.get("custom_branch_policies") is True)
 
 
 @dataclass(frozen=True)
@@ -246,16 +250,19 @@ class GitHubAPI:
         return {e["name"]: GitHubEnvironment.from_api(e) for e in found}
 
     def branch_policies(self, env: str) -> list[str]:
-        return sorted(self.branch_policy_ids(env))
+        """Each policy's pattern; one that is not a branch policy says its type (``main (tag)``)."""
+        return sorted(name if kind == "branch" else f"{name} ({kind})" for name, kind in self.branch_policy_ids(env))
 
-    def branch_policy_ids(self, env: str) -> dict[str, int]:
-        """Each deployment branch pattern of ``env`` with its policy id (what a delete names)."""
+    def branch_policy_ids(self, env: str) -> dict[tuple[str, str], int]:
+        """Each deployment policy of ``env``, keyed by (pattern, type), with its id (what a delete
+        names). A policy is a branch or a tag policy (REST "List deployment branch policies":
+        ``type``, default ``branch``): a tag policy ``main`` admits a tag, not the branch."""
         found = self.pages(
             f"/repos/{self.repo}/environments/{env}/deployment-branch-policies",
             f"reading {env}'s deployment branches",
             "branch_policies",
         )
-        return {str(p["name"]): int(p["id"]) for p in found}
+        return {(str(p["name"]), str(p.get("type") or "branch")): int(p["id"]) for p in found}
 
     def delete_branch_policy(self, env: str, policy_id: int) -> None:
         """A pattern the environment must no longer admit (an older setup's ``develop``)."""
@@ -335,6 +342,18 @@ class GitHubAPI:
             f"setting {env}'s {name}",
             json=body,
         )
+
+    def delete_secret(self, env: str, name: str) -> None:
+        """REST "Delete an environment secret" (204): what an environment must no longer hold."""
+        self.call(
+            "DELETE",
+            f"/repos/{self.repo}/environments/{env}/secrets/{name}",
+            f"deleting {env}'s {name}",
+        )
+
+    def delete_repo_secret(self, name: str) -> None:
+        """REST "Delete a repository secret" (204): what every pushed branch must no longer read."""
+        self.call("DELETE", f"/repos/{self.repo}/actions/secrets/{name}", f"deleting repository secret {name}")
 
     def save_ruleset(self, ruleset: dict[str, Any], existing_id: int | None) -> None:
         if existing_id is None:

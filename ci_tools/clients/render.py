@@ -438,6 +438,15 @@ class RenderAPI:
     def key_value(self, kv_id: str) -> dict[str, Any]:
         return dict(self._call("GET", f"/key-value/{kv_id}", "reading the Key Value instance"))
 
+    def sees_key_value(self, kv_id: str) -> bool:
+        """Does this key reach the Key Value: its detail (and its allow list, which the same key may
+        PATCH) or its connection info (the Redis URL with its password)? Render hides what a scoped
+        key may not see (render.com/docs/api-keys; the stand-in answers 404, as for a service)."""
+        return any(
+            self._call("GET", path, "probing the Key Value", missing_ok=True) is not None
+            for path in (f"/key-value/{kv_id}", f"/key-value/{kv_id}/connection-info")
+        )
+
     def set_ip_allow_list(self, kv_id: str, blocks: list[dict[str, str]]) -> dict[str, Any]:
         """PATCH the whole allow list (idempotent: the same PATCH twice leaves the same list)."""
         return dict(

@@ -104,6 +104,7 @@ def discover(ctx: Context, request: InitRequest, kept: Mapping[str, str]) -> tup
     generated: list[str] = []
     set_on_render: list[str] = []
     external: dict[str, str] = {}
+    key_values: dict[str, str] = {}  # environment → its Key Value's id
     old_production_bot = ""
     with ctx.render(request.api_key, deadline=monotonic_deadline(BUDGET)) as api:
         for env in config.environments.values():
@@ -113,6 +114,7 @@ def discover(ctx: Context, request: InitRequest, kept: Mapping[str, str]) -> tup
             details: dict[str, Any] = service.get("serviceDetails") or {}
             kv_name = env.key_value if name == env.render_service else f"{name}-redis"
             kv = api.find_key_value(kv_name)
+            key_values[env.name] = str(kv["id"])
             external[env.name] = str(api.connection_info(str(kv["id"]))["externalConnectionString"])
             running = api.env_var_of(str(service["id"]), "TELEGRAM_BOT_TOKEN")
             if env.cutover_target:
@@ -155,7 +157,7 @@ def discover(ctx: Context, request: InitRequest, kept: Mapping[str, str]) -> tup
             if env.cutover_target:
                 values[f"{upper}_RENDER_API_KEY"] = request.api_key
         staging, production = config.role("testers_only"), config.role("cutover_target")
-        staging_render = _staging_render(ctx, request, kept, values, staging, production)
+        staging_render = _staging_render(ctx, request, kept, values, staging, production, key_values[production.name])
         values |= staging_render.values
         generated += _snapshot_keys(config, kept, values)
         # The memory copy's source, in production's job only: staging never holds production's Redis
@@ -194,6 +196,7 @@ def _staging_render(
     values: Mapping[str, str],
     staging: Environment,
     production: Environment,
+    production_key_value: str,
 ) -> StagingRender:
     """Staging's Render power: a key the owner scoped to staging's resources (Render's scoped API
     keys, render.com/docs/api-keys: one workspace, fine-grained permissions), else its deploy hook
@@ -221,6 +224,12 @@ def _staging_render(
         if _reads(ctx, key, values[f"{production.name.upper()}_RENDER_SERVICE_ID"]):
             raise ConfigError(
                 f"STAGING_RENDER_API_KEY reads {production_service}, so staging's feature branches could change it",
+                hint="scope the key to staging's service and Key Value only (render.com/docs/api-keys)",
+            )
+        if _reaches_key_value(ctx, key, production_key_value):
+            raise ConfigError(
+                "STAGING_RENDER_API_KEY reaches production's Key Value, so staging's feature branches could read "
+                "its Redis URL or open its allow list",
                 hint="scope the key to staging's service and Key Value only (render.com/docs/api-keys)",
             )
         found[f"{upper}_RENDER_API_KEY"] = key
@@ -258,6 +267,18 @@ def _reads(ctx: Context, key: str, service_id: str) -> bool:
     except FatalError:
         return False
     return True
+
+
+def _reaches_key_value(ctx: Context, key: str, kv_id: str) -> bool:
+    """Can ``key`` read this Key Value or its connection info? A Render that does not answer stops
+    init (RemoteError)."""
+    try:
+        with ctx.render(key, deadline=monotonic_deadline(BUDGET)) as api:
+            return api.sees_key_value(kv_id)
+    except RemoteError:
+        raise
+    except FatalError:
+        return False
 
 
 def _snapshot_keys(config: Config, kept: Mapping[str, str], values: dict[str, str]) -> list[str]:
@@ -336,7 +357,16 @@ def init(ctx: Context, request: InitRequest) -> InitResult:
     root = config.path.parent
     dotenv = dotenv_path(config.path)
     kept = owner_files.read_dotenv(dotenv)
+    _refuse_shared(
+        {env.name: request.services.get(env.name) or env.render_service for env in config.environments.values()},
+        "Render service",
+    )
     result, values = discover(ctx, request, kept)
+    _refuse_shared({name: facts.render_service for name, facts in result.facts.items()}, "Render service")
+    _refuse_shared({name: facts.key_value for name, facts in result.facts.items()}, "Key Value")
+    for name in ("RENDER_SERVICE_ID", "REDIS_URL", "TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET"):
+        found = {env: values.get(f"{env.upper()}_{name}", "") for env in config.environments}
+        _refuse_shared(found, name, say_value=False, hint=f"give each environment its own {name}, then run init again")
     previous = {name: (env.render_service, env.key_value) for name, env in config.environments.items()}
     blueprint = root / "render.yaml"
     if owner_files.edit_config(config.path, result.facts, request.daily_user_id):
@@ -349,6 +379,29 @@ def init(ctx: Context, request: InitRequest) -> InitResult:
         result.written.append(".gitignore")
     check_blueprint(load_config(config.path), blueprint)  # what `ci-tools config check` says, at once
     return result
+
+
+def _refuse_shared(
+    found: Mapping[str, str],
+    what: str,
+    *,
+    say_value: bool = True,
+    hint: str = "name each environment's own service (--staging-service / --production-service)",
+) -> None:
+    """Each environment its own service, Key Value, Redis and bot: one shared (a typo naming
+    production's service as staging's) would give staging, which runs unreviewed code, production's
+    power. Checked before any file is written; a secret is named, never shown."""
+    seen: dict[str, str] = {}
+    for env, value in found.items():
+        if not value:
+            continue
+        if value in seen:
+            shown = f" ({value})" if say_value else ""
+            raise ConfigError(
+                f"{seen[value]} and {env} share one {what}{shown}: nothing was written",
+                hint=hint,
+            )
+        seen[value] = env
 
 
 def dotenv_path(config_path: Path) -> Path:

@@ -215,8 +215,31 @@ def _staging_key_reach(ctx: Context, staging: Environment, production: Environme
     except FatalError as exc:
         if isinstance(exc, RemoteError):
             return Item(name, False, exc.message, "run again when Render answers", remote=True)
-        return Item(name, True, f"{production.render_service} is invisible to it")
-    return Item(name, False, f"it reads {production.render_service}: it may change it too", fix)
+    else:
+        return Item(name, False, f"it reads {production.render_service}: it may change it too", fix)
+    return _staging_key_value_reach(ctx, name, fix, staging_key, production_key, production)
+
+
+def _staging_key_value_reach(
+    ctx: Context, name: str, fix: str, staging_key: str, production_key: str | None, production: Environment
+) -> Item:
+    """The same key against production's Key Value: its detail (whose allow list the key may open)
+    and its connection info (the Redis URL with its password). Its id is found with production's key."""
+    if not production_key:
+        return Item(name, None, "PRODUCTION_RENDER_API_KEY not set", "export it to check the key's reach")
+    try:
+        with ctx.render(production_key, deadline=monotonic_deadline(BUDGET), timeout=BUDGET) as api:
+            kv_id = str(api.find_key_value(production.key_value)["id"])
+        with ctx.render(staging_key, deadline=monotonic_deadline(BUDGET), timeout=BUDGET) as api:
+            reaches = api.sees_key_value(kv_id)
+    except FatalError as exc:
+        remote = isinstance(exc, RemoteError)
+        return Item(
+            name, False, exc.message, "run again when Render answers" if remote else exc.hint or "", remote=remote
+        )
+    if reaches:
+        return Item(name, False, f"it reads {production.key_value}: production's Redis URL, and its allow list", fix)
+    return Item(name, True, f"{production.render_service} and {production.key_value} are invisible to it")
 
 
 def preflight(ctx: Context, *, before_new_bot: bool = False) -> list[Item]:

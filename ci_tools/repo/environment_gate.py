@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ci_tools.repo.flow import matches
-from ci_tools.repo.workflow_files import load_workflows
+from ci_tools.repo.workflow_files import job_environments, load_workflows
 from ci_tools.settings import Config
 
 SCHEDULED = "-scheduled"
@@ -63,21 +63,6 @@ def scheduled_environment(config: Config) -> str:
     return config.role("cutover_target").name + SCHEDULED
 
 
-def _environments_of(job: dict[str, Any], document: dict[str, Any], known: list[str]) -> list[str]:
-    """The environment names a job may use: a literal, or each choice of the input it names."""
-    environment = job.get("environment")
-    name = str(environment.get("name") if isinstance(environment, dict) else environment or "")
-    if not name:
-        return []
-    if "${{" not in name:
-        return [name]
-    inputs = ((document.get("on") or {}).get("workflow_dispatch") or {}).get("inputs") or {}
-    for key, spec in inputs.items():
-        if f"inputs.{key}" in name and isinstance(spec, dict) and spec.get("options"):
-            return [str(option) for option in spec["options"]]
-    return known
-
-
 def _triggers(document: dict[str, Any], config: Config) -> Iterator[tuple[str, str | None]]:
     """(event, ref) pairs a workflow runs on; ref None where a person picks it (a dispatch)."""
     on = document.get("on") or {}
@@ -99,7 +84,7 @@ def gate_problems(root: Path, config: Config) -> list[str]:
     problems = unreviewed_production(config)
     for workflow, document in load_workflows(root).items():
         for job_id, job in (document.get("jobs") or {}).items():
-            for env_name in _environments_of(job, document, list(config.environments)):
+            for env_name in job_environments(job, document, list(config.environments)):
                 env = environments.get(env_name)
                 where = f"{workflow} job {job_id}"
                 if env is None:
@@ -110,17 +95,29 @@ def gate_problems(root: Path, config: Config) -> list[str]:
     return problems
 
 
+def unreviewed_branches(config: Config) -> list[str]:
+    """Branches no reviewer saw: the default branch (where schedules run) and an example of each
+    branch that merges into it (``feature/*`` as ``feature/x``), the cutover target's aside."""
+    target = config.role("cutover_target")
+    heads = (head.replace("*", "x") for head in config.flow.get(config.default_branch, ()))
+    return [branch for branch in (config.default_branch, *heads) if branch != target.branch]
+
+
+def admits_unreviewed(config: Config, env: ConfiguredEnvironment) -> bool:
+    """Does this environment run code no reviewer saw (staging: develop, feature/*)? What it
+    holds, every such branch's workflow can read."""
+    return any(env.admits(branch) for branch in unreviewed_branches(config))
+
+
 def unreviewed_production(config: Config) -> list[str]:
     """Every environment holding the cutover target's secrets that admits a branch no reviewer
     saw: the default branch (where schedules run) or a branch that merges into it."""
     target = config.role("cutover_target")
-    heads = (head.replace("*", "x") for head in config.flow.get(config.default_branch, ()))
-    unreviewed = [branch for branch in (config.default_branch, *heads) if branch != target.branch]
     return [
         f"environment {env.name} holds {target.name}'s secrets and admits {branch}, which no reviewer saw"
         for env in github_environments(config).values()
         if env.values_from == target.name
-        for branch in unreviewed
+        for branch in unreviewed_branches(config)
         if env.admits(branch)
     ]
 

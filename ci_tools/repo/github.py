@@ -30,8 +30,15 @@ from ci_tools.checklist import Item
 from ci_tools.clients.github_rest import ACTIONS_APP_ID, Capabilities, GitHubAPI
 from ci_tools.context import Context, check_ascii
 from ci_tools.errors import ConfigError, FatalError, RemoteError
-from ci_tools.repo.environment_gate import ConfiguredEnvironment, github_environments
+from ci_tools.repo.environment_gate import ConfiguredEnvironment, admits_unreviewed, github_environments
 from ci_tools.repo.owner_files import read_dotenv
+from ci_tools.repo.unreviewed_secrets import (
+    NEVER_UNREVIEWED,
+    digest,
+    digest_variable,
+    holds,
+    refuse_production_values,
+)
 from ci_tools.repo.workflow_files import job_names, secrets_by_environment
 from ci_tools.settings import Config
 
@@ -64,14 +71,20 @@ def required_checks(ruleset: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 MODE_VARIABLE = "CI_TOOLS_GITHUB_MODE"  # the workflows read it: where secrets are, who guards main
+# What the owner chose on a plan without environments: "accepted" (--production-secrets-in-repository)
+# or "withheld". check reads it: production's repository secrets are a ⚠ when accepted, else a ✗.
+PRODUCTION_CHOICE_VARIABLE = "CI_TOOLS_PRODUCTION_SECRETS"
 
 
 def _environment_changes(
     api: GitHubAPI,
+    config: Config,
     environments: Mapping[str, ConfiguredEnvironment],
     wanted_secrets: Mapping[str, set[str]],
     values: Mapping[str, str],
+    *,
     update_secrets: bool,
+    complete: bool,
 ) -> list[Change]:
     """Each environment with its reviewers, deployment branches and secrets."""
     changes: list[Change] = []
@@ -92,22 +105,26 @@ def _environment_changes(
             )
         policies = api.branch_policy_ids(env.name) if current else {}
         for pattern in env.deploy_branches:
-            if pattern not in policies:
+            if (pattern, "branch") not in policies:
                 changes.append(
                     Change(
                         f"environment {env.name}: {pattern} may deploy",
                         partial(GitHubAPI.add_branch_policy, env=env.name, pattern=pattern),
                     )
                 )
-        for pattern, policy_id in sorted(policies.items()):
-            if pattern not in env.deploy_branches:  # e.g. develop, which production-scheduled once admitted
+        for (pattern, kind), policy_id in sorted(policies.items()):
+            if kind != "branch" or pattern not in env.deploy_branches:  # an older develop; a tag named main
                 changes.append(
                     Change(
-                        f"environment {env.name}: {pattern} may no longer deploy",
+                        f"environment {env.name}: {pattern}{'' if kind == 'branch' else f' ({kind})'} "
+                        "may no longer deploy",
                         partial(GitHubAPI.delete_branch_policy, env=env.name, policy_id=policy_id),
                     )
                 )
         existing = api.secret_names(env.name) if current else set()
+        if admits_unreviewed(config, env):
+            changes += _unreviewed_secret_changes(api, env, wanted_secrets, values, existing, update_secrets, complete)
+            continue
         for name in sorted(wanted_secrets.get(env.name, set())):
             value = values.get(f"{env.values_from.upper()}_{name}")
             if value and (name not in existing or update_secrets):
@@ -117,6 +134,55 @@ def _environment_changes(
                         partial(GitHubAPI.put_secret, env=env.name, name=name, value=value),
                     )
                 )
+    return changes
+
+
+def _unreviewed_secret_changes(
+    api: GitHubAPI,
+    env: ConfiguredEnvironment,
+    wanted_secrets: Mapping[str, set[str]],
+    values: Mapping[str, str],
+    existing: set[str],
+    update_secrets: bool,
+    complete: bool,
+) -> list[Change]:
+    """An environment that admits unreviewed code holds what its workflows use and the values say,
+    nothing else. With ``complete`` values (init's .env), a secret they no longer name is deleted
+    (an older init's account-wide key, production's Redis as the copy's source) and, where the
+    values differ from what setup last stored (its digest variable), every one is rewritten (an
+    older init's shared snapshot key): GitHub never shows a value, so setup cannot compare them."""
+    prefix = f"{env.values_from.upper()}_"
+    allowed = wanted_secrets.get(env.name, set()) - NEVER_UNREVIEWED
+    given = {n: values[prefix + n] for n in sorted(allowed) if values.get(prefix + n)}
+    complete = complete and bool(given)  # values with none of this environment's say nothing of it
+    variable = digest_variable(env.name)
+    rewrite = update_secrets or (complete and not holds(api.variable(variable), given))
+    changes = [
+        Change(
+            f"environment {env.name}: secret {name} ({'update' if name in existing else 'new'})",
+            partial(GitHubAPI.put_secret, env=env.name, name=name, value=value),
+        )
+        for name, value in given.items()
+        if name not in existing or rewrite
+    ]
+    unwanted = existing - allowed
+    if complete:
+        unwanted |= existing - set(given)
+    changes += [
+        Change(
+            f"environment {env.name}: secret {name} deleted (it admits unreviewed code, and "
+            f"{'no workflow there may use it' if name not in allowed else 'the values no longer name it'})",
+            partial(GitHubAPI.delete_secret, env=env.name, name=name),
+        )
+        for name in sorted(unwanted)
+    ]
+    if complete and rewrite:
+        changes.append(
+            Change(
+                f"repository variable {variable}: a salted digest of what {env.name} holds",
+                partial(GitHubAPI.set_variable, name=variable, value=digest(given)),
+            )
+        )
     return changes
 
 
@@ -136,30 +202,71 @@ def repository_secret_names(
             for env in environments.values()
             if production or env.values_from != target
             for n in wanted_secrets.get(env.name, set())
+            if env.values_from == target or n not in NEVER_UNREVIEWED
         }
     )
 
 
 def _repository_secret_changes(
     api: GitHubAPI,
+    config: Config,
     names: list[str],
     values: Mapping[str, str],
+    *,
     update_secrets: bool,
+    complete: bool,
 ) -> list[Change]:
     """No environments on this plan: each environment's secrets as repository secrets
-    ``<ENV>_<NAME>``, which every workflow step reads after ``secrets.<NAME>``."""
+    ``<ENV>_<NAME>``, which every workflow step reads after ``secrets.<NAME>``. Every other
+    ``<ENV>_<NAME>`` repository secret is deleted: production's, withheld now (an older setup
+    stored them by default), and all of them once the plan has environments (an upgrade). Staging's
+    (every branch reads them) are held as its environment's would be: with ``complete`` values,
+    what they no longer name is deleted and all are rewritten when they differ from the digest."""
     changes: list[Change] = []
     existing = api.repo_secret_names()
+    rewrite: set[str] = set()
+    remembered: list[Change] = []  # the digests, set once the secrets they describe are
+    keep = {name for name in names if values.get(name)} if complete else set(names)
+    unreviewed = {env.values_from for env in github_environments(config).values() if admits_unreviewed(config, env)}
+    for env in sorted(unreviewed) if complete and names else []:
+        prefix = f"{env.upper()}_"
+        given = {n.removeprefix(prefix): values[n] for n in names if n.startswith(prefix) and values.get(n)}
+        variable = digest_variable(env)
+        if not given:  # values with none of this environment's say nothing of it
+            keep |= {n for n in names if n.startswith(prefix)}
+        elif update_secrets or not holds(api.variable(variable), given):
+            rewrite |= {prefix + n for n in given}
+            remembered.append(
+                Change(
+                    f"repository variable {variable}: a salted digest of what {env} holds",
+                    partial(GitHubAPI.set_variable, name=variable, value=digest(given)),
+                )
+            )
     for name in names:
         value = values.get(name)
-        if value and (name not in existing or update_secrets):
+        if value and (name not in existing or update_secrets or name in rewrite):
             changes.append(
                 Change(
                     f"repository secret {name} ({'update' if name in existing else 'new'})",
                     partial(GitHubAPI.put_repo_secret, name=name, value=value),
                 )
             )
-    return changes
+    unreviewed_prefixes = tuple(f"{env.upper()}_" for env in unreviewed)
+    for name in sorted(_environment_repository_secrets(config, existing)):
+        if name not in names or (name.startswith(unreviewed_prefixes) and name not in keep):
+            changes.append(
+                Change(
+                    f"repository secret {name} deleted (every pushed branch's workflow reads it)",
+                    partial(GitHubAPI.delete_repo_secret, name=name),
+                )
+            )
+    return changes + remembered
+
+
+def _environment_repository_secrets(config: Config, present: set[str]) -> set[str]:
+    """The repository secrets named ``<ENV>_<NAME>`` (an environment's value, not BACKMERGE_TOKEN)."""
+    prefixes = tuple(f"{env.upper()}_" for env in config.environments)
+    return {name for name in present if name.startswith(prefixes)}
 
 
 def secret_values(config: Config, dotenv: Path | None, environ: Mapping[str, str]) -> dict[str, str]:
@@ -186,11 +293,18 @@ def plan(
     *,
     update_secrets: bool = False,
     production_in_repository: bool = False,
+    complete: bool = False,
 ) -> list[Change]:
     """What setup would change, from what GitHub holds now; empty when all is in place.
 
     ``production_in_repository``: on a plan without environments, store production's secrets as
-    repository secrets too (the owner accepts that any pushed branch's workflow can read them)."""
+    repository secrets too (the owner accepts that any pushed branch's workflow can read them).
+    ``complete``: the values are all an environment admitting unreviewed code should hold (init's
+    .env), so what they no longer name is deleted there. A value for such an environment that equals
+    a production secret stops the plan (ConfigError) before anything is read or written."""
+    environments = github_environments(config)
+    unreviewed = [env for env in environments.values() if admits_unreviewed(config, env)]
+    refuse_production_values(config, {env.values_from for env in unreviewed}, values)
     changes: list[Change] = []
     repo = api.repository()
     if repo.default_branch != config.default_branch and api.branch_sha(config.default_branch) is None:
@@ -209,13 +323,25 @@ def plan(
             )
         )
     caps = api.capabilities()
-    environments = github_environments(config)
     wanted_secrets = secrets_by_environment(root, list(environments))
     if caps.environments:
-        changes += _environment_changes(api, environments, wanted_secrets, values, update_secrets)
+        changes += _environment_changes(
+            api, config, environments, wanted_secrets, values, update_secrets=update_secrets, complete=complete
+        )
+        names: list[str] = []  # every <ENV>_<NAME> repository secret is an older plan's: any branch reads it
     else:
         names = repository_secret_names(config, environments, wanted_secrets, production=production_in_repository)
-        changes += _repository_secret_changes(api, names, values, update_secrets)
+        choice = "accepted" if production_in_repository else "withheld"
+        if api.variable(PRODUCTION_CHOICE_VARIABLE) != choice:
+            changes.append(
+                Change(
+                    f"repository variable {PRODUCTION_CHOICE_VARIABLE} = {choice}",
+                    partial(GitHubAPI.set_variable, name=PRODUCTION_CHOICE_VARIABLE, value=choice),
+                )
+            )
+    changes += _repository_secret_changes(
+        api, config, names, values, update_secrets=update_secrets, complete=complete and not caps.environments
+    )
     if api.variable(MODE_VARIABLE) != caps.mode:
         changes.append(
             Change(
@@ -315,7 +441,16 @@ def check(api: GitHubAPI, config: Config, root: Path) -> list[Item]:
     wanted = secrets_by_environment(root, list(expected))
     items += _plan_items(repo.private, caps)
     if caps.environments:
-        items += _environment_items(api, expected, wanted)
+        items += _environment_items(api, config, expected, wanted)
+        held = sorted(_environment_repository_secrets(config, api.repo_secret_names()))
+        items.append(
+            Item(
+                "no repository secret holds an environment's secret",
+                not held,
+                "none does" if not held else f"{held}: every pushed branch's workflow reads them",
+                "ci-tools github setup --apply (deletes them: the environments hold their own)",
+            )
+        )
     else:
         items += _repository_secret_items(api, config, expected, wanted)
     mode = api.variable(MODE_VARIABLE)
@@ -376,11 +511,41 @@ def check(api: GitHubAPI, config: Config, root: Path) -> list[Item]:
     return items
 
 
+def _staging_keys(config: Config, expected: Mapping[str, ConfiguredEnvironment]) -> set[str]:
+    """``RENDER_API_KEY`` names that are optional: an environment admitting unreviewed code deploys
+    by a key scoped to its service or by its deploy hook alone (init gives it no key then), so
+    neither its key nor production's copy of it is missing when absent."""
+    return {
+        name
+        for env in expected.values()
+        if admits_unreviewed(config, env)
+        for name in ("RENDER_API_KEY", f"{env.values_from.upper()}_RENDER_API_KEY")
+    }
+
+
+def _render_power_item(name: str, holds_either: bool, service: str) -> Item:
+    """An environment admitting unreviewed code without a deploy hook or scoped key cannot deploy:
+    said as ⚠, as init says it, with the fix that never leads to the account-wide key."""
+    return Item(
+        f"environment {name}: can deploy on Render",
+        True,
+        "by its deploy hook or its own scoped key" if holds_either else "holds no deploy hook and no Render key",
+        f"set {name.upper()}_RENDER_DEPLOY_HOOK_URL ({service} → Settings → Deploy Hook) or a "
+        f"{name.upper()}_RENDER_API_KEY scoped to {service} alone, then ci-tools init and github setup --apply",
+        warning=not holds_either,
+    )
+
+
 def _environment_items(
-    api: GitHubAPI, expected: Mapping[str, ConfiguredEnvironment], wanted: Mapping[str, set[str]]
+    api: GitHubAPI,
+    config: Config,
+    expected: Mapping[str, ConfiguredEnvironment],
+    wanted: Mapping[str, set[str]],
 ) -> list[Item]:
     items: list[Item] = []
     environments = api.environments()
+    held = {name: api.secret_names(name) for name in expected if name in environments}
+    staging_keys = _staging_keys(config, expected)
     for env in expected.values():
         current = environments.get(env.name)
         if current is None:
@@ -404,17 +569,24 @@ def _environment_items(
             )
         )
         policies = api.branch_policies(env.name)
-        right = sorted(env.deploy_branches) == policies
+        right = current.custom_branches and sorted(env.deploy_branches) == policies
         items.append(
             Item(
                 f"environment {env.name}: deploys only {list(env.deploy_branches)}",
                 right,
-                str(policies),
+                str(policies) if current.custom_branches else "not limited to its branch policies (protected or all)",
                 "ci-tools github setup --apply",
             )
         )
-        present = api.secret_names(env.name)
-        lacking = sorted(wanted.get(env.name, set()) - present - OPTIONAL_SECRETS)
+        present = held[env.name]
+        unreviewed = admits_unreviewed(config, env)
+        lacking = sorted(
+            wanted.get(env.name, set())
+            - present
+            - OPTIONAL_SECRETS
+            - staging_keys
+            - (NEVER_UNREVIEWED if unreviewed else set())
+        )
         items.append(
             Item(
                 f"environment {env.name}: every secret its workflows use",
@@ -424,6 +596,19 @@ def _environment_items(
                 "and run ci-tools github setup --apply",
             )
         )
+        if unreviewed:
+            service = config.environments[env.values_from].render_service
+            power = {"RENDER_API_KEY", "RENDER_DEPLOY_HOOK_URL"} & present
+            items.append(_render_power_item(env.name, bool(power), service))
+            extra = sorted(present - (wanted.get(env.name, set()) - NEVER_UNREVIEWED))
+            items.append(
+                Item(
+                    f"environment {env.name}: holds nothing its workflows may not use",
+                    not extra,
+                    "nothing else" if not extra else f"also holds {extra}, which every unreviewed branch reads",
+                    "ci-tools github setup --apply (deletes them)",
+                )
+            )
     return items
 
 
@@ -436,7 +621,7 @@ def _repository_secret_items(
     required = {n: set(ns) - OPTIONAL_SECRETS for n, ns in wanted.items()}
     staging = set(repository_secret_names(config, expected, required, production=False))
     production = set(repository_secret_names(config, expected, required, production=True)) - staging
-    lacking = sorted(staging - present)
+    lacking = sorted(staging - present - _staging_keys(config, expected))
     items = [
         Item(
             "staging's secrets are repository secrets <ENV>_<NAME>",
@@ -445,17 +630,22 @@ def _repository_secret_items(
             f"set {', '.join(lacking)} and run ci-tools github setup --apply",
         )
     ]
-    held = sorted(production & present)
+    target = f"{config.role('cutover_target').name.upper()}_"
+    held = sorted(production & present | {n for n in present if n.startswith(target)})
+    accepted = api.variable(PRODUCTION_CHOICE_VARIABLE) == "accepted"
     items.append(
         Item(
             "production's secrets and every pushed branch",
-            True,
+            not held or accepted,
             f"{len(held)} production secrets are repository secrets: any pushed branch's workflow can read them"
             if held
             else "withheld from the repository: production.yml, backup.yml and watch.yml cannot run in Actions",
-            "make the repository public or upgrade (environments), or keep them out and release from your machine "
+            "ci-tools github setup --apply deletes them; make the repository public or upgrade (environments), "
+            "and release from your machine meanwhile (ci-tools release production)"
+            if held and not accepted
+            else "make the repository public or upgrade (environments), or release from your machine "
             "(ci-tools release production)",
-            warning=True,
+            warning=not held or accepted,
         )
     )
     return items

@@ -31,13 +31,21 @@ def job_names(root: Path) -> set[str]:
     return {str(job.get("name", key)) for doc in load_workflows(root).values() for key, job in doc["jobs"].items()}
 
 
-def environment_names(job: dict[str, Any], known: list[str]) -> list[str]:
-    """The GitHub environments a job may run in (an expression: any of them)."""
+def job_environments(job: dict[str, Any], document: dict[str, Any], known: list[str]) -> list[str]:
+    """The GitHub environments a job may run in: a literal, or each choice of the dispatch input
+    its expression names (``${{ inputs.environment }}``, options [production, staging]); any of
+    ``known`` for an expression no choice bounds."""
     environment = job.get("environment")
-    name = environment.get("name") if isinstance(environment, dict) else environment
+    name = str(environment.get("name") if isinstance(environment, dict) else environment or "")
     if not name:
         return []
-    return known if "${{" in str(name) else [str(name)]
+    if "${{" not in name:
+        return [name]
+    inputs = ((document.get("on") or {}).get("workflow_dispatch") or {}).get("inputs") or {}
+    for key, spec in inputs.items():
+        if f"inputs.{key}" in name and isinstance(spec, dict) and spec.get("options"):
+            return [str(option) for option in spec["options"]]
+    return known
 
 
 def secrets_by_environment(root: Path, environments: list[str]) -> dict[str, set[str]]:
@@ -47,6 +55,6 @@ def secrets_by_environment(root: Path, environments: list[str]) -> dict[str, set
         for job in document["jobs"].values():
             text = yaml.safe_dump(job, width=10**6)
             names = set(_SECRET.findall(_FALLBACK.sub("", text))) - _BUILT_IN
-            for env in environment_names(job, environments):
+            for env in job_environments(job, document, environments):
                 wanted.setdefault(env, set()).update(names)
     return wanted

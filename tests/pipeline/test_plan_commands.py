@@ -52,13 +52,32 @@ def test_a_staging_key_that_can_read_production_is_refused(world, monkeypatch, c
     assert "it reads mindmate-prod" in items["staging's Render key cannot change mindmate-prod"]["detail"]
 
 
+def test_a_staging_key_that_reaches_productions_key_value_is_refused(world, monkeypatch, capsys):
+    """Scoped to staging's service and Key Value, and production's Key Value: it cannot see
+    production's service, but GET /key-value/<production's>/connection-info is production's Redis URL."""
+    values = both(world)
+    values["STAGING_RENDER_API_KEY"] = world.render.scoped_key(
+        {
+            world.services["staging"].id: "write",
+            world.key_values["staging"].id: "write",
+            world.key_values["production"].id: "read",
+        }
+    )
+    use(monkeypatch, values)
+    assert main(["preflight", "--json"]) == 5
+    out = capsys.readouterr().out
+    item = {i["name"]: i for i in json.loads(out)["items"]}["staging's Render key cannot change mindmate-prod"]
+    assert item["ok"] is False and "production's Redis URL" in item["detail"], item
+    assert world.external_redis_url("production") not in out
+
+
 def test_preflight_all_good(world, monkeypatch, capsys):
     use(monkeypatch, both(world))
     world.services["staging"].env["TESTER_IDS"] = "1001"
     assert main(["preflight"]) == 0
     out = capsys.readouterr().out
     assert "✗" not in out and "TESTER_IDS is set" in out
-    assert "mindmate-prod is invisible to it" in out  # staging's scoped key
+    assert "mindmate-prod and mindmate-prod-redis are" in out  # staging's scoped key: service and Key Value
 
 
 def test_preflight_warns_when_staging_has_no_allowlist(world, monkeypatch, capsys):

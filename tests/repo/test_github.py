@@ -75,6 +75,8 @@ def test_setup_twice_changes_nothing_the_second_time(github, values, capsys):
     [
         ("no-reviewer", "environment production: reviewers"),
         ("missing-secret", "environment staging: every secret its workflows use"),
+        ("source-in-staging", "environment staging: holds nothing its workflows may not use"),
+        ("repository-secret", "no repository secret holds an environment's secret"),
         ("ruleset-not-imported", "ruleset main is imported as in the repository"),
         ("default-branch", "the default branch is develop"),
     ],
@@ -84,7 +86,11 @@ def test_check_names_each_missing_piece(github, values, capsys, breakage, item):
     if breakage == "no-reviewer":
         github.environments["production"]["protection_rules"] = []
     elif breakage == "missing-secret":
-        del github.secrets["staging"]["RENDER_API_KEY"]
+        del github.secrets["staging"]["TELEGRAM_BOT_TOKEN"]  # (its RENDER_API_KEY is optional: a deploy hook will do)
+    elif breakage == "source-in-staging":  # what an older init gave staging: production's Redis
+        github.secrets["staging"]["SOURCE_REDIS_URL"] = values["PRODUCTION_REDIS_URL"]
+    elif breakage == "repository-secret":  # an older plan's, which every pushed branch reads
+        github.repo_secrets.add("PRODUCTION_REDIS_URL")
     elif breakage == "ruleset-not-imported":
         github.rulesets = {i: r for i, r in github.rulesets.items() if r["name"] != "main"}
     elif breakage == "default-branch":
@@ -303,3 +309,17 @@ def test_a_secrets_file_value_that_is_not_ascii_is_named_before_anything_changes
     err = capsys.readouterr().err
     assert "STAGING_RENDER_API_KEY holds a character that is not ASCII" in err and value not in err
     assert github.writes == 0
+
+
+def test_a_secrets_file_without_stagings_values_deletes_nothing_of_stagings(github, values, monkeypatch, tmp_path):
+    """setup deletes from staging what .env no longer names; a file that names none of staging's
+    (production's values alone) says nothing about staging, so nothing there goes."""
+    assert run("setup", "--apply") == 0
+    held = dict(github.secrets["staging"])
+    only_production = tmp_path / "production.env"
+    only_production.write_text("".join(f"{k}='{v}'\n" for k, v in values.items() if k.startswith("PRODUCTION_")))
+    for name in values:
+        if name.startswith("STAGING_"):
+            monkeypatch.delenv(name)
+    assert run("setup", "--apply", "--secrets-file", str(only_production)) == 0
+    assert github.secrets["staging"] == held
