@@ -17,7 +17,9 @@ A rollback is never held — it is the way back.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -69,17 +71,35 @@ class Hold:
 
 def hold_on(api: GitHubAPI, hold: Hold) -> Hold | None:
     """Set the hold (replacing an older one); the hold it replaced, if any."""
-    before = Hold.decode(api.variable(HELD_VARIABLE))
-    api.set_variable(HELD_VARIABLE, hold.encode())
+    with _variables_permission():
+        before = Hold.decode(api.variable(HELD_VARIABLE))
+        api.set_variable(HELD_VARIABLE, hold.encode())
     return before
 
 
 def hold_off(api: GitHubAPI) -> Hold | None:
     """Lift the hold; the hold that was lifted, or None when releases were not held."""
-    value = api.variable(HELD_VARIABLE)
-    if value is not None:
-        api.delete_variable(HELD_VARIABLE)
+    with _variables_permission():
+        value = api.variable(HELD_VARIABLE)
+        if value is not None:
+            api.delete_variable(HELD_VARIABLE)
     return Hold.decode(value)
+
+
+@contextlib.contextmanager
+def _variables_permission() -> Iterator[None]:
+    """A 403 here is a token without the Variables permission (a workflow's GITHUB_TOKEN has none):
+    said as that, not as the admin rights the client's general hint asks for."""
+    try:
+        yield
+    except ConfigError as exc:
+        if "GitHub answered 403" not in exc.message:
+            raise
+        raise ConfigError(
+            exc.message,
+            hint="the token needs the Variables permission (read and write), which GITHUB_TOKEN never has: "
+            "hold.yml passes production's GITHUB_ADMIN_TOKEN",
+        ) from None
 
 
 def refuse_if_held(value: str | None) -> None:

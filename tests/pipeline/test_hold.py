@@ -8,7 +8,7 @@ import pytest
 
 from ci_tools.__main__ import main
 from ci_tools.pipeline.hold import HELD_VARIABLE
-from sandbox.github import FakeGitHub
+from sandbox.github import READ_ONLY_TOKEN, FakeGitHub
 from tests.support import use
 
 REPO = "mindmate/mindmate-release"
@@ -100,3 +100,12 @@ def test_status_shows_the_hold(world, github, monkeypatch, capsys):
     main(["status", "production", "--json"])
     found = {i["name"]: i for i in json.loads(capsys.readouterr().out)["items"]}
     assert found["production: releases"]["detail"] == "not held"
+
+
+def test_a_workflow_token_cannot_write_the_hold_and_is_told_which_permission(github, monkeypatch, capsys):
+    """GITHUB_TOKEN has no permission for repository variables: GitHub answers 403."""
+    monkeypatch.setenv("GITHUB_TOKEN", READ_ONLY_TOKEN)
+    assert hold("--on", "--reason", "x") == 3
+    err = capsys.readouterr().err
+    assert "GitHub answered 403" in err and "Variables permission" in err and "GITHUB_ADMIN_TOKEN" in err
+    assert READ_ONLY_TOKEN not in err and err.count("\n") == 1 and not github.variables
