@@ -103,7 +103,7 @@ def _api(ctx: Context, args: argparse.Namespace) -> GitHubAPI:
     token = ctx.github_token()
     if not token:
         raise ConfigError(
-            f"missing secret GITHUB_TOKEN: writing {HELD_VARIABLE} needs a token with the Variables permission",
+            f"missing secret GITHUB_TOKEN: {HELD_VARIABLE} needs a token with the Variables permission",
             hint="pass GITHUB_ADMIN_TOKEN as GITHUB_TOKEN (hold.yml does), or export one for a local run",
         )
     repo = args.repo or ctx.runner.repository
