@@ -469,6 +469,12 @@ class FakeGitHub(StandInServer):
             self.variables[name] = str(body.get("value", self.variables[name]))
             self.writes += 1
             return 204, None, {}
+        # "Delete a repository variable" (actions/delete-repo-variable): 204, no body; an unknown
+        # name is GitHub's 404 like every other variable call.
+        if name and request.method == "DELETE" and name in self.variables:
+            del self.variables[name]
+            self.writes += 1
+            return 204, None, {}
         return NOT_FOUND
 
     def _secret_item(self, name: str) -> dict[str, str]:

@@ -222,6 +222,10 @@ class GitHubAPI:
         else:
             self.call("PATCH", f"/repos/{self.repo}/actions/variables/{name}", f"setting {name}", json={"value": value})
 
+    def delete_variable(self, name: str) -> None:
+        """REST "Delete a repository variable" (204); one already gone is not an error."""
+        self.call("DELETE", f"/repos/{self.repo}/actions/variables/{name}", f"deleting {name}", missing_ok=True)
+
     def dispatch_workflow(self, workflow: str, ref: str) -> None:
         """Start ``workflow`` on ``ref`` (REST "Create a workflow dispatch event": 204 No Content).
         The run uses the workflow file and code at ``ref``; a dispatch made with ``GITHUB_TOKEN``

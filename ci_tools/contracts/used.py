@@ -64,6 +64,7 @@ GITHUB: Final = (
     "GET /repos/{owner}/{repo}/actions/variables/{name}",
     "POST /repos/{owner}/{repo}/actions/variables",
     "PATCH /repos/{owner}/{repo}/actions/variables/{name}",
+    "DELETE /repos/{owner}/{repo}/actions/variables/{name}",  # ci-tools hold --off
     "GET /repos/{owner}/{repo}/commits/{commit_sha}/pulls",
     "POST /repos/{owner}/{repo}/actions/workflows/{workflow_id}/dispatches",  # scheduler.yml
 )

@@ -27,6 +27,7 @@ from ci_tools.errors import FatalError, RemoteError
 from ci_tools.pipeline import blueprint_sync
 from ci_tools.pipeline import safety_net as net
 from ci_tools.pipeline.cutover import read_window
+from ci_tools.pipeline.hold import HELD_VARIABLE, LIFT, Hold
 from ci_tools.settings import Environment
 
 RECENT_ERROR = timedelta(hours=1)  # a webhook error this recent means updates are failing now
@@ -80,6 +81,8 @@ class EnvStatus:
 
     def checks(self) -> list[Callable[[], Item]]:
         found = [self.bot, self.deploy, self.health, self.webhook, self.allow_list, self.blueprint]
+        if self.env.name == self.config.role("cutover_target").name:
+            found.append(self.hold)
         if self.env.name == self.config.memory_backup.environment:
             found += [
                 self.rollback_window,
@@ -235,6 +238,27 @@ class EnvStatus:
         with self._render() as api:
             syncing, line = blueprint_sync.describe(api, self.env.branch)
         return Item(name, syncing is not None, line, "", warning=bool(syncing), remote=syncing is None)
+
+    def hold(self) -> Item:
+        """Are production's releases held (hold.yml)? Said as a warning: a person chose it."""
+        name = self.name("releases")
+        token, repo = self.ctx.github_token(), self.ctx.runner.repository
+        if not token or not repo:
+            return Item(
+                name,
+                True,
+                "not checked: no GITHUB_TOKEN and GITHUB_REPOSITORY",
+                "export both to see a hold",
+                warning=True,
+            )
+        try:
+            with self.ctx.github(token, repo, budget=BUDGET) as api:
+                hold = Hold.decode(api.variable(HELD_VARIABLE))
+        except FatalError as exc:
+            return Item(name, False, exc.message, exc.hint or "", remote=isinstance(exc, RemoteError))
+        if hold is None:
+            return Item(name, True, "not held")
+        return Item(name, True, hold.line(), LIFT, warning=True)
 
     def rollback_window(self) -> Item:
         name = self.name("the rollback window")
