@@ -15,6 +15,10 @@ from typing import Any
 MULTIPART = "multipart/form-data"
 
 
+class UnreadablePart(ValueError):
+    """A text part that cannot be decoded as its charset (RFC 7578 §4.4) says, or as UTF-8."""
+
+
 def multipart_fields(body: bytes, content_type: str) -> dict[str, Any]:
     """Each part's ``name`` → its text (a file part, one with a ``filename``, stays bytes).
 
@@ -34,8 +38,14 @@ def multipart_fields(body: bytes, content_type: str) -> dict[str, Any]:
         data = payload if isinstance(payload, bytes) else b""
         if part.get_filename() is not None:
             fields[name] = data
-        else:
-            fields[name] = data.decode(part.get_content_charset() or "utf-8")
+            continue
+        charset = part.get_content_charset() or "utf-8"
+        try:
+            fields[name] = data.decode(charset)
+        except LookupError:  # a charset Python does not know: the part cannot be read as text
+            raise UnreadablePart(f"part {name!r} declares the unknown charset {charset!r}") from None
+        except UnicodeDecodeError as exc:
+            raise UnreadablePart(f"part {name!r} is not valid {charset} (byte {exc.start})") from None
     return fields
 
 

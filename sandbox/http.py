@@ -7,6 +7,7 @@ library server is enough: it starts in milliseconds and has no dependencies.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
@@ -18,11 +19,21 @@ from typing import Any, Self
 from urllib.parse import parse_qsl, urlsplit
 
 from sandbox.contract import FAULT, LEDGER, Answer, Contract
-from sandbox.forms import MULTIPART, multipart_fields
+from sandbox.forms import MULTIPART, UnreadablePart, multipart_fields
 
 # RFC 9112 §7.1.1: a chunk-size line is hex digits, optional extensions; cap what we read of it.
 _LINE_LIMIT = 65_536
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
+# RFC 9110 §8.6: Content-Length = 1*DIGIT, ASCII digits only ("²" is a digit to str.isdigit).
+_DIGITS = re.compile(r"[0-9]+")
+# The largest body a stand-in reads (RFC 9110 §15.5.14: 413 Content Too Large for more). The Bot
+# API takes uploads of up to 50 MB (core.telegram.org/bots/api, "Sending files"); nothing the
+# pipeline sends to Render or GitHub comes near.
+MAX_BODY = 64 * 1024 * 1024
+# Seconds a connection may sit without sending the rest of a request (or a next one) before the
+# stand-in closes it: a partial request (a stalled client, Slowloris) must not hold a handler
+# thread for ever. RFC 9112 §9.8 lets a server close an idle connection at any time.
+IDLE_TIMEOUT = 10.0
 
 
 class FramingError(Exception):
@@ -35,30 +46,54 @@ class FramingError(Exception):
         self.message = message
 
 
+class BadBody(ValueError):
+    """A body that is framed but cannot be read as its Content-Type says (bytes that are not
+    UTF-8, a charset Python does not know): the client's mistake, answered 400."""
+
+
+def _field(headers: Message, name: str) -> list[str] | None:
+    """Every value of a header field, in order: RFC 9110 §5.3 makes repeated fields one
+    comma-separated list, so reading only the first (``headers.get``) would let a second
+    Transfer-Encoding or Content-Length go unseen (request smuggling's classic disagreement)."""
+    values = headers.get_all(name)
+    if values is None:
+        return None
+    return [item.strip() for value in values for item in str(value).split(",")]
+
+
 def read_body(rfile: BufferedIOBase, headers: Message) -> bytes:
     """The request's body as RFC 9112 §6.3 delimits it: ``Transfer-Encoding: chunked`` first
     (it overrides any Content-Length), then Content-Length, else no body.
 
     Clients we did not write stream bodies chunked (``gh api --input -``, Node streams, httpx
     with an iterator); reading only Content-Length dropped such a body and then parsed its
-    chunks as the next request."""
-    coding = headers.get("Transfer-Encoding")
-    if coding is not None:
-        codings = [c.strip().lower() for c in coding.split(",") if c.strip()]
+    chunks as the next request. A body cut off before its end (a dropped connection) is not a
+    request (RFC 9112 §8): it is refused, never handed to the stand-in."""
+    codings = _field(headers, "Transfer-Encoding")
+    if codings is not None:
+        codings = [c.lower() for c in codings if c]
         if not codings or codings[-1] != "chunked":
             # §6.3 (4): a request whose final transfer coding is not chunked cannot be delimited.
             raise FramingError(400, "Transfer-Encoding must end in chunked")
         if codings != ["chunked"]:
             # §6.1: a transfer coding the server does not understand is answered 501.
-            raise FramingError(501, f"transfer coding not implemented: {coding}")
+            raise FramingError(501, f"transfer coding not implemented: {', '.join(codings)[:80]}")
         return _read_chunked(rfile)
-    length = headers.get("Content-Length")
-    if length is None:
+    lengths = _field(headers, "Content-Length")
+    if lengths is None:
         return b""
-    if not length.strip().isdigit():
+    if not lengths or not all(_DIGITS.fullmatch(v) for v in lengths):
         raise FramingError(400, "invalid Content-Length")  # §6.3 (5): unrecoverable framing error
-    size = int(length)
-    return rfile.read(size) if size else b""
+    if len({int(v) for v in lengths}) != 1:
+        # §6.3 (5): differing values (a list of one repeated value may be taken as that value).
+        raise FramingError(400, "conflicting Content-Length values")
+    size = int(lengths[0])
+    if size > MAX_BODY:
+        raise FramingError(413, f"body larger than {MAX_BODY} bytes")
+    data = rfile.read(size) if size else b""
+    if len(data) != size:
+        raise FramingError(400, "body shorter than its Content-Length: the message is incomplete")
+    return data
 
 
 def _read_chunked(rfile: BufferedIOBase) -> bytes:
@@ -75,14 +110,19 @@ def _read_chunked(rfile: BufferedIOBase) -> bytes:
         size = int(size_text, 16)
         if size == 0:
             break
+        if len(body) + size > MAX_BODY:  # before reading: 16 hex digits would ask for 2**64 bytes
+            raise FramingError(413, f"body larger than {MAX_BODY} bytes")
         data = rfile.read(size)
         if len(data) != size or rfile.readline(_LINE_LIMIT + 1) not in (b"\r\n", b"\n"):
             raise FramingError(400, "chunk data does not match its size")
         body += data
     while True:  # the trailer section, up to the empty line that ends the message
         line = rfile.readline(_LINE_LIMIT + 1)
-        if line in (b"\r\n", b"\n", b""):
+        if line in (b"\r\n", b"\n"):
             return bytes(body)
+        if not line.endswith(b"\n"):
+            # EOF (or a line cut off) before the final CRLF: §8, an incomplete message.
+            raise FramingError(400, "chunked body ended before its final CRLF: the message is incomplete")
         if len(line) > _LINE_LIMIT:
             raise FramingError(400, "trailer line too long")
 
@@ -106,14 +146,20 @@ class Request:
         params: dict[str, Any] = dict(self.query)
         header = self.headers.get("Content-Type") or ""
         ctype = header.split(";")[0].strip().lower()
-        if self.body and ctype == "application/json":
-            data = json.loads(self.body)
-            if isinstance(data, dict):
-                params.update(data)
-        elif self.body and ctype == "application/x-www-form-urlencoded":
-            params.update(parse_qsl(self.body.decode(), keep_blank_values=True))
-        elif self.body and ctype == MULTIPART:
-            params.update(multipart_fields(self.body, header))
+        try:
+            if self.body and ctype == "application/json":
+                data = json.loads(self.body)
+                if isinstance(data, dict):
+                    params.update(data)
+            elif self.body and ctype == "application/x-www-form-urlencoded":
+                params.update(parse_qsl(self.body.decode(), keep_blank_values=True))
+            elif self.body and ctype == MULTIPART:
+                params.update(multipart_fields(self.body, header))
+        except UnicodeDecodeError as exc:
+            # JSON is UTF-8 (RFC 8259 §8.1); a form is read as UTF-8, as the Bot API's is.
+            raise BadBody(f"the {ctype} body is not valid UTF-8 (byte {exc.start})") from None
+        except UnreadablePart as exc:
+            raise BadBody(str(exc)) from None
         return params
 
     def json(self) -> Any:
@@ -137,12 +183,18 @@ class StandInServer:
     def __init__(self, *, latency: float = 0.0) -> None:
         self.latency = latency
         self.requests: list[tuple[str, str]] = []
+        self.failures: list[Exception] = []  # what handle() raised (each answered 500)
         self.lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     def handle(self, request: Request) -> Response:  # pragma: no cover - overridden
         raise NotImplementedError
+
+    def bad_request(self, message: str) -> Response:
+        """The provider's answer to a body it cannot read; a stand-in with its own error shape
+        (Telegram's ``ok``/``description``) overrides it."""
+        return 400, {"message": message}, {}
 
     @property
     def url(self) -> str:
@@ -166,6 +218,10 @@ class StandInServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # socketserver.StreamRequestHandler sets it on the socket; a read that waits longer
+            # raises TimeoutError, which BaseHTTPRequestHandler.handle_one_request answers by
+            # closing the connection ("Request timed out"): the request is never processed.
+            timeout = IDLE_TIMEOUT
 
             def _serve(self) -> None:
                 try:
@@ -173,8 +229,7 @@ class StandInServer:
                 except FramingError as exc:
                     # The front end's answer, not the API's: sent, not validated, and the
                     # connection closed, as what follows on it cannot be framed.
-                    self.close_connection = True
-                    self._send(exc.status, json.dumps({"message": exc.message}).encode(), {"Connection": "close"})
+                    self._refuse(exc.status, exc.message)
                     return
                 if "Transfer-Encoding" in self.headers and "Content-Length" in self.headers:
                     # RFC 9112 §6.1: chunked wins, and the connection closes after the answer (a
@@ -187,8 +242,20 @@ class StandInServer:
                     time.sleep(owner.latency)
                 try:
                     status, payload, headers = owner.handle(request)
-                except json.JSONDecodeError:
-                    status, payload, headers = 400, {"message": "invalid JSON body"}, {}
+                except (json.JSONDecodeError, BadBody) as exc:
+                    # A body that cannot be read cannot be held to the description either: the
+                    # provider's 400 is sent without validating the request.
+                    why = "invalid JSON body" if isinstance(exc, json.JSONDecodeError) else str(exc)
+                    status, payload, headers = owner.bad_request(why)
+                    self._send(status, json.dumps(payload).encode(), {"Content-Type": "application/json", **headers})
+                    return
+                except Exception as exc:  # a stand-in's bug is answered, not a dropped connection
+                    # Answered 500 as a front end would, and kept for the test to see; only the
+                    # exception's type is sent (its text may hold a token from the path).
+                    with owner.lock:
+                        owner.failures.append(exc)
+                    self._refuse(500, f"the {owner.name} stand-in failed: {type(exc).__name__}")
+                    return
                 if isinstance(payload, bytes):  # passed through as is (the router)
                     data = payload
                 else:
@@ -198,6 +265,12 @@ class StandInServer:
                 owner.validate(request, Answer(status, headers, data))
                 headers.pop(FAULT, None)
                 self._send(status, data, headers)
+
+            def _refuse(self, status: int, message: str) -> None:
+                """A front end's answer (not validated), and the connection closed after it."""
+                self.close_connection = True
+                with contextlib.suppress(OSError):  # the client may have gone (a cut-off body)
+                    self._send(status, json.dumps({"message": message}).encode(), {"Connection": "close"})
 
             def _send(self, status: int, data: bytes, headers: dict[str, str]) -> None:
                 self.send_response(status)

@@ -865,7 +865,7 @@ class FakeRender(StandInServer):
             self._set(deploy, "build_in_progress", service)
             if not self._wait(deploy, self.step + faults.slow):
                 return
-            if faults.build_failed:
+            if faults.build_failed or not self._checks_out(commit):
                 self._set(deploy, "build_failed")
                 self._ended(service, deploy, "failed")
                 return
@@ -1069,6 +1069,20 @@ class FakeRender(StandInServer):
         folder = self.build_root / "installed-bot"
         folder.mkdir(exist_ok=True)
         return folder
+
+    def _checks_out(self, commit: str) -> bool:
+        """Render's build starts by checking the commit out of the repository; a commit the
+        repository no longer has (a force-pushed branch, then garbage collected) cannot be, and
+        the deploy ends ``build_failed`` (as ``git checkout`` of an unknown object fails). Branch
+        placeholders (``main-head``) and the plain sandbox without a repository always build."""
+        if self.repo is None or not re.fullmatch(r"[0-9a-f]{7,40}", commit):
+            return True
+        return (
+            subprocess.run(
+                ["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=self.repo, capture_output=True, check=False
+            ).returncode
+            == 0
+        )
 
     def build(self, commit: str) -> Path | None:
         """What Render builds: the deployed commit's own tree (``git archive``), so a commit that

@@ -39,6 +39,8 @@ from sandbox.forms import attached
 from sandbox.http import Request, Response, StandInServer
 
 _SECRET_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+# td::to_integer_safe reads an optional sign and decimal digits (tdlib, tdutils/td/utils/misc.h).
+_INTEGER = re.compile(r"[+-]?[0-9]+")
 _PATH = re.compile(r"^/bot(?P<token>[^/]+)/(?P<method>[A-Za-z]+)$")
 # What a bot token looks like (tdlib/telegram-bot-api, ClientManager::send: no leading 0, a ':'
 # after the bot's numeric id, at most 80 characters). api.telegram.org answers any other path 404
@@ -191,6 +193,11 @@ class FakeTelegram(StandInServer):
     name = "telegram-stand-in"
     contract = contracts.TELEGRAM
 
+    def bad_request(self, message: str) -> Response:
+        """A body the Bot API cannot read is its own 400, in its own shape (``ok``, ``error_code``,
+        ``description`` "Bad Request: …", as every Bot API error is)."""
+        return _error(400, f"Bad Request: {message}")
+
     # Telegram redelivers an update its webhook did not take (any non-2xx, or no answer), with a
     # growing delay, until the update is 24 hours old, and keeps each chat's updates in order: a
     # failing update holds back that chat's later ones (tdlib/telegram-bot-api, WebhookActor:
@@ -272,7 +279,13 @@ class FakeTelegram(StandInServer):
             return _error(400, "Bad Request: secret token is too long")
         if secret and not _SECRET_TOKEN.match(secret):
             return _error(400, "Bad Request: secret token contains unallowed characters")
-        max_connections = int(params.get("max_connections") or 40) if url else 0
+        given = str(params.get("max_connections") or "").strip()
+        if url and given and not _INTEGER.fullmatch(given):
+            # tdlib/telegram-bot-api, Client::get_integer_arg (used by process_set_webhook_query):
+            # a value td::to_integer_safe cannot read is 400, naming the field (wording as the
+            # review quoted it).
+            return _error(400, 'Bad Request: field "max_connections" must be a valid Number')
+        max_connections = int(given or 40) if url else 0
         drop = str(params.get("drop_pending_updates", "")).lower() == "true"
         wanted_updates = allowed_update_mask(params.get("allowed_updates"))
         # A certificate is an InputFile: it arrives only as a multipart file part.

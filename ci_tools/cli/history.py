@@ -43,7 +43,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
             hint=f"export both (or {env.name.upper()}_RENDER_SERVICE_ID)",
         )
     with ctx.render(api_key, service_id, deadline=time.monotonic() + BUDGET, timeout=BUDGET) as api:
-        releases = history(api, args.limit, Path.cwd())
+        releases = history(api, args.limit, Path.cwd(), ordered=env.rollback_on_failed_probe)
     rows = [r.row() for r in releases]
     document = {"environment": env.name, "releases": [r.__dict__ for r in releases]}
     headers = ["deploy", "commit", "trigger", "status", "started", "took"]

@@ -34,16 +34,29 @@ FAILED = ("build_failed", "update_failed", "pre_deploy_failed", "canceled")
 SERVICE_ID = re.compile(r"^srv-[a-z0-9]+$")
 
 
-class BuildNotKept(RemoteError):
-    """Render refused a rollback because the target's build is gone: it keeps only the plan's most
-    recent builds (render.com/docs/rollbacks, "Build retention"). Nothing changed; the way back is
-    to build that commit again (``POST /deploys`` with ``commitId``)."""
+class Refused(RemoteError):
+    """Render answered a call with a 4xx/5xx the client does not handle itself: its status and
+    ``message`` (the only field of Render's error body, in the vendored description), for the
+    caller that knows what such an answer means for its call."""
 
-    def __init__(self, deploy_id: str) -> None:
+    def __init__(self, what: str, status: int, said: str) -> None:
+        super().__init__(f"{what}: HTTP {status} {said}".strip())
+        self.status = status
+        self.said = said
+
+
+class BuildNotKept(RemoteError):
+    """Render refused (400) a rollback to a deploy that did go live. Render keeps only the plan's
+    most recent builds (render.com/docs/rollbacks, "Build retention") and documents no wording for
+    that refusal: its description gives rollback-deploy only the generic 400 with ``message``. So
+    any 400 for a deploy that went live is read as the build being gone; nothing changed, and the
+    way back is to build that commit again (``POST /deploys`` with ``commitId``)."""
+
+    def __init__(self, deploy_id: str, said: str = "") -> None:
         super().__init__(
             f"Render no longer keeps the build of {deploy_id}, so it cannot roll back to it "
-            "(a workspace keeps only its plan's most recent builds: Hobby 5, Pro 15, Scale 30); "
-            "nothing changed",
+            f"(it answered HTTP 400{': ' + said if said else ''}; a workspace keeps only its plan's most recent "
+            "builds: Hobby 5, Pro 15, Scale 30); nothing changed",
             hint="deploy that commit again (`ci-tools rollback` does), or roll back to a newer deploy",
         )
         self.deploy_id = deploy_id
@@ -268,7 +281,7 @@ class RenderAPI:
             message = ""
             with contextlib.suppress(ValueError):
                 message = str(response.json().get("message", ""))
-            raise RemoteError(f"{what}: HTTP {response.status_code} {message}".strip())
+            raise Refused(what, response.status_code, message)
         return response.json() if response.content else None
 
     def service(self) -> dict[str, Any]:
@@ -346,6 +359,8 @@ class RenderAPI:
         return Deploy.from_api(data) if data else None
 
     def rollback(self, deploy_id: str) -> Deploy:
+        """Roll back to ``deploy_id``; BuildNotKept on a 400 (the caller asks only for deploys
+        that went live, so the build being past retention is what a 400 means here)."""
         try:
             data = self._call(
                 "POST",
@@ -354,11 +369,11 @@ class RenderAPI:
                 idempotent=False,
                 json={"deployId": deploy_id},
             )
-        except RemoteError as exc:
-            if "HTTP 400" in exc.message and "no longer" in exc.message:
+        except Refused as exc:
+            if exc.status == 400:
                 # A rollback reuses the target's build; Render keeps only the workspace plan's most
                 # recent ones (Free 2 previous deploys, Hobby 5, Pro 15, Scale/Enterprise 30).
-                raise BuildNotKept(deploy_id) from None
+                raise BuildNotKept(deploy_id, exc.said) from None
             raise
         return Deploy.from_api(data)
 

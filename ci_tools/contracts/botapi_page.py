@@ -37,6 +37,15 @@ SPELLINGS = {"Messages": "Message", "Float number": "Float", "Int": "Integer", "
 TYPOGRAPHY = str.maketrans({"”": '"', "“": '"', "…": "...", "–": "-", "—": "-", "’": "'"})
 NO_PUNCTUATION = str.maketrans("", "", string.punctuation)
 NO_SUBTYPES = frozenset({"InputFile"})  # its list is about uploading, not about kinds of InputFile
+# The header row each kind of field table has on the page: any other header means the layout
+# changed, and reading the rows anyway would report every field removed (or none at all).
+HEADERS = {
+    "methods": ("Parameter", "Type", "Required", "Description"),
+    "types": ("Field", "Type", "Description"),
+}
+# The paragraph after the newest changelog heading names the version ("Bot API 10.2").
+VERSION = re.compile(r"Bot API \d+\.\d+")
+CHANGED = "Telegram changed its page: update ci_tools/contracts/botapi_page.py"
 
 
 @dataclass
@@ -46,6 +55,7 @@ class Element:
     tag: str
     attrs: dict[str, str]
     children: list[Element | str] = field(default_factory=list)
+    closed: bool = False  # its own end tag was read (a page cut off mid-transfer leaves it open)
 
     def elements(self) -> Iterator[Element]:
         return (c for c in self.children if isinstance(c, Element))
@@ -84,18 +94,25 @@ class _TreeBuilder(HTMLParser):
         # An end tag closes the nearest open element of its name (and any left open inside it).
         for depth in range(len(self.open) - 1, 0, -1):
             if self.open[depth].tag == tag:
+                self.open[depth].closed = True
                 del self.open[depth:]
                 return
 
     def handle_data(self, data: str) -> None:
         self.open[-1].children.append(data)
 
+    @property
+    def whole(self) -> bool:
+        """The page's ``</html>`` was read: it was not cut off on the way."""
+        return any(e.tag == "html" and e.closed for e in self.root.elements())
 
-def _tree(html: str) -> Element:
+
+def _tree(html: str) -> tuple[Element, bool]:
+    """The page's tree, and whether the page is whole (its ``</html>`` was read)."""
     builder = _TreeBuilder()
     builder.feed(html)
     builder.close()
-    return builder.root
+    return builder.root, builder.whole
 
 
 def _absolute(link: str, url: str) -> str:
@@ -127,6 +144,7 @@ def prose(node: Element, url: str) -> list[str]:
 
 def type_names(cell: str) -> list[str]:
     """``"Array of InputMediaAudio, InputMediaPhoto and InputMediaVideo"`` → one name per alternative."""
+    cell = " ".join(cell.split())  # &nbsp; arrives as U+00A0: any run of white space is one space
     prefix = "Array of " if cell.startswith("Array of ") else ""
     names = [cell.removeprefix(prefix)]
     for separator in (" or ", " and ", ", "):
@@ -150,6 +168,15 @@ def returns(description: list[str]) -> list[str] | None:
     return [name for word in phrase.split() if word[0].isupper() for name in type_names(word.translate(NO_PUNCTUATION))]
 
 
+def _check_header(kind: str, name: str, table: Element, where: str) -> None:
+    header = tuple(" ".join(th.text().split()) for th in table.descendants() if th.tag == "th")
+    if header != HEADERS[kind]:
+        raise RemoteError(
+            f"{where}: the table of {name} has the columns {list(header)}, not {list(HEADERS[kind])}",
+            hint=CHANGED,
+        )
+
+
 def _fields(kind: str, table: Element, url: str) -> list[dict[str, Any]]:
     body = table.find("tbody") or table
     fields: list[dict[str, Any]] = []
@@ -169,11 +196,18 @@ def _fields(kind: str, table: Element, url: str) -> list[dict[str, Any]]:
 
 
 def _content(html: str, where: str) -> Element:
-    content = _tree(html).find("div", id="dev_page_content")
+    root, whole = _tree(html)
+    content = root.find("div", id="dev_page_content")
     if content is None:
         raise RemoteError(
             f"{where} is not the Bot API reference (no div#dev_page_content)",
             hint="check the address; if Telegram changed its page, update ci_tools/contracts/botapi_page.py",
+        )
+    if not (whole and content.closed):
+        # Read as it is, everything after the cut would be reported as removed.
+        raise RemoteError(
+            f"{where} is truncated (the page does not end with </html>): it was cut off on the way",
+            hint="fetch it again; a proxy or a dropped connection may have cut it",
         )
     return content
 
@@ -210,15 +244,19 @@ def parse(html: str, url: str = PAGE_URL, *, read_from: str | None = None) -> di
     content = _content(html, where)
     top = list(content.elements())
     release = next((e for e in top if e.tag == "h4"), None)
-    version = next((e for e in top if e.tag == "p"), None)
     anchor = release.find("a") if release else None
-    if release is None or version is None or anchor is None:
+    if release is None or anchor is None:
+        raise RemoteError(f"{where} names no Bot API version (no release heading before the reference)", hint=CHANGED)
+    after = top[top.index(release) + 1 :]
+    version = after[0].text().strip() if after and after[0].tag == "p" else ""
+    if not VERSION.fullmatch(version):
+        # Read anyway, the next paragraph ("Rich Messages") would be named as the version.
         raise RemoteError(
-            f"{where} names no Bot API version (no release heading before the reference)",
-            hint="Telegram changed its page: update ci_tools/contracts/botapi_page.py",
+            f"{where} names no Bot API version: the paragraph after {release.text()!r} is not 'Bot API N.N'",
+            hint=CHANGED,
         )
     spec: dict[str, Any] = {
-        "version": version.text(),
+        "version": version,
         "release_date": release.text(),
         "changelog": url + anchor.attrs.get("href", ""),
         "methods": {},
@@ -244,7 +282,14 @@ def parse(html: str, url: str = PAGE_URL, *, read_from: str | None = None) -> di
         elif element.tag == "p":
             entry.setdefault("description", []).extend(prose(element, url))
         elif element.tag == "table":
+            _check_header(kind, entry["name"], element, where)
             entry["fields"] = _fields(kind, element, url)
+        elif element.find("table") is not None:
+            # A wrapper (Bootstrap's div.table-responsive, say): skipping it would drop the fields.
+            raise RemoteError(
+                f"{where}: the table of {entry['name']} is inside a <{element.tag}>, not among the entry's elements",
+                hint=CHANGED,
+            )
         elif element.tag == "ul" and entry["name"] not in NO_SUBTYPES:
             items = [line for li in element.descendants() if li.tag == "li" for line in prose(li, url)]
             if kind == "types":
@@ -257,7 +302,7 @@ def parse(html: str, url: str = PAGE_URL, *, read_from: str | None = None) -> di
     if not spec["methods"] or not spec["types"]:
         raise RemoteError(
             f"{where} lists no Bot API methods or types",
-            hint="Telegram changed its page: update ci_tools/contracts/botapi_page.py",
+            hint=CHANGED,
         )
     return spec
 

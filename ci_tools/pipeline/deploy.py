@@ -189,7 +189,7 @@ def _deploy_by_api(
     previous = api.live()
     if previous and previous.commit == commit and previous.trigger == "blueprint_sync":
         # The sync put this commit live unprobed: what a failed probe goes back to is what was live before it.
-        before, _ = release_order.previous_target(list(api.deploys()))
+        before, _ = release_order.previous_target(list(api.deploys()), ordered=env.rollback_on_failed_probe)
         on_status(
             f"Render's Blueprint sync put {commit[:12]} live unprobed ({previous.id}); "
             f"if its probe fails it goes back to {before.id if before else 'nothing'}"

@@ -8,9 +8,13 @@ alone (newest first, as Render returns it):
   pipeline, so it is rejected the same way). A deploy whose commit a newer deploy had
   rejected is rejected too: going back to it would bring that code back.
 - **Rebuilds are rollbacks too.** When Render no longer keeps the target's build, a rollback
-  deploys its commit again (trigger ``api``: Render records nothing else). Such a deploy goes
-  back in release order — its commit first went live *before* the commit it replaced — which
-  a forward release never does, so it rejects what it replaced just as a rollback does.
+  deploys its commit again (trigger ``api``: Render records nothing else, and its deploy has no
+  free-text field to say why: the vendored description's ``deploy`` and ``POST /deploys`` hold
+  only ``commitId``, ``clearCache`` and ``imageUrl``). In an environment that keeps release order
+  (``rollback_on_failed_probe``: production) such a deploy goes back in release order — its
+  commit first went live *before* the commit it replaced — which a forward release never does,
+  so it rejects what it replaced just as a rollback does. Staging deploys any commit in any
+  order, so there a deploy of an older commit is only that: no rebuild is read from it.
 - **``--previous``** is the newest deploy older than the live one that was live at some
   point, was not rejected, and carries another commit.
 - **Monotonic production.** An environment that rolls back on a failed probe deploys only
@@ -47,10 +51,13 @@ class Skipped:
         return f"{self.deploy.id} ({str(self.deploy.commit)[:12]}) {self.why}"
 
 
-def rejected(deploys: Sequence[Deploy]) -> dict[str, str]:
-    """Deploy id → why it was rejected, for every deploy a rollback went away from."""
+def rejected(deploys: Sequence[Deploy], *, ordered: bool = False) -> dict[str, str]:
+    """Deploy id → why it was rejected, for every deploy a rollback went away from.
+
+    ``ordered``: the environment keeps release order, so a rollback's rebuild can be told apart.
+    """
     found: dict[str, str] = {}
-    went_back = rebuilds(deploys)
+    went_back = rebuilds(deploys, ordered=ordered)
     for index, deploy in enumerate(deploys):
         if (deploy.trigger != "rollback" and deploy.id not in went_back) or deploy.status not in WENT_LIVE:
             continue
@@ -69,14 +76,22 @@ def rejected(deploys: Sequence[Deploy]) -> dict[str, str]:
     return found
 
 
-def rebuilds(deploys: Sequence[Deploy]) -> set[str]:
+def rebuilds(deploys: Sequence[Deploy], *, ordered: bool = False) -> set[str]:
     """Ids of the deploys that were a rollback's rebuild (trigger ``api``, as Render records it).
 
+    Only where releases go in order (``ordered``): elsewhere an older commit is deployed on
+    purpose, and nothing in Render's record tells a rebuild from it, so none is read (the caller
+    must say; the default is the environment without a release order).
+
     Two marks, both needed: the deploy goes back in release order (its commit first went live,
-    by a deploy that built it, before the commit it replaced did), and the last deploy of its
-    commit lies past the smallest build retention (``SMALLEST_RETENTION``): nearer, Render
-    would have rolled back, and the pipeline rebuilds only when Render refused.
+    by a deploy that built it, before the commit it replaced did), and the last deploy that
+    *built* its commit (a rollback deploy reuses a build, so it does not count: a rollback to
+    the commit's older deploy may lie nearer) lies past the smallest build retention
+    (``SMALLEST_RETENTION``): nearer, Render would have rolled back, and the pipeline rebuilds
+    only when Render refused.
     """
+    if not ordered:
+        return set()
     live = [d for d in deploys if d.status in WENT_LIVE]
     # newest first, so the oldest index wins; a Render rollback reuses an older build: no first
     first_built = {d.commit: index for index, d in enumerate(live) if d.trigger != "rollback"}
@@ -85,21 +100,22 @@ def rebuilds(deploys: Sequence[Deploy]) -> set[str]:
         replaced = live[index + 1]
         if deploy.trigger == "rollback" or deploy.commit == replaced.commit:
             continue
-        last = next((i for i in range(index + 1, len(live)) if live[i].commit == deploy.commit), None)
-        if last is None or last - index <= SMALLEST_RETENTION + 1:
+        builds = (i for i in range(index + 1, len(live)) if live[i].trigger != "rollback")
+        built = next((i for i in builds if live[i].commit == deploy.commit), None)
+        if built is None or built - index <= SMALLEST_RETENTION + 1:
             continue
         if first_built[deploy.commit] > first_built.get(replaced.commit, len(live)):
             found.add(deploy.id)
     return found
 
 
-def previous_target(deploys: Sequence[Deploy]) -> tuple[Deploy | None, list[Skipped]]:
+def previous_target(deploys: Sequence[Deploy], *, ordered: bool = False) -> tuple[Deploy | None, list[Skipped]]:
     """The deploy ``rollback --previous`` goes back to, and every candidate skipped on the way."""
     live_index = next((i for i, d in enumerate(deploys) if d.status == "live"), None)
     if live_index is None:
         return None, []
     live = deploys[live_index]
-    refused = rejected(deploys)
+    refused = rejected(deploys, ordered=ordered)
     skipped: list[Skipped] = []
     for deploy in deploys[live_index + 1 :]:
         if deploy.status not in WENT_LIVE:
@@ -113,7 +129,7 @@ def previous_target(deploys: Sequence[Deploy]) -> tuple[Deploy | None, list[Skip
     return None, skipped
 
 
-def choose(api: RenderAPI, to: str | None, on_warning: Callable[[str], None]) -> Deploy:
+def choose(api: RenderAPI, to: str | None, on_warning: Callable[[str], None], *, ordered: bool = False) -> Deploy:
     """The deploy to roll back to: ``to`` as given (warned about if rejected), or the previous."""
     deploys = list(api.deploys())
     if to:
@@ -123,10 +139,10 @@ def choose(api: RenderAPI, to: str | None, on_warning: Callable[[str], None]) ->
                 f"deploy {to} never went live ({named.status}); it cannot be rolled back to",
                 hint=f"pick one that was live: {dashboard_link(api.service_id)}",
             )
-        if why := rejected(deploys).get(named.id):
+        if why := rejected(deploys, ordered=ordered).get(named.id):
             on_warning(f"{named.id} ({str(named.commit)[:12]}) {why}: rolling back to it because --to names it")
         return named
-    target, skipped = previous_target(deploys)
+    target, skipped = previous_target(deploys, ordered=ordered)
     if target is None:
         listed = "; ".join(s.line() for s in skipped[:5]) or "no earlier deploy went live"
         raise InputError(
@@ -182,3 +198,21 @@ def check_order(env: Environment, commit: str, live: str | None, *, cwd: str | N
         hint=f"to go back on purpose, run ci-tools rollback {env.name} (or dispatch rollback.yml); "
         "to release, merge forward",
     )
+
+
+def require_commit(commit: str, *, cwd: str | None = None) -> None:
+    """Refuse (exit 3) to rebuild a commit this checkout's git does not have.
+
+    Render builds a commit by checking it out of the repository; one that is in no repository any
+    more (a rewritten branch) cannot be built, and one missing only here (a shallow checkout) is
+    still not a commit anyone can look at before it serves users.
+    """
+    code = subprocess.run(
+        ["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=cwd, capture_output=True, check=False
+    ).returncode
+    if code != 0:
+        raise ConfigError(
+            f"git does not have {commit[:12]}, the commit to deploy again, so nothing was changed",
+            hint="check out with fetch-depth: 0; if the branch was rewritten, roll back to a deploy of a commit "
+            "that still exists (--to dep-…) or fix forward",
+        )

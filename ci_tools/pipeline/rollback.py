@@ -10,7 +10,9 @@ is to "redeploy a specific commit instead" (render.com/articles/how-to-rollback-
 deployment-quickly): so a refused rollback deploys the target's commit again (``POST /deploys``
 with ``commitId``), followed to live like any deploy. That rebuild is still a rollback: its
 target was chosen by ``release_order.choose``, and it is not held to the "only the live commit
-or a descendant" rule that forward releases are (``release_order.check_order``).
+or a descendant" rule that forward releases are (``release_order.check_order``). A commit git
+does not have (a rewritten branch) is refused before anything is deployed: Render could not
+check it out either.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ def rollback(
     deadline = started_at + timeout
     with ctx.render(api_key, service_id, deadline=deadline) as api:
         release_order.settle(api, deadline, on_status, poll)
-        target = release_order.choose(api, to, on_warning)
+        target = release_order.choose(api, to, on_warning, ordered=env.rollback_on_failed_probe)
         live = api.live()
         if live is not None and (live.id == target.id or live.commit == target.commit):
             on_status(f"{str(target.commit)[:12]} is live already ({live.id}): nothing to roll back")
@@ -75,6 +77,7 @@ def rollback(
                 on_status=on_status,
             )
         except BuildNotKept as gone:
+            release_order.require_commit(commit)
             final = _rebuild(api, gone, commit, known, deadline, poll, on_status)
             return RolledBack(target, final, changed=True, rebuilt=True, waited_s=time.monotonic() - started_at)
         assert started is not None  # the rollback endpoint always answers with the deploy

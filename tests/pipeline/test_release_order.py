@@ -66,17 +66,26 @@ def test_a_rebuild_past_build_retention_rejects_what_it_replaced_as_a_rollback_d
     deploys = history(
         "dep-a2 a live", "dep-f f deactivated", "dep-e e deactivated", "dep-d d deactivated", "dep-a1 a deactivated"
     )
-    assert rebuilds(deploys) == {"dep-a2"}
-    assert rejected(deploys) == {"dep-f": "was rolled back from by dep-a2 (a rebuild of a)"}
-    target, _ = previous_target(deploys)
+    assert rebuilds(deploys, ordered=True) == {"dep-a2"}
+    assert rejected(deploys, ordered=True) == {"dep-f": "was rolled back from by dep-a2 (a rebuild of a)"}
+    target, _ = previous_target(deploys, ordered=True)
     assert target is not None and target.id == "dep-e"
+
+
+def test_where_releases_keep_no_order_a_deploy_of_an_older_commit_is_no_rebuild():
+    """Staging deploys any commit: the same list there is a, d, e, f, then a again on purpose."""
+    deploys = history(
+        "dep-a2 a live", "dep-f f deactivated", "dep-e e deactivated", "dep-d d deactivated", "dep-a1 a deactivated"
+    )
+    assert rebuilds(deploys) == set() and rejected(deploys) == {}
+    target, _ = previous_target(deploys)
+    assert target is not None and target.id == "dep-f"
 
 
 def test_only_a_deploy_past_every_plan_build_retention_is_read_as_a_rebuild():
     """Two previous builds back, Render rolls back on any plan: a deploy of that commit is no rebuild."""
-    assert rebuilds(history("dep-a2 a live", "dep-f f deactivated", "dep-e e deactivated", "dep-a1 a deactivated")) == (
-        set()
-    )
+    deploys = history("dep-a2 a live", "dep-f f deactivated", "dep-e e deactivated", "dep-a1 a deactivated")
+    assert rebuilds(deploys, ordered=True) == set()
 
 
 def test_a_forward_release_of_a_commit_once_rolled_back_is_no_rebuild():
@@ -89,6 +98,6 @@ def test_a_forward_release_of_a_commit_once_rolled_back_is_no_rebuild():
         "dep-b1 b deactivated",
         "dep-a a deactivated",
     )
-    assert rebuilds(deploys) == set()
-    assert rejected(deploys)["dep-e"] == "was rolled back from by dep-r"
-    assert "dep-b2" not in rejected(deploys)
+    assert rebuilds(deploys, ordered=True) == set()
+    assert rejected(deploys, ordered=True)["dep-e"] == "was rolled back from by dep-r"
+    assert "dep-b2" not in rejected(deploys, ordered=True)

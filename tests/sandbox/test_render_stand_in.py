@@ -89,3 +89,29 @@ def test_a_render_yaml_render_cannot_read_ends_its_sync_in_error(tmp_path):
         sync = client.get(syncs).json()[0]["sync"]
         assert sync["commit"]["id"] == git(repo, "rev-parse", "HEAD") and "completedAt" in sync
         assert client.get("/v1/blueprints").json()[0]["blueprint"]["status"] == "error"
+
+
+def test_a_deploy_of_a_commit_the_repository_lacks_fails_its_build(tmp_path):
+    """Render builds by checking the commit out of the repository: a commit it no longer has (a
+    rewritten branch) cannot be built. The stand-in used to run its installed bot instead, so a
+    rebuild of a vanished commit went live (review 42)."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "-c", "user.email=t@example.invalid", "-c", "user.name=t", "commit", "-q", "--allow-empty", "-m", "one")
+    kept = git(repo, "rev-parse", "HEAD")
+    with FakeRender(step=0.02) as render, httpx.Client(base_url=render.url, headers=KEY) as client:
+        render.repo = repo
+        service = render.add_service("mindmate-prod", "main", {})
+        deploys = f"/v1/services/{service.id}/deploys"
+        building = ("created", "queued", "build_in_progress")
+
+        def built(deploy_id: str) -> str:
+            return str(client.get(f"{deploys}/{deploy_id}").json()["status"])
+
+        gone = client.post(deploys, json={"commitId": "0123456789abcdef" * 2 + "01234567"}).json()
+        assert wait_until(lambda: built(gone["id"]) not in building), built(gone["id"])
+        assert built(gone["id"]) == "build_failed"
+        there = client.post(deploys, json={"commitId": kept}).json()
+        assert wait_until(lambda: built(there["id"]) not in building), built(there["id"])
+        assert built(there["id"]) != "build_failed"
