@@ -24,6 +24,16 @@ NODATA, Argo Rollouts' "inconclusive" analysis): it neither passes nor fails the
   the updates, and the probe's conversation cannot keep its fact: a rollback would not bring
   Redis back. Render stops routing to an instance that fails its health check this way, so
   ``/healthz`` not answering after it said Redis was down is the same stretch.
+
+  The excuse is bounded: ``REDIS_LOOKS`` (5) such looks in a row, counting an unanswered
+  ``/healthz`` after it said Redis was down, and the next one, while Telegram answers, is a failure
+  of the new commit. Why a cap and not an independent check: the release step holds no Redis URL
+  and production's Key Value admits the runner only for the snapshot (production.yml closes it
+  again before the deploy), so the pipeline cannot ask Redis itself; and "redis not ok" looks the
+  same whether the Key Value is down or the commit broke its own connection (a misread
+  ``REDIS_URL``, a reconnect bug), which a rollback fixes. A real outage that long makes the
+  rollback (and its probe) fail too, and the run fails so that a person looks, which such an
+  outage needs anyway. 5 looks is 2.5 min at the production interval: a Key Value restart fits.
 - **Render**: its edge does not answer the public URL at all (connection refused or timed out).
   A 5xx or no answer *from the instance* still counts towards ``UNANSWERED_LOOKS`` (a crashed
   new commit looks just like it), unless Redis was down.
@@ -63,6 +73,9 @@ from ci_tools.settings import Environment
 
 Status = Callable[[str], None]
 UNANSWERED_LOOKS = 3  # /healthz not answering this many looks in a row is a failure, not a blip
+# Looks in a row that /healthz says Redis is not ok (or, after it said so, does not answer) before the
+# stretch is the new commit's: the release step cannot reach the Key Value itself (module docstring).
+REDIS_LOOKS = 5
 GROWING_LOOKS = 3  # pending updates rising over this many looks: Telegram holds what the bot refuses
 EDGE_SILENT = ("ConnectError", "ConnectTimeout")  # nothing answered the public URL: Render's edge
 # Telegram's last_error_message for an HTTP answer: "Wrong response from the webhook: 503 Service
@@ -119,15 +132,38 @@ class BakeWatch:
     pausing: bool = False  # the last look was inconclusive (not counting an excused 503)
     excused: bool = False  # a 503 delivery error was excused as a Redis blip; Telegram still holds updates
     healthy_at: float = 0.0  # epoch seconds /healthz last said Redis answers
+    redis_looks: int = 0  # looks in a row excused as Redis down, since /healthz last said Redis answers
 
     def look(self, on_status: Status) -> Look:
         """One look. Raises ``Newer`` when another commit serves."""
         verdict = self._health(on_status) or self._webhook(on_status) or self._conversation(on_status) or CLEAN
+        if verdict.paused == REDIS:
+            verdict = self._redis_stretch(verdict)
         if verdict.paused:
             self.pending = ()  # growth is measured across looks that judge, from a fresh baseline
         # An excused 503 moves since by itself: a resume would excuse the errors until the next look too.
         self.pausing = verdict.paused not in (None, REDIS_BETWEEN)
         return verdict
+
+    def _redis_stretch(self, verdict: Look) -> Look:
+        """Excuse "Redis down" for ``REDIS_LOOKS`` looks in a row; past that, while Telegram answers,
+        it is the new commit's: nothing here can tell Redis down from a connection the commit broke."""
+        self.redis_looks += 1
+        if self.redis_looks <= REDIS_LOOKS or not self._telegram_answers():
+            return verdict
+        return Look(
+            f"{self.env.health_path} reported Redis unreachable {self.redis_looks} looks in a row while Telegram "
+            f"answered ({verdict.seen}): the pipeline cannot reach this Redis to tell an outage from a connection "
+            f"{self.commit[:12]} broke, and a stretch this long is counted as the commit's"
+        )
+
+    def _telegram_answers(self) -> bool:
+        try:
+            with self.ctx.telegram(self.token, budget=self.ctx.request_timeout(10)) as telegram:
+                telegram.webhook_info()
+        except (TelegramError, RemoteError):
+            return False
+        return True
 
     def _resume(self) -> None:
         """A signal answered after an inconclusive stretch: what it recorded inside it is not counted."""
@@ -158,6 +194,7 @@ class BakeWatch:
         if self.redis_down:
             return Look(paused=REDIS, seen=f"{self.env.health_path} answered {health.http_status}")
         self.healthy_at = time.time()
+        self.redis_looks = 0
         self._resume()
         return None
 
