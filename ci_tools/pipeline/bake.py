@@ -12,7 +12,8 @@ every ``bake_interval_seconds``, counted from ``since``, the moment the new comm
   with this commit, so every count is the new commit's);
 - Telegram's ``getWebhookInfo``: a delivery error dated at or after ``since``, pending updates
   rising over three looks;
-- the read-only conversation probe.
+- the read-only conversation probe, retried until the look's deadline (the interval, at least
+  5 s): a failure still standing then, definite or not, is the commit's while Redis answers.
 
 A failure of the new commit rolls it back exactly as a failed probe does (the caller's rule).
 
@@ -68,7 +69,7 @@ from ci_tools.clients.health import Health, NotTheContract, Unreachable, Updates
 from ci_tools.clients.telegram import TelegramError
 from ci_tools.context import Context
 from ci_tools.errors import RemoteError
-from ci_tools.pipeline.probe import Probe, failures, run_probe
+from ci_tools.pipeline.probe import ANOTHER_COMMIT, Probe, failures, run_probe
 from ci_tools.settings import Environment
 
 Status = Callable[[str], None]
@@ -252,10 +253,11 @@ class BakeWatch:
             deadline=max(5.0, self.env.bake_interval_seconds),
             webhook_secret=self.webhook_secret,
         )
-        failed = [c for c in failures(run_probe(probe, only=["conversation"])) if c.definite]
-        if failed:
-            return self._confirmed(f"the conversation probe failed: {failed[0].cause or failed[0].detail}")
-        return None
+        failed = failures(run_probe(probe, only=["conversation"]))
+        if not failed or self.unanswered or failed[0].detail == ANOTHER_COMMIT:
+            return None  # /healthz did not answer (UNANSWERED_LOOKS judges it), or another commit answered
+        # Retried to the look's deadline (or definite): still failing is the commit's, while Redis answers.
+        return self._confirmed(f"the conversation probe failed: {failed[0].detail} ({failed[0].cause})")
 
     def _confirmed(self, failure: str) -> Look:
         """A failure Telegram or the probe saw is the new commit's only while its Redis answers."""

@@ -41,6 +41,7 @@ PENDING_LIMIT = 100
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name
 PROBE_HEADER = "X-MindMate-Probe-Nonce"
 CONVERSATION = ("/start", "/remember probe-{nonce}", "/recall")
+ANOTHER_COMMIT = "the conversation reached another commit"  # not this commit's answer: the bake skips it
 
 
 @dataclass
@@ -293,10 +294,7 @@ class Probe:
         if not isinstance(answer, dict):
             raise Failed("/probe/<nonce> is not JSON", "the bot does not implement the probe user")
         if answer.get("commit") not in (None, self.commit):
-            raise Failed(
-                "the conversation reached another commit",
-                "the deploy is not live at the public URL yet",
-            )
+            raise Failed(ANOTHER_COMMIT, "the deploy is not live at the public URL yet")
         return judge_conversation([str(r) for r in answer.get("replies", [])], nonce)
 
     async def _serves_our_commit(self, http: BotSurface) -> bool:

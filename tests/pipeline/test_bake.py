@@ -132,7 +132,8 @@ def test_a_bot_that_keeps_answering_telegram_503_while_redis_answers_is_rolled_b
     world.telegram.send_user_message(world.bots["production"], USER, "hello?")
     result = bake(ctx, env, sha, world.bots["production"].token, since, webhook_secret=SECRETS["production"])
     assert not result.passed
-    assert "Telegram's delivery to it failed after the deploy: Wrong response from the webhook: 503" in result.detail
+    # Telegram's second 503, or the conversation's own 503 (the bake's look that comes first)
+    assert "Wrong response from the webhook: 503" in result.detail or "answered 503" in result.detail
 
 
 def test_render_s_edge_not_answering_is_inconclusive_not_a_failure(world):
