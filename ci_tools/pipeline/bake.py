@@ -55,7 +55,9 @@ whatever Redis does: the health contract keeps storage failures (answered 503) o
 The window does not pass silently: the result names what was inconclusive, for how many looks
 (the caller tells the owner once). A window with no conclusive look at all, like one with no
 traffic, leaves the release live and says so: a rollback cannot fix what the commit did not
-cause. A newer release ends the window early: it is that release's window now.
+cause. Another commit serving ends the window early (``/healthz`` reports it, or Render's newest
+``live`` deploy is another commit's): it is not this commit's to judge any more. A deploy still
+building, which may fail and leave this commit serving, and a redeploy of this same commit do not.
 """
 
 from __future__ import annotations

@@ -196,15 +196,20 @@ def _roll_back(
 
 
 def _newer_release(ctx: Context, result: DeployResult) -> str | None:
-    """A deploy newer than ours that Render is working on or has made live: its window now."""
+    """Another commit serves now (Render's newest ``live`` deploy): the window ends, it is not
+    ours to judge any more. A deploy still building does not end it (it may fail, and Render then
+    keeps ours serving: render.com/docs/deploys#zero-downtime-deploys), nor does a redeploy of the
+    same commit (a deploy hook, a Blueprint sync, an environment change): nobody else bakes it."""
     api_key, service_id = ctx.optional("RENDER_API_KEY"), ctx.optional("RENDER_SERVICE_ID")
     if not api_key or not service_id or not result.deploy_id:
         return None
     try:
         with ctx.render(api_key, service_id, deadline=time.monotonic() + 30) as api:
-            newest = next(iter(api.deploys(max_pages=1)), None)
+            serving = next((d for d in api.deploys(max_pages=1) if d.status == "live"), None)
     except FatalError:
         return None
-    if newest is None or newest.id == result.deploy_id or newest.trigger == "rollback":
+    if serving is None or serving.id == result.deploy_id or serving.commit == result.commit:
         return None
-    return f"a newer release started ({newest.id}, {str(newest.commit)[:12]}, {newest.status})"
+    if serving.trigger == "rollback":
+        return f"rolled back while it baked: {str(serving.commit)[:12]} serves now ({serving.id})"
+    return f"a newer release serves now ({serving.id}, {str(serving.commit)[:12]})"
