@@ -38,7 +38,11 @@ NODATA, Argo Rollouts' "inconclusive" analysis): it neither passes nor fails the
 - **Render**: its edge does not answer the public URL at all (connection refused or timed out).
   A 5xx or no answer *from the instance* still counts towards ``UNANSWERED_LOOKS`` (a crashed
   new commit looks just like it), unless Redis was down.
-- **Telegram**: ``getWebhookInfo`` unreachable, 5xx or 429: nothing to judge that look by.
+- **Telegram**: ``getWebhookInfo`` unreachable, 5xx or 429: nothing to judge that look by. Pending
+  updates rising with no delivery error at all (``last_error_date`` unset) are Telegram's lag too:
+  a bot that hangs or refuses leaves one ("Read timeout expired", "Wrong response from the
+  webhook": ``last_error_message``, core.telegram.org/bots/api#webhookinfo), so Telegram had not
+  tried it. Rising with a delivery error is confirmed against ``/healthz`` like the others.
 
 A delivery error, growing pending updates or a failed conversation are confirmed against
 ``/healthz`` before they count: seen while Redis is down, they are inconclusive too. A Redis blip
@@ -91,6 +95,7 @@ REDIS = "Redis unreachable (/healthz: redis not ok)"
 REDIS_BETWEEN = "Redis unreachable between two looks (the bot answered Telegram 503: deliver again)"
 RENDER = "Render's edge did not answer the public URL"
 TELEGRAM = "Telegram's getWebhookInfo did not answer"
+TELEGRAM_LAG = "Telegram held more updates with no delivery error (it had not tried the bot)"
 
 
 @dataclass(frozen=True)
@@ -98,7 +103,7 @@ class Look:
     """One look's verdict: a failure of the new commit, or why it could not judge, or neither."""
 
     failed: str | None = None
-    paused: str | None = None  # one of REDIS, REDIS_BETWEEN, RENDER, TELEGRAM
+    paused: str | None = None  # one of REDIS, REDIS_BETWEEN, RENDER, TELEGRAM, TELEGRAM_LAG
     seen: str = ""  # what was seen, for the run's log
 
 
@@ -233,7 +238,10 @@ class BakeWatch:
         self.pending = (*self.pending, info.pending_update_count)[-GROWING_LOOKS:]
         rising = all(a < b for a, b in zip(self.pending, self.pending[1:], strict=False))
         if len(self.pending) == GROWING_LOOKS and rising:
-            return self._confirmed(f"Telegram is holding more and more updates ({' → '.join(map(str, self.pending))})")
+            growing = f"Telegram is holding more and more updates ({' → '.join(map(str, self.pending))})"
+            if not info.last_error_date:  # Telegram never failed to deliver: it has not tried the bot
+                return Look(paused=TELEGRAM_LAG, seen=growing)
+            return self._confirmed(growing)
         return None
 
     def _blip(self, date: int, message: str | None) -> bool:
