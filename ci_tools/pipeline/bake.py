@@ -66,7 +66,6 @@ building, which may fail and leave this commit serving, and a redeploy of this s
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -75,7 +74,7 @@ from ci_tools.clients.health import Health, NotTheContract, Unreachable, Updates
 from ci_tools.clients.telegram import TelegramError
 from ci_tools.context import Context
 from ci_tools.errors import RemoteError
-from ci_tools.pipeline.probe import ANOTHER_COMMIT, Probe, failures, run_probe
+from ci_tools.pipeline.probe import ANOTHER_COMMIT, ASKED_AGAIN, Probe, failures, run_probe
 from ci_tools.settings import Environment
 
 Status = Callable[[str], None]
@@ -85,10 +84,6 @@ UNANSWERED_LOOKS = 3  # /healthz not answering this many looks in a row is a fai
 REDIS_LOOKS = 5
 GROWING_LOOKS = 3  # pending updates rising over this many looks: Telegram holds what the bot refuses
 EDGE_SILENT = ("ConnectError", "ConnectTimeout")  # nothing answered the public URL: Render's edge
-# Telegram's last_error_message for an HTTP answer: "Wrong response from the webhook: 503 Service
-# Unavailable" (tdlib/telegram-bot-api, WebhookActor). 503 is the health contract's "my memory is
-# unavailable, deliver again" (mindmate/app.py; a handler's own failure is answered 200 and counted).
-ASKED_AGAIN = re.compile(r"\b503\b")
 
 # Why a look could not judge the new commit: one phrase per cause, counted per window.
 REDIS = "Redis unreachable (/healthz: redis not ok)"

@@ -176,6 +176,10 @@ def test_a_redis_blip_over_before_the_probe_looks_does_not_roll_back_a_good_rele
     def blip_first(ctx, request, commit, since, title, report):  # type: ignore[no-untyped-def]
         if commit == new and not blipped.is_set():  # the new commit serves: since is decided
             past(since)
+            # Render's paid Key Value persists across a restart (render.com/docs/key-value, "Data
+            # persistence"; render.yaml's starter plan): the world's server keeps nothing on disk,
+            # so it saves first, or the bot's env marker is gone and the probe fails for that.
+            world.redis["production"].client().save()
             world.redis["production"].stop()
             world.telegram.send_user_message(world.bots["production"], USER, "hello?")
             world.redis["production"].start()
