@@ -6,7 +6,9 @@ so a probe takes as long as its slowest check, not their sum. A *definite* failu
 bot or key prefix; an unsigned update accepted by our commit) cannot pass by waiting:
 it ends the whole probe at once, so a bad production release is rolled back in
 seconds instead of after the deadline. Not-yet answers (the old commit still live,
-Redis not ok, 5xx, timeouts, Telegram's 429) are retried, waiting what Telegram asks.
+Redis not ok, 5xx, timeouts, Telegram's 429) are retried, waiting what Telegram asks. A check
+Telegram still refuses at the deadline for its own reasons (429 flood control, its 5xx) is not
+judged (``ok`` None, ``UNJUDGED``): Telegram's side, not the release's, as in the bake's looks.
 
 The conversation check talks to the release as a user would, through its real
 handlers and Redis: signed synthetic updates from the reserved probe user
@@ -46,6 +48,7 @@ ASKED_AGAIN = re.compile(r"\b503\b")
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name
 PROBE_HEADER = "X-MindMate-Probe-Nonce"
 CONVERSATION = ("/start", "/remember probe-{nonce}", "/recall")
+UNJUDGED = "not judged: Telegram refused to the deadline"  # a check's detail, ok None
 ANOTHER_COMMIT = "the conversation reached another commit"  # not this commit's answer: the bake skips it
 
 
@@ -334,6 +337,7 @@ class Probe:
         while True:
             check.attempts += 1
             wait = self.interval
+            telegram_side = False  # this attempt: Telegram's flood control or its own 5xx
             try:
                 check.detail, check.ok, check.cause = await test(bot, http), True, ""
                 check.remote = False
@@ -348,6 +352,7 @@ class Probe:
             except TelegramError as exc:
                 self._answered = True  # a refusal is an answer: Telegram is up
                 check.detail, check.cause = f"{exc.code} {exc.description}", "Telegram refused"
+                telegram_side = exc.code == 429 or exc.code >= 500
                 if exc.retry_after:  # flood control: wait what Telegram asks, not our interval
                     wait = max(wait, float(exc.retry_after))
                     check.cause = f"Telegram's flood control (retry after {exc.retry_after}s)"
@@ -366,6 +371,10 @@ class Probe:
                 await asyncio.wait_for(settled.wait(), timeout=wait)
             if settled.is_set():
                 break
+        if telegram_side and not check.ok:
+            # Telegram refused for its own reasons to the deadline (core.telegram.org/bots/faq: flood
+            # control answers 429 with retry_after): nothing was judged, as in the bake's looks.
+            check.ok, check.detail = None, f"{UNJUDGED}: {check.detail} ({check.cause})"
         check.seconds = time.monotonic() - started
 
     def tests(self) -> list[tuple[str, Callable[..., Awaitable[str]]]]:

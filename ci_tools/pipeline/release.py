@@ -23,7 +23,7 @@ from ci_tools.context import Context
 from ci_tools.errors import FatalError, RemoteError, VerificationError
 from ci_tools.pipeline.bake import bake
 from ci_tools.pipeline.deploy import DeployResult, deploy
-from ci_tools.pipeline.probe import Check, Probe, failures, run_probe
+from ci_tools.pipeline.probe import UNJUDGED, Check, Probe, failures, run_probe
 from ci_tools.pipeline.rollback import rollback
 from ci_tools.pipeline.serving import epoch, serving_since
 from ci_tools.settings import Environment
@@ -54,8 +54,8 @@ def probe_or_fail(
     since: float,
     title: str,
     report: ProbeReport,
-) -> None:
-    """Probe ``commit``; report the checks; a VerificationError naming each failed one."""
+) -> list[Check]:
+    """Probe ``commit``; report the checks; a VerificationError naming each failed one. The checks."""
     probe = Probe(
         ctx,
         request.env,
@@ -81,6 +81,7 @@ def probe_or_fail(
             f"{len(failed)} of {len(checks)} probe checks failed on {request.env.name}: "
             + "; ".join(f"{c.name}: {c.cause or c.detail}" for c in failed)
         )
+    return checks
 
 
 def probe_serving(
@@ -98,7 +99,10 @@ def probe_serving(
     live_at = max(t for t in (epoch(finished_at), time.time()) if t is not None)
     since = serving_since(ctx, request.env, commit, live_at=live_at, within=request.deadline, on_status=on_status)
     left = max(1.0, request.deadline - (time.monotonic() - started))  # one deadline for both
-    probe_or_fail(ctx, dataclasses.replace(request, deadline=left), commit, since, title, report)
+    checks = probe_or_fail(ctx, dataclasses.replace(request, deadline=left), commit, since, title, report)
+    for check in checks:
+        if check.ok is None and check.detail.startswith(UNJUDGED):
+            on_status(f"⚠ probe: {check.name} {check.detail}; inconclusive, not a failure")
     return since
 
 
