@@ -150,7 +150,12 @@ def release(
             if not env.rollback_on_failed_probe:
                 raise VerificationError(f"{commit[:12]} failed its bake on {env.name}: {baked.detail}")
             _roll_back(ctx, request, result, baked.detail, "its bake", on_status, on_probe, on_rollback)
-        on_status(f"⚠ baked, partly inconclusive: {baked.detail}" if baked.inconclusive else f"✓ baked: {baked.detail}")
+        if baked.ended_early:
+            on_status(f"↷ another commit serves, so the bake {baked.detail}")
+        else:
+            on_status(
+                f"⚠ baked, partly inconclusive: {baked.detail}" if baked.inconclusive else f"✓ baked: {baked.detail}"
+            )
     return result
 
 
