@@ -101,7 +101,10 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
             tell_owner(ctx, request.env, f"↩ {failed.message}")
         raise
     baked = result.baked
-    if baked is not None and baked.inconclusive:  # the release stays; the owner hears why it was not judged
+    if baked is not None and baked.ended_early:  # another commit serves: this one is neither live nor baked
+        tell_owner(ctx, request.env, f"↷ {request.commit[:12]} no longer serves; its bake {baked.detail}")
+        ctx.runner.add_summary(f"**Bake (ended early, another commit serves)**: {baked.detail}")
+    elif baked is not None and baked.inconclusive:  # the release stays; the owner hears why it was not judged
         ctx.runner.annotate("warning", baked.inconclusive, title=f"{request.env.name} bake inconclusive")
         tell_owner(ctx, request.env, f"⚠ {request.commit[:12]} is live; its bake was inconclusive: {baked.detail}")
         ctx.runner.add_summary(f"**Bake (inconclusive)**: {baked.detail}")

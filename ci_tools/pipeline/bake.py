@@ -12,7 +12,8 @@ every ``bake_interval_seconds``, counted from ``since``, the moment the new comm
   with this commit, so every count is the new commit's);
 - Telegram's ``getWebhookInfo``: a delivery error dated at or after ``since``, pending updates
   rising over three looks;
-- the read-only conversation probe.
+- the read-only conversation probe, retried until the look's deadline (the interval, at least
+  5 s): a failure still standing then, definite or not, is the commit's while Redis answers.
 
 A failure of the new commit rolls it back exactly as a failed probe does (the caller's rule).
 
@@ -24,10 +25,24 @@ NODATA, Argo Rollouts' "inconclusive" analysis): it neither passes nor fails the
   the updates, and the probe's conversation cannot keep its fact: a rollback would not bring
   Redis back. Render stops routing to an instance that fails its health check this way, so
   ``/healthz`` not answering after it said Redis was down is the same stretch.
+
+  The excuse is bounded: ``REDIS_LOOKS`` (5) such looks in a row, counting an unanswered
+  ``/healthz`` after it said Redis was down, and the next one, while Telegram answers, is a failure
+  of the new commit. Why a cap and not an independent check: the release step holds no Redis URL
+  and production's Key Value admits the runner only for the snapshot (production.yml closes it
+  again before the deploy), so the pipeline cannot ask Redis itself; and "redis not ok" looks the
+  same whether the Key Value is down or the commit broke its own connection (a misread
+  ``REDIS_URL``, a reconnect bug), which a rollback fixes. A real outage that long makes the
+  rollback (and its probe) fail too, and the run fails so that a person looks, which such an
+  outage needs anyway. 5 looks is 2.5 min at the production interval: a Key Value restart fits.
 - **Render**: its edge does not answer the public URL at all (connection refused or timed out).
   A 5xx or no answer *from the instance* still counts towards ``UNANSWERED_LOOKS`` (a crashed
   new commit looks just like it), unless Redis was down.
-- **Telegram**: ``getWebhookInfo`` unreachable, 5xx or 429: nothing to judge that look by.
+- **Telegram**: ``getWebhookInfo`` unreachable, 5xx or 429: nothing to judge that look by. Pending
+  updates rising with no delivery error at all (``last_error_date`` unset) are Telegram's lag too:
+  a bot that hangs or refuses leaves one ("Read timeout expired", "Wrong response from the
+  webhook": ``last_error_message``, core.telegram.org/bots/api#webhookinfo), so Telegram had not
+  tried it. Rising with a delivery error is confirmed against ``/healthz`` like the others.
 
 A delivery error, growing pending updates or a failed conversation are confirmed against
 ``/healthz`` before they count: seen while Redis is down, they are inconclusive too. A Redis blip
@@ -44,12 +59,13 @@ whatever Redis does: the health contract keeps storage failures (answered 503) o
 The window does not pass silently: the result names what was inconclusive, for how many looks
 (the caller tells the owner once). A window with no conclusive look at all, like one with no
 traffic, leaves the release live and says so: a rollback cannot fix what the commit did not
-cause. A newer release ends the window early: it is that release's window now.
+cause. Another commit serving ends the window early (``/healthz`` reports it, or Render's newest
+``live`` deploy is another commit's): it is not this commit's to judge any more. A deploy still
+building, which may fail and leave this commit serving, and a redeploy of this same commit do not.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,23 +74,23 @@ from ci_tools.clients.health import Health, NotTheContract, Unreachable, Updates
 from ci_tools.clients.telegram import TelegramError
 from ci_tools.context import Context
 from ci_tools.errors import RemoteError
-from ci_tools.pipeline.probe import Probe, failures, run_probe
+from ci_tools.pipeline.probe import ANOTHER_COMMIT, ASKED_AGAIN, Probe, failures, run_probe
 from ci_tools.settings import Environment
 
 Status = Callable[[str], None]
 UNANSWERED_LOOKS = 3  # /healthz not answering this many looks in a row is a failure, not a blip
+# Looks in a row that /healthz says Redis is not ok (or, after it said so, does not answer) before the
+# stretch is the new commit's: the release step cannot reach the Key Value itself (module docstring).
+REDIS_LOOKS = 5
 GROWING_LOOKS = 3  # pending updates rising over this many looks: Telegram holds what the bot refuses
 EDGE_SILENT = ("ConnectError", "ConnectTimeout")  # nothing answered the public URL: Render's edge
-# Telegram's last_error_message for an HTTP answer: "Wrong response from the webhook: 503 Service
-# Unavailable" (tdlib/telegram-bot-api, WebhookActor). 503 is the health contract's "my memory is
-# unavailable, deliver again" (mindmate/app.py; a handler's own failure is answered 200 and counted).
-ASKED_AGAIN = re.compile(r"\b503\b")
 
 # Why a look could not judge the new commit: one phrase per cause, counted per window.
 REDIS = "Redis unreachable (/healthz: redis not ok)"
 REDIS_BETWEEN = "Redis unreachable between two looks (the bot answered Telegram 503: deliver again)"
 RENDER = "Render's edge did not answer the public URL"
 TELEGRAM = "Telegram's getWebhookInfo did not answer"
+TELEGRAM_LAG = "Telegram held more updates with no delivery error (it had not tried the bot)"
 
 
 @dataclass(frozen=True)
@@ -82,7 +98,7 @@ class Look:
     """One look's verdict: a failure of the new commit, or why it could not judge, or neither."""
 
     failed: str | None = None
-    paused: str | None = None  # one of REDIS, REDIS_BETWEEN, RENDER, TELEGRAM
+    paused: str | None = None  # one of REDIS, REDIS_BETWEEN, RENDER, TELEGRAM, TELEGRAM_LAG
     seen: str = ""  # what was seen, for the run's log
 
 
@@ -119,15 +135,38 @@ class BakeWatch:
     pausing: bool = False  # the last look was inconclusive (not counting an excused 503)
     excused: bool = False  # a 503 delivery error was excused as a Redis blip; Telegram still holds updates
     healthy_at: float = 0.0  # epoch seconds /healthz last said Redis answers
+    redis_looks: int = 0  # looks in a row excused as Redis down, since /healthz last said Redis answers
 
     def look(self, on_status: Status) -> Look:
         """One look. Raises ``Newer`` when another commit serves."""
         verdict = self._health(on_status) or self._webhook(on_status) or self._conversation(on_status) or CLEAN
+        if verdict.paused == REDIS:
+            verdict = self._redis_stretch(verdict)
         if verdict.paused:
             self.pending = ()  # growth is measured across looks that judge, from a fresh baseline
         # An excused 503 moves since by itself: a resume would excuse the errors until the next look too.
         self.pausing = verdict.paused not in (None, REDIS_BETWEEN)
         return verdict
+
+    def _redis_stretch(self, verdict: Look) -> Look:
+        """Excuse "Redis down" for ``REDIS_LOOKS`` looks in a row; past that, while Telegram answers,
+        it is the new commit's: nothing here can tell Redis down from a connection the commit broke."""
+        self.redis_looks += 1
+        if self.redis_looks <= REDIS_LOOKS or not self._telegram_answers():
+            return verdict
+        return Look(
+            f"{self.env.health_path} reported Redis unreachable {self.redis_looks} looks in a row while Telegram "
+            f"answered ({verdict.seen}): the pipeline cannot reach this Redis to tell an outage from a connection "
+            f"{self.commit[:12]} broke, and a stretch this long is counted as the commit's"
+        )
+
+    def _telegram_answers(self) -> bool:
+        try:
+            with self.ctx.telegram(self.token, budget=self.ctx.request_timeout(10)) as telegram:
+                telegram.webhook_info()
+        except (TelegramError, RemoteError):
+            return False
+        return True
 
     def _resume(self) -> None:
         """A signal answered after an inconclusive stretch: what it recorded inside it is not counted."""
@@ -158,6 +197,7 @@ class BakeWatch:
         if self.redis_down:
             return Look(paused=REDIS, seen=f"{self.env.health_path} answered {health.http_status}")
         self.healthy_at = time.time()
+        self.redis_looks = 0
         self._resume()
         return None
 
@@ -193,7 +233,10 @@ class BakeWatch:
         self.pending = (*self.pending, info.pending_update_count)[-GROWING_LOOKS:]
         rising = all(a < b for a, b in zip(self.pending, self.pending[1:], strict=False))
         if len(self.pending) == GROWING_LOOKS and rising:
-            return self._confirmed(f"Telegram is holding more and more updates ({' → '.join(map(str, self.pending))})")
+            growing = f"Telegram is holding more and more updates ({' → '.join(map(str, self.pending))})"
+            if not info.last_error_date:  # Telegram never failed to deliver: it has not tried the bot
+                return Look(paused=TELEGRAM_LAG, seen=growing)
+            return self._confirmed(growing)
         return None
 
     def _blip(self, date: int, message: str | None) -> bool:
@@ -215,10 +258,11 @@ class BakeWatch:
             deadline=max(5.0, self.env.bake_interval_seconds),
             webhook_secret=self.webhook_secret,
         )
-        failed = [c for c in failures(run_probe(probe, only=["conversation"])) if c.definite]
-        if failed:
-            return self._confirmed(f"the conversation probe failed: {failed[0].cause or failed[0].detail}")
-        return None
+        failed = failures(run_probe(probe, only=["conversation"]))
+        if not failed or self.unanswered or failed[0].detail == ANOTHER_COMMIT:
+            return None  # /healthz did not answer (UNANSWERED_LOOKS judges it), or another commit answered
+        # Retried to the look's deadline (or definite): still failing is the commit's, while Redis answers.
+        return self._confirmed(f"the conversation probe failed: {failed[0].detail} ({failed[0].cause})")
 
     def _confirmed(self, failure: str) -> Look:
         """A failure Telegram or the probe saw is the new commit's only while its Redis answers."""

@@ -23,7 +23,7 @@ from ci_tools.context import Context
 from ci_tools.errors import FatalError, RemoteError, VerificationError
 from ci_tools.pipeline.bake import bake
 from ci_tools.pipeline.deploy import DeployResult, deploy
-from ci_tools.pipeline.probe import Check, Probe, failures, run_probe
+from ci_tools.pipeline.probe import UNJUDGED, Check, Probe, failures, run_probe
 from ci_tools.pipeline.rollback import rollback
 from ci_tools.pipeline.serving import epoch, serving_since
 from ci_tools.settings import Environment
@@ -54,8 +54,8 @@ def probe_or_fail(
     since: float,
     title: str,
     report: ProbeReport,
-) -> None:
-    """Probe ``commit``; report the checks; a VerificationError naming each failed one."""
+) -> list[Check]:
+    """Probe ``commit``; report the checks; a VerificationError naming each failed one. The checks."""
     probe = Probe(
         ctx,
         request.env,
@@ -81,6 +81,7 @@ def probe_or_fail(
             f"{len(failed)} of {len(checks)} probe checks failed on {request.env.name}: "
             + "; ".join(f"{c.name}: {c.cause or c.detail}" for c in failed)
         )
+    return checks
 
 
 def probe_serving(
@@ -98,7 +99,10 @@ def probe_serving(
     live_at = max(t for t in (epoch(finished_at), time.time()) if t is not None)
     since = serving_since(ctx, request.env, commit, live_at=live_at, within=request.deadline, on_status=on_status)
     left = max(1.0, request.deadline - (time.monotonic() - started))  # one deadline for both
-    probe_or_fail(ctx, dataclasses.replace(request, deadline=left), commit, since, title, report)
+    checks = probe_or_fail(ctx, dataclasses.replace(request, deadline=left), commit, since, title, report)
+    for check in checks:
+        if check.ok is None and check.detail.startswith(UNJUDGED):
+            on_status(f"⚠ probe: {check.name} {check.detail}; inconclusive, not a failure")
     return since
 
 
@@ -146,7 +150,12 @@ def release(
             if not env.rollback_on_failed_probe:
                 raise VerificationError(f"{commit[:12]} failed its bake on {env.name}: {baked.detail}")
             _roll_back(ctx, request, result, baked.detail, "its bake", on_status, on_probe, on_rollback)
-        on_status(f"⚠ baked, partly inconclusive: {baked.detail}" if baked.inconclusive else f"✓ baked: {baked.detail}")
+        if baked.ended_early:
+            on_status(f"↷ another commit serves, so the bake {baked.detail}")
+        else:
+            on_status(
+                f"⚠ baked, partly inconclusive: {baked.detail}" if baked.inconclusive else f"✓ baked: {baked.detail}"
+            )
     return result
 
 
@@ -196,15 +205,20 @@ def _roll_back(
 
 
 def _newer_release(ctx: Context, result: DeployResult) -> str | None:
-    """A deploy newer than ours that Render is working on or has made live: its window now."""
+    """Another commit serves now (Render's newest ``live`` deploy): the window ends, it is not
+    ours to judge any more. A deploy still building does not end it (it may fail, and Render then
+    keeps ours serving: render.com/docs/deploys#zero-downtime-deploys), nor does a redeploy of the
+    same commit (a deploy hook, a Blueprint sync, an environment change): nobody else bakes it."""
     api_key, service_id = ctx.optional("RENDER_API_KEY"), ctx.optional("RENDER_SERVICE_ID")
     if not api_key or not service_id or not result.deploy_id:
         return None
     try:
         with ctx.render(api_key, service_id, deadline=time.monotonic() + 30) as api:
-            newest = next(iter(api.deploys(max_pages=1)), None)
+            serving = next((d for d in api.deploys(max_pages=1) if d.status == "live"), None)
     except FatalError:
         return None
-    if newest is None or newest.id == result.deploy_id or newest.trigger == "rollback":
+    if serving is None or serving.id == result.deploy_id or serving.commit == result.commit:
         return None
-    return f"a newer release started ({newest.id}, {str(newest.commit)[:12]}, {newest.status})"
+    if serving.trigger == "rollback":
+        return f"rolled back while it baked: {str(serving.commit)[:12]} serves now ({serving.id})"
+    return f"a newer release serves now ({serving.id}, {str(serving.commit)[:12]})"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from ci_tools.clients.health import Health, NotTheContract, contract_problem
@@ -95,6 +97,19 @@ def test_webhook_verdicts(config):
         judge_webhook(refused, env, since=1000)
     assert "Telegram is holding updates the bot refused" in failed.value.cause
     assert judge_webhook(refused, env, since=3000)  # an error from before this deploy is history
+
+
+def test_a_503_telegram_delivered_since_is_a_redis_blip_only_where_healthz_tells(config):
+    """The bake's blip rule: the bot's 503 ("deliver again"), everything delivered since. Without
+    /healthz nothing says the 503 meant Redis, and it counts as before."""
+    env = config.env("production")
+    assert env.health_url is not None
+    delivered = WebhookInfo(env.webhook_url, 0, 2000, "Wrong response from the webhook: 503 Service Unavailable")
+    assert "Redis blip" in judge_webhook(delivered, env, since=1000)
+    with pytest.raises(Failed):
+        judge_webhook(WebhookInfo(env.webhook_url, 0, 2000, "Wrong response from the webhook: 500"), env, since=1000)
+    with pytest.raises(Failed):
+        judge_webhook(delivered, dataclasses.replace(env, health_path=""), since=1000)
 
 
 def test_conversation_verdicts():
