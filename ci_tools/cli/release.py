@@ -97,8 +97,8 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
             on_rollback=rolling_back,
         )
     except FatalError as failed:
-        if rolled:
-            tell_owner(ctx, request.env, f"↩ {failed.message}")
+        if rolled or "could not be judged in its bake" in failed.message:
+            tell_owner(ctx, request.env, f"↩ {failed.message}" if rolled else f"⚠ {failed.message}")
         raise
     baked = result.baked
     if baked is not None and baked.ended_early:  # another commit serves: this one is neither live nor baked

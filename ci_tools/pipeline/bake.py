@@ -27,14 +27,14 @@ NODATA, Argo Rollouts' "inconclusive" analysis): it neither passes nor fails the
   ``/healthz`` not answering after it said Redis was down is the same stretch.
 
   The excuse is bounded: ``REDIS_LOOKS`` (5) such looks in a row, counting an unanswered
-  ``/healthz`` after it said Redis was down, and the next one, while Telegram answers, is a failure
-  of the new commit. Why a cap and not an independent check: the release step holds no Redis URL
-  and production's Key Value admits the runner only for the snapshot (production.yml closes it
-  again before the deploy), so the pipeline cannot ask Redis itself; and "redis not ok" looks the
-  same whether the Key Value is down or the commit broke its own connection (a misread
-  ``REDIS_URL``, a reconnect bug), which a rollback fixes. A real outage that long makes the
-  rollback (and its probe) fail too, and the run fails so that a person looks, which such an
-  outage needs anyway. 5 looks is 2.5 min at the production interval: a Key Value restart fits.
+  ``/healthz`` after it said Redis was down; the next one, while Telegram answers, ends the window
+  *unresolved*: the run fails and the owner is told, and nothing is rolled back. Why not blame the
+  commit: the release step holds no Redis URL and production's Key Value admits the runner only for
+  the snapshot (production.yml closes it again before the deploy), so the pipeline cannot ask Redis
+  itself, and "redis not ok" looks the same whether the Key Value is down (a rollback cannot help,
+  and its own probe would fail) or the commit broke its own connection (a misread ``REDIS_URL``, a
+  reconnect bug: a rollback helps). So a person decides, with the rollback one dispatch away.
+  5 looks is 2.5 min at the production interval: a Key Value restart fits inside it.
 - **Render**: its edge does not answer the public URL at all (connection refused or timed out).
   A 5xx or no answer *from the instance* still counts towards ``UNANSWERED_LOOKS`` (a crashed
   new commit looks just like it), unless Redis was down.
@@ -99,6 +99,7 @@ class Look:
 
     failed: str | None = None
     paused: str | None = None  # one of REDIS, REDIS_BETWEEN, RENDER, TELEGRAM, TELEGRAM_LAG
+    unresolved: str | None = None  # too long to excuse, impossible to blame: a person decides
     seen: str = ""  # what was seen, for the run's log
 
 
@@ -112,6 +113,7 @@ class BakeResult:
     handled: int = 0  # user updates the new instance handled during the window
     ended_early: bool = False
     inconclusive: str | None = None  # the looks that could not judge the commit, and why
+    unresolved: bool = False  # failed to pass, but not the commit's to be rolled back for: a person looks
 
 
 @dataclass
@@ -155,9 +157,9 @@ class BakeWatch:
         if self.redis_looks <= REDIS_LOOKS or not self._telegram_answers():
             return verdict
         return Look(
-            f"{self.env.health_path} reported Redis unreachable {self.redis_looks} looks in a row while Telegram "
-            f"answered ({verdict.seen}): the pipeline cannot reach this Redis to tell an outage from a connection "
-            f"{self.commit[:12]} broke, and a stretch this long is counted as the commit's"
+            unresolved=f"{self.env.health_path} reported Redis unreachable {self.redis_looks} looks in a row while "
+            f"Telegram answered ({verdict.seen}): the pipeline cannot reach this Redis to tell an outage from a "
+            f"connection {self.commit[:12]} broke"
         )
 
     def _telegram_answers(self) -> bool:
@@ -343,6 +345,9 @@ def bake(
             return _early(f"ended after {elapsed:.0f} s: {other}", watch, pauses, commit)
         if verdict.failed:
             return BakeResult(False, f"{verdict.failed}, {elapsed:.0f} s into the bake", watch.handled())
+        if verdict.unresolved:
+            detail = f"{verdict.unresolved}, {elapsed:.0f} s into the bake"
+            return BakeResult(False, detail, watch.handled(), unresolved=True)
         pauses.count(verdict, commit, on_status)
     handled = watch.handled()
     if handled == 0:

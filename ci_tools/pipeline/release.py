@@ -146,6 +146,12 @@ def release(
             on_status=on_status,
         )
         result.baked = baked
+        if baked.unresolved:  # not the commit's to be rolled back for, not a pass either: a person looks
+            raise VerificationError(
+                f"{commit[:12]} could not be judged in its bake on {env.name}: {baked.detail}; nothing was rolled back",
+                hint="if the Key Value answers, roll back (rollback.yml, or ci-tools rollback "
+                f"{env.name} --previous); if it is down, {commit[:12]} stays",
+            )
         if not baked.passed:
             if not env.rollback_on_failed_probe:
                 raise VerificationError(f"{commit[:12]} failed its bake on {env.name}: {baked.detail}")

@@ -213,12 +213,15 @@ def test_a_redis_outage_in_the_window_is_inconclusive_not_a_rollback_and_the_own
     assert f"{sha[:12]} is live; its bake was inconclusive" in told and "Redis unreachable" in told
 
 
-def test_redis_down_past_the_excused_stretch_is_the_commit_s_and_the_run_fails(world, monkeypatch, capsys):
+def test_redis_down_past_the_excused_stretch_fails_the_run_for_a_person_and_rolls_nothing_back(
+    world, monkeypatch, capsys
+):
     """The release step cannot reach the Key Value (README): past REDIS_LOOKS looks in a row of
-    "redis not ok" while Telegram answers, the bake cannot tell an outage from a connection the
-    commit broke, so it rolls back and the run fails: a person looks (here the rollback cannot get
-    healthy either, as its Redis is down)."""
-    use(monkeypatch, world.secrets("production"))
+    "redis not ok" while Telegram answers, the bake cannot tell an outage (a rollback cannot help)
+    from a connection the commit broke (a rollback helps). So the run fails, the owner is told
+    with the way back, and nothing is rolled back: a person decides."""
+    use(monkeypatch, {**world.secrets("production"), "OWNER_CHAT_ID": str(OWNER)})
+    world.telegram.start_chat(world.bots["production"], OWNER)
     window = "bake_minutes = 0.15\nbake_interval_seconds = 0.3\n"  # 9 s, a look every 0.3 s
     world.config.write_text(world.config.read_text().replace("bake_minutes = 0\n", window))
     good = world.commit("main", "good")
@@ -230,10 +233,13 @@ def test_redis_down_past_the_excused_stretch_is_the_commit_s_and_the_run_fails(w
         outage.join(10)
     finally:
         world.redis["production"].start()
-    out = capsys.readouterr().out
-    assert code != 0
-    assert "✗ its bake failed" in out, out[-600:]
-    assert [d for d in world.services["production"].deploys if d["trigger"] == "rollback"]
+    err = capsys.readouterr().err
+    assert code == 5
+    assert f"{sha[:12]} could not be judged in its bake on production" in err and "nothing was rolled back" in err
+    assert "roll back (rollback.yml" in err
+    assert not [d for d in world.services["production"].deploys if d["trigger"] == "rollback"]
+    told = world.telegram.replies_to(world.bots["production"], OWNER)
+    assert told and "could not be judged in its bake" in told[-1]
 
 
 def test_release_with_no_bake_warns(world, monkeypatch, capsys, tmp_path):
