@@ -5,7 +5,6 @@ the worktree's bot in threads, so a "bad release" is its code patched the way a 
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 
@@ -20,24 +19,10 @@ from ci_tools.pipeline.probe import Probe, run_probe
 from ci_tools.pipeline.release import _newer_release
 from sandbox.ports import free_port
 from sandbox.world import SECRETS
+
+# the bake tests' own set-up: a production that bakes for a given window, a commit made live
+from tests.pipeline.test_bake import FAST, OWNER, USER, baking, live
 from tests.support import conversations, use, wait_until
-
-OWNER = 7770001
-USER = 6660003
-FAST = ("--timeout", "30", "--poll", "0.05", "--deadline", "5")
-
-
-def baking(world, minutes: float, interval: float = 0.2):
-    ctx = build(world.secrets("production"))
-    env = dataclasses.replace(ctx.config.env("production"), bake_minutes=minutes, bake_interval_seconds=interval)
-    config = dataclasses.replace(ctx.config, environments={**ctx.config.environments, "production": env})
-    return ctx.with_config(config), env
-
-
-def live(world, ctx, env, message: str) -> str:
-    sha = world.commit("main", message)
-    deploy(ctx, env, sha, timeout=30, poll=0.05)
-    return sha
 
 
 def healthz_looks(router) -> int:
