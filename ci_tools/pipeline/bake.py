@@ -134,6 +134,7 @@ class BakeWatch:
     last: Updates | None = None
     uncounted_said: bool = False
     redis_down: bool = False  # the last /healthz answer said redis not ok
+    conversation_503: bool = False  # a conversation 503 already excused as a Redis blip
     pausing: bool = False  # the last look was inconclusive (not counting an excused 503)
     excused: bool = False  # a 503 delivery error was excused as a Redis blip; Telegram still holds updates
     healthy_at: float = 0.0  # epoch seconds /healthz last said Redis answers
@@ -261,10 +262,19 @@ class BakeWatch:
             webhook_secret=self.webhook_secret,
         )
         failed = failures(run_probe(probe, only=["conversation"]))
+        if not failed:
+            self.conversation_503 = False
         if not failed or self.unanswered or failed[0].detail == ANOTHER_COMMIT:
             return None  # /healthz did not answer (UNANSWERED_LOOKS judges it), or another commit answered
         # Retried to the look's deadline (or definite): still failing is the commit's, while Redis answers.
-        return self._confirmed(f"the conversation probe failed: {failed[0].detail} ({failed[0].cause})")
+        verdict = self._confirmed(f"the conversation probe failed: {failed[0].detail} ({failed[0].cause})")
+        if verdict.failed and failed[0].detail.endswith("answered 503") and not self.conversation_503:
+            # The bot's own "storage unavailable" (503), with Redis answering again by the time
+            # /healthz was asked: a blip between the two, excused once as Telegram's 503s are; the
+            # same again on the next look, while Redis answers, is the commit's.
+            self.conversation_503 = True
+            return Look(paused=REDIS_BETWEEN, seen=verdict.failed)
+        return verdict
 
     def _confirmed(self, failure: str) -> Look:
         """A failure Telegram or the probe saw is the new commit's only while its Redis answers."""
