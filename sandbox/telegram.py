@@ -28,6 +28,7 @@ import json
 import re
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -164,6 +165,40 @@ class FakeBot:
         if self.allowed_updates != DEFAULT_UPDATES:  # JsonWebhookInfo: only when not the default
             info["allowed_updates"] = update_names(self.allowed_updates)
         return info
+
+
+def inline_keyboard(value: Any) -> tuple[dict[str, Any] | None, str]:
+    """A sendMessage's ``reply_markup`` as the Bot API reads it: a JSON-serialized object (a form
+    field) or the object itself (a JSON body); (markup, "") or (None, the 400's description).
+    Only inline keyboards are modelled (what the pipeline sends). The descriptions are
+    tdlib/telegram-bot-api's (Client::get_reply_markup, get_inline_keyboard_button); a URL
+    button's link is checked by Telegram's servers, whose error is BUTTON_URL_INVALID
+    (core.telegram.org/api/errors): http(s) and tg links with a host pass."""
+    if value is None or value == "":
+        return None, ""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None, "Can't parse reply keyboard markup JSON object"
+    if not isinstance(value, dict):
+        return None, "Object expected as reply markup"
+    rows = value.get("inline_keyboard")
+    if rows is None:
+        return value, ""  # another keyboard kind: accepted, not modelled
+    if not isinstance(rows, list) or not all(isinstance(row, list) for row in rows):
+        return None, 'Field "inline_keyboard" of the InlineKeyboardMarkup must be an Array of Arrays'
+    for button in (b for row in rows for b in row):
+        if not isinstance(button, dict):
+            return None, "Can't parse inline keyboard button: InlineKeyboardButton must be an Object"
+        if not isinstance(button.get("text"), str):
+            return None, "Can't parse inline keyboard button: Field \"text\" must be of type String"
+        url = button.get("url")
+        if url is not None:
+            parts = urllib.parse.urlsplit(str(url))
+            if parts.scheme not in {"http", "https", "tg"} or not (parts.netloc or parts.scheme == "tg"):
+                return None, "BUTTON_URL_INVALID"
+    return value, ""
 
 
 def _error(code: int, description: str, **extra: Any) -> Response:
@@ -372,15 +407,21 @@ class FakeTelegram(StandInServer):
             return _error(400, "Bad Request: chat not found")
         if chat_id > 0 and not started:  # a private chat the user never opened (the Bot API's 403 for it)
             return _error(403, "Forbidden: bot can't initiate conversation with a user")
+        markup, refused = inline_keyboard(params.get("reply_markup"))
+        if refused:
+            return _error(400, f"Bad Request: {refused}")
         message = {
             "message_id": next(self._message_ids),
             "from": bot.user(),
             "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "group"},
             "date": int(time.time()),
             "text": text,
+            # The Bot API's Message carries an inline keyboard back (Client.cpp, JsonMessage writes
+            # reply_markup for replyMarkupInlineKeyboard); other keyboards are not echoed.
+            **({"reply_markup": markup} if markup else {}),
         }
         with self.lock:
-            bot.sent.append({"chat_id": chat_id, "text": text})
+            bot.sent.append({"chat_id": chat_id, "text": text, **({"reply_markup": markup} if markup else {})})
         return _ok(message)
 
     # -- a user talking to a bot -------------------------------------------

@@ -145,8 +145,9 @@ class Telegram:
     def webhook_info(self) -> WebhookInfo:
         return WebhookInfo.from_api(self._call("getWebhookInfo"))
 
-    def send_message(self, chat_id: int, text: str) -> dict[str, Any]:
-        return dict(self._call("sendMessage", idempotent=False, chat_id=chat_id, text=text))
+    def send_message(self, chat_id: int, text: str, **options: Any) -> dict[str, Any]:
+        """``options``: sendMessage's optional parameters as the Bot API names them (reply_markup)."""
+        return dict(self._call("sendMessage", idempotent=False, chat_id=chat_id, text=text, **options))
 
     def release_webhook(self, url: str) -> bool:
         """Delete this bot's webhook if it points at ``url`` (or below it); True if it did.

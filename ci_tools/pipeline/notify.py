@@ -3,13 +3,19 @@ short message to ``OWNER_CHAT_ID`` — and to no other chat, ever.
 
 An owner who is not watching the dashboard hears of a release only through GitHub's failed-run
 e-mail; this puts releases, rollbacks, failed watches and memory restores in their pocket, each
-with the commit and the link to the run. Telling is best effort: a failure to tell (the owner
+with the commit and the link to the run. A message is something to act on from a phone, so it
+carries buttons that open the right page: the run, the rollback workflow's dispatch page (the
+commits to name are in the message), and the hold workflow's, which stops releases until the owner
+is back at a laptop. Telling is best effort: a failure to tell (the owner
 never started that bot: Telegram's 403, or 400 "chat not found" when the bot never saw
 them) is a warning, never the reason a release fails.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+from ci_tools.actions import Runner
 from ci_tools.clients.telegram import TelegramError
 from ci_tools.context import Context
 from ci_tools.errors import RemoteError
@@ -18,10 +24,26 @@ from ci_tools.settings import Environment
 LIMIT = 4096  # sendMessage's text limit
 
 
+# The workflows a button dispatches from the owner's phone: GitHub's page of a workflow with a
+# workflow_dispatch trigger has the "Run workflow" form (docs.github.com, "Manually running a workflow").
+ACTIONS = (("Roll back", "rollback.yml"), ("Hold releases", "hold.yml"))
+
+
 def owner_message(ctx: Context, env: Environment, text: str) -> str:
-    """The message: what happened, then where to read more (the run), nothing else."""
+    """The message: which bot, what happened, then where to read more (the run), nothing else."""
     link = ctx.runner.run_url
-    return f"MindMate {env.name}: {text}" + (f"\n{link}" if link else "")
+    return f"@{env.bot_username} ({env.name}): {text}" + (f"\n{link}" if link else "")
+
+
+def owner_buttons(runner: Runner) -> list[list[dict[str, str]]]:
+    """URL buttons (an InlineKeyboardMarkup's rows): the run, then what the owner may do about it.
+    None without a repository (a run outside Actions): a button must open a real page."""
+    if not runner.repository:
+        return []
+    workflows = f"{runner.server}/{runner.repository}/actions/workflows"
+    run = runner.run_url
+    rows = [[{"text": "Open the run", "url": run}]] if run else []
+    return [*rows, [{"text": label, "url": f"{workflows}/{name}"} for label, name in ACTIONS]]
 
 
 def notify(ctx: Context, env: Environment, text: str) -> str | None:
@@ -37,7 +59,10 @@ def notify(ctx: Context, env: Environment, text: str) -> str | None:
         return "OWNER_CHAT_ID is not a Telegram user id (digits), so the owner was not told"
     try:
         with ctx.telegram(token, budget=ctx.request_timeout(15)) as telegram:
-            telegram.send_message(chat, owner_message(ctx, env, text)[:LIMIT])
+            buttons: dict[str, Any] = {}
+            if rows := owner_buttons(ctx.runner):
+                buttons["reply_markup"] = {"inline_keyboard": rows}
+            telegram.send_message(chat, owner_message(ctx, env, text)[:LIMIT], **buttons)
     except TelegramError as exc:
         if exc.code == 403:
             return (

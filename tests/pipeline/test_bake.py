@@ -257,8 +257,33 @@ def test_notify_tells_the_owner_only(world, monkeypatch, capsys):
     bot = world.bots["production"]
     world.telegram.start_chat(bot, OWNER)
     assert main(["notify", "--env", "production", "the nightly job of my own finished"]) == 0
-    assert world.telegram.replies_to(bot, OWNER) == ["MindMate production: the nightly job of my own finished"]
+    assert world.telegram.replies_to(bot, OWNER) == [
+        "@mindmate_companion_bot (production): the nightly job of my own finished"
+    ]
     assert [m["chat_id"] for m in bot.sent] == [OWNER]
+    assert "reply_markup" not in bot.sent[0]  # outside Actions there is no page a button could open
+
+
+def test_the_owners_message_carries_buttons_to_the_run_the_rollback_and_the_hold(world, monkeypatch, capsys):
+    """Acting on a message from a phone: each button opens a page of the repository's Actions,
+    and the Bot API stand-in checks the keyboard as Telegram does (a bad URL is refused)."""
+    actions = {"GITHUB_REPOSITORY": "owner/bot", "GITHUB_RUN_ID": "77", "GITHUB_SERVER_URL": "https://github.com"}
+    use(monkeypatch, {**world.secrets("production"), "OWNER_CHAT_ID": str(OWNER), **actions})
+    bot = world.bots["production"]
+    world.telegram.start_chat(bot, OWNER)
+    assert main(["notify", "--env", "production", "rolled back"]) == 0
+    [sent] = bot.sent
+    assert sent["reply_markup"]["inline_keyboard"] == [
+        [{"text": "Open the run", "url": "https://github.com/owner/bot/actions/runs/77"}],
+        [
+            {"text": "Roll back", "url": "https://github.com/owner/bot/actions/workflows/rollback.yml"},
+            {"text": "Hold releases", "url": "https://github.com/owner/bot/actions/workflows/hold.yml"},
+        ],
+    ]
+    monkeypatch.setenv("GITHUB_SERVER_URL", "javascript:alert(1)//")
+    assert main(["notify", "--env", "production", "again"]) == 0  # refused: a warning, never the run's failure
+    assert "BUTTON_URL_INVALID" in capsys.readouterr().out
+    assert len(bot.sent) == 1
 
 
 @pytest.mark.parametrize(("strict", "code"), [(False, 0), (True, 4)])

@@ -78,7 +78,13 @@ def test_a_release_that_breaks_plain_messages_is_rolled_back_in_its_bake_and_the
     assert "update(s) failed in a handler" in run.log and "AttributeError on a message" in run.log
     assert health(world, "production")["commit"] == good
     [rolled] = [m for m in told(world) if "rolled back" in m]
-    assert bad[:12] in rolled and "/actions/runs/" in rolled
+    assert bad[:12] in rolled and good[:12] in rolled and "/actions/runs/" in rolled  # rejected and target named
+    [message] = [m for m in world.bots["production"].sent if m["text"] == rolled]
+    buttons = {b["text"]: b["url"] for row in message["reply_markup"]["inline_keyboard"] for b in row}
+    assert buttons["Roll back"].endswith("/actions/workflows/rollback.yml")  # the owner acts from the phone
+    assert (
+        buttons["Hold releases"].endswith("/actions/workflows/hold.yml") and "/actions/runs/" in buttons["Open the run"]
+    )
     assert {m["chat_id"] for m in world.bots["production"].sent} <= {OWNER, DAILY}  # the owner, and the user's reply
     assert "just a plain hello" not in run.log
     assert_no_secret(run, world)
