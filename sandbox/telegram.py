@@ -192,7 +192,7 @@ def inline_keyboard(value: Any) -> tuple[dict[str, Any] | None, str]:
         if not isinstance(button, dict):
             return None, "Can't parse inline keyboard button: InlineKeyboardButton must be an Object"
         if not isinstance(button.get("text"), str):
-            return None, "Can't parse inline keyboard button: Field \"text\" must be of type String"
+            return None, 'Can\'t parse inline keyboard button: Field "text" must be of type String'
         url = button.get("url")
         if url is not None:
             parts = urllib.parse.urlsplit(str(url))
