@@ -42,6 +42,8 @@ _OPTIONAL_FIELDS = (
     "deploy_branches",
     "bake_minutes",
     "bake_interval_seconds",
+    "quiet_seconds",
+    "quiet_wait_minutes",
     *ROLES,
 )
 # The reserved probe user: Telegram user ids fit in 52 bits and are handed out far below
@@ -77,6 +79,10 @@ class Environment:
     # Telegram's delivery, the conversation probe) and rolled back on a failure of its own.
     bake_minutes: float = 0.0  # default: 10 where a failed probe rolls back (production), else 0
     bake_interval_seconds: float = 30.0
+    # Before the deploy, wait while the bot handled an update less than quiet_seconds ago (the
+    # daily user is mid-conversation), at most quiet_wait_minutes (ci_tools/pipeline/quiet.py).
+    quiet_seconds: float = 0.0  # default: 120 where the real users are (production), else 0
+    quiet_wait_minutes: float = 15.0
 
     @property
     def key_prefix_variable(self) -> str:
@@ -397,6 +403,10 @@ def _parse_environments(raw: Any, path: Path) -> dict[str, Environment]:
             bake_interval_seconds=_number(
                 table.get("bake_interval_seconds", 30), f"{where}: bake_interval_seconds", 0.1, 600
             ),
+            quiet_seconds=_number(
+                table.get("quiet_seconds", 120 if roles["cutover_target"] else 0), f"{where}: quiet_seconds", 0, 3600
+            ),
+            quiet_wait_minutes=_number(table.get("quiet_wait_minutes", 15), f"{where}: quiet_wait_minutes", 0, 120),
         )
     return environments
 
