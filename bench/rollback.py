@@ -138,7 +138,7 @@ def main() -> None:
     parser.add_argument("--lag", type=float, default=20, help="seconds the old commit stays on the URL")
     parser.add_argument("--skip-baseline", action="store_true", help="do not wait out the old behaviour")
     parser.add_argument("--bake-interval", type=float, default=30, help="bake_interval_seconds (default 30)")
-    args = _smoke.parse(parser, deadline=3.0, lag=1.0, bake_interval=2.0)
+    args = _smoke.parse(parser, deadline=10.0, lag=1.0, bake_interval=2.0)
     now = exposure(args.deadline, fail_fast=True)
     print(f"rollback benchmark: a definite probe failure, probe deadline {args.deadline:.0f} s")
     print(f"  live → rollback started, fail fast (now)     {now:6.1f} s   (target ≤ 10 s)")
