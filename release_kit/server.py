@@ -29,7 +29,7 @@ from telegram import Update
 from telegram.error import TelegramError
 from telegram.ext import Application
 
-from release_kit import outcome, probe
+from release_kit import outcome, probe, redact
 from release_kit.config import KitConfig, bot_secret
 from release_kit.counts import UpdateCounts
 from release_kit.gate import signpost
@@ -72,6 +72,8 @@ class _Served:
         self.replies = ProbeReplies(self.redis, config.key_prefix, config.probe_user_id)
         self.counts = UpdateCounts()
         application.add_error_handler(outcome.on_error)
+        token = application.bot.token
+        redact.hide([token, config.webhook_secret, self.secret, redact.url_password(config.redis_url)])
 
     def starlette(self) -> Starlette:
         routes = [
@@ -96,7 +98,7 @@ class _Served:
                 self.surface.allowed_updates,
                 **self.surface.set_webhook_extra,
             )
-            log.info("webhook set to %s", self.surface.webhook_url.replace(application.bot.token, "<token>"))
+            log.info("webhook set to %s", self.surface.webhook_url)  # the token in it is redacted
         else:
             log.warning("RENDER_EXTERNAL_URL is not set: webhook left as it is")
         await application.start()

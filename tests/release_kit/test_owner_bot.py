@@ -72,6 +72,9 @@ def test_an_update_from_the_stand_in_reaches_the_owners_path_and_the_reply_reach
     updates = httpx.get(f"{bot.url}/healthz").json()["updates"]
     assert (updates["handled"], updates["failed"]) == (3, 0)
     assert before <= updates["last_handled_at"] <= time.time()
+    log = bot.text()
+    assert "sendMessage" in log and fake.token not in log  # httpx logs each call's URL: /bot<token>/...
+    assert bot_secret(WEBHOOK_SECRET, fake.token) not in log
 
 
 def test_an_unsigned_update_is_refused(ava, telegram):
