@@ -87,6 +87,7 @@ class _Served:
     @asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         application = self.application
+        await self._claim_at_start()
         await application.initialize()
         if application.post_init:
             await application.post_init(application)
@@ -112,6 +113,15 @@ class _Served:
             if application.post_shutdown:
                 await application.post_shutdown(application)
             await self.redis.aclose()
+
+    async def _claim_at_start(self) -> None:
+        """For a bot on its own server (``kit.asgi``): say at once why it will answer 503."""
+        try:
+            await self.claim.claim()
+        except EnvMismatchError as exc:
+            log.error("%s: the health answer and every update get 503 until REDIS_URL is fixed", exc)
+        except outcome.STORAGE_ERRORS as exc:
+            log.warning("Redis does not answer (%s): health says 503 until it does", type(exc).__name__)
 
     @property
     def secret(self) -> str:

@@ -249,3 +249,15 @@ def test_health_answers_before_the_contract_field_stay_valid_and_a_conversation_
     assert contract_problem({**old, "contract": {"level": "chat", "probe_path": "/p"}}) is not None
     late = {**old, "updates": {**old["updates"], "last_handled_at": "yesterday"}}
     assert contract_problem(late) is not None
+
+
+def test_on_its_own_server_a_redis_another_environment_claimed_is_named_and_answered_503(
+    small_bot, telegram, redis_server, caplog
+):
+    redis_server.client().set("dev:meta:env", "production")
+    with small_bot(echo) as (url, fake):
+        assert httpx.get(f"{url}/healthz").status_code == 503
+        assert turn(url, telegram, fake, USER, "hi", nonce=None).status_code == 503
+    assert "this bot is ENV=staging but its Redis is marked dev:meta:env=production" in caplog.text
+    assert telegram.replies_to(fake, USER) == []
+    assert redis_server.client().get("dev:meta:env") == b"production"  # never overwritten
