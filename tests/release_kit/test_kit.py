@@ -261,3 +261,27 @@ def test_on_its_own_server_a_redis_another_environment_claimed_is_named_and_answ
     assert "this bot is ENV=staging but its Redis is marked dev:meta:env=production" in caplog.text
     assert telegram.replies_to(fake, USER) == []
     assert redis_server.client().get("dev:meta:env") == b"production"  # never overwritten
+
+
+def test_a_storage_failure_stops_the_update_so_its_redelivery_does_not_land_twice(redis_server, telegram):
+    """Group 0 fails on Redis: the kit answers 503, and group 1 (which would have written) never runs."""
+    import redis as redis_py
+
+    ran: list[str] = []
+
+    async def fails(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        ran.append("first")
+        raise redis_py.ConnectionError("Redis went away")
+
+    async def writes(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        ran.append("second")
+
+    fake, port = telegram.add_bot("small_kit_bot"), free_port()
+    kit = kit_for(redis_server.url, telegram.url, port)
+    application = kit.builder().token(fake.token).build()
+    application.add_handler(MessageHandler(filters.ALL, fails), group=0)
+    application.add_handler(MessageHandler(filters.ALL, writes), group=1)
+    with serving(kit.asgi(application, url_path="hook"), port) as url:
+        assert turn(url, telegram, fake, USER, "hi", nonce=None).status_code == 503
+        assert httpx.get(f"{url}/healthz").json()["updates"]["handled"] == 0  # not taken: it comes again
+    assert ran == ["first"]
