@@ -451,7 +451,11 @@ def test_a_renamed_package_is_compared_with_the_live_commit_not_with_itself(repl
     commit_edits(
         world,
         "the bot is called companion now (and keeps facts under facts:)",
-        ("pyproject.toml", 'module-name = ["ci_tools", "mindmate"]', 'module-name = ["ci_tools", "companion"]'),
+        (
+            "pyproject.toml",
+            'module-name = ["ci_tools", "mindmate", "release_kit"]',
+            'module-name = ["ci_tools", "companion", "release_kit"]',
+        ),
         ("pyproject.toml", 'module = "mindmate"', 'module = "companion"'),
         ("render.yaml", ".venv/bin/python -m mindmate", ".venv/bin/python -m companion"),
     )
