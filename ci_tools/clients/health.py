@@ -160,3 +160,14 @@ class BotSurface:
             return response.status_code, response.json()
         except ValueError:
             return response.status_code, None
+
+
+def answers(url: str, timeout: float) -> bool:
+    """Whether anything answers HTTP at ``url`` (any status): a bot's port is up and serving.
+    Render's readiness for a health check path is stricter (2xx or 3xx); this is "started"."""
+    try:
+        with httpx.Client(timeout=timeout) as client:
+            client.get(url)
+    except httpx.HTTPError:
+        return False
+    return True
