@@ -223,16 +223,19 @@ def stop_session(process: subprocess.Popen[bytes], grace: float = 5.0) -> None:
     if process.poll() is None:
         process.kill()
     process.wait()
+    deadline = time.monotonic() + grace  # SIGKILL is delivered, not awaited: until the kernel is done
+    while session_members(sid) and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def session_members(sid: int, proc: Path = Path("/proc")) -> list[int]:
-    """Every process in session ``sid`` (a bot's children and theirs, reparented or not)."""
+    """Every live process in session ``sid`` (a bot's children and theirs, reparented or not)."""
     found = []
     for stat in proc.glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             continue
-        if int(fields[3]) == sid:  # after state, ppid, pgrp: the session id
+        if int(fields[3]) == sid and fields[0] != "Z":  # state, ppid, pgrp, session; a zombie is dead already
             found.append(int(stat.parent.name))
     return found
