@@ -64,14 +64,26 @@ def test_a_start_command_that_fails_is_named_and_exits_non_zero(tmp_path, capsys
     assert "python -m bot.main" in line and "No module named bot.main" in line
 
 
-def test_our_bot_reaches_the_health_level_at_least(capsys):
+def test_our_bot_reaches_the_conversation_level(capsys):
     """mindmate, from this repository, with its production service's own commands (uv sync --locked)."""
     code = main(["check-bot", str(ROOT), "--service", "mindmate-prod"])
     out = capsys.readouterr().out
     assert code == 0, out
-    level = re.search(r"level reached: (\w+) \(service mindmate-prod\)", out)
-    assert level and level[1] in ("health", "conversation"), out
-    assert re.search(r"✓ .*health .*env and commit are what it was given", out)
+    assert "level reached: conversation (service mindmate-prod)" in out
+    assert "✗" not in out
+
+
+def test_the_owner_bot_with_the_kit_reaches_the_conversation_level(tmp_path, capsys, monkeypatch):
+    from tests.release_kit.owner import adopted_tree
+
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    tree = adopted_tree(tmp_path)
+    code = main(["check-bot", str(tree)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "level reached: conversation (service ava-bot)" in out
+    for item in ("an unsigned POST is refused 403", "with Redis down an update is answered 503"):
+        assert re.search(rf"✓ .*conversation .*{item}", out), item
 
 
 def test_several_services_need_a_name(capsys):

@@ -108,7 +108,7 @@ def test_a_commit_whose_render_yaml_has_no_service_for_it_ends_build_failed(ava)
 
 
 def test_a_commit_whose_build_fails_ends_build_failed_and_the_live_one_keeps_serving(ava):
-    render, service, telegram, bot, _ = ava(True)
+    render, service, *_ = ava(True)
     good = git(render.repo, "rev-parse", "HEAD")
     assert deploy(render, service, good)["status"] == "live"
     bad = commit(render.repo, "requirements.txt", "no-such-package-for-ci-tools-tests==1.0\n", "a typo")
