@@ -169,7 +169,7 @@ def check_bot(
     url = f"http://127.0.0.1:{port}"
     commit = head_commit(request.tree)
     webhook_secret = secrets.token_urlsafe(24)
-    env_name = commands.env.get("ENV") or "staging"  # the service's own, else a staging bot's (KEY_PREFIX defaults by it)
+    env_name = commands.env.get("ENV") or "staging"  # the service's, else staging's (the kit's prefix follows)
     environ = {
         **child,
         **commands.env,
