@@ -22,6 +22,7 @@ from ci_tools.actions import Runner
 from ci_tools.cli import (
     acceptance,
     announce,
+    check_bot,
     config,
     contracts,
     cutover,
@@ -66,6 +67,7 @@ COMMAND_MODULES = (
     announce,
     acceptance,
     rehearse,
+    check_bot,
     replay,
     notify,
     status,

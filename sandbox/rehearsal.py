@@ -13,7 +13,6 @@ import contextlib
 import dataclasses
 import json
 import re
-import shutil
 import signal
 import tempfile
 import threading
@@ -357,13 +356,9 @@ class Rehearsal:
 
         service = world.services["production"]
         live = next(d for d in service.deploys if d["status"] == "live")["commit"]["id"]
-        # The sandbox's repository gets the bot's code (its commits so far ran the installed bot).
-        shutil.copytree(
-            self.project / "mindmate", world.repo / "mindmate", ignore=shutil.ignore_patterns("__pycache__")
-        )
-        git(world.repo, "checkout", "-q", "main")
-        git(world.repo, "add", "mindmate")
-        git(world.repo, "commit", "-q", "-m", "the bot's code in the repository")
+        # The sandbox's repository gets the bot's project (its commits so far held no files, and ran
+        # the installed bot): from here on Render builds each commit with its own render.yaml service.
+        world.add_bot_project(self.project, "the bot's code in the repository")
         candidate = commit_breaking(world, "forgets the daily user", "refactor: remembered facts under facts:")
         key = Fernet.generate_key().decode()  # production's MEMORY_SNAPSHOT_KEY
         ctx = self._ctx(world, "production", MEMORY_SNAPSHOT_KEY=key)

@@ -25,6 +25,8 @@ DAILY_USER = 424242001  # the sandbox's daily user: protected, as `ci-tools init
 PROTECTED = re.compile(r"^protected_users = \[[^\]]*\]", re.M)
 PATTERNS = '["user:{user_id}:history", "user:{user_id}:profile", "memory:{user_id}"]'
 BAKE = "\nbake_minutes = 0.03\nbake_interval_seconds = 0.4\n"  # 1.8 s, a look every 0.4 s
+# What a commit holds for Render to build and start the reference bot (render.yaml's services).
+BOT_PROJECT = ("render.yaml", "pyproject.toml", "uv.lock", "README.md", "mindmate", "ci_tools")
 SECRETS = {"staging": "whsec-staging-0123456789", "production": "whsec-production-0123456789"}
 
 
@@ -183,6 +185,21 @@ class World:
         current = git(self.repo, "branch", "--list", branch)
         git(self.repo, "checkout", "-q", branch) if current else git(self.repo, "checkout", "-q", "-b", branch, "main")
         git(self.repo, "commit", "-q", "--allow-empty", "-m", message)
+        return git(self.repo, "rev-parse", "HEAD")
+
+    def add_bot_project(self, source: Path, message: str) -> str:
+        """A commit on main holding the reference bot's project from ``source``: what its render.yaml
+        services build and start (``uv sync --locked`` needs the project's metadata and both of its
+        packages, ``.venv/bin/python -m mindmate`` the bot). Its full SHA."""
+        git(self.repo, "checkout", "-q", "main")
+        for name in BOT_PROJECT:
+            origin, target = source / name, self.repo / name
+            if origin.is_dir():
+                shutil.copytree(origin, target, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
+            else:
+                shutil.copy2(origin, target)
+        git(self.repo, "add", *BOT_PROJECT)
+        git(self.repo, "commit", "-q", "-m", message)
         return git(self.repo, "rev-parse", "HEAD")
 
     def secrets(self, env: str) -> dict[str, str]:

@@ -176,6 +176,17 @@ class BotSurface:
         except httpx.HTTPError as exc:
             raise Unreachable(exc) from None
 
+    async def look(self, url: str, headers: dict[str, str]) -> tuple[int, Any]:
+        """GET ``url`` (the probe's replies, left in place): its status and JSON (None if not JSON)."""
+        try:
+            response = await self._client.get(url, headers=headers)
+        except httpx.HTTPError as exc:
+            raise Unreachable(exc) from None
+        try:
+            return response.status_code, response.json()
+        except ValueError:
+            return response.status_code, None
+
     async def take(self, url: str, headers: dict[str, str]) -> tuple[int, Any]:
         """DELETE ``url`` (the probe's replies, taken and cleaned up): its status and JSON (None if not JSON)."""
         try:
@@ -186,3 +197,27 @@ class BotSurface:
             return response.status_code, response.json()
         except ValueError:
             return response.status_code, None
+
+
+def answers(url: str, timeout: float) -> bool:
+    """Whether anything answers HTTP at ``url`` (any status): a bot's port is up and serving.
+    Render's readiness for a health check path is stricter (2xx or 3xx); this is "started"."""
+    try:
+        with httpx.Client(timeout=timeout) as client:
+            client.get(url)
+    except httpx.HTTPError:
+        return False
+    return True
+
+
+async def health_json(surface: BotSurface, url: str) -> tuple[int, Any]:
+    """GET ``url`` as the health check reads it: its status and JSON body, unjudged (the caller
+    judges it: ``Health.from_json``, and the optional fields the typed answer leaves out)."""
+    try:
+        response = await surface.pool.get(url)
+    except httpx.HTTPError as exc:
+        raise Unreachable(exc) from None
+    try:
+        return response.status_code, response.json()
+    except ValueError:
+        raise NotTheContract(f"HTTP {response.status_code} with no JSON (see {SCHEMA})") from None

@@ -1,0 +1,295 @@
+"""Build a bot as Render's Python runtime does: its build command, in a virtualenv of its own.
+
+Render's native Python runtime builds and runs in a virtualenv at the project's ``.venv``
+(``/opt/render/project/src/.venv``: its build logs run ``pip`` as ``.venv/bin/python -m pip``,
+and a start command's ``gunicorn`` resolves to ``.venv/bin/gunicorn``), on PATH for both the
+build and the start command; uv is added when the tree has a ``uv.lock``
+(render.com/docs/uv-version), and ``uv sync`` syncs that same ``.venv``. So ``pip install -r
+requirements.txt``, ``uv sync --locked`` and ``.venv/bin/python -m bot`` all work as written.
+
+Tests deploy hundreds of times, so a build is made cheap without changing what it means:
+
+- the virtualenv sees this interpreter's site-packages (a ``.pth`` line, after its own), so
+  ``pip install -r requirements.txt`` of what is installed here already is a no-op, offline;
+  uv installs from its cache (the caller passes ``UV_OFFLINE=1`` where nothing may be fetched);
+- builds are cached by the build command and the content of the dependency files (Render keeps
+  a build cache too): an unchanged dependency set is copied (hard links) and relocated to the
+  new tree instead of being built again. A build that wrote into the tree outside ``.venv``
+  (collectstatic, a generated file) is never cached: a copy of its ``.venv`` would lack that.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import BinaryIO
+
+from ci_tools.botrun.commands import BotCommands
+from ci_tools.botrun.logs import last_lines
+from ci_tools.errors import BuildFailed
+
+VENV = ".venv"
+BUILT = ".ci-tools-build"  # inside .venv: the key it was built for, and from which folder
+SHARED = "_ci_tools_shared_site.pth"  # this interpreter's site-packages, after the venv's own
+DEPENDENCY_FILES = (
+    "requirements.txt",
+    "requirements.in",
+    "constraints.txt",
+    "uv.lock",
+    "poetry.lock",
+    "Pipfile",
+    "Pipfile.lock",
+    "setup.py",
+    "setup.cfg",
+    ".python-version",
+)
+# The pyproject.toml tables that decide what a build installs ([tool.ci_tools] does not).
+PYPROJECT_TABLES = ("project", "build-system", "dependency-groups")
+PYPROJECT_TOOLS = ("uv", "poetry", "pdm", "setuptools", "hatch")
+BUILD_TIMEOUT = 900.0  # Render's own build limit is longer; a test's build takes well under a second
+CACHE_DAYS = 2.0  # entries unused this long are removed when a new one is stored
+# pip as the virtualenv's own command: without it, ``pip`` on PATH would be another Python's
+# (a pyenv shim), and the build would install into that Python instead.
+PIP_WRAPPER = '#!/bin/sh\nexec "$(dirname "$0")/python" -m pip "$@"\n'
+
+
+def default_cache() -> Path:
+    """Where builds are kept between deploys (and between test workers): per user, temporary."""
+    return Path(tempfile.gettempdir()) / f"ci-tools-builds-{os.getuid()}"
+
+
+def build(
+    tree: Path,
+    commands: BotCommands,
+    env: Mapping[str, str],
+    *,
+    cache: Path | None = None,
+    log: Path | None = None,
+    timeout: float = BUILD_TIMEOUT,
+) -> None:
+    """Run ``commands.build`` with ``bash -c`` in ``tree`` (its ``rootDir``), in ``.venv``.
+
+    ``env`` is the build's whole environment (PATH included: the caller's, never read here);
+    the virtualenv goes first on its PATH. With ``cache`` an unchanged dependency set is not
+    built again. BuildFailed carries the log's last lines."""
+    workdir = tree / commands.root if commands.root else tree
+    if not workdir.is_dir():
+        raise BuildFailed(f"the service's rootDir {commands.root!r} is not in the tree", hint="fix rootDir")
+    venv = workdir / VENV
+    key = build_key(workdir, commands)
+    if _built_for(venv) == key:
+        return  # this tree was built for this dependency set already (a redeploy of the same commit)
+    if venv.exists() or venv.is_symlink():
+        shutil.rmtree(venv, ignore_errors=True)
+    entry = cache / key if cache is not None else None
+    if entry is not None and (entry / VENV).is_dir():
+        _restore(entry, workdir)
+        return
+    make_venv(venv)
+    before = _tree_state(workdir)
+    if commands.build:
+        _run(commands.build, workdir, build_environ(venv, env), log, timeout)
+    _mark(venv, key, workdir)
+    if entry is not None and _tree_state(workdir) == before:
+        _store(entry, workdir)
+
+
+def build_environ(venv: Path, env: Mapping[str, str]) -> dict[str, str]:
+    """The build's (and the start's) environment: ``env`` with the virtualenv active and first on
+    PATH, then this interpreter's own bin/ (where uv and poetry are when installed with it)."""
+    path = [str(venv / "bin"), str(Path(sys.executable).parent), env.get("PATH", os.defpath)]
+    done = {k: v for k, v in env.items() if k not in ("UV_PROJECT_ENVIRONMENT", "PYTHONHOME", "CONDA_PREFIX")}
+    done.update(VIRTUAL_ENV=str(venv), PATH=os.pathsep.join(path), PIP_DISABLE_PIP_VERSION_CHECK="1")
+    return done
+
+
+def make_venv(venv: Path) -> None:
+    """A virtualenv of this interpreter that sees this interpreter's packages (after its own):
+    ``venv`` without pip (50 ms instead of 6 s), its ``pip`` the one those packages carry."""
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(venv)],
+        check=True,
+        capture_output=True,
+    )
+    shared = [p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()]
+    (site_packages(venv) / SHARED).write_text("".join(f"{p}\n" for p in shared))
+    for name in ("pip", "pip3"):
+        wrapper = venv / "bin" / name
+        wrapper.write_text(PIP_WRAPPER)
+        wrapper.chmod(0o755)
+
+
+def site_packages(venv: Path) -> Path:
+    return venv / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+
+
+def build_key(workdir: Path, commands: BotCommands) -> str:
+    """What decides the build's result: the command, this interpreter, the dependency files."""
+    digest = hashlib.sha256()
+    for part in (commands.build, sys.executable, sys.version):
+        digest.update(part.encode() + b"\0")
+    named = {token for token in _tokens(commands.build) if "/" in token or "." in token}
+    for name in sorted(set(DEPENDENCY_FILES) | named):
+        path = (workdir / name).resolve()
+        if path.is_file() and path.is_relative_to(workdir.resolve()):
+            digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    digest.update(_pyproject_part(workdir / "pyproject.toml"))
+    return digest.hexdigest()[:32]
+
+
+def _tokens(command: str) -> list[str]:
+    try:
+        return shlex.split(command)
+    except ValueError:
+        return command.split()
+
+
+def _pyproject_part(path: Path) -> bytes:
+    """The tables of pyproject.toml that a build installs from, canonical (comments and the
+    pipeline's own [tool.ci_tools] do not change a build)."""
+    if not path.is_file():
+        return b""
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return path.read_bytes()
+    tools = document.get("tool", {})
+    kept = {name: document.get(name) for name in PYPROJECT_TABLES}
+    kept["tool"] = {name: tools.get(name) for name in PYPROJECT_TOOLS} if isinstance(tools, dict) else tools
+    return json.dumps(kept, sort_keys=True, default=str).encode()
+
+
+def _run(command: str, workdir: Path, environ: dict[str, str], log: Path | None, timeout: float) -> None:
+    with _log_file(log) as (path, handle):
+        handle.write(f"==> Running build command '{command}'...\n".encode())
+        handle.flush()
+        try:
+            done = subprocess.run(
+                ["bash", "-c", command],
+                cwd=workdir,
+                env=environ,
+                stdin=subprocess.DEVNULL,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise BuildFailed(
+                f"the build command ran past {timeout:.0f} s: {command}",
+                hint="make the build finish (a prompt waiting for input?)",
+                log_tail=last_lines(path),
+            ) from None
+        tail = last_lines(path)
+    if done.returncode != 0:
+        last = tail[-1] if tail else "it printed nothing"
+        raise BuildFailed(
+            f"the build command exited with {done.returncode}: {command} ({last})",
+            hint="run the build command in a fresh clone to see the whole log, and fix it",
+            log_tail=tail,
+        )
+
+
+@contextlib.contextmanager
+def _log_file(log: Path | None) -> Iterator[tuple[Path, BinaryIO]]:
+    if log is not None:
+        with log.open("ab") as handle:
+            yield log, handle
+        return
+    with tempfile.TemporaryDirectory(prefix="ci-tools-build-") as folder:
+        path = Path(folder) / "build.log"
+        with path.open("ab") as handle:
+            yield path, handle
+
+
+def _tree_state(workdir: Path) -> dict[str, tuple[int, int]]:
+    """Every file outside .venv with its size and modification time: what a build may change."""
+    state = {}
+    for folder, dirs, files in os.walk(workdir):
+        if folder == str(workdir):
+            dirs[:] = [d for d in dirs if d != VENV]
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        for name in files:
+            with contextlib.suppress(OSError):
+                stat = os.lstat(os.path.join(folder, name))
+                state[os.path.join(folder, name)] = (stat.st_size, stat.st_mtime_ns)
+    return state
+
+
+def _mark(venv: Path, key: str, workdir: Path) -> None:
+    """Written anew, never in place: a restored .venv shares its files with the cache."""
+    fresh = venv / f"{BUILT}.new"
+    fresh.write_text(json.dumps({"key": key, "origin": str(workdir)}))
+    fresh.replace(venv / BUILT)
+
+
+def _built_for(venv: Path) -> str | None:
+    try:
+        return str(json.loads((venv / BUILT).read_text())["key"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _store(entry: Path, workdir: Path) -> None:
+    """Keep the built .venv under ``entry`` (hard links: no second copy on disk)."""
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
+    try:
+        subprocess.run(["cp", "-al", str(workdir / VENV), str(staging / VENV)], check=True, capture_output=True)
+        staging.rename(entry)
+    except (OSError, subprocess.CalledProcessError):
+        shutil.rmtree(staging, ignore_errors=True)  # another build stored the same key first
+    _prune(entry.parent)
+
+
+def _restore(entry: Path, workdir: Path) -> None:
+    """A cached .venv, copied into ``workdir`` and relocated from the folder it was built in."""
+    venv = workdir / VENV
+    subprocess.run(["cp", "-al", str(entry / VENV), str(venv)], check=True, capture_output=True)
+    with contextlib.suppress(OSError):
+        os.utime(entry)  # used: kept by the pruning
+    origin = json.loads((venv / BUILT).read_text())["origin"]
+    relocate(venv, origin, str(workdir))
+    _mark(venv, _built_for(venv) or "", workdir)
+
+
+def relocate(venv: Path, old: str, new: str) -> None:
+    """Rewrite the paths a virtualenv holds of the folder it was built in: scripts' ``#!`` lines
+    and activate scripts (bin/), editable installs (``.pth``) and their ``direct_url.json``. Each
+    file is written anew, so the hard-linked cache keeps its own."""
+    if old == new:
+        return
+    site = site_packages(venv)
+    candidates = [p for p in (venv / "bin").iterdir() if p.is_file() and not p.is_symlink()]
+    candidates += list(site.glob("*.pth")) + list(site.glob("*.dist-info/direct_url.json"))
+    candidates.append(venv / "pyvenv.cfg")
+    for path in candidates:
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue
+        if old.encode() not in data or b"\0" in data[:1024]:
+            continue
+        fresh = path.with_name(f".{path.name}.relocated")
+        fresh.write_bytes(data.replace(old.encode(), new.encode()))
+        fresh.chmod(path.stat().st_mode)
+        fresh.replace(path)
+
+
+def _prune(root: Path) -> None:
+    cutoff = time.time() - CACHE_DAYS * 86400
+    for entry in root.iterdir():
+        with contextlib.suppress(OSError):
+            if entry.stat().st_mtime < cutoff:
+                shutil.rmtree(entry, ignore_errors=True)

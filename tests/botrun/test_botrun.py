@@ -1,0 +1,196 @@
+"""ci_tools/botrun: any bot built and started with its own commands, against real stand-ins."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from ci_tools import botrun
+from ci_tools.botrun.building import SHARED, site_packages
+from ci_tools.botrun.commands import BotCommands, commands_of, from_blueprint
+from ci_tools.botrun.running import session_members
+from ci_tools.errors import BuildFailed, ConfigError, StartFailed
+from sandbox.ports import free_port
+from tests.support import ROOT, wait_until
+
+OWNER_BOT = ROOT / "tests" / "fixtures" / "owner_bot"
+OFFLINE = {"PIP_NO_INDEX": "1", "UV_OFFLINE": "1"}  # a test fetches nothing
+
+
+def owner_bot(tmp_path: Path, name: str = "ava") -> Path:
+    tree = tmp_path / name
+    shutil.copytree(OWNER_BOT, tree)
+    return tree
+
+
+# -- which commands -----------------------------------------------------------------------
+def test_the_owner_bots_own_service_is_read_from_its_render_yaml(tmp_path):
+    commands = commands_of(owner_bot(tmp_path))
+    assert (commands.build, commands.start, commands.health_path) == (
+        "pip install -r requirements.txt",
+        "python -m bot",
+        "",
+    )
+    assert commands.service == "ava-bot" and commands.env == {"PYTHON_VERSION": "3.11.7"}
+
+
+def test_our_services_are_read_by_name_and_another_name_is_refused():
+    staging = commands_of(ROOT, "mindmate-dev")
+    assert staging.start == ".venv/bin/python -m mindmate" and staging.health_path == "/healthz"
+    assert staging.env["ENV"] == "staging"
+    with pytest.raises(ConfigError, match=r"no web service 'ava-bot' \(it has: mindmate-dev, mindmate-prod\)"):
+        commands_of(ROOT, "ava-bot")
+    with pytest.raises(ConfigError, match=r"2 web services .* which one is the bot"):
+        commands_of(ROOT)
+
+
+def test_a_service_on_another_runtime_is_refused():
+    text = "services:\n  - type: web\n    name: x\n    runtime: docker\n    startCommand: run\n"
+    with pytest.raises(ConfigError, match="'docker' runtime"):
+        from_blueprint(text)
+
+
+def test_without_render_yaml_the_tree_says_how_it_runs(tmp_path):
+    tree = owner_bot(tmp_path)
+    (tree / "render.yaml").unlink()
+    assert commands_of(tree) == BotCommands(build="pip install -r requirements.txt", start="python -m bot")
+    (tree / "Procfile").write_text("worker: python worker.py\nweb: python -m bot --port $PORT\n")
+    assert commands_of(tree).start == "python -m bot --port $PORT"
+    (tree / "Procfile").unlink()
+    (tree / "uv.lock").write_text("")
+    assert commands_of(tree).build == "uv sync --locked --no-default-groups"
+    (tree / "bot" / "__main__.py").unlink()
+    with pytest.raises(ConfigError, match=r"no render\.yaml and no start command"):
+        commands_of(tree)
+
+
+# -- building -------------------------------------------------------------------------------
+def test_a_requirements_build_of_what_is_installed_is_offline_and_cached(tmp_path, subprocess_env):
+    cache = tmp_path / "cache"
+    first, second = owner_bot(tmp_path, "one"), owner_bot(tmp_path, "two")
+    commands = commands_of(first)
+    botrun.build(first, commands, {**subprocess_env, **OFFLINE}, cache=cache)
+    assert (first / ".venv" / "bin" / "pip").is_file()
+    assert (site_packages(first / ".venv") / SHARED).is_file()
+    started = time.monotonic()
+    botrun.build(second, commands, {**subprocess_env, **OFFLINE}, cache=cache)
+    assert time.monotonic() - started < 1.0  # copied from the cache, not pip again
+    assert list(cache.iterdir()), "the build was not cached"
+    activate = (second / ".venv" / "bin" / "activate").read_text()
+    assert str(second) in activate and str(first) not in activate  # relocated
+
+
+def test_a_changed_requirements_file_is_built_again(tmp_path, subprocess_env):
+    cache = tmp_path / "cache"
+    first, second = owner_bot(tmp_path, "one"), owner_bot(tmp_path, "two")
+    (second / "requirements.txt").write_text("no-such-package-for-ci-tools-tests==1.0\n")
+    botrun.build(first, commands_of(first), {**subprocess_env, **OFFLINE}, cache=cache)
+    with pytest.raises(BuildFailed, match=r"exited with 1: pip install -r requirements\.txt") as failed:
+        botrun.build(second, commands_of(second), {**subprocess_env, **OFFLINE}, cache=cache)
+    assert any("no-such-package-for-ci-tools-tests" in line for line in failed.value.log_tail)
+
+
+def test_a_build_that_writes_into_the_tree_is_not_cached(tmp_path, subprocess_env):
+    cache = tmp_path / "cache"
+    tree = owner_bot(tmp_path)
+    commands = BotCommands(build="echo built > static.txt", start="python -m bot")
+    botrun.build(tree, commands, subprocess_env, cache=cache)
+    assert (tree / "static.txt").read_text() == "built\n"
+    assert not cache.exists() or not list(cache.iterdir())
+
+
+def test_our_own_uv_build_is_offline_and_fast(tmp_path, subprocess_env):
+    """mindmate's render.yaml: uv sync --locked into .venv, from uv's cache."""
+    tree = tmp_path / "mindmate"
+    shutil.copytree(ROOT, tree, ignore=shutil.ignore_patterns(".venv", ".git", "__pycache__", ".*_cache", "tests"))
+    commands = commands_of(tree, "mindmate-prod")
+    started = time.monotonic()
+    botrun.build(tree, commands, {**subprocess_env, **OFFLINE})
+    assert time.monotonic() - started < 30
+    assert (tree / ".venv" / "bin" / "python").exists()
+    editable = (site_packages(tree / ".venv") / "mindmate_release.pth").read_text()
+    assert str(tree) in editable
+
+
+# -- starting -------------------------------------------------------------------------------
+def test_the_unchanged_owner_bot_talks_to_the_stand_in_and_answers(tmp_path, subprocess_env, telegram, redis_server):
+    tree = owner_bot(tmp_path)
+    commands = commands_of(tree)
+    botrun.build(tree, commands, {**subprocess_env, **OFFLINE})
+    fake = telegram.add_bot("ava_owner_bot")
+    port = free_port()
+    environ = {
+        **subprocess_env,
+        "TELEGRAM_BOT_TOKEN": fake.token,
+        "REDIS_URL": redis_server.url,
+        "PORT": str(port),
+        "RENDER_EXTERNAL_URL": f"http://127.0.0.1:{port}",
+    }
+    with botrun.start(tree, commands, environ, telegram.url, log=tmp_path / "bot.log") as bot:
+        assert bot.port == port
+        wait_until(lambda: fake.webhook_url == f"http://127.0.0.1:{port}/{fake.token}", "the webhook set")
+        assert ("POST", f"/bot{fake.token}/getMe") in telegram.requests
+        telegram.send_user_message(fake, 4242, "hello")
+        wait_until(lambda: telegram.replies_to(fake, 4242), "a reply through sendMessage")
+        assert redis_server.client().llen("user:4242:history") == 2
+    assert bot.exited is not None
+
+
+def test_a_start_that_exits_names_its_last_line(tmp_path, subprocess_env):
+    tree = owner_bot(tmp_path)
+    commands = BotCommands(build="", start="echo 'booting'; echo 'KeyError: TELEGRAM_BOT_TOKEN' >&2; exit 3")
+    botrun.build(tree, commands, subprocess_env)
+    with pytest.raises(StartFailed, match=r"exited with 3 before the bot answered: .*\(KeyError: TELEGRAM_BOT_TOKEN\)"):
+        botrun.start(tree, commands, subprocess_env, None)
+
+
+def test_a_health_path_is_waited_for_and_a_silent_port_times_out(tmp_path, subprocess_env):
+    tree = tmp_path / "web"
+    tree.mkdir()
+    serve = BotCommands(build="", start="exec python -m http.server $PORT --bind 127.0.0.1", health_path="/nowhere")
+    with botrun.start(tree, serve, subprocess_env, None) as bot:  # 404 is an answer: started
+        assert bot.url.endswith(str(bot.port))
+    silent = BotCommands(build="", start="sleep 30", health_path="")
+    with pytest.raises(StartFailed, match="its port did not accept connections"):
+        botrun.start(tree, silent, subprocess_env, None, timeout=1.0)
+
+
+def test_stop_takes_what_the_bot_started_and_a_bot_outlives_the_thread_that_started_it(tmp_path, subprocess_env):
+    """A deploy's thread ends once the instance is up: the bot must not die with it (the parent-
+    death signal is per thread); stop() ends its whole session, children included."""
+    tree = tmp_path / "web"
+    tree.mkdir()
+    commands = BotCommands(build="", start="sleep 300 & exec python -m http.server $PORT --bind 127.0.0.1")
+    started: list[botrun.RunningBot] = []
+    thread = threading.Thread(target=lambda: started.append(botrun.start(tree, commands, subprocess_env, None)))
+    thread.start()
+    thread.join()
+    (bot,) = started
+    time.sleep(0.3)  # a parent-death signal would have landed by now
+    assert bot.exited is None
+    assert len(session_members(bot.process.pid)) >= 2
+    bot.stop()
+    assert session_members(bot.process.pid) == []
+
+
+def test_the_reroute_is_inert_without_its_variable(tmp_path, subprocess_env):
+    """Only CI_TOOLS_TELEGRAM_API turns it on: without it, httpx is left as it is."""
+    tree = tmp_path / "t"
+    tree.mkdir()
+    probe = "import httpx; print(httpx.AsyncClient.send.__qualname__)"
+    serve = "exec python -m http.server $PORT --bind 127.0.0.1"
+    commands = BotCommands(build="", start=f"python -c '{probe}' > out.txt; {serve}")
+    env = {k: v for k, v in subprocess_env.items() if k != "CI_TOOLS_TELEGRAM_API"}
+    for api, expected in ((None, "AsyncClient.send"), ("http://127.0.0.1:9", "_patch.<locals>.send_async")):
+        with botrun.start(tree, commands, env, api):  # ready once serving: out.txt was written before
+            assert (tree / "out.txt").read_text().strip() == expected
+
+
+def test_the_reroute_folder_puts_nothing_but_sitecustomize_on_a_bots_path():
+    folder = ROOT / "ci_tools" / "botrun" / "reroute"
+    assert set(os.listdir(folder)) - {"__pycache__"} == {"sitecustomize.py"}
