@@ -47,7 +47,7 @@ _OPTIONAL_FIELDS = (
 # The reserved probe user: Telegram user ids fit in 52 bits and are handed out far below
 # this one, so no real person has it. The bot's PROBE_USER_ID defaults to the same value.
 DEFAULT_PROBE_USER_ID = 2**52 - 1
-_USERNAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{3,30}[Bb][Oo][Tt]$")
+BOT_USERNAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{3,30}[Bb][Oo][Tt]$")
 
 
 NO_PREFIX = "none"  # the bot's KEY_PREFIX for unprefixed keys (mindmate/settings.py says the same)
@@ -367,7 +367,7 @@ def _parse_environments(raw: Any, path: Path) -> dict[str, Environment]:
             )
         if not re.match(r"^https?://[^/\s]+$", table["base_url"].rstrip("/")):
             raise ConfigError(f"{where}: base_url must be a scheme and host, e.g. https://mindmate-prod.onrender.com")
-        if not _USERNAME.match(table["bot_username"]):
+        if not BOT_USERNAME.match(table["bot_username"]):
             raise ConfigError(
                 f"{where}: bot_username {table['bot_username']!r} is not a Telegram bot username",
                 hint="5-32 letters, digits or underscores, ending in 'bot', without '@'",

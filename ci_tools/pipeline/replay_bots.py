@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import os
 import re
-import shlex
 import shutil
 import signal
 import subprocess
@@ -34,6 +32,7 @@ from ci_tools.clients.health import BotSurface, NotTheContract, Unreachable
 from ci_tools.errors import ConfigError
 from ci_tools.memory import throwaway
 from ci_tools.pipeline.replay_judge import Answer, Conversation, letters_masked
+from ci_tools.repo.bot_detection import module_of
 from ci_tools.settings import Environment
 
 Status = Callable[[str], None]
@@ -110,17 +109,12 @@ def own_module(tree: Path, env: Environment) -> str:
     if not named and len(services) == 1:
         named = services
     command = str(named[0].get("startCommand") or "") if named else ""
-    words = shlex.split(command) if command else []
-    module = next((after for before, after in itertools.pairwise(words) if before == "-m"), "")
-    if not _dotted(module):
+    module = module_of(command)
+    if module is None:
         raise CannotStart(
             f"its render.yaml starts it as {command!r}, and the replay starts a bot as `python -m <module>`"
         )
     return module
-
-
-def _dotted(module: str) -> bool:
-    return bool(module) and all(part.isidentifier() for part in module.split("."))
 
 
 def why_it_stopped(log: str) -> str:
