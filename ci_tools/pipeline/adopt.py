@@ -145,199 +145,248 @@ def _refuse_secrets_and_outside_redis(service: Any, name: str) -> None:
 class _Composed:
     files: dict[str, bytes]
     changes: list[str]
-    plans: tuple[EnvironmentPlan, EnvironmentPlan]
 
 
-def _compose(request: AdoptRequest, root: Path, source: Path, result: AdoptResult) -> _Composed:
-    resolve = _Resolver(request, result.said)
-    listed = bot_detection.files(root)
-    blueprint_path = root / "render.yaml"
-    current_blueprint = blueprint_path.read_text(encoding="utf-8") if blueprint_path.is_file() else None
-    blueprint = load_round_trip(current_blueprint) if current_blueprint is not None else None
-    config_text, tables = _existing_config(root / "pyproject.toml")
-    kept_prod, kept_staging = tables.get("production", {}), tables.get("staging", {})
+class _Adoption:
+    """One adopt's reading of the repository, then the values, then the files; nothing written."""
 
-    service: Any = None
-    if blueprint is not None:
-        live = bot_detection.live_service(blueprint, given=request.service, configured=kept_prod.get("render_service"))
-        service = next(s for s in bot_detection.web_services(blueprint) if s.get("name") == live.value)
-        _refuse_secrets_and_outside_redis(service, live.value)
-        result.said.append(("detected", f"live web service `{live.value}` from {live.origin}: production, name kept"))
-        production_service = live.value
-    else:
-        production_service = resolve.value(
-            "production service",
-            given="service",
-            default=re.sub(r"[^a-z0-9-]+", "-", root.name.lower()).strip("-") or "bot",
-            why="no render.yaml: the folder's name; it must be your Render service's",
-            question="your bot's Render service name",
-        )
+    def __init__(self, request: AdoptRequest, root: Path, result: AdoptResult) -> None:
+        self.request, self.root, self.result = request, root, result
+        self.resolve = _Resolver(request, result.said)
+        self.listed = bot_detection.files(root)
+        path = root / "render.yaml"
+        self.blueprint_text = path.read_text(encoding="utf-8") if path.is_file() else None
+        self.blueprint = load_round_trip(self.blueprint_text) if self.blueprint_text is not None else None
+        self.config_text, tables = _existing_config(root / "pyproject.toml")
+        self.kept_prod: dict[str, Any] = tables.get("production", {})
+        self.kept_staging: dict[str, Any] = tables.get("staging", {})
+        self.service: Any = None  # the live web service in render.yaml, when there is one
 
-    start = resolve.value(
-        "start command",
-        given="start",
-        found=bot_detection.start_command(root, listed, service),
-        default="",
-        question="the command that starts your bot (e.g. python -m bot)",
-    )
-    build = resolve.value(
-        "build command",
-        given="build",
-        found=bot_detection.build_command(root, listed, service),
-        default="",
-        question="the command that installs your bot (e.g. pip install -r requirements.txt)",
-    )
-    for what, value, flag in (("start", start, "--start"), ("build", build, "--build")):
-        if not value:
-            raise InputError(
-                f"no {what} command found (render.yaml, Procfile, a package with __main__.py, a lock file)",
-                hint=f"give it: ci-tools adopt PATH {flag} '…'",
+    def said(self, kind: str, text: str) -> None:
+        self.result.said.append((kind, text))
+
+    def live_service(self) -> str:
+        if self.blueprint is None:
+            return self.resolve.value(
+                "production service",
+                given="service",
+                default=re.sub(r"[^a-z0-9-]+", "-", self.root.name.lower()).strip("-") or "bot",
+                why="no render.yaml: the folder's name; it must be your Render service's",
+                question="your bot's Render service name",
             )
-        if service is not None and request.given.get(what) and request.given[what] != value:
-            raise InputError(
-                f"render.yaml already {what}s {production_service} as {value!r}; adopt keeps the live service's",
-                hint=f"change {what}Command in render.yaml yourself, or drop {flag}",
-            )
-    manager = bot_detection.dependencies(root, listed)
-    if manager is not None:
-        result.said.append(("detected", f"dependencies by {manager.value} ({manager.origin})"))
-    result.module = bot_detection.module_of(start)
-    if result.module:
-        result.said.append(("detected", f"module `{result.module}` (the start command runs it)"))
+        configured = self.kept_prod.get("render_service")
+        live = bot_detection.live_service(self.blueprint, given=self.request.service, configured=configured)
+        self.service = next(s for s in bot_detection.web_services(self.blueprint) if s.get("name") == live.value)
+        _refuse_secrets_and_outside_redis(self.service, live.value)
+        self.said("detected", f"live web service `{live.value}` from {live.origin}: production, name kept")
+        return live.value
 
-    patterns_found = bot_detection.memory_patterns(root, listed)
-    for found in patterns_found:
-        result.said.append(("detected", f"memory key `{found.value}` at {found.origin}"))
-    if "memory_patterns" in kept_prod:
-        patterns = tuple(str(p) for p in kept_prod["memory_patterns"])
-        result.said.append(("kept", f"memory_patterns {list(patterns)} (pyproject.toml)"))
-    elif patterns_found:
-        patterns = tuple(f.value for f in patterns_found)
-    else:
+    def commands(self, live: str) -> Commands:
+        found = {
+            "start": bot_detection.start_command(self.root, self.listed, self.service),
+            "build": bot_detection.build_command(self.root, self.listed, self.service),
+        }
+        examples = {"start": "python -m bot", "build": "pip install -r requirements.txt"}
+        chosen = {}
+        for what in ("start", "build"):
+            live_says, given = found[what], self.request.given.get(what)
+            if live_says is not None and live_says.origin == "render.yaml" and given not in (None, live_says.value):
+                raise InputError(
+                    f"render.yaml already {what}s {live} as {live_says.value!r}; adopt keeps the live service's",
+                    hint=f"change {what}Command in render.yaml yourself, or drop --{what}",
+                )
+            value = self.resolve.value(
+                f"{what} command",
+                given=what,
+                found=found[what],
+                default="",
+                question=f"the command that {what}s your bot (e.g. {examples[what]})",
+            )
+            if not value:
+                raise InputError(
+                    f"no {what} command found (render.yaml, Procfile, a package with __main__.py, a lock file)",
+                    hint=f"give it: ci-tools adopt PATH --{what} '{examples[what]}'",
+                )
+            chosen[what] = value
+        manager = bot_detection.dependencies(self.root, self.listed)
+        if manager is not None:
+            self.said("detected", f"dependencies by {manager.value} ({manager.origin})")
+        self.result.module = bot_detection.module_of(chosen["start"])
+        if self.result.module:
+            self.said("detected", f"module `{self.result.module}` (the start command runs it)")
+        return Commands(build=chosen["build"], start=chosen["start"])
+
+    def patterns(self) -> tuple[str, ...]:
+        found = bot_detection.memory_patterns(self.root, self.listed)
+        for finding in found:
+            self.said("detected", f"memory key `{finding.value}` at {finding.origin}")
+        if "memory_patterns" in self.kept_prod:
+            kept = tuple(str(p) for p in self.kept_prod["memory_patterns"])
+            self.said("kept", f"memory_patterns {list(kept)} (pyproject.toml)")
+            return kept
+        if found:
+            return tuple(f.value for f in found)
         answer = ""
-        if request.ask is not None:
-            answer = request.ask("your bot's Redis keys for one user, comma-separated", DEFAULT_PATTERN, "--yes")
+        if self.request.ask is not None:
+            answer = self.request.ask("your bot's Redis keys for one user, comma-separated", DEFAULT_PATTERN, "--yes")
         patterns = tuple(p.strip() for p in (answer or DEFAULT_PATTERN).split(",") if p.strip())
-        result.said.append(("asked" if answer else "default", f"memory_patterns {list(patterns)}"))
+        self.said("asked" if answer else "default", f"memory_patterns {list(patterns)}")
         if not answer:
-            result.warnings.append(
+            self.result.warnings.append(
                 f"no Redis key with a user id found in the code: memory_patterns is {list(patterns)}; "
                 "set yours in pyproject.toml, or the memory safety net keeps nothing of a user"
             )
+        return patterns
 
-    detected_health = bot_detection.health_path(root, listed)
-    kept_health = kept_prod.get("health_path")
-    if isinstance(kept_health, str) and kept_health:
-        health = resolve.value("health_path", kept=kept_health, default="")
-    elif detected_health is not None:
-        health = resolve.value("health_path", found=detected_health, default="")
-    else:
-        health = ""
-        result.said.append(("detected", 'no health endpoint (no kit.run_webhook, no /healthz route): health_path ""'))
-    result.health_path = health
+    def health(self) -> str:
+        """A health path the owner set is kept; none set ("" included) yields to the code's: adding
+        the kit lines and running adopt again turns the health check on."""
+        kept = self.kept_prod.get("health_path")
+        if isinstance(kept, str) and kept:
+            return self.resolve.value("health_path", kept=kept, default="")
+        detected = bot_detection.health_path(self.root, self.listed)
+        if detected is not None:
+            return self.resolve.value("health_path", found=detected, default="")
+        self.said("detected", 'no health endpoint (no kit.run_webhook, no /healthz route): health_path ""')
+        return ""
 
-    prod_branch = str(kept_prod.get("branch") or (service or {}).get("branch") or "main")
-    staging_branch = str(kept_staging.get("branch") or "develop")
-    if prod_branch == staging_branch:
-        raise InputError(
-            f"the live service deploys {prod_branch}, the branch staging would deploy",
-            hint="deploy production from main (Render → the service → Settings → Branch, and render.yaml)",
-        )
-    result.said.append(("detected" if service else "default", f"production branch `{prod_branch}`"))
-    live_kv = bot_detection.key_value_of(service) if service is not None else None
-    prod_kv = live_kv or str(kept_prod.get("key_value") or f"{production_service}-redis")
-    if live_kv:
-        result.said.append(("detected", f"Key Value `{live_kv}` (REDIS_URL of {production_service})"))
-    staging_service = resolve.value(
-        "staging service",
-        kept=kept_staging.get("render_service"),
-        default=f"{production_service}-dev",
-        why=f"added, branch {staging_branch}",
-    )
-    staging_kv = resolve.value(
-        "staging Key Value", kept=kept_staging.get("key_value"), default=f"{prod_kv}-dev", why="added"
-    )
-    default_deploy = {"production": [prod_branch], "staging": [staging_branch, "feature/*"]}
-    default_reviewers = {"production": PLACEHOLDER_REVIEWERS, "staging": ()}
-    plans = []
-    for name, kept, service_name, kv, branch, suffix in (
-        ("production", kept_prod, production_service, prod_kv, prod_branch, "_bot"),
-        ("staging", kept_staging, staging_service, staging_kv, staging_branch, "_dev_bot"),
-    ):
-        bot = resolve.value(
-            f"{name} bot",
-            kept=kept.get("bot_username"),
-            given=f"{name}_bot",
-            default=_bot_username(production_service, suffix),
-            why="not in the code: `ci-tools init` reads the real one from the token",
-            question=f"the {name} bot's username (without @)",
-        )
-        url = resolve.value(
-            f"{name} address",
-            kept=kept.get("base_url"),
-            given=f"{name}_url",
-            default=f"https://{service_name}.onrender.com",
-            why="Render's default; `ci-tools init` reads the real one",
-            question=f"the {name} service's address",
-        )
-        prefix = resolve.value(
-            f"{name} key prefix",
-            kept=kept.get("key_prefix"),
-            default="",
-            why="none: the keys as the bot writes them, in its environment's own Key Value",
-        )
-        plans.append(
-            EnvironmentPlan(
-                name=name,
-                branch=branch,
-                render_service=service_name,
-                key_value=kv,
-                bot_username=bot.lstrip("@"),
-                base_url=url.rstrip("/"),
-                key_prefix=prefix,
-                memory_patterns=patterns,
-                health_path=health,
-                deploy_branches=tuple(kept.get("deploy_branches") or default_deploy[name]),
-                testers_only=name == "staging" and kept.get("testers_only", True) is True,
-                reviewers=tuple(kept.get("reviewers") or default_reviewers[name]),
+    def environments(self, live: str, patterns: tuple[str, ...], health: str) -> tuple[EnvironmentPlan, ...]:
+        prod_branch = str(self.kept_prod.get("branch") or (self.service or {}).get("branch") or "main")
+        staging_branch = str(self.kept_staging.get("branch") or "develop")
+        if prod_branch == staging_branch:
+            raise InputError(
+                f"the live service deploys {prod_branch}, the branch staging would deploy",
+                hint="deploy production from main (Render → the service → Settings → Branch, and render.yaml)",
             )
+        self.said("detected" if self.service else "default", f"production branch `{prod_branch}`")
+        live_kv = bot_detection.key_value_of(self.service) if self.service is not None else None
+        if live_kv:
+            self.said("detected", f"Key Value `{live_kv}` (REDIS_URL of {live})")
+        prod_kv = live_kv or str(self.kept_prod.get("key_value") or f"{live}-redis")
+        staging_service = self.resolve.value(
+            "staging service",
+            kept=self.kept_staging.get("render_service"),
+            default=f"{live}-dev",
+            why=f"added, branch {staging_branch}",
         )
-    production, staging = plans
-    if "reviewers" not in kept_prod:
-        result.said.append(
-            (
+        staging_kv = self.resolve.value(
+            "staging Key Value", kept=self.kept_staging.get("key_value"), default=f"{prod_kv}-dev", why="added"
+        )
+        production = _environment(
+            self.resolve,
+            _Role("production", "_bot", False, PLACEHOLDER_REVIEWERS),
+            self.kept_prod,
+            _Common(live, live, prod_kv, prod_branch, patterns, health),
+        )
+        staging = _environment(
+            self.resolve,
+            _Role("staging", "_dev_bot", True, (), ("feature/*",)),
+            self.kept_staging,
+            _Common(live, staging_service, staging_kv, staging_branch, patterns, health),
+        )
+        if "reviewers" not in self.kept_prod:
+            self.said(
                 "default",
                 f"production reviewers {list(PLACEHOLDER_REVIEWERS)} (`ci-tools init --repo OWNER/NAME` "
                 "puts the repository's owner there)",
             )
-        )
-    result.said.append(("default", f"probe turns {list(PROBE_TURNS)}, any reply passes"))
+        self.said("default", f"probe turns {list(PROBE_TURNS)}, any reply passes")
+        return production, staging
 
-    flow = {
-        staging_branch: ["feature/*", "fix/*", prod_branch, "dependabot/**"],
-        prod_branch: [staging_branch, "hotfix/*"],
-    }
-    merged = merge_blueprint(current_blueprint, production, staging, Commands(build=build, start=start))
-    config = merge_config(config_text, [staging, production], flow, PROBE_TURNS)
-    files = {"render.yaml": merged.text.encode(), "pyproject.toml": config.encode()}
-    copied, missing = adopted_files.copied_files(source)
-    result.warnings += missing
-    result.kit_vendored = any(name.startswith("release_kit/") for name in copied)
-    files |= copied
-    clashes = adopted_files.clashes(root, copied)
-    if clashes:
-        more = f" (+{len(clashes) - 1} more)" if len(clashes) > 1 else ""
-        raise InputError(
-            f"{clashes[0]}{more} exists and was not written by ci-tools adopt",
-            hint="rename yours (adopt writes the pipeline's file there), then run adopt again",
-        )
-    ours = _our_service_names(source)
-    theirs = {"staging": staging_service, "production": production_service}
-    section = adopted_files.flow_section(source, {ours[env]: theirs[env] for env in theirs if ours.get(env)})
-    contributing = root / "CONTRIBUTING.md"
-    current = contributing.read_text(encoding="utf-8") if contributing.is_file() else None
-    files["CONTRIBUTING.md"] = adopted_files.with_flow_section(current, section).encode()
-    return _Composed(files, merged.changes, (staging, production))
+    def compose(self, source: Path) -> _Composed:
+        live = self.live_service()
+        commands = self.commands(live)
+        patterns = self.patterns()
+        self.result.health_path = health = self.health()
+        production, staging = self.environments(live, patterns, health)
+        flow = {
+            staging.branch: ["feature/*", "fix/*", production.branch, "dependabot/**"],
+            production.branch: [staging.branch, "hotfix/*"],
+        }
+        merged = merge_blueprint(self.blueprint_text, production, staging, commands)
+        config = merge_config(self.config_text, [staging, production], flow, PROBE_TURNS)
+        files = {"render.yaml": merged.text.encode(), "pyproject.toml": config.encode()}
+        files |= self.copied(source)
+        theirs = {env.name: env.render_service for env in (staging, production)}
+        ours = _our_service_names(source)
+        section = adopted_files.flow_section(source, {ours[env]: theirs[env] for env in theirs if ours.get(env)})
+        contributing = self.root / "CONTRIBUTING.md"
+        current = contributing.read_text(encoding="utf-8") if contributing.is_file() else None
+        files["CONTRIBUTING.md"] = adopted_files.with_flow_section(current, section).encode()
+        return _Composed(files, merged.changes)
+
+    def copied(self, source: Path) -> dict[str, bytes]:
+        copied, missing = adopted_files.copied_files(source)
+        self.result.warnings += missing
+        self.result.kit_vendored = any(name.startswith("release_kit/") for name in copied)
+        clashes = adopted_files.clashes(self.root, copied)
+        if clashes:
+            more = f" (+{len(clashes) - 1} more)" if len(clashes) > 1 else ""
+            raise InputError(
+                f"{clashes[0]}{more} exists and was not written by ci-tools adopt",
+                hint="rename yours (adopt writes the pipeline's file there), then run adopt again",
+            )
+        return copied
+
+
+@dataclass(frozen=True)
+class _Role:
+    """What differs between the two environments adopt writes, by role rather than by name."""
+
+    name: str
+    bot_suffix: str  # the default username's: ava_bot, ava_dev_bot
+    testers_only: bool
+    reviewers: tuple[str, ...]
+    more_branches: tuple[str, ...] = ()  # deployable besides its own branch (a feature, on staging)
+
+
+@dataclass(frozen=True)
+class _Common:
+    live_service: str
+    service: str
+    key_value: str
+    branch: str
+    patterns: tuple[str, ...]
+    health: str
+
+
+def _environment(resolve: _Resolver, role: _Role, kept: Mapping[str, Any], common: _Common) -> EnvironmentPlan:
+    bot = resolve.value(
+        f"{role.name} bot",
+        kept=kept.get("bot_username"),
+        given=f"{role.name}_bot",
+        default=_bot_username(common.live_service, role.bot_suffix),
+        why="not in the code: `ci-tools init` reads the real one from the token",
+        question=f"the {role.name} bot's username (without @)",
+    )
+    url = resolve.value(
+        f"{role.name} address",
+        kept=kept.get("base_url"),
+        given=f"{role.name}_url",
+        default=f"https://{common.service}.onrender.com",
+        why="Render's default; `ci-tools init` reads the real one",
+        question=f"the {role.name} service's address",
+    )
+    prefix = resolve.value(
+        f"{role.name} key prefix",
+        kept=kept.get("key_prefix"),
+        default="",
+        why="none: the keys as the bot writes them, in its environment's own Key Value",
+    )
+    return EnvironmentPlan(
+        name=role.name,
+        branch=common.branch,
+        render_service=common.service,
+        key_value=common.key_value,
+        bot_username=bot.lstrip("@"),
+        base_url=url.rstrip("/"),
+        key_prefix=prefix,
+        memory_patterns=common.patterns,
+        health_path=common.health,
+        deploy_branches=tuple(kept.get("deploy_branches") or (common.branch, *role.more_branches)),
+        testers_only=role.testers_only and kept.get("testers_only", True) is True,
+        reviewers=tuple(kept.get("reviewers") or role.reviewers),
+    )
 
 
 def _our_service_names(source: Path) -> dict[str, str]:
@@ -380,7 +429,7 @@ def adopt(request: AdoptRequest) -> AdoptResult:
             hint="give the path of your bot's repository",
         )
     result = AdoptResult()
-    composed = _compose(request, root, source, result)
+    composed = _Adoption(request, root, result).compose(source)
     result.changes = composed.changes
     _agrees(composed.files)
     for relative, data in composed.files.items():
