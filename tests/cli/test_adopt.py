@@ -7,9 +7,12 @@ in it; ``ci-tools config check`` then judges what adopt wrote, as it would in th
 from __future__ import annotations
 
 import os
+import pty
+import select
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -245,3 +248,53 @@ def test_adopting_the_pipelines_own_repository_is_refused(bot):
     assert done.returncode == 2
     assert f"{FIXTURE} is inside the git repository {ROOT}" in done.stderr
     assert not (FIXTURE / "pyproject.toml").exists()
+
+
+def test_in_a_terminal_adopt_asks_what_it_cannot_detect_and_enter_takes_the_default(bot):
+    """As the owner runs it: a prompt per value the code cannot tell, its default in brackets."""
+    answers = {"the production bot's username (without @) [ava_bot]: ": "ava_companion_bot"}
+    controller, terminal = pty.openpty()
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("CI_TOOLS_", "GITHUB_", "RUNNER_"))}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ci_tools", "adopt", str(bot)],
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,  # input() prompts there when it reads a terminal
+        cwd=bot.parent,
+        env=environ,
+    )
+    os.close(terminal)
+    seen, asked = "", []
+    deadline = time.monotonic() + 45
+    try:
+        while process.poll() is None and time.monotonic() < deadline:
+            ready, _, _ = select.select([controller], [], [], 0.5)
+            if not ready:
+                continue
+            try:
+                seen += os.read(controller, 4096).decode(errors="replace")
+            except OSError:  # the terminal closed: the process is ending
+                break
+            prompt = seen.rsplit("\n", 1)[-1]
+            if prompt.endswith(": ") and "[" in prompt:
+                asked.append(prompt.strip())
+                os.write(controller, (answers.get(prompt.lstrip("\r"), "") + "\n").encode())
+                seen += "\n"
+        assert process.wait(timeout=max(1.0, deadline - time.monotonic())) == 0, seen
+    finally:
+        os.close(controller)
+        if process.poll() is None:
+            process.kill()
+    assert asked == [
+        "the production bot's username (without @) [ava_bot]:",
+        "the production service's address [https://ava-bot.onrender.com]:",
+        "the staging bot's username (without @) [ava_dev_bot]:",
+        "the staging service's address [https://ava-bot-dev.onrender.com]:",
+    ]
+    config = load_config(bot / "pyproject.toml")
+    assert (config.env("production").bot_username, config.env("staging").bot_username) == (
+        "ava_companion_bot",
+        "ava_dev_bot",
+    )
+    assert "asked: production bot `ava_companion_bot`" in seen
+    assert "asked: staging bot `ava_dev_bot`" in seen
