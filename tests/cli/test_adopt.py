@@ -298,3 +298,22 @@ def test_in_a_terminal_adopt_asks_what_it_cannot_detect_and_enter_takes_the_defa
     )
     assert "asked: production bot `ava_companion_bot`" in seen
     assert "asked: staging bot `ava_dev_bot`" in seen
+
+
+def test_the_owners_pyproject_is_kept_and_what_adopt_changes_in_their_services_is_said(bot):
+    own = '[project]\nname = "ava"  # the companion\nversion = "1.0"\n\n[tool.ruff]\nline-length = 100\n'
+    (bot / "pyproject.toml").write_text(own)
+    blueprint = (bot / "render.yaml").read_text()
+    blueprint = blueprint.replace(
+        "    startCommand: python -m bot\n", "    startCommand: python -m bot\n    autoDeploy: true\n"
+    )
+    (bot / "render.yaml").write_text(blueprint.replace("    maxmemoryPolicy: noeviction\n", ""))
+    said = adopted(bot)
+    assert (bot / "pyproject.toml").read_text().startswith(own)
+    assert "detected: build command `pip install -r requirements.txt` from render.yaml" in said
+    for change in ("ava-bot: the legacy autoDeploy removed", "ava-redis: maxmemoryPolicy 'noeviction' added"):
+        assert f"changed in your render.yaml: {change}" in said
+    assert ci_tools("config", "check", cwd=bot).returncode == 0
+    before = tree(bot)
+    adopted(bot)
+    assert tree(bot) == before
