@@ -21,6 +21,7 @@ from ci_tools import __version__, redact
 from ci_tools.actions import Runner
 from ci_tools.cli import (
     acceptance,
+    adopt,
     announce,
     check_bot,
     config,
@@ -50,6 +51,7 @@ from ci_tools.needs import NOTHING, describe
 
 # In the order of the plan: set up, look, ship, check, undo, migrate, rehearse.
 COMMAND_MODULES = (
+    adopt,
     init,
     config,
     flow,
