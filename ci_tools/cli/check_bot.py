@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ci_tools.context import Context
-from ci_tools.errors import InputError, VerificationError
+from ci_tools.errors import ConfigError, InputError, VerificationError
+from ci_tools.settings import load_config
 
 if TYPE_CHECKING:
     from ci_tools.pipeline.check_bot import Outcome
@@ -47,7 +48,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     path: Path = args.path
     if not path.is_dir():
         raise InputError(f"{path} is not a folder", hint="give the bot's repository: ci-tools check-bot PATH")
-    request = CheckRequest(path.resolve(), args.service, args.health_path, args.timeout)
+    request = CheckRequest(path.resolve(), args.service or staging_service(path), args.health_path, args.timeout)
     with (
         FakeTelegram() as telegram,
         RedisServer() as redis_server,
@@ -98,3 +99,18 @@ def show(ctx: Context, outcome: Outcome, *, as_json: bool) -> None:
         "checks": [c.__dict__ for c in outcome.checks],
     }
     report(ctx.runner, Report("check-bot", HEADERS, rows, document, notes), as_json=as_json)
+
+
+def staging_service(path: Path) -> str | None:
+    """An adopted repository's render.yaml has two web services that build and start alike
+    (``config check`` holds them to it): check the staging one, the one that runs first. None
+    where the tree has no pipeline configuration (its single web service is taken, or asked for)."""
+    pyproject = path / "pyproject.toml"
+    if not pyproject.is_file():
+        return None
+    try:
+        environments = load_config(pyproject).environments
+    except ConfigError:
+        return None  # not (yet) a valid pipeline configuration: the render.yaml alone decides
+    staging = environments.get("staging") or next(iter(environments.values()), None)
+    return staging.render_service if staging else None
