@@ -7,15 +7,26 @@ to the kit ``adopt`` vendored."""
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from ci_tools.__main__ import main
-from tests.cli.test_adopt import adopted, bot, ci_tools, tree  # noqa: F401 - the fixture is used by name
+from tests.cli.test_adopt import adopted, ci_tools, tree
 from tests.support import ROOT
 
 PATCH = ROOT / "tests" / "fixtures" / "owner_bot_kit.patch"
+
+
+@pytest.fixture
+def bot(tmp_path: Path) -> Path:
+    """The owner's repository: the fixture copied, a git repository of its own."""
+    target = tmp_path / "ava"
+    shutil.copytree(ROOT / "tests" / "fixtures" / "owner_bot", target)
+    subprocess.run(["git", "init", "-q", str(target)], check=True)
+    return target
 
 
 @pytest.mark.timeout(600)
