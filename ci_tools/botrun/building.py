@@ -84,7 +84,7 @@ def build(
     the virtualenv goes first on its PATH. With ``cache`` an unchanged dependency set is not
     built again. BuildFailed carries the log's last lines."""
     workdir = tree / commands.root if commands.root else tree
-    if not workdir.is_dir():
+    if not workdir.is_dir() or not workdir.resolve().is_relative_to(tree.resolve()):
         raise BuildFailed(f"the service's rootDir {commands.root!r} is not in the tree", hint="fix rootDir")
     venv = workdir / VENV
     key = build_key(workdir, commands)

@@ -194,3 +194,43 @@ def test_the_reroute_is_inert_without_its_variable(tmp_path, subprocess_env):
 def test_the_reroute_folder_puts_nothing_but_sitecustomize_on_a_bots_path():
     folder = ROOT / "ci_tools" / "botrun" / "reroute"
     assert set(os.listdir(folder)) - {"__pycache__"} == {"sitecustomize.py"}
+
+
+# -- what a render.yaml may hold that a careless reader trips on -------------------------------
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("envVars", "5"), ("envVars", "{KEY: value}"), ("rootDir", "[a, b]"), ("startCommand", "[python, -m, bot]")],
+)
+def test_a_service_field_of_the_wrong_shape_is_one_config_line(field, value):
+    """Not a TypeError ('a bug in ci-tools'): the field and the fix are named."""
+    text = f"services:\n  - type: web\n    name: x\n    startCommand: python -m bot\n    {field}: {value}\n"
+    with pytest.raises(ConfigError, match=rf"service 'x': {field} "):
+        from_blueprint(text)
+
+
+def test_a_render_yaml_without_a_web_service_says_so_not_which_one():
+    with pytest.raises(ConfigError, match="has no web service") as raised:
+        from_blueprint("services:\n  - type: worker\n    name: w\n    startCommand: python w.py\n")
+    assert "--service" not in (raised.value.hint or "")
+    with pytest.raises(ConfigError, match="has no web service"):
+        from_blueprint("- just\n- a list\n")
+
+
+@pytest.mark.parametrize("root", ["..", "../elsewhere", "app/../../.."])
+def test_a_root_dir_that_leaves_the_repository_is_refused(root):
+    """Render runs the commands in the service's rootDir, inside the repository; a rootDir
+    of '..' would build (and rmtree a .venv) in the folder that holds the checkout."""
+    text = f"services:\n  - type: web\n    name: x\n    startCommand: python -m bot\n    rootDir: '{root}'\n"
+    with pytest.raises(ConfigError, match=r"rootDir .* leaves the repository"):
+        from_blueprint(text)
+
+
+def test_a_root_dir_that_is_a_link_out_of_the_tree_is_not_built(tmp_path, subprocess_env):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "app").symlink_to(outside)
+    with pytest.raises(BuildFailed, match="rootDir 'app' is not in the tree"):
+        botrun.build(tree, BotCommands(build="true", start="python -m bot", root="app"), subprocess_env)
+    assert not (outside / ".venv").exists()
