@@ -37,6 +37,7 @@ from typing import BinaryIO
 
 from ci_tools.botrun.commands import BotCommands
 from ci_tools.botrun.logs import last_lines
+from ci_tools.botrun.sessions import die_with_parent, stop_session
 from ci_tools.errors import BuildFailed
 
 VENV = ".venv"
@@ -174,28 +175,32 @@ def _run(command: str, workdir: Path, environ: dict[str, str], log: Path | None,
     with _log_file(log) as (path, handle):
         handle.write(f"==> Running build command '{command}'...\n".encode())
         handle.flush()
+        # Its own session, dying with us: pip (bash's child) ends with the build however it ends.
+        process = subprocess.Popen(
+            ["bash", "-c", command],
+            cwd=workdir,
+            env=environ,
+            stdin=subprocess.DEVNULL,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with_parent,  # only prctl(2), before exec: safe with threads
+        )
         try:
-            done = subprocess.run(
-                ["bash", "-c", command],
-                cwd=workdir,
-                env=environ,
-                stdin=subprocess.DEVNULL,
-                stdout=handle,
-                stderr=subprocess.STDOUT,
-                timeout=timeout,
-                check=False,
-            )
+            returncode = process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             raise BuildFailed(
                 f"the build command ran past {timeout:.0f} s: {command}",
                 hint="make the build finish (a prompt waiting for input?)",
                 log_tail=last_lines(path),
             ) from None
+        finally:  # also what it left running in the background, and on Ctrl-C or SIGTERM
+            stop_session(process, grace=2.0)
         tail = last_lines(path)
-    if done.returncode != 0:
+    if returncode != 0:
         last = tail[-1] if tail else "it printed nothing"
         raise BuildFailed(
-            f"the build command exited with {done.returncode}: {command} ({last})",
+            f"the build command exited with {returncode}: {command} ({last})",
             hint="run the build command in a fresh clone to see the whole log, and fix it",
             log_tail=tail,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import threading
@@ -13,7 +14,7 @@ import pytest
 from ci_tools import botrun
 from ci_tools.botrun.building import SHARED, site_packages
 from ci_tools.botrun.commands import BotCommands, commands_of, from_blueprint
-from ci_tools.botrun.running import session_members
+from ci_tools.botrun.sessions import session_members
 from ci_tools.errors import BuildFailed, ConfigError, StartFailed
 from sandbox.ports import free_port
 from tests.support import ROOT, wait_until
@@ -234,3 +235,31 @@ def test_a_root_dir_that_is_a_link_out_of_the_tree_is_not_built(tmp_path, subpro
     with pytest.raises(BuildFailed, match="rootDir 'app' is not in the tree"):
         botrun.build(tree, BotCommands(build="true", start="python -m bot", root="app"), subprocess_env)
     assert not (outside / ".venv").exists()
+
+
+# -- a build leaves nothing running ---------------------------------------------------------
+def alive(pid: int) -> bool:
+    """A process that still runs (a zombie waiting for an init that does not reap is dead)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize(
+    ("build", "timeout"),
+    [("sleep 300 & echo $! > {pid}; wait", 2.0), ("sleep 300 & echo $! > {pid}; exit 0", 60.0)],
+    ids=["runs past its time", "leaves a child behind"],
+)
+def test_a_build_leaves_no_process_of_it_running(tmp_path, subprocess_env, build, timeout):
+    """bash's own child (pip, a compiler, a forgotten background job) is no process of ours to
+    keep: Render discards the build's container, so its processes end with the build."""
+    tree = tmp_path / "t"
+    tree.mkdir()
+    pid = tmp_path / "child.pid"
+    commands = BotCommands(build=build.format(pid=pid), start="python -m bot")
+    with contextlib.suppress(BuildFailed):
+        botrun.build(tree, commands, subprocess_env, timeout=timeout)
+    child = int(pid.read_text())
+    wait_until(lambda: not alive(child), "the build's child to be gone", deadline=15)

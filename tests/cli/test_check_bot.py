@@ -89,3 +89,44 @@ def test_the_owner_bot_with_the_kit_reaches_the_conversation_level(tmp_path, cap
 def test_several_services_need_a_name(capsys):
     assert main(["check-bot", str(ROOT)]) == 3
     assert "has 2 web services (mindmate-dev, mindmate-prod): which one is the bot?" in capsys.readouterr().err
+
+
+def test_sigterm_mid_build_leaves_no_build_process_and_no_temporary_copy(tmp_path):
+    """A runner cancels a step with SIGTERM to ci-tools alone: the build command's own children
+    (pip, here a sleep) must go with it, as must the temporary copy of the tree."""
+    import os
+    import signal
+    import sys
+    import time
+
+    from tests.botrun.test_botrun import alive
+
+    repo = owner_repo(tmp_path)
+    pid = tmp_path / "child.pid"
+    spec = repo / "render.yaml"
+    spec.write_text(
+        spec.read_text().replace(
+            "buildCommand: pip install -r requirements.txt", f"buildCommand: sleep 300 & echo $! > {pid}; wait"
+        )
+    )
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    command = subprocess.Popen(
+        [sys.executable, "-m", "ci_tools", "check-bot", str(repo)],
+        env={**os.environ, "TMPDIR": str(tmp)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 90
+    while not (pid.exists() and pid.read_text().strip()):
+        assert command.poll() is None and time.monotonic() < deadline, "the build did not start"
+        time.sleep(0.05)
+    command.send_signal(signal.SIGTERM)
+    assert command.wait(timeout=60) != 0
+    assert "interrupted" in command.stderr.read().decode() if command.stderr else True
+    child = int(pid.read_text())
+    deadline = time.monotonic() + 15
+    while alive(child):
+        assert time.monotonic() < deadline, "the build's child outlived check-bot"
+        time.sleep(0.05)
+    assert not list(tmp.glob("ci-tools-check-bot-*"))
