@@ -16,14 +16,20 @@ Tests deploy hundreds of times, so a build is made cheap without changing what i
   a build cache too): an unchanged dependency set is copied (hard links) and relocated to the
   new tree instead of being built again. A build that wrote into the tree outside ``.venv``
   (collectstatic, a generated file) is never cached: a copy of its ``.venv`` would lack that.
+  Nor is one that installed the tree's own code as a copy (``pip install .``): the dependency
+  files stay the same from commit to commit, that code does not. The dependency files are the
+  known names, the files the build command names, and the files they include (``-r``, ``-c``).
+- one build of a folder at a time (a lock on the folder): two deploys of one commit share it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -31,6 +37,7 @@ import sys
 import tempfile
 import time
 import tomllib
+import urllib.parse
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO
@@ -59,6 +66,10 @@ DEPENDENCY_FILES = (
 PYPROJECT_TABLES = ("project", "build-system", "dependency-groups")
 PYPROJECT_TOOLS = ("uv", "poetry", "pdm", "setuptools", "hatch")
 BUILD_TIMEOUT = 900.0  # Render's own build limit is longer; a test's build takes well under a second
+# Bumped when what a key covers changes: entries stored under the old rule are not reused.
+KEY_VERSION = "2"  # 2: requirement files' includes; no entry holds the tree's own code
+MAX_INCLUDES = 200  # requirement files followed per key: a cycle or a huge tree ends here
+_INCLUDE = re.compile(r"^\s*(?:-r|-c|--requirement|--constraint)(?:\s*=\s*|\s+|(?=[^\s-]))(?P<path>\S+)", re.M)
 CACHE_DAYS = 2.0  # entries unused this long are removed when a new one is stored
 # pip as the virtualenv's own command: without it, ``pip`` on PATH would be another Python's
 # (a pyenv shim), and the build would install into that Python instead.
@@ -87,6 +98,13 @@ def build(
     workdir = tree / commands.root if commands.root else tree
     if not workdir.is_dir() or not workdir.resolve().is_relative_to(tree.resolve()):
         raise BuildFailed(f"the service's rootDir {commands.root!r} is not in the tree", hint="fix rootDir")
+    with _building(workdir):  # one build of a folder at a time: another one's rmtree would pull .venv away
+        _build(workdir, commands, env, cache, log, timeout)
+
+
+def _build(
+    workdir: Path, commands: BotCommands, env: Mapping[str, str], cache: Path | None, log: Path | None, timeout: float
+) -> None:
     venv = workdir / VENV
     key = build_key(workdir, commands)
     if _built_for(venv) == key:
@@ -102,8 +120,42 @@ def build(
     if commands.build:
         _run(commands.build, workdir, build_environ(venv, env), log, timeout)
     _mark(venv, key, workdir)
-    if entry is not None and _tree_state(workdir) == before:
+    if entry is not None and _tree_state(workdir) == before and not _holds_own_code(venv, workdir):
         _store(entry, workdir)
+
+
+@contextlib.contextmanager
+def _building(workdir: Path) -> Iterator[None]:
+    """An exclusive lock on the folder itself (flock(2) on its descriptor: nothing is written
+    into the tree), held by one build at a time, across threads and processes."""
+    descriptor = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # the lock goes with its descriptor
+
+
+def _holds_own_code(venv: Path, workdir: Path) -> bool:
+    """Whether the build installed code of the tree itself, not as an editable link
+    (``pip install .``, ``uv sync --no-editable``, ``./libs/x`` in requirements.txt): its copy in
+    .venv is this commit's code, which the dependency files do not describe."""
+    root = workdir.resolve()
+    for record in site_packages(venv).glob("*.dist-info/direct_url.json"):
+        try:
+            origin = json.loads(record.read_text())
+        except (OSError, ValueError):
+            return True  # unreadable: not known to be safe to reuse
+        if not isinstance(origin, dict):
+            continue
+        url = str(origin.get("url", ""))
+        dir_info = origin.get("dir_info")
+        editable = isinstance(dir_info, dict) and dir_info.get("editable") is True
+        if url.startswith("file://") and not editable:
+            path = Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path))
+            if path.resolve().is_relative_to(root):
+                return True
+    return False
 
 
 def build_environ(venv: Path, env: Mapping[str, str]) -> dict[str, str]:
@@ -138,15 +190,37 @@ def site_packages(venv: Path) -> Path:
 def build_key(workdir: Path, commands: BotCommands) -> str:
     """What decides the build's result: the command, this interpreter, the dependency files."""
     digest = hashlib.sha256()
-    for part in (commands.build, sys.executable, sys.version):
+    for part in (KEY_VERSION, commands.build, sys.executable, sys.version):
         digest.update(part.encode() + b"\0")
     named = {token for token in _tokens(commands.build) if "/" in token or "." in token}
-    for name in sorted(set(DEPENDENCY_FILES) | named):
-        path = (workdir / name).resolve()
-        if path.is_file() and path.is_relative_to(workdir.resolve()):
-            digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    for name, data in _dependency_files(workdir, sorted(set(DEPENDENCY_FILES) | named)):
+        digest.update(name.encode() + b"\0" + data + b"\0")
     digest.update(_pyproject_part(workdir / "pyproject.toml"))
     return digest.hexdigest()[:32]
+
+
+def _dependency_files(workdir: Path, names: list[str]) -> list[tuple[str, bytes]]:
+    """``names`` that are files of the tree, with the files they include (``-r``/``-c`` of a
+    requirements file, relative to it, nested): what pip reads."""
+    root = workdir.resolve()
+    found: dict[str, bytes] = {}
+    pending = list(names)
+    while pending and len(found) < MAX_INCLUDES:
+        name = pending.pop(0)
+        path = (workdir / name).resolve()
+        key = path.relative_to(root).as_posix() if path.is_relative_to(root) else ""
+        if not key or key in found or not path.is_file():
+            continue
+        found[key] = path.read_bytes()
+        base = path.parent.relative_to(root)
+        pending += [(base / include).as_posix() for include in _includes(found[key])]
+    return sorted(found.items())
+
+
+def _includes(data: bytes) -> list[str]:
+    """The files a requirements file includes: ``-r X``, ``--requirement X``, ``-c X``, ``--constraint=X``."""
+    text = data.decode(errors="replace")
+    return [match["path"] for match in _INCLUDE.finditer(text)]
 
 
 def _tokens(command: str) -> list[str]:

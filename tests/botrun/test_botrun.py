@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -263,3 +264,72 @@ def test_a_build_leaves_no_process_of_it_running(tmp_path, subprocess_env, build
         botrun.build(tree, commands, subprocess_env, timeout=timeout)
     child = int(pid.read_text())
     wait_until(lambda: not alive(child), "the build's child to be gone", deadline=15)
+
+
+# -- the build cache: what a cached build stands for ------------------------------------------
+HELLO = """[project]
+name = "hello"
+version = "0.1.0"
+requires-python = ">=3.11"
+[project.scripts]
+hello = "hello:main"
+[build-system]
+requires = ["uv_build>=0.9,<0.14"]
+build-backend = "uv_build"
+[tool.uv.build-backend]
+module-root = ""
+"""
+
+
+def test_a_build_that_installs_the_trees_own_code_is_not_reused_for_other_code(tmp_path, subprocess_env):
+    """``uv pip install .`` (``pip install .``, ``uv sync --no-editable``) copies the bot's code into
+    .venv: the dependency files of the next commit are the same, its code is not. Reusing that
+    .venv ran the old commit's code under the new commit's name."""
+    cache = tmp_path / "cache"
+    commands = BotCommands(build="uv pip install .", start="hello")
+    for said in ("one", "two"):
+        tree = tmp_path / said
+        (tree / "hello").mkdir(parents=True)
+        (tree / "pyproject.toml").write_text(HELLO)
+        (tree / "hello" / "__init__.py").write_text(f"def main():\n    print({said!r})\n")
+        botrun.build(tree, commands, {**subprocess_env, **OFFLINE}, cache=cache)
+        ran = subprocess.run([tree / ".venv" / "bin" / "hello"], capture_output=True, text=True, check=True)
+        assert ran.stdout.strip() == said
+
+
+def test_a_requirements_file_the_requirements_file_includes_is_part_of_the_key(tmp_path, subprocess_env):
+    """``-r base.txt`` (and ``-c``, nested, relative to the including file): a changed include
+    is a changed dependency set, built again, as Render would."""
+    cache = tmp_path / "cache"
+    first, second = owner_bot(tmp_path, "one"), owner_bot(tmp_path, "two")
+    for tree, more in ((first, "redis>=5\n"), (second, "no-such-package-for-ci-tools-tests==1.0\n")):
+        (tree / "requirements.txt").write_text("-r reqs/base.txt\n")
+        (tree / "reqs").mkdir()
+        (tree / "reqs" / "base.txt").write_text("python-telegram-bot[webhooks]>=21,<23\n--requirement more.txt\n")
+        (tree / "reqs" / "more.txt").write_text(more)
+    botrun.build(first, commands_of(first), {**subprocess_env, **OFFLINE}, cache=cache)
+    with pytest.raises(BuildFailed, match="exited with 1"):
+        botrun.build(second, commands_of(second), {**subprocess_env, **OFFLINE}, cache=cache)
+
+
+def test_two_builds_of_one_tree_at_once_do_not_remove_each_others_venv(tmp_path, subprocess_env):
+    """The Render stand-in unpacks a commit once: staging and production deploying the same commit
+    build the same tree. The second must wait for the first, not rmtree its .venv mid-build."""
+    tree = owner_bot(tmp_path)
+    commands = BotCommands(build="touch .venv/mine-$$ && sleep 2 && test -e .venv/mine-$$", start="python -m bot")
+    failed: list[BaseException] = []
+
+    def build() -> None:
+        try:
+            botrun.build(tree, commands, subprocess_env)
+        except BaseException as exc:
+            failed.append(exc)
+
+    first = threading.Thread(target=build)
+    first.start()
+    wait_until(lambda: list((tree / ".venv").glob("mine-*")), "the first build to be under way")
+    second = threading.Thread(target=build)
+    second.start()
+    first.join()
+    second.join()
+    assert not failed, failed
