@@ -4,8 +4,9 @@ The start command runs with ``bash -c`` in the tree, the build's virtualenv firs
 session of its own (so ``stop()`` reaches whatever it started), and dies with this process
 (``die_with_parent``: even a SIGKILL of ours takes it along). The environment is the caller's
 (PORT, RENDER_EXTERNAL_URL, RENDER_GIT_COMMIT, the bot's own settings), plus a directory on
-PYTHONPATH whose ``sitecustomize.py`` sends an unchanged bot's Bot API calls, made with httpx to
-https://api.telegram.org, to ``telegram_api`` instead (``CI_TOOLS_TELEGRAM_API``).
+PYTHONPATH whose ``sitecustomize.py`` sends an unchanged bot's Bot API calls, made with httpx or
+aiohttp to https://api.telegram.org, to ``telegram_api`` instead (``CI_TOOLS_TELEGRAM_API``); the
+bot's own sitecustomize still runs after it.
 
 Ready means what Render waits for before it health-checks a new instance: with a health check
 path, that path answers (any status; whether it is healthy is the caller's question), else the

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -333,3 +334,124 @@ def test_two_builds_of_one_tree_at_once_do_not_remove_each_others_venv(tmp_path,
     first.join()
     second.join()
     assert not failed, failed
+
+
+# -- the reroute, for bots on other clients and with a sitecustomize of their own --------------
+AIOGRAM_BOT = """import os
+
+from aiogram import Bot, Dispatcher
+from aiogram.filters import CommandStart
+from aiogram.types import Message
+from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
+from aiohttp import web
+
+dp = Dispatcher()
+
+
+@dp.message(CommandStart())
+async def start(message: Message) -> None:
+    await message.answer("hi from aiogram")
+
+
+async def on_startup(bot: Bot) -> None:
+    await bot.set_webhook(os.environ["RENDER_EXTERNAL_URL"] + "/webhook")
+
+
+bot = Bot(os.environ["TELEGRAM_BOT_TOKEN"])
+dp.startup.register(on_startup)
+app = web.Application()
+SimpleRequestHandler(dispatcher=dp, bot=bot).register(app, path="/webhook")
+setup_application(app, dp, bot=bot)
+web.run_app(app, host="127.0.0.1", port=int(os.environ["PORT"]))
+"""
+
+
+def test_an_unchanged_aiogram_bot_talks_to_the_stand_in(tmp_path, subprocess_env, telegram):
+    """aiogram calls the Bot API with aiohttp, not httpx: rerouting httpx alone sent it to the
+    real api.telegram.org with the throwaway token (here: no DNS, so it died at start)."""
+    tree = tmp_path / "aio"
+    (tree / "bot").mkdir(parents=True)
+    (tree / "bot" / "__init__.py").write_text("")
+    (tree / "bot" / "__main__.py").write_text(AIOGRAM_BOT)
+    (tree / "requirements.txt").write_text("aiogram>=3\n")
+    commands = BotCommands(build="pip install -r requirements.txt", start="python -m bot")
+    botrun.build(tree, commands, {**subprocess_env, **OFFLINE})
+    fake = telegram.add_bot("aiogram_owner_bot")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    environ = {**subprocess_env, "TELEGRAM_BOT_TOKEN": fake.token, "PORT": str(port), "RENDER_EXTERNAL_URL": url}
+    with botrun.start(tree, commands, environ, telegram.url, log=tmp_path / "bot.log"):
+        wait_until(lambda: fake.webhook_url == f"{url}/webhook", "aiogram's webhook set at the stand-in")
+        telegram.send_user_message(fake, 4242, "/start")
+        wait_until(lambda: telegram.replies_to(fake, 4242), "aiogram's reply through the stand-in")
+
+
+REROUTED = """import asyncio, json, sys
+import aiohttp, httpx
+
+url, seen = sys.argv[1], []
+
+
+def on_httpx(request):
+    seen.append(str(request.url))
+    raise httpx.ConnectError("seen", request=request)
+
+
+async def on_aiohttp(session, context, params):
+    seen.append(str(params.url))
+    raise RuntimeError("seen")
+
+
+async def main():
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(on_aiohttp)
+    async with aiohttp.ClientSession(trace_configs=[trace]) as session:
+        try:
+            await session.get(url)
+        except RuntimeError:
+            pass
+
+
+try:
+    httpx.Client(event_hooks={"request": [on_httpx]}).get(url)
+except httpx.ConnectError:
+    pass
+asyncio.run(main())
+print(json.dumps(seen))
+"""
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://api.telegram.org/bot1:AA/getMe?x=1", "http://127.0.0.1:9/stand-in/bot1:AA/getMe?x=1"),
+        ("https://api.telegram.org/file/bot1:AA/photos/a.jpg", "http://127.0.0.1:9/stand-in/file/bot1:AA/photos/a.jpg"),
+        ("https://example.org/bot1:AA/getMe", "https://example.org/bot1:AA/getMe"),
+    ],
+)
+def test_httpx_and_aiohttp_requests_for_telegram_alone_are_rerouted(tmp_path, subprocess_env, url, expected):
+    script = tmp_path / "probe.py"
+    script.write_text(REROUTED)
+    tree = tmp_path / "t"
+    tree.mkdir()
+    commands = BotCommands(
+        build="", start=f"python {script} '{url}' > out.json; exec python -m http.server $PORT --bind 127.0.0.1"
+    )
+    with botrun.start(tree, commands, subprocess_env, "http://127.0.0.1:9/stand-in/"):
+        assert json.loads((tree / "out.json").read_text()) == [expected, expected]
+
+
+def test_a_bots_own_sitecustomize_still_runs(tmp_path, subprocess_env):
+    """Python imports the first sitecustomize on sys.path: ours, first on PYTHONPATH, hid the
+    bot's own (its PYTHONPATH's, its virtualenv's)."""
+    tree = tmp_path / "t"
+    (tree / "custom").mkdir(parents=True)
+    (tree / "custom" / "sitecustomize.py").write_text("open('theirs-ran', 'w').close()\n")
+    probe = "import httpx; print(httpx.AsyncClient.send.__qualname__)"
+    commands = BotCommands(
+        build="", start=f"python -c '{probe}' > out.txt; exec python -m http.server $PORT --bind 127.0.0.1"
+    )
+    environ = {**subprocess_env, "PYTHONPATH": "custom"}
+    with botrun.start(tree, commands, environ, "http://127.0.0.1:9"):
+        assert (tree / "theirs-ran").exists()
+        assert (tree / "out.txt").read_text().strip() == "_patch.<locals>.send_async"  # and ours ran too
