@@ -3,6 +3,7 @@ stand-ins, and the contract level it reaches; nothing it started outlives it."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import socket
@@ -130,3 +131,13 @@ def test_sigterm_mid_build_leaves_no_build_process_and_no_temporary_copy(tmp_pat
         assert time.monotonic() < deadline, "the build's child outlived check-bot"
         time.sleep(0.05)
     assert not list(tmp.glob("ci-tools-check-bot-*"))
+
+
+def test_with_json_stdout_is_one_json_document(tmp_path, capsys):
+    """--json is for machines: the progress lines ("building with…") broke the document."""
+    tree = tmp_path / "web"
+    tree.mkdir()
+    (tree / "Procfile").write_text("web: echo 'no bot here'; exit 3\n")
+    assert main(["check-bot", str(tree), "--json"]) == 5
+    document = json.loads(capsys.readouterr().out)
+    assert document["level"] is None and document["service"] == "(detected)"
