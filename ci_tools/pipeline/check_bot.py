@@ -46,6 +46,12 @@ DEFAULT_TURNS = ("/start",)
 USER_ID = 777_000_001  # the check's one user: a private chat with the bot
 SKIPPED = (".git", ".venv", "__pycache__", "node_modules", ".mypy_cache", ".ruff_cache", ".pytest_cache")
 Status = Callable[[str], None]
+# Without a single call seen, check-bot cannot tell "no call" from "a call it could not see".
+UNSEEN = (
+    "read TELEGRAM_BOT_TOKEN and call the Bot API with it; only calls made with httpx or aiohttp "
+    "(python-telegram-bot, aiogram) reach the stand-in: another client's (requests, urllib) went "
+    "to api.telegram.org unseen, and nothing after them could be checked here"
+)
 
 
 @dataclass
@@ -238,12 +244,14 @@ class Looks:
 
     async def base(self, http: BotSurface) -> bool:
         add, stand_ins = self.outcome.add, self.stand_ins
+        called = bool(await self._until(lambda: "getMe" in stand_ins.calls()))
+        seen = ", ".join(dict.fromkeys(stand_ins.calls()))
         ok = add(
             "base",
             "getMe called with its token",
-            bool(await self._until(lambda: "getMe" in stand_ins.calls())),
-            ", ".join(dict.fromkeys(stand_ins.calls())) or "no Bot API call",
-            "the bot must read TELEGRAM_BOT_TOKEN and call the Bot API with it (PTB does at start)",
+            called,
+            seen or "no Bot API call reached the stand-in",
+            "the bot must read TELEGRAM_BOT_TOKEN and call the Bot API with it (PTB does at start)" if seen else UNSEEN,
         )
         mine = self.bot.url + "/"
         hooked = await self._until(lambda: stand_ins.webhook()[0].startswith(mine))

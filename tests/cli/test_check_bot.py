@@ -133,6 +133,19 @@ def test_sigterm_mid_build_leaves_no_build_process_and_no_temporary_copy(tmp_pat
     assert not list(tmp.glob("ci-tools-check-bot-*"))
 
 
+def test_a_bot_whose_calls_never_reach_the_stand_in_is_told_which_calls_are_seen(tmp_path, capsys):
+    """A bot on a client that is not rerouted (requests, urllib) calls the real Telegram, unseen:
+    check-bot cannot tell 'no call' from 'a call it could not see', and must say so."""
+    tree = tmp_path / "web"
+    tree.mkdir()
+    (tree / "Procfile").write_text("web: exec python -m http.server $PORT --bind 127.0.0.1\n")
+    assert main(["check-bot", str(tree), "--timeout", "2", "--json"]) == 5
+    document = json.loads(capsys.readouterr().out)
+    (item,) = [c for c in document["checks"] if c["name"] == "getMe called with its token"]
+    assert item["ok"] is False and item["detail"] == "no Bot API call reached the stand-in"
+    assert "httpx or aiohttp" in item["fix"] and "requests" in item["fix"]
+
+
 def test_with_json_stdout_is_one_json_document(tmp_path, capsys):
     """--json is for machines: the progress lines ("building with…") broke the document."""
     tree = tmp_path / "web"
