@@ -30,14 +30,22 @@ def die_with_parent() -> None:
 
 
 def stop_session(process: subprocess.Popen[bytes], grace: float = 5.0) -> None:
-    """SIGTERM to the process's session, then SIGKILL to every member still there after ``grace``."""
+    """SIGTERM to the process's session, then SIGKILL to every member still there after ``grace``.
+
+    Its descendants that left the session (``setsid``, ``start_new_session=True``) are found by
+    parentage before anything is signalled (once their parent is gone they belong to init) and
+    are stopped the same way."""
     sid = process.pid
+    strays = [pid for pid in descendants(sid) if pid not in session_members(sid)]
     if process.poll() is None:
         with contextlib.suppress(OSError):
             os.killpg(sid, signal.SIGTERM)
+        for pid in strays:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=grace)
-    for pid in session_members(sid):
+    for pid in [*session_members(sid), *(pid for pid in strays if _alive(pid))]:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
     if process.poll() is None:
@@ -50,12 +58,34 @@ def stop_session(process: subprocess.Popen[bytes], grace: float = 5.0) -> None:
 
 def session_members(sid: int, proc: Path = Path("/proc")) -> list[int]:
     """Every live process in session ``sid`` (a bot's children and theirs, reparented or not)."""
-    found = []
-    for stat in proc.glob("[0-9]*/stat"):
+    return [pid for pid, (_, session) in _processes(proc).items() if session == sid]
+
+
+def descendants(root: int, proc: Path = Path("/proc")) -> list[int]:
+    """Every live process below ``root`` by parentage, whatever session it is in."""
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _) in _processes(proc).items():
+        children.setdefault(parent, []).append(pid)
+    found, pending = [], list(children.get(root, []))
+    while pending:
+        pid = pending.pop()
+        found.append(pid)
+        pending += children.get(pid, [])
+    return found
+
+
+def _alive(pid: int, proc: Path = Path("/proc")) -> bool:
+    return pid in _processes(proc, only=pid)
+
+
+def _processes(proc: Path, only: int | None = None) -> dict[int, tuple[int, int]]:
+    """Each live process's parent and session (a zombie is dead already)."""
+    found = {}
+    for stat in proc.glob(f"{only}/stat" if only else "[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # state, ppid, pgrp, session, ...
         except (OSError, IndexError):
             continue
-        if int(fields[3]) == sid and fields[0] != "Z":  # state, ppid, pgrp, session; a zombie is dead already
-            found.append(int(stat.parent.name))
+        if fields[0] != "Z":
+            found[int(stat.parent.name)] = (int(fields[1]), int(fields[3]))
     return found

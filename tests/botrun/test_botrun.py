@@ -455,3 +455,21 @@ def test_a_bots_own_sitecustomize_still_runs(tmp_path, subprocess_env):
     with botrun.start(tree, commands, environ, "http://127.0.0.1:9"):
         assert (tree / "theirs-ran").exists()
         assert (tree / "out.txt").read_text().strip() == "_patch.<locals>.send_async"  # and ours ran too
+
+
+def test_stop_takes_a_child_that_left_the_bots_session(tmp_path, subprocess_env):
+    """A bot that starts a helper in a session of its own (start_new_session=True, setsid): the
+    helper is no member of the bot's session, but it is the bot's child while the bot runs."""
+    tree = tmp_path / "web"
+    tree.mkdir()
+    (tree / "serve.py").write_text(
+        "import os, subprocess, sys\n"
+        "helper = subprocess.Popen(['sleep', '300'], start_new_session=True)\n"
+        "open('helper.pid', 'w').write(str(helper.pid))\n"
+        "os.execvp(sys.executable, [sys.executable, '-m', 'http.server', os.environ['PORT'], '--bind', '127.0.0.1'])\n"
+    )
+    commands = BotCommands(build="", start="python serve.py")
+    with botrun.start(tree, commands, subprocess_env, None):
+        helper = int((tree / "helper.pid").read_text())
+        assert alive(helper)
+    wait_until(lambda: not alive(helper), "the helper to be gone with the bot", deadline=15)
