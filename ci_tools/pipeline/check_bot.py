@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ci_tools import botrun, redact
+from ci_tools.botrun.listening import listening_on, reachable_from_outside
 from ci_tools.checklist import Item
 from ci_tools.clients.health import SCHEMA, BotSurface, Health, NotTheContract, Unreachable, health_json
 from ci_tools.clients.telegram import webhook_secret_for
@@ -223,12 +224,29 @@ class Looks:
 
     async def run(self) -> None:
         self.outcome.add("base", "the bot starts", True, f"{self.commands.start} answers on port {self.bot.port}")
+        self.listens()
         async with BotSurface(timeout=10) as http:
             health = await self.health(http) if await self.base(http) else self._not_checked("health")
             if health is not None:
                 await self.conversation(http, health)
             else:
                 self._not_checked("conversation")
+
+    def listens(self) -> None:
+        """Render's proxy reaches the bot at 0.0.0.0:$PORT: bound to loopback it answers here alone."""
+        addresses = listening_on(self.bot.port)
+        name = "it listens on all interfaces"
+        if addresses is None:
+            self.outcome.add("base", name, None, "not checked: no /proc/net/tcp on this system", info=True)
+            return
+        where = ", ".join(f"{a}:{self.bot.port}" for a in addresses) or "nothing found listening"
+        self.outcome.add(
+            "base",
+            name,
+            reachable_from_outside(addresses),
+            f"listens on {where}",
+            "listen on host 0.0.0.0 (all interfaces), as Render requires: its proxy cannot reach 127.0.0.1",
+        )
 
     def _not_checked(self, level: str) -> dict[str, Any] | None:
         self.outcome.add(level, f"{level} level", None, "not checked: a lower level is not met")

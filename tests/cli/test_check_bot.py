@@ -43,7 +43,12 @@ def test_the_unchanged_owner_bot_reaches_the_base_level(tmp_path, capsys, monkey
     out = capsys.readouterr().out
     assert code == 0, out
     assert "level reached: base (service ava-bot)" in out
-    for item in ("getMe called with its token", "webhook set at its own URL", "it replies through sendMessage"):
+    for item in (
+        "it listens on all interfaces",
+        "getMe called with its token",
+        "webhook set at its own URL",
+        "it replies through sendMessage",
+    ):
         assert re.search(rf"✓ .*base .*{item}", out), item
     assert re.search(r"✗ .*health .*GET /healthz answers the health JSON", out)
     assert "<token>" in out and ":AA" not in out  # the throwaway token is never printed
@@ -154,3 +159,15 @@ def test_with_json_stdout_is_one_json_document(tmp_path, capsys):
     assert main(["check-bot", str(tree), "--json"]) == 5
     document = json.loads(capsys.readouterr().out)
     assert document["level"] is None and document["service"] == "(detected)"
+
+
+def test_a_bot_that_listens_on_loopback_alone_fails_the_base_level(tmp_path, capsys):
+    """Render's proxy reaches the bot at 0.0.0.0:$PORT: a bot bound to 127.0.0.1 answers here and
+    never goes live there ("No open ports detected"), so check-bot must not say base."""
+    tree = tmp_path / "web"
+    tree.mkdir()
+    (tree / "Procfile").write_text("web: exec python -m http.server $PORT --bind 127.0.0.1\n")
+    assert main(["check-bot", str(tree), "--timeout", "2", "--json"]) == 5
+    document = json.loads(capsys.readouterr().out)
+    (item,) = [c for c in document["checks"] if c["name"] == "it listens on all interfaces"]
+    assert item["ok"] is False and "127.0.0.1" in item["detail"] and "0.0.0.0" in item["fix"]  # noqa: S104 - the fix names it
