@@ -39,6 +39,8 @@ class BotCommands:
     root: str = ""  # the service's rootDir: where both commands run, relative to the tree
     env: Mapping[str, str] = field(default_factory=dict)  # the service's literal envVars (value:)
     service: str = ""  # the render.yaml service's name; "" when detected from the tree
+    generated: tuple[str, ...] = ()  # envVars with generateValue: true (Render makes a random value)
+    asked: Mapping[str, str] = field(default_factory=dict)  # envVars set elsewhere: key -> how (sync: false, ...)
 
 
 def commands_of(tree: Path, service: str | None = None) -> BotCommands:
@@ -113,6 +115,7 @@ def _service(spec: dict[str, Any]) -> BotCommands:
         for item in env_vars
         if isinstance(item, dict) and "key" in item and "value" in item
     }
+    declared = [item for item in env_vars if isinstance(item, dict) and "key" in item and "value" not in item]
     return BotCommands(
         build=_text(spec, "buildCommand", name).strip(),
         start=start,
@@ -120,7 +123,16 @@ def _service(spec: dict[str, Any]) -> BotCommands:
         root=_root(_text(spec, "rootDir", name), name),
         env=literal,
         service=name,
+        generated=tuple(str(item["key"]) for item in declared if item.get("generateValue")),
+        asked={str(item["key"]): _how(item) for item in declared if not item.get("generateValue")},
     )
+
+
+def _how(item: dict[str, Any]) -> str:
+    """How a variable without a literal value gets one on Render: what check-bot cannot do."""
+    if item.get("sync") is False:
+        return "sync: false"
+    return next((key for key in ("fromService", "fromDatabase", "fromGroup") if key in item), "no value")
 
 
 def _text(spec: dict[str, Any], key: str, service: str) -> str:

@@ -177,8 +177,12 @@ def check_bot(
     commit = head_commit(request.tree)
     webhook_secret = secrets.token_urlsafe(24)
     env_name = commands.env.get("ENV") or "staging"  # the service's, else staging's (the kit's prefix follows)
+    generated = {name: secrets.token_urlsafe(24) for name in commands.generated}  # as Render's generateValue
+    for value in generated.values():
+        redact.add_secret(value)
     environ = {
         **child,
+        **generated,
         **commands.env,
         "ENV": env_name,
         "PORT": str(port),
@@ -197,7 +201,11 @@ def check_bot(
         )
     except BotRunError as exc:
         outcome.log_tail = tuple(redact.redact(line) for line in exc.log_tail)
-        outcome.add("base", "the bot starts", False, exc.message, "run its start command with $PORT and fix it")
+        unset = [f"{name} ({how})" for name, how in commands.asked.items() if name not in environ]
+        fix = "run its start command with $PORT and fix it"
+        if unset:
+            fix += f"; the service also asks for {', '.join(unset)}, which check-bot does not set: does it need them?"
+        outcome.add("base", "the bot starts", False, exc.message, fix)
         return outcome
     try:
         looks = Looks(request, stand_ins, commands, bot, outcome, env_name, commit, webhook_secret)

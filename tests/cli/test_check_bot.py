@@ -171,3 +171,41 @@ def test_a_bot_that_listens_on_loopback_alone_fails_the_base_level(tmp_path, cap
     document = json.loads(capsys.readouterr().out)
     (item,) = [c for c in document["checks"] if c["name"] == "it listens on all interfaces"]
     assert item["ok"] is False and "127.0.0.1" in item["detail"] and "0.0.0.0" in item["fix"]  # noqa: S104 - the fix names it
+
+
+ENV_BOT = """services:
+  - type: web
+    name: env-bot
+    runtime: python
+    startCommand: python serve.py
+    envVars:
+      - key: SESSION_SECRET
+        generateValue: true
+      - key: {asked}
+        sync: false
+"""
+SERVE = (
+    "import os, sys\n"
+    "for name in sys.argv[1:] or ['SESSION_SECRET', 'OPENAI_API_KEY']:\n"
+    "    os.environ[name]\n"
+    "os.execvp(sys.executable, [sys.executable, '-m', 'http.server', os.environ['PORT']])\n"
+)
+
+
+def test_generated_values_are_generated_and_an_unset_variable_is_named(tmp_path, capsys):
+    """render.yaml's generateValue: Render makes one, so check-bot does; a sync: false variable
+    check-bot cannot know (an API key of the owner's) is named when the bot dies without it."""
+    tree = tmp_path / "env"
+    tree.mkdir()
+    (tree / "serve.py").write_text(SERVE)
+    (tree / "render.yaml").write_text(ENV_BOT.format(asked="OPENAI_API_KEY"))
+    assert main(["check-bot", str(tree), "--timeout", "2", "--json"]) == 5
+    document = json.loads(capsys.readouterr().out)
+    (started,) = [c for c in document["checks"] if c["name"] == "the bot starts"]
+    assert started["ok"] is False and "KeyError: 'OPENAI_API_KEY'" in started["detail"]
+    assert "OPENAI_API_KEY (sync: false)" in started["fix"]
+    (tree / "serve.py").write_text(SERVE.replace("or ['SESSION_SECRET', 'OPENAI_API_KEY']", "or ['SESSION_SECRET']"))
+    main(["check-bot", str(tree), "--timeout", "2", "--json"])
+    document = json.loads(capsys.readouterr().out)
+    (started,) = [c for c in document["checks"] if c["name"] == "the bot starts"]
+    assert started["ok"] is True, started
