@@ -22,6 +22,7 @@ What the stand-ins are is the caller's (``StandIns``): the command wires ``sandb
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import secrets
 import shutil
 import subprocess
@@ -37,7 +38,7 @@ from ci_tools.botrun.listening import listening_on, reachable_from_outside
 from ci_tools.checklist import Item
 from ci_tools.clients.health import SCHEMA, BotSurface, Health, NotTheContract, Unreachable, health_json
 from ci_tools.clients.telegram import webhook_secret_for
-from ci_tools.errors import BotRunError
+from ci_tools.errors import BotRunError, ConfigError
 from ci_tools.settings import DEFAULT_PROBE_USER_ID
 
 LEVELS = ("base", "health", "conversation")
@@ -129,6 +130,19 @@ def copy_tree(source: Path, into: Path) -> Path:
     return target
 
 
+def only_root(tree: Path, commands: botrun.BotCommands, work: Path) -> Path:
+    """The service's rootDir of the copied ``tree``, on its own: on Render, files outside a
+    service's root directory are available neither to its build nor at runtime."""
+    root = tree / commands.root
+    if not root.is_dir() or not root.resolve().is_relative_to(tree.resolve()):
+        raise ConfigError(f"the service's rootDir {commands.root!r} is not a folder of {tree.name}", hint="fix rootDir")
+    alone = work / "root" / root.name
+    alone.parent.mkdir()
+    shutil.move(root, alone)
+    shutil.rmtree(tree, ignore_errors=True)
+    return alone
+
+
 def head_commit(tree: Path) -> str:
     """The commit the tree is at (what Render would report), else a stand-in SHA."""
     found = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tree, capture_output=True, text=True, check=False)
@@ -164,6 +178,8 @@ def check_bot(
     outcome = Outcome()
     tree = copy_tree(request.tree, work)
     commands = botrun.commands_of(tree, request.service)  # ConfigError: one line, nothing started
+    if commands.root:  # render.com/docs/monorepo-support: nothing outside rootDir is there
+        tree, commands = only_root(tree, commands, work), dataclasses.replace(commands, root="")
     outcome.service = commands.service or "(detected)"
     on_status(f"building with its own command: {commands.build or '(none)'}")
     try:

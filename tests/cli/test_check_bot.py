@@ -209,3 +209,25 @@ def test_generated_values_are_generated_and_an_unset_variable_is_named(tmp_path,
     document = json.loads(capsys.readouterr().out)
     (started,) = [c for c in document["checks"] if c["name"] == "the bot starts"]
     assert started["ok"] is True, started
+
+
+def test_a_service_with_a_root_dir_sees_only_that_folder(tmp_path, capsys):
+    """render.com/docs/monorepo-support: files outside the service's root directory are not
+    available at build time or at runtime. A bot reading ../shared started here and not there."""
+    tree = tmp_path / "mono"
+    (tree / "svc").mkdir(parents=True)
+    (tree / "shared").mkdir()
+    (tree / "shared" / "settings.txt").write_text("from outside the root\n")
+    (tree / "svc" / "serve.py").write_text(
+        "import os, sys\n"
+        "open('../shared/settings.txt').read()\n"
+        "os.execvp(sys.executable, [sys.executable, '-m', 'http.server', os.environ['PORT']])\n"
+    )
+    (tree / "render.yaml").write_text(
+        "services:\n  - type: web\n    name: mono\n    runtime: python\n    rootDir: svc\n"
+        "    startCommand: python serve.py\n"
+    )
+    assert main(["check-bot", str(tree), "--timeout", "2", "--json"]) == 5
+    document = json.loads(capsys.readouterr().out)
+    (started,) = [c for c in document["checks"] if c["name"] == "the bot starts"]
+    assert started["ok"] is False and "FileNotFoundError" in started["detail"]

@@ -140,3 +140,18 @@ def test_the_rehearsals_bot_project_commit_builds_and_goes_live(tmp_path):
         sha = world.add_bot_project(ROOT, "the bot's code in the repository")
         ended = deploy(world.render, world.services["production"], sha)
         assert ended["status"] == "live", ended
+
+
+def test_a_service_with_a_root_dir_is_built_from_that_folder_alone(ava):
+    """render.com/docs/monorepo-support: files outside the root directory are not available at
+    build time or at runtime; the stand-in's build saw the whole repository."""
+    render, service, *_ = ava(True)
+    (render.repo / "svc").mkdir()
+    (render.repo / "svc" / "keep").write_text("")
+    spec = (
+        "services:\n  - type: web\n    name: ava-bot\n    runtime: python\n    rootDir: svc\n"
+        "    buildCommand: test ! -e ../render.yaml\n"
+        "    startCommand: exec python -m http.server $PORT --bind 127.0.0.1\n"
+    )
+    sha = commit(render.repo, "render.yaml", spec, "the bot moves into svc/")
+    assert deploy(render, service, sha)["status"] == "live"
