@@ -113,8 +113,10 @@ def _build(
         shutil.rmtree(venv, ignore_errors=True)
     entry = cache / key if cache is not None else None
     if entry is not None and (entry / VENV).is_dir():
-        _restore(entry, workdir)
-        return
+        if _restore(entry, workdir):
+            return
+        shutil.rmtree(entry, ignore_errors=True)  # damaged (half pruned, a full disk): built afresh
+        shutil.rmtree(venv, ignore_errors=True)
     make_venv(venv)
     before = _tree_state(workdir)
     if commands.build:
@@ -332,15 +334,21 @@ def _store(entry: Path, workdir: Path) -> None:
     _prune(entry.parent)
 
 
-def _restore(entry: Path, workdir: Path) -> None:
-    """A cached .venv, copied into ``workdir`` and relocated from the folder it was built in."""
+def _restore(entry: Path, workdir: Path) -> bool:
+    """A cached .venv, copied into ``workdir`` and relocated from the folder it was built in;
+    False when the entry cannot be (the cache is a shared temporary folder)."""
     venv = workdir / VENV
-    subprocess.run(["cp", "-al", str(entry / VENV), str(venv)], check=True, capture_output=True)
+    try:
+        subprocess.run(["cp", "-al", str(entry / VENV), str(venv)], check=True, capture_output=True)
+        origin = str(json.loads((venv / BUILT).read_text())["origin"])
+        key = _built_for(venv) or ""
+        relocate(venv, origin, str(workdir))
+    except (OSError, ValueError, KeyError, TypeError, subprocess.CalledProcessError):
+        return False
     with contextlib.suppress(OSError):
         os.utime(entry)  # used: kept by the pruning
-    origin = json.loads((venv / BUILT).read_text())["origin"]
-    relocate(venv, origin, str(workdir))
-    _mark(venv, _built_for(venv) or "", workdir)
+    _mark(venv, key, workdir)
+    return True
 
 
 def relocate(venv: Path, old: str, new: str) -> None:

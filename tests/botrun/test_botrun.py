@@ -473,3 +473,16 @@ def test_stop_takes_a_child_that_left_the_bots_session(tmp_path, subprocess_env)
         helper = int((tree / "helper.pid").read_text())
         assert alive(helper)
     wait_until(lambda: not alive(helper), "the helper to be gone with the bot", deadline=15)
+
+
+def test_a_damaged_cache_entry_is_built_afresh_not_a_crash(tmp_path, subprocess_env):
+    """The cache is a shared temporary folder (tests, other checkouts, a full disk, a prune): an
+    entry that cannot be restored is dropped and the tree built as if it were not there."""
+    cache = tmp_path / "cache"
+    first, second = owner_bot(tmp_path, "one"), owner_bot(tmp_path, "two")
+    botrun.build(first, commands_of(first), {**subprocess_env, **OFFLINE}, cache=cache)
+    (entry,) = cache.iterdir()
+    (entry / ".venv" / ".ci-tools-build").unlink()
+    botrun.build(second, commands_of(second), {**subprocess_env, **OFFLINE}, cache=cache)
+    assert (second / ".venv" / ".ci-tools-build").is_file()
+    assert str(second) in (second / ".venv" / "bin" / "activate").read_text()
