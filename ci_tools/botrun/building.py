@@ -32,6 +32,7 @@ import os
 import re
 import shlex
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -111,7 +112,7 @@ def _build(
         return  # this tree was built for this dependency set already (a redeploy of the same commit)
     if venv.exists() or venv.is_symlink():
         shutil.rmtree(venv, ignore_errors=True)
-    entry = cache / key if cache is not None else None
+    entry = cache / key if cache is not None and _private(cache) else None
     if entry is not None and (entry / VENV).is_dir():
         if _restore(entry, workdir):
             return
@@ -303,8 +304,8 @@ def _tree_state(workdir: Path) -> dict[str, tuple[int, int]]:
         dirs[:] = [d for d in dirs if d != "__pycache__"]
         for name in files:
             with contextlib.suppress(OSError):
-                stat = os.lstat(os.path.join(folder, name))
-                state[os.path.join(folder, name)] = (stat.st_size, stat.st_mtime_ns)
+                info = os.lstat(os.path.join(folder, name))
+                state[os.path.join(folder, name)] = (info.st_size, info.st_mtime_ns)
     return state
 
 
@@ -332,6 +333,18 @@ def _store(entry: Path, workdir: Path) -> None:
     except (OSError, subprocess.CalledProcessError):
         shutil.rmtree(staging, ignore_errors=True)  # another build stored the same key first
     _prune(entry.parent)
+
+
+def _private(cache: Path) -> bool:
+    """Whether ``cache`` is ours alone (made now if missing): a folder of the shared /tmp that
+    another user made, or may write to, could hold a planted .venv, which the bot would run."""
+    with contextlib.suppress(OSError):
+        cache.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        found = os.lstat(cache)
+    except OSError:
+        return False
+    return stat.S_ISDIR(found.st_mode) and found.st_uid == os.getuid() and not found.st_mode & 0o022
 
 
 def _restore(entry: Path, workdir: Path) -> bool:

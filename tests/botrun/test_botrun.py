@@ -486,3 +486,16 @@ def test_a_damaged_cache_entry_is_built_afresh_not_a_crash(tmp_path, subprocess_
     botrun.build(second, commands_of(second), {**subprocess_env, **OFFLINE}, cache=cache)
     assert (second / ".venv" / ".ci-tools-build").is_file()
     assert str(second) in (second / ".venv" / "bin" / "activate").read_text()
+
+
+def test_a_cache_folder_others_may_write_to_is_not_used(tmp_path, subprocess_env):
+    """The default cache is a predictable name in the shared /tmp: a folder there that another
+    user made (or may write to) could hold a planted .venv, run as the bot. Such a cache is
+    neither read nor written: the tree is built."""
+    cache = tmp_path / "cache"
+    first, second = owner_bot(tmp_path, "one"), owner_bot(tmp_path, "two")
+    botrun.build(first, commands_of(first), {**subprocess_env, **OFFLINE}, cache=cache)
+    cache.chmod(0o777)
+    log = tmp_path / "build.log"
+    botrun.build(second, commands_of(second), {**subprocess_env, **OFFLINE}, cache=cache, log=log)
+    assert "==> Running build command" in log.read_text()  # built, not restored
