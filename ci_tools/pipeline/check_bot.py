@@ -295,8 +295,7 @@ class Looks:
             seen or "no Bot API call reached the stand-in",
             "the bot must read TELEGRAM_BOT_TOKEN and call the Bot API with it (PTB does at start)" if seen else UNSEEN,
         )
-        mine = self.bot.url + "/"
-        hooked = await self._until(lambda: stand_ins.webhook()[0].startswith(mine))
+        hooked = await self._until(lambda: at_service(stand_ins.webhook()[0], self.bot.url))
         seen = stand_ins.webhook()[0].replace(stand_ins.token, "<token>")
         ok &= add(
             "base",
@@ -461,6 +460,11 @@ async def _take(http: BotSurface, url: str, headers: dict[str, str]) -> tuple[in
         return await http.take(url, headers)
     except Unreachable:
         return 0, None
+
+
+def at_service(webhook: str, base_url: str) -> bool:
+    """Whether ``webhook`` is at ``base_url`` under any path, the bare URL (root) included."""
+    return webhook == base_url or webhook.startswith(base_url.rstrip("/") + "/")
 
 
 def _update(update_id: int, user_id: int, text: str) -> dict[str, Any]:

@@ -144,7 +144,7 @@ def test_a_bot_whose_calls_never_reach_the_stand_in_is_told_which_calls_are_seen
     tree = tmp_path / "web"
     tree.mkdir()
     (tree / "Procfile").write_text("web: exec python -m http.server $PORT --bind 127.0.0.1\n")
-    assert main(["check-bot", str(tree), "--timeout", "2", "--json"]) == 5
+    assert main(["check-bot", str(tree), "--timeout", "10", "--json"]) == 5
     document = json.loads(capsys.readouterr().out)
     (item,) = [c for c in document["checks"] if c["name"] == "getMe called with its token"]
     assert item["ok"] is False and item["detail"] == "no Bot API call reached the stand-in"
@@ -167,7 +167,7 @@ def test_a_bot_that_listens_on_loopback_alone_fails_the_base_level(tmp_path, cap
     tree = tmp_path / "web"
     tree.mkdir()
     (tree / "Procfile").write_text("web: exec python -m http.server $PORT --bind 127.0.0.1\n")
-    assert main(["check-bot", str(tree), "--timeout", "2", "--json"]) == 5
+    assert main(["check-bot", str(tree), "--timeout", "10", "--json"]) == 5
     document = json.loads(capsys.readouterr().out)
     (item,) = [c for c in document["checks"] if c["name"] == "it listens on all interfaces"]
     assert item["ok"] is False and "127.0.0.1" in item["detail"] and "0.0.0.0" in item["fix"]  # noqa: S104 - the fix names it
@@ -199,13 +199,13 @@ def test_generated_values_are_generated_and_an_unset_variable_is_named(tmp_path,
     tree.mkdir()
     (tree / "serve.py").write_text(SERVE)
     (tree / "render.yaml").write_text(ENV_BOT.format(asked="OPENAI_API_KEY"))
-    assert main(["check-bot", str(tree), "--timeout", "2", "--json"]) == 5
+    assert main(["check-bot", str(tree), "--timeout", "60", "--json"]) == 5
     document = json.loads(capsys.readouterr().out)
     (started,) = [c for c in document["checks"] if c["name"] == "the bot starts"]
     assert started["ok"] is False and "KeyError: 'OPENAI_API_KEY'" in started["detail"]
     assert "OPENAI_API_KEY (sync: false)" in started["fix"]
     (tree / "serve.py").write_text(SERVE.replace("or ['SESSION_SECRET', 'OPENAI_API_KEY']", "or ['SESSION_SECRET']"))
-    main(["check-bot", str(tree), "--timeout", "2", "--json"])
+    main(["check-bot", str(tree), "--timeout", "10", "--json"])
     document = json.loads(capsys.readouterr().out)
     (started,) = [c for c in document["checks"] if c["name"] == "the bot starts"]
     assert started["ok"] is True, started
@@ -227,7 +227,25 @@ def test_a_service_with_a_root_dir_sees_only_that_folder(tmp_path, capsys):
         "services:\n  - type: web\n    name: mono\n    runtime: python\n    rootDir: svc\n"
         "    startCommand: python serve.py\n"
     )
-    assert main(["check-bot", str(tree), "--timeout", "2", "--json"]) == 5
+    assert main(["check-bot", str(tree), "--timeout", "60", "--json"]) == 5
     document = json.loads(capsys.readouterr().out)
     (started,) = [c for c in document["checks"] if c["name"] == "the bot starts"]
     assert started["ok"] is False and "FileNotFoundError" in started["detail"]
+
+
+def test_a_webhook_at_the_bare_service_url_is_at_its_own_url(tmp_path, capsys):
+    """Any path means the root too: setWebhook(RENDER_EXTERNAL_URL) with no path at all."""
+    tree = tmp_path / "root-hook"
+    tree.mkdir()
+    (tree / "serve.py").write_text(
+        "import os, sys, httpx\n"
+        "api = f\"https://api.telegram.org/bot{os.environ['TELEGRAM_BOT_TOKEN']}\"\n"
+        "httpx.post(f'{api}/getMe')\n"
+        "httpx.post(f'{api}/setWebhook', data={'url': os.environ['RENDER_EXTERNAL_URL']})\n"
+        "os.execvp(sys.executable, [sys.executable, '-m', 'http.server', os.environ['PORT']])\n"
+    )
+    (tree / "Procfile").write_text("web: python serve.py\n")
+    main(["check-bot", str(tree), "--timeout", "60", "--json"])
+    document = json.loads(capsys.readouterr().out)
+    hooked = next((c for c in document["checks"] if c["name"] == "webhook set at its own URL"), document)
+    assert hooked.get("ok") is True, hooked
