@@ -40,6 +40,8 @@ echo service (what a runner asks to learn its public address).
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import itertools
 import re
 import secrets
@@ -60,7 +62,7 @@ import redis
 import yaml
 
 from ci_tools import botrun
-from ci_tools.errors import ConfigError, FatalError
+from ci_tools.errors import BuildFailed, ConfigError, FatalError
 from sandbox import contract as contracts
 from sandbox.bot import BotProcess, ThreadedBot, inherited
 from sandbox.gate import Gate
@@ -1153,7 +1155,9 @@ class FakeRender(StandInServer):
         commands = botrun.from_blueprint(shown.stdout.decode(errors="replace"), service.name)
         if not self.process and REFERENCE_BOT.search(commands.start):
             return Build(commit, commands)
-        tree = self._checkout(commit)
+        # render.com/docs/monorepo-support: the service's root directory alone is there, to build and run.
+        tree = self._checkout(commit, commands.root)
+        commands = dataclasses.replace(commands, root="")
         log = self.log_dir / f"{service.name}-{commit[:7]}.log" if self.log_dir else None
         botrun.build(tree, commands, {**inherited(), **OFFLINE}, cache=botrun.default_cache(), log=log)
         return Build(commit, commands, tree)
@@ -1161,16 +1165,24 @@ class FakeRender(StandInServer):
     def _git(self, *args: str) -> str:
         return subprocess.run(["git", *args], cwd=self.repo, capture_output=True, text=True, check=False).stdout
 
-    def _checkout(self, commit: str) -> Path:
-        """The commit's tree, unpacked once under ``build_root`` (a redeploy reuses it)."""
+    def _checkout(self, commit: str, root: str = "") -> Path:
+        """The commit's tree (its ``root`` folder alone, when set), unpacked once under
+        ``build_root`` (a redeploy reuses it). BuildFailed when the commit has no such folder."""
         with self.lock:
             if self.build_root is None:
                 self.build_root = Path(tempfile.mkdtemp(prefix="render-builds-"))
-        target = self.build_root / commit
+        name = commit if not root else f"{commit}-{hashlib.sha256(root.encode()).hexdigest()[:8]}"
+        target = self.build_root / name
         if not target.exists():
-            staging = self.build_root / f".{commit}.{threading.get_ident()}"
+            archive = subprocess.run(
+                ["git", "archive", f"{commit}:{root}" if root else commit], cwd=self.repo, capture_output=True
+            )
+            if archive.returncode != 0:
+                raise BuildFailed(
+                    f"commit {commit[:12]} has no folder {root!r} (the service's rootDir)", hint="fix rootDir"
+                )
+            staging = self.build_root / f".{name}.{threading.get_ident()}"
             staging.mkdir()
-            archive = subprocess.run(["git", "archive", commit], cwd=self.repo, capture_output=True, check=True)
             subprocess.run(["tar", "-x", "-C", str(staging)], input=archive.stdout, check=True)
             try:
                 staging.rename(target)

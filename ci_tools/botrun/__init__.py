@@ -9,7 +9,8 @@ through here, never our own bot in its place.
 
 from ci_tools.botrun.building import build, default_cache
 from ci_tools.botrun.commands import BotCommands, commands_of, from_blueprint
-from ci_tools.botrun.running import RunningBot, die_with_parent, start, stop_session
+from ci_tools.botrun.running import RunningBot, start
+from ci_tools.botrun.sessions import die_with_parent, stop_session
 
 __all__ = [
     "BotCommands",

@@ -39,6 +39,8 @@ class BotCommands:
     root: str = ""  # the service's rootDir: where both commands run, relative to the tree
     env: Mapping[str, str] = field(default_factory=dict)  # the service's literal envVars (value:)
     service: str = ""  # the render.yaml service's name; "" when detected from the tree
+    generated: tuple[str, ...] = ()  # envVars with generateValue: true (Render makes a random value)
+    asked: Mapping[str, str] = field(default_factory=dict)  # envVars set elsewhere: key -> how (sync: false, ...)
 
 
 def commands_of(tree: Path, service: str | None = None) -> BotCommands:
@@ -73,6 +75,11 @@ def from_blueprint(text: str, service: str | None = None) -> BotCommands:
                 f"{BLUEPRINT} has no web service {service!r} (it has: {', '.join(names) or 'none'})",
                 hint="name one of its web services, or add that service to it",
             )
+    elif not webs:
+        raise ConfigError(
+            f"{BLUEPRINT} has no web service (a bot is a service of type: web)",
+            hint="add the bot's web service (type: web, buildCommand, startCommand) to it",
+        )
     elif len(webs) != 1:
         raise ConfigError(
             f"{BLUEPRINT} has {len(webs)} web services ({', '.join(names) or 'none'}): which one is the bot?",
@@ -84,32 +91,76 @@ def from_blueprint(text: str, service: str | None = None) -> BotCommands:
 
 
 def _service(spec: dict[str, Any]) -> BotCommands:
-    name = str(spec.get("name", ""))
-    runtime = str(spec.get("runtime") or spec.get("env") or "python")
+    name = _text(spec, "name", "")
+    runtime = _text(spec, "runtime", name) or _text(spec, "env", name) or "python"
     if runtime != "python":
         raise ConfigError(
             f"service {name!r} runs on Render's {runtime!r} runtime; only Python services are run here",
             hint="run a Python web service (runtime: python)",
         )
-    start = str(spec.get("startCommand") or "").strip()
+    start = _text(spec, "startCommand", name).strip()
     if not start:
         raise ConfigError(f"service {name!r} has no startCommand", hint="set startCommand in render.yaml")
-    health = str(spec.get("healthCheckPath") or "")
+    health = _text(spec, "healthCheckPath", name)
     if health and not health.startswith("/"):
         raise ConfigError(f"service {name!r}: healthCheckPath {health!r} does not start with '/'", hint="fix it")
+    env_vars = spec.get("envVars") or []
+    if not isinstance(env_vars, list):
+        raise ConfigError(
+            f"service {name!r}: envVars is not a list (it is {type(env_vars).__name__})",
+            hint="write envVars as a list of '- key: NAME' items",
+        )
     literal = {
         str(item["key"]): str(item["value"])
-        for item in spec.get("envVars") or []
+        for item in env_vars
         if isinstance(item, dict) and "key" in item and "value" in item
     }
+    declared = [item for item in env_vars if isinstance(item, dict) and "key" in item and "value" not in item]
     return BotCommands(
-        build=str(spec.get("buildCommand") or "").strip(),
+        build=_text(spec, "buildCommand", name).strip(),
         start=start,
         health_path=health,
-        root=str(spec.get("rootDir") or "").strip("/"),
+        root=_root(_text(spec, "rootDir", name), name),
         env=literal,
         service=name,
+        generated=tuple(str(item["key"]) for item in declared if item.get("generateValue")),
+        asked={str(item["key"]): _how(item) for item in declared if not item.get("generateValue")},
     )
+
+
+def _how(item: dict[str, Any]) -> str:
+    """How a variable without a literal value gets one on Render: what check-bot cannot do."""
+    if item.get("sync") is False:
+        return "sync: false"
+    return next((key for key in ("fromService", "fromDatabase", "fromGroup") if key in item), "no value")
+
+
+def _text(spec: dict[str, Any], key: str, service: str) -> str:
+    """A scalar field of a service as text ("" when absent); a list or a mapping is ConfigError."""
+    value = spec.get(key)
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        raise ConfigError(
+            f"service {service!r}: {key} is a {type(value).__name__}, not a string",
+            hint=f"write {key} as one line of text",
+        )
+    return str(value)
+
+
+def _root(root: str, service: str) -> str:
+    """The rootDir, relative to the repository; one that climbs out of it is ConfigError (Render
+    runs the commands in a folder of the repository: files outside it are not even there)."""
+    parts = [part for part in root.strip().split("/") if part not in ("", ".")]
+    depth = 0
+    for part in parts:
+        depth += -1 if part == ".." else 1
+        if depth < 0:
+            raise ConfigError(
+                f"service {service!r}: rootDir {root!r} leaves the repository",
+                hint="set rootDir to a folder inside the repository (or leave it out for the root)",
+            )
+    return "/".join(parts)
 
 
 def detected(tree: Path) -> BotCommands:

@@ -4,8 +4,9 @@ The start command runs with ``bash -c`` in the tree, the build's virtualenv firs
 session of its own (so ``stop()`` reaches whatever it started), and dies with this process
 (``die_with_parent``: even a SIGKILL of ours takes it along). The environment is the caller's
 (PORT, RENDER_EXTERNAL_URL, RENDER_GIT_COMMIT, the bot's own settings), plus a directory on
-PYTHONPATH whose ``sitecustomize.py`` sends an unchanged bot's Bot API calls, made with httpx to
-https://api.telegram.org, to ``telegram_api`` instead (``CI_TOOLS_TELEGRAM_API``).
+PYTHONPATH whose ``sitecustomize.py`` sends an unchanged bot's Bot API calls, made with httpx or
+aiohttp to https://api.telegram.org, to ``telegram_api`` instead (``CI_TOOLS_TELEGRAM_API``); the
+bot's own sitecustomize still runs after it.
 
 Ready means what Render waits for before it health-checks a new instance: with a health check
 path, that path answers (any status; whether it is healthy is the caller's question), else the
@@ -17,10 +18,8 @@ with its last line.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import queue
-import signal
 import socket
 import subprocess
 import tempfile
@@ -34,22 +33,12 @@ from typing import Any
 from ci_tools.botrun.building import VENV, build_environ
 from ci_tools.botrun.commands import BotCommands
 from ci_tools.botrun.logs import last_lines
+from ci_tools.botrun.sessions import die_with_parent, stop_session
 from ci_tools.errors import StartFailed
 
-PR_SET_PDEATHSIG = 1  # prctl(2): the signal a child gets when the thread that started it dies
 REROUTE = Path(__file__).parent / "reroute"  # holds sitecustomize.py, and nothing else
 TELEGRAM_VARIABLE = "CI_TOOLS_TELEGRAM_API"
 START_TIMEOUT = 60.0
-
-
-def die_with_parent() -> None:
-    """In a child, before it runs: be killed when the process that started it dies.
-
-    SIGTERM and Ctrl-C unwind the ``with`` blocks that stop our children, but a SIGKILL (a
-    runner that gives up on a cancelled step) unwinds nothing: the kernel's parent-death signal
-    still takes the private Redis and the bots with us (Linux; elsewhere a no-op)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class _Spawner:
@@ -207,35 +196,3 @@ def _port_open(host: str, port: int) -> bool:
     with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
         return True
     return False
-
-
-def stop_session(process: subprocess.Popen[bytes], grace: float = 5.0) -> None:
-    """SIGTERM to the process's session, then SIGKILL to every member still there after ``grace``."""
-    sid = process.pid
-    if process.poll() is None:
-        with contextlib.suppress(OSError):
-            os.killpg(sid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=grace)
-    for pid in session_members(sid):
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
-    if process.poll() is None:
-        process.kill()
-    process.wait()
-    deadline = time.monotonic() + grace  # SIGKILL is delivered, not awaited: until the kernel is done
-    while session_members(sid) and time.monotonic() < deadline:
-        time.sleep(0.01)
-
-
-def session_members(sid: int, proc: Path = Path("/proc")) -> list[int]:
-    """Every live process in session ``sid`` (a bot's children and theirs, reparented or not)."""
-    found = []
-    for stat in proc.glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[3]) == sid and fields[0] != "Z":  # state, ppid, pgrp, session; a zombie is dead already
-            found.append(int(stat.parent.name))
-    return found

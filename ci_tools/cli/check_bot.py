@@ -40,6 +40,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
+    from ci_tools.cli._common import printer
     from ci_tools.output import say
     from ci_tools.pipeline.check_bot import CheckRequest, StandIns, check_bot
     from sandbox.redis import RedisServer
@@ -72,8 +73,9 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
             stop_redis=redis_server.stop,
             start_redis=lambda: _restart(redis_server),
         )
-        say(f"checking the bot of {request.tree} against local stand-ins (nothing outside this machine is touched)")
-        outcome = check_bot(request, stand_ins, ctx.child, Path(work), on_status=lambda line: say(f"  {line}"))
+        if not args.json:  # with --json, stdout is the one JSON document
+            say(f"checking the bot of {request.tree} against local stand-ins (nothing outside this machine is touched)")
+        outcome = check_bot(request, stand_ins, ctx.child, Path(work), on_status=printer(args.json))
     show(ctx, outcome, as_json=args.json)
     if outcome.level is None:
         unmet = next((c for c in outcome.checks if c.ok is not True and not c.info), None)

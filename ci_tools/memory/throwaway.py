@@ -20,7 +20,7 @@ from pathlib import Path
 import redis
 from cryptography.fernet import Fernet
 
-from ci_tools.botrun.running import die_with_parent as die_with_parent  # the replay starts its bots with it
+from ci_tools.botrun.sessions import die_with_parent as die_with_parent  # the replay starts its bots with it
 from ci_tools.errors import ConfigError, RemoteError
 from ci_tools.memory.files import RecordFile
 from ci_tools.memory.records import Record

@@ -22,6 +22,7 @@ What the stand-ins are is the caller's (``StandIns``): the command wires ``sandb
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import secrets
 import shutil
 import subprocess
@@ -33,10 +34,11 @@ from pathlib import Path
 from typing import Any
 
 from ci_tools import botrun, redact
+from ci_tools.botrun.listening import listening_on, reachable_from_outside
 from ci_tools.checklist import Item
 from ci_tools.clients.health import SCHEMA, BotSurface, Health, NotTheContract, Unreachable, health_json
 from ci_tools.clients.telegram import webhook_secret_for
-from ci_tools.errors import BotRunError
+from ci_tools.errors import BotRunError, ConfigError
 from ci_tools.settings import DEFAULT_PROBE_USER_ID
 
 LEVELS = ("base", "health", "conversation")
@@ -46,6 +48,12 @@ DEFAULT_TURNS = ("/start",)
 USER_ID = 777_000_001  # the check's one user: a private chat with the bot
 SKIPPED = (".git", ".venv", "__pycache__", "node_modules", ".mypy_cache", ".ruff_cache", ".pytest_cache")
 Status = Callable[[str], None]
+# Without a single call seen, check-bot cannot tell "no call" from "a call it could not see".
+UNSEEN = (
+    "read TELEGRAM_BOT_TOKEN and call the Bot API with it; only calls made with httpx or aiohttp "
+    "(python-telegram-bot, aiogram) reach the stand-in: another client's (requests, urllib) went "
+    "to api.telegram.org unseen, and nothing after them could be checked here"
+)
 
 
 @dataclass
@@ -122,6 +130,19 @@ def copy_tree(source: Path, into: Path) -> Path:
     return target
 
 
+def only_root(tree: Path, commands: botrun.BotCommands, work: Path) -> Path:
+    """The service's rootDir of the copied ``tree``, on its own: on Render, files outside a
+    service's root directory are available neither to its build nor at runtime."""
+    root = tree / commands.root
+    if not root.is_dir() or not root.resolve().is_relative_to(tree.resolve()):
+        raise ConfigError(f"the service's rootDir {commands.root!r} is not a folder of {tree.name}", hint="fix rootDir")
+    alone = work / "root" / root.name
+    alone.parent.mkdir()
+    shutil.move(root, alone)
+    shutil.rmtree(tree, ignore_errors=True)
+    return alone
+
+
 def head_commit(tree: Path) -> str:
     """The commit the tree is at (what Render would report), else a stand-in SHA."""
     found = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tree, capture_output=True, text=True, check=False)
@@ -157,6 +178,8 @@ def check_bot(
     outcome = Outcome()
     tree = copy_tree(request.tree, work)
     commands = botrun.commands_of(tree, request.service)  # ConfigError: one line, nothing started
+    if commands.root:  # render.com/docs/monorepo-support: nothing outside rootDir is there
+        tree, commands = only_root(tree, commands, work), dataclasses.replace(commands, root="")
     outcome.service = commands.service or "(detected)"
     on_status(f"building with its own command: {commands.build or '(none)'}")
     try:
@@ -170,8 +193,12 @@ def check_bot(
     commit = head_commit(request.tree)
     webhook_secret = secrets.token_urlsafe(24)
     env_name = commands.env.get("ENV") or "staging"  # the service's, else staging's (the kit's prefix follows)
+    generated = {name: secrets.token_urlsafe(24) for name in commands.generated}  # as Render's generateValue
+    for value in generated.values():
+        redact.add_secret(value)
     environ = {
         **child,
+        **generated,
         **commands.env,
         "ENV": env_name,
         "PORT": str(port),
@@ -190,7 +217,11 @@ def check_bot(
         )
     except BotRunError as exc:
         outcome.log_tail = tuple(redact.redact(line) for line in exc.log_tail)
-        outcome.add("base", "the bot starts", False, exc.message, "run its start command with $PORT and fix it")
+        unset = [f"{name} ({how})" for name, how in commands.asked.items() if name not in environ]
+        fix = "run its start command with $PORT and fix it"
+        if unset:
+            fix += f"; the service also asks for {', '.join(unset)}, which check-bot does not set: does it need them?"
+        outcome.add("base", "the bot starts", False, exc.message, fix)
         return outcome
     try:
         looks = Looks(request, stand_ins, commands, bot, outcome, env_name, commit, webhook_secret)
@@ -217,12 +248,29 @@ class Looks:
 
     async def run(self) -> None:
         self.outcome.add("base", "the bot starts", True, f"{self.commands.start} answers on port {self.bot.port}")
+        self.listens()
         async with BotSurface(timeout=10) as http:
             health = await self.health(http) if await self.base(http) else self._not_checked("health")
             if health is not None:
                 await self.conversation(http, health)
             else:
                 self._not_checked("conversation")
+
+    def listens(self) -> None:
+        """Render's proxy reaches the bot at 0.0.0.0:$PORT: bound to loopback it answers here alone."""
+        addresses = listening_on(self.bot.port)
+        name = "it listens on all interfaces"
+        if addresses is None:
+            self.outcome.add("base", name, None, "not checked: no /proc/net/tcp on this system", info=True)
+            return
+        where = ", ".join(f"{a}:{self.bot.port}" for a in addresses) or "nothing found listening"
+        self.outcome.add(
+            "base",
+            name,
+            reachable_from_outside(addresses),
+            f"listens on {where}",
+            "listen on host 0.0.0.0 (all interfaces), as Render requires: its proxy cannot reach 127.0.0.1",
+        )
 
     def _not_checked(self, level: str) -> dict[str, Any] | None:
         self.outcome.add(level, f"{level} level", None, "not checked: a lower level is not met")
@@ -238,15 +286,16 @@ class Looks:
 
     async def base(self, http: BotSurface) -> bool:
         add, stand_ins = self.outcome.add, self.stand_ins
+        called = bool(await self._until(lambda: "getMe" in stand_ins.calls()))
+        seen = ", ".join(dict.fromkeys(stand_ins.calls()))
         ok = add(
             "base",
             "getMe called with its token",
-            bool(await self._until(lambda: "getMe" in stand_ins.calls())),
-            ", ".join(dict.fromkeys(stand_ins.calls())) or "no Bot API call",
-            "the bot must read TELEGRAM_BOT_TOKEN and call the Bot API with it (PTB does at start)",
+            called,
+            seen or "no Bot API call reached the stand-in",
+            "the bot must read TELEGRAM_BOT_TOKEN and call the Bot API with it (PTB does at start)" if seen else UNSEEN,
         )
-        mine = self.bot.url + "/"
-        hooked = await self._until(lambda: stand_ins.webhook()[0].startswith(mine))
+        hooked = await self._until(lambda: at_service(stand_ins.webhook()[0], self.bot.url))
         seen = stand_ins.webhook()[0].replace(stand_ins.token, "<token>")
         ok &= add(
             "base",
@@ -411,6 +460,11 @@ async def _take(http: BotSurface, url: str, headers: dict[str, str]) -> tuple[in
         return await http.take(url, headers)
     except Unreachable:
         return 0, None
+
+
+def at_service(webhook: str, base_url: str) -> bool:
+    """Whether ``webhook`` is at ``base_url`` under any path, the bare URL (root) included."""
+    return webhook == base_url or webhook.startswith(base_url.rstrip("/") + "/")
 
 
 def _update(update_id: int, user_id: int, text: str) -> dict[str, Any]:

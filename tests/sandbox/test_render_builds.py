@@ -127,3 +127,31 @@ def test_an_instance_that_exits_at_start_fails_the_deploy_as_renders_does(ava):
     assert ended["status"] == "update_failed"
     kinds = [e["type"] for e in service.events]
     assert "server_failed" in kinds
+
+
+def test_the_rehearsals_bot_project_commit_builds_and_goes_live(tmp_path):
+    """`ci-tools rehearse` (processes) commits the bot's project into the sandbox's repository and
+    from then on Render builds it with render.yaml's `uv sync --locked`: every package the
+    project's build backend names must be in that commit (release_kit was not: build_failed)."""
+    from sandbox.world import World
+
+    with World(tmp_path / "world", process=True, step=0.02) as world:
+        world.render.health_timeout = 30.0
+        sha = world.add_bot_project(ROOT, "the bot's code in the repository")
+        ended = deploy(world.render, world.services["production"], sha)
+        assert ended["status"] == "live", ended
+
+
+def test_a_service_with_a_root_dir_is_built_from_that_folder_alone(ava):
+    """render.com/docs/monorepo-support: files outside the root directory are not available at
+    build time or at runtime; the stand-in's build saw the whole repository."""
+    render, service, *_ = ava(True)
+    (render.repo / "svc").mkdir()
+    (render.repo / "svc" / "keep").write_text("")
+    spec = (
+        "services:\n  - type: web\n    name: ava-bot\n    runtime: python\n    rootDir: svc\n"
+        "    buildCommand: test ! -e ../render.yaml\n"
+        "    startCommand: exec python -m http.server $PORT --bind 127.0.0.1\n"
+    )
+    sha = commit(render.repo, "render.yaml", spec, "the bot moves into svc/")
+    assert deploy(render, service, sha)["status"] == "live"
