@@ -22,6 +22,7 @@ from ci_tools.actions import Runner
 from ci_tools.cli import (
     acceptance,
     announce,
+    ci,
     config,
     contracts,
     cutover,
@@ -69,6 +70,7 @@ COMMAND_MODULES = (
     status,
     history,
     contracts,
+    ci,
 )
 
 
