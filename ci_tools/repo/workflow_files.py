@@ -6,7 +6,7 @@ The pipeline's repository has two kinds of workflow. Most are the pipeline itsel
 probe, roll back, back up, the bot's own tests in ci.yml) and are copied into every repository
 that adopts it; ``OURS_ONLY`` are this repository's checks on its own code (its lint and test
 suite, the drift of the provider descriptions its stand-ins are held to), which no bot needs.
-That list is here and nowhere else: ``ci-tools adopt`` copies ``adopted_files()``.
+That list is here and nowhere else: ``ci-tools adopt`` copies ``adopted_set()``.
 
 The setup action installs ci-tools as ``pylock.toml`` beside it pins it (PEP 751, every
 package by version and sha256). In this repository the pin is the checkout itself (editable:
@@ -131,7 +131,7 @@ def adopted_workflows(root: Path) -> list[Path]:
     return [p for p in sorted((root / ".github" / "workflows").glob("*.yml")) if p.name not in OURS_ONLY]
 
 
-def adopted_files(root: Path) -> list[str]:
+def adopted_set(root: Path) -> list[str]:
     """What ``ci-tools adopt`` copies, as paths relative to ``root``: the adopted workflows, the
     setup action (its ``pylock.toml`` to be written with ``pinned_lock``), the rulesets."""
     files = [*adopted_workflows(root), *sorted((root / SETUP_ACTION).iterdir())]
@@ -141,8 +141,8 @@ def adopted_files(root: Path) -> list[str]:
 
 # The pipeline's own entry in this repository's pylock.toml: the checkout (three folders up).
 _OWN_ENTRY = re.compile(r'^directory = \{ path = "(?:\.\./){3}", editable = true \}$', re.M)
-_COMMIT = re.compile(r"^git\+(https://\S+?)(?:\.git)?@([0-9a-f]{40})$")
-_WHEEL = re.compile(r"^(\S+\.whl)#sha256=([0-9a-f]{64})$")
+_COMMIT = re.compile(r"^git\+(https://[^\s\"'\\]+?)(?:\.git)?@([0-9a-f]{40})$")
+_WHEEL = re.compile(r"^([^\s\"'\\]+\.whl)#sha256=([0-9a-f]{64})$")
 
 
 def pinned_lock(lock: str, source: str) -> str:

@@ -121,9 +121,9 @@ def test_a_required_check_that_names_no_job_is_caught(github, values, tmp_path, 
 
 def adopted_repository(tmp_path):
     """The files ci-tools adopt copies, in a repository of their own, with our config."""
-    from ci_tools.repo.workflow_files import adopted_files
+    from ci_tools.repo.workflow_files import adopted_set
 
-    for name in adopted_files(ROOT):
+    for name in adopted_set(ROOT):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / name, tmp_path / name)
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ci_tools.repo.workflow_files import PIN, adopted_files, pinned_lock
+from ci_tools.repo.workflow_files import PIN, adopted_set, pinned_lock
 from sandbox.tools import find_tool
 from sandbox.world import World, git
 from tests.support import ROOT
@@ -52,11 +52,15 @@ health_path = ""
 bake_minutes = 10
 bake_interval_seconds = 30
 """
-# The owner's tests: their own module, run by the Python the runner has, not the pipeline's.
-TESTS = (
-    'test_command = "python3 -m compileall -q bot && '
-    "python3 -c 'import sys; assert \\\"ci_tools\\\" not in sys.modules' && echo owner-tests-ran\""
-)
+# The owner's tests, a script of their own: their module compiles, and the pipeline put one
+# command on PATH and nothing else (no python, pip or uv of its own in the bot's way).
+OWNERS_TESTS = """\
+set -euo pipefail
+python3 -m compileall -q bot
+[ "$(ls "$(dirname "$(command -v ci-tools)")")" = ci-tools ]
+echo owner-tests-ran
+"""
+TESTS = 'test_command = "bash tests/run.sh"'
 
 
 @pytest.fixture(scope="session")
@@ -76,11 +80,13 @@ def pipeline_wheel(tmp_path_factory: pytest.TempPathFactory) -> str:
 def owner_repository(root: Path, wheel: str, ci: str) -> Path:
     """The owner's bot, adopted: their files untouched, the pipeline's beside them, pinned."""
     shutil.copytree(OWNER_BOT, root)
-    for name in adopted_files(ROOT):
+    for name in adopted_set(ROOT):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / name, root / name)
     (root / PIN).write_text(pinned_lock((ROOT / PIN).read_text(), wheel))
     (root / "pyproject.toml").write_text(CONFIG + ci)
+    (root / "tests").mkdir()
+    (root / "tests" / "run.sh").write_text(OWNERS_TESTS)
     git(root, "init", "-q", "-b", "main")
     git(root, "add", "-A")
     return root

@@ -17,7 +17,7 @@ from ci_tools.errors import ConfigError
 from ci_tools.repo.workflow_files import (
     OURS_ONLY,
     PIN,
-    adopted_files,
+    adopted_set,
     adopted_workflows,
     pinned_lock,
     pull_request_checks,
@@ -41,7 +41,7 @@ def assumptions(text: str) -> list[str]:
     return [name for name, pattern in FORBIDDEN.items() if pattern.search(text)]
 
 
-ADOPTED_YAML = [name for name in adopted_files(ROOT) if name.endswith(".yml")]
+ADOPTED_YAML = [name for name in adopted_set(ROOT) if name.endswith(".yml")]
 
 
 def test_the_adopted_set_is_every_workflow_but_ours_and_the_setup_action():
@@ -49,7 +49,7 @@ def test_the_adopted_set_is_every_workflow_but_ours_and_the_setup_action():
     assert workflows >= OURS_ONLY, "OURS_ONLY names a workflow that does not exist"
     assert {Path(name).name for name in ADOPTED_YAML} == (workflows - OURS_ONLY) | {"action.yml"}
     assert {"ci.yml", "production.yml", "branch-flow.yml"} <= {p.name for p in adopted_workflows(ROOT)}
-    assert {PIN, ".github/rulesets/main.json", ".github/rulesets/develop.json"} <= set(adopted_files(ROOT))
+    assert {PIN, ".github/rulesets/main.json", ".github/rulesets/develop.json"} <= set(adopted_set(ROOT))
 
 
 @pytest.mark.parametrize("name", ADOPTED_YAML)
@@ -84,7 +84,7 @@ def test_only_ours_may_assume_our_project():
 @pytest.mark.parametrize("branch", ["main", "develop"])
 def test_a_pull_request_gets_the_checks_its_workflows_produce(branch, tmp_path):
     assert pull_request_checks(ROOT, branch) == ["branch-flow", "lint", "pipeline-tests", "test"]
-    for name in adopted_files(ROOT):
+    for name in adopted_set(ROOT):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / name, tmp_path / name)
     assert pull_request_checks(tmp_path, branch) == ["branch-flow", "test"]
@@ -137,6 +137,7 @@ def test_a_wheel_pin_carries_its_hash(tmp_path):
         "git+https://github.com/someone/release-pipeline@main",  # a branch moves: not a pin
         "https://example.com/ci_tools-1-py3-none-any.whl",  # a wheel without its hash
         "ci-tools==1.0",
+        'git+https://github.com/a/b"injected = 1@' + "0" * 40,  # nothing but a URL goes into the TOML
     ],
 )
 def test_what_is_no_pin_is_refused_with_the_forms_that_are(source):
