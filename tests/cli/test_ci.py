@@ -45,6 +45,15 @@ def test_our_own_bot_has_its_tests_configured():
     )
 
 
+def test_config_show_says_what_ci_runs(tmp_path, monkeypatch, capsys):
+    repository(tmp_path, None, monkeypatch)
+    assert main(["config", "show"]) == 0
+    assert "the bot's tests (ci.yml): none configured ([tool.ci_tools.ci] test_command)" in capsys.readouterr().out
+    repository(tmp_path, 'test_command = "make test"', monkeypatch)
+    assert main(["config", "show", "--json"]) == 0
+    assert '"test_command": "make test"' in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("table", [None, ""], ids=["no-table", "empty-table"])
 def test_no_test_command_says_so_and_passes(tmp_path, monkeypatch, capfd, table):
     repository(tmp_path, table, monkeypatch)
