@@ -24,6 +24,7 @@ from ci_tools.cli import (
     adopt,
     announce,
     check_bot,
+    ci,
     config,
     contracts,
     cutover,
@@ -75,6 +76,7 @@ COMMAND_MODULES = (
     status,
     history,
     contracts,
+    ci,
 )
 
 

@@ -144,6 +144,17 @@ class Replay:
 
 
 @dataclass(frozen=True)
+class CI:
+    """The bot's own tests, which ci.yml runs on every push and pull request (``ci-tools ci run``).
+
+    The pipeline knows nothing of how a bot is tested: the owner names one shell command, run in
+    the repository's root (``bash -c``). None (the default) is a choice too: the job says that no
+    tests are configured and passes, so an owner without tests is not blocked by a red check."""
+
+    test_command: str | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     environments: dict[str, Environment]
@@ -153,6 +164,7 @@ class Config:
     memory_backup: MemoryBackup = field(default_factory=MemoryBackup)
     watch: Watch = field(default_factory=Watch)
     replay: Replay = field(default_factory=Replay)
+    ci: CI = field(default_factory=CI)
 
     @property
     def before_release_days(self) -> int:
@@ -236,7 +248,23 @@ def load_config(path: Path | None = None) -> Config:
         memory_backup=backup,
         watch=_parse_watch(section.get("watch", {}), path),
         replay=_parse_replay(section.get("replay", {}), path),
+        ci=_parse_ci(section.get("ci", {}), path),
     )
+
+
+def _parse_ci(raw: Any, path: Path) -> CI:
+    where = f"{path.name}: [tool.ci_tools.ci]"
+    if not isinstance(raw, dict) or set(raw) - {"test_command"}:
+        raise ConfigError(f"{where} takes only test_command", hint='e.g. test_command = "python -m pytest"')
+    command = raw.get("test_command")
+    if command is None:
+        return CI()
+    if not isinstance(command, str) or not command.strip() or "\0" in command:
+        raise ConfigError(
+            f"{where}: test_command must be a shell command as one string, or left out for no tests",
+            hint='e.g. test_command = "pip install -r requirements.txt pytest && python -m pytest"',
+        )
+    return CI(command.strip())
 
 
 def _parse_replay(raw: Any, path: Path) -> Replay:
