@@ -6,7 +6,8 @@ writes the pipeline's files beside the bot — the workflows, the kit, ``[tool.c
 flow section of CONTRIBUTING.md. Every value is detected, kept from what the owner set, given,
 asked or a default, and each is named with where it came from. Nothing is written until
 every detection has succeeded and the result passes what ``ci-tools config check`` checks;
-each file is replaced atomically and only when it differs, so a second run changes nothing.
+then the files that differ are written all together or not at all (``repo/file_set``), so a
+failure half-way leaves the repository as it was and a second run changes nothing.
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from ci_tools.errors import ConfigError, FatalError, InputError
-from ci_tools.repo import adopted_files, bot_detection
+from ci_tools.repo import adopted_files, bot_detection, file_set
 from ci_tools.repo.adopted_config import Commands, EnvironmentPlan, load_round_trip, merge_blueprint, merge_config
 from ci_tools.repo.blueprint import blueprint_problems, load_blueprint
 from ci_tools.repo.bot_detection import Finding
-from ci_tools.repo.owner_files import PLACEHOLDER_REVIEWERS, write_if_changed
+from ci_tools.repo.owner_files import PLACEHOLDER_REVIEWERS
 from ci_tools.settings import BOT_USERNAME, load_config
 
 # (question, default, the flag that gives it) -> the answer; raises when nobody can be asked
@@ -432,9 +433,5 @@ def adopt(request: AdoptRequest) -> AdoptResult:
     composed = _Adoption(request, root, result).compose(source)
     result.changes = composed.changes
     _agrees(composed.files)
-    for relative, data in composed.files.items():
-        target = root / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if write_if_changed(target, data):
-            result.written.append(relative)
+    result.written = file_set.write_all(root, composed.files)
     return result

@@ -197,6 +197,15 @@ def _owners_own_workflow(bot: Path) -> None:
     (bot / ".github" / "workflows" / "ci.yml").write_text("name: mine\n")
 
 
+def _folder_where_a_ruleset_goes(bot: Path) -> None:
+    (bot / ".github" / "rulesets" / "main.json").mkdir(parents=True)
+
+
+def _file_where_the_actions_go(bot: Path) -> None:
+    (bot / ".github").mkdir()
+    (bot / ".github" / "actions").write_text("notes\n")
+
+
 @pytest.mark.parametrize(
     ("spoil", "said"),
     [
@@ -207,18 +216,32 @@ def _owners_own_workflow(bot: Path) -> None:
         (_two_web_services, "render.yaml has 2 web services (ava-bot, ava-admin): adopt cannot tell which one is"),
         (_token_committed, "render.yaml holds ava-bot's TELEGRAM_BOT_TOKEN value: a secret in git"),
         (_owners_own_workflow, ".github/workflows/ci.yml exists and was not written by ci-tools adopt"),
+        (_folder_where_a_ruleset_goes, ".github/rulesets/main.json is a folder where a file goes: nothing was"),
+        (_file_where_the_actions_go, ".github/actions is a file where a folder goes (.github/actions/setup-ci-"),
     ],
-    ids=["missing", "not-git", "bad-yaml", "bad-toml", "two-services", "token-in-git", "owners-workflow"],
+    ids=[
+        "missing",
+        "not-git",
+        "bad-yaml",
+        "bad-toml",
+        "two-services",
+        "token-in-git",
+        "owners-workflow",
+        "folder-in-the-way",
+        "file-in-the-way",
+    ],
 )
 def test_bad_input_is_one_line_with_its_fix_and_nothing_is_written(bot, spoil, said):
     spoil(bot)
     before = tree(bot) if bot.exists() else {}
+    folders = sorted(p for p in bot.rglob("*") if p.is_dir()) if bot.exists() else []
     done = ci_tools("adopt", str(bot), "--yes", cwd=bot.parent)
     assert done.returncode == 2, done.stdout + done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
     assert said in done.stderr
     assert "AAsecret" not in done.stdout + done.stderr
     assert (tree(bot) if bot.exists() else {}) == before
+    assert (sorted(p for p in bot.rglob("*") if p.is_dir()) if bot.exists() else []) == folders
 
 
 def test_a_start_command_other_than_the_live_services_is_refused(bot):
