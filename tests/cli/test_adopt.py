@@ -197,6 +197,11 @@ def _owners_own_workflow(bot: Path) -> None:
     (bot / ".github" / "workflows" / "ci.yml").write_text("name: mine\n")
 
 
+def _owners_own_ruleset(bot: Path) -> None:
+    (bot / ".github" / "rulesets").mkdir(parents=True)
+    (bot / ".github" / "rulesets" / "main.json").write_text('{"name": "my own main rules"}\n')
+
+
 def _folder_where_a_ruleset_goes(bot: Path) -> None:
     (bot / ".github" / "rulesets" / "main.json").mkdir(parents=True)
 
@@ -216,6 +221,7 @@ def _file_where_the_actions_go(bot: Path) -> None:
         (_two_web_services, "render.yaml has 2 web services (ava-bot, ava-admin): adopt cannot tell which one is"),
         (_token_committed, "render.yaml holds ava-bot's TELEGRAM_BOT_TOKEN value: a secret in git"),
         (_owners_own_workflow, ".github/workflows/ci.yml exists and was not written by ci-tools adopt"),
+        (_owners_own_ruleset, ".github/rulesets/main.json exists and was not written by ci-tools adopt"),
         (_folder_where_a_ruleset_goes, ".github/rulesets/main.json is a folder where a file goes: nothing was"),
         (_file_where_the_actions_go, ".github/actions is a file where a folder goes (.github/actions/setup-ci-"),
     ],
@@ -227,6 +233,7 @@ def _file_where_the_actions_go(bot: Path) -> None:
         "two-services",
         "token-in-git",
         "owners-workflow",
+        "owners-ruleset",
         "folder-in-the-way",
         "file-in-the-way",
     ],
