@@ -160,10 +160,23 @@ def build_command(root: Path, listed: list[str], service: Any | None) -> Finding
 
 
 # -- the code: memory keys and a health endpoint -----------------------------------------------------
+def _is_test(name: str) -> bool:
+    """A test module: what it names (a key, a ``/healthz`` it asks for) is no finding of the bot's."""
+    parts = name.split("/")
+    file = parts[-1]
+    return (
+        any(part in ("test", "tests") for part in parts[:-1])
+        or file == "conftest.py"
+        or file.startswith("test_")
+        or file.endswith("_test.py")
+    )
+
+
 def _trees(root: Path, listed: list[str]) -> list[tuple[str, ast.Module]]:
+    """The bot's own Python modules, parsed (its tests are not the bot)."""
     found = []
     for name in listed:
-        if name.endswith(".py"):
+        if name.endswith(".py") and not _is_test(name):
             try:
                 found.append((name, ast.parse((root / name).read_text(encoding="utf-8"), filename=name)))
             except (SyntaxError, UnicodeDecodeError, ValueError):
@@ -269,18 +282,34 @@ def memory_patterns(root: Path, listed: list[str]) -> list[Finding]:
     return [Finding(pattern, first[pattern]) for pattern in sorted(first)]
 
 
+def _routes_healthz(node: ast.Call) -> bool:
+    """``Route("/healthz", …)``, ``@app.get("/healthz")``, ``add_route("/healthz", …)``: the path
+    handed to a call (a bare string naming it is no endpoint)."""
+    return any(
+        isinstance(arg, ast.Constant) and arg.value == HEALTH_PATH
+        for arg in [*node.args[:1], *(kw.value for kw in node.keywords if kw.arg == "path")]
+    )
+
+
 def health_path(root: Path, listed: list[str]) -> Finding | None:
     """The path of the bot's health JSON: the kit's ``run_webhook`` (its ``health_path``, default
-    /healthz), or a ``/healthz`` route of its own; None when the code shows neither."""
+    /healthz), or a ``/healthz`` route of its own; None when the code shows neither.
+
+    What this returns becomes Render's healthCheckPath on the live service, and a path the bot
+    does not serve fails its every deploy: so only the bot's own modules count (never its tests),
+    and only a path handed to a call."""
     for name, tree in _trees(root, listed):
         for node in ast.walk(tree):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "run_webhook":
+            if not isinstance(node, ast.Call):
+                continue
+            if isinstance(node.func, ast.Attribute) and node.func.attr == "run_webhook":
                 given = {kw.arg: kw.value for kw in node.keywords}
                 chosen = given.get("health_path")
-                if isinstance(chosen, ast.Constant) and isinstance(chosen.value, str) and chosen.value:
-                    return Finding(chosen.value, f"{name}:{node.lineno} (run_webhook's health_path)")
+                if isinstance(chosen, ast.Constant) and isinstance(chosen.value, str):
+                    served = "/" + chosen.value.lstrip("/")  # the kit's reading: its leading slash optional
+                    return Finding(served, f"{name}:{node.lineno} (run_webhook's health_path)")
                 if isinstance(node.func.value, ast.Name) and node.func.value.id == "kit":
                     return Finding(HEALTH_PATH, f"{name}:{node.lineno} (kit.run_webhook)")
-            if isinstance(node, ast.Constant) and node.value == HEALTH_PATH:
+            if _routes_healthz(node):
                 return Finding(HEALTH_PATH, f"{name}:{node.lineno} (a {HEALTH_PATH} route)")
     return None
