@@ -27,7 +27,7 @@ from ci_tools.repo.adopted_config import Commands, EnvironmentPlan, load_round_t
 from ci_tools.repo.blueprint import blueprint_problems, load_blueprint
 from ci_tools.repo.bot_detection import Finding
 from ci_tools.repo.owner_files import PLACEHOLDER_REVIEWERS
-from ci_tools.settings import BOT_USERNAME, load_config
+from ci_tools.settings import BASE_URL, BOT_USERNAME, load_config, pattern_problem
 
 # (question, default, the flag that gives it) -> the answer; raises when nobody can be asked
 Ask = Callable[[str, str, str], str]
@@ -54,6 +54,31 @@ class AdoptResult:
     kit_vendored: bool = False
 
 
+# A value's problem ("'x' is not a Telegram bot username (…)"), or None when it is fine.
+Check = Callable[[str], str | None]
+ASKED_AT_MOST = 3  # then the owner is told which flag gives it, rather than asked forever
+
+
+def bot_problem(value: str) -> str | None:
+    name = value.lstrip("@")
+    if BOT_USERNAME.match(name):
+        return None
+    return f"{name!r} is not a Telegram bot username (5-32 letters, digits or underscores, ending in 'bot')"
+
+
+def address_problem(value: str) -> str | None:
+    if BASE_URL.match(value.rstrip("/")):
+        return None
+    return f"{value!r} is not an address (a scheme and host, e.g. https://ava-bot.onrender.com)"
+
+
+def patterns_problem(value: str) -> str | None:
+    for pattern in (p.strip() for p in value.split(",") if p.strip()):
+        if problem := pattern_problem(pattern):
+            return f"{pattern!r} {problem}"
+    return None
+
+
 @dataclass
 class _Resolver:
     """Each value from the first source that has it, and a line saying which."""
@@ -61,19 +86,44 @@ class _Resolver:
     request: AdoptRequest
     said: list[tuple[str, str]]
 
-    def value(self, what: str, *, kept: Any = None, given: str = "", found: Finding | None = None, **ask: str) -> str:
+    def asked(self, question: str, default: str, flag: str, check: Check | None) -> str:
+        """The owner's answer, asked again (with what is wrong) while ``check`` finds a problem."""
+        assert self.request.ask is not None
+        shown = question
+        for _ in range(ASKED_AT_MOST):
+            answer = self.request.ask(shown, default, flag).strip()
+            problem = check(answer) if check is not None and answer else None
+            if problem is None:
+                return answer
+            shown = f"{problem}; {question}"
+        raise InputError(f"{problem}, answered {ASKED_AT_MOST} times", hint=f"give {flag} instead")
+
+    def value(
+        self,
+        what: str,
+        *,
+        kept: Any = None,
+        given: str = "",
+        found: Finding | None = None,
+        check: Check | None = None,
+        **ask: str,
+    ) -> str:
+        flag = f"--{given.replace('_', '-')}"
         if kept is not None:
             self.said.append(("kept", f"{what} {_shown(kept)} (pyproject.toml)"))
             return str(kept)
         if self.request.given.get(given):
-            self.said.append(("given", f"{what} {_shown(self.request.given[given])} (--{given.replace('_', '-')})"))
-            return self.request.given[given]
+            value = self.request.given[given]
+            if check is not None and (problem := check(value)):
+                raise InputError(f"{flag} {problem}", hint=f"correct it, e.g. {flag} {ask['default']}")
+            self.said.append(("given", f"{what} {_shown(value)} ({flag})"))
+            return value
         if found is not None:
             self.said.append(("detected", f"{what} {_shown(found.value)} from {found.origin}"))
             return found.value
         default, why = ask["default"], ask.get("why", "")
         if self.request.ask is not None and ask.get("question"):
-            answer = self.request.ask(ask["question"], default, f"--{given.replace('_', '-')}").strip()
+            answer = self.asked(ask["question"], default, flag, check)
             if answer:
                 self.said.append(("asked", f"{what} {_shown(answer)}"))
                 return answer
@@ -229,7 +279,9 @@ class _Adoption:
             return tuple(f.value for f in found)
         answer = ""
         if self.request.ask is not None:
-            answer = self.request.ask("your bot's Redis keys for one user, comma-separated", DEFAULT_PATTERN, "--yes")
+            question = "your bot's Redis keys for one user, comma-separated"
+            where = "memory_patterns in pyproject.toml ([tool.ci_tools.environments.production])"
+            answer = self.resolve.asked(question, DEFAULT_PATTERN, where, patterns_problem)
         patterns = tuple(p.strip() for p in (answer or DEFAULT_PATTERN).split(",") if p.strip())
         self.said("asked" if answer else "default", f"memory_patterns {list(patterns)}")
         if not answer:
@@ -359,6 +411,7 @@ def _environment(resolve: _Resolver, role: _Role, kept: Mapping[str, Any], commo
         default=_bot_username(common.live_service, role.bot_suffix),
         why="not in the code: `ci-tools init` reads the real one from the token",
         question=f"the {role.name} bot's username (without @)",
+        check=bot_problem,
     )
     url = resolve.value(
         f"{role.name} address",
@@ -367,6 +420,7 @@ def _environment(resolve: _Resolver, role: _Role, kept: Mapping[str, Any], commo
         default=f"https://{common.service}.onrender.com",
         why="Render's default; `ci-tools init` reads the real one",
         question=f"the {role.name} service's address",
+        check=address_problem,
     )
     prefix = resolve.value(
         f"{role.name} key prefix",

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -166,7 +167,8 @@ def test_without_a_terminal_or_yes_adopt_names_the_flag_for_what_it_would_ask(bo
     done = ci_tools("adopt", str(bot), cwd=bot.parent)
     assert done.returncode == 2
     assert done.stderr.strip() == (
-        "ci-tools: bad input: adopt has a question and no terminal to ask it in: the production bot's username "
+        "ci-tools: bad input: adopt has a question and no answer to it (no terminal, or its input ended): "
+        "the production bot's username "
         "(without @) — give --production-bot, or --yes to take the defaults (each named in the report)"
     )
     assert tree(bot) == before
@@ -280,9 +282,9 @@ def test_adopting_the_pipelines_own_repository_is_refused(bot):
     assert not (FIXTURE / "pyproject.toml").exists()
 
 
-def test_in_a_terminal_adopt_asks_what_it_cannot_detect_and_enter_takes_the_default(bot):
-    """As the owner runs it: a prompt per value the code cannot tell, its default in brackets."""
-    answers = {"the production bot's username (without @) [ava_bot]: ": "ava_companion_bot"}
+def in_a_terminal(bot: Path, reply: Callable[[str], bytes]) -> tuple[int, str, list[str]]:
+    """adopt run in a real pty; ``reply`` answers each prompt (b"\\x04" at a line's start: the input
+    ends). Its exit code, everything it showed, and the prompts it asked."""
     controller, terminal = pty.openpty()
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("CI_TOOLS_", "GITHUB_", "RUNNER_"))}
     process = subprocess.Popen(
@@ -308,13 +310,29 @@ def test_in_a_terminal_adopt_asks_what_it_cannot_detect_and_enter_takes_the_defa
             prompt = seen.rsplit("\n", 1)[-1]
             if prompt.endswith(": ") and "[" in prompt:
                 asked.append(prompt.strip())
-                os.write(controller, (answers.get(prompt.lstrip("\r"), "") + "\n").encode())
+                os.write(controller, reply(prompt.lstrip("\r")))
                 seen += "\n"
-        assert process.wait(timeout=max(1.0, deadline - time.monotonic())) == 0, seen
+        code = process.wait(timeout=max(1.0, deadline - time.monotonic()))
+        while select.select([controller], [], [], 0.2)[0]:  # what it said last, after the prompts
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk.decode(errors="replace")
     finally:
         os.close(controller)
         if process.poll() is None:
             process.kill()
+    return code, seen, asked
+
+
+def test_in_a_terminal_adopt_asks_what_it_cannot_detect_and_enter_takes_the_default(bot):
+    """As the owner runs it: a prompt per value the code cannot tell, its default in brackets."""
+    answers = {"the production bot's username (without @) [ava_bot]: ": "ava_companion_bot"}
+    code, seen, asked = in_a_terminal(bot, lambda prompt: (answers.get(prompt, "") + "\n").encode())
+    assert code == 0, seen
     assert asked == [
         "the production bot's username (without @) [ava_bot]:",
         "the production service's address [https://ava-bot.onrender.com]:",
@@ -346,4 +364,43 @@ def test_the_owners_pyproject_is_kept_and_what_adopt_changes_in_their_services_i
     assert ci_tools("config", "check", cwd=bot).returncode == 0
     before = tree(bot)
     adopted(bot)
+    assert tree(bot) == before
+
+
+def test_the_input_ending_at_a_prompt_is_one_line_and_nothing_is_written(bot):
+    before = tree(bot)
+    code, seen, asked = in_a_terminal(bot, lambda prompt: b"\x04")
+    assert code == 2, seen
+    assert asked == ["the production bot's username (without @) [ava_bot]:"]
+    assert "Traceback" not in seen and "EOFError" not in seen
+    assert "adopt has a question and no answer to it (no terminal, or its input ended)" in seen
+    assert "give --production-bot, or --yes" in seen
+    assert tree(bot) == before
+
+
+def test_a_bad_answer_is_asked_again_with_what_is_wrong_with_it(bot):
+    answers = iter(["@@not a bot!!\n", "@ava_companion_bot\n", "ava.onrender.com\n", "\n"])
+    code, seen, asked = in_a_terminal(bot, lambda prompt: next(answers, "\n").encode())
+    assert code == 0, seen
+    assert asked[:4] == [
+        "the production bot's username (without @) [ava_bot]:",
+        "'not a bot!!' is not a Telegram bot username (5-32 letters, digits or underscores, ending in 'bot'); "
+        "the production bot's username (without @) [ava_bot]:",
+        "the production service's address [https://ava-bot.onrender.com]:",
+        "'ava.onrender.com' is not an address (a scheme and host, e.g. https://ava-bot.onrender.com); "
+        "the production service's address [https://ava-bot.onrender.com]:",
+    ]
+    config = load_config(bot / "pyproject.toml")
+    assert config.env("production").bot_username == "ava_companion_bot"
+    assert config.env("production").base_url == "https://ava-bot.onrender.com"
+
+
+def test_a_bad_value_given_as_a_flag_is_refused_by_its_flag(bot):
+    before = tree(bot)
+    done = ci_tools("adopt", str(bot), "--yes", "--staging-bot", "ava", cwd=bot.parent)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "ci-tools: bad input: --staging-bot 'ava' is not a Telegram bot username (5-32 letters, digits or "
+        "underscores, ending in 'bot') — correct it, e.g. --staging-bot ava_dev_bot"
+    )
     assert tree(bot) == before
