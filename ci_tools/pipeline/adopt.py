@@ -162,7 +162,32 @@ def _existing_config(path: Path) -> tuple[str | None, dict[str, Any]]:
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"pyproject.toml is not valid TOML ({exc})", hint="fix it, then run adopt again") from None
     tables = data.get("tool", {}).get("ci_tools", {}).get("environments", {})
-    return text, tables if isinstance(tables, dict) else {}
+    tables = tables if isinstance(tables, dict) else {}
+    for name, table in tables.items():
+        _refuse_kept_of_the_wrong_kind(name, table)
+    return text, tables
+
+
+# What adopt keeps of [tool.ci_tools.environments.*], by the kind each must be: a value of another
+# kind is refused, never turned into one (``"main"`` read as a list is ["m", "a", "i", "n"]).
+KEPT_STRINGS = ("branch", "render_service", "key_value", "bot_username", "base_url", "key_prefix", "health_path")
+KEPT_LISTS = ("deploy_branches", "reviewers", "memory_patterns")
+
+
+def _refuse_kept_of_the_wrong_kind(name: str, table: Any) -> None:
+    where = f"pyproject.toml: [tool.ci_tools.environments.{name}]"
+    fix = "correct it (adopt keeps what you set there), then run adopt again"
+    if not isinstance(table, dict):
+        raise InputError(f"{where} must be a table", hint=fix)
+    for key in KEPT_STRINGS:
+        if key in table and not isinstance(table[key], str):
+            raise InputError(f"{where} {key} must be a string, not {table[key]!r}", hint=fix)
+    for key in KEPT_LISTS:
+        value = table.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise InputError(f"{where} {key} must be a list of strings, not {value!r}", hint=fix)
+    if not isinstance(table.get("testers_only", True), bool):
+        raise InputError(f"{where} testers_only must be true or false", hint=fix)
 
 
 def _bot_username(service: str, suffix: str) -> str:

@@ -204,6 +204,14 @@ def _owners_own_ruleset(bot: Path) -> None:
     (bot / ".github" / "rulesets" / "main.json").write_text('{"name": "my own main rules"}\n')
 
 
+def _a_list_set_as_a_string(bot: Path) -> None:
+    (bot / "pyproject.toml").write_text('[tool.ci_tools.environments.production]\ndeploy_branches = "main"\n')
+
+
+def _an_environment_that_is_no_table(bot: Path) -> None:
+    (bot / "pyproject.toml").write_text("[tool.ci_tools.environments]\nstaging = 5\n")
+
+
 def _folder_where_a_ruleset_goes(bot: Path) -> None:
     (bot / ".github" / "rulesets" / "main.json").mkdir(parents=True)
 
@@ -224,6 +232,11 @@ def _file_where_the_actions_go(bot: Path) -> None:
         (_token_committed, "render.yaml holds ava-bot's TELEGRAM_BOT_TOKEN value: a secret in git"),
         (_owners_own_workflow, ".github/workflows/ci.yml exists and was not written by ci-tools adopt"),
         (_owners_own_ruleset, ".github/rulesets/main.json exists and was not written by ci-tools adopt"),
+        (
+            _a_list_set_as_a_string,
+            "pyproject.toml: [tool.ci_tools.environments.production] deploy_branches must be a list of strings",
+        ),
+        (_an_environment_that_is_no_table, "pyproject.toml: [tool.ci_tools.environments.staging] must be a table"),
         (_folder_where_a_ruleset_goes, ".github/rulesets/main.json is a folder where a file goes: nothing was"),
         (_file_where_the_actions_go, ".github/actions is a file where a folder goes (.github/actions/setup-ci-"),
     ],
@@ -236,6 +249,8 @@ def _file_where_the_actions_go(bot: Path) -> None:
         "token-in-git",
         "owners-workflow",
         "owners-ruleset",
+        "kept-list-as-string",
+        "kept-environment-not-a-table",
         "folder-in-the-way",
         "file-in-the-way",
     ],
