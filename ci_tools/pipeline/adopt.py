@@ -152,11 +152,25 @@ def _git_root(path: Path) -> Path:
     return root
 
 
+def read_text(path: Path) -> str | None:
+    """A file of the owner's that adopt merges into (None: there is none), as UTF-8 text."""
+    if not path.is_file():
+        return None
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{path.name} is not UTF-8 text (byte {data[exc.start]:#x} at {exc.start})",
+            hint=f"save {path.name} as UTF-8 (adopt merges into it), then run adopt again",
+        ) from None
+
+
 def _existing_config(path: Path) -> tuple[str | None, dict[str, Any]]:
     """pyproject.toml's text (None: none) and its ``[tool.ci_tools.environments]`` tables."""
-    if not path.is_file():
+    text = read_text(path)
+    if text is None:
         return None, {}
-    text = path.read_text(encoding="utf-8")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -200,7 +214,24 @@ def _bot_username(service: str, suffix: str) -> str:
     return name if BOT_USERNAME.match(name) else f"my{suffix}"
 
 
+def _refuse_a_malformed_service(service: Any, name: str) -> None:
+    """What adopt reads and merges of the live service, each of the kind Render takes: one line
+    naming the field, never a reshaped value (``str(['python', '-m', 'bot'])`` as its command)."""
+    fix = "correct render.yaml (Render's Blueprint reference: render.com/docs/blueprint-spec), then run adopt again"
+    for key in ("branch", "buildCommand", "startCommand", "healthCheckPath"):
+        if service.get(key) is not None and not isinstance(service[key], str):
+            raise InputError(f"render.yaml: {name}'s {key} must be text, not {service[key]!r}", hint=fix)
+    variables = service.get("envVars")
+    if variables is not None and (
+        not isinstance(variables, list) or not all(isinstance(var, dict) and "key" in var for var in variables)
+    ):
+        raise InputError(
+            f"render.yaml: {name}'s envVars must be a list of variables (key: …), not {variables!r}", hint=fix
+        )
+
+
 def _refuse_secrets_and_outside_redis(service: Any, name: str) -> None:
+    _refuse_a_malformed_service(service, name)
     for var in service.get("envVars") or []:
         if isinstance(var, dict) and var.get("key") == "TELEGRAM_BOT_TOKEN" and "value" in var:
             raise InputError(
@@ -230,8 +261,7 @@ class _Adoption:
         self.request, self.root, self.result = request, root, result
         self.resolve = _Resolver(request, result.said)
         self.listed = bot_detection.files(root)
-        path = root / "render.yaml"
-        self.blueprint_text = path.read_text(encoding="utf-8") if path.is_file() else None
+        self.blueprint_text = read_text(root / "render.yaml")
         self.blueprint = load_round_trip(self.blueprint_text) if self.blueprint_text is not None else None
         self.config_text, tables = _existing_config(root / "pyproject.toml")
         self.kept_prod: dict[str, Any] = tables.get("production", {})
@@ -388,8 +418,7 @@ class _Adoption:
         theirs = {env.name: env.render_service for env in (staging, production)}
         ours = _our_service_names(source)
         section = adopted_files.flow_section(source, {ours[env]: theirs[env] for env in theirs if ours.get(env)})
-        contributing = self.root / "CONTRIBUTING.md"
-        current = contributing.read_text(encoding="utf-8") if contributing.is_file() else None
+        current = read_text(self.root / "CONTRIBUTING.md")
         files["CONTRIBUTING.md"] = adopted_files.with_flow_section(current, section).encode()
         return _Composed(files, merged.changes)
 

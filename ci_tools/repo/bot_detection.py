@@ -61,6 +61,12 @@ def web_services(blueprint: Any) -> list[Any]:
 def live_service(blueprint: Any, *, given: str | None, configured: str | None) -> Finding:
     """The web service that runs the bot today: production (its name is kept, it is live)."""
     services = web_services(blueprint)
+    for service in services:
+        if not isinstance(service.get("name"), str):
+            raise InputError(
+                f"render.yaml: a web service's name must be text, not {service.get('name')!r}",
+                hint="name it as Render shows it (its dashboard), then run adopt again",
+            )
     names = [str(s.get("name")) for s in services]
     if given:
         if given not in names:

@@ -212,6 +212,19 @@ def _an_environment_that_is_no_table(bot: Path) -> None:
     (bot / "pyproject.toml").write_text("[tool.ci_tools.environments]\nstaging = 5\n")
 
 
+def _contributing_in_latin_1(bot: Path) -> None:
+    (bot / "CONTRIBUTING.md").write_bytes("# Contributing\n\nCafé rules\n".encode("latin-1"))
+
+
+def _render_yaml_edit(old: str, new: str) -> Callable[[Path], None]:
+    def edit(bot: Path) -> None:
+        text = (bot / "render.yaml").read_text()
+        assert old in text
+        (bot / "render.yaml").write_text(text.replace(old, new, 1))
+
+    return edit
+
+
 def _folder_where_a_ruleset_goes(bot: Path) -> None:
     (bot / ".github" / "rulesets" / "main.json").mkdir(parents=True)
 
@@ -237,6 +250,21 @@ def _file_where_the_actions_go(bot: Path) -> None:
             "pyproject.toml: [tool.ci_tools.environments.production] deploy_branches must be a list of strings",
         ),
         (_an_environment_that_is_no_table, "pyproject.toml: [tool.ci_tools.environments.staging] must be a table"),
+        (_contributing_in_latin_1, "CONTRIBUTING.md is not UTF-8 text (byte 0xe9 at 19)"),
+        (
+            _render_yaml_edit(
+                "    envVars:\n      - key: PYTHON_VERSION", "    envVars: PYTHON_VERSION\n    x:\n      - key: P"
+            ),
+            "render.yaml: ava-bot's envVars must be a list of variables (key: …), not 'PYTHON_VERSION'",
+        ),
+        (
+            _render_yaml_edit("name: ava-bot", "name: 1234"),
+            "render.yaml: a web service's name must be text, not 1234",
+        ),
+        (
+            _render_yaml_edit("startCommand: python -m bot", "startCommand: [python, -m, bot]"),
+            "render.yaml: ava-bot's startCommand must be text, not ['python', '-m', 'bot']",
+        ),
         (_folder_where_a_ruleset_goes, ".github/rulesets/main.json is a folder where a file goes: nothing was"),
         (_file_where_the_actions_go, ".github/actions is a file where a folder goes (.github/actions/setup-ci-"),
     ],
@@ -251,6 +279,10 @@ def _file_where_the_actions_go(bot: Path) -> None:
         "owners-ruleset",
         "kept-list-as-string",
         "kept-environment-not-a-table",
+        "contributing-not-utf8",
+        "env-vars-not-a-list",
+        "service-name-not-text",
+        "start-command-a-list",
         "folder-in-the-way",
         "file-in-the-way",
     ],
