@@ -248,6 +248,26 @@ def _from_percent(node: ast.BinOp) -> str | None:
     return re.sub(r"%[sd]", "{user_id}", _braced(template), count=1)
 
 
+def _added(node: ast.expr) -> list[ast.expr]:
+    """``a + b + c`` as [a, b, c] (Python parses it as ``(a + b) + c``)."""
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        return [*_added(node.left), *_added(node.right)]
+    return [node]
+
+
+def _from_concatenation(node: ast.BinOp) -> str | None:
+    """``"memory:" + str(uid)``, ``"user:" + str(user.id) + ":history"``."""
+    parts: list[str] = []
+    for index, part in enumerate(_added(node)):
+        if isinstance(part, ast.Constant) and isinstance(part.value, str):
+            parts.append(_braced(part.value))
+        elif _id_like(part):
+            parts.append("{user_id}")
+        elif index > 0:
+            return None  # a leading prefix variable is skipped, as in an f-string; any other part is not a key's
+    return "".join(parts)
+
+
 def _from_template(node: ast.Constant) -> str | None:
     """A template kept in a constant: ``KEY = "memory:{user_id}"`` (formatted elsewhere)."""
     if not isinstance(node.value, str):
@@ -266,6 +286,8 @@ def _key_pattern(node: ast.AST) -> str | None:
         pattern = _from_fstring(node)
     elif isinstance(node, ast.Call):
         pattern = _from_format_call(node)
+    elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        pattern = _from_concatenation(node)
     elif isinstance(node, ast.BinOp):
         pattern = _from_percent(node)
     elif isinstance(node, ast.Constant):
@@ -281,7 +303,11 @@ def memory_patterns(root: Path, listed: list[str]) -> list[Finding]:
     """Every Redis key pattern with one user id in it, first place each is written, sorted."""
     first: dict[str, str] = {}
     for name, tree in _trees(root, listed):
+        # the inner sums of a + b + c are no keys of their own ("user:" + str(uid) of the one above)
+        inner = {id(n.left) for n in ast.walk(tree) if isinstance(n, ast.BinOp) and isinstance(n.op, ast.Add)}
         for node in ast.walk(tree):
+            if id(node) in inner:
+                continue
             pattern = _key_pattern(node)
             if pattern and pattern not in first:
                 first[pattern] = f"{name}:{getattr(node, 'lineno', 0)}"

@@ -49,6 +49,27 @@ def test_memory_keys_in_every_way_python_writes_them(tmp_path):
     assert found[3].origin == "bot/keys.py:4"
 
 
+CONCATENATED = """
+def keys(user, uid, update, PREFIX, count):
+    a = "memory:" + str(uid)
+    b = "user:" + str(update.effective_user.id) + ":history"
+    c = PREFIX + "state:" + str(user.id)       # a prefix variable first: the key is what follows
+    # not a user's keys:
+    d = "fact:" + str(count)
+    e = "pair:" + str(uid) + ":" + str(user.id)
+"""
+
+
+def test_memory_keys_built_by_concatenation(tmp_path):
+    root = repo(tmp_path, {"bot/keys.py": CONCATENATED})
+    found = detect.memory_patterns(root, detect.files(root))
+    assert [(f.value, f.origin) for f in found] == [
+        ("memory:{user_id}", "bot/keys.py:3"),
+        ("state:{user_id}", "bot/keys.py:5"),
+        ("user:{user_id}:history", "bot/keys.py:4"),
+    ]
+
+
 def test_a_file_that_does_not_parse_is_skipped_not_fatal(tmp_path):
     root = repo(tmp_path, {"old.py": "print 'python 2'\n", "new.py": 'K = f"memory:{uid}"\n'})
     assert [f.value for f in detect.memory_patterns(root, detect.files(root))] == ["memory:{user_id}"]
