@@ -166,11 +166,10 @@ def read_text(path: Path) -> str | None:
         ) from None
 
 
-def _existing_config(path: Path) -> tuple[str | None, dict[str, Any]]:
-    """pyproject.toml's text (None: none) and its ``[tool.ci_tools.environments]`` tables."""
-    text = read_text(path)
+def _existing_config(text: str | None) -> dict[str, Any]:
+    """pyproject.toml's ``[tool.ci_tools.environments]`` tables (none: no pyproject.toml)."""
     if text is None:
-        return None, {}
+        return {}
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -179,7 +178,7 @@ def _existing_config(path: Path) -> tuple[str | None, dict[str, Any]]:
     tables = tables if isinstance(tables, dict) else {}
     for name, table in tables.items():
         _refuse_kept_of_the_wrong_kind(name, table)
-    return text, tables
+    return tables
 
 
 # What adopt keeps of [tool.ci_tools.environments.*], by the kind each must be: a value of another
@@ -261,12 +260,26 @@ class _Adoption:
         self.request, self.root, self.result = request, root, result
         self.resolve = _Resolver(request, result.said)
         self.listed = bot_detection.files(root)
-        self.blueprint_text = read_text(root / "render.yaml")
+        self.crlf: set[str] = set()  # the owner's files saved with CRLF: written back with CRLF
+        self.blueprint_text = self.read("render.yaml")
         self.blueprint = load_round_trip(self.blueprint_text) if self.blueprint_text is not None else None
-        self.config_text, tables = _existing_config(root / "pyproject.toml")
+        self.config_text = self.read("pyproject.toml")
+        tables = _existing_config(self.config_text)
         self.kept_prod: dict[str, Any] = tables.get("production", {})
         self.kept_staging: dict[str, Any] = tables.get("staging", {})
         self.service: Any = None  # the live web service in render.yaml, when there is one
+
+    def read(self, name: str) -> str | None:
+        """One of the owner's files adopt merges into, with ``\n`` line endings whatever it was saved with."""
+        text = read_text(self.root / name)
+        if text is not None and "\r\n" in text:
+            self.crlf.add(name)
+            text = text.replace("\r\n", "\n")
+        return text
+
+    def encoded(self, name: str, text: str) -> bytes:
+        """``text`` as the owner's file ``name`` was saved: a merge never turns every line of it over."""
+        return (text.replace("\n", "\r\n") if name in self.crlf else text).encode()
 
     def said(self, kind: str, text: str) -> None:
         self.result.said.append((kind, text))
@@ -413,13 +426,16 @@ class _Adoption:
         }
         merged = merge_blueprint(self.blueprint_text, production, staging, commands)
         config = merge_config(self.config_text, [staging, production], flow, PROBE_TURNS)
-        files = {"render.yaml": merged.text.encode(), "pyproject.toml": config.encode()}
+        files = {
+            "render.yaml": self.encoded("render.yaml", merged.text),
+            "pyproject.toml": self.encoded("pyproject.toml", config),
+        }
         files |= self.copied(source)
         theirs = {env.name: env.render_service for env in (staging, production)}
         ours = _our_service_names(source)
         section = adopted_files.flow_section(source, {ours[env]: theirs[env] for env in theirs if ours.get(env)})
-        current = read_text(self.root / "CONTRIBUTING.md")
-        files["CONTRIBUTING.md"] = adopted_files.with_flow_section(current, section).encode()
+        current = self.read("CONTRIBUTING.md")
+        files["CONTRIBUTING.md"] = self.encoded("CONTRIBUTING.md", adopted_files.with_flow_section(current, section))
         return _Composed(files, merged.changes)
 
     def copied(self, source: Path) -> dict[str, bytes]:

@@ -451,3 +451,24 @@ def test_a_bad_value_given_as_a_flag_is_refused_by_its_flag(bot):
         "underscores, ending in 'bot') — correct it, e.g. --staging-bot ava_dev_bot"
     )
     assert tree(bot) == before
+
+
+def test_files_with_windows_line_endings_keep_them(bot):
+    """A render.yaml, pyproject.toml or CONTRIBUTING.md saved with CRLF stays CRLF: a merge that
+    turned every line to LF would show the owner a diff of the whole file."""
+    own = {
+        "render.yaml": (bot / "render.yaml").read_text(),
+        "pyproject.toml": '[project]\nname = "ava"  # the companion\nversion = "1.0"\n',
+        "CONTRIBUTING.md": "# Contributing to Ava\n\nBe kind.\n",
+    }
+    for name, text in own.items():
+        (bot / name).write_bytes(text.replace("\n", "\r\n").encode())
+    adopted(bot)
+    for name, text in own.items():
+        merged = (bot / name).read_bytes()
+        assert merged.count(b"\n") == merged.count(b"\r\n"), f"{name} has lines without CRLF"
+        assert all(line in merged.decode().split("\r\n") for line in text.splitlines()), name
+    assert ci_tools("config", "check", cwd=bot).returncode == 0
+    before = tree(bot)
+    assert "nothing to change" in adopted(bot)
+    assert tree(bot) == before
