@@ -371,9 +371,31 @@ class _Adoption:
         self.said("detected", 'no health endpoint (no kit.run_webhook, no /healthz route): health_path ""')
         return ""
 
+    def twin(self, live: str) -> tuple[Any, Finding | None, Finding | None]:
+        """The staging twin the owner runs already (render.yaml's ``<live>-dev``): the service, and its
+        Key Value and branch as findings (a Key Value shared with production, or production's branch,
+        is not staging's)."""
+        name = f"{live}-dev"
+        twin = next((s for s in bot_detection.web_services(self.blueprint) if s.get("name") == name), None)
+        if twin is None:
+            return None, None, None
+        _refuse_a_malformed_service(twin, name)
+        kv, branch = bot_detection.key_value_of(twin), twin.get("branch")
+        live_kv = bot_detection.key_value_of(self.service) if self.service is not None else None
+        live_branch = (self.service or {}).get("branch") or "main"
+        return (
+            twin,
+            Finding(kv, f"render.yaml (REDIS_URL of {name})") if kv and kv != live_kv else None,
+            Finding(branch, f"render.yaml ({name}'s)") if branch and branch != live_branch else None,
+        )
+
     def environments(self, live: str, patterns: tuple[str, ...], health: str) -> tuple[EnvironmentPlan, ...]:
         prod_branch = str(self.kept_prod.get("branch") or (self.service or {}).get("branch") or "main")
-        staging_branch = str(self.kept_staging.get("branch") or "develop")
+        twin, twin_kv, twin_branch = self.twin(live) if self.blueprint is not None else (None, None, None)
+        if "branch" in self.kept_staging or twin_branch is None:
+            staging_branch = str(self.kept_staging.get("branch") or "develop")
+        else:
+            staging_branch = self.resolve.value("staging branch", found=twin_branch, default="develop")
         if prod_branch == staging_branch:
             raise InputError(
                 f"the live service deploys {prod_branch}, the branch staging would deploy",
@@ -387,11 +409,16 @@ class _Adoption:
         staging_service = self.resolve.value(
             "staging service",
             kept=self.kept_staging.get("render_service"),
+            found=Finding(f"{live}-dev", "render.yaml (the live service's twin)") if twin is not None else None,
             default=f"{live}-dev",
             why=f"added, branch {staging_branch}",
         )
         staging_kv = self.resolve.value(
-            "staging Key Value", kept=self.kept_staging.get("key_value"), default=f"{prod_kv}-dev", why="added"
+            "staging Key Value",
+            kept=self.kept_staging.get("key_value"),
+            found=twin_kv,
+            default=f"{prod_kv}-dev",
+            why="added",
         )
         production = _environment(
             self.resolve,
@@ -425,7 +452,7 @@ class _Adoption:
             production.branch: [staging.branch, "hotfix/*"],
         }
         merged = merge_blueprint(self.blueprint_text, production, staging, commands)
-        config = merge_config(self.config_text, [staging, production], flow, PROBE_TURNS)
+        config = merge_config(self.config_text, [staging, production], flow, PROBE_TURNS, staging.branch)
         files = {
             "render.yaml": self.encoded("render.yaml", merged.text),
             "pyproject.toml": self.encoded("pyproject.toml", config),

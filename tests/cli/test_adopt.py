@@ -472,3 +472,54 @@ def test_files_with_windows_line_endings_keep_them(bot):
     before = tree(bot)
     assert "nothing to change" in adopted(bot)
     assert tree(bot) == before
+
+
+STAGING_OF_THEIR_OWN = """
+  - type: web
+    name: ava-bot-dev
+    runtime: python
+    plan: starter
+    region: frankfurt
+    branch: staging
+    buildCommand: pip install -r requirements.txt
+    startCommand: python -m bot
+    envVars:
+      - key: PYTHON_VERSION
+        value: "3.11.7"
+      - key: REDIS_URL
+        fromService:
+          type: keyvalue
+          name: ava-staging-redis
+          property: connectionString
+
+  - type: keyvalue
+    name: ava-staging-redis
+    plan: starter
+    ipAllowList: []
+    maxmemoryPolicy: noeviction
+"""
+
+
+def test_a_staging_twin_the_owner_runs_already_keeps_its_key_value_and_branch(bot):
+    """Their ava-bot-dev is staging: its Key Value holds their testers' memory and its branch is
+    theirs; adopt takes both rather than wiring it to a new, empty Key Value on develop."""
+    (bot / "render.yaml").write_text((bot / "render.yaml").read_text() + STAGING_OF_THEIR_OWN)
+    said = adopted(bot)
+    assert "detected: staging service `ava-bot-dev` from render.yaml (the live service's twin)" in said
+    assert "detected: staging Key Value `ava-staging-redis` from render.yaml (REDIS_URL of ava-bot-dev)" in said
+    assert "detected: staging branch `staging` from render.yaml (ava-bot-dev's)" in said
+    config = load_config(bot / "pyproject.toml")
+    assert config.default_branch == "staging"  # GitHub's default branch: where the flow's PRs go
+    staging = config.env("staging")
+    assert (staging.render_service, staging.key_value, staging.branch) == (
+        "ava-bot-dev",
+        "ava-staging-redis",
+        "staging",
+    )
+    names = [s["name"] for s in yaml.safe_load((bot / "render.yaml").read_text())["services"]]
+    assert names == ["ava-bot", "ava-redis", "ava-bot-dev", "ava-staging-redis"]
+    assert "REDIS_URL" not in said.split("changed in your render.yaml: ava-bot-dev", 1)[-1]
+    assert ci_tools("config", "check", cwd=bot).returncode == 0
+    before = tree(bot)
+    assert "nothing to change" in adopted(bot)
+    assert tree(bot) == before
