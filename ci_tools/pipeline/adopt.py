@@ -451,6 +451,7 @@ class _Adoption:
             staging.branch: ["feature/*", "fix/*", production.branch, "dependabot/**"],
             production.branch: [staging.branch, "hotfix/*"],
         }
+        self.result.warnings += self.deploying_themselves((production.render_service, staging.render_service))
         merged = merge_blueprint(self.blueprint_text, production, staging, commands)
         config = merge_config(self.config_text, [staging, production], flow, PROBE_TURNS, staging.branch)
         files = {
@@ -464,6 +465,26 @@ class _Adoption:
         current = self.read("CONTRIBUTING.md")
         files["CONTRIBUTING.md"] = self.encoded("CONTRIBUTING.md", adopted_files.with_flow_section(current, section))
         return _Composed(files, merged.changes)
+
+    def deploying_themselves(self, released: tuple[str, ...]) -> list[str]:
+        """The other services render.yaml builds from this repository that Render still deploys on
+        each push (a worker running the bot's code): named, since the pipeline does not release them."""
+        if self.blueprint is None:
+            return []
+        found = []
+        for service in self.blueprint.get("services") or []:
+            if not isinstance(service, dict) or service.get("name") in released or {"repo", "image"} & set(service):
+                continue
+            if service.get("type") not in ("web", "worker", "pserv", "cron"):
+                continue
+            if str(service.get("autoDeployTrigger", "commit")) == "off" or service.get("autoDeploy") is False:
+                continue
+            found.append(
+                f"{service.get('name')} ({service.get('type')}) deploys itself from this repository on each push: "
+                f"the pipeline releases {released[0]} only (set its autoDeployTrigger yourself if it runs the "
+                "bot's code)"
+            )
+        return found
 
     def copied(self, source: Path) -> dict[str, bytes]:
         copied, missing = adopted_files.copied_files(source)

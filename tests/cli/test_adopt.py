@@ -523,3 +523,23 @@ def test_a_staging_twin_the_owner_runs_already_keeps_its_key_value_and_branch(bo
     before = tree(bot)
     assert "nothing to change" in adopted(bot)
     assert tree(bot) == before
+
+
+def test_another_service_built_from_the_repository_that_still_deploys_itself_is_named(bot):
+    """A worker running the bot's code still deploys each push to main by itself: the pipeline
+    releases the bot only, and the owner is told, not left to find out."""
+    worker = (
+        "  - type: worker\n    name: ava-reminders\n    runtime: python\n    branch: main\n"
+        "    buildCommand: pip install -r requirements.txt\n    startCommand: python -m bot.reminders\n\n"
+        "  - type: cron\n    name: ava-report\n    runtime: python\n    schedule: '0 8 * * *'\n"
+        "    autoDeployTrigger: 'off'\n    buildCommand: pip install -r requirements.txt\n"
+        "    startCommand: python -m bot.report\n\n"
+    )
+    text = (bot / "render.yaml").read_text()
+    (bot / "render.yaml").write_text(text.replace("  - type: keyvalue", worker + "  - type: keyvalue"))
+    said = adopted(bot)
+    assert (
+        "⚠ ava-reminders (worker) deploys itself from this repository on each push: the pipeline releases "
+        "ava-bot only (set its autoDeployTrigger yourself if it runs the bot's code)"
+    ) in said
+    assert "ava-report" not in said  # deploys only when told to
