@@ -554,8 +554,9 @@ def _environment(resolve: _Resolver, role: _Role, kept: Mapping[str, Any], commo
         bot_username=bot.lstrip("@"),
         base_url=url.rstrip("/"),
         key_prefix=prefix,
-        memory_patterns=common.patterns,
-        health_path=common.health,
+        # what the owner set on this environment alone is theirs (the resolver named production's)
+        memory_patterns=tuple(kept["memory_patterns"]) if "memory_patterns" in kept else common.patterns,
+        health_path=str(kept.get("health_path") or common.health),
         deploy_branches=tuple(kept.get("deploy_branches") or (common.branch, *role.more_branches)),
         testers_only=role.testers_only and kept.get("testers_only", True) is True,
         reviewers=tuple(kept.get("reviewers") or role.reviewers),

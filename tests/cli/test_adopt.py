@@ -543,3 +543,20 @@ def test_another_service_built_from_the_repository_that_still_deploys_itself_is_
         "ava-bot only (set its autoDeployTrigger yourself if it runs the bot's code)"
     ) in said
     assert "ava-report" not in said  # deploys only when told to
+
+
+def test_a_value_the_owner_set_on_staging_alone_is_kept_too(bot):
+    adopted(bot)
+    config = bot / "pyproject.toml"
+    text = config.read_text()
+    staging = text.index("[tool.ci_tools.environments.staging]")
+    edited = text[:staging] + text[staging:].replace(
+        'memory_patterns = ["memory:{user_id}", "user:{user_id}:history"]',
+        'memory_patterns = ["memory:{user_id}", "user:{user_id}:history", "beta:{user_id}"]',
+        1,
+    )
+    config.write_text(edited)
+    before = tree(bot)
+    said = adopted(bot)
+    assert tree(bot) == before, said
+    assert load_config(config).env("staging").memory_patterns[-1] == "beta:{user_id}"
