@@ -23,9 +23,13 @@ from ci_tools.errors import InputError
 
 
 def obstacles(root: Path, names: list[str]) -> list[str]:
-    """Where a file stands in place of a folder the set needs, or a folder in place of a file."""
+    """Where a file stands in place of a folder the set needs, a folder in place of a file, or a
+    link points out of the repository (adopt writes the repository, nothing beside it)."""
     found: list[str] = []
     for name in names:
+        if (root / name).is_symlink() and not (root / name).resolve().is_relative_to(root.resolve()):
+            found.append(f"{name} links outside the repository ({(root / name).resolve()})")
+            continue
         target = root / name
         for parent in reversed(target.relative_to(root).parents[:-1]):
             if (root / parent).exists() and not (root / parent).is_dir():
@@ -58,6 +62,11 @@ def _signals_held() -> Iterator[None]:
         raise KeyboardInterrupt
 
 
+def _through_links(path: Path) -> Path:
+    """The file a link points at (render.yaml -> deploy/render.yaml): written there, the link kept."""
+    return path.resolve() if path.is_symlink() else path
+
+
 def _unchanged(path: Path, data: bytes) -> bool:
     return path.is_file() and path.read_bytes() == data
 
@@ -78,7 +87,7 @@ def write_all(root: Path, files: Mapping[str, bytes]) -> list[str]:
     current = ""
     try:
         for current, data in changed.items():
-            target = root / current
+            target = _through_links(root / current)
             missing = [p for p in reversed(target.parents) if p.is_relative_to(root) and not p.exists()]
             for folder in missing:
                 folder.mkdir()

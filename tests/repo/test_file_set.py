@@ -50,3 +50,24 @@ def test_what_differs_is_written_with_its_mode_and_the_rest_left_alone(tmp_path)
     assert (tmp_path / "run.sh").stat().st_mode & 0o777 == 0o755
     assert (tmp_path / "d" / "e" / "new.txt").stat().st_mode & 0o777 == 0o644
     assert everything(tmp_path) == ["d", "d/e", "d/e/new.txt", "run.sh", "same.txt"]
+
+
+def test_a_file_that_is_a_link_is_written_where_it_points(tmp_path):
+    """render.yaml -> deploy/render.yaml: the owner's file is merged, their link stays a link."""
+    (tmp_path / "deploy").mkdir()
+    (tmp_path / "deploy" / "render.yaml").write_text("old\n")
+    (tmp_path / "render.yaml").symlink_to("deploy/render.yaml")
+    assert file_set.write_all(tmp_path, {"render.yaml": b"new\n"}) == ["render.yaml"]
+    assert (tmp_path / "render.yaml").is_symlink()
+    assert (tmp_path / "deploy" / "render.yaml").read_text() == "new\n"
+    assert file_set.write_all(tmp_path, {"render.yaml": b"new\n"}) == []
+
+
+def test_a_link_out_of_the_repository_is_refused(tmp_path):
+    root, elsewhere = tmp_path / "ava", tmp_path / "shared.yaml"
+    root.mkdir()
+    elsewhere.write_text("theirs\n")
+    (root / "render.yaml").symlink_to(elsewhere)
+    with pytest.raises(InputError, match=r"render\.yaml links outside the repository"):
+        file_set.write_all(root, {"render.yaml": b"new\n"})
+    assert elsewhere.read_text() == "theirs\n" and (root / "render.yaml").is_symlink()
