@@ -50,6 +50,7 @@ _OPTIONAL_FIELDS = (
 # this one, so no real person has it. The bot's PROBE_USER_ID defaults to the same value.
 DEFAULT_PROBE_USER_ID = 2**52 - 1
 BOT_USERNAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{3,30}[Bb][Oo][Tt]$")
+BASE_URL = re.compile(r"^https?://[^/\s]+$")  # a service's address: scheme and host, nothing after
 
 
 NO_PREFIX = "none"  # the bot's KEY_PREFIX for unprefixed keys (mindmate/settings.py says the same)
@@ -399,7 +400,7 @@ def _parse_environments(raw: Any, path: Path) -> dict[str, Environment]:
             raise ConfigError(
                 f"{where}: health_path must start with '/' (e.g. '/healthz'), or be \"\" to skip the health check"
             )
-        if not re.match(r"^https?://[^/\s]+$", table["base_url"].rstrip("/")):
+        if not BASE_URL.match(table["base_url"].rstrip("/")):
             raise ConfigError(f"{where}: base_url must be a scheme and host, e.g. https://mindmate-prod.onrender.com")
         if not BOT_USERNAME.match(table["bot_username"]):
             raise ConfigError(

@@ -300,6 +300,7 @@ def merge_config(
     environments: Sequence[EnvironmentPlan],
     flow: Mapping[str, Sequence[str]],
     probe_turns: Sequence[str],
+    default_branch: str = "develop",
 ) -> str:
     """``current`` pyproject.toml (None: none yet) with ``[tool.ci_tools]``: each value written
     where it differs (the caller has kept what the owner set), the owner's comments kept."""
@@ -313,6 +314,8 @@ def merge_config(
         section = tomlkit.table()
         section.add(tomlkit.comment(CONFIG_COMMENT))
         tool["ci_tools"] = section
+    if "default_branch" not in section and default_branch != "develop":  # staging's, where GitHub opens PRs
+        section["default_branch"] = default_branch
     if "flow" not in section:
         table = tomlkit.table()
         table.add(tomlkit.comment("base branch -> the heads that may open a PR into it"))
