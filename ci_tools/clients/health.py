@@ -21,7 +21,12 @@ SCHEMA = "health.schema.json"
 
 
 class NotTheContract(ValueError):
-    """The answer is not the health contract; the message names what is missing."""
+    """The answer is not the health contract; the message names what is missing. ``http_status``:
+    the answer's status when there was one (a 404 is the bot saying it has no such endpoint)."""
+
+    def __init__(self, problem: str, http_status: int | None = None) -> None:
+        super().__init__(problem)
+        self.http_status = http_status
 
 
 class Unreachable(Exception):
@@ -57,12 +62,15 @@ class Health:
     key_prefix: str
     moved_to: str | None
     updates: Updates | None = None  # None: a bot that does not count them
+    # The optional ``contract``: the level it claims past health, and where the probe's replies are read.
+    contract_level: str | None = None
+    probe_path: str | None = None
 
     @classmethod
     def from_json(cls, http_status: int, body: Any) -> Health:
         problem = contract_problem(body)
         if problem:
-            raise NotTheContract(problem)
+            raise NotTheContract(problem, http_status)
         bot, redis = body["bot"], body["redis"]
         counted = body.get("updates")
         last = (counted or {}).get("last_failure") or {}
@@ -80,6 +88,8 @@ class Health:
             key_prefix=body["key_prefix"],
             moved_to=body.get("moved_to"),
             updates=updates,
+            contract_level=(body.get("contract") or {}).get("level"),
+            probe_path=(body.get("contract") or {}).get("probe_path"),
         )
 
     def runs_bot(self, username: str) -> bool:
@@ -107,7 +117,7 @@ def parse(response: httpx.Response) -> Health:
     try:
         body = response.json()
     except ValueError:
-        raise NotTheContract(f"HTTP {response.status_code} with no JSON (see {SCHEMA})") from None
+        raise NotTheContract(f"HTTP {response.status_code} with no JSON (see {SCHEMA})", response.status_code) from None
     return Health.from_json(response.status_code, body)
 
 
