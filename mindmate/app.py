@@ -45,7 +45,7 @@ from mindmate.store import EnvMismatchError, MemoryStore
 
 log = logging.getLogger("mindmate")
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name
-PROBE_HEADER = "X-MindMate-Probe-Nonce"
+PROBE_HEADER = "X-Probe-Nonce"
 NONCE = re.compile(r"^[a-z0-9-]{6,64}$")
 # What "memory could not be read or written" looks like from redis-py's asyncio client.
 STORAGE_ERRORS = (redis.RedisError, OSError, asyncio.TimeoutError)
@@ -239,6 +239,9 @@ def create_app(settings: Settings) -> Starlette:
             "key_prefix": settings.key_prefix,
             "moved_to": settings.moved_to,
             "updates": counts.json(),
+            # The conversation level: the pipeline's probe may talk to it as the probe user and read
+            # the replies at /probe/<nonce> (ci_tools/clients/health.schema.json: contract).
+            "contract": {"level": "conversation", "kit": "mindmate", "probe_path": "/probe"},
         }
         return JSONResponse(body, status_code=200 if redis_ok else 503)
 

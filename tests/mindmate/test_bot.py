@@ -113,6 +113,7 @@ def test_healthz_contract_then_503_when_redis_stops(running_bot, redis_server):
         "key_prefix": "dev:",
         "moved_to": None,
         "updates": {"handled": 0, "failed": 0, "last_failure": None},
+        "contract": {"level": "conversation", "kit": "mindmate", "probe_path": "/probe"},
     }
     assert fake.token not in response.text and WEBHOOK_SECRET not in response.text
     redis_server.stop()
@@ -264,7 +265,7 @@ def test_the_probe_user_talks_through_the_handlers_and_nothing_reaches_telegram(
 
     bot, fake = staging_with_testers  # the allowlist lets the probe user through
     nonce = "abc123def456"
-    headers = {**signed(fake.token), "X-MindMate-Probe-Nonce": nonce}
+    headers = {**signed(fake.token), "X-Probe-Nonce": nonce}
     for text in ("/start", f"/remember probe-{nonce}", "/recall"):
         update = telegram.make_update(PROBE, text, to=fake)
         assert httpx.post(f"{bot.url}/telegram", json=update, headers=headers).status_code == 200
@@ -281,7 +282,7 @@ def test_the_probe_user_talks_through_the_handlers_and_nothing_reaches_telegram(
 def test_a_probe_nonce_from_a_real_user_is_ignored(running_bot, telegram):
     bot, fake = running_bot
     update = telegram.make_update(USER, "/start", to=fake)
-    headers = {**signed(fake.token), "X-MindMate-Probe-Nonce": "abc123def456"}
+    headers = {**signed(fake.token), "X-Probe-Nonce": "abc123def456"}
     assert httpx.post(f"{bot.url}/telegram", json=update, headers=headers).status_code == 200
     assert len(telegram.replies_to(fake, USER)) == 1  # a real user's reply goes to Telegram
 
