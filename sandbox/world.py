@@ -164,7 +164,8 @@ class World:
         text = [
             '[tool.ci_tools.flow]\ndevelop = ["feature/*", "fix/*", "main"]\nmain = ["develop", "hotfix/*"]\n',
             # The probe's conversation as mindmate's pyproject has it: a fact stored and read back.
-            '[tool.ci_tools.probe]\nturns = ["/start", "/remember probe-{nonce}", "/recall"]\nexpect = "probe-{nonce}"\n',
+            '[tool.ci_tools.probe]\nturns = ["/start", "/remember probe-{nonce}", "/recall"]\n'
+            'expect = "probe-{nonce}"\n',
         ]
         for env, bot in (("staging", "mindmate_dev_bot"), ("production", "mindmate_companion_bot")):
             service = self.services[env]

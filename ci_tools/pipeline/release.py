@@ -226,7 +226,7 @@ def _roll_back(
     rebuilt = f" ({back.how()})" if back.rebuilt else ""
     raise VerificationError(
         f"{commit[:12]} failed {what} on {env.name} and was rolled back to "
-        f"{str(target.commit)[:12]} ({final.id}){rebuilt}; {after}" + (f" [{why}]" if what == "its bake" else ""),
+        f"{str(target.commit)[:12]} ({final.id}){rebuilt}; {after} [{why}]",
         hint="fix forward on develop; a person must look at this release",
     )
 

@@ -121,8 +121,9 @@ def test_the_webhook_may_have_any_path_on_the_service(config, path):
 def test_a_webhook_on_another_host_fails(config, url):
     env = config.env("production")
     assert env.base_url == "https://mindmate-prod.onrender.com"
-    with pytest.raises(Failed, match="expected a URL on https://mindmate-prod.onrender.com") as failed:
+    with pytest.raises(Failed) as failed:
         judge_webhook(WebhookInfo(url, 0, None, None), env, None, Level.CONVERSATION)
+    assert failed.value.detail == f"webhook is {url}, expected a URL on https://mindmate-prod.onrender.com"
     assert "another service set this bot's webhook" in failed.value.cause
 
 
