@@ -413,3 +413,15 @@ def test_staging_fails_a_drop_without_rolling_back(world, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "this one only health" in err and "rolled back" not in err
     assert not [d for d in world.services["staging"].deploys if d["trigger"] == "rollback"]
+
+
+def test_the_deploy_hook_refuses_a_base_level_bot_before_triggering_anything(world, monkeypatch, capsys):
+    """The hook says nothing of what it deployed: only a health answer could confirm it."""
+    released(world, monkeypatch, "no health endpoint", level="base")
+    use(monkeypatch, world.secrets("production"), drop=("RENDER_API_KEY", "RENDER_SERVICE_ID"))
+    deploys = len(world.services["production"].deploys)
+    capsys.readouterr()
+    assert main(["deploy", "production", "--commit", world.commit("main", "next"), *FAST]) == 3
+    err = capsys.readouterr().err
+    assert "gives no health answer (GET /healthz answered HTTP 404" in err and "cannot be confirmed" in err
+    assert len(world.services["production"].deploys) == deploys  # nothing was deployed
