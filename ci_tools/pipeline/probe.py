@@ -252,6 +252,7 @@ class Probe:
     found: Found | None = None  # the level, when the caller knows it already (the bake's looks); else discovered
     checks: list[Check] = field(default_factory=list)
     _webhook: str | None = None  # the webhook URL Telegram reports, once seen on this service
+    _seen: Health | None = None  # the health answer the level was just found by, for the health check
 
     @property
     def config(self) -> Config:
@@ -275,7 +276,11 @@ class Probe:
         return judge_token(me, self.env, self.config)
 
     async def check_webhook(self, bot: AsyncTelegram, http: BotSurface) -> str:
-        return judge_webhook(await bot.webhook_info(), self.env, self.since, self.level)
+        info = await bot.webhook_info()
+        if self._webhook is None and self.env.owns_webhook(info.url):
+            self._webhook = info.url  # where the unsigned update and the conversation go
+        await self._known.wait()  # asked while the level was found; judged by it (the 503 rule)
+        return judge_webhook(info, self.env, self.since, self.level)
 
     async def webhook(self, bot: AsyncTelegram) -> str:
         """Where Telegram delivers this bot's updates, whatever the path: the probe posts there too.
@@ -293,8 +298,9 @@ class Probe:
     async def check_health(self, bot: AsyncTelegram, http: BotSurface) -> str:
         url = self.env.health_url
         assert url is not None  # only scheduled at the health level, which needs a health path
+        seen, self._seen = self._seen, None  # the answer the level was found by: the first look's
         try:
-            health = await http.health(url)
+            health = seen or await http.health(url)
         except Unreachable as exc:
             raise Failed(
                 f"{self.env.health_path}: {exc.kind}",
@@ -379,6 +385,7 @@ class Probe:
         while True:
             check.attempts += 1
             self.found = seen = await discover_async(http, self.env)
+            self._seen = seen.health
             drop = dropped(seen, self.floor, self.commit)
             if drop is None and seen.definite:
                 check.ok, check.detail, check.warning = True, seen.line(), seen.level < Level.CONVERSATION
@@ -465,24 +472,35 @@ class Probe:
         return tests
 
     async def run(self, only: list[str] | None = None) -> list[Check]:
+        """The level first (unless known), its checks then; every level's own checks (token,
+        webhook) start at once beside the level's look, so finding it costs no time of its own."""
         stop_at = time.monotonic() + self.deadline
         self._answered = False  # has Telegram answered anything yet in this probe?
+        self._known = asyncio.Event()  # the level is known: the checks that depend on it may judge
+        settled = asyncio.Event()
+        wanted = [(n, t) for n, t in self.tests(Level.BASE) if only is None or n in only]
         async with BotSurface(timeout=self.ctx.request_timeout(10)) as http:
+            bot = AsyncTelegram(self.token, http.pool, base_url=self.ctx.services.telegram)
+            base = [Check(name) for name, _ in wanted]
+            running = [
+                asyncio.create_task(self._run(c, t, bot, http, stop_at, settled))
+                for c, (_, t) in zip(base, wanted, strict=True)
+            ]
             level = await self._level(http, stop_at) if self.found is None else None
-            selected = [(n, t) for n, t in self.tests() if only is None or n in only]
-            self.checks = [Check(name) for name, _ in selected]
+            self._known.set()
+            more = [(n, t) for n, t in self.tests()[len(self.tests(Level.BASE)) :] if only is None or n in only]
+            higher = [Check(name) for name, _ in more]
             if level is not None and level.definite and level.ok is False and self.fail_fast:
-                for check in self.checks:  # the level dropped for good: nothing else to wait for
+                settled.set()  # the level dropped for good: nothing else to wait for
+                for check in higher:
                     check.ok, check.detail = None, "not run: the level dropped"
             else:
-                settled = asyncio.Event()
-                bot = AsyncTelegram(self.token, http.pool, base_url=self.ctx.services.telegram)
-                await asyncio.gather(
-                    *(
-                        self._run(c, t, bot, http, stop_at, settled)
-                        for c, (_, t) in zip(self.checks, selected, strict=True)
-                    )
-                )
+                running += [
+                    asyncio.create_task(self._run(c, t, bot, http, stop_at, settled))
+                    for c, (_, t) in zip(higher, more, strict=True)
+                ]
+            await asyncio.gather(*running)
+        self.checks = base + higher
         if only is None:
             if level is not None:
                 self.checks.insert(0, level)
