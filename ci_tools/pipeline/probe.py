@@ -376,7 +376,7 @@ class Probe:
         return False
 
     # -- the level ------------------------------------------------------------------
-    async def _level(self, http: BotSurface, stop_at: float) -> Check:
+    async def _level(self, http: BotSurface, stop_at: float, settled: asyncio.Event) -> Check:
         """Find the level the bot meets. No answer (or a 5xx) is not a level: it is looked at again,
         as is one below the floor (the old instance may still answer for a moment), until the
         deadline, unless the answer is this commit's own word (then no retry can change it)."""
@@ -388,17 +388,20 @@ class Probe:
             self._seen = seen.health
             drop = dropped(seen, self.floor, self.commit)
             if drop is None and seen.definite:
-                check.ok, check.detail, check.warning = True, seen.line(), seen.level < Level.CONVERSATION
+                check.ok, check.detail, check.warning = True, seen.line(), bool(seen.unverified())
                 break
             if drop is not None:
                 check.detail, check.definite = f"{seen.level}, below the live release's {self.floor}", drop[1]
                 check.cause = f"{drop[0]}: a release may not drop a contract level"
             else:
                 check.detail = f"unknown: {seen.why}"
-                check.cause = "the service did not answer: it is down or still starting"
+                check.cause = "the service gave no answer of its own: it is down or still starting"
             if (check.definite and self.fail_fast) or time.monotonic() + self.interval >= stop_at:
                 break
-            await asyncio.sleep(self.interval)
+            with contextlib.suppress(TimeoutError):  # another check's definite failure ends the look too
+                await asyncio.wait_for(settled.wait(), timeout=self.interval)
+            if settled.is_set():
+                break
         check.seconds = time.monotonic() - started
         return check
 
@@ -486,7 +489,7 @@ class Probe:
                 asyncio.create_task(self._run(c, t, bot, http, stop_at, settled))
                 for c, (_, t) in zip(base, wanted, strict=True)
             ]
-            level = await self._level(http, stop_at) if self.found is None else None
+            level = await self._level(http, stop_at, settled) if self.found is None else None
             self._known.set()
             more = [(n, t) for n, t in self.tests()[len(self.tests(Level.BASE)) :] if only is None or n in only]
             higher = [Check(name) for name, _ in more]
