@@ -118,7 +118,6 @@ def test_healthz_contract_then_503_when_redis_stops(running_bot, redis_server):
         "key_prefix": "dev:",
         "moved_to": None,
         "updates": {"handled": 0, "failed": 0, "last_failure": None},
-        "contract": {"level": "conversation", "kit": "mindmate", "probe_path": "/probe"},
     }
     assert fake.token not in response.text and WEBHOOK_SECRET not in response.text
     redis_server.stop()
