@@ -26,6 +26,7 @@ from ci_tools.cli import (
     contracts,
     cutover,
     deploy,
+    finish_move,
     flow,
     github,
     history,
@@ -40,6 +41,7 @@ from ci_tools.cli import (
     release,
     replay,
     rollback,
+    send_back,
     status,
 )
 from ci_tools.context import build
@@ -63,6 +65,8 @@ COMMAND_MODULES = (
     memory,
     announce,
     acceptance,
+    send_back,
+    finish_move,
     rehearse,
     replay,
     notify,

@@ -89,6 +89,7 @@ SHARED = {
     "replay_judge",  # the replay's comparison rule
     "scheduler",  # which of main's workflows a schedule starts (github dispatch --schedule)
     "unreviewed_secrets",  # what staging may hold (github setup and check)
+    "old_bot",  # the daily user's old bot during the move (send-back and finish-move)
 }
 
 
