@@ -82,7 +82,7 @@ def _report(ctx: Context, request: FinishRequest, result: Finished) -> None:
         ],
         ["✓", "its service", ", ".join(result.changed) + " set, redeployed" if result.changed else "already so"],
         ["✓", "the daily user's first message to the new bot", arrived],
-        ["✓", "the cutover's rollback window", result.window],
+        ["✓", "the cutover's rollback window", "closed"],
     ]
     notes = []
     if result.forced:
@@ -91,6 +91,7 @@ def _report(ctx: Context, request: FinishRequest, result: Finished) -> None:
         notes.append(f"⚠ forced (the move's window was not over): {timing.refusal}")
     notes += [
         f"✓ the move is finished: the daily user is on @{result.new_bot.username}; send-back is closed",
+        f"✓ {result.window}",
         "remove now: SOURCE_REDIS_URL from production's GitHub environment (Settings → Environments → "
         "production): it reaches the old bot's Redis, which production no longer needs",
         f"then make the repository agree: ci-tools init --staging-prefix {prefix} --tester-ids "

@@ -73,11 +73,12 @@ class SentBack:
     told: str | None = None  # the message the old bot sent, once the write is verified
 
 
-def memory_context(ctx: Context) -> Context:
-    """The memory copy's view: production's Redis as its source, the old bot's as its target."""
+def memory_context(ctx: Context, *, source: bool = True) -> Context:
+    """The memory copy's view: production's Redis as its source (unless ``source`` is False: an
+    undo writes the old bot's alone), the old bot's as its target."""
     values = {"TARGET_REDIS_URL": ctx.secret(OLD_REDIS, purpose="the old bot's Redis (SOURCE_REDIS_URL)")}
-    if source := ctx.optional(NEW_REDIS):
-        values["SOURCE_REDIS_URL"] = source
+    if source:
+        values["SOURCE_REDIS_URL"] = ctx.secret(NEW_REDIS, purpose="production's Redis, read only")
     if key := ctx.optional("MEMORY_SNAPSHOT_KEY"):
         values["MEMORY_SNAPSHOT_KEY"] = key
     return dataclasses.replace(ctx, secrets=Secrets(values))
@@ -193,7 +194,7 @@ def tell(ctx: Context, old: OldBot, user_id: int, text: str) -> str:
 def undo_send_back(ctx: Context, backup: Path, out_dir: Path, *, apply: bool) -> tuple[Path | None, int, list[bytes]]:
     """Put the old bot's keys back as the send-back's backup recorded them (production untouched)."""
     found = find_backup(backup)
-    return undo.undo_backup(memory_context(ctx), found, out_dir, apply=apply)
+    return undo.undo_backup(memory_context(ctx, source=False), found, out_dir, apply=apply)
 
 
 def find_backup(given: Path) -> Path:
