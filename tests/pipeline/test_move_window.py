@@ -167,7 +167,11 @@ def test_finish_move_when_forced_goes_and_names_it_and_closes_the_cutover_window
     out = capsys.readouterr().out
     assert "forced (the move's window was not over): the move may finish from" in out
     env = world.services["staging"].env
-    assert (env["KEY_PREFIX"], env["TESTER_IDS"], env["PRODUCTION_BOT"]) == ("dev:", str(TESTER), "mindmate_companion_bot")
+    assert (env["KEY_PREFIX"], env["TESTER_IDS"], env["PRODUCTION_BOT"]) == (
+        "dev:",
+        str(TESTER),
+        "mindmate_companion_bot",
+    )
     assert env["MOVE_FINISHED"].endswith(f"@mindmate_companion_bot user {USER}")
     wait_until(lambda: health(world, "staging")["key_prefix"] == "dev:", "the old bot reading dev:")
     assert talk(world, "staging", "/recall") == "https://t.me/mindmate_companion_bot"  # a signpost for them now

@@ -87,7 +87,9 @@ def day_one(world):
 
 def send_back(world, act, key: str, mode: str, run_id: str = ""):
     payload = dispatch("main", user_id=str(USER), mode=mode, text="", run_id=run_id)
-    return act.run("send-back.yml", "workflow_dispatch", secrets=production(world, MEMORY_SNAPSHOT_KEY=key), payload=payload)
+    return act.run(
+        "send-back.yml", "workflow_dispatch", secrets=production(world, MEMORY_SNAPSHOT_KEY=key), payload=payload
+    )
 
 
 def finish_move(world, act, force: bool):
