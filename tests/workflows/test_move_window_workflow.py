@@ -107,8 +107,10 @@ def test_the_window_send_back_after_a_failing_new_bot_undo_and_a_forced_finish(d
     # Day 1: finishing the move now is refused, in one line saying when it may run.
     early = finish_move(world, act, force=False)
     assert not early.ok
-    [line] = [line for line in early.log.splitlines() if "the move may finish from" in line]
-    assert re.search(r"the move may finish from \d{4}-\d\d-\d\d \d\d:\d\d UTC, 3 days after user 424242001's", line)
+    said = re.search(r"ci-tools: input: (the move may finish from .*)", early.log)
+    assert said, early.tail()
+    line = said.group(1)  # one line: when, from what, and the way on
+    assert re.match(r"the move may finish from \d{4}-\d\d-\d\d \d\d:\d\d UTC, 3 days after user 424242001's", line)
     assert "dispatch finish-move again then, or with force" in line
     assert world.services["staging"].env == staging_env
 
