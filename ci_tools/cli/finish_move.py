@@ -80,7 +80,7 @@ def _report(ctx: Context, request: FinishRequest, result: Finished) -> None:
             f"@{old.bot_username} serves its testers only",
             f"{prefix} keys; anyone else: https://t.me/{result.new_bot.username}",
         ],
-        ["✓", "its service", ", ".join(result.changed) + " set, redeployed" if result.changed else "already so"],
+        ["✓", "its service", _service_line(result)],
         ["✓", "the daily user's first message to the new bot", arrived],
         ["✓", "the cutover's rollback window", "closed"],
     ]
@@ -98,3 +98,8 @@ def _report(ctx: Context, request: FinishRequest, result: Finished) -> None:
         f"{','.join(str(t) for t in request.tester_ids)}, commit, push to {old.branch}",
     ]
     report(ctx.runner, Report("Move finished", ["", "what", "now"], rows, notes=notes))
+
+
+def _service_line(result: Finished) -> str:
+    changed = f"{', '.join(result.changed)} set" if result.changed else "its settings were so already"
+    return f"{changed}; redeployed ({result.deployed})" if result.deployed else f"{changed}; nothing to redeploy"

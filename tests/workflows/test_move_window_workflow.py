@@ -107,7 +107,7 @@ def test_the_window_send_back_after_a_failing_new_bot_undo_and_a_forced_finish(d
     # Day 1: finishing the move now is refused, in one line saying when it may run.
     early = finish_move(world, act, force=False)
     assert not early.ok
-    said = re.search(r"ci-tools: input: (the move may finish from .*)", early.log)
+    said = re.search(r"ci-tools: bad input: (the move may finish from .*)", early.log)
     assert said, early.tail()
     line = said.group(1)  # one line: when, from what, and the way on
     assert re.match(r"the move may finish from \d{4}-\d\d-\d\d \d\d:\d\d UTC, 3 days after user 424242001's", line)
