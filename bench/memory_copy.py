@@ -7,9 +7,10 @@ third with TTLs) among M keys of other users. Prints keys/s for
   (b') its copy phase alone,
   (c)  server-side MIGRATE … COPY REPLACE KEYS in batches of 1000 (all in C: the limit),
 and the ratios b/a, b'/c, b/c, then peak RSS of a fresh process copying N and 10·N
-keys. `--rtt-ms X` puts a delay proxy between the tool and both servers.
+keys. `--rtt-ms X` puts a delay proxy between the tool and both servers. The keys carry
+staging's and production's key prefixes as pyproject.toml sets them (staging's may be empty).
 
-    python bench/memory_copy.py [--keys N] [--others M] [--rtt-ms X]
+    python bench/memory_copy.py [--keys N] [--others M] [--rtt-ms X] [--rss N] [--smoke]
 Targets: at 0 ms b'/c ≥ 0.4, b/a ≥ 10; at 20 ms b/a ≥ 100; RSS(10N)/RSS(N) ≤ 1.5; the coverage
 audit (one SCAN for the user's keys no pattern names) ≤ 10% of (b)'s time. b/c is printed
 with the ceiling the tool's own CPU allows on this machine's cores, but is no longer a target.
@@ -32,7 +33,8 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.delay_proxy import DelayProxy  # noqa: E402
+from bench import _smoke  # noqa: E402
+from bench._delay_proxy import DelayProxy  # noqa: E402
 from ci_tools.context import build  # noqa: E402
 from ci_tools.memory.choices import Conflict  # noqa: E402
 from ci_tools.memory.ops import between, copy_user  # noqa: E402
@@ -41,14 +43,20 @@ from sandbox.redis import RedisServer  # noqa: E402
 
 USER = 5150
 PATTERN = "bench:{user_id}:*"
+CONFIG = load_config(ROOT / "pyproject.toml")
+# The copy's two sides, as the project's config names them: the source's keys and marker carry
+# staging's prefix (empty while staging keeps the legacy unprefixed keys), the target's production's.
+SOURCE = CONFIG.env("staging").key_prefix
+TARGET = CONFIG.env("production").key_prefix
 
 
 def populate(client: redis.Redis, n: int, m: int) -> None:
-    client.set("dev:meta:env", "staging")
+    """N keys of USER among M keys of others, under staging's prefix, and staging's marker."""
+    client.set(f"{SOURCE}meta:env", "staging")
     pipe = client.pipeline(transaction=False)
     for i in range(n + m):
         user = USER if i < n else 10_000 + i
-        key = f"dev:bench:{user}:k{i}"
+        key = f"{SOURCE}bench:{user}:k{i}"
         kind = i % 6
         if kind == 0:
             pipe.set(key, f"value {i} " * 4)
@@ -70,12 +78,12 @@ def populate(client: redis.Redis, n: int, m: int) -> None:
 
 
 def user_keys(client: redis.Redis) -> list[bytes]:
-    return sorted(client.scan_iter(match=f"dev:bench:{USER}:*".encode(), count=5000))
+    return sorted(client.scan_iter(match=f"{SOURCE}bench:{USER}:*".encode(), count=5000))
 
 
 def reset_target(client: redis.Redis) -> None:
     client.flushall()
-    client.set("prod:meta:env", "production")
+    client.set(f"{TARGET}meta:env", "production")
 
 
 def naive(source: redis.Redis, target: redis.Redis, keys: list[bytes]) -> float:
@@ -83,7 +91,7 @@ def naive(source: redis.Redis, target: redis.Redis, keys: list[bytes]) -> float:
     for key in keys:
         payload = source.dump(key)
         ttl = source.pttl(key)
-        target.restore(b"prod:" + key[4:], max(ttl, 0), payload, replace=True)
+        target.restore(TARGET.encode() + key[len(SOURCE) :], max(ttl, 0), payload, replace=True)
     return time.perf_counter() - started
 
 
@@ -117,9 +125,8 @@ def own_cpu() -> float:
 
 def tool(out: Path, source_url: str, target_url: str) -> dict[str, float]:
     ctx = build({"SOURCE_REDIS_URL": source_url, "TARGET_REDIS_URL": target_url})
-    config = load_config(ROOT / "pyproject.toml")
     request = between(
-        config, USER, "staging", "production", out, patterns=(PATTERN,), apply=True, policy=Conflict.REPLACE
+        CONFIG, USER, "staging", "production", out, patterns=(PATTERN,), apply=True, policy=Conflict.REPLACE
     )
     started = time.perf_counter()
     outcome = copy_user(ctx, request)
@@ -156,7 +163,8 @@ def main() -> None:
     )
     parser.add_argument("--rss", type=int, default=5_000, help="N for the RSS check (then 10·N); 0 skips it")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    # The smoke goes through the delay proxy too, so the --rtt-ms path keeps working.
+    args = _smoke.parse(parser, keys=200, others=200, rtt_ms=1.0, rss=100)
     if args.child:
         child(args.child)
         return

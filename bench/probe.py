@@ -7,7 +7,7 @@ Then what the conversation check (three signed updates through the real handlers
 Redis, the replies read back, the probe user deleted) adds to a healthy probe against
 the same probe without it. Target: at most one second.
 
-    python bench/probe.py [--latency 0.2] [--repeat 3]
+    python bench/probe.py [--latency 0.2] [--repeat 3] [--smoke]
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import _smoke  # noqa: E402
 from ci_tools.context import build  # noqa: E402
 from ci_tools.pipeline.probe import Probe, run_probe  # noqa: E402
 from sandbox.world import World  # noqa: E402
@@ -31,7 +32,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
+    args = _smoke.parse(parser, repeat=1, latency=0.05)
     with (
         tempfile.TemporaryDirectory() as root,
         World(Path(root), latency=args.latency, step=0.05) as world,

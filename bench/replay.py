@@ -10,7 +10,7 @@ and the release alone (deploy, wait until live, probe)
 as the baseline. Printed: both times and the ratio (release + replay) ÷ release.
 Target: ≤ 20 s added at 10k keys on this project's 2-core machine.
 
-    python bench/replay.py [--sizes 1000,10000]
+    python bench/replay.py [--sizes 1000,10000] [--smoke]
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 import redis  # noqa: E402
 from cryptography.fernet import Fernet  # noqa: E402
 
+from bench import _smoke  # noqa: E402
 from ci_tools.context import build  # noqa: E402
 from ci_tools.memory import points  # noqa: E402
 from ci_tools.pipeline.deploy import deploy  # noqa: E402
@@ -97,7 +98,7 @@ def measure(size: int) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1000,10000")
-    args = parser.parse_args()
+    args = _smoke.parse(parser, sizes="100")
     print("replay benchmark: the stage before a release, against the release alone (deploy, live, probe)")
     print(f"  {'keys':>7}  {'replay':>8}  {'release':>8}  {'(release+replay)/release':>25}")
     for size in (int(s) for s in args.sizes.split(",")):

@@ -12,7 +12,7 @@ update to the rollback deploy, against the bake interval (target ≤ interval + 
 Then a transient failure — the public URL serves the old commit for 20 s after
 "live" — must still pass; its time is printed too.
 
-    python bench/rollback.py [--deadline 90] [--lag 20] [--skip-baseline] [--bake-interval 30]
+    python bench/rollback.py [--deadline 90] [--lag 20] [--skip-baseline] [--bake-interval 30] [--smoke]
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import _smoke  # noqa: E402
 from ci_tools.context import Context, build  # noqa: E402
 from ci_tools.errors import VerificationError  # noqa: E402
 from ci_tools.pipeline.deploy import deploy  # noqa: E402
@@ -137,7 +138,7 @@ def main() -> None:
     parser.add_argument("--lag", type=float, default=20, help="seconds the old commit stays on the URL")
     parser.add_argument("--skip-baseline", action="store_true", help="do not wait out the old behaviour")
     parser.add_argument("--bake-interval", type=float, default=30, help="bake_interval_seconds (default 30)")
-    args = parser.parse_args()
+    args = _smoke.parse(parser, deadline=10.0, lag=1.0, bake_interval=2.0)
     now = exposure(args.deadline, fail_fast=True)
     print(f"rollback benchmark: a definite probe failure, probe deadline {args.deadline:.0f} s")
     print(f"  live → rollback started, fail fast (now)     {now:6.1f} s   (target ≤ 10 s)")

@@ -1,12 +1,12 @@
 """Benchmark: what the memory snapshot before a release costs, at 1k, 10k and 100k keys.
 
 A real redis-server holds production's memory (mixed types, a third with TTLs, under
-``prod:``); ``memory snapshot`` reads every key and writes the encrypted restore point, as
+production's key prefix); ``memory snapshot`` reads every key and writes the encrypted restore point, as
 production.yml does before it deploys. Printed beside the same keys copied by ``memory copy
 --apply`` into an empty second server (snapshot, backup, write, verify), the job whose
 machinery the snapshot reuses, as the ratio snapshot ÷ copy. Target: ≤ 2 s at 10k keys.
 
-    python bench/snapshot.py [--sizes 1000,10000,100000]
+    python bench/snapshot.py [--sizes 1000,10000,100000] [--smoke]
 """
 
 from __future__ import annotations
@@ -22,29 +22,28 @@ sys.path.insert(0, str(ROOT))
 
 from cryptography.fernet import Fernet  # noqa: E402
 
-from bench.memory_copy import USER, populate  # noqa: E402
+from bench import _smoke  # noqa: E402
+from bench.memory_copy import CONFIG, TARGET, USER, populate  # noqa: E402
 from ci_tools.context import build  # noqa: E402
 from ci_tools.memory import points  # noqa: E402
 from ci_tools.memory.ops import between, copy_user  # noqa: E402
-from ci_tools.settings import load_config  # noqa: E402
 from sandbox.redis import RedisServer  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1000,10000,100000")
-    args = parser.parse_args()
+    args = _smoke.parse(parser, sizes="100")
     key = Fernet.generate_key().decode()  # production's MEMORY_SNAPSHOT_KEY: both are encrypted
-    config = load_config(ROOT / "pyproject.toml")
     print("snapshot benchmark: every key of production's memory, encrypted, against copying them")
     print(f"  {'keys':>7}  {'snapshot':>9}  {'copy':>9}  {'ratio':>6}")
     for size in (int(s) for s in args.sizes.split(",")):
         with RedisServer() as dev, RedisServer() as prod, tempfile.TemporaryDirectory() as out:
-            populate(dev.client(), size, 0)  # one user's keys under dev:, the copy's source
-            prod.client().set("prod:meta:env", "production")
+            populate(dev.client(), size, 0)  # one user's keys under staging's prefix, the copy's source
+            prod.client().set(f"{TARGET}meta:env", "production")
             ctx = build({"SOURCE_REDIS_URL": dev.url, "TARGET_REDIS_URL": prod.url, "MEMORY_SNAPSHOT_KEY": key})
             request = between(
-                config, USER, "staging", "production", Path(out) / "copy", patterns=("bench:{user_id}:*",), apply=True
+                CONFIG, USER, "staging", "production", Path(out) / "copy", patterns=("bench:{user_id}:*",), apply=True
             )
             started = time.perf_counter()
             copied = copy_user(ctx, request)
@@ -53,7 +52,7 @@ def main() -> None:
             started = time.perf_counter()
             taken = points.take_snapshot(
                 prod.client(),
-                config.env("production"),
+                CONFIG.env("production"),
                 Path(out) / "before",
                 server="bench",
                 max_mb=10_000,

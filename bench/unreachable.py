@@ -6,7 +6,7 @@ CI_TOOLS_TIMEOUT, each command's own default deadlines. Commands run --workers a
 child processes (they wait on sockets, not on the CPU), each capped at --cap seconds.
 Targets (issue 23): ≤ 15 s refused, ≤ 30 s never answering.
 
-    python bench/unreachable.py [--cap 120]
+    python bench/unreachable.py [--cap 120] [--commands status,history] [--smoke]
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import _smoke  # noqa: E402
 from sandbox.ports import free_port, silent_server  # noqa: E402
 from sandbox.world import git  # noqa: E402
 from tests.cli.test_unreachable import COMMANDS, unreachable_world  # noqa: E402
@@ -74,7 +75,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cap", type=float, default=120)
     parser.add_argument("--workers", type=int, default=2, help="commands at a time (more skews the times)")
-    args = parser.parse_args()
+    parser.add_argument("--commands", default=",".join(sorted(COMMANDS)), help="which of the test's commands")
+    args = _smoke.parse(parser, commands="status")
+    names = args.commands.split(",")
+    if unknown := set(names) - set(COMMANDS):
+        parser.error(f"--commands: {', '.join(sorted(unknown))} is not one of {', '.join(sorted(COMMANDS))}")
     hung = contextlib.ExitStack()
     swallowing = hung.enter_context(silent_server())
     modes = {"refused": (f"127.0.0.1:{free_port()}", 15), "never answers": (swallowing, 30)}
@@ -88,7 +93,7 @@ def main() -> None:
             tmp = Path(root) / re.sub(r"\W", "-", mode)
             tmp.mkdir()
             environ = environment(dead, tmp)
-            jobs += [(mode, pool.submit(timed, name, environ, tmp, args.cap)) for name in sorted(COMMANDS)]
+            jobs += [(mode, pool.submit(timed, name, environ, tmp, args.cap)) for name in sorted(names)]
         for mode, job in jobs:
             name, seconds, code = job.result()
             results.setdefault(name, {})[mode] = (seconds, code)

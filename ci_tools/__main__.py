@@ -21,7 +21,10 @@ from ci_tools import __version__, redact
 from ci_tools.actions import Runner
 from ci_tools.cli import (
     acceptance,
+    adopt,
     announce,
+    check_bot,
+    ci,
     config,
     contracts,
     cutover,
@@ -37,6 +40,7 @@ from ci_tools.cli import (
     notify,
     preflight,
     probe,
+    quiet,
     rehearse,
     release,
     replay,
@@ -50,11 +54,13 @@ from ci_tools.needs import NOTHING, describe
 
 # In the order of the plan: set up, look, ship, check, undo, migrate, rehearse.
 COMMAND_MODULES = (
+    adopt,
     init,
     config,
     flow,
     github,
     deploy,
+    quiet,
     release,
     hold,
     probe,
@@ -68,11 +74,13 @@ COMMAND_MODULES = (
     send_back,
     finish_move,
     rehearse,
+    check_bot,
     replay,
     notify,
     status,
     history,
     contracts,
+    ci,
 )
 
 

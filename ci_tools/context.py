@@ -84,9 +84,11 @@ class Services:
         )
 
 
-# What a child process the pipeline starts (the replay's bots, their ``uv sync``) inherits of this
-# one's environment: where programs and caches are, the locale, the proxies. Never a secret.
+# What a child process the pipeline starts (the replay's bots, their ``uv sync``, the bot's tests)
+# inherits of this one's environment: where programs and caches are, the locale, the proxies, the
+# package indexes. Never a secret.
 CHILD_VARIABLES = (
+    "CI",
     "PATH",
     "HOME",
     "LANG",
@@ -96,7 +98,10 @@ CHILD_VARIABLES = (
     "UV_CACHE_DIR",
     "UV_INDEX_URL",
     "UV_DEFAULT_INDEX",
+    "UV_OFFLINE",  # a runner without network (the workflow tests in act)
+    "UV_PYTHON",
     "PIP_INDEX_URL",
+    "PIP_EXTRA_INDEX_URL",
     "HTTP_PROXY",
     "HTTPS_PROXY",
     "NO_PROXY",

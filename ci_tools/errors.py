@@ -57,6 +57,23 @@ class VerificationError(FatalError):
     kind = "verification"
 
 
+class BotRunError(VerificationError):
+    """A bot did not build or start from its own commands (``ci_tools/botrun``): its log's last
+    lines are kept in ``log_tail`` for whoever shows them (they are the bot's words: redact them)."""
+
+    def __init__(self, message: str, *, hint: str | None = None, log_tail: tuple[str, ...] = ()) -> None:
+        super().__init__(message, hint=hint)
+        self.log_tail = log_tail
+
+
+class BuildFailed(BotRunError):
+    """The service's build command exited non-zero (or the tree has nothing to build from)."""
+
+
+class StartFailed(BotRunError):
+    """The start command exited before the bot answered, or it never answered in time."""
+
+
 OWN_PACKAGES = {"ci_tools", "mindmate"}
 
 

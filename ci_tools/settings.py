@@ -42,12 +42,14 @@ _OPTIONAL_FIELDS = (
     "deploy_branches",
     "bake_minutes",
     "bake_interval_seconds",
+    "quiet_seconds",
+    "quiet_wait_minutes",
     *ROLES,
 )
 # The reserved probe user: Telegram user ids fit in 52 bits and are handed out far below
 # this one, so no real person has it. The bot's PROBE_USER_ID defaults to the same value.
 DEFAULT_PROBE_USER_ID = 2**52 - 1
-_USERNAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{3,30}[Bb][Oo][Tt]$")
+BOT_USERNAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{3,30}[Bb][Oo][Tt]$")
 
 
 NO_PREFIX = "none"  # the bot's KEY_PREFIX for unprefixed keys (mindmate/settings.py says the same)
@@ -77,6 +79,10 @@ class Environment:
     # Telegram's delivery, the conversation probe) and rolled back on a failure of its own.
     bake_minutes: float = 0.0  # default: 10 where a failed probe rolls back (production), else 0
     bake_interval_seconds: float = 30.0
+    # Before the deploy, wait while the bot handled an update less than quiet_seconds ago (the
+    # daily user is mid-conversation), at most quiet_wait_minutes (ci_tools/pipeline/quiet.py).
+    quiet_seconds: float = 0.0  # default: 120 where the real users are (production), else 0
+    quiet_wait_minutes: float = 15.0
 
     @property
     def key_prefix_variable(self) -> str:
@@ -128,12 +134,12 @@ class Watch:
 @dataclass(frozen=True)
 class Replay:
     """The replay stage before a production release: the protected users' conversation, replayed
-    on a private copy of their memory by the live commit and the candidate (production.yml)."""
+    on a private copy of their memory by the live commit and the candidate (production.yml).
+    Each commit's bot is started as its own render.yaml says (``startCommand``), not as here."""
 
     enabled: bool = True
     turns: tuple[str, ...] = ("/start", "/recall")  # what each protected user says, in order
     ignore: tuple[str, ...] = ()  # regular expressions masked on both sides (timestamps, ids)
-    module: str = "mindmate"  # the bot starts as ``python -m <module>`` from its commit's checkout
     start_timeout: float = 30.0  # seconds a bot may take to answer /healthz
 
 
@@ -151,6 +157,17 @@ class Move:
 
 
 @dataclass(frozen=True)
+class CI:
+    """The bot's own tests, which ci.yml runs on every push and pull request (``ci-tools ci run``).
+
+    The pipeline knows nothing of how a bot is tested: the owner names one shell command, run in
+    the repository's root (``bash -c``). None (the default) is a choice too: the job says that no
+    tests are configured and passes, so an owner without tests is not blocked by a red check."""
+
+    test_command: str | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     environments: dict[str, Environment]
@@ -161,6 +178,7 @@ class Config:
     watch: Watch = field(default_factory=Watch)
     replay: Replay = field(default_factory=Replay)
     move: Move = field(default_factory=Move)
+    ci: CI = field(default_factory=CI)
 
     @property
     def before_release_days(self) -> int:
@@ -245,6 +263,7 @@ def load_config(path: Path | None = None) -> Config:
         watch=_parse_watch(section.get("watch", {}), path),
         replay=_parse_replay(section.get("replay", {}), path),
         move=_parse_move(section.get("move", {}), path),
+        ci=_parse_ci(section.get("ci", {}), path),
     )
 
 
@@ -266,16 +285,35 @@ def _parse_move(raw: Any, path: Path) -> Move:
     return Move(float(days), prefix, text.strip())
 
 
+def _parse_ci(raw: Any, path: Path) -> CI:
+    where = f"{path.name}: [tool.ci_tools.ci]"
+    if not isinstance(raw, dict) or set(raw) - {"test_command"}:
+        raise ConfigError(f"{where} takes only test_command", hint='e.g. test_command = "python -m pytest"')
+    command = raw.get("test_command")
+    if command is None:
+        return CI()
+    if not isinstance(command, str) or not command.strip() or "\0" in command:
+        raise ConfigError(
+            f"{where}: test_command must be a shell command as one string, or left out for no tests",
+            hint='e.g. test_command = "pip install -r requirements.txt pytest && python -m pytest"',
+        )
+    return CI(command.strip())
+
+
 def _parse_replay(raw: Any, path: Path) -> Replay:
     where = f"{path.name}: [tool.ci_tools.replay]"
-    known = {"enabled", "turns", "ignore", "module", "start_timeout"}
+    known = {"enabled", "turns", "ignore", "start_timeout"}
+    if isinstance(raw, dict) and "module" in raw:
+        raise ConfigError(
+            f"{where}: module is no longer read: each commit's bot starts as its render.yaml's startCommand says",
+            hint="remove the module line",
+        )
     if not isinstance(raw, dict) or set(raw) - known:
         raise ConfigError(f"{where} takes only {', '.join(sorted(known))}")
     defaults = Replay()
     enabled = raw.get("enabled", defaults.enabled)
     turns = raw.get("turns", list(defaults.turns))
     ignore = raw.get("ignore", [])
-    module = raw.get("module", defaults.module)
     timeout = raw.get("start_timeout", defaults.start_timeout)
     if not isinstance(enabled, bool):
         raise ConfigError(f"{where}: enabled must be true or false")
@@ -288,11 +326,9 @@ def _parse_replay(raw: Any, path: Path) -> Replay:
             re.compile(pattern)
         except re.error as exc:
             raise ConfigError(f"{where}: ignore pattern {pattern!r} is not a regular expression ({exc})") from None
-    if not isinstance(module, str) or not re.fullmatch(r"[A-Za-z_][\w.]*", module):
-        raise ConfigError(f"{where}: module must be a Python module name", hint='e.g. "mindmate"')
     if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0:
         raise ConfigError(f"{where}: start_timeout must be a number of seconds")
-    return Replay(enabled, tuple(t.strip() for t in turns), tuple(ignore), module, float(timeout))
+    return Replay(enabled, tuple(t.strip() for t in turns), tuple(ignore), float(timeout))
 
 
 def _parse_watch(raw: Any, path: Path) -> Watch:
@@ -398,7 +434,7 @@ def _parse_environments(raw: Any, path: Path) -> dict[str, Environment]:
             )
         if not re.match(r"^https?://[^/\s]+$", table["base_url"].rstrip("/")):
             raise ConfigError(f"{where}: base_url must be a scheme and host, e.g. https://mindmate-prod.onrender.com")
-        if not _USERNAME.match(table["bot_username"]):
+        if not BOT_USERNAME.match(table["bot_username"]):
             raise ConfigError(
                 f"{where}: bot_username {table['bot_username']!r} is not a Telegram bot username",
                 hint="5-32 letters, digits or underscores, ending in 'bot', without '@'",
@@ -430,6 +466,10 @@ def _parse_environments(raw: Any, path: Path) -> dict[str, Environment]:
             bake_interval_seconds=_number(
                 table.get("bake_interval_seconds", 30), f"{where}: bake_interval_seconds", 0.1, 600
             ),
+            quiet_seconds=_number(
+                table.get("quiet_seconds", 120 if roles["cutover_target"] else 0), f"{where}: quiet_seconds", 0, 3600
+            ),
+            quiet_wait_minutes=_number(table.get("quiet_wait_minutes", 15), f"{where}: quiet_wait_minutes", 0, 120),
         )
     return environments
 
@@ -493,10 +533,12 @@ def _parse_flow(raw: Any, path: Path) -> dict[str, tuple[str, ...]]:
 
 
 def _check_consistency(environments: dict[str, Environment], path: Path) -> None:
-    for attr in ("branch", "render_service", "key_prefix", "bot_username", "base_url"):
+    for attr in ("branch", "render_service", "key_prefix", "key_value", "bot_username", "base_url"):
         seen: dict[str, str] = {}
         for env in environments.values():
             value = getattr(env, attr)
+            if attr == "key_prefix" and not value:
+                continue  # no prefix: the bots' keys as they wrote them, each in its own Key Value (key_value)
             if value in seen:
                 raise ConfigError(
                     f"{path.name}: environments {seen[value]!r} and {env.name!r} share {attr} {value!r}",
@@ -504,8 +546,9 @@ def _check_consistency(environments: dict[str, Environment], path: Path) -> None
                 )
             seen[value] = env.name
     # A prefix that is a prefix of another lets one environment's keys match the other's.
-    # An empty prefix (a legacy bot) is a prefix of all: it is allowed because the two
-    # environments never share a Redis (the bot's env marker and the memory copy refuse it).
+    # An empty prefix (a legacy bot, or an owner's bot that never prefixed its keys) is a prefix
+    # of all, even of another empty one: it is allowed because the environments never share a
+    # Redis (key_value differs, checked above; the bot's env marker and the memory copy refuse it).
     prefixes = sorted(e.key_prefix for e in environments.values() if e.key_prefix)
     for a, b in itertools.pairwise(prefixes):
         if b.startswith(a):

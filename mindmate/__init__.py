@@ -1,7 +1,7 @@
 """MindMate, the reference bot service that render.yaml deploys.
 
-It is deliberately small, but it holds the contracts the pipeline depends on:
-webhook mode, memory under a per-environment key prefix, an environment marker in
-Redis, and a ``/healthz`` that says which environment, commit, bot and Redis it is
-wired to.
+It is deliberately small, and it meets the pipeline's contract (docs/CONTRACT.md) the way
+an owner's bot does: through the bot kit, ``release_kit`` (webhook, ``/healthz``, the probe
+user, the environment marker and key prefix). What is MindMate's own: its handlers, its memory
+store and its "took effect" markers.
 """

@@ -16,7 +16,7 @@ import uvicorn
 from mindmate import redaction
 from mindmate.app import create_app
 from mindmate.settings import Settings, SettingsError, load_settings
-from mindmate.store import EnvMismatchError, claim_env_marker
+from mindmate.store import EnvMismatchError, claim_env_marker  # the kit's, as every bot's
 
 log = logging.getLogger("mindmate")
 

@@ -1,17 +1,18 @@
 """What the bot says. Every handler records the visit, so "last seen" proves the user is here.
 
-Who gets which bot, in order: a bot that has moved (``MOVED_TO``) answers everyone
-with the new link; on a bot with a tester allowlist (``TESTER_IDS``, staging) anyone
-else gets only the production bot's link and nothing about them is stored; the
-pipeline's probe user gets the real handlers, with its replies kept for the probe
-instead of sent (``mindmate.conversation``).
+Who gets the bot at all is the kit's (``release_kit.gate``): a bot that has moved (``MOVED_TO``)
+answers everyone with the new link, and on a bot with a tester allowlist (``TESTER_IDS``,
+staging) anyone else gets only the production bot's link; no handler here runs for them.
 
-Each write passes the update's id, so the write and the "this update took effect"
-marker land together (``MemoryStore``). Each visit also passes this bot's id: the profile
+Each write passes the update's id, so the write and the "this update took effect" marker land
+together (``MemoryStore``); a redelivery of an update that took effect is acknowledged before
+any handler runs (``once``), never repeated. Each visit also passes this bot's id: the profile
 records which bot the user talks to and since when (``ci-tools finish-move`` reads it).
 """
 
 from __future__ import annotations
+
+import logging
 
 from telegram import Update
 from telegram.ext import (
@@ -36,31 +37,20 @@ HELP = (
     "/version — which MindMate you are talking to"
 )
 Context = ContextTypes.DEFAULT_TYPE
+log = logging.getLogger("mindmate")
 
 
 def register(application: Application, settings: Settings, store: MemoryStore) -> None:  # type: ignore[type-arg, unused-ignore]
-    """Attach the handlers; a bot that has moved answers everything with the new link."""
-    if settings.moved_to:
-        link = f"https://t.me/{settings.moved_to}"
+    """Attach the handlers, behind the redelivery check (group -1 runs before them)."""
 
-        async def signpost(update: Update, context: Context) -> None:
-            await reply(update, link)
+    async def once(update: Update, context: Context) -> None:
+        """Telegram's redelivery of an update that already took effect: acknowledged, not repeated.
+        A Redis error here stops the update (the kit answers 503: delivered again later)."""
+        if effect_id(update) is not None and await store.took_effect(update.update_id):
+            log.info("update %s already took effect: acknowledged, not repeated", update.update_id)
+            raise ApplicationHandlerStop
 
-        application.add_handler(MessageHandler(filters.ALL, signpost))
-        return
-
-    if settings.tester_ids is not None:
-        allowed = settings.tester_ids | {settings.probe_user_id}
-        production = f"https://t.me/{settings.production_bot}"
-
-        async def elsewhere(update: Update, context: Context) -> None:
-            """Not a tester: one link, and nothing stored (group -1 runs before the bot)."""
-            user = update.effective_user
-            if user is None or user.id not in allowed:
-                await reply(update, production)
-                raise ApplicationHandlerStop
-
-        application.add_handler(TypeHandler(Update, elsewhere), group=-1)
+    application.add_handler(TypeHandler(Update, once), group=-1)
 
     bot_id = int(settings.token.split(":", 1)[0])  # the token's id part: who the user talks to (store.touch)
 

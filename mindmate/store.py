@@ -8,13 +8,13 @@ The key schema is a contract with ``ci-tools memory`` (see ARCHITECTURE.md):
 another bot had their memory — the pipeline reads these to time the end of a move, README),
 ``<prefix>meta:env`` (the environment this Redis belongs to).
 
-Two more, short-lived: ``<prefix>update:<update_id>`` marks an update that took
+One more, short-lived: ``<prefix>update:<update_id>`` marks an update that took
 effect (set in the same MULTI/EXEC as the effect, so Telegram's redelivery of it
-is acknowledged without storing a fact twice), and ``<prefix>probe:<nonce>`` keeps
-the replies the bot gave the pipeline's probe user instead of sending them.
+is acknowledged without storing a fact twice). The marker and the probe user's
+replies (``<prefix>probe:<nonce>``) are the kit's (``release_kit``).
 
-Every method lets Redis errors through: the webhook turns them into a 5xx so that
-Telegram delivers the update again (``mindmate.app``).
+Every method lets Redis errors through: the kit's webhook turns them into a 503 so
+that Telegram delivers the update again.
 """
 
 from __future__ import annotations
@@ -22,24 +22,19 @@ from __future__ import annotations
 import json
 import time
 
-import redis
 import redis.asyncio as aioredis
 
+from release_kit import EnvMismatchError, claim_env_marker
+from release_kit.marker import marker_key
+
+__all__ = ["EnvMismatchError", "MemoryStore", "claim_env_marker", "marker_key"]
+
 UPDATE_MARKER_TTL = 2 * 24 * 3600  # Telegram stops redelivering long before this
-PROBE_TTL = 300  # the probe user's keys and replies outlive no probe run
 # Which bot the user talks to, and since when, in their profile: a memory copy carries the profile
 # from one bot's Redis to the other's, so the first visit to a bot whose id is not the one recorded
 # is the user's arrival there (``ci-tools finish-move`` waits its window from that moment).
 BOT_FIELD = "bot_id"
 SINCE_FIELD = "bot_since"
-
-
-class EnvMismatchError(Exception):
-    """The Redis we were given belongs to another environment."""
-
-
-def marker_key(prefix: str) -> str:
-    return f"{prefix}meta:env"
 
 
 def history_key(prefix: str, user_id: int) -> str:
@@ -58,29 +53,6 @@ def update_key(prefix: str, update_id: int) -> str:
     return f"{prefix}update:{update_id}"
 
 
-def probe_key(prefix: str, nonce: str) -> str:
-    return f"{prefix}probe:{nonce}"
-
-
-def claim_env_marker(client: redis.Redis, prefix: str, env: str) -> str:
-    """Write the marker if absent; refuse a Redis that another environment claimed.
-
-    A production bot started on the dev Redis would otherwise serve (and change)
-    the dev user's memory under the wrong name, which is exactly the mix-up the
-    migration plan exists to end.
-    """
-    key = marker_key(prefix)
-    client.set(key, env, nx=True)
-    raw = client.get(key)
-    found = raw.decode() if isinstance(raw, bytes) else str(raw)
-    if found != env:
-        raise EnvMismatchError(
-            f"refusing to start: this bot is ENV={env} but its Redis is marked {key}={found}; "
-            f"point REDIS_URL at the {env} Redis"
-        )
-    return found
-
-
 class MemoryStore:
     """Async access to one user's memory, for the bot's handlers.
 
@@ -88,32 +60,10 @@ class MemoryStore:
     an update either took effect (and is marked) or did not (and may be redelivered).
     """
 
-    def __init__(self, client: aioredis.Redis, prefix: str, history_limit: int = 50, env: str = "") -> None:
+    def __init__(self, client: aioredis.Redis, prefix: str, history_limit: int = 50) -> None:
         self.client = client
         self.prefix = prefix
         self.history_limit = history_limit
-        self.env = env
-        self.claimed = not env  # without an env to claim for, there is nothing to wait for
-
-    async def claim(self) -> None:
-        """Claim this Redis for ``env`` once it answers (``claim_env_marker``, asynchronously).
-
-        A bot that started while its Redis did not answer serves 503 until this succeeds,
-        so Render never routes to it and Telegram delivers its updates again later.
-        Raises EnvMismatchError for a Redis another environment claimed; Redis errors pass.
-        """
-        if self.claimed:
-            return
-        key = marker_key(self.prefix)
-        await self.client.set(key, self.env, nx=True)
-        raw = await self.client.get(key)
-        found = raw.decode() if isinstance(raw, bytes) else str(raw)
-        if found != self.env:
-            raise EnvMismatchError(
-                f"this bot is ENV={self.env} but its Redis is marked {key}={found}; "
-                f"point REDIS_URL at the {self.env} Redis"
-            )
-        self.claimed = True
 
     def _mark(self, pipe: aioredis.client.Pipeline, update_id: int | None) -> None:
         if update_id is not None:
@@ -188,41 +138,3 @@ class MemoryStore:
             self._mark(pipe, update_id)
             await pipe.execute()
         return fact
-
-    # -- the pipeline's probe user ------------------------------------------------------
-    async def keep_probe_reply(self, nonce: str, text: str) -> None:
-        key = probe_key(self.prefix, nonce)
-        async with self.client.pipeline(transaction=True) as pipe:
-            pipe.rpush(key, text)
-            pipe.expire(key, PROBE_TTL)
-            await pipe.execute()
-
-    async def probe_replies(self, nonce: str) -> list[str]:
-        return [str(r) for r in await self.client.lrange(probe_key(self.prefix, nonce), 0, -1)]
-
-    def probe_user_keys(self, user_id: int, nonce: str) -> list[str]:
-        return [
-            memory_key(self.prefix, user_id),
-            history_key(self.prefix, user_id),
-            profile_key(self.prefix, user_id),
-            probe_key(self.prefix, nonce),
-        ]
-
-    async def expire_probe_user(self, user_id: int, nonce: str) -> None:
-        """The probe user's keys live minutes at most, even if the probe never cleans up."""
-        async with self.client.pipeline(transaction=False) as pipe:
-            for key in self.probe_user_keys(user_id, nonce):
-                pipe.expire(key, PROBE_TTL)
-            await pipe.execute()
-
-    async def forget_probe_user(self, user_id: int, nonce: str) -> int:
-        return int(await self.client.delete(*self.probe_user_keys(user_id, nonce)))
-
-    async def health(self) -> tuple[bool, str | None]:
-        try:
-            await self.claim()
-            await self.client.ping()
-            marker = await self.client.get(marker_key(self.prefix))
-        except (redis.RedisError, OSError, EnvMismatchError):
-            return False, None
-        return True, None if marker is None else str(marker)

@@ -76,7 +76,7 @@ class ThreadedBot:
         self.stop()
 
 
-# What the bot reads (mindmate/settings.py): on Render only the service's own environment sets these.
+# What the bot reads (release_kit/config.py, mindmate/settings.py): on Render only its service sets these.
 BOT_SETTINGS = (
     "ENV",
     "KEY_PREFIX",

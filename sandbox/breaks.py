@@ -14,8 +14,8 @@ Edit = tuple[str, str, str]  # (path, the text as it reads, the text the break w
 BREAKS: dict[str, Edit | tuple[Edit, ...]] = {
     # a webhook that forgot its secret: the probe's unsigned POST is answered 200
     "open webhook": (
-        "mindmate/app.py",
-        "        return hmac.compare_digest(given.encode(), settings.bot_webhook_secret.encode())",
+        "release_kit/server.py",
+        "        return hmac.compare_digest(given.encode(), self.secret.encode())",
         "        return True  # a refactor that forgot the secret",
     ),
     # a start that crashes: the instance exits before it serves (Render restarts it, and never switches)

@@ -13,7 +13,6 @@ import contextlib
 import dataclasses
 import json
 import re
-import shutil
 import signal
 import tempfile
 import threading
@@ -334,15 +333,10 @@ class Rehearsal:
         )
 
     def _code_in_repository(self, world: World) -> None:
-        """The sandbox's repository gets the bot's code, once (its first commits ran the installed bot)."""
-        if (world.repo / "mindmate").exists():
-            return
-        shutil.copytree(
-            self.project / "mindmate", world.repo / "mindmate", ignore=shutil.ignore_patterns("__pycache__")
-        )
-        git(world.repo, "checkout", "-q", "main")
-        git(world.repo, "add", "mindmate")
-        git(world.repo, "commit", "-q", "-m", "the bot's code in the repository")
+        """The sandbox's repository gets the bot's project, once (its commits so far held no files, and
+        ran the installed bot): from then on Render builds each commit with its own render.yaml service."""
+        if not (world.repo / "mindmate").exists():
+            world.add_bot_project(self.project, "the bot's code in the repository")
 
     def _old_bot_values(self, world: World) -> dict[str, str]:
         """What production's environment holds of the old bot (staging's) for send-back and finish-move."""

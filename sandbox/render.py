@@ -1,8 +1,15 @@
 """A local Render: deploy hooks and the REST API shapes the pipeline uses, on loopback.
 
-A "deploy" goes through Render's statuses over time and, at ``update_in_progress``,
-really starts the reference bot for that commit (against the service's env vars:
-a real Redis, the Telegram stand-in). A per-service router on a stable port plays
+A "deploy" goes through Render's statuses over time: at ``build_in_progress`` it builds the
+deployed commit with the build command of that commit's own render.yaml service (by the
+service's name), and at ``update_in_progress`` starts it with that service's start command
+(``ci_tools/botrun``, as Render's Python runtime runs them), against the service's env vars: a
+real Redis, the Telegram stand-in. A commit with no such service, or whose build fails, ends
+``build_failed``; never is our bot run in another commit's place. Two fast paths stay: a commit
+that holds no files at all (the plain sandbox's empty commits) runs the installed reference bot,
+and in thread mode (``process=False``) a commit whose service starts ``-m mindmate`` runs the
+installed reference bot in a thread (code is not the question there; ``@pytest.mark.built``
+tests build each commit). A per-service router on a stable port plays
 the service's public URL. Faults are switched on per commit or per call: failed
 build, slow deploy, an open webhook, 429s, 5xx, and a create (deploy or rollback)
 that takes effect and then answers 502 or hangs.
@@ -33,10 +40,13 @@ echo service (what a runner asks to learn its public address).
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import itertools
 import re
 import secrets
 import shutil
+import socket
 import subprocess
 import tempfile
 import threading
@@ -51,8 +61,10 @@ import httpx
 import redis
 import yaml
 
+from ci_tools import botrun
+from ci_tools.errors import BuildFailed, ConfigError, FatalError
 from sandbox import contract as contracts
-from sandbox.bot import BotProcess, ThreadedBot
+from sandbox.bot import BotProcess, ThreadedBot, inherited
 from sandbox.gate import Gate
 from sandbox.http import Request, Response, StandInServer
 from sandbox.http import fault as fault_answer
@@ -234,6 +246,23 @@ class Router(StandInServer):
         )
 
 
+# A service whose start command runs the reference bot: thread mode serves the installed one.
+REFERENCE_BOT = re.compile(r"-m\s+mindmate\b")
+# The stand-in's builds fetch nothing: pip and uv install from what this machine has.
+OFFLINE = {"PIP_NO_INDEX": "1", "UV_OFFLINE": "1"}
+
+
+@dataclass(frozen=True)
+class Build:
+    """What a deploy of ``commit`` runs. ``commands`` None: the commit holds no files (the plain
+    sandbox's empty commits), the installed reference bot runs. ``tree`` None with commands:
+    thread mode's installed reference bot. Else the commit's own tree, built (``botrun``)."""
+
+    commit: str
+    commands: botrun.BotCommands | None = None
+    tree: Path | None = None
+
+
 @dataclass
 class Faults:
     """What the platform does wrong on purpose (a failed build, a slow one, a lagging URL), and, in
@@ -272,6 +301,7 @@ class FakeService:
     draining: list[Any] = field(default_factory=list)  # old instances between the switch and their SIGTERM
     watched: bool = False  # a health monitor runs for the live instance
     environ: dict[str, str] = field(default_factory=dict)  # what the live instance was started with
+    built: Build | None = None  # … and the build it runs (a restart starts it again)
     # A test's hook, called with the deploy and its new status as a deploy enters each one, in the
     # deploy's own thread before it goes on: at "update_in_progress" the old instance still serves.
     on_status: Callable[[dict[str, Any], str], None] | None = None
@@ -869,6 +899,13 @@ class FakeRender(StandInServer):
                 self._set(deploy, "build_failed")
                 self._ended(service, deploy, "failed")
                 return
+        try:  # a rollback reuses the commit's build: built already, so this is at once
+            built = self.build(commit, service)
+        except FatalError as exc:  # no service for it in the commit's render.yaml, or its build failed
+            deploy["_error"] = exc.one_line()
+            self._set(deploy, "build_failed")
+            self._ended(service, deploy, "failed")
+            return
         self._set(deploy, "update_in_progress", service)
         environ = {
             **service.env,
@@ -880,13 +917,14 @@ class FakeRender(StandInServer):
                 for key, value in faults.overwrites.items():
                     client.delete(key)
                     client.set(key, value)
-        instance = self._boot_until_healthy(service, deploy, environ)
+        instance = self._boot_until_healthy(service, deploy, environ, built)
         if instance is None:
             return
         if service.switch_after and service.instance is not None:
             time.sleep(service.switch_after)
         with self.lock:
             old, service.instance, service.environ = service.instance, instance, environ
+            service.built = built
             service.router.open_webhook = faults.open_webhook
             for other in service.deploys:
                 if other is not deploy and other["status"] == "live":
@@ -900,7 +938,9 @@ class FakeRender(StandInServer):
         self._set(deploy, "live", service)
         self._ended(service, deploy, "succeeded")
 
-    def _boot_until_healthy(self, service: FakeService, deploy: dict[str, Any], environ: dict[str, str]) -> Any:
+    def _boot_until_healthy(
+        self, service: FakeService, deploy: dict[str, Any], environ: dict[str, str], built: Build
+    ) -> Any:
         """Start the new instance beside the old one and health-check it, as Render does.
 
         render.com/docs/health-checks: during a deploy Render sends the health check path
@@ -915,7 +955,7 @@ class FakeRender(StandInServer):
         while True:
             if instance is None:
                 try:
-                    instance = self._launch(service, environ)
+                    instance = self._launch(service, environ, built)
                 except Exception as exc:  # it exited at start: reported, then restarted
                     deploy["_error"] = str(exc)
                     if reported != "exit":
@@ -945,8 +985,18 @@ class FakeRender(StandInServer):
                 return None
 
     def _health(self, service: FakeService, instance: Any) -> str | None:
-        """None if the health check passes (2xx or 3xx within 5 s), else what it saw."""
-        path = service.json()["serviceDetails"]["healthCheckPath"]
+        """None if the health check passes, else what it saw. With the service's healthCheckPath:
+        2xx or 3xx within 5 s; without one, Render only checks that the port accepts TCP
+        connections (render.com/docs/health-checks: "By default, health checks are TCP socket
+        probes to one of your service's open ports")."""
+        commands = getattr(instance, "commands", None)
+        path = commands.health_path if commands is not None else "/healthz"  # the reference bot's
+        if not path:
+            try:
+                socket.create_connection(("127.0.0.1", instance.port), timeout=5).close()
+            except OSError as exc:
+                return f"TCP :{instance.port}: {type(exc).__name__}"
+            return None
         try:
             answer = httpx.get(instance.url + path, timeout=5)
         except httpx.HTTPError as exc:
@@ -1043,8 +1093,8 @@ class FakeRender(StandInServer):
             if now - failing_since >= self.restart_after and service.instance is instance:
                 instance.stop()
                 try:
-                    restarted = self._launch(service, service.environ)
-                except RuntimeError:  # it exits at start again: the next checks fail, and it is retried
+                    restarted = self._launch(service, service.environ, service.built or Build(""))
+                except Exception:  # it exits at start again: the next checks fail, and it is retried
                     failing_since = now
                     continue
                 with self.lock:
@@ -1052,15 +1102,21 @@ class FakeRender(StandInServer):
                     service.router.target = restarted.url
                 failing_since = None
 
-    def _launch(self, service: FakeService, environ: dict[str, str]) -> Any:
-        if self.process:
-            commit = environ["RENDER_GIT_COMMIT"]
-            log = self.log_dir / f"{service.name}-{commit[:7]}.log" if self.log_dir else None
-            # A commit that holds no bot runs the installed one, from a folder of its own: never from
-            # whatever directory this process stands in (a repository's working tree is another commit).
-            source = self.build(commit) or self._neutral()
-            return BotProcess(environ, log_path=log, source=source).start()
-        return ThreadedBot(environ).start()  # threads run the installed bot: fast, where code is not the question
+    def _launch(self, service: FakeService, environ: dict[str, str], built: Build) -> Any:
+        """Start one instance of ``built``; an exception if it exits at start (or never answers)."""
+        commit = environ["RENDER_GIT_COMMIT"]
+        log = self.log_dir / f"{service.name}-{commit[:7]}.log" if self.log_dir else None
+        if built.commands is None or built.tree is None:  # the installed reference bot (see Build)
+            if self.process:  # from a folder of its own: never the directory this process stands in
+                return BotProcess(environ, log_path=log, source=self._neutral()).start()
+            return ThreadedBot(environ).start()  # threads: fast, where code is not the question
+        return botrun.start(
+            built.tree,
+            built.commands,
+            {**inherited(), **environ, "HOST": "127.0.0.1"},
+            environ.get("TELEGRAM_API_URL"),
+            log=log,
+        )
 
     def _neutral(self) -> Path:
         with self.lock:
@@ -1084,33 +1140,53 @@ class FakeRender(StandInServer):
             == 0
         )
 
-    def build(self, commit: str) -> Path | None:
-        """What Render builds: the deployed commit's own tree (``git archive``), so a commit that
-        breaks the bot breaks the deployed bot. None when the repository's commit holds no bot
-        (the plain sandbox's empty commits): the installed bot runs then."""
-        if self.repo is None:
-            return None
-        listed = subprocess.run(
-            ["git", "ls-tree", "--name-only", commit, "mindmate/__main__.py"],
-            cwd=self.repo,
-            capture_output=True,
-            text=True,
-            check=False,
+    def build(self, commit: str, service: FakeService) -> Build:
+        """What Render builds: the deployed commit's own tree (``git archive``), with the build
+        command of that commit's render.yaml service named as ``service``, so a commit that breaks
+        the bot breaks the deployed bot. ConfigError when the commit has no such service,
+        BuildFailed when its build fails; the fast paths are ``Build``'s."""
+        if self.repo is None or not self._git("ls-tree", "--name-only", commit).strip():
+            return Build(commit)
+        shown = subprocess.run(
+            ["git", "show", f"{commit}:{botrun.commands.BLUEPRINT}"], cwd=self.repo, capture_output=True, check=False
         )
-        if listed.returncode != 0 or not listed.stdout.strip():
-            return None
+        if shown.returncode != 0:
+            raise ConfigError(f"commit {commit[:12]} has no render.yaml", hint="add the service's render.yaml")
+        commands = botrun.from_blueprint(shown.stdout.decode(errors="replace"), service.name)
+        if not self.process and REFERENCE_BOT.search(commands.start):
+            return Build(commit, commands)
+        # render.com/docs/monorepo-support: the service's root directory alone is there, to build and run.
+        tree = self._checkout(commit, commands.root)
+        commands = dataclasses.replace(commands, root="")
+        log = self.log_dir / f"{service.name}-{commit[:7]}.log" if self.log_dir else None
+        botrun.build(tree, commands, {**inherited(), **OFFLINE}, cache=botrun.default_cache(), log=log)
+        return Build(commit, commands, tree)
+
+    def _git(self, *args: str) -> str:
+        return subprocess.run(["git", *args], cwd=self.repo, capture_output=True, text=True, check=False).stdout
+
+    def _checkout(self, commit: str, root: str = "") -> Path:
+        """The commit's tree (its ``root`` folder alone, when set), unpacked once under
+        ``build_root`` (a redeploy reuses it). BuildFailed when the commit has no such folder."""
         with self.lock:
             if self.build_root is None:
                 self.build_root = Path(tempfile.mkdtemp(prefix="render-builds-"))
-        target = self.build_root / commit
+        name = commit if not root else f"{commit}-{hashlib.sha256(root.encode()).hexdigest()[:8]}"
+        target = self.build_root / name
         if not target.exists():
-            staging = self.build_root / f".{commit}.{threading.get_ident()}"
+            archive = subprocess.run(
+                ["git", "archive", f"{commit}:{root}" if root else commit], cwd=self.repo, capture_output=True
+            )
+            if archive.returncode != 0:
+                raise BuildFailed(
+                    f"commit {commit[:12]} has no folder {root!r} (the service's rootDir)", hint="fix rootDir"
+                )
+            staging = self.build_root / f".{name}.{threading.get_ident()}"
             staging.mkdir()
-            archive = subprocess.run(["git", "archive", commit], cwd=self.repo, capture_output=True, check=True)
             subprocess.run(["tar", "-x", "-C", str(staging)], input=archive.stdout, check=True)
             try:
                 staging.rename(target)
-            except OSError:  # another deploy built it first
+            except OSError:  # another deploy unpacked it first
                 shutil.rmtree(staging, ignore_errors=True)
         return target
 

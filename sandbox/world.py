@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 
 from ci_tools.settings import NO_PREFIX, load_config
@@ -25,6 +26,9 @@ DAILY_USER = 424242001  # the sandbox's daily user: protected, as `ci-tools init
 PROTECTED = re.compile(r"^protected_users = \[[^\]]*\]", re.M)
 PATTERNS = '["user:{user_id}:history", "user:{user_id}:profile", "memory:{user_id}"]'
 BAKE = "\nbake_minutes = 0.03\nbake_interval_seconds = 0.4\n"  # 1.8 s, a look every 0.4 s
+# What a commit holds for Render to build and start the reference bot (render.yaml's services),
+# besides the packages its build backend names (bot_project()).
+BOT_PROJECT = ("render.yaml", "pyproject.toml", "uv.lock", "README.md")
 SECRETS = {"staging": "whsec-staging-0123456789", "production": "whsec-production-0123456789"}
 
 
@@ -36,6 +40,14 @@ def git(cwd: Path, *args: str) -> str:
         capture_output=True,
         text=True,
     ).stdout.strip()
+
+
+def bot_project(source: Path) -> tuple[str, ...]:
+    """BOT_PROJECT and every package ``[tool.uv.build-backend] module-name`` names: ``uv sync``
+    builds the project, and its backend fails on a named package the commit lacks."""
+    backend = tomllib.loads((source / "pyproject.toml").read_text())["tool"]["uv"]["build-backend"]
+    named = backend.get("module-name", [])
+    return (*BOT_PROJECT, *([named] if isinstance(named, str) else named))
 
 
 class World:
@@ -183,6 +195,22 @@ class World:
         current = git(self.repo, "branch", "--list", branch)
         git(self.repo, "checkout", "-q", branch) if current else git(self.repo, "checkout", "-q", "-b", branch, "main")
         git(self.repo, "commit", "-q", "--allow-empty", "-m", message)
+        return git(self.repo, "rev-parse", "HEAD")
+
+    def add_bot_project(self, source: Path, message: str) -> str:
+        """A commit on main holding the reference bot's project from ``source``: what its render.yaml
+        services build and start (``uv sync --locked`` needs the project's metadata and all of its
+        packages, ``.venv/bin/python -m mindmate`` the bot). Its full SHA."""
+        git(self.repo, "checkout", "-q", "main")
+        names = bot_project(source)
+        for name in names:
+            origin, target = source / name, self.repo / name
+            if origin.is_dir():
+                shutil.copytree(origin, target, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
+            else:
+                shutil.copy2(origin, target)
+        git(self.repo, "add", *names)
+        git(self.repo, "commit", "-q", "-m", message)
         return git(self.repo, "rev-parse", "HEAD")
 
     def secrets(self, env: str) -> dict[str, str]:

@@ -1,6 +1,6 @@
 """The architecture is a contract the imports obey (import-linter, pyproject [tool.importlinter]).
 
-Each test copies the three packages beside the project's pyproject.toml into a scratch folder,
+Each test copies the four packages beside the project's pyproject.toml into a scratch folder,
 breaks one import on purpose, and runs ``lint-imports`` there: the contract must name it.
 """
 
@@ -19,7 +19,7 @@ import pytest
 from sandbox.tools import find_tool
 from tests.support import ROOT
 
-PACKAGES = ("ci_tools", "mindmate", "sandbox")
+PACKAGES = ("ci_tools", "mindmate", "release_kit", "sandbox")
 
 
 def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
@@ -49,6 +49,8 @@ def test_the_project_keeps_its_import_contracts(tmp_path):
         ("ci_tools/memory/ops.py", "from ci_tools.repo import flow as branch_flow", "ci_tools is layered"),  # siblings
         ("ci_tools/context.py", "from ci_tools.memory import files", "ci_tools is layered"),
         ("mindmate/app.py", "from ci_tools import redact", "the bot stands alone"),
+        ("release_kit/server.py", "from mindmate import store", "the bot kit stands alone"),
+        ("release_kit/kit.py", "import ci_tools.redact", "the bot kit stands alone"),
         ("ci_tools/pipeline/probe.py", "import mindmate.app", "the release tool talks to the bot over HTTP"),
         ("ci_tools/pipeline/status.py", "import httpx", "the phases reach every service through clients/"),
     ],
@@ -63,8 +65,9 @@ def test_a_mutated_import_breaks_the_contract_it_crosses(tmp_path, module, line,
 
 
 def test_the_bot_copied_alone_into_an_empty_project_starts(tmp_path, redis_server, bot_environ, subprocess_env):
-    """mindmate/ and nothing else: ci_tools and sandbox cannot even be imported there."""
-    shutil.copytree(ROOT / "mindmate", tmp_path / "mindmate", ignore=shutil.ignore_patterns("__pycache__"))
+    """mindmate/ and the kit it is built on, nothing else: ci_tools and sandbox cannot even be imported there."""
+    for package in ("mindmate", "release_kit"):
+        shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
     environ, _ = bot_environ(redis_server.url)
     guard = (
         "import importlib.abc, runpy, sys\n"
@@ -73,8 +76,10 @@ def test_the_bot_copied_alone_into_an_empty_project_starts(tmp_path, redis_serve
         "        if name.split('.')[0] in ('ci_tools', 'sandbox'):\n"
         "            raise ImportError(name + ' is not part of this project')\n"
         "sys.meta_path.insert(0, Elsewhere())\n"
-        "import mindmate, os\n"
-        "assert os.path.dirname(mindmate.__file__) == os.path.join(os.getcwd(), 'mindmate'), mindmate.__file__\n"
+        "import mindmate, os, release_kit\n"
+        "for package in (mindmate, release_kit):\n"
+        "    here = os.path.join(os.getcwd(), package.__name__)\n"
+        "    assert os.path.dirname(package.__file__) == here, package.__file__\n"
         "runpy.run_module('mindmate', run_name='__main__')\n"
     )
     env = {**subprocess_env, **environ, "PYTHONPATH": str(tmp_path)}

@@ -57,7 +57,7 @@ def test_without_the_stand_ins_the_rehearsal_says_where_they_are(tmp_path):
     assert done.stderr.strip().startswith("ci-tools: configuration: the stand-ins (sandbox/) are not installed")
 
 
-LAYERS = {"cli", "pipeline", "repo", "clients", "memory", "contracts"}
+LAYERS = {"cli", "pipeline", "repo", "clients", "memory", "contracts", "botrun"}
 PLUMBING = {
     "__init__",
     "__main__",
@@ -90,6 +90,9 @@ SHARED = {
     "scheduler",  # which of main's workflows a schedule starts (github dispatch --schedule)
     "unreviewed_secrets",  # what staging may hold (github setup and check)
     "old_bot",  # the daily user's old bot during the move (send-back and finish-move)
+    "bot_detection",  # what adopt (and check-bot) read from a bot's repository
+    "adopted_files",  # what adopt copies into a bot's repository: the one list
+    "adopted_config",  # adopt's merge of render.yaml and [tool.ci_tools] (init's own edits: owner_files)
 }
 
 
@@ -123,7 +126,8 @@ def test_nothing_below_main_reads_the_environment():
     readers = [
         f"{path}:{number}"
         for path, text in _sources("ci_tools").items()
-        if path not in ("ci_tools/__main__.py", "ci_tools/context.py")
+        # botrun's sitecustomize.py runs inside a bot that ci-tools started, not in ci-tools: it reads the bot's own
+        if path not in ("ci_tools/__main__.py", "ci_tools/context.py", "ci_tools/botrun/reroute/sitecustomize.py")
         for number, line in enumerate(text.splitlines(), 1)
         if ENVIRONMENT_READS.search(line.split("#")[0])
     ]

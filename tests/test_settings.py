@@ -79,6 +79,29 @@ def test_invalid_config_is_one_clear_error(tmp_path, overrides, message):
         load_config(write(tmp_path, two_envs(**overrides)))
 
 
+def test_environments_may_share_no_prefix_each_in_its_own_key_value(tmp_path):
+    """An owner's bot that never prefixed its keys: both environments read them as written, each
+    from its own Key Value (config check holds render.yaml to the same key_value)."""
+    config = load_config(
+        write(
+            tmp_path,
+            two_envs(**{'key_prefix = "dev:"': 'key_prefix = ""'}).replace('key_prefix = "prod:"', 'key_prefix = ""'),
+        )
+    )
+    assert [env.key_prefix for env in config.environments.values()] == ["", ""]
+    shared = two_envs().replace('key_prefix = "dev:"', 'key_prefix = ""\nkey_value = "one-redis"')
+    shared = shared.replace('key_prefix = "prod:"', 'key_prefix = ""\nkey_value = "one-redis"')
+    with pytest.raises(ConfigError, match="share key_value 'one-redis'"):
+        load_config(write(tmp_path, shared))
+
+
+def test_the_replay_module_is_gone_with_a_fix(tmp_path):
+    """Each commit's bot starts as its own render.yaml says: a leftover ``module`` is named, not ignored."""
+    with pytest.raises(ConfigError, match="module is no longer read") as error:
+        load_config(write(tmp_path, two_envs() + '[tool.ci_tools.replay]\nmodule = "mindmate"\n'))
+    assert "remove the module line" in error.value.one_line()
+
+
 def test_missing_section_and_bad_toml(tmp_path):
     with pytest.raises(ConfigError, match=r"no \[tool.ci_tools\] section"):
         load_config(write(tmp_path, "[project]\nname='x'\n"))

@@ -1,8 +1,10 @@
-"""What several commands share: reporting a probe, and Needs every Render command reads."""
+"""What several commands share: reporting a probe, Needs every Render command reads, asking the owner."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -59,3 +61,13 @@ def tell_owner(ctx: Context, env: Environment, text: str) -> None:
         ctx.runner.annotate("warning", warning, title="owner not told")
     else:
         say(f"  the owner was told in Telegram by @{env.bot_username}")
+
+
+def ask(prompt: str, *, secret: bool = False, default: str = "") -> str | None:
+    """The owner's answer in a terminal (a secret without echo; Enter takes ``default``), or None
+    when there is no terminal to ask in (a workflow, a pipe): the caller names what to set instead."""
+    if not sys.stdin.isatty():
+        return None
+    shown = f"{prompt} [{default}]: " if default else f"{prompt}: "
+    answer = (getpass.getpass(shown) if secret else input(shown)).strip()
+    return answer or default

@@ -30,6 +30,7 @@ def show_config(ctx: Context, args: argparse.Namespace) -> int:
             {
                 "config": str(config.path),
                 "flow": {base: list(heads) for base, heads in config.flow.items()},
+                "ci": {"test_command": config.ci.test_command},
                 "environments": {
                     name: {
                         **asdict(env),
@@ -48,6 +49,7 @@ def show_config(ctx: Context, args: argparse.Namespace) -> int:
     table(f"Environments ({config.path})", ["env", "branch", "service", "bot", "prefix", "url"], rows)
     for base, heads in config.flow.items():
         say(f"PRs into {base}: from {', '.join(heads)}")
+    say(f"the bot's tests (ci.yml): {config.ci.test_command or 'none configured ([tool.ci_tools.ci] test_command)'}")
     return 0
 
 

@@ -10,9 +10,8 @@ account-wide key is production's alone, because staging runs unreviewed branches
 from __future__ import annotations
 
 import argparse
-import getpass
-import sys
 
+from ci_tools.cli._common import ask
 from ci_tools.context import Context
 from ci_tools.needs import Needs
 
@@ -76,20 +75,18 @@ def _value(ctx: Context, name: str) -> str:
     if given:
         return given
     prompt, secret = ASKED[name]
-    if not sys.stdin.isatty():
+    answer = ask(prompt, secret=secret)
+    if answer is None:
         from ci_tools.errors import ConfigError
 
         raise ConfigError(f"{name} is not set", hint=f"export {name} ({prompt}), or run ci-tools init in a terminal")
-    answer = getpass.getpass(f"{prompt}: ") if secret else input(f"{prompt}: ")
-    return answer.strip()
+    return answer
 
 
 def _optional_value(ctx: Context, name: str) -> str:
     """Asked in a terminal, Enter for none; without one, only from the environment."""
     given = ctx.optional(name)
-    if given or not sys.stdin.isatty():
-        return given or ""
-    return getpass.getpass(f"{OPTIONAL_ASKED[name]}: ").strip()
+    return given or ask(OPTIONAL_ASKED[name], secret=True) or ""
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:

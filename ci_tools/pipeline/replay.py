@@ -347,7 +347,7 @@ class _Stage:
                 continue
             tree = checkout(commit, folder)
             try:
-                trees[commit] = (tree, interpreter(tree, self.ctx.child, self.on_status), own_module(tree, self.config))
+                trees[commit] = (tree, interpreter(tree, self.ctx.child, self.on_status), own_module(tree, self.env))
             except CannotStart as exc:
                 raise _cannot_start(role, commit, str(exc)) from None
         return trees

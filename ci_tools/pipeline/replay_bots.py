@@ -20,10 +20,11 @@ import signal
 import subprocess
 import sys
 import time
-import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from ci_tools import redact
 from ci_tools.clients.capture import CaptureServer
@@ -31,7 +32,8 @@ from ci_tools.clients.health import BotSurface, NotTheContract, Unreachable
 from ci_tools.errors import ConfigError
 from ci_tools.memory import throwaway
 from ci_tools.pipeline.replay_judge import Answer, Conversation, letters_masked
-from ci_tools.settings import Environment, Replay
+from ci_tools.repo.bot_detection import module_of
+from ci_tools.settings import Environment
 
 Status = Callable[[str], None]
 NAME = "Friend"  # the first name every replayed turn carries: the same on every side
@@ -91,22 +93,28 @@ def interpreter(tree: Path, environ: Mapping[str, str], on_status: Status) -> st
     return str(tree / ".venv" / "bin" / "python")
 
 
-def own_module(tree: Path, replay: Replay) -> str:
-    """The module the commit of ``tree`` starts as: its own ``[tool.ci_tools.replay] module``.
+def own_module(tree: Path, env: Environment) -> str:
+    """The module the commit of ``tree`` starts as: the ``python -m <module>`` of its own
+    render.yaml's ``startCommand`` (the service of ``env``, else the tree's only web service).
 
-    The live commit and the candidate may name different modules (a rename); each runs as its
-    own tree says, never as the candidate's config says (``python -m`` would then find the
-    candidate's package installed in this environment and run it as "live")."""
+    The live commit and the candidate may start different modules (a rename); each runs as its
+    own tree says, never as the candidate's says (``python -m`` would then find the candidate's
+    package installed in this environment and run it as "live")."""
     try:
-        document = tomllib.loads((tree / "pyproject.toml").read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError):
-        return replay.module
-    module = document.get("tool", {}).get("ci_tools", {}).get("replay", {}).get("module")
-    return module if isinstance(module, str) and _dotted(module) else replay.module
-
-
-def _dotted(module: str) -> bool:
-    return all(part.isidentifier() for part in module.split("."))
+        blueprint = yaml.safe_load((tree / "render.yaml").read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        raise CannotStart("its render.yaml cannot be read, so nothing says how it starts") from None
+    services = [s for s in blueprint.get("services") or [] if isinstance(s, dict) and s.get("type") == "web"]
+    named = [s for s in services if s.get("name") == env.render_service]
+    if not named and len(services) == 1:
+        named = services
+    command = str(named[0].get("startCommand") or "") if named else ""
+    module = module_of(command)
+    if module is None:
+        raise CannotStart(
+            f"its render.yaml starts it as {command!r}, and the replay starts a bot as `python -m <module>`"
+        )
+    return module
 
 
 def why_it_stopped(log: str) -> str:

@@ -39,7 +39,7 @@ from ci_tools.repo.unreviewed_secrets import (
     holds,
     refuse_production_values,
 )
-from ci_tools.repo.workflow_files import job_names, secrets_by_environment
+from ci_tools.repo.workflow_files import job_names, pull_request_checks, secrets_by_environment
 from ci_tools.settings import Config
 
 # Needed only for the migration, or one of two ways: their absence is not a fault.
@@ -60,7 +60,32 @@ class Change:
 
 
 def rulesets(root: Path) -> list[dict[str, Any]]:
-    return [json.loads(p.read_text()) for p in sorted((root / ".github" / "rulesets").glob("*.json"))]
+    """The rulesets as GitHub gets them: each file's, its required checks completed from the workflows.
+
+    A ruleset requires every check a pull request into its branch reports (``pull_request_checks``:
+    the jobs of each workflow the pull request runs), whatever the repository's workflows are: the
+    pipeline's own repository requires its lint too, an adopted one only what it has. A check the
+    file names itself is required as well (and ``check`` says so when no job produces it)."""
+    found = []
+    for path in sorted((root / ".github" / "rulesets").glob("*.json")):
+        ruleset = json.loads(path.read_text())
+        for rule in ruleset.get("rules", []):
+            if rule.get("type") == "required_status_checks":
+                parameters = rule.setdefault("parameters", {})
+                listed = {c["context"]: c for c in parameters.get("required_status_checks", [])}
+                for name in _ruleset_checks(root, ruleset):
+                    listed.setdefault(name, {"context": name, "integration_id": ACTIONS_APP_ID})
+                parameters["required_status_checks"] = [listed[name] for name in sorted(listed)]
+        found.append(ruleset)
+    return found
+
+
+def _ruleset_checks(root: Path, ruleset: dict[str, Any]) -> list[str]:
+    """The checks every pull request into each branch the ruleset names reports (common to all)."""
+    includes = ruleset.get("conditions", {}).get("ref_name", {}).get("include", [])
+    branches = [ref.removeprefix("refs/heads/") for ref in includes if ref.startswith("refs/heads/")]
+    per_branch = [set(pull_request_checks(root, branch)) for branch in branches or [""]]
+    return sorted(set.intersection(*per_branch))
 
 
 def required_checks(ruleset: dict[str, Any]) -> list[dict[str, Any]]:
@@ -414,7 +439,8 @@ def check(api: GitHubAPI, config: Config, root: Path) -> list[Item]:
                 f"ruleset {ruleset['name']}: every required check is a job",
                 not missing,
                 "all are" if not missing else f"no job named {missing}",
-                "rename the check in .github/rulesets or the job back: a missing check blocks every merge",
+                "drop it from .github/rulesets (setup requires every job a pull request runs) "
+                "or rename the job back: a missing check blocks every merge",
             )
         )
         unpinned = [c["context"] for c in required_checks(ruleset) if c.get("integration_id") != ACTIONS_APP_ID]

@@ -42,16 +42,19 @@ class EnvironmentFacts:
     reviewers: tuple[str, ...] = ()  # replaces the shipped placeholder only (who approves production)
 
 
-def _write_if_changed(path: Path, text: str, *, mode: int | None = None) -> bool:
-    """Replace ``path`` atomically when ``text`` differs; ``mode`` is set before any byte is written."""
-    if path.exists() and path.read_text(encoding="utf-8") == text:
+def write_if_changed(path: Path, text: str | bytes, *, mode: int | None = None) -> bool:
+    """Replace ``path`` atomically when ``text`` differs; ``mode`` is set before any byte is written
+    (default: the file's own, or 0644 for a new one: a temporary file is made 0600)."""
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    if path.is_file() and path.read_bytes() == data:
         return False
+    if mode is None:
+        mode = path.stat().st_mode & 0o777 if path.is_file() else 0o644
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
-        if mode is not None:
-            os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
@@ -86,11 +89,11 @@ def edit_config(path: Path, facts: Mapping[str, EnvironmentFacts], protected_use
         users = backup.setdefault("protected_users", tomlkit.array())
         if protected_user not in users:
             users.append(protected_user)
-    return _write_if_changed(path, tomlkit.dumps(document))
+    return write_if_changed(path, tomlkit.dumps(document))
 
 
 # -- render.yaml -------------------------------------------------------------------------------
-def _yaml() -> YAML:
+def round_trip_yaml() -> YAML:
     yaml = YAML()
     yaml.preserve_quotes = True
     yaml.indent(mapping=2, sequence=4, offset=2)
@@ -108,7 +111,7 @@ def edit_blueprint(path: Path, facts: Mapping[str, EnvironmentFacts], previous: 
 
     ``previous`` maps each environment to the (service, Key Value) names the Blueprint has now.
     """
-    yaml = _yaml()
+    yaml = round_trip_yaml()
     data = yaml.load(path.read_text(encoding="utf-8"))
     services = {str(entry.get("name")): entry for entry in data.get("services", [])}
     for env, found in facts.items():
@@ -133,7 +136,7 @@ def edit_blueprint(path: Path, facts: Mapping[str, EnvironmentFacts], previous: 
         _set(kv, "plan", found.key_value_plan)
     out = io.StringIO()
     yaml.dump(data, out)
-    return _write_if_changed(path, out.getvalue())
+    return write_if_changed(path, out.getvalue())
 
 
 # -- .env --------------------------------------------------------------------------------------
@@ -159,7 +162,7 @@ HEADER = (
 def write_dotenv(path: Path, values: Mapping[str, str]) -> bool:
     """``values`` sorted into ``NAME='value'`` lines, mode 0600 from the first byte."""
     lines = [HEADER, *(f"{name}={_quoted(value)}\n" for name, value in sorted(values.items()))]
-    changed = _write_if_changed(path, "".join(lines), mode=0o600)
+    changed = write_if_changed(path, "".join(lines), mode=0o600)
     if path.stat().st_mode & 0o077:
         path.chmod(0o600)  # a .env made by hand, group- or world-readable
         return True
@@ -172,4 +175,4 @@ def ensure_ignored(root: Path, name: str = ".env") -> bool:
     lines = ignore.read_text(encoding="utf-8").splitlines() if ignore.exists() else []
     if name in (line.strip() for line in lines) or f"/{name}" in lines:
         return False
-    return _write_if_changed(ignore, "\n".join([*lines, name]) + "\n")
+    return write_if_changed(ignore, "\n".join([*lines, name]) + "\n")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
 from mindmate.settings import SettingsError, bot_secret, load_settings
 from mindmate.store import claim_env_marker
+from release_kit import __version__ as KIT_VERSION
 from sandbox.bot import BotProcess, ThreadedBot
 from tests.support import WEBHOOK_SECRET, signed
 
@@ -104,6 +107,8 @@ def test_healthz_contract_then_503_when_redis_stops(running_bot, redis_server):
     response = httpx.get(f"{bot.url}/healthz")
     assert response.status_code == 200
     body = response.json()
+    assert body.pop("contract") == {"level": "conversation", "kit": KIT_VERSION, "probe_path": "/probe"}
+    assert body["updates"].pop("last_handled_at") is None  # nothing handled yet
     assert body == {
         "status": "ok",
         "env": "staging",
@@ -131,6 +136,7 @@ def test_healthz_counts_the_updates_a_handler_failed_on_but_not_telegrams_refusa
     monkeypatch.setattr("mindmate.store.MemoryStore.append_history", _boom)
     assert telegram.send_user_message(fake, USER, "my secret diary entry").status_code == 200
     body = httpx.get(f"{bot.url}/healthz").json()
+    assert time.time() - 30 < body["updates"].pop("last_handled_at") <= time.time()  # when, never who or what
     assert body["updates"] == {"handled": 3, "failed": 1, "last_failure": {"error": "KeyError", "kind": "message"}}
     assert "diary" not in httpx.get(f"{bot.url}/healthz").text
 
@@ -264,7 +270,7 @@ def test_the_probe_user_talks_through_the_handlers_and_nothing_reaches_telegram(
 
     bot, fake = staging_with_testers  # the allowlist lets the probe user through
     nonce = "abc123def456"
-    headers = {**signed(fake.token), "X-MindMate-Probe-Nonce": nonce}
+    headers = {**signed(fake.token), "X-Probe-Nonce": nonce}
     for text in ("/start", f"/remember probe-{nonce}", "/recall"):
         update = telegram.make_update(PROBE, text, to=fake)
         assert httpx.post(f"{bot.url}/telegram", json=update, headers=headers).status_code == 200
@@ -281,14 +287,13 @@ def test_the_probe_user_talks_through_the_handlers_and_nothing_reaches_telegram(
 def test_a_probe_nonce_from_a_real_user_is_ignored(running_bot, telegram):
     bot, fake = running_bot
     update = telegram.make_update(USER, "/start", to=fake)
-    headers = {**signed(fake.token), "X-MindMate-Probe-Nonce": "abc123def456"}
+    headers = {**signed(fake.token), "X-Probe-Nonce": "abc123def456"}
     assert httpx.post(f"{bot.url}/telegram", json=update, headers=headers).status_code == 200
     assert len(telegram.replies_to(fake, USER)) == 1  # a real user's reply goes to Telegram
 
 
 def test_a_second_instance_waits_out_telegrams_429_on_set_webhook(redis_server, bot_environ, telegram):
     """A deploy's new instance sets the webhook within a second of the old one: 429, retry after 1."""
-    import time
 
     from sandbox.ports import free_port
 

@@ -142,8 +142,8 @@ def test_a_commit_with_a_lock_of_its_own_runs_with_its_own_dependencies(tmp_path
     tree.mkdir()
     for name in ("pyproject.toml", "uv.lock", "README.md"):
         shutil.copy2(ROOT / name, tree / name)
-    shutil.copytree(ROOT / "mindmate", tree / "mindmate")
-    shutil.copytree(ROOT / "ci_tools", tree / "ci_tools")
+    for package in ("mindmate", "release_kit", "ci_tools"):  # what the wheel ships (module-name)
+        shutil.copytree(ROOT / package, tree / package)
     with (tree / "uv.lock").open("a") as lock:
         lock.write("# this commit's own lock\n")  # other bytes, the same resolution
     monkeypatch.chdir(ROOT)

@@ -157,7 +157,7 @@ def test_githubs_cancel_of_the_run_step_stops_the_bots_and_the_copies(replaying,
             "    settings = prepare()\n",
             '    settings = prepare()\n    __import__("time").sleep(3600)\n',
         ),
-        ("pyproject.toml", 'module = "mindmate"', 'module = "mindmate"\nstart_timeout = 600'),
+        ("pyproject.toml", 'turns = ["/start", "/recall"]\n', 'turns = ["/start", "/recall"]\nstart_timeout = 600\n'),
     )
     runner_temp = tmp_path / "runner-temp"
     scratch = tmp_path / "scratch"
@@ -348,7 +348,7 @@ def test_a_migration_the_turns_do_not_show_is_stopped(replaying, capsys, how, co
 
 
 def test_a_candidate_that_renames_its_module_is_compared_not_stopped(replaying, capsys):
-    """``[tool.ci_tools.replay] module`` is read from the candidate's checkout and used to start the
+    """The module to start was read from the candidate's checkout and used to start the
     live commit too: a release that renames the bot's package (and says so in its config) stops
     as "the live commit … cannot start on this runner" — a false stop, every such release needs
     skip_replay."""
@@ -357,7 +357,8 @@ def test_a_candidate_that_renames_its_module_is_compared_not_stopped(replaying, 
     candidate = commit_edits(
         world,
         "the bot is started as companion",
-        ("pyproject.toml", 'module = "mindmate"', 'module = "companion"'),
+        ("render.yaml", ".venv/bin/python -m mindmate", ".venv/bin/python -m companion"),  # staging
+        ("render.yaml", ".venv/bin/python -m mindmate", ".venv/bin/python -m companion"),  # production
         new={
             "companion/__init__.py": '"""MindMate, under its new name."""\n',
             "companion/__main__.py": "from mindmate.__main__ import main\n\nmain()\n",
@@ -435,7 +436,7 @@ def test_from_a_folder_removes_only_what_prepare_wrote(replaying, tmp_path, caps
 def test_a_renamed_package_is_compared_with_the_live_commit_not_with_itself(replaying, tmp_path):
     """As production.yml runs it: setup-ci-tools installs the candidate's checkout into .venv
     (editable: a ``.pth`` puts the checkout's root on sys.path), and a live commit whose uv.lock is
-    the same runs on that interpreter. The live commit is started as the candidate's ``module``;
+    the same runs on that interpreter. The live commit is started as the candidate's module;
     absent from the live tree, it is imported from the candidate's checkout through the ``.pth``:
     the "live" runs are the candidate itself, and a release that renames the package *and*
     forgets the daily user is compared with itself and passes."""
@@ -451,8 +452,11 @@ def test_a_renamed_package_is_compared_with_the_live_commit_not_with_itself(repl
     commit_edits(
         world,
         "the bot is called companion now (and keeps facts under facts:)",
-        ("pyproject.toml", 'module-name = ["ci_tools", "mindmate"]', 'module-name = ["ci_tools", "companion"]'),
-        ("pyproject.toml", 'module = "mindmate"', 'module = "companion"'),
+        (
+            "pyproject.toml",
+            'module-name = ["ci_tools", "mindmate", "release_kit"]',
+            'module-name = ["ci_tools", "companion", "release_kit"]',
+        ),
         ("render.yaml", ".venv/bin/python -m mindmate", ".venv/bin/python -m companion"),
     )
     git(world.repo, "add", "-A", "companion")

@@ -11,7 +11,6 @@ import yaml
 from ci_tools.__main__ import main
 from ci_tools.errors import ConfigError
 from ci_tools.repo.blueprint import (
-    BUILD_COMMAND,
     blueprint_problems,
     check_blueprint,
     load_blueprint,
@@ -100,36 +99,81 @@ def test_config_check_command(tmp_path, blueprint, capsys):
         load_blueprint(tmp_path / "nope.yaml")
 
 
+def both(blueprint, **changes):
+    data = blueprint
+    for name in ("mindmate-dev", "mindmate-prod"):
+        data = mutate(data, name, **changes)
+    return data
+
+
+def test_any_build_and_start_the_owner_chooses_is_theirs(blueprint):
+    """render.yaml's commands are the owner's: pip, poetry or uv, any module, any start."""
+    owners = both(blueprint, buildCommand="pip install -r requirements.txt", startCommand="python -m bot")
+    assert blueprint_problems(load_config(), owners) == []
+    owners = both(blueprint, buildCommand="poetry install --only main", startCommand="gunicorn app:app")
+    assert blueprint_problems(load_config(), owners) == []
+
+
 @pytest.mark.parametrize(
     ("changes", "problem"),
     [
-        ({"buildCommand": "pip install ."}, "buildCommand is 'pip install .'"),
-        ({"buildCommand": "uv sync"}, f"expected '{BUILD_COMMAND}'"),
-        ({"buildCommand": "uv sync --locked --no-dev"}, f"expected '{BUILD_COMMAND}'"),
-        ({"startCommand": "python -m mindmate"}, "startCommand"),
+        ({"buildCommand": "pip install ."}, "differ in buildCommand ('uv sync --locked --no-default-groups' and"),
+        ({"startCommand": "python -m mindmate"}, "differ in startCommand"),
+        ({"runtime": "node"}, "differ in runtime"),
+        ({"healthCheckPath": "/health"}, "differ in healthCheckPath"),
+        ({"startCommand": None}, "startCommand is missing"),
     ],
 )
-def test_the_build_installs_the_bot_from_the_lock(blueprint, changes, problem):
+def test_staging_builds_and_starts_what_production_runs(blueprint, changes, problem):
     problems = blueprint_problems(load_config(), mutate(blueprint, "mindmate-prod", **changes))
     assert any(problem in p for p in problems), problems
 
 
-def test_uv_is_pinned_and_staging_declares_its_tester_allowlist(blueprint):
+def test_staging_builds_with_the_versions_production_does(blueprint):
+    data = copy.deepcopy(blueprint)
+    for var in service(data, "mindmate-prod")["envVars"]:
+        if var["key"] == "PYTHON_VERSION":
+            var["value"] = "3.12.4"
+    problems = blueprint_problems(load_config(), data)
+    assert any("build with different versions" in p and "3.12.4" in p for p in problems), problems
+
+
+def test_a_bot_without_a_health_endpoint_leaves_renders_check_its_own(tmp_path, blueprint):
+    """health_path "" (no health JSON): Render may check any path, or none; with a health_path set,
+    Render must check that one (a deploy is live only when the pipeline's endpoint answers)."""
+    text = (ROOT / "pyproject.toml").read_text()
+    without = tmp_path / "pyproject.toml"
+    without.write_text(
+        text.replace("bake_minutes = 10\n", 'bake_minutes = 10\nhealth_path = ""\n').replace(
+            'key_prefix = ""  #', 'health_path = ""\nkey_prefix = ""  #'
+        )
+    )
+    config = load_config(without)
+    assert {env.health_path for env in config.environments.values()} == {""}
+    assert blueprint_problems(config, both(blueprint, healthCheckPath=None)) == []
+    assert blueprint_problems(config, both(blueprint, healthCheckPath="/")) == []
+    problems = blueprint_problems(load_config(), both(blueprint, healthCheckPath="/"))
+    assert any(p.startswith("service mindmate-prod: healthCheckPath is '/', expected '/healthz'") for p in problems)
+
+
+def test_staging_declares_its_tester_allowlist(blueprint):
     data = copy.deepcopy(blueprint)
     for name in ("mindmate-prod", "mindmate-dev"):
         target = service(data, name)
-        target["envVars"] = [v for v in target["envVars"] if v["key"] not in ("UV_VERSION", "TESTER_IDS")]
+        target["envVars"] = [v for v in target["envVars"] if v["key"] != "TESTER_IDS"]
     problems = blueprint_problems(load_config(), data)
-    assert any("mindmate-prod: UV_VERSION must pin" in p for p in problems)
     assert any("mindmate-dev: TESTER_IDS must be declared with sync: false" in p for p in problems)
+    assert not any("mindmate-prod: TESTER_IDS" in p for p in problems)
 
 
-def test_the_bots_locked_install_carries_none_of_the_pipelines_libraries():
+def test_the_bots_locked_install_carries_none_of_the_pipelines_libraries(blueprint):
     """What Render's build command installs, read from the lock: the bot's dependencies only.
 
     The export takes the build command's own flags, so the two cannot drift apart.
     """
-    flags = BUILD_COMMAND.split()[2:]  # after "uv sync"
+    build = {service(blueprint, name)["buildCommand"] for name in ("mindmate-dev", "mindmate-prod")}
+    assert len(build) == 1 and build.pop().startswith("uv sync ")
+    flags = service(blueprint, "mindmate-prod")["buildCommand"].split()[2:]  # after "uv sync"
     assert "--no-default-groups" in flags
     exported = subprocess.run(
         [find_tool("uv"), "export", *flags, "--no-hashes", "--no-emit-project", "--offline"],

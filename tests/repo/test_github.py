@@ -108,13 +108,48 @@ def test_a_required_check_that_names_no_job_is_caught(github, values, tmp_path, 
     ruleset = json.loads(path.read_text())
     for rule in ruleset["rules"]:
         if rule["type"] == "required_status_checks":
-            rule["parameters"]["required_status_checks"][0]["context"] = "branch-flow-renamed"
+            rule["parameters"]["required_status_checks"].append(
+                {"context": "branch-flow-renamed", "integration_id": 15368}
+            )
     path.write_text(json.dumps(ruleset))
     monkeypatch.setenv("CI_TOOLS_CONFIG", str(tmp_path / "pyproject.toml"))
     assert context().config.path.parent == tmp_path
     assert run("setup", "--apply") == 0
     assert run("check") == 5
     assert "no job named ['branch-flow-renamed']" in capsys.readouterr().out
+
+
+def adopted_repository(tmp_path):
+    """The files ci-tools adopt copies, in a repository of their own, with our config."""
+    from ci_tools.repo.workflow_files import adopted_set
+
+    for name in adopted_set(ROOT):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, tmp_path / name)
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    return tmp_path
+
+
+def test_an_adopted_repository_requires_the_checks_it_has(github, values, tmp_path, monkeypatch, capsys):
+    """Its rulesets require branch-flow and test, not the pipeline's own lint (no workflow of its
+    produces that check, and requiring it would block every merge)."""
+    root = adopted_repository(tmp_path)
+    monkeypatch.setenv("CI_TOOLS_CONFIG", str(root / "pyproject.toml"))
+    assert run("setup", "--apply") == 0
+    assert run("check") == 0, capsys.readouterr().out
+    for ruleset in github.rulesets.values():
+        [rule] = [r for r in ruleset["rules"] if r["type"] == "required_status_checks"]
+        assert {c["context"] for c in rule["parameters"]["required_status_checks"]} == {"branch-flow", "test"}
+    # A ruleset file that still names the pipeline's lint (an old copy) is named, not imported blind.
+    path = root / ".github/rulesets/develop.json"
+    path.write_text(
+        path.read_text().replace(
+            '"required_status_checks": []', '"required_status_checks": [{"context": "lint", "integration_id": 15368}]'
+        )
+    )
+    capsys.readouterr()
+    assert run("check") == 5
+    assert "no job named ['lint']" in capsys.readouterr().out
 
 
 def test_a_token_without_admin_rights_is_named(github, monkeypatch, capsys):

@@ -63,6 +63,7 @@ def test_the_expected_workflows_exist():
     names = {p.name for p in WORKFLOWS}
     assert {
         "ci.yml",
+        "ci-self.yml",
         "branch-flow.yml",
         "back-merge.yml",
         "migrate-memory.yml",
@@ -241,25 +242,35 @@ def test_branch_flow_runs_on_retargeting_and_its_job_is_the_required_check():
     assert [job["name"] for job in document["jobs"].values()] == ["branch-flow"]
 
 
-def job_names_on_pull_requests() -> set[str]:
+def job_names_on_pull_requests(root: Path = ROOT) -> set[str]:
+    """Independent of workflow_files: every job of every workflow with a pull_request trigger."""
     names = set()
-    for path in WORKFLOWS:
+    for path in sorted((root / ".github" / "workflows").glob("*.yml")):
         document = load(path)
         if "pull_request" in (document["on"] or {}):
             names |= {job.get("name", key) for key, job in document["jobs"].items()}
     return names
 
 
+def required_contexts(ruleset: dict) -> set[str]:
+    rules = {rule["type"]: rule.get("parameters", {}) for rule in ruleset["rules"]}
+    return {c["context"] for c in rules["required_status_checks"]["required_status_checks"]}
+
+
 @pytest.mark.parametrize("branch", ["main", "develop"])
 def test_rulesets_require_prs_checks_and_forbid_force_push_and_deletion(branch):
+    from ci_tools.repo.github import rulesets
+
     ruleset = json.loads((ROOT / f".github/rulesets/{branch}.json").read_text())
     assert ruleset["conditions"]["ref_name"]["include"] == [f"refs/heads/{branch}"]
     assert ruleset["enforcement"] == "active"
     rules = {rule["type"]: rule.get("parameters", {}) for rule in ruleset["rules"]}
     assert {"deletion", "non_fast_forward", "pull_request", "required_status_checks"} <= set(rules)
-    contexts = {c["context"] for c in rules["required_status_checks"]["required_status_checks"]}
-    assert contexts == {"branch-flow", "lint", "test"}
-    assert contexts <= job_names_on_pull_requests(), "a required check no workflow produces"
+    # The file names no check of its own: github setup requires what the workflows produce.
+    assert required_contexts(ruleset) == set()
+    [imported] = [r for r in rulesets(ROOT) if r["name"] == branch]
+    assert required_contexts(imported) == {"branch-flow", "lint", "pipeline-tests", "test"}
+    assert required_contexts(imported) <= job_names_on_pull_requests(), "a required check no workflow produces"
     if branch == "main":  # squash would cut develop's ancestry and force a back-merge every time
         assert rules["pull_request"]["allowed_merge_methods"] == ["merge"]
 
@@ -346,21 +357,35 @@ def test_a_command_reading_an_undeclared_secret_fails_in_the_tests():
     assert build(environ).secret("TELEGRAM_BOT_TOKEN") == "123:abc"  # no declaration: the rehearsal's
 
 
-def test_every_job_that_runs_ci_tools_installs_it_from_the_lock():
+def test_the_setup_action_installs_ci_tools_as_its_pylock_pins_it():
+    """Into a virtual environment of its own, from pylock.toml beside it: no uv.lock, uv sync or
+    project extra of the repository it runs in, and only the ci-tools command on PATH."""
     action = load(ROOT / ".github/actions/setup-ci-tools/action.yml")
     scripts = " ".join(step.get("run", "") for step in action["runs"]["steps"])
-    assert "uv sync --locked" in scripts and "pip install" not in scripts
-    assert any(step.get("uses", "").startswith("astral-sh/setup-uv@") for step in action["runs"]["steps"])
+    assert 'uv pip install --quiet --no-config --python "$venv/bin/python" -r "$lock"' in scripts
+    assert 'lock="$GITHUB_ACTION_PATH/pylock.toml"' in scripts
+    assert 'ln -sf "$venv/bin/ci-tools" "$bin/ci-tools"' in scripts and '"$venv/bin" >>' not in scripts
+    assert "uv sync" not in scripts and "uv.lock" not in scripts and "--extra" not in scripts
+    assert "inputs" not in action, "the pin lives in pylock.toml, nowhere else"
+    [setup_uv] = [step for step in action["runs"]["steps"] if step.get("uses", "").startswith("astral-sh/setup-uv@")]
+    assert "python-version" not in setup_uv["with"], "setup-uv would export UV_PYTHON to the bot's own steps"
+    assert setup_uv["with"]["cache-dependency-glob"] == ".github/actions/setup-ci-tools/pylock.toml"
+
+
+def test_every_job_that_runs_ci_tools_sets_it_up_and_only_ours_install_the_dev_tools():
+    from ci_tools.repo.workflow_files import OURS_ONLY
+
     for path in WORKFLOWS:
         for name, job in load(path)["jobs"].items():
             steps = job.get("steps", [])
-            runs_tools = any(ci_tools_calls(s.get("run", "")) for s in steps) or any(
-                re.search(r"\b(ruff|pytest|actionlint|zizmor)\b", s.get("run", "")) for s in steps
-            )
-            if runs_tools:
-                uses = [s.get("uses") for s in steps]
+            scripts = [s.get("run", "") for s in steps]
+            uses = [s.get("uses") for s in steps]
+            if any(ci_tools_calls(script) for script in scripts):
                 assert "./.github/actions/setup-ci-tools" in uses, f"{path.name}: {name}"
-                assert not any("pip install" in s.get("run", "") for s in steps), f"{path.name}: {name}"
+            if any(re.search(r"\b(ruff|pytest|mypy|actionlint|zizmor)\b", script) for script in scripts):
+                assert path.name in OURS_ONLY, f"{path.name}: {name} runs the pipeline's own dev tools"
+                assert any("uv sync --locked" in script for script in scripts), f"{path.name}: {name}"
+            assert not any("pip install" in script for script in scripts), f"{path.name}: {name}"
 
 
 def test_the_scheduler_starts_backup_and_watch_when_the_config_says():

@@ -96,7 +96,7 @@ def test_a_bad_release_on_main_is_rolled_back_and_the_run_fails(world, act):
     # No fault switch: what ran was the commit's own tree, built as Render builds it.
     assert (
         "return True  # a refactor that forgot the secret"
-        in (world.render.build_root / bad / "mindmate/app.py").read_text()
+        in (world.render.build_root / bad / "release_kit/server.py").read_text()
     )
     assert_no_secret(run, world)
 

@@ -1,0 +1,286 @@
+"""What ``ci-tools adopt`` reads from a bot's repository: how it is built and started, where it
+keeps a user's memory, whether it answers a health check.
+
+Everything here only reads. Each finding carries where it was found, so the owner can check it
+("start command `python -m bot` from render.yaml"): a guess that is named can be corrected, a
+silent one becomes a release that probes the wrong thing. The bot's usernames cannot be read
+from its code (they live in @BotFather); nothing here pretends to find them.
+"""
+
+from __future__ import annotations
+
+import ast
+import itertools
+import re
+import shlex
+import string
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ci_tools.errors import InputError
+from ci_tools.settings import pattern_problem
+
+# Where the pipeline's own files land in the bot's repository: never read as the bot's code.
+NOT_THE_BOTS = ("release_kit/", ".github/")
+# The names an expression ends in when it is a Telegram user's (or private chat's) id.
+ID_NAMES = {"id", "user_id", "userid", "uid", "chat_id", "chatid", "telegram_id", "tg_id", "from_id"}
+# A Redis key as bots write them: a word, then ':'-separated parts; no spaces, slashes or '?'.
+KEY_SHAPE = re.compile(r"^[A-Za-z][\w.\-]*:[\w.:\-{}]*$")
+HEALTH_PATH = "/healthz"  # the kit's default, and the route a bot that has one serves
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One value and where it came from (a file, ``file:line``, or a rule)."""
+
+    value: str
+    origin: str
+
+
+def files(root: Path) -> list[str]:
+    """The repository's own files (tracked, or new and not ignored), as git lists them."""
+    listed = subprocess.run(
+        ["git", "-C", str(root), "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        capture_output=True,
+        check=False,
+    )
+    if listed.returncode != 0:
+        raise InputError(f"git cannot list the files of {root}", hint="check that it is a git repository")
+    names = sorted({name for name in listed.stdout.decode("utf-8", "replace").split("\0") if name})
+    return [name for name in names if not name.startswith(NOT_THE_BOTS) and (root / name).is_file()]
+
+
+# -- the web service -----------------------------------------------------------------------------
+def web_services(blueprint: Any) -> list[Any]:
+    services = blueprint.get("services") if isinstance(blueprint, dict) else None
+    return [s for s in services or [] if isinstance(s, dict) and s.get("type") == "web"]
+
+
+def live_service(blueprint: Any, *, given: str | None, configured: str | None) -> Finding:
+    """The web service that runs the bot today: production (its name is kept, it is live)."""
+    services = web_services(blueprint)
+    names = [str(s.get("name")) for s in services]
+    if given:
+        if given not in names:
+            raise InputError(
+                f"render.yaml has no web service named {given!r}",
+                hint=f"use one of: {', '.join(names) or '(none)'}",
+            )
+        return Finding(given, "--service")
+    if configured in names:
+        return Finding(str(configured), "pyproject.toml (production's render_service)")
+    # A service named <other>-dev is that one's staging twin, not a second live bot.
+    candidates = [name for name in names if not any(name == f"{other}-dev" for other in names)]
+    if not candidates:
+        raise InputError(
+            "render.yaml has no web service: the pipeline releases a bot Telegram reaches by webhook",
+            hint="add your bot's web service to render.yaml, or move render.yaml aside to have one written",
+        )
+    if len(candidates) > 1:
+        raise InputError(
+            f"render.yaml has {len(candidates)} web services ({', '.join(candidates)}): "
+            "adopt cannot tell which one is your live bot",
+            hint=f"name it: ci-tools adopt PATH --service {candidates[0]}",
+        )
+    return Finding(candidates[0], "render.yaml (its only web service)")
+
+
+def key_value_of(service: Any) -> str | None:
+    """The Key Value the service's REDIS_URL comes from, if it does."""
+    for var in service.get("envVars") or []:
+        source = var.get("fromService") if isinstance(var, dict) else None
+        if var.get("key") == "REDIS_URL" and isinstance(source, dict) and source.get("type") == "keyvalue":
+            return str(source.get("name"))
+    return None
+
+
+# -- build and start -----------------------------------------------------------------------------
+def start_command(root: Path, listed: list[str], service: Any | None) -> Finding | None:
+    """render.yaml's startCommand, else the Procfile's ``web:``, else ``python -m <package>``."""
+    if service is not None and str(service.get("startCommand") or "").strip():
+        return Finding(str(service["startCommand"]).strip(), "render.yaml")
+    procfile = root / "Procfile"
+    if "Procfile" in listed:
+        for line in procfile.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("web:") and line[4:].strip():
+                return Finding(line[4:].strip(), "Procfile")
+    packages = sorted({name.split("/")[0] for name in listed if re.fullmatch(r"[A-Za-z_]\w*/__main__\.py", name)})
+    if len(packages) == 1:
+        return Finding(f"python -m {packages[0]}", f"{packages[0]}/__main__.py")
+    return None
+
+
+def module_of(command: str) -> str | None:
+    """The module a ``python -m <module>`` start command runs."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return None
+    for before, after in itertools.pairwise(words):
+        if before == "-m" and all(part.isidentifier() for part in after.split(".")):
+            return after
+    return None
+
+
+# (lock or manifest, manager, build command), in the order one wins over the other
+DEPENDENCY_FILES = (
+    ("uv.lock", "uv", "uv sync --locked --no-dev"),
+    ("poetry.lock", "poetry", "poetry install --only main --no-root"),
+    ("requirements.txt", "pip", "pip install -r requirements.txt"),
+    ("pyproject.toml", "pip", "pip install ."),
+)
+
+
+def _manifests(root: Path, listed: list[str]) -> list[tuple[str, str, str]]:
+    """The dependency files present; a pyproject.toml only with a ``[project]`` (not one that
+    holds nothing but tool settings, such as the one adopt writes)."""
+    found = []
+    for name, manager, command in DEPENDENCY_FILES:
+        if name not in listed:
+            continue
+        if name == "pyproject.toml":
+            text = (root / name).read_text(encoding="utf-8", errors="replace")
+            if not re.search(r"^\[project\]", text, flags=re.M):
+                continue
+        found.append((name, manager, command))
+    return found
+
+
+def dependencies(root: Path, listed: list[str]) -> Finding | None:
+    """The dependency manager, by the lock (or list) at the root: value ``manager``, origin the file."""
+    return next((Finding(manager, name) for name, manager, _ in _manifests(root, listed)), None)
+
+
+def build_command(root: Path, listed: list[str], service: Any | None) -> Finding | None:
+    if service is not None and str(service.get("buildCommand") or "").strip():
+        return Finding(str(service["buildCommand"]).strip(), "render.yaml")
+    return next((Finding(command, name) for name, _, command in _manifests(root, listed)), None)
+
+
+# -- the code: memory keys and a health endpoint -----------------------------------------------------
+def _trees(root: Path, listed: list[str]) -> list[tuple[str, ast.Module]]:
+    found = []
+    for name in listed:
+        if name.endswith(".py"):
+            try:
+                found.append((name, ast.parse((root / name).read_text(encoding="utf-8"), filename=name)))
+            except (SyntaxError, UnicodeDecodeError, ValueError):
+                continue  # not this Python's, or not Python: it holds no finding we could trust
+    return found
+
+
+def _id_like(node: ast.expr) -> bool:
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("str", "int"):
+        return len(node.args) == 1 and _id_like(node.args[0])
+    name = node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else ""
+    return name.lower() in ID_NAMES or name.lower().endswith("_user_id")
+
+
+def _braced(text: str) -> str:
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def _from_fstring(node: ast.JoinedStr) -> str | None:
+    parts: list[str] = []
+    for value in node.values:
+        if isinstance(value, ast.Constant) and isinstance(value.value, str):
+            parts.append(_braced(value.value))
+        elif isinstance(value, ast.FormattedValue) and _id_like(value.value) and value.format_spec is None:
+            parts.append("{user_id}")
+        elif isinstance(value, ast.FormattedValue) and not parts:
+            continue  # a leading prefix variable (f"{PREFIX}memory:{uid}"): the key is what follows
+        else:
+            return None
+    return "".join(parts)
+
+
+def _from_format_call(node: ast.Call) -> str | None:
+    """``"memory:{}".format(uid)`` or ``"memory:{uid}".format(uid=…)``."""
+    func = node.func
+    if not (isinstance(func, ast.Attribute) and func.attr == "format" and isinstance(func.value, ast.Constant)):
+        return None
+    template = func.value.value
+    if not isinstance(template, str):
+        return None
+    try:
+        fields = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError:
+        return None
+    given = {kw.arg: kw.value for kw in node.keywords if kw.arg}
+    if len(fields) != 1:
+        return None
+    field = fields[0]
+    value = node.args[int(field or 0)] if field in ("", "0") and node.args else given.get(field)
+    if value is None or not _id_like(value):
+        return None
+    return re.sub(r"\{[^{}]*\}", "{user_id}", template, count=1)
+
+
+def _from_percent(node: ast.BinOp) -> str | None:
+    """``"memory:%s" % uid``."""
+    if not (isinstance(node.op, ast.Mod) and isinstance(node.left, ast.Constant) and isinstance(node.left.value, str)):
+        return None
+    right = node.right.elts[0] if isinstance(node.right, ast.Tuple) and len(node.right.elts) == 1 else node.right
+    template = node.left.value
+    if template.count("%") != 1 or not _id_like(right):
+        return None
+    return re.sub(r"%[sd]", "{user_id}", _braced(template), count=1)
+
+
+def _from_template(node: ast.Constant) -> str | None:
+    """A template kept in a constant: ``KEY = "memory:{user_id}"`` (formatted elsewhere)."""
+    if not isinstance(node.value, str):
+        return None
+    try:
+        fields = [name for _, name, _, _ in string.Formatter().parse(node.value) if name is not None]
+    except ValueError:
+        return None
+    if len(fields) != 1 or not (fields[0].lower() in ID_NAMES or fields[0].lower().endswith("_user_id")):
+        return None
+    return node.value.replace("{" + fields[0] + "}", "{user_id}")
+
+
+def _key_pattern(node: ast.AST) -> str | None:
+    if isinstance(node, ast.JoinedStr):
+        pattern = _from_fstring(node)
+    elif isinstance(node, ast.Call):
+        pattern = _from_format_call(node)
+    elif isinstance(node, ast.BinOp):
+        pattern = _from_percent(node)
+    elif isinstance(node, ast.Constant):
+        pattern = _from_template(node)
+    else:
+        return None
+    if pattern is None or not KEY_SHAPE.match(pattern) or pattern_problem(pattern):
+        return None
+    return pattern
+
+
+def memory_patterns(root: Path, listed: list[str]) -> list[Finding]:
+    """Every Redis key pattern with one user id in it, first place each is written, sorted."""
+    first: dict[str, str] = {}
+    for name, tree in _trees(root, listed):
+        for node in ast.walk(tree):
+            pattern = _key_pattern(node)
+            if pattern and pattern not in first:
+                first[pattern] = f"{name}:{getattr(node, 'lineno', 0)}"
+    return [Finding(pattern, first[pattern]) for pattern in sorted(first)]
+
+
+def health_path(root: Path, listed: list[str]) -> Finding | None:
+    """The path of the bot's health JSON: the kit's ``run_webhook`` (its ``health_path``, default
+    /healthz), or a ``/healthz`` route of its own; None when the code shows neither."""
+    for name, tree in _trees(root, listed):
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "run_webhook":
+                given = {kw.arg: kw.value for kw in node.keywords}
+                chosen = given.get("health_path")
+                if isinstance(chosen, ast.Constant) and isinstance(chosen.value, str) and chosen.value:
+                    return Finding(chosen.value, f"{name}:{node.lineno} (run_webhook's health_path)")
+                if isinstance(node.func.value, ast.Name) and node.func.value.id == "kit":
+                    return Finding(HEALTH_PATH, f"{name}:{node.lineno} (kit.run_webhook)")
+            if isinstance(node, ast.Constant) and node.value == HEALTH_PATH:
+                return Finding(HEALTH_PATH, f"{name}:{node.lineno} (a {HEALTH_PATH} route)")
+    return None

@@ -1,0 +1,72 @@
+"""Whether an update took effect: what the webhook's answer tells Telegram.
+
+python-telegram-bot catches a handler's exception and hands it to the error handlers; the kit
+adds one that collects them for the update being served (a context variable: the webhook serves
+each update in its own task). Then the webhook answers:
+
+- **503 when the update could not take effect because memory could not be read or written**
+  (``redis.RedisError``, ``OSError``, a timeout): Telegram delivers an update again only after a
+  failed webhook call, so a 200 here would lose it. The error handler also stops the update's
+  later handler groups: the whole update comes again, and half of it must not land twice.
+- **200 for everything no retry can fix**: a handler's own bug (counted in the health answer), a
+  user who blocked the bot (Telegram's 403 on the reply), a body that is not an update.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+
+import redis
+from telegram.error import NetworkError
+from telegram.ext import ApplicationHandlerStop, ContextTypes
+
+log = logging.getLogger("release_kit")
+
+# What "memory could not be read or written" looks like from redis-py (sync or asyncio).
+STORAGE_ERRORS = (redis.RedisError, OSError, TimeoutError)
+_failures: contextvars.ContextVar[list[BaseException] | None] = contextvars.ContextVar(
+    "release_kit_failures", default=None
+)
+
+
+class ReplyNotKept(NetworkError):
+    """A probe turn's reply could not be kept in Redis. A TelegramError, as python-telegram-bot's
+    request wrapper lets only those through unchanged; a storage failure all the same."""
+
+
+def is_storage(error: BaseException) -> bool:
+    return isinstance(error, (*STORAGE_ERRORS, ReplyNotKept))
+
+
+def reply_not_kept(error: BaseException) -> ReplyNotKept:
+    """The error the request layer raises, noted for the webhook first (a handler may swallow it)."""
+    failure = ReplyNotKept(f"the probe's reply was not kept: {type(error).__name__}: {error}")
+    failures = _failures.get()
+    if failures is not None:
+        failures.append(failure)
+    return failure
+
+
+def collecting(failures: list[BaseException]) -> contextvars.Token[list[BaseException] | None]:
+    return _failures.set(failures)
+
+
+def done(token: contextvars.Token[list[BaseException] | None]) -> None:
+    _failures.reset(token)
+
+
+def storage_failure(failures: list[BaseException]) -> BaseException | None:
+    return next((f for f in failures if is_storage(f)), None)
+
+
+async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """The kit's error handler: collect the webhook's failures; stop the update on a storage one."""
+    failures = _failures.get()
+    if failures is None or context.error is None:  # a job, or a handler running past the answer
+        log.error("handler failed: %s: %s", type(context.error).__name__, context.error)
+        return
+    if context.error not in failures:  # a reply not kept was noted when it happened
+        failures.append(context.error)
+    if is_storage(context.error):
+        raise ApplicationHandlerStop
