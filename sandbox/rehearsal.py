@@ -356,8 +356,8 @@ class Rehearsal:
         told = self._talk(world, "production", f"/remember {NEW_FACT}")
         require("I'll remember that" in told, f"the new bot did not take the new fact: {told!r}")
         broke = "--threads: no broken release (threads run the installed bot); "
+        self._code_in_repository(world)
         if self.process:
-            self._code_in_repository(world)
             bad = commit_breaking(world, "plain text fails", "refactor: read the message's text")
             ctx = self._ctx(world, "production")
             deploy(ctx, ctx.config.env("production"), bad, timeout=60, poll=0.1)
@@ -383,8 +383,10 @@ class Rehearsal:
         require(dev.exists(f"memory:{DAILY_USER}"), "the undo lost the old bot's memory of them")
         if self.process:
             git(world.repo, "revert", "--no-edit", "HEAD")  # fixed forward, so later releases are sound
-            ctx = self._ctx(world, "production")
-            deploy(ctx, ctx.config.env("production"), git(world.repo, "rev-parse", "main"), timeout=60, poll=0.1)
+        # main's head goes live, the bot's project in it (with --threads too): the replay's live commit
+        # must say how it starts (its render.yaml), which the empty commits before it cannot.
+        ctx = self._ctx(world, "production")
+        deploy(ctx, ctx.config.env("production"), git(world.repo, "rev-parse", "main"), timeout=60, poll=0.1)
         # The new bot fixed, they are back on it: it never lost what they told it.
         back = self._talk(world, "production", "/recall")
         require(NEW_FACT in back, f"the new bot forgot the new fact: {back!r}")
