@@ -149,7 +149,7 @@ class Replay:
 class Move:
     """The daily user's move from the old bot (staging's, legacy keys) to the new one (README runbook).
 
-    ``finish-move`` (phase 6) makes the old bot the testers' staging bot no earlier than
+    ``finish-move`` (runbook step 9) makes the old bot the testers' staging bot no earlier than
     ``window_days`` after the daily user's first message to the new bot; until then ``send-back``
     can put them back on the old bot, which tells them so in ``send_back_text``."""
 
@@ -255,7 +255,9 @@ def load_config(path: Path | None = None) -> Config:
         raise ConfigError(f"cannot read {path}: {exc}", hint="fix the file's TOML syntax") from None
     section = data.get("tool", {}).get("ci_tools")
     if not isinstance(section, dict):
-        raise ConfigError(f"{path} has no [tool.ci_tools] section", hint="add the environments table (see README)")
+        raise ConfigError(
+            f"{path} has no [tool.ci_tools] section", hint="add the environments table (see docs/CONFIGURATION.md)"
+        )
     environments = _parse_environments(section.get("environments"), path)
     flow = _parse_flow(section.get("flow", DEFAULT_FLOW), path)
     _check_consistency(environments, path)

@@ -40,6 +40,7 @@ from ci_tools.pipeline.release import ReleaseRequest, release
 from ci_tools.pipeline.send_back import SendBack, send_back, undo_send_back
 from ci_tools.repo.github import check, plan
 from ci_tools.repo.workflow_files import secrets_by_environment
+from ci_tools.runbook import step
 from ci_tools.settings import load_config
 from sandbox.breaks import commit_breaking
 from sandbox.github import FakeGitHub
@@ -87,26 +88,27 @@ class Rehearsal:
         self.recalls = 0  # how often the daily user asked their bot /recall before the move
         self._before_bad = ""  # main before the bad release a phase made (_bad, _fix)
 
-    def run(self) -> list[Phase]:
-        # In the README runbook's order. Until the daily user has moved (``user_moves``), the bot
-        # they use is staging's, and before every phase they ask it /recall: it must still know them.
-        steps: list[tuple[str, Callable[[World], str]]] = [
+    def plan(self) -> list[tuple[str, Callable[[World], str]]]:
+        """The phases in the README runbook's order, each numbered step labelled from ci_tools.runbook.
+        Until the daily user has moved (``user_moves``), the bot they use is staging's, and before
+        every phase they ask it /recall: it must still know them."""
+        return [
             (
                 "the seed: the daily user on the dev bot (unprefixed keys, no marker); "
                 f"mindmate-prod runs the old production bot @{OLD_PRODUCTION_BOT}",
                 self.dev_bot_in_use,
             ),
-            ("phase 0: preflight before the new bot (what exists)", self.preflight_before_new_bot),
-            ("phase 1: a new production bot in @BotFather", self.new_bot),
-            ("phase 0 again: preflight, everything", self.preflight),
-            ("GitHub set up and checked (environments, secrets, rulesets)", self.github),
-            ("phase 2: cutover (new token, deploy main, probe), undone and redone", self.cutover),
-            ("phase 3: memory copy (dry run, apply, verify)", self.copy),
-            ("phase 4: announce the move", self.announce),
+            (f"before {step(1).label()}: preflight, only what exists", self.preflight_before_new_bot),
+            (step(1).label(), self.new_bot),
+            (f"{step(3).label()} (environments, secrets, rulesets)", self.github),
+            (f"{step(4).label()}, everything", self.preflight),
+            (f"{step(5).label()} (new token, deploy main, probe), undone and redone", self.cutover),
+            (f"{step(6).label()} (dry run, apply, verify)", self.copy),
+            (step(7).label(), self.announce),
             ("the user talks to the new bot; it remembers", self.user_moves),
             (
-                "phase 6's window: the new bot fails the daily user on day 1; send-back puts them on their "
-                "old bot with what they told the new one; undone",
+                f"the way back, before {step(9).label()}: the new bot fails the daily user on day 1; send-back "
+                "puts them on their old bot with what they told the new one; undone",
                 self.sent_back,
             ),
             ("the replay gate stops a release that forgets the daily user, before Render", self.replay_gate),
@@ -116,27 +118,30 @@ class Rehearsal:
                 "a release that overwrote memory is rolled back; memory restored from memory-before-<sha>",
                 self.memory_restored,
             ),
-            ("acceptance checklist", self.acceptance),
+            (f"{step(8).label()} checklist", self.acceptance),
             ("status and history of production, as the owner sees them", self.status_and_history),
             (
-                "phase 6: finish-move refused before the window, then forced: the old bot serves testers "
+                f"{step(9).label()}: finish-move refused before the window, then forced: the old bot serves testers "
                 "only (dev:), the daily user gets the new bot's link",
                 self.move_finished,
             ),
         ]
-        moved = next(i for i, (_, step) in enumerate(steps) if step == self.user_moves)
+
+    def run(self) -> list[Phase]:
+        steps = self.plan()
+        moved = next(i for i, (_, do) in enumerate(steps) if do == self.user_moves)
         self.phases = [Phase(name) for name, _ in steps]
         with (
             World(self.root, process=self.process, step=0.05, legacy_staging=self.legacy_staging) as world,
             contextlib.chdir(world.repo),  # deploys check branches in the sandbox's repository
         ):
-            for index, (phase, (_, step)) in enumerate(zip(self.phases, steps, strict=True)):
+            for index, (phase, (_, do)) in enumerate(zip(self.phases, steps, strict=True)):
                 self.log(f"▶ {phase.name}")
                 started = time.monotonic()
                 try:
                     if 0 < index <= moved:
                         self.daily_user_still_known(world)
-                    phase.detail = step(world)
+                    phase.detail = do(world)
                     phase.ok = True
                 except (FatalError, AssertionError, RuntimeError) as exc:
                     phase.ok, phase.detail = False, str(exc)
@@ -398,7 +403,7 @@ class Rehearsal:
         )
 
     def move_finished(self, world: World) -> str:
-        """Phase 6 at the end: refused before the window (3 days after the daily user's first message to the
+        """Runbook step 9 at the end: refused before the window (3 days after the daily user's first message to the
         new bot), then forced. The old bot serves the testers under dev:, anyone else gets the new bot's
         link, and nothing the daily user writes to it is stored; the cutover's window closes with it."""
         ctx = self._ctx(world, "production", **self._old_bot_values(world))

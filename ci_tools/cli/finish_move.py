@@ -1,4 +1,4 @@
-"""``ci-tools finish-move --user-id ID``: phase 6 — the old bot becomes the testers' staging bot, no
+"""``ci-tools finish-move --user-id ID``: runbook step 9 — the old bot becomes the testers' staging bot, no
 earlier than ``[tool.ci_tools.move] window_days`` after the daily user's first message to the new bot
 (``--force``: now, and the run says so); the cutover's rollback window closes with it."""
 
@@ -26,7 +26,7 @@ NEEDS = Needs(
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     fin = subparsers.add_parser(
         "finish-move",
-        help="phase 6: the old bot serves testers only under its own prefix (the window after the daily "
+        help="runbook step 9: the old bot serves testers only under its own prefix (the window after the daily "
         "user's first message to the new bot must have passed, or --force); closes the cutover's window",
     )
     fin.add_argument("--user-id", required=True, help="the daily user's Telegram id")

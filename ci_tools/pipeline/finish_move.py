@@ -1,4 +1,4 @@
-"""``finish-move``: phase 6, the end of the daily user's move, no earlier than its window allows.
+"""``finish-move``: runbook step 9, the end of the daily user's move, no earlier than its window allows.
 
 Until now the daily user's old bot (staging's) kept serving them from their legacy keys, so that
 ``send-back`` could put them back on it. Finishing the move gives that bot to the testers: its

@@ -1,5 +1,5 @@
 """The move's window against the stand-ins: send-back puts the daily user on their old bot with what
-they told the new one, undo puts the old bot's keys back, and finish-move (phase 6) waits for the
+they told the new one, undo puts the old bot's keys back, and finish-move (runbook step 9) waits for the
 window after their first message to the new bot, or goes when forced and says so.
 
 The world is the runbook's after step 7: staging's bot is the daily user's old bot on their legacy

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from ci_tools.runbook import step
 from sandbox.rehearsal import Rehearsal
 from tests.support import ROOT
 
@@ -16,15 +17,15 @@ def test_the_runbook_in_order_never_hides_the_daily_users_memory(tmp_path):
     failed = [(p.name, p.detail) for p in phases if not p.ok]
     assert not failed, failed
     names = [p.name for p in phases]
-    # Phase 0 asks what exists before @BotFather, everything after it; the prefix comes after the move.
+    # Step 4 asks what exists before @BotFather (step 1), everything after it; the prefix comes after the move.
     assert (
-        names.index("phase 0: preflight before the new bot (what exists)")
-        < names.index("phase 1: a new production bot in @BotFather")
-        < names.index("phase 0 again: preflight, everything")
+        names.index(f"before {step(1).label()}: preflight, only what exists")
+        < names.index(step(1).label())
+        < names.index(f"{step(4).label()}, everything")
     )
     # The way back comes in the window after the move; the old bot goes to the testers last.
-    window = next(n for n in names if n.startswith("phase 6's window: the new bot fails the daily user"))
-    finished = next(n for n in names if n.startswith("phase 6: finish-move refused before the window"))
+    window = next(n for n in names if n.startswith(f"the way back, before {step(9).label()}"))
+    finished = next(n for n in names if n.startswith(f"{step(9).label()}: finish-move refused before the window"))
     assert names.index("the user talks to the new bot; it remembers") < names.index(window)
     assert names[-1] == finished
     moved = names.index("the user talks to the new bot; it remembers")
