@@ -50,6 +50,7 @@ _OPTIONAL_FIELDS = (
 # this one, so no real person has it. The bot's PROBE_USER_ID defaults to the same value.
 DEFAULT_PROBE_USER_ID = 2**52 - 1
 BOT_USERNAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{3,30}[Bb][Oo][Tt]$")
+BASE_URL = re.compile(r"^https?://[^/\s]+$")  # a service's address: scheme and host, nothing after
 
 
 NO_PREFIX = "none"  # the bot's KEY_PREFIX for unprefixed keys (mindmate/settings.py says the same)
@@ -94,9 +95,10 @@ class Environment:
     def health_url(self) -> str | None:
         return f"{self.base_url}{self.health_path}" if self.health_path else None
 
-    @property
-    def webhook_url(self) -> str:
-        return f"{self.base_url}/telegram"
+    def owns_webhook(self, url: str) -> bool:
+        """Is ``url`` (getWebhookInfo's) on this service? Any path: the webhook's path is the bot's
+        own choice (mindmate's ``/telegram``, python-telegram-bot's token), its host is not."""
+        return url == self.base_url or url.startswith(f"{self.base_url}/")
 
     def memory_keys(self, user_id: int, prefix: str | None = None) -> list[str]:
         """The user's key patterns with the id filled in, under ``prefix`` (default: ours)."""
@@ -168,6 +170,19 @@ class CI:
 
 
 @dataclass(frozen=True)
+class ProbeTalk:
+    """What the probe says as the reserved probe user at the conversation level ([tool.ci_tools.probe]).
+
+    ``{nonce}`` in a turn or in ``expect`` is the probe's fresh nonce, so an answer can only come
+    from this probe's own turns: ``expect`` is what the last turn's reply must contain ("" = any
+    reply). The default asks only that the bot answers ``/start``; mindmate's pyproject stores a
+    fact and reads it back, so its probe proves memory too."""
+
+    turns: tuple[str, ...] = ("/start",)
+    expect: str = ""
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     environments: dict[str, Environment]
@@ -179,6 +194,7 @@ class Config:
     replay: Replay = field(default_factory=Replay)
     move: Move = field(default_factory=Move)
     ci: CI = field(default_factory=CI)
+    probe: ProbeTalk = field(default_factory=ProbeTalk)
 
     @property
     def before_release_days(self) -> int:
@@ -264,6 +280,7 @@ def load_config(path: Path | None = None) -> Config:
         replay=_parse_replay(section.get("replay", {}), path),
         move=_parse_move(section.get("move", {}), path),
         ci=_parse_ci(section.get("ci", {}), path),
+        probe=_parse_probe(section.get("probe", {}), path),
     )
 
 
@@ -298,6 +315,24 @@ def _parse_ci(raw: Any, path: Path) -> CI:
             hint='e.g. test_command = "pip install -r requirements.txt pytest && python -m pytest"',
         )
     return CI(command.strip())
+
+
+def _parse_probe(raw: Any, path: Path) -> ProbeTalk:
+    where = f"{path.name}: [tool.ci_tools.probe]"
+    if not isinstance(raw, dict) or set(raw) - {"turns", "expect"}:
+        raise ConfigError(f"{where} takes only turns and expect")
+    turns = raw.get("turns", list(ProbeTalk.turns))
+    expect = raw.get("expect", ProbeTalk.expect)
+    if not isinstance(turns, list) or not turns or not all(isinstance(t, str) and t.strip() for t in turns):
+        raise ConfigError(f"{where}: turns must be a non-empty list of messages", hint='e.g. ["/start"]')
+    if not isinstance(expect, str):
+        raise ConfigError(f"{where}: expect must be a string", hint='e.g. "probe-{nonce}", or "" for any reply')
+    if "{nonce}" in expect and not any("{nonce}" in t for t in turns):
+        raise ConfigError(
+            f"{where}: expect names {{nonce}} but no turn says it, so no reply could contain it",
+            hint='e.g. turns = ["/start", "/remember probe-{nonce}", "/recall"]',
+        )
+    return ProbeTalk(tuple(t.strip() for t in turns), expect)
 
 
 def _parse_replay(raw: Any, path: Path) -> Replay:
@@ -432,7 +467,7 @@ def _parse_environments(raw: Any, path: Path) -> dict[str, Environment]:
             raise ConfigError(
                 f"{where}: health_path must start with '/' (e.g. '/healthz'), or be \"\" to skip the health check"
             )
-        if not re.match(r"^https?://[^/\s]+$", table["base_url"].rstrip("/")):
+        if not BASE_URL.match(table["base_url"].rstrip("/")):
             raise ConfigError(f"{where}: base_url must be a scheme and host, e.g. https://mindmate-prod.onrender.com")
         if not BOT_USERNAME.match(table["bot_username"]):
             raise ConfigError(

@@ -77,6 +77,7 @@ PLUMBING = {
 SHARED = {
     "bake",
     "blueprint_sync",
+    "levels",
     "release_order",
     "safety_net",
     "serving",
@@ -93,6 +94,7 @@ SHARED = {
     "bot_detection",  # what adopt (and check-bot) read from a bot's repository
     "adopted_files",  # what adopt copies into a bot's repository: the one list
     "adopted_config",  # adopt's merge of render.yaml and [tool.ci_tools] (init's own edits: owner_files)
+    "file_set",  # adopt's files written all together or none
 }
 
 

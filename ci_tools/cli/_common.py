@@ -29,7 +29,7 @@ def add_probe_options(parser: argparse.ArgumentParser) -> None:
         "--no-conversation",
         dest="conversation",
         action="store_false",
-        help="skip the conversation with the probe user (a bot without it)",
+        help="skip the conversation with the probe user (a bot without one is probed at its own level anyway)",
     )
 
 
@@ -65,9 +65,14 @@ def tell_owner(ctx: Context, env: Environment, text: str) -> None:
 
 def ask(prompt: str, *, secret: bool = False, default: str = "") -> str | None:
     """The owner's answer in a terminal (a secret without echo; Enter takes ``default``), or None
-    when there is no terminal to ask in (a workflow, a pipe): the caller names what to set instead."""
+    when nobody can answer (no terminal: a workflow, a pipe; or its input ended, Ctrl-D): the
+    caller names what to set instead."""
     if not sys.stdin.isatty():
         return None
     shown = f"{prompt} [{default}]: " if default else f"{prompt}: "
-    answer = (getpass.getpass(shown) if secret else input(shown)).strip()
+    try:
+        answer = (getpass.getpass(shown) if secret else input(shown)).strip()
+    except EOFError:
+        print(file=sys.stderr)  # the line the prompt left open
+        return None
     return answer or default

@@ -61,7 +61,7 @@ def _asker(yes: bool) -> Ask | None:
         answer = ask(question, default=default)
         if answer is None:
             raise InputError(
-                f"adopt has a question and no terminal to ask it in: {question}",
+                f"adopt has a question and no answer to it (no terminal, or its input ended): {question}",
                 hint=f"give {flag}, or --yes to take the defaults (each named in the report)",
             )
         return answer

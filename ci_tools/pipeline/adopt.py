@@ -6,7 +6,8 @@ writes the pipeline's files beside the bot — the workflows, the kit, ``[tool.c
 flow section of CONTRIBUTING.md. Every value is detected, kept from what the owner set, given,
 asked or a default, and each is named with where it came from. Nothing is written until
 every detection has succeeded and the result passes what ``ci-tools config check`` checks;
-each file is replaced atomically and only when it differs, so a second run changes nothing.
+then the files that differ are written all together or not at all (``repo/file_set``), so a
+failure half-way leaves the repository as it was and a second run changes nothing.
 """
 
 from __future__ import annotations
@@ -21,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from ci_tools.errors import ConfigError, FatalError, InputError
-from ci_tools.repo import adopted_files, bot_detection
+from ci_tools.repo import adopted_files, bot_detection, file_set
 from ci_tools.repo.adopted_config import Commands, EnvironmentPlan, load_round_trip, merge_blueprint, merge_config
 from ci_tools.repo.blueprint import blueprint_problems, load_blueprint
 from ci_tools.repo.bot_detection import Finding
-from ci_tools.repo.owner_files import PLACEHOLDER_REVIEWERS, write_if_changed
-from ci_tools.settings import BOT_USERNAME, load_config
+from ci_tools.repo.owner_files import PLACEHOLDER_REVIEWERS
+from ci_tools.settings import BASE_URL, BOT_USERNAME, load_config, pattern_problem
 
 # (question, default, the flag that gives it) -> the answer; raises when nobody can be asked
 Ask = Callable[[str, str, str], str]
@@ -53,6 +54,31 @@ class AdoptResult:
     kit_vendored: bool = False
 
 
+# A value's problem ("'x' is not a Telegram bot username (…)"), or None when it is fine.
+Check = Callable[[str], str | None]
+ASKED_AT_MOST = 3  # then the owner is told which flag gives it, rather than asked forever
+
+
+def bot_problem(value: str) -> str | None:
+    name = value.lstrip("@")
+    if BOT_USERNAME.match(name):
+        return None
+    return f"{name!r} is not a Telegram bot username (5-32 letters, digits or underscores, ending in 'bot')"
+
+
+def address_problem(value: str) -> str | None:
+    if BASE_URL.match(value.rstrip("/")):
+        return None
+    return f"{value!r} is not an address (a scheme and host, e.g. https://ava-bot.onrender.com)"
+
+
+def patterns_problem(value: str) -> str | None:
+    for pattern in (p.strip() for p in value.split(",") if p.strip()):
+        if problem := pattern_problem(pattern):
+            return f"{pattern!r} {problem}"
+    return None
+
+
 @dataclass
 class _Resolver:
     """Each value from the first source that has it, and a line saying which."""
@@ -60,19 +86,44 @@ class _Resolver:
     request: AdoptRequest
     said: list[tuple[str, str]]
 
-    def value(self, what: str, *, kept: Any = None, given: str = "", found: Finding | None = None, **ask: str) -> str:
+    def asked(self, question: str, default: str, flag: str, check: Check | None) -> str:
+        """The owner's answer, asked again (with what is wrong) while ``check`` finds a problem."""
+        assert self.request.ask is not None
+        shown = question
+        for _ in range(ASKED_AT_MOST):
+            answer = self.request.ask(shown, default, flag).strip()
+            problem = check(answer) if check is not None and answer else None
+            if problem is None:
+                return answer
+            shown = f"{problem}; {question}"
+        raise InputError(f"{problem}, answered {ASKED_AT_MOST} times", hint=f"give {flag} instead")
+
+    def value(
+        self,
+        what: str,
+        *,
+        kept: Any = None,
+        given: str = "",
+        found: Finding | None = None,
+        check: Check | None = None,
+        **ask: str,
+    ) -> str:
+        flag = f"--{given.replace('_', '-')}"
         if kept is not None:
             self.said.append(("kept", f"{what} {_shown(kept)} (pyproject.toml)"))
             return str(kept)
         if self.request.given.get(given):
-            self.said.append(("given", f"{what} {_shown(self.request.given[given])} (--{given.replace('_', '-')})"))
-            return self.request.given[given]
+            value = self.request.given[given]
+            if check is not None and (problem := check(value)):
+                raise InputError(f"{flag} {problem}", hint=f"correct it, e.g. {flag} {ask['default']}")
+            self.said.append(("given", f"{what} {_shown(value)} ({flag})"))
+            return value
         if found is not None:
             self.said.append(("detected", f"{what} {_shown(found.value)} from {found.origin}"))
             return found.value
         default, why = ask["default"], ask.get("why", "")
         if self.request.ask is not None and ask.get("question"):
-            answer = self.request.ask(ask["question"], default, f"--{given.replace('_', '-')}").strip()
+            answer = self.asked(ask["question"], default, flag, check)
             if answer:
                 self.said.append(("asked", f"{what} {_shown(answer)}"))
                 return answer
@@ -101,17 +152,55 @@ def _git_root(path: Path) -> Path:
     return root
 
 
-def _existing_config(path: Path) -> tuple[str | None, dict[str, Any]]:
-    """pyproject.toml's text (None: none) and its ``[tool.ci_tools.environments]`` tables."""
+def read_text(path: Path) -> str | None:
+    """A file of the owner's that adopt merges into (None: there is none), as UTF-8 text."""
     if not path.is_file():
-        return None, {}
-    text = path.read_text(encoding="utf-8")
+        return None
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{path.name} is not UTF-8 text (byte {data[exc.start]:#x} at {exc.start})",
+            hint=f"save {path.name} as UTF-8 (adopt merges into it), then run adopt again",
+        ) from None
+
+
+def _existing_config(text: str | None) -> dict[str, Any]:
+    """pyproject.toml's ``[tool.ci_tools.environments]`` tables (none: no pyproject.toml)."""
+    if text is None:
+        return {}
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"pyproject.toml is not valid TOML ({exc})", hint="fix it, then run adopt again") from None
     tables = data.get("tool", {}).get("ci_tools", {}).get("environments", {})
-    return text, tables if isinstance(tables, dict) else {}
+    tables = tables if isinstance(tables, dict) else {}
+    for name, table in tables.items():
+        _refuse_kept_of_the_wrong_kind(name, table)
+    return tables
+
+
+# What adopt keeps of [tool.ci_tools.environments.*], by the kind each must be: a value of another
+# kind is refused, never turned into one (``"main"`` read as a list is ["m", "a", "i", "n"]).
+KEPT_STRINGS = ("branch", "render_service", "key_value", "bot_username", "base_url", "key_prefix", "health_path")
+KEPT_LISTS = ("deploy_branches", "reviewers", "memory_patterns")
+
+
+def _refuse_kept_of_the_wrong_kind(name: str, table: Any) -> None:
+    where = f"pyproject.toml: [tool.ci_tools.environments.{name}]"
+    fix = "correct it (adopt keeps what you set there), then run adopt again"
+    if not isinstance(table, dict):
+        raise InputError(f"{where} must be a table", hint=fix)
+    for key in KEPT_STRINGS:
+        if key in table and not isinstance(table[key], str):
+            raise InputError(f"{where} {key} must be a string, not {table[key]!r}", hint=fix)
+    for key in KEPT_LISTS:
+        value = table.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise InputError(f"{where} {key} must be a list of strings, not {value!r}", hint=fix)
+    if not isinstance(table.get("testers_only", True), bool):
+        raise InputError(f"{where} testers_only must be true or false", hint=fix)
 
 
 def _bot_username(service: str, suffix: str) -> str:
@@ -124,7 +213,24 @@ def _bot_username(service: str, suffix: str) -> str:
     return name if BOT_USERNAME.match(name) else f"my{suffix}"
 
 
+def _refuse_a_malformed_service(service: Any, name: str) -> None:
+    """What adopt reads and merges of the live service, each of the kind Render takes: one line
+    naming the field, never a reshaped value (``str(['python', '-m', 'bot'])`` as its command)."""
+    fix = "correct render.yaml (Render's Blueprint reference: render.com/docs/blueprint-spec), then run adopt again"
+    for key in ("branch", "buildCommand", "startCommand", "healthCheckPath"):
+        if service.get(key) is not None and not isinstance(service[key], str):
+            raise InputError(f"render.yaml: {name}'s {key} must be text, not {service[key]!r}", hint=fix)
+    variables = service.get("envVars")
+    if variables is not None and (
+        not isinstance(variables, list) or not all(isinstance(var, dict) and "key" in var for var in variables)
+    ):
+        raise InputError(
+            f"render.yaml: {name}'s envVars must be a list of variables (key: …), not {variables!r}", hint=fix
+        )
+
+
 def _refuse_secrets_and_outside_redis(service: Any, name: str) -> None:
+    _refuse_a_malformed_service(service, name)
     for var in service.get("envVars") or []:
         if isinstance(var, dict) and var.get("key") == "TELEGRAM_BOT_TOKEN" and "value" in var:
             raise InputError(
@@ -154,13 +260,26 @@ class _Adoption:
         self.request, self.root, self.result = request, root, result
         self.resolve = _Resolver(request, result.said)
         self.listed = bot_detection.files(root)
-        path = root / "render.yaml"
-        self.blueprint_text = path.read_text(encoding="utf-8") if path.is_file() else None
+        self.crlf: set[str] = set()  # the owner's files saved with CRLF: written back with CRLF
+        self.blueprint_text = self.read("render.yaml")
         self.blueprint = load_round_trip(self.blueprint_text) if self.blueprint_text is not None else None
-        self.config_text, tables = _existing_config(root / "pyproject.toml")
+        self.config_text = self.read("pyproject.toml")
+        tables = _existing_config(self.config_text)
         self.kept_prod: dict[str, Any] = tables.get("production", {})
         self.kept_staging: dict[str, Any] = tables.get("staging", {})
         self.service: Any = None  # the live web service in render.yaml, when there is one
+
+    def read(self, name: str) -> str | None:
+        """One of the owner's files adopt merges into, with ``\n`` line endings whatever it was saved with."""
+        text = read_text(self.root / name)
+        if text is not None and "\r\n" in text:
+            self.crlf.add(name)
+            text = text.replace("\r\n", "\n")
+        return text
+
+    def encoded(self, name: str, text: str) -> bytes:
+        """``text`` as the owner's file ``name`` was saved: a merge never turns every line of it over."""
+        return (text.replace("\n", "\r\n") if name in self.crlf else text).encode()
 
     def said(self, kind: str, text: str) -> None:
         self.result.said.append((kind, text))
@@ -228,7 +347,9 @@ class _Adoption:
             return tuple(f.value for f in found)
         answer = ""
         if self.request.ask is not None:
-            answer = self.request.ask("your bot's Redis keys for one user, comma-separated", DEFAULT_PATTERN, "--yes")
+            question = "your bot's Redis keys for one user, comma-separated"
+            where = "memory_patterns in pyproject.toml ([tool.ci_tools.environments.production])"
+            answer = self.resolve.asked(question, DEFAULT_PATTERN, where, patterns_problem)
         patterns = tuple(p.strip() for p in (answer or DEFAULT_PATTERN).split(",") if p.strip())
         self.said("asked" if answer else "default", f"memory_patterns {list(patterns)}")
         if not answer:
@@ -250,9 +371,31 @@ class _Adoption:
         self.said("detected", 'no health endpoint (no kit.run_webhook, no /healthz route): health_path ""')
         return ""
 
+    def twin(self, live: str) -> tuple[Any, Finding | None, Finding | None]:
+        """The staging twin the owner runs already (render.yaml's ``<live>-dev``): the service, and its
+        Key Value and branch as findings (a Key Value shared with production, or production's branch,
+        is not staging's)."""
+        name = f"{live}-dev"
+        twin = next((s for s in bot_detection.web_services(self.blueprint) if s.get("name") == name), None)
+        if twin is None:
+            return None, None, None
+        _refuse_a_malformed_service(twin, name)
+        kv, branch = bot_detection.key_value_of(twin), twin.get("branch")
+        live_kv = bot_detection.key_value_of(self.service) if self.service is not None else None
+        live_branch = (self.service or {}).get("branch") or "main"
+        return (
+            twin,
+            Finding(kv, f"render.yaml (REDIS_URL of {name})") if kv and kv != live_kv else None,
+            Finding(branch, f"render.yaml ({name}'s)") if branch and branch != live_branch else None,
+        )
+
     def environments(self, live: str, patterns: tuple[str, ...], health: str) -> tuple[EnvironmentPlan, ...]:
         prod_branch = str(self.kept_prod.get("branch") or (self.service or {}).get("branch") or "main")
-        staging_branch = str(self.kept_staging.get("branch") or "develop")
+        twin, twin_kv, twin_branch = self.twin(live) if self.blueprint is not None else (None, None, None)
+        if "branch" in self.kept_staging or twin_branch is None:
+            staging_branch = str(self.kept_staging.get("branch") or "develop")
+        else:
+            staging_branch = self.resolve.value("staging branch", found=twin_branch, default="develop")
         if prod_branch == staging_branch:
             raise InputError(
                 f"the live service deploys {prod_branch}, the branch staging would deploy",
@@ -266,11 +409,16 @@ class _Adoption:
         staging_service = self.resolve.value(
             "staging service",
             kept=self.kept_staging.get("render_service"),
+            found=Finding(f"{live}-dev", "render.yaml (the live service's twin)") if twin is not None else None,
             default=f"{live}-dev",
             why=f"added, branch {staging_branch}",
         )
         staging_kv = self.resolve.value(
-            "staging Key Value", kept=self.kept_staging.get("key_value"), default=f"{prod_kv}-dev", why="added"
+            "staging Key Value",
+            kept=self.kept_staging.get("key_value"),
+            found=twin_kv,
+            default=f"{prod_kv}-dev",
+            why="added",
         )
         production = _environment(
             self.resolve,
@@ -303,17 +451,40 @@ class _Adoption:
             staging.branch: ["feature/*", "fix/*", production.branch, "dependabot/**"],
             production.branch: [staging.branch, "hotfix/*"],
         }
+        self.result.warnings += self.deploying_themselves((production.render_service, staging.render_service))
         merged = merge_blueprint(self.blueprint_text, production, staging, commands)
-        config = merge_config(self.config_text, [staging, production], flow, PROBE_TURNS)
-        files = {"render.yaml": merged.text.encode(), "pyproject.toml": config.encode()}
+        config = merge_config(self.config_text, [staging, production], flow, PROBE_TURNS, staging.branch)
+        files = {
+            "render.yaml": self.encoded("render.yaml", merged.text),
+            "pyproject.toml": self.encoded("pyproject.toml", config),
+        }
         files |= self.copied(source)
         theirs = {env.name: env.render_service for env in (staging, production)}
         ours = _our_service_names(source)
         section = adopted_files.flow_section(source, {ours[env]: theirs[env] for env in theirs if ours.get(env)})
-        contributing = self.root / "CONTRIBUTING.md"
-        current = contributing.read_text(encoding="utf-8") if contributing.is_file() else None
-        files["CONTRIBUTING.md"] = adopted_files.with_flow_section(current, section).encode()
+        current = self.read("CONTRIBUTING.md")
+        files["CONTRIBUTING.md"] = self.encoded("CONTRIBUTING.md", adopted_files.with_flow_section(current, section))
         return _Composed(files, merged.changes)
+
+    def deploying_themselves(self, released: tuple[str, ...]) -> list[str]:
+        """The other services render.yaml builds from this repository that Render still deploys on
+        each push (a worker running the bot's code): named, since the pipeline does not release them."""
+        if self.blueprint is None:
+            return []
+        found = []
+        for service in self.blueprint.get("services") or []:
+            if not isinstance(service, dict) or service.get("name") in released or {"repo", "image"} & set(service):
+                continue
+            if service.get("type") not in ("web", "worker", "pserv", "cron"):
+                continue
+            if str(service.get("autoDeployTrigger", "commit")) == "off" or service.get("autoDeploy") is False:
+                continue
+            found.append(
+                f"{service.get('name')} ({service.get('type')}) deploys itself from this repository on each push: "
+                f"the pipeline releases {released[0]} only (set its autoDeployTrigger yourself if it runs the "
+                "bot's code)"
+            )
+        return found
 
     def copied(self, source: Path) -> dict[str, bytes]:
         copied, missing = adopted_files.copied_files(source)
@@ -358,6 +529,7 @@ def _environment(resolve: _Resolver, role: _Role, kept: Mapping[str, Any], commo
         default=_bot_username(common.live_service, role.bot_suffix),
         why="not in the code: `ci-tools init` reads the real one from the token",
         question=f"the {role.name} bot's username (without @)",
+        check=bot_problem,
     )
     url = resolve.value(
         f"{role.name} address",
@@ -366,6 +538,7 @@ def _environment(resolve: _Resolver, role: _Role, kept: Mapping[str, Any], commo
         default=f"https://{common.service}.onrender.com",
         why="Render's default; `ci-tools init` reads the real one",
         question=f"the {role.name} service's address",
+        check=address_problem,
     )
     prefix = resolve.value(
         f"{role.name} key prefix",
@@ -381,8 +554,9 @@ def _environment(resolve: _Resolver, role: _Role, kept: Mapping[str, Any], commo
         bot_username=bot.lstrip("@"),
         base_url=url.rstrip("/"),
         key_prefix=prefix,
-        memory_patterns=common.patterns,
-        health_path=common.health,
+        # what the owner set on this environment alone is theirs (the resolver named production's)
+        memory_patterns=tuple(kept["memory_patterns"]) if "memory_patterns" in kept else common.patterns,
+        health_path=str(kept.get("health_path") or common.health),
         deploy_branches=tuple(kept.get("deploy_branches") or (common.branch, *role.more_branches)),
         testers_only=role.testers_only and kept.get("testers_only", True) is True,
         reviewers=tuple(kept.get("reviewers") or role.reviewers),
@@ -432,9 +606,5 @@ def adopt(request: AdoptRequest) -> AdoptResult:
     composed = _Adoption(request, root, result).compose(source)
     result.changes = composed.changes
     _agrees(composed.files)
-    for relative, data in composed.files.items():
-        target = root / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if write_if_changed(target, data):
-            result.written.append(relative)
+    result.written = file_set.write_all(root, composed.files)
     return result

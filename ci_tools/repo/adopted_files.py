@@ -81,14 +81,22 @@ def copied_files(source: Path) -> tuple[dict[str, bytes], list[str]]:
     return found, missing
 
 
+def _headed(path: Path) -> bool:
+    return path.is_file() and MANAGED.encode() in path.read_bytes()[:300]
+
+
 def clashes(target: Path, wanted: dict[str, bytes]) -> list[str]:
-    """The files adopt would overwrite that the owner wrote: there, different, and without the header."""
+    """The files adopt would overwrite that the owner wrote: there, different, and without the
+    header. A file that cannot carry one (a ruleset is JSON GitHub takes whole) is adopt's only
+    once adopt has run here, which its headed files show; before that, it is the owner's."""
+    adopted_before = any(_headed(target / name) for name in wanted if Path(name).suffix in _HEADERS)
     found = []
     for relative, data in wanted.items():
         path = target / relative
         if not path.is_file() or path.read_bytes() == data:
             continue
-        if Path(relative).suffix in _HEADERS and MANAGED.encode() not in path.read_bytes()[:300]:
+        ours = _headed(path) if Path(relative).suffix in _HEADERS else adopted_before
+        if not ours:
             found.append(relative)
     return found
 

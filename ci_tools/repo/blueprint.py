@@ -23,8 +23,17 @@ from ci_tools.settings import Config, Environment
 
 SECRET_VARS = ("TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET")
 SERVICE_TYPES = {"web", "pserv", "worker", "cron", "keyvalue", "redis"}
-# What makes two services run the same program: Render builds and starts each from these.
-BUILT_THE_SAME = ("runtime", "rootDir", "dockerfilePath", "dockerContext", "buildCommand", "startCommand")
+# What makes two services run the same program: Render builds and starts each from these (the
+# pre-deploy command runs the new commit before each start: a migration staging never ran is unproven).
+BUILT_THE_SAME = (
+    "runtime",
+    "rootDir",
+    "dockerfilePath",
+    "dockerContext",
+    "buildCommand",
+    "preDeployCommand",
+    "startCommand",
+)
 RUNS_THE_BOT = ("buildCommand", "startCommand")  # the pipeline builds and starts the bot by these
 
 

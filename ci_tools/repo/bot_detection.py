@@ -24,6 +24,7 @@ from ci_tools.settings import pattern_problem
 
 # Where the pipeline's own files land in the bot's repository: never read as the bot's code.
 NOT_THE_BOTS = ("release_kit/", ".github/")
+LIBRARIES = {"site-packages", "dist-packages", "node_modules"}  # installed code, wherever it lies
 # The names an expression ends in when it is a Telegram user's (or private chat's) id.
 ID_NAMES = {"id", "user_id", "userid", "uid", "chat_id", "chatid", "telegram_id", "tg_id", "from_id"}
 # A Redis key as bots write them: a word, then ':'-separated parts; no spaces, slashes or '?'.
@@ -49,7 +50,16 @@ def files(root: Path) -> list[str]:
     if listed.returncode != 0:
         raise InputError(f"git cannot list the files of {root}", hint="check that it is a git repository")
     names = sorted({name for name in listed.stdout.decode("utf-8", "replace").split("\0") if name})
-    return [name for name in names if not name.startswith(NOT_THE_BOTS) and (root / name).is_file()]
+    # a virtualenv git does not ignore (``python -m venv venv`` writes no .gitignore before 3.13)
+    # holds libraries, not the bot: its folder, and any site-packages, are skipped
+    venvs = tuple(name.removesuffix("pyvenv.cfg") for name in names if name.endswith("/pyvenv.cfg"))
+    return [
+        name
+        for name in names
+        if not name.startswith(NOT_THE_BOTS + venvs)
+        and LIBRARIES.isdisjoint(name.split("/"))
+        and (root / name).is_file()
+    ]
 
 
 # -- the web service -----------------------------------------------------------------------------
@@ -61,6 +71,12 @@ def web_services(blueprint: Any) -> list[Any]:
 def live_service(blueprint: Any, *, given: str | None, configured: str | None) -> Finding:
     """The web service that runs the bot today: production (its name is kept, it is live)."""
     services = web_services(blueprint)
+    for service in services:
+        if not isinstance(service.get("name"), str):
+            raise InputError(
+                f"render.yaml: a web service's name must be text, not {service.get('name')!r}",
+                hint="name it as Render shows it (its dashboard), then run adopt again",
+            )
     names = [str(s.get("name")) for s in services]
     if given:
         if given not in names:
@@ -160,10 +176,23 @@ def build_command(root: Path, listed: list[str], service: Any | None) -> Finding
 
 
 # -- the code: memory keys and a health endpoint -----------------------------------------------------
+def _is_test(name: str) -> bool:
+    """A test module: what it names (a key, a ``/healthz`` it asks for) is no finding of the bot's."""
+    parts = name.split("/")
+    file = parts[-1]
+    return (
+        any(part in ("test", "tests") for part in parts[:-1])
+        or file == "conftest.py"
+        or file.startswith("test_")
+        or file.endswith("_test.py")
+    )
+
+
 def _trees(root: Path, listed: list[str]) -> list[tuple[str, ast.Module]]:
+    """The bot's own Python modules, parsed (its tests are not the bot)."""
     found = []
     for name in listed:
-        if name.endswith(".py"):
+        if name.endswith(".py") and not _is_test(name):
             try:
                 found.append((name, ast.parse((root / name).read_text(encoding="utf-8"), filename=name)))
             except (SyntaxError, UnicodeDecodeError, ValueError):
@@ -229,6 +258,26 @@ def _from_percent(node: ast.BinOp) -> str | None:
     return re.sub(r"%[sd]", "{user_id}", _braced(template), count=1)
 
 
+def _added(node: ast.expr) -> list[ast.expr]:
+    """``a + b + c`` as [a, b, c] (Python parses it as ``(a + b) + c``)."""
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        return [*_added(node.left), *_added(node.right)]
+    return [node]
+
+
+def _from_concatenation(node: ast.BinOp) -> str | None:
+    """``"memory:" + str(uid)``, ``"user:" + str(user.id) + ":history"``."""
+    parts: list[str] = []
+    for index, part in enumerate(_added(node)):
+        if isinstance(part, ast.Constant) and isinstance(part.value, str):
+            parts.append(_braced(part.value))
+        elif _id_like(part):
+            parts.append("{user_id}")
+        elif index > 0:
+            return None  # a leading prefix variable is skipped, as in an f-string; any other part is not a key's
+    return "".join(parts)
+
+
 def _from_template(node: ast.Constant) -> str | None:
     """A template kept in a constant: ``KEY = "memory:{user_id}"`` (formatted elsewhere)."""
     if not isinstance(node.value, str):
@@ -247,6 +296,8 @@ def _key_pattern(node: ast.AST) -> str | None:
         pattern = _from_fstring(node)
     elif isinstance(node, ast.Call):
         pattern = _from_format_call(node)
+    elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        pattern = _from_concatenation(node)
     elif isinstance(node, ast.BinOp):
         pattern = _from_percent(node)
     elif isinstance(node, ast.Constant):
@@ -262,25 +313,45 @@ def memory_patterns(root: Path, listed: list[str]) -> list[Finding]:
     """Every Redis key pattern with one user id in it, first place each is written, sorted."""
     first: dict[str, str] = {}
     for name, tree in _trees(root, listed):
+        # the inner sums of a + b + c are no keys of their own ("user:" + str(uid) of the one above)
+        inner = {id(n.left) for n in ast.walk(tree) if isinstance(n, ast.BinOp) and isinstance(n.op, ast.Add)}
         for node in ast.walk(tree):
+            if id(node) in inner:
+                continue
             pattern = _key_pattern(node)
             if pattern and pattern not in first:
                 first[pattern] = f"{name}:{getattr(node, 'lineno', 0)}"
     return [Finding(pattern, first[pattern]) for pattern in sorted(first)]
 
 
+def _routes_healthz(node: ast.Call) -> bool:
+    """``Route("/healthz", …)``, ``@app.get("/healthz")``, ``add_route("/healthz", …)``: the path
+    handed to a call (a bare string naming it is no endpoint)."""
+    return any(
+        isinstance(arg, ast.Constant) and arg.value == HEALTH_PATH
+        for arg in [*node.args[:1], *(kw.value for kw in node.keywords if kw.arg == "path")]
+    )
+
+
 def health_path(root: Path, listed: list[str]) -> Finding | None:
     """The path of the bot's health JSON: the kit's ``run_webhook`` (its ``health_path``, default
-    /healthz), or a ``/healthz`` route of its own; None when the code shows neither."""
+    /healthz), or a ``/healthz`` route of its own; None when the code shows neither.
+
+    What this returns becomes Render's healthCheckPath on the live service, and a path the bot
+    does not serve fails its every deploy: so only the bot's own modules count (never its tests),
+    and only a path handed to a call."""
     for name, tree in _trees(root, listed):
         for node in ast.walk(tree):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "run_webhook":
+            if not isinstance(node, ast.Call):
+                continue
+            if isinstance(node.func, ast.Attribute) and node.func.attr == "run_webhook":
                 given = {kw.arg: kw.value for kw in node.keywords}
                 chosen = given.get("health_path")
-                if isinstance(chosen, ast.Constant) and isinstance(chosen.value, str) and chosen.value:
-                    return Finding(chosen.value, f"{name}:{node.lineno} (run_webhook's health_path)")
+                if isinstance(chosen, ast.Constant) and isinstance(chosen.value, str):
+                    served = "/" + chosen.value.lstrip("/")  # the kit's reading: its leading slash optional
+                    return Finding(served, f"{name}:{node.lineno} (run_webhook's health_path)")
                 if isinstance(node.func.value, ast.Name) and node.func.value.id == "kit":
                     return Finding(HEALTH_PATH, f"{name}:{node.lineno} (kit.run_webhook)")
-            if isinstance(node, ast.Constant) and node.value == HEALTH_PATH:
+            if _routes_healthz(node):
                 return Finding(HEALTH_PATH, f"{name}:{node.lineno} (a {HEALTH_PATH} route)")
     return None

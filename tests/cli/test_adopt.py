@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -166,7 +167,8 @@ def test_without_a_terminal_or_yes_adopt_names_the_flag_for_what_it_would_ask(bo
     done = ci_tools("adopt", str(bot), cwd=bot.parent)
     assert done.returncode == 2
     assert done.stderr.strip() == (
-        "ci-tools: bad input: adopt has a question and no terminal to ask it in: the production bot's username "
+        "ci-tools: bad input: adopt has a question and no answer to it (no terminal, or its input ended): "
+        "the production bot's username "
         "(without @) — give --production-bot, or --yes to take the defaults (each named in the report)"
     )
     assert tree(bot) == before
@@ -197,6 +199,48 @@ def _owners_own_workflow(bot: Path) -> None:
     (bot / ".github" / "workflows" / "ci.yml").write_text("name: mine\n")
 
 
+def _owners_own_ruleset(bot: Path) -> None:
+    (bot / ".github" / "rulesets").mkdir(parents=True)
+    (bot / ".github" / "rulesets" / "main.json").write_text('{"name": "my own main rules"}\n')
+
+
+def _a_list_set_as_a_string(bot: Path) -> None:
+    (bot / "pyproject.toml").write_text('[tool.ci_tools.environments.production]\ndeploy_branches = "main"\n')
+
+
+def _an_environment_that_is_no_table(bot: Path) -> None:
+    (bot / "pyproject.toml").write_text("[tool.ci_tools.environments]\nstaging = 5\n")
+
+
+def _contributing_in_latin_1(bot: Path) -> None:
+    (bot / "CONTRIBUTING.md").write_bytes("# Contributing\n\nCafé rules\n".encode("latin-1"))
+
+
+def _render_yaml_edit(old: str, new: str) -> Callable[[Path], None]:
+    def edit(bot: Path) -> None:
+        text = (bot / "render.yaml").read_text()
+        assert old in text
+        (bot / "render.yaml").write_text(text.replace(old, new, 1))
+
+    return edit
+
+
+def _pyproject(text: str) -> Callable[[Path], None]:
+    def write(bot: Path) -> None:
+        (bot / "pyproject.toml").write_text(text)
+
+    return write
+
+
+def _folder_where_a_ruleset_goes(bot: Path) -> None:
+    (bot / ".github" / "rulesets" / "main.json").mkdir(parents=True)
+
+
+def _file_where_the_actions_go(bot: Path) -> None:
+    (bot / ".github").mkdir()
+    (bot / ".github" / "actions").write_text("notes\n")
+
+
 @pytest.mark.parametrize(
     ("spoil", "said"),
     [
@@ -207,18 +251,70 @@ def _owners_own_workflow(bot: Path) -> None:
         (_two_web_services, "render.yaml has 2 web services (ava-bot, ava-admin): adopt cannot tell which one is"),
         (_token_committed, "render.yaml holds ava-bot's TELEGRAM_BOT_TOKEN value: a secret in git"),
         (_owners_own_workflow, ".github/workflows/ci.yml exists and was not written by ci-tools adopt"),
+        (_owners_own_ruleset, ".github/rulesets/main.json exists and was not written by ci-tools adopt"),
+        (
+            _a_list_set_as_a_string,
+            "pyproject.toml: [tool.ci_tools.environments.production] deploy_branches must be a list of strings",
+        ),
+        (_an_environment_that_is_no_table, "pyproject.toml: [tool.ci_tools.environments.staging] must be a table"),
+        (_contributing_in_latin_1, "CONTRIBUTING.md is not UTF-8 text (byte 0xe9 at 19)"),
+        (
+            _render_yaml_edit(
+                "    envVars:\n      - key: PYTHON_VERSION", "    envVars: PYTHON_VERSION\n    x:\n      - key: P"
+            ),
+            "render.yaml: ava-bot's envVars must be a list of variables (key: …), not 'PYTHON_VERSION'",
+        ),
+        (
+            _render_yaml_edit("name: ava-bot", "name: 1234"),
+            "render.yaml: a web service's name must be text, not 1234",
+        ),
+        (
+            _render_yaml_edit("startCommand: python -m bot", "startCommand: [python, -m, bot]"),
+            "render.yaml: ava-bot's startCommand must be text, not ['python', '-m', 'bot']",
+        ),
+        (
+            _pyproject('[tool.ci_tools]\nenvironments = {production = {bot_username = "ava_real_bot"}}\n'),
+            "pyproject.toml writes [tool.ci_tools] with dotted keys or inline tables, which adopt cannot merge into",
+        ),
+        (
+            _pyproject('[tool]\nci_tools.probe.turns = ["/hi"]\n'),
+            "pyproject.toml writes [tool.ci_tools] with dotted keys or inline tables, which adopt cannot merge into",
+        ),
+        (_folder_where_a_ruleset_goes, ".github/rulesets/main.json is a folder where a file goes: nothing was"),
+        (_file_where_the_actions_go, ".github/actions is a file where a folder goes (.github/actions/setup-ci-"),
     ],
-    ids=["missing", "not-git", "bad-yaml", "bad-toml", "two-services", "token-in-git", "owners-workflow"],
+    ids=[
+        "missing",
+        "not-git",
+        "bad-yaml",
+        "bad-toml",
+        "two-services",
+        "token-in-git",
+        "owners-workflow",
+        "owners-ruleset",
+        "kept-list-as-string",
+        "kept-environment-not-a-table",
+        "contributing-not-utf8",
+        "env-vars-not-a-list",
+        "service-name-not-text",
+        "start-command-a-list",
+        "inline-table",
+        "dotted-keys",
+        "folder-in-the-way",
+        "file-in-the-way",
+    ],
 )
 def test_bad_input_is_one_line_with_its_fix_and_nothing_is_written(bot, spoil, said):
     spoil(bot)
     before = tree(bot) if bot.exists() else {}
+    folders = sorted(p for p in bot.rglob("*") if p.is_dir()) if bot.exists() else []
     done = ci_tools("adopt", str(bot), "--yes", cwd=bot.parent)
     assert done.returncode == 2, done.stdout + done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
     assert said in done.stderr
     assert "AAsecret" not in done.stdout + done.stderr
     assert (tree(bot) if bot.exists() else {}) == before
+    assert (sorted(p for p in bot.rglob("*") if p.is_dir()) if bot.exists() else []) == folders
 
 
 def test_a_start_command_other_than_the_live_services_is_refused(bot):
@@ -250,9 +346,9 @@ def test_adopting_the_pipelines_own_repository_is_refused(bot):
     assert not (FIXTURE / "pyproject.toml").exists()
 
 
-def test_in_a_terminal_adopt_asks_what_it_cannot_detect_and_enter_takes_the_default(bot):
-    """As the owner runs it: a prompt per value the code cannot tell, its default in brackets."""
-    answers = {"the production bot's username (without @) [ava_bot]: ": "ava_companion_bot"}
+def in_a_terminal(bot: Path, reply: Callable[[str], bytes]) -> tuple[int, str, list[str]]:
+    """adopt run in a real pty; ``reply`` answers each prompt (b"\\x04" at a line's start: the input
+    ends). Its exit code, everything it showed, and the prompts it asked."""
     controller, terminal = pty.openpty()
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("CI_TOOLS_", "GITHUB_", "RUNNER_"))}
     process = subprocess.Popen(
@@ -278,13 +374,29 @@ def test_in_a_terminal_adopt_asks_what_it_cannot_detect_and_enter_takes_the_defa
             prompt = seen.rsplit("\n", 1)[-1]
             if prompt.endswith(": ") and "[" in prompt:
                 asked.append(prompt.strip())
-                os.write(controller, (answers.get(prompt.lstrip("\r"), "") + "\n").encode())
+                os.write(controller, reply(prompt.lstrip("\r")))
                 seen += "\n"
-        assert process.wait(timeout=max(1.0, deadline - time.monotonic())) == 0, seen
+        code = process.wait(timeout=max(1.0, deadline - time.monotonic()))
+        while select.select([controller], [], [], 0.2)[0]:  # what it said last, after the prompts
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk.decode(errors="replace")
     finally:
         os.close(controller)
         if process.poll() is None:
             process.kill()
+    return code, seen, asked
+
+
+def test_in_a_terminal_adopt_asks_what_it_cannot_detect_and_enter_takes_the_default(bot):
+    """As the owner runs it: a prompt per value the code cannot tell, its default in brackets."""
+    answers = {"the production bot's username (without @) [ava_bot]: ": "ava_companion_bot"}
+    code, seen, asked = in_a_terminal(bot, lambda prompt: (answers.get(prompt, "") + "\n").encode())
+    assert code == 0, seen
     assert asked == [
         "the production bot's username (without @) [ava_bot]:",
         "the production service's address [https://ava-bot.onrender.com]:",
@@ -317,3 +429,151 @@ def test_the_owners_pyproject_is_kept_and_what_adopt_changes_in_their_services_i
     before = tree(bot)
     adopted(bot)
     assert tree(bot) == before
+
+
+def test_the_input_ending_at_a_prompt_is_one_line_and_nothing_is_written(bot):
+    before = tree(bot)
+    code, seen, asked = in_a_terminal(bot, lambda prompt: b"\x04")
+    assert code == 2, seen
+    assert asked == ["the production bot's username (without @) [ava_bot]:"]
+    assert "Traceback" not in seen and "EOFError" not in seen
+    assert "adopt has a question and no answer to it (no terminal, or its input ended)" in seen
+    assert "give --production-bot, or --yes" in seen
+    assert tree(bot) == before
+
+
+def test_a_bad_answer_is_asked_again_with_what_is_wrong_with_it(bot):
+    answers = iter(["@@not a bot!!\n", "@ava_companion_bot\n", "ava.onrender.com\n", "\n"])
+    code, seen, asked = in_a_terminal(bot, lambda prompt: next(answers, "\n").encode())
+    assert code == 0, seen
+    assert asked[:4] == [
+        "the production bot's username (without @) [ava_bot]:",
+        "'not a bot!!' is not a Telegram bot username (5-32 letters, digits or underscores, ending in 'bot'); "
+        "the production bot's username (without @) [ava_bot]:",
+        "the production service's address [https://ava-bot.onrender.com]:",
+        "'ava.onrender.com' is not an address (a scheme and host, e.g. https://ava-bot.onrender.com); "
+        "the production service's address [https://ava-bot.onrender.com]:",
+    ]
+    config = load_config(bot / "pyproject.toml")
+    assert config.env("production").bot_username == "ava_companion_bot"
+    assert config.env("production").base_url == "https://ava-bot.onrender.com"
+
+
+def test_a_bad_value_given_as_a_flag_is_refused_by_its_flag(bot):
+    before = tree(bot)
+    done = ci_tools("adopt", str(bot), "--yes", "--staging-bot", "ava", cwd=bot.parent)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "ci-tools: bad input: --staging-bot 'ava' is not a Telegram bot username (5-32 letters, digits or "
+        "underscores, ending in 'bot') — correct it, e.g. --staging-bot ava_dev_bot"
+    )
+    assert tree(bot) == before
+
+
+def test_files_with_windows_line_endings_keep_them(bot):
+    """A render.yaml, pyproject.toml or CONTRIBUTING.md saved with CRLF stays CRLF: a merge that
+    turned every line to LF would show the owner a diff of the whole file."""
+    own = {
+        "render.yaml": (bot / "render.yaml").read_text(),
+        "pyproject.toml": '[project]\nname = "ava"  # the companion\nversion = "1.0"\n',
+        "CONTRIBUTING.md": "# Contributing to Ava\n\nBe kind.\n",
+    }
+    for name, text in own.items():
+        (bot / name).write_bytes(text.replace("\n", "\r\n").encode())
+    adopted(bot)
+    for name, text in own.items():
+        merged = (bot / name).read_bytes()
+        assert merged.count(b"\n") == merged.count(b"\r\n"), f"{name} has lines without CRLF"
+        assert all(line in merged.decode().split("\r\n") for line in text.splitlines()), name
+    assert ci_tools("config", "check", cwd=bot).returncode == 0
+    before = tree(bot)
+    assert "nothing to change" in adopted(bot)
+    assert tree(bot) == before
+
+
+STAGING_OF_THEIR_OWN = """
+  - type: web
+    name: ava-bot-dev
+    runtime: python
+    plan: starter
+    region: frankfurt
+    branch: staging
+    buildCommand: pip install -r requirements.txt
+    startCommand: python -m bot
+    envVars:
+      - key: PYTHON_VERSION
+        value: "3.11.7"
+      - key: REDIS_URL
+        fromService:
+          type: keyvalue
+          name: ava-staging-redis
+          property: connectionString
+
+  - type: keyvalue
+    name: ava-staging-redis
+    plan: starter
+    ipAllowList: []
+    maxmemoryPolicy: noeviction
+"""
+
+
+def test_a_staging_twin_the_owner_runs_already_keeps_its_key_value_and_branch(bot):
+    """Their ava-bot-dev is staging: its Key Value holds their testers' memory and its branch is
+    theirs; adopt takes both rather than wiring it to a new, empty Key Value on develop."""
+    (bot / "render.yaml").write_text((bot / "render.yaml").read_text() + STAGING_OF_THEIR_OWN)
+    said = adopted(bot)
+    assert "detected: staging service `ava-bot-dev` from render.yaml (the live service's twin)" in said
+    assert "detected: staging Key Value `ava-staging-redis` from render.yaml (REDIS_URL of ava-bot-dev)" in said
+    assert "detected: staging branch `staging` from render.yaml (ava-bot-dev's)" in said
+    config = load_config(bot / "pyproject.toml")
+    assert config.default_branch == "staging"  # GitHub's default branch: where the flow's PRs go
+    staging = config.env("staging")
+    assert (staging.render_service, staging.key_value, staging.branch) == (
+        "ava-bot-dev",
+        "ava-staging-redis",
+        "staging",
+    )
+    names = [s["name"] for s in yaml.safe_load((bot / "render.yaml").read_text())["services"]]
+    assert names == ["ava-bot", "ava-redis", "ava-bot-dev", "ava-staging-redis"]
+    assert "REDIS_URL" not in said.split("changed in your render.yaml: ava-bot-dev", 1)[-1]
+    assert ci_tools("config", "check", cwd=bot).returncode == 0
+    before = tree(bot)
+    assert "nothing to change" in adopted(bot)
+    assert tree(bot) == before
+
+
+def test_another_service_built_from_the_repository_that_still_deploys_itself_is_named(bot):
+    """A worker running the bot's code still deploys each push to main by itself: the pipeline
+    releases the bot only, and the owner is told, not left to find out."""
+    worker = (
+        "  - type: worker\n    name: ava-reminders\n    runtime: python\n    branch: main\n"
+        "    buildCommand: pip install -r requirements.txt\n    startCommand: python -m bot.reminders\n\n"
+        "  - type: cron\n    name: ava-report\n    runtime: python\n    schedule: '0 8 * * *'\n"
+        "    autoDeployTrigger: 'off'\n    buildCommand: pip install -r requirements.txt\n"
+        "    startCommand: python -m bot.report\n\n"
+    )
+    text = (bot / "render.yaml").read_text()
+    (bot / "render.yaml").write_text(text.replace("  - type: keyvalue", worker + "  - type: keyvalue"))
+    said = adopted(bot)
+    assert (
+        "⚠ ava-reminders (worker) deploys itself from this repository on each push: the pipeline releases "
+        "ava-bot only (set its autoDeployTrigger yourself if it runs the bot's code)"
+    ) in said
+    assert "ava-report" not in said  # deploys only when told to
+
+
+def test_a_value_the_owner_set_on_staging_alone_is_kept_too(bot):
+    adopted(bot)
+    config = bot / "pyproject.toml"
+    text = config.read_text()
+    staging = text.index("[tool.ci_tools.environments.staging]")
+    edited = text[:staging] + text[staging:].replace(
+        'memory_patterns = ["memory:{user_id}", "user:{user_id}:history"]',
+        'memory_patterns = ["memory:{user_id}", "user:{user_id}:history", "beta:{user_id}"]',
+        1,
+    )
+    config.write_text(edited)
+    before = tree(bot)
+    said = adopted(bot)
+    assert tree(bot) == before, said
+    assert load_config(config).env("staging").memory_patterns[-1] == "beta:{user_id}"

@@ -69,6 +69,21 @@ def test_a_file_the_owner_wrote_is_never_overwritten(tmp_path):
     assert adopted_files.clashes(tmp_path, wanted) == []  # adopt's own, from an older pipeline: replaced
 
 
+def test_a_file_that_cannot_carry_the_header_is_never_overwritten_before_adopt_ran(tmp_path):
+    """A ruleset is JSON (no comment, and GitHub takes the file whole): before adopt ran, one of
+    the owner's under the same name is theirs; once adopt's headed files are there, it is adopt's."""
+    wanted = {
+        ".github/workflows/ci.yml": b"# managed by ci-tools adopt: ...\nname: CI\n",
+        ".github/rulesets/main.json": b'{"name": "main"}\n',
+    }
+    (tmp_path / ".github" / "rulesets").mkdir(parents=True)
+    (tmp_path / ".github" / "rulesets" / "main.json").write_text('{"name": "my own rules"}\n')
+    assert adopted_files.clashes(tmp_path, wanted) == [".github/rulesets/main.json"]
+    (tmp_path / ".github" / "workflows").mkdir(parents=True)
+    (tmp_path / ".github" / "workflows" / "ci.yml").write_text("# managed by ci-tools adopt: ...\nname: older\n")
+    assert adopted_files.clashes(tmp_path, wanted) == []  # adopt's, from an older pipeline: replaced
+
+
 def test_the_flow_section_names_their_services_in_the_diagrams_columns():
     section = adopted_files.flow_section(ROOT, {"mindmate-dev": "ava-bot-dev", "mindmate-prod": "ava-bot"})
     assert "mindmate" not in section

@@ -121,6 +121,7 @@ def test_any_build_and_start_the_owner_chooses_is_theirs(blueprint):
         ({"startCommand": "python -m mindmate"}, "differ in startCommand"),
         ({"runtime": "node"}, "differ in runtime"),
         ({"healthCheckPath": "/health"}, "differ in healthCheckPath"),
+        ({"preDeployCommand": "python -m bot.migrate"}, "differ in preDeployCommand"),  # runs before each start
         ({"startCommand": None}, "startCommand is missing"),
     ],
 )

@@ -49,6 +49,27 @@ def test_memory_keys_in_every_way_python_writes_them(tmp_path):
     assert found[3].origin == "bot/keys.py:4"
 
 
+CONCATENATED = """
+def keys(user, uid, update, PREFIX, count):
+    a = "memory:" + str(uid)
+    b = "user:" + str(update.effective_user.id) + ":history"
+    c = PREFIX + "state:" + str(user.id)       # a prefix variable first: the key is what follows
+    # not a user's keys:
+    d = "fact:" + str(count)
+    e = "pair:" + str(uid) + ":" + str(user.id)
+"""
+
+
+def test_memory_keys_built_by_concatenation(tmp_path):
+    root = repo(tmp_path, {"bot/keys.py": CONCATENATED})
+    found = detect.memory_patterns(root, detect.files(root))
+    assert [(f.value, f.origin) for f in found] == [
+        ("memory:{user_id}", "bot/keys.py:3"),
+        ("state:{user_id}", "bot/keys.py:5"),
+        ("user:{user_id}:history", "bot/keys.py:4"),
+    ]
+
+
 def test_a_file_that_does_not_parse_is_skipped_not_fatal(tmp_path):
     root = repo(tmp_path, {"old.py": "print 'python 2'\n", "new.py": 'K = f"memory:{uid}"\n'})
     assert [f.value for f in detect.memory_patterns(root, detect.files(root))] == ["memory:{user_id}"]
@@ -59,6 +80,7 @@ def test_a_file_that_does_not_parse_is_skipped_not_fatal(tmp_path):
     [
         ("kit.run_webhook(application, url_path=TOKEN)\n", "/healthz"),
         ('run(app)\nkit.run_webhook(application, url_path=TOKEN, health_path="/alive")\n', "/alive"),
+        ('kit.run_webhook(application, url_path=TOKEN, health_path="alive")\n', "/alive"),  # as the kit serves it
         ('app.add_route("/healthz", health)\n', "/healthz"),
         ("application.run_webhook(listen='0.0.0.0', url_path=TOKEN)\n", None),  # PTB's own: no health JSON
     ],
@@ -67,6 +89,45 @@ def test_a_health_endpoint_is_the_kits_or_a_healthz_route(tmp_path, code, expect
     root = repo(tmp_path, {"bot/__main__.py": code})
     found = detect.health_path(root, detect.files(root))
     assert (found.value if found else None) == expected
+
+
+@pytest.mark.parametrize(
+    ("files"),
+    [
+        {"tests/test_bot.py": 'def test_no_health(client):\n    assert client.get("/healthz").status_code == 404\n'},
+        {"bot/test_web.py": 'kit.run_webhook(application, url_path="t")\n'},
+        {"conftest.py": 'kit.run_webhook(application, url_path="t")\n'},
+        {"bot/docs.py": 'HINT = "/healthz"\n'},  # a string, not a route
+    ],
+    ids=["a-test-asks-for-it", "a-test-module", "conftest", "a-constant"],
+)
+def test_no_health_endpoint_is_read_from_tests_or_a_mere_string(tmp_path, files):
+    """A health_path adopt sets becomes Render's healthCheckPath on the live service: one the bot
+    does not serve fails every deploy, so only the bot's own code, and a route, count."""
+    root = repo(tmp_path, {"bot/__init__.py": "", **files})
+    assert detect.health_path(root, detect.files(root)) is None
+
+
+def test_a_virtualenv_in_the_tree_is_not_the_bots_code(tmp_path):
+    """``python -m venv venv`` (3.11) writes no .gitignore: git lists the libraries as new files,
+    and python-telegram-bot's task names read as keys (``Application:{id}:update_fetcher``)."""
+    library = 'def task(self):\n    return f"Application:{self.id}:update_fetcher"\n'
+    root = repo(
+        tmp_path,
+        {
+            "bot/store.py": 'K = f"memory:{uid}"\n',
+            "venv/pyvenv.cfg": "home = /usr/bin\n",
+            "venv/lib/python3.11/site-packages/telegram/ext/_application.py": library,
+            "vendor/site-packages/telegram/_app.py": library,  # a library tree without a pyvenv.cfg
+        },
+    )
+    assert detect.files(root) == ["bot/store.py"]
+    assert [f.value for f in detect.memory_patterns(root, detect.files(root))] == ["memory:{user_id}"]
+
+
+def test_memory_keys_of_tests_are_not_the_bots(tmp_path):
+    root = repo(tmp_path, {"bot/store.py": 'K = f"memory:{uid}"\n', "tests/test_store.py": 'T = f"fixture:{uid}"\n'})
+    assert [f.value for f in detect.memory_patterns(root, detect.files(root))] == ["memory:{user_id}"]
 
 
 def test_the_start_command_from_procfile_or_a_runnable_package(tmp_path):
