@@ -84,6 +84,12 @@ def test_architecture_lists_every_memory_module():
     assert int(count) == len(modules)
 
 
+def test_the_readme_links_every_doc():
+    readme = (ROOT / "README.md").read_text()
+    for doc in sorted((ROOT / "docs").glob("*.md")):
+        assert f"](docs/{doc.name})" in readme, f"README does not link docs/{doc.name}"
+
+
 def _init_help() -> str:
     return _commands()["init"]
 
