@@ -50,6 +50,8 @@ def test_the_rehearsal_prints_the_runbooks_steps_in_order(tmp_path):
     assert seen == sorted(seen)
     # Every step but init's: the rehearsal's world starts already configured as init leaves it.
     assert set(seen) == {s.number for s in RUNBOOK} - {2}
+    stated = re.findall(r"the rehearsal, (\d+) phases", (ROOT / "docs" / "DEVELOPING.md").read_text())
+    assert stated == [str(len(names))], "docs/DEVELOPING.md counts the rehearsal's phases wrong"
 
 
 def test_every_help_that_names_a_step_names_its_own():
