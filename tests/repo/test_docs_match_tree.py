@@ -13,6 +13,7 @@ import re
 from ci_tools.__main__ import COMMAND_MODULES
 from ci_tools.cli.init import ASKED, OPTIONAL_ASKED, PROMPTS
 from ci_tools.repo.workflow_files import OURS_ONLY
+from tests.cli.test_unreachable import COMMANDS as UNREACHABLE_COMMANDS
 from tests.support import ROOT
 
 NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9}
@@ -88,6 +89,11 @@ def test_the_readme_links_every_doc():
     readme = (ROOT / "README.md").read_text()
     for doc in sorted((ROOT / "docs").glob("*.md")):
         assert f"](docs/{doc.name})" in readme, f"README does not link docs/{doc.name}"
+
+
+def test_developing_counts_the_commands_the_unreachable_bench_runs():
+    stated = re.findall(r"default settings, (\d+) commands", (ROOT / "docs" / "DEVELOPING.md").read_text())
+    assert stated == [str(len(UNREACHABLE_COMMANDS))]  # bench/unreachable.py runs the test's own list
 
 
 def _init_help() -> str:
