@@ -71,6 +71,7 @@ class SentBack:
     old: OldBot
     outcome: Outcome
     told: str | None = None  # the message the old bot sent, once the write is verified
+    already: bool = False  # nothing to write: an earlier send-back put them there (no second message)
 
 
 def memory_context(ctx: Context, *, source: bool = True) -> Context:
@@ -169,7 +170,11 @@ def send_back(ctx: Context, request: SendBack) -> SentBack:
     )
     outcome = ops.copy_user(memory_context(ctx), copy)
     result = SentBack(old, outcome)
-    if outcome.applied and request.stage is not Stage.PLAN:
+    if outcome.applied and request.stage is not Stage.PLAN and not outcome.written and not outcome.changed:
+        # A rerun (a double dispatch, a re-run of the green run) finds the old bot's keys equal to
+        # production's: the user was told when they were written, and gets no second message.
+        result.already = True
+    elif outcome.applied and request.stage is not Stage.PLAN:
         result.told = tell(ctx, old, request.user_id, request.text or ctx.config.move.send_back_text)
     return result
 

@@ -190,3 +190,20 @@ def test_finish_move_after_the_window_goes_without_force(moved, capsys):
     out = capsys.readouterr().out
     assert "forced" not in out and "the move is finished" in out
     assert "the cutover's rollback window was closed already" in out  # no cutover recorded in this world
+
+
+def test_send_back_twice_sends_one_message_and_the_second_run_writes_nothing(moved, capsys, tmp_path):
+    """A re-dispatched apply (a double click, a rerun of the green run) finds the old bot's keys
+    already equal to production's: nothing to write, and the user gets no second message."""
+    world = moved
+    dev = world.redis["staging"].client()
+    assert main(["send-back", "--user-id", str(USER), "--apply", "--out", str(tmp_path / "one")]) == 0
+    capsys.readouterr()
+    once = list(world.telegram.replies_to(world.bots["staging"], USER))
+    assert once == ["Let's continue here for now."]
+    after_first = keys(dev, f"*{USER}*")
+    assert main(["send-back", "--user-id", str(USER), "--apply", "--out", str(tmp_path / "two")]) == 0
+    out = capsys.readouterr().out
+    assert "already" in out and "no second message" in out
+    assert world.telegram.replies_to(world.bots["staging"], USER) == once
+    assert keys(dev, f"*{USER}*") == after_first
