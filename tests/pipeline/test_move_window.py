@@ -207,3 +207,18 @@ def test_send_back_twice_sends_one_message_and_the_second_run_writes_nothing(mov
     assert "already" in out and "no second message" in out
     assert world.telegram.replies_to(world.bots["staging"], USER) == once
     assert keys(dev, f"*{USER}*") == after_first
+
+
+def test_send_back_refuses_when_the_old_bots_redis_is_productions_own(moved, capsys, tmp_path, monkeypatch):
+    """A pasted secret mix-up: SOURCE_REDIS_URL set to production's own Redis. The copy would write
+    the old bot's unprefixed keys into production's Redis; it is refused before any write."""
+    world = moved
+    prod = world.redis["production"].client()
+    before = keys(prod, "*")
+    monkeypatch.setenv("STAGING_REDIS_URL", world.redis["production"].url)
+    assert main(["send-back", "--user-id", str(USER), "--apply", "--out", str(tmp_path)]) != 0
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "reaches production's own Redis" in err and world.redis["production"].url not in err
+    assert keys(prod, "*") == before
+    assert world.telegram.replies_to(world.bots["staging"], USER) == []
