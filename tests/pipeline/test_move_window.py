@@ -222,3 +222,19 @@ def test_send_back_refuses_when_the_old_bots_redis_is_productions_own(moved, cap
     assert "reaches production's own Redis" in err and world.redis["production"].url not in err
     assert keys(prod, "*") == before
     assert world.telegram.replies_to(world.bots["staging"], USER) == []
+
+
+def test_finish_move_right_after_a_send_back_refuses_before_they_wrote_to_the_old_bot(moved, capsys, tmp_path):
+    """Sent back, not written yet: the old bot holds production's copy of their profile (the same
+    last_seen). Finishing now would take away the bot they were just sent to; it is refused."""
+    world = moved
+    prod = world.redis["production"].client()
+    now = int(time.time())
+    prod.hset(f"prod:user:{USER}:profile", mapping={"bot_since": now - 4 * 86400, "last_seen": now - 60})
+    assert main(["send-back", "--user-id", str(USER), "--apply", "--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    env_before = dict(world.services["staging"].env)
+    assert finish() == 2
+    err = capsys.readouterr().err
+    assert "sent back" in err and len(err.strip().splitlines()) == 1
+    assert world.services["staging"].env == env_before
