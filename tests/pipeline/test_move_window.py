@@ -238,3 +238,23 @@ def test_finish_move_right_after_a_send_back_refuses_before_they_wrote_to_the_ol
     err = capsys.readouterr().err
     assert "sent back" in err and len(err.strip().splitlines()) == 1
     assert world.services["staging"].env == env_before
+
+
+def test_finish_move_without_the_old_bots_redis_refuses_as_it_cannot_see_a_send_back(
+    moved, capsys, tmp_path, monkeypatch
+):
+    """SOURCE_REDIS_URL removed from production's environment too early: finish-move cannot read the
+    old bot's record of the user, so it cannot tell they were sent back. Refused, not guessed."""
+    world = moved
+    prod = world.redis["production"].client()
+    now = int(time.time())
+    prod.hset(f"prod:user:{USER}:profile", mapping={"bot_since": now - 4 * 86400, "last_seen": now - 60})
+    assert main(["send-back", "--user-id", str(USER), "--apply", "--out", str(tmp_path)]) == 0
+    talk(world, "staging", "hello again")  # back on the old bot
+    capsys.readouterr()
+    monkeypatch.delenv("STAGING_REDIS_URL")
+    env_before = dict(world.services["staging"].env)
+    assert finish() == 2
+    err = capsys.readouterr().err
+    assert "STAGING_REDIS_URL" in err and len(err.strip().splitlines()) == 1
+    assert world.services["staging"].env == env_before
