@@ -116,6 +116,16 @@ def _report(ctx: Context, args: argparse.Namespace, request: SendBack, result: S
         )
         if not args.json:
             say(line)
+    elif result.already:
+        line = (
+            f"✓ @{old.bot.username} already holds user {request.user_id}'s memory as production has it "
+            "(an earlier send-back): nothing written, no second message"
+        )
+        ctx.runner.add_summary(
+            line + f"\n\nIf they never got the first one, tell them yourself: https://t.me/{old.bot.username}"
+        )
+        if not args.json:
+            say(line)
     elif not args.json and not request.apply:
         say(f"✓ @{old.bot.username} can serve user {request.user_id} (their old keys, no allowlist in the way)")
 

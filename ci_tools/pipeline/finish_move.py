@@ -96,6 +96,23 @@ def timing(ctx: Context, user_id: int, new_bot: BotInfo, now: datetime | None = 
             "first message to it",
         )
     arrived = here.since_at
+    if there is None and not ctx.optional(OLD_REDIS):
+        # Without the old bot's Redis nothing shows a send-back: refused rather than guessed.
+        return Timing(
+            arrived,
+            None,
+            f"without {OLD_REDIS} (production's SOURCE_REDIS_URL: the old bot's Redis) finish-move cannot see "
+            f"whether user {user_id} was sent back to @{old.bot_username}; remove SOURCE_REDIS_URL only after it ran",
+        )
+    if there is not None and there.last_seen is not None and there.last_seen == here.last_seen:
+        # The old bot holds production's own copy of their profile: a send-back, and they wrote to
+        # neither bot since. Finishing now would take away the bot they were just sent back to.
+        return Timing(
+            arrived,
+            None,
+            f"@{old.bot_username} holds {name}'s record of user {user_id} as of their last message "
+            f"({_when(there.last_seen)}): they were sent back and have not written to {name} since",
+        )
     if there is not None and (there.last_seen or 0) > (here.last_seen or 0):
         return Timing(
             arrived,

@@ -26,7 +26,8 @@ from ci_tools.context import Context
 from ci_tools.errors import ConfigError, InputError, RemoteError
 from ci_tools.memory import ops, undo
 from ci_tools.memory.choices import Conflict, Stage, Uncovered
-from ci_tools.memory.model import Outcome
+from ci_tools.memory.model import CONNECTION_ERRORS, Outcome
+from ci_tools.memory.sides import connect, identity
 from ci_tools.needs import Secrets
 from ci_tools.pipeline.cutover import whose
 from ci_tools.pipeline.old_bot import (
@@ -71,6 +72,7 @@ class SentBack:
     old: OldBot
     outcome: Outcome
     told: str | None = None  # the message the old bot sent, once the write is verified
+    already: bool = False  # nothing to write: an earlier send-back put them there (no second message)
 
 
 def memory_context(ctx: Context, *, source: bool = True) -> Context:
@@ -153,6 +155,7 @@ def send_back(ctx: Context, request: SendBack) -> SentBack:
     """Check the old bot, copy the user's keys back into it (as ``request.stage`` says), then tell them."""
     old = ready_old_bot(ctx, request.user_id)
     new = new_env(ctx)
+    refuse_production_as_target(ctx)
     copy = ops.between(
         ctx.config,
         request.user_id,
@@ -169,9 +172,37 @@ def send_back(ctx: Context, request: SendBack) -> SentBack:
     )
     outcome = ops.copy_user(memory_context(ctx), copy)
     result = SentBack(old, outcome)
-    if outcome.applied and request.stage is not Stage.PLAN:
+    if outcome.applied and request.stage is not Stage.PLAN and not outcome.written and not outcome.changed:
+        # A rerun (a double dispatch, a re-run of the green run) finds the old bot's keys equal to
+        # production's: the user was told when they were written, and gets no second message.
+        result.already = True
+    elif outcome.applied and request.stage is not Stage.PLAN:
         result.told = tell(ctx, old, request.user_id, request.text or ctx.config.move.send_back_text)
     return result
+
+
+def refuse_production_as_target(ctx: Context) -> None:
+    """The old bot's Redis is staging's Key Value, never production's own: a secret pasted into the
+    wrong place (``SOURCE_REDIS_URL`` = production's Redis) would write the old bot's keys into
+    production's Redis (its ``prod:`` keys untouched, so the copy's own checks pass) and tell the
+    user a bot serves them that never saw the copy. Refused before any read for writing."""
+    clients = [
+        connect(ctx.secret(name, purpose=purpose), purpose, timeout=ctx.timeout)
+        for name, purpose in ((NEW_REDIS, "production's Redis"), (OLD_REDIS, "the old bot's Redis"))
+    ]
+    try:
+        same = identity(clients[0]) == identity(clients[1])
+    except CONNECTION_ERRORS as exc:
+        raise RemoteError(f"a Redis stopped answering ({type(exc).__name__})") from None
+    finally:
+        for client in clients:
+            client.close()
+    if same:
+        raise ConfigError(
+            f"{OLD_REDIS} (production's SOURCE_REDIS_URL) reaches production's own Redis, not the old bot's: "
+            "send-back never writes production's Redis",
+            hint="set SOURCE_REDIS_URL in production's environment to staging's Key Value (the old bot's)",
+        )
 
 
 def tell(ctx: Context, old: OldBot, user_id: int, text: str) -> str:

@@ -190,3 +190,71 @@ def test_finish_move_after_the_window_goes_without_force(moved, capsys):
     out = capsys.readouterr().out
     assert "forced" not in out and "the move is finished" in out
     assert "the cutover's rollback window was closed already" in out  # no cutover recorded in this world
+
+
+def test_send_back_twice_sends_one_message_and_the_second_run_writes_nothing(moved, capsys, tmp_path):
+    """A re-dispatched apply (a double click, a rerun of the green run) finds the old bot's keys
+    already equal to production's: nothing to write, and the user gets no second message."""
+    world = moved
+    dev = world.redis["staging"].client()
+    assert main(["send-back", "--user-id", str(USER), "--apply", "--out", str(tmp_path / "one")]) == 0
+    capsys.readouterr()
+    once = list(world.telegram.replies_to(world.bots["staging"], USER))
+    assert once == ["Let's continue here for now."]
+    after_first = keys(dev, f"*{USER}*")
+    assert main(["send-back", "--user-id", str(USER), "--apply", "--out", str(tmp_path / "two")]) == 0
+    out = capsys.readouterr().out
+    assert "already" in out and "no second message" in out
+    assert world.telegram.replies_to(world.bots["staging"], USER) == once
+    assert keys(dev, f"*{USER}*") == after_first
+
+
+def test_send_back_refuses_when_the_old_bots_redis_is_productions_own(moved, capsys, tmp_path, monkeypatch):
+    """A pasted secret mix-up: SOURCE_REDIS_URL set to production's own Redis. The copy would write
+    the old bot's unprefixed keys into production's Redis; it is refused before any write."""
+    world = moved
+    prod = world.redis["production"].client()
+    before = keys(prod, "*")
+    monkeypatch.setenv("STAGING_REDIS_URL", world.redis["production"].url)
+    assert main(["send-back", "--user-id", str(USER), "--apply", "--out", str(tmp_path)]) != 0
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "reaches production's own Redis" in err and world.redis["production"].url not in err
+    assert keys(prod, "*") == before
+    assert world.telegram.replies_to(world.bots["staging"], USER) == []
+
+
+def test_finish_move_right_after_a_send_back_refuses_before_they_wrote_to_the_old_bot(moved, capsys, tmp_path):
+    """Sent back, not written yet: the old bot holds production's copy of their profile (the same
+    last_seen). Finishing now would take away the bot they were just sent to; it is refused."""
+    world = moved
+    prod = world.redis["production"].client()
+    now = int(time.time())
+    prod.hset(f"prod:user:{USER}:profile", mapping={"bot_since": now - 4 * 86400, "last_seen": now - 60})
+    assert main(["send-back", "--user-id", str(USER), "--apply", "--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    env_before = dict(world.services["staging"].env)
+    assert finish() == 2
+    err = capsys.readouterr().err
+    assert "sent back" in err and len(err.strip().splitlines()) == 1
+    assert world.services["staging"].env == env_before
+
+
+def test_finish_move_without_the_old_bots_redis_refuses_as_it_cannot_see_a_send_back(
+    moved, capsys, tmp_path, monkeypatch
+):
+    """SOURCE_REDIS_URL removed from production's environment too early: finish-move cannot read the
+    old bot's record of the user, so it cannot tell they were sent back. Refused, not guessed."""
+    world = moved
+    prod = world.redis["production"].client()
+    now = int(time.time())
+    prod.hset(f"prod:user:{USER}:profile", mapping={"bot_since": now - 4 * 86400, "last_seen": now - 60})
+    assert main(["send-back", "--user-id", str(USER), "--apply", "--out", str(tmp_path)]) == 0
+    talk(world, "staging", "hello again")  # back on the old bot
+    capsys.readouterr()
+    monkeypatch.delenv("STAGING_REDIS_URL")
+    env_before = dict(world.services["staging"].env)
+    assert finish() == 2
+    err = capsys.readouterr().err
+    assert "STAGING_REDIS_URL" in err and len(err.strip().splitlines()) == 1
+    assert world.services["staging"].env == env_before
