@@ -24,10 +24,20 @@ PROBE_TTL = 300  # the probe user's keys and replies outlive no probe run
 _GLOB_SPECIALS = re.compile(r"([*?\[\]\\])")
 
 
-@dataclass(frozen=True)
+@dataclass
 class ProbeTurn:
+    """One probe update being served. ``serving`` ends when the webhook has answered it.
+
+    Why it ends rather than live on in the context variable: whatever a handler schedules
+    inherits its context, and a scheduler may hand that context on to work that is not the turn's.
+    python-telegram-bot's JobQueue (APScheduler) arms its next timer in the context of the call that
+    added a job: after a probe turn adds one, every later job of every user runs in the probe's
+    context, and their messages must still reach Telegram."""
+
     nonce: str
     replies: ProbeReplies
+    user_id: int
+    serving: bool = True
 
 
 _turn: contextvars.ContextVar[ProbeTurn | None] = contextvars.ContextVar("release_kit_probe", default=None)
@@ -39,11 +49,20 @@ def probe_nonce() -> str | None:
     For a bot that marks an update's effect in Redis (to acknowledge Telegram's redelivery
     without repeating it): the probe's turns should leave no such marker behind."""
     turn = _turn.get()
-    return None if turn is None else turn.nonce
+    return turn.nonce if turn is not None and turn.serving else None
 
 
-def active() -> ProbeTurn | None:
-    return _turn.get()
+def keeping(chat_id: object) -> ProbeTurn | None:
+    """The probe turn a Bot API call to ``chat_id`` is a reply of, or None: it goes to Telegram.
+
+    While the turn's update is served, every call of its task is the turn's. After the answer a
+    context that still holds the turn (a ``block=False`` handler of the turn, or a job that ran in
+    a context the turn left behind) keeps only what goes to the probe user's own chat, which is no
+    real chat: a real user's message always reaches Telegram."""
+    turn = _turn.get()
+    if turn is None:
+        return None
+    return turn if turn.serving or str(chat_id) == str(turn.user_id) else None
 
 
 def serving(turn: ProbeTurn | None) -> contextvars.Token[ProbeTurn | None]:
@@ -52,6 +71,9 @@ def serving(turn: ProbeTurn | None) -> contextvars.Token[ProbeTurn | None]:
 
 
 def done(token: contextvars.Token[ProbeTurn | None]) -> None:
+    turn = _turn.get()
+    if turn is not None:
+        turn.serving = False  # copies of this context that outlive the update no longer serve it
     _turn.reset(token)
 
 

@@ -121,7 +121,8 @@ class ProbeRequest(BaseRequest):
         connect_timeout: Any = DEFAULT,
         pool_timeout: Any = DEFAULT,
     ) -> tuple[int, bytes]:
-        turn = probe.active()
+        params = request_data.parameters if request_data is not None else {}
+        turn = probe.keeping(params.get("chat_id"))
         name = endpoint(url)
         if turn is None or method != "POST" or name.startswith("get"):  # GET: a file download
             return await self.inner.do_request(
@@ -133,7 +134,6 @@ class ProbeRequest(BaseRequest):
                 connect_timeout=connect_timeout,
                 pool_timeout=pool_timeout,
             )
-        params = request_data.parameters if request_data is not None else {}
         if is_reply(name):
             try:
                 await turn.replies.keep(turn.nonce, reply_text(name, params))

@@ -148,7 +148,7 @@ class _Served:
             await self.claim.claim()  # nothing is written to a Redis this environment has not claimed
         except (*outcome.STORAGE_ERRORS, EnvMismatchError) as exc:
             return _storage_failure(update.update_id, exc)
-        failures: list[BaseException] = []
+        failures = outcome.Failures()
         failures_token, probe_token = outcome.collecting(failures), probe.serving(turn)
         try:
             await self._serve(update, failures)
@@ -179,7 +179,7 @@ class _Served:
         user = update.effective_user
         if not self.surface.conversation or user is None or user.id != self.config.probe_user_id:
             return None
-        return ProbeTurn(nonce, self.replies) if NONCE.match(nonce) else None
+        return ProbeTurn(nonce, self.replies, user.id) if NONCE.match(nonce) else None
 
     async def _serve(self, update: Update, failures: list[BaseException]) -> None:
         """The handlers, or the signpost instead of them (``release_kit.gate``)."""

@@ -1,0 +1,81 @@
+"""Owner bots unlike the fixture, on the kit: a JobQueue, non-blocking handlers, concurrency
+settings, other Bot API calls. Each is python-telegram-bot used as its documentation shows; the
+kit must leave what the handlers do unchanged, for real users and the probe alike."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import httpx
+from telegram import Update
+from telegram.ext import CommandHandler, ContextTypes
+
+from release_kit import DEFAULT_PROBE_USER_ID as PROBE
+from sandbox.ports import free_port
+from tests.release_kit.test_kit import USER, kit_for, replies, serving, turn
+
+
+def eventually(condition: Callable[[], object], timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_a_job_added_in_a_probe_turn_leaves_every_later_job_reaching_telegram(redis_server, telegram):
+    """APScheduler arms its next timer in the context of the call that added a job: after the
+    probe's /start adds one, a real user's reminder runs in the probe turn's context."""
+
+    async def remind(context: ContextTypes.DEFAULT_TYPE) -> None:
+        await context.bot.send_message(USER, "time for tea")
+
+    async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        assert context.job_queue is not None and update.message is not None
+        context.job_queue.run_once(remind_probe, 0.1, chat_id=update.message.chat_id)
+        await update.message.reply_text("I'll remind you")
+
+    async def remind_probe(context: ContextTypes.DEFAULT_TYPE) -> None:
+        assert context.job is not None and context.job.chat_id is not None
+        await context.bot.send_message(context.job.chat_id, "your reminder")
+
+    fake, port = telegram.add_bot("small_kit_bot"), free_port()
+    telegram.start_chat(fake, USER)
+    kit = kit_for(redis_server.url, telegram.url, port)
+    application = kit.builder().token(fake.token).build()
+    application.add_handler(CommandHandler("start", start))
+    assert application.job_queue is not None
+    application.job_queue.run_repeating(remind, interval=0.2, first=0.2)  # a real user's reminder
+    with serving(kit.asgi(application, url_path="hook"), port) as url:
+        assert eventually(lambda: telegram.replies_to(fake, USER))
+        assert turn(url, telegram, fake, PROBE, "/start").status_code == 200
+        assert eventually(lambda: "your reminder" in replies(url, fake))  # the probe's own: kept, not sent
+        reached = len(telegram.replies_to(fake, USER))
+        assert eventually(lambda: len(telegram.replies_to(fake, USER)) >= reached + 3), replies(url, fake)
+        assert replies(url, fake) == ["I'll remind you", "your reminder"]
+    assert all(sent == {"chat_id": USER, "text": "time for tea"} for sent in fake.sent)
+
+
+def test_a_job_failing_after_the_update_that_armed_it_is_logged_not_noted_on_that_update(
+    redis_server, telegram, caplog
+):
+    async def broken(context: ContextTypes.DEFAULT_TYPE) -> None:
+        raise LookupError("the job's own bug")
+
+    async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        assert context.job_queue is not None and update.message is not None
+        context.job_queue.run_once(broken, 0.3)
+        await update.message.reply_text("ok")
+
+    fake, port = telegram.add_bot("small_kit_bot"), free_port()
+    kit = kit_for(redis_server.url, telegram.url, port)
+    application = kit.builder().token(fake.token).build()
+    application.add_handler(CommandHandler("start", start))
+    caplog.set_level(logging.ERROR, logger="release_kit")
+    with serving(kit.asgi(application, url_path="hook"), port) as url:
+        assert turn(url, telegram, fake, USER, "/start", nonce=None).status_code == 200
+        assert eventually(lambda: "LookupError: the job's own bug" in caplog.text), caplog.text
+        assert httpx.get(f"{url}/healthz").json()["updates"]["failed"] == 0  # the update itself went well
