@@ -179,7 +179,7 @@ class _Served:
         user = update.effective_user
         if not self.surface.conversation or user is None or user.id != self.config.probe_user_id:
             return None
-        return ProbeTurn(nonce, self.replies, user.id) if NONCE.match(nonce) else None
+        return ProbeTurn(nonce, self.replies, user.id) if NONCE.fullmatch(nonce) else None
 
     async def _serve(self, update: Update, failures: list[BaseException]) -> None:
         """The handlers, or the signpost instead of them (``release_kit.gate``)."""
@@ -200,7 +200,7 @@ class _Served:
         if not self.signed(request):
             return PlainTextResponse("forbidden", status_code=403)
         nonce = str(request.path_params["nonce"])
-        if not NONCE.match(nonce):
+        if not NONCE.fullmatch(nonce):
             return PlainTextResponse("bad nonce", status_code=400)
         try:
             body: dict[str, Any] = {"replies": await self.replies.read(nonce), "commit": self.config.commit}
