@@ -12,15 +12,20 @@ layout, so it takes every key under the prefix that holds the probe user's id as
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import re
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
 
 PROBE_HEADER = "X-Probe-Nonce"
 NONCE = re.compile(r"[a-z0-9-]{6,64}")  # whole: fullmatch ($ would take a final newline)
 PROBE_TTL = 300  # the probe user's keys and replies outlive no probe run
+# How long a probe turn's answer waits for its non-blocking handlers: the pipeline's probe waits
+# 10 s for the answer, and a task that runs longer (a loop until cancelled) must not cost the turn.
+SETTLE_SECONDS = 8.0
 _GLOB_SPECIALS = re.compile(r"([*?\[\]\\])")
 
 
@@ -38,6 +43,16 @@ class ProbeTurn:
     replies: ProbeReplies
     user_id: int
     serving: bool = True
+    tasks: set[asyncio.Task[object]] = field(default_factory=set)  # its block=False handlers (KitApplication)
+
+    async def settle(self, timeout: float = SETTLE_SECONDS) -> None:
+        """Wait (at most ``timeout``) for the turn's non-blocking handlers, and those they start."""
+        deadline = time.monotonic() + timeout
+        while pending := {task for task in self.tasks if not task.done()}:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            await asyncio.wait(pending, timeout=left)
 
 
 _turn: contextvars.ContextVar[ProbeTurn | None] = contextvars.ContextVar("release_kit_probe", default=None)
@@ -50,6 +65,13 @@ def probe_nonce() -> str | None:
     without repeating it): the probe's turns should leave no such marker behind."""
     turn = _turn.get()
     return turn.nonce if turn is not None and turn.serving else None
+
+
+def started(task: asyncio.Task[object]) -> None:
+    """A task python-telegram-bot started for the update being served (a ``block=False`` handler)."""
+    turn = _turn.get()
+    if turn is not None and turn.serving:
+        turn.tasks.add(task)
 
 
 def keeping(chat_id: object) -> ProbeTurn | None:

@@ -152,6 +152,8 @@ class _Served:
         failures_token, probe_token = outcome.collecting(failures), probe.serving(turn)
         try:
             await self._serve(update, failures)
+            if turn is not None:
+                await turn.settle()  # its block=False handlers: the probe reads the replies next
         finally:
             probe.done(probe_token)
             outcome.done(failures_token)

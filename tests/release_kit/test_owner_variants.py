@@ -4,13 +4,15 @@ kit must leave what the handlers do unchanged, for real users and the probe alik
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable
 
 import httpx
 from telegram import Update
-from telegram.ext import CommandHandler, ContextTypes
+from telegram.ext import CommandHandler, ContextTypes, MessageHandler, filters
 
 from release_kit import DEFAULT_PROBE_USER_ID as PROBE
 from sandbox.ports import free_port
@@ -79,3 +81,34 @@ def test_a_job_failing_after_the_update_that_armed_it_is_logged_not_noted_on_tha
         assert turn(url, telegram, fake, USER, "/start", nonce=None).status_code == 200
         assert eventually(lambda: "LookupError: the job's own bug" in caplog.text), caplog.text
         assert httpx.get(f"{url}/healthz").json()["updates"]["failed"] == 0  # the update itself went well
+
+
+def test_a_probe_turn_answers_once_its_non_blocking_handlers_are_done_a_real_users_does_not_wait(
+    redis_server, telegram
+):
+    """``block=False`` keeps a slow handler (an LLM call) from holding up the others; the probe
+    reads the replies right after its answer, so its turn waits for them, a real user's does not."""
+    thinking = threading.Event()
+
+    async def slow(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        assert update.message is not None
+        await asyncio.sleep(0.5)
+        await update.message.reply_text("thought about it")
+        if update.message.text == "boom":
+            import redis as redis_py
+
+            raise redis_py.ConnectionError("Redis went away")
+        thinking.set()
+
+    fake, port = telegram.add_bot("small_kit_bot"), free_port()
+    kit = kit_for(redis_server.url, telegram.url, port)
+    application = kit.builder().token(fake.token).build()
+    application.add_handler(MessageHandler(filters.TEXT, slow, block=False))
+    with serving(kit.asgi(application, url_path="hook"), port) as url:
+        assert turn(url, telegram, fake, PROBE, "hmm").status_code == 200
+        assert replies(url, fake) == ["thought about it"]
+        assert turn(url, telegram, fake, PROBE, "boom", nonce="n0nce-boom").status_code == 503  # comes again
+        thinking.clear()
+        assert turn(url, telegram, fake, USER, "hmm", nonce=None).status_code == 200
+        assert not thinking.is_set()  # answered before the handler is done, as python-telegram-bot does
+        assert eventually(lambda: telegram.replies_to(fake, USER) == ["thought about it"])
