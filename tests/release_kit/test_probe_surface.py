@@ -1,13 +1,20 @@
-"""The probe's surface from outside, as an attacker or a confused client meets it: nonces and
-keys at the edges of the rules in docs/CONTRACT.md."""
+"""The kit's surface from outside, as an attacker or a confused client meets it (nonces at the
+edges of the rules in docs/CONTRACT.md), and what its log shows of the bot's secrets."""
 
 from __future__ import annotations
 
+import logging
+import secrets
+
 import httpx
 import pytest
+from telegram.ext import MessageHandler, filters
 
-from tests.release_kit.test_kit import echo
-from tests.support import signed
+from release_kit import DEFAULT_PROBE_USER_ID as PROBE
+from release_kit import bot_secret
+from sandbox.ports import free_port
+from tests.release_kit.test_kit import USER, echo, kit_for, replies, serving, turn
+from tests.support import WEBHOOK_SECRET, signed
 
 
 @pytest.mark.parametrize("nonce", ["abcdef%0A", "abcdef%0D%0A", "ABCDEF", "abc", "a" * 65, "abcdef%2Fx"])
@@ -17,3 +24,24 @@ def test_a_nonce_outside_the_contracts_pattern_is_a_400(small_bot, nonce):
         for method in ("GET", "DELETE"):
             answer = httpx.request(method, f"{url}/probe/{nonce}", headers=signed(fake.token))
             assert answer.status_code in (400, 404), (method, nonce, answer.text)
+
+
+def test_no_log_line_holds_the_token_or_the_secret_even_at_debug(redis_server, telegram, caplog):
+    """python-telegram-bot logs its URLs (``/bot<token>/...``) at DEBUG while the bot is built,
+    before the kit's server exists. A token of this test's own: the redaction is process-wide."""
+    caplog.set_level(logging.DEBUG)
+    fake, port = (
+        telegram.add_bot("debug_kit_bot", token=f"{secrets.randbelow(10**9) + 1}:AA{secrets.token_hex(16)}"),
+        free_port(),
+    )
+    kit = kit_for(redis_server.url, telegram.url, port)
+    application = kit.builder().token(fake.token).build()
+    application.add_handler(MessageHandler(filters.ALL, echo))
+    with serving(kit.asgi(application, url_path=fake.token), port) as url:
+        assert turn(url, telegram, fake, USER, "hi", nonce=None, path=fake.token).status_code == 200
+        assert turn(url, telegram, fake, PROBE, "hi", path=fake.token).status_code == 200
+        assert replies(url, fake) == ["echo: hi"]
+    logged = "\n".join(f"{record.getMessage()} {record.exc_text or ''}" for record in caplog.records)
+    assert "getMe" in logged and "sendMessage" in logged  # the calls are logged, the secrets are not
+    for secret in (fake.token, WEBHOOK_SECRET, bot_secret(WEBHOOK_SECRET, fake.token)):
+        assert secret not in logged
