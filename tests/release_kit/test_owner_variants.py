@@ -88,17 +88,19 @@ def test_a_probe_turn_answers_once_its_non_blocking_handlers_are_done_a_real_use
 ):
     """``block=False`` keeps a slow handler (an LLM call) from holding up the others; the probe
     reads the replies right after its answer, so its turn waits for them, a real user's does not."""
-    thinking = threading.Event()
+    gate = threading.Event()  # closed: the handler thinks until the test opens it
+    gate.set()
 
     async def slow(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         assert update.message is not None
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # slow, as an LLM call is: long after process_update returned
+        while not gate.is_set():
+            await asyncio.sleep(0.01)
         await update.message.reply_text("thought about it")
         if update.message.text == "boom":
             import redis as redis_py
 
             raise redis_py.ConnectionError("Redis went away")
-        thinking.set()
 
     fake, port = telegram.add_bot("small_kit_bot"), free_port()
     kit = kit_for(redis_server.url, telegram.url, port)
@@ -108,7 +110,8 @@ def test_a_probe_turn_answers_once_its_non_blocking_handlers_are_done_a_real_use
         assert turn(url, telegram, fake, PROBE, "hmm").status_code == 200
         assert replies(url, fake) == ["thought about it"]
         assert turn(url, telegram, fake, PROBE, "boom", nonce="n0nce-boom").status_code == 503  # comes again
-        thinking.clear()
-        assert turn(url, telegram, fake, USER, "hmm", nonce=None).status_code == 200
-        assert not thinking.is_set()  # answered before the handler is done, as python-telegram-bot does
+        gate.clear()
+        assert turn(url, telegram, fake, USER, "hmm", nonce=None).status_code == 200  # not waited for
+        assert telegram.replies_to(fake, USER) == []
+        gate.set()
         assert eventually(lambda: telegram.replies_to(fake, USER) == ["thought about it"])
