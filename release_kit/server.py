@@ -87,6 +87,10 @@ class _Served:
     @asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         application = self.application
+        # The kit's error handler stops the update on a storage failure, which also stops the
+        # error handlers after it: it goes last, after any the owner added since kit.asgi().
+        block = application.error_handlers.pop(outcome.on_error, True)
+        application.error_handlers[outcome.on_error] = block
         await self._claim_at_start()
         await application.initialize()
         if application.post_init:

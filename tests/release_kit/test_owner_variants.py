@@ -115,3 +115,27 @@ def test_a_probe_turn_answers_once_its_non_blocking_handlers_are_done_a_real_use
         assert telegram.replies_to(fake, USER) == []
         gate.set()
         assert eventually(lambda: telegram.replies_to(fake, USER) == ["thought about it"])
+
+
+def test_the_owners_error_handler_runs_on_a_storage_failure_even_added_after_kit_asgi(redis_server, telegram):
+    """The kit's error handler stops the update on a storage failure (ApplicationHandlerStop),
+    which also stops the error handlers after it: it has to be the last one."""
+    import redis as redis_py
+
+    seen: list[str] = []
+
+    async def fails(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        raise redis_py.ConnectionError("Redis went away")
+
+    async def owners_error_handler(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        seen.append(type(context.error).__name__)
+
+    fake, port = telegram.add_bot("small_kit_bot"), free_port()
+    kit = kit_for(redis_server.url, telegram.url, port)
+    application = kit.builder().token(fake.token).build()
+    application.add_handler(MessageHandler(filters.ALL, fails))
+    app = kit.asgi(application, url_path="hook")
+    application.add_error_handler(owners_error_handler)  # a bot on its own server may set up later
+    with serving(app, port) as url:
+        assert turn(url, telegram, fake, USER, "hi", nonce=None).status_code == 503
+    assert seen == ["ConnectionError"]
