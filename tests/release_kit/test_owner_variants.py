@@ -139,3 +139,28 @@ def test_the_owners_error_handler_runs_on_a_storage_failure_even_added_after_kit
     with serving(app, port) as url:
         assert turn(url, telegram, fake, USER, "hi", nonce=None).status_code == 503
     assert seen == ["ConnectionError"]
+
+
+def test_calls_answered_with_objects_get_well_formed_ones_in_a_probe_turn(small_bot, telegram):
+    """A quiz closes its poll, a referral bot hands out an invite link, a shop an invoice link:
+    python-telegram-bot parses each answer into its type, and ``true`` there ends the handler."""
+    from telegram import ChatInviteLink, LabeledPrice, Poll
+
+    answers: list[object] = []
+
+    async def busy(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        assert update.effective_chat is not None and update.message is not None
+        chat, bot = update.effective_chat.id, context.bot
+        poll = await bot.send_poll(chat, "Tea or coffee?", ["tea", "coffee"])
+        answers.append(await bot.stop_poll(chat, poll.message_id))
+        answers.append(await bot.create_chat_invite_link(-1001234567890, name="friends"))
+        answers.append(await bot.export_chat_invite_link(-1001234567890))
+        answers.append(await bot.create_invoice_link("Premium", "a month", "p1", "XTR", [LabeledPrice("m", 100)]))
+        await update.message.reply_text("done")
+
+    with small_bot(busy) as (url, fake):
+        assert turn(url, telegram, fake, PROBE, "/shop").status_code == 200
+        assert replies(url, fake) == ["[sendPoll]", "done"]
+    poll, link, exported, invoice = answers
+    assert isinstance(poll, Poll) and poll.is_closed and isinstance(link, ChatInviteLink)
+    assert isinstance(exported, str) and isinstance(invoice, str) and fake.sent == []
