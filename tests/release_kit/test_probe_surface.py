@@ -45,3 +45,33 @@ def test_no_log_line_holds_the_token_or_the_secret_even_at_debug(redis_server, t
     assert "getMe" in logged and "sendMessage" in logged  # the calls are logged, the secrets are not
     for secret in (fake.token, WEBHOOK_SECRET, bot_secret(WEBHOOK_SECRET, fake.token)):
         assert secret not in logged
+
+
+def test_probe_turns_and_real_users_at_once_each_get_their_own_replies(redis_server, telegram):
+    """Each request serves its update in its own task: three probe runs and two real users at
+    once, each handler awaiting between its replies, and nothing crosses over."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from telegram import Update
+    from telegram.ext import ContextTypes
+
+    async def twice(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        assert update.message is not None
+        for word in ("one", "two"):
+            await asyncio.sleep(0.05)
+            await update.message.reply_text(f"{word}: {update.message.text}")
+
+    fake, port = telegram.add_bot("small_kit_bot"), free_port()
+    kit = kit_for(redis_server.url, telegram.url, port)
+    application = kit.builder().token(fake.token).build()
+    application.add_handler(MessageHandler(filters.TEXT, twice))
+    turns = [(PROBE, "run-aaaaaa"), (USER, None), (PROBE, "run-bbbbbb"), (USER + 1, None), (PROBE, "run-cccccc")]
+    with serving(kit.asgi(application, url_path="hook"), port) as url, ThreadPoolExecutor(len(turns)) as pool:
+        answers = pool.map(lambda t: turn(url, telegram, fake, t[0], f"from {t[1]}", nonce=t[1]).status_code, turns)
+        assert list(answers) == [200] * len(turns)
+        for _, nonce in turns[::2]:
+            assert replies(url, fake, str(nonce)) == [f"one: from {nonce}", f"two: from {nonce}"]
+    for user in (USER, USER + 1):
+        assert telegram.replies_to(fake, user) == ["one: from None", "two: from None"]
+    assert {sent["chat_id"] for sent in fake.sent} == {USER, USER + 1}
