@@ -92,17 +92,23 @@ class _Served:
         block = application.error_handlers.pop(outcome.on_error, True)
         application.error_handlers[outcome.on_error] = block
         await self._claim_at_start()
-        await application.initialize()
+        try:
+            await application.initialize()
+        except TelegramError as exc:
+            raise _refused("getMe", exc, "check the bot's token (and TELEGRAM_API_URL if set)") from None
         if application.post_init:
             await application.post_init(application)
         if self.surface.webhook_url:
-            await set_webhook(
-                application,
-                self.surface.webhook_url,
-                self.secret,
-                self.surface.allowed_updates,
-                **self.surface.set_webhook_extra,
-            )
+            try:
+                await set_webhook(
+                    application,
+                    self.surface.webhook_url,
+                    self.secret,
+                    self.surface.allowed_updates,
+                    **self.surface.set_webhook_extra,
+                )
+            except TelegramError as exc:
+                raise _refused("setWebhook", exc, "check RENDER_EXTERNAL_URL or run_webhook's webhook_url") from None
             log.info("webhook set to %s", self.surface.webhook_url)  # the token in it is redacted
         else:
             log.warning("RENDER_EXTERNAL_URL is not set: webhook left as it is")
@@ -236,6 +242,27 @@ class _Served:
             "contract": contract,
         }
         return JSONResponse(body, status_code=200 if redis_ok else 503)
+
+
+class StartRefused(Exception):
+    """The Bot API refused the bot's start; the kit has said why in one line."""
+
+
+class _OneLine(logging.Filter):
+    """Drops the server's traceback of a StartRefused: its one line was logged already."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return StartRefused.__name__ not in record.getMessage()
+
+
+def _refused(call: str, exc: TelegramError, fix: str) -> StartRefused:
+    """A wrong token or webhook URL ends the start with one line, not the lifespan's traceback
+    (the server still exits non-zero, and Render keeps the previous instance)."""
+    line = f"release_kit: the Bot API refused {call} at start ({type(exc).__name__}: {exc}): {fix}"
+    log.error("%s", line)
+    for name in ("uvicorn.error", "uvicorn"):  # where uvicorn logs a lifespan's failure
+        logging.getLogger(name).addFilter(_OneLine())
+    return StartRefused(line)
 
 
 def _storage_failure(update_id: int, exc: BaseException) -> Response:
