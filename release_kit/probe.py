@@ -129,7 +129,20 @@ class ProbeReplies:
             key = _text(raw)
             if user in key[len(self.prefix) :].split(":"):
                 found.append(key)
-        return found
+        return found if self.prefix else await self._without_other_environments(found)
+
+    async def _without_other_environments(self, keys: list[str]) -> list[str]:
+        """With no prefix (``KEY_PREFIX=none``) every key is under it, also another environment's
+        on the same Redis (``dev:memory:<id>``): a key is another's when one of its leading
+        segments is a prefix that environment claimed (``dev:meta:env`` exists)."""
+        heads = sorted({key[: i + 1] for key in keys for i, c in enumerate(key) if c == ":"})
+        if not heads:
+            return keys
+        async with self.client.pipeline(transaction=False) as pipe:
+            for head in heads:
+                pipe.exists(f"{head}meta:env")
+            claimed = {heads[i] for i, n in enumerate(await pipe.execute()) if n}
+        return [key for key in keys if not any(key.startswith(head) for head in claimed)]
 
     async def expire_user(self, nonce: str) -> None:
         """The probe user's keys live minutes at most, even if the probe never cleans up."""

@@ -75,3 +75,27 @@ def test_probe_turns_and_real_users_at_once_each_get_their_own_replies(redis_ser
     for user in (USER, USER + 1):
         assert telegram.replies_to(fake, user) == ["one: from None", "two: from None"]
     assert {sent["chat_id"] for sent in fake.sent} == {USER, USER + 1}
+
+
+def test_with_no_prefix_the_probes_clean_up_leaves_another_environments_keys(small_bot, telegram, redis_server):
+    """KEY_PREFIX=none puts every key under the prefix, also the staging bot's on the same Redis
+    (``dev:``, claimed by ``dev:meta:env``): the probe user there is not this one's to delete."""
+    from telegram import Update
+    from telegram.ext import ContextTypes
+
+    client = redis_server.client(decode_responses=True)
+
+    async def remembers(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        assert update.effective_user is not None and update.message is not None
+        client.hset(f"memory:{update.effective_user.id}", "name", "Probe")
+        await update.message.reply_text("noted")
+
+    client.set("dev:meta:env", "staging")
+    theirs = {f"dev:memory:{PROBE}": "staging's probe run", f"dev:user:{PROBE}:history": "its turns"}
+    client.mset(theirs)
+    with small_bot(remembers, ENV="production", KEY_PREFIX="none") as (url, fake):
+        assert turn(url, telegram, fake, PROBE, "hi").status_code == 200
+        assert client.ttl(f"memory:{PROBE}") > 0 and all(client.ttl(key) == -1 for key in theirs)
+        answer = httpx.delete(f"{url}/probe/n0nce-123456", headers=signed(fake.token)).json()
+    assert answer["deleted"] == 2  # memory:<probe> and probe:<nonce>
+    assert client.mget(list(theirs)) == list(theirs.values()) and client.get("meta:env") == "production"
