@@ -18,7 +18,7 @@ import contextvars
 import logging
 
 import redis
-from telegram.error import NetworkError
+from telegram.error import NetworkError, TelegramError
 from telegram.ext import ApplicationHandlerStop, ContextTypes
 
 log = logging.getLogger("release_kit")
@@ -49,7 +49,20 @@ class ReplyNotKept(NetworkError):
 
 
 def is_storage(error: BaseException) -> bool:
-    return isinstance(error, (*STORAGE_ERRORS, ReplyNotKept))
+    """A storage error, or one the handler raised ``from`` it (a memory layer's own error type).
+
+    Telegram's errors are not followed: a request layer may raise its NetworkError from the
+    socket's OSError, and Telegram unreachable is not memory unavailable."""
+    seen: BaseException | None = error
+    for _ in range(16):  # a cause chain is short; a cycle must not hang the webhook
+        if isinstance(seen, ReplyNotKept):
+            return True
+        if seen is None or isinstance(seen, TelegramError):
+            return False
+        if isinstance(seen, STORAGE_ERRORS):
+            return True
+        seen = seen.__cause__
+    return False
 
 
 def reply_not_kept(error: BaseException) -> ReplyNotKept:

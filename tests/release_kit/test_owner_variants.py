@@ -164,3 +164,21 @@ def test_calls_answered_with_objects_get_well_formed_ones_in_a_probe_turn(small_
     poll, link, exported, invoice = answers
     assert isinstance(poll, Poll) and poll.is_closed and isinstance(link, ChatInviteLink)
     assert isinstance(exported, str) and isinstance(invoice, str) and fake.sent == []
+
+
+def test_a_storage_error_the_owner_wraps_in_their_own_is_still_a_503(small_bot, telegram):
+    """A memory layer that turns Redis's errors into its own (``raise ... from exc``): the update
+    did not take effect all the same, and Telegram must deliver it again."""
+    import redis as redis_py
+
+    class MemoryUnavailable(Exception):
+        pass
+
+    async def remembers(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        try:
+            raise redis_py.ConnectionError("Redis went away")
+        except redis_py.RedisError as exc:
+            raise MemoryUnavailable("could not save your note") from exc
+
+    with small_bot(remembers) as (url, fake):
+        assert turn(url, telegram, fake, USER, "/remember tea", nonce=None).status_code == 503
