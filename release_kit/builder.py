@@ -11,10 +11,25 @@ from __future__ import annotations
 from telegram.ext import ApplicationBuilder
 from telegram.request import BaseRequest
 
+from release_kit import redact
+from release_kit.application import KitApplication
 from release_kit.request import ProbeRequest
 
 
 class KitBuilder(ApplicationBuilder):
+    def __init__(self) -> None:
+        super().__init__()
+        # A probe turn's answer waits for its block=False handlers (release_kit.application);
+        # an owner's own .application_class(...) replaces it, and only that wait is lost.
+        self.application_class(KitApplication)
+
+    def token(self, token: str) -> KitBuilder:
+        # From here on no log line holds it: python-telegram-bot logs its URLs (/bot<token>) at
+        # DEBUG while it builds the bot, before the kit's server exists.
+        redact.hide([token])
+        super().token(token)
+        return self
+
     def _build_request(self, get_updates: bool) -> BaseRequest:
         # python-telegram-bot builds the bot's two request objects here (21.x and 22.x alike;
         # tests/release_kit holds the wrapping in place across upgrades).

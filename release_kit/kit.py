@@ -20,6 +20,7 @@ import uvicorn
 from starlette.applications import Starlette
 from telegram.ext import Application
 
+from release_kit import redact
 from release_kit.builder import KitBuilder, kit_builder, records_probe_replies
 from release_kit.config import ConfigError, KitConfig, read_config
 from release_kit.marker import EnvMismatchError, claim_env_marker
@@ -36,6 +37,7 @@ def _exit(message: str) -> NoReturn:
 class Kit:
     def __init__(self, config: KitConfig) -> None:
         self.config = config
+        redact.hide([config.webhook_secret, redact.url_password(config.redis_url)])  # before any log line
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Kit:

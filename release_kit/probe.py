@@ -12,22 +12,47 @@ layout, so it takes every key under the prefix that holds the probe user's id as
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import re
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
 
 PROBE_HEADER = "X-Probe-Nonce"
-NONCE = re.compile(r"^[a-z0-9-]{6,64}$")
+NONCE = re.compile(r"[a-z0-9-]{6,64}")  # whole: fullmatch ($ would take a final newline)
 PROBE_TTL = 300  # the probe user's keys and replies outlive no probe run
+# How long a probe turn's answer waits for its non-blocking handlers: the pipeline's probe waits
+# 10 s for the answer, and a task that runs longer (a loop until cancelled) must not cost the turn.
+SETTLE_SECONDS = 8.0
 _GLOB_SPECIALS = re.compile(r"([*?\[\]\\])")
 
 
-@dataclass(frozen=True)
+@dataclass
 class ProbeTurn:
+    """One probe update being served. ``serving`` ends when the webhook has answered it.
+
+    Why it ends rather than live on in the context variable: whatever a handler schedules
+    inherits its context, and a scheduler may hand that context on to work that is not the turn's.
+    python-telegram-bot's JobQueue (APScheduler) arms its next timer in the context of the call that
+    added a job: after a probe turn adds one, every later job of every user runs in the probe's
+    context, and their messages must still reach Telegram."""
+
     nonce: str
     replies: ProbeReplies
+    user_id: int
+    serving: bool = True
+    tasks: set[asyncio.Task[object]] = field(default_factory=set)  # its block=False handlers (KitApplication)
+
+    async def settle(self, timeout: float = SETTLE_SECONDS) -> None:
+        """Wait (at most ``timeout``) for the turn's non-blocking handlers, and those they start."""
+        deadline = time.monotonic() + timeout
+        while pending := {task for task in self.tasks if not task.done()}:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            await asyncio.wait(pending, timeout=left)
 
 
 _turn: contextvars.ContextVar[ProbeTurn | None] = contextvars.ContextVar("release_kit_probe", default=None)
@@ -39,11 +64,27 @@ def probe_nonce() -> str | None:
     For a bot that marks an update's effect in Redis (to acknowledge Telegram's redelivery
     without repeating it): the probe's turns should leave no such marker behind."""
     turn = _turn.get()
-    return None if turn is None else turn.nonce
+    return turn.nonce if turn is not None and turn.serving else None
 
 
-def active() -> ProbeTurn | None:
-    return _turn.get()
+def started(task: asyncio.Task[object]) -> None:
+    """A task python-telegram-bot started for the update being served (a ``block=False`` handler)."""
+    turn = _turn.get()
+    if turn is not None and turn.serving:
+        turn.tasks.add(task)
+
+
+def keeping(chat_id: object) -> ProbeTurn | None:
+    """The probe turn a Bot API call to ``chat_id`` is a reply of, or None: it goes to Telegram.
+
+    While the turn's update is served, every call of its task is the turn's. After the answer a
+    context that still holds the turn (a ``block=False`` handler of the turn, or a job that ran in
+    a context the turn left behind) keeps only what goes to the probe user's own chat, which is no
+    real chat: a real user's message always reaches Telegram."""
+    turn = _turn.get()
+    if turn is None:
+        return None
+    return turn if turn.serving or str(chat_id) == str(turn.user_id) else None
 
 
 def serving(turn: ProbeTurn | None) -> contextvars.Token[ProbeTurn | None]:
@@ -52,6 +93,9 @@ def serving(turn: ProbeTurn | None) -> contextvars.Token[ProbeTurn | None]:
 
 
 def done(token: contextvars.Token[ProbeTurn | None]) -> None:
+    turn = _turn.get()
+    if turn is not None:
+        turn.serving = False  # copies of this context that outlive the update no longer serve it
     _turn.reset(token)
 
 
@@ -85,7 +129,20 @@ class ProbeReplies:
             key = _text(raw)
             if user in key[len(self.prefix) :].split(":"):
                 found.append(key)
-        return found
+        return found if self.prefix else await self._without_other_environments(found)
+
+    async def _without_other_environments(self, keys: list[str]) -> list[str]:
+        """With no prefix (``KEY_PREFIX=none``) every key is under it, also another environment's
+        on the same Redis (``dev:memory:<id>``): a key is another's when one of its leading
+        segments is a prefix that environment claimed (``dev:meta:env`` exists)."""
+        heads = sorted({key[: i + 1] for key in keys for i, c in enumerate(key) if c == ":"})
+        if not heads:
+            return keys
+        async with self.client.pipeline(transaction=False) as pipe:
+            for head in heads:
+                pipe.exists(f"{head}meta:env")
+            claimed = {heads[i] for i, n in enumerate(await pipe.execute()) if n}
+        return [key for key in keys if not any(key.startswith(head) for head in claimed)]
 
     async def expire_user(self, nonce: str) -> None:
         """The probe user's keys live minutes at most, even if the probe never cleans up."""

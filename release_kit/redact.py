@@ -1,8 +1,10 @@
 """Keep the bot's secrets out of its log: the token, the webhook secret, the Redis password.
 
 python-telegram-bot's HTTP client (httpx) logs every request's URL, ``/bot<token>/<method>``, and
-the owner's webhook path is often the token itself. The kit knows these values once the bot is
-built, so it rewrites every log record created from then on: its message and its traceback.
+the owner's webhook path is often the token itself. The kit learns the secrets as early as it
+can (the webhook secret and Redis password with ``Kit(...)``, the token at ``kit.builder().token()``,
+before python-telegram-bot logs its URLs at DEBUG) and rewrites every log record created from
+then on: its message and its traceback.
 """
 
 from __future__ import annotations

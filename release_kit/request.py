@@ -6,7 +6,8 @@ through untouched. During one, every Bot API call that would act on the probe us
 (``sendMessage`` and the other ``send*``, ``edit*``, ``copyMessage``, ``answerCallbackQuery``,
 ``deleteMessage``, ...) stops here: its text (or caption) is kept for the probe, and
 python-telegram-bot gets the answer the Bot API would give (a well-formed ``Message`` for the
-message methods, ``true`` for the rest), so the handlers run exactly as for a real user. Calls
+message methods, the object for those answered with one, ``stopPoll``'s ``Poll`` say, ``true``
+for the rest), so the handlers run exactly as for a real user. Calls
 that only read the bot's own state (``get*``) still reach Telegram.
 
 Why intercept here and not in the handlers: the owner's handlers stay as they are (they call
@@ -21,6 +22,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from telegram.request import BaseRequest, RequestData
@@ -41,7 +43,9 @@ def endpoint(url: str) -> str:
 
 
 def is_reply(method: str) -> bool:
-    return method not in _NOT_A_REPLY and (method.startswith(_MESSAGE_METHODS_PREFIXES) or method in _MESSAGE_METHODS)
+    if method in _NOT_A_REPLY or method in _OBJECT_RESULTS:
+        return False
+    return method.startswith(_MESSAGE_METHODS_PREFIXES) or method in _MESSAGE_METHODS
 
 
 def reply_text(method: str, params: dict[str, Any]) -> str:
@@ -75,8 +79,55 @@ def fake_message(method: str, params: dict[str, Any]) -> JSONDict:
     return message
 
 
-def fake_result(method: str, params: dict[str, Any]) -> JSONDict | list[JSONDict] | bool:
+_PROBE_LINK = "https://t.me/+probe"  # no such link: the probe's calls never reach Telegram
+_BOT = {"id": 1, "is_bot": True, "first_name": "bot"}
+
+
+def _invite_link(params: dict[str, Any]) -> JSONDict:
+    return {
+        "invite_link": str(params.get("invite_link") or _PROBE_LINK),
+        "creator": _BOT,
+        "creates_join_request": bool(params.get("creates_join_request")),
+        "is_primary": False,
+        "is_revoked": False,
+    }
+
+
+# The calls (of those a probe turn keeps) whose answer is neither a Message nor true: a true
+# where python-telegram-bot reads an object ends the handler with an AttributeError.
+_OBJECT_RESULTS: dict[str, Callable[[dict[str, Any]], JSONDict | str]] = {
+    "stopPoll": lambda params: {
+        "id": "0",
+        "question": "",
+        "options": [],
+        "total_voter_count": 0,
+        "is_closed": True,
+        "is_anonymous": True,
+        "type": "regular",
+        "allows_multiple_answers": False,
+        "allows_revoting": False,  # required since Bot API 9.6 (python-telegram-bot 22.8),
+        "members_only": False,  # and since 10.0; an older version keeps both in api_kwargs
+    },
+    "exportChatInviteLink": lambda params: _PROBE_LINK,
+    "createInvoiceLink": lambda params: "https://t.me/$probe",
+    "createChatInviteLink": _invite_link,
+    "editChatInviteLink": _invite_link,
+    "revokeChatInviteLink": _invite_link,
+    "createChatSubscriptionInviteLink": _invite_link,
+    "editChatSubscriptionInviteLink": _invite_link,
+    "createForumTopic": lambda params: {
+        "message_thread_id": next(_message_ids),
+        "name": str(params.get("name") or ""),
+        "icon_color": int(params.get("icon_color") or 7322096),
+    },
+    "answerWebAppQuery": lambda params: {},
+}
+
+
+def fake_result(method: str, params: dict[str, Any]) -> JSONDict | list[JSONDict] | str | bool:
     """The ``result`` the Bot API would answer ``method`` with, for a chat that does not exist."""
+    if method in _OBJECT_RESULTS:
+        return _OBJECT_RESULTS[method](params)
     if method == "sendMediaGroup":
         return [fake_message(method, params) for _ in params.get("media") or [None]]
     if method in ("copyMessages", "forwardMessages"):
@@ -121,7 +172,8 @@ class ProbeRequest(BaseRequest):
         connect_timeout: Any = DEFAULT,
         pool_timeout: Any = DEFAULT,
     ) -> tuple[int, bytes]:
-        turn = probe.active()
+        params = request_data.parameters if request_data is not None else {}
+        turn = probe.keeping(params.get("chat_id"))
         name = endpoint(url)
         if turn is None or method != "POST" or name.startswith("get"):  # GET: a file download
             return await self.inner.do_request(
@@ -133,7 +185,6 @@ class ProbeRequest(BaseRequest):
                 connect_timeout=connect_timeout,
                 pool_timeout=pool_timeout,
             )
-        params = request_data.parameters if request_data is not None else {}
         if is_reply(name):
             try:
                 await turn.replies.keep(turn.nonce, reply_text(name, params))

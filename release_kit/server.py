@@ -89,18 +89,28 @@ class _Served:
     @asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         application = self.application
+        # The kit's error handler stops the update on a storage failure, which also stops the
+        # error handlers after it: it goes last, after any the owner added since kit.asgi().
+        block = application.error_handlers.pop(outcome.on_error, True)
+        application.error_handlers[outcome.on_error] = block
         await self._claim_at_start()
-        await application.initialize()
+        try:
+            await application.initialize()
+        except TelegramError as exc:
+            raise _refused("getMe", exc, "check the bot's token (and TELEGRAM_API_URL if set)") from None
         if application.post_init:
             await application.post_init(application)
         if self.surface.webhook_url:
-            await set_webhook(
-                application,
-                self.surface.webhook_url,
-                self.secret,
-                self.surface.allowed_updates,
-                **self.surface.set_webhook_extra,
-            )
+            try:
+                await set_webhook(
+                    application,
+                    self.surface.webhook_url,
+                    self.secret,
+                    self.surface.allowed_updates,
+                    **self.surface.set_webhook_extra,
+                )
+            except TelegramError as exc:
+                raise _refused("setWebhook", exc, "check RENDER_EXTERNAL_URL or run_webhook's webhook_url") from None
             log.info("webhook set to %s", self.surface.webhook_url)  # the token in it is redacted
         else:
             log.warning("RENDER_EXTERNAL_URL is not set: webhook left as it is")
@@ -150,10 +160,12 @@ class _Served:
             await self.claim.claim()  # nothing is written to a Redis this environment has not claimed
         except (*outcome.STORAGE_ERRORS, EnvMismatchError) as exc:
             return _storage_failure(update.update_id, exc)
-        failures: list[BaseException] = []
+        failures = outcome.Failures()
         failures_token, probe_token = outcome.collecting(failures), probe.serving(turn)
         try:
             await self._serve(update, failures)
+            if turn is not None:
+                await turn.settle()  # its block=False handlers: the probe reads the replies next
         finally:
             probe.done(probe_token)
             outcome.done(failures_token)
@@ -181,7 +193,7 @@ class _Served:
         user = update.effective_user
         if not self.surface.conversation or user is None or user.id != self.config.probe_user_id:
             return None
-        return ProbeTurn(nonce, self.replies) if NONCE.match(nonce) else None
+        return ProbeTurn(nonce, self.replies, user.id) if NONCE.fullmatch(nonce) else None
 
     async def _serve(self, update: Update, failures: list[BaseException]) -> None:
         """The handlers, or the signpost instead of them (``release_kit.gate``)."""
@@ -202,7 +214,7 @@ class _Served:
         if not self.signed(request):
             return PlainTextResponse("forbidden", status_code=403)
         nonce = str(request.path_params["nonce"])
-        if not NONCE.match(nonce):
+        if not NONCE.fullmatch(nonce):
             return PlainTextResponse("bad nonce", status_code=400)
         try:
             body: dict[str, Any] = {"replies": await self.replies.read(nonce), "commit": self.config.commit}
@@ -237,6 +249,27 @@ class _Served:
             with contextlib.suppress(*outcome.STORAGE_ERRORS):
                 body["reports"] = {"oops": await reports.recent()}
         return JSONResponse(body, status_code=200 if redis_ok else 503)
+
+
+class StartRefused(Exception):
+    """The Bot API refused the bot's start; the kit has said why in one line."""
+
+
+class _OneLine(logging.Filter):
+    """Drops the server's traceback of a StartRefused: its one line was logged already."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return StartRefused.__name__ not in record.getMessage()
+
+
+def _refused(call: str, exc: TelegramError, fix: str) -> StartRefused:
+    """A wrong token or webhook URL ends the start with one line, not the lifespan's traceback
+    (the server still exits non-zero, and Render keeps the previous instance)."""
+    line = f"release_kit: the Bot API refused {call} at start ({type(exc).__name__}: {exc}): {fix}"
+    log.error("%s", line)
+    for name in ("uvicorn.error", "uvicorn"):  # where uvicorn logs a lifespan's failure
+        logging.getLogger(name).addFilter(_OneLine())
+    return StartRefused(line)
 
 
 def _storage_failure(update_id: int, exc: BaseException) -> Response:

@@ -78,10 +78,12 @@ def small_bot(redis_server, telegram):
     return start
 
 
-def turn(url: str, telegram, fake, user: int, text: str, *, nonce: str | None = NONCE) -> httpx.Response:
+def turn(
+    url: str, telegram, fake, user: int, text: str, *, nonce: str | None = NONCE, path: str = "hook"
+) -> httpx.Response:
     update = telegram.make_update(user, text, to=fake)
     headers = {**signed(fake.token), **({"X-Probe-Nonce": nonce} if nonce else {})}
-    return httpx.post(f"{url}/hook", json=update, headers=headers, timeout=15)
+    return httpx.post(f"{url}/{path}", json=update, headers=headers, timeout=15)
 
 
 def replies(url: str, fake, nonce: str = NONCE) -> list[str]:

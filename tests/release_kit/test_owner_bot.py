@@ -177,3 +177,15 @@ def test_a_redis_another_environment_claimed_is_refused_at_start(tmp_path, teleg
     )
     assert "Traceback" not in bot.text()
     assert not fake.webhook_url  # it set no webhook
+
+
+def test_a_token_the_bot_api_refuses_ends_the_start_with_one_line(tmp_path, telegram, redis_server):
+    fake = telegram.add_bot("ava_staging_bot")
+    wrong = "123456:AAnotTheBotsTokenAtAll0123456789abcd"  # the stand-in answers 401, as Telegram does
+    bot = OwnerBot(adopted_tree(tmp_path), bot_environ(telegram, fake, redis_server.url, TELEGRAM_BOT_TOKEN=wrong))
+    bot.launch()
+    assert bot.wait_exit() != 0
+    log = bot.text()
+    assert "release_kit: the Bot API refused getMe at start (InvalidToken: " in log
+    assert "check the bot's token" in log
+    assert "Traceback" not in log and wrong not in log
