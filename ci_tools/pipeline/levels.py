@@ -86,6 +86,8 @@ def found(env: Environment, answer: Health | NotTheContract | Unreachable | None
         else:
             said = f"GET {path} answered HTTP {status}, not the health JSON: {text}"
         return Found(Level.BASE, why=said, definite=status is not None and status < 500)
+    if answer.contract_error:
+        return Found(Level.HEALTH, answer, why=f"{path}'s contract is not the schema's: {answer.contract_error}")
     if answer.contract_level != "conversation":
         return Found(Level.HEALTH, answer, why=f"{path} claims no contract level conversation")
     if not answer.probe_path:
