@@ -21,6 +21,9 @@ What it can watch depends on the bot's contract level (``ci_tools.pipeline.level
 probe, else by the window's first health answer): at **base** Telegram's signals only (a delivery
 error, a growing backlog), and the result says that handler-failure counts were not available; at
 **health** also ``/healthz``'s ``updates`` and Redis; at **conversation** also the conversation probe.
+A base level found by a 4xx is no commit's word (the old instance may have answered it while the
+public URL still routed there): the health path is asked again each look, and this commit's own
+health answer raises the window to its level, with the checks of that level the probe skipped.
 
 A look that cannot judge the new commit is *inconclusive* and pauses the judgement (Kayenta's
 NODATA, Argo Rollouts' "inconclusive" analysis): it neither passes nor fails the commit.
@@ -201,8 +204,10 @@ class BakeWatch:
             on_status(f"the bot meets the {found.level} level")
 
     def _health(self, on_status: Status) -> Look | None:
-        if self.env.health_url is None or self.level < Level.HEALTH:
+        if self.env.health_url is None:
             return None
+        if self.level < Level.HEALTH:
+            return self._base_no_more(on_status)
         try:
             health = health_of(self.env.health_url, self.ctx.request_timeout(10))
         except NotTheContract as exc:
@@ -226,6 +231,44 @@ class BakeWatch:
         self.healthy_at = time.time()
         self.redis_looks = 0
         self._resume()
+        return None
+
+    def _base_no_more(self, on_status: Status) -> Look | None:
+        """At the base level found by a 4xx, the health path is asked again each look: that 4xx is
+        no commit's word, and while Render's public URL still routed to the old instance after live
+        (``serving``: a base bot's release is judged from Render's word at once) it was the old
+        one's. This commit's own health answer is its level: the checks it owes are run once (the
+        probe's, which skipped them), and the window watches at that level from then on. Anything
+        else leaves the base level's judgement as it was."""
+        if self.found is None or self.found.health is not None or not self.found.answered:
+            return None
+        assert self.env.health_url is not None
+        try:
+            health = health_of(self.env.health_url, self.ctx.request_timeout(10))
+        except (NotTheContract, Unreachable):
+            return None
+        if health.commit != self.commit:
+            return None  # not this commit's word (Render's newest live deploy says when another serves)
+        self.found = seen = levels.found(self.env, health)
+        on_status(
+            f"the bot meets the {seen.level} level: {self.env.health_path} answers for {self.commit[:12]} now "
+            "(the probe was answered by the instance before it); its checks of that level run now"
+        )
+        probe = Probe(
+            self.ctx,
+            self.env,
+            self.commit,
+            self.token,
+            since=self.since,
+            deadline=max(5.0, self.env.bake_interval_seconds),
+            webhook_secret=self.webhook_secret,
+            found=seen,
+        )
+        owed = [name for name, _ in probe.tests() if name in ("health", "unsigned webhook refused")]
+        failed = failures(run_probe(probe, only=owed))
+        if failed:
+            first = failed[0]
+            return self._confirmed(f"at the {seen.level} level, {first.name}: {first.cause or first.detail}")
         return None
 
     def _unanswered(self, exc: Unreachable | NotTheContract) -> Look | None:

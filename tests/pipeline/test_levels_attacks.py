@@ -12,6 +12,7 @@ from ci_tools.settings import load_config
 from tests.support import ROOT
 
 SHA = "c" * 40
+FAST = ("--timeout", "30", "--poll", "0.05")
 
 
 @pytest.fixture
@@ -110,3 +111,42 @@ def test_the_health_schema_names_each_field_once():
 
     json.loads(files("ci_tools.clients").joinpath("health.schema.json").read_text(), object_pairs_hook=once)
     assert doubled == []
+
+
+# -- Render's overlap: the old instance still answers after live ----------------------------------
+def baking(world, minutes: float, interval: float = 0.3) -> None:
+    window = f"bake_minutes = {minutes}\nbake_interval_seconds = {interval}\n"
+    world.config.write_text(world.config.read_text().replace("bake_minutes = 0\n", window))
+
+
+def test_the_old_instances_base_answer_is_not_the_new_commits_level(world, monkeypatch, capsys):
+    """The live release has no /healthz (base); the new commit answers the contract, but the public
+    URL still routes to the old instance for 3 s after live. Its 404 is no commit's word: the new
+    commit is not to be credited with base for good, and what its level lets be verified is."""
+    from ci_tools.__main__ import main
+    from tests.support import use
+
+    use(monkeypatch, world.secrets("production"))
+    baking(world, minutes=0.15)
+    old = world.commit("main", "no health endpoint")
+    world.render.fault(world.services["production"], old, level="base")
+    assert main(["deploy", "production", "--commit", old, *FAST]) == 0
+    new = world.commit("main", "the kit: the conversation level")
+    world.render.fault(world.services["production"], new, late_switch=3.0)
+    capsys.readouterr()
+    assert main(["release", "production", "--commit", new, *FAST, "--deadline", "20"]) == 0
+    out = capsys.readouterr().out
+    assert "the live release meets the base level" in out
+    assert f"the bot meets the conversation level: /healthz answers for {new[:12]} now" in out
+    assert "✓ baked: no user traffic during the bake" in out  # watched at its level, not Telegram's alone
+    # The same overlap with a bad build (it takes unsigned updates): caught by the checks it owed.
+    again = world.commit("main", "no health endpoint again")
+    world.render.fault(world.services["production"], again, level="base")
+    assert main(["deploy", "production", "--commit", again, *FAST]) == 0
+    bad = world.commit("main", "accepts unsigned updates")
+    world.render.fault(world.services["production"], bad, late_switch=3.0, open_webhook=True)
+    capsys.readouterr()
+    assert main(["release", "production", "--commit", bad, *FAST, "--deadline", "20"]) == 5
+    err = capsys.readouterr().err
+    assert f"{bad[:12]} failed its bake on production and was rolled back" in err
+    assert "unsigned webhook refused: the webhook ignores the secret-token header" in err
