@@ -141,6 +141,7 @@ class BakeWatch:
     since: float
     webhook_secret: str | None
     found: Found | None  # the bot's contract level: what there is to watch (None: the first answer says)
+    conversation: bool = True  # False: --no-conversation, the probe user is not talked to here either
     unanswered: int = 0
     pending: tuple[int, ...] = ()
     first: Updates | None = None
@@ -200,6 +201,8 @@ class BakeWatch:
         self.found = found
         if found.level is Level.BASE:
             on_status(f"⚠ level base ({found.why}): {BASE_ONLY}")
+        elif found.level is Level.CONVERSATION and not self.conversation:
+            on_status("the bot meets the conversation level; its conversation is not watched: --no-conversation")
         else:
             on_status(f"the bot meets the {found.level} level")
 
@@ -330,7 +333,7 @@ class BakeWatch:
         return True
 
     def _conversation(self, on_status: Status) -> Look | None:
-        if self.found is None or self.level < Level.CONVERSATION:
+        if self.found is None or self.level < Level.CONVERSATION or not self.conversation:
             return None
         probe = Probe(
             self.ctx,
@@ -415,14 +418,16 @@ def bake(
     *,
     webhook_secret: str | None,
     level: Found | None = None,
+    conversation: bool = True,
     newer: Callable[[], str | None] = lambda: None,
     on_status: Status = lambda line: None,
 ) -> BakeResult:
     """Watch ``commit`` for ``env.bake_minutes`` from ``since`` (epoch seconds it serves); the verdict.
-    ``level``: the bot's contract level as its probe found it (default: the first health answer says)."""
+    ``level``: the bot's contract level as its probe found it (default: the first health answer says);
+    ``conversation`` False: the probe user is not talked to (``--no-conversation``, as in the probe)."""
     minutes, interval = env.bake_minutes, env.bake_interval_seconds
     found = level or (levels.found(env, None) if env.health_url is None else None)
-    watch = BakeWatch(ctx, env, commit, token, since, webhook_secret, found)
+    watch = BakeWatch(ctx, env, commit, token, since, webhook_secret, found, conversation)
     pauses = Pauses()
     started = time.monotonic()
     end = started + minutes * 60

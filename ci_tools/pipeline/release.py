@@ -163,6 +163,7 @@ def release(
             probed.since,
             webhook_secret=request.webhook_secret,
             level=probed.found,
+            conversation=request.conversation,
             newer=lambda: _newer_release(ctx, result),
             on_status=on_status,
         )

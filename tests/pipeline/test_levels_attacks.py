@@ -150,3 +150,24 @@ def test_the_old_instances_base_answer_is_not_the_new_commits_level(world, monke
     err = capsys.readouterr().err
     assert f"{bad[:12]} failed its bake on production and was rolled back" in err
     assert "unsigned webhook refused: the webhook ignores the secret-token header" in err
+
+
+def test_no_conversation_holds_for_the_bake_too(world, monkeypatch, capsys):
+    """--no-conversation skips the probe user's conversation: the probe did, and the bake talked to
+    it anyway each look. Without TELEGRAM_WEBHOOK_SECRET ("set it, or pass --no-conversation") that
+    was a definite failure at the first look, and a good release rolled back."""
+    from ci_tools.__main__ import main
+    from tests.support import conversations, use
+
+    use(monkeypatch, world.secrets("production"), drop=("TELEGRAM_WEBHOOK_SECRET",))
+    baking(world, minutes=0.05)
+    good = world.commit("main", "good")
+    assert main(["deploy", "production", "--commit", good, *FAST]) == 0
+    taken = conversations(world.services["production"].router)
+    sha = world.commit("main", "also good")
+    capsys.readouterr()
+    code = main(["release", "production", "--commit", sha, *FAST, "--deadline", "20", "--no-conversation"])
+    assert code == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "✓ baked" in out and "its conversation is not watched: --no-conversation" in out
+    assert conversations(world.services["production"].router) == taken  # nobody talked to it
