@@ -171,3 +171,27 @@ def test_no_conversation_holds_for_the_bake_too(world, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "✓ baked" in out and "its conversation is not watched: --no-conversation" in out
     assert conversations(world.services["production"].router) == taken  # nobody talked to it
+
+
+def test_a_release_whose_live_level_was_unknown_says_so_where_the_run_is_read(world, monkeypatch, capsys, tmp_path):
+    """The live release (conversation) gives no answer of its own before the deploy (Render's 502,
+    looked at again a few times): nothing holds the new commit to a level, and a release at base
+    passes. It must not be blocked for that, nor pass as if a level had been held: the run's
+    summary and annotations say the drop could not be checked, and the level it meets."""
+    from ci_tools.__main__ import main
+    from tests.support import use
+
+    summary = tmp_path / "summary.md"
+    use(monkeypatch, {**world.secrets("production"), "GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(summary)})
+    good = world.commit("main", "conversation level")
+    assert main(["deploy", "production", "--commit", good, *FAST]) == 0
+    world.services["production"].router.target = None  # Render's router: 502, no instance (until the switch)
+    lower = world.commit("main", "lost its health endpoint")
+    world.render.fault(world.services["production"], lower, level="base")
+    capsys.readouterr()
+    assert main(["release", "production", "--commit", lower, *FAST, "--deadline", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "the live release's level is unknown" in out
+    said = "the live release's contract level was unknown before the deploy"
+    assert f"::warning title=production level not held::{said}" in out
+    assert said in summary.read_text() and "it meets the base level" in summary.read_text()
