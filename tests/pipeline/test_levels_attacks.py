@@ -195,3 +195,24 @@ def test_a_release_whose_live_level_was_unknown_says_so_where_the_run_is_read(wo
     said = "the live release's contract level was unknown before the deploy"
     assert f"::warning title=production level not held::{said}" in out
     assert said in summary.read_text() and "it meets the base level" in summary.read_text()
+
+
+def test_the_probe_does_not_credit_a_commit_with_another_commits_level(world, monkeypatch):
+    """While the old instance still answers /healthz, the level it shows is its own: the probe's
+    level row must not pass the new commit at it (nor a floor by it), whatever the other rows say."""
+    from ci_tools.__main__ import main
+    from ci_tools.pipeline.probe import Probe, run_probe
+    from tests.support import context, use
+
+    use(monkeypatch, world.secrets("production"))
+    old = world.commit("main", "the conversation level")
+    assert main(["deploy", "production", "--commit", old, *FAST]) == 0
+    new = world.commit("main", "not live yet")
+    ctx = context()
+    env = ctx.config.env("production")
+    probe = Probe(ctx, env, new, world.bots["production"].token, deadline=3, floor=Level.CONVERSATION)
+    checks = {c.name: c for c in run_probe(probe)}
+    level = checks["level"]
+    assert level.ok is False and not level.definite
+    assert f"answered by {old[:12]}" in level.detail and "conversation" in level.detail
+    assert "not this commit's" in level.cause
