@@ -140,7 +140,16 @@ def contract_problem(body: Any) -> str | None:
 
 
 def parse(response: httpx.Response) -> Health:
-    """The typed answer; NotTheContract when it is not the health contract."""
+    """The typed answer; NotTheContract when it is not the health contract. A redirect is not
+    followed: the health path is where the bot answers (Render's own check takes a 3xx as healthy
+    and follows nothing either), so it is named with where it points, for the config to say that."""
+    if response.is_redirect:
+        where = response.headers.get("location", "nowhere")
+        raise NotTheContract(
+            f"HTTP {response.status_code}, a redirect to {where}: not the health JSON (set health_path to where "
+            "the bot answers it)",
+            response.status_code,
+        )
     try:
         body = response.json()
     except ValueError:

@@ -216,3 +216,19 @@ def test_the_probe_does_not_credit_a_commit_with_another_commits_level(world, mo
     assert level.ok is False and not level.definite
     assert f"answered by {old[:12]}" in level.detail and "conversation" in level.detail
     assert "not this commit's" in level.cause
+
+
+def test_a_health_path_that_redirects_is_named_with_where_it_points(env):
+    """A framework's trailing-slash redirect (/healthz → /healthz/) is no health answer: the base
+    level, the bot's own word (a drop below a live health release), and the line says where it
+    points and what to set, not just 'no JSON'."""
+    from ci_tools.clients.health import NotTheContract
+
+    moved = httpx.Response(
+        308, headers={"location": "/healthz/"}, request=httpx.Request("GET", "https://bot.example.invalid/healthz")
+    )
+    with pytest.raises(NotTheContract) as raised:
+        parse(moved)
+    seen = found(env, raised.value)
+    assert seen.level is Level.BASE and seen.definite
+    assert "a redirect to /healthz/" in seen.why and "set health_path" in seen.why
