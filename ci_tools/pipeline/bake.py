@@ -214,7 +214,7 @@ class BakeWatch:
         try:
             health = health_of(self.env.health_url, self.ctx.request_timeout(10))
         except NotTheContract as exc:
-            if self.found is None and exc.http_status is not None and exc.http_status < 500:
+            if self.found is None and levels.bots_word(exc.http_status):
                 self.know(levels.found(self.env, exc), on_status)  # no health endpoint: the base level
                 return None
             return self._unanswered(exc)

@@ -232,3 +232,16 @@ def test_a_health_path_that_redirects_is_named_with_where_it_points(env):
     seen = found(env, raised.value)
     assert seen.level is Level.BASE and seen.definite
     assert "a redirect to /healthz/" in seen.why and "set health_path" in seen.why
+
+
+@pytest.mark.parametrize("status", [408, 429])
+def test_a_rate_limit_or_timeout_on_the_way_is_no_level(env, status):
+    """The edge in front of the bot rate-limiting the runner (429) or timing the request out (408)
+    said nothing of the bot: read as its 'no health endpoint', a live conversation release made the
+    new one's a definite drop, rolled back at once."""
+    from ci_tools.clients.health import NotTheContract
+
+    seen = found(env, NotTheContract(f"HTTP {status} with no JSON", status))
+    assert seen.level is Level.BASE and not seen.definite and seen.answered
+    assert (dropped(seen, Level.CONVERSATION, SHA) or ("", True))[1] is False
+    assert found(env, NotTheContract("HTTP 404 with no JSON", 404)).definite  # the bot's own word stays one
