@@ -245,3 +245,35 @@ def test_a_rate_limit_or_timeout_on_the_way_is_no_level(env, status):
     assert seen.level is Level.BASE and not seen.definite and seen.answered
     assert (dropped(seen, Level.CONVERSATION, SHA) or ("", True))[1] is False
     assert found(env, NotTheContract("HTTP 404 with no JSON", 404)).definite  # the bot's own word stays one
+
+
+def test_the_owners_telegram_message_is_redacted_like_every_other_output(at_base_config, telegram, monkeypatch):
+    """A base bot's webhook path is its token (PTB's url_path=TOKEN): whatever a failure line
+    carries to the owner's chat goes through the same redaction as the log."""
+    from ci_tools.pipeline.notify import notify
+    from tests.support import context, use
+
+    bot = telegram.add_bot("ava_companion_bot")
+    telegram.start_chat(bot, 4242)
+    use(
+        monkeypatch,
+        {
+            "CI_TOOLS_CONFIG": str(at_base_config),
+            "TELEGRAM_API_URL": telegram.url,
+            "TELEGRAM_BOT_TOKEN": bot.token,
+            "OWNER_CHAT_ID": "4242",
+        },
+    )
+    ctx = context()
+    assert notify(ctx, ctx.config.env("production"), f"webhook is https://ava.example.invalid/{bot.token}") is None
+    [told] = telegram.replies_to(bot, 4242)
+    assert bot.token not in told and "https://ava.example.invalid/***" in told
+
+
+@pytest.fixture
+def at_base_config(tmp_path):
+    config = tmp_path / "pyproject.toml"
+    from tests.pipeline.test_levels import OWNER_CONFIG
+
+    config.write_text(OWNER_CONFIG.format(url="https://ava.example.invalid"))
+    return config
