@@ -935,17 +935,15 @@ class FakeRender(StandInServer):
         with self.lock:
             old, service.instance, service.environ = service.instance, instance, environ
             service.built = built
-            service.router.open_webhook = faults.open_webhook
-            service.router.level = faults.level
             for other in service.deploys:
                 if other is not deploy and other["status"] == "live":
                     other["status"], other["updatedAt"] = "deactivated", _now()
         if faults.late_switch and old is not None:  # the public URL lags behind "live"
-            timer = threading.Timer(faults.late_switch, self._switch, args=(service, instance, old))
+            timer = threading.Timer(faults.late_switch, self._switch, args=(service, instance, old, faults))
             timer.daemon = True
             timer.start()
         else:
-            self._switch(service, instance, old)
+            self._switch(service, instance, old, faults)
         self._set(deploy, "live", service)
         self._ended(service, deploy, "succeeded")
 
@@ -1058,9 +1056,13 @@ class FakeRender(StandInServer):
             time.sleep(0.02)
         return deploy
 
-    def _switch(self, service: FakeService, instance: Any, old: Any) -> None:
-        """Route to the new instance; the old one drains, then stops (SIGTERM)."""
-        service.router.target, service.router.unrouted = instance.url, False
+    def _switch(self, service: FakeService, instance: Any, old: Any, faults: Faults) -> None:
+        """Route to the new instance; the old one drains, then stops (SIGTERM). The build's faults
+        (its contract level, an open webhook) are the new instance's: they switch with the URL, so
+        while it lags (``late_switch``) the old instance answers as itself."""
+        router = service.router
+        router.target, router.unrouted = instance.url, False
+        router.open_webhook, router.level = faults.open_webhook, faults.level
         if old:
             service.draining.append(old)
             timer = threading.Timer(self.drain_seconds, self._drained, args=(service, old))

@@ -100,6 +100,10 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         if rolled or "could not be judged in its bake" in failed.message:
             tell_owner(ctx, request.env, f"↩ {failed.message}" if rolled else f"⚠ {failed.message}")
         raise
+    if result.unheld:
+        say(f"⚠ {result.unheld}")
+        ctx.runner.annotate("warning", result.unheld, title=f"{request.env.name} level not held")
+        ctx.runner.add_summary(f"**Level not held**: {result.unheld}")
     baked = result.baked
     if baked is not None and baked.ended_early:  # another commit serves: this one is neither live nor baked
         tell_owner(ctx, request.env, f"↷ {request.commit[:12]} no longer serves; its bake {baked.detail}")

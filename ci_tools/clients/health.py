@@ -73,10 +73,20 @@ class Health:
     # The optional ``contract``: the level it claims past health, and where the probe's replies are read.
     contract_level: str | None = None
     probe_path: str | None = None
+    # The ``contract`` object was there but not the schema's (a level without its probe_path, a
+    # path without its slash): what is wrong with it. The rest is the health JSON all the same, so
+    # the bot is at the health level, not below it: a malformed claim to more is not less.
+    contract_error: str | None = None
 
     @classmethod
     def from_json(cls, http_status: int, body: Any, served_at: float | None = None) -> Health:
         problem = contract_problem(body)
+        contract_error = None
+        if problem and isinstance(body, dict) and "contract" in body:
+            without = {key: value for key, value in body.items() if key != "contract"}
+            if contract_problem(without) is None:  # only the claim is wrong: judged without it
+                body, contract_error = without, problem
+                problem = None
         if problem:
             raise NotTheContract(problem, http_status)
         bot, redis = body["bot"], body["redis"]
@@ -109,6 +119,7 @@ class Health:
             oops=tuple((float(r["at"]), r["commit"]) for r in (body.get("reports") or {}).get("oops") or ()),
             contract_level=(body.get("contract") or {}).get("level"),
             probe_path=(body.get("contract") or {}).get("probe_path"),
+            contract_error=contract_error,
         )
 
     def runs_bot(self, username: str) -> bool:
@@ -132,7 +143,16 @@ def contract_problem(body: Any) -> str | None:
 
 
 def parse(response: httpx.Response) -> Health:
-    """The typed answer; NotTheContract when it is not the health contract."""
+    """The typed answer; NotTheContract when it is not the health contract. A redirect is not
+    followed: the health path is where the bot answers (Render's own check takes a 3xx as healthy
+    and follows nothing either), so it is named with where it points, for the config to say that."""
+    if response.is_redirect:
+        where = response.headers.get("location", "nowhere")
+        raise NotTheContract(
+            f"HTTP {response.status_code}, a redirect to {where}: not the health JSON (set health_path to where "
+            "the bot answers it)",
+            response.status_code,
+        )
     try:
         body = response.json()
     except ValueError:

@@ -21,6 +21,9 @@ What it can watch depends on the bot's contract level (``ci_tools.pipeline.level
 probe, else by the window's first health answer): at **base** Telegram's signals only (a delivery
 error, a growing backlog), and the result says that handler-failure counts were not available; at
 **health** also ``/healthz``'s ``updates`` and Redis; at **conversation** also the conversation probe.
+A base level found by a 4xx is no commit's word (the old instance may have answered it while the
+public URL still routed there): the health path is asked again each look, and this commit's own
+health answer raises the window to its level, with the checks of that level the probe skipped.
 
 A look that cannot judge the new commit is *inconclusive* and pauses the judgement (Kayenta's
 NODATA, Argo Rollouts' "inconclusive" analysis): it neither passes nor fails the commit.
@@ -138,6 +141,7 @@ class BakeWatch:
     since: float
     webhook_secret: str | None
     found: Found | None  # the bot's contract level: what there is to watch (None: the first answer says)
+    conversation: bool = True  # False: --no-conversation, the probe user is not talked to here either
     unanswered: int = 0
     pending: tuple[int, ...] = ()
     first: Updates | None = None
@@ -197,16 +201,20 @@ class BakeWatch:
         self.found = found
         if found.level is Level.BASE:
             on_status(f"⚠ level base ({found.why}): {BASE_ONLY}")
+        elif found.level is Level.CONVERSATION and not self.conversation:
+            on_status("the bot meets the conversation level; its conversation is not watched: --no-conversation")
         else:
             on_status(f"the bot meets the {found.level} level")
 
     def _health(self, on_status: Status) -> Look | None:
-        if self.env.health_url is None or self.level < Level.HEALTH:
+        if self.env.health_url is None:
             return None
+        if self.level < Level.HEALTH:
+            return self._base_no_more(on_status)
         try:
             health = health_of(self.env.health_url, self.ctx.request_timeout(10))
         except NotTheContract as exc:
-            if self.found is None and exc.http_status is not None and exc.http_status < 500:
+            if self.found is None and levels.bots_word(exc.http_status):
                 self.know(levels.found(self.env, exc), on_status)  # no health endpoint: the base level
                 return None
             return self._unanswered(exc)
@@ -226,6 +234,44 @@ class BakeWatch:
         self.healthy_at = time.time()
         self.redis_looks = 0
         self._resume()
+        return None
+
+    def _base_no_more(self, on_status: Status) -> Look | None:
+        """At the base level found by a 4xx, the health path is asked again each look: that 4xx is
+        no commit's word, and while Render's public URL still routed to the old instance after live
+        (``serving``: a base bot's release is judged from Render's word at once) it was the old
+        one's. This commit's own health answer is its level: the checks it owes are run once (the
+        probe's, which skipped them), and the window watches at that level from then on. Anything
+        else leaves the base level's judgement as it was."""
+        if self.found is None or self.found.health is not None or not self.found.answered:
+            return None
+        assert self.env.health_url is not None
+        try:
+            health = health_of(self.env.health_url, self.ctx.request_timeout(10))
+        except (NotTheContract, Unreachable):
+            return None
+        if health.commit != self.commit:
+            return None  # not this commit's word (Render's newest live deploy says when another serves)
+        self.found = seen = levels.found(self.env, health)
+        on_status(
+            f"the bot meets the {seen.level} level: {self.env.health_path} answers for {self.commit[:12]} now "
+            "(the probe was answered by the instance before it); its checks of that level run now"
+        )
+        probe = Probe(
+            self.ctx,
+            self.env,
+            self.commit,
+            self.token,
+            since=self.since,
+            deadline=max(5.0, self.env.bake_interval_seconds),
+            webhook_secret=self.webhook_secret,
+            found=seen,
+        )
+        owed = [name for name, _ in probe.tests() if name in ("health", "unsigned webhook refused")]
+        failed = failures(run_probe(probe, only=owed))
+        if failed:
+            first = failed[0]
+            return self._confirmed(f"at the {seen.level} level, {first.name}: {first.cause or first.detail}")
         return None
 
     def _unanswered(self, exc: Unreachable | NotTheContract) -> Look | None:
@@ -289,7 +335,7 @@ class BakeWatch:
         return True
 
     def _conversation(self, on_status: Status) -> Look | None:
-        if self.found is None or self.level < Level.CONVERSATION:
+        if self.found is None or self.level < Level.CONVERSATION or not self.conversation:
             return None
         probe = Probe(
             self.ctx,
@@ -374,14 +420,16 @@ def bake(
     *,
     webhook_secret: str | None,
     level: Found | None = None,
+    conversation: bool = True,
     newer: Callable[[], str | None] = lambda: None,
     on_status: Status = lambda line: None,
 ) -> BakeResult:
     """Watch ``commit`` for ``env.bake_minutes`` from ``since`` (epoch seconds it serves); the verdict.
-    ``level``: the bot's contract level as its probe found it (default: the first health answer says)."""
+    ``level``: the bot's contract level as its probe found it (default: the first health answer says);
+    ``conversation`` False: the probe user is not talked to (``--no-conversation``, as in the probe)."""
     minutes, interval = env.bake_minutes, env.bake_interval_seconds
     found = level or (levels.found(env, None) if env.health_url is None else None)
-    watch = BakeWatch(ctx, env, commit, token, since, webhook_secret, found)
+    watch = BakeWatch(ctx, env, commit, token, since, webhook_secret, found, conversation)
     pauses = Pauses()
     started = time.monotonic()
     end = started + minutes * 60

@@ -353,6 +353,15 @@ class Looks:
             f"env {parsed.env!r}, commit {(parsed.commit or 'null')[:12]}",
             f"report ENV ({self.env_name!r}) and RENDER_GIT_COMMIT ({self.commit[:12]}) as given",
         )
+        if parsed.contract_error:  # the health JSON holds; its claim to the conversation level does not
+            self.outcome.add(
+                "conversation",
+                "the health JSON's contract is the schema's",
+                False,
+                parsed.contract_error,
+                f"answer contract as {SCHEMA} says (the kit's health answer does)",
+            )
+            return None
         return body if ok and isinstance(body, dict) else None
 
     async def conversation(self, http: BotSurface, health: dict[str, Any]) -> None:

@@ -67,6 +67,7 @@ class DeployResult:
     followed: Followed
     baked: BakeResult | None = None  # the bake window's verdict, once it ran
     finished_at: str | None = None  # Render's finishedAt: when the deploy went live (API mode)
+    unheld: str | None = None  # why no contract level held the release (the live one's was unknown)
 
 
 def parse_commit(raw: str, *, cwd: str | None = None) -> str:

@@ -72,6 +72,17 @@ class Found:
         return f"{self.level}" + (f" — not verified: {', '.join(missing)}" if missing else "")
 
 
+# Answers that are no one's last word on the path: the request timed out on the way (408), or the
+# edge in front of the bot rate-limited the runner (429). Like a 5xx, they say nothing of the bot.
+NOT_THE_BOTS_WORD = (408, 429)
+
+
+def bots_word(status: int | None) -> bool:
+    """Is an answer with this status, not the health JSON, the bot saying it has none (the base
+    level for good), rather than something on the way failing (no answer, a 5xx, a 408 or 429)?"""
+    return status is not None and status < 500 and status not in NOT_THE_BOTS_WORD
+
+
 def found(env: Environment, answer: Health | NotTheContract | Unreachable | None) -> Found:
     """The level ``answer`` (what ``GET <health_path>`` gave; None: health_path is empty) shows."""
     path = env.health_path
@@ -85,7 +96,9 @@ def found(env: Environment, answer: Health | NotTheContract | Unreachable | None
             said = f"GET {path} answered {text}"
         else:
             said = f"GET {path} answered HTTP {status}, not the health JSON: {text}"
-        return Found(Level.BASE, why=said, definite=status is not None and status < 500)
+        return Found(Level.BASE, why=said, definite=bots_word(status))
+    if answer.contract_error:
+        return Found(Level.HEALTH, answer, why=f"{path}'s contract is not the schema's: {answer.contract_error}")
     if answer.contract_level != "conversation":
         return Found(Level.HEALTH, answer, why=f"{path} claims no contract level conversation")
     if not answer.probe_path:

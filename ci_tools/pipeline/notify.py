@@ -19,6 +19,7 @@ from ci_tools.actions import Runner
 from ci_tools.clients.telegram import TelegramError
 from ci_tools.context import Context
 from ci_tools.errors import RemoteError
+from ci_tools.redact import redact
 from ci_tools.settings import Environment
 
 LIMIT = 4096  # sendMessage's text limit
@@ -30,9 +31,11 @@ ACTIONS = (("Roll back", "rollback.yml"), ("Hold releases", "hold.yml"))
 
 
 def owner_message(ctx: Context, env: Environment, text: str) -> str:
-    """The message: which bot, what happened, then where to read more (the run), nothing else."""
+    """The message: which bot, what happened, then where to read more (the run), nothing else.
+    Redacted as every line ci-tools prints is: a failure line may carry a webhook URL, and a bot
+    on python-telegram-bot's own ``run_webhook`` has its token as that URL's path."""
     link = ctx.runner.run_url
-    return f"@{env.bot_username} ({env.name}): {text}" + (f"\n{link}" if link else "")
+    return redact(f"@{env.bot_username} ({env.name}): {text}" + (f"\n{link}" if link else ""))
 
 
 def owner_buttons(runner: Runner) -> list[list[dict[str, str]]]:

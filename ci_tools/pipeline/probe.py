@@ -379,7 +379,8 @@ class Probe:
     async def _level(self, http: BotSurface, stop_at: float, settled: asyncio.Event) -> Check:
         """Find the level the bot meets. No answer (or a 5xx) is not a level: it is looked at again,
         as is one below the floor (the old instance may still answer for a moment), until the
-        deadline, unless the answer is this commit's own word (then no retry can change it)."""
+        deadline, unless the answer is this commit's own word (then no retry can change it). A
+        health answer of another commit is its level, not this one's: neither passed nor held to."""
         check = Check("level")
         started = time.monotonic()
         while True:
@@ -387,12 +388,16 @@ class Probe:
             self.found = seen = await discover_async(http, self.env)
             self._seen = seen.health
             drop = dropped(seen, self.floor, self.commit)
-            if drop is None and seen.definite:
+            answered_by = seen.health.commit if seen.health else self.commit  # a health answer names its commit
+            if drop is None and seen.definite and answered_by == self.commit:
                 check.ok, check.detail, check.warning = True, seen.line(), bool(seen.unverified())
                 break
             if drop is not None:
                 check.detail, check.definite = f"{seen.level}, below the live release's {self.floor}", drop[1]
                 check.cause = f"{drop[0]}: a release may not drop a contract level"
+            elif answered_by != self.commit:
+                check.detail = f"{seen.level}, answered by {(answered_by or 'no commit')[:12]}"
+                check.cause = "another commit still answers: its level is not this commit's"
             else:
                 check.detail = f"unknown: {seen.why}"
                 check.cause = "the service gave no answer of its own: it is down or still starting"

@@ -7,6 +7,9 @@ before, is probed again, and still fails so that a person looks.
 
 Before the deploy the live release's contract level is asked (``ci_tools.pipeline.levels``):
 the new one's probe fails, and in production is rolled back, when its bot reaches a lower one.
+When the live release gives no answer of its own (looked at a few times), nothing holds the new
+one to a level: the release is not blocked for it, and the run's summary says the drop went
+unchecked and the level the new one meets.
 
 The probe and the bake judge the new commit by what happened once it served
 (``ci_tools.pipeline.serving``): Telegram's delivery errors from Render's overlap, while
@@ -33,6 +36,7 @@ from ci_tools.pipeline.serving import epoch, serving_since
 from ci_tools.settings import Environment
 
 Status = Callable[[str], None]
+LIVE_LOOKS, LIVE_POLL = 3, 1.0  # looks at the live release's level before the deploy, seconds apart
 ProbeReport = Callable[[str, list[Check]], None]
 
 
@@ -120,6 +124,18 @@ def probe_serving(
     return Probed(since, probe.found)
 
 
+def live_level(ctx: Context, env: Environment) -> Found:
+    """The live release's level, asked before the deploy: a few looks while the answer is not its
+    own (a 5xx from Render's router, no answer), so a blip does not leave the release unheld."""
+    for look in range(LIVE_LOOKS):
+        if look:
+            time.sleep(LIVE_POLL)
+        live = discover(env, ctx.request_timeout(10))
+        if live.definite:
+            break
+    return live
+
+
 def release(
     ctx: Context,
     request: ReleaseRequest,
@@ -129,7 +145,7 @@ def release(
     on_rollback: Callable[[str], None] = lambda message: None,
 ) -> DeployResult:
     env, commit = request.env, request.commit
-    live = discover(env, ctx.request_timeout(10))  # what a release may not fall below
+    live = live_level(ctx, env)  # what a release may not fall below
     if live.definite:
         request = dataclasses.replace(request, floor=live.level)
         on_status(f"the live release meets the {live.level} level")
@@ -154,6 +170,12 @@ def release(
         if not env.rollback_on_failed_probe:
             raise
         _roll_back(ctx, request, result, failure.message, "its probe", on_status, on_probe, on_rollback)
+    if not live.definite:  # not blocked for it, nor passed as if a level had been held: said where the run is read
+        level = f"the {probed.found.level} level" if probed.found else "its level"
+        result.unheld = (
+            f"the live release's contract level was unknown before the deploy ({live.why}): nothing held "
+            f"{commit[:12]} to it, so a drop could not be checked; it meets {level}"
+        )
     if request.bake and env.bake_minutes > 0:
         baked = bake(
             ctx,
@@ -163,6 +185,7 @@ def release(
             probed.since,
             webhook_secret=request.webhook_secret,
             level=probed.found,
+            conversation=request.conversation,
             newer=lambda: _newer_release(ctx, result),
             on_status=on_status,
         )

@@ -33,6 +33,7 @@ from datetime import datetime
 
 from ci_tools.clients.health import NotTheContract, Unreachable, health_of
 from ci_tools.context import Context
+from ci_tools.pipeline.levels import bots_word
 from ci_tools.settings import Environment
 
 POLL = 0.5  # seconds between looks at /healthz while the URL switches
@@ -70,7 +71,7 @@ def serving_since(
             if health.commit == commit and health.runs_bot(env.bot_username):
                 return max(live_at, time.time())
         except NotTheContract as exc:
-            if exc.http_status is not None and exc.http_status < 500:  # no health endpoint: the base level
+            if bots_word(exc.http_status):  # no health endpoint: the base level
                 return live_at
         except Unreachable:
             pass
