@@ -25,6 +25,7 @@ from telegram.error import TelegramError
 from telegram.ext import Application, ApplicationHandlerStop, CommandHandler, ContextTypes
 
 from release_kit.config import KitConfig
+from release_kit.probe import probe_nonce
 
 log = logging.getLogger("release_kit")
 KEY = "meta:oops"
@@ -75,7 +76,8 @@ def add_oops(application: Application, config: KitConfig, command: str = "oops",
 
     async def said_off(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         at = time.time()
-        await reports.record(at, config.commit)  # a Redis failure is a 503: Telegram delivers it again
+        if probe_nonce() is None:  # the probe's turns are the pipeline's: no user said anything
+            await reports.record(at, config.commit)  # a Redis failure is a 503: Telegram delivers it again
         if config.owner_chat_id is not None:
             try:
                 await context.bot.send_message(

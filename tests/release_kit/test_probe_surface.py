@@ -99,3 +99,21 @@ def test_with_no_prefix_the_probes_clean_up_leaves_another_environments_keys(sma
         answer = httpx.delete(f"{url}/probe/n0nce-123456", headers=signed(fake.token)).json()
     assert answer["deleted"] == 2  # memory:<probe> and probe:<nonce>
     assert client.mget(list(theirs)) == list(theirs.values()) and client.get("meta:env") == "production"
+
+
+def test_oops_in_a_probe_turn_is_answered_but_no_user_said_anything_is_off(redis_server, telegram):
+    """The probe's turns are the pipeline's, not traffic (they are not counted either): an owner
+    who puts /oops among them gets the thanks read back, not a moment in the release history."""
+    from release_kit.oops import THANKS
+
+    owner = 777
+    fake, port = telegram.add_bot("oops_kit_bot"), free_port()
+    telegram.start_chat(fake, owner)
+    kit = kit_for(redis_server.url, telegram.url, port, OWNER_CHAT_ID=str(owner))
+    application = kit.builder().token(fake.token).build()
+    kit.oops(application)
+    with serving(kit.asgi(application, url_path="hook"), port) as url:
+        assert turn(url, telegram, fake, PROBE, "/oops").status_code == 200
+        assert replies(url, fake)[-1] == THANKS
+        assert httpx.get(f"{url}/healthz").json()["reports"]["oops"] == []
+    assert fake.sent == []  # nor was the owner told
