@@ -30,6 +30,8 @@ from release_kit.probe import probe_nonce
 log = logging.getLogger("release_kit")
 KEY = "meta:oops"
 KEEP = 50
+KEEP_GAP = 60  # seconds: at most one kept moment a minute
+TELL_GAP = 600  # seconds: at most one message to the owner in ten minutes
 THANKS = "Thank you for telling me. I've let the person who looks after me know that something feels off."
 GROUP = -10  # before the owner's handlers (and the kit's own group -1 checks): /oops is ours alone
 
@@ -43,7 +45,14 @@ class OopsReports:
         self.redis = aioredis.from_url(redis_url, decode_responses=True, socket_timeout=2, socket_connect_timeout=2)
         self.key = f"{prefix}{KEY}"
 
+    async def first_in(self, what: str, seconds: int) -> bool:
+        """True once per ``seconds`` for ``what`` (SET NX EX): anyone can type /oops, and a flood
+        must neither fill the owner's chat nor push the kept moments out."""
+        return bool(await self.redis.set(f"{self.key}:{what}", "1", nx=True, ex=seconds))
+
     async def record(self, at: float, commit: str) -> None:
+        if not await self.first_in("kept", KEEP_GAP):
+            return  # one moment a minute is kept: a flood is one moment
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.lpush(self.key, json.dumps({"at": round(at, 3), "commit": commit or None}))
             pipe.ltrim(self.key, 0, KEEP - 1)
@@ -78,7 +87,9 @@ def add_oops(application: Application, config: KitConfig, command: str = "oops",
         at = time.time()
         if probe_nonce() is None:  # the probe's turns are the pipeline's: no user said anything
             await reports.record(at, config.commit)  # a Redis failure is a 503: Telegram delivers it again
-        if config.owner_chat_id is not None:
+        if probe_nonce() is not None or not await reports.first_in("told", TELL_GAP):
+            pass  # the probe's turn, or the owner was told minutes ago: the user is still thanked
+        elif config.owner_chat_id is not None:
             try:
                 await context.bot.send_message(
                     config.owner_chat_id, owner_message(context.bot.username, config, command, at)

@@ -322,6 +322,11 @@ def test_oops_thanks_the_user_tells_the_owner_the_live_commit_only_and_history_s
         assert contract_problem(body) is None
         [moment] = body["reports"]["oops"]
         assert moment["commit"] == "0123456789abcdef0123456789abcdef01234567"
+        for _ in range(5):  # a flood: anyone may type /oops
+            assert turn(url, telegram, fake, USER + 1, "/oops", nonce=None).status_code == 200
+        assert len(telegram.replies_to(fake, owner)) == 1  # the owner is told once in ten minutes
+        assert len(httpx.get(f"{url}/healthz").json()["reports"]["oops"]) == 1  # one moment a minute
+        assert telegram.replies_to(fake, USER + 1) == [THANKS] * 5  # and everyone is thanked
         health = Health.from_json(200, body)
         [row] = said_off(health.oops, tmp_path)
         assert row.row()[2] == "a user said something is off" and row.row()[1].startswith("0123456")
