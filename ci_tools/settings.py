@@ -95,9 +95,10 @@ class Environment:
     def health_url(self) -> str | None:
         return f"{self.base_url}{self.health_path}" if self.health_path else None
 
-    @property
-    def webhook_url(self) -> str:
-        return f"{self.base_url}/telegram"
+    def owns_webhook(self, url: str) -> bool:
+        """Is ``url`` (getWebhookInfo's) on this service? Any path: the webhook's path is the bot's
+        own choice (mindmate's ``/telegram``, python-telegram-bot's token), its host is not."""
+        return url == self.base_url or url.startswith(f"{self.base_url}/")
 
     def memory_keys(self, user_id: int, prefix: str | None = None) -> list[str]:
         """The user's key patterns with the id filled in, under ``prefix`` (default: ours)."""
@@ -156,6 +157,19 @@ class CI:
 
 
 @dataclass(frozen=True)
+class ProbeTalk:
+    """What the probe says as the reserved probe user at the conversation level ([tool.ci_tools.probe]).
+
+    ``{nonce}`` in a turn or in ``expect`` is the probe's fresh nonce, so an answer can only come
+    from this probe's own turns: ``expect`` is what the last turn's reply must contain ("" = any
+    reply). The default asks only that the bot answers ``/start``; mindmate's pyproject stores a
+    fact and reads it back, so its probe proves memory too."""
+
+    turns: tuple[str, ...] = ("/start",)
+    expect: str = ""
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     environments: dict[str, Environment]
@@ -166,6 +180,7 @@ class Config:
     watch: Watch = field(default_factory=Watch)
     replay: Replay = field(default_factory=Replay)
     ci: CI = field(default_factory=CI)
+    probe: ProbeTalk = field(default_factory=ProbeTalk)
 
     @property
     def before_release_days(self) -> int:
@@ -250,6 +265,7 @@ def load_config(path: Path | None = None) -> Config:
         watch=_parse_watch(section.get("watch", {}), path),
         replay=_parse_replay(section.get("replay", {}), path),
         ci=_parse_ci(section.get("ci", {}), path),
+        probe=_parse_probe(section.get("probe", {}), path),
     )
 
 
@@ -266,6 +282,24 @@ def _parse_ci(raw: Any, path: Path) -> CI:
             hint='e.g. test_command = "pip install -r requirements.txt pytest && python -m pytest"',
         )
     return CI(command.strip())
+
+
+def _parse_probe(raw: Any, path: Path) -> ProbeTalk:
+    where = f"{path.name}: [tool.ci_tools.probe]"
+    if not isinstance(raw, dict) or set(raw) - {"turns", "expect"}:
+        raise ConfigError(f"{where} takes only turns and expect")
+    turns = raw.get("turns", list(ProbeTalk.turns))
+    expect = raw.get("expect", ProbeTalk.expect)
+    if not isinstance(turns, list) or not turns or not all(isinstance(t, str) and t.strip() for t in turns):
+        raise ConfigError(f"{where}: turns must be a non-empty list of messages", hint='e.g. ["/start"]')
+    if not isinstance(expect, str):
+        raise ConfigError(f"{where}: expect must be a string", hint='e.g. "probe-{nonce}", or "" for any reply')
+    if "{nonce}" in expect and not any("{nonce}" in t for t in turns):
+        raise ConfigError(
+            f"{where}: expect names {{nonce}} but no turn says it, so no reply could contain it",
+            hint='e.g. turns = ["/start", "/remember probe-{nonce}", "/recall"]',
+        )
+    return ProbeTalk(tuple(t.strip() for t in turns), expect)
 
 
 def _parse_replay(raw: Any, path: Path) -> Replay:

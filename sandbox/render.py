@@ -206,6 +206,9 @@ class Router(StandInServer):
         super().__init__(latency=latency)
         self.target: str | None = None
         self.open_webhook = False  # fault: a broken build that accepts unsigned updates
+        # fault: a build whose bot meets a lower contract level (ci_tools/pipeline/levels.py): "health"
+        # answers /healthz without its contract, "base" has no /healthz at all (404, as PTB's own server)
+        self.level = ""
         self.unrouted = False  # the live instance is out of routing (failed health checks)
 
     def handle(self, request: Request) -> Response:
@@ -215,6 +218,8 @@ class Router(StandInServer):
             and "X-Telegram-Bot-Api-Secret-Token" not in request.headers
         ):
             return 200, b"ok", {"Content-Type": "text/plain"}
+        if self.level == "base" and request.path == "/healthz":
+            return 404, b"404: Not Found", {"Content-Type": "text/html"}
         if not self.target:
             return 502, {"message": "no instance is live"}, {}
         if self.unrouted:  # the only instance failed its health checks: Render stops routing to it
@@ -239,6 +244,10 @@ class Router(StandInServer):
             )
         except httpx.HTTPError:
             return 502, {"message": "instance unreachable"}, {}
+        if self.level == "health" and request.path == "/healthz":
+            answer = upstream.json()
+            answer.pop("contract", None)
+            return upstream.status_code, answer, {}
         return (
             upstream.status_code,
             upstream.content,
@@ -273,6 +282,7 @@ class Faults:
     build_failed: bool = False
     slow: float = 0.0
     open_webhook: bool = False
+    level: str = ""  # "health" or "base": the build's bot meets only that contract level (Router.level)
     late_switch: float = 0.0  # the public URL keeps serving the old instance this long after live
     # keys this build's code overwrites in the service's Redis when it starts (a bad migration)
     overwrites: dict[str, str] = field(default_factory=dict)
@@ -926,6 +936,7 @@ class FakeRender(StandInServer):
             old, service.instance, service.environ = service.instance, instance, environ
             service.built = built
             service.router.open_webhook = faults.open_webhook
+            service.router.level = faults.level
             for other in service.deploys:
                 if other is not deploy and other["status"] == "live":
                     other["status"], other["updatedAt"] = "deactivated", _now()

@@ -174,7 +174,12 @@ class World:
         config.write_text(tomlkit.dumps(document))
 
     def _config_text(self) -> str:
-        text = ['[tool.ci_tools.flow]\ndevelop = ["feature/*", "fix/*", "main"]\nmain = ["develop", "hotfix/*"]\n']
+        text = [
+            '[tool.ci_tools.flow]\ndevelop = ["feature/*", "fix/*", "main"]\nmain = ["develop", "hotfix/*"]\n',
+            # The probe's conversation as mindmate's pyproject has it: a fact stored and read back.
+            '[tool.ci_tools.probe]\nturns = ["/start", "/remember probe-{nonce}", "/recall"]\n'
+            'expect = "probe-{nonce}"\n',
+        ]
         for env, bot in (("staging", "mindmate_dev_bot"), ("production", "mindmate_companion_bot")):
             service = self.services[env]
             text.append(

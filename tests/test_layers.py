@@ -77,6 +77,7 @@ PLUMBING = {
 SHARED = {
     "bake",
     "blueprint_sync",
+    "levels",
     "release_order",
     "safety_net",
     "serving",

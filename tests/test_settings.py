@@ -41,7 +41,11 @@ def test_project_config_loads():
     prod = config.env("production")
     assert (prod.branch, prod.render_service, prod.key_prefix) == ("main", "mindmate-prod", "prod:")
     assert prod.health_url == "https://mindmate-prod.onrender.com/healthz"
-    assert prod.webhook_url.endswith("/telegram")
+    assert prod.owns_webhook("https://mindmate-prod.onrender.com/telegram")
+    assert prod.owns_webhook("https://mindmate-prod.onrender.com/123:token-as-path")
+    assert not prod.owns_webhook("https://mindmate-prod.onrender.com.example/telegram")
+    assert config.probe.turns == ("/start", "/remember probe-{nonce}", "/recall")  # mindmate's own probe
+    assert config.probe.expect == "probe-{nonce}"
     assert prod.memory_keys(7) == [
         "prod:user:7:history",
         "prod:user:7:profile",
@@ -145,3 +149,31 @@ def test_a_malformed_memory_pattern_is_one_line_from_config_check_and_every_memo
         assert main(argv) == 3
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and f"memory pattern {pattern!r} {problem}" in err[0], err
+
+
+def test_the_probe_table_defaults_to_one_turn_any_reply(tmp_path):
+    probe = load_config(write(tmp_path, two_envs())).probe
+    assert (probe.turns, probe.expect) == (("/start",), "")
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('turns = "/start"', r"turns must be a non-empty list of messages"),
+        ("turns = []", r"turns must be a non-empty list of messages"),
+        ('turns = ["/start", " "]', r"turns must be a non-empty list of messages"),
+        ("expect = 1", r"expect must be a string"),
+        ('expect = "probe-{nonce}"', r"expect names \{nonce\} but no turn says it"),
+        ('say = ["/start"]', r"takes only turns and expect"),
+    ],
+)
+def test_a_bad_probe_table_is_one_line(tmp_path, monkeypatch, capsys, table, message):
+    from ci_tools.__main__ import main
+
+    path = write(tmp_path, two_envs() + f"\n[tool.ci_tools.probe]\n{table}\n")
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
+    monkeypatch.setenv("CI_TOOLS_CONFIG", str(path))
+    assert main(["config", "show"]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "[tool.ci_tools.probe]" in err[0], err

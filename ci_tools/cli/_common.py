@@ -29,7 +29,7 @@ def add_probe_options(parser: argparse.ArgumentParser) -> None:
         "--no-conversation",
         dest="conversation",
         action="store_false",
-        help="skip the conversation with the probe user (a bot without it)",
+        help="skip the conversation with the probe user (a bot without one is probed at its own level anyway)",
     )
 
 

@@ -35,7 +35,6 @@ def show_config(ctx: Context, args: argparse.Namespace) -> int:
                     name: {
                         **asdict(env),
                         "health_url": env.health_url,
-                        "webhook_url": env.webhook_url,
                     }
                     for name, env in config.environments.items()
                 },

@@ -22,7 +22,12 @@ SCHEMA = "health.schema.json"
 
 
 class NotTheContract(ValueError):
-    """The answer is not the health contract; the message names what is missing."""
+    """The answer is not the health contract; the message names what is missing. ``http_status``:
+    the answer's status when there was one (a 404 is the bot saying it has no such endpoint)."""
+
+    def __init__(self, problem: str, http_status: int | None = None) -> None:
+        super().__init__(problem)
+        self.http_status = http_status
 
 
 class Unreachable(Exception):
@@ -63,12 +68,15 @@ class Health:
     moved_to: str | None
     updates: Updates | None = None  # None: a bot that does not count them
     served_at: float | None = None  # the answer's HTTP Date: the bot's clock when it answered
+    # The optional ``contract``: the level it claims past health, and where the probe's replies are read.
+    contract_level: str | None = None
+    probe_path: str | None = None
 
     @classmethod
     def from_json(cls, http_status: int, body: Any, served_at: float | None = None) -> Health:
         problem = contract_problem(body)
         if problem:
-            raise NotTheContract(problem)
+            raise NotTheContract(problem, http_status)
         bot, redis = body["bot"], body["redis"]
         counted = body.get("updates")
         last = (counted or {}).get("last_failure") or {}
@@ -96,6 +104,8 @@ class Health:
             moved_to=body.get("moved_to"),
             updates=updates,
             served_at=served_at,
+            contract_level=(body.get("contract") or {}).get("level"),
+            probe_path=(body.get("contract") or {}).get("probe_path"),
         )
 
     def runs_bot(self, username: str) -> bool:
@@ -123,7 +133,7 @@ def parse(response: httpx.Response) -> Health:
     try:
         body = response.json()
     except ValueError:
-        raise NotTheContract(f"HTTP {response.status_code} with no JSON (see {SCHEMA})") from None
+        raise NotTheContract(f"HTTP {response.status_code} with no JSON (see {SCHEMA})", response.status_code) from None
     return Health.from_json(response.status_code, body, http_date(response.headers.get("date")))
 
 

@@ -1,4 +1,10 @@
-"""The plan's acceptance checklist, each item checked against the real systems."""
+"""The plan's acceptance checklist, each item checked against the real systems.
+
+Which of them the bot can answer depends on its contract level (``pipeline/levels.py``), said in
+its own row: at the health level and up ``/healthz`` says which bot the production service runs
+and which commit the probe judges; at the base level Telegram does (the bot's webhook is on the
+production service), and the probe judges what the base level can.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,6 @@ from pathlib import Path
 import redis
 
 from ci_tools.checklist import BUDGET, TELEGRAM_DOWN, Item, unanswered
-from ci_tools.clients.health import Health, NotTheContract, Unreachable, health_of
 from ci_tools.clients.render import monotonic_deadline
 from ci_tools.clients.telegram import TelegramError
 from ci_tools.context import Context
@@ -16,8 +21,10 @@ from ci_tools.errors import FatalError, RemoteError
 from ci_tools.memory.files import RecordFile
 from ci_tools.pipeline import safety_net as net
 from ci_tools.pipeline.cutover import read_window
+from ci_tools.pipeline.levels import Level, discover
 from ci_tools.pipeline.probe import Probe, failures, run_probe, whose_token
 from ci_tools.repo.github import check_if_possible
+from ci_tools.settings import Environment
 
 REPOSITORY_FILES = (
     ".github/workflows/branch-flow.yml",
@@ -65,21 +72,15 @@ def acceptance(
             items.append(Item(name, False, f"getMe: {exc.code}", "the token is wrong or revoked"))
         except RemoteError as exc:
             items.append(unanswered(name, exc, TELEGRAM_DOWN))
-    health: Health | None = None
-    try:
-        if env.health_url is None:
-            raise NotTheContract("health_path is empty")
-        health = health_of(env.health_url, min(ctx.request_timeout(10), BUDGET))
-    except (Unreachable, NotTheContract) as exc:
-        items.append(
-            Item(
-                "the production service runs it",
-                False,
-                str(exc) or type(exc).__name__,
-                f"{env.health_url} does not answer the health contract",
-            )
-        )
-    else:
+    found = discover(env, min(ctx.request_timeout(10), BUDGET))
+    health = found.health
+    level = Item("the bot's contract level", found.definite, found.line() if found.definite else found.why)
+    if found.definite and found.unverified():
+        level.warning, level.fix = True, "what each level takes: README, 'Use it with your own bot'"
+    elif not found.definite:
+        level.fix = "the production service does not answer: look at it"
+    items.append(level)
+    if health is not None:
         runs = me is not None and health.bot_id == me.id
         items.append(
             Item(
@@ -89,10 +90,14 @@ def acceptance(
                 "" if runs else "run ci-tools cutover",
             )
         )
-    commit = health.commit if health else None
-    if me and token and commit:
+    elif token and me:  # the base level: Telegram says where the bot's updates go
+        items.append(_webhook_on_service(ctx, token, env))
+    else:
+        items.append(Item("the production service runs it", None, "needs the bot", "fix the item above"))
+    commit = (health.commit if health else None) or ""  # the base level's checks judge no commit
+    if me and token and (commit or (found.definite and found.level is Level.BASE)):
         try:
-            probe = Probe(ctx, env, commit, token, deadline=deadline, webhook_secret=webhook_secret)
+            probe = Probe(ctx, env, commit, token, deadline=deadline, webhook_secret=webhook_secret, found=found)
             checks = run_probe(probe)
             failed = failures(checks)
             items.append(
@@ -121,6 +126,21 @@ def acceptance(
     )
     # Files in the repository are not the flow in force: GitHub's own settings are read back.
     return items + github_items + durability + last
+
+
+def _webhook_on_service(ctx: Context, token: str, env: Environment) -> Item:
+    """At the base level: does Telegram deliver the bot's updates to the production service?"""
+    name = "the production service runs it"
+    try:
+        with ctx.telegram(token, budget=BUDGET) as telegram:
+            url = telegram.webhook_info().url
+    except TelegramError as exc:
+        return Item(name, False, f"getWebhookInfo: {exc.code}", "the token is wrong or revoked")
+    except RemoteError as exc:
+        return unanswered(name, exc, TELEGRAM_DOWN)
+    if env.owns_webhook(url):
+        return Item(name, True, f"its webhook is on {env.base_url} (level base: Telegram's word, no health answer)")
+    return Item(name, False, f"its webhook is {url or 'unset'}", f"run ci-tools cutover: it must be on {env.base_url}")
 
 
 def _rollback_window(ctx: Context) -> Item:

@@ -17,6 +17,11 @@ every ``bake_interval_seconds``, counted from ``since``, the moment the new comm
 
 A failure of the new commit rolls it back exactly as a failed probe does (the caller's rule).
 
+What it can watch depends on the bot's contract level (``ci_tools.pipeline.levels``, found by the
+probe, else by the window's first health answer): at **base** Telegram's signals only (a delivery
+error, a growing backlog), and the result says that handler-failure counts were not available; at
+**health** also ``/healthz``'s ``updates`` and Redis; at **conversation** also the conversation probe.
+
 A look that cannot judge the new commit is *inconclusive* and pauses the judgement (Kayenta's
 NODATA, Argo Rollouts' "inconclusive" analysis): it neither passes nor fails the commit.
 
@@ -52,8 +57,8 @@ and the excuse holds until Telegram has delivered everything it held (pending ba
 503 before that, while ``/healthz`` says Redis answers, is the new commit's (a storage failure of
 its own making keeps refusing what Telegram delivers again). After an inconclusive stretch
 ``since`` moves to the moment the signals answered again, so errors from inside the stretch are
-not counted later. At the base level (no ``/healthz``) nothing tells Redis's part, and every
-delivery error after ``since`` counts, as before. A handler failure counted on ``/healthz`` is the new commit's
+not counted later. At the base level (no health answer) nothing tells Redis's part, and every
+delivery error after ``since`` counts. A handler failure counted on ``/healthz`` is the new commit's
 whatever Redis does: the health contract keeps storage failures (answered 503) out of it.
 
 The window does not pass silently: the result names what was inconclusive, for how many looks
@@ -74,6 +79,8 @@ from ci_tools.clients.health import Health, NotTheContract, Unreachable, Updates
 from ci_tools.clients.telegram import TelegramError
 from ci_tools.context import Context
 from ci_tools.errors import RemoteError
+from ci_tools.pipeline import levels
+from ci_tools.pipeline.levels import COUNTS, Found, Level
 from ci_tools.pipeline.probe import ANOTHER_COMMIT, ASKED_AGAIN, Probe, failures, run_probe
 from ci_tools.settings import Environment
 
@@ -91,6 +98,8 @@ REDIS_BETWEEN = "Redis unreachable between two looks (the bot answered Telegram 
 RENDER = "Render's edge did not answer the public URL"
 TELEGRAM = "Telegram's getWebhookInfo did not answer"
 TELEGRAM_LAG = "Telegram held more updates with no delivery error (it had not tried the bot)"
+# What a bake at the base level says: what it judged, and what it could not see.
+BASE_ONLY = f"judged by Telegram's signals only; {COUNTS} were not available (no health answer)"
 
 
 @dataclass(frozen=True)
@@ -128,6 +137,7 @@ class BakeWatch:
     # history. Moved forward when the signals answer again after an inconclusive stretch.
     since: float
     webhook_secret: str | None
+    found: Found | None  # the bot's contract level: what there is to watch (None: the first answer says)
     unanswered: int = 0
     pending: tuple[int, ...] = ()
     first: Updates | None = None
@@ -176,21 +186,35 @@ class BakeWatch:
         if self.pausing:
             self.since = max(self.since, time.time())
 
+    @property
+    def level(self) -> Level:
+        """The level watched: until an answer says, what the config allows (a health path: health)."""
+        if self.found is not None:
+            return self.found.level
+        return Level.HEALTH if self.env.health_url else Level.BASE
+
+    def know(self, found: Found, on_status: Status) -> None:
+        self.found = found
+        if found.level is Level.BASE:
+            on_status(f"⚠ level base ({found.why}): {BASE_ONLY}")
+        else:
+            on_status(f"the bot meets the {found.level} level")
+
     def _health(self, on_status: Status) -> Look | None:
-        if self.env.health_url is None:
+        if self.env.health_url is None or self.level < Level.HEALTH:
             return None
         try:
             health = health_of(self.env.health_url, self.ctx.request_timeout(10))
-        except (Unreachable, NotTheContract) as exc:
-            if isinstance(exc, Unreachable) and exc.kind in EDGE_SILENT:
-                return Look(paused=RENDER, seen=exc.kind)
-            if self.redis_down:  # Render stops routing to an instance that fails its health check for its Redis
-                return Look(paused=REDIS, seen=f"{self.env.health_path}: {exc}, after it said Redis was down")
-            self.unanswered += 1
-            if self.unanswered >= UNANSWERED_LOOKS:
-                return Look(f"{self.env.health_path} did not answer {self.unanswered} looks in a row ({exc})")
-            return None
+        except NotTheContract as exc:
+            if self.found is None and exc.http_status is not None and exc.http_status < 500:
+                self.know(levels.found(self.env, exc), on_status)  # no health endpoint: the base level
+                return None
+            return self._unanswered(exc)
+        except Unreachable as exc:
+            return self._unanswered(exc)
         self.unanswered = 0
+        if self.found is None:
+            self.know(levels.found(self.env, health), on_status)
         if health.commit and health.commit != self.commit:
             raise Newer(f"{health.commit[:12]} serves now")
         failed = self._counts(health, on_status)
@@ -202,6 +226,17 @@ class BakeWatch:
         self.healthy_at = time.time()
         self.redis_looks = 0
         self._resume()
+        return None
+
+    def _unanswered(self, exc: Unreachable | NotTheContract) -> Look | None:
+        """The health path gave no health answer at a level that has one."""
+        if isinstance(exc, Unreachable) and exc.kind in EDGE_SILENT:
+            return Look(paused=RENDER, seen=exc.kind)
+        if self.redis_down:  # Render stops routing to an instance that fails its health check for its Redis
+            return Look(paused=REDIS, seen=f"{self.env.health_path}: {exc}, after it said Redis was down")
+        self.unanswered += 1
+        if self.unanswered >= UNANSWERED_LOOKS:
+            return Look(f"{self.env.health_path} did not answer {self.unanswered} looks in a row ({exc})")
         return None
 
     def _counts(self, health: Health, on_status: Status) -> str | None:
@@ -245,13 +280,15 @@ class BakeWatch:
     def _blip(self, date: int, message: str | None) -> bool:
         """Excuse a 503 (the bot's "deliver again") once while Telegram holds updates; errors from
         the next whole second after it, and after /healthz said Redis answers, count."""
-        if self.env.health_url is None or self.excused or not ASKED_AGAIN.search(message or ""):
+        if self.level < Level.HEALTH or self.excused or not ASKED_AGAIN.search(message or ""):
             return False
         self.excused = True
         self.since = max(self.since, self.healthy_at, date + 1.0)
         return True
 
     def _conversation(self, on_status: Status) -> Look | None:
+        if self.found is None or self.level < Level.CONVERSATION:
+            return None
         probe = Probe(
             self.ctx,
             self.env,
@@ -260,6 +297,7 @@ class BakeWatch:
             since=self.since,
             deadline=max(5.0, self.env.bake_interval_seconds),
             webhook_secret=self.webhook_secret,
+            found=self.found,
         )
         failed = failures(run_probe(probe, only=["conversation"]))
         if not failed:
@@ -278,7 +316,7 @@ class BakeWatch:
 
     def _confirmed(self, failure: str) -> Look:
         """A failure Telegram or the probe saw is the new commit's only while its Redis answers."""
-        if self.env.health_url is None:  # the base level cannot tell: it counts, as it always did
+        if self.env.health_url is None or self.level < Level.HEALTH:  # the base level cannot tell: it counts
             return Look(failure)
         try:
             down = not health_of(self.env.health_url, self.ctx.request_timeout(10)).redis_ok
@@ -333,16 +371,21 @@ def bake(
     since: float,
     *,
     webhook_secret: str | None,
+    level: Found | None = None,
     newer: Callable[[], str | None] = lambda: None,
     on_status: Status = lambda line: None,
 ) -> BakeResult:
-    """Watch ``commit`` for ``env.bake_minutes`` from ``since`` (epoch seconds it serves); the verdict."""
+    """Watch ``commit`` for ``env.bake_minutes`` from ``since`` (epoch seconds it serves); the verdict.
+    ``level``: the bot's contract level as its probe found it (default: the first health answer says)."""
     minutes, interval = env.bake_minutes, env.bake_interval_seconds
-    watch = BakeWatch(ctx, env, commit, token, since, webhook_secret)
+    found = level or (levels.found(env, None) if env.health_url is None else None)
+    watch = BakeWatch(ctx, env, commit, token, since, webhook_secret, found)
     pauses = Pauses()
     started = time.monotonic()
     end = started + minutes * 60
     on_status(f"baking {commit[:12]} for {minutes:g} min, a look every {interval:g} s")
+    if found is not None:
+        watch.know(found, on_status)
     while (now := time.monotonic()) < end:
         time.sleep(min(interval, end - now))
         elapsed = time.monotonic() - started
@@ -360,7 +403,9 @@ def bake(
             return BakeResult(False, detail, watch.handled(), unresolved=True)
         pauses.count(verdict, commit, on_status)
     handled = watch.handled()
-    if handled == 0:
+    if watch.found is not None and watch.found.level is Level.BASE:
+        note = f"no delivery error and no growing backlog in {minutes:g} min; level base: {BASE_ONLY}"
+    elif handled == 0:
         note = f"no user traffic during the bake: 0 updates in {minutes:g} min (inconclusive, not a failure)"
     else:
         note = f"{handled} user update(s) handled in {minutes:g} min, none failed"

@@ -39,7 +39,8 @@ from ci_tools.clients.render import (
 )
 from ci_tools.context import Context
 from ci_tools.errors import ConfigError, InputError, RemoteError, VerificationError
-from ci_tools.pipeline import blueprint_sync, release_order
+from ci_tools.pipeline import blueprint_sync, levels, release_order
+from ci_tools.pipeline.levels import Level
 
 if TYPE_CHECKING:
     from ci_tools.pipeline.bake import BakeResult
@@ -333,10 +334,14 @@ def _deploy_by_hook(
     on_status: Status,
     service_id: str | None,
 ) -> str | None:
-    if env.health_url is None:
+    live = levels.discover(env, ctx.request_timeout(10))
+    if env.health_url is None or (live.definite and live.level is Level.BASE):
+        # The hook says nothing of what it deployed; only the bot's health answer could (asked before
+        # anything is triggered, so nothing is deployed unconfirmable).
         raise ConfigError(
-            f"{env.name} has no health_path, so a deploy through the hook cannot be confirmed",
-            hint="set RENDER_API_KEY and RENDER_SERVICE_ID, or give the bot a health endpoint",
+            f"{env.name}'s bot gives no health answer ({live.why}), so a deploy through the hook cannot be confirmed",
+            hint="set RENDER_API_KEY and RENDER_SERVICE_ID (Render's own deploy status), "
+            "or give the bot a health endpoint",
         )
     deploy_id = trigger_hook(hook, base=ctx.services.render, timeout=ctx.request_timeout(30), deadline=deadline)
     on_status(f"deploy hook accepted (it deploys {env.branch}'s head)" + (f" as {deploy_id}" if deploy_id else ""))

@@ -1,5 +1,13 @@
 """Smoke probes: is the deployed bot the right bot, at the right commit, wired to the right Redis?
 
+What it checks depends on the contract level the bot meets (``ci_tools.pipeline.levels``), found
+first and said in the table's first row with what could not be verified: at **base** the token
+(getMe is the expected bot) and the webhook (on this service's ``base_url``, any path; no delivery
+error since the bot went live, no backlog piling up); at **health** also ``/healthz`` (environment,
+commit, bot, Redis, key prefix); at **conversation** also an unsigned update refused and the
+conversation below. A release whose bot is at a lower level than the live release was (``floor``,
+asked before the deploy) fails here, naming both levels: definite when the answer is its own.
+
 Every check runs at once and is retried until it passes or the deadline ends it,
 so a probe takes as long as its slowest check, not their sum. A *definite* failure
 (the token is another bot; the service reports our commit but another environment,
@@ -11,10 +19,11 @@ Telegram still refuses at the deadline for its own reasons (429 flood control, i
 judged (``ok`` None, ``UNJUDGED``): Telegram's side, not the release's, as in the bake's looks.
 
 The conversation check talks to the release as a user would, through its real
-handlers and Redis: signed synthetic updates from the reserved probe user
-(``/start``, ``/remember probe-<nonce>``, ``/recall``), whose replies the bot keeps
-for the probe instead of sending them (``mindmate.conversation``); then the probe
-user's keys are deleted. No message reaches Telegram; no real user's data is read.
+handlers and Redis: signed synthetic updates from the reserved probe user (the turns of
+``[tool.ci_tools.probe]``; mindmate's ``/start``, ``/remember probe-<nonce>``, ``/recall``), POSTed
+to the webhook URL Telegram reports (whatever its path) with ``X-Probe-Nonce``. The bot keeps the
+replies for the probe instead of sending them, and hands them over at ``<probe_path>/<nonce>``,
+deleting the probe user's keys. No message reaches Telegram; no real user's data is read.
 
 Each check is a fetch plus a pure verdict function (``judge_*``) that tests call
 without servers. A failed check says what it saw and the likely cause in words a
@@ -38,7 +47,8 @@ from ci_tools.clients.telegram import AsyncTelegram, BotInfo, TelegramError, Web
 from ci_tools.context import Context
 from ci_tools.errors import RemoteError
 from ci_tools.http import FIRST_CONTACT
-from ci_tools.settings import Config, Environment
+from ci_tools.pipeline.levels import Found, Level, discover_async, dropped
+from ci_tools.settings import Config, Environment, ProbeTalk
 
 PENDING_LIMIT = 100
 # Telegram's last_error_message for an HTTP answer: "Wrong response from the webhook: 503 Service
@@ -47,7 +57,6 @@ PENDING_LIMIT = 100
 ASKED_AGAIN = re.compile(r"\b503\b")
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name
 PROBE_HEADER = "X-Probe-Nonce"
-CONVERSATION = ("/start", "/remember probe-{nonce}", "/recall")
 UNJUDGED = "not judged: Telegram refused to the deadline"  # a check's detail, ok None
 ANOTHER_COMMIT = "the conversation reached another commit"  # not this commit's answer: the bake skips it
 
@@ -100,19 +109,22 @@ def judge_token(me: BotInfo, env: Environment, config: Config) -> str:
     return f"@{me.username} (id {me.id})"
 
 
-def judge_webhook(info: WebhookInfo, env: Environment, since: float | None) -> str:
-    if info.url != env.webhook_url:
+def judge_webhook(info: WebhookInfo, env: Environment, since: float | None, level: Level) -> str:
+    """Telegram's side: the webhook on this service (any path: the bot chooses it), no delivery
+    error since ``since``, no backlog. At the health level and up a 503 is the health contract's
+    "deliver again" (its Redis blipped); at base nothing says what a 503 meant, and it counts."""
+    if not env.owns_webhook(info.url):
         cause = (
             "the bot has no webhook: the service never started with this token"
             if not info.url
             else "another service set this bot's webhook: is this token configured on two services?"
         )
-        raise Failed(f"webhook is {info.url or 'unset'}, expected {env.webhook_url}", cause)
+        raise Failed(f"webhook is {info.url or 'unset'}, expected a URL on {env.base_url}", cause)
     recent_error = info.last_error_date and (since is None or info.last_error_date >= since)
     if (
         recent_error
         and not info.pending_update_count
-        and env.health_url
+        and level >= Level.HEALTH
         and ASKED_AGAIN.search(info.last_error_message or "")
     ):
         # The bake's rule for a Redis blip: the bot asked Telegram to deliver again (503, its memory
@@ -176,18 +188,27 @@ def judge_health(health: Health, env: Environment, commit: str, config: Config) 
     return f"{env.name} @ {commit[:7]}, @{health.bot_username}, Redis ok"
 
 
-def judge_conversation(replies: list[str], nonce: str) -> str:
-    if len(replies) < len(CONVERSATION):
+def said(text: str, nonce: str) -> str:
+    """A turn or ``expect`` of ``[tool.ci_tools.probe]`` with this probe's nonce in it."""
+    return text.replace("{nonce}", nonce)
+
+
+def judge_conversation(replies: list[str], nonce: str, talk: ProbeTalk) -> str:
+    """Every turn answered, and the last answer holds ``expect`` (with the nonce: this probe's own)."""
+    commands = ", ".join(turn.split()[0] for turn in talk.turns)
+    if len(replies) < len(talk.turns):
         raise Failed(
-            f"{len(replies)} of {len(CONVERSATION)} replies came back",
+            f"{len(replies)} of {len(talk.turns)} replies came back",
             "a handler did not answer: see the bot's log for the failed update",
         )
-    if f"probe-{nonce}" not in replies[-1]:
+    expected = said(talk.expect, nonce)
+    if expected not in replies[-1]:
         raise Failed(
-            "/recall did not list the fact /remember stored",
-            "the bot dropped the fact, or reads memory from another key or Redis",
+            f"{talk.turns[-1].split()[0]} did not answer with {expected!r}",
+            "the bot lost what an earlier turn told it, or reads memory from another key or Redis "
+            "([tool.ci_tools.probe] expect)",
         )
-    return "/start, /remember, /recall answered; the fact came back"
+    return f"{commands} answered" + (f"; the last reply holds {talk.expect!r}" if talk.expect else "")
 
 
 def synthetic_update(user_id: int, text: str, number: int) -> dict[str, Any]:
@@ -227,11 +248,19 @@ class Probe:
     webhook_secret: str | None = None  # signs the conversation (TELEGRAM_WEBHOOK_SECRET)
     conversation: bool = True
     fail_fast: bool = True  # False: retry definite failures too (the old behaviour; a benchmark's baseline)
+    floor: Level | None = None  # the live release's level, asked before the deploy: not to be dropped below
+    found: Found | None = None  # the level, when the caller knows it already (the bake's looks); else discovered
     checks: list[Check] = field(default_factory=list)
+    _webhook: str | None = None  # the webhook URL Telegram reports, once seen on this service
+    _seen: Health | None = None  # the health answer the level was just found by, for the health check
 
     @property
     def config(self) -> Config:
         return self.ctx.config
+
+    @property
+    def level(self) -> Level:
+        return self.found.level if self.found else Level.CONVERSATION
 
     async def check_token(self, bot: AsyncTelegram, http: BotSurface) -> str:
         try:
@@ -247,13 +276,31 @@ class Probe:
         return judge_token(me, self.env, self.config)
 
     async def check_webhook(self, bot: AsyncTelegram, http: BotSurface) -> str:
-        return judge_webhook(await bot.webhook_info(), self.env, self.since)
+        info = await bot.webhook_info()
+        if self._webhook is None and self.env.owns_webhook(info.url):
+            self._webhook = info.url  # where the unsigned update and the conversation go
+        await self._known.wait()  # asked while the level was found; judged by it (the 503 rule)
+        return judge_webhook(info, self.env, self.since, self.level)
+
+    async def webhook(self, bot: AsyncTelegram) -> str:
+        """Where Telegram delivers this bot's updates, whatever the path: the probe posts there too.
+        Only ever a URL on this service, so the signed probe never goes anywhere else."""
+        if self._webhook is None:
+            url = (await bot.webhook_info()).url
+            if not self.env.owns_webhook(url):
+                raise Failed(
+                    f"webhook is {url or 'unset'}, not on {self.env.base_url}",
+                    "the probe posts where Telegram delivers, and that is not this service (see the webhook check)",
+                )
+            self._webhook = url
+        return self._webhook
 
     async def check_health(self, bot: AsyncTelegram, http: BotSurface) -> str:
         url = self.env.health_url
-        assert url is not None  # only scheduled when the environment has a health path
+        assert url is not None  # only scheduled at the health level, which needs a health path
+        seen, self._seen = self._seen, None  # the answer the level was found by: the first look's
         try:
-            health = await http.health(url)
+            health = seen or await http.health(url)
         except Unreachable as exc:
             raise Failed(
                 f"{self.env.health_path}: {exc.kind}",
@@ -262,16 +309,16 @@ class Probe:
         except NotTheContract as exc:
             raise Failed(
                 f"{self.env.health_path}: {exc}",
-                f"the bot does not answer the health contract ({SCHEMA}): add it (README: "
-                "'Use it with your own bot'), or set health_path = \"\" to skip this check",
+                f"the bot no longer answers the health contract ({SCHEMA}) it answered when the probe began",
             ) from None
         return judge_health(health, self.env, self.commit, self.config)
 
     async def check_unsigned(self, bot: AsyncTelegram, http: BotSurface) -> str:
+        url = await self.webhook(bot)
         try:
-            status = await http.post(self.env.webhook_url, {"update_id": 0})
+            status = await http.post(url, {"update_id": 0})
         except Unreachable as exc:
-            raise Failed(f"POST {self.env.webhook_url}: {exc.kind}", "the service is down") from None
+            raise Failed(f"POST to the webhook: {exc.kind}", "the service is down") from None
         ours = status != 403 and await self._serves_our_commit(http)
         return judge_unsigned(status, ours)
 
@@ -282,17 +329,22 @@ class Probe:
                 "the probe signs its conversation with the webhook secret: set it, or pass --no-conversation",
                 definite=True,
             )
+        probe_path = self.found.probe_path if self.found else None
+        if probe_path is None:
+            raise Failed("no probe_path", "the health answer names no contract.probe_path", definite=True)
+        url = await self.webhook(bot)
+        talk = self.config.probe
         nonce = secrets.token_hex(6)
         signed = {SECRET_HEADER: webhook_secret_for(self.webhook_secret, self.token)}  # this bot's own
         try:
-            for number, text in enumerate(CONVERSATION, start=int(time.time()) % 2**30):
-                text = text.format(nonce=nonce)
+            for number, turn in enumerate(talk.turns, start=int(time.time()) % 2**30):
+                text = said(turn, nonce)
                 update = synthetic_update(self.env.probe_user_id, text, number)
-                status = await http.post(self.env.webhook_url, update, {**signed, PROBE_HEADER: nonce})
+                status = await http.post(url, update, {**signed, PROBE_HEADER: nonce})
                 if status == 503:
                     raise Failed(
                         f"{text.split()[0]} answered 503",
-                        "the bot could not write to its Redis: the fact was not kept",
+                        "the bot could not write to its Redis: the turn did not take effect",
                     )
                 if status != 200:
                     raise Failed(
@@ -300,20 +352,20 @@ class Probe:
                         "the bot's webhook refused the probe's update",
                     )
             # DELETE answers with the replies and removes the probe user's keys: one round trip.
-            status, answer = await http.take(f"{self.env.base_url}/probe/{nonce}", signed)
+            status, answer = await http.take(f"{self.env.base_url}{probe_path}/{nonce}", signed)
             if status == 404:
                 raise Failed(
-                    "/probe/<nonce> answered 404",
-                    "the bot does not implement the probe user (README: 'Use it with your own bot'), "
-                    "or pass --no-conversation",
+                    f"{probe_path}/<nonce> answered 404",
+                    "the bot claims the conversation level but does not hand over the probe's replies "
+                    "(README: 'Use it with your own bot'), or pass --no-conversation",
                 )
         except Unreachable as exc:
             raise Failed(f"the conversation: {exc.kind}", "the service is down or still starting") from None
         if not isinstance(answer, dict):
-            raise Failed("/probe/<nonce> is not JSON", "the bot does not implement the probe user")
+            raise Failed(f"{probe_path}/<nonce> is not JSON", "the bot does not implement the probe user")
         if answer.get("commit") not in (None, self.commit):
             raise Failed(ANOTHER_COMMIT, "the deploy is not live at the public URL yet")
-        return judge_conversation([str(r) for r in answer.get("replies", [])], nonce)
+        return judge_conversation([str(r) for r in answer.get("replies", [])], nonce, talk)
 
     async def _serves_our_commit(self, http: BotSurface) -> bool:
         """Does the service answer with our commit now? (Then its answers are this release's.)"""
@@ -322,6 +374,36 @@ class Probe:
         with contextlib.suppress(Unreachable, NotTheContract):
             return (await http.health(self.env.health_url)).commit == self.commit
         return False
+
+    # -- the level ------------------------------------------------------------------
+    async def _level(self, http: BotSurface, stop_at: float, settled: asyncio.Event) -> Check:
+        """Find the level the bot meets. No answer (or a 5xx) is not a level: it is looked at again,
+        as is one below the floor (the old instance may still answer for a moment), until the
+        deadline, unless the answer is this commit's own word (then no retry can change it)."""
+        check = Check("level")
+        started = time.monotonic()
+        while True:
+            check.attempts += 1
+            self.found = seen = await discover_async(http, self.env)
+            self._seen = seen.health
+            drop = dropped(seen, self.floor, self.commit)
+            if drop is None and seen.definite:
+                check.ok, check.detail, check.warning = True, seen.line(), bool(seen.unverified())
+                break
+            if drop is not None:
+                check.detail, check.definite = f"{seen.level}, below the live release's {self.floor}", drop[1]
+                check.cause = f"{drop[0]}: a release may not drop a contract level"
+            else:
+                check.detail = f"unknown: {seen.why}"
+                check.cause = "the service gave no answer of its own: it is down or still starting"
+            if (check.definite and self.fail_fast) or time.monotonic() + self.interval >= stop_at:
+                break
+            with contextlib.suppress(TimeoutError):  # another check's definite failure ends the look too
+                await asyncio.wait_for(settled.wait(), timeout=self.interval)
+            if settled.is_set():
+                break
+        check.seconds = time.monotonic() - started
+        return check
 
     # -- running them ----------------------------------------------------------------
     async def _run(
@@ -377,33 +459,55 @@ class Probe:
             check.ok, check.detail = None, f"{UNJUDGED}: {check.detail} ({check.cause})"
         check.seconds = time.monotonic() - started
 
-    def tests(self) -> list[tuple[str, Callable[..., Awaitable[str]]]]:
+    def tests(self, level: Level | None = None) -> list[tuple[str, Callable[..., Awaitable[str]]]]:
+        """The checks of ``level`` (default: the one found, else conversation), in table order."""
+        level = self.level if level is None else level
         tests: list[tuple[str, Callable[..., Awaitable[str]]]] = [
             ("token", self.check_token),
             ("webhook", self.check_webhook),
         ]
-        if self.env.health_url is not None:
+        if level >= Level.HEALTH:
             tests.append(("health", self.check_health))
-        tests.append(("unsigned webhook refused", self.check_unsigned))
-        if self.conversation:
-            tests.append(("conversation", self.check_conversation))
+        if level >= Level.CONVERSATION:
+            tests.append(("unsigned webhook refused", self.check_unsigned))
+            if self.conversation:
+                tests.append(("conversation", self.check_conversation))
         return tests
 
     async def run(self, only: list[str] | None = None) -> list[Check]:
+        """The level first (unless known), its checks then; every level's own checks (token,
+        webhook) start at once beside the level's look, so finding it costs no time of its own."""
         stop_at = time.monotonic() + self.deadline
         self._answered = False  # has Telegram answered anything yet in this probe?
-        selected = [(n, t) for n, t in self.tests() if only is None or n in only]
-        self.checks = [Check(name) for name, _ in selected]
+        self._known = asyncio.Event()  # the level is known: the checks that depend on it may judge
         settled = asyncio.Event()
+        wanted = [(n, t) for n, t in self.tests(Level.BASE) if only is None or n in only]
         async with BotSurface(timeout=self.ctx.request_timeout(10)) as http:
             bot = AsyncTelegram(self.token, http.pool, base_url=self.ctx.services.telegram)
-            await asyncio.gather(
-                *(self._run(c, t, bot, http, stop_at, settled) for c, (_, t) in zip(self.checks, selected, strict=True))
-            )
+            base = [Check(name) for name, _ in wanted]
+            running = [
+                asyncio.create_task(self._run(c, t, bot, http, stop_at, settled))
+                for c, (_, t) in zip(base, wanted, strict=True)
+            ]
+            level = await self._level(http, stop_at, settled) if self.found is None else None
+            self._known.set()
+            more = [(n, t) for n, t in self.tests()[len(self.tests(Level.BASE)) :] if only is None or n in only]
+            higher = [Check(name) for name, _ in more]
+            if level is not None and level.definite and level.ok is False and self.fail_fast:
+                settled.set()  # the level dropped for good: nothing else to wait for
+                for check in higher:
+                    check.ok, check.detail = None, "not run: the level dropped"
+            else:
+                running += [
+                    asyncio.create_task(self._run(c, t, bot, http, stop_at, settled))
+                    for c, (_, t) in zip(higher, more, strict=True)
+                ]
+            await asyncio.gather(*running)
+        self.checks = base + higher
         if only is None:
-            if self.env.health_url is None:
-                self.checks.append(Check("health", None, "not checked: health_path is empty", ""))
-            if not self.conversation:
+            if level is not None:
+                self.checks.insert(0, level)
+            if self.level >= Level.CONVERSATION and not self.conversation:
                 self.checks.append(Check("conversation", None, "not checked: --no-conversation", ""))
         return self.checks
 

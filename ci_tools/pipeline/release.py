@@ -5,6 +5,9 @@ production.yml run), the rehearsal and the rollback benchmark — so it lives he
 once: a production release whose probe fails goes back to the deploy that was live
 before, is probed again, and still fails so that a person looks.
 
+Before the deploy the live release's contract level is asked (``ci_tools.pipeline.levels``):
+the new one's probe fails, and in production is rolled back, when its bot reaches a lower one.
+
 The probe and the bake judge the new commit by what happened once it served
 (``ci_tools.pipeline.serving``): Telegram's delivery errors from Render's overlap, while
 the old instance still answered, are not the new commit's. The rollback's own probe
@@ -23,6 +26,7 @@ from ci_tools.context import Context
 from ci_tools.errors import FatalError, RemoteError, VerificationError
 from ci_tools.pipeline.bake import bake
 from ci_tools.pipeline.deploy import DeployResult, deploy
+from ci_tools.pipeline.levels import Found, Level, discover
 from ci_tools.pipeline.probe import UNJUDGED, Check, Probe, failures, run_probe
 from ci_tools.pipeline.rollback import rollback
 from ci_tools.pipeline.serving import epoch, serving_since
@@ -45,6 +49,15 @@ class ReleaseRequest:
     conversation: bool = True
     fail_fast: bool = True  # a definite probe failure ends the probe at once
     bake: bool = True  # False: --no-bake (the run warns)
+    floor: Level | None = None  # the live release's contract level: the probe fails below it
+
+
+@dataclass(frozen=True)
+class Probed:
+    """What a passed probe found: from when the commit was judged (the bake goes on from it), and its level."""
+
+    since: float
+    found: Found | None
 
 
 def probe_or_fail(
@@ -54,8 +67,8 @@ def probe_or_fail(
     since: float,
     title: str,
     report: ProbeReport,
-) -> list[Check]:
-    """Probe ``commit``; report the checks; a VerificationError naming each failed one. The checks."""
+) -> Probe:
+    """Probe ``commit``; report the checks; a VerificationError naming each failed one. The probe run."""
     probe = Probe(
         ctx,
         request.env,
@@ -66,6 +79,7 @@ def probe_or_fail(
         webhook_secret=request.webhook_secret,
         conversation=request.conversation,
         fail_fast=request.fail_fast,
+        floor=request.floor,
     )
     checks = run_probe(probe)
     report(title, checks)
@@ -81,7 +95,7 @@ def probe_or_fail(
             f"{len(failed)} of {len(checks)} probe checks failed on {request.env.name}: "
             + "; ".join(f"{c.name}: {c.cause or c.detail}" for c in failed)
         )
-    return checks
+    return probe
 
 
 def probe_serving(
@@ -92,18 +106,18 @@ def probe_serving(
     title: str,
     report: ProbeReport,
     on_status: Status = lambda line: None,
-) -> float:
+) -> Probed:
     """Probe ``commit`` once it serves (within the probe's deadline); the ``since`` it was
-    judged from, which the bake goes on from. ``finished_at``: Render's, when it went live."""
+    judged from, which the bake goes on from, and its level. ``finished_at``: Render's, when it went live."""
     started = time.monotonic()
     live_at = max(t for t in (epoch(finished_at), time.time()) if t is not None)
     since = serving_since(ctx, request.env, commit, live_at=live_at, within=request.deadline, on_status=on_status)
     left = max(1.0, request.deadline - (time.monotonic() - started))  # one deadline for both
-    checks = probe_or_fail(ctx, dataclasses.replace(request, deadline=left), commit, since, title, report)
-    for check in checks:
+    probe = probe_or_fail(ctx, dataclasses.replace(request, deadline=left), commit, since, title, report)
+    for check in probe.checks:
         if check.ok is None and check.detail.startswith(UNJUDGED):
             on_status(f"⚠ probe: {check.name} {check.detail}; inconclusive, not a failure")
-    return since
+    return Probed(since, probe.found)
 
 
 def release(
@@ -115,6 +129,12 @@ def release(
     on_rollback: Callable[[str], None] = lambda message: None,
 ) -> DeployResult:
     env, commit = request.env, request.commit
+    live = discover(env, ctx.request_timeout(10))  # what a release may not fall below
+    if live.definite:
+        request = dataclasses.replace(request, floor=live.level)
+        on_status(f"the live release meets the {live.level} level")
+    else:
+        on_status(f"the live release's level is unknown ({live.why}): no level to hold this one to")
     result = deploy(
         ctx,
         env,
@@ -127,7 +147,7 @@ def release(
     on_status(f"✓ live after {result.waited_s:.0f}s; probing")
     commit = result.commit  # the full SHA
     try:
-        since = probe_serving(
+        probed = probe_serving(
             ctx, request, commit, result.finished_at, f"Probe of {env.name} at {commit[:12]}", on_probe, on_status
         )
     except VerificationError as failure:
@@ -140,8 +160,9 @@ def release(
             env,
             commit,
             request.token,
-            since,
+            probed.since,
             webhook_secret=request.webhook_secret,
+            level=probed.found,
             newer=lambda: _newer_release(ctx, result),
             on_status=on_status,
         )
@@ -192,7 +213,7 @@ def _roll_back(
     try:
         probe_serving(
             ctx,
-            request,
+            dataclasses.replace(request, floor=None),  # the release gone back to is judged on its own
             str(target.commit),
             final.finished_at,
             f"Probe of {env.name} after rollback",
@@ -205,7 +226,7 @@ def _roll_back(
     rebuilt = f" ({back.how()})" if back.rebuilt else ""
     raise VerificationError(
         f"{commit[:12]} failed {what} on {env.name} and was rolled back to "
-        f"{str(target.commit)[:12]} ({final.id}){rebuilt}; {after}" + (f" [{why}]" if what == "its bake" else ""),
+        f"{str(target.commit)[:12]} ({final.id}){rebuilt}; {after} [{why}]",
         hint="fix forward on develop; a person must look at this release",
     )
 

@@ -11,7 +11,9 @@ latest of what the pipeline can observe:
 - the moment the pipeline saw it ``live`` (the runner's clock);
 - at the health level, the moment the public URL's ``/healthz`` first reported the new commit
   and the environment's bot (the runner's clock; the URL has switched by then). The bot is part
-  of it for the cutover, which redeploys the same commit with another bot's token.
+  of it for the cutover, which redeploys the same commit with another bot's token. A bot that
+  answers the health path with a 4xx (it has none: the base level) has nothing more to say, and
+  Render's word stands at once rather than after the wait.
 
 Clocks: ``last_error_date`` is whole epoch seconds on Telegram's clock, truncated (an error at
 100.9 s reads 100). An error counts when ``last_error_date >= since``: it then happened at or after
@@ -67,7 +69,10 @@ def serving_since(
             health = health_of(env.health_url, ctx.request_timeout(10))
             if health.commit == commit and health.runs_bot(env.bot_username):
                 return max(live_at, time.time())
-        except (Unreachable, NotTheContract):
+        except NotTheContract as exc:
+            if exc.http_status is not None and exc.http_status < 500:  # no health endpoint: the base level
+                return live_at
+        except Unreachable:
             pass
         if time.monotonic() >= stop:
             on_status(

@@ -2,7 +2,8 @@
 
 The answer used to be spread over Render's dashboard (the deploy), Telegram's
 ``getWebhookInfo`` (pending updates, the last error), ``/healthz`` (commit, Redis, prefix) and
-the Key Value allow list. Every check here is read-only and they all run at once, each with
+the Key Value allow list. It also says the contract level the bot meets (``pipeline/levels.py``)
+and what that level leaves unverified. Every check here is read-only and they all run at once, each with
 a short budget (a refused connection is retried for a few seconds, not for a deploy's
 deadline), so a service that is down is said in seconds. What it finds is a checklist:
 exit 0 healthy, 5 something is wrong, 4 a service did not answer.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +21,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from ci_tools.checklist import BUDGET, TELEGRAM_DOWN, Item, unanswered
-from ci_tools.clients.health import Unreachable, health_of
 from ci_tools.clients.render import RenderAPI
 from ci_tools.clients.telegram import TelegramError
 from ci_tools.context import Context
@@ -28,6 +29,7 @@ from ci_tools.pipeline import blueprint_sync
 from ci_tools.pipeline import safety_net as net
 from ci_tools.pipeline.cutover import read_window
 from ci_tools.pipeline.hold import HELD_VARIABLE, LIFT, Hold
+from ci_tools.pipeline.levels import Found, discover
 from ci_tools.settings import Environment
 
 RECENT_ERROR = timedelta(hours=1)  # a webhook error this recent means updates are failing now
@@ -75,12 +77,14 @@ class EnvStatus:
         self.api_key = ctx.optional("RENDER_API_KEY")
         self.root = Path.cwd()  # the checkout: git knows the commits' subjects there
         self.live_commit: str | None = None  # what the deploy check found live
+        self._found: Found | None = None  # the level, asked once for the level and health rows
+        self._asking = threading.Lock()
 
     def name(self, what: str) -> str:
         return f"{self.env.name}: {what}"
 
     def checks(self) -> list[Callable[[], Item]]:
-        found = [self.bot, self.deploy, self.health, self.webhook, self.allow_list, self.blueprint]
+        found = [self.bot, self.deploy, self.level, self.health, self.webhook, self.allow_list, self.blueprint]
         if self.env.name == self.config.role("cutover_target").name:
             found.append(self.hold)
         if self.env.name == self.config.memory_backup.environment:
@@ -154,21 +158,35 @@ class EnvStatus:
             f"{ago(live.finished_at or live.created_at, self.now)}",
         )
 
+    def found(self) -> Found:
+        """The bot's contract level: one look at the health path, shared by the rows that need it."""
+        with self._asking:
+            if self._found is None:
+                self._found = discover(self.env, BUDGET)
+            return self._found
+
+    def level(self) -> Item:
+        name = self.name("contract level")
+        found = self.found()
+        if not found.definite:  # no answer is no level: the health row says the service is down
+            return Item(name, True, f"unknown: {found.why}", warning=True)
+        if not found.unverified():
+            return Item(name, True, found.line())
+        return Item(name, True, found.line(), "what each level takes: README, 'Use it with your own bot'", warning=True)
+
     def health(self) -> Item:
         name = self.name("/healthz: this environment, Redis ok")
         url = self.env.health_url
         if not url:
             return Item(name, True, "no health path configured", warning=True)
-        try:
-            health = health_of(url, BUDGET)
-        except Unreachable as exc:
-            return unanswered(
-                name,
-                RemoteError(f"{url}: {exc.kind}"),
-                "the service is down or unreachable",
-            )
-        except ValueError as exc:
-            return Item(name, False, str(exc), "the bot does not answer the health contract")
+        found = self.found()
+        health = found.health
+        if not found.answered:
+            return unanswered(name, RemoteError(found.why), "the service is down or unreachable")
+        if health is None and not found.definite:  # a 5xx: the service answers, with an error
+            return Item(name, False, found.why, "the service fails: look at its logs")
+        if health is None:  # it answers, but not the health contract: the base level
+            return Item(name, True, f"not verified at the base level: {found.why}")
         redis_state = "ok" if health.redis_ok else "DOWN"
         seen = (
             f"env {health.env}, commit {(health.commit or '?')[:7]}, prefix {health.key_prefix!r}, Redis {redis_state}"
@@ -195,12 +213,12 @@ class EnvStatus:
             return Item(name, False, f"getWebhookInfo: {exc.code} {exc.description}", "check the token")
         except RemoteError as exc:
             return unanswered(name, exc, TELEGRAM_DOWN)
-        if info.url != self.env.webhook_url:
+        if not self.env.owns_webhook(info.url):
             return Item(
                 name,
                 False,
                 f"set to {info.url or 'nothing'}",
-                f"the webhook must be {self.env.webhook_url}: redeploy",
+                f"the webhook must be on {self.env.base_url} (any path): redeploy",
             )
         seen = f"{info.pending_update_count} pending"
         if info.last_error_date:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import io
+import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,7 @@ import tomlkit
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
+from tomlkit.exceptions import TOMLKitError
 
 from ci_tools.errors import InputError
 from ci_tools.repo.owner_files import round_trip_yaml
@@ -303,7 +305,38 @@ def merge_config(
     default_branch: str = "develop",
 ) -> str:
     """``current`` pyproject.toml (None: none yet) with ``[tool.ci_tools]``: each value written
-    where it differs (the caller has kept what the owner set), the owner's comments kept."""
+    where it differs (the caller has kept what the owner set), the owner's comments kept.
+
+    tomlkit merges into tables as a file writes them (``[tool.ci_tools.environments.staging]``);
+    into an inline table it raises, and beside dotted keys (``ci_tools.probe.turns = …``) it
+    writes a table under the wrong name. Either is refused in one line, checked on the result."""
+    try:
+        merged = _merged_config(current, environments, flow, probe_turns, default_branch)
+    except (ValueError, TOMLKitError):
+        merged = None
+    if merged is None or not _holds(merged, current, environments):
+        raise InputError(
+            "pyproject.toml writes [tool.ci_tools] with dotted keys or inline tables, which adopt cannot merge into",
+            hint="write it as tables ([tool.ci_tools.environments.production] and so on), then run adopt again",
+        )
+    return merged
+
+
+def _holds(merged: str, current: str | None, environments: Sequence[EnvironmentPlan]) -> bool:
+    """The merged text says what was merged, under [tool.ci_tools], and nothing at the top besides."""
+    data = tomllib.loads(merged)
+    tables = data.get("tool", {}).get("ci_tools", {}).get("environments", {})
+    added = set(data) - set(tomllib.loads(current or "")) - {"tool"}
+    return not added and all(tables.get(env.name, {}).get("branch") == env.branch for env in environments)
+
+
+def _merged_config(
+    current: str | None,
+    environments: Sequence[EnvironmentPlan],
+    flow: Mapping[str, Sequence[str]],
+    probe_turns: Sequence[str],
+    default_branch: str,
+) -> str:
     document = tomlkit.parse(current or "")
     tool: Any = document.get("tool")
     if tool is None:

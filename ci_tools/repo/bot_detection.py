@@ -24,6 +24,7 @@ from ci_tools.settings import pattern_problem
 
 # Where the pipeline's own files land in the bot's repository: never read as the bot's code.
 NOT_THE_BOTS = ("release_kit/", ".github/")
+LIBRARIES = {"site-packages", "dist-packages", "node_modules"}  # installed code, wherever it lies
 # The names an expression ends in when it is a Telegram user's (or private chat's) id.
 ID_NAMES = {"id", "user_id", "userid", "uid", "chat_id", "chatid", "telegram_id", "tg_id", "from_id"}
 # A Redis key as bots write them: a word, then ':'-separated parts; no spaces, slashes or '?'.
@@ -49,7 +50,16 @@ def files(root: Path) -> list[str]:
     if listed.returncode != 0:
         raise InputError(f"git cannot list the files of {root}", hint="check that it is a git repository")
     names = sorted({name for name in listed.stdout.decode("utf-8", "replace").split("\0") if name})
-    return [name for name in names if not name.startswith(NOT_THE_BOTS) and (root / name).is_file()]
+    # a virtualenv git does not ignore (``python -m venv venv`` writes no .gitignore before 3.13)
+    # holds libraries, not the bot: its folder, and any site-packages, are skipped
+    venvs = tuple(name.removesuffix("pyvenv.cfg") for name in names if name.endswith("/pyvenv.cfg"))
+    return [
+        name
+        for name in names
+        if not name.startswith(NOT_THE_BOTS + venvs)
+        and LIBRARIES.isdisjoint(name.split("/"))
+        and (root / name).is_file()
+    ]
 
 
 # -- the web service -----------------------------------------------------------------------------

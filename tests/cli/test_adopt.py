@@ -303,6 +303,13 @@ def _render_yaml_edit(old: str, new: str) -> Callable[[Path], None]:
     return edit
 
 
+def _pyproject(text: str) -> Callable[[Path], None]:
+    def write(bot: Path) -> None:
+        (bot / "pyproject.toml").write_text(text)
+
+    return write
+
+
 def _folder_where_a_ruleset_goes(bot: Path) -> None:
     (bot / ".github" / "rulesets" / "main.json").mkdir(parents=True)
 
@@ -343,6 +350,14 @@ def _file_where_the_actions_go(bot: Path) -> None:
             _render_yaml_edit("startCommand: python -m bot", "startCommand: [python, -m, bot]"),
             "render.yaml: ava-bot's startCommand must be text, not ['python', '-m', 'bot']",
         ),
+        (
+            _pyproject('[tool.ci_tools]\nenvironments = {production = {bot_username = "ava_real_bot"}}\n'),
+            "pyproject.toml writes [tool.ci_tools] with dotted keys or inline tables, which adopt cannot merge into",
+        ),
+        (
+            _pyproject('[tool]\nci_tools.probe.turns = ["/hi"]\n'),
+            "pyproject.toml writes [tool.ci_tools] with dotted keys or inline tables, which adopt cannot merge into",
+        ),
         (_folder_where_a_ruleset_goes, ".github/rulesets/main.json is a folder where a file goes: nothing was"),
         (_file_where_the_actions_go, ".github/actions is a file where a folder goes (.github/actions/setup-ci-"),
     ],
@@ -361,6 +376,8 @@ def _file_where_the_actions_go(bot: Path) -> None:
         "env-vars-not-a-list",
         "service-name-not-text",
         "start-command-a-list",
+        "inline-table",
+        "dotted-keys",
         "folder-in-the-way",
         "file-in-the-way",
     ],

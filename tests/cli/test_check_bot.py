@@ -92,9 +92,18 @@ def test_the_owner_bot_with_the_kit_reaches_the_conversation_level(tmp_path, cap
         assert re.search(rf"✓ .*conversation .*{item}", out), item
 
 
-def test_several_services_need_a_name(capsys):
-    assert main(["check-bot", str(ROOT)]) == 3
+def test_several_services_need_a_name(tmp_path, capsys):
+    """Without a pipeline configuration to say which is staging, two web services are a question."""
+    shutil.copy(ROOT / "render.yaml", tmp_path / "render.yaml")
+    assert main(["check-bot", str(tmp_path)]) == 3
     assert "has 2 web services (mindmate-dev, mindmate-prod): which one is the bot?" in capsys.readouterr().err
+
+
+def test_an_adopted_repository_is_checked_on_its_staging_service():
+    """Our own tree is configured: its staging service (mindmate-dev) is the one check-bot runs."""
+    from ci_tools.cli.check_bot import staging_service
+
+    assert staging_service(ROOT) == "mindmate-dev"
 
 
 def test_sigterm_mid_build_leaves_no_build_process_and_no_temporary_copy(tmp_path):

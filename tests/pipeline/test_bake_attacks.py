@@ -70,7 +70,7 @@ def test_a_conversation_that_loses_the_fact_while_redis_answers_fails_the_bake(w
     token = world.bots["production"].token
     probe = Probe(ctx, env, sha, token, since=time.time(), deadline=2, webhook_secret=SECRETS["production"])
     [check] = run_probe(probe, only=["conversation"])
-    assert check.ok is False and "/recall did not list the fact" in check.detail  # it does fail...
+    assert check.ok is False and "/recall did not answer with" in check.detail  # it does fail...
     assert not check.definite  # ...but never "definitely", and the bake keeps only definite ones
     result = bake(ctx, env, sha, world.bots["production"].token, time.time(), webhook_secret=SECRETS["production"])
     assert world.redis["production"].client().ping()

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
 from ci_tools.clients.health import Health, NotTheContract, contract_problem
 from ci_tools.clients.telegram import BotInfo, WebhookInfo
+from ci_tools.pipeline.levels import Level
 from ci_tools.pipeline.probe import (
     Failed,
     judge_conversation,
@@ -16,7 +15,7 @@ from ci_tools.pipeline.probe import (
     judge_unsigned,
     judge_webhook,
 )
-from ci_tools.settings import load_config
+from ci_tools.settings import ProbeTalk, load_config
 
 SHA = "a" * 40
 
@@ -86,38 +85,79 @@ def test_an_unsigned_update_accepted_is_definite_only_on_our_commit():
     assert not failed.value.definite
 
 
+HEALTH = Level.HEALTH
+
+
 def test_webhook_verdicts(config):
     env = config.env("production")
-    fine = WebhookInfo(env.webhook_url, 0, None, None)
-    assert env.webhook_url in judge_webhook(fine, env, since=None)
+    hook = f"{env.base_url}/telegram"
+    fine = WebhookInfo(hook, 0, None, None)
+    assert hook in judge_webhook(fine, env, None, HEALTH)
     with pytest.raises(Failed, match="unset"):
-        judge_webhook(WebhookInfo("", 0, None, None), env, since=None)
-    refused = WebhookInfo(env.webhook_url, 7, 2000, "Wrong response from the webhook: 503")
+        judge_webhook(WebhookInfo("", 0, None, None), env, None, HEALTH)
+    refused = WebhookInfo(hook, 7, 2000, "Wrong response from the webhook: 503")
     with pytest.raises(Failed) as failed:
-        judge_webhook(refused, env, since=1000)
+        judge_webhook(refused, env, 1000, HEALTH)
     assert "Telegram is holding updates the bot refused" in failed.value.cause
-    assert judge_webhook(refused, env, since=3000)  # an error from before this deploy is history
+    assert judge_webhook(refused, env, 3000, HEALTH)  # an error from before this deploy is history
+
+
+@pytest.mark.parametrize("path", ["", "/telegram", "/123456:AAtokenAsPath", "/hooks/bot?x=1"])
+def test_the_webhook_may_have_any_path_on_the_service(config, path):
+    """The path is the bot's own choice (python-telegram-bot's run_webhook uses the token): only
+    the host must be this service's."""
+    env = config.env("production")
+    assert judge_webhook(WebhookInfo(env.base_url + path, 0, None, None), env, None, Level.BASE)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://mindmate-dev.onrender.com/telegram",  # the other environment's service
+        "https://mindmate-prod.onrender.com.evil.example/telegram",  # our host as another's prefix
+        "http://mindmate-prod.onrender.com/telegram",  # another scheme
+    ],
+)
+def test_a_webhook_on_another_host_fails(config, url):
+    env = config.env("production")
+    assert env.base_url == "https://mindmate-prod.onrender.com"
+    with pytest.raises(Failed) as failed:
+        judge_webhook(WebhookInfo(url, 0, None, None), env, None, Level.CONVERSATION)
+    assert failed.value.detail == f"webhook is {url}, expected a URL on https://mindmate-prod.onrender.com"
+    assert "another service set this bot's webhook" in failed.value.cause
 
 
 def test_a_503_telegram_delivered_since_is_a_redis_blip_only_where_healthz_tells(config):
     """The bake's blip rule: the bot's 503 ("deliver again"), everything delivered since. Without
     /healthz nothing says the 503 meant Redis, and it counts as before."""
     env = config.env("production")
-    assert env.health_url is not None
-    delivered = WebhookInfo(env.webhook_url, 0, 2000, "Wrong response from the webhook: 503 Service Unavailable")
-    assert "Redis blip" in judge_webhook(delivered, env, since=1000)
+    hook = f"{env.base_url}/telegram"
+    delivered = WebhookInfo(hook, 0, 2000, "Wrong response from the webhook: 503 Service Unavailable")
+    assert "Redis blip" in judge_webhook(delivered, env, 1000, HEALTH)
     with pytest.raises(Failed):
-        judge_webhook(WebhookInfo(env.webhook_url, 0, 2000, "Wrong response from the webhook: 500"), env, since=1000)
+        judge_webhook(WebhookInfo(hook, 0, 2000, "Wrong response from the webhook: 500"), env, 1000, HEALTH)
     with pytest.raises(Failed):
-        judge_webhook(delivered, dataclasses.replace(env, health_path=""), since=1000)
+        judge_webhook(delivered, env, 1000, Level.BASE)
+
+
+MINDMATE = ProbeTalk(("/start", "/remember probe-{nonce}", "/recall"), "probe-{nonce}")
 
 
 def test_conversation_verdicts():
-    assert "the fact came back" in judge_conversation(["hi", "kept", "1. probe-n0nce"], "n0nce")
-    with pytest.raises(Failed, match="did not list the fact"):
-        judge_conversation(["hi", "kept", "I don't remember anything yet"], "n0nce")
+    said = judge_conversation(["hi", "kept", "1. probe-n0nce"], "n0nce", MINDMATE)
+    assert said == "/start, /remember, /recall answered; the last reply holds 'probe-{nonce}'"
+    with pytest.raises(Failed, match="/recall did not answer with 'probe-n0nce'"):
+        judge_conversation(["hi", "kept", "I don't remember anything yet"], "n0nce", MINDMATE)
+    with pytest.raises(Failed, match="/recall did not answer"):  # another probe's nonce is not this one's
+        judge_conversation(["hi", "kept", "1. probe-0ther"], "n0nce", MINDMATE)
     with pytest.raises(Failed, match="2 of 3 replies"):
-        judge_conversation(["hi", "kept"], "n0nce")
+        judge_conversation(["hi", "kept"], "n0nce", MINDMATE)
+
+
+def test_the_default_conversation_asks_only_for_an_answer():
+    assert judge_conversation(["Hi, I'm Ava."], "n0nce", ProbeTalk()) == "/start answered"
+    with pytest.raises(Failed, match="0 of 1 replies"):
+        judge_conversation([], "n0nce", ProbeTalk())
 
 
 def test_the_health_contract_names_what_is_missing():

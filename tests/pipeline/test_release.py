@@ -498,7 +498,7 @@ def test_telegrams_flood_wait_is_waited_once_not_hammered(world, monkeypatch):
     checks = run_probe(probe)
     assert all(c.ok for c in checks), checks
     assert time.monotonic() - started >= 3
-    assert sorted(c.attempts for c in checks) == [1, 1, 1, 1, 2]  # the 429'd check: one retry
+    assert sorted(c.attempts for c in checks) == [1, 1, 1, 1, 1, 2]  # the 429'd check: one retry
 
 
 def probe_json(sha, *extra):
@@ -513,7 +513,8 @@ def test_the_conversation_probe_passes_on_a_healthy_release_and_leaves_nothing(w
     before = world.redis["production"].client().dbsize()
     assert probe_json(sha) == 0
     checks = {c["name"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
-    assert checks["conversation"]["ok"] and "the fact came back" in checks["conversation"]["detail"]
+    assert checks["level"]["ok"] and checks["level"]["detail"] == "conversation"
+    assert checks["conversation"]["ok"] and "the last reply holds 'probe-{nonce}'" in checks["conversation"]["detail"]
     assert world.bots["production"].sent == []  # nothing reached Telegram
     assert world.redis["production"].client().dbsize() == before  # the probe user's keys are gone
 
@@ -542,21 +543,27 @@ def released_with_health_path(world, monkeypatch, capsys, path: str) -> str:
     return sha
 
 
-def test_a_bot_without_healthz_gets_one_failing_check_naming_it(world, monkeypatch, capsys):
+def test_a_bot_whose_health_path_answers_404_is_probed_at_the_base_level_saying_so(world, monkeypatch, capsys):
+    """No health answer at the configured path: the base level, its Telegram checks run, and the
+    level row says what that leaves unverified (a release that drops to it fails: test_levels.py)."""
     sha = released_with_health_path(world, monkeypatch, capsys, "/health")
-    assert probe_json(sha, "--no-conversation") == 5
+    assert probe_json(sha) == 0
     checks = {c["name"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
-    failed = [name for name, c in checks.items() if c["ok"] is False]
-    assert failed == ["health"]
-    assert "HTTP 404" in checks["health"]["detail"] and "health contract" in checks["health"]["cause"]
+    assert list(checks) == ["level", "token", "webhook"]
+    assert checks["level"]["warning"] and checks["level"]["detail"].startswith(
+        "base — not verified: health (GET /health answered HTTP 404"
+    )
+    assert "conversation (needs health)" in checks["level"]["detail"]
     assert checks["token"]["ok"] and checks["webhook"]["ok"]
 
 
 def test_with_an_empty_health_path_the_telegram_checks_run_and_health_is_said_unchecked(world, monkeypatch, capsys):
     sha = released_with_health_path(world, monkeypatch, capsys, "")
+    requests = len(world.services["production"].router.requests)
     assert cli("probe", "production", "--commit", sha, "--deadline", "3") == 0
     out = capsys.readouterr().out
-    assert "not checked: health_path is empty" in out and "@mindmate_companion_bot" in out
+    assert "health_path is empty" in out and "@mindmate_companion_bot" in out
+    assert len(world.services["production"].router.requests) == requests  # not asked: the owner said so
 
 
 def test_a_renamed_production_still_rolls_back_because_the_role_says_so(world, monkeypatch, capsys):

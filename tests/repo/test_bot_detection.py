@@ -108,6 +108,23 @@ def test_no_health_endpoint_is_read_from_tests_or_a_mere_string(tmp_path, files)
     assert detect.health_path(root, detect.files(root)) is None
 
 
+def test_a_virtualenv_in_the_tree_is_not_the_bots_code(tmp_path):
+    """``python -m venv venv`` (3.11) writes no .gitignore: git lists the libraries as new files,
+    and python-telegram-bot's task names read as keys (``Application:{id}:update_fetcher``)."""
+    library = 'def task(self):\n    return f"Application:{self.id}:update_fetcher"\n'
+    root = repo(
+        tmp_path,
+        {
+            "bot/store.py": 'K = f"memory:{uid}"\n',
+            "venv/pyvenv.cfg": "home = /usr/bin\n",
+            "venv/lib/python3.11/site-packages/telegram/ext/_application.py": library,
+            "vendor/site-packages/telegram/_app.py": library,  # a library tree without a pyvenv.cfg
+        },
+    )
+    assert detect.files(root) == ["bot/store.py"]
+    assert [f.value for f in detect.memory_patterns(root, detect.files(root))] == ["memory:{user_id}"]
+
+
 def test_memory_keys_of_tests_are_not_the_bots(tmp_path):
     root = repo(tmp_path, {"bot/store.py": 'K = f"memory:{uid}"\n', "tests/test_store.py": 'T = f"fixture:{uid}"\n'})
     assert [f.value for f in detect.memory_patterns(root, detect.files(root))] == ["memory:{user_id}"]
