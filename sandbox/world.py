@@ -16,6 +16,9 @@ import shutil
 import subprocess
 import tomllib
 from pathlib import Path
+from typing import Any
+
+import tomlkit
 
 from ci_tools.settings import NO_PREFIX, load_config
 from sandbox.redis import RedisServer
@@ -26,7 +29,7 @@ DAILY_USER = 424242001  # the sandbox's daily user: protected, as `ci-tools init
 PROTECTED = re.compile(r"^protected_users = \[[^\]]*\]", re.M)
 PATTERNS = '["user:{user_id}:history", "user:{user_id}:profile", "memory:{user_id}"]'
 # 1.8 s, a look every 0.4 s; and no wait for a quiet moment (a test of it sets its own quiet_seconds)
-BAKE = "\nbake_minutes = 0.03\nbake_interval_seconds = 0.4\nquiet_seconds = 0\n"
+BAKE = {"bake_minutes": 0.03, "bake_interval_seconds": 0.4, "quiet_seconds": 0}
 # What a commit holds for Render to build and start the reference bot (render.yaml's services),
 # besides the packages its build backend names (bot_project()).
 BOT_PROJECT = ("render.yaml", "pyproject.toml", "uv.lock", "README.md")
@@ -73,36 +76,42 @@ class World:
         self.bots: dict[str, FakeBot] = {}
         self.services: dict[str, FakeService] = {}
 
+    def _names(self) -> dict[str, tuple[str, str, str, str]]:
+        """Each environment's Render service, Key Value, bot and branch: as the copied project's
+        config names them (an adopted repository's ``ava-bot-dev``), else the sandbox's own."""
+        if self.source:
+            config = load_config(self.source / "pyproject.toml")
+            return {
+                name: (env.render_service, env.key_value, env.bot_username, env.branch)
+                for name, env in config.environments.items()
+            }
+        return {
+            "staging": ("mindmate-dev", "mindmate-dev-redis", "mindmate_dev_bot", "develop"),
+            "production": ("mindmate-prod", "mindmate-prod-redis", "mindmate_companion_bot", "main"),
+        }
+
     def start(self) -> World:
         self.root.mkdir(parents=True, exist_ok=True)
+        names = self._names()
         self.redis = {"staging": RedisServer().start(), "production": RedisServer().start()}
         self.telegram = FakeTelegram(latency=self.latency).start()
-        self.bots = {
-            "staging": self.telegram.add_bot("mindmate_dev_bot"),
-            "production": self.telegram.add_bot("mindmate_companion_bot"),
-        }
+        self.bots = {env: self.telegram.add_bot(names[env][2]) for env in ("staging", "production")}
         self.render = FakeRender(step=self.step, process=self.process).start()
         self.render.log_dir = self.root
         # Each Redis is a Key Value instance: the bots use the internal URL (inside Render),
         # anything outside reaches it only through the allow-listed external URL.
         self.key_values = {
-            env: self.render.add_key_value(name, self.redis[env].url)
-            for env, name in (
-                ("staging", "mindmate-dev-redis"),
-                ("production", "mindmate-prod-redis"),
-            )
+            env: self.render.add_key_value(names[env][1], self.redis[env].url) for env in ("staging", "production")
         }
         prefixes = self._prefixes()
-        for env, name, branch, prefix in (
-            ("staging", "mindmate-dev", "develop", prefixes["staging"]),
-            ("production", "mindmate-prod", "main", prefixes["production"]),
-        ):
+        for env in ("staging", "production"):
+            service, _, _, branch = names[env]
             self.services[env] = self.render.add_service(
-                name,
+                service,
                 branch,
                 {
                     "ENV": env,
-                    "KEY_PREFIX": prefix,
+                    "KEY_PREFIX": prefixes[env],
                     "REDIS_URL": self.redis[env].url,
                     "TELEGRAM_BOT_TOKEN": self.bots[env].token,
                     "TELEGRAM_WEBHOOK_SECRET": SECRETS[env],
@@ -132,7 +141,7 @@ class World:
             self.config = self.root / "pyproject.toml"
             self.config.write_text(self._config_text())
         git(self.repo, "commit", "-q", "--allow-empty", "-m", "initial")
-        git(self.repo, "branch", "develop")
+        git(self.repo, "branch", names["staging"][3])
         self.render.repo = self.repo  # what the deploy hooks deploy: each branch's head
         return self
 
@@ -152,26 +161,18 @@ class World:
                 (self.repo / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(origin, self.repo / name)
         config = self.repo / "pyproject.toml"
-        text = config.read_text()
+        document: Any = tomlkit.parse(config.read_text())
+        tables = document["tool"]["ci_tools"]
         for env, service in self.services.items():
-            text, count = re.subn(
-                rf"(\[tool\.ci_tools\.environments\.{env}\](?:(?!\n\[).)*?\nbase_url = )\"[^\"]*\"",
-                rf'\g<1>"{service.router.url}"',
-                text,
-                flags=re.S,
-            )
-            if count != 1:
+            if "base_url" not in tables["environments"].get(env, {}):
                 raise RuntimeError(f"{config}: no base_url for {env} to point at the stand-in")
+            tables["environments"][env]["base_url"] = service.router.url
         # The daily user protected, as init leaves an owner's config: a production release's
         # replay gate fails when it would check nothing (no protected user).
-        text, count = PROTECTED.subn(f"protected_users = [{DAILY_USER}]", text)
-        if count != 1:
-            raise RuntimeError(f"{config}: no protected_users line for the sandbox's daily user")
+        tables.setdefault("memory_backup", tomlkit.table())["protected_users"] = [DAILY_USER]
         # The bake window, scaled down as the stand-ins' clocks are: minutes to seconds.
-        text, count = re.subn(r"\nbake_minutes = [0-9.]+\nbake_interval_seconds = [0-9.]+\n", BAKE, text)
-        if count != 1:
-            raise RuntimeError(f"{config}: no bake_minutes and bake_interval_seconds for production to scale down")
-        config.write_text(text)
+        tables["environments"]["production"].update(BAKE)
+        config.write_text(tomlkit.dumps(document))
 
     def _config_text(self) -> str:
         text = [

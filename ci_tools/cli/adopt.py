@@ -48,6 +48,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("path", type=Path, metavar="PATH", help="your bot's repository (its git root)")
     parser.add_argument("--yes", action="store_true", help="ask nothing: detections and named defaults only")
     parser.add_argument("--service", help="the live web service in render.yaml, when it has several")
+    parser.add_argument(
+        "--pin",
+        metavar="SOURCE",
+        default="",
+        help="what the workflows install ci-tools from: git+https://github.com/<owner>/<repo>@<40-hex commit> "
+        "or <wheel URL or absolute path>#sha256=<hex> (default: this checkout's GitHub origin at its HEAD)",
+    )
     for name, text in GIVEN.items():
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name, default="", help=text)
     parser.set_defaults(func=run)
@@ -78,6 +85,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         service=args.service,
         given={name: getattr(args, name).strip() for name in GIVEN if getattr(args, name).strip()},
         ask=_asker(args.yes),
+        pin=args.pin,
     )
     result = adopt(request)
     say(f"ci-tools adopt {args.path}")

@@ -3,8 +3,10 @@
 The replay stage starts the live and the candidate bot with ``TELEGRAM_API_URL`` pointing
 here, so nothing they say reaches real Telegram: ``getMe`` answers as the configured bot,
 ``sendMessage`` keeps the text per chat instead of sending it, and every other method
-(``setWebhook``, ``setMyCommands`` …) answers ``ok`` and does nothing. The replies stay in
-this process's memory and are gone when the server stops; they are compared, never printed.
+(``setMyCommands`` …) answers ``ok`` and does nothing. ``setWebhook`` is kept (``webhook``):
+the bot's webhook may be at any path on its port, and the replay posts each turn where the bot
+put it. The replies stay in this process's memory and are gone when the server stops; they are
+compared, never printed.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class CaptureServer:
     def __init__(self, username: str) -> None:
         self.username = username
         self._replies: dict[int, list[str]] = defaultdict(list)
+        self.webhook = ""  # the URL the bot set with setWebhook ("" none yet, or deleted)
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -45,6 +48,14 @@ class CaptureServer:
         self._server.server_close()
         with self._lock:
             self._replies.clear()
+
+    def forget_webhook(self) -> None:
+        """Before the next bot starts on this server: the webhook it sets is its own."""
+        self.webhook = ""
+
+    def replied(self, chat_id: int) -> bool:
+        with self._lock:
+            return bool(self._replies.get(chat_id))
 
     def take(self, chat_id: int) -> list[str]:
         """What the bot sent ``chat_id`` since the last take."""
@@ -72,8 +83,12 @@ class CaptureServer:
                 "date": int(time.time()),
                 "text": str(params.get("text", "")),
             }
+        if method == "setwebhook":
+            self.webhook = str(params.get("url", ""))
+        if method == "deletewebhook":
+            self.webhook = ""
         if method == "getwebhookinfo":
-            return {"url": "", "has_custom_certificate": False, "pending_update_count": 0}
+            return {"url": self.webhook, "has_custom_certificate": False, "pending_update_count": 0}
         return True
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:

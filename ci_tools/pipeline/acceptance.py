@@ -9,11 +9,13 @@ production service), and the probe judges what the base level can.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import redis
 
 from ci_tools.checklist import BUDGET, TELEGRAM_DOWN, Item, unanswered
+from ci_tools.clients.health import Updates
 from ci_tools.clients.render import monotonic_deadline
 from ci_tools.clients.telegram import TelegramError
 from ci_tools.context import Context
@@ -50,8 +52,8 @@ def acceptance(
     root = repo_root or config.path.parent
     # What does not depend on the bot runs meanwhile, each on a short budget.
     pool = ThreadPoolExecutor(max_workers=5)
+    memory = pool.submit(_memory_items, ctx, env.key_prefix, user_id, snapshot, since)
     later = [
-        pool.submit(_memory_items, ctx, env.key_prefix, user_id, snapshot, since),
         pool.submit(lambda: [_rollback_window(ctx)]),
         pool.submit(check_if_possible, ctx, root, budget=BUDGET),  # GitHub's settings in force
         pool.submit(lambda: [net.durability(ctx, budget=BUDGET)]),  # the memory safety net
@@ -112,9 +114,10 @@ def acceptance(
             items.append(Item("the probe passes", False, exc.message, exc.hint or ""))
     else:
         items.append(Item("the probe passes", None, "needs the bot and /healthz", "fix the items above"))
-    memory_items, window, github_items, durability, last = (job.result() for job in later)
+    window, github_items, durability, last = (job.result() for job in later)
+    memory_items, seen = memory.result()
     pool.shutdown()
-    items += memory_items + window
+    items += [*memory_items, seen.item(health.updates if health else None, found.level), *window]
     missing = [f for f in REPOSITORY_FILES if not (root / f).is_file()]
     items.append(
         Item(
@@ -172,7 +175,54 @@ def _rollback_window(ctx: Context) -> Item:
     )
 
 
-def _memory_items(ctx: Context, prefix: str, user_id: int, snapshot: Path | None, since: float | None) -> list[Item]:
+TALKED = "the user has talked to the new bot"
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What says the user has talked to the new bot since the copy (``since``): the profile's
+    ``last_seen`` a bot like ours keeps under ``user:<id>:profile``, or, for a bot that keeps
+    none, the last update its health answer says it handled (whose, it never says)."""
+
+    since: float | None = None
+    last_seen: int | None = None
+    profile: bool = False  # the bot keeps a profile for the user (our key layout)
+    unmet: Item | None = None  # Redis unset or silent: the item as it stands
+
+    def item(self, updates: Updates | None, level: Level) -> Item:
+        if self.unmet is not None:
+            return self.unmet
+        if self.profile:
+            talked = self.last_seen is not None and self.since is not None and self.last_seen >= int(self.since)
+            return Item(
+                TALKED,
+                talked,
+                f"last seen {self.last_seen}" if self.last_seen else "never",
+                "" if talked else "send them the announcement (ci-tools announce)",
+            )
+        if updates is not None and updates.reports_last_handled:
+            handled = updates.last_handled_at
+            talked = handled is not None and self.since is not None and handled >= self.since
+            return Item(
+                TALKED,
+                talked,
+                f"the bot handled an update at {handled:.0f} (its health answer; it never says whose)"
+                if handled
+                else "the bot has handled no update since it started",
+                "" if talked else "send them the announcement (ci-tools announce)",
+            )
+        return Item(
+            TALKED,
+            True,
+            f"not verified: the bot keeps no user:<id>:profile and its level ({level}) reports no last_handled_at",
+            "ask them; the kit's health answer says when the bot last handled an update",
+            warning=True,
+        )
+
+
+def _memory_items(
+    ctx: Context, prefix: str, user_id: int, snapshot: Path | None, since: float | None
+) -> tuple[list[Item], Seen]:
     url = ctx.optional("REDIS_URL")
     if not url:
         unmet = Item(
@@ -181,10 +231,7 @@ def _memory_items(ctx: Context, prefix: str, user_id: int, snapshot: Path | None
             "REDIS_URL not set",
             "export the production Redis URL",
         )
-        return [
-            unmet,
-            Item("the user has talked to the new bot", None, "REDIS_URL not set", "export it"),
-        ]
+        return [unmet], Seen(unmet=Item(TALKED, None, "REDIS_URL not set", "export it"))
     client = redis.Redis.from_url(
         url,
         socket_connect_timeout=min(ctx.request_timeout(5), BUDGET),
@@ -195,10 +242,9 @@ def _memory_items(ctx: Context, prefix: str, user_id: int, snapshot: Path | None
     except (redis.RedisError, OSError) as exc:
         said = f"Redis did not answer ({type(exc).__name__})"
         fix = "check REDIS_URL and the Key Value's allow list"
-        return [
-            Item("the user's memory is in prod", False, said, fix, remote=True),
-            Item("the user has talked to the new bot", False, said, fix, remote=True),
-        ]
+        return [Item("the user's memory is in prod", False, said, fix, remote=True)], Seen(
+            unmet=Item(TALKED, False, said, fix, remote=True)
+        )
     items = []
     if snapshot is None:
         items.append(
@@ -239,15 +285,6 @@ def _memory_items(ctx: Context, prefix: str, user_id: int, snapshot: Path | None
             )
         )
         since = since if since is not None else (first_read or 0) / 1000
-    last_seen = client.hget(f"{prefix}user:{user_id}:profile", "last_seen")
-    seen = int(last_seen) if last_seen else None
-    talked = seen is not None and since is not None and seen >= int(since)
-    items.append(
-        Item(
-            "the user has talked to the new bot",
-            talked,
-            f"last seen {seen}" if seen else "never",
-            "" if talked else "send them the announcement (ci-tools announce)",
-        )
-    )
-    return items
+    profile = f"{prefix}user:{user_id}:profile"
+    last_seen = client.hget(profile, "last_seen")
+    return items, Seen(since, int(last_seen) if last_seen else None, bool(client.exists(profile)))

@@ -41,6 +41,7 @@ class AdoptRequest:
     service: str | None = None  # the live web service, when render.yaml has several
     given: Mapping[str, str] = field(default_factory=dict)  # production_bot, staging_url, start, build, …
     ask: Ask | None = None  # None: ask nothing (--yes), every value a detection or a named default
+    pin: str = ""  # what the setup action installs ci-tools from (--pin); "" this checkout's origin at HEAD
 
 
 @dataclass
@@ -486,8 +487,20 @@ class _Adoption:
             )
         return found
 
+    def pin(self, source: Path) -> str:
+        """The pin, from --pin or this checkout, named with where it came from (never asked: the
+        default is the pipeline these files were copied from)."""
+        if self.request.pin:
+            pin = adopted_files.given_pin(self.request.pin.strip())
+            self.said("given", f"ci-tools installed from `{pin.source}` (--pin)")
+        else:
+            pin = adopted_files.default_pin(source)
+            self.said("default", f"ci-tools installed from `{pin.source}` ({pin.origin}; another: --pin)")
+        self.result.warnings += pin.warnings
+        return pin.source
+
     def copied(self, source: Path) -> dict[str, bytes]:
-        copied, missing = adopted_files.copied_files(source)
+        copied, missing = adopted_files.copied_files(source, self.pin(source))
         self.result.warnings += missing
         self.result.kit_vendored = any(name.startswith("release_kit/") for name in copied)
         clashes = adopted_files.clashes(self.root, copied)

@@ -347,7 +347,8 @@ class _Stage:
                 continue
             tree = checkout(commit, folder)
             try:
-                trees[commit] = (tree, interpreter(tree, self.ctx.child, self.on_status), own_module(tree, self.env))
+                python = interpreter(tree, self.ctx.child, self.on_status, self.env)
+                trees[commit] = (tree, python, own_module(tree, self.env))
             except CannotStart as exc:
                 raise _cannot_start(role, commit, str(exc)) from None
         return trees
@@ -405,7 +406,7 @@ class _Stage:
             tree, python, module = trees[commit]
             log = folder / f"{lane.name}-{step}-{role}.log"
             try:
-                bot = await self._started(role, commit, (tree, python, module), environ, log, surface)
+                bot = await self._started(role, commit, (tree, python, module), environ, log, surface, capture)
             except CannotStart as exc:
                 if lane.name == "candidate" and role == "live":  # on what the candidate left
                     lane.cannot_start = str(exc)
@@ -424,6 +425,7 @@ class _Stage:
         environ: dict[str, str],
         log: Path,
         surface: BotSurface,
+        capture: CaptureServer,
     ) -> ReplayBot:
         """A bot of ``commit`` answering /healthz. One that exits at start is started once more on
         another port: the free port it was given can be taken before it binds (a busy runner);
@@ -432,9 +434,10 @@ class _Stage:
             tree, python, module = built
             bot = ReplayBot(role, commit, tree, python, environ, module, log)
             self.started.append(bot)
+            capture.forget_webhook()
             bot.start()
             try:
-                await bot.ready(surface, self.config.start_timeout)
+                await bot.ready(surface, self.config.start_timeout, capture, self.env.health_path)
                 return bot
             except CannotStart as exc:
                 bot.stop()

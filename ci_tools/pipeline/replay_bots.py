@@ -7,6 +7,13 @@ a throwaway token and webhook secret. ``secrets_in_reach`` checks what it could 
 its own environment and every ancestor's ``/proc/<pid>/environ`` — before any bot starts.
 When a bot cannot start, it is named by its exit status and the exception's *type*, with the
 message masked (``ValueError: xxxxx xxx …``): a start-up error may quote a stored fact.
+
+Any bot, not only ours: a tree without a uv.lock is built by its own render.yaml build command
+(``ci_tools/botrun``), an unchanged bot's calls to api.telegram.org reach the capture server
+(botrun's reroute), the bot is ready when its health path answers (the config's; with none, when
+its port is open and it has set its webhook), each turn is posted where the bot set its webhook
+(any path), and a reply sent after the webhook answered (python-telegram-bot's own queue) is
+waited for.
 """
 
 from __future__ import annotations
@@ -26,10 +33,11 @@ from typing import Any
 
 import yaml
 
-from ci_tools import redact
+from ci_tools import botrun, redact
+from ci_tools.botrun.running import REROUTE, TELEGRAM_VARIABLE
 from ci_tools.clients.capture import CaptureServer
 from ci_tools.clients.health import BotSurface, NotTheContract, Unreachable
-from ci_tools.errors import ConfigError
+from ci_tools.errors import BuildFailed, ConfigError
 from ci_tools.memory import throwaway
 from ci_tools.pipeline.replay_judge import Answer, Conversation, letters_masked
 from ci_tools.repo.bot_detection import module_of
@@ -37,6 +45,9 @@ from ci_tools.settings import Environment
 
 Status = Callable[[str], None]
 NAME = "Friend"  # the first name every replayed turn carries: the same on every side
+# How long a turn waits for a reply the bot sends after its webhook answered (python-telegram-bot's
+# own run_webhook queues the update): a turn that gets none costs this much, once.
+LATE_REPLY = 5.0
 # A Python traceback's last line: ``package.module.SomeError: message`` (or the type alone).
 EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Warning|Failure|Fault))(?::\s?(.*))?$")
 
@@ -63,14 +74,17 @@ def checkout(commit: str, into: Path) -> Path:
     return target
 
 
-def interpreter(tree: Path, environ: Mapping[str, str], on_status: Status) -> str:
+def interpreter(tree: Path, environ: Mapping[str, str], on_status: Status, env: Environment | None = None) -> str:
     """The Python that runs the bot of ``tree``, with the dependencies of its own ``uv.lock``.
 
     When its lock is this checkout's (the environment this command runs in was installed from
     it), that environment serves: ``python -m`` run in the tree imports the tree's own code
     first. Otherwise ``uv sync --locked --no-default-groups`` builds the tree's own, as Render's
-    build does."""
+    build does. A tree without a uv.lock (``requirements.txt``, Poetry) is built by the build
+    command of its own render.yaml service of ``env``, in its ``.venv`` (``botrun.build``)."""
     here, there = Path("uv.lock"), tree / "uv.lock"
+    if not there.is_file() and env is not None:
+        return _built(tree, environ, on_status, env)
     if not there.is_file() or (here.is_file() and here.read_bytes() == there.read_bytes()):
         return sys.executable
     uv = shutil.which("uv", path=environ.get("PATH"))
@@ -91,6 +105,29 @@ def interpreter(tree: Path, environ: Mapping[str, str], on_status: Status) -> st
         last = (built.stderr.strip().splitlines() or ["uv sync failed"])[-1]
         raise CannotStart(f"its dependencies do not install from its uv.lock ({redact.redact(last)})")
     return str(tree / ".venv" / "bin" / "python")
+
+
+def _built(tree: Path, environ: Mapping[str, str], on_status: Status, env: Environment) -> str:
+    try:
+        text = (tree / "render.yaml").read_text(encoding="utf-8")
+    except OSError:
+        raise CannotStart("it has no render.yaml, so nothing says how it builds") from None
+    try:
+        commands = botrun.from_blueprint(text, env.render_service)
+    except ConfigError:
+        try:
+            commands = botrun.from_blueprint(text)  # the tree's only web service
+        except ConfigError as exc:
+            raise CannotStart(f"its render.yaml says no build for {env.render_service} ({exc.message})") from None
+    if not commands.build:
+        return sys.executable
+    on_status(f"building {tree.name} with its own build command ({commands.build})")
+    try:
+        botrun.build(tree, commands, environ, cache=botrun.default_cache())
+    except BuildFailed as exc:
+        raise CannotStart(f"its build command failed ({letters_masked(exc.message)[:120]})") from None
+    workdir = tree / commands.root if commands.root else tree
+    return str(workdir / ".venv" / "bin" / "python")
 
 
 def own_module(tree: Path, env: Environment) -> str:
@@ -143,7 +180,16 @@ class ReplayBot:
         self.log = log  # in the stage's temporary folder: never printed, only its end's shape
         self._command = [python, "-m", module]
         self._tree = tree
-        self._environ = {**environ, "PORT": str(self.port), "RENDER_GIT_COMMIT": commit}
+        self._environ = {
+            **environ,
+            "PORT": str(self.port),
+            "RENDER_GIT_COMMIT": commit,
+            "RENDER_EXTERNAL_URL": self.url,  # where Render would say it is: its webhook goes there
+            # an unchanged bot's calls to api.telegram.org go to the capture server too
+            "PYTHONPATH": os.pathsep.join(p for p in (str(REROUTE), environ.get("PYTHONPATH", "")) if p),
+            TELEGRAM_VARIABLE: environ.get("TELEGRAM_API_URL", ""),
+        }
+        self.webhook = ""  # where it set its webhook, once ready
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -159,7 +205,9 @@ class ReplayBot:
                 preexec_fn=throwaway.die_with_parent,  # only prctl(2), before exec: safe with threads
             )
 
-    async def ready(self, surface: BotSurface, timeout: float) -> None:
+    async def ready(self, surface: BotSurface, timeout: float, capture: CaptureServer, health_path: str) -> None:
+        """Up: its health path answers 200 (with none configured: its port is open), and it has
+        set its webhook on the capture server, at any path of its own address."""
         deadline = time.monotonic() + timeout
         seen = "no answer"
         while time.monotonic() < deadline:
@@ -167,23 +215,40 @@ class ReplayBot:
             code = self.process.poll()
             if code is not None:
                 raise CannotStart(f"it exited with status {code} at start ({self.end()})", exited=True)
-            try:
-                health = await surface.health(f"{self.url}/healthz")
-                if health.http_status == 200:
-                    return
-                seen = f"/healthz answered {health.http_status}"
-            except Unreachable:
-                pass
-            except NotTheContract:
-                seen = "/healthz does not follow the health contract"
+            up = await self._up(surface, health_path)
+            if up is True and capture.webhook.startswith(self.url):
+                self.webhook = capture.webhook
+                return
+            seen = up if isinstance(up, str) else "it set no webhook at its own address"
             await asyncio.sleep(0.05)
-        raise CannotStart(f"it did not get healthy within {timeout:.0f} s ({seen})")
+        raise CannotStart(f"it did not get ready within {timeout:.0f} s ({seen})")
+
+    async def _up(self, surface: BotSurface, health_path: str) -> bool | str:
+        if not health_path:
+            return await asyncio.to_thread(_port_open, self.port) or "no answer"
+        try:
+            health = await surface.health(f"{self.url}{health_path}")
+        except Unreachable:
+            return "no answer"
+        except NotTheContract:
+            return f"{health_path} does not follow the health contract"
+        return True if health.http_status == 200 else f"{health_path} answered {health.http_status}"
 
     def end(self) -> str:
         return why_it_stopped(self.log.read_text(errors="replace")) if self.log.exists() else "it printed nothing"
 
     def stop(self) -> None:
         stop_all([self])
+
+
+def _port_open(port: int) -> bool:
+    import socket
+
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
 
 
 def _sessions_members(sessions: set[int], proc: Path = Path("/proc")) -> list[int]:
@@ -268,12 +333,21 @@ class Replayer:
             for index, text in enumerate(self.turns):
                 try:
                     status: int | None = await self.surface.post(
-                        f"{bot.url}/telegram", update(next(self._ids), user, text), self.headers
+                        bot.webhook, update(next(self._ids), user, text), self.headers
                     )
                 except Unreachable:
                     status = None
+                if status is not None and 200 <= status < 300:
+                    await _late_reply(capture, user)
                 found[user, index] = Answer(status, tuple(capture.take(user)))
         return found
+
+
+async def _late_reply(capture: CaptureServer, user: int) -> None:
+    """A reply the bot sends after its webhook answered (an update it queued), up to LATE_REPLY."""
+    deadline = time.monotonic() + LATE_REPLY
+    while not capture.replied(user) and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
 
 
 # -- what a bot could read ----------------------------------------------------------------------

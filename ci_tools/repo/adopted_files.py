@@ -9,10 +9,14 @@ overwrite one the owner wrote under the same name.
 
 from __future__ import annotations
 
+import hashlib
+import re
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from ci_tools.errors import ConfigError, InputError
+from ci_tools.repo.workflow_files import PIN, adopted_set, pin_entry, pinned_lock
 
 MANAGED = "managed by ci-tools adopt"
 _HEADERS = {
@@ -20,7 +24,9 @@ _HEADERS = {
     ".yml": f"# {MANAGED}: a later `ci-tools adopt` replaces this file; change it where the pipeline lives\n",
     ".yaml": f"# {MANAGED}: a later `ci-tools adopt` replaces this file; change it where the pipeline lives\n",
     ".md": f"<!-- {MANAGED}: a later `ci-tools adopt` replaces this file -->\n",
+    ".toml": f"# {MANAGED}, pinned by its --pin: a later `ci-tools adopt` replaces this file\n",
 }
+KIT = "release_kit"
 FLOW_START = "<!-- ci-tools adopt: flow"
 FLOW_END = "<!-- ci-tools adopt: end of flow -->"
 FLOW_MARKER = (
@@ -30,19 +36,20 @@ FLOW_MARKER = (
 
 @dataclass(frozen=True)
 class Copied:
-    """A folder of the checkout and the files of it adopt copies."""
+    """A folder adopt copies into, for the report and for what this checkout may lack."""
 
     folder: str
-    pattern: str
     what: str
     optional: bool = False  # absent from this checkout: a warning, not a failure
 
 
+# The folders; which files of the three .github folders go is workflow_files.adopted_set's one
+# list (every workflow but OURS_ONLY, the setup action, the rulesets), the kit is copied whole.
 COPIED = (
-    Copied(".github/workflows", "*.yml", "the workflows (each step one ci-tools call)"),
-    Copied(".github/actions", "**/*", "the actions the workflows use"),
-    Copied(".github/rulesets", "*.json", "the branch rules `ci-tools github setup` imports"),
-    Copied("release_kit", "**/*", "the bot kit (vendored: your bot imports it from its own tree)", optional=True),
+    Copied(".github/workflows", "the workflows (each step one ci-tools call)"),
+    Copied(".github/actions", "the action that installs ci-tools as pylock.toml pins it"),
+    Copied(".github/rulesets", "the branch rules `ci-tools github setup` imports"),
+    Copied(KIT, "the bot kit (vendored: your bot imports it from its own tree)", optional=True),
 )
 
 
@@ -57,27 +64,109 @@ def checkout() -> Path:
     return root
 
 
+@dataclass(frozen=True)
+class Pin:
+    """What the adopted setup action installs ci-tools from (``workflow_files.pinned_lock``'s
+    source), where that came from, and what the owner should know of it."""
+
+    source: str
+    origin: str
+    warnings: tuple[str, ...] = ()
+
+
+PIN_FORMS = (
+    "--pin git+https://github.com/<owner>/<repo>@<40-hex commit> or --pin <wheel URL or absolute path>#sha256=<hex>"
+)
+# The addresses of a GitHub repository a clone's origin may have; the pin is its https form,
+# which a workflow installs from without credentials.
+_GITHUB = re.compile(
+    r"^(?:https://github\.com/|git@github\.com:|ssh://git@github\.com/)([\w.-]+/[\w.-]+?)(?:\.git)?/?$"
+)
+
+
+def given_pin(value: str) -> Pin:
+    """``--pin``: one of ``pinned_lock``'s two forms; a wheel on this machine by an absolute path
+    whose file has that hash (a relative path would be read from the setup action's folder)."""
+    try:
+        pin_entry(value)
+    except ConfigError as exc:
+        raise InputError(f"--pin: {exc.message}", hint=PIN_FORMS) from None
+    wheel, _, digest = value.partition("#sha256=")
+    if digest and "://" not in wheel:
+        path = Path(wheel)
+        if not path.is_absolute():
+            raise InputError(f"--pin: {wheel} is a relative path", hint="give the wheel's absolute path or its URL")
+        if not path.is_file():
+            raise InputError(f"--pin: {wheel} does not exist", hint="build it (uv build --wheel) or give its URL")
+        if hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+            raise InputError(f"--pin: {wheel} does not have sha256 {digest}", hint="give the hash of that file")
+    return Pin(value, "--pin")
+
+
+def _git(checkout: Path, *args: str) -> str | None:
+    done = subprocess.run(["git", "-C", str(checkout), *args], capture_output=True, text=True, check=False)
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def default_pin(checkout: Path) -> Pin:
+    """This checkout's commit on its GitHub origin: the pipeline the adopted workflows were copied
+    from is the one they install. Refused (naming --pin) when origin is no GitHub repository;
+    warned when that commit is on no branch of origin this clone knows, or the copied files
+    differ from it (the pin installs the commit, without those changes)."""
+    origin = _git(checkout, "remote", "get-url", "origin")
+    found = _GITHUB.match(origin or "")
+    if found is None:
+        where = f"origin is {origin}" if origin else "no origin remote"
+        raise InputError(
+            f"adopt cannot pin ci-tools: this checkout has {where}, not a GitHub repository to install from",
+            hint=f"give {PIN_FORMS}",
+        )
+    commit = _git(checkout, "rev-parse", "HEAD") or ""
+    pin = f"git+https://github.com/{found[1]}@{commit}"
+    warnings = []
+    if not _git(checkout, "branch", "-r", "--contains", commit):
+        warnings.append(
+            f"ci-tools is pinned to {commit[:12]}, which is on no branch of origin this checkout knows: "
+            "push it before the workflows run, or they cannot install ci-tools"
+        )
+    changed = _git(checkout, "status", "--porcelain", "--", ".github", "ci_tools", KIT, "pyproject.toml")
+    if changed:
+        warnings.append(
+            f"this checkout has changes not in {commit[:12]} ({changed.splitlines()[0].strip()}"
+            f"{', …' if len(changed.splitlines()) > 1 else ''}): the pin installs the commit without them"
+        )
+    return Pin(pin, "this checkout's origin at HEAD", tuple(warnings))
+
+
 def _with_header(relative: str, data: bytes) -> bytes:
     header = _HEADERS.get(Path(relative).suffix)
     return header.encode() + data if header else data
 
 
-def copied_files(source: Path) -> tuple[dict[str, bytes], list[str]]:
-    """Every file adopt copies (relative path → content as written), and a warning per absent
+def copied_files(source: Path, pin: str) -> tuple[dict[str, bytes], list[str]]:
+    """Every file adopt copies (relative path → content as written), the setup action's
+    ``pylock.toml`` pinned to ``pin`` (``workflow_files.pinned_lock``), and a warning per absent
     optional folder."""
-    found: dict[str, bytes] = {}
     missing: list[str] = []
     for entry in COPIED:
-        folder = source / entry.folder
-        if not folder.is_dir():
-            if not entry.optional:
-                raise ConfigError(f"this checkout has no {entry.folder}/", hint="restore it from the repository")
-            missing.append(f"{entry.folder}/ is not in this checkout of the pipeline: {entry.what} not copied")
+        if (source / entry.folder).is_dir():
             continue
-        for path in sorted(folder.glob(entry.pattern)):
-            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
-                relative = path.relative_to(source).as_posix()
-                found[relative] = _with_header(relative, path.read_bytes())
+        if not entry.optional:
+            raise ConfigError(f"this checkout has no {entry.folder}/", hint="restore it from the repository")
+        missing.append(f"{entry.folder}/ is not in this checkout of the pipeline: {entry.what} not copied")
+    if not (source / PIN).is_file():
+        raise ConfigError(f"this checkout has no {PIN}", hint="restore it from the repository")
+    names = adopted_set(source)
+    if (source / KIT).is_dir():
+        names += [p.relative_to(source).as_posix() for p in sorted((source / KIT).glob("**/*")) if p.is_file()]
+    found: dict[str, bytes] = {}
+    for relative in names:
+        if "__pycache__" in Path(relative).parts or relative.endswith(".pyc"):
+            continue
+        data = (source / relative).read_bytes()
+        if relative == PIN:
+            data = pinned_lock(data.decode("utf-8"), pin).encode()
+        found[relative] = _with_header(relative, data)
     return found, missing
 
 

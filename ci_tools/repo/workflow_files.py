@@ -145,6 +145,20 @@ _COMMIT = re.compile(r"^git\+(https://[^\s\"'\\]+?)(?:\.git)?@([0-9a-f]{40})$")
 _WHEEL = re.compile(r"^([^\s\"'\\]+\.whl)#sha256=([0-9a-f]{64})$")
 
 
+def pin_entry(source: str) -> str:
+    """The pylock.toml entry that installs ci-tools from ``source`` (``pinned_lock``'s forms);
+    ConfigError naming both forms for anything else (a branch, a wheel without its hash)."""
+    if commit := _COMMIT.match(source):
+        return f'vcs = {{ type = "git", url = "{commit[1]}", commit-id = "{commit[2]}" }}'
+    if wheel := _WHEEL.match(source):
+        where = "url" if "://" in wheel[1] else "path"
+        return f'wheels = [{{ {where} = "{wheel[1]}", hashes = {{ sha256 = "{wheel[2]}" }} }}]'
+    raise ConfigError(
+        f"cannot pin ci-tools to {source!r}",
+        hint="give git+https://github.com/<owner>/<repo>@<40-hex commit> or <wheel>#sha256=<hex>",
+    )
+
+
 def pinned_lock(lock: str, source: str) -> str:
     """This repository's ``pylock.toml`` with the pipeline's own entry pinned to ``source``.
 
@@ -157,14 +171,5 @@ def pinned_lock(lock: str, source: str) -> str:
             f"{PIN} does not install the checkout (one editable entry three folders up)",
             hint="regenerate it as its first lines say",
         )
-    if commit := _COMMIT.match(source):
-        entry = f'vcs = {{ type = "git", url = "{commit[1]}", commit-id = "{commit[2]}" }}'
-    elif wheel := _WHEEL.match(source):
-        where = "url" if "://" in wheel[1] else "path"
-        entry = f'wheels = [{{ {where} = "{wheel[1]}", hashes = {{ sha256 = "{wheel[2]}" }} }}]'
-    else:
-        raise ConfigError(
-            f"cannot pin ci-tools to {source!r}",
-            hint="give git+https://github.com/<owner>/<repo>@<40-hex commit> or <wheel>#sha256=<hex>",
-        )
+    entry = pin_entry(source)
     return _OWN_ENTRY.sub(lambda _: entry, lock)

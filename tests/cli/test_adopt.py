@@ -13,16 +13,25 @@ import shutil
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
 
+from ci_tools.repo.workflow_files import OURS_ONLY, PIN, adopted_set, adopted_workflows
 from ci_tools.settings import load_config
+from sandbox.world import git
 from tests.support import ROOT
 
 FIXTURE = ROOT / "tests" / "fixtures" / "owner_bot"
+# What the adopted workflows install ci-tools from: a commit of the pipeline (adopt checks its form;
+# this checkout has no GitHub origin for the default, which a test of its own gives one).
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+PINNED = ("--pin", f"git+https://github.com/mindmate/mindmate-release@{COMMIT}")
+# What of this checkout adopt reads: the files it copies and its own code.
+PIPELINE = (".github", "ci_tools", "release_kit", "CONTRIBUTING.md", "pyproject.toml")
 BOTS_OWN = ("README.md", "bot/__init__.py", "bot/__main__.py", "requirements.txt")
 
 
@@ -58,7 +67,7 @@ def bot(tmp_path: Path) -> Path:
 
 
 def adopted(bot: Path, *more: str) -> str:
-    done = ci_tools("adopt", str(bot), "--yes", *more, cwd=bot.parent)
+    done = ci_tools("adopt", str(bot), *PINNED, "--yes", *more, cwd=bot.parent)
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
     return done.stdout
@@ -109,6 +118,75 @@ def test_a_second_adopt_changes_nothing_and_says_so(bot):
     assert "written:" not in second
 
 
+def test_adopt_copies_the_adopted_set_and_pins_ci_tools_where_it_says(bot):
+    """Our own checks stay ours (OURS_ONLY); the setup action installs the pinned pipeline, never
+    this checkout (an editable path three folders up, which is the bot's own root there)."""
+    said = adopted(bot)
+    assert f"  given: ci-tools installed from `{PINNED[1]}` (--pin)" in said
+    assert {p.relative_to(bot).as_posix() for p in (bot / ".github").rglob("*") if p.is_file()} == set(
+        adopted_set(ROOT)
+    )
+    assert not [name for name in OURS_ONLY if (bot / ".github" / "workflows" / name).exists()]
+    lock = (bot / PIN).read_text()
+    [own] = [p for p in tomllib.loads(lock)["packages"] if "vcs" in p]
+    assert own["vcs"] == {"type": "git", "url": "https://github.com/mindmate/mindmate-release", "commit-id": COMMIT}
+    assert "editable" not in lock and "directory" not in lock
+
+    before = tree(bot)
+    other = f"git+https://github.com/mindmate/mindmate-release@{'f' * 40}"
+    moved = ci_tools("adopt", str(bot), "--yes", "--pin", other, cwd=bot.parent)
+    assert moved.returncode == 0, moved.stderr
+    assert "written: .github/actions/ (1 file)" in moved.stdout  # the pin alone moved
+    assert {n for n in tree(bot) if tree(bot)[n] != before.get(n)} == {PIN}
+    assert f'commit-id = "{"f" * 40}"' in (bot / PIN).read_text()
+
+
+def pipeline_checkout(root: Path, origin: str | None) -> str:
+    """A clone of this checkout as adopt reads it (its files, one commit, ``origin``): adopt pins
+    the checkout it runs from. Its HEAD."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", *PIPELINE],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for name in filter(None, listed.split("\0")):
+        if (ROOT / name).is_file():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, root / name)
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "the pipeline")
+    if origin:
+        git(root, "remote", "add", "origin", origin)
+    return git(root, "rev-parse", "HEAD")
+
+
+def test_without_pin_adopt_pins_the_checkouts_github_origin_at_head_or_names_the_flag(bot, tmp_path):
+    pipeline = tmp_path / "pipeline"
+    head = pipeline_checkout(pipeline, None)
+    before = tree(bot)
+    refused = ci_tools("adopt", str(bot), "--yes", cwd=pipeline)  # python -m: ci_tools from the clone
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert refused.stderr.startswith(
+        "ci-tools: bad input: adopt cannot pin ci-tools: this checkout has no origin remote, "
+        "not a GitHub repository to install from — give --pin git+https://github.com/<owner>/<repo>@<40-hex commit>"
+    )
+    assert tree(bot) == before
+
+    git(pipeline, "remote", "add", "origin", "git@github.com:someone/release-pipeline.git")
+    git(pipeline, "update-ref", "refs/remotes/origin/main", head)  # HEAD is pushed
+    done = ci_tools("adopt", str(bot), "--yes", cwd=pipeline)
+    assert done.returncode == 0, done.stderr
+    pin = f"git+https://github.com/someone/release-pipeline@{head}"
+    assert f"  default: ci-tools installed from `{pin}` (this checkout's origin at HEAD; another: --pin)" in done.stdout
+    assert "⚠" not in done.stdout, done.stdout
+    assert f'url = "https://github.com/someone/release-pipeline", commit-id = "{head}"' in (bot / PIN).read_text()
+    again = ci_tools("adopt", str(bot), "--yes", "--pin", pin, cwd=pipeline)  # the same pin, given
+    assert "nothing to change" in again.stdout, again.stdout + again.stderr
+
+
 def test_the_bots_own_files_and_its_render_yaml_comments_survive(bot):
     own = {name: (bot / name).read_bytes() for name in BOTS_OWN}
     theirs = (bot / "render.yaml").read_text().splitlines()
@@ -119,7 +197,7 @@ def test_the_bots_own_files_and_its_render_yaml_comments_survive(bot):
     assert missing == [], "render.yaml lost the owner's lines (or their order)"
     assert (bot / "render.yaml").read_text().startswith("# Ava on Render: one web service, one Key Value.")
     workflows = sorted(p.name for p in (bot / ".github" / "workflows").glob("*.yml"))
-    assert workflows == sorted(p.name for p in (ROOT / ".github" / "workflows").glob("*.yml"))
+    assert workflows == sorted(p.name for p in adopted_workflows(ROOT))
     assert (bot / ".github" / "workflows" / "ci.yml").read_text().startswith("# managed by ci-tools adopt")
     contributing = (bot / "CONTRIBUTING.md").read_text()
     assert "(ava-bot-dev)" in contributing and "(ava-bot)" in contributing and "mindmate" not in contributing
@@ -164,7 +242,7 @@ def test_a_bot_without_render_yaml_gets_one_from_what_its_tree_shows(bot):
 
 def test_without_a_terminal_or_yes_adopt_names_the_flag_for_what_it_would_ask(bot):
     before = tree(bot)
-    done = ci_tools("adopt", str(bot), cwd=bot.parent)
+    done = ci_tools("adopt", str(bot), *PINNED, cwd=bot.parent)
     assert done.returncode == 2
     assert done.stderr.strip() == (
         "ci-tools: bad input: adopt has a question and no answer to it (no terminal, or its input ended): "
@@ -174,7 +252,7 @@ def test_without_a_terminal_or_yes_adopt_names_the_flag_for_what_it_would_ask(bo
     assert tree(bot) == before
     given = ("--production-bot", "ava_companion_bot", "--staging-bot", "ava_tryout_bot")
     urls = ("--production-url", "https://ava.example.com", "--staging-url", "https://ava-dev.example.com")
-    done = ci_tools("adopt", str(bot), *given, *urls, cwd=bot.parent)
+    done = ci_tools("adopt", str(bot), *PINNED, *given, *urls, cwd=bot.parent)
     assert done.returncode == 0, done.stderr
     assert "given: production bot `ava_companion_bot` (--production-bot)" in done.stdout
     assert load_config(bot / "pyproject.toml").env("staging").base_url == "https://ava-dev.example.com"
@@ -308,7 +386,7 @@ def test_bad_input_is_one_line_with_its_fix_and_nothing_is_written(bot, spoil, s
     spoil(bot)
     before = tree(bot) if bot.exists() else {}
     folders = sorted(p for p in bot.rglob("*") if p.is_dir()) if bot.exists() else []
-    done = ci_tools("adopt", str(bot), "--yes", cwd=bot.parent)
+    done = ci_tools("adopt", str(bot), *PINNED, "--yes", cwd=bot.parent)
     assert done.returncode == 2, done.stdout + done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
     assert said in done.stderr
@@ -320,7 +398,7 @@ def test_bad_input_is_one_line_with_its_fix_and_nothing_is_written(bot, spoil, s
 def test_a_start_command_other_than_the_live_services_is_refused(bot):
     """The live service's commands are production's truth: a flag never rewrites them."""
     before = tree(bot)
-    done = ci_tools("adopt", str(bot), "--yes", "--start", "python -m other", cwd=bot.parent)
+    done = ci_tools("adopt", str(bot), *PINNED, "--yes", "--start", "python -m other", cwd=bot.parent)
     assert done.returncode == 2
     assert "render.yaml already starts ava-bot as 'python -m bot'; adopt keeps the live service's" in done.stderr
     assert tree(bot) == before
@@ -337,10 +415,10 @@ def test_adopting_the_pipelines_own_repository_is_refused(bot):
     """Refused, not a no-op: its render.yaml has two live web services of its own and a config that
     is the pipeline's reference, and copying the workflows onto themselves would stamp adopt's
     header into the originals. The fixture, inside it, is refused too: it is not a repository root."""
-    done = ci_tools("adopt", str(ROOT), "--yes", cwd=bot)
+    done = ci_tools("adopt", str(ROOT), *PINNED, "--yes", cwd=bot)
     assert done.returncode == 2
     assert "is the release pipeline's own repository: it has the pipeline already" in done.stderr
-    done = ci_tools("adopt", str(FIXTURE), "--yes", cwd=bot)
+    done = ci_tools("adopt", str(FIXTURE), *PINNED, "--yes", cwd=bot)
     assert done.returncode == 2
     assert f"{FIXTURE} is inside the git repository {ROOT}" in done.stderr
     assert not (FIXTURE / "pyproject.toml").exists()
@@ -352,7 +430,7 @@ def in_a_terminal(bot: Path, reply: Callable[[str], bytes]) -> tuple[int, str, l
     controller, terminal = pty.openpty()
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("CI_TOOLS_", "GITHUB_", "RUNNER_"))}
     process = subprocess.Popen(
-        [sys.executable, "-m", "ci_tools", "adopt", str(bot)],
+        [sys.executable, "-m", "ci_tools", "adopt", str(bot), *PINNED],
         stdin=terminal,
         stdout=terminal,
         stderr=terminal,  # input() prompts there when it reads a terminal
@@ -461,7 +539,7 @@ def test_a_bad_answer_is_asked_again_with_what_is_wrong_with_it(bot):
 
 def test_a_bad_value_given_as_a_flag_is_refused_by_its_flag(bot):
     before = tree(bot)
-    done = ci_tools("adopt", str(bot), "--yes", "--staging-bot", "ava", cwd=bot.parent)
+    done = ci_tools("adopt", str(bot), *PINNED, "--yes", "--staging-bot", "ava", cwd=bot.parent)
     assert done.returncode == 2
     assert done.stderr.strip() == (
         "ci-tools: bad input: --staging-bot 'ava' is not a Telegram bot username (5-32 letters, digits or "

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import subprocess
 from collections.abc import Iterator
 
 import pytest
 
+from sandbox.tools import find_tool
 from sandbox.world import World, git
 from tests.support import ROOT
 from tests.workflows.act import Act
@@ -20,6 +23,21 @@ def world(tmp_path, request: pytest.FixtureRequest) -> Iterator[World]:
     with World(tmp_path / "world", step=0.05, source=ROOT, process=built) as sandbox:
         git(sandbox.repo, "remote", "add", "origin", f"https://github.com/{REPOSITORY}.git")
         yield sandbox
+
+
+@pytest.fixture(scope="session")
+def pipeline_wheel(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """This checkout as a wheel, ``<path>#sha256=<hex>``: what an adopted repository's pin to one
+    commit installs (offline, a wheel built once a session stands in for the commit)."""
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [find_tool("uv"), "build", "--wheel", "--out-dir", str(out), "--offline", "--quiet"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    [wheel] = out.glob("*.whl")
+    return f"{wheel}#sha256={hashlib.sha256(wheel.read_bytes()).hexdigest()}"
 
 
 @pytest.fixture

@@ -4,15 +4,23 @@ environment, and the checks every scenario shares (nothing secret in act's log).
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import httpx
 from cryptography.fernet import Fernet
 
-from sandbox.world import World
+from sandbox.world import World, git
+from tests.support import ROOT
 from tests.workflows.act import Run
 
 REPOSITORY = "mindmate/mindmate-release"
+OWNER_BOT = ROOT / "tests" / "fixtures" / "owner_bot"
+KIT_PATCH = ROOT / "tests" / "fixtures" / "owner_bot_kit.patch"  # the kit lines docs/CONTRACT.md names
 # Where the stand-ins are: the run's env file, not its secrets.
 _NOT_SECRETS = ("CI_TOOLS_CONFIG", "RENDER_API_URL", "TELEGRAM_API_URL")
 
@@ -83,3 +91,29 @@ def start_live(world: World, env: str, sha: str, timeout: float = 30) -> None:
                 return
         time.sleep(0.1)
     raise AssertionError(f"{sha[:12]} did not go live on {env}")
+
+
+def adopt(root: Path, pin: str) -> str:
+    """``ci-tools adopt ROOT --yes --pin PIN`` as the owner runs it; what it said."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("CI_TOOLS_", "GITHUB_", "RUNNER_"))}
+    done = subprocess.run(
+        [sys.executable, "-m", "ci_tools", "adopt", str(root), "--yes", "--pin", pin],
+        cwd=root.parent,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def adopted_owner_bot(root: Path, pin: str) -> Path:
+    """The owner's bot (tests/fixtures/owner_bot: module ``bot``, requirements.txt, no uv.lock)
+    in a git repository of its own, adopted as the owner adopts it, the setup action pinned to
+    ``pin``. Their code is untouched; nothing is committed yet."""
+    shutil.copytree(OWNER_BOT, root)
+    git(root, "init", "-q", "-b", "main")
+    adopt(root, pin)
+    return root

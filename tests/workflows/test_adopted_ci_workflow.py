@@ -1,57 +1,20 @@
 """ci.yml in act, in a repository whose bot is not ours: tests/fixtures/owner_bot (module ``bot``,
-requirements.txt, no uv.lock, no pyproject of its own) with the adopted workflow files copied in,
-as ``ci-tools adopt`` copies them, and the setup action's pylock.toml pinned to a wheel of the
-pipeline (an adopted repository pins a commit; offline, a wheel built from this checkout stands
-in for it). ci-tools comes from the pin alone: the repository holds no ci_tools package."""
+requirements.txt, no uv.lock, no pyproject of its own) after ``ci-tools adopt --yes --pin``, the
+setup action's pylock.toml pinned to a wheel of the pipeline (an adopted repository pins a
+commit; offline, a wheel built from this checkout stands in for it). ci-tools comes from the pin
+alone: the repository holds no ci_tools package."""
 
 from __future__ import annotations
 
-import hashlib
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from ci_tools.repo.workflow_files import PIN, adopted_set, pinned_lock
-from sandbox.tools import find_tool
 from sandbox.world import World, git
-from tests.support import ROOT
 from tests.workflows.act import Act
-from tests.workflows.scenarios import REPOSITORY, push
+from tests.workflows.scenarios import REPOSITORY, adopted_owner_bot, push
 
-OWNER_BOT = ROOT / "tests" / "fixtures" / "owner_bot"
-
-# What ci-tools init would write for the owner (the environments' base_urls the World points
-# at its routers), and the one line this test is about.
-CONFIG = """\
-[tool.ci_tools]
-default_branch = "develop"
-
-[tool.ci_tools.memory_backup]
-protected_users = []
-
-[tool.ci_tools.environments.staging]
-branch = "develop"
-render_service = "ava-bot-staging"
-bot_username = "ava_staging_bot"
-base_url = "https://ava-bot-staging.onrender.com"
-key_prefix = "dev:"
-memory_patterns = ["memory:{user_id}", "user:{user_id}:history"]
-health_path = ""
-
-[tool.ci_tools.environments.production]
-branch = "main"
-render_service = "ava-bot"
-bot_username = "ava_companion_bot"
-base_url = "https://ava-bot.onrender.com"
-key_prefix = "prod:"
-memory_patterns = ["memory:{user_id}", "user:{user_id}:history"]
-health_path = ""
-bake_minutes = 10
-bake_interval_seconds = 30
-"""
 # The owner's tests, a script of their own: their module compiles, and the pipeline put one
 # command on PATH and nothing else (no python, pip or uv of its own in the bot's way).
 OWNERS_TESTS = """\
@@ -63,32 +26,13 @@ echo owner-tests-ran
 TESTS = 'test_command = "bash tests/run.sh"'
 
 
-@pytest.fixture(scope="session")
-def pipeline_wheel(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """This checkout as a wheel, ``<path>#sha256=<hex>``: what a pin to one commit installs."""
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
-        [find_tool("uv"), "build", "--wheel", "--out-dir", str(out), "--offline", "--quiet"],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    )
-    [wheel] = out.glob("*.whl")
-    return f"{wheel}#sha256={hashlib.sha256(wheel.read_bytes()).hexdigest()}"
-
-
 def owner_repository(root: Path, wheel: str, ci: str) -> Path:
-    """The owner's bot, adopted: their files untouched, the pipeline's beside them, pinned."""
-    shutil.copytree(OWNER_BOT, root)
-    for name in adopted_set(ROOT):
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(ROOT / name, root / name)
-    (root / PIN).write_text(pinned_lock((ROOT / PIN).read_text(), wheel))
-    (root / "pyproject.toml").write_text(CONFIG + ci)
+    """The owner's bot, adopted (``ci-tools adopt --yes --pin <wheel>``), with tests of their own."""
+    adopted_owner_bot(root, wheel)
+    with (root / "pyproject.toml").open("a") as config:
+        config.write(ci)
     (root / "tests").mkdir()
     (root / "tests" / "run.sh").write_text(OWNERS_TESTS)
-    git(root, "init", "-q", "-b", "main")
-    git(root, "add", "-A")
     return root
 
 
