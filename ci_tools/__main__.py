@@ -29,6 +29,7 @@ from ci_tools.cli import (
     contracts,
     cutover,
     deploy,
+    finish_move,
     flow,
     github,
     history,
@@ -44,6 +45,7 @@ from ci_tools.cli import (
     release,
     replay,
     rollback,
+    send_back,
     status,
 )
 from ci_tools.context import build
@@ -69,6 +71,8 @@ COMMAND_MODULES = (
     memory,
     announce,
     acceptance,
+    send_back,
+    finish_move,
     rehearse,
     check_bot,
     replay,

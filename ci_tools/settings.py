@@ -146,6 +146,19 @@ class Replay:
 
 
 @dataclass(frozen=True)
+class Move:
+    """The daily user's move from the old bot (staging's, legacy keys) to the new one (README runbook).
+
+    ``finish-move`` (runbook step 9) makes the old bot the testers' staging bot no earlier than
+    ``window_days`` after the daily user's first message to the new bot; until then ``send-back``
+    can put them back on the old bot, which tells them so in ``send_back_text``."""
+
+    window_days: float = 3.0
+    old_bot_prefix: str = "dev:"  # the old bot's own key prefix once it serves testers only
+    send_back_text: str = "Let's continue here for now."
+
+
+@dataclass(frozen=True)
 class CI:
     """The bot's own tests, which ci.yml runs on every push and pull request (``ci-tools ci run``).
 
@@ -179,6 +192,7 @@ class Config:
     memory_backup: MemoryBackup = field(default_factory=MemoryBackup)
     watch: Watch = field(default_factory=Watch)
     replay: Replay = field(default_factory=Replay)
+    move: Move = field(default_factory=Move)
     ci: CI = field(default_factory=CI)
     probe: ProbeTalk = field(default_factory=ProbeTalk)
 
@@ -241,7 +255,9 @@ def load_config(path: Path | None = None) -> Config:
         raise ConfigError(f"cannot read {path}: {exc}", hint="fix the file's TOML syntax") from None
     section = data.get("tool", {}).get("ci_tools")
     if not isinstance(section, dict):
-        raise ConfigError(f"{path} has no [tool.ci_tools] section", hint="add the environments table (see README)")
+        raise ConfigError(
+            f"{path} has no [tool.ci_tools] section", hint="add the environments table (see docs/CONFIGURATION.md)"
+        )
     environments = _parse_environments(section.get("environments"), path)
     flow = _parse_flow(section.get("flow", DEFAULT_FLOW), path)
     _check_consistency(environments, path)
@@ -264,9 +280,28 @@ def load_config(path: Path | None = None) -> Config:
         memory_backup=backup,
         watch=_parse_watch(section.get("watch", {}), path),
         replay=_parse_replay(section.get("replay", {}), path),
+        move=_parse_move(section.get("move", {}), path),
         ci=_parse_ci(section.get("ci", {}), path),
         probe=_parse_probe(section.get("probe", {}), path),
     )
+
+
+def _parse_move(raw: Any, path: Path) -> Move:
+    where = f"{path.name}: [tool.ci_tools.move]"
+    known = set(Move.__dataclass_fields__)
+    if not isinstance(raw, dict) or set(raw) - known:
+        raise ConfigError(f"{where} takes only {', '.join(sorted(known))}")
+    defaults = Move()
+    days = raw.get("window_days", defaults.window_days)
+    prefix = raw.get("old_bot_prefix", defaults.old_bot_prefix)
+    text = raw.get("send_back_text", defaults.send_back_text)
+    if not isinstance(days, int | float) or isinstance(days, bool) or not 0 <= days <= 90:
+        raise ConfigError(f"{where}: window_days must be a number of days from 0 to 90", hint="e.g. 3")
+    if not isinstance(prefix, str) or not prefix.endswith(":"):
+        raise ConfigError(f"{where}: old_bot_prefix must be a key prefix ending with ':'", hint='e.g. "dev:"')
+    if not isinstance(text, str) or not text.strip() or len(text) > 4096:
+        raise ConfigError(f"{where}: send_back_text must be a message of 1 to 4096 characters")
+    return Move(float(days), prefix, text.strip())
 
 
 def _parse_ci(raw: Any, path: Path) -> CI:

@@ -31,4 +31,5 @@ def create_app(settings: Settings) -> Starlette:
 
     application = kit.builder().token(settings.token).updater(None).post_shutdown(close).build()
     register(application, settings, MemoryStore(redis_client, settings.key_prefix, settings.history_limit))
+    kit.oops(application)  # the daily user can say something is off; the owner hears it (OWNER_CHAT_ID)
     return kit.asgi(application, WEBHOOK_PATH)

@@ -6,7 +6,8 @@ staging) anyone else gets only the production bot's link; no handler here runs f
 
 Each write passes the update's id, so the write and the "this update took effect" marker land
 together (``MemoryStore``); a redelivery of an update that took effect is acknowledged before
-any handler runs (``once``), never repeated.
+any handler runs (``once``), never repeated. Each visit also passes this bot's id: the profile
+records which bot the user talks to and since when (``ci-tools finish-move`` reads it).
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ def register(application: Application, settings: Settings, store: MemoryStore) -
 
     application.add_handler(TypeHandler(Update, once), group=-1)
 
+    bot_id = int(settings.token.split(":", 1)[0])  # the token's id part: who the user talks to (store.touch)
+
     def user_id(update: Update) -> int:
         # Commands and text messages always have a sender; channel posts never match them.
         assert update.effective_user is not None
@@ -61,7 +64,9 @@ def register(application: Application, settings: Settings, store: MemoryStore) -
         user = update.effective_user
         if user is None:
             return False
-        return await store.touch(user.id, user.first_name, user.username, effect_id(update) if final else None)
+        return await store.touch(
+            user.id, user.first_name, user.username, effect_id(update) if final else None, bot_id=bot_id
+        )
 
     async def start(update: Update, context: Context) -> None:
         first = await seen(update, final=True)

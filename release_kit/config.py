@@ -45,6 +45,7 @@ class KitConfig:
     production_bot: str | None = None  # where everyone else is sent
     moved_to: str | None = None  # set: the bot only points everyone at this one
     telegram_api_url: str | None = None  # None: python-telegram-bot's own (api.telegram.org)
+    owner_chat_id: int | None = None  # OWNER_CHAT_ID: where /oops tells the owner (release_kit.oops)
 
     def __repr__(self) -> str:  # never the secret or the Redis password
         return f"KitConfig(env={self.env!r}, key_prefix={self.key_prefix!r}, commit={self.commit[:7]!r})"
@@ -132,7 +133,18 @@ def read_config(environ: Mapping[str, str] | None = None) -> KitConfig:
         production_bot=production_bot,
         moved_to=moved_to,
         telegram_api_url=api,
+        owner_chat_id=_owner(environ),
     )
+
+
+def _owner(environ: Mapping[str, str]) -> int | None:
+    raw = environ.get("OWNER_CHAT_ID", "").strip()
+    if not raw:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError("OWNER_CHAT_ID must be your numeric Telegram user id (digits)") from None
 
 
 def bot_secret(secret: str, token: str) -> str:

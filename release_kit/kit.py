@@ -10,6 +10,7 @@ the same surface as a Starlette app, for a bot that runs its own ASGI server.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
@@ -22,6 +23,7 @@ from telegram.ext import Application
 from release_kit.builder import KitBuilder, kit_builder, records_probe_replies
 from release_kit.config import ConfigError, KitConfig, read_config
 from release_kit.marker import EnvMismatchError, claim_env_marker
+from release_kit.oops import THANKS, add_oops
 from release_kit.server import PROBE_PATH, Surface, build_app
 
 log = logging.getLogger("release_kit")
@@ -50,6 +52,13 @@ class Kit:
     def builder(self) -> KitBuilder:
         """``Application.builder()``, whose bot keeps the probe user's replies instead of sending them."""
         return kit_builder(self.config.telegram_api_url)
+
+    def oops(self, application: Application, command: str = "oops", thanks: str | None = None) -> None:
+        """Optional: ``/<command>`` lets the user say something is off; the owner is told
+        (OWNER_CHAT_ID) which commit is live and when, never who or what (release_kit.oops)."""
+        if not re.fullmatch(r"[a-z0-9_]{1,32}", command):
+            _exit(f"oops(command={command!r}): a Telegram command is 1-32 of a-z, 0-9 and _")
+        add_oops(application, self.config, command, thanks or THANKS)
 
     def claim(self) -> None:
         """Claim this environment's Redis at start: EnvMismatchError for one another environment

@@ -12,6 +12,7 @@ then ``stop``, ``post_stop``, ``shutdown``, ``post_shutdown``.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
 from collections.abc import AsyncIterator, Sequence
@@ -34,6 +35,7 @@ from release_kit.config import KitConfig, bot_secret
 from release_kit.counts import UpdateCounts
 from release_kit.gate import signpost
 from release_kit.marker import EnvClaim, EnvMismatchError
+from release_kit.oops import reports_of
 from release_kit.probe import NONCE, PROBE_HEADER, ProbeReplies, ProbeTurn
 from release_kit.version import __version__
 from release_kit.webhook import set_webhook
@@ -229,6 +231,11 @@ class _Served:
             "updates": self.counts.json(),
             "contract": contract,
         }
+        reports = reports_of(self.application)
+        if reports is not None and redis_ok:  # /oops is on: the moments the user said something is off
+            # Redis answered the claim a moment ago; should it fail now, the reports are not worth a 503.
+            with contextlib.suppress(*outcome.STORAGE_ERRORS):
+                body["reports"] = {"oops": await reports.recent()}
         return JSONResponse(body, status_code=200 if redis_ok else 503)
 
 

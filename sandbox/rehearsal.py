@@ -36,19 +36,23 @@ import tomlkit
 
 from ci_tools.checklist import Item
 from ci_tools.context import Context, build
-from ci_tools.errors import FatalError, VerificationError
+from ci_tools.errors import FatalError, InputError, VerificationError
+from ci_tools.memory.choices import Stage
 from ci_tools.memory.ops import between, copy_user
 from ci_tools.output import say
 from ci_tools.pipeline.acceptance import acceptance
 from ci_tools.pipeline.announce import announce, default_text
 from ci_tools.pipeline.cutover import CutoverRequest, back, forward
 from ci_tools.pipeline.deploy import deploy
+from ci_tools.pipeline.finish_move import FinishRequest, finish_move
 from ci_tools.pipeline.levels import Level, discover
 from ci_tools.pipeline.preflight import preflight
 from ci_tools.pipeline.release import ReleaseRequest, release
 from ci_tools.pipeline.replay_judge import masked
+from ci_tools.pipeline.send_back import SendBack, send_back, undo_send_back
 from ci_tools.repo.github import check, plan
 from ci_tools.repo.workflow_files import secrets_by_environment
+from ci_tools.runbook import step
 from ci_tools.settings import load_config
 from sandbox.breaks import NoBreak, commit_breaking
 from sandbox.github import FakeGitHub
@@ -57,6 +61,7 @@ from sandbox.world import DAILY_USER, SECRETS, World, git
 TESTER = 5550001  # the owner, testing on staging
 OLD_PRODUCTION_BOT = "mywellnesscompanion_bot"  # what mindmate-prod runs before the cutover
 FACTS = ("I take my tea without sugar", "My sister is called Mia", "I'm learning the cello")
+NEW_FACT = "I started running on Tuesdays"  # told the new bot on day 1, never the old one
 
 
 @dataclass
@@ -107,25 +112,30 @@ class Rehearsal:
         self.recalls = 0  # how often the daily user asked their bot /recall before the move
         self._before_bad = ""  # main before the bad release a phase made (_bad, _fix)
 
-    def run(self) -> list[Phase]:
-        # In the README runbook's order. Until the daily user has moved (``user_moves``), the bot
-        # they use is staging's, and before every phase they ask it /recall: it must still know them.
+    def plan(self) -> list[tuple[str, Callable[[World], str]]]:
+        """The phases in the README runbook's order, each numbered step labelled from ci_tools.runbook.
+        Until the daily user has moved (``user_moves``), the bot they use is staging's, and before
+        every phase they ask it /recall: it must still know them."""
         production = load_config(self.repository / "pyproject.toml").env("production").render_service
-        steps: list[tuple[str, Callable[[World], str]]] = [
+        return [
             (
                 "the seed: the daily user on the dev bot (unprefixed keys, no marker); "
                 f"{production} runs the old production bot @{OLD_PRODUCTION_BOT}",
                 self.dev_bot_in_use,
             ),
-            ("phase 0: preflight before the new bot (what exists)", self.preflight_before_new_bot),
-            ("phase 1: a new production bot in @BotFather", self.new_bot),
-            ("phase 0 again: preflight, everything", self.preflight),
-            ("GitHub set up and checked (environments, secrets, rulesets)", self.github),
-            ("phase 2: cutover (new token, deploy main, probe), undone and redone", self.cutover),
-            ("phase 3: memory copy (dry run, apply, verify)", self.copy),
-            ("phase 4: announce the move", self.announce),
+            (f"before {step(1).label()}: preflight, only what exists", self.preflight_before_new_bot),
+            (step(1).label(), self.new_bot),
+            (f"{step(3).label()} (environments, secrets, rulesets)", self.github),
+            (f"{step(4).label()}, everything", self.preflight),
+            (f"{step(5).label()} (new token, deploy main, probe), undone and redone", self.cutover),
+            (f"{step(6).label()} (dry run, apply, verify)", self.copy),
+            (step(7).label(), self.announce),
             ("the user talks to the new bot; it remembers", self.user_moves),
-            ("phase 5: staging gets its own prefix (dev:) and serves testers only", self.old_bot_for_testers),
+            (
+                f"the way back, before {step(9).label()}: the new bot fails the daily user on day 1; send-back "
+                "puts them on their old bot with what they told the new one; undone",
+                self.sent_back,
+            ),
             ("the replay gate stops a release that forgets the daily user, before Render", self.replay_gate),
             ("a release that breaks plain messages is rolled back in its bake window", self.bake_window),
             ("a bad release is rolled back automatically", self.bad_release),
@@ -133,10 +143,18 @@ class Rehearsal:
                 "a release that overwrote memory is rolled back; memory restored from memory-before-<sha>",
                 self.memory_restored,
             ),
-            ("acceptance checklist", self.acceptance),
+            (f"{step(8).label()} checklist", self.acceptance),
             ("status and history of production, as the owner sees them", self.status_and_history),
+            (
+                f"{step(9).label()}: finish-move refused before the window, then forced: the old bot serves testers "
+                "only (dev:), the daily user gets the new bot's link",
+                self.move_finished,
+            ),
         ]
-        moved = next(i for i, (_, step) in enumerate(steps) if step == self.user_moves)
+
+    def run(self) -> list[Phase]:
+        steps = self.plan()
+        moved = next(i for i, (_, do) in enumerate(steps) if do == self.user_moves)
         self.phases = [Phase(name) for name, _ in steps]
         with (
             World(
@@ -144,13 +162,13 @@ class Rehearsal:
             ) as world,
             contextlib.chdir(world.repo),  # deploys check branches in the sandbox's repository
         ):
-            for index, (phase, (_, step)) in enumerate(zip(self.phases, steps, strict=True)):
+            for index, (phase, (_, do)) in enumerate(zip(self.phases, steps, strict=True)):
                 self.log(f"▶ {phase.name}")
                 started = time.monotonic()
                 try:
                     if 0 < index <= moved:
                         self.daily_user_still_known(world)
-                    phase.detail = step(world)
+                    phase.detail = do(world)
                     phase.ok = True
                 except NotRehearsed as exc:
                     phase.ok, phase.warning, phase.detail = True, True, f"not rehearsed: {exc}"
@@ -437,28 +455,147 @@ class Rehearsal:
             f"daily user's bot @{world.bots['staging'].username} knew them at each of {self.recalls} /recall checks"
         )
 
-    def old_bot_for_testers(self, world: World) -> str:
-        """Staging keeps the old bot for testers; the daily user writing to it is sent on."""
-        self._needs(Level.CONVERSATION, "a staging that serves testers only (the kit's TESTER_IDS gate)")
-        service = world.services["staging"]
-        # The daily user's memory has moved: staging gets its own prefix now, in the service
-        # and in the config (what `ci-tools init --staging-prefix dev:` writes).
-        service.env.update(KEY_PREFIX="dev:", TESTER_IDS=str(TESTER), PRODUCTION_BOT=world.bots["production"].username)
+    def _code_in_repository(self, world: World) -> None:
+        """The sandbox's repository gets the bot's project, once (its commits so far held no files, and
+        ran the installed bot): from then on Render builds each commit with its own render.yaml service.
+        The owner's repository holds their bot from its first commit."""
+        if self.bot is None and not (world.repo / "mindmate").exists():
+            world.add_bot_project(self.project, "the bot's code in the repository")
+
+    def _old_bot_values(self, world: World) -> dict[str, str]:
+        """What production's environment holds of the old bot (staging's) for send-back and finish-move."""
+        staging = world.secrets("staging")
+        return {
+            "STAGING_REDIS_URL": staging["REDIS_URL"],  # production's SOURCE_REDIS_URL
+            "STAGING_TELEGRAM_BOT_TOKEN": staging["TELEGRAM_BOT_TOKEN"],
+            "STAGING_RENDER_SERVICE_ID": staging["RENDER_SERVICE_ID"],
+            "STAGING_RENDER_API_KEY": staging["RENDER_API_KEY"],  # staging's own, scoped
+        }
+
+    def sent_back(self, world: World) -> str:
+        """Day 1 on the new bot: the daily user tells it something new, then a release breaks their plain
+        messages (real code, built and run by the Render stand-in; --threads runs the installed bot, so
+        there it is not broken). send-back puts them on their old bot with the new fact; undo puts the
+        old bot's keys back; production is read, never written. The bad release is fixed forward."""
+        if self.bot is not None:
+            return self._owners_bot_sent_back(world)
+        told = self._talk(world, "production", f"/remember {NEW_FACT}")
+        require("I'll remember that" in told, f"the new bot did not take the new fact: {told!r}")
+        broke = "--threads: no broken release (threads run the installed bot); "
+        self._code_in_repository(world)
+        if self.process:
+            bad = commit_breaking(world, "plain text fails", "refactor: read the message's text")
+            ctx = self._ctx(world, "production")
+            deploy(ctx, ctx.config.env("production"), bad, timeout=60, poll=0.1)
+            replies = len(world.telegram.replies_to(world.bots["production"], DAILY_USER))
+            world.telegram.send_user_message(world.bots["production"], DAILY_USER, "I had a rough night")
+            unanswered = len(world.telegram.replies_to(world.bots["production"], DAILY_USER)) == replies
+            require(unanswered, f"{bad[:7]} answered the plain message: it was meant to fail it")
+            broke = f"{bad[:7]} left their plain message unanswered; "
+        prod, dev = world.redis["production"].client(), world.redis["staging"].client()
+        production = {k: prod.dump(k) for k in prod.scan_iter(match=f"prod:*{DAILY_USER}*")}
+        require(NEW_FACT not in self._talk(world, "staging", "/recall"), "the old bot knew the new fact already")
+        ctx = self._ctx(world, "production", **self._old_bot_values(world))
+        result = send_back(ctx, SendBack(DAILY_USER, apply=True, stage=Stage.ALL, out_dir=self.root / "send-back"))
+        said = world.telegram.replies_to(world.bots["staging"], DAILY_USER)[-1]
+        require(said == result.told == ctx.config.move.send_back_text, f"the old bot said {said!r}")
+        recall = self._talk(world, "staging", "/recall")
+        require(NEW_FACT in recall and all(f in recall for f in FACTS), f"the old bot answered {recall!r}")
+        assert result.outcome.backup is not None
+        _, records, left = undo_send_back(ctx, result.outcome.backup, self.root / "send-back-undo", apply=True)
+        require(NEW_FACT not in self._talk(world, "staging", "/recall"), "the undo left the new fact on the old bot")
+        after = {k: prod.dump(k) for k in prod.scan_iter(match=f"prod:*{DAILY_USER}*")}
+        require(after == production, "send-back or its undo changed production's memory")
+        require(dev.exists(f"memory:{DAILY_USER}"), "the undo lost the old bot's memory of them")
+        if self.process:
+            git(world.repo, "revert", "--no-edit", "HEAD")  # fixed forward, so later releases are sound
+        # main's head goes live, the bot's project in it (with --threads too): the replay's live commit
+        # must say how it starts (its render.yaml), which the empty commits before it cannot.
+        ctx = self._ctx(world, "production")
+        deploy(ctx, ctx.config.env("production"), git(world.repo, "rev-parse", "main"), timeout=60, poll=0.1)
+        # The new bot fixed, they are back on it: it never lost what they told it.
+        back = self._talk(world, "production", "/recall")
+        require(NEW_FACT in back, f"the new bot forgot the new fact: {back!r}")
+        return (
+            f"{broke}send-back wrote {len(result.outcome.written)} key(s) to @{result.old.bot.username}, "
+            f"verified {result.outcome.verified}; it said {said!r} and its /recall lists the new fact; "
+            f"undone ({records - len(left)} of {records} put back, {len(left)} the user changed since left alone); "
+            "production's memory unchanged throughout"
+        )
+
+    def _owners_bot_sent_back(self, world: World) -> str:
+        """send-back with the owner's bot: the daily user tells the new bot something (a plain message:
+        a bot that keeps the conversation keeps it under memory_patterns), send-back copies what
+        production holds of them onto the old bot and the old bot tells them, undo puts the old bot's
+        keys back; production is read, never written. The failing release that would send them back
+        is the bake step's (plain text fails); what is rehearsed here is the way back itself."""
+        prefix = load_config(world.config).env("production").key_prefix
+        if world.redis["production"].client().get(f"{prefix}meta:env") is None:
+            raise NotRehearsed(
+                "send-back reads the daily user's memory only from a Redis its bot marked as production's "
+                f"({prefix}meta:env: the kit writes it), and this bot writes none"
+            )
+        self._talk(world, "production", NEW_FACT)
+        production, before = self._daily_keys(world, "production"), self._daily_keys(world, "staging")
+        ctx = self._ctx(world, "production", **self._old_bot_values(world))
+        result = send_back(ctx, SendBack(DAILY_USER, apply=True, stage=Stage.ALL, out_dir=self.root / "send-back"))
+        said = world.telegram.replies_to(world.bots["staging"], DAILY_USER)[-1]
+        require(said == result.told == ctx.config.move.send_back_text, f"the old bot said {said!r}")
+        carried = self._daily_keys(world, "staging")
+        require(carried == production, "the old bot's keys are not what production holds of the daily user")
+        assert result.outcome.backup is not None
+        _, records, left = undo_send_back(ctx, result.outcome.backup, self.root / "send-back-undo", apply=True)
+        require(self._daily_keys(world, "staging") == before, "the undo did not put the old bot's keys back")
+        require(self._daily_keys(world, "production") == production, "send-back or its undo changed production")
+        self.said = self._replay_turns(world, "production")  # what they told the new bot is theirs now
+        new = sorted(k.decode() for k in production if production[k] != before.get(k))
+        return (
+            f"the new bot kept {new or 'nothing new'} of their message; send-back wrote "
+            f"{len(result.outcome.written)} key(s) to @{result.old.bot.username}, verified "
+            f"{result.outcome.verified}, equal to production's; it said {said!r}; undone ({records - len(left)} of "
+            f"{records} put back); production's memory unchanged throughout"
+        )
+
+    def move_finished(self, world: World) -> str:
+        """Runbook step 9 at the end: refused before the window (3 days after the daily user's first message to the
+        new bot), then forced. The old bot serves the testers under dev:, anyone else gets the new bot's
+        link, and nothing the daily user writes to it is stored; the cutover's window closes with it."""
+        profile = f"{load_config(world.config).env('production').key_prefix}user:{DAILY_USER}:profile"
+        if self.bot is not None and not world.redis["production"].client().exists(profile):
+            raise NotRehearsed(
+                "finish-move times the move's window from the user's arrival on the new bot, recorded in "
+                f"{profile} (bot_id, bot_since: mindmate keeps it), which this bot does not keep"
+            )
+        ctx = self._ctx(world, "production", **self._old_bot_values(world))
+        request = FinishRequest(DAILY_USER, (TESTER,), timeout=60, deadline=20, poll=0.1)
+        try:
+            finish_move(ctx, request)
+        except InputError as refused:
+            refusal = refused.message
+        else:
+            raise VerificationError("finish-move ran before the window was over")
+        require("the move may finish from" in refusal, f"refused for another reason: {refusal}")
+        done = finish_move(ctx, dataclasses.replace(request, force=True))
+        require(done.forced, "the forced run does not say it was forced")
+        # What `ci-tools init --staging-prefix dev: --tester-ids …` then writes, so the repository agrees.
         document: Any = tomlkit.parse(world.config.read_text())
         document["tool"]["ci_tools"]["environments"]["staging"]["key_prefix"] = "dev:"
         world.config.write_text(tomlkit.dumps(document))
-        ctx = self._ctx(world, "staging")
-        deploy(ctx, ctx.config.env("staging"), world.commit("develop", "staging for testers"), timeout=60, poll=0.1)
+        self._needs(
+            Level.CONVERSATION,
+            f"finish-move ran (refused, then forced: {done.window.split(':')[0]}); the old bot's signpost "
+            "(testers only, the new bot's link: the kit's TESTER_IDS gate)",
+        )
         dev = world.redis["staging"].client()
         before = dev.dbsize()
         reply = self._talk(world, "staging", "/remember something new")
         link = f"https://t.me/{world.bots['production'].username}"
         require(reply == link, f"the old bot answered {reply!r}, not the link")
-        require(
-            dev.dbsize() == before,
-            "the dev Redis grew: the daily user's words were stored on staging",
+        require(dev.dbsize() == before, "the dev Redis grew: the daily user's words were stored on staging")
+        return (
+            f"refused: {refusal.split(',')[0]}; forced: @{world.bots['staging'].username} reads dev: for "
+            f"tester {TESTER} and answered the daily user with {link}; {done.window.split(':')[0]}"
         )
-        return f"the old bot answered the daily user with {link}; the dev Redis did not grow"
 
     def replay_gate(self, world: World) -> str:
         """production.yml's replay stage, as it runs before a deploy: the daily user's conversation on
@@ -471,11 +608,7 @@ class Rehearsal:
 
         service = world.services["production"]
         live = next(d for d in service.deploys if d["status"] == "live")["commit"]["id"]
-        # The sandbox's repository gets the bot's project (its commits so far held no files, and ran
-        # the installed bot): from here on Render builds each commit with its own render.yaml service.
-        # The owner's repository holds their bot from its first commit.
-        if self.bot is None:
-            world.add_bot_project(self.project, "the bot's code in the repository")
+        self._code_in_repository(world)
         candidate = self._breaking(world, "forgets the daily user", "refactor: remembered facts under facts:")
         key = Fernet.generate_key().decode()  # production's MEMORY_SNAPSHOT_KEY
         ctx = self._ctx(world, "production", MEMORY_SNAPSHOT_KEY=key)

@@ -28,7 +28,8 @@ from sandbox.telegram import FakeBot, FakeTelegram
 DAILY_USER = 424242001  # the sandbox's daily user: protected, as `ci-tools init` protects the owner's
 PROTECTED = re.compile(r"^protected_users = \[[^\]]*\]", re.M)
 PATTERNS = '["user:{user_id}:history", "user:{user_id}:profile", "memory:{user_id}"]'
-BAKE = {"bake_minutes": 0.03, "bake_interval_seconds": 0.4}  # 1.8 s, a look every 0.4 s
+# 1.8 s, a look every 0.4 s; and no wait for a quiet moment (a test of it sets its own quiet_seconds)
+BAKE = {"bake_minutes": 0.03, "bake_interval_seconds": 0.4, "quiet_seconds": 0}
 # What a commit holds for Render to build and start the reference bot (render.yaml's services),
 # besides the packages its build backend names (bot_project()).
 BOT_PROJECT = ("render.yaml", "pyproject.toml", "uv.lock", "README.md")
@@ -188,6 +189,7 @@ class World:
                 f'bot_username = "{bot}"\nbase_url = "{service.router.url}"\n'
                 f'key_prefix = "{service.env["KEY_PREFIX"].replace(NO_PREFIX, "")}"\nmemory_patterns = {PATTERNS}\n'
                 "bake_minutes = 0\n"  # the pipeline tests release at once; a bake test sets its own window
+                "quiet_seconds = 0\n"  # nor wait for a quiet moment; a test of it sets its own
             )
         return "\n".join(text)
 

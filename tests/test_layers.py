@@ -90,6 +90,7 @@ SHARED = {
     "replay_judge",  # the replay's comparison rule
     "scheduler",  # which of main's workflows a schedule starts (github dispatch --schedule)
     "unreviewed_secrets",  # what staging may hold (github setup and check)
+    "old_bot",  # the daily user's old bot during the move (send-back and finish-move)
     "bot_detection",  # what adopt (and check-bot) read from a bot's repository
     "adopted_files",  # what adopt copies into a bot's repository: the one list
     "adopted_config",  # adopt's merge of render.yaml and [tool.ci_tools] (init's own edits: owner_files)

@@ -10,7 +10,7 @@ from ci_tools.needs import Needs
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    acc = subparsers.add_parser("acceptance", help="the plan's acceptance checklist, checked for real")
+    acc = subparsers.add_parser("acceptance", help="runbook step 8: the acceptance checklist, checked for real")
     acc.add_argument("--user-id", required=True)
     acc.add_argument("--snapshot", type=Path, help="the snapshot the memory copy wrote")
     acc.add_argument("--since", type=float, help="epoch seconds of the cutover (default: the snapshot's time)")

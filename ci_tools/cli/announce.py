@@ -1,4 +1,4 @@
-"""``ci-tools announce --chat-id ID``: phase 4 — the old bot tells the user where the new one is."""
+"""``ci-tools announce --chat-id ID``: runbook step 7 — the old bot tells the user where the new one is."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from ci_tools.needs import Needs
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    ann = subparsers.add_parser("announce", help="phase 4: the old bot tells the user where the new bot is")
+    ann = subparsers.add_parser("announce", help="runbook step 7: the old bot tells the user where the new bot is")
     ann.add_argument("--chat-id", required=True, help="the user's Telegram id")
     ann.add_argument("--text", help="default: 'Official bot moved here: https://t.me/<new bot>'")
     # TELEGRAM_BOT_TOKEN here is the OLD bot's: it is the one the user still talks to.

@@ -1,4 +1,4 @@
-"""``ci-tools cutover [--back | --finish] [--env ENV]``: phase 2 — production (or staging) gets
+"""``ci-tools cutover [--back | --finish] [--env ENV]``: runbook step 5 — production (or staging) gets
 the new bot's token — its undo within the rollback window, and closing the window after it."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ NEEDS = Needs(
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     cut = subparsers.add_parser(
         "cutover",
-        help="phase 2: a new bot's token on production (or --env staging), deployed and probed; "
+        help="runbook step 5: a new bot's token on production (or --env staging), deployed and probed; "
         "--back undoes it, --finish closes the rollback window",
     )
     cut.add_argument(

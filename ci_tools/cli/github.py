@@ -23,7 +23,9 @@ DISPATCH_NEEDS = Needs(required=("GITHUB_TOKEN",))  # scheduler.yml's: github.to
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("github", help="set up and check GitHub's environments, secrets and rulesets")
+    parser = subparsers.add_parser(
+        "github", help="runbook step 3 (github setup): set up and check GitHub's environments, secrets and rulesets"
+    )
     sub = parser.add_subparsers(dest="github_command", required=True, metavar="ACTION")
     setup = sub.add_parser("setup", help="create or fix everything (a dry run that lists the changes unless --apply)")
     setup.add_argument("--repo", help="OWNER/NAME (default: $GITHUB_REPOSITORY)")

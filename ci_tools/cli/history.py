@@ -23,12 +23,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
+    import contextlib
     import time
 
     from ci_tools.checklist import BUDGET
+    from ci_tools.clients.health import NotTheContract, Unreachable, health_of
     from ci_tools.errors import ConfigError, InputError
     from ci_tools.output import Report, report
-    from ci_tools.pipeline.history import history
+    from ci_tools.pipeline.history import history, interleaved, said_off
     from ci_tools.pipeline.status import secret
 
     config = ctx.config
@@ -44,6 +46,12 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         )
     with ctx.render(api_key, service_id, deadline=time.monotonic() + BUDGET, timeout=BUDGET) as api:
         releases = history(api, args.limit, Path.cwd(), ordered=env.rollback_on_failed_probe)
+    moments = []
+    if env.health_url:  # the bot kit's /oops moments, from the health answer (a bot without them: none)
+        # The deploys are the history; the moments are what a bot that keeps them adds to it.
+        with contextlib.suppress(Unreachable, NotTheContract):
+            moments = said_off(health_of(env.health_url, BUDGET).oops, Path.cwd())
+    releases = interleaved(releases, moments)
     rows = [r.row() for r in releases]
     document = {"environment": env.name, "releases": [r.__dict__ for r in releases]}
     headers = ["deploy", "commit", "trigger", "status", "started", "took"]

@@ -1,7 +1,7 @@
 """``ci-tools init``: the owner's setup from a handful of values; safe to run again.
 
-Asks (in prompts that never echo, or from the environment) for the Render API key, the
-new production bot's token and the daily user's Telegram id; discovers the rest; writes
+Asks (in prompts, or from the environment) for the Render API key, the new production bot's
+token and the daily user's Telegram id; discovers the rest; writes
 ``[tool.ci_tools]``, ``render.yaml`` and a ``.env`` (mode 0600) that ``github setup`` reads.
 Staging's Render power is asked apart (a key scoped to staging, or its deploy hook): the
 account-wide key is production's alone, because staging runs unreviewed branches.
@@ -35,6 +35,8 @@ OPTIONAL_ASKED = {
     "(Enter: none, staging deploys by its hook)",
     "STAGING_RENDER_DEPLOY_HOOK_URL": "staging's deploy hook URL (its service → Settings → Deploy Hook; Enter: none)",
 }
+# Every prompt init may show, in order: the docs state their count (tests/repo/test_docs_match_tree.py).
+PROMPTS = (*ASKED, *OPTIONAL_ASKED)
 STAGING_RENDER = (
     "staging never gets RENDER_API_KEY (the account-wide key is production's alone): it gets "
     "STAGING_RENDER_API_KEY, a key scoped to staging's resources, or else STAGING_RENDER_DEPLOY_HOOK_URL "
@@ -45,7 +47,8 @@ STAGING_RENDER = (
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "init",
-        help="set up this repository for your bot: asks 3 values, discovers the rest, writes the config and .env",
+        help=f"runbook step 2: set up this repository for your bot: {len(PROMPTS)} prompts "
+        f"({len(OPTIONAL_ASKED)} optional), discovers the rest, writes the config and .env",
         description="Asks RENDER_API_KEY, PRODUCTION_TELEGRAM_BOT_TOKEN and DAILY_USER_ID, discovers the rest "
         "and writes pyproject.toml, render.yaml and .env. Each environment gets its own MEMORY_SNAPSHOT_KEY; "
         + STAGING_RENDER

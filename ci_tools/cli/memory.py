@@ -184,13 +184,16 @@ def _applying(ctx: Context, args: argparse.Namespace) -> bool:
     return applying
 
 
+UNDO_COMMANDS = {"send-back": "ci-tools send-back --undo {backup} --apply"}  # else memory undo
+
+
 def undo_hint(ctx: Context, backup: Path | None, workflow: str = "migrate-memory") -> str:
     """How to undo: in Actions, the dispatch that finds this run's artifact; else the file."""
     if ctx.runner.active:
         run_id = ctx.runner.run_id or "?"
-        first = "undo-dry-run" if workflow == "migrate-memory" else "dry-run"
+        first = "dry-run" if workflow == "restore-memory" else "undo-dry-run"
         return f"Actions → {workflow} → Run workflow: mode undo (after {first}), run_id {run_id}"
-    return f"ci-tools memory undo {backup} --apply"
+    return UNDO_COMMANDS.get(workflow, "ci-tools memory undo {backup} --apply").format(backup=backup)
 
 
 def _request(ctx: Context, args: argparse.Namespace) -> ops.CopyRequest:
@@ -287,7 +290,7 @@ def _progress_factory(args: argparse.Namespace) -> Callable[[str, int], Any] | N
 RESTORE_WORDS: dict[str, str] = {Action.CREATE: "recreate", Action.REPLACE: "change", Action.IDENTICAL: "leave alone"}
 
 
-def _report(
+def report_outcome(
     ctx: Context,
     outcome: Outcome,
     args: argparse.Namespace,
@@ -414,7 +417,7 @@ def _copy_or_diff(
     request = _request(ctx, args)
     outcome = run(ctx, request)
     route = f"{request.source_env.name} {joint} {request.target_env.name}"
-    _report(ctx, outcome, args, f"memory {verb} of user {request.user_id}: {route}")
+    report_outcome(ctx, outcome, args, f"memory {verb} of user {request.user_id}: {route}")
     return outcome
 
 
@@ -442,7 +445,7 @@ def memory_restore(ctx: Context, args: argparse.Namespace) -> int:
         target = ops.target_side(ctx)
         outcome = points.restore_point(request, target, ops.url_label(ctx, "TARGET_REDIS_URL"), ctx.snapshot_fernet())
         who = f"user {request.user_id}" if request.user_id else "every user"
-        _report(
+        report_outcome(
             ctx,
             outcome,
             args,
@@ -458,7 +461,7 @@ def memory_restore(ctx: Context, args: argparse.Namespace) -> int:
             hint="drop them to restore the whole file",
         )
     outcome = ops.restore_snapshot(ctx, args.snapshot, _writing(ctx, args, env))
-    _report(ctx, outcome, args, f"memory restore of {args.snapshot.name} into {env.name}")
+    report_outcome(ctx, outcome, args, f"memory restore of {args.snapshot.name} into {env.name}")
     return 0
 
 
@@ -565,5 +568,5 @@ def memory_seed(ctx: Context, args: argparse.Namespace) -> int:
     env = ctx.config.env(args.target)
     user_id = parse_user_id(args.user_id)
     outcome = ops.seed_user(ctx, user_id, args.profile_file, _writing(ctx, args, env))
-    _report(ctx, outcome, args, f"memory seed of user {user_id} into {env.name}")
+    report_outcome(ctx, outcome, args, f"memory seed of user {user_id} into {env.name}")
     return 0

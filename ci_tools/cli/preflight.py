@@ -1,4 +1,4 @@
-"""``ci-tools preflight``: phase 0 — which service, token and Redis belong together."""
+"""``ci-tools preflight``: runbook step 4 — which service, token and Redis belong together."""
 
 from __future__ import annotations
 
@@ -20,11 +20,14 @@ NEEDS = Needs(
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    pre = subparsers.add_parser("preflight", help="phase 0: check which service, token and Redis belong together")
+    pre = subparsers.add_parser(
+        "preflight", help="runbook step 4: check which service, token and Redis belong together"
+    )
     pre.add_argument(
         "--before-new-bot",
         action="store_true",
-        help="phase 0 before @BotFather: check what exists (the daily user's bot, services, Redis), not the new bot",
+        help="step 4 run before step 1 (@BotFather): check what exists (the daily user's bot, services, Redis), "
+        "not the new bot",
     )
     pre.add_argument("--json", action="store_true")
     pre.set_defaults(func=run, needs=NEEDS)

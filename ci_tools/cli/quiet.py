@@ -35,8 +35,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--hotfix",
         default="false",
-        choices=("true", "false"),
-        help="true: release now, without waiting (the dispatch input passes it as text)",
+        help="true: release now, without waiting (the dispatch input as text; anything else waits, "
+        "as a push to main has no input)",
     )
     parser.set_defaults(func=run, needs=NOTHING)
 
@@ -54,7 +54,9 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
             raise NotTheContract("health_path is empty")
         return health_of(url, ctx.request_timeout(10))
 
-    quiet = wait_for_quiet(env, look, hotfix=args.hotfix == "true", on_status=lambda line: say(f"  {line}"))
+    quiet = wait_for_quiet(
+        env, look, hotfix=args.hotfix.strip().lower() == "true", on_status=lambda line: say(f"  {line}")
+    )
     mark = "⚠" if quiet.went_ahead_busy else "✓"
     say(f"{mark} {env.name}: {quiet.detail}")
     ctx.runner.add_summary(f"**Quiet moment**: {quiet.detail}")

@@ -68,6 +68,8 @@ class Health:
     moved_to: str | None
     updates: Updates | None = None  # None: a bot that does not count them
     served_at: float | None = None  # the answer's HTTP Date: the bot's clock when it answered
+    # The optional ``reports.oops``: when a user said something is off (/oops), and the commit live then.
+    oops: tuple[tuple[float, str | None], ...] = ()
     # The optional ``contract``: the level it claims past health, and where the probe's replies are read.
     contract_level: str | None = None
     probe_path: str | None = None
@@ -104,6 +106,7 @@ class Health:
             moved_to=body.get("moved_to"),
             updates=updates,
             served_at=served_at,
+            oops=tuple((float(r["at"]), r["commit"]) for r in (body.get("reports") or {}).get("oops") or ()),
             contract_level=(body.get("contract") or {}).get("level"),
             probe_path=(body.get("contract") or {}).get("probe_path"),
         )

@@ -78,7 +78,7 @@ def acceptance(
     health = found.health
     level = Item("the bot's contract level", found.definite, found.line() if found.definite else found.why)
     if found.definite and found.unverified():
-        level.warning, level.fix = True, "what each level takes: README, 'Use it with your own bot'"
+        level.warning, level.fix = True, "what each level takes: docs/CONTRACT.md"
     elif not found.definite:
         level.fix = "the production service does not answer: look at it"
     items.append(level)

@@ -1,4 +1,4 @@
-"""Phase 4: the old bot tells the user where the new bot is."""
+"""Runbook step 7: the old bot tells the user where the new bot is."""
 
 from __future__ import annotations
 

@@ -242,7 +242,9 @@ class BakeWatch:
     def _counts(self, health: Health, on_status: Status) -> str | None:
         if health.updates is None:
             if not self.uncounted_said:
-                on_status("⚠ the bot's /healthz has no update counts: a handler's failure cannot be seen (README)")
+                on_status(
+                    "⚠ the bot's /healthz has no update counts: a handler's failure cannot be seen (docs/CONTRACT.md)"
+                )
                 self.uncounted_said = True
             return None
         self.first = self.first or health.updates

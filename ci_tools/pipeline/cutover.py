@@ -1,4 +1,4 @@
-"""Phase 2 and its undo: an environment's bot token (production's, or staging's new bot), swapped
+"""Runbook step 5 and its undo: an environment's bot token (production's, or staging's new bot), swapped
 and probed.
 
 Forward: production gets the new bot's token (through Render's single-key endpoint:

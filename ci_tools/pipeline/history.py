@@ -1,5 +1,9 @@
 """``ci-tools history``: the releases and rollbacks of an environment, from Render's deploy list.
 
+Beside the releases: the moments a user said something was off (the bot kit's ``/oops``, read
+from the health answer's ``reports.oops``), each with the commit that was live, so "the daily
+user said so at 14:02, ten minutes after abc1234 went live" reads off one table.
+
 A rollback deploy carries the commit it went back to; it is linked to the newest earlier
 deploy of that commit that went live, so "rollback → dep-…" reads as what happened. So is a
 rollback's rebuild (Render no longer kept the build, so the commit was deployed again: trigger
@@ -12,7 +16,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ci_tools.clients.render import Deploy, RenderAPI
@@ -80,3 +84,28 @@ def history(api: RenderAPI, limit: int, root: Path, *, ordered: bool = False) ->
             )
         )
     return releases
+
+
+def said_off(moments: tuple[tuple[float, str | None], ...], root: Path) -> list[Release]:
+    """The /oops moments as rows of the same table: no deploy, the commit that was live."""
+    rows = []
+    for at, commit in moments:
+        when = datetime.fromtimestamp(at, UTC)
+        rows.append(
+            Release(
+                "-",
+                commit or "?",
+                subject(commit, root) if commit else "",
+                "a user said something is off",
+                "reported",
+                when.strftime("%Y-%m-%d %H:%M"),
+                None,
+                None,
+            )
+        )
+    return rows
+
+
+def interleaved(releases: list[Release], moments: list[Release]) -> list[Release]:
+    """Both, newest first (the table's order), by the minute each started or was said."""
+    return sorted([*releases, *moments], key=lambda r: r.started if r.started != "?" else "", reverse=True)

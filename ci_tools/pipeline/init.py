@@ -162,7 +162,10 @@ def discover(ctx: Context, request: InitRequest, kept: Mapping[str, str]) -> tup
         generated += _snapshot_keys(config, kept, values)
         # The memory copy's source, in production's job only: staging never holds production's Redis
         # (migrate-memory.yml refuses production → staging; a copy that reads production runs there).
-        values[f"{production.name.upper()}_SOURCE_REDIS_URL"] = external[staging.name]
+        # Only until the move is finished (staging has its own prefix: finish-move ran): after it
+        # nothing needs production to reach the old bot's Redis, and .env stops naming it.
+        if not facts[staging.name].key_prefix:
+            values[f"{production.name.upper()}_SOURCE_REDIS_URL"] = external[staging.name]
         # preflight.yml sees staging's bot, service and key (where it has one) from production's environment.
         for name in ("TELEGRAM_BOT_TOKEN", "RENDER_SERVICE_ID", "RENDER_API_KEY"):
             if f"{staging.name.upper()}_{name}" in values:
@@ -304,11 +307,13 @@ WITHDRAWN = ("STAGING_SOURCE_REDIS_URL",)
 
 def _withdrawn(kept: Mapping[str, str], values: Mapping[str, str], request: InitRequest) -> dict[str, str]:
     """.env without the production power an older init gave staging: its source Redis URL (which
-    was production's), the account-wide key as staging's and as the copy preflight reads."""
+    was production's), the account-wide key as staging's and as the copy preflight reads; and,
+    once the move is finished (``values`` name no copy source), production's copy source."""
     return {
         name: value
         for name, value in kept.items()
         if name not in WITHDRAWN
+        and not (name.endswith("_SOURCE_REDIS_URL") and name not in values)
         and not (name.endswith("STAGING_RENDER_API_KEY") and value == request.api_key and name not in values)
     }
 

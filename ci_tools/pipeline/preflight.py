@@ -1,4 +1,4 @@
-"""Phase 0: confirm which service, token and Redis belong together, before anything changes.
+"""Runbook step 4: confirm which service, token and Redis belong together, before anything changes.
 
 It sees both environments at once, so it reads each one's secrets under a prefixed
 name: ``STAGING_TELEGRAM_BOT_TOKEN``, ``PRODUCTION_REDIS_URL``,
@@ -185,7 +185,7 @@ def _not_yet(ctx: Context, env: Environment, items: list[Item]) -> None:
             True,
             "not checked before the new bot exists",
             f"create @{env.bot_username} in @BotFather, then run preflight again without --before-new-bot",
-            warning=True,  # passes: phase 0 asks only what exists; the run after BotFather asks this
+            warning=True,  # passes: step 4 before step 1 asks only what exists; the run after BotFather asks this
         )
     )
 
@@ -246,7 +246,7 @@ def preflight(ctx: Context, *, before_new_bot: bool = False) -> list[Item]:
     """Every check at once, each on a short budget (a service that is down is said in seconds);
     the items in a fixed order: bots, Redis, services, then what compares them.
 
-    ``before_new_bot``: phase 0 as the plan starts, with only what exists then (the daily
+    ``before_new_bot``: runbook step 4 run before step 1, as the plan starts, with only what exists then (the daily
     user's bot, both services, both Redis); the production bot's token is checked after BotFather.
     """
     config = ctx.config

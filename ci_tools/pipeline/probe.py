@@ -357,7 +357,7 @@ class Probe:
                 raise Failed(
                     f"{probe_path}/<nonce> answered 404",
                     "the bot claims the conversation level but does not hand over the probe's replies "
-                    "(README: 'Use it with your own bot'), or pass --no-conversation",
+                    "(docs/CONTRACT.md), or pass --no-conversation",
                 )
         except Unreachable as exc:
             raise Failed(f"the conversation: {exc.kind}", "the service is down or still starting") from None

@@ -291,7 +291,7 @@ def stop_all(bots: list[ReplayBot], grace: float = 2.0) -> None:
 def bot_environ(
     child: Mapping[str, str], env: Environment, redis_url: str, capture_url: str, token: str, secret: str
 ) -> dict[str, str]:
-    """What the bot reads (README, "use it with your own bot"), nothing of this process's secrets."""
+    """What the bot reads (docs/ADOPTING.md, "use it with your own bot"), nothing of this process's secrets."""
     return {
         **child,
         "ENV": env.name,

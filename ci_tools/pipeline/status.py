@@ -172,7 +172,7 @@ class EnvStatus:
             return Item(name, True, f"unknown: {found.why}", warning=True)
         if not found.unverified():
             return Item(name, True, found.line())
-        return Item(name, True, found.line(), "what each level takes: README, 'Use it with your own bot'", warning=True)
+        return Item(name, True, found.line(), "what each level takes: docs/CONTRACT.md", warning=True)
 
     def health(self) -> Item:
         name = self.name("/healthz: this environment, Redis ok")

@@ -156,6 +156,7 @@ def test_testers_before_the_move_are_refused(world, owner, capsys):
 def test_after_the_move_staging_gets_its_prefix_and_its_testers(world, owner, capsys):
     clone, names, _ = owner
     assert init(names) == 0
+    assert "PRODUCTION_SOURCE_REDIS_URL" in read_dotenv(clone / ".env")  # the move's copy source, until it is done
     assert init(names, "--staging-prefix", "dev:", "--tester-ids", "5550001") == 0
     config = tomllib.loads((clone / "pyproject.toml").read_text())["tool"]["ci_tools"]
     assert config["environments"]["staging"]["key_prefix"] == "dev:"
@@ -167,6 +168,9 @@ def test_after_the_move_staging_gets_its_prefix_and_its_testers(world, owner, ca
         "dev:",
     )
     assert main(["config", "check"]) == 0
+    # The move is finished: production no longer reaches the old bot's Redis, and .env stops naming
+    # it, so github setup does not put back the SOURCE_REDIS_URL finish-move said to delete.
+    assert "PRODUCTION_SOURCE_REDIS_URL" not in read_dotenv(clone / ".env")
 
 
 def test_a_readable_env_file_is_made_private(world, owner):

@@ -47,6 +47,14 @@ def unreachable_world(dead: str, tmp: Path) -> tuple[dict[str, str], Path]:
     header = {"kind": "snapshot", "scope": "environment", "env": "production", "prefix": "prod:"}
     with RecordWriter(tmp / "snap" / "production-memory-1.jsonl", header, None) as writer:
         writer.write_absent([b"prod:memory:42"])
+    backup = {
+        "kind": "backup",
+        "env": "staging",
+        "prefix": "",
+        "server": f"{dead.split(':')[0]}:{dead.split(':')[1]}/0",
+    }
+    with RecordWriter(tmp / "back.jsonl", backup, None) as writer:
+        writer.write_absent([b"memory:42"])
     repo = tmp / "repo"
     repo.mkdir()
     git(repo, "init", "-q", "-b", "main")
@@ -71,6 +79,10 @@ def unreachable_world(dead: str, tmp: Path) -> tuple[dict[str, str], Path]:
         "GITHUB_TOKEN": "ghs_unreachableToken0123456789",
         "GITHUB_REPOSITORY": "mindmate/mindmate-release",
         "OWNER_CHAT_ID": "7770001",
+        # the old bot, as production holds it for send-back and finish-move
+        "STAGING_REDIS_URL": f"redis://:{PASSWORD}@{dead}/0",
+        "STAGING_TELEGRAM_BOT_TOKEN": TOKEN,
+        "STAGING_RENDER_SERVICE_ID": "srv-unreachable02",
     }
     return variables, repo
 
@@ -126,6 +138,9 @@ COMMANDS = {
     "keyvalue sweep": ["keyvalue", "sweep", "--env", "production"],
     "replay": ["replay", "production", "--snapshot", "{tmp}/snap", "--candidate", "{sha}"],
     "notify": ["notify", "--env", "production", "--strict", "a release went out"],
+    "send-back": ["send-back", "--user-id", "42", "--out", "{tmp}/back"],
+    "send-back undo": ["send-back", "--undo", "{tmp}/back.jsonl", "--out", "{tmp}/undone"],
+    "finish-move": ["finish-move", "--user-id", "42"],
 }
 SERVICE_WORDS = (
     "Render",

@@ -109,6 +109,7 @@ def test_healthz_contract_then_503_when_redis_stops(running_bot, redis_server):
     body = response.json()
     assert body.pop("contract") == {"level": "conversation", "kit": KIT_VERSION, "probe_path": "/probe"}
     assert body["updates"].pop("last_handled_at") is None  # nothing handled yet
+    assert body.pop("reports") == {"oops": []}  # /oops is on; nobody has said anything is off
     assert body == {
         "status": "ok",
         "env": "staging",
@@ -317,3 +318,23 @@ def test_the_bot_and_the_pipeline_bind_the_webhook_secret_to_a_bot_alike():
         assert bot_secret(WEBHOOK_SECRET, token) == webhook_secret_for(WEBHOOK_SECRET, token)
     assert bot_secret(WEBHOOK_SECRET, "1:a") != bot_secret(WEBHOOK_SECRET, "2:a")
     assert re.fullmatch(r"[A-Za-z0-9_-]{1,256}", bot_secret(WEBHOOK_SECRET, "1:a"))  # Telegram's rule
+
+
+def test_the_profile_records_which_bot_the_user_talks_to_and_since_when(redis_server, bot_environ, telegram):
+    """The first visit to a bot whose id the profile does not name is the user's arrival there: a
+    memory copy from the old bot brings the old bot's id, so the new bot's first visit starts its
+    ``bot_since`` (what finish-move waits its window from); later visits leave it alone."""
+    client = redis_server.client(decode_responses=True)
+    key = f"prod:user:{USER}:profile"
+    # As the memory copy leaves it: the old bot's record, months old.
+    client.hset(key, mapping={"first_seen": "1700000000", "bot_id": "111", "bot_since": "1700000000"})
+    environ, fake = bot_environ(redis_server.url, env="production", username="mindmate_companion_bot")
+    new_id = fake.token.split(":")[0]
+    with ThreadedBot(environ):
+        telegram.send_user_message(fake, USER, "/recall")
+        arrived = client.hgetall(key)
+        assert arrived["bot_id"] == new_id and int(arrived["bot_since"]) >= int(arrived["first_seen"])
+        assert arrived["bot_since"] == arrived["last_seen"] and arrived["first_seen"] == "1700000000"
+        client.hset(key, "bot_since", "1700000500")  # as if it were days ago
+        telegram.send_user_message(fake, USER, "a plain message")
+    assert client.hget(key, "bot_since") == "1700000500"  # still there: no new arrival

@@ -298,7 +298,7 @@ def test_rehearse_on_a_machine_without_redis_server(tmp_path, monkeypatch, capsy
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", token)
     assert main(["rehearse", "--threads", "--keep", str(tmp_path / "r")]) == 0
     out = capsys.readouterr().out
-    assert "✓ all 16 phases passed" in out
+    assert "✓ all 17 phases passed" in out
     assert "rolled back to" in out
     assert "✗" not in out
     assert os.environ["TELEGRAM_BOT_TOKEN"] == token  # scrubbed during the run, restored after

@@ -21,6 +21,7 @@ from telegram.request import HTTPXRequest
 from ci_tools.clients.health import contract_problem
 from release_kit import DEFAULT_PROBE_USER_ID as PROBE
 from release_kit import ConfigError, Kit, read_config
+from release_kit.oops import THANKS
 from release_kit.request import ProbeRequest, fake_result
 from sandbox.ports import free_port
 from tests.support import WEBHOOK_SECRET, signed
@@ -285,3 +286,47 @@ def test_a_storage_failure_stops_the_update_so_its_redelivery_does_not_land_twic
         assert turn(url, telegram, fake, USER, "hi", nonce=None).status_code == 503
         assert httpx.get(f"{url}/healthz").json()["updates"]["handled"] == 0  # not taken: it comes again
     assert ran == ["first"]
+
+
+def test_oops_thanks_the_user_tells_the_owner_the_live_commit_only_and_history_shows_the_moment(
+    redis_server, telegram, tmp_path
+):
+    """Issue 43: the daily user says something is off; the owner's chat gets one message with the
+    live commit and the time, and no word of what the user wrote; the moment is kept for history."""
+    from ci_tools.clients.health import Health
+    from ci_tools.pipeline.history import said_off
+
+    owner = 777
+    fake, port = telegram.add_bot("oops_kit_bot"), free_port()
+    telegram.start_chat(fake, owner)
+    kit = kit_for(redis_server.url, telegram.url, port, OWNER_CHAT_ID=str(owner))
+    application = kit.builder().token(fake.token).build()
+    seen: list[str] = []
+
+    async def owners_handler(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        seen.append(update.message.text if update.message else "")
+
+    application.add_handler(MessageHandler(filters.ALL, owners_handler))
+    kit.oops(application)
+    with serving(kit.asgi(application, url_path="hook"), port) as url:
+        said = "/oops the new bot forgot my sister's name"
+        assert turn(url, telegram, fake, USER, said, nonce=None).status_code == 200
+        [told] = telegram.replies_to(fake, owner)
+        assert "0123456789ab" in told and "something is off (/oops)" in told
+        assert "sister" not in told and str(USER) not in told  # never who, never what
+        assert telegram.replies_to(fake, USER) == [THANKS]
+        assert seen == []  # the owner's own handlers never see it
+        body = httpx.get(f"{url}/healthz").json()
+        assert contract_problem(body) is None
+        [moment] = body["reports"]["oops"]
+        assert moment["commit"] == "0123456789abcdef0123456789abcdef01234567"
+        health = Health.from_json(200, body)
+        [row] = said_off(health.oops, tmp_path)
+        assert row.row()[2] == "a user said something is off" and row.row()[1].startswith("0123456")
+
+
+def test_oops_takes_only_a_command_name_telegram_allows(redis_server, telegram):
+    kit = kit_for(redis_server.url, telegram.url, free_port())
+    application = kit.builder().token(telegram.add_bot("oops_name_bot").token).build()
+    with pytest.raises(SystemExit, match="a Telegram command is 1-32 of a-z, 0-9 and _"):
+        kit.oops(application, command="Oops!")

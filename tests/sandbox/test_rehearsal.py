@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from ci_tools.pipeline.levels import Level
+from ci_tools.runbook import step
 from sandbox.rehearsal import Rehearsal
 from tests.cli.test_adopt import FIXTURE, adopted
 from tests.support import ROOT
@@ -18,21 +19,24 @@ from tests.support import ROOT
 KIT_PATCH = ROOT / "tests" / "fixtures" / "owner_bot_kit.patch"
 
 
+@pytest.mark.timeout(300)  # the whole runbook, seventeen phases, on a busy machine
 def test_the_runbook_in_order_never_hides_the_daily_users_memory(tmp_path):
     rehearsal = Rehearsal(tmp_path, ROOT, process=False, log=lambda line: None)
     phases = rehearsal.run()
     failed = [(p.name, p.detail) for p in phases if not p.ok]
     assert not failed, failed
     names = [p.name for p in phases]
-    # Phase 0 asks what exists before @BotFather, everything after it; the prefix comes after the move.
+    # Step 4 asks what exists before @BotFather (step 1), everything after it; the prefix comes after the move.
     assert (
-        names.index("phase 0: preflight before the new bot (what exists)")
-        < names.index("phase 1: a new production bot in @BotFather")
-        < names.index("phase 0 again: preflight, everything")
+        names.index(f"before {step(1).label()}: preflight, only what exists")
+        < names.index(step(1).label())
+        < names.index(f"{step(4).label()}, everything")
     )
-    assert names.index("the user talks to the new bot; it remembers") < names.index(
-        "phase 5: staging gets its own prefix (dev:) and serves testers only"
-    )
+    # The way back comes in the window after the move; the old bot goes to the testers last.
+    window = next(n for n in names if n.startswith(f"the way back, before {step(9).label()}"))
+    finished = next(n for n in names if n.startswith(f"{step(9).label()}: finish-move refused before the window"))
+    assert names.index("the user talks to the new bot; it remembers") < names.index(window)
+    assert names[-1] == finished
     moved = names.index("the user talks to the new bot; it remembers")
     assert rehearsal.recalls == moved + 1  # the seed's own check, then one before each phase up to the move
 
@@ -62,13 +66,17 @@ def _owners_bot(tmp_path: Path, *, kit: bool) -> Path:
 def test_the_runbook_with_the_owners_bot_and_the_kit_lines_every_phase_green(tmp_path):
     """ci-tools rehearse --bot: the owner's bot (module ``bot``, requirements.txt, its own keys)
     in mindmate's place, built and started by its render.yaml at every deploy; with the kit lines
-    it meets the conversation level, and every phase runs, none skipped."""
+    it meets the conversation level, and every phase runs but finish-move, which times the move from
+    an arrival record in mindmate's layout (user:<id>:profile) that this bot does not keep."""
     bot = _owners_bot(tmp_path, kit=True)
     rehearsal = Rehearsal(tmp_path / "sandbox", ROOT, process=False, log=lambda line: None, bot=bot)
     started = time.monotonic()
     phases = rehearsal.run()
     print(f"the rehearsal with the owner's bot (kit lines): {time.monotonic() - started:.0f}s")
-    assert [(p.name, p.detail) for p in phases if p.ok is not True or p.warning] == []
+    assert [(p.name, p.detail) for p in phases if p.ok is not True] == []
+    assert [p.name for p in phases if p.warning] == [phases[-1].name]
+    assert phases[-1].name.startswith(f"{step(9).label()}: finish-move")
+    assert "user:424242001:profile (bot_id, bot_since: mindmate keeps it)" in phases[-1].detail
     assert rehearsal.level is Level.CONVERSATION
     details = {p.name: p.detail for p in phases}
     assert "their memory: memory:424242001 (memory_patterns)" in details[phases[0].name]
@@ -82,7 +90,11 @@ def test_the_runbook_with_the_owners_bot_and_the_kit_lines_every_phase_green(tmp
         "DUMP equal"
         in details["a release that overwrote memory is rolled back; memory restored from memory-before-<sha>"]
     )
-    assert rehearsal.recalls == 9  # the seed's own check, then one before each phase up to the move
+    names = [p.name for p in phases]
+    # the seed's own check, then one before each phase up to the move
+    assert rehearsal.recalls == names.index("the user talks to the new bot; it remembers") + 1
+    sent_back = next(d for n, d in details.items() if n.startswith("the way back"))
+    assert "the new bot kept ['user:424242001:history'] of their message; send-back wrote" in sent_back
 
 
 @pytest.mark.timeout(600)
@@ -96,14 +108,19 @@ def test_the_runbook_with_the_owners_bot_unchanged_says_what_its_level_cannot_sh
     assert [(p.name, p.detail) for p in phases if p.ok is not True] == []
     assert rehearsal.level is Level.BASE
     skipped = {p.name: p.detail for p in phases if p.warning}
-    assert sorted(skipped) == [
+    way_back = next(p.name for p in phases if p.name.startswith("the way back"))
+    by_level = [
         "a bad release is rolled back automatically",
         "a release that breaks plain messages is rolled back in its bake window",
         "a release that overwrote memory is rolled back; memory restored from memory-before-<sha>",
-        "phase 5: staging gets its own prefix (dev:) and serves testers only",
     ]
-    assert all(d.startswith("not rehearsed: ") and "this bot meets base" in d for d in skipped.values())
-    copy = next(p.detail for p in phases if p.name.startswith("phase 3: memory copy"))
+    assert sorted(skipped) == sorted([*by_level, way_back, phases[-1].name])
+    assert all(
+        skipped[name].startswith("not rehearsed: ") and "this bot meets base" in skipped[name] for name in by_level
+    )
+    assert "its bot marked as production's (meta:env: the kit writes it), and this bot writes none" in skipped[way_back]
+    assert "user:424242001:profile (bot_id, bot_since" in skipped[phases[-1].name]
+    copy = next(p.detail for p in phases if p.name.startswith(step(6).label()))
     assert "--ignore-env-markers" in copy and "dry run: 1 to create" in copy
     replay = next(p.detail for p in phases if p.name.startswith("the replay gate"))
     assert "the candidate answers differently" in replay

@@ -15,7 +15,7 @@ from tests.workflows.scenarios import (
 
 @pytest.fixture
 def old_bot_on_production(world):
-    """Production runs main with the legacy bot's token, as before phase 2 of the plan."""
+    """Production runs main with the legacy bot's token, as before runbook step 5."""
     legacy = world.telegram.add_bot("mindmate_legacy_bot")
     world.services["production"].env["TELEGRAM_BOT_TOKEN"] = legacy.token
     start_live(world, "production", world.commit("main", "main before the cutover"))

@@ -1,0 +1,253 @@
+"""``send-back``: the daily user's way back during the move's window.
+
+The new bot failed them in the first days; their old bot (staging's, reading their legacy keys)
+still runs. Send-back puts them back on it with what they told the new bot since the move: their
+keys are copied from production (read only, never changed) into the old bot's keys, through the
+same path as the migration's copy (``ci_tools.memory``): a snapshot of production's keys, a backup
+of every old-bot key the write touches, a compare-and-set write that leaves a key the old bot changed
+meanwhile alone, a read-back, and an undo from the backup. Then the old bot sends them one message.
+
+Before anything is read for writing, the old bot must be able to serve them: its service reads the
+keys the copy writes (``KEY_PREFIX`` as the config says; after finish-move it reads ``dev:`` and serves
+testers only, and send-back is over), it is no signpost (``MOVED_TO``), its tester allowlist (if any)
+admits the user, and ``/healthz`` shows it running as that bot on that prefix. Each refusal is one line
+with the fix, before any write.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from ci_tools.clients.health import NotTheContract, Unreachable, health_of
+from ci_tools.clients.telegram import BotInfo, TelegramError
+from ci_tools.context import Context
+from ci_tools.errors import ConfigError, InputError, RemoteError
+from ci_tools.memory import ops, undo
+from ci_tools.memory.choices import Conflict, Stage, Uncovered
+from ci_tools.memory.model import CONNECTION_ERRORS, Outcome
+from ci_tools.memory.sides import connect, identity
+from ci_tools.needs import Secrets
+from ci_tools.pipeline.cutover import whose
+from ci_tools.pipeline.old_bot import (
+    FINISHED_VAR,
+    new_env,
+    old_env,
+    old_secret,
+    old_service,
+    prefix_of,
+    service_settings,
+    testers,
+)
+from ci_tools.settings import Environment
+
+OLD_REDIS = "STAGING_REDIS_URL"  # the old bot's Redis as production holds it (SOURCE_REDIS_URL)
+NEW_REDIS = "REDIS_URL"  # production's own Redis: read, never written
+
+
+@dataclass(frozen=True)
+class SendBack:
+    user_id: int
+    apply: bool
+    stage: Stage
+    out_dir: Path
+    text: str = ""  # "" = the config's send_back_text
+    uncovered: Uncovered = Uncovered.REFUSE
+    resume_command: str = ""
+
+
+@dataclass(frozen=True)
+class OldBot:
+    """The bot the daily user goes back to, as its service runs it now."""
+
+    env: Environment
+    bot: BotInfo
+    prefix: str  # where it reads memory: where the copy writes
+    token: str = dataclasses.field(repr=False)
+
+
+@dataclass
+class SentBack:
+    old: OldBot
+    outcome: Outcome
+    told: str | None = None  # the message the old bot sent, once the write is verified
+    already: bool = False  # nothing to write: an earlier send-back put them there (no second message)
+
+
+def memory_context(ctx: Context, *, source: bool = True) -> Context:
+    """The memory copy's view: production's Redis as its source (unless ``source`` is False: an
+    undo writes the old bot's alone), the old bot's as its target."""
+    values = {"TARGET_REDIS_URL": ctx.secret(OLD_REDIS, purpose="the old bot's Redis (SOURCE_REDIS_URL)")}
+    if source:
+        values["SOURCE_REDIS_URL"] = ctx.secret(NEW_REDIS, purpose="production's Redis, read only")
+    if key := ctx.optional("MEMORY_SNAPSHOT_KEY"):
+        values["MEMORY_SNAPSHOT_KEY"] = key
+    return dataclasses.replace(ctx, secrets=Secrets(values))
+
+
+def ready_old_bot(ctx: Context, user_id: int) -> OldBot:
+    """The old bot, checked able to serve ``user_id`` from the keys the copy writes; else one line."""
+    env = old_env(ctx)
+    token = old_secret(ctx, "TELEGRAM_BOT_TOKEN", "the old bot's token: it tells the user")
+    bot = whose(ctx, token, f"{env.name.upper()}_TELEGRAM_BOT_TOKEN")
+    with old_service(ctx) as api:
+        settings = service_settings(api)
+    where = f"@{bot.username} ({env.render_service})"
+    if finished := settings.get(FINISHED_VAR):
+        raise InputError(
+            f"the move was finished on {finished.split()[0]} (finish-move): {where} is the testers' staging bot "
+            "now, so there is nothing to send the daily user back to",
+            hint="fix the new bot forward instead (a release, or rollback.yml)",
+        )
+    if settings.get("MOVED_TO"):
+        raise InputError(
+            f"{where} answers everyone with https://t.me/{settings['MOVED_TO']} (MOVED_TO)",
+            hint=f"delete MOVED_TO on {env.render_service} and redeploy it, then send back",
+        )
+    allowed = testers(settings)
+    if allowed is not None and user_id not in allowed:
+        raise InputError(
+            f"{where} serves only its testers (TESTER_IDS), and user {user_id} is not one of them",
+            hint=f"add {user_id} to TESTER_IDS on {env.render_service} and redeploy it, then send back",
+        )
+    prefix = prefix_of(settings)
+    if prefix is not None and prefix != env.key_prefix:
+        raise InputError(
+            f"{where} reads keys under {prefix or 'no prefix'!r}, but {env.name}'s config says "
+            f"{env.key_prefix or 'no prefix'!r}: the copy would land where it does not look",
+            hint="make them agree (ci-tools init) before sending back",
+        )
+    _running(ctx, env, bot)
+    return OldBot(env, bot, env.key_prefix, token)
+
+
+def _running(ctx: Context, env: Environment, bot: BotInfo) -> None:
+    """``/healthz`` shows the old bot serving as ``bot`` on its prefix with Redis up (skipped without one)."""
+    if env.health_url is None:
+        return
+    try:
+        health = health_of(env.health_url, ctx.request_timeout(10))
+    except Unreachable as exc:
+        raise RemoteError(
+            f"the old bot's service does not answer {env.health_url} ({exc.kind})",
+            hint="bring it back first: the daily user would be sent to a bot that does not answer",
+        ) from None
+    except NotTheContract as exc:
+        raise RemoteError(f"the old bot's {env.health_path} is not the health contract: {exc}") from None
+    problems = []
+    if health.bot_id != bot.id:
+        problems.append(f"it runs @{health.bot_username}, not @{bot.username}")
+    if health.key_prefix != env.key_prefix:
+        problems.append(f"it reads {health.key_prefix or 'no prefix'!r}")
+    if health.moved_to:
+        problems.append(f"it is a signpost to @{health.moved_to}")
+    if not health.redis_ok:
+        problems.append("its Redis does not answer")
+    if problems:
+        raise RemoteError(
+            f"the old bot cannot serve the daily user now: {'; '.join(problems)}",
+            hint=f"look at {env.render_service} first (ci-tools status {env.name})",
+        )
+
+
+def send_back(ctx: Context, request: SendBack) -> SentBack:
+    """Check the old bot, copy the user's keys back into it (as ``request.stage`` says), then tell them."""
+    old = ready_old_bot(ctx, request.user_id)
+    new = new_env(ctx)
+    refuse_production_as_target(ctx)
+    copy = ops.between(
+        ctx.config,
+        request.user_id,
+        new.name,
+        old.env.name,
+        request.out_dir,
+        target_prefix=old.prefix,
+        apply=request.apply,
+        policy=Conflict.REPLACE,  # the old bot's keys hold the older memory: replaced, kept in the backup
+        legacy_target=True,  # a legacy bot's Redis may carry no marker; another environment's is refused
+        uncovered=request.uncovered,
+        resume_command=request.resume_command,
+        stage=request.stage,
+    )
+    outcome = ops.copy_user(memory_context(ctx), copy)
+    result = SentBack(old, outcome)
+    if outcome.applied and request.stage is not Stage.PLAN and not outcome.written and not outcome.changed:
+        # A rerun (a double dispatch, a re-run of the green run) finds the old bot's keys equal to
+        # production's: the user was told when they were written, and gets no second message.
+        result.already = True
+    elif outcome.applied and request.stage is not Stage.PLAN:
+        result.told = tell(ctx, old, request.user_id, request.text or ctx.config.move.send_back_text)
+    return result
+
+
+def refuse_production_as_target(ctx: Context) -> None:
+    """The old bot's Redis is staging's Key Value, never production's own: a secret pasted into the
+    wrong place (``SOURCE_REDIS_URL`` = production's Redis) would write the old bot's keys into
+    production's Redis (its ``prod:`` keys untouched, so the copy's own checks pass) and tell the
+    user a bot serves them that never saw the copy. Refused before any read for writing."""
+    clients = [
+        connect(ctx.secret(name, purpose=purpose), purpose, timeout=ctx.timeout)
+        for name, purpose in ((NEW_REDIS, "production's Redis"), (OLD_REDIS, "the old bot's Redis"))
+    ]
+    try:
+        same = identity(clients[0]) == identity(clients[1])
+    except CONNECTION_ERRORS as exc:
+        raise RemoteError(f"a Redis stopped answering ({type(exc).__name__})") from None
+    finally:
+        for client in clients:
+            client.close()
+    if same:
+        raise ConfigError(
+            f"{OLD_REDIS} (production's SOURCE_REDIS_URL) reaches production's own Redis, not the old bot's: "
+            "send-back never writes production's Redis",
+            hint="set SOURCE_REDIS_URL in production's environment to staging's Key Value (the old bot's)",
+        )
+
+
+def tell(ctx: Context, old: OldBot, user_id: int, text: str) -> str:
+    """The one message: the old bot writes to the user (sendMessage is never blindly retried)."""
+    link = f"https://t.me/{old.bot.username}"
+    try:
+        with ctx.telegram(old.token) as telegram:
+            telegram.send_message(user_id, text)
+    except TelegramError as exc:
+        if exc.code in (400, 403):
+            raise RemoteError(
+                f"their memory is back on @{old.bot.username}, but it cannot write to user {user_id} "
+                f"({exc.code} {exc.description})",
+                hint=f"tell them yourself: {link}",
+            ) from None
+        raise
+    return text
+
+
+def undo_send_back(ctx: Context, backup: Path, out_dir: Path, *, apply: bool) -> tuple[Path | None, int, list[bytes]]:
+    """Put the old bot's keys back as the send-back's backup recorded them (production untouched)."""
+    found = find_backup(backup)
+    return undo.undo_backup(memory_context(ctx, source=False), found, out_dir, apply=apply)
+
+
+def find_backup(given: Path) -> Path:
+    """``given`` itself, or the one backup in the folder a workflow downloaded the artifact to."""
+    if given.is_file():
+        return given
+    if not given.is_dir():
+        raise InputError(f"{given} does not exist", hint="pass the backup file or the folder it was downloaded to")
+    found = sorted(given.rglob("*-backup-*.jsonl"))
+    if len(found) != 1:
+        raise InputError(
+            f"{given} holds {len(found)} backups, not one",
+            hint="pass the send-back apply run's artifact (its run_id), or the one backup file",
+        )
+    return found[0]
+
+
+def refuse_without_key(ctx: Context, applying: bool) -> None:
+    """In Actions a write keeps its snapshot and backup as an artifact: only encrypted."""
+    if applying and ctx.runner.active and not ctx.optional("MEMORY_SNAPSHOT_KEY"):
+        raise ConfigError(
+            "in GitHub Actions send-back needs MEMORY_SNAPSHOT_KEY, so the snapshot and backup are kept "
+            "(encrypted) as this run's artifact for undo",
+            hint="store production's MEMORY_SNAPSHOT_KEY (ci-tools init makes one)",
+        )

@@ -1,0 +1,125 @@
+"""What the docs count and list is what the tree holds: the workflows, the commands, init's
+prompts, the memory modules. A doc that names one too many or too few fails here, not in a reader's hands.
+
+The command table in docs/COMMANDS.md is generated from the parser (each command's own --help line):
+`uv run python -m tests.repo.test_docs_match_tree` prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+from ci_tools.__main__ import COMMAND_MODULES
+from ci_tools.cli.init import ASKED, OPTIONAL_ASKED, PROMPTS
+from ci_tools.repo.workflow_files import OURS_ONLY
+from tests.cli.test_unreachable import COMMANDS as UNREACHABLE_COMMANDS
+from tests.support import ROOT
+
+NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9}
+DOCS = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *sorted((ROOT / "docs").glob("*.md"))]
+WORKFLOWS = sorted(p.stem for p in (ROOT / ".github" / "workflows").glob("*.yml"))
+
+
+def _number(word: str) -> int:
+    return int(word) if word.isdigit() else NUMBERS[word.lower()]
+
+
+def _commands() -> dict[str, str]:
+    """Each ci-tools command and its --help line, in COMMAND_MODULES's order."""
+    subparsers = argparse.ArgumentParser().add_subparsers()
+    for module in COMMAND_MODULES:
+        module.add_parser(subparsers)
+    return {action.dest: action.help or "" for action in subparsers._choices_actions}
+
+
+def command_table() -> str:
+    commands = _commands()
+    rows = [f"| `ci-tools {name}` | {text.replace('|', '/')} |" for name, text in commands.items()]
+    return "\n".join([f"ci-tools has {len(commands)} commands:", "", "| command | what it does |", "|---|---|", *rows])
+
+
+def _block(text: str, start: str, stop: str) -> str:
+    """The lines of a `path   description` listing from ``start`` up to the next line starting ``stop``."""
+    lines = text.split("\n")
+    first = next(i for i, line in enumerate(lines) if line.startswith(start))
+    last = next(i for i in range(first + 1, len(lines)) if lines[i].startswith(stop))
+    return " ".join(line.strip() for line in lines[first:last])[len(start) :]
+
+
+def _without_asides(text: str) -> str:
+    while re.search(r"\([^()]*\)", text):
+        text = re.sub(r"\([^()]*\)", "", text)
+    return text
+
+
+def _names(listing: str) -> list[str]:
+    return [name.strip(" .;") for name in re.split(r",|\band\b|;", listing) if name.strip(" .;")]
+
+
+def test_commands_md_lists_every_command_as_the_parser_has_it():
+    text = (ROOT / "docs" / "COMMANDS.md").read_text()
+    assert command_table() in text, "docs/COMMANDS.md's command table is stale: print it anew (see this module)"
+    stated = re.findall(r"ci-tools has (\d+) commands", "\n".join(d.read_text() for d in DOCS))
+    assert stated and {int(n) for n in stated} == {len(_commands())}
+
+
+def test_architecture_lists_every_workflow_and_which_are_ours_only():
+    block = _block((ROOT / "docs" / "ARCHITECTURE.md").read_text(), ".github/workflows/", ".github/actions/")
+    adopted, ours = block.split("ours only", 1)
+    counts = [int(n) for n in re.findall(r"\((\d+)\)", adopted) + re.findall(r"(\d+)\)", ours)]
+    listed_adopted = _names(_without_asides(adopted).split(":", 1)[1])
+    listed_ours = _names(_without_asides(ours).split(":", 1)[1])
+    assert sorted(listed_adopted + listed_ours) == WORKFLOWS
+    assert sorted(listed_ours) == sorted(name.removesuffix(".yml") for name in OURS_ONLY)
+    assert counts == [len(WORKFLOWS) - len(OURS_ONLY), len(OURS_ONLY)]
+
+
+def test_architecture_lists_every_memory_module():
+    modules = sorted(p.stem for p in (ROOT / "ci_tools" / "memory").glob("*.py") if p.stem != "__init__")
+    block = _block((ROOT / "docs" / "ARCHITECTURE.md").read_text(), "ci_tools/memory/", "ci_tools/clients/")
+    found = re.fullmatch(r"\s*(\d+) modules: (.*)", block)
+    assert found, block
+    count, listing = found.groups()
+    assert sorted(_names(_without_asides(listing))) == modules
+    assert int(count) == len(modules)
+
+
+def test_the_readme_links_every_doc():
+    readme = (ROOT / "README.md").read_text()
+    for doc in sorted((ROOT / "docs").glob("*.md")):
+        assert f"](docs/{doc.name})" in readme, f"README does not link docs/{doc.name}"
+
+
+def test_developing_counts_the_commands_the_unreachable_bench_runs():
+    stated = re.findall(r"default settings, (\d+) commands", (ROOT / "docs" / "DEVELOPING.md").read_text())
+    assert stated == [str(len(UNREACHABLE_COMMANDS))]  # bench/unreachable.py runs the test's own list
+
+
+def _init_help() -> str:
+    return _commands()["init"]
+
+
+def test_every_count_of_inits_prompts_is_the_codes():
+    texts = {doc.name: doc.read_text() for doc in DOCS}
+    texts[".env.example"] = (ROOT / ".env.example").read_text()
+    texts["ci-tools init --help"] = _init_help()
+    found = 0
+    for name, text in texts.items():
+        for total, optional in re.findall(r"\b(\w+) prompts \((\w+) optional", text):
+            found += 1
+            assert (_number(total), _number(optional)) == (len(PROMPTS), len(OPTIONAL_ASKED)), name
+    assert found >= 3  # README, .env.example and --help say it at least
+
+
+def test_the_values_the_owner_types_are_counted_right():
+    # init's required prompts, staging's Render power (a scoped key or else its hook: one of two
+    # optional prompts), then --owner-chat-id and the GITHUB_TOKEN for github setup.
+    typed = len(ASKED) + 1 + 2
+    for doc in (ROOT / "README.md", ROOT / "docs" / "RUNBOOK.md"):
+        stated = re.findall(r"\b(\w+) values, each once", doc.read_text())
+        assert stated and {_number(word) for word in stated} == {typed}, doc.name
+
+
+if __name__ == "__main__":
+    print(command_table())
