@@ -5,6 +5,15 @@ by each "deploy"; a daily user who already has memory in the dev bot. Each phase
 calls the same code the real commands run. Nothing outside this machine is
 contacted: each phase runs with a Context built from the sandbox's own secrets and the
 stand-ins' addresses, never from this process's environment.
+
+With ``bot`` (an adopted repository: ``ci-tools rehearse --bot PATH``) the sandbox's repository
+is a copy of that one, and every deploy builds and starts the owner's bot by its own render.yaml.
+Nothing of mindmate's is assumed then: the daily user says what the config says a user says
+(``[tool.ci_tools.probe] turns``, then the replay's turns), their memory is the keys
+``memory_patterns`` names, and "still known" means the bot answers the replay's turns as it did
+at the seed (``[tool.ci_tools.replay] ignore`` masked). A phase the bot's level cannot show (a
+tester gate, a bake's handler-failure counts, an unsigned update refused: the kit's) is not
+rehearsed, and says so (⚠), as is one whose bad release sandbox/breaks.py cannot write in its code.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import tomlkit
 
 from ci_tools.checklist import Item
 from ci_tools.context import Context, build
@@ -35,14 +45,16 @@ from ci_tools.pipeline.announce import announce, default_text
 from ci_tools.pipeline.cutover import CutoverRequest, back, forward
 from ci_tools.pipeline.deploy import deploy
 from ci_tools.pipeline.finish_move import FinishRequest, finish_move
+from ci_tools.pipeline.levels import Level, discover
 from ci_tools.pipeline.preflight import preflight
 from ci_tools.pipeline.release import ReleaseRequest, release
+from ci_tools.pipeline.replay_judge import masked
 from ci_tools.pipeline.send_back import SendBack, send_back, undo_send_back
 from ci_tools.repo.github import check, plan
 from ci_tools.repo.workflow_files import secrets_by_environment
 from ci_tools.runbook import step
 from ci_tools.settings import load_config
-from sandbox.breaks import commit_breaking
+from sandbox.breaks import NoBreak, commit_breaking
 from sandbox.github import FakeGitHub
 from sandbox.world import DAILY_USER, SECRETS, World, git
 
@@ -60,6 +72,10 @@ class Phase(Item):
     seconds: float = 0.0
 
 
+class NotRehearsed(Exception):
+    """A phase this bot cannot show (its level, or no break known for its code): ⚠ with why."""
+
+
 def require(condition: object, message: str = "a rehearsal check failed") -> None:
     """A phase's check: a VerificationError that names it (an assert would vanish under -O)."""
     if not condition:
@@ -75,8 +91,16 @@ class Rehearsal:
         process: bool = True,
         log: Callable[[str], None] = say,
         legacy_staging: bool = True,
+        bot: Path | None = None,
     ) -> None:
         self.root = root
+        # An adopted repository whose bot is rehearsed (None: the reference bot); its config,
+        # workflows and render.yaml are the ones the phases read.
+        self.bot = bot
+        self.repository = bot or project
+        self.level: Level | None = None  # the owner's bot's, found at its first deploy
+        self.said: tuple[str, ...] = ()  # its replies to the daily user's replay turns at the seed, masked
+        self.seed_keys: dict[bytes, bytes] = {}  # the daily user's keys after the seed, and their DUMPs
         # False only to show the check biting: staging with its own prefix from the start hides
         # the daily user's unprefixed memory (what render.yaml's "dev:" once did).
         self.legacy_staging = legacy_staging
@@ -92,10 +116,11 @@ class Rehearsal:
         """The phases in the README runbook's order, each numbered step labelled from ci_tools.runbook.
         Until the daily user has moved (``user_moves``), the bot they use is staging's, and before
         every phase they ask it /recall: it must still know them."""
+        production = load_config(self.repository / "pyproject.toml").env("production").render_service
         return [
             (
                 "the seed: the daily user on the dev bot (unprefixed keys, no marker); "
-                f"mindmate-prod runs the old production bot @{OLD_PRODUCTION_BOT}",
+                f"{production} runs the old production bot @{OLD_PRODUCTION_BOT}",
                 self.dev_bot_in_use,
             ),
             (f"before {step(1).label()}: preflight, only what exists", self.preflight_before_new_bot),
@@ -132,7 +157,9 @@ class Rehearsal:
         moved = next(i for i, (_, do) in enumerate(steps) if do == self.user_moves)
         self.phases = [Phase(name) for name, _ in steps]
         with (
-            World(self.root, process=self.process, step=0.05, legacy_staging=self.legacy_staging) as world,
+            World(
+                self.root, process=self.process, step=0.05, legacy_staging=self.legacy_staging, source=self.bot
+            ) as world,
             contextlib.chdir(world.repo),  # deploys check branches in the sandbox's repository
         ):
             for index, (phase, (_, do)) in enumerate(zip(self.phases, steps, strict=True)):
@@ -143,10 +170,12 @@ class Rehearsal:
                         self.daily_user_still_known(world)
                     phase.detail = do(world)
                     phase.ok = True
+                except NotRehearsed as exc:
+                    phase.ok, phase.warning, phase.detail = True, True, f"not rehearsed: {exc}"
                 except (FatalError, AssertionError, RuntimeError) as exc:
                     phase.ok, phase.detail = False, str(exc)
                 phase.seconds = time.monotonic() - started
-                self.log(f"  {'✓' if phase.ok else '✗'} {phase.detail} ({phase.seconds:.1f}s)")
+                self.log(f"  {phase.mark} {phase.detail} ({phase.seconds:.1f}s)")
                 if not phase.ok:
                     break
         return self.phases
@@ -157,16 +186,56 @@ class Rehearsal:
         return build({**world.secrets(env), **extra})
 
     def _talk(self, world: World, env: str, text: str) -> str:
+        """The bot's reply to the daily user's ``text``: within the webhook's answer (the kit), or
+        sent a moment later (python-telegram-bot's own webhook queues the update)."""
         bot = world.bots[env]
+        before = len(world.telegram.replies_to(bot, DAILY_USER))
         response = world.telegram.send_user_message(bot, DAILY_USER, text)
         require(
             response is not None and response.status_code == 200,
             f"@{bot.username} did not answer {text!r}",
         )
-        return world.telegram.replies_to(bot, DAILY_USER)[-1]
+        deadline = time.monotonic() + 30
+        while len(replies := world.telegram.replies_to(bot, DAILY_USER)) <= before:
+            require(time.monotonic() < deadline, f"@{bot.username} took {text!r} and never replied")
+            time.sleep(0.02)
+        return replies[-1]
+
+    # -- the owner's bot: the daily user as the config describes them ----------------------------
+    def _replay_turns(self, world: World, env: str) -> tuple[str, ...]:
+        """The bot's replies to the daily user's replay turns, masked as the replay masks them."""
+        config = load_config(world.config)
+        replies = tuple(self._talk(world, env, turn) for turn in config.replay.turns)
+        return masked(replies, tuple(re.compile(p) for p in config.replay.ignore))
+
+    def _daily_keys(self, world: World, env: str) -> dict[bytes, bytes]:
+        """The daily user's keys under ``env``'s memory_patterns and prefix, and their DUMPs."""
+        client = world.redis[env].client()
+        names = load_config(world.config).env(env).memory_keys(DAILY_USER)
+        return {name.encode(): dumped for name in names if (dumped := client.dump(name)) is not None}
+
+    def _needs(self, level: Level, what: str) -> None:
+        """A phase that shows what only ``level`` verifies: not rehearsed below it."""
+        if self.level is not None and self.level < level:
+            raise NotRehearsed(f"{what} needs the {level} level, and this bot meets {self.level}")
+
+    def _breaking(self, world: World, how: str, message: str) -> str:
+        try:
+            return commit_breaking(world, how, message)
+        except NoBreak as exc:
+            raise NotRehearsed(str(exc)) from None
 
     def daily_user_still_known(self, world: World) -> None:
         """The daily user, on the bot they use every day, asks /recall: all their facts come back."""
+        if self.bot is not None:
+            said = self._replay_turns(world, "staging")
+            require(
+                said == self.said,
+                f"the daily user's bot @{world.bots['staging'].username} answers them differently now: "
+                f"{list(said)} (at the seed: {list(self.said)})",
+            )
+            self.recalls += 1
+            return
         recall = self._talk(world, "staging", "/recall")
         missing = [fact for fact in FACTS if fact not in recall]
         require(not missing, f"the daily user's bot @{world.bots['staging'].username} forgot {missing}: {recall!r}")
@@ -178,6 +247,8 @@ class Rehearsal:
         # rollback or archive after the cutover (cutover --back puts it back).
         self.placeholder = world.telegram.add_bot(OLD_PRODUCTION_BOT)
         world.services["production"].env["TELEGRAM_BOT_TOKEN"] = self.placeholder.token
+        if self.bot is not None:
+            return self._owners_bot_in_use(world)
         # What today's dev bot left in the dev Redis: unprefixed keys, and no meta:env marker.
         legacy = world.redis["staging"].client()
         require(not legacy.exists("meta:env"), "the legacy Redis must start without a marker")
@@ -201,6 +272,32 @@ class Rehearsal:
         return (
             f"user {DAILY_USER} has {len(FACTS)} facts under unprefixed keys; the first staging deploy "
             "keeps them there (KEY_PREFIX=none) and /recall still lists them"
+        )
+
+    def _owners_bot_in_use(self, world: World) -> str:
+        """The owner's bot on staging, as it runs today (its keys unprefixed, KEY_PREFIX=none), and
+        a daily user who talks to it: the probe's turns (``{nonce}`` a word of theirs), then the
+        replay's. What they leave under memory_patterns is their memory; what the bot answers to
+        the replay's turns is what "still known" holds it to from here on."""
+        ctx = self._ctx(world, "staging")
+        env, config = ctx.config.env("staging"), ctx.config
+        deploy(ctx, env, world.commit("develop", "the dev bot as it runs today"), timeout=60, poll=0.1)
+        self.level = discover(env, 10).level
+        told = [turn.replace("{nonce}", "daily") for turn in config.probe.turns]
+        for turn in told:
+            self._talk(world, "staging", turn)
+        self.said = self._replay_turns(world, "staging")
+        self.seed_keys = self._daily_keys(world, "staging")
+        require(
+            self.seed_keys,
+            f"the daily user's conversation left no key matching memory_patterns {list(env.memory_patterns)} "
+            "in staging's Redis: set them to your bot's keys for one user",
+        )
+        self.recalls += 1
+        keys = ", ".join(k.decode() for k in self.seed_keys)
+        return (
+            f"user {DAILY_USER} told @{world.bots['staging'].username} {told} and asked {list(config.replay.turns)}; "
+            f"their memory: {keys} (memory_patterns); the bot meets the {self.level} level"
         )
 
     def preflight_before_new_bot(self, world: World) -> str:
@@ -236,8 +333,8 @@ class Rehearsal:
 
     def github(self, world: World) -> str:
         """The repository's GitHub side, from nothing to as the repository says, on the stand-in."""
-        config = load_config(self.project / "pyproject.toml")
-        wanted = secrets_by_environment(self.project, list(config.environments))
+        config = load_config(self.repository / "pyproject.toml")
+        wanted = secrets_by_environment(self.repository, list(config.environments))
         values = {
             f"{env.upper()}_{name}": world.secrets(env).get(name, f"sandbox-{env}-{name}")
             for env, names in wanted.items()
@@ -248,11 +345,11 @@ class Rehearsal:
             FakeGitHub() as server,
             build({"GITHUB_API_URL": server.url}).github(server.token, "mindmate/mindmate-release") as api,
         ):
-            changes = plan(api, config, self.project, values)
+            changes = plan(api, config, self.repository, values)
             for change in changes:
                 change.apply(api)
-            again = plan(api, config, self.project, values)
-            items = check(api, config, self.project)
+            again = plan(api, config, self.repository, values)
+            items = check(api, config, self.repository)
         require(not again, f"a second setup would still change: {[c.what for c in again]}")
         unmet = [i for i in items if i.ok is not True]
         require(not unmet, "; ".join(f"{i.name}: {i.detail}" for i in unmet))
@@ -289,7 +386,7 @@ class Rehearsal:
         )
         ends = f"{redone.window_ends:%Y-%m-%d}" if redone.window_ends else "?"
         return (
-            f"mindmate-prod runs @{new.username} at {sha[:7]}, probe ✓; undone (back to "
+            f"{world.services['production'].name} runs @{new.username} at {sha[:7]}, probe ✓; undone (back to "
             f"@{self.placeholder.username}, probe ✓) and redone; old bot kept until {ends}"
         )
 
@@ -300,20 +397,33 @@ class Rehearsal:
         }
         ctx = self._ctx(world, "production", **urls)
         config = ctx.config
-        # The legacy dev bot's keys carry no prefix and no marker.
+        # The legacy dev bot's keys carry no prefix and no marker. A bot below the health level
+        # writes no marker on production either (the kit does): the copy runs as the runbook tells
+        # its owner, with --ignore-env-markers.
+        unmarked = self.level is Level.BASE
         request = between(
-            config, DAILY_USER, "staging", "production", self.root / "memory-out", source_prefix="", legacy_source=True
+            config,
+            DAILY_USER,
+            "staging",
+            "production",
+            self.root / "memory-out",
+            source_prefix="",
+            legacy_source=True,
+            ignore_markers=unmarked,
         )
+        keys = len(self.seed_keys) if self.bot is not None else 3
         plan = copy_user(ctx, request)
-        require(plan.counts().get("create") == 3, f"unexpected dry-run plan {plan.counts()}")
+        require(plan.counts().get("create") == keys, f"unexpected dry-run plan {plan.counts()}")
         request.apply = True
         outcome = copy_user(ctx, request)
         again = copy_user(ctx, request)
-        require(again.counts() == {"identical": 3}, f"second apply not a no-op: {again.counts()}")
+        require(again.counts() == {"identical": keys}, f"second apply not a no-op: {again.counts()}")
         self.snapshot = outcome.snapshot
+        target = config.env("production").key_prefix or "its own Key Value, no prefix"
+        markers = " (--ignore-env-markers: a base-level bot writes no meta:env)" if unmarked else ""
         return (
-            f"legacy source (no prefix, no marker) → prod:; dry run: 3 to create; applied: {len(outcome.written)} "
-            f"written, {outcome.verified} verified; again: all identical"
+            f"legacy source (no prefix, no marker) → {target}{markers}; dry run: {keys} to create; applied: "
+            f"{len(outcome.written)} written, {outcome.verified} verified; again: all identical"
         )
 
     def announce(self, world: World) -> str:
@@ -327,6 +437,14 @@ class Rehearsal:
         return f"the old bot said: {sent}"
 
     def user_moves(self, world: World) -> str:
+        if self.bot is not None:
+            said = self._replay_turns(world, "production")
+            require(said == self.said, f"the new bot answers the daily user differently: {list(said)}")
+            return (
+                f"@{world.bots['production'].username} answers the daily user's turns as "
+                f"@{world.bots['staging'].username} did; until now the daily user's bot answered them alike at "
+                f"each of {self.recalls} checks"
+            )
         reply = self._talk(world, "production", "/start")
         require("Good to see you again" in reply, f"the new bot did not recognise the user: {reply!r}")
         recall = self._talk(world, "production", "/recall")
@@ -339,8 +457,9 @@ class Rehearsal:
 
     def _code_in_repository(self, world: World) -> None:
         """The sandbox's repository gets the bot's project, once (its commits so far held no files, and
-        ran the installed bot): from then on Render builds each commit with its own render.yaml service."""
-        if not (world.repo / "mindmate").exists():
+        ran the installed bot): from then on Render builds each commit with its own render.yaml service.
+        The owner's repository holds their bot from its first commit."""
+        if self.bot is None and not (world.repo / "mindmate").exists():
             world.add_bot_project(self.project, "the bot's code in the repository")
 
     def _old_bot_values(self, world: World) -> dict[str, str]:
@@ -358,6 +477,8 @@ class Rehearsal:
         messages (real code, built and run by the Render stand-in; --threads runs the installed bot, so
         there it is not broken). send-back puts them on their old bot with the new fact; undo puts the
         old bot's keys back; production is read, never written. The bad release is fixed forward."""
+        if self.bot is not None:
+            return self._owners_bot_sent_back(world)
         told = self._talk(world, "production", f"/remember {NEW_FACT}")
         require("I'll remember that" in told, f"the new bot did not take the new fact: {told!r}")
         broke = "--threads: no broken release (threads run the installed bot); "
@@ -402,10 +523,49 @@ class Rehearsal:
             "production's memory unchanged throughout"
         )
 
+    def _owners_bot_sent_back(self, world: World) -> str:
+        """send-back with the owner's bot: the daily user tells the new bot something (a plain message:
+        a bot that keeps the conversation keeps it under memory_patterns), send-back copies what
+        production holds of them onto the old bot and the old bot tells them, undo puts the old bot's
+        keys back; production is read, never written. The failing release that would send them back
+        is the bake step's (plain text fails); what is rehearsed here is the way back itself."""
+        prefix = load_config(world.config).env("production").key_prefix
+        if world.redis["production"].client().get(f"{prefix}meta:env") is None:
+            raise NotRehearsed(
+                "send-back reads the daily user's memory only from a Redis its bot marked as production's "
+                f"({prefix}meta:env: the kit writes it), and this bot writes none"
+            )
+        self._talk(world, "production", NEW_FACT)
+        production, before = self._daily_keys(world, "production"), self._daily_keys(world, "staging")
+        ctx = self._ctx(world, "production", **self._old_bot_values(world))
+        result = send_back(ctx, SendBack(DAILY_USER, apply=True, stage=Stage.ALL, out_dir=self.root / "send-back"))
+        said = world.telegram.replies_to(world.bots["staging"], DAILY_USER)[-1]
+        require(said == result.told == ctx.config.move.send_back_text, f"the old bot said {said!r}")
+        carried = self._daily_keys(world, "staging")
+        require(carried == production, "the old bot's keys are not what production holds of the daily user")
+        assert result.outcome.backup is not None
+        _, records, left = undo_send_back(ctx, result.outcome.backup, self.root / "send-back-undo", apply=True)
+        require(self._daily_keys(world, "staging") == before, "the undo did not put the old bot's keys back")
+        require(self._daily_keys(world, "production") == production, "send-back or its undo changed production")
+        self.said = self._replay_turns(world, "production")  # what they told the new bot is theirs now
+        new = sorted(k.decode() for k in production if production[k] != before.get(k))
+        return (
+            f"the new bot kept {new or 'nothing new'} of their message; send-back wrote "
+            f"{len(result.outcome.written)} key(s) to @{result.old.bot.username}, verified "
+            f"{result.outcome.verified}, equal to production's; it said {said!r}; undone ({records - len(left)} of "
+            f"{records} put back); production's memory unchanged throughout"
+        )
+
     def move_finished(self, world: World) -> str:
         """Runbook step 9 at the end: refused before the window (3 days after the daily user's first message to the
         new bot), then forced. The old bot serves the testers under dev:, anyone else gets the new bot's
         link, and nothing the daily user writes to it is stored; the cutover's window closes with it."""
+        profile = f"{load_config(world.config).env('production').key_prefix}user:{DAILY_USER}:profile"
+        if self.bot is not None and not world.redis["production"].client().exists(profile):
+            raise NotRehearsed(
+                "finish-move times the move's window from the user's arrival on the new bot, recorded in "
+                f"{profile} (bot_id, bot_since: mindmate keeps it), which this bot does not keep"
+            )
         ctx = self._ctx(world, "production", **self._old_bot_values(world))
         request = FinishRequest(DAILY_USER, (TESTER,), timeout=60, deadline=20, poll=0.1)
         try:
@@ -418,12 +578,13 @@ class Rehearsal:
         done = finish_move(ctx, dataclasses.replace(request, force=True))
         require(done.forced, "the forced run does not say it was forced")
         # What `ci-tools init --staging-prefix dev: --tester-ids …` then writes, so the repository agrees.
-        world.config.write_text(
-            re.sub(
-                r'(\[tool\.ci_tools\.environments\.staging\][^\[]*?key_prefix = )""',
-                r'\1"dev:"',
-                world.config.read_text(),
-            )
+        document: Any = tomlkit.parse(world.config.read_text())
+        document["tool"]["ci_tools"]["environments"]["staging"]["key_prefix"] = "dev:"
+        world.config.write_text(tomlkit.dumps(document))
+        self._needs(
+            Level.CONVERSATION,
+            f"finish-move ran (refused, then forced: {done.window.split(':')[0]}); the old bot's signpost "
+            "(testers only, the new bot's link: the kit's TESTER_IDS gate)",
         )
         dev = world.redis["staging"].client()
         before = dev.dbsize()
@@ -448,7 +609,7 @@ class Rehearsal:
         service = world.services["production"]
         live = next(d for d in service.deploys if d["status"] == "live")["commit"]["id"]
         self._code_in_repository(world)
-        candidate = commit_breaking(world, "forgets the daily user", "refactor: remembered facts under facts:")
+        candidate = self._breaking(world, "forgets the daily user", "refactor: remembered facts under facts:")
         key = Fernet.generate_key().decode()  # production's MEMORY_SNAPSHOT_KEY
         ctx = self._ctx(world, "production", MEMORY_SNAPSHOT_KEY=key)
         env = ctx.config.env("production")
@@ -461,6 +622,7 @@ class Rehearsal:
             max_mb=100,
             protected=(DAILY_USER,),
             commit=candidate,
+            ignore_marker=self.level is Level.BASE,  # a base-level bot writes no meta:env (copy, above)
             fernet=fernet,
         )
         deploys = len(service.deploys)
@@ -469,7 +631,7 @@ class Rehearsal:
         require(outcome.stops, f"the replay let {candidate[:7]} through")
         require("answers differently" in outcome.stops[0], f"stopped for another reason: {outcome.stops[0]}")
         require(len(service.deploys) == deploys, "a deploy of the candidate reached Render")
-        leaked = [fact for fact in FACTS if fact in " ".join(outcome.stops)]
+        leaked = [fact for fact in (FACTS if self.bot is None else self.said) if fact in " ".join(outcome.stops)]
         require(not leaked, "the replay's finding quotes the daily user's memory")
         return f"{candidate[:7]} stopped: {outcome.stops[0][:90]}…; nothing deployed, {live[:7]} still live"
 
@@ -478,31 +640,33 @@ class Rehearsal:
         by the Render stand-in; with --threads (the installed bot runs) the stand-in's fault switches
         play it instead, the only place they still do. ``_fix`` reverts it afterwards."""
         self._before_bad = git(world.repo, "rev-parse", "main")
-        if not self.process:
+        if not self.process and self.bot is None:
             bad = world.commit("main", message)
             overwrites = {f"prod:memory:{DAILY_USER}": "[]"} if "rewrites memory at start" in breaks else {}
             world.render.fault(world.services["production"], bad, open_webhook=True, overwrites=overwrites)
             return bad
         bad = ""
         for how in breaks:
-            bad = commit_breaking(world, how, message)
+            bad = self._breaking(world, how, message)
         return bad
 
     def _fix(self, world: World) -> None:
         """Fixed forward on main, as the owner would: later releases build sound code again."""
-        if self.process:
+        if self.process or self.bot is not None:
             git(world.repo, "checkout", "-q", "main")
             git(world.repo, "revert", "--no-edit", f"{self._before_bad}..main")
 
     def bake_window(self, world: World) -> str:
         """production.yml's bake, scaled down (10 min → 6 s): a release whose probe passes but whose
         plain-message handler fails is rolled back once the daily user writes a plain message."""
-        if not self.process:
+        if not self.process and self.bot is None:
             return "not run with --threads: threads run the installed bot, not the commit's code"
+        self._needs(Level.HEALTH, "a bake that sees a handler fail (the health answer's counts)")
         service = world.services["production"]
         good = next(d for d in service.deploys if d["status"] == "live")["commit"]["id"]
-        bad = commit_breaking(world, "plain text fails", "refactor: read the message's text")
+        bad = self._breaking(world, "plain text fails", "refactor: read the message's text")
         ctx = self._ctx(world, "production")
+        health = ctx.config.env("production").health_url
         env = dataclasses.replace(ctx.config.env("production"), bake_minutes=0.1, bake_interval_seconds=0.5)
         ctx = ctx.with_config(
             dataclasses.replace(ctx.config, environments={**ctx.config.environments, "production": env})
@@ -512,7 +676,7 @@ class Rehearsal:
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
                 with contextlib.suppress(httpx.HTTPError, ValueError):
-                    if httpx.get(f"{service.router.url}/healthz", timeout=5).json().get("commit") == bad:
+                    if httpx.get(str(health), timeout=5).json().get("commit") == bad:
                         break
                 time.sleep(0.1)
             world.telegram.send_user_message(world.bots["production"], DAILY_USER, "a long day, but a good one")
@@ -536,6 +700,7 @@ class Rehearsal:
 
     def bad_release(self, world: World) -> str:
         """The same rule the release workflow runs (ci_tools.pipeline.release), against a bad build."""
+        self._needs(Level.CONVERSATION, "a probe that sends an unsigned update (the webhook secret bound by the kit)")
         service = world.services["production"]
         good = next(d for d in service.deploys if d["status"] == "live")
         bad = self._bad(world, "release: a webhook that forgets its secret", "open webhook")
@@ -561,11 +726,17 @@ class Rehearsal:
 
         from ci_tools.memory import points
 
+        self._needs(Level.CONVERSATION, "a rollback that restores memory (the bad release is caught by its probe)")
         ctx = self._ctx(world, "production")
         config = ctx.config
         env = config.env("production")
         client = world.redis["production"].client()
-        keys = sorted(k for k in client.scan_iter(match="prod:*") if str(DAILY_USER).encode() in k)
+        if self.bot is None:
+            keys = sorted(k for k in client.scan_iter(match="prod:*") if str(DAILY_USER).encode() in k)
+            memory_key = f"prod:memory:{DAILY_USER}"
+        else:  # the daily user's keys where production keeps them, the first pattern's the one a migration hits
+            keys = sorted(self._daily_keys(world, "production"))
+            memory_key = env.memory_keys(DAILY_USER)[0]
         before = {k: client.dump(k) for k in keys}
         bad = self._bad(
             world,
@@ -585,7 +756,6 @@ class Rehearsal:
             commit=bad,
             fernet=fernet,
         )
-        memory_key = f"prod:memory:{DAILY_USER}"
         try:
             release(ctx, _production_release(world, ctx, bad))
         except VerificationError as failed:
@@ -595,7 +765,7 @@ class Rehearsal:
             raise VerificationError("the release that overwrote memory passed its probe")
         finally:
             self._fix(world)
-        if client.dump(memory_key) == before[memory_key.encode()]:
+        if client.dump(memory_key) == before.get(memory_key.encode()):
             raise VerificationError("the bad release did not damage the memory it was meant to")
         restore = points.RestoreRequest(taken.path, env, self.root / "restore", apply=True, user_id=DAILY_USER)
         outcome = points.restore_point(restore, client, "sandbox", fernet)
@@ -642,8 +812,13 @@ class Rehearsal:
         )
 
     def acceptance(self, world: World) -> str:
+        if self.bot is not None:
+            # The daily user talks to the new bot every day now. A bot without our profile key is seen
+            # to have talked by its health answer's last handled update, which counts from the instance's
+            # start: the releases rehearsed since the move started new ones.
+            require(self._replay_turns(world, "production") == self.said, "the new bot answers the daily user anew")
         ctx = self._ctx(world, "production", CI_TOOLS_CONFIG=str(world.config))
-        items = acceptance(ctx, DAILY_USER, self.snapshot, None, deadline=10, repo_root=self.project)
+        items = acceptance(ctx, DAILY_USER, self.snapshot, None, deadline=10, repo_root=self.repository)
         unmet = [i for i in items if i.ok is not True]
         if unmet:
             raise VerificationError("; ".join(f"{i.name}: {i.detail}" for i in unmet))
@@ -665,9 +840,15 @@ def _production_release(world: World, ctx: Context, commit: str) -> ReleaseReque
 
 
 def rehearse(
-    project: Path, *, process: bool = True, keep: Path | None = None, log: Callable[[str], None] = say
+    project: Path,
+    *,
+    process: bool = True,
+    keep: Path | None = None,
+    log: Callable[[str], None] = say,
+    bot: Path | None = None,
 ) -> list[Phase]:
-    """The plan against the stand-ins; ``project`` is the checkout it runs from (its .github/)."""
+    """The plan against the stand-ins; ``project`` is the checkout it runs from (its .github/),
+    ``bot`` an adopted repository whose bot is rehearsed instead of the reference one."""
     previous = signal.getsignal(signal.SIGTERM)
 
     def terminate(signum: int, frame: Any) -> None:
@@ -675,13 +856,15 @@ def rehearse(
 
     signal.signal(signal.SIGTERM, terminate)
     try:
-        return _rehearse_in(project, keep, process, log)
+        return _rehearse_in(project, keep, process, log, bot)
     finally:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _rehearse_in(project: Path, keep: Path | None, process: bool, log: Callable[[str], None]) -> list[Phase]:
+def _rehearse_in(
+    project: Path, keep: Path | None, process: bool, log: Callable[[str], None], bot: Path | None
+) -> list[Phase]:
     if keep:
-        return Rehearsal(keep, project, process=process, log=log).run()
+        return Rehearsal(keep, project, process=process, log=log, bot=bot).run()
     with tempfile.TemporaryDirectory(prefix="ci-tools-rehearse-") as root:
-        return Rehearsal(Path(root), project, process=process, log=log).run()
+        return Rehearsal(Path(root), project, process=process, log=log, bot=bot).run()

@@ -457,6 +457,8 @@ def test_a_renamed_package_is_compared_with_the_live_commit_not_with_itself(repl
             'module-name = ["ci_tools", "mindmate", "release_kit"]',
             'module-name = ["ci_tools", "companion", "release_kit"]',
         ),
+        # both services start it (an edit replaces one occurrence): production's is the second
+        ("render.yaml", ".venv/bin/python -m mindmate", ".venv/bin/python -m companion"),
         ("render.yaml", ".venv/bin/python -m mindmate", ".venv/bin/python -m companion"),
     )
     git(world.repo, "add", "-A", "companion")
