@@ -70,6 +70,7 @@ PLUMBING = {
     "context",
     "actions",
     "checklist",
+    "runbook",  # the owner's journey, numbered once: docs, --help and the rehearsal read it
 }
 
 
