@@ -211,19 +211,15 @@ class BotSurface:
 
     async def look(self, url: str, headers: dict[str, str]) -> tuple[int, Any]:
         """GET ``url`` (the probe's replies, left in place): its status and JSON (None if not JSON)."""
-        try:
-            response = await self._client.get(url, headers=headers)
-        except httpx.HTTPError as exc:
-            raise Unreachable(exc) from None
-        try:
-            return response.status_code, response.json()
-        except ValueError:
-            return response.status_code, None
+        return await self._json("GET", url, headers)
 
     async def take(self, url: str, headers: dict[str, str]) -> tuple[int, Any]:
         """DELETE ``url`` (the probe's replies, taken and cleaned up): its status and JSON (None if not JSON)."""
+        return await self._json("DELETE", url, headers)
+
+    async def _json(self, method: str, url: str, headers: dict[str, str]) -> tuple[int, Any]:
         try:
-            response = await self._client.delete(url, headers=headers)
+            response = await self._client.request(method, url, headers=headers)
         except httpx.HTTPError as exc:
             raise Unreachable(exc) from None
         try:
