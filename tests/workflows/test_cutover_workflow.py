@@ -116,7 +116,7 @@ def test_the_window_is_finished_only_when_over_or_when_told(world, act, old_bot_
     assert run.ok, run.tail()
     service = world.services["production"]
     refused = cutover(world, act, "finish")
-    assert not refused.ok and "the rollback window of production is open until" in refused.log
+    assert not refused.ok and "the rollback window of production is open until" in refused.log, refused.tail()
     assert service.env["PREVIOUS_TELEGRAM_BOT_TOKEN"] == old_bot_on_production.token
     closed = cutover(world, act, "finish", inputs={"finish_now": "true"})
     assert closed.ok, closed.tail()
