@@ -50,6 +50,9 @@ class Updates:
     # ``reports_last_handled`` is False for a bot whose contract predates the field.
     last_handled_at: float | None = None
     reports_last_handled: bool = False
+    # When the instance started, unix seconds; None: it does not say (a bot without the field). With
+    # nothing handled yet, a start moments ago may have cut a conversation short (the quiet moment).
+    started_at: float | None = None
 
     def last(self) -> str:
         return f"{self.last_error} on a {self.last_kind}" if self.last_error else "no failure yet"
@@ -100,6 +103,7 @@ class Health:
                 last.get("kind"),
                 counted.get("last_handled_at"),
                 "last_handled_at" in counted,
+                counted.get("started_at"),
             )
             if counted
             else None

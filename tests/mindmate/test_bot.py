@@ -109,6 +109,7 @@ def test_healthz_contract_then_503_when_redis_stops(running_bot, redis_server):
     body = response.json()
     assert body.pop("contract") == {"level": "conversation", "kit": KIT_VERSION, "probe_path": "/probe"}
     assert body["updates"].pop("last_handled_at") is None  # nothing handled yet
+    assert body["updates"].pop("started_at") <= time.time()  # when it started: the quiet moment reads it
     assert body.pop("reports") == {"oops": []}  # /oops is on; nobody has said anything is off
     assert body == {
         "status": "ok",
