@@ -139,6 +139,7 @@ def test_healthz_counts_the_updates_a_handler_failed_on_but_not_telegrams_refusa
     assert telegram.send_user_message(fake, USER, "my secret diary entry").status_code == 200
     body = httpx.get(f"{bot.url}/healthz").json()
     assert time.time() - 30 < body["updates"].pop("last_handled_at") <= time.time()  # when, never who or what
+    assert body["updates"].pop("started_at") <= time.time()
     assert body["updates"] == {"handled": 3, "failed": 1, "last_failure": {"error": "KeyError", "kind": "message"}}
     assert "diary" not in httpx.get(f"{bot.url}/healthz").text
 
