@@ -33,7 +33,9 @@ DESCRIPTION = f"""\
 Hold production's releases while something is wrong, and lift the hold again.
 The hold is the repository variable {HELD_VARIABLE} (who, since when, why, as JSON):
 --on sets it, --off deletes it, and production.yml's first step (--check) refuses to
-release while it is set, before any snapshot or deploy. A rollback is never held.
+release while it is set, before any snapshot or deploy; --check --again reads it once
+more through the API right before the deploy (a release may wait for a quiet moment, and
+vars.* are read only when the job starts). A rollback is never held.
 From a phone: Actions → hold → Run workflow (hold on or off, a reason)."""
 
 
