@@ -12,7 +12,15 @@ The gap is measured on the bot's own clock: the health answer's HTTP ``Date`` he
 not make a conversation look older or newer than it is.
 
 A bot below the health level (no health endpoint, or one without ``last_handled_at``) cannot be
-asked: there is no wait, and the run says why.
+asked: there is no wait, and the run says why. Nor can one whose time is not a time (NaN, an
+infinity, a moment after its own answer's Date): waiting the full ``quiet_wait_minutes`` on a broken
+clock helps nobody, so it reads as "cannot say" and the release goes ahead at once, saying why.
+
+A bot that restarted has handled nothing (``last_handled_at`` null), yet the user may have written
+seconds before the restart. When it says when it started (``updates.started_at``, the kit gives it),
+a start less than ``quiet_seconds`` ago counts as the last update: the wait runs until
+``quiet_seconds`` past the start, bounded as any wait. Without ``started_at`` nothing handled reads
+as quiet, as before.
 """
 
 from __future__ import annotations
