@@ -37,7 +37,7 @@ class CopyRequest:
     out_dir: Path
     ignore_markers: bool = False
     legacy_source: bool = False  # the source bot never wrote a marker (accepted when told)
-    legacy_target: bool = False  # the same for the target (send-back: the old bot's legacy Redis)
+    legacy_target: bool = False  # the same for the target (send-back: the old bot's legacy Redis; --unmarked-target)
     uncovered: Uncovered = Uncovered.REFUSE  # keys naming the user that no pattern covers
     resume_command: str = ""
     on_event: Callable[[str, int], None] | None = None
@@ -84,6 +84,7 @@ def _sides(ctx: Context, request: CopyRequest) -> tuple[redis.Redis, redis.Redis
             "target",
             "--ignore-env-markers",
             legacy=request.legacy_target,
+            unmarked_flag="--unmarked-target",
         )
     return source, target
 

@@ -72,7 +72,14 @@ def marker(client: redis.Redis, prefix: bytes) -> str | None:
 
 
 def check_marker(
-    client: redis.Redis, prefix: bytes, env_name: str, role: str, flag: str, *, legacy: bool = False
+    client: redis.Redis,
+    prefix: bytes,
+    env_name: str,
+    role: str,
+    flag: str,
+    *,
+    legacy: bool = False,
+    unmarked_flag: str = "",
 ) -> None:
     """The side's ``<prefix>meta:env`` must name its environment.
 
@@ -92,10 +99,14 @@ def check_marker(
     if found != env_name:
         where = f"{prefix.decode()}meta:env"
         what = "is not set" if found is None else f"says {found!r}"
+        check = f"check {role.upper()}_REDIS_URL points at the {env_name} Redis (its bot writes the marker at start)"
+        if found is None and unmarked_flag:
+            # The owner's named choice for a bot that writes none: narrower than ignoring every marker.
+            hint = f"if its bot writes no marker (the base level), pass {unmarked_flag}; else {check}"
+        else:
+            hint = f"{check}, or pass {flag} if you are sure"
         raise VerificationError(
-            f"the {role} Redis marker {where} {what}, but --{role_flag(role)} is {env_name!r}",
-            hint=f"check {role.upper()}_REDIS_URL points at the {env_name} Redis "
-            f"(its bot writes the marker at start), or pass {flag} if you are sure",
+            f"the {role} Redis marker {where} {what}, but --{role_flag(role)} is {env_name!r}", hint=hint
         )
 
 
