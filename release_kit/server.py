@@ -56,6 +56,7 @@ class Surface:
     allowed_updates: Sequence[str] | None = None
     set_webhook_extra: dict[str, Any] = field(default_factory=dict)
     conversation: bool = True  # the bot keeps the probe's replies (built by kit.builder())
+    probe_path: str = PROBE_PATH  # where they are read: the owner's choice, told in the health answer
 
 
 def build_app(config: KitConfig, application: Application, surface: Surface) -> Starlette:
@@ -83,7 +84,7 @@ class _Served:
             Route(self.surface.health_path, self.health, methods=["GET", "HEAD"]),
         ]
         if self.surface.conversation:
-            routes.append(Route(PROBE_PATH + "/{nonce}", self.probe_replies, methods=["GET", "DELETE"]))
+            routes.append(Route(self.surface.probe_path + "/{nonce}", self.probe_replies, methods=["GET", "DELETE"]))
         return Starlette(routes=routes, lifespan=self.lifespan)
 
     @asynccontextmanager
@@ -231,7 +232,7 @@ class _Served:
         contract: dict[str, Any] = {"level": "conversation" if self.surface.conversation else "health"}
         contract["kit"] = __version__
         if self.surface.conversation:
-            contract["probe_path"] = PROBE_PATH
+            contract["probe_path"] = self.surface.probe_path
         body: dict[str, Any] = {
             "status": "ok" if redis_ok else "degraded",
             "env": self.config.env,
