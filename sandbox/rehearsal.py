@@ -398,8 +398,8 @@ class Rehearsal:
         ctx = self._ctx(world, "production", **urls)
         config = ctx.config
         # The legacy dev bot's keys carry no prefix and no marker. A bot below the health level
-        # writes no marker on production either (the kit does): the copy runs as the runbook tells
-        # its owner, with --ignore-env-markers.
+        # writes no marker on production either (the kit does): the copy runs as docs/MEMORY.md
+        # tells its owner, with --unmarked-target (a marker naming another environment still refused).
         unmarked = self.level is Level.BASE
         request = between(
             config,
@@ -409,7 +409,7 @@ class Rehearsal:
             self.root / "memory-out",
             source_prefix="",
             legacy_source=True,
-            ignore_markers=unmarked,
+            legacy_target=unmarked,
         )
         keys = len(self.seed_keys) if self.bot is not None else 3
         plan = copy_user(ctx, request)
@@ -420,7 +420,7 @@ class Rehearsal:
         require(again.counts() == {"identical": keys}, f"second apply not a no-op: {again.counts()}")
         self.snapshot = outcome.snapshot
         target = config.env("production").key_prefix or "its own Key Value, no prefix"
-        markers = " (--ignore-env-markers: a base-level bot writes no meta:env)" if unmarked else ""
+        markers = " (--unmarked-target: a base-level bot writes no meta:env)" if unmarked else ""
         return (
             f"legacy source (no prefix, no marker) → {target}{markers}; dry run: {keys} to create; applied: "
             f"{len(outcome.written)} written, {outcome.verified} verified; again: all identical"
@@ -614,6 +614,10 @@ class Rehearsal:
         ctx = self._ctx(world, "production", MEMORY_SNAPSHOT_KEY=key)
         env = ctx.config.env("production")
         fernet = Fernet(key)
+
+        def base_level() -> str:  # a base-level bot writes no meta:env (copy, above)
+            return "its bot is at the base level and writes none"
+
         taken = points.take_snapshot(
             world.redis["production"].client(),
             env,
@@ -622,7 +626,7 @@ class Rehearsal:
             max_mb=100,
             protected=(DAILY_USER,),
             commit=candidate,
-            ignore_marker=self.level is Level.BASE,  # a base-level bot writes no meta:env (copy, above)
+            writes_no_marker=base_level if self.level is Level.BASE else None,  # as `memory snapshot` takes it
             fernet=fernet,
         )
         deploys = len(service.deploys)

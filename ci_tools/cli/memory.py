@@ -460,7 +460,13 @@ def memory_restore(ctx: Context, args: argparse.Namespace) -> int:
             stage=args.stage,
         )
         target = ops.target_side(ctx)
-        outcome = points.restore_point(request, target, ops.url_label(ctx, "TARGET_REDIS_URL"), ctx.snapshot_fernet())
+        outcome = points.restore_point(
+            request,
+            target,
+            ops.url_label(ctx, "TARGET_REDIS_URL"),
+            ctx.snapshot_fernet(),
+            ops.url_server_id(ctx, "TARGET_REDIS_URL"),
+        )
         who = f"user {request.user_id}" if request.user_id else "every user"
         report_outcome(
             ctx,
@@ -551,6 +557,7 @@ def memory_snapshot(ctx: Context, args: argparse.Namespace) -> int:
         ignore_marker=args.ignore_env_marker,
         fernet=ctx.snapshot_fernet(),
         writes_no_marker=lambda: _writes_no_marker(env, ctx.timeout),
+        server_id=ops.url_server_id(ctx, "SOURCE_REDIS_URL"),
     )
     if taken.unmarked:
         say(taken.unmarked, err=True)

@@ -84,6 +84,7 @@ def take_snapshot(
     ignore_marker: bool = False,
     fernet: Fernet | None = None,  # MEMORY_SNAPSHOT_KEY's: required in Actions (the command checks)
     writes_no_marker: Callable[[], str | None] | None = None,
+    server_id: str = "",  # sides.server_id of the URL read: what a restore of an unmarked snapshot matches
 ) -> Taken:
     """Snapshot every key under ``env``'s prefix; over ``max_mb``, only the protected users'.
 
@@ -135,6 +136,7 @@ def take_snapshot(
         "taken_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "users": list(protected) if scope != "environment" else None,
         "marker": found,  # None: no marker proved the Redis, so only its own server takes it back
+        "server_id": server_id,
     }
     with RecordWriter(path, header, fernet) as writer:
         for record in read_records(client, keys, with_dump=True):
@@ -223,13 +225,15 @@ def check_restorable(request: RestoreRequest, file: RecordFile) -> None:
     )
 
 
-def restore_point(request: RestoreRequest, target: redis.Redis, server: str, fernet: Fernet | None) -> Outcome:
+def restore_point(
+    request: RestoreRequest, target: redis.Redis, server: str, fernet: Fernet | None, target_id: str = ""
+) -> Outcome:
     """Dry run: each selected key's fate. Apply: back up, write (replacing), read back, compare.
 
     ``fernet`` opens the snapshot and encrypts the backup this restore writes first."""
     file = RecordFile(request.snapshot, fernet)
     check_restorable(request, file)
-    warnings = [] if request.ignore_marker else check_restore_target(request, file, target, server)
+    warnings = [] if request.ignore_marker else check_restore_target(request, file, target, server, target_id)
     options = JobOptions(
         policy=Conflict.REPLACE,
         apply=request.apply,
@@ -259,13 +263,16 @@ def restore_point(request: RestoreRequest, target: redis.Redis, server: str, fer
     return outcome
 
 
-def check_restore_target(request: RestoreRequest, file: RecordFile, target: redis.Redis, server: str) -> list[str]:
+def check_restore_target(
+    request: RestoreRequest, file: RecordFile, target: redis.Redis, server: str, target_id: str
+) -> list[str]:
     """The target must be the environment the snapshot is of: its marker says so, or, for a snapshot
     read from a Redis without one (a base-level bot writes none), it is that very server again.
 
     The marker proves a URL is the environment it claims. A restore of an unmarked snapshot needs
-    no such proof: it writes back only where the snapshot was read (host, port and database, as
-    the snapshot recorded them), so it cannot carry one environment's memory into another. A
+    no such proof: it writes back only where the snapshot was read (the URL's user, host, port and
+    database, as the snapshot recorded their digest), so it cannot carry one environment's memory
+    into another. A
     target marked for another environment, or an unmarked one that is another server, is refused;
     the accepted case is said in one ⚠ line."""
     env, prefix = request.env, request.env.key_prefix.encode()
@@ -275,10 +282,10 @@ def check_restore_target(request: RestoreRequest, file: RecordFile, target: redi
         check_marker(target, prefix, env.name, "target", "--ignore-env-marker")
         return []
     read_from = str(header.get("server", "?"))
-    if read_from != server:
+    if not target_id or header.get("server_id") != target_id:
         raise VerificationError(
-            f"{env.name}'s Redis has no {env.key_prefix}meta:env marker, and TARGET_REDIS_URL is {server}, "
-            f"not {read_from}, the server {request.snapshot.name} was read from",
+            f"{env.name}'s Redis has no {env.key_prefix}meta:env marker, and TARGET_REDIS_URL ({server}) is "
+            f"not the Key Value {request.snapshot.name} was read from ({read_from})",
             hint="point TARGET_REDIS_URL at the Redis the snapshot was read from: without a marker, "
             "nothing else proves a Redis is that environment's",
         )

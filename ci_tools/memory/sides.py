@@ -7,6 +7,8 @@ environment, and a source without one unless told it is a legacy bot's Redis.
 
 from __future__ import annotations
 
+import hashlib
+
 import redis
 
 from ci_tools.context import Context
@@ -48,6 +50,15 @@ def label(url: str) -> str:
     """host:port/db — what a person may see of a Redis URL."""
     kwargs = redis.connection.parse_url(url)  # type: ignore[no-untyped-call]
     return f"{kwargs.get('host', '?')}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
+
+
+def server_id(url: str) -> str:
+    """Which Key Value a URL reaches, as a digest that names no secret: its user, host, port and
+    database. Render's external URLs share one regional host (``oregon-keyvalue.render.com``) and
+    tell instances apart by the user (``red-…``), so host:port alone would call two of them one."""
+    kwargs = redis.connection.parse_url(url)  # type: ignore[no-untyped-call]
+    seen = f"{kwargs.get('username', '')}@{kwargs.get('host', '')}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
+    return hashlib.sha256(seen.encode()).hexdigest()[:16]
 
 
 def identity(client: redis.Redis) -> tuple[str, int]:

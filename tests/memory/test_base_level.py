@@ -223,3 +223,21 @@ def test_the_copy_into_a_markerless_target_takes_the_owners_named_choice(
     production.set("meta:env", "staging")  # the named choice accepts an absent marker only
     assert main([*route, "--unmarked-target"]) != 0
     assert "says 'staging'" in capsys.readouterr().err
+
+
+def test_two_key_values_behind_one_host_are_told_apart_by_the_urls_user(production, tmp_path, capsys, monkeypatch):
+    """Render's external URLs share a regional host and name the instance as the user
+    (``rediss://red-…:PASSWORD@oregon-keyvalue.render.com:6379``): host:port alone would take
+    another Key Value for the one the snapshot was read from. Two ACL users on one server stand in."""
+    for user in ("red-production", "red-staging"):
+        production.execute_command("ACL", "SETUSER", user, "on", ">pw", "~*", "&*", "+@all")
+    host, port = "127.0.0.1", production.connection_pool.connection_kwargs["port"]
+    monkeypatch.setenv("SOURCE_REDIS_URL", f"redis://red-production:pw@{host}:{port}/0")
+    assert snapshot(tmp_path / "memory-before") == 0
+    before = state(production)
+    monkeypatch.setenv("TARGET_REDIS_URL", f"redis://red-staging:pw@{host}:{port}/0")
+    capsys.readouterr()
+    assert main(["memory", "restore", str(tmp_path / "memory-before"), "--to", "production", "--apply"]) != 0
+    assert "is not the Key Value" in capsys.readouterr().err and state(production) == before
+    monkeypatch.setenv("TARGET_REDIS_URL", f"redis://red-production:pw@{host}:{port}/0")
+    assert main(["memory", "restore", str(tmp_path / "memory-before"), "--to", "production", "--apply"]) == 0

@@ -121,6 +121,6 @@ def test_the_runbook_with_the_owners_bot_unchanged_says_what_its_level_cannot_sh
     assert "its bot marked as production's (meta:env: the kit writes it), and this bot writes none" in skipped[way_back]
     assert "user:424242001:profile (bot_id, bot_since" in skipped[phases[-1].name]
     copy = next(p.detail for p in phases if p.name.startswith(step(6).label()))
-    assert "--ignore-env-markers" in copy and "dry run: 1 to create" in copy
+    assert "--unmarked-target" in copy and "dry run: 1 to create" in copy
     replay = next(p.detail for p in phases if p.name.startswith("the replay gate"))
     assert "the candidate answers differently" in replay
