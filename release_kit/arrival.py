@@ -16,9 +16,11 @@ finish-move sees them sent back (the old bot holds the new bot's record) until t
 
 One round trip per update (one script: read, compare, write, atomically), before the handlers
 run. It never fails an update: a Redis that cannot keep it is logged, and the webhook answers as
-the handlers fared (503 only when they could not reach memory: the existing rule). Not recorded: the probe user (the pipeline's, not traffic), updates
-without a user (channel posts), a user leaving or blocking the bot (``my_chat_member``: not a
-message to it), and anyone the signpost answers instead of the handlers (nothing of them is stored).
+the handlers fared (503 only when they could not reach memory: the existing rule); the user's next
+message makes it good (a lost first one starts the window later: finish-move only waits longer).
+Not recorded: the probe user (the pipeline's, not traffic), updates without a user (channel posts),
+a user leaving or blocking the bot (``my_chat_member``: not a message to it), and anyone the
+signpost answers instead of the handlers (nothing of them is stored).
 """
 
 from __future__ import annotations

@@ -214,8 +214,7 @@ class _Served:
 
     async def _record_arrival(self, update: Update) -> None:
         """The record is the pipeline's, not the user's: a Redis that cannot keep it is logged, and
-        the update is answered as its handlers fare (503 only if they could not reach memory either).
-        A lost write makes the next one the arrival, later: finish-move's window only grows."""
+        the update is answered as its handlers fare (503 only if they could not reach memory either)."""
         try:
             await self.arrivals.record(update, self.application.bot.id)
         except outcome.STORAGE_ERRORS as exc:
