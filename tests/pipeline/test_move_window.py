@@ -235,7 +235,8 @@ def test_send_back_refuses_when_the_old_bots_redis_is_productions_own(moved, cap
 
 def test_finish_move_right_after_a_send_back_refuses_before_they_wrote_to_the_old_bot(moved, capsys, tmp_path):
     """Sent back, not written yet: the old bot holds production's copy of the kit's arrival record
-    (the new bot's, the same last message). Finishing now would take away the bot they were just sent to; it is refused."""
+    (the new bot's, the same last message). Finishing now would take away the bot they were just
+    sent to; it is refused."""
     world = moved
     arrived(world, 4)
     assert main(["send-back", "--user-id", str(USER), "--apply", "--out", str(tmp_path)]) == 0
