@@ -240,6 +240,9 @@ def test_finish_move_right_after_a_send_back_refuses_before_they_wrote_to_the_ol
     world = moved
     arrived(world, 4)
     assert main(["send-back", "--user-id", str(USER), "--apply", "--out", str(tmp_path)]) == 0
+    record = f"kit:arrival:{USER}"
+    carried = world.redis["staging"].client().hgetall(record)
+    assert carried == world.redis["production"].client().hgetall(f"prod:{record}")  # the new bot's, carried
     capsys.readouterr()
     env_before = dict(world.services["staging"].env)
     assert finish() == 2
