@@ -31,6 +31,7 @@ from telegram.error import TelegramError
 from telegram.ext import Application
 
 from release_kit import outcome, probe, redact
+from release_kit.arrival import Arrivals
 from release_kit.config import KitConfig, bot_secret
 from release_kit.counts import UpdateCounts
 from release_kit.gate import signpost
@@ -73,6 +74,7 @@ class _Served:
         )
         self.claim = EnvClaim(self.redis, config.key_prefix, config.env)
         self.replies = ProbeReplies(self.redis, config.key_prefix, config.probe_user_id)
+        self.arrivals = Arrivals(self.redis, config.key_prefix, config.probe_user_id)
         self.counts = UpdateCounts()
         application.add_error_handler(outcome.on_error)
         token = application.bot.token
@@ -197,9 +199,11 @@ class _Served:
         return ProbeTurn(nonce, self.replies, user.id) if NONCE.fullmatch(nonce) else None
 
     async def _serve(self, update: Update, failures: list[BaseException]) -> None:
-        """The handlers, or the signpost instead of them (``release_kit.gate``)."""
+        """The handlers, or the signpost instead of them (``release_kit.gate``). Before the handlers,
+        the user's arrival record (``release_kit.arrival``)."""
         link = signpost(self.config, update)
         if link is None:
+            await self._record_arrival(update)
             await self.application.process_update(update)
             return
         if update.effective_message is None:
@@ -208,6 +212,14 @@ class _Served:
             await update.effective_message.reply_text(link)
         except (TelegramError, *outcome.STORAGE_ERRORS) as exc:
             failures.append(exc)
+
+    async def _record_arrival(self, update: Update) -> None:
+        """The record is the pipeline's, not the user's: a Redis that cannot keep it is logged, and
+        the update is answered as its handlers fare (503 only if they could not reach memory either)."""
+        try:
+            await self.arrivals.record(update, self.application.bot.id)
+        except outcome.STORAGE_ERRORS as exc:
+            log.warning("update %s: arrival record not kept (%s)", update.update_id, type(exc).__name__)
 
     # -- the probe's replies -----------------------------------------------------------
     async def probe_replies(self, request: Request) -> Response:
