@@ -13,10 +13,10 @@ import sys
 import redis
 import uvicorn
 
-from mindmate import redaction
 from mindmate.app import create_app
 from mindmate.settings import Settings, SettingsError, load_settings
 from mindmate.store import EnvMismatchError, claim_env_marker  # the kit's, as every bot's
+from release_kit import redact
 
 log = logging.getLogger("mindmate")
 
@@ -24,7 +24,7 @@ log = logging.getLogger("mindmate")
 def prepare() -> Settings:
     """Read settings, claim the Redis for this environment; exit with one line on failure."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    redaction.install(os.environ)
+    redact.hide_environ(os.environ)
     try:
         settings = load_settings()
     except SettingsError as exc:
@@ -46,7 +46,7 @@ def prepare() -> Settings:
         # the old instance, and updates get a 503 so Telegram delivers them again later.
         log.warning(
             "Redis does not answer (%s): /healthz says 503 until it does; check REDIS_URL",
-            redaction.redact(str(exc)),
+            redact.redact(str(exc)),
         )
     return settings
 

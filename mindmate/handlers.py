@@ -52,8 +52,6 @@ def register(application: Application, settings: Settings, store: MemoryStore) -
 
     application.add_handler(TypeHandler(Update, once), group=-1)
 
-    bot_id = int(settings.token.split(":", 1)[0])  # the token's id part: who the user talks to (store.touch)
-
     def user_id(update: Update) -> int:
         # Commands and text messages always have a sender; channel posts never match them.
         assert update.effective_user is not None
@@ -64,9 +62,7 @@ def register(application: Application, settings: Settings, store: MemoryStore) -
         user = update.effective_user
         if user is None:
             return False
-        return await store.touch(
-            user.id, user.first_name, user.username, effect_id(update) if final else None, bot_id=bot_id
-        )
+        return await store.touch(user.id, user.first_name, user.username, effect_id(update) if final else None)
 
     async def start(update: Update, context: Context) -> None:
         first = await seen(update, final=True)

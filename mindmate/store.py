@@ -3,10 +3,14 @@
 The key schema is a contract with ``ci-tools memory`` (see ARCHITECTURE.md):
 ``<prefix>user:<id>:history`` (list, recent messages, capped),
 ``<prefix>memory:<id>`` (list of facts the user asked the bot to remember),
-``<prefix>user:<id>:profile`` (hash: first/last seen and names, and which bot they talk to:
-``bot_id``, the bot that saw them last, and ``bot_since``, when they first wrote to it after
-another bot had their memory — the pipeline reads these to time the end of a move, README),
+``<prefix>user:<id>:profile`` (hash: first/last seen and names),
 ``<prefix>meta:env`` (the environment this Redis belongs to).
+
+Which bot the user talks to and since when (what ``ci-tools finish-move`` times the end of a move
+from) is the kit's arrival record, ``<prefix>kit:arrival:<id>`` (``release_kit.arrival``), kept for
+mindmate as for any bot the kit serves. A mindmate deployed before the kit kept it wrote
+``bot_id``/``bot_since`` into the profile instead; this one no longer does, and the pipeline reads
+those two fields only where no arrival record exists (an old deployed mindmate: ci_tools/pipeline/old_bot.py).
 
 One more, short-lived: ``<prefix>update:<update_id>`` marks an update that took
 effect (set in the same MULTI/EXEC as the effect, so Telegram's redelivery of it
@@ -30,11 +34,6 @@ from release_kit.marker import marker_key
 __all__ = ["EnvMismatchError", "MemoryStore", "claim_env_marker", "marker_key"]
 
 UPDATE_MARKER_TTL = 2 * 24 * 3600  # Telegram stops redelivering long before this
-# Which bot the user talks to, and since when, in their profile: a memory copy carries the profile
-# from one bot's Redis to the other's, so the first visit to a bot whose id is not the one recorded
-# is the user's arrival there (``ci-tools finish-move`` waits its window from that moment).
-BOT_FIELD = "bot_id"
-SINCE_FIELD = "bot_since"
 
 
 def history_key(prefix: str, user_id: int) -> str:
@@ -79,24 +78,15 @@ class MemoryStore:
         first_name: str | None,
         username: str | None,
         update_id: int | None = None,
-        bot_id: int | None = None,
     ) -> bool:
-        """Record first/last seen (and, for a read-only command, the update); True on a first visit.
-
-        With ``bot_id`` (the bot answering), a visit whose profile names another bot (or none: a
-        copy from a bot that kept no record) is the user's arrival here: ``bot_since`` is now."""
+        """Record first/last seen (and, for a read-only command, the update); True on a first visit."""
         now = str(int(time.time()))
         key = profile_key(self.prefix, user_id)
-        recorded = await self.client.hget(key, BOT_FIELD) if bot_id is not None else None
-        recorded = recorded.decode() if isinstance(recorded, bytes) else recorded
-        arrived = bot_id is not None and recorded != str(bot_id)
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.hsetnx(key, "first_seen", now)
             pipe.hset(key, mapping={"last_seen": now, "first_name": first_name or ""})
             if username:
                 pipe.hset(key, "username", username)
-            if arrived:
-                pipe.hset(key, mapping={BOT_FIELD: str(bot_id), SINCE_FIELD: now})
             self._mark(pipe, update_id)
             first, *_ = await pipe.execute()
         return bool(first)

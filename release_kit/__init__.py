@@ -7,7 +7,8 @@ An owner keeps their handlers as they are and changes a handful of lines (docs/C
     kit = Kit.from_environ()                          # ENV, KEY_PREFIX, REDIS_URL, ... (one line on a bad value)
     application = kit.builder().token(TOKEN).build()  # replies to the probe user are kept, not sent
     kit.key(f"memory:{user_id}")                      # the environment's key prefix
-    kit.run_webhook(application, url_path=TOKEN)      # webhook + /healthz + /probe/{nonce}
+    kit.run_webhook(application, url_path=TOKEN)      # webhook + /healthz + /probe/{nonce}, and each
+                                                      # user's arrival record (release_kit.arrival)
 
 It depends on python-telegram-bot, redis, starlette and uvicorn only, and imports nothing of the
 release tool: ``ci-tools adopt`` copies this package into the owner's repository as it is.

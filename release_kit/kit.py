@@ -86,15 +86,20 @@ class Kit:
         health_path: str = "/healthz",
         webhook_url: str | None = None,
         allowed_updates: Sequence[str] | None = None,
+        probe_path: str = PROBE_PATH,
         **set_webhook_extra: Any,
     ) -> Starlette:
         """The webhook at ``url_path``, the health answer at ``health_path`` and, for a bot built by
-        ``kit.builder()``, the probe's replies at ``/probe/{nonce}``: one Starlette app whose
-        lifespan initializes, starts and stops ``application`` and sets its webhook."""
+        ``kit.builder()``, the probe's replies at ``<probe_path>/{nonce}`` (``/probe`` unless the
+        owner's server has that path already: the health answer tells the pipeline which): one
+        Starlette app whose lifespan initializes, starts and stops ``application`` and sets its webhook."""
         webhook_path, health = _path(url_path), _path(health_path)
         conversation = records_probe_replies(application.bot.request)
-        taken = {health, *([PROBE_PATH] if conversation else [])}
-        if webhook_path in taken or (webhook_path.startswith(PROBE_PATH + "/") and conversation):
+        probe = _path(probe_path).rstrip("/")
+        if conversation and (not probe or probe == health or health.startswith(probe + "/")):
+            raise ValueError(f"probe_path {probe_path!r} must be a path of its own, not / or the health path")
+        taken = {health, *([probe] if conversation else [])}
+        if webhook_path in taken or (webhook_path.startswith(probe + "/") and conversation):
             raise ValueError(f"url_path {webhook_path!r} is one of the kit's own paths: pick another")
         return build_app(
             self.config,
@@ -106,6 +111,7 @@ class Kit:
                 allowed_updates=allowed_updates,
                 set_webhook_extra={k: v for k, v in set_webhook_extra.items() if v is not None},
                 conversation=conversation,
+                probe_path=probe,
             ),
         )
 
@@ -129,6 +135,7 @@ class Kit:
         unix: object = None,
         *,
         health_path: str = "/healthz",
+        probe_path: str = PROBE_PATH,
     ) -> None:
         """``application.run_webhook(...)``'s arguments, served with the contract on ``PORT``.
 
@@ -148,6 +155,7 @@ class Kit:
                 health_path=health_path,
                 webhook_url=webhook_url,
                 allowed_updates=allowed_updates,
+                probe_path=probe_path,
                 drop_pending_updates=drop_pending_updates,
                 ip_address=ip_address,
                 max_connections=max_connections,

@@ -4,23 +4,40 @@ python-telegram-bot's HTTP client (httpx) logs every request's URL, ``/bot<token
 the owner's webhook path is often the token itself. The kit learns the secrets as early as it
 can (the webhook secret and Redis password with ``Kit(...)``, the token at ``kit.builder().token()``,
 before python-telegram-bot logs its URLs at DEBUG) and rewrites every log record created from
-then on: its message and its traceback.
+then on: its message and its traceback. Secrets it was never told of are caught by their shape
+too: a Telegram bot token (the previous bot's, say) and a URL's password (redis-py puts its URL
+into connection errors).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
 from urllib.parse import urlsplit
 
 HIDDEN = "***"
+# The bot's secrets, by the variable that holds them (the contract's names: docs/CONTRACT.md).
+SECRET_VARIABLES = ("TELEGRAM_BOT_TOKEN", "PREVIOUS_TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET", "REDIS_URL")
+_SHAPES = (
+    (re.compile(r"(?<!\d)\d{5,}:[A-Za-z0-9_-]{20,}"), HIDDEN),  # a Telegram bot token
+    (re.compile(r"([a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s/]+@"), rf"\1{HIDDEN}@"),  # a URL's password
+)
 _secrets: list[str] = []
 
 
 def redact(text: str) -> str:
     for secret in _secrets:
         text = text.replace(secret, HIDDEN)
+    for pattern, replacement in _SHAPES:
+        text = pattern.sub(replacement, text)
     return text
+
+
+def hide_environ(environ: Mapping[str, str]) -> None:
+    """Hide the secrets the environment holds (``SECRET_VARIABLES``; of a URL, its password)."""
+    values = (environ.get(name) or "" for name in SECRET_VARIABLES)
+    hide(url_password(value) if "://" in value else value for value in values)
 
 
 def url_password(url: str) -> str:
@@ -40,8 +57,6 @@ def hide(values: Iterable[str]) -> None:
 
     def factory(*args: object, **kwargs: object) -> logging.LogRecord:
         record = base(*args, **kwargs)
-        if not _secrets:
-            return record
         try:
             message = record.getMessage()
         except Exception:  # a broken format string must not hide the line

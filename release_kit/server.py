@@ -31,6 +31,7 @@ from telegram.error import TelegramError
 from telegram.ext import Application
 
 from release_kit import outcome, probe, redact
+from release_kit.arrival import Arrivals
 from release_kit.config import KitConfig, bot_secret
 from release_kit.counts import UpdateCounts
 from release_kit.gate import signpost
@@ -56,6 +57,7 @@ class Surface:
     allowed_updates: Sequence[str] | None = None
     set_webhook_extra: dict[str, Any] = field(default_factory=dict)
     conversation: bool = True  # the bot keeps the probe's replies (built by kit.builder())
+    probe_path: str = PROBE_PATH  # where they are read: the owner's choice, told in the health answer
 
 
 def build_app(config: KitConfig, application: Application, surface: Surface) -> Starlette:
@@ -72,6 +74,7 @@ class _Served:
         )
         self.claim = EnvClaim(self.redis, config.key_prefix, config.env)
         self.replies = ProbeReplies(self.redis, config.key_prefix, config.probe_user_id)
+        self.arrivals = Arrivals(self.redis, config.key_prefix, config.probe_user_id)
         self.counts = UpdateCounts()
         application.add_error_handler(outcome.on_error)
         token = application.bot.token
@@ -83,7 +86,7 @@ class _Served:
             Route(self.surface.health_path, self.health, methods=["GET", "HEAD"]),
         ]
         if self.surface.conversation:
-            routes.append(Route(PROBE_PATH + "/{nonce}", self.probe_replies, methods=["GET", "DELETE"]))
+            routes.append(Route(self.surface.probe_path + "/{nonce}", self.probe_replies, methods=["GET", "DELETE"]))
         return Starlette(routes=routes, lifespan=self.lifespan)
 
     @asynccontextmanager
@@ -196,9 +199,11 @@ class _Served:
         return ProbeTurn(nonce, self.replies, user.id) if NONCE.fullmatch(nonce) else None
 
     async def _serve(self, update: Update, failures: list[BaseException]) -> None:
-        """The handlers, or the signpost instead of them (``release_kit.gate``)."""
+        """The handlers, or the signpost instead of them (``release_kit.gate``). Before the handlers,
+        the user's arrival record (``release_kit.arrival``)."""
         link = signpost(self.config, update)
         if link is None:
+            await self._record_arrival(update)
             await self.application.process_update(update)
             return
         if update.effective_message is None:
@@ -207,6 +212,14 @@ class _Served:
             await update.effective_message.reply_text(link)
         except (TelegramError, *outcome.STORAGE_ERRORS) as exc:
             failures.append(exc)
+
+    async def _record_arrival(self, update: Update) -> None:
+        """The record is the pipeline's, not the user's: a Redis that cannot keep it is logged, and
+        the update is answered as its handlers fare (503 only if they could not reach memory either)."""
+        try:
+            await self.arrivals.record(update, self.application.bot.id)
+        except outcome.STORAGE_ERRORS as exc:
+            log.warning("update %s: arrival record not kept (%s)", update.update_id, type(exc).__name__)
 
     # -- the probe's replies -----------------------------------------------------------
     async def probe_replies(self, request: Request) -> Response:
@@ -231,7 +244,7 @@ class _Served:
         contract: dict[str, Any] = {"level": "conversation" if self.surface.conversation else "health"}
         contract["kit"] = __version__
         if self.surface.conversation:
-            contract["probe_path"] = PROBE_PATH
+            contract["probe_path"] = self.surface.probe_path
         body: dict[str, Any] = {
             "status": "ok" if redis_ok else "degraded",
             "env": self.config.env,

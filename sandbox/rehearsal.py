@@ -398,8 +398,8 @@ class Rehearsal:
         ctx = self._ctx(world, "production", **urls)
         config = ctx.config
         # The legacy dev bot's keys carry no prefix and no marker. A bot below the health level
-        # writes no marker on production either (the kit does): the copy runs as the runbook tells
-        # its owner, with --ignore-env-markers.
+        # writes no marker on production either (the kit does): the copy runs as docs/MEMORY.md
+        # tells its owner, with --unmarked-target (a marker naming another environment still refused).
         unmarked = self.level is Level.BASE
         request = between(
             config,
@@ -409,7 +409,7 @@ class Rehearsal:
             self.root / "memory-out",
             source_prefix="",
             legacy_source=True,
-            ignore_markers=unmarked,
+            legacy_target=unmarked,
         )
         keys = len(self.seed_keys) if self.bot is not None else 3
         plan = copy_user(ctx, request)
@@ -420,7 +420,7 @@ class Rehearsal:
         require(again.counts() == {"identical": keys}, f"second apply not a no-op: {again.counts()}")
         self.snapshot = outcome.snapshot
         target = config.env("production").key_prefix or "its own Key Value, no prefix"
-        markers = " (--ignore-env-markers: a base-level bot writes no meta:env)" if unmarked else ""
+        markers = " (--unmarked-target: a base-level bot writes no meta:env)" if unmarked else ""
         return (
             f"legacy source (no prefix, no marker) → {target}{markers}; dry run: {keys} to create; applied: "
             f"{len(outcome.written)} written, {outcome.verified} verified; again: all identical"
@@ -560,12 +560,6 @@ class Rehearsal:
         """Runbook step 9 at the end: refused before the window (3 days after the daily user's first message to the
         new bot), then forced. The old bot serves the testers under dev:, anyone else gets the new bot's
         link, and nothing the daily user writes to it is stored; the cutover's window closes with it."""
-        profile = f"{load_config(world.config).env('production').key_prefix}user:{DAILY_USER}:profile"
-        if self.bot is not None and not world.redis["production"].client().exists(profile):
-            raise NotRehearsed(
-                "finish-move times the move's window from the user's arrival on the new bot, recorded in "
-                f"{profile} (bot_id, bot_since: mindmate keeps it), which this bot does not keep"
-            )
         ctx = self._ctx(world, "production", **self._old_bot_values(world))
         request = FinishRequest(DAILY_USER, (TESTER,), timeout=60, deadline=20, poll=0.1)
         try:
@@ -574,6 +568,9 @@ class Rehearsal:
             refusal = refused.message
         else:
             raise VerificationError("finish-move ran before the window was over")
+        if self.level is Level.BASE and "kit.run_webhook(application" in refusal:
+            # No kit, no arrival record (release_kit/arrival.py): the window has no start to wait from.
+            raise NotRehearsed(f"finish-move refused without force, as it must: {refusal}")
         require("the move may finish from" in refusal, f"refused for another reason: {refusal}")
         done = finish_move(ctx, dataclasses.replace(request, force=True))
         require(done.forced, "the forced run does not say it was forced")
@@ -614,6 +611,10 @@ class Rehearsal:
         ctx = self._ctx(world, "production", MEMORY_SNAPSHOT_KEY=key)
         env = ctx.config.env("production")
         fernet = Fernet(key)
+
+        def base_level() -> str:  # a base-level bot writes no meta:env (copy, above)
+            return "its bot is at the base level and writes none"
+
         taken = points.take_snapshot(
             world.redis["production"].client(),
             env,
@@ -622,7 +623,7 @@ class Rehearsal:
             max_mb=100,
             protected=(DAILY_USER,),
             commit=candidate,
-            ignore_marker=self.level is Level.BASE,  # a base-level bot writes no meta:env (copy, above)
+            writes_no_marker=base_level if self.level is Level.BASE else None,  # as `memory snapshot` takes it
             fernet=fernet,
         )
         deploys = len(service.deploys)

@@ -14,7 +14,7 @@ from ci_tools.needs import Needs
 if TYPE_CHECKING:  # annotations only: the phase loads when the command runs
     from ci_tools.pipeline.finish_move import Finished, FinishRequest
 
-# Run in production's environment: the new bot's token (whose id the profile names), production's
+# Run in production's environment: the new bot's token (whose id the kit's arrival record names), production's
 # Redis and service (the cutover's window), and the old bot's service and Redis as production holds
 # them for preflight (STAGING_REDIS_URL: production's SOURCE_REDIS_URL).
 NEEDS = Needs(

@@ -52,6 +52,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         if target:
             p.add_argument("--to", dest="target", required=True, metavar="ENV", help="target environment")
             p.add_argument("--target-prefix", help="default: the target environment's key prefix")
+            p.add_argument(
+                "--unmarked-target",
+                action="store_true",
+                help="the target's bot writes no meta:env marker (the base level): accept a target without "
+                "one (a marker naming another environment is still refused)",
+            )
+            p.add_argument(
+                "--target-kind",
+                choices=("marked", "unmarked"),
+                default="marked",
+                help="as a workflow input: unmarked = --unmarked-target",
+            )
         p.add_argument("--out", type=Path, default=Path("memory-out"), help="where snapshots and backups go")
         p.add_argument("--ignore-env-markers", action="store_true", help="skip the <prefix>meta:env checks")
         p.add_argument("--json", action="store_true", help="one JSON document on stdout")
@@ -221,6 +233,7 @@ def _request(ctx: Context, args: argparse.Namespace) -> ops.CopyRequest:
         out_dir=args.out,
         ignore_markers=args.ignore_env_markers,
         legacy_source=getattr(args, "legacy_source", False) or getattr(args, "source_kind", "") == "legacy",
+        legacy_target=getattr(args, "unmarked_target", False) or getattr(args, "target_kind", "") == "unmarked",
         uncovered=getattr(args, "uncovered", Uncovered.REFUSE),
         resume_command=_resume_command(),
         progress=_progress_factory(args),
@@ -320,6 +333,7 @@ def report_outcome(
         "verified": outcome.verified,
         "fallback_typed_writes": outcome.fallback,
         "timings_s": {k: round(v, 4) for k, v in outcome.timings.items()},
+        "warnings": outcome.warnings,
     }
     rows = [
         [
@@ -343,6 +357,9 @@ def report_outcome(
         else "dry run — nothing written"
     )
     notes = [", ".join(f"{n} {action}" for action, n in sorted(counts.items())) or "nothing to copy"]
+    for warning in outcome.warnings:
+        notes.insert(0, warning)
+        ctx.runner.annotate("warning", warning.removeprefix("⚠ "), title=title)
     if left and outcome.uncovered_policy is Uncovered.REFUSE:
         notes.append(
             f"{len(left)} key(s) of this user match no pattern: --apply refuses until you pass "
@@ -443,7 +460,13 @@ def memory_restore(ctx: Context, args: argparse.Namespace) -> int:
             stage=args.stage,
         )
         target = ops.target_side(ctx)
-        outcome = points.restore_point(request, target, ops.url_label(ctx, "TARGET_REDIS_URL"), ctx.snapshot_fernet())
+        outcome = points.restore_point(
+            request,
+            target,
+            ops.url_label(ctx, "TARGET_REDIS_URL"),
+            ctx.snapshot_fernet(),
+            ops.url_server_id(ctx, "TARGET_REDIS_URL"),
+        )
         who = f"user {request.user_id}" if request.user_id else "every user"
         report_outcome(
             ctx,
@@ -533,7 +556,13 @@ def memory_snapshot(ctx: Context, args: argparse.Namespace) -> int:
         commit=args.commit,
         ignore_marker=args.ignore_env_marker,
         fernet=ctx.snapshot_fernet(),
+        writes_no_marker=lambda: _writes_no_marker(env, ctx.timeout),
+        server_id=ops.url_server_id(ctx, "SOURCE_REDIS_URL"),
     )
+    if taken.unmarked:
+        say(taken.unmarked, err=True)
+        ctx.runner.annotate("warning", taken.unmarked.removeprefix("⚠ "), title="memory snapshot: no marker")
+        ctx.runner.add_summary(taken.unmarked)
     if taken.warning:
         say(f"! {taken.warning}", err=True)
         ctx.runner.annotate("warning", taken.warning, title="memory snapshot")
@@ -554,11 +583,27 @@ def memory_snapshot(ctx: Context, args: argparse.Namespace) -> int:
                 "scope": taken.scope,
                 "used_mb": taken.used_mb,
                 "warning": taken.warning or None,
+                "unmarked": taken.unmarked or None,
             }
         )
     else:
         say(f"✓ {line}")
     return 0
+
+
+def _writes_no_marker(env: Environment, timeout: float | None) -> str | None:
+    """Why the live bot of ``env`` writes no ``meta:env`` marker, or None when it should have one.
+
+    Asked only of a Redis that holds keys and no marker. The bot's level, discovered as every phase
+    discovers it: at the base level (no health answer: ``health_path = ""``, or its own 4xx on that
+    path) the bot writes none, so its absence proves nothing wrong. A bot that answers the health
+    JSON claims its Redis at start, and one that did not answer cannot say: both leave it refused."""
+    from ci_tools.pipeline.levels import Level, discover
+
+    seen = discover(env, timeout or 10)
+    if seen.level is Level.BASE and seen.definite:
+        return f"its bot is at the base level and writes none — {seen.why}"
+    return None
 
 
 def memory_seed(ctx: Context, args: argparse.Namespace) -> int:

@@ -11,6 +11,10 @@ import redis
 from ci_tools.errors import InputError
 
 GLOB_CHARS = re.compile(rb"([*?\[\]\\])")
+# The kit's arrival record of a user (docs/CONTRACT.md, release_kit/arrival.py): which bot saw
+# them last and since when. Not their memory: a migration's copy leaves it behind (the new bot's
+# kit starts it at their first message there), and the coverage audit does not ask for it.
+KIT_ARRIVAL = "kit:arrival:{user_id}"
 
 
 def escape_glob(text: bytes) -> bytes:
@@ -97,10 +101,12 @@ def uncovered(
 
     One SCAN pass, bounded COUNT, MATCH narrowed to keys containing the id; a key
     counts when the id is a whole ``:``-separated segment of it (``conversation:42``,
-    ``x:user:42:mood``), never part of a longer number (``420``).
+    ``x:user:42:mood``), never part of a longer number (``420``). The kit's arrival record
+    (``KIT_ARRIVAL``) is the kit's, not the user's memory: never reported.
     """
     uid = str(user_id).encode()
     segment = re.compile(rb"(?:^|:)" + re.escape(uid) + rb"(?::|$)")
+    covered = {*covered, prefix + KIT_ARRIVAL.format(user_id=user_id).encode()}
     match = escape_glob(prefix) + b"*" + uid + b"*"
     found: set[bytes] = set()
     cursor = None

@@ -54,6 +54,7 @@ class Outcome:
     uncovered: list[bytes] = field(default_factory=list)  # the user's keys no pattern covers, left
     uncovered_policy: Uncovered = Uncovered.REFUSE
     stage: Stage = Stage.ALL
+    warnings: list[str] = field(default_factory=list)  # ⚠ lines the report must show (one each)
 
     def counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}

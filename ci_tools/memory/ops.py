@@ -20,7 +20,7 @@ from ci_tools.memory.job import JobOptions, MemoryJob
 from ci_tools.memory.keys import KeySpace, discover, uncovered
 from ci_tools.memory.model import Outcome, stamp
 from ci_tools.memory.records import Record, now_ms, read_records
-from ci_tools.memory.sides import check_marker, connect, label, open_side, refuse_same_server
+from ci_tools.memory.sides import check_marker, connect, label, open_side, refuse_same_server, server_id
 from ci_tools.settings import Config, Environment
 
 
@@ -37,7 +37,7 @@ class CopyRequest:
     out_dir: Path
     ignore_markers: bool = False
     legacy_source: bool = False  # the source bot never wrote a marker (accepted when told)
-    legacy_target: bool = False  # the same for the target (send-back: the old bot's legacy Redis)
+    legacy_target: bool = False  # the same for the target (send-back: the old bot's legacy Redis; --unmarked-target)
     uncovered: Uncovered = Uncovered.REFUSE  # keys naming the user that no pattern covers
     resume_command: str = ""
     on_event: Callable[[str, int], None] | None = None
@@ -84,6 +84,7 @@ def _sides(ctx: Context, request: CopyRequest) -> tuple[redis.Redis, redis.Redis
             "target",
             "--ignore-env-markers",
             legacy=request.legacy_target,
+            unmarked_flag="--unmarked-target",
         )
     return source, target
 
@@ -167,6 +168,10 @@ def target_side(ctx: Context) -> redis.Redis:
 
 def url_label(ctx: Context, variable: str) -> str:
     return label(ctx.secret(variable))
+
+
+def url_server_id(ctx: Context, variable: str) -> str:
+    return server_id(ctx.secret(variable))
 
 
 def export_user(ctx: Context, request: CopyRequest) -> tuple[Path, int]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,6 +44,17 @@ class Taken:
     scope: str  # "environment", or "protected users" when memory was over the bound
     used_mb: float
     warning: str = ""
+    unmarked: str = ""  # the one ⚠ line when the Redis carries no marker and its bot writes none
+
+
+def unmarked_line(env: Environment, server: str, why: str) -> str:
+    """What a snapshot of a Redis without a marker says, in one line: the marker's proof is missing,
+    and what stands in for it (the restore writes only into the server the snapshot was read from)."""
+    return (
+        f"⚠ {env.name}'s Redis has no {env.key_prefix}meta:env marker ({why}): nothing in it proves "
+        f"it is {env.name}'s, so this snapshot records the server it was read from ({server}) and a "
+        "restore writes it back into that server only"
+    )
 
 
 def environment_keys(client: redis.Redis, prefix: bytes, *, scan_count: int = 10_000) -> list[bytes]:
@@ -72,19 +83,31 @@ def take_snapshot(
     commit: str = "",
     ignore_marker: bool = False,
     fernet: Fernet | None = None,  # MEMORY_SNAPSHOT_KEY's: required in Actions (the command checks)
+    writes_no_marker: Callable[[], str | None] | None = None,
+    server_id: str = "",  # sides.server_id of the URL read: what a restore of an unmarked snapshot matches
 ) -> Taken:
-    """Snapshot every key under ``env``'s prefix; over ``max_mb``, only the protected users'."""
+    """Snapshot every key under ``env``'s prefix; over ``max_mb``, only the protected users'.
+
+    A Redis without any marker is snapshotted only when ``writes_no_marker`` says why its bot writes
+    none (a bot at the base level: asked only then, it may look at the live bot); the snapshot then
+    records that (``marker: null``) and ``Taken.unmarked`` is the ⚠ line that says so. A marker
+    naming another environment is refused always: that Redis is provably not this one."""
     prefix = env.key_prefix.encode()
     keys = environment_keys(client, prefix)
     found = marker(client, prefix)
+    unmarked = ""
     if not ignore_marker and found != env.name and (keys or found is not None):
         # An empty Redis (before the first release) has nothing to keep and no marker yet.
-        said = "has none" if found is None else f"says {found!r}"
-        raise VerificationError(
-            f"the Redis to snapshot is not {env.name}'s: its {env.key_prefix}meta:env marker {said}",
-            hint=f"check that REDIS_URL is {env.name}'s Key Value (its bot writes the marker at "
-            "start), or pass --ignore-env-marker if you are sure",
-        )
+        why = writes_no_marker() if found is None and writes_no_marker is not None else None
+        if why is None:
+            said = "has none" if found is None else f"says {found!r}"
+            raise VerificationError(
+                f"the Redis to snapshot is not {env.name}'s: its {env.key_prefix}meta:env marker {said}",
+                hint=f"check that REDIS_URL is {env.name}'s Key Value (its bot writes the marker at "
+                "start; a bot at the base level writes none and is snapshotted without it), "
+                "or pass --ignore-env-marker if you are sure",
+            )
+        unmarked = unmarked_line(env, server, why)
     used = int(client.info("memory").get("used_memory", 0)) / MB
     scope, warning = "environment", ""
     if used > max_mb:
@@ -112,11 +135,13 @@ def take_snapshot(
         "commit": commit,
         "taken_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "users": list(protected) if scope != "environment" else None,
+        "marker": found,  # None: no marker proved the Redis, so only its own server takes it back
+        "server_id": server_id,
     }
     with RecordWriter(path, header, fernet) as writer:
         for record in read_records(client, keys, with_dump=True):
             writer.write(record)
-    return Taken(path, len(keys), scope, used, warning)
+    return Taken(path, len(keys), scope, used, warning, unmarked)
 
 
 def find_snapshot(given: Path) -> Path:
@@ -200,20 +225,15 @@ def check_restorable(request: RestoreRequest, file: RecordFile) -> None:
     )
 
 
-def restore_point(request: RestoreRequest, target: redis.Redis, server: str, fernet: Fernet | None) -> Outcome:
+def restore_point(
+    request: RestoreRequest, target: redis.Redis, server: str, fernet: Fernet | None, target_id: str = ""
+) -> Outcome:
     """Dry run: each selected key's fate. Apply: back up, write (replacing), read back, compare.
 
     ``fernet`` opens the snapshot and encrypts the backup this restore writes first."""
     file = RecordFile(request.snapshot, fernet)
     check_restorable(request, file)
-    if not request.ignore_marker:
-        check_marker(
-            target,
-            request.env.key_prefix.encode(),
-            request.env.name,
-            "target",
-            "--ignore-env-marker",
-        )
+    warnings = [] if request.ignore_marker else check_restore_target(request, file, target, server, target_id)
     options = JobOptions(
         policy=Conflict.REPLACE,
         apply=request.apply,
@@ -229,7 +249,7 @@ def restore_point(request: RestoreRequest, target: redis.Redis, server: str, fer
         "patterns": list(request.patterns),
         "from": request.snapshot.name,
     }
-    return job.run(
+    outcome = job.run(
         _selected(request, file),
         snapshot_header={**file.header, "kind": "snapshot", "restore": scope},
         backup_header={
@@ -239,6 +259,40 @@ def restore_point(request: RestoreRequest, target: redis.Redis, server: str, fer
             "server": server,
         },
     )
+    outcome.warnings += warnings
+    return outcome
+
+
+def check_restore_target(
+    request: RestoreRequest, file: RecordFile, target: redis.Redis, server: str, target_id: str
+) -> list[str]:
+    """The target must be the environment the snapshot is of: its marker says so, or, for a snapshot
+    read from a Redis without one (a base-level bot writes none), it is that very server again.
+
+    The marker proves a URL is the environment it claims. A restore of an unmarked snapshot needs
+    no such proof: it writes back only where the snapshot was read (the URL's user, host, port and
+    database, as the snapshot recorded their digest), so it cannot carry one environment's memory
+    into another. A
+    target marked for another environment, or an unmarked one that is another server, is refused;
+    the accepted case is said in one ⚠ line."""
+    env, prefix = request.env, request.env.key_prefix.encode()
+    header = file.header
+    read_unmarked = "marker" in header and header["marker"] is None
+    if not (read_unmarked and marker(target, prefix) is None):
+        check_marker(target, prefix, env.name, "target", "--ignore-env-marker")
+        return []
+    read_from = str(header.get("server", "?"))
+    if not target_id or header.get("server_id") != target_id:
+        raise VerificationError(
+            f"{env.name}'s Redis has no {env.key_prefix}meta:env marker, and TARGET_REDIS_URL ({server}) is "
+            f"not the Key Value {request.snapshot.name} was read from ({read_from})",
+            hint="point TARGET_REDIS_URL at the Redis the snapshot was read from: without a marker, "
+            "nothing else proves a Redis is that environment's",
+        )
+    return [
+        f"⚠ {env.name}'s Redis has no {env.key_prefix}meta:env marker (its bot writes none): restoring "
+        f"because it is {read_from}, the server the snapshot was read from"
+    ]
 
 
 def safety_net(env_name: str, commit: str, run_id: str | None) -> str:

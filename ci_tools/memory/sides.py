@@ -7,6 +7,8 @@ environment, and a source without one unless told it is a legacy bot's Redis.
 
 from __future__ import annotations
 
+import hashlib
+
 import redis
 
 from ci_tools.context import Context
@@ -50,6 +52,15 @@ def label(url: str) -> str:
     return f"{kwargs.get('host', '?')}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
 
 
+def server_id(url: str) -> str:
+    """Which Key Value a URL reaches, as a digest that names no secret: its user, host, port and
+    database. Render's external URLs share one regional host (``oregon-keyvalue.render.com``) and
+    tell instances apart by the user (``red-…``), so host:port alone would call two of them one."""
+    kwargs = redis.connection.parse_url(url)  # type: ignore[no-untyped-call]
+    seen = f"{kwargs.get('username', '')}@{kwargs.get('host', '')}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
+    return hashlib.sha256(seen.encode()).hexdigest()[:16]
+
+
 def identity(client: redis.Redis) -> tuple[str, int]:
     run_id = client.info("server").get("run_id", "")
     db = int(client.connection_pool.connection_kwargs.get("db", 0) or 0)
@@ -72,7 +83,14 @@ def marker(client: redis.Redis, prefix: bytes) -> str | None:
 
 
 def check_marker(
-    client: redis.Redis, prefix: bytes, env_name: str, role: str, flag: str, *, legacy: bool = False
+    client: redis.Redis,
+    prefix: bytes,
+    env_name: str,
+    role: str,
+    flag: str,
+    *,
+    legacy: bool = False,
+    unmarked_flag: str = "",
 ) -> None:
     """The side's ``<prefix>meta:env`` must name its environment.
 
@@ -92,10 +110,14 @@ def check_marker(
     if found != env_name:
         where = f"{prefix.decode()}meta:env"
         what = "is not set" if found is None else f"says {found!r}"
+        check = f"check {role.upper()}_REDIS_URL points at the {env_name} Redis (its bot writes the marker at start)"
+        if found is None and unmarked_flag:
+            # The owner's named choice for a bot that writes none: narrower than ignoring every marker.
+            hint = f"if its bot writes no marker (the base level), pass {unmarked_flag}; else {check}"
+        else:
+            hint = f"{check}, or pass {flag} if you are sure"
         raise VerificationError(
-            f"the {role} Redis marker {where} {what}, but --{role_flag(role)} is {env_name!r}",
-            hint=f"check {role.upper()}_REDIS_URL points at the {env_name} Redis "
-            f"(its bot writes the marker at start), or pass {flag} if you are sure",
+            f"the {role} Redis marker {where} {what}, but --{role_flag(role)} is {env_name!r}", hint=hint
         )
 
 

@@ -393,7 +393,17 @@ class Looks:
             f"HTTP {unsigned}",
             "check X-Telegram-Bot-Api-Secret-Token on every update, 403 when it differs",
         )
-        await self.probe(http, url, {SECRET_HEADER: secret or ""}, str(contract.get("probe_path") or "/probe"))
+        probe_path = contract.get("probe_path")
+        if isinstance(probe_path, str) and probe_path.startswith("/"):  # the bot's own choice, never ours
+            await self.probe(http, url, {SECRET_HEADER: secret or ""}, probe_path)
+        else:
+            add(
+                "conversation",
+                "a probe turn is answered into GET <probe_path>/<nonce>",
+                False,
+                "the health JSON names no contract.probe_path",
+                "name where the probe's replies are read in the health JSON (the kit's says probe_path)",
+            )
         await self.redis_down(http, url, {SECRET_HEADER: secret or ""})
 
     async def probe(self, http: BotSurface, url: str, signed: dict[str, str], probe_path: str) -> None:

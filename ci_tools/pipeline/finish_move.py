@@ -11,11 +11,15 @@ keeps the old instance serving). Then the cutover's rollback window on productio
 removes by hand: production's ``SOURCE_REDIS_URL``, the old bot's Redis, which nothing needs now.
 
 When: no earlier than ``window_days`` (3) after the daily user's first message to the new bot. The
-new bot keeps that moment in their profile (``bot_id``, the bot that saw them last, ``bot_since``,
-when they first wrote to it: mindmate/store.py), so the run reads it from production's Redis, and
-compares ``last_seen`` there with the old bot's: a user who wrote to the old bot last (sent back)
-is not on the new one. Without such a record, or before the window, it refuses in one line saying
-when it may run; ``force`` goes anyway, and the run names what it overrode.
+kit keeps that moment for any bot it serves, whatever the bot's own keys (docs/CONTRACT.md, "the
+arrival record"): ``<prefix>kit:arrival:<id>`` in production's Redis names the bot that saw them last
+(``bot_id``) and since when (``since``), so the run reads it there, and compares its ``last`` with the
+old bot's record: a user who wrote to the old bot last, or who was sent back (send-back carries the
+new bot's record to the old bot) and has written to neither since, is not on the new one. An old
+deployed mindmate kept the same moment in its profile (``old_bot.visits`` reads it where no record
+exists). Without a record (a bot the kit does not serve keeps none: the refusal names the kit line
+that gives it), or before the window, it refuses in one line saying when it may run; ``force`` goes
+anyway, and the run names what it overrode.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ from ci_tools.pipeline.deploy import follow
 from ci_tools.pipeline.old_bot import (
     FINISHED_VAR,
     Visits,
+    arrival_key,
+    legacy_profile_key,
     new_env,
     old_env,
     old_service,
@@ -86,14 +92,20 @@ def timing(ctx: Context, user_id: int, new_bot: BotInfo, now: datetime | None = 
     there = visits(ctx, OLD_REDIS, old.key_prefix, user_id, "old bot's") if ctx.optional(OLD_REDIS) else None
     name = f"@{new_bot.username}"
     if here is None:
-        return Timing(None, None, f"user {user_id} has no memory on {name}: their move has not happened yet")
-    if here.bot_id != new_bot.id or here.since_at is None:
         return Timing(
             None,
             None,
-            f"{name} has no record of user {user_id} writing to it since their memory was copied there "
-            f"({new.key_prefix}user:{user_id}:profile names {_bot(here)}): the window starts with their "
-            "first message to it",
+            f"{name} holds no arrival record of user {user_id} ({arrival_key(new.key_prefix, user_id)}): "
+            "the window starts with their first message to it, and the kit records it for a bot it serves "
+            "(kit.run_webhook(application, ...) in place of application.run_webhook(...), docs/ADOPTING.md)",
+        )
+    if here.bot_id != new_bot.id or here.since_at is None:
+        where = arrival_key(new.key_prefix, user_id) if here.kit else legacy_profile_key(new.key_prefix, user_id)
+        return Timing(
+            None,
+            None,
+            f"{name} has no record of user {user_id} writing to it ({where} names {_bot(here)}): "
+            "the window starts with their first message to it",
         )
     arrived = here.since_at
     if there is None and not ctx.optional(OLD_REDIS):

@@ -7,9 +7,16 @@ source) under ``STAGING_<NAME>`` names, as preflight does; staging holds nothing
 
 What the service is set to (Render's environment) says whom the old bot serves: ``MOVED_TO``
 answers everyone with a link, ``TESTER_IDS`` serves the testers alone, ``KEY_PREFIX`` says where it
-reads memory; ``MOVE_FINISHED`` is finish-move's record that the window closed. The user's
-profile on each side says where they are now: mindmate (and any bot that keeps the same record)
-writes ``bot_id``/``bot_since`` when a user arrives at it and ``last_seen`` on every visit.
+reads memory; ``MOVE_FINISHED`` is finish-move's record that the window closed. The kit's arrival
+record on each side says where the user is now (``<prefix>kit:arrival:<id>``: ``bot_id``, ``since``,
+``last``; docs/CONTRACT.md): the kit keeps it for any bot it serves, whatever the bot's own keys.
+
+mindmate's legacy ``<prefix>user:<id>:profile`` (``bot_id``, ``bot_since``, ``last_seen``) is read
+where no arrival record exists, and only for that: a mindmate deployed before the kit kept the
+record wrote those fields itself, and such a bot is exactly what a move meets — the old bot on
+staging still runs the release the daily user used for months, and production may have gone live
+with one before this record existed. ``last_seen`` is read beside the record too: an old deployed
+mindmate the user was sent back to updates its profile, never the record send-back copied there.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from datetime import UTC, datetime
 from ci_tools.clients.render import RenderAPI, monotonic_deadline
 from ci_tools.context import Context
 from ci_tools.errors import RemoteError
+from ci_tools.memory.keys import KIT_ARRIVAL
 from ci_tools.memory.model import CONNECTION_ERRORS
 from ci_tools.memory.sides import connect
 from ci_tools.settings import NO_PREFIX, Environment
@@ -72,35 +80,55 @@ def testers(settings: dict[str, str | None]) -> frozenset[int] | None:
 
 @dataclass(frozen=True)
 class Visits:
-    """One side's record of the user (their profile hash); all None where the bot kept none."""
+    """One side's record of the user; all None where the bot kept none."""
 
     bot_id: int | None = None  # the bot that saw them last
     since: int | None = None  # when they first wrote to it (unix seconds)
     last_seen: int | None = None
+    kit: bool = True  # from the kit's arrival record (False: mindmate's legacy profile)
 
     @property
     def since_at(self) -> datetime | None:
         return datetime.fromtimestamp(self.since, UTC) if self.since is not None else None
 
 
+def arrival_key(prefix: str, user_id: int) -> str:
+    return prefix + KIT_ARRIVAL.format(user_id=user_id)
+
+
+def legacy_profile_key(prefix: str, user_id: int) -> str:
+    return f"{prefix}user:{user_id}:profile"
+
+
 def visits(ctx: Context, variable: str, prefix: str, user_id: int, role: str) -> Visits | None:
-    """``<prefix>user:<id>:profile`` in the Redis ``variable`` names; None when it holds no profile."""
+    """The kit's arrival record of the user in the Redis ``variable`` names, else an old deployed
+    mindmate's profile (module docstring); None when it holds neither. One round trip."""
     client = connect(ctx.secret(variable, purpose=f"the {role} Redis"), role, timeout=ctx.timeout)
     try:
-        raw = client.hgetall(f"{prefix}user:{user_id}:profile".encode())
+        pipe = client.pipeline(transaction=False)
+        pipe.hgetall(arrival_key(prefix, user_id).encode())
+        pipe.hgetall(legacy_profile_key(prefix, user_id).encode())
+        record, profile = (_fields(raw) for raw in pipe.execute())
     except CONNECTION_ERRORS as exc:
         raise RemoteError(f"the {role} Redis stopped answering ({type(exc).__name__})") from None
     finally:
         client.close()
-    if not raw:
+    if not record and not profile:
         return None
-    fields = {_text(k): _text(v) for k, v in raw.items()}
+    seen = [s for s in (_number(record, "last"), _number(profile, "last_seen")) if s is not None]
+    last_seen = max(seen) if seen else None
+    if record:
+        return Visits(_number(record, "bot_id"), _number(record, "since"), last_seen)
+    return Visits(_number(profile, "bot_id"), _number(profile, "bot_since"), last_seen, kit=False)
 
-    def number(name: str) -> int | None:
-        value = fields.get(name, "")
-        return int(value) if value.isdigit() else None
 
-    return Visits(number("bot_id"), number("bot_since"), number("last_seen"))
+def _fields(raw: object) -> dict[str, str]:
+    return {_text(k): _text(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
+
+
+def _number(fields: dict[str, str], name: str) -> int | None:
+    value = fields.get(name, "")
+    return int(value) if value.isdigit() else None
 
 
 def _text(value: bytes | str) -> str:

@@ -2,7 +2,8 @@
 
 The new bot failed them in the first days; their old bot (staging's, reading their legacy keys)
 still runs. Send-back puts them back on it with what they told the new bot since the move: their
-keys are copied from production (read only, never changed) into the old bot's keys, through the
+keys (and the kit's arrival record of them: ``carried``) are copied from production (read only, never
+changed) into the old bot's keys, through the
 same path as the migration's copy (``ci_tools.memory``): a snapshot of production's keys, a backup
 of every old-bot key the write touches, a compare-and-set write that leaves a key the old bot changed
 meanwhile alone, a read-back, and an undo from the backup. Then the old bot sends them one message.
@@ -34,6 +35,7 @@ from ci_tools.errors import ConfigError, InputError, RemoteError
 from ci_tools.memory import ops, undo
 from ci_tools.memory.choices import Conflict, Stage, Uncovered
 from ci_tools.memory.files import RecordFile
+from ci_tools.memory.keys import KIT_ARRIVAL
 from ci_tools.memory.model import CONNECTION_ERRORS, Outcome
 from ci_tools.memory.sides import connect, identity
 from ci_tools.needs import Secrets
@@ -172,6 +174,7 @@ def send_back(ctx: Context, request: SendBack) -> SentBack:
         old.env.name,
         request.out_dir,
         target_prefix=old.prefix,
+        patterns=carried(new),
         apply=request.apply,
         policy=Conflict.REPLACE,  # the old bot's keys hold the older memory: replaced, kept in the backup
         legacy_target=True,  # a legacy bot's Redis may carry no marker; another environment's is refused
@@ -230,6 +233,13 @@ def keep_record(ctx: Context, prefix: str, patterns: tuple[str, ...], user_id: i
         client.close()
 
 
+def carried(new: Environment) -> tuple[str, ...]:
+    """The user's memory and the kit's arrival record of them (``KIT_ARRIVAL``): on the old bot it
+    names the new bot as the one they wrote to last, so finish-move sees them sent back until they
+    write to the old bot (whose kit then records them as its own again, later than the new bot's)."""
+    return new.memory_patterns if KIT_ARRIVAL in new.memory_patterns else (*new.memory_patterns, KIT_ARRIVAL)
+
+
 def refuse_production_as_target(ctx: Context) -> None:
     """The old bot's Redis is staging's Key Value, never production's own: a secret pasted into the
     wrong place (``SOURCE_REDIS_URL`` = production's Redis) would write the old bot's keys into
@@ -279,7 +289,7 @@ def undo_send_back(ctx: Context, backup: Path, out_dir: Path, *, apply: bool) ->
         header = RecordFile(found, ctx.snapshot_fernet()).header
         user_id, prefix = header.get("user_id"), header.get("prefix")
         if isinstance(user_id, int) and isinstance(prefix, str):
-            keep_record(ctx, prefix, new_env(ctx).memory_patterns, user_id, done[2])
+            keep_record(ctx, prefix, carried(new_env(ctx)), user_id, done[2])
     return done
 
 

@@ -96,3 +96,13 @@ def test_with_everything_covered_the_configured_patterns_copy_without_a_flag(mem
     dev.client().set(f"dev:conversation:{USER}", "covered: conversation:{user_id} is a configured pattern")
     assert cli("copy", *ROUTE, "--apply", "--out", str(tmp_path)) == 0
     assert prod.client().exists(f"prod:conversation:{USER}")
+
+
+def test_the_kits_arrival_record_is_left_behind_without_asking_for_a_flag(memory_envs, tmp_path, capsys):
+    """kit:arrival:<id> is the kit's record of which bot the user wrote to (docs/CONTRACT.md), not their
+    memory: the copy neither carries it nor refuses over it, so the new bot's kit starts it afresh."""
+    dev, prod = memory_envs
+    dev.client().hset(f"dev:kit:arrival:{USER}", mapping={"bot_id": "111", "since": "1", "last": "2"})
+    assert cli("copy", *ROUTE, "--apply", "--out", str(tmp_path)) == 0
+    assert "left in the source" not in capsys.readouterr().out
+    assert not prod.client().exists(f"prod:kit:arrival:{USER}")

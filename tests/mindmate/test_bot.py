@@ -10,6 +10,7 @@ import pytest
 from mindmate.settings import SettingsError, bot_secret, load_settings
 from mindmate.store import claim_env_marker
 from release_kit import __version__ as KIT_VERSION
+from release_kit.arrival import arrival_key
 from sandbox.bot import BotProcess, ThreadedBot
 from tests.support import WEBHOOK_SECRET, signed
 
@@ -322,21 +323,24 @@ def test_the_bot_and_the_pipeline_bind_the_webhook_secret_to_a_bot_alike():
     assert re.fullmatch(r"[A-Za-z0-9_-]{1,256}", bot_secret(WEBHOOK_SECRET, "1:a"))  # Telegram's rule
 
 
-def test_the_profile_records_which_bot_the_user_talks_to_and_since_when(redis_server, bot_environ, telegram):
-    """The first visit to a bot whose id the profile does not name is the user's arrival there: a
-    memory copy from the old bot brings the old bot's id, so the new bot's first visit starts its
-    ``bot_since`` (what finish-move waits its window from); later visits leave it alone."""
+def test_mindmate_gets_the_arrival_record_through_the_kit_and_no_longer_writes_its_own(
+    redis_server, bot_environ, telegram
+):
+    """The kit keeps which bot the user talks to and since when (release_kit/arrival.py), for
+    mindmate as for any bot: a record naming another bot (send-back's copy) makes the next visit
+    the user's arrival here; later visits leave ``since`` alone. The profile keeps no copy of it."""
     client = redis_server.client(decode_responses=True)
-    key = f"prod:user:{USER}:profile"
-    # As the memory copy leaves it: the old bot's record, months old.
-    client.hset(key, mapping={"first_seen": "1700000000", "bot_id": "111", "bot_since": "1700000000"})
+    record, profile = arrival_key("prod:", USER), f"prod:user:{USER}:profile"
+    client.hset(record, mapping={"bot_id": "111", "since": "1700000000", "last": "1700000000"})
     environ, fake = bot_environ(redis_server.url, env="production", username="mindmate_companion_bot")
     new_id = fake.token.split(":")[0]
     with ThreadedBot(environ):
         telegram.send_user_message(fake, USER, "/recall")
-        arrived = client.hgetall(key)
-        assert arrived["bot_id"] == new_id and int(arrived["bot_since"]) >= int(arrived["first_seen"])
-        assert arrived["bot_since"] == arrived["last_seen"] and arrived["first_seen"] == "1700000000"
-        client.hset(key, "bot_since", "1700000500")  # as if it were days ago
+        arrived = client.hgetall(record)
+        assert (
+            arrived["bot_id"] == new_id and arrived["since"] == arrived["last"] and int(arrived["since"]) > 1700000000
+        )
+        client.hset(record, "since", "1700000500")  # as if it were days ago
         telegram.send_user_message(fake, USER, "a plain message")
-    assert client.hget(key, "bot_since") == "1700000500"  # still there: no new arrival
+    assert client.hget(record, "since") == "1700000500"  # still there: no new arrival
+    assert not {"bot_id", "bot_since"} & set(client.hgetall(profile))  # the kit's record, not mindmate's

@@ -57,6 +57,15 @@ def moved(tmp_path, monkeypatch):
         yield world
 
 
+def arrived(world: World, days_ago: float) -> None:
+    """The new bot's kit recorded their arrival ``days_ago``, their last message a minute ago (in the
+    arrival record, and in mindmate's profile, whose last_seen finish-move reads too)."""
+    now = int(time.time())
+    prod = world.redis["production"].client()
+    prod.hset(f"prod:kit:arrival:{USER}", mapping={"since": now - int(days_ago * 86400), "last": now - 60})
+    prod.hset(f"prod:user:{USER}:profile", "last_seen", now - 60)
+
+
 def talk(world: World, env: str, text: str) -> str:
     world.telegram.send_user_message(world.bots[env], USER, text)
     return world.telegram.replies_to(world.bots[env], USER)[-1]
@@ -89,10 +98,12 @@ def test_send_back_puts_them_on_the_old_bot_with_what_they_told_the_new_one_and_
     [backup] = out.glob("*-backup-*.jsonl")
     assert main(["send-back", "--undo", str(out), "--apply", "--json", "--out", str(tmp_path / "undo")]) == 0
     undone = json.loads(capsys.readouterr().out)
-    # The /recall after the send-back touched the profile (last_seen): that newer memory is left
-    # alone and named; the remembered facts go back as they were.
-    assert (undone["applied"], undone["records"]) == (True, 2)
-    assert undone["left_alone_changed"] == [f"user:{USER}:profile"]
+    # The /recall after the send-back made the old bot's kit record them as its own again (and may
+    # have touched the profile's last_seen, a second later): that newer state is left alone and
+    # named; the remembered facts go back as they were.
+    assert undone["applied"] is True and undone["records"] >= 2  # their memory and the record, at least
+    left = set(undone["left_alone_changed"])
+    assert f"kit:arrival:{USER}" in left and left <= {f"kit:arrival:{USER}", f"user:{USER}:profile"}
     after = keys(dev, f"*{USER}*")
     assert after[f"memory:{USER}".encode()] == old_before[f"memory:{USER}".encode()]
     assert NEW_FACT not in talk(world, "staging", "/recall")
@@ -125,14 +136,14 @@ def finish(*extra: str) -> int:
 
 def test_finish_move_before_the_window_refuses_in_one_line_saying_when(moved, capsys):
     world = moved
-    profile = world.redis["production"].client().hgetall(f"prod:user:{USER}:profile")
-    arrived = datetime.fromtimestamp(int(profile[b"bot_since"]), UTC)
-    assert profile[b"bot_id"] == world.bots["production"].token.split(":")[0].encode()
+    record = world.redis["production"].client().hgetall(f"prod:kit:arrival:{USER}")  # the kit's, day 1
+    since = datetime.fromtimestamp(int(record[b"since"]), UTC)
+    assert record[b"bot_id"] == world.bots["production"].token.split(":")[0].encode()
     env_before = dict(world.services["staging"].env)
     assert finish() == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
-    may = arrived + timedelta(days=3)
+    may = since + timedelta(days=3)
     assert f"the move may finish from {may:%Y-%m-%d %H:%M} UTC, 3 days after user 424242's first message" in err
     assert "dispatch finish-move again then, or with force" in err
     assert world.services["staging"].env == env_before
@@ -140,10 +151,8 @@ def test_finish_move_before_the_window_refuses_in_one_line_saying_when(moved, ca
 
 def test_finish_move_after_a_send_back_refuses_while_they_talk_to_the_old_bot(moved, capsys, tmp_path):
     world = moved
-    prod = world.redis["production"].client()
     # The window is over: they arrived four days ago, and last wrote to the new bot a minute ago.
-    now = int(time.time())
-    prod.hset(f"prod:user:{USER}:profile", mapping={"bot_since": now - 4 * 86400, "last_seen": now - 60})
+    arrived(world, 4)
     assert main(["send-back", "--user-id", str(USER), "--apply", "--out", str(tmp_path)]) == 0
     talk(world, "staging", "hello again")  # back on the old bot, now
     capsys.readouterr()
@@ -185,7 +194,7 @@ def test_finish_move_when_forced_goes_and_names_it_and_closes_the_cutover_window
 
 def test_finish_move_after_the_window_goes_without_force(moved, capsys):
     world = moved
-    world.redis["production"].client().hset(f"prod:user:{USER}:profile", "bot_since", int(time.time()) - 4 * 86400)
+    arrived(world, 4)
     assert finish() == 0
     out = capsys.readouterr().out
     assert "forced" not in out and "the move is finished" in out
@@ -225,13 +234,15 @@ def test_send_back_refuses_when_the_old_bots_redis_is_productions_own(moved, cap
 
 
 def test_finish_move_right_after_a_send_back_refuses_before_they_wrote_to_the_old_bot(moved, capsys, tmp_path):
-    """Sent back, not written yet: the old bot holds production's copy of their profile (the same
-    last_seen). Finishing now would take away the bot they were just sent to; it is refused."""
+    """Sent back, not written yet: the old bot holds production's copy of the kit's arrival record
+    (the new bot's, the same last message). Finishing now would take away the bot they were just
+    sent to; it is refused."""
     world = moved
-    prod = world.redis["production"].client()
-    now = int(time.time())
-    prod.hset(f"prod:user:{USER}:profile", mapping={"bot_since": now - 4 * 86400, "last_seen": now - 60})
+    arrived(world, 4)
     assert main(["send-back", "--user-id", str(USER), "--apply", "--out", str(tmp_path)]) == 0
+    record = f"kit:arrival:{USER}"
+    carried = world.redis["staging"].client().hgetall(record)
+    assert carried == world.redis["production"].client().hgetall(f"prod:{record}")  # the new bot's, carried
     capsys.readouterr()
     env_before = dict(world.services["staging"].env)
     assert finish() == 2
@@ -246,9 +257,7 @@ def test_finish_move_without_the_old_bots_redis_refuses_as_it_cannot_see_a_send_
     """SOURCE_REDIS_URL removed from production's environment too early: finish-move cannot read the
     old bot's record of the user, so it cannot tell they were sent back. Refused, not guessed."""
     world = moved
-    prod = world.redis["production"].client()
-    now = int(time.time())
-    prod.hset(f"prod:user:{USER}:profile", mapping={"bot_since": now - 4 * 86400, "last_seen": now - 60})
+    arrived(world, 4)
     assert main(["send-back", "--user-id", str(USER), "--apply", "--out", str(tmp_path)]) == 0
     talk(world, "staging", "hello again")  # back on the old bot
     capsys.readouterr()
@@ -307,3 +316,31 @@ def test_a_second_send_back_after_they_talked_to_the_new_bot_only_brings_the_new
     capsys.readouterr()
     recall = talk(world, "staging", "/recall")
     assert "I started pottery" in recall and NEW_FACT in recall
+
+
+def test_finish_move_without_any_arrival_record_refuses_naming_the_kit_line_that_keeps_it(moved, capsys):
+    """A bot the kit does not serve (base level) keeps no record: the window has no start to wait from."""
+    world = moved
+    world.redis["production"].client().delete(f"prod:kit:arrival:{USER}", f"prod:user:{USER}:profile")
+    env_before = dict(world.services["staging"].env)
+    assert finish() == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"holds no arrival record of user {USER} (prod:kit:arrival:{USER})" in err
+    assert "kit.run_webhook(application, ...) in place of application.run_webhook(...)" in err
+    assert world.services["staging"].env == env_before
+
+
+def test_finish_move_reads_an_old_deployed_mindmates_profile_where_the_kit_kept_no_record(moved, capsys):
+    """Production went live with a mindmate from before the kit kept the record: its profile's
+    bot_id/bot_since (naming the new bot) still time the window."""
+    world = moved
+    prod = world.redis["production"].client()
+    since = int(time.time()) - 86400
+    prod.delete(f"prod:kit:arrival:{USER}")
+    prod.hset(
+        f"prod:user:{USER}:profile",
+        mapping={"bot_id": world.bots["production"].token.split(":")[0], "bot_since": since},
+    )
+    assert finish() == 2
+    may = datetime.fromtimestamp(since, UTC) + timedelta(days=3)
+    assert f"the move may finish from {may:%Y-%m-%d %H:%M} UTC" in capsys.readouterr().err

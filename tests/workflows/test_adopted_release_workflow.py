@@ -11,17 +11,22 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 
+from ci_tools.memory.files import RecordFile
 from ci_tools.repo.workflow_files import PIN
 from sandbox.world import World, git
 from tests.workflows.act import Act
 from tests.workflows.scenarios import (
     KIT_PATCH,
     REPOSITORY,
+    SNAPSHOT_KEY,
     adopt,
     adopted_owner_bot,
     assert_no_secret,
+    dispatch,
     environment_secrets,
+    production_secrets,
     push,
 )
 
@@ -103,4 +108,34 @@ def test_a_push_to_develop_deploys_the_owners_bot_by_its_own_commands_and_probes
     assert "| ✓ | level | conversation" in run.log, run.tail(40)
     assert "| ✓ | conversation |" in run.log
     assert [d["commit"]["id"] for d in service.deploys if d["status"] == "live"] == [sha]
+    assert_no_secret(run, world)
+
+
+@pytest.mark.timeout(600)
+def test_the_first_production_release_of_the_unchanged_bot_snapshots_its_unmarked_memory(adopted):
+    """production.yml snapshots production's memory before it deploys, and a base-level bot writes
+    no meta:env marker: the snapshot must not refuse its Redis (that failed every first release),
+    must say in one ⚠ line that nothing marks it, and must leave it unwritten. The replay is skipped
+    by dispatch here (it has its own tests, and needs the owner's protected users from init)."""
+    world, act = adopted
+    memory = world.redis["production"].client()
+    memory.rpush(f"memory:{USER}", "likes tea", "sister Mia")  # what bot/__main__.py keeps: no prefix
+    memory.rpush(f"user:{USER}:history", "2026-12-01 user: likes tea")
+    assert memory.get("meta:env") is None
+    before = {key: memory.dump(key) for key in memory.scan_iter()}
+    sha = world.commit("main", "Ava: the pipeline adopted")
+    run = act.run(
+        "production.yml",
+        "workflow_dispatch",
+        secrets=production_secrets(world),
+        payload=dispatch("main", skip_replay="true"),
+    )
+    assert run.ok, run.tail(80)
+    assert "production's Redis has no meta:env marker (its bot is at the base level" in run.log
+    assert "memory snapshot of production: 2 key(s)" in run.log
+    [path] = (act.artifacts / str(run.run_id) / f"memory-before-{sha}").glob("*.jsonl")
+    file = RecordFile(path, Fernet(SNAPSHOT_KEY.encode()))
+    assert file.header["marker"] is None and {r.key for r in file.records()} == set(before)
+    assert {key: memory.dump(key) for key in memory.scan_iter()} == before  # read, never written
+    assert [d["commit"]["id"] for d in world.services["production"].deploys if d["status"] == "live"] == [sha]
     assert_no_secret(run, world)
