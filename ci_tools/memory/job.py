@@ -28,7 +28,7 @@ from ci_tools.memory.choices import Action, Conflict, Stage
 from ci_tools.memory.files import RecordFile, RecordWriter
 from ci_tools.memory.model import Outcome, show, stamp
 from ci_tools.memory.planning import Planner
-from ci_tools.memory.records import Record, prefetch_flat
+from ci_tools.memory.records import Record
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,7 @@ class MemoryJob:
             progress=options.progress,
         )
         try:
-            applier.run(prefetch_flat(RecordFile(outcome.snapshot, options.fernet).records()), outcome.plan)
+            applier.run(RecordFile(outcome.snapshot, options.fernet).records(), outcome.plan)
         except TargetStopped as stopped:
             self._absorb(applier)
             raise RemoteError(

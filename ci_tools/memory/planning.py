@@ -8,7 +8,7 @@ key changed while it was being backed up, and the write leaves it alone. The bac
 the digest of what the write puts in each key (``after``), so an undo can tell a key the copy
 wrote from one the user changed since.
 
-Small keys go in batches whose target keys are read ahead (in the prefetch thread); a big
+Small keys go in batches, their target keys read in one call a batch; a big
 key's parts arrive one by one and are compared part by part, so no key is ever held whole.
 """
 
@@ -29,7 +29,6 @@ from ci_tools.memory.records import (
     length_of,
     now_ms,
     part_difference,
-    prefetch,
     read_records,
     ttl_difference,
     value_digest,
@@ -68,7 +67,7 @@ class Planner:
 
     def run(self, records: Iterable[Record], snapshot: RecordWriter | None) -> list[PlanItem]:
         """Plan every record (and copy it into ``snapshot`` when one is being written)."""
-        for item in prefetch(self._with_targets(records), depth=4):
+        for item in self._with_targets(records):
             if isinstance(item, Record):
                 if snapshot:
                     snapshot.write(item)
