@@ -1,8 +1,7 @@
 """Pass 2 of a memory write: the snapshot goes to the target, batch by batch, exactly as planned.
 
-One read of the snapshot serves writing and verifying: each batch of small keys is read back
-and compared as soon as it is written; big keys are written part by part (into a temporary
-key renamed into place) and compared afterwards, in a pass of their own.
+One read of the snapshot serves writing and verifying: each batch is read back and compared
+as soon as it is written.
 """
 
 from __future__ import annotations
@@ -13,20 +12,9 @@ from typing import Any
 
 import redis
 
-from ci_tools.errors import RemoteError
 from ci_tools.memory.choices import WRITES, Action, Conflict
-from ci_tools.memory.model import CONNECTION_ERRORS, PlanItem, group_parts, show
-from ci_tools.memory.records import (
-    BATCH,
-    TTL_TOLERANCE_MS,
-    Record,
-    difference,
-    length_of,
-    now_ms,
-    part_difference,
-    read_records,
-    ttl_difference,
-)
+from ci_tools.memory.model import CONNECTION_ERRORS, PlanItem, show
+from ci_tools.memory.records import BATCH, TTL_TOLERANCE_MS, Record, difference, now_ms, read_by_key, ttl_difference
 from ci_tools.memory.writer import Writer, WriteResult
 
 # KEYS: target keys. ARGV: the DUMP payloads they should hold, in order.
@@ -66,7 +54,6 @@ class Applier:
         self.rewrite, self.verifier, self.timings = rewrite, verifier, timings
         self.on_event, self.progress = on_event, progress
         self.writer = Writer(target)
-        self.big: set[bytes] = set()  # source keys written (or left) part by part
         self._to_write: list[tuple[bytes, Record, str]] = []
         self._guards: dict[bytes, str] = {}
         self._to_check: list[tuple[bytes, Record]] = []
@@ -95,20 +82,11 @@ class Applier:
 
     def _take(self, record: Record, write: bool) -> None:
         target_key = self.rewrite(record.key)
-        if record.final and record.part == 0:
-            if write:
-                self._to_write.append((target_key, record, self._guards[record.key]))
-            self._to_check.append((target_key, record))
-            if len(self._to_write) >= BATCH or len(self._to_check) >= BATCH:
-                self._flush()
-            return
-        self.big.add(record.key)
         if write:
-            started = time.perf_counter()
-            self.writer.write_part(target_key, record, self._guards[record.key])
-            self.timings["copy"] += time.perf_counter() - started
-            if self._tick and record.final:
-                self._tick(1)
+            self._to_write.append((target_key, record, self._guards[record.key]))
+        self._to_check.append((target_key, record))
+        if len(self._to_check) >= BATCH:
+            self._flush()
 
     def _flush(self) -> None:
         started = time.perf_counter()
@@ -163,12 +141,9 @@ class Verifier:
         slow += [(k, r) for k, r in batch if r.dump is None]
         if with_dump:
             slow += self._compare_payloads(with_dump)
-        if slow:
-            found = group_parts(read_records(self.target, [k for k, _ in slow]))
+        found = read_by_key(self.target, [k for k, _ in slow]) if slow else {}
         for key, expected in slow:
-            parts = found[key]
-            reason = "target is a big key" if len(parts) > 1 else difference(expected, parts[0])
-            if reason:
+            if reason := difference(expected, found[key]):
                 self.mismatches.append(f"{show(key)} ({reason})")
 
     def _compare_payloads(self, with_dump: list[tuple[bytes, Record]]) -> list[tuple[bytes, Record]]:
@@ -188,36 +163,6 @@ class Verifier:
             if reason := ttl_difference(expected, current):
                 self.mismatches.append(f"{show(key)} ({reason})")
         return slow
-
-    def big_keys(self, records: Iterator[Record], big: set[bytes], not_written: set[bytes]) -> None:
-        """Compare each big key (source keys in ``big``), part by part, with the target."""
-        offsets: dict[bytes, int] = {}
-        failed: set[bytes] = set()
-        try:
-            for record in records:
-                target_key = self.rewrite(record.key)
-                if record.key not in big or target_key in not_written:
-                    continue
-                offset = offsets.get(target_key, 0)
-                reason = part_difference(self.target, target_key, record, offset)
-                offsets[target_key] = offset + len(record.value)
-                if record.final and not reason:
-                    if length_of(self.target, target_key, record.type) != offsets[target_key]:
-                        reason = "length differs"
-                    else:
-                        ttl = self.target.pttl(target_key)
-                        now = Record(target_key, record.type, None if ttl < 0 else ttl, now_ms())
-                        reason = ttl_difference(record, now)
-                if record.final:
-                    self.verified += 1
-                if reason and target_key not in failed:
-                    failed.add(target_key)
-                    self.mismatches.append(f"{show(target_key)} ({reason})")
-        except CONNECTION_ERRORS as exc:
-            raise RemoteError(
-                f"the target stopped answering during verification ({type(exc).__name__})",
-                hint=f"rerun to verify: {self.resume_command}",
-            ) from None
 
 
 def _ttl_close(expected: Record, pttl: int, at: int) -> bool:

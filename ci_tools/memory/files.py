@@ -25,7 +25,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from ci_tools.errors import ConfigError, InputError, VerificationError
 from ci_tools.memory.choices import Action
 from ci_tools.memory.model import PlanItem
-from ci_tools.memory.records import Record, _b, _u, from_json, to_json
+from ci_tools.memory.records import Record, b64, from_b64, from_json, to_json
 
 FORMAT = "mindmate-memory"
 VERSION = 1
@@ -64,19 +64,19 @@ class RecordWriter:
 
     def write_absent(self, keys: list[bytes]) -> None:
         """Many keys that do not exist, in one line: undo deletes them."""
-        self._line({"absent": [_b(k) for k in keys]})
+        self._line({"absent": [b64(k) for k in keys]})
         self.count += len(keys)
 
     def write_after(self, digests: list[tuple[bytes, str]]) -> None:
         """What the write puts in each key (``records.value_digest``): not records, not counted."""
         for start in range(0, len(digests), 1000):
-            self._line({"after": [[_b(k), d] for k, d in digests[start : start + 1000]]})
+            self._line({"after": [[b64(k), d] for k, d in digests[start : start + 1000]]})
 
     def write_plan(self, plan: list[PlanItem]) -> None:
         """The plan a later ``--stage write`` follows: each key's action and guard. Not records."""
         for start in range(0, len(plan), 1000):
             rows = [
-                [_b(i.source_key), _b(i.target_key), i.type, i.size, i.ttl_ms, str(i.action), i.reason, i.guard]
+                [b64(i.source_key), b64(i.target_key), i.type, i.size, i.ttl_ms, str(i.action), i.reason, i.guard]
                 for i in plan[start : start + 1000]
             ]
             self._line({"plan": rows})
@@ -139,7 +139,8 @@ class RecordFile:
             for number, raw in enumerate(handle, start=2):
                 for row in self._decode(raw, number).get("plan", ()):
                     source, target, type_, size, ttl, action, reason, guard = row
-                    found.append(PlanItem(_u(source), _u(target), type_, size, ttl, Action(action), reason, guard))
+                    keys = from_b64(source), from_b64(target)
+                    found.append(PlanItem(*keys, type_, size, ttl, Action(action), reason, guard))
         return found
 
     def after(self) -> dict[bytes, str]:
@@ -150,7 +151,7 @@ class RecordFile:
             for number, raw in enumerate(handle, start=2):
                 document = self._decode(raw, number)
                 for key, digest in document.get("after", ()):
-                    found[_u(key)] = str(digest)
+                    found[from_b64(key)] = str(digest)
         return found
 
     def _decode(self, raw: bytes, number: int) -> dict[str, Any]:
@@ -196,7 +197,7 @@ class RecordFile:
                 if "absent" in document:
                     for key in document["absent"]:
                         count += 1
-                        yield Record(_u(key), "none")
+                        yield Record(from_b64(key), "none")
                     continue
                 try:
                     record = from_json(document)

@@ -156,11 +156,6 @@ class MemoryJob:
                 f"or undo with: {options.undo_command(outcome.backup)}",
             ) from None
         self._absorb(applier)
-        if applier.big:
-            started = time.perf_counter()
-            not_written = set(outcome.expired) | set(outcome.changed)
-            verifier.big_keys(RecordFile(outcome.snapshot, options.fernet).records(), applier.big, not_written)
-            outcome.timings["verify"] += time.perf_counter() - started
         outcome.verified = verifier.verified
         if verifier.mismatches:
             raise VerificationError(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,7 +10,6 @@ from typing import Any
 import redis
 
 from ci_tools.memory.choices import Action, Stage, Uncovered
-from ci_tools.memory.records import Record
 
 CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError)
 
@@ -61,13 +59,6 @@ class Outcome:
         for item in self.plan:
             counts[str(item.action)] = counts.get(str(item.action), 0) + 1
         return counts
-
-
-def group_parts(records: Iterable[Record]) -> dict[bytes, list[Record]]:
-    grouped: dict[bytes, list[Record]] = {}
-    for record in records:
-        grouped.setdefault(record.key, []).append(record)
-    return grouped
 
 
 def stamp() -> str:

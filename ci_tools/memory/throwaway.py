@@ -114,7 +114,7 @@ def load_records(url: str, records: Iterable[Record]) -> int:
         if not record.exists:
             continue
         typed_write(pipe, record.key, record)
-        count += record.final
+        count += 1
         if len(pipe) >= BATCH:
             pipe.execute()
     pipe.execute()

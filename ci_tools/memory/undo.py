@@ -10,8 +10,8 @@ import redis
 from ci_tools.context import Context
 from ci_tools.errors import InputError, RemoteError, VerificationError
 from ci_tools.memory.files import RecordFile, RecordWriter
-from ci_tools.memory.model import CONNECTION_ERRORS, group_parts, stamp
-from ci_tools.memory.records import BATCH, Record, difference, read_records, value_digest
+from ci_tools.memory.model import CONNECTION_ERRORS, stamp
+from ci_tools.memory.records import BATCH, Record, difference, read_by_key, value_digest
 from ci_tools.memory.sides import connect, label, marker
 from ci_tools.memory.writer import Writer, guarded_records
 
@@ -50,15 +50,14 @@ def undo_backup(
         )
     if not apply:
         return None, count, []
-    keys = [r.key for r in file.records() if r.part == 0]
+    keys = [r.key for r in file.records()]
     path = out_dir / f"undo-backup-{stamp()}.jsonl"
     header = {k: v for k, v in file.header.items() if k not in ("format", "version", "encrypted", "kind")}
     try:
         present = guarded_records(target, keys)
         with RecordWriter(path, {"kind": "backup", **header, "undoes": backup.name}, fernet) as writer:
-            for parts, _ in present.values():
-                for part in parts:
-                    writer.write(part)
+            for record, _ in present.values():
+                writer.write(record)
         writer_ = Writer(target)
         left = _put_back(writer_, file.records(), present, file.after())
         mismatches = _verify_exact(target, file.records(), set(left) | set(writer_.result.changed))
@@ -78,7 +77,7 @@ def undo_backup(
 def _put_back(
     writer: Writer,
     records: Iterator[Record],
-    present: dict[bytes, tuple[list[Record], str]],
+    present: dict[bytes, tuple[Record, str]],
     after: dict[bytes, str],
 ) -> list[bytes]:
     """Write the backup's records over keys that still hold what the write left; the rest stay."""
@@ -86,21 +85,17 @@ def _put_back(
     deletes: list[tuple[bytes, str]] = []
     left: list[bytes] = []
     for record in records:
-        parts, guard = present[record.key]
-        if record.part == 0 and _changed_since_write(record, parts, after.get(record.key)):
+        current, guard = present[record.key]
+        if _changed_since_write(record, current, after.get(record.key)):
             left.append(record.key)
-        if record.key in left:
-            continue
-        if not record.exists:
-            if parts[0].exists:
+        elif not record.exists:
+            if current.exists:
                 deletes.append((record.key, guard))
-        elif record.final and record.part == 0:
-            batch.append((record.key, record, guard))
-            if len(batch) >= BATCH:
-                writer.write_batch(batch)
-                batch = []
         else:
-            writer.write_part(record.key, record, guard)  # built aside, renamed over the key at the end
+            batch.append((record.key, record, guard))
+        if len(batch) >= BATCH:
+            writer.write_batch(batch)
+            batch = []
         if len(deletes) >= BATCH:
             writer.delete(deletes)
             deletes = []
@@ -111,15 +106,12 @@ def _put_back(
     return left
 
 
-def _changed_since_write(backed_up: Record, parts: list[Record], wrote: str | None) -> bool:
+def _changed_since_write(backed_up: Record, current: Record, wrote: str | None) -> bool:
     """Does the key hold something other than what the write put there (the user's since)?"""
-    if wrote is None:  # a backup without digests (or a big key): the guard alone decides
+    if wrote is None:  # a backup without digests: the guard alone decides
         return False
-    current = parts[0]
-    if len(parts) == 1 and not current.exists and not backed_up.exists:
-        return False  # absent before and now: nothing to undo
-    if len(parts) != 1 or not current.exists:
-        return True  # it was written small; now it is big or gone: someone else did that
+    if not current.exists:
+        return backed_up.exists  # absent before and now: nothing to undo; else someone deleted it
     if value_digest(current) == wrote:
         return False
     return difference(backed_up, current) is not None  # already as backed up: nothing changes
@@ -129,13 +121,13 @@ def _verify_exact(target: redis.Redis, records: Iterator[Record], left: set[byte
     mismatches = []
     expected_small: list[Record] = []
     for record in records:
-        if record.final and record.part == 0 and record.key not in left:
+        if record.key not in left:
             expected_small.append(record)
     for start in range(0, len(expected_small), BATCH):
         chunk = expected_small[start : start + BATCH]
-        found = group_parts(read_records(target, [r.key for r in chunk]))
+        found = read_by_key(target, [r.key for r in chunk])
         for expected in chunk:
-            actual = found[expected.key][0]
+            actual = found[expected.key]
             remaining = expected.remaining_ms()
             if not expected.exists or (remaining is not None and remaining <= 0):
                 if actual.exists:
@@ -143,6 +135,3 @@ def _verify_exact(target: redis.Redis, records: Iterator[Record], left: set[byte
             elif reason := difference(expected, actual):
                 mismatches.append(f"{expected.key.decode(errors='replace')} ({reason})")
     return mismatches
-
-
-# -- seed: the plan's option A ----------------------------------------------------

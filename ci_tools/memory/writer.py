@@ -11,17 +11,15 @@ Three shapes of write share the guard:
 
 - **RESTORE** of a DUMP payload with its TTL (the fast path), one script a batch;
 - **built aside, then renamed**: a value the target cannot RESTORE (another server's DUMP
-  version) is written type by type, and a big key part by part, under a temporary name;
-  the script renames it over the target key only if the target is unchanged, else drops
-  it. A crash mid-build never leaves a half-written key that a re-run would mistake for
-  the user's data;
+  version) is written type by type under a temporary name; the script renames it over the
+  target key only if the target is unchanged, else drops it. A crash mid-build never leaves
+  a half-written key that a re-run would mistake for the user's data;
 - **delete** of a key that was absent (an undo), guarded the same way.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,8 +105,7 @@ return out
 """
 )
 
-# KEYS: keys. Reply per key: its guard now (see UNCHANGED). For big keys, whose DUMP stays
-# on the server: only the digest crosses the wire.
+# KEYS: keys. Reply per key: its guard now (see UNCHANGED): only the digest crosses the wire.
 FINGERPRINT = """
 local out = {}
 for i, key in ipairs(KEYS) do
@@ -118,9 +115,7 @@ end
 return out
 """
 
-ARGS_PER_COMMAND = 1000  # elements per RPUSH/HSET/SADD/ZADD call
 ABSENT = ""  # the guard of a key that did not exist
-NEVER = "changed while it was backed up"  # a guard no key matches: the write leaves it alone
 PARTIAL = b"\x00ci-tools-partial"
 
 
@@ -130,60 +125,34 @@ def fingerprint(dump: bytes | None) -> str:
 
 
 def fingerprints(client: redis.Redis, keys: list[bytes]) -> list[str]:
-    """The guards of ``keys`` now, computed on the server (for big keys)."""
+    """The guards of ``keys`` now, computed on the server (send-back's record of what it left)."""
     if not keys:
         return []
     replies = client.register_script(FINGERPRINT)(keys=keys, client=client)
     return [r.decode() if isinstance(r, bytes) else str(r) for r in replies]
 
 
-def guarded_read(client: redis.Redis, key: bytes) -> tuple[list[Record], str]:
-    """A key's parts and its guard. A big key is read in several calls, so its guard is taken
-    before and after: NEVER when it changed meanwhile (the backup may not hold what is there)."""
-    before = fingerprints(client, [key])[0]
-    parts = list(read_records(client, [key], with_dump=True))
-    if len(parts) == 1:
-        return parts, fingerprint(parts[0].dump) if parts[0].exists else ABSENT
-    after = fingerprints(client, [key])[0]
-    return parts, before if before == after else NEVER
-
-
-def guarded_records(client: redis.Redis, keys: list[bytes]) -> dict[bytes, tuple[list[Record], str]]:
-    """Each key's parts and guard: small keys in atomic batches (guard from the same read)."""
-    found: dict[bytes, tuple[list[Record], str]] = {}
-    big: list[bytes] = []
-    for record in read_records(client, keys, with_dump=True):
-        if record.final and record.part == 0:
-            found[record.key] = ([record], fingerprint(record.dump) if record.exists else ABSENT)
-        elif record.part == 0:
-            big.append(record.key)
-    for key in big:
-        found[key] = guarded_read(client, key)
-    return found
-
-
-def _chunks(items: list[Any], size: int = ARGS_PER_COMMAND) -> Iterable[list[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def guarded_records(client: redis.Redis, keys: list[bytes]) -> dict[bytes, tuple[Record, str]]:
+    """Each key and its guard, both from one atomic read."""
+    return {
+        record.key: (record, fingerprint(record.dump) if record.exists else ABSENT)
+        for record in read_records(client, keys, with_dump=True)
+    }
 
 
 def typed_write(pipe: Any, key: bytes, record: Record) -> None:
-    """Append ``record``'s value to ``key`` with one command per chunk of elements."""
+    """Write ``record``'s value to ``key`` with the command of its type."""
     value = record.value
     if record.type == "string":
         pipe.append(key, value)
     elif record.type == "list":
-        for chunk in _chunks(value):
-            pipe.rpush(key, *chunk)
+        pipe.rpush(key, *value)
     elif record.type == "hash":
-        for chunk in _chunks(value):
-            pipe.hset(key, mapping=dict(chunk))
+        pipe.hset(key, mapping=dict(value))
     elif record.type == "set":
-        for chunk in _chunks(value):
-            pipe.sadd(key, *chunk)
+        pipe.sadd(key, *value)
     elif record.type == "zset":
-        for chunk in _chunks(value):
-            pipe.zadd(key, dict(chunk))
+        pipe.zadd(key, dict(value))
     elif record.type == "stream":
         for entry_id, fields in value:
             pipe.xadd(key, dict(fields), id=entry_id)
@@ -212,7 +181,6 @@ class Writer:
         self._restore = client.register_script(RESTORE)
         self._rename = client.register_script(RENAME)
         self._delete = client.register_script(DELETE)
-        self._big: dict[bytes, bytes] = {}  # final key -> temporary key being built
 
     # -- small keys ----------------------------------------------------------
     def write_batch(self, items: list[Item]) -> None:
@@ -274,28 +242,6 @@ class Writer:
         replies = self._rename(keys=keys, args=[guard for _, guard in targets], client=self.client)
         for (key, _), renamed in zip(targets, replies, strict=True):
             (self.result.written if renamed == 1 else self.result.changed).append(key)
-
-    # -- big keys: built under a temporary name, renamed into place ------------
-    def write_part(self, key: bytes, record: Record, guard: str) -> None:
-        temp = self._big.get(key)
-        if temp is None:
-            temp = key + PARTIAL
-            self._big[key] = temp
-            self.client.delete(temp)  # a leftover from an interrupted run
-        pipe = self.client.pipeline(transaction=True)
-        typed_write(pipe, temp, record)
-        pipe.execute()
-        if not record.final:
-            return
-        del self._big[key]
-        remaining = record.remaining_ms()
-        if remaining is not None and remaining <= 0:
-            self.client.delete(temp)
-            self.result.expired.append(key)
-            return
-        if remaining is not None:
-            self.client.pexpire(temp, remaining)
-        self._rename_over([(key, guard)])
 
     # -- an undo of a key that was absent ---------------------------------------
     def delete(self, targets: list[tuple[bytes, str]]) -> None:

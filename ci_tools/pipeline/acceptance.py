@@ -262,7 +262,7 @@ def _memory_items(
         first_read = None
         for record in file.records():
             first_read = record.read_at if first_read is None else min(first_read, record.read_at)
-            if not record.exists or record.part:
+            if not record.exists:
                 continue
             key = prefix.encode() + record.key[len(source_prefix) :]
             kind = client.type(key)
