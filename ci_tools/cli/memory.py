@@ -7,7 +7,7 @@ import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ci_tools.context import Context
 from ci_tools.errors import ConfigError, InputError
@@ -236,7 +236,6 @@ def _request(ctx: Context, args: argparse.Namespace) -> ops.CopyRequest:
         legacy_target=getattr(args, "unmarked_target", False) or getattr(args, "target_kind", "") == "unmarked",
         uncovered=getattr(args, "uncovered", Uncovered.REFUSE),
         resume_command=_resume_command(),
-        progress=_progress_factory(args),
         stage=getattr(args, "stage", Stage.ALL),
     )
 
@@ -262,42 +261,6 @@ def _source_prefix(args: argparse.Namespace, configured: str) -> str:
     if args.source_prefix is not None:
         return str(args.source_prefix)
     return "" if getattr(args, "source_kind", "") == "legacy" else configured
-
-
-def _progress_factory(args: argparse.Namespace) -> Callable[[str, int], Any] | None:
-    """A progress bar on a terminal for long copies; nothing in logs or with --json."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
-    if getattr(args, "json", False) or not sys.stderr.isatty():
-        return None
-
-    def start(phase: str, total: int) -> Callable[[int], None] | None:
-        if total < 1000:
-            return None
-        progress = Progress(
-            TextColumn(phase),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            transient=True,
-        )
-        progress.start()
-        task = progress.add_task(phase, total=total)
-
-        def advance(n: int) -> None:
-            progress.advance(task, n)
-            if progress.finished:
-                progress.stop()
-
-        return advance
-
-    return start
 
 
 RESTORE_WORDS: dict[str, str] = {Action.CREATE: "recreate", Action.REPLACE: "change", Action.IDENTICAL: "leave alone"}

@@ -11,10 +11,8 @@ run stops after pass 1 and writes nothing anywhere.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +40,6 @@ class JobOptions:
     undo_command: Callable[[Path], str] = field(default=lambda path: f"ci-tools memory undo {path}")
     resume_command: str = ""
     on_event: Callable[[str, int], None] = field(default=lambda event, n: None)  # "planned", "batch"
-    progress: Callable[[str, int], Any] | None = None  # a progress bar's factory, on a terminal
     fernet: Fernet | None = None  # MEMORY_SNAPSHOT_KEY's: the snapshot and backup encrypted
     stage: Stage = Stage.ALL  # plan (files only), write (from a plan's files), or both
 
@@ -64,16 +61,15 @@ class MemoryJob:
         snapshot_file: Path | None = None,
     ) -> Outcome:
         """Pass 1 over ``records``; passes 2 and 3 over the snapshot (written now, or given)."""
-        with _gc_paused():
-            if self.options.apply and self.options.stage is Stage.WRITE:
-                self._prepared(snapshot_file)
-            else:
-                self._plan(records, snapshot_header, backup_header, snapshot_file)
-            if self.options.apply:
-                self._refuse_conflicts()
-                if self.options.stage is not Stage.PLAN:
-                    self._apply()
-            return self.outcome
+        if self.options.apply and self.options.stage is Stage.WRITE:
+            self._prepared(snapshot_file)
+        else:
+            self._plan(records, snapshot_header, backup_header, snapshot_file)
+        if self.options.apply:
+            self._refuse_conflicts()
+            if self.options.stage is not Stage.PLAN:
+                self._apply()
+        return self.outcome
 
     def _prepared(self, snapshot_file: Path | None) -> None:
         """The snapshot, backup and plan a ``--stage plan`` run left in ``out_dir``."""
@@ -134,7 +130,7 @@ class MemoryJob:
         options, outcome = self.options, self.outcome
         assert outcome.snapshot is not None and outcome.backup is not None
         options.on_event("planned", len(outcome.plan))
-        verifier = Verifier(self.target, self.rewrite, options.resume_command)
+        verifier = Verifier(self.target)
         applier = Applier(
             self.target,
             self.rewrite,
@@ -142,7 +138,6 @@ class MemoryJob:
             verifier,
             outcome.timings,
             on_event=options.on_event,
-            progress=options.progress,
         )
         try:
             applier.run(RecordFile(outcome.snapshot, options.fernet).records(), outcome.plan)
@@ -180,15 +175,3 @@ def _only(folder: Path, pattern: str) -> Path:
             hint="run the same command with --stage plan first, into the same --out",
         )
     return found[0]
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """The passes make many short-lived objects and no cycles; collecting them is wasted time."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()

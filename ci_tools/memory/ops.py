@@ -41,7 +41,6 @@ class CopyRequest:
     uncovered: Uncovered = Uncovered.REFUSE  # keys naming the user that no pattern covers
     resume_command: str = ""
     on_event: Callable[[str, int], None] | None = None
-    progress: Callable[[str, int], Any] | None = None
     stage: Stage = Stage.ALL
 
 
@@ -129,7 +128,6 @@ def copy_user(ctx: Context, request: CopyRequest) -> Outcome:
         out_dir=request.out_dir,
         label=label_,
         resume_command=request.resume_command,
-        progress=request.progress,
         fernet=ctx.snapshot_fernet(),
         stage=request.stage,
     )

@@ -201,19 +201,6 @@ def test_unknown_environment_and_bad_pattern(envs, capsys):
     assert "must contain {user_id} exactly once" in capsys.readouterr().err
 
 
-def test_progress_bar_on_a_terminal(envs, tmp_path, monkeypatch, capsys):
-    dev, prod = envs
-    pipe = dev.client().pipeline()
-    for i in range(1200):
-        pipe.set(f"dev:bulk:{USER}:{i}", i)
-    pipe.execute()
-    monkeypatch.setattr("sys.stderr.isatty", lambda: True)
-    args = ("copy", *ROUTE, "--pattern", "bulk:{user_id}:*", "--ignore-uncovered")
-    assert cli(*args, "--apply", "--out", str(tmp_path)) == 0
-    assert "written 1200, verified 1200" in capsys.readouterr().out
-    assert prod.client().get(f"prod:bulk:{USER}:1199") == b"1199"
-
-
 def test_a_plaintext_backup_is_refused_once_a_key_is_set(envs, tmp_path, capsys, monkeypatch):
     _, prod = envs
     monkeypatch.delenv("MEMORY_SNAPSHOT_KEY", raising=False)

@@ -9,7 +9,7 @@ from ci_tools.memory.writer import Writer
 
 
 def verifier_of(client) -> Verifier:
-    return Verifier(client, lambda key: key, resume_command="")
+    return Verifier(client)
 
 
 def test_a_wrong_value_a_missing_ttl_and_a_bad_read_back_are_each_named(redis_server):
