@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -180,10 +180,11 @@ def _resume_command() -> str:
     return "ci-tools " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "the same command"
 
 
-def _applying(ctx: Context, args: argparse.Namespace) -> bool:
-    if args.apply and args.mode == "dry-run":
+def _applying(ctx: Context, apply: bool, mode: str | None) -> bool:
+    """--apply or --mode apply (a workflow input); in Actions only with MEMORY_SNAPSHOT_KEY."""
+    if apply and mode == "dry-run":
         raise InputError("--apply contradicts --mode dry-run", hint="pass one of them")
-    applying = bool(args.apply or args.mode == "apply")
+    applying = bool(apply or mode == "apply")
     if applying and ctx.runner.active and "MEMORY_SNAPSHOT_KEY" not in ctx.secrets:
         # On a runner the files vanish with the job: only encrypted ones may be kept as artifacts.
         raise ConfigError(
@@ -194,6 +195,71 @@ def _applying(ctx: Context, args: argparse.Namespace) -> bool:
             "of the target environment",
         )
     return applying
+
+
+@dataclass(frozen=True)
+class Writes:
+    """``--apply``/``--mode``, ``--stage`` and ``--on-conflict``: whether and how copy, restore and seed write."""
+
+    apply: bool
+    mode: str | None
+    stage: Stage
+    policy: Conflict
+
+    @classmethod
+    def parse(cls, args: argparse.Namespace) -> Writes:
+        return cls(args.apply, args.mode, args.stage, args.on_conflict)
+
+
+@dataclass(frozen=True)
+class Route:
+    """copy, diff and export: one user's keys in the source environment (and for copy and diff,
+    where they go). ``target`` is None for export; the prefixes are None when not given."""
+
+    user_id: str
+    source: str
+    source_prefix: str | None  # '' is a real value: a bot whose keys carry none
+    legacy_source: bool  # --legacy-source, or --source-kind legacy
+    target: str | None
+    target_prefix: str | None
+    unmarked_target: bool  # --unmarked-target, or --target-kind unmarked
+    patterns: tuple[str, ...]
+    out: Path
+    ignore_markers: bool
+    json: bool
+
+    @classmethod
+    def parse(cls, args: argparse.Namespace, *, to: bool) -> Route:
+        legacy = args.source_kind == "legacy"
+        return cls(
+            user_id=args.user_id,
+            source=args.source,
+            source_prefix="" if args.source_prefix is None and legacy else args.source_prefix,
+            legacy_source=args.legacy_source or legacy,
+            target=args.target if to else None,
+            target_prefix=args.target_prefix if to else None,
+            unmarked_target=to and (args.unmarked_target or args.target_kind == "unmarked"),
+            patterns=tuple(args.patterns or ()),
+            out=args.out,
+            ignore_markers=args.ignore_env_markers,
+            json=args.json,
+        )
+
+
+@dataclass(frozen=True)
+class Into:
+    """restore and seed: the environment written into, and how."""
+
+    target: str
+    target_prefix: str | None  # '' or None: the environment's own
+    out: Path
+    ignore_markers: bool
+    json: bool
+    writes: Writes
+
+    @classmethod
+    def parse(cls, args: argparse.Namespace) -> Into:
+        return cls(args.target, args.target_prefix, args.out, args.ignore_env_markers, args.json, Writes.parse(args))
 
 
 UNDO_COMMANDS = {"send-back": "ci-tools send-back --undo {backup} --apply"}  # else memory undo
@@ -208,16 +274,18 @@ def undo_hint(ctx: Context, backup: Path | None, workflow: str = "migrate-memory
     return UNDO_COMMANDS.get(workflow, "ci-tools memory undo {backup} --apply").format(backup=backup)
 
 
-def _request(ctx: Context, args: argparse.Namespace) -> ops.CopyRequest:
+def _request(
+    ctx: Context, route: Route, writes: Writes | None = None, uncovered: Uncovered = Uncovered.REFUSE
+) -> ops.CopyRequest:
     from ci_tools.memory import ops
     from ci_tools.memory.keys import parse_user_id
     from ci_tools.settings import pattern_problem
 
     config = ctx.config
-    user_id = parse_user_id(args.user_id)
-    source = config.env(args.source)
-    target = config.env(args.target) if getattr(args, "target", None) else source
-    patterns = tuple(args.patterns) if getattr(args, "patterns", None) else source.memory_patterns
+    user_id = parse_user_id(route.user_id)
+    source = config.env(route.source)
+    target = config.env(route.target) if route.target else source
+    patterns = route.patterns or source.memory_patterns
     for pattern in patterns:
         if problem := pattern_problem(pattern):
             raise InputError(f"--pattern {pattern!r} {problem}", hint="e.g. --pattern 'user:{user_id}:*'")
@@ -225,42 +293,35 @@ def _request(ctx: Context, args: argparse.Namespace) -> ops.CopyRequest:
         user_id=user_id,
         source_env=source,
         target_env=target,
-        source_prefix=_source_prefix(args, source.key_prefix),
-        target_prefix=target.key_prefix if getattr(args, "target_prefix", None) is None else args.target_prefix,
+        source_prefix=source.key_prefix if route.source_prefix is None else route.source_prefix,
+        target_prefix=target.key_prefix if route.target_prefix is None else route.target_prefix,
         patterns=patterns,
-        apply=_applying(ctx, args) if hasattr(args, "apply") else False,
-        policy=getattr(args, "on_conflict", Conflict.FAIL),
-        out_dir=args.out,
-        ignore_markers=args.ignore_env_markers,
-        legacy_source=getattr(args, "legacy_source", False) or getattr(args, "source_kind", "") == "legacy",
-        legacy_target=getattr(args, "unmarked_target", False) or getattr(args, "target_kind", "") == "unmarked",
-        uncovered=getattr(args, "uncovered", Uncovered.REFUSE),
+        apply=_applying(ctx, writes.apply, writes.mode) if writes else False,
+        policy=writes.policy if writes else Conflict.FAIL,
+        out_dir=route.out,
+        ignore_markers=route.ignore_markers,
+        legacy_source=route.legacy_source,
+        legacy_target=route.unmarked_target,
+        uncovered=uncovered,
         resume_command=_resume_command(),
-        stage=getattr(args, "stage", Stage.ALL),
+        stage=writes.stage if writes else Stage.ALL,
     )
 
 
-def _writing(ctx: Context, args: argparse.Namespace, env: Environment) -> ops.Writing:
+def _writing(ctx: Context, into: Into, env: Environment) -> ops.Writing:
     """Where and how restore and seed write: the target environment, as the flags say."""
     from ci_tools.memory import ops
 
     return ops.Writing(
         target_env=env,
-        target_prefix=args.target_prefix or env.key_prefix,
-        policy=args.on_conflict,
-        apply=_applying(ctx, args),
-        out_dir=args.out,
-        ignore_markers=args.ignore_env_markers,
+        target_prefix=into.target_prefix or env.key_prefix,
+        policy=into.writes.policy,
+        apply=_applying(ctx, into.writes.apply, into.writes.mode),
+        out_dir=into.out,
+        ignore_markers=into.ignore_markers,
         resume_command=_resume_command(),
-        stage=args.stage,
+        stage=into.writes.stage,
     )
-
-
-def _source_prefix(args: argparse.Namespace, configured: str) -> str:
-    """--source-prefix as given ('' is a real value); a legacy source defaults to none."""
-    if args.source_prefix is not None:
-        return str(args.source_prefix)
-    return "" if getattr(args, "source_kind", "") == "legacy" else configured
 
 
 RESTORE_WORDS: dict[str, str] = {Action.CREATE: "recreate", Action.REPLACE: "change", Action.IDENTICAL: "leave alone"}
@@ -269,7 +330,7 @@ RESTORE_WORDS: dict[str, str] = {Action.CREATE: "recreate", Action.REPLACE: "cha
 def report_outcome(
     ctx: Context,
     outcome: Outcome,
-    args: argparse.Namespace,
+    as_json: bool,
     title: str,
     *,
     words: dict[str, str] | None = None,
@@ -357,17 +418,32 @@ def report_outcome(
     else:
         notes.append("dry run: rerun with --apply to write")
     headers = ["action", "target key", "type", "size", "TTL", "note"]
-    report(ctx.runner, Report(f"{title} ({mode})", headers, rows, document, notes), as_json=args.json)
+    report(ctx.runner, Report(f"{title} ({mode})", headers, rows, document, notes), as_json=as_json)
 
 
 def _ttl(ms: int | None) -> str:
     return "-" if ms is None else f"{ms / 1000:.0f}s"
 
 
+@dataclass(frozen=True)
+class Copy:
+    """``memory copy``: the route, how it writes, and what becomes of the keys no pattern covers."""
+
+    route: Route
+    writes: Writes
+    uncovered: Uncovered
+
+    @classmethod
+    def parse(cls, args: argparse.Namespace) -> Copy:
+        return cls(Route.parse(args, to=True), Writes.parse(args), args.uncovered)
+
+
 def memory_copy(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.memory import ops
 
-    _copy_or_diff(ctx, args, ops.copy_user, "copy", "→")
+    given = Copy.parse(args)
+    request = _request(ctx, given.route, given.writes, given.uncovered)
+    _report_route(ctx, ops.copy_user(ctx, request), given.route, request, "copy", "→")
     return 0
 
 
@@ -375,9 +451,10 @@ def memory_export(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.memory import ops
     from ci_tools.output import emit_json, say
 
-    request = _request(ctx, args)
+    route = Route.parse(args, to=False)
+    request = _request(ctx, route)
     path, count = ops.export_user(ctx, request)
-    if args.json:
+    if route.json:
         emit_json({"snapshot": str(path), "records": count})
     else:
         say(f"exported {count} record(s) of user {request.user_id} to {path}")
@@ -387,18 +464,34 @@ def memory_export(ctx: Context, args: argparse.Namespace) -> int:
 def memory_diff(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.memory import ops
 
-    outcome = _copy_or_diff(ctx, args, ops.diff_user, "diff", "vs")
+    route = Route.parse(args, to=True)
+    request = _request(ctx, route)
+    outcome = ops.diff_user(ctx, request)
+    _report_route(ctx, outcome, route, request, "diff", "vs")
     return 0 if all(i.action is Action.IDENTICAL for i in outcome.plan) else 1
 
 
-def _copy_or_diff(
-    ctx: Context, args: argparse.Namespace, run: Callable[[Context, ops.CopyRequest], Outcome], verb: str, joint: str
-) -> Outcome:
-    request = _request(ctx, args)
-    outcome = run(ctx, request)
-    route = f"{request.source_env.name} {joint} {request.target_env.name}"
-    report_outcome(ctx, outcome, args, f"memory {verb} of user {request.user_id}: {route}")
-    return outcome
+def _report_route(
+    ctx: Context, outcome: Outcome, route: Route, request: ops.CopyRequest, verb: str, joint: str
+) -> None:
+    between = f"{request.source_env.name} {joint} {request.target_env.name}"
+    report_outcome(ctx, outcome, route.json, f"memory {verb} of user {request.user_id}: {between}")
+
+
+@dataclass(frozen=True)
+class Restore:
+    """``memory restore``: a snapshot (or the folder holding it) into an environment; for an
+    environment's snapshot, optionally one user's keys or those matching globs."""
+
+    snapshot: Path
+    into: Into
+    user_id: str  # '' = every user
+    patterns: tuple[str, ...]  # '' entries (a workflow's empty input) dropped
+
+    @classmethod
+    def parse(cls, args: argparse.Namespace) -> Restore:
+        patterns = tuple(p for p in args.patterns if p.strip())
+        return cls(args.snapshot, Into.parse(args), args.user_id.strip(), patterns)
 
 
 def memory_restore(ctx: Context, args: argparse.Namespace) -> int:
@@ -406,21 +499,21 @@ def memory_restore(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.memory.files import RecordFile
     from ci_tools.memory.keys import parse_user_id
 
-    env = ctx.config.env(args.target)
-    args.user_id = args.user_id.strip()
-    args.patterns = [p for p in args.patterns if p.strip()]
-    args.snapshot = points.find_snapshot(args.snapshot)
-    if "scope" in RecordFile(args.snapshot, ctx.snapshot_fernet()).header:  # an environment's restore point
+    given = Restore.parse(args)
+    into, writes = given.into, given.into.writes
+    env = ctx.config.env(into.target)
+    snapshot = points.find_snapshot(given.snapshot)
+    if "scope" in RecordFile(snapshot, ctx.snapshot_fernet()).header:  # an environment's restore point
         request = points.RestoreRequest(
-            args.snapshot,
+            snapshot,
             env,
-            args.out,
-            apply=_applying(ctx, args),
-            user_id=parse_user_id(args.user_id) if args.user_id else None,
-            patterns=tuple(args.patterns),
-            ignore_marker=args.ignore_env_markers,
+            into.out,
+            apply=_applying(ctx, writes.apply, writes.mode),
+            user_id=parse_user_id(given.user_id) if given.user_id else None,
+            patterns=given.patterns,
+            ignore_marker=into.ignore_markers,
             resume_command=_resume_command(),
-            stage=args.stage,
+            stage=writes.stage,
         )
         target = ops.target_side(ctx)
         outcome = points.restore_point(
@@ -434,36 +527,52 @@ def memory_restore(ctx: Context, args: argparse.Namespace) -> int:
         report_outcome(
             ctx,
             outcome,
-            args,
-            f"memory restore of {env.name} ({who}) from {args.snapshot.name}",
+            into.json,
+            f"memory restore of {env.name} ({who}) from {snapshot.name}",
             words=RESTORE_WORDS,
             workflow="restore-memory",
         )
         return 0
-    if args.user_id or args.patterns:
+    if given.user_id or given.patterns:
         raise InputError(
-            f"{args.snapshot.name} is one user's copy snapshot: --user-id and --pattern apply to "
-            "environment snapshots only",
+            f"{snapshot.name} is one user's copy snapshot: --user-id and --pattern apply to environment snapshots only",
             hint="drop them to restore the whole file",
         )
-    outcome = ops.restore_snapshot(ctx, args.snapshot, _writing(ctx, args, env))
-    report_outcome(ctx, outcome, args, f"memory restore of {args.snapshot.name} into {env.name}")
+    outcome = ops.restore_snapshot(ctx, snapshot, _writing(ctx, into, env))
+    report_outcome(ctx, outcome, into.json, f"memory restore of {snapshot.name} into {env.name}")
     return 0
+
+
+@dataclass(frozen=True)
+class Undo:
+    """``memory undo``: a backup put back on TARGET_REDIS_URL."""
+
+    backup: Path
+    out: Path
+    allow_other_server: bool
+    apply: bool
+    mode: str | None
+    json: bool
+
+    @classmethod
+    def parse(cls, args: argparse.Namespace) -> Undo:
+        return cls(args.backup, args.out, args.allow_other_server, args.apply, args.mode, args.json)
 
 
 def memory_undo(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.memory import undo
     from ci_tools.output import Report, report
 
-    apply = _applying(ctx, args)
+    given = Undo.parse(args)
+    apply = _applying(ctx, given.apply, given.mode)
     path, count, left = undo.undo_backup(
-        ctx, args.backup, args.out, allow_other_server=args.allow_other_server, apply=apply
+        ctx, given.backup, given.out, allow_other_server=given.allow_other_server, apply=apply
     )
     if apply:
         rows = [
             [
                 "✓",
-                f"put back {count - len(left)} key(s) from {args.backup.name}",
+                f"put back {count - len(left)} key(s) from {given.backup.name}",
                 f"the state before this undo is in {path}",
             ]
         ]
@@ -479,7 +588,7 @@ def memory_undo(ctx: Context, args: argparse.Namespace) -> int:
         rows = [
             [
                 "→",
-                f"dry run: {count} key(s) of {args.backup.name} would be put back",
+                f"dry run: {count} key(s) of {given.backup.name} would be put back",
                 "rerun with --apply",
             ]
         ]
@@ -490,17 +599,33 @@ def memory_undo(ctx: Context, args: argparse.Namespace) -> int:
         "left_alone_changed": [key.decode(errors="replace") for key in left],
     }
     report(
-        ctx.runner, Report("memory undo", ["", "what", "note"], rows, document, shown=1 + len(left)), as_json=args.json
+        ctx.runner, Report("memory undo", ["", "what", "note"], rows, document, shown=1 + len(left)), as_json=given.json
     )
     return 0
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """``memory snapshot``: every key of an environment's Redis, its restore point."""
+
+    env: str
+    out: Path
+    commit: str
+    ignore_marker: bool
+    json: bool
+
+    @classmethod
+    def parse(cls, args: argparse.Namespace) -> Snapshot:
+        return cls(args.env, args.out, args.commit, args.ignore_env_marker, args.json)
 
 
 def memory_snapshot(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.memory import ops, points
     from ci_tools.output import emit_json, say
 
+    given = Snapshot.parse(args)
     config = ctx.config
-    env = config.env(args.env)
+    env = config.env(given.env)
     if ctx.runner.active and "MEMORY_SNAPSHOT_KEY" not in ctx.secrets:
         raise ConfigError(
             "in GitHub Actions a memory snapshot needs MEMORY_SNAPSHOT_KEY: it holds every user's "
@@ -512,12 +637,12 @@ def memory_snapshot(ctx: Context, args: argparse.Namespace) -> int:
     taken = points.take_snapshot(
         ops.source_side(ctx),
         env,
-        args.out,
+        given.out,
         server=ops.url_label(ctx, "SOURCE_REDIS_URL"),
         max_mb=backup.max_mb,
         protected=backup.protected_users,
-        commit=args.commit,
-        ignore_marker=args.ignore_env_marker,
+        commit=given.commit,
+        ignore_marker=given.ignore_marker,
         fernet=ctx.snapshot_fernet(),
         writes_no_marker=lambda: _writes_no_marker(env, ctx.timeout),
         server_id=ops.url_server_id(ctx, "SOURCE_REDIS_URL"),
@@ -538,7 +663,7 @@ def memory_snapshot(ctx: Context, args: argparse.Namespace) -> int:
         f"{taken.used_mb:.1f} MB) in {taken.path.name}, encrypted: {'MEMORY_SNAPSHOT_KEY' in ctx.secrets}"
     )
     ctx.runner.add_summary(line)
-    if args.json:
+    if given.json:
         emit_json(
             {
                 "path": str(taken.path),
@@ -569,12 +694,26 @@ def _writes_no_marker(env: Environment, timeout: float | None) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class Seed:
+    """``memory seed``: a pasted profile as one user's first memory in an environment."""
+
+    user_id: str
+    profile: Path
+    into: Into
+
+    @classmethod
+    def parse(cls, args: argparse.Namespace) -> Seed:
+        return cls(args.user_id, args.profile_file, Into.parse(args))
+
+
 def memory_seed(ctx: Context, args: argparse.Namespace) -> int:
     from ci_tools.memory import ops
     from ci_tools.memory.keys import parse_user_id
 
-    env = ctx.config.env(args.target)
-    user_id = parse_user_id(args.user_id)
-    outcome = ops.seed_user(ctx, user_id, args.profile_file, _writing(ctx, args, env))
-    report_outcome(ctx, outcome, args, f"memory seed of user {user_id} into {env.name}")
+    given = Seed.parse(args)
+    env = ctx.config.env(given.into.target)
+    user_id = parse_user_id(given.user_id)
+    outcome = ops.seed_user(ctx, user_id, given.profile, _writing(ctx, given.into, env))
+    report_outcome(ctx, outcome, given.into.json, f"memory seed of user {user_id} into {env.name}")
     return 0

@@ -107,7 +107,7 @@ def _report(ctx: Context, args: argparse.Namespace, request: SendBack, result: S
 
     old = result.old
     title = f"send-back of user {request.user_id}: production → @{old.bot.username} ({old.env.name})"
-    report_outcome(ctx, result.outcome, args, title, workflow="send-back")
+    report_outcome(ctx, result.outcome, args.json, title, workflow="send-back")
     if result.told is not None:
         line = f"✓ @{old.bot.username} serves user {request.user_id} again and told them: {result.told}"
         ctx.runner.add_summary(
