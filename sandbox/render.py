@@ -580,22 +580,22 @@ class FakeRender(StandInServer):
             return 401, {"message": "Unauthorized"}, {}
         if request.path == "/v1/services" and request.method == "GET":
             wanted = request.query.get("name")
-            found = [s for s in self.services.values() if wanted in (None, s.name) and _sees(scope, s.id)]
+            found = [s for s in self.services.values() if wanted in (None, s.name) and key_may_read(scope, s.id)]
             return 200, [{"service": s.json(), "cursor": s.id} for s in found], {}
         if (match := _BLUEPRINT_PATH.match(request.path)) and request.method == "GET":
             return self._blueprints(match["blueprint"])
         if match := _API_PATH.match(request.path):
             service = self.services.get(match["service"])
-            if service is None or not _sees(scope, service.id):
+            if service is None or not key_may_read(scope, service.id):
                 return 404, {"message": "service not found"}, {}
-            if request.method != "GET" and not _writes(scope, service.id):
+            if request.method != "GET" and not key_may_write(scope, service.id):
                 return 403, {"message": "this API key may only read this service"}, {}
             return self._api(service, request.method, match["rest"] or "", request)
         if match := _KV_PATH.match(request.path):
             kv_id = match["kv"]
-            if kv_id and not _sees(scope, kv_id):
+            if kv_id and not key_may_read(scope, kv_id):
                 return 404, {"message": "key value not found"}, {}
-            if kv_id and request.method != "GET" and not _writes(scope, kv_id):
+            if kv_id and request.method != "GET" and not key_may_write(scope, kv_id):
                 return 403, {"message": "this API key may only read this Key Value"}, {}
             return self._key_value(kv_id, match["rest"] or "", request, scope)
         return 404, {"message": "not found"}, {}
@@ -634,7 +634,7 @@ class FakeRender(StandInServer):
     ) -> Response:
         if kv_id is None and request.method == "GET":
             wanted = request.query.get("name")
-            found = [kv for kv in self.key_values.values() if wanted in (None, kv.name) and _sees(scope, kv.id)]
+            found = [kv for kv in self.key_values.values() if wanted in (None, kv.name) and key_may_read(scope, kv.id)]
             return 200, [{"keyValue": kv.json(), "cursor": kv.id} for kv in found], {}
         kv = self.key_values.get(kv_id or "")
         if kv is None:
@@ -1204,9 +1204,12 @@ class FakeRender(StandInServer):
         return target
 
 
-def _sees(scope: dict[str, str] | None, resource: str) -> bool:
+def key_may_read(scope: dict[str, str] | None, resource: str) -> bool:
+    """Whether an API key of this scope (``_scope``) may read ``resource``: any key we issued
+    that is account-wide, or scoped to it."""
     return scope is not None and (not scope or resource in scope)
 
 
-def _writes(scope: dict[str, str] | None, resource: str) -> bool:
+def key_may_write(scope: dict[str, str] | None, resource: str) -> bool:
+    """Whether an API key of this scope may change ``resource``: account-wide, or scoped to it for writing."""
     return scope is not None and (not scope or scope.get(resource) == "write")

@@ -13,6 +13,7 @@ import itertools
 import math
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -55,40 +56,16 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+@dataclass(slots=True)
 class Record:
-    """One key. ``type == "none"`` means the key does not exist.
+    """One key. ``type == "none"`` means the key does not exist. Its value is never in its repr."""
 
-    ``value`` decodes lazily from a snapshot line: the RESTORE path only needs ``dump``.
-    """
-
-    __slots__ = ("_encoded", "_value", "dump", "key", "pttl", "read_at", "type")
-
-    def __init__(
-        self,
-        key: bytes,
-        type: str,
-        pttl: int | None = None,
-        read_at: int = 0,
-        value: Any = None,
-        dump: bytes | None = None,
-        encoded: Any = None,
-    ) -> None:
-        self.key, self.type, self.pttl, self.read_at = key, type, pttl, read_at
-        self._value, self._encoded = value, encoded
-        self.dump = dump
-
-    @property
-    def value(self) -> Any:
-        if self._value is None and self._encoded is not None:
-            self._value, self._encoded = decode_value(self.type, self._encoded), None
-        return self._value
-
-    @value.setter
-    def value(self, value: Any) -> None:
-        self._value, self._encoded = value, None
-
-    def __repr__(self) -> str:
-        return f"Record({self.key!r}, {self.type})"
+    key: bytes
+    type: str
+    pttl: int | None = None
+    read_at: int = 0
+    value: Any = field(default=None, repr=False)
+    dump: bytes | None = field(default=None, repr=False)
 
     @property
     def exists(self) -> bool:
@@ -107,16 +84,13 @@ class Record:
 # -- canonical values: what "equal" means per type ---------------------------
 
 
-def _pairs(raw: Any) -> list[tuple[Any, Any]]:
-    """Field/value pairs from a dict (redis-py) or a flat list (a Lua reply)."""
-    if isinstance(raw, dict):
-        return list(raw.items())
-    if raw and not isinstance(raw[0], tuple | list):
-        return list(zip(raw[0::2], raw[1::2], strict=True))
-    return [tuple(p) for p in raw]
+def _pairs(flat: list[Any]) -> list[tuple[Any, Any]]:
+    """Field/value pairs from a flat list, as a Lua reply gives them."""
+    return list(zip(flat[0::2], flat[1::2], strict=True))
 
 
 def canonical(type_: str, raw: Any) -> Any:
+    """A Lua reply as the value every comparison and encoding uses."""
     if type_ == "hash":
         return sorted(_pairs(raw))
     if type_ == "set":
@@ -252,7 +226,7 @@ def from_json(line: dict[str, Any]) -> Record:
         type=type_,
         pttl=line.get("pttl"),
         read_at=int(line.get("read_at", 0)),
-        encoded=line.get("value"),
+        value=decode_value(type_, line.get("value")),
         dump=from_b64(line["dump"]) if line.get("dump") else None,
     )
 
