@@ -102,7 +102,7 @@ def required(check: Check, what: str, **more: Any) -> Any:
 def role(flag: str, what: str) -> bool:
     """One of ROLES: true by default for the environment named in ROLES."""
     return setting(
-        False, _flag(), what, derive=lambda got: got["name"] == ROLES[flag], derived=f"true for {ROLES[flag]}"
+        False, boolean(), what, derive=lambda got: got["name"] == ROLES[flag], derived=f"true for {ROLES[flag]}"
     )
 
 
@@ -141,7 +141,7 @@ def number(low: float, high: float | None = None, unit: str = "") -> Check:
     return Check(words.removeprefix("a "), read)
 
 
-def _flag() -> Check:
+def boolean() -> Check:
     def read(value: Any) -> bool:
         if not isinstance(value, bool):
             raise Invalid("must be true or false")
@@ -473,7 +473,7 @@ class Replay:
     on a private copy of their memory by the live commit and the candidate (production.yml).
     Each commit's bot is started as its own render.yaml says (``startCommand``), not as here."""
 
-    enabled: bool = setting(True, _flag(), "replay before each production release")
+    enabled: bool = setting(True, boolean(), "replay before each production release")
     turns: tuple[str, ...] = setting(
         ("/start", "/recall"),
         strings(takes="list of messages"),
