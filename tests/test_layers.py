@@ -93,6 +93,7 @@ SHARED = {
     "scheduler",  # which of main's workflows a schedule starts (github dispatch --schedule)
     "unreviewed_secrets",  # what staging may hold (github setup and check)
     "old_bot",  # the daily user's old bot during the move (send-back and finish-move)
+    "send_back_record",  # what send-back left in the old bot's keys (send-back and its undo)
     "bot_detection",  # what adopt (and check-bot) read from a bot's repository
     "adopted_files",  # what adopt copies into a bot's repository: the one list
     "adopted_config",  # adopt's merge of render.yaml and [tool.ci_tools] (init's own edits: owner_files)

@@ -20,6 +20,7 @@ from ci_tools.memory.keys import parse_user_id
 from ci_tools.memory.model import Outcome
 from ci_tools.needs import Needs
 from ci_tools.output import Report, emit_json, report, say
+from ci_tools.pipeline.levels import Level, discover
 from ci_tools.settings import Environment, pattern_problem
 
 SNAPSHOT_KEY = ("MEMORY_SNAPSHOT_KEY",)
@@ -568,8 +569,6 @@ def _writes_no_marker(env: Environment, timeout: float | None) -> str | None:
     discovers it: at the base level (no health answer: ``health_path = ""``, or its own 4xx on that
     path) the bot writes none, so its absence proves nothing wrong. A bot that answers the health
     JSON claims its Redis at start, and one that did not answer cannot say: both leave it refused."""
-    from ci_tools.pipeline.levels import Level, discover
-
     seen = discover(env, timeout or 10)
     if seen.level is Level.BASE and seen.definite:
         return f"its bot is at the base level and writes none — {seen.why}"
