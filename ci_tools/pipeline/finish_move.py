@@ -99,6 +99,14 @@ def timing(ctx: Context, user_id: int, new_bot: BotInfo, now: datetime | None = 
             "the window starts with their first message to it, and the kit records it for a bot it serves "
             "(kit.run_webhook(application, ...) in place of application.run_webhook(...), docs/ADOPTING.md)",
         )
+    if here.not_a_record:
+        return Timing(
+            None,
+            None,
+            f"{arrival_key(new.key_prefix, user_id)} in production's Redis is not a hash, so not the kit's "
+            f"arrival record of user {user_id}, and the kit cannot keep one there: delete that key, and the "
+            f"window starts with their next message to {name}",
+        )
     if here.bot_id != new_bot.id or here.since_at is None:
         where = arrival_key(new.key_prefix, user_id) if here.kit else legacy_profile_key(new.key_prefix, user_id)
         return Timing(
