@@ -15,7 +15,8 @@ kit keeps that moment for any bot it serves, whatever the bot's own keys (docs/C
 arrival record"): ``<prefix>kit:arrival:<id>`` in production's Redis names the bot that saw them last
 (``bot_id``) and since when (``since``), so the run reads it there, and compares its ``last`` with the
 old bot's record: a user who wrote to the old bot last, or who was sent back (send-back carries the
-new bot's record to the old bot) and has written to neither since, is not on the new one. An old
+new bot's record to the old bot, which names the new bot until they write to the old bot) and has
+not written to the old bot since, is not on the new one. An old
 deployed mindmate kept the same moment in its profile (``old_bot.visits`` reads it where no record
 exists). Without a record (a bot the kit does not serve keeps none: the refusal names the kit line
 that gives it), or before the window, it refuses in one line saying when it may run; ``force`` goes
@@ -123,6 +124,23 @@ def timing(ctx: Context, user_id: int, new_bot: BotInfo, now: datetime | None = 
             None,
             f"without {OLD_REDIS} (production's SOURCE_REDIS_URL: the old bot's Redis) finish-move cannot see "
             f"whether user {user_id} was sent back to @{old.bot_username}; remove SOURCE_REDIS_URL only after it ran",
+        )
+    if (
+        there is not None
+        and there.kit
+        and there.bot_id == new_bot.id
+        and (there.last_seen or 0) <= (here.last_seen or 0)
+    ):
+        # Only send-back puts the new bot's record in the old bot's Redis, and the old bot's kit makes
+        # it its own at their first message there: they were sent back and have not written to it
+        # since, even if they wrote to the new bot once more (not having read the send-back's message).
+        # (An old deployed mindmate keeps the carried record as it is, but its profile's last_seen,
+        # later than the new bot's, says they wrote to it: the check after next.)
+        return Timing(
+            arrived,
+            None,
+            f"@{old.bot_username} holds {name}'s arrival record of user {user_id} (send-back carried it, as of "
+            f"{_when(there.last_seen)}): they were sent back and have not written to @{old.bot_username} since",
         )
     if there is not None and there.last_seen is not None and there.last_seen == here.last_seen:
         # The old bot holds production's own copy of their profile: a send-back, and they wrote to

@@ -118,3 +118,19 @@ def test_finish_move_output_names_no_secret_and_no_user_text(moved, capsys, tmp_
     text = said.out + said.err
     secrets = [world.redis["staging"].url, world.redis["production"].url, world.bots["production"].token]
     assert not [s for s in secrets if s in text] and "diary" not in text
+
+
+def test_a_user_sent_back_who_writes_once_more_to_the_new_bot_is_still_sent_back(moved, capsys, tmp_path):
+    """They had not read "Let's continue here" yet and wrote to the new bot once more. The old bot
+    still holds the new bot's record (carried by send-back; its kit makes it its own at their first
+    message there): they were sent back, and finishing now takes that bot away from them."""
+    world = moved
+    arrived(world, 4)
+    assert main(["send-back", "--user-id", str(USER), "--apply", "--out", str(tmp_path)]) == 0
+    talk(world, "production", "one more thing")
+    capsys.readouterr()
+    env_before = dict(world.services["staging"].env)
+    assert finish() == 2
+    err = capsys.readouterr().err
+    assert "sent back" in err and len(err.strip().splitlines()) == 1
+    assert world.services["staging"].env == env_before
