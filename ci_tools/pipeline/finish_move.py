@@ -92,13 +92,16 @@ def timing(ctx: Context, user_id: int, new_bot: BotInfo, now: datetime | None = 
     here = visits(ctx, "REDIS_URL", new.key_prefix, user_id, "production")
     there = visits(ctx, OLD_REDIS, old.key_prefix, user_id, "old bot's") if ctx.optional(OLD_REDIS) else None
     name = f"@{new_bot.username}"
-    if here is None:
+    if here is None or (not here.kit and here.bot_id is None and here.since is None):
+        # A profile without bot_id/bot_since is no old mindmate's record: today's mindmate keeps one
+        # for every user, so a missing record (a Redis refusing the kit's EVAL) must read as missing.
         return Timing(
             None,
             None,
             f"{name} holds no arrival record of user {user_id} ({arrival_key(new.key_prefix, user_id)}): "
             "the window starts with their first message to it, and the kit records it for a bot it serves "
-            "(kit.run_webhook(application, ...) in place of application.run_webhook(...), docs/ADOPTING.md)",
+            "(kit.run_webhook(application, ...) in place of application.run_webhook(...), docs/ADOPTING.md; "
+            "a bot on the kit that logs 'arrival record not kept' has a Redis that refuses its EVAL)",
         )
     if here.not_a_record:
         return Timing(

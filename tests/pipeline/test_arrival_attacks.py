@@ -134,3 +134,45 @@ def test_a_user_sent_back_who_writes_once_more_to_the_new_bot_is_still_sent_back
     err = capsys.readouterr().err
     assert "sent back" in err and len(err.strip().splitlines()) == 1
     assert world.services["staging"].env == env_before
+
+
+def test_a_user_writing_to_the_old_bot_while_send_back_writes_keeps_the_old_bots_record(
+    moved, capsys, tmp_path, monkeypatch
+):
+    """The race: the send-back has backed up the old bot's keys (no record there yet) when the user
+    writes to the old bot, whose kit records them as its own. The compare-and-set write leaves that
+    record alone, and finish-move sees them on the old bot."""
+    from ci_tools.pipeline import send_back
+
+    world = moved
+    arrived(world, 4)
+    real_between = send_back.ops.between
+
+    def writing_meanwhile(event: str, n: int) -> None:
+        if event == "planned":
+            talk(world, "staging", "are you there?")
+
+    def between_with_hook(*args, **kwargs):
+        return real_between(*args, **kwargs, on_event=writing_meanwhile)
+
+    monkeypatch.setattr(send_back.ops, "between", between_with_hook)
+    assert main(["send-back", "--user-id", str(USER), "--apply", "--out", str(tmp_path)]) == 0
+    old_bot = world.bots["staging"].token.split(":", 1)[0].encode()
+    assert world.redis["staging"].client().hget(f"kit:arrival:{USER}", "bot_id") == old_bot
+    capsys.readouterr()
+    assert finish() == 2
+    assert "they are on the old bot" in capsys.readouterr().err
+
+
+def test_a_bot_on_the_kit_whose_redis_refuses_eval_is_told_why_it_has_no_record(moved, capsys):
+    """The new bot runs the kit, but its Redis allows no EVAL (a provider's ACL): the kit keeps no record
+    and logs it. The refusal must not only send the owner to a kit line their bot already has."""
+    world = moved
+    prod = world.redis["production"].client()
+    prod.delete(f"prod:kit:arrival:{USER}", f"prod:user:{USER}:profile")
+    prod.execute_command("ACL", "SETUSER", "default", "-eval", "-evalsha")
+    talk(world, "production", "hello")  # answered all the same
+    assert not prod.exists(f"prod:kit:arrival:{USER}")
+    assert finish() == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "arrival record not kept" in err and "EVAL" in err
