@@ -176,3 +176,28 @@ def test_a_bot_on_the_kit_whose_redis_refuses_eval_is_told_why_it_has_no_record(
     assert finish() == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "arrival record not kept" in err and "EVAL" in err
+
+
+def test_an_owners_wide_memory_pattern_does_not_carry_the_arrival_record_in_a_migration(moved, tmp_path):
+    """An owner's memory_patterns may hold a glob (``*:{user_id}``) that the record's name matches too.
+    The copy still leaves the record behind (docs/CONTRACT.md): the new bot's record stays its own."""
+    world = moved
+    prod = world.redis["production"].client()
+    talk(world, "staging", "one more to the old bot")  # the old bot's kit keeps its own record
+    before = keys(prod, f"prod:kit:arrival:{USER}")
+    ctx = context(SOURCE_REDIS_URL=world.redis["staging"].url, TARGET_REDIS_URL=world.redis["production"].url)
+    staging = ctx.config.env("staging")
+    copy = between(
+        ctx.config,
+        USER,
+        "staging",
+        "production",
+        tmp_path / "wide",
+        apply=True,
+        legacy_source=True,
+        policy=Conflict.REPLACE,
+        patterns=(*staging.memory_patterns, "*:{user_id}"),
+    )
+    outcome = copy_user(ctx, copy)
+    assert f"prod:kit:arrival:{USER}".encode() not in outcome.written
+    assert keys(prod, f"prod:kit:arrival:{USER}") == before
