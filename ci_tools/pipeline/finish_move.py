@@ -145,9 +145,11 @@ def timing(ctx: Context, user_id: int, new_bot: BotInfo, now: datetime | None = 
             f"@{old.bot_username} holds {name}'s arrival record of user {user_id} (send-back carried it, as of "
             f"{_when(there.last_seen)}): they were sent back and have not written to @{old.bot_username} since",
         )
-    if there is not None and there.last_seen is not None and there.last_seen == here.last_seen:
-        # The old bot holds production's own copy of their profile: a send-back, and they wrote to
-        # neither bot since. Finishing now would take away the bot they were just sent back to.
+    if there is not None and not there.kit and there.last_seen is not None and there.last_seen == here.last_seen:
+        # The old bot holds production's own copy of their profile (an old deployed mindmate's, no
+        # record): a send-back, and they wrote to neither bot since. Finishing now would take away the
+        # bot they were just sent back to. An old bot's own kit record is no copy: the same second there
+        # and here is a message to each bot within one second, not a send-back.
         return Timing(
             arrived,
             None,

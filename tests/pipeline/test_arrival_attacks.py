@@ -201,3 +201,16 @@ def test_an_owners_wide_memory_pattern_does_not_carry_the_arrival_record_in_a_mi
     outcome = copy_user(ctx, copy)
     assert f"prod:kit:arrival:{USER}".encode() not in outcome.written
     assert keys(prod, f"prod:kit:arrival:{USER}") == before
+
+
+def test_a_message_to_each_bot_within_one_second_is_no_send_back(moved, capsys):
+    """The kit's clock is in whole seconds: the old bot's own record and the new bot's may name the same
+    second (the rehearsal's /recall on each bot, a second apart or less). That is not a send-back."""
+    world = moved
+    arrived(world, 4)
+    last = world.redis["production"].client().hget(f"prod:kit:arrival:{USER}", "last")
+    old_bot = world.bots["staging"].token.split(":", 1)[0]
+    world.redis["staging"].client().hset(
+        f"kit:arrival:{USER}", mapping={"bot_id": old_bot, "since": last, "last": last}
+    )
+    assert finish() == 0, capsys.readouterr().err
