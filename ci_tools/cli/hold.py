@@ -14,16 +14,13 @@ from __future__ import annotations
 import argparse
 import getpass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
+from ci_tools.clients.github_rest import GitHubAPI
 from ci_tools.context import Context
 from ci_tools.errors import ConfigError, InputError
 from ci_tools.needs import Needs
 from ci_tools.pipeline.hold import HELD_VARIABLE, LIFT, Hold, hold_off, hold_on, read_hold, refuse_if_held
 from ci_tools.redact import redact
-
-if TYPE_CHECKING:  # no third-party import at parse time: a missing library stays main()'s one line
-    from ci_tools.clients.github_rest import GitHubAPI
 
 # Optional because --check reads the hold from its --held argument (GITHUB_TOKEN cannot read
 # variables); --on and --off need a token that can write them and say so when it is missing.
@@ -42,7 +39,6 @@ From a phone: Actions → hold → Run workflow (hold on or off, a reason)."""
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "hold",
-        help=f"hold production's releases, or lift the hold (repository variable {HELD_VARIABLE})",
         description=DESCRIPTION,
     )
     which = parser.add_mutually_exclusive_group(required=True)

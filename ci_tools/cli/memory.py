@@ -7,17 +7,18 @@ import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ci_tools.context import Context
 from ci_tools.errors import ConfigError, InputError
+from ci_tools.memory import ops, points, undo
 from ci_tools.memory.choices import Action, Conflict, Stage, Uncovered
+from ci_tools.memory.files import RecordFile
+from ci_tools.memory.keys import parse_user_id
+from ci_tools.memory.model import Outcome
 from ci_tools.needs import Needs
-
-if TYPE_CHECKING:  # annotations only: the modules load when the command runs
-    from ci_tools.memory import ops
-    from ci_tools.memory.model import Outcome
-    from ci_tools.settings import Environment
+from ci_tools.output import Report, emit_json, report, say
+from ci_tools.pipeline.levels import Level, discover
+from ci_tools.settings import Environment, pattern_problem
 
 SNAPSHOT_KEY = ("MEMORY_SNAPSHOT_KEY",)
 BOTH = Needs(required=("SOURCE_REDIS_URL", "TARGET_REDIS_URL"), optional=SNAPSHOT_KEY)
@@ -26,7 +27,7 @@ TARGET = Needs(required=("TARGET_REDIS_URL",), optional=SNAPSHOT_KEY)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("memory", help="copy a user's memory between environments, safely")
+    parser = subparsers.add_parser("memory")
     sub = parser.add_subparsers(dest="memory_command", required=True, metavar="ACTION")
 
     def common(p: argparse.ArgumentParser, *, source: bool, target: bool, user: bool = True) -> None:
@@ -277,10 +278,6 @@ def undo_hint(ctx: Context, backup: Path | None, workflow: str = "migrate-memory
 def _request(
     ctx: Context, route: Route, writes: Writes | None = None, uncovered: Uncovered = Uncovered.REFUSE
 ) -> ops.CopyRequest:
-    from ci_tools.memory import ops
-    from ci_tools.memory.keys import parse_user_id
-    from ci_tools.settings import pattern_problem
-
     config = ctx.config
     user_id = parse_user_id(route.user_id)
     source = config.env(route.source)
@@ -310,8 +307,6 @@ def _request(
 
 def _writing(ctx: Context, into: Into, env: Environment) -> ops.Writing:
     """Where and how restore and seed write: the target environment, as the flags say."""
-    from ci_tools.memory import ops
-
     return ops.Writing(
         target_env=env,
         target_prefix=into.target_prefix or env.key_prefix,
@@ -336,8 +331,6 @@ def report_outcome(
     words: dict[str, str] | None = None,
     workflow: str = "migrate-memory",
 ) -> None:
-    from ci_tools.output import Report, report
-
     words = words or {}
     counts = {words.get(a, a): n for a, n in outcome.counts().items()}
     left = [k.decode(errors="replace") for k in outcome.uncovered]
@@ -439,8 +432,6 @@ class Copy:
 
 
 def memory_copy(ctx: Context, args: argparse.Namespace) -> int:
-    from ci_tools.memory import ops
-
     given = Copy.parse(args)
     request = _request(ctx, given.route, given.writes, given.uncovered)
     _report_route(ctx, ops.copy_user(ctx, request), given.route, request, "copy", "→")
@@ -448,9 +439,6 @@ def memory_copy(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def memory_export(ctx: Context, args: argparse.Namespace) -> int:
-    from ci_tools.memory import ops
-    from ci_tools.output import emit_json, say
-
     route = Route.parse(args, to=False)
     request = _request(ctx, route)
     path, count = ops.export_user(ctx, request)
@@ -462,8 +450,6 @@ def memory_export(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def memory_diff(ctx: Context, args: argparse.Namespace) -> int:
-    from ci_tools.memory import ops
-
     route = Route.parse(args, to=True)
     request = _request(ctx, route)
     outcome = ops.diff_user(ctx, request)
@@ -495,10 +481,6 @@ class Restore:
 
 
 def memory_restore(ctx: Context, args: argparse.Namespace) -> int:
-    from ci_tools.memory import ops, points
-    from ci_tools.memory.files import RecordFile
-    from ci_tools.memory.keys import parse_user_id
-
     given = Restore.parse(args)
     into, writes = given.into, given.into.writes
     env = ctx.config.env(into.target)
@@ -560,9 +542,6 @@ class Undo:
 
 
 def memory_undo(ctx: Context, args: argparse.Namespace) -> int:
-    from ci_tools.memory import undo
-    from ci_tools.output import Report, report
-
     given = Undo.parse(args)
     apply = _applying(ctx, given.apply, given.mode)
     path, count, left = undo.undo_backup(
@@ -620,9 +599,6 @@ class Snapshot:
 
 
 def memory_snapshot(ctx: Context, args: argparse.Namespace) -> int:
-    from ci_tools.memory import ops, points
-    from ci_tools.output import emit_json, say
-
     given = Snapshot.parse(args)
     config = ctx.config
     env = config.env(given.env)
@@ -686,8 +662,6 @@ def _writes_no_marker(env: Environment, timeout: float | None) -> str | None:
     discovers it: at the base level (no health answer: ``health_path = ""``, or its own 4xx on that
     path) the bot writes none, so its absence proves nothing wrong. A bot that answers the health
     JSON claims its Redis at start, and one that did not answer cannot say: both leave it refused."""
-    from ci_tools.pipeline.levels import Level, discover
-
     seen = discover(env, timeout or 10)
     if seen.level is Level.BASE and seen.definite:
         return f"its bot is at the base level and writes none — {seen.why}"
@@ -708,9 +682,6 @@ class Seed:
 
 
 def memory_seed(ctx: Context, args: argparse.Namespace) -> int:
-    from ci_tools.memory import ops
-    from ci_tools.memory.keys import parse_user_id
-
     given = Seed.parse(args)
     env = ctx.config.env(given.into.target)
     user_id = parse_user_id(given.user_id)

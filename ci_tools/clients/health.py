@@ -17,6 +17,7 @@ from importlib.resources import files
 from typing import Any
 
 import httpx
+import jsonschema
 
 SCHEMA = "health.schema.json"
 
@@ -137,8 +138,6 @@ def schema() -> dict[str, Any]:
 
 def contract_problem(body: Any) -> str | None:
     """None if ``body`` follows the health contract; else the first thing it lacks, in words."""
-    import jsonschema  # imported when a bot is judged, not on every ci-tools start
-
     error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema()).iter_errors(body))
     if error is None:
         return None
