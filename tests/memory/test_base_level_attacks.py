@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (the base-level tests' fixtures are imported, then taken as arguments)
 """Attacks on the base level's markerless snapshot and restore (tests/memory/test_base_level.py).
 
 Without a ``meta:env`` marker, nothing in production's Redis proves it is production's: the
@@ -24,7 +25,7 @@ from tests.memory.helpers import state
 
 # The base-level tests' own set-up: the adopted owner's repository, production's unmarked Redis
 # wired as SOURCE_ and TARGET_REDIS_URL, the live service as a real HTTP server.
-from tests.memory.test_base_level import (  # noqa: F401  (fixtures)
+from tests.memory.test_base_level import (  # noqa: F401  (fixtures, taken as arguments)
     HEALTH,
     USER,
     LiveBot,
@@ -324,3 +325,27 @@ def test_unmarked_target_accepts_no_marker_but_an_absent_one(production, redis_p
     before = state(production)
     assert main(copy_route(tmp_path / "out")) != 0
     assert state(production) == before
+
+
+def test_what_the_user_said_after_the_snapshot_under_a_new_key_is_left_by_the_restore(production, tmp_path):
+    assert snapshot(tmp_path / "memory-before") == 0
+    talked(production, 5550999, ["a new user since the release"])
+    said_since = state(production)
+    assert restore(tmp_path / "memory-before", tmp_path / "out", "--apply") == 0
+    assert state(production) == said_since  # nothing the snapshot holds changed; the new user is kept
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="left: production's secret naming staging's unmarked Redis is snapshotted as production's; "
+    "when the run also holds STAGING_REDIS_URL (production's copy of it, for preflight) the two "
+    "server_ids could be compared, but production.yml's snapshot step is not given it",
+)
+def test_staging_s_unmarked_redis_behind_production_s_secret_is_not_snapshotted_as_production_s(
+    production, redis_pair, tmp_path, monkeypatch
+):
+    staging, _ = redis_pair
+    talked(staging.client(), USER, ["staging's test chat"])
+    monkeypatch.setenv("SOURCE_REDIS_URL", staging.url)  # PRODUCTION_REDIS_URL pasted from staging
+    monkeypatch.setenv("STAGING_REDIS_URL", staging.url)
+    assert snapshot(tmp_path / "memory-before") != 0

@@ -52,7 +52,7 @@ def test_the_kit_mounts_a_plain_probe_path(kit_app, given):
 @pytest.mark.parametrize("taken", ["/TOKEN", "TOKEN", "/healthz", "/"])
 def test_the_webhook_or_health_path_is_never_the_probe_path(kit_app, taken):
     kit, application = kit_app
-    with pytest.raises(ValueError, match="probe_path|own paths"):
+    with pytest.raises(ValueError, match=r"probe_path|own paths"):
         kit.asgi(application, "TOKEN", probe_path=taken)
 
 
