@@ -1,99 +1,100 @@
 """``ci-tools``: the command line every workflow step calls.
 
-Each command lives in its own module with an ``add_parser(subparsers)`` function;
-this module only wires them together and turns a ``FatalError`` into one redacted
-line on stderr (and an error annotation in Actions) with the error's exit code.
+Each command lives in ``ci_tools/cli/<name>.py`` (``-`` read as ``_``) with an
+``add_parser(subparsers)`` function. ``COMMANDS`` below names every command with its line in
+``ci-tools --help``, so the listing imports no command; ``main()`` imports only the command it
+runs, at dispatch (as twine and pre-commit do), and each command module imports what it uses at
+its top. A ``FatalError`` becomes one redacted line on stderr (and an error annotation in
+Actions) with the error's exit code.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import logging
 import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from types import FrameType
+from typing import Any
 
 from ci_tools import __version__, redact
 from ci_tools.actions import Runner
-from ci_tools.cli import (
-    acceptance,
-    adopt,
-    announce,
-    check_bot,
-    ci,
-    config,
-    contracts,
-    cutover,
-    deploy,
-    finish_move,
-    flow,
-    github,
-    history,
-    hold,
-    init,
-    keyvalue,
-    memory,
-    notify,
-    preflight,
-    probe,
-    quiet,
-    rehearse,
-    release,
-    replay,
-    rollback,
-    send_back,
-    status,
-)
 from ci_tools.context import build
 from ci_tools.errors import FatalError, from_unexpected
 from ci_tools.needs import NOTHING, describe
 
-# In the order of the plan: set up, look, ship, check, undo, migrate, rehearse.
-COMMAND_MODULES = (
-    adopt,
-    init,
-    config,
-    flow,
-    github,
-    deploy,
-    quiet,
-    release,
-    hold,
-    probe,
-    rollback,
-    preflight,
-    cutover,
-    keyvalue,
-    memory,
-    announce,
-    acceptance,
-    send_back,
-    finish_move,
-    rehearse,
-    check_bot,
-    replay,
-    notify,
-    status,
-    history,
-    contracts,
-    ci,
-)
+# Every command and its line in `ci-tools --help`, in the order of the plan: set up, look, ship,
+# check, undo, migrate, rehearse. docs/COMMANDS.md's table is this one (tests/repo/test_docs_match_tree.py).
+COMMANDS = {
+    "adopt": "put the release pipeline into your bot's repository (its code untouched); safe to run again",
+    "init": "runbook step 2: set up this repository for your bot: 5 prompts (2 optional), discovers the rest, "
+    "writes the config and .env",
+    "config": "show or check the pipeline configuration",
+    "flow": "enforce feature/* → develop → main",
+    "github": "runbook step 3 (github setup): set up and check GitHub's environments, secrets and rulesets",
+    "deploy": "deploy a commit and wait until it is live",
+    "quiet": "wait for a quiet moment (the daily user not mid-conversation) before a deploy",
+    "release": "deploy, probe, and in production roll back when the probe fails (exit non-zero)",
+    "hold": "hold production's releases, or lift the hold (repository variable CI_TOOLS_RELEASES_HELD)",
+    "probe": "smoke-test the deployed bot (read-only toward real users)",
+    "rollback": "roll back to an earlier deploy, then probe",
+    "preflight": "runbook step 4: check which service, token and Redis belong together",
+    "cutover": "runbook step 5: a new bot's token on production (or --env staging), deployed and probed; "
+    "--back undoes it, --finish closes the rollback window",
+    "keyvalue": "admit this runner to the private Key Value instances, or stop",
+    "memory": "copy a user's memory between environments, safely",
+    "announce": "runbook step 7: the old bot tells the user where the new bot is",
+    "acceptance": "runbook step 8: the acceptance checklist, checked for real",
+    "send-back": "the move's way back: the daily user on their old bot again, with what they told the new one "
+    "(dry run unless --apply); --undo puts the old bot's keys back",
+    "finish-move": "runbook step 9: the old bot serves testers only under its own prefix (the window after the "
+    "daily user's first message to the new bot must have passed, or --force); closes the cutover's window",
+    "rehearse": "run the whole plan locally against stand-ins (under a minute)",
+    "check-bot": "build and start your bot locally and show which contract level it reaches",
+    "replay": "replay the protected users' conversation with the live commit and a candidate, on copies",
+    "notify": "the environment's bot tells the owner (OWNER_CHAT_ID) in Telegram",
+    "status": "what is live in each environment, and is it healthy",
+    "history": "an environment's releases and rollbacks, from Render",
+    "contracts": "fetch, compare or cut the providers' API descriptions",
+    "ci": "the bot's own tests ([tool.ci_tools.ci] test_command)",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def command_module(name: str) -> str:
+    """``ci-tools check-bot`` is ``ci_tools/cli/check_bot.py`` (CONTRIBUTING's naming rule)."""
+    return f"ci_tools.cli.{name.replace('-', '_')}"
+
+
+class _Commands(argparse._SubParsersAction):
+    """The subcommands, each with its ``--help`` line from ``COMMANDS`` (its module states none)."""
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        kwargs.setdefault("help", COMMANDS[name])
+        command: argparse.ArgumentParser = super().add_parser(name, **kwargs)
+        return command
+
+
+def build_parser(loaded: Iterable[str] | None = None) -> argparse.ArgumentParser:
+    """The parser, with the ``loaded`` commands' modules imported and their arguments in full
+    (default: every command); any other command is its name and ``--help`` line only."""
+    wanted = set(COMMANDS if loaded is None else loaded)
     parser = argparse.ArgumentParser(
         prog="ci-tools",
         description="MindMate's release pipeline: deploy, probe, roll back, copy memory.",
     )
     parser.add_argument("--version", action="version", version=f"ci-tools {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
-    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in COMMAND_MODULES:
-        module.add_parser(subparsers)
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", action=_Commands)
+    for name in COMMANDS:
+        if name in wanted:
+            importlib.import_module(command_module(name)).add_parser(subparsers)
+        else:
+            subparsers.add_parser(name)
     _say_what_each_reads(parser)
     return parser
 
@@ -149,12 +150,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _main(argv)
 
 
+def chosen(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` names: its first word that is not an option (ci-tools' own options
+    take no value), or None (``--help``, ``--version``)."""
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
 def _main(argv: Sequence[str] | None) -> int:
     redact.install(os.environ)
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    runner = Runner.from_environ(os.environ)  # so that even a Context that fails to build annotates
+    command = chosen(argv)
+    try:
+        parser = build_parser([command] if command in COMMANDS else [])
+    except ModuleNotFoundError as exc:  # a library of the `tools` extra, or the stand-ins, not installed
+        return _report(runner, from_unexpected(exc), command or "")
     args = parser.parse_args(argv)
     _configure_logging(args.verbose)
-    runner = Runner.from_environ(os.environ)  # so that even a Context that fails to build annotates
     try:
         ctx = build(os.environ, getattr(args, "needs", NOTHING))
         return int(args.func(ctx, args) or 0)

@@ -46,7 +46,7 @@ def fernet_for(key: str | None) -> Fernet | None:
     raw = (key or "").strip()
     if not raw:
         return None
-    from cryptography.fernet import Fernet  # only a command that reads or writes memory pays for it
+    from cryptography.fernet import Fernet  # weight: main() imports context, even for --help
 
     try:
         return Fernet(raw.encode())
@@ -164,7 +164,7 @@ class Context:
         return self.timeout if self.timeout is not None else default
 
     def render(self, api_key: str, service_id: str = "", *, deadline: float, timeout: float | None = None) -> RenderAPI:
-        from ci_tools.clients.render import RenderAPI
+        from ci_tools.clients.render import RenderAPI  # weight (httpx): main() imports context for --help
 
         return RenderAPI(
             api_key,
@@ -175,7 +175,7 @@ class Context:
         )
 
     def telegram(self, token: str, *, budget: float | None = None) -> Telegram:
-        from ci_tools.clients.telegram import Telegram
+        from ci_tools.clients.telegram import Telegram  # weight (httpx): main() imports context for --help
 
         return Telegram(token, base_url=self.services.telegram, timeout=self.request_timeout(10), budget=budget)
 
@@ -185,7 +185,7 @@ class Context:
             return telegram.get_me()
 
     def github(self, token: str, repo: str, *, budget: float | None = None) -> GitHubAPI:
-        from ci_tools.clients.github_rest import GitHubAPI
+        from ci_tools.clients.github_rest import GitHubAPI  # weight (httpx): main() imports context for --help
 
         return GitHubAPI(token, repo, base_url=self.services.github, timeout=self.request_timeout(20), budget=budget)
 

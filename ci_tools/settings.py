@@ -4,26 +4,35 @@ Non-secret facts live in pyproject.toml so a reviewer can see in one diff which
 branch deploys where and which bot belongs to which service. Secrets never live in
 files: they come from environment variables (GitHub *environment* secrets in
 Actions, with the same names in both environments).
+
+Each setting is stated once, as a field of the dataclass its table becomes: its name, type,
+default and, in the field's metadata, its check and what it is for (``spec``). ``read_table``
+reads any such table, naming a misspelt key with the one it most resembles; docs/CONFIGURATION.md's
+table of settings is ``reference()`` (tests/test_settings.py keeps them equal). What relates two
+settings (a default branch the flow must know, prefixes that must not overlap) is checked after.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import itertools
 import re
 import string
 import tomllib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ci_tools.errors import ConfigError
+
+T = TypeVar("T")
 
 DEFAULT_FLOW = {
     "develop": ("feature/*", "fix/*", "main", "dependabot/**"),
     "main": ("develop", "hotfix/*"),
 }
-
-_ENV_FIELDS = ("branch", "render_service", "bot_username", "base_url")
 # What an environment is for, by role rather than by name: renaming "production" must not
 # silently turn off its rollback. The defaults keep today's behaviour for the two names.
 ROLES = {
@@ -32,58 +41,358 @@ ROLES = {
     "accepts_feature_branches": "staging",  # a feature/* branch may be released to it
     "testers_only": "staging",  # its bot serves TESTER_IDS only (preflight, render.yaml)
 }
-_OPTIONAL_FIELDS = (
-    "key_prefix",
-    "memory_patterns",
-    "health_path",
-    "probe_user_id",
-    "key_value",
-    "reviewers",
-    "deploy_branches",
-    "bake_minutes",
-    "bake_interval_seconds",
-    "quiet_seconds",
-    "quiet_wait_minutes",
-    *ROLES,
-)
 # The reserved probe user: Telegram user ids fit in 52 bits and are handed out far below
 # this one, so no real person has it. The bot's PROBE_USER_ID defaults to the same value.
 DEFAULT_PROBE_USER_ID = 2**52 - 1
 BOT_USERNAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{3,30}[Bb][Oo][Tt]$")
 BASE_URL = re.compile(r"^https?://[^/\s]+$")  # a service's address: scheme and host, nothing after
-
+NIGHTLY_AT = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
+# GitHub runs schedules at most every 5 minutes; each of these divides an hour or a day evenly.
+WATCH_INTERVALS = (5, 10, 15, 20, 30, 60, 120, 180, 240, 360, 720)
 
 NO_PREFIX = "none"  # the bot's KEY_PREFIX for unprefixed keys (mindmate/settings.py says the same)
+
+
+# -- how a setting is stated and checked ------------------------------------------------------
+
+
+class Invalid(Exception):
+    """A value a check refused: what is wrong, said after the key (or after ``subject``, when one
+    item of a list is at fault), and the fix."""
+
+    def __init__(self, problem: str, hint: str | None = None, subject: str | None = None) -> None:
+        super().__init__(problem)
+        self.problem, self.hint, self.subject = problem, hint, subject
+
+
+@dataclass(frozen=True)
+class Check:
+    """What a setting takes, in the docs' words, and how a value becomes what the pipeline keeps."""
+
+    takes: str
+    read: Callable[[Any], Any]  # the value as kept, or Invalid
+
+
+@dataclass(frozen=True)
+class Setting:
+    check: Check
+    what: str  # one line for docs/CONFIGURATION.md
+    says: str | None = None  # the problem in this setting's own words ({value!r}: the value read)
+    hint: str | None = None
+    # A default that follows from the table's other values, and the docs' words for it.
+    derive: Callable[[dict[str, Any]], Any] | None = None
+    derived: str = ""
+
+
+def spec(check: Check, what: str, **more: Any) -> dict[str, Setting]:
+    """A dataclass field's metadata: the setting's check and purpose (its default is the field's)."""
+    return {"setting": Setting(check, what, **more)}
+
+
+def setting(default: T, check: Check, what: str, **more: Any) -> T:
+    """A field of a settings table: its default, its check, what it is for (``Setting``'s others)."""
+    return field(default=default, metadata=spec(check, what, **more))
+
+
+def required(check: Check, what: str, **more: Any) -> Any:
+    """A field of a settings table that has no default: a table without it is refused."""
+    return field(metadata=spec(check, what, **more))
+
+
+def role(flag: str, what: str) -> bool:
+    """One of ROLES: true by default for the environment named in ROLES."""
+    return setting(
+        False, boolean(), what, derive=lambda got: got["name"] == ROLES[flag], derived=f"true for {ROLES[flag]}"
+    )
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _numeric(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def whole(low: int, high: int | None = None, unit: str = "", among: tuple[int, ...] = ()) -> Check:
+    """A whole number from ``low`` to ``high`` (without it: at least ``low``), one of ``among`` if given."""
+    span = f"from {low} to {high}" if high else f"≥ {low}"
+    words = f"one of {', '.join(map(str, among))}" if among else f"a whole number{f' of {unit}' if unit else ''} {span}"
+
+    def read(value: Any) -> int:
+        if not _whole(value) or value < low or (high is not None and value > high) or (among and value not in among):
+            raise Invalid(f"must be {words}")
+        return int(value)
+
+    return Check(words.removeprefix("a "), read)
+
+
+def number(low: float, high: float | None = None, unit: str = "") -> Check:
+    """A number from ``low`` to ``high``; without ``high``, above ``low``."""
+    span = f"from {low:g} to {high:g}" if high is not None else f"above {low:g}"
+    words = f"a number{f' of {unit}' if unit else ''} {span}"
+
+    def read(value: Any) -> float:
+        inside = high is not None and low <= value <= high if _numeric(value) else False
+        if not _numeric(value) or not (inside if high is not None else value > low):
+            raise Invalid(f"must be {words}")
+        return float(value)
+
+    return Check(words.removeprefix("a "), read)
+
+
+def boolean() -> Check:
+    def read(value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise Invalid("must be true or false")
+        return value
+
+    return Check("true or false", read)
+
+
+def text(
+    rule: Callable[[str], object] = bool, takes: str = "non-empty string", keep: Callable[[str], str] = str
+) -> Check:
+    """A string that ``rule`` accepts (default: a non-empty one), kept as ``keep`` makes it (stripped)."""
+
+    def read(value: Any) -> str:
+        kept = keep(value) if isinstance(value, str) else value
+        if not isinstance(kept, str) or not rule(kept):
+            raise Invalid(f"must be a {takes}")
+        return kept
+
+    return Check(takes, read)
+
+
+def strings(item: Callable[[str], bool] = bool, takes: str = "list of strings", *, filled: bool = False) -> Check:
+    """A list of strings that ``item`` accepts (non-empty ones), kept stripped as a tuple."""
+
+    def read(value: Any) -> tuple[str, ...]:
+        good = isinstance(value, list | tuple) and all(isinstance(v, str) and item(v.strip()) for v in value)
+        if not good or (filled and not value):
+            raise Invalid(f"must be a {takes}")
+        return tuple(v.strip() for v in value)
+
+    return Check(takes, read)
+
+
+def listed(each: Callable[[Any], None], takes: str, kind: type = str, *, filled: bool = False) -> Check:
+    """A list of ``kind`` values (at least one with ``filled``), each also held to ``each`` (which raises Invalid)."""
+
+    def read(value: Any) -> tuple[Any, ...]:
+        if (
+            not isinstance(value, list | tuple)
+            or not all(isinstance(v, kind) and not isinstance(v, bool) for v in value)
+            or (filled and not value)
+        ):
+            raise Invalid(f"must be a {takes}")
+        for item in value:
+            each(item)
+        return tuple(value)
+
+    return Check(takes, read)
+
+
+def setting_of(f: dataclasses.Field[Any]) -> Setting | None:
+    found = f.metadata.get("setting")
+    return found if isinstance(found, Setting) else None
+
+
+def _names(keys: list[str]) -> str:
+    return keys[0] if len(keys) == 1 else f"{', '.join(keys[:-1])} and {keys[-1]}"
+
+
+def read_table(
+    cls: type[T],
+    raw: Any,
+    where: str,
+    *,
+    retired: dict[str, str] | None = None,
+    also: tuple[str, ...] = (),
+    hint: str | None = None,
+    **given: Any,
+) -> T:
+    """``raw`` (a TOML table) as ``cls``: each setting checked by its field's ``spec``, a missing one
+    taking its default; an unknown key is one line naming the keys the table takes (and the one it
+    most resembles; ``hint`` adds an example). ``given`` are the fields that are no settings (an
+    environment's name, the tables read apart), ``also`` the keys of ``raw`` read apart,
+    ``retired`` the keys no longer read, each with why."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a table")
+    for key, why in (retired or {}).items():
+        if key in raw:
+            raise ConfigError(f"{where}: {key} is no longer read: {why}", hint=f"remove the {key} line")
+    settings = {f.name: (f, s) for f in dataclasses.fields(cls) if (s := setting_of(f)) is not None}  # type: ignore[arg-type]
+    known = [*settings, *also]
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        close = [m for key in unknown for m in difflib.get_close_matches(key, known, n=1)]
+        guess = f" (did you mean {_names(close)}?)" if close else ""
+        raise ConfigError(f"{where} takes only {_names(known)}; unknown keys: {', '.join(unknown)}{guess}", hint=hint)
+    lacking = [name for name, (f, _) in settings.items() if name not in raw and _required(f)]
+    if lacking:
+        raise ConfigError(f"{where} lacks {', '.join(lacking)}", hint="docs/CONFIGURATION.md says what each holds")
+    values: dict[str, Any] = dict(given)
+    for name, (_, s) in settings.items():
+        if name in raw:
+            try:
+                values[name] = s.check.read(raw[name])
+            except Invalid as bad:  # one item of a list says its own problem; the whole, the setting's words
+                problem = (
+                    f"{bad.subject} {bad.problem}"
+                    if bad.subject
+                    else f"{name} {s.says.format(value=raw[name]) if s.says else bad.problem}"
+                )
+                raise ConfigError(f"{where}: {problem}", hint=bad.hint or s.hint) from None
+        elif s.derive is not None:
+            values[name] = s.derive(values)
+    return cls(**values)
+
+
+def _required(f: dataclasses.Field[Any]) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+
+
+def pattern_problem(pattern: str) -> str | None:
+    """Why ``pattern`` is no memory key pattern, or None: ``{user_id}`` exactly once, nothing else in braces.
+
+    Checked where patterns are read, so a pattern such as ``memory:{user_id}:{kind}`` is one
+    line at start-up, never a KeyError in the middle of an export.
+    """
+    try:
+        fields = [(name, spec, conv) for _, name, spec, conv in string.Formatter().parse(pattern) if name is not None]
+    except ValueError as exc:
+        return f"has unbalanced braces ({exc})"
+    other = sorted({f"{{{name}}}" for name, _, _ in fields if name != "user_id"})
+    if other:
+        return f"has a placeholder other than {{user_id}}: {', '.join(other)}"
+    if len(fields) != 1:
+        return "must contain {user_id} exactly once" + (f" (found {len(fields)})" if fields else "")
+    if fields[0][1] or fields[0][2]:
+        return "must use {user_id} plainly, without a format spec or conversion"
+    return None
+
+
+def _memory_pattern(pattern: str) -> None:
+    if problem := pattern_problem(pattern):
+        raise Invalid(
+            problem,
+            hint='use {user_id} exactly once and no other {…}, e.g. "memory:{user_id}"',
+            subject=f"memory pattern {pattern!r}",
+        )
+
+
+def _regular_expression(pattern: str) -> None:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise Invalid(f"is not a regular expression ({exc})", subject=f"ignore pattern {pattern!r}") from None
+
+
+def _telegram_user(user: int) -> None:
+    if user <= 0:
+        raise Invalid("must be a list of Telegram user ids")
+
+
+def _flow() -> Check:
+    def read(value: Any) -> dict[str, tuple[str, ...]]:
+        if not isinstance(value, dict) or not all(
+            isinstance(heads, list | tuple) and all(isinstance(h, str) and h for h in heads) for heads in value.values()
+        ):
+            raise Invalid(
+                "must map each base branch to a list of head patterns", hint='e.g. develop = ["feature/*", "fix/*"]'
+            )
+        return {base: tuple(heads) for base, heads in value.items()}
+
+    return Check("table: base branch = [head patterns]", read)
+
+
+# -- the tables -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Environment:
     """One deploy target: a Render service, its bot, its Redis key prefix."""
 
-    name: str
-    branch: str
-    render_service: str
-    bot_username: str
-    base_url: str
-    key_prefix: str  # "" for a legacy bot that never prefixed its keys
-    memory_patterns: tuple[str, ...]
-    health_path: str = "/healthz"  # "" when the bot has no health endpoint (checks skip it)
-    probe_user_id: int = DEFAULT_PROBE_USER_ID
-    key_value: str = ""  # its Render Key Value instance (default: "<render_service>-redis")
-    reviewers: tuple[str, ...] = ()  # GitHub users who approve a deploy (production)
-    deploy_branches: tuple[str, ...] = ()  # branch patterns its GitHub environment accepts
-    rollback_on_failed_probe: bool = False
-    cutover_target: bool = False
-    accepts_feature_branches: bool = False
-    testers_only: bool = False
+    name: str  # its table's name: [tool.ci_tools.environments.<name>]
+    branch: str = required(text(), "the branch whose pushes release here")
+    render_service: str = required(text(), "its Render web service's name")
+    bot_username: str = required(
+        text(BOT_USERNAME.match, "Telegram bot username, without '@'"),
+        "the bot its token must belong to",
+        says="{value!r} is not a Telegram bot username",
+        hint="5-32 letters, digits or underscores, ending in 'bot', without '@'",
+    )
+    base_url: str = required(
+        text(BASE_URL.match, "scheme and host", keep=lambda url: url.rstrip("/")),
+        "the service's address",
+        says="must be a scheme and host, e.g. https://mindmate-prod.onrender.com",
+    )
+    key_prefix: str = required(
+        text(lambda p: p == "" or p.endswith(":"), "key prefix ending with ':', or \"\""),
+        'its Redis keys\' prefix; "" for a legacy bot that never prefixed its keys',
+        says="must be a string ending with ':' (e.g. 'dev:'), or \"\" for a bot whose keys carry no prefix",
+    )
+    memory_patterns: tuple[str, ...] = required(
+        listed(_memory_pattern, "non-empty list of strings containing {user_id}", filled=True),
+        "a user's memory keys, after the prefix",
+        hint='e.g. ["user:{user_id}:history", "memory:{user_id}"]',
+    )
+    health_path: str = setting(
+        "/healthz",
+        text(lambda p: p == "" or p.startswith("/"), "path starting with '/', or \"\""),
+        'the bot\'s health endpoint; "" when it has none (checks skip it)',
+        says="must start with '/' (e.g. '/healthz'), or be \"\" to skip the health check",
+    )
+    probe_user_id: int = setting(
+        DEFAULT_PROBE_USER_ID,
+        whole(1, 2**53 - 1),
+        "the reserved probe user the conversation probe talks as",
+        says="must be a positive Telegram user id no real person has",
+        hint=f"leave it out for the default {DEFAULT_PROBE_USER_ID}",
+    )
+    key_value: str = setting(
+        "",
+        text(),
+        "its Render Key Value instance",
+        derive=lambda got: f"{got['render_service']}-redis",
+        derived="<render_service>-redis",
+    )
+    reviewers: tuple[str, ...] = setting(
+        (), strings(), "GitHub users who approve a deploy", hint='e.g. ["mindmate-owner"]'
+    )
+    deploy_branches: tuple[str, ...] = setting(
+        (),
+        strings(),
+        "branch patterns its GitHub environment accepts",
+        hint='e.g. ["main"]',
+        derive=lambda got: (got["branch"],),
+        derived="[branch]",
+    )
+    rollback_on_failed_probe: bool = role("rollback_on_failed_probe", "a release whose probe fails is rolled back")
+    cutover_target: bool = role("cutover_target", "the real users' bot: cutover, acceptance, the safety net")
+    accepts_feature_branches: bool = role("accepts_feature_branches", "a feature/* branch may be released to it")
+    testers_only: bool = role("testers_only", "its bot serves TESTER_IDS only (preflight, render.yaml)")
     # After a release's probe passes, the new commit is watched this long (its own failure counts,
     # Telegram's delivery, the conversation probe) and rolled back on a failure of its own.
-    bake_minutes: float = 0.0  # default: 10 where a failed probe rolls back (production), else 0
-    bake_interval_seconds: float = 30.0
+    bake_minutes: float = setting(
+        0.0,
+        number(0, 120),
+        "how long a release is watched after its probe",
+        derive=lambda got: 10.0 if got["rollback_on_failed_probe"] else 0.0,
+        derived="10 where rollback_on_failed_probe, else 0",
+    )
+    bake_interval_seconds: float = setting(30.0, number(0.1, 600), "how often the bake looks")
     # Before the deploy, wait while the bot handled an update less than quiet_seconds ago (the
     # daily user is mid-conversation), at most quiet_wait_minutes (ci_tools/pipeline/quiet.py).
-    quiet_seconds: float = 0.0  # default: 120 where the real users are (production), else 0
-    quiet_wait_minutes: float = 15.0
+    quiet_seconds: float = setting(
+        0.0,
+        number(0, 3600),
+        "a deploy waits while the bot handled an update less than this ago",
+        derive=lambda got: 120.0 if got["cutover_target"] else 0.0,
+        derived="120 where cutover_target, else 0",
+    )
+    quiet_wait_minutes: float = setting(15.0, number(0, 120), "the longest a deploy waits for that quiet")
 
     @property
     def key_prefix_variable(self) -> str:
@@ -106,16 +415,35 @@ class Environment:
         return [prefix + pattern.format(user_id=user_id) for pattern in self.memory_patterns]
 
 
+ARTIFACT_DAYS = "GitHub keeps artifacts at most 90 days"
+
+
 @dataclass(frozen=True)
 class MemoryBackup:
     """The memory safety net: whose memory is snapshotted, how often, how long it is kept."""
 
-    environment: str = ""  # "" = the environment with cutover_target (production)
-    before_release_days: int | None = None  # memory-before-<sha>; None: the rollback window
-    nightly_days: int = 30  # memory-nightly-<date>
-    nightly_at: str = "03:17"  # UTC; scheduler.yml's cron says the same (tests/repo/test_workflow_files.py)
-    max_mb: int = 100  # over this, only the protected users' keys are snapshotted
-    protected_users: tuple[int, ...] = ()
+    environment: str = setting("", text(), "whose memory is snapshotted", derived="the environment with cutover_target")
+    before_release_days: int | None = setting(
+        None,
+        whole(1, 90, "days"),
+        "how long memory-before-<sha> is kept",
+        hint=ARTIFACT_DAYS,
+        derived="rollback_window_days",
+    )
+    nightly_days: int = setting(30, whole(1, 90, "days"), "how long memory-nightly-<date> is kept", hint=ARTIFACT_DAYS)
+    nightly_at: str = setting(
+        "03:17",
+        text(lambda at: bool(NIGHTLY_AT.fullmatch(at)), "HH:MM"),
+        "UTC; scheduler.yml's cron says the same (tests/repo/test_workflow_files.py)",
+        says='must be HH:MM in UTC, e.g. "03:17"',
+    )
+    max_mb: int = setting(100, whole(1, unit="megabytes"), "above this, only the protected users' keys are snapshotted")
+    protected_users: tuple[int, ...] = setting(
+        (),
+        listed(_telegram_user, "list of Telegram user ids", kind=int),
+        "Telegram user ids whose memory is always snapshotted, and whose conversation is replayed",
+        hint="e.g. [123456789]",
+    )
 
     def cron(self) -> str:
         hour, minute = self.nightly_at.split(":")
@@ -126,7 +454,13 @@ class MemoryBackup:
 class Watch:
     """The scheduled watch of production between releases (watch.yml)."""
 
-    interval_minutes: int = 30  # scheduler.yml's cron says the same (tests/repo/test_workflow_files.py)
+    interval_minutes: int = setting(
+        30,
+        whole(5, 720, among=WATCH_INTERVALS),
+        "watch.yml probes production this often; scheduler.yml's cron says the same (a test checks)",
+        says="must divide an hour or a day evenly, from 5 to 720",
+        hint="GitHub runs schedules at most every 5 minutes; e.g. 30",
+    )
 
     def cron(self) -> str:
         every = self.interval_minutes
@@ -139,10 +473,20 @@ class Replay:
     on a private copy of their memory by the live commit and the candidate (production.yml).
     Each commit's bot is started as its own render.yaml says (``startCommand``), not as here."""
 
-    enabled: bool = True
-    turns: tuple[str, ...] = ("/start", "/recall")  # what each protected user says, in order
-    ignore: tuple[str, ...] = ()  # regular expressions masked on both sides (timestamps, ids)
-    start_timeout: float = 30.0  # seconds a bot may take to answer /healthz
+    enabled: bool = setting(True, boolean(), "replay before each production release")
+    turns: tuple[str, ...] = setting(
+        ("/start", "/recall"),
+        strings(takes="list of messages"),
+        "what each protected user says, in order",
+        hint='e.g. ["/start", "/recall"]',
+    )
+    ignore: tuple[str, ...] = setting(
+        (),
+        listed(_regular_expression, "list of regular expressions"),
+        "regular expressions masked on both sides (timestamps, ids)",
+        hint=r'e.g. ["\\d{2}:\\d{2}"]',
+    )
+    start_timeout: float = setting(30.0, number(0, unit="seconds"), "seconds a bot may take to answer its health check")
 
 
 @dataclass(frozen=True)
@@ -153,9 +497,18 @@ class Move:
     ``window_days`` after the daily user's first message to the new bot; until then ``send-back``
     can put them back on the old bot, which tells them so in ``send_back_text``."""
 
-    window_days: float = 3.0
-    old_bot_prefix: str = "dev:"  # the old bot's own key prefix once it serves testers only
-    send_back_text: str = "Let's continue here for now."
+    window_days: float = setting(3.0, number(0, 90, "days"), "the window finish-move waits out", hint="e.g. 3")
+    old_bot_prefix: str = setting(
+        "dev:",
+        text(lambda p: p.endswith(":"), "key prefix ending with ':'"),
+        "the old bot's own key prefix once it serves testers only",
+        hint='e.g. "dev:"',
+    )
+    send_back_text: str = setting(
+        "Let's continue here for now.",
+        text(lambda t: 0 < len(t) <= 4096, "message of 1 to 4096 characters", keep=str.strip),
+        "send-back's one message to the daily user",
+    )
 
 
 @dataclass(frozen=True)
@@ -166,7 +519,13 @@ class CI:
     the repository's root (``bash -c``). None (the default) is a choice too: the job says that no
     tests are configured and passes, so an owner without tests is not blocked by a red check."""
 
-    test_command: str | None = None
+    test_command: str | None = setting(
+        None,
+        text(lambda c: bool(c) and "\0" not in c, "shell command", keep=str.strip),
+        "the bot's tests, run with bash in the repository's root (left out: no tests)",
+        says="must be a shell command as one string, or left out for no tests",
+        hint='e.g. test_command = "pip install -r requirements.txt pytest && python -m pytest"',
+    )
 
 
 @dataclass(frozen=True)
@@ -178,17 +537,43 @@ class ProbeTalk:
     reply). The default asks only that the bot answers ``/start``; mindmate's pyproject stores a
     fact and reads it back, so its probe proves memory too."""
 
-    turns: tuple[str, ...] = ("/start",)
-    expect: str = ""
+    turns: tuple[str, ...] = setting(
+        ("/start",),
+        strings(takes="non-empty list of messages", filled=True),
+        "what the probe user says, in order",
+        hint='e.g. ["/start"]',
+    )
+    expect: str = setting(
+        "",
+        text(lambda _: True, "string"),
+        "what the last turn's reply must contain",
+        hint='e.g. "probe-{nonce}", or "" for any reply',
+    )
+
+
+# Each [tool.ci_tools.<name>] table, and what read_table needs besides it.
+TABLES: dict[str, tuple[type[Any], dict[str, Any]]] = {
+    "memory_backup": (MemoryBackup, {}),
+    "watch": (Watch, {}),
+    "replay": (Replay, {"retired": {"module": "each commit's bot starts as its render.yaml's startCommand says"}}),
+    "move": (Move, {}),
+    "ci": (CI, {"hint": 'e.g. test_command = "python -m pytest"'}),
+    "probe": (ProbeTalk, {}),
+}
 
 
 @dataclass(frozen=True)
 class Config:
     path: Path
     environments: dict[str, Environment]
-    flow: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_FLOW))
-    default_branch: str = "develop"  # GitHub's default branch: where dependabot's security PRs go
-    rollback_window_days: int = 14  # how long the old bot is kept after the cutover (plan: 1 to 2 weeks)
+    flow: dict[str, tuple[str, ...]] = field(
+        default_factory=lambda: dict(DEFAULT_FLOW),
+        metadata=spec(
+            _flow(), "each base branch, and the heads that may open a PR into it ('*' one path segment, '**' any)"
+        ),
+    )
+    default_branch: str = setting("develop", text(), "GitHub's default branch: where dependabot's security PRs go")
+    rollback_window_days: int = setting(14, whole(1, unit="days"), "how long the old bot is kept after the cutover")
     memory_backup: MemoryBackup = field(default_factory=MemoryBackup)
     watch: Watch = field(default_factory=Watch)
     replay: Replay = field(default_factory=Replay)
@@ -258,315 +643,58 @@ def load_config(path: Path | None = None) -> Config:
         raise ConfigError(
             f"{path} has no [tool.ci_tools] section", hint="add the environments table (see docs/CONFIGURATION.md)"
         )
-    environments = _parse_environments(section.get("environments"), path)
-    flow = _parse_flow(section.get("flow", DEFAULT_FLOW), path)
+    environments = _read_environments(section.get("environments"), path)
     _check_consistency(environments, path)
-    window = section.get("rollback_window_days", 14)
-    if not isinstance(window, int) or isinstance(window, bool) or window < 1:
-        raise ConfigError(f"{path.name}: [tool.ci_tools] rollback_window_days must be a whole number of days ≥ 1")
-    default_branch = section.get("default_branch", "develop")
-    if not isinstance(default_branch, str) or default_branch not in flow:
-        raise ConfigError(
-            f"{path.name}: [tool.ci_tools] default_branch {default_branch!r} is not a base branch of the flow",
-            hint="dependabot's security updates open PRs into it, so it must accept dependabot/**: use develop",
-        )
-    backup = _parse_memory_backup(section.get("memory_backup", {}), environments, path)
-    return Config(
+    tables: dict[str, Any] = {
+        name: read_table(cls, section.get(name, {}), f"{path.name}: [tool.ci_tools.{name}]", **options)
+        for name, (cls, options) in TABLES.items()
+    }
+    config = read_table(
+        Config,
+        {k: v for k, v in section.items() if k not in TABLES and k != "environments"},
+        f"{path.name}: [tool.ci_tools]",
+        also=("environments", *TABLES),
         path=path,
         environments=environments,
-        flow=flow,
-        rollback_window_days=window,
-        default_branch=default_branch,
-        memory_backup=backup,
-        watch=_parse_watch(section.get("watch", {}), path),
-        replay=_parse_replay(section.get("replay", {}), path),
-        move=_parse_move(section.get("move", {}), path),
-        ci=_parse_ci(section.get("ci", {}), path),
-        probe=_parse_probe(section.get("probe", {}), path),
+        **tables,
     )
-
-
-def _parse_move(raw: Any, path: Path) -> Move:
-    where = f"{path.name}: [tool.ci_tools.move]"
-    known = set(Move.__dataclass_fields__)
-    if not isinstance(raw, dict) or set(raw) - known:
-        raise ConfigError(f"{where} takes only {', '.join(sorted(known))}")
-    defaults = Move()
-    days = raw.get("window_days", defaults.window_days)
-    prefix = raw.get("old_bot_prefix", defaults.old_bot_prefix)
-    text = raw.get("send_back_text", defaults.send_back_text)
-    if not isinstance(days, int | float) or isinstance(days, bool) or not 0 <= days <= 90:
-        raise ConfigError(f"{where}: window_days must be a number of days from 0 to 90", hint="e.g. 3")
-    if not isinstance(prefix, str) or not prefix.endswith(":"):
-        raise ConfigError(f"{where}: old_bot_prefix must be a key prefix ending with ':'", hint='e.g. "dev:"')
-    if not isinstance(text, str) or not text.strip() or len(text) > 4096:
-        raise ConfigError(f"{where}: send_back_text must be a message of 1 to 4096 characters")
-    return Move(float(days), prefix, text.strip())
-
-
-def _parse_ci(raw: Any, path: Path) -> CI:
-    where = f"{path.name}: [tool.ci_tools.ci]"
-    if not isinstance(raw, dict) or set(raw) - {"test_command"}:
-        raise ConfigError(f"{where} takes only test_command", hint='e.g. test_command = "python -m pytest"')
-    command = raw.get("test_command")
-    if command is None:
-        return CI()
-    if not isinstance(command, str) or not command.strip() or "\0" in command:
+    if config.default_branch not in config.flow:
         raise ConfigError(
-            f"{where}: test_command must be a shell command as one string, or left out for no tests",
-            hint='e.g. test_command = "pip install -r requirements.txt pytest && python -m pytest"',
+            f"{path.name}: [tool.ci_tools] default_branch {config.default_branch!r} is not a base branch of the flow",
+            hint="dependabot's security updates open PRs into it, so it must accept dependabot/**: use develop",
         )
-    return CI(command.strip())
+    _refuse_an_unsaid_nonce(config.probe, path)
+    return dataclasses.replace(config, memory_backup=_whose_memory(config.memory_backup, environments, path))
 
 
-def _parse_probe(raw: Any, path: Path) -> ProbeTalk:
-    where = f"{path.name}: [tool.ci_tools.probe]"
-    if not isinstance(raw, dict) or set(raw) - {"turns", "expect"}:
-        raise ConfigError(f"{where} takes only turns and expect")
-    turns = raw.get("turns", list(ProbeTalk.turns))
-    expect = raw.get("expect", ProbeTalk.expect)
-    if not isinstance(turns, list) or not turns or not all(isinstance(t, str) and t.strip() for t in turns):
-        raise ConfigError(f"{where}: turns must be a non-empty list of messages", hint='e.g. ["/start"]')
-    if not isinstance(expect, str):
-        raise ConfigError(f"{where}: expect must be a string", hint='e.g. "probe-{nonce}", or "" for any reply')
-    if "{nonce}" in expect and not any("{nonce}" in t for t in turns):
-        raise ConfigError(
-            f"{where}: expect names {{nonce}} but no turn says it, so no reply could contain it",
-            hint='e.g. turns = ["/start", "/remember probe-{nonce}", "/recall"]',
-        )
-    return ProbeTalk(tuple(t.strip() for t in turns), expect)
-
-
-def _parse_replay(raw: Any, path: Path) -> Replay:
-    where = f"{path.name}: [tool.ci_tools.replay]"
-    known = {"enabled", "turns", "ignore", "start_timeout"}
-    if isinstance(raw, dict) and "module" in raw:
-        raise ConfigError(
-            f"{where}: module is no longer read: each commit's bot starts as its render.yaml's startCommand says",
-            hint="remove the module line",
-        )
-    if not isinstance(raw, dict) or set(raw) - known:
-        raise ConfigError(f"{where} takes only {', '.join(sorted(known))}")
-    defaults = Replay()
-    enabled = raw.get("enabled", defaults.enabled)
-    turns = raw.get("turns", list(defaults.turns))
-    ignore = raw.get("ignore", [])
-    timeout = raw.get("start_timeout", defaults.start_timeout)
-    if not isinstance(enabled, bool):
-        raise ConfigError(f"{where}: enabled must be true or false")
-    if not isinstance(turns, list) or not all(isinstance(t, str) and t.strip() for t in turns):
-        raise ConfigError(f"{where}: turns must be a list of messages", hint='e.g. ["/start", "/recall"]')
-    if not isinstance(ignore, list) or not all(isinstance(p, str) for p in ignore):
-        raise ConfigError(f"{where}: ignore must be a list of regular expressions", hint=r'e.g. ["\\d{2}:\\d{2}"]')
-    for pattern in ignore:
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise ConfigError(f"{where}: ignore pattern {pattern!r} is not a regular expression ({exc})") from None
-    if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0:
-        raise ConfigError(f"{where}: start_timeout must be a number of seconds")
-    return Replay(enabled, tuple(t.strip() for t in turns), tuple(ignore), float(timeout))
-
-
-def _parse_watch(raw: Any, path: Path) -> Watch:
-    where = f"{path.name}: [tool.ci_tools.watch]"
-    if not isinstance(raw, dict) or set(raw) - {"interval_minutes"}:
-        raise ConfigError(f"{where} takes only interval_minutes")
-    every = raw.get("interval_minutes", Watch.interval_minutes)
-    if (
-        not isinstance(every, int)
-        or isinstance(every, bool)
-        or every not in (5, 10, 15, 20, 30, 60, 120, 180, 240, 360, 720)
-    ):
-        raise ConfigError(
-            f"{where}: interval_minutes must divide an hour or a day evenly, from 5 to 720",
-            hint="GitHub runs schedules at most every 5 minutes; e.g. 30",
-        )
-    return Watch(every)
-
-
-def _parse_memory_backup(raw: Any, environments: dict[str, Environment], path: Path) -> MemoryBackup:
-    where = f"{path.name}: [tool.ci_tools.memory_backup]"
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where} must be a table")
-    unknown = set(raw) - set(MemoryBackup.__dataclass_fields__)
-    if unknown:
-        raise ConfigError(f"{where} has unknown keys: {', '.join(sorted(unknown))}")
-    defaults = MemoryBackup()
-    targets = [e.name for e in environments.values() if e.cutover_target]
-    env = raw.get("environment") or (targets[0] if targets else "")
-    if env not in environments:
-        raise ConfigError(
-            f"{where}: environment {env!r} is not an environment",
-            hint=f"use one of: {', '.join(environments)}",
-        )
-
-    def days(name: str, value: Any) -> int:
-        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 90:
-            raise ConfigError(
-                f"{where}: {name} must be a whole number of days from 1 to 90",
-                hint="GitHub keeps artifacts at most 90 days",
-            )
-        return value
-
-    before = raw.get("before_release_days")
-    at = raw.get("nightly_at", defaults.nightly_at)
-    if not isinstance(at, str) or not re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]", at):
-        raise ConfigError(f'{where}: nightly_at must be HH:MM in UTC, e.g. "03:17"')
-    max_mb = raw.get("max_mb", defaults.max_mb)
-    if not isinstance(max_mb, int) or isinstance(max_mb, bool) or max_mb < 1:
-        raise ConfigError(f"{where}: max_mb must be a whole number of megabytes ≥ 1")
-    users = raw.get("protected_users", [])
-    if not isinstance(users, list) or not all(isinstance(u, int) and not isinstance(u, bool) and u > 0 for u in users):
-        raise ConfigError(f"{where}: protected_users must be a list of Telegram user ids", hint="e.g. [123456789]")
-    return MemoryBackup(
-        environment=env,
-        before_release_days=None if before is None else days("before_release_days", before),
-        nightly_days=days("nightly_days", raw.get("nightly_days", defaults.nightly_days)),
-        nightly_at=at,
-        max_mb=max_mb,
-        protected_users=tuple(users),
-    )
-
-
-def _parse_environments(raw: Any, path: Path) -> dict[str, Environment]:
+def _read_environments(raw: Any, path: Path) -> dict[str, Environment]:
     if not isinstance(raw, dict) or not raw:
         raise ConfigError(
             f"{path.name}: [tool.ci_tools.environments] is missing or empty",
             hint="define at least staging and production",
         )
-    environments = {}
-    for name, table in raw.items():
-        where = f"{path.name}: [tool.ci_tools.environments.{name}]"
-        if not isinstance(table, dict):
-            raise ConfigError(f"{where} must be a table")
-        missing = [key for key in _ENV_FIELDS if not isinstance(table.get(key), str) or not table[key]]
-        if missing:
-            raise ConfigError(f"{where} lacks {', '.join(missing)}", hint="add them as strings")
-        unknown = set(table) - {*_ENV_FIELDS, *_OPTIONAL_FIELDS}
-        if unknown:
-            raise ConfigError(f"{where} has unknown keys: {', '.join(sorted(unknown))}")
-        patterns = table.get("memory_patterns")
-        if not isinstance(patterns, list) or not patterns or not all(isinstance(p, str) for p in patterns):
-            raise ConfigError(
-                f"{where}: memory_patterns must be a non-empty list of strings containing {{user_id}}",
-                hint='e.g. ["user:{user_id}:history", "memory:{user_id}"]',
-            )
-        for pattern in patterns:
-            if problem := pattern_problem(pattern):
-                raise ConfigError(
-                    f"{where}: memory pattern {pattern!r} {problem}",
-                    hint='use {user_id} exactly once and no other {…}, e.g. "memory:{user_id}"',
-                )
-        prefix = table.get("key_prefix")
-        if not isinstance(prefix, str) or (prefix and not prefix.endswith(":")):
-            raise ConfigError(
-                f"{where}: key_prefix must be a string ending with ':' (e.g. 'dev:'), "
-                'or "" for a bot whose keys carry no prefix'
-            )
-        health_path = table.get("health_path", "/healthz")
-        if not isinstance(health_path, str) or (health_path and not health_path.startswith("/")):
-            raise ConfigError(
-                f"{where}: health_path must start with '/' (e.g. '/healthz'), or be \"\" to skip the health check"
-            )
-        if not BASE_URL.match(table["base_url"].rstrip("/")):
-            raise ConfigError(f"{where}: base_url must be a scheme and host, e.g. https://mindmate-prod.onrender.com")
-        if not BOT_USERNAME.match(table["bot_username"]):
-            raise ConfigError(
-                f"{where}: bot_username {table['bot_username']!r} is not a Telegram bot username",
-                hint="5-32 letters, digits or underscores, ending in 'bot', without '@'",
-            )
-        environments[name] = Environment(
-            name=name,
-            branch=table["branch"],
-            render_service=table["render_service"],
-            bot_username=table["bot_username"],
-            base_url=table["base_url"].rstrip("/"),
-            key_prefix=prefix,
-            memory_patterns=tuple(patterns),
-            health_path=health_path,
-            probe_user_id=_probe_user_id(table.get("probe_user_id", DEFAULT_PROBE_USER_ID), where),
-            key_value=str(table.get("key_value") or f"{table['render_service']}-redis"),
-            reviewers=_strings(table.get("reviewers", []), f"{where}: reviewers"),
-            deploy_branches=_strings(table.get("deploy_branches", [table["branch"]]), f"{where}: deploy_branches"),
-            **(
-                roles := {
-                    flag: _flag(table.get(flag, name == default), f"{where}: {flag}") for flag, default in ROLES.items()
-                }
-            ),
-            bake_minutes=_number(
-                table.get("bake_minutes", 10 if roles["rollback_on_failed_probe"] else 0),
-                f"{where}: bake_minutes",
-                0,
-                120,
-            ),
-            bake_interval_seconds=_number(
-                table.get("bake_interval_seconds", 30), f"{where}: bake_interval_seconds", 0.1, 600
-            ),
-            quiet_seconds=_number(
-                table.get("quiet_seconds", 120 if roles["cutover_target"] else 0), f"{where}: quiet_seconds", 0, 3600
-            ),
-            quiet_wait_minutes=_number(table.get("quiet_wait_minutes", 15), f"{where}: quiet_wait_minutes", 0, 120),
-        )
-    return environments
+    where = f"{path.name}: [tool.ci_tools.environments"
+    return {name: read_table(Environment, table, f"{where}.{name}]", name=name) for name, table in raw.items()}
 
 
-def _number(value: Any, where: str, low: float, high: float) -> float:
-    if not isinstance(value, int | float) or isinstance(value, bool) or not low <= value <= high:
-        raise ConfigError(f"{where} must be a number from {low:g} to {high:g}")
-    return float(value)
-
-
-def pattern_problem(pattern: str) -> str | None:
-    """Why ``pattern`` is no memory key pattern, or None: ``{user_id}`` exactly once, nothing else in braces.
-
-    Checked where patterns are read, so a pattern such as ``memory:{user_id}:{kind}`` is one
-    line at start-up, never a KeyError in the middle of an export.
-    """
-    try:
-        fields = [(name, spec, conv) for _, name, spec, conv in string.Formatter().parse(pattern) if name is not None]
-    except ValueError as exc:
-        return f"has unbalanced braces ({exc})"
-    other = sorted({f"{{{name}}}" for name, _, _ in fields if name != "user_id"})
-    if other:
-        return f"has a placeholder other than {{user_id}}: {', '.join(other)}"
-    if len(fields) != 1:
-        return "must contain {user_id} exactly once" + (f" (found {len(fields)})" if fields else "")
-    if fields[0][1] or fields[0][2]:
-        return "must use {user_id} plainly, without a format spec or conversion"
-    return None
-
-
-def _flag(value: Any, where: str) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"{where} must be true or false")
-    return value
-
-
-def _strings(value: Any, where: str) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise ConfigError(f"{where} must be a list of strings", hint='e.g. ["mindmate-owner"]')
-    return tuple(value)
-
-
-def _probe_user_id(value: Any, where: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 2**53:
+def _whose_memory(backup: MemoryBackup, environments: dict[str, Environment], path: Path) -> MemoryBackup:
+    targets = [e.name for e in environments.values() if e.cutover_target]
+    env = backup.environment or (targets[0] if targets else "")
+    if env not in environments:
         raise ConfigError(
-            f"{where}: probe_user_id must be a positive Telegram user id no real person has",
-            hint=f"leave it out for the default {DEFAULT_PROBE_USER_ID}",
+            f"{path.name}: [tool.ci_tools.memory_backup]: environment {env!r} is not an environment",
+            hint=f"use one of: {', '.join(environments)}",
         )
-    return value
+    return dataclasses.replace(backup, environment=env)
 
 
-def _parse_flow(raw: Any, path: Path) -> dict[str, tuple[str, ...]]:
-    if not isinstance(raw, dict) or not all(
-        isinstance(heads, list | tuple) and all(isinstance(h, str) and h for h in heads) for heads in raw.values()
-    ):
+def _refuse_an_unsaid_nonce(probe: ProbeTalk, path: Path) -> None:
+    if "{nonce}" in probe.expect and not any("{nonce}" in t for t in probe.turns):
         raise ConfigError(
-            f"{path.name}: [tool.ci_tools.flow] must map each base branch to a list of head patterns",
-            hint='e.g. develop = ["feature/*", "fix/*"]',
+            f"{path.name}: [tool.ci_tools.probe]: expect names {{nonce}} but no turn says it, "
+            "so no reply could contain it",
+            hint='e.g. turns = ["/start", "/remember probe-{nonce}", "/recall"]',
         )
-    return {base: tuple(heads) for base, heads in raw.items()}
 
 
 def _check_consistency(environments: dict[str, Environment], path: Path) -> None:
@@ -590,3 +718,41 @@ def _check_consistency(environments: dict[str, Environment], path: Path) -> None
     for a, b in itertools.pairwise(prefixes):
         if b.startswith(a):
             raise ConfigError(f"{path.name}: key prefix {a!r} is a prefix of {b!r}; make them disjoint")
+
+
+# -- the docs' table of settings --------------------------------------------------------------
+
+REFERENCE = (
+    ("[tool.ci_tools]", Config),
+    ("[tool.ci_tools.environments.<name>]", Environment),
+    *((f"[tool.ci_tools.{name}]", cls) for name, (cls, _) in TABLES.items()),
+)
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "; ".join(f"{k} = {_toml(v)}" for k, v in value.items())
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return "left out" if value is None else str(value)
+
+
+def reference() -> Iterator[tuple[str, str, str, str, str]]:
+    """Each setting: its table, key, what it takes, its default and what it is for."""
+    for table, cls in REFERENCE:
+        for f in dataclasses.fields(cls):
+            if (s := setting_of(f)) is None:
+                continue
+            if _required(f):
+                default = "required"
+            elif s.derived:
+                default = s.derived
+            else:
+                default = _toml(f.default if f.default_factory is dataclasses.MISSING else f.default_factory())
+            yield table, f.name, s.check.takes, default, s.what

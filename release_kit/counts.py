@@ -4,7 +4,8 @@ A handler's exception is answered 200 (a retry would fail the same way), so Tele
 ``last_error`` never shows it; the health answer does, for the bake window after a release.
 Telegram's own refusals of a reply (a user who blocked the bot) are not the code's failures and
 are not counted, nor are the probe user's turns (the pipeline's, not traffic). Nothing of a
-message is kept: the exception's type, the update's kind, and when the last one was handled.
+message is kept: the exception's type, the update's kind, when the last one was handled, and
+when the instance started.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ class UpdateCounts:
         self.failed = 0
         self.last_failure: dict[str, str] | None = None
         self.last_handled_at: float | None = None
+        # When this instance started: with nothing handled yet, the pipeline's quiet moment reads a
+        # recent start as a conversation a restart may have cut short, not as a quiet bot.
+        self.started_at = time.time()
 
     def count(self, update: Update, failures: list[BaseException]) -> None:
         self.handled += 1
@@ -40,4 +44,5 @@ class UpdateCounts:
             "failed": self.failed,
             "last_failure": self.last_failure,
             "last_handled_at": self.last_handled_at,
+            "started_at": self.started_at,
         }

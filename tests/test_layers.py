@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
@@ -92,6 +93,7 @@ SHARED = {
     "scheduler",  # which of main's workflows a schedule starts (github dispatch --schedule)
     "unreviewed_secrets",  # what staging may hold (github setup and check)
     "old_bot",  # the daily user's old bot during the move (send-back and finish-move)
+    "send_back_record",  # what send-back left in the old bot's keys (send-back and its undo)
     "bot_detection",  # what adopt (and check-bot) read from a bot's repository
     "adopted_files",  # what adopt copies into a bot's repository: the one list
     "adopted_config",  # adopt's merge of render.yaml and [tool.ci_tools] (init's own edits: owner_files)
@@ -167,3 +169,42 @@ def test_the_formatter_is_in_charge():
         if "fmt: skip" in line or "fmt: off" in line
     ]
     assert len(skips) <= 5, skips
+
+
+def _function_local_imports(tree: ast.Module) -> list[ast.Import | ast.ImportFrom]:
+    """Imports inside a function body, those under ``if TYPE_CHECKING:`` (annotations only) aside."""
+    typing_only = {
+        id(n)
+        for block in ast.walk(tree)
+        if isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test)
+        for n in ast.walk(block)
+    }
+    found = {
+        id(n): n
+        for function in ast.walk(tree)
+        if isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef)
+        for n in ast.walk(function)
+        if isinstance(n, ast.Import | ast.ImportFrom) and id(n) not in typing_only
+    }
+    return list(found.values())
+
+
+def _says_why(lines: list[str], node: ast.stmt) -> bool:
+    """A comment on the import's lines or the line above, beyond a ``type: ignore``."""
+    around = lines[node.lineno - 2 : node.end_lineno]
+    comments = [re.sub(r"type:\s*ignore\[[^]]*\]", "", line.split("#", 1)[1]) for line in around if "#" in line]
+    return any(c.strip(" #") for c in comments)
+
+
+def test_modules_import_at_the_top_and_an_import_in_a_function_says_why():
+    """``main()`` imports only the command it runs (ci_tools/__main__.py), so a module imports what
+    it uses at its top; an import inside a function is the exception (an optional dependency, the
+    weight ``--help`` must not carry) and its comment says which."""
+    local = []
+    for path in sorted((ROOT / "ci_tools").rglob("*.py")):
+        text = path.read_text()
+        for node in _function_local_imports(ast.parse(text)):
+            where = f"{path.relative_to(ROOT)}:{node.lineno}"
+            assert _says_why(text.splitlines(), node), f"{where}: move the import to the top, or say why it cannot be"
+            local.append(where)
+    assert len(local) <= 15, f"{len(local)} imports inside functions: {local}"

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import dataclasses
+import itertools
+import re
 from pathlib import Path
 
 import pytest
 
 from ci_tools.context import build
 from ci_tools.errors import ConfigError
-from ci_tools.settings import load_config
+from ci_tools.settings import REFERENCE, load_config, reference, setting_of
 from tests.support import ROOT
 
 GOOD_ENV = """
@@ -177,3 +180,78 @@ def test_a_bad_probe_table_is_one_line(tmp_path, monkeypatch, capsys, table, mes
     assert main(["config", "show"]) == 3
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "[tool.ci_tools.probe]" in err[0], err
+
+
+def settings_tables() -> str:
+    """docs/CONFIGURATION.md's tables of settings, as ci_tools/settings.py states them:
+    `uv run python -m tests.test_settings` prints them."""
+    lines: list[str] = []
+    for table, rows in itertools.groupby(reference(), key=lambda row: row[0]):
+        lines += ["", f"`{table}`", "", "| key | takes | default | what it is |", "|---|---|---|---|"]
+        lines += [f"| `{key}` | {takes} | {default} | {what} |" for _, key, takes, default, what in rows]
+    return "\n".join(lines[1:])
+
+
+def test_configuration_md_lists_every_setting_as_the_code_states_it():
+    text = (ROOT / "docs" / "CONFIGURATION.md").read_text()
+    assert settings_tables() in text, "docs/CONFIGURATION.md's settings are stale: print them anew (see this module)"
+
+
+def test_each_setting_states_its_check_and_what_it_is_for():
+    """A field of a settings table without ``spec`` metadata would be read by no one and documented nowhere."""
+    apart = {"path", "environments", "name", "memory_backup", "watch", "replay", "move", "ci", "probe"}
+    for _, cls in REFERENCE:
+        for f in dataclasses.fields(cls):
+            assert f.name in apart or setting_of(f), f"{cls.__name__}.{f.name} has no spec(…)"
+
+
+@pytest.mark.parametrize(
+    ("table", "line", "said"),
+    [
+        ("environments.production", 'bot_usernme = "x_bot"', "unknown keys: bot_usernme (did you mean bot_username?)"),
+        ("move", "window_day = 3", "[tool.ci_tools.move] takes only window_days, old_bot_prefix and send_back_text"),
+        ("move", "window_day = 3", "(did you mean window_days?)"),
+        ("", "rollback_window = 7", "[tool.ci_tools] takes only flow, default_branch, rollback_window_days,"),
+        ("", "rollback_window = 7", "unknown keys: rollback_window (did you mean rollback_window_days?)"),
+        ("watch", "colour = 1", "[tool.ci_tools.watch] takes only interval_minutes; unknown keys: colour"),
+    ],
+)
+def test_a_misspelt_key_is_one_line_naming_the_key_it_resembles(tmp_path, table, line, said):
+    text = two_envs()
+    header = f"[tool.ci_tools.{table}]" if table else "[tool.ci_tools]"
+    text = text.replace(header, f"{header}\n{line}") if header in text else f"{header}\n{line}\n{text}"
+    with pytest.raises(ConfigError) as error:
+        load_config(write(tmp_path, text))
+    assert said in error.value.one_line() and "\n" not in error.value.one_line()
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("bake_minutes = true", "bake_minutes must be a number from 0 to 120"),
+        ("quiet_seconds = 3601", "quiet_seconds must be a number from 0 to 3600"),
+        ('probe_user_id = "1"', "probe_user_id must be a positive Telegram user id no real person has"),
+        ("probe_user_id = 0", "probe_user_id must be a positive Telegram user id no real person has"),
+        ("cutover_target = 1", "cutover_target must be true or false"),
+        ('reviewers = "owner"', "reviewers must be a list of strings"),
+        ('health_path = "healthz"', "health_path must start with '/'"),
+    ],
+)
+def test_an_environment_value_of_the_wrong_kind_is_one_line(tmp_path, line, message):
+    """Booleans are not numbers here (TOML's true is no 1), nor numbers booleans."""
+    text = two_envs(**{'branch = "main"': f'branch = "main"\n{line}'})
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(write(tmp_path, text))
+
+
+def test_defaults_follow_each_environments_role(tmp_path):
+    config = load_config(write(tmp_path, two_envs()))
+    staging, production = config.env("staging"), config.env("production")
+    assert (production.bake_minutes, production.quiet_seconds, production.cutover_target) == (10, 120, True)
+    assert (staging.bake_minutes, staging.quiet_seconds, staging.testers_only) == (0, 0, True)
+    assert (staging.key_value, staging.deploy_branches) == ("svc-staging-redis", ("develop",))
+    assert config.memory_backup.environment == "production" and config.before_release_days == 14
+
+
+if __name__ == "__main__":
+    print(settings_tables())

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from ci_tools.errors import ConfigError
 
 BLUEPRINT = "render.yaml"
@@ -59,8 +61,6 @@ def commands_of(tree: Path, service: str | None = None) -> BotCommands:
 
 def from_blueprint(text: str, service: str | None = None) -> BotCommands:
     """The named (or single) web service of a render.yaml's text."""
-    import yaml  # only a caller that reads a Blueprint pays for it
-
     try:
         document = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:

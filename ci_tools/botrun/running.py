@@ -34,6 +34,7 @@ from ci_tools.botrun.building import VENV, build_environ
 from ci_tools.botrun.commands import BotCommands
 from ci_tools.botrun.logs import last_lines
 from ci_tools.botrun.sessions import die_with_parent, stop_session
+from ci_tools.clients.health import answers
 from ci_tools.errors import StartFailed
 
 REROUTE = Path(__file__).parent / "reroute"  # holds sitecustomize.py, and nothing else
@@ -166,8 +167,6 @@ def start(
 
 
 def _wait_ready(bot: RunningBot, host: str, timeout: float) -> None:
-    from ci_tools.clients.health import answers
-
     path = bot.commands.health_path
     deadline = time.monotonic() + timeout
     while True:

@@ -6,15 +6,14 @@ import argparse
 import getpass
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
+from ci_tools.actions import Runner
+from ci_tools.context import Context
 from ci_tools.needs import Needs
-
-if TYPE_CHECKING:  # annotations only: the probe loads when a command runs
-    from ci_tools.actions import Runner
-    from ci_tools.context import Context
-    from ci_tools.pipeline.probe import Check
-    from ci_tools.settings import Environment
+from ci_tools.output import Report, report, say
+from ci_tools.pipeline.notify import notify
+from ci_tools.pipeline.probe import Check, summary_rows
+from ci_tools.settings import Environment
 
 RENDER = ("RENDER_DEPLOY_HOOK_URL", "RENDER_API_KEY", "RENDER_SERVICE_ID")
 DEPLOY_NEEDS = Needs(optional=RENDER)
@@ -34,25 +33,17 @@ def add_probe_options(parser: argparse.ArgumentParser) -> None:
 
 
 def report_probe(runner: Runner, title: str, checks: list[Check], *, as_json: bool = False, commit: str = "") -> None:
-    from ci_tools.output import Report, report
-    from ci_tools.pipeline.probe import summary_rows
-
     document = {"title": title, "commit": commit, "checks": [c.__dict__ for c in checks]}
     report(runner, Report(title, PROBE_HEADERS, summary_rows(checks), document), as_json=as_json)
 
 
 def printer(as_json: bool) -> Callable[[str], None]:
     """Progress lines for humans; nothing with --json (stdout is one JSON document then)."""
-    from ci_tools.output import say
-
     return (lambda line: None) if as_json else (lambda line: say(f"  {line}"))
 
 
 def tell_owner(ctx: Context, env: Environment, text: str) -> None:
     """The owner hears it in Telegram; a failure to tell is a warning, never the run's failure."""
-    from ci_tools.output import say
-    from ci_tools.pipeline.notify import notify
-
     if not ctx.optional("OWNER_CHAT_ID"):
         return  # not set up: nothing to say on every run
     warning = notify(ctx, env, text)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ci_tools.checklist import report
 from ci_tools.context import Context
+from ci_tools.memory.keys import parse_user_id
 from ci_tools.needs import Needs
+from ci_tools.pipeline.acceptance import acceptance
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    acc = subparsers.add_parser("acceptance", help="runbook step 8: the acceptance checklist, checked for real")
+    acc = subparsers.add_parser("acceptance")
     acc.add_argument("--user-id", required=True)
     acc.add_argument("--snapshot", type=Path, help="the snapshot the memory copy wrote")
     acc.add_argument("--since", type=float, help="epoch seconds of the cutover (default: the snapshot's time)")
@@ -33,10 +36,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
-    from ci_tools.checklist import report
-    from ci_tools.memory.keys import parse_user_id
-    from ci_tools.pipeline.acceptance import acceptance
-
     items = acceptance(ctx, parse_user_id(args.user_id), args.snapshot, args.since)
     report(ctx.runner, "Acceptance", items, as_json=args.json)
     return 0

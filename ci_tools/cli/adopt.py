@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ci_tools.cli._common import ask
 from ci_tools.context import Context
 from ci_tools.errors import InputError
-
-if TYPE_CHECKING:
-    from ci_tools.pipeline.adopt import Ask
+from ci_tools.output import say
+from ci_tools.pipeline.adopt import AdoptRequest, Ask, adopt
+from ci_tools.repo.adopted_files import COPIED
 
 GIVEN = {
     "production_bot": "the production bot's username (default: asked, or <service>_bot with --yes)",
@@ -39,7 +38,6 @@ KIT_LINES = (
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "adopt",
-        help="put the release pipeline into your bot's repository (its code untouched); safe to run again",
         description="Copies the workflows, actions, branch rules and the bot kit into PATH, merges render.yaml "
         "(your live service becomes production, a staging twin is added) and [tool.ci_tools] into its "
         "pyproject.toml, and names where each value came from. Nothing is written unless every detection "
@@ -77,9 +75,6 @@ def _asker(yes: bool) -> Ask | None:
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
-    from ci_tools.output import say
-    from ci_tools.pipeline.adopt import AdoptRequest, adopt
-
     request = AdoptRequest(
         path=args.path,
         service=args.service,
@@ -127,8 +122,6 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
 
 def _grouped(written: list[str]) -> list[str]:
     """``.github/workflows/ (17 files)`` rather than seventeen names."""
-    from ci_tools.repo.adopted_files import COPIED
-
     counted: dict[str, int] = {}
     shown: list[str] = []
     for name in written:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 
 from ci_tools.context import Context
+from ci_tools.memory.keys import parse_user_id
 from ci_tools.needs import Needs
+from ci_tools.output import say
+from ci_tools.pipeline.announce import announce
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    ann = subparsers.add_parser("announce", help="runbook step 7: the old bot tells the user where the new bot is")
+    ann = subparsers.add_parser("announce")
     ann.add_argument("--chat-id", required=True, help="the user's Telegram id")
     ann.add_argument("--text", help="default: 'Official bot moved here: https://t.me/<new bot>'")
     # TELEGRAM_BOT_TOKEN here is the OLD bot's: it is the one the user still talks to.
@@ -17,10 +20,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
-    from ci_tools.memory.keys import parse_user_id
-    from ci_tools.output import say
-    from ci_tools.pipeline.announce import announce
-
     chat_id = parse_user_id(args.chat_id)
     sent = announce(ctx, ctx.secrets["TELEGRAM_BOT_TOKEN"], chat_id, args.text)
     say(f"✓ sent: {sent}")

@@ -14,21 +14,21 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ci_tools.cli._common import printer
 from ci_tools.context import Context
 from ci_tools.errors import ConfigError, InputError, VerificationError
+from ci_tools.output import Report, report, say
+from ci_tools.pipeline.check_bot import CheckRequest, Outcome, StandIns, check_bot
 from ci_tools.settings import load_config
 
 if TYPE_CHECKING:
-    from ci_tools.pipeline.check_bot import Outcome
     from sandbox.redis import RedisServer
 
 HEADERS = ["", "level", "item", "seen", "fix"]
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    check = subparsers.add_parser(
-        "check-bot", help="build and start your bot locally and show which contract level it reaches"
-    )
+    check = subparsers.add_parser("check-bot")
     check.add_argument("path", nargs="?", type=Path, default=Path("."), help="the bot's repository (default: here)")
     check.add_argument("--service", help="the render.yaml web service to run (needed when it has several)")
     check.add_argument("--health-path", help="the health check path to look at (default: the service's, else /healthz)")
@@ -40,11 +40,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
-    from ci_tools.cli._common import printer
-    from ci_tools.output import say
-    from ci_tools.pipeline.check_bot import CheckRequest, StandIns, check_bot
-    from sandbox.redis import RedisServer
-    from sandbox.telegram import FakeTelegram
+    from sandbox.redis import RedisServer  # optional: the stand-ins ship with a checkout, not the wheel
+    from sandbox.telegram import FakeTelegram  # optional: the stand-ins ship with a checkout, not the wheel
 
     path: Path = args.path
     if not path.is_dir():
@@ -89,8 +86,6 @@ def _restart(server: RedisServer) -> None:
 
 
 def show(ctx: Context, outcome: Outcome, *, as_json: bool) -> None:
-    from ci_tools.output import Report, report
-
     rows = [[c.mark, c.level, c.name, c.detail, "" if c.ok is True else c.fix] for c in outcome.checks]
     notes = [f"level reached: {outcome.level or 'none'} (service {outcome.service})"]
     if outcome.level is None and outcome.log_tail:

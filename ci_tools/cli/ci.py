@@ -12,6 +12,8 @@ import argparse
 from ci_tools.context import Context
 from ci_tools.errors import VerificationError
 from ci_tools.needs import NOTHING
+from ci_tools.output import say
+from ci_tools.pipeline.ci import run_tests
 
 DESCRIPTION = """\
 Run the bot's own tests: the shell command [tool.ci_tools.ci] test_command names, with
@@ -21,16 +23,13 @@ exits non-zero fails the run (exit 5)."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("ci", help="the bot's own tests ([tool.ci_tools.ci] test_command)")
+    parser = subparsers.add_parser("ci")
     sub = parser.add_subparsers(dest="ci_command", required=True, metavar="ACTION")
     run_parser = sub.add_parser("run", help="run [tool.ci_tools.ci] test_command", description=DESCRIPTION)
     run_parser.set_defaults(func=run, needs=NOTHING)
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
-    from ci_tools.output import say
-    from ci_tools.pipeline.ci import run_tests
-
     config = ctx.config
     where = f"[tool.ci_tools.ci] test_command in {config.path.name}"
     if config.ci.test_command is not None:

@@ -8,10 +8,12 @@ from pathlib import Path
 
 from ci_tools.context import Context
 from ci_tools.errors import ConfigError
+from ci_tools.output import emit_json, say, table
+from ci_tools.repo.blueprint import blueprint_problems, load_blueprint
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("config", help="show or check the pipeline configuration")
+    parser = subparsers.add_parser("config")
     sub = parser.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     show = sub.add_parser("show", help="print the environments and the branch flow")
     show.add_argument("--json", action="store_true", help="machine-readable output")
@@ -22,8 +24,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def show_config(ctx: Context, args: argparse.Namespace) -> int:
-    from ci_tools.output import emit_json, say, table
-
     config = ctx.config
     if args.json:
         emit_json(
@@ -53,9 +53,6 @@ def show_config(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def check_config(ctx: Context, args: argparse.Namespace) -> int:
-    from ci_tools.output import say
-    from ci_tools.repo.blueprint import blueprint_problems, load_blueprint
-
     config = ctx.config
     path = args.blueprint or config.path.with_name("render.yaml")
     problems = blueprint_problems(config, load_blueprint(path))

@@ -16,13 +16,17 @@ import json
 from pathlib import Path
 
 from ci_tools.context import Context
+from ci_tools.contracts import diff, openapi
+from ci_tools.contracts.fetch import Sources, fetch_all
+from ci_tools.contracts.used import GITHUB, USED
 from ci_tools.errors import VerificationError
+from ci_tools.output import Report, report, say
 
 PROVIDERS = ("render", "github", "telegram")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("contracts", help="fetch, compare or cut the providers' API descriptions")
+    parser = subparsers.add_parser("contracts")
     sub = parser.add_subparsers(dest="contracts_command", required=True, metavar="ACTION")
     diff = sub.add_parser("diff", help="what changed between two copies, in the operations we use")
     diff.add_argument("provider", choices=PROVIDERS)
@@ -46,10 +50,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def diff_descriptions(ctx: Context, args: argparse.Namespace) -> int:
-    from ci_tools.contracts import diff, openapi
-    from ci_tools.contracts.used import USED
-    from ci_tools.output import Report, report, say
-
     found = diff.changes(args.provider, openapi.load(args.old), openapi.load(args.new))
     if not found and not args.json:
         say(f"✓ {args.provider}: no change in the {len(USED[args.provider])} operations we use")
@@ -67,9 +67,6 @@ def diff_descriptions(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def fetch_descriptions(ctx: Context, args: argparse.Namespace) -> int:
-    from ci_tools.contracts.fetch import Sources, fetch_all
-    from ci_tools.output import say
-
     specs = ctx.services.specs
     given = {
         "render": args.render_url or specs.get("render"),
@@ -83,10 +80,6 @@ def fetch_descriptions(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cut_description(ctx: Context, args: argparse.Namespace) -> int:
-    from ci_tools.contracts import openapi
-    from ci_tools.contracts.used import GITHUB
-    from ci_tools.output import say
-
     cut = openapi.subset(openapi.load(args.full), GITHUB)
     args.out.write_text(json.dumps(cut, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     say(f"✓ {args.out}: {len(GITHUB)} operations, {args.out.stat().st_size // 1024} KiB")

@@ -4,15 +4,14 @@ the new bot's token — its undo within the rollback window, and closing the win
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
 
 from ci_tools.cli._common import printer
 from ci_tools.context import Context
-from ci_tools.errors import ConfigError
+from ci_tools.errors import ConfigError, InputError
 from ci_tools.needs import Needs
-
-if TYPE_CHECKING:  # annotations only: the modules load when the command runs
-    from ci_tools.pipeline.cutover import CutoverRequest, CutoverResult
+from ci_tools.output import Report, report
+from ci_tools.pipeline.cutover import PREVIOUS_TOKEN_VAR, CutoverRequest, CutoverResult, back, finish, forward, target
+from ci_tools.pipeline.deploy import parse_commit
 
 NEEDS = Needs(
     required=("RENDER_API_KEY", "RENDER_SERVICE_ID"),
@@ -27,11 +26,7 @@ NEEDS = Needs(
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    cut = subparsers.add_parser(
-        "cutover",
-        help="runbook step 5: a new bot's token on production (or --env staging), deployed and probed; "
-        "--back undoes it, --finish closes the rollback window",
-    )
+    cut = subparsers.add_parser("cutover")
     cut.add_argument(
         "--env",
         dest="env_name",
@@ -56,10 +51,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
-    from ci_tools.errors import InputError
-    from ci_tools.pipeline.cutover import PREVIOUS_TOKEN_VAR, CutoverRequest, back, forward
-    from ci_tools.pipeline.deploy import parse_commit
-
     secrets = ctx.secrets
     if args.now and not args.yes:
         raise InputError(
@@ -95,9 +86,6 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def _finished(ctx: Context, request: CutoverRequest, *, now: bool) -> int:
-    from ci_tools.output import Report, report
-    from ci_tools.pipeline.cutover import finish, target
-
     env = target(ctx, request)
     forgotten, ends = finish(ctx, request, now=now)
     when = f"the window ended {ends:%Y-%m-%d}" if ends else "no window was recorded"
@@ -124,9 +112,6 @@ def _finished(ctx: Context, request: CutoverRequest, *, now: bool) -> int:
 
 
 def _report(ctx: Context, result: CutoverResult, title: str, what: str, request: CutoverRequest) -> int:
-    from ci_tools.output import Report, report
-    from ci_tools.pipeline.cutover import PREVIOUS_TOKEN_VAR, target
-
     env = target(ctx, request)
     rows = [["✓", f"{env.name} answers as", f"@{result.now.username} (id {result.now.id})"]]
     ctx.runner.set_output("bot", result.now.username)

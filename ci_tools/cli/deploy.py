@@ -7,10 +7,12 @@ import time
 
 from ci_tools.cli._common import DEPLOY_NEEDS, printer
 from ci_tools.context import Context
+from ci_tools.output import Report, report, say
+from ci_tools.pipeline.deploy import deploy, parse_commit
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    d = subparsers.add_parser("deploy", help="deploy a commit and wait until it is live")
+    d = subparsers.add_parser("deploy")
     d.add_argument("environment", help="staging or production")
     d.add_argument("--commit", required=True, help="the commit SHA (a short one is resolved)")
     d.add_argument("--timeout", type=float, default=900, help="seconds to wait for live (default 900)")
@@ -25,9 +27,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
-    from ci_tools.output import Report, report, say
-    from ci_tools.pipeline.deploy import deploy, parse_commit
-
     env = ctx.config.env(args.environment)
     commit = parse_commit(args.commit)
     started_at = time.time()

@@ -5,14 +5,14 @@ earlier than ``[tool.ci_tools.move] window_days`` after the daily user's first m
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
 
 from ci_tools.cli._common import printer
 from ci_tools.context import Context
+from ci_tools.errors import InputError
+from ci_tools.memory.keys import parse_user_id
 from ci_tools.needs import Needs
-
-if TYPE_CHECKING:  # annotations only: the phase loads when the command runs
-    from ci_tools.pipeline.finish_move import Finished, FinishRequest
+from ci_tools.output import Report, report
+from ci_tools.pipeline.finish_move import Finished, FinishRequest, finish_move
 
 # Run in production's environment: the new bot's token (whose id the kit's arrival record names), production's
 # Redis and service (the cutover's window), and the old bot's service and Redis as production holds
@@ -24,11 +24,7 @@ NEEDS = Needs(
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    fin = subparsers.add_parser(
-        "finish-move",
-        help="runbook step 9: the old bot serves testers only under its own prefix (the window after the daily "
-        "user's first message to the new bot must have passed, or --force); closes the cutover's window",
-    )
+    fin = subparsers.add_parser("finish-move")
     fin.add_argument("--user-id", required=True, help="the daily user's Telegram id")
     fin.add_argument(
         "--tester-ids",
@@ -43,10 +39,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
-    from ci_tools.errors import InputError
-    from ci_tools.memory.keys import parse_user_id
-    from ci_tools.pipeline.finish_move import FinishRequest, finish_move
-
     raw = args.tester_ids.replace(" ", "") or (ctx.optional("OWNER_CHAT_ID") or "")
     try:
         testers = tuple(int(part) for part in raw.split(",") if part)
@@ -69,8 +61,6 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def _report(ctx: Context, request: FinishRequest, result: Finished) -> None:
-    from ci_tools.output import Report, report
-
     old, timing = result.old, result.timing
     prefix = ctx.config.move.old_bot_prefix
     arrived = f"{timing.arrived:%Y-%m-%d %H:%M} UTC" if timing.arrived else "not recorded"

@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 
 from ci_tools.context import Context
-from ci_tools.errors import InputError, VerificationError
+from ci_tools.errors import ConfigError, FatalError, InputError, VerificationError
 from ci_tools.needs import Needs
-from ci_tools.repo.flow import arrival_checked
+from ci_tools.output import say
+from ci_tools.repo.back_merge import backmerge
+from ci_tools.repo.flow import arrival_checked, arrived_problem, check_name, check_pair
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("flow", help="enforce feature/* → develop → main")
+    parser = subparsers.add_parser("flow")
     sub = parser.add_subparsers(dest="flow_command", required=True, metavar="ACTION")
     check = sub.add_parser("check", help="may a PR from HEAD merge into BASE?")
     check.add_argument("--base", required=True, help="the PR's base branch")
@@ -44,9 +46,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def flow_check(ctx: Context, args: argparse.Namespace) -> int:
-    from ci_tools.output import say
-    from ci_tools.repo.flow import check_pair
-
     config = ctx.config
     verdict = check_pair(config.flow, args.base.strip(), args.head.strip(), head_repo=args.head_repo, repo=args.repo)
     if not verdict.allowed:
@@ -58,9 +57,6 @@ def flow_check(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def flow_name(ctx: Context, args: argparse.Namespace) -> int:
-    from ci_tools.output import say
-    from ci_tools.repo.flow import check_name
-
     if not args.branch.strip():
         raise InputError("the branch name is empty", hint="pass a name such as feature/short-name")
     verdict = check_name(args.branch.strip())
@@ -71,9 +67,6 @@ def flow_name(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def flow_backmerge(ctx: Context, args: argparse.Namespace) -> int:
-    from ci_tools.output import say
-    from ci_tools.repo.back_merge import backmerge
-
     result = backmerge(
         ctx,
         args.repo or ctx.runner.repository,
@@ -89,10 +82,6 @@ def flow_backmerge(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def flow_arrived(ctx: Context, args: argparse.Namespace) -> int:
-    from ci_tools.errors import ConfigError, FatalError
-    from ci_tools.output import say
-    from ci_tools.repo.flow import arrived_problem
-
     if not arrival_checked(args.mode):
         say(f"✓ rulesets guard {args.base} on this plan ({args.mode}): GitHub held the flow before this push")
         return 0

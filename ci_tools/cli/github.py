@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from ci_tools.checklist import report as report_checklist
+from ci_tools.clients.github_rest import GitHubAPI
 from ci_tools.context import Context
 from ci_tools.errors import ConfigError
 from ci_tools.needs import Needs
+from ci_tools.output import Report, report, say
 from ci_tools.redact import redact
+from ci_tools.repo.github import check, plan, secret_values
+from ci_tools.repo.owner_files import read_dotenv
 from ci_tools.repo.scheduler import dispatch_ref, due
-
-if TYPE_CHECKING:  # annotations only: the modules load when the command runs
-    from ci_tools.clients.github_rest import GitHubAPI
 
 NEEDS = Needs(optional=("GITHUB_TOKEN", "GH_TOKEN"))
 # setup also reads STAGING_<NAME> / PRODUCTION_<NAME> for every secret the workflows use
@@ -23,9 +24,7 @@ DISPATCH_NEEDS = Needs(required=("GITHUB_TOKEN",))  # scheduler.yml's: github.to
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "github", help="runbook step 3 (github setup): set up and check GitHub's environments, secrets and rulesets"
-    )
+    parser = subparsers.add_parser("github")
     sub = parser.add_subparsers(dest="github_command", required=True, metavar="ACTION")
     setup = sub.add_parser("setup", help="create or fix everything (a dry run that lists the changes unless --apply)")
     setup.add_argument("--repo", help="OWNER/NAME (default: $GITHUB_REPOSITORY)")
@@ -71,8 +70,6 @@ WITHHELD = (
 
 def _kept(ctx: Context) -> dict[str, str]:
     """What `ci-tools init` kept in .env beside pyproject.toml (nothing when there is none)."""
-    from ci_tools.repo.owner_files import read_dotenv
-
     return read_dotenv(ctx.config.path.parent / ".env")
 
 
@@ -97,9 +94,6 @@ def _api(ctx: Context, args: argparse.Namespace) -> GitHubAPI:
 
 
 def run_setup(ctx: Context, args: argparse.Namespace) -> int:
-    from ci_tools.output import Report, report
-    from ci_tools.repo.github import plan, secret_values
-
     config = ctx.config
     root = config.path.parent
     secrets_file = _secrets_file(ctx, args)
@@ -137,10 +131,6 @@ def run_setup(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def run_check(ctx: Context, args: argparse.Namespace) -> int:
-    from ci_tools.checklist import report as report_checklist
-    from ci_tools.output import say
-    from ci_tools.repo.github import check
-
     config = ctx.config
     with _api(ctx, args) as api:
         items = check(api, config, config.path.parent)

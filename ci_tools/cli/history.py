@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import time
 from pathlib import Path
 
+from ci_tools.checklist import BUDGET
+from ci_tools.clients.health import NotTheContract, Unreachable, health_of
 from ci_tools.context import Context
+from ci_tools.errors import ConfigError, InputError
 from ci_tools.needs import Needs
+from ci_tools.output import Report, report
+from ci_tools.pipeline.history import history, interleaved, said_off
+from ci_tools.pipeline.status import secret
 
 NEEDS = Needs(
     optional=("RENDER_API_KEY", "RENDER_SERVICE_ID"),
@@ -15,7 +23,7 @@ NEEDS = Needs(
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("history", help="an environment's releases and rollbacks, from Render")
+    parser = subparsers.add_parser("history")
     parser.add_argument("environment")
     parser.add_argument("--limit", type=int, default=20, help="how many deploys (default 20)")
     parser.add_argument("--json", action="store_true")
@@ -23,16 +31,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
-    import contextlib
-    import time
-
-    from ci_tools.checklist import BUDGET
-    from ci_tools.clients.health import NotTheContract, Unreachable, health_of
-    from ci_tools.errors import ConfigError, InputError
-    from ci_tools.output import Report, report
-    from ci_tools.pipeline.history import history, interleaved, said_off
-    from ci_tools.pipeline.status import secret
-
     config = ctx.config
     env = config.env(args.environment)
     if args.limit < 1:

@@ -3,6 +3,10 @@
 ``--on`` and ``--off`` write the repository variable CI_TOOLS_RELEASES_HELD (hold.yml runs them
 from the owner's phone); ``--check`` is production.yml's first step after checkout, which
 reads the variable as ``vars.CI_TOOLS_RELEASES_HELD`` and passes it with ``--held``.
+``--check --again`` is its step right before the deploy: ``vars.*`` are fixed when the job
+starts, and a release may wait minutes for a quiet moment, so a hold set meanwhile is read
+through the API (with production's GITHUB_ADMIN_TOKEN). Without a token it cannot be read
+again, and the run says the hold was read at the start only: the first check stands.
 """
 
 from __future__ import annotations
@@ -10,16 +14,13 @@ from __future__ import annotations
 import argparse
 import getpass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
+from ci_tools.clients.github_rest import GitHubAPI
 from ci_tools.context import Context
 from ci_tools.errors import ConfigError, InputError
 from ci_tools.needs import Needs
-from ci_tools.pipeline.hold import HELD_VARIABLE, LIFT, Hold, hold_off, hold_on, refuse_if_held
+from ci_tools.pipeline.hold import HELD_VARIABLE, LIFT, Hold, hold_off, hold_on, read_hold, refuse_if_held
 from ci_tools.redact import redact
-
-if TYPE_CHECKING:  # no third-party import at parse time: a missing library stays main()'s one line
-    from ci_tools.clients.github_rest import GitHubAPI
 
 # Optional because --check reads the hold from its --held argument (GITHUB_TOKEN cannot read
 # variables); --on and --off need a token that can write them and say so when it is missing.
@@ -29,14 +30,15 @@ DESCRIPTION = f"""\
 Hold production's releases while something is wrong, and lift the hold again.
 The hold is the repository variable {HELD_VARIABLE} (who, since when, why, as JSON):
 --on sets it, --off deletes it, and production.yml's first step (--check) refuses to
-release while it is set, before any snapshot or deploy. A rollback is never held.
+release while it is set, before any snapshot or deploy; --check --again reads it once
+more through the API right before the deploy (a release may wait for a quiet moment, and
+vars.* are read only when the job starts). A rollback is never held.
 From a phone: Actions → hold → Run workflow (hold on or off, a reason)."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "hold",
-        help=f"hold production's releases, or lift the hold (repository variable {HELD_VARIABLE})",
         description=DESCRIPTION,
     )
     which = parser.add_mutually_exclusive_group(required=True)
@@ -44,6 +46,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     which.add_argument("--off", action="store_true", help=f"lift the hold: delete {HELD_VARIABLE}")
     which.add_argument(
         "--check", action="store_true", help="fail (exit 3, one line) if releases are held; production.yml runs it"
+    )
+    parser.add_argument(
+        "--again",
+        action="store_true",
+        help="with --check: read the hold again through the API right before the deploy; without a "
+        "token, say it was read at the start only and go on",
     )
     parser.add_argument("--reason", default="", help="why (with --on): shown to whoever meets the hold")
     parser.add_argument("--by", default="", help="who holds them (with --on; default: your login)")
@@ -71,10 +79,20 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         refuse_if_held(args.held)
         _say(f"✓ {production}'s releases are not held")
         return 0
+    if args.again and not args.check:
+        raise InputError("--again goes with --check", hint="ci-tools hold --check --again")
+    if args.again and not ctx.github_token():
+        line = (
+            f"the hold was read at the job's start only: no GITHUB_ADMIN_TOKEN in {production}'s environment "
+            "to read it again, so a hold set since is not seen (ci-tools github setup stores the token)"
+        )
+        _say(f"⚠ {line}")
+        ctx.runner.annotate("warning", line, title="hold not read again")
+        return 0
     with _api(ctx, args) as api:
         if args.check:
-            refuse_if_held(api.variable(HELD_VARIABLE))
-            _say(f"✓ {production}'s releases are not held")
+            refuse_if_held(read_hold(api))
+            _say(f"✓ {production}'s releases are not held" + (" (read again before the deploy)" if args.again else ""))
         elif args.on:
             hold = Hold.new(args.by or _login(), args.reason, datetime.now(UTC))
             before = hold_on(api, hold)

@@ -13,7 +13,11 @@ import argparse
 
 from ci_tools.cli._common import ask
 from ci_tools.context import Context
+from ci_tools.errors import ConfigError
+from ci_tools.memory.keys import parse_user_id
 from ci_tools.needs import Needs
+from ci_tools.output import Report, report, say
+from ci_tools.pipeline.init import InitRequest, init
 
 NEEDS = Needs(
     optional=(
@@ -47,8 +51,6 @@ STAGING_RENDER = (
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "init",
-        help=f"runbook step 2: set up this repository for your bot: {len(PROMPTS)} prompts "
-        f"({len(OPTIONAL_ASKED)} optional), discovers the rest, writes the config and .env",
         description="Asks RENDER_API_KEY, PRODUCTION_TELEGRAM_BOT_TOKEN and DAILY_USER_ID, discovers the rest "
         "and writes pyproject.toml, render.yaml and .env. Each environment gets its own MEMORY_SNAPSHOT_KEY; "
         + STAGING_RENDER
@@ -80,8 +82,6 @@ def _value(ctx: Context, name: str) -> str:
     prompt, secret = ASKED[name]
     answer = ask(prompt, secret=secret)
     if answer is None:
-        from ci_tools.errors import ConfigError
-
         raise ConfigError(f"{name} is not set", hint=f"export {name} ({prompt}), or run ci-tools init in a terminal")
     return answer
 
@@ -93,10 +93,6 @@ def _optional_value(ctx: Context, name: str) -> str:
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
-    from ci_tools.memory.keys import parse_user_id
-    from ci_tools.output import Report, report, say
-    from ci_tools.pipeline.init import InitRequest, init
-
     services = {
         env.name: name
         for env, name in (

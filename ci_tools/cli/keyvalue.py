@@ -4,18 +4,20 @@ not; and close what a killed run left open."""
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from ci_tools.cli._common import printer
 from ci_tools.context import Context
 from ci_tools.needs import Needs
+from ci_tools.output import say
+from ci_tools.pipeline.keyvalue import close, open_for, runner_ip, sweep
 
 NEEDS = Needs(required=("RENDER_API_KEY",))
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("keyvalue", help="admit this runner to the private Key Value instances, or stop")
+    parser = subparsers.add_parser("keyvalue")
     sub = parser.add_subparsers(dest="keyvalue_command", required=True, metavar="ACTION")
     opening = sub.add_parser("open", help="add this runner's address to the environments' allow lists")
     opening.add_argument(
@@ -44,9 +46,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_open(ctx: Context, args: argparse.Namespace) -> int:
-    from ci_tools.output import say
-    from ci_tools.pipeline.keyvalue import open_for, runner_ip
-
     ip = runner_ip(ctx, args.ip)
     at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # the watch closes it after an hour
     note = f"ci-tools run {ctx.runner.run_id or 'local'} at {at} (removed when it ends)"
@@ -59,9 +58,6 @@ def run_open(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def run_close(ctx: Context, args: argparse.Namespace) -> int:
-    from ci_tools.output import say
-    from ci_tools.pipeline.keyvalue import close
-
     restored = close(ctx, ctx.secrets["RENDER_API_KEY"], args.state, printer(False))
     say(f"✓ this run's allow-list entries removed: {', '.join(restored) or 'none needed'}")
     ctx.runner.add_summary(
@@ -71,11 +67,6 @@ def run_close(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def run_sweep(ctx: Context, args: argparse.Namespace) -> int:
-    from datetime import timedelta
-
-    from ci_tools.output import say
-    from ci_tools.pipeline.keyvalue import sweep
-
     removed = sweep(ctx, ctx.secrets["RENDER_API_KEY"], args.envs, timedelta(minutes=args.older_than), printer(False))
     line = f"stale allow-list entries removed: {', '.join(removed) or 'none'}"
     say(f"✓ {line}")

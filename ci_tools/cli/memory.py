@@ -7,17 +7,21 @@ import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ci_tools.context import Context
 from ci_tools.errors import ConfigError, InputError
+from ci_tools.memory import ops, points, undo
 from ci_tools.memory.choices import Action, Conflict, Stage, Uncovered
+from ci_tools.memory.files import RecordFile
+from ci_tools.memory.keys import parse_user_id
+from ci_tools.memory.model import Outcome
 from ci_tools.needs import Needs
-
-if TYPE_CHECKING:  # annotations only: the modules load when the command runs
-    from ci_tools.memory import ops
-    from ci_tools.memory.model import Outcome
-    from ci_tools.settings import Environment
+from ci_tools.output import Report, emit_json, report, say
+from ci_tools.pipeline.levels import Level, discover
+from ci_tools.settings import Environment, pattern_problem
 
 SNAPSHOT_KEY = ("MEMORY_SNAPSHOT_KEY",)
 BOTH = Needs(required=("SOURCE_REDIS_URL", "TARGET_REDIS_URL"), optional=SNAPSHOT_KEY)
@@ -26,7 +30,7 @@ TARGET = Needs(required=("TARGET_REDIS_URL",), optional=SNAPSHOT_KEY)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("memory", help="copy a user's memory between environments, safely")
+    parser = subparsers.add_parser("memory")
     sub = parser.add_subparsers(dest="memory_command", required=True, metavar="ACTION")
 
     def common(p: argparse.ArgumentParser, *, source: bool, target: bool, user: bool = True) -> None:
@@ -209,10 +213,6 @@ def undo_hint(ctx: Context, backup: Path | None, workflow: str = "migrate-memory
 
 
 def _request(ctx: Context, args: argparse.Namespace) -> ops.CopyRequest:
-    from ci_tools.memory import ops
-    from ci_tools.memory.keys import parse_user_id
-    from ci_tools.settings import pattern_problem
-
     config = ctx.config
     user_id = parse_user_id(args.user_id)
     source = config.env(args.source)
@@ -243,8 +243,6 @@ def _request(ctx: Context, args: argparse.Namespace) -> ops.CopyRequest:
 
 def _writing(ctx: Context, args: argparse.Namespace, env: Environment) -> ops.Writing:
     """Where and how restore and seed write: the target environment, as the flags say."""
-    from ci_tools.memory import ops
-
     return ops.Writing(
         target_env=env,
         target_prefix=args.target_prefix or env.key_prefix,
@@ -266,14 +264,6 @@ def _source_prefix(args: argparse.Namespace, configured: str) -> str:
 
 def _progress_factory(args: argparse.Namespace) -> Callable[[str, int], Any] | None:
     """A progress bar on a terminal for long copies; nothing in logs or with --json."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
     if getattr(args, "json", False) or not sys.stderr.isatty():
         return None
 
@@ -312,8 +302,6 @@ def report_outcome(
     words: dict[str, str] | None = None,
     workflow: str = "migrate-memory",
 ) -> None:
-    from ci_tools.output import Report, report
-
     words = words or {}
     counts = {words.get(a, a): n for a, n in outcome.counts().items()}
     left = [k.decode(errors="replace") for k in outcome.uncovered]
@@ -402,16 +390,11 @@ def _ttl(ms: int | None) -> str:
 
 
 def memory_copy(ctx: Context, args: argparse.Namespace) -> int:
-    from ci_tools.memory import ops
-
     _copy_or_diff(ctx, args, ops.copy_user, "copy", "→")
     return 0
 
 
 def memory_export(ctx: Context, args: argparse.Namespace) -> int:
-    from ci_tools.memory import ops
-    from ci_tools.output import emit_json, say
-
     request = _request(ctx, args)
     path, count = ops.export_user(ctx, request)
     if args.json:
@@ -422,8 +405,6 @@ def memory_export(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def memory_diff(ctx: Context, args: argparse.Namespace) -> int:
-    from ci_tools.memory import ops
-
     outcome = _copy_or_diff(ctx, args, ops.diff_user, "diff", "vs")
     return 0 if all(i.action is Action.IDENTICAL for i in outcome.plan) else 1
 
@@ -439,10 +420,6 @@ def _copy_or_diff(
 
 
 def memory_restore(ctx: Context, args: argparse.Namespace) -> int:
-    from ci_tools.memory import ops, points
-    from ci_tools.memory.files import RecordFile
-    from ci_tools.memory.keys import parse_user_id
-
     env = ctx.config.env(args.target)
     args.user_id = args.user_id.strip()
     args.patterns = [p for p in args.patterns if p.strip()]
@@ -489,9 +466,6 @@ def memory_restore(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def memory_undo(ctx: Context, args: argparse.Namespace) -> int:
-    from ci_tools.memory import undo
-    from ci_tools.output import Report, report
-
     apply = _applying(ctx, args)
     path, count, left = undo.undo_backup(
         ctx, args.backup, args.out, allow_other_server=args.allow_other_server, apply=apply
@@ -533,9 +507,6 @@ def memory_undo(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def memory_snapshot(ctx: Context, args: argparse.Namespace) -> int:
-    from ci_tools.memory import ops, points
-    from ci_tools.output import emit_json, say
-
     config = ctx.config
     env = config.env(args.env)
     if ctx.runner.active and "MEMORY_SNAPSHOT_KEY" not in ctx.secrets:
@@ -598,8 +569,6 @@ def _writes_no_marker(env: Environment, timeout: float | None) -> str | None:
     discovers it: at the base level (no health answer: ``health_path = ""``, or its own 4xx on that
     path) the bot writes none, so its absence proves nothing wrong. A bot that answers the health
     JSON claims its Redis at start, and one that did not answer cannot say: both leave it refused."""
-    from ci_tools.pipeline.levels import Level, discover
-
     seen = discover(env, timeout or 10)
     # Only a 4xx is the bot saying it has no such path: a redirect points at an answer elsewhere
     # (the health JSON of a bot that claims its Redis, or an edge's http→https), a 2xx is an answer.
@@ -610,9 +579,6 @@ def _writes_no_marker(env: Environment, timeout: float | None) -> str | None:
 
 
 def memory_seed(ctx: Context, args: argparse.Namespace) -> int:
-    from ci_tools.memory import ops
-    from ci_tools.memory.keys import parse_user_id
-
     env = ctx.config.env(args.target)
     user_id = parse_user_id(args.user_id)
     outcome = ops.seed_user(ctx, user_id, args.profile_file, _writing(ctx, args, env))

@@ -6,13 +6,16 @@ from __future__ import annotations
 import argparse
 
 from ci_tools.context import Context
+from ci_tools.errors import InputError, RemoteError
 from ci_tools.needs import Needs
+from ci_tools.output import say
+from ci_tools.pipeline.notify import notify
 
 NEEDS = Needs(optional=("TELEGRAM_BOT_TOKEN", "OWNER_CHAT_ID"))
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("notify", help="the environment's bot tells the owner (OWNER_CHAT_ID) in Telegram")
+    p = subparsers.add_parser("notify")
     p.add_argument("--env", required=True, dest="environment", help="whose bot writes")
     p.add_argument("text", help="what happened, in one short message (the run's link is added)")
     p.add_argument("--strict", action="store_true", help="exit 4 when the owner could not be told (default: warn)")
@@ -20,10 +23,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
-    from ci_tools.errors import InputError, RemoteError
-    from ci_tools.output import say
-    from ci_tools.pipeline.notify import notify
-
     if not args.text.strip():
         raise InputError("the message is empty", hint='say what happened, e.g. ci-tools notify --env production "…"')
     env = ctx.config.env(args.environment)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from ci_tools.checklist import report
 from ci_tools.context import Context
 from ci_tools.needs import Needs
+from ci_tools.pipeline.preflight import preflight
 
 PER_ENV = ("TELEGRAM_BOT_TOKEN", "REDIS_URL", "RENDER_SERVICE_ID", "RENDER_API_KEY")
 # It sees both environments at once, so it reads their secrets under prefixed names.
@@ -20,9 +22,7 @@ NEEDS = Needs(
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    pre = subparsers.add_parser(
-        "preflight", help="runbook step 4: check which service, token and Redis belong together"
-    )
+    pre = subparsers.add_parser("preflight")
     pre.add_argument(
         "--before-new-bot",
         action="store_true",
@@ -34,8 +34,5 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
-    from ci_tools.checklist import report
-    from ci_tools.pipeline.preflight import preflight
-
     report(ctx.runner, "Preflight", preflight(ctx, before_new_bot=args.before_new_bot), as_json=args.json)
     return 0

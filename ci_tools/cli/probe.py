@@ -8,10 +8,12 @@ import time
 from ci_tools.cli._common import TOKEN, WEBHOOK_SECRET, add_probe_options, report_probe
 from ci_tools.context import Context
 from ci_tools.needs import Needs
+from ci_tools.pipeline.deploy import parse_commit
+from ci_tools.pipeline.release import ReleaseRequest, probe_or_fail
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("probe", help="smoke-test the deployed bot (read-only toward real users)")
+    p = subparsers.add_parser("probe")
     p.add_argument("environment")
     p.add_argument("--commit", required=True, help="the commit the service must run")
     add_probe_options(p)
@@ -25,9 +27,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
-    from ci_tools.pipeline.deploy import parse_commit
-    from ci_tools.pipeline.release import ReleaseRequest, probe_or_fail
-
     config = ctx.config
     commit = parse_commit(args.commit)
     request = ReleaseRequest(

@@ -9,13 +9,12 @@ ci_tools/pipeline/quiet.py.
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
 
+from ci_tools.clients.health import Health, NotTheContract, health_of
 from ci_tools.context import Context
 from ci_tools.needs import NOTHING
-
-if TYPE_CHECKING:  # no third-party import at parse time: a missing library stays main()'s one line
-    from ci_tools.clients.health import Health
+from ci_tools.output import say
+from ci_tools.pipeline.quiet import wait_for_quiet
 
 DESCRIPTION = """\
 Wait while the live bot is mid-conversation: an update handled within quiet_seconds
@@ -28,7 +27,6 @@ updates.last_handled_at, is not waited for, and the run says why."""
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "quiet",
-        help="wait for a quiet moment (the daily user not mid-conversation) before a deploy",
         description=DESCRIPTION,
     )
     parser.add_argument("environment", metavar="ENV")
@@ -42,10 +40,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
-    from ci_tools.clients.health import NotTheContract, health_of
-    from ci_tools.output import say
-    from ci_tools.pipeline.quiet import wait_for_quiet
-
     env = ctx.config.env(args.environment)
 
     def look() -> Health:

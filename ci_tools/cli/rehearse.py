@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
 from pathlib import Path
 
 from ci_tools.context import Context
 from ci_tools.errors import InputError, VerificationError
+from ci_tools.output import Report, report, say
+from ci_tools.settings import load_config
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    reh = subparsers.add_parser("rehearse", help="run the whole plan locally against stand-ins (under a minute)")
+    reh = subparsers.add_parser("rehearse")
     reh.add_argument("--keep", type=Path, help="keep the sandbox's files (logs, snapshots) in this folder")
     reh.add_argument("--threads", action="store_true", help="run bots in threads instead of processes (faster)")
     reh.add_argument(
@@ -24,9 +27,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
-    from ci_tools.output import Report, report, say
-    from sandbox.contract import LEDGER, describe
-    from sandbox.rehearsal import rehearse
+    from sandbox.contract import LEDGER, describe  # optional: the stand-ins ship with a checkout, not the wheel
+    from sandbox.rehearsal import rehearse  # optional: the stand-ins ship with a checkout, not the wheel
 
     bot = adopted_bot(args.bot) if args.bot else None
     say("rehearsing the migration plan against local stand-ins (nothing outside this machine is touched)")
@@ -57,10 +59,6 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
 def adopted_bot(path: Path) -> Path:
     """``--bot PATH``: a git repository that ``ci-tools adopt`` set up (its config names staging and
     production, its render.yaml their services); one line naming what is missing otherwise."""
-    import subprocess
-
-    from ci_tools.settings import load_config
-
     root = path.expanduser().resolve()
     if not root.is_dir():
         raise InputError(f"--bot {path}: no such directory", hint="give your bot's repository")

@@ -18,14 +18,16 @@ from ci_tools.cli._common import (
     tell_owner,
 )
 from ci_tools.context import Context
+from ci_tools.errors import FatalError
+from ci_tools.memory.points import safety_net
 from ci_tools.needs import Needs
+from ci_tools.output import say
+from ci_tools.pipeline.deploy import parse_commit
+from ci_tools.pipeline.release import ReleaseRequest, release
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    rel = subparsers.add_parser(
-        "release",
-        help="deploy, probe, and in production roll back when the probe fails (exit non-zero)",
-    )
+    rel = subparsers.add_parser("release")
     rel.add_argument("environment")
     rel.add_argument("--commit", required=True)
     rel.add_argument("--timeout", type=float, default=900)
@@ -49,11 +51,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
-    from ci_tools.errors import FatalError
-    from ci_tools.output import say
-    from ci_tools.pipeline.deploy import parse_commit
-    from ci_tools.pipeline.release import ReleaseRequest, release
-
     config = ctx.config
     request = ReleaseRequest(
         env=config.env(args.environment),
@@ -81,8 +78,6 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         rolled.append(why)
         ctx.runner.annotate("error", why, title=f"{request.env.name} release failed: rolling back")
         if request.env.name == config.memory_backup.environment:
-            from ci_tools.memory.points import safety_net
-
             note = safety_net(request.env.name, request.commit, ctx.runner.run_id if args.memory_snapshot else None)
             say(note)
             ctx.runner.add_summary(note)

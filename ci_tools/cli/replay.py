@@ -13,15 +13,26 @@ from __future__ import annotations
 import argparse
 import contextlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ci_tools.errors import InputError
+from ci_tools.checklist import Item, report
+from ci_tools.cli._common import printer
+from ci_tools.context import Context
+from ci_tools.errors import InputError, VerificationError
 from ci_tools.needs import NOTHING, Needs
-
-if TYPE_CHECKING:  # the pipeline's libraries load when the command runs (a bot's install lacks them)
-    from ci_tools.checklist import Item
-    from ci_tools.context import Context
-    from ci_tools.pipeline.replay import Outcome
+from ci_tools.output import say
+from ci_tools.pipeline.replay import (
+    Outcome,
+    ReplayRequest,
+    live_commit,
+    load_prepared,
+    prepare,
+    prepare_off,
+    remove,
+    replay,
+    resolve,
+    run_prepared,
+)
 
 NEEDS = Needs(optional=("MEMORY_SNAPSHOT_KEY", "RENDER_API_KEY", "RENDER_SERVICE_ID"))
 
@@ -35,9 +46,7 @@ class _FromPrepared(argparse.Action):
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "replay", help="replay the protected users' conversation with the live commit and a candidate, on copies"
-    )
+    p = subparsers.add_parser("replay")
     p.add_argument("environment", nargs="?", help="whose memory the snapshot holds (default: the memory backup's)")
     p.add_argument("--snapshot", type=Path, help="the snapshot file, or the folder that holds it")
     p.add_argument("--candidate", help="the commit about to be released (a SHA or a ref)")
@@ -60,9 +69,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
-    from ci_tools.output import say
-    from ci_tools.pipeline.replay import ReplayRequest, live_commit, prepare, prepare_off, replay, resolve
-
     if args.prepared is not None:
         if args.snapshot or args.candidate or args.live or args.out or args.environment:
             raise InputError("--from runs a prepared replay alone", hint="drop the other arguments")
@@ -92,8 +98,6 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def _run_prepared(ctx: Context, args: argparse.Namespace) -> int:
-    from ci_tools.pipeline.replay import load_prepared, remove, run_prepared
-
     prepared = load_prepared(args.prepared)
     try:
         if prepared.off:
@@ -106,10 +110,6 @@ def _run_prepared(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def _verdict(ctx: Context, args: argparse.Namespace, candidate: str, live: str | None, outcome: Outcome) -> int:
-    from ci_tools.checklist import report
-    from ci_tools.errors import VerificationError
-    from ci_tools.output import say
-
     title = "Replay of the protected users"
     if outcome.stops:
         with contextlib.suppress(VerificationError):  # the table, then the one line below
@@ -132,8 +132,6 @@ def _verdict(ctx: Context, args: argparse.Namespace, candidate: str, live: str |
 
 
 def _printer(as_json: bool) -> Any:
-    from ci_tools.cli._common import printer
-
     return printer(as_json)
 
 
@@ -142,8 +140,6 @@ def _compared(item: Item) -> bool:
 
 
 def _warn(ctx: Context, title: str, line: str) -> None:
-    from ci_tools.output import say
-
     say(f"⚠ {line}")
     ctx.runner.annotate("warning", line, title=title)
     ctx.runner.add_summary(f"**Replay skipped**: {line}")

@@ -14,11 +14,15 @@ from ci_tools.cli._common import (
 )
 from ci_tools.context import Context
 from ci_tools.errors import InputError
+from ci_tools.memory.points import safety_net
 from ci_tools.needs import Needs
+from ci_tools.output import say
+from ci_tools.pipeline.release import ReleaseRequest, probe_serving
+from ci_tools.pipeline.rollback import rollback
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    r = subparsers.add_parser("rollback", help="roll back to an earlier deploy, then probe")
+    r = subparsers.add_parser("rollback")
     r.add_argument("environment")
     target = r.add_mutually_exclusive_group()
     target.add_argument("--to", dest="deploy_id", help="the deploy id to go back to (dep-…)")
@@ -41,10 +45,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
-    from ci_tools.output import say
-    from ci_tools.pipeline.release import ReleaseRequest, probe_serving
-    from ci_tools.pipeline.rollback import rollback
-
     config = ctx.config
     env = config.env(args.environment)
     if args.deploy_id is not None and not args.deploy_id.strip().startswith("dep-"):
@@ -76,8 +76,6 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         f"### Rollback of {env.name}\n\nback to `{target.id}` (`{commit[:12]}`), now live as `{final.id}`{rebuilt}"
     )
     if env.name == config.memory_backup.environment:
-        from ci_tools.memory.points import safety_net
-
         note = safety_net(env.name, "", None)
         ctx.runner.add_summary(note)
         if not args.json:

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ci_tools.cli.memory import _resume_command, report_outcome
 from ci_tools.context import Context
 from ci_tools.errors import InputError
 from ci_tools.memory.choices import Stage, Uncovered
+from ci_tools.memory.keys import parse_user_id
 from ci_tools.needs import Needs
-
-if TYPE_CHECKING:  # annotations only: the phase loads when the command runs
-    from ci_tools.pipeline.send_back import SendBack, SentBack
+from ci_tools.output import Report, report, say
+from ci_tools.pipeline.send_back import SendBack, SentBack, refuse_without_key, send_back, undo_send_back
 
 # Run in production's environment: its own Redis (read only), and the old bot's — its Redis
 # (production's SOURCE_REDIS_URL, passed as STAGING_REDIS_URL), token and service — as
@@ -41,11 +42,7 @@ class _Undo(argparse.Action):
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    back = subparsers.add_parser(
-        "send-back",
-        help="the move's way back: the daily user on their old bot again, with what they told the new one "
-        "(dry run unless --apply); --undo puts the old bot's keys back",
-    )
+    back = subparsers.add_parser("send-back")
     back.add_argument("--user-id", help="the daily user's Telegram id")
     back.add_argument(
         "--undo", action=_Undo, metavar="BACKUP", help="the backup an apply kept (the file, or its artifact's folder)"
@@ -74,9 +71,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
-    from ci_tools.memory.keys import parse_user_id
-    from ci_tools.pipeline.send_back import SendBack, refuse_without_key, send_back
-
     if args.apply and args.mode == "dry-run":
         raise InputError("--apply contradicts --mode dry-run", hint="pass one of them")
     applying = bool(args.apply or args.mode == "apply")
@@ -85,8 +79,6 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         return _undo(ctx, args, applying)
     if not args.user_id:
         raise InputError("send-back needs --user-id", hint="the daily user's Telegram id, or --undo BACKUP")
-    from ci_tools.cli.memory import _resume_command
-
     request = SendBack(
         user_id=parse_user_id(args.user_id),
         apply=applying,
@@ -102,9 +94,6 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def _report(ctx: Context, args: argparse.Namespace, request: SendBack, result: SentBack) -> None:
-    from ci_tools.cli.memory import report_outcome
-    from ci_tools.output import say
-
     old = result.old
     title = f"send-back of user {request.user_id}: production → @{old.bot.username} ({old.env.name})"
     report_outcome(ctx, result.outcome, args, title, workflow="send-back")
@@ -131,9 +120,6 @@ def _report(ctx: Context, args: argparse.Namespace, request: SendBack, result: S
 
 
 def _undo(ctx: Context, args: argparse.Namespace, applying: bool) -> int:
-    from ci_tools.output import Report, report
-    from ci_tools.pipeline.send_back import undo_send_back
-
     path, count, left = undo_send_back(ctx, args.undo, args.out, apply=applying)
     if applying:
         rows = [["✓", f"put back {count - len(left)} key(s) of the old bot", f"the state before this undo: {path}"]]

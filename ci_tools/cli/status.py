@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from ci_tools.checklist import report
 from ci_tools.context import Context
 from ci_tools.needs import Needs
+from ci_tools.pipeline.status import status
 
 PER_ENV = ("TELEGRAM_BOT_TOKEN", "RENDER_SERVICE_ID")
 ENVS = ("STAGING", "PRODUCTION")
@@ -18,16 +20,13 @@ NEEDS = Needs(
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("status", help="what is live in each environment, and is it healthy")
+    parser = subparsers.add_parser("status")
     parser.add_argument("envs", nargs="*", metavar="ENV", help="default: every environment")
     parser.add_argument("--json", action="store_true")
     parser.set_defaults(func=run, needs=NEEDS)
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
-    from ci_tools.checklist import report
-    from ci_tools.pipeline.status import status
-
     config = ctx.config
     names = list(args.envs) or list(config.environments)
     items, live = status(ctx, list(args.envs))

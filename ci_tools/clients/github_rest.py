@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from nacl.public import PublicKey, SealedBox
 
 from ci_tools.errors import ConfigError, RemoteError
 from ci_tools.http import Contact, request
@@ -98,8 +99,6 @@ class WorkflowPermissions:
 
 def seal(public_key: str, value: str) -> str:
     """``value`` encrypted to the environment's public key, base64 — what GitHub stores."""
-    from nacl.public import PublicKey, SealedBox  # only the GitHub commands need libsodium
-
     box = SealedBox(PublicKey(base64.b64decode(public_key)))
     return base64.b64encode(box.encrypt(value.encode())).decode()
 

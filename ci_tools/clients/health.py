@@ -17,6 +17,7 @@ from importlib.resources import files
 from typing import Any
 
 import httpx
+import jsonschema
 
 SCHEMA = "health.schema.json"
 
@@ -50,6 +51,9 @@ class Updates:
     # ``reports_last_handled`` is False for a bot whose contract predates the field.
     last_handled_at: float | None = None
     reports_last_handled: bool = False
+    # When the instance started, unix seconds; None: it does not say (a bot without the field). With
+    # nothing handled yet, a start moments ago may have cut a conversation short (the quiet moment).
+    started_at: float | None = None
 
     def last(self) -> str:
         return f"{self.last_error} on a {self.last_kind}" if self.last_error else "no failure yet"
@@ -100,6 +104,7 @@ class Health:
                 last.get("kind"),
                 counted.get("last_handled_at"),
                 "last_handled_at" in counted,
+                counted.get("started_at"),
             )
             if counted
             else None
@@ -133,8 +138,6 @@ def schema() -> dict[str, Any]:
 
 def contract_problem(body: Any) -> str | None:
     """None if ``body`` follows the health contract; else the first thing it lacks, in words."""
-    import jsonschema  # imported when a bot is judged, not on every ci-tools start
-
     error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema()).iter_errors(body))
     if error is None:
         return None

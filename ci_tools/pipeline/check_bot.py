@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import redis
+
 from ci_tools import botrun, redact
 from ci_tools.botrun.listening import listening_on, reachable_from_outside
 from ci_tools.checklist import Item
@@ -500,8 +502,6 @@ def _update(update_id: int, user_id: int, text: str) -> dict[str, Any]:
 
 
 def _redis_keys(url: str) -> int:
-    import redis
-
     try:
         with redis.Redis.from_url(url, socket_timeout=5) as client:
             return int(client.dbsize())

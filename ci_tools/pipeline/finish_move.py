@@ -15,7 +15,8 @@ kit keeps that moment for any bot it serves, whatever the bot's own keys (docs/C
 arrival record"): ``<prefix>kit:arrival:<id>`` in production's Redis names the bot that saw them last
 (``bot_id``) and since when (``since``), so the run reads it there, and compares its ``last`` with the
 old bot's record: a user who wrote to the old bot last, or who was sent back (send-back carries the
-new bot's record to the old bot) and has written to neither since, is not on the new one. An old
+new bot's record to the old bot, which names the new bot until they write to the old bot) and has
+not written to the old bot since, is not on the new one. An old
 deployed mindmate kept the same moment in its profile (``old_bot.visits`` reads it where no record
 exists). Without a record (a bot the kit does not serve keeps none: the refusal names the kit line
 that gives it), or before the window, it refuses in one line saying when it may run; ``force`` goes
@@ -91,13 +92,24 @@ def timing(ctx: Context, user_id: int, new_bot: BotInfo, now: datetime | None = 
     here = visits(ctx, "REDIS_URL", new.key_prefix, user_id, "production")
     there = visits(ctx, OLD_REDIS, old.key_prefix, user_id, "old bot's") if ctx.optional(OLD_REDIS) else None
     name = f"@{new_bot.username}"
-    if here is None:
+    if here is None or (not here.kit and here.bot_id is None and here.since is None):
+        # A profile without bot_id/bot_since is no old mindmate's record: today's mindmate keeps one
+        # for every user, so a missing record (a Redis refusing the kit's EVAL) must read as missing.
         return Timing(
             None,
             None,
             f"{name} holds no arrival record of user {user_id} ({arrival_key(new.key_prefix, user_id)}): "
             "the window starts with their first message to it, and the kit records it for a bot it serves "
-            "(kit.run_webhook(application, ...) in place of application.run_webhook(...), docs/ADOPTING.md)",
+            "(kit.run_webhook(application, ...) in place of application.run_webhook(...), docs/ADOPTING.md; "
+            "a bot on the kit that logs 'arrival record not kept' has a Redis that refuses its EVAL)",
+        )
+    if here.not_a_record:
+        return Timing(
+            None,
+            None,
+            f"{arrival_key(new.key_prefix, user_id)} in production's Redis is not a hash, so not the kit's "
+            f"arrival record of user {user_id}, and the kit cannot keep one there: delete that key, and the "
+            f"window starts with their next message to {name}",
         )
     if here.bot_id != new_bot.id or here.since_at is None:
         where = arrival_key(new.key_prefix, user_id) if here.kit else legacy_profile_key(new.key_prefix, user_id)
@@ -116,9 +128,28 @@ def timing(ctx: Context, user_id: int, new_bot: BotInfo, now: datetime | None = 
             f"without {OLD_REDIS} (production's SOURCE_REDIS_URL: the old bot's Redis) finish-move cannot see "
             f"whether user {user_id} was sent back to @{old.bot_username}; remove SOURCE_REDIS_URL only after it ran",
         )
-    if there is not None and there.last_seen is not None and there.last_seen == here.last_seen:
-        # The old bot holds production's own copy of their profile: a send-back, and they wrote to
-        # neither bot since. Finishing now would take away the bot they were just sent back to.
+    if (
+        there is not None
+        and there.kit
+        and there.bot_id == new_bot.id
+        and (there.last_seen or 0) <= (here.last_seen or 0)
+    ):
+        # Only send-back puts the new bot's record in the old bot's Redis, and the old bot's kit makes
+        # it its own at their first message there: they were sent back and have not written to it
+        # since, even if they wrote to the new bot once more (not having read the send-back's message).
+        # (An old deployed mindmate keeps the carried record as it is, but its profile's last_seen,
+        # later than the new bot's, says they wrote to it: the check after next.)
+        return Timing(
+            arrived,
+            None,
+            f"@{old.bot_username} holds {name}'s arrival record of user {user_id} (send-back carried it, as of "
+            f"{_when(there.last_seen)}): they were sent back and have not written to @{old.bot_username} since",
+        )
+    if there is not None and not there.kit and there.last_seen is not None and there.last_seen == here.last_seen:
+        # The old bot holds production's own copy of their profile (an old deployed mindmate's, no
+        # record): a send-back, and they wrote to neither bot since. Finishing now would take away the
+        # bot they were just sent back to. An old bot's own kit record is no copy: the same second there
+        # and here is a message to each bot within one second, not a send-back.
         return Timing(
             arrived,
             None,

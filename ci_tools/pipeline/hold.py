@@ -77,6 +77,13 @@ def hold_on(api: GitHubAPI, hold: Hold) -> Hold | None:
     return before
 
 
+def read_hold(api: GitHubAPI) -> str | None:
+    """The variable's value as GitHub has it now (None: unset); a token that may not read it is
+    told as that."""
+    with _variables_permission():
+        return api.variable(HELD_VARIABLE)
+
+
 def hold_off(api: GitHubAPI) -> Hold | None:
     """Lift the hold; the hold that was lifted, or None when releases were not held."""
     with _variables_permission():
@@ -98,7 +105,7 @@ def _variables_permission() -> Iterator[None]:
         raise ConfigError(
             exc.message,
             hint="the token needs the Variables permission (read and write), which GITHUB_TOKEN never has: "
-            "hold.yml passes production's GITHUB_ADMIN_TOKEN",
+            "hold.yml and production.yml's check before the deploy pass production's GITHUB_ADMIN_TOKEN",
         ) from None
 
 

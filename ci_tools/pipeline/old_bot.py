@@ -86,6 +86,7 @@ class Visits:
     since: int | None = None  # when they first wrote to it (unix seconds)
     last_seen: int | None = None
     kit: bool = True  # from the kit's arrival record (False: mindmate's legacy profile)
+    not_a_record: bool = False  # the record's name holds another type: no kit wrote it, nor can
 
     @property
     def since_at(self) -> datetime | None:
@@ -102,17 +103,25 @@ def legacy_profile_key(prefix: str, user_id: int) -> str:
 
 def visits(ctx: Context, variable: str, prefix: str, user_id: int, role: str) -> Visits | None:
     """The kit's arrival record of the user in the Redis ``variable`` names, else an old deployed
-    mindmate's profile (module docstring); None when it holds neither. One round trip."""
+    mindmate's profile (module docstring); None when it holds neither. One round trip.
+
+    Either name may hold another type: an owner's bot keeps its own keys, and its
+    ``user:<id>:profile`` may well be a JSON string. That is no old mindmate's profile, so it is
+    read as none (WRONGTYPE is not a Redis that stopped answering); a record's name holding another
+    type is flagged (``not_a_record``), for finish-move to name it."""
     client = connect(ctx.secret(variable, purpose=f"the {role} Redis"), role, timeout=ctx.timeout)
     try:
         pipe = client.pipeline(transaction=False)
         pipe.hgetall(arrival_key(prefix, user_id).encode())
         pipe.hgetall(legacy_profile_key(prefix, user_id).encode())
-        record, profile = (_fields(raw) for raw in pipe.execute())
+        record_raw, profile_raw = pipe.execute(raise_on_error=False)  # a reply error comes back in its place
     except CONNECTION_ERRORS as exc:
         raise RemoteError(f"the {role} Redis stopped answering ({type(exc).__name__})") from None
     finally:
         client.close()
+    record, profile = _fields(record_raw), _fields(profile_raw)
+    if isinstance(record_raw, Exception):
+        return Visits(last_seen=_number(profile, "last_seen"), not_a_record=True)
     if not record and not profile:
         return None
     seen = [s for s in (_number(record, "last"), _number(profile, "last_seen")) if s is not None]

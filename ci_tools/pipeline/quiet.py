@@ -12,11 +12,20 @@ The gap is measured on the bot's own clock: the health answer's HTTP ``Date`` he
 not make a conversation look older or newer than it is.
 
 A bot below the health level (no health endpoint, or one without ``last_handled_at``) cannot be
-asked: there is no wait, and the run says why.
+asked: there is no wait, and the run says why. Nor can one whose time is not a time (NaN, an
+infinity, a moment after its own answer's Date): waiting the full ``quiet_wait_minutes`` on a broken
+clock helps nobody, so it reads as "cannot say" and the release goes ahead at once, saying why.
+
+A bot that restarted has handled nothing (``last_handled_at`` null), yet the user may have written
+seconds before the restart. When it says when it started (``updates.started_at``, the kit gives it),
+a start less than ``quiet_seconds`` ago counts as the last update: the wait runs until
+``quiet_seconds`` past the start, bounded as any wait. Without ``started_at`` nothing handled reads
+as quiet, as before.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,16 +43,59 @@ class Quiet:
     detail: str
 
 
-def idle_seconds(health: Health, now: float) -> float | None:
-    """Seconds since the bot last handled an update, on its own clock; None: it cannot say.
-    ``inf`` when it has handled none since it started."""
+@dataclass(frozen=True)
+class Gap:
+    """How long the bot has been quiet, on its own clock. ``idle`` None: it cannot say, and
+    ``why`` is the run's line. ``since_start``: nothing handled yet, and ``idle`` counts from the
+    instance's start (a restart may have cut a conversation: the user may have written seconds
+    before it)."""
+
+    idle: float | None
+    why: str = ""
+    since_start: bool = False
+
+
+# The HTTP Date header is whole seconds (RFC 9110 §5.6.7), so an update handled in the second the
+# answer was served may read as up to a second "after" it: later than that is a clock gone wrong.
+DATE_RESOLUTION = 1.0
+
+
+def _moment(value: float | None, served_at: float, field: str) -> tuple[float | None, str]:
+    """``value`` as a time the bot can have recorded, or (None, why it cannot be one)."""
+    if value is None:
+        return None, ""
+    if not math.isfinite(value):
+        return None, f"no wait: the live bot's updates.{field} is not a time ({value!r}), so it cannot say"
+    if value > served_at + DATE_RESOLUTION:
+        return None, (
+            f"no wait: the live bot's updates.{field} is {value - served_at:.0f} s in the future on its own "
+            "clock, so it cannot say"
+        )
+    return value, ""
+
+
+def quiet_gap(health: Health, now: float) -> Gap:
+    """Seconds since the bot last handled an update (or, having handled none, since it started
+    when it says so), on its own clock; ``inf`` when it handled none and gives no start."""
     updates = health.updates
     if updates is None or not updates.reports_last_handled:
-        return None
-    if updates.last_handled_at is None:
-        return float("inf")
+        return Gap(
+            None,
+            "no wait: the live bot does not say when it last handled an update "
+            "(the health contract's updates.last_handled_at; the bot kit gives it)",
+        )
     served_at = health.served_at if health.served_at is not None else now
-    return max(0.0, served_at - updates.last_handled_at)
+    last, why = _moment(updates.last_handled_at, served_at, "last_handled_at")
+    if why:
+        return Gap(None, why)
+    if last is not None:
+        return Gap(max(0.0, served_at - last))
+    started, why = _moment(updates.started_at, served_at, "started_at")
+    if why:
+        return Gap(None, why)
+    if started is None:  # a bot that gives no start: nothing handled reads as quiet, as before
+        return Gap(float("inf"))
+    return Gap(max(0.0, served_at - started), since_start=True)
 
 
 def wait_for_quiet(
@@ -71,25 +123,36 @@ def wait_for_quiet(
         except NotTheContract:
             return Quiet(clock() - started, False, "no wait: the live bot has no health endpoint (base level)")
         now = clock()
-        idle = idle_seconds(health, now)
-        if idle is None:
-            return Quiet(
-                now - started,
-                False,
-                "no wait: the live bot does not say when it last handled an update "
-                "(the health contract's updates.last_handled_at; the bot kit gives it)",
-            )
+        gap = quiet_gap(health, now)
         waited = now - started
+        if gap.idle is None:
+            return Quiet(waited, False, gap.why)
+        idle = gap.idle
+        said = _said(gap)
         if idle >= env.quiet_seconds:
-            said = "nothing handled since it started" if idle == float("inf") else f"last update {idle:.0f} s ago"
             return Quiet(waited, False, f"quiet ({said}) after waiting {waited:.0f} s")
         if now >= deadline:
             return Quiet(
                 waited,
                 True,
                 f"went ahead after waiting {waited / 60:.0f} min: the bot was still in a conversation "
-                f"(last update {idle:.0f} s ago; quiet_wait_minutes is {env.quiet_wait_minutes:g})",
+                f"({said}; quiet_wait_minutes is {env.quiet_wait_minutes:g})",
             )
         pause = min(env.quiet_seconds - idle, deadline - now)
-        on_status(f"the bot handled an update {idle:.0f} s ago: waiting {pause:.0f} s for a quiet moment")
+        if gap.since_start:
+            on_status(
+                f"the bot started {idle:.0f} s ago and has handled nothing since: the daily user may be "
+                f"mid-conversation, waiting {pause:.0f} s for a quiet moment"
+            )
+        else:
+            on_status(f"the bot handled an update {idle:.0f} s ago: waiting {pause:.0f} s for a quiet moment")
         sleep(max(pause, 0.05))
+
+
+def _said(gap: Gap) -> str:
+    idle = gap.idle
+    if idle == float("inf"):
+        return "nothing handled since it started"
+    if gap.since_start:
+        return f"started {idle:.0f} s ago, nothing handled since"
+    return f"last update {idle:.0f} s ago"

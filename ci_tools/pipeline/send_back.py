@@ -13,12 +13,19 @@ keys the copy writes (``KEY_PREFIX`` as the config says; after finish-move it re
 testers only, and send-back is over), it is no signpost (``MOVED_TO``), its tester allowlist (if any)
 admits the user, and ``/healthz`` shows it running as that bot on that prefix. Each refusal is one line
 with the fix, before any write.
+
+Nor may a send-back overwrite what the user told the old bot since an earlier one: each send-back
+records what it left in the old bot's keys (``send_back_record``), and one that finds them changed
+since (the user talked to the old bot) is refused in one line, before anything is read for writing;
+production's newer memory stays where it is, so nothing either bot heard is lost. An undo keeps
+that record true.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ci_tools.clients.health import NotTheContract, Unreachable, health_of
@@ -27,10 +34,12 @@ from ci_tools.context import Context
 from ci_tools.errors import ConfigError, InputError, RemoteError
 from ci_tools.memory import ops, undo
 from ci_tools.memory.choices import Conflict, Stage, Uncovered
+from ci_tools.memory.files import RecordFile
 from ci_tools.memory.keys import KIT_ARRIVAL
 from ci_tools.memory.model import CONNECTION_ERRORS, Outcome
 from ci_tools.memory.sides import connect, identity
 from ci_tools.needs import Secrets
+from ci_tools.pipeline import send_back_record as record
 from ci_tools.pipeline.cutover import whose
 from ci_tools.pipeline.old_bot import (
     FINISHED_VAR,
@@ -173,8 +182,11 @@ def send_back(ctx: Context, request: SendBack) -> SentBack:
         resume_command=request.resume_command,
         stage=request.stage,
     )
+    refuse_over_what_they_said(ctx, old, copy.patterns, request.user_id)
     outcome = ops.copy_user(memory_context(ctx), copy)
     result = SentBack(old, outcome)
+    if outcome.applied and request.stage is not Stage.PLAN:
+        keep_record(ctx, old.prefix, copy.patterns, request.user_id, outcome.changed)
     if outcome.applied and request.stage is not Stage.PLAN and not outcome.written and not outcome.changed:
         # A rerun (a double dispatch, a re-run of the green run) finds the old bot's keys equal to
         # production's: the user was told when they were written, and gets no second message.
@@ -182,6 +194,43 @@ def send_back(ctx: Context, request: SendBack) -> SentBack:
     elif outcome.applied and request.stage is not Stage.PLAN:
         result.told = tell(ctx, old, request.user_id, request.text or ctx.config.move.send_back_text)
     return result
+
+
+def refuse_over_what_they_said(ctx: Context, old: OldBot, patterns: tuple[str, ...], user_id: int) -> None:
+    """An earlier send-back left the old bot's keys as recorded; any that differ now are what the user
+    told the old bot since, which this copy would overwrite. Refused before anything is read for writing."""
+    client = connect(ctx.secret(OLD_REDIS, purpose="the old bot's Redis"), "old bot's", timeout=ctx.timeout)
+    try:
+        found = record.said_since(client, old.prefix, patterns, user_id)
+    except CONNECTION_ERRORS as exc:
+        raise RemoteError(f"the old bot's Redis stopped answering ({type(exc).__name__})") from None
+    finally:
+        client.close()
+    if found is None or not found[1]:
+        return
+    kept, changed = found
+    names = ", ".join(k.decode(errors="replace") for k in changed[:3]) + (" …" if len(changed) > 3 else "")
+    when = f"{datetime.fromtimestamp(kept.at, UTC):%Y-%m-%d %H:%M} UTC" if kept.at else "an unknown time"
+    raise InputError(
+        f"user {user_id} told @{old.bot.username} more since the send-back of {when} ({names} changed there): "
+        "a second send-back would overwrite it",
+        hint=f"nothing to send back: they talk to @{old.bot.username} already, and production keeps what they told "
+        "the new bot; to move them forward again, runbook steps 6 (on_conflict replace) and 7",
+    )
+
+
+def keep_record(ctx: Context, prefix: str, patterns: tuple[str, ...], user_id: int, not_ours: list[bytes]) -> None:
+    """After a write or an undo: the old bot's keys as the pipeline left them (see send_back_record)."""
+    client = connect(ctx.secret(OLD_REDIS, purpose="the old bot's Redis"), "old bot's", timeout=ctx.timeout)
+    try:
+        record.keep(client, prefix, patterns, user_id, not_ours=tuple(not_ours))
+    except CONNECTION_ERRORS as exc:
+        raise RemoteError(
+            f"the old bot's Redis stopped answering while the send-back was recorded ({type(exc).__name__})",
+            hint="the copy itself is done and verified; run the same send-back again to record it",
+        ) from None
+    finally:
+        client.close()
 
 
 def carried(new: Environment) -> tuple[str, ...]:
@@ -235,7 +284,13 @@ def tell(ctx: Context, old: OldBot, user_id: int, text: str) -> str:
 def undo_send_back(ctx: Context, backup: Path, out_dir: Path, *, apply: bool) -> tuple[Path | None, int, list[bytes]]:
     """Put the old bot's keys back as the send-back's backup recorded them (production untouched)."""
     found = find_backup(backup)
-    return undo.undo_backup(memory_context(ctx, source=False), found, out_dir, apply=apply)
+    done = undo.undo_backup(memory_context(ctx, source=False), found, out_dir, apply=apply)
+    if apply:
+        header = RecordFile(found, ctx.snapshot_fernet()).header
+        user_id, prefix = header.get("user_id"), header.get("prefix")
+        if isinstance(user_id, int) and isinstance(prefix, str):
+            keep_record(ctx, prefix, carried(new_env(ctx)), user_id, done[2])
+    return done
 
 
 def find_backup(given: Path) -> Path:

@@ -110,6 +110,7 @@ def test_healthz_contract_then_503_when_redis_stops(running_bot, redis_server):
     body = response.json()
     assert body.pop("contract") == {"level": "conversation", "kit": KIT_VERSION, "probe_path": "/probe"}
     assert body["updates"].pop("last_handled_at") is None  # nothing handled yet
+    assert body["updates"].pop("started_at") <= time.time()  # when it started: the quiet moment reads it
     assert body.pop("reports") == {"oops": []}  # /oops is on; nobody has said anything is off
     assert body == {
         "status": "ok",
@@ -139,6 +140,7 @@ def test_healthz_counts_the_updates_a_handler_failed_on_but_not_telegrams_refusa
     assert telegram.send_user_message(fake, USER, "my secret diary entry").status_code == 200
     body = httpx.get(f"{bot.url}/healthz").json()
     assert time.time() - 30 < body["updates"].pop("last_handled_at") <= time.time()  # when, never who or what
+    assert body["updates"].pop("started_at") <= time.time()
     assert body["updates"] == {"handled": 3, "failed": 1, "last_failure": {"error": "KeyError", "kind": "message"}}
     assert "diary" not in httpx.get(f"{bot.url}/healthz").text
 

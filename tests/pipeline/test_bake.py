@@ -280,10 +280,44 @@ def test_the_owners_message_carries_buttons_to_the_run_the_rollback_and_the_hold
             {"text": "Hold releases", "url": "https://github.com/owner/bot/actions/workflows/hold.yml"},
         ],
     ]
-    monkeypatch.setenv("GITHUB_SERVER_URL", "javascript:alert(1)//")
-    assert main(["notify", "--env", "production", "again"]) == 0  # refused: a warning, never the run's failure
-    assert "BUTTON_URL_INVALID" in capsys.readouterr().out
-    assert len(bot.sent) == 1
+
+
+@pytest.mark.parametrize(
+    ("server", "refused"),
+    [
+        ("http://ghe", "inline keyboard button URL 'http://ghe/owner/bot/actions/runs/77' is invalid: Wrong HTTP URL"),
+        ("ftp://ghe.example", "is invalid: Unsupported URL protocol"),
+    ],
+)
+def test_buttons_telegram_refuses_do_not_lose_the_message_it_goes_again_without_them(
+    world, monkeypatch, capsys, server, refused
+):
+    """A GitHub Enterprise host without a dot (or a scheme Telegram does not link) makes Telegram
+    refuse the keyboard with a 400: the message itself must still reach the owner, and the run says why."""
+    actions = {"GITHUB_REPOSITORY": "owner/bot", "GITHUB_RUN_ID": "77", "GITHUB_SERVER_URL": server}
+    use(monkeypatch, {**world.secrets("production"), "OWNER_CHAT_ID": str(OWNER), **actions})
+    bot = world.bots["production"]
+    world.telegram.start_chat(bot, OWNER)
+    assert main(["notify", "--env", "production", "rolled back", "--strict"]) == 0  # told: not a failure
+    [sent] = bot.sent
+    assert sent["text"].startswith("@mindmate_companion_bot (production): rolled back") and "reply_markup" not in sent
+    out = capsys.readouterr().out
+    assert "⚠ Telegram refused the message's buttons (400 Bad Request: " in out and refused in out
+    assert "the owner was told without them" in out and "not told" not in out
+
+
+def test_staging_messages_carry_only_the_run_not_productions_rollback_or_hold(world, monkeypatch):
+    """Holds are production's alone and the rollback form opens on production: a staging message
+    offering them would act on the wrong bot."""
+    actions = {"GITHUB_REPOSITORY": "owner/bot", "GITHUB_RUN_ID": "78", "GITHUB_SERVER_URL": "https://github.com"}
+    use(monkeypatch, {**world.secrets("staging"), "OWNER_CHAT_ID": str(OWNER), **actions})
+    bot = world.bots["staging"]
+    world.telegram.start_chat(bot, OWNER)
+    assert main(["notify", "--env", "staging", "released"]) == 0
+    [sent] = bot.sent
+    assert sent["reply_markup"]["inline_keyboard"] == [
+        [{"text": "Open the run", "url": "https://github.com/owner/bot/actions/runs/78"}]
+    ]
 
 
 @pytest.mark.parametrize(("strict", "code"), [(False, 0), (True, 4)])

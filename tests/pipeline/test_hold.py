@@ -109,3 +109,23 @@ def test_a_workflow_token_cannot_write_the_hold_and_is_told_which_permission(git
     err = capsys.readouterr().err
     assert "GitHub answered 403" in err and "Variables permission" in err and "GITHUB_ADMIN_TOKEN" in err
     assert READ_ONLY_TOKEN not in err and err.count("\n") == 1 and not github.variables
+
+
+def test_check_again_reads_the_hold_through_the_api_before_the_deploy(github, capsys):
+    """production.yml's second check: a hold set after the job started (vars.* were read then) stops it."""
+    assert hold("--check", "--again") == 0
+    assert "releases are not held (read again before the deploy)" in capsys.readouterr().out
+    assert hold("--on", "--by", "owner-on-a-phone", "--reason", "the bot forgets names") == 0
+    capsys.readouterr()
+    assert hold("--check", "--again") == 3
+    err = capsys.readouterr().err
+    assert "(the bot forgets names): dispatch hold.yml with hold off" in err and err.count("\n") == 1
+
+
+def test_check_again_without_a_token_says_the_hold_was_read_at_the_start_only(github, monkeypatch, capsys):
+    token = github.token
+    monkeypatch.delenv("GITHUB_TOKEN")
+    assert hold("--check", "--again") == 0
+    out = capsys.readouterr().out
+    assert "the hold was read at the job's start only: no GITHUB_ADMIN_TOKEN" in out and token not in out
+    assert main(["hold", "--on", "--again"]) == 2  # --again is --check's

@@ -100,10 +100,12 @@ def test_send_back_puts_them_on_the_old_bot_with_what_they_told_the_new_one_and_
     undone = json.loads(capsys.readouterr().out)
     # The /recall after the send-back made the old bot's kit record them as its own again (and may
     # have touched the profile's last_seen, a second later): that newer state is left alone and
-    # named; the remembered facts go back as they were.
+    # named, or, when both /recall fell in one second, it equals the backup and needs no undo;
+    # either way the old bot's record is its own. The remembered facts go back as they were.
     assert undone["applied"] is True and undone["records"] >= 2  # their memory and the record, at least
     left = set(undone["left_alone_changed"])
-    assert f"kit:arrival:{USER}" in left and left <= {f"kit:arrival:{USER}", f"user:{USER}:profile"}
+    assert left <= {f"kit:arrival:{USER}", f"user:{USER}:profile"}
+    assert dev.hget(f"kit:arrival:{USER}", "bot_id") == world.bots["staging"].token.split(":")[0].encode()
     after = keys(dev, f"*{USER}*")
     assert after[f"memory:{USER}".encode()] == old_before[f"memory:{USER}".encode()]
     assert NEW_FACT not in talk(world, "staging", "/recall")
@@ -267,6 +269,55 @@ def test_finish_move_without_the_old_bots_redis_refuses_as_it_cannot_see_a_send_
     err = capsys.readouterr().err
     assert "STAGING_REDIS_URL" in err and len(err.strip().splitlines()) == 1
     assert world.services["staging"].env == env_before
+
+
+def test_a_second_send_back_never_overwrites_what_they_told_the_old_bot_since_and_undo_still_works(
+    moved, capsys, tmp_path
+):
+    """Sent back, the user talks to the old bot; a second send-back would replace its keys with
+    production's, which never heard it. It is refused in one line; nothing on either side changes,
+    and the first send-back's undo still leaves what they said alone."""
+    world = moved
+    prod, dev = world.redis["production"].client(), world.redis["staging"].client()
+    production_before = keys(prod, f"prod:*{USER}*")
+    first = tmp_path / "first"
+    assert main(["send-back", "--user-id", str(USER), "--apply", "--out", str(first)]) == 0
+    capsys.readouterr()
+    talk(world, "staging", "/remember I moved to Leeds")  # told the old bot only
+    said = keys(dev, f"*{USER}*")
+    told = list(world.telegram.replies_to(world.bots["staging"], USER))
+
+    for mode in ("--apply", None):  # the dry run says so too
+        argv = ["send-back", "--user-id", str(USER), "--out", str(tmp_path / "second")]
+        assert main(argv + ([mode] if mode else [])) == 2
+        err = capsys.readouterr().err
+        assert f"user {USER} told @mindmate_dev_bot more since the send-back of " in err
+        assert "a second send-back would overwrite it" in err and "runbook steps 6" in err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert keys(dev, f"*{USER}*") == said and "I moved to Leeds" in talk(world, "staging", "/recall")
+    said = keys(dev, f"*{USER}*")  # the /recall touched the profile
+    assert keys(prod, f"prod:*{USER}*") == production_before
+    assert world.telegram.replies_to(world.bots["staging"], USER)[: len(told)] == told
+    assert "Let's continue here for now." not in world.telegram.replies_to(world.bots["staging"], USER)[len(told) :]
+
+    assert main(["send-back", "--undo", str(first), "--apply", "--json", "--out", str(tmp_path / "undo")]) == 0
+    undone = json.loads(capsys.readouterr().out)
+    assert f"memory:{USER}" in undone["left_alone_changed"]  # what they said since stays
+    assert "I moved to Leeds" in talk(world, "staging", "/recall")
+    assert main(["send-back", "--user-id", str(USER), "--apply", "--out", str(tmp_path / "third")]) == 2
+    assert "a second send-back would overwrite it" in capsys.readouterr().err
+    assert "I moved to Leeds" in talk(world, "staging", "/recall")
+
+
+def test_a_second_send_back_after_they_talked_to_the_new_bot_only_brings_the_new_memory(moved, capsys, tmp_path):
+    """The old bot heard nothing since the first send-back: the second one may replace its keys."""
+    world = moved
+    assert main(["send-back", "--user-id", str(USER), "--apply", "--out", str(tmp_path / "one")]) == 0
+    talk(world, "production", "/remember I started pottery")  # the new bot, not the old one
+    assert main(["send-back", "--user-id", str(USER), "--apply", "--out", str(tmp_path / "two")]) == 0
+    capsys.readouterr()
+    recall = talk(world, "staging", "/recall")
+    assert "I started pottery" in recall and NEW_FACT in recall
 
 
 def test_finish_move_without_any_arrival_record_refuses_naming_the_kit_line_that_keeps_it(moved, capsys):

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from ci_tools.__main__ import main
+from ci_tools.context import build
+from ci_tools.pipeline.acceptance import TALKED, acceptance
 from sandbox.rehearsal import DAILY_USER, Rehearsal
 from sandbox.world import SECRETS, World
 from tests.support import ROOT, use
@@ -288,6 +290,10 @@ def test_acceptance_names_the_unmet_item_then_passes(seed_world, monkeypatch, ca
     world.redis["production"].client().rpush(f"prod:memory:{DAILY_USER}", "My sister is called Mia")
     world.telegram.send_user_message(world.bots["production"], DAILY_USER, "hello new bot")
     assert main(args[:-2]) == 0
+    # Whose message it was, the kit's arrival record says (any bot served by the kit keeps it).
+    items = acceptance(build(world.secrets("production")), DAILY_USER, rehearsal.snapshot, None, deadline=30)
+    talked = next(item for item in items if item.name == TALKED)
+    assert talked.ok and talked.detail.endswith("(the kit's arrival record)"), talked
 
 
 @pytest.mark.timeout(300)  # the whole runbook: ~45 s alone, several times that on a busy 2-core runner

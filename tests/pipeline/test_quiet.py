@@ -23,7 +23,13 @@ from ci_tools.settings import Environment
 ENV = Environment("production", "main", "svc", "x_bot", "https://x", "prod:", (), quiet_seconds=120)
 
 
-def health(last_handled_at: float | None, *, served_at: float | None, reported: bool = True) -> Health:
+def health(
+    last_handled_at: float | None,
+    *,
+    served_at: float | None,
+    reported: bool = True,
+    started_at: float | None = None,
+) -> Health:
     body: dict[str, Any] = {
         "status": "ok",
         "env": "production",
@@ -35,6 +41,8 @@ def health(last_handled_at: float | None, *, served_at: float | None, reported: 
     }
     if reported:
         body["updates"]["last_handled_at"] = last_handled_at
+    if started_at is not None:
+        body["updates"]["started_at"] = started_at
     return Health.from_json(200, body, served_at)
 
 
@@ -92,6 +100,88 @@ def test_the_gap_is_measured_on_the_bots_clock_not_the_runners():
         sleep=clock.sleep,
     )
     assert clock.slept == [90.0] and not waits.went_ahead_busy
+
+
+@pytest.mark.parametrize(
+    ("last", "said"),
+    [
+        (float("nan"), "updates.last_handled_at is not a time (nan), so it cannot say"),
+        (float("inf"), "updates.last_handled_at is not a time (inf), so it cannot say"),
+        (float("-inf"), "updates.last_handled_at is not a time (-inf), so it cannot say"),
+        (1_000_000.0 + 3600, "updates.last_handled_at is 3600 s in the future on its own clock, so it cannot say"),
+    ],
+)
+def test_a_time_that_cannot_be_one_goes_ahead_at_once_saying_why(last, said):
+    """A broken clock or value must not hold the release for quiet_wait_minutes: it cannot say."""
+    clock = Clock()
+    quiet = wait_for_quiet(ENV, lambda: health(last, served_at=clock.now), clock=lambda: clock.now, sleep=clock.sleep)
+    assert clock.slept == [] and not quiet.went_ahead_busy
+    assert quiet.detail == f"no wait: the live bot's {said}" and "\n" not in quiet.detail
+
+
+def test_an_update_within_the_dates_own_second_is_not_the_future():
+    """The Date header is whole seconds: an update in the same second is now, not a broken clock."""
+    clock = Clock()
+    last = clock.now + 0.6
+    quiet = wait_for_quiet(ENV, lambda: health(last, served_at=clock.now), clock=lambda: clock.now, sleep=clock.sleep)
+    assert clock.slept[0] == 120.0 and "quiet (last update" in quiet.detail  # waited, not "cannot say"
+
+
+def test_a_bot_that_restarted_moments_ago_may_be_mid_conversation_and_is_waited_for():
+    """Nothing handled since a start 20 s ago: the user may have written just before the restart."""
+    clock = Clock()
+    start = clock.now - 20
+    said: list[str] = []
+    quiet = wait_for_quiet(
+        ENV,
+        lambda: health(None, served_at=clock.now, started_at=start),
+        clock=lambda: clock.now,
+        sleep=clock.sleep,
+        on_status=said.append,
+    )
+    assert clock.slept == [100.0]  # until quiet_seconds past the start
+    assert said == [
+        "the bot started 20 s ago and has handled nothing since: the daily user may be mid-conversation, "
+        "waiting 100 s for a quiet moment"
+    ]
+    assert quiet.detail == "quiet (started 120 s ago, nothing handled since) after waiting 100 s"
+
+
+def test_a_restart_wait_is_bounded_by_quiet_wait_minutes():
+    clock = Clock()
+    env = dataclasses.replace(ENV, quiet_seconds=3600, quiet_wait_minutes=2)
+    quiet = wait_for_quiet(
+        env,
+        lambda: health(None, served_at=clock.now, started_at=clock.now - 5),
+        clock=lambda: clock.now,
+        sleep=clock.sleep,
+    )
+    assert sum(clock.slept) == 120 and quiet.went_ahead_busy
+    assert "(started 5 s ago, nothing handled since; quiet_wait_minutes is 2)" in quiet.detail
+
+
+def test_a_start_long_ago_with_nothing_handled_is_quiet_and_no_start_behaves_as_before():
+    clock = Clock()
+    quiet = wait_for_quiet(
+        ENV, lambda: health(None, served_at=clock.now, started_at=clock.now - 600), clock=lambda: clock.now
+    )
+    assert quiet.detail == "quiet (started 600 s ago, nothing handled since) after waiting 0 s"
+    quiet = wait_for_quiet(ENV, lambda: health(None, served_at=clock.now), clock=lambda: clock.now)
+    assert "nothing handled since it started" in quiet.detail
+
+
+def test_a_start_that_is_not_a_time_cannot_say():
+    clock = Clock()
+    quiet = wait_for_quiet(
+        ENV,
+        lambda: health(None, served_at=clock.now, started_at=float("nan")),
+        clock=lambda: clock.now,
+        sleep=clock.sleep,
+    )
+    assert (
+        clock.slept == []
+        and quiet.detail == "no wait: the live bot's updates.started_at is not a time (nan), so it cannot say"
+    )
 
 
 def test_a_hotfix_does_not_wait():

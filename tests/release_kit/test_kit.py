@@ -252,6 +252,8 @@ def test_health_answers_before_the_contract_field_stay_valid_and_a_conversation_
     assert contract_problem({**old, "contract": {"level": "chat", "probe_path": "/p"}}) is not None
     late = {**old, "updates": {**old["updates"], "last_handled_at": "yesterday"}}
     assert contract_problem(late) is not None
+    assert contract_problem({**old, "updates": {**old["updates"], "started_at": 1_700_000_000.5}}) is None
+    assert contract_problem({**old, "updates": {**old["updates"], "started_at": None}}) is not None  # a time or absent
 
 
 def test_on_its_own_server_a_redis_another_environment_claimed_is_named_and_answered_503(

@@ -49,7 +49,9 @@ def test_the_health_answer_is_the_contract_at_conversation_level(ava, redis_serv
     assert body["bot"] == {"id": fake.id, "username": "ava_staging_bot"}
     assert (body["env"], body["commit"], body["key_prefix"]) == ("staging", bot.environ["RENDER_GIT_COMMIT"], "dev:")
     assert body["redis"] == {"ok": True, "env_marker": "staging"}
+    started_at = body["updates"].pop("started_at")
     assert body["updates"] == {"handled": 0, "failed": 0, "last_failure": None, "last_handled_at": None}
+    assert started_at <= time.time()  # the instance's start: a restart reads as maybe mid-conversation
     assert httpx.head(f"{bot.url}/healthz").status_code == 200
     assert redis_server.client().get("dev:meta:env") == b"staging"  # claimed at start
     assert fake.token not in answer.text and WEBHOOK_SECRET not in answer.text

@@ -1,16 +1,15 @@
 """What the docs count and list is what the tree holds: the workflows, the commands, init's
 prompts, the memory modules. A doc that names one too many or too few fails here, not in a reader's hands.
 
-The command table in docs/COMMANDS.md is generated from the parser (each command's own --help line):
+The command table in docs/COMMANDS.md is generated from ci_tools/__main__.py's COMMANDS (each command's --help line):
 `uv run python -m tests.repo.test_docs_match_tree` prints it.
 """
 
 from __future__ import annotations
 
-import argparse
 import re
 
-from ci_tools.__main__ import COMMAND_MODULES
+from ci_tools.__main__ import COMMANDS
 from ci_tools.cli.init import ASKED, OPTIONAL_ASKED, PROMPTS
 from ci_tools.repo.workflow_files import OURS_ONLY
 from tests.cli.test_unreachable import COMMANDS as UNREACHABLE_COMMANDS
@@ -26,11 +25,8 @@ def _number(word: str) -> int:
 
 
 def _commands() -> dict[str, str]:
-    """Each ci-tools command and its --help line, in COMMAND_MODULES's order."""
-    subparsers = argparse.ArgumentParser().add_subparsers()
-    for module in COMMAND_MODULES:
-        module.add_parser(subparsers)
-    return {action.dest: action.help or "" for action in subparsers._choices_actions}
+    """Each ci-tools command and its --help line, in the order of ci_tools/__main__.py's COMMANDS."""
+    return COMMANDS
 
 
 def command_table() -> str:

@@ -8,7 +8,7 @@ import argparse
 import re
 from pathlib import Path
 
-from ci_tools.__main__ import COMMAND_MODULES
+from ci_tools.__main__ import COMMANDS, build_parser
 from ci_tools.runbook import RUNBOOK, step
 from sandbox.rehearsal import Rehearsal
 from tests.support import ROOT
@@ -55,13 +55,10 @@ def test_the_rehearsal_prints_the_runbooks_steps_in_order(tmp_path):
 
 
 def test_every_help_that_names_a_step_names_its_own():
-    subparsers = argparse.ArgumentParser().add_subparsers()
-    for module in COMMAND_MODULES:
-        module.add_parser(subparsers)
+    (subparsers,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
     mentioned = set()
     for name, parser in subparsers.choices.items():
-        helps = [a.help or "" for a in subparsers._choices_actions if a.dest == name]
-        helps += [a.help or "" for a in parser._actions]
+        helps = [COMMANDS[name], *(a.help or "" for a in parser._actions)]
         for text in helps:
             assert not PHASE_NUMBER.search(text), f"ci-tools {name}: {text}"
             for number in re.findall(r"runbook step (\d+)", text):
