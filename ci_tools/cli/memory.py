@@ -570,7 +570,10 @@ def _writes_no_marker(env: Environment, timeout: float | None) -> str | None:
     path) the bot writes none, so its absence proves nothing wrong. A bot that answers the health
     JSON claims its Redis at start, and one that did not answer cannot say: both leave it refused."""
     seen = discover(env, timeout or 10)
-    if seen.level is Level.BASE and seen.definite:
+    # Only a 4xx is the bot saying it has no such path: a redirect points at an answer elsewhere
+    # (the health JSON of a bot that claims its Redis, or an edge's http→https), a 2xx is an answer.
+    its_own_4xx = seen.http_status is None or 400 <= seen.http_status < 500
+    if seen.level is Level.BASE and seen.definite and its_own_4xx:
         return f"its bot is at the base level and writes none — {seen.why}"
     return None
 
