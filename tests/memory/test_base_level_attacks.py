@@ -335,17 +335,17 @@ def test_what_the_user_said_after_the_snapshot_under_a_new_key_is_left_by_the_re
     assert state(production) == said_since  # nothing the snapshot holds changed; the new user is kept
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="left: production's secret naming staging's unmarked Redis is snapshotted as production's; "
-    "when the run also holds STAGING_REDIS_URL (production's copy of it, for preflight) the two "
-    "server_ids could be compared, but production.yml's snapshot step is not given it",
-)
 def test_staging_s_unmarked_redis_behind_production_s_secret_is_not_snapshotted_as_production_s(
-    production, redis_pair, tmp_path, monkeypatch
+    production, redis_pair, tmp_path, monkeypatch, capsys
 ):
+    """Both bots at the base level, PRODUCTION_REDIS_URL pasted from staging: no marker tells them
+    apart, but the run holds staging's URL too (production's SOURCE_REDIS_URL during the move, handed
+    to the snapshot as STAGING_REDIS_URL): the same Key Value behind both is refused, nothing read."""
     staging, _ = redis_pair
     talked(staging.client(), USER, ["staging's test chat"])
     monkeypatch.setenv("SOURCE_REDIS_URL", staging.url)  # PRODUCTION_REDIS_URL pasted from staging
     monkeypatch.setenv("STAGING_REDIS_URL", staging.url)
-    assert snapshot(tmp_path / "memory-before") != 0
+    assert snapshot(tmp_path / "memory-before") == 2
+    err = capsys.readouterr().err
+    assert "the same Key Value as STAGING_REDIS_URL (staging's)" in err and len(err.strip().splitlines()) == 1
+    assert not any((tmp_path / "memory-before").glob("*"))
