@@ -581,9 +581,7 @@ class Config:
     )
     default_branch: str = setting("develop", text(), "GitHub's default branch: where dependabot's security PRs go")
     # Bounded: the window's end is a date (cutover --back), and ten years from now is one; a billion days is not.
-    rollback_window_days: int = setting(
-        14, whole(1, 3650, "days"), "how long the old bot is kept after the cutover"
-    )
+    rollback_window_days: int = setting(14, whole(1, 3650, "days"), "how long the old bot is kept after the cutover")
     memory_backup: MemoryBackup = field(default_factory=MemoryBackup)
     watch: Watch = field(default_factory=Watch)
     replay: Replay = field(default_factory=Replay)
