@@ -23,12 +23,14 @@ def tree_with(tmp_path: Path, text: str) -> Path:
     return tmp_path
 
 
-@pytest.mark.parametrize("text", ["tool = 1\n", "[tool]\nci_tools = 1\n", "[tool.ci_tools]\nprobe = 1\n", "x = ["])
-def test_a_pyproject_without_a_probe_table_gives_the_defaults_or_one_line(tmp_path, text):
-    try:
-        assert probe_settings(tree_with(tmp_path, text)) == (DEFAULT_TURNS, "")
-    except ConfigError as exc:  # a probe key that is no table: as config check says it
-        assert "[tool.ci_tools.probe] must be a table" in exc.one_line()
+@pytest.mark.parametrize("text", ["tool = 1\n", "[tool]\nci_tools = 1\n", "x = ["])
+def test_a_pyproject_without_a_probe_table_gives_the_defaults(tmp_path, text):
+    assert probe_settings(tree_with(tmp_path, text)) == (DEFAULT_TURNS, "")
+
+
+def test_a_probe_key_that_is_no_table_is_one_line_as_config_check_says_it(tmp_path):
+    with pytest.raises(ConfigError, match=r"\[tool\.ci_tools\.probe\] must be a table"):
+        probe_settings(tree_with(tmp_path, "[tool.ci_tools]\nprobe = 1\n"))
 
 
 def test_a_misspelt_probe_key_is_refused_as_config_check_refuses_it(tmp_path):
