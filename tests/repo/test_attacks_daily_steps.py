@@ -52,9 +52,9 @@ def test_the_restore_point_is_taken_on_every_path_that_deploys():
     assert steps[snapshot]["if"] == "env.SNAPSHOT == 'take'"
     assert "always()" not in str(steps[deploy].get("if", "")) and "if" not in steps[deploy]
     between = steps[snapshot + 1 : deploy]
-    assert all(
-        "always()" not in str(s.get("if", "")) or "keyvalue close" in s.get("run", "") for s in between
-    ), names[snapshot + 1 : deploy]
+    assert all("always()" not in str(s.get("if", "")) or "keyvalue close" in s.get("run", "") for s in between), names[
+        snapshot + 1 : deploy
+    ]
     assert steps[deploy]["env"]["SNAPSHOT_OUTCOME"] == "${{ steps.snapshot.outcome }}"
 
 
