@@ -343,3 +343,18 @@ def test_after_moving_forward_again_as_the_refusal_says_a_later_send_back_is_not
     )
     recall = talk(world, "staging", "/recall")
     assert "I moved to Leeds" in recall and "I started pottery" in recall
+
+
+def test_an_old_bot_whose_own_key_is_named_meta_sent_back_is_one_clear_line_not_a_traceback(moved, capsys, tmp_path):
+    """The record's name is the pipeline's choice inside the owner's key space: an old bot on the empty
+    prefix may hold a key of that name (a string, say). The send-back must say so in one line before
+    any write, and leave the owner's key as it was."""
+    world = moved
+    dev = world.redis["staging"].client()
+    dev.set("meta:sent_back", "the owner's own value")
+    before = keys(dev, "*")
+    code = main(["send-back", "--user-id", str(USER), "--apply", "--out", str(tmp_path / "back")])
+    err = capsys.readouterr().err
+    assert code not in (0, 1) and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "meta:sent_back" in err
+    assert keys(dev, "*") == before and dev.get("meta:sent_back") == b"the owner's own value"
