@@ -358,3 +358,30 @@ def test_an_old_bot_whose_own_key_is_named_meta_sent_back_is_one_clear_line_not_
     assert code not in (0, 1) and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert "meta:sent_back" in err
     assert keys(dev, "*") == before and dev.get("meta:sent_back") == b"the owner's own value"
+
+
+# -- the Key Value opened twice in one release --------------------------------------------------
+
+
+def test_two_opens_in_one_release_and_a_nightly_backup_between_leave_only_the_owners_entry(
+    world, tmp_path, monkeypatch
+):
+    """Held: the release opens production's Key Value for the replay's snapshot, closes it, waits,
+    opens it again (same run, same state file) for the restore point; a nightly backup opens between
+    and closes last. Each close removes only its own run's entry."""
+    from tests.pipeline.test_keyvalue import OWNER, keyvalue
+
+    monkeypatch.setattr("ci_tools.pipeline.keyvalue.SETTLE", 0.3)
+    kv = world.key_values["production"]
+    kv.ip_allow_list = [dict(OWNER)]
+    release, nightly = tmp_path / "release.json", tmp_path / "nightly.json"
+    opened = ("open", "--env", "production", "--ip")
+    assert keyvalue(world, 301, *opened, "203.0.113.1", "--state", str(release)) == 0  # the replay's snapshot
+    assert keyvalue(world, 301, "close", "--state", str(release)) == 0
+    assert keyvalue(world, 302, *opened, "203.0.113.9", "--state", str(nightly)) == 0  # mid-wait: the backup
+    assert keyvalue(world, 301, *opened, "203.0.113.1", "--state", str(release)) == 0  # the restore point
+    assert {e["cidrBlock"] for e in kv.ip_allow_list} == {"198.51.100.1/32", "203.0.113.1/32", "203.0.113.9/32"}
+    assert keyvalue(world, 301, "close", "--state", str(release)) == 0
+    assert {e["cidrBlock"] for e in kv.ip_allow_list} == {"198.51.100.1/32", "203.0.113.9/32"}
+    assert keyvalue(world, 302, "close", "--state", str(nightly)) == 0
+    assert kv.ip_allow_list == [OWNER] and not release.exists() and not nightly.exists()
