@@ -63,7 +63,7 @@ class Gap:
 DATE_RESOLUTION = 1.0
 
 
-def _moment(value: float | None, served_at: float, field: str) -> tuple[float | None, str]:
+def _moment(value: float | None, served_at: float, field: str, clock: str) -> tuple[float | None, str]:
     """``value`` as a time the bot can have recorded, or (None, why it cannot be one)."""
     if value is None:
         return None, ""
@@ -71,8 +71,8 @@ def _moment(value: float | None, served_at: float, field: str) -> tuple[float | 
         return None, f"no wait: the live bot's updates.{field} is not a time ({value!r}), so it cannot say"
     if value > served_at + DATE_RESOLUTION:
         return None, (
-            f"no wait: the live bot's updates.{field} is {value - served_at:.0f} s in the future on its own "
-            "clock, so it cannot say"
+            f"no wait: the live bot's updates.{field} is {value - served_at:.0f} s in the future on {clock}, "
+            "so it cannot say"
         )
     return value, ""
 
@@ -88,12 +88,15 @@ def quiet_gap(health: Health, now: float) -> Gap:
             "(the health contract's updates.last_handled_at; the bot kit gives it)",
         )
     served_at = health.served_at if health.served_at is not None else now
-    last, why = _moment(updates.last_handled_at, served_at, "last_handled_at")
+    # No Date header (RFC 9110 requires one of a server with a clock, but a server can be told not to
+    # send it): the runner's clock stands in, and the run says whose clock found a time impossible.
+    clock = "its own clock" if health.served_at is not None else "the runner's clock (its answer had no Date header)"
+    last, why = _moment(updates.last_handled_at, served_at, "last_handled_at", clock)
     if why:
         return Gap(None, why)
     if last is not None:
         return Gap(max(0.0, served_at - last))
-    started, why = _moment(updates.started_at, served_at, "started_at")
+    started, why = _moment(updates.started_at, served_at, "started_at", clock)
     if why:
         return Gap(None, why)
     if started is None:  # a bot that gives no start: nothing handled reads as quiet, as before

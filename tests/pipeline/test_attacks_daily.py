@@ -385,3 +385,17 @@ def test_two_opens_in_one_release_and_a_nightly_backup_between_leave_only_the_ow
     assert {e["cidrBlock"] for e in kv.ip_allow_list} == {"198.51.100.1/32", "203.0.113.9/32"}
     assert keyvalue(world, 302, "close", "--state", str(nightly)) == 0
     assert kv.ip_allow_list == [OWNER] and not release.exists() and not nightly.exists()
+
+
+def test_a_health_answer_without_a_date_header_does_not_claim_the_bots_own_clock():
+    """A server told not to send Date (uvicorn --no-date-header) and a runner 30 s behind the bot: the
+    update 10 s ago reads 20 s in the future. It cannot say (no wait, as for any impossible time), but
+    the run said "on its own clock" of a time it measured on the runner's."""
+    from tests.pipeline.test_quiet import health
+
+    clock = Clock()
+    quiet = wait_for_quiet(ENV, lambda: health(clock.now + 20, served_at=None), clock=lambda: clock.now)
+    assert quiet.detail == (
+        "no wait: the live bot's updates.last_handled_at is 20 s in the future on the runner's clock "
+        "(its answer had no Date header), so it cannot say"
+    )
