@@ -5,13 +5,16 @@ Each command lives in ``ci_tools/cli/<name>.py`` (``-`` read as ``_``) with an
 ``ci-tools --help``, so the listing imports no command; ``main()`` imports only the command it
 runs, at dispatch (as twine and pre-commit do), and each command module imports what it uses at
 its top. A ``FatalError`` becomes one redacted line on stderr (and an error annotation in
-Actions) with the error's exit code.
+Actions) with the error's exit code; so does an import of the command's libraries that fails
+(missing, or not the version locked), and Ctrl-C while they load is "interrupted", exit 130.
+A word that is no command is one usage error naming the command it most resembles.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import importlib
 import logging
 import os
@@ -163,8 +166,12 @@ def _main(argv: Sequence[str] | None) -> int:
     command = chosen(argv)
     try:
         parser = build_parser([command] if command in COMMANDS else [])
-    except ModuleNotFoundError as exc:  # a library of the `tools` extra, or the stand-ins, not installed
+    except KeyboardInterrupt:  # Ctrl-C (or a cancel) while the command's libraries load
+        return _interrupted()
+    except Exception as exc:  # a library of the `tools` extra, or the stand-ins, missing or not the one we need
         return _report(runner, from_unexpected(exc), command or "")
+    if command is not None and command not in COMMANDS and not _answered_first(argv, command):
+        parser.error(f"unknown command {command!r}{_did_you_mean(command)}; `ci-tools --help` lists them")
     args = parser.parse_args(argv)
     _configure_logging(args.verbose)
     try:
@@ -173,12 +180,26 @@ def _main(argv: Sequence[str] | None) -> int:
     except FatalError as exc:
         return _report(runner, exc, args.command)
     except KeyboardInterrupt:
-        print("ci-tools: interrupted", file=sys.stderr)
-        return 130
+        return _interrupted()
     except Exception as exc:  # the one error boundary: never a traceback unless asked (-vv)
         if args.verbose > 1:
             logging.getLogger("ci_tools").exception("unexpected error")
         return _report(runner, from_unexpected(exc), args.command)
+
+
+def _answered_first(argv: Sequence[str], command: str) -> bool:
+    """``--help`` or ``--version`` before the command word: argparse answers it and exits 0."""
+    return bool({"-h", "--help", "--version"} & set(argv[: list(argv).index(command)]))
+
+
+def _did_you_mean(command: str) -> str:
+    close = difflib.get_close_matches(command, COMMANDS, n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _interrupted() -> int:
+    print("ci-tools: interrupted", file=sys.stderr)
+    return 130
 
 
 def _report(runner: Runner, exc: FatalError, command: str) -> int:

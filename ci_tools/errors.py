@@ -111,6 +111,12 @@ def from_unexpected(exc: BaseException) -> FatalError:
             f"the Python package {exc.name!r} is not installed here",
             hint="install the pipeline's libraries with `uv sync --locked` (or `uv run ci-tools …`)",
         )
+    if isinstance(exc, ImportError) and exc.name and exc.name.split(".")[0] not in OWN_PACKAGES:
+        # Installed, but not the version ci-tools was built against (`cannot import name …`).
+        return ConfigError(
+            f"the Python package {exc.name!r} installed here is not the version ci-tools needs ({exc})",
+            hint="install the pipeline's libraries as locked with `uv sync --locked` (or `uv run ci-tools …`)",
+        )
     if isinstance(exc, ConnectionError | TimeoutError):
         return RemoteError(f"a service did not answer ({name}: {exc})", hint="run again later")
     return FatalError(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import itertools
+import math
 import re
 import string
 import tomllib
@@ -111,7 +112,8 @@ def _whole(value: Any) -> bool:
 
 
 def _numeric(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    """A number TOML can write that is one: not a bool, nor ``nan`` or ``inf`` (a wait without end)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def whole(low: int, high: int | None = None, unit: str = "", among: tuple[int, ...] = ()) -> Check:
@@ -150,10 +152,15 @@ def boolean() -> Check:
     return Check("true or false", read)
 
 
+def _named(value: str) -> bool:
+    """A name (a branch, a service): not blank, no NUL (git, Render and GitHub take neither)."""
+    return bool(value.strip()) and "\0" not in value
+
+
 def text(
-    rule: Callable[[str], object] = bool, takes: str = "non-empty string", keep: Callable[[str], str] = str
+    rule: Callable[[str], object] = _named, takes: str = "non-empty string", keep: Callable[[str], str] = str
 ) -> Check:
-    """A string that ``rule`` accepts (default: a non-empty one), kept as ``keep`` makes it (stripped)."""
+    """A string that ``rule`` accepts (default: a name, see ``_named``), kept as ``keep`` makes it (stripped)."""
 
     def read(value: Any) -> str:
         kept = keep(value) if isinstance(value, str) else value
@@ -239,7 +246,7 @@ def read_table(
                 values[name] = s.check.read(raw[name])
             except Invalid as bad:  # one item of a list says its own problem; the whole, the setting's words
                 problem = (
-                    f"{bad.subject} {bad.problem}"
+                    f"{name}: {bad.subject} {bad.problem}"
                     if bad.subject
                     else f"{name} {s.says.format(value=raw[name]) if s.says else bad.problem}"
                 )
@@ -278,7 +285,7 @@ def _memory_pattern(pattern: str) -> None:
         raise Invalid(
             problem,
             hint='use {user_id} exactly once and no other {…}, e.g. "memory:{user_id}"',
-            subject=f"memory pattern {pattern!r}",
+            subject=f"pattern {pattern!r}",
         )
 
 
@@ -286,7 +293,7 @@ def _regular_expression(pattern: str) -> None:
     try:
         re.compile(pattern)
     except re.error as exc:
-        raise Invalid(f"is not a regular expression ({exc})", subject=f"ignore pattern {pattern!r}") from None
+        raise Invalid(f"is not a regular expression ({exc})", subject=f"pattern {pattern!r}") from None
 
 
 def _telegram_user(user: int) -> None:
@@ -573,7 +580,8 @@ class Config:
         ),
     )
     default_branch: str = setting("develop", text(), "GitHub's default branch: where dependabot's security PRs go")
-    rollback_window_days: int = setting(14, whole(1, unit="days"), "how long the old bot is kept after the cutover")
+    # Bounded: the window's end is a date (cutover --back), and ten years from now is one; a billion days is not.
+    rollback_window_days: int = setting(14, whole(1, 3650, "days"), "how long the old bot is kept after the cutover")
     memory_backup: MemoryBackup = field(default_factory=MemoryBackup)
     watch: Watch = field(default_factory=Watch)
     replay: Replay = field(default_factory=Replay)
@@ -638,7 +646,8 @@ def load_config(path: Path | None = None) -> Config:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}", hint="fix the file's TOML syntax") from None
-    section = data.get("tool", {}).get("ci_tools")
+    tool = data.get("tool")
+    section = tool.get("ci_tools") if isinstance(tool, dict) else None
     if not isinstance(section, dict):
         raise ConfigError(
             f"{path} has no [tool.ci_tools] section", hint="add the environments table (see docs/CONFIGURATION.md)"

@@ -27,6 +27,9 @@ from release_kit.marker import EnvMismatchError, claim_env_marker
 from release_kit.oops import THANKS, add_oops
 from release_kit.server import PROBE_PATH, Surface, build_app
 
+# A probe_path the kit mounts and the health answer names: as health.schema.json's contract.probe_path.
+PLAIN_PATH = re.compile(r"(?:/(?!\.\.?(?:/|$))[A-Za-z0-9._~-]+)+")
+
 log = logging.getLogger("release_kit")
 
 
@@ -98,6 +101,14 @@ class Kit:
         probe = _path(probe_path).rstrip("/")
         if conversation and (not probe or probe == health or health.startswith(probe + "/")):
             raise ValueError(f"probe_path {probe_path!r} must be a path of its own, not / or the health path")
+        if conversation and not PLAIN_PATH.fullmatch(probe):
+            # The health answer tells the pipeline this path and it requests <probe_path>/<nonce>:
+            # a query, a fragment, a . or .. segment (clients resolve it away) or a {…} (a Starlette
+            # parameter) would name a place no request reaches, and the probe would fail.
+            raise ValueError(
+                f"probe_path {probe_path!r} must be a plain path: segments of letters, digits and -._~, "
+                "no query, fragment, . or .. (e.g. /ops/probe)"
+            )
         taken = {health, *([probe] if conversation else [])}
         if webhook_path in taken or (webhook_path.startswith(probe + "/") and conversation):
             raise ValueError(f"url_path {webhook_path!r} is one of the kit's own paths: pick another")

@@ -43,6 +43,11 @@ from sandbox.http import Request, Response, StandInServer, fault
 _PULLS = re.compile(r"^/repos/(?P<owner>[\w.-]+)/(?P<repo>[\w.-]+)/pulls$")
 _REPO = re.compile(r"^/repos/(?P<owner>[\w.-]+)/(?P<repo>[\w.-]+)(?P<rest>/.*)?$")
 READ_ONLY_TOKEN = "ghs_sandboxReadOnly0123456789"  # noqa: S105 - the stand-in's token without admin
+# A valid token that was not given this repository (a fine-grained token's "Repository access" naming
+# others): GitHub answers 404, not 403, for a private repository it may not see, so as not to confirm
+# that it exists (docs.github.com/rest, "Troubleshooting the REST API": 404 for a resource you lack
+# access to). Every /repos/ call with it is 404 Not Found.
+OTHER_REPOSITORY_TOKEN = "github_pat_sandboxOtherRepository0123"  # noqa: S105 - the stand-in's token for another repo
 DOCS = "https://docs.github.com/rest"
 REPO_ID = 812_345_678
 
@@ -134,6 +139,11 @@ class FakeGitHub(StandInServer):
         # "Authenticating to the REST API"); githubkit and gh send "token".
         if request.headers.get("Authorization") in (f"Bearer {READ_ONLY_TOKEN}", f"token {READ_ONLY_TOKEN}"):
             return self._settings(request, admin=False)
+        if request.headers.get("Authorization") in (
+            f"Bearer {OTHER_REPOSITORY_TOKEN}",
+            f"token {OTHER_REPOSITORY_TOKEN}",
+        ):
+            return NOT_FOUND if request.path.startswith("/repos/") else self._settings(request, admin=False)
         if request.headers.get("Authorization") not in (
             f"Bearer {self.token}",
             f"token {self.token}",

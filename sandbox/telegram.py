@@ -197,33 +197,50 @@ def inline_keyboard(value: Any) -> tuple[dict[str, Any] | None, str]:
     return value, ""
 
 
-HOST = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=%-]+")
+HOST_CHARACTER = re.compile(  # one character RFC 3986 allows in a host, or plain UTF-8 (tdlib: parse_url)
+    r"[a-z0-9._~!$&'()*+,;=-]|%[0-9a-f]{2}|[^\x00-\x7f]"
+)
 
 
 def button_url_problem(url: str) -> str:
     """Why Telegram refuses a URL button's link, or "" when it takes it. Modelled on tdlib's
-    LinkManager::check_link_impl (td/telegram/LinkManager.cpp), whose errors the Bot API passes on
-    as "inline keyboard button URL '…' is invalid: <error>" (test/link.cpp lists the cases):
-    http and https only (plus tg: with a bare host; "sftp://google.com" is refused: "Unsupported
-    URL protocol"), a link without a scheme read as http ("grammy" → http://grammy), and an http(s)
-    host with no dot that is not an IPv6 literal refused ("http://localhost": "Wrong HTTP URL").
-    Links that pass tdlib but Telegram's servers refuse (BUTTON_URL_INVALID) are not modelled."""
+    LinkManager::check_link_impl (td/telegram/LinkManager.cpp) and the parse_url it calls
+    (tdutils/td/utils/HttpUrl.cpp), whose errors the Bot API passes on as "inline keyboard button
+    URL '…' is invalid: <error>" (test/link.cpp lists the cases): http and https only (plus tg:
+    with a bare host; "sftp://google.com" is refused: "Unsupported URL protocol"), a link without a
+    scheme read as http ("grammy" → http://grammy; a scheme is only what precedes the first of
+    ``:/?#@[]``, so "a.com/?next=https://b.com" has none), a port of 1-65535 when one is written,
+    host characters RFC 3986 allows plus plain UTF-8 (an internationalised name is taken as is),
+    and an http(s) host with no dot that is not an IPv6 literal refused ("http://localhost":
+    "Wrong HTTP URL"). Links that pass tdlib but Telegram's servers refuse (BUTTON_URL_INVALID) are
+    not modelled."""
     text = url.strip()
     if text.lower().startswith("tg:"):
         host = re.split(r"[/?#]", text[3:].removeprefix("//"), maxsplit=1)[0]
         return "" if re.fullmatch(r"[A-Za-z0-9_-]+", host) else "Wrong tg URL"
-    scheme, sep, rest = text.partition("://")
-    if not sep:
-        scheme, rest = "http", text
-    if scheme.lower() not in {"http", "https"}:
-        return "Unsupported URL protocol"
-    host = re.split(r"[/?#]", rest, maxsplit=1)[0].rpartition("@")[2]
-    if host.startswith("["):  # an IPv6 literal: no dot needed
-        return "" if re.fullmatch(r"\[[0-9A-Fa-f:.]+\](:\d{1,5})?", host) else "Wrong HTTP URL"
-    name, _, port = host.partition(":")
-    if port and not (port.isdigit() and 0 < int(port) < 65536):
-        return "Wrong port number specified in the URL"
-    if not name or not HOST.fullmatch(name) or "." not in name:
+    scheme = re.split(r"[:/?#@\[\]]", text, maxsplit=1)[0]
+    if text[len(scheme) :].startswith("://"):
+        if scheme.lower() not in {"http", "https"}:
+            return "Unsupported URL protocol"
+        text = text[len(scheme) + 3 :]
+    authority = re.split(r"[/?#]", text, maxsplit=1)[0]
+    port = ""
+    if (colon := authority.rfind(":")) > max(authority.rfind("]"), authority.rfind("@")):
+        authority, port = authority[:colon], authority[colon + 1 :]
+        if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+            return "Wrong port number specified in the URL"
+    host = authority.rpartition("@")[2]
+    if host.startswith("[") and host.endswith("]"):  # an IPv6 literal: no dot needed
+        return "" if re.fullmatch(r"\[[0-9A-Fa-f:.]+\]", host) else "Wrong IPv6 address specified in the URL"
+    if not host:
+        return "URL host is empty"
+    if host == ".":
+        return "Host is invalid"
+    if re.search(r"%(?![0-9a-f]{2})", host.lower()):
+        return "Wrong percent-encoded symbol in URL host"
+    if HOST_CHARACTER.sub("", host.lower()):
+        return "Wrong URL host"
+    if "." not in host:
         return "Wrong HTTP URL"
     return ""
 

@@ -151,7 +151,7 @@ def test_a_malformed_memory_pattern_is_one_line_from_config_check_and_every_memo
     for argv in (["config", "check"], ["memory", "export", "--user-id", "7", "--from", "staging"]):
         assert main(argv) == 3
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and f"memory pattern {pattern!r} {problem}" in err[0], err
+        assert len(err) == 1 and f"memory_patterns: pattern {pattern!r} {problem}" in err[0], err
 
 
 def test_the_probe_table_defaults_to_one_turn_any_reply(tmp_path):

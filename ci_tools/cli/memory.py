@@ -23,6 +23,9 @@ from ci_tools.settings import Environment, pattern_problem
 SNAPSHOT_KEY = ("MEMORY_SNAPSHOT_KEY",)
 BOTH = Needs(required=("SOURCE_REDIS_URL", "TARGET_REDIS_URL"), optional=SNAPSHOT_KEY)
 SOURCE = Needs(required=("SOURCE_REDIS_URL",), optional=SNAPSHOT_KEY)
+# The snapshot also reads the other environment's URL, where the run holds it, to tell a markerless
+# Redis pasted into the wrong secret (_not_another_environments).
+SNAPSHOT = Needs(required=("SOURCE_REDIS_URL",), optional=(*SNAPSHOT_KEY, "STAGING_REDIS_URL"))
 TARGET = Needs(required=("TARGET_REDIS_URL",), optional=SNAPSHOT_KEY)
 
 
@@ -155,7 +158,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     snapshot.add_argument("--commit", default="", help="the release this snapshot comes before")
     snapshot.add_argument("--ignore-env-marker", action="store_true", help="skip the <prefix>meta:env check")
     snapshot.add_argument("--json", action="store_true")
-    snapshot.set_defaults(func=memory_snapshot, needs=SOURCE)
+    snapshot.set_defaults(func=memory_snapshot, needs=SNAPSHOT)
 
     undo = sub.add_parser("undo", help="put the target back as a backup recorded it")
     undo.add_argument("backup", type=Path)
@@ -610,6 +613,11 @@ def memory_snapshot(ctx: Context, args: argparse.Namespace) -> int:
             'print(Fernet.generate_key().decode())" and store it as the MEMORY_SNAPSHOT_KEY secret',
         )
     backup = config.memory_backup
+
+    def writes_no_marker() -> str | None:
+        _not_another_environments(ctx, env)
+        return _writes_no_marker(env, ctx.timeout)
+
     taken = points.take_snapshot(
         ops.source_side(ctx),
         env,
@@ -620,7 +628,7 @@ def memory_snapshot(ctx: Context, args: argparse.Namespace) -> int:
         commit=given.commit,
         ignore_marker=given.ignore_marker,
         fernet=ctx.snapshot_fernet(),
-        writes_no_marker=lambda: _writes_no_marker(env, ctx.timeout),
+        writes_no_marker=writes_no_marker,
         server_id=ops.url_server_id(ctx, "SOURCE_REDIS_URL"),
     )
     if taken.unmarked:
@@ -655,6 +663,23 @@ def memory_snapshot(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def _not_another_environments(ctx: Context, env: Environment) -> None:
+    """A Redis with no marker cannot say whose it is; another environment's URL the run holds can:
+    production's environment keeps the old bot's (staging's) Redis as SOURCE_REDIS_URL during the
+    move, and production.yml hands it to the snapshot as STAGING_REDIS_URL. The same Key Value
+    (``server_id``: host, port, db and user) behind both is a secret pasted into the wrong place,
+    refused before anything is read."""
+    here = ops.url_server_id(ctx, "SOURCE_REDIS_URL")
+    for other in ctx.config.environments.values():
+        variable = f"{other.name.upper()}_REDIS_URL"
+        if other.name != env.name and ctx.optional(variable) and ops.url_server_id(ctx, variable) == here:
+            raise InputError(
+                f"the Redis to snapshot as {env.name}'s is the same Key Value as {variable} ({other.name}'s), "
+                "and holds no meta:env marker to say otherwise",
+                hint=f"set {env.name}'s REDIS_URL secret to the URL of {env.name}'s own Key Value",
+            )
+
+
 def _writes_no_marker(env: Environment, timeout: float | None) -> str | None:
     """Why the live bot of ``env`` writes no ``meta:env`` marker, or None when it should have one.
 
@@ -663,7 +688,10 @@ def _writes_no_marker(env: Environment, timeout: float | None) -> str | None:
     path) the bot writes none, so its absence proves nothing wrong. A bot that answers the health
     JSON claims its Redis at start, and one that did not answer cannot say: both leave it refused."""
     seen = discover(env, timeout or 10)
-    if seen.level is Level.BASE and seen.definite:
+    # Only a 4xx is the bot saying it has no such path: a redirect points at an answer elsewhere
+    # (the health JSON of a bot that claims its Redis, or an edge's http→https), a 2xx is an answer.
+    its_own_4xx = seen.http_status is None or 400 <= seen.http_status < 500
+    if seen.level is Level.BASE and seen.definite and its_own_4xx:
         return f"its bot is at the base level and writes none — {seen.why}"
     return None
 

@@ -148,6 +148,7 @@ def copy_user(ctx: Context, request: CopyRequest) -> Outcome:
             "env": request.target_env.name,
             "prefix": request.target_prefix,
             "server": url_label(ctx, "TARGET_REDIS_URL"),
+            "server_id": url_server_id(ctx, "TARGET_REDIS_URL"),
         },
     )
     outcome.timings = {"discover": discovered, "audit": audited, **outcome.timings}
@@ -253,6 +254,7 @@ def restore_snapshot(ctx: Context, snapshot: Path, writing: Writing) -> Outcome:
             "env": writing.target_env.name,
             "prefix": writing.target_prefix,
             "server": url_label(ctx, "TARGET_REDIS_URL"),
+            "server_id": url_server_id(ctx, "TARGET_REDIS_URL"),
         },
         snapshot_file=snapshot,
     )
@@ -318,6 +320,7 @@ def seed_user(ctx: Context, user_id: int, profile: Path, writing: Writing) -> Ou
         "env": writing.target_env.name,
         "prefix": target_prefix,
         "server": url_label(ctx, "TARGET_REDIS_URL"),
+        "server_id": url_server_id(ctx, "TARGET_REDIS_URL"),
     }
     return job.run(
         seed_records(target_prefix, user_id, fields, facts),

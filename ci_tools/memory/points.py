@@ -257,6 +257,7 @@ def restore_point(
             "env": request.env.name,
             "prefix": request.env.key_prefix,
             "server": server,
+            "server_id": target_id,  # what an undo of this restore matches (memory undo)
         },
     )
     outcome.warnings += warnings
@@ -272,23 +273,35 @@ def check_restore_target(
     The marker proves a URL is the environment it claims. A restore of an unmarked snapshot needs
     no such proof: it writes back only where the snapshot was read (the URL's user, host, port and
     database, as the snapshot recorded their digest), so it cannot carry one environment's memory
-    into another. A
-    target marked for another environment, or an unmarked one that is another server, is refused;
-    the accepted case is said in one ⚠ line."""
+    into another. A target marked for another environment is refused, and so is any other server,
+    marked for this environment or not (its marker proves the target, not what the snapshot holds);
+    the same server still without a marker is said in one ⚠ line."""
     env, prefix = request.env, request.env.key_prefix.encode()
     header = file.header
     read_unmarked = "marker" in header and header["marker"] is None
-    if not (read_unmarked and marker(target, prefix) is None):
+    claimed = marker(target, prefix)
+    if not read_unmarked or claimed is not None:
         check_marker(target, prefix, env.name, "target", "--ignore-env-marker")
+    if not read_unmarked:
         return []
+    # Nothing proved the Redis the snapshot was read from was env's (the secret may have named
+    # another environment's unmarked Redis): a marker on the target proves the target, not the
+    # snapshot, so only the server it was read from takes it back, marked since (the kit) or not.
     read_from = str(header.get("server", "?"))
     if not target_id or header.get("server_id") != target_id:
-        raise VerificationError(
-            f"{env.name}'s Redis has no {env.key_prefix}meta:env marker, and TARGET_REDIS_URL ({server}) is "
-            f"not the Key Value {request.snapshot.name} was read from ({read_from})",
-            hint="point TARGET_REDIS_URL at the Redis the snapshot was read from: without a marker, "
-            "nothing else proves a Redis is that environment's",
+        name, where = request.snapshot.name, f"{env.key_prefix}meta:env"
+        said = (
+            f"{env.name}'s Redis has no {where} marker, and"
+            if claimed is None
+            else f"{where} marks this Redis {claimed}, but {name} was read from one without a marker, and"
         )
+        raise VerificationError(
+            f"{said} TARGET_REDIS_URL ({server}) is not the Key Value {name} was read from ({read_from})",
+            hint="point TARGET_REDIS_URL at the Redis the snapshot was read from: without a marker, "
+            "nothing else proves that snapshot is that environment's",
+        )
+    if claimed is not None:
+        return []
     return [
         f"⚠ {env.name}'s Redis has no {env.key_prefix}meta:env marker (its bot writes none): restoring "
         f"because it is {read_from}, the server the snapshot was read from"

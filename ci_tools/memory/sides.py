@@ -55,9 +55,12 @@ def label(url: str) -> str:
 def server_id(url: str) -> str:
     """Which Key Value a URL reaches, as a digest that names no secret: its user, host, port and
     database. Render's external URLs share one regional host (``oregon-keyvalue.render.com``) and
-    tell instances apart by the user (``red-…``), so host:port alone would call two of them one."""
+    tell instances apart by the user (``red-…``), so host:port alone would call two of them one.
+    A password alone authenticates as the user ``default`` (Redis's ``AUTH <password>``), so
+    ``redis://:pw@`` and ``redis://default:pw@`` are one Key Value."""
     kwargs = redis.connection.parse_url(url)  # type: ignore[no-untyped-call]
-    seen = f"{kwargs.get('username', '')}@{kwargs.get('host', '')}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
+    user = "" if kwargs.get("username") in (None, "default") else kwargs["username"]  # no user's digest as before
+    seen = f"{user}@{kwargs.get('host', '')}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
     return hashlib.sha256(seen.encode()).hexdigest()[:16]
 
 

@@ -12,7 +12,7 @@ from ci_tools.errors import InputError, RemoteError, VerificationError
 from ci_tools.memory.files import RecordFile, RecordWriter
 from ci_tools.memory.model import CONNECTION_ERRORS, stamp
 from ci_tools.memory.records import BATCH, Record, difference, read_by_key, value_digest
-from ci_tools.memory.sides import connect, label, marker
+from ci_tools.memory.sides import connect, label, marker, server_id
 from ci_tools.memory.writer import Writer, guarded_records
 
 
@@ -35,9 +35,14 @@ def undo_backup(
         )
     count = file.check()
     url = ctx.secret("TARGET_REDIS_URL", purpose="the Redis to undo on")
-    if not allow_other_server and file.header.get("server") != label(url):
+    # host:port/db, and (backups since the base level) the digest that tells apart the Key Values
+    # behind one regional host by the URL's user: an undo writes only where the write was.
+    recorded = file.header.get("server_id")
+    other_user = bool(recorded) and recorded != server_id(url)
+    if not allow_other_server and (file.header.get("server") != label(url) or other_user):
+        also = " under another user (another Key Value behind the same host)" if other_user else ""
         raise InputError(
-            f"this backup was taken on {file.header.get('server')}, but TARGET_REDIS_URL is {label(url)}",
+            f"this backup was taken on {file.header.get('server')}, but TARGET_REDIS_URL is {label(url)}{also}",
             hint="point TARGET_REDIS_URL at the server the copy wrote to, or pass --allow-other-server",
         )
     target = connect(url, "target", timeout=ctx.timeout)

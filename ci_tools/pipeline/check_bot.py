@@ -41,7 +41,8 @@ from ci_tools.checklist import Item
 from ci_tools.clients.health import SCHEMA, BotSurface, Health, NotTheContract, Unreachable, health_json
 from ci_tools.clients.telegram import webhook_secret_for
 from ci_tools.errors import BotRunError, ConfigError
-from ci_tools.settings import DEFAULT_PROBE_USER_ID
+from ci_tools.pipeline.probe import said
+from ci_tools.settings import DEFAULT_PROBE_USER_ID, ProbeTalk, read_table
 
 LEVELS = ("base", "health", "conversation")
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name
@@ -153,18 +154,18 @@ def head_commit(tree: Path) -> str:
 
 
 def probe_settings(tree: Path) -> tuple[tuple[str, ...], str]:
-    """``[tool.ci_tools.probe]`` turns and expect of the owner's pyproject.toml, else the defaults:
-    ``/start``, and any reply."""
+    """``[tool.ci_tools.probe]`` turns and expect of the owner's pyproject.toml, read as the pipeline
+    reads them (a misspelt key or a turn that is no message: one ConfigError); without the file or
+    the table, the defaults: ``/start``, and any reply."""
     try:
         document = tomllib.loads((tree / "pyproject.toml").read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
         return DEFAULT_TURNS, ""
-    table = document.get("tool", {}).get("ci_tools", {}).get("probe", {})
-    turns = table.get("turns", list(DEFAULT_TURNS)) if isinstance(table, dict) else list(DEFAULT_TURNS)
-    expect = table.get("expect", "") if isinstance(table, dict) else ""
-    if not isinstance(turns, list) or not turns or not all(isinstance(t, str) for t in turns):
-        turns = list(DEFAULT_TURNS)
-    return tuple(turns), expect if isinstance(expect, str) else ""
+    tool = document.get("tool")
+    section = tool.get("ci_tools") if isinstance(tool, dict) else None
+    table = section.get("probe", {}) if isinstance(section, dict) else {}
+    talk = read_table(ProbeTalk, table, "pyproject.toml: [tool.ci_tools.probe]")
+    return talk.turns, talk.expect
 
 
 def check_bot(
@@ -177,6 +178,7 @@ def check_bot(
     """Build, start and look at the bot of ``request.tree``; everything started is stopped before
     it returns (or raises, Ctrl-C included). ``child`` is what the bot inherits of this process."""
     redact.add_secret(stand_ins.token)
+    probe_settings(request.tree)  # a bad [tool.ci_tools.probe] is one line before anything is built
     outcome = Outcome()
     tree = copy_tree(request.tree, work)
     commands = botrun.commands_of(tree, request.service)  # ConfigError: one line, nothing started
@@ -415,12 +417,14 @@ class Looks:
         sends_before = stand_ins.calls().count("sendMessage")
         statuses = []
         for number, text in enumerate(turns, start=1):
-            update = _update(10_000 + number, DEFAULT_PROBE_USER_ID, text.format(nonce=nonce))
+            update = _update(
+                10_000 + number, DEFAULT_PROBE_USER_ID, said(text, nonce)
+            )  # as the release's probe says it
             statuses.append(await self._post(http, url, update, {**signed, PROBE_HEADER: nonce}))
         where = f"{self.bot.url}{probe_path}/{nonce}"
         status, answer = await _look(http, where, signed)
         replies = [str(r) for r in answer.get("replies", [])] if isinstance(answer, dict) else []
-        wanted = expect.format(nonce=nonce)
+        wanted = said(expect, nonce)
         kept = all(s == 200 for s in statuses) and bool(replies) and (not wanted or wanted in replies[-1])
         add(
             "conversation",

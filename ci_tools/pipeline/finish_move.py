@@ -10,7 +10,8 @@ keeps the old instance serving). Then the cutover's rollback window on productio
 (``cutover --finish``: the previous production bot is forgotten), and the run names what the owner
 removes by hand: production's ``SOURCE_REDIS_URL``, the old bot's Redis, which nothing needs now.
 
-When: no earlier than ``window_days`` (3) after the daily user's first message to the new bot. The
+When: no earlier than ``window_days`` (3) after the daily user's first message to the new bot (or
+their last message to the old bot, when that came later: sent back and moved forward again). The
 kit keeps that moment for any bot it serves, whatever the bot's own keys (docs/CONTRACT.md, "the
 arrival record"): ``<prefix>kit:arrival:<id>`` in production's Redis names the bot that saw them last
 (``bot_id``) and since when (``since``), so the run reads it there, and compares its ``last`` with the
@@ -163,13 +164,20 @@ def timing(ctx: Context, user_id: int, new_bot: BotInfo, now: datetime | None = 
             f"user {user_id} wrote to @{old.bot_username} after their last message to {name} "
             f"({_when(there.last_seen)}): they are on the old bot (sent back?), not on the new one",
         )
+    since_what = f"user {user_id}'s first message to {name}"
+    if there is not None and there.bot_id != new_bot.id and there.last_seen and there.last_seen > arrived.timestamp():
+        # They wrote to the old bot after their first message to the new one (sent back, then moved
+        # forward again; or both bots in use): the record keeps only that first message, so the window
+        # counts from their last message to the old bot, no earlier. It can only wait longer.
+        arrived = datetime.fromtimestamp(there.last_seen, UTC)
+        since_what = f"user {user_id}'s last message to @{old.bot_username}, after which they are on {name}"
     may_from = arrived + window
     if now < may_from:
         return Timing(
             arrived,
             may_from,
             f"the move may finish from {may_from:%Y-%m-%d %H:%M} UTC, {_days(config.move.window_days)} after "
-            f"user {user_id}'s first message to {name} ({arrived:%Y-%m-%d %H:%M} UTC)",
+            f"{since_what} ({arrived:%Y-%m-%d %H:%M} UTC)",
         )
     return Timing(arrived, may_from, None)
 

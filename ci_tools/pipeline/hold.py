@@ -69,10 +69,32 @@ class Hold:
         return f"releases held since {self.since} by {self.by} ({self.reason})"
 
 
+def _held_value(api: GitHubAPI) -> str | None:
+    """The variable's value; None only when the repository answers and the variable is not there.
+    GitHub answers 404 both for a variable that is unset and for a repository the token may not see
+    (a fine-grained token given other repositories: 404, not 403, so as not to confirm it exists), so
+    an unset variable is believed only once the repository itself answers: a token that cannot see
+    it must not read as "not held" (the hold fails closed)."""
+    value = api.variable(HELD_VARIABLE)
+    if value is None:
+        try:
+            api.repository()
+        except ConfigError as exc:
+            if "GitHub answered 404" not in exc.message:
+                raise
+            raise ConfigError(
+                f"GitHub answered 404 for {api.repo} itself: the token cannot see the repository, so "
+                f"{HELD_VARIABLE} could not be read",
+                hint=f"give the token (GITHUB_ADMIN_TOKEN) access to {api.repo}: a fine-grained token's "
+                "Repository access must name it",
+            ) from None
+    return value
+
+
 def hold_on(api: GitHubAPI, hold: Hold) -> Hold | None:
     """Set the hold (replacing an older one); the hold it replaced, if any."""
     with _variables_permission():
-        before = Hold.decode(api.variable(HELD_VARIABLE))
+        before = Hold.decode(_held_value(api))
         api.set_variable(HELD_VARIABLE, hold.encode())
     return before
 
@@ -81,13 +103,13 @@ def read_hold(api: GitHubAPI) -> str | None:
     """The variable's value as GitHub has it now (None: unset); a token that may not read it is
     told as that."""
     with _variables_permission():
-        return api.variable(HELD_VARIABLE)
+        return _held_value(api)
 
 
 def hold_off(api: GitHubAPI) -> Hold | None:
     """Lift the hold; the hold that was lifted, or None when releases were not held."""
     with _variables_permission():
-        value = api.variable(HELD_VARIABLE)
+        value = _held_value(api)
         if value is not None:
             api.delete_variable(HELD_VARIABLE)
     return Hold.decode(value)

@@ -52,6 +52,7 @@ class Found:
     # blip on the way (no answer, a 5xx from the platform): only then may a lower level be a verdict.
     definite: bool = True
     answered: bool = True  # False: nothing answered the health path (refused, timed out)
+    http_status: int | None = None  # the status of an answer that was not the health JSON
 
     @property
     def probe_path(self) -> str | None:
@@ -96,7 +97,7 @@ def found(env: Environment, answer: Health | NotTheContract | Unreachable | None
             said = f"GET {path} answered {text}"
         else:
             said = f"GET {path} answered HTTP {status}, not the health JSON: {text}"
-        return Found(Level.BASE, why=said, definite=bots_word(status))
+        return Found(Level.BASE, why=said, definite=bots_word(status), http_status=status)
     if answer.contract_error:
         return Found(Level.HEALTH, answer, why=f"{path}'s contract is not the schema's: {answer.contract_error}")
     if answer.contract_level != "conversation":

@@ -14,7 +14,10 @@ not make a conversation look older or newer than it is.
 A bot below the health level (no health endpoint, or one without ``last_handled_at``) cannot be
 asked: there is no wait, and the run says why. Nor can one whose time is not a time (NaN, an
 infinity, a moment after its own answer's Date): waiting the full ``quiet_wait_minutes`` on a broken
-clock helps nobody, so it reads as "cannot say" and the release goes ahead at once, saying why.
+clock helps nobody, so it reads as "cannot say" and the release goes ahead at once, saying why. A
+health answer that is a server's failure (a 5xx, say Render's 502 while an instance restarts) says
+so, not "base level"; one that fails after the bot was seen busy ends the wait saying how long ago
+that update was when last seen.
 
 A bot that restarted has handled nothing (``last_handled_at`` null), yet the user may have written
 seconds before the restart. When it says when it started (``updates.started_at``, the kit gives it),
@@ -60,7 +63,7 @@ class Gap:
 DATE_RESOLUTION = 1.0
 
 
-def _moment(value: float | None, served_at: float, field: str) -> tuple[float | None, str]:
+def _moment(value: float | None, served_at: float, field: str, clock: str) -> tuple[float | None, str]:
     """``value`` as a time the bot can have recorded, or (None, why it cannot be one)."""
     if value is None:
         return None, ""
@@ -68,8 +71,8 @@ def _moment(value: float | None, served_at: float, field: str) -> tuple[float | 
         return None, f"no wait: the live bot's updates.{field} is not a time ({value!r}), so it cannot say"
     if value > served_at + DATE_RESOLUTION:
         return None, (
-            f"no wait: the live bot's updates.{field} is {value - served_at:.0f} s in the future on its own "
-            "clock, so it cannot say"
+            f"no wait: the live bot's updates.{field} is {value - served_at:.0f} s in the future on {clock}, "
+            "so it cannot say"
         )
     return value, ""
 
@@ -85,12 +88,15 @@ def quiet_gap(health: Health, now: float) -> Gap:
             "(the health contract's updates.last_handled_at; the bot kit gives it)",
         )
     served_at = health.served_at if health.served_at is not None else now
-    last, why = _moment(updates.last_handled_at, served_at, "last_handled_at")
+    # No Date header (RFC 9110 requires one of a server with a clock, but a server can be told not to
+    # send it): the runner's clock stands in, and the run says whose clock found a time impossible.
+    clock = "its own clock" if health.served_at is not None else "the runner's clock (its answer had no Date header)"
+    last, why = _moment(updates.last_handled_at, served_at, "last_handled_at", clock)
     if why:
         return Gap(None, why)
     if last is not None:
         return Gap(max(0.0, served_at - last))
-    started, why = _moment(updates.started_at, served_at, "started_at")
+    started, why = _moment(updates.started_at, served_at, "started_at", clock)
     if why:
         return Gap(None, why)
     if started is None:  # a bot that gives no start: nothing handled reads as quiet, as before
@@ -115,13 +121,23 @@ def wait_for_quiet(
         return Quiet(0.0, False, f"no wait: quiet_seconds is 0 for {env.name}")
     started = clock()
     deadline = started + env.quiet_wait_minutes * 60
+    seen: tuple[float, float] | None = None  # the last busy reading: (the runner's time then, its idle)
     while True:
         try:
             health = look()
-        except Unreachable as exc:
-            return Quiet(clock() - started, False, f"no wait: the live bot's health did not answer ({exc.kind})")
-        except NotTheContract:
-            return Quiet(clock() - started, False, "no wait: the live bot has no health endpoint (base level)")
+        except (Unreachable, NotTheContract) as exc:
+            if seen is None:
+                return Quiet(clock() - started, False, _unanswered(exc))
+            # It answered busy before this pause: the run says how long ago that update was, not
+            # that the bot has no health endpoint after minutes of waiting for it.
+            now = clock()
+            idle, waited = seen[1] + (now - seen[0]), now - started
+            return Quiet(
+                waited,
+                idle < env.quiet_seconds,
+                f"went ahead after waiting {waited:.0f} s: the bot's last update was {idle:.0f} s ago when "
+                f"last seen, and its health stopped answering since ({_what(exc)})",
+            )
         now = clock()
         gap = quiet_gap(health, now)
         waited = now - started
@@ -138,6 +154,7 @@ def wait_for_quiet(
                 f"went ahead after waiting {waited / 60:.0f} min: the bot was still in a conversation "
                 f"({said}; quiet_wait_minutes is {env.quiet_wait_minutes:g})",
             )
+        seen = (now, idle)
         pause = min(env.quiet_seconds - idle, deadline - now)
         if gap.since_start:
             on_status(
@@ -147,6 +164,21 @@ def wait_for_quiet(
         else:
             on_status(f"the bot handled an update {idle:.0f} s ago: waiting {pause:.0f} s for a quiet moment")
         sleep(max(pause, 0.05))
+
+
+def _what(exc: Unreachable | NotTheContract) -> str:
+    if isinstance(exc, Unreachable):
+        return exc.kind
+    return f"HTTP {exc.http_status}" if exc.http_status is not None else str(exc)
+
+
+def _unanswered(exc: Unreachable | NotTheContract) -> str:
+    """Why there is no wait when the first look gets no health answer."""
+    if isinstance(exc, Unreachable):
+        return f"no wait: the live bot's health did not answer ({exc.kind})"
+    if exc.http_status is not None and exc.http_status >= 500:  # a failing server, not a missing endpoint
+        return f"no wait: the live bot's health answered HTTP {exc.http_status}, so it cannot say"
+    return "no wait: the live bot has no health endpoint (base level)"
 
 
 def _said(gap: Gap) -> str:

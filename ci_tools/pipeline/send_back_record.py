@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import redis
 
+from ci_tools.errors import ConfigError
 from ci_tools.memory.keys import KeySpace, discover
 from ci_tools.memory.writer import ABSENT, fingerprints
 
@@ -37,6 +38,22 @@ class Record:
     guards: dict[bytes, str]
 
 
+def _record_key(client: redis.Redis, prefix: str) -> bytes:
+    """The record's key; refused in one line when the old bot holds a key of its own by that name
+    (a bot on the empty prefix may), before anything is read for writing or written."""
+    key = (prefix + RECORD).encode()
+    kind = client.type(key)
+    found = kind.decode() if isinstance(kind, bytes) else str(kind)
+    if found not in ("hash", "none"):
+        name = key.decode(errors="replace")
+        raise ConfigError(
+            f"the old bot's Redis holds {name} as a {found}: a key of the bot's own has the name of the "
+            "send-back record (a hash), which would overwrite it or fail on it",
+            hint=f"rename the bot's {name} (or give the old bot a KEY_PREFIX of its own), then send back again",
+        )
+    return key
+
+
 def _field(user_id: int) -> bytes:
     return str(user_id).encode()
 
@@ -46,7 +63,7 @@ def _user_keys(client: redis.Redis, prefix: str, patterns: tuple[str, ...], user
 
 
 def read(client: redis.Redis, prefix: str, user_id: int) -> Record | None:
-    raw = client.hget((prefix + RECORD).encode(), _field(user_id))
+    raw = client.hget(_record_key(client, prefix), _field(user_id))
     if raw is None:
         return None
     try:
@@ -73,7 +90,7 @@ def keep(
         "at": int(time.time()),
         "guards": {key.decode("utf-8", "surrogateescape"): guard for key, guard in guards.items()},
     }
-    client.hset((prefix + RECORD).encode(), _field(user_id), json.dumps(document, sort_keys=True))
+    client.hset(_record_key(client, prefix), _field(user_id), json.dumps(document, sort_keys=True))
 
 
 def said_since(

@@ -28,7 +28,7 @@ from ci_tools.errors import FatalError, RemoteError
 from ci_tools.pipeline import blueprint_sync
 from ci_tools.pipeline import safety_net as net
 from ci_tools.pipeline.cutover import read_window
-from ci_tools.pipeline.hold import HELD_VARIABLE, LIFT, Hold
+from ci_tools.pipeline.hold import LIFT, Hold, read_hold
 from ci_tools.pipeline.levels import Found, discover
 from ci_tools.settings import Environment
 
@@ -271,7 +271,7 @@ class EnvStatus:
             )
         try:
             with self.ctx.github(token, repo, budget=BUDGET) as api:
-                hold = Hold.decode(api.variable(HELD_VARIABLE))
+                hold = Hold.decode(read_hold(api))
         except FatalError as exc:
             return Item(name, False, exc.message, exc.hint or "", remote=isinstance(exc, RemoteError))
         if hold is None:

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from ci_tools.__main__ import main
 from ci_tools.memory.choices import Conflict
 from ci_tools.memory.ops import between, copy_user
@@ -27,14 +25,10 @@ def move_forward_again(world: World, out) -> None:
     copy_user(ctx, copy)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="production's arrival record survives a send-back and the move forward again (the memory copy "
-    "leaves it behind, send-back never writes production): its `since` is still the first stay's, so "
-    "finish-move goes at once instead of counting window_days from their first message after the new move "
-    "(docs/RUNBOOK.md, 'the way back')",
-)
 def test_a_user_sent_back_and_moved_forward_again_waits_a_new_window(moved, capsys, tmp_path):
+    """Production's arrival record survives a send-back and the move forward again (the copy leaves
+    it behind, send-back never writes production): its ``since`` is the first stay's. The window
+    counts from their last message to the old bot instead, no earlier."""
     world = moved
     arrived(world, 4)  # their first stay on the new bot began four days ago
     assert main(["send-back", "--user-id", str(USER), "--apply", "--out", str(tmp_path / "back")]) == 0
@@ -205,7 +199,8 @@ def test_an_owners_wide_memory_pattern_does_not_carry_the_arrival_record_in_a_mi
 
 def test_a_message_to_each_bot_within_one_second_is_no_send_back(moved, capsys):
     """The kit's clock is in whole seconds: the old bot's own record and the new bot's may name the same
-    second (the rehearsal's /recall on each bot, a second apart or less). That is not a send-back."""
+    second (the rehearsal's /recall on each bot, a second apart or less). That is not a send-back; but
+    a user who wrote to the old bot a minute ago still uses it, so the window counts from then."""
     world = moved
     arrived(world, 4)
     last = world.redis["production"].client().hget(f"prod:kit:arrival:{USER}", "last")
@@ -213,4 +208,7 @@ def test_a_message_to_each_bot_within_one_second_is_no_send_back(moved, capsys):
     world.redis["staging"].client().hset(
         f"kit:arrival:{USER}", mapping={"bot_id": old_bot, "since": last, "last": last}
     )
-    assert finish() == 0, capsys.readouterr().err
+    assert finish() == 2
+    err = capsys.readouterr().err
+    assert "sent back" not in err and "on the old bot" not in err, err
+    assert "3 days after user 424242's last message to @mindmate_dev_bot" in err

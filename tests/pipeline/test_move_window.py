@@ -59,10 +59,16 @@ def moved(tmp_path, monkeypatch):
 
 def arrived(world: World, days_ago: float) -> None:
     """The new bot's kit recorded their arrival ``days_ago``, their last message a minute ago (in the
-    arrival record, and in mindmate's profile, whose last_seen finish-move reads too)."""
+    arrival record, and in mindmate's profile, whose last_seen finish-move reads too); their last
+    message to the old bot came an hour before that arrival (finish-move counts the window from
+    the later of the two)."""
     now = int(time.time())
-    prod = world.redis["production"].client()
-    prod.hset(f"prod:kit:arrival:{USER}", mapping={"since": now - int(days_ago * 86400), "last": now - 60})
+    since = now - int(days_ago * 86400)
+    prod, dev = world.redis["production"].client(), world.redis["staging"].client()
+    prod.hset(f"prod:kit:arrival:{USER}", mapping={"since": since, "last": now - 60})
+    dev.hset(f"user:{USER}:profile", "last_seen", since - 3600)
+    if dev.exists(f"kit:arrival:{USER}"):
+        dev.hset(f"kit:arrival:{USER}", "last", since - 3600)
     prod.hset(f"prod:user:{USER}:profile", "last_seen", now - 60)
 
 
@@ -338,6 +344,7 @@ def test_finish_move_reads_an_old_deployed_mindmates_profile_where_the_kit_kept_
     world = moved
     prod = world.redis["production"].client()
     since = int(time.time()) - 86400
+    world.redis["staging"].client().hset(f"user:{USER}:profile", "last_seen", since - 3600)  # before the move
     prod.delete(f"prod:kit:arrival:{USER}")
     prod.hset(
         f"prod:user:{USER}:profile",

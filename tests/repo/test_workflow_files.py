@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ci_tools.__main__ import build_parser
+from ci_tools.__main__ import COMMANDS, build_parser, chosen
 from ci_tools.needs import NOTHING
 from tests.support import ROOT
 
@@ -161,6 +161,22 @@ def test_every_ci_tools_call_parses(path):
                     parser.parse_args(concrete)
                 except SystemExit as exc:
                     pytest.fail(f"{path.name}: `ci-tools {' '.join(concrete)}` is refused ({exc})")
+
+
+@pytest.mark.parametrize("path", ALL)
+def test_every_ci_tools_call_parses_as_main_parses_it(path):
+    """main() loads only the command it finds first (``chosen``): each call must parse through that
+    parser too, so a call whose first word is not its command fails here, not in a job."""
+    document = load(path)
+    for job, step in all_steps(document):
+        for argv in ci_tools_calls(step.get("run", "")):
+            for values in variable_samples(document, job, step):
+                concrete = [expand(word, values) for word in argv]
+                assert chosen(concrete) in COMMANDS, f"{path.name}: `ci-tools {' '.join(concrete)}` names no command"
+                try:
+                    build_parser([chosen(concrete) or ""]).parse_args(concrete)
+                except SystemExit as exc:
+                    pytest.fail(f"{path.name}: `ci-tools {' '.join(concrete)}` is refused by main ({exc})")
 
 
 @pytest.mark.parametrize("path", [pytest.param(p, id=p.name) for p in WORKFLOWS])
