@@ -30,7 +30,7 @@ from cryptography.fernet import Fernet  # noqa: E402
 
 from bench import _smoke  # noqa: E402
 from ci_tools.context import build  # noqa: E402
-from ci_tools.memory import points  # noqa: E402
+from ci_tools.memory import restore_points  # noqa: E402
 from ci_tools.pipeline.deploy import deploy  # noqa: E402
 from ci_tools.pipeline.release import ReleaseRequest, release  # noqa: E402
 from ci_tools.pipeline.replay import ReplayRequest, replay  # noqa: E402
@@ -72,7 +72,7 @@ def measure(size: int) -> tuple[float, float]:
         deploy(ctx, env, live, timeout=60, poll=0.1)
         fill(world.redis["production"].client(), size)
         candidate = world.commit("main", "a harmless candidate")
-        taken = points.take_snapshot(
+        taken = restore_points.take_snapshot(
             world.redis["production"].client(),
             env,
             Path(root) / "memory-before",

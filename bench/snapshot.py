@@ -26,7 +26,7 @@ from cryptography.fernet import Fernet  # noqa: E402
 from bench import _smoke  # noqa: E402
 from bench.memory_copy import CONFIG, TARGET, USER, populate  # noqa: E402
 from ci_tools.context import build  # noqa: E402
-from ci_tools.memory import points  # noqa: E402
+from ci_tools.memory import restore_points  # noqa: E402
 from ci_tools.memory.ops import between, copy_user  # noqa: E402
 from sandbox.redis import RedisServer  # noqa: E402
 
@@ -51,7 +51,7 @@ def main() -> None:
             copy_s = time.perf_counter() - started
             assert copied.verified == size, copied.verified
             started = time.perf_counter()
-            taken = points.take_snapshot(
+            taken = restore_points.take_snapshot(
                 prod.client(),
                 CONFIG.env("production"),
                 Path(out) / "before",

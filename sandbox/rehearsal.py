@@ -600,7 +600,7 @@ class Rehearsal:
         their facts to another key. It must stop before anything reaches the Render stand-in."""
         from cryptography.fernet import Fernet
 
-        from ci_tools.memory import points
+        from ci_tools.memory import restore_points
         from ci_tools.pipeline.replay import ReplayRequest, replay
 
         service = world.services["production"]
@@ -615,7 +615,7 @@ class Rehearsal:
         def base_level() -> str:  # a base-level bot writes no meta:env (copy, above)
             return "its bot is at the base level and writes none"
 
-        taken = points.take_snapshot(
+        taken = restore_points.take_snapshot(
             world.redis["production"].client(),
             env,
             self.root / f"memory-before-{candidate}",
@@ -725,7 +725,7 @@ class Rehearsal:
         release (as production.yml keeps it) puts the daily user's memory back, byte for byte."""
         from cryptography.fernet import Fernet
 
-        from ci_tools.memory import points
+        from ci_tools.memory import restore_points
 
         self._needs(Level.CONVERSATION, "a rollback that restores memory (the bad release is caught by its probe)")
         ctx = self._ctx(world, "production")
@@ -747,7 +747,7 @@ class Rehearsal:
         )
         out = self.root / f"memory-before-{bad}"
         fernet = Fernet(Fernet.generate_key())  # production's MEMORY_SNAPSHOT_KEY
-        taken = points.take_snapshot(
+        taken = restore_points.take_snapshot(
             client,
             env,
             out,
@@ -768,8 +768,8 @@ class Rehearsal:
             self._fix(world)
         if client.dump(memory_key) == before.get(memory_key.encode()):
             raise VerificationError("the bad release did not damage the memory it was meant to")
-        restore = points.RestoreRequest(taken.path, env, self.root / "restore", apply=True, user_id=DAILY_USER)
-        outcome = points.restore_point(restore, client, "sandbox", fernet)
+        restore = restore_points.RestoreRequest(taken.path, env, self.root / "restore", apply=True, user_id=DAILY_USER)
+        outcome = restore_points.restore_point(restore, client, "sandbox", fernet)
         after = {k: client.dump(k) for k in keys}
         if after != before:
             raise VerificationError(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ci_tools.context import Context
 from ci_tools.errors import ConfigError, InputError
-from ci_tools.memory import ops, points, undo
+from ci_tools.memory import ops, restore_points, undo
 from ci_tools.memory.choices import Action, Conflict, Stage, Uncovered
 from ci_tools.memory.files import RecordFile
 from ci_tools.memory.keys import parse_user_id
@@ -487,9 +487,9 @@ def memory_restore(ctx: Context, args: argparse.Namespace) -> int:
     given = Restore.parse(args)
     into, writes = given.into, given.into.writes
     env = ctx.config.env(into.target)
-    snapshot = points.find_snapshot(given.snapshot)
+    snapshot = restore_points.find_snapshot(given.snapshot)
     if "scope" in RecordFile(snapshot, ctx.snapshot_fernet()).header:  # an environment's restore point
-        request = points.RestoreRequest(
+        request = restore_points.RestoreRequest(
             snapshot,
             env,
             into.out,
@@ -501,7 +501,7 @@ def memory_restore(ctx: Context, args: argparse.Namespace) -> int:
             stage=writes.stage,
         )
         target = ops.target_side(ctx)
-        outcome = points.restore_point(
+        outcome = restore_points.restore_point(
             request,
             target,
             ops.url_label(ctx, "TARGET_REDIS_URL"),
@@ -618,7 +618,7 @@ def memory_snapshot(ctx: Context, args: argparse.Namespace) -> int:
         _not_another_environments(ctx, env)
         return _writes_no_marker(env, ctx.timeout)
 
-    taken = points.take_snapshot(
+    taken = restore_points.take_snapshot(
         ops.source_side(ctx),
         env,
         given.out,

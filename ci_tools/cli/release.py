@@ -19,7 +19,7 @@ from ci_tools.cli._common import (
 )
 from ci_tools.context import Context
 from ci_tools.errors import FatalError
-from ci_tools.memory.points import safety_net
+from ci_tools.memory.restore_points import safety_net
 from ci_tools.needs import Needs
 from ci_tools.output import say
 from ci_tools.pipeline.deploy import parse_commit

@@ -20,7 +20,7 @@ from ci_tools.memory.job import JobOptions, MemoryJob
 from ci_tools.memory.keys import KeySpace, discover, uncovered
 from ci_tools.memory.model import Outcome, stamp
 from ci_tools.memory.records import Record, now_ms, read_records
-from ci_tools.memory.sides import check_marker, connect, label, open_side, refuse_same_server, server_id
+from ci_tools.memory.servers import check_marker, connect, label, open_side, refuse_same_server, server_id
 from ci_tools.settings import Config, Environment
 
 

@@ -12,7 +12,7 @@ from ci_tools.errors import InputError, RemoteError, VerificationError
 from ci_tools.memory.files import RecordFile, RecordWriter
 from ci_tools.memory.model import CONNECTION_ERRORS, stamp
 from ci_tools.memory.records import BATCH, Record, difference, read_by_key, value_digest
-from ci_tools.memory.sides import connect, label, marker, server_id
+from ci_tools.memory.servers import connect, label, marker, server_id
 from ci_tools.memory.writer import Writer, guarded_records
 
 

@@ -29,7 +29,7 @@ from ci_tools.context import Context
 from ci_tools.errors import RemoteError
 from ci_tools.memory.keys import KIT_ARRIVAL
 from ci_tools.memory.model import CONNECTION_ERRORS
-from ci_tools.memory.sides import connect
+from ci_tools.memory.servers import connect
 from ci_tools.settings import NO_PREFIX, Environment
 
 FINISHED_VAR = "MOVE_FINISHED"  # "<date> <@new bot> user <id>": finish-move closed the window

@@ -20,7 +20,7 @@ from ci_tools.clients.render import monotonic_deadline
 from ci_tools.clients.telegram import BotInfo, TelegramError
 from ci_tools.context import Context
 from ci_tools.errors import FatalError, RemoteError
-from ci_tools.memory.sides import identity, label
+from ci_tools.memory.servers import identity, label
 from ci_tools.pipeline import blueprint_sync
 from ci_tools.pipeline import safety_net as net
 from ci_tools.repo.github import check_if_possible

@@ -48,8 +48,8 @@ from ci_tools.errors import ConfigError, FatalError, InputError, VerificationErr
 from ci_tools.memory import throwaway
 from ci_tools.memory.files import RecordFile, RecordWriter
 from ci_tools.memory.keys import KeySpace
-from ci_tools.memory.points import find_snapshot
 from ci_tools.memory.records import Record
+from ci_tools.memory.restore_points import find_snapshot
 from ci_tools.pipeline.replay_bots import (
     CannotStart,
     ReplayBot,

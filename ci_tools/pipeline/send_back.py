@@ -37,7 +37,7 @@ from ci_tools.memory.choices import Conflict, Stage, Uncovered
 from ci_tools.memory.files import RecordFile
 from ci_tools.memory.keys import KIT_ARRIVAL
 from ci_tools.memory.model import CONNECTION_ERRORS, Outcome
-from ci_tools.memory.sides import connect, identity
+from ci_tools.memory.servers import connect, identity
 from ci_tools.needs import Secrets
 from ci_tools.pipeline import send_back_record as record
 from ci_tools.pipeline.cutover import whose

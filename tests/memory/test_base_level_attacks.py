@@ -19,7 +19,7 @@ import redis
 
 from ci_tools.__main__ import main
 from ci_tools.memory.files import RecordFile
-from ci_tools.memory.sides import server_id
+from ci_tools.memory.servers import server_id
 from sandbox.ports import free_port
 from tests.memory.helpers import state
 

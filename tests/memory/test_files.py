@@ -231,7 +231,7 @@ def test_one_line_in_the_clear_inside_an_encrypted_file_refuses_the_whole_file(e
 def test_a_snapshot_cut_off_by_a_dying_source_has_no_footer_and_restores_nothing(
     redis_pair, tmp_path, capsys, monkeypatch
 ):
-    from ci_tools.memory import points
+    from ci_tools.memory import restore_points
 
     _, prod = redis_pair
     client = prod.client()
@@ -239,7 +239,7 @@ def test_a_snapshot_cut_off_by_a_dying_source_has_no_footer_and_restores_nothing
     for i in range(3000):
         client.rpush(f"prod:memory:{i}", f"fact {i}")
     monkeypatch.setenv("SOURCE_REDIS_URL", prod.url)
-    real = points.read_records
+    real = restore_points.read_records
 
     def dies_after_the_first_batch(*args, **kwargs):  # type: ignore[no-untyped-def]
         for number, record in enumerate(real(*args, **kwargs)):
@@ -247,7 +247,7 @@ def test_a_snapshot_cut_off_by_a_dying_source_has_no_footer_and_restores_nothing
                 prod.close()  # the Redis process is gone mid-snapshot
             yield record
 
-    monkeypatch.setattr(points, "read_records", dies_after_the_first_batch)
+    monkeypatch.setattr(restore_points, "read_records", dies_after_the_first_batch)
     assert cli("snapshot", "production", "--out", str(tmp_path / "s")) == 4
     (cut,) = (tmp_path / "s").glob("*.jsonl")
     with RedisServer() as fresh:  # wherever it would be restored, nothing is written from it

@@ -150,13 +150,13 @@ def test_a_folder_without_a_snapshot_is_refused(prod, tmp_path, capsys):
 
 
 def test_over_the_bound_only_the_protected_users_are_kept(prod, tmp_path, capsys, monkeypatch):
-    from ci_tools.memory import points
+    from ci_tools.memory import restore_points
     from ci_tools.settings import Environment, load_config
 
     env: Environment = load_config().env("production")
     with pytest.raises(Exception, match="no protected users are configured"):
-        points.take_snapshot(prod, env, tmp_path, server="s", max_mb=0, protected=())
-    taken = points.take_snapshot(prod, env, tmp_path, server="s", max_mb=0, protected=(OTHER,))
+        restore_points.take_snapshot(prod, env, tmp_path, server="s", max_mb=0, protected=())
+    taken = restore_points.take_snapshot(prod, env, tmp_path, server="s", max_mb=0, protected=(OTHER,))
     assert taken.scope == "protected users" and "over the bound" in taken.warning
     keys = {r.key for r in RecordFile(taken.path, None).records()}
     assert keys == {f"prod:memory:{OTHER}".encode(), f"prod:user:{OTHER}:profile".encode()}

@@ -29,7 +29,7 @@ from ci_tools.memory.job import JobOptions, MemoryJob
 from ci_tools.memory.keys import escape_glob
 from ci_tools.memory.model import Outcome, stamp
 from ci_tools.memory.records import Record, read_records
-from ci_tools.memory.sides import check_marker, marker
+from ci_tools.memory.servers import check_marker, marker
 from ci_tools.settings import Environment
 
 MB = 1024 * 1024
@@ -84,7 +84,7 @@ def take_snapshot(
     ignore_marker: bool = False,
     fernet: Fernet | None = None,  # MEMORY_SNAPSHOT_KEY's: required in Actions (the command checks)
     writes_no_marker: Callable[[], str | None] | None = None,
-    server_id: str = "",  # sides.server_id of the URL read: what a restore of an unmarked snapshot matches
+    server_id: str = "",  # servers.server_id of the URL read: what a restore of an unmarked snapshot matches
 ) -> Taken:
     """Snapshot every key under ``env``'s prefix; over ``max_mb``, only the protected users'.
 
