@@ -155,7 +155,13 @@ def typed_write(pipe: Any, key: bytes, record: Record) -> None:
         pipe.zadd(key, dict(value))
     elif record.type == "stream":
         for entry_id, fields in value:
-            pipe.xadd(key, dict(fields), id=entry_id)
+            # Flat pairs, not a dict: an entry may repeat a field name (XADD takes any pairs).
+            pipe.execute_command("XADD", key, entry_id, *(part for pair in fields for part in pair))
+        if not value:
+            # A stream can exist with no entries (XDEL or XTRIM took them all; XGROUP … MKSTREAM):
+            # made so, or the rename over the target finds no temporary key and the script fails.
+            pipe.execute_command("XADD", key, "0-1", "", "")
+            pipe.execute_command("XDEL", key, "0-1")
 
 
 @dataclass

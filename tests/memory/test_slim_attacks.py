@@ -1,0 +1,237 @@
+"""Attacks on the slimmed memory tools: big keys read and written whole, compare-and-set on them,
+exotic types and key names, files from before the change, and the typed CLI requests."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+import orjson
+import pytest
+
+from ci_tools.__main__ import main
+from ci_tools.memory.ops import copy_user
+from ci_tools.memory.records import BATCH, difference, read_by_key
+from ci_tools.memory.undo import undo_backup
+from ci_tools.memory.writer import ABSENT, Writer
+from tests.memory.helpers import ROUTE, USER, request, state
+from tests.support import context, wait_until
+
+BIG = 200_000
+PATTERNS = ("big:{user_id}:*",)
+
+
+def seed_big(client) -> None:
+    """A key of every type with many elements, and a 50 MB string."""
+    pipe = client.pipeline(transaction=False)
+    for start in range(0, BIG, 20_000):
+        chunk = range(start, start + 20_000)
+        pipe.rpush(f"dev:big:{USER}:list", *[f"item {i}".encode() for i in chunk])
+        pipe.hset(f"dev:big:{USER}:hash", mapping={f"f{i}".encode(): b"\xff%d" % i for i in chunk})
+        pipe.sadd(f"dev:big:{USER}:set", *[b"\x00m%d" % i for i in chunk])
+        pipe.zadd(f"dev:big:{USER}:zset", {b"m%d" % i: i / 3 for i in chunk})
+    pipe.execute()
+    for start in range(1, 50_001, 10_000):
+        pipe = client.pipeline(transaction=False)
+        for i in range(start, start + 10_000):
+            pipe.xadd(f"dev:big:{USER}:stream", {"i": i, "b": b"\xfe"}, id=f"{i}-1")
+        pipe.execute()
+    client.set(f"dev:big:{USER}:string", b"\xfe" * (50 * 1024 * 1024), px=3_600_000)
+    client.rpush(f"dev:big:{USER}:\xff\xfe-not-utf8".encode("latin-1"), b"\x80")
+
+
+def test_big_keys_copy_verify_and_undo_whole(memory_envs, tmp_path):
+    dev, prod = memory_envs
+    seed_big(dev.client())
+    before_source = state(dev.client())
+    outcome = copy_user(context(), request(tmp_path, patterns=PATTERNS, uncovered="ignore"))
+    assert outcome.counts() == {"create": 7}
+    assert outcome.verified == 7
+    target = prod.client()
+    assert target.llen(f"prod:big:{USER}:list") == BIG
+    assert target.zscore(f"prod:big:{USER}:zset", b"m7") == 7 / 3
+    assert target.xlen(f"prod:big:{USER}:stream") == 50_000
+    assert target.strlen(f"prod:big:{USER}:string") == 50 * 1024 * 1024
+    assert target.exists(f"prod:big:{USER}:\xff\xfe-not-utf8".encode("latin-1"))
+    assert not [k for k in target.scan_iter() if b"ci-tools-partial" in k]
+    assert state(dev.client()) == before_source
+    _, count, left = undo_backup(context(), outcome.backup, tmp_path / "undo")
+    assert (count, left) == (7, [])
+    assert [k for k in target.scan_iter()] == [b"prod:meta:env"]
+
+
+def test_a_big_key_changed_between_plan_and_write_is_left_alone(memory_envs, tmp_path):
+    dev, prod = memory_envs
+    source = dev.client()
+    source.rpush(f"dev:big:{USER}:list", *[b"%d" % i for i in range(BIG)])
+    target = prod.client()
+    target.rpush(f"prod:big:{USER}:list", *[b"old %d" % i for i in range(BIG)])
+
+    def user_writes(event, n):
+        if event == "planned":
+            target.rpush(f"prod:big:{USER}:list", b"said during the copy")
+
+    outcome = copy_user(
+        context(), request(tmp_path, patterns=PATTERNS, uncovered="ignore", policy="replace", on_event=user_writes)
+    )
+    assert outcome.changed == [f"prod:big:{USER}:list".encode()]
+    assert target.llen(f"prod:big:{USER}:list") == BIG + 1
+    assert target.lindex(f"prod:big:{USER}:list", -1) == b"said during the copy"
+
+
+def test_a_snapshot_written_in_parts_is_refused_in_one_line(memory_envs, tmp_path, capsys):
+    """ci-tools before 2026-12 wrote keys over 10,000 elements as several lines with a "part"."""
+    _, prod = memory_envs
+    path = tmp_path / "old-snapshot.jsonl"
+    lines = [
+        {"format": "mindmate-memory", "version": 1, "encrypted": False, "kind": "snapshot", "prefix": "dev:"},
+        {"key": "ZGV2Om1lbW9yeTo0MjQyNDI=", "type": "list", "pttl": None, "read_at": 0, "value": ["YQ=="], "part": 0},
+        {"key": "ZGV2Om1lbW9yeTo0MjQyNDI=", "type": "list", "pttl": None, "read_at": 0, "value": ["Yg=="], "part": 1},
+        {"end": True, "records": 2},
+    ]
+    path.write_bytes(b"\n".join(orjson.dumps(line) for line in lines) + b"\n")
+    before = state(prod.client())
+    code = main(["memory", "restore", str(path), "--to", "production", "--apply", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code != 0
+    assert "written in parts" in err
+    assert err.strip().count("\n") <= 1, err
+    assert "Traceback" not in err
+    assert state(prod.client()) == before
+    assert path.exists()
+
+
+@pytest.mark.parametrize("mode", ["dry-run", "apply"])
+def test_mode_json_and_ignore_markers_reach_copy(memory_envs, tmp_path, capsys, mode):
+    _, prod = memory_envs
+    prod.client().delete("prod:meta:env")
+    args = ["memory", "copy", *ROUTE, "--mode", mode, "--json", "--out", str(tmp_path)]
+    assert main(args) == 5  # the unmarked target is refused
+    capsys.readouterr()
+    assert main([*args, "--ignore-env-markers"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert bool(prod.client().exists(f"prod:memory:{USER}")) == (mode == "apply")
+    assert document
+
+
+def test_a_big_key_whose_ttl_runs_out_mid_copy_is_not_resurrected(memory_envs, tmp_path):
+    dev, prod = memory_envs
+    source = dev.client()
+    source.rpush(f"dev:big:{USER}:list", *[b"%d" % i for i in range(BIG)])
+    source.pexpire(f"dev:big:{USER}:list", 1500)
+    source.rpush(f"dev:big:{USER}:kept", b"x")
+    gone = threading.Event()
+
+    def wait_for_expiry(event, n):
+        if event == "planned":
+            wait_until(lambda: not source.exists(f"dev:big:{USER}:list"), "the source key to expire")
+            gone.set()
+
+    outcome = copy_user(context(), request(tmp_path, patterns=PATTERNS, uncovered="ignore", on_event=wait_for_expiry))
+    assert gone.is_set()
+    assert outcome.expired == [f"prod:big:{USER}:list".encode()]
+    assert not prod.client().exists(f"prod:big:{USER}:list")
+    assert prod.client().exists(f"prod:big:{USER}:kept")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_cancel_mid_write_leaves_a_backup_that_undoes_it(memory_envs, tmp_path, sig):
+    dev, prod = memory_envs
+    source, target = dev.client(), prod.client()
+    pipe = source.pipeline(transaction=False)
+    for i in range(6 * BATCH):
+        pipe.rpush(f"dev:bulk:{USER}:{i}", *[b"new %d" % j for j in range(200)])
+    pipe.execute()
+    pipe = target.pipeline(transaction=False)
+    for i in range(0, 6 * BATCH, 2):
+        pipe.rpush(f"prod:bulk:{USER}:{i}", b"old")
+    pipe.execute()
+    before = state(target)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "ci_tools", "memory", "copy", *ROUTE, "--pattern", "bulk:{user_id}:*"]
+    command += ["--ignore-uncovered", "--on-conflict", "replace", "--apply", "--out", str(out)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy())
+    wait_until(
+        lambda: target.lindex(f"prod:bulk:{USER}:0", 0) == b"new 0" or process.poll() is not None, "the first write"
+    )
+    process.send_signal(sig)
+    _, err = process.communicate(timeout=120)
+    if process.returncode == 0:
+        pytest.skip("the copy finished before the signal arrived")
+    assert b"Traceback" not in err, err
+    backups = sorted(out.glob("*-backup-*.jsonl"))
+    assert len(backups) == 1
+    _, _, left = undo_backup(context(), backups[0], tmp_path / "undo")
+    assert left == []
+    assert state(target) == before
+
+
+def test_a_restore_point_of_big_keys_restores_them_whole(memory_envs, tmp_path, monkeypatch, capsys):
+    _, prod = memory_envs
+    target = prod.client()
+    pipe = target.pipeline(transaction=False)
+    pipe.rpush(f"prod:big:{USER}:list", *[b"%d" % i for i in range(BIG)])
+    pipe.zadd(f"prod:big:{USER}:zset", {b"\xff%d" % i: -i / 7 for i in range(BIG)})
+    pipe.xadd(f"prod:big:{USER}:stream", {"a": "1"}, id="5-5")
+    pipe.execute()
+    before = state(target)
+    monkeypatch.setenv("SOURCE_REDIS_URL", prod.url)
+    assert main(["memory", "snapshot", "production", "--out", str(tmp_path / "points")]) == 0
+    capsys.readouterr()
+    (point,) = (tmp_path / "points").glob("*.jsonl")
+    target.delete(f"prod:big:{USER}:list", f"prod:big:{USER}:zset")
+    target.xadd(f"prod:big:{USER}:stream", {"said": "after the point"}, id="6-0")
+    args = ["memory", "restore", str(point), "--to", "production", "--mode", "apply", "--out", str(tmp_path / "o")]
+    assert main(args) == 0, capsys.readouterr().err
+    assert state(target) == before
+
+
+def test_a_restore_point_written_in_parts_is_refused_in_one_line(memory_envs, tmp_path, capsys):
+    _, prod = memory_envs
+    path = tmp_path / "production-memory-old.jsonl"
+    header = {"format": "mindmate-memory", "version": 1, "encrypted": False, "kind": "snapshot"}
+    header |= {"scope": "environment", "env": "production", "prefix": "prod:", "marker": "production"}
+    key = "cHJvZDptZW1vcnk6NDI0MjQy"  # prod:memory:424242
+    lines = [
+        header,
+        {"key": key, "type": "list", "pttl": None, "read_at": 0, "value": ["YQ=="], "part": 0, "final": False},
+        {"key": key, "type": "list", "pttl": None, "read_at": 0, "value": ["Yg=="], "part": 1, "final": True},
+        {"end": True, "records": 2},
+    ]
+    path.write_bytes(b"\n".join(orjson.dumps(line) for line in lines) + b"\n")
+    before = state(prod.client())
+    for extra in ([], ["--user-id", str(USER)]):
+        args = ["memory", "restore", str(path), "--to", "production", "--apply", "--out", str(tmp_path / "o"), *extra]
+        code = main(args)
+        err = capsys.readouterr().err
+        assert code not in (0, 1), err
+        assert "written in parts" in err
+        assert err.strip().count("\n") <= 1, err
+        assert state(prod.client()) == before
+
+
+def test_the_typed_path_writes_empty_streams_and_repeated_fields(redis_server):
+    """The cross-version path (the target refused DUMP payloads): a Writer that knows so. The
+    Valkey 9 → Redis 7 tests need both servers; this one runs wherever a Redis does."""
+    client = redis_server.client()
+    client.xadd("empty", {"a": "1"}, id="1-1")
+    client.xdel("empty", "1-1")
+    client.execute_command("XADD", "repeated", "1-1", "f", "a", "f", "b")
+    client.rpush("list", *[b"%d" % i for i in range(BIG)])
+    client.set("string", b"\xfe" * (50 * 1024 * 1024))
+    keys = [b"empty", b"repeated", b"list", b"string"]
+    writer = Writer(client)
+    writer.restore_ok = False
+    writer.write_batch([(key + b":copy", record, ABSENT) for key, record in read_by_key(client, keys).items()])
+    assert writer.result.written == [key + b":copy" for key in keys]
+    copies = read_by_key(client, [key + b":copy" for key in keys], with_dump=True)
+    for key, record in read_by_key(client, keys, with_dump=True).items():
+        assert difference(record, copies[key + b":copy"]) is None, key
+    assert client.execute_command("XRANGE", "repeated:copy", "-", "+") == client.execute_command(
+        "XRANGE", "repeated", "-", "+"
+    )
+    assert not [k for k in client.scan_iter() if b"ci-tools-partial" in k]
