@@ -199,6 +199,13 @@ class RecordFile:
                         count += 1
                         yield Record(from_b64(key), "none")
                     continue
+                if "part" in document:  # ci-tools before 2026-12 wrote keys over 10,000 elements in parts
+                    raise InputError(
+                        f"{self.path.name} line {number} holds a key written in parts by a ci-tools from before "
+                        "2026-12, which this one no longer reads; nothing was written from it",
+                        hint="use a snapshot or backup taken since (each key whole), or the ci-tools release "
+                        "that wrote this file",
+                    )
                 try:
                     record = from_json(document)
                 except (KeyError, ValueError, TypeError) as exc:

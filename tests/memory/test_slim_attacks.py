@@ -99,6 +99,7 @@ def test_a_snapshot_written_in_parts_is_refused_in_one_line(memory_envs, tmp_pat
     err = capsys.readouterr().err
     assert code != 0
     assert "written in parts" in err
+    assert "use a snapshot or backup taken since" in err  # the fix, not only the problem
     assert err.strip().count("\n") <= 1, err
     assert "Traceback" not in err
     assert state(prod.client()) == before
@@ -235,3 +236,92 @@ def test_the_typed_path_writes_empty_streams_and_repeated_fields(redis_server):
         "XRANGE", "repeated", "-", "+"
     )
     assert not [k for k in client.scan_iter() if b"ci-tools-partial" in k]
+
+
+@pytest.mark.parametrize(("user_id", "pattern"), [("", ""), (str(USER), ""), ("", "memory:*"), (str(USER), "memory:*")])
+def test_the_restore_workflows_flags_plan_then_write(memory_envs, tmp_path, monkeypatch, capsys, user_id, pattern):
+    _, prod = memory_envs
+    target = prod.client()
+    target.rpush(f"prod:memory:{USER}", b"likes tea")
+    target.set(f"prod:user:{USER}:name", b"\xff\xfeAda")
+    target.set(b"prod:\xff\xfe:not-utf8", b"\x00")
+    before = state(target)
+    monkeypatch.setenv("SOURCE_REDIS_URL", prod.url)
+    assert main(["memory", "snapshot", "production", "--out", str(tmp_path / "in")]) == 0
+    target.rpush(f"prod:memory:{USER}", b"said later")
+    target.set(f"prod:user:{USER}:name", b"Bob")
+    target.set(b"prod:\xff\xfe:not-utf8", b"\x01")
+    later = state(target)
+    capsys.readouterr()
+    for mode, stage in (("dry-run", "plan"), ("apply", "plan"), ("apply", "write")):
+        args = ["memory", "restore", str(tmp_path / "in"), "--to", "production", "--mode", mode, "--stage", stage]
+        args += ["--out", str(tmp_path / "out" / mode), "--user-id", user_id, "--pattern", pattern, "--json"]
+        assert main(args) == 0, capsys.readouterr().err
+        assert json.loads(capsys.readouterr().out)
+        if stage == "plan":
+            assert state(target) == later
+    got = state(target)
+    assert got[f"prod:memory:{USER}".encode()] == before[f"prod:memory:{USER}".encode()]
+    name = f"prod:user:{USER}:name".encode()
+    assert got[name] == (before if not pattern else later)[name]
+    assert got[b"prod:\xff\xfe:not-utf8"] == (before if not (pattern or user_id) else later)[b"prod:\xff\xfe:not-utf8"]
+
+
+def test_the_migrate_workflows_flags_plan_then_write(memory_envs, tmp_path, capsys):
+    dev, prod = memory_envs
+    dev.client().rpush(f"dev:memory:{USER}:\xff".encode("latin-1"), b"\x80")
+    common = [*ROUTE, "--on-conflict", "fail", "--uncovered", "ignore", "--source-kind", "configured"]
+    common += ["--target-kind", "marked", "--out", str(tmp_path / "out"), "--json"]
+    before = state(prod.client())
+    assert main(["memory", "copy", *common, "--mode", "dry-run", "--stage", "plan"]) == 0
+    assert json.loads(capsys.readouterr().out)
+    assert state(prod.client()) == before
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+    assert main(["memory", "copy", *common, "--mode", "apply", "--stage", "plan"]) == 0
+    capsys.readouterr()
+    assert state(prod.client()) == before
+    assert main(["memory", "copy", *common, "--mode", "apply", "--stage", "write"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document
+    assert prod.client().lrange(f"prod:memory:{USER}", 0, -1) == [b"likes tea", b"sister Mia"]
+    assert state(dev.client()) != {}  # the source still there
+
+
+def test_ignore_env_marker_reaches_the_snapshot(memory_envs, tmp_path, monkeypatch, capsys):
+    _, prod = memory_envs
+    prod.client().set("prod:meta:env", "staging")
+    prod.client().rpush(f"prod:memory:{USER}", b"x")
+    monkeypatch.setenv("SOURCE_REDIS_URL", prod.url)
+    assert main(["memory", "snapshot", "production", "--out", str(tmp_path), "--json"]) == 5
+    assert "says 'staging'" in capsys.readouterr().err
+    assert main(["memory", "snapshot", "production", "--out", str(tmp_path), "--json", "--ignore-env-marker"]) == 0
+    assert json.loads(capsys.readouterr().out)
+    assert len(list(tmp_path.glob("production-memory-*.jsonl"))) == 1
+
+
+@pytest.mark.parametrize("flag", [["--unmarked-target"], ["--target-kind", "unmarked"]])
+def test_unmarked_target_reaches_the_copy(memory_envs, tmp_path, capsys, flag):
+    _, prod = memory_envs
+    prod.client().delete("prod:meta:env")
+    args = ["memory", "copy", *ROUTE, "--apply", "--out", str(tmp_path)]
+    assert main(args) == 5
+    assert "--unmarked-target" in capsys.readouterr().err
+    assert not prod.client().exists(f"prod:memory:{USER}")
+    assert main([*args, *flag]) == 0
+    assert prod.client().lrange(f"prod:memory:{USER}", 0, -1) == [b"likes tea", b"sister Mia"]
+
+
+def test_undo_of_big_keys_leaves_the_one_the_user_changed_and_restores_the_rest(memory_envs, tmp_path):
+    dev, prod = memory_envs
+    source, target = dev.client(), prod.client()
+    for kind in ("a", "b"):
+        source.rpush(f"dev:big:{USER}:{kind}", *[b"new %d" % i for i in range(BIG)])
+        target.rpush(f"prod:big:{USER}:{kind}", *[b"old %d" % i for i in range(BIG)])
+    before = state(target)
+    outcome = copy_user(context(), request(tmp_path, patterns=PATTERNS, uncovered="ignore", policy="replace"))
+    assert outcome.verified == 2
+    target.rpush(f"prod:big:{USER}:a", b"said after the copy")
+    _, count, left = undo_backup(context(), outcome.backup, tmp_path / "undo")
+    assert (count, left) == (2, [f"prod:big:{USER}:a".encode()])
+    assert target.lindex(f"prod:big:{USER}:a", -1) == b"said after the copy"
+    assert state(target)[f"prod:big:{USER}:b".encode()] == before[f"prod:big:{USER}:b".encode()]
