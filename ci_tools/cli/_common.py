@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import shlex
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from ci_tools.actions import Runner
 from ci_tools.context import Context
+from ci_tools.memory.choices import Stage, Uncovered
+from ci_tools.memory.model import Outcome
 from ci_tools.needs import Needs
 from ci_tools.output import Report, report, say
 from ci_tools.pipeline.notify import notify
@@ -67,3 +71,118 @@ def ask(prompt: str, *, secret: bool = False, default: str = "") -> str | None:
         print(file=sys.stderr)  # the line the prompt left open
         return None
     return answer or default
+
+
+# -- what the memory commands (memory copy/restore/seed, send-back) report --------------------------
+
+
+def resume_command() -> str:
+    return "ci-tools " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "the same command"
+
+
+UNDO_COMMANDS = {"send-back": "ci-tools send-back --undo {backup} --apply"}  # else memory undo
+
+
+def undo_hint(ctx: Context, backup: Path | None, workflow: str = "migrate-memory") -> str:
+    """How to undo: in Actions, the dispatch that finds this run's artifact; else the file."""
+    if ctx.runner.active:
+        run_id = ctx.runner.run_id or "?"
+        first = "dry-run" if workflow == "restore-memory" else "undo-dry-run"
+        return f"Actions → {workflow} → Run workflow: mode undo (after {first}), run_id {run_id}"
+    return UNDO_COMMANDS.get(workflow, "ci-tools memory undo {backup} --apply").format(backup=backup)
+
+
+def report_outcome(
+    ctx: Context,
+    outcome: Outcome,
+    as_json: bool,
+    title: str,
+    *,
+    words: dict[str, str] | None = None,
+    workflow: str = "migrate-memory",
+) -> None:
+    words = words or {}
+    counts = {words.get(a, a): n for a, n in outcome.counts().items()}
+    left = [k.decode(errors="replace") for k in outcome.uncovered]
+    document = {
+        "applied": outcome.applied,
+        "stage": str(outcome.stage),
+        "plan": [item.as_dict() for item in outcome.plan],
+        "counts": counts,
+        "uncovered": left,
+        "uncovered_policy": outcome.uncovered_policy,
+        "snapshot": str(outcome.snapshot) if outcome.snapshot else None,
+        "backup": str(outcome.backup) if outcome.backup else None,
+        "undo": undo_hint(ctx, outcome.backup, workflow) if outcome.applied else None,
+        "written": len(outcome.written),
+        "expired_during_copy": [k.decode(errors="replace") for k in outcome.expired],
+        "left_alone_changed": [k.decode(errors="replace") for k in outcome.changed],
+        "verified": outcome.verified,
+        "fallback_typed_writes": outcome.fallback,
+        "timings_s": {k: round(v, 4) for k, v in outcome.timings.items()},
+        "warnings": outcome.warnings,
+    }
+    rows = [
+        [
+            words.get(i.action, i.action),
+            i.target_key.decode(errors="replace"),
+            i.type,
+            str(i.size),
+            _ttl(i.ttl_ms),
+            i.reason,
+        ]
+        for i in outcome.plan
+    ]
+    why = "left behind (--ignore-uncovered)" if outcome.uncovered_policy is Uncovered.IGNORE else "matches no pattern"
+    rows += [["uncovered", key, "", "", "", why] for key in left]
+    planned = outcome.stage is Stage.PLAN
+    mode = (
+        "applied"
+        if outcome.applied
+        else "planned and backed up — nothing written yet"
+        if planned
+        else "dry run — nothing written"
+    )
+    notes = [", ".join(f"{n} {action}" for action, n in sorted(counts.items())) or "nothing to copy"]
+    for warning in outcome.warnings:
+        notes.insert(0, warning)
+        ctx.runner.annotate("warning", warning.removeprefix("⚠ "), title=title)
+    if left and outcome.uncovered_policy is Uncovered.REFUSE:
+        notes.append(
+            f"{len(left)} key(s) of this user match no pattern: --apply refuses until you pass "
+            "--include-uncovered (copy them too) or --ignore-uncovered (leave them)"
+        )
+    elif left:
+        notes.append(f"{len(left)} key(s) of this user were left in the source, as asked (--ignore-uncovered)")
+    if outcome.applied:
+        notes += [
+            f"snapshot: {outcome.snapshot}",
+            f"backup:   {outcome.backup}",
+            f"undo:     {undo_hint(ctx, outcome.backup, workflow)}",
+            f"written {len(outcome.written)}, verified {outcome.verified}"
+            + (", typed writes (target refused DUMP payloads)" if outcome.fallback else ""),
+        ]
+        if outcome.expired:
+            notes.append(f"{len(outcome.expired)} key(s) expired during the copy and were not written")
+        for key in outcome.changed[:20]:
+            notes.append(
+                f"{key.decode(errors='replace')} changed during the write: left as the user's newer memory; "
+                "run again to write it"
+            )
+        if len(outcome.changed) > 20:
+            notes.append(f"… and {len(outcome.changed) - 20} more key(s) left alone for the same reason")
+    elif planned:
+        notes += [
+            f"snapshot: {outcome.snapshot}",
+            f"backup:   {outcome.backup} (with the plan and every key's guard)",
+            f"undo:     {undo_hint(ctx, outcome.backup, workflow)} — it exists before anything is written",
+            "write with the same command and --stage write, once the backup is kept off this machine",
+        ]
+    else:
+        notes.append("dry run: rerun with --apply to write")
+    headers = ["action", "target key", "type", "size", "TTL", "note"]
+    report(ctx.runner, Report(f"{title} ({mode})", headers, rows, document, notes), as_json=as_json)
+
+
+def _ttl(ms: int | None) -> str:
+    return "-" if ms is None else f"{ms / 1000:.0f}s"

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from ci_tools.cli._common import report_outcome, resume_command
 from ci_tools.context import Context
 from ci_tools.errors import ConfigError, InputError
 from ci_tools.memory import ops, restore_points, undo
@@ -180,10 +179,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     seed.set_defaults(func=memory_seed, needs=TARGET)
 
 
-def _resume_command() -> str:
-    return "ci-tools " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "the same command"
-
-
 def _applying(ctx: Context, apply: bool, mode: str | None) -> bool:
     """--apply or --mode apply (a workflow input); in Actions only with MEMORY_SNAPSHOT_KEY."""
     if apply and mode == "dry-run":
@@ -266,18 +261,6 @@ class Into:
         return cls(args.target, args.target_prefix, args.out, args.ignore_env_markers, args.json, Writes.parse(args))
 
 
-UNDO_COMMANDS = {"send-back": "ci-tools send-back --undo {backup} --apply"}  # else memory undo
-
-
-def undo_hint(ctx: Context, backup: Path | None, workflow: str = "migrate-memory") -> str:
-    """How to undo: in Actions, the dispatch that finds this run's artifact; else the file."""
-    if ctx.runner.active:
-        run_id = ctx.runner.run_id or "?"
-        first = "dry-run" if workflow == "restore-memory" else "undo-dry-run"
-        return f"Actions → {workflow} → Run workflow: mode undo (after {first}), run_id {run_id}"
-    return UNDO_COMMANDS.get(workflow, "ci-tools memory undo {backup} --apply").format(backup=backup)
-
-
 def _request(
     ctx: Context, route: Route, writes: Writes | None = None, uncovered: Uncovered = Uncovered.REFUSE
 ) -> ops.CopyRequest:
@@ -303,7 +286,7 @@ def _request(
         legacy_source=route.legacy_source,
         legacy_target=route.unmarked_target,
         uncovered=uncovered,
-        resume_command=_resume_command(),
+        resume_command=resume_command(),
         stage=writes.stage if writes else Stage.ALL,
     )
 
@@ -317,108 +300,12 @@ def _writing(ctx: Context, into: Into, env: Environment) -> ops.Writing:
         apply=_applying(ctx, into.writes.apply, into.writes.mode),
         out_dir=into.out,
         ignore_markers=into.ignore_markers,
-        resume_command=_resume_command(),
+        resume_command=resume_command(),
         stage=into.writes.stage,
     )
 
 
 RESTORE_WORDS: dict[str, str] = {Action.CREATE: "recreate", Action.REPLACE: "change", Action.IDENTICAL: "leave alone"}
-
-
-def report_outcome(
-    ctx: Context,
-    outcome: Outcome,
-    as_json: bool,
-    title: str,
-    *,
-    words: dict[str, str] | None = None,
-    workflow: str = "migrate-memory",
-) -> None:
-    words = words or {}
-    counts = {words.get(a, a): n for a, n in outcome.counts().items()}
-    left = [k.decode(errors="replace") for k in outcome.uncovered]
-    document = {
-        "applied": outcome.applied,
-        "stage": str(outcome.stage),
-        "plan": [item.as_dict() for item in outcome.plan],
-        "counts": counts,
-        "uncovered": left,
-        "uncovered_policy": outcome.uncovered_policy,
-        "snapshot": str(outcome.snapshot) if outcome.snapshot else None,
-        "backup": str(outcome.backup) if outcome.backup else None,
-        "undo": undo_hint(ctx, outcome.backup, workflow) if outcome.applied else None,
-        "written": len(outcome.written),
-        "expired_during_copy": [k.decode(errors="replace") for k in outcome.expired],
-        "left_alone_changed": [k.decode(errors="replace") for k in outcome.changed],
-        "verified": outcome.verified,
-        "fallback_typed_writes": outcome.fallback,
-        "timings_s": {k: round(v, 4) for k, v in outcome.timings.items()},
-        "warnings": outcome.warnings,
-    }
-    rows = [
-        [
-            words.get(i.action, i.action),
-            i.target_key.decode(errors="replace"),
-            i.type,
-            str(i.size),
-            _ttl(i.ttl_ms),
-            i.reason,
-        ]
-        for i in outcome.plan
-    ]
-    why = "left behind (--ignore-uncovered)" if outcome.uncovered_policy is Uncovered.IGNORE else "matches no pattern"
-    rows += [["uncovered", key, "", "", "", why] for key in left]
-    planned = outcome.stage is Stage.PLAN
-    mode = (
-        "applied"
-        if outcome.applied
-        else "planned and backed up — nothing written yet"
-        if planned
-        else "dry run — nothing written"
-    )
-    notes = [", ".join(f"{n} {action}" for action, n in sorted(counts.items())) or "nothing to copy"]
-    for warning in outcome.warnings:
-        notes.insert(0, warning)
-        ctx.runner.annotate("warning", warning.removeprefix("⚠ "), title=title)
-    if left and outcome.uncovered_policy is Uncovered.REFUSE:
-        notes.append(
-            f"{len(left)} key(s) of this user match no pattern: --apply refuses until you pass "
-            "--include-uncovered (copy them too) or --ignore-uncovered (leave them)"
-        )
-    elif left:
-        notes.append(f"{len(left)} key(s) of this user were left in the source, as asked (--ignore-uncovered)")
-    if outcome.applied:
-        notes += [
-            f"snapshot: {outcome.snapshot}",
-            f"backup:   {outcome.backup}",
-            f"undo:     {undo_hint(ctx, outcome.backup, workflow)}",
-            f"written {len(outcome.written)}, verified {outcome.verified}"
-            + (", typed writes (target refused DUMP payloads)" if outcome.fallback else ""),
-        ]
-        if outcome.expired:
-            notes.append(f"{len(outcome.expired)} key(s) expired during the copy and were not written")
-        for key in outcome.changed[:20]:
-            notes.append(
-                f"{key.decode(errors='replace')} changed during the write: left as the user's newer memory; "
-                "run again to write it"
-            )
-        if len(outcome.changed) > 20:
-            notes.append(f"… and {len(outcome.changed) - 20} more key(s) left alone for the same reason")
-    elif planned:
-        notes += [
-            f"snapshot: {outcome.snapshot}",
-            f"backup:   {outcome.backup} (with the plan and every key's guard)",
-            f"undo:     {undo_hint(ctx, outcome.backup, workflow)} — it exists before anything is written",
-            "write with the same command and --stage write, once the backup is kept off this machine",
-        ]
-    else:
-        notes.append("dry run: rerun with --apply to write")
-    headers = ["action", "target key", "type", "size", "TTL", "note"]
-    report(ctx.runner, Report(f"{title} ({mode})", headers, rows, document, notes), as_json=as_json)
-
-
-def _ttl(ms: int | None) -> str:
-    return "-" if ms is None else f"{ms / 1000:.0f}s"
 
 
 @dataclass(frozen=True)
@@ -497,7 +384,7 @@ def memory_restore(ctx: Context, args: argparse.Namespace) -> int:
             user_id=parse_user_id(given.user_id) if given.user_id else None,
             patterns=given.patterns,
             ignore_marker=into.ignore_markers,
-            resume_command=_resume_command(),
+            resume_command=resume_command(),
             stage=writes.stage,
         )
         target = ops.target_side(ctx)

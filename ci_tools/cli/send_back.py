@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ci_tools.cli.memory import _resume_command, report_outcome
+from ci_tools.cli._common import report_outcome, resume_command
 from ci_tools.context import Context
 from ci_tools.errors import InputError
 from ci_tools.memory.choices import Stage, Uncovered
@@ -86,7 +86,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         out_dir=args.out,
         text=args.text.strip(),
         uncovered=args.uncovered,
-        resume_command=_resume_command(),
+        resume_command=resume_command(),
     )
     result = send_back(ctx, request)
     _report(ctx, args, request, result)
