@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from ci_tools.__main__ import main
+from ci_tools.botrun.listening import listening_on
 from ci_tools.clients.health import Health, NotTheContract, Unreachable, Updates
 from ci_tools.pipeline.acceptance import acceptance
 from ci_tools.pipeline.bake import bake
@@ -214,6 +215,10 @@ def owner_bot(tmp_path: Path, telegram: FakeTelegram, redis_server: RedisServer)
         )
     try:
         wait_until(lambda: bool(fake.webhook_url) or process.poll() is not None, "the owner's bot setting its webhook")
+        # python-telegram-bot sets its webhook before its server listens (Updater._start_webhook:
+        # _bootstrap, then serve_forever): an update sent in between meets "Connection refused",
+        # which Telegram keeps as the webhook's last error and the probe then reads as the bot's.
+        wait_until(lambda: bool(listening_on(port)) or process.poll() is not None, "the owner's bot listening")
         assert process.poll() is None, log.read_text()
         config = tmp_path / "pyproject.toml"
         config.write_text(OWNER_CONFIG.format(url=url))
