@@ -133,8 +133,11 @@ def read_by_key(client: redis.Redis, keys: list[bytes], *, with_dump: bool = Fal
 
 
 def _read_batch(client: redis.Redis, script: Any, keys: list[bytes], with_dump: bool) -> Iterator[Record]:
-    replies = script(keys=keys, args=["1" if with_dump else "0"], client=client)
+    # Taken before the call: the server read each TTL at some moment after this, so a remaining TTL
+    # counted from here never claims more life than the key had (a batch of big keys takes a while
+    # to read and send: counted from its end, a key already gone at the source was still written).
     read_at = now_ms()
+    replies = script(keys=keys, args=["1" if with_dump else "0"], client=client)
     for key, reply in zip(keys, replies, strict=True):
         type_ = reply[0].decode()
         if type_ == "none":
