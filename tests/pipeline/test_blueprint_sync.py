@@ -36,6 +36,7 @@ def test_a_release_that_changes_render_yaml_waits_for_the_sync_and_keeps_the_rea
     first = world.commit("main", "release one")
     assert main(["deploy", "production", "--commit", first, *FAST]) == 0
     before = world.services["production"].deploys[0]["id"]
+    world.render.sync_until_looked_at = True  # the sync runs until the release has met it running
     world.render.link_blueprint("main")
     sha = commit_render_yaml(world, "render.yaml: a setting changes")
     assert main(["deploy", "production", "--commit", sha, *FAST]) == 0
@@ -81,6 +82,7 @@ def test_without_a_change_to_render_yaml_nothing_waits(world, monkeypatch, capsy
 def test_keyvalue_open_waits_for_the_sync_so_it_is_not_shut_out_mid_job(world, monkeypatch, capsys, tmp_path):
     use(monkeypatch, world.secrets("production"))
     kv = world.key_values["production"]
+    world.render.sync_until_looked_at = True  # the sync runs until the job has met it running
     world.render.link_blueprint("main")
     sha = commit_render_yaml(world, "render.yaml changes")
     state = tmp_path / "allow.json"
