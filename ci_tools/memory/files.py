@@ -23,8 +23,7 @@ import orjson
 from cryptography.fernet import Fernet, InvalidToken
 
 from ci_tools.errors import ConfigError, InputError, VerificationError
-from ci_tools.memory.choices import Action
-from ci_tools.memory.model import PlanItem
+from ci_tools.memory.model import Action, PlanItem
 from ci_tools.memory.records import Record, b64, from_b64, from_json, to_json
 
 FORMAT = "mindmate-memory"
@@ -165,15 +164,13 @@ class RecordFile:
         if not raw.startswith(b"{"):
             if self.fernet is None:
                 raise ConfigError(
-                    f"{self.path.name} is encrypted",
-                    hint=f"set {KEY_ENV} to the key it was written with",
+                    f"{self.path.name} is encrypted", hint=f"set {KEY_ENV} to the key it was written with"
                 )
             try:
                 raw = self.fernet.decrypt(raw)
             except InvalidToken:
                 raise ConfigError(
-                    f"{self.path.name} cannot be decrypted with this {KEY_ENV}",
-                    hint="use the key it was written with",
+                    f"{self.path.name} cannot be decrypted with this {KEY_ENV}", hint="use the key it was written with"
                 ) from None
         try:
             document = orjson.loads(raw)

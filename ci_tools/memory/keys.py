@@ -96,12 +96,7 @@ def discover(client: redis.Redis, space: KeySpace, *, scan_count: int = 10_000) 
 
 
 def uncovered(
-    client: redis.Redis,
-    prefix: bytes,
-    user_id: int,
-    covered: set[bytes],
-    *,
-    scan_count: int = 10_000,
+    client: redis.Redis, prefix: bytes, user_id: int, covered: set[bytes], *, scan_count: int = 10_000
 ) -> list[bytes]:
     """Keys under ``prefix`` that name the user but that no pattern covers: the coverage audit.
 

@@ -1,17 +1,65 @@
-"""What a memory write produces: one plan item per key, and the outcome every command reports."""
+"""A memory write's words and its outcome: what a plan may decide for a key, the policies a person
+chooses, one plan item per key, and the outcome every command reports.
+
+The words are ``StrEnum``s: they print and serialise as people read them in the tables, the flags
+and the ``--json`` documents, while the type checker holds every comparison to a known value.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import redis
 
-from ci_tools.memory.choices import Action, Stage, Uncovered
-
 CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError)
+
+
+class Action(StrEnum):
+    """What the plan does with one key."""
+
+    CREATE = "create"  # absent on the target: written
+    IDENTICAL = "identical"  # the target already holds the same: left alone, verified
+    CONFLICT = "conflict"  # the target holds other data and the policy is fail: nothing is written
+    REPLACE = "replace"  # the target holds other data and the policy is replace: overwritten
+    SKIP = "skip"  # the target holds other data and the policy is skip: left alone
+    EXPIRED = "expired"  # its TTL ran out while it was read: not resurrected
+    VANISHED = "vanished"  # deleted at the source while it was read
+
+
+WRITES = frozenset({Action.CREATE, Action.REPLACE})
+
+
+class Conflict(StrEnum):
+    """``--on-conflict``: what to do with a target key that already holds other data."""
+
+    FAIL = "fail"
+    SKIP = "skip"
+    REPLACE = "replace"
+
+
+class Stage(StrEnum):
+    """``--stage``: a write in one step, or in two, so the backup leaves the runner before it.
+
+    ``plan`` writes the snapshot and the backup (with every key's guard and the plan) and nothing
+    to the target; a workflow uploads them; ``write`` then writes from exactly that plan and those
+    guards. A runner lost in the write still leaves the undo in the run's artifact.
+    """
+
+    ALL = "all"
+    PLAN = "plan"
+    WRITE = "write"
+
+
+class Uncovered(StrEnum):
+    """Keys that name the user but match no memory pattern: an apply refuses them unless told."""
+
+    REFUSE = "refuse"
+    INCLUDE = "include"
+    IGNORE = "ignore"
 
 
 @dataclass(slots=True)  # one per key: the only part of a copy that grows with N
@@ -27,8 +75,8 @@ class PlanItem:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "source_key": self.source_key.decode(errors="backslashreplace"),
-            "target_key": self.target_key.decode(errors="backslashreplace"),
+            "source_key": show(self.source_key),
+            "target_key": show(self.target_key),
             "type": self.type,
             "size": self.size,
             "ttl_ms": self.ttl_ms,

@@ -212,11 +212,7 @@ def value_digest(record: Record) -> str:
 def to_json(record: Record) -> dict[str, Any]:
     line: dict[str, Any] = {"key": b64(record.key), "type": record.type}
     if record.exists:
-        line |= {
-            "pttl": record.pttl,
-            "read_at": record.read_at,
-            "value": encode_value(record.type, record.value),
-        }
+        line |= {"pttl": record.pttl, "read_at": record.read_at, "value": encode_value(record.type, record.value)}
         if record.dump is not None:
             line["dump"] = b64(record.dump)
     return line

@@ -36,8 +36,7 @@ def connect(url: str, role: str, *, timeout: float | None = None) -> redis.Redis
         client.connection_pool.connection_kwargs["socket_timeout"] = timeout or 60
     except ValueError:
         raise ConfigError(
-            f"the {role} Redis URL is malformed",
-            hint="expected redis://[user:password@]host:port[/db]",
+            f"the {role} Redis URL is malformed", hint="expected redis://[user:password@]host:port[/db]"
         ) from None
     except redis.AuthenticationError:
         raise ConfigError(f"the {role} Redis refused the password", hint=f"check {role.upper()}_REDIS_URL") from None
@@ -129,14 +128,7 @@ def role_flag(role: str) -> str:
 
 
 def open_side(
-    ctx: Context,
-    role: str,
-    env: Environment,
-    prefix: str,
-    *,
-    ignore_markers: bool,
-    purpose: str,
-    legacy: bool = False,
+    ctx: Context, role: str, env: Environment, prefix: str, *, ignore_markers: bool, purpose: str, legacy: bool = False
 ) -> redis.Redis:
     """Connect to the source or target Redis (from SOURCE_/TARGET_REDIS_URL) and check its marker."""
     client = connect(ctx.secret(f"{role.upper()}_REDIS_URL", purpose=purpose), role, timeout=ctx.timeout)

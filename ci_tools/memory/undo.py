@@ -80,10 +80,7 @@ def undo_backup(
 
 
 def _put_back(
-    writer: Writer,
-    records: Iterator[Record],
-    present: dict[bytes, tuple[Record, str]],
-    after: dict[bytes, str],
+    writer: Writer, records: Iterator[Record], present: dict[bytes, tuple[Record, str]], after: dict[bytes, str]
 ) -> list[bytes]:
     """Write the backup's records over keys that still hold what the write left; the rest stay."""
     batch: list[tuple[bytes, Record, str]] = []

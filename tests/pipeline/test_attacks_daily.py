@@ -324,7 +324,7 @@ def test_after_moving_forward_again_as_the_refusal_says_a_later_send_back_is_not
     After step 6 production holds everything the old bot heard; if the new bot fails them again, a
     send-back loses nothing of the old bot's — yet the record still names the first send-back's keys,
     so every later send-back is refused as if they had told the old bot more."""
-    from ci_tools.memory.choices import Conflict
+    from ci_tools.memory.model import Conflict
     from ci_tools.memory.ops import between, copy_user
     from tests.support import context
 
