@@ -31,43 +31,44 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     sub = parser.add_subparsers(dest="memory_command", required=True, metavar="ACTION")
 
     def common(p: argparse.ArgumentParser, *, source: bool, target: bool, user: bool = True) -> None:
+        flag = p.add_argument
         if user:
-            p.add_argument("--user-id", required=True, help="the Telegram user id (an integer)")
+            flag("--user-id", required=True, help="the Telegram user id (an integer)")
         if source:
-            p.add_argument("--from", dest="source", required=True, metavar="ENV", help="source environment")
-            p.add_argument(
+            flag("--from", dest="source", required=True, metavar="ENV", help="source environment")
+            flag(
                 "--source-prefix",
                 help="default: the source environment's key prefix; '' for a bot whose keys carry none",
             )
-            p.add_argument(
+            flag(
                 "--legacy-source",
                 action="store_true",
                 help="the source is a legacy bot's Redis that never wrote a meta:env marker",
             )
-            p.add_argument(
+            flag(
                 "--source-kind",
                 choices=("configured", "legacy"),
                 default="configured",
                 help="as a workflow input: legacy = --legacy-source with no key prefix",
             )
         if target:
-            p.add_argument("--to", dest="target", required=True, metavar="ENV", help="target environment")
-            p.add_argument("--target-prefix", help="default: the target environment's key prefix")
-            p.add_argument(
+            flag("--to", dest="target", required=True, metavar="ENV", help="target environment")
+            flag("--target-prefix", help="default: the target environment's key prefix")
+            flag(
                 "--unmarked-target",
                 action="store_true",
                 help="the target's bot writes no meta:env marker (the base level): accept a target without "
                 "one (a marker naming another environment is still refused)",
             )
-            p.add_argument(
+            flag(
                 "--target-kind",
                 choices=("marked", "unmarked"),
                 default="marked",
                 help="as a workflow input: unmarked = --unmarked-target",
             )
-        p.add_argument("--out", type=Path, default=Path("memory-out"), help="where snapshots and backups go")
-        p.add_argument("--ignore-env-markers", action="store_true", help="skip the <prefix>meta:env checks")
-        p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+        flag("--out", type=Path, default=Path("memory-out"), help="where snapshots and backups go")
+        flag("--ignore-env-markers", action="store_true", help="skip the <prefix>meta:env checks")
+        flag("--json", action="store_true", help="one JSON document on stdout")
 
     def writes(p: argparse.ArgumentParser) -> None:
         add_write_flags(
@@ -75,51 +76,32 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "with --apply: plan = read, plan and write the snapshot and backup only (nothing "
             "written); write = write from the plan a --stage plan run left in --out; all = both",
         )
-        p.add_argument(
-            "--on-conflict",
-            type=Conflict,
-            choices=list(Conflict),
-            default=Conflict.FAIL,
-            help="when a target key holds other data",
-        )
+        conflict = {"type": Conflict, "choices": list(Conflict), "default": Conflict.FAIL}
+        p.add_argument("--on-conflict", **conflict, help="when a target key holds other data")  # type: ignore[arg-type]
+
+    def pattern(p: argparse.ArgumentParser, help: str | None = None) -> None:
+        p.add_argument("--pattern", action="append", dest="patterns", metavar="PATTERN", help=help)
 
     copy = sub.add_parser("copy", help="copy one user's keys (dry run unless --apply)")
     common(copy, source=True, target=True)
     writes(copy)
-    copy.add_argument(
-        "--pattern",
-        action="append",
-        dest="patterns",
-        metavar="PATTERN",
-        help="key pattern under the prefix, with {user_id} (repeatable; default: configured)",
-    )
-    audit = copy.add_mutually_exclusive_group()
-    audit.add_argument(
-        "--include-uncovered",
-        dest="uncovered",
-        action="store_const",
-        const=Uncovered.INCLUDE,
-        help="also copy the user's keys that no pattern covers (an --apply refuses while any exist)",
-    )
-    audit.add_argument(
-        "--ignore-uncovered",
-        dest="uncovered",
-        action="store_const",
-        const=Uncovered.IGNORE,
-        help="leave them where they are, and say so",
-    )
-    audit.add_argument("--uncovered", type=Uncovered, choices=list(Uncovered), help="the same, as a workflow input")
-    copy.set_defaults(uncovered=Uncovered.REFUSE)
-    copy.set_defaults(func=memory_copy, needs=BOTH)
+    pattern(copy, help="key pattern under the prefix, with {user_id} (repeatable; default: configured)")
+    audit = copy.add_mutually_exclusive_group().add_argument
+    also = "also copy the user's keys that no pattern covers (an --apply refuses while any exist)"
+    audit("--include-uncovered", dest="uncovered", action="store_const", const=Uncovered.INCLUDE, help=also)
+    leave = "leave them where they are, and say so"
+    audit("--ignore-uncovered", dest="uncovered", action="store_const", const=Uncovered.IGNORE, help=leave)
+    audit("--uncovered", type=Uncovered, choices=list(Uncovered), help="the same, as a workflow input")
+    copy.set_defaults(uncovered=Uncovered.REFUSE, func=memory_copy, needs=BOTH)
 
     export = sub.add_parser("export", help="write a snapshot of one user's keys")
     common(export, source=True, target=False)
-    export.add_argument("--pattern", action="append", dest="patterns", metavar="PATTERN")
+    pattern(export)
     export.set_defaults(func=memory_export, needs=SOURCE)
 
     diff = sub.add_parser("diff", help="compare one user's keys in two environments (exit 1 if they differ)")
     common(diff, source=True, target=True)
-    diff.add_argument("--pattern", action="append", dest="patterns", metavar="PATTERN")
+    pattern(diff)
     diff.set_defaults(func=memory_diff, needs=BOTH)
 
     restore = sub.add_parser(
@@ -130,9 +112,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     restore.add_argument("snapshot", type=Path, help="the snapshot, or the folder a workflow downloaded it to")
     common(restore, source=False, target=True, user=False)
     writes(restore)
-    restore.add_argument(
-        "--user-id", default="", help="environment snapshots: restore this user's keys only ('' = every user)"
-    )
+    only = "environment snapshots: restore this user's keys only ('' = every user)"
+    restore.add_argument("--user-id", default="", help=only)
     restore.add_argument(
         "--pattern",
         action="append",
@@ -308,14 +289,9 @@ def memory_undo(ctx: Context, args: argparse.Namespace) -> int:
     )
     if apply:
         rows = [["✓", f"put back {count - len(left)} key(s) from {name}", f"the state before this undo is in {path}"]]
-        rows += [
-            [
-                "⚠",
-                f"{key.decode(errors='replace')} changed since the write: left as the user's newer memory",
-                "both states are kept: the backup undone and the one this undo wrote",
-            ]
-            for key in left
-        ]
+        kept = "both states are kept: the backup undone and the one this undo wrote"
+        newer = "changed since the write: left as the user's newer memory"
+        rows += [["⚠", f"{key.decode(errors='replace')} {newer}", kept] for key in left]
     else:
         rows = [["→", f"dry run: {count} key(s) of {name} would be put back", "rerun with --apply"]]
     document = {
@@ -366,37 +342,26 @@ def memory_snapshot(ctx: Context, args: argparse.Namespace) -> int:
     if taken.warning:
         say(f"! {taken.warning}", err=True)
         ctx.runner.annotate("warning", taken.warning, title="memory snapshot")
-    ctx.runner.set_output("path", str(taken.path))
-    ctx.runner.set_output("keys", str(taken.keys))
-    ctx.runner.set_output("before_release_days", str(config.before_release_days))
-    ctx.runner.set_output("nightly_days", str(backup.nightly_days))
+    outputs = {"path": taken.path, "keys": taken.keys, "before_release_days": config.before_release_days}
+    for name, value in {**outputs, "nightly_days": backup.nightly_days}.items():
+        ctx.runner.set_output(name, str(value))
     line = (
         f"memory snapshot of {env.name}: {taken.keys} key(s) ({taken.scope}, Redis at "
         f"{taken.used_mb:.1f} MB) in {taken.path.name}, encrypted: {'MEMORY_SNAPSHOT_KEY' in ctx.secrets}"
     )
     ctx.runner.add_summary(line)
-    if args.json:
-        emit_json(
-            {
-                "path": str(taken.path),
-                "keys": taken.keys,
-                "scope": taken.scope,
-                "used_mb": taken.used_mb,
-                "warning": taken.warning or None,
-                "unmarked": taken.unmarked or None,
-            }
-        )
-    else:
+    if not args.json:
         say(f"✓ {line}")
+        return 0
+    found = {"path": str(taken.path), "keys": taken.keys, "scope": taken.scope, "used_mb": taken.used_mb}
+    emit_json({**found, "warning": taken.warning or None, "unmarked": taken.unmarked or None})
     return 0
 
 
 def _not_another_environments(ctx: Context, env: Environment) -> None:
-    """A Redis with no marker cannot say whose it is; another environment's URL the run holds can:
-    production's environment keeps the old bot's (staging's) Redis as SOURCE_REDIS_URL during the
-    move, and production.yml hands it to the snapshot as STAGING_REDIS_URL. The same Key Value
-    (``server_id``: host, port, db and user) behind both is a secret pasted into the wrong place,
-    refused before anything is read."""
+    """A Redis with no marker cannot say whose it is; another environment's URL the run holds can
+    (production.yml hands the old bot's Redis to the snapshot as STAGING_REDIS_URL): the same Key
+    Value (``server_id``) behind both is a secret pasted into the wrong place, refused before reading."""
     here = ops.url_server_id(ctx, "SOURCE_REDIS_URL")
     for other in ctx.config.environments.values():
         variable = f"{other.name.upper()}_REDIS_URL"
@@ -411,13 +376,11 @@ def _not_another_environments(ctx: Context, env: Environment) -> None:
 def _writes_no_marker(env: Environment, timeout: float | None) -> str | None:
     """Why the live bot of ``env`` writes no ``meta:env`` marker, or None when it should have one.
 
-    Asked only of a Redis that holds keys and no marker. The bot's level, discovered as every phase
-    discovers it: at the base level (no health answer: ``health_path = ""``, or its own 4xx on that
-    path) the bot writes none, so its absence proves nothing wrong. A bot that answers the health
-    JSON claims its Redis at start, and one that did not answer cannot say: both leave it refused."""
+    Asked only of a Redis with keys and no marker. At the base level (no health answer, or its own
+    4xx on that path) the bot writes none, so its absence proves nothing wrong; a bot that answers
+    the health JSON claims its Redis, and one that did not answer cannot say: both stay refused."""
     seen = discover(env, timeout or 10)
-    # Only a 4xx is the bot saying it has no such path: a redirect points at an answer elsewhere
-    # (the health JSON of a bot that claims its Redis, or an edge's http→https), a 2xx is an answer.
+    # Only a 4xx is the bot saying it has no such path: a redirect points at an answer elsewhere.
     its_own_4xx = seen.http_status is None or 400 <= seen.http_status < 500
     if seen.level is Level.BASE and seen.definite and its_own_4xx:
         return f"its bot is at the base level and writes none — {seen.why}"

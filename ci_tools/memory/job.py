@@ -1,21 +1,18 @@
-"""Plan, snapshot, back up, write, verify: the one path every memory write takes.
+"""Plan, snapshot, back up, write, verify: the one path every memory write (copy, restore, seed) takes.
 
-``copy`` reads a user's keys from the source Redis; ``restore`` reads them from a snapshot file;
-``seed`` builds them from a pasted profile. All three go through ``MemoryJob``. Pass 1
-(``Planner``) reads the records, writing the snapshot as it goes, compares each with the target
-and backs up every target key that will be touched, with its guard (``writer.fingerprint``) from
-the same atomic read, and the digest of what the write puts there (``after``: an undo tells a key
-the copy wrote from one the user changed since). Only then does pass 2 (``Applier``) write, from
-the snapshot file, so what lands is exactly what was snapshotted; pass 3 (``Verifier``) compares
-each batch with the snapshot as soon as it is written. A dry run stops after pass 1 and writes
-nothing anywhere.
+Pass 1 (``Planner``) reads the records, writing the snapshot as it goes, and backs up every target key
+the write will touch, with its guard from the same atomic read and the digest of what the write puts
+there (so an undo tells a key the copy wrote from one the user changed since). Only then does pass 2
+(``Applier``) write, from the snapshot file, so what lands is exactly what was snapshotted; pass 3
+(``Verifier``) compares each batch as soon as it is written. A dry run stops after pass 1.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +36,6 @@ class JobOptions:
     apply: bool = False
     out_dir: Path = Path("memory-out")
     label: str = "memory"  # names the snapshot and backup files
-    undo_command: Callable[[Path], str] = field(default=lambda path: f"ci-tools memory undo {path}")
     resume_command: str = ""
     on_event: Callable[[str, int], None] | None = None  # told "planned", then each "batch"
     fernet: Fernet | None = None  # MEMORY_SNAPSHOT_KEY's: the snapshot and backup encrypted
@@ -94,25 +90,20 @@ class MemoryJob:
         started = time.perf_counter()
         snapshot: RecordWriter | None = None
         backup: RecordWriter | None = None
-        if options.apply:
-            outcome.snapshot = snapshot_file
-            if snapshot_file is None:
-                assert snapshot_header is not None
-                outcome.snapshot = options.out_dir / f"{options.label}-snapshot-{stamp()}.jsonl"
-                snapshot = RecordWriter(outcome.snapshot, {"kind": "snapshot", **snapshot_header}, options.fernet)
-            outcome.backup = options.out_dir / f"{options.label}-backup-{stamp()}.jsonl"
-            backup = RecordWriter(outcome.backup, {"kind": "backup", **backup_header}, options.fernet)
-        files = [file for file in (snapshot, backup) if file]
-        try:
+        with contextlib.ExitStack() as files:  # left on an exception: no footer, so never complete
+            if options.apply:
+                outcome.snapshot = snapshot_file
+                if snapshot_file is None:
+                    assert snapshot_header is not None
+                    outcome.snapshot = options.out_dir / f"{options.label}-snapshot-{stamp()}.jsonl"
+                    header = {"kind": "snapshot", **snapshot_header}
+                    snapshot = files.enter_context(RecordWriter(outcome.snapshot, header, options.fernet))
+                outcome.backup = options.out_dir / f"{options.label}-backup-{stamp()}.jsonl"
+                header = {"kind": "backup", **backup_header}
+                backup = files.enter_context(RecordWriter(outcome.backup, header, options.fernet))
             outcome.plan = Planner(self.target, self.rewrite, options.policy, backup).run(records, snapshot)
             if backup:
                 backup.write_plan(outcome.plan)
-        except BaseException:
-            for file in files:
-                file.abandon()  # no footer: a snapshot or backup cut short never looks complete
-            raise
-        for file in files:
-            file.finish()
         outcome.timings["read_plan_backup"] = time.perf_counter() - started
 
     def _refuse_conflicts(self) -> None:
@@ -120,9 +111,7 @@ class MemoryJob:
         if conflicts:
             raise VerificationError(
                 f"{len(conflicts)} target key(s) already hold other data: "
-                + ", ".join(show(i.target_key) for i in conflicts[:5])
-                + ("…" if len(conflicts) > 5 else "")
-                + "; nothing was written",
+                f"{_first_five([show(i.target_key) for i in conflicts])}; nothing was written",
                 hint="compare with `ci-tools memory diff`, then rerun with --on-conflict skip "
                 "(keep them) or replace (overwrite, reversible from the backup)",
             )
@@ -142,16 +131,14 @@ class MemoryJob:
                 f"of {stopped.total} keys were written; the source is untouched; snapshot {outcome.snapshot}, "
                 f"backup {outcome.backup}",
                 hint=f"once the target is back, resume with: {options.resume_command} — "
-                f"or undo with: {options.undo_command(outcome.backup)}",
+                f"or undo with: ci-tools memory undo {outcome.backup}",
             ) from None
         self._absorb(applier)
         mismatches = applier.verifier.mismatches
         if mismatches:
             raise VerificationError(
-                f"{len(mismatches)} key(s) differ from the snapshot after writing: "
-                + ", ".join(mismatches[:5])
-                + ("…" if len(mismatches) > 5 else ""),
-                hint=f"undo with: {options.undo_command(outcome.backup)}",
+                f"{len(mismatches)} key(s) differ from the snapshot after writing: {_first_five(mismatches)}",
+                hint=f"undo with: ci-tools memory undo {outcome.backup}",
             )
 
     def _absorb(self, applier: Applier) -> None:
@@ -159,6 +146,10 @@ class MemoryJob:
         outcome.written, outcome.expired = result.written, result.expired
         outcome.changed, outcome.fallback = result.changed, result.fallback
         outcome.verified = applier.verifier.verified
+
+
+def _first_five(names: list[str]) -> str:
+    return ", ".join(names[:5]) + ("…" if len(names) > 5 else "")
 
 
 def _only(folder: Path, pattern: str) -> Path:

@@ -1,12 +1,9 @@
-"""A memory write's words and its outcome: what a plan may decide for a key, the policies a person
-chooses, one plan item per key, and the outcome every command reports.
-
-The words are ``StrEnum``s: they print and serialise as people read them in the tables, the flags
-and the ``--json`` documents, while the type checker holds every comparison to a known value.
-"""
+"""A memory write's words (``StrEnum``s: they print as people read them in tables, flags and
+``--json``, and the type checker holds every comparison to a known value), its plan and its outcome."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -42,12 +39,9 @@ class Conflict(StrEnum):
 
 
 class Stage(StrEnum):
-    """``--stage``: a write in one step, or in two, so the backup leaves the runner before it.
-
-    ``plan`` writes the snapshot and the backup (with every key's guard and the plan) and nothing
-    to the target; a workflow uploads them; ``write`` then writes from exactly that plan and those
-    guards. A runner lost in the write still leaves the undo in the run's artifact.
-    """
+    """``--stage``: a write in two steps, so the backup leaves the runner before it: ``plan`` writes
+    the snapshot and backup (with the plan and every guard) and a workflow uploads them; ``write``
+    writes from exactly those. A runner lost in the write still leaves the undo in the artifact."""
 
     ALL = "all"
     PLAN = "plan"
@@ -74,15 +68,9 @@ class PlanItem:
     guard: str = ""  # the target key's fingerprint when backed up ('' = absent): writes check it
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "source_key": show(self.source_key),
-            "target_key": show(self.target_key),
-            "type": self.type,
-            "size": self.size,
-            "ttl_ms": self.ttl_ms,
-            "action": str(self.action),
-            "reason": self.reason,
-        }
+        shown = {"source_key": show(self.source_key), "target_key": show(self.target_key), "action": str(self.action)}
+        names = ("source_key", "target_key", "type", "size", "ttl_ms", "action", "reason")
+        return {name: shown.get(name, getattr(self, name)) for name in names}
 
 
 @dataclass
@@ -103,10 +91,7 @@ class Outcome:
     warnings: list[str] = field(default_factory=list)  # ⚠ lines the report must show (one each)
 
     def counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for item in self.plan:
-            counts[str(item.action)] = counts.get(str(item.action), 0) + 1
-        return counts
+        return dict(Counter(str(item.action) for item in self.plan))
 
 
 def stamp() -> str:

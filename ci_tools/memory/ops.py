@@ -257,16 +257,8 @@ def parse_profile(path: Path) -> tuple[dict[str, str], list[str]]:
 def seed_records(prefix: str, user_id: int, fields: dict[str, str], facts: list[str]) -> list[Record]:
     now = now_ms()
     # No timestamp: seeding the same profile twice is a no-op, like a second copy.
-    profile = sorted({"source": "seed", **fields}.items())
-    records = [
-        Record(
-            f"{prefix}user:{user_id}:profile".encode(),
-            "hash",
-            None,
-            now,
-            [(k.encode(), v.encode()) for k, v in profile],
-        )
-    ]
+    profile = [(k.encode(), v.encode()) for k, v in sorted({"source": "seed", **fields}.items())]
+    records = [Record(f"{prefix}user:{user_id}:profile".encode(), "hash", None, now, profile)]
     if facts:
         records.append(Record(f"{prefix}memory:{user_id}".encode(), "list", None, now, [f.encode() for f in facts]))
     return records

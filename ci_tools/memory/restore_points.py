@@ -10,7 +10,6 @@ alone: the user may have said new things since.
 from __future__ import annotations
 
 import fnmatch
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,7 +21,7 @@ from cryptography.fernet import Fernet
 from ci_tools.errors import InputError, VerificationError
 from ci_tools.memory.files import RecordFile, RecordWriter
 from ci_tools.memory.job import JobOptions, MemoryJob
-from ci_tools.memory.keys import escape_glob
+from ci_tools.memory.keys import escape_glob, scan, user_segment
 from ci_tools.memory.model import Conflict, Outcome, Stage, stamp
 from ci_tools.memory.records import Record, read_records
 from ci_tools.memory.servers import check_marker, marker
@@ -52,21 +51,6 @@ def unmarked_line(env: Environment, server: str, why: str) -> str:
     )
 
 
-def environment_keys(client: redis.Redis, prefix: bytes, *, scan_count: int = 10_000) -> list[bytes]:
-    """Every key under ``prefix`` (all of the database for ``""``), sorted."""
-    found: set[bytes] = set()
-    cursor = None
-    while cursor != 0:
-        cursor, page = client.scan(cursor or 0, match=escape_glob(prefix) + b"*", count=scan_count)
-        found.update(k for k in page if isinstance(k, bytes))
-    return sorted(found)
-
-
-def user_segment(user_id: int) -> re.Pattern[bytes]:
-    """A key belongs to a user when the id is a whole ``:``-segment of it (never part of 420)."""
-    return re.compile(rb"(?:^|:)" + str(user_id).encode() + rb"(?::|$)")
-
-
 def take_snapshot(
     client: redis.Redis,
     env: Environment,
@@ -87,7 +71,7 @@ def take_snapshot(
     none (the base level); the snapshot records ``marker: null``. A marker naming another
     environment is always refused: that Redis is provably not this one."""
     prefix = env.key_prefix.encode()
-    keys = environment_keys(client, prefix)
+    keys = sorted(set(scan(client, escape_glob(prefix) + b"*")))
     found = marker(client, prefix)
     unmarked = ""
     if not ignore_marker and found != env.name and (keys or found is not None):
