@@ -39,7 +39,7 @@ from sandbox.ports import free_port
 from sandbox.redis import RedisServer
 from sandbox.telegram import FakeBot, FakeTelegram
 from sandbox.world import SECRETS
-from tests.support import ROOT, context, conversations, use, wait_until
+from tests.support import ROOT, context, conversations, plain_text_breaks, use, wait_until
 
 SHA = "c" * 40
 FAST = ("--timeout", "30", "--poll", "0.05")
@@ -357,11 +357,7 @@ def test_the_bake_at_the_health_level_reads_the_counts_and_skips_the_conversatio
     sha = released(world, monkeypatch, "health only, plain text breaks", level="health")
     ctx = context()
     env = dataclasses.replace(ctx.config.env("production"), bake_minutes=0.5, bake_interval_seconds=0.2)
-
-    async def boom(*args: object, **kwargs: object) -> None:
-        raise KeyError("a refactor's bug")
-
-    monkeypatch.setattr("mindmate.store.MemoryStore.append_history", boom)  # the threaded bot's code
+    plain_text_breaks(monkeypatch)  # the threaded bot's code
     world.telegram.send_user_message(world.bots["production"], 6660003, "a plain message")
     router = world.services["production"].router
     taken = conversations(router)
