@@ -9,6 +9,7 @@ import pytest
 from ci_tools.clients.health import parse
 from ci_tools.pipeline.levels import Level, dropped, found
 from ci_tools.settings import load_config
+from tests.release_kit.owner import owner_config
 from tests.support import ROOT
 
 SHA = "c" * 40
@@ -253,8 +254,4 @@ def test_the_owners_telegram_message_is_redacted_like_every_other_output(at_base
 
 @pytest.fixture
 def at_base_config(tmp_path):
-    config = tmp_path / "pyproject.toml"
-    from tests.pipeline.test_levels import OWNER_CONFIG
-
-    config.write_text(OWNER_CONFIG.format(url="https://ava.example.invalid"))
-    return config
+    return owner_config(tmp_path, "https://ava.example.invalid")
