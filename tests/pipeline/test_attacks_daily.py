@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import threading
 from collections.abc import Iterator
 from email.utils import formatdate
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -21,10 +19,11 @@ from ci_tools.__main__ import main
 from ci_tools.clients.health import health_of
 from ci_tools.pipeline.hold import HELD_VARIABLE
 from ci_tools.pipeline.quiet import wait_for_quiet
-from sandbox.github import OTHER_REPOSITORY_TOKEN, FakeGitHub
+from sandbox.github import OTHER_REPOSITORY_TOKEN
+from sandbox.ports import Answer, AnsweringServer
 from sandbox.telegram import button_url_problem
 from tests.pipeline import test_move_window as move_window
-from tests.pipeline.test_quiet import ENV, Clock
+from tests.pipeline.test_quiet import ENV, Clock, body
 from tests.support import use
 
 REPO = "mindmate/mindmate-release"
@@ -33,14 +32,6 @@ HOLD = json.dumps({"by": "owner-on-a-phone", "since": "2026-12-06T13:00:00Z", "r
 
 
 # -- the hold, read again right before the deploy ----------------------------------------------
-
-
-@pytest.fixture
-def github(monkeypatch):
-    with FakeGitHub() as server:
-        monkeypatch.setenv("GITHUB_API_URL", server.url)
-        monkeypatch.setenv("GITHUB_TOKEN", server.token)
-        yield server
 
 
 def hold(*args: str) -> int:
@@ -112,42 +103,12 @@ def flapping_health() -> Iterator[tuple[str, list[tuple[int, Any]], dict[str, fl
     answers: list[tuple[int, Any]] = []
     clock = {"now": 0.0}
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            status, body = answers.pop(0) if len(answers) > 1 else answers[0]
-            data = json.dumps(body).encode() if body is not None else b"Bad Gateway"
-            self.send_response_only(status)
-            self.send_header("Date", formatdate(clock["now"], usegmt=True))
-            self.send_header("Content-Type", "application/json" if body is not None else "text/plain")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    def answer() -> Answer:
+        status, given = answers.pop(0) if len(answers) > 1 else answers[0]
+        return status, b"Bad Gateway" if given is None else given, {"Date": formatdate(clock["now"], usegmt=True)}
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/healthz", answers, clock
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def body(last_handled_at: float | None, started_at: float | None = None) -> dict[str, Any]:
-    updates: dict[str, Any] = {"handled": 3, "failed": 0, "last_failure": None, "last_handled_at": last_handled_at}
-    if started_at is not None:
-        updates["started_at"] = started_at
-    return {
-        "status": "ok",
-        "env": "production",
-        "commit": "a" * 40,
-        "bot": {"id": 1, "username": "x_bot"},
-        "redis": {"ok": True, "env_marker": "production"},
-        "key_prefix": "prod:",
-        "updates": updates,
-    }
+    with AnsweringServer(answer) as server:
+        yield f"{server.url}/healthz", answers, clock
 
 
 def driven(clock: Clock, shared: dict[str, float]) -> Clock:
