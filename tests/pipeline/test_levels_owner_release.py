@@ -120,9 +120,11 @@ def test_the_owners_bot_at_base_is_released_and_a_bad_release_rolled_back_on_tel
         assert re.search(
             rf"{bad[:12]} failed its (probe|bake) on production and was rolled back to {good[:12]}", captured.err
         )
-        # Either Telegram signal of the base level names it, whichever the probe met first: the
-        # delivery error (404 at the path the bad release moved) or the updates it held untaken.
-        assert re.search(r"Wrong response from the webhook: 404|updates the bot has not taken", captured.err)
+        # A Telegram signal of the base level names it, whichever the probe met first: the delivery
+        # error (404 at the path the bad release moved), the updates it held untaken, or the updates
+        # held after the bot refused them (a busy machine's timing).
+        signals = r"Wrong response from the webhook: 404|updates the bot has not taken|updates the bot refused"
+        assert re.search(signals, captured.err)
         assert ava.bot.token not in captured.out + captured.err
         assert ava.live() == good
     finally:
