@@ -12,13 +12,9 @@ the quiet check adds, and their ratio. Target: it adds at most one second.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
-import threading
 import time
-from email.utils import formatdate
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,35 +26,26 @@ from bench import _smoke  # noqa: E402
 from ci_tools.clients.health import health_of  # noqa: E402
 from ci_tools.pipeline.quiet import wait_for_quiet  # noqa: E402
 from ci_tools.settings import Environment  # noqa: E402
+from sandbox.ports import Answer, AnsweringServer  # noqa: E402
 
 
-def serve(latency: float) -> ThreadingHTTPServer:
-    class Health(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            time.sleep(latency)  # the network and Render's router between the runner and the bot
-            body = {
-                "status": "ok",
-                "env": "production",
-                "commit": "0" * 40,
-                "bot": {"id": 1, "username": "bench_bot"},
-                "redis": {"ok": True, "env_marker": "production"},
-                "key_prefix": "prod:",
-                "updates": {"handled": 9, "failed": 0, "last_failure": None, "last_handled_at": time.time() - 600},
-            }
-            data = json.dumps(body).encode()
-            self.send_response_only(200)
-            self.send_header("Date", formatdate(usegmt=True))
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+def serve(latency: float) -> AnsweringServer:
+    """The live bot's /healthz, answering after ``latency`` seconds: last update 10 minutes ago."""
 
-        def log_message(self, *args: object) -> None:
-            pass
+    def health() -> Answer:
+        time.sleep(latency)  # the network and Render's router between the runner and the bot
+        body = {
+            "status": "ok",
+            "env": "production",
+            "commit": "0" * 40,
+            "bot": {"id": 1, "username": "bench_bot"},
+            "redis": {"ok": True, "env_marker": "production"},
+            "key_prefix": "prod:",
+            "updates": {"handled": 9, "failed": 0, "last_failure": None, "last_handled_at": time.time() - 600},
+        }
+        return 200, body, {}
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Health)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+    return AnsweringServer(health)
 
 
 def main() -> None:
@@ -67,7 +54,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     args = _smoke.parse(parser, repeat=1, latency=0.01)
     server = serve(args.latency)
-    url = f"http://127.0.0.1:{server.server_address[1]}/healthz"
+    url = f"{server.url}/healthz"
     env = Environment("production", "main", "svc", "bench_bot", url, "prod:", (), quiet_seconds=120)
     try:
         plain, quiet = [], []
@@ -85,8 +72,7 @@ def main() -> None:
         print(f"the quiet-moment check:      {measured:.3f} s")
         print(f"what it adds: {measured - base:+.3f} s (ratio {measured / base:.2f}x; target: adds at most 1 s)")
     finally:
-        server.shutdown()
-        server.server_close()
+        server.close()
 
 
 if __name__ == "__main__":

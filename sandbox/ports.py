@@ -1,11 +1,20 @@
-"""Free loopback ports for the stand-ins."""
+"""Free loopback ports for the stand-ins, and the two smallest services on one: a server that
+never answers, and one that answers whatever its caller decides."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Self
+
+# What AnsweringServer answers a GET with: a status, a body (bytes as they are, as text/plain;
+# anything else as JSON) and headers (a Date of now unless they give one).
+Answer = tuple[int, Any, dict[str, str]]
 
 
 def free_port() -> int:
@@ -40,3 +49,45 @@ def silent_server() -> Iterator[str]:
         for conn in held:
             conn.close()
         server.close()
+
+
+class AnsweringServer:
+    """A loopback HTTP server that answers every GET with ``answer()``, asked anew each time: a
+    live bot's health path whose answers (a status, a body, its Date) a test or a bench decides.
+    ``url`` has no path: any path gets the same answer."""
+
+    def __init__(self, answer: Callable[[], Answer]) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                status, body, headers = answer()
+                raw = isinstance(body, bytes)
+                data = body if raw else json.dumps(body).encode()
+                sent = {
+                    "Date": formatdate(usegmt=True),
+                    "Content-Type": "text/plain" if raw else "application/json",
+                    **headers,
+                    "Content-Length": str(len(data)),
+                }
+                self.send_response_only(status)
+                for name, value in sent.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = int(self.server.server_address[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -12,6 +12,7 @@ import pytest
 from ci_tools.redact import SECRET_ENV_VARS
 from sandbox.bot import ThreadedBot
 from sandbox.contract import LEDGER, Violation, describe
+from sandbox.github import FakeGitHub
 from sandbox.ports import free_port
 from sandbox.redis import RedisServer
 from sandbox.telegram import FakeBot, FakeTelegram
@@ -98,6 +99,15 @@ def redis_pair() -> Iterator[tuple[RedisServer, RedisServer]]:
     """A dev and a prod Redis, as two separate servers."""
     with RedisServer() as dev, RedisServer() as prod:
         yield dev, prod
+
+
+@pytest.fixture
+def github(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGitHub]:
+    """The GitHub REST stand-in, GITHUB_API_URL and GITHUB_TOKEN pointing at it (as a job's are)."""
+    with FakeGitHub() as server:
+        monkeypatch.setenv("GITHUB_API_URL", server.url)
+        monkeypatch.setenv("GITHUB_TOKEN", server.token)
+        yield server
 
 
 @pytest.fixture

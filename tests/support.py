@@ -58,6 +58,16 @@ def conversations(router: Any) -> int:
     return sum(1 for method, path in list(router.requests) if method == "DELETE" and path.startswith("/probe/"))
 
 
+def plain_text_breaks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refactor's bug in the threaded bot's code: every plain message from now on fails in its
+    handler (a KeyError), which /healthz counts as a handler failure."""
+
+    async def boom(*args: object, **kwargs: object) -> None:
+        raise KeyError("a refactor's bug")
+
+    monkeypatch.setattr("mindmate.store.MemoryStore.append_history", boom)
+
+
 def wait_until(condition: Callable[[], bool], what: str, deadline: float = 90.0) -> None:
     """Poll ``condition`` until it holds; fail naming ``what`` after a generous ``deadline``."""
     stop = time.monotonic() + deadline

@@ -59,6 +59,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=Uncovered.REFUSE,
         help="the user's production keys that no memory pattern covers",
     )
+    back.add_argument(
+        "--old-bot-changes",
+        choices=("refuse", "replace"),
+        default="refuse",
+        help="what the user told the old bot since the move's copy (or an earlier send-back): refuse (the "
+        "default), or replace it (this run's backup keeps it, and --undo puts it back)",
+    )
     back.add_argument("--text", default="", help="the old bot's one message (default: [tool.ci_tools.move])")
     back.add_argument("--out", type=Path, default=Path("memory-out"), help="where the snapshot and backup go")
     back.add_argument("--json", action="store_true")
@@ -80,6 +87,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         text=args.text.strip(),
         uncovered=args.uncovered,
         resume_command=resume_command(),
+        replace=args.old_bot_changes == "replace",
     )
     result = send_back(ctx, request)
     _report(ctx, args, request, result)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,12 +13,14 @@ import redis
 
 from ci_tools.context import Context
 from ci_tools.errors import InputError
+from ci_tools.memory import moved
 from ci_tools.memory.files import RecordFile, RecordWriter
 from ci_tools.memory.job import JobOptions, MemoryJob
 from ci_tools.memory.keys import KeySpace, discover, uncovered
-from ci_tools.memory.model import Conflict, Outcome, Stage, Uncovered, stamp
+from ci_tools.memory.model import CONNECTION_ERRORS, Action, Conflict, Outcome, Stage, Uncovered, stamp
 from ci_tools.memory.records import Record, now_ms, read_records
 from ci_tools.memory.servers import check_marker, connect, label, open_side, refuse_same_server, server_id
+from ci_tools.memory.writer import fingerprint
 from ci_tools.settings import Config, Environment
 
 
@@ -167,15 +169,55 @@ def copy_user(ctx: Context, request: CopyRequest) -> Outcome:
         keys = sorted({*keys, *audit})
     label_ = f"user{request.user_id}-{request.source_env.name}-to-{request.target_env.name}"
     job = MemoryJob(target, lambda key: target_prefix + key[len(source_prefix) :], request.options(ctx, label_))
+    writes = request.apply and request.stage is not Stage.PLAN
+    # The move record as it is before this copy (a bot's own key by its name refused here, before any
+    # write): the backup keeps it, so an undo leaves the target exactly as it was.
+    recorded = moved.raw(target, request.target_prefix, request.user_id) if request.apply else None
+    read_guards: dict[bytes, str] = {}  # each source key's guard as read (an ALL-stage copy: no second read)
     outcome = job.run(
-        read_records(source, keys, with_dump=True),
+        _guarded(read_records(source, keys, with_dump=True), read_guards),
         snapshot_header=_snapshot_header(ctx, request),
-        backup_header=request.backup_header(ctx, request.user_id),
+        backup_header={**request.backup_header(ctx, request.user_id), "moved_before": recorded},
     )
+    if writes and outcome.applied:
+        _keep_move(ctx, target, request, outcome, read_guards)
     outcome.timings = {"discover": discovered, "audit": audited, **outcome.timings}
     outcome.uncovered = [] if request.uncovered is Uncovered.INCLUDE else audit
     outcome.uncovered_policy = request.uncovered
     return outcome
+
+
+def _guarded(records: Iterator[Record], guards: dict[bytes, str]) -> Iterator[Record]:
+    for record in records:
+        if record.dump is not None:
+            guards[record.key] = fingerprint(record.dump)
+        yield record
+
+
+def _keep_move(
+    ctx: Context, target: redis.Redis, request: CopyRequest, outcome: Outcome, read_guards: dict[bytes, str]
+) -> None:
+    """The move record (``memory/moved.py``): each source key the target now holds, by its guard as
+    read — in this run, or (a two-stage write, which read nothing) in the plan's snapshot, so it
+    records what was written, not what is there now."""
+    left = {*outcome.changed, *outcome.expired}  # changed meanwhile, or gone: the target does not hold them
+    held = {
+        item.source_key
+        for item in outcome.plan
+        if item.action in (Action.CREATE, Action.REPLACE, Action.IDENTICAL)
+        and not {item.source_key, item.target_key} & left
+    }
+    if request.stage is Stage.WRITE and outcome.snapshot is not None:
+        snapshot = RecordFile(outcome.snapshot, ctx.snapshot_fernet()).records()
+        read_guards = {r.key: fingerprint(r.dump) for r in snapshot if r.key in held and r.dump is not None}
+    guards = {key: guard for key, guard in read_guards.items() if key in held}
+    try:
+        moved.keep(target, request.target_prefix, request.user_id, url_server_id(ctx, "SOURCE_REDIS_URL"), guards)
+    except CONNECTION_ERRORS as exc:
+        outcome.warnings.append(
+            f"⚠ the copy is written and verified, but its record on the target was not kept ({type(exc).__name__}): "
+            "a later send-back cannot tell what the user tells the old bot from now on; run the same copy again"
+        )
 
 
 def export_user(ctx: Context, request: CopyRequest) -> tuple[Path, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import redis
 
 from ci_tools.context import Context
 from ci_tools.errors import InputError, RemoteError, VerificationError
+from ci_tools.memory import moved
 from ci_tools.memory.files import RecordFile, RecordWriter
 from ci_tools.memory.model import CONNECTION_ERRORS, stamp
 from ci_tools.memory.records import BATCH, Record, difference, read_by_key, value_digest
@@ -56,6 +58,8 @@ def undo_backup(
     keys = [r.key for r in file.records()]
     path = out_dir / f"undo-backup-{stamp()}.jsonl"
     header = {k: v for k, v in file.header.items() if k not in ("format", "version", "encrypted", "kind")}
+    if "moved_before" in header and isinstance(header.get("user_id"), int):  # an undo of this undo needs today's
+        header["moved_before"] = moved.raw(target, prefix, header["user_id"])
     try:
         present = guarded_records(target, keys)
         with RecordWriter(path, {"kind": "backup", **header, "undoes": backup.name}, fernet) as writer:
@@ -74,6 +78,10 @@ def undo_backup(
             f"{len(mismatches)} key(s) differ from the backup after undo: {', '.join(mismatches[:5])}",
             hint=f"the state before this undo is in {path}",
         )
+    before = file.header.get("moved_before")
+    if "moved_before" in file.header and isinstance(file.header.get("user_id"), int) and isinstance(before, str | None):
+        with contextlib.suppress(*CONNECTION_ERRORS):  # the keys are back and verified; the record follows them
+            moved.put_back(target, prefix, file.header["user_id"], before)
     return path, count, [*left, *writer_.result.changed]
 
 

@@ -257,16 +257,7 @@ class BakeWatch:
             f"the bot meets the {seen.level} level: {self.env.health_path} answers for {self.commit[:12]} now "
             "(the probe was answered by the instance before it); its checks of that level run now"
         )
-        probe = Probe(
-            self.ctx,
-            self.env,
-            self.commit,
-            self.token,
-            since=self.since,
-            deadline=max(5.0, self.env.bake_interval_seconds),
-            webhook_secret=self.webhook_secret,
-            found=seen,
-        )
+        probe = self._probe(seen)
         owed = [name for name, _ in probe.tests() if name in ("health", "unsigned webhook refused")]
         failed = failures(run_probe(probe, only=owed))
         if failed:
@@ -334,10 +325,10 @@ class BakeWatch:
         self.since = max(self.since, self.healthy_at, date + 1.0)
         return True
 
-    def _conversation(self, on_status: Status) -> Look | None:
-        if self.found is None or self.level < Level.CONVERSATION or not self.conversation:
-            return None
-        probe = Probe(
+    def _probe(self, found: Found) -> Probe:
+        """The probe's checks of this commit at the level ``found``, for one look: failures since the
+        window's ``since`` count, retried for at most a look's interval (never under 5 s)."""
+        return Probe(
             self.ctx,
             self.env,
             self.commit,
@@ -345,9 +336,13 @@ class BakeWatch:
             since=self.since,
             deadline=max(5.0, self.env.bake_interval_seconds),
             webhook_secret=self.webhook_secret,
-            found=self.found,
+            found=found,
         )
-        failed = failures(run_probe(probe, only=["conversation"]))
+
+    def _conversation(self, on_status: Status) -> Look | None:
+        if self.found is None or self.level < Level.CONVERSATION or not self.conversation:
+            return None
+        failed = failures(run_probe(self._probe(self.found), only=["conversation"]))
         if not failed:
             self.conversation_503 = False
         if not failed or self.unanswered or failed[0].detail == ANOTHER_COMMIT:

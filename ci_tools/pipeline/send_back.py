@@ -32,11 +32,11 @@ from ci_tools.clients.health import NotTheContract, Unreachable, health_of
 from ci_tools.clients.telegram import BotInfo, TelegramError
 from ci_tools.context import Context
 from ci_tools.errors import ConfigError, InputError, RemoteError
-from ci_tools.memory import ops, undo
+from ci_tools.memory import moved, ops, undo
 from ci_tools.memory.files import RecordFile
 from ci_tools.memory.keys import KIT_ARRIVAL
 from ci_tools.memory.model import CONNECTION_ERRORS, Conflict, Outcome, Stage, Uncovered
-from ci_tools.memory.servers import connect, identity
+from ci_tools.memory.servers import connect, identity, server_id
 from ci_tools.needs import Secrets
 from ci_tools.pipeline import send_back_record as record
 from ci_tools.pipeline.cutover import whose
@@ -65,6 +65,7 @@ class SendBack:
     text: str = ""  # "" = the config's send_back_text
     uncovered: Uncovered = Uncovered.REFUSE
     resume_command: str = ""
+    replace: bool = False  # what they told the old bot since the pipeline knew its keys: replaced (backup keeps it)
 
 
 @dataclass(frozen=True)
@@ -181,8 +182,9 @@ def send_back(ctx: Context, request: SendBack) -> SentBack:
         resume_command=request.resume_command,
         stage=request.stage,
     )
-    refuse_over_what_they_said(ctx, old, copy.patterns, request.user_id)
+    replacing = refuse_over_what_they_said(ctx, old, new, copy.patterns, request.user_id, replace=request.replace)
     outcome = ops.copy_user(memory_context(ctx), copy)
+    outcome.warnings[:0] = [replacing] if replacing else []
     result = SentBack(old, outcome)
     if outcome.applied and request.stage is not Stage.PLAN:
         keep_record(ctx, old.prefix, copy.patterns, request.user_id, outcome.changed)
@@ -195,27 +197,49 @@ def send_back(ctx: Context, request: SendBack) -> SentBack:
     return result
 
 
-def refuse_over_what_they_said(ctx: Context, old: OldBot, patterns: tuple[str, ...], user_id: int) -> None:
-    """An earlier send-back left the old bot's keys as recorded; any that differ now are what the user
-    told the old bot since, which this copy would overwrite. Refused before anything is read for writing."""
+def refuse_over_what_they_said(
+    ctx: Context, old: OldBot, new: Environment, patterns: tuple[str, ...], user_id: int, *, replace: bool
+) -> str | None:
+    """What the user told the old bot since the pipeline last knew its keys (the move's copy, or an
+    earlier send-back) would be overwritten: refused before anything is read for writing, unless the
+    owner chose to (``replace``; the backup keeps it, and undo puts it back): then the ⚠ line to show."""
+    move = _move_record(ctx, new, user_id)
     client = connect(ctx.secret(OLD_REDIS, purpose="the old bot's Redis"), "old bot's", timeout=ctx.timeout)
     try:
-        found = record.said_since(client, old.prefix, patterns, user_id)
+        found = record.said_since(client, old.prefix, patterns, user_id, move)
     except CONNECTION_ERRORS as exc:
         raise RemoteError(f"the old bot's Redis stopped answering ({type(exc).__name__})") from None
     finally:
         client.close()
-    if found is None or not found[1]:
-        return
-    kept, changed = found
-    names = ", ".join(k.decode(errors="replace") for k in changed[:3]) + (" …" if len(changed) > 3 else "")
-    when = f"{datetime.fromtimestamp(kept.at, UTC):%Y-%m-%d %H:%M} UTC" if kept.at else "an unknown time"
+    if found is None or not found.keys:
+        return None
+    names = ", ".join(k.decode(errors="replace") for k in found.keys[:3]) + (" …" if len(found.keys) > 3 else "")
+    when = f"{datetime.fromtimestamp(found.at, UTC):%Y-%m-%d %H:%M} UTC" if found.at else "an unknown time"
+    line = f"user {user_id} told @{old.bot.username} more since {found.by} of {when} ({names} changed there)"
+    if replace:
+        return f"⚠ {line}: replaced as asked (--old-bot-changes replace); this run's backup keeps it for the undo"
+    which = "a second send-back" if found.by == "the send-back" else "a send-back"
     raise InputError(
-        f"user {user_id} told @{old.bot.username} more since the send-back of {when} ({names} changed there): "
-        "a second send-back would overwrite it",
-        hint=f"nothing to send back: they talk to @{old.bot.username} already, and production keeps what they told "
-        "the new bot; to move them forward again, runbook steps 6 (on_conflict replace) and 7",
+        f"{line}: {which} would overwrite it",
+        hint="production keeps what they told the new bot: to move them forward with what the old bot heard, "
+        "runbook steps 6 (on_conflict replace) and 7; to send them back anyway, the same send-back with "
+        "--old-bot-changes replace (the workflow's old_bot_changes input): its backup keeps what it replaces",
     )
+
+
+def _move_record(ctx: Context, new: Environment, user_id: int) -> moved.Moved | None:
+    """Production's record of the move's copy (``memory/moved.py``), when it read the old bot's Redis
+    as this run reaches it (a copy from any other server says nothing about the old bot's keys)."""
+    client = connect(ctx.secret(NEW_REDIS, purpose="production's Redis"), "production's", timeout=ctx.timeout)
+    try:
+        found = moved.read(client, new.key_prefix, user_id)
+    except CONNECTION_ERRORS as exc:
+        raise RemoteError(f"production's Redis stopped answering ({type(exc).__name__})") from None
+    finally:
+        client.close()
+    if found is None or found.source != server_id(ctx.secret(OLD_REDIS, purpose="the old bot's Redis")):
+        return None
+    return found
 
 
 def keep_record(ctx: Context, prefix: str, patterns: tuple[str, ...], user_id: int, not_ours: list[bytes]) -> None:

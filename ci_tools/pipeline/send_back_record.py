@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import redis
 
-from ci_tools.errors import ConfigError
-from ci_tools.memory.keys import KeySpace, discover
+from ci_tools.memory import moved
+from ci_tools.memory.keys import KIT_ARRIVAL, KeySpace, discover
 from ci_tools.memory.writer import ABSENT, fingerprints
 
 RECORD = "meta:sent_back"
@@ -39,19 +39,7 @@ class Record:
 
 
 def _record_key(client: redis.Redis, prefix: str) -> bytes:
-    """The record's key; refused in one line when the old bot holds a key of its own by that name
-    (a bot on the empty prefix may), before anything is read for writing or written."""
-    key = (prefix + RECORD).encode()
-    kind = client.type(key)
-    found = kind.decode() if isinstance(kind, bytes) else str(kind)
-    if found not in ("hash", "none"):
-        name = key.decode(errors="replace")
-        raise ConfigError(
-            f"the old bot's Redis holds {name} as a {found}: a key of the bot's own has the name of the "
-            "send-back record (a hash), which would overwrite it or fail on it",
-            hint=f"rename the bot's {name} (or give the old bot a KEY_PREFIX of its own), then send back again",
-        )
-    return key
+    return moved.record_key(client, prefix, RECORD)
 
 
 def _field(user_id: int) -> bytes:
@@ -93,14 +81,33 @@ def keep(
     client.hset(_record_key(client, prefix), _field(user_id), json.dumps(document, sort_keys=True))
 
 
+@dataclass(frozen=True)
+class SaidSince:
+    """The keys the user changed on the old bot since the pipeline last knew them (``keys``), and
+    which record knew them last: the send-back's or the move's copy's, and when."""
+
+    keys: list[bytes]
+    by: str
+    at: int
+
+
 def said_since(
-    client: redis.Redis, prefix: str, patterns: tuple[str, ...], user_id: int
-) -> tuple[Record, list[bytes]] | None:
-    """The record and the user's keys on the old bot that differ from it (what they said there
-    since); None when no send-back was recorded for them."""
-    record = read(client, prefix, user_id)
-    if record is None:
+    client: redis.Redis, prefix: str, patterns: tuple[str, ...], user_id: int, move: moved.Moved | None
+) -> SaidSince | None:
+    """The user's keys on the old bot that match neither what the last send-back left (this
+    module's record) nor what the move's copy read (``move``, production's record of it): what
+    they said there since. None when neither record knows the user's keys."""
+    sent = read(client, prefix, user_id)
+    if sent is None and move is None:
         return None
-    keys = sorted({*record.guards, *_user_keys(client, prefix, patterns, user_id)})
+    known = [record.guards for record in (sent, move) if record is not None]
+    keys = sorted({*(key for guards in known for key in guards), *_user_keys(client, prefix, patterns, user_id)})
     now = dict(zip(keys, fingerprints(client, keys), strict=True))
-    return record, [key for key in keys if now[key] != record.guards.get(key, ABSENT)]
+    if move is not None:
+        # The move's copy leaves the kit's arrival record behind (it is no memory), so the move
+        # record cannot know the old bot's; a send-back rewrites it by design (send_back.carried).
+        arrival = (prefix + KIT_ARRIVAL.format(user_id=user_id)).encode()
+        known[-1] = {**move.guards, arrival: now.get(arrival, ABSENT)}
+    said = [key for key in keys if all(now[key] != guards.get(key, ABSENT) for guards in known)]
+    latest = max((r for r in (sent, move) if r is not None), key=lambda r: r.at)
+    return SaidSince(said, "the send-back" if latest is sent else "the move's copy", latest.at)

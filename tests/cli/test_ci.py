@@ -10,32 +10,15 @@ import pytest
 from ci_tools.__main__ import main
 from ci_tools.errors import ConfigError
 from ci_tools.settings import load_config
+from tests.release_kit.owner import owner_config
 from tests.support import ROOT
-
-ENVIRONMENTS = """
-[tool.ci_tools.environments.staging]
-branch = "develop"
-render_service = "ava-bot-staging"
-bot_username = "ava_staging_bot"
-base_url = "https://ava-bot-staging.onrender.com"
-key_prefix = "dev:"
-memory_patterns = ["memory:{user_id}"]
-
-[tool.ci_tools.environments.production]
-branch = "main"
-render_service = "ava-bot"
-bot_username = "ava_companion_bot"
-base_url = "https://ava-bot.onrender.com"
-key_prefix = "prod:"
-memory_patterns = ["memory:{user_id}"]
-"""
 
 
 def repository(tmp_path: Path, ci: str | None, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A bot's repository whose config has the ``[tool.ci_tools.ci]`` table ``ci`` (None: none)."""
-    text = ENVIRONMENTS + ("" if ci is None else f"\n[tool.ci_tools.ci]\n{ci}\n")
-    (tmp_path / "pyproject.toml").write_text(text)
-    monkeypatch.setenv("CI_TOOLS_CONFIG", str(tmp_path / "pyproject.toml"))
+    more = "" if ci is None else f"\n[tool.ci_tools.ci]\n{ci}\n"
+    config = owner_config(tmp_path, "https://ava-bot.onrender.com", key_prefix="prod:", more=more)
+    monkeypatch.setenv("CI_TOOLS_CONFIG", str(config))
     return tmp_path
 
 

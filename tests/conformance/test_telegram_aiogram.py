@@ -8,7 +8,7 @@ different client.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import pytest
@@ -24,21 +24,10 @@ from aiogram.exceptions import (
 )
 from aiogram.types import BufferedInputFile, Message, Update, User, WebhookInfo
 
-from sandbox.telegram import FakeBot, FakeTelegram
+from sandbox.telegram import FakeTelegram
 
 T = TypeVar("T")
 HOOK = "https://mindmate.example/telegram"
-
-
-@pytest.fixture(scope="module")
-def telegram() -> Iterator[FakeTelegram]:
-    with FakeTelegram() as server:
-        yield server
-
-
-@pytest.fixture
-def fake(telegram: FakeTelegram, request: pytest.FixtureRequest) -> FakeBot:
-    return telegram.add_bot(f"aio_{request.node.name[5:20]}_bot")
 
 
 def drive(telegram: FakeTelegram, token: str, calls: Callable[[Bot], Awaitable[T]]) -> T:

@@ -9,7 +9,7 @@ not notice.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TypeVar
 
@@ -17,7 +17,7 @@ import pytest
 from telegram import Bot, Update, User, WebhookInfo
 from telegram.error import BadRequest, Conflict, Forbidden, InvalidToken, RetryAfter
 
-from sandbox.telegram import FakeBot, FakeTelegram
+from sandbox.telegram import FakeTelegram
 
 T = TypeVar("T")
 HOOK = "https://mindmate.example/telegram"
@@ -27,18 +27,6 @@ HOOK = "https://mindmate.example/telegram"
 def _timedelta_retry_after(monkeypatch: pytest.MonkeyPatch) -> None:
     """PTB's announced behaviour (v22.2): ``RetryAfter.retry_after`` as a timedelta."""
     monkeypatch.setenv("PTB_TIMEDELTA", "1")
-
-
-@pytest.fixture(scope="module")
-def telegram() -> Iterator[FakeTelegram]:
-    with FakeTelegram() as server:
-        yield server
-
-
-@pytest.fixture
-def fake(telegram: FakeTelegram, request: pytest.FixtureRequest) -> FakeBot:
-    """A bot of its own for each test, so that no test sees another's webhook or rate limit."""
-    return telegram.add_bot(f"ptb_{request.node.name[5:20]}_bot")
 
 
 def drive(telegram: FakeTelegram, token: str, calls: Callable[[Bot], Awaitable[T]]) -> T:

@@ -12,11 +12,8 @@ which writes a target, still takes the owner's explicit choice for a markerless 
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -24,6 +21,7 @@ from cryptography.fernet import Fernet
 
 from ci_tools.__main__ import main
 from ci_tools.memory.files import RecordFile
+from sandbox.ports import AnsweringServer
 from tests.memory.helpers import state
 from tests.support import context
 from tests.workflows.scenarios import OWNER_BOT, adopt
@@ -123,33 +121,13 @@ def test_a_marker_naming_another_environment_is_refused_at_the_base_level_too(pr
     assert not (tmp_path / "memory-before").exists() or not any((tmp_path / "memory-before").iterdir())
 
 
-class LiveBot:
+class LiveBot(AnsweringServer):
     """The live production service's public URL, a real HTTP server: its health path answers the
     health JSON (a bot with a health answer, which claims its Redis at start) or 404 (no health
     answer: the base level, whatever the config's health_path now says)."""
 
     def __init__(self, body: dict | None) -> None:
-        payload = json.dumps(body).encode() if body is not None else b"Not Found"
-        status = 200 if body is not None else 404
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json" if body is not None else "text/plain")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(lambda: (200, body, {}) if body is not None else (404, b"Not Found", {}))
 
 
 HEALTH = {
@@ -167,7 +145,7 @@ def with_health_path(adopted):
     """The config after the kit lines and adopt again: production's health_path is /healthz, its
     base_url the live service (started by each test)."""
 
-    def point_at(live: LiveBot) -> None:
+    def point_at(live: AnsweringServer) -> None:
         pyproject = adopted / "pyproject.toml"
         text = pyproject.read_text().replace('health_path = ""', 'health_path = "/healthz"')
         pyproject.write_text(text.replace("https://ava-bot.onrender.com", live.url))
@@ -180,12 +158,9 @@ def test_a_redis_without_a_marker_is_refused_when_the_live_bot_answers_the_healt
 ):
     """A bot with a health answer claims its Redis at start (the kit writes the marker): that Redis
     holding keys and no marker is not its Redis, and stays refused."""
-    live = LiveBot(HEALTH)
-    try:
+    with LiveBot(HEALTH) as live:
         with_health_path(live)
         assert snapshot(tmp_path / "memory-before") != 0
-    finally:
-        live.close()
     assert "meta:env marker has none" in capsys.readouterr().err
 
 
@@ -194,12 +169,9 @@ def test_the_release_that_adds_the_kit_is_snapshotted_while_the_live_bot_is_stil
 ):
     """The commit with the kit lines says health_path = "/healthz", but the live bot it replaces
     answers 404 there: the bot that wrote this Redis writes no marker, so it is snapshotted, saying so."""
-    live = LiveBot(None)
-    try:
+    with LiveBot(None) as live:
         with_health_path(live)
         assert snapshot(tmp_path / "memory-before") == 0, capsys.readouterr().err
-    finally:
-        live.close()
     err = capsys.readouterr().err
     assert "⚠" in err and "base level" in err and "HTTP 404" in err
 

@@ -10,8 +10,6 @@ through that path, to lose what the user said since, or to see a secret in what 
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -20,7 +18,7 @@ import redis
 from ci_tools.__main__ import main
 from ci_tools.memory.files import RecordFile
 from ci_tools.memory.servers import server_id
-from sandbox.ports import free_port
+from sandbox.ports import AnsweringServer, free_port
 from tests.memory.helpers import state
 
 # The base-level tests' own set-up: the adopted owner's repository, production's unmarked Redis
@@ -185,24 +183,11 @@ def test_what_the_user_said_between_the_restores_plan_and_its_write_is_kept(prod
 # -- The base level is the bot's own word, not a blip or a redirect ---------------------------
 
 
-class Answers(LiveBot):
-    """The live service answering its health path with ``status`` (and ``headers``)."""
+class Answers(AnsweringServer):
+    """The live service answering its health path with ``status`` (and ``headers``), no body."""
 
     def __init__(self, status: int, headers: dict[str, str] | None = None) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                self.send_response(status)
-                for name, value in (headers or {}).items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        super().__init__(lambda: (status, b"", headers or {}))
 
 
 @pytest.mark.parametrize(
@@ -220,12 +205,9 @@ class Answers(LiveBot):
 def test_an_answer_that_is_not_the_bots_4xx_leaves_a_markerless_redis_refused(
     production, with_health_path, tmp_path, capsys, status, headers
 ):
-    live = Answers(status, headers)
-    try:
+    with Answers(status, headers) as live:
         with_health_path(live)
         assert snapshot(tmp_path / "memory-before") != 0
-    finally:
-        live.close()
     assert "meta:env marker has none" in capsys.readouterr().err
     assert not (tmp_path / "memory-before").exists() or not any((tmp_path / "memory-before").iterdir())
 
@@ -243,12 +225,9 @@ def test_a_health_answer_claiming_another_redis_leaves_this_markerless_one_refus
 ):
     """The live bot answers the health JSON naming its marker production: SOURCE_REDIS_URL's
     markerless Redis is not the one it claimed (the secret names a wrong one)."""
-    live = LiveBot({**HEALTH, "redis": {"ok": True, "env_marker": None}})
-    try:
+    with LiveBot({**HEALTH, "redis": {"ok": True, "env_marker": None}}) as live:
         with_health_path(live)
         assert snapshot(tmp_path / "memory-before") != 0
-    finally:
-        live.close()
     assert "meta:env marker has none" in capsys.readouterr().err
 
 

@@ -20,7 +20,6 @@ from cryptography.fernet import Fernet
 from ci_tools.__main__ import main
 from ci_tools.memory import job
 from ci_tools.memory.ops import copy_user
-from sandbox.redis import RedisServer, server_available
 from tests.memory.helpers import USER, request, seed_all_types, seed_user
 from tests.support import context
 
@@ -135,25 +134,18 @@ def test_an_undo_never_deletes_a_key_the_user_wrote_to_since_the_copy(memory_env
     assert not prod.client().exists(f"prod:memory:{USER}")  # what nobody touched since is undone
 
 
-def test_the_cross_version_path_leaves_a_key_the_bot_created_between_plan_and_write(monkeypatch, tmp_path):
-    for kind in ("valkey", "redis"):
-        if not server_available(kind):
-            pytest.skip(f"needs a Valkey and a Redis server; no {kind} server here")
-    with RedisServer(kind="valkey") as valkey, RedisServer(kind="redis") as old:
-        if old.version() >= "7.4":
-            pytest.skip(f"redis-server {old.version()} may accept Valkey 9 payloads")
-        seed_user(valkey.client())
-        old.client().set("prod:meta:env", "production")
-        monkeypatch.setenv("SOURCE_REDIS_URL", valkey.url)
-        monkeypatch.setenv("TARGET_REDIS_URL", old.url)
-        with bot_writing(old.url, monkeypatch, throughout=False) as bot:  # one message, between plan and write
-            outcome = copy_user(context(), request(tmp_path))
-        assert outcome.fallback and outcome.changed == [HISTORY]
-        assert old.client().lrange(HISTORY, 0, -1) == bot.said
-        assert old.client().lrange(f"prod:memory:{USER}", 0, -1) == [b"likes tea", b"sister Mia"]
-        assert not [k for k in old.client().scan_iter() if b"ci-tools-partial" in k]
-        # the undo still has what it needs: the key was absent at the backup, and is left as the bot wrote it
-        monkeypatch.setenv("MEMORY_SNAPSHOT_KEY", "")
-        assert main(["memory", "undo", str(outcome.backup), "--out", str(tmp_path / "u"), "--apply"]) == 0
-        assert old.client().lrange(HISTORY, 0, -1) == bot.said
-        assert not old.client().exists(f"prod:memory:{USER}")
+def test_the_cross_version_path_leaves_a_key_the_bot_created_between_plan_and_write(
+    valkey_to_old_redis, monkeypatch, tmp_path
+):
+    _, old = valkey_to_old_redis
+    with bot_writing(old.url, monkeypatch, throughout=False) as bot:  # one message, between plan and write
+        outcome = copy_user(context(), request(tmp_path))
+    assert outcome.fallback and outcome.changed == [HISTORY]
+    assert old.client().lrange(HISTORY, 0, -1) == bot.said
+    assert old.client().lrange(f"prod:memory:{USER}", 0, -1) == [b"likes tea", b"sister Mia"]
+    assert not [k for k in old.client().scan_iter() if b"ci-tools-partial" in k]
+    # the undo still has what it needs: the key was absent at the backup, and is left as the bot wrote it
+    monkeypatch.setenv("MEMORY_SNAPSHOT_KEY", "")
+    assert main(["memory", "undo", str(outcome.backup), "--out", str(tmp_path / "u"), "--apply"]) == 0
+    assert old.client().lrange(HISTORY, 0, -1) == bot.said
+    assert not old.client().exists(f"prod:memory:{USER}")

@@ -15,7 +15,7 @@ from ci_tools.memory.keys import parse_user_id
 from ci_tools.memory.ops import copy_user
 from ci_tools.memory.records import BATCH
 from ci_tools.memory.undo import undo_backup
-from sandbox.redis import RedisServer, server_available
+from sandbox.redis import RedisServer
 from tests.memory.helpers import (
     OTHER,
     ROUTE,
@@ -248,36 +248,27 @@ def test_target_killed_mid_copy_then_resumed_and_verified(redis_pair, monkeypatc
         assert state(source) == before_source
 
 
-def test_cross_version_fallback_from_valkey_9_to_redis_7(monkeypatch, tmp_path):
-    for kind in ("valkey", "redis"):
-        if not server_available(kind):
-            pytest.skip(f"needs a Valkey and a Redis server; no {kind} server here")
-    with RedisServer(kind="valkey") as valkey, RedisServer(kind="redis") as old:
-        if old.version() >= "7.4":
-            pytest.skip(f"redis-server {old.version()} may accept Valkey 9 payloads")
-        seed_user(valkey.client())
-        seed_all_types(valkey.client())
-        old.client().set("prod:meta:env", "production")
-        monkeypatch.setenv("SOURCE_REDIS_URL", valkey.url)
-        monkeypatch.setenv("TARGET_REDIS_URL", old.url)
-        with pytest.raises(redis.ResponseError, match="payload version"):
-            old.client().restore("probe", 0, valkey.client().dump(f"dev:memory:{USER}"))
-        outcome = copy_user(
-            context(), request(tmp_path, patterns=("all:{user_id}:*", "memory:{user_id}"), uncovered="ignore")
-        )
-        assert outcome.fallback
-        assert outcome.verified == 7
-        target = old.client()
-        assert target.zrange(f"prod:all:{USER}:zset", 0, -1, withscores=True) == [
-            (b"low", -1.5),
-            (b"high", 1e300),
-            (b"inf", float("inf")),
-        ]
-        assert target.xrange(f"prod:all:{USER}:stream")[1] == (
-            b"2-0",
-            {b"text": b"again", b"mood": b"ok"},
-        )
-        assert target.pttl(f"prod:memory:{USER}") > 590_000
+def test_cross_version_fallback_from_valkey_9_to_redis_7(valkey_to_old_redis, tmp_path):
+    valkey, old = valkey_to_old_redis
+    seed_all_types(valkey.client())
+    with pytest.raises(redis.ResponseError, match="payload version"):
+        old.client().restore("probe", 0, valkey.client().dump(f"dev:memory:{USER}"))
+    outcome = copy_user(
+        context(), request(tmp_path, patterns=("all:{user_id}:*", "memory:{user_id}"), uncovered="ignore")
+    )
+    assert outcome.fallback
+    assert outcome.verified == 7
+    target = old.client()
+    assert target.zrange(f"prod:all:{USER}:zset", 0, -1, withscores=True) == [
+        (b"low", -1.5),
+        (b"high", 1e300),
+        (b"inf", float("inf")),
+    ]
+    assert target.xrange(f"prod:all:{USER}:stream")[1] == (
+        b"2-0",
+        {b"text": b"again", b"mood": b"ok"},
+    )
+    assert target.pttl(f"prod:memory:{USER}") > 590_000
 
 
 def test_keys_of_many_elements_are_copied_and_verified(envs, tmp_path):

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import threading
 from collections.abc import Iterator
 from email.utils import formatdate
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -21,10 +19,11 @@ from ci_tools.__main__ import main
 from ci_tools.clients.health import health_of
 from ci_tools.pipeline.hold import HELD_VARIABLE
 from ci_tools.pipeline.quiet import wait_for_quiet
-from sandbox.github import OTHER_REPOSITORY_TOKEN, FakeGitHub
+from sandbox.github import OTHER_REPOSITORY_TOKEN
+from sandbox.ports import Answer, AnsweringServer
 from sandbox.telegram import button_url_problem
 from tests.pipeline import test_move_window as move_window
-from tests.pipeline.test_quiet import ENV, Clock
+from tests.pipeline.test_quiet import ENV, Clock, body
 from tests.support import use
 
 REPO = "mindmate/mindmate-release"
@@ -33,14 +32,6 @@ HOLD = json.dumps({"by": "owner-on-a-phone", "since": "2026-12-06T13:00:00Z", "r
 
 
 # -- the hold, read again right before the deploy ----------------------------------------------
-
-
-@pytest.fixture
-def github(monkeypatch):
-    with FakeGitHub() as server:
-        monkeypatch.setenv("GITHUB_API_URL", server.url)
-        monkeypatch.setenv("GITHUB_TOKEN", server.token)
-        yield server
 
 
 def hold(*args: str) -> int:
@@ -112,42 +103,12 @@ def flapping_health() -> Iterator[tuple[str, list[tuple[int, Any]], dict[str, fl
     answers: list[tuple[int, Any]] = []
     clock = {"now": 0.0}
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            status, body = answers.pop(0) if len(answers) > 1 else answers[0]
-            data = json.dumps(body).encode() if body is not None else b"Bad Gateway"
-            self.send_response_only(status)
-            self.send_header("Date", formatdate(clock["now"], usegmt=True))
-            self.send_header("Content-Type", "application/json" if body is not None else "text/plain")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    def answer() -> Answer:
+        status, given = answers.pop(0) if len(answers) > 1 else answers[0]
+        return status, b"Bad Gateway" if given is None else given, {"Date": formatdate(clock["now"], usegmt=True)}
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/healthz", answers, clock
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def body(last_handled_at: float | None, started_at: float | None = None) -> dict[str, Any]:
-    updates: dict[str, Any] = {"handled": 3, "failed": 0, "last_failure": None, "last_handled_at": last_handled_at}
-    if started_at is not None:
-        updates["started_at"] = started_at
-    return {
-        "status": "ok",
-        "env": "production",
-        "commit": "a" * 40,
-        "bot": {"id": 1, "username": "x_bot"},
-        "redis": {"ok": True, "env_marker": "production"},
-        "key_prefix": "prod:",
-        "updates": updates,
-    }
+    with AnsweringServer(answer) as server:
+        yield f"{server.url}/healthz", answers, clock
 
 
 def driven(clock: Clock, shared: dict[str, float]) -> Clock:
@@ -265,14 +226,6 @@ moved = move_window.moved  # the world after the runbook's step 7 (the fixture, 
 keys, talk = move_window.keys, move_window.talk
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="design gap, left: only a send-back records the old bot's keys, so the FIRST send-back "
-    "replaces what the user told the old bot after the move's copy (runbook step 6) without a word; "
-    "the backup and undo bring it back (test below), but the old bot's live memory loses it until then. "
-    "The move's copy would have to record the old bot's keys as it read them for the first send-back "
-    "to refuse as a second one does.",
-)
 def test_the_first_send_back_does_not_silently_replace_what_they_told_the_old_bot_after_the_move(
     moved, capsys, tmp_path
 ):
@@ -284,11 +237,14 @@ def test_the_first_send_back_does_not_silently_replace_what_they_told_the_old_bo
 
 
 def test_what_the_first_send_back_replaced_is_in_its_backup_and_undo_brings_it_back(moved, capsys, tmp_path):
-    """Held: nothing is lost — the backup holds what the user told the old bot, and undo restores it."""
+    """Held: sent back over it as the owner chose, nothing is lost — the backup holds what the user
+    told the old bot, the run names it, and undo restores it."""
     world = moved
     talk(world, "staging", "/remember I moved to Leeds")
     out = tmp_path / "back"
-    assert main(["send-back", "--user-id", str(USER), "--apply", "--out", str(out)]) == 0
+    argv = ["send-back", "--user-id", str(USER), "--apply", "--out", str(out), "--old-bot-changes", "replace"]
+    assert main(argv) == 0
+    assert f"memory:{USER}" in capsys.readouterr().out.split("replaced as asked")[0]
     assert "I moved to Leeds" not in talk(world, "staging", "/recall")
     assert main(["send-back", "--undo", str(out), "--apply", "--json", "--out", str(tmp_path / "undo")]) == 0
     capsys.readouterr()
@@ -308,15 +264,6 @@ def test_the_send_back_record_is_pipeline_metadata_not_one_of_the_users_keys(mov
     assert b"meta:sent_back" not in keys(dev, f"*{USER}*")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="left (not small): the send-back record lives on the old bot and only send-back and undo "
-    "refresh it, so after the refusal's own remedy (runbook step 6 replace, step 7) every later send-back "
-    "of this user is refused for good, though production now holds all the old bot heard. A fix: step 6's "
-    "copy from the old bot records, beside production's keys, the guards of the old bot's keys it read "
-    "(a move record); send-back counts a key as said only when it matches neither record. The same "
-    "record would let the FIRST send-back refuse over what the user told the old bot after the move.",
-)
 def test_after_moving_forward_again_as_the_refusal_says_a_later_send_back_is_not_refused_for_ever(
     moved, capsys, tmp_path
 ):
@@ -343,6 +290,85 @@ def test_after_moving_forward_again_as_the_refusal_says_a_later_send_back_is_not
     )
     recall = talk(world, "staging", "/recall")
     assert "I moved to Leeds" in recall and "I started pottery" in recall
+
+
+def step_six(world, out, **changes):
+    """Runbook step 6 (the move's copy, staging's legacy keys into production), as the fixture ran it."""
+    from ci_tools.memory.ops import between, copy_user
+    from tests.support import context
+
+    ctx = context(SOURCE_REDIS_URL=world.redis["staging"].url, TARGET_REDIS_URL=world.redis["production"].url)
+    copy = between(ctx.config, USER, "staging", "production", out, apply=True, legacy_source=True, **changes)
+    return ctx, copy_user(ctx, copy)
+
+
+def test_the_move_record_names_the_old_bots_keys_and_server_never_a_value_or_password(moved):
+    world = moved
+    record = json.loads(world.redis["production"].client().hget("prod:meta:moved", str(USER)))
+    assert sorted(record["guards"]) == [f"memory:{USER}", f"user:{USER}:profile"]
+    assert "tea" not in json.dumps(record) and record["source"] and "@" not in record["source"]
+
+
+def test_a_two_stage_move_records_what_its_plan_read(moved, tmp_path):
+    """migrate-memory writes in two steps (the backup uploaded between): the write step reads nothing
+    from the source, so the record comes from the plan's snapshot — and names what was written."""
+    from ci_tools.memory.model import Conflict, Stage
+
+    world = moved
+    prod = world.redis["production"].client()
+    prod.delete("prod:meta:moved")
+    step_six(world, tmp_path / "two", policy=Conflict.REPLACE, stage=Stage.PLAN)
+    assert not prod.exists("prod:meta:moved")  # a plan writes nothing, the record included
+    step_six(world, tmp_path / "two", policy=Conflict.REPLACE, stage=Stage.WRITE)
+    record = json.loads(prod.hget("prod:meta:moved", str(USER)))
+    assert sorted(record["guards"]) == [f"memory:{USER}", f"user:{USER}:profile"]
+
+
+def test_an_undone_move_takes_its_record_back_so_the_send_back_refuses_until_told(moved, capsys, tmp_path):
+    """Step 6 run again over what the user told the old bot, then undone: production no longer holds
+    it, so the record of that copy must not let a send-back overwrite it without a word; production's
+    keys and the record are as before that copy."""
+    from ci_tools.memory.model import Conflict
+    from ci_tools.memory.undo import undo_backup
+
+    world = moved
+    talk(world, "staging", "/remember I moved to Leeds")  # the old bot only
+    prod = world.redis["production"].client()
+    before = {k: prod.dump(k) for k in prod.scan_iter("*")}
+    ctx, outcome = step_six(world, tmp_path / "again", policy=Conflict.REPLACE)
+    assert outcome.backup is not None
+    undo_backup(ctx, outcome.backup, tmp_path / "undo")
+    assert {k: prod.dump(k) for k in prod.scan_iter("*")} == before
+    assert "I moved to Leeds" not in talk(world, "production", "/recall")
+    argv = ["send-back", "--user-id", str(USER), "--apply", "--out", str(tmp_path / "back")]
+    assert main(argv) == 2
+    assert "more since the move's copy" in capsys.readouterr().err
+    assert "I moved to Leeds" in talk(world, "staging", "/recall")
+    assert main([*argv, "--old-bot-changes", "replace"]) == 0  # the owner's named choice goes
+    assert "replaced as asked" in capsys.readouterr().out
+
+
+def test_a_move_record_read_from_another_server_says_nothing_about_the_old_bot(moved, capsys, tmp_path):
+    world = moved
+    prod = world.redis["production"].client()
+    record = json.loads(prod.hget("prod:meta:moved", str(USER)))
+    prod.hset("prod:meta:moved", str(USER), json.dumps({**record, "source": "another-key-value", "guards": {}}))
+    assert main(["send-back", "--user-id", str(USER), "--apply", "--out", str(tmp_path / "back")]) == 0, (
+        capsys.readouterr().err
+    )
+
+
+def test_a_production_bots_own_key_named_like_the_move_record_stops_the_copy_before_any_write(moved, tmp_path):
+    from ci_tools.errors import ConfigError
+
+    world = moved
+    prod = world.redis["production"].client()
+    prod.delete("prod:meta:moved")
+    prod.set("prod:meta:moved", "the bot's own")
+    before = {k: prod.dump(k) for k in prod.scan_iter("*")}
+    with pytest.raises(ConfigError, match="prod:meta:moved"):
+        step_six(world, tmp_path / "again")
+    assert {k: prod.dump(k) for k in prod.scan_iter("*")} == before
 
 
 def test_an_old_bot_whose_own_key_is_named_meta_sent_back_is_one_clear_line_not_a_traceback(moved, capsys, tmp_path):

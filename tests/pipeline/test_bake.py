@@ -6,15 +6,16 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from typing import Any
 
 import pytest
 
 from ci_tools.__main__ import main
 from ci_tools.context import build
-from ci_tools.pipeline.bake import bake
+from ci_tools.pipeline.bake import BakeResult, bake
 from ci_tools.pipeline.deploy import deploy
 from sandbox.world import SECRETS
-from tests.support import conversations, use, wait_until
+from tests.support import conversations, plain_text_breaks, use, wait_until
 
 OWNER = 7770001
 USER = 6660003
@@ -35,10 +36,17 @@ def live(world, ctx, env, message: str) -> str:
     return sha
 
 
+def baked(world, ctx, env, sha: str, since: float | None = None, **options: Any) -> BakeResult:
+    """The bake of ``sha`` on production as release() runs it, its failures counted from ``since``
+    (now, by default); ``options`` as bake() takes them (``on_status``, ``newer``)."""
+    since = time.time() if since is None else since
+    return bake(ctx, env, sha, world.bots["production"].token, since, webhook_secret=SECRETS["production"], **options)
+
+
 def test_a_quiet_window_passes_with_a_note(world):
     ctx, env = baking(world, 0.02)
     sha = live(world, ctx, env, "quiet")
-    result = bake(ctx, env, sha, world.bots["production"].token, time.time(), webhook_secret=SECRETS["production"])
+    result = baked(world, ctx, env, sha)
     assert result.passed and result.handled == 0
     assert result.detail.startswith("no user traffic during the bake: 0 updates")
 
@@ -47,21 +55,17 @@ def test_traffic_that_succeeds_passes_and_is_counted(world):
     ctx, env = baking(world, 0.03)
     sha = live(world, ctx, env, "busy")
     world.telegram.send_user_message(world.bots["production"], USER, "/recall")
-    result = bake(ctx, env, sha, world.bots["production"].token, time.time(), webhook_secret=SECRETS["production"])
+    result = baked(world, ctx, env, sha)
     assert result.passed and result.handled == 1 and "1 user update(s) handled" in result.detail
 
 
 def test_a_handler_failure_of_the_new_commit_fails_the_bake_naming_it(world, monkeypatch):
     ctx, env = baking(world, 0.5)
     sha = live(world, ctx, env, "breaks plain text")
-
-    async def boom(*args: object, **kwargs: object) -> None:
-        raise KeyError("a refactor's bug")
-
-    monkeypatch.setattr("mindmate.store.MemoryStore.append_history", boom)  # the threaded bot's code
+    plain_text_breaks(monkeypatch)  # the threaded bot's code
     world.telegram.send_user_message(world.bots["production"], USER, "a plain message")
     started = time.monotonic()
-    result = bake(ctx, env, sha, world.bots["production"].token, time.time(), webhook_secret=SECRETS["production"])
+    result = baked(world, ctx, env, sha)
     assert not result.passed
     assert "1 of 1 update(s) failed in a handler" in result.detail and "KeyError on a message" in result.detail
     assert time.monotonic() - started < env.bake_interval_seconds + 2  # one look, not the whole window
@@ -72,7 +76,7 @@ def test_a_delivery_error_after_the_deploy_fails_the_bake(world):
     sha = live(world, ctx, env, "refuses its updates")
     bot = world.bots["production"]
     bot.last_error_date, bot.last_error_message = int(time.time()) + 1, "Wrong response from the webhook: 500"
-    result = bake(ctx, env, sha, bot.token, time.time(), webhook_secret=SECRETS["production"])
+    result = baked(world, ctx, env, sha)
     assert not result.passed and "Telegram's delivery to it failed after the deploy" in result.detail
 
 
@@ -86,8 +90,7 @@ def test_a_window_that_redis_is_down_for_throughout_is_inconclusive_and_the_rele
     world.telegram.send_user_message(world.bots["production"], USER, "hello?")
     lines: list[str] = []
     try:
-        token, secret = world.bots["production"].token, SECRETS["production"]
-        result = bake(ctx, env, sha, token, since, webhook_secret=secret, on_status=lines.append)
+        result = baked(world, ctx, env, sha, since, on_status=lines.append)
     finally:
         world.redis["production"].start()
     assert world.bots["production"].last_error_date >= int(since)  # Telegram did record the bot's 503
@@ -115,7 +118,7 @@ def test_a_redis_blip_between_two_looks_is_inconclusive(world):
     world.telegram.send_user_message(world.bots["production"], USER, "hello?")
     world.redis["production"].start()
     assert "503" in str(world.bots["production"].last_error_message)
-    result = bake(ctx, env, sha, world.bots["production"].token, since, webhook_secret=SECRETS["production"])
+    result = baked(world, ctx, env, sha, since)
     assert result.passed, result.detail
     assert result.inconclusive and "Redis unreachable between two looks" in result.inconclusive
     assert world.telegram.wait_delivered(10) and world.bots["production"].pending_update_count == 0
@@ -131,7 +134,7 @@ def test_a_bot_that_keeps_answering_telegram_503_while_redis_answers_is_rolled_b
     since = past_a_whole_second()
     world.redis["production"].client().config_set("min-replicas-to-write", 1)  # every write refused
     world.telegram.send_user_message(world.bots["production"], USER, "hello?")
-    result = bake(ctx, env, sha, world.bots["production"].token, since, webhook_secret=SECRETS["production"])
+    result = baked(world, ctx, env, sha, since)
     assert not result.passed
     # Telegram's second 503, or the conversation's own 503 (the bake's look that comes first)
     assert "Wrong response from the webhook: 503" in result.detail or "answered 503" in result.detail
@@ -143,7 +146,7 @@ def test_render_s_edge_not_answering_is_inconclusive_not_a_failure(world):
     ctx, env = baking(world, 0.3)
     sha = live(world, ctx, env, "fine")
     world.services["production"].router.stop()
-    result = bake(ctx, env, sha, world.bots["production"].token, time.time(), webhook_secret=SECRETS["production"])
+    result = baked(world, ctx, env, sha)
     assert result.passed, result.detail
     assert result.inconclusive and "Render's edge did not answer the public URL" in result.inconclusive
 
@@ -152,7 +155,7 @@ def test_telegram_not_answering_getwebhookinfo_is_inconclusive(world):
     ctx, env = baking(world, 0.02)
     sha = live(world, ctx, env, "fine")
     world.telegram.rate_limit(world.bots["production"], calls=1000, retry_after=1)  # 429 to every call
-    result = bake(ctx, env, sha, world.bots["production"].token, time.time(), webhook_secret=SECRETS["production"])
+    result = baked(world, ctx, env, sha)
     assert result.passed, result.detail
     assert result.inconclusive and "Telegram's getWebhookInfo did not answer" in result.inconclusive
 
@@ -163,7 +166,7 @@ def test_a_newer_release_ends_the_window_early(world):
     newer = world.commit("main", "second")
     threading.Timer(0.5, lambda: deploy(ctx, env, newer, timeout=30, poll=0.05)).start()
     started = time.monotonic()
-    result = bake(ctx, env, sha, world.bots["production"].token, time.time(), webhook_secret=SECRETS["production"])
+    result = baked(world, ctx, env, sha)
     assert result.passed and result.ended_early and time.monotonic() - started < 20
     assert "serves now" in result.detail or "a newer release started" in result.detail
 
@@ -214,6 +217,7 @@ def test_a_redis_outage_in_the_window_is_inconclusive_not_a_rollback_and_the_own
     assert f"{sha[:12]} is live; its bake was inconclusive" in told and "Redis unreachable" in told
 
 
+@pytest.mark.timeout(300)  # a look while Redis is down spends its conversation deadline: slow when busy
 def test_redis_down_past_the_excused_stretch_fails_the_run_for_a_person_and_rolls_nothing_back(
     world, monkeypatch, capsys
 ):
@@ -223,7 +227,9 @@ def test_redis_down_past_the_excused_stretch_fails_the_run_for_a_person_and_roll
     with the way back, and nothing is rolled back: a person decides."""
     use(monkeypatch, {**world.secrets("production"), "OWNER_CHAT_ID": str(OWNER)})
     world.telegram.start_chat(world.bots["production"], OWNER)
-    window = "bake_minutes = 0.15\nbake_interval_seconds = 0.3\n"  # 9 s, a look every 0.3 s
+    # A failing bake returns at its verdict (REDIS_LOOKS+1 looks): the long window costs nothing then,
+    # and a busy machine that fits only a few looks in 9 s no longer lets the window end first.
+    window = "bake_minutes = 2\nbake_interval_seconds = 0.3\n"
     world.config.write_text(world.config.read_text().replace("bake_minutes = 0\n", window))
     good = world.commit("main", "good")
     assert main(["deploy", "production", "--commit", good, "--timeout", "30", "--poll", "0.05"]) == 0

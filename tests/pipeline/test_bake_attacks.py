@@ -7,26 +7,46 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 import redis.asyncio as aioredis
 
 from ci_tools.__main__ import main
 from ci_tools.context import build
-from ci_tools.pipeline.bake import bake
-from ci_tools.pipeline.deploy import deploy
+from ci_tools.pipeline.bake import BakeResult
+from ci_tools.pipeline.deploy import DeployResult, deploy
 from ci_tools.pipeline.probe import Probe, run_probe
 from ci_tools.pipeline.release import _newer_release
 from sandbox.ports import free_port
 from sandbox.world import SECRETS
 
 # the bake tests' own set-up: a production that bakes for a given window, a commit made live
-from tests.pipeline.test_bake import FAST, OWNER, USER, baking, live
-from tests.support import conversations, use, wait_until
+from tests.pipeline.test_bake import FAST, OWNER, USER, baked, baking, live
+from tests.support import conversations, plain_text_breaks, use, wait_until
 
 
 def healthz_looks(router) -> int:
     return sum(1 for m, p in list(router.requests) if (m, p) == ("GET", "/healthz"))
+
+
+def baked_while(world, ctx, env, sha: str, ours: DeployResult, meanwhile: Callable[[], None]) -> BakeResult:
+    """The bake of ``sha`` as release() runs it (``ours``, its deploy, tells _newer_release what is
+    newer): once the bake has looked once, ``meanwhile`` runs, then the daily user writes a plain
+    message."""
+    router = world.services["production"].router
+    taken = conversations(router)
+
+    def then() -> None:
+        wait_until(lambda: conversations(router) >= taken + 1, "the bake's first look")
+        meanwhile()
+        world.telegram.send_user_message(world.bots["production"], USER, "a plain message")
+
+    thread = threading.Thread(target=then, daemon=True)
+    thread.start()
+    result = baked(world, ctx, env, sha, newer=lambda: _newer_release(ctx, ours))  # as release() passes it
+    thread.join(30)
+    return result
 
 
 # -- false negatives ----------------------------------------------------------------------------
@@ -52,7 +72,7 @@ def test_a_release_that_breaks_its_own_redis_connection_is_not_excused_as_redis_
     monkeypatch.setattr("mindmate.store.MemoryStore.append_history", misread)
     world.telegram.send_user_message(world.bots["production"], USER, "a plain message")
     assert "503" in str(world.bots["production"].last_error_message)  # the bot refused it
-    result = bake(ctx, env, sha, world.bots["production"].token, time.time(), webhook_secret=SECRETS["production"])
+    result = baked(world, ctx, env, sha)
     assert world.redis["production"].client().ping()  # Redis itself answered throughout
     assert not result.passed, f"kept a release that lost its own Redis connection: {result.detail}"
 
@@ -74,7 +94,7 @@ def test_a_conversation_that_loses_the_fact_while_redis_answers_fails_the_bake(w
     [check] = run_probe(probe, only=["conversation"])
     assert check.ok is False and "/recall did not answer with" in check.detail  # it does fail...
     assert not check.definite  # ...but never "definitely", and the bake keeps only definite ones
-    result = bake(ctx, env, sha, world.bots["production"].token, time.time(), webhook_secret=SECRETS["production"])
+    result = baked(world, ctx, env, sha)
     assert world.redis["production"].client().ping()
     assert not result.passed, f"a conversation that loses its fact passed the bake: {result.detail}"
 
@@ -103,7 +123,7 @@ def test_a_commit_that_dies_after_a_redis_blip_is_not_excused_forever(world):
 
     thread = threading.Thread(target=blip_then_crash, daemon=True)
     thread.start()
-    result = bake(ctx, env, sha, world.bots["production"].token, time.time(), webhook_secret=SECRETS["production"])
+    result = baked(world, ctx, env, sha)
     thread.join(10)
     assert redis_server.client().ping()  # Redis answers again: nothing excuses the silence
     assert not result.passed, f"a dead instance was excused as Redis's outage: {result.detail}"
@@ -222,31 +242,12 @@ def test_a_redeploy_of_the_same_commit_does_not_end_its_window_as_passed(world, 
     ctx, env = baking(world, 0.25, interval=0.3)  # 15 s
     sha = world.commit("main", "breaks plain text")
     ours = deploy(ctx, env, sha, timeout=30, poll=0.05)  # what release() keeps, and gives _newer_release
+    plain_text_breaks(monkeypatch)  # the threaded bot's code
 
-    async def boom(*args: object, **kwargs: object) -> None:
-        raise KeyError("a refactor's bug")
-
-    monkeypatch.setattr("mindmate.store.MemoryStore.append_history", boom)  # the threaded bot's code
-    router = world.services["production"].router
-    taken = conversations(router)
-
-    def redeploy_then_a_user_writes() -> None:
-        wait_until(lambda: conversations(router) >= taken + 1, "the bake's first look")
+    def redeploy() -> None:  # the same commit again (a deploy hook, a Blueprint sync)
         deploy(build(world.secrets("production")), env, sha, timeout=30, poll=0.05)
-        world.telegram.send_user_message(world.bots["production"], USER, "a plain message")
 
-    thread = threading.Thread(target=redeploy_then_a_user_writes, daemon=True)
-    thread.start()
-    result = bake(
-        ctx,
-        env,
-        sha,
-        world.bots["production"].token,
-        time.time(),
-        webhook_secret=SECRETS["production"],
-        newer=lambda: _newer_release(ctx, ours),  # as release() passes it
-    )
-    thread.join(30)
+    result = baked_while(world, ctx, env, sha, ours, redeploy)
     assert not result.passed, f"the same commit's redeploy ended its window: {result.detail}"
 
 
@@ -277,7 +278,7 @@ def test_telegram_lagging_behind_with_no_delivery_error_is_not_the_new_commit_s(
     thread = threading.Thread(target=telegram_lags, daemon=True)
     thread.start()
     try:
-        result = bake(ctx, env, sha, bot.token, time.time(), webhook_secret=SECRETS["production"])
+        result = baked(world, ctx, env, sha)
     finally:
         stop.set()
         thread.join(5)
@@ -296,36 +297,17 @@ def test_a_newer_release_that_fails_to_build_does_not_end_the_window_of_the_comm
     ctx, env = baking(world, 0.25, interval=0.3)  # 15 s
     sha = world.commit("main", "breaks plain text")
     ours = deploy(ctx, env, sha, timeout=30, poll=0.05)
-
-    async def boom(*args: object, **kwargs: object) -> None:
-        raise KeyError("a refactor's bug")
-
-    monkeypatch.setattr("mindmate.store.MemoryStore.append_history", boom)  # the threaded bot's code
+    plain_text_breaks(monkeypatch)  # the threaded bot's code
     newer = world.commit("main", "a newer commit that does not build")
     world.render.fault(world.services["production"], newer, build_failed=True)
-    router = world.services["production"].router
-    taken = conversations(router)
     outcome: list[str] = []
 
-    def newer_release_then_a_user_writes() -> None:
-        wait_until(lambda: conversations(router) >= taken + 1, "the bake's first look")
+    def newer_release() -> None:
         try:
             deploy(build(world.secrets("production")), env, newer, timeout=30, poll=0.05)
         except Exception as exc:  # the newer release's run fails here
             outcome.append(type(exc).__name__)
-        world.telegram.send_user_message(world.bots["production"], USER, "a plain message")
 
-    thread = threading.Thread(target=newer_release_then_a_user_writes, daemon=True)
-    thread.start()
-    result = bake(
-        ctx,
-        env,
-        sha,
-        world.bots["production"].token,
-        time.time(),
-        webhook_secret=SECRETS["production"],
-        newer=lambda: _newer_release(ctx, ours),  # as release() passes it
-    )
-    thread.join(30)
+    result = baked_while(world, ctx, env, sha, ours, newer_release)
     assert outcome, "the newer commit's deploy did not fail"
     assert not result.passed, f"a failed newer deploy ended the window of the commit that serves: {result.detail}"

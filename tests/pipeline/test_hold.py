@@ -8,19 +8,11 @@ import pytest
 
 from ci_tools.__main__ import main
 from ci_tools.pipeline.hold import HELD_VARIABLE
-from sandbox.github import READ_ONLY_TOKEN, FakeGitHub
+from sandbox.github import READ_ONLY_TOKEN
 from tests.support import use
 
 REPO = "mindmate/mindmate-release"
 LINE = "releases held since {since} by owner-on-a-phone (the bot forgets names): dispatch hold.yml with hold off"
-
-
-@pytest.fixture
-def github(monkeypatch):
-    with FakeGitHub() as server:
-        monkeypatch.setenv("GITHUB_API_URL", server.url)
-        monkeypatch.setenv("GITHUB_TOKEN", server.token)
-        yield server
 
 
 def hold(*args: str) -> int:

@@ -39,7 +39,8 @@ from sandbox.ports import free_port
 from sandbox.redis import RedisServer
 from sandbox.telegram import FakeBot, FakeTelegram
 from sandbox.world import SECRETS
-from tests.support import ROOT, context, conversations, use, wait_until
+from tests.release_kit.owner import owner_config
+from tests.support import ROOT, context, conversations, plain_text_breaks, use, wait_until
 
 SHA = "c" * 40
 FAST = ("--timeout", "30", "--poll", "0.05")
@@ -161,24 +162,6 @@ if _target:
     httpx.AsyncClient.send = _rerouted
 """
 
-OWNER_CONFIG = """
-[tool.ci_tools.environments.staging]
-branch = "develop"
-render_service = "ava-bot-staging"
-bot_username = "ava_staging_bot"
-base_url = "https://ava-staging.example.invalid"
-key_prefix = "dev:"
-memory_patterns = ["memory:{{user_id}}", "user:{{user_id}}:history"]
-
-[tool.ci_tools.environments.production]
-branch = "main"
-render_service = "ava-bot"
-bot_username = "ava_companion_bot"
-base_url = "{url}"
-key_prefix = ""
-memory_patterns = ["memory:{{user_id}}", "user:{{user_id}}:history"]
-"""
-
 
 @dataclasses.dataclass
 class OwnerBot:
@@ -220,9 +203,7 @@ def owner_bot(tmp_path: Path, telegram: FakeTelegram, redis_server: RedisServer)
         # which Telegram keeps as the webhook's last error and the probe then reads as the bot's.
         wait_until(lambda: bool(listening_on(port)) or process.poll() is not None, "the owner's bot listening")
         assert process.poll() is None, log.read_text()
-        config = tmp_path / "pyproject.toml"
-        config.write_text(OWNER_CONFIG.format(url=url))
-        yield OwnerBot(url, fake, config, log)
+        yield OwnerBot(url, fake, owner_config(tmp_path, url), log)
     finally:
         process.terminate()
         try:
@@ -357,11 +338,7 @@ def test_the_bake_at_the_health_level_reads_the_counts_and_skips_the_conversatio
     sha = released(world, monkeypatch, "health only, plain text breaks", level="health")
     ctx = context()
     env = dataclasses.replace(ctx.config.env("production"), bake_minutes=0.5, bake_interval_seconds=0.2)
-
-    async def boom(*args: object, **kwargs: object) -> None:
-        raise KeyError("a refactor's bug")
-
-    monkeypatch.setattr("mindmate.store.MemoryStore.append_history", boom)  # the threaded bot's code
+    plain_text_breaks(monkeypatch)  # the threaded bot's code
     world.telegram.send_user_message(world.bots["production"], 6660003, "a plain message")
     router = world.services["production"].router
     taken = conversations(router)

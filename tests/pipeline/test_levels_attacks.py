@@ -9,6 +9,7 @@ import pytest
 from ci_tools.clients.health import parse
 from ci_tools.pipeline.levels import Level, dropped, found
 from ci_tools.settings import load_config
+from tests.release_kit.owner import owner_config
 from tests.support import ROOT
 
 SHA = "c" * 40
@@ -55,32 +56,15 @@ def test_check_bot_names_a_malformed_contract_and_does_not_try_the_conversation(
     """check-bot reads the same answer: health holds, and the contract's flaw is the conversation
     level's failed item (not a probe sent to a path without its slash)."""
     import asyncio
-    import json
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-    from types import SimpleNamespace
 
     from ci_tools.botrun import BotCommands
     from ci_tools.clients.health import BotSurface
     from ci_tools.pipeline.check_bot import CheckRequest, Looks, Outcome
+    from sandbox.ports import AnsweringServer
 
-    body = json.dumps({**HEALTH_JSON, "env": "staging", "contract": {"level": "conversation"}}).encode()
-
-    class Answer(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    body = {**HEALTH_JSON, "env": "staging", "contract": {"level": "conversation"}}
+    with AnsweringServer(lambda: (200, body, {})) as bot:
         outcome = Outcome()
-        bot = SimpleNamespace(url=f"http://127.0.0.1:{server.server_port}", port=server.server_port)
         looks = Looks(CheckRequest(tmp_path), None, BotCommands("", "x"), bot, outcome, "staging", SHA, "s")  # type: ignore[arg-type]
 
         async def look() -> object:
@@ -88,8 +72,6 @@ def test_check_bot_names_a_malformed_contract_and_does_not_try_the_conversation(
                 return await looks.health(http)
 
         assert asyncio.run(look()) is None  # no conversation attempted
-    finally:
-        server.shutdown()
     items = {c.name: c for c in outcome.checks}
     assert items["GET /healthz answers the health JSON"].ok is True
     flaw = items["the health JSON's contract is the schema's"]
@@ -272,8 +254,4 @@ def test_the_owners_telegram_message_is_redacted_like_every_other_output(at_base
 
 @pytest.fixture
 def at_base_config(tmp_path):
-    config = tmp_path / "pyproject.toml"
-    from tests.pipeline.test_levels import OWNER_CONFIG
-
-    config.write_text(OWNER_CONFIG.format(url="https://ava.example.invalid"))
-    return config
+    return owner_config(tmp_path, "https://ava.example.invalid")

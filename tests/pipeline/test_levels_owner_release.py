@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import itertools
 import re
-import shutil
-import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,41 +18,17 @@ from ci_tools.__main__ import main
 from sandbox.redis import RedisServer
 from sandbox.render import FakeRender, FakeService
 from sandbox.telegram import FakeBot, FakeTelegram
-from tests.support import ROOT, use
+from sandbox.world import git
+from tests.release_kit.owner import owner_config, owner_repo
+from tests.support import use
 
 pytestmark = pytest.mark.built
 FAST = ("--timeout", "120", "--poll", "0.05")
 
-CONFIG = """
-[tool.ci_tools.environments.staging]
-branch = "develop"
-render_service = "ava-bot-staging"
-bot_username = "ava_staging_bot"
-base_url = "https://ava-staging.example.invalid"
-key_prefix = "dev:"
-memory_patterns = ["memory:{{user_id}}", "user:{{user_id}}:history"]
-
-[tool.ci_tools.environments.production]
-branch = "main"
-render_service = "ava-bot"
-bot_username = "ava_companion_bot"
-base_url = "{url}"
-key_prefix = ""
-memory_patterns = ["memory:{{user_id}}", "user:{{user_id}}:history"]
-bake_minutes = 0.1
+# Production bakes for 6 s, a look every 0.3 s: each release's bake is part of the test.
+BAKING = """bake_minutes = 0.1
 bake_interval_seconds = 0.3
 """
-
-
-def git(repo: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args],
-        cwd=repo,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return done.stdout.strip()
 
 
 @dataclass
@@ -79,11 +53,7 @@ class Ava:
 
 @pytest.fixture
 def ava(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ava]:
-    repo = tmp_path / "ava"
-    shutil.copytree(ROOT / "tests" / "fixtures" / "owner_bot", repo)
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "Ava")
+    repo = owner_repo(tmp_path)
     with RedisServer() as redis_server, FakeTelegram() as telegram:
         bot = telegram.add_bot("ava_companion_bot")
         render = FakeRender(step=0.02, process=True).start()
@@ -91,8 +61,7 @@ def ava(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ava]:
             render.repo, render.log_dir, render.health_timeout = repo, tmp_path, 60.0
             env = {"TELEGRAM_BOT_TOKEN": bot.token, "REDIS_URL": redis_server.url, "TELEGRAM_API_URL": telegram.url}
             service = render.add_service("ava-bot", "main", env)
-            config = tmp_path / "pyproject.toml"
-            config.write_text(CONFIG.format(url=service.router.url))
+            config = owner_config(tmp_path, service.router.url, more=BAKING)
             monkeypatch.chdir(repo)
             use(
                 monkeypatch,
@@ -151,9 +120,11 @@ def test_the_owners_bot_at_base_is_released_and_a_bad_release_rolled_back_on_tel
         assert re.search(
             rf"{bad[:12]} failed its (probe|bake) on production and was rolled back to {good[:12]}", captured.err
         )
-        # Either Telegram signal of the base level names it, whichever the probe met first: the
-        # delivery error (404 at the path the bad release moved) or the updates it held untaken.
-        assert re.search(r"Wrong response from the webhook: 404|updates the bot has not taken", captured.err)
+        # A Telegram signal of the base level names it, whichever the probe met first: the delivery
+        # error (404 at the path the bad release moved), the updates it held untaken, or the updates
+        # held after the bot refused them (a busy machine's timing).
+        signals = r"Wrong response from the webhook: 404|updates the bot has not taken|updates the bot refused"
+        assert re.search(signals, captured.err)
         assert ava.bot.token not in captured.out + captured.err
         assert ava.live() == good
     finally:

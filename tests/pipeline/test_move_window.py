@@ -17,6 +17,7 @@ import pytest
 
 from ci_tools.__main__ import main
 from ci_tools.memory.ops import between, copy_user
+from ci_tools.memory.writer import fingerprints
 from sandbox.world import World
 from tests.support import context, use, wait_until
 from tests.workflows.scenarios import health, start_live
@@ -70,6 +71,18 @@ def arrived(world: World, days_ago: float) -> None:
     if dev.exists(f"kit:arrival:{USER}"):
         dev.hset(f"kit:arrival:{USER}", "last", since - 3600)
     prod.hset(f"prod:user:{USER}:profile", "last_seen", now - 60)
+    as_copied(world)
+
+
+def as_copied(world: World) -> None:
+    """The old bot's keys, as set above, are what the move's copy read (their last message to the old
+    bot came before it): production's move record (ci_tools/memory/moved.py) says so, as it would had
+    the copy run after that message rather than before the test set it."""
+    prod, dev = world.redis["production"].client(), world.redis["staging"].client()
+    record = json.loads(prod.hget("prod:meta:moved", str(USER)))
+    names = list(record["guards"])
+    record["guards"] = dict(zip(names, fingerprints(dev, [n.encode() for n in names]), strict=True))
+    prod.hset("prod:meta:moved", str(USER), json.dumps(record))
 
 
 def talk(world: World, env: str, text: str) -> str:
@@ -83,8 +96,7 @@ def test_send_back_puts_them_on_the_old_bot_with_what_they_told_the_new_one_and_
     world = moved
     prod, dev = world.redis["production"].client(), world.redis["staging"].client()
     production_before, old_before = keys(prod, f"prod:*{USER}*"), keys(dev, f"*{USER}*")
-    assert NEW_FACT not in talk(world, "staging", "/recall")
-    old_before = keys(dev, f"*{USER}*")  # the /recall above touched the profile
+    assert NEW_FACT.encode() not in dev.lrange(f"memory:{USER}", 0, -1)  # read, not asked: a message would be news
     sent = len(world.telegram.replies_to(world.bots["staging"], USER))
 
     assert main(["send-back", "--user-id", str(USER), "--out", str(tmp_path / "plan")]) == 0  # a dry run
@@ -142,19 +154,24 @@ def finish(*extra: str) -> int:
     return main(["finish-move", "--user-id", str(USER), "--tester-ids", str(TESTER), "--poll", "0.1", *extra])
 
 
+def finish_refused(world: World, capsys: pytest.CaptureFixture[str]) -> str:
+    """finish-move refused (exit 2), the old bot's service left as it was: what it said on stderr."""
+    env_before = dict(world.services["staging"].env)
+    assert finish() == 2
+    assert world.services["staging"].env == env_before
+    return capsys.readouterr().err
+
+
 def test_finish_move_before_the_window_refuses_in_one_line_saying_when(moved, capsys):
     world = moved
     record = world.redis["production"].client().hgetall(f"prod:kit:arrival:{USER}")  # the kit's, day 1
     since = datetime.fromtimestamp(int(record[b"since"]), UTC)
     assert record[b"bot_id"] == world.bots["production"].token.split(":")[0].encode()
-    env_before = dict(world.services["staging"].env)
-    assert finish() == 2
-    err = capsys.readouterr().err.strip()
+    err = finish_refused(world, capsys).strip()
     assert len(err.splitlines()) == 1
     may = since + timedelta(days=3)
     assert f"the move may finish from {may:%Y-%m-%d %H:%M} UTC, 3 days after user 424242's first message" in err
     assert "dispatch finish-move again then, or with force" in err
-    assert world.services["staging"].env == env_before
 
 
 def test_finish_move_after_a_send_back_refuses_while_they_talk_to_the_old_bot(moved, capsys, tmp_path):
@@ -164,12 +181,9 @@ def test_finish_move_after_a_send_back_refuses_while_they_talk_to_the_old_bot(mo
     assert main(["send-back", "--user-id", str(USER), "--apply", "--out", str(tmp_path)]) == 0
     talk(world, "staging", "hello again")  # back on the old bot, now
     capsys.readouterr()
-    env_before = dict(world.services["staging"].env)
-    assert finish() == 2
-    err = capsys.readouterr().err
+    err = finish_refused(world, capsys)
     assert "wrote to @mindmate_dev_bot after their last message to @mindmate_companion_bot" in err
     assert "they are on the old bot (sent back?)" in err
-    assert world.services["staging"].env == env_before
 
 
 def test_finish_move_when_forced_goes_and_names_it_and_closes_the_cutover_window(moved, capsys):
@@ -252,11 +266,8 @@ def test_finish_move_right_after_a_send_back_refuses_before_they_wrote_to_the_ol
     carried = world.redis["staging"].client().hgetall(record)
     assert carried == world.redis["production"].client().hgetall(f"prod:{record}")  # the new bot's, carried
     capsys.readouterr()
-    env_before = dict(world.services["staging"].env)
-    assert finish() == 2
-    err = capsys.readouterr().err
+    err = finish_refused(world, capsys)
     assert "sent back" in err and len(err.strip().splitlines()) == 1
-    assert world.services["staging"].env == env_before
 
 
 def test_finish_move_without_the_old_bots_redis_refuses_as_it_cannot_see_a_send_back(
@@ -270,11 +281,8 @@ def test_finish_move_without_the_old_bots_redis_refuses_as_it_cannot_see_a_send_
     talk(world, "staging", "hello again")  # back on the old bot
     capsys.readouterr()
     monkeypatch.delenv("STAGING_REDIS_URL")
-    env_before = dict(world.services["staging"].env)
-    assert finish() == 2
-    err = capsys.readouterr().err
+    err = finish_refused(world, capsys)
     assert "STAGING_REDIS_URL" in err and len(err.strip().splitlines()) == 1
-    assert world.services["staging"].env == env_before
 
 
 def test_a_second_send_back_never_overwrites_what_they_told_the_old_bot_since_and_undo_still_works(
@@ -330,12 +338,9 @@ def test_finish_move_without_any_arrival_record_refuses_naming_the_kit_line_that
     """A bot the kit does not serve (base level) keeps no record: the window has no start to wait from."""
     world = moved
     world.redis["production"].client().delete(f"prod:kit:arrival:{USER}", f"prod:user:{USER}:profile")
-    env_before = dict(world.services["staging"].env)
-    assert finish() == 2
-    err = capsys.readouterr().err.strip()
+    err = finish_refused(world, capsys).strip()
     assert len(err.splitlines()) == 1 and f"holds no arrival record of user {USER} (prod:kit:arrival:{USER})" in err
     assert "kit.run_webhook(application, ...) in place of application.run_webhook(...)" in err
-    assert world.services["staging"].env == env_before
 
 
 def test_finish_move_reads_an_old_deployed_mindmates_profile_where_the_kit_kept_no_record(moved, capsys):

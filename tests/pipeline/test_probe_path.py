@@ -17,31 +17,16 @@ import pytest
 
 from ci_tools.__main__ import main
 from release_kit import Kit, read_config
-from tests.release_kit.owner import COMMIT, OwnerBot, adopted_tree, bot_environ
+from tests.release_kit.owner import COMMIT, OwnerBot, adopted_tree, bot_environ, owner_config
 from tests.support import WEBHOOK_SECRET, signed, use
 
 OWN_PATH = "/ops/probe"
 
-CONFIG = """
+# The conversation the probe holds: the kit's own turns, as the owner's config names them.
+PROBE = """
 [tool.ci_tools.probe]
-turns = ["/start", "/remember probe-{{nonce}}", "/recall"]
-expect = "probe-{{nonce}}"
-
-[tool.ci_tools.environments.staging]
-branch = "develop"
-render_service = "ava-bot-dev"
-bot_username = "ava_dev_bot"
-base_url = "https://ava-dev.example.invalid"
-key_prefix = "dev:"
-memory_patterns = ["memory:{{user_id}}", "user:{{user_id}}:history"]
-
-[tool.ci_tools.environments.production]
-branch = "main"
-render_service = "ava-bot"
-bot_username = "ava_companion_bot"
-base_url = "{url}"
-key_prefix = "prod:"
-memory_patterns = ["memory:{{user_id}}", "user:{{user_id}}:history"]
+turns = ["/start", "/remember probe-{nonce}", "/recall"]
+expect = "probe-{nonce}"
 """
 
 
@@ -60,8 +45,7 @@ def ava(tmp_path, telegram, redis_server, monkeypatch):
     fake = telegram.add_bot("ava_companion_bot")
     environ = bot_environ(telegram, fake, redis_server.url, ENV="production")
     with OwnerBot(tree, environ) as bot:
-        config = tmp_path / "pyproject.toml"
-        config.write_text(CONFIG.format(url=bot.url))
+        config = owner_config(tmp_path, bot.url, key_prefix="prod:", more=PROBE)
         use(
             monkeypatch,
             {

@@ -6,11 +6,8 @@ real HTTP server, on the bot's clock (its Date header), as production.yml's step
 from __future__ import annotations
 
 import dataclasses
-import json
-import threading
 from collections.abc import Iterator
 from email.utils import formatdate
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -19,8 +16,28 @@ from ci_tools.__main__ import main
 from ci_tools.clients.health import Health, NotTheContract, Unreachable, health_of
 from ci_tools.pipeline.quiet import wait_for_quiet
 from ci_tools.settings import Environment
+from sandbox.ports import AnsweringServer
 
 ENV = Environment("production", "main", "svc", "x_bot", "https://x", "prod:", (), quiet_seconds=120)
+
+
+def body(last_handled_at: float | None, *, reported: bool = True, started_at: float | None = None) -> dict[str, Any]:
+    """The live bot's health JSON: when it last handled an update (``reported``: it says at all),
+    and since when it runs."""
+    updates: dict[str, Any] = {"handled": 3, "failed": 0, "last_failure": None}
+    if reported:
+        updates["last_handled_at"] = last_handled_at
+    if started_at is not None:
+        updates["started_at"] = started_at
+    return {
+        "status": "ok",
+        "env": "production",
+        "commit": "a" * 40,
+        "bot": {"id": 1, "username": "x_bot"},
+        "redis": {"ok": True, "env_marker": "production"},
+        "key_prefix": "prod:",
+        "updates": updates,
+    }
 
 
 def health(
@@ -30,20 +47,8 @@ def health(
     reported: bool = True,
     started_at: float | None = None,
 ) -> Health:
-    body: dict[str, Any] = {
-        "status": "ok",
-        "env": "production",
-        "commit": "a" * 40,
-        "bot": {"id": 1, "username": "x_bot"},
-        "redis": {"ok": True, "env_marker": "production"},
-        "key_prefix": "prod:",
-        "updates": {"handled": 3, "failed": 0, "last_failure": None},
-    }
-    if reported:
-        body["updates"]["last_handled_at"] = last_handled_at
-    if started_at is not None:
-        body["updates"]["started_at"] = started_at
-    return Health.from_json(200, body, served_at)
+    """That answer as ci-tools reads it, served at ``served_at`` on the bot's clock (its Date)."""
+    return Health.from_json(200, body(last_handled_at, reported=reported, started_at=started_at), served_at)
 
 
 class Clock:
@@ -217,27 +222,8 @@ def test_a_bot_whose_health_does_not_report_the_time_is_not_waited_for():
 def bot_health() -> Iterator[tuple[str, dict[str, Any]]]:
     """A real HTTP server answering /healthz with whatever the test puts in ``state``."""
     state: dict[str, Any] = {"body": health(None, served_at=None).__dict__, "date": None}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            data = json.dumps(state["body"]).encode()
-            self.send_response_only(200)
-            self.send_header("Date", state["date"] or formatdate(usegmt=True))
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/healthz", state
-    finally:
-        server.shutdown()
-        server.server_close()
+    with AnsweringServer(lambda: (200, state["body"], {"Date": state["date"]} if state["date"] else {})) as server:
+        yield f"{server.url}/healthz", state
 
 
 def test_the_time_is_read_from_a_real_health_answer_and_its_date_header(bot_health):

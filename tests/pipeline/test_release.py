@@ -32,6 +32,20 @@ def probe(env, sha, deadline="3"):
     return cli("probe", env, "--commit", sha, "--deadline", deadline)
 
 
+def released(world, message: str, env: str = "production", *, unsigned: bool = False) -> str:
+    """A new commit released to ``env`` (the world's staging service, or its production one under
+    any other name): its sha. ``unsigned``: its bot accepts unsigned updates, which the probe
+    fails at once, and the release exits 5."""
+    service = "staging" if env == "staging" else "production"
+    sha = world.commit("develop" if service == "staging" else "main", message)
+    if unsigned:
+        world.render.fault(world.services[service], sha, open_webhook=True)
+        assert cli("release", env, "--commit", sha, *FAST, "--deadline", "1") == 5
+    else:
+        assert cli("release", env, "--commit", sha, *FAST, "--deadline", "3") == 0
+    return sha
+
+
 def test_success_deploy_then_probe(world, monkeypatch, capsys, tmp_path):
     use(monkeypatch, world.secrets("production"))
     output = tmp_path / "out"
@@ -301,11 +315,8 @@ def test_an_unsigned_webhook_post_accepted_fails_the_probe(world, monkeypatch, c
 
 def test_production_probe_failure_rolls_back_probes_and_exits_non_zero(world, monkeypatch, capsys):
     use(monkeypatch, world.secrets("production"))
-    good = world.commit("main", "good")
-    assert cli("release", "production", "--commit", good, *FAST, "--deadline", "3") == 0
-    bad = world.commit("main", "bad")
-    world.render.fault(world.services["production"], bad, open_webhook=True)
-    assert cli("release", "production", "--commit", bad, *FAST, "--deadline", "1") == 5
+    good = released(world, "good")
+    released(world, "bad", unsigned=True)
     captured = capsys.readouterr()
     assert f"rolled back to {good[:12]}" in captured.err
     assert "the rollback probe passed" in captured.err
@@ -316,9 +327,7 @@ def test_production_probe_failure_rolls_back_probes_and_exits_non_zero(world, mo
 
 def test_staging_probe_failure_does_not_roll_back(world, monkeypatch, capsys):
     use(monkeypatch, world.secrets("staging"))
-    sha = world.commit("develop", "bad")
-    world.render.fault(world.services["staging"], sha, open_webhook=True)
-    assert cli("release", "staging", "--commit", sha, *FAST, "--deadline", "1") == 5
+    released(world, "bad", "staging", unsigned=True)
     assert "rolled back" not in capsys.readouterr().err
 
 
@@ -575,29 +584,21 @@ def test_a_renamed_production_still_rolls_back_because_the_role_says_so(world, m
     world.config.write_text(text)
     world.services["production"].env["ENV"] = "prod"  # the bot reports the environment's name
     use(monkeypatch, world.secrets("production"))
-    good = world.commit("main", "good")
-    assert cli("release", "prod", "--commit", good, *FAST, "--deadline", "3") == 0
-    bad = world.commit("main", "bad")
-    world.render.fault(world.services["production"], bad, open_webhook=True)
-    assert cli("release", "prod", "--commit", bad, *FAST, "--deadline", "1") == 5
+    good = released(world, "good", "prod")
+    released(world, "bad", "prod", unsigned=True)
     assert f"failed its probe on prod and was rolled back to {good[:12]}" in capsys.readouterr().err
     live = [d for d in world.services["production"].deploys if d["status"] == "live"]
     assert live[0]["commit"]["id"] == good and live[0]["trigger"] == "rollback"
     # …and without the role, a name alone does nothing: "prod" is not rolled back.
     world.config.write_text(text.replace("rollback_on_failed_probe = true\n", ""))
-    worse = world.commit("main", "worse")
-    world.render.fault(world.services["production"], worse, open_webhook=True)
-    assert cli("release", "prod", "--commit", worse, *FAST, "--deadline", "1") == 5
+    released(world, "worse", "prod", unsigned=True)
     assert "rolled back" not in capsys.readouterr().err
 
 
 def test_rollback_previous_never_brings_back_the_release_its_probe_rejected(world, monkeypatch, capsys):
     use(monkeypatch, world.secrets("production"))
-    good = world.commit("main", "good")
-    assert cli("release", "production", "--commit", good, *FAST, "--deadline", "3") == 0
-    bad = world.commit("main", "bad")
-    world.render.fault(world.services["production"], bad, open_webhook=True)
-    assert cli("release", "production", "--commit", bad, *FAST, "--deadline", "1") == 5
+    good = released(world, "good")
+    bad = released(world, "bad", unsigned=True)
     rejected = next(d for d in world.services["production"].deploys if d["commit"]["id"] == bad)
     capsys.readouterr()
     created = len(world.render.created)

@@ -62,6 +62,16 @@ def replay(snapshot: Path, candidate: str, live: str | None) -> int:
     )
 
 
+def stopped(replaying: tuple[World, Path], how: str, message: str) -> str:
+    """A commit that ``how`` (sandbox/breaks.py), replayed against the live HEAD before it: the
+    replay stops it (exit 5). Its sha."""
+    world, snapshot = replaying
+    live = git(world.repo, "rev-parse", "HEAD")
+    candidate = commit_breaking(world, how, message)
+    assert replay(snapshot, candidate, live) == 5
+    return candidate
+
+
 def flat(text: str) -> str:
     """A table's text as one line: borders and wrapping gone."""
     return " ".join(re.sub(r"[│┃┏┓┗┛┡┩┳┻╇━─┬┴┼└┘┌┐]", " ", text).split())
@@ -85,10 +95,7 @@ def test_a_harmless_commit_answers_as_the_live_one(replaying, capsys):
 
 
 def test_a_commit_that_forgets_the_daily_user_is_stopped(replaying, capsys):
-    world, snapshot = replaying
-    live = git(world.repo, "rev-parse", "HEAD")
-    candidate = commit_breaking(world, "forgets the daily user", "store facts under facts:")
-    assert replay(snapshot, candidate, live) == 5
+    stopped(replaying, "forgets the daily user", "store facts under facts:")
     captured = capsys.readouterr()
     assert f"user {DAILY}, turn 2 (/recall): the candidate answers differently" in captured.err
     assert "lines changed: 1; masked diff: -xxxx" in captured.err  # the shape, every letter masked
@@ -96,10 +103,7 @@ def test_a_commit_that_forgets_the_daily_user_is_stopped(replaying, capsys):
 
 
 def test_a_commit_whose_memory_the_live_one_cannot_read_is_stopped(replaying, capsys):
-    world, snapshot = replaying
-    live = git(world.repo, "rev-parse", "HEAD")
-    candidate = commit_breaking(world, "reshapes memory", "facts as one JSON value")
-    assert replay(snapshot, candidate, live) == 5
+    stopped(replaying, "reshapes memory", "facts as one JSON value")
     captured = capsys.readouterr()
     assert "this release writes memory the previous one cannot read — a rollback would not be safe" in captured.err
     assert "the candidate answers differently" not in captured.out  # it answers as before: only the way back breaks
@@ -107,10 +111,7 @@ def test_a_commit_whose_memory_the_live_one_cannot_read_is_stopped(replaying, ca
 
 
 def test_a_candidate_that_cannot_start_is_named(replaying, capsys):
-    world, snapshot = replaying
-    live = git(world.repo, "rev-parse", "HEAD")
-    candidate = commit_breaking(world, "crash at start", "a start that crashes")
-    assert replay(snapshot, candidate, live) == 5
+    candidate = stopped(replaying, "crash at start", "a start that crashes")
     err = capsys.readouterr().err
     assert f"the candidate {candidate[:12]} cannot start: it exited with status 1 at start" in err
     assert "(TypeError: " in err and "strict" not in err  # its type; its words masked
@@ -225,10 +226,7 @@ def test_a_start_failure_is_named_by_its_type_and_shape_never_its_words():
 )
 def test_a_migration_that_runs_when_the_bot_starts_is_stopped(replaying, capsys, how, finding):
     """Each bot starts on a copy of its own, loaded before it starts: its start-up writes are judged."""
-    world, snapshot = replaying
-    live = git(world.repo, "rev-parse", "HEAD")
-    candidate = commit_breaking(world, how, f"migrate: {how}")
-    assert replay(snapshot, candidate, live) == 5
+    candidate = stopped(replaying, how, f"migrate: {how}")
     captured = capsys.readouterr()
     assert f"the replay stopped the release of {candidate[:12]}: user {DAILY}, turn 2 (/recall)" in captured.err
     assert finding in captured.err
@@ -250,10 +248,7 @@ def test_a_release_identical_to_the_live_one_passes_on_a_profile_without_first_s
 
 
 def test_a_start_failure_quoting_a_fact_prints_no_word_of_it(replaying, capsys):
-    world, snapshot = replaying
-    live = git(world.repo, "rev-parse", "HEAD")
-    candidate = commit_breaking(world, "crash quoting a fact", "facts as scores")
-    assert replay(snapshot, candidate, live) == 5
+    candidate = stopped(replaying, "crash quoting a fact", "facts as scores")
     err = capsys.readouterr().err
     assert f"the candidate {candidate[:12]} cannot start: it exited with status 1 at start (ValueError: " in err
     assert_private(err)

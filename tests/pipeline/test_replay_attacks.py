@@ -20,6 +20,7 @@ import yaml
 
 from ci_tools.__main__ import main
 from ci_tools.pipeline.replay_bots import powerful
+from sandbox.breaks import BREAKS
 from sandbox.world import World, git
 from tests.pipeline import test_replay as base
 from tests.pipeline.test_replay import DAILY, KEY, _alive, _children, _cli, flat, replay
@@ -29,6 +30,7 @@ replaying = base.replaying  # the sandbox with the daily user's memory snapshott
 
 CLAIM = "        claim_env_marker(client, settings.key_prefix, settings.env)\n"
 OTHER = 7770001  # a user who is not protected: their memory is in the snapshot all the same
+FORGETS = BREAKS["forgets the daily user"]  # the facts under another key: the daily user's are forgotten
 
 
 # -- helpers -----------------------------------------------------------------------------------------
@@ -399,11 +401,7 @@ def test_a_difference_in_facts_with_emoji_prints_none_of_them(replaying, capsys)
     prod.rpush(f"prod:memory:{DAILY}", "💔🍷")
     snapshot = snapshot_again(world, "memory-with-emoji")
     live = git(world.repo, "rev-parse", "HEAD")
-    candidate = commit_edits(
-        world,
-        "forgets the daily user",
-        ("mindmate/store.py", 'return f"{prefix}memory:{user_id}"', 'return f"{prefix}facts:{user_id}"'),
-    )
+    candidate = commit_edits(world, "forgets the daily user", FORGETS)
     assert replay(snapshot, candidate, live) == 5
     captured = capsys.readouterr()
     assert "the candidate answers differently" in captured.err
@@ -497,11 +495,7 @@ def test_a_regression_beside_a_noisy_line_is_stopped(replaying, capsys):
         '        await reply(update, f"Here\'s what I remember:\\n{lines}\\n(as of {stamp})")\n'
     )
     live = commit_edits(world, "recall says when", ("mindmate/handlers.py", footer, noisy))
-    candidate = commit_edits(
-        world,
-        "forgets the daily user",
-        ("mindmate/store.py", 'return f"{prefix}memory:{user_id}"', 'return f"{prefix}facts:{user_id}"'),
-    )
+    candidate = commit_edits(world, "forgets the daily user", FORGETS)
     code = replay(snapshot, candidate, live)
     captured = capsys.readouterr()
     assert code == 5, f"a candidate that forgets the daily user passed:\n{flat(captured.out)}"
@@ -530,11 +524,7 @@ def test_a_user_whose_memory_patterns_are_globs_is_replayed(replaying, capsys):
     assert exact in text
     config.write_text(text.replace(exact, 'memory_patterns = ["user:{user_id}:*", "memory:{user_id}*"]'))
     live = git(world.repo, "rev-parse", "HEAD")
-    candidate = commit_edits(
-        world,
-        "forgets the daily user",
-        ("mindmate/store.py", 'return f"{prefix}memory:{user_id}"', 'return f"{prefix}facts:{user_id}"'),
-    )
+    candidate = commit_edits(world, "forgets the daily user", FORGETS)
     code = replay(snapshot, candidate, live)
     captured = capsys.readouterr()
     assert code == 5, f"a candidate that forgets the daily user passed:\n{flat(captured.out)}"

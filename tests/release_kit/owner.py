@@ -4,6 +4,9 @@ A copy of the fixture in a temporary directory, ``tests/fixtures/owner_bot_kit.p
 with ``git apply``, ``release_kit/`` copied beside ``bot/`` (as ``ci-tools adopt`` vendors it),
 then ``python -m bot`` as a child process in its own session, pointed at the Bot API stand-in
 through ``TELEGRAM_API_URL``. Never the fixture itself: it stays as its owner wrote it.
+
+Beside it, what the owner keeps around the bot: a repository of the fixture as it is, and the
+pipeline's config for Ava's two environments.
 """
 
 from __future__ import annotations
@@ -22,11 +25,50 @@ import httpx
 from sandbox.bot import inherited
 from sandbox.ports import free_port
 from sandbox.telegram import FakeBot, FakeTelegram
+from sandbox.world import git
 from tests.support import ROOT, WEBHOOK_SECRET
 
 FIXTURE = ROOT / "tests" / "fixtures" / "owner_bot"
 PATCH = ROOT / "tests" / "fixtures" / "owner_bot_kit.patch"
 COMMIT = "89abcdef0123456789abcdef0123456789abcdef"
+
+# Ava's environments as her owner configures the pipeline; production's bot answers at ``{url}``.
+OWNER_CONFIG = """
+[tool.ci_tools.environments.staging]
+branch = "develop"
+render_service = "ava-bot-staging"
+bot_username = "ava_staging_bot"
+base_url = "https://ava-staging.example.invalid"
+key_prefix = "dev:"
+memory_patterns = ["memory:{{user_id}}", "user:{{user_id}}:history"]
+
+[tool.ci_tools.environments.production]
+branch = "main"
+render_service = "ava-bot"
+bot_username = "ava_companion_bot"
+base_url = "{url}"
+key_prefix = "{key_prefix}"
+memory_patterns = ["memory:{{user_id}}", "user:{{user_id}}:history"]
+"""
+
+
+def owner_config(directory: Path, url: str, *, key_prefix: str = "", more: str = "") -> Path:
+    """OWNER_CONFIG written to ``directory/pyproject.toml``, its path: production's bot at ``url``
+    on ``key_prefix`` ("": the keys of a bot written before the pipeline). ``more`` follows as it
+    is: more of production's settings, or tables of their own."""
+    config = directory / "pyproject.toml"
+    config.write_text(OWNER_CONFIG.format(url=url, key_prefix=key_prefix) + more)
+    return config
+
+
+def owner_repo(directory: Path) -> Path:
+    """The fixture bot, unchanged, in a git repository of its own (``directory/ava``, on main)."""
+    repo = directory / "ava"
+    shutil.copytree(FIXTURE, repo)
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "Ava")
+    return repo
 
 
 def adopted_tree(directory: Path, *, patch: Path = PATCH) -> Path:

@@ -16,14 +16,6 @@ REPO = "mindmate/mindmate-release"
 
 
 @pytest.fixture
-def github(monkeypatch):
-    with FakeGitHub() as server:
-        monkeypatch.setenv("GITHUB_API_URL", server.url)
-        monkeypatch.setenv("GITHUB_TOKEN", server.token)
-        yield server
-
-
-@pytest.fixture
 def values(monkeypatch):
     """A value for every secret each environment's workflows use, as STAGING_/PRODUCTION_ names."""
     wanted = secrets_by_environment(ROOT, ["staging", "production"])

@@ -4,8 +4,6 @@ its owner wrote it, and a commit with no service for it, or a build that fails, 
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
 import httpx
@@ -14,32 +12,12 @@ import pytest
 from sandbox.redis import RedisServer
 from sandbox.render import FakeRender, FakeService
 from sandbox.telegram import FakeBot, FakeTelegram
+from sandbox.world import git
+from tests.release_kit.owner import owner_repo
 from tests.support import ROOT, wait_until
 
 KEY = {"Authorization": "Bearer rnd_sandboxApiKey0123456789"}
-OWNER_BOT = ROOT / "tests" / "fixtures" / "owner_bot"
 FINAL = ("live", "build_failed", "update_failed", "canceled")
-
-
-def git(repo: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args],
-        cwd=repo,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return done.stdout.strip()
-
-
-def owner_repo(tmp_path: Path) -> Path:
-    """The owner's bot, copied unchanged into a repository of its own."""
-    repo = tmp_path / "ava"
-    shutil.copytree(OWNER_BOT, repo)
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "Ava")
-    return repo
 
 
 def commit(repo: Path, path: str, text: str, message: str) -> str:

@@ -3,14 +3,13 @@ deploy, a Key Value's detail and options, a Blueprint sync's states."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import httpx
 
 from sandbox.render import FakeRender
+from sandbox.world import git
 
 KEY = {"Authorization": "Bearer rnd_sandboxApiKey0123456789"}
 
@@ -61,16 +60,10 @@ def test_a_key_value_detail_and_its_maxmemory_policy(provoked):
         assert [v.path for v in provoked()] == ["$.maxmemoryPolicy"]  # a request outside the description
 
 
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
-
-
 def test_a_render_yaml_render_cannot_read_ends_its_sync_in_error(tmp_path):
     repo = tmp_path / "repo"
     repo.mkdir()
     git(repo, "init", "-q", "-b", "main")
-    git(repo, "config", "user.email", "t@example.invalid")
-    git(repo, "config", "user.name", "t")
     (repo / "render.yaml").write_text("services: []\n")
     git(repo, "add", ".")
     git(repo, "commit", "-q", "-m", "one")

@@ -1,0 +1,90 @@
+"""The move record: what a copy read from its source, kept on its target, so the way back knows it.
+
+A copy of the daily user's memory from the old bot into production (runbook step 6) leaves the
+old bot's keys where they were, and the user may go on talking to the old bot after the copy. A
+later send-back (production → the old bot) would overwrite what they said there. Redis keeps no
+history, so an applied copy records on the target, beside the keys it wrote, the guard
+(``writer.fingerprint``: the SHA-1 of each key's DUMP, the compare-and-set's own) of every source
+key whose value the target now holds, and which server it read them from (``server_id``, never
+the password). A send-back counts an old-bot key as said since only when it matches neither this
+record nor its own (``pipeline/send_back_record``).
+
+One hash, ``<target prefix>meta:moved``, a field per user id: pipeline metadata like ``meta:env``,
+and a name without the user's id, so no later copy counts it as one of their keys. The copy's
+backup keeps the field as it was (``moved_before``) and an undo puts that back with the keys.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+import redis
+
+from ci_tools.errors import ConfigError
+
+RECORD = "meta:moved"
+
+
+@dataclass(frozen=True)
+class Moved:
+    """When the copy ran, the server it read, and each source key's guard as it read it."""
+
+    at: int
+    source: str
+    guards: dict[bytes, str]
+
+
+def record_key(client: redis.Redis, prefix: str, name: str = RECORD) -> bytes:
+    """The record's key; refused in one line when the bot holds a key of its own by that name (a
+    bot on the empty prefix may), before anything is written."""
+    key = (prefix + name).encode()
+    kind = client.type(key)
+    found = kind.decode() if isinstance(kind, bytes) else str(kind)
+    if found not in ("hash", "none"):
+        shown = key.decode(errors="replace")
+        raise ConfigError(
+            f"the Redis holds {shown} as a {found}: a key of the bot's own has the name of the pipeline's "
+            "record of the move (a hash), which would overwrite it or fail on it",
+            hint=f"rename the bot's {shown} (or give the bot a KEY_PREFIX of its own), then run again",
+        )
+    return key
+
+
+def keep(client: redis.Redis, prefix: str, user_id: int, source: str, guards: dict[bytes, str]) -> None:
+    document = {
+        "at": int(time.time()),
+        "source": source,
+        "guards": {key.decode("utf-8", "surrogateescape"): guard for key, guard in guards.items()},
+    }
+    client.hset(record_key(client, prefix), str(user_id), json.dumps(document, sort_keys=True))
+
+
+def read(client: redis.Redis, prefix: str, user_id: int) -> Moved | None:
+    """The user's move record; None when there is none, or it cannot be read (then nothing is known
+    to have moved, and every key the old bot holds counts as said)."""
+    raw = client.hget(record_key(client, prefix), str(user_id))
+    if raw is None:
+        return None
+    try:
+        data = json.loads(raw)
+        guards = {key.encode("utf-8", "surrogateescape"): str(guard) for key, guard in data["guards"].items()}
+        return Moved(int(data["at"]), str(data["source"]), guards)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def raw(client: redis.Redis, prefix: str, user_id: int) -> str | None:
+    """The user's field as it is (None: absent), for a copy's backup to keep before it writes."""
+    found = client.hget(record_key(client, prefix), str(user_id))
+    return found.decode("utf-8", "replace") if isinstance(found, bytes) else found
+
+
+def put_back(client: redis.Redis, prefix: str, user_id: int, before: str | None) -> None:
+    """An undo of a copy: the user's field as the copy's backup found it (absent: removed)."""
+    key = record_key(client, prefix)
+    if before is None:
+        client.hdel(key, str(user_id))
+    else:
+        client.hset(key, str(user_id), before)
