@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 from bench import _smoke  # noqa: E402
 from bench._delay_proxy import DelayProxy  # noqa: E402
 from ci_tools.context import build  # noqa: E402
-from ci_tools.memory.choices import Conflict  # noqa: E402
+from ci_tools.memory.model import Conflict  # noqa: E402
 from ci_tools.memory.ops import between, copy_user  # noqa: E402
 from ci_tools.settings import load_config  # noqa: E402
 from sandbox.redis import RedisServer  # noqa: E402

@@ -37,7 +37,7 @@ import tomlkit
 from ci_tools.checklist import Item
 from ci_tools.context import Context, build
 from ci_tools.errors import FatalError, InputError, VerificationError
-from ci_tools.memory.choices import Stage
+from ci_tools.memory.model import Stage
 from ci_tools.memory.ops import between, copy_user
 from ci_tools.output import say
 from ci_tools.pipeline.acceptance import acceptance

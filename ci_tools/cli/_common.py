@@ -11,8 +11,8 @@ from pathlib import Path
 
 from ci_tools.actions import Runner
 from ci_tools.context import Context
-from ci_tools.memory.choices import Stage, Uncovered
-from ci_tools.memory.model import Outcome
+from ci_tools.errors import InputError
+from ci_tools.memory.model import Outcome, Stage, Uncovered
 from ci_tools.needs import Needs
 from ci_tools.output import Report, report, say
 from ci_tools.pipeline.notify import notify
@@ -74,6 +74,21 @@ def ask(prompt: str, *, secret: bool = False, default: str = "") -> str | None:
 
 
 # -- what the memory commands (memory copy/restore/seed, send-back) report --------------------------
+
+
+def add_write_flags(parser: argparse.ArgumentParser, stage_help: str = "") -> None:
+    """``--apply`` and ``--mode`` (the same, as a workflow input), and ``--stage`` when it has a help."""
+    parser.add_argument("--apply", action="store_true", help="write (the default is a dry run)")
+    parser.add_argument("--mode", choices=("dry-run", "apply"), help="the same, as a workflow input")
+    if stage_help:
+        parser.add_argument("--stage", type=Stage, choices=list(Stage), default=Stage.ALL, help=stage_help)
+
+
+def wants_apply(args: argparse.Namespace) -> bool:
+    """--apply or --mode apply; both of them contradicting each other is refused."""
+    if args.apply and args.mode == "dry-run":
+        raise InputError("--apply contradicts --mode dry-run", hint="pass one of them")
+    return bool(args.apply or args.mode == "apply")
 
 
 def resume_command() -> str:

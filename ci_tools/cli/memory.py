@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
 from pathlib import Path
 
-from ci_tools.cli._common import report_outcome, resume_command
+from ci_tools.cli._common import add_write_flags, report_outcome, resume_command, wants_apply
 from ci_tools.context import Context
 from ci_tools.errors import ConfigError, InputError
 from ci_tools.memory import ops, restore_points, undo
-from ci_tools.memory.choices import Action, Conflict, Stage, Uncovered
 from ci_tools.memory.files import RecordFile
 from ci_tools.memory.keys import parse_user_id
-from ci_tools.memory.model import Outcome
+from ci_tools.memory.model import Action, Conflict, Outcome, Stage, Uncovered
 from ci_tools.needs import Needs
 from ci_tools.output import Report, emit_json, report, say
 from ci_tools.pipeline.levels import Level, discover
@@ -33,100 +31,77 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     sub = parser.add_subparsers(dest="memory_command", required=True, metavar="ACTION")
 
     def common(p: argparse.ArgumentParser, *, source: bool, target: bool, user: bool = True) -> None:
+        flag = p.add_argument
         if user:
-            p.add_argument("--user-id", required=True, help="the Telegram user id (an integer)")
+            flag("--user-id", required=True, help="the Telegram user id (an integer)")
         if source:
-            p.add_argument("--from", dest="source", required=True, metavar="ENV", help="source environment")
-            p.add_argument(
+            flag("--from", dest="source", required=True, metavar="ENV", help="source environment")
+            flag(
                 "--source-prefix",
                 help="default: the source environment's key prefix; '' for a bot whose keys carry none",
             )
-            p.add_argument(
+            flag(
                 "--legacy-source",
                 action="store_true",
                 help="the source is a legacy bot's Redis that never wrote a meta:env marker",
             )
-            p.add_argument(
+            flag(
                 "--source-kind",
                 choices=("configured", "legacy"),
                 default="configured",
                 help="as a workflow input: legacy = --legacy-source with no key prefix",
             )
         if target:
-            p.add_argument("--to", dest="target", required=True, metavar="ENV", help="target environment")
-            p.add_argument("--target-prefix", help="default: the target environment's key prefix")
-            p.add_argument(
+            flag("--to", dest="target", required=True, metavar="ENV", help="target environment")
+            flag("--target-prefix", help="default: the target environment's key prefix")
+            flag(
                 "--unmarked-target",
                 action="store_true",
                 help="the target's bot writes no meta:env marker (the base level): accept a target without "
                 "one (a marker naming another environment is still refused)",
             )
-            p.add_argument(
+            flag(
                 "--target-kind",
                 choices=("marked", "unmarked"),
                 default="marked",
                 help="as a workflow input: unmarked = --unmarked-target",
             )
-        p.add_argument("--out", type=Path, default=Path("memory-out"), help="where snapshots and backups go")
-        p.add_argument("--ignore-env-markers", action="store_true", help="skip the <prefix>meta:env checks")
-        p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+        flag("--out", type=Path, default=Path("memory-out"), help="where snapshots and backups go")
+        flag("--ignore-env-markers", action="store_true", help="skip the <prefix>meta:env checks")
+        flag("--json", action="store_true", help="one JSON document on stdout")
 
     def writes(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--apply", action="store_true", help="write (the default is a dry run)")
-        p.add_argument("--mode", choices=("dry-run", "apply"), help="the same, as a workflow input")
-        p.add_argument(
-            "--stage",
-            type=Stage,
-            choices=list(Stage),
-            default=Stage.ALL,
-            help="with --apply: plan = read, plan and write the snapshot and backup only (nothing "
+        add_write_flags(
+            p,
+            "with --apply: plan = read, plan and write the snapshot and backup only (nothing "
             "written); write = write from the plan a --stage plan run left in --out; all = both",
         )
-        p.add_argument(
-            "--on-conflict",
-            type=Conflict,
-            choices=list(Conflict),
-            default=Conflict.FAIL,
-            help="when a target key holds other data",
-        )
+        conflict = {"type": Conflict, "choices": list(Conflict), "default": Conflict.FAIL}
+        p.add_argument("--on-conflict", **conflict, help="when a target key holds other data")  # type: ignore[arg-type]
+
+    def pattern(p: argparse.ArgumentParser, help: str | None = None) -> None:
+        p.add_argument("--pattern", action="append", dest="patterns", metavar="PATTERN", help=help)
 
     copy = sub.add_parser("copy", help="copy one user's keys (dry run unless --apply)")
     common(copy, source=True, target=True)
     writes(copy)
-    copy.add_argument(
-        "--pattern",
-        action="append",
-        dest="patterns",
-        metavar="PATTERN",
-        help="key pattern under the prefix, with {user_id} (repeatable; default: configured)",
-    )
-    audit = copy.add_mutually_exclusive_group()
-    audit.add_argument(
-        "--include-uncovered",
-        dest="uncovered",
-        action="store_const",
-        const=Uncovered.INCLUDE,
-        help="also copy the user's keys that no pattern covers (an --apply refuses while any exist)",
-    )
-    audit.add_argument(
-        "--ignore-uncovered",
-        dest="uncovered",
-        action="store_const",
-        const=Uncovered.IGNORE,
-        help="leave them where they are, and say so",
-    )
-    audit.add_argument("--uncovered", type=Uncovered, choices=list(Uncovered), help="the same, as a workflow input")
-    copy.set_defaults(uncovered=Uncovered.REFUSE)
-    copy.set_defaults(func=memory_copy, needs=BOTH)
+    pattern(copy, help="key pattern under the prefix, with {user_id} (repeatable; default: configured)")
+    audit = copy.add_mutually_exclusive_group().add_argument
+    also = "also copy the user's keys that no pattern covers (an --apply refuses while any exist)"
+    audit("--include-uncovered", dest="uncovered", action="store_const", const=Uncovered.INCLUDE, help=also)
+    leave = "leave them where they are, and say so"
+    audit("--ignore-uncovered", dest="uncovered", action="store_const", const=Uncovered.IGNORE, help=leave)
+    audit("--uncovered", type=Uncovered, choices=list(Uncovered), help="the same, as a workflow input")
+    copy.set_defaults(uncovered=Uncovered.REFUSE, func=memory_copy, needs=BOTH)
 
     export = sub.add_parser("export", help="write a snapshot of one user's keys")
     common(export, source=True, target=False)
-    export.add_argument("--pattern", action="append", dest="patterns", metavar="PATTERN")
+    pattern(export)
     export.set_defaults(func=memory_export, needs=SOURCE)
 
     diff = sub.add_parser("diff", help="compare one user's keys in two environments (exit 1 if they differ)")
     common(diff, source=True, target=True)
-    diff.add_argument("--pattern", action="append", dest="patterns", metavar="PATTERN")
+    pattern(diff)
     diff.set_defaults(func=memory_diff, needs=BOTH)
 
     restore = sub.add_parser(
@@ -137,9 +112,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     restore.add_argument("snapshot", type=Path, help="the snapshot, or the folder a workflow downloaded it to")
     common(restore, source=False, target=True, user=False)
     writes(restore)
-    restore.add_argument(
-        "--user-id", default="", help="environment snapshots: restore this user's keys only ('' = every user)"
-    )
+    only = "environment snapshots: restore this user's keys only ('' = every user)"
+    restore.add_argument("--user-id", default="", help=only)
     restore.add_argument(
         "--pattern",
         action="append",
@@ -162,13 +136,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     undo = sub.add_parser("undo", help="put the target back as a backup recorded it")
     undo.add_argument("backup", type=Path)
     undo.add_argument("--out", type=Path, default=Path("memory-out"))
-    undo.add_argument(
-        "--allow-other-server",
-        action="store_true",
-        help="undo on a server other than the recorded one",
-    )
-    undo.add_argument("--apply", action="store_true", help="write (the default is a dry run)")
-    undo.add_argument("--mode", choices=("dry-run", "apply"), help="the same, as a workflow input")
+    undo.add_argument("--allow-other-server", action="store_true", help="undo on a server other than the recorded one")
+    add_write_flags(undo)
     undo.add_argument("--json", action="store_true")
     undo.set_defaults(func=memory_undo, needs=TARGET)
 
@@ -179,160 +148,84 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     seed.set_defaults(func=memory_seed, needs=TARGET)
 
 
-def _applying(ctx: Context, apply: bool, mode: str | None) -> bool:
+def _applying(ctx: Context, args: argparse.Namespace) -> bool:
     """--apply or --mode apply (a workflow input); in Actions only with MEMORY_SNAPSHOT_KEY."""
-    if apply and mode == "dry-run":
-        raise InputError("--apply contradicts --mode dry-run", hint="pass one of them")
-    applying = bool(apply or mode == "apply")
+    applying = wants_apply(args)
     if applying and ctx.runner.active and "MEMORY_SNAPSHOT_KEY" not in ctx.secrets:
         # On a runner the files vanish with the job: only encrypted ones may be kept as artifacts.
         raise ConfigError(
             "in GitHub Actions a write needs MEMORY_SNAPSHOT_KEY, so the snapshot and backup are kept "
             "(encrypted) as this run's artifact for undo",
-            hint='make a Fernet key: python -c "from cryptography.fernet import Fernet; '
-            'print(Fernet.generate_key().decode())" and store it as the MEMORY_SNAPSHOT_KEY secret '
-            "of the target environment",
+            hint=f"{MAKE_KEY} of the target environment",
         )
     return applying
 
 
-@dataclass(frozen=True)
-class Writes:
-    """``--apply``/``--mode``, ``--stage`` and ``--on-conflict``: whether and how copy, restore and seed write."""
-
-    apply: bool
-    mode: str | None
-    stage: Stage
-    policy: Conflict
-
-    @classmethod
-    def parse(cls, args: argparse.Namespace) -> Writes:
-        return cls(args.apply, args.mode, args.stage, args.on_conflict)
+MAKE_KEY = (
+    'make a Fernet key: python -c "from cryptography.fernet import Fernet; '
+    'print(Fernet.generate_key().decode())" and store it as the MEMORY_SNAPSHOT_KEY secret'
+)
 
 
-@dataclass(frozen=True)
-class Route:
-    """copy, diff and export: one user's keys in the source environment (and for copy and diff,
-    where they go). ``target`` is None for export; the prefixes are None when not given."""
-
-    user_id: str
-    source: str
-    source_prefix: str | None  # '' is a real value: a bot whose keys carry none
-    legacy_source: bool  # --legacy-source, or --source-kind legacy
-    target: str | None
-    target_prefix: str | None
-    unmarked_target: bool  # --unmarked-target, or --target-kind unmarked
-    patterns: tuple[str, ...]
-    out: Path
-    ignore_markers: bool
-    json: bool
-
-    @classmethod
-    def parse(cls, args: argparse.Namespace, *, to: bool) -> Route:
-        legacy = args.source_kind == "legacy"
-        return cls(
-            user_id=args.user_id,
-            source=args.source,
-            source_prefix="" if args.source_prefix is None and legacy else args.source_prefix,
-            legacy_source=args.legacy_source or legacy,
-            target=args.target if to else None,
-            target_prefix=args.target_prefix if to else None,
-            unmarked_target=to and (args.unmarked_target or args.target_kind == "unmarked"),
-            patterns=tuple(args.patterns or ()),
-            out=args.out,
-            ignore_markers=args.ignore_env_markers,
-            json=args.json,
-        )
-
-
-@dataclass(frozen=True)
-class Into:
-    """restore and seed: the environment written into, and how."""
-
-    target: str
-    target_prefix: str | None  # '' or None: the environment's own
-    out: Path
-    ignore_markers: bool
-    json: bool
-    writes: Writes
-
-    @classmethod
-    def parse(cls, args: argparse.Namespace) -> Into:
-        return cls(args.target, args.target_prefix, args.out, args.ignore_env_markers, args.json, Writes.parse(args))
-
-
-def _request(
-    ctx: Context, route: Route, writes: Writes | None = None, uncovered: Uncovered = Uncovered.REFUSE
-) -> ops.CopyRequest:
-    config = ctx.config
-    user_id = parse_user_id(route.user_id)
-    source = config.env(route.source)
-    target = config.env(route.target) if route.target else source
-    patterns = route.patterns or source.memory_patterns
+def _request(ctx: Context, args: argparse.Namespace, *, to: bool, writes: bool) -> ops.CopyRequest:
+    """copy, diff and export: one user's keys in the source environment, and where they go (the
+    prefixes default to each environment's; --source-kind legacy is --legacy-source with none)."""
+    user_id = parse_user_id(args.user_id)
+    legacy = args.source_kind == "legacy"
+    source = ctx.config.env(args.source)
+    target = ctx.config.env(args.target) if to else source
+    patterns = tuple(args.patterns or ()) or source.memory_patterns
     for pattern in patterns:
         if problem := pattern_problem(pattern):
             raise InputError(f"--pattern {pattern!r} {problem}", hint="e.g. --pattern 'user:{user_id}:*'")
+    source_prefix = "" if args.source_prefix is None and legacy else args.source_prefix
+    target_prefix = args.target_prefix if to else None
     return ops.CopyRequest(
         user_id=user_id,
         source_env=source,
         target_env=target,
-        source_prefix=source.key_prefix if route.source_prefix is None else route.source_prefix,
-        target_prefix=target.key_prefix if route.target_prefix is None else route.target_prefix,
+        source_prefix=source.key_prefix if source_prefix is None else source_prefix,
+        target_prefix=target.key_prefix if target_prefix is None else target_prefix,
         patterns=patterns,
-        apply=_applying(ctx, writes.apply, writes.mode) if writes else False,
-        policy=writes.policy if writes else Conflict.FAIL,
-        out_dir=route.out,
-        ignore_markers=route.ignore_markers,
-        legacy_source=route.legacy_source,
-        legacy_target=route.unmarked_target,
-        uncovered=uncovered,
+        apply=_applying(ctx, args) if writes else False,
+        policy=args.on_conflict if writes else Conflict.FAIL,
+        out_dir=args.out,
+        ignore_markers=args.ignore_env_markers,
+        legacy_source=args.legacy_source or legacy,
+        legacy_target=to and (args.unmarked_target or args.target_kind == "unmarked"),
+        uncovered=args.uncovered if writes else Uncovered.REFUSE,
         resume_command=resume_command(),
-        stage=writes.stage if writes else Stage.ALL,
+        stage=args.stage if writes else Stage.ALL,
     )
 
 
-def _writing(ctx: Context, into: Into, env: Environment) -> ops.Writing:
+def _writing(ctx: Context, args: argparse.Namespace, env: Environment) -> ops.Writing:
     """Where and how restore and seed write: the target environment, as the flags say."""
     return ops.Writing(
         target_env=env,
-        target_prefix=into.target_prefix or env.key_prefix,
-        policy=into.writes.policy,
-        apply=_applying(ctx, into.writes.apply, into.writes.mode),
-        out_dir=into.out,
-        ignore_markers=into.ignore_markers,
+        target_prefix=args.target_prefix or env.key_prefix,
+        policy=args.on_conflict,
+        apply=_applying(ctx, args),
+        out_dir=args.out,
+        ignore_markers=args.ignore_env_markers,
         resume_command=resume_command(),
-        stage=into.writes.stage,
+        stage=args.stage,
     )
 
 
 RESTORE_WORDS: dict[str, str] = {Action.CREATE: "recreate", Action.REPLACE: "change", Action.IDENTICAL: "leave alone"}
 
 
-@dataclass(frozen=True)
-class Copy:
-    """``memory copy``: the route, how it writes, and what becomes of the keys no pattern covers."""
-
-    route: Route
-    writes: Writes
-    uncovered: Uncovered
-
-    @classmethod
-    def parse(cls, args: argparse.Namespace) -> Copy:
-        return cls(Route.parse(args, to=True), Writes.parse(args), args.uncovered)
-
-
 def memory_copy(ctx: Context, args: argparse.Namespace) -> int:
-    given = Copy.parse(args)
-    request = _request(ctx, given.route, given.writes, given.uncovered)
-    _report_route(ctx, ops.copy_user(ctx, request), given.route, request, "copy", "→")
+    request = _request(ctx, args, to=True, writes=True)
+    _report_route(ctx, args, ops.copy_user(ctx, request), request, "copy", "→")
     return 0
 
 
 def memory_export(ctx: Context, args: argparse.Namespace) -> int:
-    route = Route.parse(args, to=False)
-    request = _request(ctx, route)
+    request = _request(ctx, args, to=False, writes=False)
     path, count = ops.export_user(ctx, request)
-    if route.json:
+    if args.json:
         emit_json({"snapshot": str(path), "records": count})
     else:
         say(f"exported {count} record(s) of user {request.user_id} to {path}")
@@ -340,127 +233,67 @@ def memory_export(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def memory_diff(ctx: Context, args: argparse.Namespace) -> int:
-    route = Route.parse(args, to=True)
-    request = _request(ctx, route)
+    request = _request(ctx, args, to=True, writes=False)
     outcome = ops.diff_user(ctx, request)
-    _report_route(ctx, outcome, route, request, "diff", "vs")
+    _report_route(ctx, args, outcome, request, "diff", "vs")
     return 0 if all(i.action is Action.IDENTICAL for i in outcome.plan) else 1
 
 
 def _report_route(
-    ctx: Context, outcome: Outcome, route: Route, request: ops.CopyRequest, verb: str, joint: str
+    ctx: Context, args: argparse.Namespace, outcome: Outcome, request: ops.CopyRequest, verb: str, joint: str
 ) -> None:
     between = f"{request.source_env.name} {joint} {request.target_env.name}"
-    report_outcome(ctx, outcome, route.json, f"memory {verb} of user {request.user_id}: {between}")
-
-
-@dataclass(frozen=True)
-class Restore:
-    """``memory restore``: a snapshot (or the folder holding it) into an environment; for an
-    environment's snapshot, optionally one user's keys or those matching globs."""
-
-    snapshot: Path
-    into: Into
-    user_id: str  # '' = every user
-    patterns: tuple[str, ...]  # '' entries (a workflow's empty input) dropped
-
-    @classmethod
-    def parse(cls, args: argparse.Namespace) -> Restore:
-        patterns = tuple(p for p in args.patterns if p.strip())
-        return cls(args.snapshot, Into.parse(args), args.user_id.strip(), patterns)
+    report_outcome(ctx, outcome, args.json, f"memory {verb} of user {request.user_id}: {between}")
 
 
 def memory_restore(ctx: Context, args: argparse.Namespace) -> int:
-    given = Restore.parse(args)
-    into, writes = given.into, given.into.writes
-    env = ctx.config.env(into.target)
-    snapshot = restore_points.find_snapshot(given.snapshot)
+    """A snapshot (or the folder holding it) into an environment; for an environment's snapshot,
+    optionally one user's keys or those matching globs ('' entries, a workflow's empty input, dropped)."""
+    env = ctx.config.env(args.target)
+    user_id, patterns = args.user_id.strip(), tuple(p for p in args.patterns if p.strip())
+    snapshot = restore_points.find_snapshot(args.snapshot)
     if "scope" in RecordFile(snapshot, ctx.snapshot_fernet()).header:  # an environment's restore point
         request = restore_points.RestoreRequest(
             snapshot,
             env,
-            into.out,
-            apply=_applying(ctx, writes.apply, writes.mode),
-            user_id=parse_user_id(given.user_id) if given.user_id else None,
-            patterns=given.patterns,
-            ignore_marker=into.ignore_markers,
+            args.out,
+            apply=_applying(ctx, args),
+            user_id=parse_user_id(user_id) if user_id else None,
+            patterns=patterns,
+            ignore_marker=args.ignore_env_markers,
             resume_command=resume_command(),
-            stage=writes.stage,
+            stage=args.stage,
         )
-        target = ops.target_side(ctx)
-        outcome = restore_points.restore_point(
-            request,
-            target,
-            ops.url_label(ctx, "TARGET_REDIS_URL"),
-            ctx.snapshot_fernet(),
-            ops.url_server_id(ctx, "TARGET_REDIS_URL"),
-        )
+        target = ops.side(ctx, "target", "the Redis to restore into")
+        server, target_id = ops.url_label(ctx, "TARGET_REDIS_URL"), ops.url_server_id(ctx, "TARGET_REDIS_URL")
+        outcome = restore_points.restore_point(request, target, server, ctx.snapshot_fernet(), target_id)
         who = f"user {request.user_id}" if request.user_id else "every user"
-        report_outcome(
-            ctx,
-            outcome,
-            into.json,
-            f"memory restore of {env.name} ({who}) from {snapshot.name}",
-            words=RESTORE_WORDS,
-            workflow="restore-memory",
-        )
+        title = f"memory restore of {env.name} ({who}) from {snapshot.name}"
+        report_outcome(ctx, outcome, args.json, title, words=RESTORE_WORDS, workflow="restore-memory")
         return 0
-    if given.user_id or given.patterns:
+    if user_id or patterns:
         raise InputError(
             f"{snapshot.name} is one user's copy snapshot: --user-id and --pattern apply to environment snapshots only",
             hint="drop them to restore the whole file",
         )
-    outcome = ops.restore_snapshot(ctx, snapshot, _writing(ctx, into, env))
-    report_outcome(ctx, outcome, into.json, f"memory restore of {snapshot.name} into {env.name}")
+    outcome = ops.restore_snapshot(ctx, snapshot, _writing(ctx, args, env))
+    report_outcome(ctx, outcome, args.json, f"memory restore of {snapshot.name} into {env.name}")
     return 0
 
 
-@dataclass(frozen=True)
-class Undo:
-    """``memory undo``: a backup put back on TARGET_REDIS_URL."""
-
-    backup: Path
-    out: Path
-    allow_other_server: bool
-    apply: bool
-    mode: str | None
-    json: bool
-
-    @classmethod
-    def parse(cls, args: argparse.Namespace) -> Undo:
-        return cls(args.backup, args.out, args.allow_other_server, args.apply, args.mode, args.json)
-
-
 def memory_undo(ctx: Context, args: argparse.Namespace) -> int:
-    given = Undo.parse(args)
-    apply = _applying(ctx, given.apply, given.mode)
+    """A backup put back on TARGET_REDIS_URL."""
+    apply, name = _applying(ctx, args), args.backup.name
     path, count, left = undo.undo_backup(
-        ctx, given.backup, given.out, allow_other_server=given.allow_other_server, apply=apply
+        ctx, args.backup, args.out, allow_other_server=args.allow_other_server, apply=apply
     )
     if apply:
-        rows = [
-            [
-                "✓",
-                f"put back {count - len(left)} key(s) from {given.backup.name}",
-                f"the state before this undo is in {path}",
-            ]
-        ]
-        rows += [
-            [
-                "⚠",
-                f"{key.decode(errors='replace')} changed since the write: left as the user's newer memory",
-                "both states are kept: the backup undone and the one this undo wrote",
-            ]
-            for key in left
-        ]
+        rows = [["✓", f"put back {count - len(left)} key(s) from {name}", f"the state before this undo is in {path}"]]
+        kept = "both states are kept: the backup undone and the one this undo wrote"
+        newer = "changed since the write: left as the user's newer memory"
+        rows += [["⚠", f"{key.decode(errors='replace')} {newer}", kept] for key in left]
     else:
-        rows = [
-            [
-                "→",
-                f"dry run: {count} key(s) of {given.backup.name} would be put back",
-                "rerun with --apply",
-            ]
-        ]
+        rows = [["→", f"dry run: {count} key(s) of {name} would be put back", "rerun with --apply"]]
     document = {
         "applied": apply,
         "records": count,
@@ -468,36 +301,20 @@ def memory_undo(ctx: Context, args: argparse.Namespace) -> int:
         "left_alone_changed": [key.decode(errors="replace") for key in left],
     }
     report(
-        ctx.runner, Report("memory undo", ["", "what", "note"], rows, document, shown=1 + len(left)), as_json=given.json
+        ctx.runner, Report("memory undo", ["", "what", "note"], rows, document, shown=1 + len(left)), as_json=args.json
     )
     return 0
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    """``memory snapshot``: every key of an environment's Redis, its restore point."""
-
-    env: str
-    out: Path
-    commit: str
-    ignore_marker: bool
-    json: bool
-
-    @classmethod
-    def parse(cls, args: argparse.Namespace) -> Snapshot:
-        return cls(args.env, args.out, args.commit, args.ignore_env_marker, args.json)
-
-
 def memory_snapshot(ctx: Context, args: argparse.Namespace) -> int:
-    given = Snapshot.parse(args)
+    """Every key of an environment's Redis, its restore point."""
     config = ctx.config
-    env = config.env(given.env)
+    env = config.env(args.env)
     if ctx.runner.active and "MEMORY_SNAPSHOT_KEY" not in ctx.secrets:
         raise ConfigError(
             "in GitHub Actions a memory snapshot needs MEMORY_SNAPSHOT_KEY: it holds every user's "
             "memory and is kept as an artifact",
-            hint='make a Fernet key: python -c "from cryptography.fernet import Fernet; '
-            'print(Fernet.generate_key().decode())" and store it as the MEMORY_SNAPSHOT_KEY secret',
+            hint=MAKE_KEY,
         )
     backup = config.memory_backup
 
@@ -506,14 +323,14 @@ def memory_snapshot(ctx: Context, args: argparse.Namespace) -> int:
         return _writes_no_marker(env, ctx.timeout)
 
     taken = restore_points.take_snapshot(
-        ops.source_side(ctx),
+        ops.side(ctx, "source", "the Redis to snapshot"),
         env,
-        given.out,
+        args.out,
         server=ops.url_label(ctx, "SOURCE_REDIS_URL"),
         max_mb=backup.max_mb,
         protected=backup.protected_users,
-        commit=given.commit,
-        ignore_marker=given.ignore_marker,
+        commit=args.commit,
+        ignore_marker=args.ignore_env_marker,
         fernet=ctx.snapshot_fernet(),
         writes_no_marker=writes_no_marker,
         server_id=ops.url_server_id(ctx, "SOURCE_REDIS_URL"),
@@ -525,37 +342,26 @@ def memory_snapshot(ctx: Context, args: argparse.Namespace) -> int:
     if taken.warning:
         say(f"! {taken.warning}", err=True)
         ctx.runner.annotate("warning", taken.warning, title="memory snapshot")
-    ctx.runner.set_output("path", str(taken.path))
-    ctx.runner.set_output("keys", str(taken.keys))
-    ctx.runner.set_output("before_release_days", str(config.before_release_days))
-    ctx.runner.set_output("nightly_days", str(backup.nightly_days))
+    outputs = {"path": taken.path, "keys": taken.keys, "before_release_days": config.before_release_days}
+    for name, value in {**outputs, "nightly_days": backup.nightly_days}.items():
+        ctx.runner.set_output(name, str(value))
     line = (
         f"memory snapshot of {env.name}: {taken.keys} key(s) ({taken.scope}, Redis at "
         f"{taken.used_mb:.1f} MB) in {taken.path.name}, encrypted: {'MEMORY_SNAPSHOT_KEY' in ctx.secrets}"
     )
     ctx.runner.add_summary(line)
-    if given.json:
-        emit_json(
-            {
-                "path": str(taken.path),
-                "keys": taken.keys,
-                "scope": taken.scope,
-                "used_mb": taken.used_mb,
-                "warning": taken.warning or None,
-                "unmarked": taken.unmarked or None,
-            }
-        )
-    else:
+    if not args.json:
         say(f"✓ {line}")
+        return 0
+    found = {"path": str(taken.path), "keys": taken.keys, "scope": taken.scope, "used_mb": taken.used_mb}
+    emit_json({**found, "warning": taken.warning or None, "unmarked": taken.unmarked or None})
     return 0
 
 
 def _not_another_environments(ctx: Context, env: Environment) -> None:
-    """A Redis with no marker cannot say whose it is; another environment's URL the run holds can:
-    production's environment keeps the old bot's (staging's) Redis as SOURCE_REDIS_URL during the
-    move, and production.yml hands it to the snapshot as STAGING_REDIS_URL. The same Key Value
-    (``server_id``: host, port, db and user) behind both is a secret pasted into the wrong place,
-    refused before anything is read."""
+    """A Redis with no marker cannot say whose it is; another environment's URL the run holds can
+    (production.yml hands the old bot's Redis to the snapshot as STAGING_REDIS_URL): the same Key
+    Value (``server_id``) behind both is a secret pasted into the wrong place, refused before reading."""
     here = ops.url_server_id(ctx, "SOURCE_REDIS_URL")
     for other in ctx.config.environments.values():
         variable = f"{other.name.upper()}_REDIS_URL"
@@ -570,36 +376,21 @@ def _not_another_environments(ctx: Context, env: Environment) -> None:
 def _writes_no_marker(env: Environment, timeout: float | None) -> str | None:
     """Why the live bot of ``env`` writes no ``meta:env`` marker, or None when it should have one.
 
-    Asked only of a Redis that holds keys and no marker. The bot's level, discovered as every phase
-    discovers it: at the base level (no health answer: ``health_path = ""``, or its own 4xx on that
-    path) the bot writes none, so its absence proves nothing wrong. A bot that answers the health
-    JSON claims its Redis at start, and one that did not answer cannot say: both leave it refused."""
+    Asked only of a Redis with keys and no marker. At the base level (no health answer, or its own
+    4xx on that path) the bot writes none, so its absence proves nothing wrong; a bot that answers
+    the health JSON claims its Redis, and one that did not answer cannot say: both stay refused."""
     seen = discover(env, timeout or 10)
-    # Only a 4xx is the bot saying it has no such path: a redirect points at an answer elsewhere
-    # (the health JSON of a bot that claims its Redis, or an edge's http→https), a 2xx is an answer.
+    # Only a 4xx is the bot saying it has no such path: a redirect points at an answer elsewhere.
     its_own_4xx = seen.http_status is None or 400 <= seen.http_status < 500
     if seen.level is Level.BASE and seen.definite and its_own_4xx:
         return f"its bot is at the base level and writes none — {seen.why}"
     return None
 
 
-@dataclass(frozen=True)
-class Seed:
-    """``memory seed``: a pasted profile as one user's first memory in an environment."""
-
-    user_id: str
-    profile: Path
-    into: Into
-
-    @classmethod
-    def parse(cls, args: argparse.Namespace) -> Seed:
-        return cls(args.user_id, args.profile_file, Into.parse(args))
-
-
 def memory_seed(ctx: Context, args: argparse.Namespace) -> int:
-    given = Seed.parse(args)
-    env = ctx.config.env(given.into.target)
-    user_id = parse_user_id(given.user_id)
-    outcome = ops.seed_user(ctx, user_id, given.profile, _writing(ctx, given.into, env))
-    report_outcome(ctx, outcome, given.into.json, f"memory seed of user {user_id} into {env.name}")
+    """A pasted profile as one user's first memory in an environment."""
+    env = ctx.config.env(args.target)
+    user_id = parse_user_id(args.user_id)
+    outcome = ops.seed_user(ctx, user_id, args.profile_file, _writing(ctx, args, env))
+    report_outcome(ctx, outcome, args.json, f"memory seed of user {user_id} into {env.name}")
     return 0

@@ -7,11 +7,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ci_tools.cli._common import report_outcome, resume_command
+from ci_tools.cli._common import add_write_flags, report_outcome, resume_command, wants_apply
 from ci_tools.context import Context
 from ci_tools.errors import InputError
-from ci_tools.memory.choices import Stage, Uncovered
 from ci_tools.memory.keys import parse_user_id
+from ci_tools.memory.model import Uncovered
 from ci_tools.needs import Needs
 from ci_tools.output import Report, report, say
 from ci_tools.pipeline.send_back import SendBack, SentBack, refuse_without_key, send_back, undo_send_back
@@ -47,14 +47,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     back.add_argument(
         "--undo", action=_Undo, metavar="BACKUP", help="the backup an apply kept (the file, or its artifact's folder)"
     )
-    back.add_argument("--apply", action="store_true", help="write (the default is a dry run)")
-    back.add_argument("--mode", choices=("dry-run", "apply"), help="the same, as a workflow input")
-    back.add_argument(
-        "--stage",
-        type=Stage,
-        choices=list(Stage),
-        default=Stage.ALL,
-        help="with --apply: plan = snapshot and back up only (nothing written); write = write from that plan, "
+    add_write_flags(
+        back,
+        "with --apply: plan = snapshot and back up only (nothing written); write = write from that plan, "
         "verify, and the old bot tells the user; all = both",
     )
     back.add_argument(
@@ -78,9 +73,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
-    if args.apply and args.mode == "dry-run":
-        raise InputError("--apply contradicts --mode dry-run", hint="pass one of them")
-    applying = bool(args.apply or args.mode == "apply")
+    applying = wants_apply(args)
     refuse_without_key(ctx, applying)
     if args.undo is not None:
         return _undo(ctx, args, applying)

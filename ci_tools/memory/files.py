@@ -1,15 +1,10 @@
-"""Snapshots and backups on disk: portable JSON lines, encrypted when a key is given.
+"""Snapshots and backups on disk: portable JSON lines, mode 0600, each line a Fernet token when
+``MEMORY_SNAPSHOT_KEY`` is set (they hold a person's memory).
 
-Both hold a person's memory, so: the file is created with mode 0600; with
-``MEMORY_SNAPSHOT_KEY`` set (a Fernet key) every line is a Fernet token; a header
-says what the file is, and a footer with the record count proves it is complete,
-so a truncated backup is refused instead of half-applied.
-
-Files that cannot lie: the footer is written only by ``finish()`` after the last record;
-leaving a ``with`` block on an exception closes the file without one, so a snapshot cut
-off by a dying source never looks complete. A reader given a key refuses a file with any
-line in the clear, or whose header says it is not encrypted: whoever can put a file in
-front of a restore must not be able to write the user's memory with it.
+Files that cannot lie: a header says what the file is; the footer, with the record count, is written
+only by ``finish()`` after the last record, so a file cut short (a ``with`` block left on an
+exception) is refused, never half-applied. A reader given a key refuses a file with any line in the
+clear: whoever can put a file in front of a restore must not be able to write the user's memory.
 """
 
 from __future__ import annotations
@@ -23,8 +18,7 @@ import orjson
 from cryptography.fernet import Fernet, InvalidToken
 
 from ci_tools.errors import ConfigError, InputError, VerificationError
-from ci_tools.memory.choices import Action
-from ci_tools.memory.model import PlanItem
+from ci_tools.memory.model import Action, PlanItem
 from ci_tools.memory.records import Record, b64, from_b64, from_json, to_json
 
 FORMAT = "mindmate-memory"
@@ -42,21 +36,11 @@ class RecordWriter:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         self._file: IO[bytes] = os.fdopen(fd, "wb")
-        self._pending: list[bytes] = []  # lines written in blocks: one write() a line was measurable
         self._line({"format": FORMAT, "version": VERSION, "encrypted": fernet is not None, **header})
 
     def _line(self, document: dict[str, Any]) -> None:
         data = orjson.dumps(document)
-        if self.fernet is not None:
-            data = self.fernet.encrypt(data)
-        self._pending.append(data)
-        if len(self._pending) >= 256:
-            self._flush()
-
-    def _flush(self) -> None:
-        if self._pending:
-            self._file.write(b"\n".join(self._pending) + b"\n")
-            self._pending.clear()
+        self._file.write((self.fernet.encrypt(data) if self.fernet else data) + b"\n")
 
     def write(self, record: Record) -> None:
         self._line(to_json(record))
@@ -93,7 +77,6 @@ class RecordWriter:
             self._close()
 
     def _close(self) -> None:
-        self._flush()
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
@@ -131,28 +114,23 @@ class RecordFile:
         """Read the whole file once: every line decodes and the footer is there (else exit 5)."""
         return sum(1 for _ in self.records())
 
-    def plan(self) -> list[PlanItem]:
-        """The plan a backup written by ``--stage plan`` carries."""
-        found: list[PlanItem] = []
+    def _rows(self, name: str) -> Iterator[Any]:
+        """The rows of every ``name`` line (``plan``, ``after``): what a backup holds beside records."""
         with self.path.open("rb") as handle:
             handle.readline()
             for number, raw in enumerate(handle, start=2):
-                for row in self._decode(raw, number).get("plan", ()):
-                    source, target, type_, size, ttl, action, reason, guard = row
-                    keys = from_b64(source), from_b64(target)
-                    found.append(PlanItem(*keys, type_, size, ttl, Action(action), reason, guard))
-        return found
+                yield from self._decode(raw, number).get(name, ())
+
+    def plan(self) -> list[PlanItem]:
+        """The plan a backup written by ``--stage plan`` carries."""
+        return [
+            PlanItem(from_b64(source), from_b64(target), type_, size, ttl, Action(action), reason, guard)
+            for source, target, type_, size, ttl, action, reason, guard in self._rows("plan")
+        ]
 
     def after(self) -> dict[bytes, str]:
         """The digests a backup recorded of what its write put in each key."""
-        found: dict[bytes, str] = {}
-        with self.path.open("rb") as handle:
-            handle.readline()
-            for number, raw in enumerate(handle, start=2):
-                document = self._decode(raw, number)
-                for key, digest in document.get("after", ()):
-                    found[from_b64(key)] = str(digest)
-        return found
+        return {from_b64(key): str(digest) for key, digest in self._rows("after")}
 
     def _decode(self, raw: bytes, number: int) -> dict[str, Any]:
         raw = raw.strip()
@@ -165,15 +143,13 @@ class RecordFile:
         if not raw.startswith(b"{"):
             if self.fernet is None:
                 raise ConfigError(
-                    f"{self.path.name} is encrypted",
-                    hint=f"set {KEY_ENV} to the key it was written with",
+                    f"{self.path.name} is encrypted", hint=f"set {KEY_ENV} to the key it was written with"
                 )
             try:
                 raw = self.fernet.decrypt(raw)
             except InvalidToken:
                 raise ConfigError(
-                    f"{self.path.name} cannot be decrypted with this {KEY_ENV}",
-                    hint="use the key it was written with",
+                    f"{self.path.name} cannot be decrypted with this {KEY_ENV}", hint="use the key it was written with"
                 ) from None
         try:
             document = orjson.loads(raw)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -44,39 +45,22 @@ class KeySpace:
 
     @cached_property
     def ownership(self) -> re.Pattern[bytes]:
-        """Which keys are this user's: prefix + any pattern, the id not followed by a digit.
-
-        SCAN MATCH alone would let ``memory:{user_id}*`` take user 12's keys for user 1;
-        one regex filters a whole SCAN page without a Python loop.
-        """
+        """Which keys are this user's: prefix + any pattern, the id not followed by a digit
+        (SCAN MATCH alone would let ``memory:{user_id}*`` take user 12's keys for user 1)."""
         alternatives = []
         for pattern in self.patterns:
             before, _, after = pattern.partition("{user_id}")
             alternatives.append(_glob_regex(before) + re.escape(str(self.user_id)) + r"(?![0-9])" + _glob_regex(after))
         return re.compile(re.escape(self.prefix) + b"(?:" + "|".join(alternatives).encode() + b")", re.S)
 
-    def rewrite(self, key: bytes, target_prefix: bytes) -> bytes:
-        return target_prefix + key[len(self.prefix) :]
-
 
 def _glob_regex(glob: str) -> str:
-    out = []
-    for ch in glob:
-        out.append(".*" if ch == "*" else "." if ch == "?" else re.escape(ch))
-    return "".join(out)
+    return "".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in glob)
 
 
 def discover(client: redis.Redis, space: KeySpace, *, scan_count: int = 10_000) -> list[bytes]:
-    """The user's existing keys, sorted; exact keys need no SCAN (one EXISTS round trip).
-
-    SCAN visits every key in the database, the other users' too, so round trips grow
-    with the database; 10,000 a call keeps them few over a slow link (a call costs
-    the server about a millisecond).
-
-    The kit's arrival record (``KIT_ARRIVAL``) is not the user's memory: an owner's glob
-    (``*:{user_id}``) that its name matches does not take it; only a pattern naming it does
-    (send-back's, which carries it on purpose).
-    """
+    """The user's existing keys, sorted; exact keys need no SCAN (one EXISTS round trip). The kit's
+    arrival record is taken only by a pattern naming it (send-back's), never by an owner's glob."""
     exact = space.exact_keys()
     found: set[bytes] = set()
     if exact:
@@ -84,42 +68,35 @@ def discover(client: redis.Redis, space: KeySpace, *, scan_count: int = 10_000) 
         for key in exact:
             pipe.exists(key)
         found |= {key for key, n in zip(exact, pipe.execute(), strict=True) if n}
-    owned = space.ownership.fullmatch
     for pattern in space.scan_patterns():
-        cursor = None
-        while cursor != 0:
-            cursor, page = client.scan(cursor or 0, match=pattern, count=scan_count)
-            found.update(key for key in page if isinstance(key, bytes) and owned(key))
+        found.update(filter(space.ownership.fullmatch, scan(client, pattern, scan_count)))
     if KIT_ARRIVAL not in space.patterns:
         found.discard(space.prefix + KIT_ARRIVAL.format(user_id=space.user_id).encode())
     return sorted(found)
 
 
-def uncovered(
-    client: redis.Redis,
-    prefix: bytes,
-    user_id: int,
-    covered: set[bytes],
-    *,
-    scan_count: int = 10_000,
-) -> list[bytes]:
-    """Keys under ``prefix`` that name the user but that no pattern covers: the coverage audit.
-
-    One SCAN pass, bounded COUNT, MATCH narrowed to keys containing the id; a key
-    counts when the id is a whole ``:``-separated segment of it (``conversation:42``,
-    ``x:user:42:mood``), never part of a longer number (``420``). The kit's arrival record
-    (``KIT_ARRIVAL``) is the kit's, not the user's memory: never reported.
-    """
-    uid = str(user_id).encode()
-    segment = re.compile(rb"(?:^|:)" + re.escape(uid) + rb"(?::|$)")
+def uncovered(client: redis.Redis, prefix: bytes, user_id: int, covered: set[bytes]) -> list[bytes]:
+    """Keys under ``prefix`` that name the user but no pattern covers: the coverage audit. A key
+    counts when the id is a whole ``:``-segment of it (``x:user:42:mood``, never ``420``); the kit's
+    arrival record is not the user's memory and never reported."""
+    segment = user_segment(user_id)
     covered = {*covered, prefix + KIT_ARRIVAL.format(user_id=user_id).encode()}
-    match = escape_glob(prefix) + b"*" + uid + b"*"
-    found: set[bytes] = set()
+    match = escape_glob(prefix) + b"*" + str(user_id).encode() + b"*"
+    return sorted({k for k in scan(client, match) if segment.search(k[len(prefix) :])} - covered)
+
+
+def user_segment(user_id: int) -> re.Pattern[bytes]:
+    """A key belongs to a user when the id is a whole ``:``-segment of it (never part of 420)."""
+    return re.compile(rb"(?:^|:)" + re.escape(str(user_id).encode()) + rb"(?::|$)")
+
+
+def scan(client: redis.Redis, match: bytes, count: int = 10_000) -> Iterator[bytes]:
+    """Every key SCAN MATCH finds. It visits the whole database, the other users' keys too: 10,000
+    a call keeps the round trips few over a slow link (a call costs the server about a millisecond)."""
     cursor = None
     while cursor != 0:
-        cursor, page = client.scan(cursor or 0, match=match, count=scan_count)
-        found.update(k for k in page if isinstance(k, bytes) and segment.search(k[len(prefix) :]))
-    return sorted(found - covered)
+        cursor, page = client.scan(cursor or 0, match=match, count=count)
+        yield from (key for key in page if isinstance(key, bytes))
 
 
 # -- A Telegram user id is an integer; anything else never reaches a Redis pattern.

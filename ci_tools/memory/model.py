@@ -1,17 +1,59 @@
-"""What a memory write produces: one plan item per key, and the outcome every command reports."""
+"""A memory write's words (``StrEnum``s: they print as people read them in tables, flags and
+``--json``, and the type checker holds every comparison to a known value), its plan and its outcome."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import redis
 
-from ci_tools.memory.choices import Action, Stage, Uncovered
-
 CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError)
+
+
+class Action(StrEnum):
+    """What the plan does with one key."""
+
+    CREATE = "create"  # absent on the target: written
+    IDENTICAL = "identical"  # the target already holds the same: left alone, verified
+    CONFLICT = "conflict"  # the target holds other data and the policy is fail: nothing is written
+    REPLACE = "replace"  # the target holds other data and the policy is replace: overwritten
+    SKIP = "skip"  # the target holds other data and the policy is skip: left alone
+    EXPIRED = "expired"  # its TTL ran out while it was read: not resurrected
+    VANISHED = "vanished"  # deleted at the source while it was read
+
+
+WRITES = frozenset({Action.CREATE, Action.REPLACE})
+
+
+class Conflict(StrEnum):
+    """``--on-conflict``: what to do with a target key that already holds other data."""
+
+    FAIL = "fail"
+    SKIP = "skip"
+    REPLACE = "replace"
+
+
+class Stage(StrEnum):
+    """``--stage``: a write in two steps, so the backup leaves the runner before it: ``plan`` writes
+    the snapshot and backup (with the plan and every guard) and a workflow uploads them; ``write``
+    writes from exactly those. A runner lost in the write still leaves the undo in the artifact."""
+
+    ALL = "all"
+    PLAN = "plan"
+    WRITE = "write"
+
+
+class Uncovered(StrEnum):
+    """Keys that name the user but match no memory pattern: an apply refuses them unless told."""
+
+    REFUSE = "refuse"
+    INCLUDE = "include"
+    IGNORE = "ignore"
 
 
 @dataclass(slots=True)  # one per key: the only part of a copy that grows with N
@@ -26,15 +68,9 @@ class PlanItem:
     guard: str = ""  # the target key's fingerprint when backed up ('' = absent): writes check it
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "source_key": self.source_key.decode(errors="backslashreplace"),
-            "target_key": self.target_key.decode(errors="backslashreplace"),
-            "type": self.type,
-            "size": self.size,
-            "ttl_ms": self.ttl_ms,
-            "action": str(self.action),
-            "reason": self.reason,
-        }
+        shown = {"source_key": show(self.source_key), "target_key": show(self.target_key), "action": str(self.action)}
+        names = ("source_key", "target_key", "type", "size", "ttl_ms", "action", "reason")
+        return {name: shown.get(name, getattr(self, name)) for name in names}
 
 
 @dataclass
@@ -55,10 +91,7 @@ class Outcome:
     warnings: list[str] = field(default_factory=list)  # ⚠ lines the report must show (one each)
 
     def counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for item in self.plan:
-            counts[str(item.action)] = counts.get(str(item.action), 0) + 1
-        return counts
+        return dict(Counter(str(item.action) for item in self.plan))
 
 
 def stamp() -> str:

@@ -1,8 +1,7 @@
-"""The copy job's use cases: copy, export, diff and restore one user's memory."""
+"""The memory commands' use cases: copy, export, diff, restore and seed one user's memory."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -15,35 +14,65 @@ import redis
 from ci_tools.context import Context
 from ci_tools.errors import InputError
 from ci_tools.memory import moved
-from ci_tools.memory.choices import Action, Conflict, Stage, Uncovered
 from ci_tools.memory.files import RecordFile, RecordWriter
 from ci_tools.memory.job import JobOptions, MemoryJob
 from ci_tools.memory.keys import KeySpace, discover, uncovered
-from ci_tools.memory.model import CONNECTION_ERRORS, Outcome, stamp
+from ci_tools.memory.model import CONNECTION_ERRORS, Action, Conflict, Outcome, Stage, Uncovered, stamp
 from ci_tools.memory.records import Record, now_ms, read_records
 from ci_tools.memory.servers import check_marker, connect, label, open_side, refuse_same_server, server_id
 from ci_tools.memory.writer import fingerprint
 from ci_tools.settings import Config, Environment
 
 
-@dataclass
-class CopyRequest:
-    user_id: int
-    source_env: Environment
+@dataclass(kw_only=True)
+class Writing:
+    """A write into one environment's Redis: where, under which policy, and whether for real."""
+
     target_env: Environment
-    source_prefix: str
     target_prefix: str
-    patterns: tuple[str, ...]
-    apply: bool
-    policy: Conflict
+    policy: Conflict = Conflict.FAIL
+    apply: bool = False
     out_dir: Path
     ignore_markers: bool = False
-    legacy_source: bool = False  # the source bot never wrote a marker (accepted when told)
-    legacy_target: bool = False  # the same for the target (send-back: the old bot's legacy Redis; --unmarked-target)
-    uncovered: Uncovered = Uncovered.REFUSE  # keys naming the user that no pattern covers
     resume_command: str = ""
-    on_event: Callable[[str, int], None] | None = None
     stage: Stage = Stage.ALL
+    on_event: Callable[[str, int], None] | None = None
+
+    def options(self, ctx: Context, label: str) -> JobOptions:
+        return JobOptions(
+            policy=self.policy,
+            apply=self.apply,
+            out_dir=self.out_dir,
+            label=label,
+            resume_command=self.resume_command,
+            fernet=ctx.snapshot_fernet(),
+            stage=self.stage,
+            on_event=self.on_event,
+        )
+
+    def backup_header(self, ctx: Context, user_id: Any) -> dict[str, Any]:
+        """Where the backup was taken: what an undo matches before it writes anything."""
+        url = ctx.secret("TARGET_REDIS_URL")
+        return {
+            "user_id": user_id,
+            "env": self.target_env.name,
+            "prefix": self.target_prefix,
+            "server": label(url),
+            "server_id": server_id(url),
+        }
+
+
+@dataclass(kw_only=True)
+class CopyRequest(Writing):
+    """One user's keys from a source environment's Redis into the target's."""
+
+    user_id: int
+    source_env: Environment
+    source_prefix: str
+    patterns: tuple[str, ...]
+    legacy_source: bool = False  # the source bot never wrote a marker (accepted when told)
+    legacy_target: bool = False  # the same for the target (send-back: the old bot's Redis; --unmarked-target)
+    uncovered: Uncovered = Uncovered.REFUSE  # keys naming the user that no pattern covers
 
 
 def between(config: Config, user_id: int, source: str, target: str, out_dir: Path, **changes: Any) -> CopyRequest:
@@ -57,25 +86,36 @@ def between(config: Config, user_id: int, source: str, target: str, out_dir: Pat
         "source_prefix": source_env.key_prefix,
         "target_prefix": target_env.key_prefix,
         "patterns": source_env.memory_patterns,
-        "apply": False,
-        "policy": Conflict.FAIL,
         "out_dir": out_dir,
     }
     return CopyRequest(**{**fields, **changes})
 
 
+def side(ctx: Context, role: str, purpose: str) -> redis.Redis:
+    """The source or target Redis (SOURCE_/TARGET_REDIS_URL), its marker not yet read."""
+    return connect(ctx.secret(f"{role.upper()}_REDIS_URL", purpose=purpose), role, timeout=ctx.timeout)
+
+
+def url_label(ctx: Context, variable: str) -> str:
+    return label(ctx.secret(variable))
+
+
+def url_server_id(ctx: Context, variable: str) -> str:
+    return server_id(ctx.secret(variable))
+
+
 def _sides(ctx: Context, request: CopyRequest) -> tuple[redis.Redis, redis.Redis]:
     """Both servers; "the target is the source" is refused before any marker is read."""
-    source = connect(ctx.secret("SOURCE_REDIS_URL", purpose="the Redis to copy from"), "source", timeout=ctx.timeout)
-    target = connect(ctx.secret("TARGET_REDIS_URL", purpose="the Redis to copy to"), "target", timeout=ctx.timeout)
+    source, target = side(ctx, "source", "the Redis to copy from"), side(ctx, "target", "the Redis to copy to")
     refuse_same_server(source, target, request.source_prefix == request.target_prefix)
     if not request.ignore_markers:
+        flag = "--ignore-env-markers"
         check_marker(
             source,
             request.source_prefix.encode(),
             request.source_env.name,
             "source",
-            "--ignore-env-markers",
+            flag,
             legacy=request.legacy_source,
         )
         check_marker(
@@ -83,19 +123,15 @@ def _sides(ctx: Context, request: CopyRequest) -> tuple[redis.Redis, redis.Redis
             request.target_prefix.encode(),
             request.target_env.name,
             "target",
-            "--ignore-env-markers",
+            flag,
             legacy=request.legacy_target,
             unmarked_flag="--unmarked-target",
         )
     return source, target
 
 
-def _space(request: CopyRequest) -> KeySpace:
-    return KeySpace(request.source_prefix.encode(), request.patterns, request.user_id)
-
-
 def _discover(source: redis.Redis, request: CopyRequest) -> list[bytes]:
-    keys = discover(source, _space(request))
+    keys = discover(source, KeySpace(request.source_prefix.encode(), request.patterns, request.user_id))
     if not keys and not uncovered(source, request.source_prefix.encode(), request.user_id, set()):
         raise InputError(
             f"no memory for user {request.user_id} under {request.source_prefix!r} in the source",
@@ -104,15 +140,23 @@ def _discover(source: redis.Redis, request: CopyRequest) -> list[bytes]:
     return keys
 
 
+def _snapshot_header(ctx: Context, request: CopyRequest) -> dict[str, Any]:
+    return {
+        "user_id": request.user_id,
+        "env": request.source_env.name,
+        "prefix": request.source_prefix,
+        "server": url_label(ctx, "SOURCE_REDIS_URL"),
+    }
+
+
 def copy_user(ctx: Context, request: CopyRequest) -> Outcome:
     source, target = _sides(ctx, request)
-    space = _space(request)
-    target_prefix = request.target_prefix.encode()
+    source_prefix, target_prefix = request.source_prefix.encode(), request.target_prefix.encode()
     started = time.perf_counter()
     keys = _discover(source, request)
     discovered = time.perf_counter() - started
     started = time.perf_counter()
-    audit = uncovered(source, space.prefix, request.user_id, set(keys))
+    audit = uncovered(source, source_prefix, request.user_id, set(keys))
     audited = time.perf_counter() - started
     if audit and request.apply and request.uncovered is Uncovered.REFUSE:
         names = ", ".join(k.decode(errors="replace") for k in audit[:5]) + (" …" if len(audit) > 5 else "")
@@ -124,40 +168,16 @@ def copy_user(ctx: Context, request: CopyRequest) -> Outcome:
     if request.uncovered is Uncovered.INCLUDE:
         keys = sorted({*keys, *audit})
     label_ = f"user{request.user_id}-{request.source_env.name}-to-{request.target_env.name}"
-    options = JobOptions(
-        policy=request.policy,
-        apply=request.apply,
-        out_dir=request.out_dir,
-        label=label_,
-        resume_command=request.resume_command,
-        fernet=ctx.snapshot_fernet(),
-        stage=request.stage,
-    )
-    if request.on_event:
-        options = dataclasses.replace(options, on_event=request.on_event)
-    job = MemoryJob(target, lambda key: space.rewrite(key, target_prefix), options)
+    job = MemoryJob(target, lambda key: target_prefix + key[len(source_prefix) :], request.options(ctx, label_))
     writes = request.apply and request.stage is not Stage.PLAN
     # The move record as it is before this copy (a bot's own key by its name refused here, before any
     # write): the backup keeps it, so an undo leaves the target exactly as it was.
     recorded = moved.raw(target, request.target_prefix, request.user_id) if request.apply else None
     read_guards: dict[bytes, str] = {}  # each source key's guard as read (an ALL-stage copy: no second read)
-    records = _guarded(read_records(source, keys, with_dump=True), read_guards)
     outcome = job.run(
-        records,
-        snapshot_header={
-            "user_id": request.user_id,
-            "env": request.source_env.name,
-            "prefix": request.source_prefix,
-            "server": url_label(ctx, "SOURCE_REDIS_URL"),
-        },
-        backup_header={
-            "user_id": request.user_id,
-            "env": request.target_env.name,
-            "prefix": request.target_prefix,
-            "server": url_label(ctx, "TARGET_REDIS_URL"),
-            "server_id": url_server_id(ctx, "TARGET_REDIS_URL"),
-            "moved_before": recorded,
-        },
+        _guarded(read_records(source, keys, with_dump=True), read_guards),
+        snapshot_header=_snapshot_header(ctx, request),
+        backup_header={**request.backup_header(ctx, request.user_id), "moved_before": recorded},
     )
     if writes and outcome.applied:
         _keep_move(ctx, target, request, outcome, read_guards)
@@ -200,22 +220,6 @@ def _keep_move(
         )
 
 
-def source_side(ctx: Context) -> redis.Redis:
-    return connect(ctx.secret("SOURCE_REDIS_URL", purpose="the Redis to snapshot"), "source", timeout=ctx.timeout)
-
-
-def target_side(ctx: Context) -> redis.Redis:
-    return connect(ctx.secret("TARGET_REDIS_URL", purpose="the Redis to restore into"), "target", timeout=ctx.timeout)
-
-
-def url_label(ctx: Context, variable: str) -> str:
-    return label(ctx.secret(variable))
-
-
-def url_server_id(ctx: Context, variable: str) -> str:
-    return server_id(ctx.secret(variable))
-
-
 def export_user(ctx: Context, request: CopyRequest) -> tuple[Path, int]:
     source = open_side(
         ctx,
@@ -228,14 +232,7 @@ def export_user(ctx: Context, request: CopyRequest) -> tuple[Path, int]:
     )
     keys = _discover(source, request)
     path = request.out_dir / f"user{request.user_id}-{request.source_env.name}-export-{stamp()}.jsonl"
-    header = {
-        "kind": "snapshot",
-        "user_id": request.user_id,
-        "env": request.source_env.name,
-        "prefix": request.source_prefix,
-        "server": url_label(ctx, "SOURCE_REDIS_URL"),
-    }
-    with RecordWriter(path, header, ctx.snapshot_fernet()) as writer:
+    with RecordWriter(path, {"kind": "snapshot", **_snapshot_header(ctx, request)}, ctx.snapshot_fernet()) as writer:
         for record in read_records(source, keys, with_dump=True):
             writer.write(record)
     return path, writer.count
@@ -247,34 +244,9 @@ def diff_user(ctx: Context, request: CopyRequest) -> Outcome:
     return copy_user(ctx, request)
 
 
-@dataclass(frozen=True)
-class Writing:
-    """A write into one environment's Redis: where, under which policy, and whether for real."""
-
-    target_env: Environment
-    target_prefix: str
-    policy: Conflict
-    apply: bool
-    out_dir: Path
-    ignore_markers: bool = False
-    resume_command: str = ""
-    stage: Stage = Stage.ALL
-
-    def options(self, ctx: Context, label: str) -> JobOptions:
-        return JobOptions(
-            policy=self.policy,
-            apply=self.apply,
-            out_dir=self.out_dir,
-            label=label,
-            resume_command=self.resume_command,
-            fernet=ctx.snapshot_fernet(),
-            stage=self.stage,
-        )
-
-    def open_target(self, ctx: Context, purpose: str) -> redis.Redis:
-        return open_side(
-            ctx, "target", self.target_env, self.target_prefix, ignore_markers=self.ignore_markers, purpose=purpose
-        )
+def _open_target(ctx: Context, writing: Writing, purpose: str) -> redis.Redis:
+    env, prefix = writing.target_env, writing.target_prefix
+    return open_side(ctx, "target", env, prefix, ignore_markers=writing.ignore_markers, purpose=purpose)
 
 
 def restore_snapshot(ctx: Context, snapshot: Path, writing: Writing) -> Outcome:
@@ -282,25 +254,15 @@ def restore_snapshot(ctx: Context, snapshot: Path, writing: Writing) -> Outcome:
     file = RecordFile(snapshot, ctx.snapshot_fernet())
     file.check()  # a cut-off or corrupt file is refused before anything is written
     source_prefix = str(file.header.get("prefix", "")).encode()
-    target = writing.open_target(ctx, "the Redis to restore into")
+    target = _open_target(ctx, writing, "the Redis to restore into")
     prefix = writing.target_prefix.encode()
     job = MemoryJob(
         target,
         lambda key: prefix + key[len(source_prefix) :] if key.startswith(source_prefix) else key,
         writing.options(ctx, f"restore-{writing.target_env.name}"),
     )
-    return job.run(
-        file.records(),
-        snapshot_header=None,
-        backup_header={
-            "user_id": file.header.get("user_id"),
-            "env": writing.target_env.name,
-            "prefix": writing.target_prefix,
-            "server": url_label(ctx, "TARGET_REDIS_URL"),
-            "server_id": url_server_id(ctx, "TARGET_REDIS_URL"),
-        },
-        snapshot_file=snapshot,
-    )
+    backup_header = writing.backup_header(ctx, file.header.get("user_id"))
+    return job.run(file.records(), snapshot_header=None, backup_header=backup_header, snapshot_file=snapshot)
 
 
 # -- Seed: a profile the user pasted becomes their initial memory, through the same careful job.
@@ -337,16 +299,8 @@ def parse_profile(path: Path) -> tuple[dict[str, str], list[str]]:
 def seed_records(prefix: str, user_id: int, fields: dict[str, str], facts: list[str]) -> list[Record]:
     now = now_ms()
     # No timestamp: seeding the same profile twice is a no-op, like a second copy.
-    profile = sorted({"source": "seed", **fields}.items())
-    records = [
-        Record(
-            f"{prefix}user:{user_id}:profile".encode(),
-            "hash",
-            None,
-            now,
-            [(k.encode(), v.encode()) for k, v in profile],
-        ),
-    ]
+    profile = [(k.encode(), v.encode()) for k, v in sorted({"source": "seed", **fields}.items())]
+    records = [Record(f"{prefix}user:{user_id}:profile".encode(), "hash", None, now, profile)]
     if facts:
         records.append(Record(f"{prefix}memory:{user_id}".encode(), "list", None, now, [f.encode() for f in facts]))
     return records
@@ -355,18 +309,11 @@ def seed_records(prefix: str, user_id: int, fields: dict[str, str], facts: list[
 def seed_user(ctx: Context, user_id: int, profile: Path, writing: Writing) -> Outcome:
     """The pasted profile as ``user_id``'s first memory, written as ``writing`` says."""
     fields, facts = parse_profile(profile)
-    target = writing.open_target(ctx, "the Redis to seed")
+    target = _open_target(ctx, writing, "the Redis to seed")
     job = MemoryJob(target, lambda key: key, writing.options(ctx, f"user{user_id}-seed-{writing.target_env.name}"))
-    target_prefix = writing.target_prefix
-    header = {
-        "user_id": user_id,
-        "env": writing.target_env.name,
-        "prefix": target_prefix,
-        "server": url_label(ctx, "TARGET_REDIS_URL"),
-        "server_id": url_server_id(ctx, "TARGET_REDIS_URL"),
-    }
+    header = writing.backup_header(ctx, user_id)
     return job.run(
-        seed_records(target_prefix, user_id, fields, facts),
+        seed_records(writing.target_prefix, user_id, fields, facts),
         snapshot_header={**header, "seeded_from": profile.name},
         backup_header=header,
     )

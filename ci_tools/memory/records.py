@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import binascii
 import hashlib
-import itertools
 import math
 import time
 from collections.abc import Iterable, Iterator
@@ -22,16 +21,13 @@ import redis
 from ci_tools.errors import RemoteError
 
 TYPES = ("string", "list", "hash", "set", "zset", "stream")
-# Keys a round trip. A Lua call holds the server while it reads them whole: ~5 ms for a bot's
-# small keys, but a batch of huge keys holds it longer (850k elements: 1.4 s, measured), and past
-# Redis's busy-script threshold (5 s) the live bot gets BUSY. One user's memory is a handful of
-# capped keys, so no bound is kept here; a bot with huge keys is the case that would need one.
+# Keys a round trip. A Lua call holds the server while it reads them whole (~5 ms for a bot's small
+# keys; 850k elements took 1.4 s, and past 5 s the live bot gets BUSY): one user's keys are few and capped.
 BATCH = 1000
 
 
-# Server-side Lua for the per-key read: atomic (TTL, DUMP and value describe one moment), and
-# it never writes. KEYS: the keys. ARGV[1]: "1" to include DUMP payloads.
-# Reply per key: {type} for a missing key (or a type not copied), else {type, pttl, value, dump-or-false}.
+# KEYS: the keys. ARGV[1]: "1" to include DUMP payloads. Never writes. Reply per key: {type} for a
+# missing key (or a type not copied), else {type, pttl, value, dump-or-false}.
 READ = """
 local with_dump = ARGV[1] == '1'
 local out = {}
@@ -85,9 +81,6 @@ class Record:
         return len(self.value) if self.value is not None else 0
 
 
-# -- canonical values: what "equal" means per type ---------------------------
-
-
 def _pairs(flat: list[Any]) -> list[tuple[Any, Any]]:
     """Field/value pairs from a flat list, as a Lua reply gives them."""
     return list(zip(flat[0::2], flat[1::2], strict=True))
@@ -106,22 +99,13 @@ def canonical(type_: str, raw: Any) -> Any:
     return raw  # string: bytes; list: list[bytes]
 
 
-# -- reading --------------------------------------------------------------
-
-
-def _ttl(pttl: int) -> int | None:
-    return None if pttl == -1 else pttl
-
-
-def read_records(
-    client: redis.Redis, keys: Iterable[bytes], *, with_dump: bool = False, batch: int = BATCH
-) -> Iterator[Record]:
+def read_records(client: redis.Redis, keys: Iterable[bytes], *, with_dump: bool = False) -> Iterator[Record]:
     """Yield a record per key, in the order given; absent keys too."""
     script = client.register_script(READ)
     pending: list[bytes] = []
     for key in keys:
         pending.append(key)
-        if len(pending) >= batch:
+        if len(pending) >= BATCH:
             yield from _read_batch(client, script, pending, with_dump)
             pending = []
     if pending:
@@ -133,9 +117,7 @@ def read_by_key(client: redis.Redis, keys: list[bytes], *, with_dump: bool = Fal
 
 
 def _read_batch(client: redis.Redis, script: Any, keys: list[bytes], with_dump: bool) -> Iterator[Record]:
-    # Taken before the call: the server read each TTL at some moment after this, so a remaining TTL
-    # counted from here never claims more life than the key had (a batch of big keys takes a while
-    # to read and send: counted from its end, a key already gone at the source was still written).
+    # Taken before the call: a remaining TTL counted from here never claims more life than the key had.
     read_at = now_ms()
     replies = script(keys=keys, args=["1" if with_dump else "0"], client=client)
     for key, reply in zip(keys, replies, strict=True):
@@ -149,10 +131,10 @@ def _read_batch(client: redis.Redis, script: Any, keys: list[bytes], with_dump: 
             )
         else:
             value = canonical(type_, reply[2])
-            yield Record(key, type_, _ttl(reply[1]), read_at, value, reply[3] or None)
+            yield Record(key, type_, None if reply[1] == -1 else reply[1], read_at, value, reply[3] or None)
 
 
-# -- JSON encoding (snapshots and backups are portable JSON lines) ------------
+# -- JSON encoding: snapshots and backups are portable JSON lines.
 
 
 def b64(data: bytes) -> str:
@@ -163,11 +145,6 @@ def from_b64(text: str) -> bytes:
     return binascii.a2b_base64(text)
 
 
-def b64_each(items: Iterable[bytes]) -> list[str]:
-    """Base64 of each item, in C: one join and one split instead of a Python call per item."""
-    return b"".join(map(binascii.b2a_base64, items)).decode("ascii").split("\n")[:-1]
-
-
 def _score(score: float) -> str:
     return repr(float(score)) if math.isfinite(score) else ("inf" if score > 0 else "-inf")
 
@@ -176,12 +153,9 @@ def encode_value(type_: str, value: Any) -> Any:
     if type_ == "string":
         return b64(value)
     if type_ in ("list", "set"):
-        return b64_each(value)
-    if type_ == "hash":
-        flat = b64_each(itertools.chain.from_iterable(value))
-        return list(zip(flat[0::2], flat[1::2], strict=True))
-    if type_ == "zset":
-        return list(zip(b64_each(m for m, _ in value), map(_score, (s for _, s in value)), strict=True))
+        return [b64(v) for v in value]
+    if type_ in ("hash", "zset"):
+        return [(b64(f), b64(v) if type_ == "hash" else _score(v)) for f, v in value]
     if type_ == "stream":
         return [[b64(i), [[b64(f), b64(v)] for f, v in fields]] for i, fields in value]
     return None
@@ -192,19 +166,16 @@ def decode_value(type_: str, data: Any) -> Any:
         return from_b64(data)
     if type_ in ("list", "set"):
         return [from_b64(v) for v in data]
-    if type_ == "hash":
-        return [(from_b64(f), from_b64(v)) for f, v in data]
-    if type_ == "zset":
-        return [(from_b64(m), float(s)) for m, s in data]
+    if type_ in ("hash", "zset"):
+        return [(from_b64(f), from_b64(v) if type_ == "hash" else float(v)) for f, v in data]
     if type_ == "stream":
         return [(from_b64(i), [(from_b64(f), from_b64(v)) for f, v in fields]) for i, fields in data]
     return None
 
 
 def value_digest(record: Record) -> str:
-    """What a key holds, as a digest of its canonical value (not its encoding, not its TTL):
-    the same on any server version, so an undo can tell whether a key still holds what a copy
-    wrote there."""
+    """A digest of a key's canonical value (not its encoding or TTL): the same on any server version,
+    so an undo can tell whether a key still holds what a copy wrote there."""
     encoded = orjson.dumps([record.type, encode_value(record.type, record.value)])
     return hashlib.sha1(encoded, usedforsecurity=False).hexdigest()
 
@@ -212,11 +183,7 @@ def value_digest(record: Record) -> str:
 def to_json(record: Record) -> dict[str, Any]:
     line: dict[str, Any] = {"key": b64(record.key), "type": record.type}
     if record.exists:
-        line |= {
-            "pttl": record.pttl,
-            "read_at": record.read_at,
-            "value": encode_value(record.type, record.value),
-        }
+        line |= {"pttl": record.pttl, "read_at": record.read_at, "value": encode_value(record.type, record.value)}
         if record.dump is not None:
             line["dump"] = b64(record.dump)
     return line
@@ -226,16 +193,8 @@ def from_json(line: dict[str, Any]) -> Record:
     type_ = line["type"]
     if type_ != "none" and type_ not in TYPES:
         raise ValueError(f"unknown type {type_!r}")
-    if "part" in line:  # ci-tools before 2026-12 read keys over 10,000 elements in parts
-        raise ValueError("a key written in parts, which this ci-tools no longer reads")
-    return Record(
-        key=from_b64(line["key"]),
-        type=type_,
-        pttl=line.get("pttl"),
-        read_at=int(line.get("read_at", 0)),
-        value=decode_value(type_, line.get("value")),
-        dump=from_b64(line["dump"]) if line.get("dump") else None,
-    )
+    value, dump = decode_value(type_, line.get("value")), from_b64(line["dump"]) if line.get("dump") else None
+    return Record(from_b64(line["key"]), type_, line.get("pttl"), int(line.get("read_at", 0)), value, dump)
 
 
 # -- What "the same" means for a key: type, value, and TTL within a tolerance.

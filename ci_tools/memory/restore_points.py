@@ -1,19 +1,15 @@
-"""Restore points: a whole environment's memory snapshotted, and put back all users or one.
+"""Restore points: a whole environment's memory snapshotted, and put back for all users or one.
 
-A bad release can be rolled back in a second, but the memory it damaged cannot: Render's
-Key Value persists to disk, and persistence faithfully keeps the damage. So production's
-memory is snapshotted before every release and every night (``memory snapshot``), encrypted,
-and kept as a workflow artifact. ``restore_point`` puts such a snapshot back, for everyone or
-for one user or key pattern, through the same ``MemoryJob`` as the copy: a dry run that shows
-each key's fate, else a backup of what it overwrites first (so a restore is itself undoable),
-TTLs kept, everything read back and compared. Keys written since the snapshot that it does
-not hold are left alone: the user may have said new things since.
+A release rolls back in a second, but the memory it damaged does not: Render's Key Value persists
+the damage. So production's memory is snapshotted (encrypted) before every release and every night,
+and ``restore_point`` puts it back through the same ``MemoryJob`` as the copy: backup first (a
+restore is undoable), TTLs kept, read back and compared. Keys the snapshot does not hold are left
+alone: the user may have said new things since.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,11 +19,10 @@ import redis
 from cryptography.fernet import Fernet
 
 from ci_tools.errors import InputError, VerificationError
-from ci_tools.memory.choices import Conflict, Stage
 from ci_tools.memory.files import RecordFile, RecordWriter
 from ci_tools.memory.job import JobOptions, MemoryJob
-from ci_tools.memory.keys import escape_glob
-from ci_tools.memory.model import Outcome, stamp
+from ci_tools.memory.keys import escape_glob, scan, user_segment
+from ci_tools.memory.model import Conflict, Outcome, Stage, stamp
 from ci_tools.memory.records import Record, read_records
 from ci_tools.memory.servers import check_marker, marker
 from ci_tools.settings import Environment
@@ -48,28 +43,12 @@ class Taken:
 
 
 def unmarked_line(env: Environment, server: str, why: str) -> str:
-    """What a snapshot of a Redis without a marker says, in one line: the marker's proof is missing,
-    and what stands in for it (the restore writes only into the server the snapshot was read from)."""
+    """The ⚠ line of a snapshot without a marker: what stands in for its proof."""
     return (
         f"⚠ {env.name}'s Redis has no {env.key_prefix}meta:env marker ({why}): nothing in it proves "
         f"it is {env.name}'s, so this snapshot records the server it was read from ({server}) and a "
         "restore writes it back into that server only"
     )
-
-
-def environment_keys(client: redis.Redis, prefix: bytes, *, scan_count: int = 10_000) -> list[bytes]:
-    """Every key under ``prefix`` (all of the database for ``""``), sorted."""
-    found: set[bytes] = set()
-    cursor = None
-    while cursor != 0:
-        cursor, page = client.scan(cursor or 0, match=escape_glob(prefix) + b"*", count=scan_count)
-        found.update(k for k in page if isinstance(k, bytes))
-    return sorted(found)
-
-
-def user_segment(user_id: int) -> re.Pattern[bytes]:
-    """A key belongs to a user when the id is a whole ``:``-segment of it (never part of 420)."""
-    return re.compile(rb"(?:^|:)" + str(user_id).encode() + rb"(?::|$)")
 
 
 def take_snapshot(
@@ -88,12 +67,11 @@ def take_snapshot(
 ) -> Taken:
     """Snapshot every key under ``env``'s prefix; over ``max_mb``, only the protected users'.
 
-    A Redis without any marker is snapshotted only when ``writes_no_marker`` says why its bot writes
-    none (a bot at the base level: asked only then, it may look at the live bot); the snapshot then
-    records that (``marker: null``) and ``Taken.unmarked`` is the ⚠ line that says so. A marker
-    naming another environment is refused always: that Redis is provably not this one."""
+    A Redis without a marker is snapshotted only when ``writes_no_marker`` says why its bot writes
+    none (the base level); the snapshot records ``marker: null``. A marker naming another
+    environment is always refused: that Redis is provably not this one."""
     prefix = env.key_prefix.encode()
-    keys = environment_keys(client, prefix)
+    keys = sorted(set(scan(client, escape_glob(prefix) + b"*")))
     found = marker(client, prefix)
     unmarked = ""
     if not ignore_marker and found != env.name and (keys or found is not None):
@@ -149,10 +127,7 @@ def find_snapshot(given: Path) -> Path:
     if given.is_file():
         return given
     if not given.is_dir():
-        raise InputError(
-            f"{given} does not exist",
-            hint="pass the snapshot file or the folder it was downloaded to",
-        )
+        raise InputError(f"{given} does not exist", hint="pass the snapshot file or the folder it was downloaded to")
     found = sorted(p for p in given.rglob("*-memory-*.jsonl"))
     if not found:
         raise InputError(
@@ -228,9 +203,7 @@ def check_restorable(request: RestoreRequest, file: RecordFile) -> None:
 def restore_point(
     request: RestoreRequest, target: redis.Redis, server: str, fernet: Fernet | None, target_id: str = ""
 ) -> Outcome:
-    """Dry run: each selected key's fate. Apply: back up, write (replacing), read back, compare.
-
-    ``fernet`` opens the snapshot and encrypts the backup this restore writes first."""
+    """Dry run: each selected key's fate. Apply: back up, write (replacing), read back, compare."""
     file = RecordFile(request.snapshot, fernet)
     check_restorable(request, file)
     warnings = [] if request.ignore_marker else check_restore_target(request, file, target, server, target_id)
@@ -244,11 +217,7 @@ def restore_point(
         stage=request.stage,
     )
     job = MemoryJob(target, lambda key: key, options)
-    scope = {
-        "user_id": request.user_id,
-        "patterns": list(request.patterns),
-        "from": request.snapshot.name,
-    }
+    scope = {"user_id": request.user_id, "patterns": list(request.patterns), "from": request.snapshot.name}
     outcome = job.run(
         _selected(request, file),
         snapshot_header={**file.header, "kind": "snapshot", "restore": scope},
@@ -267,15 +236,10 @@ def restore_point(
 def check_restore_target(
     request: RestoreRequest, file: RecordFile, target: redis.Redis, server: str, target_id: str
 ) -> list[str]:
-    """The target must be the environment the snapshot is of: its marker says so, or, for a snapshot
-    read from a Redis without one (a base-level bot writes none), it is that very server again.
-
-    The marker proves a URL is the environment it claims. A restore of an unmarked snapshot needs
-    no such proof: it writes back only where the snapshot was read (the URL's user, host, port and
-    database, as the snapshot recorded their digest), so it cannot carry one environment's memory
-    into another. A target marked for another environment is refused, and so is any other server,
-    marked for this environment or not (its marker proves the target, not what the snapshot holds);
-    the same server still without a marker is said in one ⚠ line."""
+    """The target must be the snapshot's environment: its marker says so, or, for a snapshot read
+    from a Redis without one (the base level), it is that very server again (the snapshot recorded
+    its ``server_id``), so it cannot carry one environment's memory into another. Any other server
+    is refused, marked for this environment or not: its marker proves the target, not the snapshot."""
     env, prefix = request.env, request.env.key_prefix.encode()
     header = file.header
     read_unmarked = "marker" in header and header["marker"] is None
@@ -284,9 +248,7 @@ def check_restore_target(
         check_marker(target, prefix, env.name, "target", "--ignore-env-marker")
     if not read_unmarked:
         return []
-    # Nothing proved the Redis the snapshot was read from was env's (the secret may have named
-    # another environment's unmarked Redis): a marker on the target proves the target, not the
-    # snapshot, so only the server it was read from takes it back, marked since (the kit) or not.
+    # Nothing proved the snapshot's Redis was env's: only the server it was read from takes it back.
     read_from = str(header.get("server", "?"))
     if not target_id or header.get("server_id") != target_id:
         name, where = request.snapshot.name, f"{env.key_prefix}meta:env"
@@ -309,9 +271,8 @@ def check_restore_target(
 
 
 def safety_net(env_name: str, commit: str, run_id: str | None) -> str:
-    """What a rollback summary says about memory: where the snapshot from before the release
-    is, and the exact dispatch that restores it. It restores nothing by itself: the user may
-    have told the bot new things since, and only a person can weigh that."""
+    """A rollback summary's memory line: where the snapshot from before the release is, and the
+    dispatch that restores it. Nothing by itself: the user may have said new things since."""
     artifact = f"memory-before-{commit}" if commit else "memory-before-<sha>"
     where = f"run {run_id}" if run_id else "the production run of that release"
     dispatch = (

@@ -1,9 +1,6 @@
-"""The two Redis sides of a memory command: connecting, naming them safely, and their markers.
-
-A side is the source or the target. Its ``<prefix>meta:env`` marker says which
-environment it belongs to; a command refuses a side whose marker names another
-environment, and a source without one unless told it is a legacy bot's Redis.
-"""
+"""The two Redis sides of a memory command (source, target): connecting, naming them safely, and
+their ``<prefix>meta:env`` markers. A side whose marker names another environment is refused, and a
+source without one unless told it is a legacy bot's Redis."""
 
 from __future__ import annotations
 
@@ -19,12 +16,9 @@ from ci_tools.settings import Environment
 
 
 def connect(url: str, role: str, *, timeout: float | None = None) -> redis.Redis:
-    """A client that never decodes (binary values survive) and fails fast when unreachable.
-
-    ``timeout`` (``CI_TOOLS_TIMEOUT``) replaces the defaults: 10 s to connect, 60 s a command."""
+    """A client that never decodes (binary values survive) and fails fast when unreachable: first
+    contact on a short timeout, then ``timeout`` (``CI_TOOLS_TIMEOUT``; default 10 s connect, 60 s a command)."""
     try:
-        # First contact on a short timeout, so a Redis that accepts and never answers is said
-        # to be down in seconds; the work after it may take the long one.
         client = redis.Redis.from_url(
             url,
             decode_responses=False,
@@ -36,8 +30,7 @@ def connect(url: str, role: str, *, timeout: float | None = None) -> redis.Redis
         client.connection_pool.connection_kwargs["socket_timeout"] = timeout or 60
     except ValueError:
         raise ConfigError(
-            f"the {role} Redis URL is malformed",
-            hint="expected redis://[user:password@]host:port[/db]",
+            f"the {role} Redis URL is malformed", hint="expected redis://[user:password@]host:port[/db]"
         ) from None
     except redis.AuthenticationError:
         raise ConfigError(f"the {role} Redis refused the password", hint=f"check {role.upper()}_REDIS_URL") from None
@@ -53,11 +46,9 @@ def label(url: str) -> str:
 
 
 def server_id(url: str) -> str:
-    """Which Key Value a URL reaches, as a digest that names no secret: its user, host, port and
-    database. Render's external URLs share one regional host (``oregon-keyvalue.render.com``) and
-    tell instances apart by the user (``red-…``), so host:port alone would call two of them one.
-    A password alone authenticates as the user ``default`` (Redis's ``AUTH <password>``), so
-    ``redis://:pw@`` and ``redis://default:pw@`` are one Key Value."""
+    """Which Key Value a URL reaches, as a digest that names no secret: user, host, port, database.
+    Render's Key Values share one regional host and differ by the user (``red-…``); a password alone
+    is the user ``default``, so ``redis://:pw@`` and ``redis://default:pw@`` are one Key Value."""
     kwargs = redis.connection.parse_url(url)  # type: ignore[no-untyped-call]
     user = "" if kwargs.get("username") in (None, "default") else kwargs["username"]  # no user's digest as before
     seen = f"{user}@{kwargs.get('host', '')}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
@@ -95,12 +86,8 @@ def check_marker(
     legacy: bool = False,
     unmarked_flag: str = "",
 ) -> None:
-    """The side's ``<prefix>meta:env`` must name its environment.
-
-    A legacy source — a bot that never wrote a marker — is accepted only when told
-    (``--legacy-source``), and only when there is no marker at all: one that names
-    another environment is refused still.
-    """
+    """The side's marker must name its environment; a legacy source (``--legacy-source``) or an
+    unmarked target (``unmarked_flag``) may have none, but never one naming another environment."""
     found = marker(client, prefix)
     if found is None and role == "source" and not legacy:
         raise VerificationError(
@@ -115,7 +102,6 @@ def check_marker(
         what = "is not set" if found is None else f"says {found!r}"
         check = f"check {role.upper()}_REDIS_URL points at the {env_name} Redis (its bot writes the marker at start)"
         if found is None and unmarked_flag:
-            # The owner's named choice for a bot that writes none: narrower than ignoring every marker.
             hint = f"if its bot writes no marker (the base level), pass {unmarked_flag}; else {check}"
         else:
             hint = f"{check}, or pass {flag} if you are sure"
@@ -129,14 +115,7 @@ def role_flag(role: str) -> str:
 
 
 def open_side(
-    ctx: Context,
-    role: str,
-    env: Environment,
-    prefix: str,
-    *,
-    ignore_markers: bool,
-    purpose: str,
-    legacy: bool = False,
+    ctx: Context, role: str, env: Environment, prefix: str, *, ignore_markers: bool, purpose: str, legacy: bool = False
 ) -> redis.Redis:
     """Connect to the source or target Redis (from SOURCE_/TARGET_REDIS_URL) and check its marker."""
     client = connect(ctx.secret(f"{role.upper()}_REDIS_URL", purpose=purpose), role, timeout=ctx.timeout)

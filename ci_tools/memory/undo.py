@@ -23,10 +23,9 @@ def undo_backup(
 ) -> tuple[Path | None, int, list[bytes]]:
     """Put every key of a backup back as it was (absent keys deleted), after backing up the present.
 
-    Only a key that still holds what the write put there is put back, and only if it is still
-    so at the moment of writing (the guard): a key the user changed since is left alone and
-    returned, so an undo never deletes or overwrites what was said after the write. Without
-    ``apply``, a dry run: the file and the server are checked, nothing is written.
+    Only a key that still holds what the write put there is put back, and only if still so when
+    written (the guard): a key the user changed since is left alone and returned, so an undo never
+    overwrites what was said after the write. Without ``apply``, the file and server are only checked.
     """
     fernet = ctx.snapshot_fernet()
     file = RecordFile(backup, fernet)
@@ -37,8 +36,7 @@ def undo_backup(
         )
     count = file.check()
     url = ctx.secret("TARGET_REDIS_URL", purpose="the Redis to undo on")
-    # host:port/db, and (backups since the base level) the digest that tells apart the Key Values
-    # behind one regional host by the URL's user: an undo writes only where the write was.
+    # host:port/db, and (since the base level) server_id, which tells one host's Key Values apart.
     recorded = file.header.get("server_id")
     other_user = bool(recorded) and recorded != server_id(url)
     if not allow_other_server and (file.header.get("server") != label(url) or other_user):
@@ -88,10 +86,7 @@ def undo_backup(
 
 
 def _put_back(
-    writer: Writer,
-    records: Iterator[Record],
-    present: dict[bytes, tuple[Record, str]],
-    after: dict[bytes, str],
+    writer: Writer, records: Iterator[Record], present: dict[bytes, tuple[Record, str]], after: dict[bytes, str]
 ) -> list[bytes]:
     """Write the backup's records over keys that still hold what the write left; the rest stay."""
     batch: list[tuple[bytes, Record, str]] = []
@@ -106,14 +101,9 @@ def _put_back(
                 deletes.append((record.key, guard))
         else:
             batch.append((record.key, record, guard))
-        if len(batch) >= BATCH:
-            writer.write_batch(batch)
-            batch = []
-        if len(deletes) >= BATCH:
-            writer.delete(deletes)
-            deletes = []
-    writer.write_batch(batch)
-    writer.delete(deletes)
+    for start in range(0, max(len(batch), len(deletes)), BATCH):  # `present` holds them all already
+        writer.write_batch(batch[start : start + BATCH])
+        writer.delete(deletes[start : start + BATCH])
     # A backed-up key whose TTL ran out since would be gone by now anyway.
     writer.delete([(key, present[key][1]) for key in writer.result.expired])
     return left
@@ -132,19 +122,16 @@ def _changed_since_write(backed_up: Record, current: Record, wrote: str | None) 
 
 def _verify_exact(target: redis.Redis, records: Iterator[Record], left: set[bytes]) -> list[str]:
     mismatches = []
-    expected_small: list[Record] = []
-    for record in records:
-        if record.key not in left:
-            expected_small.append(record)
-    for start in range(0, len(expected_small), BATCH):
-        chunk = expected_small[start : start + BATCH]
+    expected_all = [record for record in records if record.key not in left]
+    for start in range(0, len(expected_all), BATCH):
+        chunk = expected_all[start : start + BATCH]
         found = read_by_key(target, [r.key for r in chunk])
         for expected in chunk:
-            actual = found[expected.key]
-            remaining = expected.remaining_ms()
+            actual, remaining = found[expected.key], expected.remaining_ms()
             if not expected.exists or (remaining is not None and remaining <= 0):
-                if actual.exists:
-                    mismatches.append(f"{expected.key.decode(errors='replace')} (should be absent)")
-            elif reason := difference(expected, actual):
+                reason = "should be absent" if actual.exists else None
+            else:
+                reason = difference(expected, actual)
+            if reason:
                 mismatches.append(f"{expected.key.decode(errors='replace')} ({reason})")
     return mismatches

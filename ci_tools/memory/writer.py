@@ -1,20 +1,14 @@
 """The one way anything is written to a target: compare-and-set against the backup.
 
-Every key a write touches was backed up first, and its guard recorded: the SHA-1 of its
-DUMP payload then, or '' when it was absent (``fingerprint``). Each write is one
-server-side script that checks, atomically, that the key still holds exactly that, and
-only then writes. A key that changed since its backup (the bot appended to the history
-meanwhile) is left alone and reported as ``changed``: it holds what the user said after
-the backup, and no file has that.
+Every key a write touches was backed up first, with its guard: the SHA-1 of its DUMP payload then,
+or '' when absent (``fingerprint``). Each write is one server-side script that checks atomically that
+the key still holds exactly that, and only then writes. A key that changed since (the bot appended
+meanwhile) is left alone and reported as ``changed``: it holds what the user said after the backup.
 
-Three shapes of write share the guard:
-
-- **RESTORE** of a DUMP payload with its TTL (the fast path), one script a batch;
-- **built aside, then renamed**: a value the target cannot RESTORE (another server's DUMP
-  version) is written type by type under a temporary name; the script renames it over the
-  target key only if the target is unchanged, else drops it. A crash mid-build never leaves
-  a half-written key that a re-run would mistake for the user's data;
-- **delete** of a key that was absent (an undo), guarded the same way.
+Three writes share the guard: RESTORE of a DUMP payload with its TTL; for a target that refuses the
+payload (another server's DUMP version: Valkey 9 → Redis 7), the value built type by type under a
+temporary name and renamed over the key only if unchanged (a crash mid-build never leaves a
+half-written key); and delete of a key that was absent (an undo).
 """
 
 from __future__ import annotations
@@ -28,10 +22,7 @@ import redis
 from ci_tools.errors import RemoteError
 from ci_tools.memory.records import Record, now_ms, read_records
 
-# The guard every write to a target passes: the key still holds what its backup recorded.
-# A guard is the SHA-1 of the key's DUMP payload when backed up, or '' when it was absent
-# (ci_tools.memory.writer.fingerprint computes the same in Python). A key that changed since
-# is left alone: it holds what the user said meanwhile, which no backup has.
+# The guard every write passes, put before each script below (``fingerprint`` computes the same in Python).
 UNCHANGED = """
 local function unchanged(key, guard)
   local dump = redis.call('DUMP', key)
@@ -44,19 +35,13 @@ end
 # Reply per key: 'changed' when the guard failed (nothing written); the error text when
 # RESTORE refused (payload version …); else {1, same, pttl}, where same is 1 when the key's
 # DUMP now equals the payload (0: another encoding, compare values instead).
-RESTORE = (
-    UNCHANGED
-    + """
+RESTORE = """
 local out = {}
 for i, key in ipairs(KEYS) do
   local guard, ttl, payload = ARGV[3 * i - 2], ARGV[3 * i - 1], ARGV[3 * i]
-  if not unchanged(key, guard) then
-    out[i] = 'changed'
-  else
+  if not unchanged(key, guard) then out[i] = 'changed' else
     local reply = redis.pcall('RESTORE', key, ttl, payload, 'REPLACE')
-    if type(reply) == 'table' and reply.err then
-      out[i] = reply.err
-    else
+    if type(reply) == 'table' and reply.err then out[i] = reply.err else
       local same = 0
       if redis.call('DUMP', key) == payload then same = 1 end
       out[i] = {1, same, redis.call('PTTL', key)}
@@ -65,45 +50,27 @@ for i, key in ipairs(KEYS) do
 end
 return out
 """
-)
 
-# KEYS: pairs of (temporary key, target key). ARGV: each target's guard.
-# A value built under a temporary name (type by type, or part by part) takes the target's
-# place only if the target is unchanged; else the temporary key is dropped. Reply per pair: 1 | 0.
-RENAME = (
-    UNCHANGED
-    + """
+# KEYS: pairs of (temporary key, target key). ARGV: each target's guard. The temporary key takes the
+# target's place only if the target is unchanged, else is dropped. Reply per pair: 1 | 0.
+RENAME = """
 local out = {}
 for i = 1, #ARGV do
   local temp, key = KEYS[2 * i - 1], KEYS[2 * i]
-  if unchanged(key, ARGV[i]) then
-    redis.call('RENAME', temp, key)
-    out[i] = 1
-  else
-    redis.call('DEL', temp)
-    out[i] = 0
-  end
+  if unchanged(key, ARGV[i]) then redis.call('RENAME', temp, key); out[i] = 1
+  else redis.call('DEL', temp); out[i] = 0 end
 end
 return out
 """
-)
 
 # KEYS: keys to delete (an undo of a key that was absent). ARGV: their guards. Reply: 1 | 0.
-DELETE = (
-    UNCHANGED
-    + """
+DELETE = """
 local out = {}
 for i, key in ipairs(KEYS) do
-  if unchanged(key, ARGV[i]) then
-    redis.call('DEL', key)
-    out[i] = 1
-  else
-    out[i] = 0
-  end
+  if unchanged(key, ARGV[i]) then redis.call('DEL', key); out[i] = 1 else out[i] = 0 end
 end
 return out
 """
-)
 
 # KEYS: keys. Reply per key: its guard now (see UNCHANGED): only the digest crosses the wire.
 FINGERPRINT = """
@@ -158,8 +125,7 @@ def typed_write(pipe: Any, key: bytes, record: Record) -> None:
             # Flat pairs, not a dict: an entry may repeat a field name (XADD takes any pairs).
             pipe.execute_command("XADD", key, entry_id, *(part for pair in fields for part in pair))
         if not value:
-            # A stream can exist with no entries (XDEL or XTRIM took them all; XGROUP … MKSTREAM):
-            # made so, or the rename over the target finds no temporary key and the script fails.
+            # A stream may exist with no entries (XDEL, XTRIM, MKSTREAM): made so, or the rename fails.
             pipe.execute_command("XADD", key, "0-1", "", "")
             pipe.execute_command("XDEL", key, "0-1")
 
@@ -184,11 +150,10 @@ class Writer:
         self.client = client
         self.restore_ok: bool | None = None
         self.result = WriteResult()
-        self._restore = client.register_script(RESTORE)
-        self._rename = client.register_script(RENAME)
-        self._delete = client.register_script(DELETE)
+        self._restore = client.register_script(UNCHANGED + RESTORE)
+        self._rename = client.register_script(UNCHANGED + RENAME)
+        self._delete = client.register_script(UNCHANGED + DELETE)
 
-    # -- small keys ----------------------------------------------------------
     def write_batch(self, items: list[Item]) -> None:
         live: list[tuple[bytes, Record, str, int]] = []
         at = now_ms()
@@ -249,7 +214,6 @@ class Writer:
         for (key, _), renamed in zip(targets, replies, strict=True):
             (self.result.written if renamed == 1 else self.result.changed).append(key)
 
-    # -- an undo of a key that was absent ---------------------------------------
     def delete(self, targets: list[tuple[bytes, str]]) -> None:
         if not targets:
             return

@@ -33,10 +33,9 @@ from ci_tools.clients.telegram import BotInfo, TelegramError
 from ci_tools.context import Context
 from ci_tools.errors import ConfigError, InputError, RemoteError
 from ci_tools.memory import moved, ops, undo
-from ci_tools.memory.choices import Conflict, Stage, Uncovered
 from ci_tools.memory.files import RecordFile
 from ci_tools.memory.keys import KIT_ARRIVAL
-from ci_tools.memory.model import CONNECTION_ERRORS, Outcome
+from ci_tools.memory.model import CONNECTION_ERRORS, Conflict, Outcome, Stage, Uncovered
 from ci_tools.memory.servers import connect, identity, server_id
 from ci_tools.needs import Secrets
 from ci_tools.pipeline import send_back_record as record

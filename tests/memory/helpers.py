@@ -6,7 +6,7 @@ from pathlib import Path
 
 import redis
 
-from ci_tools.memory.choices import Conflict, Uncovered
+from ci_tools.memory.model import Conflict, Uncovered
 from ci_tools.memory.ops import CopyRequest
 from ci_tools.settings import load_config
 

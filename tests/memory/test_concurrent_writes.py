@@ -18,7 +18,7 @@ import redis
 from cryptography.fernet import Fernet
 
 from ci_tools.__main__ import main
-from ci_tools.memory import applying
+from ci_tools.memory import job
 from ci_tools.memory.ops import copy_user
 from tests.memory.helpers import USER, request, seed_all_types, seed_user
 from tests.support import context
@@ -55,14 +55,14 @@ class Bot(threading.Thread):
 def bot_writing(url: str, monkeypatch: pytest.MonkeyPatch, *, throughout: bool = True) -> Iterator[Bot]:
     """The bot writes certainly between the backup and the first write, and throughout if asked."""
     bot = Bot(url)
-    original = applying.Applier.run
+    original = job.Applier.run
 
     def run_after_the_user_spoke(self, records, plan):  # type: ignore[no-untyped-def]
         bot.say()
         time.sleep(0.01)
         return original(self, records, plan)
 
-    monkeypatch.setattr(applying.Applier, "run", run_after_the_user_spoke)
+    monkeypatch.setattr(job.Applier, "run", run_after_the_user_spoke)
     if throughout:
         bot.start()
     try:

@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from ci_tools.__main__ import main
-from ci_tools.memory.choices import Action
+from ci_tools.memory.model import Action
 from ci_tools.memory.ops import copy_user
 from ci_tools.memory.records import BATCH, difference, read_by_key
 from ci_tools.memory.undo import undo_backup

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ci_tools.__main__ import main
-from ci_tools.memory.applying import Verifier
+from ci_tools.memory.job import Verifier
 from ci_tools.memory.records import Record, now_ms
 from ci_tools.memory.writer import Writer
 

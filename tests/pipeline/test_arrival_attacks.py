@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from ci_tools.__main__ import main
-from ci_tools.memory.choices import Conflict
+from ci_tools.memory.model import Conflict
 from ci_tools.memory.ops import between, copy_user
 from sandbox.world import World
 from tests.pipeline.test_move_window import USER, arrived, finish, finish_refused, keys, moved, talk

@@ -271,7 +271,7 @@ def test_after_moving_forward_again_as_the_refusal_says_a_later_send_back_is_not
     After step 6 production holds everything the old bot heard; if the new bot fails them again, a
     send-back loses nothing of the old bot's — yet the record still names the first send-back's keys,
     so every later send-back is refused as if they had told the old bot more."""
-    from ci_tools.memory.choices import Conflict
+    from ci_tools.memory.model import Conflict
     from ci_tools.memory.ops import between, copy_user
     from tests.support import context
 
@@ -312,7 +312,7 @@ def test_the_move_record_names_the_old_bots_keys_and_server_never_a_value_or_pas
 def test_a_two_stage_move_records_what_its_plan_read(moved, tmp_path):
     """migrate-memory writes in two steps (the backup uploaded between): the write step reads nothing
     from the source, so the record comes from the plan's snapshot — and names what was written."""
-    from ci_tools.memory.choices import Conflict, Stage
+    from ci_tools.memory.model import Conflict, Stage
 
     world = moved
     prod = world.redis["production"].client()
@@ -328,7 +328,7 @@ def test_an_undone_move_takes_its_record_back_so_the_send_back_refuses_until_tol
     """Step 6 run again over what the user told the old bot, then undone: production no longer holds
     it, so the record of that copy must not let a send-back overwrite it without a word; production's
     keys and the record are as before that copy."""
-    from ci_tools.memory.choices import Conflict
+    from ci_tools.memory.model import Conflict
     from ci_tools.memory.undo import undo_backup
 
     world = moved
