@@ -215,7 +215,7 @@ def refuse_over_what_they_said(
     if found is None or not found.keys:
         return None
     names = ", ".join(k.decode(errors="replace") for k in found.keys[:3]) + (" …" if len(found.keys) > 3 else "")
-    when = f"{datetime.fromtimestamp(found.at, UTC):%Y-%m-%d %H:%M} UTC" if found.at else "an unknown time"
+    when = _when(found.at)
     line = f"user {user_id} told @{old.bot.username} more since {found.by} of {when} ({names} changed there)"
     if replace:
         return f"⚠ {line}: replaced as asked (--old-bot-changes replace); this run's backup keeps it for the undo"
@@ -228,6 +228,14 @@ def refuse_over_what_they_said(
     )
 
 
+def _when(at: int) -> str:
+    """A record's time as the refusal says it; a time no clock can show (a corrupted record) as unknown."""
+    try:
+        return f"{datetime.fromtimestamp(at, UTC):%Y-%m-%d %H:%M} UTC" if at > 0 else "an unknown time"
+    except (ValueError, OverflowError, OSError):
+        return "an unknown time"
+
+
 def _move_record(ctx: Context, new: Environment, user_id: int) -> moved.Moved | None:
     """Production's record of the move's copy (``memory/moved.py``), when it read the old bot's Redis
     as this run reaches it (a copy from any other server says nothing about the old bot's keys)."""
@@ -238,9 +246,11 @@ def _move_record(ctx: Context, new: Environment, user_id: int) -> moved.Moved | 
         raise RemoteError(f"production's Redis stopped answering ({type(exc).__name__})") from None
     finally:
         client.close()
-    if found is None or found.source != server_id(ctx.secret(OLD_REDIS, purpose="the old bot's Redis")):
+    if found is None or (
+        found.readable and found.source != server_id(ctx.secret(OLD_REDIS, purpose="the old bot's Redis"))
+    ):
         return None
-    return found
+    return found  # an unreadable one too: it vouches for no key, so every key of the old bot counts as said
 
 
 def keep_record(ctx: Context, prefix: str, patterns: tuple[str, ...], user_id: int, not_ours: list[bytes]) -> None:

@@ -58,7 +58,7 @@ def read(client: redis.Redis, prefix: str, user_id: int) -> Record | None:
         data = json.loads(raw)
         guards = {key.encode("utf-8", "surrogateescape"): str(guard) for key, guard in data["guards"].items()}
         return Record(int(data["at"]), guards)
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError):  # OverflowError: "at": Infinity
         return Record(0, {})  # unreadable: nothing is known to be the pipeline's, so every key counts as said
 
 
