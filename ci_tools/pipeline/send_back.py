@@ -24,6 +24,7 @@ that record true.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -184,6 +185,8 @@ def send_back(ctx: Context, request: SendBack) -> SentBack:
         stage=request.stage,
     )
     replacing = refuse_over_what_they_said(ctx, old, new, copy.patterns, request.user_id, replace=request.replace)
+    if not request.replace:
+        copy = dataclasses.replace(copy, on_event=_checked_again(ctx, old, new, copy, request.user_id))
     outcome = ops.copy_user(memory_context(ctx), copy)
     outcome.warnings[:0] = [replacing] if replacing else []
     result = SentBack(old, outcome)
@@ -226,6 +229,23 @@ def refuse_over_what_they_said(
         "runbook steps 6 (on_conflict replace) and 7; to send them back anyway, the same send-back with "
         "--old-bot-changes replace (the workflow's old_bot_changes input): its backup keeps what it replaces",
     )
+
+
+def _checked_again(
+    ctx: Context, old: OldBot, new: Environment, copy: ops.CopyRequest, user_id: int
+) -> Callable[[str, int], None]:
+    """The same check once more when the copy has read its backup, before its first write: a message
+    to the old bot between the first check and that read would be in the backup, and the
+    compare-and-set (which guards only against changes after the backup) would overwrite it."""
+    earlier = copy.on_event
+
+    def on_event(event: str, n: int) -> None:
+        if event == "planned":
+            refuse_over_what_they_said(ctx, old, new, copy.patterns, user_id, replace=False)
+        if earlier is not None:
+            earlier(event, n)
+
+    return on_event
 
 
 def _when(at: int) -> str:
