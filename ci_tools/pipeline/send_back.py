@@ -188,10 +188,11 @@ def send_back(ctx: Context, request: SendBack) -> SentBack:
     if not request.replace:
         copy = dataclasses.replace(copy, on_event=_checked_again(ctx, old, new, copy, request.user_id))
     outcome = ops.copy_user(memory_context(ctx), copy)
-    outcome.warnings[:0] = [replacing] if replacing else []
+    outcome.warnings[:0] = [replacing[0]] if replacing else []
     result = SentBack(old, outcome)
     if outcome.applied and request.stage is not Stage.PLAN:
-        keep_record(ctx, old.prefix, copy.patterns, request.user_id, outcome.changed)
+        replaced = replacing[1] if replacing else None
+        keep_record(ctx, old.prefix, copy.patterns, request.user_id, outcome.changed, replaced=replaced)
     if outcome.applied and request.stage is not Stage.PLAN and not outcome.written and not outcome.changed:
         # A rerun (a double dispatch, a re-run of the green run) finds the old bot's keys equal to
         # production's: the user was told when they were written, and gets no second message.
@@ -203,10 +204,11 @@ def send_back(ctx: Context, request: SendBack) -> SentBack:
 
 def refuse_over_what_they_said(
     ctx: Context, old: OldBot, new: Environment, patterns: tuple[str, ...], user_id: int, *, replace: bool
-) -> str | None:
+) -> tuple[str, dict[bytes, str]] | None:
     """What the user told the old bot since the pipeline last knew its keys (the move's copy, or an
     earlier send-back) would be overwritten: refused before anything is read for writing, unless the
-    owner chose to (``replace``; the backup keeps it, and undo puts it back): then the ⚠ line to show."""
+    owner chose to (``replace``; the backup keeps it, and undo puts it back): then the ⚠ line to show
+    and the replaced keys by their guards (the record keeps them, so an undo leaves them said)."""
     move = _move_record(ctx, new, user_id)
     client = connect(ctx.secret(OLD_REDIS, purpose="the old bot's Redis"), "old bot's", timeout=ctx.timeout)
     try:
@@ -221,7 +223,8 @@ def refuse_over_what_they_said(
     when = _when(found.at)
     line = f"user {user_id} told @{old.bot.username} more since {found.by} of {when} ({names} changed there)"
     if replace:
-        return f"⚠ {line}: replaced as asked (--old-bot-changes replace); this run's backup keeps it for the undo"
+        told = f"⚠ {line}: replaced as asked (--old-bot-changes replace); this run's backup keeps it for the undo"
+        return told, found.guards
     which = "a second send-back" if found.by == "the send-back" else "a send-back"
     raise InputError(
         f"{line}: {which} would overwrite it",
@@ -273,11 +276,20 @@ def _move_record(ctx: Context, new: Environment, user_id: int) -> moved.Moved | 
     return found  # an unreadable one too: it vouches for no key, so every key of the old bot counts as said
 
 
-def keep_record(ctx: Context, prefix: str, patterns: tuple[str, ...], user_id: int, not_ours: list[bytes]) -> None:
+def keep_record(
+    ctx: Context,
+    prefix: str,
+    patterns: tuple[str, ...],
+    user_id: int,
+    not_ours: list[bytes],
+    *,
+    replaced: dict[bytes, str] | None = None,
+    undoing: bool = False,
+) -> None:
     """After a write or an undo: the old bot's keys as the pipeline left them (see send_back_record)."""
     client = connect(ctx.secret(OLD_REDIS, purpose="the old bot's Redis"), "old bot's", timeout=ctx.timeout)
     try:
-        record.keep(client, prefix, patterns, user_id, not_ours=tuple(not_ours))
+        record.keep(client, prefix, patterns, user_id, not_ours=tuple(not_ours), replaced=replaced, undoing=undoing)
     except CONNECTION_ERRORS as exc:
         raise RemoteError(
             f"the old bot's Redis stopped answering while the send-back was recorded ({type(exc).__name__})",
@@ -343,7 +355,7 @@ def undo_send_back(ctx: Context, backup: Path, out_dir: Path, *, apply: bool) ->
         header = RecordFile(found, ctx.snapshot_fernet()).header
         user_id, prefix = header.get("user_id"), header.get("prefix")
         if isinstance(user_id, int) and isinstance(prefix, str):
-            keep_record(ctx, prefix, carried(new_env(ctx)), user_id, done[2])
+            keep_record(ctx, prefix, carried(new_env(ctx)), user_id, done[2], undoing=True)
     return done
 
 

@@ -283,22 +283,22 @@ def test_a_user_writing_to_the_old_bot_between_the_check_and_the_backup_is_not_o
 # -- replace, then undo, then a send-back without the choice ---------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="undo_send_back records the restored keys as the pipeline's (send_back_record.keep), so what the "
-    "user told the old bot after the move, replaced by choice and brought back by the undo, is overwritten "
-    "by the next send-back without --old-bot-changes replace",
-)
 def test_after_a_replacing_send_back_is_undone_a_plain_send_back_refuses_again(moved, capsys, tmp_path):
+    """Broke: the undo recorded the keys it put back as the pipeline's, so what the user told the old
+    bot after the move — replaced by the owner's choice, then brought back by the undo — was
+    overwritten by the next send-back without the choice. The record now keeps what a replacing
+    send-back replaced, and an undo that brings it back leaves it said."""
     world = moved
     told_old_bot(world)
     out = tmp_path / "replaced"
     assert send_back(out, "--old-bot-changes", "replace") == 0
     assert main(["send-back", "--undo", str(out), "--apply", "--out", str(tmp_path / "undo")]) == 0
     assert old_bot_knows_leeds(world)
-    code = send_back(tmp_path / "plain")
     capsys.readouterr()
-    assert code == 2 and old_bot_knows_leeds(world)
+    assert send_back(tmp_path / "plain") == 2
+    assert f"memory:{USER}" in capsys.readouterr().err and old_bot_knows_leeds(world)
+    assert send_back(tmp_path / "again", "--old-bot-changes", "replace") == 0  # the choice, named again
+    assert not old_bot_knows_leeds(world)
 
 
 # -- the CLI's memory copy keeps the record; no secret in output ------------------------------------
