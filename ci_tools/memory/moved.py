@@ -16,6 +16,8 @@ backup keeps the field as it was (``moved_before``) and an undo puts that back w
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import time
 from dataclasses import dataclass
@@ -34,6 +36,7 @@ class Moved:
     at: int
     source: str
     guards: dict[bytes, str]
+    readable: bool = True  # False: the field is there but cannot be read (it vouches for no key, of any server)
 
 
 def record_key(client: redis.Redis, prefix: str, name: str = RECORD) -> bytes:
@@ -62,8 +65,9 @@ def keep(client: redis.Redis, prefix: str, user_id: int, source: str, guards: di
 
 
 def read(client: redis.Redis, prefix: str, user_id: int) -> Moved | None:
-    """The user's move record; None when there is none, or it cannot be read (then nothing is known
-    to have moved, and every key the old bot holds counts as said)."""
+    """The user's move record; None when there is none. One that cannot be read (corrupted, another
+    shape) is no record of the move: it vouches for no key, so every key the old bot holds counts as
+    said, never read as an absent record (which a move from before the record would leave)."""
     raw = client.hget(record_key(client, prefix), str(user_id))
     if raw is None:
         return None
@@ -71,20 +75,32 @@ def read(client: redis.Redis, prefix: str, user_id: int) -> Moved | None:
         data = json.loads(raw)
         guards = {key.encode("utf-8", "surrogateescape"): str(guard) for key, guard in data["guards"].items()}
         return Moved(int(data["at"]), str(data["source"]), guards)
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return None
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError):  # OverflowError: "at": Infinity
+        return Moved(0, "", {}, readable=False)
 
 
-def raw(client: redis.Redis, prefix: str, user_id: int) -> str | None:
-    """The user's field as it is (None: absent), for a copy's backup to keep before it writes."""
+def raw(client: redis.Redis, prefix: str, user_id: int) -> str | dict[str, str] | None:
+    """The user's field as it is (None: absent), for a copy's backup to keep before it writes; bytes
+    that are no UTF-8 (a corrupted field) as ``{"base64": …}``, so the undo writes them back exactly."""
     found = client.hget(record_key(client, prefix), str(user_id))
-    return found.decode("utf-8", "replace") if isinstance(found, bytes) else found
+    if not isinstance(found, bytes):
+        return found
+    try:
+        return found.decode()
+    except UnicodeDecodeError:
+        return {"base64": base64.b64encode(found).decode()}
 
 
-def put_back(client: redis.Redis, prefix: str, user_id: int, before: str | None) -> None:
-    """An undo of a copy: the user's field as the copy's backup found it (absent: removed)."""
+def put_back(client: redis.Redis, prefix: str, user_id: int, before: object) -> None:
+    """An undo of a copy: the user's field as the copy's backup found it (``raw``; absent: removed).
+    A value ``raw`` never returns (a backup edited by hand) leaves the field as it is."""
     key = record_key(client, prefix)
     if before is None:
         client.hdel(key, str(user_id))
-    else:
+    elif isinstance(before, str):
         client.hset(key, str(user_id), before)
+    elif isinstance(before, dict) and isinstance(before.get("base64"), str):
+        try:
+            client.hset(key, str(user_id), base64.b64decode(before["base64"], validate=True))
+        except binascii.Error:
+            return

@@ -78,10 +78,9 @@ def undo_backup(
             f"{len(mismatches)} key(s) differ from the backup after undo: {', '.join(mismatches[:5])}",
             hint=f"the state before this undo is in {path}",
         )
-    before = file.header.get("moved_before")
-    if "moved_before" in file.header and isinstance(file.header.get("user_id"), int) and isinstance(before, str | None):
+    if "moved_before" in file.header and isinstance(file.header.get("user_id"), int):
         with contextlib.suppress(*CONNECTION_ERRORS):  # the keys are back and verified; the record follows them
-            moved.put_back(target, prefix, file.header["user_id"], before)
+            moved.put_back(target, prefix, file.header["user_id"], file.header["moved_before"])
     return path, count, [*left, *writer_.result.changed]
 
 

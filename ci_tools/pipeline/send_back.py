@@ -24,6 +24,7 @@ that record true.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -183,11 +184,14 @@ def send_back(ctx: Context, request: SendBack) -> SentBack:
         stage=request.stage,
     )
     replacing = refuse_over_what_they_said(ctx, old, new, copy.patterns, request.user_id, replace=request.replace)
+    if not request.replace:
+        copy = dataclasses.replace(copy, on_event=_checked_again(ctx, old, new, copy, request.user_id))
     outcome = ops.copy_user(memory_context(ctx), copy)
-    outcome.warnings[:0] = [replacing] if replacing else []
+    outcome.warnings[:0] = [replacing[0]] if replacing else []
     result = SentBack(old, outcome)
     if outcome.applied and request.stage is not Stage.PLAN:
-        keep_record(ctx, old.prefix, copy.patterns, request.user_id, outcome.changed)
+        replaced = replacing[1] if replacing else None
+        keep_record(ctx, old.prefix, copy.patterns, request.user_id, outcome.changed, replaced=replaced)
     if outcome.applied and request.stage is not Stage.PLAN and not outcome.written and not outcome.changed:
         # A rerun (a double dispatch, a re-run of the green run) finds the old bot's keys equal to
         # production's: the user was told when they were written, and gets no second message.
@@ -199,10 +203,11 @@ def send_back(ctx: Context, request: SendBack) -> SentBack:
 
 def refuse_over_what_they_said(
     ctx: Context, old: OldBot, new: Environment, patterns: tuple[str, ...], user_id: int, *, replace: bool
-) -> str | None:
+) -> tuple[str, dict[bytes, str]] | None:
     """What the user told the old bot since the pipeline last knew its keys (the move's copy, or an
     earlier send-back) would be overwritten: refused before anything is read for writing, unless the
-    owner chose to (``replace``; the backup keeps it, and undo puts it back): then the ⚠ line to show."""
+    owner chose to (``replace``; the backup keeps it, and undo puts it back): then the ⚠ line to show
+    and the replaced keys by their guards (the record keeps them, so an undo leaves them said)."""
     move = _move_record(ctx, new, user_id)
     client = connect(ctx.secret(OLD_REDIS, purpose="the old bot's Redis"), "old bot's", timeout=ctx.timeout)
     try:
@@ -214,10 +219,11 @@ def refuse_over_what_they_said(
     if found is None or not found.keys:
         return None
     names = ", ".join(k.decode(errors="replace") for k in found.keys[:3]) + (" …" if len(found.keys) > 3 else "")
-    when = f"{datetime.fromtimestamp(found.at, UTC):%Y-%m-%d %H:%M} UTC" if found.at else "an unknown time"
+    when = _when(found.at)
     line = f"user {user_id} told @{old.bot.username} more since {found.by} of {when} ({names} changed there)"
     if replace:
-        return f"⚠ {line}: replaced as asked (--old-bot-changes replace); this run's backup keeps it for the undo"
+        told = f"⚠ {line}: replaced as asked (--old-bot-changes replace); this run's backup keeps it for the undo"
+        return told, found.guards
     which = "a second send-back" if found.by == "the send-back" else "a send-back"
     raise InputError(
         f"{line}: {which} would overwrite it",
@@ -225,6 +231,31 @@ def refuse_over_what_they_said(
         "runbook steps 6 (on_conflict replace) and 7; to send them back anyway, the same send-back with "
         "--old-bot-changes replace (the workflow's old_bot_changes input): its backup keeps what it replaces",
     )
+
+
+def _checked_again(
+    ctx: Context, old: OldBot, new: Environment, copy: ops.CopyRequest, user_id: int
+) -> Callable[[str, int], None]:
+    """The same check once more when the copy has read its backup, before its first write: a message
+    to the old bot between the first check and that read would be in the backup, and the
+    compare-and-set (which guards only against changes after the backup) would overwrite it."""
+    earlier = copy.on_event
+
+    def on_event(event: str, n: int) -> None:
+        if event == "planned":
+            refuse_over_what_they_said(ctx, old, new, copy.patterns, user_id, replace=False)
+        if earlier is not None:
+            earlier(event, n)
+
+    return on_event
+
+
+def _when(at: int) -> str:
+    """A record's time as the refusal says it; a time no clock can show (a corrupted record) as unknown."""
+    try:
+        return f"{datetime.fromtimestamp(at, UTC):%Y-%m-%d %H:%M} UTC" if at > 0 else "an unknown time"
+    except (ValueError, OverflowError, OSError):
+        return "an unknown time"
 
 
 def _move_record(ctx: Context, new: Environment, user_id: int) -> moved.Moved | None:
@@ -237,16 +268,27 @@ def _move_record(ctx: Context, new: Environment, user_id: int) -> moved.Moved | 
         raise RemoteError(f"production's Redis stopped answering ({type(exc).__name__})") from None
     finally:
         client.close()
-    if found is None or found.source != server_id(ctx.secret(OLD_REDIS, purpose="the old bot's Redis")):
+    if found is None or (
+        found.readable and found.source != server_id(ctx.secret(OLD_REDIS, purpose="the old bot's Redis"))
+    ):
         return None
-    return found
+    return found  # an unreadable one too: it vouches for no key, so every key of the old bot counts as said
 
 
-def keep_record(ctx: Context, prefix: str, patterns: tuple[str, ...], user_id: int, not_ours: list[bytes]) -> None:
+def keep_record(
+    ctx: Context,
+    prefix: str,
+    patterns: tuple[str, ...],
+    user_id: int,
+    not_ours: list[bytes],
+    *,
+    replaced: dict[bytes, str] | None = None,
+    undoing: bool = False,
+) -> None:
     """After a write or an undo: the old bot's keys as the pipeline left them (see send_back_record)."""
     client = connect(ctx.secret(OLD_REDIS, purpose="the old bot's Redis"), "old bot's", timeout=ctx.timeout)
     try:
-        record.keep(client, prefix, patterns, user_id, not_ours=tuple(not_ours))
+        record.keep(client, prefix, patterns, user_id, not_ours=tuple(not_ours), replaced=replaced, undoing=undoing)
     except CONNECTION_ERRORS as exc:
         raise RemoteError(
             f"the old bot's Redis stopped answering while the send-back was recorded ({type(exc).__name__})",
@@ -312,7 +354,7 @@ def undo_send_back(ctx: Context, backup: Path, out_dir: Path, *, apply: bool) ->
         header = RecordFile(found, ctx.snapshot_fernet()).header
         user_id, prefix = header.get("user_id"), header.get("prefix")
         if isinstance(user_id, int) and isinstance(prefix, str):
-            keep_record(ctx, prefix, carried(new_env(ctx)), user_id, done[2])
+            keep_record(ctx, prefix, carried(new_env(ctx)), user_id, done[2], undoing=True)
     return done
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis
 
@@ -36,6 +36,9 @@ class Record:
 
     at: int
     guards: dict[bytes, str]
+    # keys a send-back replaced by the owner's choice (--old-bot-changes replace), by the guard of what
+    # the user had said there: an undo that puts that back leaves them counted as said
+    replaced: dict[bytes, str] = field(default_factory=dict)
 
 
 def _record_key(client: redis.Redis, prefix: str) -> bytes:
@@ -57,8 +60,9 @@ def read(client: redis.Redis, prefix: str, user_id: int) -> Record | None:
     try:
         data = json.loads(raw)
         guards = {key.encode("utf-8", "surrogateescape"): str(guard) for key, guard in data["guards"].items()}
-        return Record(int(data["at"]), guards)
-    except (ValueError, KeyError, TypeError, AttributeError):
+        replaced = {k.encode("utf-8", "surrogateescape"): str(g) for k, g in data.get("replaced", {}).items()}
+        return Record(int(data["at"]), guards, replaced)
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError):  # OverflowError: "at": Infinity
         return Record(0, {})  # unreadable: nothing is known to be the pipeline's, so every key counts as said
 
 
@@ -69,15 +73,25 @@ def keep(
     user_id: int,
     *,
     not_ours: tuple[bytes, ...] = (),
+    replaced: dict[bytes, str] | None = None,
+    undoing: bool = False,
 ) -> None:
     """Record the user's keys on the old bot as they are now; ``not_ours``: keys the user changed
-    during the write (left alone), kept out so they still count as said."""
+    during the write (left alone), kept out so they still count as said. ``replaced``: what this
+    send-back replaced by the owner's choice (kept, by guard). ``undoing``: an undo of the recorded
+    send-back, which keeps out the keys it put back to what that send-back replaced — still what the
+    user said, never the pipeline's, so the next send-back without the choice refuses again."""
     keys = [key for key in _user_keys(client, prefix, patterns, user_id) if key not in not_ours]
     guards = dict(zip(keys, fingerprints(client, keys), strict=True))
-    document = {
+    undone = read(client, prefix, user_id) if undoing else None
+    if undone is not None:
+        guards = {key: guard for key, guard in guards.items() if undone.replaced.get(key) != guard}
+    document: dict[str, object] = {
         "at": int(time.time()),
         "guards": {key.decode("utf-8", "surrogateescape"): guard for key, guard in guards.items()},
     }
+    if replaced:
+        document["replaced"] = {key.decode("utf-8", "surrogateescape"): guard for key, guard in replaced.items()}
     client.hset(_record_key(client, prefix), _field(user_id), json.dumps(document, sort_keys=True))
 
 
@@ -89,6 +103,7 @@ class SaidSince:
     keys: list[bytes]
     by: str
     at: int
+    guards: dict[bytes, str] = field(default_factory=dict)  # each of ``keys`` by its guard now
 
 
 def said_since(
@@ -110,4 +125,5 @@ def said_since(
         known[-1] = {**move.guards, arrival: now.get(arrival, ABSENT)}
     said = [key for key in keys if all(now[key] != guards.get(key, ABSENT) for guards in known)]
     latest = max((r for r in (sent, move) if r is not None), key=lambda r: r.at)
-    return SaidSince(said, "the send-back" if latest is sent else "the move's copy", latest.at)
+    by = "the send-back" if latest is sent else "the move's copy"
+    return SaidSince(said, by, latest.at, {key: now[key] for key in said})
