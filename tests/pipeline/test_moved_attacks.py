@@ -14,7 +14,7 @@ import json
 import pytest
 
 from ci_tools.__main__ import main
-from ci_tools.memory.choices import Conflict, Stage
+from ci_tools.memory.model import Conflict, Stage
 from ci_tools.memory.servers import server_id
 from ci_tools.memory.undo import undo_backup
 from ci_tools.memory.writer import fingerprints
