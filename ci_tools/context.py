@@ -118,6 +118,7 @@ class Context:
     services: Services = field(default_factory=Services)
     runner: Runner = field(default_factory=Runner)  # GitHub Actions, or not
     timeout: float | None = None  # CI_TOOLS_TIMEOUT: every request's, else each caller's default
+    poll: float | None = None  # CI_TOOLS_POLL: between two looks at Render, else each caller's default
     config_file: Path | None = None  # CI_TOOLS_CONFIG, else the nearest pyproject.toml
     preset: Config | None = field(default=None, repr=False)  # a Config given whole (with_config)
     child: Mapping[str, str] = field(default_factory=dict)  # CHILD_VARIABLES, for the processes it starts
@@ -162,6 +163,12 @@ class Context:
     def request_timeout(self, default: float) -> float:
         """Seconds one request may take: ``CI_TOOLS_TIMEOUT`` if set, else ``default``."""
         return self.timeout if self.timeout is not None else default
+
+    def poll_seconds(self, default: float) -> float:
+        """Seconds between two looks at Render (a deploy's status, an allow list settling, the live
+        release's level): ``CI_TOOLS_POLL`` if set, else ``default``. The workflow tests set it
+        short: their Render stand-in answers in milliseconds, and a look every 2 s there is only waiting."""
+        return self.poll if self.poll is not None else default
 
     def render(self, api_key: str, service_id: str = "", *, deadline: float, timeout: float | None = None) -> RenderAPI:
         from ci_tools.clients.render import RenderAPI  # weight (httpx): main() imports context for --help
@@ -217,15 +224,15 @@ def check_ascii(name: str, value: str) -> None:
         )
 
 
-def _timeout(raw: str | None) -> float | None:
+def _seconds(name: str, raw: str | None) -> float | None:
     if not raw or not raw.strip():
         return None
     try:
         seconds = float(raw)
     except ValueError:
-        raise ConfigError("CI_TOOLS_TIMEOUT is not a number of seconds", hint="unset it or set e.g. 10") from None
+        raise ConfigError(f"{name} is not a number of seconds", hint="unset it or set e.g. 10") from None
     if seconds <= 0:
-        raise ConfigError("CI_TOOLS_TIMEOUT must be more than 0 seconds", hint="unset it or set e.g. 10")
+        raise ConfigError(f"{name} must be more than 0 seconds", hint="unset it or set e.g. 10")
     return seconds
 
 
@@ -245,7 +252,8 @@ def build(environ: Mapping[str, str], needs: Needs | None = None) -> Context:
         secrets=secrets,
         services=Services.from_environ(environ),
         runner=Runner.from_environ(environ),
-        timeout=_timeout(environ.get("CI_TOOLS_TIMEOUT")),
+        timeout=_seconds("CI_TOOLS_TIMEOUT", environ.get("CI_TOOLS_TIMEOUT")),
+        poll=_seconds("CI_TOOLS_POLL", environ.get("CI_TOOLS_POLL")),
         config_file=Path(config_file) if config_file else None,
         child={name: environ[name] for name in CHILD_VARIABLES if environ.get(name)},
     )

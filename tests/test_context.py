@@ -52,6 +52,14 @@ def test_service_urls_and_the_timeout_come_from_the_environment_once():
         build({"CI_TOOLS_TIMEOUT": "soon"})
 
 
+def test_the_poll_between_looks_at_render_comes_from_the_environment_else_the_callers():
+    """CI_TOOLS_POLL: what the workflow tests set against their stand-in (a look every 2 s there is only waiting)."""
+    assert build({"CI_TOOLS_POLL": "0.2"}).poll_seconds(2.0) == 0.2
+    assert build({}).poll_seconds(2.0) == 2.0
+    with pytest.raises(ConfigError, match="CI_TOOLS_POLL must be more than 0 seconds"):
+        build({"CI_TOOLS_POLL": "0"})
+
+
 def test_a_context_built_from_a_dict_has_its_secrets_redacted():
     """The rehearsal builds its Contexts from the sandbox's secrets, not this process's environment."""
     token = "7000000001:AAdictOnlySecretValue-0123456789abc"

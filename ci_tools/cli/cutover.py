@@ -46,7 +46,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     cut.add_argument("--after-window", action="store_true", help="--back even after the rollback window")
     cut.add_argument("--timeout", type=float, default=900)
     cut.add_argument("--deadline", type=float, default=90, help="probe deadline")
-    cut.add_argument("--poll", type=float, default=2.0, help=argparse.SUPPRESS)
+    cut.add_argument("--poll", type=float, help=argparse.SUPPRESS)
     cut.set_defaults(func=run, needs=NEEDS)
 
 
@@ -67,7 +67,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         env_name=args.env_name,
         timeout=args.timeout,
         deadline=args.deadline,
-        poll=args.poll,
+        poll=ctx.poll_seconds(2.0) if args.poll is None else args.poll,
     )
     if args.finish:
         return _finished(ctx, request, now=args.now)

@@ -21,7 +21,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="staging only: a commit from a feature branch (needs RENDER_API_KEY)",
     )
-    d.add_argument("--poll", type=float, default=2.0, help=argparse.SUPPRESS)
+    d.add_argument("--poll", type=float, help=argparse.SUPPRESS)
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=run, needs=DEPLOY_NEEDS)
 
@@ -38,7 +38,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         commit,
         timeout=args.timeout,
         allow_other_branch=args.allow_other_branch,
-        poll=args.poll,
+        poll=ctx.poll_seconds(2.0) if args.poll is None else args.poll,
         on_status=printer(args.json),
     )
     ctx.runner.set_output("deploy_id", result.deploy_id or "")

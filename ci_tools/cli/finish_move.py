@@ -34,7 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     fin.add_argument("--force", action="store_true", help="finish before the window has passed (the run says so)")
     fin.add_argument("--timeout", type=float, default=900, help="seconds for the old bot's redeploy")
     fin.add_argument("--deadline", type=float, default=90, help="seconds for its /healthz to show the new prefix")
-    fin.add_argument("--poll", type=float, default=2.0, help=argparse.SUPPRESS)
+    fin.add_argument("--poll", type=float, help=argparse.SUPPRESS)
     fin.set_defaults(func=run, needs=NEEDS)
 
 
@@ -53,7 +53,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         force=args.force,
         timeout=args.timeout,
         deadline=args.deadline,
-        poll=args.poll,
+        poll=ctx.poll_seconds(2.0) if args.poll is None else args.poll,
     )
     result = finish_move(ctx, request, on_status=printer(False))
     _report(ctx, request, result)

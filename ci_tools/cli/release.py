@@ -46,7 +46,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         action="store_false",
         help="skip the bake window after the probe (bake_minutes): the run warns that nobody watched",
     )
-    rel.add_argument("--poll", type=float, default=2.0, help=argparse.SUPPRESS)
+    rel.add_argument("--poll", type=float, help=argparse.SUPPRESS)
     rel.set_defaults(func=run, needs=Needs(required=TOKEN, optional=(*RENDER, *WEBHOOK_SECRET, "OWNER_CHAT_ID")))
 
 
@@ -58,7 +58,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         token=ctx.secrets["TELEGRAM_BOT_TOKEN"],
         timeout=args.timeout,
         deadline=args.deadline,
-        poll=args.poll,
+        poll=ctx.poll_seconds(2.0) if args.poll is None else args.poll,
         allow_other_branch=args.allow_other_branch,
         webhook_secret=ctx.secrets.get("TELEGRAM_WEBHOOK_SECRET"),
         conversation=args.conversation,

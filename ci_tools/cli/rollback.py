@@ -34,7 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     r.add_argument("--timeout", type=float, default=900)
     add_probe_options(r)
-    r.add_argument("--poll", type=float, default=2.0, help=argparse.SUPPRESS)
+    r.add_argument("--poll", type=float, help=argparse.SUPPRESS)
     r.add_argument("--json", action="store_true")
     r.set_defaults(
         func=run,
@@ -59,7 +59,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         env,
         to=(args.deploy_id or "").strip() or None,
         timeout=args.timeout,
-        poll=args.poll,
+        poll=ctx.poll_seconds(2.0) if args.poll is None else args.poll,
         on_status=printer(args.json),
         on_warning=warn,
     )

@@ -75,14 +75,19 @@ def open_for(
         for branch in sorted({ctx.config.env(name).branch for name in env_names}):
             until = time.monotonic() + sync_wait
             api.deadline = until + 30  # each call's own budget outlasts the wait
-            blueprint_sync.wait_for_sync(api, branch, commit, None, until, 2.0, on_status)
+            blueprint_sync.wait_for_sync(api, branch, commit, None, until, ctx.poll_seconds(2.0), on_status)
             api.deadline = monotonic_deadline(60)
         for name in env_names:
             kv = api.find_key_value(ctx.config.env(name).key_value)
             saved[kv["id"]] = {"name": kv["name"], "added": [ours]}
             state.parent.mkdir(parents=True, exist_ok=True)
             state.write_text(json.dumps(saved, indent=2))  # before the change: the close step needs it
-            _converge(api, kv["id"], lambda entries: [*entries, ours] if ours not in entries else entries)
+            _converge(
+                api,
+                kv["id"],
+                lambda entries: [*entries, ours] if ours not in entries else entries,
+                ctx.poll_seconds(SETTLE),
+            )
             opened.append(str(kv["name"]))
             on_status(f"{kv['name']} admits {block} for this run ({note})")
     return opened
@@ -98,20 +103,22 @@ def close(ctx: Context, api_key: str, state: Path, on_status: Status = lambda li
     with ctx.render(api_key, deadline=monotonic_deadline(60)) as api:
         for kv_id, entry in saved.items():
             added = [dict(e) for e in entry.get("added", [])]
-            left = _converge(api, kv_id, functools.partial(_without, gone=added))
+            left = _converge(api, kv_id, functools.partial(_without, gone=added), ctx.poll_seconds(SETTLE))
             closed.append(str(entry["name"]))
             on_status(f"{entry['name']}: this run's entry removed ({len(left)} other entries left as they are)")
     state.unlink()
     return closed
 
 
-SETTLE = 2.0  # seconds: longer than another run's read-then-PATCH takes against Render's API
+# Seconds: longer than another run's read-then-PATCH takes against Render's API (CI_TOOLS_POLL,
+# when set, replaces it: against the workflow tests' local stand-in that takes milliseconds).
+SETTLE = 2.0
 
 
 def _converge(
-    api: RenderAPI, kv_id: str, change: Callable[[list[dict[str, str]]], list[dict[str, str]]]
+    api: RenderAPI, kv_id: str, change: Callable[[list[dict[str, str]]], list[dict[str, str]]], settle: float
 ) -> list[dict[str, str]]:
-    """Apply ``change`` to the list as it is now; then, after ``SETTLE``, read it back, until it holds.
+    """Apply ``change`` to the list as it is now; then, after ``settle`` (``SETTLE``), read it back, until it holds.
 
     Render's PATCH replaces the whole list and takes no precondition, so another run that read
     the list before our write and writes after it undoes our change. Any such write lands
@@ -124,7 +131,7 @@ def _converge(
         if wanted == current:
             return current
         api.set_ip_allow_list(kv_id, wanted)
-        time.sleep(SETTLE)
+        time.sleep(settle)
     raise RemoteError(
         f"the allow list of {kv_id} kept changing under this run: others changed it 8 times meanwhile",
         hint="run the same keyvalue command again",
@@ -159,7 +166,7 @@ def sweep(
             if not stale:
                 on_status(f"{kv['name']}: nothing stale")
                 continue
-            _converge(api, kv["id"], functools.partial(_without, gone=stale))
+            _converge(api, kv["id"], functools.partial(_without, gone=stale), ctx.poll_seconds(SETTLE))
             for entry in stale:
                 removed.append(f"{kv['name']} {entry['cidrBlock']}")
                 on_status(f"{kv['name']}: removed {entry['cidrBlock']} ({entry['description']})")

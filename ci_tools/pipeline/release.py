@@ -129,7 +129,7 @@ def live_level(ctx: Context, env: Environment) -> Found:
     own (a 5xx from Render's router, no answer), so a blip does not leave the release unheld."""
     for look in range(LIVE_LOOKS):
         if look:
-            time.sleep(LIVE_POLL)
+            time.sleep(ctx.poll_seconds(LIVE_POLL))
         live = discover(env, ctx.request_timeout(10))
         if live.definite:
             break

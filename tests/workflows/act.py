@@ -125,6 +125,10 @@ class Act:
             "TELEGRAM_API_URL": self.world.telegram.url,
             "IP_ECHO_URL": f"{self.world.render.url}/whoami",  # what a runner asks for its address
             "GITHUB_RUN_ID": str(run_id),
+            # Between two looks at Render (a deploy's status, an allow list settling): 2 s against
+            # render.com, where a look is slow; the stand-in answers in milliseconds and moves in
+            # steps of World.step, so a 2 s poll there is only waiting.
+            "CI_TOOLS_POLL": "0.2",
             **extra,
         }
         path = self.scratch / f"run-{run_id}.env"

@@ -15,6 +15,7 @@ from tests.workflows.scenarios import (
     health,
     production_secrets,
     push,
+    start_live,
 )
 
 DAILY = 6660001
@@ -22,8 +23,11 @@ FACTS = ["my daughter is called Noor", "I am learning the cello"]
 
 
 @pytest.fixture
-def daily(world, act) -> str:
-    """Production serves a commit that protects the daily user, whose memory it holds."""
+def daily(world) -> str:
+    """Production serves a commit that protects the daily user, whose memory it holds. Put live by
+    its deploy hook (the set-up, as start_live does elsewhere): a whole production.yml run here
+    cost each test ~30 s and is not what these tests are about (test_memory_safety_workflows and
+    test_release_workflows run that release)."""
     git(world.repo, "checkout", "-q", "main")
     world.protect(DAILY)
     git(world.repo, "commit", "-qam", "protect the daily user")
@@ -32,8 +36,7 @@ def daily(world, act) -> str:
     client.set("prod:meta:env", "production")
     client.rpush(f"prod:memory:{DAILY}", *FACTS)
     client.hset(f"prod:user:{DAILY}:profile", mapping={"first_seen": "1700000000", "first_name": "Ada"})
-    run = act.run("production.yml", "push", secrets=production_secrets(world), payload=push("main", live))
-    assert run.ok, run.tail()
+    start_live(world, "production", live)
     assert health(world, "production")["commit"] == live
     return live
 
