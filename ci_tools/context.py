@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -231,8 +232,8 @@ def _seconds(name: str, raw: str | None) -> float | None:
         seconds = float(raw)
     except ValueError:
         raise ConfigError(f"{name} is not a number of seconds", hint="unset it or set e.g. 10") from None
-    if seconds <= 0:
-        raise ConfigError(f"{name} must be more than 0 seconds", hint="unset it or set e.g. 10")
+    if not math.isfinite(seconds) or seconds <= 0:  # inf would wait for ever; nan compares false everywhere
+        raise ConfigError(f"{name} must be a finite number of seconds above 0", hint="unset it or set e.g. 10")
     return seconds
 
 

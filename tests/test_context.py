@@ -56,8 +56,11 @@ def test_the_poll_between_looks_at_render_comes_from_the_environment_else_the_ca
     """CI_TOOLS_POLL: what the workflow tests set against their stand-in (a look every 2 s there is only waiting)."""
     assert build({"CI_TOOLS_POLL": "0.2"}).poll_seconds(2.0) == 0.2
     assert build({}).poll_seconds(2.0) == 2.0
-    with pytest.raises(ConfigError, match="CI_TOOLS_POLL must be more than 0 seconds"):
-        build({"CI_TOOLS_POLL": "0"})
+    for bad in ("0", "-1", "inf", "nan", "-inf"):
+        with pytest.raises(ConfigError, match="CI_TOOLS_POLL must be a finite number of seconds above 0"):
+            build({"CI_TOOLS_POLL": bad})
+    with pytest.raises(ConfigError, match="CI_TOOLS_TIMEOUT must be a finite number"):
+        build({"CI_TOOLS_TIMEOUT": "inf"})
 
 
 def test_a_context_built_from_a_dict_has_its_secrets_redacted():
