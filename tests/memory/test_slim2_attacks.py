@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import orjson
@@ -22,6 +25,7 @@ from cryptography.fernet import Fernet
 from ci_tools.__main__ import main
 from ci_tools.memory.servers import label, server_id
 from tests.memory.helpers import ROUTE, USER, state
+from tests.support import wait_until
 
 OLD = Path(__file__).parent / "old_files"
 KEY = "ZmDfcTF7_60GrrY167zsiPd67pEvs0aGOv2oasOM1Pg="  # the old files' MEMORY_SNAPSHOT_KEY (test data only)
@@ -46,16 +50,17 @@ def as_the_old_copy_left_it(client) -> None:
     client.hset("prod:meta:moved", str(USER), "{}")
 
 
-def moved_here(name: str, tmp_path: Path, url: str, key: str | None = None) -> Path:
+def moved_here(name: str, tmp_path: Path, url: str, key: str | None = None, folder: Path = OLD) -> Path:
     """An old file whose header names the server ``url`` reaches (as if written against it): the undo
     writes only where the write was. Every other line is kept byte for byte."""
-    lines = (OLD / name).read_bytes().splitlines()
+    lines = (folder / name).read_bytes().splitlines()
     fernet = Fernet(key) if key else None
     header = orjson.loads(fernet.decrypt(lines[0]) if fernet else lines[0])
     header |= {"server": label(url), "server_id": server_id(url)}
     data = orjson.dumps(header)
     lines[0] = fernet.encrypt(data) if fernet else data
-    path = tmp_path / name
+    path = tmp_path / "here" / name
+    path.parent.mkdir(exist_ok=True)
     path.write_bytes(b"\n".join(lines) + b"\n")
     return path
 
@@ -162,7 +167,9 @@ def test_an_old_encrypted_restore_point_restores_one_user_or_all(memory_envs, tm
     assert target.get(f"prod:memory:{USER}:gone") == b"new"
     assert target.llen(f"prod:memory:{USER}:n299") == 1
     assert target.get(f"prod:user:{USER}:said-later") == b"kept: the point does not hold it"
-    assert document["written"] == 304
+    # the user's 303 keys (one ran out), and for every user the move record too (meta:env is identical)
+    assert document["written"] == (303 if user_id else 304)
+    assert bool(target.exists("prod:meta:moved")) == (not user_id)
     monkeypatch.setenv("MEMORY_SNAPSHOT_KEY", OTHER_KEY)
     assert main([*args, "--out", str(tmp_path / "r2")]) == 3
     assert "cannot be decrypted" in one_line_error(capsys)
@@ -417,3 +424,73 @@ def test_cross_version_copy_through_the_cli_is_verified_and_undone_exactly(
     after = state(target)
     after.pop(b"prod:meta:moved", None)
     assert after == before
+
+
+def test_an_old_stage_plan_is_written_by_this_stage_write_and_undone(memory_envs, tmp_path, monkeypatch, capsys):
+    """A migrate-memory run planned by the old ci-tools (encrypted, as in Actions) and written by this
+    one: the plan's guards hold against the target it read, and the backup undoes the write."""
+    _, prod = memory_envs
+    target = prod.client()
+    target.flushall()
+    target.set("prod:meta:env", "production")
+    target.rpush(f"prod:memory:{USER}", b"old prod")
+    target.set(f"prod:memory:{USER}:gone", b"x")  # its DUMP (the guard) holds no TTL
+    out = tmp_path / "out"
+    out.mkdir()
+    for path in (OLD / "plan").glob("*.jsonl"):
+        (out / path.name).write_bytes(path.read_bytes())
+    args = ["memory", "copy", *ROUTE, "--pattern", "memory:{user_id}*", "--ignore-uncovered", "--on-conflict"]
+    args += ["replace", "--apply", "--stage", "write", "--out", str(out), "--json"]
+    monkeypatch.setenv("MEMORY_SNAPSHOT_KEY", OTHER_KEY)
+    assert main(args) == 3
+    assert "cannot be decrypted with this MEMORY_SNAPSHOT_KEY" in one_line_error(capsys)
+    assert target.get(f"prod:memory:{USER}:gone") == b"x"
+    monkeypatch.setenv("MEMORY_SNAPSHOT_KEY", KEY)
+    assert main(args) == 0, capsys.readouterr().err
+    document = json.loads(capsys.readouterr().out)
+    assert document["stage"] == "write" and document["left_alone_changed"] == []
+    assert target.get(f"prod:memory:{USER}:gone") == b"new"
+    assert target.lrange(f"prod:memory:{USER}:\xff\xfe".encode("latin-1"), 0, -1) == [b"\x80"]
+    assert target.llen(f"prod:memory:{USER}:n299") == 1
+    assert target.type(f"prod:memory:{USER}:stream") == b"stream"
+    backup = moved_here(Path(document["backup"]).name, tmp_path, prod.url, KEY, folder=out)
+    assert main(["memory", "undo", str(backup), "--apply", "--out", str(tmp_path / "undo")]) == 0
+    assert state(target) == PRE_COPY
+
+
+def test_a_plan_cancelled_mid_snapshot_leaves_files_that_never_look_complete(
+    memory_envs, tmp_path, monkeypatch, capsys
+):
+    """SIGTERM (a cancelled workflow) while the snapshot is being written, encrypted, line by line:
+    whatever reached the disk is refused by restore and undo, and the target is untouched."""
+    dev, prod = memory_envs
+    source = dev.client()
+    pipe = source.pipeline(transaction=False)
+    for i in range(20_000):
+        pipe.rpush(f"dev:bulk:{USER}:{i}", *[b"new %d" % j for j in range(50)])
+    pipe.execute()
+    before = state(prod.client())
+    monkeypatch.setenv("MEMORY_SNAPSHOT_KEY", KEY)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "ci_tools", "memory", "copy", *ROUTE, "--pattern", "bulk:{user_id}:*"]
+    command += ["--ignore-uncovered", "--apply", "--stage", "plan", "--out", str(out)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy())
+    wait_until(
+        lambda: any(p.stat().st_size > 100_000 for p in out.glob("*-snapshot-*.jsonl")) or process.poll() is not None,
+        "the snapshot to grow",
+    )
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    if process.returncode == 0:
+        pytest.skip("the plan finished before the signal arrived")
+    assert b"Traceback" not in err, err
+    (snapshot,) = out.glob("*-snapshot-*.jsonl")
+    (backup,) = out.glob("*-backup-*.jsonl")
+    restore = ["memory", "restore", str(snapshot), "--to", "production", "--apply", "--out", str(tmp_path / "r")]
+    write = [*command[3:-4], "--stage", "write", "--out", str(out)]
+    undo = ["memory", "undo", str(backup), "--apply", "--out", str(tmp_path / "undo")]
+    for argv in (restore, write, undo):
+        assert main(argv) == 5, argv
+        assert "cut short" in capsys.readouterr().err
+    assert state(prod.client()) == before
+    assert not (tmp_path / "r").exists() and not (tmp_path / "undo").exists()
