@@ -148,13 +148,22 @@ class RecordFile:
             try:
                 raw = self.fernet.decrypt(raw)
             except InvalidToken:
+                if number > 1:  # the header opened with this key: the line is cut or damaged, not the key wrong
+                    raise VerificationError(
+                        f"{self.path.name} line {number} cannot be decrypted though its header can: the file was "
+                        "cut short or damaged, so nothing was written from it",
+                        hint="use another snapshot or backup (an earlier run's), or take the snapshot again",
+                    ) from None
                 raise ConfigError(
                     f"{self.path.name} cannot be decrypted with this {KEY_ENV}", hint="use the key it was written with"
                 ) from None
         try:
             document = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            raise InputError(f"{self.path.name} line {number} is not valid JSON") from None
+            raise InputError(
+                f"{self.path.name} line {number} is not valid JSON: the file was cut short or damaged",
+                hint="use another snapshot or backup (an earlier run's), or take the snapshot again",
+            ) from None
         if not isinstance(document, dict):
             raise InputError(f"{self.path.name} line {number} is not a JSON object")
         return document
