@@ -49,7 +49,7 @@ from ci_tools.pipeline.levels import Level, discover
 from ci_tools.pipeline.preflight import preflight
 from ci_tools.pipeline.release import ReleaseRequest, release
 from ci_tools.pipeline.replay_judge import masked
-from ci_tools.pipeline.send_back import SendBack, send_back, undo_send_back
+from ci_tools.pipeline.send_back import SendBack, SentBack, send_back, undo_send_back
 from ci_tools.repo.github import check, plan
 from ci_tools.repo.workflow_files import secrets_by_environment
 from ci_tools.runbook import step
@@ -499,7 +499,7 @@ class Rehearsal:
         old_memory = dev.lrange(f"memory:{DAILY_USER}", 0, -1)
         require(NEW_FACT.encode() not in old_memory, "the old bot knew the new fact already")
         ctx = self._ctx(world, "production", **self._old_bot_values(world))
-        result = send_back(ctx, SendBack(DAILY_USER, apply=True, stage=Stage.ALL, out_dir=self.root / "send-back"))
+        result, refused = self._send_back(ctx)
         said = world.telegram.replies_to(world.bots["staging"], DAILY_USER)[-1]
         require(said == result.told == ctx.config.move.send_back_text, f"the old bot said {said!r}")
         recall = self._talk(world, "staging", "/recall")
@@ -520,10 +520,27 @@ class Rehearsal:
         back = self._talk(world, "production", "/recall")
         require(NEW_FACT in back, f"the new bot forgot the new fact: {back!r}")
         return (
-            f"{broke}send-back wrote {len(result.outcome.written)} key(s) to @{result.old.bot.username}, "
+            f"{broke}{refused}send-back wrote {len(result.outcome.written)} key(s) to @{result.old.bot.username}, "
             f"verified {result.outcome.verified}; it said {said!r} and its /recall lists the new fact; "
             f"undone ({records - len(left)} of {records} put back, {len(left)} the user changed since left alone); "
             "production's memory unchanged throughout"
+        )
+
+    def _send_back(self, ctx: Context) -> tuple[SentBack, str]:
+        """The owner's send-back. The daily user went on talking to their old bot after the move's
+        copy (step 6) until they were told (step 7): that is news production lacks, so the first try
+        is refused, naming the keys, and the owner sends them back by the named choice; its backup
+        keeps what it replaces. Without such news it goes the first time."""
+        request = SendBack(DAILY_USER, apply=True, stage=Stage.ALL, out_dir=self.root / "send-back")
+        try:
+            return send_back(ctx, request), ""
+        except InputError as exc:
+            require("more since the move's copy" in exc.message, f"send-back refused: {exc.message}")
+            changed = exc.message.split("(", 1)[1].split(" changed there", 1)[0]
+        replaced = send_back(ctx, dataclasses.replace(request, replace=True))
+        return (
+            replaced,
+            f"refused first ({changed} changed on the old bot after the move's copy), then sent back by choice; ",
         )
 
     def _owners_bot_sent_back(self, world: World) -> str:
@@ -541,7 +558,7 @@ class Rehearsal:
         self._talk(world, "production", NEW_FACT)
         production, before = self._daily_keys(world, "production"), self._daily_keys(world, "staging")
         ctx = self._ctx(world, "production", **self._old_bot_values(world))
-        result = send_back(ctx, SendBack(DAILY_USER, apply=True, stage=Stage.ALL, out_dir=self.root / "send-back"))
+        result, refused = self._send_back(ctx)
         said = world.telegram.replies_to(world.bots["staging"], DAILY_USER)[-1]
         require(said == result.told == ctx.config.move.send_back_text, f"the old bot said {said!r}")
         carried = self._daily_keys(world, "staging")
@@ -553,7 +570,7 @@ class Rehearsal:
         self.said = self._replay_turns(world, "production")  # what they told the new bot is theirs now
         new = sorted(k.decode() for k in production if production[k] != before.get(k))
         return (
-            f"the new bot kept {new or 'nothing new'} of their message; send-back wrote "
+            f"the new bot kept {new or 'nothing new'} of their message; {refused}send-back wrote "
             f"{len(result.outcome.written)} key(s) to @{result.old.bot.username}, verified "
             f"{result.outcome.verified}, equal to production's; it said {said!r}; undone ({records - len(left)} of "
             f"{records} put back); production's memory unchanged throughout"
