@@ -98,7 +98,8 @@ class RecordFile:
         self.path = path
         self.fernet = fernet
         if not path.is_file():
-            raise InputError(f"{path} does not exist", hint="pass the path the copy printed")
+            what = "is a folder, not a file" if path.is_dir() else "does not exist"
+            raise InputError(f"{path} {what}", hint="pass the path of the snapshot or backup file the copy printed")
         with path.open("rb") as handle:
             first = handle.readline()
         self.header = self._decode(first, 1)
@@ -141,6 +142,11 @@ class RecordFile:
                 hint="restore only from the encrypted snapshots and backups the workflows keep",
             )
         if not raw.startswith(b"{"):
+            if not raw.startswith(b"gAAAA"):  # a Fernet token's base64 (version 0x80): neither JSON nor ours
+                raise InputError(
+                    f"{self.path.name} line {number} is neither a memory snapshot's JSON nor an encrypted line",
+                    hint="pass a snapshot or backup file a copy or snapshot wrote",
+                )
             if self.fernet is None:
                 raise ConfigError(
                     f"{self.path.name} is encrypted", hint=f"set {KEY_ENV} to the key it was written with"

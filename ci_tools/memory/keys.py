@@ -102,13 +102,13 @@ def scan(client: redis.Redis, match: bytes, count: int = 10_000) -> Iterator[byt
 # -- A Telegram user id is an integer; anything else never reaches a Redis pattern.
 
 # Users are positive; groups and channels are negative (-100… for supergroups).
-_ID = re.compile(r"^-?[1-9][0-9]{0,18}$")
+_ID = re.compile(r"-?[1-9][0-9]{0,18}")  # fullmatch: "$" would let "42\n" through
 
 
 def parse_user_id(raw: object) -> int:
     """The id as an int; a glob, a list, whitespace or anything not a plain integer is refused."""
     text = "" if raw is None else str(raw)
-    if not _ID.match(text):
+    if not _ID.fullmatch(text):
         shown = text if len(text) <= 40 else text[:40] + "…"
         raise InputError(
             f"--user-id {shown!r} is not a Telegram user id",

@@ -59,6 +59,9 @@ def test_good_ids():
     assert parse_user_id("-1001234567890") == -1001234567890
     with pytest.raises(InputError):
         parse_user_id(None)
+    for bad in ("42\n", "42 ", " 42", "4*", "042"):  # "$" in the pattern let "42\n" through as 42
+        with pytest.raises(InputError):
+            parse_user_id(bad)
 
 
 def test_copy_all_types_binary_safe_with_prefix_rewrite_and_ttl(envs, tmp_path):

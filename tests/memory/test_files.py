@@ -111,9 +111,11 @@ def test_undo_refuses_snapshots_other_servers_and_garbage(envs, tmp_path, monkey
     assert cli("undo", str(outcome.backup)) == 2
     assert "point TARGET_REDIS_URL at the server the copy wrote to" in capsys.readouterr().err
     garbage = tmp_path / "g.jsonl"
-    garbage.write_text("hello\n")
-    with pytest.raises(ConfigError, match="is encrypted"):
+    garbage.write_text("hello\n")  # neither JSON nor a Fernet token: not "set the key", which sends them looking
+    with pytest.raises(InputError, match="neither a memory snapshot's JSON nor an encrypted line"):
         RecordFile(garbage, context().snapshot_fernet())
+    with pytest.raises(InputError, match="is a folder, not a file"):
+        RecordFile(tmp_path, context().snapshot_fernet())
     garbage.write_text('{"format": "other"}\n')
     with pytest.raises(InputError, match="not a memory snapshot"):
         RecordFile(garbage, context().snapshot_fernet())
