@@ -431,6 +431,11 @@ def test_an_old_stage_plan_is_written_by_this_stage_write_and_undone(memory_envs
     one: the plan's guards hold against the target it read, and the backup undoes the write."""
     _, prod = memory_envs
     target = prod.client()
+    server = target.info("server")
+    if "valkey_version" in server or server.get("server_name") == "valkey":
+        # The old plan's guards are SHA-1s of DUMPs taken on Redis 7 (make_plan.py.txt); a Valkey
+        # target serialises the same value differently, so the write rightly leaves those keys alone.
+        pytest.skip("the old plan's guards were taken on a Redis 7 target; this target is Valkey")
     target.flushall()
     target.set("prod:meta:env", "production")
     target.rpush(f"prod:memory:{USER}", b"old prod")
