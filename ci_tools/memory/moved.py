@@ -39,6 +39,15 @@ class Moved:
     readable: bool = True  # False: the field is there but cannot be read (it vouches for no key, of any server)
 
 
+def guards_json(guards: dict[bytes, str]) -> dict[str, str]:
+    """Guards as JSON: key names, which may be any bytes, kept byte for byte (surrogateescape)."""
+    return {key.decode("utf-8", "surrogateescape"): guard for key, guard in guards.items()}
+
+
+def guards_from_json(data: dict[str, object]) -> dict[bytes, str]:
+    return {key.encode("utf-8", "surrogateescape"): str(guard) for key, guard in data.items()}
+
+
 def record_key(client: redis.Redis, prefix: str, name: str = RECORD) -> bytes:
     """The record's key; refused in one line when the bot holds a key of its own by that name (a
     bot on the empty prefix may), before anything is written."""
@@ -59,7 +68,7 @@ def keep(client: redis.Redis, prefix: str, user_id: int, source: str, guards: di
     document = {
         "at": int(time.time()),
         "source": source,
-        "guards": {key.decode("utf-8", "surrogateescape"): guard for key, guard in guards.items()},
+        "guards": guards_json(guards),
     }
     client.hset(record_key(client, prefix), str(user_id), json.dumps(document, sort_keys=True))
 
@@ -73,7 +82,7 @@ def read(client: redis.Redis, prefix: str, user_id: int) -> Moved | None:
         return None
     try:
         data = json.loads(raw)
-        guards = {key.encode("utf-8", "surrogateescape"): str(guard) for key, guard in data["guards"].items()}
+        guards = guards_from_json(data["guards"])
         return Moved(int(data["at"]), str(data["source"]), guards)
     except (ValueError, KeyError, TypeError, AttributeError, OverflowError):  # OverflowError: "at": Infinity
         return Moved(0, "", {}, readable=False)

@@ -59,8 +59,8 @@ def read(client: redis.Redis, prefix: str, user_id: int) -> Record | None:
         return None
     try:
         data = json.loads(raw)
-        guards = {key.encode("utf-8", "surrogateescape"): str(guard) for key, guard in data["guards"].items()}
-        replaced = {k.encode("utf-8", "surrogateescape"): str(g) for k, g in data.get("replaced", {}).items()}
+        guards = moved.guards_from_json(data["guards"])
+        replaced = moved.guards_from_json(data.get("replaced", {}))
         return Record(int(data["at"]), guards, replaced)
     except (ValueError, KeyError, TypeError, AttributeError, OverflowError):  # OverflowError: "at": Infinity
         return Record(0, {})  # unreadable: nothing is known to be the pipeline's, so every key counts as said
@@ -88,10 +88,10 @@ def keep(
         guards = {key: guard for key, guard in guards.items() if undone.replaced.get(key) != guard}
     document: dict[str, object] = {
         "at": int(time.time()),
-        "guards": {key.decode("utf-8", "surrogateescape"): guard for key, guard in guards.items()},
+        "guards": moved.guards_json(guards),
     }
     if replaced:
-        document["replaced"] = {key.decode("utf-8", "surrogateescape"): guard for key, guard in replaced.items()}
+        document["replaced"] = moved.guards_json(replaced)
     client.hset(_record_key(client, prefix), _field(user_id), json.dumps(document, sort_keys=True))
 
 
