@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from types import FrameType
 from typing import Any
 
-from ci_tools import __version__, redact
+from ci_tools import __version__, cancel, redact
 from ci_tools.actions import Runner
 from ci_tools.context import build
 from ci_tools.errors import FatalError, from_unexpected
@@ -56,7 +56,8 @@ COMMANDS = {
     "send-back": "the move's way back: the daily user on their old bot again, with what they told the new one "
     "(dry run unless --apply); --undo puts the old bot's keys back",
     "finish-move": "runbook step 9: the old bot serves testers only under its own prefix (the window after the "
-    "daily user's first message to the new bot must have passed, or --force); closes the cutover's window",
+    "daily user's first message to the new bot must have passed, or --force); closes the cutover's window; "
+    "retires the daily user's legacy keys from the old bot's Redis behind an encrypted backup",
     "rehearse": "run the whole plan locally against stand-ins (under a minute)",
     "check-bot": "build and start your bot locally and show which contract level it reaches",
     "replay": "replay the protected users' conversation with the live commit and a candidate, on copies",
@@ -130,22 +131,53 @@ def interrupted_by_signals() -> Iterator[None]:
     GitHub's cancel sends SIGINT, then SIGTERM 7.5 s later: Python's default for SIGTERM is to
     die where it stands, leaving a private Redis with the user's memory, bots and temporary
     folders behind. The first signal interrupts; later ones are ignored until the cleanup has
-    run (what a step started dies with it anyway: see ``throwaway.die_with_parent``)."""
+    run (what a step started dies with it anyway: see ``botrun.sessions.die_with_parent``). The
+    cancel is also recorded (``ci_tools.cancel``), for the interrupt a ``__del__`` swallows; that
+    swallowing is not printed ("Exception ignored" and a traceback), the next checkpoint acts on it."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
+        cancel.request()
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        raise KeyboardInterrupt
+        if not cancel.defer():  # this thread starts or stops a child: raised once done (cancel.held)
+            raise KeyboardInterrupt
 
+    def unraisable(info: Any) -> None:
+        # Once cancelled, Python's "Exception ignored … Traceback" would be the one traceback of the
+        # cancel: for the interrupt a __del__ swallowed (recorded: the next checkpoint acts on it),
+        # and for a second signal that arrived with the first (Ctrl-C twice, SIGINT and SIGTERM at
+        # once), which CPython reports as "Signal 15 ignored due to race condition" — ignored, as meant.
+        if cancel.requested() and (isinstance(info.exc_value, KeyboardInterrupt) or _signal_ignored(info.exc_value)):
+            return
+        hook(info)
+
+    def thread_interrupted(args: Any) -> None:
+        # A worker thread that started a child as the cancel came stops it and ends with the
+        # KeyboardInterrupt of cancel.owned's checkpoint: the cancel's, not a traceback to print.
+        if cancel.requested() and issubclass(args.exc_type, KeyboardInterrupt):
+            return
+        thread_hook(args)
+
+    cancel.clear()
+    hook, sys.unraisablehook = sys.unraisablehook, unraisable
+    thread_hook, threading.excepthook = threading.excepthook, thread_interrupted
     before = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
+        cancel.clear()
         for sig, handler in before.items():
             signal.signal(sig, handler)
+        sys.unraisablehook = hook
+        threading.excepthook = thread_hook
+
+
+def _signal_ignored(exc: BaseException | None) -> bool:
+    """CPython's report of a signal that arrived before its handler became SIG_IGN (signalmodule.c)."""
+    return isinstance(exc, OSError) and str(exc).endswith("ignored due to race condition")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -58,6 +58,8 @@ class AnsweringServer:
 
     def __init__(self, answer: Callable[[], Answer]) -> None:
         class Handler(BaseHTTPRequestHandler):
+            disable_nagle_algorithm = True  # head and body are two writes: no 40 ms delayed-ACK wait
+
             def do_GET(self) -> None:
                 status, body, headers = answer()
                 raw = isinstance(body, bytes)

@@ -44,7 +44,7 @@ from ci_tools.pipeline.acceptance import acceptance
 from ci_tools.pipeline.announce import announce, default_text
 from ci_tools.pipeline.cutover import CutoverRequest, back, forward
 from ci_tools.pipeline.deploy import deploy
-from ci_tools.pipeline.finish_move import FinishRequest, finish_move
+from ci_tools.pipeline.finish_move import Finished, FinishRequest, finish_move
 from ci_tools.pipeline.levels import Level, discover
 from ci_tools.pipeline.preflight import preflight
 from ci_tools.pipeline.release import ReleaseRequest, release
@@ -581,27 +581,41 @@ class Rehearsal:
         new bot), then forced. The old bot serves the testers under dev:, anyone else gets the new bot's
         link, and nothing the daily user writes to it is stored; the cutover's window closes with it."""
         ctx = self._ctx(world, "production", **self._old_bot_values(world))
-        request = FinishRequest(DAILY_USER, (TESTER,), timeout=60, deadline=20, poll=0.1)
+        staging = world.redis["staging"].client()
+        legacy = sorted(staging.keys(f"*{DAILY_USER}*"))  # their legacy keys, which staging's jobs read
+        request = FinishRequest(
+            DAILY_USER, (TESTER,), timeout=60, deadline=20, poll=0.1, out_dir=self.root / "finish-move"
+        )
         try:
             finish_move(ctx, request)
         except InputError as refused:
             refusal = refused.message
         else:
             raise VerificationError("finish-move ran before the window was over")
+        require(sorted(staging.keys(f"*{DAILY_USER}*")) == legacy, "the refused finish-move removed legacy keys")
         if self.level is Level.BASE and "kit.run_webhook(application" in refusal:
             # No kit, no arrival record (release_kit/arrival.py): the window has no start to wait from.
             raise NotRehearsed(f"finish-move refused without force, as it must: {refusal}")
         require("the move may finish from" in refusal, f"refused for another reason: {refusal}")
         done = finish_move(ctx, dataclasses.replace(request, force=True))
         require(done.forced, "the forced run does not say it was forced")
+        news, named = "", len(legacy)
+        if done.retired is not None and done.retired.news:
+            # What they told the old bot after the move's copy (the way back kept it there): production never got
+            # it, so it stays, named, until the owner chooses (the report's hint: legacy_news retire).
+            left = sorted(staging.keys(f"*{DAILY_USER}*"))
+            require(set(done.retired.news) <= set(left), "finish-move removed what production never got")
+            news = f"left {done.retired.names_news} (production never got it), then retired as the owner chose; "
+            done, named = finish_move(ctx, dataclasses.replace(request, force=True, retire_news=True)), len(left)
+        retired = news + self._legacy_retired(world, done, named)
         # What `ci-tools init --staging-prefix dev: --tester-ids …` then writes, so the repository agrees.
         document: Any = tomlkit.parse(world.config.read_text())
         document["tool"]["ci_tools"]["environments"]["staging"]["key_prefix"] = "dev:"
         world.config.write_text(tomlkit.dumps(document))
         self._needs(
             Level.CONVERSATION,
-            f"finish-move ran (refused, then forced: {done.window.split(':')[0]}); the old bot's signpost "
-            "(testers only, the new bot's link: the kit's TESTER_IDS gate)",
+            f"finish-move ran (refused, then forced: {done.window.split(':')[0]}; {retired}); the old bot's "
+            "signpost (testers only, the new bot's link: the kit's TESTER_IDS gate)",
         )
         dev = world.redis["staging"].client()
         before = dev.dbsize()
@@ -611,7 +625,25 @@ class Rehearsal:
         require(dev.dbsize() == before, "the dev Redis grew: the daily user's words were stored on staging")
         return (
             f"refused: {refusal.split(',')[0]}; forced: @{world.bots['staging'].username} reads dev: for "
-            f"tester {TESTER} and answered the daily user with {link}; {done.window.split(':')[0]}"
+            f"tester {TESTER} and answered the daily user with {link}; {done.window.split(':')[0]}; {retired}"
+        )
+
+    def _legacy_retired(self, world: World, done: Finished, named: int) -> str:
+        """After step 9 staging's Redis holds none of the daily user's keys (every develop and
+        feature/* job reads it), production's are as they were, and the backup holds what left."""
+        retired = done.retired
+        require(retired is not None and retired.backup is not None, "finish-move retired nothing, and kept no backup")
+        assert retired is not None and retired.backup is not None
+        left = sorted(world.redis["staging"].client().keys(f"*{DAILY_USER}*"))
+        require(not left, f"the daily user's legacy keys are still in staging's Redis: {left}")
+        require(not retired.changed, f"finish-move left {retired.names_changed}: changed since its backup")
+        require(named and len(retired.deleted) >= named, f"finish-move retired {len(retired.deleted)} of {named}")
+        production = load_config(world.config).env("production").key_prefix
+        kept = world.redis["production"].client().keys(f"{production}*{DAILY_USER}*")
+        require(kept, "production's memory of the daily user is gone")
+        return (
+            f"the daily user's legacy keys retired from staging's Redis ({len(retired.deleted)} of them, "
+            f"{named} named them before), backed up first in {retired.backup.name}"
         )
 
     def replay_gate(self, world: World) -> str:
@@ -788,7 +820,9 @@ class Rehearsal:
             self._fix(world)
         if client.dump(memory_key) == before.get(memory_key.encode()):
             raise VerificationError("the bad release did not damage the memory it was meant to")
-        restore = restore_points.RestoreRequest(taken.path, env, self.root / "restore", apply=True, user_id=DAILY_USER)
+        restore = restore_points.RestoreRequest(
+            snapshot=taken.path, env=env, out_dir=self.root / "restore", apply=True, user_id=DAILY_USER
+        )
         outcome = restore_points.restore_point(restore, client, "sandbox", fernet)
         after = {k: client.dump(k) for k in keys}
         if after != before:
@@ -871,6 +905,11 @@ def rehearse(
     """The plan against the stand-ins; ``project`` is the checkout it runs from (its .github/),
     ``bot`` an adopted repository whose bot is rehearsed instead of the reference one."""
     previous = signal.getsignal(signal.SIGTERM)
+    if callable(previous):
+        # Under ci-tools' main() (or a caller's own handler): main's already interrupts, and also
+        # records the cancel for the memory writes' checkpoints and ignores the next signal while
+        # this unwinds (ci_tools/cancel.py). One put over it would do neither.
+        return _rehearse_in(project, keep, process, log, bot)
 
     def terminate(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,6 +19,13 @@ from sandbox.redis import RedisServer
 from sandbox.telegram import FakeBot, FakeTelegram
 from sandbox.world import World
 from tests.support import ROOT, WEBHOOK_SECRET
+
+# This machine's environment sets PYTHONDONTWRITEBYTECODE: every Python the suite starts (act's
+# ci-tools steps, the bots, `python -m ci_tools`) then compiled each module it imported anew — a
+# third of an act scenario's time (tests/workflows/test_hold_workflow.py: 46 s, 30 s without it).
+# The suite lets Python cache bytecode, its default; set here, before xdist starts its workers.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+sys.dont_write_bytecode = False
 
 # Variables a developer's shell or a GitHub runner may carry that would change behaviour.
 _AMBIENT = (

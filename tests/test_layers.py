@@ -65,6 +65,7 @@ PLUMBING = {
     "errors",
     "output",
     "redact",
+    "cancel",  # a cancel a finalizer swallowed, seen between batches of a memory write
     "http",
     "settings",
     "needs",
@@ -94,6 +95,7 @@ SHARED = {
     "unreviewed_secrets",  # what staging may hold (github setup and check)
     "old_bot",  # the daily user's old bot during the move (send-back and finish-move)
     "send_back_record",  # what send-back left in the old bot's keys (send-back and its undo)
+    "retire_legacy",  # the daily user's legacy keys leave the old bot's Redis (finish-move; memory undo puts them back)
     "bot_detection",  # what adopt (and check-bot) read from a bot's repository
     "adopted_files",  # what adopt copies into a bot's repository: the one list
     "adopted_config",  # adopt's merge of render.yaml and [tool.ci_tools] (init's own edits: owner_files)

@@ -43,6 +43,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
+from ci_tools import cancel
 from ci_tools.botrun.commands import BotCommands
 from ci_tools.botrun.logs import last_lines
 from ci_tools.botrun.sessions import die_with_parent, stop_session
@@ -252,27 +253,30 @@ def _run(command: str, workdir: Path, environ: dict[str, str], log: Path | None,
     with _log_file(log) as (path, handle):
         handle.write(f"==> Running build command '{command}'...\n".encode())
         handle.flush()
-        # Its own session, dying with us: pip (bash's child) ends with the build however it ends.
-        process = subprocess.Popen(
-            ["bash", "-c", command],
-            cwd=workdir,
-            env=environ,
-            stdin=subprocess.DEVNULL,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=die_with_parent,  # only prctl(2), before exec: safe with threads
-        )
-        try:
-            returncode = process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise BuildFailed(
-                f"the build command ran past {timeout:.0f} s: {command}",
-                hint="make the build finish (a prompt waiting for input?)",
-                log_tail=last_lines(path),
-            ) from None
-        finally:  # also what it left running in the background, and on Ctrl-C or SIGTERM
-            stop_session(process, grace=2.0)
+
+        # Its own session, dying with us: pip (bash's child) ends with the build however it ends,
+        # with what it left running in the background, on Ctrl-C or SIGTERM too.
+        def spawn() -> subprocess.Popen[bytes]:
+            return subprocess.Popen(
+                ["bash", "-c", command],
+                cwd=workdir,
+                env=environ,
+                stdin=subprocess.DEVNULL,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=die_with_parent,  # only prctl(2), before exec: safe with threads
+            )
+
+        with cancel.owned(spawn, lambda process: stop_session(process, grace=2.0)) as process:
+            try:
+                returncode = process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                raise BuildFailed(
+                    f"the build command ran past {timeout:.0f} s: {command}",
+                    hint="make the build finish (a prompt waiting for input?)",
+                    log_tail=last_lines(path),
+                ) from None
         tail = last_lines(path)
     if returncode != 0:
         last = tail[-1] if tail else "it printed nothing"

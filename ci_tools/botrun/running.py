@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ci_tools import cancel
 from ci_tools.botrun.building import VENV, build_environ
 from ci_tools.botrun.commands import BotCommands
 from ci_tools.botrun.logs import last_lines
@@ -156,13 +157,11 @@ def start(
                 preexec_fn=die_with_parent,  # only prctl(2), before exec: safe with threads
             )
 
-        process: subprocess.Popen[bytes] = SPAWNER.run(spawn)
-    bot = RunningBot(f"http://{host}:{port}", port, process, log, commands, folder)
-    try:
-        _wait_ready(bot, host, timeout)
-    except BaseException:
-        bot.stop(grace=1.0)
-        raise
+        def started() -> RunningBot:
+            return RunningBot(f"http://{host}:{port}", port, SPAWNER.run(spawn), log, commands, folder)
+
+        with cancel.owned(started, lambda bot: bot.stop(grace=1.0), always=False) as bot:
+            _wait_ready(bot, host, timeout)
     return bot
 
 

@@ -16,6 +16,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from ci_tools import cancel
+
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal a child gets when the thread that started it dies
 
 
@@ -34,7 +36,13 @@ def stop_session(process: subprocess.Popen[bytes], grace: float = 5.0) -> None:
 
     Its descendants that left the session (``setsid``, ``start_new_session=True``) are found by
     parentage before anything is signalled (once their parent is gone they belong to init) and
-    are stopped the same way."""
+    are stopped the same way. A cancel that lands meanwhile is raised once it is done
+    (``cancel.held``): raised in the grace, it skipped the SIGKILL, and what ignores SIGTERM ran on."""
+    with cancel.held():
+        _stop_session(process, grace)
+
+
+def _stop_session(process: subprocess.Popen[bytes], grace: float) -> None:
     sid = process.pid
     strays = [pid for pid in descendants(sid) if pid not in session_members(sid)]
     if process.poll() is None:

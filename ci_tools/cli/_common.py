@@ -107,6 +107,11 @@ def undo_hint(ctx: Context, backup: Path | None, workflow: str = "migrate-memory
     return UNDO_COMMANDS.get(workflow, "ci-tools memory undo {backup} --apply").format(backup=backup)
 
 
+def undo_command(ctx: Context, workflow: str = "migrate-memory") -> str:
+    """``undo_hint`` before the backup is named: what a write that fails part-way prints (JobOptions)."""
+    return undo_hint(ctx, Path("{backup}"), workflow)
+
+
 def report_outcome(
     ctx: Context,
     outcome: Outcome,

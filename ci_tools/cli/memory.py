@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
-from ci_tools.cli._common import add_write_flags, report_outcome, resume_command, wants_apply
+from ci_tools.cli._common import add_write_flags, report_outcome, resume_command, undo_command, wants_apply
 from ci_tools.context import Context
 from ci_tools.errors import ConfigError, InputError
 from ci_tools.memory import ops, restore_points, undo
 from ci_tools.memory.files import RecordFile
 from ci_tools.memory.keys import parse_user_id
-from ci_tools.memory.model import Action, Conflict, Outcome, Stage, Uncovered
+from ci_tools.memory.model import Action, Conflict, Uncovered
+from ci_tools.memory.servers import label, open_side, server_id
 from ci_tools.needs import Needs
 from ci_tools.output import Report, emit_json, report, say
 from ci_tools.pipeline.levels import Level, discover
@@ -35,47 +37,28 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         if user:
             flag("--user-id", required=True, help="the Telegram user id (an integer)")
         if source:
+            prefix = "default: the source environment's key prefix; '' for a bot whose keys carry none"
+            legacy = "the source is a legacy bot's Redis that never wrote a meta:env marker"
+            kind = "as a workflow input: legacy = --legacy-source with no key prefix"
             flag("--from", dest="source", required=True, metavar="ENV", help="source environment")
-            flag(
-                "--source-prefix",
-                help="default: the source environment's key prefix; '' for a bot whose keys carry none",
-            )
-            flag(
-                "--legacy-source",
-                action="store_true",
-                help="the source is a legacy bot's Redis that never wrote a meta:env marker",
-            )
-            flag(
-                "--source-kind",
-                choices=("configured", "legacy"),
-                default="configured",
-                help="as a workflow input: legacy = --legacy-source with no key prefix",
-            )
+            flag("--source-prefix", help=prefix)
+            flag("--legacy-source", action="store_true", help=legacy)
+            flag("--source-kind", choices=("configured", "legacy"), default="configured", help=kind)
         if target:
+            unmarked = "the target's bot writes no meta:env marker (the base level): accept a target without "
+            unmarked += "one (a marker naming another environment is still refused)"
+            kind = "as a workflow input: unmarked = --unmarked-target"
             flag("--to", dest="target", required=True, metavar="ENV", help="target environment")
             flag("--target-prefix", help="default: the target environment's key prefix")
-            flag(
-                "--unmarked-target",
-                action="store_true",
-                help="the target's bot writes no meta:env marker (the base level): accept a target without "
-                "one (a marker naming another environment is still refused)",
-            )
-            flag(
-                "--target-kind",
-                choices=("marked", "unmarked"),
-                default="marked",
-                help="as a workflow input: unmarked = --unmarked-target",
-            )
+            flag("--unmarked-target", action="store_true", help=unmarked)
+            flag("--target-kind", choices=("marked", "unmarked"), default="marked", help=kind)
         flag("--out", type=Path, default=Path("memory-out"), help="where snapshots and backups go")
         flag("--ignore-env-markers", action="store_true", help="skip the <prefix>meta:env checks")
         flag("--json", action="store_true", help="one JSON document on stdout")
 
     def writes(p: argparse.ArgumentParser) -> None:
-        add_write_flags(
-            p,
-            "with --apply: plan = read, plan and write the snapshot and backup only (nothing "
-            "written); write = write from the plan a --stage plan run left in --out; all = both",
-        )
+        stage = "with --apply: plan = read, plan and write the snapshot and backup only (nothing written); write = "
+        add_write_flags(p, stage + "write from the plan a --stage plan run left in --out; all = both")
         conflict = {"type": Conflict, "choices": list(Conflict), "default": Conflict.FAIL}
         p.add_argument("--on-conflict", **conflict, help="when a target key holds other data")  # type: ignore[arg-type]
 
@@ -102,27 +85,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     diff = sub.add_parser("diff", help="compare one user's keys in two environments (exit 1 if they differ)")
     common(diff, source=True, target=True)
     pattern(diff)
-    diff.set_defaults(func=memory_diff, needs=BOTH)
+    diff.set_defaults(func=memory_copy, needs=BOTH)
 
-    restore = sub.add_parser(
-        "restore",
-        help="write a snapshot into an environment (dry run unless --apply); an environment "
-        "snapshot (memory snapshot) for everyone, or --user-id / --pattern",
-    )
+    what = "write a snapshot into an environment (dry run unless --apply); an environment snapshot (memory snapshot) "
+    restore = sub.add_parser("restore", help=what + "for everyone, or --user-id / --pattern")
     restore.add_argument("snapshot", type=Path, help="the snapshot, or the folder a workflow downloaded it to")
     common(restore, source=False, target=True, user=False)
     writes(restore)
     only = "environment snapshots: restore this user's keys only ('' = every user)"
     restore.add_argument("--user-id", default="", help=only)
-    restore.add_argument(
-        "--pattern",
-        action="append",
-        dest="patterns",
-        default=[],
-        metavar="GLOB",
-        help="environment snapshots: only keys matching this glob, without the prefix "
-        "(e.g. 'memory:*'; repeatable; '' = all)",
-    )
+    only = "environment snapshots: only keys matching this glob, without the prefix (e.g. 'memory:*'; "
+    only += "repeatable; '' = all)"
+    restore.add_argument("--pattern", action="append", dest="patterns", default=[], metavar="GLOB", help=only)
     restore.set_defaults(func=memory_restore, needs=TARGET)
 
     snapshot = sub.add_parser("snapshot", help="snapshot every key of an environment (its restore point), encrypted")
@@ -167,59 +141,53 @@ MAKE_KEY = (
 )
 
 
+def _options(ctx: Context, args: argparse.Namespace, workflow: str = "migrate-memory") -> dict[str, Any]:
+    """What restore and seed take from the flags as any write does: whether, from which stage, where to."""
+    apply, undoing = _applying(ctx, args), undo_command(ctx, workflow)
+    return dict(apply=apply, out_dir=args.out, stage=args.stage, resume_command=resume_command(), undo_command=undoing)
+
+
 def _request(ctx: Context, args: argparse.Namespace, *, to: bool, writes: bool) -> ops.CopyRequest:
     """copy, diff and export: one user's keys in the source environment, and where they go (the
     prefixes default to each environment's; --source-kind legacy is --legacy-source with none)."""
-    user_id = parse_user_id(args.user_id)
-    legacy = args.source_kind == "legacy"
-    source = ctx.config.env(args.source)
-    target = ctx.config.env(args.target) if to else source
-    patterns = tuple(args.patterns or ()) or source.memory_patterns
-    for pattern in patterns:
+    user_id, legacy = parse_user_id(args.user_id), args.source_kind == "legacy"
+    given: dict[str, Any] = {"ignore_markers": args.ignore_env_markers, "legacy_source": args.legacy_source or legacy}
+    if args.patterns:
+        given["patterns"] = tuple(args.patterns)
+    if args.source_prefix is not None or legacy:
+        given["source_prefix"] = args.source_prefix or ""
+    if to and args.target_prefix is not None:
+        given["target_prefix"] = args.target_prefix
+    if writes:
+        given |= {"policy": args.on_conflict, "uncovered": args.uncovered, "stage": args.stage}
+    legacy_target = to and (args.unmarked_target or args.target_kind == "unmarked")
+    target = args.target if to else args.source
+    request = ops.between(ctx.config, user_id, args.source, target, args.out, legacy_target=legacy_target, **given)
+    for pattern in request.patterns:
         if problem := pattern_problem(pattern):
             raise InputError(f"--pattern {pattern!r} {problem}", hint="e.g. --pattern 'user:{user_id}:*'")
-    source_prefix = "" if args.source_prefix is None and legacy else args.source_prefix
-    target_prefix = args.target_prefix if to else None
-    return ops.CopyRequest(
-        user_id=user_id,
-        source_env=source,
-        target_env=target,
-        source_prefix=source.key_prefix if source_prefix is None else source_prefix,
-        target_prefix=target.key_prefix if target_prefix is None else target_prefix,
-        patterns=patterns,
-        apply=_applying(ctx, args) if writes else False,
-        policy=args.on_conflict if writes else Conflict.FAIL,
-        out_dir=args.out,
-        ignore_markers=args.ignore_env_markers,
-        legacy_source=args.legacy_source or legacy,
-        legacy_target=to and (args.unmarked_target or args.target_kind == "unmarked"),
-        uncovered=args.uncovered if writes else Uncovered.REFUSE,
-        resume_command=resume_command(),
-        stage=args.stage if writes else Stage.ALL,
-    )
+    request.apply, request.resume_command = writes and _applying(ctx, args), resume_command()
+    request.undo_command = undo_command(ctx)
+    return request
 
 
 def _writing(ctx: Context, args: argparse.Namespace, env: Environment) -> ops.Writing:
     """Where and how restore and seed write: the target environment, as the flags say."""
-    return ops.Writing(
-        target_env=env,
-        target_prefix=args.target_prefix or env.key_prefix,
-        policy=args.on_conflict,
-        apply=_applying(ctx, args),
-        out_dir=args.out,
-        ignore_markers=args.ignore_env_markers,
-        resume_command=resume_command(),
-        stage=args.stage,
-    )
+    options = _options(ctx, args) | dict(policy=args.on_conflict, ignore_markers=args.ignore_env_markers)
+    return ops.Writing(target_env=env, target_prefix=args.target_prefix or env.key_prefix, **options)
 
 
 RESTORE_WORDS: dict[str, str] = {Action.CREATE: "recreate", Action.REPLACE: "change", Action.IDENTICAL: "leave alone"}
 
 
 def memory_copy(ctx: Context, args: argparse.Namespace) -> int:
-    request = _request(ctx, args, to=True, writes=True)
-    _report_route(ctx, args, ops.copy_user(ctx, request), request, "copy", "→")
-    return 0
+    """copy, and diff (its dry run under the fail policy: exit 1 when any key differs)."""
+    diff = args.memory_command == "diff"
+    request = _request(ctx, args, to=True, writes=not diff)
+    outcome = ops.copy_user(ctx, request)
+    between = f"{request.source_env.name} {'vs' if diff else '→'} {request.target_env.name}"
+    report_outcome(ctx, outcome, args.json, f"memory {args.memory_command} of user {request.user_id}: {between}")
+    return 1 if diff and any(i.action is not Action.IDENTICAL for i in outcome.plan) else 0
 
 
 def memory_export(ctx: Context, args: argparse.Namespace) -> int:
@@ -232,20 +200,6 @@ def memory_export(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-def memory_diff(ctx: Context, args: argparse.Namespace) -> int:
-    request = _request(ctx, args, to=True, writes=False)
-    outcome = ops.diff_user(ctx, request)
-    _report_route(ctx, args, outcome, request, "diff", "vs")
-    return 0 if all(i.action is Action.IDENTICAL for i in outcome.plan) else 1
-
-
-def _report_route(
-    ctx: Context, args: argparse.Namespace, outcome: Outcome, request: ops.CopyRequest, verb: str, joint: str
-) -> None:
-    between = f"{request.source_env.name} {joint} {request.target_env.name}"
-    report_outcome(ctx, outcome, args.json, f"memory {verb} of user {request.user_id}: {between}")
-
-
 def memory_restore(ctx: Context, args: argparse.Namespace) -> int:
     """A snapshot (or the folder holding it) into an environment; for an environment's snapshot,
     optionally one user's keys or those matching globs ('' entries, a workflow's empty input, dropped)."""
@@ -253,20 +207,11 @@ def memory_restore(ctx: Context, args: argparse.Namespace) -> int:
     user_id, patterns = args.user_id.strip(), tuple(p for p in args.patterns if p.strip())
     snapshot = restore_points.find_snapshot(args.snapshot)
     if "scope" in RecordFile(snapshot, ctx.snapshot_fernet()).header:  # an environment's restore point
-        request = restore_points.RestoreRequest(
-            snapshot,
-            env,
-            args.out,
-            apply=_applying(ctx, args),
-            user_id=parse_user_id(user_id) if user_id else None,
-            patterns=patterns,
-            ignore_marker=args.ignore_env_markers,
-            resume_command=resume_command(),
-            stage=args.stage,
-        )
-        target = ops.side(ctx, "target", "the Redis to restore into")
-        server, target_id = ops.url_label(ctx, "TARGET_REDIS_URL"), ops.url_server_id(ctx, "TARGET_REDIS_URL")
-        outcome = restore_points.restore_point(request, target, server, ctx.snapshot_fernet(), target_id)
+        options = _options(ctx, args, "restore-memory")
+        options |= dict(user_id=parse_user_id(user_id) if user_id else None, ignore_marker=args.ignore_env_markers)
+        request = restore_points.RestoreRequest(snapshot=snapshot, env=env, patterns=patterns, **options)
+        target, url = open_side(ctx, "target", "the Redis to restore into"), ctx.secret("TARGET_REDIS_URL")
+        outcome = restore_points.restore_point(request, target, label(url), ctx.snapshot_fernet(), server_id(url))
         who = f"user {request.user_id}" if request.user_id else "every user"
         title = f"memory restore of {env.name} ({who}) from {snapshot.name}"
         report_outcome(ctx, outcome, args.json, title, words=RESTORE_WORDS, workflow="restore-memory")
@@ -283,10 +228,8 @@ def memory_restore(ctx: Context, args: argparse.Namespace) -> int:
 
 def memory_undo(ctx: Context, args: argparse.Namespace) -> int:
     """A backup put back on TARGET_REDIS_URL."""
-    apply, name = _applying(ctx, args), args.backup.name
-    path, count, left = undo.undo_backup(
-        ctx, args.backup, args.out, allow_other_server=args.allow_other_server, apply=apply
-    )
+    apply, name, other = _applying(ctx, args), args.backup.name, args.allow_other_server
+    path, count, left = undo.undo_backup(ctx, args.backup, args.out, allow_other_server=other, apply=apply)
     if apply:
         rows = [["✓", f"put back {count - len(left)} key(s) from {name}", f"the state before this undo is in {path}"]]
         kept = "both states are kept: the backup undone and the one this undo wrote"
@@ -300,16 +243,14 @@ def memory_undo(ctx: Context, args: argparse.Namespace) -> int:
         "backup_of_previous_state": str(path) if path else None,
         "left_alone_changed": [key.decode(errors="replace") for key in left],
     }
-    report(
-        ctx.runner, Report("memory undo", ["", "what", "note"], rows, document, shown=1 + len(left)), as_json=args.json
-    )
+    shown = Report("memory undo", ["", "what", "note"], rows, document, shown=1 + len(left))
+    report(ctx.runner, shown, as_json=args.json)
     return 0
 
 
 def memory_snapshot(ctx: Context, args: argparse.Namespace) -> int:
     """Every key of an environment's Redis, its restore point."""
-    config = ctx.config
-    env = config.env(args.env)
+    config, env = ctx.config, ctx.config.env(args.env)
     if ctx.runner.active and "MEMORY_SNAPSHOT_KEY" not in ctx.secrets:
         raise ConfigError(
             "in GitHub Actions a memory snapshot needs MEMORY_SNAPSHOT_KEY: it holds every user's "
@@ -319,21 +260,30 @@ def memory_snapshot(ctx: Context, args: argparse.Namespace) -> int:
     backup = config.memory_backup
 
     def writes_no_marker() -> str | None:
+        """Why the live bot of ``env`` writes no ``meta:env`` marker, or None when it should have one.
+
+        Asked only of a Redis with keys and no marker. At the base level (no health answer, or its own
+        4xx on that path) the bot writes none, so its absence proves nothing wrong; a bot that answers
+        the health JSON claims its Redis, and one that did not answer cannot say: both stay refused."""
         _not_another_environments(ctx, env)
-        return _writes_no_marker(env, ctx.timeout)
+        seen = discover(env, ctx.timeout or 10)
+        # Only a 4xx is the bot saying it has no such path: a redirect points at an answer elsewhere.
+        its_own_4xx = seen.http_status is None or 400 <= seen.http_status < 500
+        base = seen.level is Level.BASE and seen.definite and its_own_4xx
+        return f"its bot is at the base level and writes none — {seen.why}" if base else None
 
     taken = restore_points.take_snapshot(
-        ops.side(ctx, "source", "the Redis to snapshot"),
+        open_side(ctx, "source", "the Redis to snapshot"),
         env,
         args.out,
-        server=ops.url_label(ctx, "SOURCE_REDIS_URL"),
+        server=label(ctx.secret("SOURCE_REDIS_URL")),
         max_mb=backup.max_mb,
         protected=backup.protected_users,
         commit=args.commit,
         ignore_marker=args.ignore_env_marker,
         fernet=ctx.snapshot_fernet(),
         writes_no_marker=writes_no_marker,
-        server_id=ops.url_server_id(ctx, "SOURCE_REDIS_URL"),
+        server_id=server_id(ctx.secret("SOURCE_REDIS_URL")),
     )
     if taken.unmarked:
         say(taken.unmarked, err=True)
@@ -362,10 +312,12 @@ def _not_another_environments(ctx: Context, env: Environment) -> None:
     """A Redis with no marker cannot say whose it is; another environment's URL the run holds can
     (production.yml hands the old bot's Redis to the snapshot as STAGING_REDIS_URL): the same Key
     Value (``server_id``) behind both is a secret pasted into the wrong place, refused before reading."""
-    here = ops.url_server_id(ctx, "SOURCE_REDIS_URL")
+    here = server_id(ctx.secret("SOURCE_REDIS_URL"))
     for other in ctx.config.environments.values():
         variable = f"{other.name.upper()}_REDIS_URL"
-        if other.name != env.name and ctx.optional(variable) and ops.url_server_id(ctx, variable) == here:
+        # Only a URL the snapshot declares: staging's run never holds production's, and asks for none.
+        held = variable in SNAPSHOT.names and ctx.optional(variable)
+        if other.name != env.name and held and server_id(ctx.secret(variable)) == here:
             raise InputError(
                 f"the Redis to snapshot as {env.name}'s is the same Key Value as {variable} ({other.name}'s), "
                 "and holds no meta:env marker to say otherwise",
@@ -373,24 +325,9 @@ def _not_another_environments(ctx: Context, env: Environment) -> None:
             )
 
 
-def _writes_no_marker(env: Environment, timeout: float | None) -> str | None:
-    """Why the live bot of ``env`` writes no ``meta:env`` marker, or None when it should have one.
-
-    Asked only of a Redis with keys and no marker. At the base level (no health answer, or its own
-    4xx on that path) the bot writes none, so its absence proves nothing wrong; a bot that answers
-    the health JSON claims its Redis, and one that did not answer cannot say: both stay refused."""
-    seen = discover(env, timeout or 10)
-    # Only a 4xx is the bot saying it has no such path: a redirect points at an answer elsewhere.
-    its_own_4xx = seen.http_status is None or 400 <= seen.http_status < 500
-    if seen.level is Level.BASE and seen.definite and its_own_4xx:
-        return f"its bot is at the base level and writes none — {seen.why}"
-    return None
-
-
 def memory_seed(ctx: Context, args: argparse.Namespace) -> int:
     """A pasted profile as one user's first memory in an environment."""
-    env = ctx.config.env(args.target)
-    user_id = parse_user_id(args.user_id)
+    env, user_id = ctx.config.env(args.target), parse_user_id(args.user_id)
     outcome = ops.seed_user(ctx, user_id, args.profile_file, _writing(ctx, args, env))
     report_outcome(ctx, outcome, args.json, f"memory seed of user {user_id} into {env.name}")
     return 0

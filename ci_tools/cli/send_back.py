@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ci_tools.cli._common import add_write_flags, report_outcome, resume_command, wants_apply
+from ci_tools.cli._common import add_write_flags, report_outcome, resume_command, undo_command, wants_apply
 from ci_tools.context import Context
 from ci_tools.errors import InputError
 from ci_tools.memory.keys import parse_user_id
@@ -87,6 +87,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         text=args.text.strip(),
         uncovered=args.uncovered,
         resume_command=resume_command(),
+        undo_command=undo_command(ctx, "send-back"),
         replace=args.old_bot_changes == "replace",
     )
     result = send_back(ctx, request)

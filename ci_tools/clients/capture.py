@@ -95,6 +95,8 @@ class CaptureServer:
         capture = self
 
         class Handler(BaseHTTPRequestHandler):
+            disable_nagle_algorithm = True  # head and body are two writes: no 40 ms delayed-ACK wait
+
             def do_POST(self) -> None:
                 parts = self.path.strip("/").split("/")
                 if len(parts) != 2 or not parts[0].startswith("bot"):

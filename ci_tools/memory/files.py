@@ -2,7 +2,7 @@
 ``MEMORY_SNAPSHOT_KEY`` is set (they hold a person's memory).
 
 Files that cannot lie: a header says what the file is; the footer, with the record count, is written
-only by ``finish()`` after the last record, so a file cut short (a ``with`` block left on an
+only by ``close(complete=True)`` after the last record, so a file cut short (a ``with`` block left on an
 exception) is refused, never half-applied. A reader given a key refuses a file with any line in the
 clear: whoever can put a file in front of a restore must not be able to write the user's memory.
 """
@@ -19,20 +19,20 @@ from cryptography.fernet import Fernet, InvalidToken
 
 from ci_tools.errors import ConfigError, InputError, VerificationError
 from ci_tools.memory.model import Action, PlanItem
-from ci_tools.memory.records import Record, b64, from_b64, from_json, to_json
+from ci_tools.memory.records import Record, b64, batches, from_b64, from_json, to_json
 
 FORMAT = "mindmate-memory"
 VERSION = 1
 KEY_ENV = "MEMORY_SNAPSHOT_KEY"
+OURS = "restore only from the encrypted snapshots and backups the workflows keep"
+ANOTHER = "use another snapshot or backup (an earlier run's), or take the snapshot again"
 
 
 class RecordWriter:
-    """Append records to a new file; ``close()`` writes the footer that marks it complete."""
+    """Append records to a new file; ``close(complete=True)`` writes the footer that marks it complete."""
 
     def __init__(self, path: Path, header: dict[str, Any], fernet: Fernet | None) -> None:
-        self.path = path
-        self.fernet = fernet
-        self.count = 0
+        self.path, self.fernet, self.count = path, fernet, 0
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         self._file: IO[bytes] = os.fdopen(fd, "wb")
@@ -53,30 +53,25 @@ class RecordWriter:
 
     def write_after(self, digests: list[tuple[bytes, str]]) -> None:
         """What the write puts in each key (``records.value_digest``): not records, not counted."""
-        for start in range(0, len(digests), 1000):
-            self._line({"after": [[b64(k), d] for k, d in digests[start : start + 1000]]})
+        for batch in batches(digests):
+            self._line({"after": [[b64(k), d] for k, d in batch]})
 
     def write_plan(self, plan: list[PlanItem]) -> None:
         """The plan a later ``--stage write`` follows: each key's action and guard. Not records."""
-        for start in range(0, len(plan), 1000):
+        for batch in batches(plan):
             rows = [
                 [b64(i.source_key), b64(i.target_key), i.type, i.size, i.ttl_ms, str(i.action), i.reason, i.guard]
-                for i in plan[start : start + 1000]
+                for i in batch
             ]
             self._line({"plan": rows})
 
-    def finish(self) -> None:
-        """The footer, after the last record: only now does the file say it is complete."""
-        if not self._file.closed:
+    def close(self, *, complete: bool) -> None:
+        """``complete``: the footer, after the last record, so only now does the file say it is complete;
+        else what was written is kept without one, and readers refuse it as incomplete."""
+        if self._file.closed:
+            return
+        if complete:
             self._line({"end": True, "records": self.count})
-            self._close()
-
-    def abandon(self) -> None:
-        """Close without a footer: what was written is kept, and readers refuse it as incomplete."""
-        if not self._file.closed:
-            self._close()
-
-    def _close(self) -> None:
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
@@ -85,42 +80,40 @@ class RecordWriter:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
-        if kind is None:
-            self.finish()
-        else:
-            self.abandon()
+        self.close(complete=kind is None)
 
 
 class RecordFile:
     """Read a snapshot or backup: the header first, then records, then the footer is checked."""
 
     def __init__(self, path: Path, fernet: Fernet | None) -> None:
-        self.path = path
-        self.fernet = fernet
+        self.path, self.fernet = path, fernet
         if not path.is_file():
             what = "is a folder, not a file" if path.is_dir() else "does not exist"
             raise InputError(f"{path} {what}", hint="pass the path of the snapshot or backup file the copy printed")
         with path.open("rb") as handle:
-            first = handle.readline()
-        self.header = self._decode(first, 1)
+            self.header = self._decode(handle.readline(), 1)
         if self.header.get("format") != FORMAT:
             raise InputError(f"{path} is not a memory snapshot or backup")
         if fernet is not None and self.header.get("encrypted") is not True:
             raise VerificationError(
-                f"{path.name} says it is not encrypted, though {KEY_ENV} is set: nothing is read from it",
-                hint="restore only from the encrypted snapshots and backups the workflows keep",
+                f"{path.name} says it is not encrypted, though {KEY_ENV} is set: nothing is read from it", hint=OURS
             )
 
     def check(self) -> int:
         """Read the whole file once: every line decodes and the footer is there (else exit 5)."""
         return sum(1 for _ in self.records())
 
-    def _rows(self, name: str) -> Iterator[Any]:
-        """The rows of every ``name`` line (``plan``, ``after``): what a backup holds beside records."""
+    def _documents(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        """Each line after the header, decoded, with its number."""
         with self.path.open("rb") as handle:
             handle.readline()
             for number, raw in enumerate(handle, start=2):
-                yield from self._decode(raw, number).get(name, ())
+                yield number, self._decode(raw, number)
+
+    def _rows(self, name: str) -> Iterator[Any]:
+        """The rows of every ``name`` line (``plan``, ``after``): what a backup holds beside records."""
+        return (row for _, document in self._documents() for row in document.get(name, ()))
 
     def plan(self) -> list[PlanItem]:
         """The plan a backup written by ``--stage plan`` carries."""
@@ -134,17 +127,17 @@ class RecordFile:
         return {from_b64(key): str(digest) for key, digest in self._rows("after")}
 
     def _decode(self, raw: bytes, number: int) -> dict[str, Any]:
-        raw = raw.strip()
+        raw, line = raw.strip(), f"{self.path.name} line {number}"
         if raw.startswith(b"{") and self.fernet is not None:
             raise VerificationError(
-                f"{self.path.name} line {number} is not encrypted, though {KEY_ENV} is set: "
+                f"{line} is not encrypted, though {KEY_ENV} is set: "
                 "the file was not written by this pipeline, so nothing is read from it",
-                hint="restore only from the encrypted snapshots and backups the workflows keep",
+                hint=OURS,
             )
         if not raw.startswith(b"{"):
             if not raw.startswith(b"gAAAA"):  # a Fernet token's base64 (version 0x80): neither JSON nor ours
                 raise InputError(
-                    f"{self.path.name} line {number} is neither a memory snapshot's JSON nor an encrypted line",
+                    f"{line} is neither a memory snapshot's JSON nor an encrypted line",
                     hint="pass a snapshot or backup file a copy or snapshot wrote",
                 )
             if self.fernet is None:
@@ -156,9 +149,9 @@ class RecordFile:
             except InvalidToken:
                 if number > 1:  # the header opened with this key: the line is cut or damaged, not the key wrong
                     raise VerificationError(
-                        f"{self.path.name} line {number} cannot be decrypted though its header can: the file was "
+                        f"{line} cannot be decrypted though its header can: the file was "
                         "cut short or damaged, so nothing was written from it",
-                        hint="use another snapshot or backup (an earlier run's), or take the snapshot again",
+                        hint=ANOTHER,
                     ) from None
                 raise ConfigError(
                     f"{self.path.name} cannot be decrypted with this {KEY_ENV}", hint="use the key it was written with"
@@ -166,37 +159,28 @@ class RecordFile:
         try:
             document = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            raise InputError(
-                f"{self.path.name} line {number} is not valid JSON: the file was cut short or damaged",
-                hint="use another snapshot or backup (an earlier run's), or take the snapshot again",
-            ) from None
+            raise InputError(f"{line} is not valid JSON: the file was cut short or damaged", hint=ANOTHER) from None
         if not isinstance(document, dict):
-            raise InputError(f"{self.path.name} line {number} is not a JSON object")
+            raise InputError(f"{line} is not a JSON object")
         return document
 
     def records(self) -> Iterator[Record]:
         count, complete = 0, False
-        with self.path.open("rb") as handle:
-            handle.readline()
-            for number, raw in enumerate(handle, start=2):
-                document = self._decode(raw, number)
-                if document.get("end"):
-                    complete = document.get("records") == count
-                    break
-                if "after" in document or "plan" in document:
-                    continue
-                if "absent" in document:
-                    for key in document["absent"]:
-                        count += 1
-                        yield Record(from_b64(key), "none")
-                    continue
-                if "part" in document:  # ci-tools before 2026-12 wrote keys over 10,000 elements in parts
-                    raise InputError(
-                        f"{self.path.name} line {number} holds a key written in parts by a ci-tools from before "
-                        "2026-12, which this one no longer reads; nothing was written from it",
-                        hint="use a snapshot or backup taken since (each key whole), or the ci-tools release "
-                        "that wrote this file",
-                    )
+        for number, document in self._documents():
+            if document.get("end"):
+                complete = document.get("records") == count
+                break
+            if "absent" in document:
+                count += len(document["absent"])
+                yield from (Record(from_b64(key), "none") for key in document["absent"])
+            elif "part" in document:  # ci-tools before 2026-12 wrote keys over 10,000 elements in parts
+                raise InputError(
+                    f"{self.path.name} line {number} holds a key written in parts by a ci-tools from before "
+                    "2026-12, which this one no longer reads; nothing was written from it",
+                    hint="use a snapshot or backup taken since (each key whole), or the ci-tools release "
+                    "that wrote this file",
+                )
+            elif "after" not in document and "plan" not in document:
                 try:
                     record = from_json(document)
                 except (KeyError, ValueError, TypeError) as exc:
@@ -207,5 +191,5 @@ class RecordFile:
             raise VerificationError(
                 f"{self.path.name} is incomplete: no footer after {count} records, so it was cut short "
                 "and nothing was written from it",
-                hint="use another snapshot or backup (an earlier run's), or take the snapshot again",
+                hint=ANOTHER,
             )

@@ -11,7 +11,6 @@ import redis
 
 from ci_tools.errors import InputError
 
-GLOB_CHARS = re.compile(rb"([*?\[\]\\])")
 # The kit's arrival record of a user (docs/CONTRACT.md, release_kit/arrival.py): which bot saw
 # them last and since when. Not their memory: a migration's copy leaves it behind (the new bot's
 # kit starts it at their first message there), and the coverage audit does not ask for it.
@@ -20,7 +19,7 @@ KIT_ARRIVAL = "kit:arrival:{user_id}"
 
 def escape_glob(text: bytes) -> bytes:
     """Escape ``* ? [ ] \\`` so SCAN MATCH treats them literally."""
-    return GLOB_CHARS.sub(rb"\\\1", text)
+    return re.sub(rb"([*?\[\]\\])", rb"\\\1", text)
 
 
 def has_glob(pattern: str) -> bool:
@@ -34,14 +33,6 @@ class KeySpace:
     prefix: bytes
     patterns: tuple[str, ...]
     user_id: int
-
-    def exact_keys(self) -> list[bytes]:
-        return [self.prefix + p.format(user_id=self.user_id).encode() for p in self.patterns if not has_glob(p)]
-
-    def scan_patterns(self) -> list[bytes]:
-        """Glob patterns with the prefix and the id escaped, the configured wildcards kept."""
-        uid = escape_glob(str(self.user_id).encode()).decode()
-        return [escape_glob(self.prefix) + p.format(user_id=uid).encode() for p in self.patterns if has_glob(p)]
 
     @cached_property
     def ownership(self) -> re.Pattern[bytes]:
@@ -61,14 +52,15 @@ def _glob_regex(glob: str) -> str:
 def discover(client: redis.Redis, space: KeySpace, *, scan_count: int = 10_000) -> list[bytes]:
     """The user's existing keys, sorted; exact keys need no SCAN (one EXISTS round trip). The kit's
     arrival record is taken only by a pattern naming it (send-back's), never by an owner's glob."""
-    exact = space.exact_keys()
+    exact = [space.prefix + p.format(user_id=space.user_id).encode() for p in space.patterns if not has_glob(p)]
     found: set[bytes] = set()
     if exact:
         pipe = client.pipeline(transaction=False)
         for key in exact:
             pipe.exists(key)
         found |= {key for key, n in zip(exact, pipe.execute(), strict=True) if n}
-    for pattern in space.scan_patterns():
+    uid = escape_glob(str(space.user_id).encode()).decode()  # the prefix and the id escaped, the wildcards kept
+    for pattern in (escape_glob(space.prefix) + p.format(user_id=uid).encode() for p in space.patterns if has_glob(p)):
         found.update(filter(space.ownership.fullmatch, scan(client, pattern, scan_count)))
     if KIT_ARRIVAL not in space.patterns:
         found.discard(space.prefix + KIT_ARRIVAL.format(user_id=space.user_id).encode())

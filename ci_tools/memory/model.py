@@ -100,3 +100,8 @@ def stamp() -> str:
 
 def show(key: bytes) -> str:
     return key.decode(errors="backslashreplace")
+
+
+def target_header(user_id: Any, env: str, prefix: str, server: str, server_id: str) -> dict[str, Any]:
+    """Where a backup was taken: what an undo matches before it writes anything."""
+    return {"user_id": user_id, "env": env, "prefix": prefix, "server": server, "server_id": server_id}

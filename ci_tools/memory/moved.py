@@ -1,17 +1,15 @@
 """The move record: what a copy read from its source, kept on its target, so the way back knows it.
 
-A copy of the daily user's memory from the old bot into production (runbook step 6) leaves the
-old bot's keys where they were, and the user may go on talking to the old bot after the copy. A
-later send-back (production → the old bot) would overwrite what they said there. Redis keeps no
-history, so an applied copy records on the target, beside the keys it wrote, the guard
-(``writer.fingerprint``: the SHA-1 of each key's DUMP, the compare-and-set's own) of every source
-key whose value the target now holds, and which server it read them from (``server_id``, never
-the password). A send-back counts an old-bot key as said since only when it matches neither this
-record nor its own (``pipeline/send_back_record``).
+After a copy from the old bot into production (runbook step 6) the user may go on talking to the
+old bot, and a later send-back would overwrite what they said there. Redis keeps no history, so an
+applied copy records on the target the guard (``writer.fingerprint``) of every source key whose
+value the target now holds, and which server it read them from (``server_id``, never the password).
+A send-back counts an old-bot key as said since only when it matches neither this record nor its
+own (``pipeline/send_back_record``).
 
-One hash, ``<target prefix>meta:moved``, a field per user id: pipeline metadata like ``meta:env``,
-and a name without the user's id, so no later copy counts it as one of their keys. The copy's
-backup keeps the field as it was (``moved_before``) and an undo puts that back with the keys.
+One hash, ``<target prefix>meta:moved``, a field per user id: a name without the user's id, so no
+later copy counts it as one of their keys. The copy's backup keeps the field as it was
+(``moved_before``) and an undo puts that back with the keys.
 """
 
 from __future__ import annotations
@@ -53,8 +51,7 @@ def record_key(client: redis.Redis, prefix: str, name: str = RECORD) -> bytes:
     bot on the empty prefix may), before anything is written."""
     key = (prefix + name).encode()
     kind = client.type(key)
-    found = kind.decode() if isinstance(kind, bytes) else str(kind)
-    if found not in ("hash", "none"):
+    if (found := kind.decode() if isinstance(kind, bytes) else str(kind)) not in ("hash", "none"):
         shown = key.decode(errors="replace")
         raise ConfigError(
             f"the Redis holds {shown} as a {found}: a key of the bot's own has the name of the pipeline's "
@@ -65,11 +62,12 @@ def record_key(client: redis.Redis, prefix: str, name: str = RECORD) -> bytes:
 
 
 def keep(client: redis.Redis, prefix: str, user_id: int, source: str, guards: dict[bytes, str]) -> None:
-    document = {
-        "at": int(time.time()),
-        "source": source,
-        "guards": guards_json(guards),
-    }
+    """Record the move; a copy run again over the same keys (nothing written) leaves the record as it
+    was, its ``at`` included: the move happened then, and a second apply is a no-op on the target."""
+    found = read(client, prefix, user_id)
+    if found is not None and found.readable and (found.source, found.guards) == (source, guards):
+        return
+    document = {"at": int(time.time()), "source": source, "guards": guards_json(guards)}
     client.hset(record_key(client, prefix), str(user_id), json.dumps(document, sort_keys=True))
 
 
@@ -77,13 +75,11 @@ def read(client: redis.Redis, prefix: str, user_id: int) -> Moved | None:
     """The user's move record; None when there is none. One that cannot be read (corrupted, another
     shape) is no record of the move: it vouches for no key, so every key the old bot holds counts as
     said, never read as an absent record (which a move from before the record would leave)."""
-    raw = client.hget(record_key(client, prefix), str(user_id))
-    if raw is None:
+    if (raw := client.hget(record_key(client, prefix), str(user_id))) is None:
         return None
     try:
         data = json.loads(raw)
-        guards = guards_from_json(data["guards"])
-        return Moved(int(data["at"]), str(data["source"]), guards)
+        return Moved(int(data["at"]), str(data["source"]), guards_from_json(data["guards"]))
     except (ValueError, KeyError, TypeError, AttributeError, OverflowError):  # OverflowError: "at": Infinity
         return Moved(0, "", {}, readable=False)
 

@@ -1,10 +1,9 @@
-"""The memory commands' use cases: copy, export, diff, restore and seed one user's memory."""
+"""The memory commands' use cases: copy (and diff, its dry run), export, restore and seed one user's memory."""
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,49 +16,28 @@ from ci_tools.memory import moved
 from ci_tools.memory.files import RecordFile, RecordWriter
 from ci_tools.memory.job import JobOptions, MemoryJob
 from ci_tools.memory.keys import KeySpace, discover, uncovered
-from ci_tools.memory.model import CONNECTION_ERRORS, Action, Conflict, Outcome, Stage, Uncovered, stamp
+from ci_tools.memory.model import CONNECTION_ERRORS, Action, Outcome, Uncovered, stamp, target_header
 from ci_tools.memory.records import Record, now_ms, read_records
-from ci_tools.memory.servers import check_marker, connect, label, open_side, refuse_same_server, server_id
+from ci_tools.memory.servers import check_marker, identity, label, open_side, server_id
 from ci_tools.memory.writer import fingerprint
 from ci_tools.settings import Config, Environment
 
 
 @dataclass(kw_only=True)
-class Writing:
+class Writing(JobOptions):
     """A write into one environment's Redis: where, under which policy, and whether for real."""
 
     target_env: Environment
     target_prefix: str
-    policy: Conflict = Conflict.FAIL
-    apply: bool = False
-    out_dir: Path
     ignore_markers: bool = False
-    resume_command: str = ""
-    stage: Stage = Stage.ALL
-    on_event: Callable[[str, int], None] | None = None
-
-    def options(self, ctx: Context, label: str) -> JobOptions:
-        return JobOptions(
-            policy=self.policy,
-            apply=self.apply,
-            out_dir=self.out_dir,
-            label=label,
-            resume_command=self.resume_command,
-            fernet=ctx.snapshot_fernet(),
-            stage=self.stage,
-            on_event=self.on_event,
-        )
 
     def backup_header(self, ctx: Context, user_id: Any) -> dict[str, Any]:
-        """Where the backup was taken: what an undo matches before it writes anything."""
         url = ctx.secret("TARGET_REDIS_URL")
-        return {
-            "user_id": user_id,
-            "env": self.target_env.name,
-            "prefix": self.target_prefix,
-            "server": label(url),
-            "server_id": server_id(url),
-        }
+        return target_header(user_id, self.target_env.name, self.target_prefix, label(url), server_id(url))
+
+    def open_target(self, ctx: Context, purpose: str) -> redis.Redis:
+        env = None if self.ignore_markers else self.target_env
+        return open_side(ctx, "target", purpose, env, self.target_prefix)
 
 
 @dataclass(kw_only=True)
@@ -79,54 +57,27 @@ def between(config: Config, user_id: int, source: str, target: str, out_dir: Pat
     """``user_id``'s memory from environment ``source`` to ``target``, a dry run under the fail
     policy with each side's configured prefix and the source's patterns; ``changes`` override."""
     source_env, target_env = config.env(source), config.env(target)
-    fields: dict[str, Any] = {
-        "user_id": user_id,
-        "source_env": source_env,
-        "target_env": target_env,
-        "source_prefix": source_env.key_prefix,
-        "target_prefix": target_env.key_prefix,
-        "patterns": source_env.memory_patterns,
-        "out_dir": out_dir,
-    }
-    return CopyRequest(**{**fields, **changes})
-
-
-def side(ctx: Context, role: str, purpose: str) -> redis.Redis:
-    """The source or target Redis (SOURCE_/TARGET_REDIS_URL), its marker not yet read."""
-    return connect(ctx.secret(f"{role.upper()}_REDIS_URL", purpose=purpose), role, timeout=ctx.timeout)
-
-
-def url_label(ctx: Context, variable: str) -> str:
-    return label(ctx.secret(variable))
-
-
-def url_server_id(ctx: Context, variable: str) -> str:
-    return server_id(ctx.secret(variable))
+    prefixes: dict[str, Any] = {"source_prefix": source_env.key_prefix, "target_prefix": target_env.key_prefix}
+    defaults = {**prefixes, "patterns": source_env.memory_patterns}
+    return CopyRequest(
+        user_id=user_id, source_env=source_env, target_env=target_env, out_dir=out_dir, **defaults | changes
+    )
 
 
 def _sides(ctx: Context, request: CopyRequest) -> tuple[redis.Redis, redis.Redis]:
     """Both servers; "the target is the source" is refused before any marker is read."""
-    source, target = side(ctx, "source", "the Redis to copy from"), side(ctx, "target", "the Redis to copy to")
-    refuse_same_server(source, target, request.source_prefix == request.target_prefix)
+    source = open_side(ctx, "source", "the Redis to copy from")
+    target = open_side(ctx, "target", "the Redis to copy to")
+    if identity(source) == identity(target) and request.source_prefix == request.target_prefix:
+        raise InputError(
+            "the target is the source (same server, same database, same key prefix)",
+            hint="set TARGET_REDIS_URL to the other environment's Redis",
+        )
     if not request.ignore_markers:
-        flag = "--ignore-env-markers"
-        check_marker(
-            source,
-            request.source_prefix.encode(),
-            request.source_env.name,
-            "source",
-            flag,
-            legacy=request.legacy_source,
-        )
-        check_marker(
-            target,
-            request.target_prefix.encode(),
-            request.target_env.name,
-            "target",
-            flag,
-            legacy=request.legacy_target,
-            unmarked_flag="--unmarked-target",
-        )
+        flag, source_env, target_env = "--ignore-env-markers", request.source_env.name, request.target_env.name
+        check_marker(source, request.source_prefix.encode(), source_env, "source", flag, legacy=request.legacy_source)
+        target_prefix, legacy = request.target_prefix.encode(), request.legacy_target
+        check_marker(target, target_prefix, target_env, "target", flag, legacy=legacy, unmarked="--unmarked-target")
     return source, target
 
 
@@ -141,12 +92,8 @@ def _discover(source: redis.Redis, request: CopyRequest) -> list[bytes]:
 
 
 def _snapshot_header(ctx: Context, request: CopyRequest) -> dict[str, Any]:
-    return {
-        "user_id": request.user_id,
-        "env": request.source_env.name,
-        "prefix": request.source_prefix,
-        "server": url_label(ctx, "SOURCE_REDIS_URL"),
-    }
+    server = label(ctx.secret("SOURCE_REDIS_URL"))
+    return dict(user_id=request.user_id, env=request.source_env.name, prefix=request.source_prefix, server=server)
 
 
 def copy_user(ctx: Context, request: CopyRequest) -> Outcome:
@@ -154,10 +101,9 @@ def copy_user(ctx: Context, request: CopyRequest) -> Outcome:
     source_prefix, target_prefix = request.source_prefix.encode(), request.target_prefix.encode()
     started = time.perf_counter()
     keys = _discover(source, request)
-    discovered = time.perf_counter() - started
-    started = time.perf_counter()
+    discovered = time.perf_counter()
     audit = uncovered(source, source_prefix, request.user_id, set(keys))
-    audited = time.perf_counter() - started
+    audited = time.perf_counter()
     if audit and request.apply and request.uncovered is Uncovered.REFUSE:
         names = ", ".join(k.decode(errors="replace") for k in audit[:5]) + (" …" if len(audit) > 5 else "")
         raise InputError(
@@ -168,38 +114,29 @@ def copy_user(ctx: Context, request: CopyRequest) -> Outcome:
     if request.uncovered is Uncovered.INCLUDE:
         keys = sorted({*keys, *audit})
     label_ = f"user{request.user_id}-{request.source_env.name}-to-{request.target_env.name}"
-    job = MemoryJob(target, lambda key: target_prefix + key[len(source_prefix) :], request.options(ctx, label_))
-    writes = request.apply and request.stage is not Stage.PLAN
+    job = MemoryJob(
+        target, lambda key: target_prefix + key[len(source_prefix) :], request, label_, ctx.snapshot_fernet()
+    )
     # The move record as it is before this copy (a bot's own key by its name refused here, before any
     # write): the backup keeps it, so an undo leaves the target exactly as it was.
     recorded = moved.raw(target, request.target_prefix, request.user_id) if request.apply else None
-    read_guards: dict[bytes, str] = {}  # each source key's guard as read (an ALL-stage copy: no second read)
     outcome = job.run(
-        _guarded(read_records(source, keys, with_dump=True), read_guards),
+        read_records(source, keys, with_dump=True),
         snapshot_header=_snapshot_header(ctx, request),
         backup_header={**request.backup_header(ctx, request.user_id), "moved_before": recorded},
     )
-    if writes and outcome.applied:
-        _keep_move(ctx, target, request, outcome, read_guards)
-    outcome.timings = {"discover": discovered, "audit": audited, **outcome.timings}
+    if outcome.applied:  # written now, not only planned
+        _keep_move(ctx, target, request, outcome)
+    outcome.timings = {"discover": discovered - started, "audit": audited - discovered, **outcome.timings}
     outcome.uncovered = [] if request.uncovered is Uncovered.INCLUDE else audit
     outcome.uncovered_policy = request.uncovered
     return outcome
 
 
-def _guarded(records: Iterator[Record], guards: dict[bytes, str]) -> Iterator[Record]:
-    for record in records:
-        if record.dump is not None:
-            guards[record.key] = fingerprint(record.dump)
-        yield record
-
-
-def _keep_move(
-    ctx: Context, target: redis.Redis, request: CopyRequest, outcome: Outcome, read_guards: dict[bytes, str]
-) -> None:
-    """The move record (``memory/moved.py``): each source key the target now holds, by its guard as
-    read — in this run, or (a two-stage write, which read nothing) in the plan's snapshot, so it
-    records what was written, not what is there now."""
+def _keep_move(ctx: Context, target: redis.Redis, request: CopyRequest, outcome: Outcome) -> None:
+    """The move record (``memory/moved.py``): each source key the target now holds, by its guard in
+    the snapshot this write wrote from (as read, in this run or a ``--stage plan`` one), so it records
+    what was written, not what is there now."""
     left = {*outcome.changed, *outcome.expired}  # changed meanwhile, or gone: the target does not hold them
     held = {
         item.source_key
@@ -207,12 +144,11 @@ def _keep_move(
         if item.action in (Action.CREATE, Action.REPLACE, Action.IDENTICAL)
         and not {item.source_key, item.target_key} & left
     }
-    if request.stage is Stage.WRITE and outcome.snapshot is not None:
-        snapshot = RecordFile(outcome.snapshot, ctx.snapshot_fernet()).records()
-        read_guards = {r.key: fingerprint(r.dump) for r in snapshot if r.key in held and r.dump is not None}
-    guards = {key: guard for key, guard in read_guards.items() if key in held}
+    assert outcome.snapshot is not None
+    snapshot = RecordFile(outcome.snapshot, ctx.snapshot_fernet()).records()
+    guards = {r.key: fingerprint(r.dump) for r in snapshot if r.key in held and r.dump is not None}
     try:
-        moved.keep(target, request.target_prefix, request.user_id, url_server_id(ctx, "SOURCE_REDIS_URL"), guards)
+        moved.keep(target, request.target_prefix, request.user_id, server_id(ctx.secret("SOURCE_REDIS_URL")), guards)
     except CONNECTION_ERRORS as exc:
         outcome.warnings.append(
             f"⚠ the copy is written and verified, but its record on the target was not kept ({type(exc).__name__}): "
@@ -221,14 +157,9 @@ def _keep_move(
 
 
 def export_user(ctx: Context, request: CopyRequest) -> tuple[Path, int]:
+    env = None if request.ignore_markers else request.source_env
     source = open_side(
-        ctx,
-        "source",
-        request.source_env,
-        request.source_prefix,
-        ignore_markers=request.ignore_markers,
-        purpose="the Redis to export from",
-        legacy=request.legacy_source,
+        ctx, "source", "the Redis to export from", env, request.source_prefix, legacy=request.legacy_source
     )
     keys = _discover(source, request)
     path = request.out_dir / f"user{request.user_id}-{request.source_env.name}-export-{stamp()}.jsonl"
@@ -238,29 +169,17 @@ def export_user(ctx: Context, request: CopyRequest) -> tuple[Path, int]:
     return path, writer.count
 
 
-def diff_user(ctx: Context, request: CopyRequest) -> Outcome:
-    """The plan of a dry run, under the 'fail' policy: what differs between the two sides."""
-    request.apply, request.policy = False, Conflict.FAIL
-    return copy_user(ctx, request)
-
-
-def _open_target(ctx: Context, writing: Writing, purpose: str) -> redis.Redis:
-    env, prefix = writing.target_env, writing.target_prefix
-    return open_side(ctx, "target", env, prefix, ignore_markers=writing.ignore_markers, purpose=purpose)
-
-
 def restore_snapshot(ctx: Context, snapshot: Path, writing: Writing) -> Outcome:
     """One user's copy snapshot (``memory copy`` wrote it) back into ``writing``'s target."""
     file = RecordFile(snapshot, ctx.snapshot_fernet())
     file.check()  # a cut-off or corrupt file is refused before anything is written
-    source_prefix = str(file.header.get("prefix", "")).encode()
-    target = _open_target(ctx, writing, "the Redis to restore into")
-    prefix = writing.target_prefix.encode()
-    job = MemoryJob(
-        target,
-        lambda key: prefix + key[len(source_prefix) :] if key.startswith(source_prefix) else key,
-        writing.options(ctx, f"restore-{writing.target_env.name}"),
-    )
+    source_prefix, prefix = str(file.header.get("prefix", "")).encode(), writing.target_prefix.encode()
+    target = writing.open_target(ctx, "the Redis to restore into")
+
+    def rewrite(key: bytes) -> bytes:
+        return prefix + key[len(source_prefix) :] if key.startswith(source_prefix) else key
+
+    job = MemoryJob(target, rewrite, writing, f"restore-{writing.target_env.name}", ctx.snapshot_fernet())
     backup_header = writing.backup_header(ctx, file.header.get("user_id"))
     return job.run(file.records(), snapshot_header=None, backup_header=backup_header, snapshot_file=snapshot)
 
@@ -309,8 +228,9 @@ def seed_records(prefix: str, user_id: int, fields: dict[str, str], facts: list[
 def seed_user(ctx: Context, user_id: int, profile: Path, writing: Writing) -> Outcome:
     """The pasted profile as ``user_id``'s first memory, written as ``writing`` says."""
     fields, facts = parse_profile(profile)
-    target = _open_target(ctx, writing, "the Redis to seed")
-    job = MemoryJob(target, lambda key: key, writing.options(ctx, f"user{user_id}-seed-{writing.target_env.name}"))
+    target = writing.open_target(ctx, "the Redis to seed")
+    label_ = f"user{user_id}-seed-{writing.target_env.name}"
+    job = MemoryJob(target, lambda key: key, writing, label_, ctx.snapshot_fernet())
     header = writing.backup_header(ctx, user_id)
     return job.run(
         seed_records(writing.target_prefix, user_id, fields, facts),

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import binascii
 import hashlib
-import math
+import itertools
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import redis
@@ -24,6 +24,7 @@ TYPES = ("string", "list", "hash", "set", "zset", "stream")
 # Keys a round trip. A Lua call holds the server while it reads them whole (~5 ms for a bot's small
 # keys; 850k elements took 1.4 s, and past 5 s the live bot gets BUSY): one user's keys are few and capped.
 BATCH = 1000
+T = TypeVar("T")
 
 
 # KEYS: the keys. ARGV[1]: "1" to include DUMP payloads. Never writes. Reply per key: {type} for a
@@ -99,39 +100,34 @@ def canonical(type_: str, raw: Any) -> Any:
     return raw  # string: bytes; list: list[bytes]
 
 
+def batches(items: Iterable[T], size: int = BATCH) -> Iterator[list[T]]:
+    """``items`` in lists of ``size`` (the last one shorter), read as they are needed."""
+    rest = iter(items)
+    return iter(lambda: list(itertools.islice(rest, size)), [])
+
+
 def read_records(client: redis.Redis, keys: Iterable[bytes], *, with_dump: bool = False) -> Iterator[Record]:
     """Yield a record per key, in the order given; absent keys too."""
     script = client.register_script(READ)
-    pending: list[bytes] = []
-    for key in keys:
-        pending.append(key)
-        if len(pending) >= BATCH:
-            yield from _read_batch(client, script, pending, with_dump)
-            pending = []
-    if pending:
-        yield from _read_batch(client, script, pending, with_dump)
+    for batch in batches(keys):
+        # Taken before the call: a remaining TTL counted from here never claims more life than the key had.
+        read_at = now_ms()
+        for key, reply in zip(batch, script(keys=batch, args=["1" if with_dump else "0"], client=client), strict=True):
+            type_ = reply[0].decode()
+            if type_ == "none":
+                yield Record(key, "none", read_at=read_at)
+            elif type_ not in TYPES:
+                raise RemoteError(
+                    f"key {key!r} has type {type_!r}, which memory copy does not handle",
+                    hint="only string, list, hash, set, sorted set and stream keys are copied",
+                )
+            else:
+                value = canonical(type_, reply[2])
+                yield Record(key, type_, None if reply[1] == -1 else reply[1], read_at, value, reply[3] or None)
 
 
 def read_by_key(client: redis.Redis, keys: list[bytes], *, with_dump: bool = False) -> dict[bytes, Record]:
     return {record.key: record for record in read_records(client, keys, with_dump=with_dump)}
-
-
-def _read_batch(client: redis.Redis, script: Any, keys: list[bytes], with_dump: bool) -> Iterator[Record]:
-    # Taken before the call: a remaining TTL counted from here never claims more life than the key had.
-    read_at = now_ms()
-    replies = script(keys=keys, args=["1" if with_dump else "0"], client=client)
-    for key, reply in zip(keys, replies, strict=True):
-        type_ = reply[0].decode()
-        if type_ == "none":
-            yield Record(key, "none", read_at=read_at)
-        elif type_ not in TYPES:
-            raise RemoteError(
-                f"key {key!r} has type {type_!r}, which memory copy does not handle",
-                hint="only string, list, hash, set, sorted set and stream keys are copied",
-            )
-        else:
-            value = canonical(type_, reply[2])
-            yield Record(key, type_, None if reply[1] == -1 else reply[1], read_at, value, reply[3] or None)
 
 
 # -- JSON encoding: snapshots and backups are portable JSON lines.
@@ -145,17 +141,13 @@ def from_b64(text: str) -> bytes:
     return binascii.a2b_base64(text)
 
 
-def _score(score: float) -> str:
-    return repr(float(score)) if math.isfinite(score) else ("inf" if score > 0 else "-inf")
-
-
 def encode_value(type_: str, value: Any) -> Any:
     if type_ == "string":
         return b64(value)
     if type_ in ("list", "set"):
         return [b64(v) for v in value]
     if type_ in ("hash", "zset"):
-        return [(b64(f), b64(v) if type_ == "hash" else _score(v)) for f, v in value]
+        return [(b64(f), b64(v) if type_ == "hash" else repr(float(v))) for f, v in value]  # repr: 'inf' too
     if type_ == "stream":
         return [[b64(i), [[b64(f), b64(v)] for f, v in fields]] for i, fields in value]
     return None

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import redis
 from cryptography.fernet import Fernet
@@ -22,7 +23,7 @@ from ci_tools.errors import InputError, VerificationError
 from ci_tools.memory.files import RecordFile, RecordWriter
 from ci_tools.memory.job import JobOptions, MemoryJob
 from ci_tools.memory.keys import escape_glob, scan, user_segment
-from ci_tools.memory.model import Conflict, Outcome, Stage, stamp
+from ci_tools.memory.model import Conflict, Outcome, stamp, target_header
 from ci_tools.memory.records import Record, read_records
 from ci_tools.memory.servers import check_marker, marker
 from ci_tools.settings import Environment
@@ -40,15 +41,6 @@ class Taken:
     used_mb: float
     warning: str = ""
     unmarked: str = ""  # the one ⚠ line when the Redis carries no marker and its bot writes none
-
-
-def unmarked_line(env: Environment, server: str, why: str) -> str:
-    """The ⚠ line of a snapshot without a marker: what stands in for its proof."""
-    return (
-        f"⚠ {env.name}'s Redis has no {env.key_prefix}meta:env marker ({why}): nothing in it proves "
-        f"it is {env.name}'s, so this snapshot records the server it was read from ({server}) and a "
-        "restore writes it back into that server only"
-    )
 
 
 def take_snapshot(
@@ -85,10 +77,14 @@ def take_snapshot(
                 "start; a bot at the base level writes none and is snapshotted without it), "
                 "or pass --ignore-env-marker if you are sure",
             )
-        unmarked = unmarked_line(env, server, why)
+        unmarked = (  # what stands in for the marker's proof
+            f"⚠ {env.name}'s Redis has no {env.key_prefix}meta:env marker ({why}): nothing in it proves "
+            f"it is {env.name}'s, so this snapshot records the server it was read from ({server}) and a "
+            "restore writes it back into that server only"
+        )
     used = int(client.info("memory").get("used_memory", 0)) / MB
-    scope, warning = "environment", ""
-    if used > max_mb:
+    scope, warning, over = "environment", "", used > max_mb
+    if over:
         if not protected:
             raise VerificationError(
                 f"{env.name}'s Redis uses {used:.0f} MB, over the snapshot bound of {max_mb} MB, "
@@ -104,18 +100,10 @@ def take_snapshot(
             f"{len(protected)} protected user(s)' {len(keys)} key(s) were snapshotted"
         )
     path = out / f"{env.name}-memory-{stamp()}.jsonl"
-    header = {
-        "kind": "snapshot",
-        "scope": scope,
-        "env": env.name,
-        "prefix": env.key_prefix,
-        "server": server,
-        "commit": commit,
-        "taken_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "users": list(protected) if scope != "environment" else None,
-        "marker": found,  # None: no marker proved the Redis, so only its own server takes it back
-        "server_id": server_id,
-    }
+    header: dict[str, Any] = dict(kind="snapshot", scope=scope, env=env.name, prefix=env.key_prefix, server=server)
+    header |= dict(commit=commit, taken_at=datetime.now(UTC).isoformat(timespec="seconds"))
+    # marker None: no marker proved the Redis, so only its own server (server_id) takes it back
+    header |= dict(users=list(protected) if over else None, marker=found, server_id=server_id)
     with RecordWriter(path, header, fernet) as writer:
         for record in read_records(client, keys, with_dump=True):
             writer.write(record)
@@ -140,62 +128,56 @@ def find_snapshot(given: Path) -> Path:
     return found[0]
 
 
-@dataclass
-class RestoreRequest:
+@dataclass(kw_only=True)
+class RestoreRequest(JobOptions):
+    """A restore point (``snapshot``) back into ``env``: it replaces what differs, backed up first."""
+
     snapshot: Path
     env: Environment
-    out_dir: Path
-    apply: bool = False
+    policy: Conflict = Conflict.REPLACE
     user_id: int | None = None
     patterns: tuple[str, ...] = ()  # globs on the key without its prefix, e.g. "memory:*"
     ignore_marker: bool = False
-    resume_command: str = ""
-    stage: Stage = Stage.ALL
 
 
 def _selected(request: RestoreRequest, file: RecordFile) -> Iterator[Record]:
     prefix = str(file.header.get("prefix", "")).encode()
     owned = user_segment(request.user_id) if request.user_id is not None else None
     for record in file.records():
-        rest = record.key[len(prefix) :].decode(errors="replace")
-        if owned is not None and not owned.search(record.key[len(prefix) :]):
-            continue
-        if request.patterns and not any(fnmatch.fnmatchcase(rest, p) for p in request.patterns):
-            continue
-        yield record
+        rest = record.key[len(prefix) :]
+        matches = (fnmatch.fnmatchcase(rest.decode(errors="replace"), p) for p in request.patterns)
+        if (owned is None or owned.search(rest)) and (not request.patterns or any(matches)):
+            yield record
 
 
 def check_restorable(request: RestoreRequest, file: RecordFile) -> None:
     """Refused before anything is read from the target: the wrong kind, environment or user."""
-    header = file.header
+    header, name, env = file.header, request.snapshot.name, request.env
     if header.get("kind") != "snapshot" or "scope" not in header:
         raise InputError(
-            f"{request.snapshot.name} is not an environment snapshot (it is a {header.get('kind', '?')})",
+            f"{name} is not an environment snapshot (it is a {header.get('kind', '?')})",
             hint="restore from memory-before-<sha> or memory-nightly-<date>; undo a copy with `memory undo`",
         )
-    if header.get("env") != request.env.name:
+    if header.get("env") != env.name:
         raise InputError(
-            f"{request.snapshot.name} is a snapshot of {header.get('env')!r}, not of {request.env.name!r}",
-            hint=f"restore it into {header.get('env')}, or pick a snapshot of {request.env.name}",
+            f"{name} is a snapshot of {header.get('env')!r}, not of {env.name!r}",
+            hint=f"restore it into {header.get('env')}, or pick a snapshot of {env.name}",
         )
-    if str(header.get("prefix")) != request.env.key_prefix:
+    if str(header.get("prefix")) != env.key_prefix:
         raise InputError(
-            f"{request.snapshot.name} holds keys under {header.get('prefix')!r}, but "
-            f"{request.env.name}'s prefix is {request.env.key_prefix!r}",
+            f"{name} holds keys under {header.get('prefix')!r}, but {env.name}'s prefix is {env.key_prefix!r}",
             hint="the key prefix changed since: restore with the prefix it was taken under",
         )
-    if request.user_id is None and not request.patterns:
+    user = request.user_id
+    if (user is None and not request.patterns) or any(True for _ in _selected(request, file)):
         return
-    if any(True for _ in _selected(request, file)):
-        return
-    if request.user_id is not None and not request.patterns:
+    if user is not None and not request.patterns:
         raise InputError(
-            f"user {request.user_id} is absent from {request.snapshot.name}",
+            f"user {user} is absent from {name}",
             hint="check the user id (the number from the bot's /start log), or restore another point",
         )
     raise InputError(
-        f"no key of {request.snapshot.name} matches {', '.join(request.patterns)}"
-        + (f" for user {request.user_id}" if request.user_id is not None else ""),
+        f"no key of {name} matches {', '.join(request.patterns)}" + (f" for user {user}" if user is not None else ""),
         hint="patterns are globs on the key without its prefix, e.g. 'memory:*'",
     )
 
@@ -207,27 +189,12 @@ def restore_point(
     file = RecordFile(request.snapshot, fernet)
     check_restorable(request, file)
     warnings = [] if request.ignore_marker else check_restore_target(request, file, target, server, target_id)
-    options = JobOptions(
-        policy=Conflict.REPLACE,
-        apply=request.apply,
-        out_dir=request.out_dir,
-        label=f"restore-{request.env.name}",
-        resume_command=request.resume_command,
-        fernet=fernet,
-        stage=request.stage,
-    )
-    job = MemoryJob(target, lambda key: key, options)
+    job = MemoryJob(target, lambda key: key, request, f"restore-{request.env.name}", fernet)
     scope = {"user_id": request.user_id, "patterns": list(request.patterns), "from": request.snapshot.name}
     outcome = job.run(
         _selected(request, file),
         snapshot_header={**file.header, "kind": "snapshot", "restore": scope},
-        backup_header={
-            "user_id": request.user_id,
-            "env": request.env.name,
-            "prefix": request.env.key_prefix,
-            "server": server,
-            "server_id": target_id,  # what an undo of this restore matches (memory undo)
-        },
+        backup_header=target_header(request.user_id, request.env.name, request.env.key_prefix, server, target_id),
     )
     outcome.warnings += warnings
     return outcome
@@ -240,10 +207,8 @@ def check_restore_target(
     from a Redis without one (the base level), it is that very server again (the snapshot recorded
     its ``server_id``), so it cannot carry one environment's memory into another. Any other server
     is refused, marked for this environment or not: its marker proves the target, not the snapshot."""
-    env, prefix = request.env, request.env.key_prefix.encode()
-    header = file.header
-    read_unmarked = "marker" in header and header["marker"] is None
-    claimed = marker(target, prefix)
+    env, prefix, header = request.env, request.env.key_prefix.encode(), file.header
+    read_unmarked, claimed = header.get("marker", "") is None, marker(target, prefix)
     if not read_unmarked or claimed is not None:
         check_marker(target, prefix, env.name, "target", "--ignore-env-marker")
     if not read_unmarked:
@@ -252,11 +217,9 @@ def check_restore_target(
     read_from = str(header.get("server", "?"))
     if not target_id or header.get("server_id") != target_id:
         name, where = request.snapshot.name, f"{env.key_prefix}meta:env"
-        said = (
-            f"{env.name}'s Redis has no {where} marker, and"
-            if claimed is None
-            else f"{where} marks this Redis {claimed}, but {name} was read from one without a marker, and"
-        )
+        said = f"{env.name}'s Redis has no {where} marker, and"
+        if claimed is not None:
+            said = f"{where} marks this Redis {claimed}, but {name} was read from one without a marker, and"
         raise VerificationError(
             f"{said} TARGET_REDIS_URL ({server}) is not the Key Value {name} was read from ({read_from})",
             hint="point TARGET_REDIS_URL at the Redis the snapshot was read from: without a marker, "

@@ -9,15 +9,16 @@ import hashlib
 import redis
 
 from ci_tools.context import Context
-from ci_tools.errors import ConfigError, InputError, RemoteError, VerificationError
+from ci_tools.errors import ConfigError, RemoteError, VerificationError
 from ci_tools.http import FIRST_CONTACT
 from ci_tools.memory.model import CONNECTION_ERRORS
 from ci_tools.settings import Environment
 
 
-def connect(url: str, role: str, *, timeout: float | None = None) -> redis.Redis:
+def connect(url: str, role: str, *, timeout: float | None = None, variable: str | None = None) -> redis.Redis:
     """A client that never decodes (binary values survive) and fails fast when unreachable: first
-    contact on a short timeout, then ``timeout`` (``CI_TOOLS_TIMEOUT``; default 10 s connect, 60 s a command)."""
+    contact on a short timeout, then ``timeout`` (``CI_TOOLS_TIMEOUT``; default 10 s connect, 60 s a command).
+    ``variable``: the secret the URL came from, for the hint (default ``<ROLE>_REDIS_URL``)."""
     try:
         client = redis.Redis.from_url(
             url,
@@ -33,7 +34,9 @@ def connect(url: str, role: str, *, timeout: float | None = None) -> redis.Redis
             f"the {role} Redis URL is malformed", hint="expected redis://[user:password@]host:port[/db]"
         ) from None
     except redis.AuthenticationError:
-        raise ConfigError(f"the {role} Redis refused the password", hint=f"check {role.upper()}_REDIS_URL") from None
+        raise ConfigError(
+            f"the {role} Redis refused the password", hint=f"check {variable or role.upper() + '_REDIS_URL'}"
+        ) from None
     except CONNECTION_ERRORS as exc:
         raise RemoteError(f"cannot reach the {role} Redis at {label(url)} ({type(exc).__name__})") from None
     return client
@@ -61,14 +64,6 @@ def identity(client: redis.Redis) -> tuple[str, int]:
     return (run_id.decode() if isinstance(run_id, bytes) else str(run_id)), db
 
 
-def refuse_same_server(source: redis.Redis, target: redis.Redis, same_prefix: bool) -> None:
-    if identity(source) == identity(target) and same_prefix:
-        raise InputError(
-            "the target is the source (same server, same database, same key prefix)",
-            hint="set TARGET_REDIS_URL to the other environment's Redis",
-        )
-
-
 def marker(client: redis.Redis, prefix: bytes) -> str | None:
     value = client.get(prefix + b"meta:env")
     if value is None:
@@ -77,48 +72,37 @@ def marker(client: redis.Redis, prefix: bytes) -> str | None:
 
 
 def check_marker(
-    client: redis.Redis,
-    prefix: bytes,
-    env_name: str,
-    role: str,
-    flag: str,
-    *,
-    legacy: bool = False,
-    unmarked_flag: str = "",
+    client: redis.Redis, prefix: bytes, env: str, role: str, flag: str, *, legacy: bool = False, unmarked: str = ""
 ) -> None:
     """The side's marker must name its environment; a legacy source (``--legacy-source``) or an
-    unmarked target (``unmarked_flag``) may have none, but never one naming another environment."""
+    unmarked target (``unmarked``, the flag that accepts one) may have none, but never one naming another."""
     found = marker(client, prefix)
     if found is None and role == "source" and not legacy:
         raise VerificationError(
-            f"the source Redis has no {prefix.decode()}meta:env marker, so nothing says it is {env_name}'s",
+            f"the source Redis has no {prefix.decode()}meta:env marker, so nothing says it is {env}'s",
             hint="if it is a legacy bot's Redis that never wrote one, pass --legacy-source "
             "(and --source-prefix '' if its keys carry no prefix); else check SOURCE_REDIS_URL",
         )
     if found is None and legacy:
         return
-    if found != env_name:
+    if found != env:
         where = f"{prefix.decode()}meta:env"
         what = "is not set" if found is None else f"says {found!r}"
-        check = f"check {role.upper()}_REDIS_URL points at the {env_name} Redis (its bot writes the marker at start)"
-        if found is None and unmarked_flag:
-            hint = f"if its bot writes no marker (the base level), pass {unmarked_flag}; else {check}"
-        else:
-            hint = f"{check}, or pass {flag} if you are sure"
+        check = f"check {role.upper()}_REDIS_URL points at the {env} Redis (its bot writes the marker at start)"
+        hint = f"{check}, or pass {flag} if you are sure"
+        if found is None and unmarked:
+            hint = f"if its bot writes no marker (the base level), pass {unmarked}; else {check}"
         raise VerificationError(
-            f"the {role} Redis marker {where} {what}, but --{role_flag(role)} is {env_name!r}", hint=hint
+            f"the {role} Redis marker {where} {what}, but --{'from' if role == 'source' else 'to'} is {env!r}",
+            hint=hint,
         )
 
 
-def role_flag(role: str) -> str:
-    return "from" if role == "source" else "to"
-
-
 def open_side(
-    ctx: Context, role: str, env: Environment, prefix: str, *, ignore_markers: bool, purpose: str, legacy: bool = False
+    ctx: Context, role: str, purpose: str, env: Environment | None = None, prefix: str = "", *, legacy: bool = False
 ) -> redis.Redis:
-    """Connect to the source or target Redis (from SOURCE_/TARGET_REDIS_URL) and check its marker."""
+    """Connect to the source or target Redis (from SOURCE_/TARGET_REDIS_URL); given ``env``, check its marker."""
     client = connect(ctx.secret(f"{role.upper()}_REDIS_URL", purpose=purpose), role, timeout=ctx.timeout)
-    if not ignore_markers:
+    if env:
         check_marker(client, prefix.encode(), env.name, role, "--ignore-env-markers", legacy=legacy)
     return client

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -18,9 +17,11 @@ from pathlib import Path
 
 import redis
 
-from ci_tools.botrun.sessions import die_with_parent as die_with_parent  # the replay starts its bots with it
+from ci_tools import cancel
+from ci_tools.botrun.running import free_port
+from ci_tools.botrun.sessions import die_with_parent, stop_session
 from ci_tools.errors import ConfigError, RemoteError
-from ci_tools.memory.records import Record
+from ci_tools.memory.records import Record, batches
 from ci_tools.memory.writer import typed_write
 
 BATCH = 500  # keys a pipeline writes at once
@@ -45,28 +46,25 @@ def server_binary(environ: Mapping[str, str]) -> Path:
     )
 
 
-def free_port() -> int:
-    """A port nothing listens on now, on loopback (the private server's, a replayed bot's)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @contextlib.contextmanager
 def private_redis(environ: Mapping[str, str], timeout: float = 10.0) -> Iterator[str]:
     """A fresh server on loopback, nothing on disk; yields its URL and always stops it."""
     binary = server_binary(environ)
     with tempfile.TemporaryDirectory(prefix="ci-tools-replay-") as folder:
         port = free_port()
-        process = subprocess.Popen(
-            [str(binary), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            cwd=folder,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            preexec_fn=die_with_parent,  # only prctl(2), before exec: safe with threads
-        )
-        try:
+
+        def spawn() -> subprocess.Popen[bytes]:
+            return subprocess.Popen(
+                [str(binary), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                cwd=folder,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=die_with_parent,  # only prctl(2), before exec: safe with threads
+            )
+
+        with cancel.owned(spawn, stop_session) as process:
             url = f"redis://127.0.0.1:{port}/0"
             deadline = time.monotonic() + timeout
             while True:
@@ -78,20 +76,6 @@ def private_redis(environ: Mapping[str, str], timeout: float = 10.0) -> Iterator
                         raise RemoteError(f"{binary.name} did not start on port {port}") from None
                     time.sleep(0.02)
             yield url
-        finally:
-            terminate(process)
-
-
-def terminate(process: subprocess.Popen[bytes], grace: float = 5.0) -> None:
-    """SIGTERM, then SIGKILL after ``grace`` seconds: a child of ours never outlives its step."""
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def load_records(url: str, records: Iterable[Record]) -> int:
@@ -101,9 +85,7 @@ def load_records(url: str, records: Iterable[Record]) -> int:
     client.flushall()
     count = 0
     pipe = client.pipeline(transaction=False)
-    for record in records:
-        if not record.exists:
-            continue
+    for record in (r for r in records if r.exists):
         typed_write(pipe, record.key, record)
         count += 1
         if len(pipe) >= BATCH:
@@ -118,16 +100,13 @@ def key_state(url: str, batch: int = 1000) -> dict[bytes, tuple[str, bool]]:
     client = redis.Redis.from_url(url)
     found: dict[bytes, tuple[str, bool]] = {}
     try:
-        keys = list(client.scan_iter(count=batch))
-        for start in range(0, len(keys), batch):
-            chunk = keys[start : start + batch]
+        for chunk in batches(list(client.scan_iter(count=batch)), batch):
             pipe = client.pipeline(transaction=False)
             for key in chunk:
                 pipe.type(key)
                 pipe.pttl(key)
             answers = pipe.execute()
-            for index, key in enumerate(chunk):
-                kind, ttl = answers[2 * index], answers[2 * index + 1]
+            for key, kind, ttl in zip(chunk, answers[0::2], answers[1::2], strict=True):
                 if ttl != -2:  # gone meanwhile
                     found[key] = (kind.decode() if isinstance(kind, bytes) else str(kind), ttl == -1)
     finally:

@@ -6,16 +6,16 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-import redis
-
+from ci_tools import cancel
 from ci_tools.context import Context
 from ci_tools.errors import InputError, RemoteError, VerificationError
 from ci_tools.memory import moved
 from ci_tools.memory.files import RecordFile, RecordWriter
+from ci_tools.memory.job import Verifier
 from ci_tools.memory.model import CONNECTION_ERRORS, stamp
-from ci_tools.memory.records import BATCH, Record, difference, read_by_key, value_digest
+from ci_tools.memory.records import BATCH, Record, batches, difference, read_records, value_digest
 from ci_tools.memory.servers import connect, label, marker, server_id
-from ci_tools.memory.writer import Writer, guarded_records
+from ci_tools.memory.writer import PARTIAL, Writer, fingerprint
 
 
 def undo_backup(
@@ -29,24 +29,20 @@ def undo_backup(
     """
     fernet = ctx.snapshot_fernet()
     file = RecordFile(backup, fernet)
-    if file.header.get("kind") != "backup":
-        raise InputError(
-            f"{backup.name} is a {file.header.get('kind')}, not a backup",
-            hint="undo takes the backup path a copy printed",
-        )
-    count = file.check()
+    if (kind := file.header.get("kind")) != "backup":
+        raise InputError(f"{backup.name} is a {kind}, not a backup", hint="undo takes the backup path a copy printed")
+    count, recorded = file.check(), file.header
     url = ctx.secret("TARGET_REDIS_URL", purpose="the Redis to undo on")
     # host:port/db, and (since the base level) server_id, which tells one host's Key Values apart.
-    recorded = file.header.get("server_id")
-    other_user = bool(recorded) and recorded != server_id(url)
-    if not allow_other_server and (file.header.get("server") != label(url) or other_user):
+    other_user = bool(recorded.get("server_id")) and recorded.get("server_id") != server_id(url)
+    if not allow_other_server and (recorded.get("server") != label(url) or other_user):
         also = " under another user (another Key Value behind the same host)" if other_user else ""
         raise InputError(
-            f"this backup was taken on {file.header.get('server')}, but TARGET_REDIS_URL is {label(url)}{also}",
+            f"this backup was taken on {recorded.get('server')}, but TARGET_REDIS_URL is {label(url)}{also}",
             hint="point TARGET_REDIS_URL at the server the copy wrote to, or pass --allow-other-server",
         )
     target = connect(url, "target", timeout=ctx.timeout)
-    env, prefix = file.header.get("env"), str(file.header.get("prefix", ""))
+    env, prefix = recorded.get("env"), str(recorded.get("prefix", ""))
     claimed = marker(target, prefix.encode())
     if env and claimed is not None and claimed != env:
         raise InputError(
@@ -57,30 +53,37 @@ def undo_backup(
         return None, count, []
     keys = [r.key for r in file.records()]
     path = out_dir / f"undo-backup-{stamp()}.jsonl"
-    header = {k: v for k, v in file.header.items() if k not in ("format", "version", "encrypted", "kind")}
-    if "moved_before" in header and isinstance(header.get("user_id"), int):  # an undo of this undo needs today's
+    header = {k: v for k, v in recorded.items() if k not in ("format", "version", "encrypted", "kind")}
+    if moves := "moved_before" in header and isinstance(header.get("user_id"), int):  # an undo of it needs today's
         header["moved_before"] = moved.raw(target, prefix, header["user_id"])
     try:
-        present = guarded_records(target, keys)
+        # Each key and its guard, both from one atomic read.
+        present = {r.key: (r, fingerprint(r.dump)) for r in read_records(target, keys, with_dump=True)}
         with RecordWriter(path, {"kind": "backup", **header, "undoes": backup.name}, fernet) as writer:
             for record, _ in present.values():
                 writer.write(record)
         writer_ = Writer(target)
         left = _put_back(writer_, file.records(), present, file.after())
-        mismatches = _verify_exact(target, file.records(), set(left) | set(writer_.result.changed))
+        # A write cut between building a value under its temporary name and renaming it over the key
+        # (the cross-version path) left that name behind: only a write makes it, so it goes unguarded.
+        for chunk in batches(keys):
+            target.delete(*(key + PARTIAL for key in chunk))
+        verifier, skipped = Verifier(target), {*left, *writer_.result.changed}
+        for pairs in batches((record.key, record) for record in file.records() if record.key not in skipped):
+            verifier.batch(pairs)
     except CONNECTION_ERRORS as exc:
         raise RemoteError(
             f"the target stopped answering during undo ({type(exc).__name__})",
             hint=f"rerun the same undo once it is back; the state before this undo is in {path}",
         ) from None
-    if mismatches:
+    if mismatches := verifier.mismatches:
         raise VerificationError(
             f"{len(mismatches)} key(s) differ from the backup after undo: {', '.join(mismatches[:5])}",
             hint=f"the state before this undo is in {path}",
         )
-    if "moved_before" in file.header and isinstance(file.header.get("user_id"), int):
+    if moves:
         with contextlib.suppress(*CONNECTION_ERRORS):  # the keys are back and verified; the record follows them
-            moved.put_back(target, prefix, file.header["user_id"], file.header["moved_before"])
+            moved.put_back(target, prefix, recorded["user_id"], recorded["moved_before"])
     return path, count, [*left, *writer_.result.changed]
 
 
@@ -101,6 +104,9 @@ def _put_back(
         else:
             batch.append((record.key, record, guard))
     for start in range(0, max(len(batch), len(deletes)), BATCH):  # `present` holds them all already
+        # A cancel a finalizer swallowed stops here (ci_tools/cancel.py): what is put back is put
+        # back for good, and the same undo run again puts back the rest.
+        cancel.checkpoint()
         writer.write_batch(batch[start : start + BATCH])
         writer.delete(deletes[start : start + BATCH])
     # A backed-up key whose TTL ran out since would be gone by now anyway.
@@ -117,20 +123,3 @@ def _changed_since_write(backed_up: Record, current: Record, wrote: str | None) 
     if value_digest(current) == wrote:
         return False
     return difference(backed_up, current) is not None  # already as backed up: nothing changes
-
-
-def _verify_exact(target: redis.Redis, records: Iterator[Record], left: set[bytes]) -> list[str]:
-    mismatches = []
-    expected_all = [record for record in records if record.key not in left]
-    for start in range(0, len(expected_all), BATCH):
-        chunk = expected_all[start : start + BATCH]
-        found = read_by_key(target, [r.key for r in chunk])
-        for expected in chunk:
-            actual, remaining = found[expected.key], expected.remaining_ms()
-            if not expected.exists or (remaining is not None and remaining <= 0):
-                reason = "should be absent" if actual.exists else None
-            else:
-                reason = difference(expected, actual)
-            if reason:
-                mismatches.append(f"{expected.key.decode(errors='replace')} ({reason})")
-    return mismatches

@@ -72,16 +72,6 @@ end
 return out
 """
 
-# KEYS: keys. Reply per key: its guard now (see UNCHANGED): only the digest crosses the wire.
-FINGERPRINT = """
-local out = {}
-for i, key in ipairs(KEYS) do
-  local dump = redis.call('DUMP', key)
-  if dump == false then out[i] = '' else out[i] = redis.sha1hex(dump) end
-end
-return out
-"""
-
 ABSENT = ""  # the guard of a key that did not exist
 PARTIAL = b"\x00ci-tools-partial"
 
@@ -92,19 +82,8 @@ def fingerprint(dump: bytes | None) -> str:
 
 
 def fingerprints(client: redis.Redis, keys: list[bytes]) -> list[str]:
-    """The guards of ``keys`` now, computed on the server (send-back's record of what it left)."""
-    if not keys:
-        return []
-    replies = client.register_script(FINGERPRINT)(keys=keys, client=client)
-    return [r.decode() if isinstance(r, bytes) else str(r) for r in replies]
-
-
-def guarded_records(client: redis.Redis, keys: list[bytes]) -> dict[bytes, tuple[Record, str]]:
-    """Each key and its guard, both from one atomic read."""
-    return {
-        record.key: (record, fingerprint(record.dump) if record.exists else ABSENT)
-        for record in read_records(client, keys, with_dump=True)
-    }
+    """The guards of ``keys`` now, in their order (send-back's record of what it left)."""
+    return [fingerprint(record.dump) for record in read_records(client, keys, with_dump=True)]
 
 
 def typed_write(pipe: Any, key: bytes, record: Record) -> None:
@@ -163,28 +142,28 @@ class Writer:
                 self.result.expired.append(key)  # never resurrect a key as immortal
                 continue
             live.append((key, record, guard, remaining or 0))
-        typed = live
-        if self.restore_ok is not False:
-            restorable = [item for item in live if item[1].dump is not None]
-            typed = [item for item in live if item[1].dump is None]
-            typed += self._restored(restorable)
-        if typed:
-            self._typed(typed)
+        if self.restore_ok is not False:  # else the target refused payloads before: typed writes only
+            payloads = [item for item in live if item[1].dump is not None]
+            live = [item for item in live if item[1].dump is None] + self._restored(payloads, at)
+        if live:
+            self._typed(live)
 
-    def _restored(self, items: list[tuple[bytes, Record, str, int]]) -> list[tuple[bytes, Record, str, int]]:
-        """RESTORE a batch in one guarded script call; return what must be written by type."""
+    def _restored(self, items: list[tuple[bytes, Record, str, int]], at: int) -> list[tuple[bytes, Record, str, int]]:
+        """RESTORE a batch in one guarded script call; return what must be written by type. Each TTL
+        sent is the one left at ``at``, and its read-back is kept as if read then too (less the call's
+        time): a big batch slow to send (tens of MB, a busy runner) is not taken for a wrong TTL."""
         if not items:
             return []
-        args: list[Any] = []
-        for _, record, guard, ttl in items:
-            args += [guard, ttl, record.dump]
+        args: list[Any] = [arg for _, record, guard, ttl in items for arg in (guard, ttl, record.dump)]
         replies = self._restore(keys=[k for k, _, _, _ in items], args=args, client=self.client)
+        took = now_ms() - at
         refused = []
         for item, reply in zip(items, replies, strict=True):
             if isinstance(reply, list):
                 self.restore_ok = True
                 self.result.written.append(item[0])
-                self.result.read_back[item[0]] = (reply[1] == 1, int(reply[2]))
+                pttl = int(reply[2])
+                self.result.read_back[item[0]] = (reply[1] == 1, max(pttl - took, 0) if pttl >= 0 else pttl)
                 continue
             text = reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
             if text == "changed":

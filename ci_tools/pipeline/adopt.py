@@ -222,8 +222,10 @@ def _refuse_a_malformed_service(service: Any, name: str) -> None:
         if service.get(key) is not None and not isinstance(service[key], str):
             raise InputError(f"render.yaml: {name}'s {key} must be text, not {service[key]!r}", hint=fix)
     variables = service.get("envVars")
+    # an item is a variable (key: …) or an environment group's (fromGroup: …), as Render takes both
     if variables is not None and (
-        not isinstance(variables, list) or not all(isinstance(var, dict) and "key" in var for var in variables)
+        not isinstance(variables, list)
+        or not all(isinstance(var, dict) and ("key" in var or "fromGroup" in var) for var in variables)
     ):
         raise InputError(
             f"render.yaml: {name}'s envVars must be a list of variables (key: …), not {variables!r}", hint=fix

@@ -22,6 +22,10 @@ deployed mindmate kept the same moment in its profile (``old_bot.visits`` reads 
 exists). Without a record (a bot the kit does not serve keeps none: the refusal names the kit line
 that gives it), or before the window, it refuses in one line saying when it may run; ``force`` goes
 anyway, and the run names what it overrode.
+
+Last, nothing reads the daily user's legacy keys any more (the old bot's prefix before this run), so
+they are retired from the old bot's Redis (``retire_legacy``): backed up first (encrypted, this run's
+artifact), then removed where they still match the backup; ``ci-tools memory undo`` puts them back.
 """
 
 from __future__ import annotations
@@ -30,13 +34,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from ci_tools.clients.health import NotTheContract, Unreachable, health_of
 from ci_tools.clients.render import RenderAPI
 from ci_tools.clients.telegram import BotInfo
 from ci_tools.context import Context
 from ci_tools.errors import FatalError, InputError, RemoteError, VerificationError
-from ci_tools.pipeline import cutover
+from ci_tools.memory.model import Stage
+from ci_tools.pipeline import cutover, retire_legacy
 from ci_tools.pipeline.deploy import follow
 from ci_tools.pipeline.old_bot import (
     FINISHED_VAR,
@@ -46,6 +52,7 @@ from ci_tools.pipeline.old_bot import (
     new_env,
     old_env,
     old_service,
+    prefix_of,
     service_settings,
     visits,
 )
@@ -63,6 +70,9 @@ class FinishRequest:
     timeout: float = 900  # the old bot's redeploy
     deadline: float = 90  # for its /healthz to report the new prefix
     poll: float = 2.0
+    out_dir: Path = Path("memory-out")  # the backup of the daily user's legacy keys
+    stage: Stage = Stage.ALL  # PLAN: all but their removal (the backup is kept first); WRITE: that alone
+    retire_news: bool = False  # the owner's choice: retire what production never got too (only the backup keeps it)
 
 
 @dataclass(frozen=True)
@@ -83,6 +93,7 @@ class Finished:
     changed: list[str] = field(default_factory=list)  # the old bot's settings this run changed
     deployed: str | None = None  # the old bot's redeploy
     window: str = ""  # what became of the cutover's rollback window
+    retired: retire_legacy.Retired | None = None  # the daily user's legacy keys on the old bot's Redis
 
 
 def timing(ctx: Context, user_id: int, new_bot: BotInfo, now: datetime | None = None) -> Timing:
@@ -196,6 +207,7 @@ def _days(days: float) -> str:
 
 def finish_move(ctx: Context, request: FinishRequest, *, on_status: Status = lambda line: None) -> Finished:
     new, old = new_env(ctx), old_env(ctx)
+    retire_legacy.require_key(ctx)
     new_bot = cutover.whose(ctx, ctx.secret("TELEGRAM_BOT_TOKEN", purpose="the new bot's"), "TELEGRAM_BOT_TOKEN")
     when = timing(ctx, request.user_id, new_bot)
     if when.refusal and not request.force:
@@ -213,6 +225,7 @@ def finish_move(ctx: Context, request: FinishRequest, *, on_status: Status = lam
     }
     with old_service(ctx, seconds=request.timeout) as api:
         before = service_settings(api)
+        legacy = retire_legacy.old_prefix(ctx, prefix_of(before), before.get(FINISHED_VAR))
         result.changed = [name for name, value in wanted.items() if before.get(name) != value]
         if before.get("MOVED_TO"):
             result.changed.append("MOVED_TO")
@@ -232,9 +245,31 @@ def finish_move(ctx: Context, request: FinishRequest, *, on_status: Status = lam
                     f"the old bot did not come back as the testers' bot ({failure.message}); {said}",
                     hint=f"look at {old.render_service}, then run finish-move again",
                 ) from None
-            api.set_env_var(FINISHED_VAR, f"{datetime.now(UTC):%Y-%m-%d} @{new_bot.username} user {request.user_id}")
+            # The old prefix kept where a rerun finds it: by then the service and the config may both say dev:.
+            noted = retire_legacy.noted(legacy)
+            finished = f"{datetime.now(UTC):%Y-%m-%d} {noted} @{new_bot.username} user {request.user_id}"
+            api.set_env_var(FINISHED_VAR, finished)
     result.window = _close_window(ctx, new)
+    result.retired = _retire(ctx, request, legacy)
     return result
+
+
+def _retire(ctx: Context, request: FinishRequest, prefix: str) -> retire_legacy.Retired:
+    """The daily user's legacy keys, now that nothing reads them: backed up, then (unless only the plan
+    stage runs: the workflow keeps the backup as an artifact first) removed where they match it."""
+    planned = retire_legacy.back_up(ctx, request.user_id, prefix, request.out_dir, retire_news=request.retire_news)
+    if request.stage is Stage.PLAN or planned.backup is None:
+        return planned
+    done = retire_legacy.delete(ctx, planned.backup, request.user_id)
+    done.shared, done.news, done.news_retired = planned.shared, planned.news, planned.news_retired
+    return done
+
+
+def retire_from_backup(ctx: Context, request: FinishRequest) -> retire_legacy.Retired:
+    """``--stage write``: the keys the plan stage backed up (in ``out_dir``) removed where they match it."""
+    retire_legacy.require_key(ctx)
+    backup = retire_legacy.find_backup(request.out_dir, request.user_id)
+    return retire_legacy.delete(ctx, backup, request.user_id)
 
 
 def _redeploy(api: RenderAPI, request: FinishRequest, on_status: Status) -> str | None:

@@ -90,7 +90,10 @@ def said_off(moments: tuple[tuple[float, str | None], ...], root: Path) -> list[
     """The /oops moments as rows of the same table: no deploy, the commit that was live."""
     rows = []
     for at, commit in moments:
-        when = datetime.fromtimestamp(at, UTC)
+        try:
+            when = datetime.fromtimestamp(at, UTC)
+        except (ValueError, OverflowError, OSError):
+            continue  # not a time (NaN, an infinity, past year 9999): no moment to show, and no traceback
         rows.append(
             Release(
                 "-",

@@ -109,7 +109,7 @@ def visits(ctx: Context, variable: str, prefix: str, user_id: int, role: str) ->
     ``user:<id>:profile`` may well be a JSON string. That is no old mindmate's profile, so it is
     read as none (WRONGTYPE is not a Redis that stopped answering); a record's name holding another
     type is flagged (``not_a_record``), for finish-move to name it."""
-    client = connect(ctx.secret(variable, purpose=f"the {role} Redis"), role, timeout=ctx.timeout)
+    client = connect(ctx.secret(variable, purpose=f"the {role} Redis"), role, timeout=ctx.timeout, variable=variable)
     try:
         pipe = client.pipeline(transaction=False)
         pipe.hgetall(arrival_key(prefix, user_id).encode())

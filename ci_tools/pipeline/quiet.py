@@ -178,6 +178,10 @@ def _unanswered(exc: Unreachable | NotTheContract) -> str:
         return f"no wait: the live bot's health did not answer ({exc.kind})"
     if exc.http_status is not None and exc.http_status >= 500:  # a failing server, not a missing endpoint
         return f"no wait: the live bot's health answered HTTP {exc.http_status}, so it cannot say"
+    if exc.http_status is not None and 200 <= exc.http_status < 300 and not str(exc).startswith("HTTP "):
+        # JSON that is not the contract (a field of another type, say): the endpoint is there, and
+        # the owner is told what in it is wrong rather than sent looking for an endpoint.
+        return f"no wait: the live bot's health answer is not the health contract ({exc}), so it cannot say"
     return "no wait: the live bot has no health endpoint (base level)"
 
 

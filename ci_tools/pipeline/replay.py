@@ -4,7 +4,7 @@ The probe talks as the reserved probe user, whose memory is empty: it answers "d
 work", not "does it still know me". This stage replays each protected user's conversation
 (``[tool.ci_tools.replay] turns``) on private copies of their memory — the snapshot the release
 just took, loaded into Redis servers of the runner's own — with the live commit and with the
-candidate, each started from its own checkout as ``python -m <module>`` and talking to a
+candidate, each started from its own checkout by its own startCommand and talking to a
 capture server instead of Telegram. What is compared with what is ``replay_judge``'s docstring.
 
 Two halves, so the bots never run where a secret can be read:
@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ci_tools import redact
+from ci_tools import cancel, redact
 from ci_tools.checklist import Item
 from ci_tools.clients.capture import CaptureServer
 from ci_tools.clients.health import BotSurface
@@ -57,7 +57,7 @@ from ci_tools.pipeline.replay_bots import (
     bot_environ,
     checkout,
     interpreter,
-    own_module,
+    own_start,
     secrets_in_reach,
     stop_all,
 )
@@ -348,7 +348,8 @@ class _Stage:
             tree = checkout(commit, folder)
             try:
                 python = interpreter(tree, self.ctx.child, self.on_status, self.env)
-                trees[commit] = (tree, python, own_module(tree, self.env))
+                start, workdir = own_start(tree, self.env)
+                trees[commit] = (workdir, python, start)  # the bot runs in its service's rootDir
             except CannotStart as exc:
                 raise _cannot_start(role, commit, str(exc)) from None
         return trees
@@ -356,22 +357,28 @@ class _Stage:
     async def _cancellable(self, work: Coroutine[Any, Any, None]) -> None:
         """``work``, cancelled by SIGINT or SIGTERM through the loop (a Python-level handler's
         KeyboardInterrupt can land in a ``__del__`` and be swallowed; a cancel cannot). After the
-        first, both are ignored while the lanes stop their bots and the copies are removed."""
+        first, both are ignored while the lanes stop their bots and the copies are removed. One
+        swallowed before (while the trees were built: the signals ignored since, so GitHub's next
+        one is lost) was recorded, and cancels before any bot starts."""
         loop, task = asyncio.get_running_loop(), asyncio.current_task()
         if task is None or threading.current_thread() is not threading.main_thread():
             await work  # signals reach the main thread only
             return
         cancelled: list[int] = []
 
-        def cancel(signum: int) -> None:
+        def on_signal(signum: int) -> None:
             if not cancelled:
                 cancelled.append(signum)
                 task.cancel()
 
         before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
         for sig in before:
-            loop.add_signal_handler(sig, cancel, sig)
+            loop.add_signal_handler(sig, on_signal, sig)
         try:
+            if cancel.requested():  # a cancel a __del__ swallowed before this (ci_tools/cancel.py)
+                work.close()
+                cancelled.append(signal.SIGINT)
+                raise asyncio.CancelledError
             await work
         finally:
             for sig, handler in before.items():
@@ -403,10 +410,10 @@ class _Stage:
         redis_url, capture = copy
         environ = bot_environ(self.ctx.child, self.env, redis_url, capture.url, self.token, self.secret)
         for step, (role, commit) in enumerate(lane.runs):
-            tree, python, module = trees[commit]
+            tree, python, start = trees[commit]
             log = folder / f"{lane.name}-{step}-{role}.log"
             try:
-                bot = await self._started(role, commit, (tree, python, module), environ, log, surface, capture)
+                bot = await self._started(role, commit, (tree, python, start), environ, log, surface, capture)
             except CannotStart as exc:
                 if lane.name == "candidate" and role == "live":  # on what the candidate left
                     lane.cannot_start = str(exc)
@@ -431,8 +438,8 @@ class _Stage:
         another port: the free port it was given can be taken before it binds (a busy runner);
         a real crash crashes twice."""
         for attempt in (1, 2):
-            tree, python, module = built
-            bot = ReplayBot(role, commit, tree, python, environ, module, log)
+            tree, python, start = built
+            bot = ReplayBot(role, commit, tree, python, environ, start, log)
             self.started.append(bot)
             capture.forget_webhook()
             bot.start()

@@ -35,11 +35,11 @@ from typing import Any
 import yaml
 
 from ci_tools import botrun, redact
-from ci_tools.botrun.running import REROUTE, TELEGRAM_VARIABLE
+from ci_tools.botrun.running import REROUTE, TELEGRAM_VARIABLE, free_port
+from ci_tools.botrun.sessions import die_with_parent
 from ci_tools.clients.capture import CaptureServer
 from ci_tools.clients.health import BotSurface, NotTheContract, Unreachable
 from ci_tools.errors import BuildFailed, ConfigError
-from ci_tools.memory import throwaway
 from ci_tools.pipeline.replay_judge import Answer, Conversation, letters_masked
 from ci_tools.repo.bot_detection import module_of
 from ci_tools.settings import Environment
@@ -82,8 +82,14 @@ def interpreter(tree: Path, environ: Mapping[str, str], on_status: Status, env: 
     it), that environment serves: ``python -m`` run in the tree imports the tree's own code
     first. Otherwise ``uv sync --locked --no-default-groups`` builds the tree's own, as Render's
     build does. A tree without a uv.lock (``requirements.txt``, Poetry) is built by the build
-    command of its own render.yaml service of ``env``, in its ``.venv`` (``botrun.build``)."""
-    here, there = Path("uv.lock"), tree / "uv.lock"
+    command of its own render.yaml service of ``env``, in its ``.venv`` (``botrun.build``).
+
+    With a ``rootDir``, that folder is the tree: its uv.lock, its build, its ``.venv``. A uv.lock
+    outside it is not even there on Render (render.com/docs/monorepo-support)."""
+    root = tree
+    if env is not None and (tree / "render.yaml").is_file():
+        root = service_root(tree, _service_of(tree, env))
+    here, there = Path("uv.lock"), root / "uv.lock"
     if not there.is_file() and env is not None:
         return _built(tree, environ, on_status, env)
     if not there.is_file() or (here.is_file() and here.read_bytes() == there.read_bytes()):
@@ -96,8 +102,8 @@ def interpreter(tree: Path, environ: Mapping[str, str], on_status: Status, env: 
     on_status(f"installing {tree.name}'s own dependencies (its uv.lock differs from this checkout's)")
     built = subprocess.run(
         [uv, "sync", "--locked", "--no-default-groups", "--quiet"],
-        cwd=tree,
-        env={**environ, "UV_PROJECT_ENVIRONMENT": str(tree / ".venv")},
+        cwd=root,
+        env={**environ, "UV_PROJECT_ENVIRONMENT": str(root / ".venv")},
         capture_output=True,
         text=True,
         check=False,
@@ -105,7 +111,7 @@ def interpreter(tree: Path, environ: Mapping[str, str], on_status: Status, env: 
     if built.returncode != 0:
         last = (built.stderr.strip().splitlines() or ["uv sync failed"])[-1]
         raise CannotStart(f"its dependencies do not install from its uv.lock ({redact.redact(last)})")
-    return str(tree / ".venv" / "bin" / "python")
+    return str(root / ".venv" / "bin" / "python")
 
 
 def _built(tree: Path, environ: Mapping[str, str], on_status: Status, env: Environment) -> str:
@@ -131,28 +137,73 @@ def _built(tree: Path, environ: Mapping[str, str], on_status: Status, env: Envir
     return str(workdir / ".venv" / "bin" / "python")
 
 
-def own_module(tree: Path, env: Environment) -> str:
-    """The module the commit of ``tree`` starts as: the ``python -m <module>`` of its own
-    render.yaml's ``startCommand`` (the service of ``env``, else the tree's only web service).
+def own_start(tree: Path, env: Environment) -> tuple[str, Path]:
+    """The start command of the commit of ``tree`` and the folder it runs in: its own
+    render.yaml's ``startCommand`` (the service of ``env``, else the tree's only web service),
+    run in the service's ``rootDir`` as Render runs it (render.com/docs/monorepo-support).
 
-    The live commit and the candidate may start different modules (a rename); each runs as its
+    The live commit and the candidate may start differently (a renamed module); each runs as its
     own tree says, never as the candidate's says (``python -m`` would then find the candidate's
     package installed in this environment and run it as "live")."""
+    service = _service_of(tree, env)
+    command = str(service.get("startCommand") or "").strip()
+    if not command:
+        raise CannotStart(f"its render.yaml says no startCommand for {env.render_service}")
+    return command, service_root(tree, service)
+
+
+def _service_of(tree: Path, env: Environment) -> dict[str, Any]:
+    """The web service of ``env`` in the tree's own render.yaml, else its only web service ({} if none)."""
     try:
         blueprint = yaml.safe_load((tree / "render.yaml").read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError):
         raise CannotStart("its render.yaml cannot be read, so nothing says how it starts") from None
-    services = [s for s in blueprint.get("services") or [] if isinstance(s, dict) and s.get("type") == "web"]
+    declared = blueprint.get("services") if isinstance(blueprint, dict) else None
+    services = (
+        [s for s in declared if isinstance(s, dict) and s.get("type") == "web"] if isinstance(declared, list) else []
+    )
     named = [s for s in services if s.get("name") == env.render_service]
     if not named and len(services) == 1:
         named = services
-    command = str(named[0].get("startCommand") or "") if named else ""
-    module = module_of(command)
-    if module is None:
+    return named[0] if named else {}
+
+
+def service_root(tree: Path, service: Mapping[str, Any]) -> Path:
+    """The folder the service's commands run in: its ``rootDir`` inside ``tree`` (a leading or
+    trailing ``/`` and ``./`` read as Render reads them, as botrun does), else ``tree`` itself.
+    One that leaves the tree (``..``, a symlink out) or is missing is CannotStart, in one line."""
+    value = service.get("rootDir")
+    if isinstance(value, (dict, list)):
+        raise CannotStart(f"its render.yaml's rootDir is a {type(value).__name__}, not a folder: write it as one path")
+    root = str(value or "").strip().strip("/")
+    parts = [part for part in root.split("/") if part not in ("", ".")]
+    if not parts:
+        return tree
+    depth, out = 0, False
+    for part in parts:  # as botrun's _root: '../tree' is out of the repository, then in again
+        depth += -1 if part == ".." else 1
+        out = out or depth < 0
+    try:
+        workdir = (tree / root).resolve()
+    except RuntimeError:  # a symlink loop (Python 3.11 and 3.12; later ones leave the path as it is)
+        workdir = tree.resolve() / root
+    if out or not workdir.is_relative_to(tree.resolve()):  # or a symlink out of it
+        raise CannotStart(f"its render.yaml's rootDir {root!r} leaves the repository: set it to a folder inside it")
+    if not workdir.is_dir():
         raise CannotStart(
-            f"its render.yaml starts it as {command!r}, and the replay starts a bot as `python -m <module>`"
+            f"its render.yaml's rootDir {root!r} is not a folder of the commit: set it to one, or leave it out"
         )
-    return module
+    return workdir
+
+
+def start_argv(python: str, command: str) -> list[str]:
+    """How the replay starts a bot: ``python -m <module>`` with the interpreter its build made
+    (as before, whatever PATH holds); any other start command (``python ava.py`` from a Procfile,
+    ``gunicorn …``) as Render runs it, ``bash -c``, with that interpreter's folder first on PATH."""
+    module = module_of(command)
+    if module is not None:
+        return [python, "-m", module]
+    return ["bash", "-c", command]
 
 
 def why_it_stopped(log: str) -> str:
@@ -173,13 +224,13 @@ class ReplayBot:
     """One bot process of one commit, on one private copy, talking to one capture server."""
 
     def __init__(
-        self, role: str, commit: str, tree: Path, python: str, environ: Mapping[str, str], module: str, log: Path
+        self, role: str, commit: str, tree: Path, python: str, environ: Mapping[str, str], start: str, log: Path
     ) -> None:
         self.role, self.commit = role, commit
-        self.port = throwaway.free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log  # in the stage's temporary folder: never printed, only its end's shape
-        self._command = [python, "-m", module]
+        self._command = start_argv(python, start)
         self._tree = tree
         self._environ = {
             **environ,
@@ -188,6 +239,8 @@ class ReplayBot:
             "RENDER_EXTERNAL_URL": self.url,  # where Render would say it is: its webhook goes there
             # an unchanged bot's calls to api.telegram.org go to the capture server too
             "PYTHONPATH": os.pathsep.join(p for p in (str(REROUTE), environ.get("PYTHONPATH", "")) if p),
+            # the build's interpreter first, as Render's .venv is: a start command's `python` is it
+            "PATH": os.pathsep.join(p for p in (str(Path(python).parent), environ.get("PATH", os.defpath)) if p),
             TELEGRAM_VARIABLE: environ.get("TELEGRAM_API_URL", ""),
         }
         self.webhook = ""  # where it set its webhook, once ready
@@ -203,7 +256,7 @@ class ReplayBot:
                 stdout=log,
                 stderr=log,
                 start_new_session=True,  # its own session: whatever it starts is stopped with it
-                preexec_fn=throwaway.die_with_parent,  # only prctl(2), before exec: safe with threads
+                preexec_fn=die_with_parent,  # only prctl(2), before exec: safe with threads
             )
 
     async def ready(self, surface: BotSurface, timeout: float, capture: CaptureServer, health_path: str) -> None:

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import redis
+
 from ci_tools.clients.health import NotTheContract, Unreachable, health_of
 from ci_tools.clients.telegram import BotInfo, TelegramError
 from ci_tools.context import Context
@@ -38,6 +40,7 @@ from ci_tools.memory.files import RecordFile
 from ci_tools.memory.keys import KIT_ARRIVAL
 from ci_tools.memory.model import CONNECTION_ERRORS, Conflict, Outcome, Stage, Uncovered
 from ci_tools.memory.servers import connect, identity, server_id
+from ci_tools.memory.writer import fingerprints
 from ci_tools.needs import Secrets
 from ci_tools.pipeline import send_back_record as record
 from ci_tools.pipeline.cutover import whose
@@ -55,6 +58,9 @@ from ci_tools.settings import Environment
 
 OLD_REDIS = "STAGING_REDIS_URL"  # the old bot's Redis as production holds it (SOURCE_REDIS_URL)
 NEW_REDIS = "REDIS_URL"  # production's own Redis: read, never written
+OLD_VARIABLE = "SOURCE_REDIS_URL (production's; STAGING_REDIS_URL on a laptop)"  # where the old bot's URL lives
+# Its undo also keeps the send-back record true (``undo_send_back``): never ``memory undo``.
+UNDO_COMMAND = "ci-tools send-back --undo {backup} --apply"
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,7 @@ class SendBack:
     text: str = ""  # "" = the config's send_back_text
     uncovered: Uncovered = Uncovered.REFUSE
     resume_command: str = ""
+    undo_command: str = ""  # "" = UNDO_COMMAND; the CLI's names the workflow's undo in Actions
     replace: bool = False  # what they told the old bot since the pipeline knew its keys: replaced (backup keeps it)
 
 
@@ -181,6 +188,7 @@ def send_back(ctx: Context, request: SendBack) -> SentBack:
         legacy_target=True,  # a legacy bot's Redis may carry no marker; another environment's is refused
         uncovered=request.uncovered,
         resume_command=request.resume_command,
+        undo_command=request.undo_command or UNDO_COMMAND,
         stage=request.stage,
     )
     replacing = refuse_over_what_they_said(ctx, old, new, copy.patterns, request.user_id, replace=request.replace)
@@ -191,7 +199,14 @@ def send_back(ctx: Context, request: SendBack) -> SentBack:
     result = SentBack(old, outcome)
     if outcome.applied and request.stage is not Stage.PLAN:
         replaced = replacing[1] if replacing else None
-        keep_record(ctx, old.prefix, copy.patterns, request.user_id, outcome.changed, replaced=replaced)
+        try:
+            keep_record(ctx, old.prefix, copy.patterns, request.user_id, outcome.changed, replaced=replaced)
+        except RemoteError as exc:  # before the message: the rerun finds nothing to write and sends none
+            raise RemoteError(
+                exc.message,
+                hint=f"their memory is on @{old.bot.username}, but they were not told: run the same send-back "
+                f"again to record it (it writes nothing more), then tell them yourself: https://t.me/{old.bot.username}",
+            ) from None
     if outcome.applied and request.stage is not Stage.PLAN and not outcome.written and not outcome.changed:
         # A rerun (a double dispatch, a re-run of the green run) finds the old bot's keys equal to
         # production's: the user was told when they were written, and gets no second message.
@@ -208,14 +223,18 @@ def refuse_over_what_they_said(
     earlier send-back) would be overwritten: refused before anything is read for writing, unless the
     owner chose to (``replace``; the backup keeps it, and undo puts it back): then the ⚠ line to show
     and the replaced keys by their guards (the record keeps them, so an undo leaves them said)."""
-    move = _move_record(ctx, new, user_id)
-    client = connect(ctx.secret(OLD_REDIS, purpose="the old bot's Redis"), "old bot's", timeout=ctx.timeout)
+    move = move_record(ctx, new, user_id)
+    client = connect(
+        ctx.secret(OLD_REDIS, purpose="the old bot's Redis"), "old bot's", timeout=ctx.timeout, variable=OLD_VARIABLE
+    )
     try:
         found = record.said_since(client, old.prefix, patterns, user_id, move)
     except CONNECTION_ERRORS as exc:
         raise RemoteError(f"the old bot's Redis stopped answering ({type(exc).__name__})") from None
     finally:
         client.close()
+    if found is not None and found.keys:
+        found = _unlike_production(ctx, found, old.prefix, new.key_prefix)
     if found is None or not found.keys:
         return None
     names = ", ".join(k.decode(errors="replace") for k in found.keys[:3]) + (" …" if len(found.keys) > 3 else "")
@@ -231,6 +250,29 @@ def refuse_over_what_they_said(
         "runbook steps 6 (on_conflict replace) and 7; to send them back anyway, the same send-back with "
         "--old-bot-changes replace (the workflow's old_bot_changes input): its backup keeps what it replaces",
     )
+
+
+def _unlike_production(ctx: Context, found: record.SaidSince, old_prefix: str, new_prefix: str) -> record.SaidSince:
+    """``found`` without the keys the old bot holds exactly as production does: nothing said there is
+    overwritten by writing what it already holds. That is the state a send-back leaves when its
+    record was not kept (the old bot's Redis failed after the verified write), and the rerun the
+    failure's hint asks for must not read its own write as the user's words. Guards are compared as
+    each server computes them: servers that serialise differently leave the keys counted as said."""
+    names = [new_prefix.encode() + key[len(old_prefix) :] for key in found.keys]
+    client = connect(
+        ctx.secret(NEW_REDIS, purpose="production's Redis, read only"),
+        "production's",
+        timeout=ctx.timeout,
+        variable=NEW_REDIS,
+    )
+    try:
+        theirs = fingerprints(client, names)
+    except CONNECTION_ERRORS as exc:
+        raise RemoteError(f"production's Redis stopped answering ({type(exc).__name__})") from None
+    finally:
+        client.close()
+    keys = [key for key, guard in zip(found.keys, theirs, strict=True) if found.guards[key] != guard]
+    return dataclasses.replace(found, keys=keys, guards={key: found.guards[key] for key in keys})
 
 
 def _checked_again(
@@ -258,16 +300,22 @@ def _when(at: int) -> str:
         return "an unknown time"
 
 
-def _move_record(ctx: Context, new: Environment, user_id: int) -> moved.Moved | None:
+def move_record(
+    ctx: Context, new: Environment, user_id: int, *, client: redis.Redis | None = None
+) -> moved.Moved | None:
     """Production's record of the move's copy (``memory/moved.py``), when it read the old bot's Redis
-    as this run reaches it (a copy from any other server says nothing about the old bot's keys)."""
-    client = connect(ctx.secret(NEW_REDIS, purpose="production's Redis"), "production's", timeout=ctx.timeout)
+    as this run reaches it (a copy from any other server says nothing about the old bot's keys).
+    ``client``: production's, already connected (left open)."""
+    production = client or connect(
+        ctx.secret(NEW_REDIS, purpose="production's Redis"), "production's", timeout=ctx.timeout, variable=NEW_REDIS
+    )
     try:
-        found = moved.read(client, new.key_prefix, user_id)
+        found = moved.read(production, new.key_prefix, user_id)
     except CONNECTION_ERRORS as exc:
         raise RemoteError(f"production's Redis stopped answering ({type(exc).__name__})") from None
     finally:
-        client.close()
+        if client is None:
+            production.close()
     if found is None or (
         found.readable and found.source != server_id(ctx.secret(OLD_REDIS, purpose="the old bot's Redis"))
     ):
@@ -286,7 +334,9 @@ def keep_record(
     undoing: bool = False,
 ) -> None:
     """After a write or an undo: the old bot's keys as the pipeline left them (see send_back_record)."""
-    client = connect(ctx.secret(OLD_REDIS, purpose="the old bot's Redis"), "old bot's", timeout=ctx.timeout)
+    client = connect(
+        ctx.secret(OLD_REDIS, purpose="the old bot's Redis"), "old bot's", timeout=ctx.timeout, variable=OLD_VARIABLE
+    )
     try:
         record.keep(client, prefix, patterns, user_id, not_ours=tuple(not_ours), replaced=replaced, undoing=undoing)
     except CONNECTION_ERRORS as exc:
@@ -311,7 +361,7 @@ def refuse_production_as_target(ctx: Context) -> None:
     production's Redis (its ``prod:`` keys untouched, so the copy's own checks pass) and tell the
     user a bot serves them that never saw the copy. Refused before any read for writing."""
     clients = [
-        connect(ctx.secret(name, purpose=purpose), purpose, timeout=ctx.timeout)
+        connect(ctx.secret(name, purpose=purpose), purpose, timeout=ctx.timeout, variable=name)
         for name, purpose in ((NEW_REDIS, "production's Redis"), (OLD_REDIS, "the old bot's Redis"))
     ]
     try:

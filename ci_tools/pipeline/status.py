@@ -41,8 +41,15 @@ def secret(ctx: Context, env: Environment, name: str, single: bool) -> str | Non
     return ctx.env_secret(env, name) or (ctx.optional(name) if single else None)
 
 
+COMMIT_ID = re.compile(r"[0-9a-fA-F]{4,64}")
+
+
 def subject(commit: str, root: Path) -> str:
-    """The commit's subject when this checkout knows it ("" otherwise)."""
+    """The commit's subject when this checkout knows it ("" otherwise). Only a commit id reaches
+    git: the commit comes from a health answer or Render's deploy list, and one that starts with a
+    dash would be an option to git (``--output=<file>`` writes a file), not a commit."""
+    if not COMMIT_ID.fullmatch(commit):
+        return ""
     done = subprocess.run(
         ["git", "log", "-1", "--format=%s", commit], cwd=root, capture_output=True, text=True, check=False
     )

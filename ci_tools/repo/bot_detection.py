@@ -87,8 +87,10 @@ def live_service(blueprint: Any, *, given: str | None, configured: str | None) -
         return Finding(given, "--service")
     if configured in names:
         return Finding(str(configured), "pyproject.toml (production's render_service)")
-    # A service named <other>-dev is that one's staging twin, not a second live bot.
-    candidates = [name for name in names if not any(name == f"{other}-dev" for other in names)]
+    # A service named <other>-dev is that one's staging twin, not a second live bot; a static site
+    # (runtime: static, formerly env: static) runs no process, so it is no bot either.
+    static = {str(s.get("name")) for s in services if "static" in (s.get("runtime"), s.get("env"))}
+    candidates = [name for name in names if name not in static and not any(name == f"{o}-dev" for o in names)]
     if not candidates:
         raise InputError(
             "render.yaml has no web service: the pipeline releases a bot Telegram reaches by webhook",
@@ -125,6 +127,12 @@ def start_command(root: Path, listed: list[str], service: Any | None) -> Finding
     packages = sorted({name.split("/")[0] for name in listed if re.fullmatch(r"[A-Za-z_]\w*/__main__\.py", name)})
     if len(packages) == 1:
         return Finding(f"python -m {packages[0]}", f"{packages[0]}/__main__.py")
+    # The src layout: importable once the build installs the project, which `pip install .` and
+    # `uv sync` do (a requirements.txt or `poetry install --no-root` build does not).
+    under_src = sorted({name.split("/")[1] for name in listed if re.fullmatch(r"src/[A-Za-z_]\w*/__main__\.py", name)})
+    manifests = [name for name, _, _ in _manifests(root, listed)]
+    if not packages and len(under_src) == 1 and manifests[:1] in (["pyproject.toml"], ["uv.lock"]):
+        return Finding(f"python -m {under_src[0]}", f"src/{under_src[0]}/__main__.py (the build installs it)")
     return None
 
 

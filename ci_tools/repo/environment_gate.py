@@ -5,7 +5,12 @@ GitHub runs a job that names an environment only when the environment's deployme
 admit the job's ref, and holds it for a required reviewer first (docs.github.com, "Managing
 environments for deployment": deployment branches and tags, required reviewers). A schedule
 runs on the default branch ("Events that trigger workflows": schedule), a push on the
-pushed branch, a dispatch on the ref the person picks. act ignores all of it, so
+pushed branch, a dispatch on the ref the person picks, a ``workflow_run`` on the default branch,
+and a ``pull_request_target`` on the pull request's *base* branch, whoever opened it, forks
+included (same page: "GITHUB_REF: PR base branch"). So a pull_request_target job passes the gate
+of any environment that admits the base branch: with no reviewer there, the secrets are handed to
+a run any pull request starts. A ``pull_request`` job runs on ``refs/pull/<n>/merge``, which no
+deployment branch pattern admits. act ignores all of it, so
 ``tests/repo/test_environment_gate.py`` and the act harness (``tests/workflows/act.py``) ask
 this module instead: a schedule that names an environment only ``main`` may use would never
 run on GitHub, and the tests now say so.
@@ -64,7 +69,9 @@ def scheduled_environment(config: Config) -> str:
 
 
 def _triggers(document: dict[str, Any], config: Config) -> Iterator[tuple[str, str | None]]:
-    """(event, ref) pairs a workflow runs on; ref None where a person picks it (a dispatch)."""
+    """(event, ref) pairs a workflow runs on; ref None where a person picks it (a dispatch). A
+    pull_request_target without ``branches`` runs for a pull request into any branch: every
+    branch the flow merges into stands for it."""
     on = document.get("on") or {}
     if isinstance(on, str | list):
         on = {event: {} for event in ([on] if isinstance(on, str) else on)}
@@ -76,6 +83,14 @@ def _triggers(document: dict[str, Any], config: Config) -> Iterator[tuple[str, s
                 yield event, str(branch)
         elif event == "workflow_dispatch":
             yield event, None
+        elif event == "workflow_run":
+            yield event, config.default_branch
+        elif event == "pull_request":
+            yield event, "refs/pull/1/merge"
+        elif event == "pull_request_target":
+            bases = (spec or {}).get("branches") or sorted(config.flow)
+            for branch in bases:
+                yield event, str(branch)
 
 
 def gate_problems(root: Path, config: Config) -> list[str]:
@@ -135,6 +150,11 @@ def _judge(where: str, event: str, ref: str | None, env: ConfiguredEnvironment) 
         )
     if event == "schedule" and env.reviewers:
         problems.append(f"{where}: a schedule would wait for a reviewer of environment {env.name} that never comes")
+    if event == "pull_request_target" and env.admits(ref) and not env.reviewers:
+        problems.append(
+            f"{where}: a pull_request_target runs on {ref} for any pull request, forks included, and environment "
+            f"{env.name} has no reviewer to stop it: use pull_request, or give the environment a required reviewer"
+        )
     return problems
 
 

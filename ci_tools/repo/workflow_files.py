@@ -16,6 +16,9 @@ an adopted repository installs (a commit of the pipeline's repository, or a whee
 
 from __future__ import annotations
 
+import copy
+import functools
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -37,13 +40,21 @@ _BUILT_IN = {"GITHUB_TOKEN"}
 
 
 def load_workflows(root: Path) -> dict[str, dict[str, Any]]:
-    found = {}
-    for path in sorted((root / ".github" / "workflows").glob("*.yml")):
-        document = yaml.safe_load(path.read_text()) or {}
-        if True in document:  # YAML 1.1 reads the key `on` as true
-            document["on"] = document.pop(True)
-        found[path.name] = document
-    return found
+    """Each workflow file, parsed; a copy the caller may change. ``github check`` reads the
+    files once per ruleset and branch, so a file's text is parsed once per process (parsing them
+    each time was most of what a check itself spent, profiled)."""
+    return {
+        path.name: copy.deepcopy(_parsed(path.read_text()))
+        for path in sorted((root / ".github" / "workflows").glob("*.yml"))
+    }
+
+
+@functools.lru_cache(maxsize=128)
+def _parsed(text: str) -> dict[str, Any]:
+    document: dict[Any, Any] = yaml.safe_load(text) or {}
+    if True in document:  # YAML 1.1 reads the key `on` as true
+        document["on"] = document.pop(True)
+    return document
 
 
 def job_names(root: Path) -> set[str]:
@@ -73,7 +84,7 @@ def secrets_by_environment(root: Path, environments: list[str]) -> dict[str, set
     wanted: dict[str, set[str]] = {env: set() for env in environments}
     for document in load_workflows(root).values():
         for job in document["jobs"].values():
-            text = yaml.safe_dump(job, width=10**6)
+            text = json.dumps(job, default=str)  # every string of the job, in one text to search
             names = set(_SECRET.findall(_FALLBACK.sub("", text))) - _BUILT_IN
             for env in job_environments(job, document, environments):
                 wanted.setdefault(env, set()).update(names)

@@ -6,9 +6,9 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -80,9 +80,9 @@ def test_a_requirements_build_of_what_is_installed_is_offline_and_cached(tmp_pat
     botrun.build(first, commands, {**subprocess_env, **OFFLINE}, cache=cache)
     assert (first / ".venv" / "bin" / "pip").is_file()
     assert (site_packages(first / ".venv") / SHARED).is_file()
-    started = time.monotonic()
-    botrun.build(second, commands, {**subprocess_env, **OFFLINE}, cache=cache)
-    assert time.monotonic() - started < 1.0  # copied from the cache, not pip again
+    log = tmp_path / "second.log"
+    botrun.build(second, commands, {**subprocess_env, **OFFLINE}, cache=cache, log=log)
+    assert not log.exists() or "Running build command" not in log.read_text()  # from the cache, not pip again
     assert list(cache.iterdir()), "the build was not cached"
     activate = (second / ".venv" / "bin" / "activate").read_text()
     assert str(second) in activate and str(first) not in activate  # relocated
@@ -107,14 +107,12 @@ def test_a_build_that_writes_into_the_tree_is_not_cached(tmp_path, subprocess_en
     assert not cache.exists() or not list(cache.iterdir())
 
 
-def test_our_own_uv_build_is_offline_and_fast(tmp_path, subprocess_env):
-    """mindmate's render.yaml: uv sync --locked into .venv, from uv's cache."""
+def test_our_own_uv_build_is_offline(tmp_path, subprocess_env):
+    """mindmate's render.yaml: uv sync --locked into .venv, from uv's cache (no index reachable)."""
     tree = tmp_path / "mindmate"
     shutil.copytree(ROOT, tree, ignore=shutil.ignore_patterns(".venv", ".git", "__pycache__", ".*_cache", "tests"))
     commands = commands_of(tree, "mindmate-prod")
-    started = time.monotonic()
     botrun.build(tree, commands, {**subprocess_env, **OFFLINE})
-    assert time.monotonic() - started < 30
     assert (tree / ".venv" / "bin" / "python").exists()
     editable = (site_packages(tree / ".venv") / "mindmate_release.pth").read_text()
     assert str(tree) in editable
@@ -174,11 +172,21 @@ def test_stop_takes_what_the_bot_started_and_a_bot_outlives_the_thread_that_star
     thread.start()
     thread.join()
     (bot,) = started
-    time.sleep(0.3)  # a parent-death signal would have landed by now
+    # The kernel sends a parent-death signal as the thread exits (exit_notify), before its task
+    # is released: once /proc no longer lists the task, a SIGKILL would be pending or done.
+    wait_until(lambda: not Path(f"/proc/self/task/{thread.native_id}").exists(), "the thread's task to be released")
     assert bot.exited is None
+    assert not _sigkill_pending(bot.process.pid)
     assert len(session_members(bot.process.pid)) >= 2
     bot.stop()
     assert session_members(bot.process.pid) == []
+
+
+def _sigkill_pending(pid: int) -> bool:
+    """Is SIGKILL pending for the process (``SigPnd``/``ShdPnd`` in /proc/PID/status, bit 9 - 1)?"""
+    status = Path(f"/proc/{pid}/status").read_text()
+    masks = [int(line.split()[1], 16) for line in status.splitlines() if line.startswith(("SigPnd:", "ShdPnd:"))]
+    return any(mask & (1 << (signal.SIGKILL - 1)) for mask in masks)
 
 
 def test_the_reroute_is_inert_without_its_variable(tmp_path, subprocess_env):

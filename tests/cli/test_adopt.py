@@ -31,7 +31,7 @@ FIXTURE = ROOT / "tests" / "fixtures" / "owner_bot"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 PINNED = ("--pin", f"git+https://github.com/mindmate/mindmate-release@{COMMIT}")
 # What of this checkout adopt reads: the files it copies and its own code.
-PIPELINE = (".github", "ci_tools", "release_kit", "CONTRIBUTING.md", "pyproject.toml")
+PIPELINE = (".github", "ci_tools", "release_kit", "CONTRIBUTING.md", "pyproject.toml", ".gitignore")
 BOTS_OWN = ("README.md", "bot/__init__.py", "bot/__main__.py", "requirements.txt")
 
 

@@ -74,3 +74,16 @@ def request(tmp_path: Path, **changes: object) -> CopyRequest:
     fields["policy"] = Conflict(fields["policy"])  # the words a person types
     fields["uncovered"] = Uncovered(fields.get("uncovered", "refuse"))
     return CopyRequest(**fields)  # type: ignore[arg-type]
+
+
+def seed_bulk(source: redis.Redis, target: redis.Redis, keys: int) -> None:
+    """``keys`` lists of 200 items in the source, the target holding every other one ("old"): a
+    copy long enough to cancel mid-write, whose backup must put the replaced keys back."""
+    pipe = source.pipeline(transaction=False)
+    for i in range(keys):
+        pipe.rpush(f"dev:bulk:{USER}:{i}", *[b"new %d" % j for j in range(200)])
+    pipe.execute()
+    pipe = target.pipeline(transaction=False)
+    for i in range(0, keys, 2):
+        pipe.rpush(f"prod:bulk:{USER}:{i}", b"old")
+    pipe.execute()

@@ -10,6 +10,9 @@ through that path, to lose what the user said since, or to see a secret in what 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -33,7 +36,7 @@ from tests.memory.test_base_level import (  # noqa: F401  (fixtures, taken as ar
     talked,
     with_health_path,
 )
-from tests.support import context
+from tests.support import ROOT, context
 
 
 def restore(snap: Path, out: Path, *extra: str) -> int:
@@ -328,3 +331,25 @@ def test_staging_s_unmarked_redis_behind_production_s_secret_is_not_snapshotted_
     err = capsys.readouterr().err
     assert "the same Key Value as STAGING_REDIS_URL (staging's)" in err and len(err.strip().splitlines()) == 1
     assert not any((tmp_path / "memory-before").glob("*"))
+
+
+def test_a_snapshot_of_staging_s_unmarked_redis_is_judged_not_an_undeclared_secret(redis_pair, tmp_path):
+    """The wrong-secret check looked up every other environment's URL: snapshotting staging read
+    PRODUCTION_REDIS_URL, which the command does not declare (staging's run never holds it), and
+    ended 'unexpected UndeclaredSecret' (exit 1) instead of judging the Redis. Run as a process with
+    only the step's variable, as the workflow runs it."""
+    staging, _ = redis_pair
+    staging.client().hset(f"user:{USER}:profile", "name", "Sam")  # the config in force is mindmate's
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "SOURCE_REDIS_URL": staging.url}
+    done = subprocess.run(
+        [sys.executable, "-m", "ci_tools", "memory", "snapshot", "staging", "--out", str(tmp_path / "snap")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert "UndeclaredSecret" not in done.stderr and "unexpected" not in done.stderr, done.stderr
+    assert done.returncode == 5 and "not staging's: its meta:env marker has none" in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import threading
+
+import pytest
+
 from ci_tools.__main__ import main
+from ci_tools.errors import ConfigError
 from ci_tools.memory.job import Verifier
-from ci_tools.memory.records import Record, now_ms
+from ci_tools.memory.records import Record, now_ms, read_records
+from ci_tools.memory.servers import connect
 from ci_tools.memory.writer import Writer
+from sandbox.redis import RedisServer
 
 
 def verifier_of(client) -> Verifier:
@@ -84,3 +91,40 @@ def test_read_back_ttls_are_compared_within_the_tolerance(redis_server):
         "gained (has a TTL, expected none)",
         "lost (has no TTL, expected one)",
     ]
+
+
+def test_a_restore_slow_to_reach_the_target_is_not_taken_for_a_wrong_ttl(redis_server, monkeypatch):
+    """A batch of tens of MB on a busy runner takes seconds to send: the TTL the write sent was the
+    one left when it sent it, and the read-back must be compared as of then (last CI: 'TTL differs
+    by 2.6s' on a big key). The call here is held 2.5 s, longer than the tolerance."""
+    client = redis_server.client()
+    client.set(b"src", b"v", px=600_000)
+    record = next(iter(read_records(client, [b"src"], with_dump=True)))
+    writer = Writer(client)
+    restore = writer._restore
+    held = threading.Event()
+
+    def slow(*args, **kwargs):
+        held.wait(2.5)  # nothing sets it: the call takes 2.5 s, as a slow upload would
+        return restore(*args, **kwargs)
+
+    monkeypatch.setattr(writer, "_restore", slow)
+    writer.write_batch([(b"dst", record, "")])
+    assert writer.result.written == [b"dst"]
+    verifier = verifier_of(client)
+    verifier.batch([(b"dst", record)], writer.result.read_back)
+    assert verifier.mismatches == []
+
+
+def test_a_refused_password_names_the_secret_the_url_came_from():
+    """The old bot's and production's Redis came with hints like 'check OLD BOT'S_REDIS_URL', a
+    variable that does not exist: the hint names the secret the caller read the URL from."""
+    with RedisServer(password="right-one") as server:
+        wrong = server.url.replace("right-one", "wrong-one")
+        assert "right-one" in server.url and wrong != server.url
+        with pytest.raises(ConfigError) as named:
+            connect(wrong, "old bot's", variable="SOURCE_REDIS_URL")
+        assert named.value.hint == "check SOURCE_REDIS_URL"
+        with pytest.raises(ConfigError) as default:
+            connect(wrong, "target")
+        assert default.value.hint == "check TARGET_REDIS_URL"

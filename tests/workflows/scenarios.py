@@ -93,6 +93,15 @@ def start_live(world: World, env: str, sha: str, timeout: float = 30) -> None:
     raise AssertionError(f"{sha[:12]} did not go live on {env}")
 
 
+def live_on_production(world: World, message: str) -> str:
+    """A new commit on main put live on production by its deploy hook: the set-up of a test whose
+    subject is a later run (a whole production.yml run cost such a test ~30-40 s; the release
+    itself is what test_release_workflows and test_memory_safety_workflows run)."""
+    sha = world.commit("main", message)
+    start_live(world, "production", sha, timeout=120)  # built: a process per deploy, on a busy machine
+    return sha
+
+
 def adopt(root: Path, pin: str) -> str:
     """``ci-tools adopt ROOT --yes --pin PIN`` as the owner runs it; what it said."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("CI_TOOLS_", "GITHUB_", "RUNNER_"))}

@@ -14,7 +14,6 @@ import redis
 from cryptography.fernet import Fernet
 
 from ci_tools.memory.files import RecordFile
-from sandbox.breaks import commit_breaking
 from tests.memory.helpers import OTHER, USER, seed_user
 from tests.workflows.scenarios import (
     SNAPSHOT_KEY,
@@ -106,12 +105,10 @@ def test_a_dispatch_may_skip_the_snapshot_and_the_replay_and_the_run_says_so(wor
     assert not (act.artifacts / str(run.run_id)).exists()
 
 
-@pytest.mark.built
-def test_a_rolled_back_release_names_its_snapshot_and_the_dispatch_that_restores_it(world, act, prod):
-    _, run = release(world, act, "a good release")
-    assert run.ok, run.tail()
-    bad = commit_breaking(world, "open webhook", "a webhook that forgets its secret")
-    run = act.run("production.yml", "push", secrets=production_secrets(world), payload=push("main", bad))
+@pytest.mark.built  # rejected_release builds and runs each deployed commit
+def test_a_rolled_back_release_names_its_snapshot_and_the_dispatch_that_restores_it(rejected_release):
+    """The run is rejected_release (conftest), shared with test_release_workflows' rollback tests."""
+    bad, run = rejected_release.bad, rejected_release.run
     assert not run.ok
     assert f"artifact memory-before-{bad} of run {run.run_id}" in run.log
     assert f"restore-memory → Run workflow with run_id {run.run_id}, mode dry-run" in run.log
@@ -124,8 +121,8 @@ def nightly_backup(world, act, ref: str = "main"):
     return act.run("backup.yml", "workflow_dispatch", secrets=production_secrets(world), payload=dispatch(ref))
 
 
-def test_backup_yml_keeps_memory_nightly_of_the_date(world, act, prod):
-    run = nightly_backup(world, act)
+def assert_kept_nightly(world, act, prod, run) -> None:
+    """backup.yml kept every production key as memory-nightly-<date>, and closed the Key Value."""
     assert run.ok, run.tail()
     today = datetime.now(UTC).strftime("%Y-%m-%d")
     file = kept_snapshot(act, run.run_id, f"memory-nightly-{today}")
@@ -154,11 +151,13 @@ def restore(world, act, mode: str, run_id: int, **inputs: str):
     )
 
 
-def test_restore_dry_run_then_apply_one_user_then_undo(world, act, prod):
+def test_backup_yml_keeps_memory_nightly_then_restore_dry_run_apply_one_user_undo(world, act, prod):
+    """One nightly backup serves both: what backup.yml keeps, and the restores from it (each ran
+    its own backup.yml before, ~15-25 s a run)."""
     prod.set("prod:memory:999", "a third user's fact")
     original = dumped(prod)
     nightly = nightly_backup(world, act)
-    assert nightly.ok, nightly.tail()
+    assert_kept_nightly(world, act, prod, nightly)
 
     prod.delete(f"prod:memory:{USER}")
     prod.rpush(f"prod:memory:{USER}", *DAMAGE)  # a release or a person damaged the daily user

@@ -92,9 +92,12 @@ def send_back(world, act, key: str, mode: str, run_id: str = ""):
     )
 
 
-def finish_move(world, act, force: bool):
-    payload = dispatch("main", user_id=str(USER), tester_ids="", force="true" if force else "false")
-    return act.run("finish-move.yml", "workflow_dispatch", secrets=production(world), payload=payload)
+def finish_move(world, act, force: bool, key: str, legacy_news: str = "keep"):
+    payload = dispatch(
+        "main", user_id=str(USER), tester_ids="", force="true" if force else "false", legacy_news=legacy_news
+    )
+    secrets = production(world, MEMORY_SNAPSHOT_KEY=key)
+    return act.run("finish-move.yml", "workflow_dispatch", secrets=secrets, payload=payload)
 
 
 @pytest.mark.built
@@ -105,7 +108,7 @@ def test_the_window_send_back_after_a_failing_new_bot_undo_and_a_forced_finish(d
     staging_env = dict(world.services["staging"].env)
 
     # Day 1: finishing the move now is refused, in one line saying when it may run.
-    early = finish_move(world, act, force=False)
+    early = finish_move(world, act, force=False, key=key)
     assert not early.ok
     said = re.search(r"ci-tools: bad input: (the move may finish from .*)", early.log)
     assert said, early.tail()
@@ -142,8 +145,29 @@ def test_the_window_send_back_after_a_failing_new_bot_undo_and_a_forced_finish(d
     assert NEW_FACT in (talk(world, "production", "/recall") or "")  # commands still work on the new bot
     assert all(kv.ip_allow_list == [] for kv in world.key_values.values())
 
-    forced = finish_move(world, act, force=True)
+    legacy = {k for k in dumps(dev, f"*{USER}*") if not k.startswith(b"dev:")}
+    assert f"memory:{USER}".encode() in legacy
+    if dev.hkeys("meta:sent_back") == [str(USER).encode()]:  # send-back's record of them alone: retired too
+        legacy.add(b"meta:sent_back")
+    production_now = dumps(prod, f"prod:*{USER}*")  # they wrote to the new bot since the baseline above
+    forced = finish_move(world, act, force=True, key=key)
     assert forced.ok, forced.tail()
+    # The daily user's legacy keys leave staging's Redis, their backup kept as the run's artifact first.
+    kept = forced.log.index("✅  Success - Main Keep the encrypted backup of the daily user's legacy keys")
+    assert kept < forced.log.index("⭐ Run Main Remove the daily user's legacy keys")
+    left = {k for k in dumps(dev, f"*{USER}*") if not k.startswith(b"dev:")}
+    assert f"{len(legacy) - len(left)} retired from the old bot's Redis" in forced.log
+    if left:  # what production never got (the old bot's profile after the undo, when it differs): named, kept
+        assert "production never got them" in forced.log and all(k.decode() in forced.log for k in left)
+        last = finish_move(world, act, force=True, key=key, legacy_news="retire")  # the owner's named choice
+        assert last.ok, last.tail()
+        assert f"{len(left)} retired from the old bot's Redis" in last.log
+        forced = last
+    assert {k for k in dumps(dev, f"*{USER}*") if not k.startswith(b"dev:")} == set()
+    assert not dev.exists("meta:sent_back")
+    assert f"artifact memory-{forced.run_id}" in forced.log
+    assert all(fact not in forced.log for fact in OLD_FACTS)  # never a value
+    assert dumps(prod, f"prod:*{USER}*") == production_now  # production's memory untouched
     assert "forced (the move's window was not over)" in forced.log
     env = world.services["staging"].env
     assert (env["KEY_PREFIX"], env["TESTER_IDS"]) == ("dev:", str(OWNER))  # OWNER_CHAT_ID: the owner

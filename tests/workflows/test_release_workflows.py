@@ -14,6 +14,7 @@ from tests.workflows.scenarios import (
     dispatch,
     environment_secrets,
     health,
+    live_on_production,
     production_secrets,
     push,
     start_live,
@@ -37,8 +38,10 @@ def release_main(world, act, message: str):
 
 
 def test_a_push_to_main_releases_and_rollback_yml_puts_the_previous_commit_back(world, act):
-    first, run = release_main(world, act, "release one")
-    assert run.ok, run.tail()
+    """The release under test goes out over a live commit. A first release, with nothing deployed
+    yet, is test_memory_safety_workflows' test_a_release_keeps_every_production_key_… (memory
+    present) and test_bake_workflow's stranger release (no memory, as this one's was)."""
+    first = live_on_production(world, "release one")
     second, run = release_main(world, act, "release two")
     assert run.ok, run.tail()
     assert health(world, "production")["commit"] == second
@@ -83,12 +86,9 @@ def test_rollback_yml_to_a_deploy_past_render_build_retention_redeploys_it_and_p
     assert_no_secret(run, world)
 
 
-@pytest.mark.built
-def test_a_bad_release_on_main_is_rolled_back_and_the_run_fails(world, act):
-    good, run = release_main(world, act, "a good release")
-    assert run.ok, run.tail()
-    bad = commit_breaking(world, "open webhook", "a webhook that forgets its secret")
-    run = act.run("production.yml", "push", secrets=production_secrets(world), payload=push("main", bad))
+@pytest.mark.built  # rejected_release builds and runs each deployed commit
+def test_a_bad_release_on_main_is_rolled_back_and_the_run_fails(rejected_release):
+    world, good, bad, run = rejected_release.world, rejected_release.good, rejected_release.bad, rejected_release.run
     assert not run.ok
     assert f"{bad[:12]} failed its probe on production and was rolled back to {good[:12]}" in run.log
     assert "the rollback probe passed" in run.log
@@ -106,8 +106,7 @@ def test_a_release_that_crashes_at_start_never_goes_live_and_the_previous_commit
     """Render starts the new instance beside the old one; it exits at start, is restarted, and
     never passes its health check, so the public URL never switches. Render fails the deploy
     after its health timeout (15 minutes there, seconds here); the run names the exit."""
-    good, run = release_main(world, act, "a good release")
-    assert run.ok, run.tail()
+    good = live_on_production(world, "a good release")
     world.render.health_timeout = 4.0
     bad = commit_breaking(world, "crash at start", "release: a start that crashes")
     served: list[str] = []
@@ -167,13 +166,10 @@ def test_an_action_without_an_offline_stand_in_is_named(tmp_path):
         local_repository_flags(tmp_path)
 
 
-@pytest.mark.built
-def test_rollback_yml_with_its_defaults_never_brings_back_the_release_just_rejected(world, act):
-    good, run = release_main(world, act, "a good release")
-    assert run.ok, run.tail()
-    bad = commit_breaking(world, "open webhook", "a webhook that forgets its secret")
-    run = act.run("production.yml", "push", secrets=production_secrets(world), payload=push("main", bad))
-    assert not run.ok and health(world, "production")["commit"] == good
+@pytest.mark.built  # rejected_release builds and runs each deployed commit
+def test_rollback_yml_with_its_defaults_never_brings_back_the_release_just_rejected(rejected_release):
+    world, act, good, bad = rejected_release.world, rejected_release.act, rejected_release.good, rejected_release.bad
+    assert not rejected_release.run.ok and health(world, "production")["commit"] == good
     rejected = next(d["id"] for d in world.services["production"].deploys if d["commit"]["id"] == bad)
     created = len(world.render.created)
 
@@ -191,10 +187,8 @@ def test_rollback_yml_with_its_defaults_never_brings_back_the_release_just_rejec
 
 
 def test_a_re_run_of_an_old_production_run_is_refused_before_any_deploy(world, act):
-    old, run = release_main(world, act, "release one")
-    assert run.ok, run.tail()
-    new, run = release_main(world, act, "release two")
-    assert run.ok, run.tail()
+    old = live_on_production(world, "release one")
+    new = live_on_production(world, "release two")
     created = len(world.render.created)
     git(world.repo, "checkout", "-q", "--detach", old)  # a re-run runs on its own, older commit
     run = act.run("production.yml", "push", secrets=production_secrets(world), payload=push("main", old))
@@ -208,8 +202,7 @@ def test_a_release_that_changes_render_yaml_waits_for_renders_blueprint_sync(wor
     """render.yaml linked as a Blueprint with auto-sync: Render redeploys and re-applies
     ipAllowList: [] itself. The run waits for that sync before it opens the Key Value for its
     snapshot and before it deploys, so neither is undone under it."""
-    _, run = release_main(world, act, "a release before the Blueprint")
-    assert run.ok, run.tail()
+    live_on_production(world, "a release before the Blueprint")
     world.render.sync_until_looked_at = True  # the sync runs until the run has met it running
     world.render.link_blueprint("main")
     blueprint = (world.repo / "render.yaml").read_text()
