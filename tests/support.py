@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,19 @@ def plain_text_breaks(monkeypatch: pytest.MonkeyPatch) -> None:
         raise KeyError("a refactor's bug")
 
     monkeypatch.setattr("mindmate.store.MemoryStore.append_history", boom)
+
+
+def unmeasured(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``environ`` (default: this process's) without coverage's subprocess measurement, for a child
+    a test signals from outside while it works. Coverage's tracer takes a plain lock around a Python
+    call when it first meets a file; a KeyboardInterrupt raised there by ci-tools' handler leaves it
+    held, and the cleanup that follows waits on it for ever — a cancelled ``memory copy`` hung in
+    ``coverage/collector.py`` ``lock_data``, 6 runs in 48 under ``--cov`` on a busy machine, none
+    without (coveragepy/coveragepy#1892, open). The cancel is what these tests prove, not coverage."""
+    env = dict(os.environ if environ is None else environ)
+    for name in ("COVERAGE_PROCESS_CONFIG", "COVERAGE_PROCESS_START"):
+        env.pop(name, None)
+    return env
 
 
 def wait_until(condition: Callable[[], bool], what: str, deadline: float = 90.0) -> None:

@@ -20,6 +20,7 @@ import pytest
 from sandbox.world import World, git
 from tests.botrun.test_botrun import alive
 from tests.cli.test_adopt import FIXTURE, PINNED, ci_tools, tree
+from tests.support import unmeasured
 
 BOT_CODE = (FIXTURE / "bot" / "__main__.py").read_text()
 
@@ -372,6 +373,7 @@ def test_ctrl_c_while_the_bot_runs_leaves_no_bot(tmp_path):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        env=unmeasured(),
     )
     deadline = time.monotonic() + 90
     while not (pid.exists() and pid.read_text().strip()):

@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 from ci_tools.__main__ import main
-from tests.support import ROOT
+from tests.support import ROOT, unmeasured
 
 OWNER_BOT = ROOT / "tests" / "fixtures" / "owner_bot"
 
@@ -128,7 +128,7 @@ def test_sigterm_mid_build_leaves_no_build_process_and_no_temporary_copy(tmp_pat
     tmp.mkdir()
     command = subprocess.Popen(
         [sys.executable, "-m", "ci_tools", "check-bot", str(repo)],
-        env={**os.environ, "TMPDIR": str(tmp)},
+        env=unmeasured({**os.environ, "TMPDIR": str(tmp)}),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )

@@ -24,7 +24,7 @@ from ci_tools.memory.ops import copy_user
 from ci_tools.memory.records import BATCH
 from ci_tools.memory.undo import undo_backup
 from tests.memory.helpers import ROUTE, USER, request, seed_bulk, state
-from tests.support import context, wait_until
+from tests.support import context, unmeasured, wait_until
 
 # Thousands of keys through real servers and a child process, on a busy 2-core runner.
 pytestmark = pytest.mark.timeout(300)
@@ -148,7 +148,7 @@ def test_sigint_then_sigterm_mid_write_stops_once_without_a_traceback(memory_env
     before = state(target)
     out = tmp_path / "out"
     command = [sys.executable, "-m", "ci_tools", *COPY, "--apply", "--out", str(out)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy())
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=unmeasured())
     wait_until(
         lambda: target.lindex(f"prod:bulk:{USER}:0", 0) == b"new 0" or process.poll() is not None, "the first write"
     )

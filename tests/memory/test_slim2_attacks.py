@@ -25,7 +25,7 @@ from cryptography.fernet import Fernet
 from ci_tools.__main__ import main
 from ci_tools.memory.servers import label, server_id
 from tests.memory.helpers import ROUTE, USER, state
-from tests.support import wait_until
+from tests.support import unmeasured, wait_until
 
 OLD = Path(__file__).parent / "old_files"
 KEY = "ZmDfcTF7_60GrrY167zsiPd67pEvs0aGOv2oasOM1Pg="  # the old files' MEMORY_SNAPSHOT_KEY (test data only)
@@ -480,7 +480,7 @@ def test_a_plan_cancelled_mid_snapshot_leaves_files_that_never_look_complete(
     out = tmp_path / "out"
     command = [sys.executable, "-m", "ci_tools", "memory", "copy", *ROUTE, "--pattern", "bulk:{user_id}:*"]
     command += ["--ignore-uncovered", "--apply", "--stage", "plan", "--out", str(out)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy())
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=unmeasured())
     wait_until(
         lambda: any(p.stat().st_size > 100_000 for p in out.glob("*-snapshot-*.jsonl")) or process.poll() is not None,
         "the snapshot to grow",

@@ -21,7 +21,7 @@ from ci_tools.memory.records import BATCH, difference, read_by_key
 from ci_tools.memory.undo import undo_backup
 from ci_tools.memory.writer import ABSENT, Writer
 from tests.memory.helpers import ROUTE, USER, request, seed_bulk, state
-from tests.support import context, wait_until
+from tests.support import context, unmeasured, wait_until
 
 BIG = 200_000
 # Tens of MB through a real server and back, on a 2-core machine that runs other work: 47 s alone
@@ -173,7 +173,7 @@ def test_cancel_mid_write_leaves_a_backup_that_undoes_it(memory_envs, tmp_path, 
     out = tmp_path / "out"
     command = [sys.executable, "-m", "ci_tools", "memory", "copy", *ROUTE, "--pattern", "bulk:{user_id}:*"]
     command += ["--ignore-uncovered", "--on-conflict", "replace", "--apply", "--out", str(out)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy())
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=unmeasured())
     wait_until(
         lambda: target.lindex(f"prod:bulk:{USER}:0", 0) == b"new 0" or process.poll() is not None, "the first write"
     )

@@ -18,7 +18,7 @@ from ci_tools.__main__ import main
 from release_kit.oops import THANKS
 from sandbox.ports import free_port
 from tests.release_kit.test_kit import USER, kit_for, serving, turn
-from tests.support import context
+from tests.support import context, unmeasured
 
 OWNER = 777
 
@@ -183,7 +183,6 @@ def test_a_send_back_cancelled_once_its_backup_exists_is_undone_to_the_old_bot_a
     """A cancel (Actions sends SIGINT, then SIGTERM) at whatever point after the backup was started:
     the old bot's memory is back as it was after --undo of what the run left, or the undo refuses
     in one line and nothing had been written. Never a traceback, never a half-restored memory."""
-    import os
     import signal
     import subprocess
     import sys
@@ -200,7 +199,7 @@ def test_a_send_back_cancelled_once_its_backup_exists_is_undone_to_the_old_bot_a
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=os.environ.copy(),
+        env=unmeasured(),
     )
     try:
         wait_until(lambda: any(out.glob("*-backup-*")) or run.poll() is not None, "the backup started")

@@ -17,7 +17,7 @@ from ci_tools.context import build
 from ci_tools.pipeline.acceptance import TALKED, acceptance
 from sandbox.rehearsal import DAILY_USER, Rehearsal
 from sandbox.world import SECRETS, World
-from tests.support import ROOT, use, wait_until
+from tests.support import ROOT, unmeasured, use, wait_until
 
 
 def both(world):
@@ -322,6 +322,7 @@ def test_ctrl_c_leaves_nothing_running(tmp_path):
         [sys.executable, "-m", "ci_tools", "rehearse", "--keep", str(tmp_path)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env=unmeasured(),
     )
     seen: set[int] = set()
     deadline = time.monotonic() + 30

@@ -22,7 +22,7 @@ from ci_tools.pipeline.replay_judge import Answer, Runs, judge
 from ci_tools.settings import Replay
 from sandbox.breaks import commit_breaking
 from sandbox.world import World, git
-from tests.support import ROOT, use
+from tests.support import ROOT, unmeasured, use
 
 DAILY = 5550001
 FACTS = ["my sister is called Mira", "I walk by the river at seven"]
@@ -317,7 +317,7 @@ def test_a_cancel_mid_run_leaves_nothing_behind(replaying, tmp_path, signum):
     candidate = commit_breaking(world, "hangs at start", "a start stuck on a lock")
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    environ = {**os.environ, "TMPDIR": str(scratch)}
+    environ = unmeasured({**os.environ, "TMPDIR": str(scratch)})  # cancelled from outside
     process = _cli(
         ["replay", "production", "--snapshot", str(snapshot), "--candidate", candidate, "--live", live], environ
     )

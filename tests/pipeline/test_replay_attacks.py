@@ -24,7 +24,7 @@ from sandbox.breaks import BREAKS
 from sandbox.world import World, git
 from tests.pipeline import test_replay as base
 from tests.pipeline.test_replay import DAILY, KEY, _alive, _children, _cli, flat, replay
-from tests.support import ROOT
+from tests.support import ROOT, unmeasured
 
 replaying = base.replaying  # the sandbox with the daily user's memory snapshotted (test_replay's)
 
@@ -98,7 +98,7 @@ def as_the_runner_starts_it(script: str, environ: dict[str, str], cwd: Path) -> 
     path.write_text(script)
     return subprocess.Popen(
         ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(path)],
-        env=environ,
+        env=unmeasured(environ),  # the runner cancels it from outside
         cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -562,7 +562,7 @@ def test_a_cancel_while_every_bot_is_mid_turn_cleans_up_within_the_runners_budge
     candidate = world.commit("main", "a harmless change")
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    environ = {**os.environ, "TMPDIR": str(scratch)}
+    environ = unmeasured({**os.environ, "TMPDIR": str(scratch)})  # cancelled from outside
     args = ["replay", "production", "--snapshot", str(snapshot), "--candidate", candidate, "--live", live]
     process = _cli(args, environ)
     seen: set[int] = set()
