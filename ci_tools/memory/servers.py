@@ -19,16 +19,16 @@ def connect(url: str, role: str, *, timeout: float | None = None, variable: str 
     """A client that never decodes (binary values survive) and fails fast when unreachable: first
     contact on a short timeout, then ``timeout`` (``CI_TOOLS_TIMEOUT``; default 10 s connect, 60 s a command).
     ``variable``: the secret the URL came from, for the hint (default ``<ROLE>_REDIS_URL``)."""
+    connect_timeout = min(timeout or 10, FIRST_CONTACT)
     try:
+        # The first contact has a client of its own: a pool keeps the connection it made, with the
+        # timeout it was made with (redis-py 8), so changing the pool's settings after the ping left
+        # every command on the short one — a 50 MB key's read failed at 8 s whatever CI_TOOLS_TIMEOUT said.
+        with redis.Redis.from_url(url, socket_connect_timeout=connect_timeout, socket_timeout=connect_timeout) as first:
+            first.ping()
         client = redis.Redis.from_url(
-            url,
-            decode_responses=False,
-            socket_connect_timeout=min(timeout or 10, FIRST_CONTACT),
-            socket_timeout=min(timeout or 60, FIRST_CONTACT),
+            url, decode_responses=False, socket_connect_timeout=connect_timeout, socket_timeout=timeout or 60
         )
-        client.ping()
-        client.connection_pool.disconnect()
-        client.connection_pool.connection_kwargs["socket_timeout"] = timeout or 60
     except ValueError:
         raise ConfigError(
             f"the {role} Redis URL is malformed", hint="expected redis://[user:password@]host:port[/db]"
