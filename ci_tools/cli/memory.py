@@ -32,7 +32,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("memory")
     sub = parser.add_subparsers(dest="memory_command", required=True, metavar="ACTION")
 
-    def common(p: argparse.ArgumentParser, *, source: bool, target: bool, user: bool = True) -> None:
+    def common(
+        p: argparse.ArgumentParser, *, source: bool, target: bool, user: bool = True, kinds: bool = True
+    ) -> None:
+        """``kinds``: the target may be unmarked (copy, diff); restore and seed check their own way."""
         flag = p.add_argument
         if user:
             flag("--user-id", required=True, help="the Telegram user id (an integer)")
@@ -50,8 +53,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             kind = "as a workflow input: unmarked = --unmarked-target"
             flag("--to", dest="target", required=True, metavar="ENV", help="target environment")
             flag("--target-prefix", help="default: the target environment's key prefix")
-            flag("--unmarked-target", action="store_true", help=unmarked)
-            flag("--target-kind", choices=("marked", "unmarked"), default="marked", help=kind)
+            if kinds:  # restore and seed never read them: a flag that does nothing is not offered
+                flag("--unmarked-target", action="store_true", help=unmarked)
+                flag("--target-kind", choices=("marked", "unmarked"), default="marked", help=kind)
         flag("--out", type=Path, default=Path("memory-out"), help="where snapshots and backups go")
         flag("--ignore-env-markers", action="store_true", help="skip the <prefix>meta:env checks")
         flag("--json", action="store_true", help="one JSON document on stdout")
@@ -90,7 +94,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     what = "write a snapshot into an environment (dry run unless --apply); an environment snapshot (memory snapshot) "
     restore = sub.add_parser("restore", help=what + "for everyone, or --user-id / --pattern")
     restore.add_argument("snapshot", type=Path, help="the snapshot, or the folder a workflow downloaded it to")
-    common(restore, source=False, target=True, user=False)
+    common(restore, source=False, target=True, user=False, kinds=False)
     writes(restore)
     only = "environment snapshots: restore this user's keys only ('' = every user)"
     restore.add_argument("--user-id", default="", help=only)
@@ -116,7 +120,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     undo.set_defaults(func=memory_undo, needs=TARGET)
 
     seed = sub.add_parser("seed", help="make a pasted profile the user's initial memory (dry run unless --apply)")
-    common(seed, source=False, target=True)
+    common(seed, source=False, target=True, kinds=False)
     seed.add_argument("--profile-file", required=True, type=Path)
     writes(seed)
     seed.set_defaults(func=memory_seed, needs=TARGET)

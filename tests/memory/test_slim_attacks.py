@@ -380,6 +380,20 @@ def test_unmarked_target_reaches_the_copy(memory_envs, tmp_path, capsys, flag):
     assert prod.client().lrange(f"prod:memory:{USER}", 0, -1) == [b"likes tea", b"sister Mia"]
 
 
+@pytest.mark.parametrize(
+    "command", [["restore", "snapshot.jsonl"], ["seed", "--user-id", str(USER), "--profile-file", "p.txt"]]
+)
+@pytest.mark.parametrize("flag", [["--unmarked-target"], ["--target-kind", "unmarked"]])
+def test_restore_and_seed_do_not_offer_the_unmarked_target_they_would_ignore(command, flag, capsys):
+    """restore and seed check the target's marker their own way (a restore of an unmarked snapshot
+    matches the server it was read from): they once took these flags and did nothing with them,
+    so an unmarked target was still refused. Now the flag is named as not theirs."""
+    with pytest.raises(SystemExit) as exited:
+        main(["memory", *command, "--to", "production", *flag])
+    assert exited.value.code == 2
+    assert f"unrecognized arguments: {flag[0]}" in capsys.readouterr().err
+
+
 def test_undo_of_big_keys_leaves_the_one_the_user_changed_and_restores_the_rest(memory_envs, tmp_path):
     dev, prod = memory_envs
     source, target = dev.client(), prod.client()
