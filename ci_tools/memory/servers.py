@@ -19,7 +19,7 @@ def connect(url: str, role: str, *, timeout: float | None = None, variable: str 
     """A client that never decodes (binary values survive) and fails fast when unreachable: first
     contact on a short timeout, then ``timeout`` (``CI_TOOLS_TIMEOUT``; default 10 s connect, 60 s a command).
     ``variable``: the secret the URL came from, for the hint (default ``<ROLE>_REDIS_URL``)."""
-    connect_timeout = min(timeout or 10, FIRST_CONTACT)
+    connect_timeout, secret = min(timeout or 10, FIRST_CONTACT), variable or f"{role.upper()}_REDIS_URL"
     try:
         # The first contact has a client of its own: a pool keeps the connection it made, with the
         # timeout it was made with (redis-py 8), so changing the pool's settings after the ping left
@@ -34,11 +34,16 @@ def connect(url: str, role: str, *, timeout: float | None = None, variable: str 
             f"the {role} Redis URL is malformed", hint="expected redis://[user:password@]host:port[/db]"
         ) from None
     except redis.AuthenticationError:
+        raise ConfigError(f"the {role} Redis refused the password", hint=f"check {secret}") from None
+    except redis.ResponseError as exc:  # the server's own words (no secret): a database it has not, say
         raise ConfigError(
-            f"the {role} Redis refused the password", hint=f"check {variable or role.upper() + '_REDIS_URL'}"
+            f"the {role} Redis refused the first contact: {exc}", hint=f"check the /db and user of {secret}"
         ) from None
     except CONNECTION_ERRORS as exc:
-        raise RemoteError(f"cannot reach the {role} Redis at {label(url)} ({type(exc).__name__})") from None
+        raise RemoteError(
+            f"cannot reach the {role} Redis at {label(url)} ({type(exc).__name__})",
+            hint=f"check {secret}'s host and port (rediss:// for a TLS server, redis:// else) and that it is up",
+        ) from None
     return client
 
 
