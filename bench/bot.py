@@ -47,22 +47,33 @@ async def burst(
     updates: list[dict[str, Any]],
     concurrency: int,
     secret: str,
-    outage: Callable[[], None] | None = None,
+    outage: tuple[Callable[[], None], Callable[[], None]] | None = None,
 ) -> tuple[float, Counter[int], int]:
     """Deliver every update, redelivering each 5xx (or dropped connection) as Telegram would.
 
-    ``outage`` (blocking) runs in a thread once a third of the updates are taken; the burst
-    ends when every update is taken and the outage is over."""
+    ``outage`` (stop, start; blocking) begins once a third of the updates are taken: the updates
+    not yet sent wait until Redis is down, so the outage meets them (a smoke run's 20 updates were
+    all taken before a thread had stopped Redis); the burst ends when every update is taken and
+    Redis is back."""
     limit = asyncio.Semaphore(concurrency)
     statuses: Counter[int] = Counter()
     redeliveries = 0
     taken = 0
     outages: list[asyncio.Task[None]] = []
+    down = asyncio.Event()
+
+    async def blip(stop: Callable[[], None], start: Callable[[], None]) -> None:
+        await asyncio.to_thread(stop)
+        down.set()
+        await asyncio.sleep(OUTAGE)
+        await asyncio.to_thread(start)
 
     async def deliver(client: httpx.AsyncClient, update: dict[str, Any]) -> None:
         nonlocal redeliveries, taken
         for attempt in range(200):
             async with limit:
+                if outages:  # here, not before the queue: every update was queued before any was taken
+                    await down.wait()  # sent once the outage has begun: it meets Redis down
                 try:
                     response = await client.post(url, json=update, headers={"X-Telegram-Bot-Api-Secret-Token": secret})
                     status = response.status_code
@@ -72,7 +83,7 @@ async def burst(
             if status < 300:
                 taken += 1
                 if outage and not outages and taken >= len(updates) // 3:
-                    outages.append(asyncio.create_task(asyncio.to_thread(outage)))
+                    outages.append(asyncio.create_task(blip(*outage)))
                 return
             redeliveries += 1
             await asyncio.sleep(min(0.05 * (attempt + 1), 0.5))  # Telegram backs off, then retries
@@ -108,18 +119,13 @@ def run(args: argparse.Namespace, *, restart: bool) -> None:
         with BotProcess(environ, log_path=Path(root) / "bot.log") as process:
             updates = [telegram.make_update(1000 + i % args.users, f"/remember fact {i}") for i in range(args.updates)]
 
-            def blip() -> None:
-                redis_server.stop()
-                time.sleep(OUTAGE)
-                redis_server.start()
-
             seconds, statuses, redeliveries = asyncio.run(
                 burst(
                     f"{process.url}/telegram",
                     updates,
                     args.concurrency,
                     bot_secret(SECRET, bot.token),
-                    blip if restart else None,
+                    (redis_server.stop, redis_server.start) if restart else None,
                 )
             )
         client = redis_server.client(decode_responses=True)
