@@ -17,7 +17,7 @@ from ci_tools.settings import Environment
 
 def connect(url: str, role: str, *, timeout: float | None = None, variable: str | None = None) -> redis.Redis:
     """A client that never decodes (binary values survive) and fails fast when unreachable: first
-    contact on a short timeout, then ``timeout`` (``CI_TOOLS_TIMEOUT``; default 10 s connect, 60 s a command).
+    contact on a short timeout (8 s at most), then ``timeout`` for commands (``CI_TOOLS_TIMEOUT``; default 60 s).
     ``variable``: the secret the URL came from, for the hint (default ``<ROLE>_REDIS_URL``)."""
     connect_timeout, secret = min(timeout or 10, FIRST_CONTACT), variable or f"{role.upper()}_REDIS_URL"
     try:
