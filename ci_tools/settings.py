@@ -688,7 +688,12 @@ def _read_environments(raw: Any, path: Path) -> dict[str, Environment]:
 
 def _whose_memory(backup: MemoryBackup, environments: dict[str, Environment], path: Path) -> MemoryBackup:
     targets = [e.name for e in environments.values() if e.cutover_target]
-    env = backup.environment or (targets[0] if targets else "")
+    if not backup.environment and not targets:
+        raise ConfigError(
+            f"{path.name}: no environment is the real users' (cutover_target): the memory safety net has none",
+            hint="define [tool.ci_tools.environments.production], or set cutover_target = true on the real users' one",
+        )
+    env = backup.environment or targets[0]
     if env not in environments:
         raise ConfigError(
             f"{path.name}: [tool.ci_tools.memory_backup]: environment {env!r} is not an environment",
