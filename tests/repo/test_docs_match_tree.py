@@ -7,6 +7,7 @@ The command table in docs/COMMANDS.md is generated from ci_tools/__main__.py's C
 
 from __future__ import annotations
 
+import ast
 import re
 
 from ci_tools.__main__ import COMMANDS
@@ -14,6 +15,7 @@ from ci_tools.cli.init import ASKED, OPTIONAL_ASKED, PROMPTS
 from ci_tools.repo.workflow_files import OURS_ONLY
 from tests.cli.test_unreachable import COMMANDS as UNREACHABLE_COMMANDS
 from tests.support import ROOT
+from tests.test_layers import _function_local_imports
 
 NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9}
 DOCS = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -115,6 +117,37 @@ def test_the_values_the_owner_types_are_counted_right():
     for doc in (ROOT / "README.md", ROOT / "docs" / "RUNBOOK.md"):
         stated = re.findall(r"\b(\w+) values, each once", doc.read_text())
         assert stated and {_number(word) for word in stated} == {typed}, doc.name
+
+
+def _house_figure(what: str) -> str:
+    """The figure column of docs/DEVELOPING.md's "The house, in figures" row that starts with ``what``."""
+    house = (ROOT / "docs" / "DEVELOPING.md").read_text().split("## The house, in figures", 1)[1]
+    (row,) = [line for line in house.splitlines() if line.startswith(f"| {what}")]
+    return row.split(" | ")[1]
+
+
+def test_the_readme_fits_on_a_first_page_and_developing_says_its_size():
+    size = len((ROOT / "README.md").read_bytes())
+    assert size <= 10_000, f"README.md is {size} bytes: at most 10 KB (issue 44); move the rest to docs/"
+    assert _house_figure("README.md") == f"{size / 1000:.1f} KB"
+
+
+def test_developing_counts_the_imports_inside_functions_as_the_tree_has_them():
+    local = typing_only = 0
+    for path in (ROOT / "ci_tools").rglob("*.py"):
+        text = path.read_text()
+        local += len(_function_local_imports(ast.parse(text)))
+        typing_only += len(re.findall(r"^[ \t]+(?:from .* import|import )", text, flags=re.M))
+    typing_only -= local  # the grep in DEVELOPING counts both kinds
+    figure = _house_figure("imports inside a function")
+    assert figure == f"{local}, plus {typing_only} under `if TYPE_CHECKING:`", figure
+    assert f"({local + typing_only}: both kinds)" in (ROOT / "docs" / "DEVELOPING.md").read_text()
+
+
+def test_developing_counts_the_memory_lines_as_wc_does():
+    paths = [*(ROOT / "ci_tools" / "memory").glob("*.py"), ROOT / "ci_tools" / "cli" / "memory.py"]
+    lines = sum(len(path.read_text().splitlines()) for path in paths)
+    assert _house_figure("`ci_tools/memory/`").startswith(f"{lines:,} lines"), lines
 
 
 if __name__ == "__main__":
