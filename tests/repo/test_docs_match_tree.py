@@ -83,6 +83,27 @@ def test_architecture_lists_every_memory_module():
     assert int(count) == len(modules)
 
 
+def _entry(text: str, start: str) -> str:
+    """The lines of docs/ARCHITECTURE.md's tree entry for ``start``, up to the next entry."""
+    lines = text.split("\n")
+    first = next(i for i, line in enumerate(lines) if line.startswith(start))
+    last = next(i for i in range(first + 1, len(lines)) if not lines[i].startswith(" "))
+    return " ".join(lines[first:last])
+
+
+# The folders whose tree entry lists its modules by name (ci_tools/cli/ is "one module a command").
+LISTED = ("ci_tools/pipeline/", "ci_tools/repo/", "ci_tools/botrun/", "release_kit/", "mindmate/", "bench/")
+
+
+def test_architecture_names_every_module_of_the_folders_it_lists():
+    text = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
+    for folder in LISTED:
+        entry = _entry(text, folder)
+        modules = [p.stem for p in (ROOT / folder).glob("*.py") if p.stem not in ("__init__", "__main__")]
+        unnamed = sorted(m for m in modules if not re.search(rf"\b{m}\b", entry))
+        assert not unnamed, f"docs/ARCHITECTURE.md's {folder} does not name {unnamed}"
+
+
 def test_the_readme_links_every_doc():
     readme = (ROOT / "README.md").read_text()
     for doc in sorted((ROOT / "docs").glob("*.md")):
