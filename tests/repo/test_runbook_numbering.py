@@ -88,3 +88,55 @@ def test_nothing_the_owner_reads_counts_phases():
     for path in texts:
         found = PHASE_NUMBER.search(path.read_text())
         assert not found, f"{path.relative_to(ROOT)}: {found[0]!r}: say the runbook's step (ci_tools/runbook.py)"
+
+
+# Mentions of a step by what it does rather than by its name: each must carry the step's own number.
+BY_WHAT_IT_DOES = [
+    # the memory copy's options and its apply run (migrate-memory)
+    (re.compile(r"\bsteps? (\d+)(?:'s)?[ ,(`]*(?:on_conflict|replace|`apply`)"), "memory"),
+    (re.compile(r"`apply` run's id from step (\d+)"), "memory"),
+    # the one message the daily user notices
+    (re.compile(r"message from the old bot, in step (\d+)"), "announce"),
+]
+
+
+def _owner_texts() -> list[Path]:
+    texts = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *(ROOT / "docs").glob("*.md")]
+    texts += [*(ROOT / ".github" / "workflows").glob("*.yml")]
+    return [*texts, *(ROOT / "ci_tools").rglob("*.py"), *(ROOT / "sandbox").rglob("*.py")]
+
+
+def test_a_step_named_by_what_it_does_carries_its_number():
+    found = 0
+    for path in _owner_texts():
+        for pattern, command in BY_WHAT_IT_DOES:
+            for number in pattern.findall(path.read_text()):
+                found += 1
+                assert step(int(number)).command == command, f"{path.relative_to(ROOT)}: step {number} is not {command}"
+    assert found >= 8
+
+
+def test_a_commands_module_says_its_own_step():
+    """``cli/announce.py``'s and ``pipeline/announce.py``'s docstrings say "runbook step 7": the
+    step whose command they are."""
+    commands = {s.command for s in RUNBOOK if s.command}
+    named = 0
+    for folder in ("cli", "pipeline"):
+        for path in (ROOT / "ci_tools" / folder).glob("*.py"):
+            command = path.stem.replace("_", "-")
+            if command not in commands:
+                continue
+            first = (path.read_text().split('"""', 2)[1:2] or [""])[0].split("\n\n", 1)[0]
+            for number in re.findall(r"[Rr]unbook step (\d+)", first):
+                named += 1
+                assert step(int(number)).command == command, f"{path.relative_to(ROOT)}: says runbook step {number}"
+    assert named >= 8
+
+
+def test_adopting_counts_the_rehearsals_steps():
+    """docs/ADOPTING.md's "12 of the 17 steps green" and "all 17 green": 17 is the rehearsal's plan
+    (the 12 green at base level are held by tests/sandbox/test_rehearsal.py)."""
+    total = len(Rehearsal(Path("/nonexistent"), ROOT, process=False, log=lambda line: None).plan())
+    text = (ROOT / "docs" / "ADOPTING.md").read_text()
+    stated = re.findall(r"of the (\d+) steps green", text) + re.findall(r"all (\d+) green", text)
+    assert stated and {int(n) for n in stated} == {total}, stated
