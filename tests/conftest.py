@@ -179,5 +179,5 @@ def memory_envs(redis_pair, monkeypatch):
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """``-n auto``: two workers a core. Most tests wait on servers, act and deploy polls, not the
-    CPU (the whole suite: 6 m 10 s with two workers, 3 m 42 s with four, on a 2-core machine)."""
+    CPU (the suite's time, and the command that measures it: docs/DEVELOPING.md)."""
     return 2 * (os.cpu_count() or 1)
