@@ -100,6 +100,9 @@ BY_WHAT_IT_DOES = [
     (re.compile(r"`apply` run's id from step (\d+)"), "memory"),
     # the one message the daily user notices
     (re.compile(r"message from the old bot, in step (\d+)"), "announce"),
+    # preflight before the new bot exists: "step 4 run before step 1"
+    (re.compile(r"\bstep (\d+) (?:run )?before step \d+"), "preflight"),
+    (re.compile(r"\bstep \d+ (?:run )?before step (\d+)"), ""),
 ]
 
 
@@ -115,7 +118,8 @@ def test_a_step_named_by_what_it_does_carries_its_number():
         for pattern, command in BY_WHAT_IT_DOES:
             for number in pattern.findall(path.read_text()):
                 found += 1
-                assert step(int(number)).command == command, f"{path.relative_to(ROOT)}: step {number} is not {command}"
+                wanted = command or "@BotFather"
+                assert step(int(number)).command == command, f"{path.relative_to(ROOT)}: step {number} is not {wanted}"
     assert found >= 8
 
 
@@ -143,3 +147,19 @@ def test_adopting_counts_the_rehearsals_steps():
     text = (ROOT / "docs" / "ADOPTING.md").read_text()
     stated = re.findall(r"of the (\d+) steps green", text) + re.findall(r"all (\d+) green", text)
     assert stated and {int(n) for n in stated} == {total}, stated
+
+
+def test_commands_md_plan_table_numbers_each_row_by_its_command():
+    """docs/COMMANDS.md's "The migration plan, step by step": a row's step numbers are the steps
+    of the commands it names (step 1, done by hand, is @BotFather's)."""
+    text = (ROOT / "docs" / "COMMANDS.md").read_text()
+    table = text.split("## The migration plan, step by step", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| ([^|]*\d[^|]*) \|(.*)$", table, flags=re.M)
+    assert len(rows) >= 9, rows
+    for cell, rest in rows:
+        if cell.startswith("—"):  # outside the numbered steps ("— (before 9)")
+            continue
+        for number in map(int, re.findall(r"\d+", cell)):
+            wanted = step(number).command
+            said = "@BotFather" in rest if not wanted else re.search(rf"\b{re.escape(wanted)}\b", rest)
+            assert said, f"docs/COMMANDS.md: step {number} on a row that does not name {wanted or '@BotFather'}"
