@@ -131,6 +131,14 @@ def test_every_count_of_inits_prompts_is_the_codes():
     assert found >= 3  # README, .env.example and --help say it at least
 
 
+def test_env_example_marks_typed_what_inits_prompts_put_in_env():
+    # Every prompt but the daily user's id (it goes into pyproject.toml's protected_users).
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    marked = sorted(line.split("=", 1)[0].lstrip("# ") for line in lines if "# typed" in line)
+    wanted = sorted(("PRODUCTION_" + n if n == "RENDER_API_KEY" else n) for n in PROMPTS if n != "DAILY_USER_ID")
+    assert marked == wanted
+
+
 def test_the_values_the_owner_types_are_counted_right():
     # init's required prompts, staging's Render power (a scoped key or else its hook: one of two
     # optional prompts), then --owner-chat-id and the GITHUB_TOKEN for github setup.
