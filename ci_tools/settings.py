@@ -683,6 +683,13 @@ def _read_environments(raw: Any, path: Path) -> dict[str, Environment]:
             hint="define at least staging and production",
         )
     where = f"{path.name}: [tool.ci_tools.environments"
+    for name in raw:  # a role's environment misspelled would silently lose the role's defaults
+        close = difflib.get_close_matches(name, sorted(set(ROLES.values()) - set(raw)), n=1, cutoff=0.8)
+        if close:
+            raise ConfigError(
+                f"{where}.{name}] is no environment the roles know (did you mean {close[0]}?)",
+                hint=f"rename it [tool.ci_tools.environments.{close[0]}]: its roles' defaults follow the name",
+            )
     return {name: read_table(Environment, table, f"{where}.{name}]", name=name) for name, table in raw.items()}
 
 
