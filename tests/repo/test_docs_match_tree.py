@@ -179,5 +179,11 @@ def test_developing_counts_the_memory_lines_as_wc_does():
     assert _house_figure("`ci_tools/memory/`").startswith(f"{lines:,} lines"), lines
 
 
+def test_developing_counts_the_lines_an_owner_adds_for_the_conversation_level():
+    patch = (ROOT / "tests" / "fixtures" / "owner_bot_kit.patch").read_text().splitlines()
+    added = [line for line in patch if re.match(r"\+[^+]", line)]  # the row's grep -c '^+[^+]'
+    assert _house_figure("what an owner adds to their bot").startswith(f"{len(added)} lines"), len(added)
+
+
 if __name__ == "__main__":
     print(command_table())
