@@ -54,11 +54,22 @@ def test_the_rehearsal_prints_the_runbooks_steps_in_order(tmp_path):
     assert stated == [str(len(names))], "docs/DEVELOPING.md counts the rehearsal's phases wrong"
 
 
+def _help_texts(parser: argparse.ArgumentParser) -> list[str]:
+    """What ``--help`` shows of ``parser`` and of each of its subcommands (``memory copy --help``)."""
+    texts = [parser.description or "", *(a.help or "" for a in parser._actions)]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            texts += [choice.help or "" for choice in action._choices_actions]  # the subcommands' lines
+            for sub in action.choices.values():
+                texts += _help_texts(sub)
+    return texts
+
+
 def test_every_help_that_names_a_step_names_its_own():
     (subparsers,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
     mentioned = set()
     for name, parser in subparsers.choices.items():
-        helps = [COMMANDS[name], *(a.help or "" for a in parser._actions)]
+        helps = [COMMANDS[name], *_help_texts(parser)]
         for text in helps:
             assert not PHASE_NUMBER.search(text), f"ci-tools {name}: {text}"
             for number in re.findall(r"runbook step (\d+)", text):
