@@ -13,6 +13,7 @@ import re
 from ci_tools.__main__ import COMMANDS
 from ci_tools.cli.init import ASKED, OPTIONAL_ASKED, PROMPTS
 from ci_tools.repo.workflow_files import OURS_ONLY
+from ci_tools.settings import reference
 from tests.cli.test_unreachable import COMMANDS as UNREACHABLE_COMMANDS
 from tests.support import ROOT
 from tests.test_layers import _function_local_imports
@@ -183,6 +184,32 @@ def test_developing_counts_the_lines_an_owner_adds_for_the_conversation_level():
     patch = (ROOT / "tests" / "fixtures" / "owner_bot_kit.patch").read_text().splitlines()
     added = [line for line in patch if re.match(r"\+[^+]", line)]  # the row's grep -c '^+[^+]'
     assert _house_figure("what an owner adds to their bot").startswith(f"{len(added)} lines"), len(added)
+
+
+def test_a_default_the_prose_repeats_is_the_settings():
+    """docs/CONFIGURATION.md's tables are generated; the prose elsewhere says some defaults again
+    ("`window_days` (3)", "the old one kept 14 days"): each must be what ci_tools/settings.py says."""
+    defaults: dict[str, set[str]] = {}
+    for _table, key, _takes, default, _what in reference():
+        defaults.setdefault(key, set()).add(default)
+    said = {
+        "window_days": [r"\b(\d+) days? (?:after|from) their first message"],
+        "rollback_window_days": [r"the old one kept (\d+) days", r"`cutover --back` \((\d+) days"],
+    }
+    found = 0
+    for doc in DOCS:
+        if doc.name == "CONFIGURATION.md":
+            continue
+        text = doc.read_text()
+        for key, value in re.findall(r"`(\w+)`[^`\n]{0,12}?\((?:default:? )?([\d.]+)(?: [a-z]+)?\)", text):
+            if key in defaults:
+                found += 1
+                assert value in defaults[key], f"{doc.name}: `{key}` ({value}); the setting's default: {defaults[key]}"
+        for key, patterns in said.items():
+            for value in (v for pattern in patterns for v in re.findall(pattern, text)):
+                found += 1
+                assert value in defaults[key], f"{doc.name}: {value} days; {key}'s default: {defaults[key]}"
+    assert found >= 8
 
 
 if __name__ == "__main__":
