@@ -7,10 +7,11 @@ The command table in docs/COMMANDS.md is generated from ci_tools/__main__.py's C
 
 from __future__ import annotations
 
+import argparse
 import ast
 import re
 
-from ci_tools.__main__ import COMMANDS
+from ci_tools.__main__ import COMMANDS, build_parser
 from ci_tools.cli.init import ASKED, OPTIONAL_ASKED, PROMPTS
 from ci_tools.repo.workflow_files import OURS_ONLY
 from ci_tools.settings import reference
@@ -210,6 +211,34 @@ def test_a_default_the_prose_repeats_is_the_settings():
                 found += 1
                 assert value in defaults[key], f"{doc.name}: {value} days; {key}'s default: {defaults[key]}"
     assert found >= 8
+
+
+def _options(parser: argparse.ArgumentParser) -> tuple[set[str], dict[str, argparse.ArgumentParser]]:
+    subcommands = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            subcommands |= action.choices
+    return {o for a in parser._actions for o in a.option_strings}, subcommands
+
+
+def test_every_option_a_doc_gives_a_command_is_one_it_takes():
+    """`ci-tools init --staging-prefix dev:` in a doc: init takes --staging-prefix (a renamed or
+    removed flag fails here, not in the owner's terminal)."""
+    (commands,) = [a for a in build_parser(list(COMMANDS))._actions if isinstance(a, argparse._SubParsersAction)]
+    checked = 0
+    for doc in [*DOCS, ROOT / ".env.example"]:
+        for name, rest in re.findall(r"`(?:uv run )?ci-tools ([a-z][a-z-]*)([^`]*)`", doc.read_text()):
+            assert name in commands.choices, f"{doc.name}: ci-tools {name}"
+            options, subcommands = _options(commands.choices[name])
+            words = rest.split()
+            if words and words[0] in subcommands:
+                options |= _options(subcommands[words[0]])[0]
+            for word in words:
+                flag = word.split("=", 1)[0].rstrip(",;:.)]")
+                if flag.startswith("--"):
+                    checked += 1
+                    assert flag in options, f"{doc.name}: ci-tools {name} has no {flag}"
+    assert checked >= 20
 
 
 if __name__ == "__main__":
