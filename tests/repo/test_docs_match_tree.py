@@ -227,7 +227,12 @@ def test_every_option_a_doc_gives_a_command_is_one_it_takes():
     (commands,) = [a for a in build_parser(list(COMMANDS))._actions if isinstance(a, argparse._SubParsersAction)]
     checked = 0
     for doc in [*DOCS, ROOT / ".env.example"]:
-        for prefix, name, rest in re.findall(r"`((?:uv run )?ci-tools )?([a-z][a-z-]*)([^`]*)`", doc.read_text()):
+        text = doc.read_text()
+        spans = re.findall(r"`((?:uv run )?ci-tools )?([a-z][a-z-]*)([^`\n]*)`", text)
+        # a command line in a fenced block: "ci-tools memory copy --user-id 123 … --apply   # comment"
+        found = re.findall(r"^((?:\$ )?(?:uv run )?ci-tools )([a-z][a-z-]*)([^#\n]*)", text, flags=re.M)
+        lines = [line for line in found if line[1] in commands.choices]  # not prose ("ci-tools has 27 …")
+        for prefix, name, rest in spans + lines:
             if not prefix and (name not in commands.choices or "--" not in rest):
                 continue  # a word in code, or a command named without options ("`init --repo …`" is checked)
             assert name in commands.choices, f"{doc.name}: ci-tools {name}"
