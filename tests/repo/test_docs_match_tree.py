@@ -213,6 +213,12 @@ def test_a_default_the_prose_repeats_is_the_settings():
     assert found >= 8
 
 
+def test_developing_names_every_bench():
+    benchmarks = (ROOT / "docs" / "DEVELOPING.md").read_text().split("## Benchmarks", 1)[1].split("\n## ", 1)[0]
+    scripts = sorted(p.name for p in (ROOT / "bench").glob("[!_]*.py"))
+    assert [s for s in scripts if f"`bench/{s}`" not in benchmarks] == [], "docs/DEVELOPING.md's Benchmarks"
+
+
 def _options(parser: argparse.ArgumentParser) -> tuple[set[str], dict[str, argparse.ArgumentParser]]:
     subcommands = {}
     for action in parser._actions:
