@@ -18,6 +18,7 @@ import difflib
 import importlib
 import logging
 import os
+import select
 import signal
 import sys
 import threading
@@ -213,10 +214,29 @@ def _main(argv: Sequence[str] | None) -> int:
         return _report(runner, exc, args.command)
     except KeyboardInterrupt:
         return _interrupted()
+    except BrokenPipeError as exc:  # `ci-tools … | head`: the reader left, no service failed
+        if not _reader_left():
+            return _report(runner, from_unexpected(exc), args.command)
+        return 1  # as rich's Console does when its own write meets the closed pipe
     except Exception as exc:  # the one error boundary: never a traceback unless asked (-vv)
         if args.verbose > 1:
             logging.getLogger("ci_tools").exception("unexpected error")
         return _report(runner, from_unexpected(exc), args.command)
+
+
+def _reader_left() -> bool:
+    """Whether our own stdout is the closed pipe; if so it is pointed at /dev/null, so that the
+    interpreter's last flush does not print a traceback of its own."""
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError):  # replaced by an object without a descriptor (a test's capture)
+        return False
+    poll = select.poll()
+    poll.register(fd, select.POLLOUT)
+    if not any(events & select.POLLERR for _, events in poll.poll(0)):  # POLLERR: a pipe without reader
+        return False
+    os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
+    return True
 
 
 def _answered_first(argv: Sequence[str], command: str) -> bool:

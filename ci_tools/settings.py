@@ -683,12 +683,24 @@ def _read_environments(raw: Any, path: Path) -> dict[str, Environment]:
             hint="define at least staging and production",
         )
     where = f"{path.name}: [tool.ci_tools.environments"
+    for name in raw:  # a role's environment misspelled would silently lose the role's defaults
+        close = difflib.get_close_matches(name, sorted(set(ROLES.values()) - set(raw)), n=1, cutoff=0.8)
+        if close:
+            raise ConfigError(
+                f"{where}.{name}] is no environment the roles know (did you mean {close[0]}?)",
+                hint=f"rename it [tool.ci_tools.environments.{close[0]}]: its roles' defaults follow the name",
+            )
     return {name: read_table(Environment, table, f"{where}.{name}]", name=name) for name, table in raw.items()}
 
 
 def _whose_memory(backup: MemoryBackup, environments: dict[str, Environment], path: Path) -> MemoryBackup:
     targets = [e.name for e in environments.values() if e.cutover_target]
-    env = backup.environment or (targets[0] if targets else "")
+    if not backup.environment and not targets:
+        raise ConfigError(
+            f"{path.name}: no environment is the real users' (cutover_target): the memory safety net has none",
+            hint="define [tool.ci_tools.environments.production], or set cutover_target = true on the real users' one",
+        )
+    env = backup.environment or targets[0]
     if env not in environments:
         raise ConfigError(
             f"{path.name}: [tool.ci_tools.memory_backup]: environment {env!r} is not an environment",

@@ -158,3 +158,28 @@ def test_every_key_adopt_writes_is_one_the_reader_takes(tmp_path):
     path.write_text(text)
     config = load_config(path)
     assert config.env("production").reviewers == ("ava",) and config.probe.turns == ("/start",)
+
+
+def test_without_an_environment_for_the_real_users_the_line_says_so(tmp_path):
+    """Production's table forgotten: the line names the missing role, not an ``environment ''``
+    nobody wrote."""
+    document = copy.deepcopy(PROJECT)
+    del document["tool"]["ci_tools"]["environments"]["production"]
+    done = ci_tools("config", "check", cwd=written(tmp_path, document).parent)
+    assert done.returncode == 3 and "Traceback" not in done.stderr
+    assert "no environment is the real users' (cutover_target)" in done.stderr, done.stderr
+    assert "environment ''" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("written_as", "meant"), [("prodution", "production"), ("stagging", "staging")])
+def test_a_misspelled_roles_environment_is_named_with_did_you_mean(tmp_path, written_as, meant):
+    """[tool.ci_tools.environments.stagging]: before, render.yaml was blamed ("ENV must be
+    'stagging'") or the safety net had no environment; the roles' defaults follow the name."""
+    document = copy.deepcopy(PROJECT)
+    environments = document["tool"]["ci_tools"]["environments"]
+    environments[written_as] = environments.pop(meant)
+    done = ci_tools("config", "check", cwd=written(tmp_path, document).parent)
+    assert done.returncode == 3 and "Traceback" not in done.stderr
+    assert f"environments.{written_as}] is no environment the roles know (did you mean {meant}?)" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr

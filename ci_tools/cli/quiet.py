@@ -1,8 +1,8 @@
-"""``ci-tools quiet ENV [--hotfix]``: wait for a quiet moment before the deploy.
+"""``ci-tools quiet ENV [--hotfix true]``: wait for a quiet moment before the deploy.
 
 production.yml runs it after the replay and before ``release``: while the live bot handled an
 update less than ``quiet_seconds`` ago, the release waits (at most ``quiet_wait_minutes``), then
-goes ahead and says so. ``--hotfix`` (the dispatch input) skips the wait. The logic and why:
+goes ahead and says so. ``--hotfix true`` (the dispatch input) skips the wait. The logic and why:
 ci_tools/pipeline/quiet.py.
 """
 
@@ -20,7 +20,7 @@ DESCRIPTION = """\
 Wait while the live bot is mid-conversation: an update handled within quiet_seconds
 (default 120 in production) of now, read from its /healthz as a time (never a user or a
 word). At most quiet_wait_minutes (default 15); then the release goes ahead and says so.
---hotfix skips the wait. A bot without a health endpoint, or one that does not report
+--hotfix true skips the wait. A bot without a health endpoint, or one that does not report
 updates.last_handled_at, is not waited for, and the run says why."""
 
 

@@ -93,3 +93,23 @@ def test_a_missing_library_is_an_install_to_fix_not_a_bug(tmp_path):
     assert line.count("\n") == 0 and "Traceback" not in line
     assert line.startswith("ci-tools: configuration: the Python package '")
     assert "uv sync --locked" in line and "bug" not in line
+
+
+def test_a_reader_that_left_is_no_remote_service_failing():
+    """`ci-tools config check | head -0`: stdout's reader is gone before the first line. The pipe
+    is not a service that did not answer (it said so, exit 4): the command stops quietly."""
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "ci_tools", "config", "check"],
+            cwd=ROOT,
+            stdout=writer,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(writer)
+    assert done.returncode == 1 and done.stderr == "", done.stderr

@@ -141,6 +141,9 @@ def test_the_runbook_with_the_owners_bot_unchanged_says_what_its_level_cannot_sh
         "a release that overwrote memory is rolled back; memory restored from memory-before-<sha>",
     ]
     assert sorted(skipped) == sorted([*by_level, way_back, phases[-1].name])
+    adopting = (ROOT / "docs" / "ADOPTING.md").read_text()
+    stated = f"{len(phases) - len(skipped)} of the {len(phases)} steps green, {len(skipped)} not rehearsed"
+    assert stated in " ".join(adopting.split()), f"docs/ADOPTING.md should say: {stated}"
     assert all(
         skipped[name].startswith("not rehearsed: ") and "this bot meets base" in skipped[name] for name in by_level
     )
