@@ -126,29 +126,26 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     seed.set_defaults(func=memory_seed, needs=TARGET)
 
 
+def _need_key(ctx: Context, why: str, where: str = "") -> None:
+    """On a runner the files vanish with the job: only encrypted ones may be kept as artifacts."""
+    if ctx.runner.active and "MEMORY_SNAPSHOT_KEY" not in ctx.secrets:
+        make = 'make a Fernet key: python -c "from cryptography.fernet import Fernet; '
+        make += 'print(Fernet.generate_key().decode())" and store it as the MEMORY_SNAPSHOT_KEY secret'
+        raise ConfigError(f"in GitHub Actions {why}", hint=make + where)
+
+
 def _applying(ctx: Context, args: argparse.Namespace) -> bool:
     """--apply or --mode apply (a workflow input); in Actions only with MEMORY_SNAPSHOT_KEY."""
-    applying = wants_apply(args)
-    if applying and ctx.runner.active and "MEMORY_SNAPSHOT_KEY" not in ctx.secrets:
-        # On a runner the files vanish with the job: only encrypted ones may be kept as artifacts.
-        raise ConfigError(
-            "in GitHub Actions a write needs MEMORY_SNAPSHOT_KEY, so the snapshot and backup are kept "
-            "(encrypted) as this run's artifact for undo",
-            hint=f"{MAKE_KEY} of the target environment",
-        )
+    if applying := wants_apply(args):
+        why = "a write needs MEMORY_SNAPSHOT_KEY, so the snapshot and backup are kept (encrypted) as this run's "
+        _need_key(ctx, why + "artifact for undo", " of the target environment")
     return applying
 
 
-MAKE_KEY = (
-    'make a Fernet key: python -c "from cryptography.fernet import Fernet; '
-    'print(Fernet.generate_key().decode())" and store it as the MEMORY_SNAPSHOT_KEY secret'
-)
-
-
 def _options(ctx: Context, args: argparse.Namespace, workflow: str = "migrate-memory") -> dict[str, Any]:
-    """What restore and seed take from the flags as any write does: whether, from which stage, where to."""
+    """What every write takes from the flags: whether, from which stage, and how to resume or undo it."""
     apply, undoing = _applying(ctx, args), undo_command(ctx, workflow)
-    return dict(apply=apply, out_dir=args.out, stage=args.stage, resume_command=resume_command(), undo_command=undoing)
+    return dict(apply=apply, stage=args.stage, resume_command=resume_command(), undo_command=undoing)
 
 
 def _request(ctx: Context, args: argparse.Namespace, *, to: bool, writes: bool) -> ops.CopyRequest:
@@ -163,22 +160,20 @@ def _request(ctx: Context, args: argparse.Namespace, *, to: bool, writes: bool) 
     if to and args.target_prefix is not None:
         given["target_prefix"] = args.target_prefix
     if writes:
-        given |= {"policy": args.on_conflict, "uncovered": args.uncovered, "stage": args.stage}
+        given |= _options(ctx, args) | {"policy": args.on_conflict, "uncovered": args.uncovered}
     legacy_target = to and (args.unmarked_target or args.target_kind == "unmarked")
     target = args.target if to else args.source
     request = ops.between(ctx.config, user_id, args.source, target, args.out, legacy_target=legacy_target, **given)
     for pattern in request.patterns:
         if problem := pattern_problem(pattern):
             raise InputError(f"--pattern {pattern!r} {problem}", hint="e.g. --pattern 'user:{user_id}:*'")
-    request.apply, request.resume_command = writes and _applying(ctx, args), resume_command()
-    request.undo_command = undo_command(ctx)
     return request
 
 
 def _writing(ctx: Context, args: argparse.Namespace, env: Environment) -> ops.Writing:
     """Where and how restore and seed write: the target environment, as the flags say."""
     options = _options(ctx, args) | dict(policy=args.on_conflict, ignore_markers=args.ignore_env_markers)
-    return ops.Writing(target_env=env, target_prefix=args.target_prefix or env.key_prefix, **options)
+    return ops.Writing(target_env=env, target_prefix=args.target_prefix or env.key_prefix, out_dir=args.out, **options)
 
 
 RESTORE_WORDS: dict[str, str] = {Action.CREATE: "recreate", Action.REPLACE: "change", Action.IDENTICAL: "leave alone"}
@@ -213,7 +208,9 @@ def memory_restore(ctx: Context, args: argparse.Namespace) -> int:
     if "scope" in RecordFile(snapshot, ctx.snapshot_fernet()).header:  # an environment's restore point
         options = _options(ctx, args, "restore-memory")
         options |= dict(user_id=parse_user_id(user_id) if user_id else None, ignore_marker=args.ignore_env_markers)
-        request = restore_points.RestoreRequest(snapshot=snapshot, env=env, patterns=patterns, **options)
+        request = restore_points.RestoreRequest(
+            snapshot=snapshot, env=env, patterns=patterns, out_dir=args.out, **options
+        )
         target, url = open_side(ctx, "target", "the Redis to restore into"), ctx.secret("TARGET_REDIS_URL")
         outcome = restore_points.restore_point(request, target, label(url), ctx.snapshot_fernet(), server_id(url))
         who = f"user {request.user_id}" if request.user_id else "every user"
@@ -255,12 +252,9 @@ def memory_undo(ctx: Context, args: argparse.Namespace) -> int:
 def memory_snapshot(ctx: Context, args: argparse.Namespace) -> int:
     """Every key of an environment's Redis, its restore point."""
     config, env = ctx.config, ctx.config.env(args.env)
-    if ctx.runner.active and "MEMORY_SNAPSHOT_KEY" not in ctx.secrets:
-        raise ConfigError(
-            "in GitHub Actions a memory snapshot needs MEMORY_SNAPSHOT_KEY: it holds every user's "
-            "memory and is kept as an artifact",
-            hint=MAKE_KEY,
-        )
+    _need_key(
+        ctx, "a memory snapshot needs MEMORY_SNAPSHOT_KEY: it holds every user's memory and is kept as an artifact"
+    )
     backup = config.memory_backup
 
     def writes_no_marker() -> str | None:

@@ -46,11 +46,6 @@ class RecordWriter:
         self._line(to_json(record))
         self.count += 1
 
-    def write_absent(self, keys: list[bytes]) -> None:
-        """Many keys that do not exist, in one line: undo deletes them."""
-        self._line({"absent": [b64(k) for k in keys]})
-        self.count += len(keys)
-
     def write_after(self, digests: list[tuple[bytes, str]]) -> None:
         """What the write puts in each key (``records.value_digest``): not records, not counted."""
         for batch in batches(digests):
@@ -170,7 +165,7 @@ class RecordFile:
             if document.get("end"):
                 complete = document.get("records") == count
                 break
-            if "absent" in document:
+            if "absent" in document:  # ci-tools before 2026-12 wrote absent keys so
                 count += len(document["absent"])
                 yield from (Record(from_b64(key), "none") for key in document["absent"])
             elif "part" in document:  # ci-tools before 2026-12 wrote keys over 10,000 elements in parts

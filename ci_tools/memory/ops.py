@@ -181,7 +181,8 @@ def restore_snapshot(ctx: Context, snapshot: Path, writing: Writing) -> Outcome:
 
     job = MemoryJob(target, rewrite, writing, f"restore-{writing.target_env.name}", ctx.snapshot_fernet())
     backup_header = writing.backup_header(ctx, file.header.get("user_id"))
-    return job.run(file.records(), snapshot_header=None, backup_header=backup_header, snapshot_file=snapshot)
+    header = {**file.header, "kind": "snapshot", "restored_from": snapshot.name}
+    return job.run(file.records(), snapshot_header=header, backup_header=backup_header)
 
 
 # -- Seed: a profile the user pasted becomes their initial memory, through the same careful job.

@@ -11,7 +11,7 @@ import binascii
 import hashlib
 import itertools
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -141,28 +141,25 @@ def from_b64(text: str) -> bytes:
     return binascii.a2b_base64(text)
 
 
-def encode_value(type_: str, value: Any) -> Any:
+def _convert(type_: str, value: Any, blob: Callable[[Any], Any], score: Callable[[Any], Any]) -> Any:
+    """A value's bytes through ``blob`` and its scores through ``score``: encoding or decoding."""
     if type_ == "string":
-        return b64(value)
+        return blob(value)
     if type_ in ("list", "set"):
-        return [b64(v) for v in value]
+        return [blob(v) for v in value]
     if type_ in ("hash", "zset"):
-        return [(b64(f), b64(v) if type_ == "hash" else repr(float(v))) for f, v in value]  # repr: 'inf' too
+        return [(blob(f), (blob if type_ == "hash" else score)(v)) for f, v in value]
     if type_ == "stream":
-        return [[b64(i), [[b64(f), b64(v)] for f, v in fields]] for i, fields in value]
+        return [(blob(i), [(blob(f), blob(v)) for f, v in fields]) for i, fields in value]
     return None
+
+
+def encode_value(type_: str, value: Any) -> Any:
+    return _convert(type_, value, b64, lambda score: repr(float(score)))  # repr: 'inf' too
 
 
 def decode_value(type_: str, data: Any) -> Any:
-    if type_ == "string":
-        return from_b64(data)
-    if type_ in ("list", "set"):
-        return [from_b64(v) for v in data]
-    if type_ in ("hash", "zset"):
-        return [(from_b64(f), from_b64(v) if type_ == "hash" else float(v)) for f, v in data]
-    if type_ == "stream":
-        return [(from_b64(i), [(from_b64(f), from_b64(v)) for f, v in fields]) for i, fields in data]
-    return None
+    return _convert(type_, data, from_b64, float)
 
 
 def value_digest(record: Record) -> str:

@@ -491,17 +491,17 @@ def test_a_cross_version_batch_dropped_between_its_build_and_its_rename_is_undon
         monkeypatch.setenv("SOURCE_REDIS_URL", valkey.url)
         monkeypatch.setenv("TARGET_REDIS_URL", old.url)
         before_target = state(old.client())
-        real_rename = Writer._rename_over
+        real_rename = Writer._swap
 
-        def dies_before_the_rename(self, targets):
+        def dies_before_the_rename(self, swaps):
             old.kill()
-            return real_rename(self, targets)
+            return real_rename(self, swaps)
 
-        monkeypatch.setattr(Writer, "_rename_over", dies_before_the_rename)
+        monkeypatch.setattr(Writer, "_swap", dies_before_the_rename)
         with pytest.raises(RemoteError, match="after 0 of 20 keys were written") as error:
             copy_user(context(), request(tmp_path, patterns=BULK, uncovered="ignore", policy="replace"))
         assert "memory undo" in (error.value.hint or "")
-        monkeypatch.setattr(Writer, "_rename_over", real_rename)
+        monkeypatch.setattr(Writer, "_swap", real_rename)
         old.start()
         [backup] = (tmp_path / "out").glob("*-backup-*.jsonl")
         undo_backup(context(), backup, tmp_path / "undo")
