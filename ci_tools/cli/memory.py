@@ -9,7 +9,7 @@ from typing import Any
 from ci_tools.cli._common import add_write_flags, report_outcome, resume_command, undo_command, wants_apply
 from ci_tools.context import Context
 from ci_tools.errors import ConfigError, InputError
-from ci_tools.memory import ops, restore_points, undo
+from ci_tools.memory import ops, restore_points
 from ci_tools.memory.files import RecordFile
 from ci_tools.memory.keys import parse_user_id
 from ci_tools.memory.model import Action, Conflict, Uncovered
@@ -23,7 +23,7 @@ SNAPSHOT_KEY = ("MEMORY_SNAPSHOT_KEY",)
 BOTH = Needs(required=("SOURCE_REDIS_URL", "TARGET_REDIS_URL"), optional=SNAPSHOT_KEY)
 SOURCE = Needs(required=("SOURCE_REDIS_URL",), optional=SNAPSHOT_KEY)
 # The snapshot also reads the other environment's URL, where the run holds it, to tell a markerless
-# Redis pasted into the wrong secret (_not_another_environments).
+# Redis pasted into the wrong secret (_writes_no_marker).
 SNAPSHOT = Needs(required=("SOURCE_REDIS_URL",), optional=(*SNAPSHOT_KEY, "STAGING_REDIS_URL"))
 TARGET = Needs(required=("TARGET_REDIS_URL",), optional=SNAPSHOT_KEY)
 
@@ -230,7 +230,7 @@ def memory_restore(ctx: Context, args: argparse.Namespace) -> int:
 def memory_undo(ctx: Context, args: argparse.Namespace) -> int:
     """A backup put back on TARGET_REDIS_URL."""
     apply, name, other = _applying(ctx, args), args.backup.name, args.allow_other_server
-    path, count, left = undo.undo_backup(ctx, args.backup, args.out, allow_other_server=other, apply=apply)
+    path, count, left = ops.undo_backup(ctx, args.backup, args.out, allow_other_server=other, apply=apply)
     if apply:
         rows = [["✓", f"put back {count - len(left)} key(s) from {name}", f"the state before this undo is in {path}"]]
         kept = "both states are kept: the backup undone and the one this undo wrote"
@@ -252,24 +252,9 @@ def memory_undo(ctx: Context, args: argparse.Namespace) -> int:
 def memory_snapshot(ctx: Context, args: argparse.Namespace) -> int:
     """Every key of an environment's Redis, its restore point."""
     config, env = ctx.config, ctx.config.env(args.env)
-    _need_key(
-        ctx, "a memory snapshot needs MEMORY_SNAPSHOT_KEY: it holds every user's memory and is kept as an artifact"
-    )
+    why = "a memory snapshot needs MEMORY_SNAPSHOT_KEY: it holds every user's memory and is kept as an artifact"
+    _need_key(ctx, why)
     backup = config.memory_backup
-
-    def writes_no_marker() -> str | None:
-        """Why the live bot of ``env`` writes no ``meta:env`` marker, or None when it should have one.
-
-        Asked only of a Redis with keys and no marker. At the base level (no health answer, or its own
-        4xx on that path) the bot writes none, so its absence proves nothing wrong; a bot that answers
-        the health JSON claims its Redis, and one that did not answer cannot say: both stay refused."""
-        _not_another_environments(ctx, env)
-        seen = discover(env, ctx.timeout or 10)
-        # Only a 4xx is the bot saying it has no such path: a redirect points at an answer elsewhere.
-        its_own_4xx = seen.http_status is None or 400 <= seen.http_status < 500
-        base = seen.level is Level.BASE and seen.definite and its_own_4xx
-        return f"its bot is at the base level and writes none — {seen.why}" if base else None
-
     taken = restore_points.take_snapshot(
         open_side(ctx, "source", "the Redis to snapshot"),
         env,
@@ -280,7 +265,7 @@ def memory_snapshot(ctx: Context, args: argparse.Namespace) -> int:
         commit=args.commit,
         ignore_marker=args.ignore_env_marker,
         fernet=ctx.snapshot_fernet(),
-        writes_no_marker=writes_no_marker,
+        writes_no_marker=lambda: _writes_no_marker(ctx, env),
         server_id=server_id(ctx.secret("SOURCE_REDIS_URL")),
     )
     if taken.unmarked:
@@ -298,18 +283,23 @@ def memory_snapshot(ctx: Context, args: argparse.Namespace) -> int:
         f"{taken.used_mb:.1f} MB) in {taken.path.name}, encrypted: {'MEMORY_SNAPSHOT_KEY' in ctx.secrets}"
     )
     ctx.runner.add_summary(line)
-    if not args.json:
+    if args.json:
+        found = {"path": str(taken.path), "keys": taken.keys, "scope": taken.scope, "used_mb": taken.used_mb}
+        emit_json({**found, "warning": taken.warning or None, "unmarked": taken.unmarked or None})
+    else:
         say(f"✓ {line}")
-        return 0
-    found = {"path": str(taken.path), "keys": taken.keys, "scope": taken.scope, "used_mb": taken.used_mb}
-    emit_json({**found, "warning": taken.warning or None, "unmarked": taken.unmarked or None})
     return 0
 
 
-def _not_another_environments(ctx: Context, env: Environment) -> None:
-    """A Redis with no marker cannot say whose it is; another environment's URL the run holds can
-    (production.yml hands the old bot's Redis to the snapshot as STAGING_REDIS_URL): the same Key
-    Value (``server_id``) behind both is a secret pasted into the wrong place, refused before reading."""
+def _writes_no_marker(ctx: Context, env: Environment) -> str | None:
+    """Why the live bot of ``env`` writes no ``meta:env`` marker, or None when it should have one.
+
+    Asked only of a Redis with keys and no marker, which cannot say whose it is; another environment's
+    URL the run holds can (production.yml hands the old bot's Redis to the snapshot as STAGING_REDIS_URL):
+    the same Key Value (``server_id``) behind both is a secret pasted into the wrong place, refused before
+    reading. At the base level (no health answer, or its own 4xx on that path) the bot writes none, so
+    its absence proves nothing wrong; a bot that answers the health JSON claims its Redis, and one that
+    did not answer cannot say: both stay refused."""
     here = server_id(ctx.secret("SOURCE_REDIS_URL"))
     for other in ctx.config.environments.values():
         variable = f"{other.name.upper()}_REDIS_URL"
@@ -321,6 +311,11 @@ def _not_another_environments(ctx: Context, env: Environment) -> None:
                 "and holds no meta:env marker to say otherwise",
                 hint=f"set {env.name}'s REDIS_URL secret to the URL of {env.name}'s own Key Value",
             )
+    seen = discover(env, ctx.timeout or 10)
+    # Only a 4xx is the bot saying it has no such path: a redirect points at an answer elsewhere.
+    its_own_4xx = seen.http_status is None or 400 <= seen.http_status < 500
+    base = seen.level is Level.BASE and seen.definite and its_own_4xx
+    return f"its bot is at the base level and writes none — {seen.why}" if base else None
 
 
 def memory_seed(ctx: Context, args: argparse.Namespace) -> int:

@@ -137,8 +137,7 @@ def b64(data: bytes) -> str:
     return binascii.b2a_base64(data, newline=False).decode("ascii")
 
 
-def from_b64(text: str) -> bytes:
-    return binascii.a2b_base64(text)
+from_b64 = binascii.a2b_base64  # takes the ASCII text too
 
 
 def _convert(type_: str, value: Any, blob: Callable[[Any], Any], score: Callable[[Any], Any]) -> Any:
@@ -191,7 +190,7 @@ def from_json(line: dict[str, Any]) -> Record:
 TTL_TOLERANCE_MS = 2000
 
 
-def difference(expected: Record, actual: Record, *, tolerance_ms: int = TTL_TOLERANCE_MS) -> str | None:
+def difference(expected: Record, actual: Record) -> str | None:
     """None when ``actual`` holds what ``expected`` says; otherwise what differs."""
     if not actual.exists:
         return "missing"
@@ -201,10 +200,10 @@ def difference(expected: Record, actual: Record, *, tolerance_ms: int = TTL_TOLE
     same_payload = expected.dump is not None and expected.dump == actual.dump
     if not same_payload and expected.value != actual.value:
         return "value differs"
-    return ttl_difference(expected, actual, tolerance_ms)
+    return ttl_difference(expected, actual)
 
 
-def ttl_difference(expected: Record, actual: Record, tolerance_ms: int = TTL_TOLERANCE_MS) -> str | None:
+def ttl_difference(expected: Record, actual: Record) -> str | None:
     at = now_ms()
     want, got = expected.remaining_ms(at), actual.remaining_ms(at)
     if want is None and got is None:
@@ -213,6 +212,6 @@ def ttl_difference(expected: Record, actual: Record, tolerance_ms: int = TTL_TOL
         return "has a TTL, expected none"
     if got is None:
         return "has no TTL, expected one"
-    if abs(want - got) > tolerance_ms:
+    if abs(want - got) > TTL_TOLERANCE_MS:
         return f"TTL differs by {abs(want - got) / 1000:.1f}s"
     return None

@@ -20,9 +20,8 @@ from ci_tools.errors import ConfigError, RemoteError
 from ci_tools.memory import moved, restore_points
 from ci_tools.memory.files import RecordFile
 from ci_tools.memory.model import Conflict, Stage
-from ci_tools.memory.ops import copy_user
+from ci_tools.memory.ops import copy_user, undo_backup
 from ci_tools.memory.records import BATCH, read_records
-from ci_tools.memory.undo import undo_backup
 from ci_tools.memory.writer import Writer, fingerprint, fingerprints
 from sandbox.redis import RedisServer, server_available
 from tests.memory.helpers import OTHER, ROUTE, USER, request, seed_all_types, seed_user, state

@@ -16,9 +16,8 @@ import pytest
 
 from ci_tools.__main__ import main
 from ci_tools.memory.model import Action
-from ci_tools.memory.ops import copy_user
+from ci_tools.memory.ops import copy_user, undo_backup
 from ci_tools.memory.records import BATCH, difference, read_by_key
-from ci_tools.memory.undo import undo_backup
 from ci_tools.memory.writer import ABSENT, Writer
 from tests.memory.helpers import ROUTE, USER, request, seed_bulk, state
 from tests.support import context, unmeasured, wait_until
