@@ -21,7 +21,7 @@ from ci_tools.memory.files import RecordFile, RecordWriter
 from ci_tools.memory.job import JobOptions, MemoryJob, Verifier
 from ci_tools.memory.keys import KeySpace, discover, uncovered
 from ci_tools.memory.model import CONNECTION_ERRORS, Action, Outcome, Uncovered, stamp, target_header
-from ci_tools.memory.records import BATCH, Record, batches, difference, now_ms, read_records, value_digest
+from ci_tools.memory.records import Record, batches, difference, now_ms, read_records, value_digest
 from ci_tools.memory.servers import check_marker, connect, identity, label, marker, open_side, server_id
 from ci_tools.memory.writer import PARTIAL, Writer, fingerprint
 from ci_tools.settings import Config, Environment
@@ -293,10 +293,6 @@ def undo_backup(
                 writer.write(record)
         writer_ = Writer(target)
         left = _put_back(writer_, file.records(), present, file.after())
-        # A write cut between building a value under its temporary name and renaming it over the key
-        # (the cross-version path) left that name behind: only a write makes it, so it goes unguarded.
-        for chunk in batches(keys):
-            target.delete(*(key + PARTIAL for key in chunk))
         verifier, skipped = Verifier(target), {*left, *writer_.result.changed}
         for pairs in batches((record.key, record) for record in file.records() if record.key not in skipped):
             verifier.batch(pairs)
@@ -320,24 +316,19 @@ def _put_back(
     writer: Writer, records: Iterator[Record], present: dict[bytes, tuple[Record, str]], after: dict[bytes, str]
 ) -> list[bytes]:
     """Write the backup's records over keys that still hold what the write left; the rest stay."""
-    batch: list[tuple[bytes, Record, str]] = []
-    deletes: list[tuple[bytes, str]] = []
     left: list[bytes] = []
-    for record in records:
-        current, guard = present[record.key]
-        if _changed_since_write(record, current, after.get(record.key)):
-            left.append(record.key)
-        elif not record.exists:
-            if current.exists:
-                deletes.append((record.key, guard))
-        else:
-            batch.append((record.key, record, guard))
-    for start in range(0, max(len(batch), len(deletes)), BATCH):  # `present` holds them all already
+    for batch in batches(records):
         # A cancel a finalizer swallowed stops here (ci_tools/cancel.py): what is put back is put
         # back for good, and the same undo run again puts back the rest.
         cancel.checkpoint()
-        writer.write_batch(batch[start : start + BATCH])
-        writer.delete(deletes[start : start + BATCH])
+        # A write cut between building a value under its temporary name and renaming it over the key
+        # (the cross-version path) left that name behind: only a write makes it, so it goes unguarded.
+        writer.client.delete(*(r.key + PARTIAL for r in batch))
+        changed = {r.key for r in batch if _changed_since_write(r, present[r.key][0], after.get(r.key))}
+        left += [r.key for r in batch if r.key in changed]
+        batch = [r for r in batch if r.key not in changed]
+        writer.write_batch([(r.key, r, present[r.key][1]) for r in batch if r.exists])
+        writer.delete([(r.key, present[r.key][1]) for r in batch if not r.exists and present[r.key][0].exists])
     # A backed-up key whose TTL ran out since would be gone by now anyway.
     writer.delete([(key, present[key][1]) for key in writer.result.expired])
     return left
