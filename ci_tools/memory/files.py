@@ -10,7 +10,7 @@ clear: whoever can put a file in front of a restore must not be able to write th
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -46,19 +46,11 @@ class RecordWriter:
         self._line(to_json(record))
         self.count += 1
 
-    def write_after(self, digests: list[tuple[bytes, str]]) -> None:
-        """What the write puts in each key (``records.value_digest``): not records, not counted."""
-        for batch in batches(digests):
-            self._line({"after": [[b64(k), d] for k, d in batch]})
-
-    def write_plan(self, plan: list[PlanItem]) -> None:
-        """The plan a later ``--stage write`` follows: each key's action and guard. Not records."""
-        for batch in batches(plan):
-            rows = [
-                [b64(i.source_key), b64(i.target_key), i.type, i.size, i.ttl_ms, str(i.action), i.reason, i.guard]
-                for i in batch
-            ]
-            self._line({"plan": rows})
+    def write_rows(self, name: str, rows: Iterable[list[Any]]) -> None:
+        """Rows beside the records, a line a thousand, not counted: ``after`` (what the write puts in
+        each key, ``records.value_digest``) and ``plan`` (what a later ``--stage write`` follows)."""
+        for batch in batches(rows):
+            self._line({name: batch})
 
     def close(self, *, complete: bool) -> None:
         """``complete``: the footer, after the last record, so only now does the file say it is complete;
@@ -76,6 +68,11 @@ class RecordWriter:
 
     def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
         self.close(complete=kind is None)
+
+
+def plan_row(i: PlanItem) -> list[Any]:
+    """One key's plan as a backup's ``plan`` line holds it: its action and guard, for ``--stage write``."""
+    return [b64(i.source_key), b64(i.target_key), i.type, i.size, i.ttl_ms, str(i.action), i.reason, i.guard]
 
 
 class RecordFile:
@@ -111,7 +108,7 @@ class RecordFile:
         return (row for _, document in self._documents() for row in document.get(name, ()))
 
     def plan(self) -> list[PlanItem]:
-        """The plan a backup written by ``--stage plan`` carries."""
+        """The plan a backup written by ``--stage plan`` carries (``plan_row``)."""
         return [
             PlanItem(from_b64(source), from_b64(target), type_, size, ttl, Action(action), reason, guard)
             for source, target, type_, size, ttl, action, reason, guard in self._rows("plan")

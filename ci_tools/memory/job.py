@@ -21,9 +21,9 @@ from cryptography.fernet import Fernet
 
 from ci_tools import cancel
 from ci_tools.errors import InputError, RemoteError, VerificationError
-from ci_tools.memory.files import RecordFile, RecordWriter
+from ci_tools.memory.files import RecordFile, RecordWriter, plan_row
 from ci_tools.memory.model import CONNECTION_ERRORS, WRITES, Action, Conflict, Outcome, PlanItem, Stage, show, stamp
-from ci_tools.memory.records import Record, batches, difference, now_ms, read_by_key, ttl_difference, value_digest
+from ci_tools.memory.records import Record, b64, batches, difference, now_ms, read_by_key, ttl_difference, value_digest
 from ci_tools.memory.writer import Writer, fingerprint
 
 ON_CONFLICT = {Conflict.FAIL: Action.CONFLICT, Conflict.SKIP: Action.SKIP, Conflict.REPLACE: Action.REPLACE}
@@ -44,7 +44,7 @@ class JobOptions:
     # changes nothing, and a send-back's undo (which keeps its record true) is its own command.
     undo_command: str = "ci-tools memory undo {backup} --apply"
     stage: Stage = Stage.ALL  # plan (files only), write (from a plan's files), or both
-    on_event: OnEvent | None = None  # told "planned", then each "batch"
+    on_event: OnEvent = lambda event, n: None  # told "planned", then each "batch"
 
 
 class MemoryJob:
@@ -55,8 +55,8 @@ class MemoryJob:
         self, target: redis.Redis, rewrite: Rewrite, options: JobOptions, label: str, fernet: Fernet | None
     ) -> None:
         self.target, self.rewrite, self.options, self.label, self.fernet = target, rewrite, options, label, fernet
-        self.outcome = Outcome(plan=[], applied=options.apply and options.stage is not Stage.PLAN)
-        self.outcome.stage = options.stage if options.apply else Stage.ALL
+        stage = options.stage if options.apply else Stage.ALL
+        self.outcome = Outcome(plan=[], applied=options.apply and stage is not Stage.PLAN, stage=stage)
 
     def run(self, records: Iterable[Record], *, snapshot_header: Header, backup_header: Header) -> Outcome:
         """Pass 1 over ``records``, into a snapshot; passes 2 and 3 over that snapshot."""
@@ -97,7 +97,7 @@ class MemoryJob:
                 outcome.backup = options.out_dir / f"{self.label}-backup-{stamp()}.jsonl"
                 header = {"kind": "backup", **backup_header}
                 backup = files.enter_context(RecordWriter(outcome.backup, header, self.fernet))
-            after: list[tuple[bytes, str]] = []  # target key, digest of what the write puts there
+            after: list[list[Any]] = []  # target key, digest of what the write puts there
             for batch in batches(records):
                 if snapshot:
                     for record in batch:
@@ -105,15 +105,15 @@ class MemoryJob:
                 cancel.checkpoint()  # a cancel a finalizer swallowed stops here (ci_tools/cancel.py)
                 self._plan_batch(batch, backup, after)
             if backup:
-                backup.write_after(after)
-                backup.write_plan(outcome.plan)
+                backup.write_rows("after", after)
+                backup.write_rows("plan", map(plan_row, outcome.plan))
         outcome.timings["read_plan_backup"] = time.perf_counter() - started
 
-    def _plan_batch(self, batch: list[Record], backup: RecordWriter | None, after: list[tuple[bytes, str]]) -> None:
+    def _plan_batch(self, batch: list[Record], backup: RecordWriter | None, after: list[list[Any]]) -> None:
         """One read of the batch's target keys, with their payloads: each key's action and guard; the
         keys the write will touch are backed up."""
         target_keys = [self.rewrite(r.key) for r in batch]
-        targets = read_by_key(self.target, target_keys, with_dump=True)
+        targets = read_by_key(self.target, target_keys)
         at = now_ms()  # one clock read a batch: TTLs are compared to the second, not the µs
         for source, target_key in zip(batch, target_keys, strict=True):
             current = targets[target_key]
@@ -133,18 +133,17 @@ class MemoryJob:
                 PlanItem(source.key, target_key, source.type, source.size(), remaining, action, said, guard)
             )
             if backup and action in WRITES:
-                after.append((target_key, value_digest(source)))
+                after.append([b64(target_key), value_digest(source)])
                 backup.write(current)  # absent too: undo deletes it
 
     def _apply(self) -> None:
         options, outcome = self.options, self.outcome
         assert outcome.snapshot is not None and outcome.backup is not None
         undo = options.undo_command.format(backup=outcome.backup)
-        on_event = options.on_event or (lambda event, n: None)
-        on_event("planned", len(outcome.plan))
+        options.on_event("planned", len(outcome.plan))
         writer, verifier = Writer(self.target), Verifier(self.target)
         try:
-            self._write(RecordFile(outcome.snapshot, self.fernet).records(), writer, verifier, on_event)
+            self._write(RecordFile(outcome.snapshot, self.fernet).records(), writer, verifier)
         except CONNECTION_ERRORS as exc:
             stopped = f"the target stopped answering ({type(exc).__name__}) after {len(writer.result.written)} of "
             raise RemoteError(
@@ -162,7 +161,7 @@ class MemoryJob:
                 hint=f"undo with: {undo}",
             )
 
-    def _write(self, records: Iterator[Record], writer: Writer, verifier: Verifier, on_event: OnEvent) -> None:
+    def _write(self, records: Iterator[Record], writer: Writer, verifier: Verifier) -> None:
         """Pass 2: the snapshot goes to the target batch by batch, exactly as planned; one read of the
         snapshot serves writing and verifying (each batch is read back as soon as it is written). A
         connection error propagates: ``_apply`` names how far it got."""
@@ -185,7 +184,7 @@ class MemoryJob:
             timings["verify"] += time.perf_counter() - middle
             if to_write:
                 written_batches += 1
-                on_event("batch", written_batches)
+                self.options.on_event("batch", written_batches)
 
 
 def _first_five(names: list[str]) -> str:
@@ -222,7 +221,7 @@ class Verifier:
                 slow.append((key, expected))
             elif reason := ttl_difference(expected, Record(key, expected.type, None if pttl < 0 else pttl, at)):
                 self.mismatches.append(f"{show(key)} ({reason})")
-        found = read_by_key(self.target, [k for k, _ in slow], with_dump=True) if slow else {}
+        found = read_by_key(self.target, [k for k, _ in slow]) if slow else {}
         for key, expected in slow:
             # Counted from after the read, not from ``at`` before it: a key whose TTL ran out while the
             # read was on its way is gone as it should be, not "missing" (undo's own check counted so).

@@ -125,7 +125,7 @@ def copy_user(ctx: Context, request: CopyRequest) -> Outcome:
     # write): the backup keeps it, so an undo leaves the target exactly as it was.
     recorded = moved.raw(target, request.target_prefix, request.user_id) if request.apply else None
     outcome = job.run(
-        read_records(source, keys, with_dump=True),
+        read_records(source, keys),
         snapshot_header=_snapshot_header(ctx, request),
         backup_header={**request.backup_header(ctx, request.user_id), "moved_before": recorded},
     )
@@ -168,7 +168,7 @@ def export_user(ctx: Context, request: CopyRequest) -> tuple[Path, int]:
     keys = _discover(source, request)
     path = request.out_dir / f"user{request.user_id}-{request.source_env.name}-export-{stamp()}.jsonl"
     with RecordWriter(path, {"kind": "snapshot", **_snapshot_header(ctx, request)}, ctx.snapshot_fernet()) as writer:
-        for record in read_records(source, keys, with_dump=True):
+        for record in read_records(source, keys):
             writer.write(record)
     return path, writer.count
 
@@ -287,7 +287,7 @@ def undo_backup(
         header["moved_before"] = moved.raw(target, prefix, header["user_id"])
     try:
         # Each key and its guard, both from one atomic read.
-        present = {r.key: (r, fingerprint(r.dump)) for r in read_records(target, keys, with_dump=True)}
+        present = {r.key: (r, fingerprint(r.dump)) for r in read_records(target, keys)}
         with RecordWriter(path, {"kind": "backup", **header, "undoes": backup.name}, fernet) as writer:
             for record, _ in present.values():
                 writer.write(record)

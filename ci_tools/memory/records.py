@@ -27,10 +27,9 @@ BATCH = 1000
 T = TypeVar("T")
 
 
-# KEYS: the keys. ARGV[1]: "1" to include DUMP payloads. Never writes. Reply per key: {type} for a
-# missing key (or a type not copied), else {type, pttl, value, dump-or-false}.
+# KEYS: the keys. Never writes. Reply per key: {type} for a missing key (or a type not copied), else
+# {type, pttl, value, dump}.
 READ = """
-local with_dump = ARGV[1] == '1'
 local out = {}
 for i, key in ipairs(KEYS) do
   local t = redis.call('TYPE', key)['ok']
@@ -44,9 +43,7 @@ for i, key in ipairs(KEYS) do
   if value == nil then
     out[i] = {t}
   else
-    local dump = false
-    if with_dump then dump = redis.call('DUMP', key) end
-    out[i] = {t, redis.call('PTTL', key), value, dump}
+    out[i] = {t, redis.call('PTTL', key), value, redis.call('DUMP', key)}
   end
 end
 return out
@@ -106,13 +103,13 @@ def batches(items: Iterable[T], size: int = BATCH) -> Iterator[list[T]]:
     return iter(lambda: list(itertools.islice(rest, size)), [])
 
 
-def read_records(client: redis.Redis, keys: Iterable[bytes], *, with_dump: bool = False) -> Iterator[Record]:
-    """Yield a record per key, in the order given; absent keys too."""
+def read_records(client: redis.Redis, keys: Iterable[bytes]) -> Iterator[Record]:
+    """Yield a record per key, in the order given, with its DUMP payload (its guard's source); absent keys too."""
     script = client.register_script(READ)
     for batch in batches(keys):
         # Taken before the call: a remaining TTL counted from here never claims more life than the key had.
         read_at = now_ms()
-        for key, reply in zip(batch, script(keys=batch, args=["1" if with_dump else "0"], client=client), strict=True):
+        for key, reply in zip(batch, script(keys=batch, client=client), strict=True):
             type_ = reply[0].decode()
             if type_ == "none":
                 yield Record(key, "none", read_at=read_at)
@@ -126,8 +123,8 @@ def read_records(client: redis.Redis, keys: Iterable[bytes], *, with_dump: bool 
                 yield Record(key, type_, None if reply[1] == -1 else reply[1], read_at, value, reply[3] or None)
 
 
-def read_by_key(client: redis.Redis, keys: list[bytes], *, with_dump: bool = False) -> dict[bytes, Record]:
-    return {record.key: record for record in read_records(client, keys, with_dump=with_dump)}
+def read_by_key(client: redis.Redis, keys: list[bytes]) -> dict[bytes, Record]:
+    return {record.key: record for record in read_records(client, keys)}
 
 
 # -- JSON encoding: snapshots and backups are portable JSON lines.

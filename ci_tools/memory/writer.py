@@ -80,7 +80,7 @@ def fingerprint(dump: bytes | None) -> str:
 
 def fingerprints(client: redis.Redis, keys: list[bytes]) -> list[str]:
     """The guards of ``keys`` now, in their order (send-back's record of what it left)."""
-    return [fingerprint(record.dump) for record in read_records(client, keys, with_dump=True)]
+    return [fingerprint(record.dump) for record in read_records(client, keys)]
 
 
 def typed_write(pipe: Any, key: bytes, record: Record) -> None:

@@ -298,7 +298,7 @@ def test_a_consumer_group_change_alone_moves_the_guard_and_the_write_leaves_that
     [after] = fingerprints(client, [b"s"])
     assert after != guard
     writer = Writer(client)
-    [record] = read_records(client, [b"s"], with_dump=True)
+    [record] = read_records(client, [b"s"])
     writer.write_batch([(b"s", record, guard)])
     assert writer.result.changed == [b"s"] and not writer.result.written
 

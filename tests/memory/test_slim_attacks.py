@@ -297,8 +297,8 @@ def test_the_typed_path_writes_empty_streams_and_repeated_fields(redis_server):
     writer.result.fallback = True  # the target refused payloads before
     writer.write_batch([(key + b":copy", record, ABSENT) for key, record in read_by_key(client, keys).items()])
     assert writer.result.written == [key + b":copy" for key in keys]
-    copies = read_by_key(client, [key + b":copy" for key in keys], with_dump=True)
-    for key, record in read_by_key(client, keys, with_dump=True).items():
+    copies = read_by_key(client, [key + b":copy" for key in keys])
+    for key, record in read_by_key(client, keys).items():
         assert difference(record, copies[key + b":copy"]) is None, key
     assert client.execute_command("XRANGE", "repeated:copy", "-", "+") == client.execute_command(
         "XRANGE", "repeated", "-", "+"

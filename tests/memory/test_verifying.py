@@ -99,7 +99,7 @@ def test_a_restore_slow_to_reach_the_target_is_not_taken_for_a_wrong_ttl(redis_s
     by 2.6s' on a big key). The call here is held 2.5 s, longer than the tolerance."""
     client = redis_server.client()
     client.set(b"src", b"v", px=600_000)
-    record = next(iter(read_records(client, [b"src"], with_dump=True)))
+    record = next(iter(read_records(client, [b"src"])))
     writer = Writer(client)
     restore = writer._restore
     held = threading.Event()
