@@ -143,16 +143,17 @@ def _applying(ctx: Context, args: argparse.Namespace) -> bool:
 
 
 def _options(ctx: Context, args: argparse.Namespace, workflow: str = "migrate-memory") -> dict[str, Any]:
-    """What every write takes from the flags: whether, from which stage, and how to resume or undo it."""
+    """What every write takes from the flags: whether, from which stage, where to, how to resume or undo it."""
     apply, undoing = _applying(ctx, args), undo_command(ctx, workflow)
-    return dict(apply=apply, stage=args.stage, resume_command=resume_command(), undo_command=undoing)
+    return dict(apply=apply, out_dir=args.out, stage=args.stage, resume_command=resume_command(), undo_command=undoing)
 
 
 def _request(ctx: Context, args: argparse.Namespace, *, to: bool, writes: bool) -> ops.CopyRequest:
     """copy, diff and export: one user's keys in the source environment, and where they go (the
     prefixes default to each environment's; --source-kind legacy is --legacy-source with none)."""
     user_id, legacy = parse_user_id(args.user_id), args.source_kind == "legacy"
-    given: dict[str, Any] = {"ignore_markers": args.ignore_env_markers, "legacy_source": args.legacy_source or legacy}
+    given: dict[str, Any] = {"out_dir": args.out, "ignore_markers": args.ignore_env_markers}
+    given["legacy_source"] = args.legacy_source or legacy
     if args.patterns:
         given["patterns"] = tuple(args.patterns)
     if args.source_prefix is not None or legacy:
@@ -163,7 +164,7 @@ def _request(ctx: Context, args: argparse.Namespace, *, to: bool, writes: bool) 
         given |= _options(ctx, args) | {"policy": args.on_conflict, "uncovered": args.uncovered}
     legacy_target = to and (args.unmarked_target or args.target_kind == "unmarked")
     target = args.target if to else args.source
-    request = ops.between(ctx.config, user_id, args.source, target, args.out, legacy_target=legacy_target, **given)
+    request = ops.between(ctx.config, user_id, args.source, target, legacy_target=legacy_target, **given)
     for pattern in request.patterns:
         if problem := pattern_problem(pattern):
             raise InputError(f"--pattern {pattern!r} {problem}", hint="e.g. --pattern 'user:{user_id}:*'")
@@ -173,7 +174,7 @@ def _request(ctx: Context, args: argparse.Namespace, *, to: bool, writes: bool) 
 def _writing(ctx: Context, args: argparse.Namespace, env: Environment) -> ops.Writing:
     """Where and how restore and seed write: the target environment, as the flags say."""
     options = _options(ctx, args) | dict(policy=args.on_conflict, ignore_markers=args.ignore_env_markers)
-    return ops.Writing(target_env=env, target_prefix=args.target_prefix or env.key_prefix, out_dir=args.out, **options)
+    return ops.Writing(target_env=env, target_prefix=args.target_prefix or env.key_prefix, **options)
 
 
 RESTORE_WORDS: dict[str, str] = {Action.CREATE: "recreate", Action.REPLACE: "change", Action.IDENTICAL: "leave alone"}
@@ -208,9 +209,7 @@ def memory_restore(ctx: Context, args: argparse.Namespace) -> int:
     if "scope" in RecordFile(snapshot, ctx.snapshot_fernet()).header:  # an environment's restore point
         options = _options(ctx, args, "restore-memory")
         options |= dict(user_id=parse_user_id(user_id) if user_id else None, ignore_marker=args.ignore_env_markers)
-        request = restore_points.RestoreRequest(
-            snapshot=snapshot, env=env, patterns=patterns, out_dir=args.out, **options
-        )
+        request = restore_points.RestoreRequest(snapshot=snapshot, env=env, patterns=patterns, **options)
         target, url = open_side(ctx, "target", "the Redis to restore into"), ctx.secret("TARGET_REDIS_URL")
         outcome = restore_points.restore_point(request, target, label(url), ctx.snapshot_fernet(), server_id(url))
         who = f"user {request.user_id}" if request.user_id else "every user"

@@ -61,11 +61,9 @@ def between(config: Config, user_id: int, source: str, target: str, out_dir: Pat
     """``user_id``'s memory from environment ``source`` to ``target``, a dry run under the fail
     policy with each side's configured prefix and the source's patterns; ``changes`` override."""
     source_env, target_env = config.env(source), config.env(target)
-    prefixes: dict[str, Any] = {"source_prefix": source_env.key_prefix, "target_prefix": target_env.key_prefix}
-    defaults = {**prefixes, "patterns": source_env.memory_patterns}
-    return CopyRequest(
-        user_id=user_id, source_env=source_env, target_env=target_env, out_dir=out_dir, **defaults | changes
-    )
+    defaults: dict[str, Any] = dict(source_prefix=source_env.key_prefix, target_prefix=target_env.key_prefix)
+    defaults |= dict(patterns=source_env.memory_patterns, source_env=source_env, target_env=target_env)
+    return CopyRequest(user_id=user_id, out_dir=out_dir, **defaults | changes)
 
 
 def _sides(ctx: Context, request: CopyRequest) -> tuple[redis.Redis, redis.Redis]:

@@ -116,9 +116,6 @@ class WriteResult:
     read_back: dict[bytes, tuple[bool, int]] = field(default_factory=dict)
 
 
-Item = tuple[bytes, Record, str]  # target key, what to put there, its guard
-
-
 class Writer:
     """Writes records to one target, each only over what its backup recorded."""
 
@@ -127,7 +124,8 @@ class Writer:
         self._restore = client.register_script(UNCHANGED + RESTORE)
         self._swap_script = client.register_script(UNCHANGED + SWAP)
 
-    def write_batch(self, items: list[Item]) -> None:
+    def write_batch(self, items: list[tuple[bytes, Record, str]]) -> None:
+        """Each item: the target key, what to put there, and the guard it is written over."""
         live: list[tuple[bytes, Record, str, int]] = []
         at = now_ms()
         for key, record, guard in items:
