@@ -237,12 +237,8 @@ def memory_undo(ctx: Context, args: argparse.Namespace) -> int:
         rows += [["⚠", f"{key.decode(errors='replace')} {newer}", kept] for key in left]
     else:
         rows = [["→", f"dry run: {count} key(s) of {name} would be put back", "rerun with --apply"]]
-    document = {
-        "applied": apply,
-        "records": count,
-        "backup_of_previous_state": str(path) if path else None,
-        "left_alone_changed": [key.decode(errors="replace") for key in left],
-    }
+    document: dict[str, Any] = {"applied": apply, "records": count, "backup_of_previous_state": path and str(path)}
+    document["left_alone_changed"] = [key.decode(errors="replace") for key in left]
     shown = Report("memory undo", ["", "what", "note"], rows, document, shown=1 + len(left))
     report(ctx.runner, shown, as_json=args.json)
     return 0

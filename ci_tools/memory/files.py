@@ -87,10 +87,6 @@ class RecordFile:
             self.header = self._decode(handle.readline(), 1)
         if self.header.get("format") != FORMAT:
             raise InputError(f"{path} is not a memory snapshot or backup")
-        if fernet is not None and self.header.get("encrypted") is not True:
-            raise VerificationError(
-                f"{path.name} says it is not encrypted, though {KEY_ENV} is set: nothing is read from it", hint=OURS
-            )
 
     def check(self) -> int:
         """Read the whole file once: every line decodes and the footer is there (else exit 5)."""
