@@ -55,8 +55,6 @@ class RecordWriter:
     def close(self, *, complete: bool) -> None:
         """``complete``: the footer, after the last record, so only now does the file say it is complete;
         else what was written is kept without one, and readers refuse it as incomplete."""
-        if self._file.closed:
-            return
         if complete:
             self._line({"end": True, "records": self.count})
         self._file.flush()
