@@ -9,7 +9,7 @@ from typing import Any
 from ci_tools.cli._common import add_write_flags, report_outcome, resume_command, undo_command, wants_apply
 from ci_tools.context import Context
 from ci_tools.errors import ConfigError, InputError
-from ci_tools.memory import ops, restore_points, undo
+from ci_tools.memory import ops, restore_points
 from ci_tools.memory.files import RecordFile
 from ci_tools.memory.keys import parse_user_id
 from ci_tools.memory.model import Action, Conflict, Uncovered
@@ -23,7 +23,7 @@ SNAPSHOT_KEY = ("MEMORY_SNAPSHOT_KEY",)
 BOTH = Needs(required=("SOURCE_REDIS_URL", "TARGET_REDIS_URL"), optional=SNAPSHOT_KEY)
 SOURCE = Needs(required=("SOURCE_REDIS_URL",), optional=SNAPSHOT_KEY)
 # The snapshot also reads the other environment's URL, where the run holds it, to tell a markerless
-# Redis pasted into the wrong secret (_not_another_environments).
+# Redis pasted into the wrong secret (_writes_no_marker).
 SNAPSHOT = Needs(required=("SOURCE_REDIS_URL",), optional=(*SNAPSHOT_KEY, "STAGING_REDIS_URL"))
 TARGET = Needs(required=("TARGET_REDIS_URL",), optional=SNAPSHOT_KEY)
 
@@ -126,27 +126,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     seed.set_defaults(func=memory_seed, needs=TARGET)
 
 
+def _need_key(ctx: Context, why: str, where: str = "") -> None:
+    """On a runner the files vanish with the job: only encrypted ones may be kept as artifacts."""
+    if ctx.runner.active and "MEMORY_SNAPSHOT_KEY" not in ctx.secrets:
+        make = 'make a Fernet key: python -c "from cryptography.fernet import Fernet; '
+        make += 'print(Fernet.generate_key().decode())" and store it as the MEMORY_SNAPSHOT_KEY secret'
+        raise ConfigError(f"in GitHub Actions {why}", hint=make + where)
+
+
 def _applying(ctx: Context, args: argparse.Namespace) -> bool:
     """--apply or --mode apply (a workflow input); in Actions only with MEMORY_SNAPSHOT_KEY."""
-    applying = wants_apply(args)
-    if applying and ctx.runner.active and "MEMORY_SNAPSHOT_KEY" not in ctx.secrets:
-        # On a runner the files vanish with the job: only encrypted ones may be kept as artifacts.
-        raise ConfigError(
-            "in GitHub Actions a write needs MEMORY_SNAPSHOT_KEY, so the snapshot and backup are kept "
-            "(encrypted) as this run's artifact for undo",
-            hint=f"{MAKE_KEY} of the target environment",
-        )
+    if applying := wants_apply(args):
+        why = "a write needs MEMORY_SNAPSHOT_KEY, so the snapshot and backup are kept (encrypted) as this run's "
+        _need_key(ctx, why + "artifact for undo", " of the target environment")
     return applying
 
 
-MAKE_KEY = (
-    'make a Fernet key: python -c "from cryptography.fernet import Fernet; '
-    'print(Fernet.generate_key().decode())" and store it as the MEMORY_SNAPSHOT_KEY secret'
-)
-
-
 def _options(ctx: Context, args: argparse.Namespace, workflow: str = "migrate-memory") -> dict[str, Any]:
-    """What restore and seed take from the flags as any write does: whether, from which stage, where to."""
+    """What every write takes from the flags: whether, from which stage, where to, how to resume or undo it."""
     apply, undoing = _applying(ctx, args), undo_command(ctx, workflow)
     return dict(apply=apply, out_dir=args.out, stage=args.stage, resume_command=resume_command(), undo_command=undoing)
 
@@ -155,7 +152,8 @@ def _request(ctx: Context, args: argparse.Namespace, *, to: bool, writes: bool) 
     """copy, diff and export: one user's keys in the source environment, and where they go (the
     prefixes default to each environment's; --source-kind legacy is --legacy-source with none)."""
     user_id, legacy = parse_user_id(args.user_id), args.source_kind == "legacy"
-    given: dict[str, Any] = {"ignore_markers": args.ignore_env_markers, "legacy_source": args.legacy_source or legacy}
+    given: dict[str, Any] = {"out_dir": args.out, "ignore_markers": args.ignore_env_markers}
+    given["legacy_source"] = args.legacy_source or legacy
     if args.patterns:
         given["patterns"] = tuple(args.patterns)
     if args.source_prefix is not None or legacy:
@@ -163,15 +161,13 @@ def _request(ctx: Context, args: argparse.Namespace, *, to: bool, writes: bool) 
     if to and args.target_prefix is not None:
         given["target_prefix"] = args.target_prefix
     if writes:
-        given |= {"policy": args.on_conflict, "uncovered": args.uncovered, "stage": args.stage}
+        given |= _options(ctx, args) | {"policy": args.on_conflict, "uncovered": args.uncovered}
     legacy_target = to and (args.unmarked_target or args.target_kind == "unmarked")
     target = args.target if to else args.source
-    request = ops.between(ctx.config, user_id, args.source, target, args.out, legacy_target=legacy_target, **given)
+    request = ops.between(ctx.config, user_id, args.source, target, legacy_target=legacy_target, **given)
     for pattern in request.patterns:
         if problem := pattern_problem(pattern):
             raise InputError(f"--pattern {pattern!r} {problem}", hint="e.g. --pattern 'user:{user_id}:*'")
-    request.apply, request.resume_command = writes and _applying(ctx, args), resume_command()
-    request.undo_command = undo_command(ctx)
     return request
 
 
@@ -233,7 +229,7 @@ def memory_restore(ctx: Context, args: argparse.Namespace) -> int:
 def memory_undo(ctx: Context, args: argparse.Namespace) -> int:
     """A backup put back on TARGET_REDIS_URL."""
     apply, name, other = _applying(ctx, args), args.backup.name, args.allow_other_server
-    path, count, left = undo.undo_backup(ctx, args.backup, args.out, allow_other_server=other, apply=apply)
+    path, count, left = ops.undo_backup(ctx, args.backup, args.out, allow_other_server=other, apply=apply)
     if apply:
         rows = [["✓", f"put back {count - len(left)} key(s) from {name}", f"the state before this undo is in {path}"]]
         kept = "both states are kept: the backup undone and the one this undo wrote"
@@ -241,12 +237,8 @@ def memory_undo(ctx: Context, args: argparse.Namespace) -> int:
         rows += [["⚠", f"{key.decode(errors='replace')} {newer}", kept] for key in left]
     else:
         rows = [["→", f"dry run: {count} key(s) of {name} would be put back", "rerun with --apply"]]
-    document = {
-        "applied": apply,
-        "records": count,
-        "backup_of_previous_state": str(path) if path else None,
-        "left_alone_changed": [key.decode(errors="replace") for key in left],
-    }
+    document: dict[str, Any] = {"applied": apply, "records": count, "backup_of_previous_state": path and str(path)}
+    document["left_alone_changed"] = [key.decode(errors="replace") for key in left]
     shown = Report("memory undo", ["", "what", "note"], rows, document, shown=1 + len(left))
     report(ctx.runner, shown, as_json=args.json)
     return 0
@@ -255,27 +247,9 @@ def memory_undo(ctx: Context, args: argparse.Namespace) -> int:
 def memory_snapshot(ctx: Context, args: argparse.Namespace) -> int:
     """Every key of an environment's Redis, its restore point."""
     config, env = ctx.config, ctx.config.env(args.env)
-    if ctx.runner.active and "MEMORY_SNAPSHOT_KEY" not in ctx.secrets:
-        raise ConfigError(
-            "in GitHub Actions a memory snapshot needs MEMORY_SNAPSHOT_KEY: it holds every user's "
-            "memory and is kept as an artifact",
-            hint=MAKE_KEY,
-        )
+    why = "a memory snapshot needs MEMORY_SNAPSHOT_KEY: it holds every user's memory and is kept as an artifact"
+    _need_key(ctx, why)
     backup = config.memory_backup
-
-    def writes_no_marker() -> str | None:
-        """Why the live bot of ``env`` writes no ``meta:env`` marker, or None when it should have one.
-
-        Asked only of a Redis with keys and no marker. At the base level (no health answer, or its own
-        4xx on that path) the bot writes none, so its absence proves nothing wrong; a bot that answers
-        the health JSON claims its Redis, and one that did not answer cannot say: both stay refused."""
-        _not_another_environments(ctx, env)
-        seen = discover(env, ctx.timeout or 10)
-        # Only a 4xx is the bot saying it has no such path: a redirect points at an answer elsewhere.
-        its_own_4xx = seen.http_status is None or 400 <= seen.http_status < 500
-        base = seen.level is Level.BASE and seen.definite and its_own_4xx
-        return f"its bot is at the base level and writes none — {seen.why}" if base else None
-
     taken = restore_points.take_snapshot(
         open_side(ctx, "source", "the Redis to snapshot"),
         env,
@@ -286,7 +260,7 @@ def memory_snapshot(ctx: Context, args: argparse.Namespace) -> int:
         commit=args.commit,
         ignore_marker=args.ignore_env_marker,
         fernet=ctx.snapshot_fernet(),
-        writes_no_marker=writes_no_marker,
+        writes_no_marker=lambda: _writes_no_marker(ctx, env),
         server_id=server_id(ctx.secret("SOURCE_REDIS_URL")),
     )
     if taken.unmarked:
@@ -304,18 +278,23 @@ def memory_snapshot(ctx: Context, args: argparse.Namespace) -> int:
         f"{taken.used_mb:.1f} MB) in {taken.path.name}, encrypted: {'MEMORY_SNAPSHOT_KEY' in ctx.secrets}"
     )
     ctx.runner.add_summary(line)
-    if not args.json:
+    if args.json:
+        found = {"path": str(taken.path), "keys": taken.keys, "scope": taken.scope, "used_mb": taken.used_mb}
+        emit_json({**found, "warning": taken.warning or None, "unmarked": taken.unmarked or None})
+    else:
         say(f"✓ {line}")
-        return 0
-    found = {"path": str(taken.path), "keys": taken.keys, "scope": taken.scope, "used_mb": taken.used_mb}
-    emit_json({**found, "warning": taken.warning or None, "unmarked": taken.unmarked or None})
     return 0
 
 
-def _not_another_environments(ctx: Context, env: Environment) -> None:
-    """A Redis with no marker cannot say whose it is; another environment's URL the run holds can
-    (production.yml hands the old bot's Redis to the snapshot as STAGING_REDIS_URL): the same Key
-    Value (``server_id``) behind both is a secret pasted into the wrong place, refused before reading."""
+def _writes_no_marker(ctx: Context, env: Environment) -> str | None:
+    """Why the live bot of ``env`` writes no ``meta:env`` marker, or None when it should have one.
+
+    Asked only of a Redis with keys and no marker, which cannot say whose it is; another environment's
+    URL the run holds can (production.yml hands the old bot's Redis to the snapshot as STAGING_REDIS_URL):
+    the same Key Value (``server_id``) behind both is a secret pasted into the wrong place, refused before
+    reading. At the base level (no health answer, or its own 4xx on that path) the bot writes none, so
+    its absence proves nothing wrong; a bot that answers the health JSON claims its Redis, and one that
+    did not answer cannot say: both stay refused."""
     here = server_id(ctx.secret("SOURCE_REDIS_URL"))
     for other in ctx.config.environments.values():
         variable = f"{other.name.upper()}_REDIS_URL"
@@ -327,6 +306,11 @@ def _not_another_environments(ctx: Context, env: Environment) -> None:
                 "and holds no meta:env marker to say otherwise",
                 hint=f"set {env.name}'s REDIS_URL secret to the URL of {env.name}'s own Key Value",
             )
+    seen = discover(env, ctx.timeout or 10)
+    # Only a 4xx is the bot saying it has no such path: a redirect points at an answer elsewhere.
+    its_own_4xx = seen.http_status is None or 400 <= seen.http_status < 500
+    base = seen.level is Level.BASE and seen.definite and its_own_4xx
+    return f"its bot is at the base level and writes none — {seen.why}" if base else None
 
 
 def memory_seed(ctx: Context, args: argparse.Namespace) -> int:

@@ -4,6 +4,6 @@ In the order a write uses them: ``model`` (its words and outcome), ``keys`` (whi
 user's), ``records`` (reading keys atomically, a batch a call), ``files`` (snapshots and backups
 that cannot lie), ``writer`` (the one compare-and-set write path), ``job`` (plan and back up, then
 write and verify), ``servers`` (the two Redis and their markers), then the use cases: ``ops``
-(copy, export, diff, restore, seed) and ``undo``. Beside them, for a whole environment:
+(copy, export, diff, restore, seed, undo). Beside them, for a whole environment:
 ``restore_points`` (snapshot it, restore all users or one) and ``throwaway`` (the replay's copy).
 """

@@ -10,7 +10,7 @@ clear: whoever can put a file in front of a restore must not be able to write th
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -46,30 +46,15 @@ class RecordWriter:
         self._line(to_json(record))
         self.count += 1
 
-    def write_absent(self, keys: list[bytes]) -> None:
-        """Many keys that do not exist, in one line: undo deletes them."""
-        self._line({"absent": [b64(k) for k in keys]})
-        self.count += len(keys)
-
-    def write_after(self, digests: list[tuple[bytes, str]]) -> None:
-        """What the write puts in each key (``records.value_digest``): not records, not counted."""
-        for batch in batches(digests):
-            self._line({"after": [[b64(k), d] for k, d in batch]})
-
-    def write_plan(self, plan: list[PlanItem]) -> None:
-        """The plan a later ``--stage write`` follows: each key's action and guard. Not records."""
-        for batch in batches(plan):
-            rows = [
-                [b64(i.source_key), b64(i.target_key), i.type, i.size, i.ttl_ms, str(i.action), i.reason, i.guard]
-                for i in batch
-            ]
-            self._line({"plan": rows})
+    def write_rows(self, name: str, rows: Iterable[list[Any]]) -> None:
+        """Rows beside the records, a line a thousand, not counted: ``after`` (what the write puts in
+        each key, ``records.value_digest``) and ``plan`` (what a later ``--stage write`` follows)."""
+        for batch in batches(rows):
+            self._line({name: batch})
 
     def close(self, *, complete: bool) -> None:
         """``complete``: the footer, after the last record, so only now does the file say it is complete;
         else what was written is kept without one, and readers refuse it as incomplete."""
-        if self._file.closed:
-            return
         if complete:
             self._line({"end": True, "records": self.count})
         self._file.flush()
@@ -81,6 +66,11 @@ class RecordWriter:
 
     def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
         self.close(complete=kind is None)
+
+
+def plan_row(i: PlanItem) -> list[Any]:
+    """One key's plan as a backup's ``plan`` line holds it: its action and guard, for ``--stage write``."""
+    return [b64(i.source_key), b64(i.target_key), i.type, i.size, i.ttl_ms, str(i.action), i.reason, i.guard]
 
 
 class RecordFile:
@@ -95,10 +85,6 @@ class RecordFile:
             self.header = self._decode(handle.readline(), 1)
         if self.header.get("format") != FORMAT:
             raise InputError(f"{path} is not a memory snapshot or backup")
-        if fernet is not None and self.header.get("encrypted") is not True:
-            raise VerificationError(
-                f"{path.name} says it is not encrypted, though {KEY_ENV} is set: nothing is read from it", hint=OURS
-            )
 
     def check(self) -> int:
         """Read the whole file once: every line decodes and the footer is there (else exit 5)."""
@@ -116,7 +102,7 @@ class RecordFile:
         return (row for _, document in self._documents() for row in document.get(name, ()))
 
     def plan(self) -> list[PlanItem]:
-        """The plan a backup written by ``--stage plan`` carries."""
+        """The plan a backup written by ``--stage plan`` carries (``plan_row``)."""
         return [
             PlanItem(from_b64(source), from_b64(target), type_, size, ttl, Action(action), reason, guard)
             for source, target, type_, size, ttl, action, reason, guard in self._rows("plan")
@@ -170,7 +156,7 @@ class RecordFile:
             if document.get("end"):
                 complete = document.get("records") == count
                 break
-            if "absent" in document:
+            if "absent" in document:  # ci-tools before 2026-12 wrote absent keys so
                 count += len(document["absent"])
                 yield from (Record(from_b64(key), "none") for key in document["absent"])
             elif "part" in document:  # ci-tools before 2026-12 wrote keys over 10,000 elements in parts

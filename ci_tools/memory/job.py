@@ -3,7 +3,7 @@
 Pass 1 (``MemoryJob._plan``) reads the records, writing the snapshot as it goes, and backs up every target key
 the write will touch, with its guard from the same atomic read and the digest of what the write puts
 there (so an undo tells a key the copy wrote from one the user changed since). Only then does pass 2
-(``Applier``) write, from the snapshot file, so what lands is exactly what was snapshotted; pass 3
+(``MemoryJob._write``) write, from the snapshot file, so what lands is exactly what was snapshotted; pass 3
 (``Verifier``) compares each batch as soon as it is written. A dry run stops after pass 1.
 """
 
@@ -21,9 +21,9 @@ from cryptography.fernet import Fernet
 
 from ci_tools import cancel
 from ci_tools.errors import InputError, RemoteError, VerificationError
-from ci_tools.memory.files import RecordFile, RecordWriter
+from ci_tools.memory.files import RecordFile, RecordWriter, plan_row
 from ci_tools.memory.model import CONNECTION_ERRORS, WRITES, Action, Conflict, Outcome, PlanItem, Stage, show, stamp
-from ci_tools.memory.records import Record, batches, difference, now_ms, read_by_key, ttl_difference, value_digest
+from ci_tools.memory.records import Record, b64, batches, difference, now_ms, read_by_key, ttl_difference, value_digest
 from ci_tools.memory.writer import Writer, fingerprint
 
 ON_CONFLICT = {Conflict.FAIL: Action.CONFLICT, Conflict.SKIP: Action.SKIP, Conflict.REPLACE: Action.REPLACE}
@@ -44,7 +44,7 @@ class JobOptions:
     # changes nothing, and a send-back's undo (which keeps its record true) is its own command.
     undo_command: str = "ci-tools memory undo {backup} --apply"
     stage: Stage = Stage.ALL  # plan (files only), write (from a plan's files), or both
-    on_event: OnEvent | None = None  # told "planned", then each "batch"
+    on_event: OnEvent = lambda event, n: None  # told "planned", then each "batch"
 
 
 class MemoryJob:
@@ -55,28 +55,21 @@ class MemoryJob:
         self, target: redis.Redis, rewrite: Rewrite, options: JobOptions, label: str, fernet: Fernet | None
     ) -> None:
         self.target, self.rewrite, self.options, self.label, self.fernet = target, rewrite, options, label, fernet
-        self.outcome = Outcome(plan=[], applied=options.apply and options.stage is not Stage.PLAN)
-        self.outcome.stage = options.stage if options.apply else Stage.ALL
+        stage = options.stage if options.apply else Stage.ALL
+        self.outcome = Outcome(plan=[], applied=options.apply and stage is not Stage.PLAN, stage=stage)
 
-    def run(
-        self,
-        records: Iterable[Record],
-        *,
-        snapshot_header: Header | None,
-        backup_header: Header,
-        snapshot_file: Path | None = None,
-    ) -> Outcome:
-        """Pass 1 over ``records``; passes 2 and 3 over the snapshot (written now, or given)."""
+    def run(self, records: Iterable[Record], *, snapshot_header: Header, backup_header: Header) -> Outcome:
+        """Pass 1 over ``records``, into a snapshot; passes 2 and 3 over that snapshot."""
         options, outcome = self.options, self.outcome
         if options.apply and options.stage is Stage.WRITE:  # the files a ``--stage plan`` run left
             outcome.backup = _only(options.out_dir, f"{self.label}-backup-*.jsonl")
-            outcome.snapshot = snapshot_file or _only(options.out_dir, f"{self.label}-snapshot-*.jsonl")
+            outcome.snapshot = _only(options.out_dir, f"{self.label}-snapshot-*.jsonl")
             backup = RecordFile(outcome.backup, self.fernet)
             backup.check()
             RecordFile(outcome.snapshot, self.fernet).check()
             outcome.plan = backup.plan()
         else:
-            self._plan(records, snapshot_header, backup_header, snapshot_file)
+            self._plan(records, snapshot_header, backup_header)
         conflicts = [show(i.target_key) for i in outcome.plan if i.action is Action.CONFLICT]
         if options.apply and conflicts:
             # a write stage follows its plan's policy, and finds this refused plan's files in --out
@@ -91,25 +84,20 @@ class MemoryJob:
             self._apply()
         return outcome
 
-    def _plan(
-        self, records: Iterable[Record], snapshot_header: Header | None, backup_header: Header, given: Path | None
-    ) -> None:
+    def _plan(self, records: Iterable[Record], snapshot_header: Header, backup_header: Header) -> None:
         options, outcome = self.options, self.outcome
         started = time.perf_counter()
         snapshot: RecordWriter | None = None
         backup: RecordWriter | None = None
         with contextlib.ExitStack() as files:  # left on an exception: no footer, so never complete
             if options.apply:
-                outcome.snapshot = given
-                if given is None:
-                    assert snapshot_header is not None
-                    outcome.snapshot = options.out_dir / f"{self.label}-snapshot-{stamp()}.jsonl"
-                    header = {"kind": "snapshot", **snapshot_header}
-                    snapshot = files.enter_context(RecordWriter(outcome.snapshot, header, self.fernet))
+                outcome.snapshot = options.out_dir / f"{self.label}-snapshot-{stamp()}.jsonl"
+                header = {"kind": "snapshot", **snapshot_header}
+                snapshot = files.enter_context(RecordWriter(outcome.snapshot, header, self.fernet))
                 outcome.backup = options.out_dir / f"{self.label}-backup-{stamp()}.jsonl"
                 header = {"kind": "backup", **backup_header}
                 backup = files.enter_context(RecordWriter(outcome.backup, header, self.fernet))
-            after: list[tuple[bytes, str]] = []  # target key, digest of what the write puts there
+            after: list[list[Any]] = []  # target key, digest of what the write puts there
             for batch in batches(records):
                 if snapshot:
                     for record in batch:
@@ -117,16 +105,15 @@ class MemoryJob:
                 cancel.checkpoint()  # a cancel a finalizer swallowed stops here (ci_tools/cancel.py)
                 self._plan_batch(batch, backup, after)
             if backup:
-                backup.write_after(after)
-                backup.write_plan(outcome.plan)
+                backup.write_rows("after", after)
+                backup.write_rows("plan", map(plan_row, outcome.plan))
         outcome.timings["read_plan_backup"] = time.perf_counter() - started
 
-    def _plan_batch(self, batch: list[Record], backup: RecordWriter | None, after: list[tuple[bytes, str]]) -> None:
+    def _plan_batch(self, batch: list[Record], backup: RecordWriter | None, after: list[list[Any]]) -> None:
         """One read of the batch's target keys, with their payloads: each key's action and guard; the
         keys the write will touch are backed up."""
         target_keys = [self.rewrite(r.key) for r in batch]
-        targets = read_by_key(self.target, target_keys, with_dump=True)
-        absent: list[bytes] = []
+        targets = read_by_key(self.target, target_keys)
         at = now_ms()  # one clock read a batch: TTLs are compared to the second, not the µs
         for source, target_key in zip(batch, target_keys, strict=True):
             current = targets[target_key]
@@ -146,40 +133,58 @@ class MemoryJob:
                 PlanItem(source.key, target_key, source.type, source.size(), remaining, action, said, guard)
             )
             if backup and action in WRITES:
-                after.append((target_key, value_digest(source)))
-                if current.exists:
-                    backup.write(current)
-                else:
-                    absent.append(target_key)
-        if backup and absent:
-            backup.write_absent(absent)
+                after.append([b64(target_key), value_digest(source)])
+                backup.write(current)  # absent too: undo deletes it
 
     def _apply(self) -> None:
         options, outcome = self.options, self.outcome
         assert outcome.snapshot is not None and outcome.backup is not None
         undo = options.undo_command.format(backup=outcome.backup)
-        on_event = options.on_event or (lambda event, n: None)
-        on_event("planned", len(outcome.plan))
-        applier = Applier(self.target, self.rewrite, outcome.timings, on_event=on_event)
-        result = applier.writer.result
+        options.on_event("planned", len(outcome.plan))
+        writer, verifier = Writer(self.target), Verifier(self.target)
         try:
-            applier.run(RecordFile(outcome.snapshot, self.fernet).records(), outcome.plan)
+            self._write(RecordFile(outcome.snapshot, self.fernet).records(), writer, verifier)
         except CONNECTION_ERRORS as exc:
-            stopped = f"the target stopped answering ({type(exc).__name__}) after {len(result.written)} of "
+            stopped = f"the target stopped answering ({type(exc).__name__}) after {len(writer.result.written)} of "
             raise RemoteError(
                 f"{stopped}{sum(1 for i in outcome.plan if i.action in WRITES)} keys were written; the source is "
                 f"untouched; snapshot {outcome.snapshot}, backup {outcome.backup}",
                 hint=f"once the target is back, resume with: {options.resume_command} — or undo with: {undo}",
             ) from None
         finally:
-            outcome.written, outcome.expired = result.written, result.expired
-            outcome.changed, outcome.fallback = result.changed, result.fallback
-            outcome.verified = applier.verifier.verified
-        if mismatches := applier.verifier.mismatches:
+            outcome.written, outcome.expired = writer.result.written, writer.result.expired
+            outcome.changed, outcome.fallback = writer.result.changed, writer.result.fallback
+            outcome.verified = verifier.verified
+        if mismatches := verifier.mismatches:
             raise VerificationError(
                 f"{len(mismatches)} key(s) differ from the snapshot after writing: {_first_five(mismatches)}",
                 hint=f"undo with: {undo}",
             )
+
+    def _write(self, records: Iterator[Record], writer: Writer, verifier: Verifier) -> None:
+        """Pass 2: the snapshot goes to the target batch by batch, exactly as planned; one read of the
+        snapshot serves writing and verifying (each batch is read back as soon as it is written). A
+        connection error propagates: ``_apply`` names how far it got."""
+        planned, timings = {item.source_key: item for item in self.outcome.plan}, self.outcome.timings
+        wanted = (r for r in records if r.key in planned and planned[r.key].action in (*WRITES, Action.IDENTICAL))
+        timings["copy"] = timings["verify"] = 0.0
+        written_batches, result = 0, writer.result
+        for batch in batches(wanted):
+            cancel.checkpoint()  # between batches: the one before is whole, the backup undoes it
+            started = time.perf_counter()
+            pairs = [(self.rewrite(r.key), r) for r in batch]
+            to_write = [(key, r, planned[r.key].guard) for key, r in pairs if planned[r.key].action in WRITES]
+            if to_write:
+                writer.write_batch(to_write)
+            middle = time.perf_counter()
+            timings["copy"] += middle - started
+            skipped = {*result.expired, *result.changed}
+            verifier.batch([(k, r) for k, r in pairs if k not in skipped], result.read_back)
+            result.read_back.clear()
+            timings["verify"] += time.perf_counter() - middle
+            if to_write:
+                written_batches += 1
+                self.options.on_event("batch", written_batches)
 
 
 def _first_five(names: list[str]) -> str:
@@ -194,38 +199,6 @@ def _only(folder: Path, pattern: str) -> Path:
             hint="run the same command with --stage plan first, into the same --out",
         )
     return found[0]
-
-
-class Applier:
-    """Pass 2: the snapshot goes to the target batch by batch, exactly as planned; one read of the
-    snapshot serves writing and verifying (each batch is read back as soon as it is written)."""
-
-    def __init__(self, target: redis.Redis, rewrite: Rewrite, timings: dict[str, float], *, on_event: OnEvent) -> None:
-        self.rewrite, self.timings, self.on_event = rewrite, timings, on_event
-        self.writer, self.verifier = Writer(target), Verifier(target)
-
-    def run(self, records: Iterator[Record], plan: list[PlanItem]) -> None:
-        """Write what the plan says (a connection error propagates: the job names how far it got)."""
-        planned = {item.source_key: item for item in plan}
-        wanted = (r for r in records if r.key in planned and planned[r.key].action in (*WRITES, Action.IDENTICAL))
-        self.timings["copy"] = self.timings["verify"] = 0.0
-        written_batches, result = 0, self.writer.result
-        for batch in batches(wanted):
-            cancel.checkpoint()  # between batches: the one before is whole, the backup undoes it
-            started = time.perf_counter()
-            pairs = [(self.rewrite(r.key), r) for r in batch]
-            to_write = [(key, r, planned[r.key].guard) for key, r in pairs if planned[r.key].action in WRITES]
-            if to_write:
-                self.writer.write_batch(to_write)
-            middle = time.perf_counter()
-            self.timings["copy"] += middle - started
-            skipped = {*result.expired, *result.changed}
-            self.verifier.batch([(k, r) for k, r in pairs if k not in skipped], result.read_back)
-            result.read_back.clear()
-            self.timings["verify"] += time.perf_counter() - middle
-            if to_write:
-                written_batches += 1
-                self.on_event("batch", written_batches)
 
 
 class Verifier:
@@ -248,7 +221,7 @@ class Verifier:
                 slow.append((key, expected))
             elif reason := ttl_difference(expected, Record(key, expected.type, None if pttl < 0 else pttl, at)):
                 self.mismatches.append(f"{show(key)} ({reason})")
-        found = read_by_key(self.target, [k for k, _ in slow], with_dump=True) if slow else {}
+        found = read_by_key(self.target, [k for k, _ in slow]) if slow else {}
         for key, expected in slow:
             # Counted from after the read, not from ``at`` before it: a key whose TTL ran out while the
             # read was on its way is gone as it should be, not "missing" (undo's own check counted so).

@@ -1,25 +1,29 @@
-"""The memory commands' use cases: copy (and diff, its dry run), export, restore and seed one user's memory."""
+"""The memory commands' use cases: copy (and diff, its dry run), export, restore and seed one user's
+memory, and undo: put the target back exactly as a backup recorded it, after backing up the present."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import redis
 
+from ci_tools import cancel
 from ci_tools.context import Context
-from ci_tools.errors import InputError
+from ci_tools.errors import InputError, RemoteError, VerificationError
 from ci_tools.memory import moved
 from ci_tools.memory.files import RecordFile, RecordWriter
-from ci_tools.memory.job import JobOptions, MemoryJob
+from ci_tools.memory.job import JobOptions, MemoryJob, Verifier
 from ci_tools.memory.keys import KeySpace, discover, uncovered
 from ci_tools.memory.model import CONNECTION_ERRORS, Action, Outcome, Uncovered, stamp, target_header
-from ci_tools.memory.records import Record, now_ms, read_records
-from ci_tools.memory.servers import check_marker, identity, label, open_side, server_id
-from ci_tools.memory.writer import fingerprint
+from ci_tools.memory.records import Record, batches, difference, now_ms, read_records, value_digest
+from ci_tools.memory.servers import check_marker, connect, identity, label, marker, open_side, server_id
+from ci_tools.memory.writer import PARTIAL, Writer, fingerprint
 from ci_tools.settings import Config, Environment
 
 
@@ -57,11 +61,9 @@ def between(config: Config, user_id: int, source: str, target: str, out_dir: Pat
     """``user_id``'s memory from environment ``source`` to ``target``, a dry run under the fail
     policy with each side's configured prefix and the source's patterns; ``changes`` override."""
     source_env, target_env = config.env(source), config.env(target)
-    prefixes: dict[str, Any] = {"source_prefix": source_env.key_prefix, "target_prefix": target_env.key_prefix}
-    defaults = {**prefixes, "patterns": source_env.memory_patterns}
-    return CopyRequest(
-        user_id=user_id, source_env=source_env, target_env=target_env, out_dir=out_dir, **defaults | changes
-    )
+    defaults: dict[str, Any] = dict(source_prefix=source_env.key_prefix, target_prefix=target_env.key_prefix)
+    defaults |= dict(patterns=source_env.memory_patterns, source_env=source_env, target_env=target_env)
+    return CopyRequest(user_id=user_id, out_dir=out_dir, **defaults | changes)
 
 
 def _sides(ctx: Context, request: CopyRequest) -> tuple[redis.Redis, redis.Redis]:
@@ -121,7 +123,7 @@ def copy_user(ctx: Context, request: CopyRequest) -> Outcome:
     # write): the backup keeps it, so an undo leaves the target exactly as it was.
     recorded = moved.raw(target, request.target_prefix, request.user_id) if request.apply else None
     outcome = job.run(
-        read_records(source, keys, with_dump=True),
+        read_records(source, keys),
         snapshot_header=_snapshot_header(ctx, request),
         backup_header={**request.backup_header(ctx, request.user_id), "moved_before": recorded},
     )
@@ -164,7 +166,7 @@ def export_user(ctx: Context, request: CopyRequest) -> tuple[Path, int]:
     keys = _discover(source, request)
     path = request.out_dir / f"user{request.user_id}-{request.source_env.name}-export-{stamp()}.jsonl"
     with RecordWriter(path, {"kind": "snapshot", **_snapshot_header(ctx, request)}, ctx.snapshot_fernet()) as writer:
-        for record in read_records(source, keys, with_dump=True):
+        for record in read_records(source, keys):
             writer.write(record)
     return path, writer.count
 
@@ -181,7 +183,8 @@ def restore_snapshot(ctx: Context, snapshot: Path, writing: Writing) -> Outcome:
 
     job = MemoryJob(target, rewrite, writing, f"restore-{writing.target_env.name}", ctx.snapshot_fernet())
     backup_header = writing.backup_header(ctx, file.header.get("user_id"))
-    return job.run(file.records(), snapshot_header=None, backup_header=backup_header, snapshot_file=snapshot)
+    header = {**file.header, "kind": "snapshot", "restored_from": snapshot.name}
+    return job.run(file.records(), snapshot_header=header, backup_header=backup_header)
 
 
 # -- Seed: a profile the user pasted becomes their initial memory, through the same careful job.
@@ -237,3 +240,104 @@ def seed_user(ctx: Context, user_id: int, profile: Path, writing: Writing) -> Ou
         snapshot_header={**header, "seeded_from": profile.name},
         backup_header=header,
     )
+
+
+# -- Undo: a backup put back, only over keys that still hold what the write left.
+
+
+def undo_backup(
+    ctx: Context, backup: Path, out_dir: Path, *, allow_other_server: bool = False, apply: bool = True
+) -> tuple[Path | None, int, list[bytes]]:
+    """Put every key of a backup back as it was (absent keys deleted), after backing up the present.
+
+    Only a key that still holds what the write put there is put back, and only if still so when
+    written (the guard): a key the user changed since is left alone and returned, so an undo never
+    overwrites what was said after the write. Without ``apply``, the file and server are only checked.
+    """
+    fernet = ctx.snapshot_fernet()
+    file = RecordFile(backup, fernet)
+    if (kind := file.header.get("kind")) != "backup":
+        raise InputError(f"{backup.name} is a {kind}, not a backup", hint="undo takes the backup path a copy printed")
+    count, recorded = file.check(), file.header
+    url = ctx.secret("TARGET_REDIS_URL", purpose="the Redis to undo on")
+    # host:port/db, and (since the base level) server_id, which tells one host's Key Values apart.
+    other_user = bool(recorded.get("server_id")) and recorded.get("server_id") != server_id(url)
+    if not allow_other_server and (recorded.get("server") != label(url) or other_user):
+        also = " under another user (another Key Value behind the same host)" if other_user else ""
+        raise InputError(
+            f"this backup was taken on {recorded.get('server')}, but TARGET_REDIS_URL is {label(url)}{also}",
+            hint="point TARGET_REDIS_URL at the server the copy wrote to, or pass --allow-other-server",
+        )
+    target = connect(url, "target", timeout=ctx.timeout)
+    env, prefix = recorded.get("env"), str(recorded.get("prefix", ""))
+    claimed = marker(target, prefix.encode())
+    if env and claimed is not None and claimed != env:
+        raise InputError(
+            f"{backup.name} is a backup of {env} ({prefix or 'no prefix'}), but that Redis is marked {claimed}",
+            hint=f"point TARGET_REDIS_URL at {env}'s Redis",
+        )
+    if not apply:
+        return None, count, []
+    keys = [r.key for r in file.records()]
+    path = out_dir / f"undo-backup-{stamp()}.jsonl"
+    header = {k: v for k, v in recorded.items() if k not in ("format", "version", "encrypted", "kind")}
+    if moves := "moved_before" in header and isinstance(header.get("user_id"), int):  # an undo of it needs today's
+        header["moved_before"] = moved.raw(target, prefix, header["user_id"])
+    try:
+        # Each key and its guard, both from one atomic read.
+        present = {r.key: (r, fingerprint(r.dump)) for r in read_records(target, keys)}
+        with RecordWriter(path, {"kind": "backup", **header, "undoes": backup.name}, fernet) as writer:
+            for record, _ in present.values():
+                writer.write(record)
+        writer_ = Writer(target)
+        left = _put_back(writer_, file.records(), present, file.after())
+        verifier, skipped = Verifier(target), {*left, *writer_.result.changed}
+        for pairs in batches((record.key, record) for record in file.records() if record.key not in skipped):
+            verifier.batch(pairs)
+    except CONNECTION_ERRORS as exc:
+        raise RemoteError(
+            f"the target stopped answering during undo ({type(exc).__name__})",
+            hint=f"rerun the same undo once it is back; the state before this undo is in {path}",
+        ) from None
+    if mismatches := verifier.mismatches:
+        raise VerificationError(
+            f"{len(mismatches)} key(s) differ from the backup after undo: {', '.join(mismatches[:5])}",
+            hint=f"the state before this undo is in {path}",
+        )
+    if moves:
+        with contextlib.suppress(*CONNECTION_ERRORS):  # the keys are back and verified; the record follows them
+            moved.put_back(target, prefix, recorded["user_id"], recorded["moved_before"])
+    return path, count, [*left, *writer_.result.changed]
+
+
+def _put_back(
+    writer: Writer, records: Iterator[Record], present: dict[bytes, tuple[Record, str]], after: dict[bytes, str]
+) -> list[bytes]:
+    """Write the backup's records over keys that still hold what the write left; the rest stay."""
+    left: list[bytes] = []
+    for batch in batches(records):
+        # A cancel a finalizer swallowed stops here (ci_tools/cancel.py): what is put back is put
+        # back for good, and the same undo run again puts back the rest.
+        cancel.checkpoint()
+        # A write cut between building a value under its temporary name and renaming it over the key
+        # (the cross-version path) left that name behind: only a write makes it, so it goes unguarded.
+        writer.client.delete(*(r.key + PARTIAL for r in batch))
+        changed = {r.key for r in batch if _changed_since_write(r, present[r.key][0], after.get(r.key))}
+        left += [r.key for r in batch if r.key in changed]
+        batch = [r for r in batch if r.key not in changed]
+        writer.write_batch([(r.key, r, present[r.key][1]) for r in batch if r.exists])
+        writer.delete([(r.key, present[r.key][1]) for r in batch if not r.exists and present[r.key][0].exists])
+    # A backed-up key whose TTL ran out since would be gone by now anyway.
+    writer.delete([(key, present[key][1]) for key in writer.result.expired])
+    return left
+
+
+def _changed_since_write(backed_up: Record, current: Record, wrote: str | None) -> bool:
+    """Does the key hold something other than what the write put there (the user's since)?"""
+    if wrote is None:  # a backup without digests: the guard alone decides
+        return False
+    if not current.exists:
+        return backed_up.exists  # absent before and now: nothing to undo; else someone deleted it
+    if value_digest(current) == wrote:
+        return False
+    return difference(backed_up, current) is not None  # already as backed up: nothing changes

@@ -11,7 +11,7 @@ import binascii
 import hashlib
 import itertools
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -27,10 +27,9 @@ BATCH = 1000
 T = TypeVar("T")
 
 
-# KEYS: the keys. ARGV[1]: "1" to include DUMP payloads. Never writes. Reply per key: {type} for a
-# missing key (or a type not copied), else {type, pttl, value, dump-or-false}.
+# KEYS: the keys. Never writes. Reply per key: {type} for a missing key (or a type not copied), else
+# {type, pttl, value, dump}.
 READ = """
-local with_dump = ARGV[1] == '1'
 local out = {}
 for i, key in ipairs(KEYS) do
   local t = redis.call('TYPE', key)['ok']
@@ -44,9 +43,7 @@ for i, key in ipairs(KEYS) do
   if value == nil then
     out[i] = {t}
   else
-    local dump = false
-    if with_dump then dump = redis.call('DUMP', key) end
-    out[i] = {t, redis.call('PTTL', key), value, dump}
+    out[i] = {t, redis.call('PTTL', key), value, redis.call('DUMP', key)}
   end
 end
 return out
@@ -106,13 +103,13 @@ def batches(items: Iterable[T], size: int = BATCH) -> Iterator[list[T]]:
     return iter(lambda: list(itertools.islice(rest, size)), [])
 
 
-def read_records(client: redis.Redis, keys: Iterable[bytes], *, with_dump: bool = False) -> Iterator[Record]:
-    """Yield a record per key, in the order given; absent keys too."""
+def read_records(client: redis.Redis, keys: Iterable[bytes]) -> Iterator[Record]:
+    """Yield a record per key, in the order given, with its DUMP payload (its guard's source); absent keys too."""
     script = client.register_script(READ)
     for batch in batches(keys):
         # Taken before the call: a remaining TTL counted from here never claims more life than the key had.
         read_at = now_ms()
-        for key, reply in zip(batch, script(keys=batch, args=["1" if with_dump else "0"], client=client), strict=True):
+        for key, reply in zip(batch, script(keys=batch, client=client), strict=True):
             type_ = reply[0].decode()
             if type_ == "none":
                 yield Record(key, "none", read_at=read_at)
@@ -126,8 +123,8 @@ def read_records(client: redis.Redis, keys: Iterable[bytes], *, with_dump: bool 
                 yield Record(key, type_, None if reply[1] == -1 else reply[1], read_at, value, reply[3] or None)
 
 
-def read_by_key(client: redis.Redis, keys: list[bytes], *, with_dump: bool = False) -> dict[bytes, Record]:
-    return {record.key: record for record in read_records(client, keys, with_dump=with_dump)}
+def read_by_key(client: redis.Redis, keys: list[bytes]) -> dict[bytes, Record]:
+    return {record.key: record for record in read_records(client, keys)}
 
 
 # -- JSON encoding: snapshots and backups are portable JSON lines.
@@ -137,32 +134,28 @@ def b64(data: bytes) -> str:
     return binascii.b2a_base64(data, newline=False).decode("ascii")
 
 
-def from_b64(text: str) -> bytes:
-    return binascii.a2b_base64(text)
+from_b64 = binascii.a2b_base64  # takes the ASCII text too
+
+
+def _convert(type_: str, value: Any, blob: Callable[[Any], Any], score: Callable[[Any], Any]) -> Any:
+    """A value's bytes through ``blob`` and its scores through ``score``: encoding or decoding."""
+    if type_ == "string":
+        return blob(value)
+    if type_ in ("list", "set"):
+        return [blob(v) for v in value]
+    if type_ in ("hash", "zset"):
+        return [(blob(f), (blob if type_ == "hash" else score)(v)) for f, v in value]
+    if type_ == "stream":
+        return [(blob(i), [(blob(f), blob(v)) for f, v in fields]) for i, fields in value]
+    return None
 
 
 def encode_value(type_: str, value: Any) -> Any:
-    if type_ == "string":
-        return b64(value)
-    if type_ in ("list", "set"):
-        return [b64(v) for v in value]
-    if type_ in ("hash", "zset"):
-        return [(b64(f), b64(v) if type_ == "hash" else repr(float(v))) for f, v in value]  # repr: 'inf' too
-    if type_ == "stream":
-        return [[b64(i), [[b64(f), b64(v)] for f, v in fields]] for i, fields in value]
-    return None
+    return _convert(type_, value, b64, lambda score: repr(float(score)))  # repr: 'inf' too
 
 
 def decode_value(type_: str, data: Any) -> Any:
-    if type_ == "string":
-        return from_b64(data)
-    if type_ in ("list", "set"):
-        return [from_b64(v) for v in data]
-    if type_ in ("hash", "zset"):
-        return [(from_b64(f), from_b64(v) if type_ == "hash" else float(v)) for f, v in data]
-    if type_ == "stream":
-        return [(from_b64(i), [(from_b64(f), from_b64(v)) for f, v in fields]) for i, fields in data]
-    return None
+    return _convert(type_, data, from_b64, float)
 
 
 def value_digest(record: Record) -> str:
@@ -194,7 +187,7 @@ def from_json(line: dict[str, Any]) -> Record:
 TTL_TOLERANCE_MS = 2000
 
 
-def difference(expected: Record, actual: Record, *, tolerance_ms: int = TTL_TOLERANCE_MS) -> str | None:
+def difference(expected: Record, actual: Record) -> str | None:
     """None when ``actual`` holds what ``expected`` says; otherwise what differs."""
     if not actual.exists:
         return "missing"
@@ -204,10 +197,10 @@ def difference(expected: Record, actual: Record, *, tolerance_ms: int = TTL_TOLE
     same_payload = expected.dump is not None and expected.dump == actual.dump
     if not same_payload and expected.value != actual.value:
         return "value differs"
-    return ttl_difference(expected, actual, tolerance_ms)
+    return ttl_difference(expected, actual)
 
 
-def ttl_difference(expected: Record, actual: Record, tolerance_ms: int = TTL_TOLERANCE_MS) -> str | None:
+def ttl_difference(expected: Record, actual: Record) -> str | None:
     at = now_ms()
     want, got = expected.remaining_ms(at), actual.remaining_ms(at)
     if want is None and got is None:
@@ -216,6 +209,6 @@ def ttl_difference(expected: Record, actual: Record, tolerance_ms: int = TTL_TOL
         return "has a TTL, expected none"
     if got is None:
         return "has no TTL, expected one"
-    if abs(want - got) > tolerance_ms:
+    if abs(want - got) > TTL_TOLERANCE_MS:
         return f"TTL differs by {abs(want - got) / 1000:.1f}s"
     return None

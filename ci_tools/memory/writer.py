@@ -51,23 +51,20 @@ end
 return out
 """
 
-# KEYS: pairs of (temporary key, target key). ARGV: each target's guard. The temporary key takes the
-# target's place only if the target is unchanged, else is dropped. Reply per pair: 1 | 0.
-RENAME = """
+# KEYS: pairs of (what takes the key's place, the key): a temporary key renamed over it, or the key
+# itself, which deletes it (an undo of a key that was absent). ARGV: each key's guard. A failed guard
+# drops the temporary key and leaves the key alone. Reply per pair: 1 | 0.
+SWAP = """
 local out = {}
 for i = 1, #ARGV do
-  local temp, key = KEYS[2 * i - 1], KEYS[2 * i]
-  if unchanged(key, ARGV[i]) then redis.call('RENAME', temp, key); out[i] = 1
-  else redis.call('DEL', temp); out[i] = 0 end
-end
-return out
-"""
-
-# KEYS: keys to delete (an undo of a key that was absent). ARGV: their guards. Reply: 1 | 0.
-DELETE = """
-local out = {}
-for i, key in ipairs(KEYS) do
-  if unchanged(key, ARGV[i]) then redis.call('DEL', key); out[i] = 1 else out[i] = 0 end
+  local from, key = KEYS[2 * i - 1], KEYS[2 * i]
+  if unchanged(key, ARGV[i]) then
+    if from == key then redis.call('DEL', key) else redis.call('RENAME', from, key) end
+    out[i] = 1
+  else
+    if from ~= key then redis.call('DEL', from) end
+    out[i] = 0
+  end
 end
 return out
 """
@@ -83,7 +80,7 @@ def fingerprint(dump: bytes | None) -> str:
 
 def fingerprints(client: redis.Redis, keys: list[bytes]) -> list[str]:
     """The guards of ``keys`` now, in their order (send-back's record of what it left)."""
-    return [fingerprint(record.dump) for record in read_records(client, keys, with_dump=True)]
+    return [fingerprint(record.dump) for record in read_records(client, keys)]
 
 
 def typed_write(pipe: Any, key: bytes, record: Record) -> None:
@@ -119,21 +116,16 @@ class WriteResult:
     read_back: dict[bytes, tuple[bool, int]] = field(default_factory=dict)
 
 
-Item = tuple[bytes, Record, str]  # target key, what to put there, its guard
-
-
 class Writer:
     """Writes records to one target, each only over what its backup recorded."""
 
     def __init__(self, client: redis.Redis) -> None:
-        self.client = client
-        self.restore_ok: bool | None = None
-        self.result = WriteResult()
+        self.client, self.result = client, WriteResult()
         self._restore = client.register_script(UNCHANGED + RESTORE)
-        self._rename = client.register_script(UNCHANGED + RENAME)
-        self._delete = client.register_script(UNCHANGED + DELETE)
+        self._swap_script = client.register_script(UNCHANGED + SWAP)
 
-    def write_batch(self, items: list[Item]) -> None:
+    def write_batch(self, items: list[tuple[bytes, Record, str]]) -> None:
+        """Each item: the target key, what to put there, and the guard it is written over."""
         live: list[tuple[bytes, Record, str, int]] = []
         at = now_ms()
         for key, record, guard in items:
@@ -142,11 +134,10 @@ class Writer:
                 self.result.expired.append(key)  # never resurrect a key as immortal
                 continue
             live.append((key, record, guard, remaining or 0))
-        if self.restore_ok is not False:  # else the target refused payloads before: typed writes only
+        if not self.result.fallback:  # else the target refused payloads before: typed writes only
             payloads = [item for item in live if item[1].dump is not None]
             live = [item for item in live if item[1].dump is None] + self._restored(payloads, at)
-        if live:
-            self._typed(live)
+        self._typed(live)  # none left: an empty pipeline sends nothing
 
     def _restored(self, items: list[tuple[bytes, Record, str, int]], at: int) -> list[tuple[bytes, Record, str, int]]:
         """RESTORE a batch in one guarded script call; return what must be written by type. Each TTL
@@ -160,7 +151,6 @@ class Writer:
         refused = []
         for item, reply in zip(items, replies, strict=True):
             if isinstance(reply, list):
-                self.restore_ok = True
                 self.result.written.append(item[0])
                 pttl = int(reply[2])
                 self.result.read_back[item[0]] = (reply[1] == 1, max(pttl - took, 0) if pttl >= 0 else pttl)
@@ -169,7 +159,7 @@ class Writer:
             if text == "changed":
                 self.result.changed.append(item[0])
             elif "payload version" in text.lower():
-                self.restore_ok, self.result.fallback = False, True
+                self.result.fallback = True
                 refused.append(item)
             else:
                 raise RemoteError(f"RESTORE of {item[0]!r} failed on the target: {text[:200]}")
@@ -185,17 +175,15 @@ class Writer:
             if ttl:
                 pipe.pexpire(temp, ttl)
         pipe.execute()
-        self._rename_over([(key, guard) for key, _, guard, _ in items])
-
-    def _rename_over(self, targets: list[tuple[bytes, str]]) -> None:
-        keys = [k for key, _ in targets for k in (key + PARTIAL, key)]
-        replies = self._rename(keys=keys, args=[guard for _, guard in targets], client=self.client)
-        for (key, _), renamed in zip(targets, replies, strict=True):
-            (self.result.written if renamed == 1 else self.result.changed).append(key)
+        self._swap([(key + PARTIAL, key, guard) for key, _, guard, _ in items])
 
     def delete(self, targets: list[tuple[bytes, str]]) -> None:
-        if not targets:
+        self._swap([(key, key, guard) for key, guard in targets])
+
+    def _swap(self, swaps: list[tuple[bytes, bytes, str]]) -> None:
+        if not swaps:
             return
-        replies = self._delete(keys=[k for k, _ in targets], args=[g for _, g in targets], client=self.client)
-        for (key, _), deleted in zip(targets, replies, strict=True):
-            (self.result.written if deleted == 1 else self.result.changed).append(key)
+        keys = [k for source, key, _ in swaps for k in (source, key)]
+        replies = self._swap_script(keys=keys, args=[guard for _, _, guard in swaps], client=self.client)
+        for (_, key, _), swapped in zip(swaps, replies, strict=True):
+            (self.result.written if swapped == 1 else self.result.changed).append(key)

@@ -181,7 +181,7 @@ def _news(ctx: Context, client: redis.Redis, prefix: str, user_id: int, keys: li
         sent = send_back_record.read(client, prefix, user_id)
     except (ConfigError, redis.ResponseError):  # the bot's own key by the record's name: it vouches for nothing
         sent = None
-    mine = {record.key: record for record in read_records(client, memory, with_dump=True)}
+    mine = {record.key: record for record in read_records(client, memory)}
     production = _production(ctx)  # from here on, a failure is production's (the old bot's were read above)
     try:
         try:
@@ -191,7 +191,7 @@ def _news(ctx: Context, client: redis.Redis, prefix: str, user_id: int, keys: li
         known = [record.guards for record in (move, sent) if record is not None]
         unvouched = [key for key in memory if all(now[key] != guards.get(key, ABSENT) for guards in known)]
         new_prefix = new_env(ctx).key_prefix.encode()
-        theirs = list(read_records(production, [new_prefix + key[len(prefix) :] for key in unvouched], with_dump=True))
+        theirs = list(read_records(production, [new_prefix + key[len(prefix) :] for key in unvouched]))
     except (*CONNECTION_ERRORS, RemoteError, redis.AuthenticationError) as exc:
         raise RemoteError(
             f"production's Redis stopped answering ({type(exc).__name__}) while the legacy keys were compared with "
@@ -266,7 +266,7 @@ def back_up(ctx: Context, user_id: int, prefix: str, out_dir: Path, *, retire_ne
             keys = sorted({*keys, *news})
         with RecordWriter(path, header, ctx.snapshot_fernet()) as writer:
             for start in range(0, len(keys), BATCH):
-                for record in read_records(client, keys[start : start + BATCH], with_dump=True):
+                for record in read_records(client, keys[start : start + BATCH]):
                     if record.exists and record.dump is not None:
                         writer.write(record)
     except CONNECTION_ERRORS as exc:

@@ -35,7 +35,7 @@ from ci_tools.clients.health import NotTheContract, Unreachable, health_of
 from ci_tools.clients.telegram import BotInfo, TelegramError
 from ci_tools.context import Context
 from ci_tools.errors import ConfigError, InputError, RemoteError
-from ci_tools.memory import moved, ops, undo
+from ci_tools.memory import moved, ops
 from ci_tools.memory.files import RecordFile
 from ci_tools.memory.keys import KIT_ARRIVAL
 from ci_tools.memory.model import CONNECTION_ERRORS, Conflict, Outcome, Stage, Uncovered
@@ -399,7 +399,7 @@ def tell(ctx: Context, old: OldBot, user_id: int, text: str) -> str:
 def undo_send_back(ctx: Context, backup: Path, out_dir: Path, *, apply: bool) -> tuple[Path | None, int, list[bytes]]:
     """Put the old bot's keys back as the send-back's backup recorded them (production untouched)."""
     found = find_backup(backup)
-    done = undo.undo_backup(memory_context(ctx, source=False), found, out_dir, apply=apply)
+    done = ops.undo_backup(memory_context(ctx, source=False), found, out_dir, apply=apply)
     if apply:
         header = RecordFile(found, ctx.snapshot_fernet()).header
         user_id, prefix = header.get("user_id"), header.get("prefix")

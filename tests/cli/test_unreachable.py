@@ -13,6 +13,7 @@ import pytest
 
 from ci_tools.__main__ import main
 from ci_tools.memory.files import RecordWriter
+from ci_tools.memory.records import Record
 from sandbox.ports import free_port, silent_server
 from sandbox.world import git
 from tests.support import ROOT
@@ -46,7 +47,7 @@ def unreachable_world(dead: str, tmp: Path) -> tuple[dict[str, str], Path]:
     (tmp / "p.txt").write_text("Name: Ada\nLikes tea\n")
     header = {"kind": "snapshot", "scope": "environment", "env": "production", "prefix": "prod:"}
     with RecordWriter(tmp / "snap" / "production-memory-1.jsonl", header, None) as writer:
-        writer.write_absent([b"prod:memory:42"])
+        writer.write(Record(b"prod:memory:42", "none"))
     backup = {
         "kind": "backup",
         "env": "staging",
@@ -54,7 +55,7 @@ def unreachable_world(dead: str, tmp: Path) -> tuple[dict[str, str], Path]:
         "server": f"{dead.split(':')[0]}:{dead.split(':')[1]}/0",
     }
     with RecordWriter(tmp / "back.jsonl", backup, None) as writer:
-        writer.write_absent([b"memory:42"])
+        writer.write(Record(b"memory:42", "none"))
     repo = tmp / "repo"
     repo.mkdir()
     git(repo, "init", "-q", "-b", "main")

@@ -20,9 +20,8 @@ from ci_tools import cancel
 from ci_tools.__main__ import interrupted_by_signals, main
 from ci_tools.memory import writer as writer_module
 from ci_tools.memory.job import MemoryJob
-from ci_tools.memory.ops import copy_user
+from ci_tools.memory.ops import copy_user, undo_backup
 from ci_tools.memory.records import BATCH
-from ci_tools.memory.undo import undo_backup
 from tests.memory.helpers import ROUTE, USER, request, seed_bulk, state
 from tests.support import context, unmeasured, wait_until
 

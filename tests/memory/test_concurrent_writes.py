@@ -55,14 +55,14 @@ class Bot(threading.Thread):
 def bot_writing(url: str, monkeypatch: pytest.MonkeyPatch, *, throughout: bool = True) -> Iterator[Bot]:
     """The bot writes certainly between the backup and the first write, and throughout if asked."""
     bot = Bot(url)
-    original = job.Applier.run
+    original = job.MemoryJob._write
 
-    def run_after_the_user_spoke(self, records, plan):  # type: ignore[no-untyped-def]
+    def run_after_the_user_spoke(self, *args):  # type: ignore[no-untyped-def]
         bot.say()
         time.sleep(0.01)
-        return original(self, records, plan)
+        return original(self, *args)
 
-    monkeypatch.setattr(job.Applier, "run", run_after_the_user_spoke)
+    monkeypatch.setattr(job.MemoryJob, "_write", run_after_the_user_spoke)
     if throughout:
         bot.start()
     try:

@@ -11,9 +11,8 @@ from ci_tools.__main__ import main
 from ci_tools.errors import InputError, RemoteError, VerificationError
 from ci_tools.memory.files import RecordFile
 from ci_tools.memory.keys import parse_user_id
-from ci_tools.memory.ops import copy_user
+from ci_tools.memory.ops import copy_user, undo_backup
 from ci_tools.memory.records import BATCH
-from ci_tools.memory.undo import undo_backup
 from sandbox.redis import RedisServer
 from tests.memory.helpers import (
     OTHER,

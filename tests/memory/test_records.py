@@ -11,7 +11,7 @@ def test_each_key_is_read_whole_with_its_payload_and_absent_keys_too(redis_serve
     client.set("long", "x" * 10)
     client.hset("hash", mapping={"f": "1", "g": "2", "h": "3", "i": "4"})
     keys = [b"list", b"long", b"hash", b"gone"]
-    records = list(read_records(client, keys, with_dump=True))
+    records = list(read_records(client, keys))
     assert [(r.key, r.type, r.value, r.dump == client.dump(r.key)) for r in records] == [
         (b"list", "list", [b"a", b"b", b"c", b"d"], True),
         (b"long", "string", b"x" * 10, True),

@@ -20,9 +20,8 @@ from ci_tools.errors import ConfigError, RemoteError
 from ci_tools.memory import moved, restore_points
 from ci_tools.memory.files import RecordFile
 from ci_tools.memory.model import Conflict, Stage
-from ci_tools.memory.ops import copy_user
+from ci_tools.memory.ops import copy_user, undo_backup
 from ci_tools.memory.records import BATCH, read_records
-from ci_tools.memory.undo import undo_backup
 from ci_tools.memory.writer import Writer, fingerprint, fingerprints
 from sandbox.redis import RedisServer, server_available
 from tests.memory.helpers import OTHER, ROUTE, USER, request, seed_all_types, seed_user, state
@@ -299,7 +298,7 @@ def test_a_consumer_group_change_alone_moves_the_guard_and_the_write_leaves_that
     [after] = fingerprints(client, [b"s"])
     assert after != guard
     writer = Writer(client)
-    [record] = read_records(client, [b"s"], with_dump=True)
+    [record] = read_records(client, [b"s"])
     writer.write_batch([(b"s", record, guard)])
     assert writer.result.changed == [b"s"] and not writer.result.written
 
@@ -491,17 +490,17 @@ def test_a_cross_version_batch_dropped_between_its_build_and_its_rename_is_undon
         monkeypatch.setenv("SOURCE_REDIS_URL", valkey.url)
         monkeypatch.setenv("TARGET_REDIS_URL", old.url)
         before_target = state(old.client())
-        real_rename = Writer._rename_over
+        real_rename = Writer._swap
 
-        def dies_before_the_rename(self, targets):
+        def dies_before_the_rename(self, swaps):
             old.kill()
-            return real_rename(self, targets)
+            return real_rename(self, swaps)
 
-        monkeypatch.setattr(Writer, "_rename_over", dies_before_the_rename)
+        monkeypatch.setattr(Writer, "_swap", dies_before_the_rename)
         with pytest.raises(RemoteError, match="after 0 of 20 keys were written") as error:
             copy_user(context(), request(tmp_path, patterns=BULK, uncovered="ignore", policy="replace"))
         assert "memory undo" in (error.value.hint or "")
-        monkeypatch.setattr(Writer, "_rename_over", real_rename)
+        monkeypatch.setattr(Writer, "_swap", real_rename)
         old.start()
         [backup] = (tmp_path / "out").glob("*-backup-*.jsonl")
         undo_backup(context(), backup, tmp_path / "undo")

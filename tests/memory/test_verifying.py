@@ -54,13 +54,13 @@ def test_a_key_changed_after_writing_fails_the_write_with_the_undo_command(memor
     _, prod = memory_envs
     profile = tmp_path / "profile.txt"
     profile.write_text("likes tea\n")
-    written = Writer._rename_over
+    written = Writer._swap
 
     def and_then_someone_writes(self, targets):  # type: ignore[no-untyped-def]
         written(self, targets)  # a seed is built aside and renamed into place, then read back
         prod.client().rpush("prod:memory:777", "tampered")
 
-    monkeypatch.setattr(Writer, "_rename_over", and_then_someone_writes)
+    monkeypatch.setattr(Writer, "_swap", and_then_someone_writes)
     seed = ["memory", "seed", "--user-id", "777", "--to", "production", "--profile-file", str(profile)]
     assert main([*seed, "--out", str(tmp_path / "o"), "--apply"]) == 5
     err = capsys.readouterr().err
@@ -99,7 +99,7 @@ def test_a_restore_slow_to_reach_the_target_is_not_taken_for_a_wrong_ttl(redis_s
     by 2.6s' on a big key). The call here is held 2.5 s, longer than the tolerance."""
     client = redis_server.client()
     client.set(b"src", b"v", px=600_000)
-    record = next(iter(read_records(client, [b"src"], with_dump=True)))
+    record = next(iter(read_records(client, [b"src"])))
     writer = Writer(client)
     restore = writer._restore
     held = threading.Event()

@@ -329,7 +329,7 @@ def test_an_undone_move_takes_its_record_back_so_the_send_back_refuses_until_tol
     it, so the record of that copy must not let a send-back overwrite it without a word; production's
     keys and the record are as before that copy."""
     from ci_tools.memory.model import Conflict
-    from ci_tools.memory.undo import undo_backup
+    from ci_tools.memory.ops import undo_backup
 
     world = moved
     talk(world, "staging", "/remember I moved to Leeds")  # the old bot only

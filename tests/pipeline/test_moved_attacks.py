@@ -15,8 +15,8 @@ import pytest
 
 from ci_tools.__main__ import main
 from ci_tools.memory.model import Conflict, Stage
+from ci_tools.memory.ops import undo_backup
 from ci_tools.memory.servers import server_id
-from ci_tools.memory.undo import undo_backup
 from ci_tools.memory.writer import fingerprints
 from tests.pipeline import test_attacks_daily as daily
 from tests.pipeline import test_move_window as move_window
