@@ -53,12 +53,16 @@ return out
 
 # KEYS: pairs of (what takes the key's place, the key): a temporary key renamed over it, or the key
 # itself, which deletes it (an undo of a key that was absent). ARGV: each key's guard. A failed guard
-# drops the temporary key and leaves the key alone. Reply per pair: 1 | 0.
+# drops the temporary key and leaves the key alone; a temporary key whose TTL ran out on the way (less
+# left than a round trip) leaves it too, as a key expired before the write would. Reply per pair:
+# 1 (swapped) | 0 (changed) | 2 (expired).
 SWAP = """
 local out = {}
 for i = 1, #ARGV do
   local from, key = KEYS[2 * i - 1], KEYS[2 * i]
-  if unchanged(key, ARGV[i]) then
+  if from ~= key and redis.call('EXISTS', from) == 0 then
+    out[i] = 2
+  elseif unchanged(key, ARGV[i]) then
     if from == key then redis.call('DEL', key) else redis.call('RENAME', from, key) end
     out[i] = 1
   else
@@ -185,5 +189,6 @@ class Writer:
             return
         keys = [k for source, key, _ in swaps for k in (source, key)]
         replies = self._swap_script(keys=keys, args=[guard for _, _, guard in swaps], client=self.client)
+        result = self.result
         for (_, key, _), swapped in zip(swaps, replies, strict=True):
-            (self.result.written if swapped == 1 else self.result.changed).append(key)
+            {1: result.written, 0: result.changed, 2: result.expired}[swapped].append(key)
