@@ -23,6 +23,7 @@ from cryptography.fernet import Fernet
 
 from bench._delay_proxy import DelayProxy
 from ci_tools.__main__ import main
+from ci_tools.memory.files import RecordFile
 from ci_tools.memory.model import Stage
 from ci_tools.memory.ops import copy_user, undo_backup
 from ci_tools.memory.records import BATCH, Record, now_ms, read_records
@@ -304,6 +305,20 @@ def test_a_damaged_or_foreign_encrypted_backup_is_refused_in_one_line_and_nothin
     assert key not in printed.out + printed.err and given not in printed.out + printed.err
     assert dumps(target) == after_copy
     assert not (tmp_path / "undo").exists() or not list((tmp_path / "undo").iterdir())
+
+
+def test_restore_writes_its_own_snapshot_that_says_truly_whether_it_is_encrypted(memory_envs, tmp_path):
+    """Restore now writes its snapshot from the given file's header: a plaintext export that claims to
+    be encrypted must not make the restore's own (plaintext) snapshot claim so too."""
+    assert main(["memory", "export", "--user-id", str(USER), "--from", "staging", "--out", str(tmp_path)]) == 0
+    [export] = tmp_path.glob("*-export-*.jsonl")
+    lines = export.read_bytes().splitlines(keepends=True)
+    lines[0] = json.dumps({**json.loads(lines[0]), "encrypted": True}).encode() + b"\n"
+    export.write_bytes(b"".join(lines))
+    out = tmp_path / "out"
+    assert main(["memory", "restore", str(export), "--to", "production", "--apply", "--out", str(out)]) == 0
+    [snapshot] = out.glob("*-snapshot-*.jsonl")
+    assert RecordFile(snapshot, None).header["encrypted"] is False
 
 
 # -- a real SIGTERM mid-undo: what was put back is whole, and the same undo again finishes ---------
