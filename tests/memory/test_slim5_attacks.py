@@ -43,6 +43,12 @@ def dumps(client: redis.Redis) -> dict[bytes, tuple[bytes | None, int]]:
     return {key: (client.dump(key), client.pttl(key) > 0) for key in sorted(client.scan_iter(count=1000))}
 
 
+def expiries(client: redis.Redis) -> dict[bytes, int]:
+    """When each key with a TTL expires (ms since the epoch): a TTL put back exactly keeps its moment."""
+    found = {key: client.execute_command("PEXPIRETIME", key) for key in client.scan_iter(count=1000)}
+    return {key: when for key, when in found.items() if when > 0}
+
+
 def leftovers(client: redis.Redis) -> list[bytes]:
     """Temporary keys of the typed write still on the server."""
     return [key for key in client.scan_iter(count=1000) if key.endswith(PARTIAL)]
@@ -197,7 +203,7 @@ def test_valkey_to_redis7_two_stages_leave_what_changed_between_them_and_the_und
     copy_user(context(), dataclasses.replace(copy, stage=Stage.PLAN))
     target.append(f"prod:all:{USER}:".encode() + NAMES[0], b", and said since")
     target.delete(f"prod:all:{USER}:set")
-    between = dumps(target)
+    between, expiring = dumps(target), expiries(target)
     outcome = copy_user(context(), dataclasses.replace(copy, stage=Stage.WRITE))
     assert outcome.fallback
     changed = {f"prod:all:{USER}:".encode() + NAMES[0], f"prod:all:{USER}:set".encode()}
@@ -212,6 +218,9 @@ def test_valkey_to_redis7_two_stages_leave_what_changed_between_them_and_the_und
     _, _, left = undo_backup(context(), outcome.backup, tmp_path / "undo")
     assert set(left) == changed
     assert dumps(target) == between  # every key the copy wrote: back byte for byte, or gone again
+    now = expiries(target)
+    assert now.keys() == expiring.keys()
+    assert all(abs(now[key] - when) <= 2000 for key, when in expiring.items()), (now, expiring)
     assert dumps(source) == before_source
 
 
