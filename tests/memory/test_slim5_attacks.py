@@ -368,3 +368,69 @@ def test_a_sigterm_mid_undo_in_the_real_process_leaves_a_rerun_to_finish_it_byte
     _, _, left = undo_backup(context(), outcome.backup, tmp_path / "undo2")
     assert left == []
     assert dumps(target) == before
+
+
+# -- restore and seed in two stages: restore's snapshot is now its own copy; seed always swaps -----
+
+
+def test_a_two_stage_restore_writes_what_it_planned_and_leaves_a_key_changed_between_the_stages(
+    memory_envs, tmp_path, capsys
+):
+    """Restore now copies the given snapshot into its own (the write stage reads that one, not the path
+    it is given again): a snapshot file changed between the stages does not change what is written (so
+    the backup's digests of what was written hold, and the undo puts it back), a target key the bot
+    wrote between them is left and named, and the undo is exact."""
+    dev, prod = memory_envs
+    target = prod.client()
+    assert main(["memory", "export", "--user-id", str(USER), "--from", "staging", "--out", str(tmp_path)]) == 0
+    [export] = tmp_path.glob("*-export-*.jsonl")
+    target.rpush(f"prod:memory:{USER}", "the target's own")
+    target.hset(f"prod:user:{USER}:profile", "name", "the target's own")
+    before = dumps(target)
+    out, restore = tmp_path / "out", ["memory", "restore", str(export), "--to", "production", "--apply"]
+    assert main([*restore, "--on-conflict", "replace", "--stage", "plan", "--out", str(out)]) == 0
+    assert dumps(target) == before  # a plan writes nothing
+    target.hset(f"prod:user:{USER}:profile", "said", "between the stages")
+    dev.client().rpush(f"dev:memory:{USER}", "said after the plan")  # and exported again, over the same path
+    assert main(["memory", "export", "--user-id", str(USER), "--from", "staging", "--out", str(tmp_path / "e2")]) == 0
+    [again] = (tmp_path / "e2").glob("*-export-*.jsonl")
+    export.write_bytes(again.read_bytes())
+    between = dumps(target)
+    capsys.readouterr()
+    assert main([*restore, "--on-conflict", "replace", "--stage", "write", "--out", str(out), "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["left_alone_changed"] == [f"prod:user:{USER}:profile"], document
+    assert target.hget(f"prod:user:{USER}:profile", "said") == b"between the stages"
+    assert target.lrange(f"prod:memory:{USER}", 0, -1) == [b"likes tea", b"sister Mia"]
+    [backup] = out.glob("*-backup-*.jsonl")
+    _, _, left = undo_backup(context(), backup, tmp_path / "undo")
+    assert left == [f"prod:user:{USER}:profile".encode()]
+    assert dumps(target) == between
+
+
+def test_a_two_stage_seed_goes_through_the_swap_and_leaves_a_profile_the_bot_wrote_between(
+    memory_envs, tmp_path, capsys
+):
+    """Seeded records carry no DUMP payload: every seed is built under a temporary name and swapped in.
+    A profile the bot created between the plan and the write (guard: absent) is left and named, the
+    memory list is written, nothing temporary remains, and the undo deletes only what the seed made."""
+    _, prod = memory_envs
+    target = prod.client()
+    profile = tmp_path / "profile.txt"
+    profile.write_text("likes tea\nsister Mia\n")
+    out = tmp_path / "out"
+    seed = ["memory", "seed", "--to", "production", "--user-id", str(USER), "--profile-file", str(profile)]
+    assert main([*seed, "--apply", "--stage", "plan", "--out", str(out)]) == 0
+    target.hset(f"prod:user:{USER}:profile", "first_seen", "1")  # the user wrote to the new bot meanwhile
+    between = dumps(target)
+    capsys.readouterr()
+    assert main([*seed, "--apply", "--stage", "write", "--out", str(out), "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["left_alone_changed"] == [f"prod:user:{USER}:profile"], document
+    assert target.hgetall(f"prod:user:{USER}:profile") == {b"first_seen": b"1"}
+    assert target.lrange(f"prod:memory:{USER}", 0, -1) == [b"likes tea", b"sister Mia"]
+    assert not leftovers(target)
+    [backup] = out.glob("*-backup-*.jsonl")
+    _, _, left = undo_backup(context(), backup, tmp_path / "undo")
+    assert left == [f"prod:user:{USER}:profile".encode()]
+    assert dumps(target) == between
