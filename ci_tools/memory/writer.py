@@ -180,6 +180,11 @@ class Writer:
                 pipe.pexpire(temp, ttl)
         pipe.execute()
         self._swap([(key + PARTIAL, key, guard) for key, _, guard, _ in items])
+        # Only a TTL lets a temporary key go by itself: one without had been removed by something else.
+        if gone := [key for key, _, _, ttl in items if not ttl and key in self.result.expired]:
+            raise RemoteError(
+                f"the value built for {gone[0]!r} vanished from the target before it took the key's place"
+            )
 
     def delete(self, targets: list[tuple[bytes, str]]) -> None:
         self._swap([(key, key, guard) for key, guard in targets])

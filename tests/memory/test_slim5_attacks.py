@@ -23,6 +23,7 @@ from cryptography.fernet import Fernet
 
 from bench._delay_proxy import DelayProxy
 from ci_tools.__main__ import main
+from ci_tools.errors import RemoteError
 from ci_tools.memory.files import RecordFile
 from ci_tools.memory.model import Stage
 from ci_tools.memory.ops import copy_user, undo_backup
@@ -172,6 +173,25 @@ def test_a_temporary_key_whose_ttl_runs_out_before_the_swap_is_expired_not_a_fai
     assert not leftovers(client)
     assert client.lrange(keys[0], 0, -1) == [b"a"] and client.hgetall(keys[2]) == {b"f": b"c"}
     assert client.get(keys[1]) == b"old"  # left as the backup holds it: never written, never lost
+
+
+def test_a_temporary_key_without_a_ttl_that_vanishes_before_the_swap_is_an_error_not_expired(redis_server, monkeypatch):
+    """Only a TTL lets a temporary key go by itself: one without that is gone (evicted under
+    maxmemory, removed by hand) is refused loudly, never reported as a key that expired."""
+    client = redis_server.client()
+    client.set(b"k", b"old")
+    guard = fingerprint(client.dump(b"k"))
+    swap = Writer._swap
+
+    def evicted_first(self, swaps):  # type: ignore[no-untyped-def]
+        client.delete(*(source for source, key, _ in swaps if source != key))
+        swap(self, swaps)
+
+    monkeypatch.setattr(Writer, "_swap", evicted_first)
+    writer = Writer(client)
+    with pytest.raises(RemoteError, match="vanished from the target"):
+        writer.write_batch([(b"k", Record(b"k", "list", None, now_ms(), [b"a"]), guard)])
+    assert client.get(b"k") == b"old"
 
 
 # -- cross-version: Valkey 9 source, Redis 7 target -----------------------------------------------
