@@ -60,8 +60,7 @@ SWAP = """
 local out = {}
 for i = 1, #ARGV do
   local from, key = KEYS[2 * i - 1], KEYS[2 * i]
-  if from ~= key and redis.call('EXISTS', from) == 0 then
-    out[i] = 2
+  if from ~= key and redis.call('EXISTS', from) == 0 then out[i] = 2
   elseif unchanged(key, ARGV[i]) then
     if from == key then redis.call('DEL', key) else redis.call('RENAME', from, key) end
     out[i] = 1
@@ -182,9 +181,7 @@ class Writer:
         self._swap([(key + PARTIAL, key, guard) for key, _, guard, _ in items])
         # Only a TTL lets a temporary key go by itself: one without had been removed by something else.
         if gone := [key for key, _, _, ttl in items if not ttl and key in self.result.expired]:
-            raise RemoteError(
-                f"the value built for {gone[0]!r} vanished from the target before it took the key's place"
-            )
+            raise RemoteError(f"the value built for {gone[0]!r} vanished before it took the key's place")
 
     def delete(self, targets: list[tuple[bytes, str]]) -> None:
         self._swap([(key, key, guard) for key, guard in targets])
@@ -194,6 +191,5 @@ class Writer:
             return
         keys = [k for source, key, _ in swaps for k in (source, key)]
         replies = self._swap_script(keys=keys, args=[guard for _, _, guard in swaps], client=self.client)
-        result = self.result
         for (_, key, _), swapped in zip(swaps, replies, strict=True):
-            {1: result.written, 0: result.changed, 2: result.expired}[swapped].append(key)
+            {1: self.result.written, 0: self.result.changed, 2: self.result.expired}[swapped].append(key)

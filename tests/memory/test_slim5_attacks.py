@@ -189,7 +189,7 @@ def test_a_temporary_key_without_a_ttl_that_vanishes_before_the_swap_is_an_error
 
     monkeypatch.setattr(Writer, "_swap", evicted_first)
     writer = Writer(client)
-    with pytest.raises(RemoteError, match="vanished from the target"):
+    with pytest.raises(RemoteError, match="vanished before it took"):
         writer.write_batch([(b"k", Record(b"k", "list", None, now_ms(), [b"a"]), guard)])
     assert client.get(b"k") == b"old"
 
