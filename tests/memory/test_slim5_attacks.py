@@ -309,31 +309,40 @@ def _damaged(path: Path, how: str, key: str) -> str:
     return key
 
 
+@pytest.mark.parametrize("command", ["undo", "restore"])
 @pytest.mark.parametrize(
     "how",
-    ["wrong key", "cut mid-line", "footer gone", "tampered line", "a line in the clear", "all in the clear"],
+    ["intact", "wrong key", "cut mid-line", "footer gone", "tampered line", "a line in the clear", "all in the clear"],
 )
-def test_a_damaged_or_foreign_encrypted_backup_is_refused_in_one_line_and_nothing_is_written(
-    memory_envs, tmp_path, capsys, monkeypatch, how
+def test_a_damaged_or_foreign_encrypted_file_is_refused_in_one_line_and_nothing_is_written(
+    memory_envs, tmp_path, capsys, monkeypatch, how, command
 ):
+    """Undo reads the copy's backup, restore its snapshot: each damage refused before any write."""
     _, prod = memory_envs
     target = prod.client()
     target.rpush(f"prod:memory:{USER}", "the target's own")
     key = Fernet.generate_key().decode()
     monkeypatch.setenv("MEMORY_SNAPSHOT_KEY", key)
     outcome = copy_user(context(), request(tmp_path, policy="replace"))
-    assert outcome.backup is not None
+    assert outcome.backup is not None and outcome.snapshot is not None
+    target.rpush(f"prod:memory:{USER}", "said since")  # a restore would replace it, an undo leave it
     after_copy = dumps(target)
-    given = _damaged(outcome.backup, how, key)
+    file = outcome.backup if command == "undo" else outcome.snapshot
+    given = _damaged(file, how, key)
     monkeypatch.setenv("MEMORY_SNAPSHOT_KEY", given)
     capsys.readouterr()
-    code = main(["memory", "undo", str(outcome.backup), "--apply", "--out", str(tmp_path / "undo")])
+    writes = ["--to", "production", "--on-conflict", "replace"] if command == "restore" else []
+    code = main(["memory", command, str(file), *writes, "--apply", "--out", str(tmp_path / "again")])
     printed = capsys.readouterr()
+    assert key not in printed.out + printed.err and given not in printed.out + printed.err
+    if how == "intact":  # the control: the same command on the file as written does write
+        assert code == 0, printed
+        assert dumps(target) != after_copy
+        return
     assert code != 0, printed
     one_line(printed.err)
-    assert key not in printed.out + printed.err and given not in printed.out + printed.err
     assert dumps(target) == after_copy
-    assert not (tmp_path / "undo").exists() or not list((tmp_path / "undo").iterdir())
+    assert not (tmp_path / "again").exists() or not list((tmp_path / "again").iterdir())
 
 
 def test_restore_writes_its_own_snapshot_that_says_truly_whether_it_is_encrypted(memory_envs, tmp_path):
