@@ -36,7 +36,8 @@ class RecordWriter:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         self._file: IO[bytes] = os.fdopen(fd, "wb")
-        self._line({"format": FORMAT, "version": VERSION, "encrypted": fernet is not None, **header})
+        # Last, so a header copied from the file a restore reads cannot make this one say otherwise.
+        self._line({**header, "format": FORMAT, "version": VERSION, "encrypted": fernet is not None})
 
     def _line(self, document: dict[str, Any]) -> None:
         data = orjson.dumps(document)

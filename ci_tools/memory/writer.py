@@ -53,12 +53,15 @@ return out
 
 # KEYS: pairs of (what takes the key's place, the key): a temporary key renamed over it, or the key
 # itself, which deletes it (an undo of a key that was absent). ARGV: each key's guard. A failed guard
-# drops the temporary key and leaves the key alone. Reply per pair: 1 | 0.
+# drops the temporary key and leaves the key alone; a temporary key whose TTL ran out on the way (less
+# left than a round trip) leaves it too, as a key expired before the write would. Reply per pair:
+# 1 (swapped) | 0 (changed) | 2 (expired).
 SWAP = """
 local out = {}
 for i = 1, #ARGV do
   local from, key = KEYS[2 * i - 1], KEYS[2 * i]
-  if unchanged(key, ARGV[i]) then
+  if from ~= key and redis.call('EXISTS', from) == 0 then out[i] = 2
+  elseif unchanged(key, ARGV[i]) then
     if from == key then redis.call('DEL', key) else redis.call('RENAME', from, key) end
     out[i] = 1
   else
@@ -176,6 +179,9 @@ class Writer:
                 pipe.pexpire(temp, ttl)
         pipe.execute()
         self._swap([(key + PARTIAL, key, guard) for key, _, guard, _ in items])
+        # Only a TTL lets a temporary key go by itself: one without had been removed by something else.
+        if gone := [key for key, _, _, ttl in items if not ttl and key in self.result.expired]:
+            raise RemoteError(f"the value built for {gone[0]!r} vanished before it took the key's place")
 
     def delete(self, targets: list[tuple[bytes, str]]) -> None:
         self._swap([(key, key, guard) for key, guard in targets])
@@ -186,4 +192,4 @@ class Writer:
         keys = [k for source, key, _ in swaps for k in (source, key)]
         replies = self._swap_script(keys=keys, args=[guard for _, _, guard in swaps], client=self.client)
         for (_, key, _), swapped in zip(swaps, replies, strict=True):
-            (self.result.written if swapped == 1 else self.result.changed).append(key)
+            {1: self.result.written, 0: self.result.changed, 2: self.result.expired}[swapped].append(key)
