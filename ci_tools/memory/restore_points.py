@@ -210,7 +210,7 @@ def check_restore_target(
     env, prefix, header = request.env, request.env.key_prefix.encode(), file.header
     read_unmarked, claimed = header.get("marker", "") is None, marker(target, prefix)
     if not read_unmarked or claimed is not None:
-        check_marker(target, prefix, env.name, "target", "--ignore-env-marker")
+        check_marker(target, prefix, env.name, "target", "--ignore-env-markers")
     if not read_unmarked:
         return []
     # Nothing proved the snapshot's Redis was env's: only the server it was read from takes it back.

@@ -160,3 +160,16 @@ def test_over_the_bound_only_the_protected_users_are_kept(prod, tmp_path, capsys
     assert taken.scope == "protected users" and "over the bound" in taken.warning
     keys = {r.key for r in RecordFile(taken.path, None).records()}
     assert keys == {f"prod:memory:{OTHER}".encode(), f"prod:user:{OTHER}:profile".encode()}
+
+
+def test_a_target_marked_for_another_environment_names_the_flag_restore_takes(prod, tmp_path, capsys):
+    """The refusal's hint is a flag `memory restore` has (--ignore-env-markers): it said
+    `memory snapshot`'s --ignore-env-marker, which argparse took only as an abbreviation."""
+    path = snapshot(tmp_path, capsys)
+    prod.set("prod:meta:env", "staging")
+    before = state(prod)
+    assert restore(path, tmp_path, "--apply") == 5  # a verification refusal
+    err = capsys.readouterr().err
+    assert "--ignore-env-markers" in err and err.strip().count("\n") <= 1
+    assert state(prod) == before
+    assert restore(path, tmp_path, "--apply", "--ignore-env-markers") == 0
