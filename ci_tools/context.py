@@ -152,6 +152,14 @@ class Context:
         """``MEMORY_SNAPSHOT_KEY``'s Fernet: snapshots and backups are encrypted with it."""
         return fernet_for(self.optional("MEMORY_SNAPSHOT_KEY"))
 
+    def require_snapshot_key(self, why: str) -> None:
+        """In Actions a memory write's snapshot and backup are kept as the run's artifact, so only
+        encrypted ones: every write (memory, send-back, finish-move) is refused here before it reads."""
+        if self.runner.active and not self.optional("MEMORY_SNAPSHOT_KEY"):
+            make = 'python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
+            hint = f"store the environment's MEMORY_SNAPSHOT_KEY secret (ci-tools init makes one, or {make})"
+            raise ConfigError(f"in GitHub Actions {why}", hint=hint)
+
     def github_token(self) -> str | None:
         """``GITHUB_TOKEN``, or ``GH_TOKEN`` (the GitHub CLI's name) on a laptop."""
         return self.optional("GITHUB_TOKEN") or self.optional("GH_TOKEN")

@@ -8,7 +8,7 @@ from typing import Any
 
 from ci_tools.cli._common import add_write_flags, report_outcome, resume_command, undo_command, wants_apply
 from ci_tools.context import Context
-from ci_tools.errors import ConfigError, InputError
+from ci_tools.errors import InputError
 from ci_tools.memory import ops, restore_points
 from ci_tools.memory.files import RecordFile
 from ci_tools.memory.keys import parse_user_id
@@ -126,19 +126,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     seed.set_defaults(func=memory_seed, needs=TARGET)
 
 
-def _need_key(ctx: Context, why: str, where: str = "") -> None:
-    """On a runner the files vanish with the job: only encrypted ones may be kept as artifacts."""
-    if ctx.runner.active and "MEMORY_SNAPSHOT_KEY" not in ctx.secrets:
-        make = 'make a Fernet key: python -c "from cryptography.fernet import Fernet; '
-        make += 'print(Fernet.generate_key().decode())" and store it as the MEMORY_SNAPSHOT_KEY secret'
-        raise ConfigError(f"in GitHub Actions {why}", hint=make + where)
-
-
 def _applying(ctx: Context, args: argparse.Namespace) -> bool:
     """--apply or --mode apply (a workflow input); in Actions only with MEMORY_SNAPSHOT_KEY."""
     if applying := wants_apply(args):
         why = "a write needs MEMORY_SNAPSHOT_KEY, so the snapshot and backup are kept (encrypted) as this run's "
-        _need_key(ctx, why + "artifact for undo", " of the target environment")
+        ctx.require_snapshot_key(why + "artifact for undo")
     return applying
 
 
@@ -247,8 +239,9 @@ def memory_undo(ctx: Context, args: argparse.Namespace) -> int:
 def memory_snapshot(ctx: Context, args: argparse.Namespace) -> int:
     """Every key of an environment's Redis, its restore point."""
     config, env = ctx.config, ctx.config.env(args.env)
-    why = "a memory snapshot needs MEMORY_SNAPSHOT_KEY: it holds every user's memory and is kept as an artifact"
-    _need_key(ctx, why)
+    ctx.require_snapshot_key(
+        "a memory snapshot needs MEMORY_SNAPSHOT_KEY: it holds every user's memory and is kept as an artifact"
+    )
     backup = config.memory_backup
     taken = restore_points.take_snapshot(
         open_side(ctx, "source", "the Redis to snapshot"),

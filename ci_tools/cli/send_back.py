@@ -14,7 +14,7 @@ from ci_tools.memory.keys import parse_user_id
 from ci_tools.memory.model import Uncovered
 from ci_tools.needs import Needs
 from ci_tools.output import Report, report, say
-from ci_tools.pipeline.send_back import SendBack, SentBack, refuse_without_key, send_back, undo_send_back
+from ci_tools.pipeline.send_back import WHY_KEY, SendBack, SentBack, send_back, undo_send_back
 
 # Run in production's environment: its own Redis (read only), and the old bot's — its Redis
 # (production's SOURCE_REDIS_URL, passed as STAGING_REDIS_URL), token and service — as
@@ -74,7 +74,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
     applying = wants_apply(args)
-    refuse_without_key(ctx, applying)
+    if applying:
+        ctx.require_snapshot_key(WHY_KEY)
     if args.undo is not None:
         return _undo(ctx, args, applying)
     if not args.user_id:

@@ -207,7 +207,7 @@ def _days(days: float) -> str:
 
 def finish_move(ctx: Context, request: FinishRequest, *, on_status: Status = lambda line: None) -> Finished:
     new, old = new_env(ctx), old_env(ctx)
-    retire_legacy.require_key(ctx)
+    ctx.require_snapshot_key(retire_legacy.WHY_KEY)
     new_bot = cutover.whose(ctx, ctx.secret("TELEGRAM_BOT_TOKEN", purpose="the new bot's"), "TELEGRAM_BOT_TOKEN")
     when = timing(ctx, request.user_id, new_bot)
     if when.refusal and not request.force:
@@ -267,7 +267,7 @@ def _retire(ctx: Context, request: FinishRequest, prefix: str) -> retire_legacy.
 
 def retire_from_backup(ctx: Context, request: FinishRequest) -> retire_legacy.Retired:
     """``--stage write``: the keys the plan stage backed up (in ``out_dir``) removed where they match it."""
-    retire_legacy.require_key(ctx)
+    ctx.require_snapshot_key(retire_legacy.WHY_KEY)
     backup = retire_legacy.find_backup(request.out_dir, request.user_id)
     return retire_legacy.delete(ctx, backup, request.user_id)
 

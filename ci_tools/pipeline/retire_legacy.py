@@ -88,14 +88,10 @@ def _names(keys: list[bytes]) -> str:
     return ", ".join(show(k) for k in keys[:5]) + (" …" if len(keys) > 5 else "")
 
 
-def require_key(ctx: Context) -> None:
-    """In Actions the backup is an artifact: only encrypted (as every memory job's), refused before anything."""
-    if ctx.runner.active and not ctx.optional("MEMORY_SNAPSHOT_KEY"):
-        raise ConfigError(
-            "in GitHub Actions finish-move needs MEMORY_SNAPSHOT_KEY: it backs up the daily user's legacy keys "
-            "(encrypted, this run's artifact) before it removes them from the old bot's Redis",
-            hint="store production's MEMORY_SNAPSHOT_KEY (ci-tools init makes one)",
-        )
+WHY_KEY = (
+    "finish-move needs MEMORY_SNAPSHOT_KEY: it backs up the daily user's legacy keys "
+    "(encrypted, this run's artifact) before it removes them from the old bot's Redis"
+)
 
 
 def old_prefix(ctx: Context, service_prefix: str | None, finished: str | None = None) -> str:

@@ -423,11 +423,4 @@ def find_backup(given: Path) -> Path:
     return found[0]
 
 
-def refuse_without_key(ctx: Context, applying: bool) -> None:
-    """In Actions a write keeps its snapshot and backup as an artifact: only encrypted."""
-    if applying and ctx.runner.active and not ctx.optional("MEMORY_SNAPSHOT_KEY"):
-        raise ConfigError(
-            "in GitHub Actions send-back needs MEMORY_SNAPSHOT_KEY, so the snapshot and backup are kept "
-            "(encrypted) as this run's artifact for undo",
-            hint="store production's MEMORY_SNAPSHOT_KEY (ci-tools init makes one)",
-        )
+WHY_KEY = "send-back needs MEMORY_SNAPSHOT_KEY, so the snapshot and backup are kept (encrypted) as this run's artifact"

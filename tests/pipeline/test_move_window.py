@@ -358,3 +358,19 @@ def test_finish_move_reads_an_old_deployed_mindmates_profile_where_the_kit_kept_
     assert finish() == 2
     may = datetime.fromtimestamp(since, UTC) + timedelta(days=3)
     assert f"the move may finish from {may:%Y-%m-%d %H:%M} UTC" in capsys.readouterr().err
+
+
+def test_in_actions_send_back_without_the_snapshot_key_writes_and_sends_nothing(moved, capsys, tmp_path, monkeypatch):
+    """The backup an undo needs is this run's artifact: in Actions only encrypted, so an --apply
+    without MEMORY_SNAPSHOT_KEY is refused before anything is read; its dry run still goes."""
+    world = moved
+    dev, prod = world.redis["staging"].client(), world.redis["production"].client()
+    before = (keys(dev, "*"), keys(prod, "*"))
+    use(monkeypatch, {"GITHUB_ACTIONS": "true"}, drop=("MEMORY_SNAPSHOT_KEY",))
+    assert main(["send-back", "--user-id", str(USER), "--apply", "--out", str(tmp_path / "out")]) == 3
+    err = capsys.readouterr().err
+    assert "send-back needs MEMORY_SNAPSHOT_KEY" in err and "ci-tools init makes one" in err
+    assert err.strip().count("\n") <= 1  # one line (and the contract layer's tally)
+    assert (keys(dev, "*"), keys(prod, "*")) == before and not (tmp_path / "out").exists()
+    assert len(world.telegram.replies_to(world.bots["staging"], USER)) == 0
+    assert main(["send-back", "--user-id", str(USER), "--out", str(tmp_path / "dry")]) == 0
