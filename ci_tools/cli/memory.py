@@ -183,6 +183,7 @@ def memory_copy(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def memory_export(ctx: Context, args: argparse.Namespace) -> int:
+    ctx.require_snapshot_key("an export needs MEMORY_SNAPSHOT_KEY: it holds the user's memory, kept as an artifact")
     request = _request(ctx, args, to=False, writes=False)
     path, count = ops.export_user(ctx, request)
     if args.json:

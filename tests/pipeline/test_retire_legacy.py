@@ -191,3 +191,36 @@ def test_without_the_old_bot_s_redis_a_forced_finish_says_the_keys_stay(legacy, 
     use(monkeypatch, {}, drop=("STAGING_REDIS_URL",))
     done = retire_legacy.back_up(context(), USER, "", tmp_path / "out")
     assert done.backup is None and "run finish-move again with it" in done.unreached
+
+
+@pytest.mark.parametrize("key", [None, "", "   "], ids=["unset", "empty", "blank"])
+def test_in_actions_every_send_back_and_finish_move_write_without_the_key_is_refused_before_it_reads(
+    legacy, capsys, tmp_path, monkeypatch, key
+):
+    """Each way in that keeps a backup (send-back --apply, --stage plan, --undo --apply; finish-move,
+    --stage plan, --stage write): one line, exit 3, nothing read (a backup that is not there is not
+    looked for), nothing written, no message to the user."""
+    world = legacy
+    dev, prod = world.redis["staging"].client(), world.redis["production"].client()
+    before, service = (keys(dev, "*"), keys(prod, "*")), dict(world.services["staging"].env)
+    use(monkeypatch, {"GITHUB_ACTIONS": "true"}, drop=("MEMORY_SNAPSHOT_KEY",))
+    if key is not None:
+        monkeypatch.setenv("MEMORY_SNAPSHOT_KEY", key)
+    missing = str(tmp_path / "no-such-backup")
+    ways = {
+        "send-back": ["send-back", "--user-id", str(USER), "--apply"],
+        "send-back plan": ["send-back", "--user-id", str(USER), "--apply", "--stage", "plan"],
+        "send-back undo": ["send-back", "--undo", missing, "--apply"],
+        "finish-move": ["finish-move", "--user-id", str(USER), "--poll", "0.1"],
+        "finish-move plan": ["finish-move", "--user-id", str(USER), "--poll", "0.1", "--stage", "plan"],
+        "finish-move write": ["finish-move", "--user-id", str(USER), "--stage", "write"],
+    }
+    seen = {}
+    for way, argv in ways.items():
+        out = tmp_path / way.replace(" ", "-")
+        code = main([*argv, "--out", str(out)])
+        err = capsys.readouterr().err
+        seen[way] = (code, out.exists(), err.strip().count("\n") <= 1, "Traceback" in err, "init makes one" in err)
+    assert seen == dict.fromkeys(ways, (3, False, True, False, True))
+    assert (keys(dev, "*"), keys(prod, "*")) == before and world.services["staging"].env == service
+    assert len(world.telegram.replies_to(world.bots["staging"], USER)) == 0
